@@ -1,0 +1,37 @@
+# Two commands set up a fresh machine: `make demo` and `make test`.
+# Each creates .venv if missing and installs the project (the C filter bank is compiled
+# by the package build). The stamp file makes a second run install nothing.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.engramloop-installed
+# torch is pinned here, not in pyproject: a CPU wheel of this version is what we test.
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: demo test install bench lint clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml setup.py constraints.txt decoders/_filters.c
+	$(PIP_INSTALL) "setuptools<81" wheel
+	$(PIP_INSTALL) --no-build-isolation -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/engramloop demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info decoders/*.so

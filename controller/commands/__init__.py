@@ -1,0 +1,1 @@
+"""One module per ``engramloop`` subcommand (discovered automatically by controller.cli)."""

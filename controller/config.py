@@ -1,0 +1,81 @@
+"""The run configuration: one TOML file, loaded into typed frozen dataclasses.
+
+Each part of the system declares its own settings dataclass next to its code (see
+``controller.schema.setting``); this module assembles them into :class:`Config` and loads
+files. Any mistake in a file is a one-line ``ConfigError: <file>: <dotted.key>: <why>``.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from controller.schema import ConfigError, build, setting, to_toml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where samples come from."""
+
+    kind: Literal["sim", "brainflow", "lsl", "file"] = setting(
+        "sim", doc="source kind: the built-in simulator, a BrainFlow board, an LSL stream "
+                   "or a recorded file")
+    channels: tuple[str, ...] = setting(
+        (), doc="channel names to use, in order; empty means every channel of the source")
+    chunk_samples: int = setting(
+        10, ge=1, le=100000, unit="samples",
+        doc="samples per chunk handed to the loop (sources that deliver their own chunking "
+            "may ignore it)")
+    read_timeout_s: float = setting(
+        0.05, gt=0, le=10, unit="s", doc="how long one read waits for data before the loop "
+                                         "checks staleness")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: source, decoders, policy, safety, outputs, recording."""
+
+    name: str = setting("engramloop", doc="name of this rig or trial, written into recordings")
+    seed: int = setting(0, ge=0, doc="random seed for everything stochastic in the run")
+    source: SourceSettings = field(default_factory=SourceSettings)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not valid TOML, or breaks the schema.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "", "file not found (give the path of a .toml config; "
+                                         "examples are in configs/)")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not UTF-8 text: {exc}") from None
+    return build(Config, table, file=str(path))
+
+
+def loads_config(text: str, name: str = "<string>") -> Config:
+    """Validate a config given as TOML text (tests, overrides)."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "", f"not valid TOML: {exc}") from None
+    return build(Config, table, file=name)
+
+
+def dump_config(cfg: Config) -> str:
+    """The effective config (every default filled in) as TOML text."""
+    return to_toml(cfg) + "\n"

@@ -1,0 +1,461 @@
+/*
+ * engramloop C filter bank.
+ *
+ * One type, FilterBank: a cascade of second-order sections (transposed direct form II)
+ * applied to time-major float64 blocks x[n_samples][n_channels], with per-channel state
+ * kept between calls, and optionally a moving root-mean-square envelope of the filtered
+ * signal over a fixed window of samples.
+ *
+ * Everything is validated once in __init__; the per-chunk calls only check the two or
+ * three buffers they receive and run the loop with the GIL released. No NumPy C API: the
+ * buffer protocol is enough, so one binary serves NumPy 1 and 2.
+ *
+ * The running sum of squares is kept exactly enough for hours of data: it is updated
+ * incrementally (add newest, subtract oldest) and re-summed from the ring buffer every
+ * time the ring wraps, so rounding error never accumulates past one window.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n_sections;
+    Py_ssize_t n_channels;
+    double *coef;  /* n_sections x 5: b0 b1 b2 a1 a2 (a0 normalised to 1) */
+    double *z;     /* n_sections x 2 x n_channels: z0 then z1, channels contiguous */
+    /* moving RMS envelope (window == 0: disabled) */
+    Py_ssize_t window;
+    Py_ssize_t pos;     /* next write row in the ring */
+    Py_ssize_t count;   /* samples seen, saturating at window */
+    double *ring;       /* window x n_channels squared values */
+    double *sumsq;      /* n_channels running sums */
+    int busy;
+} FilterBank;
+
+/* ---------------------------------------------------------------- helpers */
+
+static int
+get_block(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t n_channels, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "%s must be a C-contiguous%s float64 array of shape (n_samples, %zd)",
+                     name, writable ? ", writable" : "", n_channels);
+        return -1;
+    }
+    const char *fmt = view->format;
+    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
+    if (view->itemsize != 8 || fmt == NULL || strcmp(fmt, "d") != 0) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype float64, got format '%s'", name,
+                     view->format ? view->format : "?");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (view->ndim != 2 || view->shape[1] != n_channels) {
+        if (view->ndim == 2)
+            PyErr_Format(PyExc_ValueError, "%s must have shape (n_samples, %zd), got (%zd, %zd)",
+                         name, n_channels, view->shape[0], view->shape[1]);
+        else
+            PyErr_Format(PyExc_ValueError, "%s must be 2-D (n_samples, %zd), got %d-D", name,
+                         n_channels, view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+get_flat(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t n, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s float64 buffer", name,
+                     writable ? ", writable" : "");
+        return -1;
+    }
+    const char *fmt = view->format;
+    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
+    if (view->itemsize != 8 || fmt == NULL || strcmp(fmt, "d") != 0 || view->len != n * 8) {
+        PyErr_Format(PyExc_ValueError, "%s must hold exactly %zd float64 values", name, n);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+enter(FilterBank *self)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "FilterBank is already running in another thread; use one bank per thread");
+        return -1;
+    }
+    self->busy = 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- kernels */
+
+/* Filter one row (n_channels values) in place through every section. */
+static inline void
+sos_row(const double *coef, double *z, Py_ssize_t n_sections, Py_ssize_t n_ch, double *row)
+{
+    for (Py_ssize_t s = 0; s < n_sections; s++) {
+        const double b0 = coef[5 * s], b1 = coef[5 * s + 1], b2 = coef[5 * s + 2];
+        const double a1 = coef[5 * s + 3], a2 = coef[5 * s + 4];
+        double *restrict z0 = z + 2 * s * n_ch;
+        double *restrict z1 = z0 + n_ch;
+        double *restrict r = row;
+        for (Py_ssize_t c = 0; c < n_ch; c++) {
+            const double xi = r[c];
+            const double y = b0 * xi + z0[c];
+            z0[c] = b1 * xi - a1 * y + z1[c];
+            z1[c] = b2 * xi - a2 * y;
+            r[c] = y;
+        }
+    }
+}
+
+static void
+sos_block(FilterBank *self, const double *x, double *out, Py_ssize_t n_samples)
+{
+    const Py_ssize_t n_ch = self->n_channels;
+    for (Py_ssize_t t = 0; t < n_samples; t++) {
+        double *row = out + t * n_ch;
+        const double *src = x + t * n_ch;
+        if (src != row) memcpy(row, src, (size_t)n_ch * sizeof(double));
+        sos_row(self->coef, self->z, self->n_sections, n_ch, row);
+    }
+}
+
+/* Moving RMS of `sig` (already filtered) into env, updating ring and sums. */
+static void
+rms_block(FilterBank *self, const double *sig, double *env, Py_ssize_t n_samples)
+{
+    const Py_ssize_t n_ch = self->n_channels, w = self->window;
+    double *restrict sums = self->sumsq;
+    for (Py_ssize_t t = 0; t < n_samples; t++) {
+        const double *restrict s = sig + t * n_ch;
+        double *restrict slot = self->ring + self->pos * n_ch;
+        double *restrict e = env + t * n_ch;
+        for (Py_ssize_t c = 0; c < n_ch; c++) {
+            const double sq = s[c] * s[c];
+            sums[c] += sq - slot[c];
+            slot[c] = sq;
+        }
+        if (self->count < w) self->count++;
+        if (++self->pos == w) {
+            /* The ring wrapped: re-sum it so rounding error cannot accumulate. */
+            self->pos = 0;
+            for (Py_ssize_t c = 0; c < n_ch; c++) sums[c] = 0.0;
+            for (Py_ssize_t k = 0; k < w; k++) {
+                const double *restrict q = self->ring + k * n_ch;
+                for (Py_ssize_t c = 0; c < n_ch; c++) sums[c] += q[c];
+            }
+        }
+        const double inv = 1.0 / (double)self->count;
+        for (Py_ssize_t c = 0; c < n_ch; c++) {
+            const double m = sums[c] * inv;
+            e[c] = m > 0.0 ? sqrt(m) : 0.0;  /* m can dip below 0 by one ulp */
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- type */
+
+static void
+FilterBank_dealloc(FilterBank *self)
+{
+    PyMem_Free(self->coef);
+    PyMem_Free(self->z);
+    PyMem_Free(self->ring);
+    PyMem_Free(self->sumsq);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+FilterBank_init(FilterBank *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"sos", "n_channels", "window", NULL};
+    PyObject *sos_obj;
+    Py_ssize_t n_ch, window = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|n", kwlist, &sos_obj, &n_ch, &window))
+        return -1;
+    if (n_ch < 1) {
+        PyErr_Format(PyExc_ValueError, "n_channels must be >= 1, got %zd", n_ch);
+        return -1;
+    }
+    if (window < 0) {
+        PyErr_Format(PyExc_ValueError, "window must be >= 0 samples, got %zd", window);
+        return -1;
+    }
+    Py_buffer v;
+    if (PyObject_GetBuffer(sos_obj, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError,
+                        "sos must be a C-contiguous float64 array of shape (n_sections, 6)");
+        return -1;
+    }
+    const char *fmt = v.format;
+    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
+    if (v.itemsize != 8 || fmt == NULL || strcmp(fmt, "d") != 0 || v.ndim != 2 || v.shape[1] != 6) {
+        PyErr_SetString(PyExc_ValueError,
+                        "sos must be a float64 array of shape (n_sections, 6)");
+        PyBuffer_Release(&v);
+        return -1;
+    }
+    const Py_ssize_t n_sec = v.shape[0];
+    const double *sos = (const double *)v.buf;
+    double *coef = PyMem_Calloc(n_sec ? (size_t)n_sec * 5 : 1, sizeof(double));
+    double *z = PyMem_Calloc(n_sec ? (size_t)(n_sec * 2 * n_ch) : 1, sizeof(double));
+    double *ring = window ? PyMem_Calloc((size_t)(window * n_ch), sizeof(double)) : NULL;
+    double *sums = window ? PyMem_Calloc((size_t)n_ch, sizeof(double)) : NULL;
+    if (!coef || !z || (window && (!ring || !sums))) {
+        PyMem_Free(coef); PyMem_Free(z); PyMem_Free(ring); PyMem_Free(sums);
+        PyBuffer_Release(&v);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t s = 0; s < n_sec; s++) {
+        const double *r = sos + 6 * s;
+        int finite = 1;
+        for (int k = 0; k < 6; k++) finite &= isfinite(r[k]) ? 1 : 0;
+        if (!finite || r[3] == 0.0) {
+            PyErr_Format(PyExc_ValueError,
+                         "sos[%zd] must be finite with a nonzero a0 (column 3)", s);
+            PyMem_Free(coef); PyMem_Free(z); PyMem_Free(ring); PyMem_Free(sums);
+            PyBuffer_Release(&v);
+            return -1;
+        }
+        const double a0 = r[3];
+        coef[5 * s] = r[0] / a0;
+        coef[5 * s + 1] = r[1] / a0;
+        coef[5 * s + 2] = r[2] / a0;
+        coef[5 * s + 3] = r[4] / a0;
+        coef[5 * s + 4] = r[5] / a0;
+    }
+    PyBuffer_Release(&v);
+    /* __init__ may be called twice; free what a previous call allocated. */
+    PyMem_Free(self->coef); PyMem_Free(self->z); PyMem_Free(self->ring); PyMem_Free(self->sumsq);
+    self->coef = coef; self->z = z; self->ring = ring; self->sumsq = sums;
+    self->n_sections = n_sec; self->n_channels = n_ch; self->window = window;
+    self->pos = 0; self->count = 0; self->busy = 0;
+    return 0;
+}
+
+static int
+check_ready(FilterBank *self)
+{
+    if (self->coef == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "FilterBank.__init__ was not called");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(process_doc,
+"process(x, out) -> out\n\n"
+"Filter x (n_samples, n_channels) float64 C-contiguous into out (same shape, writable;\n"
+"out may be x). State carries over to the next call.");
+
+static PyObject *
+FilterBank_process(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "process(x, out) takes exactly 2 arguments");
+        return NULL;
+    }
+    if (check_ready(self) < 0) return NULL;
+    Py_buffer xv, ov;
+    if (get_block(args[0], &xv, 0, self->n_channels, "x") < 0) return NULL;
+    if (get_block(args[1], &ov, 1, self->n_channels, "out") < 0) {
+        PyBuffer_Release(&xv);
+        return NULL;
+    }
+    if (ov.shape[0] != xv.shape[0]) {
+        PyErr_Format(PyExc_ValueError, "out has %zd samples but x has %zd", ov.shape[0],
+                     xv.shape[0]);
+        PyBuffer_Release(&xv); PyBuffer_Release(&ov);
+        return NULL;
+    }
+    if (enter(self) < 0) {
+        PyBuffer_Release(&xv); PyBuffer_Release(&ov);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    sos_block(self, (const double *)xv.buf, (double *)ov.buf, xv.shape[0]);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyBuffer_Release(&xv);
+    PyBuffer_Release(&ov);
+    PyObject *out = args[1];
+    Py_INCREF(out);
+    return out;
+}
+
+PyDoc_STRVAR(process_rms_doc,
+"process_rms(x, filtered, envelope) -> envelope\n\n"
+"Filter x into `filtered` (may be x) and write the moving RMS of the filtered signal over\n"
+"the last `window` samples into `envelope` (fewer samples at the start). One call, one\n"
+"pass. All three arrays are (n_samples, n_channels) float64 C-contiguous.");
+
+static PyObject *
+FilterBank_process_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "process_rms(x, filtered, envelope) takes exactly 3 arguments");
+        return NULL;
+    }
+    if (check_ready(self) < 0) return NULL;
+    if (self->window == 0) {
+        PyErr_SetString(PyExc_ValueError, "process_rms needs a bank built with window >= 1");
+        return NULL;
+    }
+    Py_buffer xv, fv, ev;
+    if (get_block(args[0], &xv, 0, self->n_channels, "x") < 0) return NULL;
+    if (get_block(args[1], &fv, 1, self->n_channels, "filtered") < 0) {
+        PyBuffer_Release(&xv);
+        return NULL;
+    }
+    if (get_block(args[2], &ev, 1, self->n_channels, "envelope") < 0) {
+        PyBuffer_Release(&xv); PyBuffer_Release(&fv);
+        return NULL;
+    }
+    if (fv.shape[0] != xv.shape[0] || ev.shape[0] != xv.shape[0] || ev.buf == fv.buf) {
+        PyErr_Format(PyExc_ValueError,
+                     "filtered and envelope must be distinct arrays with %zd samples like x",
+                     xv.shape[0]);
+        PyBuffer_Release(&xv); PyBuffer_Release(&fv); PyBuffer_Release(&ev);
+        return NULL;
+    }
+    if (enter(self) < 0) {
+        PyBuffer_Release(&xv); PyBuffer_Release(&fv); PyBuffer_Release(&ev);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    sos_block(self, (const double *)xv.buf, (double *)fv.buf, xv.shape[0]);
+    rms_block(self, (const double *)fv.buf, (double *)ev.buf, xv.shape[0]);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyBuffer_Release(&xv); PyBuffer_Release(&fv); PyBuffer_Release(&ev);
+    PyObject *out = args[2];
+    Py_INCREF(out);
+    return out;
+}
+
+static PyObject *
+copy_state(FilterBank *self, PyObject *arg, int to_bank)
+{
+    if (check_ready(self) < 0) return NULL;
+    Py_buffer v;
+    const Py_ssize_t n = self->n_sections * 2 * self->n_channels;
+    if (get_flat(arg, &v, !to_bank, n, "state") < 0) return NULL;
+    if (n) {
+        if (to_bank) {
+            const double *src = (const double *)v.buf;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (!isfinite(src[i])) {
+                    PyBuffer_Release(&v);
+                    PyErr_SetString(PyExc_ValueError, "state must be finite");
+                    return NULL;
+                }
+            }
+            memcpy(self->z, v.buf, (size_t)n * sizeof(double));
+        } else {
+            memcpy(v.buf, self->z, (size_t)n * sizeof(double));
+        }
+    }
+    PyBuffer_Release(&v);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+FilterBank_get_state(FilterBank *self, PyObject *arg)
+{
+    return copy_state(self, arg, 0);
+}
+
+static PyObject *
+FilterBank_set_state(FilterBank *self, PyObject *arg)
+{
+    return copy_state(self, arg, 1);
+}
+
+static PyObject *
+FilterBank_reset_envelope(FilterBank *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_ready(self) < 0) return NULL;
+    if (self->window) {
+        memset(self->ring, 0, (size_t)(self->window * self->n_channels) * sizeof(double));
+        memset(self->sumsq, 0, (size_t)self->n_channels * sizeof(double));
+    }
+    self->pos = 0;
+    self->count = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+FilterBank_get_n_sections(FilterBank *self, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(self->n_sections); }
+static PyObject *
+FilterBank_get_n_channels(FilterBank *self, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(self->n_channels); }
+static PyObject *
+FilterBank_get_window(FilterBank *self, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(self->window); }
+
+static PyMethodDef FilterBank_methods[] = {
+    {"process", (PyCFunction)(void (*)(void))FilterBank_process, METH_FASTCALL, process_doc},
+    {"process_rms", (PyCFunction)(void (*)(void))FilterBank_process_rms, METH_FASTCALL, process_rms_doc},
+    {"get_state", (PyCFunction)FilterBank_get_state, METH_O,
+     "get_state(buf): copy the filter state (n_sections*2*n_channels float64) into buf"},
+    {"set_state", (PyCFunction)FilterBank_set_state, METH_O,
+     "set_state(buf): load the filter state (n_sections*2*n_channels float64) from buf"},
+    {"reset_envelope", (PyCFunction)FilterBank_reset_envelope, METH_NOARGS,
+     "reset_envelope(): forget the moving-RMS window"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef FilterBank_getset[] = {
+    {"n_sections", (getter)FilterBank_get_n_sections, NULL, "number of second-order sections", NULL},
+    {"n_channels", (getter)FilterBank_get_n_channels, NULL, "number of channels", NULL},
+    {"window", (getter)FilterBank_get_window, NULL, "moving-RMS window in samples (0: none)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject FilterBankType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "decoders._filters.FilterBank",
+    .tp_basicsize = sizeof(FilterBank),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "FilterBank(sos, n_channels, window=0): SOS cascade over time-major float64 "
+              "blocks with per-channel state, plus an optional moving RMS envelope.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FilterBank_init,
+    .tp_dealloc = (destructor)FilterBank_dealloc,
+    .tp_methods = FilterBank_methods,
+    .tp_getset = FilterBank_getset,
+};
+
+static struct PyModuleDef filters_module = {
+    PyModuleDef_HEAD_INIT, "_filters",
+    "engramloop C filter bank (SOS cascades and moving RMS, GIL released).", -1, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__filters(void)
+{
+    if (PyType_Ready(&FilterBankType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&filters_module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&FilterBankType);
+    if (PyModule_AddObject(m, "FilterBank", (PyObject *)&FilterBankType) < 0) {
+        Py_DECREF(&FilterBankType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
