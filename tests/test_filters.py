@@ -1,0 +1,295 @@
+"""The C filter bank against scipy and an independent NumPy twin."""
+from __future__ import annotations
+
+import gc
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.signal as ss
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from decoders.filters import (BandEnvelope, MovingRms, SosFilter, butter_bandpass,
+                              butter_highpass, butter_lowpass, notch)
+from numpy_filters import NumpySosFilter, moving_rms
+
+FS = 2000.0
+SOS_BP = butter_bandpass(150.0, 250.0, FS, order=4)  # 4 sections, the ripple band
+
+
+def _signal(n: int, c: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, c)) * 1e-4 + 5e-5  # volts, with an offset
+
+
+def _chunked(filt, x: np.ndarray, sizes) -> np.ndarray:
+    out, i = [], 0
+    for size in sizes:
+        out.append(filt.process(np.ascontiguousarray(x[i:i + size])))
+        i += size
+    assert i == x.shape[0]
+    return np.vstack(out)
+
+
+def _relerr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+IMPLS = {"c": SosFilter, "numpy": NumpySosFilter}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+def test_chunking_matches_scipy_one_pass(impl: str, chunk: int | None) -> None:
+    n = 700 if impl == "numpy" else 5000
+    x = _signal(n, 3)
+    ref = ss.sosfilt(SOS_BP, x, axis=0)
+    filt = IMPLS[impl](SOS_BP, 3)
+    sizes = [n] if chunk is None else [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
+    assert _relerr(_chunked(filt, x, sizes), ref) <= 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(0, 2000), max_size=25), n_ch=st.integers(1, 9),
+       seed=st.integers(0, 2**31 - 1))
+def test_random_splits_match_scipy(cuts: list[int], n_ch: int, seed: int) -> None:
+    x = _signal(2000, n_ch, seed)
+    edges = sorted(set([0, 2000] + cuts))
+    sizes = [b - a for a, b in zip(edges[:-1], edges[1:])]
+    ref = ss.sosfilt(SOS_BP, x, axis=0)
+    assert _relerr(_chunked(SosFilter(SOS_BP, n_ch), x, sizes), ref) <= 1e-12
+
+
+def test_c_and_numpy_twin_agree_on_state() -> None:
+    x = _signal(300, 4)
+    c, py = SosFilter(SOS_BP, 4), NumpySosFilter(SOS_BP, 4)
+    np.testing.assert_allclose(c.process(x), py.process(x), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(c.zi, py.z, rtol=1e-12, atol=1e-30)
+
+
+def test_in_place_and_out_argument() -> None:
+    x = _signal(1000, 8)
+    ref = ss.sosfilt(SOS_BP, x, axis=0)
+    y = x.copy()
+    got = SosFilter(SOS_BP, 8).process(y, out=y)
+    assert got is y
+    assert _relerr(y, ref) <= 1e-12
+    out = np.empty_like(x)
+    assert SosFilter(SOS_BP, 8).process(x, out) is out
+    assert _relerr(out, ref) <= 1e-12
+
+
+def test_zi_matches_scipy_state() -> None:
+    x = _signal(500, 2)
+    f = SosFilter(SOS_BP, 2)
+    f.process(x)
+    _, zf = ss.sosfilt(SOS_BP, x, axis=0, zi=np.zeros((4, 2, 2)))
+    np.testing.assert_allclose(f.zi, zf, rtol=1e-12, atol=1e-30)
+
+
+def test_reset_from_first_sample_has_no_step_transient() -> None:
+    sos = butter_lowpass(30.0, FS, order=4)
+    x = np.full((400, 2), [1e-3, -2e-3])
+    f = SosFilter(sos, 2)
+    f.reset(x[0])
+    ref, _ = ss.sosfilt(sos, x, axis=0, zi=ss.sosfilt_zi(sos)[:, :, None] * x[0])
+    y = f.process(x)
+    np.testing.assert_allclose(y, ref, rtol=1e-12)
+    np.testing.assert_allclose(y, x, rtol=1e-9)  # a constant passes a low-pass unchanged
+    f.reset()
+    assert not f.zi.any()
+
+
+def test_design_helpers_match_scipy() -> None:
+    np.testing.assert_array_equal(butter_highpass(0.3, 250.0, order=2),
+                                  ss.butter(2, 0.3, "highpass", fs=250.0, output="sos"))
+    b, a = ss.iirnotch(50.0, 30.0, fs=FS)
+    w = np.linspace(1, 999, 500)
+    _, h_ref = ss.freqz(b, a, worN=w, fs=FS)
+    _, h = ss.sosfreqz(notch(50.0, FS), worN=w, fs=FS)
+    np.testing.assert_allclose(h, h_ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: butter_bandpass(250.0, 150.0, FS), "low_hz"),
+    (lambda: butter_bandpass(150.0, 1200.0, FS), "high_hz"),
+    (lambda: butter_lowpass(30.0, -1.0), "fs_hz"),
+    (lambda: notch(50.0, FS, quality=0), "quality"),
+])
+def test_design_helpers_name_the_bad_argument(call, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_constructor_validation_names_the_argument() -> None:
+    with pytest.raises(ValueError, match="sos"):
+        SosFilter(np.zeros((2, 5)), 1)
+    bad = SOS_BP.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        SosFilter(bad, 1)
+    with pytest.raises(TypeError, match="sos"):
+        SosFilter(np.array([["a"] * 6]), 1)
+    with pytest.raises(ValueError, match="n_channels"):
+        SosFilter(SOS_BP, 0)
+    with pytest.raises(TypeError, match="n_channels"):
+        SosFilter(SOS_BP, 2.0)
+    with pytest.raises(ValueError, match="window"):
+        BandEnvelope(SOS_BP, 2, 0)
+
+
+def test_process_validation_names_the_argument() -> None:
+    f = SosFilter(SOS_BP, 4)
+    with pytest.raises(TypeError, match="float64"):
+        f.process(np.zeros((10, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(n_samples, 4\)"):
+        f.process(np.zeros((10, 3)))
+    with pytest.raises(TypeError, match="C-contiguous"):
+        f.process(np.zeros((4, 10)).T)
+    with pytest.raises(ValueError, match="2-D"):
+        f.process(np.zeros(10), np.zeros(10))
+    with pytest.raises(TypeError, match="out"):
+        ro = np.zeros((10, 4))
+        ro.flags.writeable = False
+        f.process(np.zeros((10, 4)), ro)
+    with pytest.raises(ValueError, match="samples"):
+        f.process(np.zeros((10, 4)), np.zeros((9, 4)))
+
+
+def test_empty_block_is_fine() -> None:
+    assert SosFilter(SOS_BP, 2).process(np.zeros((0, 2))).shape == (0, 2)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+def test_band_envelope_matches_numpy_reference(chunk: int | None) -> None:
+    x = _signal(3000, 5)
+    window = 40
+    filt_ref = ss.sosfilt(SOS_BP, x, axis=0)
+    env_ref = moving_rms(filt_ref, window)
+    be = BandEnvelope(SOS_BP, 5, window)
+    step = chunk or x.shape[0]
+    parts = [be.process_envelope(np.ascontiguousarray(x[i:i + step]))
+             for i in range(0, x.shape[0], step)]
+    filt = np.vstack([p[0] for p in parts])
+    env = np.vstack([p[1] for p in parts])
+    assert _relerr(filt, filt_ref) <= 1e-12
+    np.testing.assert_allclose(env, env_ref, rtol=1e-9, atol=1e-15)
+
+
+def test_moving_rms_of_raw_signal_and_reset() -> None:
+    x = _signal(1000, 3)
+    mr = MovingRms(3, 25)
+    np.testing.assert_allclose(mr.process(x), moving_rms(x, 25), rtol=1e-9, atol=1e-15)
+    mr.reset()
+    np.testing.assert_allclose(mr.process(x[:10].copy()), moving_rms(x[:10], 25), rtol=1e-9)
+
+
+def test_running_sum_does_not_drift_over_1e7_samples() -> None:
+    """Ten million samples with a huge burst early on: the envelope at the end must equal a
+    fresh computation over the final window (an incremental add/subtract sum would keep
+    the rounding debris of the burst forever)."""
+    n, window, block = 10_000_000, 50, 100_000
+    rng = np.random.default_rng(1)
+    mr = MovingRms(1, window)
+    out = np.empty((block, 1))
+    last = None
+    for i in range(n // block):
+        x = rng.standard_normal((block, 1)) * 1e-6
+        if i == 0:
+            x[1000:1100] *= 1e6  # a 1 V artefact among microvolts
+        mr.process(x, out)
+        last = x
+    exact = np.sqrt(np.mean(last[-window:, 0] ** 2))
+    assert abs(out[-1, 0] - exact) / exact < 1e-12
+
+
+def test_no_memory_growth_over_1e5_calls() -> None:
+    f = BandEnvelope(SOS_BP, 8, 20)
+    x, y, e = _signal(10, 8), np.empty((10, 8)), np.empty((10, 8))
+    for _ in range(1000):  # warm up allocator caches
+        f.process(x, y)
+        f.process_rms(x, y, e)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(100_000):
+        f.process(x, y)
+        f.process_rms(x, y, e)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert growth < 10_000, f"memory grew by {growth} bytes over 1e5 calls"
+
+
+def test_buffers_are_released_every_call() -> None:
+    """A numpy array whose buffer is still exported cannot be resized: if the C code leaked
+    a Py_buffer (on success or on an error path) resize() would raise."""
+    f = SosFilter(SOS_BP, 2)
+    x, out = np.zeros((4, 2)), np.zeros((4, 2))
+    f.process(x, out)
+    with pytest.raises(ValueError):
+        f.process(x, np.zeros((3, 2)))  # error path after both buffers were taken
+    for arr in (x, out):
+        arr.resize((8, 2), refcheck=False)
+
+
+def test_refcounts_unchanged() -> None:
+    import sys
+
+    f = SosFilter(SOS_BP, 2)
+    x, out = np.zeros((4, 2)), np.zeros((4, 2))
+    rx, ro = sys.getrefcount(x), sys.getrefcount(out)
+    for _ in range(1000):
+        f.process(x, out)
+    assert (sys.getrefcount(x), sys.getrefcount(out)) == (rx, ro)
+
+
+def test_gil_is_released_and_concurrent_use_is_refused() -> None:
+    """Two banks filter in parallel threads and still match scipy; one bank used from two
+    threads at once is refused rather than corrupting its state."""
+    x = _signal(200_000, 8)
+    ref = ss.sosfilt(SOS_BP, x, axis=0)
+    results = {}
+
+    def work(k: int) -> None:
+        results[k] = SosFilter(SOS_BP, 8).process(x)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(2):
+        assert _relerr(results[k], ref) <= 1e-12
+
+    shared = SosFilter(SOS_BP, 8)
+    errors: list[Exception] = []
+
+    def hammer() -> None:
+        for _ in range(20):
+            try:
+                shared.process(x)
+            except RuntimeError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all("another thread" in str(e) for e in errors)
+
+
+def test_missing_extension_is_a_loud_import_error(monkeypatch) -> None:
+    import importlib
+    import sys
+
+    import decoders.filters as filters_mod
+
+    monkeypatch.setitem(sys.modules, "decoders._filters", None)
+    with pytest.raises(ImportError, match="C filter bank"):
+        importlib.reload(filters_mod)
+    monkeypatch.undo()
+    importlib.reload(filters_mod)
