@@ -1,0 +1,171 @@
+"""XDF writer primitives: magic, chunks, headers, clock offsets, boundaries, footers.
+
+XDF (Extensible Data Format) is the LSL ecosystem's container, read by pyxdf, MNE,
+EEGLAB and LabRecorder's tools. The layout used here follows the XDF 1.0 specification
+(github.com/sccn/xdf, wiki "Specifications"):
+
+- the file starts with the 4 magic bytes ``XDF:``;
+- then a sequence of chunks ``[NumLengthBytes][Length][Tag][Content]``: ``NumLengthBytes``
+  is one byte (1, 4 or 8) giving the width of ``Length``, a little-endian unsigned int
+  counting the tag (2 bytes) plus the content;
+- tags: 1 FileHeader (XML), 2 StreamHeader (StreamId uint32 + XML), 3 Samples (StreamId +
+  sample count as a variable-length int + samples), 4 ClockOffset (StreamId + collection
+  time float64 + offset float64), 5 Boundary (a fixed 16-byte UUID), 6 StreamFooter
+  (StreamId + XML);
+- a sample is ``[TimestampBytes][Timestamp][Values]``: ``TimestampBytes`` is 0 or 8 and
+  values are little-endian; a string value is a variable-length byte count followed by
+  its UTF-8 bytes.
+
+Every function here returns ``bytes`` for one complete chunk, so a writer can hand whole
+chunks to a single ``os.write`` and a process killed between writes leaves a file that
+readers load up to the last complete chunk.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Iterable, Sequence
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+MAGIC = b"XDF:"
+
+TAG_FILE_HEADER = 1
+TAG_STREAM_HEADER = 2
+TAG_SAMPLES = 3
+TAG_CLOCK_OFFSET = 4
+TAG_BOUNDARY = 5
+TAG_STREAM_FOOTER = 6
+
+# Boundary chunk content, fixed by the XDF specification; readers scan forward to it to
+# resynchronise after a corrupt region.
+BOUNDARY_UUID = bytes([0x43, 0xA5, 0x46, 0xDC, 0xCB, 0xF5, 0x41, 0x0F,
+                       0xB3, 0x0E, 0xD5, 0x46, 0x73, 0x83, 0xCB, 0xE4])
+
+# XDF channel formats and their little-endian numpy dtypes.
+NUMERIC_FORMATS = {"float32": "<f4", "double64": "<f8", "int8": "<i1", "int16": "<i2",
+                   "int32": "<i4", "int64": "<i8"}
+
+
+def varlen_int(n: int) -> bytes:
+    """Encode a non-negative integer as an XDF variable-length int (1, 4 or 8 bytes)."""
+    if n < 0:
+        raise ValueError(f"varlen_int: negative length {n}")
+    if n < 256:
+        return struct.pack("<BB", 1, n)
+    if n < 2 ** 32:
+        return struct.pack("<BI", 4, n)
+    return struct.pack("<BQ", 8, n)
+
+
+def chunk(tag: int, content: bytes) -> bytes:
+    """One complete chunk: length prefix, 2-byte tag, content."""
+    return varlen_int(len(content) + 2) + struct.pack("<H", tag) + content
+
+
+def _xml(tag: str, value: object) -> str:
+    return f"<{tag}>{escape(str(value))}</{tag}>"
+
+
+def file_header(extra_xml: str = "", *, datetime_iso: str = "") -> bytes:
+    """The magic plus the FileHeader chunk.
+
+    Parameters
+    ----------
+    extra_xml : str
+        Already-escaped XML elements placed inside ``<info>`` after the version (we put
+        the effective run config there).
+    datetime_iso : str
+        Recording start as ISO-8601 text (informational).
+    """
+    body = ('<?xml version="1.0"?><info>' + _xml("version", "1.0")
+            + (_xml("datetime", datetime_iso) if datetime_iso else "") + extra_xml
+            + "</info>")
+    return MAGIC + chunk(TAG_FILE_HEADER, body.encode("utf-8"))
+
+
+def stream_header(stream_id: int, *, name: str, stream_type: str, channels: Sequence[str],
+                  rate_hz: float, channel_format: str, units: str | Sequence[str] = "",
+                  source_id: str = "", created_at: float = 0.0, desc_xml: str = "") -> bytes:
+    """A StreamHeader chunk with LSL-style metadata (name, type, channel labels, units).
+
+    Parameters
+    ----------
+    rate_hz : float
+        Nominal sampling rate in Hz; 0 for irregular (marker) streams.
+    channel_format : str
+        ``"double64"``, ``"float32"``, ... or ``"string"``.
+    units : str or sequence of str
+        One unit for every channel or one per channel (``"V"`` for our signals).
+    """
+    if isinstance(units, str):
+        units = [units] * len(channels)
+    chans = "".join("<channel>" + _xml("label", c) + _xml("unit", u) + "</channel>"
+                    for c, u in zip(channels, units))
+    body = ('<?xml version="1.0"?><info>' + _xml("name", name) + _xml("type", stream_type)
+            + _xml("channel_count", len(channels)) + _xml("nominal_srate", repr(float(rate_hz)))
+            + _xml("channel_format", channel_format) + _xml("source_id", source_id)
+            + _xml("created_at", repr(float(created_at)))
+            + "<desc><channels>" + chans + "</channels>" + desc_xml + "</desc></info>")
+    return chunk(TAG_STREAM_HEADER, struct.pack("<I", stream_id) + body.encode("utf-8"))
+
+
+def numeric_samples(stream_id: int, values: np.ndarray, timestamps: np.ndarray,
+                    dtype: str = "<f8") -> bytes:
+    """A Samples chunk for a numeric stream.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_samples, n_channels)
+        Sample values, converted to ``dtype`` (little-endian).
+    timestamps : ndarray, shape (n_samples,), seconds
+        One timestamp per sample (always written; 8 bytes each).
+    """
+    values = np.asarray(values)
+    n, c = values.shape
+    rec = np.empty(n, dtype=[("nb", "u1"), ("t", "<f8"), ("v", dtype, (c,))])
+    rec["nb"] = 8
+    rec["t"] = timestamps
+    rec["v"] = values
+    content = struct.pack("<I", stream_id) + varlen_int(n) + rec.tobytes()
+    return chunk(TAG_SAMPLES, content)
+
+
+def string_samples(stream_id: int, values: Iterable[str], timestamps: Iterable[float]) -> bytes:
+    """A Samples chunk for a one-channel string (marker) stream."""
+    parts = []
+    n = 0
+    for text, t in zip(values, timestamps):
+        raw = text.encode("utf-8")
+        parts.append(struct.pack("<Bd", 8, float(t)) + varlen_int(len(raw)) + raw)
+        n += 1
+    return chunk(TAG_SAMPLES, struct.pack("<I", stream_id) + varlen_int(n) + b"".join(parts))
+
+
+def clock_offset(stream_id: int, collection_time_s: float, offset_s: float) -> bytes:
+    """A ClockOffset chunk: at ``collection_time_s`` (stream clock), local - remote clock
+    was ``offset_s`` seconds. Our streams are already on the host clock, so 0."""
+    return chunk(TAG_CLOCK_OFFSET, struct.pack("<Idd", stream_id, collection_time_s, offset_s))
+
+
+def boundary() -> bytes:
+    """A Boundary chunk (lets readers resynchronise after a damaged region)."""
+    return chunk(TAG_BOUNDARY, BOUNDARY_UUID)
+
+
+def stream_footer(stream_id: int, *, first_timestamp: float, last_timestamp: float,
+                  sample_count: int, offsets: Sequence[tuple[float, float]] = ()) -> bytes:
+    """A StreamFooter chunk with first/last timestamps, the sample count and the clock
+    offsets measured during the recording (``(time_s, value_s)`` pairs)."""
+    offs = "".join("<offset>" + _xml("time", repr(float(t))) + _xml("value", repr(float(v)))
+                   + "</offset>" for t, v in offsets)
+    body = ('<?xml version="1.0"?><info>' + _xml("first_timestamp", repr(float(first_timestamp)))
+            + _xml("last_timestamp", repr(float(last_timestamp)))
+            + _xml("sample_count", int(sample_count))
+            + "<clock_offsets>" + offs + "</clock_offsets></info>")
+    return chunk(TAG_STREAM_FOOTER, struct.pack("<I", stream_id) + body.encode("utf-8"))
+
+
+__all__ = ["MAGIC", "BOUNDARY_UUID", "NUMERIC_FORMATS", "varlen_int", "chunk", "file_header",
+           "stream_header", "numeric_samples", "string_samples", "clock_offset", "boundary",
+           "stream_footer"]
