@@ -10,10 +10,17 @@ import pytest
 import scipy.signal as ss
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from decoders.filters import (BandEnvelope, MovingRms, SosFilter, butter_bandpass,
-                              butter_highpass, butter_lowpass, notch)
 from numpy_filters import NumpySosFilter, moving_rms
+
+from decoders.filters import (
+    BandEnvelope,
+    MovingRms,
+    SosFilter,
+    butter_bandpass,
+    butter_highpass,
+    butter_lowpass,
+    notch,
+)
 
 FS = 2000.0
 SOS_BP = butter_bandpass(150.0, 250.0, FS, order=4)  # 4 sections, the ripple band
