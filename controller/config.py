@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from controller.governor import SafetySettings
 from controller.schema import ConfigError, build, setting, to_toml
 
 if sys.version_info >= (3, 11):
@@ -44,6 +45,7 @@ class Config:
     name: str = setting("engramloop", doc="name of this rig or trial, written into recordings")
     seed: int = setting(0, ge=0, doc="random seed for everything stochastic in the run")
     source: SourceSettings = field(default_factory=SourceSettings)
+    safety: SafetySettings = field(default_factory=SafetySettings)
 
 
 def load_config(path: str | Path) -> Config:
