@@ -13,6 +13,7 @@ from typing import Literal
 
 from controller.governor import SafetySettings
 from controller.schema import ConfigError, build, setting, to_toml
+from drivers.sources import BrainFlowSettings, FileSettings, LslSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,6 +37,9 @@ class SourceSettings:
     read_timeout_s: float = setting(
         0.05, gt=0, le=10, unit="s", doc="how long one read waits for data before the loop "
                                          "checks staleness")
+    brainflow: BrainFlowSettings = field(default_factory=BrainFlowSettings)
+    lsl: LslSettings = field(default_factory=LslSettings)
+    file: FileSettings = field(default_factory=FileSettings)
 
 
 @dataclass(frozen=True)
