@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from controller.governor import SafetySettings
+from controller.policy import PolicySettings
+from controller.scheduler import SchedulerSettings
 from controller.schema import ConfigError, build, setting, to_toml
 from drivers.sources import BrainFlowSettings, FileSettings, LslSettings
 
@@ -50,6 +52,8 @@ class Config:
     seed: int = setting(0, ge=0, doc="random seed for everything stochastic in the run")
     source: SourceSettings = field(default_factory=SourceSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,0 +1,148 @@
+"""Stimulation policy: targets, Ngo two-click timing, conditions, and policy/safety checks."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from controller.config import loads_config
+from controller.governor import SafetySettings
+from controller.policy import (NGO_CLICK_INTERVAL_S, NGO_PAUSE_S, Policy, PolicySettings,
+                               PulseSettings, check_against_safety)
+from controller.schema import ConfigError, build
+from decoders.events import Event
+
+BUDGET = 0.002
+
+
+def ripple(t: float, peak: float = math.nan) -> Event:
+    return Event("ripple", "CA1", t - 0.01, t, peak_s=peak)
+
+
+def so(t: float, up: float) -> Event:
+    return Event("so", "Cz", t - 0.3, t, predicted_s=up)
+
+
+def test_ripple_fires_at_detection_with_budget_deadline():
+    p = Policy(PolicySettings(), BUDGET)
+    assert p.step([], 1.0) == []
+    assert p.step([Event("spindle", "Cz", 0.9, 1.0)], 1.0) == []
+    [i] = p.step([ripple(1.0, peak=1.005)], 1.0)
+    assert (i.target, i.intended_s, i.deadline_s, i.detect_s, i.event_peak_s) == \
+        ("ripple", 1.0, 1.0 + BUDGET, 1.0, 1.005)
+    assert i.condition == "stim" and i.spec.modality == "ttl"
+    [j] = Policy(PolicySettings(fire_delay_s=0.01), BUDGET).step([ripple(1.0)], 1.002)
+    assert j.intended_s == pytest.approx(1.01)
+
+
+def test_min_interval():
+    p = Policy(PolicySettings(min_interval_s=0.5), BUDGET)
+    assert len(p.step([ripple(1.0)], 1.0)) == 1
+    assert p.step([ripple(1.2)], 1.2) == []
+    assert len(p.step([ripple(1.6)], 1.6)) == 1
+
+
+def test_so_phase_target():
+    s = PolicySettings(target="so_upstate", so_phase_deg=-90.0, so_period_s=1.0,
+                       pulse=PulseSettings(modality="auditory", amplitude=50.0,
+                                           phase_width_s=0.05))
+    [i] = Policy(s, BUDGET).step([so(10.0, up=10.5)], 10.0)
+    assert i.intended_s == pytest.approx(10.25)  # quarter cycle before the up-state peak
+    # target phase already passed: aim at the same phase of the next cycle
+    [j] = Policy(s, BUDGET).step([so(10.0, up=10.1)], 10.0)
+    assert j.intended_s == pytest.approx(10.85)
+    # a prediction too far ahead is ignored, a NaN prediction too
+    assert Policy(s, BUDGET).step([so(10.0, up=13.0)], 10.0) == []
+    assert Policy(s, BUDGET).step([so(10.0, up=math.nan)], 10.0) == []
+
+
+def test_ngo_two_click_and_pause():
+    s = PolicySettings(target="so_upstate", so_mode="two_click",
+                       pulse=PulseSettings(modality="auditory", amplitude=50.0,
+                                           phase_width_s=0.05))
+    p = Policy(s, BUDGET)
+    a, b = p.step([so(10.0, up=10.4)], 10.0)
+    assert a.intended_s == pytest.approx(10.4) and not a.ends_train
+    assert b.intended_s - a.intended_s == pytest.approx(NGO_CLICK_INTERVAL_S) and b.ends_train
+    assert b.deadline_s == pytest.approx(b.intended_s + BUDGET)
+    pause_end = b.intended_s + NGO_PAUSE_S
+    assert p.step([so(pause_end - 0.01, up=pause_end + 0.3)], pause_end - 0.01) == []
+    assert len(p.step([so(pause_end + 0.01, up=pause_end + 0.3)], pause_end + 0.01)) == 2
+
+
+def test_spindle_and_theta_targets():
+    [i] = Policy(PolicySettings(target="spindle"), BUDGET).step(
+        [ripple(1.0), Event("spindle", "Cz", 0.5, 1.0)], 1.0)
+    assert i.target == "spindle" and i.intended_s == 1.0
+
+    class Est:
+        """A fixed phase prediction (the real estimator is tested by the detector issue)."""
+
+        confidence = 0.9
+
+        def time_to_phase(self, deg: float) -> float:
+            return 5.0 + (0.05 if deg == 0.0 else 0.11)
+
+    [pk] = Policy(PolicySettings(target="theta_peak"), BUDGET, phase_estimator=Est()).step(
+        [], 5.0)
+    [tr] = Policy(PolicySettings(target="theta_trough"), BUDGET,
+                  phase_estimator=Est()).step([], 5.0)
+    assert pk.intended_s == pytest.approx(5.05) and tr.intended_s == pytest.approx(5.11)
+    Est.confidence = 0.2
+    assert Policy(PolicySettings(target="theta_peak"), BUDGET,
+                  phase_estimator=Est()).step([], 5.0) == []
+    with pytest.raises(ValueError, match="needs a theta phase estimator"):
+        Policy(PolicySettings(target="theta_peak"), BUDGET)
+
+
+def test_conditions_sham_and_yoked_random():
+    [i] = Policy(PolicySettings(condition="sham"), BUDGET).step([ripple(1.0)], 1.0)
+    assert i.condition == "sham" and i.intended_s == 1.0
+    s = PolicySettings(condition="yoked-random", yoked_min_delay_s=0.5, yoked_max_delay_s=3.0)
+    a = Policy(s, BUDGET, seed=7)
+    b = Policy(s, BUDGET, seed=7)
+    ta = [a.step([ripple(t)], t) for t in (1.0, 10.0, 20.0)]
+    tb = [b.step([ripple(t)], t) for t in (1.0, 10.0, 20.0)]
+    assert [x[0].intended_s for x in ta] == [x[0].intended_s for x in tb]  # seeded
+    for t, [x] in zip((1.0, 10.0, 20.0), ta):
+        assert t + 0.5 <= x.intended_s <= t + 3.0 and x.condition == "yoked-random"
+        assert x.deadline_s == pytest.approx(x.intended_s + BUDGET)
+    # two-click sequences move as a whole, keeping the click interval
+    s2 = PolicySettings(target="so_upstate", so_mode="two_click", condition="yoked-random",
+                        pulse=PulseSettings(modality="auditory", amplitude=50.0))
+    c1, c2 = Policy(s2, BUDGET, seed=1).step([so(10.0, up=10.4)], 10.0)
+    assert c2.intended_s - c1.intended_s == pytest.approx(NGO_CLICK_INTERVAL_S)
+
+
+def test_policy_config_and_safety_cross_checks():
+    cfg = loads_config('[policy]\ntarget = "spindle"\n[policy.pulse]\namplitude = 3.0\n')
+    assert cfg.policy.target == "spindle" and cfg.policy.pulse.amplitude == 3.0
+    with pytest.raises(ConfigError, match=r"policy\.target: must be one of"):
+        loads_config('[policy]\ntarget = "gamma"\n')
+    with pytest.raises(ConfigError, match=r"policy\.yoked_max_delay_s"):
+        loads_config("[policy]\nyoked_min_delay_s = 2.0\nyoked_max_delay_s = 1.0\n")
+    with pytest.raises(ConfigError, match=r"policy\.pulse\.train_interval_s"):
+        loads_config("[policy.pulse]\ntrain_count = 3\ntrain_interval_s = 0.00001\n")
+    elec = PulseSettings(modality="electrical", shape="biphasic", amplitude=1.0)
+    check_against_safety(PolicySettings(pulse=elec), SafetySettings())
+    bad = [
+        (PolicySettings(pulse=elec), SafetySettings(modalities=("ttl",)), "not enabled"),
+        (PolicySettings(pulse=PulseSettings(modality="electrical")), SafetySettings(),
+         "biphasic"),
+        (PolicySettings(pulse=build(PulseSettings, {"modality": "electrical",
+                                                    "shape": "biphasic", "amplitude": 50.0})),
+         SafetySettings(), "every pulse would be refused"),
+        (PolicySettings(pulse=PulseSettings(modality="optogenetic", amplitude=50.0)),
+         SafetySettings(), "opto_max_power_mw"),
+        (PolicySettings(pulse=PulseSettings(modality="auditory", amplitude=80.0)),
+         SafetySettings(), "auditory_max_db_spl"),
+        (PolicySettings(target="so_upstate", so_mode="two_click", click_interval_s=0.1),
+         SafetySettings(refractory_s=0.2), "click_interval_s"),
+        (PolicySettings(target="so_upstate", so_mode="two_click",
+                        pulse=PulseSettings(modality="auditory", amplitude=50.0)),
+         SafetySettings(auditory_max_train_clicks=1), "auditory_max_train_clicks"),
+        (PolicySettings(), SafetySettings(max_pulses_per_session=0), "sham"),
+    ]
+    for pol, saf, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            check_against_safety(pol, saf)
