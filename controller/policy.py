@@ -143,23 +143,22 @@ class Policy:
         Scheduler budget: each intent's deadline is ``intended_s + budget_s`` seconds.
     seed : int
         Seed of the yoked-random timing.
-    phase_estimator : object, optional
-        For theta targets: has ``time_to_phase(target_deg) -> float`` (host-clock time of
-        the next crossing of that phase, seconds, NaN when unknown) and ``confidence``
-        (0..1). Required for theta targets.
+
+    Notes
+    -----
+    Theta targets need a phase estimate each step (``needs_phase`` is True): an object with
+    ``confidence`` (0..1) and ``time_of_phase(target_deg) -> float`` (host-clock time of
+    the next crossing of that phase, seconds, NaN when unknown), such as
+    :class:`decoders.phase.PhaseEstimate`.
     """
 
-    def __init__(self, settings: PolicySettings, budget_s: float, seed: int = 0,
-                 phase_estimator=None) -> None:
+    def __init__(self, settings: PolicySettings, budget_s: float, seed: int = 0) -> None:
         self.settings = settings
         self.budget_s = float(budget_s)
         self.spec = settings.pulse.spec()
         self._kind = _detected_kind(settings.target)
         self._rng = np.random.default_rng(seed)
-        self._phase = phase_estimator
-        if settings.target.startswith("theta") and phase_estimator is None:
-            raise ValueError(f"policy.target = {settings.target!r} needs a theta phase "
-                             "estimator")
+        self.needs_phase = settings.target.startswith("theta")
         self._next_ok_s = -math.inf
         self._pause_until_s = -math.inf
         self.n_proposed = 0
@@ -186,7 +185,7 @@ class Policy:
                 for i in intents]
 
     # ------------------------------------------------------------------- step
-    def step(self, events: list[Event], now_s: float) -> list[Intent]:
+    def step(self, events: list[Event], now_s: float, phase=None) -> list[Intent]:
         """Intents for this chunk (usually none).
 
         Parameters
@@ -196,6 +195,9 @@ class Policy:
         now_s : float
             Current host-clock time, seconds (the newest sample's time in ``--speed max``
             runs).
+        phase : PhaseEstimate, optional
+            The theta phase estimate at this chunk's newest sample (theta targets only;
+            without one a theta policy proposes nothing).
 
         Returns
         -------
@@ -221,11 +223,10 @@ class Policy:
                 out = [self._intent(ev.detect_s + s.fire_delay_s, ev.detect_s, now_s,
                                     peak_s=ev.peak_s)]
         else:
-            est = self._phase
-            if est.confidence < s.theta_min_confidence:
+            if phase is None or not phase.confidence >= s.theta_min_confidence:
                 return out
             target_deg = 0.0 if s.target == "theta_peak" else 180.0
-            t = float(est.time_to_phase(target_deg))
+            t = float(phase.time_of_phase(target_deg))
             if not (t == t and now_s <= t <= now_s + s.max_lead_s):
                 return out
             out = [self._intent(t, now_s, now_s)]

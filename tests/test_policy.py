@@ -11,6 +11,7 @@ from controller.policy import (NGO_CLICK_INTERVAL_S, NGO_PAUSE_S, Policy, Policy
                                PulseSettings, check_against_safety)
 from controller.schema import ConfigError, build
 from decoders.events import Event
+from decoders.phase import PhaseEstimate
 
 BUDGET = 0.002
 
@@ -75,24 +76,16 @@ def test_spindle_and_theta_targets():
         [ripple(1.0), Event("spindle", "Cz", 0.5, 1.0)], 1.0)
     assert i.target == "spindle" and i.intended_s == 1.0
 
-    class Est:
-        """A fixed phase prediction (the real estimator is tested by the detector issue)."""
-
-        confidence = 0.9
-
-        def time_to_phase(self, deg: float) -> float:
-            return 5.0 + (0.05 if deg == 0.0 else 0.11)
-
-    [pk] = Policy(PolicySettings(target="theta_peak"), BUDGET, phase_estimator=Est()).step(
-        [], 5.0)
-    [tr] = Policy(PolicySettings(target="theta_trough"), BUDGET,
-                  phase_estimator=Est()).step([], 5.0)
-    assert pk.intended_s == pytest.approx(5.05) and tr.intended_s == pytest.approx(5.11)
-    Est.confidence = 0.2
-    assert Policy(PolicySettings(target="theta_peak"), BUDGET,
-                  phase_estimator=Est()).step([], 5.0) == []
-    with pytest.raises(ValueError, match="needs a theta phase estimator"):
-        Policy(PolicySettings(target="theta_peak"), BUDGET)
+    est = PhaseEstimate(t_s=5.0, phase_deg=-90.0, frequency_hz=8.0, amplitude=1e-4,
+                        confidence=0.9)
+    # -90 deg at 8 Hz: peak a quarter cycle (31.25 ms) later, trough three quarters later
+    [pk] = Policy(PolicySettings(target="theta_peak"), BUDGET).step([], 5.0, est)
+    [tr] = Policy(PolicySettings(target="theta_trough"), BUDGET).step([], 5.0, est)
+    assert pk.intended_s == pytest.approx(5.03125) and tr.intended_s == pytest.approx(5.09375)
+    weak = PhaseEstimate(5.0, -90.0, 8.0, 1e-4, confidence=0.2)
+    assert Policy(PolicySettings(target="theta_peak"), BUDGET).step([], 5.0, weak) == []
+    assert Policy(PolicySettings(target="theta_peak"), BUDGET).step([], 5.0) == []
+    assert Policy(PolicySettings(target="theta_peak"), BUDGET).needs_phase
 
 
 def test_conditions_sham_and_yoked_random():
