@@ -16,6 +16,7 @@ from controller.policy import PolicySettings
 from controller.scheduler import SchedulerSettings
 from controller.schema import ConfigError, build, setting, to_toml
 from drivers.sources import BrainFlowSettings, FileSettings, LslSettings
+from drivers.outputs import StimulatorsSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +55,7 @@ class Config:
     safety: SafetySettings = field(default_factory=SafetySettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    stimulators: StimulatorsSettings = field(default_factory=StimulatorsSettings)
 
 
 def load_config(path: str | Path) -> Config:
