@@ -17,6 +17,7 @@ from controller.scheduler import SchedulerSettings
 from controller.schema import ConfigError, build, setting, to_toml
 from drivers.sources import BrainFlowSettings, FileSettings, LslSettings
 from drivers.outputs import StimulatorsSettings
+from sim.settings import SimSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,6 +57,7 @@ class Config:
     policy: PolicySettings = field(default_factory=PolicySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     stimulators: StimulatorsSettings = field(default_factory=StimulatorsSettings)
+    sim: SimSettings = field(default_factory=SimSettings)
 
 
 def load_config(path: str | Path) -> Config:

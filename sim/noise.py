@@ -1,0 +1,153 @@
+"""Continuous background: aperiodic 1/f^a activity, amplifier noise, mains, and the theta
+rhythm with nested gamma. Produced in fixed blocks (one second) with per-channel filter
+state carried across blocks, so the background depends only on the seed, never on how the
+stream is later cut into chunks.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import signal
+
+from decoders.filters import SosFilter
+from sim.settings import NoiseSettings, ThetaSettings
+from sim.truth import Truth, theta_warp
+
+
+def pinking_sos(exponent: float, fs_hz: float, f_lo_hz: float = 0.2,
+                f_hi_hz: float | None = None) -> np.ndarray:
+    """SOS filter whose power response falls as 1/f^exponent between f_lo_hz and f_hi_hz.
+
+    Alternating real poles and zeros, log-spaced, approximate a fractional slope: each
+    pole-zero pair gives -20 dB/decade (amplitude) over the part of the spacing between
+    them, so a zero placed ``r**(exponent/2)`` above each pole (pole ratio ``r``) averages
+    to -10*exponent dB/decade in power (the classic "pinking filter" construction,
+    e.g. Kasdin 1995 Proc. IEEE 83:802). Below f_lo_hz the spectrum is flat.
+
+    Returns
+    -------
+    ndarray, shape (n_sections, 6)
+    """
+    f_hi = f_hi_hz if f_hi_hz is not None else 0.45 * fs_hz
+    n = max(2, int(math.ceil(math.log10(f_hi / f_lo_hz) * 2)))  # two poles per decade
+    poles_hz = np.geomspace(f_lo_hz, f_hi, n)
+    r = poles_hz[1] / poles_hz[0]
+    zeros_hz = poles_hz * r ** (exponent / 2.0)
+    # prewarped bilinear transform keeps the corner frequencies where they were designed
+    def warp(f: np.ndarray) -> np.ndarray:
+        return 2 * fs_hz * np.tan(np.pi * np.minimum(f, 0.49 * fs_hz) / fs_hz)
+    z, p, k = signal.bilinear_zpk(-warp(zeros_hz), -warp(poles_hz), 1.0, fs_hz)
+    sos = signal.zpk2sos(z, p, k)
+    # unit RMS output for unit-variance white input
+    _, h = signal.sosfreqz(sos, worN=1 << 16)
+    rms = math.sqrt(float(np.mean(np.abs(h) ** 2)))
+    sos[0, :3] /= rms
+    return np.ascontiguousarray(sos)
+
+
+class Background:
+    """Generates the background block by block.
+
+    Parameters
+    ----------
+    noise : NoiseSettings
+    theta : ThetaSettings
+    rate_hz : float
+    lfp_mask : ndarray of bool, shape (n_channels,)
+        True for hippocampal channels.
+    truth : Truth
+        Receives the theta generator knots; its stage segments gate theta.
+    rng : numpy.random.Generator
+    block_samples : int
+    """
+
+    def __init__(self, noise: NoiseSettings, theta: ThetaSettings, rate_hz: float,
+                 lfp_mask: np.ndarray, truth: Truth, rng: np.random.Generator,
+                 block_samples: int) -> None:
+        self.noise, self.theta = noise, theta
+        self.fs = float(rate_hz)
+        self.lfp = np.asarray(lfp_mask, dtype=bool)
+        self.eeg = ~self.lfp
+        self.n_ch = self.lfp.size
+        self.truth = truth
+        self.rng = rng
+        self.block = int(block_samples)
+        self.next_index = 0
+        # aperiodic: one filter over n_ch independent columns plus one shared column per group
+        self._pink = SosFilter(pinking_sos(noise.aperiodic_exponent, self.fs), self.n_ch + 2)
+        # start the filters in their stationary state by running a few seconds of warm-up
+        warm = int(min(20.0, 4.0 / 0.2) * self.fs)
+        self._pink.process(np.ascontiguousarray(rng.standard_normal((warm, self.n_ch + 2))))
+        rho = noise.channel_correlation
+        self._w_shared, self._w_own = math.sqrt(rho), math.sqrt(1.0 - rho)
+        self._ap_gain = np.where(self.lfp, noise.lfp_aperiodic_v, noise.eeg_aperiodic_v)
+        dens = np.where(self.lfp, noise.lfp_white_v_per_rthz, noise.eeg_white_v_per_rthz)
+        self._white_gain = dens * math.sqrt(self.fs / 2.0)
+        self._line_phase = rng.uniform(-0.3, 0.3, self.n_ch)
+        self._line_gain = np.full(self.n_ch, noise.line_v)
+        self._theta_gain = np.where(self.lfp, theta.lfp_v, theta.eeg_v)
+        self._gamma_gain = np.where(self.lfp, theta.gamma_v, 0.0)
+        truth.theta_asym = theta.asymmetry
+        truth.theta_t.append(0.0)
+        truth.theta_f.append(float(rng.uniform(*theta.freq_hz)))
+        truth.theta_ph.append(0.0)
+
+    def _extend_theta(self, until_s: float) -> None:
+        """Add theta knots (one per second, frequency random walk) to cover ``until_s``."""
+        tr, (flo, fhi) = self.truth, self.theta.freq_hz
+        while tr.theta_t[-1] < until_s + 1.0:
+            t0, f0, p0 = tr.theta_t[-1], tr.theta_f[-1], tr.theta_ph[-1]
+            # slow frequency wander (theta frequency tracks running speed: Slawinska &
+            # Kasicki 1998); reflected into the configured range
+            f1 = f0 + float(self.rng.normal(0.0, 0.3))
+            if f1 < flo:
+                f1 = 2 * flo - f1
+            if f1 > fhi:
+                f1 = 2 * fhi - f1
+            f1 = min(max(f1, flo), fhi)
+            tr.theta_t.append(t0 + 1.0)
+            tr.theta_f.append(f1)
+            tr.theta_ph.append(p0 + 2 * math.pi * 0.5 * (f0 + f1) * 1.0)
+
+    def theta_activity(self, t: np.ndarray) -> np.ndarray:
+        """Theta amplitude factor in [0, 1]: on in wake/REM with 2-s ramps at the edges."""
+        tr = self.truth
+        act = np.zeros_like(t)
+        lo, hi = float(t[0]), float(t[-1])
+        for st, a, b in zip(tr.seg_stage, tr.seg_start, tr.seg_end):
+            if st not in ("wake", "REM") or b < lo or a > hi:
+                continue
+            ramp = min(2.0, 0.25 * (b - a))
+            act += np.interp(t, [a, a + ramp, b - ramp, b], [0.0, 1.0, 1.0, 0.0],
+                             left=0.0, right=0.0)
+        return np.minimum(act, 1.0)
+
+    def next_block(self) -> np.ndarray:
+        """The next block of background, shape (block_samples, n_channels), volts."""
+        n, rng = self.block, self.rng
+        i0 = self.next_index
+        self.next_index += n
+        t = np.arange(i0, i0 + n, dtype=np.float64) / self.fs
+        white = rng.standard_normal((n, self.n_ch + 2))
+        ap = self._pink.process(white)
+        out = np.empty((n, self.n_ch))
+        shared = np.where(self.lfp, 0, 1)       # column n_ch = LFP shared, n_ch+1 = EEG shared
+        out[:] = (self._w_own * ap[:, :self.n_ch]
+                  + self._w_shared * ap[:, self.n_ch + shared]) * self._ap_gain
+        out += rng.standard_normal((n, self.n_ch)) * self._white_gain
+        if self.noise.line_v > 0:
+            ph = 2 * math.pi * self.noise.line_hz * t
+            out += np.sin(ph[:, None] + self._line_phase[None, :]) * self._line_gain
+        self._extend_theta(t[-1])
+        act = self.theta_activity(t)
+        if act.any():
+            g = self.truth.theta_generator_phase(t)
+            w = theta_warp(g, self.theta.asymmetry)
+            th = act * np.cos(w)
+            out += th[:, None] * self._theta_gain[None, :]
+            if self.theta.gamma_v > 0:
+                mod = 0.5 * (1.0 + np.cos(w - math.radians(self.theta.gamma_phase_deg)))
+                gam = act * mod * np.sin(2 * math.pi * self.theta.gamma_hz * t)
+                out += gam[:, None] * self._gamma_gain[None, :]
+        return out

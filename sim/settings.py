@@ -1,0 +1,295 @@
+"""Settings of the simulated hippocampus, sleeping cortex and memory: config section ``[sim]``.
+
+All amplitudes are in volts, all times in seconds, all rates in events per second unless a
+field name says otherwise. Physiological numbers cite their source next to the field.
+
+Default signal-to-noise (what the detector targets are measured at)
+-------------------------------------------------------------------
+With the defaults below (2 kHz, channel "CA1", ``noise`` defaults):
+
+* ripples: median peak ripple envelope 60 uV (log-normal, sigma 0.35) over a 150-250 Hz
+  background of about 9 uV RMS, i.e. a median peak-envelope/band-RMS ratio of about 6.6
+  (about 3.6 for the weakest 5 % of ripples);
+* spindles on "Cz": median peak envelope 25 uV over an 11-16 Hz background of about
+  4 uV RMS (ratio about 6);
+* slow oscillations on "Fz": median down-state trough 75 uV, up-state peak 45 uV
+  (trough-to-peak 120 uV, above the 75 uV AASM slow-wave criterion) over a 0.3-1.5 Hz
+  background of about 10 uV RMS.
+
+``bench/sim.py`` prints the measured band RMS values so these figures can be checked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from controller.schema import setting
+
+Stage = Literal["wake", "N1", "N2", "N3", "REM"]
+STAGES: tuple[str, ...] = ("wake", "N1", "N2", "N3", "REM")
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    """Background activity: aperiodic 1/f^a, amplifier noise, mains."""
+
+    aperiodic_exponent: float = setting(
+        1.8, ge=0.0, le=2.0, doc="exponent a of the 1/f^a aperiodic power spectrum (sleep "
+        "EEG is steeper than wake: about 1.5-2.5 in NREM, Lendner et al. 2020 eLife)")
+    eeg_aperiodic_v: float = setting(
+        12e-6, ge=0, unit="V", doc="RMS of the aperiodic component on EEG channels (1-45 Hz "
+        "scalp EEG background is tens of microvolts)")
+    lfp_aperiodic_v: float = setting(
+        80e-6, ge=0, unit="V", doc="RMS of the aperiodic component on hippocampal LFP channels")
+    eeg_white_v_per_rthz: float = setting(
+        0.05e-6, ge=0, unit="V/sqrt(Hz)", doc="amplifier white-noise density on EEG channels "
+        "(ADS1299 input noise ~1 uVpp in 70 Hz, TI datasheet SBAS499)")
+    lfp_white_v_per_rthz: float = setting(
+        0.9e-6, ge=0, unit="V/sqrt(Hz)", doc="broadband noise density on LFP channels (amplifier "
+        "plus unresolved multi-unit activity; sets the ripple-band background)")
+    line_hz: float = setting(50.0, gt=0, unit="Hz", doc="mains frequency (50 or 60 Hz)")
+    line_v: float = setting(2e-6, ge=0, unit="V", doc="mains interference amplitude")
+    channel_correlation: float = setting(
+        0.6, ge=0, le=0.99, doc="fraction of the aperiodic EEG variance shared between EEG "
+        "channels (volume conduction)")
+
+
+@dataclass(frozen=True)
+class RippleSettings:
+    """Sharp-wave ripples in CA1 (Buzsaki 2015 Hippocampus 25:1073)."""
+
+    rate_n3_hz: float = setting(1.0, ge=0, unit="1/s", doc="ripple rate in N3 (rodent NREM "
+                                "0.5-2/s, Buzsaki 2015)")
+    rate_n2_hz: float = setting(0.6, ge=0, unit="1/s", doc="ripple rate in N2")
+    rate_wake_hz: float = setting(0.05, ge=0, unit="1/s", doc="awake (immobility) ripple rate")
+    freq_hz: tuple[float, float] = setting((150.0, 250.0), gt=0, unit="Hz",
+                                           doc="range of ripple carrier frequencies")
+    duration_s: tuple[float, float] = setting((0.02, 0.15), gt=0, unit="s",
+                                              doc="range of ripple durations (Buzsaki 2015)")
+    median_duration_s: float = setting(0.05, gt=0, unit="s",
+                                       doc="median of the log-normal duration distribution")
+    amplitude_v: float = setting(60e-6, ge=0, unit="V",
+                                 doc="median peak ripple envelope on the first CA1 channel")
+    amplitude_sigma: float = setting(0.35, ge=0, doc="log-normal sigma of ripple amplitude")
+    sharp_wave_v: float = setting(
+        -150e-6, unit="V", doc="sharp-wave deflection under the ripple (negative in stratum "
+        "radiatum, Buzsaki 2015)")
+    spindle_coupling: float = setting(
+        0.5, ge=0, le=1, doc="probability that a spindle trough carries a ripple (ripples "
+        "nest in spindle troughs: Sirota et al. 2003; Staresina et al. 2015)")
+
+
+@dataclass(frozen=True)
+class SpindleSettings:
+    """Sleep spindles (11-16 Hz, 0.5-2 s, waxing-waning; AASM; Fernandez & Luthi 2020)."""
+
+    rate_n2_hz: float = setting(0.1, ge=0, unit="1/s", doc="isolated spindle rate in N2 "
+                                "(about 5-7/min)")
+    rate_n3_hz: float = setting(0.03, ge=0, unit="1/s", doc="isolated spindle rate in N3")
+    freq_hz: tuple[float, float] = setting((11.0, 16.0), gt=0, unit="Hz",
+                                           doc="range of spindle frequencies")
+    duration_s: tuple[float, float] = setting((0.5, 2.0), gt=0, unit="s",
+                                              doc="range of spindle durations")
+    amplitude_v: float = setting(25e-6, ge=0, unit="V",
+                                 doc="median peak envelope on the strongest EEG channel")
+    amplitude_sigma: float = setting(0.3, ge=0, doc="log-normal sigma of spindle amplitude")
+    so_coupling: float = setting(
+        0.6, ge=0, le=1, doc="probability that an SO up-state carries a spindle (Staresina "
+        "et al. 2015; Helfrich et al. 2018)")
+    so_phase_deg: float = setting(
+        -15.0, ge=-180, le=180, unit="deg", doc="preferred SO phase of the coupled spindle's "
+        "envelope peak (cosine phase, 0 = up-state peak; young adults peak just before the "
+        "up-state peak, Helfrich et al. 2018 Neuron 97:221)")
+    so_phase_sd_deg: float = setting(25.0, ge=0, unit="deg",
+                                     doc="spread of the coupled spindle's SO phase")
+    refractory_s: float = setting(2.0, ge=0, unit="s", doc="minimum gap between spindles "
+                                  "(spindles recur every ~3-6 s: Antony et al. 2018)")
+
+
+@dataclass(frozen=True)
+class SlowOscSettings:
+    """Slow oscillations (0.5-1.25 Hz down/up states; Steriade 1993, Massimini 2004)."""
+
+    freq_hz: tuple[float, float] = setting((0.5, 1.25), gt=0, unit="Hz",
+                                           doc="range of SO cycle frequencies")
+    n3_occupancy: float = setting(0.7, ge=0, le=1, doc="fraction of N3 time filled by SO trains")
+    rate_n2_hz: float = setting(0.04, ge=0, unit="1/s",
+                                doc="rate of isolated slow waves / K-complexes in N2")
+    train_cycles: tuple[int, int] = setting((2, 8), ge=1, doc="range of cycles per N3 SO train")
+    trough_v: float = setting(75e-6, ge=0, unit="V", doc="median down-state trough depth "
+                              "(EEG polarity: down state negative) on the strongest channel")
+    peak_v: float = setting(45e-6, ge=0, unit="V", doc="median up-state peak height")
+    amplitude_sigma: float = setting(0.25, ge=0, doc="log-normal sigma of SO amplitude")
+    down_fraction: float = setting(0.5, gt=0.2, lt=0.8,
+                                   doc="fraction of a cycle spent in the negative half-wave")
+
+
+@dataclass(frozen=True)
+class ThetaSettings:
+    """Hippocampal theta (6-10 Hz) with nested gamma, in wake and REM (Buzsaki 2002)."""
+
+    freq_hz: tuple[float, float] = setting((6.0, 10.0), gt=0, unit="Hz",
+                                           doc="range the theta frequency wanders in")
+    lfp_v: float = setting(250e-6, ge=0, unit="V", doc="theta amplitude on CA1 channels")
+    eeg_v: float = setting(4e-6, ge=0, unit="V", doc="theta amplitude on EEG channels")
+    gamma_hz: float = setting(60.0, gt=0, unit="Hz", doc="nested gamma frequency "
+                              "(30-80 Hz; Colgin et al. 2009)")
+    gamma_v: float = setting(30e-6, ge=0, unit="V",
+                             doc="nested gamma amplitude at its preferred theta phase")
+    gamma_phase_deg: float = setting(
+        180.0, ge=-180, le=180, unit="deg", doc="theta phase of maximal gamma (CA1 pyramidal "
+        "layer: near the trough, Belluscio et al. 2012)")
+    asymmetry: float = setting(0.2, ge=0, lt=0.45, doc="sawtooth asymmetry of theta (0 = sine; "
+                               "CA1 theta rises faster than it falls, Buzsaki 2002)")
+
+
+@dataclass(frozen=True)
+class ArtefactSettings:
+    """Artefacts: rates are per second of recording."""
+
+    movement_rate_hz: float = setting(0.002, ge=0, unit="1/s",
+                                      doc="movement bursts in sleep (x10 in wake)")
+    movement_v: float = setting(300e-6, ge=0, unit="V", doc="movement burst amplitude")
+    pop_rate_hz: float = setting(0.002, ge=0, unit="1/s", doc="electrode pops (one channel)")
+    pop_v: float = setting(500e-6, ge=0, unit="V", doc="electrode pop step size")
+    dropout_rate_hz: float = setting(0.001, ge=0, unit="1/s", doc="flat-line dropouts")
+    clip_v: float = setting(0.1875, gt=0, unit="V", doc="amplifier input range; samples "
+                            "beyond +-clip_v saturate (ADS1299 at gain 24: +-187.5 mV)")
+    stim_artefact_v: float = setting(2e-3, ge=0, unit="V", doc="electrical stimulation "
+                                     "artefact peak on LFP channels (EEG: 1/10 of it)")
+    stim_artefact_s: float = setting(0.002, gt=0, unit="s",
+                                     doc="decay time constant of the stimulation artefact")
+
+
+@dataclass(frozen=True)
+class EffectSettings:
+    """How delivered pulses change the rhythms (never the memory directly)."""
+
+    click_gain: float = setting(
+        0.4, ge=0, doc="relative SO amplitude gain of the following cycle for a click at the "
+        "optimal phase (Ngo et al. 2013 Neuron 78:545: in-phase clicks enhance SO trains and "
+        "spindles)")
+    click_best_phase_deg: float = setting(
+        -30.0, ge=-180, le=180, unit="deg", doc="SO phase where a click helps most (rising "
+        "slope to up-state peak; Ngo et al. 2013)")
+    click_spindle_prob: float = setting(0.8, ge=0, le=1, doc="probability that a helpful "
+                                        "click induces a spindle in the next up-state")
+    electrical_ripple_mode: Literal["disrupt", "prolong"] = setting(
+        "disrupt", doc="effect of an electrical pulse during a ripple (Girardeau et al. 2009 "
+        "Nat Neurosci 12:1222: commissural stimulation truncates ripples)")
+    optogenetic_ripple_mode: Literal["disrupt", "prolong"] = setting(
+        "prolong", doc="effect of an optogenetic pulse during a ripple (Fernandez-Ruiz et al. "
+        "2019 Science 364:1082: light prolongs ripples)")
+    prolong_s: float = setting(0.1, ge=0, unit="s", doc="how much a prolonging pulse extends "
+                               "the ripple (Fernandez-Ruiz 2019: ~50 ms ripples to >100 ms)")
+    cut_latency_s: float = setting(0.003, ge=0, unit="s",
+                                   doc="time for a disrupting pulse to silence the ripple")
+    theta_gain: float = setting(
+        0.05, ge=0, doc="plasticity per theta-locked pulse: +gain at theta peak, -gain at "
+        "trough (Huerta & Lisman 1995; Hyman et al. 2003)")
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """The engram model (see sim/memory.py)."""
+
+    n_memories: int = setting(4, ge=1, le=64, doc="number of memories encoded before sleep")
+    initial_strength: float = setting(0.6, gt=0, le=1, doc="labile strength after encoding")
+    decay_tau_s: float = setting(4 * 3600.0, gt=0, unit="s", doc="decay time constant of "
+                                 "unconsolidated (early-LTP-like) strength")
+    tag_tau_s: float = setting(40 * 60.0, gt=0, unit="s", doc="synaptic tag lifetime (Frey & "
+                               "Morris 1998; CaMKII condensates, Hosokawa et al. 2021)")
+    prp_tau_s: float = setting(30 * 60.0, gt=0, unit="s",
+                               doc="lifetime of plasticity-related products")
+    replay_gain: float = setting(0.02, ge=0, doc="consolidation per coupled replay event")
+    drift_per_hour: float = setting(0.05, ge=0, le=1, doc="fraction of engram units replaced "
+                                    "per hour without consolidation (Ziv et al. 2013)")
+    n_units: int = setting(200, ge=10, le=100000, doc="units per engram population")
+
+
+@dataclass(frozen=True)
+class HypnogramSettings:
+    """The sleep-stage schedule."""
+
+    mode: Literal["fixed", "night"] = setting(
+        "fixed", doc="'fixed' cycles through `schedule`; 'night' generates a ~90-min-cycle "
+        "night hypnogram from the seed (N3 early, REM late; Carskadon & Dement 2011)")
+    schedule: tuple[str, ...] = setting(
+        ("N2:60", "N3:240", "N2:120", "REM:120", "wake:60"),
+        doc="'STAGE:seconds' segments, repeated; STAGE in wake, N1, N2, N3, REM")
+
+    def validate(self) -> None:
+        parse_schedule(self.schedule)
+
+
+def parse_schedule(items: tuple[str, ...]) -> list[tuple[str, float]]:
+    """Parse ``("N2:60", ...)`` into ``[("N2", 60.0), ...]``.
+
+    Raises
+    ------
+    ValueError
+        ``"schedule: ..."`` naming the bad item.
+    """
+    if not items:
+        raise ValueError("schedule: must list at least one 'STAGE:seconds' segment")
+    out = []
+    for item in items:
+        stage, sep, dur = item.partition(":")
+        if not sep or stage not in STAGES:
+            raise ValueError(f"schedule: bad segment {item!r}; use 'STAGE:seconds' with STAGE "
+                             f"one of {', '.join(STAGES)}")
+        try:
+            d = float(dur)
+        except ValueError:
+            raise ValueError(f"schedule: bad duration in {item!r}") from None
+        if not d > 0:
+            raise ValueError(f"schedule: duration must be > 0 in {item!r}")
+        out.append((stage, d))
+    return out
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The simulated hippocampus and sleeping cortex (config section ``[sim]``).
+
+    Channels whose names start with one of ``lfp_prefixes`` are hippocampal LFP (ripples,
+    theta, large background); every other channel is scalp EEG (slow oscillations,
+    spindles). Default SNRs are listed in the module docstring of ``sim.settings``.
+    """
+
+    rate_hz: float = setting(2000.0, ge=250, le=30000, unit="Hz", doc="sampling rate")
+    channels: tuple[str, ...] = setting(
+        ("CA1", "CA1b", "Fz", "C3", "Cz", "C4", "Pz", "Oz"),
+        doc="channel names; names starting with an lfp_prefixes entry are CA1 LFP")
+    lfp_prefixes: tuple[str, ...] = setting(("CA", "HPC", "LFP", "DG"),
+                                            doc="name prefixes that mark hippocampal channels")
+    noise: NoiseSettings = field(default_factory=NoiseSettings)
+    ripple: RippleSettings = field(default_factory=RippleSettings)
+    spindle: SpindleSettings = field(default_factory=SpindleSettings)
+    so: SlowOscSettings = field(default_factory=SlowOscSettings)
+    theta: ThetaSettings = field(default_factory=ThetaSettings)
+    artefacts: ArtefactSettings = field(default_factory=ArtefactSettings)
+    effects: EffectSettings = field(default_factory=EffectSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+    hypnogram: HypnogramSettings = field(default_factory=HypnogramSettings)
+
+    def validate(self) -> None:
+        if not self.channels:
+            raise ValueError("channels: list at least one channel")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels: duplicate names in {list(self.channels)}")
+        for name, (lo, hi) in (("ripple.freq_hz", self.ripple.freq_hz),
+                               ("spindle.freq_hz", self.spindle.freq_hz),
+                               ("so.freq_hz", self.so.freq_hz),
+                               ("theta.freq_hz", self.theta.freq_hz),
+                               ("ripple.duration_s", self.ripple.duration_s),
+                               ("spindle.duration_s", self.spindle.duration_s)):
+            if lo > hi:
+                raise ValueError(f"{name}: low end {lo} is above high end {hi}")
+        if self.ripple.freq_hz[1] >= self.rate_hz / 2:
+            raise ValueError(f"ripple: freq_hz upper end {self.ripple.freq_hz[1]} Hz must be "
+                             f"below Nyquist ({self.rate_hz / 2} Hz); raise rate_hz")
+
+    def is_lfp(self, name: str) -> bool:
+        """True when channel ``name`` is hippocampal LFP."""
+        return any(name.startswith(p) for p in self.lfp_prefixes)

@@ -1,0 +1,306 @@
+"""``SimSource``: the simulated hippocampus and sleeping cortex as a Source.
+
+The signal is background (precomputed in one-second blocks: 1/f^a activity, amplifier
+noise, mains, theta/gamma) plus transient events rendered lazily as additive waveforms
+(slow oscillations, spindles, ripples, artefacts). The source renders a little ahead of
+what it has handed out (``RENDER_AHEAD_S``); a delivered pulse edits the affected events
+and discards the rendered-but-undelivered samples, so the very next chunk reflects it.
+
+Without pulses, every sample is a pure function of the seed and its index: the output is
+bit-identical for any chunk size.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+
+from drivers.chunk import Chunk, EndOfStream, SourceError
+from drivers.clock import Clock, HostClock, SimClock
+from drivers.pulse import PulseSpec
+from sim.effects import TARGETS, apply_pulse
+from sim.hypnogram import Hypnogram
+from sim.memory import Memory
+from sim.noise import Background
+from sim.rhythms import Geometry, Planner, Ripple, SimEvent
+from sim.settings import SimSettings
+from sim.truth import EventRecord, Truth
+
+PLAN_AHEAD_S = 3.0        # events are planned this far beyond the rendered samples
+RENDER_AHEAD_S = 0.05     # samples rendered ahead of the reader (re-rendered after a pulse)
+MEMORY_DELAY_S = 1.0      # memory events are applied in time order this long after they end
+BG_BLOCK_S = 1.0
+
+
+class SimSource:
+    """Simulated CA1 LFP + scalp EEG with ground truth, closed-loop effects and memory.
+
+    Parameters
+    ----------
+    settings : SimSettings, optional
+        Defaults to ``SimSettings()``.
+    seed : int
+        Everything stochastic derives from it.
+    clock : Clock, optional
+        Unpaced runs default to a fresh ``SimClock`` (timestamps start at 0.0); paced runs
+        to ``HostClock``. Timestamps start at ``clock.now()`` when :meth:`start` is called.
+    paced : bool
+        If True, ``read`` sleeps until each chunk's last sample time (absolute deadlines on
+        the clock, so no drift); otherwise it returns at once and advances a SimClock.
+    chunk_samples : int
+        Samples per chunk.
+    duration_s : float, optional
+        Length of the simulation; ``read`` raises ``EndOfStream`` after it. None = endless.
+
+    Attributes
+    ----------
+    truth : Truth
+    memory : Memory
+    """
+
+    def __init__(self, settings: SimSettings | None = None, seed: int = 0,
+                 clock: Clock | None = None, paced: bool = False, chunk_samples: int = 10,
+                 duration_s: float | None = None) -> None:
+        s = settings if settings is not None else SimSettings()
+        try:
+            s.validate()
+            s.hypnogram.validate()
+        except ValueError as exc:
+            raise ValueError(f"sim.{exc}") from None
+        if int(chunk_samples) < 1:
+            raise ValueError(f"SimSource: chunk_samples must be >= 1, got {chunk_samples}")
+        if duration_s is not None and not duration_s > 0:
+            raise ValueError(f"SimSource: duration_s must be > 0, got {duration_s}")
+        self.settings = s
+        self.seed = int(seed)
+        self.rate_hz = float(s.rate_hz)
+        self.channels = tuple(s.channels)
+        self.paced = bool(paced)
+        self.chunk_samples = int(chunk_samples)
+        self.duration_s = duration_s
+        self._total = (None if duration_s is None
+                       else int(round(float(duration_s) * self.rate_hz)))
+        self._clock: Clock = clock if clock is not None else (HostClock() if paced
+                                                              else SimClock(0.0))
+        self._advance_clock = isinstance(self._clock, SimClock) and not paced
+        # independent random streams: adding a pulse or a channel never reshuffles another
+        ss = np.random.SeedSequence([self.seed, 0x51AB])
+        r_bg, r_plan, r_hyp, r_eff = (np.random.default_rng(c) for c in ss.spawn(4))
+        self._effects_rng = r_eff
+        self.truth = Truth(self.rate_hz, self.channels, 0.0)
+        self.memory = Memory(s.memory, self.seed)
+        self._geom = Geometry(s)
+        self._hyp = Hypnogram(s.hypnogram, r_hyp)
+        self._events: list[SimEvent] = []
+        self._planner = Planner(s, self._geom, self.truth, r_plan, self._stage_at,
+                                self._add_event)
+        self._bg_block = int(round(BG_BLOCK_S * self.rate_hz))
+        self._bg = Background(s.noise, s.theta, self.rate_hz, self._geom.lfp, self.truth,
+                              r_bg, self._bg_block)
+        self._bg_blocks: list[tuple[int, np.ndarray]] = []
+        self._render_ahead = max(1, int(round(RENDER_AHEAD_S * self.rate_hz)))
+        self._buf = np.empty((0, len(self.channels)))
+        self._buf_a = 0
+        self._buf_b = 0
+        self._read_ptr = 0
+        self._mem_queue: list[tuple[float, int, str, tuple]] = []
+        self._mem_seq = 0
+        self._clip = s.artefacts.clip_v
+        self._started = False
+        self.t0_s = 0.0
+        self.pulses: list[EventRecord] = []
+
+    # ------------------------------------------------------------------ Source protocol
+    def start(self) -> None:
+        """Fix the time of sample 0 to the clock's current time."""
+        if not self._started and self._read_ptr == 0:
+            self.t0_s = float(self._clock.now())
+            self.truth.t0_s = self.t0_s
+        self._started = True
+
+    def stop(self) -> None:
+        """Stop reading; the truth and the memory stay available."""
+        self._retire(self._read_ptr)
+        self._flush_memory(math.inf)
+        self.truth.memory = self.memory.summary()
+        self._started = False
+
+    def read(self, timeout_s: float = 0.05) -> Chunk | None:
+        """Return the next chunk.
+
+        Unpaced: immediately. Paced: when the chunk's last sample time has come on the
+        clock, or None if that is more than ``timeout_s`` away.
+
+        Raises
+        ------
+        SourceError
+            If the source was not started.
+        EndOfStream
+            After ``duration_s`` of signal.
+        """
+        if not self._started:
+            raise SourceError("SimSource: call start() before read()")
+        p = self._read_ptr
+        n = self.chunk_samples
+        if self._total is not None:
+            n = min(n, self._total - p)
+            if n <= 0:
+                raise EndOfStream(f"SimSource: end of the {self.duration_s} s simulation")
+        end = p + n
+        t_last = self.t0_s + (end - 1) / self.rate_hz
+        if self.paced:
+            now = self._clock.now()
+            if t_last > now + timeout_s:
+                self._clock.sleep_until(now + timeout_s)
+                return None
+            self._clock.sleep_until(t_last)
+        elif self._advance_clock:
+            self._clock.sleep_until(t_last)
+        if end > self._buf_b:
+            self._refill(p, end)
+        off = p - self._buf_a
+        samples = self._buf[off:off + n].copy()
+        timestamps = self.t0_s + np.arange(p, end, dtype=np.float64) / self.rate_hz
+        self._read_ptr = end
+        self.truth.until_s = end / self.rate_hz
+        return Chunk(samples, timestamps, self.rate_hz, self.channels,
+                     arrival_s=self._clock.now(), first_index=p, meta={"source": "sim"})
+
+    # ------------------------------------------------------------------ closed loop
+    def stimulate(self, t_s: float, spec: PulseSpec, target: str) -> None:
+        """Feed back a pulse delivered at host-clock time ``t_s``.
+
+        Parameters
+        ----------
+        t_s : float
+            Host-clock time the pulse reached the tissue (seconds).
+        spec : PulseSpec
+            "auditory" = click; "electrical"/"optogenetic" = hippocampal pulse.
+        target : str
+            One of "ripple", "so_upstate", "spindle", "theta_peak", "theta_trough" (what
+            the controller aimed at; recorded in the truth; the effect depends on when the
+            pulse actually landed, not on the label).
+        """
+        if not self._started:
+            raise SourceError("SimSource: call start() before stimulate()")
+        if target not in TARGETS:
+            raise ValueError(f"SimSource.stimulate: unknown target {target!r}; use one of "
+                             f"{', '.join(TARGETS)}")
+        t = float(t_s) - self.t0_s
+        if t < 0:
+            raise ValueError(f"SimSource.stimulate: pulse time {t_s} s is before the first "
+                             f"sample ({self.t0_s} s)")
+        self._planner.plan_until(max(t, self._buf_b / self.rate_hz) + PLAN_AHEAD_S)
+        rec = apply_pulse(self, t, spec, target)
+        self.pulses.append(rec)
+        # discard rendered-but-undelivered samples: the next read renders the new future
+        keep = self._read_ptr - self._buf_a
+        self._buf = self._buf[:keep]
+        self._buf_b = self._read_ptr
+
+    # ------------------------------------------------------------------ internals
+    def _add_event(self, ev: SimEvent) -> None:
+        self._events.append(ev)
+
+    def _stage_at(self, t: float) -> str:
+        """Stage at sim time ``t``, extending the hypnogram as needed."""
+        tr = self.truth
+        while not tr.seg_end or tr.seg_end[-1] <= t:
+            stage, a, b = self._hyp.next_segment()
+            tr.add_segment(stage, a, b)
+            if stage in ("wake", "REM"):
+                ch = self._geom.lfp_channels[0] if self._geom.lfp_channels else self.channels[0]
+                tr.add(EventRecord("theta_burst", ch, a, 0.5 * (a + b), b, {"stage": stage}))
+        return tr.stage_at(t)
+
+    def _background(self, a: int, b: int) -> np.ndarray:
+        """Background samples [a, b) as a fresh array."""
+        while self._bg.next_index < b:
+            blk_end = (self._bg.next_index + self._bg_block) / self.rate_hz
+            self._stage_at(blk_end + 3.0)      # theta ramps need the stages ahead
+            i0 = self._bg.next_index
+            self._bg_blocks.append((i0, self._bg.next_block()))
+        while self._bg_blocks and self._bg_blocks[0][0] + self._bg_block <= self._read_ptr:
+            self._bg_blocks.pop(0)
+        parts = []
+        for i0, blk in self._bg_blocks:
+            lo, hi = max(a, i0), min(b, i0 + self._bg_block)
+            if lo < hi:
+                parts.append(blk[lo - i0:hi - i0])
+        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+
+    def _render(self, a: int, b: int) -> np.ndarray:
+        """Samples [a, b): background plus every event overlapping the range."""
+        self._planner.plan_until(b / self.rate_hz + PLAN_AHEAD_S)
+        out = self._background(a, b)
+        t = np.arange(a, b, dtype=np.float64) / self.rate_hz
+        post = []
+        for ev in self._events:
+            if ev.a < b and ev.b > a:
+                if ev.post:
+                    post.append(ev)
+                else:
+                    ev.render(a, t, out)
+        for ev in post:
+            ev.render(a, t, out)
+        np.clip(out, -self._clip, self._clip, out=out)
+        return out
+
+    def _refill(self, p: int, need: int) -> None:
+        """Make the buffer cover [p, max(need, p + render-ahead))."""
+        self._retire(p)
+        new_b = max(need, p + self._render_ahead)
+        if self._total is not None:
+            new_b = min(max(new_b, need), max(self._total, need))
+        fresh = self._render(self._buf_b, new_b)
+        keep = self._buf[p - self._buf_a:]
+        self._buf = np.concatenate([keep, fresh]) if keep.shape[0] else fresh
+        self._buf_a, self._buf_b = p, new_b
+
+    def _retire(self, p: int) -> None:
+        """Drop events that ended before sample ``p``; queue finished ripples for memory."""
+        if not self._events or min(ev.b for ev in self._events) > p:
+            self._flush_memory(p / self.rate_hz - MEMORY_DELAY_S)
+            return
+        keep = []
+        for ev in self._events:
+            if ev.b <= p:
+                if isinstance(ev, Ripple):
+                    self._queue_memory(ev.rec.offset, "replay", (ev,))
+            else:
+                keep.append(ev)
+        self._events = keep
+        self._flush_memory(p / self.rate_hz - MEMORY_DELAY_S)
+
+    def _queue_memory(self, t: float, kind: str, args: tuple) -> None:
+        heapq.heappush(self._mem_queue, (t, self._mem_seq, kind, args))
+        self._mem_seq += 1
+
+    def _flush_memory(self, until: float) -> None:
+        """Apply queued memory events with time <= ``until`` in time order."""
+        q = self._mem_queue
+        while q and q[0][0] <= until:
+            t, _, kind, args = heapq.heappop(q)
+            if kind == "replay":
+                ev = args[0]
+                r = ev.rec
+                host = r.peak + self.truth.t0_s
+                in_spindle = bool(np.isfinite(self.truth.phase("spindle", host)))
+                so_ph = float(self.truth.phase("so", host))
+                coupling = (2 if in_spindle and abs(so_ph) < 90.0 else
+                            1 if in_spindle else 0)
+                r.meta["coupling"] = coupling
+                i = self.memory.replay(t, r.offset - r.onset, coupling,
+                                       bool(r.meta.get("truncated", False)))
+                r.meta["memory"] = self.memory.names[i]
+            else:
+                phase, gain = args
+                self.memory.theta_pulse(t, phase, gain)
+
+    # ------------------------------------------------------------------ read-outs
+    def recall_scores(self) -> dict[str, float]:
+        """Recall per memory now (applies every pending memory event first)."""
+        self._retire(self._read_ptr)
+        self._flush_memory(math.inf)
+        return self.memory.recall_scores(self._read_ptr / self.rate_hz)

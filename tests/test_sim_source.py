@@ -1,0 +1,84 @@
+"""SimSource as a Source: API contract, timestamps, determinism across chunk sizes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivers.chunk import Chunk, EndOfStream, Source, SourceError
+from drivers.clock import SimClock
+from drivers.pulse import PulseSpec
+from sim.generate import simulate
+from sim.settings import SimSettings
+from sim.source import SimSource
+
+
+def _read_all(src: SimSource) -> tuple[np.ndarray, np.ndarray]:
+    xs, ts = [], []
+    while True:
+        try:
+            c = src.read(0.0)
+        except EndOfStream:
+            break
+        xs.append(c.samples)
+        ts.append(c.timestamps)
+    return np.concatenate(xs), np.concatenate(ts)
+
+
+def test_is_a_source_and_chunks_are_well_formed():
+    src = SimSource(seed=3, chunk_samples=10, duration_s=1.0)
+    assert isinstance(src, Source)
+    with pytest.raises(SourceError):
+        src.read(0.0)
+    src.start()
+    c = src.read(0.0)
+    assert isinstance(c, Chunk)
+    assert c.samples.shape == (10, len(src.channels))
+    assert c.samples.flags.c_contiguous and c.samples.dtype == np.float64
+    np.testing.assert_allclose(c.timestamps, np.arange(10) / 2000.0)
+    assert c.channels == src.channels and c.rate_hz == 2000.0
+    # the SimClock jumped to the chunk's last sample
+    assert c.arrival_s == pytest.approx(c.timestamps[-1])
+
+
+def test_end_of_stream_after_duration_and_short_last_chunk():
+    src = SimSource(seed=0, chunk_samples=300, duration_s=0.5)
+    src.start()
+    x, t = _read_all(src)
+    assert x.shape[0] == 1000
+    with pytest.raises(EndOfStream):
+        src.read(0.0)
+
+
+def test_clock_offset_timestamps():
+    clock = SimClock(100.0)
+    src = SimSource(seed=0, clock=clock, chunk_samples=50, duration_s=0.1)
+    src.start()
+    x, t = _read_all(src)
+    assert t[0] == 100.0
+    assert clock.now() == pytest.approx(t[-1])
+    ev = src.truth.events()
+    assert all(e.onset_s >= 100.0 - 1.0 for e in ev)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_bit_identical_for_any_chunk_size(chunk):
+    s = SimSettings(hypnogram=SimSettings().hypnogram.__class__(schedule=("N3:20", "REM:10")))
+    whole, t_whole, truth_w = simulate(s, seed=5, duration_s=30.0, chunk_samples=60000)
+    part, t_part, truth_p = simulate(s, seed=5, duration_s=30.0, chunk_samples=chunk)
+    assert np.array_equal(whole, part)
+    assert np.array_equal(t_whole, t_part)
+    assert truth_w.to_json() == truth_p.to_json()
+
+
+def test_different_seed_differs():
+    a, _, _ = simulate(seed=1, duration_s=2.0)
+    b, _, _ = simulate(seed=2, duration_s=2.0)
+    assert not np.array_equal(a, b)
+
+
+def test_stimulate_validates_target_and_time():
+    src = SimSource(seed=0, duration_s=1.0)
+    src.start()
+    src.read(0.0)
+    with pytest.raises(ValueError, match="unknown target"):
+        src.stimulate(0.001, PulseSpec(modality="auditory"), "nonsense")
