@@ -1,0 +1,109 @@
+"""LSL outlets for what the loop computes, so LSL viewers (and LabRecorder) can watch it:
+processed signals (filtered traces, envelopes, phase) and events/pulses as JSON markers.
+
+Our timestamps are already on the host clock, which is liblsl's ``local_clock``, so they
+are passed to liblsl unchanged.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from controller.recorder import _jsonable
+
+
+def _add_channel_desc(info: Any, channels: Sequence[str], unit: str, kind: str) -> None:
+    chans = info.desc().append_child("channels")
+    for c in channels:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", c)
+        ch.append_child_value("unit", unit)
+        ch.append_child_value("type", kind)
+
+
+class SignalOutlet:
+    """A numeric LSL outlet (float64) for a processed signal.
+
+    Parameters
+    ----------
+    name : str
+        Stream name, e.g. ``"engramloop.ripple_envelope"``.
+    channels : sequence of str
+        Channel labels.
+    rate_hz : float
+        Nominal rate in Hz.
+    unit : str
+        Unit label written to the stream description (``"volts"``, ``"degrees"``...).
+    stream_type : str
+        LSL stream type.
+    source_id : str
+        Unique id so inlets can recover after a restart (default ``engramloop:<name>``).
+    """
+
+    def __init__(self, name: str, channels: Sequence[str], rate_hz: float, *,
+                 unit: str = "volts", stream_type: str = "EEG",
+                 source_id: str | None = None) -> None:
+        import pylsl
+
+        info = pylsl.StreamInfo(name, stream_type, len(channels), float(rate_hz), "double64",
+                                source_id or f"engramloop:{name}")
+        _add_channel_desc(info, channels, unit, stream_type)
+        self.name = name
+        self.channels = tuple(channels)
+        self._outlet = pylsl.StreamOutlet(info)
+
+    def push(self, samples: np.ndarray, timestamps: np.ndarray) -> None:
+        """Push ``samples`` (n, c) with per-sample host-clock ``timestamps`` (n,) seconds."""
+        samples = np.ascontiguousarray(samples, dtype=np.float64)
+        if samples.ndim != 2 or samples.shape[1] != len(self.channels):
+            raise ValueError(f"SignalOutlet {self.name}: samples must have shape (n, "
+                             f"{len(self.channels)}), got {samples.shape}")
+        if samples.shape[0]:
+            self._outlet.push_chunk(samples, [float(t) for t in timestamps])
+
+    def push_chunk(self, chunk: Any) -> None:
+        """Push a Chunk."""
+        self.push(chunk.samples, chunk.timestamps)
+
+    def have_consumers(self) -> bool:
+        return bool(self._outlet.have_consumers())
+
+    def close(self) -> None:
+        self._outlet = None
+
+
+class MarkerOutlet:
+    """A string LSL outlet: each sample one JSON object (events, pulses, governor...).
+
+    Parameters
+    ----------
+    name : str
+        Stream name, e.g. ``"engramloop.events"`` (same names as the recording).
+    source_id : str
+        Default ``engramloop:<name>``.
+    """
+
+    def __init__(self, name: str, *, source_id: str | None = None) -> None:
+        import pylsl
+
+        info = pylsl.StreamInfo(name, "Markers", 1, 0.0, "string",
+                                source_id or f"engramloop:{name}")
+        self.name = name
+        self._outlet = pylsl.StreamOutlet(info)
+
+    def push(self, t_s: float, obj: Any) -> None:
+        """Push one object (dict, dataclass or ``to_dict()``-able) stamped ``t_s`` (host
+        clock seconds)."""
+        text = json.dumps(_jsonable(obj), separators=(",", ":"), allow_nan=False)
+        self._outlet.push_sample([text], float(t_s))
+
+    def have_consumers(self) -> bool:
+        return bool(self._outlet.have_consumers())
+
+    def close(self) -> None:
+        self._outlet = None
+
+
+__all__ = ["SignalOutlet", "MarkerOutlet"]
