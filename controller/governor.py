@@ -58,6 +58,10 @@ class SafetyError(RuntimeError):
 class SafetySettings:
     """``[safety]``: limits the governor enforces on every pulse."""
 
+    arm_on_start: bool = setting(
+        False, doc="arm the governor when the run starts (pulses still wait for detector "
+                   "calibration); false means it stays disarmed until armed from the "
+                   "dashboard")
     refractory_s: float = setting(
         0.2, gt=0, le=3600, unit="s",
         doc="minimum onset-to-onset interval between any two approved pulses")

@@ -1,0 +1,96 @@
+"""engramloop run CONFIG"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "run the closed loop (source -> detectors -> policy -> governor -> stimulators)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="path of a TOML config (see configs/)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: until the source ends or Ctrl-C)")
+    p.add_argument("--record", metavar="PATH", help="record everything to this XDF file")
+    p.add_argument("--report", metavar="DIR",
+                   help="write summary.json / summary.txt here (for simulated runs: scored "
+                        "against ground truth, plus a sham twin with the same seed)")
+    p.add_argument("--speed", default="1", metavar="1|max",
+                   help="1 = real time; max = as fast as possible on a simulated clock "
+                        "(sim and file sources)")
+    p.add_argument("--stim-port", metavar="PORT", help="serial port of the stimulator")
+    p.add_argument("--serial-port", metavar="PORT", help="serial port of the board")
+    p.add_argument("--stream", metavar="NAME", help="LSL stream name (or XDF stream to replay)")
+    p.add_argument("--channels", metavar="A,B", help="comma-separated channel names to use")
+    p.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_loop(args, replay_path=None)
+
+
+def run_loop(args: argparse.Namespace, replay_path: str | None,
+             cfg_transform=None) -> int:
+    """Shared by ``run`` and ``replay``: build, run, summarise."""
+    from controller.cli import UserError
+    from controller.config import dump_config, load_config
+    from controller.schema import ConfigError
+    from drivers.chunk import SourceError
+    from drivers.pulse import DeviceError
+    from drivers.sources import parse_speed
+
+    cfg = load_config(args.config)
+    if cfg_transform is not None:
+        cfg = cfg_transform(cfg)
+    try:
+        speed = parse_speed(args.speed)
+    except ValueError as exc:
+        raise UserError(f"--speed: {exc}") from None
+    if speed == "max" and cfg.source.kind in ("brainflow", "lsl") and replay_path is None:
+        raise UserError(f"--speed max needs a sim or file source; source.kind is "
+                        f"{cfg.source.kind!r} (a live device runs in real time)")
+    if args.duration is not None and not args.duration > 0:
+        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if (cfg.source.kind == "sim" and replay_path is None and speed == "max"
+            and args.duration is None):
+        raise UserError("--speed max on the simulator needs --duration S (the simulator "
+                        "never ends on its own)")
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()] \
+        if args.channels else None
+    log = (lambda msg: None) if args.quiet else \
+        (lambda msg: print(f"[engramloop] {msg}", file=sys.stderr, flush=True))
+    overrides = dict(stim_port=args.stim_port, serial_port=args.serial_port,
+                     stream=args.stream, channels=channels, path=replay_path)
+    from controller.recorder import RecordingError
+    from controller.trial import format_summary, run_trial, score_run, write_report
+
+    try:
+        if cfg.source.kind == "sim" and replay_path is None:
+            rep = run_trial(cfg, args.duration,
+                            speed=speed, record=args.record, report=args.report,
+                            sham_twin=bool(args.report), config_text=dump_config(cfg),
+                            log=log, **overrides)
+        else:
+            from controller.loop import build_loop
+
+            loop = build_loop(cfg, config_text=dump_config(cfg), speed=speed,
+                              duration_s=args.duration, record=args.record, log=log,
+                              **overrides)
+            result = loop.run(args.duration)
+            rep = {"config": cfg.name, "seed": cfg.seed, "speed": str(speed),
+                   "run": score_run(result), "sham": None,
+                   "stages": result.stages.summary()}
+            if args.report:
+                write_report(rep, args.report)
+    except (SourceError, DeviceError, RecordingError) as exc:
+        raise UserError(f"{exc} (stimulation stopped, outputs off)") from None
+    except ConfigError:
+        raise
+    print(format_summary(rep))
+    interrupted = str(rep["run"].get("stop_reason", "")).startswith("interrupted")
+    if not args.quiet:
+        st = rep.get("stages") or {}
+        if st:
+            print("  per-chunk stage times (us): " + ", ".join(
+                f"{k} p99 {v['p99_s'] * 1e6:.0f}" for k, v in st.items() if v["count"]))
+    return 130 if interrupted else 0

@@ -1,0 +1,632 @@
+"""The real-time closed loop: one thread owns the clock and wires
+
+    source -> detectors (+ phase estimator) -> policy -> governor -> scheduler -> outputs
+
+and hands every chunk, event, decision and delivery to the recorder.
+
+Guarantees
+----------
+- The governor is the only way to a pulse: the scheduler accepts only pulses the governor
+  issued, and outputs are reachable only through the scheduler.
+- Sham runs make and record every decision; the scheduler calls no output for them and
+  outputs are never armed.
+- Outputs are disarmed and closed on every exit path (end of run, exception anywhere,
+  Ctrl-C, source failure, recorder failure, scheduler/device failure), before the error
+  surfaces. The first thing done on the way out is disarming the governor.
+- No unbounded queues: a backlog of more than one chunk (a paced source delivering old
+  data because the loop fell behind) is detected, logged, decoded for continuity without
+  decisions, and the loop acts only on the newest chunk.
+- Per-stage timing of every chunk goes into fixed-size histograms
+  (:mod:`controller.latency`); ``gc.freeze()`` after start-up keeps start-up objects out
+  of the collector's scans.
+
+``--speed max`` runs use exactly this code with a :class:`~drivers.clock.SimClock`: the
+clock jumps to each chunk's newest sample and to each pulse's intended time, and the
+scheduler fires synchronously instead of from its thread.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.governor import Decision, Governor
+from controller.latency import Histogram, StageTimes
+from controller.policy import Policy
+from controller.scheduler import Scheduler
+from decoders.events import Event
+from drivers.chunk import Chunk, EndOfStream, SourceError
+from drivers.clock import HostClock, SimClock
+from drivers.pulse import Delivery, Pulse
+
+STAGES = ("read", "decode", "policy", "governor", "schedule", "record", "chunk_total",
+          "pulse_total")
+#: bound on the in-memory lists kept for the end-of-run summary
+MAX_KEPT = 200_000
+#: status snapshots for the dashboard, seconds of loop time apart
+STATUS_EVERY_S = 0.25
+#: most chunks decoded without decisions in one backlog catch-up
+MAX_BACKLOG_CHUNKS = 1000
+
+
+class SimStimOutput:
+    """The simulated stimulator for runs on the built-in simulator without stimulator
+    hardware (and every ``--speed max`` run): hands each pulse straight back to
+    ``SimSource.stimulate`` at the send time. Like every output it only sends what the
+    scheduler gives it and does nothing while disarmed."""
+
+    name = "sim"
+
+    def __init__(self, sim_source: Any, clock: Any) -> None:
+        self._sim, self._clock, self._armed = sim_source, clock, False
+
+    def open(self) -> None:
+        self._armed = False
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def disarm(self) -> None:
+        self._armed = False
+
+    def close(self) -> None:
+        self._armed = False
+
+    def send(self, pulse: Pulse) -> Delivery:
+        t = self._clock.now()
+        if not self._armed:
+            return Delivery(pulse.pulse_id, self.name, "failed", reason="output not armed")
+        self._sim.stimulate(t, pulse.spec, pulse.target)
+        return Delivery(pulse.pulse_id, self.name, "sent", sent_s=t, device_edge_s=t)
+
+
+@dataclass
+class RunResult:
+    """What a run did (kept in memory for the end-of-run summary; the recording is the
+    full record). Times in seconds on the run's clock."""
+
+    duration_s: float = 0.0
+    n_chunks: int = 0
+    n_samples: int = 0
+    events: list[Event] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    deliveries: list[tuple[Pulse, Delivery]] = field(default_factory=list)
+    refusals: dict[str, int] = field(default_factory=dict)
+    n_backlog: int = 0
+    n_gaps: int = 0
+    n_timeouts: int = 0
+    stages: StageTimes | None = None
+    lateness: Histogram | None = None
+    condition: str = "stim"
+    target: str = ""
+    stop_reason: str = ""
+    error: str = ""
+    t0_s: float = math.nan
+    t_end_s: float = math.nan
+
+    @property
+    def pulses_sent(self) -> list[tuple[Pulse, Delivery]]:
+        """First delivery of every pulse that left the process (or was sham-'sent')."""
+        seen, out = set(), []
+        for p, d in self.deliveries:
+            if d.status in ("sent", "acked", "sham") and p.pulse_id not in seen:
+                seen.add(p.pulse_id)
+                out.append((p, d))
+        return out
+
+
+class Loop:
+    """The closed loop. Build with :func:`build_loop`, then call :meth:`run`.
+
+    Parameters
+    ----------
+    source : Source
+    detectors : list
+        Stages with ``process(chunk) -> list[Event]`` (and optionally ``calibrating``).
+    policy : Policy
+    governor : Governor
+    scheduler : Scheduler
+        Its outputs are this loop's outputs.
+    clock : HostClock or SimClock
+    recorder : Recorder, optional
+    phase_estimator : object, optional
+        ``process(chunk) -> PhaseEstimate``; required when ``policy.needs_phase``.
+    arm_on_start : bool
+        Arm the governor (and, for non-sham runs, the outputs) at start.
+    status_board : StatusBoard, optional
+        Receives a :class:`controller.status.LoopStatus` every 0.25 s of loop time.
+    description : str
+        Source description for the status snapshot.
+    """
+
+    def __init__(self, source: Any, detectors: list, policy: Policy, governor: Governor,
+                 scheduler: Scheduler, clock: Any, *, recorder: Any = None,
+                 phase_estimator: Any = None, arm_on_start: bool = False,
+                 status_board: Any = None, description: str = "",
+                 read_timeout_s: float = 0.05, log: Any = None,
+                 sim_source: Any = None) -> None:
+        self.source = source
+        self.detectors = list(detectors)
+        self.policy = policy
+        self.governor = governor
+        self.scheduler = scheduler
+        self.outputs = scheduler.outputs
+        self.clock = clock
+        self.recorder = recorder
+        self.phase_estimator = phase_estimator
+        self.arm_on_start = arm_on_start
+        self.status_board = status_board
+        self.sim_source = sim_source
+        self.description = description
+        self.read_timeout_s = float(read_timeout_s)
+        self.simulated = isinstance(clock, SimClock)
+        self.sham = policy.settings.condition == "sham"
+        self.stages = StageTimes(STAGES)
+        self._log = log or (lambda msg: None)
+        self._stop_requested = ""
+        self._arm_requested = False
+        self._disarm_requested = False
+        self._outputs_armed = False
+        self._immediate: dict[int, float] = {}
+        self.result = RunResult(condition=policy.settings.condition,
+                                target=policy.settings.target)
+        if policy.needs_phase and phase_estimator is None:
+            raise ValueError(f"policy.target = {policy.settings.target!r} needs a phase "
+                             "estimator (config section [phase])")
+
+    # ------------------------------------------------------- LoopControls API
+    def arm(self) -> None:
+        """Request arming (done on the loop thread; the governor still decides)."""
+        self._arm_requested = True
+
+    def disarm(self) -> None:
+        """Disarm now: the governor refuses from this instant, outputs follow."""
+        self.governor.disarm()
+        self._disarm_requested = True
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask the loop to finish after the current chunk."""
+        self._stop_requested = reason or "stop requested"
+
+    # ------------------------------------------------------------------ run
+    def run(self, duration_s: float | None = None) -> RunResult:
+        """Run until ``duration_s`` seconds of data (or the source ends, or stop()).
+
+        Returns
+        -------
+        RunResult
+            Also on a clean stop; on failure the error is raised after the outputs are
+            off (``self.result.error`` holds its text).
+        """
+        res = self.result
+        try:
+            self._start()
+            try:
+                self._main(duration_s)
+            except KeyboardInterrupt:
+                # Ctrl-C is a stop, not a failure: outputs off, recording closed, summary
+                res.stop_reason = "interrupted (Ctrl-C)"
+                res.t_end_s = self.clock.now()
+        except BaseException as exc:
+            res.error = f"{type(exc).__name__}: {exc}"
+            res.stop_reason = res.stop_reason or (
+                "interrupted" if isinstance(exc, KeyboardInterrupt) else "error")
+            self._shutdown(f"loop stopped: {res.error}")
+            raise
+        else:
+            self._shutdown("end of run")
+            self._close_recorder(raise_errors=True)
+            return res
+        finally:
+            self._close_recorder(raise_errors=False)
+
+    def _close_recorder(self, raise_errors: bool) -> None:
+        rec = self.recorder
+        if rec is None or getattr(self, "_rec_closed", False):
+            return
+        self._rec_closed = True
+        try:
+            truth = getattr(self.sim_source, "truth", None) if self.sim_source else None
+            if truth is not None and not rec.failed:
+                for ev in truth.events():
+                    rec.write_marker("truth", ev.peak_s, ev)
+            rec.close()
+        except BaseException as exc:
+            if raise_errors:
+                raise
+            self._log(f"closing the recording failed: {exc}")
+
+    def _start(self) -> None:
+        for out in self.outputs:
+            out.open()
+        if self.recorder is not None:
+            self.recorder.add_signal_stream(self.source)
+            self.recorder.start()
+        self.source.start()
+        if self.arm_on_start:
+            self._do_arm()
+        if not self.simulated:
+            self.scheduler.start()
+        # everything allocated so far lives for the whole run: keep it out of GC scans
+        gc.collect()
+        gc.freeze()
+
+    def _do_arm(self) -> None:
+        self._arm_requested = False
+        if not self.sham:
+            for out in self.outputs:
+                out.arm()
+            self._outputs_armed = True
+        self.governor.arm()
+        self._note("armed" + (" (sham: outputs stay disarmed)" if self.sham else ""))
+
+    def _disarm_outputs(self) -> None:
+        self._disarm_requested = False
+        for out in self.outputs:
+            out.disarm()
+        self._outputs_armed = False
+
+    def _note(self, msg: str, t: float | None = None) -> None:
+        t = self.clock.now() if t is None else t
+        self._log(msg)
+        if self.recorder is not None and not self.recorder.failed:
+            self.recorder.write_marker("log", t, {"t_s": t, "message": msg})
+
+    def _main(self, duration_s: float | None) -> None:
+        res, src, clock, gov = self.result, self.source, self.clock, self.governor
+        st = self.stages
+        h_read, h_dec, h_pol, h_gov = st["read"], st["decode"], st["policy"], st["governor"]
+        h_sch, h_rec, h_tot = st["schedule"], st["record"], st["chunk_total"]
+        perf = time.perf_counter
+        rec = self.recorder
+        t_start = clock.now()
+        t_end = math.inf
+        next_status = -math.inf
+        next_check = -math.inf
+        calibrated = False
+        first = True
+        while not self._stop_requested:
+            if self._disarm_requested:
+                self._disarm_outputs()
+            if self._arm_requested:
+                self._do_arm()
+            p0 = perf()
+            try:
+                chunk = src.read(self.read_timeout_s)
+            except EndOfStream:
+                res.stop_reason = "end of source"
+                break
+            p1 = perf()
+            if chunk is None:
+                res.n_timeouts += 1
+                now = clock.now()
+                if now >= t_end or (duration_s is not None and not self.simulated
+                                    and now - t_start >= duration_s):
+                    res.stop_reason = "duration reached"
+                    break
+                self._after_chunk(now)
+                continue
+            h_read.record(p1 - p0)
+            if not self.simulated:
+                chunk = self._catch_up(chunk)
+            if self.simulated:
+                clock.sleep_until(chunk.last_time_s)
+            now = clock.now()
+            if first:
+                first = False
+                res.t0_s = float(chunk.timestamps[0]) if chunk.n_samples else now
+                if duration_s is not None:
+                    t_end = (res.t0_s + duration_s) if self.simulated else t_start + duration_s
+            # ---- safety bookkeeping, record raw data
+            if gov.observe_chunk(float(chunk.timestamps[0]), chunk.last_time_s,
+                                 chunk.n_samples, chunk.rate_hz, chunk.gap_before):
+                res.n_gaps += 1
+                self._note(f"gap before sample {chunk.first_index}: pulses blocked for one "
+                           "refractory period", now)
+            res.n_chunks += 1
+            res.n_samples += chunk.n_samples
+            p2 = perf()
+            # ---- decode
+            events = self._decode(chunk)
+            phase = (self.phase_estimator.process(chunk)
+                     if self.phase_estimator is not None else None)
+            if not calibrated:
+                calibrated = all(not getattr(d, "calibrating", False) for d in self.detectors)
+                if calibrated:
+                    gov.set_calibrated(True)
+                    self._note("detectors calibrated", now)
+            p3 = perf()
+            h_dec.record(p3 - p2)
+            # ---- policy
+            intents = self.policy.step(events, now, phase) if self.policy.needs_phase \
+                else self.policy.step(events, now)
+            p4 = perf()
+            h_pol.record(p4 - p3)
+            # ---- governor and scheduler
+            if intents:
+                self._decide(intents, chunk.arrival_s, h_gov, h_sch)
+            p5 = perf()
+            # ---- record
+            if rec is not None:
+                rec.write_chunk(chunk)
+                for e in events:
+                    rec.write_marker("events", e.detect_s, e)
+            if len(res.events) < MAX_KEPT:
+                res.events.extend(events)
+            self._after_chunk(now)
+            p6 = perf()
+            h_rec.record(p6 - p5)
+            if self.simulated:
+                h_tot.record(p6 - p1)  # processing only: arrival is simulated time
+                # fire what is due before the next chunk's newest sample
+                self.scheduler.advance_to(chunk.last_time_s
+                                          + chunk.n_samples / chunk.rate_hz)
+            else:
+                h_tot.record(clock.now() - chunk.arrival_s)
+            if self.scheduler.error is not None:
+                raise self.scheduler.error
+            if now >= next_check:
+                next_check = now + 1.0
+                if rec is not None:
+                    rec.check()
+            if self.status_board is not None and now >= next_status:
+                next_status = now + STATUS_EVERY_S
+                self._publish(now, chunk, "running" if calibrated else "calibrating")
+            if chunk.last_time_s >= t_end if self.simulated else now >= t_end:
+                res.stop_reason = "duration reached"
+                break
+        if self._stop_requested and not res.stop_reason:
+            res.stop_reason = self._stop_requested
+        res.t_end_s = clock.now()
+        res.duration_s = (res.t_end_s - res.t0_s) if self.simulated else (res.t_end_s - t_start)
+
+    def _decode(self, chunk: Chunk) -> list[Event]:
+        dets = self.detectors
+        if len(dets) == 1:
+            return dets[0].process(chunk)
+        events: list[Event] = []
+        for d in dets:
+            events.extend(d.process(chunk))
+        return events
+
+    def _catch_up(self, chunk: Chunk) -> Chunk:
+        """If more chunks are already waiting, we are behind: decode the older ones for
+        filter continuity (their events are recorded, never acted on) and return the
+        newest."""
+        n = 0
+        while n < MAX_BACKLOG_CHUNKS:
+            nxt = self.source.read(0.0)
+            if nxt is None:
+                break
+            n += 1
+            self.governor.observe_chunk(float(chunk.timestamps[0]), chunk.last_time_s,
+                                        chunk.n_samples, chunk.rate_hz, chunk.gap_before)
+            stale = self._decode(chunk)
+            if self.phase_estimator is not None:
+                self.phase_estimator.process(chunk)
+            if self.recorder is not None:
+                self.recorder.write_chunk(chunk)
+                for e in stale:
+                    self.recorder.write_marker("events", e.detect_s, e)
+            self.result.n_chunks += 1
+            self.result.n_samples += chunk.n_samples
+            chunk = nxt
+        if n:
+            self.result.n_backlog += 1
+            self._note(f"backlog: {n} older chunk(s) waiting; decoded without decisions, "
+                       "acting on the newest")
+        return chunk
+
+    def _decide(self, intents: list, arrival_s: float, h_gov: Histogram,
+                h_sch: Histogram) -> None:
+        gov, rec, res = self.governor, self.recorder, self.result
+        perf = time.perf_counter
+        for k, intent in enumerate(intents):
+            q0 = perf()
+            now = self.clock.now()
+            d = gov.review(intent, now)
+            q1 = perf()
+            h_gov.record(q1 - q0)
+            if len(res.decisions) < MAX_KEPT:
+                res.decisions.append(d)
+            if rec is not None:
+                rec.write_marker("governor", now, d)
+            if not d.approved:
+                if k + 1 < len(intents):
+                    self._note(f"{len(intents) - k - 1} later stimulus(es) of the same "
+                               f"sequence dropped after refusal ({d.rule})", now)
+                return
+            if intent.intended_s <= now:
+                self._immediate[d.pulse.pulse_id] = arrival_s
+            self.scheduler.submit(d.pulse)
+            h_sch.record(perf() - q1)
+
+    def _after_chunk(self, now: float) -> None:
+        """Record and account for what the scheduler did since the last chunk."""
+        log = self.scheduler.drain()
+        if not log:
+            return
+        res, rec = self.result, self.recorder
+        h_pulse = self.stages["pulse_total"]
+        for p, d in log:
+            if len(res.deliveries) < MAX_KEPT:
+                res.deliveries.append((p, d))
+            arr = self._immediate.pop(p.pulse_id, None)
+            if arr is not None and d.status in ("sent", "acked", "sham") \
+                    and not self.simulated:
+                h_pulse.record(d.sent_s - arr)
+            if rec is not None:
+                t = d.sent_s if d.sent_s == d.sent_s else now
+                rec.write_marker("pulses", t, {"pulse": p.to_dict(), "delivery": d.to_dict()})
+
+    def _publish(self, now: float, chunk: Chunk, state: str) -> None:
+        from controller.status import LoopStatus, channel_quality
+
+        res = self.result
+        refused = {k: v for k, v in self.governor.refusals.items() if v}
+        counts: dict[str, int] = {}
+        for e in res.events[-500:]:
+            if now - e.detect_s <= 60.0:
+                counts[e.kind] = counts.get(e.kind, 0) + 1
+        span = min(60.0, max(now - res.t0_s, 1e-9)) / 60.0
+        self.status_board.publish(LoopStatus(
+            source=self.description, rate_hz=chunk.rate_hz, elapsed_s=now - res.t0_s,
+            channels=channel_quality(chunk.samples, chunk.channels),
+            detections_per_min={k: v / span for k, v in counts.items()},
+            pulses_sent=self.scheduler.n_sent, pulses_refused=refused,
+            armed=self.governor.armed,
+            loop_latency_p99_s=self.stages["chunk_total"].percentile(99),
+            scheduler_lateness_p99_s=self.scheduler.lateness.percentile(99),
+            recording_path=str(getattr(self.recorder, "path", "") or ""),
+            state=state))
+
+    def _shutdown(self, reason: str) -> None:
+        """Stimulation off first, then everything else; never raises past an error that
+        is already on its way out (secondary errors are logged)."""
+        gc.unfreeze()
+        self.governor.disarm()
+        errors: list[str] = []
+        for out in self.outputs:
+            try:
+                out.disarm()
+            except BaseException as exc:  # keep going: every output must be tried
+                errors.append(f"{out.name}: disarm failed: {exc}")
+        self._outputs_armed = False
+        try:
+            self.scheduler.stop(reason)
+        except BaseException as exc:
+            errors.append(f"scheduler stop failed: {exc}")
+        for out in self.outputs:
+            try:
+                out.close()
+            except BaseException as exc:
+                errors.append(f"{out.name}: close failed: {exc}")
+        try:
+            self.source.stop()
+        except BaseException as exc:
+            errors.append(f"source stop failed: {exc}")
+        try:
+            self._after_chunk(self.clock.now())
+        except BaseException as exc:
+            errors.append(f"recording the last deliveries failed: {exc}")
+        res = self.result
+        res.refusals = self.governor.refusals
+        res.stages = self.stages
+        res.lateness = self.scheduler.lateness
+        for msg in errors:
+            self._log(msg)
+        if self.status_board is not None:
+            try:
+                from controller.status import LoopStatus
+                self.status_board.publish(LoopStatus(
+                    source=self.description, elapsed_s=res.duration_s,
+                    pulses_sent=self.scheduler.n_sent, armed=False,
+                    state="stopped" if not res.error else res.error))
+            except BaseException as exc:
+                self._log(f"status: {exc}")
+
+
+def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None) -> list:
+    """The detector stages ``[detectors]`` enables for a source with these channels."""
+    try:
+        from decoders.detectors import make_detectors as factory
+    except ImportError:
+        factory = None
+    if factory is not None:
+        return list(factory(cfg, channels))
+    from decoders.ripple import RippleDetector, RippleSettings
+
+    ds = getattr(cfg, "detectors", None)
+    return [RippleDetector(getattr(ds, "ripple", None) or RippleSettings())]
+
+
+def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
+               duration_s: float | None = None, record: str | None = None,
+               stim_port: str | None = None, serial_port: str | None = None,
+               stream: str | None = None, channels: Any = None, path: str | None = None,
+               source: Any = None, outputs: list | None = None, status_board: Any = None,
+               log: Any = None, description: str = "") -> Loop:
+    """Assemble a :class:`Loop` from a :class:`~controller.config.Config`.
+
+    Parameters
+    ----------
+    cfg : Config
+    config_text : str
+        The effective config as TOML, written into the recording header.
+    speed : 1, a number or "max"
+        ``"max"`` runs unpaced on a :class:`SimClock` (sim and file sources only).
+    duration_s : float, optional
+        Seconds of data after which a simulated source ends.
+    record : str, optional
+        XDF path to record to.
+    stim_port, serial_port, stream, channels, path : optional
+        Command-line overrides for the outputs and the source.
+    source : Source, optional
+        Use this source instead of building one from ``cfg.source`` (replay, tests).
+    outputs : list of Output, optional
+        Use these outputs instead of ``[stimulators]``.
+
+    Raises
+    ------
+    ConfigError
+        For a policy the safety limits would refuse every time.
+    """
+    from controller.policy import check_against_safety
+    from controller.schema import ConfigError
+    from drivers.sources import parse_speed
+
+    try:
+        check_against_safety(cfg.policy, cfg.safety)
+    except ValueError as exc:
+        key, _, msg = str(exc).partition(": ")
+        raise ConfigError("", key, msg) from None
+    sp = parse_speed(speed)
+    simulated = sp == "max"
+    clock = SimClock(0.0) if simulated else HostClock()
+    if source is None:
+        from drivers.sources import make_source
+
+        source = make_source(cfg, serial_port=serial_port, stream=stream, channels=channels,
+                             clock=clock if simulated else None, speed=sp, path=path,
+                             duration_s=duration_s)
+    sim_source = source if callable(getattr(source, "stimulate", None)) else None
+    if outputs is None:
+        outputs = []
+        feeds_sim = False
+        if not simulated:
+            from drivers.outputs import EmulatedOutput, make_outputs
+
+            outputs = list(make_outputs(cfg, stim_port=stim_port, sim_source=sim_source,
+                                        source=source))
+            feeds_sim = any(isinstance(o, EmulatedOutput) for o in outputs)
+        elif log is not None and set(cfg.stimulators.kinds) - {"sham"}:
+            log(f"--speed max: configured stimulators {list(cfg.stimulators.kinds)} are not "
+                "used (they run in real time); pulses go straight to the simulator")
+        if sim_source is not None and not feeds_sim:
+            # no emulated device hands pulses back: the simulator is stimulated directly
+            outputs.append(SimStimOutput(sim_source, clock))
+    governor = Governor(cfg.safety)
+    scheduler = Scheduler(cfg.scheduler, governor, outputs, clock)
+    policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed)
+    phase = None
+    if policy.needs_phase:
+        from decoders.phase import PhaseSettings, make_phase_estimator
+
+        phase = make_phase_estimator(getattr(cfg, "phase", None) or PhaseSettings(
+            channel="CA1", band_hz=(6.0, 10.0), window_s=1.0))
+    recorder = None
+    if record:
+        from controller.recorder import Recorder
+
+        recorder = Recorder(record, config_text)
+    return Loop(source, make_detectors(cfg, tuple(source.channels)), policy, governor, scheduler, clock,
+                recorder=recorder, phase_estimator=phase,
+                arm_on_start=cfg.safety.arm_on_start, status_board=status_board,
+                description=description or cfg.source.kind,
+                read_timeout_s=cfg.source.read_timeout_s, log=log, sim_source=sim_source)
+
+
+__all__ = ["Loop", "build_loop", "make_detectors", "RunResult", "SimStimOutput", "STAGES", "HostClock", "SimClock",
+           "SourceError"]

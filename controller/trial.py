@@ -1,0 +1,334 @@
+"""Simulated closed-loop trials and their end-of-run scoring.
+
+:func:`run_sim` runs one closed loop on the built-in simulator (``--speed max`` by
+default: the same code path as a paced run, on a simulated clock) and :func:`score_run`
+scores it against the simulator's ground truth:
+
+- detection metrics per event kind (precision, recall, F1, detection latency from onset);
+- ripple-locked pulses: fraction landing within +-50 ms of the true ripple peak (closed-
+  loop ripple stimulation was reported effective only inside that window; target >= 99 %);
+- slow-oscillation pulses: phase error against the noise-free SO phase at the pulse time
+  (circular mean, circular SD, mean absolute error; first clicks only for two-click runs);
+- governor refusals by rule;
+- the engram model's recall at the end.
+
+:func:`run_trial` runs the configured condition and a sham twin with the same seed and
+compares the memory outcome (stim minus sham recall) — the demo's entry point.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: +-50 ms around the sharp-wave-ripple peak (issue 5; closed-loop SWR stimulation studies)
+RIPPLE_WINDOW_S = 0.050
+#: a detection matches a true event if it falls inside [onset - tol, offset + tol]
+MATCH_TOLERANCE_S = {"ripple": 0.02, "spindle": 0.1, "so": 0.25}
+DETECTED_KINDS = ("ripple", "spindle", "so")
+
+
+def _wrap(deg: np.ndarray) -> np.ndarray:
+    y = np.mod(np.asarray(deg, dtype=float) + 180.0, 360.0) - 180.0
+    return np.where(y == -180.0, 180.0, y)
+
+
+def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: float,
+                      t_hi: float) -> dict[str, float]:
+    """Match detections to true events (each true event used once).
+
+    Parameters
+    ----------
+    detect_s : ndarray, shape (n_detections,), seconds
+        Detection times (``Event.detect_s``).
+    truth : list of TruthEvent
+        True events of the same kind.
+    tol_s : float
+        A detection matches an event if it lies in ``[onset - tol, offset + tol]``.
+    t_lo, t_hi : float
+        Only detections and events inside this span (seconds) count (excludes the
+        calibration period and the run's tail).
+
+    Returns
+    -------
+    dict
+        n_true, n_detected, hits, precision, recall, f1, latency_median_s (detect - onset).
+    """
+    ev = [e for e in truth if t_lo <= e.onset_s and e.offset_s <= t_hi]
+    det = np.sort(np.asarray([t for t in detect_s if t_lo <= t <= t_hi], dtype=float))
+    used = np.zeros(det.size, bool)
+    lat = []
+    for e in ev:
+        lo, hi = e.onset_s - tol_s, e.offset_s + tol_s
+        i = int(np.searchsorted(det, lo))
+        while i < det.size and det[i] <= hi and used[i]:
+            i += 1
+        if i < det.size and det[i] <= hi:
+            used[i] = True
+            lat.append(det[i] - e.onset_s)
+    hits = len(lat)
+    prec = hits / det.size if det.size else math.nan
+    rec = hits / len(ev) if ev else math.nan
+    f1 = 2 * prec * rec / (prec + rec) if prec == prec and rec == rec and prec + rec > 0 \
+        else math.nan
+    return {"n_true": len(ev), "n_detected": int(det.size), "hits": hits,
+            "precision": prec, "recall": rec, "f1": f1,
+            "latency_median_s": float(np.median(lat)) if lat else math.nan}
+
+
+def _pulse_time(d: Any) -> float:
+    return d.device_edge_s if d.device_edge_s == d.device_edge_s else d.sent_s
+
+
+def ripple_timing(times_s: np.ndarray, truth: list) -> dict[str, float]:
+    """Offsets of ripple-locked pulses from the nearest true ripple peak.
+
+    Returns
+    -------
+    dict
+        n_pulses, within_50ms (fraction with ``|offset| <= 50 ms``), offset_median_s,
+        abs_offset_p95_s.
+    """
+    t = np.asarray(times_s, dtype=float)
+    peaks = np.sort(np.asarray([e.peak_s for e in truth], dtype=float))
+    if t.size == 0:
+        return {"n_pulses": 0, "within_50ms": math.nan, "offset_median_s": math.nan,
+                "abs_offset_p95_s": math.nan}
+    if peaks.size == 0:
+        return {"n_pulses": int(t.size), "within_50ms": 0.0, "offset_median_s": math.nan,
+                "abs_offset_p95_s": math.nan}
+    i = np.clip(np.searchsorted(peaks, t), 1, peaks.size) - 1
+    j = np.clip(i + 1, 0, peaks.size - 1)
+    a, b = t - peaks[i], t - peaks[j]
+    off = np.where(np.abs(a) <= np.abs(b), a, b)
+    return {"n_pulses": int(t.size),
+            "within_50ms": float(np.mean(np.abs(off) <= RIPPLE_WINDOW_S + 1e-12)),
+            "offset_median_s": float(np.median(off)),
+            "abs_offset_p95_s": float(np.percentile(np.abs(off), 95))}
+
+
+def phase_error(phases_deg: np.ndarray, target_deg: float) -> dict[str, float]:
+    """Circular statistics of (phase at the pulse - target phase), degrees.
+
+    NaN phases (generator inactive at the pulse) are counted and excluded.
+    """
+    ph = np.asarray(phases_deg, dtype=float)
+    ok = ph[np.isfinite(ph)]
+    if ok.size == 0:
+        return {"n_pulses": int(ph.size), "n_no_so": int(ph.size), "mean_error_deg": math.nan,
+                "circular_sd_deg": math.nan, "mean_abs_error_deg": math.nan}
+    err = _wrap(ok - target_deg)
+    z = np.mean(np.exp(1j * np.deg2rad(err)))
+    r = min(abs(z), 1.0)
+    return {"n_pulses": int(ph.size), "n_no_so": int(ph.size - ok.size),
+            "mean_error_deg": float(np.rad2deg(np.angle(z))),
+            "circular_sd_deg": float(np.rad2deg(math.sqrt(-2 * math.log(r)))) if r > 0
+            else math.inf,
+            "mean_abs_error_deg": float(np.mean(np.abs(err)))}
+
+
+def score_run(result: Any, truth: Any = None, policy: Any = None,
+              memory: Any = None, calibration_s: float = 5.0) -> dict:
+    """Score one run (a :class:`controller.loop.RunResult`) against simulator truth.
+
+    Parameters
+    ----------
+    result : RunResult
+    truth : sim.truth.Truth, optional
+        Without it only the counts and refusals are reported.
+    policy : PolicySettings, optional
+        For the SO target phase.
+    memory : SimSource or Memory, optional
+        Anything with ``recall_scores() -> dict[str, float]``, read at the end of the run.
+    calibration_s : float
+        Seconds at the start excluded from detection scoring.
+    """
+    sent = result.pulses_sent
+    out: dict[str, Any] = {
+        "condition": result.condition, "target": result.target,
+        "duration_s": result.duration_s, "chunks": result.n_chunks,
+        "stop_reason": result.stop_reason, "error": result.error,
+        "events": {k: sum(1 for e in result.events if e.kind == k)
+                   for k in sorted({e.kind for e in result.events})},
+        "decisions": len(result.decisions),
+        "approved": sum(1 for d in result.decisions if d.approved),
+        "pulses_sent": len(sent),
+        "pulses_cancelled": sum(1 for _, d in result.deliveries if d.status == "cancelled"),
+        "refusals": {k: v for k, v in result.refusals.items() if v},
+        "backlog_events": result.n_backlog, "gaps": result.n_gaps,
+    }
+    lat = result.lateness
+    if lat is not None and lat.count:
+        out["lateness_p99_s"] = lat.percentile(99)
+        out["lateness_max_s"] = lat.max_s
+    if truth is not None:
+        t_lo = result.t0_s + calibration_s
+        t_hi = result.t_end_s - 0.5
+        det = {}
+        for kind in DETECTED_KINDS:
+            times = np.asarray([e.detect_s for e in result.events if e.kind == kind])
+            tev = truth.events(kind)
+            if times.size or (kind == "ripple" and tev):
+                det[kind] = detection_metrics(times, tev, MATCH_TOLERANCE_S[kind], t_lo, t_hi)
+        out["detection"] = det
+        rip = [(p, d) for p, d in sent if p.target == "ripple"]
+        if rip:
+            out["ripple_timing"] = ripple_timing(
+                np.asarray([_pulse_time(d) for _, d in rip]), truth.events("ripple"))
+        so = [(p, d) for p, d in sent if p.target == "so_upstate"]
+        if so:
+            firsts = {d.pulse.pulse_id for d in result.decisions
+                      if d.approved and d.intent.target == "so_upstate"
+                      and (d.intent.ends_train is False
+                           or getattr(policy, "so_mode", "phase") == "phase")}
+            pts = np.asarray([_pulse_time(d) for p, d in so if p.pulse_id in firsts])
+            target = getattr(policy, "so_phase_deg", 0.0)
+            out["so_phase"] = phase_error(truth.phase("so", pts) if pts.size else pts, target)
+    if memory is not None:
+        rs = memory.recall_scores()
+        out["recall"] = rs
+        out["recall_mean"] = float(np.mean(list(rs.values()))) if rs else math.nan
+    return out
+
+
+def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition: str | None = None,
+            record: str | None = None, config_text: str = "", log: Any = None,
+            **overrides: Any) -> tuple[Any, dict]:
+    """Run one closed loop on the simulator and score it.
+
+    Parameters
+    ----------
+    cfg : Config
+        ``source.kind`` must be ``"sim"``.
+    duration_s : float or None
+        Seconds of simulated data (None: until Ctrl-C; paced runs only).
+    speed : "max" or 1
+        ``"max"``: unpaced on a simulated clock; ``1``: real time.
+    condition : str, optional
+        Override ``policy.condition`` ("stim", "sham", "yoked-random").
+    record : str, optional
+        XDF path.
+    **overrides
+        Passed to :func:`controller.loop.build_loop` (stim_port, status_board, ...).
+
+    Returns
+    -------
+    (RunResult, dict)
+        The run and its score (:func:`score_run`).
+    """
+    from controller.loop import build_loop
+
+    if cfg.source.kind != "sim":
+        raise ValueError(f"run_sim needs source.kind = 'sim', got {cfg.source.kind!r}")
+    if condition is not None and condition != cfg.policy.condition:
+        cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy,
+                                                                  condition=condition))
+    loop = build_loop(cfg, config_text=config_text, speed=speed, duration_s=duration_s,
+                      record=record, log=log, **overrides)
+    result = loop.run(duration_s)
+    sim = loop.sim_source
+    cal = max([getattr(getattr(d, "settings", None), "calibration_s", 0.0)
+               for d in loop.detectors] + [cfg.safety.calibration_s])
+    score = score_run(result, getattr(sim, "truth", None), cfg.policy,
+                      sim if callable(getattr(sim, "recall_scores", None)) else None,
+                      calibration_s=cal)
+    return result, score
+
+
+def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
+              record: str | None = None, report: str | None = None, sham_twin: bool = True,
+              config_text: str = "", log: Any = None, **overrides: Any) -> dict:
+    """The simulated closed-loop trial: the configured condition, then (if it is not sham)
+    a sham twin with the same seed at ``--speed max``, and the memory comparison.
+
+    Returns
+    -------
+    dict
+        ``{"run": score, "sham": score or None, "memory_effect": stim - sham mean recall,
+        "stages": per-stage latency summary}``; also written to ``report``/summary.json and
+        summary.txt when ``report`` is given.
+    """
+    result, score = run_sim(cfg, duration_s, speed=speed, record=record,
+                            config_text=config_text, log=log, **overrides)
+    sham = None
+    if sham_twin and cfg.policy.condition != "sham" and result.duration_s > 0:
+        _, sham = run_sim(cfg, result.duration_s, speed="max", condition="sham")
+    rep = {"config": cfg.name, "seed": cfg.seed, "duration_s": duration_s,
+           "speed": str(speed), "run": score, "sham": sham,
+           "stages": result.stages.summary() if result.stages else {}}
+    if sham is not None and "recall_mean" in score and "recall_mean" in sham:
+        rep["memory_effect"] = score["recall_mean"] - sham["recall_mean"]
+    if report:
+        write_report(rep, report)
+    return rep
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if v != v else f"{v:.4g}"
+    return str(v)
+
+
+def format_summary(rep: dict) -> str:
+    """A short human-readable summary of :func:`run_trial`'s report."""
+    r = rep["run"]
+    lines = [f"{rep.get('config', '')}: {r['condition']} / {r['target']}, "
+             f"{_fmt(r['duration_s'])} s, stop: {r['stop_reason']}"
+             + (f", ERROR: {r['error']}" if r.get("error") else "")]
+    lines.append(f"  events: {r['events']}")
+    lines.append(f"  decisions {r['decisions']}, approved {r['approved']}, sent "
+                 f"{r['pulses_sent']}, cancelled {r['pulses_cancelled']}; refusals "
+                 f"{r['refusals'] or '{}'}")
+    for kind, m in r.get("detection", {}).items():
+        lines.append(f"  {kind} detection: precision {_fmt(m['precision'])}, recall "
+                     f"{_fmt(m['recall'])}, F1 {_fmt(m['f1'])}, latency "
+                     f"{_fmt(m['latency_median_s'] * 1e3)} ms (n_true {m['n_true']})")
+    if "ripple_timing" in r:
+        m = r["ripple_timing"]
+        lines.append(f"  ripple pulses within +-50 ms of the true peak: "
+                     f"{_fmt(100 * m['within_50ms'])} % of {m['n_pulses']} "
+                     f"(median offset {_fmt(m['offset_median_s'] * 1e3)} ms)")
+    if "so_phase" in r:
+        m = r["so_phase"]
+        lines.append(f"  SO phase error: mean {_fmt(m['mean_error_deg'])} deg, circular SD "
+                     f"{_fmt(m['circular_sd_deg'])} deg, mean |err| "
+                     f"{_fmt(m['mean_abs_error_deg'])} deg (n {m['n_pulses']})")
+    if "lateness_p99_s" in r:
+        lines.append(f"  scheduler lateness p99 {_fmt(r['lateness_p99_s'] * 1e6)} us, max "
+                     f"{_fmt(r['lateness_max_s'] * 1e6)} us")
+    if "recall_mean" in r:
+        lines.append(f"  memory recall ({r['condition']}): {_fmt(r['recall_mean'])}")
+    if rep.get("sham") is not None and "recall_mean" in rep["sham"]:
+        lines.append(f"  memory recall (sham twin, same seed): "
+                     f"{_fmt(rep['sham']['recall_mean'])}; effect "
+                     f"{_fmt(rep.get('memory_effect', math.nan))}")
+    return "\n".join(lines)
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, (np.floating, np.integer)):
+        return _jsonable(o.item())
+    return o
+
+
+def write_report(rep: dict, folder: str) -> None:
+    """Write ``summary.json`` and ``summary.txt`` into ``folder`` (created if needed)."""
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "summary.json").write_text(json.dumps(_jsonable(rep), indent=2) + "\n",
+                                    encoding="utf-8")
+    (d / "summary.txt").write_text(format_summary(rep) + "\n", encoding="utf-8")
+
+
+__all__ = ["run_sim", "run_trial", "score_run", "detection_metrics", "ripple_timing",
+           "phase_error", "format_summary", "write_report", "RIPPLE_WINDOW_S"]
