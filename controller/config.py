@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from controller.forecast_worker import ForecasterSettings
 from controller.governor import SafetySettings
 from controller.policy import PolicySettings
 from controller.scheduler import SchedulerSettings
@@ -58,6 +59,7 @@ class Config:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     stimulators: StimulatorsSettings = field(default_factory=StimulatorsSettings)
     sim: SimSettings = field(default_factory=SimSettings)
+    forecaster: ForecasterSettings = field(default_factory=ForecasterSettings)
 
 
 def load_config(path: str | Path) -> Config:

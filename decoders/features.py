@@ -44,7 +44,10 @@ BAND_NAMES: tuple[str, ...] = ("eeg_delta", "eeg_theta", "eeg_sigma", "eeg_beta"
 
 #: Every feature, in vector order. Rates are per second of epoch, densities per minute,
 #: amplitudes in microvolts, powers log10(V^2), phases as cos/sin of the circular mean
-#: weighted by coupling strength (so the vector has no wrap-around).
+#: weighted by coupling strength (so the vector has no wrap-around). The last four are
+#: session history: hours since the first sample, and cumulative counts (thousands) of
+#: ripples, ripples inside spindles and pulses since then -- how much labile memory is
+#: left depends on the whole night so far, not only on the last few epochs.
 FEATURE_NAMES: tuple[str, ...] = (
     "ripple_rate_hz", "ripple_amp_uv", "ripple_score",
     "spindle_per_min", "spindle_amp_uv",
@@ -55,6 +58,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "logp_lfp_theta", "logp_lfp_ripple",
     "sws_index", "rem_index",
     "pulses", "coverage",
+    "elapsed_h", "cum_ripples_k", "cum_coupled_k", "cum_pulses_k",
 )
 
 # block accumulator columns (sums; windows add them up)
@@ -215,6 +219,8 @@ class EpochFeatures:
         self._recent_spindles: deque[float] = deque(maxlen=16)  # onset_s
         self._buf = np.zeros((0, 1))
         self._col = np.zeros((0, 1))
+        self._t_first: float | None = None
+        self._cum = np.zeros(3)     # ripples, ripples in spindles, pulses (sealed blocks)
 
     def _setup(self, rate_hz: float, channels: tuple[str, ...]) -> None:
         s = self.settings
@@ -286,6 +292,8 @@ class EpochFeatures:
             filt.process(col, out=col)
             np.multiply(col[:, 0], col[:, 0], out=sq[:, j])
 
+        if self._t_first is None:
+            self._t_first = float(ts[0])
         hop = self.settings.hop_s
         blocks = np.floor(ts / hop).astype(np.int64)
         # segments of equal block id (timestamps are non-decreasing within a chunk)
@@ -310,6 +318,7 @@ class EpochFeatures:
         out = []
         while self._block is not None and self._block < new_block:
             self._ingest_events(self._block)
+            self._cum += self._acc[[_A["n_ripple"], _A["n_ripple_in_spindle"], _A["n_pulses"]]]
             self._ring.append(self._acc.copy())
             self._ring_ids.append(self._block)
             out.append(self._vector())
@@ -422,9 +431,11 @@ class EpochFeatures:
             else logp["eeg_theta"] - logp["eeg_delta"]
         f["pulses"] = a["n_pulses"]
         f["coverage"] = min(1.0, a["n_samples"] / (self._rate_hz * epoch))
+        end = (self._ring_ids[-1] + 1) * s.hop_s
+        f["elapsed_h"] = max(0.0, end - (self._t_first or 0.0)) / 3600.0
+        f["cum_ripples_k"], f["cum_coupled_k"], f["cum_pulses_k"] = self._cum / 1000.0
         for i, name in enumerate(FEATURE_NAMES):
             v[i] = f[name]
-        end = (self._ring_ids[-1] + 1) * s.hop_s
         return FeatureVector(end - epoch, end, v)
 
 

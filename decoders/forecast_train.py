@@ -182,6 +182,10 @@ def synthetic_night(seed: int, n_epochs: int = 240, epoch_s: float = 30.0,
         np.zeros(n_epochs)
     f[:, col["pulses"]] = n_pulse
     f[:, col["coverage"]] = 1.0
+    f[:, col["elapsed_h"]] = (np.arange(n_epochs) + 1) * epoch_s / 3600.0
+    f[:, col["cum_ripples_k"]] = np.cumsum(n_rip) / 1000.0
+    f[:, col["cum_coupled_k"]] = np.cumsum(n_rip * fr) / 1000.0
+    f[:, col["cum_pulses_k"]] = np.cumsum(n_pulse) / 1000.0
     # memory: labile strength L decays; coupled replay moves labile strength into a
     # consolidated pool (Frey & Morris 1998 tagging idea, reduced to one rate)
     coupled = f[:, col["ripple_rate_hz"]] * fr * cs * epoch_s + 0.3 * n_pulse * (stages == 2)
@@ -287,7 +291,7 @@ def sim_night(spec: NightSpec) -> Night:
             for fv in stage.process(chunk, events, pulses):
                 feats.append(fv.values)
                 ends.append(fv.t_end_s)
-                scores = src.memory.recall_scores()
+                scores = src.recall_scores()
                 strength.append([scores[k] for k in sorted(scores)])
     finally:
         src.stop()
@@ -309,13 +313,10 @@ def _make_detectors(channels: Sequence[str]) -> list:
         pass
     from decoders.ripple import RippleDetector, RippleSettings
     dets.append(RippleDetector(RippleSettings(channels=(channels[0],))))
-    for mod, cls, sset in (("decoders.spindle", "SpindleDetector", "SpindleSettings"),
-                           ("decoders.slowosc", "SlowOscDetector", "SlowOscSettings")):
-        try:
-            m = __import__(mod, fromlist=[cls])
-            dets.append(getattr(m, cls)(getattr(m, sset)()))
-        except ImportError:
-            continue
+    from decoders.slow_osc import SlowOscDetector, SlowOscSettings
+    from decoders.spindle import SpindleDetector, SpindleSettings
+    dets.append(SpindleDetector(SpindleSettings()))
+    dets.append(SlowOscDetector(SlowOscSettings()))
     return dets
 
 
