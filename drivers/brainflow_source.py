@@ -53,7 +53,8 @@ def board_names() -> list[str]:
     """Every BrainFlow board name accepted by :func:`board_id`."""
     from brainflow.board_shim import BoardIds
 
-    return sorted(n[:-6].lower() for n in BoardIds.__members__ if n.endswith("_BOARD"))
+    return sorted(n[:-6].lower() for n in BoardIds.__members__
+                  if n.endswith("_BOARD") and n != "NO_BOARD")
 
 
 class CounterGapDetector:
