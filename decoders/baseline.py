@@ -1,0 +1,283 @@
+"""Robust running baseline and the small plumbing every detector shares.
+
+``RobustBaseline`` tracks the median and a MAD-based standard deviation of a detection
+feature (an envelope, a filtered signal) per channel, from a ring of decimated samples
+that *excludes* samples above an exclusion level, so events do not inflate their own
+threshold (the baseline is frozen while a channel is in an event). Everything is indexed by
+sample count since the stage started, never by chunk, so a signal processed in chunks of
+1, 7, 64 samples or in one piece gives identical statistics at identical samples.
+
+``ChannelPicker`` finds the configured channels in a chunk by name and copies them into a
+preallocated C-contiguous work buffer (the C filter bank needs contiguous input).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["RobustBaseline", "ChannelPicker", "TimeRing", "MAD_TO_SD", "run_lengths"]
+
+#: Scale from the median absolute deviation to the standard deviation of a normal
+#: distribution (1 / Phi^-1(3/4)); Rousseeuw & Croux 1993.
+MAD_TO_SD = 1.482602218505602
+
+
+class RobustBaseline:
+    """Per-channel running median and robust SD of a feature, excluding events.
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of feature columns.
+    fs_hz : float
+        Sampling rate of the feature (Hz).
+    history_s : float
+        Length of the history the statistics are taken over (seconds of *kept* samples).
+    step_s : float
+        One feature sample is kept every ``step_s`` seconds (decimation of the history).
+    update_s : float
+        Statistics are recomputed every ``update_s`` seconds; between updates they are
+        constant, which keeps the per-chunk cost to a few array operations.
+    exclude_sd : float
+        A sample is not added to the history when it is above
+        ``median + exclude_sd * sd`` of the statistics in force (the event exclusion).
+    min_fill : float
+        Fraction of the history that must be filled before statistics exist (0-1].
+
+    Notes
+    -----
+    ``process`` returns the statistics *in force at each sample*: the ones computed at the
+    last update point strictly before it. Update points are sample indices that are
+    multiples of the update interval, so the result does not depend on chunking.
+    """
+
+    def __init__(self, n_channels: int, fs_hz: float, *, history_s: float = 30.0,
+                 step_s: float = 0.01, update_s: float = 0.5, exclude_sd: float = 2.0,
+                 min_fill: float = 0.1, absolute: bool = False) -> None:
+        self.n_channels = int(n_channels)
+        self.step = max(1, int(round(step_s * fs_hz)))
+        self.update_every = max(1, int(round(update_s * fs_hz / self.step))) * self.step
+        self.length = max(8, int(round(history_s * fs_hz / self.step)))
+        self.min_count = max(4, int(math.ceil(min_fill * self.length)))
+        self.exclude_sd = float(exclude_sd)
+        self.absolute = bool(absolute)
+        self._ring = np.zeros((self.n_channels, self.length))
+        self._pos = np.zeros(self.n_channels, dtype=np.intp)
+        self._count = np.zeros(self.n_channels, dtype=np.int64)
+        self.median = np.full(self.n_channels, np.nan)
+        self.sd = np.full(self.n_channels, np.nan)
+        self._excl = np.full(self.n_channels, np.inf)
+        self.index = 0          # samples seen so far
+        self.n_updates = 0      # recomputations done so far
+        self.ready = False      # statistics exist for every channel
+        self.ready_index = -1   # sample index from which ``ready`` statistics apply
+
+    def reset(self) -> None:
+        """Forget the history and the statistics."""
+        self._ring.fill(0.0)
+        self._pos.fill(0)
+        self._count.fill(0)
+        self.median.fill(np.nan)
+        self.sd.fill(np.nan)
+        self._excl.fill(np.inf)
+        self.index = 0
+        self.n_updates = 0
+        self.ready = False
+        self.ready_index = -1
+
+    def process(self, feature: np.ndarray, median_out: np.ndarray,
+                sd_out: np.ndarray) -> None:
+        """Add one block of the feature and write the statistics in force per sample.
+
+        Parameters
+        ----------
+        feature : ndarray, shape (n_samples, n_channels)
+            The feature (e.g. envelope, volts). With ``absolute=True`` its absolute value
+            is tracked (for signed signals such as a filtered slow oscillation).
+        median_out, sd_out : ndarray, shape (>= n_samples, n_channels)
+            Receive the median and robust SD in force at each sample (NaN before the
+            statistics exist).
+        """
+        n = feature.shape[0]
+        start = 0
+        first = self.index
+        while start < n:
+            # next update point: the first sample index (absolute) that is a multiple of
+            # update_every, at or after first+start; stats change *after* that sample.
+            abs_here = first + start
+            next_upd = ((abs_here // self.update_every) + 1) * self.update_every - 1
+            end = min(n, next_upd - first + 1)
+            median_out[start:end] = self.median
+            sd_out[start:end] = self.sd
+            self._push(feature, start, end, first)
+            if end - 1 + first == next_upd:
+                self._recompute(first + end)
+            start = end
+        self.index = first + n
+
+    def _push(self, feature: np.ndarray, start: int, end: int, first: int) -> None:
+        # decimation points: absolute indices that are multiples of step
+        j0 = start + (-(first + start)) % self.step
+        for j in range(j0, end, self.step):
+            row = feature[j]
+            vals = np.abs(row) if self.absolute else row
+            keep = vals <= self._excl          # False for NaN too
+            if keep.all():
+                self._ring[np.arange(self.n_channels), self._pos] = vals
+                self._pos += 1
+                self._pos %= self.length
+                self._count += 1
+            elif keep.any():
+                ch = np.flatnonzero(keep)
+                self._ring[ch, self._pos[ch]] = vals[ch]
+                self._pos[ch] = (self._pos[ch] + 1) % self.length
+                self._count[ch] += 1
+
+    def _recompute(self, next_index: int) -> None:
+        self.n_updates += 1
+        if np.all(self._count >= self.length):
+            med = np.median(self._ring, axis=1)
+            mad = np.median(np.abs(self._ring - med[:, None]), axis=1)
+        else:
+            med = np.full(self.n_channels, np.nan)
+            mad = np.full(self.n_channels, np.nan)
+            for ch in range(self.n_channels):
+                k = int(min(self._count[ch], self.length))
+                if k >= self.min_count:
+                    h = self._ring[ch, :k]
+                    med[ch] = np.median(h)
+                    mad[ch] = np.median(np.abs(h - med[ch]))
+        sd = mad * MAD_TO_SD
+        # a constant feature (digital zero, flat line) has MAD 0: keep a tiny positive SD
+        # so thresholds stay above the median instead of firing on any change.
+        floor = 1e-12 * np.maximum(np.abs(med), 1e-30)
+        np.maximum(sd, floor, out=sd, where=np.isfinite(sd))
+        self.median[:] = med
+        self.sd[:] = sd
+        self._excl[:] = np.where(np.isfinite(med), med + self.exclude_sd * sd, np.inf)
+        if not self.ready and np.all(np.isfinite(med)):
+            self.ready = True
+            self.ready_index = next_index
+
+
+class ChannelPicker:
+    """Find channels by name and copy them into a reusable contiguous buffer.
+
+    Parameters
+    ----------
+    names : tuple of str
+        Channel names to pick, in order.
+    owner : str
+        Name used in error messages (e.g. ``"detectors.ripple"``).
+    """
+
+    def __init__(self, names: tuple[str, ...], owner: str) -> None:
+        self.names = tuple(names)
+        self.owner = owner
+        self._channels: tuple[str, ...] | None = None
+        self._idx = np.zeros(0, dtype=np.intp)
+        self._buf = np.zeros((0, len(self.names)))
+        self._contig: slice | None = None
+
+    def bind(self, channels: tuple[str, ...]) -> np.ndarray:
+        """Resolve names against a chunk's channel list; return the column indices.
+
+        Raises
+        ------
+        ValueError
+            If a configured channel is not in the chunk.
+        """
+        missing = [n for n in self.names if n not in channels]
+        if missing:
+            raise ValueError(f"{self.owner}.channels: {missing} not in the source's channels "
+                             f"{list(channels)}; set {self.owner}.channels to names it has")
+        self._channels = tuple(channels)
+        self._idx = np.array([channels.index(n) for n in self.names], dtype=np.intp)
+        k = len(self._idx)
+        if k == len(channels) and np.array_equal(self._idx, np.arange(k)):
+            self._contig = slice(None)
+        else:
+            self._contig = None
+        return self._idx
+
+    def pick(self, samples: np.ndarray, channels: tuple[str, ...]) -> np.ndarray:
+        """The configured columns of ``samples`` as a C-contiguous (n, k) array.
+
+        Returns a view of ``samples`` when the channels are all of them in order, else a
+        view of an internal buffer (valid until the next call).
+        """
+        if channels is not self._channels and channels != self._channels:
+            self.bind(channels)
+        if self._contig is not None:
+            return samples
+        n = samples.shape[0]
+        if self._buf.shape[0] < n:
+            self._buf = np.empty((max(n, 2 * self._buf.shape[0], 16), len(self._idx)))
+        out = self._buf[:n]
+        np.take(samples, self._idx, axis=1, out=out)
+        return out
+
+
+def run_lengths(above: np.ndarray, carry: np.ndarray, out: np.ndarray,
+                pos: np.ndarray) -> None:
+    """Length of the current run of True ending at each sample, per column.
+
+    Parameters
+    ----------
+    above : ndarray of bool, shape (n, c)
+    carry : ndarray of int, shape (c,)
+        Run length at the sample before this block; updated in place to the last row.
+    out : ndarray of int, shape (>= n, c)
+        Receives the run lengths (samples).
+    pos : ndarray of int, shape (>= n, 1)
+        ``arange(1, n + 1)[:, None]`` (preallocated by the caller).
+    """
+    n = above.shape[0]
+    o = out[:n]
+    p = pos[:n]
+    # index (1-based) of the last False at or before each sample; 0 if none in the block
+    np.multiply(~above, p, out=o)
+    np.maximum.accumulate(o, axis=0, out=o)
+    none_false = o == 0
+    np.subtract(p, o, out=o)
+    o += none_false * carry
+    carry[:] = o[-1]
+
+
+class TimeRing:
+    """The timestamps of the last ``capacity`` samples, addressed by absolute index.
+
+    Lets a detector report the onset time of a run that began in an earlier chunk from the
+    real sample timestamps (time is never rebuilt from sample counts).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, int(capacity))
+        self._t = np.full(self.capacity, np.nan)
+        self.index = 0  # absolute index of the next sample
+
+    def reset(self) -> None:
+        self._t.fill(np.nan)
+        self.index = 0
+
+    def write(self, t: np.ndarray) -> None:
+        """Append the timestamps of one block, shape (n,), seconds."""
+        n = t.shape[0]
+        if n >= self.capacity:
+            tail = t[n - self.capacity:]
+            k = (self.index + n - self.capacity) % self.capacity
+            self._t[k:] = tail[:self.capacity - k]
+            self._t[:k] = tail[self.capacity - k:]
+        else:
+            k = self.index % self.capacity
+            m = min(n, self.capacity - k)
+            self._t[k:k + m] = t[:m]
+            self._t[:n - m] = t[m:]
+        self.index += n
+
+    def at(self, abs_index: int) -> float:
+        """Timestamp of sample ``abs_index``; the oldest kept one if it is older."""
+        oldest = max(0, self.index - self.capacity)
+        i = min(max(abs_index, oldest), self.index - 1)
+        return float(self._t[i % self.capacity])

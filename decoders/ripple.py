@@ -1,0 +1,313 @@
+"""Online sharp-wave ripple detector.
+
+Band-pass (150-250 Hz by default) and moving-RMS envelope in one C call per chunk; the
+threshold is ``median + threshold_sd * robust SD`` of the envelope from a running
+baseline that excludes event samples (median/MAD, frozen while a channel is above its
+exclusion level). An event fires when, for ``min_duration_s``, at least
+``consensus_channels`` detection channels are above threshold, no reference channel (a
+cortical or EMG channel) shows ripple-band power above its own veto level (broadband
+artefacts such as chewing or movement appear on every channel, ripples do not), and,
+optionally, the theta/delta power ratio on a gating channel is low (no ripples during
+theta-dominated running or REM).
+
+Online ripple detection of this kind follows Kay et al. 2016 (envelope threshold on
+band-passed LFP) and the closed-loop detectors of Girardeau et al. 2009 and Dutta et al.
+2019 (adaptive thresholds, reference-channel veto against artefacts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.schema import setting
+from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, run_lengths
+from decoders.events import Event
+from decoders.filters import BandEnvelope, butter_bandpass
+from drivers.chunk import Chunk
+
+__all__ = ["RippleSettings", "RippleDetector"]
+
+
+@dataclass(frozen=True)
+class RippleSettings:
+    """``[detectors.ripple]``: sharp-wave ripple detection on hippocampal LFP."""
+
+    enabled: bool = setting(True, doc="run the ripple detector")
+    channels: tuple[str, ...] = setting(
+        ("CA1",), doc="hippocampal LFP channels to detect on (names as the source gives them)")
+    band_hz: tuple[float, float] = setting(
+        (150.0, 250.0), gt=0, unit="Hz", doc="ripple band (Buzsaki 2015: 150-250 Hz in rodents)")
+    filter_order: int = setting(2, ge=1, le=6, doc="Butterworth order per band edge")
+    rms_window_s: float = setting(0.006, gt=0, le=0.1, unit="s",
+                                  doc="moving-RMS envelope window")
+    threshold_sd: float = setting(5.0, gt=0, unit="SD",
+                                  doc="threshold above the baseline median, in robust SDs")
+    min_duration_s: float = setting(0.004, ge=0, le=0.1, unit="s",
+                                    doc="time above threshold before an event fires")
+    refractory_s: float = setting(0.05, ge=0, unit="s",
+                                  doc="dead time after an event (also waits for the envelope "
+                                      "to fall below the re-arm level)")
+    rearm_sd: float = setting(2.0, ge=0, unit="SD",
+                              doc="after an event every detection channel's envelope must fall "
+                                  "below median + rearm_sd SD before the next (hysteresis: one "
+                                  "event per ripple)")
+    consensus_channels: int = setting(1, ge=1, doc="detection channels that must be above "
+                                                    "threshold together")
+    reference_channels: tuple[str, ...] = setting(
+        (), doc="cortical/EMG channels whose ripple-band power vetoes an event (artefact "
+                "rejection); empty disables the veto")
+    veto_sd: float = setting(4.0, gt=0, unit="SD", doc="reference-channel veto level, in "
+                                                       "robust SDs of its own envelope")
+    theta_gate: bool = setting(False, doc="suppress detection while the theta/delta power "
+                                          "ratio is high (running, REM)")
+    theta_channel: str = setting("", doc="channel for the theta gate; empty means the first "
+                                         "detection channel")
+    theta_band_hz: tuple[float, float] = setting((6.0, 10.0), gt=0, unit="Hz", doc="theta band")
+    delta_band_hz: tuple[float, float] = setting((1.0, 4.0), gt=0, unit="Hz", doc="delta band")
+    theta_window_s: float = setting(1.0, gt=0, le=10, unit="s",
+                                    doc="RMS window of the theta and delta power")
+    theta_delta_max: float = setting(2.0, gt=0, doc="gate closes above this theta/delta "
+                                                    "power ratio")
+    calibration_s: float = setting(5.0, ge=0, unit="s", doc="no events until this long after "
+                                                            "the first sample")
+    baseline_s: float = setting(30.0, gt=0, unit="s", doc="history of the running baseline")
+    baseline_step_s: float = setting(0.005, gt=0, unit="s", doc="baseline keeps one envelope "
+                                                                "sample per step")
+    baseline_update_s: float = setting(0.5, gt=0, unit="s", doc="baseline recomputed this "
+                                                                "often")
+    exclude_sd: float = setting(2.0, gt=0, unit="SD", doc="envelope samples above median + "
+                                                          "exclude_sd SD stay out of the "
+                                                          "baseline")
+
+    def validate(self) -> None:
+        for name in ("band_hz", "theta_band_hz", "delta_band_hz"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"{name}: low edge {lo} must be below high edge {hi}")
+        if not self.channels:
+            raise ValueError("channels: give at least one channel name")
+        if self.consensus_channels > len(self.channels):
+            raise ValueError(f"consensus_channels: {self.consensus_channels} > number of "
+                             f"channels {len(self.channels)}")
+
+
+class RippleDetector:
+    """Causal ripple detector: ``process(chunk) -> list[Event]``.
+
+    Parameters
+    ----------
+    settings : RippleSettings
+
+    Notes
+    -----
+    Emits ``Event(kind="ripple")`` with ``onset_s`` the first supra-threshold sample of the
+    run, ``detect_s`` the sample where the rule was met, ``amplitude`` the envelope (volts),
+    ``score`` the envelope in robust SDs above the median, ``threshold`` in volts. Once,
+    when calibration ends, emits ``Event(kind="calibration_done", channel="ripple")``.
+    """
+
+    KIND = "ripple"
+
+    def __init__(self, settings: RippleSettings | None = None) -> None:
+        self.settings = settings or RippleSettings()
+        s = self.settings
+        self._picker = ChannelPicker(tuple(s.channels) + tuple(s.reference_channels),
+                                     "detectors.ripple")
+        self._nd = len(s.channels)
+        self._fs = 0.0
+        self._cap = 0
+
+    # ----------------------------------------------------------------- setup
+    def _setup(self, fs: float) -> None:
+        s = self.settings
+        k = self._nd + len(s.reference_channels)
+        self._fs = fs
+        if s.band_hz[1] >= fs / 2:
+            raise ValueError(f"detectors.ripple.band_hz: {s.band_hz[1]} Hz is at or above "
+                             f"Nyquist of a {fs} Hz source")
+        win = max(1, int(round(s.rms_window_s * fs)))
+        self._band = BandEnvelope(butter_bandpass(*s.band_hz, fs, order=s.filter_order), k, win)
+        self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
+                                    update_s=s.baseline_update_s, exclude_sd=s.exclude_sd)
+        self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
+        self._times = TimeRing(int(fs * 2.0))
+        self._gate_col = -1
+        if s.theta_gate:
+            name = s.theta_channel or s.channels[0]
+            self._gate_name = name
+            gwin = max(1, int(round(s.theta_window_s * fs)))
+            self._theta = BandEnvelope(butter_bandpass(*s.theta_band_hz, fs), 1, gwin)
+            self._delta = BandEnvelope(butter_bandpass(*s.delta_band_hz, fs), 1, gwin)
+        self._carry = np.zeros(self._nd, dtype=np.int64)
+        self._alloc(64)
+        self._reset_state()
+
+    def _alloc(self, n: int) -> None:
+        k = self._nd + len(self.settings.reference_channels)
+        self._cap = n
+        self._filt = np.empty((n, k))
+        self._env = np.empty((n, k))
+        self._med = np.empty((n, k))
+        self._sd = np.empty((n, k))
+        self._thr = np.empty((n, k))
+        self._above = np.empty((n, k), dtype=bool)
+        self._tmp = np.empty((n, self._nd))
+        self._hi = np.empty((n, self._nd), dtype=bool)
+        self._runs = np.empty((n, self._nd), dtype=np.int64)
+        self._pos = np.arange(1, n + 1, dtype=np.int64)[:, None]
+        self._gbuf = np.empty((n, 1))
+        self._gf = np.empty((n, 1))
+        self._ge1 = np.empty((n, 1))
+        self._ge2 = np.empty((n, 1))
+
+    def _reset_state(self) -> None:
+        self._armed = True
+        self._rearm_t = -np.inf
+        self._t0 = np.nan
+        self._calibrating = True
+        self._carry.fill(0)
+
+    def reset(self) -> None:
+        """Forget all state; the next chunk starts a new calibration."""
+        self._fs = 0.0
+
+    @property
+    def calibrating(self) -> bool:
+        """True until the baseline exists and ``calibration_s`` has passed."""
+        return self._fs == 0.0 or self._calibrating
+
+    @property
+    def threshold(self) -> np.ndarray:
+        """Current threshold per detection channel (volts; NaN while calibrating)."""
+        if self._fs == 0.0:
+            return np.full(self._nd, np.nan)
+        b = self._base
+        return (b.median + self.settings.threshold_sd * b.sd)[:self._nd]
+
+    # --------------------------------------------------------------- process
+    def process(self, chunk: Chunk) -> list[Event]:
+        """Detect ripples in one chunk.
+
+        Parameters
+        ----------
+        chunk : Chunk
+            Must contain every configured channel (volts or any consistent unit).
+
+        Returns
+        -------
+        list of Event
+            Ripples whose detection sample lies in this chunk, in time order.
+        """
+        n = chunk.n_samples
+        if n == 0:
+            return []
+        if chunk.rate_hz != self._fs:
+            self._setup(float(chunk.rate_hz))
+        if n > self._cap:
+            self._alloc(max(n, 2 * self._cap))
+        s = self.settings
+        t = chunk.timestamps
+        first = self._base.index
+        if first == 0:
+            self._t0 = float(t[0])
+        self._times.write(t)
+        x = self._picker.pick(chunk.samples, chunk.channels)
+        _, env = self._band.process_envelope(x, self._filt[:n], self._env[:n])
+        med, sd = self._med[:n], self._sd[:n]
+        self._base.process(env, med, sd)
+        thr = self._thr[:n]
+        np.multiply(sd, s.threshold_sd, out=thr)
+        thr += med
+        above = self._above[:n]
+        np.greater(env, thr, out=above)           # NaN thresholds compare False
+        nd = self._nd
+        above_det = above[:, :nd]
+        runs = self._runs[:n]
+        run_lengths(above_det, self._carry, runs, self._pos)
+        if nd == 1 and s.consensus_channels == 1:
+            cand = runs[:, 0] >= self._min_n
+        else:
+            cand = np.count_nonzero(runs >= self._min_n, axis=1) >= s.consensus_channels
+        if s.reference_channels:
+            ref = env[:, nd:] > med[:, nd:] + s.veto_sd * sd[:, nd:]
+            cand &= ~ref.any(axis=1)
+        if s.theta_gate:
+            cand &= self._theta_ok(chunk, n)
+        events: list[Event] = []
+        if self._calibrating:
+            ev = self._check_calibration(t, first, med, sd)
+            if ev is None:
+                return events
+            events.append(ev)
+            cand[:self._cal_local] = False
+        if not cand.any() and self._armed:
+            return events
+        # re-arm level (hysteresis): any detection channel still above median + rearm_sd SD
+        rearm = self._tmp[:n]
+        np.multiply(sd[:, :nd], s.rearm_sd, out=rearm)
+        rearm += med[:, :nd]
+        np.greater_equal(env[:, :nd], rearm, out=self._hi[:n])
+        hi = self._hi[:n].any(axis=1) if nd > 1 else self._hi[:n, 0]
+        self._scan(cand, hi, t, env, med, sd, thr, runs, first, events)
+        return events
+
+    def _theta_ok(self, chunk: Chunk, n: int) -> np.ndarray:
+        col = chunk.channels.index(self._gate_name)
+        g = self._gbuf[:n]
+        g[:, 0] = chunk.samples[:, col]
+        _, th = self._theta.process_envelope(g, self._gf[:n], self._ge1[:n])
+        _, de = self._delta.process_envelope(g, self._gf[:n], self._ge2[:n])
+        # power ratio (theta/delta)^2 <= max  <=>  theta <= sqrt(max) * delta
+        return th[:, 0] <= np.sqrt(self.settings.theta_delta_max) * de[:, 0]
+
+    def _check_calibration(self, t: np.ndarray, first: int, med: np.ndarray,
+                           sd: np.ndarray) -> Event | None:
+        b = self._base
+        if not b.ready:
+            return None
+        t_end = self._t0 + self.settings.calibration_s
+        lo = max(0, b.ready_index - first)
+        ok = np.flatnonzero(t[lo:] >= t_end)
+        if ok.size == 0:
+            return None
+        j = lo + int(ok[0])
+        self._calibrating = False
+        self._cal_local = j
+        thr = med[j, 0] + self.settings.threshold_sd * sd[j, 0]
+        return Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
+                     detect_s=float(t[j]), amplitude=float(med[j, 0]),
+                     score=float(sd[j, 0]), threshold=float(thr))
+
+    def _scan(self, cand: np.ndarray, any_above: np.ndarray, t: np.ndarray, env: np.ndarray,
+              med: np.ndarray, sd: np.ndarray, thr: np.ndarray, runs: np.ndarray, first: int,
+              events: list[Event]) -> None:
+        n = cand.shape[0]
+        i = 0
+        s = self.settings
+        while i < n:
+            if not self._armed:
+                ok = np.flatnonzero(~any_above[i:] & (t[i:] >= self._rearm_t))
+                if ok.size == 0:
+                    return
+                self._armed = True
+                i += int(ok[0]) + 1
+                continue
+            hit = np.flatnonzero(cand[i:])
+            if hit.size == 0:
+                return
+            j = i + int(hit[0])
+            nd = self._nd
+            score = (env[j, :nd] - med[j, :nd]) / sd[j, :nd]
+            score = np.where(runs[j] >= self._min_n, score, -np.inf)
+            ch = int(np.argmax(score))
+            onset_idx = first + j - int(runs[j].max()) + 1
+            onset_s = (float(t[onset_idx - first]) if onset_idx >= first
+                       else self._times.at(onset_idx))
+            events.append(Event(kind=self.KIND, channel=s.channels[ch],
+                                onset_s=onset_s, detect_s=float(t[j]),
+                                amplitude=float(env[j, ch]), score=float(score[ch]),
+                                threshold=float(thr[j, ch])))
+            self._armed = False
+            self._rearm_t = float(t[j]) + s.refractory_s
+            i = j + 1

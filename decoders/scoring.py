@@ -1,0 +1,243 @@
+"""Scoring detections against truth: matching, precision/recall/F1, false positives per
+minute, detection latency, and circular statistics of trigger phase.
+
+Pure functions of arrays and small records, shared by the tests, ``bench/`` and
+``engramloop score``. Times are host-clock seconds; phases are degrees in the project's
+cosine convention (0 = positive peak, +-180 = trough).
+
+Matching: a detection matches a truth event when its detection time lies in
+``[onset - tol_before_s, offset + tol_after_s]``; each truth event and each detection is
+used at most once, detections taken in time order, each paired with the earliest
+still-unmatched truth event whose window holds it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["Interval", "DetectionScore", "PhaseScore", "match_events", "score_detections",
+           "circular_mean_sd", "score_phase", "intervals", "replay"]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A truth event: onset, peak and offset (seconds; peak may be NaN)."""
+
+    onset_s: float
+    offset_s: float
+    peak_s: float = float("nan")
+
+
+@dataclass(frozen=True)
+class DetectionScore:
+    """Detection performance of one detector against one kind of truth event.
+
+    Latencies are ``detect_s - onset_s`` (and ``- peak_s``) of matched detections, in
+    seconds; NaN when nothing matched.
+    """
+
+    n_truth: int
+    n_detected: int
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    precision: float
+    recall: float
+    f1: float
+    fp_per_min: float
+    duration_s: float
+    latency_onset_median_s: float
+    latency_onset_p90_s: float
+    latency_peak_median_s: float
+    latency_peak_p90_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PhaseScore:
+    """Trigger phase accuracy: circular mean and SD of (estimated - true) phase (deg), the
+    circular mean of the true phase at the triggers, and the fraction of triggers whose true
+    phase lies in the target half-cycle (within +-90 deg of the target)."""
+
+    n: int
+    mean_error_deg: float
+    sd_error_deg: float
+    mean_phase_deg: float
+    sd_phase_deg: float
+    fraction_in_target_half: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def match_events(detect_s: Sequence[float], truth: Sequence[Interval], *,
+                 tol_before_s: float = 0.05, tol_after_s: float = 0.05
+                 ) -> list[tuple[int, int]]:
+    """Pair detections with truth events.
+
+    Parameters
+    ----------
+    detect_s : sequence of float
+        Detection times (seconds).
+    truth : sequence of Interval
+    tol_before_s, tol_after_s : float
+        How far before the onset and after the offset a detection still counts (seconds).
+
+    Returns
+    -------
+    list of (detection index, truth index)
+        In detection-time order.
+    """
+    det = np.asarray(detect_s, dtype=float)
+    order = np.argsort(det, kind="stable")
+    on = np.array([e.onset_s for e in truth], dtype=float) - tol_before_s
+    off = np.array([e.offset_s for e in truth], dtype=float) + tol_after_s
+    t_order = np.argsort(on, kind="stable")
+    on_sorted = on[t_order]
+    used = np.zeros(len(truth), dtype=bool)
+    pairs: list[tuple[int, int]] = []
+    for di in order:
+        d = det[di]
+        # truth events with on <= d: the candidates are those whose off >= d
+        hi = int(np.searchsorted(on_sorted, d, side="right"))
+        for k in range(hi):
+            ti = int(t_order[k])
+            if not used[ti] and off[ti] >= d:
+                used[ti] = True
+                pairs.append((int(di), ti))
+                break
+    return pairs
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if x.size else float("nan")
+
+
+def score_detections(detect_s: Sequence[float], truth: Sequence[Interval], duration_s: float,
+                     *, tol_before_s: float = 0.05, tol_after_s: float = 0.05
+                     ) -> DetectionScore:
+    """Precision, recall, F1, false positives per minute and latency.
+
+    Parameters
+    ----------
+    detect_s : sequence of float
+        Detection times (seconds).
+    truth : sequence of Interval
+        Truth events in the scored span.
+    duration_s : float
+        Length of the scored span (seconds), for the false-positive rate.
+    """
+    pairs = match_events(detect_s, truth, tol_before_s=tol_before_s, tol_after_s=tol_after_s)
+    tp = len(pairs)
+    nd, nt = len(detect_s), len(truth)
+    fp, fn = nd - tp, nt - tp
+    precision = tp / nd if nd else float("nan")
+    recall = tp / nt if nt else float("nan")
+    f1 = 2 * tp / (nd + nt) if (nd + nt) else float("nan")
+    det = np.asarray(detect_s, dtype=float)
+    lat_on = np.array([det[d] - truth[t].onset_s for d, t in pairs])
+    lat_pk = np.array([det[d] - truth[t].peak_s for d, t in pairs
+                       if math.isfinite(truth[t].peak_s)])
+    return DetectionScore(
+        n_truth=nt, n_detected=nd, true_positives=tp, false_positives=fp, false_negatives=fn,
+        precision=precision, recall=recall, f1=f1,
+        fp_per_min=fp / (duration_s / 60.0) if duration_s > 0 else float("nan"),
+        duration_s=float(duration_s),
+        latency_onset_median_s=_pct(lat_on, 50), latency_onset_p90_s=_pct(lat_on, 90),
+        latency_peak_median_s=_pct(lat_pk, 50), latency_peak_p90_s=_pct(lat_pk, 90))
+
+
+def circular_mean_sd(deg: Iterable[float]) -> tuple[float, float, float]:
+    """Circular mean (deg, (-180, 180]), circular SD (deg, ``sqrt(-2 ln R)``) and the mean
+    resultant length R (0-1) of angles in degrees; NaNs are ignored."""
+    a = np.radians(np.asarray(list(deg) if not isinstance(deg, np.ndarray) else deg,
+                              dtype=float))
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    c, s = float(np.mean(np.cos(a))), float(np.mean(np.sin(a)))
+    r = math.hypot(c, s)
+    mean = math.degrees(math.atan2(s, c))
+    if mean == -180.0:
+        mean = 180.0
+    sd = math.degrees(math.sqrt(-2.0 * math.log(r))) if r > 0 else float("inf")
+    return mean, sd, r
+
+
+def score_phase(true_deg: Sequence[float], target_deg: float = 0.0,
+                estimated_deg: Sequence[float] | None = None) -> PhaseScore:
+    """Phase accuracy at trigger times.
+
+    Parameters
+    ----------
+    true_deg : sequence of float
+        Noise-free true phase at each trigger (deg); NaN where the rhythm was absent
+        (those triggers are left out).
+    target_deg : float
+        The phase the triggers aimed at.
+    estimated_deg : sequence of float, optional
+        The phase the estimator believed at each trigger; the error is
+        ``estimated - true``. Without it the estimate is taken to be ``target_deg``
+        (a trigger aimed at the target), so the error is ``target - true``.
+    """
+    true = np.asarray(true_deg, dtype=float)
+    est = (np.full_like(true, target_deg) if estimated_deg is None
+           else np.asarray(estimated_deg, dtype=float))
+    ok = np.isfinite(true) & np.isfinite(est)
+    true, est = true[ok], est[ok]
+    err = np.mod(est - true + 180.0, 360.0) - 180.0
+    m_err, sd_err, _ = circular_mean_sd(err)
+    m_ph, sd_ph, _ = circular_mean_sd(true)
+    dist = np.abs(np.mod(true - target_deg + 180.0, 360.0) - 180.0)
+    frac = float(np.mean(dist < 90.0)) if true.size else float("nan")
+    return PhaseScore(n=int(true.size), mean_error_deg=m_err, sd_error_deg=sd_err,
+                      mean_phase_deg=m_ph, sd_phase_deg=sd_ph, fraction_in_target_half=frac)
+
+
+def intervals(events: Iterable) -> list[Interval]:
+    """Intervals from any records with ``onset_s``, ``offset_s`` and ``peak_s`` (e.g. the
+    simulator's ``TruthEvent``) or dicts with those keys."""
+    out = []
+    for e in events:
+        get = e.get if isinstance(e, dict) else (lambda k, _e=e: getattr(_e, k))
+        out.append(Interval(float(get("onset_s")), float(get("offset_s")),
+                            float(get("peak_s"))))
+    return out
+
+
+def replay(stages: Sequence, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
+           channels: tuple[str, ...], chunk_samples: int = 10) -> list:
+    """Feed a recorded signal through detector stages chunk by chunk.
+
+    Parameters
+    ----------
+    stages : sequence of objects with ``process(chunk) -> list[Event]``
+    samples : ndarray, shape (n_samples, n_channels), volts
+    timestamps : ndarray, shape (n_samples,), seconds
+    rate_hz : float
+    channels : tuple of str
+    chunk_samples : int
+        Samples per chunk.
+
+    Returns
+    -------
+    list of Event
+        Every event of every stage, in the order they were produced.
+    """
+    from drivers.chunk import Chunk
+
+    samples = np.ascontiguousarray(samples, dtype=np.float64)
+    events: list = []
+    n = samples.shape[0]
+    step = max(1, int(chunk_samples))
+    for i in range(0, n, step):
+        c = Chunk(samples[i:i + step], timestamps[i:i + step], rate_hz, channels,
+                  float(timestamps[min(i + step, n) - 1]), first_index=i)
+        for st in stages:
+            events.extend(st.process(c))
+    return events

@@ -1,0 +1,309 @@
+"""Online sleep-spindle detector.
+
+Online versions of the three rules of YASA's ``spindles_detect`` (Vallat & Walker 2021,
+eLife 10:e70092; after Lacourse et al. 2019, J Neurosci Methods 316:3):
+
+1. absolute: the sigma-band (11-16 Hz) moving RMS is above ``median + threshold_sd *
+   robust SD`` of its own running baseline (YASA: mean + 1.5 SD of the whole record);
+2. relative: sigma power / broadband (1-30 Hz) power in the same moving window is at least
+   ``rel_power_min`` (YASA: 0.2);
+3. shape: the moving correlation between the sigma-filtered and the broadband signal is at
+   least ``corr_min`` (YASA: 0.65) -- a spindle dominates the signal's shape, a
+   sigma-band bump under a slow wave or an artefact does not. Offline, YASA filters with
+   zero phase; a causal band-pass shifts the phase of a spindle that is off the band
+   centre, so we take the correlation with the best phase shift: with ``q`` the quadrature
+   of the sigma signal (its derivative scaled at the band centre),
+   ``corr = sqrt(corr(xs, xb)^2 + corr(q, xb)^2)``.
+
+All windows are causal (trailing); the sigma signal is band-passed out of the broadband
+one, so both are in phase at the spindle frequency. The moving correlation needs the moving mean of a
+product; with ``mean(xy) = (mean((x+y)^2) - mean((x-y)^2)) / 4`` it comes from two moving
+RMS envelopes, so every rule runs in the C filter bank. An event fires when all three
+rules have held for ``min_duration_s``; if they go on holding beyond ``max_duration_s``
+the detector emits ``spindle_rejected`` for it (online, a fired event cannot be taken
+back, but the recording and the scorer can drop it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.schema import setting
+from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, run_lengths
+from decoders.events import Event
+from decoders.filters import BandEnvelope, MovingRms, butter_bandpass
+from drivers.chunk import Chunk
+
+__all__ = ["SpindleSettings", "SpindleDetector"]
+
+
+@dataclass(frozen=True)
+class SpindleSettings:
+    """``[detectors.spindle]``: sleep spindles on scalp EEG."""
+
+    enabled: bool = setting(True, doc="run the spindle detector")
+    channels: tuple[str, ...] = setting(("Cz",), doc="EEG channels, each detected on "
+                                                     "independently")
+    sigma_band_hz: tuple[float, float] = setting((11.0, 16.0), gt=0, unit="Hz",
+                                                 doc="spindle (sigma) band")
+    broad_band_hz: tuple[float, float] = setting((1.0, 30.0), gt=0, unit="Hz",
+                                                 doc="broadband for relative power and "
+                                                     "correlation")
+    filter_order: int = setting(2, ge=1, le=6, doc="Butterworth order per band edge")
+    window_s: float = setting(0.3, gt=0, le=5, unit="s", doc="moving RMS/correlation window "
+                                                             "(YASA: 0.3 s)")
+    threshold_sd: float = setting(1.5, ge=0, unit="SD", doc="sigma RMS above its baseline "
+                                                            "median, in robust SDs")
+    rel_power_min: float = setting(0.2, ge=0, le=1, doc="minimum sigma/broadband power ratio")
+    corr_min: float = setting(0.65, ge=-1, le=1, doc="minimum sigma-vs-broadband correlation")
+    min_duration_s: float = setting(0.15, ge=0, le=2, unit="s",
+                                    doc="all rules must hold this long before an event fires")
+    max_duration_s: float = setting(2.5, gt=0, unit="s",
+                                    doc="longer runs are reported as spindle_rejected")
+    refractory_s: float = setting(0.5, ge=0, unit="s", doc="dead time after an event")
+    calibration_s: float = setting(10.0, ge=0, unit="s",
+                                   doc="no events until this long after the first sample")
+    baseline_s: float = setting(60.0, gt=0, unit="s", doc="history of the running baseline")
+    baseline_step_s: float = setting(0.02, gt=0, unit="s", doc="baseline keeps one RMS sample "
+                                                               "per step")
+    baseline_update_s: float = setting(0.5, gt=0, unit="s", doc="baseline recomputed this "
+                                                                "often")
+    baseline_min_fill: float = setting(0.05, gt=0, le=1, doc="fraction of the history "
+                                                             "needed before the first "
+                                                             "statistics")
+    exclude_sd: float = setting(1.5, gt=0, unit="SD", doc="RMS samples above median + "
+                                                          "exclude_sd SD stay out of the "
+                                                          "baseline")
+
+    def validate(self) -> None:
+        for name in ("sigma_band_hz", "broad_band_hz"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"{name}: low edge {lo} must be below high edge {hi}")
+        if not self.channels:
+            raise ValueError("channels: give at least one channel name")
+        if self.max_duration_s <= self.min_duration_s:
+            raise ValueError("max_duration_s: must be greater than min_duration_s")
+
+
+class SpindleDetector:
+    """Causal spindle detector: ``process(chunk) -> list[Event]``.
+
+    Emits ``Event(kind="spindle")`` (``amplitude`` = sigma RMS, ``score`` = RMS in robust
+    SDs above the baseline median, ``threshold`` = the RMS threshold), ``spindle_rejected``
+    when a fired event outlasts ``max_duration_s``, and once ``calibration_done`` (with
+    ``channel="spindle"``).
+    """
+
+    KIND = "spindle"
+
+    def __init__(self, settings: SpindleSettings | None = None) -> None:
+        self.settings = settings or SpindleSettings()
+        self._picker = ChannelPicker(tuple(self.settings.channels), "detectors.spindle")
+        self._k = len(self.settings.channels)
+        self._fs = 0.0
+        self._cap = 0
+
+    def _setup(self, fs: float) -> None:
+        s = self.settings
+        k = self._k
+        self._fs = fs
+        for name in ("sigma_band_hz", "broad_band_hz"):
+            if getattr(s, name)[1] >= fs / 2:
+                raise ValueError(f"detectors.spindle.{name}: {getattr(s, name)[1]} Hz is at or "
+                                 f"above Nyquist of a {fs} Hz source")
+        win = max(1, int(round(s.window_s * fs)))
+        self._sigma = BandEnvelope(butter_bandpass(*s.sigma_band_hz, fs, s.filter_order), k, win)
+        self._broad = BandEnvelope(butter_bandpass(*s.broad_band_hz, fs, s.filter_order), k, win)
+        self._pm = MovingRms(4 * k, win)
+        # derivative -> quadrature (90 deg) at the sigma centre frequency
+        self._qgain = fs / (2 * np.pi * np.sqrt(s.sigma_band_hz[0] * s.sigma_band_hz[1]))
+        self._xs_last = np.zeros(k)
+        self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
+                                    update_s=s.baseline_update_s, exclude_sd=s.exclude_sd,
+                                    min_fill=s.baseline_min_fill)
+        self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
+        self._max_n = max(self._min_n + 1, int(round(s.max_duration_s * fs)) + 1)
+        self._times = TimeRing(int(fs * (s.max_duration_s + 1.0)))
+        self._carry = np.zeros(k, dtype=np.int64)
+        self._armed = np.ones(k, dtype=bool)
+        self._rearm_t = np.full(k, -np.inf)
+        self._open = np.zeros(k, dtype=bool)     # fired, run still going
+        self._open_onset = np.full(k, np.nan)
+        self._calibrating = True
+        self._t0 = np.nan
+        self._alloc(64)
+
+    def _alloc(self, n: int) -> None:
+        k = self._k
+        self._cap = n
+        self._xs, self._es = np.empty((n, k)), np.empty((n, k))
+        self._xb, self._eb = np.empty((n, k)), np.empty((n, k))
+        self._sum = np.empty((n, 4 * k))
+        self._pmo = np.empty((n, 4 * k))
+        self._q = np.empty((n, k))
+        self._tmp2 = np.empty((n, k))
+        self._med, self._sd = np.empty((n, k)), np.empty((n, k))
+        self._thr = np.empty((n, k))
+        self._tmp = np.empty((n, k))
+        self._cond = np.empty((n, k), dtype=bool)
+        self._c2 = np.empty((n, k), dtype=bool)
+        self._runs = np.empty((n, k), dtype=np.int64)
+        self._pos = np.arange(1, n + 1, dtype=np.int64)[:, None]
+
+    def reset(self) -> None:
+        """Forget all state; the next chunk starts a new calibration."""
+        self._fs = 0.0
+
+    @property
+    def calibrating(self) -> bool:
+        """True until the baseline exists and ``calibration_s`` has passed."""
+        return self._fs == 0.0 or self._calibrating
+
+    def process(self, chunk: Chunk) -> list[Event]:
+        """Detect spindles in one chunk.
+
+        Parameters
+        ----------
+        chunk : Chunk
+            Must contain the configured channels (volts or any consistent unit).
+
+        Returns
+        -------
+        list of Event
+            In time order.
+        """
+        n = chunk.n_samples
+        if n == 0:
+            return []
+        if chunk.rate_hz != self._fs:
+            self._setup(float(chunk.rate_hz))
+        if n > self._cap:
+            self._alloc(max(n, 2 * self._cap))
+        s, k = self.settings, self._k
+        t = chunk.timestamps
+        first = self._base.index
+        if first == 0:
+            self._t0 = float(t[0])
+        self._times.write(t)
+        x = self._picker.pick(chunk.samples, chunk.channels)
+        # sigma is filtered out of the broadband signal (not the raw one): at the sigma
+        # centre the band-pass has zero phase, so a spindle is in phase in both signals
+        # and the correlation is not spoilt by the two causal filters' different delays.
+        xb, eb = self._broad.process_envelope(x, self._xb[:n], self._eb[:n])
+        xs, es = self._sigma.process_envelope(xb, self._xs[:n], self._es[:n])
+        q = self._q[:n]
+        q[0] = xs[0] - self._xs_last
+        np.subtract(xs[1:], xs[:-1], out=q[1:])
+        self._xs_last[:] = xs[-1]
+        q *= self._qgain
+        sm = self._sum[:n]
+        np.add(xs, xb, out=sm[:, :k])
+        np.subtract(xs, xb, out=sm[:, k:2 * k])
+        np.add(q, xb, out=sm[:, 2 * k:3 * k])
+        np.subtract(q, xb, out=sm[:, 3 * k:])
+        pm = self._pm.process(sm, self._pmo[:n])
+        med, sd = self._med[:n], self._sd[:n]
+        self._base.process(es, med, sd)
+        thr, tmp = self._thr[:n], self._tmp[:n]
+        np.multiply(sd, s.threshold_sd, out=thr)
+        thr += med
+        cond, c2 = self._cond[:n], self._c2[:n]
+        np.greater(es, thr, out=cond)
+        # relative power: es^2 >= rel * eb^2
+        np.multiply(es, es, out=tmp)
+        np.greater_equal(tmp, s.rel_power_min * eb * eb, out=c2)
+        cond &= c2
+        # correlation, phase-free: c_i = mean(xs*xb), c_q = mean(q*xb) with q the
+        # quadrature of xs; (c_i^2 + c_q^2) >= corr_min^2 * es^2 * eb^2 (each mean from
+        # (p^2 - m^2) / 4)
+        tmp2 = self._tmp2[:n]
+        np.multiply(pm[:, :k], pm[:, :k], out=tmp)
+        tmp -= pm[:, k:2 * k] ** 2
+        tmp *= tmp
+        np.multiply(pm[:, 2 * k:3 * k], pm[:, 2 * k:3 * k], out=tmp2)
+        tmp2 -= pm[:, 3 * k:] ** 2
+        tmp2 *= tmp2
+        tmp += tmp2
+        np.multiply(es, eb, out=tmp2)
+        tmp2 *= tmp2
+        tmp2 *= 16.0 * s.corr_min * abs(s.corr_min)
+        np.greater_equal(tmp, tmp2, out=c2)
+        cond &= c2
+        runs = self._runs[:n]
+        run_lengths(cond, self._carry, runs, self._pos)
+        events: list[Event] = []
+        start = 0
+        if self._calibrating:
+            j = self._calibration_index(t, first)
+            if j < 0:
+                return events
+            self._calibrating = False
+            events.append(Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
+                                detect_s=float(t[j]), amplitude=float(med[j, 0]),
+                                score=float(sd[j, 0]), threshold=float(thr[j, 0])))
+            start = j
+        if not (self._open.any() or (runs[start:] >= self._min_n).any()
+                or not self._armed.all()):
+            return events
+        for ch in range(k):
+            self._scan(ch, start, runs[:, ch], t, es, med, sd, thr, first, events)
+        if k > 1:
+            events.sort(key=lambda e: e.detect_s)
+        return events
+
+    def _calibration_index(self, t: np.ndarray, first: int) -> int:
+        b = self._base
+        if not b.ready:
+            return -1
+        lo = max(0, b.ready_index - first)
+        ok = np.flatnonzero(t[lo:] >= self._t0 + self.settings.calibration_s)
+        return lo + int(ok[0]) if ok.size else -1
+
+    def _scan(self, ch: int, i: int, runs: np.ndarray, t: np.ndarray, es: np.ndarray,
+              med: np.ndarray, sd: np.ndarray, thr: np.ndarray, first: int,
+              events: list[Event]) -> None:
+        n = runs.shape[0]
+        name = self.settings.channels[ch]
+        while i < n:
+            if self._open[ch]:
+                # the fired run either ends (run length drops to 0) or reaches max duration
+                ends = np.flatnonzero(runs[i:] == 0)
+                end = i + int(ends[0]) if ends.size else n
+                longs = np.flatnonzero(runs[i:end] == self._max_n)
+                if longs.size:
+                    j = i + int(longs[0])
+                    events.append(Event(kind="spindle_rejected", channel=name,
+                                        onset_s=float(self._open_onset[ch]),
+                                        detect_s=float(t[j]), amplitude=float(es[j, ch]),
+                                        threshold=float(thr[j, ch])))
+                    self._open[ch] = False
+                if end == n:
+                    return
+                self._open[ch] = False
+                i = end
+                continue
+            if not self._armed[ch]:
+                ok = np.flatnonzero((runs[i:] == 0) & (t[i:] >= self._rearm_t[ch]))
+                if ok.size == 0:
+                    return
+                self._armed[ch] = True
+                i += int(ok[0])
+                continue
+            hit = np.flatnonzero(runs[i:] >= self._min_n)
+            if hit.size == 0:
+                return
+            j = i + int(hit[0])
+            onset_idx = first + j - int(runs[j]) + 1
+            onset_s = (float(t[onset_idx - first]) if onset_idx >= first
+                       else self._times.at(onset_idx))
+            events.append(Event(kind=self.KIND, channel=name, onset_s=onset_s,
+                                detect_s=float(t[j]), amplitude=float(es[j, ch]),
+                                score=float((es[j, ch] - med[j, ch]) / sd[j, ch]),
+                                threshold=float(thr[j, ch])))
+            self._armed[ch] = False
+            self._rearm_t[ch] = float(t[j]) + self.settings.refractory_s
+            self._open[ch] = True
+            self._open_onset[ch] = onset_s
+            i = j + 1
