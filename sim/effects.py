@@ -51,6 +51,7 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
                   "stage": stage, "effect": "none"}
     meta.update({f"{g}_phase_deg": (None if math.isnan(v) else v) for g, v in phases.items()})
     rec = truth.add(EventRecord("stim", "", t, t, t + spec.duration_s, meta))
+    meta = rec.meta                               # the record holds its own copy
     rng = src._effects_rng
 
     if spec.modality in ("electrical", "optogenetic"):

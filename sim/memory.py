@@ -176,16 +176,20 @@ class Memory:
         return np.array([np.intersect1d(o, e).size / o.size
                          for o, e in zip(self.original, self.engram)])
 
-    def recall_scores(self, t: float | None = None) -> dict[str, float]:
-        """Recall per memory in [0, 1]: strength times engram overlap.
+    def recall_scores(self, t: float | None = None,
+                      delay_s: float | None = None) -> dict[str, float]:
+        """Recall per memory in [0, 1]: strength at test time times engram overlap.
 
         Parameters
         ----------
         t : float, optional
-            Sim seconds to project decay to (default: the last event time). Engram drift
-            is applied only up to the last event time.
+            Sim seconds of the end of the session (default: the last event time).
+        delay_s : float, optional
+            Test delay after ``t`` (default ``settings.test_delay_s``); unconsolidated
+            strength decays over it. Engram drift is applied only up to the last event.
         """
-        st = self.strengths(t)
+        t_end = self.t if t is None else max(t, self.t)
+        st = self.strengths(t_end + (self.s.test_delay_s if delay_s is None else delay_s))
         ov = self.overlap()
         return {n: float(st[n] * ov[i]) for i, n in enumerate(self.names)}
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 from scipy import signal
 
-from decoders.filters import SosFilter
+from decoders.filters import SosFilter, butter_bandpass
 from sim.settings import NoiseSettings, ThetaSettings
 from sim.truth import Truth, theta_warp
 
@@ -79,6 +79,13 @@ class Background:
         # start the filters in their stationary state by running a few seconds of warm-up
         warm = int(min(20.0, 4.0 / 0.2) * self.fs)
         self._pink.process(np.ascontiguousarray(rng.standard_normal((warm, self.n_ch + 2))))
+        # ongoing spindle-band activity on EEG channels (not events: no truth entry)
+        self._sigma = SosFilter(butter_bandpass(10.0, 16.0, self.fs, order=2), self.n_ch)
+        sig_sos = butter_bandpass(10.0, 16.0, self.fs, order=2)
+        _, h = signal.sosfreqz(sig_sos, worN=1 << 14)
+        self._sigma_gain = np.where(self.lfp, 0.0, noise.eeg_sigma_v) / math.sqrt(
+            float(np.mean(np.abs(h) ** 2)))
+        self._sigma.process(np.ascontiguousarray(rng.standard_normal((int(self.fs), self.n_ch))))
         rho = noise.channel_correlation
         self._w_shared, self._w_own = math.sqrt(rho), math.sqrt(1.0 - rho)
         self._ap_gain = np.where(self.lfp, noise.lfp_aperiodic_v, noise.eeg_aperiodic_v)
@@ -136,6 +143,9 @@ class Background:
         out[:] = (self._w_own * ap[:, :self.n_ch]
                   + self._w_shared * ap[:, self.n_ch + shared]) * self._ap_gain
         out += rng.standard_normal((n, self.n_ch)) * self._white_gain
+        if self.noise.eeg_sigma_v > 0:
+            sig = self._sigma.process(np.ascontiguousarray(rng.standard_normal((n, self.n_ch))))
+            out += sig * self._sigma_gain
         if self.noise.line_v > 0:
             ph = 2 * math.pi * self.noise.line_hz * t
             out += np.sin(ph[:, None] + self._line_phase[None, :]) * self._line_gain

@@ -34,11 +34,13 @@ class NoiseSettings:
     """Background activity: aperiodic 1/f^a, amplifier noise, mains."""
 
     aperiodic_exponent: float = setting(
-        1.8, ge=0.0, le=2.0, doc="exponent a of the 1/f^a aperiodic power spectrum (sleep "
-        "EEG is steeper than wake: about 1.5-2.5 in NREM, Lendner et al. 2020 eLife)")
+        1.9, ge=0.0, le=2.0, doc="exponent a of the 1/f^a aperiodic power spectrum (sleep "
+        "EEG is steeper than wake: about 1.5-2.5 in NREM, Lendner et al. 2020 eLife 9:e55092; "
+        "1.9 with eeg_aperiodic_v 25 uV matches the 5-40 Hz spectrum of the YASA N2 "
+        "example recording within ~1 dB)")
     eeg_aperiodic_v: float = setting(
-        12e-6, ge=0, unit="V", doc="RMS of the aperiodic component on EEG channels (1-45 Hz "
-        "scalp EEG background is tens of microvolts)")
+        25e-6, ge=0, unit="V", doc="RMS of the aperiodic component on EEG channels (scalp "
+        "sleep EEG background is tens of microvolts)")
     lfp_aperiodic_v: float = setting(
         80e-6, ge=0, unit="V", doc="RMS of the aperiodic component on hippocampal LFP channels")
     eeg_white_v_per_rthz: float = setting(
@@ -47,6 +49,10 @@ class NoiseSettings:
     lfp_white_v_per_rthz: float = setting(
         0.9e-6, ge=0, unit="V/sqrt(Hz)", doc="broadband noise density on LFP channels (amplifier "
         "plus unresolved multi-unit activity; sets the ripple-band background)")
+    eeg_sigma_v: float = setting(
+        1.8e-6, ge=0, unit="V", doc="RMS of ongoing 10-16 Hz background activity on EEG "
+        "channels (small spindle-band waves that are not spindles: the YASA N2 example has "
+        "2.5 uV RMS in 11-16 Hz outside its spindles)")
     line_hz: float = setting(50.0, gt=0, unit="Hz", doc="mains frequency (50 or 60 Hz)")
     line_v: float = setting(2e-6, ge=0, unit="V", doc="mains interference amplitude")
     channel_correlation: float = setting(
@@ -116,9 +122,9 @@ class SlowOscSettings:
     rate_n2_hz: float = setting(0.04, ge=0, unit="1/s",
                                 doc="rate of isolated slow waves / K-complexes in N2")
     train_cycles: tuple[int, int] = setting((2, 8), ge=1, doc="range of cycles per N3 SO train")
-    trough_v: float = setting(75e-6, ge=0, unit="V", doc="median down-state trough depth "
+    trough_v: float = setting(70e-6, ge=0, unit="V", doc="median down-state trough depth "
                               "(EEG polarity: down state negative) on the strongest channel")
-    peak_v: float = setting(45e-6, ge=0, unit="V", doc="median up-state peak height")
+    peak_v: float = setting(40e-6, ge=0, unit="V", doc="median up-state peak height")
     amplitude_sigma: float = setting(0.25, ge=0, doc="log-normal sigma of SO amplitude")
     down_fraction: float = setting(0.5, gt=0.2, lt=0.8,
                                    doc="fraction of a cycle spent in the negative half-wave")
@@ -195,13 +201,18 @@ class MemorySettings:
 
     n_memories: int = setting(4, ge=1, le=64, doc="number of memories encoded before sleep")
     initial_strength: float = setting(0.6, gt=0, le=1, doc="labile strength after encoding")
-    decay_tau_s: float = setting(4 * 3600.0, gt=0, unit="s", doc="decay time constant of "
+    decay_tau_s: float = setting(6 * 3600.0, gt=0, unit="s", doc="decay time constant of "
                                  "unconsolidated (early-LTP-like) strength")
     tag_tau_s: float = setting(40 * 60.0, gt=0, unit="s", doc="synaptic tag lifetime (Frey & "
                                "Morris 1998; CaMKII condensates, Hosokawa et al. 2021)")
     prp_tau_s: float = setting(30 * 60.0, gt=0, unit="s",
                                doc="lifetime of plasticity-related products")
-    replay_gain: float = setting(0.02, ge=0, doc="consolidation per coupled replay event")
+    replay_gain: float = setting(0.002, ge=0, doc="fraction of the labile strength a replay "
+                                 "can consolidate (times coupling 1-3x, ripple quality, tag "
+                                 "and PRPs); about 10 min of N3 consolidates ~1/4 of a memory")
+    test_delay_s: float = setting(12 * 3600.0, ge=0, unit="s", doc="recall is tested this "
+                                  "long after the last simulated sample (a next-day test), so "
+                                  "unconsolidated strength has mostly decayed")
     drift_per_hour: float = setting(0.05, ge=0, le=1, doc="fraction of engram units replaced "
                                     "per hour without consolidation (Ziv et al. 2013)")
     n_units: int = setting(200, ge=10, le=100000, doc="units per engram population")

@@ -1,0 +1,103 @@
+"""How fast the simulator generates, and the signal-to-noise it generates at.
+
+Prints, for 8 channels at 2 kHz (the defaults), the real-time ratio (simulated seconds per
+wall-clock second, median of 3 runs, one process, one thread) at several chunk sizes; the
+target is >= 200x at the stated chunk size. Then prints the default-setting band RMS
+values and event amplitudes that the SNR figures in ``sim/settings.py`` quote.
+
+Run: ``.venv/bin/python bench/sim.py``
+"""
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy import signal  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from drivers.chunk import EndOfStream  # noqa: E402
+from sim.generate import simulate  # noqa: E402
+from sim.settings import HypnogramSettings, SimSettings  # noqa: E402
+from sim.source import SimSource  # noqa: E402
+
+TARGET = 200.0
+
+
+def ratio(chunk: int, duration_s: float, seed: int = 0) -> float:
+    src = SimSource(SimSettings(), seed=seed, chunk_samples=chunk, duration_s=duration_s)
+    src.start()
+    t0 = time.perf_counter()
+    while True:
+        try:
+            src.read(0.0)
+        except EndOfStream:
+            break
+    return duration_s / (time.perf_counter() - t0)
+
+
+def speed() -> None:
+    s = SimSettings()
+    print(f"simulator speed: {len(s.channels)} channels at {s.rate_hz:g} Hz, default "
+          f"schedule {', '.join(s.hypnogram.schedule)}; median of 3 runs")
+    for chunk, dur in ((2000, 600.0), (200, 300.0), (20, 120.0), (10, 120.0)):
+        r = statistics.median(ratio(chunk, dur, seed=k) for k in range(3))
+        flag = "  (stated chunk size; target >= 200x)" if chunk == 200 else ""
+        print(f"  chunk {chunk:5d} samples ({chunk / s.rate_hz * 1e3:6.1f} ms): "
+              f"{r:7.0f}x real time{flag}")
+
+
+def band(x: np.ndarray, lo: float, hi: float, fs: float) -> np.ndarray:
+    sos = signal.butter(4, [lo, hi], "bandpass", fs=fs, output="sos")
+    return signal.sosfiltfilt(sos, x, axis=0)
+
+
+def snr() -> None:
+    fs = 2000.0
+    s = SimSettings(hypnogram=HypnogramSettings(schedule=("N3:300",)))
+    x, t, tr = simulate(s, seed=1, duration_s=300.0)
+    ch = list(s.channels)
+
+    def outside(events: list, pad: float) -> np.ndarray:
+        m = np.ones(len(t), bool)
+        for e in events:
+            m[max(0, int((e.onset_s - pad) * fs)):int((e.offset_s + pad) * fs)] = False
+        return m
+
+    rip = tr.events("ripple")
+    rb = band(x[:, ch.index("CA1")], 150, 250, fs)
+    base = rb[outside(rip, 0.05)].std()
+    amps = np.array([e.meta["amplitude_v"] for e in rip])
+    print("default SNR (300 s of N3, seed 1):")
+    print(f"  ripples: {len(rip)} ({len(rip) / 300:.2f}/s); CA1 150-250 Hz background RMS "
+          f"{base * 1e6:.1f} uV; peak envelope median {np.median(amps) * 1e6:.1f} uV -> "
+          f"ratio {np.median(amps) / base:.1f} (5th percentile "
+          f"{np.percentile(amps, 5) / base:.1f})")
+    sp = tr.events("spindle")
+    sb = band(x[:, ch.index("Cz")], 11, 16, fs)
+    sbase = sb[outside(sp, 0.2)].std()
+    samp = np.array([e.meta["amplitude_v"] for e in sp])
+    print(f"  spindles: {len(sp)}; Cz 11-16 Hz background RMS {sbase * 1e6:.2f} uV; peak "
+          f"envelope median {np.median(samp) * 1e6:.1f} uV -> ratio "
+          f"{np.median(samp) / sbase:.1f}")
+    so = tr.events("so")
+    fz = x[:, ch.index("Fz")]
+    tr_v = np.array([e.meta["trough_v"] for e in so])
+    pk_v = np.array([e.meta["peak_v"] for e in so])
+    sob = band(fz, 0.3, 1.5, fs)
+    print(f"  slow oscillations: {len(so)} cycles; Fz median trough {np.median(tr_v) * 1e6:.0f} "
+          f"uV, peak {np.median(pk_v) * 1e6:.0f} uV; 0.3-1.5 Hz background RMS outside SOs "
+          f"{sob[outside(so, 0.5)].std() * 1e6:.1f} uV")
+
+
+if __name__ == "__main__":
+    speed()
+    snr()
