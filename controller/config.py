@@ -16,6 +16,8 @@ from controller.governor import SafetySettings
 from controller.policy import PolicySettings
 from controller.scheduler import SchedulerSettings
 from controller.schema import ConfigError, build, setting, to_toml
+from decoders.detectors import DetectorsSettings
+from decoders.phase import PhaseSettings
 from drivers.sources import BrainFlowSettings, FileSettings, LslSettings
 from drivers.outputs import StimulatorsSettings
 from sim.settings import SimSettings
@@ -60,6 +62,8 @@ class Config:
     stimulators: StimulatorsSettings = field(default_factory=StimulatorsSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     forecaster: ForecasterSettings = field(default_factory=ForecasterSettings)
+    detectors: DetectorsSettings = field(default_factory=DetectorsSettings)
+    phase: PhaseSettings = field(default_factory=PhaseSettings)
 
 
 def load_config(path: str | Path) -> Config:

@@ -47,16 +47,20 @@ def wrap_deg(x: np.ndarray | float) -> np.ndarray | float:
 
 @dataclass(frozen=True)
 class PhaseSettings:
-    """``[phase]``: the online phase estimator the policy uses to time pulses."""
+    """``[phase]``: the online phase estimator the policy uses to time pulses (theta
+    targets); the slow-oscillation detector has its own ECHT (``[detectors.so]``)."""
 
     method: Literal["echt", "ar"] = setting("echt", doc="endpoint-corrected Hilbert "
                                                         "('echt') or AR forward prediction "
                                                         "('ar')")
-    channel: str = setting("Cz", doc="channel whose phase is tracked")
+    channel: str = setting("CA1", doc="channel whose phase is tracked")
     band_hz: tuple[float, float] = setting(
-        (0.5, 1.25), gt=0, unit="Hz",
-        doc="band: slow oscillation 0.5-1.25, spindle 11-16, theta 6-10")
-    window_s: float = setting(4.0, gt=0, le=60, unit="s", doc="analysis window (the AR method does better with 8 s for slow oscillations)")
+        (6.0, 10.0), gt=0, unit="Hz",
+        doc="band: theta 6-10 (the policy's theta targets), slow oscillation 0.5-1.25, "
+            "spindle 11-16")
+    window_s: float = setting(1.0, gt=0, le=60, unit="s",
+                              doc="analysis window (about 6-8 cycles of the low edge; the AR "
+                                  "method does better with 8 s for slow oscillations)")
     filter_order: int = setting(2, ge=1, le=4, doc="Butterworth order per band edge")
     echt_compensate: bool = setting(True, doc="correct ECHT for the causal band-pass's phase "
                                               "at the estimated frequency")
