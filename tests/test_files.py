@@ -2,7 +2,6 @@
 pacing; and clear errors for truncated or malformed files."""
 from __future__ import annotations
 
-import struct
 import warnings
 
 import numpy as np
@@ -214,10 +213,3 @@ def test_make_source_file(tmp_path):
     wav.write_text("")
     with pytest.raises(SourceError, match="x.wav: unknown file type '.wav'"):
         make_source(cfg, path=str(wav), speed=1)
-
-
-def test_xdf_primitive_varlen_widths():
-    assert xdf.varlen_int(5) == b"\x01\x05"
-    assert xdf.varlen_int(300) == b"\x04" + struct.pack("<I", 300)
-    assert xdf.varlen_int(2 ** 33) == b"\x08" + struct.pack("<Q", 2 ** 33)
-    assert xdf.chunk(5, xdf.BOUNDARY_UUID)[:3] == b"\x01\x12\x05"
