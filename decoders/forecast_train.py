@@ -223,6 +223,42 @@ class NightSpec:
     pulses_per_min: float = 6.0
 
 
+#: Channels simulated for datasets: one CA1 LFP channel and the two EEG channels the
+#: default detectors use (spindles on Cz, slow oscillations on Fz). Fewer channels make
+#: simulation ~3x faster than the 8-channel default.
+DATASET_CHANNELS = ("CA1", "Cz", "Fz")
+
+#: "Unseen simulator parameters" for out-of-distribution evaluation: weaker and rarer
+#: ripples, noisier LFP, fewer coupled spindles, faster forgetting and drift.
+SHIFTED_OVERRIDES = {
+    "ripple.amplitude_v": 45e-6, "ripple.rate_n3_hz": 0.7, "ripple.rate_n2_hz": 0.45,
+    "noise.lfp_white_v_per_rthz": 1.2e-6, "spindle.so_coupling": 0.45,
+    "memory.decay_tau_s": 3 * 3600.0, "memory.drift_per_hour": 0.08,
+}
+
+
+def night_spec(seed: int, duration_s: float, condition: str = "none", *,
+               shifted: bool = False, rate_hz: float = 1000.0,
+               feature_settings: FeatureSettings | None = None) -> NightSpec:
+    """The dataset recipe for one simulated night.
+
+    Even seeds use the simulator's 'night' hypnogram (N3-rich early night, from the seed),
+    odd seeds the default fixed 10-minute cycle (N2, N3, N2, REM, wake), so both deep
+    sleep and REM/wake transitions are represented; the LFP noise level (ripple SNR)
+    cycles through three values with the seed.
+    """
+    over: dict = {"channels": list(DATASET_CHANNELS),
+                  # three SNR levels: LFP broadband noise x0.8, x1, x1.25 of the default
+                  "noise.lfp_white_v_per_rthz": 0.9e-6 * (0.8, 1.0, 1.25)[seed % 3]}
+    if seed % 2 == 0:
+        over["hypnogram.mode"] = "night"
+    if shifted:
+        over.update(SHIFTED_OVERRIDES)
+    return NightSpec(seed=seed, duration_s=duration_s, condition=condition,
+                     sim_overrides=over, rate_hz=rate_hz,
+                     feature_settings=feature_settings or FeatureSettings())
+
+
 def _sim_settings(spec: NightSpec) -> Any:
     """Build SimSettings for a spec from the [sim] schema (overrides as a TOML-like table)."""
     from controller.schema import build
@@ -302,22 +338,12 @@ def sim_night(spec: NightSpec) -> Night:
                                       "overrides": spec.sim_overrides})
 
 
-def _make_detectors(channels: Sequence[str]) -> list:
-    """The project's detectors with defaults, bound to the channels the sim provides."""
-    dets = []
-    try:
-        from decoders.detectors import make_detectors  # the detector engineer's factory
-        from decoders.detectors import DetectorSettings
-        return list(make_detectors(DetectorSettings()))
-    except ImportError:
-        pass
-    from decoders.ripple import RippleDetector, RippleSettings
-    dets.append(RippleDetector(RippleSettings(channels=(channels[0],))))
-    from decoders.slow_osc import SlowOscDetector, SlowOscSettings
-    from decoders.spindle import SpindleDetector, SpindleSettings
-    dets.append(SpindleDetector(SpindleSettings()))
-    dets.append(SlowOscDetector(SlowOscSettings()))
-    return dets
+def _make_detectors(channels: Sequence[str], detectors: Any = None) -> list:
+    """The project's detectors (``[detectors]`` settings, defaults when None) for these
+    channels; a detector none of whose channels exist is left out."""
+    from decoders.detectors import DetectorsSettings, make_detectors
+
+    return make_detectors(detectors or DetectorsSettings(), tuple(channels))
 
 
 def _one(job: tuple[str, Any]) -> Night:
