@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
 
 from drivers.brainflow_source import BrainFlowSource, CounterGapDetector, board_id  # noqa: E402
 from drivers.chunk import SourceError  # noqa: E402
@@ -151,3 +152,43 @@ def test_ftdi_latency_timer(tmp_path):
     (dev / "latency_timer").write_text("1\n")
     assert check_latency_timer("/dev/ttyUSB0", sysfs_root=tmp_path) == (True, "")
     assert read_latency_timer_ms("/dev/pts/0", sysfs_root=tmp_path) is None
+
+
+def test_playback_file_board_with_master_board(tmp_path):
+    """BrainFlow's playback board replays a CSV recorded from a Cyton (master board)."""
+    from brainflow.board_shim import BoardShim
+    from brainflow.data_filter import DataFilter
+
+    descr = BoardShim.get_board_descr(0)
+    n = 500
+    data = np.zeros((descr["num_rows"], n))
+    data[0] = np.arange(n) % 256
+    data[descr["eeg_channels"]] = np.arange(n)[None, :] * np.arange(1, 9)[:, None]  # uV
+    data[descr["timestamp_channel"]] = 1.7e9 + np.arange(n) / 250.0
+    path = tmp_path / "cyton.csv"
+    DataFilter.write_file(data, str(path), "w")
+    settings = BrainFlowSettings(board="playback_file", master_board="cyton", file=str(path),
+                                 other_info="")
+    src = BrainFlowSource(settings, channels=("Fp2",))
+    try:
+        src.start()
+        chunks = _read_n(src, 100)
+    finally:
+        src.stop()
+    assert src.rate_hz == 250.0 and src.channels == ("Fp2",)
+    x = np.concatenate([c.samples for c in chunks])[:, 0]
+    k = np.round(x / 2e-6).astype(int)  # Fp2 row holds 2 * index microvolts
+    np.testing.assert_array_equal(np.diff(k), 1)
+    np.testing.assert_allclose(x, k * 2e-6, atol=1e-12)
+
+
+def test_make_source_brainflow_overrides():
+    from controller.config import loads_config
+    from drivers.sources import make_source
+
+    cfg = loads_config('[source]\nkind = "brainflow"\nchannels = ["C3"]\n'
+                       '[source.brainflow]\nboard = "cyton"\nserial_port = "/dev/ttyUSB9"\n')
+    src = make_source(cfg, serial_port="/dev/ttyUSB0", channels=["O1", "O2"])
+    assert isinstance(src, BrainFlowSource)
+    assert src.serial_port == "/dev/ttyUSB0" and src.channels == ("O1", "O2")
+    assert make_source(cfg).channels == ("C3",)

@@ -17,6 +17,7 @@ from drivers.files import FileSource, load_file
 from drivers.sources import make_source
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
 
 
 def _drain(src, timeout=1.0):
