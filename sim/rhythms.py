@@ -325,9 +325,10 @@ class Planner:
                     self.so_next += float(rng.exponential(gap_mean)) if gap_mean > 0 else 0.0
             elif stage == "N2" and so.rate_n2_hz > 0:
                 self.so_train_left = 0
+                # Poisson in steps of at most 1 s, so a long gap never skips a stage change
                 gap = float(rng.exponential(1.0 / so.rate_n2_hz))
-                if gap < 1.0:
-                    self.so_next = t + gap
+                if gap >= 1.0:
+                    self.so_next = t + 1.0
                     continue
                 cyc = self.make_so(t + gap) if self.stage_at(t + gap) == "N2" else None
                 self.so_next = cyc.rec.offset if cyc else t + gap
