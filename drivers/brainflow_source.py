@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -238,7 +239,7 @@ class BrainFlowSource:
             except Exception as exc:  # report, but the session is gone either way
                 log.warning("%s: release_session failed: %s", self._where(), exc)
 
-    def __enter__(self) -> "BrainFlowSource":
+    def __enter__(self) -> BrainFlowSource:
         self.start()
         return self
 

@@ -12,8 +12,9 @@ import math
 import struct
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
     if len(labels) != n_ch:
         labels, unit_list = [f"ch{i + 1}" for i in range(n_ch)], [""] * n_ch
     scales = np.array([_scale(u or "uV", units, path, f"stream {name!r} channel {lab!r}")
-                       for lab, u in zip(labels, unit_list)])
+                       for lab, u in zip(labels, unit_list, strict=True)])
     x = np.asarray(s["time_series"], dtype=np.float64).reshape(-1, n_ch) * scales
     t = np.asarray(s["time_stamps"], dtype=np.float64)
     rate = float(info(s, "nominal_srate") or 0)

@@ -7,7 +7,8 @@ are passed to liblsl unchanged.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -202,7 +203,7 @@ class LslSource:
             except Exception as exc:  # already gone
                 log.debug("%s: close_stream: %s", self._what(), exc)
 
-    def __enter__(self) -> "LslSource":
+    def __enter__(self) -> LslSource:
         self.start()
         return self
 

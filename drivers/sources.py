@@ -6,8 +6,9 @@ simulator are imported only inside :func:`make_source`, for the kind actually us
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def unit_scale(unit: str) -> float | None:
 class SelectChannels:
     """Wrap a Source and keep only the named channels, in the given order."""
 
-    def __init__(self, source: "Source", channels: Sequence[str], what: str = "source") -> None:
+    def __init__(self, source: Source, channels: Sequence[str], what: str = "source") -> None:
         missing = [c for c in channels if c not in source.channels]
         if missing:
             raise SourceError(f"{what}: no channel(s) {', '.join(missing)}; it has "
@@ -155,10 +156,10 @@ def parse_speed(speed: Any) -> float | str:
     return speed
 
 
-def make_source(cfg: "Config", *, serial_port: str | None = None, stream: str | None = None,
-                channels: Sequence[str] | None = None, clock: "Clock | None" = None,
+def make_source(cfg: Config, *, serial_port: str | None = None, stream: str | None = None,
+                channels: Sequence[str] | None = None, clock: Clock | None = None,
                 speed: Any = None, path: str | None = None,
-                duration_s: float | None = None) -> "Source":
+                duration_s: float | None = None) -> Source:
     """Build the Source that ``cfg.source`` describes (not yet started).
 
     Parameters

@@ -23,7 +23,7 @@ readers load up to the last complete chunk.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -101,7 +101,7 @@ def stream_header(stream_id: int, *, name: str, stream_type: str, channels: Sequ
     if isinstance(units, str):
         units = [units] * len(channels)
     chans = "".join("<channel>" + _xml("label", c) + _xml("unit", u) + "</channel>"
-                    for c, u in zip(channels, units))
+                    for c, u in zip(channels, units, strict=True))
     body = ('<?xml version="1.0"?><info>' + _xml("name", name) + _xml("type", stream_type)
             + _xml("channel_count", len(channels)) + _xml("nominal_srate", repr(float(rate_hz)))
             + _xml("channel_format", channel_format) + _xml("source_id", source_id)
@@ -135,7 +135,7 @@ def string_samples(stream_id: int, values: Iterable[str], timestamps: Iterable[f
     """A Samples chunk for a one-channel string (marker) stream."""
     parts = []
     n = 0
-    for text, t in zip(values, timestamps):
+    for text, t in zip(values, timestamps, strict=True):
         raw = text.encode("utf-8")
         parts.append(struct.pack("<Bd", 8, float(t)) + varlen_int(len(raw)) + raw)
         n += 1

@@ -23,7 +23,7 @@ import select
 import threading
 import time
 import tty
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class CytonEmulator:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cyton-emulator", daemon=True)
 
-    def start(self) -> "CytonEmulator":
+    def start(self) -> CytonEmulator:
         self._thread.start()
         return self
 
@@ -120,7 +120,7 @@ class CytonEmulator:
             except OSError:
                 pass
 
-    def __enter__(self) -> "CytonEmulator":
+    def __enter__(self) -> CytonEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -36,7 +36,7 @@ def _write_edf(path, sig_uv, rate=200, dims=("uV", "uV"), labels=("C3", "Cz")):
     headers = [{"label": lab, "dimension": d, "sample_frequency": rate,
                 "physical_max": 500.0, "physical_min": -500.0,
                 "digital_max": 32767, "digital_min": -32768, "transducer": "", "prefilter": ""}
-               for lab, d in zip(labels, dims)]
+               for lab, d in zip(labels, dims, strict=True)]
     signals = [np.ascontiguousarray(s) for s in sig_uv.T]
     assert pyedflib.highlevel.write_edf(str(path), signals, headers)
 
@@ -179,7 +179,8 @@ def test_brainflow_csv(tmp_path):
     lines = path.read_text().splitlines()
     lines[7] = lines[7].replace("\t", "\tx", 1)
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(SourceError, match=r"bf.csv: malformed BrainFlow CSV at line 8, column 2 \(byte offset \d+\)"):
+    with pytest.raises(SourceError, match=r"bf.csv: malformed BrainFlow CSV at line 8, "
+                                          r"column 2 \(byte offset \d+\)"):
         FileSource(path, board="cyton")
 
 

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 
 import numpy as np

@@ -39,7 +39,8 @@ def test_round_trip_signals_markers_config(tmp_path):
         for i, c in enumerate(chunks):
             rec.write_chunk(c)
             rec.write_marker("events", float(c.timestamps[0]),
-                             {"kind": "ripple", "i": i, "amp": np.float32(1.5), "nan": float("nan")})
+                             {"kind": "ripple", "i": i, "amp": np.float32(1.5),
+                              "nan": float("nan")})
         rec.write_marker("log", 1.0, {"msg": "ünïcode"})
     streams, header = pyxdf.load_xdf(str(path), dejitter_timestamps=False)
     assert header["info"]["engramloop"][0]["config"][0] == 'name = "x"\n# <&> escaped\n'
@@ -148,13 +149,12 @@ def test_sigkill_leaves_loadable_file(tmp_path):
 def test_sim_session_recorded_then_replayed_identically(tmp_path):
     """Record a simulated session through the recorder, replay the file: every chunk's
     samples and timestamps come back bit-identical, and so do the spindle detections."""
-    from sim.settings import SimSettings
-    from sim.source import SimSource
-
     from decoders.spindle import SpindleDetector, SpindleSettings
     from drivers.chunk import EndOfStream
     from drivers.clock import SimClock
     from drivers.files import FileSource
+    from sim.settings import SimSettings
+    from sim.source import SimSource
 
     path = tmp_path / "sim.xdf"
     src = SimSource(SimSettings(), seed=3, chunk_samples=50, duration_s=20.0)
