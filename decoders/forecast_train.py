@@ -221,6 +221,7 @@ class NightSpec:
     rate_hz: float = 1000.0
     chunk_samples: int = 500
     pulses_per_min: float = 6.0
+    modality: str = "optogenetic"    # "optogenetic" prolongs ripples, "electrical" cuts them
 
 
 #: Channels simulated for datasets: one CA1 LFP channel and the two EEG channels the
@@ -274,13 +275,32 @@ def _sim_settings(spec: NightSpec) -> Any:
     return build(SimSettings, table, prefix="sim")
 
 
+def ripple_pulse_spec(modality: str = "optogenetic") -> Any:
+    """The ripple-locked pulse used for datasets and the gating experiment.
+
+    Optogenetic: a 50 ms light pulse (Fernandez-Ruiz et al. 2019 prolonged ripples with
+    light); electrical: a 100 us/phase biphasic pulse (Girardeau et al. 2009 used
+    commissural pulses of this order to truncate ripples).
+    """
+    from drivers.pulse import PulseSpec
+
+    if modality == "optogenetic":
+        return PulseSpec(modality="optogenetic", shape="monophasic", amplitude=0.005,
+                         phase_width_s=0.05, interphase_s=0.0, train_count=1,
+                         train_interval_s=0.0, channel=0)
+    return PulseSpec(modality="electrical", shape="biphasic", amplitude=1e-4,
+                     phase_width_s=1e-4, interphase_s=0.0, train_count=1,
+                     train_interval_s=0.0, channel=0)
+
+
 def sim_night(spec: NightSpec) -> Night:
     """Run one simulated night through the real detectors and feature stage.
 
     The simulator's engram model (``SimSource.memory.recall_scores()``) gives the memory
     strength at each epoch end. With ``condition="ungated"`` the night gets
-    detection-locked electrical pulses on ripples (at most ``pulses_per_min``), fed back
-    through ``SimSource.stimulate``; ``"random"`` puts the same budget at random times.
+    detection-locked pulses on ripples (``modality``; at most ``pulses_per_min``), fed
+    back through ``SimSource.stimulate``; ``"random"`` puts the same budget at random
+    times.
     """
     from drivers.pulse import PulseSpec
     from sim.source import SimSource
@@ -291,9 +311,7 @@ def sim_night(spec: NightSpec) -> Night:
     detectors = _make_detectors(src.channels)
     stage = EpochFeatures(spec.feature_settings)
     rng = np.random.default_rng(spec.seed + 7919)
-    pulse_spec = PulseSpec(modality="electrical", shape="biphasic", amplitude=1e-4,
-                           phase_width_s=1e-4, interphase_s=0.0, train_count=1,
-                           train_interval_s=0.0, channel=0)
+    pulse_spec = ripple_pulse_spec(spec.modality)
     min_gap = 60.0 / spec.pulses_per_min if spec.pulses_per_min > 0 else math.inf
     last_pulse = -math.inf
     feats, ends, strength = [], [], []
