@@ -175,6 +175,7 @@ class BrainFlowSource:
         self.stale = False
         self.lost_samples = 0
         self._wall_to_host = 0.0
+        self._carry: tuple | None = None
 
     # -- life cycle -----------------------------------------------------------------------
     def _where(self) -> str:
@@ -224,6 +225,7 @@ class BrainFlowSource:
         self._release()
 
     def _release(self) -> None:
+        self._carry = None
         board, self._board = self._board, None
         if board is None:
             return
@@ -254,6 +256,9 @@ class BrainFlowSource:
         board = self._board
         if board is None:
             raise SourceError(f"{self._where()}: read() before start() or after stop()")
+        if self._carry is not None:  # the part after a loss found in the last block
+            carry, self._carry = self._carry, None
+            return self._emit(*carry)
         deadline = time.monotonic() + timeout_s
         while True:
             n = board.get_board_data_count()
@@ -284,21 +289,30 @@ class BrainFlowSource:
                 t = t_board.copy()
         else:  # a board without host timestamps: spread back from arrival
             t = arrival - (np.arange(n)[::-1]) / self.rate_hz
-        gap = False
         if self._pkg_row is not None:
             lost = self._gaps.update(data[self._pkg_row], t)
             total = int(lost.sum())
             if total:
                 self.lost_samples += total
-                gap = True
                 log.warning("%s: %d samples lost", self._where(), total)
         else:
             lost = np.zeros(n, dtype=np.int64)
-        first = self._index + int(lost[0]) if n else self._index
-        self._index += n + int(lost.sum())
-        return Chunk(samples, np.ascontiguousarray(t, dtype=np.float64), self.rate_hz,
-                     self.channels, arrival_s=arrival, first_index=first, gap_before=gap,
-                     meta={"source": self._where(), "lost_samples": int(lost.sum())})
+        return self._emit(samples, np.ascontiguousarray(t, dtype=np.float64), lost, arrival)
+
+    def _emit(self, samples: np.ndarray, t: np.ndarray, lost: np.ndarray,
+              arrival: float) -> Chunk:
+        """Chunk up to the next loss inside the block; the rest waits for the next read,
+        so ``gap_before`` marks exactly the sample after the lost ones."""
+        later = np.flatnonzero(lost[1:]) + 1
+        if later.size:
+            j = int(later[0])
+            self._carry = (samples[j:], t[j:], lost[j:], arrival)
+            samples, t, lost = samples[:j], t[:j], lost[:j]
+        first = self._index + int(lost[0])
+        self._index = first + len(t)
+        return Chunk(samples, t, self.rate_hz, self.channels, arrival_s=arrival,
+                     first_index=first, gap_before=bool(lost[0]),
+                     meta={"source": self._where(), "lost_samples": int(lost[0])})
 
 
 __all__ = ["BrainFlowSource", "CounterGapDetector", "board_id", "board_names"]

@@ -113,6 +113,7 @@ class LslSource:
         self._lost_since = float("nan")
         self._pending_gap = False
         self._offsets: list[float] = []
+        self._carry: tuple[np.ndarray, np.ndarray, float] | None = None
 
     # -- resolving ------------------------------------------------------------------------
     def predicate(self) -> str:
@@ -196,6 +197,8 @@ class LslSource:
         self._next_correction = 0.0
 
     def stop(self) -> None:
+        """Close the inlet (safe to call more than once)."""
+        self._carry = None
         inlet, self._inlet = self._inlet, None
         if inlet is not None:
             try:
@@ -251,6 +254,10 @@ class LslSource:
 
         if self._inlet is None and np.isnan(self._lost_since):
             raise SourceError(f"{self._what()}: read() before start() or after stop()")
+        if self._carry is not None:  # the part after a gap found in the last pull
+            samples, t, arrival = self._carry
+            self._carry = None
+            return self._emit(samples, t, arrival, False, False)
         now = time.monotonic()
         if self._inlet is None:  # lost and not yet back
             if not self._recover(now + timeout_s):
@@ -276,14 +283,26 @@ class LslSource:
         samples = np.empty((n, len(self._scales)), dtype=np.float64)  # handed out, never reused
         np.multiply(x, self._scales, out=samples)
         t = np.asarray(ts, dtype=np.float64) + self.clock_offset_s
-        gap = self._pending_gap or jumped
+        return self._emit(samples, t, arrival, self._pending_gap or jumped, jumped)
+
+    def _emit(self, samples: np.ndarray, t: np.ndarray, arrival: float, gap: bool,
+              jumped: bool) -> Chunk:
+        """Chunk up to the first discontinuity inside ``t``; the rest waits for the next
+        read, so ``gap_before`` always marks the exact sample after a gap."""
+        n = len(t)
         if self.rate_hz > 0:
             limit = 1.5 / self.rate_hz
-            if not np.isnan(self._last_t) and (t[0] - self._last_t > limit
-                                               or t[0] <= self._last_t):
-                gap = True
-            elif n > 1 and np.any(np.diff(t) > limit):
-                gap = True
+            if not np.isnan(self._last_t):
+                step = t[0] - self._last_t
+                if step > limit or step < 0:  # lost samples, or timestamps stepped back
+                    gap = True
+            if n > 1:
+                d = np.diff(t)
+                bad = np.flatnonzero((d > limit) | (d < 0))
+                if bad.size:
+                    j = int(bad[0]) + 1
+                    self._carry = (samples[j:], t[j:], arrival)
+                    samples, t, n = samples[:j], t[:j], j
         if gap and not np.isnan(self._last_t) and self.rate_hz > 0:
             lost = max(int(round((t[0] - self._last_t) * self.rate_hz)) - 1, 0)
         else:

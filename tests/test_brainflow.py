@@ -70,8 +70,13 @@ def test_cyton_end_to_end_samples_and_gaps_across_wrap():
     assert all(c.timestamps[-1] <= c.arrival_s + 1e-3 for c in chunks)  # host clock
     assert src.lost_samples == 303
     lost = [c.meta["lost_samples"] for c in chunks]
-    assert sorted(v for v in lost if v) in ([3, 300], [303])
+    assert sorted(v for v in lost if v) == [3, 300]
     assert all(c.gap_before == bool(c.meta["lost_samples"]) for c in chunks)
+    # the chunk after each loss starts exactly at the first sample that arrived
+    starts = [c.first_index for c in chunks if c.gap_before]
+    assert starts == [8, 700]
+    first = np.concatenate([[c.first_index + i for i in range(c.n_samples)] for c in chunks])
+    np.testing.assert_array_equal(first[:780], kept[:780])
     assert src._board is None  # released
 
 

@@ -21,6 +21,7 @@ from drivers.sources import LslSettings  # noqa: E402
 OUTLET = textwrap.dedent("""
     import sys, time, pylsl
     name, sid, start, unit = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    jump_at = int(sys.argv[5])  # from this sample on, stamps step back 100 s (clock reset)
     rate = 200.0
     info = pylsl.StreamInfo(name, "EEG", 2, rate, "float32", sid)
     chans = info.desc().append_child("channels")
@@ -36,7 +37,8 @@ OUTLET = textwrap.dedent("""
         due = t0 + (k + 10) / rate
         time.sleep(max(0.0, due - pylsl.local_clock()))
         out.push_chunk([[float(start + k + i), -float(start + k + i)] for i in range(10)],
-                       [t0 + (k + i) / rate for i in range(10)])
+                       [t0 + (k + i) / rate - (100.0 if k + i >= jump_at > 0 else 0.0)
+                        for i in range(10)])
         k += 10
 """)
 
@@ -48,9 +50,10 @@ def _name() -> str:
 class Outlet:
     """A real LSL outlet in another process."""
 
-    def __init__(self, name: str, source_id: str = "", start: int = 0, unit: str = "microvolts"):
+    def __init__(self, name: str, source_id: str = "", start: int = 0,
+                 unit: str = "microvolts", jump_at: int = 0):
         self.proc = subprocess.Popen([sys.executable, "-c", OUTLET, name, source_id,
-                                      str(start), unit],
+                                      str(start), unit, str(jump_at)],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True)
         assert self.proc.stdout.readline().strip() == "up"
@@ -186,3 +189,29 @@ def test_our_outlets_round_trip():
     np.testing.assert_allclose(np.concatenate([c.timestamps for c in chunks])[:20], t,
                                atol=1e-3)
     assert json.loads(text[0]) == {"kind": "ripple", "amp": None} and ts == pytest.approx(now)
+
+
+def test_timestamps_stepping_back_are_a_gap(outlets):
+    name = _name()
+    outlets(name, name + "-sid", jump_at=60)
+    src = LslSource(LslSettings(name=name))
+    try:
+        src.start()
+        chunks = _collect(src, lambda cs: sum(c.n_samples for c in cs) >= 100)
+    finally:
+        src.stop()
+    x = np.concatenate([c.samples for c in chunks])[:, 0] / 1e-6
+    first = np.round(x[0])
+    after = [c for c in chunks if np.any(np.round(c.samples[:, 0] / 1e-6) >= 60)]
+    assert first < 60  # the reset happened while we were reading
+    assert after[0].gap_before
+
+
+def test_devices_command_lists_visible_stream(outlets, capsys):
+    from controller.cli import main
+
+    name = _name()
+    outlets(name, name + "-sid")
+    assert main(["devices", "--lsl-wait", "1.0", "--no-boards"]) == 0
+    out = capsys.readouterr().out
+    assert "Serial ports" in out and f"{name} (EEG, 2 ch @ 200 Hz, source_id {name}-sid" in out
