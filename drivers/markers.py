@@ -21,7 +21,8 @@ from drivers.pulse import Delivery, DeviceError, Pulse
 
 log = logging.getLogger("engramloop.outputs")
 
-__all__ = ["LslMarkerOutput", "BrainFlowMarkerOutput", "ShamOutput", "marker_payload"]
+__all__ = ["LslMarkerOutput", "BrainFlowMarkerOutput", "BrainFlowBoardRef", "ShamOutput",
+           "marker_payload"]
 
 
 def marker_payload(pulse: Pulse, output: str) -> dict:
@@ -100,15 +101,45 @@ class LslMarkerOutput(_Armable):
         self._outlet = None  # pylsl destroys the outlet when the last reference goes
 
 
+class BrainFlowBoardRef:
+    """Addresses a BrainFlow session another object prepared, for ``insert_marker`` only.
+
+    BrainFlow's core keys sessions by (board id, input-params JSON), so a call with the
+    same pair reaches the source's session. A second ``BoardShim`` would do that too, but
+    its ``__del__`` releases the session it addresses whenever it is garbage collected —
+    the source's — so this handle calls the core library directly and owns nothing.
+
+    Parameters
+    ----------
+    board_id : int
+        BrainFlow board id of the source.
+    params : BrainFlowInputParams
+        Exactly the params the source prepared its session with.
+    """
+
+    def __init__(self, board_id: int, params: Any) -> None:
+        self.board_id = int(board_id)
+        self.input_json = params.to_json().encode()
+
+    def insert_marker(self, value: float) -> None:
+        from brainflow.board_shim import (BoardControllerDLL, BrainFlowError,
+                                          BrainFlowExitCodes, BrainFlowPresets)
+
+        res = BoardControllerDLL.get_instance().insert_marker(
+            float(value), BrainFlowPresets.DEFAULT_PRESET, self.board_id, self.input_json)
+        if res != BrainFlowExitCodes.STATUS_OK.value:
+            raise BrainFlowError("unable to insert marker", res)
+
+
 class BrainFlowMarkerOutput(_Armable):
     """Pulses as in-band markers of a running BrainFlow board.
 
     Parameters
     ----------
-    board : BoardShim or callable returning one
-        The board session to mark. BrainFlow routes ``insert_marker`` by (board id, input
-        params), so a second ``BoardShim`` built with the same id and params as the
-        source's reaches the same session; a callable is resolved at ``open()``.
+    board : BoardShim, BrainFlowBoardRef, or a callable returning one
+        The board session to mark: the source's own ``BoardShim``, or a
+        :class:`BrainFlowBoardRef` with the source's board id and params. A callable is
+        resolved at ``open()``. Closing this output never releases the session.
     marker_offset : float
         Marker value = ``pulse_id + marker_offset`` (BrainFlow markers must be non-zero).
     name : str

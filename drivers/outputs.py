@@ -254,11 +254,13 @@ def _brainflow_board(cfg: "Config", source: Any) -> Any:
                                                    "own stream)")
 
     def build() -> Any:
-        # BrainFlow routes calls by (board id, input params): a BoardShim built with the
-        # same params as the source's reaches the source's prepared session.
-        from brainflow.board_shim import BoardShim, BrainFlowInputParams
+        # BrainFlow routes calls by (board id, input params): a handle with the same params
+        # as the source's (drivers.brainflow_source.BrainFlowSource.start) reaches its
+        # prepared session.
+        from brainflow.board_shim import BrainFlowInputParams
 
         from drivers.brainflow_source import board_id
+        from drivers.markers import BrainFlowBoardRef
 
         s = cfg.source.brainflow
         params = BrainFlowInputParams()
@@ -270,7 +272,7 @@ def _brainflow_board(cfg: "Config", source: Any) -> Any:
         params.file = s.file
         if s.master_board:
             params.master_board = board_id(s.master_board)
-        return BoardShim(board_id(s.board), params)
+        return BrainFlowBoardRef(board_id(s.board), params)
 
     return build
 
