@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,8 @@ STAGES = ("read", "decode", "policy", "governor", "schedule", "record", "chunk_t
 MAX_KEPT = 200_000
 #: status snapshots for the dashboard, seconds of loop time apart
 STATUS_EVERY_S = 0.25
+#: GIL switch interval during real-time runs (CPython default 5 ms), seconds
+SWITCH_INTERVAL_S = 0.0002
 #: most chunks decoded without decisions in one backlog catch-up
 MAX_BACKLOG_CHUNKS = 1000
 
@@ -95,6 +98,7 @@ class RunResult:
     deliveries: list[tuple[Pulse, Delivery]] = field(default_factory=list)
     refusals: dict[str, int] = field(default_factory=dict)
     n_backlog: int = 0
+    n_backlog_chunks: int = 0
     n_gaps: int = 0
     n_timeouts: int = 0
     stages: StageTimes | None = None
@@ -170,6 +174,10 @@ class Loop:
         self._disarm_requested = False
         self._outputs_armed = False
         self._immediate: dict[int, float] = {}
+        self._pending: Chunk | None = None
+        self._switch_interval: float | None = None
+        self._source_ended = False
+        self._next_backlog_note = -math.inf
         self.result = RunResult(condition=policy.settings.condition,
                                 target=policy.settings.target)
         if policy.needs_phase and phase_estimator is None:
@@ -248,6 +256,10 @@ class Loop:
         if self.arm_on_start:
             self._do_arm()
         if not self.simulated:
+            # the scheduler thread needs the GIL promptly at a pulse's time: CPython's
+            # default switch interval (5 ms) would add up to 5 ms of lateness
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
             self.scheduler.start()
         # everything allocated so far lives for the whole run: keep it out of GC scans
         gc.collect()
@@ -292,9 +304,15 @@ class Loop:
                 self._disarm_outputs()
             if self._arm_requested:
                 self._do_arm()
+            if self._source_ended:
+                res.stop_reason = "end of source"
+                break
             p0 = perf()
             try:
-                chunk = src.read(self.read_timeout_s)
+                if self._pending is not None:
+                    chunk, self._pending = self._pending, None
+                else:
+                    chunk = src.read(self.read_timeout_s)
             except EndOfStream:
                 res.stop_reason = "end of source"
                 break
@@ -391,33 +409,62 @@ class Loop:
             events.extend(d.process(chunk))
         return events
 
+    def _read_now(self) -> Chunk | None:
+        """A chunk that is already waiting, or None; notes the end of the source."""
+        if self._source_ended:
+            return None
+        try:
+            return self.source.read(0.0)
+        except EndOfStream:
+            self._source_ended = True
+            return None
+
     def _catch_up(self, chunk: Chunk) -> Chunk:
-        """If more chunks are already waiting, we are behind: decode the older ones for
-        filter continuity (their events are recorded, never acted on) and return the
-        newest."""
-        n = 0
-        while n < MAX_BACKLOG_CHUNKS:
-            nxt = self.source.read(0.0)
-            if nxt is None:
+        """Detect a backlog: one chunk waiting behind this one is ordinary jitter (it is
+        processed next, decisions included); more than one means the loop fell behind.
+        Then the older chunks are decoded for filter continuity (their events are
+        recorded, never acted on) and the newest is returned."""
+        if self._pending is not None:
+            return chunk
+        nxt = self._read_now()
+        if nxt is None:
+            return chunk
+        newest = self._read_now()
+        if newest is None:
+            self._pending = nxt
+            return chunk
+        older = [chunk, nxt]
+        while len(older) < MAX_BACKLOG_CHUNKS:
+            more = self._read_now()
+            if more is None:
                 break
-            n += 1
-            self.governor.observe_chunk(float(chunk.timestamps[0]), chunk.last_time_s,
-                                        chunk.n_samples, chunk.rate_hz, chunk.gap_before)
-            stale = self._decode(chunk)
+            older.append(newest)
+            newest = more
+        for c in older:
+            self.governor.observe_chunk(float(c.timestamps[0]), c.last_time_s,
+                                        c.n_samples, c.rate_hz, c.gap_before)
+            stale = self._decode(c)
             if self.phase_estimator is not None:
-                self.phase_estimator.process(chunk)
+                self.phase_estimator.process(c)
             if self.recorder is not None:
-                self.recorder.write_chunk(chunk)
+                self.recorder.write_chunk(c)
                 for e in stale:
                     self.recorder.write_marker("events", e.detect_s, e)
+            if len(self.result.events) < MAX_KEPT:
+                self.result.events.extend(stale)
             self.result.n_chunks += 1
-            self.result.n_samples += chunk.n_samples
-            chunk = nxt
-        if n:
-            self.result.n_backlog += 1
-            self._note(f"backlog: {n} older chunk(s) waiting; decoded without decisions, "
-                       "acting on the newest")
-        return chunk
+            self.result.n_samples += c.n_samples
+        res = self.result
+        res.n_backlog += 1
+        res.n_backlog_chunks += len(older)
+        now = self.clock.now()
+        if now >= self._next_backlog_note:
+            self._next_backlog_note = now + 10.0
+            self._note(f"backlog: {len(older)} chunks behind (data "
+                       f"{(now - newest.last_time_s) * 1e3:.1f} ms old); decoded without "
+                       f"decisions, acting on the newest ({res.n_backlog} backlog(s) so far)",
+                       now)
+        return newest
 
     def _decide(self, intents: list, arrival_s: float, h_gov: Histogram,
                 h_sch: Histogram) -> None:
@@ -440,7 +487,8 @@ class Loop:
                 return
             if intent.intended_s <= now:
                 self._immediate[d.pulse.pulse_id] = arrival_s
-            self.scheduler.submit(d.pulse)
+            # a due pulse (ripple-locked) is sent from this thread at once: no hand-over
+            self.scheduler.submit(d.pulse, fire_if_due=not self.simulated)
             h_sch.record(perf() - q1)
 
     def _after_chunk(self, now: float) -> None:
@@ -485,8 +533,11 @@ class Loop:
     def _shutdown(self, reason: str) -> None:
         """Stimulation off first, then everything else; never raises past an error that
         is already on its way out (secondary errors are logged)."""
-        gc.unfreeze()
         self.governor.disarm()
+        gc.unfreeze()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
         errors: list[str] = []
         for out in self.outputs:
             try:

@@ -77,6 +77,7 @@ class Scheduler:
         self.clock = clock
         self._heap: list[tuple[float, int, Pulse]] = []
         self._cv = threading.Condition()
+        self._fire_lock = threading.Lock()  # outputs are called by one thread at a time
         self._records: deque = deque(maxlen=max_log)
         self.dropped_log = 0
         self._thread: threading.Thread | None = None
@@ -90,8 +91,22 @@ class Scheduler:
         self.n_cancelled = 0
 
     # ------------------------------------------------------------- submission
-    def submit(self, pulse: Pulse) -> None:
+    def submit(self, pulse: Pulse, fire_if_due: bool = False) -> bool:
         """Queue an approved pulse to fire at ``pulse.intended_s``.
+
+        Parameters
+        ----------
+        pulse : Pulse
+            Must be the very object the governor issued.
+        fire_if_due : bool
+            If the pulse is already due (``intended_s <= now``), send it from the calling
+            thread at once instead of waking the scheduler thread (saves a thread hand-over
+            on the ripple path; outputs are still only called under the scheduler's lock).
+
+        Returns
+        -------
+        bool
+            True if it was fired (or cancelled) inline, False if queued.
 
         Raises
         ------
@@ -105,12 +120,17 @@ class Scheduler:
                               "refusing to schedule it")
         if self.error is not None:
             raise RuntimeError(f"scheduler stopped after an error: {self.error}") from self.error
+        if fire_if_due and pulse.intended_s <= self.clock.now():
+            with self._fire_lock:
+                self._fire(pulse)
+            return True
         with self._cv:
             if len(self._heap) >= self.settings.max_pending:
                 self._log_cancel(pulse, "queue full (scheduler.max_pending)")
-                return
+                return True
             heapq.heappush(self._heap, (pulse.intended_s, pulse.pulse_id, pulse))
             self._cv.notify()
+        return False
 
     @property
     def pending(self) -> int:
@@ -242,7 +262,8 @@ class Scheduler:
                     time.sleep(0)
                 p = self._pop_due(now())
                 if p is not None:
-                    self._fire(p)
+                    with self._fire_lock:
+                        self._fire(p)
         except BaseException as exc:  # surfaced to the loop, which stops stimulating
             self.error = exc
             if not isinstance(exc, DeviceError):

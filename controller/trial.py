@@ -142,8 +142,8 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         Without it only the counts and refusals are reported.
     policy : PolicySettings, optional
         For the SO target phase.
-    memory : SimSource or Memory, optional
-        Anything with ``recall_scores() -> dict[str, float]``, read at the end of the run.
+    memory : SimSource, optional
+        Its ``recall_scores()`` (the simulator's next-day memory test) is read at the end.
     calibration_s : float
         Seconds at the start excluded from detection scoring.
     """
@@ -189,9 +189,13 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
             target = getattr(policy, "so_phase_deg", 0.0)
             out["so_phase"] = phase_error(truth.phase("so", pts) if pts.size else pts, target)
     if memory is not None:
+        # the simulator's memory test: recall at its next-day test (sim.memory.test_delay_s
+        # after the last sample), after applying every pending memory event
         rs = memory.recall_scores()
         out["recall"] = rs
         out["recall_mean"] = float(np.mean(list(rs.values()))) if rs else math.nan
+        mset = getattr(getattr(memory, "settings", None), "memory", None)
+        out["recall_delay_s"] = float(getattr(mset, "test_delay_s", 0.0))
     return out
 
 
@@ -301,7 +305,8 @@ def format_summary(rep: dict) -> str:
         lines.append(f"  scheduler lateness p99 {_fmt(r['lateness_p99_s'] * 1e6)} us, max "
                      f"{_fmt(r['lateness_max_s'] * 1e6)} us")
     if "recall_mean" in r:
-        lines.append(f"  memory recall ({r['condition']}): {_fmt(r['recall_mean'])}")
+        lines.append(f"  memory recall {r['recall_delay_s'] / 3600:.0f} h after the run "
+                     f"({r['condition']}): {_fmt(r['recall_mean'])}")
     if rep.get("sham") is not None and "recall_mean" in rep["sham"]:
         lines.append(f"  memory recall (sham twin, same seed): "
                      f"{_fmt(rep['sham']['recall_mean'])}; effect "
