@@ -189,8 +189,9 @@ class Recorder:
         only signal stream (declared from this chunk if none exists yet).
         """
         self.check()
-        if self._thread is None:
-            raise RecordingError("Recorder.write_chunk before start()")
+        if self._thread is None or self._closed:
+            raise RecordingError(f"Recorder.write_chunk: {self.path} is not open (call start() "
+                                 "first; nothing can be written after close())")
         name = stream or (chunk.meta.get("stream") if getattr(chunk, "meta", None) else None)
         if name is None:
             signals = [s for s in self._streams.values() if not s.is_marker]
@@ -219,8 +220,9 @@ class Recorder:
         """Queue one JSON object for marker stream ``engramloop.<stream>`` at host time
         ``t_s`` seconds. ``obj`` is a dict, a dataclass or anything with ``to_dict()``."""
         self.check()
-        if self._thread is None:
-            raise RecordingError("Recorder.write_marker before start()")
+        if self._thread is None or self._closed:
+            raise RecordingError(f"Recorder.write_marker: {self.path} is not open (call start() "
+                                 "first; nothing can be written after close())")
         st = self._streams.get(f"engramloop.{stream}")
         if st is None or not st.is_marker:
             raise ValueError(f"Recorder.write_marker: unknown stream {stream!r}; use one of "

@@ -81,6 +81,9 @@ class LslSource:
 
     Attributes
     ----------
+    stream_name : str
+        The LSL name resolved (deliberately not ``name``: the recorder names its raw
+        stream from a source's ``name`` attribute, and ours is ``engramloop.raw``).
     stale : bool
         True while no data arrived for ``settings.stale_after_s``.
     clock_offset_s : float
@@ -92,10 +95,10 @@ class LslSource:
     def __init__(self, settings: Any, *, name: str | None = None,
                  channels: Sequence[str] = (), chunk_samples: int = 10) -> None:
         self.settings = settings
-        self.name = name or settings.name
+        self.stream_name = name or settings.name
         self.type = settings.type
         self.source_id = settings.source_id
-        if not (self.name or self.type or self.source_id):
+        if not (self.stream_name or self.type or self.source_id):
             raise SourceError("LSL source: set source.lsl.name, type or source_id (or give "
                               "--stream NAME)")
         self._want_channels = tuple(channels)
@@ -119,7 +122,7 @@ class LslSource:
     def predicate(self) -> str:
         """The XPath predicate liblsl resolves with (e.g. ``name='EEG' and type='EEG'``)."""
         parts = []
-        for key, val in (("name", self.name), ("type", self.type),
+        for key, val in (("name", self.stream_name), ("type", self.type),
                          ("source_id", self.source_id)):
             if val:
                 parts.append(f"{key}={_quote(val)}")

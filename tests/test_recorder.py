@@ -195,3 +195,15 @@ def test_sim_session_recorded_then_replayed_identically(tmp_path):
     streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=False)
     ev = _by_name(streams)["engramloop.events"]
     assert len(ev["time_series"]) == len(events_live) > 0
+
+
+def test_write_before_start_or_after_close_is_an_error(tmp_path):
+    rec = Recorder(tmp_path / "x.xdf", "")
+    c = next(_chunks(1))
+    with pytest.raises(RecordingError, match="not open"):
+        rec.write_chunk(c)
+    rec.start()
+    rec.close()
+    with pytest.raises(RecordingError, match="not open"):
+        rec.write_marker("log", 0.0, {})
+    rec.close()  # twice is fine
