@@ -123,6 +123,7 @@ class SimSource:
         """Stop reading; the truth and the memory stay available."""
         self._retire(self._read_ptr)
         self._flush_memory(math.inf)
+        self.memory.advance_to(self._read_ptr / self.rate_hz)
         self.truth.memory = self.memory.summary()
         self._started = False
 
