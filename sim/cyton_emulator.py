@@ -23,7 +23,7 @@ import select
 import threading
 import time
 import tty
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -65,6 +65,61 @@ def decode_packet(packet: bytes) -> tuple[int, np.ndarray]:
         v = int.from_bytes(packet[2 + 3 * i: 5 + 3 * i], "big")
         counts.append(v - (1 << 24) if v & 0x800000 else v)
     return packet[1], np.array(counts, dtype=np.int32)
+
+
+def to_cyton_signal(samples: np.ndarray, rate_hz: float,
+                    channels: Sequence[str] = ()) -> np.ndarray:
+    """Fit any recording to the Cyton's 8 channels at 250 Hz.
+
+    Parameters
+    ----------
+    samples : ndarray, shape (n_samples, n_channels), volts
+        Signals at ``rate_hz``; resampled with a polyphase anti-aliasing filter
+        (``scipy.signal.resample_poly``) when ``rate_hz`` is not 250 Hz.
+    channels : sequence of str
+        Names of the columns; only their count matters (the first 8 are kept, missing
+        ones are zeros).
+
+    Returns
+    -------
+    ndarray, shape (n_out, 8), volts at 250 Hz
+    """
+    from fractions import Fraction
+
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if abs(rate_hz - RATE_HZ) > 1e-9:
+        from scipy.signal import resample_poly
+
+        frac = Fraction(RATE_HZ / rate_hz).limit_denominator(1000)
+        x = resample_poly(x, frac.numerator, frac.denominator, axis=0)
+    out = np.zeros((x.shape[0], N_CHANNELS))
+    k = min(N_CHANNELS, x.shape[1])
+    out[:, :k] = x[:, :k]
+    return out
+
+
+def signal_from_file(path: str, channels: Sequence[str] = ()) -> np.ndarray:
+    """A recording (any format :mod:`drivers.files` reads) as Cyton input: (n, 8) volts."""
+    from drivers.files import load_file
+
+    d = load_file(path)
+    x = d.samples
+    if channels:
+        x = x[:, [d.channels.index(c) for c in channels]]
+    return to_cyton_signal(x, d.rate_hz)
+
+
+def signal_from_sim(duration_s: float, seed: int = 0, channels: Sequence[str] = ()) -> np.ndarray:
+    """Simulated EEG (``sim.generate.simulate``) as Cyton input: (n, 8) volts at 250 Hz."""
+    from sim.generate import simulate
+
+    x, _, truth = simulate(None, seed=seed, duration_s=duration_s)
+    names = list(truth.channels)
+    if channels:
+        x = x[:, [names.index(c) for c in channels]]
+    return to_cyton_signal(x, truth.rate_hz)
 
 
 class CytonEmulator:

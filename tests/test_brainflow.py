@@ -197,3 +197,32 @@ def test_make_source_brainflow_overrides():
     assert isinstance(src, BrainFlowSource)
     assert src.serial_port == "/dev/ttyUSB0" and src.channels == ("O1", "O2")
     assert make_source(cfg).channels == ("C3",)
+
+
+def test_cyton_streams_replayed_real_eeg():
+    """Real N2 sleep EEG (YASA example, 200 Hz, uV) resampled to the Cyton's 250 Hz,
+    streamed by the emulator and read back through BrainFlow's Cyton driver."""
+    from pathlib import Path
+
+    from scipy.signal import resample_poly
+
+    from sim.cyton_emulator import to_cyton_signal
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / \
+        "data_N2_spindles_15sec_200Hz.txt"
+    if not data.is_file():
+        pytest.skip(f"{data} not available")
+    eeg_v = np.loadtxt(data)[:400] * 1e-6
+    sig = to_cyton_signal(eeg_v, 200.0)
+    ref = resample_poly(eeg_v, 5, 4)  # independent: scipy at 250/200 = 5/4
+    np.testing.assert_allclose(sig[:, 0], ref, atol=1e-12)
+    assert np.all(sig[:, 1:] == 0)
+    with CytonEmulator(sig) as emu:
+        src = BrainFlowSource(BrainFlowSettings(board="cyton"), serial_port=emu.port,
+                              channels=("Fp1",))
+        try:
+            src.start()
+            x = np.concatenate([c.samples for c in _read_n(src, 300)])[:300, 0]
+        finally:
+            src.stop()
+    np.testing.assert_allclose(x, ref[:300], atol=UV_PER_COUNT * 1e-6)  # within one count
