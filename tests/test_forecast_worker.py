@@ -26,7 +26,7 @@ def ckpt_path(tmp_path_factory):
     return ck.save(tmp_path_factory.mktemp("ck") / "f.pt")
 
 
-def _chunks(duration_s: float = 95.0, size: int = 50):
+def _chunks(duration_s: float = 95.0, size: int = 125):
     rng = np.random.default_rng(5)
     n = int(duration_s * FS)
     t = np.arange(n) / FS

@@ -1,0 +1,91 @@
+"""`engramloop forecaster ...` end to end on small data, and the lab-data (CSV) path."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from controller.cli import main
+from decoders import forecast_train as ft
+from decoders.forecaster import Checkpoint
+
+
+def test_make_dataset_train_evaluate(tmp_path, capsys):
+    train, test = tmp_path / "train.npz", tmp_path / "test.npz"
+    assert main(["forecaster", "make-dataset", "--synthetic", "--nights", "5",
+                 "--duration-s", "1500", "--out", str(train), "--workers", "2"]) == 0
+    assert main(["forecaster", "make-dataset", "--synthetic", "--nights", "2",
+                 "--seed-start", "100", "--duration-s", "1500", "--out", str(test),
+                 "--workers", "1"]) == 0
+    nights, info = ft.load_dataset(train)
+    assert len(nights) == 5 and nights[0].features.shape == (50, len(ft.FEATURE_NAMES))
+    assert info["synthetic"] is True
+    # parallel generation equals serial generation
+    np.testing.assert_array_equal(nights[1].features, ft.synthetic_night(1, 50, stim=0.1).features)
+    ck_path, card = tmp_path / "f.pt", tmp_path / "MODEL_CARD.md"
+    assert main(["forecaster", "train", "--data", str(train), "--out", str(ck_path),
+                 "--epochs", "2", "--window-epochs", "4", "--horizon-epochs", "4",
+                 "--hidden", "8", "--test-data", str(test), "--card", str(card),
+                 "--model-version", "cli-test"]) == 0
+    out = capsys.readouterr()
+    assert "epoch 1/2" in out.err                 # progress
+    assert "persistence" in out.out and "linear" in out.out
+    ck = Checkpoint.load(ck_path)
+    assert ck.model_version == "cli-test" and "test" in ck.metadata["evaluation"]
+    text = card.read_text()
+    assert "| forecaster (GRU) |" in text and "persistence" in text
+    js = tmp_path / "ev.json"
+    assert main(["forecaster", "evaluate", "--checkpoint", str(ck_path), "--train-data",
+                 str(train), "--test-data", str(test), "--json", str(js)]) == 0
+    assert set(json.loads(js.read_text())) >= {"model", "persistence", "linear"}
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["forecaster", "train", "--data", str(tmp_path / "none.npz"),
+                 "--out", str(tmp_path / "f.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: dataset") and "not found" in err and "\n" not in err
+    assert main(["forecaster", "evaluate", "--checkpoint", str(tmp_path / "x.pt"),
+                 "--train-data", "a.npz", "--test-data", "b.npz"]) == 2
+    assert "forecaster checkpoint" in capsys.readouterr().err
+
+
+def test_outcomes_csv_format_and_errors(tmp_path):
+    good = tmp_path / "o.csv"
+    good.write_text("recording,time_s,memory,recall\nn1.xdf,0,words,0.6\n"
+                    "n1.xdf,3600,words,0.5\n", encoding="utf-8")
+    assert ft.read_outcomes_csv(good) == {"n1.xdf": [(0.0, "words", 0.6),
+                                                     (3600.0, "words", 0.5)]}
+    for body, msg in (("rec,time_s\n", "header must have"),
+                      ("recording,time_s,memory,recall\nn1.xdf,x,words,0.5\n", "line 2"),
+                      ("recording,time_s,memory,recall\nn1.xdf,0,words,1.5\n", "0-1"),
+                      ("recording,time_s,memory,recall\nn1.xdf,0,words,0.5\n",
+                       "fewer than two tests")):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(body, encoding="utf-8")
+        with pytest.raises(ValueError, match=msg):
+            ft.read_outcomes_csv(bad)
+
+
+def test_nights_from_a_recorded_session(tmp_path):
+    """A simulated session written through the recorder, labelled by a CSV."""
+    rec = tmp_path / "night.xdf"
+    assert main(["sim", "--duration", "65", "--out", str(rec), "--seed", "3"]) == 0
+    csv = tmp_path / "outcomes.csv"
+    csv.write_text("recording,time_s,memory,recall\nnight.xdf,0,a,0.6\nnight.xdf,60,a,0.5\n"
+                   "night.xdf,-10,b,0.7\nnight.xdf,60,b,0.7\n", encoding="utf-8")
+    nights = ft.nights_from_recordings(csv)
+    assert len(nights) == 1
+    n = nights[0]
+    # epochs are aligned to multiples of 30 s on the host clock, so a 65 s recording
+    # spans two or three of them (the first may be partial: coverage < 1)
+    k = n.features.shape[0]
+    assert k in (2, 3) and n.features.shape[1] == len(ft.FEATURE_NAMES)
+    assert np.all(np.diff(n.t_end_s) == pytest.approx(30.0))
+    assert 0 < n.t_end_s[0] <= 30.0 + 1e-6
+    cov = n.features[:, ft.FEATURE_NAMES.index("coverage")]
+    assert cov[-1] == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(n.strength[:, 0], np.interp(n.t_end_s, [0, 60], [0.6, 0.5]))
+    np.testing.assert_allclose(n.strength[:, 1], 0.7)
+    assert n.features[:, ft.FEATURE_NAMES.index("ripple_rate_hz")].sum() >= 0
