@@ -114,7 +114,7 @@ class StimBoxDevice:
         self.now_us = 0
         self._scheduled: dict[int, _Scheduled] = {}
         self._high_until: dict[int, int] = {}
-        self._recent_onsets: deque = deque()
+        self._recent_onsets: deque = deque(maxlen=max(1, self.max_rate_per_s))
         self._last_onset_us: int | None = None
         self.log = DeviceLog()
 
@@ -271,9 +271,10 @@ class StimBoxDevice:
         if self._last_onset_us is not None and abs(edge0 - self._last_onset_us) < \
                 self.refractory_us:
             return NackReason.REFRACTORY
-        while self._recent_onsets and self._recent_onsets[0] <= edge0 - 1_000_000:
-            self._recent_onsets.popleft()
-        if len(self._recent_onsets) >= self.max_rate_per_s:
+        # The last max_rate_per_s accepted onsets are kept (a ring in the firmware); an
+        # onset with that many of them less than 1 s away would exceed the rate.
+        near = sum(1 for t in self._recent_onsets if abs(edge0 - t) < 1_000_000)
+        if near >= self.max_rate_per_s:
             return NackReason.RATE_LIMIT
         return None
 
