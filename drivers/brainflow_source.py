@@ -50,6 +50,13 @@ def board_id(name: str) -> int:
     raise SourceError(f"unknown BrainFlow board {name!r}; known boards: {names}")
 
 
+def counter_step(board: int) -> int:
+    """Packet-counter increment per sample for a BrainFlow board id (2 for Cyton+Daisy)."""
+    from brainflow.board_shim import BoardIds
+
+    return _COUNTER_STEP.get(BoardIds(board).name, 1)
+
+
 def board_names() -> list[str]:
     """Every BrainFlow board name accepted by :func:`board_id`."""
     from brainflow.board_shim import BoardIds
@@ -165,10 +172,7 @@ class BrainFlowSource:
         self.rate_hz = float(descr["sampling_rate"])
         self._ts_row = descr.get("timestamp_channel")
         self._pkg_row = descr.get("package_num_channel")
-        from brainflow.board_shim import BoardIds
-
-        step = _COUNTER_STEP.get(BoardIds(data_board).name, 1)
-        self._gaps = CounterGapDetector(self.rate_hz, step=step)
+        self._gaps = CounterGapDetector(self.rate_hz, step=counter_step(data_board))
         self._board: Any = None
         self._index = 0
         self._last_data_host = float("nan")

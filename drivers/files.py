@@ -43,15 +43,20 @@ class ScaledClock:
 
 class FileData:
     """A loaded recording: ``samples`` (n, c) volts, ``timestamps`` (n,) seconds from the
-    file, ``rate_hz``, ``channels``, and ``markers`` (name -> (times, values)) if any."""
+    file, ``rate_hz``, ``channels``, ``markers`` (name -> (times, values)) if any, and
+    ``gaps`` (indices of samples that follow a loss) when the format records losses."""
 
     def __init__(self, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
-                 channels: Sequence[str], markers: dict | None = None) -> None:
+                 channels: Sequence[str], markers: dict | None = None,
+                 gaps: np.ndarray | None = None) -> None:
         self.samples = np.ascontiguousarray(samples, dtype=np.float64)
         self.timestamps = np.ascontiguousarray(timestamps, dtype=np.float64)
         self.rate_hz = float(rate_hz)
         self.channels = tuple(str(c) for c in channels)
         self.markers = markers or {}
+        # sample indices that follow lost samples, when the format knows better than the
+        # timestamps (BrainFlow CSV: packet counter); None = judge from the timestamps
+        self.gaps = gaps
 
 
 def _scale(unit: str, override: str, path: Path, what: str) -> float:
@@ -65,8 +70,11 @@ def _scale(unit: str, override: str, path: Path, what: str) -> float:
 
 
 # ---------------------------------------------------------------------------- XDF
-def check_xdf(path: Path) -> None:
-    """Walk the chunk structure of an XDF file; raise SourceError at the first bad offset."""
+def check_xdf(path: Path) -> bytes:
+    """Walk the chunk structure of an XDF file; raise SourceError at the first bad offset.
+
+    Returns the FileHeader chunk's XML (empty if the file has none)."""
+    header = b""
     size = path.stat().st_size
     with open(path, "rb") as f:
         if f.read(4) != MAGIC:
@@ -94,16 +102,23 @@ def check_xdf(path: Path) -> None:
             if not 1 <= tag <= 6:
                 raise SourceError(f"{path}: malformed XDF chunk at byte offset {off} "
                                   f"(unknown tag {tag})")
+            if tag == 1:
+                header = f.read(length - 2)
             off = body + length
+    return header
 
 
 def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
     """The numeric stream ``stream`` (default: first regularly sampled numeric stream)."""
     import pyxdf
 
-    check_xdf(path)
+    header = check_xdf(path)
+    # Our recordings hold exact host-clock stamps: keep them bit for bit. Other writers
+    # (LabRecorder) store stamps as they arrived; pyxdf's dejittering (a linear fit per
+    # segment, broken at real gaps) gives the regular sample times replay needs.
+    ours = b"<engramloop>" in header
     try:
-        streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=False)
+        streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=not ours)
     except Exception as exc:  # pyxdf raises assorted types on bad content
         raise SourceError(f"{path}: cannot parse XDF: {exc}") from None
 
@@ -257,7 +272,17 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
         names = [f"EEG{i + 1}" for i in range(len(eeg))]
     scale = 1e-6 if units == "auto" else (unit_scale(units) or 1.0)
     t = data[:, descr["timestamp_channel"]]
-    return FileData(data[:, eeg] * scale, t, float(descr["sampling_rate"]), names)
+    rate = float(descr["sampling_rate"])
+    gaps = None
+    if descr.get("package_num_channel") is not None:
+        # BrainFlow stamps packets when parsed, so stamps bunch up; losses are judged from
+        # the packet counter (with the host time for long ones), as on the live board
+        from drivers.brainflow_source import CounterGapDetector, counter_step
+
+        det = CounterGapDetector(rate, step=counter_step(bid))
+        lost = det.update(data[:, descr["package_num_channel"]], t)
+        gaps = np.flatnonzero(lost)
+    return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps)
 
 
 def _csv_where(path: Path, message: str) -> str:
@@ -382,8 +407,12 @@ class FileSource:
         self.clock = clock
         self.chunk_samples = int(chunk_samples)
         dt = np.diff(d.timestamps)
-        self._gaps = np.flatnonzero(dt > 1.5 / d.rate_hz) + 1 if d.rate_hz > 0 else \
-            np.array([], dtype=np.intp)
+        if d.gaps is not None:
+            self._gaps = np.asarray(d.gaps, dtype=np.intp)
+        elif d.rate_hz > 0:
+            self._gaps = np.flatnonzero(dt > 1.5 / d.rate_hz) + 1
+        else:
+            self._gaps = np.array([], dtype=np.intp)
         self._pos = 0
         self._next_gap = 0
         self._offset = math.nan

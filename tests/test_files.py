@@ -168,12 +168,18 @@ def test_brainflow_csv(tmp_path):
     data = np.zeros((descr["num_rows"], n))
     rng = np.random.default_rng(5)
     data[descr["eeg_channels"]] = rng.normal(0, 20, (8, n))  # microvolts, as BrainFlow writes
-    data[descr["timestamp_channel"]] = 1.7e9 + np.arange(n) / 250.0
+    data[descr["package_num_channel"]] = np.arange(n) % 256
+    # BrainFlow stamps packets as they are parsed: bunches of 4 (16 ms FTDI latency)
+    data[descr["timestamp_channel"]] = 1.7e9 + (np.arange(n) // 4 * 4 + 3) / 250.0
+    data = np.ascontiguousarray(np.delete(data, np.arange(100, 110), axis=1))  # 10 lost
     path = tmp_path / "bf.csv"
     DataFilter.write_file(data, str(path), "w")
     src = FileSource(path, speed="max", board="cyton", channels=("O2", "Fp1"))
-    x = np.concatenate([c.samples for c in _drain(src)])
+    out = _drain(src)
+    x = np.concatenate([c.samples for c in out])
     np.testing.assert_allclose(x, data[[8, 1]].T * 1e-6, rtol=1e-5, atol=1e-12)
+    # the loss is found from the packet counter, not from the bunched stamps
+    assert [c.first_index for c in out if c.gap_before] == [100]
     with pytest.raises(SourceError, match="set source.file.board"):
         FileSource(path)
     lines = path.read_text().splitlines()
