@@ -39,8 +39,8 @@ class RippleSettings:
     band_hz: tuple[float, float] = setting(
         (150.0, 250.0), gt=0, unit="Hz", doc="ripple band (Buzsaki 2015: 150-250 Hz in rodents)")
     filter_order: int = setting(2, ge=1, le=6, doc="Butterworth order per band edge")
-    rms_window_s: float = setting(0.006, gt=0, le=0.1, unit="s",
-                                  doc="moving-RMS envelope window")
+    rms_window_s: float = setting(0.024, gt=0, le=0.1, unit="s",
+                                  doc="moving-RMS envelope window (about half a ripple: averages\n                                      the noise envelope down; see bench/detectors.py)")
     threshold_sd: float = setting(5.0, gt=0, unit="SD",
                                   doc="threshold above the baseline median, in robust SDs")
     min_duration_s: float = setting(0.004, ge=0, le=0.1, unit="s",
@@ -59,15 +59,17 @@ class RippleSettings:
                 "rejection); empty disables the veto")
     veto_sd: float = setting(4.0, gt=0, unit="SD", doc="reference-channel veto level, in "
                                                        "robust SDs of its own envelope")
-    theta_gate: bool = setting(False, doc="suppress detection while the theta/delta power "
-                                          "ratio is high (running, REM)")
+    theta_gate: bool = setting(True, doc="suppress detection while the theta/delta power "
+                                         "ratio is high (running, REM): theta-nested "
+                                         "gamma and spike bursts are the classic false "
+                                         "positives there")
     theta_channel: str = setting("", doc="channel for the theta gate; empty means the first "
                                          "detection channel")
     theta_band_hz: tuple[float, float] = setting((6.0, 10.0), gt=0, unit="Hz", doc="theta band")
     delta_band_hz: tuple[float, float] = setting((1.0, 4.0), gt=0, unit="Hz", doc="delta band")
     theta_window_s: float = setting(1.0, gt=0, le=10, unit="s",
                                     doc="RMS window of the theta and delta power")
-    theta_delta_max: float = setting(2.0, gt=0, doc="gate closes above this theta/delta "
+    theta_delta_max: float = setting(1.0, gt=0, doc="gate closes above this theta/delta "
                                                     "power ratio")
     calibration_s: float = setting(5.0, ge=0, unit="s", doc="no events until this long after "
                                                             "the first sample")

@@ -1,15 +1,23 @@
 """Online slow-oscillation down-state detector with up-state prediction.
 
-The EEG is band-passed (0.5-4 Hz by default) causally; when it falls below the negative
-threshold a down state has begun, and its trough is the first sample at which the filtered
-signal rises again. At that sample the detector emits ``Event(kind="so")`` with
+The EEG is band-passed (0.2-1.5 Hz by default) causally; when it falls below the negative
+threshold a down state has begun; its trough is the minimum before the signal comes back up
+through the threshold. At that up-crossing the detector emits ``Event(kind="so")`` with
 ``peak_s`` = trough time and ``predicted_s`` = the predicted time of the next up-state
 peak, either
 
 * ``"fixed"``: trough + ``fixed_delay_s`` (Ngo et al. 2013, Neuron 78:545: -80 uV
   threshold, first click at the up state predicted ~0.5 s after the negative peak), or
-* ``"phase"``: trough time + ECHT ``time_to_phase(target_deg)`` computed from the raw
-  channel at the trough sample (see :mod:`decoders.phase`).
+* ``"echt"``: detection time + ECHT ``time_to_phase(target_deg)`` computed from the raw
+  channel at the detection sample (see :mod:`decoders.phase`), or
+* ``"halfwave"`` (default): this cycle's own frequency from its down half-wave. Near the
+  trough the wave is ``-A cos(w (t - t_trough))``; it crosses the threshold ``-L`` at
+  ``t_trough -+ arccos(L/A) / w``, so the midpoint of the down- and up-crossings is the
+  trough and their distance gives ``w``. The phase is extrapolated from the trough
+  (180 deg) at that frequency, after adding back the causal band-pass's phase shift at
+  that frequency. This needs no history, so it follows slow oscillations whose period
+  changes from cycle to cycle; the ECHT (a multi-cycle window) assumes the rhythm keeps
+  its frequency.
 
 The threshold is fixed (``threshold_v``, volts, negative) or adaptive: ``adaptive_sd``
 robust SDs of the band-passed signal over the last ``baseline_s`` (the SD estimated as
@@ -40,19 +48,21 @@ class SlowOscSettings:
     enabled: bool = setting(True, doc="run the slow-oscillation detector")
     channels: tuple[str, ...] = setting(("Fz",), doc="EEG channels (frontal: SOs are largest "
                                                      "there), each detected on independently")
-    band_hz: tuple[float, float] = setting((0.5, 4.0), gt=0, unit="Hz",
-                                           doc="band-pass for down-state detection")
+    band_hz: tuple[float, float] = setting((0.2, 1.5), gt=0, unit="Hz",
+                                           doc="band-pass for down-state detection (narrow: the\n                                               trough depth feeds the half-wave frequency)")
     filter_order: int = setting(2, ge=1, le=4, doc="Butterworth order per band edge")
     threshold_mode: Literal["fixed", "adaptive"] = setting(
         "adaptive", doc="fixed threshold_v, or adaptive_sd robust SDs of the filtered signal")
     threshold_v: float = setting(-80e-6, lt=0, unit="V", doc="fixed down-state threshold "
                                                              "(Ngo et al. 2013: -80 uV)")
-    adaptive_sd: float = setting(2.0, gt=0, unit="SD", doc="adaptive threshold depth in "
+    adaptive_sd: float = setting(1.5, gt=0, unit="SD", doc="adaptive threshold depth in "
                                                            "robust SDs")
-    min_threshold_v: float = setting(40e-6, ge=0, unit="V", doc="the adaptive threshold is "
+    min_threshold_v: float = setting(30e-6, ge=0, unit="V", doc="the adaptive threshold is "
                                                                 "never shallower than this")
-    predict: Literal["phase", "fixed"] = setting(
-        "phase", doc="up-state prediction: ECHT phase, or trough + fixed_delay_s")
+    predict: Literal["halfwave", "echt", "fixed"] = setting(
+        "halfwave", doc="up-state prediction: from this cycle's down half-wave ('halfwave'), "
+                        "from the ECHT phase and frequency ('echt'), or trough + "
+                        "fixed_delay_s ('fixed')")
     fixed_delay_s: float = setting(0.5, gt=0, unit="s", doc="trough-to-up-state delay for "
                                                             "'fixed' (Ngo et al. 2013: ~0.5 s)")
     target_deg: float = setting(0.0, ge=-180, le=180, unit="deg",
@@ -107,7 +117,16 @@ class SlowOscDetector:
                                     update_s=s.baseline_update_s, exclude_sd=math.inf,
                                     min_fill=0.05, absolute=True)
         self._echt = (EchtKernel(fs, s.phase_band_hz, s.phase_window_s, k)
-                      if s.predict == "phase" else None)
+                      if s.predict == "echt" else None)
+        # the band-pass's phase (rad) on a frequency grid, for the half-wave correction
+        from scipy.signal import sosfreqz
+
+        self._fgrid = np.linspace(0.05, min(s.band_hz[1], fs / 2 * 0.9), 512)
+        _, h = sosfreqz(butter_bandpass(*s.band_hz, fs, s.filter_order), worN=self._fgrid,
+                        fs=fs)
+        self._hphase = np.unwrap(np.angle(h))
+        self._min_v = np.full(k, np.inf)           # running minimum in a down state
+        self._min_t = np.full(k, np.nan)
         self._times = TimeRing(int(fs * 5.0))
         self._state = np.zeros(k, dtype=np.int8)   # 0 armed, 1 below threshold, 2 fired
         self._onset = np.full(k, np.nan)
@@ -197,7 +216,8 @@ class SlowOscDetector:
                                 detect_s=float(t[j]), threshold=float(thr[j, 0])))
             start = j
             self._state[:] = 0
-        found: list[tuple[int, int, float]] = []   # (sample, channel, onset_s)
+        # (sample, channel, onset_s, trough_v, trough_s)
+        found: list[tuple[int, int, float, float, float]] = []
         for ch in range(k):
             self._scan(ch, start, y[:, ch], thr[:, ch], t, found)
         if not found:
@@ -205,10 +225,10 @@ class SlowOscDetector:
         else:
             found.sort()
             fed = 0
-            for j, ch, onset in found:
+            for j, ch, onset, trough_v, trough_t in found:
                 self._feed_echt(x, fed, j + 1)
                 fed = j + 1
-                events.append(self._event(j, ch, onset, y, thr, t))
+                events.append(self._event(j, ch, onset, trough_v, trough_t, thr, t))
             self._feed_echt(x, fed, n)
         self._last[:] = y[-1]
         self._last_t = float(t[-1])
@@ -233,16 +253,22 @@ class SlowOscDetector:
                 i = j
                 continue
             if st == 1:
-                # trough: first sample (from i) where y rises above the previous sample
-                prev = y[i - 1] if i > 0 else self._last[ch]
-                if y[i] > prev:
-                    j = i
-                else:
-                    d = np.flatnonzero(y[i + 1:] > y[i:-1]) if i + 1 < n else np.zeros(0)
-                    if d.size == 0:
-                        return
-                    j = i + 1 + int(d[0])
-                found.append((j, ch, float(self._onset[ch])))
+                # in the down state: track the minimum (the trough) until the signal comes
+                # back up through the threshold; the event fires at that up-crossing
+                seg = y[i:]
+                up = np.flatnonzero(seg >= thr[i:])
+                u = int(up[0]) if up.size else seg.shape[0]
+                if u > 0:
+                    k = int(np.argmin(seg[:u]))
+                    if seg[k] < self._min_v[ch]:
+                        self._min_v[ch] = seg[k]
+                        self._min_t[ch] = t[i + k]
+                if not up.size:
+                    return
+                j = i + u
+                found.append((j, ch, float(self._onset[ch]), float(self._min_v[ch]),
+                              float(self._min_t[ch])))
+                self._min_v[ch] = np.inf
                 self._state[ch] = 2
                 self._rearm_t[ch] = float(t[j]) + self.settings.refractory_s
                 i = j + 1
@@ -254,13 +280,13 @@ class SlowOscDetector:
             self._state[ch] = 0
             i += int(ok[0]) + 1
 
-    def _event(self, j: int, ch: int, onset: float, y: np.ndarray, thr: np.ndarray,
-               t: np.ndarray) -> Event:
+    def _event(self, j: int, ch: int, onset: float, trough_v: float, trough_t: float,
+               thr: np.ndarray, t: np.ndarray) -> Event:
         s = self.settings
-        trough_v = float(y[j - 1, ch]) if j > 0 else float(self._last[ch])
-        trough_t = float(t[j - 1]) if j > 0 else float(self._last_t)
         detect = float(t[j])
-        if self._echt is not None:
+        if s.predict == "halfwave":
+            predicted = self._halfwave(ch, onset, detect, trough_v, float(thr[j, ch]))
+        elif self._echt is not None:
             if self._echt.count >= self._echt.n:
                 ph, f, _ = self._echt.analytic()
                 d = (s.target_deg - float(ph[ch])) % 360.0
@@ -270,6 +296,32 @@ class SlowOscDetector:
         else:
             predicted = trough_t + s.fixed_delay_s
         th = float(thr[j, ch])
+        if not np.isfinite(predicted):
+            predicted = trough_t + s.fixed_delay_s
         return Event(kind=self.KIND, channel=s.channels[ch], onset_s=onset, detect_s=detect,
                      peak_s=trough_t, amplitude=trough_v, score=trough_v / th, threshold=th,
                      predicted_s=predicted)
+
+    def _halfwave(self, ch: int, onset_t: float, detect_t: float, trough_v: float,
+                  thr_v: float) -> float:
+        """Predicted time of ``target_deg`` from this cycle's down half-wave.
+
+        Near the trough the wave is ``-A cos(w (t - t_trough))``; it crosses the threshold
+        level ``-L`` at ``t_trough -+ arccos(L/A) / w``. So the midpoint of the down- and
+        up-crossings is the trough and their distance gives ``w``; the band-pass shifts the
+        wave by ``phi(f) / w``, which is added back.
+        """
+        s = self.settings
+        width = detect_t - onset_t
+        ratio = thr_v / trough_v if trough_v < 0 else float("nan")
+        if not (width > 0 and 0 < ratio < 1):
+            return float("nan")
+        w = 2.0 * math.acos(ratio) / width
+        f = w / (2 * math.pi)
+        lo, hi = s.phase_band_hz
+        if not 0.5 * lo <= f <= 2.0 * hi:
+            return float("nan")      # not an SO-shaped wave: fall back to the fixed delay
+        phi = float(np.interp(f, self._fgrid, self._hphase))
+        true_trough = 0.5 * (onset_t + detect_t) + phi / w
+        frac = ((s.target_deg - 180.0) % 360.0) / 360.0
+        return true_trough + frac / f

@@ -51,13 +51,18 @@ class SpindleSettings:
                                                  doc="broadband for relative power and "
                                                      "correlation")
     filter_order: int = setting(2, ge=1, le=6, doc="Butterworth order per band edge")
-    window_s: float = setting(0.3, gt=0, le=5, unit="s", doc="moving RMS/correlation window "
-                                                             "(YASA: 0.3 s)")
-    threshold_sd: float = setting(1.5, ge=0, unit="SD", doc="sigma RMS above its baseline "
-                                                            "median, in robust SDs")
-    rel_power_min: float = setting(0.2, ge=0, le=1, doc="minimum sigma/broadband power ratio")
-    corr_min: float = setting(0.65, ge=-1, le=1, doc="minimum sigma-vs-broadband correlation")
-    min_duration_s: float = setting(0.15, ge=0, le=2, unit="s",
+    window_s: float = setting(0.15, gt=0, le=5, unit="s", doc="moving RMS/correlation window "
+                                                              "(YASA: 0.3 s centred; causal "
+                                                              "windows lag, so shorter)")
+    threshold_sd: float = setting(3.0, ge=0, unit="SD", doc="sigma RMS above its baseline "
+                                                            "median, in robust SDs (YASA: mean "
+                                                            "+ 1.5 SD of the whole record, which "
+                                                            "includes the spindles)")
+    rel_power_min: float = setting(0.1, ge=0, le=1, doc="minimum sigma/broadband power ratio "
+                                                         "(YASA: 0.2 over 2 s windows)")
+    corr_min: float = setting(0.4, ge=-1, le=1, doc="minimum sigma-vs-broadband correlation "
+                                                     "(YASA: 0.65, zero-phase)")
+    min_duration_s: float = setting(0.1, ge=0, le=2, unit="s",
                                     doc="all rules must hold this long before an event fires")
     max_duration_s: float = setting(2.5, gt=0, unit="s",
                                     doc="longer runs are reported as spindle_rejected")
