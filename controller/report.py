@@ -99,14 +99,17 @@ class Recording:
 
     @property
     def t0(self) -> float:
-        starts = [s.t[0] for s in self.signals if s.t.size]
-        starts += [m[0][0] for m in self.markers.values() if m]
+        """Session start, seconds (host clock): the first signal sample, else the first
+        marker."""
+        starts = [s.t[0] for s in self.signals if s.t.size] or \
+            [m[0][0] for m in self.markers.values() if m]
         return float(min(starts)) if starts else 0.0
 
     @property
     def t1(self) -> float:
-        ends = [s.t[-1] for s in self.signals if s.t.size]
-        ends += [m[-1][0] for m in self.markers.values() if m]
+        """Session end, seconds: the last signal sample, else the last marker."""
+        ends = [s.t[-1] for s in self.signals if s.t.size] or \
+            [m[-1][0] for m in self.markers.values() if m]
         return float(max(ends)) if ends else 0.0
 
     def find_channel(self, name: str) -> tuple[SignalStream, int] | None:
@@ -317,12 +320,17 @@ def pick_channel(rec: Recording, rhythm: str) -> tuple[SignalStream, int] | None
     return rec.find_channel((cands or names)[0])
 
 
-def _band_for(rec: Recording, rhythm: str, fs: float) -> tuple[float, float]:
+def _band_for(rec: Recording, rhythm: str, fs: float, *, phase: bool = False
+              ) -> tuple[float, float]:
+    """The band (Hz) the recorded config's detector used for ``rhythm`` (its
+    ``phase_band_hz`` first when ``phase``), else :data:`BANDS_HZ`."""
     det = rec.config.get("detectors", {}) if isinstance(rec.config, dict) else {}
     sub = det.get(rhythm, {}) if isinstance(det, dict) else {}
-    band = sub.get("band_hz") if isinstance(sub, dict) else None
-    if isinstance(band, list) and len(band) == 2 and 0 < band[0] < band[1] < fs / 2:
-        return float(band[0]), float(band[1])
+    keys = ("phase_band_hz", "band_hz") if phase else ("band_hz",)
+    for key in keys:
+        band = sub.get(key) if isinstance(sub, dict) else None
+        if isinstance(band, list) and len(band) == 2 and 0 < band[0] < band[1] < fs / 2:
+            return float(band[0]), float(band[1])
     return BANDS_HZ.get(rhythm, (1.0, min(40.0, 0.4 * fs)))
 
 
@@ -419,26 +427,6 @@ def merge_pulses(rows: Sequence[tuple[float, dict]]) -> list[PulseRecord]:
     return [out[k] for k in sorted(out)]
 
 
-def match_truth(detected: np.ndarray, truth: list[tuple[float, float]], tol_s: float = 0.05
-                ) -> int:
-    """How many detection times fall inside a distinct truth interval (+- ``tol_s``).
-
-    Greedy one-to-one matching in time order; returns the number of matched pairs.
-    """
-    det = np.sort(np.asarray(detected, dtype=float))
-    used = np.zeros(det.size, bool)
-    hits = 0
-    for on, off in sorted(truth):
-        i = int(np.searchsorted(det, on - tol_s))
-        while i < det.size and det[i] <= off + tol_s:
-            if not used[i]:
-                used[i] = True
-                hits += 1
-                break
-            i += 1
-    return hits
-
-
 # ----------------------------------------------------------------------------- figures
 @dataclass
 class FigureInfo:
@@ -504,6 +492,8 @@ def _events_by_kind(rec: Recording) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for t, e in rec.markers.get("events", []):
         kind = str(e.get("kind", "event"))
+        if kind.startswith("calibration"):  # detector status records, not detections
+            continue
         e = dict(e)
         if not math.isfinite(_num(e.get("detect_s"))):
             e["detect_s"] = t
@@ -538,7 +528,38 @@ def _stages(rec: Recording) -> list[tuple[float, float, str]]:
         changes.sort()
         ends = [c[0] for c in changes[1:]] + [rec.t1]
         spans = [(t, e, s) for (t, s), e in zip(changes, ends)]
+    if not spans:
+        spans = _stages_from_config(rec)
     return sorted(spans)
+
+
+def _stages_from_config(rec: Recording) -> list[tuple[float, float, str]]:
+    """The simulator's stage schedule rebuilt from the recorded ``[sim.hypnogram]``
+    config when it is a fixed schedule and the run's source was the simulator: segments
+    ``"STAGE:seconds"`` repeat from the first recorded sample (the simulator's sample 0).
+    Generated ("night") hypnograms are not rebuilt: they need stage records in the truth
+    stream."""
+    cfg = rec.config if isinstance(rec.config, dict) else {}
+    if cfg.get("source", {}).get("kind", "sim") != "sim" or not rec.signals:
+        return []
+    hyp = cfg.get("sim", {}).get("hypnogram", {})
+    if not isinstance(hyp, dict) or hyp.get("mode", "fixed") != "fixed" \
+            or "schedule" not in hyp:
+        return []
+    segs = []
+    for item in hyp["schedule"]:
+        stage, _, dur = str(item).partition(":")
+        if _num(dur) > 0:
+            segs.append((stage, _num(dur)))
+    if not segs:
+        return []
+    t, out, i = rec.signals[0].t[0], [], 0
+    while t < rec.t1 and i < 100000:
+        stage, dur = segs[i % len(segs)]
+        out.append((t, t + dur, stage))
+        t += dur
+        i += 1
+    return out
 
 
 def _kind_rhythm(kind: str) -> str:
@@ -717,7 +738,7 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
             notes.append(f"target '{target}': no delivered pulses or no signal.")
             continue
         s, ci = where
-        band = _band_for(rec, rhythm, s.rate_hz)
+        band = _band_for(rec, rhythm, s.rate_hz, phase=True)
         pe = _signal_phase_deg(s.x[:, ci], band, s.rate_hz)
         if pe is None:
             notes.append(f"target '{target}': {band[0]:g}-{band[1]:g} Hz cannot be filtered "
@@ -733,6 +754,7 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
             inside = (i > 0) & (i < s.t.size)
             ph = pe[0][i[inside]]
             mean, sd, r = circular_stats(ph)
+            tmean, tsd = _truth_stim_phase(rec, t, rhythm)
             bins = np.linspace(-np.pi, np.pi, 19)
             hist, _ = np.histogram(np.deg2rad(ph), bins)
             ax.bar(bins[:-1] + np.diff(bins) / 2, hist, width=np.diff(bins), bottom=0,
@@ -749,7 +771,8 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
                          fontsize=9)
             rows.append((target, cond, s.channels[ci], f"{band[0]:g}-{band[1]:g}", ph.size,
                          f"{want:.0f}", _f(mean, 0), _f(sd, 0), _f(r, 2),
-                         _f(wrap_deg(mean - want), 0) if np.isfinite(mean) else ""))
+                         _f(wrap_deg(mean - want), 0) if np.isfinite(mean) else "",
+                         _f(tmean, 0), _f(tsd, 0)))
         name = _save(fig, out, f"phase-{_slug(target)}.png")
         sec.figures.append(FigureInfo(
             name, f"Stimulation phase, target {target}",
@@ -758,11 +781,36 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
             "the Hilbert transform; 0 deg = peak, +-180 deg = trough. Arrow = circular mean "
             "(length = resultant R), gold line = intended phase."))
     sec.body = _table(["target", "condition", "channel", "band (Hz)", "n", "intended (deg)",
-                       "circular mean (deg)", "circular SD (deg)", "R", "error (deg)"], rows) \
+                       "circular mean (deg)", "circular SD (deg)", "R", "error (deg)",
+                       "true mean (deg)", "true SD (deg)"], rows) \
         + "".join(f"<p>{n}</p>" for n in notes)
     if not sec.figures and not notes:
         sec.missing = "No delivered phase-targeted pulse in this recording."
     return sec, pulses
+
+
+def _truth_stim_phase(rec: Recording, fire_s: np.ndarray, rhythm: str
+                      ) -> tuple[float, float]:
+    """Circular mean and SD of the simulator's own generator phase at these pulses.
+
+    The simulator records each delivered pulse as a truth event of kind ``"stim"`` whose
+    ``meta["<rhythm>_phase_deg"]`` is the noise-free generator phase at that moment; a
+    pulse is matched to the truth event starting within 5 ms of it. NaNs without truth.
+    """
+    stims = [(_num(e.get("onset_s")), _num((e.get("meta") or {}).get(f"{rhythm}_phase_deg")))
+             for _, e in rec.markers.get("truth", []) if e.get("kind") == "stim"]
+    stims = sorted(s for s in stims if math.isfinite(s[0]))
+    if not stims or not fire_s.size:
+        return math.nan, math.nan
+    on = np.array([s[0] for s in stims])
+    ph = np.array([s[1] for s in stims])
+    j = np.clip(np.searchsorted(on, fire_s), 1, on.size - 1) if on.size > 1 else \
+        np.zeros(fire_s.size, int)
+    if on.size > 1:
+        j = np.where(np.abs(on[j - 1] - fire_s) < np.abs(on[j] - fire_s), j - 1, j)
+    ok = np.abs(on[j] - fire_s) <= 0.005
+    mean, sd, _ = circular_stats(ph[j[ok]])
+    return mean, sd
 
 
 def _f(v: float, nd: int) -> str:
@@ -873,7 +921,7 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
                               color=_STAGE_COLORS.get(st, "0.5"), lw=0)
         ax_h.set_yticks(range(len(STAGE_ORDER)), STAGE_ORDER, fontsize=7)
         ax_h.set_ylim(len(STAGE_ORDER) - 0.5, -0.5)
-        ax_h.set_title("hypnogram (ground truth)", fontsize=9, loc="left")
+        ax_h.set_title("hypnogram (simulator ground truth)", fontsize=9, loc="left")
     else:
         ax = fig.subplots(1, 1)
     for i, (label, t, color) in enumerate(rows):
@@ -891,20 +939,36 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
                                      if stages else "; hypnogram: not in this recording.")))
     if not stages:
         sec.body += "<p>Hypnogram (sleep stages in engramloop.truth): not in this recording.</p>"
-    if truth:
+    scored = sorted(set(events) | ({"ripple", "spindle", "so"} & set(truth)))
+    if truth and scored:
+        from types import SimpleNamespace
+
+        from controller.trial import MATCH_TOLERANCE_S, detection_metrics
+
+        # same scorer and rules as the trial summary: events after the detectors'
+        # calibration and ending 0.5 s before the end of the recording
+        cal = [_num(e.get("detect_s", t)) for t, e in rec.markers.get("events", [])
+               if str(e.get("kind", "")).startswith("calibration")]
+        t_lo = max([c for c in cal if math.isfinite(c)], default=rec.t0)
+        t_hi = rec.t1 - 0.5
         trows = []
-        for kind in sorted(set(truth) | set(events)):
-            tr = [(_num(e.get("onset_s")), _num(e.get("offset_s", e.get("onset_s"))))
-                  for e in truth.get(kind, [])]
+        for kind in scored:
+            tev = [SimpleNamespace(onset_s=_num(e.get("onset_s")),
+                                   offset_s=_num(e.get("offset_s", e.get("onset_s"))))
+                   for e in truth.get(kind, [])]
             det = np.array([_num(e.get("detect_s")) for e in events.get(kind, [])])
-            hits = match_truth(det, tr) if tr and det.size else 0
-            trows.append((kind, len(tr), det.size, hits,
-                          _f(hits / det.size, 2) if det.size else "",
-                          _f(hits / len(tr), 2) if tr else ""))
-        sec.body += ("<p>Agreement with ground truth (a detection counts when its decision "
-                     "falls inside a true event +-50 ms, one-to-one):</p>"
+            m = detection_metrics(det, tev, MATCH_TOLERANCE_S.get(kind, 0.05), t_lo, t_hi)
+            trows.append((kind, m["n_true"], m["n_detected"], m["hits"],
+                          _f(m["precision"], 2), _f(m["recall"], 2), _f(m["f1"], 2),
+                          _f(m["latency_median_s"] * 1e3, 1)))
+        tol = ", ".join(f"{k} {v * 1e3:g} ms" for k, v in MATCH_TOLERANCE_S.items())
+        sec.body += ("<p>Agreement with ground truth, scored as in the trial summary "
+                     "(<code>controller.trial.detection_metrics</code>): a detection matches "
+                     f"a true event when its decision falls inside it +- a tolerance ({tol}); "
+                     f"each true event is used once; only {t_lo - rec.t0:.1f} s to "
+                     f"{t_hi - rec.t0:.1f} s counts (after detector calibration).</p>"
                      + _table(["kind", "true events", "detections", "matched",
-                               "precision", "recall"], trows))
+                               "precision", "recall", "F1", "median latency (ms)"], trows))
     return sec
 
 
@@ -1230,4 +1294,4 @@ def write_report(recording: str | Path, out_dir: str | Path) -> ReportResult:
 
 __all__ = ["ReportError", "Recording", "SignalStream", "PulseRecord", "load_recording",
            "write_report", "ReportResult", "circular_stats", "wrap_deg", "merge_pulses",
-           "match_truth", "pick_channel"]
+           "pick_channel", "expand_truth"]

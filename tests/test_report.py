@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 from controller.recorder import Recorder
-from controller.report import (circular_stats, expand_truth, load_recording, match_truth,
-                               merge_pulses, wrap_deg, write_report)
+from controller.report import (circular_stats, expand_truth, load_recording, merge_pulses,
+                               wrap_deg, write_report)
 from drivers.chunk import Chunk
 
 DATA = Path("/work/shared/data")
+ROOT = Path(__file__).resolve().parents[1]
 FS = 500.0
 T0 = 1000.0          # host-clock time of the first sample
 DUR = 90.0
@@ -328,10 +329,6 @@ def test_merge_pulses_accepts_wrapped_records():
     assert not p4.delivered and p4.reasons == ["deadline"]
 
 
-def test_match_truth_one_to_one():
-    assert match_truth(np.array([0.5, 0.55, 2.0, 9.0]), [(0.4, 0.6), (1.9, 2.1), (5, 6)]) == 2
-
-
 def test_truth_document_is_expanded():
     doc = {"format": "engramloop.truth/1", "t0_s": 100.0,
            "records": [["ripple", "CA1", 1.0, 1.02, 1.05, {}]],
@@ -341,3 +338,28 @@ def test_truth_document_is_expanded():
     assert kinds == ["ripple", "stage", "stage", "memory", "spindle"]
     assert rows[0][1]["onset_s"] == 101.0 and rows[2][1]["offset_s"] == 120.0
     assert json.dumps(rows)  # still plain JSON
+
+
+def test_report_of_a_real_closed_loop_sim_run(tmp_path):
+    """The whole system: simulator -> detectors -> policy -> governor -> recorder, then
+    the report from the file alone agrees with the trial's in-memory scoring."""
+    from controller.config import dump_config, load_config
+    from controller.trial import run_sim
+
+    cfg = load_config(ROOT / "configs" / "sim-so.toml")
+    xdf = tmp_path / "so.xdf"
+    _, score = run_sim(cfg, 20.0, speed="max", record=str(xdf), config_text=dump_config(cfg),
+                       log=lambda msg: None)
+    res = write_report(xdf, tmp_path / "rep")
+    files = _check_local(res.index)
+    assert {"raster.png", "examples-ripple.png", "eta-so.png", "eta-spindle.png",
+            "phase-so_upstate.png", "latency.png"} <= set(files)
+    text = res.index.read_text(encoding="utf-8")
+    for kind, m in score["detection"].items():
+        row = (f"<td>{kind}</td><td>{m['n_true']}</td><td>{m['n_detected']}</td>"
+               f"<td>{m['hits']}</td>")
+        assert row in text, row
+    pulses = merge_pulses(load_recording(xdf).markers["pulses"])
+    n = sum(p.delivered and p.target == "so_upstate" for p in pulses)
+    assert n > 0 and f"<td>so_upstate</td><td>stim</td><td>Fz</td><td>0.5-1.25</td><td>{n}</td>" \
+        in text
