@@ -19,7 +19,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = ["Interval", "DetectionScore", "PhaseScore", "match_events", "score_detections",
-           "circular_mean_sd", "score_phase", "intervals", "replay"]
+           "circular_mean_sd", "score_phase", "intervals", "replay", "so_phase_from_events",
+           "score_recording"]
 
 
 @dataclass(frozen=True)
@@ -241,3 +242,79 @@ def replay(stages: Sequence, samples: np.ndarray, timestamps: np.ndarray, rate_h
         for st in stages:
             events.extend(st.process(c))
     return events
+
+
+#: cosine phase (deg) at the simulator's slow-oscillation landmarks: descending zero
+#: crossing, trough, rising zero crossing, up-state peak, end of the cycle
+_SO_KNOT_DEG = np.array([90.0, 180.0, 270.0, 360.0, 450.0])
+
+
+def so_phase_from_events(events: Sequence[dict], t_s: np.ndarray) -> np.ndarray:
+    """True slow-oscillation phase (deg) at ``t_s`` from truth "so" records.
+
+    Each record (dict with ``onset_s``, ``peak_s``, ``offset_s`` and ``meta`` holding
+    ``trough_s`` and ``rise_s``, as the simulator writes them) is one cycle whose phase is
+    piecewise linear through its landmarks (90, 180, 270, 360, 450 deg). NaN outside cycles.
+    """
+    t = np.asarray(t_s, dtype=float)
+    out = np.full(t.shape, np.nan)
+    for e in events:
+        m = e.get("meta", {}) or {}
+        if "trough_s" not in m or "rise_s" not in m:
+            continue
+        knots = np.array([e["onset_s"], m["trough_s"], m["rise_s"], e["peak_s"],
+                          e["offset_s"]], dtype=float)
+        sel = (t >= knots[0]) & (t < knots[-1])
+        if sel.any():
+            out[sel] = np.interp(t[sel], knots, _SO_KNOT_DEG)
+    return np.mod(out + 180.0, 360.0) - 180.0
+
+
+def score_recording(detections: Sequence[dict], truth: Sequence[dict], duration_s: float,
+                    *, so_phase=None, tolerances: dict | None = None) -> dict:
+    """Score every detected kind that has truth of the same kind.
+
+    Parameters
+    ----------
+    detections : sequence of dict
+        ``Event.to_dict()`` records (kind, detect_s, predicted_s, ...).
+    truth : sequence of dict
+        Truth records (kind, onset_s, peak_s, offset_s, optional meta).
+    duration_s : float
+        Scored span (seconds) for false positives per minute.
+    so_phase : callable, optional
+        ``so_phase(t_s) -> deg``: true SO phase; defaults to :func:`so_phase_from_events`
+        on the truth "so" records. Used to score ``predicted_s`` of "so" detections
+        against the up-state (0 deg).
+    tolerances : dict, optional
+        ``{kind: (tol_before_s, tol_after_s)}``; default 0.05 s each, 0.3 s before an SO.
+
+    Returns
+    -------
+    dict
+        ``{kind: DetectionScore.to_dict(), ..., "so_phase": PhaseScore.to_dict()}``.
+    """
+    tol = {"so": (0.3, 0.05)}
+    tol.update(tolerances or {})
+    rejected = {(d.get("channel"), d.get("onset_s")) for d in detections
+                if d.get("kind") == "spindle_rejected"}
+    out: dict = {}
+    kinds = sorted({d.get("kind") for d in detections} & {e.get("kind") for e in truth})
+    for kind in kinds:
+        det = [d for d in detections if d.get("kind") == kind
+               and (d.get("channel"), d.get("onset_s")) not in rejected]
+        tr = intervals([e for e in truth if e.get("kind") == kind])
+        before, after = tol.get(kind, (0.05, 0.05))
+        out[kind] = score_detections([float(d["detect_s"]) for d in det], tr, duration_s,
+                                     tol_before_s=before, tol_after_s=after).to_dict()
+    so_det = [d for d in detections if d.get("kind") == "so"
+              and math.isfinite(float(d.get("predicted_s", float("nan"))))]
+    if so_det:
+        pred = np.array([float(d["predicted_s"]) for d in so_det])
+        if so_phase is None:
+            so_truth = [e for e in truth if e.get("kind") == "so"]
+            if so_truth:
+                out["so_phase"] = score_phase(so_phase_from_events(so_truth, pred)).to_dict()
+        else:
+            out["so_phase"] = score_phase(np.asarray(so_phase(pred), dtype=float)).to_dict()
+    return out

@@ -1,0 +1,246 @@
+"""engramloop score RECORDING [--truth FILE] [--json]"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+HELP = ("score a recording's detections against truth (simulated) or expert annotations: "
+        "precision/recall/F1, false positives per minute, latency, SO trigger phase")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recording", help="an XDF recording (detections in engramloop.events, "
+                                     "truth in engramloop.truth) or an .npz from "
+                                     "'engramloop sim' (detectors are run on it)")
+    p.add_argument("--truth", metavar="FILE",
+                   help="truth to score against instead of the recording's own: a CSV of "
+                        "onset,duration (expert annotations, seconds), a truth .json "
+                        "(sim.truth.Truth.save), or another .xdf/.npz holding truth")
+    p.add_argument("--kind", default="spindle",
+                   help="event kind the CSV annotations are (default: spindle)")
+    p.add_argument("--events", metavar="FILE",
+                   help="detections to score instead of the recording's own: an .xdf with "
+                        "engramloop.events, or JSON lines of Event dicts")
+    p.add_argument("--config", metavar="TOML",
+                   help="config whose [detectors] run on an .npz (default: built-in)")
+    p.add_argument("--chunk", type=int, default=10, metavar="SAMPLES",
+                   help="chunk size when running detectors on an .npz (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# ----------------------------------------------------------------------- readers
+
+def _xdf_streams(path: Path) -> tuple[dict, float]:
+    """Marker streams of an XDF file as {suffix: [(t, dict)]} and its signal span (s)."""
+    from controller.cli import UserError
+
+    try:
+        import pyxdf
+
+        streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False,
+                                    dejitter_timestamps=False)
+    except Exception as exc:  # pyxdf raises many types on malformed files
+        raise UserError(f"{path}: cannot read XDF: {exc}") from None
+    markers: dict = {}
+    span = [math.inf, -math.inf]
+    for st in streams:
+        name = st["info"]["name"][0]
+        ts = st["time_stamps"]
+        if name.startswith("engramloop.") and st["info"]["channel_format"][0] == "string":
+            recs = []
+            for t, row in zip(ts, st["time_series"]):
+                try:
+                    recs.append((float(t), json.loads(row[0])))
+                except (ValueError, TypeError, IndexError):
+                    continue
+            markers[name.split(".", 1)[1]] = recs
+        elif len(ts):
+            span = [min(span[0], float(ts[0])), max(span[1], float(ts[-1]))]
+    duration = span[1] - span[0] if math.isfinite(span[0]) else math.nan
+    return markers, duration
+
+
+def _read_csv_truth(path: Path, kind: str) -> list[dict]:
+    from controller.cli import UserError
+
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        cells = [c.strip() for c in line.split(",")]
+        if not cells or not cells[0] or cells[0].startswith("#"):
+            continue
+        try:
+            onset, dur = float(cells[0]), float(cells[1])
+        except (ValueError, IndexError):
+            if i == 1:
+                continue  # a header row
+            raise UserError(f"{path}: line {i}: expected 'onset,duration' in seconds, got "
+                            f"{line!r}") from None
+        out.append({"kind": kind, "onset_s": onset, "offset_s": onset + dur,
+                    "peak_s": onset + dur / 2})
+    return out
+
+
+def _truth_from(path: Path, kind: str) -> tuple[list[dict], object | None]:
+    """Truth records (and a Truth object when available, for phases)."""
+    from controller.cli import UserError
+
+    if not path.is_file():
+        raise UserError(f"--truth {path}: file not found")
+    ext = path.suffix.lower()
+    if ext == ".csv":
+        return _read_csv_truth(path, kind), None
+    if ext == ".json":
+        from sim.truth import Truth
+
+        try:
+            tr = Truth.load(path)
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"--truth {path}: not a truth file from sim.truth: {exc}") from None
+        return [e.to_dict() for e in tr.events()], tr
+    if ext == ".xdf":
+        markers, _ = _xdf_streams(path)
+        return [obj for _, obj in markers.get("truth", [])], None
+    if ext == ".npz":
+        return _npz_truth(path)
+    raise UserError(f"--truth {path}: use a .csv, .json, .xdf or .npz file")
+
+
+def _npz_truth(path: Path) -> tuple[list[dict], object | None]:
+    import numpy as np
+
+    from sim.truth import Truth
+
+    with np.load(path, allow_pickle=False) as z:
+        if "truth" not in z.files:
+            return [], None
+        tr = Truth.from_json(str(z["truth"]))
+    return [e.to_dict() for e in tr.events()], tr
+
+
+def _events_jsonl(path: Path) -> list[dict]:
+    from controller.cli import UserError
+
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise UserError(f"--events {path}: line {i} is not a JSON object") from None
+    return out
+
+
+def _run_detectors(path: Path, config: str | None, chunk: int) -> tuple[list[dict], float]:
+    from controller.cli import UserError
+    from controller.config import Config, load_config
+    from decoders.detectors import make_detectors
+    from decoders.scoring import replay
+    from drivers.files import load_npz
+
+    cfg = load_config(config) if config else Config()
+    try:
+        data = load_npz(path)
+    except Exception as exc:
+        raise UserError(f"{path}: {exc}") from None
+    names = tuple(data.channels)
+    stages = make_detectors(cfg, channels=names)
+    if not stages:
+        raise UserError(f"{path}: no enabled detector finds its channels in {list(names)}")
+    events = replay(stages, data.samples, data.timestamps, data.rate_hz, names, chunk)
+    span = float(data.timestamps[-1] - data.timestamps[0]) if len(data.timestamps) else 0.0
+    return [e.to_dict() for e in events], span
+
+
+# ----------------------------------------------------------------------- command
+
+def run(args: argparse.Namespace) -> int:
+    from controller.cli import UserError
+    from decoders.scoring import score_recording
+
+    rec = Path(args.recording)
+    if not rec.is_file():
+        raise UserError(f"{rec}: file not found")
+    ext = rec.suffix.lower()
+    truth: list[dict] = []
+    truth_obj = None
+    if ext == ".xdf":
+        markers, duration = _xdf_streams(rec)
+        detections = [obj for _, obj in markers.get("events", [])]
+        truth = [obj for _, obj in markers.get("truth", [])]
+    elif ext == ".npz":
+        if args.events:
+            detections, duration = [], math.nan
+        else:
+            detections, duration = _run_detectors(rec, args.config, args.chunk)
+        truth, truth_obj = _npz_truth(rec)
+    else:
+        raise UserError(f"{rec}: use an .xdf recording or an .npz from 'engramloop sim'")
+    if args.events:
+        ev = Path(args.events)
+        if not ev.is_file():
+            raise UserError(f"--events {ev}: file not found")
+        if ev.suffix.lower() == ".xdf":
+            detections = [obj for _, obj in _xdf_streams(ev)[0].get("events", [])]
+        else:
+            detections = _events_jsonl(ev)
+    if args.truth:
+        truth, truth_obj = _truth_from(Path(args.truth), args.kind)
+    if not truth:
+        raise UserError(f"{rec}: no truth to score against (no engramloop.truth stream); "
+                        "give --truth FILE (CSV of onset,duration or a truth file)")
+    cal = [float(d["detect_s"]) for d in detections if d.get("kind") == "calibration_done"]
+    start = max(cal) if cal else -math.inf
+    # score only what the detectors could see: after calibration, within the signal
+    scored_det = [d for d in detections if float(d.get("detect_s", math.nan)) >= start]
+    scored_truth = [e for e in truth if float(e.get("onset_s", math.nan)) >= start]
+    if not math.isfinite(duration):
+        times = [float(e["offset_s"]) for e in truth] + [float(d["detect_s"])
+                                                          for d in detections]
+        duration = max(times) - (start if math.isfinite(start) else 0.0)
+    elif math.isfinite(start):
+        t0 = min([float(e["onset_s"]) for e in truth] + [start])
+        duration = max(0.0, duration - (start - t0))
+    phase_fn = None
+    if truth_obj is not None:
+        phase_fn = lambda t: truth_obj.phase("so", t)  # noqa: E731
+    result = score_recording(scored_det, scored_truth, duration, so_phase=phase_fn)
+    result["duration_s"] = duration
+    result["calibration_end_s"] = start if math.isfinite(start) else None
+    if args.json:
+        print(json.dumps(result, default=float))
+        return 0
+    _print_table(rec, result)
+    return 0
+
+
+def _fmt(v: object, scale: float = 1.0, nd: int = 3) -> str:
+    try:
+        f = float(v) * scale
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not math.isfinite(f) else f"{f:.{nd}f}"
+
+
+def _print_table(rec: Path, result: dict) -> None:
+    print(f"# {rec}: {_fmt(result['duration_s'], 1, 1)} s scored")
+    kinds = [k for k, v in result.items() if isinstance(v, dict) and "f1" in v]
+    if kinds:
+        print(f"{'kind':<10}{'truth':>7}{'det':>6}{'TP':>6}{'prec':>7}{'recall':>8}{'F1':>7}"
+              f"{'FP/min':>8}{'lat onset med/p90 ms':>22}{'lat peak med/p90 ms':>21}")
+        for k in kinds:
+            r = result[k]
+            print(f"{k:<10}{r['n_truth']:>7}{r['n_detected']:>6}{r['true_positives']:>6}"
+                  f"{_fmt(r['precision']):>7}{_fmt(r['recall']):>8}{_fmt(r['f1']):>7}"
+                  f"{_fmt(r['fp_per_min'], 1, 2):>8}"
+                  f"{_fmt(r['latency_onset_median_s'], 1e3, 1) + ' / ' + _fmt(r['latency_onset_p90_s'], 1e3, 1):>22}"
+                  f"{_fmt(r['latency_peak_median_s'], 1e3, 1) + ' / ' + _fmt(r['latency_peak_p90_s'], 1e3, 1):>21}")
+    else:
+        print("no detected kind has truth of the same kind")
+    ph = result.get("so_phase")
+    if ph:
+        print(f"SO up-state triggers: n={ph['n']}, phase at predicted up-state "
+              f"{_fmt(ph['mean_phase_deg'], 1, 1)} deg (circular SD "
+              f"{_fmt(ph['sd_phase_deg'], 1, 1)} deg), in up-phase "
+              f"{_fmt(ph['fraction_in_target_half'], 100, 1)} %")
