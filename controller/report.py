@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -480,6 +481,14 @@ def _scale(units: str) -> tuple[float, str]:
     return (1e6, "uV") if units in ("V", "volts", "") else (1.0, units)
 
 
+def _lock_name(evs: Sequence[dict]) -> str:
+    """What :func:`_lock_time` locks these events to, for axis labels."""
+    has_peak = [math.isfinite(_num(e.get("peak_s"))) for e in evs]
+    if all(has_peak):
+        return "peak"
+    return "onset" if not any(has_peak) else "peak (onset where unknown)"
+
+
 def _lock_time(ev: dict) -> float:
     for k in ("peak_s", "onset_s", "detect_s"):
         v = _num(ev.get(k))
@@ -597,9 +606,9 @@ def section_examples(rec: Recording, out: Path) -> Section:
             t_lock = _lock_time(e)
             # filter a padded stretch so the edges of the shown window are clean
             pad = max(3.0 / BANDS_HZ.get(rhythm, (1.0, 1.0))[0], 1.0)
-            seg = _window(rec, (s, ci), t_lock, before + pad, after + pad) or \
-                _window(rec, (s, ci), t_lock, before, after)
-            tt, xx = seg
+            i0 = max(int(np.searchsorted(s.t, t_lock - before - pad)), 0)
+            i1 = min(int(np.searchsorted(s.t, t_lock + after + pad)), s.t.size)
+            tt, xx = s.t[i0:i1] - t_lock, s.x[i0:i1, ci]
             k, unit = _scale(s.units)
             keep = (tt >= -before) & (tt <= after)
             ax.plot(tt[keep], (xx[keep] - np.mean(xx[keep])) * k, color="0.55", lw=0.7,
@@ -626,7 +635,8 @@ def section_examples(rec: Recording, out: Path) -> Section:
             handles, labels = ax.get_legend_handles_labels()
             uniq = dict(zip(labels, handles))
             ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper right", ncol=5)
-        axes[-1].set_xlabel("time from the event's peak time (s)")
+        axes[-1].set_xlabel(f"time from the detector's {_lock_name([e for e, _ in ok])} "
+                            "time (s)")
         name = _save(fig, out, f"examples-{_slug(kind)}.png")
         sec.figures.append(FigureInfo(name, f"Example {kind} detections",
                                       f"{len(idx)} of {len(evs)} {kind} detections, spread "
@@ -637,6 +647,11 @@ def section_examples(rec: Recording, out: Path) -> Section:
     if not sec.figures:
         sec.missing = "No detection lies far enough inside the recorded signal to plot."
     return sec
+
+
+def _time_unit(rec: Recording) -> tuple[float, str]:
+    """Seconds per unit and its name for session-long time axes (minutes past 10 min)."""
+    return (60.0, "min") if rec.t1 - rec.t0 > 600 else (1.0, "s")
 
 
 def _slug(s: str) -> str:
@@ -702,7 +717,7 @@ def section_averages(rec: Recording, out: Path) -> Section:
             ax2.text(0.5, 0.5, "band above Nyquist or recording too short", ha="center",
                      transform=ax2.transAxes)
         ax2.axvline(0, color="k", lw=0.5)
-        ax2.set_xlabel(f"time from {kind} peak (s)")
+        ax2.set_xlabel(f"time from the {kind} detections' {_lock_name(evs)} time (s)")
         name = _save(fig, out, f"eta-{_slug(kind)}.png")
         sec.figures.append(FigureInfo(name, f"{kind}-locked average",
                                       f"Average of the recording around {len(centers)} {kind} "
@@ -764,6 +779,7 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
                 ax.annotate("", xy=(math.radians(mean), r * top), xytext=(0, 0),
                             arrowprops={"arrowstyle": "->", "color": "k", "lw": 1.5})
             ax.plot([math.radians(want)] * 2, [0, max(hist.max(), 1)], color="gold", lw=2)
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
             ax.set_theta_zero_location("E")
             ax.set_thetagrids(range(0, 360, 45), ["0", "45", "90", "135", "+-180", "-135",
                                                   "-90", "-45"])
@@ -892,8 +908,7 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
         sec.missing = "Detections, pulses and ground truth: not in this recording."
         return sec
     t0 = rec.t0
-    to_min = 60.0 if rec.t1 - t0 > 600 else 1.0
-    unit = "min" if to_min == 60.0 else "s"
+    to_min, unit = _time_unit(rec)
     rows: list[tuple[str, np.ndarray, str]] = []
     for kind in sorted(set(events) | set(truth)):
         if kind in truth:
@@ -1015,6 +1030,7 @@ def section_memory(rec: Recording, out: Path) -> Section:
                        "not in this recording.")
         return sec
     t0 = rec.t0
+    scale, unit = _time_unit(rec)
     for name, series, what in (("memory.png", mem, "simulated recall score"),
                                ("forecast.png", fc, "forecast")):
         if not series:
@@ -1026,9 +1042,9 @@ def section_memory(rec: Recording, out: Path) -> Section:
         ax = fig.subplots(1, 1)
         for i, k in enumerate(keys):
             t, v = series[k]
-            ax.plot((t - t0) / 60.0, v, marker="." if t.size < 50 else None, lw=1,
+            ax.plot((t - t0) / scale, v, marker="." if t.size < 50 else None, lw=1,
                     color=f"C{i % 10}", label=k)
-        ax.set_xlabel("time since start (min)")
+        ax.set_xlabel(f"time since start ({unit})")
         ax.set_ylabel(what)
         ax.legend(fontsize=7, ncol=3)
         sec.figures.append(FigureInfo(_save(fig, out, name),
@@ -1121,14 +1137,16 @@ def section_governor(rec: Recording, out: Path) -> Section:
         ax1.set_yticks(range(len(rules)), rules, fontsize=8)
         ax1.invert_yaxis()
         ax1.set_xlabel("refusals")
+        ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
         t0 = rec.t0
+        scale, unit = _time_unit(rec)
         for i, r in enumerate(rules):
             t = np.array([t for t, d in refused if str(d.get("rule", "?")) == r])
-            ax2.vlines((t - t0) / 60.0, i + 0.1, i + 0.9, color="C3", lw=0.6)
+            ax2.vlines((t - t0) / scale, i + 0.1, i + 0.9, color="C3", lw=0.6)
         ax2.set_yticks([i + 0.5 for i in range(len(rules))], rules, fontsize=8)
         ax2.set_ylim(len(rules), 0)
-        ax2.set_xlim(0, max((rec.t1 - t0) / 60.0, 1e-3))
-        ax2.set_xlabel("time since start (min)")
+        ax2.set_xlim(0, max((rec.t1 - t0) / scale, 1e-3))
+        ax2.set_xlabel(f"time since start ({unit})")
         sec.figures.append(FigureInfo(_save(fig, out, "refusals.png"),
                                       "Governor refusals by rule",
                                       "Count of refused stimulation intents per safety rule, "
