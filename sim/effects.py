@@ -44,8 +44,7 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
     eff = s.effects
     truth = src.truth
     now = src._read_ptr / src.rate_hz            # first sample not yet delivered (sim s)
-    host = t + truth.t0_s
-    phases = {g: float(truth.phase(g, host)) for g in ("so", "spindle", "theta")}
+    phases = {g: truth.phase_at(g, t) for g in ("so", "spindle", "theta")}
     stage = src._stage_at(t)
     meta: dict = {"modality": spec.modality, "target": target, "amplitude": spec.amplitude,
                   "stage": stage, "effect": "none"}
@@ -66,9 +65,10 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
                 rip.rewrite_after(t_cut, np.array([t_cut + eff.cut_latency_s]), np.array([0.0]))
                 rip.rec.meta["truncated"] = True
             else:
+                # hold a plateau so the ripple ends prolong_s later than it would have
                 level = max(float(rip.envelope(np.array([t_cut]))[0]), 0.8)
                 t1 = t_cut + RIPPLE_RAMP_S
-                t2 = t1 + eff.prolong_s
+                t2 = max(t1, max(rip.rec.offset, t_cut) + eff.prolong_s - RIPPLE_TAIL_S)
                 rip.rec.meta["original_offset_s"] = rip.rec.offset
                 rip.rewrite_after(t_cut, np.array([t1, t2, t2 + RIPPLE_TAIL_S]),
                                   np.array([level, level, 0.0]))
@@ -92,11 +92,14 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
 
 
 def _active(src: SimSource, cls: type, t: float):
-    """The event of class ``cls`` whose truth span contains sim time ``t`` (latest first)."""
-    for ev in reversed(src._events):
-        if isinstance(ev, cls) and ev.rec.onset <= t < ev.rec.offset:
-            return ev
-    return None
+    """The event of class ``cls`` whose truth span contains sim time ``t``; when several
+    do (a prolonged ripple running into the next one), the one that started last."""
+    best = None
+    for ev in src._events:
+        if isinstance(ev, cls) and ev.rec.onset <= t < ev.rec.offset and (
+                best is None or ev.rec.onset > best.rec.onset):
+            best = ev
+    return best
 
 
 def _add_artefact(src: SimSource, rec: EventRecord, t: float, spec: PulseSpec) -> None:

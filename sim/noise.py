@@ -5,6 +5,7 @@ stream is later cut into chunks.
 """
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -86,6 +87,17 @@ class Background:
         self._sigma_gain = np.where(self.lfp, 0.0, noise.eeg_sigma_v) / math.sqrt(
             float(np.mean(np.abs(h) ** 2)))
         self._sigma.process(np.ascontiguousarray(rng.standard_normal((int(self.fs), self.n_ch))))
+        # wake alpha (8-12 Hz), posterior-dominant (Berger 1929; Niedermeyer 1997)
+        names = getattr(truth, "channels", ())
+        post = np.array([0.4 if n.startswith("F") else 1.0 if n.startswith(("O", "P"))
+                         else 0.6 for n in names]) if len(names) == self.n_ch else \
+            np.ones(self.n_ch)
+        al_sos = butter_bandpass(8.0, 12.0, self.fs, order=2)
+        _, h = signal.sosfreqz(al_sos, worN=1 << 14)
+        self._alpha = SosFilter(al_sos, 1)
+        self._alpha_gain = np.where(self.lfp, 0.0, noise.alpha_v * post) / math.sqrt(
+            float(np.mean(np.abs(h) ** 2)))
+        self._alpha.process(np.ascontiguousarray(rng.standard_normal((int(self.fs), 1))))
         rho = noise.channel_correlation
         self._w_shared, self._w_own = math.sqrt(rho), math.sqrt(1.0 - rho)
         self._ap_gain = np.where(self.lfp, noise.lfp_aperiodic_v, noise.eeg_aperiodic_v)
@@ -96,15 +108,13 @@ class Background:
         self._theta_gain = np.where(self.lfp, theta.lfp_v, theta.eeg_v)
         self._gamma_gain = np.where(self.lfp, theta.gamma_v, 0.0)
         truth.theta_asym = theta.asymmetry
-        truth.theta_t.append(0.0)
-        truth.theta_f.append(float(rng.uniform(*theta.freq_hz)))
-        truth.theta_ph.append(0.0)
+        truth.add_theta_knot(0.0, float(rng.uniform(*theta.freq_hz)), 0.0)
 
     def _extend_theta(self, until_s: float) -> None:
         """Add theta knots (one per second, frequency random walk) to cover ``until_s``."""
         tr, (flo, fhi) = self.truth, self.theta.freq_hz
-        while tr.theta_t[-1] < until_s + 1.0:
-            t0, f0, p0 = tr.theta_t[-1], tr.theta_f[-1], tr.theta_ph[-1]
+        while tr.theta_knots[-1, 0] < until_s + 1.0:
+            t0, f0, p0 = (float(v) for v in tr.theta_knots[-1])
             # slow frequency wander (theta frequency tracks running speed: Slawinska &
             # Kasicki 1998); reflected into the configured range
             f1 = f0 + float(self.rng.normal(0.0, 0.3))
@@ -113,17 +123,20 @@ class Background:
             if f1 > fhi:
                 f1 = 2 * fhi - f1
             f1 = min(max(f1, flo), fhi)
-            tr.theta_t.append(t0 + 1.0)
-            tr.theta_f.append(f1)
-            tr.theta_ph.append(p0 + 2 * math.pi * 0.5 * (f0 + f1) * 1.0)
+            tr.add_theta_knot(t0 + 1.0, f1, p0 + 2 * math.pi * 0.5 * (f0 + f1) * 1.0)
 
-    def theta_activity(self, t: np.ndarray) -> np.ndarray:
-        """Theta amplitude factor in [0, 1]: on in wake/REM with 2-s ramps at the edges."""
+    def theta_activity(self, t: np.ndarray,
+                       stages: tuple[str, ...] = ("wake", "REM")) -> np.ndarray:
+        """Amplitude factor in [0, 1]: on in ``stages`` with 2-s ramps at the edges."""
         tr = self.truth
         act = np.zeros_like(t)
         lo, hi = float(t[0]), float(t[-1])
-        for st, a, b in zip(tr.seg_stage, tr.seg_start, tr.seg_end):
-            if st not in ("wake", "REM") or b < lo or a > hi:
+        first = max(0, bisect.bisect_right(tr.seg_start, lo) - 1)
+        for st, a, b in zip(tr.seg_stage[first:], tr.seg_start[first:], tr.seg_end[first:],
+                            strict=True):
+            if a > hi:
+                break
+            if st not in stages or b < lo:
                 continue
             ramp = min(2.0, 0.25 * (b - a))
             act += np.interp(t, [a, a + ramp, b - ramp, b], [0.0, 1.0, 1.0, 0.0],
@@ -149,6 +162,11 @@ class Background:
         if self.noise.line_v > 0:
             ph = 2 * math.pi * self.noise.line_hz * t
             out += np.sin(ph[:, None] + self._line_phase[None, :]) * self._line_gain
+        if self.noise.alpha_v > 0:
+            al = self._alpha.process(np.ascontiguousarray(rng.standard_normal((n, 1))))
+            wake = self.theta_activity(t, ("wake",))
+            if wake.any():
+                out += (al[:, 0] * wake)[:, None] * self._alpha_gain[None, :]
         self._extend_theta(t[-1])
         act = self.theta_activity(t)
         if act.any():

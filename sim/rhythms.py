@@ -285,7 +285,7 @@ class Planner:
         self.so_train_left = 0
         self.sp_next = 0.0
         self.rip_next = 0.0
-        self.art_next = {"movement": 0.0, "pop": 0.0, "dropout": 0.0}
+        self.art_next = {"movement": 0.0, "pop": 0.0, "dropout": 0.0, "saturation": 0.0}
         self.last_spindle_end = -1e9
         self.spindle_spans: list[tuple[float, float]] = []
         self.ripple_spans: list[tuple[float, float]] = []
@@ -377,7 +377,8 @@ class Planner:
             gap = float(rng.exponential(1.0 / rate))
             if gap < 1.0:
                 self.sp_next = t + gap
-                self.make_spindle(self.sp_next)
+                if self.stage_at(self.sp_next) == stage:
+                    self.make_spindle(self.sp_next)
             else:
                 self.sp_next = t + 1.0
 
@@ -394,7 +395,7 @@ class Planner:
         d = float(np.clip(lognormal(rng, 0.9, 0.35), *sp.duration_s))
         f = float(rng.uniform(*sp.freq_hz))
         on, off = peak - 0.5 * d, peak + 0.5 * d
-        if not self.spindle_free(on, off):
+        if not self.spindle_free(on, off) or self.stage_at(on) not in ("N2", "N3"):
             return None
         amp = lognormal(rng, sp.amplitude_v, sp.amplitude_sigma) * amp_factor
         rec = EventRecord("spindle", self.geom.spindle_channel, on, peak, off, {
@@ -441,7 +442,8 @@ class Planner:
             gap = float(rng.exponential(1.0 / rate))
             if gap < 1.0:
                 self.rip_next = t + gap
-                self.make_ripple(self.rip_next)
+                if self.stage_at(self.rip_next) == stage:
+                    self.make_ripple(self.rip_next)
             else:
                 self.rip_next = t + 1.0
 
@@ -472,7 +474,7 @@ class Planner:
     def _plan_artefacts(self, w1: float) -> None:
         a, rng = self.s.artefacts, self.rng
         rates = {"movement": a.movement_rate_hz, "pop": a.pop_rate_hz,
-                 "dropout": a.dropout_rate_hz}
+                 "dropout": a.dropout_rate_hz, "saturation": a.saturation_rate_hz}
         for kind, base in rates.items():
             while self.art_next[kind] < w1:
                 t = self.art_next[kind]
@@ -495,14 +497,21 @@ class Planner:
             rec = self.truth.add(EventRecord("artefact", names[0], t, t + 0.5 * d, t + d,
                                              {"type": "movement", "channels": list(names)}))
             self.add_event(Movement(rec, self.fs, self.n_ch, a.movement_v, rng, self.geom.lfp))
-        elif kind == "pop":
+        elif kind in ("pop", "saturation"):
             ch = int(rng.integers(self.n_ch))
-            tau = float(rng.uniform(0.1, 0.5))
             g = np.zeros(self.n_ch)
             g[ch] = 1.0
-            amp = a.pop_v * float(rng.choice([-1.0, 1.0]))
+            sign = float(rng.choice([-1.0, 1.0]))
+            if kind == "pop":
+                tau = float(rng.uniform(0.1, 0.5))
+                amp = a.pop_v * sign
+            else:
+                # twice the input range: the channel sits on the rail for tau*ln(2), then
+                # recovers (the final clip in the renderer produces the flat top)
+                tau = float(rng.uniform(0.5, 2.0))
+                amp = 2.0 * a.clip_v * sign
             rec = self.truth.add(EventRecord("artefact", names[ch], t, t, t + 5 * tau,
-                                             {"type": "pop", "amplitude_v": amp,
+                                             {"type": kind, "amplitude_v": amp,
                                               "decay_s": tau}))
             self.add_event(Pop(rec, self.fs, g, amp, tau))
         else:

@@ -53,6 +53,9 @@ class NoiseSettings:
         1.8e-6, ge=0, unit="V", doc="RMS of ongoing 10-16 Hz background activity on EEG "
         "channels (small spindle-band waves that are not spindles: the YASA N2 example has "
         "2.5 uV RMS in 11-16 Hz outside its spindles)")
+    alpha_v: float = setting(
+        8e-6, ge=0, unit="V", doc="RMS of 8-12 Hz alpha on EEG channels in wake (largest "
+        "posteriorly; the classic false positive of spindle detectors). 0 disables it")
     line_hz: float = setting(50.0, gt=0, unit="Hz", doc="mains frequency (50 or 60 Hz)")
     line_v: float = setting(2e-6, ge=0, unit="V", doc="mains interference amplitude")
     channel_correlation: float = setting(
@@ -159,6 +162,9 @@ class ArtefactSettings:
     pop_rate_hz: float = setting(0.002, ge=0, unit="1/s", doc="electrode pops (one channel)")
     pop_v: float = setting(500e-6, ge=0, unit="V", doc="electrode pop step size")
     dropout_rate_hz: float = setting(0.001, ge=0, unit="1/s", doc="flat-line dropouts")
+    saturation_rate_hz: float = setting(
+        0.0005, ge=0, unit="1/s", doc="amplifier saturation: a transient twice the input "
+        "range drives one channel to the rail (clip_v), from which it recovers over ~1 s")
     clip_v: float = setting(0.1875, gt=0, unit="V", doc="amplifier input range; samples "
                             "beyond +-clip_v saturate (ADS1299 at gain 24: +-187.5 mV)")
     stim_artefact_v: float = setting(2e-3, ge=0, unit="V", doc="electrical stimulation "
@@ -186,7 +192,7 @@ class EffectSettings:
     optogenetic_ripple_mode: Literal["disrupt", "prolong"] = setting(
         "prolong", doc="effect of an optogenetic pulse during a ripple (Fernandez-Ruiz et al. "
         "2019 Science 364:1082: light prolongs ripples)")
-    prolong_s: float = setting(0.1, ge=0, unit="s", doc="how much a prolonging pulse extends "
+    prolong_s: float = setting(0.1, ge=0, unit="s", doc="how much later a prolonged ripple ends "
                                "the ripple (Fernandez-Ruiz 2019: ~50 ms ripples to >100 ms)")
     cut_latency_s: float = setting(0.003, ge=0, unit="s",
                                    doc="time for a disrupting pulse to silence the ripple")

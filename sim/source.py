@@ -286,9 +286,8 @@ class SimSource:
             if kind == "replay":
                 ev = args[0]
                 r = ev.rec
-                host = r.peak + self.truth.t0_s
-                in_spindle = bool(np.isfinite(self.truth.phase("spindle", host)))
-                so_ph = float(self.truth.phase("so", host))
+                in_spindle = not math.isnan(self.truth.phase_at("spindle", r.peak))
+                so_ph = self.truth.phase_at("so", r.peak)
                 coupling = (2 if in_spindle and abs(so_ph) < 90.0 else
                             1 if in_spindle else 0)
                 r.meta["coupling"] = coupling

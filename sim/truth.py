@@ -114,11 +114,12 @@ class Truth:
         self.seg_end: list[float] = []
         self.seg_stage: list[str] = []
         # theta generator: knot times (sim s), frequency (Hz) and unwrapped phase (rad) at
-        # knots; frequency is linear between knots, so phase is quadratic (exact integral)
-        self.theta_t: list[float] = []
-        self.theta_f: list[float] = []
-        self.theta_ph: list[float] = []
+        # knots; frequency is linear between knots, so phase is quadratic (exact integral).
+        # Stored in a growable array so a night-long run appends in O(1).
+        self._th = np.empty((64, 3))
+        self._th_n = 0
         self.theta_asym = 0.0
+        self._by_kind: dict[str, list[EventRecord]] = {}
         self.memory: dict = {}
 
     # ---------------------------------------------------------------- building (internal)
@@ -126,8 +127,21 @@ class Truth:
         rec.eid = self._next_id
         self._next_id += 1
         self._records.append(rec)
+        self._by_kind.setdefault(rec.kind, []).append(rec)
         self.touch()
         return rec
+
+    def add_theta_knot(self, t: float, f: float, ph: float) -> None:
+        """Append a theta knot: sim time (s), frequency (Hz), unwrapped phase (rad)."""
+        if self._th_n == self._th.shape[0]:
+            self._th = np.concatenate([self._th, np.empty_like(self._th)])
+        self._th[self._th_n] = (t, f, ph)
+        self._th_n += 1
+
+    @property
+    def theta_knots(self) -> np.ndarray:
+        """Theta knots so far, shape (n, 3): time (sim s), frequency (Hz), phase (rad)."""
+        return self._th[:self._th_n]
 
     def touch(self) -> None:
         """Invalidate the phase caches after an event was added or edited."""
@@ -254,22 +268,48 @@ class Truth:
         return self._cache["spindle"]
 
     def _spindle_phase(self, t: np.ndarray) -> np.ndarray:
-        tab = self._spindle_tables()
+        tab = self._spindle_tables()        # spindles never overlap (refractory)
         out = np.full(t.shape, np.nan)
-        for on, off, pk, f in tab:          # spindles do not overlap (refractory)
-            sel = (t >= on) & (t < off)
-            if sel.any():
-                out[sel] = wrap_deg(360.0 * f * (t[sel] - pk))
+        if not len(tab):
+            return out
+        i = np.searchsorted(tab[:, 0], t, side="right") - 1
+        ic = np.clip(i, 0, None)
+        ok = (i >= 0) & (t < tab[ic, 1])
+        out[ok] = wrap_deg(360.0 * tab[ic[ok], 3] * (t[ok] - tab[ic[ok], 2]))
         return out
+
+    # ---- fast scalar queries near the present (used while the simulation runs)
+    def phase_at(self, generator: str, t: float, lookback: int = 64) -> float:
+        """Phase (degrees) of a generator at sim time ``t``, searching only the most recent
+        ``lookback`` events of that kind — O(1) for queries near the simulation's present.
+        """
+        if generator == "theta":
+            st = self.stage_at(t)
+            if st not in ("wake", "REM"):
+                return math.nan
+            g = self.theta_generator_phase(np.array([t]))
+            return float(wrap_deg(np.degrees(theta_warp(g, self.theta_asym)))[0]) \
+                if np.isfinite(g[0]) else math.nan
+        recs = self._by_kind.get(generator, [])
+        for r in reversed(recs[-lookback:]):
+            if r.onset <= t < r.offset:
+                if generator == "spindle":
+                    return float(wrap_deg(360.0 * r.meta["frequency_hz"] * (t - r.peak)))
+                k = (r.onset, r.meta["trough_s"], r.meta["rise_s"], r.peak, r.offset)
+                for j in range(4):
+                    if k[j] <= t < k[j + 1]:
+                        return float(wrap_deg(90.0 * (j + 1) + 90.0 * (t - k[j])
+                                              / (k[j + 1] - k[j])))
+        return math.nan
 
     # ---- theta: integrated piecewise-linear frequency, warped for asymmetry
     def theta_generator_phase(self, t: np.ndarray) -> np.ndarray:
         """Unwrapped generator phase (rad) at sim times ``t`` (NaN outside the knots)."""
-        kt = np.asarray(self.theta_t)
+        k = self.theta_knots
+        kt, kf, kp = k[:, 0], k[:, 1], k[:, 2]
         out = np.full(t.shape, np.nan)
         if len(kt) < 2:
             return out
-        kf, kp = np.asarray(self.theta_f), np.asarray(self.theta_ph)
         i = np.clip(np.searchsorted(kt, t, side="right") - 1, 0, len(kt) - 2)
         ok = (t >= kt[0]) & (t <= kt[-1])
         tau = t - kt[i]
@@ -295,7 +335,7 @@ class Truth:
             "channels": list(self.channels), "t0_s": self.t0_s, "until_s": self.until_s,
             "records": recs,
             "segments": [self.seg_start, self.seg_end, self.seg_stage],
-            "theta": [self.theta_t, self.theta_f, self.theta_ph, self.theta_asym],
+            "theta": [self.theta_knots.tolist(), self.theta_asym],
             "memory": self.memory,
         }, default=_json_default)
 
@@ -320,8 +360,9 @@ class Truth:
         for kind, ch, on, pk, off, meta in d["records"]:
             tr.add(EventRecord(kind, ch, on, pk, off, meta))
         tr.seg_start, tr.seg_end, tr.seg_stage = (list(x) for x in d["segments"])
-        tt, tf, tp, tr.theta_asym = d["theta"]
-        tr.theta_t, tr.theta_f, tr.theta_ph = list(tt), list(tf), list(tp)
+        knots, tr.theta_asym = d["theta"]
+        for t, f, ph in knots:
+            tr.add_theta_knot(t, f, ph)
         tr.memory = d.get("memory", {})
         return tr
 

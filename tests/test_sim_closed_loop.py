@@ -107,7 +107,7 @@ def test_disrupting_pulse_truncates_the_ripple_within_ms(ripple_runs):
     # exactly: the envelope ends cut_latency_s after the first undelivered sample (the
     # pulse is stamped at the last delivered one)
     lat = s1.settings.effects.cut_latency_s
-    for e, t in zip(cut, p1):
+    for e, t in zip(cut, p1, strict=True):
         assert e.offset_s == pytest.approx(t + 1 / FS + lat)
 
 

@@ -199,6 +199,16 @@ def test_stage_schedule_sets_the_rhythms(mixed):
     assert n_so[1] > 3 * max(n_so[0], 1)
 
 
+def test_wake_alpha_is_posterior_and_wake_only(mixed):
+    s, x, t, truth = mixed
+    al = _bp(x, 8.0, 12.0) ** 2
+    wake = (t > 125) & (t < 155)
+    n2 = (t > 5) & (t < 35)
+    oz, fz = _col(s, "Oz"), _col(s, "Fz")
+    assert al[wake, oz].mean() > 4 * al[n2, oz].mean()
+    assert al[wake, oz].mean() > 2 * al[wake, fz].mean()
+
+
 def test_line_noise_and_aperiodic_slope(n3):
     s, x, t, _ = n3
     f, p = signal.welch(x[:, _col(s, "Oz")], fs=FS, nperseg=int(4 * FS))
@@ -212,14 +222,19 @@ def test_line_noise_and_aperiodic_slope(n3):
 
 def test_artefacts_dropout_pops_movement_and_clipping():
     art = ArtefactSettings(movement_rate_hz=0.1, pop_rate_hz=0.2, dropout_rate_hz=0.1,
-                           clip_v=400e-6)
+                           saturation_rate_hz=0.1, clip_v=2e-3)
     s = _settings("N2:60", artefacts=art)
     x, t, truth = simulate(s, seed=3, duration_s=60.0)
     ev = truth.events("artefact")
     kinds = {e.meta["type"] for e in ev}
-    assert {"movement", "pop", "dropout"} <= kinds
-    assert np.max(np.abs(x)) <= 400e-6
-    assert np.any(np.abs(x) == 400e-6)                   # something saturated
+    assert {"movement", "pop", "dropout", "saturation"} <= kinds
+    assert np.max(np.abs(x)) <= 2e-3
+    for e in ev:
+        if e.meta["type"] == "saturation":              # on the rail for ~tau*ln2
+            ch = list(s.channels).index(e.channel)
+            i0 = np.searchsorted(t, e.onset_s) + 1
+            n = int(0.5 * e.meta["decay_s"] * np.log(2) * FS)
+            assert np.all(np.abs(x[i0:i0 + n, ch]) == 2e-3)
     for e in ev:
         if e.meta["type"] == "dropout":
             ch = list(s.channels).index(e.channel)
