@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -176,6 +177,7 @@ class Loop:
         self._immediate: dict[int, float] = {}
         self._pending: Chunk | None = None
         self._switch_interval: float | None = None
+        self._sched_before: tuple | None = None
         self._source_ended = False
         self._next_backlog_note = -math.inf
         self.result = RunResult(condition=policy.settings.condition,
@@ -260,10 +262,32 @@ class Loop:
             # default switch interval (5 ms) would add up to 5 ms of lateness
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(SWITCH_INTERVAL_S)
-            self.scheduler.start()
+            self._set_realtime(self.scheduler.settings.realtime_priority)
+            self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
         gc.collect()
         gc.freeze()
+
+    def _set_realtime(self, priority: int) -> None:
+        """SCHED_FIFO for this thread (and threads it creates) when asked and allowed."""
+        if priority <= 0:
+            return
+        try:
+            self._sched_before = (os.sched_getscheduler(0), os.sched_getparam(0))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            self._note(f"real-time scheduling: SCHED_FIFO priority {priority}")
+        except (AttributeError, OSError) as exc:
+            self._sched_before = None
+            self._note(f"scheduler.realtime_priority = {priority} refused ({exc}); running "
+                       "with normal scheduling (needs root or CAP_SYS_NICE on Linux)")
+
+    def _restore_scheduling(self) -> None:
+        before, self._sched_before = self._sched_before, None
+        if before is not None:
+            try:
+                os.sched_setscheduler(0, before[0], before[1])
+            except OSError as exc:
+                self._log(f"could not restore normal scheduling: {exc}")
 
     def _do_arm(self) -> None:
         self._arm_requested = False
@@ -538,6 +562,7 @@ class Loop:
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
+        self._restore_scheduling()
         errors: list[str] = []
         for out in self.outputs:
             try:
@@ -593,6 +618,30 @@ def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None) -> list:
     return [RippleDetector(getattr(ds, "ripple", None) or RippleSettings())]
 
 
+def phase_channel_missing(estimator: Any, source: Any) -> bool:
+    ch = getattr(getattr(estimator, "settings", None), "channel", None)
+    return bool(ch) and ch not in tuple(source.channels)
+
+
+def _check_decoders_for_policy(cfg: Any) -> None:
+    """Combinations of [policy], [detectors] and [phase] that cannot work."""
+    pol = cfg.policy
+    ds = getattr(cfg, "detectors", None)
+    need = {"ripple": "ripple", "spindle": "spindle", "so_upstate": "so"}.get(pol.target)
+    if need and ds is not None and not getattr(ds, need).enabled:
+        raise ValueError(f"policy.target: {pol.target!r} needs detectors.{need}.enabled = true")
+    if pol.target == "so_upstate" and ds is not None and ds.so.target_deg != 0.0 \
+            and pol.so_phase_deg != 0.0:
+        raise ValueError("policy.so_phase_deg: the target phase is set twice (also "
+                         "detectors.so.target_deg); set it in one place")
+    ph = getattr(cfg, "phase", None)
+    if pol.target.startswith("theta") and ph is not None and not (
+            ph.band_hz[0] >= 4.0 and ph.band_hz[1] <= 12.0):
+        raise ValueError(f"policy.target: {pol.target!r} needs [phase] band_hz inside the "
+                         f"theta range (e.g. [6.0, 10.0]) on a hippocampal channel; got "
+                         f"{list(ph.band_hz)}")
+
+
 def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
                duration_s: float | None = None, record: str | None = None,
                stim_port: str | None = None, serial_port: str | None = None,
@@ -630,6 +679,7 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
 
     try:
         check_against_safety(cfg.policy, cfg.safety)
+        _check_decoders_for_policy(cfg)
     except ValueError as exc:
         key, _, msg = str(exc).partition(": ")
         raise ConfigError("", key, msg) from None
@@ -667,6 +717,9 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
 
         phase = make_phase_estimator(getattr(cfg, "phase", None) or PhaseSettings(
             channel="CA1", band_hz=(6.0, 10.0), window_s=1.0))
+        if phase_channel_missing(phase, source):
+            raise ConfigError("", "phase.channel", f"{cfg.phase.channel!r} is not a channel "
+                                                   f"of the source ({', '.join(source.channels)})")
     recorder = None
     if record:
         from controller.recorder import Recorder

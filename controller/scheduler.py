@@ -43,6 +43,11 @@ class SchedulerSettings:
         0.0005, ge=0, le=0.05, unit="s",
         doc="the thread sleeps until this long before a pulse, then spins (busy-waits) "
             "for the last stretch; longer is more precise and uses more CPU")
+    realtime_priority: int = setting(
+        0, ge=0, le=99,
+        doc="Linux SCHED_FIFO priority for the loop and scheduler threads in real-time runs "
+            "(needs root or CAP_SYS_NICE; refused -> a warning and normal scheduling); 0 = "
+            "normal scheduling")
     max_pending: int = setting(
         64, ge=1, le=100000, unit="pulses",
         doc="bound on pulses waiting to fire; more is an error in the policy")
