@@ -23,8 +23,9 @@ import math
 import queue
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from controller.schema import setting
 from decoders.events import Event

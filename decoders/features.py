@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,7 @@ class FeatureVector:
     def to_dict(self) -> dict:
         """JSON-ready dict (for the recorder's ``forecasts`` stream)."""
         return {"t_start_s": self.t_start_s, "t_end_s": self.t_end_s,
-                **{n: float(v) for n, v in zip(self.names, self.values)}}
+                **{n: float(v) for n, v in zip(self.names, self.values, strict=True)}}
 
     @property
     def so_spindle_phase_deg(self) -> float:
@@ -302,7 +303,7 @@ class EpochFeatures:
         ends = np.concatenate((cuts, [n]))
         pow0 = _A[f"pow_{BAND_NAMES[0]}"]
         band_cols = [pow0 + BAND_NAMES.index(b) for b, _, _ in self._filters]
-        for a, b in zip(starts, ends):
+        for a, b in zip(starts, ends, strict=True):
             bid = int(blocks[a])
             if self._block is None:
                 self._block = bid

@@ -33,9 +33,10 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def load_dataset(path: str | Path) -> tuple[list[Night], dict]:
         ends = np.cumsum(z["lengths"])
         starts = ends - z["lengths"]
         nights = [Night(z["features"][a:b], z["t_end_s"][a:b], z["strength"][a:b], m)
-                  for a, b, m in zip(starts, ends, meta["nights"])]
+                  for a, b, m in zip(starts, ends, meta["nights"], strict=True)]
     return nights, meta.get("info", {})
 
 
@@ -302,7 +303,6 @@ def sim_night(spec: NightSpec) -> Night:
     back through ``SimSource.stimulate``; ``"random"`` puts the same budget at random
     times.
     """
-    from drivers.pulse import PulseSpec
     from sim.source import SimSource
 
     settings = _sim_settings(spec)
@@ -584,7 +584,7 @@ def _split_nights(n_nights: int, val_fraction: float, seed: int) -> np.ndarray:
 def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
           epoch_s: float, hop_s: float, model_version: str = "dev",
           metadata: dict | None = None,
-          progress: Callable[[str], None] | None = None) -> "Any":
+          progress: Callable[[str], None] | None = None) -> Any:
     """Fit the forecaster on nights; returns a :class:`~decoders.forecaster.Checkpoint`.
 
     Whole nights are held out for validation (early stopping on the validation loss and
@@ -865,7 +865,7 @@ def read_outcomes_csv(path: str | Path) -> dict[str, list[tuple[float, str, floa
 
 
 def nights_from_recordings(outcomes_csv: str | Path,
-                           feature_settings: FeatureSettings = FeatureSettings(),
+                           feature_settings: FeatureSettings | None = None,
                            progress: Callable[[str], None] | None = None) -> list[Night]:
     """Nights from a lab's XDF recordings plus their outcome CSV (see :func:`read_outcomes_csv`).
 
@@ -905,13 +905,13 @@ def nights_from_recordings(outcomes_csv: str | Path,
         pulses = []
         for s in streams:
             if s["info"]["name"][0] == "engramloop.pulses":
-                for v, t in zip(s["time_series"], s["time_stamps"]):
-                    pulses.append(float(t))
+                pulses.extend(float(t) for t in s["time_stamps"])
         chunk = Chunk(x, ts, rate, chans, arrival_s=float(ts[-1]))
         events = []
         for det in _make_detectors(chans):
             events.extend(det.process(chunk))
-        vecs = EpochFeatures(feature_settings).process(chunk, events, pulses)
+        vecs = EpochFeatures(feature_settings or FeatureSettings()).process(chunk, events,
+                                                                             pulses)
         if not vecs:
             raise ValueError(f"recording {path}: shorter than one epoch")
         ends = np.array([v.t_end_s for v in vecs]) - t0

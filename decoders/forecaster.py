@@ -23,9 +23,10 @@ This module imports torch; the loop imports it only when ``[forecaster] enabled 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,7 +128,7 @@ class Checkpoint:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Checkpoint":
+    def load(cls, path: str | Path) -> Checkpoint:
         """Read and check a checkpoint file.
 
         Raises
@@ -147,8 +148,9 @@ class Checkpoint:
             raise CheckpointError(f"forecaster checkpoint {path}: cannot be read as a torch "
                                   f"checkpoint ({type(exc).__name__}: {exc})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
+            what = d.get("format") if isinstance(d, dict) else type(d).__name__
             raise CheckpointError(f"forecaster checkpoint {path}: not an engramloop forecaster "
-                                  f"checkpoint (format {d.get('format') if isinstance(d, dict) else type(d).__name__!r})")
+                                  f"checkpoint (format {what!r})")
         if d.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(
                 f"forecaster checkpoint {path}: format version {d.get('format_version')} but "
@@ -231,7 +233,7 @@ class Forecaster:
     @classmethod
     def load(cls, path: str | Path | None = None, *,
              feature_names: Sequence[str] = FEATURE_NAMES, epoch_s: float | None = None,
-             hop_s: float | None = None) -> "Forecaster":
+             hop_s: float | None = None) -> Forecaster:
         """Load a checkpoint (the shipped one when ``path`` is None or empty) and check it."""
         path = Path(path) if path else default_checkpoint_path()
         ck = Checkpoint.load(path)

@@ -10,8 +10,13 @@ import pytest
 from scipy.signal import sosfilt
 
 from decoders.events import Event
-from decoders.features import (BAND_NAMES, FEATURE_NAMES, EpochFeatures, FeatureSettings,
-                               feature_matrix)
+from decoders.features import (
+    BAND_NAMES,
+    FEATURE_NAMES,
+    EpochFeatures,
+    FeatureSettings,
+    feature_matrix,
+)
 from decoders.filters import butter_bandpass
 from drivers.chunk import Chunk
 
@@ -80,7 +85,7 @@ def test_chunk_size_independence(chunk):
     whole = _run(x, t, events, len(t), pulses=[10.0, 40.0, 41.0])
     parts = _run(x, t, events, chunk, pulses=[10.0, 40.0, 41.0])
     assert len(whole) == len(parts) == 3
-    for a, b in zip(whole, parts):
+    for a, b in zip(whole, parts, strict=True):
         assert (a.t_start_s, a.t_end_s) == (b.t_start_s, b.t_end_s)
         np.testing.assert_allclose(a.values, b.values, rtol=1e-9, atol=1e-12)
 

@@ -9,8 +9,13 @@ import torch
 
 from decoders import forecast_train as ft
 from decoders.features import FEATURE_NAMES, FeatureVector
-from decoders.forecaster import (FORMAT_VERSION, Checkpoint, CheckpointError, Forecaster,
-                                 default_checkpoint_path)
+from decoders.forecaster import (
+    FORMAT_VERSION,
+    Checkpoint,
+    CheckpointError,
+    Forecaster,
+    default_checkpoint_path,
+)
 
 SMALL = ft.TrainSettings(window_epochs=4, horizon_epochs=4, hidden=8, epochs=3, batch=128,
                          seed=3)

@@ -4,8 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.forecast_worker import (ForecasterError, ForecasterSettings, ForecastGate,
-                                        ForecastWorker)
+from controller.forecast_worker import (
+    ForecasterError,
+    ForecasterSettings,
+    ForecastGate,
+    ForecastWorker,
+)
 from decoders import forecast_train as ft
 from decoders.events import Event
 from decoders.features import EpochFeatures, FeatureSettings, Forecast
@@ -99,7 +103,7 @@ def test_worker_errors_reach_the_loop_and_close_the_gate():
 def test_feed_never_blocks_and_overflow_is_an_error():
     s = ForecasterSettings(enabled=True, features=FEAT, queue_chunks=10)
     worker = ForecastWorker(s, forecaster=_Broken())   # not started: nothing drains
-    for chunk, ev in _chunks(5.0)[:25]:
+    for chunk, ev in _chunks(5.0, size=10)[:25]:
         worker.feed(chunk, ev)                         # returns at once even when full
     with pytest.raises(ForecasterError, match="fell 10 chunks behind"):
         worker.check()
