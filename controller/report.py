@@ -205,21 +205,34 @@ def load_recording(path: str | Path) -> Recording:
 def expand_truth(rows: Sequence[tuple[float, dict]]) -> list[tuple[float, dict]]:
     """Unpack whole ground-truth documents in the truth stream into single records.
 
-    A record with ``"format": "engramloop.truth/1"`` (``sim.truth.Truth.to_json``) holds
-    every event as ``[kind, channel, onset, peak, offset, meta]`` and the stage segments as
-    ``[starts, ends, labels]``, all in sim seconds since ``t0_s``; they become TruthEvent-
-    like dicts and ``{"kind": "stage", "stage", "onset_s", "offset_s"}`` records on the
-    host clock, plus one memory record (``{"kind": "memory", ...}``) if present. Other
-    records pass through unchanged.
+    A truth document (``sim.truth.Truth.to_json``, ``"format": "engramloop.truth/1"``),
+    either as the record itself or as a JSON string/object under ``"truth"`` in a record
+    of kind ``"truth_document"``, holds every event as ``[kind, channel, onset, peak,
+    offset, meta]`` and the stage segments as ``[starts, ends, labels]``, in sim seconds
+    since ``t0_s``. The segments become ``{"kind": "stage", "stage", "onset_s",
+    "offset_s"}`` records on the host clock, the memory state one ``{"kind": "memory"}``
+    record, and the events TruthEvent-like dicts -- unless the stream already holds the
+    events one by one (then they are not duplicated). Other records pass through.
     """
+    docs: list[tuple[float, dict]] = []
     out: list[tuple[float, dict]] = []
     for t, d in rows:
-        if d.get("format") != "engramloop.truth/1":
+        doc = d.get("truth") if d.get("kind") == "truth_document" else d
+        if isinstance(doc, str):
+            try:
+                doc = json.loads(doc)
+            except ValueError:
+                doc = None
+        if isinstance(doc, dict) and doc.get("format") == "engramloop.truth/1":
+            docs.append((t, doc))
+        else:
             out.append((t, d))
-            continue
+    has_events = any(math.isfinite(_num(d.get("onset_s"))) and d.get("kind") not in
+                     ("stage", "memory") for _, d in out)
+    for t, d in docs:
         t0 = _num(d.get("t0_s"))
         t0 = t0 if math.isfinite(t0) else 0.0
-        for rec in d.get("records", ()):
+        for rec in () if has_events else d.get("records", ()):
             try:
                 kind, ch, on, pk, off, meta = rec
                 out.append((t0 + float(on), {"kind": kind, "channel": ch,
@@ -327,7 +340,8 @@ def _band_for(rec: Recording, rhythm: str, fs: float, *, phase: bool = False
     ``phase_band_hz`` first when ``phase``), else :data:`BANDS_HZ`."""
     det = rec.config.get("detectors", {}) if isinstance(rec.config, dict) else {}
     sub = det.get(rhythm, {}) if isinstance(det, dict) else {}
-    keys = ("phase_band_hz", "band_hz") if phase else ("band_hz",)
+    keys = ("phase_band_hz", "band_hz", "sigma_band_hz") if phase else \
+        ("band_hz", "sigma_band_hz")
     for key in keys:
         band = sub.get(key) if isinstance(sub, dict) else None
         if isinstance(band, list) and len(band) == 2 and 0 < band[0] < band[1] < fs / 2:

@@ -333,11 +333,15 @@ def test_truth_document_is_expanded():
     doc = {"format": "engramloop.truth/1", "t0_s": 100.0,
            "records": [["ripple", "CA1", 1.0, 1.02, 1.05, {}]],
            "segments": [[0.0, 10.0], [10.0, 20.0], ["N2", "N3"]], "memory": {"m0": 0.5}}
-    rows = expand_truth([(120.0, doc), (5.0, {"kind": "spindle", "onset_s": 5.0})])
-    kinds = [d["kind"] for _, d in rows]
-    assert kinds == ["ripple", "stage", "stage", "memory", "spindle"]
-    assert rows[0][1]["onset_s"] == 101.0 and rows[2][1]["offset_s"] == 120.0
+    rows = expand_truth([(120.0, doc), (5.0, {"note": "not an event"})])
+    kinds = [d.get("kind") for _, d in rows]
+    assert kinds == [None, "ripple", "stage", "stage", "memory"]
+    assert rows[1][1]["onset_s"] == 101.0 and rows[3][1]["offset_s"] == 120.0
     assert json.dumps(rows)  # still plain JSON
+    # as written by `engramloop sim`: events one by one plus the document as a string
+    rows = expand_truth([(0.5, {"kind": "ripple", "onset_s": 101.0, "offset_s": 101.05}),
+                         (120.0, {"kind": "truth_document", "truth": json.dumps(doc)})])
+    assert [d["kind"] for _, d in rows] == ["ripple", "stage", "stage", "memory"]
 
 
 def test_report_of_a_real_closed_loop_sim_run(tmp_path):
