@@ -241,18 +241,38 @@ class PulsePal:
         self._armed = True
 
     def disarm(self) -> None:
-        """Stop all channels (op 80) and refuse further sends until ``arm``."""
+        """Stop all channels (op 80), confirmed by a handshake reply (replies come once the
+        preceding commands are done), and refuse further sends until ``arm``.
+
+        Raises
+        ------
+        DeviceError
+            If the device does not answer (it may still be playing a train).
+        """
         self._armed = False
         self._require_open()
-        self._write(bytes((OP_MENU, OP_STOP_ALL)))
+        self._stop_confirmed()
+
+    def _stop_confirmed(self) -> None:
+        try:
+            self._ser.reset_input_buffer()
+        except Exception as exc:  # noqa: BLE001 - termios.error on a vanished device
+            raise DeviceError(f"Pulse Pal on {self.port}: port failed ({exc}); the device is "
+                              "gone (unplugged or emulator killed)") from None
+        self._write(bytes((OP_MENU, OP_STOP_ALL, OP_MENU, OP_HANDSHAKE)))
+        if self._read(5, "handshake confirming stop op 80")[0] != HANDSHAKE_REPLY:
+            raise DeviceError(f"Pulse Pal on {self.port}: unexpected reply after stop; the "
+                              "serial stream is out of step")
 
     def close(self) -> None:
-        """Stop all channels, disconnect (op 81) and close the port; safe to call twice."""
+        """Stop all channels (confirmed), disconnect (op 81) and close the port; safe to
+        call twice, and closes the port even when the device is gone."""
         self._armed = False
         if self._ser is None:
             return
         try:
-            self._write(bytes((OP_MENU, OP_STOP_ALL, OP_MENU, OP_DISCONNECT)))
+            self._stop_confirmed()
+            self._write(bytes((OP_MENU, OP_DISCONNECT)))
         except DeviceError:
             pass
         finally:
@@ -351,8 +371,9 @@ class PulsePal:
 
     def _read(self, n: int, what: str, timeout_s: float | None = None) -> bytes:
         timeout = self.reply_timeout_s if timeout_s is None else timeout_s
-        self._ser.timeout = timeout
         try:
+            if self._ser.timeout != timeout:
+                self._ser.timeout = timeout  # pyserial reapplies termios settings here
             data = self._ser.read(n)
         except Exception as exc:  # noqa: BLE001
             raise DeviceError(f"Pulse Pal on {self.port}: read failed ({exc}); the device is "

@@ -90,17 +90,20 @@ class StimBoxDevice:
     ----------
     refractory_us, max_rate_per_s : int
         The device's own limits (firmware constants; the bench relaxes them to measure the
-        host driver alone).
+        host driver alone; ``max_rate_per_s=None`` disables the rate limit).
     watchdog_us, gap_us : int
         Heartbeat watchdog and intra-frame gap, microseconds.
     """
 
     def __init__(self, *, refractory_us: int = REFRACTORY_US,
-                 max_rate_per_s: int = MAX_RATE_PER_S, watchdog_us: int = WATCHDOG_US,
+                 max_rate_per_s: int | None = MAX_RATE_PER_S, watchdog_us: int = WATCHDOG_US,
                  gap_us: int = INTRA_FRAME_GAP_US, n_ttl: int = N_TTL,
                  audio_channel: int = AUDIO_CHANNEL) -> None:
         self.refractory_us = int(refractory_us)
-        self.max_rate_per_s = int(max_rate_per_s)
+        # None switches the rate limit off: for benches that measure the host driver alone
+        # (the firmware always enforces it).
+        self.rate_limited = max_rate_per_s is not None
+        self.max_rate_per_s = int(max_rate_per_s) if self.rate_limited else 0xFFFF
         self.watchdog_us = int(watchdog_us)
         self.n_ttl = int(n_ttl)
         self.audio_channel = int(audio_channel)
@@ -114,7 +117,8 @@ class StimBoxDevice:
         self.now_us = 0
         self._scheduled: dict[int, _Scheduled] = {}
         self._high_until: dict[int, int] = {}
-        self._recent_onsets: deque = deque(maxlen=max(1, self.max_rate_per_s))
+        self._recent_onsets: deque = deque(maxlen=max(1, self.max_rate_per_s)
+                                           if self.rate_limited else 1)
         self._last_onset_us: int | None = None
         self.log = DeviceLog()
 
@@ -273,9 +277,10 @@ class StimBoxDevice:
             return NackReason.REFRACTORY
         # The last max_rate_per_s accepted onsets are kept (a ring in the firmware); an
         # onset with that many of them less than 1 s away would exceed the rate.
-        near = sum(1 for t in self._recent_onsets if abs(edge0 - t) < 1_000_000)
-        if near >= self.max_rate_per_s:
-            return NackReason.RATE_LIMIT
+        if self.rate_limited:
+            near = sum(1 for t in self._recent_onsets if abs(edge0 - t) < 1_000_000)
+            if near >= self.max_rate_per_s:
+                return NackReason.RATE_LIMIT
         return None
 
 
@@ -410,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.stimbox_emulator", description=__doc__)
     ap.add_argument("--refractory-us", type=int, default=REFRACTORY_US)
     ap.add_argument("--max-rate", type=int, default=MAX_RATE_PER_S)
+    ap.add_argument("--no-rate-limit", action="store_true",
+                    help="switch the rate limit off (benches of the host driver only)")
     ap.add_argument("--offset-us", type=int, default=0)
     ap.add_argument("--verbose", action="store_true", help="print every edge")
     args = ap.parse_args(argv)
@@ -419,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
 
     emu = StimBoxEmulator(on_edge=show if args.verbose else None,
                           device_offset_us=args.offset_us,
-                          refractory_us=args.refractory_us, max_rate_per_s=args.max_rate)
+                          refractory_us=args.refractory_us,
+                          max_rate_per_s=None if args.no_rate_limit else args.max_rate)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     emu.start()

@@ -309,15 +309,18 @@ class StimBox:
         self.close()
 
     # -- sending ---------------------------------------------------------------------------
-    def send(self, pulse: Pulse, *, delay_s: float = 0.0) -> Delivery:
+    def send(self, pulse: Pulse, *, at_s: float | None = None) -> Delivery:
         """Send one approved pulse; wait for its ACK/NACK.
 
         Parameters
         ----------
         pulse : Pulse
-        delay_s : float
-            Ask the device to fire this long after it receives the frame (0..1 s), so a
-            scheduler can send ahead and let the device's timer place the edge.
+        at_s : float, optional
+            Host-clock time (``time.monotonic``, seconds) at which the edge should happen,
+            up to 1 s ahead: the frame carries ``delay_us`` = at_s - now - (estimated
+            one-way latency, half the median of the last 64 round trips), so a scheduler
+            can send early and let the device's clock place the edge. Default: fire on
+            receipt.
 
         Returns
         -------
@@ -333,11 +336,15 @@ class StimBox:
         self._raise_if_failed()
         if not self._armed:
             return Delivery(pulse.pulse_id, self.name, "failed", reason="output not armed")
+        delay_us = 0
+        if at_s is not None:
+            recent = self.round_trips_s[-64:]
+            one_way = 0.5 * float(np.median(recent)) if recent else 0.0
+            delay_us = max(0, int(round((at_s - time.monotonic() - one_way) * 1e6)))
         try:
             cmd = spec_to_command(
                 pulse.spec, audio_channel=self.status.audio_channel if self.status else 5,
-                click_full_scale_db_spl=self.click_full_scale_db_spl,
-                delay_us=int(round(delay_s * 1e6)))
+                click_full_scale_db_spl=self.click_full_scale_db_spl, delay_us=delay_us)
         except ValueError as exc:
             return Delivery(pulse.pulse_id, self.name, "failed",
                             reason=f"stim box cannot do this pulse: {exc}")

@@ -244,6 +244,8 @@ class Core {
   }
 
   void handle(uint32_t now) {
+    // The watchdog is checked before any frame is acted upon, not only in tick().
+    if (armed && since(now, last_hb_us) > (int32_t)WATCHDOG_US) disarm(CAUSE_WATCHDOG, now);
     bool simple = type_ == ARM || type_ == DISARM || type_ == STOP || type_ == STATUS ||
                   type_ == HEARTBEAT;
     if (simple && len_) { nack(BAD_LENGTH, now); return; }
