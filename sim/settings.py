@@ -5,18 +5,18 @@ field name says otherwise. Physiological numbers cite their source next to the f
 
 Default signal-to-noise (what the detector targets are measured at)
 -------------------------------------------------------------------
-With the defaults below (2 kHz, channel "CA1", ``noise`` defaults):
+Measured by ``bench/sim.py`` (300 s of N3, seed 1, 2 kHz, default settings):
 
-* ripples: median peak ripple envelope 60 uV (log-normal, sigma 0.35) over a 150-250 Hz
-  background of about 9 uV RMS, i.e. a median peak-envelope/band-RMS ratio of about 6.6
-  (about 3.6 for the weakest 5 % of ripples);
-* spindles on "Cz": median peak envelope 25 uV over an 11-16 Hz background of about
-  4 uV RMS (ratio about 6);
-* slow oscillations on "Fz": median down-state trough 75 uV, up-state peak 45 uV
-  (trough-to-peak 120 uV, above the 75 uV AASM slow-wave criterion) over a 0.3-1.5 Hz
-  background of about 10 uV RMS.
+* ripples on "CA1": median peak ripple envelope ~57 uV (log-normal, sigma 0.35) over a
+  150-250 Hz background of 8.7 uV RMS -> median peak-envelope / band-RMS ratio ~6.5
+  (5th percentile ~4.0);
+* spindles on "Cz": median peak envelope ~26 uV over an 11-16 Hz background of 2.1 uV RMS
+  -> ratio ~12 (the YASA N2 example recording: ~13);
+* slow oscillations on "Fz": median down-state trough ~68 uV and up-state peak ~39 uV
+  over a 0.3-1.5 Hz background of ~13 uV RMS outside SOs.
 
-``bench/sim.py`` prints the measured band RMS values so these figures can be checked.
+The EEG background (1/f^1.9, 25 uV RMS aperiodic) matches the 5-40 Hz power spectrum of
+the YASA N2 example recording (/work/shared/data) within about 1 dB.
 """
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ class EffectSettings:
         "prolong", doc="effect of an optogenetic pulse during a ripple (Fernandez-Ruiz et al. "
         "2019 Science 364:1082: light prolongs ripples)")
     prolong_s: float = setting(0.1, ge=0, unit="s", doc="how much later a prolonged ripple ends "
-                               "the ripple (Fernandez-Ruiz 2019: ~50 ms ripples to >100 ms)")
+                               "(Fernandez-Ruiz 2019: ~50 ms ripples to >100 ms)")
     cut_latency_s: float = setting(0.003, ge=0, unit="s",
                                    doc="time for a disrupting pulse to silence the ripple")
     theta_gain: float = setting(
@@ -271,7 +271,12 @@ class SimSettings:
 
     Channels whose names start with one of ``lfp_prefixes`` are hippocampal LFP (ripples,
     theta, large background); every other channel is scalp EEG (slow oscillations,
-    spindles). Default SNRs are listed in the module docstring of ``sim.settings``.
+    spindles).
+
+    Default SNR (measured by ``bench/sim.py``; details in the ``sim.settings`` module
+    docstring): ripples on CA1 ~6.5x the 150-250 Hz background RMS (peak envelope,
+    median; 5th percentile ~4x); spindles on Cz ~12x the 11-16 Hz background RMS; SO
+    troughs ~68 uV on Fz over a ~13 uV RMS 0.3-1.5 Hz background.
     """
 
     rate_hz: float = setting(2000.0, ge=250, le=30000, unit="Hz", doc="sampling rate")
