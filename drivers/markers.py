@@ -15,7 +15,8 @@ import json
 import logging
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from drivers.pulse import Delivery, DeviceError, Pulse
 
@@ -122,8 +123,12 @@ class BrainFlowBoardRef:
         self.input_json = params.to_json().encode()
 
     def insert_marker(self, value: float) -> None:
-        from brainflow.board_shim import (BoardControllerDLL, BrainFlowError,
-                                          BrainFlowExitCodes, BrainFlowPresets)
+        from brainflow.board_shim import (
+            BoardControllerDLL,
+            BrainFlowError,
+            BrainFlowExitCodes,
+            BrainFlowPresets,
+        )
 
         res = BoardControllerDLL.get_instance().insert_marker(
             float(value), BrainFlowPresets.DEFAULT_PRESET, self.board_id, self.input_json)

@@ -165,7 +165,7 @@ def _serial_port(cfg_port: str, stim_port: str | None, key: str) -> str:
     return port
 
 
-def make_outputs(cfg: "Config", *, stim_port: str | None = None, sim_source: Any = None,
+def make_outputs(cfg: Config, *, stim_port: str | None = None, sim_source: Any = None,
                  source: Any = None) -> list[Output]:
     """Build (not open) the outputs listed in ``cfg.stimulators.kinds``, in that order.
 
@@ -243,7 +243,7 @@ def make_outputs(cfg: "Config", *, stim_port: str | None = None, sim_source: Any
     return outputs
 
 
-def _brainflow_board(cfg: "Config", source: Any) -> Any:
+def _brainflow_board(cfg: Config, source: Any) -> Any:
     """A callable giving the BoardShim to mark, resolved when the output opens."""
     if source is not None:
         # drivers.brainflow_source.BrainFlowSource keeps its session in ``_board``.

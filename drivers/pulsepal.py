@@ -31,7 +31,6 @@ that arrival, ``device_edge_s`` stays NaN (unknown).
 """
 from __future__ import annotations
 
-import math
 import struct
 import time
 from dataclasses import dataclass
@@ -278,7 +277,7 @@ class PulsePal:
         finally:
             self._close_port()
 
-    def __enter__(self) -> "PulsePal":
+    def __enter__(self) -> PulsePal:
         self.open()
         return self
 

@@ -22,11 +22,18 @@ import struct
 import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from drivers.pulsepal import (CODE, OP_MENU, PARAMS, TIME_CODES, VOLT_CODES, dac_to_volts,
-                              volts_to_dac)
+from drivers.pulsepal import (
+    CODE,
+    OP_MENU,
+    PARAMS,
+    TIME_CODES,
+    VOLT_CODES,
+    dac_to_volts,
+    volts_to_dac,
+)
 
 CYCLE_US = 50
 READ_TIMEOUT_US = 100_000
@@ -212,7 +219,7 @@ class PulsePalDevice:
             vals = struct.unpack(f"<{n}{fmt}", msg[3:])
             ok = code in PARAMS and code not in self.reject_codes
             if ok and code != 128:
-                for ch, v in zip(range(1, 5), vals):
+                for ch, v in zip(range(1, 5), vals, strict=False):
                     self.params[ch][code] = v
             elif ok:
                 self.trigger_mode = list(vals)
@@ -317,12 +324,12 @@ class PulsePalEmulator:
     def host_time(self, device_us: int) -> float:
         return self._t0 + device_us * 1e-6
 
-    def start(self) -> "PulsePalEmulator":
+    def start(self) -> PulsePalEmulator:
         self._thread = threading.Thread(target=self._run, name="pulsepal-emulator", daemon=True)
         self._thread.start()
         return self
 
-    def __enter__(self) -> "PulsePalEmulator":
+    def __enter__(self) -> PulsePalEmulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:

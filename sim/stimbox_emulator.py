@@ -25,12 +25,24 @@ import threading
 import time
 import tty
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from drivers.stimbox.protocol import (FIRMWARE_VERSION, INTRA_FRAME_GAP_US, WATCHDOG_US, Ack,
-                                      DisarmCause, FrameParser, MsgType, Nack, NackReason,
-                                      PulseCmd, Shape, Status, encode_frame)
+from drivers.stimbox.protocol import (
+    FIRMWARE_VERSION,
+    INTRA_FRAME_GAP_US,
+    WATCHDOG_US,
+    Ack,
+    DisarmCause,
+    FrameParser,
+    MsgType,
+    Nack,
+    NackReason,
+    PulseCmd,
+    Shape,
+    Status,
+    encode_frame,
+)
 
 # Firmware limits (the same #defines as stimbox.ino; see PROTOCOL.md "Device limits").
 N_TTL = 4                      # TTL output channels 1..4
@@ -334,13 +346,13 @@ class StimBoxEmulator:
         """Host monotonic time (s) of an unwrapped device time (us)."""
         return self._t0 + (device_us - self._offset_us) / self._rate
 
-    def start(self) -> "StimBoxEmulator":
+    def start(self) -> StimBoxEmulator:
         self._thread = threading.Thread(target=self._run, name="stimbox-emulator",
                                         daemon=True)
         self._thread.start()
         return self
 
-    def __enter__(self) -> "StimBoxEmulator":
+    def __enter__(self) -> StimBoxEmulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:

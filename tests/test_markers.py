@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from drivers.markers import (BrainFlowBoardRef, BrainFlowMarkerOutput, LslMarkerOutput,
-                             ShamOutput)
+from drivers.markers import BrainFlowBoardRef, BrainFlowMarkerOutput, LslMarkerOutput, ShamOutput
 from drivers.pulse import DeviceError, Pulse, PulseSpec
 
 
@@ -48,7 +47,7 @@ def test_lsl_markers_reach_an_inlet_with_json_and_host_time():
             sample, ts = inlet.pull_sample(timeout=10)
             assert sample is not None, "no marker arrived"
             got.append((json.loads(sample[0]), ts))
-        for d, (obj, ts) in zip(sent, got):
+        for d, (obj, ts) in zip(sent, got, strict=True):
             assert d.status == "sent" and obj["pulse_id"] == d.pulse_id
             assert obj["spec"]["modality"] == "auditory" and obj["output"] == "lsl-markers"
             assert obj["target"] == "so_upstate" and obj["intended_s"] == 1.5 + d.pulse_id

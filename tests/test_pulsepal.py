@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 from drivers.pulse import DeviceError, Pulse, PulseSpec
-from drivers.pulsepal import (CODE, PulsePal, dac_to_volts, safe_channel_params,
-                              spec_to_params, volts_to_dac)
+from drivers.pulsepal import (
+    CODE,
+    PulsePal,
+    dac_to_volts,
+    safe_channel_params,
+    spec_to_params,
+    volts_to_dac,
+)
 from sim.pulsepal_emulator import PulsePalDevice, PulsePalEmulator, default_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +108,7 @@ def test_driver_programs_and_triggers_through_pty(fw):
             assert dev.params[2] == spec_to_params(PulseSpec(**spec))
             wait_for(lambda: len(emu.edges) == 3, what="3 edges")
             us = [e.device_us for _, e in emu.edges]
-            assert [b - a for a, b in zip(us, us[1:])] == [10_000, 10_000]
+            assert [b - a for a, b in zip(us, us[1:], strict=False)] == [10_000, 10_000]
             first = emu.edges[0][1].params
             assert first["biphasic"] and first["phase1_v"] == pytest.approx(2.0, abs=1e-3)
             assert first["phase2_v"] == pytest.approx(-2.0, abs=1e-3)

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.stimbox.protocol import (Ack, DisarmCause, FrameParser, MsgType, Nack,
-                                      NackReason, PulseCmd, Shape, Status, encode_frame)
-from sim.stimbox_emulator import (MAX_RATE_PER_S, REFRACTORY_US, WATCHDOG_US, StimBoxDevice)
+from drivers.stimbox.protocol import (
+    Ack,
+    DisarmCause,
+    FrameParser,
+    MsgType,
+    Nack,
+    NackReason,
+    PulseCmd,
+    Shape,
+    Status,
+    encode_frame,
+)
+from sim.stimbox_emulator import MAX_RATE_PER_S, REFRACTORY_US, WATCHDOG_US, StimBoxDevice
 
 
 class Host:

@@ -104,7 +104,7 @@ def test_clock_map_unwraps_and_fits_drift():
     # device runs 50 ppm fast, starts 1 s before wrap, host = 100 s + device time
     for k in range(300):
         host = 100.0 + k * 0.02
-        dev = int(((2**32 - 1_000_000) + k * 20_000 * (1 + 50e-6))) & 0xFFFFFFFF
+        dev = int((2**32 - 1_000_000) + k * 20_000 * (1 + 50e-6)) & 0xFFFFFFFF
         cm.add(host - 1e-4, host + 1e-4, dev)
     dev_later = int((2**32 - 1_000_000) + 299 * 20_000 * (1 + 50e-6)) & 0xFFFFFFFF
     assert abs(cm.to_host(dev_later) - (100.0 + 299 * 0.02)) < 1e-6

@@ -12,8 +12,18 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from drivers.stimbox.protocol import (MAX_PAYLOAD, Ack, FrameParser, MsgType, Nack, PulseCmd,
-                                      Shape, Status, crc16, encode_frame)
+from drivers.stimbox.protocol import (
+    MAX_PAYLOAD,
+    Ack,
+    FrameParser,
+    MsgType,
+    Nack,
+    PulseCmd,
+    Shape,
+    Status,
+    crc16,
+    encode_frame,
+)
 from sim.stimbox_emulator import StimBoxDevice
 
 

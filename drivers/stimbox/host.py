@@ -27,8 +27,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivers.pulse import Delivery, DeviceError, Pulse, PulseSpec
-from drivers.stimbox.protocol import (Ack, FrameParser, MsgType, Nack, NackReason, PulseCmd,
-                                      Shape, Status, encode_frame)
+from drivers.stimbox.protocol import (
+    Ack,
+    FrameParser,
+    MsgType,
+    Nack,
+    NackReason,
+    PulseCmd,
+    Shape,
+    Status,
+    encode_frame,
+)
 
 __all__ = ["StimBox", "ClockMap", "spec_to_command"]
 
@@ -301,7 +310,7 @@ class StimBox:
                 pass
             self._ser = None
 
-    def __enter__(self) -> "StimBox":
+    def __enter__(self) -> StimBox:
         self.open()
         return self
 

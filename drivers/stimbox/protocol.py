@@ -314,7 +314,7 @@ class PulseCmd:
                            self.delay_us, self.count, self.interval_us)
 
     @classmethod
-    def unpack(cls, msg_type: int, payload: bytes) -> "PulseCmd":
+    def unpack(cls, msg_type: int, payload: bytes) -> PulseCmd:
         """Decode a PULSE/TRAIN payload. Raises ValueError on a wrong length."""
         if msg_type == MsgType.PULSE:
             if len(payload) != _PULSE.size:
@@ -339,7 +339,7 @@ class Ack:
         return _ACK.pack(self.cmd, self.rx_us & 0xFFFFFFFF, self.edge_us & 0xFFFFFFFF)
 
     @classmethod
-    def unpack(cls, payload: bytes) -> "Ack":
+    def unpack(cls, payload: bytes) -> Ack:
         return cls(*_ACK.unpack(payload))
 
 
@@ -355,7 +355,7 @@ class Nack:
         return _NACK.pack(self.cmd, self.reason, self.rx_us & 0xFFFFFFFF)
 
     @classmethod
-    def unpack(cls, payload: bytes) -> "Nack":
+    def unpack(cls, payload: bytes) -> Nack:
         return cls(*_NACK.unpack(payload))
 
     @property
@@ -394,10 +394,10 @@ class Status:
              self.max_rate_per_s, self.n_ttl, self.audio_channel]
         caps = [0xFF, 0xFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFF,
                 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFF, 0xFF, 0xFF]
-        return _STATUS.pack(*(min(int(x), c) for x, c in zip(v, caps)))
+        return _STATUS.pack(*(min(int(x), c) for x, c in zip(v, caps, strict=True)))
 
     @classmethod
-    def unpack(cls, payload: bytes) -> "Status":
+    def unpack(cls, payload: bytes) -> Status:
         return cls(*_STATUS.unpack(payload))
 
 
