@@ -143,6 +143,10 @@ class EmulatedOutput:
         self.inner.disarm()
 
     def send(self, pulse: Pulse) -> Delivery:
+        """Send through the real driver; first re-raise any error the simulator raised
+        when a previous pulse was handed to it (from the emulator's thread)."""
+        if self.emulator is not None:
+            self.emulator.check()
         channel = 5 if pulse.spec.modality == "auditory" and self.name.startswith(
             "stimbox") else pulse.spec.channel
         self._by_channel[channel] = pulse

@@ -309,6 +309,7 @@ class PulsePalEmulator:
         self.device = PulsePalDevice(**device_kwargs)
         self.on_edge = on_edge
         self.edges: list[tuple[float, PulsePalEdge]] = []
+        self.callback_errors: list[BaseException] = []
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         fl = fcntl.fcntl(self._master, fcntl.F_GETFL)
@@ -371,4 +372,12 @@ class PulsePalEmulator:
                 t = self.host_time(e.device_us)
                 self.edges.append((t, e))
                 if self.on_edge is not None:
-                    self.on_edge(t, e.channel, dict(e.params, device_us=e.device_us))
+                    try:
+                        self.on_edge(t, e.channel, dict(e.params, device_us=e.device_us))
+                    except Exception as exc:  # noqa: BLE001 - kept and re-raised by check()
+                        self.callback_errors.append(exc)
+
+    def check(self) -> None:
+        """Re-raise the first exception an ``on_edge`` callback raised, if any."""
+        if self.callback_errors:
+            raise self.callback_errors[0]

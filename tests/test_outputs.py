@@ -179,3 +179,22 @@ def test_disarm_blocks_sends_without_closing():
         assert out.emulator.device.edges_fired == 0
     finally:
         out.close()
+
+
+@pytest.mark.parametrize("kind", ["stimbox", "pulsepal"])
+def test_simulator_errors_from_the_emulator_thread_surface_on_the_next_send(kind):
+    class Refuses:
+        def stimulate(self, t_s, spec, target):
+            raise ValueError(f"unknown target {target!r}")
+
+    c = cfg(f'[stimulators]\nkinds = ["{kind}"]\n[stimulators.{kind}]\nport = "emulator"\n')
+    (out,) = make_outputs(c, sim_source=Refuses())
+    out.open()
+    try:
+        out.arm()
+        assert out.send(pulse(1, modality="electrical", amplitude=2.0)).status == "acked"
+        wait_for(lambda: out.emulator.callback_errors, what="callback error")
+        with pytest.raises(ValueError, match="unknown target 'ripple'"):
+            out.send(pulse(2, modality="electrical", amplitude=2.0))
+    finally:
+        out.close()
