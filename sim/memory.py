@@ -74,7 +74,6 @@ class Memory:
         self.engram = [o.copy() for o in self.original]
         self._rng = np.random.default_rng([self.seed, 12])
         self.replays = np.zeros(n, dtype=int)
-        self.log: list[dict] = []
 
     # ---------------------------------------------------------------- time
     def tag(self, t: float) -> np.ndarray:
@@ -174,7 +173,7 @@ class Memory:
     def overlap(self) -> np.ndarray:
         """Fraction of each memory's original units still in its engram."""
         return np.array([np.intersect1d(o, e).size / o.size
-                         for o, e in zip(self.original, self.engram)])
+                         for o, e in zip(self.original, self.engram, strict=True)])
 
     def recall_scores(self, t: float | None = None,
                       delay_s: float | None = None) -> dict[str, float]:

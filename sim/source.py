@@ -11,8 +11,10 @@ bit-identical for any chunk size.
 """
 from __future__ import annotations
 
+import copy
 import heapq
 import math
+import threading
 
 import numpy as np
 
@@ -110,6 +112,9 @@ class SimSource:
         self._started = False
         self.t0_s = 0.0
         self.pulses: list[EventRecord] = []
+        # stimulate() may come from another thread (a stimulator emulator's edge callback)
+        # while the loop thread reads; the lock is never held while sleeping
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ Source protocol
     def start(self) -> None:
@@ -121,11 +126,12 @@ class SimSource:
 
     def stop(self) -> None:
         """Stop reading; the truth and the memory stay available."""
-        self._retire(self._read_ptr)
-        self._flush_memory(math.inf)
-        self.memory.advance_to(self._read_ptr / self.rate_hz)
-        self.truth.memory = self.memory.summary()
-        self._started = False
+        with self._lock:
+            self._retire(self._read_ptr)
+            self._flush_memory(math.inf)
+            self.memory.advance_to(self._read_ptr / self.rate_hz)
+            self.truth.memory = self.memory.summary()
+            self._started = False
 
     def read(self, timeout_s: float = 0.05) -> Chunk | None:
         """Return the next chunk.
@@ -158,13 +164,14 @@ class SimSource:
             self._clock.sleep_until(t_last)
         elif self._advance_clock:
             self._clock.sleep_until(t_last)
-        if end > self._buf_b:
-            self._refill(p, end)
-        off = p - self._buf_a
-        samples = self._buf[off:off + n].copy()
+        with self._lock:
+            if end > self._buf_b:
+                self._refill(p, end)
+            off = p - self._buf_a
+            samples = self._buf[off:off + n].copy()
+            self._read_ptr = end
+            self.truth.until_s = end / self.rate_hz
         timestamps = self.t0_s + np.arange(p, end, dtype=np.float64) / self.rate_hz
-        self._read_ptr = end
-        self.truth.until_s = end / self.rate_hz
         return Chunk(samples, timestamps, self.rate_hz, self.channels,
                      arrival_s=self._clock.now(), first_index=p, meta={"source": "sim"})
 
@@ -192,13 +199,14 @@ class SimSource:
         if t < 0:
             raise ValueError(f"SimSource.stimulate: pulse time {t_s} s is before the first "
                              f"sample ({self.t0_s} s)")
-        self._planner.plan_until(max(t, self._buf_b / self.rate_hz) + PLAN_AHEAD_S)
-        rec = apply_pulse(self, t, spec, target)
-        self.pulses.append(rec)
-        # discard rendered-but-undelivered samples: the next read renders the new future
-        keep = self._read_ptr - self._buf_a
-        self._buf = self._buf[:keep]
-        self._buf_b = self._read_ptr
+        with self._lock:
+            self._planner.plan_until(max(t, self._buf_b / self.rate_hz) + PLAN_AHEAD_S)
+            rec = apply_pulse(self, t, spec, target)
+            self.pulses.append(rec)
+            # discard rendered-but-undelivered samples: the next read renders the new future
+            keep = self._read_ptr - self._buf_a
+            self._buf = self._buf[:keep]
+            self._buf_b = self._read_ptr
 
     # ------------------------------------------------------------------ internals
     def _add_event(self, ev: SimEvent) -> None:
@@ -283,24 +291,37 @@ class SimSource:
         q = self._mem_queue
         while q and q[0][0] <= until:
             t, _, kind, args = heapq.heappop(q)
-            if kind == "replay":
-                ev = args[0]
-                r = ev.rec
-                in_spindle = not math.isnan(self.truth.phase_at("spindle", r.peak))
-                so_ph = self.truth.phase_at("so", r.peak)
-                coupling = (2 if in_spindle and abs(so_ph) < 90.0 else
-                            1 if in_spindle else 0)
+            self._apply_memory_event(self.memory, t, kind, args, record=True)
+
+    def _apply_memory_event(self, mem: Memory, t: float, kind: str, args: tuple,
+                            record: bool) -> None:
+        """Hand one rhythm event to the engram model (``record``: note it in the truth)."""
+        if kind == "replay":
+            r = args[0].rec
+            # coupling as the rhythms actually unfolded (after any pulse): in a spindle,
+            # and in an SO up-state (phase within +-90 deg of the peak)
+            in_spindle = not math.isnan(self.truth.phase_at("spindle", r.peak))
+            so_ph = self.truth.phase_at("so", r.peak)
+            coupling = 2 if in_spindle and abs(so_ph) < 90.0 else 1 if in_spindle else 0
+            i = mem.replay(t, r.offset - r.onset, coupling, bool(r.meta.get("truncated")))
+            if record:
                 r.meta["coupling"] = coupling
-                i = self.memory.replay(t, r.offset - r.onset, coupling,
-                                       bool(r.meta.get("truncated", False)))
-                r.meta["memory"] = self.memory.names[i]
-            else:
-                phase, gain = args
-                self.memory.theta_pulse(t, phase, gain)
+                r.meta["memory"] = mem.names[i]
+        else:
+            phase, gain = args
+            mem.theta_pulse(t, phase, gain)
 
     # ------------------------------------------------------------------ read-outs
     def recall_scores(self) -> dict[str, float]:
-        """Recall per memory now (applies every pending memory event first)."""
-        self._retire(self._read_ptr)
-        self._flush_memory(math.inf)
-        return self.memory.recall_scores(self._read_ptr / self.rate_hz)
+        """Recall per memory if the session ended now (next-day test, see
+        ``MemorySettings.test_delay_s``).
+
+        A projection: pending memory events are applied to a copy of the engram model, so
+        calling this (say, once per epoch) never changes how the run itself unfolds.
+        """
+        with self._lock:
+            self._retire(self._read_ptr)
+            mem = copy.deepcopy(self.memory)
+            for t, _, kind, args in sorted(self._mem_queue, key=lambda e: (e[0], e[1])):
+                self._apply_memory_event(mem, t, kind, args, record=False)
+            return mem.recall_scores(self._read_ptr / self.rate_hz)

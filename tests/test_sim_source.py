@@ -82,3 +82,44 @@ def test_stimulate_validates_target_and_time():
     src.read(0.0)
     with pytest.raises(ValueError, match="unknown target"):
         src.stimulate(0.001, PulseSpec(modality="auditory"), "nonsense")
+
+
+def test_recall_scores_is_a_projection_that_never_changes_the_run():
+    def run(peek: bool):
+        src = SimSource(seed=2, chunk_samples=500, duration_s=20.0)
+        src.start()
+        peeks = []
+        while True:
+            try:
+                src.read(0.0)
+            except EndOfStream:
+                break
+            if peek:
+                peeks.append(src.recall_scores())
+        src.stop()
+        return src.memory.summary(), src.truth.to_json(), peeks
+    a, ta, peeks = run(True)
+    b, tb, _ = run(False)
+    assert a == b and ta == tb
+    assert peeks[-1] == pytest.approx(a["recall"])
+
+
+def test_stimulate_from_another_thread_while_reading():
+    import threading
+
+    src = SimSource(SimSettings(), seed=1, chunk_samples=10, duration_s=5.0)
+    src.start()
+    errors = []
+
+    def zap():
+        try:
+            for k in range(200):
+                src.stimulate(0.01 * (k + 1), PulseSpec(modality="electrical"), "ripple")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+    th = threading.Thread(target=zap)
+    th.start()
+    x, _ = _read_all(src)
+    th.join()
+    assert not errors and x.shape == (10000, 8) and np.all(np.isfinite(x))
+    assert len(src.truth.events("stim")) == 200
