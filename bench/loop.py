@@ -43,7 +43,11 @@ def run_phase(cfg, duration_s: float, output: str):
         st = dataclasses.replace(cfg.stimulators, kinds=("stimbox",),
                                  stimbox=dataclasses.replace(cfg.stimulators.stimbox,
                                                              port="emulator"))
-        cfg = dataclasses.replace(cfg, stimulators=st)
+        # the stim box gates the light source with a 5 V TTL line: send TTL pulses
+        pulse = dataclasses.replace(cfg.policy.pulse, modality="ttl", amplitude=5.0,
+                                    phase_width_s=0.001)
+        cfg = dataclasses.replace(cfg, stimulators=st, policy=dataclasses.replace(
+            cfg.policy, pulse=pulse))
     loop = build_loop(cfg, speed=1, duration_s=duration_s)
     res = loop.run(duration_s)
     return loop, res

@@ -100,6 +100,7 @@ class RunResult:
     refusals: dict[str, int] = field(default_factory=dict)
     n_backlog: int = 0
     n_backlog_chunks: int = 0
+    n_failed: int = 0
     n_gaps: int = 0
     n_timeouts: int = 0
     stages: StageTimes | None = None
@@ -523,6 +524,11 @@ class Loop:
         res, rec = self.result, self.recorder
         h_pulse = self.stages["pulse_total"]
         for p, d in log:
+            if d.status in ("failed", "nacked"):
+                res.n_failed += 1
+                if res.n_failed in (1, 10, 100, 1000):
+                    self._note(f"{d.output} did not deliver pulse {p.pulse_id} ({d.status}: "
+                               f"{d.reason}); {res.n_failed} so far", now)
             if len(res.deliveries) < MAX_KEPT:
                 res.deliveries.append((p, d))
             arr = self._immediate.pop(p.pulse_id, None)
@@ -708,6 +714,15 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
         if sim_source is not None and not feeds_sim:
             # no emulated device hands pulses back: the simulator is stimulated directly
             outputs.append(SimStimOutput(sim_source, clock))
+    if not simulated and "stimbox" in getattr(cfg.stimulators, "kinds", ()):
+        from drivers.stimbox.host import spec_to_command
+
+        try:  # the stim box's own command encoder is the judge of what it can do
+            spec_to_command(cfg.policy.pulse.spec(), click_full_scale_db_spl=(
+                cfg.stimulators.stimbox.click_full_scale_db_spl))
+        except ValueError as exc:
+            raise ConfigError("", "policy.pulse", f"the stim box cannot deliver this pulse: "
+                                                  f"{exc}") from None
     governor = Governor(cfg.safety)
     scheduler = Scheduler(cfg.scheduler, governor, outputs, clock)
     policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed)

@@ -158,6 +158,7 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         "approved": sum(1 for d in result.decisions if d.approved),
         "pulses_sent": len(sent),
         "pulses_cancelled": sum(1 for _, d in result.deliveries if d.status == "cancelled"),
+        "pulses_failed": result.n_failed,
         "refusals": {k: v for k, v in result.refusals.items() if v},
         "backlog_events": result.n_backlog, "gaps": result.n_gaps,
     }
@@ -285,7 +286,8 @@ def format_summary(rep: dict) -> str:
              + (f", ERROR: {r['error']}" if r.get("error") else "")]
     lines.append(f"  events: {r['events']}")
     lines.append(f"  decisions {r['decisions']}, approved {r['approved']}, sent "
-                 f"{r['pulses_sent']}, cancelled {r['pulses_cancelled']}; refusals "
+                 f"{r['pulses_sent']}, cancelled {r['pulses_cancelled']}, not delivered "
+                 f"{r.get('pulses_failed', 0)}; refusals "
                  f"{r['refusals'] or '{}'}")
     for kind, m in r.get("detection", {}).items():
         lines.append(f"  {kind} detection: precision {_fmt(m['precision'])}, recall "
