@@ -31,6 +31,7 @@ that arrival, ``device_edge_s`` stays NaN (unknown).
 """
 from __future__ import annotations
 
+import atexit
 import struct
 import time
 from dataclasses import dataclass
@@ -233,6 +234,8 @@ class PulsePal:
         except BaseException:
             self._close_port()
             raise
+        # Pulse Pal has no watchdog: if the process exits without close(), stop it anyway.
+        atexit.register(self.close)
 
     def arm(self) -> None:
         """Allow ``send`` to trigger (Pulse Pal itself has no arming)."""
@@ -267,6 +270,7 @@ class PulsePal:
         """Stop all channels (confirmed), disconnect (op 81) and close the port; safe to
         call twice, and closes the port even when the device is gone."""
         self._armed = False
+        atexit.unregister(self.close)
         if self._ser is None:
             return
         try:

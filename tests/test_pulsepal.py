@@ -197,3 +197,24 @@ def test_os_level_pty_is_a_tty():
             assert os.isatty(fd)
         finally:
             os.close(fd)
+
+
+def test_process_exit_without_close_stops_the_pulse_pal():
+    """Pulse Pal has no watchdog: a program that exits mid-train without close() must
+    still stop it (atexit)."""
+    code = textwrap.dedent("""
+        import sys, time
+        from drivers.pulse import Pulse, PulseSpec
+        from drivers.pulsepal import PulsePal
+        pp = PulsePal(sys.argv[1]); pp.open(); pp.arm()
+        t = time.monotonic()
+        pp.send(Pulse(1, "ripple", PulseSpec(modality="electrical", train_count=100,
+                                             train_interval_s=0.01), t, t, t + 1))
+        sys.exit(0)
+    """)
+    with PulsePalEmulator() as emu:
+        subprocess.run([sys.executable, "-c", code, emu.port], cwd=ROOT, check=True,
+                       timeout=30)
+        wait_for(lambda: stop_confirmed(emu.device.ops), what="stop at exit")
+        n = len(emu.edges)
+        assert not emu.device.playing(1, emu.device_now_us()) and n < 100

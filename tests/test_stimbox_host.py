@@ -206,3 +206,11 @@ def test_close_stops_heartbeat_so_device_disarms_even_without_disarm(emu):
     wait_for(lambda: not emu.device.armed, 5.0, "watchdog disarm")
     assert emu.device.disarm_cause == DisarmCause.WATCHDOG
     assert not any(t.is_alive() for t in sb._threads)  # noqa: SLF001
+
+
+def test_process_exit_without_close_disarms_at_once(emu):
+    code = ("import sys; from drivers.stimbox import StimBox\n"
+            "sb = StimBox(sys.argv[1]); sb.open(); sb.arm(); sys.exit(0)\n")
+    subprocess.run([sys.executable, "-c", code, emu.port], cwd=ROOT, check=True, timeout=30)
+    wait_for(lambda: emu.device.log.disarms, what="disarm")
+    assert emu.device.log.disarms[-1][1] == DisarmCause.HOST  # DISARM sent, not the watchdog

@@ -18,6 +18,7 @@ swallowed.
 """
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 import time
@@ -218,7 +219,6 @@ class StimBox:
         self._threads: list[threading.Thread] = []
         self._armed = False
         self._last_hb_ack = math.nan
-        self.on_send = None  # optional callable(pulse) before the frame is written
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -255,6 +255,9 @@ class StimBox:
                               daemon=True)
         hb.start()
         self._threads.append(hb)
+        # At interpreter exit without close(), DISARM at once rather than after the 100 ms
+        # watchdog (a killed process gets the watchdog).
+        atexit.register(self.close)
 
     def arm(self) -> None:
         """ARM the device (it stays armed while heartbeats arrive)."""
@@ -288,6 +291,7 @@ class StimBox:
         even if DISARM cannot be delivered the device disarms itself within 100 ms
         because the heartbeats stop."""
         self._armed = False
+        atexit.unregister(self.close)
         try:
             if self._ser is not None and self._error is None:
                 try:
@@ -357,8 +361,6 @@ class StimBox:
         except ValueError as exc:
             return Delivery(pulse.pulse_id, self.name, "failed",
                             reason=f"stim box cannot do this pulse: {exc}")
-        if self.on_send is not None:
-            self.on_send(pulse)
         w = self._command(cmd.msg_type, cmd.pack())
         if w.frame_type == MsgType.ACK:
             ack = Ack.unpack(w.payload)
