@@ -725,7 +725,8 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
                                                   f"{exc}") from None
     governor = Governor(cfg.safety)
     scheduler = Scheduler(cfg.scheduler, governor, outputs, clock)
-    policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed)
+    policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed,
+                    refractory_s=cfg.safety.refractory_s)
     phase = None
     if policy.needs_phase:
         from decoders.phase import PhaseSettings, make_phase_estimator

@@ -143,6 +143,10 @@ class Policy:
         Scheduler budget: each intent's deadline is ``intended_s + budget_s`` seconds.
     seed : int
         Seed of the yoked-random timing.
+    refractory_s : float
+        The governor's refractory period, seconds: yoked-random stimuli are kept in
+        decision order and at least this far apart, so moving them in time does not
+        change how many the governor lets through.
 
     Notes
     -----
@@ -152,13 +156,16 @@ class Policy:
     :class:`decoders.phase.PhaseEstimate`.
     """
 
-    def __init__(self, settings: PolicySettings, budget_s: float, seed: int = 0) -> None:
+    def __init__(self, settings: PolicySettings, budget_s: float, seed: int = 0,
+                 refractory_s: float = 0.0) -> None:
         self.settings = settings
         self.budget_s = float(budget_s)
         self.spec = settings.pulse.spec()
         self._kind = _detected_kind(settings.target)
         self._rng = np.random.default_rng(seed)
         self.needs_phase = settings.target.startswith("theta")
+        self._refractory_s = float(refractory_s)
+        self._last_yoked_s = -math.inf
         self._next_ok_s = -math.inf
         self._pause_until_s = -math.inf
         self.n_proposed = 0
@@ -166,6 +173,7 @@ class Policy:
     def reset(self) -> None:
         self._next_ok_s = -math.inf
         self._pause_until_s = -math.inf
+        self._last_yoked_s = -math.inf
 
     # ---------------------------------------------------------------- helpers
     def _intent(self, t_s: float, detect_s: float, now_s: float, ends: bool = True,
@@ -179,7 +187,9 @@ class Policy:
             return intents
         s = self.settings
         t0 = now_s + float(self._rng.uniform(s.yoked_min_delay_s, s.yoked_max_delay_s))
+        t0 = max(t0, self._last_yoked_s + self._refractory_s + 1e-6)
         shift = t0 - intents[0].intended_s
+        self._last_yoked_s = intents[-1].intended_s + shift
         return [Intent(i.target, i.spec, i.detect_s, i.intended_s + shift,
                        i.deadline_s + shift, i.condition, i.ends_train, math.nan)
                 for i in intents]
@@ -232,10 +242,12 @@ class Policy:
             out = [self._intent(t, now_s, now_s)]
         if not out:
             return out
-        out = self._yoke(out, now_s)
+        # gating follows the brain-locked decision times, so a yoked run makes the same
+        # decisions as a locked one and only the stimulus times move
         if len(out) > 1:  # two-click: detection pauses after the second click (Ngo 2013)
             self._pause_until_s = out[-1].intended_s + s.so_pause_s
         self._next_ok_s = out[-1].intended_s + s.min_interval_s
+        out = self._yoke(out, now_s)
         self.n_proposed += len(out)
         return out
 

@@ -9,6 +9,8 @@ scores it against the simulator's ground truth:
   loop ripple stimulation was reported effective only inside that window; target >= 99 %);
 - slow-oscillation pulses: phase error against the noise-free SO phase at the pulse time
   (circular mean, circular SD, mean absolute error; first clicks only for two-click runs);
+  theta-locked pulses likewise against the theta phase; spindle-locked pulses: fraction
+  inside a true spindle;
 - governor refusals by rule;
 - the engram model's recall at the end.
 
@@ -189,6 +191,19 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
             pts = np.asarray([_pulse_time(d) for p, d in so if p.pulse_id in firsts])
             target = getattr(policy, "so_phase_deg", 0.0)
             out["so_phase"] = phase_error(truth.phase("so", pts) if pts.size else pts, target)
+        th = [(p, d) for p, d in sent if p.target in ("theta_peak", "theta_trough")]
+        if th:
+            pts = np.asarray([_pulse_time(d) for _, d in th])
+            target = 0.0 if th[0][0].target == "theta_peak" else 180.0
+            out["theta_phase"] = phase_error(truth.phase("theta", pts), target)
+        sp = [(p, d) for p, d in sent if p.target == "spindle"]
+        if sp:
+            spans = [(e.onset_s, e.offset_s) for e in truth.events("spindle")]
+            pts = [_pulse_time(d) for _, d in sp]
+            out["spindle_timing"] = {
+                "n_pulses": len(pts),
+                "inside_spindle": float(np.mean([any(a <= t <= b for a, b in spans)
+                                                 for t in pts]))}
     if memory is not None:
         # the simulator's memory test: recall at its next-day test (sim.memory.test_delay_s
         # after the last sample), after applying every pending memory event
@@ -303,6 +318,15 @@ def format_summary(rep: dict) -> str:
         lines.append(f"  SO phase error: mean {_fmt(m['mean_error_deg'])} deg, circular SD "
                      f"{_fmt(m['circular_sd_deg'])} deg, mean |err| "
                      f"{_fmt(m['mean_abs_error_deg'])} deg (n {m['n_pulses']})")
+    if "theta_phase" in r:
+        m = r["theta_phase"]
+        lines.append(f"  theta phase error: mean {_fmt(m['mean_error_deg'])} deg, circular SD "
+                     f"{_fmt(m['circular_sd_deg'])} deg (n {m['n_pulses']}, no theta "
+                     f"{m['n_no_so']})")
+    if "spindle_timing" in r:
+        m = r["spindle_timing"]
+        lines.append(f"  spindle pulses inside a true spindle: "
+                     f"{_fmt(100 * m['inside_spindle'])} % of {m['n_pulses']}")
     if "lateness_p99_s" in r:
         lines.append(f"  scheduler lateness p99 {_fmt(r['lateness_p99_s'] * 1e6)} us, max "
                      f"{_fmt(r['lateness_max_s'] * 1e6)} us")

@@ -84,3 +84,78 @@ def test_scoring_helpers_against_hand_values():
     assert pe["mean_error_deg"] == pytest.approx(math.degrees(np.angle(z)))
     # wrap-around: 179 deg vs target -179 is a 2 degree error, not 358
     assert phase_error(np.array([179.0]), -179.0)["mean_abs_error_deg"] == pytest.approx(2.0)
+
+
+THETA = """
+name = "sim-theta"
+seed = 2
+[source]
+kind = "sim"
+[sim.hypnogram]
+schedule = ["REM:600"]
+[detectors.ripple]
+enabled = false
+[detectors.spindle]
+enabled = false
+[detectors.so]
+enabled = false
+[phase]
+channel = "CA1"
+band_hz = [6.0, 10.0]
+window_s = 1.0
+[policy]
+target = "TARGET"
+min_interval_s = 0.5
+[policy.pulse]
+modality = "electrical"
+shape = "biphasic"
+amplitude = 0.5
+phase_width_s = 0.0001
+[safety]
+arm_on_start = true
+calibration_s = 2.0
+"""
+
+
+@pytest.mark.parametrize("target,deg", [("theta_peak", 0.0), ("theta_trough", 180.0)])
+def test_theta_locked_pulses_land_near_the_target_phase(target, deg):
+    from controller.config import loads_config
+
+    cfg = loads_config(THETA.replace("TARGET", target))
+    rep = run_trial(cfg, 20.0, sham_twin=False)
+    ph = rep["run"]["theta_phase"]
+    assert ph["n_pulses"] >= 10 and ph["n_no_so"] == 0
+    assert abs(ph["mean_error_deg"]) < 45.0  # the sim's noise-free theta phase is the truth
+    assert rep["run"]["refusals"].get("calibrating", 0) >= 1  # nothing in the first 2 s
+
+
+def test_theta_target_needs_a_theta_phase_band():
+    from controller.config import loads_config
+    from controller.schema import ConfigError
+
+    cfg = loads_config(THETA.replace("TARGET", "theta_peak").replace(
+        "band_hz = [6.0, 10.0]", "band_hz = [0.5, 1.25]").replace("window_s = 1.0",
+                                                                   "window_s = 4.0"))
+    with pytest.raises(ConfigError, match="theta range"):
+        run_trial(cfg, 5.0, sham_twin=False)
+
+
+def test_spindle_locked_and_yoked_random():
+    cfg = load_config(ROOT / "configs" / "sim-so.toml")
+    import dataclasses
+
+    pol = dataclasses.replace(cfg.policy, target="spindle", min_interval_s=1.0)
+    rep = run_trial(dataclasses.replace(cfg, policy=pol), 60.0, sham_twin=False)
+    st = rep["run"]["spindle_timing"]
+    assert st["n_pulses"] >= 3 and st["inside_spindle"] >= 0.8
+    # yoked-random: one stimulus per locked decision, moved to a random later time (kept
+    # in order and a refractory period apart, so the governor passes all of them)
+    rcfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+    locked = run_trial(rcfg, 45.0, sham_twin=False)["run"]
+    yoked = run_trial(dataclasses.replace(rcfg, policy=dataclasses.replace(
+        rcfg.policy, condition="yoked-random")), 45.0, sham_twin=False)["run"]
+    assert yoked["condition"] == "yoked-random"
+    assert yoked["pulses_sent"] >= 0.8 * locked["pulses_sent"]
+    assert "refractory" not in yoked["refusals"]
+    assert yoked["pulses_sent"] == yoked["decisions"] - sum(yoked["refusals"].values())
+    assert yoked["ripple_timing"]["within_50ms"] < 0.6 < locked["ripple_timing"]["within_50ms"]
