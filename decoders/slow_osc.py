@@ -19,6 +19,9 @@ peak, either
   changes from cycle to cycle; the ECHT (a multi-cycle window) assumes the rhythm keeps
   its frequency.
 
+A trough too shallow for the half-wave rule (``threshold / depth > max_depth_ratio``) is
+still reported, with ``predicted_s`` NaN, so the policy does not stimulate on a guess.
+
 The threshold is fixed (``threshold_v``, volts, negative) or adaptive: ``adaptive_sd``
 robust SDs of the band-passed signal over the last ``baseline_s`` (the SD estimated as
 1.4826 x median |x|), never shallower than ``min_threshold_v``.
@@ -52,9 +55,13 @@ class SlowOscSettings:
                                            doc="band-pass for down-state detection (narrow: the\n                                               trough depth feeds the half-wave frequency)")
     filter_order: int = setting(2, ge=1, le=4, doc="Butterworth order per band edge")
     threshold_mode: Literal["fixed", "adaptive"] = setting(
-        "adaptive", doc="fixed threshold_v, or adaptive_sd robust SDs of the filtered signal")
-    threshold_v: float = setting(-80e-6, lt=0, unit="V", doc="fixed down-state threshold "
-                                                             "(Ngo et al. 2013: -80 uV)")
+        "fixed", doc="fixed threshold_v, or adaptive_sd robust SDs of the filtered signal "
+                     "(adaptive follows the signal's scale but, calibrated in N3, sits among "
+                     "the slow waves themselves)")
+    threshold_v: float = setting(-40e-6, lt=0, unit="V", doc="fixed down-state threshold on "
+                                                             "the band-passed signal (Ngo et "
+                                                             "al. 2013 used -80 uV on less "
+                                                             "filtered EEG)")
     adaptive_sd: float = setting(1.5, gt=0, unit="SD", doc="adaptive threshold depth in "
                                                            "robust SDs")
     min_threshold_v: float = setting(30e-6, ge=0, unit="V", doc="the adaptive threshold is "
@@ -63,6 +70,10 @@ class SlowOscSettings:
         "halfwave", doc="up-state prediction: from this cycle's down half-wave ('halfwave'), "
                         "from the ECHT phase and frequency ('echt'), or trough + "
                         "fixed_delay_s ('fixed')")
+    max_depth_ratio: float = setting(
+        0.8, gt=0, le=1, doc="'halfwave' predicts only when threshold / trough depth is at "
+                             "most this (in a shallow wave arccos(L/A) is too sensitive to "
+                             "noise); otherwise predicted_s is NaN and the policy skips it")
     fixed_delay_s: float = setting(0.5, gt=0, unit="s", doc="trough-to-up-state delay for "
                                                             "'fixed' (Ngo et al. 2013: ~0.5 s)")
     target_deg: float = setting(0.0, ge=-180, le=180, unit="deg",
@@ -287,7 +298,7 @@ class SlowOscDetector:
         if s.predict == "halfwave":
             predicted = self._halfwave(ch, onset, detect, trough_v, float(thr[j, ch]))
         elif self._echt is not None:
-            if self._echt.count >= self._echt.n:
+            if self._echt.count >= self._echt.n and math.isfinite(trough_t):
                 ph, f, _ = self._echt.analytic()
                 d = (s.target_deg - float(ph[ch])) % 360.0
                 predicted = detect + d / (360.0 * float(f[ch]))
@@ -296,8 +307,6 @@ class SlowOscDetector:
         else:
             predicted = trough_t + s.fixed_delay_s
         th = float(thr[j, ch])
-        if not np.isfinite(predicted):
-            predicted = trough_t + s.fixed_delay_s
         return Event(kind=self.KIND, channel=s.channels[ch], onset_s=onset, detect_s=detect,
                      peak_s=trough_t, amplitude=trough_v, score=trough_v / th, threshold=th,
                      predicted_s=predicted)
@@ -314,7 +323,7 @@ class SlowOscDetector:
         s = self.settings
         width = detect_t - onset_t
         ratio = thr_v / trough_v if trough_v < 0 else float("nan")
-        if not (width > 0 and 0 < ratio < 1):
+        if not (width > 0 and 0 < ratio <= s.max_depth_ratio):
             return float("nan")
         w = 2.0 * math.acos(ratio) / width
         f = w / (2 * math.pi)

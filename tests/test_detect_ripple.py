@@ -1,0 +1,156 @@
+"""Ripple detector: synthetic bursts with known times, chunk-size independence, calibration,
+consensus/veto/theta gate, the simulator's truth, and real rat CA1 theta (negative control)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.signal as ss
+
+from decoders.ripple import RippleDetector, RippleSettings
+from decoders.scoring import intervals, replay, score_detections
+from drivers.chunk import Chunk
+
+FS = 2000.0
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data")
+
+
+def synthetic(duration_s: float = 40.0, seed: int = 0, n_ch: int = 1, amp_v: float = 60e-6):
+    """1/f-ish background (scipy lfilter of white noise) plus 180 Hz sin^2 bursts of 60 ms."""
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * FS)
+    x = ss.lfilter([1.0], [1.0, -0.95], rng.standard_normal((n, n_ch)), axis=0) * 6e-6
+    x += rng.standard_normal((n, n_ch)) * 6e-6
+    t = np.arange(n) / FS
+    onsets = np.arange(6.0, duration_s - 1.0, 0.9) + rng.uniform(0, 0.3, 1)[0]
+    d = 0.06
+    tt = np.arange(int(d * FS)) / FS
+    burst = amp_v * np.sin(np.pi * tt / d) ** 2 * np.sin(2 * np.pi * 180 * tt)
+    for o in onsets:
+        i = int(o * FS)
+        x[i:i + tt.size] += burst[:, None]
+    return np.ascontiguousarray(x), t, onsets, d
+
+
+def run(det: RippleDetector, x: np.ndarray, t: np.ndarray, names, chunk: int) -> list:
+    return replay([det], x, t, FS, tuple(names), chunk)
+
+
+def test_finds_synthetic_ripples_with_few_false_positives() -> None:
+    x, t, onsets, d = synthetic()
+    ev = run(RippleDetector(RippleSettings(theta_gate=False)), x, t, ("CA1",), 10)
+    rip = [e for e in ev if e.kind == "ripple"]
+    truth = intervals([{"onset_s": o, "offset_s": o + d, "peak_s": o + d / 2} for o in onsets])
+    sc = score_detections([e.detect_s for e in rip], truth, t[-1] - 5.0)
+    assert sc.recall >= 0.95 and sc.precision >= 0.95, sc
+    # detection happens during the burst and reports when it crossed threshold
+    for e in rip:
+        assert e.onset_s <= e.detect_s and e.amplitude > e.threshold > 0 and e.score > 0
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+def test_chunk_size_independent(chunk: int | None) -> None:
+    x, t, _, _ = synthetic(duration_s=14.0, seed=3, n_ch=2)
+    s = RippleSettings(channels=("CA1", "CA1b"), calibration_s=2.0, baseline_s=5.0,
+                       theta_gate=True, theta_delta_max=50.0)
+    ref = run(RippleDetector(s), x, t, ("CA1", "CA1b"), x.shape[0])
+    got = run(RippleDetector(s), x, t, ("CA1", "CA1b"), chunk or x.shape[0])
+    assert len([e for e in ref if e.kind == "ripple"]) >= 5
+    assert got == ref
+
+
+def test_calibration_period_is_explicit() -> None:
+    x, t, _, _ = synthetic(duration_s=12.0)
+    det = RippleDetector(RippleSettings(calibration_s=6.5, theta_gate=False))
+    assert det.calibrating
+    ev = run(det, x, t, ("CA1",), 10)
+    cal = [e for e in ev if e.kind == "calibration_done"]
+    assert len(cal) == 1 and cal[0].channel == "ripple" and cal[0].detect_s >= 6.5
+    assert all(e.detect_s >= cal[0].detect_s for e in ev)
+    assert not det.calibrating and np.all(np.isfinite(det.threshold))
+    det.reset()
+    assert det.calibrating
+
+
+def test_reference_veto_and_consensus() -> None:
+    x, t, onsets, _ = synthetic(duration_s=20.0, seed=5, n_ch=1)
+    # a broadband artefact (clicks) on both the LFP and the cortical reference
+    ref = np.random.default_rng(1).standard_normal((x.shape[0], 1)) * 6e-6
+    for a in (9.5, 13.5, 16.5):
+        i = int(a * FS)
+        spike = np.zeros(60)
+        spike[::6] = 400e-6
+        x[i:i + 60, 0] += spike
+        ref[i:i + 60, 0] += spike
+    sig = np.ascontiguousarray(np.hstack([x, ref]))
+    names = ("CA1", "C3")
+    plain = [e for e in run(RippleDetector(RippleSettings(theta_gate=False)), sig, t, names, 10)
+             if e.kind == "ripple"]
+    vetoed = [e for e in run(RippleDetector(RippleSettings(reference_channels=("C3",),
+                                                           theta_gate=False)),
+                             sig, t, names, 10) if e.kind == "ripple"]
+    art = [e for e in plain if any(abs(e.detect_s - a - 0.015) < 0.05 for a in (9.5, 13.5, 16.5))]
+    assert len(art) == 3
+    assert not any(abs(e.detect_s - a - 0.015) < 0.05 for e in vetoed for a in (9.5, 13.5, 16.5))
+    assert len(vetoed) == len(plain) - 3
+    # consensus of two channels: the ripple is on one channel only -> nothing fires
+    two = np.ascontiguousarray(np.hstack([x, ref]))
+    cons = RippleDetector(RippleSettings(channels=("CA1", "C3"), consensus_channels=2,
+                                         theta_gate=False))
+    assert not [e for e in run(cons, two, t, names, 10)
+                if e.kind == "ripple" and e.detect_s not in [a.detect_s for a in art]
+                and not any(abs(e.detect_s - a - 0.015) < 0.05 for a in (9.5, 13.5, 16.5))]
+
+
+def test_missing_channel_error_names_it() -> None:
+    det = RippleDetector(RippleSettings(channels=("CA3",)))
+    c = Chunk(np.zeros((10, 1)), np.arange(10) / FS, FS, ("CA1",), 0.0)
+    with pytest.raises(ValueError, match=r"detectors.ripple.channels: \['CA3'\] not in"):
+        det.process(c)
+
+
+def test_settings_validation() -> None:
+    from controller.config import loads_config
+    from controller.schema import ConfigError
+
+    with pytest.raises(ConfigError, match="detectors.ripple.band_hz"):
+        loads_config("[detectors.ripple]\nband_hz = [250.0, 150.0]\n")
+    with pytest.raises(ConfigError, match="detectors.ripple.consensus_channels"):
+        loads_config("[detectors.ripple]\nconsensus_channels = 3\n")
+
+
+def test_simulator_ground_truth() -> None:
+    """At the simulator's default SNR (see sim.settings): a regression guard well under the
+    figures bench/detectors.py prints for longer runs."""
+    from sim.generate import simulate
+
+    x, t, truth = simulate(seed=11, duration_s=90.0)
+    names = tuple(truth.channels)
+    ev = replay([RippleDetector()], x, t, truth.rate_hz, names, x.shape[0])
+    cal = next(e.detect_s for e in ev if e.kind == "calibration_done")
+    tr = [e for e in truth.events("ripple") if e.onset_s >= cal]
+    sc = score_detections([e.detect_s for e in ev if e.kind == "ripple"], intervals(tr),
+                          t[-1] - cal)
+    assert sc.f1 >= 0.88 and sc.fp_per_min <= 3.0, sc
+    assert abs(sc.latency_peak_median_s) <= 0.015, sc
+
+
+@pytest.mark.parametrize("name,fs", [("rat_ca1_theta_1000hz.npy", 1000.0),
+                                     ("rat_ca1_theta_1250hz.npy", 1250.0),
+                                     ("rat_ec3_theta_1250hz.npy", 1250.0)])
+def test_real_rat_theta_is_quiet(name: str, fs: float) -> None:
+    """Running-rat hippocampal LFP (no ripples): default settings (theta gate on) fire
+    < 0.1/s. Units are not volts, which the adaptive threshold does not care about."""
+    path = DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} missing")
+    x = np.load(path).astype(np.float64)[:, None]
+    t = np.arange(x.shape[0]) / fs
+    det = RippleDetector(RippleSettings(channels=("LFP",)))
+    ev = replay([det], x, t, fs, ("LFP",), x.shape[0])
+    cal = next(e.detect_s for e in ev if e.kind == "calibration_done")
+    rate = len([e for e in ev if e.kind == "ripple"]) / (t[-1] - cal)
+    assert rate < 0.1
