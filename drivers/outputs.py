@@ -147,8 +147,10 @@ class EmulatedOutput:
         when a previous pulse was handed to it (from the emulator's thread)."""
         if self.emulator is not None:
             self.emulator.check()
-        channel = 5 if pulse.spec.modality == "auditory" and self.name.startswith(
-            "stimbox") else pulse.spec.channel
+        channel = pulse.spec.channel
+        status = getattr(self.inner, "status", None)  # a StimBox: clicks use its audio line
+        if pulse.spec.modality == "auditory" and status is not None:
+            channel = status.audio_channel
         self._by_channel[channel] = pulse
         return self.inner.send(pulse)
 

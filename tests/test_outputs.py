@@ -198,3 +198,20 @@ def test_simulator_errors_from_the_emulator_thread_surface_on_the_next_send(kind
             out.send(pulse(2, modality="electrical", amplitude=2.0))
     finally:
         out.close()
+
+
+def test_emulated_stimbox_click_reaches_the_simulator():
+    felt = FeltPulses()
+    c = cfg('[stimulators]\nkinds = ["stimbox"]\n[stimulators.stimbox]\nport = "emulator"\n')
+    (out,) = make_outputs(c, sim_source=felt)
+    out.open()
+    try:
+        out.arm()
+        d = out.send(pulse(3, modality="auditory", amplitude=50.0, phase_width_s=0.05))
+        assert d.status == "acked"
+        wait_for(lambda: felt.calls, what="click fed back")
+        (_, e), = out.emulator.edges
+        assert e.channel == 5 and e.params["shape"] == "click"
+        assert felt.calls[0][1].modality == "auditory"
+    finally:
+        out.close()
