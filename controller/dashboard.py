@@ -23,7 +23,8 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 from controller.status import LoopControls, LoopStatus, StatusBoard
@@ -267,9 +268,10 @@ class Dashboard:
         if self.interactive:
             from rich.live import Live
 
+            # log lines printed while live appear above the dashboard, not through it
             self._live = Live(get_renderable=self.renderable, console=self.console,
                               refresh_per_second=self.refresh_hz, transient=False,
-                              redirect_stdout=False, redirect_stderr=False)
+                              redirect_stdout=True, redirect_stderr=True)
             self._live.start()
         else:
             t = threading.Thread(target=self._plain_loop, name="engramloop-dashboard",
@@ -322,4 +324,27 @@ def make_dashboard(status: StatusBoard | Callable[[], LoopStatus | None],
     return Dashboard(status, controls, **kwargs)
 
 
-__all__ = ["Dashboard", "render_status", "make_dashboard", "KEYS_HELP"]
+@contextmanager
+def live_dashboard(status: StatusBoard | Callable[[], LoopStatus | None],
+                   controls: LoopControls | None = None, *, quiet: bool = False,
+                   **kwargs: Any) -> Iterator[Dashboard | None]:
+    """Show the dashboard for the duration of a ``with`` block (nothing with ``quiet``).
+
+    The dashboard is stopped and the terminal restored however the block ends::
+
+        board = StatusBoard()
+        loop = build_loop(cfg, ..., status_board=board)
+        with live_dashboard(board, loop, quiet=args.quiet):
+            result = loop.run(args.duration)
+    """
+    dash = make_dashboard(status, controls, quiet=quiet, **kwargs)
+    if dash is not None:
+        dash.start()
+    try:
+        yield dash
+    finally:
+        if dash is not None:
+            dash.stop()
+
+
+__all__ = ["Dashboard", "render_status", "make_dashboard", "live_dashboard", "KEYS_HELP"]

@@ -59,8 +59,14 @@ class ProgressHandle:
 
 
 def _columns(unit: str) -> list:
-    from rich.progress import (BarColumn, MofNCompleteColumn, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     cols = [TextColumn("[progress.description]{task.description}"), BarColumn(),
             TaskProgressColumn()]

@@ -164,7 +164,7 @@ def load_recording(path: str | Path) -> Recording:
         if fmt == "string":
             key = name.split("engramloop.", 1)[1] if name.startswith("engramloop.") else name
             rows = []
-            for t, values in zip(stamps, st.get("time_series", [])):
+            for t, values in zip(stamps, st.get("time_series", []), strict=False):
                 text = values[0] if isinstance(values, (list, tuple)) and values else values
                 try:
                     obj = json.loads(text)
@@ -242,7 +242,7 @@ def expand_truth(rows: Sequence[tuple[float, dict]]) -> list[tuple[float, dict]]
             except (TypeError, ValueError):
                 continue
         seg = d.get("segments") or [[], [], []]
-        for on, off, stage in zip(*seg):
+        for on, off, stage in zip(*seg, strict=False):
             out.append((t0 + float(on), {"kind": "stage", "stage": str(stage),
                                          "onset_s": t0 + float(on),
                                          "offset_s": t0 + float(off)}))
@@ -550,7 +550,7 @@ def _stages(rec: Recording) -> list[tuple[float, float, str]]:
     if not spans and changes:
         changes.sort()
         ends = [c[0] for c in changes[1:]] + [rec.t1]
-        spans = [(t, e, s) for (t, s), e in zip(changes, ends)]
+        spans = [(t, e, s) for (t, s), e in zip(changes, ends, strict=True)]
     if not spans:
         spans = _stages_from_config(rec)
     return sorted(spans)
@@ -615,7 +615,7 @@ def section_examples(rec: Recording, out: Path) -> Section:
                          .round().astype(int).tolist()))
         fig = _new_figure(9, 1.9 * len(idx) + 0.6)
         axes = fig.subplots(len(idx), 1, squeeze=False)[:, 0]
-        for ax, i in zip(axes, idx):
+        for ax, i in zip(axes, idx, strict=True):
             e, (s, ci) = ok[i]
             t_lock = _lock_time(e)
             # filter a padded stretch so the edges of the shown window are clean
@@ -647,7 +647,7 @@ def section_examples(rec: Recording, out: Path) -> Section:
             ax.set_title(f"{kind} on {s.channels[ci]} at {t_lock - rec.t0:.2f} s "
                          f"(score {_num(e.get('score')):.2g})", fontsize=9, loc="left")
             handles, labels = ax.get_legend_handles_labels()
-            uniq = dict(zip(labels, handles))
+            uniq = dict(zip(labels, handles, strict=True))
             ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper right", ncol=5)
         axes[-1].set_xlabel(f"time from the detector's {_lock_name([e for e, _ in ok])} "
                             "time (s)")
@@ -777,7 +777,7 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
         fig = _new_figure(4.0 * len(conds) + 0.5, 4.4)
         axes = [fig.add_subplot(1, len(conds), i + 1, projection="polar")
                 for i in range(len(conds))]
-        for ax, cond in zip(axes, conds):
+        for ax, cond in zip(axes, conds, strict=True):
             t = np.array([p.fire_s for p in group if p.condition == cond])
             i = np.searchsorted(s.t, t)
             inside = (i > 0) & (i < s.t.size)
@@ -886,7 +886,7 @@ def section_latency(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sec
     fig = _new_figure(6.0 * ncols, 1.9 * nrows + 0.4)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     rows = []
-    for i, (ax, (name, v)) in enumerate(zip(axes, stages)):
+    for i, (ax, (name, v)) in enumerate(zip(axes, stages, strict=False)):
         ms = v * 1e3
         lo, hi = np.percentile(ms, [0, 99.5])
         if hi - lo < 1e-3:  # all values (nearly) equal: centre one bar in a 2 ms range
@@ -953,7 +953,7 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
         ax_h.set_title("hypnogram (simulator ground truth)", fontsize=9, loc="left")
     else:
         ax = fig.subplots(1, 1)
-    for i, (label, t, color) in enumerate(rows):
+    for i, (_label, t, color) in enumerate(rows):
         t = t[np.isfinite(t)]
         ax.vlines((t - t0) / to_min, i + 0.1, i + 0.9, color=color, lw=0.6)
     ax.set_yticks([i + 0.5 for i in range(len(rows))], [r[0] for r in rows], fontsize=8)
@@ -1188,7 +1188,7 @@ def section_log(rec: Recording) -> Section:
         sec.missing = "Log (stream engramloop.log): not in this recording."
         return sec
     levels = [str(d.get("level", "")).lower() for _, d in log]
-    worth = [(t, d) for (t, d), lv in zip(log, levels) if lv in ("warning", "error",
+    worth = [(t, d) for (t, d), lv in zip(log, levels, strict=True) if lv in ("warning", "error",
                                                                   "critical")]
     shown = worth or log
     sec.body = (f"<p>{len(log)} log records, {len(worth)} warnings/errors; showing "

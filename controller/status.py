@@ -206,7 +206,7 @@ def channel_quality(samples: np.ndarray, channels: Sequence[str], *,
     clipped = (np.max(np.abs(x), axis=0) >= CLIP_FRACTION * clip_v) if math.isfinite(clip_v) \
         else np.zeros(x.shape[1], bool)
     return tuple(ChannelQuality(c, float(r), bool(p < flat_range_v), bool(k))
-                 for c, r, p, k in zip(channels, rms, ptp, clipped))
+                 for c, r, p, k in zip(channels, rms, ptp, clipped, strict=True))
 
 
 class RateWindow:

@@ -16,10 +16,16 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from controller.dashboard import Dashboard, make_dashboard, render_status
+from controller.dashboard import Dashboard, live_dashboard, make_dashboard, render_status
 from controller.progress import progress, track
-from controller.status import (ChannelQuality, LoopStatus, QuantileWindow, RateWindow,
-                               StatusBoard, channel_quality)
+from controller.status import (
+    ChannelQuality,
+    LoopStatus,
+    QuantileWindow,
+    RateWindow,
+    StatusBoard,
+    channel_quality,
+)
 
 
 def _status(**kw) -> LoopStatus:
@@ -93,6 +99,21 @@ def test_dashboard_non_interactive_prints_snapshots_and_reads_no_keys():
     assert "stopping" in buf.getvalue()  # final snapshot printed on stop
     assert make_dashboard(board, quiet=True) is None
     assert isinstance(make_dashboard(board, console=con), Dashboard)
+
+
+def test_live_dashboard_context_stops_on_error_and_is_silent_when_quiet():
+    con, buf = _plain_console()
+    board = StatusBoard()
+    board.publish(_status(state="failing"))
+    with pytest.raises(RuntimeError, match="boom"):
+        with live_dashboard(board, Controls(), console=con, plain_interval_s=3600) as dash:
+            assert isinstance(dash, Dashboard)
+            raise RuntimeError("boom")
+    assert "failing" in buf.getvalue()  # the last snapshot was printed on the way out
+    quiet_con, quiet_buf = _plain_console()
+    with live_dashboard(board, Controls(), quiet=True, console=quiet_con) as dash:
+        assert dash is None
+    assert quiet_buf.getvalue() == ""
 
 
 def test_keys_arm_needs_confirmation():

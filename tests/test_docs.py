@@ -43,6 +43,7 @@ def test_reference_lists_every_key_with_unit_default_and_range():
                     None)
         assert line is not None, r["key"]
         cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        assert cells[1] == r["type"] or r["type"] == "Union" and cells[1] != "Union", r["key"]
         assert cells[2] == r["unit"] and cells[3] == f"`{r['default']}`", r["key"]
         assert cells[4] == r["range"] and cells[5] == r["doc"].replace("\n", " "), r["key"]
 

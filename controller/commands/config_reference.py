@@ -23,12 +23,39 @@ def _cell(text: object) -> str:
     return s
 
 
+def _union_name(cls: type, key: str) -> str:
+    """Readable type of a Union-typed key (``describe`` prints only "Union")."""
+    import dataclasses
+    import typing
+
+    tp: object = cls
+    for part in key.split("."):
+        hints = typing.get_type_hints(tp)
+        tp = hints[part] if part in hints else None
+        if tp is None:
+            return "Union"
+    names = []
+    for alt in typing.get_args(tp):
+        if alt is type(None):
+            continue
+        if typing.get_origin(alt) is typing.Literal:
+            names += [repr(a) for a in typing.get_args(alt)]
+        elif dataclasses.is_dataclass(alt):
+            names.append("table")
+        else:
+            names.append(getattr(alt, "__name__", str(alt)))
+    return " | ".join(names) or "Union"
+
+
 def generate() -> str:
     """The reference as Markdown: one table per config table, in schema order."""
     from controller.config import Config
     from controller.schema import describe
 
     rows = describe(Config)
+    for r in rows:
+        if r["type"] == "Union":
+            r["type"] = _union_name(Config, r["key"])
     groups: dict[str, list[dict]] = {}
     for r in rows:
         table, _, leaf = r["key"].rpartition(".")
