@@ -98,6 +98,12 @@ class Background:
         self._alpha_gain = np.where(self.lfp, 0.0, noise.alpha_v * post) / math.sqrt(
             float(np.mean(np.abs(h) ** 2)))
         self._alpha.process(np.ascontiguousarray(rng.standard_normal((int(self.fs), 1))))
+        # nested gamma: band-limited noise, amplitude-modulated by theta phase below
+        g_sos = butter_bandpass(theta.gamma_hz[0], theta.gamma_hz[1], self.fs, order=2)
+        _, h = signal.sosfreqz(g_sos, worN=1 << 14)
+        self._gamma = SosFilter(g_sos, 1)
+        self._gamma_norm = 1.0 / math.sqrt(float(np.mean(np.abs(h) ** 2)))
+        self._gamma.process(np.ascontiguousarray(rng.standard_normal((int(self.fs), 1))))
         rho = noise.channel_correlation
         self._w_shared, self._w_own = math.sqrt(rho), math.sqrt(1.0 - rho)
         self._ap_gain = np.where(self.lfp, noise.lfp_aperiodic_v, noise.eeg_aperiodic_v)
@@ -108,16 +114,19 @@ class Background:
         self._theta_gain = np.where(self.lfp, theta.lfp_v, theta.eeg_v)
         self._gamma_gain = np.where(self.lfp, theta.gamma_v, 0.0)
         truth.theta_asym = theta.asymmetry
-        truth.add_theta_knot(0.0, float(rng.uniform(*theta.freq_hz)), 0.0)
+        truth.add_theta_knot(0.0, float(np.clip(rng.normal(np.mean(theta.freq_hz), 0.4),
+                                                *theta.freq_hz)), 0.0)
 
     def _extend_theta(self, until_s: float) -> None:
         """Add theta knots (one per second, frequency random walk) to cover ``until_s``."""
         tr, (flo, fhi) = self.truth, self.theta.freq_hz
         while tr.theta_knots[-1, 0] < until_s + 1.0:
             t0, f0, p0 = (float(v) for v in tr.theta_knots[-1])
-            # slow frequency wander (theta frequency tracks running speed: Slawinska &
-            # Kasicki 1998); reflected into the configured range
-            f1 = f0 + float(self.rng.normal(0.0, 0.3))
+            # slow mean-reverting wander around the middle of the range (theta frequency
+            # tracks running speed: Slawinska & Kasicki 1998): an Ornstein-Uhlenbeck step
+            # per second, stationary SD ~0.7 Hz; reflected into the configured range
+            mid = 0.5 * (flo + fhi)
+            f1 = f0 + 0.3 * (mid - f0) + float(self.rng.normal(0.0, 0.5))
             if f1 < flo:
                 f1 = 2 * flo - f1
             if f1 > fhi:
@@ -169,6 +178,7 @@ class Background:
                 out += (al[:, 0] * wake)[:, None] * self._alpha_gain[None, :]
         self._extend_theta(t[-1])
         act = self.theta_activity(t)
+        gnoise = self._gamma.process(np.ascontiguousarray(rng.standard_normal((n, 1))))[:, 0]
         if act.any():
             g = self.truth.theta_generator_phase(t)
             w = theta_warp(g, self.theta.asymmetry)
@@ -176,6 +186,47 @@ class Background:
             out += th[:, None] * self._theta_gain[None, :]
             if self.theta.gamma_v > 0:
                 mod = 0.5 * (1.0 + np.cos(w - math.radians(self.theta.gamma_phase_deg)))
-                gam = act * mod * np.sin(2 * math.pi * self.theta.gamma_hz * t)
+                gam = act * mod * gnoise * self._gamma_norm
                 out += gam[:, None] * self._gamma_gain[None, :]
+            self._add_spikes(out, act, w)
         return out
+
+    def _add_spikes(self, out: np.ndarray, act: np.ndarray, w: np.ndarray) -> None:
+        """Extracellular unit spikes on LFP channels, theta-trough locked."""
+        nz = self.noise
+        if nz.lfp_spike_v <= 0 or nz.lfp_spike_rate_hz <= 0 or not self.lfp.any():
+            return
+        n, rng, fs = out.shape[0], self.rng, self.fs
+        half = int(math.ceil(0.002 * fs))            # +-2 ms template support
+        k = int(rng.poisson(nz.lfp_spike_rate_hz * 2.0 * n / fs))
+        pos = rng.uniform(half, n - half - 1, k)
+        # heavy-tailed amplitudes: a few nearby units give rare, large transients
+        amp = nz.lfp_spike_v * np.exp(0.7 * rng.standard_normal(k))
+        i = pos.astype(np.int64)
+        # thinning: rate follows theta activity and peaks at the trough (w = +-pi)
+        keep = rng.random(k) < act[i] * 0.5 * (1.0 - np.cos(w[i]))
+        if not keep.any():
+            return
+        pos, amp = pos[keep], amp[keep]
+        # complex-spike bursts: 2-5 spikes 3-6 ms apart, each smaller than the last
+        burst = rng.random(pos.size) < nz.lfp_burst_prob
+        nb = rng.integers(2, 6, pos.size)
+        isi = rng.uniform(0.003, 0.006, pos.size) * fs
+        extra_pos, extra_amp = [], []
+        for m in range(1, 5):
+            sel = burst & (nb > m)
+            extra_pos.append(pos[sel] + m * isi[sel])
+            extra_amp.append(amp[sel] * 0.8 ** m)
+        pos = np.concatenate([pos] + extra_pos)
+        amp = np.concatenate([amp] + extra_amp)
+        inside = pos < n - half - 1
+        pos, amp = pos[inside], amp[inside]
+        i = pos.astype(np.int64)
+        j = i[:, None] + np.arange(-half, half + 1)[None, :]
+        tau = (j - pos[:, None]) / fs
+        # fast negative trough then a slower positive rebound (~1.5 ms wide in all)
+        shape = (-np.exp(-0.5 * (tau / 0.0004) ** 2)
+                 + 0.35 * np.exp(-0.5 * ((tau - 0.0006) / 0.0004) ** 2))
+        col = np.zeros(n)
+        np.add.at(col, j.ravel(), (shape * amp[:, None]).ravel())
+        out += col[:, None] * np.where(self.lfp, 1.0, 0.0)[None, :]

@@ -56,6 +56,15 @@ class NoiseSettings:
     alpha_v: float = setting(
         8e-6, ge=0, unit="V", doc="RMS of 8-12 Hz alpha on EEG channels in wake (largest "
         "posteriorly; the classic false positive of spindle detectors). 0 disables it")
+    lfp_spike_rate_hz: float = setting(
+        30.0, ge=0, unit="1/s", doc="rate of unit spikes resolved on LFP channels while theta "
+        "runs (wake/REM), locked near the theta trough (Buzsaki 2002); with nested gamma "
+        "the classic false positive of ripple detectors")
+    lfp_spike_v: float = setting(100e-6, ge=0, unit="V",
+                                 doc="median negative peak of a unit spike on the LFP")
+    lfp_burst_prob: float = setting(
+        0.3, ge=0, le=1, doc="probability that a spike is a complex-spike burst of 2-5 "
+        "spikes 3-6 ms apart (Ranck 1973): a ~200 Hz transient, the hardest ripple look-alike")
     line_hz: float = setting(50.0, gt=0, unit="Hz", doc="mains frequency (50 or 60 Hz)")
     line_v: float = setting(2e-6, ge=0, unit="V", doc="mains interference amplitude")
     channel_correlation: float = setting(
@@ -138,13 +147,19 @@ class ThetaSettings:
     """Hippocampal theta (6-10 Hz) with nested gamma, in wake and REM (Buzsaki 2002)."""
 
     freq_hz: tuple[float, float] = setting((6.0, 10.0), gt=0, unit="Hz",
-                                           doc="range the theta frequency wanders in")
-    lfp_v: float = setting(250e-6, ge=0, unit="V", doc="theta amplitude on CA1 channels")
+                                           doc="range the theta frequency wanders in "
+                                           "(mean-reverting to its middle)")
+    lfp_v: float = setting(250e-6, ge=0, unit="V", doc="theta amplitude on CA1 channels "
+                           "(with gamma_v, puts 60-200 Hz power relative to theta-band power "
+                           "within ~2 dB of the shared rat CA1 recording)")
     eeg_v: float = setting(4e-6, ge=0, unit="V", doc="theta amplitude on EEG channels")
-    gamma_hz: float = setting(60.0, gt=0, unit="Hz", doc="nested gamma frequency "
-                              "(30-80 Hz; Colgin et al. 2009)")
-    gamma_v: float = setting(30e-6, ge=0, unit="V",
-                             doc="nested gamma amplitude at its preferred theta phase")
+    gamma_hz: tuple[float, float] = setting(
+        (25.0, 80.0), gt=0, unit="Hz", doc="band of the nested gamma (slow 30-50 Hz and mid "
+        "60-90 Hz gamma: Colgin et al. 2009 Nature 462:353); band-limited noise")
+    gamma_v: float = setting(70e-6, ge=0, unit="V",
+                             doc="nested gamma RMS at its preferred theta phase (with the "
+                             "defaults, the 60-200 Hz wake LFP spectrum relative to theta is "
+                             "within ~3 dB of the shared rat CA1 recording)")
     gamma_phase_deg: float = setting(
         180.0, ge=-180, le=180, unit="deg", doc="theta phase of maximal gamma (CA1 pyramidal "
         "layer: near the trough, Belluscio et al. 2012)")
@@ -304,10 +319,14 @@ class SimSettings:
                                ("spindle.freq_hz", self.spindle.freq_hz),
                                ("so.freq_hz", self.so.freq_hz),
                                ("theta.freq_hz", self.theta.freq_hz),
+                               ("theta.gamma_hz", self.theta.gamma_hz),
                                ("ripple.duration_s", self.ripple.duration_s),
                                ("spindle.duration_s", self.spindle.duration_s)):
             if lo > hi:
                 raise ValueError(f"{name}: low end {lo} is above high end {hi}")
+        if self.theta.gamma_hz[1] >= 0.45 * self.rate_hz:
+            raise ValueError(f"theta: gamma_hz upper end {self.theta.gamma_hz[1]} Hz must be "
+                             f"below 0.45 x rate_hz")
         if self.ripple.freq_hz[1] >= self.rate_hz / 2:
             raise ValueError(f"ripple: freq_hz upper end {self.ripple.freq_hz[1]} Hz must be "
                              f"below Nyquist ({self.rate_hz / 2} Hz); raise rate_hz")

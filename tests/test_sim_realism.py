@@ -77,3 +77,28 @@ def test_ca1_theta_frequency_matches_rat_ca1():
         theta = pp[(ff > 6) & (ff < 10)].mean()
         delta = pp[(ff > 1) & (ff < 4)].mean()
         assert theta > delta
+
+
+def test_wake_lfp_is_a_realistic_negative_control_for_ripple_detectors():
+    """Theta-nested gamma and unit spikes (with bursts) give the ripple band heavy-tailed
+    transients, like the rat CA1 recording — but no ripples."""
+    rat = np.load(DATA / "rat_ca1_theta_1000hz.npy").astype(float)
+    s = SimSettings(hypnogram=HypnogramSettings(schedule=("wake:60",)))
+    x, t, truth = simulate(s, seed=34, duration_s=60.0)
+    ca1 = x[:, 0]
+
+    def tail(y: np.ndarray, fs: float) -> float:
+        sos = signal.butter(4, [150, 250], "bandpass", fs=fs, output="sos")
+        b = signal.sosfiltfilt(sos, y)
+        return float(np.percentile(np.abs(signal.hilbert(b)), 99.9) / b.std())
+
+    assert 0.5 < tail(ca1, 2000.0) / tail(rat, 1000.0) < 1.5
+    # spectrum relative to the mean theta-band (5-11 Hz) power, 60-200 Hz
+    freqs = (60, 100, 150, 200)
+
+    def rel(y: np.ndarray, fs: float) -> np.ndarray:
+        f, p = signal.welch(y, fs=fs, nperseg=int(2 * fs))
+        theta = p[(f >= 5) & (f <= 11)].mean()
+        return np.array([10 * np.log10(p[np.argmin(np.abs(f - q))] / theta) for q in freqs])
+    assert np.all(np.abs(rel(ca1, 2000.0) - rel(rat, 1000.0)) < 4.0)
+    assert len(truth.events("ripple")) <= 0.2 * 60          # awake ripples are rare
