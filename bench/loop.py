@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.scheduler, realtime_priority=args.rt))
     print(f"# bench/loop.py: {args.duration:.0f} s per phase, {cfg.sim.rate_hz:.0f} Hz x "
           f"{len(cfg.sim.channels)} ch, {cfg.source.chunk_samples}-sample chunks, output "
-          f"{args.output}, SCHED_FIFO priority {args.rt or 'off'}; python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"{args.output}, SCHED_FIFO priority {args.rt or 'off'}; python "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load average before {os.getloadavg()[0]:.2f}")
     header = (f"| {'stage (per chunk)':<22} | {'n':>7} | {'median_us':>9} | {'p99_us':>9} | "
               f"{'p99.9_us':>9} | {'max_us':>9} |\n|{'-' * 24}|{'-' * 9}|{'-' * 11}|"

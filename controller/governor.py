@@ -327,6 +327,24 @@ class Governor:
         s.data_seen_s += n_samples * period
         return gap
 
+    def lockouts(self, now_s: float) -> tuple[str, ...]:
+        """Human-readable lockouts in force at ``now_s`` (for the dashboard)."""
+        s, st = self._s, self.settings
+        out = []
+        if not s.armed:
+            out.append("disarmed")
+        if not s.calibrated or s.data_seen_s < st.calibration_s:
+            out.append("calibrating")
+        if now_s < s.last_intended_s + st.refractory_s:
+            out.append(f"refractory {s.last_intended_s + st.refractory_s - now_s:.1f} s")
+        if now_s < s.gap_block_until_s:
+            out.append(f"gap {s.gap_block_until_s - now_s:.1f} s")
+        if now_s < s.auditory_lock_until_s:
+            out.append(f"auditory {s.auditory_lock_until_s - now_s:.1f} s")
+        if s.n_approved >= st.max_pulses_per_session:
+            out.append("session cap")
+        return tuple(out)
+
     def issued(self, pulse: Pulse) -> bool:
         """True only for the very Pulse object this governor approved."""
         return self._issued.get(pulse.pulse_id) is pulse
@@ -357,7 +375,7 @@ class Governor:
         s.last_intended_s = intent.intended_s
         t = intent.intended_s
         # approved times only increase (refractory rule), so pruning on approval is exact
-        for dq, w in zip(s.windows, self.settings.rate_window_s):
+        for dq, w in zip(s.windows, self.settings.rate_window_s, strict=True):
             dq.append(t)
             while dq[0] <= t - w:
                 dq.popleft()
@@ -424,7 +442,7 @@ class Governor:
         if it.intended_s - s.last_intended_s < st.refractory_s:
             return "refractory", (f"{(it.intended_s - s.last_intended_s) * 1e3:.1f} ms after "
                                   f"the previous pulse < {st.refractory_s * 1e3:.0f} ms")
-        for dq, w, n in zip(s.windows, st.rate_window_s, st.rate_max_pulses):
+        for dq, w, n in zip(s.windows, st.rate_window_s, st.rate_max_pulses, strict=True):
             lo = it.intended_s - w
             count = sum(1 for t in dq if t > lo)
             if count >= n:

@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +178,8 @@ class Loop:
         self._outputs_armed = False
         self._immediate: dict[int, float] = {}
         self._pending: Chunk | None = None
+        self._last_chunk: Chunk | None = None
+        self._messages: deque = deque(maxlen=6)
         self._switch_interval: float | None = None
         self._sched_before: tuple | None = None
         self._source_ended = False
@@ -255,7 +258,6 @@ class Loop:
         if self.recorder is not None:
             self.recorder.add_signal_stream(self.source)
             self.recorder.start()
-        self.source.start()
         if self.arm_on_start:
             self._do_arm()
         if not self.simulated:
@@ -266,8 +268,10 @@ class Loop:
             self._set_realtime(self.scheduler.settings.realtime_priority)
             self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
+        # (collect before the source starts, so the pause does not delay the first chunks)
         gc.collect()
         gc.freeze()
+        self.source.start()
 
     def _set_realtime(self, priority: int) -> None:
         """SCHED_FIFO for this thread (and threads it creates) when asked and allowed."""
@@ -308,6 +312,7 @@ class Loop:
     def _note(self, msg: str, t: float | None = None) -> None:
         t = self.clock.now() if t is None else t
         self._log(msg)
+        self._messages.append(msg)
         if self.recorder is not None and not self.recorder.failed:
             self.recorder.write_marker("log", t, {"t_s": t, "message": msg})
 
@@ -383,8 +388,10 @@ class Loop:
             p3 = perf()
             h_dec.record(p3 - p2)
             # ---- policy
-            intents = self.policy.step(events, now, phase) if self.policy.needs_phase \
-                else self.policy.step(events, now)
+            # the decision time is now, after decoding (the simulated clock does not move)
+            t_dec = clock.now()
+            intents = self.policy.step(events, t_dec, phase) if self.policy.needs_phase \
+                else self.policy.step(events, t_dec)
             p4 = perf()
             h_pol.record(p4 - p3)
             # ---- governor and scheduler
@@ -399,6 +406,7 @@ class Loop:
             if len(res.events) < MAX_KEPT:
                 res.events.extend(events)
             self._after_chunk(now)
+            self._last_chunk = chunk
             p6 = perf()
             h_rec.record(p6 - p5)
             if self.simulated:
@@ -546,7 +554,7 @@ class Loop:
         refused = {k: v for k, v in self.governor.refusals.items() if v}
         counts: dict[str, int] = {}
         for e in res.events[-500:]:
-            if now - e.detect_s <= 60.0:
+            if now - e.detect_s <= 60.0 and e.kind != "calibration_done":
                 counts[e.kind] = counts.get(e.kind, 0) + 1
         span = min(60.0, max(now - res.t0_s, 1e-9)) / 60.0
         self.status_board.publish(LoopStatus(
@@ -554,11 +562,12 @@ class Loop:
             channels=channel_quality(chunk.samples, chunk.channels),
             detections_per_min={k: v / span for k, v in counts.items()},
             pulses_sent=self.scheduler.n_sent, pulses_refused=refused,
-            armed=self.governor.armed,
+            armed=self.governor.armed, lockouts=self.governor.lockouts(now),
             loop_latency_p99_s=self.stages["chunk_total"].percentile(99),
             scheduler_lateness_p99_s=self.scheduler.lateness.percentile(99),
             recording_path=str(getattr(self.recorder, "path", "") or ""),
-            state=state))
+            recording_bytes=_file_size(getattr(self.recorder, "path", None)),
+            state=state, messages=tuple(self._messages)))
 
     def _shutdown(self, reason: str) -> None:
         """Stimulation off first, then everything else; never raises past an error that
@@ -601,11 +610,13 @@ class Loop:
             self._log(msg)
         if self.status_board is not None:
             try:
-                from controller.status import LoopStatus
-                self.status_board.publish(LoopStatus(
-                    source=self.description, elapsed_s=res.duration_s,
-                    pulses_sent=self.scheduler.n_sent, armed=False,
-                    state="stopped" if not res.error else res.error))
+                state = "stopped" if not res.error else res.error
+                if self._last_chunk is not None:
+                    self._publish(self.clock.now(), self._last_chunk, state)
+                else:
+                    from controller.status import LoopStatus
+                    self.status_board.publish(LoopStatus(source=self.description,
+                                                         state=state))
             except BaseException as exc:
                 self._log(f"status: {exc}")
 
@@ -622,6 +633,13 @@ def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None) -> list:
 
     ds = getattr(cfg, "detectors", None)
     return [RippleDetector(getattr(ds, "ripple", None) or RippleSettings())]
+
+
+def _file_size(path: Any) -> int:
+    try:
+        return os.stat(path).st_size if path else 0
+    except OSError:
+        return 0
 
 
 def phase_channel_missing(estimator: Any, source: Any) -> bool:
@@ -741,12 +759,14 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
         from controller.recorder import Recorder
 
         recorder = Recorder(record, config_text)
-    return Loop(source, make_detectors(cfg, tuple(source.channels)), policy, governor, scheduler, clock,
+    return Loop(source, make_detectors(cfg, tuple(source.channels)), policy, governor,
+                scheduler, clock,
                 recorder=recorder, phase_estimator=phase,
                 arm_on_start=cfg.safety.arm_on_start, status_board=status_board,
                 description=description or cfg.source.kind,
                 read_timeout_s=cfg.source.read_timeout_s, log=log, sim_source=sim_source)
 
 
-__all__ = ["Loop", "build_loop", "make_detectors", "RunResult", "SimStimOutput", "STAGES", "HostClock", "SimClock",
+__all__ = ["Loop", "build_loop", "make_detectors", "RunResult", "SimStimOutput", "STAGES",
+           "HostClock", "SimClock",
            "SourceError"]

@@ -322,5 +322,6 @@ def check_against_safety(policy: PolicySettings, safety) -> None:
                          "pulse; use condition = \"sham\" for a run without stimulation")
 
 
-__all__ = ["check_against_safety", "PolicySettings", "PulseSettings", "Policy", "TARGETS", "NGO_CLICK_INTERVAL_S",
+__all__ = ["check_against_safety", "PolicySettings", "PulseSettings", "Policy", "TARGETS",
+           "NGO_CLICK_INTERVAL_S",
            "NGO_PAUSE_S"]

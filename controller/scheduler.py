@@ -179,8 +179,10 @@ class Scheduler:
         """Send one due pulse now, or cancel it if past its deadline or disarmed."""
         now = self.clock.now()
         if now > pulse.deadline_s:
-            self._log_cancel(pulse, f"late: {(now - pulse.intended_s) * 1e3:.3f} ms after "
-                                    f"intended, deadline {(pulse.deadline_s - pulse.intended_s) * 1e3:.3f} ms")
+            late_ms = (now - pulse.intended_s) * 1e3
+            budget_ms = (pulse.deadline_s - pulse.intended_s) * 1e3
+            self._log_cancel(pulse, f"late: {late_ms:.3f} ms after intended, deadline "
+                                    f"{budget_ms:.3f} ms")
             return
         if not self.governor.armed:
             self._log_cancel(pulse, "governor disarmed before the pulse was due")

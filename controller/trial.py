@@ -217,7 +217,7 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
 
 def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition: str | None = None,
             record: str | None = None, config_text: str = "", log: Any = None,
-            **overrides: Any) -> tuple[Any, dict]:
+            on_built: Any = None, **overrides: Any) -> tuple[Any, dict]:
     """Run one closed loop on the simulator and score it.
 
     Parameters
@@ -232,6 +232,8 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
         Override ``policy.condition`` ("stim", "sham", "yoked-random").
     record : str, optional
         XDF path.
+    on_built : callable(Loop), optional
+        Called with the loop before it runs (e.g. to attach a dashboard).
     **overrides
         Passed to :func:`controller.loop.build_loop` (stim_port, status_board, ...).
 
@@ -249,6 +251,8 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
                                                                   condition=condition))
     loop = build_loop(cfg, config_text=config_text, speed=speed, duration_s=duration_s,
                       record=record, log=log, **overrides)
+    if on_built is not None:
+        on_built(loop)
     result = loop.run(duration_s)
     sim = loop.sim_source
     cal = max([getattr(getattr(d, "settings", None), "calibration_s", 0.0)
@@ -261,7 +265,8 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
 
 def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
               record: str | None = None, report: str | None = None, sham_twin: bool = True,
-              config_text: str = "", log: Any = None, **overrides: Any) -> dict:
+              config_text: str = "", log: Any = None, on_built: Any = None,
+              **overrides: Any) -> dict:
     """The simulated closed-loop trial: the configured condition, then (if it is not sham)
     a sham twin with the same seed at ``--speed max``, and the memory comparison.
 
@@ -273,7 +278,7 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
         summary.txt when ``report`` is given.
     """
     result, score = run_sim(cfg, duration_s, speed=speed, record=record,
-                            config_text=config_text, log=log, **overrides)
+                            config_text=config_text, log=log, on_built=on_built, **overrides)
     sham = None
     if sham_twin and cfg.policy.condition != "sham" and result.duration_s > 0:
         _, sham = run_sim(cfg, result.duration_s, speed="max", condition="sham")

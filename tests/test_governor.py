@@ -6,11 +6,18 @@ import dataclasses
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.config import loads_config
-from controller.governor import (RULES, SHANNON_K_LIMIT, Governor, Intent, SafetySettings,
-                                 electrical_dose)
+from controller.governor import (
+    RULES,
+    SHANNON_K_LIMIT,
+    Governor,
+    Intent,
+    SafetySettings,
+    electrical_dose,
+)
 from controller.schema import ConfigError, build
 from drivers.pulse import PulseSpec
 
@@ -248,7 +255,7 @@ def test_no_intent_sequence_breaks_refractory_rate_or_cap(lim, steps):
             assert d.pulse.intended_s >= now - 1e-12 or d.pulse.deadline_s >= now
     times = [p.intended_s for p in approved]
     assert len(times) <= cap
-    assert all(b - a >= refractory for a, b in zip(times, times[1:]))
+    assert all(b - a >= refractory for a, b in zip(times, times[1:], strict=False))
     for w, n in windows:
         for i, t in enumerate(times):  # any window (t - w, t] holds at most n pulses
             assert sum(1 for u in times[: i + 1] if u > t - w) <= n

@@ -7,8 +7,14 @@ import pytest
 
 from controller.config import loads_config
 from controller.governor import SafetySettings
-from controller.policy import (NGO_CLICK_INTERVAL_S, NGO_PAUSE_S, Policy, PolicySettings,
-                               PulseSettings, check_against_safety)
+from controller.policy import (
+    NGO_CLICK_INTERVAL_S,
+    NGO_PAUSE_S,
+    Policy,
+    PolicySettings,
+    PulseSettings,
+    check_against_safety,
+)
 from controller.schema import ConfigError, build
 from decoders.events import Event
 from decoders.phase import PhaseEstimate
@@ -97,7 +103,7 @@ def test_conditions_sham_and_yoked_random():
     ta = [a.step([ripple(t)], t) for t in (1.0, 10.0, 20.0)]
     tb = [b.step([ripple(t)], t) for t in (1.0, 10.0, 20.0)]
     assert [x[0].intended_s for x in ta] == [x[0].intended_s for x in tb]  # seeded
-    for t, [x] in zip((1.0, 10.0, 20.0), ta):
+    for t, [x] in zip((1.0, 10.0, 20.0), ta, strict=True):
         assert t + 0.5 <= x.intended_s <= t + 3.0 and x.condition == "yoked-random"
         assert x.deadline_s == pytest.approx(x.intended_s + BUDGET)
     # two-click sequences move as a whole, keeping the click interval

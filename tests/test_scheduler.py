@@ -138,7 +138,7 @@ def test_thread_fires_never_early_and_in_order():
     finally:
         s.stop()
     assert [i for i, _ in got] == [1, 2, 3, 4]
-    for (i, t), p in zip(got, ps):
+    for (_, t), p in zip(got, ps, strict=True):
         assert t >= p.intended_s  # never early
     log = s.drain()
     assert all(d.status == "sent" and d.sent_s >= p.intended_s for p, d in log)

@@ -12,7 +12,7 @@ import pytest
 
 from controller.cli import main
 from controller.config import load_config
-from controller.trial import (detection_metrics, phase_error, ripple_timing, run_trial)
+from controller.trial import detection_metrics, phase_error, ripple_timing, run_trial
 from sim.truth import TruthEvent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,8 @@ def test_run_and_replay_commands(tmp_path, capsys):
 
 
 def test_scoring_helpers_against_hand_values():
-    tr = [TruthEvent("ripple", "CA1", 1.0, 1.03, 1.06), TruthEvent("ripple", "CA1", 2.0, 2.02, 2.05),
+    tr = [TruthEvent("ripple", "CA1", 1.0, 1.03, 1.06),
+          TruthEvent("ripple", "CA1", 2.0, 2.02, 2.05),
           TruthEvent("ripple", "CA1", 3.0, 3.03, 3.06)]
     m = detection_metrics(np.array([1.02, 1.04, 2.03, 5.0]), tr, 0.02, 0.0, 10.0)
     # hits: 1.02 (first), 2.03 (second); 1.04 is a duplicate, 5.0 a false alarm

@@ -34,7 +34,6 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     """Shared by ``run`` and ``replay``: build, run, summarise."""
     from controller.cli import UserError
     from controller.config import dump_config, load_config
-    from controller.schema import ConfigError
     from drivers.chunk import SourceError
     from drivers.pulse import DeviceError
     from drivers.sources import parse_speed
@@ -57,10 +56,29 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                         "never ends on its own)")
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] \
         if args.channels else None
-    log = (lambda msg: None) if args.quiet else \
-        (lambda msg: print(f"[engramloop] {msg}", file=sys.stderr, flush=True))
+    from controller.dashboard import make_dashboard
+    from controller.status import StatusBoard
+
+    board = StatusBoard()
+    dash_box: list = []
+
+    def on_built(loop) -> None:
+        """Attach the live dashboard (keys arm/disarm/stop go to the loop)."""
+        dash = make_dashboard(board, loop, quiet=args.quiet)
+        if dash is not None:
+            dash.start()
+            dash_box.append(dash)
+
+    def log(msg: str) -> None:
+        # on a live terminal dashboard the messages show inside it (LoopStatus.messages);
+        # otherwise one line each on stderr. Everything is in the recording's log stream.
+        if args.quiet or (dash_box and dash_box[0].interactive):
+            return
+        print(f"[engramloop] {msg}", file=sys.stderr, flush=True)
+
     overrides = dict(stim_port=args.stim_port, serial_port=args.serial_port,
-                     stream=args.stream, channels=channels, path=replay_path)
+                     stream=args.stream, channels=channels, path=replay_path,
+                     status_board=board)
     from controller.recorder import RecordingError
     from controller.trial import format_summary, run_trial, score_run, write_report
 
@@ -69,13 +87,14 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
             rep = run_trial(cfg, args.duration,
                             speed=speed, record=args.record, report=args.report,
                             sham_twin=bool(args.report), config_text=dump_config(cfg),
-                            log=log, **overrides)
+                            log=log, on_built=on_built, **overrides)
         else:
             from controller.loop import build_loop
 
             loop = build_loop(cfg, config_text=dump_config(cfg), speed=speed,
                               duration_s=args.duration, record=args.record, log=log,
                               **overrides)
+            on_built(loop)
             result = loop.run(args.duration)
             rep = {"config": cfg.name, "seed": cfg.seed, "speed": str(speed),
                    "run": score_run(result), "sham": None,
@@ -84,8 +103,9 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                 write_report(rep, args.report)
     except (SourceError, DeviceError, RecordingError) as exc:
         raise UserError(f"{exc} (stimulation stopped, outputs off)") from None
-    except ConfigError:
-        raise
+    finally:
+        for dash in dash_box:
+            dash.stop()
     print(format_summary(rep))
     interrupted = str(rep["run"].get("stop_reason", "")).startswith("interrupted")
     if not args.quiet:
