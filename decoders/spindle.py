@@ -20,8 +20,10 @@ one, so both are in phase at the spindle frequency. The moving correlation needs
 product; with ``mean(xy) = (mean((x+y)^2) - mean((x-y)^2)) / 4`` it comes from two moving
 RMS envelopes, so every rule runs in the C filter bank. An event fires when all three
 rules have held for ``min_duration_s``; if they go on holding beyond ``max_duration_s``
-the detector emits ``spindle_rejected`` for it (online, a fired event cannot be taken
-back, but the recording and the scorer can drop it).
+the detector emits ``spindle_rejected`` for it. A fourth, online-only rule vetoes
+while the alpha band (7.5-10.5 Hz) RMS exceeds 0.6 x the sigma RMS: wake alpha reaches
+into 11-12 Hz, a spindle carries little alpha. (``spindle_rejected`` exists because online
+a fired event cannot be taken back, but the recording and the scorer can drop it.)
 """
 from __future__ import annotations
 
@@ -62,6 +64,12 @@ class SpindleSettings:
                                                          "(YASA: 0.2 over 2 s windows)")
     corr_min: float = setting(0.4, ge=-1, le=1, doc="minimum sigma-vs-broadband correlation "
                                                      "(YASA: 0.65, zero-phase)")
+    alpha_band_hz: tuple[float, float] = setting((7.5, 10.5), gt=0, unit="Hz",
+                                                 doc="band of the alpha veto")
+    alpha_ratio_max: float = setting(0.6, ge=0, doc="veto while alpha RMS exceeds this times "
+                                                    "the sigma RMS (wake alpha leaks into the "
+                                                    "sigma band; a spindle has little alpha); "
+                                                    "0 disables")
     min_duration_s: float = setting(0.1, ge=0, le=2, unit="s",
                                     doc="all rules must hold this long before an event fires")
     max_duration_s: float = setting(2.5, gt=0, unit="s",
@@ -82,7 +90,7 @@ class SpindleSettings:
                                                           "baseline")
 
     def validate(self) -> None:
-        for name in ("sigma_band_hz", "broad_band_hz"):
+        for name in ("sigma_band_hz", "broad_band_hz", "alpha_band_hz"):
             lo, hi = getattr(self, name)
             if not lo < hi:
                 raise ValueError(f"{name}: low edge {lo} must be below high edge {hi}")
@@ -122,6 +130,8 @@ class SpindleDetector:
         self._sigma = BandEnvelope(butter_bandpass(*s.sigma_band_hz, fs, s.filter_order), k, win)
         self._broad = BandEnvelope(butter_bandpass(*s.broad_band_hz, fs, s.filter_order), k, win)
         self._pm = MovingRms(4 * k, win)
+        self._alpha = (BandEnvelope(butter_bandpass(*s.alpha_band_hz, fs, s.filter_order), k,
+                                    win) if s.alpha_ratio_max > 0 else None)
         # derivative -> quadrature (90 deg) at the sigma centre frequency
         self._qgain = fs / (2 * np.pi * np.sqrt(s.sigma_band_hz[0] * s.sigma_band_hz[1]))
         self._xs_last = np.zeros(k)
@@ -148,6 +158,7 @@ class SpindleDetector:
         self._sum = np.empty((n, 4 * k))
         self._pmo = np.empty((n, 4 * k))
         self._q = np.empty((n, k))
+        self._xa, self._ea = np.empty((n, k)), np.empty((n, k))
         self._tmp2 = np.empty((n, k))
         self._med, self._sd = np.empty((n, k)), np.empty((n, k))
         self._thr = np.empty((n, k))
@@ -236,6 +247,11 @@ class SpindleDetector:
         tmp2 *= 16.0 * s.corr_min * abs(s.corr_min)
         np.greater_equal(tmp, tmp2, out=c2)
         cond &= c2
+        if self._alpha is not None:
+            _, ea = self._alpha.process_envelope(xb, self._xa[:n], self._ea[:n])
+            np.multiply(es, s.alpha_ratio_max, out=tmp)
+            np.less_equal(ea, tmp, out=c2)
+            cond &= c2
         runs = self._runs[:n]
         run_lengths(cond, self._carry, runs, self._pos)
         events: list[Event] = []

@@ -1,0 +1,154 @@
+"""Detector accuracy on the simulator and per-chunk speed.
+
+Accuracy: the simulator at its documented default SNR (``sim.settings`` module docstring:
+ripples median 60 uV peak envelope over ~9 uV band RMS, spindles 25 uV over ~4 uV, slow
+oscillations 75 uV troughs over ~10 uV), the default 600 s hypnogram (N2, N3, N2, REM,
+wake), several seeds, default ``[detectors]`` settings, 10-sample chunks at 2 kHz. Scored
+after each detector's calibration with :mod:`decoders.scoring`.
+
+Speed: 8 channels x 10 samples at 2 kHz, all three detectors plus the ``[phase]``
+estimator (ECHT, theta on CA1), median and p99 time per chunk.
+
+Run: ``.venv/bin/python bench/detectors.py [--seeds 0 1 2] [--duration 600]``.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from decoders.detectors import DetectorsSettings, make_detectors  # noqa: E402
+from decoders.phase import EchtPhase, PhaseSettings  # noqa: E402
+from decoders.scoring import (intervals, replay, score_detections,  # noqa: E402
+                              score_phase)
+from drivers.chunk import Chunk  # noqa: E402
+
+TARGETS = {
+    "ripple": "F1 >= 0.95 at <= 1 FP/min; median latency from onset <= 10 ms",
+    "spindle": "F1 >= 0.85; median detection <= 300 ms after onset",
+    "so": "trigger phase circular SD <= 35 deg, mean within +-15 deg, >= 85 % in up-phase",
+}
+
+
+def accuracy(seeds: list[int], duration_s: float, chunk: int) -> dict:
+    from sim.generate import simulate
+
+    pooled: dict = {"ripple": [], "spindle": [], "so": [], "so_phase": []}
+    for seed in seeds:
+        x, t, truth = simulate(seed=seed, duration_s=duration_s)
+        names = tuple(truth.channels)
+        stages = make_detectors(DetectorsSettings(), channels=names)
+        ev = replay(stages, x, t, truth.rate_hz, names, chunk)
+        cal = {e.channel: e.detect_s for e in ev if e.kind == "calibration_done"}
+        rejected = {(e.channel, e.onset_s) for e in ev if e.kind == "spindle_rejected"}
+        for kind in ("ripple", "spindle", "so"):
+            start = cal[kind]
+            det = [e for e in ev if e.kind == kind and (e.channel, e.onset_s) not in rejected]
+            tr = [e for e in truth.events(kind) if e.onset_s >= start]
+            before = 0.3 if kind == "so" else 0.05
+            sc = score_detections([e.detect_s for e in det], intervals(tr), t[-1] - start,
+                                  tol_before_s=before)
+            pooled[kind].append(sc)
+        pred = np.array([e.predicted_s for e in ev if e.kind == "so"])
+        pooled["so_phase"].append(truth.phase("so", pred[np.isfinite(pred)]))
+        pooled.setdefault("so_no_prediction", []).append(int(np.sum(~np.isfinite(pred))))
+    return pooled
+
+
+def pool(scores: list) -> dict:
+    tp = sum(s.true_positives for s in scores)
+    fp = sum(s.false_positives for s in scores)
+    fn = sum(s.false_negatives for s in scores)
+    minutes = sum(s.duration_s for s in scores) / 60.0
+    nd, nt = tp + fp, tp + fn
+    return {"truth": nt, "detected": nd, "precision": tp / nd if nd else math.nan,
+            "recall": tp / nt if nt else math.nan,
+            "f1": 2 * tp / (nd + nt) if nd + nt else math.nan, "fp_per_min": fp / minutes,
+            "lat_on_med_ms": 1e3 * float(np.median([s.latency_onset_median_s for s in scores])),
+            "lat_on_p90_ms": 1e3 * float(np.median([s.latency_onset_p90_s for s in scores])),
+            "lat_pk_med_ms": 1e3 * float(np.median([s.latency_peak_median_s for s in scores])),
+            "lat_pk_p90_ms": 1e3 * float(np.median([s.latency_peak_p90_s for s in scores]))}
+
+
+def speed(n_chunks: int = 6000, repeats: int = 3) -> dict:
+    from sim.generate import simulate
+
+    x, t, truth = simulate(seed=7, duration_s=n_chunks * 10 / 2000.0 + 1.0)
+    names = tuple(truth.channels)
+    chunks = [Chunk(np.ascontiguousarray(x[i:i + 10]), t[i:i + 10], truth.rate_hz, names,
+                    float(t[i])) for i in range(0, n_chunks * 10, 10)]
+    best: dict = {}
+    for _ in range(repeats):
+        stages = make_detectors(DetectorsSettings(), channels=names)
+        phase = EchtPhase(PhaseSettings())
+        per = {type(s).__name__: np.empty(len(chunks)) for s in stages}
+        per["EchtPhase"] = np.empty(len(chunks))
+        total = np.empty(len(chunks))
+        gc.disable()
+        try:
+            for i, c in enumerate(chunks):
+                t0 = time.perf_counter_ns()
+                for s in stages:
+                    a = time.perf_counter_ns()
+                    s.process(c)
+                    per[type(s).__name__][i] = time.perf_counter_ns() - a
+                a = time.perf_counter_ns()
+                phase.process(c)
+                per["EchtPhase"][i] = time.perf_counter_ns() - a
+                total[i] = time.perf_counter_ns() - t0
+        finally:
+            gc.enable()
+        warm = slice(200, None)   # first chunks allocate and calibrate nothing yet
+        res = {k: (float(np.median(v[warm])) / 1e3, float(np.percentile(v[warm], 99)) / 1e3)
+               for k, v in per.items()}
+        res["all"] = (float(np.median(total[warm])) / 1e3,
+                      float(np.percentile(total[warm], 99)) / 1e3)
+        if not best or res["all"][1] < best["all"][1]:
+            best = res
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--duration", type=float, default=600.0, help="seconds per seed")
+    ap.add_argument("--chunk", type=int, default=10, help="samples per chunk")
+    ap.add_argument("--no-accuracy", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.no_accuracy:
+        res = accuracy(args.seeds, args.duration, args.chunk)
+        print(f"== accuracy on the simulator: seeds {args.seeds}, {args.duration:g} s each, "
+              f"default SNR, chunks of {args.chunk} samples at 2 kHz")
+        print(f"{'detector':<9}{'truth':>6}{'det':>6}{'prec':>7}{'recall':>7}{'F1':>7}"
+              f"{'FP/min':>7}{'onset->detect ms med/p90':>26}{'peak->detect ms med/p90':>25}")
+        for kind in ("ripple", "spindle", "so"):
+            p = pool(res[kind])
+            print(f"{kind:<9}{p['truth']:>6}{p['detected']:>6}{p['precision']:>7.3f}"
+                  f"{p['recall']:>7.3f}{p['f1']:>7.3f}{p['fp_per_min']:>7.2f}"
+                  f"{p['lat_on_med_ms']:>15.1f} / {p['lat_on_p90_ms']:<8.1f}"
+                  f"{p['lat_pk_med_ms']:>14.1f} / {p['lat_pk_p90_ms']:<8.1f}")
+        ph = score_phase(np.concatenate(res["so_phase"]), 0.0)
+        print(f"SO up-state triggers (predicted_s): n={ph.n} (+{sum(res['so_no_prediction'])} "
+              f"shallow waves without a prediction), true phase mean "
+              f"{ph.mean_phase_deg:+.1f} deg, circular SD {ph.sd_phase_deg:.1f} deg, "
+              f"in up-phase {100 * ph.fraction_in_target_half:.1f} %")
+        print("targets (issue 4):")
+        for k, v in TARGETS.items():
+            print(f"  {k}: {v}")
+    sp = speed()
+    print("== speed: 8 channels x 10 samples at 2 kHz, per chunk (microseconds)")
+    for k, (med, p99) in sp.items():
+        print(f"  {k:<18} median {med:7.1f}   p99 {p99:7.1f}")
+    print("  target: all three detectors + one phase estimator, p99 < 100 us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
