@@ -110,7 +110,8 @@ class Background:
         dens = np.where(self.lfp, noise.lfp_white_v_per_rthz, noise.eeg_white_v_per_rthz)
         self._white_gain = dens * math.sqrt(self.fs / 2.0)
         self._line_phase = rng.uniform(-0.3, 0.3, self.n_ch)
-        self._line_gain = np.full(self.n_ch, noise.line_v)
+        self._line_cos = (noise.line_v * np.cos(self._line_phase))[None, :]
+        self._line_sin = (noise.line_v * np.sin(self._line_phase))[None, :]
         self._theta_gain = np.where(self.lfp, theta.lfp_v, theta.eeg_v)
         self._gamma_gain = np.where(self.lfp, theta.gamma_v, 0.0)
         truth.theta_asym = theta.asymmetry
@@ -169,8 +170,9 @@ class Background:
             sig = self._sigma.process(np.ascontiguousarray(rng.standard_normal((n, self.n_ch))))
             out += sig * self._sigma_gain
         if self.noise.line_v > 0:
+            # sin(ph + p_c) = sin(ph) cos(p_c) + cos(ph) sin(p_c): 2 n trig calls, not n*c
             ph = 2 * math.pi * self.noise.line_hz * t
-            out += np.sin(ph[:, None] + self._line_phase[None, :]) * self._line_gain
+            out += np.sin(ph)[:, None] * self._line_cos + np.cos(ph)[:, None] * self._line_sin
         if self.noise.alpha_v > 0:
             al = self._alpha.process(np.ascontiguousarray(rng.standard_normal((n, 1))))
             wake = self.theta_activity(t, ("wake",))
