@@ -231,7 +231,12 @@ class Loop:
             raise
         else:
             self._shutdown("end of run")
-            self._close_recorder(raise_errors=True)
+            try:
+                self._close_recorder(raise_errors=True)
+            except BaseException as exc:  # the recording failed at its last flush
+                res.error = f"{type(exc).__name__}: {exc}"
+                res.stop_reason = "error"
+                raise
             return res
         finally:
             self._close_recorder(raise_errors=False)
