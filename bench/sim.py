@@ -5,7 +5,9 @@ wall-clock second, median of 3 runs, one process, one thread) at several chunk s
 target is >= 200x at the stated chunk size. Then prints the default-setting band RMS
 values and event amplitudes that the SNR figures in ``sim/settings.py`` quote.
 
-Run: ``.venv/bin/python bench/sim.py``
+Run: ``.venv/bin/python bench/sim.py`` (add ``--detectors`` to also score the project's
+detectors, ``decoders.detectors.make_detectors`` with default settings, against the truth
+of a 600-s default-schedule run read in 20-sample chunks).
 """
 from __future__ import annotations
 
@@ -98,6 +100,34 @@ def snr() -> None:
           f"{sob[outside(so, 0.5)].std() * 1e6:.1f} uV")
 
 
+def detectors() -> None:
+    from decoders.detectors import make_detectors
+    from decoders.scoring import intervals, score_detections
+
+    src = SimSource(SimSettings(), seed=5, chunk_samples=20, duration_s=600.0)
+    src.start()
+    dets = make_detectors(None, src.channels)
+    evs = []
+    while True:
+        try:
+            c = src.read(0.0)
+        except EndOfStream:
+            break
+        for d in dets:
+            evs.extend(d.process(c))
+    src.stop()
+    print("project detectors on 600 s of the default schedule (seed 5, 20-sample chunks):")
+    for kind in ("ripple", "spindle", "so"):
+        det = [e.detect_s for e in evs if e.kind == kind]
+        sc = score_detections(det, intervals(src.truth.events(kind)), 600.0,
+                              tol_before_s=0.05, tol_after_s=0.3 if kind == "so" else 0.05)
+        print(f"  {kind:8s} truth {sc.n_truth:4d} detected {sc.n_detected:4d} precision "
+              f"{sc.precision:.2f} recall {sc.recall:.2f} FP/min {sc.fp_per_min:.2f} "
+              f"onset latency median {sc.latency_onset_median_s * 1e3:.0f} ms")
+
+
 if __name__ == "__main__":
     speed()
     snr()
+    if "--detectors" in sys.argv[1:]:
+        detectors()
