@@ -774,11 +774,19 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
                          f"at {s.rate_hz:g} Hz / this length.")
             continue
         conds = sorted({p.condition for p in group}, key=lambda c: (c != "stim", c))
-        fig = _new_figure(4.0 * len(conds) + 0.5, 4.4)
-        axes = [fig.add_subplot(1, len(conds), i + 1, projection="polar")
-                for i in range(len(conds))]
-        for ax, cond in zip(axes, conds, strict=True):
-            t = np.array([p.fire_s for p in group if p.condition == cond])
+        panels = []
+        for cond in conds:
+            times = np.sort([p.fire_s for p in group if p.condition == cond])
+            second = _second_clicks(rec, target, times)
+            if second.any():
+                panels.append((f"{cond}, first click", want, times[~second]))
+                panels.append((f"{cond}, second click", math.nan, times[second]))
+            else:
+                panels.append((cond, want, times))
+        fig = _new_figure(4.0 * len(panels) + 0.5, 4.4)
+        axes = [fig.add_subplot(1, len(panels), i + 1, projection="polar")
+                for i in range(len(panels))]
+        for ax, (cond, want, t) in zip(axes, panels, strict=True):
             i = np.searchsorted(s.t, t)
             inside = (i > 0) & (i < s.t.size)
             ph = pe[0][i[inside]]
@@ -787,12 +795,13 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
             bins = np.linspace(-np.pi, np.pi, 19)
             hist, _ = np.histogram(np.deg2rad(ph), bins)
             ax.bar(bins[:-1] + np.diff(bins) / 2, hist, width=np.diff(bins), bottom=0,
-                   color=_color(cond), alpha=0.75, edgecolor="white")
+                   color=_color(cond.split(",")[0]), alpha=0.75, edgecolor="white")
             if np.isfinite(mean):
                 top = max(hist.max(), 1)
                 ax.annotate("", xy=(math.radians(mean), r * top), xytext=(0, 0),
                             arrowprops={"arrowstyle": "->", "color": "k", "lw": 1.5})
-            ax.plot([math.radians(want)] * 2, [0, max(hist.max(), 1)], color="gold", lw=2)
+            if math.isfinite(want):
+                ax.plot([math.radians(want)] * 2, [0, max(hist.max(), 1)], color="gold", lw=2)
             ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
             ax.set_theta_zero_location("E")
             ax.set_thetagrids(range(0, 360, 45), ["0", "45", "90", "135", "+-180", "-135",
@@ -800,8 +809,8 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
             ax.set_title(f"{cond}: n = {ph.size}\nmean {mean:.0f} deg, SD {sd:.0f} deg",
                          fontsize=9)
             rows.append((target, cond, s.channels[ci], f"{band[0]:g}-{band[1]:g}", ph.size,
-                         f"{want:.0f}", _f(mean, 0), _f(sd, 0), _f(r, 2),
-                         _f(wrap_deg(mean - want), 0) if np.isfinite(mean) else "",
+                         _f(want, 0), _f(mean, 0), _f(sd, 0), _f(r, 2),
+                         _f(wrap_deg(mean - want), 0) if np.isfinite(mean - want) else "",
                          _f(tmean, 0), _f(tsd, 0)))
         name = _save(fig, out, f"phase-{_slug(target)}.png")
         sec.figures.append(FigureInfo(
@@ -809,7 +818,9 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
             f"{rhythm} phase on {s.channels[ci]} at each delivered pulse (device edge when "
             f"known, else send time), from a zero-phase {band[0]:g}-{band[1]:g} Hz filter and "
             "the Hilbert transform; 0 deg = peak, +-180 deg = trough. Arrow = circular mean "
-            "(length = resultant R), gold line = intended phase."))
+            "(length = resultant R), gold line = intended phase. In the two-click protocol "
+            "(Ngo et al. 2013) only the first click targets a phase; the second follows at a "
+            "fixed interval and is shown apart."))
     sec.body = _table(["target", "condition", "channel", "band (Hz)", "n", "intended (deg)",
                        "circular mean (deg)", "circular SD (deg)", "R", "error (deg)",
                        "true mean (deg)", "true SD (deg)"], rows) \
@@ -817,6 +828,25 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
     if not sec.figures and not notes:
         sec.missing = "No delivered phase-targeted pulse in this recording."
     return sec, pulses
+
+
+def _second_clicks(rec: Recording, target: str, times: np.ndarray) -> np.ndarray:
+    """Which of these sorted pulse times are the second click of a two-click sequence.
+
+    Only when the recorded config has ``[policy] so_mode = "two_click"`` and the target is
+    the SO up-state: a pulse ``click_interval_s`` (+-25 %) after a first click is a second
+    click. Returns a boolean mask, all False otherwise.
+    """
+    pol = rec.config.get("policy", {}) if isinstance(rec.config, dict) else {}
+    mask = np.zeros(times.size, bool)
+    if target != "so_upstate" or not isinstance(pol, dict) or \
+            pol.get("so_mode") != "two_click":
+        return mask
+    gap = _num(pol.get("click_interval_s", 1.075))
+    for k in range(1, times.size):
+        if not mask[k - 1] and abs(times[k] - times[k - 1] - gap) <= 0.25 * gap:
+            mask[k] = True
+    return mask
 
 
 def _truth_stim_phase(rec: Recording, fire_s: np.ndarray, rhythm: str
