@@ -8,7 +8,7 @@ from drivers.chunk import Chunk, EndOfStream, Source, SourceError
 from drivers.clock import SimClock
 from drivers.pulse import PulseSpec
 from sim.generate import simulate
-from sim.settings import SimSettings
+from sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
 from sim.source import SimSource
 
 
@@ -62,7 +62,11 @@ def test_clock_offset_timestamps():
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_bit_identical_for_any_chunk_size(chunk):
-    s = SimSettings(hypnogram=SimSettings().hypnogram.__class__(schedule=("N3:20", "REM:10")))
+    # every generator and artefact kind, so every code path is covered
+    art = ArtefactSettings(movement_rate_hz=0.2, pop_rate_hz=0.2, dropout_rate_hz=0.2,
+                           saturation_rate_hz=0.2, clip_v=1e-3)
+    s = SimSettings(hypnogram=HypnogramSettings(schedule=("N3:12", "REM:8", "wake:10")),
+                    artefacts=art)
     whole, t_whole, truth_w = simulate(s, seed=5, duration_s=30.0, chunk_samples=60000)
     part, t_part, truth_p = simulate(s, seed=5, duration_s=30.0, chunk_samples=chunk)
     assert np.array_equal(whole, part)
