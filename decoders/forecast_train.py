@@ -545,12 +545,12 @@ class TrainSettings:
     window_epochs: int = 10
     horizon_epochs: int = 10
     decay_threshold: float | None = None   # None: median of -delta in training data
-    hidden: int = 32
+    hidden: int = 16
     per_memory: bool = False
     epochs: int = 40
     batch: int = 256
     lr: float = 3e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-3
     patience: int = 8
     val_fraction: float = 0.2
     seed: int = 0
@@ -634,7 +634,7 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
 
     xtr, ytr = tensors(tr)
     xva, yva = tensors(va)
-    net = ForecastNet(len(FEATURE_NAMES), s.hidden, n_mem)
+    net = ForecastNet(len(FEATURE_NAMES), s.hidden, n_mem, s.window_epochs)
     opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     bce = nn.BCEWithLogitsLoss()
 

@@ -39,6 +39,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "ForecastNet", "Checkp
 
 FORMAT = "engramloop.forecaster"
 FORMAT_VERSION = 1
+#: The network this code builds (stored in checkpoints; another kind is refused).
+ARCH = "gru+skip"
 
 
 class CheckpointError(ValueError):
@@ -51,7 +53,12 @@ def default_checkpoint_path() -> Path:
 
 
 class ForecastNet(nn.Module):
-    """GRU encoder with a regression, a decay-logit and optional per-memory heads.
+    """GRU encoder plus a linear skip path, with regression, decay-logit and optional
+    per-memory outputs.
+
+    The skip path is a linear map of the whole flattened window straight to the outputs
+    (a "wide and deep" model, Cheng et al. 2016): the network is never worse than the
+    linear baseline it is compared with, and the GRU learns what the linear part misses.
 
     Parameters
     ----------
@@ -61,13 +68,17 @@ class ForecastNet(nn.Module):
         GRU hidden size.
     n_memories : int
         Per-memory regression outputs (0 for pooled only).
+    window : int
+        Epochs per input window (the skip path's input is window * n_features).
     """
 
-    def __init__(self, n_features: int, hidden: int = 32, n_memories: int = 0) -> None:
+    def __init__(self, n_features: int, hidden: int = 32, n_memories: int = 0,
+                 window: int = 10) -> None:
         super().__init__()
         self.gru = nn.GRU(n_features, hidden, batch_first=True)
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(),
                                   nn.Linear(hidden, 2 + n_memories))
+        self.skip = nn.Linear(window * n_features, 2 + n_memories)
         self.n_memories = n_memories
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +87,7 @@ class ForecastNet(nn.Module):
         Column 0: normalised pooled change; column 1: decay logit; then per memory.
         """
         _, h = self.gru(x)
-        return self.head(h[-1])
+        return self.head(h[-1]) + self.skip(x.flatten(1))
 
 
 @dataclass
@@ -105,7 +116,7 @@ class Checkpoint:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "model_version": self.model_version,
-            "arch": {"kind": "gru", "n_features": len(self.feature_names),
+            "arch": {"kind": ARCH, "n_features": len(self.feature_names),
                      "hidden": self.hidden, "n_memories": self.n_memories},
             "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict.items()},
             "feature_names": list(self.feature_names),
@@ -156,8 +167,12 @@ class Checkpoint:
                 f"forecaster checkpoint {path}: format version {d.get('format_version')} but "
                 f"this engramloop reads version {FORMAT_VERSION}; retrain it with "
                 "`engramloop forecaster train`")
+        arch = d.get("arch") if isinstance(d.get("arch"), dict) else {}
+        if arch.get("kind") != ARCH:
+            raise CheckpointError(f"forecaster checkpoint {path}: architecture "
+                                  f"{arch.get('kind')!r}, but this engramloop builds {ARCH!r}; "
+                                  "retrain it with `engramloop forecaster train`")
         try:
-            arch = d["arch"]
             names = tuple(d["feature_names"])
             ck = cls(state_dict=d["state_dict"], hidden=int(arch["hidden"]),
                      n_memories=int(arch["n_memories"]), feature_names=names,
@@ -196,7 +211,8 @@ class Checkpoint:
 
     def build(self) -> ForecastNet:
         """The network with the checkpoint's weights, in eval mode."""
-        net = ForecastNet(len(self.feature_names), self.hidden, self.n_memories)
+        net = ForecastNet(len(self.feature_names), self.hidden, self.n_memories,
+                          self.window_epochs)
         try:
             net.load_state_dict(self.state_dict)
         except RuntimeError as exc:

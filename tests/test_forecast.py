@@ -81,6 +81,11 @@ def test_mismatched_checkpoints_are_clear_errors(tmp_path, checkpoint):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an engramloop forecaster"):
         Checkpoint.load(tmp_path / "other.pt")
+    d = checkpoint.to_dict()
+    d["arch"]["kind"] = "tcn"
+    torch.save(d, tmp_path / "tcn.pt")
+    with pytest.raises(CheckpointError, match="architecture 'tcn'"):
+        Checkpoint.load(tmp_path / "tcn.pt")
     path = checkpoint.save(tmp_path / "ok.pt")
     with pytest.raises(CheckpointError, match="epoch_s = 30.0 s"):
         Forecaster.load(path, epoch_s=10.0)

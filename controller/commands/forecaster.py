@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=int, default=60, help="max training epochs")
     t.add_argument("--window-epochs", type=int, default=10)
     t.add_argument("--horizon-epochs", type=int, default=10)
-    t.add_argument("--hidden", type=int, default=32)
+    t.add_argument("--hidden", type=int, default=16)
     t.add_argument("--threshold", type=float, default=None,
                    help="decay threshold in strength units (default: training median)")
     t.add_argument("--per-memory", action="store_true", help="add per-memory heads")
