@@ -63,6 +63,7 @@ class RobustBaseline:
         self.exclude_sd = float(exclude_sd)
         self.absolute = bool(absolute)
         self._ring = np.zeros((self.n_channels, self.length))
+        self._chans = np.arange(self.n_channels)
         self._pos = np.zeros(self.n_channels, dtype=np.intp)
         self._count = np.zeros(self.n_channels, dtype=np.int64)
         self.median = np.full(self.n_channels, np.nan)
@@ -124,7 +125,7 @@ class RobustBaseline:
             vals = np.abs(row) if self.absolute else row
             keep = vals <= self._excl          # False for NaN too
             if keep.all():
-                self._ring[np.arange(self.n_channels), self._pos] = vals
+                self._ring[self._chans, self._pos] = vals
                 self._pos += 1
                 self._pos %= self.length
                 self._count += 1

@@ -62,6 +62,9 @@ class PhaseSettings:
                               doc="analysis window (about 6-8 cycles of the low edge; the AR "
                                   "method does better with 8 s for slow oscillations)")
     filter_order: int = setting(2, ge=1, le=4, doc="Butterworth order per band edge")
+    max_rate_hz: float = setting(250.0, ge=0, unit="Hz",
+                                 doc="ECHT works on the signal decimated to at most this rate "
+                                     "(anti-alias low-pass, compensated); 0 = full rate")
     echt_compensate: bool = setting(True, doc="correct ECHT for the causal band-pass's phase "
                                               "at the estimated frequency")
     ar_order: int = setting(8, ge=2, le=200, doc="AR model order (method 'ar')")
@@ -140,13 +143,17 @@ class EchtKernel:
         Plain ECHT is unbiased only at the band centre (where a Butterworth band-pass has
         zero phase); a 0.9 Hz slow oscillation in a 0.5-1.25 Hz band would read ~20 deg
         late. With ``compensate`` the phase is corrected by ``-arg H(f_est)``.
+    pre : (sos, fs_hz), optional
+        A filter the samples went through before reaching the kernel (the anti-alias
+        low-pass of a decimating caller); its phase and gain are compensated too.
     """
 
     #: frequency is read from the phase advance over this many cycles of the band centre
     LAG_CYCLES = 0.25
 
     def __init__(self, fs_hz: float, band_hz: tuple[float, float], window_s: float,
-                 n_channels: int, order: int = 2, compensate: bool = True) -> None:
+                 n_channels: int, order: int = 2, compensate: bool = True,
+                 pre: tuple[np.ndarray, float] | None = None) -> None:
         from scipy.signal import butter, sosfreqz
 
         self.fs = float(fs_hz)
@@ -177,8 +184,12 @@ class EchtKernel:
         self.compensate = bool(compensate)
         self._fgrid = np.linspace(self.band[0], self.band[1], 257)
         _, hg = sosfreqz(sos, worN=self._fgrid, fs=self.fs)
+        if pre is not None:   # a filter applied before decimation (anti-alias low-pass)
+            hg = hg * sosfreqz(pre[0], worN=self._fgrid, fs=pre[1])[1]
         self._hphase = np.unwrap(np.angle(hg))
         self._hgain = np.abs(hg)
+        self._hphase_l = self._hphase.tolist()
+        self._hgain_l = self._hgain.tolist()
         self._ring = np.zeros((2 * n, self.n_channels))
         self._w = 0
         self.count = 0
@@ -240,6 +251,29 @@ class EchtKernel:
         win = self.window()
         return win.std(axis=0)
 
+    def analytic1(self) -> tuple[float, float, float, float]:
+        """Single-channel fast path: (phase deg, frequency Hz, amplitude, window SD) as
+        Python floats, with scalar math instead of array calls."""
+        win = self.window()[:, 0]
+        a_re, a_im, b_re, b_im = np.dot(self._k, win).tolist()
+        phase = math.degrees(math.atan2(a_im, a_re))
+        amp = math.hypot(a_re, a_im)
+        dphi = math.atan2(a_im * b_re - a_re * b_im, a_re * b_re + a_im * b_im)
+        f = dphi * self.fs / (2 * math.pi * self.lag)
+        lo, hi = self.band
+        f = lo if f < lo else hi if f > hi else f
+        if self.compensate:
+            x = (f - lo) / (hi - lo) * (self._fgrid.size - 1)
+            i = min(int(x), self._fgrid.size - 2)
+            w = x - i
+            hp, hg = self._hphase_l, self._hgain_l
+            phase -= math.degrees(hp[i] + w * (hp[i + 1] - hp[i]))
+            amp /= hg[i] + w * (hg[i + 1] - hg[i])
+        n = win.shape[0]
+        m = float(win.sum()) / n
+        var = float(np.dot(win, win)) / n - m * m
+        return phase, f, amp, math.sqrt(var) if var > 0 else 0.0
+
 
 class _Single:
     """Shared chunk handling for the single-channel estimators."""
@@ -292,17 +326,49 @@ class EchtPhase(_Single):
     """
 
     def update(self, chunk: Chunk) -> None:
-        """Buffer one chunk (nothing is computed)."""
-        if chunk.n_samples == 0:
+        """Buffer one chunk (an anti-alias filter call and a copy; nothing is estimated)."""
+        n = chunk.n_samples
+        if n == 0:
             return
         if chunk.rate_hz != self._fs:
-            s = self.settings
-            self._fs = float(chunk.rate_hz)
-            self._kernel = EchtKernel(self._fs, s.band_hz, s.window_s, 1, s.filter_order,
-                                      s.echt_compensate)
-        self._kernel.write(self._column(chunk))
-        self._t_last = float(chunk.timestamps[-1])
+            self._setup(float(chunk.rate_hz))
+        col = self._column(chunk)
+        q = self._q
+        if q == 1:
+            self._kernel.write(col)
+            self._t_last = float(chunk.timestamps[-1])
+            self._cache = None
+            return
+        if self._idx == 0:
+            self._aa.reset(col[0])           # steady state: no step transient
+        if self._ybuf.shape[0] < n:
+            self._ybuf = np.empty((max(n, 64), 1))
+        y = self._aa.process(col, self._ybuf[:n])
+        # keep the samples whose absolute index is q-1 modulo q (chunking-independent)
+        start = (q - 1 - self._idx) % q
+        self._idx += n
+        if start >= n:
+            return
+        self._kernel.write(y[start::q])
+        self._t_last = float(chunk.timestamps[start + q * ((n - 1 - start) // q)])
         self._cache = None
+
+    def _setup(self, fs: float) -> None:
+        from decoders.filters import SosFilter, butter_lowpass
+
+        s = self.settings
+        self._fs = fs
+        rate = max(s.max_rate_hz, 5.0 * s.band_hz[1]) if s.max_rate_hz > 0 else fs
+        self._q = max(1, int(fs // rate))
+        self._idx = 0
+        pre = None
+        if self._q > 1:
+            sos = butter_lowpass(0.4 * fs / self._q, fs, order=4)
+            self._aa = SosFilter(sos, 1)
+            self._ybuf = np.empty((64, 1))
+            pre = (sos, fs)
+        self._kernel = EchtKernel(fs / self._q, s.band_hz, s.window_s, 1, s.filter_order,
+                                  s.echt_compensate, pre)
 
     def estimate(self) -> PhaseEstimate:
         """The estimate at the newest buffered sample (NaN phase until the window is full)."""
@@ -310,11 +376,11 @@ class EchtPhase(_Single):
             return self._cache
         if self._fs == 0.0 or self._kernel.count < self._kernel.n:
             return _NAN_ESTIMATE
-        ph, f, a = self._kernel.analytic()
-        sd = float(self._kernel.spread()[0])
-        conf = min(1.0, float(a[0]) / (math.sqrt(2) * sd)) if sd > 0 else 0.0
-        self._cache = PhaseEstimate(self._t_last, float(wrap_deg(float(ph[0]))), float(f[0]),
-                                    float(a[0]), conf)
+        ph, f, a, sd = self._kernel.analytic1()
+        conf = min(1.0, a / (math.sqrt(2) * sd)) if sd > 0 else 0.0
+        ph = math.fmod(ph + 180.0, 360.0)
+        ph = ph - 180.0 if ph > 0 else ph + 180.0   # wrap to (-180, 180]
+        self._cache = PhaseEstimate(self._t_last, ph, f, a, conf)
         return self._cache
 
     def reset(self) -> None:

@@ -16,6 +16,7 @@ band-passed LFP) and the closed-loop detectors of Girardeau et al. 2009 and Dutt
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,7 @@ class RippleSettings:
     calibration_s: float = setting(5.0, ge=0, unit="s", doc="no events until this long after "
                                                             "the first sample")
     baseline_s: float = setting(30.0, gt=0, unit="s", doc="history of the running baseline")
-    baseline_step_s: float = setting(0.005, gt=0, unit="s", doc="baseline keeps one envelope "
+    baseline_step_s: float = setting(0.01, gt=0, unit="s", doc="baseline keeps one envelope "
                                                                 "sample per step")
     baseline_update_s: float = setting(0.5, gt=0, unit="s", doc="baseline recomputed this "
                                                                 "often")
@@ -225,26 +226,37 @@ class RippleDetector:
         np.greater(env, thr, out=above)           # NaN thresholds compare False
         nd = self._nd
         above_det = above[:, :nd]
+        gate = self._theta_update(chunk, n) if s.theta_gate else None  # state every chunk
         runs = self._runs[:n]
-        run_lengths(above_det, self._carry, runs, self._pos)
-        if nd == 1 and s.consensus_channels == 1:
-            cand = runs[:, 0] >= self._min_n
+        if not above_det.any():
+            # quiet chunk: every run length is 0 and nothing can fire
+            self._carry.fill(0)
+            cand = None
         else:
-            cand = np.count_nonzero(runs >= self._min_n, axis=1) >= s.consensus_channels
-        if s.reference_channels:
-            ref = env[:, nd:] > med[:, nd:] + s.veto_sd * sd[:, nd:]
-            cand &= ~ref.any(axis=1)
-        if s.theta_gate:
-            cand &= self._theta_ok(chunk, n)
+            run_lengths(above_det, self._carry, runs, self._pos)
+            if nd == 1 and s.consensus_channels == 1:
+                cand = runs[:, 0] >= self._min_n
+            else:
+                cand = np.count_nonzero(runs >= self._min_n, axis=1) >= s.consensus_channels
+            if s.reference_channels:
+                ref = env[:, nd:] > med[:, nd:] + s.veto_sd * sd[:, nd:]
+                cand &= ~ref.any(axis=1)
+            if gate is not None:
+                th, de = gate
+                # power ratio (theta/delta)^2 <= max  <=>  theta <= sqrt(max) * delta
+                cand &= th[:, 0] <= math.sqrt(s.theta_delta_max) * de[:, 0]
         events: list[Event] = []
         if self._calibrating:
             ev = self._check_calibration(t, first, med, sd)
             if ev is None:
                 return events
             events.append(ev)
-            cand[:self._cal_local] = False
-        if not cand.any() and self._armed:
+            if cand is not None:
+                cand[:self._cal_local] = False
+        if self._armed and (cand is None or not cand.any()):
             return events
+        if cand is None:
+            cand = np.zeros(n, dtype=bool)
         # re-arm level (hysteresis): any detection channel still above median + rearm_sd SD
         rearm = self._tmp[:n]
         np.multiply(sd[:, :nd], s.rearm_sd, out=rearm)
@@ -254,14 +266,14 @@ class RippleDetector:
         self._scan(cand, hi, t, env, med, sd, thr, runs, first, events)
         return events
 
-    def _theta_ok(self, chunk: Chunk, n: int) -> np.ndarray:
+    def _theta_update(self, chunk: Chunk, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Theta and delta RMS of the gate channel, shape (n, 1) each."""
         col = chunk.channels.index(self._gate_name)
         g = self._gbuf[:n]
         g[:, 0] = chunk.samples[:, col]
         _, th = self._theta.process_envelope(g, self._gf[:n], self._ge1[:n])
         _, de = self._delta.process_envelope(g, self._gf[:n], self._ge2[:n])
-        # power ratio (theta/delta)^2 <= max  <=>  theta <= sqrt(max) * delta
-        return th[:, 0] <= np.sqrt(self.settings.theta_delta_max) * de[:, 0]
+        return th, de
 
     def _check_calibration(self, t: np.ndarray, first: int, med: np.ndarray,
                            sd: np.ndarray) -> Event | None:

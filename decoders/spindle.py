@@ -227,6 +227,10 @@ class SpindleDetector:
         thr += med
         cond, c2 = self._cond[:n], self._c2[:n]
         np.greater(es, thr, out=cond)
+        ea = (self._alpha.process_envelope(xb, self._xa[:n], self._ea[:n])[1]
+              if self._alpha is not None else None)     # keeps its state every chunk
+        if not cond.any():
+            return self._quiet(t, first, med, sd, thr)
         # relative power: es^2 >= rel * eb^2
         np.multiply(es, es, out=tmp)
         np.greater_equal(tmp, s.rel_power_min * eb * eb, out=c2)
@@ -247,8 +251,7 @@ class SpindleDetector:
         tmp2 *= 16.0 * s.corr_min * abs(s.corr_min)
         np.greater_equal(tmp, tmp2, out=c2)
         cond &= c2
-        if self._alpha is not None:
-            _, ea = self._alpha.process_envelope(xb, self._xa[:n], self._ea[:n])
+        if ea is not None:
             np.multiply(es, s.alpha_ratio_max, out=tmp)
             np.less_equal(ea, tmp, out=c2)
             cond &= c2
@@ -272,6 +275,25 @@ class SpindleDetector:
             self._scan(ch, start, runs[:, ch], t, es, med, sd, thr, first, events)
         if k > 1:
             events.sort(key=lambda e: e.detect_s)
+        return events
+
+    def _quiet(self, t: np.ndarray, first: int, med: np.ndarray, sd: np.ndarray,
+               thr: np.ndarray) -> list[Event]:
+        """Fast path for a chunk where no sample passes the absolute rule: every run
+        length is 0, so open events end and channels past their refractory re-arm."""
+        self._carry.fill(0)
+        events: list[Event] = []
+        if self._calibrating:
+            j = self._calibration_index(t, first)
+            if j < 0:
+                return events
+            self._calibrating = False
+            events.append(Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
+                                detect_s=float(t[j]), amplitude=float(med[j, 0]),
+                                score=float(sd[j, 0]), threshold=float(thr[j, 0])))
+        self._open.fill(False)
+        if not self._armed.all():
+            self._armed |= self._rearm_t <= t[-1]
         return events
 
     def _calibration_index(self, t: np.ndarray, first: int) -> int:
