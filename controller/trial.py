@@ -41,14 +41,14 @@ def _wrap(deg: np.ndarray) -> np.ndarray:
 
 def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: float,
                       t_hi: float) -> dict[str, float]:
-    """Match detections to true events (each true event used once).
+    """Match detections to true events with :func:`decoders.scoring.score_detections`.
 
     Parameters
     ----------
     detect_s : ndarray, shape (n_detections,), seconds
         Detection times (``Event.detect_s``).
     truth : list of TruthEvent
-        True events of the same kind.
+        True events of the same kind (anything with onset_s, offset_s; peak_s optional).
     tol_s : float
         A detection matches an event if it lies in ``[onset - tol, offset + tol]``.
     t_lo, t_hi : float
@@ -58,28 +58,19 @@ def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: flo
     Returns
     -------
     dict
-        n_true, n_detected, hits, precision, recall, f1, latency_median_s (detect - onset).
+        n_true, n_detected, hits, precision, recall, f1, fp_per_min, latency_median_s
+        (detect - onset of matched detections).
     """
-    ev = [e for e in truth if t_lo <= e.onset_s and e.offset_s <= t_hi]
-    det = np.sort(np.asarray([t for t in detect_s if t_lo <= t <= t_hi], dtype=float))
-    used = np.zeros(det.size, bool)
-    lat = []
-    for e in ev:
-        lo, hi = e.onset_s - tol_s, e.offset_s + tol_s
-        i = int(np.searchsorted(det, lo))
-        while i < det.size and det[i] <= hi and used[i]:
-            i += 1
-        if i < det.size and det[i] <= hi:
-            used[i] = True
-            lat.append(det[i] - e.onset_s)
-    hits = len(lat)
-    prec = hits / det.size if det.size else math.nan
-    rec = hits / len(ev) if ev else math.nan
-    f1 = 2 * prec * rec / (prec + rec) if prec == prec and rec == rec and prec + rec > 0 \
-        else math.nan
-    return {"n_true": len(ev), "n_detected": int(det.size), "hits": hits,
-            "precision": prec, "recall": rec, "f1": f1,
-            "latency_median_s": float(np.median(lat)) if lat else math.nan}
+    from decoders.scoring import Interval, score_detections
+
+    ev = [Interval(e.onset_s, e.offset_s, getattr(e, "peak_s", math.nan)) for e in truth
+          if t_lo <= e.onset_s and e.offset_s <= t_hi]
+    det = [float(t) for t in detect_s if t_lo <= t <= t_hi]
+    sc = score_detections(det, ev, max(t_hi - t_lo, 0.0), tol_before_s=tol_s,
+                          tol_after_s=tol_s)
+    return {"n_true": sc.n_truth, "n_detected": sc.n_detected, "hits": sc.true_positives,
+            "precision": sc.precision, "recall": sc.recall, "f1": sc.f1,
+            "fp_per_min": sc.fp_per_min, "latency_median_s": sc.latency_onset_median_s}
 
 
 def _pulse_time(d: Any) -> float:
@@ -114,22 +105,22 @@ def ripple_timing(times_s: np.ndarray, truth: list) -> dict[str, float]:
 
 
 def phase_error(phases_deg: np.ndarray, target_deg: float) -> dict[str, float]:
-    """Circular statistics of (phase at the pulse - target phase), degrees.
+    """Circular statistics of (true phase at the pulse - target phase), degrees (positive =
+    the pulse came late in the cycle), via :func:`decoders.scoring.circular_mean_sd`.
 
     NaN phases (generator inactive at the pulse) are counted and excluded.
     """
+    from decoders.scoring import circular_mean_sd
+
     ph = np.asarray(phases_deg, dtype=float)
     ok = ph[np.isfinite(ph)]
     if ok.size == 0:
         return {"n_pulses": int(ph.size), "n_no_so": int(ph.size), "mean_error_deg": math.nan,
                 "circular_sd_deg": math.nan, "mean_abs_error_deg": math.nan}
     err = _wrap(ok - target_deg)
-    z = np.mean(np.exp(1j * np.deg2rad(err)))
-    r = min(abs(z), 1.0)
+    mean, sd, _ = circular_mean_sd(err)
     return {"n_pulses": int(ph.size), "n_no_so": int(ph.size - ok.size),
-            "mean_error_deg": float(np.rad2deg(np.angle(z))),
-            "circular_sd_deg": float(np.rad2deg(math.sqrt(-2 * math.log(r)))) if r > 0
-            else math.inf,
+            "mean_error_deg": mean, "circular_sd_deg": sd,
             "mean_abs_error_deg": float(np.mean(np.abs(err)))}
 
 
