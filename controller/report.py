@@ -1041,8 +1041,12 @@ def _numeric_series(rows: Sequence[tuple[float, dict]], skip: Sequence[str] = ()
         if isinstance(obj, dict):
             for k, v in obj.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v, t)
+        elif isinstance(obj, list) and obj and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj):
+            for i, v in enumerate(obj[:12]):
+                walk(f"{prefix}[{i}]", v, t)
         elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-            last = prefix.rsplit(".", 1)[-1]
+            last = prefix.rsplit(".", 1)[-1].split("[", 1)[0]
             if last.endswith("_s") or last.endswith("_id") or last in skip or last == "seed":
                 return
             acc.setdefault(prefix, ([], []))
@@ -1050,7 +1054,7 @@ def _numeric_series(rows: Sequence[tuple[float, dict]], skip: Sequence[str] = ()
             acc[prefix][1].append(float(obj))
 
     for t, d in rows:
-        tt = _num(d.get("t_s", t))
+        tt = _num(d.get("t_s", d.get("time_s", t)))
         walk("", d, tt if math.isfinite(tt) else t)
     return {k: (np.array(v[0]), np.array(v[1])) for k, v in sorted(acc.items())}
 

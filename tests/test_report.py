@@ -116,8 +116,10 @@ def _sim_session(path: Path) -> dict:
                                           "rule": "", "target": "so_upstate",
                                           "pulse_id": pid}))
         pid += 1
-    forecasts = [(T0 + s, {"t_s": T0 + s, "horizon_s": 3600.0,
-                           "recall": {"m0": 0.5 + s / 1000, "m1": 0.4 + s / 2000}})
+    # as decoders.features.Forecast.to_dict() writes them
+    forecasts = [(T0 + s, {"time_s": T0 + s, "horizon_s": 3600.0, "p_decay": 0.3 + s / 500,
+                           "delta_strength": -0.01 * s / 90, "model_version": "test",
+                           "per_memory": [0.01, -0.02]})
                  for s in range(10, 90, 10)]
     memory = [(T0 + s, {"kind": "memory", "t_s": T0 + s,
                         "recall_scores": {"stim.m0": 0.5 + s / 900, "sham.m1": 0.5 + s / 1800}})
@@ -223,6 +225,16 @@ def test_sim_report_phase_matches_ground_truth(sim_report):
     # Hilbert phase of the zero-phase band-passed signal vs the generator's phase
     assert abs(wrap_deg(mean - mean_t)) <= 5
     assert abs(sd - sd_t) <= 5
+
+
+def test_sim_report_forecast_series(sim_report):
+    from controller.report import _numeric_series
+
+    xdf, _ = sim_report
+    series = _numeric_series(load_recording(xdf).markers["forecasts"])
+    assert set(series) == {"p_decay", "delta_strength", "per_memory[0]", "per_memory[1]"}
+    t, v = series["p_decay"]
+    assert np.allclose(t - T0, np.arange(10, 90, 10)) and np.allclose(v, 0.3 + (t - T0) / 500)
 
 
 def test_sim_report_refusals_and_truth_agreement(sim_report):
