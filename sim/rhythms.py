@@ -22,6 +22,9 @@ SO_TOPO = {"Fpz": 0.95, "Fp1": 0.9, "Fp2": 0.9, "Fz": 1.0, "F3": 0.95, "F4": 0.9
            "Oz": 0.45, "O1": 0.45, "O2": 0.45}
 SPINDLE_TOPO = {"Fz": 0.7, "F3": 0.65, "F4": 0.65, "Cz": 1.0, "C3": 0.9, "C4": 0.9,
                 "Pz": 0.95, "P3": 0.85, "P4": 0.85, "Oz": 0.5, "O1": 0.5, "O2": 0.5}
+# Eye-movement artefact by electrode row (first letter): the corneo-retinal dipole sits in
+# front of the scalp, so frontopolar/frontal leads see most of it.
+EYE_TOPO = {"F": 1.0, "A": 0.6, "C": 0.35, "T": 0.5, "P": 0.15, "O": 0.1}
 # Cortical rhythms seen in the hippocampal LFP, relative to their scalp amplitude: the
 # neocortical slow oscillation and spindles reach CA1 (Sirota et al. 2003 PNAS 100:2065;
 # Isomura et al. 2006 Neuron 52:871).
@@ -51,6 +54,10 @@ class Geometry:
             if self.lfp[i]:
                 self.ripple[i] = RIPPLE_FALLOFF ** k
                 k += 1
+        # eye movements: largest at the front of the head, small posteriorly
+        self.eye = np.array([0.0 if self.lfp[i] else EYE_TOPO.get(names[i][:1], 0.2)
+                             for i in range(n)])
+        self.eye_channel = names[int(np.argmax(self.eye))]
         eeg = [i for i in range(n) if not self.lfp[i]]
         lfp = [i for i in range(n) if self.lfp[i]]
         self.so_channel = names[max(eeg, key=lambda i: self.so[i])] if eeg else names[0]
@@ -185,6 +192,19 @@ class Pop(SimEvent):
         return self.amp * np.exp(-(t - self.rec.onset) / self.tau)
 
 
+class Bump(SimEvent):
+    """A smooth monophasic deflection (raised cosine) over the event's span: eye movements."""
+
+    def __init__(self, rec: EventRecord, fs: float, gains: np.ndarray, amp: float) -> None:
+        self.amp = amp
+        super().__init__(rec, fs, gains)
+
+    def wave(self, t: np.ndarray) -> np.ndarray:
+        r = self.rec
+        x = np.clip((t - r.onset) / (r.offset - r.onset), 0.0, 1.0)
+        return self.amp * np.sin(np.pi * x) ** 2
+
+
 class Movement(SimEvent):
     """Movement burst: slow large swings plus broadband EMG, tapered (precomputed)."""
 
@@ -285,7 +305,8 @@ class Planner:
         self.so_train_left = 0
         self.sp_next = 0.0
         self.rip_next = 0.0
-        self.art_next = {"movement": 0.0, "pop": 0.0, "dropout": 0.0, "saturation": 0.0}
+        self.art_next = {"movement": 0.0, "pop": 0.0, "dropout": 0.0, "saturation": 0.0,
+                         "eye": 0.0}
         self.last_spindle_end = -1e9
         self.spindle_spans: list[tuple[float, float]] = []
         self.ripple_spans: list[tuple[float, float]] = []
@@ -439,10 +460,16 @@ class Planner:
             if rate <= 0:
                 self.rip_next = t + 0.5
                 continue
-            gap = float(rng.exponential(1.0 / rate))
+            # thinning: candidates at the peak rate rate*(1+m), accepted with the SO-phase
+            # dependent fraction, so ripples gather in up-states (Battaglia et al. 2004)
+            m = rp.so_modulation
+            gap = float(rng.exponential(1.0 / (rate * (1.0 + m))))
             if gap < 1.0:
                 self.rip_next = t + gap
-                if self.stage_at(self.rip_next) == stage:
+                ph = self.truth.phase_at("so", self.rip_next)
+                gain = 1.0 if math.isnan(ph) else 1.0 + m * math.cos(math.radians(ph))
+                accept = rng.random() < gain / (1.0 + m)
+                if accept and self.stage_at(self.rip_next) == stage:
                     self.make_ripple(self.rip_next)
             else:
                 self.rip_next = t + 1.0
@@ -474,11 +501,15 @@ class Planner:
     def _plan_artefacts(self, w1: float) -> None:
         a, rng = self.s.artefacts, self.rng
         rates = {"movement": a.movement_rate_hz, "pop": a.pop_rate_hz,
-                 "dropout": a.dropout_rate_hz, "saturation": a.saturation_rate_hz}
+                 "dropout": a.dropout_rate_hz, "saturation": a.saturation_rate_hz,
+                 "eye": 0.0}
         for kind, base in rates.items():
             while self.art_next[kind] < w1:
                 t = self.art_next[kind]
-                rate = base * (10.0 if kind == "movement" and self.stage_at(t) == "wake" else 1.0)
+                stage = self.stage_at(t)
+                rate = base * (10.0 if kind == "movement" and stage == "wake" else 1.0)
+                if kind == "eye":
+                    rate = {"REM": a.eye_rate_rem_hz, "wake": a.eye_rate_wake_hz}.get(stage, 0.0)
                 if rate <= 0:
                     self.art_next[kind] = t + 1.0
                     continue
@@ -497,6 +528,14 @@ class Planner:
             rec = self.truth.add(EventRecord("artefact", names[0], t, t + 0.5 * d, t + d,
                                              {"type": "movement", "channels": list(names)}))
             self.add_event(Movement(rec, self.fs, self.n_ch, a.movement_v, rng, self.geom.lfp))
+        elif kind == "eye":
+            if self.stage_at(t) not in ("REM", "wake") or not self.geom.eye.any():
+                return
+            d = float(rng.uniform(0.15, 0.5))
+            amp = a.eye_v * lognormal(rng, 1.0, 0.3) * float(rng.choice([-1.0, 1.0]))
+            rec = self.truth.add(EventRecord("artefact", self.geom.eye_channel, t, t + 0.5 * d,
+                                             t + d, {"type": "eye", "amplitude_v": amp}))
+            self.add_event(Bump(rec, self.fs, self.geom.eye, amp))
         elif kind in ("pop", "saturation"):
             ch = int(rng.integers(self.n_ch))
             g = np.zeros(self.n_ch)

@@ -95,6 +95,10 @@ class RippleSettings:
     spindle_coupling: float = setting(
         0.5, ge=0, le=1, doc="probability that a spindle trough carries a ripple (ripples "
         "nest in spindle troughs: Sirota et al. 2003; Staresina et al. 2015)")
+    so_modulation: float = setting(
+        0.6, ge=0, le=1, doc="depth of SO-phase modulation of the spontaneous ripple rate: "
+        "rate x (1 + m cos(phase)) during an SO, most at the up-state (Battaglia et al. 2004 "
+        "Learn Mem 11:697; Sirota et al. 2003)")
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,11 @@ class ArtefactSettings:
     pop_rate_hz: float = setting(0.002, ge=0, unit="1/s", doc="electrode pops (one channel)")
     pop_v: float = setting(500e-6, ge=0, unit="V", doc="electrode pop step size")
     dropout_rate_hz: float = setting(0.001, ge=0, unit="1/s", doc="flat-line dropouts")
+    eye_rate_rem_hz: float = setting(0.3, ge=0, unit="1/s", doc="rapid eye movements in "
+                                     "REM (frontal EEG deflections; AASM manual)")
+    eye_rate_wake_hz: float = setting(0.2, ge=0, unit="1/s", doc="blinks and saccades in wake")
+    eye_v: float = setting(80e-6, ge=0, unit="V", doc="eye-movement deflection on the most "
+                           "frontal channel (falls off posteriorly); slow-wave look-alikes")
     saturation_rate_hz: float = setting(
         0.0005, ge=0, unit="1/s", doc="amplifier saturation: a transient twice the input "
         "range drives one channel to the rail (clip_v), from which it recovers over ~1 s")

@@ -10,10 +10,17 @@ import pytest
 from scipy import signal
 
 from sim.generate import simulate
-from sim.settings import HypnogramSettings, SimSettings
+from sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
 
 DATA = Path("/work/shared/data")
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared recordings not present")
+
+
+def _clean(*schedule: str) -> SimSettings:
+    """Artefact-free settings: these tests compare physiology (artefacts have their own)."""
+    none = ArtefactSettings(movement_rate_hz=0.0, pop_rate_hz=0.0, dropout_rate_hz=0.0,
+                            saturation_rate_hz=0.0, eye_rate_rem_hz=0.0, eye_rate_wake_hz=0.0)
+    return SimSettings(hypnogram=HypnogramSettings(schedule=schedule), artefacts=none)
 
 
 def _psd_db(x: np.ndarray, fs: float, freqs) -> np.ndarray:
@@ -23,7 +30,7 @@ def _psd_db(x: np.ndarray, fs: float, freqs) -> np.ndarray:
 
 def test_n2_eeg_background_spectrum_matches_real_n2():
     real = np.loadtxt(DATA / "data_N2_spindles_15sec_200Hz.txt") * 1e-6   # uV -> V
-    s = SimSettings(hypnogram=HypnogramSettings(schedule=("N2:120",)))
+    s = _clean("N2:120")
     x, t, truth = simulate(s, seed=31, duration_s=120.0)
     cz = x[:, list(s.channels).index("Cz")]
     # outside the spindle band; 8 Hz is left out: this N2 excerpt carries alpha/theta
@@ -44,7 +51,7 @@ def test_spindle_contrast_matches_real_n2():
     for c in (3.3, 13.3):                      # the README's two spindles
         m[int((c - 1) * fs_r):int((c + 1) * fs_r)] = False
     real_ratio = env.max() / signal.sosfiltfilt(sos, real)[m].std()
-    s = SimSettings(hypnogram=HypnogramSettings(schedule=("N2:120",)))
+    s = _clean("N2:120")
     x, t, truth = simulate(s, seed=32, duration_s=120.0)
     cz = x[:, list(s.channels).index("Cz")]
     sos = signal.butter(4, [11, 16], "bandpass", fs=2000.0, output="sos")
@@ -66,7 +73,7 @@ def test_ca1_theta_frequency_matches_rat_ca1():
     f, p = signal.welch(rat, fs=1000.0, nperseg=4000)
     band = (f > 4) & (f < 12)
     f_rat = f[band][np.argmax(p[band])]
-    s = SimSettings(hypnogram=HypnogramSettings(schedule=("wake:60",)))
+    s = _clean("wake:60")
     x, t, truth = simulate(s, seed=33, duration_s=60.0)
     f, p = signal.welch(x[:, 0], fs=2000.0, nperseg=8000)
     band = (f > 4) & (f < 12)
@@ -83,7 +90,7 @@ def test_wake_lfp_is_a_realistic_negative_control_for_ripple_detectors():
     """Theta-nested gamma and unit spikes (with bursts) give the ripple band heavy-tailed
     transients, like the rat CA1 recording — but no ripples."""
     rat = np.load(DATA / "rat_ca1_theta_1000hz.npy").astype(float)
-    s = SimSettings(hypnogram=HypnogramSettings(schedule=("wake:60",)))
+    s = _clean("wake:60")
     x, t, truth = simulate(s, seed=34, duration_s=60.0)
     ca1 = x[:, 0]
 

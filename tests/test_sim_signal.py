@@ -18,16 +18,21 @@ def _settings(*schedule: str, **kw) -> SimSettings:
     return SimSettings(hypnogram=HypnogramSettings(schedule=tuple(schedule)), **kw)
 
 
+# random artefacts off in the shared fixtures (they have their own test), eye movements on
+QUIET = ArtefactSettings(movement_rate_hz=0.0, pop_rate_hz=0.0, dropout_rate_hz=0.0,
+                         saturation_rate_hz=0.0)
+
+
 @pytest.fixture(scope="module")
 def n3():
-    s = _settings("N3:240")
+    s = _settings("N3:240", artefacts=QUIET)
     x, t, truth = simulate(s, seed=11, duration_s=240.0)
     return s, x, t, truth
 
 
 @pytest.fixture(scope="module")
 def mixed():
-    s = _settings("N2:40", "REM:40", "N3:40", "wake:40")
+    s = _settings("N2:40", "REM:40", "N3:40", "wake:40", artefacts=QUIET)
     x, t, truth = simulate(s, seed=12, duration_s=160.0)
     return s, x, t, truth
 
@@ -151,6 +156,30 @@ def test_coupled_ripples_sit_in_spindle_troughs(n3):
     assert len(rip) > 10
     ph = truth.phase("spindle", np.array([e.peak_s for e in rip]))
     assert np.all(np.abs(_circ_diff(ph, 180.0)) < 1.0)
+
+
+def test_ripples_gather_in_so_upstates(n3):
+    s, x, t, truth = n3
+    ph = truth.phase("so", np.array([e.peak_s for e in truth.events("ripple")]))
+    ph = ph[np.isfinite(ph)]
+    z = np.mean(np.exp(1j * np.radians(ph)))
+    assert abs(z) > 0.1 and abs(np.degrees(np.angle(z))) < 45
+    up = np.mean(np.abs(ph) < 90)
+    assert up > 0.6
+
+
+def test_eye_movements_in_rem_and_wake_only_and_frontal(mixed):
+    s, x, t, truth = mixed
+    eye = [e for e in truth.events("artefact") if e.meta["type"] == "eye"]
+    assert len(eye) > 5
+    assert {truth.stages(e.peak_s) for e in eye} <= {"REM", "wake"}
+    assert all(e.channel == "Fz" for e in eye)
+    fz, oz = _col(s, "Fz"), _col(s, "Oz")
+    big = [e for e in eye if abs(e.meta["amplitude_v"]) > 60e-6]
+    for e in big[:5]:
+        i = np.searchsorted(t, e.peak_s)
+        lp = _bp(x[max(0, i - 4000):i + 4000], 0.3, 4.0, order=2)
+        assert np.abs(lp[4000, fz]) > 2 * np.abs(lp[4000, oz])
 
 
 def test_truth_phase_matches_hilbert_phase_of_the_signal(n3, mixed):
