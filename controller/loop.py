@@ -102,6 +102,7 @@ class RunResult:
     n_backlog: int = 0
     n_backlog_chunks: int = 0
     n_failed: int = 0
+    gate_refusals: dict[str, int] = field(default_factory=dict)
     n_gaps: int = 0
     n_timeouts: int = 0
     stages: StageTimes | None = None
@@ -153,7 +154,7 @@ class Loop:
                  phase_estimator: Any = None, arm_on_start: bool = False,
                  status_board: Any = None, description: str = "",
                  read_timeout_s: float = 0.05, log: Any = None,
-                 sim_source: Any = None) -> None:
+                 sim_source: Any = None, forecaster: Any = None) -> None:
         self.source = source
         self.detectors = list(detectors)
         self.policy = policy
@@ -166,6 +167,12 @@ class Loop:
         self.arm_on_start = arm_on_start
         self.status_board = status_board
         self.sim_source = sim_source
+        #: ForecastWorker (``[forecaster] enabled``): fed every chunk, checked like the
+        #: recorder, its forecasts recorded; the policy's gate reads it
+        self.forecaster = forecaster
+        self._pulse_times: list[float] = []
+        self._forecast: dict[str, float] = {}
+        self._forecast_t = math.nan
         self.description = description
         self.read_timeout_s = float(read_timeout_s)
         self.simulated = isinstance(clock, SimClock)
@@ -263,6 +270,8 @@ class Loop:
         if self.recorder is not None:
             self.recorder.add_signal_stream(self.source)
             self.recorder.start()
+        if self.forecaster is not None:
+            self.forecaster.start()
         if self.arm_on_start:
             self._do_arm()
         if not self.simulated:
@@ -411,6 +420,8 @@ class Loop:
             if len(res.events) < MAX_KEPT:
                 res.events.extend(events)
             self._after_chunk(now)
+            if self.forecaster is not None:
+                self._feed_forecaster(chunk, events)
             self._last_chunk = chunk
             p6 = perf()
             h_rec.record(p6 - p5)
@@ -427,6 +438,8 @@ class Loop:
                 next_check = now + 1.0
                 if rec is not None:
                     rec.check()
+                if self.forecaster is not None:
+                    self.forecaster.check()
             if self.status_board is not None and now >= next_status:
                 next_status = now + STATUS_EVERY_S
                 self._publish(now, chunk, "running" if calibrated else "calibrating")
@@ -544,6 +557,9 @@ class Loop:
                                f"{d.reason}); {res.n_failed} so far", now)
             if len(res.deliveries) < MAX_KEPT:
                 res.deliveries.append((p, d))
+            if self.forecaster is not None and d.status in ("sent", "acked"):
+                self._pulse_times.append(d.device_edge_s if d.device_edge_s == d.device_edge_s
+                                         else d.sent_s)
             arr = self._immediate.pop(p.pulse_id, None)
             if arr is not None and d.status in ("sent", "acked", "sham") \
                     and not self.simulated:
@@ -551,6 +567,16 @@ class Loop:
             if rec is not None:
                 t = d.sent_s if d.sent_s == d.sent_s else now
                 rec.write_marker("pulses", t, {"pulse": p.to_dict(), "delivery": d.to_dict()})
+
+    def _feed_forecaster(self, chunk: Chunk, events: list[Event]) -> None:
+        fw = self.forecaster
+        fw.feed(chunk, events, self._pulse_times)
+        self._pulse_times = []
+        for fc in fw.drain():
+            self._forecast = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
+            self._forecast_t = fc.time_s
+            if self.recorder is not None:
+                self.recorder.write_marker("forecasts", fc.time_s, fc)
 
     def _publish(self, now: float, chunk: Chunk, state: str) -> None:
         from controller.status import LoopStatus, channel_quality
@@ -570,6 +596,7 @@ class Loop:
             armed=self.governor.armed, lockouts=self.governor.lockouts(now),
             loop_latency_p99_s=self.stages["chunk_total"].percentile(99),
             scheduler_lateness_p99_s=self.scheduler.lateness.percentile(99),
+            forecast=self._forecast, forecast_age_s=now - self._forecast_t,
             recording_path=str(getattr(self.recorder, "path", "") or ""),
             recording_bytes=_file_size(getattr(self.recorder, "path", None)),
             state=state, messages=tuple(self._messages)))
@@ -603,12 +630,18 @@ class Loop:
             self.source.stop()
         except BaseException as exc:
             errors.append(f"source stop failed: {exc}")
+        if self.forecaster is not None:
+            try:
+                self.forecaster.stop()
+            except BaseException as exc:
+                errors.append(f"forecaster stop failed: {exc}")
         try:
             self._after_chunk(self.clock.now())
         except BaseException as exc:
             errors.append(f"recording the last deliveries failed: {exc}")
         res = self.result
         res.refusals = self.governor.refusals
+        res.gate_refusals = dict(self.policy.gate_refusals)
         res.stages = self.stages
         res.lateness = self.scheduler.lateness
         for msg in errors:
@@ -748,8 +781,15 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
                                                   f"{exc}") from None
     governor = Governor(cfg.safety)
     scheduler = Scheduler(cfg.scheduler, governor, outputs, clock)
+    forecaster = gate = None
+    fset = getattr(cfg, "forecaster", None)
+    if fset is not None and fset.enabled:
+        from controller.forecast_worker import ForecastGate, ForecastWorker
+
+        forecaster = ForecastWorker(fset)
+        gate = ForecastGate(forecaster, fset)
     policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed,
-                    refractory_s=cfg.safety.refractory_s)
+                    refractory_s=cfg.safety.refractory_s, gate=gate)
     phase = None
     if policy.needs_phase:
         from decoders.phase import PhaseSettings, make_phase_estimator
@@ -769,7 +809,8 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
                 recorder=recorder, phase_estimator=phase,
                 arm_on_start=cfg.safety.arm_on_start, status_board=status_board,
                 description=description or cfg.source.kind,
-                read_timeout_s=cfg.source.read_timeout_s, log=log, sim_source=sim_source)
+                read_timeout_s=cfg.source.read_timeout_s, log=log, sim_source=sim_source,
+                forecaster=forecaster)
 
 
 __all__ = ["Loop", "build_loop", "make_detectors", "RunResult", "SimStimOutput", "STAGES",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -147,6 +147,10 @@ class Policy:
         The governor's refractory period, seconds: yoked-random stimuli are kept in
         decision order and at least this far apart, so moving them in time does not
         change how many the governor lets through.
+    gate : object, optional
+        A forecast gate (:class:`controller.forecast_worker.ForecastGate`): each proposal
+        goes ahead only if ``gate.allows(intended_s)``; refusals are counted by
+        ``gate.last_reason`` in :attr:`gate_refusals`.
 
     Notes
     -----
@@ -157,7 +161,7 @@ class Policy:
     """
 
     def __init__(self, settings: PolicySettings, budget_s: float, seed: int = 0,
-                 refractory_s: float = 0.0) -> None:
+                 refractory_s: float = 0.0, gate: Any = None) -> None:
         self.settings = settings
         self.budget_s = float(budget_s)
         self.spec = settings.pulse.spec()
@@ -165,6 +169,8 @@ class Policy:
         self._rng = np.random.default_rng(seed)
         self.needs_phase = settings.target.startswith("theta")
         self._refractory_s = float(refractory_s)
+        self.gate = gate
+        self.gate_refusals: dict[str, int] = {}
         self._last_yoked_s = -math.inf
         self._next_ok_s = -math.inf
         self._pause_until_s = -math.inf
@@ -242,6 +248,13 @@ class Policy:
             out = [self._intent(t, now_s, now_s)]
         if not out:
             return out
+        gate = self.gate
+        if gate is not None and not gate.allows(out[0].intended_s):
+            # the forecast says consolidation is not at risk now: no stimulus (the
+            # forecaster issue's gate; counted by reason, the sequence is dropped whole)
+            reason = getattr(gate, "last_reason", "") or "closed"
+            self.gate_refusals[reason] = self.gate_refusals.get(reason, 0) + 1
+            return []
         # gating follows the brain-locked decision times, so a yoked run makes the same
         # decisions as a locked one and only the stimulus times move
         if len(out) > 1:  # two-click: detection pauses after the second click (Ngo 2013)

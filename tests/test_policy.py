@@ -145,3 +145,24 @@ def test_policy_config_and_safety_cross_checks():
     for pol, saf, msg in bad:
         with pytest.raises(ValueError, match=msg):
             check_against_safety(pol, saf)
+
+
+def test_forecast_gate_plugs_into_the_policy():
+    from types import SimpleNamespace
+
+    from controller.forecast_worker import ForecasterSettings, ForecastGate
+    from decoders.features import Forecast
+
+    fc = {"p": 0.2}
+    worker = SimpleNamespace(failed=False, latest=lambda: Forecast(
+        time_s=0.5, horizon_s=300.0, p_decay=fc["p"], delta_strength=0.0,
+        model_version="test"))
+    gate = ForecastGate(worker, ForecasterSettings(gate_threshold=0.5, max_age_s=90.0))
+    p = Policy(PolicySettings(), BUDGET, gate=gate)
+    assert p.step([ripple(1.0)], 1.0) == []
+    assert p.gate_refusals == {"low_decay_risk": 1}
+    fc["p"] = 0.8  # high decay risk: the gate opens
+    [i] = p.step([ripple(2.0)], 2.0)
+    assert i.intended_s == 2.0
+    assert p.step([ripple(200.0)], 200.0) == []  # forecast too old
+    assert p.gate_refusals["stale_forecast"] == 1
