@@ -34,27 +34,33 @@ from sim.source import SimSource  # noqa: E402
 TARGET = 200.0
 
 
-def ratio(chunk: int, duration_s: float, seed: int = 0) -> float:
+def ratio(chunk: int, duration_s: float, seed: int = 0) -> tuple[float, float]:
+    """(simulated s per CPU s of this process, simulated s per wall-clock s)."""
     src = SimSource(SimSettings(), seed=seed, chunk_samples=chunk, duration_s=duration_s)
     src.start()
-    t0 = time.perf_counter()
+    c0, w0 = time.process_time(), time.perf_counter()
     while True:
         try:
             src.read(0.0)
         except EndOfStream:
             break
-    return duration_s / (time.perf_counter() - t0)
+    return (duration_s / (time.process_time() - c0),
+            duration_s / (time.perf_counter() - w0))
 
 
 def speed() -> None:
     s = SimSettings()
     print(f"simulator speed: {len(s.channels)} channels at {s.rate_hz:g} Hz, default "
-          f"schedule {', '.join(s.hypnogram.schedule)}; median of 3 runs")
+          f"schedule {', '.join(s.hypnogram.schedule)}; median of 3 runs; one thread. "
+          f"CPU = per second of this process's CPU time (one core, robust to other load); "
+          f"wall = per wall-clock second (load average now {os.getloadavg()[0]:.1f})")
     for chunk, dur in ((2000, 600.0), (200, 300.0), (20, 120.0), (10, 120.0)):
-        r = statistics.median(ratio(chunk, dur, seed=k) for k in range(3))
-        flag = "  (stated chunk size; target >= 200x)" if chunk == 200 else ""
+        runs = [ratio(chunk, dur, seed=k) for k in range(3)]
+        cpu = statistics.median(r[0] for r in runs)
+        wall = statistics.median(r[1] for r in runs)
+        flag = "  <- stated chunk size; target >= 200x" if chunk == 200 else ""
         print(f"  chunk {chunk:5d} samples ({chunk / s.rate_hz * 1e3:6.1f} ms): "
-              f"{r:7.0f}x real time{flag}")
+              f"{cpu:6.0f}x real time per CPU s, {wall:6.0f}x per wall s{flag}")
 
 
 def band(x: np.ndarray, lo: float, hi: float, fs: float) -> np.ndarray:

@@ -7,13 +7,15 @@ Default signal-to-noise (what the detector targets are measured at)
 -------------------------------------------------------------------
 Measured by ``bench/sim.py`` (300 s of N3, seed 1, 2 kHz, default settings):
 
-* ripples on "CA1": median peak ripple envelope ~57 uV (log-normal, sigma 0.35) over a
-  150-250 Hz background of 8.7 uV RMS -> median peak-envelope / band-RMS ratio ~6.5
-  (5th percentile ~4.0);
-* spindles on "Cz": median peak envelope ~26 uV over an 11-16 Hz background of 2.1 uV RMS
-  -> ratio ~12 (the YASA N2 example recording: ~13);
-* slow oscillations on "Fz": median down-state trough ~68 uV and up-state peak ~39 uV
+* ripples on "CA1": median peak ripple envelope ~62 uV (log-normal, sigma 0.35) over a
+  150-250 Hz background of 8.7 uV RMS -> median peak-envelope / band-RMS ratio ~7
+  (5th percentile ~4);
+* spindles on "Cz": median peak envelope ~23 uV over an 11-16 Hz background of 2.2 uV RMS
+  -> ratio ~10 (the YASA N2 example recording: ~13);
+* slow oscillations on "Fz": median down-state trough ~70 uV and up-state peak ~40 uV
   over a 0.3-1.5 Hz background of ~13 uV RMS outside SOs.
+
+These move by about +-10 % with the seed and the random stream.
 
 The EEG background (1/f^1.9, 25 uV RMS aperiodic) matches the 5-40 Hz power spectrum of
 the YASA N2 example recording (/work/shared/data) within about 1 dB.
@@ -298,9 +300,9 @@ class SimSettings:
     spindles).
 
     Default SNR (measured by ``bench/sim.py``; details in the ``sim.settings`` module
-    docstring): ripples on CA1 ~6.5x the 150-250 Hz background RMS (peak envelope,
-    median; 5th percentile ~4x); spindles on Cz ~12x the 11-16 Hz background RMS; SO
-    troughs ~68 uV on Fz over a ~13 uV RMS 0.3-1.5 Hz background.
+    docstring): ripples on CA1 ~7x the 150-250 Hz background RMS (peak envelope,
+    median; 5th percentile ~4x); spindles on Cz ~10x the 11-16 Hz background RMS; SO
+    troughs ~70 uV on Fz over a ~13 uV RMS 0.3-1.5 Hz background.
     """
 
     rate_hz: float = setting(2000.0, ge=250, le=30000, unit="Hz", doc="sampling rate")
