@@ -1321,7 +1321,8 @@ class ReportResult:
     sections: list[Section]
 
 
-def write_report(recording: str | Path, out_dir: str | Path) -> ReportResult:
+def write_report(recording: str | Path, out_dir: str | Path, *,
+                 quiet: bool = True) -> ReportResult:
     """Write ``index.html`` and the PNG figures for one recording into ``out_dir``.
 
     Parameters
@@ -1331,29 +1332,42 @@ def write_report(recording: str | Path, out_dir: str | Path) -> ReportResult:
     out_dir : str or Path
         Output folder (created if needed). Existing files with the same names are
         overwritten; other files are left alone.
+    quiet : bool
+        No progress bar (the default; a bar is shown only on a terminal anyway).
 
     Raises
     ------
     ReportError
         If the recording cannot be read or the folder cannot be written.
     """
-    rec = load_recording(recording)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportError(f"cannot create report folder {out}: {exc.strerror}") from None
-    import matplotlib
+    from controller.progress import progress
 
-    with matplotlib.rc_context({"font.size": 9, "axes.spines.top": False,
-                                "axes.spines.right": False, "svg.hashsalt": "engramloop"}):
-        phase, pulses = section_phase(rec, out)
-        sections = [section_overview(rec), section_raster(rec, out, pulses),
-                    section_examples(rec, out), section_averages(rec, out), phase,
-                    section_latency(rec, out, pulses), section_stim_vs_sham(rec, out, pulses),
-                    section_memory(rec, out), section_governor(rec, out), section_log(rec)]
-    index = out / "index.html"
-    index.write_text(_html(rec, sections), encoding="utf-8")
+    out = Path(out_dir)
+    with progress(12, "report", quiet=quiet) as bar:
+        rec = load_recording(recording)
+        bar.advance()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReportError(f"cannot create report folder {out}: {exc.strerror}") from None
+        import matplotlib
+
+        def step(value: Any) -> Any:
+            bar.advance()
+            return value
+
+        with matplotlib.rc_context({"font.size": 9, "axes.spines.top": False,
+                                    "axes.spines.right": False}):
+            phase, pulses = step(section_phase(rec, out))
+            sections = [step(section_overview(rec)), step(section_raster(rec, out, pulses)),
+                        step(section_examples(rec, out)), step(section_averages(rec, out)),
+                        phase, step(section_latency(rec, out, pulses)),
+                        step(section_stim_vs_sham(rec, out, pulses)),
+                        step(section_memory(rec, out)), step(section_governor(rec, out)),
+                        step(section_log(rec))]
+        index = out / "index.html"
+        index.write_text(_html(rec, sections), encoding="utf-8")
+        bar.advance()
     figs = [out / f.file for s in sections for f in s.figures]
     return ReportResult(index, figs, sections)
 

@@ -10,7 +10,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recording", help="the .xdf file written by engramloop run or replay")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for index.html and the PNG figures (created if needed)")
-    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar, print nothing on success")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.report import ReportError, write_report
 
     try:
-        result = write_report(args.recording, args.out)
+        result = write_report(args.recording, args.out, quiet=args.quiet)
     except ReportError as exc:
         raise UserError(str(exc)) from None
     if not args.quiet:
