@@ -942,6 +942,11 @@ def write_model_card(path: str | Path, checkpoint: Any, evaluation: dict,
                 f"{m['ece']:.3f} |")
 
     ev = evaluation
+    thr = ck.decay_threshold
+    event = (f"falls by more than {thr:.4g}" if thr >= 0 else
+             f"rises by less than {-thr:.4g} (i.e. the memory consolidates less than "
+             "typical and falls behind; the threshold is negative because the simulator's "
+             "next-day recall rises through sleep)")
     lines = [
         "# engramloop memory-decay forecaster — model card", "",
         f"Model version `{ck.model_version}`, checkpoint format {1}, file "
@@ -950,7 +955,8 @@ def write_model_card(path: str | Path, checkpoint: Any, evaluation: dict,
         f"From the last {ck.window_epochs} epoch feature vectors ({ck.epoch_s:g} s epochs, "
         f"hop {ck.hop_s:g} s; features in `decoders/features.py`) it forecasts the change of "
         f"pooled memory strength over the next {ck.horizon_s:g} s and the probability that "
-        f"it falls by more than {ck.decay_threshold:.4g} (Platt-calibrated).", "",
+        f"it {event} (Platt-calibrated)"
+        + (f"; plus {ck.n_memories} per-memory changes." if ck.n_memories else "."), "",
         f"Architecture: GRU (hidden {ck.hidden}) + 2-layer head; "
         f"{sum(v.numel() for v in ck.state_dict.values())} parameters.", "",
         "## Data", data_description, "",
