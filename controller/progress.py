@@ -58,7 +58,7 @@ class ProgressHandle:
             self._bar.update(self._task, **kw)
 
 
-def _columns(unit: str) -> list:
+def _columns(unit: str, known_total: bool) -> list:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -70,7 +70,9 @@ def _columns(unit: str) -> list:
 
     cols = [TextColumn("[progress.description]{task.description}"), BarColumn(),
             TaskProgressColumn()]
-    if unit:
+    if not known_total:
+        cols.append(TextColumn("{task.completed:.0f} " + (unit or "done")))
+    elif unit:
         cols.append(TextColumn("{task.completed:.0f}/{task.total:.0f} " + unit))
     else:
         cols.append(MofNCompleteColumn())
@@ -105,7 +107,7 @@ def progress(total: float | None, description: str = "", *, unit: str = "",
         return
     from rich.progress import Progress
 
-    with Progress(*_columns(unit), console=con, transient=False) as bar:
+    with Progress(*_columns(unit, total is not None), console=con, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield ProgressHandle(bar, task, total)
 

@@ -255,5 +255,9 @@ def test_progress_on_a_terminal_shows_counts_and_eta():
     assert list(track(range(5), "sweep", console=con)) == list(range(5))
     with progress(30.0, "replay", unit="s", console=con) as bar:
         bar.advance(30.0)
+    with progress(None, "unknown", unit="files", console=con) as bar:
+        bar.advance(3)
+    assert list(track(iter("ab"), "iter", console=con)) == ["a", "b"]
     out = term.getvalue()
     assert "sweep" in out and "5/5" in out and "ETA" in out and "30/30 s" in out
+    assert "3 files" in out and "2 done" in out
