@@ -157,7 +157,7 @@ def build(cls: type, table: dict, *, file: str = "", prefix: str = "") -> Any:
             if isinstance(exc, ConfigError):
                 raise
             sub, sep, msg = str(exc).partition(": ")
-            if sep and sub in fields:
+            if sep and sub.split(".")[0].split("[")[0] in fields:
                 raise ConfigError(file, _join(prefix, sub), msg) from None
             raise ConfigError(file, prefix, str(exc)) from None
     return obj

@@ -70,6 +70,19 @@ def test_schema_fills_defaults_and_freezes() -> None:
         obj.count = 5  # type: ignore[misc]
 
 
+def test_cross_field_error_on_a_nested_key_gets_the_full_dotted_path() -> None:
+    @dataclass(frozen=True)
+    class Parent:
+        inner: Inner = field(default_factory=Inner)
+
+        def validate(self) -> None:
+            raise ValueError("inner.mode: not allowed with this band")
+
+    with pytest.raises(ConfigError) as info:
+        build(Parent, {}, file="f.toml", prefix="sim")
+    assert str(info.value) == "f.toml: sim.inner.mode: not allowed with this band"
+
+
 def test_required_field_missing() -> None:
     @dataclass(frozen=True)
     class Needs:
