@@ -258,6 +258,11 @@ class Loop:
             if truth is not None and not rec.failed:
                 for ev in truth.events():
                     rec.write_marker("truth", ev.peak_s, ev)
+                recall = getattr(self.sim_source, "recall_scores", None)
+                if callable(recall):  # the simulated memory test, for the report
+                    t = self.clock.now()
+                    rec.write_marker("truth", t, {"kind": "recall", "t_s": t,
+                                                  "recall_scores": recall()})
             rec.close()
         except BaseException as exc:
             if raise_errors:

@@ -163,7 +163,9 @@ def test_sham_decides_and_records_everything_but_sends_nothing(tmp_path):
     pul = [json.loads(x[0]) for x in by["engramloop.pulses"]["time_series"]]
     assert len(pul) == len(res.deliveries)
     assert all(p["delivery"]["status"] == "sham" for p in pul)
-    assert len(by["engramloop.truth"]["time_series"]) == len(src.truth.events())
+    truth = [json.loads(x[0]) for x in by["engramloop.truth"]["time_series"]]
+    assert len([t for t in truth if t["kind"] != "recall"]) == len(src.truth.events())
+    assert truth[-1]["kind"] == "recall" and len(truth[-1]["recall_scores"]) >= 1
     assert by["engramloop.raw"]["time_series"].shape == (res.n_samples, len(src.channels))
 
 
