@@ -307,6 +307,59 @@ def test_edf_replay_report_renders_and_says_what_is_missing(tmp_path):
     assert "Hypnogram (sleep stages in engramloop.truth): not in this recording" in text
 
 
+REPLAY_TOML = """
+name = "replay-edf"
+[source]
+kind = "file"
+[detectors.spindle]
+channels = ["C3"]
+[detectors.so]
+channels = ["C3"]
+[detectors.ripple]
+enabled = false
+[policy]
+target = "spindle"
+condition = "sham"
+[stimulators]
+kinds = ["sham"]
+"""
+
+
+def test_engramloop_replay_of_an_edf_reports(tmp_path, capsys):
+    """The real path: an EDF file -> `engramloop replay` (FileSource, detectors, policy,
+    governor, recorder) -> `engramloop report`."""
+    pyedflib = pytest.importorskip("pyedflib")
+    from controller.cli import main
+
+    uv = np.tile(np.loadtxt(DATA / "data_N2_spindles_15sec_200Hz.txt"), 4)  # 60 s of N2
+    edf = tmp_path / "night.edf"
+    w = pyedflib.EdfWriter(str(edf), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders([{"label": "C3", "dimension": "uV", "sample_frequency": 200,
+                         "physical_max": 500.0, "physical_min": -500.0,
+                         "digital_max": 32767, "digital_min": -32768}])
+    w.writeSamples([uv])
+    w.close()
+    cfg = tmp_path / "replay.toml"
+    cfg.write_text(REPLAY_TOML, encoding="utf-8")
+    xdf = tmp_path / "replay.xdf"
+    assert main(["replay", str(cfg), str(edf), "--speed", "max", "--record", str(xdf),
+                 "--quiet"]) == 0
+    rec = load_recording(xdf)
+    assert rec.signals[0].channels == ("C3",) and rec.signals[0].rate_hz == 200.0
+    # EDF microvolts arrive as volts
+    assert np.allclose(rec.signals[0].x[:, 0] * 1e6, uv[:rec.signals[0].t.size], atol=0.02)
+    spindles = [e for _, e in rec.markers["events"] if e.get("kind") == "spindle"]
+    assert spindles
+    assert main(["report", str(xdf), "--out", str(tmp_path / "rep"), "--quiet"]) == 0
+    index = tmp_path / "rep" / "index.html"
+    files = _check_local(index)
+    assert {"examples-spindle.png", "eta-spindle.png", "latency.png", "raster.png",
+            "refusals.png"} <= set(files)
+    text = index.read_text(encoding="utf-8")
+    assert "engramloop.forecasts): not in this recording" in text
+    assert "Both stim and sham (or yoked) pulses: not in this recording" in text
+
+
 def test_report_cli(tmp_path, capsys):
     from controller.cli import main
 
