@@ -324,8 +324,9 @@ class Loop:
 
     def _disarm_outputs(self) -> None:
         self._disarm_requested = False
-        for out in self.outputs:
-            out.disarm()
+        with self.scheduler.exclusive():
+            for out in self.outputs:
+                out.disarm()
         self._outputs_armed = False
 
     def _note(self, msg: str, t: float | None = None) -> None:
@@ -616,11 +617,12 @@ class Loop:
             self._switch_interval = None
         self._restore_scheduling()
         errors: list[str] = []
-        for out in self.outputs:
-            try:
-                out.disarm()
-            except BaseException as exc:  # keep going: every output must be tried
-                errors.append(f"{out.name}: disarm failed: {exc}")
+        with self.scheduler.exclusive():  # not while the scheduler thread is sending
+            for out in self.outputs:
+                try:
+                    out.disarm()
+                except BaseException as exc:  # keep going: every output must be tried
+                    errors.append(f"{out.name}: disarm failed: {exc}")
         self._outputs_armed = False
         try:
             self.scheduler.stop(reason)

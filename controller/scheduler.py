@@ -18,6 +18,7 @@ called: their Delivery has status ``"sham"``.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import threading
@@ -136,6 +137,18 @@ class Scheduler:
             heapq.heappush(self._heap, (pulse.intended_s, pulse.pulse_id, pulse))
             self._cv.notify()
         return False
+
+    @contextlib.contextmanager
+    def exclusive(self, timeout_s: float = 0.5):
+        """Hold the outputs for the caller (no send in progress or starting meanwhile), e.g.
+        to disarm them; after ``timeout_s`` (a send hung on a dead device) the caller
+        proceeds anyway, since disarming must never wait forever."""
+        got = self._fire_lock.acquire(timeout=timeout_s)
+        try:
+            yield got
+        finally:
+            if got:
+                self._fire_lock.release()
 
     @property
     def pending(self) -> int:
