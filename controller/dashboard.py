@@ -19,6 +19,7 @@ returns ``None``).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -196,8 +197,20 @@ class Dashboard:
         return bool(self.console.is_terminal)
 
     def renderable(self) -> Any:
-        """The view of the newest snapshot."""
-        return render_status(self._get(), note=self.note)
+        """The view of the newest snapshot.
+
+        When the snapshot names a recording but not its size, the size is read from the
+        file system here (a ``stat`` on the dashboard's thread, never the loop's).
+        """
+        status = self._get()
+        if status is not None and status.recording_path and not status.recording_bytes:
+            try:
+                size = os.stat(status.recording_path).st_size
+            except OSError:
+                size = 0
+            if size:
+                status = dataclasses.replace(status, recording_bytes=size)
+        return render_status(status, note=self.note)
 
     def print_once(self) -> None:
         """Print one snapshot (the non-interactive mode's periodic output)."""

@@ -116,6 +116,16 @@ def test_live_dashboard_context_stops_on_error_and_is_silent_when_quiet():
     assert quiet_buf.getvalue() == ""
 
 
+def test_recording_size_read_from_the_file_when_not_given(tmp_path):
+    rec = tmp_path / "s.xdf"
+    rec.write_bytes(b"x" * 2500)
+    con, buf = _plain_console()
+    dash = Dashboard(lambda: _status(recording_path=str(rec), recording_bytes=0),
+                     console=con)
+    con.print(dash.renderable())
+    assert "(2.5 kB)" in buf.getvalue()
+
+
 def test_keys_arm_needs_confirmation():
     c = Controls()
     con, _ = _plain_console()
