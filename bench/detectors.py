@@ -26,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decoders.detectors import DetectorsSettings, make_detectors  # noqa: E402
 from decoders.phase import EchtPhase, PhaseSettings  # noqa: E402
-from decoders.scoring import (intervals, replay, score_detections,  # noqa: E402
-                              score_phase)
+from decoders.scoring import intervals, replay, score_detections, score_phase  # noqa: E402
 from drivers.chunk import Chunk  # noqa: E402
 
 TARGETS = {

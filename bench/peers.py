@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decoders.phase import EchtKernel  # noqa: E402
 from decoders.ripple import RippleDetector, RippleSettings  # noqa: E402
-from decoders.scoring import (Interval, intervals, replay, score_detections,  # noqa: E402
-                              score_phase)
+from decoders.scoring import Interval, intervals, replay, score_detections, score_phase  # noqa: E402
 from decoders.slow_osc import SlowOscDetector, SlowOscSettings  # noqa: E402
 from decoders.spindle import SpindleDetector, SpindleSettings  # noqa: E402
 
@@ -67,7 +66,7 @@ def yasa_spindles(yasa, x_uv: np.ndarray, fs: float,
     if res is None:  # YASA returns None when it finds nothing
         return []
     df = res.summary()
-    return list(zip(df["Start"].astype(float), df["End"].astype(float)))
+    return list(zip(df["Start"].astype(float), df["End"].astype(float), strict=True))
 
 
 def bench_spindles() -> None:
@@ -164,8 +163,9 @@ def bench_so() -> None:
               f"0.5-1.25 Hz band is far from the filter the paper applies; ours uses the "
               f"exact bin frequencies (tests/test_phase.py checks it against the FFT recipe).")
     for k, (ph, n) in rows.items():
+        up = 100 * ph.fraction_in_target_half
         print(f"  {label[k]:<40} n {ph.n:4d}/{n:<4d} mean {ph.mean_phase_deg:+6.1f} deg  "
-              f"circ SD {ph.sd_phase_deg:5.1f} deg  up-phase {100 * ph.fraction_in_target_half:5.1f} %")
+              f"circ SD {ph.sd_phase_deg:5.1f} deg  up-phase {up:5.1f} %")
 
 
 # ------------------------------------------------------------------ ripples

@@ -41,7 +41,9 @@ class RippleSettings:
         (150.0, 250.0), gt=0, unit="Hz", doc="ripple band (Buzsaki 2015: 150-250 Hz in rodents)")
     filter_order: int = setting(2, ge=1, le=6, doc="Butterworth order per band edge")
     rms_window_s: float = setting(0.024, gt=0, le=0.1, unit="s",
-                                  doc="moving-RMS envelope window (about half a ripple: averages\n                                      the noise envelope down; see bench/detectors.py)")
+                                  doc="moving-RMS envelope window (about half a ripple: "
+                                      "averages the noise envelope down; see "
+                                      "bench/detectors.py)")
     threshold_sd: float = setting(5.0, gt=0, unit="SD",
                                   doc="threshold above the baseline median, in robust SDs")
     min_duration_s: float = setting(0.004, ge=0, le=0.1, unit="s",

@@ -52,7 +52,9 @@ class SlowOscSettings:
     channels: tuple[str, ...] = setting(("Fz",), doc="EEG channels (frontal: SOs are largest "
                                                      "there), each detected on independently")
     band_hz: tuple[float, float] = setting((0.2, 1.5), gt=0, unit="Hz",
-                                           doc="band-pass for down-state detection (narrow: the\n                                               trough depth feeds the half-wave frequency)")
+                                           doc="band-pass for down-state detection (narrow: "
+                                               "the trough depth feeds the half-wave "
+                                               "frequency)")
     filter_order: int = setting(2, ge=1, le=4, doc="Butterworth order per band edge")
     threshold_mode: Literal["fixed", "adaptive"] = setting(
         "fixed", doc="fixed threshold_v, or adaptive_sd robust SDs of the filtered signal "

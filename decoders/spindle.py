@@ -16,8 +16,8 @@ eLife 10:e70092; after Lacourse et al. 2019, J Neurosci Methods 316:3):
    ``corr = sqrt(corr(xs, xb)^2 + corr(q, xb)^2)``.
 
 All windows are causal (trailing); the sigma signal is band-passed out of the broadband
-one, so both are in phase at the spindle frequency. The moving correlation needs the moving mean of a
-product; with ``mean(xy) = (mean((x+y)^2) - mean((x-y)^2)) / 4`` it comes from two moving
+one, so both are in phase at the spindle frequency. The moving correlation needs the moving
+mean of a product; with ``mean(xy) = (mean((x+y)^2) - mean((x-y)^2)) / 4`` it comes from two moving
 RMS envelopes, so every rule runs in the C filter bank. An event fires when all three
 rules have held for ``min_duration_s``; if they go on holding beyond ``max_duration_s``
 the detector emits ``spindle_rejected`` for it. A fourth, online-only rule vetoes

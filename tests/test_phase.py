@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 
-from decoders.phase import (ArPhase, EchtKernel, EchtPhase, PhaseEstimate, PhaseSettings,
-                            make_phase_estimator, wrap_deg)
+from decoders.phase import (
+    ArPhase,
+    EchtKernel,
+    EchtPhase,
+    PhaseEstimate,
+    PhaseSettings,
+    make_phase_estimator,
+    wrap_deg,
+)
 from decoders.scoring import circular_mean_sd
 from drivers.chunk import Chunk
 

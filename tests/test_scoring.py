@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from decoders.scoring import (Interval, circular_mean_sd, match_events, score_detections,
-                              score_phase, so_phase_from_events)
+from decoders.scoring import (
+    Interval,
+    circular_mean_sd,
+    match_events,
+    score_detections,
+    score_phase,
+    so_phase_from_events,
+)
 
 
 def test_matching_is_one_to_one_in_time_order() -> None:

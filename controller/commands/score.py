@@ -50,7 +50,7 @@ def _xdf_streams(path: Path) -> tuple[dict, float]:
         ts = st["time_stamps"]
         if name.startswith("engramloop.") and st["info"]["channel_format"][0] == "string":
             recs = []
-            for t, row in zip(ts, st["time_series"]):
+            for t, row in zip(ts, st["time_series"], strict=False):
                 try:
                     recs.append((float(t), json.loads(row[0])))
                 except (ValueError, TypeError, IndexError):
@@ -231,11 +231,13 @@ def _print_table(rec: Path, result: dict) -> None:
               f"{'FP/min':>8}{'lat onset med/p90 ms':>22}{'lat peak med/p90 ms':>21}")
         for k in kinds:
             r = result[k]
+            on = (f"{_fmt(r['latency_onset_median_s'], 1e3, 1)} / "
+                  f"{_fmt(r['latency_onset_p90_s'], 1e3, 1)}")
+            pk = (f"{_fmt(r['latency_peak_median_s'], 1e3, 1)} / "
+                  f"{_fmt(r['latency_peak_p90_s'], 1e3, 1)}")
             print(f"{k:<10}{r['n_truth']:>7}{r['n_detected']:>6}{r['true_positives']:>6}"
                   f"{_fmt(r['precision']):>7}{_fmt(r['recall']):>8}{_fmt(r['f1']):>7}"
-                  f"{_fmt(r['fp_per_min'], 1, 2):>8}"
-                  f"{_fmt(r['latency_onset_median_s'], 1e3, 1) + ' / ' + _fmt(r['latency_onset_p90_s'], 1e3, 1):>22}"
-                  f"{_fmt(r['latency_peak_median_s'], 1e3, 1) + ' / ' + _fmt(r['latency_peak_p90_s'], 1e3, 1):>21}")
+                  f"{_fmt(r['fp_per_min'], 1, 2):>8}{on:>22}{pk:>21}")
     else:
         print("no detected kind has truth of the same kind")
     ph = result.get("so_phase")
