@@ -214,3 +214,46 @@ def test_pulse_timing_uses_the_simulated_clock_exactly():
     assert sent and all(d.sent_s == p.intended_s for p, d in sent)
     assert res.lateness.count == len(sent) and res.lateness.max_s == 0.0
     assert np.all(np.diff([p.intended_s for p, _ in sent]) >= cfg.safety.refractory_s)
+
+
+def test_disarmed_by_default_and_dashboard_controls():
+    from controller.status import StatusBoard
+
+    cfg = ripple_cfg()
+    cfg = dataclasses.replace(cfg, safety=dataclasses.replace(cfg.safety, arm_on_start=False))
+    spy = ShamOutput(name="spy")
+    res = build_loop(cfg, speed="max", duration_s=20.0, outputs=[spy]).run(20.0)
+    approved = [d for d in res.decisions if d.approved]
+    assert res.decisions and not approved and res.refusals["disarmed"] == len(res.decisions)
+    assert spy.pulses == []
+
+    # the dashboard's keys: arm (through the governor), disarm, stop
+    board = StatusBoard()
+    loop = build_loop(cfg, speed="max", duration_s=60.0, status_board=board)
+
+    class Keys:
+        """Presses keys at fixed chunk counts, as the dashboard's key thread would."""
+
+        calibrating = False
+        n = 0
+
+        def process(self, chunk):
+            Keys.n += 1
+            if Keys.n == 1000:
+                loop.arm()
+            elif Keys.n == 3000:
+                loop.disarm()
+            elif Keys.n == 4000:
+                loop.stop("q pressed")
+            return []
+
+    loop.detectors.append(Keys())
+    res = loop.run(60.0)
+    assert res.stop_reason == "q pressed" and res.n_chunks == 4000
+    ok = [d.pulse.intended_s for d in res.decisions if d.approved]
+    assert ok and all(5.0 <= t <= 15.0 for t in ok)  # armed from 5 s to 15 s only
+    assert all(d.rule == "disarmed" for d in res.decisions
+               if not d.approved and d.t_s > 15.0)
+    snap = board.latest()
+    assert snap is not None and snap.state == "stopped" and not snap.armed
+    assert snap.pulses_sent == len(res.pulses_sent)
