@@ -49,8 +49,8 @@ def _peer(name: str):
         return None
 
 
-def _row(name: str, sc) -> str:
-    lat = ("" if not math.isfinite(sc.latency_onset_median_s) else
+def _row(name: str, sc, latency: bool = True) -> str:
+    lat = ("" if not (latency and math.isfinite(sc.latency_onset_median_s)) else
            f"  onset->detect median {1e3 * sc.latency_onset_median_s:6.0f} ms")
     return (f"  {name:<34} P {sc.precision:5.3f}  R {sc.recall:5.3f}  F1 {sc.f1:5.3f}  "
             f"FP/min {sc.fp_per_min:5.2f}{lat}")
@@ -108,7 +108,7 @@ def bench_spindles() -> None:
             # offline: score by the middle of YASA's event (it has no detection time)
             mids = [0.5 * (a + b) for a, b in sp]
             print(_row(f"YASA {band[0]}-{band[1]} Hz (offline, all)",
-                       score_detections(mids, tr, t[-1] - cal)))
+                       score_detections(mids, tr, t[-1] - cal), latency=False))
 
 
 # ------------------------------------------------------------------ slow oscillations
@@ -201,7 +201,7 @@ def bench_ripples() -> None:
             warnings.simplefilter("ignore")
             df = rd.Kay_ripple_detector(time, filt, np.zeros(time.size), fs)
         starts = [float(s) for s in df["start_time"] if s >= cal]
-        print(_row("Kay (offline, at its start time)",
+        print(_row("Kay (offline; its start time)",
                    score_detections(starts, tr, dur - cal, tol_before_s=0.05)))
 
 
