@@ -1234,7 +1234,32 @@ def section_log(rec: Recording) -> Section:
     return sec
 
 
-def section_overview(rec: Recording) -> Section:
+def _glance(rec: Recording, pulses: list[PulseRecord]) -> str:
+    """A few lines a person reads first: what happened in this session."""
+    dur = max(rec.t1 - rec.t0, 1e-9)
+    items = []
+    events = _events_by_kind(rec)
+    if events:
+        items.append("detections: " + ", ".join(
+            f"{k} {len(v)} ({len(v) * 60.0 / dur:.1f}/min)" for k, v in events.items()))
+    if pulses:
+        by_cond: dict[str, int] = {}
+        for p in pulses:
+            if p.delivered:
+                by_cond[p.condition] = by_cond.get(p.condition, 0) + 1
+        undelivered = sum(1 for p in pulses if not p.delivered)
+        items.append("pulses delivered: " + (", ".join(f"{c} {n}" for c, n in
+                                                       sorted(by_cond.items())) or "none")
+                     + (f"; not delivered {undelivered}" if undelivered else ""))
+    refused = [d for _, d in rec.markers.get("governor", []) if d.get("approved") is False]
+    if rec.markers.get("governor"):
+        items.append(f"governor refusals: {len(refused)}")
+    if not items:
+        return ""
+    return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
+
+def section_overview(rec: Recording, pulses: Sequence[PulseRecord] = ()) -> Section:
     sec = Section("overview", "Recording")
     rows = [(s.name, "signal", len(s.channels), ", ".join(s.channels), f"{s.rate_hz:g}",
              s.t.size) for s in rec.signals]
@@ -1245,6 +1270,7 @@ def section_overview(rec: Recording) -> Section:
     sec.body = (f"<p>File <code>{html.escape(rec.path.name)}</code>"
                 + (f", recorded {html.escape(rec.datetime)}" if rec.datetime else "")
                 + f", {dur:.1f} s ({dur / 60:.1f} min).</p>"
+                + _glance(rec, list(pulses))
                 + _table(["stream", "type", "channels", "names", "rate (Hz)", "samples"], rows)
                 + (f"<p>Not in this recording: {', '.join(missing)}.</p>" if missing else ""))
     if not rec.signals:
@@ -1359,7 +1385,8 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
         with matplotlib.rc_context({"font.size": 9, "axes.spines.top": False,
                                     "axes.spines.right": False}):
             phase, pulses = step(section_phase(rec, out))
-            sections = [step(section_overview(rec)), step(section_raster(rec, out, pulses)),
+            sections = [step(section_overview(rec, pulses)),
+                        step(section_raster(rec, out, pulses)),
                         step(section_examples(rec, out)), step(section_averages(rec, out)),
                         phase, step(section_latency(rec, out, pulses)),
                         step(section_stim_vs_sham(rec, out, pulses)),

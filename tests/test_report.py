@@ -204,6 +204,10 @@ def test_sim_report_has_every_section_and_only_local_files(sim_report):
     assert "not in this recording" not in text.replace(
         "hypnogram: not in this recording", "")
     assert "All figures" in text and text.count("<figure") == len(expected)
+    assert "<li>detections: ripple 45 (30.0/min), so 38 (25.3/min), spindle 6 (4.0/min)</li>" \
+        in text
+    assert "<li>pulses delivered: sham 13, stim 19</li>" in text
+    assert "<li>governor refusals: 6</li>" in text
 
 
 def test_sim_report_phase_matches_ground_truth(sim_report):
