@@ -44,6 +44,10 @@ class RobustBaseline:
         ``median + exclude_sd * sd`` of the statistics in force (the event exclusion).
     min_fill : float
         Fraction of the history that must be filled before statistics exist (0-1].
+    absolute : bool
+        Track the absolute value of the feature (signed signals).
+    update_phase : float
+        Offset of the update points within the update interval, as a fraction (0-1).
 
     Notes
     -----
@@ -54,10 +58,14 @@ class RobustBaseline:
 
     def __init__(self, n_channels: int, fs_hz: float, *, history_s: float = 30.0,
                  step_s: float = 0.01, update_s: float = 0.5, exclude_sd: float = 2.0,
-                 min_fill: float = 0.1, absolute: bool = False) -> None:
+                 min_fill: float = 0.1, absolute: bool = False,
+                 update_phase: float = 0.0) -> None:
         self.n_channels = int(n_channels)
         self.step = max(1, int(round(step_s * fs_hz)))
         self.update_every = max(1, int(round(update_s * fs_hz / self.step))) * self.step
+        # where in the update interval the recomputation falls (0-1): stages running side
+        # by side use different phases so their recomputations land on different chunks
+        self._offset = int(update_phase * self.update_every) % self.update_every
         self.length = max(8, int(round(history_s * fs_hz / self.step)))
         self.min_count = max(4, int(math.ceil(min_fill * self.length)))
         self.exclude_sd = float(exclude_sd)
@@ -104,10 +112,11 @@ class RobustBaseline:
         start = 0
         first = self.index
         while start < n:
-            # next update point: the first sample index (absolute) that is a multiple of
-            # update_every, at or after first+start; stats change *after* that sample.
+            # next update point: the first absolute sample index u >= first+start with
+            # (u + 1 - offset) a multiple of update_every; stats change *after* it.
             abs_here = first + start
-            next_upd = ((abs_here // self.update_every) + 1) * self.update_every - 1
+            u, o = self.update_every, self._offset
+            next_upd = ((abs_here - o) // u + 1) * u - 1 + o
             end = min(n, next_upd - first + 1)
             median_out[start:end] = self.median
             sd_out[start:end] = self.sd

@@ -128,7 +128,7 @@ class SlowOscDetector:
         self._filt = SosFilter(butter_bandpass(*s.band_hz, fs, s.filter_order), k)
         self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=0.02,
                                     update_s=s.baseline_update_s, exclude_sd=math.inf,
-                                    min_fill=0.05, absolute=True)
+                                    min_fill=0.05, absolute=True, update_phase=0.67)
         self._echt = (EchtKernel(fs, s.phase_band_hz, s.phase_window_s, k)
                       if s.predict == "echt" else None)
         # the band-pass's phase (rad) on a frequency grid, for the half-wave correction

@@ -80,7 +80,7 @@ class SpindleSettings:
     baseline_s: float = setting(60.0, gt=0, unit="s", doc="history of the running baseline")
     baseline_step_s: float = setting(0.02, gt=0, unit="s", doc="baseline keeps one RMS sample "
                                                                "per step")
-    baseline_update_s: float = setting(0.5, gt=0, unit="s", doc="baseline recomputed this "
+    baseline_update_s: float = setting(1.0, gt=0, unit="s", doc="baseline recomputed this "
                                                                 "often")
     baseline_min_fill: float = setting(0.05, gt=0, le=1, doc="fraction of the history "
                                                              "needed before the first "
@@ -137,7 +137,7 @@ class SpindleDetector:
         self._xs_last = np.zeros(k)
         self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
                                     update_s=s.baseline_update_s, exclude_sd=s.exclude_sd,
-                                    min_fill=s.baseline_min_fill)
+                                    min_fill=s.baseline_min_fill, update_phase=0.33)
         self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
         self._max_n = max(self._min_n + 1, int(round(s.max_duration_s * fs)) + 1)
         self._times = TimeRing(int(fs * (s.max_duration_s + 1.0)))
