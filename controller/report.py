@@ -492,7 +492,15 @@ def _window(rec: Recording, where: tuple[SignalStream, int], t_s: float,
 
 
 def _scale(units: str) -> tuple[float, str]:
-    return (1e6, "uV") if units in ("V", "volts", "") else (1.0, units)
+    """Factor and label to plot values stored in ``units`` as microvolts when possible."""
+    u = units.strip().lower().replace("µ", "u").replace("μ", "u")
+    if u in ("v", "volt", "volts", ""):
+        return 1e6, "uV"
+    if u in ("mv", "millivolt", "millivolts"):
+        return 1e3, "uV"
+    if u in ("uv", "microvolt", "microvolts"):
+        return 1.0, "uV"
+    return 1.0, units
 
 
 def _lock_name(evs: Sequence[dict]) -> str:

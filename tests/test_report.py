@@ -446,3 +446,33 @@ def test_report_of_a_real_closed_loop_sim_run(tmp_path):
                                          r"click</td><td>Fz</td><td>0.5-1.25</td><td>(\d+)</td>",
                                          text)]
     assert n > 0 and len(counts) == 2 and sum(counts) == n
+
+
+def test_labrecorder_style_xdf_reports(tmp_path):
+    """An XDF not written by engramloop (LabRecorder-style: float32 microvolts, a marker
+    stream of plain strings, no engramloop config) still gives a report."""
+    from drivers import xdf as X
+
+    rng = np.random.default_rng(5)
+    n, fs = 3000, 250.0
+    t = 50.0 + np.arange(n) / fs
+    x = rng.normal(0, 10, (n, 2)).astype(np.float32)
+    x[:, 1] += (40 * np.sin(2 * np.pi * 13 * t) * (np.abs(t - 55.0) < 0.5)).astype(np.float32)
+    data = (X.file_header()
+            + X.stream_header(1, name="Amp", stream_type="EEG", channels=["Fz", "Cz"],
+                              rate_hz=fs, channel_format="float32", units="microvolts")
+            + X.stream_header(2, name="Tasks", stream_type="Markers", channels=["m"],
+                              rate_hz=0.0, channel_format="string")
+            + X.numeric_samples(1, x, t, dtype="<f4")
+            + X.string_samples(2, ["lights off", "lights on"], [51.0, 61.0])
+            + X.stream_footer(1, first_timestamp=t[0], last_timestamp=t[-1], sample_count=n)
+            + X.stream_footer(2, first_timestamp=51.0, last_timestamp=61.0, sample_count=2))
+    path = tmp_path / "lab.xdf"
+    path.write_bytes(data)
+    rec = load_recording(path)
+    assert rec.signals[0].channels == ("Fz", "Cz") and rec.signals[0].units == "microvolts"
+    assert rec.markers["Tasks"] == [(51.0, {"text": "lights off"}), (61.0, {"text": "lights on"})]
+    res = write_report(path, tmp_path / "rep")
+    text = res.index.read_text(encoding="utf-8")
+    assert "Detections (stream engramloop.events): not in this recording" in text
+    assert "<td>Amp</td><td>signal</td><td>2</td><td>Fz, Cz</td><td>250</td><td>3000</td>" in text
