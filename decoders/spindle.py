@@ -70,7 +70,7 @@ class SpindleSettings:
                                                     "the sigma RMS (wake alpha leaks into the "
                                                     "sigma band; a spindle has little alpha); "
                                                     "0 disables")
-    min_duration_s: float = setting(0.1, ge=0, le=2, unit="s",
+    min_duration_s: float = setting(0.15, ge=0, le=2, unit="s",
                                     doc="all rules must hold this long before an event fires")
     max_duration_s: float = setting(2.5, gt=0, unit="s",
                                     doc="longer runs are reported as spindle_rejected")
