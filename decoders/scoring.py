@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["Interval", "DetectionScore", "PhaseScore", "match_events", "score_detections",
            "circular_mean_sd", "score_phase", "intervals", "replay", "so_phase_from_events",
-           "score_recording"]
+           "score_recording", "as_float"]
 
 
 @dataclass(frozen=True)
@@ -200,14 +200,19 @@ def score_phase(true_deg: Sequence[float], target_deg: float = 0.0,
                       mean_phase_deg=m_ph, sd_phase_deg=sd_ph, fraction_in_target_half=frac)
 
 
+def as_float(v: object) -> float:
+    """A float from a record field; JSON ``null`` (how NaN is written) is NaN."""
+    return float("nan") if v is None else float(v)  # type: ignore[arg-type]
+
+
 def intervals(events: Iterable) -> list[Interval]:
     """Intervals from any records with ``onset_s``, ``offset_s`` and ``peak_s`` (e.g. the
     simulator's ``TruthEvent``) or dicts with those keys."""
     out = []
     for e in events:
         get = e.get if isinstance(e, dict) else (lambda k, _e=e: getattr(_e, k))
-        out.append(Interval(float(get("onset_s")), float(get("offset_s")),
-                            float(get("peak_s"))))
+        out.append(Interval(as_float(get("onset_s")), as_float(get("offset_s")),
+                            as_float(get("peak_s"))))
     return out
 
 
@@ -262,8 +267,8 @@ def so_phase_from_events(events: Sequence[dict], t_s: np.ndarray) -> np.ndarray:
         m = e.get("meta", {}) or {}
         if "trough_s" not in m or "rise_s" not in m:
             continue
-        knots = np.array([e["onset_s"], m["trough_s"], m["rise_s"], e["peak_s"],
-                          e["offset_s"]], dtype=float)
+        knots = np.array([as_float(e["onset_s"]), as_float(m["trough_s"]), as_float(m["rise_s"]),
+                          as_float(e["peak_s"]), as_float(e["offset_s"])])
         sel = (t >= knots[0]) & (t < knots[-1])
         if sel.any():
             out[sel] = np.interp(t[sel], knots, _SO_KNOT_DEG)
@@ -305,12 +310,12 @@ def score_recording(detections: Sequence[dict], truth: Sequence[dict], duration_
                and (d.get("channel"), d.get("onset_s")) not in rejected]
         tr = intervals([e for e in truth if e.get("kind") == kind])
         before, after = tol.get(kind, (0.05, 0.05))
-        out[kind] = score_detections([float(d["detect_s"]) for d in det], tr, duration_s,
+        out[kind] = score_detections([as_float(d.get("detect_s")) for d in det], tr, duration_s,
                                      tol_before_s=before, tol_after_s=after).to_dict()
     so_det = [d for d in detections if d.get("kind") == "so"
-              and math.isfinite(float(d.get("predicted_s", float("nan"))))]
+              and math.isfinite(as_float(d.get("predicted_s")))]
     if so_det:
-        pred = np.array([float(d["predicted_s"]) for d in so_det])
+        pred = np.array([as_float(d["predicted_s"]) for d in so_det])
         if so_phase is None:
             so_truth = [e for e in truth if e.get("kind") == "so"]
             if so_truth:

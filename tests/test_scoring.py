@@ -100,6 +100,7 @@ def test_score_command_on_an_xdf(tmp_path, capsys) -> None:
 
     events = [Event("calibration_done", "spindle", 0.0, 5.0).to_dict()]
     events += [Event("spindle", "Cz", o, o + 0.3).to_dict() for o in (10.0, 20.0, 30.0, 45.0)]
+    events.append(Event("so", "Fz", 50.0, 50.2).to_dict())   # NaNs travel as JSON null
     truth = [{"kind": "spindle", "channel": "Cz", "onset_s": o, "peak_s": o + 0.5,
               "offset_s": o + 1.0, "meta": {}} for o in (2.0, 10.0, 20.0, 30.0, 40.0)]
     path = tmp_path / "run.xdf"
@@ -110,6 +111,7 @@ def test_score_command_on_an_xdf(tmp_path, capsys) -> None:
     # the truth event at 2 s lies in the calibration period and is not scored
     assert (sp["n_truth"], sp["true_positives"], sp["false_positives"]) == (4, 3, 1)
     assert sp["latency_onset_median_s"] == pytest.approx(0.3)
+    assert "so_phase" not in out          # the SO event has no prediction (NaN -> null)
     assert out["calibration_end_s"] == 5.0
     assert main(["score", str(path)]) == 0
     assert "spindle" in capsys.readouterr().out

@@ -187,20 +187,26 @@ def run(args: argparse.Namespace) -> int:
             detections = _events_jsonl(ev)
     if args.truth:
         truth, truth_obj = _truth_from(Path(args.truth), args.kind)
+    # the truth stream also carries non-event records (e.g. memory recall scores)
+    truth = [e for e in truth if isinstance(e, dict) and "onset_s" in e and "offset_s" in e]
     if not truth:
         raise UserError(f"{rec}: no truth to score against (no engramloop.truth stream); "
                         "give --truth FILE (CSV of onset,duration or a truth file)")
-    cal = [float(d["detect_s"]) for d in detections if d.get("kind") == "calibration_done"]
+    from decoders.scoring import as_float
+
+    detections = [d for d in detections if isinstance(d, dict)
+                  and math.isfinite(as_float(d.get("detect_s")))]
+    cal = [as_float(d["detect_s"]) for d in detections if d.get("kind") == "calibration_done"]
     start = max(cal) if cal else -math.inf
     # score only what the detectors could see: after calibration, within the signal
-    scored_det = [d for d in detections if float(d.get("detect_s", math.nan)) >= start]
-    scored_truth = [e for e in truth if float(e.get("onset_s", math.nan)) >= start]
+    scored_det = [d for d in detections if as_float(d["detect_s"]) >= start]
+    scored_truth = [e for e in truth if as_float(e["onset_s"]) >= start]
     if not math.isfinite(duration):
-        times = [float(e["offset_s"]) for e in truth] + [float(d["detect_s"])
-                                                          for d in detections]
+        times = [as_float(e["offset_s"]) for e in truth] + [as_float(d["detect_s"])
+                                                         for d in detections]
         duration = max(times) - (start if math.isfinite(start) else 0.0)
     elif math.isfinite(start):
-        t0 = min([float(e["onset_s"]) for e in truth] + [start])
+        t0 = min([as_float(e["onset_s"]) for e in truth] + [start])
         duration = max(0.0, duration - (start - t0))
     phase_fn = None
     if truth_obj is not None:
