@@ -31,13 +31,17 @@ def make_detectors(cfg: Any,
     cfg : Config or DetectorsSettings
         A whole config (its ``detectors`` section is used) or the section itself.
     channels : tuple of str, optional
-        The source's channel names. When given, a detector whose channels are all missing
-        is left out (e.g. no ripple detector on a scalp-EEG-only board); a detector with
-        only some of its channels present is an error at its first chunk.
+        The source's channel names (default: ``cfg.source.channels`` when that is set).
+        When known, a detector none of whose channels the source has is left out (e.g. no
+        ripple detector on a scalp-EEG-only board); a detector with only some of its
+        channels present is an error at its first chunk.
     """
     ds = cfg if isinstance(cfg, DetectorsSettings) else getattr(cfg, "detectors", None)
     if ds is None:
         ds = DetectorsSettings()
+    if channels is None:
+        src = getattr(getattr(cfg, "source", None), "channels", ())
+        channels = tuple(src) or None
     out: list = []
     for sub, cls in ((ds.ripple, RippleDetector), (ds.spindle, SpindleDetector),
                      (ds.so, SlowOscDetector)):

@@ -60,3 +60,17 @@ def test_time_ring() -> None:
     r.write(np.arange(3.0, 12.0))               # longer than the ring
     assert r.at(11) == 11.0 and r.at(7) == 7.0
     assert r.at(2) == 7.0                        # older than kept: the oldest kept one
+
+
+def test_make_detectors_leaves_out_detectors_without_channels() -> None:
+    from controller.config import loads_config
+    from decoders.detectors import make_detectors
+
+    cfg = loads_config('[source]\nchannels = ["Fp1", "C3"]\n'
+                       '[detectors.so]\nchannels = ["Fp1"]\n')
+    assert [type(d).__name__ for d in make_detectors(cfg)] == ["SlowOscDetector"]
+    cfg = loads_config('[detectors.spindle]\nenabled = false\n')
+    assert [type(d).__name__ for d in make_detectors(cfg)] == ["RippleDetector",
+                                                               "SlowOscDetector"]
+    names = [type(d).__name__ for d in make_detectors(cfg, channels=("CA1",))]
+    assert names == ["RippleDetector"]
