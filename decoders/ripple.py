@@ -79,7 +79,7 @@ class RippleSettings:
     baseline_s: float = setting(30.0, gt=0, unit="s", doc="history of the running baseline")
     baseline_step_s: float = setting(0.01, gt=0, unit="s", doc="baseline keeps one envelope "
                                                                 "sample per step")
-    baseline_update_s: float = setting(1.0, gt=0, unit="s", doc="baseline recomputed this "
+    baseline_update_s: float = setting(2.0, gt=0, unit="s", doc="baseline recomputed this "
                                                                 "often")
     exclude_sd: float = setting(2.0, gt=0, unit="SD", doc="envelope samples above median + "
                                                           "exclude_sd SD stay out of the "

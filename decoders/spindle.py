@@ -80,7 +80,7 @@ class SpindleSettings:
     baseline_s: float = setting(60.0, gt=0, unit="s", doc="history of the running baseline")
     baseline_step_s: float = setting(0.02, gt=0, unit="s", doc="baseline keeps one RMS sample "
                                                                "per step")
-    baseline_update_s: float = setting(1.0, gt=0, unit="s", doc="baseline recomputed this "
+    baseline_update_s: float = setting(2.0, gt=0, unit="s", doc="baseline recomputed this "
                                                                 "often")
     baseline_min_fill: float = setting(0.05, gt=0, le=1, doc="fraction of the history "
                                                              "needed before the first "
