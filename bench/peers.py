@@ -77,8 +77,8 @@ def bench_spindles() -> None:
     if path.is_file():
         x = np.loadtxt(path)
         t = np.arange(x.size) / 200.0
-        ours = [e for e in replay([SpindleDetector(SpindleSettings(channels=("EEG",),
-                                                                   calibration_s=2.0))],
+        short = SpindleSettings(channels=("EEG",), calibration_s=2.0, baseline_update_s=0.5)
+        ours = [e for e in replay([SpindleDetector(short)],
                                   np.ascontiguousarray(x[:, None] * 1e-6), t, 200.0,
                                   ("EEG",), 10) if e.kind == "spindle"]
         print("  real N2 excerpt (15 s): ours onset/detect (s): "
