@@ -547,6 +547,7 @@ class TrainSettings:
     decay_threshold: float | None = None   # None: median of -delta in training data
     hidden: int = 16
     per_memory: bool = False
+    members: int = 1               # seed ensemble size (outputs averaged)
     epochs: int = 40
     batch: int = 256
     lr: float = 3e-3
@@ -607,7 +608,7 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
     import torch
     from torch import nn
 
-    from decoders.forecaster import Checkpoint, ForecastNet
+    from decoders.forecaster import Checkpoint, ForecastEnsemble, ForecastNet
 
     s = settings
     _seed_all(s.seed, s.threads)
@@ -634,8 +635,6 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
 
     xtr, ytr = tensors(tr)
     xva, yva = tensors(va)
-    net = ForecastNet(len(FEATURE_NAMES), s.hidden, n_mem, s.window_epochs)
-    opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     bce = nn.BCEWithLogitsLoss()
 
     def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -644,52 +643,65 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
             loss = loss + torch.mean((out[:, 2:] - y[:, 2:]) ** 2)
         return loss
 
-    gen = torch.Generator().manual_seed(s.seed)
-    best = (math.inf, None, -1)
     t0 = time.monotonic()
-    history = []
-    for ep in range(s.epochs):
-        net.train()
-        perm = torch.randperm(len(xtr), generator=gen)
-        tot = 0.0
-        for i in range(0, len(perm), s.batch):
-            b = perm[i:i + s.batch]
-            opt.zero_grad()
-            loss = loss_fn(net(xtr[b]), ytr[b])
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            tot += float(loss.detach()) * len(b)
-        net.eval()
-        with torch.no_grad():
-            vl = float(loss_fn(net(xva), yva))
-        history.append([ep + 1, tot / len(xtr), vl])
-        if progress:
-            progress(f"epoch {ep + 1}/{s.epochs}  train loss {tot / len(xtr):.4f}  "
-                     f"val loss {vl:.4f}  ({time.monotonic() - t0:.0f} s)")
-        if vl < best[0] - 1e-5:
-            best = (vl, {k: v.clone() for k, v in net.state_dict().items()}, ep)
-        elif ep - best[2] >= s.patience:
+    members, history, best_epochs = [], [], []
+    for k in range(s.members):
+        # member k: its own initialisation and batch order (seed + k), same data split
+        torch.manual_seed(s.seed + 1000 * k)
+        net = ForecastNet(len(FEATURE_NAMES), s.hidden, n_mem, s.window_epochs)
+        opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        gen = torch.Generator().manual_seed(s.seed + 1000 * k)
+        best: tuple = (math.inf, None, -1)
+        tag = f"member {k + 1}/{s.members} " if s.members > 1 else ""
+        for ep in range(s.epochs):
+            net.train()
+            perm = torch.randperm(len(xtr), generator=gen)
+            tot = 0.0
+            for i in range(0, len(perm), s.batch):
+                bi = perm[i:i + s.batch]
+                opt.zero_grad()
+                loss = loss_fn(net(xtr[bi]), ytr[bi])
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                opt.step()
+                tot += float(loss.detach()) * len(bi)
+            net.eval()
+            with torch.no_grad():
+                vl = float(loss_fn(net(xva), yva))
+            history.append([k + 1, ep + 1, tot / len(xtr), vl])
             if progress:
-                progress(f"early stop: no validation improvement for {s.patience} epochs")
-            break
+                progress(f"{tag}epoch {ep + 1}/{s.epochs}  train loss {tot / len(xtr):.4f}  "
+                         f"val loss {vl:.4f}  ({time.monotonic() - t0:.0f} s)")
+            if vl < best[0] - 1e-5:
+                best = (vl, {n: v.clone() for n, v in net.state_dict().items()}, ep)
+            elif ep - best[2] >= s.patience:
+                if progress:
+                    progress(f"{tag}early stop: no validation improvement for "
+                             f"{s.patience} epochs")
+                break
+            if time.monotonic() - t0 > s.max_seconds:
+                if progress:
+                    progress(f"stopping at the time limit ({s.max_seconds:.0f} s)")
+                break
+        net.load_state_dict(best[1])
+        members.append(net)
+        best_epochs.append(best[2] + 1)
         if time.monotonic() - t0 > s.max_seconds:
-            if progress:
-                progress(f"stopping at the time limit ({s.max_seconds:.0f} s)")
             break
-    net.load_state_dict(best[1])
-    net.eval()
+    ens = ForecastEnsemble(members)
+    ens.eval()
     with torch.no_grad():
-        logits = net(xva)[:, 1].double()
+        logits = ens(xva)[:, 1].double()
     a, b = _platt(logits, yva[:, 1].double())
     meta = dict(metadata or {})
     meta.update({"train": {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
                            for k, v in s.__dict__.items()},
                  "n_train_windows": int(len(tr.delta)), "n_val_windows": int(len(va.delta)),
                  "n_nights": len(nights), "val_nights": [int(i) for i in np.flatnonzero(val_n)],
-                 "best_epoch": best[2] + 1, "history": history,
+                 "best_epochs": best_epochs, "history": history,
                  "decay_positive_fraction_train": float(tr.decay(thr).mean())})
-    return Checkpoint(state_dict=net.state_dict(), hidden=s.hidden, n_memories=n_mem,
+    return Checkpoint(state_dict=ens.state_dict(), hidden=s.hidden, n_memories=n_mem,
+                      members=len(members),
                       feature_names=FEATURE_NAMES, feature_mean=mean, feature_std=std,
                       window_epochs=s.window_epochs, epoch_s=epoch_s, hop_s=hop_s,
                       horizon_s=s.horizon_epochs * hop_s, decay_threshold=thr,
@@ -932,8 +944,11 @@ def nights_from_recordings(outcomes_csv: str | Path,
 # ====================================================================== model card
 
 def write_model_card(path: str | Path, checkpoint: Any, evaluation: dict,
-                     data_description: str, extra: str = "") -> Path:
+                     data_description: str, extra: str = "",
+                     checkpoint_name: str = "forecaster.pt") -> Path:
     """Write ``MODEL_CARD.md``: data, architecture, metrics vs baselines, limits."""
+    from decoders.forecaster import FORMAT_VERSION
+
     ck = checkpoint
     path = Path(path)
 
@@ -949,16 +964,18 @@ def write_model_card(path: str | Path, checkpoint: Any, evaluation: dict,
              "next-day recall rises through sleep)")
     lines = [
         "# engramloop memory-decay forecaster — model card", "",
-        f"Model version `{ck.model_version}`, checkpoint format {1}, file "
-        f"`{path.parent.name}/forecaster.pt`.", "",
+        f"Model version `{ck.model_version}`, checkpoint format {FORMAT_VERSION}, file "
+        f"`{checkpoint_name}`.", "",
         "## What it does",
         f"From the last {ck.window_epochs} epoch feature vectors ({ck.epoch_s:g} s epochs, "
         f"hop {ck.hop_s:g} s; features in `decoders/features.py`) it forecasts the change of "
         f"pooled memory strength over the next {ck.horizon_s:g} s and the probability that "
         f"it {event} (Platt-calibrated)"
         + (f"; plus {ck.n_memories} per-memory changes." if ck.n_memories else "."), "",
-        f"Architecture: GRU (hidden {ck.hidden}) + 2-layer head; "
-        f"{sum(v.numel() for v in ck.state_dict.values())} parameters.", "",
+        f"Architecture: {ck.members} member(s), each a GRU (hidden {ck.hidden}) with a "
+        "2-layer head plus a linear skip path over the whole window; members differ only "
+        "in their seed and their outputs are averaged; "
+        f"{sum(v.numel() for v in ck.state_dict.values())} parameters in all.", "",
         "## Data", data_description, "",
     ]
     for key, title in (("test", "Held-out seeds"), ("shifted", "Unseen simulator parameters")):
@@ -969,7 +986,7 @@ def write_model_card(path: str | Path, checkpoint: Any, evaluation: dict,
                   f"{e['n_nights']} nights, {e['n_windows']} windows, "
                   f"{100 * e['positive_fraction']:.1f} % decay windows.", "",
                   "| predictor | AUROC | Brier | R^2 | ECE |", "|---|---|---|---|---|",
-                  row("forecaster (GRU)", e["model"]), row("persistence", e["persistence"]),
+                  row("forecaster", e["model"]), row("persistence", e["persistence"]),
                   row("linear / logistic", e["linear"]), ""]
         m, p, li = e["model"], e["persistence"], e["linear"]
         lines += [f"Margins: AUROC {m['auroc'] - p['auroc']:+.3f} vs persistence, "

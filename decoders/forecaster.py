@@ -35,7 +35,8 @@ from torch import nn
 
 from decoders.features import FEATURE_NAMES, FeatureVector, Forecast
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "ForecastNet", "Checkpoint",
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "ForecastNet", "ForecastEnsemble",
+           "Checkpoint",
            "Forecaster", "default_checkpoint_path"]
 
 FORMAT = "engramloop.forecaster"
@@ -91,6 +92,21 @@ class ForecastNet(nn.Module):
         return self.head(h[-1]) + self.skip(x.flatten(1))
 
 
+class ForecastEnsemble(nn.Module):
+    """Members trained from different seeds; the output is their mean (Lakshminarayanan
+    et al. 2017: deep ensembles reduce variance and improve calibration)."""
+
+    def __init__(self, members: Sequence[ForecastNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.members[0](x)
+        for m in self.members[1:]:
+            out = out + m(x)
+        return out / len(self.members)
+
+
 @dataclass
 class Checkpoint:
     """Everything needed to run a trained forecaster (one file on disk)."""
@@ -107,6 +123,7 @@ class Checkpoint:
     horizon_s: float
     decay_threshold: float
     target_scale: float
+    members: int = 1
     calib_a: float = 1.0
     calib_b: float = 0.0
     model_version: str = "0"
@@ -118,7 +135,8 @@ class Checkpoint:
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "model_version": self.model_version,
             "arch": {"kind": ARCH, "n_features": len(self.feature_names),
-                     "hidden": self.hidden, "n_memories": self.n_memories},
+                     "hidden": self.hidden, "n_memories": self.n_memories,
+                     "members": self.members},
             "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict.items()},
             "feature_names": list(self.feature_names),
             "feature_mean": torch.as_tensor(self.feature_mean, dtype=torch.float64),
@@ -176,7 +194,8 @@ class Checkpoint:
         try:
             names = tuple(d["feature_names"])
             ck = cls(state_dict=d["state_dict"], hidden=int(arch["hidden"]),
-                     n_memories=int(arch["n_memories"]), feature_names=names,
+                     n_memories=int(arch["n_memories"]), members=int(arch["members"]),
+                     feature_names=names,
                      feature_mean=d["feature_mean"].numpy(), feature_std=d["feature_std"].numpy(),
                      window_epochs=int(d["window_epochs"]), epoch_s=float(d["epoch_s"]),
                      hop_s=float(d["hop_s"]), horizon_s=float(d["horizon_s"]),
@@ -210,10 +229,11 @@ class Checkpoint:
                     f"forecaster {where}: trained with {name} = {mine} s but "
                     f"[forecaster.features] {name} = {theirs} s; set it to {mine} or retrain")
 
-    def build(self) -> ForecastNet:
-        """The network with the checkpoint's weights, in eval mode."""
-        net = ForecastNet(len(self.feature_names), self.hidden, self.n_memories,
-                          self.window_epochs)
+    def build(self) -> ForecastEnsemble:
+        """The network (ensemble) with the checkpoint's weights, in eval mode."""
+        net = ForecastEnsemble([ForecastNet(len(self.feature_names), self.hidden,
+                                            self.n_memories, self.window_epochs)
+                                for _ in range(self.members)])
         try:
             net.load_state_dict(self.state_dict)
         except RuntimeError as exc:

@@ -18,7 +18,7 @@ from decoders.forecaster import (
 )
 
 SMALL = ft.TrainSettings(window_epochs=4, horizon_epochs=4, hidden=8, epochs=3, batch=128,
-                         seed=3)
+                         members=2, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--threshold", type=float, default=None,
                    help="decay threshold in strength units (default: training median)")
     t.add_argument("--per-memory", action="store_true", help="add per-memory heads")
+    t.add_argument("--members", type=int, default=5,
+                   help="seed-ensemble size: members trained from seeds seed, seed+1000, "
+                        "... and averaged (default 5)")
     t.add_argument("--max-seconds", type=float, default=1800.0,
                    help="stop training after this long (default 1800)")
     t.add_argument("--model-version", default="", help="version string (default: "
@@ -151,7 +154,8 @@ def _train(args: argparse.Namespace) -> int:
     settings = ft.TrainSettings(window_epochs=args.window_epochs,
                                 horizon_epochs=args.horizon_epochs,
                                 decay_threshold=args.threshold, hidden=args.hidden,
-                                per_memory=args.per_memory, epochs=args.epochs, seed=args.seed,
+                                per_memory=args.per_memory, members=args.members,
+                                epochs=args.epochs, seed=args.seed,
                                 max_seconds=args.max_seconds)
     version = args.model_version or f"{__version__}+seed{args.seed}"
     ck = ft.train(nights, settings, epoch_s=fs.epoch_s, hop_s=fs.hop_s, model_version=version,
@@ -172,7 +176,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.card:
         desc = "; ".join(json.dumps(i) for i in infos)
         card = ft.write_model_card(args.card, ck, evaluation,
-                                   f"{len(nights)} training nights. Dataset info: {desc}")
+                                   f"{len(nights)} training nights. Dataset info: {desc}",
+                                   checkpoint_name=Path(args.out).name)
         print(f"wrote {card}")
     return 0
 
