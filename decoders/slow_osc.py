@@ -19,6 +19,12 @@ peak, either
   changes from cycle to cycle; the ECHT (a multi-cycle window) assumes the rhythm keeps
   its frequency.
 
+Optionally (``sws_gate_ratio`` > 0) down states count only during slow-wave sleep: the
+0.5-2 Hz / 4-30 Hz power ratio over the last 10 s must reach the setting. On the simulator
+its 5th percentile in N3 is ~13 and its 95th percentile in REM and wake ~6-7, where eye
+movements otherwise pass for down states; the real N3 excerpt in shared/data sits near 4,
+so the right value is per rig and the gate is off by default.
+
 A trough too shallow for the half-wave rule (``threshold / depth > max_depth_ratio``) is
 still reported, with ``predicted_s`` NaN, so the policy does not stimulate on a guess.
 
@@ -37,7 +43,7 @@ import numpy as np
 from controller.schema import setting
 from decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
-from decoders.filters import SosFilter, butter_bandpass
+from decoders.filters import BandEnvelope, SosFilter, butter_bandpass
 from decoders.phase import EchtKernel
 from drivers.chunk import Chunk
 
@@ -83,6 +89,15 @@ class SlowOscSettings:
     phase_band_hz: tuple[float, float] = setting((0.5, 1.25), gt=0, unit="Hz",
                                                  doc="band of the ECHT phase estimate")
     phase_window_s: float = setting(4.0, gt=0, le=30, unit="s", doc="ECHT window")
+    sws_gate_ratio: float = setting(
+        0.0, ge=0, doc="slow-wave-sleep gate: a down state counts only while the 0.5-2 Hz / "
+                       "4-30 Hz power ratio over the last sws_window_s is at least this (N3 "
+                       "is slow-wave dominated; eye movements in REM and wake are not); "
+                       "0 disables. The ratio depends on montage and subject: 8 separates "
+                       "the simulator's N3 from its REM/wake, the real N3 excerpt in "
+                       "shared/data sits near 4")
+    sws_window_s: float = setting(10.0, gt=0, le=60, unit="s",
+                                  doc="window of the slow-wave-sleep gate's power ratio")
     refractory_s: float = setting(0.4, ge=0, unit="s", doc="dead time after an event (also "
                                                            "waits for the signal to cross "
                                                            "zero upwards)")
@@ -126,6 +141,12 @@ class SlowOscDetector:
         s, k = self.settings, self._k
         self._fs = fs
         self._filt = SosFilter(butter_bandpass(*s.band_hz, fs, s.filter_order), k)
+        self._gate = None
+        if s.sws_gate_ratio > 0:
+            gw = max(1, int(round(s.sws_window_s * fs)))
+            hi = min(30.0, 0.45 * fs)
+            self._gate = (BandEnvelope(butter_bandpass(0.5, 2.0, fs), k, gw),
+                          BandEnvelope(butter_bandpass(4.0, hi, fs), k, gw))
         self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=0.02,
                                     update_s=s.baseline_update_s, exclude_sd=math.inf,
                                     min_fill=0.05, absolute=True, update_phase=0.67)
@@ -155,6 +176,9 @@ class SlowOscDetector:
         k = self._k
         self._cap = n
         self._y = np.empty((n, k))
+        self._gf = np.empty((n, k))
+        self._gs = np.empty((n, k))
+        self._gh = np.empty((n, k))
         self._med = np.empty((n, k))
         self._sd = np.empty((n, k))
         self._thr = np.empty((n, k))
@@ -199,6 +223,9 @@ class SlowOscDetector:
             self._last[:] = 0.0
         self._times.write(t)
         y = self._filt.process(x, self._y[:n])
+        if self._gate is not None:       # both envelopes keep their state every chunk
+            _, g_slow = self._gate[0].process_envelope(x, self._gf[:n], self._gs[:n])
+            _, g_fast = self._gate[1].process_envelope(x, self._gf[:n], self._gh[:n])
         thr = self._thr[:n]
         if s.threshold_mode == "adaptive":
             med, sd = self._med[:n], self._sd[:n]
@@ -241,6 +268,9 @@ class SlowOscDetector:
             for j, ch, onset, trough_v, trough_t in found:
                 self._feed_echt(x, fed, j + 1)
                 fed = j + 1
+                if (self._gate is not None and not g_slow[j, ch] * g_slow[j, ch]
+                        >= s.sws_gate_ratio * g_fast[j, ch] * g_fast[j, ch]):
+                    continue             # not slow-wave sleep: not a slow oscillation
                 events.append(self._event(j, ch, onset, trough_v, trough_t, thr, t))
             self._feed_echt(x, fed, n)
         self._last[:] = y[-1]

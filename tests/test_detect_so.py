@@ -90,3 +90,22 @@ def test_real_n3_eeg() -> None:
     gaps = np.array([e.predicted_s - e.peak_s for e in ev])
     gaps = gaps[np.isfinite(gaps)]
     assert gaps.size and np.all((gaps > 0.2) & (gaps < 1.1)), gaps
+
+
+def test_slow_wave_sleep_gate_silences_rem_eye_movements() -> None:
+    from sim.generate import simulate
+    from sim.settings import HypnogramSettings, SimSettings
+
+    sim = SimSettings(channels=("Fz", "Cz"), hypnogram=HypnogramSettings(
+        mode="fixed", schedule=("REM:60", "N3:60")))
+    x, t, truth = simulate(sim, seed=3, duration_s=120.0)
+    names = tuple(truth.channels)
+    off = so_events(replay([SlowOscDetector()], x, t, truth.rate_hz, names, x.shape[0]))
+    on = so_events(replay([SlowOscDetector(SlowOscSettings(sws_gate_ratio=8.0))], x, t,
+                          truth.rate_hz, names, x.shape[0]))
+    rem_off = [e for e in off if e.detect_s < 60.0]
+    rem_on = [e for e in on if e.detect_s < 60.0]
+    assert len(rem_off) >= 5                         # eye movements pass for down states
+    assert len(rem_on) <= 0.3 * len(rem_off), (len(rem_on), len(rem_off))
+    assert len([e for e in on if e.detect_s > 70.0]) >= 0.8 * len(
+        [e for e in off if e.detect_s > 70.0])
