@@ -36,14 +36,15 @@ TARGETS = {
 }
 
 
-def accuracy(seeds: list[int], duration_s: float, chunk: int) -> dict:
+def accuracy(seeds: list[int], duration_s: float, chunk: int,
+             settings: DetectorsSettings | None = None) -> dict:
     from sim.generate import simulate
 
     pooled: dict = {"ripple": [], "spindle": [], "so": [], "so_phase": []}
     for seed in seeds:
         x, t, truth = simulate(seed=seed, duration_s=duration_s)
         names = tuple(truth.channels)
-        stages = make_detectors(DetectorsSettings(), channels=names)
+        stages = make_detectors(settings or DetectorsSettings(), channels=names)
         ev = replay(stages, x, t, truth.rate_hz, names, chunk)
         cal = {e.channel: e.detect_s for e in ev if e.kind == "calibration_done"}
         rejected = {(e.channel, e.onset_s) for e in ev if e.kind == "spindle_rejected"}
@@ -127,9 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=600.0, help="seconds per seed")
     ap.add_argument("--chunk", type=int, default=10, help="samples per chunk")
     ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument("--so-gate", type=float, default=None, metavar="RATIO",
+                    help="run with [detectors.so] sws_gate_ratio = RATIO (default: off)")
     args = ap.parse_args(argv)
     if not args.no_accuracy:
-        res = accuracy(args.seeds, args.duration, args.chunk)
+        ds = DetectorsSettings()
+        if args.so_gate is not None:
+            import dataclasses
+
+            ds = dataclasses.replace(ds, so=dataclasses.replace(ds.so,
+                                                                sws_gate_ratio=args.so_gate))
+            print(f"(slow-wave-sleep gate on: sws_gate_ratio = {args.so_gate})")
+        res = accuracy(args.seeds, args.duration, args.chunk, ds)
         print(f"== accuracy on the simulator: seeds {args.seeds}, {args.duration:g} s each, "
               f"default SNR, chunks of {args.chunk} samples at 2 kHz")
         print(f"{'detector':<9}{'truth':>6}{'det':>6}{'prec':>7}{'recall':>7}{'F1':>7}"
