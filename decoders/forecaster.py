@@ -36,6 +36,7 @@ from torch import nn
 from decoders.features import FEATURE_NAMES, FeatureVector, Forecast
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "ForecastNet", "ForecastEnsemble",
+           "FusedEnsemble",
            "Checkpoint",
            "Forecaster", "default_checkpoint_path"]
 
@@ -105,6 +106,51 @@ class ForecastEnsemble(nn.Module):
         for m in self.members[1:]:
             out = out + m(x)
         return out / len(self.members)
+
+
+class FusedEnsemble(nn.Module):
+    """An ensemble rewritten as ONE wider network with the same outputs (inference only).
+
+    The members' GRUs become one GRU with ``members * hidden`` units whose recurrent
+    weights are block-diagonal (a GRU's gates act per unit, so the blocks never mix); the
+    heads become block-diagonal / concatenated linear layers and the final average is
+    folded into the last layer's weights. One call then costs about one member's
+    Python/dispatch overhead instead of ``members`` of them.
+    """
+
+    def __init__(self, ens: ForecastEnsemble) -> None:
+        super().__init__()
+        ms = list(ens.members)
+        k, h = len(ms), ms[0].gru.hidden_size
+        f, o = ms[0].gru.input_size, ms[0].skip.out_features
+        kh = k * h
+        self.gru = nn.GRU(f, kh, batch_first=True)
+        self.l1 = nn.Linear(kh, kh)
+        self.l2 = nn.Linear(kh, o)
+        self.skip = nn.Linear(ms[0].skip.in_features, o)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.zero_()
+            g = self.gru
+            for i, m in enumerate(ms):
+                blk = slice(i * h, (i + 1) * h)
+                for gate in range(3):      # PyTorch row order: reset, update, new
+                    rc = slice(gate * kh + i * h, gate * kh + (i + 1) * h)
+                    rm = slice(gate * h, (gate + 1) * h)
+                    g.weight_ih_l0[rc] = m.gru.weight_ih_l0[rm]
+                    g.weight_hh_l0[rc, blk] = m.gru.weight_hh_l0[rm]
+                    g.bias_ih_l0[rc] = m.gru.bias_ih_l0[rm]
+                    g.bias_hh_l0[rc] = m.gru.bias_hh_l0[rm]
+                self.l1.weight[blk, blk] = m.head[0].weight
+                self.l1.bias[blk] = m.head[0].bias
+                self.l2.weight[:, blk] = m.head[2].weight / k
+                self.l2.bias += m.head[2].bias / k
+                self.skip.weight += m.skip.weight / k
+                self.skip.bias += m.skip.bias / k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, hn = self.gru(x)
+        return self.l2(torch.tanh(self.l1(hn[-1]))) + self.skip(x.flatten(1))
 
 
 @dataclass
@@ -260,7 +306,9 @@ class Forecaster:
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         self.checkpoint = checkpoint
-        self.net = checkpoint.build()
+        self.ensemble = checkpoint.build()
+        self.net = FusedEnsemble(self.ensemble).eval() if checkpoint.members > 1 \
+            else self.ensemble
         self.window = checkpoint.window_epochs
         self._mean = checkpoint.feature_mean.astype(np.float32)
         self._inv_std = (1.0 / np.maximum(checkpoint.feature_std, 1e-12)).astype(np.float32)

@@ -136,6 +136,17 @@ def test_evaluate_reports_model_and_baselines(nights, checkpoint):
     assert 0 < ev["positive_fraction"] < 1
 
 
+def test_fused_ensemble_equals_the_members(checkpoint, nights):
+    fc = Forecaster(checkpoint)
+    assert checkpoint.members == 2 and fc.net is not fc.ensemble
+    x = torch.from_numpy(fc.normalise(np.stack([nights[3].features[i:i + 4]
+                                                for i in range(20)])))
+    with torch.inference_mode():
+        members = torch.stack([m(x) for m in fc.ensemble.members]).mean(0)
+        torch.testing.assert_close(fc.ensemble(x), members)
+        torch.testing.assert_close(fc.net(x), members, rtol=1e-5, atol=1e-6)
+
+
 def test_torchscript_export_is_equal(tmp_path, checkpoint, nights):
     fc = Forecaster(checkpoint)
     path = fc.export_torchscript(tmp_path / "f.ts")
