@@ -57,6 +57,11 @@ class RippleSettings:
                                   "event per ripple)")
     consensus_channels: int = setting(1, ge=1, doc="detection channels that must be above "
                                                     "threshold together")
+    pool_weights: tuple[float, ...] = setting(
+        (), doc="if given (one weight per detection channel), detect on the weighted mean "
+                "of the channels instead of each one: neighbouring pyramidal-layer sites "
+                "carry the same ripple, their noise is partly independent, so the mean has "
+                "a better SNR (weights ~ each site's ripple amplitude)")
     reference_channels: tuple[str, ...] = setting(
         (), doc="cortical/EMG channels whose ripple-band power vetoes an event (artefact "
                 "rejection); empty disables the veto")
@@ -95,6 +100,15 @@ class RippleSettings:
         if self.consensus_channels > len(self.channels):
             raise ValueError(f"consensus_channels: {self.consensus_channels} > number of "
                              f"channels {len(self.channels)}")
+        if self.pool_weights:
+            if len(self.pool_weights) != len(self.channels):
+                raise ValueError(f"pool_weights: {len(self.pool_weights)} weights for "
+                                 f"{len(self.channels)} channels")
+            if not sum(abs(w) for w in self.pool_weights) > 0:
+                raise ValueError("pool_weights: all weights are zero")
+            if self.consensus_channels != 1:
+                raise ValueError("consensus_channels: must be 1 when pool_weights pools the "
+                                 "channels into one")
 
 
 class RippleDetector:
@@ -119,7 +133,12 @@ class RippleDetector:
         s = self.settings
         self._picker = ChannelPicker(tuple(s.channels) + tuple(s.reference_channels),
                                      "detectors.ripple")
-        self._nd = len(s.channels)
+        self._n_in = len(s.channels)
+        self._pool = None
+        if s.pool_weights:
+            w = np.asarray(s.pool_weights, dtype=np.float64)
+            self._pool = np.ascontiguousarray(w / np.sum(np.abs(w)))
+        self._nd = 1 if self._pool is not None else len(s.channels)
         self._fs = 0.0
         self._cap = 0
 
@@ -151,6 +170,8 @@ class RippleDetector:
     def _alloc(self, n: int) -> None:
         k = self._nd + len(self.settings.reference_channels)
         self._cap = n
+        self._xpool = np.empty((n, k))
+        self._pool1 = np.empty(n)
         self._filt = np.empty((n, k))
         self._env = np.empty((n, k))
         self._med = np.empty((n, k))
@@ -218,6 +239,13 @@ class RippleDetector:
             self._t0 = float(t[0])
         self._times.write(t)
         x = self._picker.pick(chunk.samples, chunk.channels)
+        if self._pool is not None:
+            # weighted mean of the detection channels, reference channels after it
+            xp = self._xpool[:n]
+            np.dot(x[:, :self._n_in], self._pool, out=self._pool1[:n])
+            xp[:, 0] = self._pool1[:n]
+            xp[:, 1:] = x[:, self._n_in:]
+            x = xp
         _, env = self._band.process_envelope(x, self._filt[:n], self._env[:n])
         med, sd = self._med[:n], self._sd[:n]
         self._base.process(env, med, sd)
