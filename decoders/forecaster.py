@@ -347,20 +347,27 @@ class Forecaster:
             Time the forecast refers to; defaults to the last vector's ``t_end_s``
             (NaN for a bare array).
         """
+        nf = self._x.shape[2]
         if isinstance(features, np.ndarray):
-            raw = features
+            if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] != nf:
+                raise ValueError(f"features must have shape (n_epochs >= 1, {nf}), got "
+                                 f"{features.shape}")
+            rows = features[-self.window:]
             t = float("nan") if time_s is None else time_s
         else:
             if not features:
                 raise ValueError("predict needs at least one feature vector")
-            raw = np.stack([fv.values for fv in features[-self.window:]])
+            rows = [fv.values for fv in features[-self.window:]]
+            if any(r.shape != (nf,) for r in rows):
+                raise ValueError(f"feature vectors must have {nf} values")
             t = features[-1].t_end_s if time_s is None else time_s
-        if raw.ndim != 2 or raw.shape[0] < 1 or raw.shape[1] != self._x.shape[2]:
-            raise ValueError(f"features must have shape (n_epochs >= 1, "
-                             f"{self._x.shape[2]}), got {raw.shape}")
-        raw = raw[-self.window:]
-        k = raw.shape[0]
-        self._x[0, self.window - k:] = self.normalise(raw)
+        k = len(rows)
+        dst = self._x[0, self.window - k:]
+        for i in range(k):                 # normalise in place into the input buffer
+            dst[i] = rows[i]
+        dst -= self._mean
+        dst *= self._inv_std
+        np.nan_to_num(dst, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         if k < self.window:
             self._x[0, :self.window - k] = self._x[0, self.window - k]
         with torch.inference_mode():
