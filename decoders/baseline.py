@@ -129,6 +129,20 @@ class RobustBaseline:
     def _push(self, feature: np.ndarray, start: int, end: int, first: int) -> None:
         # decimation points: absolute indices that are multiples of step
         j0 = start + (-(first + start)) % self.step
+        if self.n_channels == 1:
+            # one channel (the common case): scalar arithmetic, no temporary arrays
+            ring, excl, length = self._ring[0], float(self._excl[0]), self.length
+            pos, count = int(self._pos[0]), int(self._count[0])
+            for j in range(j0, end, self.step):
+                v = float(feature[j, 0])
+                if self.absolute:
+                    v = abs(v)
+                if v <= excl:
+                    ring[pos] = v
+                    pos = (pos + 1) % length
+                    count += 1
+            self._pos[0], self._count[0] = pos, count
+            return
         for j in range(j0, end, self.step):
             row = feature[j]
             vals = np.abs(row) if self.absolute else row
