@@ -14,10 +14,10 @@ Pipeline
    ``window_epochs`` feature vectors up to epoch ``t`` -> the pooled strength change from
    ``t`` to ``t + horizon`` (regression target), whether it is below ``-decay_threshold``
    (classification target), and the per-memory changes.
-3. **Training.** :func:`train` fits :class:`~decoders.forecaster.ForecastNet` with Adam,
-   reproducibly for a seed (all RNGs seeded, one thread, deterministic order), holding out
-   whole nights for early stopping and Platt calibration, and returns a
-   :class:`~decoders.forecaster.Checkpoint`.
+3. **Training.** :func:`train` fits ``members`` :class:`~decoders.forecaster.ForecastNet`
+   networks (a seed ensemble) with Adam, reproducibly for a seed (all RNGs seeded, one
+   thread, deterministic order), holding out whole nights for early stopping and Platt
+   calibration, and returns a :class:`~decoders.forecaster.Checkpoint`.
 4. **Evaluation.** :func:`evaluate` scores the model on held-out nights next to a
    persistence baseline and linear/logistic baselines on the same features: AUROC, Brier
    score, R^2 and calibration (reliability bins, expected calibration error).
