@@ -9,7 +9,9 @@ stimulation effects from their own random stream) is run three times:
   budget of ``--budget`` pulses is spent;
 * ``gated``: the same, but only while :class:`controller.forecast_worker.ForecastGate`
   allows it -- the shipped forecaster (or ``--checkpoint``) says the decay probability
-  is at or above ``--threshold``.
+  is at or above ``--threshold``;
+* ``antigated`` (optional control, ``--conditions``): only while the gate would be
+  CLOSED -- if it does as well as ``gated``, the forecast is not targeting anything.
 
 Both stimulated conditions have the same budget and gap. The outcome is end-of-night
 recall (mean over memories, ``SimSource.recall_scores()``). The script prints each
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-CONDITIONS = ("sham", "ungated", "gated")
+CONDITIONS = ("sham", "ungated", "gated", "antigated")
 
 
 class _Latest:
@@ -102,6 +104,9 @@ def run_night(job: tuple) -> dict:
                 if condition == "gated" and not gate.allows(t_fire):
                     n_refused += 1
                     continue
+                if condition == "antigated" and (latest.fc is None or gate.allows(t_fire)):
+                    n_refused += 1
+                    continue
                 src.stimulate(t_fire, pulse, "ripple")
                 delivered.append(t_fire)
                 last = ev.detect_s
@@ -146,11 +151,17 @@ def main() -> int:
     ap.add_argument("--checkpoint", default="")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", help="write per-night results here")
+    ap.add_argument("--conditions", default="sham,ungated,gated",
+                    help="comma-separated subset of sham, ungated, gated, antigated "
+                         "(sham and one more are required)")
     args = ap.parse_args()
     params = {k: getattr(args, k) for k in ("duration_s", "rate_hz", "budget", "min_gap_s",
                                             "threshold", "checkpoint")}
+    conds = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
+    if any(c not in CONDITIONS for c in conds) or "sham" not in conds or len(conds) < 2:
+        ap.error(f"--conditions: use sham plus some of {', '.join(CONDITIONS[1:])}")
     jobs = [(s, c, params) for s in range(args.seed_start, args.seed_start + args.seeds)
-            for c in CONDITIONS]
+            for c in conds]
     t0 = time.monotonic()
     rows = []
     with mp.get_context("spawn").Pool(max(1, args.workers)) as pool:
@@ -159,25 +170,30 @@ def main() -> int:
             print(f"[{i}/{len(jobs)}] seed {r['seed']} {r['condition']:<8} recall "
                   f"{r['recall']:.4f} pulses {r['pulses']} ({time.monotonic() - t0:.0f} s)",
                   file=sys.stderr, flush=True)
-    by = {c: {r["seed"]: r for r in rows if r["condition"] == c} for c in CONDITIONS}
+    by = {c: {r["seed"]: r for r in rows if r["condition"] == c} for c in conds}
     seeds = sorted(by["sham"])
-    rec = {c: np.array([by[c][s]["recall"] for s in seeds]) for c in CONDITIONS}
+    rec = {c: np.array([by[c][s]["recall"] for s in seeds]) for c in conds}
     print(f"Forecast-gated vs ungated ripple-locked optogenetic stimulation vs sham: "
           f"{len(seeds)} seeds, {args.duration_s:g} s nights, budget {args.budget} pulses, "
           f"min gap {args.min_gap_s:g} s, gate p_decay >= {args.threshold}")
     print(f"{'condition':<10} {'end-of-night recall (95% CI)':<34} {'pulses (mean)':>14}")
-    for c in CONDITIONS:
+    for c in conds:
         m, lo, hi = _ci(rec[c])
         pulses = np.mean([by[c][s]["pulses"] for s in seeds])
         print(f"{c:<10} {m:.4f} [{lo:.4f}, {hi:.4f}]{'':<10} {pulses:14.1f}")
     print("paired differences (same seeds):")
-    for a, b in (("gated", "ungated"), ("gated", "sham"), ("ungated", "sham")):
+    pairs = [(a, b) for a, b in (("gated", "ungated"), ("gated", "antigated"),
+                                 ("antigated", "ungated"), ("gated", "sham"),
+                                 ("ungated", "sham"), ("antigated", "sham"))
+             if a in conds and b in conds]
+    for a, b in pairs:
         m, lo, hi = _ci(rec[a] - rec[b])
         wins = int(np.sum(rec[a] > rec[b]))
         print(f"  {a} - {b:<8} {m:+.4f} [{lo:+.4f}, {hi:+.4f}]   {a} higher in {wins}/"
               f"{len(seeds)} seeds")
-    gof = np.nanmean([by["gated"][s]["gate_open_fraction"] for s in seeds])
-    print(f"gate open in {100 * gof:.0f} % of epochs (gated condition)")
+    if "gated" in conds:
+        gof = np.nanmean([by["gated"][s]["gate_open_fraction"] for s in seeds])
+        print(f"gate open in {100 * gof:.0f} % of epochs (gated condition)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0
