@@ -51,7 +51,7 @@ MAX_KEPT = 200_000
 #: status snapshots for the dashboard, seconds of loop time apart
 STATUS_EVERY_S = 0.25
 #: GIL switch interval during real-time runs (CPython default 5 ms), seconds
-SWITCH_INTERVAL_S = 0.0002
+SWITCH_INTERVAL_S = 0.00005
 #: most chunks decoded without decisions in one backlog catch-up
 MAX_BACKLOG_CHUNKS = 1000
 

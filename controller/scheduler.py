@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -41,7 +42,7 @@ class SchedulerSettings:
         doc="latest acceptable send time after a pulse's intended time; later means "
             "cancelled (sets Pulse.deadline_s)")
     spin_s: float = setting(
-        0.0005, ge=0, le=0.05, unit="s",
+        0.001, ge=0, le=0.05, unit="s",
         doc="the thread sleeps until this long before a pulse, then spins (busy-waits) "
             "for the last stretch; longer is more precise and uses more CPU")
     realtime_priority: int = setting(
@@ -263,6 +264,7 @@ class Scheduler:
     def _run(self) -> None:
         spin = self.settings.spin_s
         now = self.clock.now
+        _raise_fifo_priority()
         try:
             while True:
                 with self._cv:
@@ -289,6 +291,19 @@ class Scheduler:
             if not isinstance(exc, DeviceError):
                 self.error = RuntimeError(f"scheduler thread failed: {exc!r}")
                 self.error.__cause__ = exc
+
+
+def _raise_fifo_priority() -> None:
+    """If this thread inherited SCHED_FIFO from the loop thread, run one priority level
+    above it, so a due pulse preempts the loop's decoding (Linux applies
+    sched_setscheduler(0, ...) to the calling thread)."""
+    try:
+        if os.sched_getscheduler(0) == os.SCHED_FIFO:
+            prio = os.sched_getparam(0).sched_priority
+            top = os.sched_get_priority_max(os.SCHED_FIFO)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(min(prio + 1, top)))
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: same priority as the loop
 
 
 __all__ = ["Scheduler", "SchedulerSettings"]
