@@ -186,7 +186,10 @@ class EchtKernel:
         _, hg = sosfreqz(sos, worN=self._fgrid, fs=self.fs)
         if pre is not None:   # a filter applied before decimation (anti-alias low-pass)
             hg = hg * sosfreqz(pre[0], worN=self._fgrid, fs=pre[1])[1]
-        self._hphase = np.unwrap(np.angle(hg))
+        ph = np.unwrap(np.angle(hg))
+        # anchor: the band-pass alone has zero phase at its centre frequency
+        ph -= 2 * np.pi * np.round(np.interp(f_c, self._fgrid, ph) / (2 * np.pi))
+        self._hphase = ph
         self._hgain = np.abs(hg)
         self._hphase_l = self._hphase.tolist()
         self._hgain_l = self._hgain.tolist()

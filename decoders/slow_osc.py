@@ -158,7 +158,12 @@ class SlowOscDetector:
         self._fgrid = np.linspace(0.05, min(s.band_hz[1], fs / 2 * 0.9), 512)
         _, h = sosfreqz(butter_bandpass(*s.band_hz, fs, s.filter_order), worN=self._fgrid,
                         fs=fs)
-        self._hphase = np.unwrap(np.angle(h))
+        ph = np.unwrap(np.angle(h))
+        # a Butterworth band-pass has zero phase at its centre frequency: anchor the
+        # unwrapped curve there (a steep filter's phase near DC is a whole turn or more)
+        f_c = math.sqrt(s.band_hz[0] * s.band_hz[1])
+        ph -= 2 * np.pi * np.round(np.interp(f_c, self._fgrid, ph) / (2 * np.pi))
+        self._hphase = ph
         self._min_v = np.full(k, np.inf)           # running minimum in a down state
         self._min_t = np.full(k, np.nan)
         self._times = TimeRing(int(fs * 5.0))
