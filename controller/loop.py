@@ -183,6 +183,8 @@ class Loop:
         self._arm_requested = False
         self._disarm_requested = False
         self._outputs_armed = False
+        self._outputs_wanted = False
+        self._calibrated = False
         self._immediate: dict[int, float] = {}
         self._pending: Chunk | None = None
         self._last_chunk: Chunk | None = None
@@ -314,16 +316,29 @@ class Loop:
                 self._log(f"could not restore normal scheduling: {exc}")
 
     def _do_arm(self) -> None:
+        """Arm the governor now; the outputs when the detectors are calibrated (no pulse
+        can be approved before that anyway, and the first chunks, which allocate the
+        detectors' state, may hold the GIL long enough to starve a stimulator's
+        heartbeat thread and trip its watchdog)."""
         self._arm_requested = False
-        if not self.sham:
-            for out in self.outputs:
-                out.arm()
-            self._outputs_armed = True
         self.governor.arm()
-        self._note("armed" + (" (sham: outputs stay disarmed)" if self.sham else ""))
+        self._outputs_wanted = not self.sham
+        if self._calibrated:
+            self._arm_outputs()
+        self._note("armed" + (" (sham: outputs stay disarmed)" if self.sham else
+                              "" if self._calibrated else
+                              " (outputs follow when the detectors are calibrated)"))
+
+    def _arm_outputs(self) -> None:
+        if self._outputs_wanted and not self._outputs_armed:
+            with self.scheduler.exclusive():
+                for out in self.outputs:
+                    out.arm()
+            self._outputs_armed = True
 
     def _disarm_outputs(self) -> None:
         self._disarm_requested = False
+        self._outputs_wanted = False
         with self.scheduler.exclusive():
             for out in self.outputs:
                 out.disarm()
@@ -403,6 +418,8 @@ class Loop:
             if not calibrated:
                 calibrated = all(not getattr(d, "calibrating", False) for d in self.detectors)
                 if calibrated:
+                    self._calibrated = True
+                    self._arm_outputs()
                     gov.set_calibrated(True)
                     self._note("detectors calibrated", now)
             p3 = perf()
