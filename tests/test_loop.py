@@ -257,3 +257,24 @@ def test_disarmed_by_default_and_dashboard_controls():
     snap = board.latest()
     assert snap is not None and snap.state == "stopped" and not snap.armed
     assert snap.pulses_sent == len(res.pulses_sent)
+
+
+def test_real_time_through_the_emulated_stim_box():
+    """Paced run: pulses go over a real pseudo-terminal to the stim-box emulator, which
+    acknowledges them and hands each output edge back to the simulator."""
+    cfg = ripple_cfg()
+    st = dataclasses.replace(cfg.stimulators, kinds=("stimbox",),
+                             stimbox=dataclasses.replace(cfg.stimulators.stimbox,
+                                                         port="emulator"))
+    pulse = dataclasses.replace(cfg.policy.pulse, modality="ttl", amplitude=5.0,
+                                phase_width_s=0.001)
+    cfg = dataclasses.replace(cfg, stimulators=st,
+                              policy=dataclasses.replace(cfg.policy, pulse=pulse))
+    loop = build_loop(cfg, speed=1, duration_s=10.0)
+    res = loop.run(10.0)
+    delivered = [d for _, d in res.deliveries if d.status == "acked"]
+    assert res.n_failed == 0 and len(delivered) >= 1
+    assert all(d.output == "stimbox" and d.ack_s >= d.sent_s for d in delivered)
+    # the emulator's output edges reached the simulated brain
+    assert len(loop.sim_source.pulses) == len(delivered)
+    assert not loop.governor.armed
