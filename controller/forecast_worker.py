@@ -49,6 +49,11 @@ class ForecasterSettings:
     gate_threshold: float = setting(0.5, ge=0, le=1,
                                     doc="pulses are allowed while the forecast decay "
                                         "probability p_decay is at or above this")
+    gate_when: Literal["risk_high", "risk_low"] = setting(
+        "risk_high", doc="risk_high: allow pulses while p_decay >= gate_threshold (stimulate "
+        "memories about to fade); risk_low: while p_decay < gate_threshold (stimulate while "
+        "consolidation runs well -- the rule that did better in the simulator experiment, "
+        "see decoders/data/MODEL_CARD.md)")
     max_age_s: float = setting(90.0, gt=0, unit="s",
                                doc="a forecast older than this no longer opens the gate "
                                    "(e.g. the worker stalled)")
@@ -199,7 +204,8 @@ class ForecastWorker:
 
 
 class ForecastGate:
-    """The policy's forecast gate: ``allows(t_s)`` while decay risk is high.
+    """The policy's forecast gate: ``allows(t_s)`` while decay risk is high (or, with
+    ``gate_when = "risk_low"``, while it is low).
 
     Parameters
     ----------
@@ -211,6 +217,7 @@ class ForecastGate:
     def __init__(self, worker: Any, settings: ForecasterSettings) -> None:
         self.worker = worker
         self.threshold = settings.gate_threshold
+        self.when_high = settings.gate_when == "risk_high"
         self.max_age_s = settings.max_age_s
         self.before_first = settings.before_first
         self.last_reason = ""
@@ -219,7 +226,8 @@ class ForecastGate:
         """May a pulse planned at host-clock time ``t_s`` go ahead?
 
         False (with :attr:`last_reason`) when the worker failed, when the newest forecast
-        is older than ``max_age_s``, or when its ``p_decay`` is below the threshold.
+        is older than ``max_age_s``, or when its ``p_decay`` is on the wrong side of the
+        threshold (below it for ``risk_high``, at or above it for ``risk_low``).
         """
         if getattr(self.worker, "failed", False):
             self.last_reason = "forecaster_failed"
@@ -231,8 +239,8 @@ class ForecastGate:
         if not (t_s - fc.time_s <= self.max_age_s) or math.isnan(fc.p_decay):
             self.last_reason = "stale_forecast"
             return False
-        if fc.p_decay < self.threshold:
-            self.last_reason = "low_decay_risk"
+        if (fc.p_decay >= self.threshold) != self.when_high:
+            self.last_reason = "low_decay_risk" if self.when_high else "high_decay_risk"
             return False
         self.last_reason = ""
         return True

@@ -143,3 +143,7 @@ def test_gate_rules():
     assert not g.allows(0.0) and g.last_reason == "no_forecast"
     g = ForecastGate(_Latest(None), ForecasterSettings(before_first="allow"))
     assert g.allows(0.0)
+    inv = ForecasterSettings(gate_threshold=0.6, gate_when="risk_low")
+    assert ForecastGate(_Latest(low), inv).allows(110.0)
+    g = ForecastGate(_Latest(high), inv)
+    assert not g.allows(110.0) and g.last_reason == "high_decay_risk"
