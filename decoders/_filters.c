@@ -440,9 +440,244 @@ static PyTypeObject FilterBankType = {
     .tp_getset = FilterBank_getset,
 };
 
+/* ------------------------------------------------- detector rule kernels (module level) */
+
+/* Get a C-contiguous 2-D buffer of 8-byte items (float64 when is_int == 0, int64 else)
+ * with exactly `rows` x `cols` items (rows < 0: any row count, returned in *rows_out). */
+static int
+get_rule_buf(PyObject *obj, Py_buffer *view, int writable, int is_int, Py_ssize_t rows,
+             Py_ssize_t cols, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s %s array", name,
+                     writable ? ", writable" : "", is_int ? "int64" : "float64");
+        return -1;
+    }
+    const char *fmt = view->format;
+    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
+    int ok_fmt = fmt != NULL && view->itemsize == 8 &&
+                 (is_int ? (strcmp(fmt, "q") == 0 || strcmp(fmt, "l") == 0)
+                         : strcmp(fmt, "d") == 0);
+    if (!ok_fmt) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype %s, got format '%s'", name,
+                     is_int ? "int64" : "float64", view->format ? view->format : "?");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    Py_ssize_t r = view->ndim == 2 ? view->shape[0] : (view->ndim == 1 ? 1 : -1);
+    Py_ssize_t c = view->ndim == 2 ? view->shape[1] : (view->ndim == 1 ? view->shape[0] : -1);
+    if (r < 0 || c != cols || (rows >= 0 && r != rows)) {
+        PyErr_Format(PyExc_ValueError, "%s must have shape (%zd, %zd)", name,
+                     rows >= 0 ? rows : (Py_ssize_t)-1, cols);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(threshold_runs_doc,
+"threshold_runs(feature, median, sd, k_sd, carry, runs, thr) -> int\n\n"
+"thr = median + k_sd * sd and, per channel, the length of the current run of samples with\n"
+"feature > thr ending at each sample (NaN compares False), continuing the run lengths in\n"
+"`carry` (updated to the last row). feature, median, sd, thr: (n, c) float64; runs: (n, c)\n"
+"int64; carry: (c,) int64. Returns the largest run length in the block.");
+
+static PyObject *
+filters_threshold_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "threshold_runs(feature, median, sd, k_sd, carry, runs, thr) takes 7 arguments");
+        return NULL;
+    }
+    double k = PyFloat_AsDouble(args[3]);
+    if (k == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n_ch = PyObject_Length(args[4]);
+    if (n_ch < 0) return NULL;
+    Py_buffer fv, mv, sv, cv, rv, tv;
+    if (get_rule_buf(args[0], &fv, 0, 0, -1, n_ch, "feature") < 0) return NULL;
+    Py_ssize_t n = fv.ndim == 2 ? fv.shape[0] : 1, c = fv.ndim == 2 ? fv.shape[1] : fv.shape[0];
+    if (get_rule_buf(args[1], &mv, 0, 0, n, c, "median") < 0) { PyBuffer_Release(&fv); return NULL; }
+    if (get_rule_buf(args[2], &sv, 0, 0, n, c, "sd") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&mv); return NULL;
+    }
+    if (get_rule_buf(args[4], &cv, 1, 1, 1, c, "carry") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&mv); PyBuffer_Release(&sv); return NULL;
+    }
+    if (get_rule_buf(args[5], &rv, 1, 1, n, c, "runs") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&mv); PyBuffer_Release(&sv);
+        PyBuffer_Release(&cv); return NULL;
+    }
+    if (get_rule_buf(args[6], &tv, 1, 0, n, c, "thr") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&mv); PyBuffer_Release(&sv);
+        PyBuffer_Release(&cv); PyBuffer_Release(&rv); return NULL;
+    }
+    long long best = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const double *f = (const double *)fv.buf, *m = (const double *)mv.buf,
+                 *sd = (const double *)sv.buf;
+    long long *carry = (long long *)cv.buf, *runs = (long long *)rv.buf;
+    double *thr = (double *)tv.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (Py_ssize_t j = 0; j < c; j++) {
+            const Py_ssize_t q = i * c + j;
+            const double th = m[q] + k * sd[q];
+            thr[q] = th;
+            const long long r = (f[q] > th) ? carry[j] + 1 : 0;
+            carry[j] = r;
+            runs[q] = r;
+            if (r > best) best = r;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&fv); PyBuffer_Release(&mv); PyBuffer_Release(&sv);
+    PyBuffer_Release(&cv); PyBuffer_Release(&rv); PyBuffer_Release(&tv);
+    return PyLong_FromLongLong(best);
+}
+
+PyDoc_STRVAR(spindle_runs_doc,
+"spindle_runs(es, eb, pm, ea, thr, rel_min, corr_min, alpha_max, carry, runs) -> int\n\n"
+"Per channel, the length of the current run of samples meeting every spindle rule, ending\n"
+"at each sample: es > thr; es^2 >= rel_min * eb^2; with pm = moving RMS of\n"
+"[xs+xb, xs-xb, q+xb, q-xb] (n, 4c) and d_i = pm_i^2 - pm_i'^2 (4x the mean products),\n"
+"d_1^2 + d_2^2 >= 16 * corr_min * |corr_min| * (es * eb)^2; and, unless ea is None,\n"
+"ea <= alpha_max * es. es, eb, thr, ea: (n, c) float64; runs (n, c) int64; carry (c,)\n"
+"int64, updated. Returns the largest run length in the block.");
+
+static PyObject *
+filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "spindle_runs(es, eb, pm, ea, thr, rel_min, corr_min, "
+                                         "alpha_max, carry, runs) takes 10 arguments");
+        return NULL;
+    }
+    double rel = PyFloat_AsDouble(args[5]);
+    if (rel == -1.0 && PyErr_Occurred()) return NULL;
+    double corr = PyFloat_AsDouble(args[6]);
+    if (corr == -1.0 && PyErr_Occurred()) return NULL;
+    double amax = PyFloat_AsDouble(args[7]);
+    if (amax == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t c = PyObject_Length(args[8]);
+    if (c < 0) return NULL;
+    int has_alpha = args[3] != Py_None;
+    Py_buffer bufs[7];
+    static const char *names[7] = {"es", "eb", "pm", "ea", "thr", "carry", "runs"};
+    int got = 0;
+    Py_ssize_t n = -1;
+    for (int b = 0; b < 7; b++) {
+        if (b == 3 && !has_alpha) { bufs[b].buf = NULL; got++; continue; }
+        int writable = b >= 5, is_int = b >= 5;
+        Py_ssize_t rows = b == 0 ? -1 : (b == 5 ? 1 : n);
+        Py_ssize_t cols = b == 2 ? 4 * c : c;
+        if (get_rule_buf(args[b < 5 ? b : b + 3], &bufs[b], writable, is_int, rows, cols,
+                         names[b]) < 0) {
+            for (int r = 0; r < got; r++) if (r != 3 || has_alpha) PyBuffer_Release(&bufs[r]);
+            return NULL;
+        }
+        if (b == 0) n = bufs[0].ndim == 2 ? bufs[0].shape[0] : 1;
+        got++;
+    }
+    long long best = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const double *es = (const double *)bufs[0].buf, *eb = (const double *)bufs[1].buf,
+                 *pm = (const double *)bufs[2].buf, *ea = (const double *)bufs[3].buf,
+                 *thr = (const double *)bufs[4].buf;
+    long long *carry = (long long *)bufs[5].buf, *runs = (long long *)bufs[6].buf;
+    const double k_corr = 16.0 * corr * fabs(corr);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *p = pm + i * 4 * c;
+        for (Py_ssize_t j = 0; j < c; j++) {
+            const Py_ssize_t q = i * c + j;
+            const double s = es[q], b = eb[q];
+            int ok = s > thr[q] && s * s >= rel * b * b;
+            if (ok) {
+                const double d1 = p[j] * p[j] - p[c + j] * p[c + j];
+                const double d2 = p[2 * c + j] * p[2 * c + j] - p[3 * c + j] * p[3 * c + j];
+                const double sb = s * b;
+                ok = d1 * d1 + d2 * d2 >= (sb * sb) * k_corr;
+            }
+            if (ok && ea != NULL) ok = ea[q] <= amax * s;
+            const long long r = ok ? carry[j] + 1 : 0;
+            carry[j] = r;
+            runs[q] = r;
+            if (r > best) best = r;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    for (int r = 0; r < 7; r++) if (r != 3 || has_alpha) PyBuffer_Release(&bufs[r]);
+    return PyLong_FromLongLong(best);
+}
+
+PyDoc_STRVAR(quadrature_sums_doc,
+"quadrature_sums(xs, xb, xs_last, q_gain, out) -> out\n\n"
+"With q = q_gain * (first difference of xs, continuing from xs_last) -- the quadrature of\n"
+"a narrow-band xs at its centre frequency -- write [xs + xb, xs - xb, q + xb, q - xb]\n"
+"side by side into out (n, 4c); xs_last (c,) is set to the last row of xs. xs, xb: (n, c)\n"
+"float64.");
+
+static PyObject *
+filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "quadrature_sums(xs, xb, xs_last, q_gain, out) takes 5 arguments");
+        return NULL;
+    }
+    double g = PyFloat_AsDouble(args[3]);
+    if (g == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t c = PyObject_Length(args[2]);
+    if (c < 0) return NULL;
+    Py_buffer sv, bv, lv, ov;
+    if (get_rule_buf(args[0], &sv, 0, 0, -1, c, "xs") < 0) return NULL;
+    Py_ssize_t n = sv.ndim == 2 ? sv.shape[0] : 1;
+    if (get_rule_buf(args[1], &bv, 0, 0, n, c, "xb") < 0) { PyBuffer_Release(&sv); return NULL; }
+    if (get_rule_buf(args[2], &lv, 1, 0, 1, c, "xs_last") < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&bv); return NULL;
+    }
+    if (get_rule_buf(args[4], &ov, 1, 0, n, 4 * c, "out") < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv); return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const double *xs = (const double *)sv.buf, *xb = (const double *)bv.buf;
+    double *last = (double *)lv.buf, *o = (double *)ov.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double *r = o + i * 4 * c;
+        for (Py_ssize_t j = 0; j < c; j++) {
+            const double a = xs[i * c + j], b = xb[i * c + j];
+            const double q = (a - last[j]) * g;
+            last[j] = a;
+            r[j] = a + b;
+            r[c + j] = a - b;
+            r[2 * c + j] = q + b;
+            r[3 * c + j] = q - b;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv);
+    PyObject *out = args[4];
+    Py_INCREF(out);
+    return out;
+}
+
+static PyMethodDef filters_functions[] = {
+    {"quadrature_sums", (PyCFunction)(void (*)(void))filters_quadrature_sums, METH_FASTCALL,
+     quadrature_sums_doc},
+    {"threshold_runs", (PyCFunction)(void (*)(void))filters_threshold_runs, METH_FASTCALL,
+     threshold_runs_doc},
+    {"spindle_runs", (PyCFunction)(void (*)(void))filters_spindle_runs, METH_FASTCALL,
+     spindle_runs_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef filters_module = {
     PyModuleDef_HEAD_INIT, "_filters",
-    "engramloop C filter bank (SOS cascades and moving RMS, GIL released).", -1, NULL,
+    "engramloop C filter bank (SOS cascades and moving RMS, GIL released).", -1,
+    filters_functions,
 };
 
 PyMODINIT_FUNC

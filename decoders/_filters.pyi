@@ -18,3 +18,19 @@ class FilterBank:
     def get_state(self, buf: Any) -> None: ...
     def set_state(self, buf: Any) -> None: ...
     def reset_envelope(self) -> None: ...
+
+def threshold_runs(feature: np.ndarray, median: np.ndarray, sd: np.ndarray, k_sd: float,
+                   carry: np.ndarray, runs: np.ndarray, thr: np.ndarray) -> int:
+    """``thr = median + k_sd * sd``; per-channel length of the run of ``feature > thr``
+    ending at each sample, continuing ``carry`` (updated). Returns the largest run."""
+
+def spindle_runs(es: np.ndarray, eb: np.ndarray, pm: np.ndarray, ea: np.ndarray | None,
+                 thr: np.ndarray, rel_min: float, corr_min: float, alpha_max: float,
+                 carry: np.ndarray, runs: np.ndarray) -> int:
+    """Per-channel run lengths of samples meeting every spindle rule (threshold, relative
+    power, correlation, alpha veto), continuing ``carry`` (updated). Returns the largest run."""
+
+def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, q_gain: float,
+                    out: np.ndarray) -> np.ndarray:
+    """``[xs + xb, xs - xb, q + xb, q - xb]`` into ``out`` (n, 4c) with ``q = q_gain *``
+    first difference of ``xs`` (continuing from ``xs_last``, updated)."""

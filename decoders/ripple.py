@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.schema import setting
-from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, run_lengths
+from decoders._filters import threshold_runs
+from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
 from decoders.filters import BandEnvelope, butter_bandpass
 from drivers.chunk import Chunk
@@ -163,7 +164,7 @@ class RippleDetector:
             gwin = max(1, int(round(s.theta_window_s * fs)))
             self._theta = BandEnvelope(butter_bandpass(*s.theta_band_hz, fs), 1, gwin)
             self._delta = BandEnvelope(butter_bandpass(*s.delta_band_hz, fs), 1, gwin)
-        self._carry = np.zeros(self._nd, dtype=np.int64)
+        self._carry = np.zeros(self._nd + len(s.reference_channels), dtype=np.int64)
         self._alloc(64)
         self._reset_state()
 
@@ -177,11 +178,9 @@ class RippleDetector:
         self._med = np.empty((n, k))
         self._sd = np.empty((n, k))
         self._thr = np.empty((n, k))
-        self._above = np.empty((n, k), dtype=bool)
         self._tmp = np.empty((n, self._nd))
         self._hi = np.empty((n, self._nd), dtype=bool)
-        self._runs = np.empty((n, self._nd), dtype=np.int64)
-        self._pos = np.arange(1, n + 1, dtype=np.int64)[:, None]
+        self._runs = np.empty((n, k), dtype=np.int64)
         self._gbuf = np.empty((n, 1))
         self._gf = np.empty((n, 1))
         self._ge1 = np.empty((n, 1))
@@ -249,21 +248,18 @@ class RippleDetector:
         _, env = self._band.process_envelope(x, self._filt[:n], self._env[:n])
         med, sd = self._med[:n], self._sd[:n]
         self._base.process(env, med, sd)
+        # one C call: threshold = median + threshold_sd * SD, and per channel the length of
+        # the run of samples above it ending at each sample (NaN thresholds compare False)
         thr = self._thr[:n]
-        np.multiply(sd, s.threshold_sd, out=thr)
-        thr += med
-        above = self._above[:n]
-        np.greater(env, thr, out=above)           # NaN thresholds compare False
         nd = self._nd
-        above_det = above[:, :nd]
+        runs_all = self._runs[:n]
+        longest = threshold_runs(env, med, sd, s.threshold_sd, self._carry, runs_all, thr)
+        runs = runs_all[:, :nd]
         gate = self._theta_update(chunk, n) if s.theta_gate else None  # state every chunk
-        runs = self._runs[:n]
-        if not above_det.any():
-            # quiet chunk: every run length is 0 and nothing can fire
-            self._carry.fill(0)
+        if longest < self._min_n:
+            # no run reaches the minimum duration in this chunk: nothing can fire
             cand = None
         else:
-            run_lengths(above_det, self._carry, runs, self._pos)
             if nd == 1 and s.consensus_channels == 1:
                 cand = runs[:, 0] >= self._min_n
             else:

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.schema import setting
-from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, run_lengths
+from decoders._filters import quadrature_sums, spindle_runs
+from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
 from decoders.filters import BandEnvelope, MovingRms, butter_bandpass
 from drivers.chunk import Chunk
@@ -157,16 +158,10 @@ class SpindleDetector:
         self._xb, self._eb = np.empty((n, k)), np.empty((n, k))
         self._sum = np.empty((n, 4 * k))
         self._pmo = np.empty((n, 4 * k))
-        self._q = np.empty((n, k))
         self._xa, self._ea = np.empty((n, k)), np.empty((n, k))
-        self._tmp2 = np.empty((n, k))
         self._med, self._sd = np.empty((n, k)), np.empty((n, k))
         self._thr = np.empty((n, k))
-        self._tmp = np.empty((n, k))
-        self._cond = np.empty((n, k), dtype=bool)
-        self._c2 = np.empty((n, k), dtype=bool)
         self._runs = np.empty((n, k), dtype=np.int64)
-        self._pos = np.arange(1, n + 1, dtype=np.int64)[:, None]
 
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
@@ -209,54 +204,29 @@ class SpindleDetector:
         # and the correlation is not spoilt by the two causal filters' different delays.
         xb, eb = self._broad.process_envelope(x, self._xb[:n], self._eb[:n])
         xs, es = self._sigma.process_envelope(xb, self._xs[:n], self._es[:n])
-        q = self._q[:n]
-        q[0] = xs[0] - self._xs_last
-        np.subtract(xs[1:], xs[:-1], out=q[1:])
-        self._xs_last[:] = xs[-1]
-        q *= self._qgain
-        sm = self._sum[:n]
-        np.add(xs, xb, out=sm[:, :k])
-        np.subtract(xs, xb, out=sm[:, k:2 * k])
-        np.add(q, xb, out=sm[:, 2 * k:3 * k])
-        np.subtract(q, xb, out=sm[:, 3 * k:])
+        # q = quadrature of xs (scaled first difference); sums [xs+xb, xs-xb, q+xb, q-xb]
+        sm = quadrature_sums(xs, xb, self._xs_last, self._qgain, self._sum[:n])
         pm = self._pm.process(sm, self._pmo[:n])
         med, sd = self._med[:n], self._sd[:n]
         self._base.process(es, med, sd)
-        thr, tmp = self._thr[:n], self._tmp[:n]
+        thr = self._thr[:n]
         np.multiply(sd, s.threshold_sd, out=thr)
         thr += med
-        cond, c2 = self._cond[:n], self._c2[:n]
-        np.greater(es, thr, out=cond)
         ea = (self._alpha.process_envelope(xb, self._xa[:n], self._ea[:n])[1]
               if self._alpha is not None else None)     # keeps its state every chunk
-        if not cond.any():
-            return self._quiet(t, first, med, sd, thr)
-        # relative power: es^2 >= rel * eb^2
-        np.multiply(es, es, out=tmp)
-        np.greater_equal(tmp, s.rel_power_min * eb * eb, out=c2)
-        cond &= c2
-        # correlation, phase-free: c_i = mean(xs*xb), c_q = mean(q*xb) with q the
-        # quadrature of xs; (c_i^2 + c_q^2) >= corr_min^2 * es^2 * eb^2 (each mean from
-        # (p^2 - m^2) / 4)
-        tmp2 = self._tmp2[:n]
-        np.multiply(pm[:, :k], pm[:, :k], out=tmp)
-        tmp -= pm[:, k:2 * k] ** 2
-        tmp *= tmp
-        np.multiply(pm[:, 2 * k:3 * k], pm[:, 2 * k:3 * k], out=tmp2)
-        tmp2 -= pm[:, 3 * k:] ** 2
-        tmp2 *= tmp2
-        tmp += tmp2
-        np.multiply(es, eb, out=tmp2)
-        tmp2 *= tmp2
-        tmp2 *= 16.0 * s.corr_min * abs(s.corr_min)
-        np.greater_equal(tmp, tmp2, out=c2)
-        cond &= c2
-        if ea is not None:
-            np.multiply(es, s.alpha_ratio_max, out=tmp)
-            np.less_equal(ea, tmp, out=c2)
-            cond &= c2
         runs = self._runs[:n]
-        run_lengths(cond, self._carry, runs, self._pos)
+        # one C call evaluates every rule per sample and the run lengths (rules below; the
+        # NumPy twin is tests/test_filters_detect.py):
+        # - absolute: sigma RMS above threshold
+        # - relative power: es^2 >= rel * eb^2
+        # - correlation, phase-free: c_i = mean(xs*xb), c_q = mean(q*xb) with q the
+        #   quadrature of xs; (c_i^2 + c_q^2) >= corr_min^2 * es^2 * eb^2 (each mean from
+        #   (p^2 - m^2) / 4 of the moving RMS of the sum p and difference m)
+        # - alpha veto: ea <= alpha_ratio_max * es
+        longest = spindle_runs(es, eb, pm, ea, thr, s.rel_power_min, s.corr_min,
+                               s.alpha_ratio_max, self._carry, runs)
+        if longest == 0:
+            return self._quiet(t, first, med, sd, thr)
         events: list[Event] = []
         start = 0
         if self._calibrating:
@@ -268,7 +238,8 @@ class SpindleDetector:
                                 detect_s=float(t[j]), amplitude=float(med[j, 0]),
                                 score=float(sd[j, 0]), threshold=float(thr[j, 0])))
             start = j
-        if not (self._open.any() or (runs[start:] >= self._min_n).any()
+        if (longest < self._min_n and not self._open.any() and self._armed.all()) or not (
+                self._open.any() or (runs[start:] >= self._min_n).any()
                 or not self._armed.all()):
             return events
         for ch in range(k):

@@ -1,0 +1,118 @@
+"""The detector rule kernels in decoders._filters against NumPy twins.
+
+``threshold_runs`` (ripple), ``spindle_runs`` and ``quadrature_sums`` (spindle) replace
+chains of small NumPy calls per chunk; here each is compared with the NumPy code it
+replaced (decoders.baseline.run_lengths and the spindle rules), on random blocks processed
+in pieces of 1, 7, 64 samples and whole (the run lengths carry across pieces).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from decoders._filters import quadrature_sums, spindle_runs, threshold_runs
+from decoders.baseline import run_lengths
+
+SIZES = (1, 7, 64, 500)
+
+
+def _np_runs(above: np.ndarray) -> np.ndarray:
+    out = np.empty(above.shape, dtype=np.int64)
+    carry = np.zeros(above.shape[1], dtype=np.int64)
+    pos = np.arange(1, above.shape[0] + 1, dtype=np.int64)[:, None]
+    run_lengths(above, carry, out, pos)
+    return out
+
+
+@pytest.mark.parametrize("piece", SIZES)
+def test_threshold_runs_matches_numpy(piece: int) -> None:
+    rng = np.random.default_rng(1)
+    n, c = 500, 3
+    f = np.abs(rng.normal(size=(n, c)))
+    med = np.full((n, c), 0.5)
+    sd = rng.uniform(0.1, 0.3, size=(n, c))
+    sd[:20, 1] = np.nan                       # statistics not ready yet: never above
+    k = 2.5
+    thr_ref = med + k * sd
+    runs_ref = _np_runs(f > thr_ref)
+    runs = np.empty((n, c), dtype=np.int64)
+    thr = np.empty((n, c))
+    carry = np.zeros(c, dtype=np.int64)
+    best = 0
+    for a in range(0, n, piece):
+        b = min(n, a + piece)
+        best = max(best, threshold_runs(f[a:b], med[a:b], sd[a:b], k, carry, runs[a:b],
+                                        thr[a:b]))
+    np.testing.assert_array_equal(runs, runs_ref)
+    np.testing.assert_array_equal(thr, thr_ref)
+    assert best == runs_ref.max()
+    np.testing.assert_array_equal(carry, runs_ref[-1])
+
+
+def _np_spindle(es, eb, pm, ea, thr, rel, corr, amax):
+    k = es.shape[1]
+    cond = es > thr
+    cond &= es * es >= rel * eb * eb
+    d1 = (pm[:, :k] ** 2 - pm[:, k:2 * k] ** 2) ** 2
+    d2 = (pm[:, 2 * k:3 * k] ** 2 - pm[:, 3 * k:] ** 2) ** 2
+    cond &= d1 + d2 >= (es * eb) ** 2 * (16.0 * corr * abs(corr))
+    if ea is not None:
+        cond &= ea <= es * amax
+    return _np_runs(cond)
+
+
+@pytest.mark.parametrize("piece", SIZES)
+@pytest.mark.parametrize("alpha", [True, False])
+def test_spindle_runs_matches_numpy(piece: int, alpha: bool) -> None:
+    rng = np.random.default_rng(2)
+    n, c = 500, 2
+    # slowly varying positive envelopes so that runs of all rules occur
+    es = np.abs(np.cumsum(rng.normal(size=(n, c)), axis=0)) * 0.1 + 0.1
+    eb = es * rng.uniform(1.0, 3.0, size=(n, c))
+    pm = np.abs(rng.normal(size=(n, 4 * c))) + np.tile(es, 4)
+    ea = es * rng.uniform(0.0, 1.0, size=(n, c)) if alpha else None
+    thr = np.full((n, c), 0.3)
+    rel, corr, amax = 0.1, 0.4, 0.6
+    ref = _np_spindle(es, eb, pm, ea, thr, rel, corr, amax)
+    assert ref.max() > 3          # the test exercises runs, not only zeros
+    runs = np.empty((n, c), dtype=np.int64)
+    carry = np.zeros(c, dtype=np.int64)
+    for a in range(0, n, piece):
+        b = min(n, a + piece)
+        spindle_runs(es[a:b], eb[a:b], pm[a:b], None if ea is None else ea[a:b], thr[a:b],
+                     rel, corr, amax, carry, runs[a:b])
+    np.testing.assert_array_equal(runs, ref)
+
+
+@pytest.mark.parametrize("piece", SIZES)
+def test_quadrature_sums_matches_numpy(piece: int) -> None:
+    rng = np.random.default_rng(3)
+    n, c, g = 500, 2, 3.7
+    xs, xb = rng.normal(size=(n, c)), rng.normal(size=(n, c))
+    q = np.diff(xs, axis=0, prepend=np.zeros((1, c))) * g
+    ref = np.hstack([xs + xb, xs - xb, q + xb, q - xb])
+    out = np.empty((n, 4 * c))
+    last = np.zeros(c)
+    for a in range(0, n, piece):
+        b = min(n, a + piece)
+        quadrature_sums(xs[a:b], xb[a:b], last, g, out[a:b])
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(last, xs[-1])
+
+
+def test_kernels_reject_bad_buffers() -> None:
+    f = np.zeros((10, 2))
+    carry = np.zeros(2, dtype=np.int64)
+    runs = np.zeros((10, 2), dtype=np.int64)
+    with pytest.raises(TypeError, match="runs must have dtype int64"):
+        threshold_runs(f, f, f, 1.0, carry, np.zeros((10, 2)), np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="median must have shape"):
+        threshold_runs(f, np.zeros((9, 2)), f, 1.0, carry, runs, np.zeros((10, 2)))
+    with pytest.raises(TypeError, match="thr must be a C-contiguous, writable"):
+        ro = np.zeros((10, 2))
+        ro.flags.writeable = False
+        threshold_runs(f, f, f, 1.0, carry, runs, ro)
+    with pytest.raises(ValueError, match="pm must have shape"):
+        spindle_runs(f, f, f, None, f, 0.1, 0.4, 0.6, carry, runs)
+    with pytest.raises(TypeError, match="out must be a C-contiguous"):
+        quadrature_sums(f, f, np.zeros(2), 1.0, np.zeros((10, 8))[:, ::2])
