@@ -8,11 +8,14 @@ Times are sim seconds (sample i is at i / rate_hz).
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
 from sim.settings import SimSettings
 from sim.truth import EventRecord, Truth
+
+_STD_NORMAL = NormalDist()
 
 # Scalp topographies (relative gain per 10-20 electrode). Slow oscillations are largest
 # frontally (Massimini et al. 2004 J Neurosci 24:6862); fast (12-16 Hz) spindles are
@@ -303,6 +306,7 @@ class Planner:
         self.planned_until = 0.0
         self.so_next = 0.0
         self.so_train_left = 0
+        self.so_train_f = 0.0       # frequency of the current N3 train's first cycle (Hz)
         self.sp_next = 0.0
         self.rip_next = 0.0
         self.art_next = {"movement": 0.0, "pop": 0.0, "dropout": 0.0, "saturation": 0.0,
@@ -334,7 +338,10 @@ class Planner:
                 if self.so_train_left <= 0:
                     self.so_train_left = int(rng.integers(so.train_cycles[0],
                                                           so.train_cycles[1] + 1))
-                cyc = self.make_so(t)
+                    self.so_train_f = 0.0        # the train's first cycle sets it
+                cyc = self.make_so(t, train_freq_hz=self.so_train_f)
+                if self.so_train_f == 0.0:
+                    self.so_train_f = float(cyc.rec.meta["frequency_hz"])
                 self.so_train_left -= 1
                 self.so_next = cyc.rec.offset
                 if self.so_train_left <= 0:
@@ -358,15 +365,25 @@ class Planner:
                 self.so_next = t + 0.5
 
     def make_so(self, start: float, amp_factor: float = 1.0, *, evoked: bool = False,
-                couple: bool = True, rng: np.random.Generator | None = None) -> SlowOsc:
+                couple: bool = True, rng: np.random.Generator | None = None,
+                train_freq_hz: float = 0.0) -> SlowOsc:
         """Create one SO cycle starting (descending zero crossing) at ``start``.
 
         ``rng`` defaults to the plan's generator; closed-loop effects pass their own so a
         pulse never shifts the baseline plan of a stim-vs-sham comparison.
+        ``train_freq_hz`` > 0: a later cycle of an N3 train; its frequency is that times
+        a log-normal factor of sigma ``so.train_cycle_cv`` (clipped to ``so.freq_hz``).
         """
         so = self.s.so
         rng = rng if rng is not None else self.rng
-        f = float(rng.uniform(*so.freq_hz))
+        lo, hi = so.freq_hz
+        # one uniform draw per cycle either way, so the random stream keeps its layout
+        u = float(rng.uniform(lo, hi))
+        if train_freq_hz > 0:
+            z = _STD_NORMAL.inv_cdf(min(max((u - lo) / (hi - lo), 1e-9), 1 - 1e-9))
+            f = min(max(train_freq_hz * math.exp(so.train_cycle_cv * z), lo), hi)
+        else:
+            f = u
         period = 1.0 / f
         down = so.down_fraction * period
         up = period - down

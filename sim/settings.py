@@ -142,6 +142,17 @@ class SlowOscSettings:
     rate_n2_hz: float = setting(0.04, ge=0, unit="1/s",
                                 doc="rate of isolated slow waves / K-complexes in N2")
     train_cycles: tuple[int, int] = setting((2, 8), ge=1, doc="range of cycles per N3 SO train")
+    train_cycle_cv: float = setting(
+        0.1, ge=0, le=0.5,
+        doc="cycle-to-cycle variability of the SO frequency inside an N3 train: the first "
+            "cycle draws its frequency from freq_hz, each later cycle of the train that "
+            "frequency times a log-normal factor with this sigma (~ coefficient of "
+            "variation), clipped to freq_hz. Consecutive slow waves in N3 recur at a "
+            "sharply preferred interval (Massimini et al. 2004, J Neurosci 24:6862, Fig. "
+            "2C: inter-wave intervals in stages 3-4 peak at 1.25 s), not independently "
+            "across the whole 0.5-1.25 Hz range; 10 % is a modelling choice within that "
+            "peak, not a published per-cycle figure. Isolated N2 waves and evoked waves "
+            "draw independently")
     trough_v: float = setting(70e-6, ge=0, unit="V", doc="median down-state trough depth "
                               "(EEG polarity: down state negative) on the strongest channel")
     peak_v: float = setting(40e-6, ge=0, unit="V", doc="median up-state peak height")

@@ -138,6 +138,23 @@ def test_so_statistics(n3):
     assert np.median(tr) < -30e-6 and np.median(pk) > 15e-6
 
 
+def test_so_trains_keep_their_frequency(n3):
+    """Inside an N3 train consecutive cycles vary by ~train_cycle_cv (log-normal factor
+    around the train's first cycle), while trains differ across the whole range."""
+    s, _, _, truth = n3
+    so = truth.events("so")
+    f = np.array([e.meta["frequency_hz"] for e in so])
+    on = np.array([e.onset_s for e in so])
+    off = np.array([e.offset_s for e in so])
+    cont = np.isclose(on[1:], off[:-1])            # next cycle starts where this one ends
+    assert cont.sum() > 50
+    step = np.log(f[1:][cont] / f[:-1][cont])
+    # first->second cycle: one factor (sigma cv); later pairs: difference of two (sqrt 2)
+    assert 0.5 * s.so.train_cycle_cv < np.std(step) < 1.6 * s.so.train_cycle_cv
+    assert np.corrcoef(f[:-1][cont], f[1:][cont])[0, 1] > 0.7
+    assert np.std(f) > 1.5 * np.std(step) * np.mean(f)   # trains spread over the range
+
+
 def test_spindles_cluster_at_so_upstate(n3):
     s, x, t, truth = n3
     coupled = [e for e in truth.events("spindle") if e.meta["so_coupled"]]
