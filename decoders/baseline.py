@@ -304,9 +304,12 @@ class TimeRing:
             self._t[:k] = tail[self.capacity - k:]
         else:
             k = self.index % self.capacity
-            m = min(n, self.capacity - k)
-            self._t[k:k + m] = t[:m]
-            self._t[:n - m] = t[m:]
+            if k + n <= self.capacity:           # the common case: no wrap
+                self._t[k:k + n] = t
+            else:
+                m = self.capacity - k
+                self._t[k:] = t[:m]
+                self._t[:n - m] = t[m:]
         self.index += n
 
     def at(self, abs_index: int) -> float:

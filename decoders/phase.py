@@ -181,6 +181,8 @@ class EchtKernel:
         self.lag = max(1, int(round(self.fs * self.LAG_CYCLES / f_c)))
         k1 = np.ascontiguousarray(np.roll(g[::-1], -self.lag))
         self._k = np.ascontiguousarray(np.stack([k0.real, k0.imag, k1.real, k1.imag]))
+        # the single-channel path also reads the window mean from the same product
+        self._k_mean = np.ascontiguousarray(np.vstack([self._k, np.full(n, 1.0 / n)]))
         self.compensate = bool(compensate)
         self._fgrid = np.linspace(self.band[0], self.band[1], 257)
         _, hg = sosfreqz(sos, worN=self._fgrid, fs=self.fs)
@@ -258,7 +260,7 @@ class EchtKernel:
         """Single-channel fast path: (phase deg, frequency Hz, amplitude, window SD) as
         Python floats, with scalar math instead of array calls."""
         win = self.window()[:, 0]
-        a_re, a_im, b_re, b_im = np.dot(self._k, win).tolist()
+        a_re, a_im, b_re, b_im, m = np.dot(self._k_mean, win).tolist()
         phase = math.degrees(math.atan2(a_im, a_re))
         amp = math.hypot(a_re, a_im)
         dphi = math.atan2(a_im * b_re - a_re * b_im, a_re * b_re + a_im * b_im)
@@ -272,9 +274,7 @@ class EchtKernel:
             hp, hg = self._hphase_l, self._hgain_l
             phase -= math.degrees(hp[i] + w * (hp[i + 1] - hp[i]))
             amp /= hg[i] + w * (hg[i + 1] - hg[i])
-        n = win.shape[0]
-        m = float(win.sum()) / n
-        var = float(np.dot(win, win)) / n - m * m
+        var = float(np.dot(win, win)) / win.shape[0] - m * m
         return phase, f, amp, math.sqrt(var) if var > 0 else 0.0
 
 

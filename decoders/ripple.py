@@ -161,6 +161,7 @@ class RippleDetector:
         if s.theta_gate:
             name = s.theta_channel or s.channels[0]
             self._gate_name = name
+            self._gate_channels: tuple[str, ...] | None = None
             gwin = max(1, int(round(s.theta_window_s * fs)))
             self._theta = BandEnvelope(butter_bandpass(*s.theta_band_hz, fs), 1, gwin)
             self._delta = BandEnvelope(butter_bandpass(*s.delta_band_hz, fs), 1, gwin)
@@ -281,6 +282,8 @@ class RippleDetector:
                 cand[:self._cal_local] = False
         if self._armed and (cand is None or not cand.any()):
             return events
+        if not self._armed and t[-1] < self._rearm_t:
+            return events        # still refractory for the whole chunk: nothing can change
         if cand is None:
             cand = np.zeros(n, dtype=bool)
         # re-arm level (hysteresis): any detection channel still above median + rearm_sd SD
@@ -294,11 +297,15 @@ class RippleDetector:
 
     def _theta_update(self, chunk: Chunk, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Theta and delta RMS of the gate channel, shape (n, 1) each."""
-        col = chunk.channels.index(self._gate_name)
+        if chunk.channels is not self._gate_channels:
+            self._gate_channels = chunk.channels
+            self._gate_col = chunk.channels.index(self._gate_name)
         g = self._gbuf[:n]
-        g[:, 0] = chunk.samples[:, col]
-        _, th = self._theta.process_envelope(g, self._gf[:n], self._ge1[:n])
-        _, de = self._delta.process_envelope(g, self._gf[:n], self._ge2[:n])
+        g[:, 0] = chunk.samples[:, self._gate_col]
+        gf = self._gf[:n]
+        th, de = self._ge1[:n], self._ge2[:n]
+        self._theta.process_rms(g, gf, th)       # C call (BandEnvelope.process_envelope
+        self._delta.process_rms(g, gf, de)       # without the wrapper)
         return th, de
 
     def _check_calibration(self, t: np.ndarray, first: int, med: np.ndarray,
