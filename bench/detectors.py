@@ -37,6 +37,16 @@ TARGETS = {
 }
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "sim-ripple.toml"
+
+
+def shipped_ripple_settings() -> RippleSettings:
+    """``[detectors.ripple]`` of configs/sim-ripple.toml (the config that ships)."""
+    from controller.config import load_config
+
+    return load_config(SHIPPED).detectors.ripple
+
+
 def accuracy(seeds: list[int], duration_s: float, chunk: int,
              settings: DetectorsSettings | None = None) -> dict:
     from sim.generate import simulate
@@ -57,9 +67,10 @@ def accuracy(seeds: list[int], duration_s: float, chunk: int,
             sc = score_detections([e.detect_s for e in det], intervals(tr), t[-1] - start,
                                   tol_before_s=before)
             pooled[kind].append(sc)
-        # ripples again on the weighted mean of both CA1 sites (pool_weights; the second
+        # ripples again with the [detectors.ripple] section the shipped simulator config
+        # uses (configs/sim-ripple.toml: the weighted mean of both CA1 sites; the second
         # site carries the ripple at 0.7 of the first: sim.rhythms.RIPPLE_FALLOFF)
-        rp = RippleDetector(RippleSettings(channels=("CA1", "CA1b"), pool_weights=(1.0, 0.7)))
+        rp = RippleDetector(shipped_ripple_settings())
         evp = replay([rp], x, t, truth.rate_hz, names, chunk)
         start = next(e.detect_s for e in evp if e.kind == "calibration_done")
         tr = [e for e in truth.events("ripple") if e.onset_s >= start]
@@ -139,9 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-accuracy", action="store_true")
     ap.add_argument("--so-gate", type=float, default=None, metavar="RATIO",
                     help="run with [detectors.so] sws_gate_ratio = RATIO (default: off)")
+    ap.add_argument("--so-predict", choices=("halfwave", "echt", "fixed"), default=None,
+                    help="run with [detectors.so] predict = this (default: the shipped one)")
     args = ap.parse_args(argv)
     if not args.no_accuracy:
         ds = DetectorsSettings()
+        if args.so_predict is not None:
+            import dataclasses
+
+            ds = dataclasses.replace(ds, so=dataclasses.replace(ds.so,
+                                                                predict=args.so_predict))
+            print(f"([detectors.so] predict = {args.so_predict!r})")
         if args.so_gate is not None:
             import dataclasses
 
@@ -164,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
               f"shallow waves without a prediction), true phase mean "
               f"{ph.mean_phase_deg:+.1f} deg, circular SD {ph.sd_phase_deg:.1f} deg, "
               f"in up-phase {100 * ph.fraction_in_target_half:.1f} %")
-        print("ripple_pooled: [detectors.ripple] channels = [\"CA1\", \"CA1b\"], "
-              "pool_weights = [1.0, 0.7]")
+        r = shipped_ripple_settings()
+        print(f"ripple: defaults (channels = {list(RippleSettings().channels)}); "
+              f"ripple_pooled: as shipped in configs/{SHIPPED.name} (channels = "
+              f"{list(r.channels)}, pool_weights = {list(r.pool_weights)})")
         print("targets (issue 4):")
         for k, v in TARGETS.items():
             print(f"  {k}: {v}")
