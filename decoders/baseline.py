@@ -78,6 +78,7 @@ class RobustBaseline:
         self.sd = np.full(self.n_channels, np.nan)
         self._excl = np.full(self.n_channels, np.inf)
         self.index = 0          # samples seen so far
+        self._next_upd = -1     # next update point (absolute index); -1: not known yet
         self.n_updates = 0      # recomputations done so far
         self.ready = False      # statistics exist for every channel
         self.ready_index = -1   # sample index from which ``ready`` statistics apply
@@ -91,6 +92,7 @@ class RobustBaseline:
         self.sd.fill(np.nan)
         self._excl.fill(np.inf)
         self.index = 0
+        self._next_upd = -1
         self.n_updates = 0
         self.ready = False
         self.ready_index = -1
@@ -109,8 +111,15 @@ class RobustBaseline:
             statistics exist).
         """
         n = feature.shape[0]
-        start = 0
         first = self.index
+        if first + n <= self._next_upd:
+            # the common case: no update point inside this block, one copy of the stats
+            median_out[:n] = self.median
+            sd_out[:n] = self.sd
+            self._push(feature, 0, n, first)
+            self.index = first + n
+            return
+        start = 0
         while start < n:
             # next update point: the first absolute sample index u >= first+start with
             # (u + 1 - offset) a multiple of update_every; stats change *after* it.
@@ -125,10 +134,14 @@ class RobustBaseline:
                 self._recompute(first + end)
             start = end
         self.index = first + n
+        u, o = self.update_every, self._offset
+        self._next_upd = ((self.index - o) // u + 1) * u - 1 + o
 
     def _push(self, feature: np.ndarray, start: int, end: int, first: int) -> None:
         # decimation points: absolute indices that are multiples of step
         j0 = start + (-(first + start)) % self.step
+        if j0 >= end:
+            return          # no decimation point in this block
         if self.n_channels == 1:
             # one channel (the common case): scalar arithmetic, no temporary arrays
             ring, excl, length = self._ring[0], float(self._excl[0]), self.length
