@@ -9,7 +9,8 @@ after each detector's calibration with :mod:`decoders.scoring`.
 Speed: 8 channels x 10 samples at 2 kHz, all three detectors plus the ``[phase]``
 estimator (ECHT, theta on CA1), median and p99 time per chunk.
 
-Run: ``.venv/bin/python bench/detectors.py [--seeds 0 1 2] [--duration 600]``.
+Run: ``.venv/bin/python bench/detectors.py [--seeds 0 1 2] [--duration 600]``;
+``--spindle-sweep`` prints the spindle F1 / latency trade-off instead.
 """
 from __future__ import annotations
 
@@ -142,6 +143,41 @@ def speed(n_chunks: int = 6000, repeats: int = 3) -> dict:
     return best
 
 
+def spindle_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
+    """Spindle F1 against median latency from onset over min duration, window and threshold
+    (the trade-off behind the 300 ms target)."""
+    import dataclasses
+    import itertools
+
+    from decoders.spindle import SpindleDetector, SpindleSettings
+    from sim.generate import simulate
+
+    grid = [dict(min_duration_s=md, window_s=w, threshold_sd=th)
+            for md, w, th in itertools.product((0.15, 0.1, 0.05, 0.0), (0.15, 0.1), (3.0, 2.5))]
+    scores: list[list] = [[] for _ in grid]
+    for seed in seeds:
+        x, t, truth = simulate(seed=seed, duration_s=duration_s)
+        names = tuple(truth.channels)
+        for i, v in enumerate(grid):
+            ev = replay([SpindleDetector(dataclasses.replace(SpindleSettings(), **v))], x, t,
+                        truth.rate_hz, names, chunk)
+            start = next(e.detect_s for e in ev if e.kind == "calibration_done")
+            rej = {(e.channel, e.onset_s) for e in ev if e.kind == "spindle_rejected"}
+            det = [e.detect_s for e in ev
+                   if e.kind == "spindle" and (e.channel, e.onset_s) not in rej]
+            tr = [e for e in truth.events("spindle") if e.onset_s >= start]
+            scores[i].append(score_detections(det, intervals(tr), t[-1] - start,
+                                              tol_before_s=0.05))
+    print(f"== spindle trade-off: seeds {seeds}, {duration_s:g} s each")
+    print(f"{'min_duration_s':>15}{'window_s':>10}{'threshold_sd':>13}{'F1':>7}{'prec':>7}"
+          f"{'recall':>7}{'FP/min':>7}{'onset->detect ms':>18}")
+    for v, sc in zip(grid, scores):
+        p = pool(sc)
+        print(f"{v['min_duration_s']:>15g}{v['window_s']:>10g}{v['threshold_sd']:>13g}"
+              f"{p['f1']:>7.3f}{p['precision']:>7.3f}{p['recall']:>7.3f}"
+              f"{p['fp_per_min']:>7.2f}{p['lat_on_med_ms']:>18.0f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -152,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="run with [detectors.so] sws_gate_ratio = RATIO (default: off)")
     ap.add_argument("--so-predict", choices=("halfwave", "echt", "fixed"), default=None,
                     help="run with [detectors.so] predict = this (default: the shipped one)")
+    ap.add_argument("--spindle-sweep", action="store_true",
+                    help="only print the spindle F1 / latency trade-off table")
     args = ap.parse_args(argv)
+    if args.spindle_sweep:
+        spindle_sweep(args.seeds, args.duration, args.chunk)
+        return 0
     if not args.no_accuracy:
         ds = DetectorsSettings()
         if args.so_predict is not None:
