@@ -658,7 +658,7 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv);
+    PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv); PyBuffer_Release(&ov);
     PyObject *out = args[4];
     Py_INCREF(out);
     return out;

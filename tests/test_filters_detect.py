@@ -116,3 +116,27 @@ def test_kernels_reject_bad_buffers() -> None:
         spindle_runs(f, f, f, None, f, 0.1, 0.4, 0.6, carry, runs)
     with pytest.raises(TypeError, match="out must be a C-contiguous"):
         quadrature_sums(f, f, np.zeros(2), 1.0, np.zeros((10, 8))[:, ::2])
+
+
+def test_kernels_do_not_leak_references() -> None:
+    """Buffers are released and returned objects not over-referenced, also on errors."""
+    import sys
+
+    f = np.zeros((10, 2))
+    carry = np.zeros(2, dtype=np.int64)
+    runs = np.zeros((10, 2), dtype=np.int64)
+    thr = np.zeros((10, 2))
+    out = np.zeros((10, 8))
+    last = np.zeros(2)
+    before = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last)]
+    for _ in range(1000):
+        threshold_runs(f, f, f, 1.0, carry, runs, thr)
+        spindle_runs(f, f, out, f, thr, 0.1, 0.4, 0.6, carry, runs)
+        spindle_runs(f, f, out, None, thr, 0.1, 0.4, 0.6, carry, runs)
+        quadrature_sums(f, f, last, 1.0, out)
+        with pytest.raises(ValueError):
+            spindle_runs(f, f, out, f, np.zeros((9, 2)), 0.1, 0.4, 0.6, carry, runs)
+    after = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last)]
+    assert after == before
+    # a buffer still exported would make resizing fail
+    out.resize((10, 8), refcheck=False)
