@@ -666,6 +666,8 @@ class Loop:
         res = self.result
         res.refusals = self.governor.refusals
         res.gate_refusals = dict(self.policy.gate_refusals)
+        if self.policy.n_too_late:
+            res.gate_refusals["ripple_too_late"] = self.policy.n_too_late
         res.stages = self.stages
         res.lateness = self.scheduler.lateness
         for msg in errors:

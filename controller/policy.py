@@ -87,6 +87,11 @@ class PolicySettings:
     fire_delay_s: float = setting(
         0.0, ge=0, le=1.0, unit="s",
         doc="ripple/spindle targets: delay from detection to the stimulus")
+    ripple_max_age_s: float = setting(
+        0.03, gt=0, le=1.0, unit="s",
+        doc="ripple target: skip a detection whose onset lies more than this before the "
+            "decision (a ripple peaks some 20-40 ms after it starts; a later stimulus would "
+            "land outside +-50 ms of the peak)")
     so_mode: Literal["phase", "two_click"] = setting(
         "phase", doc="so_upstate: one stimulus at so_phase_deg, or the Ngo 2013 two-click "
                      "sequence")
@@ -171,6 +176,8 @@ class Policy:
         self._refractory_s = float(refractory_s)
         self.gate = gate
         self.gate_refusals: dict[str, int] = {}
+        #: ripple detections skipped as too late (``ripple_max_age_s``)
+        self.n_too_late = 0
         self._last_yoked_s = -math.inf
         self._next_ok_s = -math.inf
         self._pause_until_s = -math.inf
@@ -235,6 +242,11 @@ class Policy:
                 return out
             if s.target == "so_upstate":
                 out = self._so(ev, now_s)
+            elif s.target == "ripple" and now_s - ev.onset_s > s.ripple_max_age_s:
+                # a late detection of a long ripple: the stimulus would land well after
+                # the peak, outside the +-50 ms window where it is effective
+                self.n_too_late += 1
+                return out
             else:
                 out = [self._intent(ev.detect_s + s.fire_delay_s, ev.detect_s, now_s,
                                     peak_s=ev.peak_s)]

@@ -153,7 +153,8 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         "pulses_cancelled": sum(1 for _, d in result.deliveries if d.status == "cancelled"),
         "pulses_failed": result.n_failed,
         "refusals": {k: v for k, v in result.refusals.items() if v},
-        "forecast_gate_refusals": dict(getattr(result, "gate_refusals", {}) or {}),
+        # detections the policy did not act on: forecast gate closed, late ripple detection
+        "policy_skips": dict(getattr(result, "gate_refusals", {}) or {}),
         "backlog_events": result.n_backlog, "gaps": result.n_gaps,
     }
     lat = result.lateness
@@ -301,9 +302,8 @@ def format_summary(rep: dict) -> str:
                  f"{r['pulses_sent']}, cancelled {r['pulses_cancelled']}, not delivered "
                  f"{r.get('pulses_failed', 0)}; refusals "
                  f"{r['refusals'] or '{}'}")
-    if r.get("forecast_gate_refusals"):
-        lines.append(f"  forecast gate closed for {sum(r['forecast_gate_refusals'].values())} "
-                     f"proposal(s): {r['forecast_gate_refusals']}")
+    if r.get("policy_skips"):
+        lines.append(f"  detections not acted on by the policy: {r['policy_skips']}")
     for kind, m in r.get("detection", {}).items():
         lines.append(f"  {kind} detection: precision {_fmt(m['precision'])}, recall "
                      f"{_fmt(m['recall'])}, F1 {_fmt(m['f1'])}, latency "

@@ -42,6 +42,13 @@ def test_ripple_fires_at_detection_with_budget_deadline():
     assert j.intended_s == pytest.approx(1.01)
 
 
+def test_late_ripple_detection_is_skipped():
+    p = Policy(PolicySettings(ripple_max_age_s=0.03), BUDGET)
+    late = Event("ripple", "CA1", onset_s=0.95, detect_s=1.0)  # 50 ms after onset
+    assert p.step([late], 1.0) == [] and p.n_too_late == 1
+    assert len(p.step([Event("ripple", "CA1", onset_s=1.99, detect_s=2.0)], 2.0)) == 1
+
+
 def test_min_interval():
     p = Policy(PolicySettings(min_interval_s=0.5), BUDGET)
     assert len(p.step([ripple(1.0)], 1.0)) == 1
