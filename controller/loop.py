@@ -780,6 +780,11 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
         source = make_source(cfg, serial_port=serial_port, stream=stream, channels=channels,
                              clock=clock if simulated else None, speed=sp, path=path,
                              duration_s=duration_s)
+    if not simulated:
+        # A source that paces itself on its own clock (a file replayed at N x real time)
+        # stamps its chunks on that clock; the governor, scheduler and latency accounting
+        # must read the very same clock or every pulse looks stale or late.
+        clock = getattr(source, "clock", None) or clock
     sim_source = source if callable(getattr(source, "stimulate", None)) else None
     if outputs is None:
         outputs = []
