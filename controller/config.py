@@ -18,8 +18,9 @@ from controller.scheduler import SchedulerSettings
 from controller.schema import ConfigError, build, setting, to_toml
 from decoders.detectors import DetectorsSettings
 from decoders.phase import PhaseSettings
-from drivers.sources import BrainFlowSettings, FileSettings, LslSettings
+from drivers.lsl_outlets import LslOutletSettings
 from drivers.outputs import StimulatorsSettings
+from drivers.sources import BrainFlowSettings, FileSettings, LslSettings
 from sim.settings import SimSettings
 
 if sys.version_info >= (3, 11):
@@ -64,6 +65,7 @@ class Config:
     forecaster: ForecasterSettings = field(default_factory=ForecasterSettings)
     detectors: DetectorsSettings = field(default_factory=DetectorsSettings)
     phase: PhaseSettings = field(default_factory=PhaseSettings)
+    lsl_outlets: LslOutletSettings = field(default_factory=LslOutletSettings)
 
 
 def load_config(path: str | Path) -> Config:

@@ -685,6 +685,47 @@ class Loop:
                 self._log(f"status: {exc}")
 
 
+class Tee:
+    """Feeds the recorder and a mirror (LSL outlets) through the recorder's interface.
+
+    The recorder comes first and is the one whose failure matters: ``failed`` and
+    ``check()`` report the recorder; a failing mirror stops the run like a failing recorder
+    would, because its exception propagates from the write.
+    """
+
+    def __init__(self, recorder: Any, mirror: Any) -> None:
+        self.recorder, self.mirror = recorder, mirror
+
+    @property
+    def failed(self) -> bool:
+        return self.recorder.failed
+
+    def add_signal_stream(self, source: Any) -> None:
+        self.recorder.add_signal_stream(source)
+        self.mirror.add_signal_stream(source)
+
+    def start(self) -> None:
+        self.recorder.start()
+        self.mirror.start()
+
+    def write_chunk(self, chunk: Chunk) -> None:
+        self.recorder.write_chunk(chunk)
+        self.mirror.write_chunk(chunk)
+
+    def write_marker(self, stream: str, t_s: float, obj: Any) -> None:
+        self.recorder.write_marker(stream, t_s, obj)
+        self.mirror.write_marker(stream, t_s, obj)
+
+    def check(self) -> None:
+        self.recorder.check()
+
+    def close(self) -> None:
+        try:
+            self.mirror.close()
+        finally:
+            self.recorder.close()
+
+
 def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None) -> list:
     """The detector stages ``[detectors]`` enables for a source with these channels."""
     try:
@@ -835,6 +876,12 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
         from controller.recorder import Recorder
 
         recorder = Recorder(record, config_text)
+    lsl = getattr(cfg, "lsl_outlets", None)
+    if lsl is not None and lsl.enabled:
+        from drivers.lsl_outlets import LoopOutlets
+
+        outlets = LoopOutlets(lsl)
+        recorder = outlets if recorder is None else Tee(recorder, outlets)
     return Loop(source, make_detectors(cfg, tuple(source.channels)), policy, governor,
                 scheduler, clock,
                 recorder=recorder, phase_estimator=phase,

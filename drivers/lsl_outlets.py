@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from controller.recorder import _jsonable
+from controller.schema import setting
 
 
 def _add_channel_desc(info: Any, channels: Sequence[str], unit: str, kind: str) -> None:
@@ -107,4 +109,72 @@ class MarkerOutlet:
         self._outlet = None
 
 
-__all__ = ["SignalOutlet", "MarkerOutlet"]
+@dataclass(frozen=True)
+class LslOutletSettings:
+    """``[lsl_outlets]``: publish what the loop sees and decides on LSL while it runs."""
+
+    enabled: bool = setting(
+        False, doc="publish the loop's signal and its events, governor decisions and pulses "
+                   "as LSL streams (for LSL viewers and LabRecorder); costs a few "
+                   "microseconds per chunk")
+    prefix: str = setting(
+        "engramloop", doc="stream-name prefix: <prefix>.signal (numeric, volts) and "
+                          "<prefix>.events|pulses|governor|forecasts|log (JSON strings)")
+    streams: tuple[str, ...] = setting(
+        ("events", "pulses", "governor", "forecasts", "log"),
+        doc="which marker streams to publish (any of events, pulses, governor, forecasts, "
+            "log, truth)")
+
+    def validate(self) -> None:
+        allowed = {"events", "pulses", "governor", "forecasts", "log", "truth"}
+        for name in self.streams:
+            if name not in allowed:
+                raise ValueError(f"streams: unknown stream {name!r}; allowed: "
+                                 f"{', '.join(sorted(allowed))}")
+        if not self.prefix.strip():
+            raise ValueError("prefix: must not be empty")
+
+
+class LoopOutlets:
+    """The loop's view on LSL, fed through the same calls as the recorder.
+
+    ``add_signal_stream(source)`` creates ``<prefix>.signal``; ``write_chunk`` pushes each
+    chunk the loop processes; ``write_marker(stream, t_s, obj)`` pushes the JSON objects of
+    the selected marker streams under the same names the recording uses.
+    """
+
+    failed = False  # LSL has no writer thread that can fail later
+
+    def __init__(self, settings: LslOutletSettings) -> None:
+        self.settings = settings
+        self._signal: SignalOutlet | None = None
+        self._markers = {name: MarkerOutlet(f"{settings.prefix}.{name}")
+                         for name in settings.streams}
+
+    def add_signal_stream(self, source: Any) -> None:
+        self._signal = SignalOutlet(f"{self.settings.prefix}.signal", source.channels,
+                                    source.rate_hz)
+
+    def start(self) -> None:
+        """Nothing to start: outlets are live from construction."""
+
+    def write_chunk(self, chunk: Any) -> None:
+        if self._signal is not None:
+            self._signal.push_chunk(chunk)
+
+    def write_marker(self, stream: str, t_s: float, obj: Any) -> None:
+        outlet = self._markers.get(stream)
+        if outlet is not None:
+            outlet.push(t_s, obj)
+
+    def check(self) -> None:
+        """Nothing to check (kept for the recorder interface)."""
+
+    def close(self) -> None:
+        if self._signal is not None:
+            self._signal.close()
+        for outlet in self._markers.values():
+            outlet.close()
+
+
+__all__ = ["SignalOutlet", "MarkerOutlet", "LslOutletSettings", "LoopOutlets"]
