@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -190,11 +191,14 @@ class BrainFlowMarkerOutput(_Armable):
 
 class ShamOutput(_Armable):
     """Logs every pulse, stimulates nothing; deliveries have status ``"sham"`` (as the
-    scheduler's sham-condition pulses). ``pulses`` keeps what was handed in."""
+    scheduler's sham-condition pulses). ``pulses`` keeps the last ``KEEP`` pulses handed in
+    (the recording has them all), so a long sham session cannot grow without bound."""
+
+    KEEP = 10_000
 
     def __init__(self, *, name: str = "sham") -> None:
         self.name = name
-        self.pulses: list[Pulse] = []
+        self.pulses: deque[Pulse] = deque(maxlen=self.KEEP)
 
     def open(self) -> None:
         self._open = True

@@ -152,7 +152,7 @@ def test_sham_decides_and_records_everything_but_sends_nothing(tmp_path):
                       config_text="# sham run\n")
     res = loop.run(20.0)
     assert sum(d.approved for d in res.decisions) > 3
-    assert spy.pulses == [] and src.pulses == []  # nothing reached an output or the brain
+    assert not spy.pulses and not src.pulses  # nothing reached an output or the brain
     assert {d.status for _, d in res.deliveries} == {"sham"}
     assert not loop.governor.armed and not spy._armed
     streams, header = pyxdf.load_xdf(str(path))
@@ -225,7 +225,7 @@ def test_disarmed_by_default_and_dashboard_controls():
     res = build_loop(cfg, speed="max", duration_s=20.0, outputs=[spy]).run(20.0)
     approved = [d for d in res.decisions if d.approved]
     assert res.decisions and not approved and res.refusals["disarmed"] == len(res.decisions)
-    assert spy.pulses == []
+    assert not spy.pulses
 
     # the dashboard's keys: arm (through the governor), disarm, stop
     board = StatusBoard()

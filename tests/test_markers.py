@@ -109,7 +109,7 @@ def test_sham_logs_only():
     assert out.send(pulse(0)).status == "failed"
     out.arm()
     d = out.send(pulse(1))
-    assert d.status == "sham" and d.output == "sham" and out.pulses == [pulse(1)]
+    assert d.status == "sham" and d.output == "sham" and list(out.pulses) == [pulse(1)]
     out.close()
     with pytest.raises(DeviceError):
         out.send(pulse(2))
