@@ -44,7 +44,8 @@ from decoders.features import FEATURE_NAMES, EpochFeatures, FeatureSettings, fea
 
 __all__ = ["Night", "save_dataset", "load_dataset", "synthetic_night", "sim_night",
            "make_dataset", "make_windows", "Windows", "TrainSettings", "train", "evaluate",
-           "auroc", "brier", "r2", "calibration_table", "nights_from_recordings",
+           "margin_intervals", "randomized_overrides", "auroc", "brier", "r2",
+           "calibration_table", "nights_from_recordings",
            "read_outcomes_csv", "write_model_card"]
 
 
@@ -804,6 +805,67 @@ def _logistic(a: np.ndarray, y: np.ndarray, lam: float = 1.0) -> np.ndarray:
     return wts
 
 
+def _predictions(ck: Any, train_nights: Sequence[Night],
+                 test_nights: Sequence[Night]) -> tuple[Windows, dict]:
+    """Test windows and each predictor's (p_decay, delta) on them (see :func:`evaluate`)."""
+    from decoders.forecaster import Forecaster
+
+    h = int(round(ck.horizon_s / ck.hop_s))
+    tr = make_windows(train_nights, ck.window_epochs, h)
+    te = make_windows(test_nights, ck.window_epochs, h)
+    ytr = tr.decay(ck.decay_threshold)
+    p_model, d_model = Forecaster(ck).predict_batch(te.x)
+    # persistence: logistic fit on the true past change
+    pa = np.column_stack([tr.past_delta / (ck.target_scale or 1), np.ones(len(tr.delta))])
+    wp = _logistic(pa, ytr, lam=1e-6)
+    pb = np.column_stack([te.past_delta / (ck.target_scale or 1), np.ones(len(te.delta))])
+    p_pers = 1 / (1 + np.exp(-(pb @ wp)))
+    # linear / logistic on the feature window
+    a_tr = _design(tr.x, ck.feature_mean, ck.feature_std)
+    a_te = _design(te.x, ck.feature_mean, ck.feature_std)
+    d_lin = a_te @ _ridge(a_tr, tr.delta, lam=10.0)
+    p_lin = 1 / (1 + np.exp(-np.clip(a_te @ _logistic(a_tr, ytr, lam=10.0), -30, 30)))
+    return te, {"model": (p_model, d_model), "persistence": (p_pers, te.past_delta),
+                "linear": (p_lin, d_lin)}
+
+
+def margin_intervals(checkpoint: Any, train_nights: Sequence[Night],
+                     test_nights: Sequence[Night], n_boot: int = 1000,
+                     seed: int = 0) -> dict:
+    """95 % bootstrap intervals of the forecaster's margins over the baselines.
+
+    Whole test nights are resampled with replacement (windows of one night are
+    correlated, so resampling windows would understate the uncertainty; Efron & Tibshirani
+    1993, percentile intervals). Baselines are fitted once on ``train_nights``.
+
+    Returns
+    -------
+    dict
+        ``{baseline: {"auroc": (lo, hi), "brier": (lo, hi), "r2": (lo, hi)}}`` for
+        baseline in ("persistence", "linear"): intervals of model minus baseline.
+    """
+    te, preds = _predictions(checkpoint, train_nights, test_nights)
+    y = te.decay(checkpoint.decay_threshold)
+    rows = {k: np.flatnonzero(te.night == k) for k in np.unique(te.night)}
+    keys = np.array(sorted(rows))
+    rng = np.random.default_rng(seed)
+    diffs: dict = {b: [] for b in ("persistence", "linear")}
+    pm, dm = preds["model"]
+    for _ in range(n_boot):
+        sel = np.concatenate([rows[k] for k in rng.choice(keys, len(keys))])
+        for b in diffs:
+            pb, db = preds[b]
+            diffs[b].append([auroc(y[sel], pm[sel]) - auroc(y[sel], pb[sel]),
+                             brier(y[sel], pm[sel]) - brier(y[sel], pb[sel]),
+                             r2(te.delta[sel], dm[sel]) - r2(te.delta[sel], db[sel])])
+    out = {}
+    for b, d in diffs.items():
+        lo, hi = np.nanpercentile(np.array(d), [2.5, 97.5], axis=0)
+        out[b] = {m: (float(lo[i]), float(hi[i])) for i, m in enumerate(("auroc", "brier",
+                                                                          "r2"))}
+    return out
+
+
 def evaluate(checkpoint: Any, train_nights: Sequence[Night],
              test_nights: Sequence[Night]) -> dict:
     """Score a checkpoint and the baselines on held-out nights.
@@ -824,26 +886,12 @@ def evaluate(checkpoint: Any, train_nights: Sequence[Night],
         "linear": {...}}`` each with ``auroc``, ``brier``, ``r2``, ``ece`` (+ reliability
         ``calibration`` bins for the model).
     """
-    from decoders.forecaster import Forecaster
-
     ck = checkpoint
-    h = int(round(ck.horizon_s / ck.hop_s))
-    fc = Forecaster(ck)
-    tr = make_windows(train_nights, ck.window_epochs, h)
-    te = make_windows(test_nights, ck.window_epochs, h)
+    te, preds = _predictions(ck, train_nights, test_nights)
     thr = ck.decay_threshold
-    ytr, yte = tr.decay(thr), te.decay(thr)
-    p_model, d_model = fc.predict_batch(te.x)
-    # persistence
-    pa = np.column_stack([tr.past_delta / (ck.target_scale or 1), np.ones(len(tr.delta))])
-    wp = _logistic(pa, ytr, lam=1e-6)
-    pb = np.column_stack([te.past_delta / (ck.target_scale or 1), np.ones(len(te.delta))])
-    p_pers = 1 / (1 + np.exp(-(pb @ wp)))
-    # linear / logistic on the feature window
-    a_tr = _design(tr.x, ck.feature_mean, ck.feature_std)
-    a_te = _design(te.x, ck.feature_mean, ck.feature_std)
-    d_lin = a_te @ _ridge(a_tr, tr.delta, lam=10.0)
-    p_lin = 1 / (1 + np.exp(-np.clip(a_te @ _logistic(a_tr, ytr, lam=10.0), -30, 30)))
+    yte = te.decay(thr)
+    (p_model, d_model), (p_pers, _), (p_lin, d_lin) = (
+        preds["model"], preds["persistence"], preds["linear"])
 
     def scores(p: np.ndarray, d: np.ndarray) -> dict:
         return {"auroc": auroc(yte, p), "brier": brier(yte, p), "r2": r2(te.delta, d),

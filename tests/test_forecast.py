@@ -181,3 +181,17 @@ def test_domain_randomisation_never_draws_the_unseen_parameters():
     assert spec.sim_overrides["memory.decay_tau_s"] == draws[5]["memory.decay_tau_s"]
     with pytest.raises(ValueError, match="either shifted"):
         ft.night_spec(5, 60.0, randomize=True, shifted=True)
+
+
+def test_margin_intervals_resample_whole_nights(nights, checkpoint):
+    test = [ft.synthetic_night(s, n_epochs=60) for s in (50, 51, 52)]
+    ci = ft.margin_intervals(checkpoint, nights, test, n_boot=50, seed=1)
+    ev = ft.evaluate(checkpoint, nights, test)
+    assert ci == ft.margin_intervals(checkpoint, nights, test, n_boot=50, seed=1)
+    for base in ("persistence", "linear"):
+        for metric in ("auroc", "brier", "r2"):
+            lo, hi = ci[base][metric]
+            assert lo <= hi
+            # the full-sample margin lies near the interval (percentile bootstrap)
+            full = ev["model"][metric] - ev[base][metric]
+            assert lo - 0.5 <= full <= hi + 0.5

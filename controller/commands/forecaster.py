@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dataset(s) the baselines are fitted on")
     e.add_argument("--test-data", required=True, help="held-out dataset .npz")
     e.add_argument("--json", help="also write the metrics as JSON here")
+    e.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="also print 95 %% intervals of the model's margins over the "
+                        "baselines from N resamples of whole test nights (default 0: off)")
 
 
 def _progress(line: str) -> None:
@@ -217,6 +220,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     test, _ = ft.load_dataset(args.test_data)
     ev = ft.evaluate(ck, train_nights, test)
     _print_eval(f"{path.name} on {Path(args.test_data).name}", ev)
+    if args.bootstrap > 0:
+        ci = ft.margin_intervals(ck, train_nights, test, n_boot=args.bootstrap)
+        ev["margin_intervals"] = ci
+        print(f"  model minus baseline, 95 % interval over {args.bootstrap} resamples of "
+              "whole nights:")
+        for name, m in ci.items():
+            print(f"  vs {name:<12} AUROC [{m['auroc'][0]:+.3f}, {m['auroc'][1]:+.3f}]  "
+                  f"Brier [{m['brier'][0]:+.4f}, {m['brier'][1]:+.4f}]  "
+                  f"R^2 [{m['r2'][0]:+.3f}, {m['r2'][1]:+.3f}]")
     if args.json:
         Path(args.json).write_text(json.dumps(ev, indent=2), encoding="utf-8")
     return 0
