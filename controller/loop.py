@@ -275,8 +275,7 @@ class Loop:
         for out in self.outputs:
             out.open()
         if self.recorder is not None:
-            self.recorder.add_signal_stream(self.source)
-            self.recorder.start()
+            self.recorder.start()  # marker streams are writable from here on
         if self.forecaster is not None:
             self.forecaster.start()
         if self.arm_on_start:
@@ -293,6 +292,10 @@ class Loop:
         gc.collect()
         gc.freeze()
         self.source.start()
+        if self.recorder is not None:
+            # declared once the source started: a stream source (LSL) learns its channels
+            # and rate only when it resolves the stream
+            self.recorder.add_signal_stream(self.source)
 
     def _set_realtime(self, priority: int) -> None:
         """SCHED_FIFO for this thread (and threads it creates) when asked and allowed."""
