@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=120.0, metavar="S",
                    help="simulated seconds (default 120)")
     p.add_argument("--out", default="out/demo", metavar="DIR",
-                   help="folder for session.xdf, the summary and the HTML report")
+                   help="folder for session.xdf, summary.txt/json and the HTML report "
+                        "(index.html)")
     p.add_argument("--config", default=str(CONFIG), help="config to run (default: %(default)s)")
 
 
@@ -26,14 +27,7 @@ def run(args: argparse.Namespace) -> int:
                         "engramloop checkout or pass --config")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    xdf = out / "session.xdf"
     print(f"engramloop demo: {args.duration:g} s simulated closed-loop ripple trial "
           f"({args.config}), unpaced on a simulated clock")
-    rc = main(["run", args.config, "--duration", str(args.duration), "--speed", "max",
-               "--record", str(xdf), "--report", str(out), "--quiet"])
-    if rc != 0:
-        return rc
-    rc = main(["report", str(xdf), "--out", str(out / "report")])
-    if rc == 0:
-        print(f"recording: {xdf}\nreport: {out / 'report' / 'index.html'}")
-    return rc
+    return main(["run", args.config, "--duration", str(args.duration), "--speed", "max",
+                 "--record", str(out / "session.xdf"), "--report", str(out), "--quiet"])

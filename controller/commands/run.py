@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 HELP = "run the closed loop (source -> detectors -> policy -> governor -> stimulators)"
@@ -13,8 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after S seconds (default: until the source ends or Ctrl-C)")
     p.add_argument("--record", metavar="PATH", help="record everything to this XDF file")
     p.add_argument("--report", metavar="DIR",
-                   help="write summary.json / summary.txt here (for simulated runs: scored "
-                        "against ground truth, plus a sham twin with the same seed)")
+                   help="write the HTML report (index.html + figures, from the recording; "
+                        "records to DIR/session.xdf unless --record is given) and "
+                        "summary.json / summary.txt here (for simulated runs: scored against "
+                        "ground truth, plus a sham twin with the same seed)")
     p.add_argument("--speed", default="1", metavar="1|max",
                    help="1 = real time; max = as fast as possible on a simulated clock "
                         "(sim and file sources)")
@@ -82,17 +85,22 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     from controller.recorder import RecordingError
     from controller.trial import format_summary, run_trial, score_run, write_report
 
+    record = args.record
+    if args.report and not record:
+        # the HTML report is made from the recording alone, so --report implies one
+        Path(args.report).mkdir(parents=True, exist_ok=True)
+        record = str(Path(args.report) / "session.xdf")
     try:
         if cfg.source.kind == "sim" and replay_path is None:
             rep = run_trial(cfg, args.duration,
-                            speed=speed, record=args.record, report=args.report,
+                            speed=speed, record=record, report=args.report,
                             sham_twin=bool(args.report), config_text=dump_config(cfg),
                             log=log, on_built=on_built, **overrides)
         else:
             from controller.loop import build_loop
 
             loop = build_loop(cfg, config_text=dump_config(cfg), speed=speed,
-                              duration_s=args.duration, record=args.record, log=log,
+                              duration_s=args.duration, record=record, log=log,
                               **overrides)
             on_built(loop)
             result = loop.run(args.duration)
@@ -107,6 +115,8 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
         for dash in dash_box:
             dash.stop()
     print(format_summary(rep))
+    if args.report:
+        print(f"  report: {_html_report(record, args.report)}")
     interrupted = str(rep["run"].get("stop_reason", "")).startswith("interrupted")
     if not args.quiet:
         st = rep.get("stages") or {}
@@ -114,3 +124,17 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
             print("  per-chunk stage times (us): " + ", ".join(
                 f"{k} p99 {v['p99_s'] * 1e6:.0f}" for k, v in st.items() if v["count"]))
     return 130 if interrupted else 0
+
+
+def _html_report(recording: str, folder: str) -> str:
+    """Write index.html + figures for ``recording`` into ``folder``; returns the page path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # never needs a display (SSH, CI)
+    from controller.cli import UserError
+    from controller.report import ReportError, write_report
+
+    try:
+        return str(write_report(recording, folder).index)
+    except ReportError as exc:
+        raise UserError(f"the run finished but its report failed: {exc}") from None
