@@ -265,6 +265,11 @@ class Loop:
                     t = self.clock.now()
                     rec.write_marker("truth", t, {"kind": "recall", "t_s": t,
                                                   "recall_scores": recall()})
+                # the whole truth document (phases, stages, memory) as the last truth
+                # marker, as `engramloop sim` writes it, so the recording alone rebuilds
+                # the hypnogram and memory trajectories
+                rec.write_marker("truth", self.clock.now(),
+                                 {"kind": "truth_document", "truth": truth.to_json()})
             rec.close()
         except BaseException as exc:
             if raise_errors:
