@@ -166,7 +166,7 @@ def test_sham_decides_and_records_everything_but_sends_nothing(tmp_path):
     truth = [json.loads(x[0]) for x in by["engramloop.truth"]["time_series"]]
     assert len([t for t in truth if t["kind"] not in ("recall", "truth_document")]) \
         == len(src.truth.events())
-    assert truth[-1]["kind"] == "truth_document"  # phases, stages, memory for re-scoring
+    assert [t["kind"] for t in truth].count("truth_document") == 1  # for re-scoring
     assert truth[-1]["kind"] == "recall" and len(truth[-1]["recall_scores"]) >= 1
     assert by["engramloop.raw"]["time_series"].shape == (res.n_samples, len(src.channels))
 
