@@ -260,16 +260,15 @@ class Loop:
             if truth is not None and not rec.failed:
                 for ev in truth.events():
                     rec.write_marker("truth", ev.peak_s, ev)
+                # the whole truth document (phases, stages, memory), as `engramloop sim`
+                # writes it, so the recording alone rebuilds the hypnogram and memory
+                rec.write_marker("truth", self.clock.now(),
+                                 {"kind": "truth_document", "truth": truth.to_json()})
                 recall = getattr(self.sim_source, "recall_scores", None)
                 if callable(recall):  # the simulated memory test, for the report
                     t = self.clock.now()
                     rec.write_marker("truth", t, {"kind": "recall", "t_s": t,
                                                   "recall_scores": recall()})
-                # the whole truth document (phases, stages, memory) as the last truth
-                # marker, as `engramloop sim` writes it, so the recording alone rebuilds
-                # the hypnogram and memory trajectories
-                rec.write_marker("truth", self.clock.now(),
-                                 {"kind": "truth_document", "truth": truth.to_json()})
             rec.close()
         except BaseException as exc:
             if raise_errors:
