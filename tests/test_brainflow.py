@@ -202,16 +202,13 @@ def test_make_source_brainflow_overrides():
 def test_cyton_streams_replayed_real_eeg():
     """Real N2 sleep EEG (YASA example, 200 Hz, uV) resampled to the Cyton's 250 Hz,
     streamed by the emulator and read back through BrainFlow's Cyton driver."""
-    from pathlib import Path
 
     from scipy.signal import resample_poly
+    from shared_data import DATA
 
     from sim.cyton_emulator import to_cyton_signal
 
-    data = Path(__file__).resolve().parents[2] / "shared" / "data" / \
-        "data_N2_spindles_15sec_200Hz.txt"
-    if not data.is_file():
-        pytest.skip(f"{data} not available")
+    data = DATA / "data_N2_spindles_15sec_200Hz.txt"
     eeg_v = np.loadtxt(data)[:400] * 1e-6
     sig = to_cyton_signal(eeg_v, 200.0)
     ref = resample_poly(eeg_v, 5, 4)  # independent: scipy at 250/200 = 5/4

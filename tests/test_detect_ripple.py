@@ -2,8 +2,6 @@
 consensus/veto/theta gate, the simulator's truth, and real rat CA1 theta (negative control)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.signal as ss
@@ -13,9 +11,7 @@ from decoders.scoring import intervals, replay, score_detections
 from drivers.chunk import Chunk
 
 FS = 2000.0
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
+from shared_data import DATA  # noqa: E402
 
 
 def synthetic(duration_s: float = 40.0, seed: int = 0, n_ch: int = 1, amp_v: float = 60e-6):

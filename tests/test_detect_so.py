@@ -2,17 +2,12 @@
 phase, chunk-size independence, fixed-delay mode, real N3 EEG."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from shared_data import DATA  # noqa: E402
 
 from decoders.scoring import replay, score_phase
 from decoders.slow_osc import SlowOscDetector, SlowOscSettings
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,12 @@
 chunk-size independence, the max-duration rule, and the simulator's truth."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from shared_data import DATA  # noqa: E402
 
 from decoders.scoring import intervals, replay, score_detections
 from decoders.spindle import SpindleDetector, SpindleSettings
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
 
 # The excerpts are 15 s and 30 s long: the detector's 10 s default calibration would eat
 # most of them, so these tests calibrate for 2 s and refresh the baseline every 0.5 s

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA  # noqa: E402
 
 from controller.recorder import Recorder
 from controller.report import (
@@ -28,7 +29,6 @@ from controller.report import (
 )
 from drivers.chunk import Chunk
 
-DATA = Path("/work/shared/data")
 ROOT = Path(__file__).resolve().parents[1]
 FS = 500.0
 T0 = 1000.0          # host-clock time of the first sample

@@ -3,16 +3,14 @@ background spectrum against human N2 EEG, spindle contrast, and CA1 theta freque
 against rat CA1 LFP."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import signal
+from shared_data import DATA  # noqa: E402
 
 from sim.generate import simulate
 from sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
 
-DATA = Path("/work/shared/data")
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared recordings not present")
 
 
