@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
-import tty
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from sim.pty_device import PtyDevice
 
 RATE_HZ = 250.0
 N_CHANNELS = 8
@@ -122,7 +122,7 @@ def signal_from_sim(duration_s: float, seed: int = 0, channels: Sequence[str] = 
     return to_cyton_signal(x, truth.rate_hz)
 
 
-class CytonEmulator:
+class CytonEmulator(PtyDevice):
     """A Cyton on a pty streaming given signals.
 
     Parameters
@@ -152,34 +152,10 @@ class CytonEmulator:
         self.counts = volts_to_counts(signal)
         self.rate_hz = float(rate_hz)
         self.drop = set(int(i) for i in drop)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
+        super().__init__("cyton-emulator")
         self.sent = 0
         self.commands: list[bytes] = []
         self.streaming = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cyton-emulator", daemon=True)
-
-    def start(self) -> CytonEmulator:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-        for fd in (self._master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __enter__(self) -> CytonEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _reply(self, data: bytes) -> None:
         os.write(self._master, data)

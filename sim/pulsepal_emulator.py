@@ -15,13 +15,10 @@ codes answered with confirm byte 0).
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import struct
-import threading
 import time
-import tty
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +31,7 @@ from drivers.pulsepal import (
     dac_to_volts,
     volts_to_dac,
 )
+from sim.pty_device import PtyDevice
 
 CYCLE_US = 50
 READ_TIMEOUT_US = 100_000
@@ -287,7 +285,7 @@ class PulsePalDevice:
         return all(self._valid(k, v) for c in ch for k, v in self.params[c].items())
 
 
-class PulsePalEmulator:
+class PulsePalEmulator(PtyDevice):
     """A ``PulsePalDevice`` on a pseudo-terminal, in a thread on the host monotonic clock.
 
     Parameters
@@ -310,42 +308,14 @@ class PulsePalEmulator:
         self.on_edge = on_edge
         self.edges: list[tuple[float, PulsePalEdge]] = []
         self.callback_errors: list[BaseException] = []
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        fl = fcntl.fcntl(self._master, fcntl.F_GETFL)
-        fcntl.fcntl(self._master, fcntl.F_SETFL, fl | os.O_NONBLOCK)
-        self.port = os.ttyname(self._slave)
+        super().__init__("pulsepal-emulator", nonblocking=True)
         self._t0 = time.monotonic()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def device_now_us(self) -> int:
         return int((time.monotonic() - self._t0) * 1e6)
 
     def host_time(self, device_us: int) -> float:
         return self._t0 + device_us * 1e-6
-
-    def start(self) -> PulsePalEmulator:
-        self._thread = threading.Thread(target=self._run, name="pulsepal-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def __enter__(self) -> PulsePalEmulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -16,14 +16,12 @@ Run standalone for a bench or a demo (prints the port, serves until killed)::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import select
 import signal
 import sys
 import threading
 import time
-import tty
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ from drivers.stimbox.protocol import (
     Status,
     encode_frame,
 )
+from sim.pty_device import PtyDevice
 
 # Firmware limits (the same #defines as stimbox.ino; see PROTOCOL.md "Device limits").
 N_TTL = 4                      # TTL output channels 1..4
@@ -296,7 +295,7 @@ class StimBoxDevice:
         return None
 
 
-class StimBoxEmulator:
+class StimBoxEmulator(PtyDevice):
     """A ``StimBoxDevice`` on a pseudo-terminal, running in a thread on the host clock.
 
     Parameters
@@ -327,14 +326,8 @@ class StimBoxEmulator:
         self.callback_errors: list[BaseException] = []
         self._offset_us = int(device_offset_us)
         self._rate = 1e6 * (1.0 + drift_ppm * 1e-6)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # no echo, no line discipline: bytes pass through unchanged
-        fl = fcntl.fcntl(self._master, fcntl.F_GETFL)
-        fcntl.fcntl(self._master, fcntl.F_SETFL, fl | os.O_NONBLOCK)
-        self.port = os.ttyname(self._slave)
+        super().__init__("stimbox-emulator", nonblocking=True)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._t0 = time.monotonic()
         self.rx_bytes = 0
 
@@ -345,31 +338,6 @@ class StimBoxEmulator:
     def host_time(self, device_us: int) -> float:
         """Host monotonic time (s) of an unwrapped device time (us)."""
         return self._t0 + (device_us - self._offset_us) / self._rate
-
-    def start(self) -> StimBoxEmulator:
-        self._thread = threading.Thread(target=self._run, name="stimbox-emulator",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def __enter__(self) -> StimBoxEmulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the thread and close the pty (a host still attached then sees EIO)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._master = self._slave = -1
 
     def inject(self, data: bytes) -> None:
         """Process ``data`` as if it arrived on the line now (used by benches)."""

@@ -1,0 +1,66 @@
+"""A device emulator on a pseudo-terminal: the shared plumbing of the Cyton, Pulse Pal and
+stim-box emulators.
+
+The emulator holds the master side of ``os.openpty()`` and serves it from a daemon thread;
+``port`` is the slave's path, which pyserial (or BrainFlow's C++ driver) opens like a real
+USB serial device. The slave is put in raw mode so bytes pass through unchanged (no echo,
+no line discipline).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import tty
+from typing import Any
+
+
+class PtyDevice:
+    """Base class: subclasses implement ``_run()`` (loop until ``self._stop`` is set).
+
+    Parameters
+    ----------
+    name : str
+        Thread name.
+    nonblocking : bool
+        Make reads on the master non-blocking (for emulators that poll).
+    """
+
+    def __init__(self, name: str, *, nonblocking: bool = False) -> None:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        if nonblocking:
+            fl = fcntl.fcntl(self._master, fcntl.F_GETFL)
+            fcntl.fcntl(self._master, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+        self.port = os.ttyname(self._slave)
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:  # pragma: no cover - every subclass defines it
+        raise TypeError(f"{type(self).__name__} must define _run()")
+
+    def start(self) -> Any:
+        """Start serving the port; returns self."""
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the thread and close the pty (a host still attached then sees EIO)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._master = self._slave = -1
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
