@@ -113,7 +113,7 @@ def _convert(tp: Any, value: Any, meta: dict, file: str, key: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(file, key, f"must be a {_type_name(tp)}, got {value!r}")
         return tuple(_convert(a, v, meta, file, f"{key}[{i}]")
-                     for i, (a, v) in enumerate(zip(args, value)))
+                     for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is dict:
         _, vt = get_args(tp)
         if not isinstance(value, dict):
@@ -161,6 +161,15 @@ def build(cls: type, table: dict, *, file: str = "", prefix: str = "") -> Any:
                 raise ConfigError(file, _join(prefix, sub), msg) from None
             raise ConfigError(file, prefix, str(exc)) from None
     return obj
+
+
+def check_bands(settings: Any, *names: str) -> None:
+    """For a ``validate()`` method: each named ``(low_hz, high_hz)`` field must have its low
+    edge below its high edge; raises ``ValueError("<name>: ...")`` otherwise."""
+    for name in names:
+        lo, hi = getattr(settings, name)
+        if not lo < hi:
+            raise ValueError(f"{name}: low edge {lo} must be below high edge {hi}")
 
 
 def _join(prefix: str, key: str) -> str:
@@ -223,4 +232,4 @@ def describe(cls: type, prefix: str = "") -> list[dict]:
     return rows
 
 
-__all__ = ["ConfigError", "setting", "build", "to_toml", "describe"]
+__all__ = ["ConfigError", "setting", "build", "to_toml", "describe", "check_bands"]

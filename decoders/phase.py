@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from controller.schema import setting
+from controller.schema import check_bands, setting
 from drivers.chunk import Chunk
 
 __all__ = ["PhaseSettings", "PhaseEstimate", "EchtKernel", "EchtPhase", "ArPhase",
@@ -75,9 +75,8 @@ class PhaseSettings:
                                                         "quarter period of the low edge")
 
     def validate(self) -> None:
-        lo, hi = self.band_hz
-        if not lo < hi:
-            raise ValueError(f"band_hz: low edge {lo} must be below high edge {hi}")
+        check_bands(self, "band_hz")
+        lo = self.band_hz[0]
         if self.window_s * lo < 1.5:
             raise ValueError(f"window_s: {self.window_s} s holds fewer than 1.5 cycles of "
                              f"{lo} Hz; use at least {1.5 / lo:.2f} s")

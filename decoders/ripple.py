@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.schema import setting
+from controller.schema import check_bands, setting
 from decoders._filters import threshold_runs
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
@@ -92,10 +92,7 @@ class RippleSettings:
                                                           "baseline")
 
     def validate(self) -> None:
-        for name in ("band_hz", "theta_band_hz", "delta_band_hz"):
-            lo, hi = getattr(self, name)
-            if not lo < hi:
-                raise ValueError(f"{name}: low edge {lo} must be below high edge {hi}")
+        check_bands(self, "band_hz", "theta_band_hz", "delta_band_hz")
         if not self.channels:
             raise ValueError("channels: give at least one channel name")
         if self.consensus_channels > len(self.channels):

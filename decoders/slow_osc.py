@@ -40,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-from controller.schema import setting
+from controller.schema import check_bands, setting
 from decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
 from decoders.filters import BandEnvelope, SosFilter, butter_bandpass
@@ -111,10 +111,7 @@ class SlowOscSettings:
                                                                 "recomputed this often")
 
     def validate(self) -> None:
-        for name in ("band_hz", "phase_band_hz"):
-            lo, hi = getattr(self, name)
-            if not lo < hi:
-                raise ValueError(f"{name}: low edge {lo} must be below high edge {hi}")
+        check_bands(self, "band_hz", "phase_band_hz")
         if not self.channels:
             raise ValueError("channels: give at least one channel name")
         if self.phase_window_s * self.phase_band_hz[0] < 1.5:

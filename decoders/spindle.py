@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.schema import setting
+from controller.schema import check_bands, setting
 from decoders._filters import quadrature_sums, spindle_runs
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
@@ -91,10 +91,7 @@ class SpindleSettings:
                                                           "baseline")
 
     def validate(self) -> None:
-        for name in ("sigma_band_hz", "broad_band_hz", "alpha_band_hz"):
-            lo, hi = getattr(self, name)
-            if not lo < hi:
-                raise ValueError(f"{name}: low edge {lo} must be below high edge {hi}")
+        check_bands(self, "sigma_band_hz", "broad_band_hz", "alpha_band_hz")
         if not self.channels:
             raise ValueError("channels: give at least one channel name")
         if self.max_duration_s <= self.min_duration_s:
