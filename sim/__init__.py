@@ -1,1 +1,2 @@
-"""The simulated hippocampus and cortex, the memory model, device emulators and closed-loop trials."""
+"""The simulated hippocampus and cortex, the memory model, device emulators and
+closed-loop trials."""

@@ -64,3 +64,40 @@ class PtyDevice:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StimulatorDevice(PtyDevice):
+    """A pty device whose state machine answers bytes with a reply and output edges.
+
+    Subclasses set ``on_edge`` (``callable(host_time_s, channel, params)`` or None) and
+    define ``host_time(device_us) -> float``; :meth:`_emit` writes the reply and reports
+    each edge. Edges are kept in ``edges`` as ``(host_time_s, edge)``.
+    """
+
+    def __init__(self, name: str, *, nonblocking: bool = False) -> None:
+        super().__init__(name, nonblocking=nonblocking)
+        self.edges: list[tuple[float, Any]] = []
+        self.callback_errors: list[BaseException] = []
+
+    def host_time(self, device_us: int) -> float:  # pragma: no cover - subclasses define it
+        raise TypeError(f"{type(self).__name__} must define host_time()")
+
+    def _emit(self, reply: bytes, edges: Any) -> None:
+        if reply:
+            try:
+                os.write(self._master, reply)
+            except OSError:
+                pass  # host not reading: a real USB device drops its TX too
+        for e in edges:
+            t = self.host_time(e.device_us)
+            self.edges.append((t, e))
+            if self.on_edge is not None:
+                try:
+                    self.on_edge(t, e.channel, dict(e.params, device_us=e.device_us))
+                except Exception as exc:  # noqa: BLE001 - kept and re-raised by check()
+                    self.callback_errors.append(exc)
+
+    def check(self) -> None:
+        """Re-raise the first exception an ``on_edge`` callback raised, if any."""
+        if self.callback_errors:
+            raise self.callback_errors[0]

@@ -31,7 +31,7 @@ from drivers.pulsepal import (
     dac_to_volts,
     volts_to_dac,
 )
-from sim.pty_device import PtyDevice
+from sim.pty_device import StimulatorDevice
 
 CYCLE_US = 50
 READ_TIMEOUT_US = 100_000
@@ -285,7 +285,7 @@ class PulsePalDevice:
         return all(self._valid(k, v) for c in ch for k, v in self.params[c].items())
 
 
-class PulsePalEmulator(PtyDevice):
+class PulsePalEmulator(StimulatorDevice):
     """A ``PulsePalDevice`` on a pseudo-terminal, in a thread on the host monotonic clock.
 
     Parameters
@@ -306,8 +306,6 @@ class PulsePalEmulator(PtyDevice):
                  **device_kwargs) -> None:
         self.device = PulsePalDevice(**device_kwargs)
         self.on_edge = on_edge
-        self.edges: list[tuple[float, PulsePalEdge]] = []
-        self.callback_errors: list[BaseException] = []
         super().__init__("pulsepal-emulator", nonblocking=True)
         self._t0 = time.monotonic()
 
@@ -333,21 +331,5 @@ class PulsePalEmulator(PtyDevice):
                 except OSError:
                     data = b""
             reply, edges = self.device.step(data, self.device_now_us())
-            if reply:
-                try:
-                    os.write(self._master, reply)
-                except OSError:
-                    pass
-            for e in edges:
-                t = self.host_time(e.device_us)
-                self.edges.append((t, e))
-                if self.on_edge is not None:
-                    try:
-                        self.on_edge(t, e.channel, dict(e.params, device_us=e.device_us))
-                    except Exception as exc:  # noqa: BLE001 - kept and re-raised by check()
-                        self.callback_errors.append(exc)
+            self._emit(reply, edges)
 
-    def check(self) -> None:
-        """Re-raise the first exception an ``on_edge`` callback raised, if any."""
-        if self.callback_errors:
-            raise self.callback_errors[0]

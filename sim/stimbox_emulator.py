@@ -41,7 +41,7 @@ from drivers.stimbox.protocol import (
     Status,
     encode_frame,
 )
-from sim.pty_device import PtyDevice
+from sim.pty_device import StimulatorDevice
 
 # Firmware limits (the same #defines as stimbox.ino; see PROTOCOL.md "Device limits").
 N_TTL = 4                      # TTL output channels 1..4
@@ -295,7 +295,7 @@ class StimBoxDevice:
         return None
 
 
-class StimBoxEmulator(PtyDevice):
+class StimBoxEmulator(StimulatorDevice):
     """A ``StimBoxDevice`` on a pseudo-terminal, running in a thread on the host clock.
 
     Parameters
@@ -322,8 +322,6 @@ class StimBoxEmulator(PtyDevice):
                  drift_ppm: float = 0.0, **device_kwargs) -> None:
         self.device = StimBoxDevice(**device_kwargs)
         self.on_edge = on_edge
-        self.edges: list[tuple[float, DeviceEdge]] = []
-        self.callback_errors: list[BaseException] = []
         self._offset_us = int(device_offset_us)
         self._rate = 1e6 * (1.0 + drift_ppm * 1e-6)
         super().__init__("stimbox-emulator", nonblocking=True)
@@ -347,24 +345,8 @@ class StimBoxEmulator(PtyDevice):
     def _process(self, data: bytes) -> None:
         now = self.device_now_us()
         reply, edges = self.device.step(data, now)
-        if reply:
-            try:
-                os.write(self._master, reply)
-            except (BlockingIOError, OSError):
-                pass  # host not reading: a real USB device drops its TX too
-        for e in edges:
-            t = self.host_time(e.device_us)
-            self.edges.append((t, e))
-            if self.on_edge is not None:
-                try:
-                    self.on_edge(t, e.channel, dict(e.params, device_us=e.device_us))
-                except Exception as exc:  # noqa: BLE001 - kept and re-raised by check()
-                    self.callback_errors.append(exc)
+        self._emit(reply, edges)
 
-    def check(self) -> None:
-        """Re-raise the first exception an ``on_edge`` callback raised, if any."""
-        if self.callback_errors:
-            raise self.callback_errors[0]
 
     def _run(self) -> None:
         while not self._stop.is_set():
