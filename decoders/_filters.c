@@ -664,7 +664,103 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* k-th smallest of a[0..n-1] (0-based), partially reordering a: Hoare-style quickselect
+ * with a median-of-three pivot. Afterwards a[0..k-1] <= a[k] <= a[k+1..n-1]. */
+static double
+select_kth(double *a, Py_ssize_t n, Py_ssize_t k)
+{
+    Py_ssize_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        const Py_ssize_t mid = lo + (hi - lo) / 2;
+        double t;
+        if (a[mid] < a[lo]) { t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
+        if (a[hi] < a[lo]) { t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
+        if (a[hi] < a[mid]) { t = a[hi]; a[hi] = a[mid]; a[mid] = t; }
+        const double pivot = a[mid];
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) { t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return a[k];
+}
+
+/* numpy.median of a[0..n-1] (n >= 1; the mean of the two middle values when n is even),
+ * reordering a. */
+static double
+median_inplace(double *a, Py_ssize_t n)
+{
+    const Py_ssize_t h = n / 2;
+    const double upper = select_kth(a, n, h);
+    if (n % 2) return upper;
+    double lower = a[0];
+    for (Py_ssize_t i = 1; i < h; i++) if (a[i] > lower) lower = a[i];
+    return (lower + upper) / 2.0;
+}
+
+PyDoc_STRVAR(median_mad_doc,
+"median_mad(ring, counts, min_count, scratch, median, mad) -> None\n\n"
+"Per row j of ring (c, L): over its first min(counts[j], L) values, the median and the\n"
+"median absolute deviation from it, as numpy.median computes them; NaN for both when\n"
+"fewer than min_count values exist. counts: (c,) int64; scratch: (L,) float64 work space;\n"
+"median, mad: (c,) float64, written.");
+
+static PyObject *
+filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "median_mad(ring, counts, min_count, scratch, median, mad) takes 6 arguments");
+        return NULL;
+    }
+    Py_ssize_t min_count = PyLong_AsSsize_t(args[2]);
+    if (min_count == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t c = PyObject_Length(args[1]);
+    if (c < 0) return NULL;
+    Py_ssize_t len = PyObject_Length(args[3]);
+    if (len < 0) return NULL;
+    Py_buffer rv, cv, sv, mv, dv;
+    if (get_rule_buf(args[0], &rv, 0, 0, c, len, "ring") < 0) return NULL;
+    if (get_rule_buf(args[1], &cv, 0, 1, 1, c, "counts") < 0) { PyBuffer_Release(&rv); return NULL; }
+    if (get_rule_buf(args[3], &sv, 1, 0, 1, len, "scratch") < 0) {
+        PyBuffer_Release(&rv); PyBuffer_Release(&cv); return NULL;
+    }
+    if (get_rule_buf(args[4], &mv, 1, 0, 1, c, "median") < 0) {
+        PyBuffer_Release(&rv); PyBuffer_Release(&cv); PyBuffer_Release(&sv); return NULL;
+    }
+    if (get_rule_buf(args[5], &dv, 1, 0, 1, c, "mad") < 0) {
+        PyBuffer_Release(&rv); PyBuffer_Release(&cv); PyBuffer_Release(&sv);
+        PyBuffer_Release(&mv); return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const double *ring = (const double *)rv.buf;
+    const long long *counts = (const long long *)cv.buf;
+    double *w = (double *)sv.buf, *med = (double *)mv.buf, *mad = (double *)dv.buf;
+    for (Py_ssize_t j = 0; j < c; j++) {
+        Py_ssize_t k = counts[j] < (long long)len ? (Py_ssize_t)counts[j] : len;
+        if (k < 1 || k < min_count) { med[j] = NAN; mad[j] = NAN; continue; }
+        const double *row = ring + j * len;
+        memcpy(w, row, (size_t)k * sizeof(double));
+        const double m = median_inplace(w, k);
+        for (Py_ssize_t i = 0; i < k; i++) w[i] = fabs(row[i] - m);
+        med[j] = m;
+        mad[j] = median_inplace(w, k);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&rv); PyBuffer_Release(&cv); PyBuffer_Release(&sv);
+    PyBuffer_Release(&mv); PyBuffer_Release(&dv);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef filters_functions[] = {
+    {"median_mad", (PyCFunction)(void (*)(void))filters_median_mad, METH_FASTCALL,
+     median_mad_doc},
     {"quadrature_sums", (PyCFunction)(void (*)(void))filters_quadrature_sums, METH_FASTCALL,
      quadrature_sums_doc},
     {"threshold_runs", (PyCFunction)(void (*)(void))filters_threshold_runs, METH_FASTCALL,

@@ -36,3 +36,9 @@ def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, q_gain:
                     out: np.ndarray) -> np.ndarray:
     """``[xs + xb, xs - xb, q + xb, q - xb]`` into ``out`` (n, 4c) with ``q = q_gain *``
     first difference of ``xs`` (continuing from ``xs_last``, updated)."""
+
+def median_mad(ring: np.ndarray, counts: np.ndarray, min_count: int, scratch: np.ndarray,
+               median: np.ndarray, mad: np.ndarray) -> None:
+    """Per row of ``ring`` (c, L), over its first ``min(counts[j], L)`` values: the median
+    and the median absolute deviation (as ``numpy.median``); NaN when fewer than
+    ``min_count`` values. ``scratch`` (L,) is work space."""

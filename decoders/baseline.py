@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from decoders._filters import median_mad
+
 __all__ = ["RobustBaseline", "ChannelPicker", "TimeRing", "MAD_TO_SD", "run_lengths"]
 
 #: Scale from the median absolute deviation to the standard deviation of a normal
@@ -71,6 +73,7 @@ class RobustBaseline:
         self.exclude_sd = float(exclude_sd)
         self.absolute = bool(absolute)
         self._ring = np.zeros((self.n_channels, self.length))
+        self._scratch = np.empty(self.length)
         self._chans = np.arange(self.n_channels)
         self._pos = np.zeros(self.n_channels, dtype=np.intp)
         self._count = np.zeros(self.n_channels, dtype=np.int64)
@@ -173,27 +176,23 @@ class RobustBaseline:
 
     def _recompute(self, next_index: int) -> None:
         self.n_updates += 1
-        if np.all(self._count >= self.length):
-            med = np.median(self._ring, axis=1)
-            mad = np.median(np.abs(self._ring - med[:, None]), axis=1)
-        else:
-            med = np.full(self.n_channels, np.nan)
-            mad = np.full(self.n_channels, np.nan)
-            for ch in range(self.n_channels):
-                k = int(min(self._count[ch], self.length))
-                if k >= self.min_count:
-                    h = self._ring[ch, :k]
-                    med[ch] = np.median(h)
-                    mad[ch] = np.median(np.abs(h - med[ch]))
-        sd = mad * MAD_TO_SD
-        # a constant feature (digital zero, flat line) has MAD 0: keep a tiny positive SD
-        # so thresholds stay above the median instead of firing on any change.
-        floor = 1e-12 * np.maximum(np.abs(med), 1e-30)
-        np.maximum(sd, floor, out=sd, where=np.isfinite(sd))
-        self.median[:] = med
-        self.sd[:] = sd
-        self._excl[:] = np.where(np.isfinite(med), med + self.exclude_sd * sd, np.inf)
-        if not self.ready and np.all(np.isfinite(med)):
+        med, sd = self.median, self.sd
+        # one C call (quickselect, as numpy.median computes it): this runs on the loop
+        # thread every update_s, so it must not show in the per-chunk tail
+        median_mad(self._ring, self._count, self.min_count, self._scratch, med, sd)
+        sd *= MAD_TO_SD
+        for ch in range(self.n_channels):
+            m, d = float(med[ch]), float(sd[ch])
+            if m != m:                       # NaN: not enough history yet
+                self._excl[ch] = math.inf
+                continue
+            # a constant feature (digital zero, flat line) has MAD 0: keep a tiny positive
+            # SD so thresholds stay above the median instead of firing on any change.
+            floor = 1e-12 * max(abs(m), 1e-30)
+            if d < floor:
+                d = sd[ch] = floor
+            self._excl[ch] = m + self.exclude_sd * d
+        if not self.ready and not np.isnan(med).any():
             self.ready = True
             self.ready_index = next_index
 

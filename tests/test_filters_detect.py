@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from decoders._filters import quadrature_sums, spindle_runs, threshold_runs
+from decoders._filters import median_mad, quadrature_sums, spindle_runs, threshold_runs
 from decoders.baseline import run_lengths
 
 SIZES = (1, 7, 64, 500)
@@ -140,3 +140,37 @@ def test_kernels_do_not_leak_references() -> None:
     assert after == before
     # a buffer still exported would make resizing fail
     out.resize((10, 8), refcheck=False)
+
+
+@pytest.mark.parametrize("length", (1, 2, 3, 4, 5, 10, 3000, 3001))
+def test_median_mad_matches_numpy_median(length: int) -> None:
+    """The baseline's quickselect median and MAD equal numpy.median exactly, for odd and
+    even counts, partly filled rings, ties, and too-short histories (NaN)."""
+    rng = np.random.default_rng(length)
+    for trial in range(40):
+        c = 3
+        ring = rng.standard_normal((c, length))
+        if trial % 3 == 0:
+            ring = np.round(ring)                       # many ties
+        counts = rng.integers(0, 2 * length + 1, c).astype(np.int64)
+        min_count = 1 + trial % 3
+        med, mad = np.empty(c), np.empty(c)
+        median_mad(ring, counts, min_count, np.empty(length), med, mad)
+        for j in range(c):
+            k = min(int(counts[j]), length)
+            if k < min_count:
+                assert np.isnan(med[j]) and np.isnan(mad[j])
+                continue
+            h = ring[j, :k]
+            m = np.median(h)
+            assert med[j] == m
+            assert mad[j] == np.median(np.abs(h - m))
+
+
+def test_median_mad_refuses_wrong_buffers() -> None:
+    ring = np.zeros((2, 10))
+    with pytest.raises(ValueError, match="must have shape"):
+        median_mad(ring, np.zeros(2, dtype=np.int64), 1, np.empty(9), np.empty(2),
+                   np.empty(2))
+    with pytest.raises(TypeError, match="counts"):
+        median_mad(ring, np.zeros(2), 1, np.empty(10), np.empty(2), np.empty(2))
