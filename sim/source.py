@@ -103,6 +103,8 @@ class SimSource:
         self._bg_blocks: list[tuple[int, np.ndarray]] = []
         self._render_ahead = max(1, int(round(RENDER_AHEAD_S * self.rate_hz)))
         self._buf = np.empty((0, len(self.channels)))
+        self._tbuf = np.empty(0)
+        self._meta = {"source": "sim"}   # shared by every chunk (read-only by convention)
         self._buf_a = 0
         self._buf_b = 0
         self._read_ptr = 0
@@ -159,8 +161,9 @@ class SimSource:
         if self.paced:
             now = self._clock.now()
             if t_last > now + timeout_s:
-                self._clock.sleep_until(now + timeout_s)
-                return None
+                if timeout_s > 0:
+                    self._clock.sleep_until(now + timeout_s)
+                return None     # (a zero-timeout poll -- the loop's backlog check -- is cheap)
             self._clock.sleep_until(t_last)
         elif self._advance_clock:
             self._clock.sleep_until(t_last)
@@ -169,11 +172,12 @@ class SimSource:
                 self._refill(p, end)
             off = p - self._buf_a
             samples = self._buf[off:off + n].copy()
+            # timestamps rendered with the block (t0 + index / rate, element by element)
+            timestamps = self._tbuf[off:off + n].copy()
             self._read_ptr = end
             self.truth.until_s = end / self.rate_hz
-        timestamps = self.t0_s + np.arange(p, end, dtype=np.float64) / self.rate_hz
         return Chunk(samples, timestamps, self.rate_hz, self.channels,
-                     arrival_s=self._clock.now(), first_index=p, meta={"source": "sim"})
+                     arrival_s=self._clock.now(), first_index=p, meta=self._meta)
 
     # ------------------------------------------------------------------ closed loop
     def stimulate(self, t_s: float, spec: PulseSpec, target: str) -> None:
@@ -265,6 +269,7 @@ class SimSource:
         fresh = self._render(self._buf_b, new_b)
         keep = self._buf[p - self._buf_a:]
         self._buf = np.concatenate([keep, fresh]) if keep.shape[0] else fresh
+        self._tbuf = self.t0_s + np.arange(p, new_b, dtype=np.float64) / self.rate_hz
         self._buf_a, self._buf_b = p, new_b
 
     def _retire(self, p: int) -> None:
