@@ -157,6 +157,8 @@ class Loop:
                  sim_source: Any = None, forecaster: Any = None) -> None:
         self.source = source
         self.detectors = list(detectors)
+        #: detectors that blank stimulation artefacts (told of every delivered pulse)
+        self._blankers = [d for d in self.detectors if hasattr(d, "blank")]
         self.policy = policy
         self.governor = governor
         self.scheduler = scheduler
@@ -417,6 +419,8 @@ class Loop:
                            "refractory period", now)
             res.n_chunks += 1
             res.n_samples += chunk.n_samples
+            # deliveries since the last chunk, before decoding: their artefacts are blanked
+            self._after_chunk(now)
             p2 = perf()
             # ---- decode
             events = self._decode(chunk)
@@ -449,7 +453,6 @@ class Loop:
                     rec.write_marker("events", e.detect_s, e)
             if len(res.events) < MAX_KEPT:
                 res.events.extend(events)
-            self._after_chunk(now)
             if self.forecaster is not None:
                 self._feed_forecaster(chunk, events)
             self._last_chunk = chunk
@@ -587,6 +590,11 @@ class Loop:
                                f"{d.reason}); {res.n_failed} so far", now)
             if len(res.deliveries) < MAX_KEPT:
                 res.deliveries.append((p, d))
+            if d.status in ("sent", "acked") and self._blankers:
+                # the stimulus reached the tissue: blank its artefact in the detectors
+                t0 = d.device_edge_s if d.device_edge_s == d.device_edge_s else d.sent_s
+                for det in self._blankers:
+                    det.blank(t0, t0 + p.spec.duration_s)
             if self.forecaster is not None and d.status in ("sent", "acked"):
                 self._pulse_times.append(d.device_edge_s if d.device_edge_s == d.device_edge_s
                                          else d.sent_s)

@@ -8,7 +8,9 @@ exclusion level). An event fires when, for ``min_duration_s``, at least
 cortical or EMG channel) shows ripple-band power above its own veto level (broadband
 artefacts such as chewing or movement appear on every channel, ripples do not), and,
 optionally, the theta/delta power ratio on a gating channel is low (no ripples during
-theta-dominated running or REM).
+theta-dominated running or REM). Stimulation artefacts are blanked: the loop reports each
+delivered pulse (:meth:`RippleDetector.blank`) and the samples it covers are neither
+detected on nor let into the theta gate.
 
 Online ripple detection of this kind follows Kay et al. 2016 (envelope threshold on
 band-passed LFP) and the closed-loop detectors of Girardeau et al. 2009 and Dutta et al.
@@ -80,6 +82,13 @@ class RippleSettings:
                                     doc="RMS window of the theta and delta power")
     theta_delta_max: float = setting(1.0, gt=0, doc="gate closes above this theta/delta "
                                                     "power ratio")
+    artefact_blank_s: float = setting(
+        0.02, ge=0, le=1, unit="s",
+        doc="stimulation artefact blanking: for each delivered pulse the loop reports, "
+            "samples from the pulse's start to its end plus this long are not detected on, "
+            "and the theta gate holds its channel's last clean value through them (a light "
+            "or current step on the LFP otherwise rings through the theta and delta "
+            "filters and closes the gate for a second or more)")
     calibration_s: float = setting(5.0, ge=0, unit="s", doc="no events until this long after "
                                                             "the first sample")
     baseline_s: float = setting(30.0, gt=0, unit="s", doc="history of the running baseline")
@@ -139,6 +148,8 @@ class RippleDetector:
         self._nd = 1 if self._pool is not None else len(s.channels)
         self._fs = 0.0
         self._cap = 0
+        #: stimulation artefact windows [start, end) in seconds, from blank()
+        self._blanks: list[tuple[float, float]] = []
 
     # ----------------------------------------------------------------- setup
     def _setup(self, fs: float) -> None:
@@ -163,6 +174,7 @@ class RippleDetector:
             self._theta = BandEnvelope(butter_bandpass(*s.theta_band_hz, fs), 1, gwin)
             self._delta = BandEnvelope(butter_bandpass(*s.delta_band_hz, fs), 1, gwin)
         self._carry = np.zeros(self._nd + len(s.reference_channels), dtype=np.int64)
+        self._hold_v = 0.0      # last clean sample of the gate channel (volts)
         self._alloc(64)
         self._reset_state()
 
@@ -194,6 +206,33 @@ class RippleDetector:
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
         self._fs = 0.0
+        self._blanks = []
+
+    def blank(self, start_s: float, stop_s: float) -> None:
+        """Mark ``[start_s, stop_s + artefact_blank_s)`` (seconds, the chunks' time base) as
+        stimulation artefact: no ripple is detected on those samples and the theta gate
+        holds its channel's last clean value through them.
+
+        The loop calls this for every pulse a stimulator delivered; windows that end before
+        data already processed are ignored, overlapping ones simply both apply.
+        """
+        end = float(stop_s) + self.settings.artefact_blank_s
+        if not end > float(start_s):
+            return
+        if len(self._blanks) >= 64:       # bounded: the oldest window is long past
+            self._blanks.pop(0)
+        self._blanks.append((float(start_s), end))
+
+    def _blank_mask(self, t: np.ndarray) -> np.ndarray | None:
+        """Samples of this chunk inside a blanking window (None when none is)."""
+        t_first, t_last = float(t[0]), float(t[-1])
+        self._blanks = [w for w in self._blanks if w[1] > t_first]
+        mask = None
+        for a, b in self._blanks:
+            if a <= t_last:
+                m = (t >= a) & (t < b)
+                mask = m if mask is None else (mask | m)
+        return mask
 
     @property
     def calibrating(self) -> bool:
@@ -253,7 +292,17 @@ class RippleDetector:
         runs_all = self._runs[:n]
         longest = threshold_runs(env, med, sd, s.threshold_sd, self._carry, runs_all, thr)
         runs = runs_all[:, :nd]
-        gate = self._theta_update(chunk, n) if s.theta_gate else None  # state every chunk
+        blanked = self._blank_mask(t) if self._blanks else None
+        gate = self._theta_update(chunk, n, blanked) if s.theta_gate else None
+        if blanked is not None:
+            # a run that crosses a blanked sample starts again after it
+            ar = np.arange(n)
+            lastb = np.where(blanked, ar, -1)
+            np.maximum.accumulate(lastb, out=lastb)
+            since = np.where(lastb >= 0, ar - lastb, np.iinfo(np.int64).max)
+            np.minimum(runs_all, since[:, None], out=runs_all)
+            self._carry[:] = runs_all[n - 1]
+            longest = int(runs_all.max())
         if longest < self._min_n:
             # no run reaches the minimum duration in this chunk: nothing can fire
             cand = None
@@ -292,13 +341,22 @@ class RippleDetector:
         self._scan(cand, hi, t, env, med, sd, thr, runs, first, events)
         return events
 
-    def _theta_update(self, chunk: Chunk, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Theta and delta RMS of the gate channel, shape (n, 1) each."""
+    def _theta_update(self, chunk: Chunk, n: int,
+                      blanked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Theta and delta RMS of the gate channel, shape (n, 1) each; blanked samples are
+        replaced by the last clean one (sample and hold)."""
         if chunk.channels is not self._gate_channels:
             self._gate_channels = chunk.channels
             self._gate_col = chunk.channels.index(self._gate_name)
         g = self._gbuf[:n]
         g[:, 0] = chunk.samples[:, self._gate_col]
+        if blanked is not None:
+            # index of the last clean sample at or before each sample (-1: none in chunk)
+            last = np.where(blanked, -1, np.arange(n))
+            np.maximum.accumulate(last, out=last)
+            col = g[:, 0]
+            g[:, 0] = np.where(last >= 0, col[np.maximum(last, 0)], self._hold_v)
+        self._hold_v = float(g[n - 1, 0])
         gf = self._gf[:n]
         th, de = self._ge1[:n], self._ge2[:n]
         self._theta.process_rms(g, gf, th)       # C call (BandEnvelope.process_envelope

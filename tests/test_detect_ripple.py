@@ -2,6 +2,8 @@
 consensus/veto/theta gate, the simulator's truth, and real rat CA1 theta (negative control)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.signal as ss
@@ -188,3 +190,76 @@ def test_pool_settings_validation() -> None:
 
     with pytest.raises(ConfigError, match="detectors.ripple.pool_weights"):
         loads_config('[detectors.ripple]\nchannels = ["CA1", "CA1b"]\npool_weights = [1.0]\n')
+
+
+def _with_light_steps(x: np.ndarray, t: np.ndarray, onsets: np.ndarray, width_s: float,
+                      amp_v: float = 400e-6, tau_s: float = 0.002) -> np.ndarray:
+    """Add photoelectric (Becquerel) light artefacts: a 400 uV step with a 2 ms time
+    constant while the light is on, decaying after it (the simulator's optical artefact)."""
+    y = x.copy()
+    for o in onsets:
+        d = t - o
+        on = (d >= 0) & (d < width_s)
+        y[on, :] += (amp_v * (1 - np.exp(-d[on] / tau_s)))[:, None]
+        after = d >= width_s
+        y[after, :] += (amp_v * (1 - np.exp(-width_s / tau_s))
+                        * np.exp(-(d[after] - width_s) / tau_s))[:, None]
+    return y
+
+
+def test_blanked_light_artefacts_do_not_blind_the_detector() -> None:
+    """Closed-loop optogenetics puts a 400 uV light step on the LFP right after each
+    detection; it rings through the theta and delta filters and closes the theta gate for
+    a second or more, so the next ripples are missed. With each pulse reported through
+    ``blank`` the detector finds what it finds without any light (simulator truth)."""
+    from controller.config import load_config
+    from sim.generate import simulate
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "sim-ripple.toml")
+    s = cfg.detectors.ripple
+    assert s.theta_gate
+    x, t, truth = simulate(cfg.sim, seed=1, duration_s=60.0)
+    names = tuple(truth.channels)
+    rips = truth.events("ripple")
+    tr = intervals([{"onset_s": r.onset_s, "offset_s": r.offset_s, "peak_s": r.peak_s}
+                    for r in rips])
+    clean = [e.detect_s for e in run(RippleDetector(s), x, t, names, 10)
+             if e.kind == "ripple"]
+    light: list[float] = []          # a 50 ms pulse 1 ms after each detection, >= 0.2 s apart
+    for d in clean:
+        if not light or d - light[-1] >= 0.2:
+            light.append(d + 0.001)
+    lfp = np.array([n.startswith("CA") for n in names])
+    y = x.copy()
+    y[:, lfp] = _with_light_steps(x[:, lfp], t, np.array(light), 0.05)
+
+    def recall(sig: np.ndarray, blank: bool) -> tuple[float, list[float]]:
+        det = RippleDetector(s)
+        if blank:
+            for o in light:
+                det.blank(o, o + 0.05)
+        ev = [e.detect_s for e in run(det, sig, t, names, 10) if e.kind == "ripple"]
+        return score_detections(ev, tr, t[-1] - 5.0).recall, ev
+
+    r_clean = score_detections(clean, tr, t[-1] - 5.0).recall
+    r_art, _ = recall(y, False)
+    r_blank, ev = recall(y, True)
+    assert r_art < r_clean - 0.15                  # the artefact blinds the detector
+    assert r_blank >= r_clean - 0.02               # blanking restores it
+    for d in ev:                                   # and nothing fires inside a blank
+        assert not any(o <= d < o + 0.05 + s.artefact_blank_s for o in light)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_blanking_is_chunk_size_independent(chunk: int) -> None:
+    x, t, onsets, d = synthetic(duration_s=20.0, seed=6)
+    light = onsets + d / 2
+    y = _with_light_steps(x, t, light, 0.05)
+
+    def go(c: int) -> list:
+        det = RippleDetector(RippleSettings(calibration_s=2.0, baseline_s=5.0))
+        for o in light:
+            det.blank(o, o + 0.05)
+        return run(det, y, t, ("CA1",), c)
+
+    assert go(chunk) == go(y.shape[0])

@@ -27,7 +27,8 @@ def test_ripple_trial_meets_timing_target_and_stim_beats_sham(tmp_path):
     assert rt["n_pulses"] >= 30
     assert rt["within_50ms"] >= 0.99  # issue target: >= 99 % within +-50 ms of the peak
     det = run["detection"]["ripple"]
-    assert det["recall"] > 0.4 and det["precision"] > 0.8  # the detector's own tests go further
+    # light artefacts are blanked, so stimulating does not blind the detector (it did: 0.64)
+    assert det["recall"] > 0.8 and det["precision"] > 0.9
     # the sham twin made the same kind of decisions but stimulated nothing
     assert sham["condition"] == "sham" and sham["approved"] > 0
     assert rep["memory_effect"] > 0 and run["recall_mean"] > sham["recall_mean"]
