@@ -10,7 +10,7 @@ Speed: 8 channels x 10 samples at 2 kHz, all three detectors plus the ``[phase]`
 estimator (ECHT, theta on CA1), median and p99 time per chunk.
 
 Run: ``.venv/bin/python bench/detectors.py [--seeds 0 1 2] [--duration 600]``;
-``--spindle-sweep`` prints the spindle F1 / latency trade-off instead.
+``--spindle-sweep`` and ``--ripple-sweep`` print the F1 / latency trade-offs instead.
 """
 from __future__ import annotations
 
@@ -143,6 +143,39 @@ def speed(n_chunks: int = 6000, repeats: int = 3) -> dict:
     return best
 
 
+def sweep(kind: str, factory, grid: list[dict], seeds: list[int], duration_s: float,
+          chunk: int, tol_before_s: float) -> list[dict]:
+    """Pooled scores of ``factory(**params)`` detectors over a parameter grid on the
+    simulator (after each detector's calibration; rejected spindles do not count)."""
+    from sim.generate import simulate
+
+    scores: list[list] = [[] for _ in grid]
+    for seed in seeds:
+        x, t, truth = simulate(seed=seed, duration_s=duration_s)
+        names = tuple(truth.channels)
+        for i, v in enumerate(grid):
+            ev = replay([factory(**v)], x, t, truth.rate_hz, names, chunk)
+            start = next(e.detect_s for e in ev if e.kind == "calibration_done")
+            rej = {(e.channel, e.onset_s) for e in ev if e.kind == "spindle_rejected"}
+            det = [e.detect_s for e in ev
+                   if e.kind == kind and (e.channel, e.onset_s) not in rej]
+            tr = [e for e in truth.events(kind) if e.onset_s >= start]
+            scores[i].append(score_detections(det, intervals(tr), t[-1] - start,
+                                              tol_before_s=tol_before_s))
+    return [pool(sc) for sc in scores]
+
+
+def print_sweep(title: str, grid: list[dict], rows: list[dict]) -> None:
+    keys = list(grid[0])
+    print(title)
+    print("".join(f"{k:>16}" for k in keys) + f"{'F1':>7}{'prec':>7}{'recall':>7}"
+          f"{'FP/min':>7}{'onset->detect ms':>18}{'peak->detect ms':>17}")
+    for v, p in zip(grid, rows):
+        print("".join(f"{v[k]:>16g}" for k in keys)
+              + f"{p['f1']:>7.3f}{p['precision']:>7.3f}{p['recall']:>7.3f}"
+              f"{p['fp_per_min']:>7.2f}{p['lat_on_med_ms']:>18.1f}{p['lat_pk_med_ms']:>17.1f}")
+
+
 def spindle_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
     """Spindle F1 against median latency from onset over min duration, window and threshold
     (the trade-off behind the 300 ms target)."""
@@ -150,32 +183,30 @@ def spindle_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
     import itertools
 
     from decoders.spindle import SpindleDetector, SpindleSettings
-    from sim.generate import simulate
 
     grid = [dict(min_duration_s=md, window_s=w, threshold_sd=th)
             for md, w, th in itertools.product((0.15, 0.1, 0.05, 0.0), (0.15, 0.1), (3.0, 2.5))]
-    scores: list[list] = [[] for _ in grid]
-    for seed in seeds:
-        x, t, truth = simulate(seed=seed, duration_s=duration_s)
-        names = tuple(truth.channels)
-        for i, v in enumerate(grid):
-            ev = replay([SpindleDetector(dataclasses.replace(SpindleSettings(), **v))], x, t,
-                        truth.rate_hz, names, chunk)
-            start = next(e.detect_s for e in ev if e.kind == "calibration_done")
-            rej = {(e.channel, e.onset_s) for e in ev if e.kind == "spindle_rejected"}
-            det = [e.detect_s for e in ev
-                   if e.kind == "spindle" and (e.channel, e.onset_s) not in rej]
-            tr = [e for e in truth.events("spindle") if e.onset_s >= start]
-            scores[i].append(score_detections(det, intervals(tr), t[-1] - start,
-                                              tol_before_s=0.05))
-    print(f"== spindle trade-off: seeds {seeds}, {duration_s:g} s each")
-    print(f"{'min_duration_s':>15}{'window_s':>10}{'threshold_sd':>13}{'F1':>7}{'prec':>7}"
-          f"{'recall':>7}{'FP/min':>7}{'onset->detect ms':>18}")
-    for v, sc in zip(grid, scores):
-        p = pool(sc)
-        print(f"{v['min_duration_s']:>15g}{v['window_s']:>10g}{v['threshold_sd']:>13g}"
-              f"{p['f1']:>7.3f}{p['precision']:>7.3f}{p['recall']:>7.3f}"
-              f"{p['fp_per_min']:>7.2f}{p['lat_on_med_ms']:>18.0f}")
+    rows = sweep("spindle", lambda **v: SpindleDetector(dataclasses.replace(
+        SpindleSettings(), **v)), grid, seeds, duration_s, chunk, tol_before_s=0.05)
+    print_sweep(f"== spindle trade-off: seeds {seeds}, {duration_s:g} s each", grid, rows)
+
+
+def ripple_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
+    """Ripple F1 / false positives against latency from the true onset over envelope window,
+    threshold and minimum duration, for the shipped pooled detector (the trade-off behind
+    the 10 ms target: the simulator's ripple envelope is sin^2 over the whole ripple, so
+    at half its duration it is at its peak and at a fifth of it only at 35 % of it)."""
+    import dataclasses
+    import itertools
+
+    base = shipped_ripple_settings()
+    grid = [dict(rms_window_s=w, threshold_sd=k, min_duration_s=md)
+            for w, k, md in itertools.product((0.008, 0.012, 0.016, 0.024), (3.5, 4.0, 5.0),
+                                              (0.002, 0.004))]
+    rows = sweep("ripple", lambda **v: RippleDetector(dataclasses.replace(base, **v)), grid,
+                 seeds, duration_s, chunk, tol_before_s=0.05)
+    print_sweep(f"== ripple trade-off (configs/sim-ripple.toml detector): seeds {seeds}, "
+                f"{duration_s:g} s each", grid, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,9 +219,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="run with [detectors.so] sws_gate_ratio = RATIO (default: off)")
     ap.add_argument("--so-predict", choices=("halfwave", "echt", "fixed"), default=None,
                     help="run with [detectors.so] predict = this (default: the shipped one)")
+    ap.add_argument("--ripple-sweep", action="store_true",
+                    help="only print the ripple F1 / latency trade-off table")
     ap.add_argument("--spindle-sweep", action="store_true",
                     help="only print the spindle F1 / latency trade-off table")
     args = ap.parse_args(argv)
+    if args.ripple_sweep:
+        ripple_sweep(args.seeds, args.duration, args.chunk)
+        return 0
     if args.spindle_sweep:
         spindle_sweep(args.seeds, args.duration, args.chunk)
         return 0
