@@ -16,6 +16,10 @@ microseconds, and checks the targets: software share (chunk arrival -> decision 
     .venv/bin/python bench/loop.py --duration 600            # the 10 min per phase
     .venv/bin/python bench/loop.py --duration 60 --output stimbox   # via the emulated stim box
 
+W runs the same loop unpaced (``--speed max``): the per-chunk processing cost when chunks
+follow each other back to back, i.e. with warm caches; next to A it shows how much of the
+paced figure is the machine waking up cold after each 5 ms sleep.
+
 ``read`` is the time spent inside ``source.read`` and includes waiting for the next chunk
 in a paced run, so it is not part of the software share. Figures depend on the machine and
 on its load: the script prints the load average next to them.
@@ -71,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                          "emulated stim box on a pseudo-terminal")
     ap.add_argument("--fire-delay", type=float, default=0.010,
                     help="phase B: seconds between detection and the scheduled pulse")
-    ap.add_argument("--phase", choices=("A", "B", "AB"), default="AB")
+    ap.add_argument("--phase", choices=("A", "B", "AB", "W", "AW", "ABW"), default="ABW",
+                    help="A: fire at detection; B: scheduled pulses; W: the same loop "
+                         "unpaced (--speed max) for the per-chunk cost with warm caches")
     ap.add_argument("--rt", type=int, default=0, metavar="PRIO",
                     help="SCHED_FIFO priority for the loop and scheduler threads "
                          "(scheduler.realtime_priority; 0 = normal scheduling)")
@@ -126,6 +132,20 @@ def main(argv: list[str] | None = None) -> int:
         ok = v < TARGETS_US[("lateness", "p99_s")]
         failed += [] if ok else ["lateness p99"]
         print(f"target lateness p99 < 200 us: {v:.1f} us {'OK' if ok else 'MISSED'}")
+    if "W" in args.phase:
+        # the same code path unpaced on a simulated clock: chunks follow each other at once,
+        # so caches stay warm; the difference to A is what sleeping 5 ms between chunks
+        # costs on this machine (on a shared VM, mostly cold caches after each wake-up)
+        from controller.loop import build_loop
+
+        loop = build_loop(cfg, speed="max", duration_s=args.duration)
+        res = loop.run(args.duration)
+        print(f"\n## W. the same loop unpaced, simulated clock ({res.n_chunks} chunks, "
+              f"{len(res.pulses_sent)} pulses): processing per chunk, warm caches\n")
+        print(header)
+        for s in ("decode", "policy", "governor", "schedule", "record"):
+            print(row(s, res.stages[s]))
+        print(row("chunk_total (processing)", res.stages["chunk_total"]))
     print(f"\nload average after {os.getloadavg()[0]:.2f}")
     if failed:
         print("missed: " + ", ".join(failed))

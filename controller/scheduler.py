@@ -281,9 +281,14 @@ class Scheduler:
                     if self._stop:
                         return
                     due = self._heap[0][0]
-                # spin (lock released) for the last stretch before the pulse
-                while now() < due:
+                # spin (lock released) for the last stretch before the pulse, yielding the
+                # GIL to the loop thread; for the final HOLD_S keep it, so the send does
+                # not wait for the loop thread's next switch interval
+                soft = due - HOLD_S
+                while now() < soft:
                     time.sleep(0)
+                while now() < due:
+                    pass
                 p = self._pop_due(now())
                 if p is not None:
                     with self._fire_lock:
@@ -293,6 +298,11 @@ class Scheduler:
             if not isinstance(exc, DeviceError):
                 self.error = RuntimeError(f"scheduler thread failed: {exc!r}")
                 self.error.__cause__ = exc
+
+
+#: the scheduler thread holds the GIL (busy-waits without yielding) for this long before
+#: a pulse is due, seconds: about one GIL switch interval of the loop (50 us)
+HOLD_S = 60e-6
 
 
 def _raise_fifo_priority() -> None:
