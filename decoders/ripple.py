@@ -330,6 +330,9 @@ class RippleDetector:
             return events
         if not self._armed and t[-1] < self._rearm_t:
             return events        # still refractory for the whole chunk: nothing can change
+        if nd == 1:
+            self._scan_one(cand, t, env, med, sd, thr, runs, first, events)
+            return events
         if cand is None:
             cand = np.zeros(n, dtype=bool)
         # re-arm level (hysteresis): any detection channel still above median + rearm_sd SD
@@ -380,6 +383,36 @@ class RippleDetector:
         return Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
                      detect_s=float(t[j]), amplitude=float(med[j, 0]),
                      score=float(sd[j, 0]), threshold=float(thr))
+
+    def _scan_one(self, cand: np.ndarray | None, t: np.ndarray, env: np.ndarray,
+                  med: np.ndarray, sd: np.ndarray, thr: np.ndarray, runs: np.ndarray,
+                  first: int, events: list[Event]) -> None:
+        """:meth:`_scan` for one detection channel (single or pooled) in plain Python over
+        the chunk's few samples: the same decisions, without a dozen NumPy calls on the
+        chunks that carry a ripple (the per-chunk p99)."""
+        s = self.settings
+        c = cand.tolist() if cand is not None else None
+        tl = t.tolist()
+        e, m, d = env[:, 0].tolist(), med[:, 0].tolist(), sd[:, 0].tolist()
+        rearm_sd, armed, rearm_t = s.rearm_sd, self._armed, self._rearm_t
+        for i in range(len(tl)):
+            if not armed:
+                # re-arm (hysteresis) once refractory and back below median + rearm_sd SD;
+                # the re-arming sample itself cannot fire
+                if tl[i] >= rearm_t and not e[i] >= m[i] + rearm_sd * d[i]:
+                    armed = True
+                continue
+            if c is not None and c[i]:
+                run = int(runs[i, 0])
+                onset_idx = first + i - run + 1
+                onset_s = (tl[onset_idx - first] if onset_idx >= first
+                           else self._times.at(onset_idx))
+                events.append(Event(kind=self.KIND, channel=s.channels[0], onset_s=onset_s,
+                                    detect_s=tl[i], amplitude=e[i],
+                                    score=(e[i] - m[i]) / d[i], threshold=float(thr[i, 0])))
+                armed = False
+                rearm_t = tl[i] + s.refractory_s
+        self._armed, self._rearm_t = armed, rearm_t
 
     def _scan(self, cand: np.ndarray, any_above: np.ndarray, t: np.ndarray, env: np.ndarray,
               med: np.ndarray, sd: np.ndarray, thr: np.ndarray, runs: np.ndarray, first: int,
