@@ -50,7 +50,7 @@ def hms(seconds: float) -> str:
 
 
 def _amount(x: float) -> str:
-    return f"{x:.0f}" if abs(x - round(x)) < 1e-9 or abs(x) >= 100 else f"{x:.1f}"
+    return f"{x:.0f}" if abs(x - round(x)) < 1e-9 or abs(x) >= 10 else f"{x:.1f}"
 
 
 class ProgressHandle:

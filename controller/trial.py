@@ -259,9 +259,12 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
 def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
               record: str | None = None, report: str | None = None, sham_twin: bool = True,
               config_text: str = "", log: Any = None, on_built: Any = None,
-              **overrides: Any) -> dict:
+              on_twin_built: Any = None, **overrides: Any) -> dict:
     """The simulated closed-loop trial: the configured condition, then (if it is not sham)
     a sham twin with the same seed at ``--speed max``, and the memory comparison.
+
+    ``on_built`` is called with the run's loop before it runs, ``on_twin_built`` with the
+    twin's (e.g. to attach a dashboard or a progress bar).
 
     Returns
     -------
@@ -274,7 +277,8 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
                             config_text=config_text, log=log, on_built=on_built, **overrides)
     sham = None
     if sham_twin and cfg.policy.condition != "sham" and result.duration_s > 0:
-        _, sham = run_sim(cfg, result.duration_s, speed="max", condition="sham")
+        _, sham = run_sim(cfg, result.duration_s, speed="max", condition="sham",
+                          on_built=on_twin_built)
     rep = {"config": cfg.name, "seed": cfg.seed, "duration_s": duration_s,
            "speed": str(speed), "run": score, "sham": sham,
            "stages": result.stages.summary() if result.stages else {}}
