@@ -116,6 +116,12 @@ class SimSource:
         # while the loop thread reads; the lock is never held while sleeping
         self._lock = threading.Lock()
 
+    @property
+    def full_scale_v(self) -> float:
+        """Amplifier input range, volts (``sim.artefacts.clip_v``): samples are clipped to
+        +-this, so a sample there sits on the rail."""
+        return float(self._clip)
+
     # ------------------------------------------------------------------ Source protocol
     def start(self) -> None:
         """Fix the time of sample 0 to the clock's current time."""
