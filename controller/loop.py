@@ -195,7 +195,7 @@ class Loop:
         #: while no status board watches
         self._period: list[Chunk] | None = [] if status_board is not None else None
         # the simulator's engram model, recorded every `sim.memory.record_every_s` of signal
-        # (a projection that costs ~0.3 ms, so only on chunks where the period elapsed)
+        # (a projection of 0.1-0.3 ms, so only on chunks where the period elapsed)
         self._memory_every_s = math.inf
         self._next_memory_s = math.inf
         if recorder is not None and callable(getattr(sim_source, "memory_state", None)):

@@ -11,7 +11,6 @@ bit-identical for any chunk size.
 """
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 import threading
@@ -322,7 +321,7 @@ class SimSource:
         """A copy of the engram model with every pending memory event applied (call with
         the lock held)."""
         self._retire(self._read_ptr)
-        mem = copy.deepcopy(self.memory)
+        mem = self.memory.copy()
         for t, _, kind, args in sorted(self._mem_queue, key=lambda e: (e[0], e[1])):
             self._apply_memory_event(mem, t, kind, args, record=False)
         return mem
