@@ -65,6 +65,11 @@ def test_simulated_trial_and_its_twin_share_one_progress(tmp_path, capsys):
     lines = _progress_lines(capsys.readouterr().err, "run")
     assert lines[0].startswith("run: 0% (0/30 s)")
     assert lines[-1].startswith("run + sham twin: 100% (30/30 s)")
+    # in real time the run has the dashboard; its twin (at max speed) gets the progress
+    assert main(["run", str(CFG), "--duration", "2", "--report", str(tmp_path / "rt")]) == 0
+    err = capsys.readouterr().err
+    assert "engramloop" in err.split("sham twin: 0%")[0]          # the dashboard's snapshot
+    assert _progress_lines(err, "sham twin: 100% (")  # as long as the run was (about 2 s)
 
 
 def _single_replay_score(night: dict, tmp_path: Path, threshold: float) -> tuple[dict, Path]:

@@ -75,13 +75,12 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     twin = bool(args.report) and cfg.source.kind == "sim" and replay_path is None \
         and cfg.policy.condition != "sham"
 
-    def attach_progress(loop, runs_on_bar: int) -> None:
+    def attach_progress(loop, runs_on_bar: int, what: str) -> None:
         """--speed max (and the sham twin): a progress bar with ETA over the known length
         of the run(s) instead of the dashboard."""
         # the twin's simulated source is as long as the run it copies
-        length = run_length_s(loop.source, None if runs else args.duration)
+        length = run_length_s(loop.source, None if what == "sham twin" else args.duration)
         if not bars:
-            what = "replay" if replay_path else "run"
             total = length * runs_on_bar if math.isfinite(length) else None
             bars.append(stack.enter_context(progress(total, what, unit="s",
                                                      quiet=args.quiet)))
@@ -96,7 +95,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
         """Attach the live dashboard (keys arm/disarm/stop go to the loop), or at --speed
         max a progress bar."""
         if speed == "max":
-            attach_progress(loop, 2 if twin else 1)
+            attach_progress(loop, 2 if twin else 1, "replay" if replay_path else "run")
             return
         dash = make_dashboard(board, loop, quiet=args.quiet)
         if dash is not None:
@@ -107,7 +106,9 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
         """The sham twin runs at max speed after the run: a bar over its length."""
         if runs:
             runs[-1].finish()
-        attach_progress(loop, 1)
+        while dash_box:  # the run is over: its dashboard makes way for the twin's bar
+            dash_box.pop().stop()
+        attach_progress(loop, 1, "sham twin")
 
     def log(msg: str) -> None:
         # on a live terminal dashboard the messages show inside it (LoopStatus.messages);
