@@ -97,7 +97,9 @@ def render_status(status: LoopStatus | None, *, note: str = "") -> Any:
 
     sig = table("signal", "channel", "RMS", "state")
     for ch in status.channels:
-        flags = [w for w, on in (("FLAT", ch.flat), ("CLIPPING", ch.clipping)) if on]
+        clip = "CLIPPING" + (f" {100 * ch.clipped_fraction:.0f}%"
+                             if ch.clipped_fraction >= 0.005 else "")
+        flags = [w for w, on in (("FLAT", ch.flat), (clip, ch.clipping)) if on]
         sig.add_row(ch.name, _volts(ch.rms_v), Text(" ".join(flags) or "ok",
                                                    style="bold red" if flags else "green"))
     if not status.channels:
@@ -127,6 +129,9 @@ def render_status(status: LoopStatus | None, *, note: str = "") -> Any:
                    else f"{status.forecast_age_s:.0f} s")
     else:
         fc.add_row("none yet", "")
+    if status.forecast_gate:
+        fc.add_row("gate", Text(status.forecast_gate, style="green" if
+                                status.forecast_gate == "open" else "yellow"))
 
     grid = Table.grid(padding=(0, 4))
     grid.add_column(vertical="top")

@@ -173,8 +173,6 @@ class Loop:
         #: recorder, its forecasts recorded; the policy's gate reads it
         self.forecaster = forecaster
         self._pulse_times: list[float] = []
-        self._forecast: dict[str, float] = {}
-        self._forecast_t = math.nan
         self.description = description
         self.read_timeout_s = float(read_timeout_s)
         self.simulated = isinstance(clock, SimClock)
@@ -195,6 +193,19 @@ class Loop:
         self._sched_before: tuple | None = None
         self._source_ended = False
         self._next_backlog_note = -math.inf
+        #: chunks since the last status snapshot (their signal quality is shown); None
+        #: while no status board watches
+        self._period: list[Chunk] | None = [] if status_board is not None else None
+        # the simulator's engram model, recorded every `sim.memory.record_every_s` of signal
+        # (a projection of 0.1-0.3 ms, so only on chunks where the period elapsed)
+        self._memory_every_s = math.inf
+        self._next_memory_s = math.inf
+        if recorder is not None and callable(getattr(sim_source, "memory_state", None)):
+            every = getattr(getattr(getattr(sim_source, "settings", None), "memory", None),
+                            "record_every_s", None)
+            if every:
+                self._memory_every_s = float(every)
+                self._next_memory_s = -math.inf
         self.result = RunResult(condition=policy.settings.condition,
                                 target=policy.settings.target)
         if policy.needs_phase and phase_estimator is None:
@@ -259,6 +270,8 @@ class Loop:
         self._rec_closed = True
         try:
             truth = getattr(self.sim_source, "truth", None) if self.sim_source else None
+            if math.isfinite(self._memory_every_s) and not rec.failed:
+                self._record_memory(final=True)  # the end: every memory event applied
             if truth is not None and not rec.failed:
                 for ev in truth.events():
                     rec.write_marker("truth", ev.peak_s, ev)
@@ -485,6 +498,9 @@ class Loop:
         res.duration_s = (res.t_end_s - res.t0_s) if self.simulated else (res.t_end_s - t_start)
 
     def _decode(self, chunk: Chunk) -> list[Event]:
+        period = self._period
+        if period is not None:  # kept for the next status snapshot (clipping, flat, RMS)
+            period.append(chunk)
         dets = self.detectors
         if len(dets) == 1:
             return dets[0].process(chunk)
@@ -576,7 +592,10 @@ class Loop:
             h_sch.record(perf() - q1)
 
     def _after_chunk(self, now: float) -> None:
-        """Record and account for what the scheduler did since the last chunk."""
+        """Record and account for what the scheduler did since the last chunk (and, when
+        its period elapsed, the simulator's memory state)."""
+        if now >= self._next_memory_s:
+            self._record_memory()
         log = self.scheduler.drain()
         if not log:
             return
@@ -606,18 +625,65 @@ class Loop:
                 t = d.sent_s if d.sent_s == d.sent_s else now
                 rec.write_marker("pulses", t, {"pulse": p.to_dict(), "delivery": d.to_dict()})
 
+    def _record_memory(self, final: bool = False) -> None:
+        """Write the simulator's engram-model state to ``engramloop.memory`` and schedule
+        the next one at the next multiple of the period (seconds of signal from the start).
+        ``final``: the end-of-run state, marked ``"final": true``."""
+        state = self.sim_source.memory_state()
+        every = self._memory_every_s
+        t0 = state["t_s"] - state["sim_t_s"]
+        self._next_memory_s = t0 + (math.floor(state["sim_t_s"] / every + 1e-9) + 1) * every
+        if final:
+            state["final"] = True
+        if self.recorder is not None and not self.recorder.failed:
+            self.recorder.write_marker("memory", state["t_s"], state)
+
     def _feed_forecaster(self, chunk: Chunk, events: list[Event]) -> None:
         fw = self.forecaster
         fw.feed(chunk, events, self._pulse_times)
         self._pulse_times = []
-        for fc in fw.drain():
-            self._forecast = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
-            self._forecast_t = fc.time_s
+        for fc in fw.drain():  # the status snapshot reads the worker's newest itself
             if self.recorder is not None:
                 self.recorder.write_marker("forecasts", fc.time_s, fc)
 
+    def _period_quality(self, chunk: Chunk) -> tuple:
+        """Signal quality of every chunk since the last snapshot (just ``chunk`` when none
+        was collected): RMS, flat, and clipping against the source's input range
+        (``full_scale_v``: a number or one per channel, volts; unknown = no clip check)."""
+        import numpy as np
+
+        from controller.status import channel_quality
+
+        period, self._period = self._period, []
+        if not period:
+            period = [chunk]
+        x = period[0].samples if len(period) == 1 else np.concatenate(
+            [c.samples for c in period if c.samples.shape[1:] == chunk.samples.shape[1:]])
+        full = np.asarray(getattr(self.source, "full_scale_v", math.inf), dtype=float)
+        if full.ndim and full.shape != (x.shape[1],):
+            full = np.asarray(math.inf)  # per-channel ranges that do not fit: no check
+        return channel_quality(x, chunk.channels, clip_v=full)
+
+    def _forecast_status(self, now: float) -> tuple[dict, float, str]:
+        """The newest forecast (values, age in seconds) and the forecast gate's state."""
+        fc = self.forecaster.latest() if self.forecaster is not None else None
+        values: dict[str, float] = {}
+        age = math.nan
+        if fc is not None:
+            values = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
+            values.update({f"delta_strength[{i}]": v for i, v in enumerate(fc.per_memory)})
+            age = now - fc.time_s
+        gate = getattr(self.policy, "gate", None)
+        state = ""
+        if gate is not None:
+            # the policy reads last_reason right after its own allows(); this call comes
+            # later on the same thread, so it cannot mix up the policy's refusal counts
+            state = "open" if gate.allows(now) else \
+                f"closed ({getattr(gate, 'last_reason', '') or 'closed'})"
+        return values, age, state
+
     def _publish(self, now: float, chunk: Chunk, state: str) -> None:
-        from controller.status import LoopStatus, channel_quality
+        from controller.status import LoopStatus
 
         res = self.result
         refused = {k: v for k, v in self.governor.refusals.items() if v}
@@ -626,15 +692,16 @@ class Loop:
             if now - e.detect_s <= 60.0 and e.kind != "calibration_done":
                 counts[e.kind] = counts.get(e.kind, 0) + 1
         span = min(60.0, max(now - res.t0_s, 1e-9)) / 60.0
+        forecast, forecast_age, gate = self._forecast_status(now)
         self.status_board.publish(LoopStatus(
             source=self.description, rate_hz=chunk.rate_hz, elapsed_s=now - res.t0_s,
-            channels=channel_quality(chunk.samples, chunk.channels),
+            channels=self._period_quality(chunk),
             detections_per_min={k: v / span for k, v in counts.items()},
             pulses_sent=self.scheduler.n_sent, pulses_refused=refused,
             armed=self.governor.armed, lockouts=self.governor.lockouts(now),
             loop_latency_p99_s=self.stages["chunk_total"].percentile(99),
             scheduler_lateness_p99_s=self.scheduler.lateness.percentile(99),
-            forecast=self._forecast, forecast_age_s=now - self._forecast_t,
+            forecast=forecast, forecast_age_s=forecast_age, forecast_gate=gate,
             recording_path=str(getattr(self.recorder, "path", "") or ""),
             recording_bytes=_file_size(getattr(self.recorder, "path", None)),
             state=state, messages=tuple(self._messages)))

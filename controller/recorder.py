@@ -13,8 +13,9 @@ Streams in the file
 - one numeric stream (float64, volts) per signal source, added with
   :meth:`Recorder.add_signal_stream` (or automatically from the first chunk);
 - marker streams ``engramloop.events``, ``engramloop.pulses``, ``engramloop.forecasts``,
-  ``engramloop.governor``, ``engramloop.truth`` and ``engramloop.log``: one channel of
-  strings, each sample one JSON object, stamped with its host-clock time;
+  ``engramloop.governor``, ``engramloop.truth``, ``engramloop.memory`` (the simulator's
+  engram model over time) and ``engramloop.log``: one channel of strings, each sample one
+  JSON object, stamped with its host-clock time;
 - the effective config (TOML text) in the file header, under ``<engramloop><config>``.
 
 All timestamps are already on the host clock, so every stream's clock offset is 0; the
@@ -40,7 +41,7 @@ import numpy as np
 
 from drivers import xdf
 
-MARKER_STREAMS = ("events", "pulses", "forecasts", "governor", "truth", "log")
+MARKER_STREAMS = ("events", "pulses", "forecasts", "governor", "truth", "memory", "log")
 _CLOCK_OFFSET_EVERY_S = 5.0
 _BOUNDARY_EVERY_S = 10.0  # LabRecorder also writes a boundary chunk every 10 s
 _MAX_PENDING_BYTES = 8 << 20  # flush early rather than hold more than 8 MiB in memory

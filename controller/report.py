@@ -2,9 +2,10 @@
 
 :func:`write_report` reads the recording with pyxdf (the raw signal stream(s) and the JSON
 marker streams ``engramloop.events``, ``.pulses``, ``.governor``, ``.forecasts``,
-``.truth`` and ``.log``) and writes ``index.html`` plus one PNG per figure into a folder.
-Nothing else is consulted, so any session can be re-reported later. A stream that is not in
-the recording turns its section into a short "not in this recording" note.
+``.truth``, ``.memory`` and ``.log``) and writes ``index.html`` plus one PNG per figure into
+a folder. Nothing else is consulted (except, for a simulated trial, the memory stream of its
+sham twin's recording beside it), so any session can be re-reported later. A stream that is
+not in the recording turns its section into a short "not in this recording" note.
 
 File names are fixed per figure kind (``examples-ripple.png``, ``phase-so_upstate.png``,
 ...), the page carries no generation time and the PNGs no software tag, so reporting the
@@ -37,7 +38,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
-MARKER_STREAMS = ("events", "pulses", "governor", "forecasts", "truth", "log")
+MARKER_STREAMS = ("events", "pulses", "governor", "forecasts", "truth", "memory", "log")
 
 #: Band (Hz) and display window (s before, s after) used offline per event kind. Bands
 #: follow the simulator's defaults and the usual detector bands: ripples 150-250 Hz
@@ -1077,18 +1078,164 @@ def _memory_rows(rec: Recording) -> list[tuple[float, dict]]:
     return rows
 
 
-def section_memory(rec: Recording, out: Path) -> Section:
+@dataclass
+class MemoryTrack:
+    """The simulator's engram model over one session (stream ``engramloop.memory``).
+
+    Attributes
+    ----------
+    label : str
+        The session's condition ("stim", "sham", ...) or a name.
+    sim_t : ndarray, shape (n,), seconds since the start of the session
+    pooled : ndarray, shape (n,)
+        Mean next-day recall over the memories (0-1), as the forecaster forecasts it.
+    recall : dict of str to ndarray, shape (n,)
+        Next-day recall of each memory.
+    final : float
+        Pooled recall at the end of the session (the ``"final"`` record, else the last).
+    path : Path, optional
+        The recording it came from.
+    """
+
+    label: str
+    sim_t: np.ndarray
+    pooled: np.ndarray
+    recall: dict[str, np.ndarray]
+    final: float
+    path: Path | None = None
+
+
+def memory_track(rows: Sequence[tuple[float, dict]], label: str,
+                 path: Path | None = None) -> MemoryTrack | None:
+    """A :class:`MemoryTrack` from ``engramloop.memory`` records; None without records."""
+    good = [d for _, d in rows if math.isfinite(_num(d.get("sim_t_s")))
+            and math.isfinite(_num(d.get("pooled"))) and isinstance(d.get("recall"), dict)]
+    if not good:
+        return None
+    names = sorted({k for d in good for k in d["recall"]})
+    final = [d for d in good if d.get("final")]
+    return MemoryTrack(label, np.array([_num(d["sim_t_s"]) for d in good]),
+                       np.array([_num(d["pooled"]) for d in good]),
+                       {n: np.array([_num(d["recall"].get(n)) for d in good]) for n in names},
+                       _num((final or good)[-1]["pooled"]), path)
+
+
+def _condition(config: dict) -> str:
+    pol = config.get("policy", {}) if isinstance(config, dict) else {}
+    return str(pol.get("condition", "")) if isinstance(pol, dict) else ""
+
+
+def load_twin_memory(path: str | Path) -> tuple[MemoryTrack | None, dict]:
+    """The memory track and the config of a sham-twin recording (only its memory stream
+    is read, so a long twin costs little).
+
+    Raises
+    ------
+    ReportError
+        If the file is missing or not readable XDF.
+    """
+    import pyxdf
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"sham twin {path} not found")
+    try:
+        streams, header = pyxdf.load_xdf(str(path), select_streams=[
+            {"name": "engramloop.memory"}], synchronize_clocks=False,
+            dejitter_timestamps=False)
+    except Exception as exc:  # pyxdf raises bare Exceptions for malformed files
+        raise ReportError(f"sham twin {path} is not a readable XDF file: {exc}") from None
+    rows = []
+    for st in streams:
+        for t, values in zip(st.get("time_stamps", []), st.get("time_series", []),
+                             strict=False):
+            try:
+                obj = json.loads(values[0] if isinstance(values, (list, tuple)) else values)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(obj, dict):
+                rows.append((float(t), obj))
+    rows.sort(key=lambda r: r[0])
+    text = _first(header, "info", "engramloop", "config") or ""
+    try:
+        config = tomllib.loads(text) if text else {}
+    except tomllib.TOMLDecodeError:
+        config = {}
+    return memory_track(rows, _condition(config) or "sham", path), config
+
+
+def _memory_figure(tracks: list[MemoryTrack], out: Path) -> FigureInfo:
+    span = max(float(tr.sim_t[-1]) for tr in tracks)
+    scale, unit = (60.0, "min") if span > 600 else (1.0, "s")
+    fig = _new_figure(9, 3.8)
+    ax = fig.subplots(1, 1)
+    for k, tr in enumerate(tracks):
+        color = _color(tr.label, k)
+        style = "-" if k == 0 else "--"
+        for series in tr.recall.values():
+            ax.plot(tr.sim_t / scale, series, style, color=color, lw=0.6, alpha=0.35)
+        ax.plot(tr.sim_t / scale, tr.pooled, style, color=color, lw=2,
+                marker="." if tr.sim_t.size < 50 else None,
+                label=f"{tr.label}{' (sham twin)' if k else ''}: pooled, final "
+                      f"{tr.final:.3f}")
+    ax.set_xlabel(f"time since start ({unit})")
+    ax.set_ylabel("next-day recall (0-1)")
+    ax.legend(fontsize=8)
+    what = ("this run (solid) and its sham twin with the same seed (dashed)"
+            if len(tracks) > 1 else "this run")
+    return FigureInfo(_save(fig, out, "memory.png"), "Memory trajectories",
+                      f"The simulated engram model during the session, {what}: recall each "
+                      "memory would have at the next-day test if the session ended at that "
+                      "moment (thin lines, one per memory) and their mean (thick), recorded "
+                      "every few seconds of signal in engramloop.memory.")
+
+
+def section_memory(rec: Recording, out: Path, twin: str | Path | None = None) -> Section:
     sec = Section("memory", "Memory trajectories (simulated engram model) and forecasts")
-    mem = _numeric_series(_memory_rows(rec), skip=("kind",))
+    track = memory_track(rec.markers.get("memory", []), _condition(rec.config) or "run",
+                         rec.path)
+    twin_track, twin_note = None, ""
+    if track is not None and twin is not None:
+        try:
+            twin_track, twin_cfg = load_twin_memory(twin)
+        except ReportError as exc:
+            twin_note = f"{exc}."
+        else:
+            if twin_track is None:
+                twin_note = f"Sham twin {Path(twin).name}: no engramloop.memory stream."
+            elif twin_cfg.get("seed") != rec.config.get("seed"):
+                twin_note = (f"Sham twin {Path(twin).name} has seed {twin_cfg.get('seed')}, "
+                             f"this run {rec.config.get('seed')}: not a twin, compare with "
+                             "care.")
+    mem = {} if track is not None else _numeric_series(_memory_rows(rec), skip=("kind",))
     fc = _numeric_series(rec.markers.get("forecasts", []))
-    if not mem and not fc:
-        sec.missing = ("Memory scores (engramloop.truth) and forecasts (engramloop.forecasts): "
-                       "not in this recording.")
+    if track is None and not mem and not fc:
+        sec.missing = ("Memory states (engramloop.memory, engramloop.truth) and forecasts "
+                       "(engramloop.forecasts): not in this recording.")
         return sec
+    if track is not None:
+        tracks = [track] + ([twin_track] if twin_track is not None else [])
+        sec.figures.append(_memory_figure(tracks, out))
+        rows = [(tr.label, tr.path.name if tr.path else "", tr.sim_t.size,
+                 _f(float(tr.pooled[0]), 3), _f(tr.final, 3)) for tr in tracks]
+        if twin_track is not None:
+            rows.append((f"{track.label} - {twin_track.label}", "", "",
+                         _f(float(track.pooled[0] - twin_track.pooled[0]), 3),
+                         _f(track.final - twin_track.final, 3)))
+        sec.body += _table(["condition", "recording", "states", "first pooled recall",
+                            "final pooled recall"], rows)
+        if twin_note:
+            sec.body += f'<p class="missing">{html.escape(twin_note)}</p>'
+        elif twin_track is None:
+            sec.body += ("<p>Sham twin: not found (a simulated trial recorded with "
+                         "<code>--report</code> writes it beside the run as "
+                         "<code>NAME-sham-twin.xdf</code>).</p>")
     t0 = rec.t0
     scale, unit = _time_unit(rec)
     for name, series, what in (("memory.png", mem, "simulated recall score"),
                                ("forecast.png", fc, "forecast")):
+        if series is mem and track is not None:
+            continue
         if not series:
             sec.body += (f"<p>{'Memory scores' if series is mem else 'Forecasts'}: "
                          "not in this recording.</p>")
@@ -1356,7 +1503,7 @@ class ReportResult:
 
 
 def write_report(recording: str | Path, out_dir: str | Path, *,
-                 quiet: bool = True) -> ReportResult:
+                 quiet: bool = True, twin: str | Path | None = None) -> ReportResult:
     """Write ``index.html`` and the PNG figures for one recording into ``out_dir``.
 
     Parameters
@@ -1367,7 +1514,11 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
         Output folder (created if needed). Existing files with the same names are
         overwritten; other files are left alone.
     quiet : bool
-        No progress bar (the default; a bar is shown only on a terminal anyway).
+        No progress (the default).
+    twin : str or Path, optional
+        The sham twin's recording, whose memory trajectory is drawn beside this one's;
+        default: ``NAME-sham-twin.xdf`` beside ``NAME.xdf`` when it exists (as
+        :func:`controller.trial.run_trial` writes it).
 
     Raises
     ------
@@ -1375,8 +1526,11 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
         If the recording cannot be read or the folder cannot be written.
     """
     from controller.progress import progress
+    from controller.trial import sham_twin_path
 
     out = Path(out_dir)
+    if twin is None and sham_twin_path(recording).is_file():
+        twin = sham_twin_path(recording)
     with progress(12, "report", quiet=quiet) as bar:
         rec = load_recording(recording)
         bar.advance()
@@ -1398,7 +1552,8 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
                         step(section_examples(rec, out)), step(section_averages(rec, out)),
                         phase, step(section_latency(rec, out, pulses)),
                         step(section_stim_vs_sham(rec, out, pulses)),
-                        step(section_memory(rec, out)), step(section_governor(rec, out)),
+                        step(section_memory(rec, out, twin)),
+                        step(section_governor(rec, out)),
                         step(section_log(rec))]
         index = out / "index.html"
         index.write_text(_html(rec, sections), encoding="utf-8")
@@ -1409,4 +1564,5 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
 
 __all__ = ["ReportError", "Recording", "SignalStream", "PulseRecord", "load_recording",
            "write_report", "ReportResult", "circular_stats", "wrap_deg", "merge_pulses",
-           "pick_channel", "expand_truth"]
+           "pick_channel", "expand_truth", "MemoryTrack", "memory_track",
+           "load_twin_memory"]

@@ -49,12 +49,15 @@ class ChannelQuality:
         The signal barely moved (range below :data:`FLAT_RANGE_V`).
     clipping : bool
         At least one sample reached the amplifier's input range.
+    clipped_fraction : float
+        Fraction of the samples at the input range (0-1).
     """
 
     name: str
     rms_v: float
     flat: bool = False
     clipping: bool = False
+    clipped_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,13 @@ class LoopStatus:
     scheduler_lateness_p99_s : float
         99th percentile of (actual send - intended send), seconds.
     forecast : Mapping[str, float]
-        Latest forecast values by name (e.g. predicted recall per memory).
+        Latest forecast values by name (``p_decay``, ``delta_strength``, per-memory
+        changes ``delta.m0``, ...).
     forecast_age_s : float
         How old the latest forecast is, seconds.
+    forecast_gate : str
+        The forecast gate's state now: ``"open"``, ``"closed (<reason>)"``, or ``""``
+        when the policy has no gate.
     recording_path : str
         The XDF file being written ("" when not recording).
     recording_bytes : int
@@ -115,6 +122,7 @@ class LoopStatus:
     scheduler_lateness_p99_s: float = math.nan
     forecast: Mapping[str, float] = field(default_factory=dict)
     forecast_age_s: float = math.nan
+    forecast_gate: str = ""
     recording_path: str = ""
     recording_bytes: int = 0
     state: str = "running"
@@ -176,15 +184,15 @@ class StatusBoard:
 
 
 def channel_quality(samples: np.ndarray, channels: Sequence[str], *,
-                    clip_v: float = math.inf, flat_range_v: float = FLAT_RANGE_V
-                    ) -> tuple[ChannelQuality, ...]:
+                    clip_v: float | Sequence[float] = math.inf,
+                    flat_range_v: float = FLAT_RANGE_V) -> tuple[ChannelQuality, ...]:
     """Quality of each channel of one block of samples.
 
     Parameters
     ----------
     samples : ndarray, shape (n_samples, n_channels), volts
     channels : sequence of str, length n_channels
-    clip_v : float
+    clip_v : float or sequence of float (one per channel)
         Amplifier input range, volts (a sample with ``|x| >= CLIP_FRACTION * clip_v`` is
         clipped); ``inf`` disables the check.
     flat_range_v : float
@@ -203,10 +211,13 @@ def channel_quality(samples: np.ndarray, channels: Sequence[str], *,
         return tuple(ChannelQuality(c, math.nan) for c in channels)
     rms = np.sqrt(np.mean((x - x.mean(axis=0)) ** 2, axis=0))
     ptp = np.ptp(x, axis=0)
-    clipped = (np.max(np.abs(x), axis=0) >= CLIP_FRACTION * clip_v) if math.isfinite(clip_v) \
-        else np.zeros(x.shape[1], bool)
-    return tuple(ChannelQuality(c, float(r), bool(p < flat_range_v), bool(k))
-                 for c, r, p, k in zip(channels, rms, ptp, clipped, strict=True))
+    limit = np.broadcast_to(np.asarray(clip_v, dtype=float), (x.shape[1],))
+    if np.isfinite(limit).any():
+        frac = np.mean(np.abs(x) >= CLIP_FRACTION * limit, axis=0)
+    else:
+        frac = np.zeros(x.shape[1])
+    return tuple(ChannelQuality(c, float(r), bool(p < flat_range_v), bool(f > 0), float(f))
+                 for c, r, p, f in zip(channels, rms, ptp, frac, strict=True))
 
 
 class RateWindow:

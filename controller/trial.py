@@ -259,9 +259,14 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
 def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
               record: str | None = None, report: str | None = None, sham_twin: bool = True,
               config_text: str = "", log: Any = None, on_built: Any = None,
-              **overrides: Any) -> dict:
+              on_twin_built: Any = None, **overrides: Any) -> dict:
     """The simulated closed-loop trial: the configured condition, then (if it is not sham)
     a sham twin with the same seed at ``--speed max``, and the memory comparison.
+
+    ``on_built`` is called with the run's loop before it runs, ``on_twin_built`` with the
+    twin's (e.g. to attach a dashboard or a progress bar). When the run is recorded
+    (``record``), the twin is recorded too, to :func:`sham_twin_path` (``x.xdf`` ->
+    ``x-sham-twin.xdf``), where ``engramloop report`` finds it.
 
     Returns
     -------
@@ -274,7 +279,18 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
                             config_text=config_text, log=log, on_built=on_built, **overrides)
     sham = None
     if sham_twin and cfg.policy.condition != "sham" and result.duration_s > 0:
-        _, sham = run_sim(cfg, result.duration_s, speed="max", condition="sham")
+        twin_cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy,
+                                                                       condition="sham"))
+        twin_text = ""
+        if config_text:
+            from controller.config import dump_config
+
+            twin_text = dump_config(twin_cfg)
+        # recorded beside the run (when it is recorded), so the report can put the two
+        # memory trajectories side by side
+        _, sham = run_sim(twin_cfg, result.duration_s, speed="max",
+                          record=str(sham_twin_path(record)) if record else None,
+                          config_text=twin_text, on_built=on_twin_built)
     rep = {"config": cfg.name, "seed": cfg.seed, "duration_s": duration_s,
            "speed": str(speed), "run": score, "sham": sham,
            "stages": result.stages.summary() if result.stages else {}}
@@ -283,6 +299,13 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
     if report:
         write_report(rep, report)
     return rep
+
+
+def sham_twin_path(recording: str | Path) -> Path:
+    """Where :func:`run_trial` records the sham twin of ``recording``:
+    ``session.xdf`` -> ``session-sham-twin.xdf`` in the same folder."""
+    p = Path(recording)
+    return p.with_name(f"{p.stem}-sham-twin{p.suffix or '.xdf'}")
 
 
 def _fmt(v: Any) -> str:
@@ -361,5 +384,5 @@ def write_report(rep: dict, folder: str) -> None:
     (d / "summary.txt").write_text(format_summary(rep) + "\n", encoding="utf-8")
 
 
-__all__ = ["run_sim", "run_trial", "score_run", "detection_metrics", "ripple_timing",
-           "phase_error", "format_summary", "write_report", "RIPPLE_WINDOW_S"]
+__all__ = ["run_sim", "run_trial", "sham_twin_path", "score_run", "detection_metrics",
+           "ripple_timing", "phase_error", "format_summary", "write_report", "RIPPLE_WINDOW_S"]

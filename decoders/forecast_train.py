@@ -46,7 +46,42 @@ __all__ = ["Night", "save_dataset", "load_dataset", "synthetic_night", "sim_nigh
            "make_dataset", "make_windows", "Windows", "TrainSettings", "train", "evaluate",
            "margin_intervals", "randomized_overrides", "auroc", "brier", "r2",
            "calibration_table", "nights_from_recordings",
-           "read_outcomes_csv", "write_model_card"]
+           "read_outcomes_csv", "write_model_card", "Progress", "ProgressCallback"]
+
+
+# ====================================================================== progress
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a long job (dataset generation, training, reading recordings) has come.
+
+    The functions here draw nothing: they call a ``progress`` callback with one of these
+    after each unit of work, and the caller (the command line) shows it.
+
+    Attributes
+    ----------
+    done : int
+        Units finished so far.
+    total : int
+        Units in the whole job (an upper bound for training, which may stop early).
+    unit : str
+        What a unit is: ``"nights"``, ``"epochs"``, ``"recordings"``.
+    message : str
+        What just happened, one line (``"epoch 3/60 train loss 0.41 val loss 0.44"``).
+    note : bool
+        True for a one-off event worth keeping in a log (an early stop, the time limit)
+        rather than a status that the next update replaces.
+    """
+
+    done: int
+    total: int
+    unit: str
+    message: str = ""
+    note: bool = False
+
+
+#: ``progress(update)``: called on the calling thread after each unit of work
+ProgressCallback = Callable[[Progress], None]
 
 
 # ====================================================================== nights
@@ -411,7 +446,7 @@ def _one(job: tuple[str, Any]) -> Night:
 
 
 def make_dataset(jobs: Sequence[tuple[str, Any]], workers: int | None = None,
-                 progress: Callable[[str], None] | None = None) -> list[Night]:
+                 progress: ProgressCallback | None = None) -> list[Night]:
     """Build nights in parallel.
 
     Parameters
@@ -419,8 +454,8 @@ def make_dataset(jobs: Sequence[tuple[str, Any]], workers: int | None = None,
     jobs : sequence of ("synthetic", kwargs dict) or ("sim", NightSpec)
     workers : int, optional
         Processes (default: number of cores). 1 runs in this process.
-    progress : callable(str), optional
-        Called with a one-line status after each night.
+    progress : callable(Progress), optional
+        Called after each night (unit ``"nights"``).
 
     Returns
     -------
@@ -428,12 +463,12 @@ def make_dataset(jobs: Sequence[tuple[str, Any]], workers: int | None = None,
     """
     workers = workers or os.cpu_count() or 1
     out: list[Night | None] = [None] * len(jobs)
-    t0 = time.monotonic()
     if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
             out[i] = _one(job)
             if progress:
-                progress(f"night {i + 1}/{len(jobs)} done ({time.monotonic() - t0:.0f} s)")
+                progress(Progress(i + 1, len(jobs), "nights",
+                                  f"night {i + 1}/{len(jobs)} done"))
         return out  # type: ignore[return-value]
     # fork is cheap, but forking a process that has started torch's thread pools is not
     # safe; use spawn then.
@@ -443,7 +478,7 @@ def make_dataset(jobs: Sequence[tuple[str, Any]], workers: int | None = None,
                 pool.imap_unordered(_indexed, list(enumerate(jobs))), start=1):
             out[i] = night
             if progress:
-                progress(f"night {done}/{len(jobs)} done ({time.monotonic() - t0:.0f} s)")
+                progress(Progress(done, len(jobs), "nights", f"night {done}/{len(jobs)} done"))
     return out  # type: ignore[return-value]
 
 
@@ -628,7 +663,7 @@ def _split_nights(n_nights: int, val_fraction: float, seed: int) -> np.ndarray:
 def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
           epoch_s: float, hop_s: float, model_version: str = "dev",
           metadata: dict | None = None,
-          progress: Callable[[str], None] | None = None) -> Any:
+          progress: ProgressCallback | None = None) -> Any:
     """Fit the forecaster on nights; returns a :class:`~decoders.forecaster.Checkpoint`.
 
     Whole nights are held out for validation (early stopping on the validation loss and
@@ -645,8 +680,9 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
     model_version : str
     metadata : dict, optional
         Extra provenance stored in the checkpoint.
-    progress : callable(str), optional
-        Receives one line per training epoch.
+    progress : callable(Progress), optional
+        Called after each training epoch (unit ``"epochs"``, out of ``members * epochs``;
+        an early stop skips the member's remaining epochs and is sent as a note).
     """
     import torch
     from torch import nn
@@ -687,6 +723,7 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
         return loss
 
     t0 = time.monotonic()
+    total_epochs = s.members * s.epochs
     members, history, best_epochs = [], [], []
     for k in range(s.members):
         # member k: its own initialisation and batch order (seed + k), same data split
@@ -716,18 +753,22 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
                 vl = float(loss_fn(net(xva), yva))
             history.append([k + 1, ep + 1, tot / len(xtr), vl])
             if progress:
-                progress(f"{tag}epoch {ep + 1}/{s.epochs}  train loss {tot / len(xtr):.4f}  "
-                         f"val loss {vl:.4f}  ({time.monotonic() - t0:.0f} s)")
+                progress(Progress(k * s.epochs + ep + 1, total_epochs, "epochs",
+                                  f"{tag}epoch {ep + 1}/{s.epochs}  train loss "
+                                  f"{tot / len(xtr):.4f}  val loss {vl:.4f}"))
             if vl < best[0] - 1e-5:
                 best = (vl, {n: v.clone() for n, v in net.state_dict().items()}, ep)
             elif ep - best[2] >= s.patience:
                 if progress:
-                    progress(f"{tag}early stop: no validation improvement for "
-                             f"{s.patience} epochs")
+                    progress(Progress((k + 1) * s.epochs, total_epochs, "epochs",
+                                      f"{tag}early stop after epoch {ep + 1}: no validation "
+                                      f"improvement for {s.patience} epochs", note=True))
                 break
             if time.monotonic() - t0 > s.max_seconds:
                 if progress:
-                    progress(f"stopping at the time limit ({s.max_seconds:.0f} s)")
+                    progress(Progress(total_epochs, total_epochs, "epochs",
+                                      f"stopping at the time limit ({s.max_seconds:.0f} s)",
+                                      note=True))
                 break
         net.load_state_dict(best[1])
         members.append(net)
@@ -971,7 +1012,7 @@ def read_outcomes_csv(path: str | Path) -> dict[str, list[tuple[float, str, floa
 
 def nights_from_recordings(outcomes_csv: str | Path,
                            feature_settings: FeatureSettings | None = None,
-                           progress: Callable[[str], None] | None = None) -> list[Night]:
+                           progress: ProgressCallback | None = None) -> list[Night]:
     """Nights from a lab's XDF recordings plus their outcome CSV (see :func:`read_outcomes_csv`).
 
     Each recording's first numeric signal stream is run through the project's detectors
@@ -1030,7 +1071,8 @@ def nights_from_recordings(outcomes_csv: str | Path,
         nights.append(Night(feature_matrix(vecs), ends, strength,
                             {"kind": "recording", "recording": str(path)}))
         if progress:
-            progress(f"{path.name}: {len(vecs)} epochs, {len(events)} events")
+            progress(Progress(len(nights), len(outcomes), "recordings",
+                              f"{path.name}: {len(vecs)} epochs, {len(events)} events"))
     return nights
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["Interval", "DetectionScore", "PhaseScore", "match_events", "score_detections",
            "circular_mean_sd", "score_phase", "intervals", "replay", "so_phase_from_events",
-           "score_recording", "as_float"]
+           "score_recording", "score_session", "as_float"]
 
 
 @dataclass(frozen=True)
@@ -323,3 +323,51 @@ def score_recording(detections: Sequence[dict], truth: Sequence[dict], duration_
         else:
             out["so_phase"] = score_phase(np.asarray(so_phase(pred), dtype=float)).to_dict()
     return out
+
+
+def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s: float,
+                  *, so_phase=None) -> dict:
+    """Score one session as ``engramloop score`` reports it: only what the detectors could
+    see counts.
+
+    Detections and truth events before the last ``calibration_done`` detection are left
+    out (the detectors were still learning their baselines), and the scored span shrinks
+    accordingly. Records that are not detections (no finite ``detect_s``) or not events
+    (no ``onset_s``/``offset_s``, e.g. recall scores in a truth stream) are ignored.
+
+    Parameters
+    ----------
+    detections : sequence of dict
+        ``Event.to_dict()`` records, host-clock seconds.
+    truth : sequence of dict
+        Truth records (kind, onset_s, offset_s, peak_s), the same clock.
+    duration_s : float
+        Span of the signal, seconds; NaN: from the last truth offset / detection.
+    so_phase : callable, optional
+        As in :func:`score_recording`.
+
+    Returns
+    -------
+    dict
+        :func:`score_recording`'s result plus ``duration_s`` (the scored span) and
+        ``calibration_end_s`` (None without a calibration record).
+    """
+    truth = [e for e in truth if isinstance(e, dict) and "onset_s" in e and "offset_s" in e]
+    detections = [d for d in detections if isinstance(d, dict)
+                  and math.isfinite(as_float(d.get("detect_s")))]
+    cal = [as_float(d["detect_s"]) for d in detections if d.get("kind") == "calibration_done"]
+    start = max(cal) if cal else -math.inf
+    scored_det = [d for d in detections if as_float(d["detect_s"]) >= start]
+    scored_truth = [e for e in truth if as_float(e["onset_s"]) >= start]
+    duration = float(duration_s)
+    if not math.isfinite(duration):
+        times = [as_float(e["offset_s"]) for e in truth] + [as_float(d["detect_s"])
+                                                         for d in detections]
+        duration = max(times) - (start if math.isfinite(start) else 0.0)
+    elif math.isfinite(start):
+        t0 = min([as_float(e["onset_s"]) for e in truth] + [start])
+        duration = max(0.0, duration - (start - t0))
+    result = score_recording(scored_det, scored_truth, duration, so_phase=so_phase)
+    result["duration_s"] = duration
+    result["calibration_end_s"] = start if math.isfinite(start) else None
+    return result

@@ -27,6 +27,12 @@ from drivers.ftdi import check_latency_timer
 
 log = logging.getLogger(__name__)
 
+# input range (volts, +-) of the boards whose front end we know: the Cyton family's
+# ADS1299 spans +-VREF/gain with VREF = 4.5 V (TI ADS1299 datasheet) at OpenBCI's default
+# gain of 24 (OpenBCI Cyton docs), i.e. +-187.5 mV; other boards: unknown (no clip check)
+_FULL_SCALE_V = {name: 4.5 / 24 for name in ("CYTON_BOARD", "CYTON_DAISY_BOARD",
+                                             "CYTON_WIFI_BOARD", "CYTON_DAISY_WIFI_BOARD")}
+
 # counter step between consecutive samples, per BrainFlow board name; default 1
 _COUNTER_STEP = {"CYTON_DAISY_BOARD": 2, "CYTON_DAISY_WIFI_BOARD": 2}
 _COUNTER_MODULUS = 256
@@ -178,6 +184,11 @@ class BrainFlowSource:
         self._last_data_host = float("nan")
         self.stale = False
         self.lost_samples = 0
+        from brainflow.board_shim import BoardIds
+
+        #: input range, volts (+-); inf when the board's front end is not known. Assumes
+        #: the default gain: a board reconfigured to another gain must not trust it.
+        self.full_scale_v = _FULL_SCALE_V.get(BoardIds(data_board).name, float("inf"))
         self._wall_to_host = 0.0
         self._carry: tuple | None = None
 

@@ -43,12 +43,15 @@ class ScaledClock:
 
 class FileData:
     """A loaded recording: ``samples`` (n, c) volts, ``timestamps`` (n,) seconds from the
-    file, ``rate_hz``, ``channels``, ``markers`` (name -> (times, values)) if any, and
-    ``gaps`` (indices of samples that follow a loss) when the format records losses."""
+    file, ``rate_hz``, ``channels``, ``markers`` (name -> (times, values)) if any,
+    ``gaps`` (indices of samples that follow a loss) when the format records losses, and
+    ``full_scale_v`` (c,) volts, the largest magnitude each channel can hold, when the
+    format says (EDF/BDF physical range), else inf."""
 
     def __init__(self, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
                  channels: Sequence[str], markers: dict | None = None,
-                 gaps: np.ndarray | None = None) -> None:
+                 gaps: np.ndarray | None = None,
+                 full_scale_v: Sequence[float] | None = None) -> None:
         self.samples = np.ascontiguousarray(samples, dtype=np.float64)
         self.timestamps = np.ascontiguousarray(timestamps, dtype=np.float64)
         self.rate_hz = float(rate_hz)
@@ -57,6 +60,8 @@ class FileData:
         # sample indices that follow lost samples, when the format knows better than the
         # timestamps (BrainFlow CSV: packet counter); None = judge from the timestamps
         self.gaps = gaps
+        self.full_scale_v = (np.full(len(self.channels), np.inf) if full_scale_v is None
+                             else np.asarray(full_scale_v, dtype=np.float64))
 
 
 def _scale(unit: str, override: str, path: Path, what: str) -> float:
@@ -232,16 +237,19 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
             import warnings
             warnings.warn(f"{path}: skipping signals at other rates than "
                           f"{rates[0]} Hz: {dropped}", stacklevel=3)
-        cols = []
+        cols, full = [], []
         for i in keep:
             dim = reader.getPhysicalDimension(i).strip()
             sc = _scale(dim, units, path, f"signal {labels[i]!r}")
             cols.append(reader.readSignal(i) * sc)
+            # the digital extremes map to the physical ones: a sample there is on the rail
+            full.append(max(abs(reader.getPhysicalMaximum(i)),
+                            abs(reader.getPhysicalMinimum(i))) * sc)
         x = np.column_stack(cols)
     finally:
         reader.close()
     t = np.arange(x.shape[0]) / rates[0]
-    return FileData(x, t, rates[0], [labels[i] for i in keep])
+    return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full)
 
 
 # ---------------------------------------------------------------------------- CSV
@@ -396,11 +404,14 @@ class FileSource:
                                   f"file has {', '.join(d.channels)}")
             idx = [d.channels.index(c) for c in channels]
             d.samples = np.ascontiguousarray(d.samples[:, idx])
+            d.full_scale_v = d.full_scale_v[idx]
             d.channels = tuple(channels)
         if d.samples.shape[0] == 0:
             raise SourceError(f"{self.path}: the recording holds no samples")
         self.rate_hz = d.rate_hz
         self.channels = d.channels
+        #: per channel, volts (+-): the file's own range (EDF/BDF), else inf
+        self.full_scale_v = d.full_scale_v
         self.speed = speed
         if clock is None:
             clock = SimClock() if speed == "max" else ScaledClock(float(speed))

@@ -123,10 +123,10 @@ class LslOutletSettings:
     streams: tuple[str, ...] = setting(
         ("events", "pulses", "governor", "forecasts", "log"),
         doc="which marker streams to publish (any of events, pulses, governor, forecasts, "
-            "log, truth)")
+            "log, truth, memory)")
 
     def validate(self) -> None:
-        allowed = {"events", "pulses", "governor", "forecasts", "log", "truth"}
+        allowed = {"events", "pulses", "governor", "forecasts", "log", "truth", "memory"}
         for name in self.streams:
             if name not in allowed:
                 raise ValueError(f"streams: unknown stream {name!r}; allowed: "

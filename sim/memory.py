@@ -31,6 +31,7 @@ the signal was chunked.
 """
 from __future__ import annotations
 
+import copy as _copy
 import math
 
 import numpy as np
@@ -74,6 +75,21 @@ class Memory:
         self.engram = [o.copy() for o in self.original]
         self._rng = np.random.default_rng([self.seed, 12])
         self.replays = np.zeros(n, dtype=int)
+
+    def copy(self) -> Memory:
+        """An independent copy, for projections ("recall if the session ended now").
+
+        Equal to ``copy.deepcopy(self)`` in every later result, at a fraction of its cost:
+        the settings and the original engrams never change and are shared, and drift
+        replaces an engram's array rather than editing it, so the list is copied, not the
+        arrays.
+        """
+        new = _copy.copy(self)
+        for name in ("labile", "stable", "tag_val", "tag_t", "replays"):
+            setattr(new, name, getattr(self, name).copy())
+        new.engram = list(self.engram)
+        new._rng = _copy.deepcopy(self._rng)
+        return new
 
     # ---------------------------------------------------------------- time
     def tag(self, t: float) -> np.ndarray:

@@ -261,6 +261,10 @@ class MemorySettings:
     drift_per_hour: float = setting(0.05, ge=0, le=1, doc="fraction of engram units replaced "
                                     "per hour without consolidation (Ziv et al. 2013)")
     n_units: int = setting(200, ge=10, le=100000, doc="units per engram population")
+    record_every_s: float = setting(
+        10.0, gt=0, unit="s", doc="a recorded closed-loop run on the simulator writes the "
+        "engram model's state (recall and strength per memory; stream engramloop.memory) "
+        "every this many seconds of signal, at the start and at the end")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ bit-identical for any chunk size.
 """
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 import threading
@@ -117,6 +116,12 @@ class SimSource:
         # stimulate() may come from another thread (a stimulator emulator's edge callback)
         # while the loop thread reads; the lock is never held while sleeping
         self._lock = threading.Lock()
+
+    @property
+    def full_scale_v(self) -> float:
+        """Amplifier input range, volts (``sim.artefacts.clip_v``): samples are clipped to
+        +-this, so a sample there sits on the rail."""
+        return float(self._clip)
 
     # ------------------------------------------------------------------ Source protocol
     def start(self) -> None:
@@ -317,6 +322,15 @@ class SimSource:
             mem.theta_pulse(t, phase, gain)
 
     # ------------------------------------------------------------------ read-outs
+    def _projected_memory(self) -> Memory:
+        """A copy of the engram model with every pending memory event applied (call with
+        the lock held)."""
+        self._retire(self._read_ptr)
+        mem = self.memory.copy()
+        for t, _, kind, args in sorted(self._mem_queue, key=lambda e: (e[0], e[1])):
+            self._apply_memory_event(mem, t, kind, args, record=False)
+        return mem
+
     def recall_scores(self) -> dict[str, float]:
         """Recall per memory if the session ended now (next-day test, see
         ``MemorySettings.test_delay_s``).
@@ -325,8 +339,26 @@ class SimSource:
         calling this (say, once per epoch) never changes how the run itself unfolds.
         """
         with self._lock:
-            self._retire(self._read_ptr)
-            mem = copy.deepcopy(self.memory)
-            for t, _, kind, args in sorted(self._mem_queue, key=lambda e: (e[0], e[1])):
-                self._apply_memory_event(mem, t, kind, args, record=False)
-            return mem.recall_scores(self._read_ptr / self.rate_hz)
+            return self._projected_memory().recall_scores(self._read_ptr / self.rate_hz)
+
+    def memory_state(self) -> dict:
+        """The engram model after the samples handed out so far, JSON-ready.
+
+        Like :meth:`recall_scores` a projection that never changes the run. Keys:
+        ``t_s`` (host-clock time the state refers to: the end of the last sample handed
+        out, seconds), ``sim_t_s`` (the same in simulator seconds), ``recall`` (per memory:
+        :meth:`recall_scores`, the next-day test if the session ended now -- the quantity
+        the forecaster forecasts), ``pooled`` (their mean), ``strength`` (per memory,
+        labile + stable now, 0-1), ``stable`` (per memory, consolidated part) and
+        ``replays`` (per memory, replays so far).
+        """
+        with self._lock:
+            sim_t = self._read_ptr / self.rate_hz
+            mem = self._projected_memory()
+            recall = mem.recall_scores(sim_t)
+            strength = mem.strengths(sim_t)
+        return {"t_s": self.t0_s + sim_t, "sim_t_s": sim_t,
+                "pooled": float(np.mean(list(recall.values()))), "recall": recall,
+                "strength": strength,
+                "stable": {n: float(v) for n, v in zip(mem.names, mem.stable, strict=True)},
+                "replays": {n: int(v) for n, v in zip(mem.names, mem.replays, strict=True)}}

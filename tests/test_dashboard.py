@@ -247,12 +247,19 @@ def test_status_is_a_read_only_snapshot():
     assert board.latest() is s and board.version == 1
 
 
-def test_progress_silent_without_terminal_and_with_quiet():
+def test_progress_plain_lines_without_terminal_and_silent_with_quiet():
     con, buf = _plain_console()
-    with progress(10, "replay", console=con) as bar:
+    with progress(10, "replay", console=con, plain_min_s=0.0) as bar:
         bar.advance(4)
         bar.update(10)
-    assert buf.getvalue() == "" and not bar.shown and bar.completed == 10
+    out = buf.getvalue()
+    assert not bar.shown and bar.completed == 10 and "\x1b[" not in out
+    assert out.splitlines()[0].startswith("replay: 0% (0/10)")
+    assert "replay: 40% (4/10)" in out and out.splitlines()[-1].startswith("replay: 100%")
+    quiet, qbuf = _plain_console()
+    with progress(10, "replay", console=quiet, quiet=True) as bar:
+        bar.advance(10)
+    assert qbuf.getvalue() == ""
     term = io.StringIO()
     tcon = Console(file=term, force_terminal=True, width=120)
     assert list(track(range(3), "x", quiet=True, console=tcon)) == [0, 1, 2]

@@ -29,7 +29,14 @@ def test_make_dataset_train_evaluate(tmp_path, capsys):
                  "--hidden", "8", "--test-data", str(test), "--card", str(card),
                  "--model-version", "cli-test"]) == 0
     out = capsys.readouterr()
-    assert "epoch 1/2" in out.err                 # progress
+    # progress off a terminal: plain lines with done/total and ETA, ending at 100 %
+    err = out.err.splitlines()
+    assert "dataset: 0% (0/5 nights), elapsed 0:00:00, ETA -:--:--" in err
+    assert any(ln.startswith("dataset: 100% (5/5 nights)") for ln in err)
+    train_lines = [ln for ln in err if ln.startswith("training: ")]
+    assert train_lines[0].startswith("training: 0% (0/10 epochs)")      # 5 members x 2
+    assert train_lines[-1].startswith("training: 100% (10/10 epochs)")
+    assert "epoch 2/2" in train_lines[-1]         # the last status (train/val loss)
     assert "persistence" in out.out and "linear" in out.out
     ck = Checkpoint.load(ck_path)
     assert ck.model_version == "cli-test" and "test" in ck.metadata["evaluation"]
@@ -39,6 +46,38 @@ def test_make_dataset_train_evaluate(tmp_path, capsys):
     assert main(["forecaster", "evaluate", "--checkpoint", str(ck_path), "--train-data",
                  str(train), "--test-data", str(test), "--json", str(js)]) == 0
     assert set(json.loads(js.read_text())) >= {"model", "persistence", "linear"}
+
+
+def test_quiet_dataset_and_training_print_no_progress(tmp_path, capsys):
+    data = tmp_path / "d.npz"
+    assert main(["forecaster", "make-dataset", "--synthetic", "--nights", "3",
+                 "--duration-s", "900", "--out", str(data), "--workers", "1",
+                 "--quiet"]) == 0
+    assert main(["forecaster", "train", "--data", str(data), "--out", str(tmp_path / "f.pt"),
+                 "--epochs", "1", "--members", "1", "--window-epochs", "3",
+                 "--horizon-epochs", "3", "--hidden", "4", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert out.err == "" and "wrote" in out.out
+
+
+def test_training_reports_structured_progress_and_early_stops():
+    """decoders/ draws nothing: it hands Progress records to a callback."""
+    nights = [ft.synthetic_night(s, n_epochs=40, epoch_s=10.0) for s in range(4)]
+    seen: list[ft.Progress] = []
+    ft.train(nights, ft.TrainSettings(window_epochs=3, horizon_epochs=3, hidden=4, epochs=40,
+                                      members=2, patience=1, seed=3, lr=0.1),
+             epoch_s=10.0, hop_s=10.0, progress=seen.append)
+    assert all(p.unit == "epochs" and p.total == 80 for p in seen)
+    done = [p.done for p in seen]
+    assert done == sorted(done) and done[-1] == 80 and done[0] == 1
+    stops = [p for p in seen if p.note]
+    assert len(stops) == 2 and all("early stop" in p.message for p in stops)
+    assert [p.done for p in stops] == [40, 80]    # a stop skips the rest of its member
+    made: list[ft.Progress] = []
+    ft.make_dataset([("synthetic", {"seed": s, "n_epochs": 5}) for s in range(3)], workers=1,
+                    progress=made.append)
+    assert [(p.done, p.total, p.unit) for p in made] == [(1, 3, "nights"), (2, 3, "nights"),
+                                                         (3, 3, "nights")]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -130,3 +130,28 @@ def test_sim_recall_scores_shape():
     r = src.recall_scores()
     assert set(r) == {f"m{i}" for i in range(src.settings.memory.n_memories)}
     assert all(0.0 <= v <= 1.0 for v in r.values())
+
+
+def test_copy_projects_like_a_deep_copy_and_leaves_the_original_alone():
+    import copy
+
+    from sim.memory import Memory
+    from sim.settings import MemorySettings
+
+    m = Memory(MemorySettings(drift_per_hour=0.5), seed=3)
+    for k in range(20):                       # some history: replays, a theta pulse, drift
+        m.replay(30.0 * k + 1.0, 0.05 + 0.01 * (k % 3), k % 3, truncated=(k == 7))
+    m.theta_pulse(700.0, 20.0, 0.01)
+    before = copy.deepcopy(m)
+    fast, deep = m.copy(), copy.deepcopy(m)
+    for mm in (fast, deep):                   # the same future on both copies
+        for k in range(15):
+            mm.replay(800.0 + 45.0 * k, 0.06, 2)
+        mm.advance_to(2000.0)
+    assert fast.recall_scores() == deep.recall_scores()
+    assert fast.summary() == deep.summary()
+    for name in ("labile", "stable", "tag_val", "tag_t", "replays"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(deep, name))
+    # the original did not move
+    assert m.summary() == before.summary() and m.t == before.t
+    assert all(np.array_equal(a, b) for a, b in zip(m.engram, before.engram, strict=True))

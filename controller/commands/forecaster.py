@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HELP = "build training data, train and evaluate the memory-decay forecaster"
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--workers", type=int, default=0,
                    help="processes (default: all cores)")
     m.add_argument("--config", help="TOML config whose [forecaster.features] to use")
+    m.add_argument("--quiet", action="store_true",
+                   help="no progress (only the final line)")
 
     t = sub.add_parser("train", help="train a checkpoint (and its model card)")
     src = t.add_mutually_exclusive_group(required=True)
@@ -72,6 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                          "engramloop version + seed)")
     t.add_argument("--config", help="TOML config whose [forecaster.features] to use "
                                     "(with --outcomes)")
+    t.add_argument("--quiet", action="store_true",
+                   help="no progress (only the results)")
 
     e = sub.add_parser("evaluate", help="score a checkpoint and the baselines on held-out "
                                         "nights")
@@ -85,8 +90,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "baselines from N resamples of whole test nights (default 0: off)")
 
 
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+@contextmanager
+def _shown(description: str, total: int | None, unit: str, quiet: bool
+           ) -> Iterator[Callable]:
+    """A progress display with ETA (a bar on a terminal, occasional lines otherwise,
+    nothing when quiet) and the callback that feeds it from
+    :class:`decoders.forecast_train.Progress` updates."""
+    from controller.progress import progress
+
+    with progress(total, description, unit=unit, quiet=quiet) as bar:
+        def update(p) -> None:
+            if p.note:
+                bar.note(p.message)
+            bar.update(p.done, total=p.total, info="" if p.note else p.message)
+        yield update
 
 
 def _features(config: str | None):
@@ -135,7 +152,8 @@ def _make_dataset(args: argparse.Namespace) -> int:
                                       rate_hz=args.rate_hz,
                                       feature_settings=_features(args.config)))
                 for i, s in enumerate(seeds)]
-    nights = ft.make_dataset(jobs, workers=args.workers or None, progress=_progress)
+    with _shown("dataset", len(jobs), "nights", args.quiet) as shown:
+        nights = ft.make_dataset(jobs, workers=args.workers or None, progress=shown)
     info = {"seeds": [args.seed_start, args.seed_start + args.nights - 1],
             "duration_s": args.duration_s, "conditions": conds, "shifted": args.shifted,
             "randomize": args.randomize, "synthetic": args.synthetic, "rate_hz": args.rate_hz}
@@ -162,7 +180,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.outcomes:
         fs = _features(args.config)
-        nights = ft.nights_from_recordings(args.outcomes, fs, progress=_progress)
+        with _shown("recordings", None, "recordings", args.quiet) as shown:
+            nights = ft.nights_from_recordings(args.outcomes, fs, progress=shown)
         infos = [{"outcomes": str(args.outcomes)}]
     else:
         fs = _features(args.config)
@@ -176,8 +195,10 @@ def _train(args: argparse.Namespace) -> int:
                                 input_noise=args.input_noise, patience=args.patience,
                                 max_seconds=args.max_seconds)
     version = args.model_version or f"{__version__}+seed{args.seed}"
-    ck = ft.train(nights, settings, epoch_s=fs.epoch_s, hop_s=fs.hop_s, model_version=version,
-                  metadata={"datasets": infos}, progress=_progress)
+    with _shown("training", settings.members * settings.epochs, "epochs",
+                args.quiet) as shown:
+        ck = ft.train(nights, settings, epoch_s=fs.epoch_s, hop_s=fs.hop_s,
+                      model_version=version, metadata={"datasets": infos}, progress=shown)
     evaluation = {}
     if args.test_data:
         test, _ = ft.load_dataset(args.test_data)

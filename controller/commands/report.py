@@ -10,8 +10,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recording", help="the .xdf file written by engramloop run or replay")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for index.html and the PNG figures (created if needed)")
+    p.add_argument("--twin", metavar="XDF",
+                   help="the sham twin's recording, whose memory trajectory is drawn beside "
+                        "this one's (default: NAME-sham-twin.xdf beside NAME.xdf, as a "
+                        "simulated trial with --report writes it)")
     p.add_argument("--quiet", action="store_true",
-                   help="no progress bar, print nothing on success")
+                   help="no progress, print nothing on success")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from controller.report import ReportError, write_report
 
     try:
-        result = write_report(args.recording, args.out, quiet=args.quiet)
+        result = write_report(args.recording, args.out, quiet=args.quiet, twin=args.twin)
     except ReportError as exc:
         raise UserError(str(exc)) from None
     if not args.quiet:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import math
 import sys
+from pathlib import Path
 
 HELP = "run the closed loop (source -> detectors -> policy -> governor -> stimulators)"
 
@@ -59,18 +60,55 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                         "never ends on its own)")
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] \
         if args.channels else None
+    from contextlib import ExitStack
+
     from controller.dashboard import make_dashboard
+    from controller.progress import progress
+    from controller.run_progress import ProgressBoard, run_length_s
     from controller.status import StatusBoard
 
     board = StatusBoard()
     dash_box: list = []
+    stack = ExitStack()
+    bars: list = []      # the one progress bar of this command, opened by the first run
+    runs: list = []      # the ProgressBoard of each run sharing it
+    twin = bool(args.report) and cfg.source.kind == "sim" and replay_path is None \
+        and cfg.policy.condition != "sham"
+
+    def attach_progress(loop, runs_on_bar: int, what: str) -> None:
+        """--speed max (and the sham twin): a progress bar with ETA over the known length
+        of the run(s) instead of the dashboard."""
+        # the twin's simulated source is as long as the run it copies
+        length = run_length_s(loop.source, None if what == "sham twin" else args.duration)
+        if not bars:
+            total = length * runs_on_bar if math.isfinite(length) else None
+            bars.append(stack.enter_context(progress(total, what, unit="s",
+                                                     quiet=args.quiet)))
+        bar = bars[0]
+        pb = ProgressBoard(bar, base_s=bar.completed, length_s=length)
+        if runs:
+            bar.update(description=f"{bar.description} + sham twin")
+        loop.status_board = pb
+        runs.append(pb)
 
     def on_built(loop) -> None:
-        """Attach the live dashboard (keys arm/disarm/stop go to the loop)."""
+        """Attach the live dashboard (keys arm/disarm/stop go to the loop), or at --speed
+        max a progress bar."""
+        if speed == "max":
+            attach_progress(loop, 2 if twin else 1, "replay" if replay_path else "run")
+            return
         dash = make_dashboard(board, loop, quiet=args.quiet)
         if dash is not None:
             dash.start()
             dash_box.append(dash)
+
+    def on_twin_built(loop) -> None:
+        """The sham twin runs at max speed after the run: a bar over its length."""
+        if runs:
+            runs[-1].finish()
+        while dash_box:  # the run is over: its dashboard makes way for the twin's bar
+            dash_box.pop().stop()
+        attach_progress(loop, 1, "sham twin")
 
     def log(msg: str) -> None:
         # on a live terminal dashboard the messages show inside it (LoopStatus.messages);
@@ -95,7 +133,8 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
             rep = run_trial(cfg, args.duration,
                             speed=speed, record=record, report=args.report,
                             sham_twin=bool(args.report), config_text=dump_config(cfg),
-                            log=log, on_built=on_built, **overrides)
+                            log=log, on_built=on_built, on_twin_built=on_twin_built,
+                            **overrides)
         else:
             from controller.loop import build_loop
 
@@ -109,11 +148,14 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                    "stages": result.stages.summary()}
             if args.report:
                 write_report(rep, args.report)
+        if runs and not str(rep["run"].get("stop_reason", "")).startswith("interrupted"):
+            runs[-1].finish()
     except (SourceError, DeviceError, RecordingError) as exc:
         raise UserError(f"{exc} (stimulation stopped, outputs off)") from None
     finally:
         for dash in dash_box:
             dash.stop()
+        stack.close()
     print(format_summary(rep))
     if args.report:
         print(f"  report: {_html_report(record, args.report)}")

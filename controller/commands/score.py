@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------- readers
 
-def _xdf_streams(path: Path) -> tuple[dict, float]:
+def xdf_streams(path: Path) -> tuple[dict, float]:
     """Marker streams of an XDF file as {suffix: [(t, dict)]} and its signal span (s)."""
     from controller.cli import UserError
 
@@ -62,7 +62,7 @@ def _xdf_streams(path: Path) -> tuple[dict, float]:
     return markers, duration
 
 
-def _read_csv_truth(path: Path, kind: str) -> list[dict]:
+def read_csv_truth(path: Path, kind: str) -> list[dict]:
     from controller.cli import UserError
 
     out = []
@@ -82,7 +82,7 @@ def _read_csv_truth(path: Path, kind: str) -> list[dict]:
     return out
 
 
-def _truth_from(path: Path, kind: str) -> tuple[list[dict], object | None]:
+def read_truth(path: Path, kind: str) -> tuple[list[dict], object | None]:
     """Truth records (and a Truth object when available, for phases)."""
     from controller.cli import UserError
 
@@ -90,7 +90,7 @@ def _truth_from(path: Path, kind: str) -> tuple[list[dict], object | None]:
         raise UserError(f"--truth {path}: file not found")
     ext = path.suffix.lower()
     if ext == ".csv":
-        return _read_csv_truth(path, kind), None
+        return read_csv_truth(path, kind), None
     if ext == ".json":
         from sim.truth import Truth
 
@@ -100,14 +100,14 @@ def _truth_from(path: Path, kind: str) -> tuple[list[dict], object | None]:
             raise UserError(f"--truth {path}: not a truth file from sim.truth: {exc}") from None
         return [e.to_dict() for e in tr.events()], tr
     if ext == ".xdf":
-        markers, _ = _xdf_streams(path)
+        markers, _ = xdf_streams(path)
         return [obj for _, obj in markers.get("truth", [])], None
     if ext == ".npz":
-        return _npz_truth(path)
+        return npz_truth(path)
     raise UserError(f"--truth {path}: use a .csv, .json, .xdf or .npz file")
 
 
-def _npz_truth(path: Path) -> tuple[list[dict], object | None]:
+def npz_truth(path: Path) -> tuple[list[dict], object | None]:
     import numpy as np
 
     from sim.truth import Truth
@@ -157,7 +157,7 @@ def _run_detectors(path: Path, config: str | None, chunk: int) -> tuple[list[dic
 
 def run(args: argparse.Namespace) -> int:
     from controller.cli import UserError
-    from decoders.scoring import score_recording
+    from decoders.scoring import score_session
 
     rec = Path(args.recording)
     if not rec.is_file():
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     truth: list[dict] = []
     truth_obj = None
     if ext == ".xdf":
-        markers, duration = _xdf_streams(rec)
+        markers, duration = xdf_streams(rec)
         detections = [obj for _, obj in markers.get("events", [])]
         truth = [obj for _, obj in markers.get("truth", [])]
     elif ext == ".npz":
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             detections, duration = [], math.nan
         else:
             detections, duration = _run_detectors(rec, args.config, args.chunk)
-        truth, truth_obj = _npz_truth(rec)
+        truth, truth_obj = npz_truth(rec)
     else:
         raise UserError(f"{rec}: use an .xdf recording or an .npz from 'engramloop sim'")
     if args.events:
@@ -182,42 +182,24 @@ def run(args: argparse.Namespace) -> int:
         if not ev.is_file():
             raise UserError(f"--events {ev}: file not found")
         if ev.suffix.lower() == ".xdf":
-            detections = [obj for _, obj in _xdf_streams(ev)[0].get("events", [])]
+            detections = [obj for _, obj in xdf_streams(ev)[0].get("events", [])]
         else:
             detections = _events_jsonl(ev)
     if args.truth:
-        truth, truth_obj = _truth_from(Path(args.truth), args.kind)
+        truth, truth_obj = read_truth(Path(args.truth), args.kind)
     # the truth stream also carries non-event records (e.g. memory recall scores)
     truth = [e for e in truth if isinstance(e, dict) and "onset_s" in e and "offset_s" in e]
     if not truth:
         raise UserError(f"{rec}: no truth to score against (no engramloop.truth stream); "
                         "give --truth FILE (CSV of onset,duration or a truth file)")
-    from decoders.scoring import as_float
-
-    detections = [d for d in detections if isinstance(d, dict)
-                  and math.isfinite(as_float(d.get("detect_s")))]
-    cal = [as_float(d["detect_s"]) for d in detections if d.get("kind") == "calibration_done"]
-    start = max(cal) if cal else -math.inf
-    # score only what the detectors could see: after calibration, within the signal
-    scored_det = [d for d in detections if as_float(d["detect_s"]) >= start]
-    scored_truth = [e for e in truth if as_float(e["onset_s"]) >= start]
-    if not math.isfinite(duration):
-        times = [as_float(e["offset_s"]) for e in truth] + [as_float(d["detect_s"])
-                                                         for d in detections]
-        duration = max(times) - (start if math.isfinite(start) else 0.0)
-    elif math.isfinite(start):
-        t0 = min([as_float(e["onset_s"]) for e in truth] + [start])
-        duration = max(0.0, duration - (start - t0))
     phase_fn = None
     if truth_obj is not None:
         phase_fn = lambda t: truth_obj.phase("so", t)  # noqa: E731
-    result = score_recording(scored_det, scored_truth, duration, so_phase=phase_fn)
-    result["duration_s"] = duration
-    result["calibration_end_s"] = start if math.isfinite(start) else None
+    result = score_session(detections, truth, duration, so_phase=phase_fn)
     if args.json:
         print(json.dumps(result, default=float))
         return 0
-    _print_table(rec, result)
+    print_table(rec, result)
     return 0
 
 
@@ -229,7 +211,7 @@ def _fmt(v: object, scale: float = 1.0, nd: int = 3) -> str:
     return "-" if not math.isfinite(f) else f"{f:.{nd}f}"
 
 
-def _print_table(rec: Path, result: dict) -> None:
+def print_table(rec: Path, result: dict) -> None:
     print(f"# {rec}: {_fmt(result['duration_s'], 1, 1)} s scored")
     kinds = [k for k, v in result.items() if isinstance(v, dict) and "f1" in v]
     if kinds:
