@@ -64,4 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m controller.cli`: run the imported module's main, so that the UserError the
+    # commands raise (controller.cli.UserError) is the class caught there, not __main__'s
+    from controller.cli import main as _main
+
+    sys.exit(_main())
