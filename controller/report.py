@@ -33,6 +33,9 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from decoders.phase import wrap_deg
+from decoders.scoring import circular_mean_sd
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on 3.10
@@ -253,33 +256,6 @@ def expand_truth(rows: Sequence[tuple[float, dict]]) -> list[tuple[float, dict]]
 
 
 # ----------------------------------------------------------------------------- analysis
-def circular_stats(phases_deg: np.ndarray) -> tuple[float, float, float]:
-    """Circular mean, circular SD and resultant length of angles in degrees.
-
-    The circular SD is ``sqrt(-2 ln R)`` (Mardia & Jupp 2000, eq. 2.3.11), in degrees.
-
-    Returns
-    -------
-    (mean_deg, sd_deg, R)
-        NaNs for an empty input. ``mean_deg`` is wrapped to (-180, 180].
-    """
-    a = np.deg2rad(np.asarray(phases_deg, dtype=float))
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return math.nan, math.nan, math.nan
-    c, s = np.mean(np.cos(a)), np.mean(np.sin(a))
-    r = min(float(np.hypot(c, s)), 1.0)  # rounding can push identical angles above 1
-    mean = wrap_deg(math.degrees(math.atan2(s, c)))
-    sd = math.degrees(math.sqrt(-2.0 * math.log(r))) if r > 0 else math.inf
-    return mean, sd, r
-
-
-def wrap_deg(a: Any) -> Any:
-    """Wrap degrees to (-180, 180]."""
-    w = 180.0 - np.mod(180.0 - np.asarray(a, dtype=float), 360.0)
-    return float(w) if np.ndim(w) == 0 else w
-
-
 def _bandpass(x: np.ndarray, band: tuple[float, float], fs: float) -> np.ndarray | None:
     """Zero-phase band-pass (4th-order Butterworth run forwards and backwards); None if
     the band does not fit below Nyquist or the signal is too short."""
@@ -799,7 +775,7 @@ def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]
             i = np.searchsorted(s.t, t)
             inside = (i > 0) & (i < s.t.size)
             ph = pe[0][i[inside]]
-            mean, sd, r = circular_stats(ph)
+            mean, sd, r = circular_mean_sd(ph)
             tmean, tsd = _truth_stim_phase(rec, t, rhythm)
             bins = np.linspace(-np.pi, np.pi, 19)
             hist, _ = np.histogram(np.deg2rad(ph), bins)
@@ -878,7 +854,7 @@ def _truth_stim_phase(rec: Recording, fire_s: np.ndarray, rhythm: str
     if on.size > 1:
         j = np.where(np.abs(on[j - 1] - fire_s) < np.abs(on[j] - fire_s), j - 1, j)
     ok = np.abs(on[j] - fire_s) <= 0.005
-    mean, sd, _ = circular_stats(ph[j[ok]])
+    mean, sd, _ = circular_mean_sd(ph[j[ok]])
     return mean, sd
 
 
@@ -1563,6 +1539,6 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
 
 
 __all__ = ["ReportError", "Recording", "SignalStream", "PulseRecord", "load_recording",
-           "write_report", "ReportResult", "circular_stats", "wrap_deg", "merge_pulses",
+           "write_report", "ReportResult", "merge_pulses",
            "pick_channel", "expand_truth", "MemoryTrack", "memory_track",
            "load_twin_memory"]

@@ -162,7 +162,7 @@ def circular_mean_sd(deg: Iterable[float]) -> tuple[float, float, float]:
     if a.size == 0:
         return float("nan"), float("nan"), float("nan")
     c, s = float(np.mean(np.cos(a))), float(np.mean(np.sin(a)))
-    r = math.hypot(c, s)
+    r = min(math.hypot(c, s), 1.0)   # rounding can push identical angles above 1
     mean = math.degrees(math.atan2(s, c))
     if mean == -180.0:
         mean = 180.0

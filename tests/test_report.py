@@ -19,14 +19,9 @@ import pytest
 from shared_data import DATA  # noqa: E402
 
 from controller.recorder import Recorder
-from controller.report import (
-    circular_stats,
-    expand_truth,
-    load_recording,
-    merge_pulses,
-    wrap_deg,
-    write_report,
-)
+from controller.report import expand_truth, load_recording, merge_pulses, write_report
+from decoders.phase import wrap_deg
+from decoders.scoring import circular_mean_sd
 from drivers.chunk import Chunk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +213,7 @@ def test_sim_report_phase_matches_ground_truth(sim_report):
     assert len(pulses) > 20 and all(p.delivered for p in pulses)
     # the synthetic SO is a pure cosine, so its true phase is known in closed form
     truth_phase = wrap_deg((np.array([p.fire_s for p in stim]) - T0) * SO_HZ * 360.0)
-    mean_t, sd_t, _ = circular_stats(truth_phase)
+    mean_t, sd_t, _ = circular_mean_sd(truth_phase)
     assert abs(wrap_deg(mean_t - STIM_PHASE)) < 10.0 and 8 < sd_t < 25
     text = index.read_text(encoding="utf-8")
     row = re.search(r"<td>so_upstate</td><td>stim</td><td>Cz</td><td>[^<]*</td><td>(\d+)"
@@ -377,18 +372,6 @@ def test_report_cli(tmp_path, capsys):
     bad.write_bytes(b"not an xdf file")
     assert main(["report", str(bad), "--out", str(tmp_path / "r3")]) == 2
     assert "not a readable XDF file" in capsys.readouterr().err
-
-
-def test_circular_stats_against_scipy():
-    from scipy.stats import circmean, circstd
-
-    rng = np.random.default_rng(1)
-    a = wrap_deg(rng.vonmises(math.radians(150), 4.0, 500) * 180 / math.pi)
-    mean, sd, r = circular_stats(a)
-    ref_mean = math.degrees(circmean(np.radians(a), high=np.pi, low=-np.pi))
-    assert abs(wrap_deg(mean - ref_mean)) < 1e-9
-    assert abs(sd - math.degrees(circstd(np.radians(a), high=np.pi, low=-np.pi))) < 1e-9
-    assert wrap_deg(-180.0) == 180.0 and wrap_deg(540.0) == 180.0 and wrap_deg(-90) == -90
 
 
 def test_merge_pulses_accepts_wrapped_records():

@@ -143,3 +143,9 @@ def test_score_command_errors_are_one_line(tmp_path, capsys) -> None:
     bad.write_text("1")
     assert main(["score", str(bad)]) == 2
     assert "use an .xdf" in capsys.readouterr().err
+
+
+def test_circular_statistics_of_identical_angles() -> None:
+    """Rounding can make R a hair above 1 for identical angles: SD 0, no math error."""
+    mean, sd, r = circular_mean_sd([33.3] * 7)
+    assert abs(mean - 33.3) < 1e-9 and sd == 0.0 and r == 1.0
