@@ -40,6 +40,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from drivers import xdf
+from drivers.jsonable import to_jsonable
 
 MARKER_STREAMS = ("events", "pulses", "forecasts", "governor", "truth", "memory", "log")
 _CLOCK_OFFSET_EVERY_S = 5.0
@@ -66,28 +67,6 @@ class _Stream:
     first_t: float = math.nan
     last_t: float = math.nan
     offsets: list = dataclasses.field(default_factory=list)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types; non-finite floats become null so the text is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, str, type(None))):
-        return obj
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "to_dict"):
-        return _jsonable(obj.to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
-    return str(obj)
 
 
 class Recorder:
@@ -228,7 +207,7 @@ class Recorder:
         if st is None or not st.is_marker:
             raise ValueError(f"Recorder.write_marker: unknown stream {stream!r}; use one of "
                              + ", ".join(MARKER_STREAMS))
-        text = json.dumps(_jsonable(obj), separators=(",", ":"), allow_nan=False)
+        text = json.dumps(to_jsonable(obj), separators=(",", ":"), allow_nan=False)
         self._queue.put(("marker", st, text, float(t_s)))
 
     def check(self) -> None:

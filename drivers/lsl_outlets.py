@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from controller.recorder import _jsonable
 from controller.schema import setting
+from drivers.jsonable import to_jsonable
 
 
 def _add_channel_desc(info: Any, channels: Sequence[str], unit: str, kind: str) -> None:
@@ -99,7 +99,7 @@ class MarkerOutlet:
     def push(self, t_s: float, obj: Any) -> None:
         """Push one object (dict, dataclass or ``to_dict()``-able) stamped ``t_s`` (host
         clock seconds)."""
-        text = json.dumps(_jsonable(obj), separators=(",", ":"), allow_nan=False)
+        text = json.dumps(to_jsonable(obj), separators=(",", ":"), allow_nan=False)
         self._outlet.push_sample([text], float(t_s))
 
     def have_consumers(self) -> bool:
