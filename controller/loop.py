@@ -52,6 +52,9 @@ MAX_KEPT = 200_000
 STATUS_EVERY_S = 0.25
 #: GIL switch interval during real-time runs (CPython default 5 ms), seconds
 SWITCH_INTERVAL_S = 0.00005
+#: On the simulated clock the loop waits this long (wall seconds) at most for the
+#: forecaster worker to finish an epoch before calling it stalled.
+SIM_FORECAST_WAIT_S = 60.0
 #: most chunks decoded without decisions in one backlog catch-up
 MAX_BACKLOG_CHUNKS = 1000
 
@@ -600,8 +603,17 @@ class Loop:
 
     def _feed_forecaster(self, chunk: Chunk, events: list[Event]) -> None:
         fw = self.forecaster
-        fw.feed(chunk, events, self._pulse_times)
-        self._pulse_times = []
+        due = fw.feed(chunk, events, self._pulse_times)
+        if self._pulse_times:
+            self._pulse_times = []
+        if due and self.simulated:
+            # unpaced: wait for the epoch's forecast as if the worker took no simulated
+            # time (in real time it lags its epoch by milliseconds); reproducible runs
+            if not fw.wait_idle(SIM_FORECAST_WAIT_S) and not fw.failed:
+                from controller.forecast_worker import ForecasterError
+
+                raise ForecasterError(f"forecaster worker did not finish an epoch within "
+                                      f"{SIM_FORECAST_WAIT_S:g} s")
         for fc in fw.drain():
             self._forecast = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
             self._forecast_t = fc.time_s
