@@ -333,6 +333,14 @@ class ForecastGate:
         self.before_first = settings.before_first
         self.last_reason = ""
 
+    def opens(self, forecast: Forecast) -> bool:
+        """Does this forecast open the gate (threshold rule only, ignoring its age)?"""
+        return (forecast.p_decay >= self.threshold) == self.when_high
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``p_decay >= 0.5``."""
+        return f"p_decay {'>=' if self.when_high else '<'} {self.threshold:g}"
+
     def allows(self, t_s: float) -> bool:
         """May a pulse planned at host-clock time ``t_s`` go ahead?
 

@@ -116,6 +116,12 @@ class RunResult:
     error: str = ""
     t0_s: float = math.nan
     t_end_s: float = math.nan
+    #: forecasts made during the run (None when the forecaster is off)
+    forecasts: list | None = None
+    #: the forecast gate: ``rule`` (e.g. "p_decay >= 0.5"), ``allowed`` (proposals let
+    #: through), ``held_back`` (refused, by reason), ``open_forecasts`` (forecasts that
+    #: opened it); empty without a gate
+    forecast_gate: dict = field(default_factory=dict)
 
     @property
     def pulses_sent(self) -> list[tuple[Pulse, Delivery]]:
@@ -198,6 +204,10 @@ class Loop:
         self._next_backlog_note = -math.inf
         self.result = RunResult(condition=policy.settings.condition,
                                 target=policy.settings.target)
+        if forecaster is not None:
+            self.result.forecasts = []
+        self._gate_open: bool | None = None
+        self._n_gate_open = 0
         if policy.needs_phase and phase_estimator is None:
             raise ValueError(f"policy.target = {policy.settings.target!r} needs a phase "
                              "estimator (config section [phase])")
@@ -619,6 +629,16 @@ class Loop:
             self._forecast_t = fc.time_s
             if self.recorder is not None:
                 self.recorder.write_marker("forecasts", fc.time_s, fc)
+            if len(self.result.forecasts) < MAX_KEPT:
+                self.result.forecasts.append(fc)
+            gate = self.policy.gate
+            if gate is not None:
+                is_open = gate.opens(fc)
+                self._n_gate_open += is_open
+                if is_open != self._gate_open:
+                    self._gate_open = is_open
+                    self._note(f"forecast gate {'open' if is_open else 'closed'}: p_decay "
+                               f"{fc.p_decay:.3f} (opens at {gate.describe()})", fc.time_s)
 
     def _publish(self, now: float, chunk: Chunk, state: str) -> None:
         from controller.status import LoopStatus, channel_quality
@@ -687,6 +707,25 @@ class Loop:
         res.gate_refusals = dict(self.policy.gate_refusals)
         if self.policy.n_too_late:
             res.gate_refusals["ripple_too_late"] = self.policy.n_too_late
+        gate = self.policy.gate
+        if gate is not None and hasattr(gate, "describe"):
+            g = res.forecast_gate = {
+                "rule": gate.describe(), "allowed": self.policy.gate_allowed,
+                "held_back": dict(self.policy.gate_refusals),
+                "open_forecasts": self._n_gate_open,
+                "forecasts": len(res.forecasts or ())}
+            try:
+                if self.recorder is not None and not self.recorder.failed:
+                    t = self.clock.now()
+                    held = sum(g["held_back"].values())
+                    self.recorder.write_marker("log", t, {
+                        "t_s": t, "forecast_gate": g,
+                        "message": f"forecast gate ({g['rule']}): let {g['allowed']} "
+                                   f"detections through, held back {held} "
+                                   f"{g['held_back'] or ''}; {g['open_forecasts']} of "
+                                   f"{g['forecasts']} forecasts opened it"})
+            except BaseException as exc:
+                errors.append(f"recording the forecast gate summary failed: {exc}")
         res.stages = self.stages
         res.lateness = self.scheduler.lateness
         for msg in errors:
