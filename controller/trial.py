@@ -290,7 +290,11 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
                             config_text=config_text, log=log, on_built=on_built, **overrides)
     sham = None
     if sham_twin and cfg.policy.condition != "sham" and result.duration_s > 0:
-        _, sham = run_sim(cfg, result.duration_s, speed="max", condition="sham")
+        # exactly the run's samples: result.duration_s ends at the last sample (one sample
+        # period short), and a simulation one sample shorter ends its memories differently
+        twin_s = (result.n_samples / float(cfg.sim.rate_hz) if result.n_samples
+                  else result.duration_s)
+        _, sham = run_sim(cfg, twin_s, speed="max", condition="sham")
     rep = {"config": cfg.name, "seed": cfg.seed, "duration_s": duration_s,
            "speed": str(speed), "run": score, "sham": sham,
            "stages": result.stages.summary() if result.stages else {}}
