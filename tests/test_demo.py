@@ -55,11 +55,17 @@ def test_demo_default_is_the_forecast_config_long_enough_to_open_the_gate():
 
 
 def test_checkpoint_is_package_data():
-    """The wheel carries decoders/data/forecaster.pt (pyproject package-data patterns)."""
+    """The wheel carries decoders/data/forecaster.pt and every subpackage (pyproject)."""
     from decoders.forecaster import default_checkpoint_path
 
     py = tomllib.loads((ROOT / "pyproject.toml").read_text())
     tool = py["tool"]["setuptools"]
-    assert "decoders" in tool["packages"]
     rel = default_checkpoint_path().relative_to(ROOT / "decoders").as_posix()
     assert any(fnmatch.fnmatch(rel, pat) for pat in tool["package-data"]["decoders"])
+    # every package with an __init__.py, subpackages included (controller.commands holds
+    # the CLI), matches the packages.find patterns
+    include = tool["packages"]["find"]["include"]
+    for top in ("controller", "decoders", "drivers", "sim"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            name = ".".join(init.parent.relative_to(ROOT).parts)
+            assert any(fnmatch.fnmatch(name, pat) for pat in include), name
