@@ -180,8 +180,6 @@ class ForecastWorker:
             True when this chunk reached a new ``hop_s`` block of the data, i.e. an epoch
             may have finished and the worker was woken to forecast.
         """
-        if self._error is not None:
-            return False
         q = self._q
         if len(q) >= self._max_queued:
             self._fail(ForecasterError(

@@ -463,8 +463,13 @@ class Loop:
             if len(res.events) < MAX_KEPT:
                 res.events.extend(events)
             self._after_chunk(now)
-            if self.forecaster is not None:
-                self._feed_forecaster(chunk, events)
+            fw = self.forecaster
+            if fw is not None:
+                # a deque append and one comparison; the rest only at block boundaries
+                if fw.feed(chunk, events, self._pulse_times):
+                    self._forecast_due()
+                if self._pulse_times:
+                    self._pulse_times = []
             self._last_chunk = chunk
             p6 = perf()
             h_rec.record(p6 - p5)
@@ -483,6 +488,7 @@ class Loop:
                     rec.check()
                 if self.forecaster is not None:
                     self.forecaster.check()
+                    self._take_forecasts()
             if self.status_board is not None and now >= next_status:
                 next_status = now + STATUS_EVERY_S
                 self._publish(now, chunk, "running" if calibrated else "calibrating")
@@ -611,12 +617,10 @@ class Loop:
                 t = d.sent_s if d.sent_s == d.sent_s else now
                 rec.write_marker("pulses", t, {"pulse": p.to_dict(), "delivery": d.to_dict()})
 
-    def _feed_forecaster(self, chunk: Chunk, events: list[Event]) -> None:
+    def _forecast_due(self) -> None:
+        """The data reached a new block: an epoch may have ended."""
         fw = self.forecaster
-        due = fw.feed(chunk, events, self._pulse_times)
-        if self._pulse_times:
-            self._pulse_times = []
-        if due and self.simulated:
+        if self.simulated:
             # unpaced: wait for the epoch's forecast as if the worker took no simulated
             # time (in real time it lags its epoch by milliseconds); reproducible runs
             if not fw.wait_idle(SIM_FORECAST_WAIT_S) and not fw.failed:
@@ -624,7 +628,12 @@ class Loop:
 
                 raise ForecasterError(f"forecaster worker did not finish an epoch within "
                                       f"{SIM_FORECAST_WAIT_S:g} s")
-        for fc in fw.drain():
+        self._take_forecasts()
+
+    def _take_forecasts(self) -> None:
+        """Record the worker's new forecasts (in real time at most 1 s after they are made;
+        the gate reads the newest one from the worker directly)."""
+        for fc in self.forecaster.drain():
             self._forecast = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
             self._forecast_t = fc.time_s
             if self.recorder is not None:
@@ -698,6 +707,10 @@ class Loop:
                 self.forecaster.stop()
             except BaseException as exc:
                 errors.append(f"forecaster stop failed: {exc}")
+            try:
+                self._take_forecasts()   # the last ones, made from the queued chunks
+            except BaseException as exc:
+                errors.append(f"recording the last forecasts failed: {exc}")
         try:
             self._after_chunk(self.clock.now())
         except BaseException as exc:
