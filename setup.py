@@ -6,7 +6,8 @@ setup(
         Extension(
             "decoders._filters",
             sources=["decoders/_filters.c"],
-            extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
+            extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra",
+                                "-Werror=implicit-function-declaration"],
         )
     ]
 )

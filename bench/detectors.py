@@ -170,7 +170,7 @@ def print_sweep(title: str, grid: list[dict], rows: list[dict]) -> None:
     print(title)
     print("".join(f"{k:>16}" for k in keys) + f"{'F1':>7}{'prec':>7}{'recall':>7}"
           f"{'FP/min':>7}{'onset->detect ms':>18}{'peak->detect ms':>17}")
-    for v, p in zip(grid, rows):
+    for v, p in zip(grid, rows, strict=True):
         print("".join(f"{v[k]:>16g}" for k in keys)
               + f"{p['f1']:>7.3f}{p['precision']:>7.3f}{p['recall']:>7.3f}"
               f"{p['fp_per_min']:>7.2f}{p['lat_on_med_ms']:>18.1f}{p['lat_pk_med_ms']:>17.1f}")

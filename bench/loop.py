@@ -15,6 +15,8 @@ microseconds, and checks the targets: software share (chunk arrival -> decision 
 
     .venv/bin/python bench/loop.py --duration 600            # the 10 min per phase
     .venv/bin/python bench/loop.py --duration 60 --output stimbox   # via the emulated stim box
+    .venv/bin/python bench/loop.py --config configs/sim-ripple-forecast.toml --phase A \
+        --forecaster off     # the same loop without the forecaster worker, to compare
 
 W runs the same loop unpaced (``--speed max``): the per-chunk processing cost when chunks
 follow each other back to back, i.e. with warm caches; next to A it shows how much of the
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phase", choices=("A", "B", "AB", "W", "AW", "ABW"), default="ABW",
                     help="A: fire at detection; B: scheduled pulses; W: the same loop "
                          "unpaced (--speed max) for the per-chunk cost with warm caches")
+    ap.add_argument("--forecaster", choices=("config", "on", "off"), default="config",
+                    help="run the forecaster worker and its gate as the config says, or "
+                         "force it on/off (same config otherwise: isolates its cost)")
     ap.add_argument("--rt", type=int, default=0, metavar="PRIO",
                     help="SCHED_FIFO priority for the loop and scheduler threads "
                          "(scheduler.realtime_priority; 0 = normal scheduling)")
@@ -88,9 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     cfg = dataclasses.replace(cfg, scheduler=dataclasses.replace(
         cfg.scheduler, realtime_priority=args.rt))
+    if args.forecaster != "config":
+        cfg = dataclasses.replace(cfg, forecaster=dataclasses.replace(
+            cfg.forecaster, enabled=args.forecaster == "on"))
     print(f"# bench/loop.py: {args.duration:.0f} s per phase, {cfg.sim.rate_hz:.0f} Hz x "
           f"{len(cfg.sim.channels)} ch, {cfg.source.chunk_samples}-sample chunks, output "
-          f"{args.output}, SCHED_FIFO priority {args.rt or 'off'}; python "
+          f"{args.output}, SCHED_FIFO priority {args.rt or 'off'}, forecaster "
+          f"{'on' if cfg.forecaster.enabled else 'off'}; python "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load average before {os.getloadavg()[0]:.2f}")
     header = (f"| {'stage (per chunk)':<22} | {'n':>7} | {'median_us':>9} | {'p99_us':>9} | "
@@ -108,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         print(row("chunk_total (software)", st["chunk_total"]))
         print(row("arrival->pulse written", st["pulse_total"]))
         print(row("send (output call)", loop.scheduler.send_time))
+        fw = loop.forecaster
+        if fw is not None:
+            print(f"forecaster: {fw.n_forecasts} forecasts from {fw.n_batches} feature-stage "
+                  f"batches; policy skips {res.gate_refusals}")
         for (stage, q), lim in TARGETS_US.items():
             if stage == "chunk_total":
                 v = st[stage].percentile({"p99_s": 99.0, "p999_s": 99.9}[q]) * 1e6

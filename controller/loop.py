@@ -52,6 +52,9 @@ MAX_KEPT = 200_000
 STATUS_EVERY_S = 0.25
 #: GIL switch interval during real-time runs (CPython default 5 ms), seconds
 SWITCH_INTERVAL_S = 0.00005
+#: On the simulated clock the loop waits this long (wall seconds) at most for the
+#: forecaster worker to finish an epoch before calling it stalled.
+SIM_FORECAST_WAIT_S = 60.0
 #: most chunks decoded without decisions in one backlog catch-up
 MAX_BACKLOG_CHUNKS = 1000
 
@@ -113,6 +116,12 @@ class RunResult:
     error: str = ""
     t0_s: float = math.nan
     t_end_s: float = math.nan
+    #: forecasts made during the run (None when the forecaster is off)
+    forecasts: list | None = None
+    #: the forecast gate: ``rule`` (e.g. "p_decay >= 0.5"), ``allowed`` (proposals let
+    #: through), ``held_back`` (refused, by reason), ``open_forecasts`` (forecasts that
+    #: opened it); empty without a gate
+    forecast_gate: dict = field(default_factory=dict)
 
     @property
     def pulses_sent(self) -> list[tuple[Pulse, Delivery]]:
@@ -208,6 +217,10 @@ class Loop:
                 self._next_memory_s = -math.inf
         self.result = RunResult(condition=policy.settings.condition,
                                 target=policy.settings.target)
+        if forecaster is not None:
+            self.result.forecasts = []
+        self._gate_open: bool | None = None
+        self._n_gate_open = 0
         if policy.needs_phase and phase_estimator is None:
             raise ValueError(f"policy.target = {policy.settings.target!r} needs a phase "
                              "estimator (config section [phase])")
@@ -466,8 +479,13 @@ class Loop:
                     rec.write_marker("events", e.detect_s, e)
             if len(res.events) < MAX_KEPT:
                 res.events.extend(events)
-            if self.forecaster is not None:
-                self._feed_forecaster(chunk, events)
+            fw = self.forecaster
+            if fw is not None:
+                # a deque append and one comparison; the rest only at block boundaries
+                if fw.feed(chunk, events, self._pulse_times):
+                    self._forecast_due()
+                if self._pulse_times:
+                    self._pulse_times = []
             self._last_chunk = chunk
             p6 = perf()
             h_rec.record(p6 - p5)
@@ -486,6 +504,7 @@ class Loop:
                     rec.check()
                 if self.forecaster is not None:
                     self.forecaster.check()
+                    self._take_forecasts()
             if self.status_board is not None and now >= next_status:
                 next_status = now + STATUS_EVERY_S
                 self._publish(now, chunk, "running" if calibrated else "calibrating")
@@ -638,13 +657,37 @@ class Loop:
         if self.recorder is not None and not self.recorder.failed:
             self.recorder.write_marker("memory", state["t_s"], state)
 
-    def _feed_forecaster(self, chunk: Chunk, events: list[Event]) -> None:
+    def _forecast_due(self) -> None:
+        """The data reached a new block: an epoch may have ended."""
         fw = self.forecaster
-        fw.feed(chunk, events, self._pulse_times)
-        self._pulse_times = []
-        for fc in fw.drain():  # the status snapshot reads the worker's newest itself
+        if self.simulated:
+            # unpaced: wait for the epoch's forecast as if the worker took no simulated
+            # time (in real time it lags its epoch by milliseconds); reproducible runs
+            if not fw.wait_idle(SIM_FORECAST_WAIT_S) and not fw.failed:
+                from controller.forecast_worker import ForecasterError
+
+                raise ForecasterError(f"forecaster worker did not finish an epoch within "
+                                      f"{SIM_FORECAST_WAIT_S:g} s")
+        self._take_forecasts()
+
+    def _take_forecasts(self) -> None:
+        """Record the worker's new forecasts (in real time at most 1 s after they are made;
+        the gate reads the newest one from the worker directly)."""
+        for fc in self.forecaster.drain():
+            self._forecast = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
+            self._forecast_t = fc.time_s
             if self.recorder is not None:
                 self.recorder.write_marker("forecasts", fc.time_s, fc)
+            if len(self.result.forecasts) < MAX_KEPT:
+                self.result.forecasts.append(fc)
+            gate = self.policy.gate
+            if gate is not None:
+                is_open = gate.opens(fc)
+                self._n_gate_open += is_open
+                if is_open != self._gate_open:
+                    self._gate_open = is_open
+                    self._note(f"forecast gate {'open' if is_open else 'closed'}: p_decay "
+                               f"{fc.p_decay:.3f} (opens at {gate.describe()})", fc.time_s)
 
     def _period_quality(self, chunk: Chunk) -> tuple:
         """Signal quality of every chunk since the last snapshot (just ``chunk`` when none
@@ -741,6 +784,10 @@ class Loop:
                 self.forecaster.stop()
             except BaseException as exc:
                 errors.append(f"forecaster stop failed: {exc}")
+            try:
+                self._take_forecasts()   # the last ones, made from the queued chunks
+            except BaseException as exc:
+                errors.append(f"recording the last forecasts failed: {exc}")
         try:
             self._after_chunk(self.clock.now())
         except BaseException as exc:
@@ -750,6 +797,25 @@ class Loop:
         res.gate_refusals = dict(self.policy.gate_refusals)
         if self.policy.n_too_late:
             res.gate_refusals["ripple_too_late"] = self.policy.n_too_late
+        gate = self.policy.gate
+        if gate is not None and hasattr(gate, "describe"):
+            g = res.forecast_gate = {
+                "rule": gate.describe(), "allowed": self.policy.gate_allowed,
+                "held_back": dict(self.policy.gate_refusals),
+                "open_forecasts": self._n_gate_open,
+                "forecasts": len(res.forecasts or ())}
+            try:
+                if self.recorder is not None and not self.recorder.failed:
+                    t = self.clock.now()
+                    held = sum(g["held_back"].values())
+                    self.recorder.write_marker("log", t, {
+                        "t_s": t, "forecast_gate": g,
+                        "message": f"forecast gate ({g['rule']}): let {g['allowed']} "
+                                   f"detections through, held back {held} "
+                                   f"{g['held_back'] or ''}; {g['open_forecasts']} of "
+                                   f"{g['forecasts']} forecasts opened it"})
+            except BaseException as exc:
+                errors.append(f"recording the forecast gate summary failed: {exc}")
         res.stages = self.stages
         res.lateness = self.scheduler.lateness
         for msg in errors:

@@ -176,6 +176,8 @@ class Policy:
         self._refractory_s = float(refractory_s)
         self.gate = gate
         self.gate_refusals: dict[str, int] = {}
+        #: proposals the forecast gate let through (with a gate only)
+        self.gate_allowed = 0
         #: ripple detections skipped as too late (``ripple_max_age_s``)
         self.n_too_late = 0
         self._last_yoked_s = -math.inf
@@ -267,6 +269,8 @@ class Policy:
             reason = getattr(gate, "last_reason", "") or "closed"
             self.gate_refusals[reason] = self.gate_refusals.get(reason, 0) + 1
             return []
+        if gate is not None:
+            self.gate_allowed += 1
         # gating follows the brain-locked decision times, so a yoked run makes the same
         # decisions as a locked one and only the stimulus times move
         if len(out) > 1:  # two-click: detection pauses after the second click (Ngo 2013)

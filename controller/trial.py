@@ -157,6 +157,22 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         "policy_skips": dict(getattr(result, "gate_refusals", {}) or {}),
         "backlog_events": result.n_backlog, "gaps": result.n_gaps,
     }
+    fcs = getattr(result, "forecasts", None)
+    if fcs is not None:
+        p = np.asarray([f.p_decay for f in fcs], dtype=float)
+        gate = dict(getattr(result, "forecast_gate", {}) or {})
+        out["forecaster"] = {
+            "model_version": fcs[0].model_version if fcs else "",
+            "forecasts": len(fcs),
+            "first_forecast_s": (fcs[0].time_s - result.t0_s) if fcs else math.nan,
+            "p_decay_min": float(p.min()) if p.size else math.nan,
+            "p_decay_median": float(np.median(p)) if p.size else math.nan,
+            "p_decay_max": float(p.max()) if p.size else math.nan,
+            "gate_rule": gate.get("rule", ""),
+            "gate_open_forecasts": gate.get("open_forecasts", 0),
+            "gate_allowed": gate.get("allowed", 0),
+            "gate_held_back": gate.get("held_back", {}),
+        }
     lat = result.lateness
     if lat is not None and lat.count:
         out["lateness_p99_s"] = lat.percentile(99)
@@ -286,9 +302,13 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
             from controller.config import dump_config
 
             twin_text = dump_config(twin_cfg)
+        # exactly the run's samples: result.duration_s ends at the last sample (one sample
+        # period short), and a simulation one sample shorter ends its memories differently
+        twin_s = (result.n_samples / float(cfg.sim.rate_hz) if result.n_samples
+                  else result.duration_s)
         # recorded beside the run (when it is recorded), so the report can put the two
         # memory trajectories side by side
-        _, sham = run_sim(twin_cfg, result.duration_s, speed="max",
+        _, sham = run_sim(twin_cfg, twin_s, speed="max",
                           record=str(sham_twin_path(record)) if record else None,
                           config_text=twin_text, on_built=on_twin_built)
     rep = {"config": cfg.name, "seed": cfg.seed, "duration_s": duration_s,
@@ -327,6 +347,20 @@ def format_summary(rep: dict) -> str:
                  f"{r['refusals'] or '{}'}")
     if r.get("policy_skips"):
         lines.append(f"  detections not acted on by the policy: {r['policy_skips']}")
+    if "forecaster" in r:
+        f = r["forecaster"]
+        if f["forecasts"]:
+            lines.append(f"  forecaster {f['model_version']}: {f['forecasts']} forecasts "
+                         f"(first {_fmt(f['first_forecast_s'])} s in), p_decay "
+                         f"{f['p_decay_min']:.2f}-{f['p_decay_max']:.2f} (median "
+                         f"{f['p_decay_median']:.2f}); {f['gate_open_forecasts']} of them "
+                         f"opened the gate ({f['gate_rule']})")
+        else:
+            lines.append("  forecaster: no forecast yet (the first comes when the first "
+                         "epoch ends)")
+        held = f["gate_held_back"]
+        lines.append(f"  forecast gate: let {f['gate_allowed']} detections through, held back "
+                     f"{sum(held.values())} {held or ''}".rstrip())
     for kind, m in r.get("detection", {}).items():
         lines.append(f"  {kind} detection: precision {_fmt(m['precision'])}, recall "
                      f"{_fmt(m['recall'])}, F1 {_fmt(m['f1'])}, latency "

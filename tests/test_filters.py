@@ -64,7 +64,7 @@ def test_chunking_matches_scipy_one_pass(impl: str, chunk: int | None) -> None:
 def test_random_splits_match_scipy(cuts: list[int], n_ch: int, seed: int) -> None:
     x = _signal(2000, n_ch, seed)
     edges = sorted(set([0, 2000] + cuts))
-    sizes = [b - a for a, b in zip(edges[:-1], edges[1:])]
+    sizes = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
     ref = ss.sosfilt(SOS_BP, x, axis=0)
     assert _relerr(_chunked(SosFilter(SOS_BP, n_ch), x, sizes), ref) <= 1e-12
 

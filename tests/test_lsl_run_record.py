@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pyxdf
+from test_lsl import Outlet, _name
 
 from controller.cli import main
-from test_lsl import Outlet, _name
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,6 @@ N2 example in /work/shared/data) through the real FileSource.
 from __future__ import annotations
 
 import json
-import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -190,7 +189,7 @@ def test_sim_report_has_every_section_and_only_local_files(sim_report):
     expected = {"raster.png", "examples-ripple.png", "examples-spindle.png", "examples-so.png",
                 "eta-ripple.png", "eta-spindle.png", "eta-so.png", "phase-so_upstate.png",
                 "latency.png", "stim-vs-sham.png", "memory.png", "forecast.png",
-                "refusals.png"}
+                "forecast-gate.png", "refusals.png"}
     assert expected <= set(files)
     for f in expected:
         data = (index.parent / f).read_bytes()

@@ -162,3 +162,19 @@ def test_spindle_locked_and_yoked_random():
     # every approved stimulus was sent, except those still pending when the run ended
     assert yoked["pulses_sent"] + yoked["pulses_cancelled"] == yoked["approved"]
     assert yoked["ripple_timing"]["within_50ms"] < 0.6 < locked["ripple_timing"]["within_50ms"]
+
+
+def test_sham_twin_sees_the_same_samples_so_no_stimulation_means_no_effect():
+    """Outputs never armed: the run delivers nothing, so its memory outcome must equal the
+    sham twin's exactly -- which needs the twin to simulate the same number of samples
+    (a run of S seconds ends at its last sample, S - 1/rate; a twin that long is one sample
+    short and its memories differ)."""
+    import dataclasses
+
+    cfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+    cfg = dataclasses.replace(cfg, safety=dataclasses.replace(cfg.safety, arm_on_start=False))
+    rep = run_trial(cfg, 20.0, speed="max")
+    run, sham = rep["run"], rep["sham"]
+    assert run["pulses_sent"] == 0 and run["decisions"] > 0 and run["refusals"]
+    assert sham["chunks"] == run["chunks"]
+    assert rep["memory_effect"] == pytest.approx(0.0, abs=1e-12)
