@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from drivers.jsonable import to_jsonable
+
 #: +-50 ms around the sharp-wave-ripple peak (issue 5; closed-loop SWR stimulation studies)
 RIPPLE_WINDOW_S = 0.050
 #: a detection matches a true event if it falls inside [onset - tol, offset + tol]
@@ -397,23 +399,11 @@ def format_summary(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, (np.floating, np.integer)):
-        return _jsonable(o.item())
-    return o
-
-
 def write_report(rep: dict, folder: str) -> None:
     """Write ``summary.json`` and ``summary.txt`` into ``folder`` (created if needed)."""
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
-    (d / "summary.json").write_text(json.dumps(_jsonable(rep), indent=2) + "\n",
+    (d / "summary.json").write_text(json.dumps(to_jsonable(rep), indent=2) + "\n",
                                     encoding="utf-8")
     (d / "summary.txt").write_text(format_summary(rep) + "\n", encoding="utf-8")
 
