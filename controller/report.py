@@ -124,6 +124,16 @@ class Recording:
         return None
 
 
+def _config_of(header: Any) -> tuple[str, dict]:
+    """The effective config a recording carries: its TOML text and the parsed table ({}
+    when absent or unreadable)."""
+    text = _first(header, "info", "engramloop", "config") or ""
+    try:
+        return str(text), (tomllib.loads(text) if text else {})
+    except tomllib.TOMLDecodeError:
+        return str(text), {}
+
+
 def _first(d: Any, *keys: str) -> Any:
     """Walk pyxdf's list-wrapped XML dicts: ``_first(info, "desc", "channels")``."""
     for k in keys:
@@ -197,11 +207,7 @@ def load_recording(path: str | Path) -> Recording:
         markers["truth"] = expand_truth(markers["truth"])
     for rows in markers.values():
         rows.sort(key=lambda r: r[0])
-    config_text = _first(header, "info", "engramloop", "config") or ""
-    try:
-        config = tomllib.loads(config_text) if config_text else {}
-    except tomllib.TOMLDecodeError:
-        config = {}
+    config_text, config = _config_of(header)
     return Recording(path, signals, markers, str(config_text), config,
                      str(_first(header, "info", "datetime") or ""))
 
@@ -1132,11 +1138,7 @@ def load_twin_memory(path: str | Path) -> tuple[MemoryTrack | None, dict]:
             if isinstance(obj, dict):
                 rows.append((float(t), obj))
     rows.sort(key=lambda r: r[0])
-    text = _first(header, "info", "engramloop", "config") or ""
-    try:
-        config = tomllib.loads(text) if text else {}
-    except tomllib.TOMLDecodeError:
-        config = {}
+    _, config = _config_of(header)
     return memory_track(rows, _condition(config) or "sham", path), config
 
 

@@ -220,7 +220,8 @@ def run_point(cfg: Any, path: str, *, duration_s: float | None, truth: Truth | N
 
 
 # ----------------------------------------------------------------------------- table
-def _f(v: Any, scale: float = 1.0, nd: int = 3) -> str:
+def fmt_number(v: Any, scale: float = 1.0, nd: int = 3) -> str:
+    """``v * scale`` with ``nd`` decimals for a text table; "-" when missing or not finite."""
     try:
         f = float(v) * scale
     except (TypeError, ValueError):
@@ -245,15 +246,15 @@ def table(points: Sequence[PointResult], keys: Sequence[str]) -> list[str]:
         if scored:
             def m(p: PointResult, key: str, kind: str = kind) -> Any:
                 return (p.score or {}).get(kind, {}).get(key, math.nan)
-            cols += [(f"{kind} det", lambda p, m=m: _f(m(p, "n_detected"), 1, 0)),
-                     ("prec", lambda p, m=m: _f(m(p, "precision"))),
-                     ("recall", lambda p, m=m: _f(m(p, "recall"))),
-                     ("F1", lambda p, m=m: _f(m(p, "f1"))),
-                     ("FP/min", lambda p, m=m: _f(m(p, "fp_per_min"), 1, 2)),
-                     ("lat ms", lambda p, m=m: _f(m(p, "latency_onset_median_s"), 1e3, 1))]
+            cols += [(f"{kind} det", lambda p, m=m: fmt_number(m(p, "n_detected"), 1, 0)),
+                     ("prec", lambda p, m=m: fmt_number(m(p, "precision"))),
+                     ("recall", lambda p, m=m: fmt_number(m(p, "recall"))),
+                     ("F1", lambda p, m=m: fmt_number(m(p, "f1"))),
+                     ("FP/min", lambda p, m=m: fmt_number(m(p, "fp_per_min"), 1, 2)),
+                     ("lat ms", lambda p, m=m: fmt_number(m(p, "latency_onset_median_s"), 1e3, 1))]
         else:
             cols += [(f"{kind} det", lambda p, kind=kind: str(p.counts.get(kind, 0))),
-                     ("per min", lambda p, kind=kind: _f(
+                     ("per min", lambda p, kind=kind: fmt_number(
                          p.counts.get(kind, 0) * 60.0 / p.duration_s if p.duration_s > 0
                          else math.nan, 1, 2))]
     rows = [[h for h, _ in cols]] + [[fn(p) for _, fn in cols] for p in points]
@@ -264,4 +265,4 @@ def table(points: Sequence[PointResult], keys: Sequence[str]) -> list[str]:
 
 
 __all__ = ["SweepError", "parse_sweep", "grid", "config_with", "find_truth", "run_point",
-           "PointResult", "table", "split_values", "parse_value", "Truth"]
+           "PointResult", "table", "split_values", "parse_value", "Truth", "fmt_number"]

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from controller.sweep import fmt_number
+
 HELP = ("score a recording's detections against truth (simulated) or expert annotations: "
         "precision/recall/F1, false positives per minute, latency, SO trigger phase")
 
@@ -203,34 +205,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(v: object, scale: float = 1.0, nd: int = 3) -> str:
-    try:
-        f = float(v) * scale
-    except (TypeError, ValueError):
-        return "-"
-    return "-" if not math.isfinite(f) else f"{f:.{nd}f}"
-
-
 def print_table(rec: Path, result: dict) -> None:
-    print(f"# {rec}: {_fmt(result['duration_s'], 1, 1)} s scored")
+    print(f"# {rec}: {fmt_number(result['duration_s'], 1, 1)} s scored")
     kinds = [k for k, v in result.items() if isinstance(v, dict) and "f1" in v]
     if kinds:
         print(f"{'kind':<10}{'truth':>7}{'det':>6}{'TP':>6}{'prec':>7}{'recall':>8}{'F1':>7}"
               f"{'FP/min':>8}{'lat onset med/p90 ms':>22}{'lat peak med/p90 ms':>21}")
         for k in kinds:
             r = result[k]
-            on = (f"{_fmt(r['latency_onset_median_s'], 1e3, 1)} / "
-                  f"{_fmt(r['latency_onset_p90_s'], 1e3, 1)}")
-            pk = (f"{_fmt(r['latency_peak_median_s'], 1e3, 1)} / "
-                  f"{_fmt(r['latency_peak_p90_s'], 1e3, 1)}")
+            on = (f"{fmt_number(r['latency_onset_median_s'], 1e3, 1)} / "
+                  f"{fmt_number(r['latency_onset_p90_s'], 1e3, 1)}")
+            pk = (f"{fmt_number(r['latency_peak_median_s'], 1e3, 1)} / "
+                  f"{fmt_number(r['latency_peak_p90_s'], 1e3, 1)}")
             print(f"{k:<10}{r['n_truth']:>7}{r['n_detected']:>6}{r['true_positives']:>6}"
-                  f"{_fmt(r['precision']):>7}{_fmt(r['recall']):>8}{_fmt(r['f1']):>7}"
-                  f"{_fmt(r['fp_per_min'], 1, 2):>8}{on:>22}{pk:>21}")
+                  f"{fmt_number(r['precision']):>7}{fmt_number(r['recall']):>8}{fmt_number(r['f1']):>7}"
+                  f"{fmt_number(r['fp_per_min'], 1, 2):>8}{on:>22}{pk:>21}")
     else:
         print("no detected kind has truth of the same kind")
     ph = result.get("so_phase")
     if ph:
         print(f"SO up-state triggers: n={ph['n']}, phase at predicted up-state "
-              f"{_fmt(ph['mean_phase_deg'], 1, 1)} deg (circular SD "
-              f"{_fmt(ph['sd_phase_deg'], 1, 1)} deg), in up-phase "
-              f"{_fmt(ph['fraction_in_target_half'], 100, 1)} %")
+              f"{fmt_number(ph['mean_phase_deg'], 1, 1)} deg (circular SD "
+              f"{fmt_number(ph['sd_phase_deg'], 1, 1)} deg), in up-phase "
+              f"{fmt_number(ph['fraction_in_target_half'], 100, 1)} %")
