@@ -5,7 +5,8 @@ it and the times of pulses delivered since the last call. ``feed`` only appends 
 deque (lock-free: ``deque.append`` is atomic in CPython) and compares the chunk's last
 timestamp with the next block boundary -- no lock, no condition variable, no computing.
 The worker thread wakes when the data reach a new ``hop_s`` block (a forecast is due) and
-otherwise every ``wake_s`` seconds; it drains everything queued, joins the chunks into one
+otherwise every ``wake_s`` seconds -- in the loop, when the loop kicks it (:meth:`kick`)
+right after finishing a chunk, so its work falls in the loop's wait for the next chunk; it drains everything queued, joins the chunks into one
 block and runs the epoch feature stage (:class:`decoders.features.EpochFeatures`) once on
 it, then the torch forecaster for each finished epoch, and publishes the newest
 :class:`~decoders.features.Forecast`. Batching keeps the worker's share of the GIL small:
@@ -117,6 +118,9 @@ class ForecastWorker:
         self._wake = threading.Event()
         self._stopping = False
         self._next_boundary_s = -math.inf   # loop side: start of the next hop_s block
+        self._next_wake_s = -math.inf       # loop side: data time of the next routine wake
+        self._due = False                   # loop side: work waits for the next kick()
+        self._kicked = False                # the loop calls kick(): wake only when kicked
         self._open_block: int | None = None  # worker side: block the features have open
         self._latest: Forecast | None = None
         self._new: deque[Forecast] = deque()   # worker appends, drain() pops
@@ -188,11 +192,30 @@ class ForecastWorker:
             return False
         q.append((chunk, tuple(events) if events else (), tuple(pulses) if pulses else ()))
         ts = chunk.timestamps
-        if ts.shape[0] and ts[-1] >= self._next_boundary_s:
-            self._next_boundary_s = (math.floor(float(ts[-1]) / self._hop_s) + 1) * self._hop_s
-            self._wake.set()
-            return True
+        if ts.shape[0]:
+            last = ts[-1]
+            if last >= self._next_wake_s:
+                self._next_wake_s = float(last) + self.settings.wake_s
+                self._due = True
+            if last >= self._next_boundary_s:
+                self._next_boundary_s = (math.floor(float(last) / self._hop_s) + 1) \
+                    * self._hop_s
+                self._due = True
+                if not self._kicked:
+                    self._wake.set()
+                return True
         return False
+
+    def kick(self) -> None:
+        """Wake the worker if work is due (a new block, or ``wake_s`` of data since the
+        last wake). The loop calls this after it has finished a chunk, so the worker's
+        share of the GIL falls in the loop's wait for the next chunk instead of in the
+        middle of decoding one. Once called, the worker wakes only when kicked (and, as
+        a safety net, every ten ``wake_s``)."""
+        self._kicked = True
+        if self._due:
+            self._due = False
+            self._wake.set()
 
     def check(self) -> None:
         """Re-raise the worker's error in the calling (loop) thread, if any."""
@@ -239,7 +262,7 @@ class ForecastWorker:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.settings.wake_s)
+            self._wake.wait(self.settings.wake_s * (10.0 if self._kicked else 1.0))
             self._wake.clear()
             stopping = self._stopping
             self._work()

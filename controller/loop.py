@@ -496,6 +496,8 @@ class Loop:
                                           + chunk.n_samples / chunk.rate_hz)
             else:
                 h_tot.record(clock.now() - chunk.arrival_s)
+            if fw is not None:
+                fw.kick()   # the worker runs while this thread waits for the next chunk
             if self.scheduler.error is not None:
                 raise self.scheduler.error
             if now >= next_check:

@@ -158,6 +158,28 @@ def test_feed_reports_block_boundaries():
     assert [i for i, d in enumerate(due) if d] == [0, 5, 10]
 
 
+def test_kicked_worker_forecasts_every_epoch(ckpt_path):
+    """In the loop the worker runs when kicked after a chunk (so its GIL share falls in the
+    loop's wait): kicking after every chunk yields the same forecasts as waking on its own,
+    without any wait_idle (a liveness check with a generous bound, not a timing claim)."""
+    import time
+
+    worker = ForecastWorker(_settings(ckpt_path))
+    worker.start()
+    try:
+        for chunk, ev in _chunks():
+            worker.feed(chunk, ev, [])
+            worker.kick()
+        deadline = time.monotonic() + 30.0
+        while worker.n_forecasts < 9 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker.check()
+        got = worker.drain()
+    finally:
+        worker.stop()
+    assert [f.time_s for f in got] == [10.0 * k for k in range(1, 10)]
+
+
 class _Broken:
     """A forecaster that fails on purpose (the real one cannot be made to fail on demand)."""
 
