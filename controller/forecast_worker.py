@@ -6,12 +6,13 @@ deque (lock-free: ``deque.append`` is atomic in CPython) and compares the chunk'
 timestamp with the next block boundary -- no lock, no condition variable, no computing.
 The worker thread wakes when the data reach a new ``hop_s`` block (a forecast is due) and
 otherwise every ``wake_s`` seconds -- in the loop, when the loop kicks it (:meth:`kick`)
-right after finishing a chunk, so its work falls in the loop's wait for the next chunk; it drains everything queued, joins the chunks into one
-block and runs the epoch feature stage (:class:`decoders.features.EpochFeatures`) once on
-it, then the torch forecaster for each finished epoch, and publishes the newest
-:class:`~decoders.features.Forecast`. Batching keeps the worker's share of the GIL small:
-a few hundred microseconds of Python every ``wake_s`` instead of some every chunk, which
-with the loop's 50 us switch interval would interrupt the loop thread all the time.
+right after finishing a chunk, so its work falls in the loop's wait for the next chunk;
+it drains everything queued, joins the chunks into one block and runs the epoch feature
+stage (:class:`decoders.features.EpochFeatures`) once on it, then the torch forecaster for
+each finished epoch, and publishes the newest :class:`~decoders.features.Forecast`.
+Batching keeps the worker's share of the GIL small: a few hundred microseconds of Python
+every ``wake_s`` instead of some every chunk, which with the loop's 50 us switch interval
+would interrupt the loop thread all the time.
 
 Batches are cut after every chunk that reaches a new block, so the feature stage sees,
 at each epoch boundary, exactly the events and pulses it would have seen chunk by chunk:

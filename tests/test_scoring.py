@@ -77,7 +77,7 @@ def test_so_phase_from_truth_landmarks_matches_simulator() -> None:
     assert np.max(np.abs((ours[ok] - ref[ok] + 180) % 360 - 180)) < 1e-6
 
 
-def _record(path, events, truth, duration_s=60.0) -> None:
+def _record(path, events, truth, duration_s=60.0, t0_s=0.0) -> None:
     from controller.recorder import Recorder
     from drivers.chunk import Chunk
 
@@ -85,7 +85,7 @@ def _record(path, events, truth, duration_s=60.0) -> None:
     rec.add_signal_stream(Chunk(np.zeros((1, 1)), np.zeros(1), 100.0, ("Cz",), 0.0))
     rec.start()
     n = int(duration_s * 100)
-    t = np.arange(n) / 100.0
+    t = t0_s + np.arange(n) / 100.0
     rec.write_chunk(Chunk(np.zeros((n, 1)), t, 100.0, ("Cz",), 0.0))
     for e in events:
         rec.write_marker("events", e["detect_s"], e)
@@ -149,3 +149,37 @@ def test_circular_statistics_of_identical_angles() -> None:
     """Rounding can make R a hair above 1 for identical angles: SD 0, no math error."""
     mean, sd, r = circular_mean_sd([33.3] * 7)
     assert abs(mean - 33.3) < 1e-9 and sd == 0.0 and r == 1.0
+
+
+def test_score_aligns_csv_annotations_and_other_truth_files_with_the_recording(
+        tmp_path, capsys) -> None:
+    """A recording on a live rig's host clock (first sample at 5000 s): CSV onsets count
+    from its first sample, and truth from another recording (e.g. the file it replayed)
+    is aligned at the first samples -- the same scores as on a recording starting at 0."""
+    from controller.cli import main
+    from decoders.events import Event
+
+    def events(t0):
+        ev = [Event("calibration_done", "spindle", t0, t0 + 5.0).to_dict()]
+        return ev + [Event("spindle", "Cz", t0 + o, t0 + o + 0.3).to_dict()
+                     for o in (10.0, 20.0, 30.0, 45.0)]
+
+    def truth(t0):
+        return [{"kind": "spindle", "channel": "Cz", "onset_s": t0 + o, "peak_s": t0 + o + .5,
+                 "offset_s": t0 + o + 1.0, "meta": {}} for o in (2.0, 10.0, 20.0, 30.0)]
+
+    at0, late = tmp_path / "at0.xdf", tmp_path / "late.xdf"
+    _record(at0, events(0.0), truth(0.0))
+    _record(late, events(5000.0), [], t0_s=5000.0)
+    csv = tmp_path / "expert.csv"
+    csv.write_text("onset,duration\n10.1,0.8\n45.1,0.6\n")
+    got = {}
+    for rec in (at0, late):
+        assert main(["score", str(rec), "--truth", str(csv), "--json"]) == 0
+        got[rec.name, "csv"] = json.loads(capsys.readouterr().out)["spindle"]
+        assert main(["score", str(rec), "--truth", str(at0), "--json"]) == 0
+        got[rec.name, "xdf"] = json.loads(capsys.readouterr().out)["spindle"]
+    assert (got["late.xdf", "csv"]["n_truth"], got["late.xdf", "csv"]["true_positives"]) == (2, 2)
+    assert got["late.xdf", "csv"] == pytest.approx(got["at0.xdf", "csv"], abs=1e-9)
+    assert got["late.xdf", "xdf"]["true_positives"] == 3
+    assert got["late.xdf", "xdf"] == pytest.approx(got["at0.xdf", "xdf"], abs=1e-9)

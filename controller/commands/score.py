@@ -18,8 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      "'engramloop sim' (detectors are run on it)")
     p.add_argument("--truth", metavar="FILE",
                    help="truth to score against instead of the recording's own: a CSV of "
-                        "onset,duration (expert annotations, seconds), a truth .json "
-                        "(sim.truth.Truth.save), or another .xdf/.npz holding truth")
+                        "onset,duration (expert annotations, seconds from the recording's "
+                        "first sample), a truth .json (sim.truth.Truth.save), or another "
+                        ".xdf/.npz holding truth (its first sample is aligned with the "
+                        "recording's, as when the recording is a replay of it)")
     p.add_argument("--kind", default="spindle",
                    help="event kind the CSV annotations are (default: spindle)")
     p.add_argument("--events", metavar="FILE",
@@ -34,8 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------- readers
 
-def xdf_streams(path: Path) -> tuple[dict, float]:
-    """Marker streams of an XDF file as {suffix: [(t, dict)]} and its signal span (s)."""
+def xdf_streams(path: Path) -> tuple[dict, float, float]:
+    """Marker streams of an XDF file as {suffix: [(t, dict)]}, its signal span (s) and the
+    time of its first signal sample (s; NaN without signal)."""
     from controller.cli import UserError
 
     try:
@@ -61,7 +64,7 @@ def xdf_streams(path: Path) -> tuple[dict, float]:
         elif len(ts):
             span = [min(span[0], float(ts[0])), max(span[1], float(ts[-1]))]
     duration = span[1] - span[0] if math.isfinite(span[0]) else math.nan
-    return markers, duration
+    return markers, duration, (span[0] if math.isfinite(span[0]) else math.nan)
 
 
 def read_csv_truth(path: Path, kind: str) -> list[dict]:
@@ -85,7 +88,8 @@ def read_csv_truth(path: Path, kind: str) -> list[dict]:
 
 
 def read_truth(path: Path, kind: str) -> tuple[list[dict], object | None]:
-    """Truth records (and a Truth object when available, for phases)."""
+    """Truth records (and a Truth object when available, for phases), on the truth file's
+    own time base (see :func:`truth_t0`)."""
     from controller.cli import UserError
 
     if not path.is_file():
@@ -102,11 +106,29 @@ def read_truth(path: Path, kind: str) -> tuple[list[dict], object | None]:
             raise UserError(f"--truth {path}: not a truth file from sim.truth: {exc}") from None
         return [e.to_dict() for e in tr.events()], tr
     if ext == ".xdf":
-        markers, _ = xdf_streams(path)
+        markers = xdf_streams(path)[0]
         return [obj for _, obj in markers.get("truth", [])], None
     if ext == ".npz":
         return npz_truth(path)
     raise UserError(f"--truth {path}: use a .csv, .json, .xdf or .npz file")
+
+
+def truth_t0(path: Path, truth_obj: object | None) -> float:
+    """Time (s) that a truth file counts from: its first signal sample (.xdf, .npz), the
+    simulator's sample 0 (.json), 0 for CSV annotations (seconds from the start)."""
+    import numpy as np
+
+    ext = path.suffix.lower()
+    if ext == ".xdf":
+        t0 = xdf_streams(path)[2]
+        return t0 if math.isfinite(t0) else 0.0
+    if ext == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            for key in ("timestamps", "t", "time_s"):
+                if key in z.files and z[key].size:
+                    return float(z[key].reshape(-1)[0])
+        return 0.0
+    return float(getattr(truth_obj, "t0_s", 0.0) or 0.0)
 
 
 def npz_truth(path: Path) -> tuple[list[dict], object | None]:
@@ -167,8 +189,9 @@ def run(args: argparse.Namespace) -> int:
     ext = rec.suffix.lower()
     truth: list[dict] = []
     truth_obj = None
+    rec_t0 = 0.0
     if ext == ".xdf":
-        markers, duration = xdf_streams(rec)
+        markers, duration, rec_t0 = xdf_streams(rec)
         detections = [obj for _, obj in markers.get("events", [])]
         truth = [obj for _, obj in markers.get("truth", [])]
     elif ext == ".npz":
@@ -177,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             detections, duration = _run_detectors(rec, args.config, args.chunk)
         truth, truth_obj = npz_truth(rec)
+        rec_t0 = truth_t0(rec, None)
     else:
         raise UserError(f"{rec}: use an .xdf recording or an .npz from 'engramloop sim'")
     if args.events:
@@ -187,16 +211,25 @@ def run(args: argparse.Namespace) -> int:
             detections = [obj for _, obj in xdf_streams(ev)[0].get("events", [])]
         else:
             detections = _events_jsonl(ev)
+    shift = 0.0
     if args.truth:
         truth, truth_obj = read_truth(Path(args.truth), args.kind)
+        # onto the recording's clock: the truth file's start is the recording's first
+        # sample (a replay starts at the file's first sample; CSV onsets count from it)
+        if math.isfinite(rec_t0):
+            shift = rec_t0 - truth_t0(Path(args.truth), truth_obj)
     # the truth stream also carries non-event records (e.g. memory recall scores)
     truth = [e for e in truth if isinstance(e, dict) and "onset_s" in e and "offset_s" in e]
+    if shift:
+        from controller.sweep import Truth as Aligned
+
+        truth = Aligned(truth).shifted(shift, 0.0)
     if not truth:
         raise UserError(f"{rec}: no truth to score against (no engramloop.truth stream); "
                         "give --truth FILE (CSV of onset,duration or a truth file)")
     phase_fn = None
     if truth_obj is not None:
-        phase_fn = lambda t: truth_obj.phase("so", t)  # noqa: E731
+        phase_fn = lambda t: truth_obj.phase("so", t - shift)  # noqa: E731
     result = score_session(detections, truth, duration, so_phase=phase_fn)
     if args.json:
         print(json.dumps(result, default=float))
