@@ -254,20 +254,25 @@ def test_sim_report_is_deterministic(sim_report, tmp_path):
         assert f.read_bytes() == (index.parent / f.name).read_bytes(), f.name
 
 
+def _n2_edf(pyedflib, path: Path, repeats: int) -> Path:
+    """An EDF+ of the YASA N2 example (C3, 200 Hz, microvolts), repeated ``repeats`` times."""
+    uv = np.tile(np.loadtxt(DATA / "data_N2_spindles_15sec_200Hz.txt"), repeats)
+    w = pyedflib.EdfWriter(str(path), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders([{"label": "C3", "dimension": "uV", "sample_frequency": 200,
+                         "physical_max": 500.0, "physical_min": -500.0,
+                         "digital_max": 32767, "digital_min": -32768}])
+    w.writeSamples([uv])
+    w.close()
+    return path
+
+
 def _edf_replay(tmp: Path) -> Path:
     """Make an EDF from the YASA N2 example, replay it with FileSource, record it."""
     pyedflib = pytest.importorskip("pyedflib")
     from drivers.chunk import EndOfStream
     from drivers.files import FileSource
 
-    uv = np.loadtxt(DATA / "data_N2_spindles_15sec_200Hz.txt")
-    edf = tmp / "n2.edf"
-    w = pyedflib.EdfWriter(str(edf), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
-    w.setSignalHeaders([{"label": "C3", "dimension": "uV", "sample_frequency": 200,
-                         "physical_max": 500.0, "physical_min": -500.0,
-                         "digital_max": 32767, "digital_min": -32768}])
-    w.writeSamples([uv])
-    w.close()
+    edf = _n2_edf(pyedflib, tmp / "n2.edf", repeats=1)
     src = FileSource(edf, speed="max", chunk_samples=20)
     out = tmp / "replay.xdf"
     with Recorder(out, "name = \"replay\"\n") as rec:
@@ -329,14 +334,8 @@ def test_engramloop_replay_of_an_edf_reports(tmp_path, capsys):
     pyedflib = pytest.importorskip("pyedflib")
     from controller.cli import main
 
-    uv = np.tile(np.loadtxt(DATA / "data_N2_spindles_15sec_200Hz.txt"), 4)  # 60 s of N2
-    edf = tmp_path / "night.edf"
-    w = pyedflib.EdfWriter(str(edf), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
-    w.setSignalHeaders([{"label": "C3", "dimension": "uV", "sample_frequency": 200,
-                         "physical_max": 500.0, "physical_min": -500.0,
-                         "digital_max": 32767, "digital_min": -32768}])
-    w.writeSamples([uv])
-    w.close()
+    edf = _n2_edf(pyedflib, tmp_path / "night.edf", repeats=4)   # 60 s of N2
+    uv = np.tile(np.loadtxt(DATA / "data_N2_spindles_15sec_200Hz.txt"), 4)
     cfg = tmp_path / "replay.toml"
     cfg.write_text(REPLAY_TOML, encoding="utf-8")
     xdf = tmp_path / "replay.xdf"
