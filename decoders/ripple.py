@@ -330,17 +330,14 @@ class RippleDetector:
             return events
         if not self._armed and t[-1] < self._rearm_t:
             return events        # still refractory for the whole chunk: nothing can change
-        if nd == 1:
-            self._scan_one(cand, t, env, med, sd, thr, runs, first, events)
-            return events
-        if cand is None:
-            cand = np.zeros(n, dtype=bool)
-        # re-arm level (hysteresis): any detection channel still above median + rearm_sd SD
-        rearm = self._tmp[:n]
-        np.multiply(sd[:, :nd], s.rearm_sd, out=rearm)
-        rearm += med[:, :nd]
-        np.greater_equal(env[:, :nd], rearm, out=self._hi[:n])
-        hi = self._hi[:n].any(axis=1) if nd > 1 else self._hi[:n, 0]
+        hi = None
+        if nd > 1:
+            # re-arm level (hysteresis): any detection channel above median + rearm_sd SD
+            rearm = self._tmp[:n]
+            np.multiply(sd[:, :nd], s.rearm_sd, out=rearm)
+            rearm += med[:, :nd]
+            np.greater_equal(env[:, :nd], rearm, out=self._hi[:n])
+            hi = self._hi[:n].any(axis=1)
         self._scan(cand, hi, t, env, med, sd, thr, runs, first, events)
         return events
 
@@ -384,65 +381,44 @@ class RippleDetector:
                      detect_s=float(t[j]), amplitude=float(med[j, 0]),
                      score=float(sd[j, 0]), threshold=float(thr))
 
-    def _scan_one(self, cand: np.ndarray | None, t: np.ndarray, env: np.ndarray,
-                  med: np.ndarray, sd: np.ndarray, thr: np.ndarray, runs: np.ndarray,
-                  first: int, events: list[Event]) -> None:
-        """:meth:`_scan` for one detection channel (single or pooled) in plain Python over
-        the chunk's few samples: the same decisions, without a dozen NumPy calls on the
-        chunks that carry a ripple (the per-chunk p99)."""
-        s = self.settings
+    def _scan(self, cand: np.ndarray | None, any_above: np.ndarray | None, t: np.ndarray,
+              env: np.ndarray, med: np.ndarray, sd: np.ndarray, thr: np.ndarray,
+              runs: np.ndarray, first: int, events: list[Event]) -> None:
+        """Walk the chunk's few samples in plain Python: re-arm (hysteresis) once
+        refractory and no detection channel is above median + rearm_sd SD (``any_above``;
+        None = one detection channel, compared here), then fire on the first candidate.
+        Plain Python over ~10 samples instead of a dozen NumPy calls on the chunks that
+        carry a ripple (the per-chunk p99)."""
+        s, nd = self.settings, self._nd
         c = cand.tolist() if cand is not None else None
         tl = t.tolist()
-        e, m, d = env[:, 0].tolist(), med[:, 0].tolist(), sd[:, 0].tolist()
-        rearm_sd, armed, rearm_t = s.rearm_sd, self._armed, self._rearm_t
+        if any_above is None:
+            e, m, d = env[:, 0].tolist(), med[:, 0].tolist(), sd[:, 0].tolist()
+            above = [e[i] >= m[i] + s.rearm_sd * d[i] for i in range(len(tl))]
+        else:
+            above = any_above.tolist()
+        armed, rearm_t = self._armed, self._rearm_t
         for i in range(len(tl)):
             if not armed:
-                # re-arm (hysteresis) once refractory and back below median + rearm_sd SD;
-                # the re-arming sample itself cannot fire
-                if tl[i] >= rearm_t and not e[i] >= m[i] + rearm_sd * d[i]:
-                    armed = True
+                if tl[i] >= rearm_t and not above[i]:
+                    armed = True       # the re-arming sample itself cannot fire
                 continue
-            if c is not None and c[i]:
-                run = int(runs[i, 0])
-                onset_idx = first + i - run + 1
-                onset_s = (tl[onset_idx - first] if onset_idx >= first
-                           else self._times.at(onset_idx))
-                events.append(Event(kind=self.KIND, channel=s.channels[0], onset_s=onset_s,
-                                    detect_s=tl[i], amplitude=e[i],
-                                    score=(e[i] - m[i]) / d[i], threshold=float(thr[i, 0])))
-                armed = False
-                rearm_t = tl[i] + s.refractory_s
-        self._armed, self._rearm_t = armed, rearm_t
-
-    def _scan(self, cand: np.ndarray, any_above: np.ndarray, t: np.ndarray, env: np.ndarray,
-              med: np.ndarray, sd: np.ndarray, thr: np.ndarray, runs: np.ndarray, first: int,
-              events: list[Event]) -> None:
-        n = cand.shape[0]
-        i = 0
-        s = self.settings
-        while i < n:
-            if not self._armed:
-                ok = np.flatnonzero(~any_above[i:] & (t[i:] >= self._rearm_t))
-                if ok.size == 0:
-                    return
-                self._armed = True
-                i += int(ok[0]) + 1
+            if c is None or not c[i]:
                 continue
-            hit = np.flatnonzero(cand[i:])
-            if hit.size == 0:
-                return
-            j = i + int(hit[0])
-            nd = self._nd
-            score = (env[j, :nd] - med[j, :nd]) / sd[j, :nd]
-            score = np.where(runs[j] >= self._min_n, score, -np.inf)
-            ch = int(np.argmax(score))
-            onset_idx = first + j - int(runs[j].max()) + 1
-            onset_s = (float(t[onset_idx - first]) if onset_idx >= first
+            if nd == 1:
+                ch, run = 0, int(runs[i, 0])
+                score = (e[i] - m[i]) / d[i]
+            else:    # the strongest channel among those whose run is long enough
+                sc = (env[i, :nd] - med[i, :nd]) / sd[i, :nd]
+                sc = np.where(runs[i] >= self._min_n, sc, -np.inf)
+                ch, run = int(np.argmax(sc)), int(runs[i].max())
+                score = float(sc[ch])
+            onset_idx = first + i - run + 1
+            onset_s = (tl[onset_idx - first] if onset_idx >= first
                        else self._times.at(onset_idx))
-            events.append(Event(kind=self.KIND, channel=s.channels[ch],
-                                onset_s=onset_s, detect_s=float(t[j]),
-                                amplitude=float(env[j, ch]), score=float(score[ch]),
-                                threshold=float(thr[j, ch])))
-            self._armed = False
-            self._rearm_t = float(t[j]) + s.refractory_s
-            i = j + 1
+            events.append(Event(kind=self.KIND, channel=s.channels[ch], onset_s=onset_s,
+                                detect_s=tl[i], amplitude=float(env[i, ch]), score=score,
+                                threshold=float(thr[i, ch])))
+            armed = False
+            rearm_t = tl[i] + s.refractory_s
+        self._armed, self._rearm_t = armed, rearm_t
