@@ -630,14 +630,14 @@ class Loop:
                                f"{d.reason}); {res.n_failed} so far", now)
             if len(res.deliveries) < MAX_KEPT:
                 res.deliveries.append((p, d))
-            if d.status in ("sent", "acked") and self._blankers:
-                # the stimulus reached the tissue: blank its artefact in the detectors
+            if d.status in ("sent", "acked"):
+                # the stimulus reached the tissue (at the device edge when known): blank its
+                # artefact in the detectors and count it for the forecaster
                 t0 = d.device_edge_s if d.device_edge_s == d.device_edge_s else d.sent_s
                 for det in self._blankers:
                     det.blank(t0, t0 + p.spec.duration_s)
-            if self.forecaster is not None and d.status in ("sent", "acked"):
-                self._pulse_times.append(d.device_edge_s if d.device_edge_s == d.device_edge_s
-                                         else d.sent_s)
+                if self.forecaster is not None:
+                    self._pulse_times.append(t0)
             arr = self._immediate.pop(p.pulse_id, None)
             if arr is not None and d.status in ("sent", "acked", "sham") \
                     and not self.simulated:
@@ -676,8 +676,6 @@ class Loop:
         """Record the worker's new forecasts (in real time at most 1 s after they are made;
         the gate reads the newest one from the worker directly)."""
         for fc in self.forecaster.drain():
-            self._forecast = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
-            self._forecast_t = fc.time_s
             if self.recorder is not None:
                 self.recorder.write_marker("forecasts", fc.time_s, fc)
             if len(self.result.forecasts) < MAX_KEPT:
