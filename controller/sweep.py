@@ -133,17 +133,22 @@ class Truth:
     origin: str = ""
 
     def shifted(self, replay_t0_s: float, file_t0_s: float) -> list[dict]:
-        d = replay_t0_s - (file_t0_s if self.file_based else 0.0)
-        if d == 0.0:
-            return list(self.records)
-        out = []
-        for e in self.records:
-            e = dict(e)
-            for k in ("onset_s", "peak_s", "offset_s"):
-                if isinstance(e.get(k), (int, float)):
-                    e[k] = float(e[k]) + d
-            out.append(e)
-        return out
+        return shift_records(self.records,
+                             replay_t0_s - (file_t0_s if self.file_based else 0.0))
+
+
+def shift_records(records: Sequence[dict], d_s: float) -> list[dict]:
+    """Truth records with onset, peak and offset moved by ``d_s`` seconds (copies)."""
+    if d_s == 0.0:
+        return list(records)
+    out = []
+    for e in records:
+        e = dict(e)
+        for k in ("onset_s", "peak_s", "offset_s"):
+            if isinstance(e.get(k), (int, float)):
+                e[k] = float(e[k]) + d_s
+        out.append(e)
+    return out
 
 
 def find_truth(recording: str | Path, truth_file: str | None, kind: str) -> Truth | None:
@@ -265,4 +270,5 @@ def table(points: Sequence[PointResult], keys: Sequence[str]) -> list[str]:
 
 
 __all__ = ["SweepError", "parse_sweep", "grid", "config_with", "find_truth", "run_point",
-           "PointResult", "table", "split_values", "parse_value", "Truth", "fmt_number"]
+           "PointResult", "table", "split_values", "parse_value", "Truth", "fmt_number",
+           "shift_records"]

@@ -221,9 +221,9 @@ def run(args: argparse.Namespace) -> int:
     # the truth stream also carries non-event records (e.g. memory recall scores)
     truth = [e for e in truth if isinstance(e, dict) and "onset_s" in e and "offset_s" in e]
     if shift:
-        from controller.sweep import Truth as Aligned
+        from controller.sweep import shift_records
 
-        truth = Aligned(truth).shifted(shift, 0.0)
+        truth = shift_records(truth, shift)
     if not truth:
         raise UserError(f"{rec}: no truth to score against (no engramloop.truth stream); "
                         "give --truth FILE (CSV of onset,duration or a truth file)")
