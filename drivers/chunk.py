@@ -56,6 +56,23 @@ class Chunk:
             raise ValueError(f"Chunk.channels has {len(self.channels)} names for "
                              f"{s.shape[1]} columns")
 
+    @classmethod
+    def unchecked(cls, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
+                  channels: tuple[str, ...], arrival_s: float, first_index: int = 0,
+                  gap_before: bool = False, units: str = "V",
+                  meta: dict | None = None) -> Chunk:
+        """A Chunk without the checks of ``__post_init__``, for a source whose arrays are
+        valid by construction (its own C-contiguous float64 copies): the real-time loop
+        builds one per 5 ms, and on a cold cache the checks and the frozen dataclass's
+        per-field ``__setattr__`` cost tens of microseconds of its latency budget.
+        Tests check that it equals the checked constructor field for field."""
+        c = object.__new__(cls)
+        c.__dict__.update(samples=samples, timestamps=timestamps, rate_hz=rate_hz,
+                          channels=channels, arrival_s=arrival_s, first_index=first_index,
+                          gap_before=gap_before, units=units,
+                          meta={} if meta is None else meta)
+        return c
+
     @property
     def n_samples(self) -> int:
         return self.samples.shape[0]

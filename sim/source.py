@@ -111,6 +111,7 @@ class SimSource:
         self._mem_seq = 0
         self._clip = s.artefacts.clip_v
         self._started = False
+        self._next_due = -math.inf   # paced: when the next chunk can be read (host clock)
         self.t0_s = 0.0
         self.pulses: list[EventRecord] = []
         # stimulate() may come from another thread (a stimulator emulator's edge callback)
@@ -139,6 +140,7 @@ class SimSource:
             self.memory.advance_to(self._read_ptr / self.rate_hz)
             self.truth.memory = self.memory.summary()
             self._started = False
+            self._next_due = -math.inf
 
     def read(self, timeout_s: float = 0.05) -> Chunk | None:
         """Return the next chunk.
@@ -153,6 +155,8 @@ class SimSource:
         EndOfStream
             After ``duration_s`` of signal.
         """
+        if timeout_s == 0.0 and self._clock.now() < self._next_due:
+            return None   # the loop's backlog poll, every chunk: the next one is not due
         if not self._started:
             raise SourceError("SimSource: call start() before read()")
         p = self._read_ptr
@@ -181,8 +185,14 @@ class SimSource:
             timestamps = self._tbuf[off:off + n].copy()
             self._read_ptr = end
             self.truth.until_s = end / self.rate_hz
-        return Chunk(samples, timestamps, self.rate_hz, self.channels,
-                     arrival_s=self._clock.now(), first_index=p, meta=self._meta)
+        if self.paced:  # the next chunk's newest sample time (start() fixed t0_s)
+            nxt = self.chunk_samples if self._total is None else min(
+                self.chunk_samples, self._total - end)
+            self._next_due = (self.t0_s + (end + nxt - 1) / self.rate_hz if nxt > 0
+                              else -math.inf)   # at the end: read() raises EndOfStream
+        # the arrays are this source's own C-contiguous float64 copies: no checks needed
+        return Chunk.unchecked(samples, timestamps, self.rate_hz, self.channels,
+                               arrival_s=self._clock.now(), first_index=p, meta=self._meta)
 
     # ------------------------------------------------------------------ closed loop
     def stimulate(self, t_s: float, spec: PulseSpec, target: str) -> None:

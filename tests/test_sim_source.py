@@ -127,3 +127,43 @@ def test_stimulate_from_another_thread_while_reading():
     th.join()
     assert not errors and x.shape == (10000, 8) and np.all(np.isfinite(x))
     assert len(src.truth.events("stim")) == 200
+
+
+def test_paced_zero_timeout_poll_returns_each_chunk_exactly_when_due():
+    """The loop's backlog poll (read(0.0)) takes a fast path while the next chunk is not
+    due: None before its newest sample's time, the chunk from then on -- including the
+    short last chunk -- then EndOfStream, and SourceError once stopped."""
+    clock = SimClock(0.0)
+    src = SimSource(seed=4, clock=clock, paced=True, chunk_samples=10, duration_s=0.0125)
+    ref = SimSource(seed=4, chunk_samples=10, duration_s=0.0125)
+    src.start()
+    ref.start()
+    for newest in (9, 19, 24):            # 25 samples: chunks of 10, 10 and 5
+        due = newest / 2000.0
+        clock.sleep_until(due - 1e-6)
+        assert src.read(0.0) is None
+        clock.sleep_until(due)
+        c, r = src.read(0.0), ref.read(0.0)
+        assert c is not None and c.timestamps[-1] == due
+        assert np.array_equal(c.samples, r.samples) and np.array_equal(c.timestamps,
+                                                                        r.timestamps)
+    with pytest.raises(EndOfStream):
+        src.read(0.0)
+    src.stop()
+    with pytest.raises(SourceError):
+        src.read(0.0)
+
+
+def test_unchecked_chunk_equals_the_checked_constructor():
+    import dataclasses
+
+    s, t = np.zeros((10, 2)), np.arange(10) / 2000.0
+    kw = dict(arrival_s=1.5, first_index=30, gap_before=True, meta={"source": "x"})
+    a = Chunk(s, t, 2000.0, ("a", "b"), **kw)
+    b = Chunk.unchecked(s, t, 2000.0, ("a", "b"), **kw)
+    for f in dataclasses.fields(Chunk):
+        assert getattr(a, f.name) is getattr(b, f.name) or \
+            getattr(a, f.name) == getattr(b, f.name), f.name
+    assert Chunk.unchecked(s, t, 2000.0, ("a", "b"), 0.0).meta == {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        b.rate_hz = 1.0
