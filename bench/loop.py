@@ -86,19 +86,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rt", type=int, default=0, metavar="PRIO",
                     help="SCHED_FIFO priority for the loop and scheduler threads "
                          "(scheduler.realtime_priority; 0 = normal scheduling)")
+    ap.add_argument("--cpu-latency", type=int, default=-1, metavar="US",
+                    help="hold a PM QoS CPU wake-up latency of US microseconds during the "
+                         "paced phases (scheduler.cpu_wakeup_latency_us; 0 = idle CPUs "
+                         "keep polling; -1 = leave them alone)")
     args = ap.parse_args(argv)
 
     from controller.config import load_config
 
     cfg = load_config(args.config)
     cfg = dataclasses.replace(cfg, scheduler=dataclasses.replace(
-        cfg.scheduler, realtime_priority=args.rt))
+        cfg.scheduler, realtime_priority=args.rt, cpu_wakeup_latency_us=args.cpu_latency))
     if args.forecaster != "config":
         cfg = dataclasses.replace(cfg, forecaster=dataclasses.replace(
             cfg.forecaster, enabled=args.forecaster == "on"))
     print(f"# bench/loop.py: {args.duration:.0f} s per phase, {cfg.sim.rate_hz:.0f} Hz x "
           f"{len(cfg.sim.channels)} ch, {cfg.source.chunk_samples}-sample chunks, output "
-          f"{args.output}, SCHED_FIFO priority {args.rt or 'off'}, forecaster "
+          f"{args.output}, SCHED_FIFO priority {args.rt or 'off'}, CPU wake-up latency "
+          f"{f'{args.cpu_latency} us' if args.cpu_latency >= 0 else 'not held'}, "
+          f"forecaster "
           f"{'on' if cfg.forecaster.enabled else 'off'}; python "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load average before {os.getloadavg()[0]:.2f}")
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## A. fire at detection ({res.n_chunks} chunks, {len(res.pulses_sent)} "
               f"pulses, {res.n_backlog} backlog(s), stop: {res.stop_reason})\n")
         print(header)
-        for s in ("read", "decode", "policy", "governor", "schedule", "record"):
+        for s in ("read", "intake", "decode", "policy", "governor", "schedule", "record"):
             print(row(s, st[s]))
         print(row("chunk_total (software)", st["chunk_total"]))
         print(row("arrival->pulse written", st["pulse_total"]))
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## W. the same loop unpaced, simulated clock ({res.n_chunks} chunks, "
               f"{len(res.pulses_sent)} pulses): processing per chunk, warm caches\n")
         print(header)
-        for s in ("decode", "policy", "governor", "schedule", "record"):
+        for s in ("intake", "decode", "policy", "governor", "schedule", "record"):
             print(row(s, res.stages[s]))
         print(row("chunk_total (processing)", res.stages["chunk_total"]))
     print(f"\nload average after {os.getloadavg()[0]:.2f}")

@@ -44,8 +44,8 @@ from drivers.chunk import Chunk, EndOfStream, SourceError
 from drivers.clock import HostClock, SimClock
 from drivers.pulse import Delivery, Pulse
 
-STAGES = ("read", "decode", "policy", "governor", "schedule", "record", "chunk_total",
-          "pulse_total")
+STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record",
+          "chunk_total", "pulse_total")
 #: bound on the in-memory lists kept for the end-of-run summary
 MAX_KEPT = 200_000
 #: status snapshots for the dashboard, seconds of loop time apart
@@ -200,6 +200,7 @@ class Loop:
         self._messages: deque = deque(maxlen=6)
         self._switch_interval: float | None = None
         self._sched_before: tuple | None = None
+        self._cpu_request = None    # a held CpuLatencyRequest (real-time runs that ask)
         self._source_ended = False
         self._next_backlog_note = -math.inf
         #: chunks since the last status snapshot (their signal quality is shown); None
@@ -318,6 +319,7 @@ class Loop:
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(SWITCH_INTERVAL_S)
             self._set_realtime(self.scheduler.settings.realtime_priority)
+            self._hold_cpu_awake(self.scheduler.settings.cpu_wakeup_latency_us)
             self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
         # (collect before the source starts, so the pause does not delay the first chunks)
@@ -342,7 +344,26 @@ class Loop:
             self._note(f"scheduler.realtime_priority = {priority} refused ({exc}); running "
                        "with normal scheduling (needs root or CAP_SYS_NICE on Linux)")
 
+    def _hold_cpu_awake(self, latency_us: int) -> None:
+        """Hold a PM QoS CPU wake-up latency request for the run when asked and allowed."""
+        if latency_us < 0:
+            return
+        from controller import cpu_latency
+
+        req = cpu_latency.CpuLatencyRequest(latency_us, cpu_latency.DEVICE)
+        try:
+            req.hold()
+        except OSError as exc:
+            self._note(f"scheduler.cpu_wakeup_latency_us = {latency_us} refused ({exc}); "
+                       "running with normal CPU idle states")
+            return
+        self._cpu_request = req
+        self._note(f"CPU wake-up latency held at {latency_us} us for the run (PM QoS)")
+
     def _restore_scheduling(self) -> None:
+        req, self._cpu_request = self._cpu_request, None
+        if req is not None:
+            req.release()
         before, self._sched_before = self._sched_before, None
         if before is not None:
             try:
@@ -390,6 +411,7 @@ class Loop:
         res, src, clock, gov = self.result, self.source, self.clock, self.governor
         st = self.stages
         h_read, h_dec, h_pol, h_gov = st["read"], st["decode"], st["policy"], st["governor"]
+        h_in = st["intake"]
         h_sch, h_rec, h_tot = st["schedule"], st["record"], st["chunk_total"]
         perf = time.perf_counter
         rec = self.recorder
@@ -448,6 +470,10 @@ class Loop:
             # deliveries since the last chunk, before decoding: their artefacts are blanked
             self._after_chunk(now)
             p2 = perf()
+            # intake: from arrival (real time; from the read's return when simulated) to
+            # here -- the source's hand-over, backlog check, safety bookkeeping, deliveries
+            # (perf_counter and HostClock's time.monotonic are both CLOCK_MONOTONIC on Linux)
+            h_in.record(p2 - (p1 if self.simulated else chunk.arrival_s))
             # ---- decode
             events = self._decode(chunk)
             phase = (self.phase_estimator.process(chunk)

@@ -50,6 +50,12 @@ class SchedulerSettings:
         doc="Linux SCHED_FIFO priority for the loop and scheduler threads in real-time runs "
             "(needs root or CAP_SYS_NICE; refused -> a warning and normal scheduling); 0 = "
             "normal scheduling")
+    cpu_wakeup_latency_us: int = setting(
+        -1, ge=-1, le=2**31 - 1, unit="us",
+        doc="Linux PM QoS request held during real-time runs: the largest CPU wake-up "
+            "latency allowed (0 = idle CPUs keep polling, so the loop does not wake up "
+            "cold after each chunk's wait; costs power); needs root or write access to "
+            "/dev/cpu_dma_latency, refused -> a warning; -1 = leave the CPUs alone")
     max_pending: int = setting(
         64, ge=1, le=100000, unit="pulses",
         doc="bound on pulses waiting to fire; more is an error in the policy")
