@@ -113,7 +113,8 @@ class SimSource:
         self._started = False
         self._next_due = -math.inf   # paced: when the next chunk can be read (host clock)
         self.t0_s = 0.0
-        self.pulses: list[EventRecord] = []
+        self._pulses: list[EventRecord] = []
+        self._pending_pulses: list[tuple[float, PulseSpec, str]] = []
         # stimulate() may come from another thread (a stimulator emulator's edge callback)
         # while the loop thread reads; the lock is never held while sleeping
         self._lock = threading.Lock()
@@ -135,6 +136,7 @@ class SimSource:
     def stop(self) -> None:
         """Stop reading; the truth and the memory stay available."""
         with self._lock:
+            self._apply_pulses()
             self._retire(self._read_ptr)
             self._flush_memory(math.inf)
             self.memory.advance_to(self._read_ptr / self.rate_hz)
@@ -177,6 +179,8 @@ class SimSource:
         elif self._advance_clock:
             self._clock.sleep_until(t_last)
         with self._lock:
+            if self._pending_pulses:
+                self._apply_pulses()
             if end > self._buf_b:
                 self._refill(p, end)
             off = p - self._buf_a
@@ -195,6 +199,14 @@ class SimSource:
                                arrival_s=self._clock.now(), first_index=p, meta=self._meta)
 
     # ------------------------------------------------------------------ closed loop
+    @property
+    def pulses(self) -> list[EventRecord]:
+        """Every pulse stimulate() was given, as applied to the simulation (truth records
+        with where each one landed)."""
+        with self._lock:
+            self._apply_pulses()
+            return self._pulses
+
     def stimulate(self, t_s: float, spec: PulseSpec, target: str) -> None:
         """Feed back a pulse delivered at host-clock time ``t_s``.
 
@@ -219,9 +231,19 @@ class SimSource:
             raise ValueError(f"SimSource.stimulate: pulse time {t_s} s is before the first "
                              f"sample ({self.t0_s} s)")
         with self._lock:
+            # applied before anything reads the simulation again (the next chunk, the
+            # memory, stop): the same result as applying it now, but the simulated
+            # brain's response is not charged to the stimulator's send call -- on a rig
+            # the tissue responds for free, and the loop's latency accounting should
+            # measure the controller, not the simulator
+            self._pending_pulses.append((t, spec, target))
+
+    def _apply_pulses(self) -> None:
+        """Apply the pulses stimulate() queued, in order (call with the lock held)."""
+        pending, self._pending_pulses = self._pending_pulses, []
+        for t, spec, target in pending:
             self._planner.plan_until(max(t, self._buf_b / self.rate_hz) + PLAN_AHEAD_S)
-            rec = apply_pulse(self, t, spec, target)
-            self.pulses.append(rec)
+            self._pulses.append(apply_pulse(self, t, spec, target))
             # discard rendered-but-undelivered samples: the next read renders the new future
             keep = self._read_ptr - self._buf_a
             self._buf = self._buf[:keep]
@@ -349,6 +371,7 @@ class SimSource:
         calling this (say, once per epoch) never changes how the run itself unfolds.
         """
         with self._lock:
+            self._apply_pulses()
             return self._projected_memory().recall_scores(self._read_ptr / self.rate_hz)
 
     def memory_state(self) -> dict:
@@ -363,6 +386,7 @@ class SimSource:
         ``replays`` (per memory, replays so far).
         """
         with self._lock:
+            self._apply_pulses()
             sim_t = self._read_ptr / self.rate_hz
             mem = self._projected_memory()
             recall = mem.recall_scores(sim_t)
