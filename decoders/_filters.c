@@ -349,6 +349,126 @@ FilterBank_process_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs
     return out;
 }
 
+PyDoc_STRVAR(pick_rms_doc,
+"pick_rms(samples, cols, weights, filtered, envelope) -> envelope\n\n"
+"process_rms on columns picked out of a chunk, in one call: samples (n, C) float64;\n"
+"cols int64, weights float64 (1-D). Without weights (len 0), column j of the bank's input\n"
+"is samples[:, cols[j]] (len(cols) == n_channels). With nw weights, column 0 is\n"
+"sum_j weights[j] * samples[:, cols[j]] over j < nw, and column 1 + r is\n"
+"samples[:, cols[nw + r]] (len(cols) == nw + n_channels - 1). The picked input is\n"
+"filtered in place in `filtered`, its moving RMS goes to `envelope` (both (n, n_channels)).");
+
+static int
+get_vector(PyObject *obj, Py_buffer *view, int is_int, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous %s vector", name,
+                     is_int ? "int64" : "float64");
+        return -1;
+    }
+    const char *fmt = view->format;
+    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
+    int ok = fmt != NULL && view->itemsize == 8 && view->ndim == 1 &&
+             (is_int ? (strcmp(fmt, "q") == 0 || strcmp(fmt, "l") == 0) : strcmp(fmt, "d") == 0);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s must be a 1-D %s array", name,
+                     is_int ? "int64" : "float64");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+FilterBank_pick_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "pick_rms(samples, cols, weights, filtered, envelope) takes 5 arguments");
+        return NULL;
+    }
+    if (check_ready(self) < 0) return NULL;
+    if (self->window == 0) {
+        PyErr_SetString(PyExc_ValueError, "pick_rms needs a bank built with window >= 1");
+        return NULL;
+    }
+    const Py_ssize_t k = self->n_channels;
+    Py_buffer sv, cv, wv, fv, ev;
+    if (PyObject_GetBuffer(args[0], &sv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "samples must be a C-contiguous float64 array");
+        return NULL;
+    }
+    const char *fmt = sv.format;
+    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
+    if (sv.itemsize != 8 || fmt == NULL || strcmp(fmt, "d") != 0 || sv.ndim != 2) {
+        PyErr_SetString(PyExc_TypeError, "samples must be a 2-D float64 array (n, n_columns)");
+        PyBuffer_Release(&sv);
+        return NULL;
+    }
+    const Py_ssize_t n = sv.shape[0], ncol = sv.shape[1];
+    if (get_vector(args[1], &cv, 1, "cols") < 0) { PyBuffer_Release(&sv); return NULL; }
+    if (get_vector(args[2], &wv, 0, "weights") < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&cv); return NULL;
+    }
+    const Py_ssize_t nc = cv.shape[0], nw = wv.shape[0];
+    const long long *cols = (const long long *)cv.buf;
+    int bad = nw ? (nc != nw + k - 1) : (nc != k);
+    for (Py_ssize_t j = 0; j < nc && !bad; j++) bad = cols[j] < 0 || cols[j] >= ncol;
+    if (bad) {
+        PyErr_Format(PyExc_ValueError, "cols must hold %zd column indices below %zd",
+                     nw ? nw + k - 1 : k, ncol);
+        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+        return NULL;
+    }
+    if (get_block(args[3], &fv, 1, k, "filtered") < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+        return NULL;
+    }
+    if (get_block(args[4], &ev, 1, k, "envelope") < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+        PyBuffer_Release(&fv);
+        return NULL;
+    }
+    if (fv.shape[0] != n || ev.shape[0] != n || ev.buf == fv.buf) {
+        PyErr_Format(PyExc_ValueError,
+                     "filtered and envelope must be distinct arrays with %zd samples", n);
+        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+        PyBuffer_Release(&fv); PyBuffer_Release(&ev);
+        return NULL;
+    }
+    if (enter(self) < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+        PyBuffer_Release(&fv); PyBuffer_Release(&ev);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const double *src = (const double *)sv.buf, *w = (const double *)wv.buf;
+    double *f = (double *)fv.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *row = src + i * ncol;
+        double *out = f + i * k;
+        if (nw) {
+            double acc = 0.0;
+            for (Py_ssize_t j = 0; j < nw; j++) acc += w[j] * row[cols[j]];
+            out[0] = acc;
+            for (Py_ssize_t r = 1; r < k; r++) out[r] = row[cols[nw + r - 1]];
+        } else {
+            for (Py_ssize_t j = 0; j < k; j++) out[j] = row[cols[j]];
+        }
+    }
+    sos_block(self, f, f, n);
+    rms_block(self, f, (double *)ev.buf, n);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+    PyBuffer_Release(&fv); PyBuffer_Release(&ev);
+    PyObject *out = args[4];
+    Py_INCREF(out);
+    return out;
+}
+
 static PyObject *
 copy_state(FilterBank *self, PyObject *arg, int to_bank)
 {
@@ -410,6 +530,7 @@ FilterBank_get_window(FilterBank *self, void *Py_UNUSED(c)) { return PyLong_From
 static PyMethodDef FilterBank_methods[] = {
     {"process", (PyCFunction)(void (*)(void))FilterBank_process, METH_FASTCALL, process_doc},
     {"process_rms", (PyCFunction)(void (*)(void))FilterBank_process_rms, METH_FASTCALL, process_rms_doc},
+    {"pick_rms", (PyCFunction)(void (*)(void))FilterBank_pick_rms, METH_FASTCALL, pick_rms_doc},
     {"get_state", (PyCFunction)FilterBank_get_state, METH_O,
      "get_state(buf): copy the filter state (n_sections*2*n_channels float64) into buf"},
     {"set_state", (PyCFunction)FilterBank_set_state, METH_O,

@@ -17,6 +17,13 @@ class FilterBank:
     def process_rms(
         self, x: np.ndarray, filtered: np.ndarray, envelope: np.ndarray
     ) -> np.ndarray: ...
+    def pick_rms(
+        self, samples: np.ndarray, cols: np.ndarray, weights: np.ndarray,
+        filtered: np.ndarray, envelope: np.ndarray
+    ) -> np.ndarray:
+        """``process_rms`` of columns picked (``weights`` empty) or pooled (``weights``:
+        column 0 = weighted sum of the first ``len(weights)`` picked columns) out of
+        ``samples`` (n, C), filtered in place in ``filtered``."""
     def get_state(self, buf: Any) -> None: ...
     def set_state(self, buf: Any) -> None: ...
     def reset_envelope(self) -> None: ...

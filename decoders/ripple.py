@@ -118,6 +118,10 @@ class RippleSettings:
                                  "channels into one")
 
 
+#: ``pick_rms`` weights meaning "pick, do not pool"
+_NO_WEIGHTS = np.empty(0)
+
+
 class RippleDetector:
     """Causal ripple detector: ``process(chunk) -> list[Event]``.
 
@@ -166,6 +170,8 @@ class RippleDetector:
         self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
         self._times = TimeRing(int(fs * 2.0))
         self._gate_col = -1
+        self._cols_for: tuple[str, ...] | None = None
+        self._weights = self._pool if self._pool is not None else _NO_WEIGHTS
         if s.theta_gate:
             name = s.theta_channel or s.channels[0]
             self._gate_name = name
@@ -181,8 +187,6 @@ class RippleDetector:
     def _alloc(self, n: int) -> None:
         k = self._nd + len(self.settings.reference_channels)
         self._cap = n
-        self._xpool = np.empty((n, k))
-        self._pool1 = np.empty(n)
         self._filt = np.empty((n, k))
         self._env = np.empty((n, k))
         self._med = np.empty((n, k))
@@ -274,15 +278,12 @@ class RippleDetector:
         if first == 0:
             self._t0 = float(t[0])
         self._times.write(t)
-        x = self._picker.pick(chunk.samples, chunk.channels)
-        if self._pool is not None:
-            # weighted mean of the detection channels, reference channels after it
-            xp = self._xpool[:n]
-            np.dot(x[:, :self._n_in], self._pool, out=self._pool1[:n])
-            xp[:, 0] = self._pool1[:n]
-            xp[:, 1:] = x[:, self._n_in:]
-            x = xp
-        _, env = self._band.process_envelope(x, self._filt[:n], self._env[:n])
+        if chunk.channels is not self._cols_for and chunk.channels != self._cols_for:
+            self._bind(chunk.channels)
+        # one C call: pick the channels (with pool weights: their weighted mean in column
+        # 0, reference channels after it), band-pass them and take the moving RMS
+        env = self._env[:n]
+        self._band.pick_rms(chunk.samples, self._cols, self._weights, self._filt[:n], env)
         med, sd = self._med[:n], self._sd[:n]
         self._base.process(env, med, sd)
         # one C call: threshold = median + threshold_sd * SD, and per channel the length of
@@ -341,6 +342,11 @@ class RippleDetector:
         self._scan(cand, hi, t, env, med, sd, thr, runs, first, events)
         return events
 
+    def _bind(self, channels: tuple[str, ...]) -> None:
+        """Column indices of the detection (and reference) channels in ``channels``."""
+        self._cols = np.ascontiguousarray(self._picker.bind(channels), dtype=np.int64)
+        self._cols_for = channels
+
     def _theta_update(self, chunk: Chunk, n: int,
                       blanked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Theta and delta RMS of the gate channel, shape (n, 1) each; blanked samples are
@@ -348,6 +354,14 @@ class RippleDetector:
         if chunk.channels is not self._gate_channels:
             self._gate_channels = chunk.channels
             self._gate_col = chunk.channels.index(self._gate_name)
+            self._gate_cols = np.array([self._gate_col], dtype=np.int64)
+        th, de = self._ge1[:n], self._ge2[:n]
+        if blanked is None:
+            # the common case: each band picks the gate column itself (one C call each)
+            self._theta.pick_rms(chunk.samples, self._gate_cols, _NO_WEIGHTS, self._gf[:n], th)
+            self._delta.pick_rms(chunk.samples, self._gate_cols, _NO_WEIGHTS, self._gf[:n], de)
+            self._hold_v = float(chunk.samples[n - 1, self._gate_col])
+            return th, de
         g = self._gbuf[:n]
         g[:, 0] = chunk.samples[:, self._gate_col]
         if blanked is not None:
@@ -358,7 +372,6 @@ class RippleDetector:
             g[:, 0] = np.where(last >= 0, col[np.maximum(last, 0)], self._hold_v)
         self._hold_v = float(g[n - 1, 0])
         gf = self._gf[:n]
-        th, de = self._ge1[:n], self._ge2[:n]
         self._theta.process_rms(g, gf, th)       # C call (BandEnvelope.process_envelope
         self._delta.process_rms(g, gf, de)       # without the wrapper)
         return th, de

@@ -185,6 +185,55 @@ def test_band_envelope_matches_numpy_reference(chunk: int | None) -> None:
     np.testing.assert_allclose(env, env_ref, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+@pytest.mark.parametrize("weights", [None, (0.6, 0.4), (1.0, -0.5, 0.25)])
+def test_pick_rms_matches_picking_then_filtering(chunk: int | None, weights) -> None:
+    """pick_rms = pick (or pool with weights, reference columns after) + sosfilt + moving
+    RMS, against a NumPy pick/pool and scipy; the chunk's other columns (NaN here) are
+    never read."""
+    x = _signal(3000, 6)
+    x[:, 5] = np.nan                               # a column nobody picked
+    if weights is None:
+        cols, w = np.array([4, 0, 2]), np.empty(0)
+        picked = x[:, cols]
+    else:
+        w = np.asarray(weights)
+        cols = np.array([3, 1, 0, 4])              # pooled columns, then references
+        pool = x[:, cols[:len(w)]] @ w
+        picked = np.column_stack([pool, x[:, cols[len(w):]]])
+    k = picked.shape[1]
+    window = 40
+    filt_ref = ss.sosfilt(SOS_BP, picked, axis=0)
+    env_ref = moving_rms(filt_ref, window)
+    be = BandEnvelope(SOS_BP, k, window)
+    step = chunk or x.shape[0]
+    filt, env = np.empty(filt_ref.shape), np.empty(filt_ref.shape)
+    for i in range(0, x.shape[0], step):
+        out = be.pick_rms(np.ascontiguousarray(x[i:i + step]), cols.astype(np.int64), w,
+                          filt[i:i + step], env[i:i + step])
+        assert out is not None
+    assert _relerr(filt, filt_ref) <= 1e-12
+    np.testing.assert_allclose(env, env_ref, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("cols, weights, message", [
+    ([0, 9], None, "column indices below 6"),
+    ([0], None, "2 column indices"),
+    ([0, 1, 2], (1.0,), "2 column indices"),
+    ([-1, 0], None, "column indices"),
+])
+def test_pick_rms_names_bad_columns(cols, weights, message) -> None:
+    be = BandEnvelope(SOS_BP, 2, 10)
+    x = _signal(10, 6)
+    w = np.asarray(weights if weights else (), dtype=float)
+    with pytest.raises(ValueError, match=message):
+        be.pick_rms(x, np.asarray(cols, dtype=np.int64), w, np.empty((10, 2)),
+                    np.empty((10, 2)))
+    with pytest.raises(TypeError, match="cols"):
+        be.pick_rms(x, np.asarray([0, 1], dtype=np.int32), w, np.empty((10, 2)),
+                    np.empty((10, 2)))
+
+
 def test_moving_rms_of_raw_signal_and_reset() -> None:
     x = _signal(1000, 3)
     mr = MovingRms(3, 25)
