@@ -3,7 +3,9 @@
 The closed loop sleeps ~5 ms between 10-sample chunks; on a shared virtual machine the
 caches may be cold when it wakes. This prints the median / p99 / p99.9 time of the same
 NumPy workload (50 in-place additions on an 10 x 8 block) run back to back, after 4.5 ms of
-busy-waiting, and after 4.5 ms of sleep, side by side in one run. A ratio well above 1
+busy-waiting, after 4.5 ms of sleep, and (where /dev/cpu_dma_latency is writable) after
+4.5 ms of sleep with the CPU wake-up latency held at 0 us as the loop holds it with
+``[scheduler] cpu_wakeup_latency_us = 0``, side by side in one run. A ratio well above 1
 means the loop's paced figures (bench/loop.py phase A) measure the machine waking up as
 much as engramloop.
 
@@ -12,9 +14,15 @@ much as engramloop.
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controller.cpu_latency import DEVICE, CpuLatencyRequest  # noqa: E402
 
 PC = time.perf_counter
 
@@ -43,10 +51,22 @@ def main() -> int:
     print(f"| {'before each run':<22} | median_us | p99_us | p99.9_us | median / back-to-back |")
     print(f"|{'-' * 24}|-----------|--------|----------|-----------------------|")
     base = None
-    for name, wait in (("nothing (back to back)", lambda: None),
-                       ("4.5 ms busy-wait", lambda: _spin(0.0045)),
-                       ("4.5 ms sleep", lambda: time.sleep(0.0045))):
-        v = measure(wait)
+    modes = [("nothing (back to back)", lambda: None, False),
+             ("4.5 ms busy-wait", lambda: _spin(0.0045), False),
+             ("4.5 ms sleep", lambda: time.sleep(0.0045), False)]
+    if os.access(DEVICE, os.W_OK):
+        modes.append(("4.5 ms sleep, PM QoS 0", lambda: time.sleep(0.0045), True))
+    else:
+        print(f"({DEVICE} not writable: no row with the CPU wake-up latency held)")
+    for name, wait, hold in modes:
+        req = CpuLatencyRequest(0) if hold else None
+        if req is not None:
+            req.hold()
+        try:
+            v = measure(wait)
+        finally:
+            if req is not None:
+                req.release()
         med = float(np.median(v))
         base = base or med
         print(f"| {name:<22} | {med:9.1f} | {np.percentile(v, 99):6.1f} | "

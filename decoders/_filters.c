@@ -36,6 +36,17 @@ typedef struct {
 
 /* ---------------------------------------------------------------- helpers */
 
+/* 1 if the buffer holds native 8-byte items: float64 ('d'), or int64 ('q'/'l') when
+ * is_int (a leading byte-order mark '<', '=' or '@' is accepted). */
+static int
+is_8byte(const Py_buffer *view, int is_int)
+{
+    const char *fmt = view->format;
+    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
+    if (fmt == NULL || view->itemsize != 8) return 0;
+    return is_int ? (strcmp(fmt, "q") == 0 || strcmp(fmt, "l") == 0) : strcmp(fmt, "d") == 0;
+}
+
 static int
 get_block(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t n_channels, const char *name)
 {
@@ -47,9 +58,7 @@ get_block(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t n_channels, c
                      name, writable ? ", writable" : "", n_channels);
         return -1;
     }
-    const char *fmt = view->format;
-    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
-    if (view->itemsize != 8 || fmt == NULL || strcmp(fmt, "d") != 0) {
+    if (!is_8byte(view, 0)) {
         PyErr_Format(PyExc_TypeError, "%s must have dtype float64, got format '%s'", name,
                      view->format ? view->format : "?");
         PyBuffer_Release(view);
@@ -78,9 +87,7 @@ get_flat(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t n, const char 
                      writable ? ", writable" : "");
         return -1;
     }
-    const char *fmt = view->format;
-    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
-    if (view->itemsize != 8 || fmt == NULL || strcmp(fmt, "d") != 0 || view->len != n * 8) {
+    if (!is_8byte(view, 0) || view->len != n * 8) {
         PyErr_Format(PyExc_ValueError, "%s must hold exactly %zd float64 values", name, n);
         PyBuffer_Release(view);
         return -1;
@@ -202,9 +209,7 @@ FilterBank_init(FilterBank *self, PyObject *args, PyObject *kwds)
                         "sos must be a C-contiguous float64 array of shape (n_sections, 6)");
         return -1;
     }
-    const char *fmt = v.format;
-    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
-    if (v.itemsize != 8 || fmt == NULL || strcmp(fmt, "d") != 0 || v.ndim != 2 || v.shape[1] != 6) {
+    if (!is_8byte(&v, 0) || v.ndim != 2 || v.shape[1] != 6) {
         PyErr_SetString(PyExc_ValueError,
                         "sos must be a float64 array of shape (n_sections, 6)");
         PyBuffer_Release(&v);
@@ -367,11 +372,7 @@ get_vector(PyObject *obj, Py_buffer *view, int is_int, const char *name)
                      is_int ? "int64" : "float64");
         return -1;
     }
-    const char *fmt = view->format;
-    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
-    int ok = fmt != NULL && view->itemsize == 8 && view->ndim == 1 &&
-             (is_int ? (strcmp(fmt, "q") == 0 || strcmp(fmt, "l") == 0) : strcmp(fmt, "d") == 0);
-    if (!ok) {
+    if (!is_8byte(view, is_int) || view->ndim != 1) {
         PyErr_Format(PyExc_TypeError, "%s must be a 1-D %s array", name,
                      is_int ? "int64" : "float64");
         PyBuffer_Release(view);
@@ -400,9 +401,7 @@ FilterBank_pick_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "samples must be a C-contiguous float64 array");
         return NULL;
     }
-    const char *fmt = sv.format;
-    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
-    if (sv.itemsize != 8 || fmt == NULL || strcmp(fmt, "d") != 0 || sv.ndim != 2) {
+    if (!is_8byte(&sv, 0) || sv.ndim != 2) {
         PyErr_SetString(PyExc_TypeError, "samples must be a 2-D float64 array (n, n_columns)");
         PyBuffer_Release(&sv);
         return NULL;
@@ -576,12 +575,7 @@ get_rule_buf(PyObject *obj, Py_buffer *view, int writable, int is_int, Py_ssize_
                      writable ? ", writable" : "", is_int ? "int64" : "float64");
         return -1;
     }
-    const char *fmt = view->format;
-    if (fmt && (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')) fmt++;
-    int ok_fmt = fmt != NULL && view->itemsize == 8 &&
-                 (is_int ? (strcmp(fmt, "q") == 0 || strcmp(fmt, "l") == 0)
-                         : strcmp(fmt, "d") == 0);
-    if (!ok_fmt) {
+    if (!is_8byte(view, is_int)) {
         PyErr_Format(PyExc_TypeError, "%s must have dtype %s, got format '%s'", name,
                      is_int ? "int64" : "float64", view->format ? view->format : "?");
         PyBuffer_Release(view);
