@@ -653,6 +653,123 @@ filters_threshold_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(best);
 }
 
+PyDoc_STRVAR(baseline_runs_doc,
+"baseline_runs(feature, first, step, ring, pos, count, excl, median, sd, k_sd, carry,\n"
+"              median_out, sd_out, thr, runs) -> int\n\n"
+"One block of RobustBaseline.process for a block with no update point, then\n"
+"threshold_runs, in one call: median_out/sd_out rows = median/sd (c,); every sample whose\n"
+"absolute index first + i is a multiple of `step` is pushed, per channel, into the ring\n"
+"(c, L) at pos (advancing it, count += 1) unless above excl (NaN is not kept); then\n"
+"thr = median + k_sd * sd and the run lengths of feature > thr, continuing `carry`.\n"
+"feature, median_out, sd_out, thr: (n, c) float64; runs (n, c) int64; pos, count, carry (c,)\n"
+"int64. Returns the largest run length in the block.");
+
+static PyObject *
+filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 15) {
+        PyErr_SetString(PyExc_TypeError, "baseline_runs takes 15 arguments");
+        return NULL;
+    }
+    long long first = PyLong_AsLongLong(args[1]);
+    if (first == -1 && PyErr_Occurred()) return NULL;
+    long long step = PyLong_AsLongLong(args[2]);
+    if (step == -1 && PyErr_Occurred()) return NULL;
+    double k = PyFloat_AsDouble(args[9]);
+    if (k == -1.0 && PyErr_Occurred()) return NULL;
+    if (step < 1 || first < 0) {
+        PyErr_SetString(PyExc_ValueError, "baseline_runs: step must be >= 1 and first >= 0");
+        return NULL;
+    }
+    Py_ssize_t c = PyObject_Length(args[10]);
+    if (c < 0) return NULL;
+    /* buffers in argument order: feature, ring, pos, count, excl, median, sd, carry,
+     * median_out, sd_out, thr, runs */
+    static const int arg[12] = {0, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14};
+    static const int is_int[12] = {0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1};
+    static const int writable[12] = {0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1};
+    static const char *name[12] = {"feature", "ring", "pos", "count", "excl", "median", "sd",
+                                   "carry", "median_out", "sd_out", "thr", "runs"};
+    Py_buffer v[12];
+    Py_ssize_t n = -1, length = -1;
+    int got = 0;
+    for (; got < 12; got++) {
+        const Py_ssize_t rows = (got == 0 || got >= 8) ? n : 1;  /* (n, c) blocks: n from feature */
+        if (got == 1) {                               /* the ring: c rows of any length */
+            if (PyObject_GetBuffer(args[arg[got]], &v[got],
+                                   PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_TypeError,
+                                "ring must be a C-contiguous, writable float64 array");
+                break;
+            }
+            if (!is_8byte(&v[got], 0) || v[got].ndim != 2 || v[got].shape[0] != c ||
+                v[got].shape[1] < 1) {
+                PyErr_Format(PyExc_ValueError, "ring must be a float64 array of shape (%zd, L)", c);
+                PyBuffer_Release(&v[got]);
+                break;
+            }
+            length = v[got].shape[1];
+            continue;
+        }
+        if (get_rule_buf(args[arg[got]], &v[got], writable[got], is_int[got], rows, c,
+                         name[got]) < 0)
+            break;
+        if (got == 0) n = v[0].ndim == 2 ? v[0].shape[0] : 1;
+    }
+    if (got == 12) {                                  /* ring positions inside the ring */
+        const long long *p = (const long long *)v[2].buf;
+        for (Py_ssize_t j = 0; j < c; j++) {
+            if (p[j] < 0 || p[j] >= length) {
+                PyErr_Format(PyExc_ValueError, "pos[%zd] = %lld is outside the ring (0..%zd)",
+                             j, p[j], length - 1);
+                break;
+            }
+        }
+        if (PyErr_Occurred()) {
+            for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
+            return NULL;
+        }
+    }
+    if (got < 12) {
+        for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
+        return NULL;
+    }
+    long long best = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const double *f = (const double *)v[0].buf, *excl = (const double *)v[4].buf,
+                 *med = (const double *)v[5].buf, *sd = (const double *)v[6].buf;
+    double *ring = (double *)v[1].buf, *mo = (double *)v[8].buf, *so = (double *)v[9].buf,
+           *thr = (double *)v[10].buf;
+    long long *pos = (long long *)v[2].buf, *count = (long long *)v[3].buf,
+              *carry = (long long *)v[7].buf, *runs = (long long *)v[11].buf;
+    long long j0 = (step - first % step) % step;    /* first decimation point in the block */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int push = ((long long)i >= j0) && (((long long)i - j0) % step == 0);
+        for (Py_ssize_t j = 0; j < c; j++) {
+            const Py_ssize_t q = i * c + j;
+            mo[q] = med[j];
+            so[q] = sd[j];
+            const double x = f[q];
+            if (push && x <= excl[j]) {
+                ring[j * length + pos[j]] = x;
+                pos[j] = (pos[j] + 1) % length;
+                count[j] += 1;
+            }
+            const double th = med[j] + k * sd[j];
+            thr[q] = th;
+            const long long r = (x > th) ? carry[j] + 1 : 0;
+            carry[j] = r;
+            runs[q] = r;
+            if (r > best) best = r;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
+    return PyLong_FromLongLong(best);
+}
+
 PyDoc_STRVAR(spindle_runs_doc,
 "spindle_runs(es, eb, pm, ea, thr, rel_min, corr_min, alpha_max, carry, runs) -> int\n\n"
 "Per channel, the length of the current run of samples meeting every spindle rule, ending\n"
@@ -880,6 +997,8 @@ static PyMethodDef filters_functions[] = {
      quadrature_sums_doc},
     {"threshold_runs", (PyCFunction)(void (*)(void))filters_threshold_runs, METH_FASTCALL,
      threshold_runs_doc},
+    {"baseline_runs", (PyCFunction)(void (*)(void))filters_baseline_runs, METH_FASTCALL,
+     baseline_runs_doc},
     {"spindle_runs", (PyCFunction)(void (*)(void))filters_spindle_runs, METH_FASTCALL,
      spindle_runs_doc},
     {NULL, NULL, 0, NULL},

@@ -33,6 +33,14 @@ def threshold_runs(feature: np.ndarray, median: np.ndarray, sd: np.ndarray, k_sd
     """``thr = median + k_sd * sd``; per-channel length of the run of ``feature > thr``
     ending at each sample, continuing ``carry`` (updated). Returns the largest run."""
 
+def baseline_runs(feature: np.ndarray, first: int, step: int, ring: np.ndarray,
+                  pos: np.ndarray, count: np.ndarray, excl: np.ndarray, median: np.ndarray,
+                  sd: np.ndarray, k_sd: float, carry: np.ndarray, median_out: np.ndarray,
+                  sd_out: np.ndarray, thr: np.ndarray, runs: np.ndarray) -> int:
+    """RobustBaseline.process for a block without an update point (stats copied out,
+    decimated samples pushed into the ring unless above ``excl``), then ``threshold_runs``.
+    Returns the largest run."""
+
 def spindle_runs(es: np.ndarray, eb: np.ndarray, pm: np.ndarray, ea: np.ndarray | None,
                  thr: np.ndarray, rel_min: float, corr_min: float, alpha_max: float,
                  carry: np.ndarray, runs: np.ndarray) -> int:

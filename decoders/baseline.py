@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from decoders._filters import median_mad
+from decoders._filters import baseline_runs, median_mad, threshold_runs
 
 __all__ = ["RobustBaseline", "ChannelPicker", "TimeRing", "MAD_TO_SD", "run_lengths"]
 
@@ -139,6 +139,25 @@ class RobustBaseline:
         self.index = first + n
         u, o = self.update_every, self._offset
         self._next_upd = ((self.index - o) // u + 1) * u - 1 + o
+
+    def process_runs(self, feature: np.ndarray, median_out: np.ndarray, sd_out: np.ndarray,
+                     k_sd: float, carry: np.ndarray, runs: np.ndarray,
+                     thr: np.ndarray) -> int:
+        """:meth:`process`, then the threshold rule on the same block: ``thr = median +
+        k_sd * sd`` and per channel the length of the run of ``feature > thr`` ending at
+        each sample, continuing ``carry`` (updated); returns the largest run. All arrays
+        (n, c) for the block's n samples, ``runs`` and ``carry`` int64. A block without an
+        update point (nearly every chunk) is one C call."""
+        n = feature.shape[0]
+        first = self.index
+        if first + n <= self._next_upd and not self.absolute:
+            longest = baseline_runs(feature, first, self.step, self._ring, self._pos,
+                                    self._count, self._excl, self.median, self.sd, k_sd,
+                                    carry, median_out, sd_out, thr, runs)
+            self.index = first + n
+            return longest
+        self.process(feature, median_out, sd_out)
+        return threshold_runs(feature, median_out, sd_out, k_sd, carry, runs, thr)
 
     def _push(self, feature: np.ndarray, start: int, end: int, first: int) -> None:
         # decimation points: absolute indices that are multiples of step

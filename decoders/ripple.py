@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.schema import check_bands, setting
-from decoders._filters import threshold_runs
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
 from decoders.filters import BandEnvelope, butter_bandpass
@@ -285,13 +284,14 @@ class RippleDetector:
         env = self._env[:n]
         self._band.pick_rms(chunk.samples, self._cols, self._weights, self._filt[:n], env)
         med, sd = self._med[:n], self._sd[:n]
-        self._base.process(env, med, sd)
-        # one C call: threshold = median + threshold_sd * SD, and per channel the length of
-        # the run of samples above it ending at each sample (NaN thresholds compare False)
+        # baseline statistics in force per sample, threshold = median + threshold_sd * SD,
+        # and per channel the length of the run of samples above it ending at each sample
+        # (NaN thresholds compare False): one C call on chunks without a baseline update
         thr = self._thr[:n]
         nd = self._nd
         runs_all = self._runs[:n]
-        longest = threshold_runs(env, med, sd, s.threshold_sd, self._carry, runs_all, thr)
+        longest = self._base.process_runs(env, med, sd, s.threshold_sd, self._carry,
+                                          runs_all, thr)
         runs = runs_all[:, :nd]
         blanked = self._blank_mask(t) if self._blanks else None
         gate = self._theta_update(chunk, n, blanked) if s.theta_gate else None

@@ -74,3 +74,52 @@ def test_make_detectors_leaves_out_detectors_without_channels() -> None:
                                                                "SlowOscDetector"]
     names = [type(d).__name__ for d in make_detectors(cfg, channels=("CA1",))]
     assert names == ["RippleDetector"]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10, 64])
+@pytest.mark.parametrize("n_ch", [1, 3])
+def test_process_runs_equals_process_then_threshold_runs(chunk: int, n_ch: int) -> None:
+    """The one-call path (C, blocks without an update point) against the two-step one:
+    the same statistics, ring, counts, thresholds and run lengths, bit for bit, with
+    events that the exclusion keeps out and NaN samples (never kept)."""
+    from decoders._filters import threshold_runs
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    x = np.abs(rng.standard_normal((n, n_ch)))
+    x[2000:2300] += 6.0                      # an "event": above the exclusion level
+    x[4100, :] = np.nan
+    kw = dict(history_s=1.0, step_s=0.005, update_s=0.1, exclude_sd=2.0, min_fill=0.2)
+    a, b = RobustBaseline(n_ch, 1000.0, **kw), RobustBaseline(n_ch, 1000.0, **kw)
+    carry_a, carry_b = np.zeros(n_ch, np.int64), np.zeros(n_ch, np.int64)
+    outs = {k: np.empty((n, n_ch)) for k in ("ma", "sa", "ta", "mb", "sb", "tb")}
+    runs_a, runs_b = np.empty((n, n_ch), np.int64), np.empty((n, n_ch), np.int64)
+    for i in range(0, n, chunk):
+        blk = np.ascontiguousarray(x[i:i + chunk])
+        s = slice(i, i + blk.shape[0])
+        la = a.process_runs(blk, outs["ma"][s], outs["sa"][s], 2.5, carry_a, runs_a[s],
+                            outs["ta"][s])
+        b.process(blk, outs["mb"][s], outs["sb"][s])
+        lb = threshold_runs(blk, outs["mb"][s], outs["sb"][s], 2.5, carry_b, runs_b[s],
+                            outs["tb"][s])
+        assert la == lb
+    for k in ("m", "s", "t"):
+        np.testing.assert_array_equal(outs[k + "a"], outs[k + "b"])
+    np.testing.assert_array_equal(runs_a, runs_b)
+    np.testing.assert_array_equal(a._ring, b._ring)
+    np.testing.assert_array_equal(a._count, b._count)
+    np.testing.assert_array_equal(a._pos, b._pos)
+    assert a.index == b.index == n and a.n_updates == b.n_updates > 10
+    assert runs_a.max() > 100                # the event was above threshold
+
+
+def test_baseline_runs_refuses_a_bad_ring_position() -> None:
+    from decoders._filters import baseline_runs
+
+    b = RobustBaseline(1, 1000.0, history_s=0.1, step_s=0.01)
+    b._pos[0] = b.length                     # corrupted: one past the end
+    z = np.zeros((4, 1))
+    with pytest.raises(ValueError, match="pos"):
+        baseline_runs(z, 0, b.step, b._ring, b._pos, b._count, b._excl, b.median, b.sd, 3.0,
+                      np.zeros(1, np.int64), z.copy(), z.copy(), z.copy(),
+                      np.zeros((4, 1), np.int64))
