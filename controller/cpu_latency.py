@@ -63,6 +63,9 @@ class CpuLatencyRequest:
         except OSError as exc:
             os.close(fd)
             raise OSError(exc.errno, f"{self.path}: write refused: {exc.strerror}") from None
+        except BaseException:       # Ctrl-C between open and here: no request left behind
+            os.close(fd)
+            raise
         self._fd = fd
 
     def release(self) -> None:

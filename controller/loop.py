@@ -275,6 +275,7 @@ class Loop:
                 raise
             return res
         finally:
+            self._release_cpu()   # also when _shutdown itself was interrupted
             self._close_recorder(raise_errors=False)
 
     def _close_recorder(self, raise_errors: bool) -> None:
@@ -360,10 +361,14 @@ class Loop:
         self._cpu_request = req
         self._note(f"CPU wake-up latency held at {latency_us} us for the run (PM QoS)")
 
-    def _restore_scheduling(self) -> None:
+    def _release_cpu(self) -> None:
+        """Drop the PM QoS request, if one is held (idempotent)."""
         req, self._cpu_request = self._cpu_request, None
         if req is not None:
             req.release()
+
+    def _restore_scheduling(self) -> None:
+        self._release_cpu()
         before, self._sched_before = self._sched_before, None
         if before is not None:
             try:
@@ -472,8 +477,8 @@ class Loop:
             p2 = perf()
             # intake: from arrival (real time; from the read's return when simulated) to
             # here -- the source's hand-over, backlog check, safety bookkeeping, deliveries
-            # (perf_counter and HostClock's time.monotonic are both CLOCK_MONOTONIC on Linux)
-            h_in.record(p2 - (p1 if self.simulated else chunk.arrival_s))
+            # (on the run's clock, as arrival_s: perf_counter is another clock off Linux)
+            h_in.record((p2 - p1) if self.simulated else (clock.now() - chunk.arrival_s))
             # ---- decode
             events = self._decode(chunk)
             phase = (self.phase_estimator.process(chunk)

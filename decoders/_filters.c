@@ -381,6 +381,8 @@ get_vector(PyObject *obj, Py_buffer *view, int is_int, const char *name)
     return 0;
 }
 
+#define PICK_STACK 32
+
 static PyObject *
 FilterBank_pick_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -395,55 +397,74 @@ FilterBank_pick_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const Py_ssize_t k = self->n_channels;
-    Py_buffer sv, cv, wv, fv, ev;
+    /* cols and weights are copied while the GIL is held and only the copies are used: the
+     * arrays could change under another thread once the GIL is released */
+    Py_ssize_t cols_stack[PICK_STACK], *cols = cols_stack;
+    double w_stack[PICK_STACK], *w = w_stack;
+    Py_ssize_t nc, nw;
+    {
+        Py_buffer cv, wv;
+        if (get_vector(args[1], &cv, 1, "cols") < 0) return NULL;
+        if (get_vector(args[2], &wv, 0, "weights") < 0) { PyBuffer_Release(&cv); return NULL; }
+        nc = cv.shape[0];
+        nw = wv.shape[0];
+        if (nc > PICK_STACK) cols = PyMem_Malloc((size_t)nc * sizeof(Py_ssize_t));
+        if (nw > PICK_STACK) w = PyMem_Malloc((size_t)nw * sizeof(double));
+        if (cols == NULL || w == NULL) {
+            if (cols != cols_stack) PyMem_Free(cols);
+            if (w != w_stack) PyMem_Free(w);
+            PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+            PyErr_NoMemory();
+            return NULL;
+        }
+        for (Py_ssize_t j = 0; j < nc; j++) cols[j] = (Py_ssize_t)((const long long *)cv.buf)[j];
+        for (Py_ssize_t j = 0; j < nw; j++) w[j] = ((const double *)wv.buf)[j];
+        PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+    }
+    PyObject *result = NULL;
+    Py_buffer sv, fv, ev;
+    int have_s = 0, have_f = 0, have_e = 0;
     if (PyObject_GetBuffer(args[0], &sv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyErr_Clear();
         PyErr_SetString(PyExc_TypeError, "samples must be a C-contiguous float64 array");
-        return NULL;
+        goto done;
     }
+    have_s = 1;
     if (!is_8byte(&sv, 0) || sv.ndim != 2) {
         PyErr_SetString(PyExc_TypeError, "samples must be a 2-D float64 array (n, n_columns)");
-        PyBuffer_Release(&sv);
-        return NULL;
+        goto done;
     }
     const Py_ssize_t n = sv.shape[0], ncol = sv.shape[1];
-    if (get_vector(args[1], &cv, 1, "cols") < 0) { PyBuffer_Release(&sv); return NULL; }
-    if (get_vector(args[2], &wv, 0, "weights") < 0) {
-        PyBuffer_Release(&sv); PyBuffer_Release(&cv); return NULL;
-    }
-    const Py_ssize_t nc = cv.shape[0], nw = wv.shape[0];
-    const long long *cols = (const long long *)cv.buf;
     int bad = nw ? (nc != nw + k - 1) : (nc != k);
     for (Py_ssize_t j = 0; j < nc && !bad; j++) bad = cols[j] < 0 || cols[j] >= ncol;
     if (bad) {
         PyErr_Format(PyExc_ValueError, "cols must hold %zd column indices below %zd",
                      nw ? nw + k - 1 : k, ncol);
-        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
-        return NULL;
+        goto done;
     }
-    if (get_block(args[3], &fv, 1, k, "filtered") < 0) {
-        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
-        return NULL;
-    }
-    if (get_block(args[4], &ev, 1, k, "envelope") < 0) {
-        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
-        PyBuffer_Release(&fv);
-        return NULL;
-    }
+    if (get_block(args[3], &fv, 1, k, "filtered") < 0) goto done;
+    have_f = 1;
+    if (get_block(args[4], &ev, 1, k, "envelope") < 0) goto done;
+    have_e = 1;
     if (fv.shape[0] != n || ev.shape[0] != n || ev.buf == fv.buf) {
         PyErr_Format(PyExc_ValueError,
                      "filtered and envelope must be distinct arrays with %zd samples", n);
-        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
-        PyBuffer_Release(&fv); PyBuffer_Release(&ev);
-        return NULL;
+        goto done;
     }
-    if (enter(self) < 0) {
-        PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
-        PyBuffer_Release(&fv); PyBuffer_Release(&ev);
-        return NULL;
+    {   /* the picked columns are written into `filtered` while `samples` is read: neither
+         * output may share memory with the input */
+        const char *s0 = (const char *)sv.buf, *s1 = s0 + sv.len;
+        const char *f0 = (const char *)fv.buf, *f1 = f0 + fv.len;
+        const char *e0 = (const char *)ev.buf, *e1 = e0 + ev.len;
+        if ((f0 < s1 && s0 < f1) || (e0 < s1 && s0 < e1)) {
+            PyErr_SetString(PyExc_ValueError,
+                            "filtered and envelope must not share memory with samples");
+            goto done;
+        }
     }
+    if (enter(self) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS
-    const double *src = (const double *)sv.buf, *w = (const double *)wv.buf;
+    const double *src = (const double *)sv.buf;
     double *f = (double *)fv.buf;
     for (Py_ssize_t i = 0; i < n; i++) {
         const double *row = src + i * ncol;
@@ -461,11 +482,15 @@ FilterBank_pick_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
     rms_block(self, f, (double *)ev.buf, n);
     Py_END_ALLOW_THREADS
     self->busy = 0;
-    PyBuffer_Release(&sv); PyBuffer_Release(&cv); PyBuffer_Release(&wv);
-    PyBuffer_Release(&fv); PyBuffer_Release(&ev);
-    PyObject *out = args[4];
-    Py_INCREF(out);
-    return out;
+    result = args[4];
+    Py_INCREF(result);
+done:
+    if (have_s) PyBuffer_Release(&sv);
+    if (have_f) PyBuffer_Release(&fv);
+    if (have_e) PyBuffer_Release(&ev);
+    if (cols != cols_stack) PyMem_Free(cols);
+    if (w != w_stack) PyMem_Free(w);
+    return result;
 }
 
 static PyObject *
@@ -718,23 +743,26 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             break;
         if (got == 0) n = v[0].ndim == 2 ? v[0].shape[0] : 1;
     }
-    if (got == 12) {                                  /* ring positions inside the ring */
-        const long long *p = (const long long *)v[2].buf;
-        for (Py_ssize_t j = 0; j < c; j++) {
-            if (p[j] < 0 || p[j] >= length) {
-                PyErr_Format(PyExc_ValueError, "pos[%zd] = %lld is outside the ring (0..%zd)",
-                             j, p[j], length - 1);
-                break;
-            }
-        }
-        if (PyErr_Occurred()) {
-            for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
-            return NULL;
-        }
-    }
     if (got < 12) {
         for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
         return NULL;
+    }
+    /* the ring positions are copied and checked while the GIL is held, and only the copy
+     * indexes the ring (another thread could change the array once the GIL is released) */
+    long long pos_stack[PICK_STACK], *lp = pos_stack;
+    if (c > PICK_STACK && (lp = PyMem_Malloc((size_t)c * sizeof(long long))) == NULL) {
+        for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
+        return PyErr_NoMemory();
+    }
+    memcpy(lp, v[2].buf, (size_t)c * sizeof(long long));
+    for (Py_ssize_t j = 0; j < c; j++) {
+        if (lp[j] < 0 || lp[j] >= length) {
+            PyErr_Format(PyExc_ValueError, "pos[%zd] = %lld is outside the ring (0..%zd)",
+                         j, lp[j], length - 1);
+            if (lp != pos_stack) PyMem_Free(lp);
+            for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
+            return NULL;
+        }
     }
     long long best = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -742,8 +770,8 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                  *med = (const double *)v[5].buf, *sd = (const double *)v[6].buf;
     double *ring = (double *)v[1].buf, *mo = (double *)v[8].buf, *so = (double *)v[9].buf,
            *thr = (double *)v[10].buf;
-    long long *pos = (long long *)v[2].buf, *count = (long long *)v[3].buf,
-              *carry = (long long *)v[7].buf, *runs = (long long *)v[11].buf;
+    long long *count = (long long *)v[3].buf, *carry = (long long *)v[7].buf,
+              *runs = (long long *)v[11].buf;
     long long j0 = (step - first % step) % step;    /* first decimation point in the block */
     for (Py_ssize_t i = 0; i < n; i++) {
         const int push = ((long long)i >= j0) && (((long long)i - j0) % step == 0);
@@ -753,8 +781,8 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             so[q] = sd[j];
             const double x = f[q];
             if (push && x <= excl[j]) {
-                ring[j * length + pos[j]] = x;
-                pos[j] = (pos[j] + 1) % length;
+                ring[j * length + lp[j]] = x;
+                lp[j] = (lp[j] + 1) % length;
                 count[j] += 1;
             }
             const double th = med[j] + k * sd[j];
@@ -766,6 +794,8 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_END_ALLOW_THREADS
+    memcpy(v[2].buf, lp, (size_t)c * sizeof(long long));
+    if (lp != pos_stack) PyMem_Free(lp);
     for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
     return PyLong_FromLongLong(best);
 }

@@ -240,14 +240,16 @@ class SimSource:
 
     def _apply_pulses(self) -> None:
         """Apply the pulses stimulate() queued, in order (call with the lock held)."""
-        pending, self._pending_pulses = self._pending_pulses, []
-        for t, spec, target in pending:
+        pending = self._pending_pulses
+        while pending:
+            t, spec, target = pending[0]
             self._planner.plan_until(max(t, self._buf_b / self.rate_hz) + PLAN_AHEAD_S)
             self._pulses.append(apply_pulse(self, t, spec, target))
             # discard rendered-but-undelivered samples: the next read renders the new future
             keep = self._read_ptr - self._buf_a
             self._buf = self._buf[:keep]
             self._buf_b = self._read_ptr
+            pending.pop(0)      # only once applied: a failure leaves it (and later ones) queued
 
     # ------------------------------------------------------------------ internals
     def _add_event(self, ev: SimEvent) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -234,6 +235,16 @@ def test_pick_rms_names_bad_columns(cols, weights, message) -> None:
                     np.empty((10, 2)))
 
 
+def test_pick_rms_refuses_outputs_sharing_memory_with_the_input() -> None:
+    be = BandEnvelope(SOS_BP, 2, 10)
+    x = _signal(10, 4)
+    cols, w = np.array([1, 0], dtype=np.int64), np.empty(0)
+    inside = x.reshape(-1)[:20].reshape(10, 2)       # contiguous, in the samples' memory
+    for filt, env in ((inside, np.empty((10, 2))), (np.empty((10, 2)), inside)):
+        with pytest.raises(ValueError, match="share memory"):
+            be.pick_rms(x, cols, w, filt, env)
+
+
 def test_moving_rms_of_raw_signal_and_reset() -> None:
     x = _signal(1000, 3)
     mr = MovingRms(3, 25)
@@ -349,3 +360,39 @@ def test_missing_extension_is_a_loud_import_error(monkeypatch) -> None:
         importlib.reload(filters_mod)
     monkeypatch.undo()
     importlib.reload(filters_mod)
+
+
+def test_index_arrays_changed_by_another_thread_mid_call_are_not_used() -> None:
+    """pick_rms and baseline_runs run without the GIL; they index memory only with the
+    copies of ``cols`` / ``pos`` they checked before releasing it. Another thread setting
+    an index far out of range mid-call must neither crash the process (an out-of-bounds
+    access would) nor change what the call computes."""
+    from decoders._filters import FilterBank, baseline_runs
+
+    n = 2_000_000
+    x = np.zeros((n, 2))
+    x[:, 0] = 1.0                                  # column 0 = 1, column 1 = 0
+    cols = np.array([1], np.int64)                 # valid: the zero column
+    filt, env = np.empty((n, 1)), np.empty((n, 1))
+
+    def flip(arr):
+        time.sleep(0.002)                          # while the call runs without the GIL
+        arr[0] = 1 << 40
+
+    t = threading.Thread(target=flip, args=(cols,))
+    t.start()
+    FilterBank(np.zeros((0, 6)), 1, 4).pick_rms(x, cols, np.empty(0), filt, env)
+    t.join()
+    assert not filt.any()                          # every row picked column 1
+
+    ring, pos = np.zeros((1, 8)), np.zeros(1, np.int64)
+    feat = np.ones((n, 1))
+    outs = [np.empty((n, 1)) for _ in range(3)]
+    runs = np.empty((n, 1), np.int64)
+    t = threading.Thread(target=flip, args=(pos,))
+    t.start()
+    baseline_runs(feat, 0, 1, ring, pos, np.zeros(1, np.int64), np.full(1, np.inf),
+                  np.zeros(1), np.ones(1), 3.0, np.zeros(1, np.int64), *outs, runs)
+    t.join()
+    # the checked copy is written back at the end (unless the other thread was later)
+    assert pos[0] in (n % 8, 1 << 40) and ring.sum() == 8.0

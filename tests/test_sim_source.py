@@ -167,3 +167,27 @@ def test_unchecked_chunk_equals_the_checked_constructor():
     assert Chunk.unchecked(s, t, 2000.0, ("a", "b"), 0.0).meta == {}
     with pytest.raises(dataclasses.FrozenInstanceError):
         b.rate_hz = 1.0
+
+
+def test_a_pulse_that_fails_to_apply_stays_queued(monkeypatch):
+    """stimulate() queues; the next read applies. If applying fails, the error surfaces
+    there and the pulse is not lost: once the fault is gone the same pulse is applied."""
+    import sim.source as source_mod
+
+    src = SimSource(seed=1, chunk_samples=20, duration_s=2.0)
+    src.start()
+    src.read(0.0)
+    spec = PulseSpec(modality="optogenetic", shape="monophasic", amplitude=5.0,
+                     phase_width_s=0.01)
+    real = source_mod.apply_pulse
+
+    def broken(*a, **k):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(source_mod, "apply_pulse", broken)
+    src.stimulate(src.t0_s + 0.005, spec, "ripple")
+    with pytest.raises(RuntimeError, match="injected"):
+        src.read(0.0)
+    monkeypatch.setattr(source_mod, "apply_pulse", real)
+    assert src.read(0.0) is not None
+    assert len(src.pulses) == 1 and src.pulses[0].onset == pytest.approx(0.005, abs=1e-9)
