@@ -226,10 +226,15 @@ class RippleDetector:
             self._blanks.pop(0)
         self._blanks.append((float(start_s), end))
 
-    def _blank_mask(self, t: np.ndarray) -> np.ndarray | None:
-        """Samples of this chunk inside a blanking window (None when none is)."""
+    def _blank_mask(self, t: np.ndarray) -> np.ndarray | bool | None:
+        """Samples of this chunk inside a blanking window: None when none is, True when
+        one window covers the whole chunk (most chunks of a window: no mask needed), else
+        a boolean mask."""
         t_first, t_last = float(t[0]), float(t[-1])
         self._blanks = [w for w in self._blanks if w[1] > t_first]
+        for a, b in self._blanks:
+            if a <= t_first and t_last < b:
+                return True
         mask = None
         for a, b in self._blanks:
             if a <= t_last:
@@ -295,7 +300,12 @@ class RippleDetector:
         runs = runs_all[:, :nd]
         blanked = self._blank_mask(t) if self._blanks else None
         gate = self._theta_update(chunk, n, blanked) if s.theta_gate else None
-        if blanked is not None:
+        if blanked is True:
+            # the whole chunk is artefact: every run starts again after it
+            runs_all.fill(0)
+            self._carry.fill(0)
+            longest = 0
+        elif blanked is not None:
             # a run that crosses a blanked sample starts again after it
             ar = np.arange(n)
             lastb = np.where(blanked, ar, -1)
@@ -348,7 +358,7 @@ class RippleDetector:
         self._cols_for = channels
 
     def _theta_update(self, chunk: Chunk, n: int,
-                      blanked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                      blanked: np.ndarray | bool | None) -> tuple[np.ndarray, np.ndarray]:
         """Theta and delta RMS of the gate channel, shape (n, 1) each; blanked samples are
         replaced by the last clean one (sample and hold)."""
         if chunk.channels is not self._gate_channels:
@@ -363,8 +373,10 @@ class RippleDetector:
             self._hold_v = float(chunk.samples[n - 1, self._gate_col])
             return th, de
         g = self._gbuf[:n]
-        g[:, 0] = chunk.samples[:, self._gate_col]
-        if blanked is not None:
+        if blanked is True:
+            g.fill(self._hold_v)        # the whole chunk holds the last clean value
+        else:
+            g[:, 0] = chunk.samples[:, self._gate_col]
             # index of the last clean sample at or before each sample (-1: none in chunk)
             last = np.where(blanked, -1, np.arange(n))
             np.maximum.accumulate(last, out=last)

@@ -250,7 +250,7 @@ def test_blanked_light_artefacts_do_not_blind_the_detector() -> None:
         assert not any(o <= d < o + 0.05 + s.artefact_blank_s for o in light)
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 64])
+@pytest.mark.parametrize("chunk", [1, 7, 10, 64])
 def test_blanking_is_chunk_size_independent(chunk: int) -> None:
     x, t, onsets, d = synthetic(duration_s=20.0, seed=6)
     light = onsets + d / 2
