@@ -588,7 +588,8 @@ static PyTypeObject FilterBankType = {
 /* ------------------------------------------------- detector rule kernels (module level) */
 
 /* Get a C-contiguous 2-D buffer of 8-byte items (float64 when is_int == 0, int64 else)
- * with exactly `rows` x `cols` items (rows < 0: any row count, returned in *rows_out). */
+ * with exactly `rows` x `cols` items (rows < 0 or cols < 0: any count; the caller reads
+ * the shape from the view). */
 static int
 get_rule_buf(PyObject *obj, Py_buffer *view, int writable, int is_int, Py_ssize_t rows,
              Py_ssize_t cols, const char *name)
@@ -608,7 +609,7 @@ get_rule_buf(PyObject *obj, Py_buffer *view, int writable, int is_int, Py_ssize_
     }
     Py_ssize_t r = view->ndim == 2 ? view->shape[0] : (view->ndim == 1 ? 1 : -1);
     Py_ssize_t c = view->ndim == 2 ? view->shape[1] : (view->ndim == 1 ? view->shape[0] : -1);
-    if (r < 0 || c != cols || (rows >= 0 && r != rows)) {
+    if (r < 0 || (cols >= 0 && c != cols) || (rows >= 0 && r != rows)) {
         PyErr_Format(PyExc_ValueError, "%s must have shape (%zd, %zd)", name,
                      rows >= 0 ? rows : (Py_ssize_t)-1, cols);
         PyBuffer_Release(view);
@@ -1020,6 +1021,55 @@ filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(rearm_index_doc,
+"rearm_index(t, feature, median, sd, k_sd, after_s, start) -> int\n\n"
+"The first row i >= start with t[i] >= after_s whose feature[i, 0] is not >= median[i, 0]\n"
+"+ k_sd * sd[i, 0] (a detector re-arms there: refractory over and the envelope back under\n"
+"its re-arm level; NaN compares False, so it re-arms), or -1 when no row does.\n"
+"t: (n,) float64 seconds; feature, median, sd: (n, c) float64 (column 0 is tested).");
+
+static PyObject *
+filters_rearm_index(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "rearm_index(t, feature, median, sd, k_sd, after_s, start) takes 7 arguments");
+        return NULL;
+    }
+    double k = PyFloat_AsDouble(args[4]);
+    if (k == -1.0 && PyErr_Occurred()) return NULL;
+    double after = PyFloat_AsDouble(args[5]);
+    if (after == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t start = PyLong_AsSsize_t(args[6]);
+    if (start == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer tv, fv, mv, sv;
+    if (get_rule_buf(args[1], &fv, 0, 0, -1, -1, "feature") < 0) return NULL;
+    Py_ssize_t n = fv.ndim == 2 ? fv.shape[0] : 1, c = fv.ndim == 2 ? fv.shape[1] : fv.shape[0];
+    if (c < 1) {
+        PyBuffer_Release(&fv);
+        PyErr_SetString(PyExc_ValueError, "feature must have at least one column");
+        return NULL;
+    }
+    if (get_rule_buf(args[0], &tv, 0, 0, 1, n, "t") < 0) { PyBuffer_Release(&fv); return NULL; }
+    if (get_rule_buf(args[2], &mv, 0, 0, n, c, "median") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&tv); return NULL;
+    }
+    if (get_rule_buf(args[3], &sv, 0, 0, n, c, "sd") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&tv); PyBuffer_Release(&mv); return NULL;
+    }
+    Py_ssize_t found = -1;
+    const double *t = (const double *)tv.buf, *f = (const double *)fv.buf,
+                 *m = (const double *)mv.buf, *sd = (const double *)sv.buf;
+    for (Py_ssize_t i = start < 0 ? 0 : start; i < n; i++) {
+        if (!(t[i] >= after)) continue;
+        const Py_ssize_t q = i * c;
+        if (!(f[q] >= m[q] + k * sd[q])) { found = i; break; }
+    }
+    PyBuffer_Release(&fv); PyBuffer_Release(&tv); PyBuffer_Release(&mv); PyBuffer_Release(&sv);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef filters_functions[] = {
     {"median_mad", (PyCFunction)(void (*)(void))filters_median_mad, METH_FASTCALL,
      median_mad_doc},
@@ -1031,6 +1081,8 @@ static PyMethodDef filters_functions[] = {
      baseline_runs_doc},
     {"spindle_runs", (PyCFunction)(void (*)(void))filters_spindle_runs, METH_FASTCALL,
      spindle_runs_doc},
+    {"rearm_index", (PyCFunction)(void (*)(void))filters_rearm_index, METH_FASTCALL,
+     rearm_index_doc},
     {NULL, NULL, 0, NULL},
 };
 

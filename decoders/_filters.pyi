@@ -57,3 +57,8 @@ def median_mad(ring: np.ndarray, counts: np.ndarray, min_count: int, scratch: np
     """Per row of ``ring`` (c, L), over its first ``min(counts[j], L)`` values: the median
     and the median absolute deviation (as ``numpy.median``); NaN when fewer than
     ``min_count`` values. ``scratch`` (L,) is work space."""
+
+def rearm_index(t: np.ndarray, feature: np.ndarray, median: np.ndarray, sd: np.ndarray,
+                k_sd: float, after_s: float, start: int) -> int:
+    """The first row ``i >= start`` with ``t[i] >= after_s`` whose ``feature[i, 0]`` is not
+    ``>= median[i, 0] + k_sd * sd[i, 0]`` (NaN re-arms), or -1."""

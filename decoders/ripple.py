@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.schema import check_bands, setting
+from decoders._filters import rearm_index
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
 from decoders.filters import BandEnvelope, butter_bandpass
@@ -415,13 +416,12 @@ class RippleDetector:
         Plain Python over ~10 samples instead of a dozen NumPy calls on the chunks that
         carry a ripple (the per-chunk p99)."""
         s, nd = self.settings, self._nd
+        if any_above is None:
+            self._scan_one(cand, t, env, med, sd, thr, runs, first, events)
+            return
         c = cand.tolist() if cand is not None else None
         tl = t.tolist()
-        if any_above is None:
-            e, m, d = env[:, 0].tolist(), med[:, 0].tolist(), sd[:, 0].tolist()
-            above = [e[i] >= m[i] + s.rearm_sd * d[i] for i in range(len(tl))]
-        else:
-            above = any_above.tolist()
+        above = any_above.tolist()
         armed, rearm_t = self._armed, self._rearm_t
         for i in range(len(tl)):
             if not armed:
@@ -430,20 +430,55 @@ class RippleDetector:
                 continue
             if c is None or not c[i]:
                 continue
-            if nd == 1:
-                ch, run = 0, int(runs[i, 0])
-                score = (e[i] - m[i]) / d[i]
-            else:    # the strongest channel among those whose run is long enough
-                sc = (env[i, :nd] - med[i, :nd]) / sd[i, :nd]
-                sc = np.where(runs[i] >= self._min_n, sc, -np.inf)
-                ch, run = int(np.argmax(sc)), int(runs[i].max())
-                score = float(sc[ch])
-            onset_idx = first + i - run + 1
-            onset_s = (tl[onset_idx - first] if onset_idx >= first
-                       else self._times.at(onset_idx))
-            events.append(Event(kind=self.KIND, channel=s.channels[ch], onset_s=onset_s,
-                                detect_s=tl[i], amplitude=float(env[i, ch]), score=score,
-                                threshold=float(thr[i, ch])))
+            # the strongest channel among those whose run is long enough
+            sc = (env[i, :nd] - med[i, :nd]) / sd[i, :nd]
+            sc = np.where(runs[i] >= self._min_n, sc, -np.inf)
+            ch, run = int(np.argmax(sc)), int(runs[i].max())
+            self._fire(ch, i, run, float(sc[ch]), tl[i], env, thr, first, t, events)
             armed = False
             rearm_t = tl[i] + s.refractory_s
         self._armed, self._rearm_t = armed, rearm_t
+
+    def _scan_one(self, cand: np.ndarray | None, t: np.ndarray, env: np.ndarray,
+                  med: np.ndarray, sd: np.ndarray, thr: np.ndarray, runs: np.ndarray,
+                  first: int, events: list[Event]) -> None:
+        """:meth:`_scan` for one detection channel (or a pooled one): the re-arm point is
+        one C call (``rearm_index``), so the chunks that follow a ripple while its
+        envelope stays up (~8 % of chunks in the ripple trial) cost no Python loop."""
+        s = self.settings
+        n = t.shape[0]
+        armed, rearm_t = self._armed, self._rearm_t
+        i = 0
+        while i < n:
+            if not armed:
+                j = rearm_index(t, env, med, sd, s.rearm_sd, rearm_t, i)
+                if j < 0:
+                    break
+                armed = True           # the re-arming sample itself cannot fire
+                i = j + 1
+                continue
+            if cand is None:
+                break
+            hit = np.flatnonzero(cand[i:])
+            if hit.size == 0:
+                break
+            j = i + int(hit[0])
+            score = float((env[j, 0] - med[j, 0]) / sd[j, 0])
+            tj = float(t[j])
+            self._fire(0, j, int(runs[j, 0]), score, tj, env, thr, first, t, events)
+            armed = False
+            rearm_t = tj + s.refractory_s
+            i = j + 1
+        self._armed, self._rearm_t = armed, rearm_t
+
+    def _fire(self, ch: int, i: int, run: int, score: float, t_i: float, env: np.ndarray,
+              thr: np.ndarray, first: int, t: np.ndarray, events: list[Event]) -> None:
+        """Append the ripple detected at row ``i`` on channel ``ch`` (its run of ``run``
+        samples above threshold gives the onset, from the time ring when it began in an
+        earlier chunk)."""
+        onset_idx = first + i - run + 1
+        onset_s = (float(t[onset_idx - first]) if onset_idx >= first
+                   else self._times.at(onset_idx))
+        events.append(Event(kind=self.KIND, channel=self.settings.channels[ch],
+                            onset_s=onset_s, detect_s=t_i, amplitude=float(env[i, ch]),
+                            score=score, threshold=float(thr[i, ch])))

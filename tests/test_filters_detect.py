@@ -1,16 +1,23 @@
 """The detector rule kernels in decoders._filters against NumPy twins.
 
-``threshold_runs`` (ripple), ``spindle_runs`` and ``quadrature_sums`` (spindle) replace
-chains of small NumPy calls per chunk; here each is compared with the NumPy code it
-replaced (decoders.baseline.run_lengths and the spindle rules), on random blocks processed
-in pieces of 1, 7, 64 samples and whole (the run lengths carry across pieces).
+``threshold_runs`` and ``rearm_index`` (ripple), ``spindle_runs`` and ``quadrature_sums``
+(spindle) replace chains of small NumPy or Python calls per chunk; here each is compared
+with the code it replaced (decoders.baseline.run_lengths, the spindle rules, the re-arm
+loop), on random blocks processed in pieces of 1, 7, 64 samples and whole (the run lengths
+carry across pieces).
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from decoders._filters import median_mad, quadrature_sums, spindle_runs, threshold_runs
+from decoders._filters import (
+    median_mad,
+    quadrature_sums,
+    rearm_index,
+    spindle_runs,
+    threshold_runs,
+)
 from decoders.baseline import run_lengths
 
 SIZES = (1, 7, 64, 500)
@@ -134,6 +141,9 @@ def test_kernels_do_not_leak_references() -> None:
         spindle_runs(f, f, out, f, thr, 0.1, 0.4, 0.6, carry, runs)
         spindle_runs(f, f, out, None, thr, 0.1, 0.4, 0.6, carry, runs)
         quadrature_sums(f, f, last, 1.0, out)
+        rearm_index(thr[:, 0].copy(), f, f, f, 2.0, 0.0, 0)
+        with pytest.raises(ValueError):
+            rearm_index(last, f, f, f, 2.0, 0.0, 0)
         with pytest.raises(ValueError):
             spindle_runs(f, f, out, f, np.zeros((9, 2)), 0.1, 0.4, 0.6, carry, runs)
     after = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last)]
@@ -174,3 +184,46 @@ def test_median_mad_refuses_wrong_buffers() -> None:
                    np.empty(2))
     with pytest.raises(TypeError, match="counts"):
         median_mad(ring, np.zeros(2), 1, np.empty(10), np.empty(2), np.empty(2))
+
+
+def _py_rearm(t, f, m, sd, k, after, start) -> int:
+    """The ripple detector's old Python re-arm loop, the reference for ``rearm_index``."""
+    for i in range(max(start, 0), len(t)):
+        if t[i] >= after and not f[i, 0] >= m[i, 0] + k * sd[i, 0]:
+            return i
+    return -1
+
+
+@pytest.mark.parametrize("cols", (1, 3))
+def test_rearm_index_matches_python_loop(cols: int) -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        n = int(rng.integers(1, 30))
+        t = 10.0 + np.arange(n) / 2000.0
+        f = rng.normal(2.0, 1.0, (n, cols))
+        f[rng.random((n, cols)) < 0.05] = np.nan
+        m = rng.normal(0.0, 0.1, (n, cols))
+        sd = rng.uniform(0.5, 1.0, (n, cols))
+        k = float(rng.choice([0.5, 2.0, 4.0]))
+        after = float(t[0] + rng.uniform(-0.002, n / 2000.0 + 0.002))
+        start = int(rng.integers(-1, n + 2))
+        got = rearm_index(t, f, m, sd, k, after, start)
+        assert got == _py_rearm(t, f, m, sd, k, after, start), trial
+    # NaN in the feature re-arms (a NaN envelope is not above the re-arm level)
+    t = np.arange(3) / 2000.0
+    f = np.array([[9.0], [np.nan], [9.0]])
+    z = np.zeros((3, 1))
+    assert rearm_index(t, f, z, z + 1.0, 2.0, 0.0, 0) == 1
+    assert rearm_index(t, f, z, z + 1.0, 2.0, 0.0, 2) == -1
+
+
+def test_rearm_index_refuses_wrong_buffers() -> None:
+    t, f = np.zeros(4), np.zeros((4, 2))
+    with pytest.raises(ValueError, match="t must have shape"):
+        rearm_index(np.zeros(5), f, f, f, 2.0, 0.0, 0)
+    with pytest.raises(ValueError, match="sd must have shape"):
+        rearm_index(t, f, f, np.zeros((4, 1)), 2.0, 0.0, 0)
+    with pytest.raises(TypeError, match="median must be a C-contiguous"):
+        rearm_index(t, f, np.zeros((4, 4))[:, ::2], f, 2.0, 0.0, 0)
+    with pytest.raises(TypeError, match="7 arguments"):
+        rearm_index(t, f, f, f, 2.0, 0.0)
