@@ -278,7 +278,9 @@ class RippleDetector:
         if n > self._cap:
             self._alloc(max(n, 2 * self._cap))
         s = self.settings
-        t = chunk.timestamps
+        # the C kernels read float64 seconds in one block; sources deliver that (no copy),
+        # a Chunk built by hand may hold float32 or a strided view
+        t = np.ascontiguousarray(chunk.timestamps, dtype=np.float64)
         first = self._base.index
         if first == 0:
             self._t0 = float(t[0])

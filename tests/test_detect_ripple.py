@@ -60,6 +60,26 @@ def test_chunk_size_independent(chunk: int | None) -> None:
     assert got == ref
 
 
+@pytest.mark.parametrize("layout", ["strided", "float32"])
+def test_hand_built_chunks_with_other_timestamp_layouts(layout: str) -> None:
+    """A Chunk built by hand may carry a strided or float32 time vector; the detector
+    gives the same ripples as with the contiguous float64 one the sources deliver."""
+    x, t, _, _ = synthetic(duration_s=12.0)
+    s = RippleSettings(theta_gate=False)
+    ref = [e for e in run(RippleDetector(s), x, t, ("CA1",), 10) if e.kind == "ripple"]
+    if layout == "strided":
+        tt = np.repeat(t, 2)[::2]
+        assert not tt.flags.c_contiguous
+    else:
+        tt = t.astype(np.float32)
+    det, got = RippleDetector(s), []
+    for i in range(0, t.size, 10):
+        got += det.process(Chunk(x[i:i + 10], tt[i:i + 10], FS, ("CA1",), arrival_s=0.0))
+    rip = [e for e in got if e.kind == "ripple"]
+    assert len(ref) >= 5
+    assert [e.detect_s for e in rip] == pytest.approx([e.detect_s for e in ref], abs=2e-6)
+
+
 def test_calibration_period_is_explicit() -> None:
     x, t, _, _ = synthetic(duration_s=12.0)
     det = RippleDetector(RippleSettings(calibration_s=6.5, theta_gate=False))
