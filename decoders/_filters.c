@@ -610,8 +610,12 @@ get_rule_buf(PyObject *obj, Py_buffer *view, int writable, int is_int, Py_ssize_
     Py_ssize_t r = view->ndim == 2 ? view->shape[0] : (view->ndim == 1 ? 1 : -1);
     Py_ssize_t c = view->ndim == 2 ? view->shape[1] : (view->ndim == 1 ? view->shape[0] : -1);
     if (r < 0 || (cols >= 0 && c != cols) || (rows >= 0 && r != rows)) {
-        PyErr_Format(PyExc_ValueError, "%s must have shape (%zd, %zd)", name,
-                     rows >= 0 ? rows : (Py_ssize_t)-1, cols);
+        if (rows < 0 && cols < 0)
+            PyErr_Format(PyExc_ValueError, "%s must be a 1-D or 2-D array, got %d-D", name,
+                         view->ndim);
+        else
+            PyErr_Format(PyExc_ValueError, "%s must have shape (%zd, %zd)", name,
+                         rows >= 0 ? rows : (Py_ssize_t)-1, cols);
         PyBuffer_Release(view);
         return -1;
     }

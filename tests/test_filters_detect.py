@@ -225,5 +225,7 @@ def test_rearm_index_refuses_wrong_buffers() -> None:
         rearm_index(t, f, f, np.zeros((4, 1)), 2.0, 0.0, 0)
     with pytest.raises(TypeError, match="median must be a C-contiguous"):
         rearm_index(t, f, np.zeros((4, 4))[:, ::2], f, 2.0, 0.0, 0)
+    with pytest.raises(ValueError, match="feature must be a 1-D or 2-D array, got 3-D"):
+        rearm_index(t, np.zeros((4, 2, 1)), f, f, 2.0, 0.0, 0)
     with pytest.raises(TypeError, match="7 arguments"):
         rearm_index(t, f, f, f, 2.0, 0.0)
