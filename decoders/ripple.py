@@ -412,11 +412,10 @@ class RippleDetector:
     def _scan(self, cand: np.ndarray | None, any_above: np.ndarray | None, t: np.ndarray,
               env: np.ndarray, med: np.ndarray, sd: np.ndarray, thr: np.ndarray,
               runs: np.ndarray, first: int, events: list[Event]) -> None:
-        """Walk the chunk's few samples in plain Python: re-arm (hysteresis) once
-        refractory and no detection channel is above median + rearm_sd SD (``any_above``;
-        None = one detection channel, compared here), then fire on the first candidate.
-        Plain Python over ~10 samples instead of a dozen NumPy calls on the chunks that
-        carry a ripple (the per-chunk p99)."""
+        """Re-arm (hysteresis) once refractory and no detection channel is above median +
+        rearm_sd SD (``any_above``; None = one detection channel: :meth:`_scan_one`), then
+        fire on the first candidate. Several channels: plain Python over the chunk's few
+        samples instead of a dozen NumPy calls."""
         s, nd = self.settings, self._nd
         if any_above is None:
             self._scan_one(cand, t, env, med, sd, thr, runs, first, events)
@@ -436,7 +435,7 @@ class RippleDetector:
             sc = (env[i, :nd] - med[i, :nd]) / sd[i, :nd]
             sc = np.where(runs[i] >= self._min_n, sc, -np.inf)
             ch, run = int(np.argmax(sc)), int(runs[i].max())
-            self._fire(ch, i, run, float(sc[ch]), tl[i], env, thr, first, t, events)
+            self._fire(ch, i, run, float(sc[ch]), env, thr, first, t, events)
             armed = False
             rearm_t = tl[i] + s.refractory_s
         self._armed, self._rearm_t = armed, rearm_t
@@ -446,7 +445,7 @@ class RippleDetector:
                   first: int, events: list[Event]) -> None:
         """:meth:`_scan` for one detection channel (or a pooled one): the re-arm point is
         one C call (``rearm_index``), so the chunks that follow a ripple while its
-        envelope stays up (~8 % of chunks in the ripple trial) cost no Python loop."""
+        envelope stays up (~6 % of chunks in the ripple trial) cost no Python loop."""
         s = self.settings
         n = t.shape[0]
         armed, rearm_t = self._armed, self._rearm_t
@@ -466,14 +465,13 @@ class RippleDetector:
                 break
             j = i + int(hit[0])
             score = float((env[j, 0] - med[j, 0]) / sd[j, 0])
-            tj = float(t[j])
-            self._fire(0, j, int(runs[j, 0]), score, tj, env, thr, first, t, events)
+            self._fire(0, j, int(runs[j, 0]), score, env, thr, first, t, events)
             armed = False
-            rearm_t = tj + s.refractory_s
+            rearm_t = float(t[j]) + s.refractory_s
             i = j + 1
         self._armed, self._rearm_t = armed, rearm_t
 
-    def _fire(self, ch: int, i: int, run: int, score: float, t_i: float, env: np.ndarray,
+    def _fire(self, ch: int, i: int, run: int, score: float, env: np.ndarray,
               thr: np.ndarray, first: int, t: np.ndarray, events: list[Event]) -> None:
         """Append the ripple detected at row ``i`` on channel ``ch`` (its run of ``run``
         samples above threshold gives the onset, from the time ring when it began in an
@@ -482,5 +480,5 @@ class RippleDetector:
         onset_s = (float(t[onset_idx - first]) if onset_idx >= first
                    else self._times.at(onset_idx))
         events.append(Event(kind=self.KIND, channel=self.settings.channels[ch],
-                            onset_s=onset_s, detect_s=t_i, amplitude=float(env[i, ch]),
+                            onset_s=onset_s, detect_s=float(t[i]), amplitude=float(env[i, ch]),
                             score=score, threshold=float(thr[i, ch])))
