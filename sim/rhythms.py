@@ -51,10 +51,13 @@ class Geometry:
                             for i in range(n)])
         self.spindle = np.array([LFP_SPINDLE_GAIN if self.lfp[i]
                                  else SPINDLE_TOPO.get(names[i], 0.7) for i in range(n)])
+        # stratum radiatum sites: the large sharp wave, a small ripple (Ripple renders them
+        # with their own gains); the ripple falls off over the pyramidal-layer sites only
+        self.radiatum = np.array([names[i] in settings.radiatum_channels for i in range(n)])
         self.ripple = np.zeros(n)
         k = 0
         for i in range(n):
-            if self.lfp[i]:
+            if self.lfp[i] and not self.radiatum[i]:
                 self.ripple[i] = RIPPLE_FALLOFF ** k
                 k += 1
         # eye movements: largest at the front of the head, small posteriorly
@@ -66,7 +69,9 @@ class Geometry:
         self.so_channel = names[max(eeg, key=lambda i: self.so[i])] if eeg else names[0]
         self.spindle_channel = (names[max(eeg, key=lambda i: self.spindle[i])]
                                 if eeg else names[0])
-        self.ripple_channel = names[lfp[0]] if lfp else names[0]
+        pyr = [i for i in lfp if not self.radiatum[i]]
+        self.ripple_channel = names[pyr[0]] if pyr else names[lfp[0]] if lfp else names[0]
+        self.radiatum_cols = np.flatnonzero(self.radiatum)
         self.eeg_channels = [names[i] for i in eeg]
         self.lfp_channels = [names[i] for i in lfp]
 
@@ -108,12 +113,18 @@ class Ripple(SimEvent):
     """Sharp-wave ripple: 150-250 Hz carrier under a knot envelope, on a sharp wave.
 
     The envelope is piecewise linear through knots every 2 ms so closed-loop effects can
-    rewrite its future (truncation, prolongation) without touching the past.
+    rewrite its future (truncation, prolongation) without touching the past. Stratum
+    radiatum channels (``radiatum_cols``) get their own mix: ``radiatum_ripple`` times the
+    oscillation plus a sharp wave of ``radiatum_sw`` volts with the same time course.
     """
 
     def __init__(self, rec: EventRecord, fs: float, gains: np.ndarray, freq: float,
-                 amp: float, sw: float, phase0: float) -> None:
+                 amp: float, sw: float, phase0: float,
+                 radiatum_cols: np.ndarray | None = None, radiatum_ripple: float = 0.0,
+                 radiatum_sw: float = 0.0) -> None:
         self.freq, self.amp, self.sw, self.phase0 = freq, amp, sw, phase0
+        self.radiatum_cols = radiatum_cols if radiatum_cols is not None else np.empty(0, int)
+        self.radiatum_ripple, self.radiatum_sw = radiatum_ripple, radiatum_sw
         self.sw_sigma = max(0.015, 0.3 * (rec.offset - rec.onset))
         d = rec.offset - rec.onset
         n = max(3, int(math.ceil(d / ENV_KNOT_S)) + 1)
@@ -134,6 +145,20 @@ class Ripple(SimEvent):
         car = np.sin(2 * math.pi * self.freq * (t - self.rec.peak) + self.phase0)
         x = (t - self.rec.peak) / self.sw_sigma
         return self.amp * self.envelope(t) * car + self.sw * np.exp(-0.5 * x * x)
+
+    def render(self, a: int, t: np.ndarray, out: np.ndarray) -> None:
+        super().render(a, t, out)
+        if not self.radiatum_cols.size:
+            return
+        lo, hi = max(a, self.a), min(a + len(t), self.b)
+        if lo >= hi:
+            return
+        tt = t[lo - a:hi - a]
+        car = np.sin(2 * math.pi * self.freq * (tt - self.rec.peak) + self.phase0)
+        x = (tt - self.rec.peak) / self.sw_sigma
+        w = (self.radiatum_ripple * self.amp * self.envelope(tt) * car
+             + self.radiatum_sw * np.exp(-0.5 * x * x))
+        out[lo - a:hi - a, self.radiatum_cols] += w[:, None]
 
     def rewrite_after(self, t_cut: float, knots_t: np.ndarray, knots_v: np.ndarray) -> None:
         """Keep the envelope up to ``t_cut`` and continue it with the given knots."""
@@ -294,13 +319,20 @@ class Planner:
         Stage at a sim time (extends the hypnogram as needed).
     add_event : callable(SimEvent)
         Hands a new event to the renderer.
+    sw_rng : numpy.random.Generator, optional
+        Draws the radiatum sharp-wave amplitudes; required when ``geom`` has radiatum
+        channels, unused otherwise.
     """
 
     WINDOW_S = 1.0
 
     def __init__(self, settings: SimSettings, geom: Geometry, truth: Truth,
-                 rng: np.random.Generator, stage_at, add_event) -> None:
+                 rng: np.random.Generator, stage_at, add_event,
+                 sw_rng: np.random.Generator | None = None) -> None:
         self.s, self.geom, self.truth, self.rng = settings, geom, truth, rng
+        if sw_rng is None and geom.radiatum_cols.size:
+            raise ValueError("Planner: a probe with radiatum channels needs sw_rng")
+        self.sw_rng = sw_rng
         self.stage_at, self.add_event = stage_at, add_event
         self.fs = settings.rate_hz
         self.planned_until = 0.0
@@ -505,12 +537,23 @@ class Planner:
         if not all(off + 0.02 <= a or on >= b + 0.02 for a, b in self.ripple_spans[-8:]):
             return None
         self.ripple_spans.append((on, off))
-        rec = EventRecord("ripple", self.geom.ripple_channel, on, peak, off, {
-            "frequency_hz": f, "amplitude_v": amp, "duration_s": d,
-            "spindle_eid": spindle_eid, "channels": self.geom.lfp_channels})
+        meta = {"frequency_hz": f, "amplitude_v": amp, "duration_s": d,
+                "spindle_eid": spindle_eid, "channels": self.geom.lfp_channels}
+        rad = self.geom.radiatum_cols
+        sw_rad = 0.0
+        if rad.size:
+            # its own random stream (drawn only when the probe has a radiatum site), so
+            # adding one leaves every other event of the plan as it was
+            z_amp = (math.log(amp / rp.amplitude_v) / rp.amplitude_sigma
+                     if rp.amplitude_sigma > 0 else 0.0)
+            c = rp.sharp_wave_ripple_corr
+            z = c * z_amp + math.sqrt(1.0 - c * c) * float(self.sw_rng.standard_normal())
+            sw_rad = rp.radiatum_sharp_wave_v * math.exp(rp.radiatum_sharp_wave_sigma * z)
+            meta["radiatum_sharp_wave_v"] = sw_rad
+        rec = EventRecord("ripple", self.geom.ripple_channel, on, peak, off, meta)
         self.truth.add(rec)
         ev = Ripple(rec, self.fs, self.geom.ripple * float(self.geom.lfp.any()), f, amp,
-                    rp.sharp_wave_v, ph0)
+                    rp.sharp_wave_v, ph0, rad, rp.radiatum_ripple_gain, sw_rad)
         self.add_event(ev)
         return ev
 

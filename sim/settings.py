@@ -94,8 +94,26 @@ class RippleSettings:
                                  doc="median peak ripple envelope on the first CA1 channel")
     amplitude_sigma: float = setting(0.35, ge=0, doc="log-normal sigma of ripple amplitude")
     sharp_wave_v: float = setting(
-        -150e-6, unit="V", doc="sharp-wave deflection under the ripple (negative in stratum "
-        "radiatum, Buzsaki 2015)")
+        -150e-6, unit="V", doc="sharp-wave deflection under the ripple on the pyramidal-layer "
+        "channels (scaled like the ripple on each); a Gaussian centred on the ripple peak, "
+        "SD max(15 ms, 0.3 x ripple duration)")
+    radiatum_sharp_wave_v: float = setting(
+        -400e-6, unit="V", doc="median sharp wave on a stratum radiatum channel "
+        "(``radiatum_channels``): the CA3 Schaffer-collateral sink makes it the largest "
+        "deflection of the CA1 LFP in NREM sleep, negative, peaking in mid radiatum "
+        "(Buzsaki 2015 Hippocampus 25:1073, Fig. 6 depth profiles; hundreds of microvolts "
+        "to millivolts in the rat -- the default is at the low, mouse-like end). Same "
+        "time course as the pyramidal-layer sharp wave")
+    radiatum_sharp_wave_sigma: float = setting(
+        0.35, ge=0, doc="log-normal sigma of the radiatum sharp-wave amplitude")
+    sharp_wave_ripple_corr: float = setting(
+        0.5, ge=0, le=1, doc="correlation of the log sharp-wave amplitude with the log ripple "
+        "amplitude of the same event (both grow with the CA3 burst that drives them, "
+        "imperfectly: strong sharp waves with weak ripples and the reverse both occur)")
+    radiatum_ripple_gain: float = setting(
+        0.15, ge=0, le=1, doc="ripple oscillation on a radiatum channel relative to the first "
+        "pyramidal-layer channel (the ripple is confined to a few hundred microns around "
+        "stratum pyramidale: Buzsaki 2015)")
     spindle_coupling: float = setting(
         0.5, ge=0, le=1, doc="probability that a spindle trough carries a ripple (ripples "
         "nest in spindle troughs: Sirota et al. 2003; Staresina et al. 2015)")
@@ -328,6 +346,10 @@ class SimSettings:
         doc="channel names; names starting with an lfp_prefixes entry are CA1 LFP")
     lfp_prefixes: tuple[str, ...] = setting(("CA", "HPC", "LFP", "DG"),
                                             doc="name prefixes that mark hippocampal channels")
+    radiatum_channels: tuple[str, ...] = setting(
+        (), doc="hippocampal channels (from `channels`) that sit in CA1 stratum radiatum, "
+        "not the pyramidal layer: they carry the large negative sharp wave "
+        "(ripple.radiatum_sharp_wave_v) and only a small ripple (ripple.radiatum_ripple_gain)")
     noise: NoiseSettings = field(default_factory=NoiseSettings)
     ripple: RippleSettings = field(default_factory=RippleSettings)
     spindle: SpindleSettings = field(default_factory=SpindleSettings)
@@ -355,6 +377,10 @@ class SimSettings:
         if self.theta.gamma_hz[1] >= 0.45 * self.rate_hz:
             raise ValueError(f"theta: gamma_hz upper end {self.theta.gamma_hz[1]} Hz must be "
                              f"below 0.45 x rate_hz")
+        for name in self.radiatum_channels:
+            if name not in self.channels or not self.is_lfp(name):
+                raise ValueError(f"radiatum_channels: {name!r} is not one of the hippocampal "
+                                 f"channels {[c for c in self.channels if self.is_lfp(c)]}")
         if self.ripple.freq_hz[1] >= self.rate_hz / 2:
             raise ValueError(f"ripple: freq_hz upper end {self.ripple.freq_hz[1]} Hz must be "
                              f"below Nyquist ({self.rate_hz / 2} Hz); raise rate_hz")

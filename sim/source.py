@@ -87,7 +87,7 @@ class SimSource:
         self._advance_clock = isinstance(self._clock, SimClock) and not paced
         # independent random streams: adding a pulse or a channel never reshuffles another
         ss = np.random.SeedSequence([self.seed, 0x51AB])
-        r_bg, r_plan, r_hyp, r_eff = (np.random.default_rng(c) for c in ss.spawn(4))
+        r_bg, r_plan, r_hyp, r_eff, r_sw = (np.random.default_rng(c) for c in ss.spawn(5))
         self._effects_rng = r_eff
         self.truth = Truth(self.rate_hz, self.channels, 0.0)
         self.memory = Memory(s.memory, self.seed)
@@ -95,7 +95,7 @@ class SimSource:
         self._hyp = Hypnogram(s.hypnogram, r_hyp)
         self._events: list[SimEvent] = []
         self._planner = Planner(s, self._geom, self.truth, r_plan, self._stage_at,
-                                self._add_event)
+                                self._add_event, sw_rng=r_sw)
         self._bg_block = int(round(BG_BLOCK_S * self.rate_hz))
         self._bg = Background(s.noise, s.theta, self.rate_hz, self._geom.lfp, self.truth,
                               r_bg, self._bg_block)
