@@ -12,6 +12,16 @@ theta-dominated running or REM). Stimulation artefacts are blanked: the loop rep
 delivered pulse (:meth:`RippleDetector.blank`) and the samples it covers are neither
 detected on nor let into the theta gate.
 
+Sharp-wave assist (optional, ``sharp_wave_channel``): on a laminar probe a CA1 stratum
+radiatum site carries the sharp wave of the SPW-R complex -- the CA3-driven sink, a large
+negative deflection that rises with (and slightly ahead of) the ripple -- long before the
+ripple-band envelope has integrated enough evidence. An event also fires when the
+band-passed radiatum signal is beyond ``sharp_wave_sd`` robust SDs in the sharp wave's
+polarity *and* a short-window ripple envelope on the detection channel is above
+``sharp_wave_ripple_sd`` SDs (a sharp wave without any ripple-band power is not an SPW-R:
+dentate spikes, movement, pops). Laminar-profile detectors find SPW-Rs earlier than
+ripple power does for this reason (Navas-Olive et al. 2022, eLife 11:e77772).
+
 Online ripple detection of this kind follows Kay et al. 2016 (envelope threshold on
 band-passed LFP) and the closed-loop detectors of Girardeau et al. 2009 and Dutta et al.
 2019 (adaptive thresholds, reference-channel veto against artefacts).
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -27,7 +38,7 @@ from controller.schema import check_bands, setting
 from decoders._filters import rearm_index
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
-from decoders.filters import BandEnvelope, butter_bandpass
+from decoders.filters import BandEnvelope, MovingRms, SosFilter, butter_bandpass
 from drivers.chunk import Chunk
 
 __all__ = ["RippleSettings", "RippleDetector"]
@@ -89,6 +100,28 @@ class RippleSettings:
             "and the theta gate holds its channel's last clean value through them (a light "
             "or current step on the LFP otherwise rings through the theta and delta "
             "filters and closes the gate for a second or more)")
+    sharp_wave_channel: str = setting(
+        "", doc="CA1 stratum radiatum channel for the sharp-wave assist (empty: off): an "
+                "event also fires when its sharp wave is beyond sharp_wave_sd while the "
+                "ripple band shows at least sharp_wave_ripple_sd; needs one detection "
+                "channel or pool_weights")
+    sharp_wave_band_hz: tuple[float, float] = setting(
+        (5.0, 40.0), gt=0, unit="Hz",
+        doc="band-pass of the sharp-wave channel (first order per edge: a few ms of delay; "
+            "a sharp wave lasts 40-100 ms, Buzsaki 2015)")
+    sharp_wave_polarity: Literal["negative", "positive"] = setting(
+        "negative", doc="sign of the sharp wave on that channel (negative in stratum "
+                        "radiatum, positive above the pyramidal layer)")
+    sharp_wave_sd: float = setting(5.0, gt=0, unit="SD",
+                                   doc="sharp-wave threshold, in robust SDs of the band-passed "
+                                       "sharp-wave channel")
+    sharp_wave_ripple_sd: float = setting(
+        0.5, unit="SD", doc="ripple-band confirmation of a sharp wave: the short-window "
+                            "envelope of the detection channel must be above its baseline "
+                            "median + this many robust SDs")
+    sharp_wave_ripple_window_s: float = setting(
+        0.004, gt=0, le=0.1, unit="s", doc="moving-RMS window of that confirmation envelope "
+                                           "(short: it must rise within milliseconds)")
     calibration_s: float = setting(5.0, ge=0, unit="s", doc="no events until this long after "
                                                             "the first sample")
     baseline_s: float = setting(30.0, gt=0, unit="s", doc="history of the running baseline")
@@ -101,9 +134,16 @@ class RippleSettings:
                                                           "baseline")
 
     def validate(self) -> None:
-        check_bands(self, "band_hz", "theta_band_hz", "delta_band_hz")
+        check_bands(self, "band_hz", "theta_band_hz", "delta_band_hz", "sharp_wave_band_hz")
         if not self.channels:
             raise ValueError("channels: give at least one channel name")
+        if self.sharp_wave_channel:
+            if self.sharp_wave_channel in self.channels:
+                raise ValueError(f"sharp_wave_channel: {self.sharp_wave_channel!r} is also a "
+                                 f"detection channel; give the stratum radiatum site")
+            if len(self.channels) > 1 and not self.pool_weights:
+                raise ValueError("sharp_wave_channel: needs one detection channel or "
+                                 "pool_weights (the confirmation envelope is one signal)")
         if self.consensus_channels > len(self.channels):
             raise ValueError(f"consensus_channels: {self.consensus_channels} > number of "
                              f"channels {len(self.channels)}")
@@ -133,8 +173,11 @@ class RippleDetector:
     -----
     Emits ``Event(kind="ripple")`` with ``onset_s`` the first supra-threshold sample of the
     run, ``detect_s`` the sample where the rule was met, ``amplitude`` the envelope (volts),
-    ``score`` the envelope in robust SDs above the median, ``threshold`` in volts. Once,
-    when calibration ends, emits ``Event(kind="calibration_done", channel="ripple")``.
+    ``score`` the envelope in robust SDs above the median, ``threshold`` in volts. An event
+    the sharp-wave rule fired names ``sharp_wave_channel`` as its ``channel`` and its onset
+    is where the sharp wave crossed its threshold (amplitude, score and threshold are still
+    the detection channel's envelope). Once, when calibration ends, emits
+    ``Event(kind="calibration_done", channel="ripple")``.
     """
 
     KIND = "ripple"
@@ -181,6 +224,25 @@ class RippleDetector:
             self._delta = BandEnvelope(butter_bandpass(*s.delta_band_hz, fs), 1, gwin)
         self._carry = np.zeros(self._nd + len(s.reference_channels), dtype=np.int64)
         self._hold_v = 0.0      # last clean sample of the gate channel (volts)
+        self._sw_on = bool(s.sharp_wave_channel)
+        if self._sw_on:
+            if s.sharp_wave_band_hz[1] >= fs / 2:
+                raise ValueError(f"detectors.ripple.sharp_wave_band_hz: {s.sharp_wave_band_hz[1]} "
+                                 f"Hz is at or above Nyquist of a {fs} Hz source")
+            self._sw_filter = SosFilter(butter_bandpass(*s.sharp_wave_band_hz, fs, order=1), 1)
+            self._sw_sign = -1.0 if s.sharp_wave_polarity == "negative" else 1.0
+            # the three baselines recompute at different samples (update_phase), so their
+            # median/MAD updates never land on the same chunk
+            self._sw_base = RobustBaseline(1, fs, history_s=s.baseline_s,
+                                           step_s=s.baseline_step_s,
+                                           update_s=s.baseline_update_s,
+                                           exclude_sd=s.exclude_sd, update_phase=1 / 3)
+            self._fast = MovingRms(1, max(1, int(round(s.sharp_wave_ripple_window_s * fs))))
+            self._fast_base = RobustBaseline(1, fs, history_s=s.baseline_s,
+                                             step_s=s.baseline_step_s,
+                                             update_s=s.baseline_update_s,
+                                             exclude_sd=s.exclude_sd, update_phase=2 / 3)
+            self._sw_carry = np.zeros(1, dtype=np.int64)
         self._alloc(64)
         self._reset_state()
 
@@ -199,6 +261,15 @@ class RippleDetector:
         self._gf = np.empty((n, 1))
         self._ge1 = np.empty((n, 1))
         self._ge2 = np.empty((n, 1))
+        if self._sw_on:
+            # sharp-wave channel (signed so the sharp wave is positive), its band-passed
+            # signal, statistics, threshold and runs; the confirmation envelope and its stats
+            self._swx, self._swf = np.empty((n, 1)), np.empty((n, 1))
+            self._swmed, self._swsd = np.empty((n, 1)), np.empty((n, 1))
+            self._swthr = np.empty((n, 1))
+            self._swruns = np.empty((n, 1), dtype=np.int64)
+            self._fcol, self._fenv = np.empty((n, 1)), np.empty((n, 1))
+            self._fmed, self._fsd = np.empty((n, 1)), np.empty((n, 1))
 
     def _reset_state(self) -> None:
         self._armed = True
@@ -206,6 +277,8 @@ class RippleDetector:
         self._t0 = np.nan
         self._calibrating = True
         self._carry.fill(0)
+        if self._sw_on:
+            self._sw_carry.fill(0)
 
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
@@ -303,6 +376,7 @@ class RippleDetector:
         runs = runs_all[:, :nd]
         blanked = self._blank_mask(t) if self._blanks else None
         gate = self._theta_update(chunk, n, blanked) if s.theta_gate else None
+        since = None
         if blanked is True:
             # the whole chunk is artefact: every run starts again after it
             runs_all.fill(0)
@@ -318,20 +392,20 @@ class RippleDetector:
             self._carry[:] = runs_all[n - 1]
             longest = int(runs_all.max())
         if longest < self._min_n:
-            # no run reaches the minimum duration in this chunk: nothing can fire
+            # no run reaches the minimum duration in this chunk: the envelope rule cannot fire
             cand = None
+        elif nd == 1 and s.consensus_channels == 1:
+            cand = runs[:, 0] >= self._min_n
         else:
-            if nd == 1 and s.consensus_channels == 1:
-                cand = runs[:, 0] >= self._min_n
-            else:
-                cand = np.count_nonzero(runs >= self._min_n, axis=1) >= s.consensus_channels
-            if s.reference_channels:
-                ref = env[:, nd:] > med[:, nd:] + s.veto_sd * sd[:, nd:]
-                cand &= ~ref.any(axis=1)
-            if gate is not None:
-                th, de = gate
-                # power ratio (theta/delta)^2 <= max  <=>  theta <= sqrt(max) * delta
-                cand &= th[:, 0] <= math.sqrt(s.theta_delta_max) * de[:, 0]
+            cand = np.count_nonzero(runs >= self._min_n, axis=1) >= s.consensus_channels
+        swc = self._sharp_wave(chunk, n, blanked, since) if self._sw_on else None
+        if cand is not None or swc is not None:
+            ok = self._allowed(env, med, sd, gate, n)
+            if ok is not None:
+                if cand is not None:
+                    cand &= ok
+                if swc is not None:
+                    swc &= ok
         events: list[Event] = []
         if self._calibrating:
             ev = self._check_calibration(t, first, med, sd)
@@ -340,24 +414,84 @@ class RippleDetector:
             events.append(ev)
             if cand is not None:
                 cand[:self._cal_local] = False
-        if self._armed and (cand is None or not cand.any()):
+            if swc is not None:
+                swc[:self._cal_local] = False
+        if self._armed and (cand is None or not cand.any()) and (swc is None or not swc.any()):
             return events
         if not self._armed and t[-1] < self._rearm_t:
             return events        # still refractory for the whole chunk: nothing can change
         hi = None
-        if nd > 1:
-            # re-arm level (hysteresis): any detection channel above median + rearm_sd SD
+        if nd > 1 or self._sw_on:
+            # re-arm level (hysteresis): any detection channel above median + rearm_sd SD,
+            # or the sharp wave still above its threshold
             rearm = self._tmp[:n]
             np.multiply(sd[:, :nd], s.rearm_sd, out=rearm)
             rearm += med[:, :nd]
             np.greater_equal(env[:, :nd], rearm, out=self._hi[:n])
             hi = self._hi[:n].any(axis=1)
-        self._scan(cand, hi, t, env, med, sd, thr, runs, first, events)
+            if self._sw_on:
+                hi |= self._swruns[:n, 0] > 0
+        self._scan(cand, swc, hi, t, env, med, sd, thr, runs, first, events)
         return events
 
+    def _allowed(self, env: np.ndarray, med: np.ndarray, sd: np.ndarray,
+                 gate: tuple[np.ndarray, np.ndarray] | None, n: int) -> np.ndarray | None:
+        """Samples where neither the reference-channel veto nor the theta gate holds an
+        event back (None: no such rule is configured)."""
+        s, nd = self.settings, self._nd
+        ok = None
+        if s.reference_channels:
+            ok = ~(env[:, nd:] > med[:, nd:] + s.veto_sd * sd[:, nd:]).any(axis=1)
+        if gate is not None:
+            th, de = gate
+            # power ratio (theta/delta)^2 <= max  <=>  theta <= sqrt(max) * delta
+            g = th[:, 0] <= math.sqrt(s.theta_delta_max) * de[:, 0]
+            ok = g if ok is None else (ok & g)
+        return ok
+
+    def _sharp_wave(self, chunk: Chunk, n: int, blanked: np.ndarray | bool | None,
+                    since: np.ndarray | None) -> np.ndarray | None:
+        """The sharp-wave rule per sample (None when it holds nowhere in the chunk): the
+        band-passed sharp-wave channel, signed so the sharp wave is positive, above
+        ``sharp_wave_sd`` robust SDs, and the short-window ripple envelope of the detection
+        channel above ``sharp_wave_ripple_sd``. Keeps both baselines and the sharp wave's
+        run lengths (its onset) current every chunk."""
+        s = self.settings
+        x = self._swx[:n]
+        np.multiply(chunk.samples[:, self._sw_col], self._sw_sign, out=x[:, 0])
+        f = self._sw_filter.process(x, self._swf[:n])
+        runs = self._swruns[:n]
+        self._sw_base.process_runs(f, self._swmed[:n], self._swsd[:n], s.sharp_wave_sd,
+                                   self._sw_carry, runs, self._swthr[:n])
+        fc = self._fcol[:n]
+        fc[:, 0] = self._filt[:n, 0]
+        fe = self._fast.process(fc, self._fenv[:n])
+        fmed, fsd = self._fmed[:n], self._fsd[:n]
+        self._fast_base.process(fe, fmed, fsd)
+        if blanked is True:
+            runs.fill(0)
+            self._sw_carry.fill(0)
+            return None
+        if since is not None:
+            np.minimum(runs[:, 0], since, out=runs[:, 0])
+            self._sw_carry[0] = runs[n - 1, 0]
+        if not runs.any():
+            return None
+        ok = runs[:, 0] > 0
+        ok &= fe[:, 0] > fmed[:, 0] + s.sharp_wave_ripple_sd * fsd[:, 0]
+        return ok if ok.any() else None
+
     def _bind(self, channels: tuple[str, ...]) -> None:
-        """Column indices of the detection (and reference) channels in ``channels``."""
+        """Column indices of the detection (and reference, sharp-wave) channels in
+        ``channels``."""
         self._cols = np.ascontiguousarray(self._picker.bind(channels), dtype=np.int64)
+        if self._sw_on:
+            name = self.settings.sharp_wave_channel
+            if name not in channels:
+                raise ValueError(f"detectors.ripple.sharp_wave_channel: {name!r} not in the "
+                                 f"source's channels {list(channels)}; set it to the "
+                                 f"stratum radiatum channel's name or to \"\" (off)")
+            self._sw_col = channels.index(name)
         self._cols_for = channels
 
     def _theta_update(self, chunk: Chunk, n: int,
@@ -409,18 +543,21 @@ class RippleDetector:
                      detect_s=float(t[j]), amplitude=float(med[j, 0]),
                      score=float(sd[j, 0]), threshold=float(thr))
 
-    def _scan(self, cand: np.ndarray | None, any_above: np.ndarray | None, t: np.ndarray,
-              env: np.ndarray, med: np.ndarray, sd: np.ndarray, thr: np.ndarray,
-              runs: np.ndarray, first: int, events: list[Event]) -> None:
+    def _scan(self, cand: np.ndarray | None, swc: np.ndarray | None,
+              any_above: np.ndarray | None, t: np.ndarray, env: np.ndarray, med: np.ndarray,
+              sd: np.ndarray, thr: np.ndarray, runs: np.ndarray, first: int,
+              events: list[Event]) -> None:
         """Re-arm (hysteresis) once refractory and no detection channel is above median +
-        rearm_sd SD (``any_above``; None = one detection channel: :meth:`_scan_one`), then
-        fire on the first candidate. Several channels: plain Python over the chunk's few
-        samples instead of a dozen NumPy calls."""
+        rearm_sd SD nor the sharp wave above its threshold (``any_above``; None = one
+        detection channel and no sharp-wave assist: :meth:`_scan_one`), then fire on the
+        first candidate of the envelope rule (``cand``) or the sharp-wave rule (``swc``).
+        Plain Python over the chunk's few samples instead of a dozen NumPy calls."""
         s, nd = self.settings, self._nd
         if any_above is None:
             self._scan_one(cand, t, env, med, sd, thr, runs, first, events)
             return
         c = cand.tolist() if cand is not None else None
+        w = swc.tolist() if swc is not None else None
         tl = t.tolist()
         above = any_above.tolist()
         armed, rearm_t = self._armed, self._rearm_t
@@ -429,13 +566,19 @@ class RippleDetector:
                 if tl[i] >= rearm_t and not above[i]:
                     armed = True       # the re-arming sample itself cannot fire
                 continue
-            if c is None or not c[i]:
+            if c is not None and c[i]:
+                # the strongest channel among those whose run is long enough
+                sc = (env[i, :nd] - med[i, :nd]) / sd[i, :nd]
+                sc = np.where(runs[i] >= self._min_n, sc, -np.inf)
+                ch, run = int(np.argmax(sc)), int(runs[i].max())
+                self._fire(ch, i, run, float(sc[ch]), env, thr, first, t, events)
+            elif w is not None and w[i]:
+                # the sharp wave fired it: onset where the sharp wave crossed its threshold
+                score = float((env[i, 0] - med[i, 0]) / sd[i, 0])
+                self._fire(0, i, int(self._swruns[i, 0]), score, env, thr, first, t, events,
+                           channel=s.sharp_wave_channel)
+            else:
                 continue
-            # the strongest channel among those whose run is long enough
-            sc = (env[i, :nd] - med[i, :nd]) / sd[i, :nd]
-            sc = np.where(runs[i] >= self._min_n, sc, -np.inf)
-            ch, run = int(np.argmax(sc)), int(runs[i].max())
-            self._fire(ch, i, run, float(sc[ch]), env, thr, first, t, events)
             armed = False
             rearm_t = tl[i] + s.refractory_s
         self._armed, self._rearm_t = armed, rearm_t
@@ -472,13 +615,14 @@ class RippleDetector:
         self._armed, self._rearm_t = armed, rearm_t
 
     def _fire(self, ch: int, i: int, run: int, score: float, env: np.ndarray,
-              thr: np.ndarray, first: int, t: np.ndarray, events: list[Event]) -> None:
+              thr: np.ndarray, first: int, t: np.ndarray, events: list[Event],
+              channel: str = "") -> None:
         """Append the ripple detected at row ``i`` on channel ``ch`` (its run of ``run``
         samples above threshold gives the onset, from the time ring when it began in an
-        earlier chunk)."""
+        earlier chunk); ``channel`` names the sharp-wave channel when that rule fired."""
         onset_idx = first + i - run + 1
         onset_s = (float(t[onset_idx - first]) if onset_idx >= first
                    else self._times.at(onset_idx))
-        events.append(Event(kind=self.KIND, channel=self.settings.channels[ch],
+        events.append(Event(kind=self.KIND, channel=channel or self.settings.channels[ch],
                             onset_s=onset_s, detect_s=float(t[i]), amplitude=float(env[i, ch]),
                             score=score, threshold=float(thr[i, ch])))

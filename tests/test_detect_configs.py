@@ -23,6 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # config -> detectors it must run
 EXPECTED = {
     "sim-ripple.toml": {RippleDetector},
+    "sim-ripple-laminar.toml": {RippleDetector},
     "sim-so.toml": {RippleDetector, SpindleDetector, SlowOscDetector},
     "cyton-rig.toml": {SpindleDetector, SlowOscDetector},
     "stimbox-rig.toml": {SpindleDetector, SlowOscDetector},
