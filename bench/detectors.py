@@ -39,6 +39,7 @@ TARGETS = {
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "sim-ripple.toml"
+LAMINAR = SHIPPED.with_name("sim-ripple-laminar.toml")
 
 
 def shipped_ripple_settings() -> RippleSettings:
@@ -46,6 +47,28 @@ def shipped_ripple_settings() -> RippleSettings:
     from controller.config import load_config
 
     return load_config(SHIPPED).detectors.ripple
+
+
+def laminar_config():
+    """configs/sim-ripple-laminar.toml: the simulator's probe with a stratum radiatum site
+    (``[sim]``) and the ripple detector with the sharp-wave assist on it."""
+    from controller.config import load_config
+
+    return load_config(LAMINAR)
+
+
+def laminar_sim(seed: int, duration_s: float):
+    """The default simulator (hypnogram, SNR) with the laminar config's probe: its
+    channels and radiatum site, nothing else of that config's ``[sim]``."""
+    import dataclasses
+
+    from sim.generate import simulate
+    from sim.settings import SimSettings
+
+    lam = laminar_config().sim
+    s = dataclasses.replace(SimSettings(), channels=lam.channels,
+                            radiatum_channels=lam.radiatum_channels)
+    return simulate(s, seed=seed, duration_s=duration_s)
 
 
 def accuracy(seeds: list[int], duration_s: float, chunk: int,
@@ -77,6 +100,15 @@ def accuracy(seeds: list[int], duration_s: float, chunk: int,
         tr = [e for e in truth.events("ripple") if e.onset_s >= start]
         pooled["ripple_pooled"].append(score_detections(
             [e.detect_s for e in evp if e.kind == "ripple"], intervals(tr), t[-1] - start))
+        # and with the laminar probe: the same seed's plan (sim.rhythms draws the sharp
+        # waves from their own stream), a radiatum site, the sharp-wave assist
+        xl, tl, trl = laminar_sim(seed, duration_s)
+        evl = replay([RippleDetector(laminar_config().detectors.ripple)], xl, tl, trl.rate_hz,
+                     tuple(trl.channels), chunk)
+        start = next(e.detect_s for e in evl if e.kind == "calibration_done")
+        tr = [e for e in trl.events("ripple") if e.onset_s >= start]
+        pooled.setdefault("ripple_laminar", []).append(score_detections(
+            [e.detect_s for e in evl if e.kind == "ripple"], intervals(tr), tl[-1] - start))
         pred = np.array([e.predicted_s for e in ev if e.kind == "so"])
         pooled["so_phase"].append(truth.phase("so", pred[np.isfinite(pred)]))
         pooled.setdefault("so_no_prediction", []).append(int(np.sum(~np.isfinite(pred))))
@@ -143,11 +175,44 @@ def speed(n_chunks: int = 6000, repeats: int = 3) -> dict:
     return best
 
 
+def speed_laminar(n_chunks: int = 6000, repeats: int = 3) -> dict:
+    """Per-chunk time of the pooled ripple detector without and with the sharp-wave assist,
+    side by side (alternating chunk by chunk) on the laminar probe's 9 x 10 chunks."""
+    import dataclasses
+
+    x, t, truth = laminar_sim(7, n_chunks * 10 / 2000.0 + 1.0)
+    names = tuple(truth.channels)
+    chunks = [Chunk(np.ascontiguousarray(x[i:i + 10]), t[i:i + 10], truth.rate_hz, names,
+                    float(t[i])) for i in range(0, n_chunks * 10, 10)]
+    lam = laminar_config().detectors.ripple
+    kinds = {"pooled": dataclasses.replace(lam, sharp_wave_channel=""), "pooled + sharp wave": lam}
+    best: dict = {}
+    for _ in range(repeats):
+        dets = {k: RippleDetector(v) for k, v in kinds.items()}
+        per = {k: np.empty(len(chunks)) for k in kinds}
+        gc.disable()
+        try:
+            for i, c in enumerate(chunks):
+                for k, d in dets.items():
+                    a = time.perf_counter_ns()
+                    d.process(c)
+                    per[k][i] = time.perf_counter_ns() - a
+        finally:
+            gc.enable()
+        res = {k: (float(np.median(v[200:])) / 1e3, float(np.percentile(v[200:], 99)) / 1e3)
+               for k, v in per.items()}
+        if not best or res["pooled + sharp wave"][1] < best["pooled + sharp wave"][1]:
+            best = res
+    return best
+
+
 def sweep(kind: str, factory, grid: list[dict], seeds: list[int], duration_s: float,
-          chunk: int, tol_before_s: float) -> list[dict]:
+          chunk: int, tol_before_s: float, simulate=None) -> list[dict]:
     """Pooled scores of ``factory(**params)`` detectors over a parameter grid on the
-    simulator (after each detector's calibration; rejected spindles do not count)."""
-    from sim.generate import simulate
+    simulator (after each detector's calibration; rejected spindles do not count);
+    ``simulate(seed=, duration_s=)`` makes the signal (default: the default simulator)."""
+    if simulate is None:
+        from sim.generate import simulate
 
     scores: list[list] = [[] for _ in grid]
     for seed in seeds:
@@ -207,6 +272,15 @@ def ripple_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
                  seeds, duration_s, chunk, tol_before_s=0.05)
     print_sweep(f"== ripple trade-off (configs/sim-ripple.toml detector): seeds {seeds}, "
                 f"{duration_s:g} s each", grid, rows)
+    # the sharp-wave assist: threshold on the radiatum sharp wave against the ripple-band
+    # confirmation level (-10: no confirmation)
+    lam = laminar_config().detectors.ripple
+    grid = [dict(sharp_wave_sd=k, sharp_wave_ripple_sd=c)
+            for k, c in itertools.product((4.0, 5.0, 6.0), (-10.0, 0.0, 0.5, 1.0, 2.0))]
+    rows = sweep("ripple", lambda **v: RippleDetector(dataclasses.replace(lam, **v)), grid,
+                 seeds, duration_s, chunk, tol_before_s=0.05, simulate=laminar_sim)
+    print_sweep(f"== sharp-wave assist trade-off (configs/{LAMINAR.name} detector on its "
+                f"probe): seeds {seeds}, {duration_s:g} s each", grid, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
               f"default SNR, chunks of {args.chunk} samples at 2 kHz")
         print(f"{'detector':<14}{'truth':>6}{'det':>6}{'prec':>7}{'recall':>7}{'F1':>7}"
               f"{'FP/min':>7}{'onset->detect ms med/p90':>26}{'peak->detect ms med/p90':>25}")
-        for kind in ("ripple", "ripple_pooled", "spindle", "so"):
+        for kind in ("ripple", "ripple_pooled", "ripple_laminar", "spindle", "so"):
             p = pool(res[kind])
             print(f"{kind:<14}{p['truth']:>6}{p['detected']:>6}{p['precision']:>7.3f}"
                   f"{p['recall']:>7.3f}{p['f1']:>7.3f}{p['fp_per_min']:>7.2f}"
@@ -261,9 +335,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{ph.mean_phase_deg:+.1f} deg, circular SD {ph.sd_phase_deg:.1f} deg, "
               f"in up-phase {100 * ph.fraction_in_target_half:.1f} %")
         r = shipped_ripple_settings()
+        lam = laminar_config().detectors.ripple
         print(f"ripple: defaults (channels = {list(RippleSettings().channels)}); "
               f"ripple_pooled: as shipped in configs/{SHIPPED.name} (channels = "
-              f"{list(r.channels)}, pool_weights = {list(r.pool_weights)})")
+              f"{list(r.channels)}, pool_weights = {list(r.pool_weights)}); "
+              f"ripple_laminar: configs/{LAMINAR.name} on the same seeds with a stratum "
+              f"radiatum site (sharp_wave_channel = {lam.sharp_wave_channel!r}, "
+              f"sharp_wave_sd = {lam.sharp_wave_sd:g}, sharp_wave_ripple_sd = "
+              f"{lam.sharp_wave_ripple_sd:g})")
         print("targets (issue 4):")
         for k, v in TARGETS.items():
             print(f"  {k}: {v}")
@@ -276,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     for k, (med, p99) in sp.items():
         print(f"  {k:<18} median {med:7.1f}   p99 {p99:7.1f}")
     print("  target: all three detectors + one phase estimator, p99 < 100 us")
+    print(f"== speed: ripple detector of configs/{LAMINAR.name}, 9 channels x 10 samples, "
+          f"per chunk (microseconds), with and without the sharp-wave assist side by side")
+    for k, (med, p99) in speed_laminar().items():
+        print(f"  {k:<20} median {med:7.1f}   p99 {p99:7.1f}")
     return 0
 
 
