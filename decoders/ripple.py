@@ -38,7 +38,7 @@ from controller.schema import check_bands, setting
 from decoders._filters import rearm_index
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
-from decoders.filters import BandEnvelope, MovingRms, SosFilter, butter_bandpass
+from decoders.filters import BandEnvelope, MovingRms, butter_bandpass
 from drivers.chunk import Chunk
 
 __all__ = ["RippleSettings", "RippleDetector"]
@@ -229,20 +229,27 @@ class RippleDetector:
             if s.sharp_wave_band_hz[1] >= fs / 2:
                 raise ValueError(f"detectors.ripple.sharp_wave_band_hz: {s.sharp_wave_band_hz[1]} "
                                  f"Hz is at or above Nyquist of a {fs} Hz source")
-            self._sw_filter = SosFilter(butter_bandpass(*s.sharp_wave_band_hz, fs, order=1), 1)
-            self._sw_sign = -1.0 if s.sharp_wave_polarity == "negative" else 1.0
+            # pick_rms with one weight picks the channel, signs it (the sharp wave comes out
+            # positive) and band-passes it in one C call; its RMS (window 1) goes unused
+            self._sw_filter = BandEnvelope(butter_bandpass(*s.sharp_wave_band_hz, fs, order=1),
+                                           1, 1)
+            self._sw_weight = np.array([-1.0 if s.sharp_wave_polarity == "negative" else 1.0])
             # the three baselines recompute at different samples (update_phase), so their
             # median/MAD updates never land on the same chunk
             self._sw_base = RobustBaseline(1, fs, history_s=s.baseline_s,
                                            step_s=s.baseline_step_s,
                                            update_s=s.baseline_update_s,
                                            exclude_sd=s.exclude_sd, update_phase=1 / 3)
+            # the confirmation envelope: moving RMS of the detection channel's band-passed
+            # signal (column 0 of the band filter's output), picked in the same C call
             self._fast = MovingRms(1, max(1, int(round(s.sharp_wave_ripple_window_s * fs))))
+            self._col0 = np.zeros(1, dtype=np.int64)
             self._fast_base = RobustBaseline(1, fs, history_s=s.baseline_s,
                                              step_s=s.baseline_step_s,
                                              update_s=s.baseline_update_s,
                                              exclude_sd=s.exclude_sd, update_phase=2 / 3)
             self._sw_carry = np.zeros(1, dtype=np.int64)
+            self._fast_carry = np.zeros(1, dtype=np.int64)
         self._alloc(64)
         self._reset_state()
 
@@ -264,12 +271,14 @@ class RippleDetector:
         if self._sw_on:
             # sharp-wave channel (signed so the sharp wave is positive), its band-passed
             # signal, statistics, threshold and runs; the confirmation envelope and its stats
-            self._swx, self._swf = np.empty((n, 1)), np.empty((n, 1))
+            self._swf, self._swrms = np.empty((n, 1)), np.empty((n, 1))
             self._swmed, self._swsd = np.empty((n, 1)), np.empty((n, 1))
             self._swthr = np.empty((n, 1))
             self._swruns = np.empty((n, 1), dtype=np.int64)
             self._fcol, self._fenv = np.empty((n, 1)), np.empty((n, 1))
             self._fmed, self._fsd = np.empty((n, 1)), np.empty((n, 1))
+            self._fthr = np.empty((n, 1))
+            self._fruns = np.empty((n, 1), dtype=np.int64)
 
     def _reset_state(self) -> None:
         self._armed = True
@@ -279,6 +288,7 @@ class RippleDetector:
         self._carry.fill(0)
         if self._sw_on:
             self._sw_carry.fill(0)
+            self._fast_carry.fill(0)
 
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
@@ -457,28 +467,30 @@ class RippleDetector:
         channel above ``sharp_wave_ripple_sd``. Keeps both baselines and the sharp wave's
         run lengths (its onset) current every chunk."""
         s = self.settings
-        x = self._swx[:n]
-        np.multiply(chunk.samples[:, self._sw_col], self._sw_sign, out=x[:, 0])
-        f = self._sw_filter.process(x, self._swf[:n])
+        f = self._swf[:n]
+        self._sw_filter.pick_rms(chunk.samples, self._sw_cols, self._sw_weight, f,
+                                 self._swrms[:n])
         runs = self._swruns[:n]
-        self._sw_base.process_runs(f, self._swmed[:n], self._swsd[:n], s.sharp_wave_sd,
-                                   self._sw_carry, runs, self._swthr[:n])
-        fc = self._fcol[:n]
-        fc[:, 0] = self._filt[:n, 0]
-        fe = self._fast.process(fc, self._fenv[:n])
-        fmed, fsd = self._fmed[:n], self._fsd[:n]
-        self._fast_base.process(fe, fmed, fsd)
+        longest = self._sw_base.process_runs(f, self._swmed[:n], self._swsd[:n],
+                                             s.sharp_wave_sd, self._sw_carry, runs,
+                                             self._swthr[:n])
+        # confirmation: runs of the short envelope above median + sharp_wave_ripple_sd SD
+        fe = self._fenv[:n]
+        self._fast.pick_rms(self._filt[:n], self._col0, _NO_WEIGHTS, self._fcol[:n], fe)
+        fruns = self._fruns[:n]
+        self._fast_base.process_runs(fe, self._fmed[:n], self._fsd[:n], s.sharp_wave_ripple_sd,
+                                     self._fast_carry, fruns, self._fthr[:n])
         if blanked is True:
             runs.fill(0)
             self._sw_carry.fill(0)
             return None
+        if longest == 0:
+            return None
         if since is not None:
             np.minimum(runs[:, 0], since, out=runs[:, 0])
             self._sw_carry[0] = runs[n - 1, 0]
-        if not runs.any():
-            return None
         ok = runs[:, 0] > 0
-        ok &= fe[:, 0] > fmed[:, 0] + s.sharp_wave_ripple_sd * fsd[:, 0]
+        ok &= fruns[:, 0] > 0
         return ok if ok.any() else None
 
     def _bind(self, channels: tuple[str, ...]) -> None:
@@ -491,7 +503,7 @@ class RippleDetector:
                 raise ValueError(f"detectors.ripple.sharp_wave_channel: {name!r} not in the "
                                  f"source's channels {list(channels)}; set it to the "
                                  f"stratum radiatum channel's name or to \"\" (off)")
-            self._sw_col = channels.index(name)
+            self._sw_cols = np.array([channels.index(name)], dtype=np.int64)
         self._cols_for = channels
 
     def _theta_update(self, chunk: Chunk, n: int,
