@@ -242,18 +242,26 @@ def print_sweep(title: str, grid: list[dict], rows: list[dict]) -> None:
 
 
 def spindle_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
-    """Spindle F1 against median latency from onset over min duration, window and threshold
-    (the trade-off behind the 300 ms target)."""
+    """Spindle F1 against median latency from onset over the high threshold, the low one
+    (``low_threshold_frac`` 1 = a single threshold) and the minimum duration counted from
+    it, plus the sigma filter order at the defaults (the trade-off behind the 300 ms
+    target: the high threshold sets when a waxing spindle is seen at all, the duration
+    above the low one how many brief noise peaks pass)."""
     import dataclasses
     import itertools
 
     from decoders.spindle import SpindleDetector, SpindleSettings
 
-    grid = [dict(min_duration_s=md, window_s=w, threshold_sd=th)
-            for md, w, th in itertools.product((0.15, 0.1, 0.05, 0.0), (0.15, 0.1), (3.0, 2.5))]
+    d = SpindleSettings()
+    grid = [dict(threshold_sd=th, low_threshold_frac=lo, min_duration_s=md, filter_order=1)
+            for th, lo, md in itertools.product((4.5, 5.0, 5.5), (0.4, 1.0),
+                                                (0.0, 0.03, 0.06, 0.15))]
+    grid += [dict(threshold_sd=d.threshold_sd, low_threshold_frac=d.low_threshold_frac,
+                  min_duration_s=d.min_duration_s, filter_order=2)]
     rows = sweep("spindle", lambda **v: SpindleDetector(dataclasses.replace(
         SpindleSettings(), **v)), grid, seeds, duration_s, chunk, tol_before_s=0.05)
-    print_sweep(f"== spindle trade-off: seeds {seeds}, {duration_s:g} s each", grid, rows)
+    print_sweep(f"== spindle trade-off: seeds {seeds}, {duration_s:g} s each (other settings "
+                f"at their defaults)", grid, rows)
 
 
 def ripple_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:

@@ -806,100 +806,131 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(spindle_runs_doc,
-"spindle_runs(es, eb, pm, ea, thr, rel_min, corr_min, alpha_max, carry, runs) -> int\n\n"
-"Per channel, the length of the current run of samples meeting every spindle rule, ending\n"
-"at each sample: es > thr; es^2 >= rel_min * eb^2; with pm = moving RMS of\n"
-"[xs+xb, xs-xb, q+xb, q-xb] (n, 4c) and d_i = pm_i^2 - pm_i'^2 (4x the mean products),\n"
-"d_1^2 + d_2^2 >= 16 * corr_min * |corr_min| * (es * eb)^2; and, unless ea is None,\n"
-"ea <= alpha_max * es. es, eb, thr, ea: (n, c) float64; runs (n, c) int64; carry (c,)\n"
-"int64, updated. Returns the largest run length in the block.");
+"spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel_min, corr_min, alpha_max,\n"
+"             min_n, carry, runs, fire) -> (longest, n_fire)\n\n"
+"Per channel: runs = length of the current run of samples with env > med + k_lo * sd (the\n"
+"low threshold; NaN compares False), continuing `carry` (updated). fire = 1 where that run\n"
+"is at least min_n long and, at that sample, env > med + k_hi * sd (the high threshold),\n"
+"env^2 >= rel_min * eb^2, with pm = moving RMS of [xs+xb, xs-xb, q+xb, q-xb] (n, 4c) and\n"
+"d_i = pm_i^2 - pm_i'^2 (4x the mean products) d_1^2 + d_2^2 >= 16 * corr_min * |corr_min|\n"
+"* (es * eb)^2, and, unless ea is None, ea <= alpha_max * env; else 0. env, eb, es, ea,\n"
+"med, sd: (n, c) float64; runs, fire: (n, c) int64; carry: (c,) int64. Returns the largest\n"
+"run length in the block and the number of samples with fire = 1.");
 
 static PyObject *
 filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "spindle_runs(es, eb, pm, ea, thr, rel_min, corr_min, "
-                                         "alpha_max, carry, runs) takes 10 arguments");
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, "
+                                         "k_hi, rel_min, corr_min, alpha_max, min_n, carry, "
+                                         "runs, fire) takes 16 arguments");
         return NULL;
     }
-    double rel = PyFloat_AsDouble(args[5]);
-    if (rel == -1.0 && PyErr_Occurred()) return NULL;
-    double corr = PyFloat_AsDouble(args[6]);
-    if (corr == -1.0 && PyErr_Occurred()) return NULL;
-    double amax = PyFloat_AsDouble(args[7]);
-    if (amax == -1.0 && PyErr_Occurred()) return NULL;
-    Py_ssize_t c = PyObject_Length(args[8]);
+    double par[5];
+    for (int p = 0; p < 5; p++) {
+        par[p] = PyFloat_AsDouble(args[7 + p]);
+        if (par[p] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    const double k_lo = par[0], k_hi = par[1], rel = par[2], corr = par[3], amax = par[4];
+    long long min_n = PyLong_AsLongLong(args[12]);
+    if (min_n == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t c = PyObject_Length(args[13]);
     if (c < 0) return NULL;
-    int has_alpha = args[3] != Py_None;
-    Py_buffer bufs[7];
-    static const char *names[7] = {"es", "eb", "pm", "ea", "thr", "carry", "runs"};
-    int got = 0;
+    /* buffers: env eb es pm ea med sd (inputs; ea may be None) then carry runs fire
+     * (int64, written) */
+    enum { NB = 10 };
+    static const int arg_of[NB] = {0, 1, 2, 3, 4, 5, 6, 13, 14, 15};
+    static const char *names[NB] = {"env", "eb", "es", "pm", "ea", "med", "sd", "carry",
+                                    "runs", "fire"};
+    Py_buffer bufs[NB];
+    int have[NB];
     Py_ssize_t n = -1;
-    for (int b = 0; b < 7; b++) {
-        if (b == 3 && !has_alpha) { bufs[b].buf = NULL; got++; continue; }
-        int writable = b >= 5, is_int = b >= 5;
-        Py_ssize_t rows = b == 0 ? -1 : (b == 5 ? 1 : n);
-        Py_ssize_t cols = b == 2 ? 4 * c : c;
-        if (get_rule_buf(args[b < 5 ? b : b + 3], &bufs[b], writable, is_int, rows, cols,
+    for (int b = 0; b < NB; b++) {
+        have[b] = 0;
+        bufs[b].buf = NULL;
+        if (b == 4 && args[arg_of[b]] == Py_None) continue;
+        int is_int = b >= 7;
+        Py_ssize_t rows = b == 0 ? -1 : (b == 7 ? 1 : n);
+        Py_ssize_t cols = b == 3 ? 4 * c : c;
+        if (get_rule_buf(args[arg_of[b]], &bufs[b], is_int, is_int, rows, cols,
                          names[b]) < 0) {
-            for (int r = 0; r < got; r++) if (r != 3 || has_alpha) PyBuffer_Release(&bufs[r]);
+            for (int r = 0; r < b; r++) if (have[r]) PyBuffer_Release(&bufs[r]);
             return NULL;
         }
+        have[b] = 1;
         if (b == 0) n = bufs[0].ndim == 2 ? bufs[0].shape[0] : 1;
-        got++;
     }
-    long long best = 0;
+    long long best = 0, n_fire = 0;
     Py_BEGIN_ALLOW_THREADS
-    const double *es = (const double *)bufs[0].buf, *eb = (const double *)bufs[1].buf,
-                 *pm = (const double *)bufs[2].buf, *ea = (const double *)bufs[3].buf,
-                 *thr = (const double *)bufs[4].buf;
-    long long *carry = (long long *)bufs[5].buf, *runs = (long long *)bufs[6].buf;
+    const double *env = (const double *)bufs[0].buf, *eb = (const double *)bufs[1].buf,
+                 *es = (const double *)bufs[2].buf, *pm = (const double *)bufs[3].buf,
+                 *ea = (const double *)bufs[4].buf, *med = (const double *)bufs[5].buf,
+                 *sd = (const double *)bufs[6].buf;
+    long long *carry = (long long *)bufs[7].buf, *runs = (long long *)bufs[8].buf,
+              *fire = (long long *)bufs[9].buf;
     const double k_corr = 16.0 * corr * fabs(corr);
     for (Py_ssize_t i = 0; i < n; i++) {
         const double *p = pm + i * 4 * c;
         for (Py_ssize_t j = 0; j < c; j++) {
             const Py_ssize_t q = i * c + j;
-            const double s = es[q], b = eb[q];
-            int ok = s > thr[q] && s * s >= rel * b * b;
-            if (ok) {
-                const double d1 = p[j] * p[j] - p[c + j] * p[c + j];
-                const double d2 = p[2 * c + j] * p[2 * c + j] - p[3 * c + j] * p[3 * c + j];
-                const double sb = s * b;
-                ok = d1 * d1 + d2 * d2 >= (sb * sb) * k_corr;
-            }
-            if (ok && ea != NULL) ok = ea[q] <= amax * s;
-            const long long r = ok ? carry[j] + 1 : 0;
+            const double e = env[q], m = med[q], s = sd[q];
+            const long long r = e > m + k_lo * s ? carry[j] + 1 : 0;
             carry[j] = r;
             runs[q] = r;
             if (r > best) best = r;
+            int ok = r >= min_n && e > m + k_hi * s;
+            if (ok) {
+                const double b = eb[q];
+                ok = e * e >= rel * b * b;
+                if (ok) {
+                    const double d1 = p[j] * p[j] - p[c + j] * p[c + j];
+                    const double d2 = p[2 * c + j] * p[2 * c + j] - p[3 * c + j] * p[3 * c + j];
+                    const double sb = es[q] * b;
+                    ok = d1 * d1 + d2 * d2 >= (sb * sb) * k_corr;
+                }
+                if (ok && ea != NULL) ok = ea[q] <= amax * e;
+            }
+            fire[q] = ok;
+            n_fire += ok;
         }
     }
     Py_END_ALLOW_THREADS
-    for (int r = 0; r < 7; r++) if (r != 3 || has_alpha) PyBuffer_Release(&bufs[r]);
-    return PyLong_FromLongLong(best);
+    for (int r = 0; r < NB; r++) if (have[r]) PyBuffer_Release(&bufs[r]);
+    return Py_BuildValue("(LL)", best, n_fire);
 }
 
 PyDoc_STRVAR(quadrature_sums_doc,
-"quadrature_sums(xs, xb, xs_last, q_gain, out) -> out\n\n"
-"With q = q_gain * (first difference of xs, continuing from xs_last) -- the quadrature of\n"
-"a narrow-band xs at its centre frequency -- write [xs + xb, xs - xb, q + xb, q - xb]\n"
-"side by side into out (n, 4c); xs_last (c,) is set to the last row of xs. xs, xb: (n, c)\n"
-"float64.");
+"quadrature_sums(xs, xb, xs_last, w0, out, amp) -> out\n\n"
+"With q = (xs[n] - xs[n-1]) / (2 sin(w0 / 2)) (continuing from xs_last) -- the quadrature\n"
+"of a narrow-band xs, of the same amplitude at the centre frequency w0 (radians per\n"
+"sample) -- write [xs + xb, xs - xb, q + xb, q - xb] side by side into out (n, 4c) and,\n"
+"unless amp is None, the instantaneous amplitude sqrt((i^2 + q^2) / 2) into amp (n, c),\n"
+"with i = (xs[n] + xs[n-1]) / (2 cos(w0 / 2)) the midpoint, which (unlike xs[n]) is in\n"
+"exact quadrature with the difference: a sine at w0 gives its RMS at every sample.\n"
+"xs_last (c,) is set to the last row of xs. xs, xb: (n, c) float64.");
 
 static PyObject *
 filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "quadrature_sums(xs, xb, xs_last, q_gain, out) takes 5 arguments");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "quadrature_sums(xs, xb, xs_last, w0, out, amp) takes 6 arguments");
         return NULL;
     }
-    double g = PyFloat_AsDouble(args[3]);
-    if (g == -1.0 && PyErr_Occurred()) return NULL;
+    double w0 = PyFloat_AsDouble(args[3]);
+    if (w0 == -1.0 && PyErr_Occurred()) return NULL;
+    if (!(w0 > 0.0 && w0 < Py_MATH_PI)) {
+        PyErr_Format(PyExc_ValueError, "w0 must be in (0, pi) radians per sample, got %R",
+                     args[3]);
+        return NULL;
+    }
+    const double g = 0.5 / sin(0.5 * w0), gi = 0.5 / cos(0.5 * w0);
     Py_ssize_t c = PyObject_Length(args[2]);
     if (c < 0) return NULL;
-    Py_buffer sv, bv, lv, ov;
+    int has_amp = args[5] != Py_None;
+    Py_buffer sv, bv, lv, ov, av;
     if (get_rule_buf(args[0], &sv, 0, 0, -1, c, "xs") < 0) return NULL;
     Py_ssize_t n = sv.ndim == 2 ? sv.shape[0] : 1;
     if (get_rule_buf(args[1], &bv, 0, 0, n, c, "xb") < 0) { PyBuffer_Release(&sv); return NULL; }
@@ -909,14 +940,23 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     if (get_rule_buf(args[4], &ov, 1, 0, n, 4 * c, "out") < 0) {
         PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv); return NULL;
     }
+    if (has_amp && get_rule_buf(args[5], &av, 1, 0, n, c, "amp") < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv);
+        PyBuffer_Release(&ov); return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     const double *xs = (const double *)sv.buf, *xb = (const double *)bv.buf;
     double *last = (double *)lv.buf, *o = (double *)ov.buf;
+    double *amp = has_amp ? (double *)av.buf : NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         double *r = o + i * 4 * c;
         for (Py_ssize_t j = 0; j < c; j++) {
             const double a = xs[i * c + j], b = xb[i * c + j];
             const double q = (a - last[j]) * g;
+            if (amp != NULL) {
+                const double m = (a + last[j]) * gi;
+                amp[i * c + j] = sqrt(0.5 * (m * m + q * q));
+            }
             last[j] = a;
             r[j] = a + b;
             r[c + j] = a - b;
@@ -926,6 +966,7 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv); PyBuffer_Release(&ov);
+    if (has_amp) PyBuffer_Release(&av);
     PyObject *out = args[4];
     Py_INCREF(out);
     return out;

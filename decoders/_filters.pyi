@@ -41,16 +41,22 @@ def baseline_runs(feature: np.ndarray, first: int, step: int, ring: np.ndarray,
     decimated samples pushed into the ring unless above ``excl``), then ``threshold_runs``.
     Returns the largest run."""
 
-def spindle_runs(es: np.ndarray, eb: np.ndarray, pm: np.ndarray, ea: np.ndarray | None,
-                 thr: np.ndarray, rel_min: float, corr_min: float, alpha_max: float,
-                 carry: np.ndarray, runs: np.ndarray) -> int:
-    """Per-channel run lengths of samples meeting every spindle rule (threshold, relative
-    power, correlation, alpha veto), continuing ``carry`` (updated). Returns the largest run."""
+def spindle_runs(env: np.ndarray, eb: np.ndarray, es: np.ndarray, pm: np.ndarray,
+                 ea: np.ndarray | None, med: np.ndarray, sd: np.ndarray, k_lo: float,
+                 k_hi: float, rel_min: float, corr_min: float, alpha_max: float, min_n: int,
+                 carry: np.ndarray, runs: np.ndarray, fire: np.ndarray) -> tuple[int, int]:
+    """Per-channel run lengths of ``env`` above the low threshold ``med + k_lo * sd``
+    (continuing ``carry``, updated) into ``runs``, and ``fire`` = 1 where the run is at least
+    ``min_n`` long and the high threshold, relative power, correlation and alpha rules hold.
+    Returns (largest run, number of fire samples)."""
 
-def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, q_gain: float,
-                    out: np.ndarray) -> np.ndarray:
-    """``[xs + xb, xs - xb, q + xb, q - xb]`` into ``out`` (n, 4c) with ``q = q_gain *``
-    first difference of ``xs`` (continuing from ``xs_last``, updated)."""
+def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, w0: float,
+                    out: np.ndarray, amp: np.ndarray | None) -> np.ndarray:
+    """``[xs + xb, xs - xb, q + xb, q - xb]`` into ``out`` (n, 4c) with ``q`` the first
+    difference of ``xs`` (continuing from ``xs_last``, updated) divided by ``2 sin(w0 / 2)``
+    (``w0``: centre frequency, radians per sample), and unless ``amp`` is None the
+    instantaneous amplitude ``sqrt((i^2 + q^2) / 2)`` into ``amp`` (n, c), ``i`` the
+    midpoint ``(xs[n] + xs[n-1]) / (2 cos(w0 / 2))``."""
 
 def median_mad(ring: np.ndarray, counts: np.ndarray, min_count: int, scratch: np.ndarray,
                median: np.ndarray, mad: np.ndarray) -> None:

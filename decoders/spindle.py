@@ -1,29 +1,57 @@
 """Online sleep-spindle detector.
 
 Online versions of the three rules of YASA's ``spindles_detect`` (Vallat & Walker 2021,
-eLife 10:e70092; after Lacourse et al. 2019, J Neurosci Methods 316:3):
+eLife 10:e70092; after Lacourse et al. 2019, J Neurosci Methods 316:3), with a low and a
+high threshold on the absolute rule:
 
-1. absolute: the sigma-band (11-16 Hz) moving RMS is above ``median + threshold_sd *
-   robust SD`` of its own running baseline (YASA: mean + 1.5 SD of the whole record);
-2. relative: sigma power / broadband (1-30 Hz) power in the same moving window is at least
-   ``rel_power_min`` (YASA: 0.2);
+1. absolute: the sigma-band (11-16 Hz) amplitude is above ``median + threshold_sd * robust
+   SD`` of its own running baseline (YASA: mean + 1.5 SD of the whole record). The amplitude
+   is instantaneous -- ``sqrt((i^2 + q^2) / 2)`` of a quadrature pair made from the sigma
+   signal ``xs`` (``q`` its first difference, ``i`` the midpoint of the same two samples,
+   both scaled to the amplitude at the band centre), smoothed over ``envelope_window_s``
+   -- not a moving RMS, whose window would add half its length of lag;
+2. relative: sigma power / broadband (1-30 Hz) power is at least ``rel_power_min`` (YASA:
+   0.2 over 2 s windows), the broadband power a moving mean over ``window_s``;
 3. shape: the moving correlation between the sigma-filtered and the broadband signal is at
    least ``corr_min`` (YASA: 0.65) -- a spindle dominates the signal's shape, a
    sigma-band bump under a slow wave or an artefact does not. Offline, YASA filters with
    zero phase; a causal band-pass shifts the phase of a spindle that is off the band
-   centre, so we take the correlation with the best phase shift: with ``q`` the quadrature
-   of the sigma signal (its derivative scaled at the band centre),
+   centre, so we take the correlation with the best phase shift: with ``q`` as above,
    ``corr = sqrt(corr(xs, xb)^2 + corr(q, xb)^2)``.
+
+Duration works as in offline detectors that use two amplitude thresholds (Wamsley et al.
+2012, Biol Psychiatry 71:154; Luna's SPINDLES, Purcell et al. 2017, Nat Commun 8:15930: a
+core above 4.5x the mean wavelet amplitude within an extent above 2x): a *run* is a
+stretch of samples with the amplitude above the low threshold ``median +
+low_threshold_frac * threshold_sd * SD``; an event fires at the first sample of a run that
+has lasted ``min_duration_s`` and at which the amplitude is above the high threshold and
+the relative-power, shape and alpha rules hold. The low threshold is crossed early on a
+spindle's waxing flank, so the minimum duration mostly elapses before the high crossing
+instead of after it, while a brief noise peak that jumps over the high threshold is still
+rejected. (A large broadband step -- an electrode pop -- rings in the sigma band at once and
+for longer than ``min_duration_s``; the relative-power and shape rules, checked at one
+sample, do not always reject it. The 0.15 s minimum duration of earlier versions did so
+more often, at ~200 ms of latency.) If the run goes on beyond ``max_duration_s`` the detector emits
+``spindle_rejected`` for it. A fourth, online-only rule vetoes while the alpha band
+(7-10 Hz) RMS exceeds ``alpha_ratio_max`` times the sigma amplitude: wake alpha reaches into
+11-12 Hz, a spindle carries little alpha. (``spindle_rejected`` exists because online a
+fired event cannot be taken back, but the recording and the scorer can drop it.)
 
 All windows are causal (trailing); the sigma signal is band-passed out of the broadband
 one, so both are in phase at the spindle frequency. The moving correlation needs the moving
-mean of a product; with ``mean(xy) = (mean((x+y)^2) - mean((x-y)^2)) / 4`` it comes from two moving
-RMS envelopes, so every rule runs in the C filter bank. An event fires when all three
-rules have held for ``min_duration_s``; if they go on holding beyond ``max_duration_s``
-the detector emits ``spindle_rejected`` for it. A fourth, online-only rule vetoes
-while the alpha band (7.5-10.5 Hz) RMS exceeds 0.6 x the sigma RMS: wake alpha reaches
-into 11-12 Hz, a spindle carries little alpha. (``spindle_rejected`` exists because online
-a fired event cannot be taken back, but the recording and the scorer can drop it.)
+mean of a product; with ``mean(xy) = (mean((x+y)^2) - mean((x-y)^2)) / 4`` it comes from two
+moving RMS envelopes, so every rule runs in the C filter bank.
+
+Where the latency goes (the simulator at its default SNR, bench/detectors.py): the sigma
+band-pass delays the envelope by about 1/(pi * bandwidth) -- ~65 ms with one pole pair per
+edge (``filter_order`` 1), ~100 ms with two -- and the rest is the time the waxing spindle
+needs to rise above what the background reaches by chance (the high threshold). That delay
+is not waste: for a spindle at the band centre whose envelope grows like t^2, the one-pole-
+pair band-pass (an exponential memory of 1/(pi * 5 Hz) = 64 ms) reaches ~98 % of the
+signal-to-noise ratio of the matched filter at 0.28 s after onset (the best exponential
+memory, ~90 ms, gains under 2 %), and a spindle anywhere in 11-16 Hz needs the band's width
+anyway: there is little to win from the filter (measured: order 2 is ~40 ms later at the
+same F1, a 10-17 Hz band or an extra high-pass no better).
 """
 from __future__ import annotations
 
@@ -53,42 +81,73 @@ class SpindleSettings:
     broad_band_hz: tuple[float, float] = setting((1.0, 30.0), gt=0, unit="Hz",
                                                  doc="broadband for relative power and "
                                                      "correlation")
-    filter_order: int = setting(2, ge=1, le=6, doc="Butterworth order per band edge")
-    window_s: float = setting(0.15, gt=0, le=5, unit="s", doc="moving RMS/correlation window "
-                                                              "(YASA: 0.3 s centred; causal "
-                                                              "windows lag, so shorter)")
-    threshold_sd: float = setting(3.0, ge=0, unit="SD", doc="sigma RMS above its baseline "
-                                                            "median, in robust SDs (YASA: mean "
-                                                            "+ 1.5 SD of the whole record, which "
-                                                            "includes the spindles)")
-    rel_power_min: float = setting(0.1, ge=0, le=1, doc="minimum sigma/broadband power ratio "
-                                                         "(YASA: 0.2 over 2 s windows)")
+    filter_order: int = setting(1, ge=1, le=6,
+                                doc="Butterworth order per band edge of the sigma and broadband "
+                                    "filters (1: ~65 ms envelope delay; 2: ~100 ms, which on "
+                                    "the simulator costs ~40 ms of detection latency for no "
+                                    "gain in F1)")
+    envelope_window_s: float = setting(0.015, ge=0, le=1, unit="s",
+                                       doc="smoothing of the instantaneous sigma amplitude "
+                                           "(evens out the ripple of the derivative-based "
+                                           "quadrature off the band centre; 0 = none)")
+    window_s: float = setting(0.1, gt=0, le=5, unit="s",
+                              doc="window of the relative-power, correlation and alpha rules "
+                                  "(YASA: 0.3 s centred; causal windows lag, so shorter)")
+    threshold_sd: float = setting(5.0, ge=0, unit="SD",
+                                  doc="high threshold: the sigma amplitude must exceed its "
+                                      "baseline median by this many robust SDs for an event "
+                                      "to fire (YASA: mean + 1.5 SD of a whole-record RMS, "
+                                      "which includes the spindles)")
+    low_threshold_frac: float = setting(0.4, ge=0, le=1,
+                                        doc="low threshold, as a fraction of threshold_sd: a "
+                                            "run (the candidate spindle, its onset and "
+                                            "duration) is the stretch with the sigma amplitude "
+                                            "above median + low_threshold_frac * threshold_sd "
+                                            "SDs (a fraction, so tuning threshold_sd moves "
+                                            "both; 1 = a single threshold)")
+    rel_power_min: float = setting(0.05, ge=0, le=1,
+                                   doc="minimum sigma/broadband power ratio at the firing "
+                                       "sample (YASA: 0.2 over 2 s windows, at the spindle "
+                                       "peak; online the ratio is checked on the waxing "
+                                       "flank)")
     corr_min: float = setting(0.4, ge=-1, le=1, doc="minimum sigma-vs-broadband correlation "
                                                      "(YASA: 0.65, zero-phase)")
-    alpha_band_hz: tuple[float, float] = setting((7.5, 10.5), gt=0, unit="Hz",
-                                                 doc="band of the alpha veto")
-    alpha_ratio_max: float = setting(0.6, ge=0, doc="veto while alpha RMS exceeds this times "
-                                                    "the sigma RMS (wake alpha leaks into the "
-                                                    "sigma band; a spindle has little alpha); "
-                                                    "0 disables")
-    min_duration_s: float = setting(0.15, ge=0, le=2, unit="s",
-                                    doc="all rules must hold this long before an event fires")
+    alpha_band_hz: tuple[float, float] = setting((7.0, 10.0), gt=0, unit="Hz",
+                                                 doc="band of the alpha veto (ends below the "
+                                                     "sigma band so an 11 Hz spindle leaks "
+                                                     "little into it)")
+    alpha_filter_order: int = setting(3, ge=1, le=6,
+                                      doc="Butterworth order per band edge of the alpha filter "
+                                          "(steep, for the same reason)")
+    alpha_ratio_max: float = setting(0.4, ge=0, doc="veto while the alpha RMS exceeds this "
+                                                    "times the sigma amplitude (wake alpha "
+                                                    "leaks into the sigma band; a spindle "
+                                                    "has little alpha); 0 disables")
+    min_duration_s: float = setting(0.03, ge=0, le=2, unit="s",
+                                    doc="a run must have lasted this long before its event "
+                                        "fires (rejects brief noise peaks; the run starts at "
+                                        "the low threshold, so on a waxing spindle this time "
+                                        "has mostly passed by the high crossing)")
     max_duration_s: float = setting(2.5, gt=0, unit="s",
-                                    doc="longer runs are reported as spindle_rejected")
+                                    doc="runs longer than this are reported as "
+                                        "spindle_rejected")
     refractory_s: float = setting(0.5, ge=0, unit="s", doc="dead time after an event")
     calibration_s: float = setting(10.0, ge=0, unit="s",
                                    doc="no events until this long after the first sample")
     baseline_s: float = setting(60.0, gt=0, unit="s", doc="history of the running baseline")
-    baseline_step_s: float = setting(0.02, gt=0, unit="s", doc="baseline keeps one RMS sample "
-                                                               "per step")
+    baseline_step_s: float = setting(0.02, gt=0, unit="s", doc="baseline keeps one amplitude "
+                                                               "sample per step")
     baseline_update_s: float = setting(2.0, gt=0, unit="s", doc="baseline recomputed this "
                                                                 "often")
     baseline_min_fill: float = setting(0.05, gt=0, le=1, doc="fraction of the history "
                                                              "needed before the first "
                                                              "statistics")
-    exclude_sd: float = setting(1.5, gt=0, unit="SD", doc="RMS samples above median + "
-                                                          "exclude_sd SD stay out of the "
-                                                          "baseline")
+    exclude_sd: float = setting(2.5, gt=0, unit="SD",
+                                doc="amplitude samples above median + exclude_sd SD stay out "
+                                    "of the baseline (spindles cross threshold_sd; a lower "
+                                    "value also keeps out the background's own upper tail, "
+                                    "so the baseline underestimates a rise such as wake "
+                                    "alpha leaking into the band)")
 
     def validate(self) -> None:
         check_bands(self, "sigma_band_hz", "broad_band_hz", "alpha_band_hz")
@@ -101,10 +160,11 @@ class SpindleSettings:
 class SpindleDetector:
     """Causal spindle detector: ``process(chunk) -> list[Event]``.
 
-    Emits ``Event(kind="spindle")`` (``amplitude`` = sigma RMS, ``score`` = RMS in robust
-    SDs above the baseline median, ``threshold`` = the RMS threshold), ``spindle_rejected``
-    when a fired event outlasts ``max_duration_s``, and once ``calibration_done`` (with
-    ``channel="spindle"``).
+    Emits ``Event(kind="spindle")`` (``onset_s`` = start of the run, where the sigma
+    amplitude crossed the low threshold; ``amplitude`` = sigma amplitude, ``score`` = the
+    amplitude in robust SDs above the baseline median, ``threshold`` = the high threshold,
+    all at the firing sample), ``spindle_rejected`` when a fired event's run outlasts
+    ``max_duration_s``, and once ``calibration_done`` (with ``channel="spindle"``).
     """
 
     KIND = "spindle"
@@ -120,7 +180,7 @@ class SpindleDetector:
         s = self.settings
         k = self._k
         self._fs = fs
-        for name in ("sigma_band_hz", "broad_band_hz"):
+        for name in ("sigma_band_hz", "broad_band_hz", "alpha_band_hz"):
             if getattr(s, name)[1] >= fs / 2:
                 raise ValueError(f"detectors.spindle.{name}: {getattr(s, name)[1]} Hz is at or "
                                  f"above Nyquist of a {fs} Hz source")
@@ -128,10 +188,13 @@ class SpindleDetector:
         self._sigma = BandEnvelope(butter_bandpass(*s.sigma_band_hz, fs, s.filter_order), k, win)
         self._broad = BandEnvelope(butter_bandpass(*s.broad_band_hz, fs, s.filter_order), k, win)
         self._pm = MovingRms(4 * k, win)
-        self._alpha = (BandEnvelope(butter_bandpass(*s.alpha_band_hz, fs, s.filter_order), k,
-                                    win) if s.alpha_ratio_max > 0 else None)
-        # derivative -> quadrature (90 deg) at the sigma centre frequency
-        self._qgain = fs / (2 * np.pi * np.sqrt(s.sigma_band_hz[0] * s.sigma_band_hz[1]))
+        self._env = MovingRms(k, max(1, int(round(s.envelope_window_s * fs))))
+        self._alpha = (BandEnvelope(butter_bandpass(*s.alpha_band_hz, fs, s.alpha_filter_order),
+                                    k, win) if s.alpha_ratio_max > 0 else None)
+        # first difference -> quadrature (90 deg) at the sigma centre frequency (the
+        # geometric mean of the band edges, where the band-pass has zero phase), in
+        # radians per sample
+        self._w0 = 2 * np.pi * np.sqrt(s.sigma_band_hz[0] * s.sigma_band_hz[1]) / fs
         self._xs_last = np.zeros(k)
         self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
                                     update_s=s.baseline_update_s, exclude_sd=s.exclude_sd,
@@ -155,10 +218,11 @@ class SpindleDetector:
         self._xb, self._eb = np.empty((n, k)), np.empty((n, k))
         self._sum = np.empty((n, 4 * k))
         self._pmo = np.empty((n, 4 * k))
+        self._amp, self._e = np.empty((n, k)), np.empty((n, k))
         self._xa, self._ea = np.empty((n, k)), np.empty((n, k))
         self._med, self._sd = np.empty((n, k)), np.empty((n, k))
-        self._thr = np.empty((n, k))
         self._runs = np.empty((n, k), dtype=np.int64)
+        self._fire = np.empty((n, k), dtype=np.int64)
 
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
@@ -202,28 +266,34 @@ class SpindleDetector:
         xb, eb = self._broad.process_envelope(x, self._xb[:n], self._eb[:n])
         xs, es = self._sigma.process_envelope(xb, self._xs[:n], self._es[:n])
         # q = quadrature of xs (scaled first difference); sums [xs+xb, xs-xb, q+xb, q-xb]
-        sm = quadrature_sums(xs, xb, self._xs_last, self._qgain, self._sum[:n])
+        # and the instantaneous amplitude sqrt((i^2 + q^2) / 2), i the in-phase midpoint,
+        # smoothed into env
+        amp = self._amp[:n]
+        sm = quadrature_sums(xs, xb, self._xs_last, self._w0, self._sum[:n], amp)
         pm = self._pm.process(sm, self._pmo[:n])
+        env = self._env.process(amp, self._e[:n])
         med, sd = self._med[:n], self._sd[:n]
-        self._base.process(es, med, sd)
-        thr = self._thr[:n]
-        np.multiply(sd, s.threshold_sd, out=thr)
-        thr += med
+        self._base.process(env, med, sd)
         ea = (self._alpha.process_envelope(xb, self._xa[:n], self._ea[:n])[1]
               if self._alpha is not None else None)     # keeps its state every chunk
-        runs = self._runs[:n]
-        # one C call evaluates every rule per sample and the run lengths (rules below; the
-        # NumPy twin is tests/test_filters_detect.py):
-        # - absolute: sigma RMS above threshold
-        # - relative power: es^2 >= rel * eb^2
-        # - correlation, phase-free: c_i = mean(xs*xb), c_q = mean(q*xb) with q the
-        #   quadrature of xs; (c_i^2 + c_q^2) >= corr_min^2 * es^2 * eb^2 (each mean from
-        #   (p^2 - m^2) / 4 of the moving RMS of the sum p and difference m)
-        # - alpha veto: ea <= alpha_ratio_max * es
-        longest = spindle_runs(es, eb, pm, ea, thr, s.rel_power_min, s.corr_min,
-                               s.alpha_ratio_max, self._carry, runs)
+        runs, fire = self._runs[:n], self._fire[:n]
+        # one C call evaluates every rule per sample (the NumPy twin is
+        # tests/test_filters_detect.py):
+        # - runs: length of the run of env above the low threshold
+        #   med + low_threshold_frac * threshold_sd * sd
+        # - fire: the run is >= min_duration_s long and, at this sample,
+        #   - absolute: env above the high threshold med + threshold_sd * sd
+        #   - relative power: env^2 >= rel * eb^2
+        #   - correlation, phase-free: c_i = mean(xs*xb), c_q = mean(q*xb) with q the
+        #     quadrature of xs; (c_i^2 + c_q^2) >= corr_min^2 * es^2 * eb^2 (each mean from
+        #     (p^2 - m^2) / 4 of the moving RMS of the sum p and difference m)
+        #   - alpha veto: ea <= alpha_ratio_max * env
+        longest, n_fire = spindle_runs(env, eb, es, pm, ea, med, sd,
+                                       s.low_threshold_frac * s.threshold_sd, s.threshold_sd,
+                                       s.rel_power_min, s.corr_min, s.alpha_ratio_max,
+                                       self._min_n, self._carry, runs, fire)
         if longest == 0:
-            return self._quiet(t, first, med, sd, thr)
+            return self._quiet(t, first, med, sd)
         events: list[Event] = []
         start = 0
         if self._calibrating:
@@ -231,34 +301,33 @@ class SpindleDetector:
             if j < 0:
                 return events
             self._calibrating = False
-            events.append(Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
-                                detect_s=float(t[j]), amplitude=float(med[j, 0]),
-                                score=float(sd[j, 0]), threshold=float(thr[j, 0])))
+            events.append(self._calibration_event(t, j, med, sd))
             start = j
-        if (longest < self._min_n and not self._open.any() and self._armed.all()) or not (
-                self._open.any() or (runs[start:] >= self._min_n).any()
-                or not self._armed.all()):
+        if not (n_fire or self._open.any() or not self._armed.all()):
             return events
         for ch in range(k):
-            self._scan(ch, start, runs[:, ch], t, es, med, sd, thr, first, events)
+            self._scan(ch, start, runs[:, ch], fire[:, ch], t, env, med, sd, first, events)
         if k > 1:
             events.sort(key=lambda e: e.detect_s)
         return events
 
-    def _quiet(self, t: np.ndarray, first: int, med: np.ndarray, sd: np.ndarray,
-               thr: np.ndarray) -> list[Event]:
-        """Fast path for a chunk where no sample passes the absolute rule: every run
+    def _calibration_event(self, t: np.ndarray, j: int, med: np.ndarray,
+                           sd: np.ndarray) -> Event:
+        return Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
+                     detect_s=float(t[j]), amplitude=float(med[j, 0]), score=float(sd[j, 0]),
+                     threshold=float(med[j, 0] + self.settings.threshold_sd * sd[j, 0]))
+
+    def _quiet(self, t: np.ndarray, first: int, med: np.ndarray,
+               sd: np.ndarray) -> list[Event]:
+        """Fast path for a chunk where no sample is above the low threshold: every run
         length is 0, so open events end and channels past their refractory re-arm."""
-        self._carry.fill(0)
         events: list[Event] = []
         if self._calibrating:
             j = self._calibration_index(t, first)
             if j < 0:
                 return events
             self._calibrating = False
-            events.append(Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
-                                detect_s=float(t[j]), amplitude=float(med[j, 0]),
-                                score=float(sd[j, 0]), threshold=float(thr[j, 0])))
+            events.append(self._calibration_event(t, j, med, sd))
         self._open.fill(False)
         if not self._armed.all():
             self._armed |= self._rearm_t <= t[-1]
@@ -272,23 +341,36 @@ class SpindleDetector:
         ok = np.flatnonzero(t[lo:] >= self._t0 + self.settings.calibration_s)
         return lo + int(ok[0]) if ok.size else -1
 
-    def _scan(self, ch: int, i: int, runs: np.ndarray, t: np.ndarray, es: np.ndarray,
-              med: np.ndarray, sd: np.ndarray, thr: np.ndarray, first: int,
+    def _scan(self, ch: int, i: int, runs: np.ndarray, fire: np.ndarray, t: np.ndarray,
+              env: np.ndarray, med: np.ndarray, sd: np.ndarray, first: int,
               events: list[Event]) -> None:
         n = runs.shape[0]
-        name = self.settings.channels[ch]
+        s = self.settings
+        name = s.channels[ch]
+        last = int(runs[n - 1])
         while i < n:
+            # the run goes on unbroken from i to the end of the block when the run length
+            # grows by one per sample: the common case while a spindle lasts, decided from
+            # two numbers instead of a search (this path runs on ~10 % of chunks)
+            r_i = int(runs[i])
+            unbroken = r_i > 0 and last - r_i == n - 1 - i
             if self._open[ch]:
                 # the fired run either ends (run length drops to 0) or reaches max duration
-                ends = np.flatnonzero(runs[i:] == 0)
-                end = i + int(ends[0]) if ends.size else n
-                longs = np.flatnonzero(runs[i:end] == self._max_n)
-                if longs.size:
-                    j = i + int(longs[0])
+                if unbroken:
+                    end = n
+                    j = i + self._max_n - r_i
+                    longs = (j,) if i <= j < n else ()
+                else:
+                    ends = np.flatnonzero(runs[i:] == 0)
+                    end = i + int(ends[0]) if ends.size else n
+                    longs = i + np.flatnonzero(runs[i:end] == self._max_n)
+                if len(longs):
+                    j = int(longs[0])
                     events.append(Event(kind="spindle_rejected", channel=name,
                                         onset_s=float(self._open_onset[ch]),
-                                        detect_s=float(t[j]), amplitude=float(es[j, ch]),
-                                        threshold=float(thr[j, ch])))
+                                        detect_s=float(t[j]), amplitude=float(env[j, ch]),
+                                        threshold=float(med[j, ch]
+                                                        + s.threshold_sd * sd[j, ch])))
                     self._open[ch] = False
                 if end == n:
                     return
@@ -296,13 +378,15 @@ class SpindleDetector:
                 i = end
                 continue
             if not self._armed[ch]:
+                if unbroken or t[n - 1] < self._rearm_t[ch]:
+                    return
                 ok = np.flatnonzero((runs[i:] == 0) & (t[i:] >= self._rearm_t[ch]))
                 if ok.size == 0:
                     return
                 self._armed[ch] = True
                 i += int(ok[0])
                 continue
-            hit = np.flatnonzero(runs[i:] >= self._min_n)
+            hit = np.flatnonzero(fire[i:])
             if hit.size == 0:
                 return
             j = i + int(hit[0])
@@ -310,11 +394,11 @@ class SpindleDetector:
             onset_s = (float(t[onset_idx - first]) if onset_idx >= first
                        else self._times.at(onset_idx))
             events.append(Event(kind=self.KIND, channel=name, onset_s=onset_s,
-                                detect_s=float(t[j]), amplitude=float(es[j, ch]),
-                                score=float((es[j, ch] - med[j, ch]) / sd[j, ch]),
-                                threshold=float(thr[j, ch])))
+                                detect_s=float(t[j]), amplitude=float(env[j, ch]),
+                                score=float((env[j, ch] - med[j, ch]) / sd[j, ch]),
+                                threshold=float(med[j, ch] + s.threshold_sd * sd[j, ch])))
             self._armed[ch] = False
-            self._rearm_t[ch] = float(t[j]) + self.settings.refractory_s
+            self._rearm_t[ch] = float(t[j]) + s.refractory_s
             self._open[ch] = True
             self._open_onset[ch] = onset_s
             i = j + 1

@@ -1,6 +1,9 @@
 """Spindle detector: real human N2 (YASA's reference spindles) and N3 (no spindles),
-chunk-size independence, the max-duration rule, and the simulator's truth."""
+chunk-size independence, the max-duration rule, the simulator's truth, and the whole
+detector against an independent NumPy reference (the two thresholds, the duration rules)."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -82,3 +85,165 @@ def test_simulator_ground_truth() -> None:
     tr = [e for e in truth.events("spindle") if e.onset_s >= cal]
     sc = score_detections([e.detect_s for e in spindles(ev)], intervals(tr), t[-1] - cal)
     assert sc.f1 >= 0.8 and sc.latency_onset_median_s <= 0.6, sc
+
+
+# ---------------------------------------------------------------- independent reference
+
+def _reference(x: np.ndarray, t: np.ndarray, fs: float, s: SpindleSettings) -> list:
+    """The detector written out in NumPy on the whole signal: scipy filters, cumulative-sum
+    moving windows, the rules as formulas, and runs / events from the run segments (only
+    RobustBaseline is shared: it has its own tests). Returns (kind, onset_s, detect_s)."""
+    from numpy_filters import moving_rms
+    from scipy.signal import sosfilt
+
+    from decoders.baseline import RobustBaseline
+    from decoders.filters import butter_bandpass
+
+    def rms(v: np.ndarray, win_s: float) -> np.ndarray:
+        return moving_rms(v[:, None], max(1, int(round(win_s * fs))))[:, 0]
+
+    def mean(v: np.ndarray, win_s: float) -> np.ndarray:
+        w = max(1, int(round(win_s * fs)))
+        c = np.concatenate([[0.0], np.cumsum(v)])
+        i = np.arange(1, v.size + 1)
+        lo = np.maximum(i - w, 0)
+        return (c[i] - c[lo]) / (i - lo)
+
+    xb = sosfilt(butter_bandpass(*s.broad_band_hz, fs, s.filter_order), x)
+    xs = sosfilt(butter_bandpass(*s.sigma_band_hz, fs, s.filter_order), xb)
+    xa = sosfilt(butter_bandpass(*s.alpha_band_hz, fs, s.alpha_filter_order), xb)
+    w0 = 2 * np.pi * np.sqrt(s.sigma_band_hz[0] * s.sigma_band_hz[1]) / fs
+    prev = np.concatenate([[0.0], xs[:-1]])
+    q = (xs - prev) / (2 * np.sin(w0 / 2))           # quadrature of xs at the centre
+    i_ = (xs + prev) / (2 * np.cos(w0 / 2))          # in phase, same instant as q
+    env = np.sqrt(mean((i_ ** 2 + q ** 2) / 2, s.envelope_window_s))
+    es, eb, ea = rms(xs, s.window_s), rms(xb, s.window_s), rms(xa, s.window_s)
+    corr2 = mean(xs * xb, s.window_s) ** 2 + mean(q * xb, s.window_s) ** 2
+    base = RobustBaseline(1, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
+                          update_s=s.baseline_update_s, exclude_sd=s.exclude_sd,
+                          min_fill=s.baseline_min_fill, update_phase=0.33)
+    med, sd = np.empty((x.size, 1)), np.empty((x.size, 1))
+    base.process(np.ascontiguousarray(env[:, None]), med, sd)
+    med, sd = med[:, 0], sd[:, 0]
+    low = env > med + s.low_threshold_frac * s.threshold_sd * sd
+    rules = ((env > med + s.threshold_sd * sd) & (env ** 2 >= s.rel_power_min * eb ** 2)
+             & (corr2 >= s.corr_min * abs(s.corr_min) * (es * eb) ** 2))
+    if s.alpha_ratio_max > 0:
+        rules &= ea <= s.alpha_ratio_max * env
+    start = max(base.ready_index, int(np.searchsorted(t, t[0] + s.calibration_s)))
+    min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
+    max_n = max(min_n + 1, int(round(s.max_duration_s * fs)) + 1)
+    edges = np.diff(np.concatenate([[0], low.astype(np.int8), [0]]))
+    out, rearm = [], -np.inf
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        # a run [a, b) can fire after calibration, once min_n long, if the channel re-armed
+        # (a sample below the low threshold at or after the refractory end) before it
+        if b <= start or (a > start and t[a - 1] < rearm):
+            continue
+        j0 = max(a + min_n - 1, start)
+        hits = np.flatnonzero(rules[j0:b]) if j0 < b else []
+        if len(hits) == 0:
+            continue
+        j = j0 + int(hits[0])
+        out.append(("spindle", t[a], t[j]))
+        if b - a >= max_n:
+            out.append(("spindle_rejected", t[a], t[a + max_n - 1]))
+        rearm = t[j] + s.refractory_s
+    return out
+
+
+def _test_signal(fs: float, seed: int, steps: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """90 s of red background with ongoing sigma-band noise, waxing-waning spindles of many
+    sizes and lengths (some too small for the high threshold), brief sigma clicks (60 ms:
+    the filter stretches them, and the large ones pass as spindle onsets -- online a
+    spindle's length is unknown when it fires), a stretch of 9.5 Hz alpha, a 4 s sigma
+    tone (too long: rejected), spindles back to back (the refractory) and steps (broadband
+    transients with sigma-band energy, for the relative-power and correlation rules; they
+    ring in the sigma band at once, and the large ones pass as spindles too)."""
+    from scipy.signal import lfilter, sosfilt
+
+    from decoders.filters import butter_bandpass
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(90 * fs)) / fs
+    x = lfilter([1.0], [1.0, -0.97], rng.standard_normal(t.size))   # red background
+    x *= 12e-6 / x.std()
+    sig = sosfilt(butter_bandpass(10.0, 16.0, fs, 2), rng.standard_normal(t.size))
+    x += sig * (2e-6 / sig.std()) + rng.standard_normal(t.size) * 0.5e-6
+    for on in np.arange(12.0, 70.0, 3.1):
+        dur, amp, f = rng.uniform(0.4, 1.8), rng.uniform(4e-6, 30e-6), rng.uniform(11, 16)
+        m = (t >= on) & (t < on + dur)
+        x[m] += amp * np.sin(np.pi * (t[m] - on) / dur) ** 2 * np.cos(2 * np.pi * f * t[m])
+    for on in (25.3, 41.7, 55.9):                       # 60 ms clicks
+        m = (t >= on) & (t < on + 0.06)
+        x[m] += 25e-6 * np.sin(np.pi * (t[m] - on) / 0.06) * np.cos(2 * np.pi * 13 * t[m])
+    m = (t >= 72) & (t < 78)
+    x[m] += 20e-6 * np.cos(2 * np.pi * 9.5 * t[m])
+    m = (t >= 80) & (t < 84)
+    x[m] += 25e-6 * np.cos(2 * np.pi * 13.0 * t[m])
+    for on in (84.6, 85.25, 85.9, 86.55):               # back to back (the refractory)
+        m = (t >= on) & (t < on + 0.6)
+        x[m] += 20e-6 * np.sin(np.pi * (t[m] - on) / 0.6) ** 2 * np.cos(2 * np.pi * 14 * t[m])
+    for on in np.arange(13.3, 88.0, 2.3) if steps else ():   # broadband, not spindles
+        x[t >= on] += rng.choice([-1, 1]) * rng.uniform(20e-6, 80e-6)
+    return np.ascontiguousarray(x[:, None]), t
+
+
+@pytest.mark.parametrize("variant", [
+    {},                                                  # the defaults
+    dict(min_duration_s=0.15, low_threshold_frac=0.6),   # longer duration rule
+    dict(low_threshold_frac=1.0, alpha_ratio_max=0.0, filter_order=2),  # one threshold
+    dict(rel_power_min=0.2, corr_min=0.65, refractory_s=1.0),  # YASA's rel. power, corr.
+])
+@pytest.mark.parametrize("fs", [250.0, 1000.0])
+def test_matches_numpy_reference(variant: dict, fs: float) -> None:
+    """Events (kind, onset, detection time) equal the NumPy reference's, in chunks of 7."""
+    x, t = _test_signal(fs, seed=int(fs))
+    s = SpindleSettings(channels=("Cz",), calibration_s=5.0, **variant)
+    ref = _reference(x[:, 0], t, fs, s)
+    got = [(e.kind, e.onset_s, e.detect_s)
+           for e in replay([SpindleDetector(s)], x, t, fs, ("Cz",), 7)
+           if e.kind.startswith("spindle")]
+    assert got == ref
+    kinds = [k for k, _, _ in ref]
+    assert kinds.count("spindle") >= 8 and "spindle_rejected" in kinds
+
+
+def test_hysteresis_onset_and_duration() -> None:
+    """A run starts at the low threshold and fires at the high one once it is long enough:
+    the detection comes at least min_duration_s after the onset and above the high
+    threshold, the onset comes well before (a single threshold would put them
+    min_duration_s apart), and a longer minimum duration rejects the shorter runs."""
+    fs = 250.0
+    x, t = _test_signal(fs, seed=5, steps=False)
+    s = SpindleSettings(channels=("Cz",), calibration_s=5.0)
+    ev = [e for e in replay([SpindleDetector(s)], x, t, fs, ("Cz",), 10)
+          if e.kind == "spindle"]
+    assert len(ev) >= 8
+    for e in ev:
+        assert e.detect_s - e.onset_s >= s.min_duration_s - 1e-9
+        assert e.score > s.threshold_sd and e.amplitude > e.threshold
+    lead = np.array([e.detect_s - e.onset_s for e in ev])
+    assert np.median(lead) > 2 * s.min_duration_s
+    longer = dataclasses.replace(s, min_duration_s=0.4)
+    ev2 = [e for e in replay([SpindleDetector(longer)], x, t, fs, ("Cz",), 10)
+           if e.kind == "spindle"]
+    assert 0 < len(ev2) < len(ev)
+    assert all(e.detect_s - e.onset_s >= 0.4 - 1e-9 for e in ev2)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+def test_chunk_size_independent_three_channels(chunk: int | None) -> None:
+    """Channels scanned side by side (open runs, refractory, max-duration rejections on
+    each at different times) give the same events whatever the chunking."""
+    fs = 250.0
+    x, t = _test_signal(fs, seed=7)
+    rng = np.random.default_rng(8)
+    xs = np.ascontiguousarray(np.hstack([x, 0.8 * x + rng.normal(0, 2e-6, x.shape),
+                                         np.roll(x, int(0.7 * fs))]))
+    names = ("C3", "Cz", "C4")
+    s = SpindleSettings(channels=names, calibration_s=5.0, max_duration_s=0.6)
+    ref = replay([SpindleDetector(s)], xs, t, fs, names, xs.shape[0])
+    kinds = [e.kind for e in ref]
+    assert kinds.count("spindle") >= 20 and kinds.count("spindle_rejected") >= 3
+    assert replay([SpindleDetector(s)], xs, t, fs, names, chunk or xs.shape[0]) == ref

@@ -56,16 +56,20 @@ def test_threshold_runs_matches_numpy(piece: int) -> None:
     np.testing.assert_array_equal(carry, runs_ref[-1])
 
 
-def _np_spindle(es, eb, pm, ea, thr, rel, corr, amax):
-    k = es.shape[1]
-    cond = es > thr
-    cond &= es * es >= rel * eb * eb
+def _np_spindle(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel, corr, amax, min_n):
+    """The spindle rules written out: run lengths above the low threshold, and the samples
+    where the run is long enough and every firing rule holds."""
+    k = env.shape[1]
+    runs = _np_runs(env > med + k_lo * sd)
+    cond = runs >= min_n
+    cond &= env > med + k_hi * sd
+    cond &= env * env >= rel * eb * eb
     d1 = (pm[:, :k] ** 2 - pm[:, k:2 * k] ** 2) ** 2
     d2 = (pm[:, 2 * k:3 * k] ** 2 - pm[:, 3 * k:] ** 2) ** 2
     cond &= d1 + d2 >= (es * eb) ** 2 * (16.0 * corr * abs(corr))
     if ea is not None:
-        cond &= ea <= es * amax
-    return _np_runs(cond)
+        cond &= ea <= env * amax
+    return runs, cond.astype(np.int64)
 
 
 @pytest.mark.parametrize("piece", SIZES)
@@ -74,37 +78,73 @@ def test_spindle_runs_matches_numpy(piece: int, alpha: bool) -> None:
     rng = np.random.default_rng(2)
     n, c = 500, 2
     # slowly varying positive envelopes so that runs of all rules occur
-    es = np.abs(np.cumsum(rng.normal(size=(n, c)), axis=0)) * 0.1 + 0.1
-    eb = es * rng.uniform(1.0, 3.0, size=(n, c))
-    pm = np.abs(rng.normal(size=(n, 4 * c))) + np.tile(es, 4)
-    ea = es * rng.uniform(0.0, 1.0, size=(n, c)) if alpha else None
-    thr = np.full((n, c), 0.3)
-    rel, corr, amax = 0.1, 0.4, 0.6
-    ref = _np_spindle(es, eb, pm, ea, thr, rel, corr, amax)
-    assert ref.max() > 3          # the test exercises runs, not only zeros
+    env = np.abs(np.cumsum(rng.normal(size=(n, c)), axis=0)) * 0.1 + 0.1
+    es = env * rng.uniform(0.8, 1.2, size=(n, c))
+    eb = env * rng.uniform(1.0, 3.0, size=(n, c))
+    pm = np.abs(rng.normal(size=(n, 4 * c))) + np.tile(env, 4)
+    ea = env * rng.uniform(0.0, 1.0, size=(n, c)) if alpha else None
+    med = np.full((n, c), 0.2)
+    sd = np.full((n, c), 0.05)
+    sd[:30, 1] = np.nan                       # statistics not ready yet: never above
+    k_lo, k_hi, rel, corr, amax, min_n = 1.0, 3.0, 0.1, 0.4, 0.6, 4
+    ref_runs, ref_fire = _np_spindle(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel, corr,
+                                     amax, min_n)
+    # the test exercises runs, firing samples, and runs that never fire
+    assert ref_runs.max() > 3 and 0 < ref_fire.sum() < (ref_runs >= min_n).sum()
     runs = np.empty((n, c), dtype=np.int64)
+    fire = np.empty((n, c), dtype=np.int64)
     carry = np.zeros(c, dtype=np.int64)
+    longest = n_fire = 0
     for a in range(0, n, piece):
         b = min(n, a + piece)
-        spindle_runs(es[a:b], eb[a:b], pm[a:b], None if ea is None else ea[a:b], thr[a:b],
-                     rel, corr, amax, carry, runs[a:b])
-    np.testing.assert_array_equal(runs, ref)
+        lg, nf = spindle_runs(env[a:b], eb[a:b], es[a:b], pm[a:b],
+                              None if ea is None else ea[a:b], med[a:b], sd[a:b], k_lo, k_hi,
+                              rel, corr, amax, min_n, carry, runs[a:b], fire[a:b])
+        longest, n_fire = max(longest, lg), n_fire + nf
+    np.testing.assert_array_equal(runs, ref_runs)
+    np.testing.assert_array_equal(fire, ref_fire)
+    assert longest == ref_runs.max() and n_fire == ref_fire.sum()
+    np.testing.assert_array_equal(carry, ref_runs[-1])
 
 
 @pytest.mark.parametrize("piece", SIZES)
 def test_quadrature_sums_matches_numpy(piece: int) -> None:
     rng = np.random.default_rng(3)
-    n, c, g = 500, 2, 3.7
+    n, c, w0 = 500, 2, 0.3
     xs, xb = rng.normal(size=(n, c)), rng.normal(size=(n, c))
-    q = np.diff(xs, axis=0, prepend=np.zeros((1, c))) * g
+    prev = np.vstack([np.zeros((1, c)), xs[:-1]])
+    q = (xs - prev) / (2 * np.sin(w0 / 2))
+    i = (xs + prev) / (2 * np.cos(w0 / 2))
     ref = np.hstack([xs + xb, xs - xb, q + xb, q - xb])
+    ref_amp = np.sqrt((i ** 2 + q ** 2) / 2)
     out = np.empty((n, 4 * c))
+    amp = np.empty((n, c))
     last = np.zeros(c)
     for a in range(0, n, piece):
         b = min(n, a + piece)
-        quadrature_sums(xs[a:b], xb[a:b], last, g, out[a:b])
+        quadrature_sums(xs[a:b], xb[a:b], last, w0, out[a:b], amp[a:b])
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(amp, ref_amp, rtol=1e-14, atol=0)
     np.testing.assert_array_equal(last, xs[-1])
+    # without the amplitude output the sums are the same
+    out2, last2 = np.empty((n, 4 * c)), np.zeros(c)
+    quadrature_sums(xs, xb, last2, w0, out2, None)
+    np.testing.assert_array_equal(out2, out)
+
+
+@pytest.mark.parametrize("fs", [100.0, 200.0, 2000.0])
+def test_quadrature_amplitude_of_a_sine_is_its_rms(fs: float) -> None:
+    """At the centre frequency the midpoint and the scaled difference are an exact
+    quadrature pair of the sine's amplitude, so the amplitude is its RMS at every sample,
+    also at a low sampling rate (where xs[n] against the difference, half a sample apart,
+    would ripple by w0 / 2: 40 % at 100 Hz)."""
+    f0, a = 13.27, 3.0
+    t = np.arange(int(2 * fs)) / fs
+    xs = np.ascontiguousarray((a * np.sin(2 * np.pi * f0 * t + 0.3))[:, None])
+    amp = np.empty_like(xs)
+    last = np.array([a * np.sin(-2 * np.pi * f0 / fs + 0.3)])
+    quadrature_sums(xs, xs, last, 2 * np.pi * f0 / fs, np.empty((t.size, 4)), amp)
+    np.testing.assert_allclose(amp[:, 0], a / np.sqrt(2), rtol=1e-12)
 
 
 def test_kernels_reject_bad_buffers() -> None:
@@ -120,9 +160,18 @@ def test_kernels_reject_bad_buffers() -> None:
         ro.flags.writeable = False
         threshold_runs(f, f, f, 1.0, carry, runs, ro)
     with pytest.raises(ValueError, match="pm must have shape"):
+        spindle_runs(f, f, f, f, None, f, f, 1.0, 2.0, 0.1, 0.4, 0.6, 3, carry, runs, runs)
+    with pytest.raises(TypeError, match="fire must have dtype int64"):
+        spindle_runs(f, f, f, np.zeros((10, 8)), None, f, f, 1.0, 2.0, 0.1, 0.4, 0.6, 3, carry,
+                     runs, f)
+    with pytest.raises(TypeError, match="takes 16 arguments"):
         spindle_runs(f, f, f, None, f, 0.1, 0.4, 0.6, carry, runs)
     with pytest.raises(TypeError, match="out must be a C-contiguous"):
-        quadrature_sums(f, f, np.zeros(2), 1.0, np.zeros((10, 8))[:, ::2])
+        quadrature_sums(f, f, np.zeros(2), 1.0, np.zeros((10, 8))[:, ::2], None)
+    with pytest.raises(ValueError, match="amp must have shape"):
+        quadrature_sums(f, f, np.zeros(2), 1.0, np.zeros((10, 8)), np.zeros((10, 3)))
+    with pytest.raises(ValueError, match=r"w0 must be in \(0, pi\)"):
+        quadrature_sums(f, f, np.zeros(2), 3.5, np.zeros((10, 8)), None)
 
 
 def test_kernels_do_not_leak_references() -> None:
@@ -135,18 +184,23 @@ def test_kernels_do_not_leak_references() -> None:
     thr = np.zeros((10, 2))
     out = np.zeros((10, 8))
     last = np.zeros(2)
-    before = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last)]
+    fire = np.zeros((10, 2), dtype=np.int64)
+    before = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last, fire)]
     for _ in range(1000):
         threshold_runs(f, f, f, 1.0, carry, runs, thr)
-        spindle_runs(f, f, out, f, thr, 0.1, 0.4, 0.6, carry, runs)
-        spindle_runs(f, f, out, None, thr, 0.1, 0.4, 0.6, carry, runs)
-        quadrature_sums(f, f, last, 1.0, out)
+        spindle_runs(f, f, f, out, f, f, thr, 1.0, 2.0, 0.1, 0.4, 0.6, 3, carry, runs, fire)
+        spindle_runs(f, f, f, out, None, f, thr, 1.0, 2.0, 0.1, 0.4, 0.6, 3, carry, runs, fire)
+        quadrature_sums(f, f, last, 1.0, out, thr)
+        quadrature_sums(f, f, last, 1.0, out, None)
         rearm_index(thr[:, 0].copy(), f, f, f, 2.0, 0.0, 0)
         with pytest.raises(ValueError):
             rearm_index(last, f, f, f, 2.0, 0.0, 0)
         with pytest.raises(ValueError):
-            spindle_runs(f, f, out, f, np.zeros((9, 2)), 0.1, 0.4, 0.6, carry, runs)
-    after = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last)]
+            spindle_runs(f, f, f, out, f, f, np.zeros((9, 2)), 1.0, 2.0, 0.1, 0.4, 0.6, 3,
+                         carry, runs, fire)
+        with pytest.raises(ValueError):
+            quadrature_sums(f, f, last, 1.0, out, np.zeros((9, 2)))
+    after = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last, fire)]
     assert after == before
     # a buffer still exported would make resizing fail
     out.resize((10, 8), refcheck=False)
