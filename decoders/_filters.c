@@ -587,6 +587,50 @@ static PyTypeObject FilterBankType = {
 
 /* ------------------------------------------------- detector rule kernels (module level) */
 
+/* Scalar and length arguments of the rule kernels, each failure a TypeError naming the
+ * kernel and the argument (the bare C-API messages, "must be real number, not str" or
+ * "object of type 'NoneType' has no len()", name neither). */
+static int
+arg_double(PyObject *obj, const char *fn, const char *name, double *out)
+{
+    double v = PyFloat_AsDouble(obj);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a number, got %.100s", fn, name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+arg_ssize(PyObject *obj, const char *fn, const char *name, Py_ssize_t *out)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be an int, got %.100s", fn, name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The channel count an array argument implies (its length), or a TypeError naming it. */
+static Py_ssize_t
+arg_len(PyObject *obj, const char *fn, const char *name)
+{
+    Py_ssize_t n = PyObject_Length(obj);
+    if (n < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a 1-D array, got %.100s", fn, name,
+                     Py_TYPE(obj)->tp_name);
+    }
+    return n;
+}
+
 /* Get a C-contiguous 2-D buffer of 8-byte items (float64 when is_int == 0, int64 else)
  * with exactly `rows` x `cols` items (rows < 0 or cols < 0: any count; the caller reads
  * the shape from the view). */
@@ -638,9 +682,9 @@ filters_threshold_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                         "threshold_runs(feature, median, sd, k_sd, carry, runs, thr) takes 7 arguments");
         return NULL;
     }
-    double k = PyFloat_AsDouble(args[3]);
-    if (k == -1.0 && PyErr_Occurred()) return NULL;
-    Py_ssize_t n_ch = PyObject_Length(args[4]);
+    double k;
+    if (arg_double(args[3], "threshold_runs", "k_sd", &k) < 0) return NULL;
+    Py_ssize_t n_ch = arg_len(args[4], "threshold_runs", "carry");
     if (n_ch < 0) return NULL;
     Py_buffer fv, mv, sv, cv, rv, tv;
     if (get_rule_buf(args[0], &fv, 0, 0, -1, n_ch, "feature") < 0) return NULL;
@@ -702,17 +746,16 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "baseline_runs takes 15 arguments");
         return NULL;
     }
-    long long first = PyLong_AsLongLong(args[1]);
-    if (first == -1 && PyErr_Occurred()) return NULL;
-    long long step = PyLong_AsLongLong(args[2]);
-    if (step == -1 && PyErr_Occurred()) return NULL;
-    double k = PyFloat_AsDouble(args[9]);
-    if (k == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t first, step;
+    double k;
+    if (arg_ssize(args[1], "baseline_runs", "first", &first) < 0
+        || arg_ssize(args[2], "baseline_runs", "step", &step) < 0
+        || arg_double(args[9], "baseline_runs", "k_sd", &k) < 0) return NULL;
     if (step < 1 || first < 0) {
         PyErr_SetString(PyExc_ValueError, "baseline_runs: step must be >= 1 and first >= 0");
         return NULL;
     }
-    Py_ssize_t c = PyObject_Length(args[10]);
+    Py_ssize_t c = arg_len(args[10], "baseline_runs", "carry");
     if (c < 0) return NULL;
     /* buffers in argument order: feature, ring, pos, count, excl, median, sd, carry,
      * median_out, sd_out, thr, runs */
@@ -807,10 +850,11 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 
 PyDoc_STRVAR(spindle_runs_doc,
 "spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel_min, corr_min, alpha_max,\n"
-"             min_n, carry, runs, fire) -> (longest, n_fire)\n\n"
+"             min_n, max_n, carry, runs, fire) -> (longest, n_fire)\n\n"
 "Per channel: runs = length of the current run of samples with env > med + k_lo * sd (the\n"
 "low threshold; NaN compares False), continuing `carry` (updated). fire = 1 where that run\n"
-"is at least min_n long and, at that sample, env > med + k_hi * sd (the high threshold),\n"
+"is at least min_n and less than max_n long (a run that outlasts max_n before it fires is\n"
+"no spindle) and, at that sample, env > med + k_hi * sd (the high threshold),\n"
 "env^2 >= rel_min * eb^2, with pm = moving RMS of [xs+xb, xs-xb, q+xb, q-xb] (n, 4c) and\n"
 "d_i = pm_i^2 - pm_i'^2 (4x the mean products) d_1^2 + d_2^2 >= 16 * corr_min * |corr_min|\n"
 "* (es * eb)^2, and, unless ea is None, ea <= alpha_max * env; else 0. env, eb, es, ea,\n"
@@ -821,26 +865,27 @@ static PyObject *
 filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
-    if (nargs != 16) {
+    if (nargs != 17) {
         PyErr_SetString(PyExc_TypeError, "spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, "
-                                         "k_hi, rel_min, corr_min, alpha_max, min_n, carry, "
-                                         "runs, fire) takes 16 arguments");
+                                         "k_hi, rel_min, corr_min, alpha_max, min_n, max_n, "
+                                         "carry, runs, fire) takes 17 arguments");
         return NULL;
     }
+    static const char *par_names[5] = {"k_lo", "k_hi", "rel_min", "corr_min", "alpha_max"};
     double par[5];
-    for (int p = 0; p < 5; p++) {
-        par[p] = PyFloat_AsDouble(args[7 + p]);
-        if (par[p] == -1.0 && PyErr_Occurred()) return NULL;
-    }
+    for (int p = 0; p < 5; p++)
+        if (arg_double(args[7 + p], "spindle_runs", par_names[p], &par[p]) < 0) return NULL;
     const double k_lo = par[0], k_hi = par[1], rel = par[2], corr = par[3], amax = par[4];
-    long long min_n = PyLong_AsLongLong(args[12]);
-    if (min_n == -1 && PyErr_Occurred()) return NULL;
-    Py_ssize_t c = PyObject_Length(args[13]);
+    Py_ssize_t min_n_arg, max_n_arg;
+    if (arg_ssize(args[12], "spindle_runs", "min_n", &min_n_arg) < 0
+        || arg_ssize(args[13], "spindle_runs", "max_n", &max_n_arg) < 0) return NULL;
+    const long long min_n = (long long)min_n_arg, max_n = (long long)max_n_arg;
+    Py_ssize_t c = arg_len(args[14], "spindle_runs", "carry");
     if (c < 0) return NULL;
     /* buffers: env eb es pm ea med sd (inputs; ea may be None) then carry runs fire
      * (int64, written) */
     enum { NB = 10 };
-    static const int arg_of[NB] = {0, 1, 2, 3, 4, 5, 6, 13, 14, 15};
+    static const int arg_of[NB] = {0, 1, 2, 3, 4, 5, 6, 14, 15, 16};
     static const char *names[NB] = {"env", "eb", "es", "pm", "ea", "med", "sd", "carry",
                                     "runs", "fire"};
     Py_buffer bufs[NB];
@@ -879,7 +924,7 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             carry[j] = r;
             runs[q] = r;
             if (r > best) best = r;
-            int ok = r >= min_n && e > m + k_hi * s;
+            int ok = r >= min_n && r < max_n && e > m + k_hi * s;
             if (ok) {
                 const double b = eb[q];
                 ok = e * e >= rel * b * b;
@@ -919,15 +964,15 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                         "quadrature_sums(xs, xb, xs_last, w0, out, amp) takes 6 arguments");
         return NULL;
     }
-    double w0 = PyFloat_AsDouble(args[3]);
-    if (w0 == -1.0 && PyErr_Occurred()) return NULL;
+    double w0;
+    if (arg_double(args[3], "quadrature_sums", "w0", &w0) < 0) return NULL;
     if (!(w0 > 0.0 && w0 < Py_MATH_PI)) {
         PyErr_Format(PyExc_ValueError, "w0 must be in (0, pi) radians per sample, got %R",
                      args[3]);
         return NULL;
     }
     const double g = 0.5 / sin(0.5 * w0), gi = 0.5 / cos(0.5 * w0);
-    Py_ssize_t c = PyObject_Length(args[2]);
+    Py_ssize_t c = arg_len(args[2], "quadrature_sums", "xs_last");
     if (c < 0) return NULL;
     int has_amp = args[5] != Py_None;
     Py_buffer sv, bv, lv, ov, av;
@@ -1027,11 +1072,11 @@ filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                         "median_mad(ring, counts, min_count, scratch, median, mad) takes 6 arguments");
         return NULL;
     }
-    Py_ssize_t min_count = PyLong_AsSsize_t(args[2]);
-    if (min_count == -1 && PyErr_Occurred()) return NULL;
-    Py_ssize_t c = PyObject_Length(args[1]);
+    Py_ssize_t min_count;
+    if (arg_ssize(args[2], "median_mad", "min_count", &min_count) < 0) return NULL;
+    Py_ssize_t c = arg_len(args[1], "median_mad", "counts");
     if (c < 0) return NULL;
-    Py_ssize_t len = PyObject_Length(args[3]);
+    Py_ssize_t len = arg_len(args[3], "median_mad", "scratch");
     if (len < 0) return NULL;
     Py_buffer rv, cv, sv, mv, dv;
     if (get_rule_buf(args[0], &rv, 0, 0, c, len, "ring") < 0) return NULL;
@@ -1082,12 +1127,11 @@ filters_rearm_index(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                         "rearm_index(t, feature, median, sd, k_sd, after_s, start) takes 7 arguments");
         return NULL;
     }
-    double k = PyFloat_AsDouble(args[4]);
-    if (k == -1.0 && PyErr_Occurred()) return NULL;
-    double after = PyFloat_AsDouble(args[5]);
-    if (after == -1.0 && PyErr_Occurred()) return NULL;
-    Py_ssize_t start = PyLong_AsSsize_t(args[6]);
-    if (start == -1 && PyErr_Occurred()) return NULL;
+    double k, after;
+    Py_ssize_t start;
+    if (arg_double(args[4], "rearm_index", "k_sd", &k) < 0
+        || arg_double(args[5], "rearm_index", "after_s", &after) < 0
+        || arg_ssize(args[6], "rearm_index", "start", &start) < 0) return NULL;
     Py_buffer tv, fv, mv, sv;
     if (get_rule_buf(args[1], &fv, 0, 0, -1, -1, "feature") < 0) return NULL;
     Py_ssize_t n = fv.ndim == 2 ? fv.shape[0] : 1, c = fv.ndim == 2 ? fv.shape[1] : fv.shape[0];

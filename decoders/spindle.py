@@ -291,7 +291,7 @@ class SpindleDetector:
         longest, n_fire = spindle_runs(env, eb, es, pm, ea, med, sd,
                                        s.low_threshold_frac * s.threshold_sd, s.threshold_sd,
                                        s.rel_power_min, s.corr_min, s.alpha_ratio_max,
-                                       self._min_n, self._carry, runs, fire)
+                                       self._min_n, self._max_n, self._carry, runs, fire)
         if longest == 0:
             return self._quiet(t, first, med, sd)
         events: list[Event] = []

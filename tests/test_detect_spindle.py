@@ -140,8 +140,10 @@ def _reference(x: np.ndarray, t: np.ndarray, fs: float, s: SpindleSettings) -> l
         # (a sample below the low threshold at or after the refractory end) before it
         if b <= start or (a > start and t[a - 1] < rearm):
             continue
-        j0 = max(a + min_n - 1, start)
-        hits = np.flatnonzero(rules[j0:b]) if j0 < b else []
+        # ... and only while it is shorter than max_n: a run that outlasts max_duration_s
+        # before its high crossing is no spindle
+        j0, j1 = max(a + min_n - 1, start), min(b, a + max_n - 1)
+        hits = np.flatnonzero(rules[j0:j1]) if j0 < j1 else []
         if len(hits) == 0:
             continue
         j = j0 + int(hits[0])
@@ -207,6 +209,34 @@ def test_matches_numpy_reference(variant: dict, fs: float) -> None:
     assert got == ref
     kinds = [k for k, _, _ in ref]
     assert kinds.count("spindle") >= 8 and "spindle_rejected" in kinds
+
+
+@pytest.mark.parametrize("chunk", [1, 10, 64])
+def test_a_run_too_long_before_its_high_crossing_is_no_spindle(chunk: int) -> None:
+    """A sigma rhythm between the two thresholds for longer than max_duration_s that then
+    grows past the high one is not a spindle (it was already too long): no event, and so
+    no onset looked up beyond the detector's memory; a spindle after it is found as usual.
+    Same events as the NumPy reference, whatever the chunking."""
+    fs = 250.0
+    rng = np.random.default_rng(3)
+    t = np.arange(int(60 * fs)) / fs
+    x = rng.standard_normal(t.size) * 2e-6                  # background (white)
+    # from 29 s the background all but stops, so the rhythm's amplitude stays between the
+    # thresholds the baseline learnt (~0.8 and ~1.45 uV RMS): one unbroken run
+    x[t >= 29.0] *= 0.03
+    m = (t >= 30.0) & (t < 34.0)                            # 4 s: 3 s flat, then growing
+    ramp = np.clip((t[m] - 33.0) / 0.5, 0.0, 1.0)
+    x[m] += (1.6e-6 + 30e-6 * ramp) * np.cos(2 * np.pi * 13.3 * t[m])
+    m = (t >= 45.0) & (t < 45.8)                            # an ordinary spindle
+    x[m] += 25e-6 * np.sin(np.pi * (t[m] - 45.0) / 0.8) ** 2 * np.cos(2 * np.pi * 13.3 * t[m])
+    x = np.ascontiguousarray(x[:, None])
+    s = SpindleSettings(channels=("Cz",), calibration_s=5.0)
+    ev = [(e.kind, e.onset_s, e.detect_s)
+          for e in replay([SpindleDetector(s)], x, t, fs, ("Cz",), chunk)
+          if e.kind.startswith("spindle")]
+    assert ev == _reference(x[:, 0], t, fs, s)
+    assert not [e for e in ev if 29.5 < e[2] < 35.0]        # the long rhythm: nothing
+    assert [e[0] for e in ev if 45.0 < e[2] < 45.8] == ["spindle"]
 
 
 def test_hysteresis_onset_and_duration() -> None:
