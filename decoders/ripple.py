@@ -96,10 +96,11 @@ class RippleSettings:
     artefact_blank_s: float = setting(
         0.02, ge=0, le=1, unit="s",
         doc="stimulation artefact blanking: for each delivered pulse the loop reports, "
-            "samples from the pulse's start to its end plus this long are not detected on, "
-            "and the theta gate holds its channel's last clean value through them (a light "
-            "or current step on the LFP otherwise rings through the theta and delta "
-            "filters and closes the gate for a second or more)")
+            "the theta gate (and the sharp-wave channel) hold their last clean value from "
+            "the pulse's start to its end plus this long (a light or current step on the "
+            "LFP otherwise rings through the theta and delta filters and closes the gate "
+            "for a second or more), and nothing is detected until rms_window_s after that, "
+            "when the envelope no longer holds the artefact")
     sharp_wave_channel: str = setting(
         "", doc="CA1 stratum radiatum channel for the sharp-wave assist (empty: off): an "
                 "event also fires when its sharp wave is beyond sharp_wave_sd while the "
@@ -162,6 +163,31 @@ class RippleSettings:
 _NO_WEIGHTS = np.empty(0)
 
 
+def _since(blanked: np.ndarray) -> np.ndarray:
+    """Per sample, how many samples since the last blanked one (0 on a blanked sample, a
+    huge number before the first): a run longer than that began in a blank."""
+    ar = np.arange(blanked.shape[0])
+    last = np.where(blanked, ar, -1)
+    np.maximum.accumulate(last, out=last)
+    return np.where(last >= 0, ar - last, np.iinfo(np.int64).max)
+
+
+def _sample_and_hold(out: np.ndarray, x: np.ndarray, blanked: np.ndarray | bool,
+                     hold: float) -> float:
+    """``out[:, 0]`` = ``x`` (n,) with every blanked sample replaced by the last clean one
+    before it (``hold`` when none is in the block; ``blanked`` True: all of them). Returns
+    the value to hold into the next block."""
+    if blanked is True:
+        out.fill(hold)
+    else:
+        n = x.shape[0]
+        # index of the last clean sample at or before each sample (-1: none in the block)
+        last = np.where(blanked, -1, np.arange(n))
+        np.maximum.accumulate(last, out=last)
+        out[:, 0] = np.where(last >= 0, x[np.maximum(last, 0)], hold)
+    return float(out[-1, 0])
+
+
 class RippleDetector:
     """Causal ripple detector: ``process(chunk) -> list[Event]``.
 
@@ -207,6 +233,9 @@ class RippleDetector:
             raise ValueError(f"detectors.ripple.band_hz: {s.band_hz[1]} Hz is at or above "
                              f"Nyquist of a {fs} Hz source")
         win = max(1, int(round(s.rms_window_s * fs)))
+        # an envelope sample holds the last `win` samples: after a blank it is clean only
+        # once its window has left the artefact
+        self._env_tail_s = win / fs
         self._band = BandEnvelope(butter_bandpass(*s.band_hz, fs, order=s.filter_order), k, win)
         self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
                                     update_s=s.baseline_update_s, exclude_sd=s.exclude_sd)
@@ -250,6 +279,7 @@ class RippleDetector:
                                              exclude_sd=s.exclude_sd, update_phase=2 / 3)
             self._sw_carry = np.zeros(1, dtype=np.int64)
             self._fast_carry = np.zeros(1, dtype=np.int64)
+            self._sw_hold = 0.0     # last clean sample of the sharp-wave channel (volts)
         self._alloc(64)
         self._reset_state()
 
@@ -272,6 +302,7 @@ class RippleDetector:
             # sharp-wave channel (signed so the sharp wave is positive), its band-passed
             # signal, statistics, threshold and runs; the confirmation envelope and its stats
             self._swf, self._swrms = np.empty((n, 1)), np.empty((n, 1))
+            self._swg = np.empty((n, 1))
             self._swmed, self._swsd = np.empty((n, 1)), np.empty((n, 1))
             self._swthr = np.empty((n, 1))
             self._swruns = np.empty((n, 1), dtype=np.int64)
@@ -297,8 +328,10 @@ class RippleDetector:
 
     def blank(self, start_s: float, stop_s: float) -> None:
         """Mark ``[start_s, stop_s + artefact_blank_s)`` (seconds, the chunks' time base) as
-        stimulation artefact: no ripple is detected on those samples and the theta gate
-        holds its channel's last clean value through them.
+        stimulation artefact: the theta gate (and the sharp-wave channel) hold their last
+        clean value through it, and no ripple is detected until the envelope's RMS window
+        has left it too (``rms_window_s`` later; an envelope that still holds the artefact
+        would fire right after the blank).
 
         The loop calls this for every pulse a stimulator delivered; windows that end before
         data already processed are ignored, overlapping ones simply both apply.
@@ -310,19 +343,18 @@ class RippleDetector:
             self._blanks.pop(0)
         self._blanks.append((float(start_s), end))
 
-    def _blank_mask(self, t: np.ndarray) -> np.ndarray | bool | None:
-        """Samples of this chunk inside a blanking window: None when none is, True when
-        one window covers the whole chunk (most chunks of a window: no mask needed), else
-        a boolean mask."""
+    def _blank_mask(self, t: np.ndarray, tail_s: float) -> np.ndarray | bool | None:
+        """Samples of this chunk inside a blanking window extended by ``tail_s`` seconds:
+        None when none is, True when one window covers the whole chunk (most chunks of a
+        window: no mask needed), else a boolean mask."""
         t_first, t_last = float(t[0]), float(t[-1])
-        self._blanks = [w for w in self._blanks if w[1] > t_first]
         for a, b in self._blanks:
-            if a <= t_first and t_last < b:
+            if a <= t_first and t_last < b + tail_s:
                 return True
         mask = None
         for a, b in self._blanks:
-            if a <= t_last:
-                m = (t >= a) & (t < b)
+            if a <= t_last and b + tail_s > t_first:
+                m = (t >= a) & (t < b + tail_s)
                 mask = m if mask is None else (mask | m)
         return mask
 
@@ -384,21 +416,22 @@ class RippleDetector:
         longest = self._base.process_runs(env, med, sd, s.threshold_sd, self._carry,
                                           runs_all, thr)
         runs = runs_all[:, :nd]
-        blanked = self._blank_mask(t) if self._blanks else None
+        # blanking: the artefact's own samples (inputs held through them) and, for the
+        # envelope rule, also the RMS window after them, whose envelope still holds them
+        blanked = env_blanked = None
+        if self._blanks:
+            self._blanks = [w for w in self._blanks if w[1] + self._env_tail_s > float(t[0])]
+            blanked = self._blank_mask(t, 0.0)
+            env_blanked = self._blank_mask(t, self._env_tail_s)
         gate = self._theta_update(chunk, n, blanked) if s.theta_gate else None
-        since = None
-        if blanked is True:
+        if env_blanked is True:
             # the whole chunk is artefact: every run starts again after it
             runs_all.fill(0)
             self._carry.fill(0)
             longest = 0
-        elif blanked is not None:
+        elif env_blanked is not None:
             # a run that crosses a blanked sample starts again after it
-            ar = np.arange(n)
-            lastb = np.where(blanked, ar, -1)
-            np.maximum.accumulate(lastb, out=lastb)
-            since = np.where(lastb >= 0, ar - lastb, np.iinfo(np.int64).max)
-            np.minimum(runs_all, since[:, None], out=runs_all)
+            np.minimum(runs_all, _since(env_blanked)[:, None], out=runs_all)
             self._carry[:] = runs_all[n - 1]
             longest = int(runs_all.max())
         if longest < self._min_n:
@@ -408,7 +441,7 @@ class RippleDetector:
             cand = runs[:, 0] >= self._min_n
         else:
             cand = np.count_nonzero(runs >= self._min_n, axis=1) >= s.consensus_channels
-        swc = self._sharp_wave(chunk, n, blanked, since) if self._sw_on else None
+        swc = self._sharp_wave(chunk, n, blanked) if self._sw_on else None
         if cand is not None or swc is not None:
             ok = self._allowed(env, med, sd, gate, n)
             if ok is not None:
@@ -459,8 +492,8 @@ class RippleDetector:
             ok = g if ok is None else (ok & g)
         return ok
 
-    def _sharp_wave(self, chunk: Chunk, n: int, blanked: np.ndarray | bool | None,
-                    since: np.ndarray | None) -> np.ndarray | None:
+    def _sharp_wave(self, chunk: Chunk, n: int,
+                    blanked: np.ndarray | bool | None) -> np.ndarray | None:
         """The sharp-wave rule per sample (None when it holds nowhere in the chunk): the
         band-passed sharp-wave channel, signed so the sharp wave is positive, above
         ``sharp_wave_sd`` robust SDs, and the short-window ripple envelope of the detection
@@ -468,8 +501,20 @@ class RippleDetector:
         run lengths (its onset) current every chunk."""
         s = self.settings
         f = self._swf[:n]
-        self._sw_filter.pick_rms(chunk.samples, self._sw_cols, self._sw_weight, f,
-                                 self._swrms[:n])
+        col = int(self._sw_cols[0])
+        if blanked is None:
+            # the common case: pick, sign and band-pass the channel in one C call
+            self._sw_filter.pick_rms(chunk.samples, self._sw_cols, self._sw_weight, f,
+                                     self._swrms[:n])
+            self._sw_hold = float(chunk.samples[n - 1, col])
+        else:
+            # a stimulation artefact rings through the 5-40 Hz filter for tens of ms, past
+            # the blank: hold the channel's last clean value through it, as the theta gate
+            # does, and sign it here
+            g = self._swg[:n]
+            self._sw_hold = _sample_and_hold(g, chunk.samples[:, col], blanked, self._sw_hold)
+            g *= self._sw_weight[0]
+            self._sw_filter.process_rms(g, f, self._swrms[:n])
         runs = self._swruns[:n]
         longest = self._sw_base.process_runs(f, self._swmed[:n], self._swsd[:n],
                                              s.sharp_wave_sd, self._sw_carry, runs,
@@ -486,8 +531,8 @@ class RippleDetector:
             return None
         if longest == 0:
             return None
-        if since is not None:
-            np.minimum(runs[:, 0], since, out=runs[:, 0])
+        if blanked is not None:
+            np.minimum(runs[:, 0], _since(blanked), out=runs[:, 0])
             self._sw_carry[0] = runs[n - 1, 0]
         ok = runs[:, 0] > 0
         ok &= fruns[:, 0] > 0
@@ -522,16 +567,8 @@ class RippleDetector:
             self._hold_v = float(chunk.samples[n - 1, self._gate_col])
             return th, de
         g = self._gbuf[:n]
-        if blanked is True:
-            g.fill(self._hold_v)        # the whole chunk holds the last clean value
-        else:
-            g[:, 0] = chunk.samples[:, self._gate_col]
-            # index of the last clean sample at or before each sample (-1: none in chunk)
-            last = np.where(blanked, -1, np.arange(n))
-            np.maximum.accumulate(last, out=last)
-            col = g[:, 0]
-            g[:, 0] = np.where(last >= 0, col[np.maximum(last, 0)], self._hold_v)
-        self._hold_v = float(g[n - 1, 0])
+        self._hold_v = _sample_and_hold(g, chunk.samples[:, self._gate_col], blanked,
+                                        self._hold_v)
         gf = self._gf[:n]
         self._theta.process_rms(g, gf, th)       # C call (BandEnvelope.process_envelope
         self._delta.process_rms(g, gf, de)       # without the wrapper)

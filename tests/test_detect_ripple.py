@@ -270,6 +270,25 @@ def test_blanked_light_artefacts_do_not_blind_the_detector() -> None:
         assert not any(o <= d < o + 0.05 + s.artefact_blank_s for o in light)
 
 
+def test_nothing_fires_as_the_blank_ends() -> None:
+    """Light pulses between ripples: the 24 ms RMS envelope still holds the light-off edge
+    when the 20 ms blank after the pulse ends, and fired there (every pulse, before this
+    was fixed); the envelope rule now waits until its window has left the artefact. The
+    ripples themselves are all still found."""
+    x, t, onsets, d = synthetic(duration_s=40.0, seed=6)
+    light = (onsets[1:] + onsets[:-1] + d) / 2          # halfway between bursts
+    y = _with_light_steps(x, t, light, 0.05)
+    s = RippleSettings(theta_gate=False)
+    det = RippleDetector(s)
+    for o in light:
+        det.blank(o, o + 0.05)
+    ev = [e.detect_s for e in run(det, y, t, ("CA1",), 10) if e.kind == "ripple"]
+    assert not [e for e in ev for o in light if o <= e < o + 0.05 + s.artefact_blank_s + 0.1]
+    truth = intervals([{"onset_s": o, "offset_s": o + d, "peak_s": o + d / 2} for o in onsets])
+    sc = score_detections(ev, truth, t[-1] - 5.0)
+    assert sc.recall >= 0.95 and sc.precision >= 0.95, sc
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 10, 64])
 def test_blanking_is_chunk_size_independent(chunk: int) -> None:
     x, t, onsets, d = synthetic(duration_s=20.0, seed=6)
