@@ -1,10 +1,12 @@
 """Detector accuracy on the simulator and per-chunk speed.
 
-Accuracy: the simulator at its documented default SNR (``sim.settings`` module docstring:
-ripples median 60 uV peak envelope over ~9 uV band RMS, spindles 25 uV over ~4 uV, slow
-oscillations 75 uV troughs over ~10 uV), the default 600 s hypnogram (N2, N3, N2, REM,
-wake), several seeds, default ``[detectors]`` settings, 10-sample chunks at 2 kHz. Scored
-after each detector's calibration with :mod:`decoders.scoring`.
+Accuracy: the simulator at its documented default SNR (``sim.settings`` module docstring,
+measured by bench/sim.py: ripples ~62 uV median peak envelope over 8.7 uV RMS in
+150-250 Hz, spindles ~23 uV over 2.2 uV RMS in 11-16 Hz, slow-oscillation troughs ~70 uV
+over ~13 uV RMS in 0.3-1.5 Hz), the default 600 s hypnogram (N2, N3, N2, REM, wake),
+several seeds, default ``[detectors]`` settings, 10-sample chunks at 2 kHz. Scored after
+each detector's calibration with :mod:`decoders.scoring`. The ``ripple_laminar`` row adds a
+stratum radiatum site to the probe (configs/sim-ripple-laminar.toml).
 
 Speed: 8 channels x 10 samples at 2 kHz, all three detectors plus the ``[phase]``
 estimator (ECHT, theta on CA1), median and p99 time per chunk.
