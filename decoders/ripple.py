@@ -101,6 +101,13 @@ class RippleSettings:
             "LFP otherwise rings through the theta and delta filters and closes the gate "
             "for a second or more), and nothing is detected until rms_window_s after that, "
             "when the envelope no longer holds the artefact")
+    artefact_sd: float = setting(
+        300.0, gt=0, unit="SD",
+        doc="an envelope (or sharp wave) this many robust SDs above its median is an "
+            "artefact -- amplifier saturation, a large movement or pop -- not a ripple "
+            "(ripples reach tens of SDs): it is blanked like a stimulation artefact, from "
+            "where it crosses this level to artefact_blank_s after it falls back, plus the "
+            "envelope's window")
     sharp_wave_channel: str = setting(
         "", doc="CA1 stratum radiatum channel for the sharp-wave assist (empty: off): an "
                 "event also fires when its sharp wave is beyond sharp_wave_sd while the "
@@ -343,6 +350,16 @@ class RippleDetector:
             self._blanks.pop(0)
         self._blanks.append((float(start_s), end))
 
+    def _blank_artefact(self, t: np.ndarray, art: np.ndarray) -> None:
+        """Blank each stretch of this chunk where ``art`` (n, c) holds on any column, from
+        its first to its last sample (:meth:`blank` adds ``artefact_blank_s``)."""
+        a = art.any(axis=1)
+        if not a.any():
+            return
+        edges = np.diff(a.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+        for i, j in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            self.blank(float(t[i]), float(t[j - 1]))
+
     def _blank_mask(self, t: np.ndarray, tail_s: float) -> np.ndarray | bool | None:
         """Samples of this chunk inside a blanking window extended by ``tail_s`` seconds:
         None when none is, True when one window covers the whole chunk (most chunks of a
@@ -416,6 +433,10 @@ class RippleDetector:
         longest = self._base.process_runs(env, med, sd, s.threshold_sd, self._carry,
                                           runs_all, thr)
         runs = runs_all[:, :nd]
+        if longest > 0:
+            # an artefact (far above any threshold, so only with a run) is blanked as a
+            # stimulation artefact is
+            self._blank_artefact(t, env[:, :nd] > med[:, :nd] + s.artefact_sd * sd[:, :nd])
         # blanking: the artefact's own samples (inputs held through them) and, for the
         # envelope rule, also the RMS window after them, whose envelope still holds them
         blanked = env_blanked = None
@@ -441,7 +462,7 @@ class RippleDetector:
             cand = runs[:, 0] >= self._min_n
         else:
             cand = np.count_nonzero(runs >= self._min_n, axis=1) >= s.consensus_channels
-        swc = self._sharp_wave(chunk, n, blanked) if self._sw_on else None
+        swc = self._sharp_wave(chunk, t, blanked) if self._sw_on else None
         if cand is not None or swc is not None:
             ok = self._allowed(env, med, sd, gate, n)
             if ok is not None:
@@ -492,14 +513,14 @@ class RippleDetector:
             ok = g if ok is None else (ok & g)
         return ok
 
-    def _sharp_wave(self, chunk: Chunk, n: int,
+    def _sharp_wave(self, chunk: Chunk, t: np.ndarray,
                     blanked: np.ndarray | bool | None) -> np.ndarray | None:
         """The sharp-wave rule per sample (None when it holds nowhere in the chunk): the
         band-passed sharp-wave channel, signed so the sharp wave is positive, above
         ``sharp_wave_sd`` robust SDs, and the short-window ripple envelope of the detection
         channel above ``sharp_wave_ripple_sd``. Keeps both baselines and the sharp wave's
         run lengths (its onset) current every chunk."""
-        s = self.settings
+        s, n = self.settings, t.shape[0]
         f = self._swf[:n]
         col = int(self._sw_cols[0])
         if blanked is None:
@@ -531,6 +552,13 @@ class RippleDetector:
             return None
         if longest == 0:
             return None
+        # an artefact on the sharp-wave channel: blanked from the next chunk on (this one's
+        # masks are made), and in this chunk nothing from its first sample on
+        art = f[:, 0] > self._swmed[:n, 0] + s.artefact_sd * self._swsd[:n, 0]
+        if art.any():
+            self._blank_artefact(t, art[:, None])
+            runs[int(np.argmax(art)):] = 0
+            self._sw_carry[0] = 0
         if blanked is not None:
             np.minimum(runs[:, 0], _since(blanked), out=runs[:, 0])
             self._sw_carry[0] = runs[n - 1, 0]
