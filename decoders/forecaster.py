@@ -289,6 +289,15 @@ class Checkpoint:
         return net
 
 
+def _sigmoid(z: float) -> float:
+    """1 / (1 + exp(-z)) for any finite z: the exponent is never positive, so a logit far
+    out of range (an input far from the training data) gives 0 or 1, not OverflowError."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
 class Forecaster:
     """Inference: the last ``window_epochs`` feature vectors -> :class:`Forecast`.
 
@@ -373,7 +382,7 @@ class Forecaster:
         with torch.inference_mode():
             out = self.net(self._xt)[0].numpy()
         ck = self.checkpoint
-        p = 1.0 / (1.0 + math.exp(-(ck.calib_a * float(out[1]) + ck.calib_b)))
+        p = _sigmoid(ck.calib_a * float(out[1]) + ck.calib_b)
         per = tuple(float(v) * ck.target_scale for v in out[2:])
         return Forecast(time_s=t, horizon_s=ck.horizon_s, p_decay=p,
                         delta_strength=float(out[0]) * ck.target_scale,
@@ -393,7 +402,8 @@ class Forecaster:
         ck = self.checkpoint
         with torch.inference_mode():
             out = self.net(torch.from_numpy(self.normalise(windows))).numpy().astype(np.float64)
-        p = 1.0 / (1.0 + np.exp(-(ck.calib_a * out[:, 1] + ck.calib_b)))
+        # 1 / (1 + exp(-z)) without overflow for large |z|
+        p = np.exp(-np.logaddexp(0.0, -(ck.calib_a * out[:, 1] + ck.calib_b)))
         return p, out[:, 0] * ck.target_scale
 
     def export_torchscript(self, path: str | Path) -> Path:

@@ -55,6 +55,21 @@ def test_checkpoint_round_trip(tmp_path, nights, checkpoint):
     assert d[0] == pytest.approx(b.delta_strength, rel=1e-5, abs=1e-9)
 
 
+def test_extreme_logits_give_probabilities_not_overflow(checkpoint, nights):
+    """An input far from the training data can push the calibrated logit to thousands:
+    math.exp overflowed and took the forecaster worker down (seen while re-checking the
+    checkpoint on shifted features). Both paths now give 0 or 1."""
+    x = nights[0].features[:10]
+    for a in (1e6, -1e6):
+        fc = Forecaster(dataclasses.replace(checkpoint, calib_a=a, calib_b=0.0))
+        out = float(fc.net(torch.from_numpy(fc.normalise(x[None, -4:])))[0, 1])
+        assert out != 0.0
+        p = fc.predict(x).p_decay
+        assert p == (1.0 if a * out > 0 else 0.0)
+        pb, _ = fc.predict_batch(x[None, -4:])
+        assert pb[0] == p
+
+
 def test_short_history_is_padded_with_the_first_epoch(checkpoint, nights):
     fc = Forecaster(checkpoint)
     vecs = [FeatureVector(30.0 * i, 30.0 * (i + 1), nights[1].features[i]) for i in range(2)]
