@@ -850,7 +850,10 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 
 PyDoc_STRVAR(spindle_runs_doc,
 "spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel_min, corr_min, alpha_max,\n"
-"             min_n, max_n, carry, runs, fire) -> (longest, n_fire)\n\n"
+"             min_n, max_n, k_art, hold_n, carry, hold, runs, fire) -> (longest, n_fire)\n\n"
+"An artefact sample (env > med + k_art * sd) and the hold_n samples after the last one\n"
+"are held: no run crosses them and nothing fires on them (`hold`, (c,) int64, carries the\n"
+"samples of hold left into the next block).\n"
 "Per channel: runs = length of the current run of samples with env > med + k_lo * sd (the\n"
 "low threshold; NaN compares False), continuing `carry` (updated). fire = 1 where that run\n"
 "is at least min_n and less than max_n long (a run that outlasts max_n before it fires is\n"
@@ -865,10 +868,11 @@ static PyObject *
 filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
-    if (nargs != 17) {
+    if (nargs != 20) {
         PyErr_SetString(PyExc_TypeError, "spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, "
                                          "k_hi, rel_min, corr_min, alpha_max, min_n, max_n, "
-                                         "carry, runs, fire) takes 17 arguments");
+                                         "k_art, hold_n, carry, hold, runs, fire) takes 20 "
+                                         "arguments");
         return NULL;
     }
     static const char *par_names[5] = {"k_lo", "k_hi", "rel_min", "corr_min", "alpha_max"};
@@ -876,18 +880,22 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     for (int p = 0; p < 5; p++)
         if (arg_double(args[7 + p], "spindle_runs", par_names[p], &par[p]) < 0) return NULL;
     const double k_lo = par[0], k_hi = par[1], rel = par[2], corr = par[3], amax = par[4];
-    Py_ssize_t min_n_arg, max_n_arg;
+    Py_ssize_t min_n_arg, max_n_arg, hold_n_arg;
+    double k_art;
     if (arg_ssize(args[12], "spindle_runs", "min_n", &min_n_arg) < 0
-        || arg_ssize(args[13], "spindle_runs", "max_n", &max_n_arg) < 0) return NULL;
-    const long long min_n = (long long)min_n_arg, max_n = (long long)max_n_arg;
-    Py_ssize_t c = arg_len(args[14], "spindle_runs", "carry");
+        || arg_ssize(args[13], "spindle_runs", "max_n", &max_n_arg) < 0
+        || arg_double(args[14], "spindle_runs", "k_art", &k_art) < 0
+        || arg_ssize(args[15], "spindle_runs", "hold_n", &hold_n_arg) < 0) return NULL;
+    const long long min_n = (long long)min_n_arg, max_n = (long long)max_n_arg,
+                    hold_n = (long long)hold_n_arg;
+    Py_ssize_t c = arg_len(args[16], "spindle_runs", "carry");
     if (c < 0) return NULL;
-    /* buffers: env eb es pm ea med sd (inputs; ea may be None) then carry runs fire
+    /* buffers: env eb es pm ea med sd (inputs; ea may be None) then carry hold runs fire
      * (int64, written) */
-    enum { NB = 10 };
-    static const int arg_of[NB] = {0, 1, 2, 3, 4, 5, 6, 14, 15, 16};
+    enum { NB = 11 };
+    static const int arg_of[NB] = {0, 1, 2, 3, 4, 5, 6, 16, 17, 18, 19};
     static const char *names[NB] = {"env", "eb", "es", "pm", "ea", "med", "sd", "carry",
-                                    "runs", "fire"};
+                                    "hold", "runs", "fire"};
     Py_buffer bufs[NB];
     int have[NB];
     Py_ssize_t n = -1;
@@ -896,7 +904,7 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         bufs[b].buf = NULL;
         if (b == 4 && args[arg_of[b]] == Py_None) continue;
         int is_int = b >= 7;
-        Py_ssize_t rows = b == 0 ? -1 : (b == 7 ? 1 : n);
+        Py_ssize_t rows = b == 0 ? -1 : (b == 7 || b == 8 ? 1 : n);
         Py_ssize_t cols = b == 3 ? 4 * c : c;
         if (get_rule_buf(args[arg_of[b]], &bufs[b], is_int, is_int, rows, cols,
                          names[b]) < 0) {
@@ -912,19 +920,22 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                  *es = (const double *)bufs[2].buf, *pm = (const double *)bufs[3].buf,
                  *ea = (const double *)bufs[4].buf, *med = (const double *)bufs[5].buf,
                  *sd = (const double *)bufs[6].buf;
-    long long *carry = (long long *)bufs[7].buf, *runs = (long long *)bufs[8].buf,
-              *fire = (long long *)bufs[9].buf;
+    long long *carry = (long long *)bufs[7].buf, *hold = (long long *)bufs[8].buf,
+              *runs = (long long *)bufs[9].buf, *fire = (long long *)bufs[10].buf;
     const double k_corr = 16.0 * corr * fabs(corr);
     for (Py_ssize_t i = 0; i < n; i++) {
         const double *p = pm + i * 4 * c;
         for (Py_ssize_t j = 0; j < c; j++) {
             const Py_ssize_t q = i * c + j;
             const double e = env[q], m = med[q], s = sd[q];
-            const long long r = e > m + k_lo * s ? carry[j] + 1 : 0;
+            int held = 0;
+            if (e > m + k_art * s) { hold[j] = hold_n; held = 1; }
+            else if (hold[j] > 0) { hold[j]--; held = 1; }
+            const long long r = !held && e > m + k_lo * s ? carry[j] + 1 : 0;
             carry[j] = r;
             runs[q] = r;
             if (r > best) best = r;
-            int ok = r >= min_n && r < max_n && e > m + k_hi * s;
+            int ok = !held && r >= min_n && r < max_n && e > m + k_hi * s;
             if (ok) {
                 const double b = eb[q];
                 ok = e * e >= rel * b * b;

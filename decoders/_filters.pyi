@@ -44,12 +44,15 @@ def baseline_runs(feature: np.ndarray, first: int, step: int, ring: np.ndarray,
 def spindle_runs(env: np.ndarray, eb: np.ndarray, es: np.ndarray, pm: np.ndarray,
                  ea: np.ndarray | None, med: np.ndarray, sd: np.ndarray, k_lo: float,
                  k_hi: float, rel_min: float, corr_min: float, alpha_max: float, min_n: int,
-                 max_n: int, carry: np.ndarray, runs: np.ndarray,
+                 max_n: int, k_art: float, hold_n: int, carry: np.ndarray,
+                 hold: np.ndarray, runs: np.ndarray,
                  fire: np.ndarray) -> tuple[int, int]:
     """Per-channel run lengths of ``env`` above the low threshold ``med + k_lo * sd``
     (continuing ``carry``, updated) into ``runs``, and ``fire`` = 1 where the run is at least
     ``min_n`` and less than ``max_n`` long and the high threshold, relative power,
-    correlation and alpha rules hold. Returns (largest run, number of fire samples)."""
+    correlation and alpha rules hold. Samples with ``env > med + k_art * sd`` and the
+    ``hold_n`` after the last such one (``hold``: samples left, carried) are held: run 0,
+    no fire. Returns (largest run, number of fire samples)."""
 
 def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, w0: float,
                     out: np.ndarray, amp: np.ndarray | None) -> np.ndarray:

@@ -217,8 +217,8 @@ class SpindleDetector:
         self._rearm_t = np.full(k, -np.inf)
         self._open = np.zeros(k, dtype=bool)     # fired, run still going
         self._open_onset = np.full(k, np.nan)
-        self._art_until = np.full(k, -np.inf)    # artefact hold per channel (seconds)
-        self._carry0 = np.zeros(k, dtype=np.int64)
+        self._hold = np.zeros(k, dtype=np.int64)     # artefact hold left, samples
+        self._hold_n = int(round(s.artefact_hold_s * fs))
         self._calibrating = True
         self._t0 = np.nan
         self._alloc(64)
@@ -231,7 +231,6 @@ class SpindleDetector:
         self._sum = np.empty((n, 4 * k))
         self._pmo = np.empty((n, 4 * k))
         self._amp, self._e = np.empty((n, k)), np.empty((n, k))
-        self._env_h = np.empty((n, k))
         self._xa, self._ea = np.empty((n, k)), np.empty((n, k))
         self._med, self._sd = np.empty((n, k)), np.empty((n, k))
         self._runs = np.empty((n, k), dtype=np.int64)
@@ -301,26 +300,15 @@ class SpindleDetector:
         #     quadrature of xs; (c_i^2 + c_q^2) >= corr_min^2 * es^2 * eb^2 (each mean from
         #     (p^2 - m^2) / 4 of the moving RMS of the sum p and difference m)
         #   - alpha veto: ea <= alpha_ratio_max * env
-        carry0 = self._carry0
-        carry0[:] = self._carry
-        args = (eb, es, pm, ea, med, sd, s.low_threshold_frac * s.threshold_sd,
-                s.threshold_sd, s.rel_power_min, s.corr_min, s.alpha_ratio_max, self._min_n,
-                self._max_n, self._carry, runs, fire)
-        longest, n_fire = spindle_runs(env, *args)
+        # (the kernel also holds artefacts: an amplitude beyond artefact_sd SDs and the
+        # artefact_hold_s after it -- no run crosses them, nothing fires on them)
+        longest, n_fire = spindle_runs(env, eb, es, pm, ea, med, sd,
+                                       s.low_threshold_frac * s.threshold_sd, s.threshold_sd,
+                                       s.rel_power_min, s.corr_min, s.alpha_ratio_max,
+                                       self._min_n, self._max_n, s.artefact_sd, self._hold_n,
+                                       self._carry, self._hold, runs, fire)
         if longest == 0:
             return self._quiet(t, first, med, sd)
-        # artefacts (rare; they are far above the low threshold, so only chunks with a run
-        # can hold one): the same call again with the held samples' amplitude NaN, so no
-        # run crosses them and nothing fires on them
-        held = self._held(t, env, med, sd)
-        if held is not None:
-            env_h = self._env_h[:n]
-            np.copyto(env_h, env)
-            env_h[held] = np.nan
-            self._carry[:] = carry0
-            longest, n_fire = spindle_runs(env_h, *args)
-            if longest == 0:
-                return self._quiet(t, first, med, sd)
         events: list[Event] = []
         start = 0
         if self._calibrating:
@@ -337,26 +325,6 @@ class SpindleDetector:
         if k > 1:
             events.sort(key=lambda e: e.detect_s)
         return events
-
-    def _held(self, t: np.ndarray, env: np.ndarray, med: np.ndarray,
-              sd: np.ndarray) -> np.ndarray | None:
-        """Samples (n, k) to hold: a sigma amplitude beyond ``artefact_sd`` SDs, and the
-        ``artefact_hold_s`` after each (carried across chunks); None when there are none."""
-        s = self.settings
-        art = env > med + s.artefact_sd * sd          # NaN statistics: never
-        active = self._art_until > t[0]
-        if not (active.any() or art.any()):
-            return None
-        held = art.copy()
-        for ch in np.flatnonzero(active | art.any(axis=0)):
-            # hold end in force at each sample: the latest artefact sample + hold, or the
-            # hold carried from earlier chunks
-            until = np.where(art[:, ch], t + s.artefact_hold_s, -np.inf)
-            np.maximum.accumulate(until, out=until)
-            np.maximum(until, self._art_until[ch], out=until)
-            held[:, ch] |= t < until
-            self._art_until[ch] = until[-1]
-        return held
 
     def _calibration_event(self, t: np.ndarray, j: int, med: np.ndarray,
                            sd: np.ndarray) -> Event:

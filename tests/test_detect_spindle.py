@@ -125,10 +125,12 @@ def _reference(x: np.ndarray, t: np.ndarray, fs: float, s: SpindleSettings) -> l
     med, sd = np.empty((x.size, 1)), np.empty((x.size, 1))
     base.process(np.ascontiguousarray(env[:, None]), med, sd)
     med, sd = med[:, 0], sd[:, 0]
-    # artefacts: an amplitude beyond artefact_sd SDs holds the detector for artefact_hold_s
+    # artefacts: an amplitude beyond artefact_sd SDs holds the detector for the
+    # artefact_hold_s (in samples) after the last such sample
     art = env > med + s.artefact_sd * sd
-    until = np.maximum.accumulate(np.where(art, t + s.artefact_hold_s, -np.inf))
-    held = art | (t < until)
+    idx = np.arange(env.size)
+    until = np.maximum.accumulate(np.where(art, idx + round(s.artefact_hold_s * fs), -1))
+    held = art | (idx <= until)
     low = (env > med + s.low_threshold_frac * s.threshold_sd * sd) & ~held
     rules = ((env > med + s.threshold_sd * sd) & (env ** 2 >= s.rel_power_min * eb ** 2)
              & (corr2 >= s.corr_min * abs(s.corr_min) * (es * eb) ** 2)) & ~held

@@ -56,12 +56,19 @@ def test_threshold_runs_matches_numpy(piece: int) -> None:
     np.testing.assert_array_equal(carry, runs_ref[-1])
 
 
-def _np_spindle(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel, corr, amax, min_n, max_n):
-    """The spindle rules written out: run lengths above the low threshold, and the samples
-    where the run is long enough (and not too long) and every firing rule holds."""
+def _np_spindle(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel, corr, amax, min_n, max_n,
+                k_art, hold_n):
+    """The spindle rules written out: samples held as artefact (beyond k_art SDs, and the
+    hold_n samples after the last such one), run lengths above the low threshold over the
+    rest, and the samples where the run is long enough (and not too long) and every firing
+    rule holds."""
     k = env.shape[1]
-    runs = _np_runs(env > med + k_lo * sd)
-    cond = (runs >= min_n) & (runs < max_n)
+    art = env > med + k_art * sd
+    idx = np.arange(env.shape[0])[:, None]
+    until = np.maximum.accumulate(np.where(art, idx + hold_n, -1), axis=0)
+    held = art | (idx <= until)
+    runs = _np_runs((env > med + k_lo * sd) & ~held)
+    cond = (runs >= min_n) & (runs < max_n) & ~held
     cond &= env > med + k_hi * sd
     cond &= env * env >= rel * eb * eb
     d1 = (pm[:, :k] ** 2 - pm[:, k:2 * k] ** 2) ** 2
@@ -87,12 +94,17 @@ def test_spindle_runs_matches_numpy(piece: int, alpha: bool) -> None:
     sd = np.full((n, c), 0.05)
     sd[:30, 1] = np.nan                       # statistics not ready yet: never above
     k_lo, k_hi, rel, corr, amax, min_n, max_n = 1.0, 3.0, 0.1, 0.4, 0.6, 4, 40
+    # artefacts: a few samples far out on each channel, one across a chunk edge
+    env[[100, 101, 300], [0, 0, 1]] = 50.0
+    k_art, hold_n = 100.0, 25
     ref_runs, ref_fire = _np_spindle(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel, corr,
-                                     amax, min_n, max_n)
-    # the test exercises runs, firing samples, runs that never fire, and runs too long to
-    # fire on
+                                     amax, min_n, max_n, k_art, hold_n)
+    # the test exercises runs, firing samples, runs that never fire, runs too long to
+    # fire on, and held samples where a run would otherwise go on
     assert ref_runs.max() > max_n and 0 < ref_fire.sum() < (ref_runs >= min_n).sum()
     assert not ref_fire[ref_runs >= max_n].any()
+    assert (ref_runs[100:127, 0] == 0).all() and (env[100:127, 0] > 0.2 + k_lo * 0.05).any()
+    hold = np.zeros(c, dtype=np.int64)
     runs = np.empty((n, c), dtype=np.int64)
     fire = np.empty((n, c), dtype=np.int64)
     carry = np.zeros(c, dtype=np.int64)
@@ -101,7 +113,8 @@ def test_spindle_runs_matches_numpy(piece: int, alpha: bool) -> None:
         b = min(n, a + piece)
         lg, nf = spindle_runs(env[a:b], eb[a:b], es[a:b], pm[a:b],
                               None if ea is None else ea[a:b], med[a:b], sd[a:b], k_lo, k_hi,
-                              rel, corr, amax, min_n, max_n, carry, runs[a:b], fire[a:b])
+                              rel, corr, amax, min_n, max_n, k_art, hold_n, carry, hold,
+                              runs[a:b], fire[a:b])
         longest, n_fire = max(longest, lg), n_fire + nf
     np.testing.assert_array_equal(runs, ref_runs)
     np.testing.assert_array_equal(fire, ref_fire)
@@ -162,23 +175,24 @@ def test_kernels_reject_bad_buffers() -> None:
         ro.flags.writeable = False
         threshold_runs(f, f, f, 1.0, carry, runs, ro)
     with pytest.raises(ValueError, match="pm must have shape"):
-        spindle_runs(f, f, f, f, None, f, f, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30, carry, runs,
+        spindle_runs(f, f, f, f, None, f, f, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30, 1e9, 0, carry,
+                     carry, runs,
                      runs)
     with pytest.raises(TypeError, match="fire must have dtype int64"):
         spindle_runs(f, f, f, np.zeros((10, 8)), None, f, f, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30,
-                     carry, runs, f)
-    with pytest.raises(TypeError, match="takes 17 arguments"):
+                     1e9, 0, carry, carry, runs, f)
+    with pytest.raises(TypeError, match="takes 20 arguments"):
         spindle_runs(f, f, f, None, f, 0.1, 0.4, 0.6, carry, runs)
     # scalar and length arguments are named too, not only the buffers
     with pytest.raises(TypeError, match="spindle_runs: k_hi must be a number, got str"):
         spindle_runs(f, f, f, np.zeros((10, 8)), None, f, f, 1.0, "2", 0.1, 0.4, 0.6, 3, 30,
-                     carry, runs, runs)
+                     1e9, 0, carry, carry, runs, runs)
     with pytest.raises(TypeError, match="spindle_runs: max_n must be an int, got float"):
         spindle_runs(f, f, f, np.zeros((10, 8)), None, f, f, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30.0,
-                     carry, runs, runs)
+                     1e9, 0, carry, carry, runs, runs)
     with pytest.raises(TypeError, match="spindle_runs: carry must be a 1-D array, got NoneType"):
         spindle_runs(f, f, f, np.zeros((10, 8)), None, f, f, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30,
-                     None, runs, runs)
+                     1e9, 0, None, carry, runs, runs)
     with pytest.raises(TypeError, match="quadrature_sums: xs_last must be a 1-D array, got float"):
         quadrature_sums(f, f, 0.0, 1.0, np.zeros((10, 8)), None)
     with pytest.raises(TypeError, match="threshold_runs: k_sd must be a number, got NoneType"):
@@ -207,9 +221,11 @@ def test_kernels_do_not_leak_references() -> None:
     before = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last, fire)]
     for _ in range(1000):
         threshold_runs(f, f, f, 1.0, carry, runs, thr)
-        spindle_runs(f, f, f, out, f, f, thr, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30, carry, runs,
+        spindle_runs(f, f, f, out, f, f, thr, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30, 1e9, 0, carry,
+                     carry, runs,
                      fire)
-        spindle_runs(f, f, f, out, None, f, thr, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30, carry, runs,
+        spindle_runs(f, f, f, out, None, f, thr, 1.0, 2.0, 0.1, 0.4, 0.6, 3, 30, 1e9, 0, carry,
+                     carry, runs,
                      fire)
         quadrature_sums(f, f, last, 1.0, out, thr)
         quadrature_sums(f, f, last, 1.0, out, None)
@@ -218,7 +234,7 @@ def test_kernels_do_not_leak_references() -> None:
             rearm_index(last, f, f, f, 2.0, 0.0, 0)
         with pytest.raises(ValueError):
             spindle_runs(f, f, f, out, f, f, np.zeros((9, 2)), 1.0, 2.0, 0.1, 0.4, 0.6, 3,
-                         30, carry, runs, fire)
+                         30, 1e9, 0, carry, carry, runs, fire)
         with pytest.raises(ValueError):
             quadrature_sums(f, f, last, 1.0, out, np.zeros((9, 2)))
     after = [sys.getrefcount(a) for a in (f, carry, runs, thr, out, last, fire)]
