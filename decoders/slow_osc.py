@@ -104,6 +104,12 @@ class SlowOscSettings:
     refractory_s: float = setting(0.4, ge=0, unit="s", doc="dead time after an event (also "
                                                            "waits for the signal to cross "
                                                            "zero upwards)")
+    max_trough_v: float = setting(
+        1e-3, gt=0, unit="V",
+        doc="a down state deeper than this on the band-passed signal is an artefact -- "
+            "amplifier saturation, movement -- not a slow oscillation, and fires no event "
+            "(scalp slow waves are tens to a few hundred microvolts; the simulator's "
+            "saturations reach a hundred millivolts)")
     calibration_s: float = setting(5.0, ge=0, unit="s",
                                    doc="no events until this long after the first sample")
     baseline_s: float = setting(60.0, gt=0, unit="s", doc="history of the adaptive threshold")
@@ -276,6 +282,8 @@ class SlowOscDetector:
                 if (self._gate is not None and not g_slow[j, ch] * g_slow[j, ch]
                         >= s.sws_gate_ratio * g_fast[j, ch] * g_fast[j, ch]):
                     continue             # not slow-wave sleep: not a slow oscillation
+                if trough_v < -s.max_trough_v:
+                    continue             # an artefact, not a slow oscillation
                 events.append(self._event(j, ch, onset, trough_v, trough_t, thr, t))
             self._feed_echt(x, fed, n)
         self._last[:] = y[-1]

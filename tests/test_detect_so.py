@@ -104,3 +104,33 @@ def test_slow_wave_sleep_gate_silences_rem_eye_movements() -> None:
     assert len(rem_on) <= 0.3 * len(rem_off), (len(rem_on), len(rem_off))
     assert len([e for e in on if e.detect_s > 70.0]) >= 0.8 * len(
         [e for e in off if e.detect_s > 70.0])
+
+
+def test_saturation_is_no_slow_oscillation(sim_n3) -> None:
+    """A Fz saturation (a step of twice the rail, clipped, decaying back over 0.5 s, as the
+    simulator draws one) is a 'down state' of a hundred millivolts on the 0.2-1.5 Hz
+    signal: it fired an SO event (seen in the forecaster's training data, amplitudes down
+    to -131 mV). Deeper than max_trough_v it fires nothing; the slow oscillations around
+    it are still found."""
+    x, t, truth = sim_n3
+    names = tuple(truth.channels)
+    fz = names.index("Fz")
+    a, b = int(60 * truth.rate_hz), int(160 * truth.rate_hz)
+    y, tt = x[a:b].copy(), t[a:b]
+    at, rail = tt[0] + 50.0, 0.1875
+    m = tt >= at
+    y[m, fz] -= 2 * rail * np.exp(-(tt[m] - at) / 0.5)
+    np.clip(y, -rail, rail, out=y)
+    y = np.ascontiguousarray(y)
+
+    def run(s: SlowOscSettings) -> list:
+        return so_events(replay([SlowOscDetector(s)], y, tt, truth.rate_hz, names, 10))
+
+    before = run(SlowOscSettings(max_trough_v=1.0))
+    ev = run(SlowOscSettings())
+    art = [e for e in before if at <= e.peak_s < at + 5.0 and e.amplitude < -1e-3]
+    assert art and min(e.amplitude for e in art) < -0.05
+    assert all(e.amplitude >= -SlowOscSettings().max_trough_v for e in ev)
+    # everything else is the same (repr: NaN predictions compare equal)
+    assert [repr(e) for e in ev] == [repr(e) for e in before if e.amplitude >= -1e-3]
+    assert len(ev) >= 20
