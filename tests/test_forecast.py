@@ -62,7 +62,8 @@ def test_extreme_logits_give_probabilities_not_overflow(checkpoint, nights):
     x = nights[0].features[:10]
     for a in (1e6, -1e6):
         fc = Forecaster(dataclasses.replace(checkpoint, calib_a=a, calib_b=0.0))
-        out = float(fc.net(torch.from_numpy(fc.normalise(x[None, -4:])))[0, 1])
+        with torch.inference_mode():
+            out = float(fc.net(torch.from_numpy(fc.normalise(x[None, -4:])))[0, 1])
         assert out != 0.0
         p = fc.predict(x).p_decay
         assert p == (1.0 if a * out > 0 else 0.0)
