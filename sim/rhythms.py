@@ -141,24 +141,29 @@ class Ripple(SimEvent):
     def envelope(self, t: np.ndarray) -> np.ndarray:
         return np.interp(t, self.kt, self.kv, left=0.0, right=0.0)
 
-    def wave(self, t: np.ndarray) -> np.ndarray:
+    def _parts(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Envelope, carrier and sharp-wave shape at sim times ``t``."""
         car = np.sin(2 * math.pi * self.freq * (t - self.rec.peak) + self.phase0)
         x = (t - self.rec.peak) / self.sw_sigma
-        return self.amp * self.envelope(t) * car + self.sw * np.exp(-0.5 * x * x)
+        return self.envelope(t), car, np.exp(-0.5 * x * x)
+
+    def wave(self, t: np.ndarray) -> np.ndarray:
+        env, car, sw = self._parts(t)
+        return self.amp * env * car + self.sw * sw
 
     def render(self, a: int, t: np.ndarray, out: np.ndarray) -> None:
-        super().render(a, t, out)
         if not self.radiatum_cols.size:
+            super().render(a, t, out)
             return
         lo, hi = max(a, self.a), min(a + len(t), self.b)
         if lo >= hi:
             return
-        tt = t[lo - a:hi - a]
-        car = np.sin(2 * math.pi * self.freq * (tt - self.rec.peak) + self.phase0)
-        x = (tt - self.rec.peak) / self.sw_sigma
-        w = (self.radiatum_ripple * self.amp * self.envelope(tt) * car
-             + self.radiatum_sw * np.exp(-0.5 * x * x))
-        out[lo - a:hi - a, self.radiatum_cols] += w[:, None]
+        # one evaluation of envelope, carrier and sharp wave for both kinds of site
+        env, car, sw = self._parts(t[lo - a:hi - a])
+        rows = out[lo - a:hi - a]
+        rows += (self.amp * env * car + self.sw * sw)[:, None] * self.gains[None, :]
+        rows[:, self.radiatum_cols] += (self.radiatum_ripple * self.amp * env * car
+                                        + self.radiatum_sw * sw)[:, None]
 
     def rewrite_after(self, t_cut: float, knots_t: np.ndarray, knots_v: np.ndarray) -> None:
         """Keep the envelope up to ``t_cut`` and continue it with the given knots."""
