@@ -848,81 +848,46 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(best);
 }
 
-PyDoc_STRVAR(spindle_runs_doc,
-"spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel_min, corr_min, alpha_max,\n"
-"             min_n, max_n, k_art, hold_n, carry, hold, runs, fire) -> (longest, n_fire)\n\n"
-"An artefact sample (env > med + k_art * sd) and the hold_n samples after the last one\n"
-"are held: no run crosses them and nothing fires on them (`hold`, (c,) int64, carries the\n"
-"samples of hold left into the next block).\n"
-"Per channel: runs = length of the current run of samples with env > med + k_lo * sd (the\n"
-"low threshold; NaN compares False), continuing `carry` (updated). fire = 1 where that run\n"
-"is at least min_n and less than max_n long (a run that outlasts max_n before it fires is\n"
-"no spindle) and, at that sample, env > med + k_hi * sd (the high threshold),\n"
-"env^2 >= rel_min * eb^2, with pm = moving RMS of [xs+xb, xs-xb, q+xb, q-xb] (n, 4c) and\n"
-"d_i = pm_i^2 - pm_i'^2 (4x the mean products) d_1^2 + d_2^2 >= 16 * corr_min * |corr_min|\n"
-"* (es * eb)^2, and, unless ea is None, ea <= alpha_max * env; else 0. env, eb, es, ea,\n"
-"med, sd: (n, c) float64; runs, fire: (n, c) int64; carry: (c,) int64. Returns the largest\n"
-"run length in the block and the number of samples with fire = 1.");
+/* The scalar parameters of the spindle rules, args[0..8] = k_lo, k_hi, rel_min, corr_min,
+ * alpha_max, min_n, max_n, k_art, hold_n (the order of spindle_runs and spindle_block). */
+typedef struct {
+    double k_lo, k_hi, rel, corr, amax, k_art;
+    long long min_n, max_n, hold_n;
+} SpindleRules;
 
-static PyObject *
-filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+static int
+arg_spindle_rules(PyObject *const *args, const char *fn, SpindleRules *r)
 {
-    (void)mod;
-    if (nargs != 20) {
-        PyErr_SetString(PyExc_TypeError, "spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, "
-                                         "k_hi, rel_min, corr_min, alpha_max, min_n, max_n, "
-                                         "k_art, hold_n, carry, hold, runs, fire) takes 20 "
-                                         "arguments");
-        return NULL;
-    }
     static const char *par_names[5] = {"k_lo", "k_hi", "rel_min", "corr_min", "alpha_max"};
     double par[5];
     for (int p = 0; p < 5; p++)
-        if (arg_double(args[7 + p], "spindle_runs", par_names[p], &par[p]) < 0) return NULL;
-    const double k_lo = par[0], k_hi = par[1], rel = par[2], corr = par[3], amax = par[4];
-    Py_ssize_t min_n_arg, max_n_arg, hold_n_arg;
+        if (arg_double(args[p], fn, par_names[p], &par[p]) < 0) return -1;
+    Py_ssize_t min_n, max_n, hold_n;
     double k_art;
-    if (arg_ssize(args[12], "spindle_runs", "min_n", &min_n_arg) < 0
-        || arg_ssize(args[13], "spindle_runs", "max_n", &max_n_arg) < 0
-        || arg_double(args[14], "spindle_runs", "k_art", &k_art) < 0
-        || arg_ssize(args[15], "spindle_runs", "hold_n", &hold_n_arg) < 0) return NULL;
-    const long long min_n = (long long)min_n_arg, max_n = (long long)max_n_arg,
-                    hold_n = (long long)hold_n_arg;
-    Py_ssize_t c = arg_len(args[16], "spindle_runs", "carry");
-    if (c < 0) return NULL;
-    /* buffers: env eb es pm ea med sd (inputs; ea may be None) then carry hold runs fire
-     * (int64, written) */
-    enum { NB = 11 };
-    static const int arg_of[NB] = {0, 1, 2, 3, 4, 5, 6, 16, 17, 18, 19};
-    static const char *names[NB] = {"env", "eb", "es", "pm", "ea", "med", "sd", "carry",
-                                    "hold", "runs", "fire"};
-    Py_buffer bufs[NB];
-    int have[NB];
-    Py_ssize_t n = -1;
-    for (int b = 0; b < NB; b++) {
-        have[b] = 0;
-        bufs[b].buf = NULL;
-        if (b == 4 && args[arg_of[b]] == Py_None) continue;
-        int is_int = b >= 7;
-        Py_ssize_t rows = b == 0 ? -1 : (b == 7 || b == 8 ? 1 : n);
-        Py_ssize_t cols = b == 3 ? 4 * c : c;
-        if (get_rule_buf(args[arg_of[b]], &bufs[b], is_int, is_int, rows, cols,
-                         names[b]) < 0) {
-            for (int r = 0; r < b; r++) if (have[r]) PyBuffer_Release(&bufs[r]);
-            return NULL;
-        }
-        have[b] = 1;
-        if (b == 0) n = bufs[0].ndim == 2 ? bufs[0].shape[0] : 1;
-    }
-    long long best = 0, n_fire = 0;
-    Py_BEGIN_ALLOW_THREADS
-    const double *env = (const double *)bufs[0].buf, *eb = (const double *)bufs[1].buf,
-                 *es = (const double *)bufs[2].buf, *pm = (const double *)bufs[3].buf,
-                 *ea = (const double *)bufs[4].buf, *med = (const double *)bufs[5].buf,
-                 *sd = (const double *)bufs[6].buf;
-    long long *carry = (long long *)bufs[7].buf, *hold = (long long *)bufs[8].buf,
-              *runs = (long long *)bufs[9].buf, *fire = (long long *)bufs[10].buf;
-    const double k_corr = 16.0 * corr * fabs(corr);
+    if (arg_ssize(args[5], fn, "min_n", &min_n) < 0
+        || arg_ssize(args[6], fn, "max_n", &max_n) < 0
+        || arg_double(args[7], fn, "k_art", &k_art) < 0
+        || arg_ssize(args[8], fn, "hold_n", &hold_n) < 0) return -1;
+    r->k_lo = par[0]; r->k_hi = par[1]; r->rel = par[2]; r->corr = par[3]; r->amax = par[4];
+    r->k_art = k_art;
+    r->min_n = (long long)min_n; r->max_n = (long long)max_n; r->hold_n = (long long)hold_n;
+    return 0;
+}
+
+/* The loop of spindle_runs over one block of n rows of c channels (pm: 4c columns; ea may
+ * be NULL), shared with spindle_block so both evaluate the rules with the same operations
+ * in the same order. Raises *best and adds to *n_fire. Needs no GIL. */
+static void
+spindle_rules(const SpindleRules *rl, const double *env, const double *eb, const double *es,
+              const double *pm, const double *ea, const double *med, const double *sd,
+              Py_ssize_t n, Py_ssize_t c, long long *carry, long long *hold, long long *runs,
+              long long *fire, long long *best_out, long long *n_fire_out)
+{
+    const double k_lo = rl->k_lo, k_hi = rl->k_hi, rel = rl->rel, amax = rl->amax,
+                 k_art = rl->k_art;
+    const long long min_n = rl->min_n, max_n = rl->max_n, hold_n = rl->hold_n;
+    long long best = *best_out, n_fire = *n_fire_out;
+    const double k_corr = 16.0 * rl->corr * fabs(rl->corr);
     for (Py_ssize_t i = 0; i < n; i++) {
         const double *p = pm + i * 4 * c;
         for (Py_ssize_t j = 0; j < c; j++) {
@@ -951,6 +916,73 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             n_fire += ok;
         }
     }
+    *best_out = best;
+    *n_fire_out = n_fire;
+}
+
+PyDoc_STRVAR(spindle_runs_doc,
+"spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel_min, corr_min, alpha_max,\n"
+"             min_n, max_n, k_art, hold_n, carry, hold, runs, fire) -> (longest, n_fire)\n\n"
+"An artefact sample (env > med + k_art * sd) and the hold_n samples after the last one\n"
+"are held: no run crosses them and nothing fires on them (`hold`, (c,) int64, carries the\n"
+"samples of hold left into the next block).\n"
+"Per channel: runs = length of the current run of samples with env > med + k_lo * sd (the\n"
+"low threshold; NaN compares False), continuing `carry` (updated). fire = 1 where that run\n"
+"is at least min_n and less than max_n long (a run that outlasts max_n before it fires is\n"
+"no spindle) and, at that sample, env > med + k_hi * sd (the high threshold),\n"
+"env^2 >= rel_min * eb^2, with pm = moving RMS of [xs+xb, xs-xb, q+xb, q-xb] (n, 4c) and\n"
+"d_i = pm_i^2 - pm_i'^2 (4x the mean products) d_1^2 + d_2^2 >= 16 * corr_min * |corr_min|\n"
+"* (es * eb)^2, and, unless ea is None, ea <= alpha_max * env; else 0. env, eb, es, ea,\n"
+"med, sd: (n, c) float64; runs, fire: (n, c) int64; carry: (c,) int64. Returns the largest\n"
+"run length in the block and the number of samples with fire = 1.");
+
+static PyObject *
+filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 20) {
+        PyErr_SetString(PyExc_TypeError, "spindle_runs(env, eb, es, pm, ea, med, sd, k_lo, "
+                                         "k_hi, rel_min, corr_min, alpha_max, min_n, max_n, "
+                                         "k_art, hold_n, carry, hold, runs, fire) takes 20 "
+                                         "arguments");
+        return NULL;
+    }
+    SpindleRules rules;
+    if (arg_spindle_rules(args + 7, "spindle_runs", &rules) < 0) return NULL;
+    Py_ssize_t c = arg_len(args[16], "spindle_runs", "carry");
+    if (c < 0) return NULL;
+    /* buffers: env eb es pm ea med sd (inputs; ea may be None) then carry hold runs fire
+     * (int64, written) */
+    enum { NB = 11 };
+    static const int arg_of[NB] = {0, 1, 2, 3, 4, 5, 6, 16, 17, 18, 19};
+    static const char *names[NB] = {"env", "eb", "es", "pm", "ea", "med", "sd", "carry",
+                                    "hold", "runs", "fire"};
+    Py_buffer bufs[NB];
+    int have[NB];
+    Py_ssize_t n = -1;
+    for (int b = 0; b < NB; b++) {
+        have[b] = 0;
+        bufs[b].buf = NULL;
+        if (b == 4 && args[arg_of[b]] == Py_None) continue;
+        int is_int = b >= 7;
+        Py_ssize_t rows = b == 0 ? -1 : (b == 7 || b == 8 ? 1 : n);
+        Py_ssize_t cols = b == 3 ? 4 * c : c;
+        if (get_rule_buf(args[arg_of[b]], &bufs[b], is_int, is_int, rows, cols,
+                         names[b]) < 0) {
+            for (int r = 0; r < b; r++) if (have[r]) PyBuffer_Release(&bufs[r]);
+            return NULL;
+        }
+        have[b] = 1;
+        if (b == 0) n = bufs[0].ndim == 2 ? bufs[0].shape[0] : 1;
+    }
+    long long best = 0, n_fire = 0;
+    Py_BEGIN_ALLOW_THREADS
+    spindle_rules(&rules, (const double *)bufs[0].buf, (const double *)bufs[1].buf,
+                  (const double *)bufs[2].buf, (const double *)bufs[3].buf,
+                  (const double *)bufs[4].buf, (const double *)bufs[5].buf,
+                  (const double *)bufs[6].buf, n, c, (long long *)bufs[7].buf,
+                  (long long *)bufs[8].buf, (long long *)bufs[9].buf,
+                  (long long *)bufs[10].buf, &best, &n_fire);
     Py_END_ALLOW_THREADS
     for (int r = 0; r < NB; r++) if (have[r]) PyBuffer_Release(&bufs[r]);
     return Py_BuildValue("(LL)", best, n_fire);
