@@ -320,3 +320,293 @@ def test_rearm_index_refuses_wrong_buffers() -> None:
         rearm_index(t, np.zeros((4, 2, 1)), f, f, 2.0, 0.0, 0)
     with pytest.raises(TypeError, match="7 arguments"):
         rearm_index(t, f, f, f, 2.0, 0.0)
+
+
+# ------------------------------------------------------------------ spindle_block
+
+_WORK_WIDTHS = (1, 1, 1, 1, 4, 4, 1, 1, 1, 1, 1, 1)     # xb eb xs es sums pm amp env xa ea med sd
+
+
+def _work_views(work: np.ndarray, cap: int, k: int) -> list[np.ndarray]:
+    """The blocks of spindle_block's work array, as its docstring lays them out."""
+    out, row = [], 0
+    for w in _WORK_WIDTHS:
+        out.append(work[row:row + w * cap].reshape(cap, w * k))
+        row += w * cap
+    return out
+
+
+class _BlockSetup:
+    """A spindle_block call's fixed arguments: banks, work arrays, baseline state."""
+
+    def __init__(self, fs: float, k: int, alpha: bool, cap: int, cols: list[int],
+                 excl: float = np.inf) -> None:
+        from decoders._filters import FilterBank
+        from decoders.filters import butter_bandpass
+
+        self.fs, self.k, self.cap = fs, k, cap
+        self.win, self.ewin = int(0.1 * fs), int(0.015 * fs)
+        self.sos = {"broad": butter_bandpass(1.0, 30.0, fs, 1),
+                    "sigma": butter_bandpass(11.0, 16.0, fs, 1),
+                    "alpha": butter_bandpass(7.0, 10.0, fs, 3)}
+        self.broad = FilterBank(self.sos["broad"], k, self.win)
+        self.sigma = FilterBank(self.sos["sigma"], k, self.win)
+        self.alpha = FilterBank(self.sos["alpha"], k, self.win) if alpha else None
+        self.pm = FilterBank(np.zeros((0, 6)), 4 * k, self.win)
+        self.env = FilterBank(np.zeros((0, 6)), k, self.ewin)
+        self.w0 = 2 * np.pi * np.sqrt(11.0 * 16.0) / fs
+        self.cols = np.array(cols, dtype=np.int64)
+        self.xs_last = np.zeros(k)
+        self.work = np.full((18 * cap, k), np.nan)
+        self.iwork = np.full((2 * cap, k), -7, dtype=np.int64)
+        self.runstate = np.zeros((2, k), dtype=np.int64)
+        self.step, self.length = 5, 64
+        self.ring = np.zeros((k, self.length))
+        self.pos = np.zeros(k, dtype=np.int64)
+        self.count = np.zeros(k, dtype=np.int64)
+        self.excl = np.full(k, excl)
+        self.median = np.full(k, 1.0e-6)
+        self.sd = np.full(k, 0.4e-6)
+        self.rules = (1.0, 3.0, 0.05, 0.4, 0.6, 4, 400, 1e3, 10)  # k_lo .. hold_n
+
+    def args(self, alpha_obj: object = "own") -> tuple:
+        alpha = self.alpha if alpha_obj == "own" else alpha_obj
+        return (self.cols, self.broad, self.sigma, alpha, self.pm, self.env, self.w0,
+                self.xs_last, self.work, self.iwork, self.runstate, self.step, self.ring,
+                self.pos, self.count, self.excl, self.median, self.sd, *self.rules)
+
+
+def _spindle_signal(fs: float, n: int, n_cols: int, seed: int) -> np.ndarray:
+    """Columns of white noise with 13 Hz bursts (runs and firing samples) and a 9 Hz
+    stretch (the alpha veto), microvolt scale, volts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / fs
+    x = rng.normal(0.0, 1e-6, (n, n_cols))
+    for c in range(n_cols):
+        for on in np.arange(0.5 + 0.3 * c, t[-1] - 0.6, 1.7):
+            m = (t >= on) & (t < on + 0.6)
+            x[m, c] += 6e-6 * np.sin(np.pi * (t[m] - on) / 0.6) ** 2 * np.sin(2 * np.pi * 13 * t[m])
+        m = (t >= 3.0) & (t < 4.5)
+        x[m, c] += 5e-6 * np.sin(2 * np.pi * 9.0 * t[m])
+    return np.ascontiguousarray(x)
+
+
+def _np_spindle_block(x: np.ndarray, st: _BlockSetup) -> dict:
+    """The steps of spindle_block written out with scipy and NumPy over a whole signal
+    (x: (n, k) picked columns): scipy's sosfilt, a moving RMS by cumulative sums, the
+    quadrature formulas, a plain-Python baseline ring and _np_spindle."""
+    from numpy_filters import moving_rms
+    from scipy.signal import sosfilt
+
+    k = x.shape[1]
+    xb = sosfilt(st.sos["broad"], x, axis=0)
+    xs = sosfilt(st.sos["sigma"], xb, axis=0)
+    prev = np.vstack([np.zeros((1, k)), xs[:-1]])
+    q = (xs - prev) / (2 * np.sin(st.w0 / 2))
+    i = (xs + prev) / (2 * np.cos(st.w0 / 2))
+    sums = np.hstack([xs + xb, xs - xb, q + xb, q - xb])
+    amp = np.sqrt((i ** 2 + q ** 2) / 2)
+    env = moving_rms(amp, st.ewin)
+    ref = {"xb": xb, "eb": moving_rms(xb, st.win), "xs": xs, "es": moving_rms(xs, st.win),
+           "sums": sums, "pm": moving_rms(sums, st.win), "amp": amp, "env": env}
+    ea = None
+    if st.alpha is not None:
+        xa = sosfilt(st.sos["alpha"], xb, axis=0)
+        ea = moving_rms(xa, st.win)
+        ref.update(xa=xa, ea=ea)
+    n = x.shape[0]
+    med, sd = np.tile(st.median, (n, 1)), np.tile(st.sd, (n, 1))
+    ring, pos, count = np.zeros((k, st.length)), [0] * k, [0] * k
+    for j in range(0, n, st.step):                 # decimation points: multiples of step
+        for c in range(k):
+            if env[j, c] <= st.excl[c]:
+                ring[c, pos[c]] = env[j, c]
+                pos[c] = (pos[c] + 1) % st.length
+                count[c] += 1
+    runs, fire = _np_spindle(env, ref["eb"], ref["es"], ref["pm"], ea, med, sd, *st.rules)
+    ref.update(med=med, sd=sd, ring=ring, pos=np.array(pos), count=np.array(count),
+               runs=runs, fire=fire)
+    return ref
+
+
+@pytest.mark.parametrize("piece", SIZES)
+@pytest.mark.parametrize("alpha", [True, False])
+@pytest.mark.parametrize("cols", [[2], [3, 0]])
+def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int]) -> None:
+    """The whole fused chunk -- pick, filters, envelopes, quadrature, baseline push, rules
+    -- against scipy and NumPy, in pieces of 1, 7, 64 samples and whole (the filter, RMS,
+    quadrature, ring and run state carry across pieces)."""
+    from decoders._filters import spindle_block
+
+    fs, n, k = 500.0, 2500, len(cols)
+    samples = _spindle_signal(fs, n, 4, seed=len(cols))
+    st = _BlockSetup(fs, k, alpha, cap=max(piece, 64), cols=cols, excl=2.5e-6)
+    ref = _np_spindle_block(samples[:, cols], st)
+    # the test exercises runs, fires, the alpha veto, the exclusion from the baseline
+    assert 0 < ref["fire"].sum() < (ref["runs"] >= st.rules[5]).sum()
+    assert 0 < ref["count"].min() < n // st.step
+    got = {key: np.empty_like(val) for key, val in ref.items() if np.ndim(val) == 2}
+    longest = n_fire = 0
+    for a in range(0, n, piece):
+        b = min(n, a + piece)
+        lg, nf = spindle_block(samples[a:b], a, True, *st.args())
+        longest, n_fire = max(longest, lg), n_fire + nf
+        v = _work_views(st.work, st.cap, k)
+        m = b - a
+        for key, view in zip(("xb", "eb", "xs", "es", "sums", "pm", "amp", "env", "xa", "ea",
+                              "med", "sd"), v):
+            if key in got:
+                got[key][a:b] = view[:m]
+        got["runs"][a:b], got["fire"][a:b] = st.iwork[:m], st.iwork[st.cap:st.cap + m]
+    for key in ("xb", "xs", "sums", "amp", "xa"):
+        if key in ref:
+            np.testing.assert_allclose(got[key], ref[key], rtol=1e-9, atol=1e-18, err_msg=key)
+    for key in ("eb", "es", "pm", "env", "ea"):          # running sums vs cumulative sums
+        if key in ref:
+            np.testing.assert_allclose(got[key], ref[key], rtol=1e-7, atol=1e-15, err_msg=key)
+    np.testing.assert_array_equal(got["med"], ref["med"])
+    np.testing.assert_array_equal(got["sd"], ref["sd"])
+    np.testing.assert_array_equal(got["runs"], ref["runs"])
+    np.testing.assert_array_equal(got["fire"], ref["fire"])
+    assert longest == ref["runs"].max() and n_fire == ref["fire"].sum()
+    np.testing.assert_allclose(st.ring, ref["ring"], rtol=1e-7, atol=1e-15)
+    np.testing.assert_array_equal(st.pos, ref["pos"])
+    np.testing.assert_array_equal(st.count, ref["count"])
+    np.testing.assert_array_equal(st.runstate[0], ref["runs"][-1])
+    np.testing.assert_allclose(st.xs_last, ref["xs"][-1], rtol=1e-9, atol=1e-18)
+
+
+def test_spindle_block_without_rules_only_filters() -> None:
+    """rules=False runs the filters and envelopes exactly as with rules (same banks' state
+    afterwards), writes nothing else, ignores the baseline and rule arguments (None) and
+    returns None."""
+    from decoders._filters import spindle_block
+
+    fs, n = 500.0, 300
+    samples = _spindle_signal(fs, n, 3, seed=4)
+    a = _BlockSetup(fs, 2, True, cap=64, cols=[2, 1])
+    b = _BlockSetup(fs, 2, True, cap=64, cols=[2, 1])
+    b.work[16 * 64:] = -1.0                               # med, sd: must stay untouched
+    for s in range(0, n, 50):
+        spindle_block(samples[s:s + 50], s, True, *a.args())
+        nb = b.args()
+        assert spindle_block(samples[s:s + 50], s, False, *nb[:11], *([None] * 16)) is None
+        np.testing.assert_array_equal(b.work[:16 * 64], a.work[:16 * 64])
+    np.testing.assert_array_equal(b.work[16 * 64:], -1.0)
+    np.testing.assert_array_equal(b.iwork, -7)
+    assert b.count.sum() == 0 and b.runstate.sum() == 0
+    np.testing.assert_array_equal(b.xs_last, a.xs_last)
+
+
+def test_spindle_block_refuses_wrong_arguments() -> None:
+    """Every argument is checked and named before anything runs; a refused call leaves the
+    banks usable (none stays marked busy)."""
+    from decoders._filters import FilterBank, spindle_block
+
+    st = _BlockSetup(500.0, 1, True, cap=16, cols=[1])
+    x = np.zeros((10, 3))
+
+    def call(**kw):
+        names = ("cols", "broad", "sigma", "alpha", "pm", "env", "w0", "xs_last", "work",
+                 "iwork", "runstate", "step", "ring", "pos", "count", "excl", "median", "sd",
+                 "k_lo", "k_hi", "rel_min", "corr_min", "alpha_max", "min_n", "max_n",
+                 "k_art", "hold_n")
+        args = dict(zip(names, st.args()))
+        samples, first, rules = kw.pop("samples", x), kw.pop("first", 0), kw.pop("rules", True)
+        args.update(kw)
+        return spindle_block(samples, first, rules, *args.values())
+
+    with pytest.raises(TypeError, match="takes 30 arguments"):
+        spindle_block(x, 0, True, *st.args()[:-1])
+    with pytest.raises(TypeError, match="spindle_block: first must be an int, got float"):
+        call(first=0.0)
+    with pytest.raises(TypeError, match="spindle_block: k_hi must be a number, got str"):
+        call(k_hi="3")
+    with pytest.raises(TypeError, match="spindle_block: hold_n must be an int, got NoneType"):
+        call(hold_n=None)
+    with pytest.raises(ValueError, match=r"spindle_block: w0 must be in \(0, pi\)"):
+        call(w0=4.0)
+    with pytest.raises(ValueError, match="spindle_block: step must be >= 1"):
+        call(step=0)
+    with pytest.raises(TypeError, match="spindle_block: broad must be a FilterBank, got numpy.ndarray"):
+        call(broad=np.zeros(3))
+    with pytest.raises(TypeError, match="spindle_block: alpha must be a FilterBank, got int"):
+        call(alpha=3)
+    with pytest.raises(ValueError, match="spindle_block: pm must be a bank of 4 channels"):
+        call(pm=FilterBank(np.zeros((0, 6)), 1, 5))
+    with pytest.raises(ValueError, match="env must be a bank of 1 channels with an RMS window "
+                                         "and no sections"):
+        call(env=FilterBank(st.sos["sigma"], 1, 5))
+    with pytest.raises(ValueError, match="sigma must be a bank of 1 channels with an RMS window"):
+        call(sigma=FilterBank(st.sos["sigma"], 1, 0))
+    with pytest.raises(ValueError, match="broad and sigma must be distinct"):
+        call(sigma=st.broad)
+    with pytest.raises(TypeError, match="cols must be a 1-D int64 array"):
+        call(cols=np.array([1.0]))
+    with pytest.raises(ValueError, match="spindle_block: cols must hold 1 column indices"):
+        call(cols=np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"cols\[0\] = 3 is not a column of samples"):
+        call(cols=np.array([3]))
+    with pytest.raises(TypeError, match="samples must be a 2-D float64 array"):
+        call(samples=np.zeros(10))
+    with pytest.raises(TypeError, match="samples must be a 2-D float64 array"):
+        call(samples=np.zeros((10, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="samples must be a C-contiguous float64 array"):
+        call(samples=np.zeros((10, 6))[:, ::2])
+    with pytest.raises(ValueError, match=r"work must have shape \(18 \* cap, 1\) with cap >= 17"):
+        call(samples=np.zeros((17, 3)))
+    with pytest.raises(ValueError, match="work must have shape"):
+        call(work=np.zeros((17 * 16, 1)))
+    with pytest.raises(TypeError, match="work must have dtype float64"):
+        call(work=np.zeros((18 * 16, 1), dtype=np.int64))
+    with pytest.raises(ValueError, match="work must not share memory with samples"):
+        call(samples=st.work[:10].reshape(10, 1), cols=np.array([0]))
+    with pytest.raises(ValueError, match=r"iwork must have shape \(32, 1\)"):
+        call(iwork=np.zeros((16, 1), dtype=np.int64))
+    with pytest.raises(TypeError, match="iwork must have dtype int64"):
+        call(iwork=np.zeros((32, 1)))
+    with pytest.raises(TypeError, match="runstate must have dtype int64"):
+        call(runstate=np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="xs_last must have shape"):
+        call(xs_last=np.zeros(2))
+    with pytest.raises(TypeError, match="xs_last must be a C-contiguous, writable"):
+        ro = np.zeros(1)
+        ro.flags.writeable = False
+        call(xs_last=ro)
+    with pytest.raises(ValueError, match=r"ring must be a float64 array of shape \(1, L\)"):
+        call(ring=np.zeros((2, 8)))
+    with pytest.raises(TypeError, match="pos must have dtype int64"):
+        call(pos=np.zeros(1))
+    with pytest.raises(ValueError, match=r"pos\[0\] = 64 is outside the ring"):
+        call(pos=np.array([64]))
+    with pytest.raises(ValueError, match="sd must have shape"):
+        call(sd=np.zeros(2))
+    # nothing ran and no bank is left busy: a good call still works, from the start
+    assert st.count.sum() == 0 and np.isnan(st.work).all()
+    assert call() == (0, 0)
+    assert st.count.sum() == 2
+
+
+def test_spindle_block_does_not_leak_references() -> None:
+    import sys
+
+    from decoders._filters import spindle_block
+
+    st = _BlockSetup(500.0, 2, True, cap=16, cols=[1, 0])
+    x = _spindle_signal(500.0, 10, 2, seed=1)
+    objs = (x, st.cols, st.work, st.iwork, st.xs_last, st.runstate, st.ring, st.pos,
+            st.count, st.excl, st.median, st.sd, st.broad, st.sigma, st.alpha, st.pm, st.env)
+    before = [sys.getrefcount(o) for o in objs]
+    args = st.args()
+    for i in range(1000):
+        spindle_block(x, 10 * i, True, *args)
+        spindle_block(x, 10 * i, False, *args)
+        with pytest.raises(ValueError):
+            spindle_block(x, 0, True, *args[:13], np.array([99, 0]), *args[14:])
+        with pytest.raises(ValueError):
+            spindle_block(np.zeros((20, 2)), 0, True, *args)
+    del args
+    assert [sys.getrefcount(o) for o in objs] == before
+    # no buffer is still exported (resizing would fail)
+    for a in (st.work, st.iwork, st.xs_last, st.runstate, st.pos, st.count):
+        a.resize(a.shape, refcheck=False)
