@@ -159,6 +159,28 @@ class RobustBaseline:
         self.process(feature, median_out, sd_out)
         return threshold_runs(feature, median_out, sd_out, k_sd, carry, runs, thr)
 
+    def claim_block(self, n: int) -> bool:
+        """For a detector whose own C kernel does :meth:`process` on a block without an
+        update point (as ``baseline_runs`` does, on the arrays of :meth:`kernel_state`):
+        when the next ``n`` samples hold no update point and the feature is tracked as is
+        (not ``absolute``), count them as processed and return True -- the caller's kernel
+        must then copy the statistics and push the block's decimated samples; else change
+        nothing and return False (the caller uses :meth:`process`)."""
+        first = self.index
+        if first + n <= self._next_upd and not self.absolute:
+            self.index = first + n
+            return True
+        return False
+
+    def kernel_state(self) -> tuple:
+        """``(step, ring, pos, count, excl, median, sd)``: what a C kernel doing
+        :meth:`process` on a block without an update point reads and updates in place (the
+        arguments of ``baseline_runs``). The arrays stay the same objects for the life of
+        the baseline (``reset`` and the recomputation write into them), so a caller may
+        keep the tuple."""
+        return (self.step, self._ring, self._pos, self._count, self._excl, self.median,
+                self.sd)
+
     def _push(self, feature: np.ndarray, start: int, end: int, first: int) -> None:
         # decimation points: absolute indices that are multiples of step
         j0 = start + (-(first + start)) % self.step

@@ -60,13 +60,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.schema import check_bands, setting
-from decoders._filters import quadrature_sums, spindle_runs
+from decoders._filters import spindle_block, spindle_runs
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
 from decoders.filters import BandEnvelope, MovingRms, butter_bandpass
 from drivers.chunk import Chunk
 
 __all__ = ["SpindleSettings", "SpindleDetector"]
+
+#: Widths, in channels, of the per-chunk buffers that share the float64 work array of
+#: ``spindle_block`` (decoders/_filters.c, SPINDLE_WORK_ROWS), in its order: xb, eb, xs, es,
+#: the quadrature sums and their moving RMS (4 each), amp, env, xa, ea, med, sd.
+_WORK_WIDTHS = (1, 1, 1, 1, 4, 4, 1, 1, 1, 1, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,8 @@ class SpindleDetector:
         self._k = len(self.settings.channels)
         self._fs = 0.0
         self._cap = 0
+        self._channels: tuple[str, ...] | None = None     # the channel list bound to
+        self._cols = np.zeros(self._k, dtype=np.int64)    # columns picked from a chunk
 
     def _setup(self, fs: float) -> None:
         s = self.settings
@@ -206,35 +213,64 @@ class SpindleDetector:
         # radians per sample
         self._w0 = 2 * np.pi * np.sqrt(s.sigma_band_hz[0] * s.sigma_band_hz[1]) / fs
         self._xs_last = np.zeros(k)
+        # carry (run length before the block) and hold (artefact hold left, samples): one
+        # array, so the fused kernel takes one buffer for both
+        self._runstate = np.zeros((2, k), dtype=np.int64)
+        self._carry, self._hold = self._runstate
         self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
                                     update_s=s.baseline_update_s, exclude_sd=s.exclude_sd,
                                     min_fill=s.baseline_min_fill, update_phase=0.33)
         self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
         self._max_n = max(self._min_n + 1, int(round(s.max_duration_s * fs)) + 1)
         self._times = TimeRing(int(fs * (s.max_duration_s + 1.0)))
-        self._carry = np.zeros(k, dtype=np.int64)
         self._armed = np.ones(k, dtype=bool)
         self._rearm_t = np.full(k, -np.inf)
         self._open = np.zeros(k, dtype=bool)     # fired, run still going
         self._open_onset = np.full(k, np.nan)
-        self._hold = np.zeros(k, dtype=np.int64)     # artefact hold left, samples
+        # _open.any() and _armed.all() as Python bools, kept by _quiet and after _scan:
+        # the quiet path (~90 % of chunks) then does no NumPy reduction
+        self._any_open = False
+        self._all_armed = True
         self._hold_n = int(round(s.artefact_hold_s * fs))
         self._calibrating = True
         self._t0 = np.nan
         self._alloc(64)
 
     def _alloc(self, n: int) -> None:
+        """Per-chunk buffers for up to ``n`` samples: views of one float64 and one int64
+        work array, which the fused kernel takes as two buffers instead of fourteen (each
+        buffer it takes costs ~0.1 us)."""
         k = self._k
         self._cap = n
-        self._xs, self._es = np.empty((n, k)), np.empty((n, k))
-        self._xb, self._eb = np.empty((n, k)), np.empty((n, k))
-        self._sum = np.empty((n, 4 * k))
-        self._pmo = np.empty((n, 4 * k))
-        self._amp, self._e = np.empty((n, k)), np.empty((n, k))
-        self._xa, self._ea = np.empty((n, k)), np.empty((n, k))
-        self._med, self._sd = np.empty((n, k)), np.empty((n, k))
-        self._runs = np.empty((n, k), dtype=np.int64)
-        self._fire = np.empty((n, k), dtype=np.int64)
+        self._work = np.empty((sum(_WORK_WIDTHS) * n, k))
+        blocks = []
+        row = 0
+        for width in _WORK_WIDTHS:
+            blocks.append(self._work[row:row + width * n].reshape(n, width * k))
+            row += width * n
+        (self._xb, self._eb, self._xs, self._es, self._sum, self._pmo, self._amp, self._e,
+         self._xa, self._ea, self._med, self._sd) = blocks
+        self._iwork = np.empty((2 * n, k), dtype=np.int64)
+        self._runs, self._fire = self._iwork[:n], self._iwork[n:]
+        self._pack()
+
+    def _pack(self) -> None:
+        """The arguments of ``spindle_block`` after (samples, first, rules): all fixed
+        between a setup, a buffer growth and a new channel list, so the per-chunk call
+        passes one prebuilt tuple."""
+        s = self.settings
+        self._args = (self._cols, self._broad, self._sigma, self._alpha, self._pm, self._env,
+                      float(self._w0), self._xs_last, self._work, self._iwork, self._runstate,
+                      *self._base.kernel_state(), s.low_threshold_frac * s.threshold_sd,
+                      s.threshold_sd, s.rel_power_min, s.corr_min, s.alpha_ratio_max,
+                      self._min_n, self._max_n, s.artefact_sd, self._hold_n)
+
+    def _bind(self, channels: tuple[str, ...]) -> None:
+        """Pick the configured channels out of a chunk with this channel list."""
+        if channels != self._channels:
+            self._cols = self._picker.bind(channels).astype(np.int64)
+            self._pack()
+        self._channels = channels
 
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
@@ -258,37 +294,68 @@ class SpindleDetector:
         list of Event
             In time order.
         """
-        n = chunk.n_samples
+        samples = chunk.samples
+        n = samples.shape[0]
         if n == 0:
             return []
         if chunk.rate_hz != self._fs:
             self._setup(float(chunk.rate_hz))
         if n > self._cap:
             self._alloc(max(n, 2 * self._cap))
-        s, k = self.settings, self._k
+        if chunk.channels is not self._channels:
+            self._bind(chunk.channels)
         t = chunk.timestamps
-        first = self._base.index
+        base = self._base
+        first = base.index
         if first == 0:
             self._t0 = float(t[0])
         self._times.write(t)
-        x = self._picker.pick(chunk.samples, chunk.channels)
-        # sigma is filtered out of the broadband signal (not the raw one): at the sigma
-        # centre the band-pass has zero phase, so a spindle is in phase in both signals
-        # and the correlation is not spoilt by the two causal filters' different delays.
-        xb, eb = self._broad.process_envelope(x, self._xb[:n], self._eb[:n])
-        xs, es = self._sigma.process_envelope(xb, self._xs[:n], self._es[:n])
-        # q = quadrature of xs (scaled first difference); sums [xs+xb, xs-xb, q+xb, q-xb]
-        # and the instantaneous amplitude sqrt((i^2 + q^2) / 2), i the in-phase midpoint,
-        # smoothed into env
-        amp = self._amp[:n]
-        sm = quadrature_sums(xs, xb, self._xs_last, self._w0, self._sum[:n], amp)
-        pm = self._pm.process(sm, self._pmo[:n])
-        env = self._env.process(amp, self._e[:n])
-        med, sd = self._med[:n], self._sd[:n]
-        self._base.process(env, med, sd)
-        ea = (self._alpha.process_envelope(xb, self._xa[:n], self._ea[:n])[1]
-              if self._alpha is not None else None)     # keeps its state every chunk
+        if base.claim_block(n):
+            # no baseline update point in this block (all but one chunk per
+            # baseline_update_s): one C call runs every step of _steps below
+            longest, n_fire = spindle_block(samples, first, True, *self._args)
+        else:
+            longest, n_fire = self._steps(samples, first, n)
+        if longest == 0:
+            return self._quiet(t, first)
+        events: list[Event] = []
+        start = 0
+        if self._calibrating:
+            j = self._calibration_index(t, first)
+            if j < 0:
+                return events
+            self._calibrating = False
+            events.append(self._calibration_event(t, j))
+            start = j
+        if not (n_fire or self._any_open or not self._all_armed):
+            return events
         runs, fire = self._runs[:n], self._fire[:n]
+        env, med, sd = self._e[:n], self._med[:n], self._sd[:n]
+        for ch in range(self._k):
+            self._scan(ch, start, runs[:, ch], fire[:, ch], t, env, med, sd, first, events)
+        self._any_open = bool(self._open.any())
+        self._all_armed = bool(self._armed.all())
+        if self._k > 1:
+            events.sort(key=lambda e: e.detect_s)
+        return events
+
+    def _steps(self, samples: np.ndarray, first: int, n: int) -> tuple[int, int]:
+        """One chunk step by step, for a block with a baseline update point (the baseline's
+        recomputation stays in Python); ``process`` otherwise runs the same steps in one C
+        call, ``spindle_block``. Fills the work buffers' first ``n`` rows and returns
+        (longest run, number of firing samples)."""
+        s = self.settings
+        # the filters (rules=False: nothing else): the configured columns are picked, and
+        # sigma is filtered out of the broadband signal (not the raw one): at the sigma
+        # centre the band-pass has zero phase, so a spindle is in phase in both signals and
+        # the correlation is not spoilt by the two causal filters' different delays. Then
+        # q = quadrature of xs (scaled first difference), the sums [xs+xb, xs-xb, q+xb,
+        # q-xb] and their moving RMS pm, the instantaneous amplitude sqrt((i^2 + q^2) / 2),
+        # i the in-phase midpoint, smoothed into env, and the alpha band's envelope ea
+        # (keeps its state every chunk).
+        spindle_block(samples, first, False, *self._args)
+        env, med, sd = self._e[:n], self._med[:n], self._sd[:n]
+        self._base.process(env, med, sd)
         # one C call evaluates every rule per sample (the NumPy twin is
         # tests/test_filters_detect.py):
         # - runs: length of the run of env above the low threshold
@@ -302,38 +369,20 @@ class SpindleDetector:
         #   - alpha veto: ea <= alpha_ratio_max * env
         # (the kernel also holds artefacts: an amplitude beyond artefact_sd SDs and the
         # artefact_hold_s after it -- no run crosses them, nothing fires on them)
-        longest, n_fire = spindle_runs(env, eb, es, pm, ea, med, sd,
-                                       s.low_threshold_frac * s.threshold_sd, s.threshold_sd,
-                                       s.rel_power_min, s.corr_min, s.alpha_ratio_max,
-                                       self._min_n, self._max_n, s.artefact_sd, self._hold_n,
-                                       self._carry, self._hold, runs, fire)
-        if longest == 0:
-            return self._quiet(t, first, med, sd)
-        events: list[Event] = []
-        start = 0
-        if self._calibrating:
-            j = self._calibration_index(t, first)
-            if j < 0:
-                return events
-            self._calibrating = False
-            events.append(self._calibration_event(t, j, med, sd))
-            start = j
-        if not (n_fire or self._open.any() or not self._armed.all()):
-            return events
-        for ch in range(k):
-            self._scan(ch, start, runs[:, ch], fire[:, ch], t, env, med, sd, first, events)
-        if k > 1:
-            events.sort(key=lambda e: e.detect_s)
-        return events
+        return spindle_runs(env, self._eb[:n], self._es[:n], self._pmo[:n],
+                            self._ea[:n] if self._alpha is not None else None, med, sd,
+                            s.low_threshold_frac * s.threshold_sd, s.threshold_sd,
+                            s.rel_power_min, s.corr_min, s.alpha_ratio_max, self._min_n,
+                            self._max_n, s.artefact_sd, self._hold_n, self._carry, self._hold,
+                            self._runs[:n], self._fire[:n])
 
-    def _calibration_event(self, t: np.ndarray, j: int, med: np.ndarray,
-                           sd: np.ndarray) -> Event:
+    def _calibration_event(self, t: np.ndarray, j: int) -> Event:
+        med, sd = self._med, self._sd
         return Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
                      detect_s=float(t[j]), amplitude=float(med[j, 0]), score=float(sd[j, 0]),
                      threshold=float(med[j, 0] + self.settings.threshold_sd * sd[j, 0]))
 
-    def _quiet(self, t: np.ndarray, first: int, med: np.ndarray,
-               sd: np.ndarray) -> list[Event]:
+    def _quiet(self, t: np.ndarray, first: int) -> list[Event]:
         """Fast path for a chunk where no sample is above the low threshold: every run
         length is 0, so open events end and channels past their refractory re-arm."""
         events: list[Event] = []
@@ -342,10 +391,13 @@ class SpindleDetector:
             if j < 0:
                 return events
             self._calibrating = False
-            events.append(self._calibration_event(t, j, med, sd))
-        self._open.fill(False)
-        if not self._armed.all():
+            events.append(self._calibration_event(t, j))
+        if self._any_open:
+            self._open.fill(False)
+            self._any_open = False
+        if not self._all_armed:
             self._armed |= self._rearm_t <= t[-1]
+            self._all_armed = bool(self._armed.all())
         return events
 
     def _calibration_index(self, t: np.ndarray, first: int) -> int:
