@@ -227,10 +227,12 @@ class SpindleDetector:
         self._rearm_t = np.full(k, -np.inf)
         self._open = np.zeros(k, dtype=bool)     # fired, run still going
         self._open_onset = np.full(k, np.nan)
-        # _open.any() and _armed.all() as Python bools, kept by _quiet and after _scan:
-        # the quiet path (~90 % of chunks) then does no NumPy reduction
+        # _open.any(), _armed.all() and the earliest re-arm time of a disarmed channel as
+        # Python scalars, kept by _flags: the quiet path (~90 % of chunks, and the ~100
+        # chunks of refractory after each event) then does no NumPy operation
         self._any_open = False
         self._all_armed = True
+        self._rearm_min = np.inf
         self._hold_n = int(round(s.artefact_hold_s * fs))
         self._calibrating = True
         self._t0 = np.nan
@@ -333,8 +335,7 @@ class SpindleDetector:
         env, med, sd = self._e[:n], self._med[:n], self._sd[:n]
         for ch in range(self._k):
             self._scan(ch, start, runs[:, ch], fire[:, ch], t, env, med, sd, first, events)
-        self._any_open = bool(self._open.any())
-        self._all_armed = bool(self._armed.all())
+        self._flags()
         if self._k > 1:
             events.sort(key=lambda e: e.detect_s)
         return events
@@ -395,10 +396,19 @@ class SpindleDetector:
         if self._any_open:
             self._open.fill(False)
             self._any_open = False
-        if not self._all_armed:
+        if not self._all_armed and t[-1] >= self._rearm_min:
             self._armed |= self._rearm_t <= t[-1]
-            self._all_armed = bool(self._armed.all())
+            self._flags()
         return events
+
+    def _flags(self) -> None:
+        """Refresh the Python mirrors of _open, _armed and _rearm_t (through lists: a
+        NumPy reduction of a few values costs more than the Python one here)."""
+        armed = self._armed.tolist()
+        self._any_open = any(self._open.tolist())
+        self._all_armed = all(armed)
+        self._rearm_min = min((r for r, a in zip(self._rearm_t.tolist(), armed) if not a),
+                              default=np.inf)
 
     def _calibration_index(self, t: np.ndarray, first: int) -> int:
         b = self._base
