@@ -72,3 +72,18 @@ def rearm_index(t: np.ndarray, feature: np.ndarray, median: np.ndarray, sd: np.n
                 k_sd: float, after_s: float, start: int) -> int:
     """The first row ``i >= start`` with ``t[i] >= after_s`` whose ``feature[i, 0]`` is not
     ``>= median[i, 0] + k_sd * sd[i, 0]`` (NaN re-arms), or -1."""
+
+def echt_push(samples: np.ndarray, col: int, aa: FilterBank | None, q: int,
+              state: np.ndarray, ring: np.ndarray) -> int:
+    """Column ``col`` of ``samples`` (n, C) through the 1-channel anti-alias bank ``aa``
+    (or None), decimated by ``q`` (absolute sample index ``q - 1`` modulo ``q`` kept),
+    written into the doubled ring (2N values). ``state`` (3,) int64 = [samples seen, write
+    position, values written], updated. Returns the row of the last kept sample or -1."""
+
+def echt_estimate(ring: np.ndarray, w: int, kernels: np.ndarray, rate_hz: float, lag: int,
+                  lo_hz: float, hi_hz: float, phase_rad: np.ndarray | None,
+                  gain: np.ndarray | None) -> tuple[float, float, float, float]:
+    """ECHT estimate at the newest sample of the window ``ring[w:w + N]``: (phase in
+    degrees wrapped to (-180, 180], frequency in Hz clipped to [lo_hz, hi_hz], amplitude in
+    the input's units, confidence 0-1), with the causal filter's phase (radians) and gain on
+    a uniform grid over the band removed unless ``phase_rad`` is None."""
