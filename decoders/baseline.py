@@ -81,10 +81,20 @@ class RobustBaseline:
         self.sd = np.full(self.n_channels, np.nan)
         self._excl = np.full(self.n_channels, np.inf)
         self.index = 0          # samples seen so far
-        self._next_upd = -1     # next update point (absolute index); -1: not known yet
+        #: next update point (absolute sample index; -1: not known yet): a block of samples
+        #: ``index .. index + n - 1`` with ``index + n <= next_update`` has none (read only)
+        self.next_update = -1
         self.n_updates = 0      # recomputations done so far
         self.ready = False      # statistics exist for every channel
         self.ready_index = -1   # sample index from which ``ready`` statistics apply
+
+    def state(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                             np.ndarray]:
+        """``(step, ring, pos, count, excl, median, sd)``: what ``baseline_runs`` (and the
+        fused per-chunk kernels built on it) take, for a block without an update point.
+        The arrays are the live state, updated in place; the caller advances ``index``."""
+        return (self.step, self._ring, self._pos, self._count, self._excl, self.median,
+                self.sd)
 
     def reset(self) -> None:
         """Forget the history and the statistics."""
@@ -95,7 +105,7 @@ class RobustBaseline:
         self.sd.fill(np.nan)
         self._excl.fill(np.inf)
         self.index = 0
-        self._next_upd = -1
+        self.next_update = -1
         self.n_updates = 0
         self.ready = False
         self.ready_index = -1
@@ -115,7 +125,7 @@ class RobustBaseline:
         """
         n = feature.shape[0]
         first = self.index
-        if first + n <= self._next_upd:
+        if first + n <= self.next_update:
             # the common case: no update point inside this block, one copy of the stats
             median_out[:n] = self.median
             sd_out[:n] = self.sd
@@ -138,7 +148,7 @@ class RobustBaseline:
             start = end
         self.index = first + n
         u, o = self.update_every, self._offset
-        self._next_upd = ((self.index - o) // u + 1) * u - 1 + o
+        self.next_update = ((self.index - o) // u + 1) * u - 1 + o
 
     def process_runs(self, feature: np.ndarray, median_out: np.ndarray, sd_out: np.ndarray,
                      k_sd: float, carry: np.ndarray, runs: np.ndarray,
@@ -150,7 +160,7 @@ class RobustBaseline:
         update point (nearly every chunk) is one C call."""
         n = feature.shape[0]
         first = self.index
-        if first + n <= self._next_upd and not self.absolute:
+        if first + n <= self.next_update and not self.absolute:
             longest = baseline_runs(feature, first, self.step, self._ring, self._pos,
                                     self._count, self._excl, self.median, self.sd, k_sd,
                                     carry, median_out, sd_out, thr, runs)
