@@ -381,6 +381,29 @@ get_vector(PyObject *obj, Py_buffer *view, int is_int, const char *name)
     return 0;
 }
 
+/* The picked (or pooled) columns of src (n, ncol) into f (n, k) -- see pick_rms_doc --,
+ * filtered in place, and their moving RMS into e. */
+static void
+pick_filter_rms(FilterBank *self, const double *src, Py_ssize_t ncol, Py_ssize_t n,
+                const Py_ssize_t *cols, const double *w, Py_ssize_t nw, double *f, double *e)
+{
+    const Py_ssize_t k = self->n_channels;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *row = src + i * ncol;
+        double *out = f + i * k;
+        if (nw) {
+            double acc = 0.0;
+            for (Py_ssize_t j = 0; j < nw; j++) acc += w[j] * row[cols[j]];
+            out[0] = acc;
+            for (Py_ssize_t r = 1; r < k; r++) out[r] = row[cols[nw + r - 1]];
+        } else {
+            for (Py_ssize_t j = 0; j < k; j++) out[j] = row[cols[j]];
+        }
+    }
+    sos_block(self, f, f, n);
+    rms_block(self, f, e, n);
+}
+
 #define PICK_STACK 32
 
 static PyObject *
@@ -464,22 +487,8 @@ FilterBank_pick_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (enter(self) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS
-    const double *src = (const double *)sv.buf;
-    double *f = (double *)fv.buf;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const double *row = src + i * ncol;
-        double *out = f + i * k;
-        if (nw) {
-            double acc = 0.0;
-            for (Py_ssize_t j = 0; j < nw; j++) acc += w[j] * row[cols[j]];
-            out[0] = acc;
-            for (Py_ssize_t r = 1; r < k; r++) out[r] = row[cols[nw + r - 1]];
-        } else {
-            for (Py_ssize_t j = 0; j < k; j++) out[j] = row[cols[j]];
-        }
-    }
-    sos_block(self, f, f, n);
-    rms_block(self, f, (double *)ev.buf, n);
+    pick_filter_rms(self, (const double *)sv.buf, ncol, n, cols, w, nw, (double *)fv.buf,
+                    (double *)ev.buf);
     Py_END_ALLOW_THREADS
     self->busy = 0;
     result = args[4];
@@ -727,6 +736,39 @@ filters_threshold_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(best);
 }
 
+/* baseline_runs' work on raw arrays (see baseline_runs_doc); lp: the ring positions,
+ * already checked to lie in 0..length-1. Returns the largest run. */
+static long long
+baseline_block(const double *f, Py_ssize_t n, Py_ssize_t c, Py_ssize_t first, Py_ssize_t step,
+               double *ring, Py_ssize_t length, long long *lp, long long *count,
+               const double *excl, const double *med, const double *sd, double k,
+               long long *carry, double *mo, double *so, double *thr, long long *runs)
+{
+    long long best = 0;
+    long long j0 = (step - first % step) % step;    /* first decimation point in the block */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int push = ((long long)i >= j0) && (((long long)i - j0) % step == 0);
+        for (Py_ssize_t j = 0; j < c; j++) {
+            const Py_ssize_t q = i * c + j;
+            mo[q] = med[j];
+            so[q] = sd[j];
+            const double x = f[q];
+            if (push && x <= excl[j]) {
+                ring[j * length + lp[j]] = x;
+                lp[j] = (lp[j] + 1) % length;
+                count[j] += 1;
+            }
+            const double th = med[j] + k * sd[j];
+            thr[q] = th;
+            const long long r = (x > th) ? carry[j] + 1 : 0;
+            carry[j] = r;
+            runs[q] = r;
+            if (r > best) best = r;
+        }
+    }
+    return best;
+}
+
 PyDoc_STRVAR(baseline_runs_doc,
 "baseline_runs(feature, first, step, ring, pos, count, excl, median, sd, k_sd, carry,\n"
 "              median_out, sd_out, thr, runs) -> int\n\n"
@@ -812,40 +854,223 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    long long best = 0;
+    long long best;
     Py_BEGIN_ALLOW_THREADS
-    const double *f = (const double *)v[0].buf, *excl = (const double *)v[4].buf,
-                 *med = (const double *)v[5].buf, *sd = (const double *)v[6].buf;
-    double *ring = (double *)v[1].buf, *mo = (double *)v[8].buf, *so = (double *)v[9].buf,
-           *thr = (double *)v[10].buf;
-    long long *count = (long long *)v[3].buf, *carry = (long long *)v[7].buf,
-              *runs = (long long *)v[11].buf;
-    long long j0 = (step - first % step) % step;    /* first decimation point in the block */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const int push = ((long long)i >= j0) && (((long long)i - j0) % step == 0);
-        for (Py_ssize_t j = 0; j < c; j++) {
-            const Py_ssize_t q = i * c + j;
-            mo[q] = med[j];
-            so[q] = sd[j];
-            const double x = f[q];
-            if (push && x <= excl[j]) {
-                ring[j * length + lp[j]] = x;
-                lp[j] = (lp[j] + 1) % length;
-                count[j] += 1;
-            }
-            const double th = med[j] + k * sd[j];
-            thr[q] = th;
-            const long long r = (x > th) ? carry[j] + 1 : 0;
-            carry[j] = r;
-            runs[q] = r;
-            if (r > best) best = r;
-        }
-    }
+    best = baseline_block((const double *)v[0].buf, n, c, first, step, (double *)v[1].buf,
+                          length, lp, (long long *)v[3].buf, (const double *)v[4].buf,
+                          (const double *)v[5].buf, (const double *)v[6].buf, k,
+                          (long long *)v[7].buf, (double *)v[8].buf, (double *)v[9].buf,
+                          (double *)v[10].buf, (long long *)v[11].buf);
     Py_END_ALLOW_THREADS
     memcpy(v[2].buf, lp, (size_t)c * sizeof(long long));
     if (lp != pos_stack) PyMem_Free(lp);
     for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
     return PyLong_FromLongLong(best);
+}
+
+PyDoc_STRVAR(ripple_front_doc,
+"ripple_front(samples, cols, weights, band, filtered, envelope,\n"
+"             first, step, ring, pos, count, excl, median, sd, k_sd, carry,\n"
+"             median_out, sd_out, thr, runs, n_det, k_art,\n"
+"             gate_col, theta, delta, gate_filtered, theta_env, delta_env, hold)\n"
+"    -> (longest, artefact)\n\n"
+"The ripple detector's per-chunk front end for a chunk without a baseline update point, in\n"
+"one call: band.pick_rms(samples, cols, weights, filtered, envelope), then baseline_runs on\n"
+"the envelope (arguments first..runs as there), then the artefact test: `artefact` is 1\n"
+"when any of the first n_det columns has envelope > median + k_art * sd. Unless there is\n"
+"an artefact (the caller then holds the gate channel through it) or gate_col is -1, the\n"
+"theta gate: theta and delta (1-channel FilterBanks) band-pass column gate_col of samples\n"
+"(via gate_filtered (n, 1), scratch) into their moving RMS theta_env and delta_env (n, 1),\n"
+"and hold (1,) float64 gets the chunk's last gate-channel sample. Returns the largest run\n"
+"and the artefact flag.");
+
+static PyObject *
+filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    static const char *fn = "ripple_front";
+    if (nargs != 29) {
+        PyErr_SetString(PyExc_TypeError, "ripple_front takes 29 arguments");
+        return NULL;
+    }
+    FilterBank *band = NULL, *theta = NULL, *delta = NULL;
+    Py_ssize_t first, step, n_det, gate_col;
+    double k_sd, k_art;
+    if (arg_ssize(args[6], fn, "first", &first) < 0
+        || arg_ssize(args[7], fn, "step", &step) < 0
+        || arg_double(args[14], fn, "k_sd", &k_sd) < 0
+        || arg_ssize(args[20], fn, "n_det", &n_det) < 0
+        || arg_double(args[21], fn, "k_art", &k_art) < 0
+        || arg_ssize(args[22], fn, "gate_col", &gate_col) < 0) return NULL;
+    if (step < 1 || first < 0) {
+        PyErr_SetString(PyExc_ValueError, "ripple_front: step must be >= 1 and first >= 0");
+        return NULL;
+    }
+    {
+        static const int bank_arg[3] = {3, 23, 24};
+        static const char *bank_name[3] = {"band", "theta", "delta"};
+        FilterBank **bank[3] = {&band, &theta, &delta};
+        for (int b = 0; b < 3; b++) {
+            PyObject *o = args[bank_arg[b]];
+            if (b > 0 && gate_col < 0) continue;
+            if (!PyObject_TypeCheck(o, &FilterBankType)) {
+                PyErr_Format(PyExc_TypeError, "ripple_front: %s must be a FilterBank, got %.100s",
+                             bank_name[b], Py_TYPE(o)->tp_name);
+                return NULL;
+            }
+            *bank[b] = (FilterBank *)o;
+            if (check_ready(*bank[b]) < 0) return NULL;
+            if ((*bank[b])->window == 0 || (b > 0 && (*bank[b])->n_channels != 1)) {
+                PyErr_Format(PyExc_ValueError, "ripple_front: %s must be a FilterBank with a "
+                             "moving-RMS window%s", bank_name[b], b ? " and 1 channel" : "");
+                return NULL;
+            }
+        }
+    }
+    const Py_ssize_t c = band->n_channels;
+    if (n_det < 1 || n_det > c) {
+        PyErr_Format(PyExc_ValueError, "ripple_front: n_det must be in 1..%zd, got %zd", c, n_det);
+        return NULL;
+    }
+    /* cols and weights are copied, as pick_rms does */
+    Py_ssize_t cols[PICK_STACK];
+    double w[PICK_STACK];
+    Py_ssize_t nc, nw;
+    {
+        Py_buffer cv, wv;
+        if (get_vector(args[1], &cv, 1, "cols") < 0) return NULL;
+        if (get_vector(args[2], &wv, 0, "weights") < 0) { PyBuffer_Release(&cv); return NULL; }
+        nc = cv.shape[0];
+        nw = wv.shape[0];
+        int bad = nc > PICK_STACK || nw > PICK_STACK || (nw ? (nc != nw + c - 1) : (nc != c));
+        if (!bad) {
+            for (Py_ssize_t j = 0; j < nc; j++) cols[j] = (Py_ssize_t)((const long long *)cv.buf)[j];
+            for (Py_ssize_t j = 0; j < nw; j++) w[j] = ((const double *)wv.buf)[j];
+        }
+        PyBuffer_Release(&cv); PyBuffer_Release(&wv);
+        if (bad) {
+            PyErr_Format(PyExc_ValueError, "ripple_front: cols must hold %zd column indices "
+                         "(at most %d)", nw ? nw + c - 1 : c, PICK_STACK);
+            return NULL;
+        }
+    }
+    /* buffers: samples, then (n, c) blocks and per-channel state, then the gate's */
+    enum { NB = 18 };
+    static const int arg_of[NB] = {0, 4, 5, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19,
+                                   25, 26, 27, 28};
+    static const char *names[NB] = {"samples", "filtered", "envelope", "ring", "pos", "count",
+                                    "excl", "median", "sd", "carry", "median_out", "sd_out",
+                                    "thr", "runs", "gate_filtered", "theta_env", "delta_env",
+                                    "hold"};
+    static const int is_int[NB] = {0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0};
+    static const int writable[NB] = {0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const int nb = gate_col < 0 ? 14 : 18;
+    Py_buffer v[NB];
+    int got = 0;
+    Py_ssize_t n = -1, ncol = 0, length = 0;
+    for (; got < nb; got++) {
+        const char *name = names[got];
+        PyObject *o = args[arg_of[got]];
+        int rc;
+        if (got == 0) {
+            rc = get_rule_buf(o, &v[0], 0, 0, -1, -1, name);
+            if (rc == 0 && v[0].ndim != 2) {
+                PyErr_SetString(PyExc_ValueError, "ripple_front: samples must be 2-D (n, C)");
+                PyBuffer_Release(&v[0]);
+                rc = -1;
+            }
+            if (rc == 0) { n = v[0].shape[0]; ncol = v[0].shape[1]; }
+        } else if (got == 3) {
+            rc = get_rule_buf(o, &v[3], 1, 0, c, -1, name);
+            if (rc == 0) length = v[3].ndim == 2 ? v[3].shape[1] : 0;
+            if (rc == 0 && length < 1) {
+                PyErr_SetString(PyExc_ValueError, "ripple_front: ring must be (c, L), L >= 1");
+                PyBuffer_Release(&v[3]);
+                rc = -1;
+            }
+        } else {
+            /* per-channel state (c,), the hold (1,), blocks (n, c) or (n, 1) for the gate */
+            const int state = (got >= 4 && got <= 9) || got == 17;
+            const Py_ssize_t rows = state ? 1 : n;
+            const Py_ssize_t cols_ = got == 17 ? 1 : (got >= 14 ? 1 : c);
+            rc = get_rule_buf(o, &v[got], writable[got], is_int[got], rows, cols_, name);
+        }
+        if (rc < 0) break;
+    }
+    if (got < nb) {
+        for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
+        return NULL;
+    }
+    int bad = gate_col >= ncol;
+    for (Py_ssize_t j = 0; j < nc && !bad; j++) bad = cols[j] < 0 || cols[j] >= ncol;
+    const char *s0 = (const char *)v[0].buf, *s1 = s0 + v[0].len;
+    for (int i = 1; i < nb && !bad; i++) {
+        const char *b0 = (const char *)v[i].buf, *b1 = b0 + v[i].len;
+        bad = b0 < s1 && s0 < b1;
+    }
+    long long lp[PICK_STACK];
+    if (!bad) {
+        bad = c > PICK_STACK;
+        for (Py_ssize_t j = 0; j < c && !bad; j++) {
+            lp[j] = ((const long long *)v[4].buf)[j];
+            bad = lp[j] < 0 || lp[j] >= length;
+        }
+    }
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "ripple_front: a column index is outside samples, "
+                                          "an output shares memory with samples, or pos is "
+                                          "outside the ring");
+        for (int i = 0; i < nb; i++) PyBuffer_Release(&v[i]);
+        return NULL;
+    }
+    /* every bank is claimed before any is touched, so an error leaves all state as it was */
+    const int gate = gate_col >= 0;
+    if ((gate && (theta == delta || theta == band || delta == band))
+        || enter(band) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "ripple_front: band, theta and delta must be "
+                                              "three different banks");
+        for (int i = 0; i < nb; i++) PyBuffer_Release(&v[i]);
+        return NULL;
+    }
+    if (gate && enter(theta) < 0) {
+        band->busy = 0;
+        for (int i = 0; i < nb; i++) PyBuffer_Release(&v[i]);
+        return NULL;
+    }
+    if (gate && enter(delta) < 0) {
+        band->busy = 0;
+        theta->busy = 0;
+        for (int i = 0; i < nb; i++) PyBuffer_Release(&v[i]);
+        return NULL;
+    }
+    const double *src = (const double *)v[0].buf;
+    double *env = (double *)v[2].buf, *mo = (double *)v[10].buf, *so = (double *)v[11].buf;
+    pick_filter_rms(band, src, ncol, n, cols, w, nw, (double *)v[1].buf, env);
+    const long long best = baseline_block(
+        env, n, c, first, step, (double *)v[3].buf, length, lp, (long long *)v[5].buf,
+        (const double *)v[6].buf, (const double *)v[7].buf, (const double *)v[8].buf, k_sd,
+        (long long *)v[9].buf, mo, so, (double *)v[12].buf, (long long *)v[13].buf);
+    memcpy(v[4].buf, lp, (size_t)c * sizeof(long long));
+    band->busy = 0;
+    int artefact = 0;
+    if (best > 0) {
+        for (Py_ssize_t i = 0; i < n && !artefact; i++)
+            for (Py_ssize_t j = 0; j < n_det; j++) {
+                const Py_ssize_t q = i * c + j;
+                if (env[q] > mo[q] + k_art * so[q]) { artefact = 1; break; }
+            }
+    }
+    if (gate && !artefact && n > 0) {
+        const Py_ssize_t gc[1] = {gate_col};
+        double *gf = (double *)v[14].buf;
+        pick_filter_rms(theta, src, ncol, n, gc, NULL, 0, gf, (double *)v[15].buf);
+        pick_filter_rms(delta, src, ncol, n, gc, NULL, 0, gf, (double *)v[16].buf);
+        ((double *)v[17].buf)[0] = src[(n - 1) * ncol + gate_col];
+    }
+    if (gate) { theta->busy = 0; delta->busy = 0; }
+    for (int i = 0; i < nb; i++) PyBuffer_Release(&v[i]);
+    return Py_BuildValue("(Li)", best, artefact);
 }
 
 /* The scalar parameters of the spindle rules, args[0..8] = k_lo, k_hi, rel_min, corr_min,
@@ -1359,6 +1584,198 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+PyDoc_STRVAR(echt_push_doc,
+"echt_push(samples, col, aa, q, state, ring) -> int\n\n"
+"The single-channel ECHT buffer's per-chunk work in one call: column `col` of samples\n"
+"(n, C) float64, through the anti-alias bank `aa` (a 1-channel FilterBank, or None), is\n"
+"decimated by q -- the samples whose absolute index (state[0] + row) is q - 1 modulo q\n"
+"are kept, so the result does not depend on chunking -- and each kept value is written\n"
+"into the doubled ring (2N float64: slot w and w + N, so ring[w:w + N] is always the\n"
+"window in time order). state (3,) int64 = [samples seen, w, values written] is updated.\n"
+"Returns the row of the last kept sample, or -1 when the chunk kept none.");
+
+static PyObject *
+filters_echt_push(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "echt_push(samples, col, aa, q, state, ring) takes 6 arguments");
+        return NULL;
+    }
+    Py_ssize_t col, q;
+    if (arg_ssize(args[1], "echt_push", "col", &col) < 0
+        || arg_ssize(args[3], "echt_push", "q", &q) < 0) return NULL;
+    if (q < 1) {
+        PyErr_Format(PyExc_ValueError, "echt_push: q must be >= 1, got %zd", q);
+        return NULL;
+    }
+    FilterBank *aa = NULL;
+    if (args[2] != Py_None) {
+        if (!PyObject_TypeCheck(args[2], &FilterBankType)) {
+            PyErr_Format(PyExc_TypeError, "echt_push: aa must be a FilterBank or None, got %.100s",
+                         Py_TYPE(args[2])->tp_name);
+            return NULL;
+        }
+        aa = (FilterBank *)args[2];
+        if (check_ready(aa) < 0) return NULL;
+        if (aa->n_channels != 1) {
+            PyErr_Format(PyExc_ValueError, "echt_push: aa must have 1 channel, got %zd",
+                         aa->n_channels);
+            return NULL;
+        }
+    }
+    Py_buffer sv, stv, rv;
+    if (get_rule_buf(args[0], &sv, 0, 0, -1, -1, "samples") < 0) return NULL;
+    if (sv.ndim != 2 || col < 0 || col >= sv.shape[1]) {
+        PyErr_Format(PyExc_ValueError, "echt_push: samples must be 2-D (n, C) with col %zd "
+                     "one of its columns", col);
+        PyBuffer_Release(&sv);
+        return NULL;
+    }
+    if (get_rule_buf(args[4], &stv, 1, 1, 1, 3, "state") < 0) { PyBuffer_Release(&sv); return NULL; }
+    if (get_rule_buf(args[5], &rv, 1, 0, -1, -1, "ring") < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&stv); return NULL;
+    }
+    const Py_ssize_t len = rv.len / 8, N = len / 2;
+    long long *st = (long long *)stv.buf;
+    if (len < 2 || len % 2 || st[0] < 0 || st[1] < 0 || st[1] >= N) {
+        PyErr_Format(PyExc_ValueError, "echt_push: ring must hold 2N float64 values and "
+                     "state [seen >= 0, 0 <= w < N, written]; got %zd values, state [%lld, "
+                     "%lld, %lld]", len, st[0], st[1], st[2]);
+        PyBuffer_Release(&sv); PyBuffer_Release(&stv); PyBuffer_Release(&rv);
+        return NULL;
+    }
+    if (aa != NULL && enter(aa) < 0) {
+        PyBuffer_Release(&sv); PyBuffer_Release(&stv); PyBuffer_Release(&rv);
+        return NULL;
+    }
+    const Py_ssize_t n = sv.shape[0], ncol = sv.shape[1];
+    const double *x = (const double *)sv.buf;
+    double *ring = (double *)rv.buf;
+    long long seen = st[0], w = st[1], written = st[2];
+    Py_ssize_t last = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = x[i * ncol + col];
+        if (aa != NULL) sos_row(aa->coef, aa->z, aa->n_sections, 1, &v);
+        if ((seen + i) % q == q - 1) {
+            ring[w] = v;
+            ring[w + N] = v;
+            if (++w == N) w = 0;
+            written++;
+            last = i;
+        }
+    }
+    if (aa != NULL) aa->busy = 0;
+    st[0] = seen + n; st[1] = w; st[2] = written;
+    PyBuffer_Release(&sv); PyBuffer_Release(&stv); PyBuffer_Release(&rv);
+    return PyLong_FromSsize_t(last);
+}
+
+PyDoc_STRVAR(echt_estimate_doc,
+"echt_estimate(ring, w, kernels, rate_hz, lag, lo_hz, hi_hz, phase_rad, gain)\n"
+"    -> (phase_deg, frequency_hz, amplitude, confidence)\n\n"
+"The single-channel ECHT estimate at the newest sample, in one pass over the window\n"
+"ring[w:w + N] (ring: 2N float64, as echt_push writes it). kernels (5, N) float64: the\n"
+"endpoint kernel's real and imaginary parts (a = analytic value now), the same kernel `lag`\n"
+"samples earlier (b), and 1/N (the window mean). Frequency = angle(a / b) * rate_hz /\n"
+"(2 pi lag), clipped to [lo_hz, hi_hz]. Unless phase_rad is None, the causal band-pass's\n"
+"phase (radians) and gain on a uniform grid from lo_hz to hi_hz (phase_rad, gain: (G,)\n"
+"float64, G >= 2) are interpolated at that frequency and removed. Phase in degrees,\n"
+"cosine phase, wrapped to (-180, 180]; confidence = min(1, amplitude / (sqrt(2) * SD of\n"
+"the window)), 0 for a flat window.");
+
+static PyObject *
+filters_echt_estimate(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "echt_estimate(ring, w, kernels, rate_hz, lag, lo_hz, "
+                                         "hi_hz, phase_rad, gain) takes 9 arguments");
+        return NULL;
+    }
+    Py_ssize_t w, lag;
+    double fs, lo, hi;
+    if (arg_ssize(args[1], "echt_estimate", "w", &w) < 0
+        || arg_double(args[3], "echt_estimate", "rate_hz", &fs) < 0
+        || arg_ssize(args[4], "echt_estimate", "lag", &lag) < 0
+        || arg_double(args[5], "echt_estimate", "lo_hz", &lo) < 0
+        || arg_double(args[6], "echt_estimate", "hi_hz", &hi) < 0) return NULL;
+    if (!(fs > 0.0) || lag < 1 || !(lo < hi)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "echt_estimate: rate_hz must be > 0, lag >= 1 and lo_hz < hi_hz");
+        return NULL;
+    }
+    const int comp = args[7] != Py_None;
+    Py_buffer rv, kv, pv, gv;
+    if (get_rule_buf(args[0], &rv, 0, 0, -1, -1, "ring") < 0) return NULL;
+    const Py_ssize_t N = rv.len / 16;
+    if (get_rule_buf(args[2], &kv, 0, 0, 5, N, "kernels") < 0) { PyBuffer_Release(&rv); return NULL; }
+    if (N < 1 || rv.len != 16 * N || w < 0 || w >= N) {
+        PyErr_Format(PyExc_ValueError, "echt_estimate: ring must hold 2N float64 values (N = "
+                     "%zd from kernels) and 0 <= w < N, got w = %zd", N, w);
+        PyBuffer_Release(&rv); PyBuffer_Release(&kv);
+        return NULL;
+    }
+    Py_ssize_t G = 0;
+    if (comp) {
+        if (get_rule_buf(args[7], &pv, 0, 0, 1, -1, "phase_rad") < 0) {
+            PyBuffer_Release(&rv); PyBuffer_Release(&kv); return NULL;
+        }
+        G = pv.shape[0];
+        if (get_rule_buf(args[8], &gv, 0, 0, 1, G, "gain") < 0) {
+            PyBuffer_Release(&rv); PyBuffer_Release(&kv); PyBuffer_Release(&pv); return NULL;
+        }
+        if (G < 2) {
+            PyErr_SetString(PyExc_ValueError, "echt_estimate: phase_rad and gain need >= 2 "
+                                              "grid points");
+            PyBuffer_Release(&rv); PyBuffer_Release(&kv); PyBuffer_Release(&pv);
+            PyBuffer_Release(&gv);
+            return NULL;
+        }
+    }
+    const double *x = (const double *)rv.buf + w, *k = (const double *)kv.buf;
+    const double *k1 = k + N, *k2 = k + 2 * N, *k3 = k + 3 * N, *k4 = k + 4 * N;
+    double a_re = 0.0, a_im = 0.0, b_re = 0.0, b_im = 0.0, m = 0.0, ss = 0.0;
+    for (Py_ssize_t i = 0; i < N; i++) {
+        const double v = x[i];
+        a_re += k[i] * v;
+        a_im += k1[i] * v;
+        b_re += k2[i] * v;
+        b_im += k3[i] * v;
+        m += k4[i] * v;
+        ss += v * v;
+    }
+    const double rad_to_deg = 180.0 / Py_MATH_PI;
+    double phase = atan2(a_im, a_re) * rad_to_deg;
+    double amp = hypot(a_re, a_im);
+    const double dphi = atan2(a_im * b_re - a_re * b_im, a_re * b_re + a_im * b_im);
+    double f = dphi * fs / (2.0 * Py_MATH_PI * (double)lag);
+    f = f < lo ? lo : (f > hi ? hi : f);
+    if (comp) {
+        const double *hp = (const double *)pv.buf, *hg = (const double *)gv.buf;
+        const double pos = (f - lo) / (hi - lo) * (double)(G - 1);
+        Py_ssize_t i = (Py_ssize_t)pos;
+        if (i > G - 2) i = G - 2;
+        const double fr = pos - (double)i;
+        phase -= (hp[i] + fr * (hp[i + 1] - hp[i])) * rad_to_deg;
+        amp /= hg[i] + fr * (hg[i + 1] - hg[i]);
+        PyBuffer_Release(&pv); PyBuffer_Release(&gv);
+    }
+    PyBuffer_Release(&rv); PyBuffer_Release(&kv);
+    /* wrap to (-180, 180] */
+    phase = fmod(phase + 180.0, 360.0);
+    phase = phase > 0.0 ? phase - 180.0 : phase + 180.0;
+    const double var = ss / (double)N - m * m;
+    const double sd = var > 0.0 ? sqrt(var) : 0.0;
+    double conf = 0.0;
+    if (sd > 0.0) {
+        conf = amp / (sqrt(2.0) * sd);
+        if (conf > 1.0) conf = 1.0;
+    }
+    return Py_BuildValue("(dddd)", phase, f, amp, conf);
+}
+
 /* k-th smallest of a[0..n-1] (0-based), partially reordering a: Hoare-style quickselect
  * with a median-of-three pivot. Afterwards a[0..k-1] <= a[k] <= a[k+1..n-1]. */
 static double
@@ -1506,10 +1923,16 @@ static PyMethodDef filters_functions[] = {
      median_mad_doc},
     {"quadrature_sums", (PyCFunction)(void (*)(void))filters_quadrature_sums, METH_FASTCALL,
      quadrature_sums_doc},
+    {"echt_push", (PyCFunction)(void (*)(void))filters_echt_push, METH_FASTCALL,
+     echt_push_doc},
+    {"echt_estimate", (PyCFunction)(void (*)(void))filters_echt_estimate, METH_FASTCALL,
+     echt_estimate_doc},
     {"threshold_runs", (PyCFunction)(void (*)(void))filters_threshold_runs, METH_FASTCALL,
      threshold_runs_doc},
     {"baseline_runs", (PyCFunction)(void (*)(void))filters_baseline_runs, METH_FASTCALL,
      baseline_runs_doc},
+    {"ripple_front", (PyCFunction)(void (*)(void))filters_ripple_front, METH_FASTCALL,
+     ripple_front_doc},
     {"spindle_runs", (PyCFunction)(void (*)(void))filters_spindle_runs, METH_FASTCALL,
      spindle_runs_doc},
     {"spindle_block", (PyCFunction)(void (*)(void))filters_spindle_block, METH_FASTCALL,

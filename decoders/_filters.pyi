@@ -99,3 +99,33 @@ def rearm_index(t: np.ndarray, feature: np.ndarray, median: np.ndarray, sd: np.n
                 k_sd: float, after_s: float, start: int) -> int:
     """The first row ``i >= start`` with ``t[i] >= after_s`` whose ``feature[i, 0]`` is not
     ``>= median[i, 0] + k_sd * sd[i, 0]`` (NaN re-arms), or -1."""
+
+def echt_push(samples: np.ndarray, col: int, aa: FilterBank | None, q: int,
+              state: np.ndarray, ring: np.ndarray) -> int:
+    """Column ``col`` of ``samples`` (n, C) through the 1-channel anti-alias bank ``aa``
+    (or None), decimated by ``q`` (absolute sample index ``q - 1`` modulo ``q`` kept),
+    written into the doubled ring (2N values). ``state`` (3,) int64 = [samples seen, write
+    position, values written], updated. Returns the row of the last kept sample or -1."""
+
+def echt_estimate(ring: np.ndarray, w: int, kernels: np.ndarray, rate_hz: float, lag: int,
+                  lo_hz: float, hi_hz: float, phase_rad: np.ndarray | None,
+                  gain: np.ndarray | None) -> tuple[float, float, float, float]:
+    """ECHT estimate at the newest sample of the window ``ring[w:w + N]``: (phase in
+    degrees wrapped to (-180, 180], frequency in Hz clipped to [lo_hz, hi_hz], amplitude in
+    the input's units, confidence 0-1), with the causal filter's phase (radians) and gain on
+    a uniform grid over the band removed unless ``phase_rad`` is None."""
+
+def ripple_front(samples: np.ndarray, cols: np.ndarray, weights: np.ndarray, band: FilterBank,
+                 filtered: np.ndarray, envelope: np.ndarray, first: int, step: int,
+                 ring: np.ndarray, pos: np.ndarray, count: np.ndarray, excl: np.ndarray,
+                 median: np.ndarray, sd: np.ndarray, k_sd: float, carry: np.ndarray,
+                 median_out: np.ndarray, sd_out: np.ndarray, thr: np.ndarray,
+                 runs: np.ndarray, n_det: int, k_art: float, gate_col: int,
+                 theta: FilterBank | None, delta: FilterBank | None,
+                 gate_filtered: np.ndarray, theta_env: np.ndarray, delta_env: np.ndarray,
+                 hold: np.ndarray) -> tuple[int, int]:
+    """The ripple detector's chunk without a baseline update point in one call:
+    ``band.pick_rms``, ``baseline_runs`` on the envelope (volts), the artefact test (any of
+    the first ``n_det`` columns above ``median + k_art * sd``) and, unless there is an
+    artefact or ``gate_col`` is -1, the theta and delta envelopes of column ``gate_col``
+    (``hold`` gets its last sample). Returns (largest run, artefact flag)."""

@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 
 from controller.schema import check_bands, setting
+from decoders._filters import echt_estimate, echt_push
 from drivers.chunk import Chunk
 
 __all__ = ["PhaseSettings", "PhaseEstimate", "EchtKernel", "EchtPhase", "ArPhase",
@@ -260,6 +261,13 @@ class EchtKernel:
         Python floats, with scalar math instead of array calls."""
         win = self.window()[:, 0]
         a_re, a_im, b_re, b_im, m = np.dot(self._k_mean, win).tolist()
+        return self.endpoint(a_re, a_im, b_re, b_im, m, float(np.dot(win, win)) / win.shape[0])
+
+    def endpoint(self, a_re: float, a_im: float, b_re: float, b_im: float, m: float,
+                 ms: float) -> tuple[float, float, float, float]:
+        """(phase deg, frequency Hz, amplitude, window SD) from one channel's kernel sums:
+        the analytic value now (``a``) and ``lag`` samples earlier (``b``), the window's
+        mean ``m`` and mean square ``ms`` (what ``echt_sums`` returns)."""
         phase = math.degrees(math.atan2(a_im, a_re))
         amp = math.hypot(a_re, a_im)
         dphi = math.atan2(a_im * b_re - a_re * b_im, a_re * b_re + a_im * b_im)
@@ -273,7 +281,7 @@ class EchtKernel:
             hp, hg = self._hphase_l, self._hgain_l
             phase -= math.degrees(hp[i] + w * (hp[i + 1] - hp[i]))
             amp /= hg[i] + w * (hg[i + 1] - hg[i])
-        var = float(np.dot(win, win)) / win.shape[0] - m * m
+        var = ms - m * m
         return phase, f, amp, math.sqrt(var) if var > 0 else 0.0
 
 
@@ -323,37 +331,30 @@ class _Single:
 class EchtPhase(_Single):
     """ECHT phase of one channel (see the module docstring).
 
-    ``update(chunk)`` buffers (cheap); ``estimate()`` is one dot product;
+    ``update(chunk)`` buffers and ``estimate()`` reads the window, one C call each;
     ``process(chunk)`` does both and returns the :class:`PhaseEstimate` at the newest sample.
     """
 
     def update(self, chunk: Chunk) -> None:
-        """Buffer one chunk (an anti-alias filter call and a copy; nothing is estimated)."""
+        """Buffer one chunk: anti-alias filter, decimation and ring write are one C call
+        (``echt_push``); nothing is estimated."""
         n = chunk.n_samples
         if n == 0:
             return
         if chunk.rate_hz != self._fs:
             self._setup(float(chunk.rate_hz))
-        col = self._column(chunk)
-        q = self._q
-        if q == 1:
-            self._kernel.write(col)
-            self._t_last = float(chunk.timestamps[-1])
+        if chunk.channels is not self._channels and chunk.channels != self._channels:
+            self._bind(chunk)
+        st = self._st
+        if self._aa is not None and self._fresh:
+            self._aa.reset(chunk.samples[0, self._col:self._col + 1])  # steady state: no
+            self._fresh = False                                       # step transient
+        j = echt_push(chunk.samples, self._col, self._aa, self._q, st, self._ring)
+        if j >= 0:
+            self._t_last = float(chunk.timestamps[j])
             self._cache = None
-            return
-        if self._idx == 0:
-            self._aa.reset(col[0])           # steady state: no step transient
-        if self._ybuf.shape[0] < n:
-            self._ybuf = np.empty((max(n, 64), 1))
-        y = self._aa.process(col, self._ybuf[:n])
-        # keep the samples whose absolute index is q-1 modulo q (chunking-independent)
-        start = (q - 1 - self._idx) % q
-        self._idx += n
-        if start >= n:
-            return
-        self._kernel.write(y[start::q])
-        self._t_last = float(chunk.timestamps[start + q * ((n - 1 - start) // q)])
-        self._cache = None
+            if not self._full and st[2] >= self._n:
+                self._full = True
 
     def _setup(self, fs: float) -> None:
         from decoders.filters import SosFilter, butter_lowpass
@@ -362,26 +363,33 @@ class EchtPhase(_Single):
         self._fs = fs
         rate = max(s.max_rate_hz, 5.0 * s.band_hz[1]) if s.max_rate_hz > 0 else fs
         self._q = max(1, int(fs // rate))
-        self._idx = 0
         pre = None
+        self._aa = None
         if self._q > 1:
             sos = butter_lowpass(0.4 * fs / self._q, fs, order=4)
             self._aa = SosFilter(sos, 1)
-            self._ybuf = np.empty((64, 1))
             pre = (sos, fs)
         self._kernel = EchtKernel(fs / self._q, s.band_hz, s.window_s, 1, s.filter_order,
                                   s.echt_compensate, pre)
+        # the kernel's doubled ring, written by echt_push; state = [samples seen (for the
+        # decimation phase), write position, values written]
+        self._n = self._kernel.n
+        self._ring = np.zeros(2 * self._n)
+        self._st = np.zeros(3, dtype=np.int64)
+        self._full = False
+        self._fresh = True
+        self._cache = None
+        k = self._kernel
+        comp = (np.asarray(k._hphase_l), np.asarray(k._hgain_l)) if k.compensate else (None, None)
+        self._est_args = (k._k_mean, k.fs, k.lag, k.band[0], k.band[1], *comp)
 
     def estimate(self) -> PhaseEstimate:
         """The estimate at the newest buffered sample (NaN phase until the window is full)."""
         if self._cache is not None:
             return self._cache
-        if self._fs == 0.0 or self._kernel.count < self._kernel.n:
+        if self._fs == 0.0 or not self._full:
             return _NAN_ESTIMATE
-        ph, f, a, sd = self._kernel.analytic1()
-        conf = min(1.0, a / (math.sqrt(2) * sd)) if sd > 0 else 0.0
-        ph = math.fmod(ph + 180.0, 360.0)
-        ph = ph - 180.0 if ph > 0 else ph + 180.0   # wrap to (-180, 180]
+        ph, f, a, conf = echt_estimate(self._ring, int(self._st[1]), *self._est_args)
         self._cache = PhaseEstimate(self._t_last, ph, f, a, conf)
         return self._cache
 

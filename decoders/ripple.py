@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 
 from controller.schema import check_bands, setting
-from decoders._filters import rearm_index
+from decoders._filters import rearm_index, ripple_front
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
 from decoders.filters import BandEnvelope, MovingRms, butter_bandpass
@@ -246,8 +246,10 @@ class RippleDetector:
         self._band = BandEnvelope(butter_bandpass(*s.band_hz, fs, order=s.filter_order), k, win)
         self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
                                     update_s=s.baseline_update_s, exclude_sd=s.exclude_sd)
+        self._base_state = self._base.kernel_state()
         self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
         self._times = TimeRing(int(fs * 2.0))
+        self._theta = self._delta = None
         self._gate_col = -1
         self._cols_for: tuple[str, ...] | None = None
         self._weights = self._pool if self._pool is not None else _NO_WEIGHTS
@@ -259,7 +261,7 @@ class RippleDetector:
             self._theta = BandEnvelope(butter_bandpass(*s.theta_band_hz, fs), 1, gwin)
             self._delta = BandEnvelope(butter_bandpass(*s.delta_band_hz, fs), 1, gwin)
         self._carry = np.zeros(self._nd + len(s.reference_channels), dtype=np.int64)
-        self._hold_v = 0.0      # last clean sample of the gate channel (volts)
+        self._hold = np.zeros(1)    # last clean sample of the gate channel (volts)
         self._sw_on = bool(s.sharp_wave_channel)
         if self._sw_on:
             if s.sharp_wave_band_hz[1] >= fs / 2:
@@ -293,6 +295,7 @@ class RippleDetector:
     def _alloc(self, n: int) -> None:
         k = self._nd + len(self.settings.reference_channels)
         self._cap = n
+        self._views_n = -1
         self._filt = np.empty((n, k))
         self._env = np.empty((n, k))
         self._med = np.empty((n, k))
@@ -419,24 +422,43 @@ class RippleDetector:
         self._times.write(t)
         if chunk.channels is not self._cols_for and chunk.channels != self._cols_for:
             self._bind(chunk.channels)
-        # one C call: pick the channels (with pool weights: their weighted mean in column
-        # 0, reference channels after it), band-pass them and take the moving RMS
-        env = self._env[:n]
-        self._band.pick_rms(chunk.samples, self._cols, self._weights, self._filt[:n], env)
-        med, sd = self._med[:n], self._sd[:n]
-        # baseline statistics in force per sample, threshold = median + threshold_sd * SD,
-        # and per channel the length of the run of samples above it ending at each sample
-        # (NaN thresholds compare False): one C call on chunks without a baseline update
-        thr = self._thr[:n]
         nd = self._nd
-        runs_all = self._runs[:n]
-        longest = self._base.process_runs(env, med, sd, s.threshold_sd, self._carry,
-                                          runs_all, thr)
+        filt, env, med, sd, thr, runs_all, gf, th, de = self._views(n)
+        base = self._base
+        gate = None
+        if not self._blanks and not self._sw_on and base.claim_block(n):
+            # the common chunk (no baseline update point, no blanking, no sharp-wave assist):
+            # pick, band-pass and envelope, baseline, threshold runs, artefact test and the
+            # theta gate in one C call
+            gate_col = -1
+            if s.theta_gate:
+                if chunk.channels is not self._gate_channels:
+                    self._bind_gate(chunk.channels)
+                gate_col = self._gate_col
+            longest, art = ripple_front(
+                chunk.samples, self._cols, self._weights, self._band, filt, env, first,
+                *self._base_state, s.threshold_sd, self._carry, med, sd, thr, runs_all, nd,
+                s.artefact_sd, gate_col, self._theta, self._delta, gf, th, de, self._hold)
+            if art:
+                # an artefact (far above any threshold): blanked as a stimulation artefact
+                # is; the gate was left for the blanked path below
+                self._blank_artefact(t, env[:, :nd] > med[:, :nd] + s.artefact_sd * sd[:, :nd])
+            elif s.theta_gate:
+                gate = (th, de)
+        else:
+            # one C call: pick the channels (with pool weights: their weighted mean in
+            # column 0, reference channels after it), band-pass them and take the moving RMS
+            self._band.pick_rms(chunk.samples, self._cols, self._weights, filt, env)
+            # baseline statistics in force per sample, threshold = median + threshold_sd *
+            # SD, and per channel the length of the run of samples above it ending at each
+            # sample (NaN thresholds compare False): one C call without a baseline update
+            longest = base.process_runs(env, med, sd, s.threshold_sd, self._carry, runs_all,
+                                        thr)
+            if longest > 0:
+                # an artefact (far above any threshold, so only with a run) is blanked as a
+                # stimulation artefact is
+                self._blank_artefact(t, env[:, :nd] > med[:, :nd] + s.artefact_sd * sd[:, :nd])
         runs = runs_all[:, :nd]
-        if longest > 0:
-            # an artefact (far above any threshold, so only with a run) is blanked as a
-            # stimulation artefact is
-            self._blank_artefact(t, env[:, :nd] > med[:, :nd] + s.artefact_sd * sd[:, :nd])
         # blanking: the artefact's own samples (inputs held through them) and, for the
         # envelope rule, also the RMS window after them, whose envelope still holds them
         blanked = env_blanked = None
@@ -444,7 +466,8 @@ class RippleDetector:
             self._blanks = [w for w in self._blanks if w[1] + self._env_tail_s > float(t[0])]
             blanked = self._blank_mask(t, 0.0)
             env_blanked = self._blank_mask(t, self._env_tail_s)
-        gate = self._theta_update(chunk, n, blanked) if s.theta_gate else None
+        if s.theta_gate and gate is None:
+            gate = self._theta_update(chunk, n, blanked)
         if env_blanked is True:
             # the whole chunk is artefact: every run starts again after it
             runs_all.fill(0)
@@ -579,24 +602,39 @@ class RippleDetector:
             self._sw_cols = np.array([channels.index(name)], dtype=np.int64)
         self._cols_for = channels
 
+    def _bind_gate(self, channels: tuple[str, ...]) -> None:
+        """Column of the theta-gate channel in ``channels``."""
+        self._gate_channels = channels
+        self._gate_col = channels.index(self._gate_name)
+        self._gate_cols = np.array([self._gate_col], dtype=np.int64)
+
+    def _views(self, n: int) -> tuple[np.ndarray, ...]:
+        """The work buffers' first ``n`` rows (filtered, envelope, median, SD, threshold,
+        runs, gate scratch, theta and delta envelopes), kept for the last chunk size: a
+        chunk stream has one size, and nine slices cost more than the C call they feed."""
+        if n != self._views_n:
+            self._views_n = n
+            self._views_t = (self._filt[:n], self._env[:n], self._med[:n], self._sd[:n],
+                             self._thr[:n], self._runs[:n], self._gf[:n], self._ge1[:n],
+                             self._ge2[:n])
+        return self._views_t
+
     def _theta_update(self, chunk: Chunk, n: int,
                       blanked: np.ndarray | bool | None) -> tuple[np.ndarray, np.ndarray]:
         """Theta and delta RMS of the gate channel, shape (n, 1) each; blanked samples are
         replaced by the last clean one (sample and hold)."""
         if chunk.channels is not self._gate_channels:
-            self._gate_channels = chunk.channels
-            self._gate_col = chunk.channels.index(self._gate_name)
-            self._gate_cols = np.array([self._gate_col], dtype=np.int64)
+            self._bind_gate(chunk.channels)
         th, de = self._ge1[:n], self._ge2[:n]
         if blanked is None:
-            # the common case: each band picks the gate column itself (one C call each)
+            # each band picks the gate column itself (one C call each)
             self._theta.pick_rms(chunk.samples, self._gate_cols, _NO_WEIGHTS, self._gf[:n], th)
             self._delta.pick_rms(chunk.samples, self._gate_cols, _NO_WEIGHTS, self._gf[:n], de)
-            self._hold_v = float(chunk.samples[n - 1, self._gate_col])
+            self._hold[0] = chunk.samples[n - 1, self._gate_col]
             return th, de
         g = self._gbuf[:n]
-        self._hold_v = _sample_and_hold(g, chunk.samples[:, self._gate_col], blanked,
-                                        self._hold_v)
+        self._hold[0] = _sample_and_hold(g, chunk.samples[:, self._gate_col], blanked,
+                                         float(self._hold[0]))
         gf = self._gf[:n]
         self._theta.process_rms(g, gf, th)       # C call (BandEnvelope.process_envelope
         self._delta.process_rms(g, gf, de)       # without the wrapper)

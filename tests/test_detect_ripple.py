@@ -337,3 +337,134 @@ def test_saturation_is_no_ripple(chunk: int) -> None:
     far = [o for o in onsets if not any(at - 0.1 <= o < at + 2.0 for at in (12.03, 21.03))]
     found = [o for o in far if any(o - 0.05 <= e.detect_s <= o + d + 0.05 for e in ev)]
     assert len(found) >= 0.95 * len(far)
+
+
+def _front_parts(seed: int, n_det: int, weights: np.ndarray):
+    """Two identical sets of the ripple front end's state: banks, baseline, work arrays."""
+    from decoders.baseline import RobustBaseline
+    from decoders.filters import BandEnvelope, butter_bandpass
+
+    fs = 2000.0
+    k = n_det + 1                       # detection column(s) and one reference column
+    sets = []
+    for _ in range(2):
+        band = BandEnvelope(butter_bandpass(150.0, 250.0, fs), k, 48)
+        theta = BandEnvelope(butter_bandpass(6.0, 10.0, fs), 1, 400)
+        delta = BandEnvelope(butter_bandpass(1.0, 4.0, fs), 1, 400)
+        base = RobustBaseline(k, fs, history_s=1.0, step_s=0.005, update_s=0.25)
+        sets.append((band, theta, delta, base, np.zeros(k, dtype=np.int64), np.zeros(1)))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((4000, 6)) * 1e-5
+    x[2500:2520, 0] += 5e-2             # an artefact on the first detection channel
+    return fs, k, sets, x
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_ripple_front_equals_its_parts(pooled: bool) -> None:
+    """The fused per-chunk C call against the separately tested kernels it stands for
+    (pick_rms, baseline_runs, the artefact test in NumPy, the gate's two pick_rms), and its
+    band-passed output against scipy.signal.sosfilt."""
+    from decoders._filters import ripple_front
+
+    weights = np.array([0.6, 0.4]) if pooled else np.empty(0)
+    n_det = 1
+    fs, k, (a, b), x = _front_parts(3, n_det, weights)
+    cols = np.array([0, 1, 3] if pooled else [0, 3], dtype=np.int64)
+    gate_col, k_art, k_sd = 2, 300.0, 5.0
+    filt_all = []
+    fused_art = 0
+    for i in range(0, x.shape[0], 10):
+        blk = np.ascontiguousarray(x[i:i + 10])
+        n = blk.shape[0]
+        outs = []
+        for which, (band, theta, delta, base, carry, hold) in enumerate((a, b)):
+            o = {key: np.zeros((n, k)) for key in ("f", "e", "m", "s", "t")}
+            o["r"] = np.zeros((n, k), dtype=np.int64)
+            o.update({key: np.zeros((n, 1)) for key in ("gf", "th", "de")})
+            first = base.index
+            if which == 0 and base.claim_block(n):
+                longest, art = ripple_front(
+                    blk, cols, weights, band, o["f"], o["e"], first, *base.kernel_state(),
+                    k_sd, carry, o["m"], o["s"], o["t"], o["r"], n_det, k_art, gate_col, theta,
+                    delta, o["gf"], o["th"], o["de"], hold)
+                fused_art += art
+            else:
+                band.pick_rms(blk, cols, weights, o["f"], o["e"])
+                longest = base.process_runs(o["e"], o["m"], o["s"], k_sd, carry, o["r"],
+                                            o["t"])
+                art = int((o["e"][:, :n_det] > o["m"][:, :n_det]
+                           + k_art * o["s"][:, :n_det]).any())
+                if not art:
+                    g = np.array([gate_col], dtype=np.int64)
+                    theta.pick_rms(blk, g, np.empty(0), o["gf"], o["th"])
+                    delta.pick_rms(blk, g, np.empty(0), o["gf"], o["de"])
+                    hold[0] = blk[-1, gate_col]
+            outs.append((longest, art, o))
+        (l0, a0, o0), (l1, a1, o1) = outs
+        assert (l0, a0) == (l1, a1)
+        for key in o0:
+            np.testing.assert_array_equal(o0[key], o1[key], err_msg=f"{key} at {i}")
+        assert a[5][0] == b[5][0] and np.array_equal(a[4], b[4])
+        filt_all.append(o0["f"].copy())
+    assert fused_art > 0                # the artefact went through the fused call
+    filt = np.concatenate(filt_all)
+    sig = x[:, :2] @ weights if pooled else x[:, 0]
+    ref = ss.sosfilt(ss.butter(2, (150.0, 250.0), btype="bandpass", fs=fs, output="sos"), sig)
+    np.testing.assert_allclose(filt[:, 0], ref, rtol=1e-9, atol=1e-18)
+
+
+def test_ripple_front_rejects_bad_arguments() -> None:
+    from decoders._filters import FilterBank, ripple_front
+    from decoders.baseline import RobustBaseline
+    from decoders.filters import BandEnvelope, butter_bandpass
+
+    band = BandEnvelope(butter_bandpass(150.0, 250.0, 2000.0), 1, 48)
+    gate = BandEnvelope(butter_bandpass(6.0, 10.0, 2000.0), 1, 400)
+    delta = BandEnvelope(butter_bandpass(1.0, 4.0, 2000.0), 1, 400)
+    base = RobustBaseline(1, 2000.0)
+    x = np.zeros((10, 3))
+    f = [np.zeros((10, 1)) for _ in range(8)]
+    r = np.zeros((10, 1), dtype=np.int64)
+
+    def call(**kw):
+        a = dict(samples=x, cols=np.array([0], dtype=np.int64), band=band, n_det=1,
+                 gate_col=2, theta=gate, delta=delta, pos=None, hold=np.zeros(1))
+        a.update(kw)
+        st = list(base.kernel_state())
+        if a["pos"] is not None:
+            st[2] = a["pos"]
+        return ripple_front(a["samples"], a["cols"], np.empty(0), a["band"], f[0], f[1], 0,
+                            *st, 5.0, np.zeros(1, dtype=np.int64), f[2], f[3], f[4], r,
+                            a["n_det"], 300.0, a["gate_col"], a["theta"], a["delta"], f[5],
+                            f[6], f[7], a["hold"])
+
+    assert call()[0] == 0
+    with pytest.raises(TypeError, match="ripple_front: band must be a FilterBank, got str"):
+        call(band="band")
+    with pytest.raises(ValueError, match="ripple_front: theta must be a FilterBank with a "
+                                         "moving-RMS window and 1 channel"):
+        call(theta=FilterBank(np.array([[1.0, 0, 0, 1, 0, 0]]), 1))
+    with pytest.raises(ValueError, match="ripple_front: n_det must be in 1..1, got 2"):
+        call(n_det=2)
+    with pytest.raises(ValueError, match="a column index is outside samples"):
+        call(cols=np.array([3], dtype=np.int64))
+    with pytest.raises(ValueError, match="a column index is outside samples"):
+        call(gate_col=3)
+    with pytest.raises(ValueError, match="pos is outside the ring"):
+        call(pos=np.array([10 ** 6], dtype=np.int64))
+    with pytest.raises(ValueError, match="hold must have shape"):
+        call(hold=np.zeros(2))
+    with pytest.raises(TypeError, match="ripple_front: gate_col must be an int, got str"):
+        call(gate_col="2")
+    with pytest.raises(ValueError, match="band, theta and delta must be three different"):
+        call(delta=gate)
+    # an error leaves every bank as it was: the band's state did not move
+    before = np.zeros(band.n_sections * 2)
+    band.get_state(before)
+    with pytest.raises(ValueError):
+        call(samples=np.ones((10, 3)), delta=gate)
+    after = np.zeros_like(before)
+    band.get_state(after)
+    np.testing.assert_array_equal(before, after)
+    # without a gate the gate's banks are not looked at
+    assert call(gate_col=-1, theta=None)[1] == 0

@@ -62,6 +62,105 @@ def test_echt_kernel_equals_fft_echt() -> None:
         assert ph[c] == pytest.approx(math.degrees(math.atan2(ref.imag, ref.real)), abs=1e-7)
 
 
+@pytest.mark.parametrize("fs,max_rate", [(2000.0, 250.0), (500.0, 0.0)])
+def test_echt_phase_equals_fft_echt_of_the_decimated_window(fs: float, max_rate: float) -> None:
+    """EchtPhase end to end (the C buffer and estimate) against scipy's anti-alias filter
+    and decimation plus the FFT ECHT above, at several points of a random walk."""
+    rng = np.random.default_rng(2)
+    band = (6.0, 10.0)
+    n = int(6 * fs)
+    x = rng.standard_normal(n).cumsum() * 1e-6 + 20e-6 * np.sin(2 * np.pi * 7.5 * np.arange(n) / fs)
+    t = np.arange(n) / fs
+    s = PhaseSettings(channel="Cz", band_hz=band, window_s=1.0, max_rate_hz=max_rate,
+                      echt_compensate=False)
+    est = EchtPhase(s)
+    q = max(1, int(fs // max(max_rate, 5 * band[1]))) if max_rate > 0 else 1
+    if q > 1:
+        sos = ss.butter(4, 0.4 * fs / q, btype="lowpass", fs=fs, output="sos")
+        y = ss.sosfilt(sos, x, zi=ss.sosfilt_zi(sos) * x[0])[0]
+    else:
+        y = x
+    checked = 0
+    for i in range(0, n, 37):
+        e = est.process(Chunk(np.ascontiguousarray(x[i:i + 37, None]), t[i:i + 37], fs,
+                              ("Cz",), 0.0))
+        end = min(i + 37, n)
+        kept = np.flatnonzero(np.arange(end) % q == q - 1)
+        big_n = int(round(1.0 * fs / q))
+        if kept.size < big_n or i % (37 * 9):
+            continue
+        win = y[kept[-big_n:]]
+        ref = fft_echt_endpoint(win, fs / q, band)
+        assert e.t_s == t[kept[-1]]
+        assert e.amplitude == pytest.approx(abs(ref), rel=1e-9)
+        assert e.phase_deg == pytest.approx(math.degrees(math.atan2(ref.imag, ref.real)),
+                                            abs=1e-7)
+        assert e.confidence == pytest.approx(min(1.0, abs(ref) / (math.sqrt(2) * win.std())),
+                                             rel=1e-9)
+        checked += 1
+    assert checked >= 8
+
+
+def test_echt_phase_compensated_equals_the_numpy_kernel() -> None:
+    """The C estimate's filter compensation (phase and gain interpolated at the estimated
+    frequency) against EchtKernel.analytic, the NumPy path, on the same window."""
+    fs = 250.0
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(1000) * 1e-5 + 3e-5 * np.cos(2 * np.pi * 8.7 * np.arange(1000) / fs)
+    est = EchtPhase(PhaseSettings(channel="Cz", band_hz=(6.0, 10.0), window_s=1.0,
+                                  max_rate_hz=0.0))
+    k = EchtKernel(fs, (6.0, 10.0), 1.0, 1)
+    for i in range(0, 1000, 10):
+        e = est.process(Chunk(np.ascontiguousarray(x[i:i + 10, None]),
+                              np.arange(i, i + 10) / fs, fs, ("Cz",), 0.0))
+        k.write(x[i:i + 10, None])
+        if k.count >= k.n:
+            ph, f, amp = k.analytic()
+            assert e.phase_deg == pytest.approx(float(wrap_deg(ph[0])), abs=1e-7)
+            assert e.frequency_hz == pytest.approx(float(f[0]), rel=1e-9)
+            assert e.amplitude == pytest.approx(float(amp[0]), rel=1e-9)
+
+
+def test_echt_kernels_reject_bad_arguments() -> None:
+    from decoders._filters import FilterBank, echt_estimate, echt_push
+
+    x = np.zeros((10, 3))
+    st = np.zeros(3, dtype=np.int64)
+    ring = np.zeros(16)
+    with pytest.raises(ValueError, match="echt_push: samples must be 2-D .* col 3"):
+        echt_push(x, 3, None, 1, st, ring)
+    with pytest.raises(ValueError, match="echt_push: q must be >= 1"):
+        echt_push(x, 0, None, 0, st, ring)
+    with pytest.raises(TypeError, match="echt_push: aa must be a FilterBank or None, got str"):
+        echt_push(x, 0, "lowpass", 2, st, ring)
+    with pytest.raises(ValueError, match="echt_push: aa must have 1 channel"):
+        echt_push(x, 0, FilterBank(np.array([[1.0, 0, 0, 1, 0, 0]]), 2), 2, st, ring)
+    with pytest.raises(ValueError, match="echt_push: ring must hold 2N"):
+        echt_push(x, 0, None, 1, st, np.zeros(15))
+    with pytest.raises(ValueError, match="state must have shape"):
+        echt_push(x, 0, None, 1, np.zeros(2, dtype=np.int64), ring)
+    with pytest.raises(TypeError, match="state must have dtype int64"):
+        echt_push(x, 0, None, 1, np.zeros(3), ring)
+    with pytest.raises(ValueError, match=r"echt_push: ring must hold 2N .* state \[0, 9, 0\]"):
+        echt_push(x, 0, None, 1, np.array([0, 9, 0], dtype=np.int64), ring)
+    k = np.zeros((5, 8))
+    with pytest.raises(ValueError, match="echt_estimate: ring must hold 2N .* w = 8"):
+        echt_estimate(ring, 8, k, 250.0, 3, 6.0, 10.0, None, None)
+    with pytest.raises(ValueError, match="kernels must have shape"):
+        echt_estimate(ring, 0, np.zeros((4, 8)), 250.0, 3, 6.0, 10.0, None, None)
+    with pytest.raises(ValueError, match="gain must have shape"):
+        echt_estimate(ring, 0, k, 250.0, 3, 6.0, 10.0, np.zeros(5), np.zeros(4))
+    with pytest.raises(ValueError, match="echt_estimate: rate_hz must be > 0, lag >= 1"):
+        echt_estimate(ring, 0, k, 250.0, 0, 6.0, 10.0, None, None)
+    with pytest.raises(TypeError, match="echt_estimate: lo_hz must be a number, got str"):
+        echt_estimate(ring, 0, k, 250.0, 3, "6", 10.0, None, None)
+    with pytest.raises(TypeError, match="takes 9 arguments"):
+        echt_estimate(ring, 0, k)
+    # a flat window: zero amplitude and confidence, a finite phase
+    ph, f, amp, conf = echt_estimate(ring, 0, k, 250.0, 3, 6.0, 10.0, None, None)
+    assert amp == 0.0 and conf == 0.0 and -180.0 < ph <= 180.0 and 6.0 <= f <= 10.0
+
+
 def test_phase_convention_cosine_peak_is_zero() -> None:
     fs, f = 500.0, 8.0
     t = np.arange(int(3 * fs)) / fs
