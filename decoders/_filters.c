@@ -1182,7 +1182,8 @@ PyDoc_STRVAR(so_block_doc,
 "absolute sample index first + i that is a multiple of `step` into the ring (c, L) at pos\n"
 "(advancing it, count += 1) unless above excl (NaN is not kept). Then per channel the\n"
 "down-state machine on work[1] against work[5]; state (k, 5) holds [state (0 armed,\n"
-"1 below threshold, 2 fired), onset_s, trough_v, trough_s, rearm_s] and is updated.\n"
+"1 below threshold, 2 fired), onset_s, trough_v, trough_s, rearm_s] and is updated; with\n"
+"state None (calibrating) there is no down-state machine.\n"
 "samples (n, C), work (6, >= n, k), state, excl, median: float64; cols, pos, count: int64;\n"
 "t (n,) seconds. With ring None the baseline arguments are ignored.\n"
 "Returns the down states that ended in the block, in (sample, channel) order, as tuples\n"
@@ -1319,8 +1320,11 @@ filters_so_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
     }
-    if (get_rule_buf(args[8], &v[STATE], 1, 0, k, 5, "state") < 0) goto done;
-    have[STATE] = 1;
+    const int scan = args[8] != Py_None;
+    if (scan) {
+        if (get_rule_buf(args[8], &v[STATE], 1, 0, k, 5, "state") < 0) goto done;
+        have[STATE] = 1;
+    }
     if (adaptive) {
         if (PyObject_GetBuffer(args[9], &v[RING],
                                PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
@@ -1422,8 +1426,8 @@ filters_so_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
      * in one go (to the up-crossing or the block's end), kept only if below the trough so
      * far -- which is np.argmin's answer, including its NaN rule (a NaN in the stretch is
      * its minimum, and NaN < trough is false: the stretch changes nothing). */
-    double *st = (double *)v[STATE].buf;
-    for (Py_ssize_t j = 0; j < k; j++) {
+    double *st = scan ? (double *)v[STATE].buf : NULL;
+    for (Py_ssize_t j = 0; scan && j < k; j++) {
         double *s = st + 5 * j;     /* state, onset_s, trough_v, trough_s, rearm_s */
         double mode = s[0], cand_v = s[2], cand_t = s[3];
         int cand_nan = 0;

@@ -144,6 +144,7 @@ class SlowOscDetector:
         self._fs = 0.0
         self._cap = 0
         self._calibrating = True
+        self._first = True
         self._bound: tuple[str, ...] | None = None   # channel names cols was resolved for
 
     def _setup(self, fs: float) -> None:
@@ -185,6 +186,7 @@ class SlowOscDetector:
         self._first = True
         self._calibrating = True
         self._t0 = np.nan
+        self._cal_end = np.nan       # s: calibration ends at the first sample this late
         self._alloc(64)
 
     def _alloc(self, n: int) -> None:
@@ -205,6 +207,8 @@ class SlowOscDetector:
             self._filt, g0, g1, self._work, self._chs,
             None if self._fixed else b._ring, b._pos, b._count, b._excl, b.median, b.step,
             s.threshold_v, -s.adaptive_sd * MAD_TO_SD, -s.min_threshold_v, s.refractory_s)
+        # while calibrating: the same without the down-state machine
+        self._calib_args = self._block_args[:4] + (None,) + self._block_args[5:]
 
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
@@ -230,25 +234,35 @@ class SlowOscDetector:
         """
         samples = chunk.samples
         n = samples.shape[0]
-        # The common chunk -- calibrated, same rate, channels and buffers, and (adaptive
-        # threshold) no baseline update point inside it -- is one C call: pick, band-pass,
-        # gate envelopes, baseline push, threshold and the down-state machine. Everything
-        # else takes the Python path below; both give bit-identical results.
-        if (not self._calibrating and 0 < n <= self._cap and chunk.rate_hz == self._fs
+        # The common chunk -- same rate, channels and buffers, and (adaptive threshold) no
+        # baseline update point inside it -- is one C call: pick, band-pass, gate
+        # envelopes, baseline push, threshold and the down-state machine. Everything else
+        # takes the Python path below; both give bit-identical results.
+        if (0 < n <= self._cap and chunk.rate_hz == self._fs
                 and (chunk.channels is self._bound or chunk.channels == self._bound)
                 and (self._fixed or self._base.index + n <= self._base._next_upd)):
             base = self._base
-            found = so_block(samples, self._cols, chunk.timestamps, base.index,
-                             *self._block_args)
-            base.index += n
-            if not found:
+            t = chunk.timestamps
+            if not self._calibrating:
+                found = so_block(samples, self._cols, t, base.index, *self._block_args)
+                base.index += n
+                if not found:
+                    if self._echt is not None:
+                        self._echt.write(self._x[:n])
+                    return []
+                events: list[Event] = []
+                self._emit(found, self._x[:n], self._thr[:n], t, self._gs[:n], self._gh[:n],
+                           events)
+                return events
+            # calibrating, in a chunk where it cannot end: no statistics yet (they change
+            # only at update points), or no sample late enough (NaN: the Python path)
+            if not self._first and ((not self._fixed and not base.ready)
+                                    or t.max() < self._cal_end):
+                so_block(samples, self._cols, t, base.index, *self._calib_args)
+                base.index += n
                 if self._echt is not None:
                     self._echt.write(self._x[:n])
                 return []
-            events: list[Event] = []
-            self._emit(found, self._x[:n], self._thr[:n], chunk.timestamps, self._gs[:n],
-                       self._gh[:n], events)
-            return events
         return self._process_python(chunk)
 
     def _process_python(self, chunk: Chunk) -> list[Event]:
@@ -271,6 +285,7 @@ class SlowOscDetector:
         if self._first:
             self._first = False
             self._t0 = float(t[0])
+            self._cal_end = self._t0 + s.calibration_s
             self._filt.reset(x[0])      # start in steady state: no step transient
         y = self._filt.process(x, self._y[:n])
         g_slow = g_fast = None
@@ -295,7 +310,7 @@ class SlowOscDetector:
             j = -1
             if ready_index >= 0:
                 lo = max(0, ready_index - first)
-                ok = np.flatnonzero(t[lo:] >= self._t0 + s.calibration_s)
+                ok = np.flatnonzero(t[lo:] >= self._cal_end)
                 j = lo + int(ok[0]) if ok.size else -1
             if j < 0:
                 self._feed_echt(x, 0, n)

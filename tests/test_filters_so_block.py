@@ -314,3 +314,23 @@ def test_so_block_releases_buffers_and_banks() -> None:
                    None, np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64),
                    np.zeros(k), np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
     assert len(got) > 10 and all(sys.getrefcount(f) == 3 for f in got)
+
+
+def test_so_block_without_state_runs_no_state_machine() -> None:
+    """state None (the detector calibrating): the same planes, no events, and the
+    baseline still fed."""
+    x, t = _signal(1000, seed=8)
+    runs = []
+    for st in (_initial_state(len(COLS)), None):
+        base = _base(len(COLS))
+        k = len(COLS)
+        work = np.empty((6, 1000, k))
+        got = so_block(x, COLS, t, FIRST, SosFilter(SOS, k), BandEnvelope(SOS_SLOW, k, 9),
+                       BandEnvelope(SOS_FAST, k, 9), work, st, base["ring"], base["pos"],
+                       base["count"], base["excl"], base["median"], STEP, THRESHOLD_V,
+                       SCALE, FLOOR_V, REFRACTORY_S)
+        runs.append((got, work, base))
+    assert len(runs[0][0]) > 5 and runs[1][0] == ()
+    np.testing.assert_array_equal(runs[1][1][[0, 1, 3, 4, 5]], runs[0][1][[0, 1, 3, 4, 5]])
+    for key in ("ring", "pos", "count"):
+        np.testing.assert_array_equal(runs[1][2][key], runs[0][2][key])
