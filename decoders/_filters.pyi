@@ -129,3 +129,23 @@ def ripple_front(samples: np.ndarray, cols: np.ndarray, weights: np.ndarray, ban
     the first ``n_det`` columns above ``median + k_art * sd``) and, unless there is an
     artefact or ``gate_col`` is -1, the theta and delta envelopes of column ``gate_col``
     (``hold`` gets its last sample). Returns (largest run, artefact flag)."""
+
+def so_block(samples: np.ndarray, cols: np.ndarray, t: np.ndarray, first: int,
+             filt: FilterBank, gate_slow: FilterBank | None, gate_fast: FilterBank | None,
+             work: np.ndarray, state: np.ndarray | None, ring: np.ndarray | None,
+             pos: np.ndarray, count: np.ndarray, excl: np.ndarray, median: np.ndarray,
+             step: int, threshold_v: float, scale: float, floor_v: float,
+             refractory_s: float) -> tuple[tuple[int, int, float, float, float], ...]:
+    """One block of the slow-oscillation detector with no baseline update point in it.
+    ``samples`` (n, C) volts; ``cols`` (k,) int64 picked columns; ``t`` (n,) seconds;
+    ``first`` the absolute index of the block's first sample. Writes into ``work``
+    (6, >= n, k): the picked input, it through ``filt`` (volts), gate scratch, the moving
+    RMS of the input through ``gate_slow`` / ``gate_fast`` (volts; both None: no gate),
+    and the threshold (volts): ``threshold_v``, or with a ``ring`` (k, L) the adaptive
+    ``min(median * scale, floor_v)`` after pushing ``|filtered|`` at absolute indices that
+    are multiples of ``step`` (unless above ``excl``; ``pos``, ``count`` (k,) int64
+    advance). ``state`` (k, 5) = [state 0/1/2, onset_s, trough_v, trough_s, rearm_s]
+    runs the down-state machine (``refractory_s`` seconds after an event); None
+    (calibrating): no state machine. Returns the down states that ended in the block as
+    (sample, channel, onset_s, trough_v (V), trough_s), in (sample, channel) order;
+    ``()`` when none did."""

@@ -166,11 +166,16 @@ class RobustBaseline:
         (not ``absolute``), count them as processed and return True -- the caller's kernel
         must then copy the statistics and push the block's decimated samples; else change
         nothing and return False (the caller uses :meth:`process`)."""
-        first = self.index
-        if first + n <= self._next_upd and not self.absolute:
-            self.index = first + n
+        if self.index + n <= self._next_upd and not self.absolute:
+            self.index += n
             return True
         return False
+
+    def no_update_in(self, n: int) -> bool:
+        """True when the next ``n`` samples hold no update point (a C kernel may then do
+        :meth:`process`'s work on the arrays of :meth:`kernel_state`; with ``absolute``, on
+        the feature's absolute value). Changes nothing."""
+        return self.index + n <= self._next_upd
 
     def kernel_state(self) -> tuple:
         """``(step, ring, pos, count, excl, median, sd)``: what a C kernel doing

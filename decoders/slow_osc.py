@@ -41,7 +41,8 @@ from typing import Literal
 import numpy as np
 
 from controller.schema import check_bands, setting
-from decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline, TimeRing
+from decoders._filters import so_block
+from decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline
 from decoders.events import Event
 from decoders.filters import BandEnvelope, SosFilter, butter_bandpass
 from decoders.phase import EchtKernel
@@ -142,6 +143,9 @@ class SlowOscDetector:
         self._k = len(self.settings.channels)
         self._fs = 0.0
         self._cap = 0
+        self._calibrating = True
+        self._first = True
+        self._bound: tuple[str, ...] | None = None   # channel names cols was resolved for
 
     def _setup(self, fs: float) -> None:
         s, k = self.settings, self._k
@@ -170,29 +174,41 @@ class SlowOscDetector:
         f_c = math.sqrt(s.band_hz[0] * s.band_hz[1])
         ph -= 2 * np.pi * np.round(np.interp(f_c, self._fgrid, ph) / (2 * np.pi))
         self._hphase = ph
-        self._min_v = np.full(k, np.inf)           # running minimum in a down state
-        self._min_t = np.full(k, np.nan)
-        self._times = TimeRing(int(fs * 5.0))
-        self._state = np.zeros(k, dtype=np.int8)   # 0 armed, 1 below threshold, 2 fired
-        self._onset = np.full(k, np.nan)
-        self._rearm_t = np.full(k, -np.inf)
-        self._last = np.zeros(k)                   # last filtered sample (for the slope)
-        self._last_t = np.nan
+        # the per-channel down-state machine, one row per channel, in one array so the C
+        # block kernel updates it in place; the named columns are views of it
+        self._chs = np.empty((k, 5))
+        self._state = self._chs[:, 0]              # 0 armed, 1 below threshold, 2 fired
+        self._onset = self._chs[:, 1]              # s
+        self._min_v = self._chs[:, 2]              # running minimum in a down state, V
+        self._min_t = self._chs[:, 3]              # its time, s
+        self._rearm_t = self._chs[:, 4]            # s
+        self._chs[:] = (0.0, np.nan, np.inf, np.nan, -np.inf)
         self._first = True
         self._calibrating = True
         self._t0 = np.nan
+        self._cal_end = np.nan       # s: calibration ends at the first sample this late
         self._alloc(64)
 
     def _alloc(self, n: int) -> None:
-        k = self._k
+        s, k = self.settings, self._k
         self._cap = n
-        self._y = np.empty((n, k))
-        self._gf = np.empty((n, k))
-        self._gs = np.empty((n, k))
-        self._gh = np.empty((n, k))
+        # the block kernel's planes: picked input, band-passed, gate scratch, the two gate
+        # envelopes, threshold (V); the Python path uses the same buffers
+        self._work = np.empty((6, n, k))
+        self._x, self._y, self._gf, self._gs, self._gh, self._thr = self._work
         self._med = np.empty((n, k))
         self._sd = np.empty((n, k))
-        self._thr = np.empty((n, k))
+        g0, g1 = self._gate if self._gate is not None else (None, None)
+        step, ring, pos, count, excl, median, _ = self._base.kernel_state()
+        self._fixed = s.threshold_mode != "adaptive"
+        # so_block's arguments after (samples, cols, t, first), fixed for this setup: the
+        # baseline's own arrays, updated in place like RobustBaseline.process does
+        self._block_args = (
+            self._filt, g0, g1, self._work, self._chs,
+            None if self._fixed else ring, pos, count, excl, median, step,
+            s.threshold_v, -s.adaptive_sd * MAD_TO_SD, -s.min_threshold_v, s.refractory_s)
+        # while calibrating: the same without the down-state machine
+        self._calib_args = self._block_args[:4] + (None,) + self._block_args[5:]
 
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
@@ -216,6 +232,42 @@ class SlowOscDetector:
         list of Event
             In time order.
         """
+        samples = chunk.samples
+        n = samples.shape[0]
+        # The common chunk -- same rate, channels and buffers, and (adaptive threshold) no
+        # baseline update point inside it -- is one C call: pick, band-pass, gate
+        # envelopes, baseline push, threshold and the down-state machine. Everything else
+        # takes the Python path below; both give bit-identical results.
+        if (0 < n <= self._cap and chunk.rate_hz == self._fs
+                and (chunk.channels is self._bound or chunk.channels == self._bound)
+                and (self._fixed or self._base.no_update_in(n))):
+            base = self._base
+            t = chunk.timestamps
+            if not self._calibrating:
+                found = so_block(samples, self._cols, t, base.index, *self._block_args)
+                base.index += n
+                if not found:
+                    if self._echt is not None:
+                        self._echt.write(self._x[:n])
+                    return []
+                events: list[Event] = []
+                self._emit(found, self._x[:n], self._thr[:n], t, self._gs[:n], self._gh[:n],
+                           events)
+                return events
+            # calibrating, in a chunk where it cannot end: no statistics yet (they change
+            # only at update points), or no sample late enough (NaN: the Python path)
+            if not self._first and ((not self._fixed and not base.ready)
+                                    or t.max() < self._cal_end):
+                so_block(samples, self._cols, t, base.index, *self._calib_args)
+                base.index += n
+                if self._echt is not None:
+                    self._echt.write(self._x[:n])
+                return []
+        return self._process_python(chunk)
+
+    def _process_python(self, chunk: Chunk) -> list[Event]:
+        """:meth:`process` step by step in NumPy: the first chunks (set-up, calibration),
+        baseline update points, a new channel list or a chunk longer than the buffers."""
         n = chunk.n_samples
         if n == 0:
             return []
@@ -225,15 +277,18 @@ class SlowOscDetector:
             self._alloc(max(n, 2 * self._cap))
         s, k = self.settings, self._k
         t = chunk.timestamps
+        if chunk.channels is not self._bound and chunk.channels != self._bound:
+            self._cols = self._picker.bind(chunk.channels)
+            self._bound = chunk.channels
         x = self._picker.pick(chunk.samples, chunk.channels)
         first = self._base.index
         if self._first:
             self._first = False
             self._t0 = float(t[0])
+            self._cal_end = self._t0 + s.calibration_s
             self._filt.reset(x[0])      # start in steady state: no step transient
-            self._last[:] = 0.0
-        self._times.write(t)
         y = self._filt.process(x, self._y[:n])
+        g_slow = g_fast = None
         if self._gate is not None:       # both envelopes keep their state every chunk
             _, g_slow = self._gate[0].process_envelope(x, self._gf[:n], self._gs[:n])
             _, g_fast = self._gate[1].process_envelope(x, self._gf[:n], self._gh[:n])
@@ -255,12 +310,10 @@ class SlowOscDetector:
             j = -1
             if ready_index >= 0:
                 lo = max(0, ready_index - first)
-                ok = np.flatnonzero(t[lo:] >= self._t0 + s.calibration_s)
+                ok = np.flatnonzero(t[lo:] >= self._cal_end)
                 j = lo + int(ok[0]) if ok.size else -1
             if j < 0:
                 self._feed_echt(x, 0, n)
-                self._last[:] = y[-1]
-                self._last_t = float(t[-1])
                 return events
             self._calibrating = False
             events.append(Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
@@ -275,20 +328,30 @@ class SlowOscDetector:
             self._feed_echt(x, 0, n)
         else:
             found.sort()
-            fed = 0
-            for j, ch, onset, trough_v, trough_t in found:
-                self._feed_echt(x, fed, j + 1)
-                fed = j + 1
-                if (self._gate is not None and not g_slow[j, ch] * g_slow[j, ch]
-                        >= s.sws_gate_ratio * g_fast[j, ch] * g_fast[j, ch]):
-                    continue             # not slow-wave sleep: not a slow oscillation
-                if trough_v < -s.max_trough_v:
-                    continue             # an artefact, not a slow oscillation
-                events.append(self._event(j, ch, onset, trough_v, trough_t, thr, t))
-            self._feed_echt(x, fed, n)
-        self._last[:] = y[-1]
-        self._last_t = float(t[-1])
+            self._emit(found, x, thr, t, g_slow, g_fast, events)
         return events
+
+    def _emit(self, found: list | tuple, x: np.ndarray, thr: np.ndarray, t: np.ndarray,
+              g_slow: np.ndarray | None, g_fast: np.ndarray | None,
+              events: list[Event]) -> None:
+        """Append the events of the down states in ``found`` (sorted (sample, channel,
+        onset_s, trough_v, trough_s) tuples) that pass the gate and the artefact rule,
+        feeding the ECHT ring up to each one's sample first. ``x``, ``thr`` (V), ``g_slow``,
+        ``g_fast`` (V, None without the gate): (n, k); ``t``: (n,) seconds."""
+        s = self.settings
+        n = x.shape[0]
+        gated = self._gate is not None
+        fed = 0
+        for j, ch, onset, trough_v, trough_t in found:
+            self._feed_echt(x, fed, j + 1)
+            fed = j + 1
+            if (gated and not g_slow[j, ch] * g_slow[j, ch]
+                    >= s.sws_gate_ratio * g_fast[j, ch] * g_fast[j, ch]):
+                continue             # not slow-wave sleep: not a slow oscillation
+            if trough_v < -s.max_trough_v:
+                continue             # an artefact, not a slow oscillation
+            events.append(self._event(j, ch, onset, trough_v, trough_t, thr, t))
+        self._feed_echt(x, fed, n)
 
     def _feed_echt(self, x: np.ndarray, a: int, b: int) -> None:
         if self._echt is not None and b > a:

@@ -59,6 +59,22 @@ def test_chunk_size_independent(sim_n3, chunk: int, predict: str) -> None:
     assert [repr(e) for e in got] == [repr(e) for e in ref]   # repr: NaN == NaN
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_adaptive_gated_two_channels_chunk_size_independent(sim_n3, chunk: int) -> None:
+    """Adaptive threshold (its update points take the Python path, the chunks between the C
+    block kernel), the slow-wave-sleep gate and two channels: chunked as in one piece."""
+    x, t, truth = sim_n3
+    a, b = int(50 * truth.rate_hz), int(110 * truth.rate_hz)
+    x, t = np.ascontiguousarray(x[a:b]), t[a:b]
+    names = tuple(truth.channels)
+    s = SlowOscSettings(channels=("Fz", "Cz"), threshold_mode="adaptive", sws_gate_ratio=8.0,
+                        predict="echt", calibration_s=5.0)
+    ref = replay([SlowOscDetector(s)], x, t, truth.rate_hz, names, x.shape[0])
+    got = replay([SlowOscDetector(s)], x, t, truth.rate_hz, names, chunk)
+    assert len(so_events(ref)) >= 8
+    assert {e.channel for e in so_events(ref)} == {"Fz", "Cz"}
+    assert [repr(e) for e in got] == [repr(e) for e in ref]
+
 def test_fixed_mode_is_trough_plus_delay(sim_n3) -> None:
     x, t, truth = sim_n3
     s = SlowOscSettings(predict="fixed", threshold_mode="fixed", threshold_v=-50e-6,

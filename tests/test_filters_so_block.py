@@ -1,0 +1,336 @@
+"""``decoders._filters.so_block`` (the slow-oscillation detector's fused block kernel)
+against NumPy twins written here and in numpy_filters.py: the plain-NumPy SOS recurrence,
+a cumulative-sum moving RMS, the decimated absolute-value baseline push, ``np.minimum`` for
+the adaptive threshold, and the down-state machine written with ``np.flatnonzero`` /
+``np.argmin`` over whole stretches of samples (the C kernel steps sample by sample).
+Blocks are fed in pieces of 1, 7, 64 samples and whole; the rejections name the argument.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from numpy_filters import NumpySosFilter, moving_rms
+
+from decoders._filters import FilterBank, so_block
+from decoders.baseline import MAD_TO_SD
+from decoders.filters import BandEnvelope, SosFilter, butter_bandpass
+
+FS = 100.0                        # Hz: small arrays, slow waves still many samples long
+SOS = butter_bandpass(0.2, 1.5, FS)
+SOS_SLOW = butter_bandpass(0.5, 2.0, FS)
+SOS_FAST = butter_bandpass(4.0, 30.0, FS)
+GATE_WINDOW = 50                  # samples
+COLS = np.array([2, 0, 2], dtype=np.int64)   # channel 2 repeats channel 0: same samples
+REFRACTORY_S = 0.25
+SCALE = -1.5 * MAD_TO_SD
+FLOOR_V = -30e-6
+THRESHOLD_V = -40e-6
+STEP = 3
+FIRST = 1000                      # absolute index of the first sample (not a step multiple)
+
+
+def _signal(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4) volts: slow waves of wandering amplitude and frequency plus faster noise;
+    (n,) seconds."""
+    rng = np.random.default_rng(seed)
+    t = 20.0 + np.arange(n) / FS
+    x = np.empty((n, 4))
+    for c in range(4):
+        f = 0.8 + 0.3 * np.sin(2 * np.pi * t / 7.0 + c)
+        amp = 60e-6 * (1.0 + 0.6 * np.sin(2 * np.pi * t / 11.0 + 2 * c))
+        x[:, c] = amp * np.sin(2 * np.pi * np.cumsum(f) / FS) + rng.normal(0, 8e-6, n)
+    return x, t
+
+
+def _initial_state(k: int) -> np.ndarray:
+    st = np.empty((k, 5))
+    st[:] = (0.0, np.nan, np.inf, np.nan, -np.inf)
+    return st
+
+
+def _np_down_states(y: np.ndarray, thr: np.ndarray, t: np.ndarray, st: np.ndarray,
+                    offset: int, found: list) -> None:
+    """The down-state machine over one block with NumPy: per channel, whole stretches.
+
+    y, thr: (n, k) volts; t: (n,) s; st: (k, 5) [state, onset_s, trough_v, trough_s,
+    rearm_s], updated; found gets (offset + sample, channel, onset_s, trough_v, trough_s).
+    """
+    n, k = y.shape
+    block: list = []
+    for ch in range(k):
+        i = 0
+        while i < n:
+            if st[ch, 0] == 0:
+                below = np.flatnonzero(y[i:, ch] < thr[i:, ch])
+                if below.size == 0:
+                    break
+                i += int(below[0])
+                st[ch, 0], st[ch, 1] = 1, t[i]
+            elif st[ch, 0] == 1:
+                up = np.flatnonzero(y[i:, ch] >= thr[i:, ch])
+                end = i + int(up[0]) if up.size else n
+                if end > i:
+                    m = i + int(np.argmin(y[i:end, ch]))
+                    if y[m, ch] < st[ch, 2]:
+                        st[ch, 2], st[ch, 3] = y[m, ch], t[m]
+                if not up.size:
+                    break
+                block.append((offset + end, ch, float(st[ch, 1]), float(st[ch, 2]),
+                              float(st[ch, 3])))
+                st[ch, 0], st[ch, 2], st[ch, 4] = 2, np.inf, t[end] + REFRACTORY_S
+                i = end + 1
+            else:
+                ok = np.flatnonzero((y[i:, ch] > 0) & (t[i:] >= st[ch, 4]))
+                if ok.size == 0:
+                    break
+                st[ch, 0] = 0
+                i += int(ok[0]) + 1
+    found.extend(sorted(block))
+
+
+def _np_reference(x: np.ndarray, t: np.ndarray, pieces: list[int], adaptive: bool,
+                  base: dict) -> dict:
+    picked = x[:, COLS]
+    y = NumpySosFilter(SOS, len(COLS)).process(picked)
+    gs = moving_rms(NumpySosFilter(SOS_SLOW, len(COLS)).process(picked), GATE_WINDOW)
+    gh = moving_rms(NumpySosFilter(SOS_FAST, len(COLS)).process(picked), GATE_WINDOW)
+    ring, pos, count = base["ring"].copy(), base["pos"].copy(), base["count"].copy()
+    if adaptive:
+        thr = np.broadcast_to(np.minimum(base["median"] * SCALE, FLOOR_V), y.shape)
+        at = np.flatnonzero((FIRST + np.arange(len(t))) % STEP == 0)
+        for ch in range(len(COLS)):
+            kept = np.abs(y[at, ch])
+            kept = kept[kept <= base["excl"][ch]]
+            length = ring.shape[1]
+            slots = (pos[ch] + np.arange(kept.size)) % length
+            ring[ch, slots[-length:]] = kept[-length:]
+            pos[ch] = (pos[ch] + kept.size) % length
+            count[ch] += kept.size
+    else:
+        thr = np.full(y.shape, THRESHOLD_V)
+    st = _initial_state(len(COLS))
+    found: list = []
+    a = 0
+    for p in pieces:
+        _np_down_states(y[a:a + p], thr[a:a + p], t[a:a + p], st, a, found)
+        a += p
+    return dict(x=picked, y=y, gs=gs, gh=gh, thr=thr, ring=ring, pos=pos, count=count,
+                state=st, found=found)
+
+
+def _base(k: int) -> dict:
+    return dict(ring=np.zeros((k, 37)), pos=np.array([5, 36, 0], dtype=np.int64),
+                count=np.array([5, 100, 0], dtype=np.int64),
+                excl=np.array([np.inf, 60e-6, np.inf]),   # channel 2 is channel 0's twin
+                median=np.array([30e-6, 15e-6, 30e-6]))
+
+
+def _run_c(x: np.ndarray, t: np.ndarray, pieces: list[int], adaptive: bool, gated: bool,
+           base: dict) -> dict:
+    k = len(COLS)
+    filt = SosFilter(SOS, k)
+    gates = ((BandEnvelope(SOS_SLOW, k, GATE_WINDOW), BandEnvelope(SOS_FAST, k, GATE_WINDOW))
+             if gated else (None, None))
+    cap = max(pieces)
+    work = np.full((6, cap, k), np.nan)
+    st = _initial_state(k)
+    ring, pos, count = base["ring"].copy(), base["pos"].copy(), base["count"].copy()
+    out = {p: np.empty((len(t), k)) for p in ("x", "y", "gs", "gh", "thr")}
+    found: list = []
+    a = 0
+    for p in pieces:
+        got = so_block(x[a:a + p], COLS, t[a:a + p], FIRST + a, filt, *gates, work, st,
+                       ring if adaptive else None, pos, count, base["excl"], base["median"],
+                       STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
+        assert isinstance(got, tuple)
+        found.extend((a + j, ch, on, v, tt) for j, ch, on, v, tt in got)
+        for plane, name in ((0, "x"), (1, "y"), (3, "gs"), (4, "gh"), (5, "thr")):
+            out[name][a:a + p] = work[plane, :p]
+        a += p
+    return dict(out, ring=ring, pos=pos, count=count, state=st, found=found)
+
+
+def _pieces(n: int, size: int) -> list[int]:
+    return [min(size, n - a) for a in range(0, n, size)]
+
+
+@pytest.mark.parametrize("adaptive", (False, True))
+@pytest.mark.parametrize("size", (1, 7, 64, 3000))
+def test_so_block_matches_numpy(size: int, adaptive: bool) -> None:
+    x, t = _signal(3000, seed=3)
+    pieces = _pieces(len(t), size)
+    ref = _np_reference(x, t, pieces, adaptive, _base(len(COLS)))
+    got = _run_c(x, t, pieces, adaptive, True, _base(len(COLS)))
+    np.testing.assert_array_equal(got["x"], ref["x"])
+    # the same recurrence in the same order: exact
+    np.testing.assert_array_equal(got["y"], ref["y"])
+    np.testing.assert_allclose(got["gs"], ref["gs"], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(got["gh"], ref["gh"], rtol=1e-9, atol=1e-15)
+    np.testing.assert_array_equal(got["thr"], ref["thr"])
+    for key in ("ring", "pos", "count", "state"):
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+    assert got["found"] == ref["found"]
+    # enough happened to mean something: events on every channel, the repeated channel's
+    # at the same samples (ordered by channel there), and some samples not pushed
+    assert len(got["found"]) >= 3 * 12
+    assert {f[1] for f in got["found"]} == {0, 1, 2}
+    assert [f[0] for f in got["found"] if f[1] == 0] == [f[0] for f in got["found"]
+                                                         if f[1] == 2]
+    if adaptive:
+        assert ref["count"][1] - 100 < len(range(FIRST + 2, FIRST + 3000, STEP))
+
+
+def test_so_block_is_chunk_size_independent() -> None:
+    x, t = _signal(3000, seed=4)
+    runs = [_run_c(x, t, _pieces(len(t), s), True, True, _base(len(COLS)))
+            for s in (1, 7, 64, 3000)]
+    for r in runs[1:]:
+        assert r["found"] == runs[0]["found"]
+        np.testing.assert_array_equal(r["state"], runs[0]["state"])
+        np.testing.assert_array_equal(r["ring"], runs[0]["ring"])
+
+
+@pytest.mark.parametrize("size", (1, 7, 64))
+def test_so_block_nan_in_a_down_state_follows_argmin(size: int) -> None:
+    """A NaN in a stretch the scan looks at makes np.argmin return it, and NaN < trough is
+    false: the stretch leaves the trough as it was. The C kernel keeps that rule, so the
+    trough depends on where the block boundaries fall, exactly as before."""
+    x, t = _signal(1500, seed=5)
+    x[715:, 0] = np.nan                 # channel 1 of the picked block, in a down state
+    pieces = _pieces(len(t), size)
+    ref = _np_reference(x, t, pieces, False, _base(len(COLS)))
+    got = _run_c(x, t, pieces, False, False, _base(len(COLS)))
+    assert got["found"] == ref["found"]
+    np.testing.assert_array_equal(got["state"], ref["state"])
+    assert got["state"][1, 0] == 1 and np.isfinite(got["state"][1, 2])   # stuck below
+
+
+def test_so_block_without_gate_leaves_gate_planes() -> None:
+    x, t = _signal(200, seed=6)
+    k = len(COLS)
+    work = np.full((6, 200, k), 7.0)
+    so_block(x, COLS, t, 0, SosFilter(SOS, k), None, None, work, _initial_state(k), None,
+             np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64), np.zeros(k),
+             np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
+    assert np.all(work[2:5] == 7.0)
+    assert np.all(work[5] == THRESHOLD_V)
+
+
+def _args(**over) -> list:
+    """Valid so_block arguments (adaptive, gated) for 10 samples, with some replaced."""
+    k = 2
+    a = dict(samples=np.zeros((10, 3)), cols=np.array([0, 2], dtype=np.int64),
+             t=np.arange(10) / FS, first=0, filt=SosFilter(SOS, k),
+             gate_slow=BandEnvelope(SOS_SLOW, k, 5), gate_fast=BandEnvelope(SOS_FAST, k, 5),
+             work=np.zeros((6, 16, k)), state=_initial_state(k), ring=np.zeros((k, 8)),
+             pos=np.zeros(k, dtype=np.int64), count=np.zeros(k, dtype=np.int64),
+             excl=np.full(k, np.inf), median=np.ones(k), step=2, threshold_v=-1.0,
+             scale=-1.0, floor_v=-1.0, refractory_s=0.1)
+    a.update(over)
+    return list(a.values())
+
+
+def test_so_block_rejects_bad_arguments() -> None:
+    so_block(*_args())                                  # the valid call works
+    cases = [
+        (TypeError, "takes 19 arguments", _args()[:-1]),
+        (TypeError, "so_block: filt must be a FilterBank, got numpy.ndarray",
+         _args(filt=np.zeros(3))),
+        (TypeError, r"gate_fast must be a FilterBank \(or both gate banks None\), got NoneType",
+         _args(gate_fast=None)),
+        (ValueError, "gate_slow must be a distinct FilterBank with 2 channels and window",
+         _args(gate_slow=FilterBank(SOS, 2))),
+        (ValueError, "gate_fast must be a distinct FilterBank with 2 channels",
+         _args(gate_fast=BandEnvelope(SOS_FAST, 3, 5))),
+        (TypeError, "samples must be a 2-D float64", _args(samples=np.zeros((10, 3), int))),
+        (TypeError, "samples must be a C-contiguous", _args(samples=np.zeros((10, 6))[:, ::2])),
+        (TypeError, "cols must be a 1-D int64 array", _args(cols=np.array([0.0, 2.0]))),
+        (ValueError, "so_block: cols must hold 2 column indices, got 3",
+         _args(cols=np.array([0, 1, 2], dtype=np.int64))),
+        (ValueError, r"so_block: cols\[1\] = 3 is not a column of samples \(0..2\)",
+         _args(cols=np.array([0, 3], dtype=np.int64))),
+        (ValueError, "t must have shape", _args(t=np.zeros(9))),
+        (TypeError, "t must have dtype float64", _args(t=np.zeros(10, dtype=np.float32))),
+        (TypeError, "so_block: first must be an int, got float", _args(first=1.5)),
+        (ValueError, "so_block: first must be >= 0, got -1", _args(first=-1)),
+        (ValueError, r"work must be a float64 array of shape \(6, >= 10, 2\)",
+         _args(work=np.zeros((6, 9, 2)))),
+        (ValueError, r"work must be a float64 array of shape \(6, >= 10, 2\)",
+         _args(work=np.zeros((5, 16, 2)))),
+        (ValueError, "state must have shape", _args(state=np.zeros((2, 4)))),
+        (TypeError, "state must be a C-contiguous, writable",
+         _args(state=np.zeros((2, 10))[:, ::2])),
+        (ValueError, r"ring must be a float64 array of shape \(2, L\)",
+         _args(ring=np.zeros((3, 8)))),
+        (TypeError, "pos must have dtype int64", _args(pos=np.zeros(2))),
+        (ValueError, r"pos\[1\] = 8 is outside the ring \(0..7\)",
+         _args(pos=np.array([0, 8], dtype=np.int64))),
+        (ValueError, "count must have shape", _args(count=np.zeros(3, dtype=np.int64))),
+        (ValueError, "median must have shape", _args(median=np.zeros(3))),
+        (ValueError, "so_block: step must be >= 1, got 0", _args(step=0)),
+        (TypeError, "so_block: threshold_v must be a number, got str", _args(threshold_v="x")),
+        (TypeError, "so_block: refractory_s must be a number, got NoneType",
+         _args(refractory_s=None)),
+    ]
+    for exc, msg, args in cases:
+        with pytest.raises(exc, match=msg):
+            so_block(*args)
+    # a work array that is a view of the samples would be overwritten while read
+    buf = np.zeros((6, 16, 3))
+    with pytest.raises(ValueError, match="work must not share memory with samples"):
+        so_block(*_args(samples=buf[0, :10], cols=np.array([0, 1, 2], dtype=np.int64),
+                        work=buf, filt=SosFilter(SOS, 3), gate_slow=None, gate_fast=None,
+                        state=_initial_state(3), ring=None))
+    # read-only work
+    ro = np.zeros((6, 16, 2))
+    ro.flags.writeable = False
+    with pytest.raises(TypeError, match="work must be a C-contiguous, writable"):
+        so_block(*_args(work=ro))
+
+
+def test_so_block_releases_buffers_and_banks() -> None:
+    """No reference or buffer is kept, on success or error, and a failed call leaves the
+    filter banks usable (their busy flag cleared)."""
+    a = _args()
+    arrays = [v for v in a if isinstance(v, np.ndarray)]
+    before = [sys.getrefcount(v) for v in arrays]
+    bad = _args(pos=np.array([0, 99], dtype=np.int64))
+    for _ in range(500):
+        assert so_block(*a) == ()
+        with pytest.raises(ValueError):
+            so_block(*bad[:8], *a[8:10], bad[10], *a[11:])
+    assert [sys.getrefcount(v) for v in arrays] == before
+    filt = a[4]
+    y = np.empty((3, 2))
+    filt.process(np.zeros((3, 2)), y)                # not left busy
+    a[7].resize((6, 16, 2), refcheck=False)          # no buffer still exported
+    # events make tuples: one per down state, nothing left over
+    x, t = _signal(3000, seed=7)
+    k = len(COLS)
+    st = _initial_state(k)
+    got = so_block(x, COLS, t, 0, SosFilter(SOS, k), None, None, np.empty((6, 3000, k)), st,
+                   None, np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64),
+                   np.zeros(k), np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
+    assert len(got) > 10 and all(sys.getrefcount(f) == 3 for f in got)
+
+
+def test_so_block_without_state_runs_no_state_machine() -> None:
+    """state None (the detector calibrating): the same planes, no events, and the
+    baseline still fed."""
+    x, t = _signal(1000, seed=8)
+    runs = []
+    for st in (_initial_state(len(COLS)), None):
+        base = _base(len(COLS))
+        k = len(COLS)
+        work = np.empty((6, 1000, k))
+        got = so_block(x, COLS, t, FIRST, SosFilter(SOS, k), BandEnvelope(SOS_SLOW, k, 9),
+                       BandEnvelope(SOS_FAST, k, 9), work, st, base["ring"], base["pos"],
+                       base["count"], base["excl"], base["median"], STEP, THRESHOLD_V,
+                       SCALE, FLOOR_V, REFRACTORY_S)
+        runs.append((got, work, base))
+    assert len(runs[0][0]) > 5 and runs[1][0] == ()
+    np.testing.assert_array_equal(runs[1][1][[0, 1, 3, 4, 5]], runs[0][1][[0, 1, 3, 4, 5]])
+    for key in ("ring", "pos", "count"):
+        np.testing.assert_array_equal(runs[1][2][key], runs[0][2][key])
