@@ -6,9 +6,9 @@
  * kept between calls, and optionally a moving root-mean-square envelope of the filtered
  * signal over a fixed window of samples.
  *
- * Everything is validated once in __init__; the per-chunk calls only check the two or
- * three buffers they receive and run the loop with the GIL released. No NumPy C API: the
- * buffer protocol is enough, so one binary serves NumPy 1 and 2.
+ * Everything is validated once in __init__; the per-chunk calls only check the buffers
+ * they receive and run the loop, with the GIL released for large blocks (NOGIL_MIN_VALUES).
+ * No NumPy C API: the buffer protocol is enough, so one binary serves NumPy 1 and 2.
  *
  * The running sum of squares is kept exactly enough for hours of data: it is updated
  * incrementally (add newest, subtract oldest) and re-summed from the ring buffer every
@@ -33,6 +33,17 @@ typedef struct {
     double *sumsq;      /* n_channels running sums */
     int busy;
 } FilterBank;
+
+/* The kernels release the GIL only for blocks of at least this many values. A chunk of
+ * 10 samples is well under a microsecond of work; releasing and re-taking the GIL costs
+ * about a tenth of that on its own, and once released another thread (the forecaster,
+ * the recorder) may take it and keep the loop thread waiting for up to a switch interval
+ * to get it back, in the middle of decoding a chunk. A replay or an offline call with
+ * large blocks still lets other threads run. */
+#define NOGIL_MIN_VALUES 4096
+#define WORK_BEGIN(values) { \
+    PyThreadState *work_ts_ = (values) >= NOGIL_MIN_VALUES ? PyEval_SaveThread() : NULL;
+#define WORK_END if (work_ts_ != NULL) PyEval_RestoreThread(work_ts_); }
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -293,9 +304,9 @@ FilterBank_process(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&xv); PyBuffer_Release(&ov);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(xv.shape[0] * self->n_channels)
     sos_block(self, (const double *)xv.buf, (double *)ov.buf, xv.shape[0]);
-    Py_END_ALLOW_THREADS
+    WORK_END
     self->busy = 0;
     PyBuffer_Release(&xv);
     PyBuffer_Release(&ov);
@@ -343,10 +354,10 @@ FilterBank_process_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs
         PyBuffer_Release(&xv); PyBuffer_Release(&fv); PyBuffer_Release(&ev);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(xv.shape[0] * self->n_channels)
     sos_block(self, (const double *)xv.buf, (double *)fv.buf, xv.shape[0]);
     rms_block(self, (const double *)fv.buf, (double *)ev.buf, xv.shape[0]);
-    Py_END_ALLOW_THREADS
+    WORK_END
     self->busy = 0;
     PyBuffer_Release(&xv); PyBuffer_Release(&fv); PyBuffer_Release(&ev);
     PyObject *out = args[2];
@@ -486,10 +497,10 @@ FilterBank_pick_rms(FilterBank *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     if (enter(self) < 0) goto done;
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(n * k)
     pick_filter_rms(self, (const double *)sv.buf, ncol, n, cols, w, nw, (double *)fv.buf,
                     (double *)ev.buf);
-    Py_END_ALLOW_THREADS
+    WORK_END
     self->busy = 0;
     result = args[4];
     Py_INCREF(result);
@@ -714,7 +725,7 @@ filters_threshold_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&cv); PyBuffer_Release(&rv); return NULL;
     }
     long long best = 0;
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(n * c)
     const double *f = (const double *)fv.buf, *m = (const double *)mv.buf,
                  *sd = (const double *)sv.buf;
     long long *carry = (long long *)cv.buf, *runs = (long long *)rv.buf;
@@ -730,7 +741,7 @@ filters_threshold_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             if (r > best) best = r;
         }
     }
-    Py_END_ALLOW_THREADS
+    WORK_END
     PyBuffer_Release(&fv); PyBuffer_Release(&mv); PyBuffer_Release(&sv);
     PyBuffer_Release(&cv); PyBuffer_Release(&rv); PyBuffer_Release(&tv);
     return PyLong_FromLongLong(best);
@@ -855,13 +866,13 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     long long best;
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(n * c)
     best = baseline_block((const double *)v[0].buf, n, c, first, step, (double *)v[1].buf,
                           length, lp, (long long *)v[3].buf, (const double *)v[4].buf,
                           (const double *)v[5].buf, (const double *)v[6].buf, k,
                           (long long *)v[7].buf, (double *)v[8].buf, (double *)v[9].buf,
                           (double *)v[10].buf, (long long *)v[11].buf);
-    Py_END_ALLOW_THREADS
+    WORK_END
     memcpy(v[2].buf, lp, (size_t)c * sizeof(long long));
     if (lp != pos_stack) PyMem_Free(lp);
     for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
@@ -1073,6 +1084,58 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(Li)", best, artefact);
 }
 
+PyDoc_STRVAR(ripple_candidate_doc,
+"ripple_candidate(runs, theta_env, delta_env, min_n, gate_k, start) -> int\n\n"
+"The first row i >= start where the ripple detector's envelope rule holds on one detection\n"
+"channel: runs[i, 0] >= min_n and, unless theta_env is None, the theta gate is open,\n"
+"theta_env[i, 0] <= gate_k * delta_env[i, 0] (gate_k = sqrt of the largest theta/delta\n"
+"power ratio; NaN closes it); -1 when no row does. runs: (n, c) int64; theta_env,\n"
+"delta_env: (n, 1) float64.");
+
+static PyObject *
+filters_ripple_candidate(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    static const char *fn = "ripple_candidate";
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "ripple_candidate(runs, theta_env, delta_env, min_n, gate_k, start) "
+                        "takes 6 arguments");
+        return NULL;
+    }
+    Py_ssize_t min_n, start;
+    double k;
+    if (arg_ssize(args[3], fn, "min_n", &min_n) < 0
+        || arg_double(args[4], fn, "gate_k", &k) < 0
+        || arg_ssize(args[5], fn, "start", &start) < 0) return NULL;
+    const int gate = args[1] != Py_None;
+    Py_buffer rv, tv, dv;
+    if (get_rule_buf(args[0], &rv, 0, 1, -1, -1, "runs") < 0) return NULL;
+    const Py_ssize_t n = rv.ndim == 2 ? rv.shape[0] : 1, c = rv.ndim == 2 ? rv.shape[1] : rv.shape[0];
+    if (c < 1) {
+        PyBuffer_Release(&rv);
+        PyErr_SetString(PyExc_ValueError, "ripple_candidate: runs must have at least one column");
+        return NULL;
+    }
+    if (gate) {
+        if (get_rule_buf(args[1], &tv, 0, 0, n, 1, "theta_env") < 0) {
+            PyBuffer_Release(&rv); return NULL;
+        }
+        if (get_rule_buf(args[2], &dv, 0, 0, n, 1, "delta_env") < 0) {
+            PyBuffer_Release(&rv); PyBuffer_Release(&tv); return NULL;
+        }
+    }
+    const long long *runs = (const long long *)rv.buf;
+    const double *th = gate ? (const double *)tv.buf : NULL, *de = gate ? (const double *)dv.buf : NULL;
+    Py_ssize_t found = -1;
+    for (Py_ssize_t i = start < 0 ? 0 : start; i < n; i++) {
+        if (runs[i * c] >= (long long)min_n && (!gate || th[i] <= k * de[i])) { found = i; break; }
+    }
+    PyBuffer_Release(&rv);
+    if (gate) { PyBuffer_Release(&tv); PyBuffer_Release(&dv); }
+    return PyLong_FromSsize_t(found);
+}
+
 /* The scalar parameters of the spindle rules, args[0..8] = k_lo, k_hi, rel_min, corr_min,
  * alpha_max, min_n, max_n, k_art, hold_n (the order of spindle_runs and spindle_block). */
 typedef struct {
@@ -1201,14 +1264,14 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         if (b == 0) n = bufs[0].ndim == 2 ? bufs[0].shape[0] : 1;
     }
     long long best = 0, n_fire = 0;
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(n * c)
     spindle_rules(&rules, (const double *)bufs[0].buf, (const double *)bufs[1].buf,
                   (const double *)bufs[2].buf, (const double *)bufs[3].buf,
                   (const double *)bufs[4].buf, (const double *)bufs[5].buf,
                   (const double *)bufs[6].buf, n, c, (long long *)bufs[7].buf,
                   (long long *)bufs[8].buf, (long long *)bufs[9].buf,
                   (long long *)bufs[10].buf, &best, &n_fire);
-    Py_END_ALLOW_THREADS
+    WORK_END
     for (int r = 0; r < NB; r++) if (have[r]) PyBuffer_Release(&bufs[r]);
     return Py_BuildValue("(LL)", best, n_fire);
 }
@@ -1462,7 +1525,7 @@ filters_spindle_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     for (; entered < n_banks; entered++)
         if (enter(bank[entered]) < 0) goto done;
     long long best = 0, n_fire = 0;
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(n * c)
     double *w = (double *)v[B_WORK].buf;
     const Py_ssize_t blk = cap * c;      /* one (cap, c) block of work */
     double *xb = w, *eb = w + blk, *xs = w + 2 * blk, *es = w + 3 * blk, *sums = w + 4 * blk,
@@ -1511,7 +1574,7 @@ filters_spindle_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         spindle_rules(&rl, env, eb, es, pmo, n_banks == 5 ? ea : NULL, mo, so, n, c, st,
                       st + c, iw, iw + cap * c, &best, &n_fire);
     }
-    Py_END_ALLOW_THREADS
+    WORK_END
     if (rules) {
         memcpy(v[B_POS].buf, lp, (size_t)c * sizeof(long long));
         result = Py_BuildValue("(LL)", best, n_fire);
@@ -1571,12 +1634,12 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv);
         PyBuffer_Release(&ov); return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(n * c)
     const double *xs = (const double *)sv.buf, *xb = (const double *)bv.buf;
     double *last = (double *)lv.buf, *o = (double *)ov.buf;
     double *amp = has_amp ? (double *)av.buf : NULL;
     quadrature_rows(xs, xb, last, g, gi, n, c, o, amp);
-    Py_END_ALLOW_THREADS
+    WORK_END
     PyBuffer_Release(&sv); PyBuffer_Release(&bv); PyBuffer_Release(&lv); PyBuffer_Release(&ov);
     if (has_amp) PyBuffer_Release(&av);
     PyObject *out = args[4];
@@ -1850,7 +1913,7 @@ filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&rv); PyBuffer_Release(&cv); PyBuffer_Release(&sv);
         PyBuffer_Release(&mv); return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(c * len)
     const double *ring = (const double *)rv.buf;
     const long long *counts = (const long long *)cv.buf;
     double *w = (double *)sv.buf, *med = (double *)mv.buf, *mad = (double *)dv.buf;
@@ -1864,7 +1927,7 @@ filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         med[j] = m;
         mad[j] = median_inplace(w, k);
     }
-    Py_END_ALLOW_THREADS
+    WORK_END
     PyBuffer_Release(&rv); PyBuffer_Release(&cv); PyBuffer_Release(&sv);
     PyBuffer_Release(&mv); PyBuffer_Release(&dv);
     Py_RETURN_NONE;
@@ -2126,7 +2189,7 @@ filters_so_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     entered = 1;
-    Py_BEGIN_ALLOW_THREADS
+    WORK_BEGIN(n * k)
     const double *src = (const double *)v[SAMPLES].buf, *t = (const double *)v[T].buf;
     double *w = (double *)v[WORK].buf;
     double *x = w, *y = w + cap * k, *gf = w + 2 * cap * k, *gs = w + 3 * cap * k,
@@ -2216,7 +2279,7 @@ filters_so_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         while (b > 0 && found[b - 1].i > f.i) { found[b] = found[b - 1]; b--; }
         found[b] = f;
     }
-    Py_END_ALLOW_THREADS
+    WORK_END
     if (adaptive) memcpy(v[POS].buf, lp, (size_t)k * sizeof(long long));
     result = PyTuple_New(n_found);
     for (Py_ssize_t a = 0; result != NULL && a < n_found; a++) {
@@ -2249,6 +2312,8 @@ static PyMethodDef filters_functions[] = {
      baseline_runs_doc},
     {"ripple_front", (PyCFunction)(void (*)(void))filters_ripple_front, METH_FASTCALL,
      ripple_front_doc},
+    {"ripple_candidate", (PyCFunction)(void (*)(void))filters_ripple_candidate, METH_FASTCALL,
+     ripple_candidate_doc},
     {"spindle_runs", (PyCFunction)(void (*)(void))filters_spindle_runs, METH_FASTCALL,
      spindle_runs_doc},
     {"spindle_block", (PyCFunction)(void (*)(void))filters_spindle_block, METH_FASTCALL,
@@ -2262,7 +2327,7 @@ static PyMethodDef filters_functions[] = {
 
 static struct PyModuleDef filters_module = {
     PyModuleDef_HEAD_INIT, "_filters",
-    "engramloop C filter bank (SOS cascades and moving RMS, GIL released).", -1,
+    "engramloop C filter bank (SOS cascades and moving RMS, GIL released for large blocks).", -1,
     filters_functions,
 };
 

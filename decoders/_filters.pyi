@@ -149,3 +149,10 @@ def so_block(samples: np.ndarray, cols: np.ndarray, t: np.ndarray, first: int,
     (calibrating): no state machine. Returns the down states that ended in the block as
     (sample, channel, onset_s, trough_v (V), trough_s), in (sample, channel) order;
     ``()`` when none did."""
+
+def ripple_candidate(runs: np.ndarray, theta_env: np.ndarray | None,
+                     delta_env: np.ndarray | None, min_n: int, gate_k: float,
+                     start: int) -> int:
+    """The first row ``i >= start`` with ``runs[i, 0] >= min_n`` (samples) and, unless
+    ``theta_env`` is None, ``theta_env[i, 0] <= gate_k * delta_env[i, 0]`` (the theta gate
+    open; NaN closes it), or -1."""

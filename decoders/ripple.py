@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 
 from controller.schema import check_bands, setting
-from decoders._filters import rearm_index, ripple_front
+from decoders._filters import rearm_index, ripple_candidate, ripple_front
 from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
 from decoders.events import Event
 from decoders.filters import BandEnvelope, MovingRms, butter_bandpass
@@ -250,6 +250,12 @@ class RippleDetector:
         self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
         self._times = TimeRing(int(fs * 2.0))
         self._theta = self._delta = None
+        # one detection signal (a channel or the pooled one) and no veto: the common chunk's
+        # scan needs no NumPy (_scan_simple)
+        self._simple = (self._nd == 1 and s.consensus_channels == 1
+                        and not s.reference_channels and not s.sharp_wave_channel)
+        # theta gate: power ratio (theta/delta)^2 <= max  <=>  theta <= sqrt(max) * delta
+        self._gate_k = math.sqrt(s.theta_delta_max)
         self._gate_col = -1
         self._cols_for: tuple[str, ...] | None = None
         self._weights = self._pool if self._pool is not None else _NO_WEIGHTS
@@ -443,6 +449,10 @@ class RippleDetector:
                 # an artefact (far above any threshold): blanked as a stimulation artefact
                 # is; the gate was left for the blanked path below
                 self._blank_artefact(t, env[:, :nd] > med[:, :nd] + s.artefact_sd * sd[:, :nd])
+            elif self._simple and not self._calibrating:
+                # one detection signal, no veto: the rest is the scan (C calls, no NumPy)
+                return self._scan_simple(t, env, med, sd, thr, runs_all, th, de, first,
+                                         longest)
             elif s.theta_gate:
                 gate = (th, de)
         else:
@@ -697,6 +707,46 @@ class RippleDetector:
             armed = False
             rearm_t = tl[i] + s.refractory_s
         self._armed, self._rearm_t = armed, rearm_t
+
+    def _scan_simple(self, t: np.ndarray, env: np.ndarray, med: np.ndarray, sd: np.ndarray,
+                     thr: np.ndarray, runs: np.ndarray, th: np.ndarray, de: np.ndarray,
+                     first: int, longest: int) -> list[Event]:
+        """:meth:`_scan_one` for the common chunk of a detector with one detection signal
+        and no reference veto, after :func:`ripple_front`: the re-arm point and the first
+        candidate (run long enough, theta gate open) are each one C call, and a quiet chunk
+        returns before any. Rare paths such as this one run cold -- their NumPy calls
+        cost 10-30 us each on this VM instead of ~1 us -- so the chunk that fires (or
+        re-arms) must not depend on them."""
+        events: list[Event] = []
+        armed = self._armed
+        if armed:
+            if longest < self._min_n:
+                return events
+        elif t[-1] < self._rearm_t:
+            return events        # still refractory for the whole chunk
+        s = self.settings
+        gate_th, gate_de = (th, de) if s.theta_gate else (None, None)
+        rearm_t = self._rearm_t
+        n = t.shape[0]
+        i = 0
+        while i < n:
+            if not armed:
+                j = rearm_index(t, env, med, sd, s.rearm_sd, rearm_t, i)
+                if j < 0:
+                    break
+                armed = True           # the re-arming sample itself cannot fire
+                i = j + 1
+                continue
+            j = ripple_candidate(runs, gate_th, gate_de, self._min_n, self._gate_k, i)
+            if j < 0:
+                break
+            score = float((env[j, 0] - med[j, 0]) / sd[j, 0])
+            self._fire(0, j, int(runs[j, 0]), score, env, thr, first, t, events)
+            armed = False
+            rearm_t = float(t[j]) + s.refractory_s
+            i = j + 1
+        self._armed, self._rearm_t = armed, rearm_t
+        return events
 
     def _scan_one(self, cand: np.ndarray | None, t: np.ndarray, env: np.ndarray,
                   med: np.ndarray, sd: np.ndarray, thr: np.ndarray, runs: np.ndarray,

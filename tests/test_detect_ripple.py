@@ -468,3 +468,31 @@ def test_ripple_front_rejects_bad_arguments() -> None:
     np.testing.assert_array_equal(before, after)
     # without a gate the gate's banks are not looked at
     assert call(gate_col=-1, theta=None)[1] == 0
+
+
+def test_ripple_candidate_against_numpy() -> None:
+    from decoders._filters import ripple_candidate
+
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        runs = rng.integers(0, 12, size=(n, 2)).astype(np.int64)
+        th, de = rng.random((n, 1)), rng.random((n, 1))
+        th[rng.random(n) < 0.1] = np.nan
+        start = int(rng.integers(0, n + 2))
+        for gated in (True, False):
+            ok = runs[:, 0] >= 8
+            if gated:
+                ok &= th[:, 0] <= 0.9 * de[:, 0]
+            hit = np.flatnonzero(ok[start:])
+            want = start + int(hit[0]) if hit.size else -1
+            got = ripple_candidate(runs, th if gated else None, de if gated else None, 8,
+                                   0.9, start)
+            assert got == want
+    with pytest.raises(ValueError, match="delta_env must have shape"):
+        ripple_candidate(np.zeros((5, 1), np.int64), np.zeros((5, 1)), np.zeros((4, 1)), 1,
+                         1.0, 0)
+    with pytest.raises(TypeError, match="runs must have dtype int64"):
+        ripple_candidate(np.zeros((5, 1)), None, None, 1, 1.0, 0)
+    with pytest.raises(TypeError, match="ripple_candidate: gate_k must be a number"):
+        ripple_candidate(np.zeros((5, 1), np.int64), None, None, 1, None, 0)
