@@ -1746,7 +1746,8 @@ PyDoc_STRVAR(echt_estimate_doc,
 "phase (radians) and gain on a uniform grid from lo_hz to hi_hz (phase_rad, gain: (G,)\n"
 "float64, G >= 2) are interpolated at that frequency and removed. Phase in degrees,\n"
 "cosine phase, wrapped to (-180, 180]; confidence = min(1, amplitude / (sqrt(2) * SD of\n"
-"the window)), 0 for a flat window.");
+"the window)), 0 for a flat window. A NaN or infinite sample in the window gives\n"
+"(nan, nan, nan, 0): no estimate until it has left.");
 
 static PyObject *
 filters_echt_estimate(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
@@ -1764,9 +1765,9 @@ filters_echt_estimate(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         || arg_ssize(args[4], "echt_estimate", "lag", &lag) < 0
         || arg_double(args[5], "echt_estimate", "lo_hz", &lo) < 0
         || arg_double(args[6], "echt_estimate", "hi_hz", &hi) < 0) return NULL;
-    if (!(fs > 0.0) || lag < 1 || !(lo < hi)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "echt_estimate: rate_hz must be > 0, lag >= 1 and lo_hz < hi_hz");
+    if (!(fs > 0.0) || lag < 1 || !(isfinite(lo) && isfinite(hi) && lo < hi)) {
+        PyErr_SetString(PyExc_ValueError, "echt_estimate: rate_hz must be > 0, lag >= 1 and "
+                                          "lo_hz < hi_hz, both finite");
         return NULL;
     }
     const int comp = args[7] != Py_None;
@@ -1815,6 +1816,12 @@ filters_echt_estimate(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     const double dphi = atan2(a_im * b_re - a_re * b_im, a_re * b_re + a_im * b_im);
     double f = dphi * fs / (2.0 * Py_MATH_PI * (double)lag);
     f = f < lo ? lo : (f > hi ? hi : f);
+    if (isnan(f)) {
+        /* a NaN (or infinite) sample in the window: no estimate until it has left */
+        if (comp) { PyBuffer_Release(&pv); PyBuffer_Release(&gv); }
+        PyBuffer_Release(&rv); PyBuffer_Release(&kv);
+        return Py_BuildValue("(dddd)", NAN, NAN, NAN, 0.0);
+    }
     if (comp) {
         const double *hp = (const double *)pv.buf, *hg = (const double *)gv.buf;
         const double pos = (f - lo) / (hi - lo) * (double)(G - 1);

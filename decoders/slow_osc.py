@@ -242,7 +242,9 @@ class SlowOscDetector:
                 and (chunk.channels is self._bound or chunk.channels == self._bound)
                 and (self._fixed or self._base.no_update_in(n))):
             base = self._base
-            t = chunk.timestamps
+            # so_block reads float64 seconds in one block; sources deliver that (no copy), a
+            # Chunk built by hand may hold float32 or a strided view
+            t = np.ascontiguousarray(chunk.timestamps, dtype=np.float64)
             if not self._calibrating:
                 found = so_block(samples, self._cols, t, base.index, *self._block_args)
                 base.index += n

@@ -407,8 +407,10 @@ class SpindleDetector:
         armed = self._armed.tolist()
         self._any_open = any(self._open.tolist())
         self._all_armed = all(armed)
-        self._rearm_min = min((r for r, a in zip(self._rearm_t.tolist(), armed) if not a),
-                              default=np.inf)
+        # a NaN re-arm time (a spindle fired at a NaN timestamp) never re-arms in a quiet
+        # chunk (NaN <= t is False), so it must not hide the other channels' times either
+        self._rearm_min = min((r for r, a in zip(self._rearm_t.tolist(), armed)
+                               if not a and r == r), default=np.inf)
 
     def _calibration_index(self, t: np.ndarray, first: int) -> int:
         b = self._base

@@ -150,3 +150,26 @@ def test_saturation_is_no_slow_oscillation(sim_n3) -> None:
     # everything else is the same (repr: NaN predictions compare equal)
     assert [repr(e) for e in ev] == [repr(e) for e in before if e.amplitude >= -1e-3]
     assert len(ev) >= 20
+
+
+@pytest.mark.parametrize("layout", ["float32", "strided"])
+def test_hand_built_chunks_with_other_timestamp_layouts(sim_n3, layout: str) -> None:
+    """A Chunk built by hand may carry float32 or strided timestamps: the detector reads
+    them as float64 seconds, as from a source (the fused kernel needs one contiguous
+    float64 block)."""
+    from drivers.chunk import Chunk
+
+    x, t, truth = sim_n3
+    a, b = int(60 * truth.rate_hz), int(100 * truth.rate_hz)
+    x, t = np.ascontiguousarray(x[a:b]), t[a:b]
+    t = np.round(t * 64.0) / 64.0     # exactly representable in float32: same seconds
+    names = tuple(truth.channels)
+    ref = replay([SlowOscDetector()], x, t, truth.rate_hz, names, 10)
+    det = SlowOscDetector()
+    got = []
+    for i in range(0, x.shape[0], 10):
+        ti = t[i:i + 10]
+        ti = ti.astype(np.float32) if layout == "float32" else np.repeat(ti, 2)[::2]
+        got.extend(det.process(Chunk(x[i:i + 10], ti, truth.rate_hz, names, float(ti[0]))))
+    assert len(so_events(ref)) >= 8
+    assert [repr(e) for e in got] == [repr(e) for e in ref]

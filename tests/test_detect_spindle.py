@@ -11,6 +11,7 @@ from shared_data import DATA  # noqa: E402
 
 from decoders.scoring import intervals, replay, score_detections
 from decoders.spindle import SpindleDetector, SpindleSettings
+from drivers.chunk import Chunk
 
 # The excerpts are 15 s and 30 s long: the detector's 10 s default calibration would eat
 # most of them, so these tests calibrate for 2 s and refresh the baseline every 0.5 s
@@ -371,3 +372,17 @@ def test_fused_kernel_equals_the_steps(chunk: int) -> None:
     assert ev_fused == ev_steps
     kinds = [e.kind for e in ev_fused]
     assert kinds.count("spindle") >= 20 and kinds.count("spindle_rejected") >= 3
+
+
+def test_a_nan_rearm_time_does_not_hold_the_other_channels() -> None:
+    """A spindle fired at a NaN timestamp leaves a NaN re-arm time on its channel: a quiet
+    chunk never re-arms that channel (NaN compares False) but still re-arms the others."""
+    d = SpindleDetector(SpindleSettings(channels=("C3", "C4")))
+    t = np.arange(10) / 2000.0
+    d.process(Chunk(np.zeros((10, 2)), t, 2000.0, ("C3", "C4"), 0.0))
+    d._calibrating = False
+    d._armed[:] = False
+    d._rearm_t[:] = [np.nan, 0.001]
+    d._flags()
+    d._quiet(t + 5.0, 0)
+    assert d._armed.tolist() == [False, True]

@@ -121,6 +121,28 @@ def test_echt_phase_compensated_equals_the_numpy_kernel() -> None:
             assert e.amplitude == pytest.approx(float(amp[0]), rel=1e-9)
 
 
+def test_a_nan_sample_gives_no_estimate_while_in_the_window() -> None:
+    """A NaN sample (a dropped packet a source passed through) makes the ECHT estimate NaN
+    with confidence 0 -- no phase to time a pulse by -- until it has left the window."""
+    fs = 250.0
+    t = np.arange(1000) / fs
+    x = np.cos(2 * np.pi * 8.0 * t)
+    x[400] = np.nan
+    est = EchtPhase(PhaseSettings(channel="Cz", band_hz=(6.0, 10.0), window_s=1.0,
+                                  max_rate_hz=0.0))
+    got = {}
+    for i in range(0, 1000, 10):
+        e = est.process(Chunk(np.ascontiguousarray(x[i:i + 10, None]), t[i:i + 10], fs,
+                              ("Cz",), 0.0))
+        got[i + 10] = e
+    assert math.isfinite(got[400].phase_deg)
+    for end in (410, 500, 650):            # the window (250 samples) holds sample 400
+        e = got[end]
+        assert math.isnan(e.phase_deg) and math.isnan(e.frequency_hz) and e.confidence == 0
+        assert math.isnan(e.time_to_phase(0.0))
+    assert math.isfinite(got[660].phase_deg) and got[660].confidence > 0.9
+
+
 def test_echt_kernels_reject_bad_arguments() -> None:
     from decoders._filters import FilterBank, echt_estimate, echt_push
 
@@ -152,6 +174,8 @@ def test_echt_kernels_reject_bad_arguments() -> None:
         echt_estimate(ring, 0, k, 250.0, 3, 6.0, 10.0, np.zeros(5), np.zeros(4))
     with pytest.raises(ValueError, match="echt_estimate: rate_hz must be > 0, lag >= 1"):
         echt_estimate(ring, 0, k, 250.0, 0, 6.0, 10.0, None, None)
+    with pytest.raises(ValueError, match="lo_hz < hi_hz, both finite"):
+        echt_estimate(ring, 0, k, 250.0, 3, -np.inf, 10.0, np.zeros(5), np.ones(5))
     with pytest.raises(TypeError, match="echt_estimate: lo_hz must be a number, got str"):
         echt_estimate(ring, 0, k, 250.0, 3, "6", 10.0, None, None)
     with pytest.raises(TypeError, match="takes 9 arguments"):
