@@ -630,8 +630,11 @@ arg_ssize(PyObject *obj, const char *fn, const char *name, Py_ssize_t *out)
     Py_ssize_t v = PyLong_AsSsize_t(obj);
     if (v == -1 && PyErr_Occurred()) {
         PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: %s must be an int, got %.100s", fn, name,
-                     Py_TYPE(obj)->tp_name);
+        if (PyLong_Check(obj))
+            PyErr_Format(PyExc_ValueError, "%s: %s = %R is out of range", fn, name, obj);
+        else
+            PyErr_Format(PyExc_TypeError, "%s: %s must be an int, got %.100s", fn, name,
+                         Py_TYPE(obj)->tp_name);
         return -1;
     }
     *out = v;
@@ -905,7 +908,7 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     FilterBank *band = NULL, *theta = NULL, *delta = NULL;
-    Py_ssize_t first, step, n_det, gate_col;
+    Py_ssize_t first = 0, step = 1, n_det = 0, gate_col = -1;
     double k_sd, k_art;
     if (arg_ssize(args[6], fn, "first", &first) < 0
         || arg_ssize(args[7], fn, "step", &step) < 0
@@ -1014,10 +1017,14 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     int bad = gate_col >= ncol;
     for (Py_ssize_t j = 0; j < nc && !bad; j++) bad = cols[j] < 0 || cols[j] >= ncol;
-    const char *s0 = (const char *)v[0].buf, *s1 = s0 + v[0].len;
-    for (int i = 1; i < nb && !bad; i++) {
-        const char *b0 = (const char *)v[i].buf, *b1 = b0 + v[i].len;
-        bad = b0 < s1 && s0 < b1;
+    /* no two buffers may share memory: the outputs are written while the inputs (and the
+     * other outputs) are read */
+    for (int i = 0; i < nb && !bad; i++) {
+        const char *a0 = (const char *)v[i].buf, *a1 = a0 + v[i].len;
+        for (int j = i + 1; j < nb && !bad; j++) {
+            const char *b0 = (const char *)v[j].buf, *b1 = b0 + v[j].len;
+            bad = b0 < a1 && a0 < b1;
+        }
     }
     long long lp[PICK_STACK];
     if (!bad) {
@@ -1029,8 +1036,8 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     if (bad) {
         PyErr_SetString(PyExc_ValueError, "ripple_front: a column index is outside samples, "
-                                          "an output shares memory with samples, or pos is "
-                                          "outside the ring");
+                                          "two arrays share memory, or pos is outside the "
+                                          "ring");
         for (int i = 0; i < nb; i++) PyBuffer_Release(&v[i]);
         return NULL;
     }

@@ -450,6 +450,8 @@ def test_ripple_front_rejects_bad_arguments() -> None:
         call(cols=np.array([3], dtype=np.int64))
     with pytest.raises(ValueError, match="a column index is outside samples"):
         call(gate_col=3)
+    with pytest.raises(ValueError, match="two arrays share memory"):
+        call(hold=f[7][:1, 0])                      # the delta envelope's first value
     with pytest.raises(ValueError, match="pos is outside the ring"):
         call(pos=np.array([10 ** 6], dtype=np.int64))
     with pytest.raises(ValueError, match="hold must have shape"):
