@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -177,6 +178,14 @@ def _since(blanked: np.ndarray) -> np.ndarray:
     last = np.where(blanked, ar, -1)
     np.maximum.accumulate(last, out=last)
     return np.where(last >= 0, ar - last, np.iinfo(np.int64).max)
+
+
+def _first_true(mask: np.ndarray | None, start: int) -> int:
+    """The first index at or after ``start`` where ``mask`` holds, -1 if none (or None)."""
+    if mask is None:
+        return -1
+    hit = np.flatnonzero(mask[start:])
+    return start + int(hit[0]) if hit.size else -1
 
 
 def _sample_and_hold(out: np.ndarray, x: np.ndarray, blanked: np.ndarray | bool,
@@ -679,7 +688,8 @@ class RippleDetector:
         Plain Python over the chunk's few samples instead of a dozen NumPy calls."""
         s, nd = self.settings, self._nd
         if any_above is None:
-            self._scan_one(cand, t, env, med, sd, thr, runs, first, events)
+            self._scan_one(lambda i: _first_true(cand, i), t, env, med, sd, thr, runs, first,
+                           events)
             return
         c = cand.tolist() if cand is not None else None
         w = swc.tolist() if swc is not None else None
@@ -726,34 +736,18 @@ class RippleDetector:
             return events        # still refractory for the whole chunk
         s = self.settings
         gate_th, gate_de = (th, de) if s.theta_gate else (None, None)
-        rearm_t = self._rearm_t
-        n = t.shape[0]
-        i = 0
-        while i < n:
-            if not armed:
-                j = rearm_index(t, env, med, sd, s.rearm_sd, rearm_t, i)
-                if j < 0:
-                    break
-                armed = True           # the re-arming sample itself cannot fire
-                i = j + 1
-                continue
-            j = ripple_candidate(runs, gate_th, gate_de, self._min_n, self._gate_k, i)
-            if j < 0:
-                break
-            score = float((env[j, 0] - med[j, 0]) / sd[j, 0])
-            self._fire(0, j, int(runs[j, 0]), score, env, thr, first, t, events)
-            armed = False
-            rearm_t = float(t[j]) + s.refractory_s
-            i = j + 1
-        self._armed, self._rearm_t = armed, rearm_t
+        min_n, gate_k = self._min_n, self._gate_k
+        self._scan_one(lambda i: ripple_candidate(runs, gate_th, gate_de, min_n, gate_k, i),
+                       t, env, med, sd, thr, runs, first, events)
         return events
 
-    def _scan_one(self, cand: np.ndarray | None, t: np.ndarray, env: np.ndarray,
+    def _scan_one(self, find: Callable[[int], int], t: np.ndarray, env: np.ndarray,
                   med: np.ndarray, sd: np.ndarray, thr: np.ndarray, runs: np.ndarray,
                   first: int, events: list[Event]) -> None:
-        """:meth:`_scan` for one detection channel (or a pooled one): the re-arm point is
-        one C call (``rearm_index``), so the chunks that follow a ripple while its
-        envelope stays up (~6 % of chunks in the ripple trial) cost no Python loop."""
+        """:meth:`_scan` for one detection channel (or a pooled one): ``find(i)`` is the
+        first candidate row at or after ``i`` (-1: none); the re-arm point is one C call
+        (``rearm_index``), so the chunks that follow a ripple while its envelope stays up
+        (~6 % of chunks in the ripple trial) cost no Python loop."""
         s = self.settings
         n = t.shape[0]
         armed, rearm_t = self._armed, self._rearm_t
@@ -766,12 +760,9 @@ class RippleDetector:
                 armed = True           # the re-arming sample itself cannot fire
                 i = j + 1
                 continue
-            if cand is None:
+            j = find(i)
+            if j < 0:
                 break
-            hit = np.flatnonzero(cand[i:])
-            if hit.size == 0:
-                break
-            j = i + int(hit[0])
             score = float((env[j, 0] - med[j, 0]) / sd[j, 0])
             self._fire(0, j, int(runs[j, 0]), score, env, thr, first, t, events)
             armed = False

@@ -323,12 +323,9 @@ class SpindleDetector:
         events: list[Event] = []
         start = 0
         if self._calibrating:
-            j = self._calibration_index(t, first)
-            if j < 0:
+            start = self._end_calibration(t, first, events)
+            if start < 0:
                 return events
-            self._calibrating = False
-            events.append(self._calibration_event(t, j))
-            start = j
         if not (n_fire or self._any_open or not self._all_armed):
             return events
         runs, fire = self._runs[:n], self._fire[:n]
@@ -387,12 +384,8 @@ class SpindleDetector:
         """Fast path for a chunk where no sample is above the low threshold: every run
         length is 0, so open events end and channels past their refractory re-arm."""
         events: list[Event] = []
-        if self._calibrating:
-            j = self._calibration_index(t, first)
-            if j < 0:
-                return events
-            self._calibrating = False
-            events.append(self._calibration_event(t, j))
+        if self._calibrating and self._end_calibration(t, first, events) < 0:
+            return events
         if self._any_open:
             self._open.fill(False)
             self._any_open = False
@@ -411,6 +404,15 @@ class SpindleDetector:
         # chunk (NaN <= t is False), so it must not hide the other channels' times either
         self._rearm_min = min((r for r, a in zip(self._rearm_t.tolist(), armed)
                                if not a and r == r), default=np.inf)
+
+    def _end_calibration(self, t: np.ndarray, first: int, events: list[Event]) -> int:
+        """While calibrating: the row where calibration ends in this chunk, after appending
+        its ``calibration_done`` event to ``events``; -1 (still calibrating) if none."""
+        j = self._calibration_index(t, first)
+        if j >= 0:
+            self._calibrating = False
+            events.append(self._calibration_event(t, j))
+        return j
 
     def _calibration_index(self, t: np.ndarray, first: int) -> int:
         b = self._base
