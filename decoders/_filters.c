@@ -883,45 +883,50 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(ripple_front_doc,
-"ripple_front(samples, cols, weights, band, filtered, envelope,\n"
-"             first, step, ring, pos, count, excl, median, sd, k_sd, carry,\n"
-"             median_out, sd_out, thr, runs, n_det, k_art,\n"
-"             gate_col, theta, delta, gate_filtered, theta_env, delta_env, hold)\n"
-"    -> (longest, artefact)\n\n"
-"The ripple detector's per-chunk front end for a chunk without a baseline update point, in\n"
-"one call: band.pick_rms(samples, cols, weights, filtered, envelope), then baseline_runs on\n"
-"the envelope (arguments first..runs as there), then the artefact test: `artefact` is 1\n"
-"when any of the first n_det columns has envelope > median + k_art * sd. Unless there is\n"
-"an artefact (the caller then holds the gate channel through it) or gate_col is -1, the\n"
-"theta gate: theta and delta (1-channel FilterBanks) band-pass column gate_col of samples\n"
-"(via gate_filtered (n, 1), scratch) into their moving RMS theta_env and delta_env (n, 1),\n"
-"and hold (1,) float64 gets the chunk's last gate-channel sample. Returns the largest run\n"
-"and the artefact flag.");
+"ripple_front(samples, first, t, times_index, times, cols, weights, band, work, runs,\n"
+"             step, ring, pos, count, excl, median, sd, k_sd, carry, n_det, k_art,\n"
+"             gate_col, theta, delta, hold) -> (longest, artefact)\n\n"
+"The ripple detector's chunk without a baseline update point, in one call. With\n"
+"n = len(samples), c = band.n_channels and cap = len(work) / (5 c + 3) >= n, work (flat\n"
+"float64) holds five (cap, c) blocks -- filtered, envelope, median_out, sd_out, thr -- then\n"
+"three (cap, 1) -- gate_filtered, theta_env, delta_env --, each filled in its first n rows;\n"
+"runs (>= n, c) int64. Steps:\n"
+"- t (n,) float64 seconds goes into the time ring times (L,) at (times_index + i) % L;\n"
+"- band.pick_rms(samples, cols, weights, filtered, envelope);\n"
+"- baseline_runs on the envelope (first, step, ring .. sd, k_sd, carry as there);\n"
+"- artefact = 1 when any of the first n_det columns has envelope > median + k_art * sd;\n"
+"- unless there is an artefact (the caller then holds the gate channel through it) or\n"
+"  gate_col is -1: theta and delta (1-channel FilterBanks) band-pass column gate_col of\n"
+"  samples into their moving RMS theta_env and delta_env, and hold (1,) float64 gets the\n"
+"  chunk's last gate-channel sample.\n"
+"Returns the largest run and the artefact flag.");
 
 static PyObject *
 filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
     static const char *fn = "ripple_front";
-    if (nargs != 29) {
-        PyErr_SetString(PyExc_TypeError, "ripple_front takes 29 arguments");
+    if (nargs != 25) {
+        PyErr_SetString(PyExc_TypeError, "ripple_front takes 25 arguments");
         return NULL;
     }
     FilterBank *band = NULL, *theta = NULL, *delta = NULL;
-    Py_ssize_t first = 0, step = 1, n_det = 0, gate_col = -1;
-    double k_sd, k_art;
-    if (arg_ssize(args[6], fn, "first", &first) < 0
-        || arg_ssize(args[7], fn, "step", &step) < 0
-        || arg_double(args[14], fn, "k_sd", &k_sd) < 0
-        || arg_ssize(args[20], fn, "n_det", &n_det) < 0
-        || arg_double(args[21], fn, "k_art", &k_art) < 0
-        || arg_ssize(args[22], fn, "gate_col", &gate_col) < 0) return NULL;
-    if (step < 1 || first < 0) {
-        PyErr_SetString(PyExc_ValueError, "ripple_front: step must be >= 1 and first >= 0");
+    Py_ssize_t first = 0, tindex = 0, step = 1, n_det = 0, gate_col = -1;
+    double k_sd = 0.0, k_art = 0.0;
+    if (arg_ssize(args[1], fn, "first", &first) < 0
+        || arg_ssize(args[3], fn, "times_index", &tindex) < 0
+        || arg_ssize(args[10], fn, "step", &step) < 0
+        || arg_double(args[17], fn, "k_sd", &k_sd) < 0
+        || arg_ssize(args[19], fn, "n_det", &n_det) < 0
+        || arg_double(args[20], fn, "k_art", &k_art) < 0
+        || arg_ssize(args[21], fn, "gate_col", &gate_col) < 0) return NULL;
+    if (step < 1 || first < 0 || tindex < 0) {
+        PyErr_SetString(PyExc_ValueError, "ripple_front: step must be >= 1, first and "
+                                          "times_index >= 0");
         return NULL;
     }
     {
-        static const int bank_arg[3] = {3, 23, 24};
+        static const int bank_arg[3] = {7, 22, 23};
         static const char *bank_name[3] = {"band", "theta", "delta"};
         FilterBank **bank[3] = {&band, &theta, &delta};
         for (int b = 0; b < 3; b++) {
@@ -952,8 +957,8 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t nc, nw;
     {
         Py_buffer cv, wv;
-        if (get_vector(args[1], &cv, 1, "cols") < 0) return NULL;
-        if (get_vector(args[2], &wv, 0, "weights") < 0) { PyBuffer_Release(&cv); return NULL; }
+        if (get_vector(args[5], &cv, 1, "cols") < 0) return NULL;
+        if (get_vector(args[6], &wv, 0, "weights") < 0) { PyBuffer_Release(&cv); return NULL; }
         nc = cv.shape[0];
         nw = wv.shape[0];
         int bad = nc > PICK_STACK || nw > PICK_STACK || (nw ? (nc != nw + c - 1) : (nc != c));
@@ -968,50 +973,53 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    /* buffers: samples, then (n, c) blocks and per-channel state, then the gate's */
-    enum { NB = 18 };
-    static const int arg_of[NB] = {0, 4, 5, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19,
-                                   25, 26, 27, 28};
-    static const char *names[NB] = {"samples", "filtered", "envelope", "ring", "pos", "count",
-                                    "excl", "median", "sd", "carry", "median_out", "sd_out",
-                                    "thr", "runs", "gate_filtered", "theta_env", "delta_env",
-                                    "hold"};
-    static const int is_int[NB] = {0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0};
-    static const int writable[NB] = {0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    const int nb = gate_col < 0 ? 14 : 18;
+    /* buffers, in argument order */
+    enum { SAMPLES, T, TIMES, WORK, RUNS, RING, POS, COUNT, EXCL, MEDIAN, SD, CARRY, HOLD, NB };
+    static const int arg_of[NB] = {0, 2, 4, 8, 9, 11, 12, 13, 14, 15, 16, 18, 24};
+    static const char *names[NB] = {"samples", "t", "times", "work", "runs", "ring", "pos",
+                                    "count", "excl", "median", "sd", "carry", "hold"};
+    static const int is_int[NB] = {0, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 0};
+    static const int writable[NB] = {0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1};
+    const int nb = gate_col < 0 ? HOLD : NB;      /* hold only with a gate */
     Py_buffer v[NB];
     int got = 0;
-    Py_ssize_t n = -1, ncol = 0, length = 0;
+    Py_ssize_t n = 0, ncol = 0, length = 0, cap = 0, n_times = 0;
     for (; got < nb; got++) {
-        const char *name = names[got];
         PyObject *o = args[arg_of[got]];
-        int rc;
-        if (got == 0) {
-            rc = get_rule_buf(o, &v[0], 0, 0, -1, -1, name);
-            if (rc == 0 && v[0].ndim != 2) {
-                PyErr_SetString(PyExc_ValueError, "ripple_front: samples must be 2-D (n, C)");
-                PyBuffer_Release(&v[0]);
-                rc = -1;
-            }
-            if (rc == 0) { n = v[0].shape[0]; ncol = v[0].shape[1]; }
-        } else if (got == 3) {
-            rc = get_rule_buf(o, &v[3], 1, 0, c, -1, name);
-            if (rc == 0) length = v[3].ndim == 2 ? v[3].shape[1] : 0;
-            if (rc == 0 && length < 1) {
-                PyErr_SetString(PyExc_ValueError, "ripple_front: ring must be (c, L), L >= 1");
-                PyBuffer_Release(&v[3]);
-                rc = -1;
-            }
-        } else {
-            /* per-channel state (c,), the hold (1,), blocks (n, c) or (n, 1) for the gate */
-            const int state = (got >= 4 && got <= 9) || got == 17;
-            const Py_ssize_t rows = state ? 1 : n;
-            const Py_ssize_t cols_ = got == 17 ? 1 : (got >= 14 ? 1 : c);
-            rc = get_rule_buf(o, &v[got], writable[got], is_int[got], rows, cols_, name);
+        Py_ssize_t rows = -1, cols_ = -1;      /* any shape, checked below */
+        if (got == T) rows = 1, cols_ = n;
+        else if (got == RING) rows = c;
+        else if (got >= POS && got <= CARRY) rows = 1, cols_ = c;
+        else if (got == HOLD) rows = 1, cols_ = 1;
+        else if (got == RUNS) cols_ = c;
+        if (get_rule_buf(o, &v[got], writable[got], is_int[got], rows, cols_, names[got]) < 0)
+            break;
+        const Py_buffer *b = &v[got];
+        const char *shape_err = NULL;
+        if (got == SAMPLES) {
+            if (b->ndim != 2) shape_err = "samples must be 2-D (n, C)";
+            else { n = b->shape[0]; ncol = b->shape[1]; }
+        } else if (got == TIMES) {
+            n_times = b->len / 8;
+            if (b->ndim != 1 || n_times < 1) shape_err = "times must be 1-D with >= 1 value";
+        } else if (got == WORK) {
+            const Py_ssize_t per = 5 * c + 3, len = b->len / 8;
+            cap = len / per;
+            if (b->ndim != 1 || len % per || cap < n)
+                shape_err = "work must be 1-D with (5 c + 3) cap values, cap >= n";
+        } else if (got == RUNS) {
+            if (b->ndim != 2 || b->shape[0] < n) shape_err = "runs must have >= n rows";
+        } else if (got == RING) {
+            length = b->ndim == 2 ? b->shape[1] : 0;
+            if (length < 1) shape_err = "ring must be (c, L), L >= 1";
         }
-        if (rc < 0) break;
+        if (shape_err != NULL) {
+            PyErr_Format(PyExc_ValueError, "ripple_front: %s", shape_err);
+            got++;
+            break;
+        }
     }
-    if (got < nb) {
+    if (got < nb || PyErr_Occurred()) {
         for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
         return NULL;
     }
@@ -1030,7 +1038,7 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     if (!bad) {
         bad = c > PICK_STACK;
         for (Py_ssize_t j = 0; j < c && !bad; j++) {
-            lp[j] = ((const long long *)v[4].buf)[j];
+            lp[j] = ((const long long *)v[POS].buf)[j];
             bad = lp[j] < 0 || lp[j] >= length;
         }
     }
@@ -1062,14 +1070,26 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         for (int i = 0; i < nb; i++) PyBuffer_Release(&v[i]);
         return NULL;
     }
-    const double *src = (const double *)v[0].buf;
-    double *env = (double *)v[2].buf, *mo = (double *)v[10].buf, *so = (double *)v[11].buf;
-    pick_filter_rms(band, src, ncol, n, cols, w, nw, (double *)v[1].buf, env);
+    {   /* the time ring: sample i's timestamp at its absolute index modulo the ring */
+        const double *t = (const double *)v[T].buf;
+        double *times = (double *)v[TIMES].buf;
+        Py_ssize_t pos_t = tindex % n_times;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            times[pos_t] = t[i];
+            if (++pos_t == n_times) pos_t = 0;
+        }
+    }
+    const double *src = (const double *)v[SAMPLES].buf;
+    double *work = (double *)v[WORK].buf;
+    const Py_ssize_t blk = cap * c;
+    double *filt = work, *env = work + blk, *mo = work + 2 * blk, *so = work + 3 * blk,
+           *thr = work + 4 * blk, *gf = work + 5 * blk, *th = gf + cap, *de = gf + 2 * cap;
+    pick_filter_rms(band, src, ncol, n, cols, w, nw, filt, env);
     const long long best = baseline_block(
-        env, n, c, first, step, (double *)v[3].buf, length, lp, (long long *)v[5].buf,
-        (const double *)v[6].buf, (const double *)v[7].buf, (const double *)v[8].buf, k_sd,
-        (long long *)v[9].buf, mo, so, (double *)v[12].buf, (long long *)v[13].buf);
-    memcpy(v[4].buf, lp, (size_t)c * sizeof(long long));
+        env, n, c, first, step, (double *)v[RING].buf, length, lp, (long long *)v[COUNT].buf,
+        (const double *)v[EXCL].buf, (const double *)v[MEDIAN].buf, (const double *)v[SD].buf,
+        k_sd, (long long *)v[CARRY].buf, mo, so, thr, (long long *)v[RUNS].buf);
+    memcpy(v[POS].buf, lp, (size_t)c * sizeof(long long));
     band->busy = 0;
     int artefact = 0;
     if (best > 0) {
@@ -1081,10 +1101,9 @@ filters_ripple_front(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     if (gate && !artefact && n > 0) {
         const Py_ssize_t gc[1] = {gate_col};
-        double *gf = (double *)v[14].buf;
-        pick_filter_rms(theta, src, ncol, n, gc, NULL, 0, gf, (double *)v[15].buf);
-        pick_filter_rms(delta, src, ncol, n, gc, NULL, 0, gf, (double *)v[16].buf);
-        ((double *)v[17].buf)[0] = src[(n - 1) * ncol + gate_col];
+        pick_filter_rms(theta, src, ncol, n, gc, NULL, 0, gf, th);
+        pick_filter_rms(delta, src, ncol, n, gc, NULL, 0, gf, de);
+        ((double *)v[HOLD].buf)[0] = src[(n - 1) * ncol + gate_col];
     }
     if (gate) { theta->busy = 0; delta->busy = 0; }
     for (int i = 0; i < nb; i++) PyBuffer_Release(&v[i]);

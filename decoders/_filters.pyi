@@ -115,20 +115,21 @@ def echt_estimate(ring: np.ndarray, w: int, kernels: np.ndarray, rate_hz: float,
     the input's units, confidence 0-1), with the causal filter's phase (radians) and gain on
     a uniform grid over the band removed unless ``phase_rad`` is None."""
 
-def ripple_front(samples: np.ndarray, cols: np.ndarray, weights: np.ndarray, band: FilterBank,
-                 filtered: np.ndarray, envelope: np.ndarray, first: int, step: int,
-                 ring: np.ndarray, pos: np.ndarray, count: np.ndarray, excl: np.ndarray,
-                 median: np.ndarray, sd: np.ndarray, k_sd: float, carry: np.ndarray,
-                 median_out: np.ndarray, sd_out: np.ndarray, thr: np.ndarray,
-                 runs: np.ndarray, n_det: int, k_art: float, gate_col: int,
-                 theta: FilterBank | None, delta: FilterBank | None,
-                 gate_filtered: np.ndarray, theta_env: np.ndarray, delta_env: np.ndarray,
-                 hold: np.ndarray) -> tuple[int, int]:
-    """The ripple detector's chunk without a baseline update point in one call:
-    ``band.pick_rms``, ``baseline_runs`` on the envelope (volts), the artefact test (any of
-    the first ``n_det`` columns above ``median + k_art * sd``) and, unless there is an
-    artefact or ``gate_col`` is -1, the theta and delta envelopes of column ``gate_col``
-    (``hold`` gets its last sample). Returns (largest run, artefact flag)."""
+def ripple_front(samples: np.ndarray, first: int, t: np.ndarray, times_index: int,
+                 times: np.ndarray, cols: np.ndarray, weights: np.ndarray, band: FilterBank,
+                 work: np.ndarray, runs: np.ndarray, step: int, ring: np.ndarray,
+                 pos: np.ndarray, count: np.ndarray, excl: np.ndarray, median: np.ndarray,
+                 sd: np.ndarray, k_sd: float, carry: np.ndarray, n_det: int, k_art: float,
+                 gate_col: int, theta: FilterBank | None, delta: FilterBank | None,
+                 hold: np.ndarray | None) -> tuple[int, int]:
+    """The ripple detector's chunk without a baseline update point in one call: ``t``
+    (seconds) into the time ring ``times``, ``band.pick_rms``, ``baseline_runs`` on the
+    envelope (volts), the artefact test (any of the first ``n_det`` columns above
+    ``median + k_art * sd``) and, unless there is an artefact or ``gate_col`` is -1, the
+    theta and delta envelopes of column ``gate_col`` (``hold`` gets its last sample).
+    ``work`` (flat) holds five (cap, c) blocks -- filtered, envelope, median, SD, threshold
+    -- then three (cap, 1) -- gate scratch, theta and delta envelopes. Returns (largest
+    run, artefact flag)."""
 
 def so_block(samples: np.ndarray, cols: np.ndarray, t: np.ndarray, first: int,
              filt: FilterBank, gate_slow: FilterBank | None, gate_fast: FilterBank | None,

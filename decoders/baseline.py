@@ -345,11 +345,13 @@ class TimeRing:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, int(capacity))
-        self._t = np.full(self.capacity, np.nan)
+        #: sample ``i``'s timestamp (seconds) at ``values[i % capacity]``; a C kernel may
+        #: write a block there itself and advance ``index``
+        self.values = np.full(self.capacity, np.nan)
         self.index = 0  # absolute index of the next sample
 
     def reset(self) -> None:
-        self._t.fill(np.nan)
+        self.values.fill(np.nan)
         self.index = 0
 
     def write(self, t: np.ndarray) -> None:
@@ -358,20 +360,20 @@ class TimeRing:
         if n >= self.capacity:
             tail = t[n - self.capacity:]
             k = (self.index + n - self.capacity) % self.capacity
-            self._t[k:] = tail[:self.capacity - k]
-            self._t[:k] = tail[self.capacity - k:]
+            self.values[k:] = tail[:self.capacity - k]
+            self.values[:k] = tail[self.capacity - k:]
         else:
             k = self.index % self.capacity
             if k + n <= self.capacity:           # the common case: no wrap
-                self._t[k:k + n] = t
+                self.values[k:k + n] = t
             else:
                 m = self.capacity - k
-                self._t[k:] = t[:m]
-                self._t[:n - m] = t[m:]
+                self.values[k:] = t[:m]
+                self.values[:n - m] = t[m:]
         self.index += n
 
     def at(self, abs_index: int) -> float:
         """Timestamp of sample ``abs_index``; the oldest kept one if it is older."""
         oldest = max(0, self.index - self.capacity)
         i = min(max(abs_index, oldest), self.index - 1)
-        return float(self._t[i % self.capacity])
+        return float(self.values[i % self.capacity])

@@ -339,8 +339,8 @@ def test_saturation_is_no_ripple(chunk: int) -> None:
     assert len(found) >= 0.95 * len(far)
 
 
-def _front_parts(seed: int, n_det: int, weights: np.ndarray):
-    """Two identical sets of the ripple front end's state: banks, baseline, work arrays."""
+def _front_parts(seed: int, n_det: int):
+    """Two identical sets of the ripple front end's state: banks, baseline, carry, hold."""
     from decoders.baseline import RobustBaseline
     from decoders.filters import BandEnvelope, butter_bandpass
 
@@ -359,53 +359,74 @@ def _front_parts(seed: int, n_det: int, weights: np.ndarray):
     return fs, k, sets, x
 
 
+def _front_work(cap: int, k: int) -> tuple[np.ndarray, dict]:
+    """ripple_front's work array and its blocks, as the docstring lays them out."""
+    work = np.full(cap * (5 * k + 3), np.nan)
+    o = {key: work[b * cap * k:(b + 1) * cap * k].reshape(cap, k)
+         for b, key in enumerate(("f", "e", "m", "s", "t"))}
+    g0 = 5 * cap * k
+    o.update({key: work[g0 + g * cap:g0 + (g + 1) * cap].reshape(cap, 1)
+              for g, key in enumerate(("gf", "th", "de"))})
+    return work, o
+
+
 @pytest.mark.parametrize("pooled", [False, True])
-def test_ripple_front_equals_its_parts(pooled: bool) -> None:
+@pytest.mark.parametrize("cap", [10, 16])
+def test_ripple_front_equals_its_parts(pooled: bool, cap: int) -> None:
     """The fused per-chunk C call against the separately tested kernels it stands for
-    (pick_rms, baseline_runs, the artefact test in NumPy, the gate's two pick_rms), and its
-    band-passed output against scipy.signal.sosfilt."""
+    (TimeRing.write, pick_rms, baseline_runs, the artefact test in NumPy, the gate's two
+    pick_rms), and its band-passed output against scipy.signal.sosfilt."""
     from decoders._filters import ripple_front
+    from decoders.baseline import TimeRing
 
     weights = np.array([0.6, 0.4]) if pooled else np.empty(0)
     n_det = 1
-    fs, k, (a, b), x = _front_parts(3, n_det, weights)
+    fs, k, (a, b), x = _front_parts(3, n_det)
     cols = np.array([0, 1, 3] if pooled else [0, 3], dtype=np.int64)
     gate_col, k_art, k_sd = 2, 300.0, 5.0
+    rings = [TimeRing(37), TimeRing(37)]
+    t_all = 100.0 + np.arange(x.shape[0]) / fs
     filt_all = []
     fused_art = 0
     for i in range(0, x.shape[0], 10):
         blk = np.ascontiguousarray(x[i:i + 10])
+        tb = t_all[i:i + 10]
         n = blk.shape[0]
         outs = []
         for which, (band, theta, delta, base, carry, hold) in enumerate((a, b)):
-            o = {key: np.zeros((n, k)) for key in ("f", "e", "m", "s", "t")}
-            o["r"] = np.zeros((n, k), dtype=np.int64)
-            o.update({key: np.zeros((n, 1)) for key in ("gf", "th", "de")})
+            work, o = _front_work(cap, k)
+            runs = np.zeros((cap, k), dtype=np.int64)
             first = base.index
             if which == 0 and base.claim_block(n):
                 longest, art = ripple_front(
-                    blk, cols, weights, band, o["f"], o["e"], first, *base.kernel_state(),
-                    k_sd, carry, o["m"], o["s"], o["t"], o["r"], n_det, k_art, gate_col, theta,
-                    delta, o["gf"], o["th"], o["de"], hold)
+                    blk, first, tb, rings[0].index, rings[0].values, cols, weights, band,
+                    work, runs, *base.kernel_state(), k_sd, carry, n_det, k_art, gate_col,
+                    theta, delta, hold)
+                rings[0].index += n
                 fused_art += art
             else:
-                band.pick_rms(blk, cols, weights, o["f"], o["e"])
-                longest = base.process_runs(o["e"], o["m"], o["s"], k_sd, carry, o["r"],
-                                            o["t"])
-                art = int((o["e"][:, :n_det] > o["m"][:, :n_det]
-                           + k_art * o["s"][:, :n_det]).any())
+                rings[which].write(tb)
+                v = {key: o[key][:n] for key in o}
+                band.pick_rms(blk, cols, weights, v["f"], v["e"])
+                longest = base.process_runs(v["e"], v["m"], v["s"], k_sd, carry, runs[:n],
+                                            v["t"])
+                art = int((v["e"][:, :n_det] > v["m"][:, :n_det]
+                           + k_art * v["s"][:, :n_det]).any())
                 if not art:
                     g = np.array([gate_col], dtype=np.int64)
-                    theta.pick_rms(blk, g, np.empty(0), o["gf"], o["th"])
-                    delta.pick_rms(blk, g, np.empty(0), o["gf"], o["de"])
+                    theta.pick_rms(blk, g, np.empty(0), v["gf"], v["th"])
+                    delta.pick_rms(blk, g, np.empty(0), v["gf"], v["de"])
                     hold[0] = blk[-1, gate_col]
-            outs.append((longest, art, o))
-        (l0, a0, o0), (l1, a1, o1) = outs
+            outs.append((longest, art, o, runs))
+        (l0, a0, o0, r0), (l1, a1, o1, r1) = outs
         assert (l0, a0) == (l1, a1)
-        for key in o0:
+        for key in o0:                    # NaN rows past n are the same on both sides
             np.testing.assert_array_equal(o0[key], o1[key], err_msg=f"{key} at {i}")
+        np.testing.assert_array_equal(r0[:n], r1[:n])
         assert a[5][0] == b[5][0] and np.array_equal(a[4], b[4])
-        filt_all.append(o0["f"].copy())
+        np.testing.assert_array_equal(rings[0].values, rings[1].values)
+        assert rings[0].index == rings[1].index
+        filt_all.append(o0["f"][:n].copy())
     assert fused_art > 0                # the artefact went through the fused call
     filt = np.concatenate(filt_all)
     sig = x[:, :2] @ weights if pooled else x[:, 0]
@@ -423,20 +444,21 @@ def test_ripple_front_rejects_bad_arguments() -> None:
     delta = BandEnvelope(butter_bandpass(1.0, 4.0, 2000.0), 1, 400)
     base = RobustBaseline(1, 2000.0)
     x = np.zeros((10, 3))
-    f = [np.zeros((10, 1)) for _ in range(8)]
-    r = np.zeros((10, 1), dtype=np.int64)
+    work = np.zeros(10 * 8)
+    runs = np.zeros((10, 1), dtype=np.int64)
 
     def call(**kw):
-        a = dict(samples=x, cols=np.array([0], dtype=np.int64), band=band, n_det=1,
-                 gate_col=2, theta=gate, delta=delta, pos=None, hold=np.zeros(1))
+        a = dict(samples=x, t=np.zeros(10), times=np.zeros(20),
+                 cols=np.array([0], dtype=np.int64), band=band, work=work, runs=runs,
+                 n_det=1, gate_col=2, theta=gate, delta=delta, pos=None, hold=np.zeros(1))
         a.update(kw)
         st = list(base.kernel_state())
         if a["pos"] is not None:
             st[2] = a["pos"]
-        return ripple_front(a["samples"], a["cols"], np.empty(0), a["band"], f[0], f[1], 0,
-                            *st, 5.0, np.zeros(1, dtype=np.int64), f[2], f[3], f[4], r,
-                            a["n_det"], 300.0, a["gate_col"], a["theta"], a["delta"], f[5],
-                            f[6], f[7], a["hold"])
+        return ripple_front(a["samples"], 0, a["t"], 0, a["times"], a["cols"], np.empty(0),
+                            a["band"], a["work"], a["runs"], *st, 5.0,
+                            np.zeros(1, dtype=np.int64), a["n_det"], 300.0, a["gate_col"],
+                            a["theta"], a["delta"], a["hold"])
 
     assert call()[0] == 0
     with pytest.raises(TypeError, match="ripple_front: band must be a FilterBank, got str"):
@@ -451,11 +473,19 @@ def test_ripple_front_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="a column index is outside samples"):
         call(gate_col=3)
     with pytest.raises(ValueError, match="two arrays share memory"):
-        call(hold=f[7][:1, 0])                      # the delta envelope's first value
+        call(hold=work[-1:])                        # the delta envelope's last value
+    with pytest.raises(ValueError, match="two arrays share memory"):
+        call(t=work[:10])
     with pytest.raises(ValueError, match="pos is outside the ring"):
         call(pos=np.array([10 ** 6], dtype=np.int64))
     with pytest.raises(ValueError, match="hold must have shape"):
         call(hold=np.zeros(2))
+    with pytest.raises(ValueError, match="t must have shape"):
+        call(t=np.zeros(9))
+    with pytest.raises(ValueError, match=r"work must be 1-D with \(5 c \+ 3\) cap values"):
+        call(work=np.zeros(9 * 8))
+    with pytest.raises(ValueError, match="runs must have >= n rows"):
+        call(runs=np.zeros((9, 1), dtype=np.int64))
     with pytest.raises(TypeError, match="ripple_front: gate_col must be an int, got str"):
         call(gate_col="2")
     with pytest.raises(ValueError, match="band, theta and delta must be three different"):
@@ -468,8 +498,8 @@ def test_ripple_front_rejects_bad_arguments() -> None:
     after = np.zeros_like(before)
     band.get_state(after)
     np.testing.assert_array_equal(before, after)
-    # without a gate the gate's banks are not looked at
-    assert call(gate_col=-1, theta=None)[1] == 0
+    # without a gate the gate's banks (and hold) are not looked at
+    assert call(gate_col=-1, theta=None, delta=None, hold=None)[1] == 0
 
 
 def test_ripple_candidate_against_numpy() -> None:
