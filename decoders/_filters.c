@@ -1966,6 +1966,35 @@ filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(first_at_or_after_doc,
+"first_at_or_after(t, time_s, start) -> int\n\n"
+"The first row i >= start with t[i] >= time_s (NaN compares False), or -1; t: (n,)\n"
+"float64 seconds. What np.flatnonzero(t[start:] >= time_s)[0] + start gives, without\n"
+"the NumPy calls (a detector asks it every chunk until its calibration ends).");
+
+static PyObject *
+filters_first_at_or_after(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "first_at_or_after(t, time_s, start) takes 3 arguments");
+        return NULL;
+    }
+    double at;
+    Py_ssize_t start;
+    if (arg_double(args[1], "first_at_or_after", "time_s", &at) < 0
+        || arg_ssize(args[2], "first_at_or_after", "start", &start) < 0) return NULL;
+    Py_buffer tv;
+    if (get_rule_buf(args[0], &tv, 0, 0, 1, -1, "t") < 0) return NULL;
+    const double *t = (const double *)tv.buf;
+    const Py_ssize_t n = tv.len / 8;
+    Py_ssize_t found = -1;
+    for (Py_ssize_t i = start < 0 ? 0 : start; i < n; i++)
+        if (t[i] >= at) { found = i; break; }
+    PyBuffer_Release(&tv);
+    return PyLong_FromSsize_t(found);
+}
+
 PyDoc_STRVAR(rearm_index_doc,
 "rearm_index(t, feature, median, sd, k_sd, after_s, start) -> int\n\n"
 "The first row i >= start with t[i] >= after_s whose feature[i, 0] is not >= median[i, 0]\n"
@@ -2353,6 +2382,8 @@ static PyMethodDef filters_functions[] = {
      spindle_block_doc},
     {"rearm_index", (PyCFunction)(void (*)(void))filters_rearm_index, METH_FASTCALL,
      rearm_index_doc},
+    {"first_at_or_after", (PyCFunction)(void (*)(void))filters_first_at_or_after,
+     METH_FASTCALL, first_at_or_after_doc},
     {"so_block", (PyCFunction)(void (*)(void))filters_so_block, METH_FASTCALL,
      so_block_doc},
     {NULL, NULL, 0, NULL},

@@ -157,3 +157,7 @@ def ripple_candidate(runs: np.ndarray, theta_env: np.ndarray | None,
     """The first row ``i >= start`` with ``runs[i, 0] >= min_n`` (samples) and, unless
     ``theta_env`` is None, ``theta_env[i, 0] <= gate_k * delta_env[i, 0]`` (the theta gate
     open; NaN closes it), or -1."""
+
+def first_at_or_after(t: np.ndarray, time_s: float, start: int) -> int:
+    """The first row ``i >= start`` with ``t[i] >= time_s`` (seconds; NaN compares False),
+    or -1. ``t``: (n,) float64."""

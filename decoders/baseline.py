@@ -17,8 +17,10 @@ import math
 import numpy as np
 
 from decoders._filters import baseline_runs, median_mad, threshold_runs
+from decoders._filters import first_at_or_after as _first_at_or_after
 
-__all__ = ["RobustBaseline", "ChannelPicker", "TimeRing", "MAD_TO_SD", "run_lengths"]
+__all__ = ["RobustBaseline", "ChannelPicker", "TimeRing", "MAD_TO_SD", "run_lengths",
+           "first_at_or_after"]
 
 #: Scale from the median absolute deviation to the standard deviation of a normal
 #: distribution (1 / Phi^-1(3/4)); Rousseeuw & Croux 1993.
@@ -308,6 +310,17 @@ class ChannelPicker:
         else:
             np.take(samples, self._idx, axis=1, out=out)
         return out
+
+
+def first_at_or_after(t: np.ndarray, time_s: float, start: int) -> int:
+    """The first index ``i >= start`` with ``t[i] >= time_s`` (seconds; NaN compares
+    False), or -1: one C call for float64 timestamps (a detector asks every chunk until
+    its calibration ends), NumPy's comparison for others (a hand-built float32 block
+    compares in float32, as before)."""
+    if t.dtype == np.float64 and t.flags.c_contiguous:
+        return _first_at_or_after(t, time_s, start)
+    ok = np.flatnonzero(t[start:] >= time_s)
+    return start + int(ok[0]) if ok.size else -1
 
 
 def run_lengths(above: np.ndarray, carry: np.ndarray, out: np.ndarray,

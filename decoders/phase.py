@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -83,9 +83,9 @@ class PhaseSettings:
                              f"{lo} Hz; use at least {1.5 / lo:.2f} s")
 
 
-@dataclass(frozen=True)
-class PhaseEstimate:
-    """The band's state at one sample.
+class PhaseEstimate(NamedTuple):
+    """The band's state at one sample (immutable; a named tuple: built every chunk, and a
+    frozen dataclass took ~1 us of the ~4 us the phase stage costs per chunk).
 
     Attributes
     ----------

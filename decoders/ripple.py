@@ -37,7 +37,7 @@ import numpy as np
 
 from controller.schema import check_bands, setting
 from decoders._filters import rearm_index, ripple_candidate, ripple_front
-from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
+from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, first_at_or_after
 from decoders.events import Event
 from decoders.filters import BandEnvelope, MovingRms, butter_bandpass
 from drivers.chunk import Chunk
@@ -672,11 +672,9 @@ class RippleDetector:
         if not b.ready:
             return None
         t_end = self._t0 + self.settings.calibration_s
-        lo = max(0, b.ready_index - first)
-        ok = np.flatnonzero(t[lo:] >= t_end)
-        if ok.size == 0:
+        j = first_at_or_after(t, t_end, max(0, b.ready_index - first))
+        if j < 0:
             return None
-        j = lo + int(ok[0])
         self._calibrating = False
         self._cal_local = j
         thr = med[j, 0] + self.settings.threshold_sd * sd[j, 0]

@@ -42,7 +42,7 @@ import numpy as np
 
 from controller.schema import check_bands, setting
 from decoders._filters import so_block
-from decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline
+from decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline, first_at_or_after
 from decoders.events import Event
 from decoders.filters import BandEnvelope, SosFilter, butter_bandpass
 from decoders.phase import EchtKernel
@@ -311,9 +311,7 @@ class SlowOscDetector:
         if self._calibrating:
             j = -1
             if ready_index >= 0:
-                lo = max(0, ready_index - first)
-                ok = np.flatnonzero(t[lo:] >= self._cal_end)
-                j = lo + int(ok[0]) if ok.size else -1
+                j = first_at_or_after(t, self._cal_end, max(0, ready_index - first))
             if j < 0:
                 self._feed_echt(x, 0, n)
                 return events

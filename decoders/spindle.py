@@ -61,7 +61,7 @@ import numpy as np
 
 from controller.schema import check_bands, setting
 from decoders._filters import spindle_block, spindle_runs
-from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing
+from decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, first_at_or_after
 from decoders.events import Event
 from decoders.filters import BandEnvelope, MovingRms, butter_bandpass
 from drivers.chunk import Chunk
@@ -418,9 +418,8 @@ class SpindleDetector:
         b = self._base
         if not b.ready:
             return -1
-        lo = max(0, b.ready_index - first)
-        ok = np.flatnonzero(t[lo:] >= self._t0 + self.settings.calibration_s)
-        return lo + int(ok[0]) if ok.size else -1
+        return first_at_or_after(t, self._t0 + self.settings.calibration_s,
+                                 max(0, b.ready_index - first))
 
     def _scan(self, ch: int, i: int, runs: np.ndarray, fire: np.ndarray, t: np.ndarray,
               env: np.ndarray, med: np.ndarray, sd: np.ndarray, first: int,

@@ -123,3 +123,27 @@ def test_baseline_runs_refuses_a_bad_ring_position() -> None:
         baseline_runs(z, 0, b.step, b._ring, b._pos, b._count, b._excl, b.median, b.sd, 3.0,
                       np.zeros(1, np.int64), z.copy(), z.copy(), z.copy(),
                       np.zeros((4, 1), np.int64))
+
+
+def test_first_at_or_after_against_numpy() -> None:
+    from decoders.baseline import first_at_or_after
+
+    rng = np.random.default_rng(6)
+    for _ in range(300):
+        n = int(rng.integers(1, 30))
+        t = np.sort(rng.random(n)) * 10.0
+        if rng.random() < 0.3:
+            t[rng.integers(0, n)] = np.nan
+        if rng.random() < 0.3:
+            rng.shuffle(t)                      # out of order: the first, not the earliest
+        at, start = float(rng.random() * 10.0), int(rng.integers(0, n + 2))
+        for tt in (t, t.astype(np.float32), np.repeat(t, 2)[::2]):
+            ok = np.flatnonzero(tt[start:] >= at)
+            want = start + int(ok[0]) if ok.size else -1
+            assert first_at_or_after(tt, at, start) == want
+    from decoders._filters import first_at_or_after as c_first
+
+    with pytest.raises(TypeError, match="t must have dtype float64"):
+        c_first(np.zeros(3, dtype=np.float32), 1.0, 0)
+    with pytest.raises(TypeError, match="first_at_or_after: time_s must be a number"):
+        c_first(np.zeros(3), "1", 0)
