@@ -689,6 +689,27 @@ get_rule_buf(PyObject *obj, Py_buffer *view, int writable, int is_int, Py_ssize_
     return 0;
 }
 
+/* The baseline ring argument: a C-contiguous, writable float64 (rows, L) array, L >= 1.
+ * Returns L, or -1 with a TypeError or ValueError naming it (prefix: "fn: " or ""; note:
+ * appended to the TypeError, e.g. " (or None)"); nothing is held on an error. */
+static Py_ssize_t
+get_ring(PyObject *obj, Py_buffer *view, Py_ssize_t rows, const char *prefix, const char *note)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%sring must be a C-contiguous, writable float64 array%s",
+                     prefix, note);
+        return -1;
+    }
+    if (!is_8byte(view, 0) || view->ndim != 2 || view->shape[0] != rows || view->shape[1] < 1) {
+        PyErr_Format(PyExc_ValueError, "%sring must be a float64 array of shape (%zd, L)",
+                     prefix, rows);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return view->shape[1];
+}
+
 PyDoc_STRVAR(threshold_runs_doc,
 "threshold_runs(feature, median, sd, k_sd, carry, runs, thr) -> int\n\n"
 "thr = median + k_sd * sd and, per channel, the length of the current run of samples with\n"
@@ -826,20 +847,8 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     for (; got < 12; got++) {
         const Py_ssize_t rows = (got == 0 || got >= 8) ? n : 1;  /* (n, c) blocks: n from feature */
         if (got == 1) {                               /* the ring: c rows of any length */
-            if (PyObject_GetBuffer(args[arg[got]], &v[got],
-                                   PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-                PyErr_Clear();
-                PyErr_SetString(PyExc_TypeError,
-                                "ring must be a C-contiguous, writable float64 array");
-                break;
-            }
-            if (!is_8byte(&v[got], 0) || v[got].ndim != 2 || v[got].shape[0] != c ||
-                v[got].shape[1] < 1) {
-                PyErr_Format(PyExc_ValueError, "ring must be a float64 array of shape (%zd, L)", c);
-                PyBuffer_Release(&v[got]);
-                break;
-            }
-            length = v[got].shape[1];
+            length = get_ring(args[arg[got]], &v[got], c, "", "");
+            if (length < 0) break;
             continue;
         }
         if (get_rule_buf(args[arg[got]], &v[got], writable[got], is_int[got], rows, c,
@@ -1511,21 +1520,9 @@ filters_spindle_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     if (get_rule_buf(args[13], &v[B_STATE], 1, 1, 2, c, "runstate") < 0) goto done;
     have[B_STATE] = 1;
     if (rules) {
-        if (PyObject_GetBuffer(args[15], &v[B_RING],
-                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError,
-                            "spindle_block: ring must be a C-contiguous, writable float64 array");
-            goto done;
-        }
+        length = get_ring(args[15], &v[B_RING], c, "spindle_block: ", "");
+        if (length < 0) goto done;
         have[B_RING] = 1;
-        if (!is_8byte(&v[B_RING], 0) || v[B_RING].ndim != 2 || v[B_RING].shape[0] != c
-            || v[B_RING].shape[1] < 1) {
-            PyErr_Format(PyExc_ValueError,
-                         "spindle_block: ring must be a float64 array of shape (%zd, L)", c);
-            goto done;
-        }
-        length = v[B_RING].shape[1];
         static const char *vec_name[6] = {"pos", "count", "excl", "median", "sd", NULL};
         for (int b = B_POS; b <= B_SD; b++) {
             const int is_int = b == B_POS || b == B_COUNT;
@@ -2199,20 +2196,9 @@ filters_so_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         have[STATE] = 1;
     }
     if (adaptive) {
-        if (PyObject_GetBuffer(args[9], &v[RING],
-                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError,
-                            "ring must be a C-contiguous, writable float64 array (or None)");
-            goto done;
-        }
+        length = get_ring(args[9], &v[RING], k, "", " (or None)");
+        if (length < 0) goto done;
         have[RING] = 1;
-        if (!is_8byte(&v[RING], 0) || v[RING].ndim != 2 || v[RING].shape[0] != k
-            || v[RING].shape[1] < 1) {
-            PyErr_Format(PyExc_ValueError, "ring must be a float64 array of shape (%zd, L)", k);
-            goto done;
-        }
-        length = v[RING].shape[1];
         static const int arg_of[4] = {10, 11, 12, 13};
         static const int is_int[4] = {1, 1, 0, 0};
         static const int writable[4] = {1, 1, 0, 0};
