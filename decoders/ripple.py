@@ -437,7 +437,10 @@ class RippleDetector:
             self._t0 = float(t[0])
         if chunk.channels is not self._cols_for and chunk.channels != self._cols_for:
             self._bind(chunk.channels)
-        if s.theta_gate and chunk.channels is not self._gate_channels:
+        if s.theta_gate and (chunk.channels is not self._gate_channels
+                             and chunk.channels != self._gate_channels):
+            # (a source may hand over an equal, new tuple each chunk: no re-binding then,
+            # which would rebuild ripple_front's arguments)
             self._bind_gate(chunk.channels)
         nd = self._nd
         filt, env, med, sd, thr, runs_all, gf, th, de = self._views(n)
@@ -649,7 +652,7 @@ class RippleDetector:
                       blanked: np.ndarray | bool | None) -> tuple[np.ndarray, np.ndarray]:
         """Theta and delta RMS of the gate channel, shape (n, 1) each; blanked samples are
         replaced by the last clean one (sample and hold)."""
-        if chunk.channels is not self._gate_channels:
+        if chunk.channels is not self._gate_channels and chunk.channels != self._gate_channels:
             self._bind_gate(chunk.channels)
         th, de = self._ge1[:n], self._ge2[:n]
         if blanked is None:
