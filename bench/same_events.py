@@ -86,15 +86,15 @@ def compare(a: dict, b: dict) -> list[str]:
         if key not in b:
             problems.append(f"{key}: missing")
             continue
-        for k, (ea, eb) in enumerate(zip(a[key]["events"], b[key]["events"])):
+        for k, (ea, eb) in enumerate(zip(a[key]["events"], b[key]["events"], strict=True)):
             if ea != eb:
-                m = next((j for j, (u, v) in enumerate(zip(ea, eb)) if u != v),
+                m = next((j for j, (u, v) in enumerate(zip(ea, eb, strict=False)) if u != v),
                          min(len(ea), len(eb)))
                 problems.append(f"{key}: stage {k}, {len(ea)} vs {len(eb)} events, first "
                                 f"difference at {m}: {ea[m:m + 1]} vs {eb[m:m + 1]}")
-        for k, (pa, pb) in enumerate(zip(a[key]["phase"], b[key]["phase"])):
-            for ra, rb in zip(pa, pb):
-                t, ph, f, amp, conf = ((u, v) for u, v in zip(ra, rb))
+        for k, (pa, pb) in enumerate(zip(a[key]["phase"], b[key]["phase"], strict=True)):
+            for ra, rb in zip(pa, pb, strict=False):    # counts compared below
+                t, ph, f, amp, conf = zip(ra, rb, strict=True)
                 dph = abs((ph[0] - ph[1] + 180.0) % 360.0 - 180.0)
                 rel = [abs(u - v) / max(abs(u), 1e-300) for u, v in (f, amp, conf)]
                 nan_same = all(math.isnan(u) == math.isnan(v) for u, v in (ph, f, amp))

@@ -193,8 +193,6 @@ class EchtKernel:
         ph -= 2 * np.pi * np.round(np.interp(f_c, self._fgrid, ph) / (2 * np.pi))
         self._hphase = ph
         self._hgain = np.abs(hg)
-        self._hphase_l = self._hphase.tolist()
-        self._hgain_l = self._hgain.tolist()
         self._ring = np.zeros((2 * n, self.n_channels))
         self._w = 0
         self.count = 0
@@ -255,34 +253,6 @@ class EchtKernel:
         """Standard deviation of each channel over the window."""
         win = self.window()
         return win.std(axis=0)
-
-    def analytic1(self) -> tuple[float, float, float, float]:
-        """Single-channel fast path: (phase deg, frequency Hz, amplitude, window SD) as
-        Python floats, with scalar math instead of array calls."""
-        win = self.window()[:, 0]
-        a_re, a_im, b_re, b_im, m = np.dot(self._k_mean, win).tolist()
-        return self.endpoint(a_re, a_im, b_re, b_im, m, float(np.dot(win, win)) / win.shape[0])
-
-    def endpoint(self, a_re: float, a_im: float, b_re: float, b_im: float, m: float,
-                 ms: float) -> tuple[float, float, float, float]:
-        """(phase deg, frequency Hz, amplitude, window SD) from one channel's kernel sums:
-        the analytic value now (``a``) and ``lag`` samples earlier (``b``), the window's
-        mean ``m`` and mean square ``ms`` (what ``echt_sums`` returns)."""
-        phase = math.degrees(math.atan2(a_im, a_re))
-        amp = math.hypot(a_re, a_im)
-        dphi = math.atan2(a_im * b_re - a_re * b_im, a_re * b_re + a_im * b_im)
-        f = dphi * self.fs / (2 * math.pi * self.lag)
-        lo, hi = self.band
-        f = lo if f < lo else hi if f > hi else f
-        if self.compensate:
-            x = (f - lo) / (hi - lo) * (self._fgrid.size - 1)
-            i = min(int(x), self._fgrid.size - 2)
-            w = x - i
-            hp, hg = self._hphase_l, self._hgain_l
-            phase -= math.degrees(hp[i] + w * (hp[i + 1] - hp[i]))
-            amp /= hg[i] + w * (hg[i + 1] - hg[i])
-        var = ms - m * m
-        return phase, f, amp, math.sqrt(var) if var > 0 else 0.0
 
 
 class _Single:
@@ -380,7 +350,7 @@ class EchtPhase(_Single):
         self._fresh = True
         self._cache = None
         k = self._kernel
-        comp = (np.asarray(k._hphase_l), np.asarray(k._hgain_l)) if k.compensate else (None, None)
+        comp = (k._hphase, k._hgain) if k.compensate else (None, None)
         self._est_args = (k._k_mean, k.fs, k.lag, k.band[0], k.band[1], *comp)
 
     def estimate(self) -> PhaseEstimate:

@@ -29,8 +29,8 @@ band-passed LFP) and the closed-loop detectors of Girardeau et al. 2009 and Dutt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np

@@ -257,9 +257,9 @@ class SlowOscDetector:
                            events)
                 return events
             # calibrating, in a chunk where it cannot end: no statistics yet (they change
-            # only at update points), or no sample late enough (NaN: the Python path)
+            # only at update points), or no sample late enough (NaN is not)
             if not self._first and ((not self._fixed and not base.ready)
-                                    or t.max() < self._cal_end):
+                                    or first_at_or_after(t, self._cal_end, 0) < 0):
                 so_block(samples, self._cols, t, base.index, *self._calib_args)
                 base.index += n
                 if self._echt is not None:

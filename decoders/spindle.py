@@ -261,11 +261,13 @@ class SpindleDetector:
         between a setup, a buffer growth and a new channel list, so the per-chunk call
         passes one prebuilt tuple."""
         s = self.settings
+        # the rules' parameters (k_lo .. hold_n), as spindle_runs takes them too
+        self._rules = (s.low_threshold_frac * s.threshold_sd, s.threshold_sd,
+                       s.rel_power_min, s.corr_min, s.alpha_ratio_max, self._min_n,
+                       self._max_n, s.artefact_sd, self._hold_n)
         self._args = (self._cols, self._broad, self._sigma, self._alpha, self._pm, self._env,
                       float(self._w0), self._xs_last, self._work, self._iwork, self._runstate,
-                      *self._base.kernel_state(), s.low_threshold_frac * s.threshold_sd,
-                      s.threshold_sd, s.rel_power_min, s.corr_min, s.alpha_ratio_max,
-                      self._min_n, self._max_n, s.artefact_sd, self._hold_n)
+                      *self._base.kernel_state(), *self._rules)
 
     def _bind(self, channels: tuple[str, ...]) -> None:
         """Pick the configured channels out of a chunk with this channel list."""
@@ -342,7 +344,6 @@ class SpindleDetector:
         recomputation stays in Python); ``process`` otherwise runs the same steps in one C
         call, ``spindle_block``. Fills the work buffers' first ``n`` rows and returns
         (longest run, number of firing samples)."""
-        s = self.settings
         # the filters (rules=False: nothing else): the configured columns are picked, and
         # sigma is filtered out of the broadband signal (not the raw one): at the sigma
         # centre the band-pass has zero phase, so a spindle is in phase in both signals and
@@ -369,10 +370,8 @@ class SpindleDetector:
         # artefact_hold_s after it -- no run crosses them, nothing fires on them)
         return spindle_runs(env, self._eb[:n], self._es[:n], self._pmo[:n],
                             self._ea[:n] if self._alpha is not None else None, med, sd,
-                            s.low_threshold_frac * s.threshold_sd, s.threshold_sd,
-                            s.rel_power_min, s.corr_min, s.alpha_ratio_max, self._min_n,
-                            self._max_n, s.artefact_sd, self._hold_n, self._carry, self._hold,
-                            self._runs[:n], self._fire[:n])
+                            *self._rules, self._carry, self._hold, self._runs[:n],
+                            self._fire[:n])
 
     def _calibration_event(self, t: np.ndarray, j: int) -> Event:
         med, sd = self._med, self._sd
@@ -402,7 +401,7 @@ class SpindleDetector:
         self._all_armed = all(armed)
         # a NaN re-arm time (a spindle fired at a NaN timestamp) never re-arms in a quiet
         # chunk (NaN <= t is False), so it must not hide the other channels' times either
-        self._rearm_min = min((r for r, a in zip(self._rearm_t.tolist(), armed)
+        self._rearm_min = min((r for r, a in zip(self._rearm_t.tolist(), armed, strict=True)
                                if not a and r == r), default=np.inf)
 
     def _end_calibration(self, t: np.ndarray, first: int, events: list[Event]) -> int:

@@ -454,7 +454,7 @@ def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int]) -
         v = _work_views(st.work, st.cap, k)
         m = b - a
         for key, view in zip(("xb", "eb", "xs", "es", "sums", "pm", "amp", "env", "xa", "ea",
-                              "med", "sd"), v):
+                              "med", "sd"), v, strict=True):
             if key in got:
                 got[key][a:b] = view[:m]
         got["runs"][a:b], got["fire"][a:b] = st.iwork[:m], st.iwork[st.cap:st.cap + m]
@@ -511,7 +511,7 @@ def test_spindle_block_refuses_wrong_arguments() -> None:
                  "iwork", "runstate", "step", "ring", "pos", "count", "excl", "median", "sd",
                  "k_lo", "k_hi", "rel_min", "corr_min", "alpha_max", "min_n", "max_n",
                  "k_art", "hold_n")
-        args = dict(zip(names, st.args()))
+        args = dict(zip(names, st.args(), strict=True))
         samples, first, rules = kw.pop("samples", x), kw.pop("first", 0), kw.pop("rules", True)
         args.update(kw)
         return spindle_block(samples, first, rules, *args.values())
@@ -528,7 +528,8 @@ def test_spindle_block_refuses_wrong_arguments() -> None:
         call(w0=4.0)
     with pytest.raises(ValueError, match="spindle_block: step must be >= 1"):
         call(step=0)
-    with pytest.raises(TypeError, match="spindle_block: broad must be a FilterBank, got numpy.ndarray"):
+    with pytest.raises(TypeError,
+                       match="spindle_block: broad must be a FilterBank, got numpy.ndarray"):
         call(broad=np.zeros(3))
     with pytest.raises(TypeError, match="spindle_block: alpha must be a FilterBank, got int"):
         call(alpha=3)
