@@ -14,7 +14,7 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3'"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml setup.py constraints.txt decoders/_filters.c
+$(STAMP): $(PY) pyproject.toml setup.py constraints.txt src/engramloop/decoders/_filters.c
 	$(PIP_INSTALL) "setuptools<81" wheel
 	$(PIP_INSTALL) --no-build-isolation -e ".[dev]"
 	@touch $(STAMP)
@@ -34,4 +34,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info decoders/*.so
+	rm -rf $(VENV) build *.egg-info src/engramloop/decoders/*.so

@@ -4,8 +4,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "decoders._filters",
-            sources=["decoders/_filters.c"],
+            "engramloop.decoders._filters",
+            sources=["src/engramloop/decoders/_filters.c"],
             extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra",
                                 "-Werror=implicit-function-declaration"],
         )

@@ -27,11 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decoders.detectors import DetectorsSettings, make_detectors  # noqa: E402
-from decoders.phase import EchtPhase, PhaseSettings  # noqa: E402
-from decoders.ripple import RippleDetector, RippleSettings  # noqa: E402
-from decoders.scoring import intervals, replay, score_detections, score_phase  # noqa: E402
-from drivers.chunk import Chunk  # noqa: E402
+from engramloop.analysis.scoring import intervals, replay, score_detections, score_phase  # noqa: E402
+from engramloop.core.chunk import Chunk  # noqa: E402
+from engramloop.decoders.detectors import DetectorsSettings, make_detectors  # noqa: E402
+from engramloop.decoders.phase import EchtPhase, PhaseSettings  # noqa: E402
+from engramloop.decoders.ripple import RippleDetector, RippleSettings  # noqa: E402
 
 TARGETS = {
     "ripple": "F1 >= 0.95 at <= 1 FP/min; median latency from onset <= 10 ms",
@@ -46,7 +46,7 @@ LAMINAR = SHIPPED.with_name("sim-ripple-laminar.toml")
 
 def shipped_ripple_settings() -> RippleSettings:
     """``[detectors.ripple]`` of configs/sim-ripple.toml (the config that ships)."""
-    from controller.config import load_config
+    from engramloop.controller.config import load_config
 
     return load_config(SHIPPED).detectors.ripple
 
@@ -54,7 +54,7 @@ def shipped_ripple_settings() -> RippleSettings:
 def laminar_config():
     """configs/sim-ripple-laminar.toml: the simulator's probe with a stratum radiatum site
     (``[sim]``) and the ripple detector with the sharp-wave assist on it."""
-    from controller.config import load_config
+    from engramloop.controller.config import load_config
 
     return load_config(LAMINAR)
 
@@ -64,8 +64,8 @@ def laminar_sim(seed: int, duration_s: float):
     channels and radiatum site, nothing else of that config's ``[sim]``."""
     import dataclasses
 
-    from sim.generate import simulate
-    from sim.settings import SimSettings
+    from engramloop.sim.generate import simulate
+    from engramloop.sim.settings import SimSettings
 
     lam = laminar_config().sim
     s = dataclasses.replace(SimSettings(), channels=lam.channels,
@@ -75,7 +75,7 @@ def laminar_sim(seed: int, duration_s: float):
 
 def accuracy(seeds: list[int], duration_s: float, chunk: int,
              settings: DetectorsSettings | None = None) -> dict:
-    from sim.generate import simulate
+    from engramloop.sim.generate import simulate
 
     pooled: dict = {"ripple": [], "spindle": [], "so": [], "so_phase": [], "ripple_pooled": []}
     for seed in seeds:
@@ -133,7 +133,7 @@ def pool(scores: list) -> dict:
 
 
 def speed(n_chunks: int = 6000, repeats: int = 3) -> dict:
-    from sim.generate import simulate
+    from engramloop.sim.generate import simulate
 
     x, t, truth = simulate(seed=7, duration_s=n_chunks * 10 / 2000.0 + 1.0)
     names = tuple(truth.channels)
@@ -214,7 +214,7 @@ def sweep(kind: str, factory, grid: list[dict], seeds: list[int], duration_s: fl
     simulator (after each detector's calibration; rejected spindles do not count);
     ``simulate(seed=, duration_s=)`` makes the signal (default: the default simulator)."""
     if simulate is None:
-        from sim.generate import simulate
+        from engramloop.sim.generate import simulate
 
     scores: list[list] = [[] for _ in grid]
     for seed in seeds:
@@ -252,7 +252,7 @@ def spindle_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
     import dataclasses
     import itertools
 
-    from decoders.spindle import SpindleDetector, SpindleSettings
+    from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
 
     d = SpindleSettings()
     grid = [dict(threshold_sd=th, low_threshold_frac=lo, min_duration_s=md, filter_order=1)

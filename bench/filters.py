@@ -16,7 +16,7 @@ import numpy as np
 import scipy
 import scipy.signal as ss
 
-from decoders.filters import SosFilter, butter_bandpass
+from engramloop.decoders.filters import SosFilter, butter_bandpass
 
 SHAPES = [(8, 1), (8, 10), (8, 30), (64, 30), (64, 1000)]  # (channels, samples)
 

@@ -58,12 +58,12 @@ def run_night(job: tuple) -> dict:
     seed, condition, args = job
     import torch
 
-    from controller.forecast_worker import ForecasterSettings, ForecastGate
-    from decoders import forecast_train as ft
-    from decoders.features import EpochFeatures
-    from decoders.forecaster import Forecaster
-    from drivers.chunk import EndOfStream
-    from sim.source import SimSource
+    from engramloop.analysis import forecast_train as ft
+    from engramloop.controller.forecast_worker import ForecasterSettings, ForecastGate
+    from engramloop.core.chunk import EndOfStream
+    from engramloop.decoders.features import EpochFeatures
+    from engramloop.decoders.forecaster import Forecaster
+    from engramloop.sim.source import SimSource
 
     torch.set_num_threads(1)
     spec = ft.night_spec(seed, args["duration_s"], rate_hz=args["rate_hz"])

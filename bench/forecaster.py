@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from decoders.features import EpochFeatures, FeatureSettings, FeatureVector  # noqa: E402
-from decoders.forecaster import Forecaster  # noqa: E402
-from drivers.chunk import Chunk  # noqa: E402
+from engramloop.core.chunk import Chunk  # noqa: E402
+from engramloop.decoders.features import EpochFeatures, FeatureSettings, FeatureVector  # noqa: E402
+from engramloop.decoders.forecaster import Forecaster  # noqa: E402
 
 
 def _stats(us: np.ndarray) -> str:

@@ -29,10 +29,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drivers.clock import HostClock  # noqa: E402
-from drivers.pulse import Pulse, PulseSpec  # noqa: E402
-from drivers.pulsepal import PulsePal  # noqa: E402
-from drivers.stimbox import StimBox  # noqa: E402
+from engramloop.core.clock import HostClock  # noqa: E402
+from engramloop.core.pulse import Pulse, PulseSpec  # noqa: E402
+from engramloop.drivers.pulsepal import PulsePal  # noqa: E402
+from engramloop.drivers.stimbox import StimBox  # noqa: E402
 
 
 def q(xs, p: float) -> float:
@@ -40,8 +40,9 @@ def q(xs, p: float) -> float:
 
 
 def start_emulator(*args: str) -> tuple[subprocess.Popen, str, list]:
-    """python -m sim.stimbox_emulator in a child; returns (proc, port, truth edge list)."""
-    proc = subprocess.Popen([sys.executable, "-m", "sim.stimbox_emulator", *args], cwd=ROOT,
+    """The stim-box emulator module in a child; returns (proc, port, truth edge list)."""
+    module = "engramloop.sim.emulators.stimbox_emulator"
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True, bufsize=1)
     port = proc.stdout.readline().strip()
     truth: list = []
@@ -124,7 +125,7 @@ def bench_timing(n: int, lead_s: float) -> None:
 
 KILLED_HOST = textwrap.dedent("""
     import sys, time
-    from drivers.stimbox import StimBox
+    from engramloop.drivers.stimbox import StimBox
     sb = StimBox(sys.argv[1]); sb.open(); sb.arm()
     print("armed", flush=True)
     time.sleep(60)
@@ -132,8 +133,8 @@ KILLED_HOST = textwrap.dedent("""
 
 
 def bench_sigkill(reps: int) -> None:
-    from drivers.stimbox.protocol import DisarmCause
-    from sim.stimbox_emulator import StimBoxEmulator
+    from engramloop.drivers.stimbox.protocol import DisarmCause
+    from engramloop.sim.emulators.stimbox_emulator import StimBoxEmulator
 
     lat, dev_lat = [], []
     for _ in range(reps):
@@ -160,7 +161,7 @@ def bench_sigkill(reps: int) -> None:
 def bench_pulsepal(n: int) -> None:
     code = textwrap.dedent("""
         import time
-        from sim.pulsepal_emulator import PulsePalEmulator
+        from engramloop.sim.emulators.pulsepal_emulator import PulsePalEmulator
         e = PulsePalEmulator().start(); print(e.port, flush=True); time.sleep(3600)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,

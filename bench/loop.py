@@ -43,7 +43,7 @@ TARGETS_US = {("chunk_total", "p999_s"): 1000.0, ("chunk_total", "p99_s"): 250.0
 
 
 def run_phase(cfg, duration_s: float, output: str):
-    from controller.loop import build_loop
+    from engramloop.controller.loop import build_loop
 
     if output == "stimbox":
         st = dataclasses.replace(cfg.stimulators, kinds=("stimbox",),
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                          "keep polling; -1 = leave them alone)")
     args = ap.parse_args(argv)
 
-    from controller.config import load_config
+    from engramloop.controller.config import load_config
 
     cfg = load_config(args.config)
     cfg = dataclasses.replace(cfg, scheduler=dataclasses.replace(
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         # the same code path unpaced on a simulated clock: chunks follow each other at once,
         # so caches stay warm; the difference to A is what sleeping 5 ms between chunks
         # costs on this machine (on a shared VM, mostly cold caches after each wake-up)
-        from controller.loop import build_loop
+        from engramloop.controller.loop import build_loop
 
         loop = build_loop(cfg, speed="max", duration_s=args.duration)
         res = loop.run(args.duration)

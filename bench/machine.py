@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.cpu_latency import DEVICE, CpuLatencyRequest  # noqa: E402
+from engramloop.controller.cpu_latency import DEVICE, CpuLatencyRequest  # noqa: E402
 
 PC = time.perf_counter
 

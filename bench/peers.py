@@ -25,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decoders.phase import EchtKernel  # noqa: E402
-from decoders.ripple import RippleDetector, RippleSettings  # noqa: E402
-from decoders.scoring import Interval, intervals, replay, score_detections, score_phase  # noqa: E402
-from decoders.slow_osc import SlowOscDetector, SlowOscSettings  # noqa: E402
-from decoders.spindle import SpindleDetector, SpindleSettings  # noqa: E402
+from engramloop.analysis.scoring import Interval, intervals, replay, score_detections, score_phase  # noqa: E402
+from engramloop.decoders.phase import EchtKernel  # noqa: E402
+from engramloop.decoders.ripple import RippleDetector, RippleSettings  # noqa: E402
+from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings  # noqa: E402
+from engramloop.decoders.spindle import SpindleDetector, SpindleSettings  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not DATA.is_dir():
@@ -89,7 +89,7 @@ def bench_spindles() -> None:
     # simulator, 600 s, Cz, against truth
     from scipy.signal import resample_poly
 
-    from sim.generate import simulate
+    from engramloop.sim.generate import simulate
 
     x, t, truth = simulate(seed=5, duration_s=600.0)
     names = tuple(truth.channels)
@@ -117,7 +117,7 @@ def bench_so() -> None:
     print("== slow-oscillation up-state timing: ours vs meegkit ECHT "
           "(simulator N3, truth phase at the predicted up-state; 0 deg = up-state peak)")
     meegkit_phase = _peer("meegkit.phase")
-    from sim.generate import simulate
+    from engramloop.sim.generate import simulate
 
     x, t, truth = simulate(seed=6, duration_s=300.0)
     names = tuple(truth.channels)

@@ -65,8 +65,8 @@ def make_edf(path: Path, minutes: float) -> float:
 
 
 def time_source(path: Path, chunk: int) -> tuple[float, int]:
-    from drivers.chunk import EndOfStream
-    from drivers.files import FileSource
+    from engramloop.core.chunk import EndOfStream
+    from engramloop.drivers.files import FileSource
 
     t0 = time.perf_counter()
     src = FileSource(path, speed="max", chunk_samples=chunk)
@@ -82,7 +82,7 @@ def time_source(path: Path, chunk: int) -> tuple[float, int]:
 
 
 def time_loop(path: Path, cfg: Path) -> tuple[float, str]:
-    exe = [sys.executable, "-m", "controller.cli", "replay", str(cfg), str(path),
+    exe = [sys.executable, "-m", "engramloop.cli", "replay", str(cfg), str(path),
            "--speed", "max", "--quiet"]
     t0 = time.perf_counter()
     proc = subprocess.run(exe, cwd=ROOT, capture_output=True, text=True)

@@ -39,9 +39,9 @@ from scipy import signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.generate import simulate  # noqa: E402
-from sim.rhythms import Geometry  # noqa: E402
-from sim.settings import HypnogramSettings, SimSettings  # noqa: E402
+from engramloop.sim.generate import simulate  # noqa: E402
+from engramloop.sim.rhythms import Geometry  # noqa: E402
+from engramloop.sim.settings import HypnogramSettings, SimSettings  # noqa: E402
 
 CHANNELS = ("CA1", "CA1b")      # the detection channels of configs/sim-ripple.toml
 NFFT = 4096                     # 2 s at 2 kHz: frequency resolution 0.49 Hz

@@ -33,13 +33,13 @@ def dump(root: str, out: str, seconds: float, seeds: list[int]) -> None:
     sys.path.insert(0, root)
     import numpy as np
 
-    from controller.config import load_config
-    from decoders.detectors import DetectorsSettings, make_detectors
-    from decoders.phase import EchtPhase, PhaseSettings
-    from decoders.ripple import RippleDetector
-    from drivers.chunk import Chunk
-    from sim.generate import simulate
-    from sim.settings import SimSettings
+    from engramloop.controller.config import load_config
+    from engramloop.core.chunk import Chunk
+    from engramloop.decoders.detectors import DetectorsSettings, make_detectors
+    from engramloop.decoders.phase import EchtPhase, PhaseSettings
+    from engramloop.decoders.ripple import RippleDetector
+    from engramloop.sim.generate import simulate
+    from engramloop.sim.settings import SimSettings
 
     lam = load_config(Path(root) / "configs" / "sim-ripple-laminar.toml")
     fields = ("onset_s", "detect_s", "peak_s", "amplitude", "score", "threshold",

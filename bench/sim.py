@@ -26,10 +26,10 @@ from scipy import signal  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers.chunk import EndOfStream  # noqa: E402
-from sim.generate import simulate  # noqa: E402
-from sim.settings import HypnogramSettings, SimSettings  # noqa: E402
-from sim.source import SimSource  # noqa: E402
+from engramloop.core.chunk import EndOfStream  # noqa: E402
+from engramloop.sim.generate import simulate  # noqa: E402
+from engramloop.sim.settings import HypnogramSettings, SimSettings  # noqa: E402
+from engramloop.sim.source import SimSource  # noqa: E402
 
 TARGET = 200.0
 
@@ -107,8 +107,8 @@ def snr() -> None:
 
 
 def detectors() -> None:
-    from decoders.detectors import make_detectors
-    from decoders.scoring import intervals, score_detections
+    from engramloop.analysis.scoring import intervals, score_detections
+    from engramloop.decoders.detectors import make_detectors
 
     src = SimSource(SimSettings(), seed=5, chunk_samples=20, duration_s=600.0)
     src.start()

@@ -76,12 +76,12 @@ from scipy import fft, linalg, signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from decoders.filters import butter_bandpass  # noqa: E402
-from decoders.spindle import SpindleSettings as DetectorSettings  # noqa: E402
-from sim.generate import simulate  # noqa: E402
-from sim.rhythms import Geometry, Planner, Spindle  # noqa: E402
-from sim.settings import HypnogramSettings, SimSettings  # noqa: E402
-from sim.truth import EventRecord, Truth  # noqa: E402
+from engramloop.decoders.filters import butter_bandpass  # noqa: E402
+from engramloop.decoders.spindle import SpindleSettings as DetectorSettings  # noqa: E402
+from engramloop.sim.generate import simulate  # noqa: E402
+from engramloop.sim.rhythms import Geometry, Planner, Spindle  # noqa: E402
+from engramloop.sim.settings import HypnogramSettings, SimSettings  # noqa: E402
+from engramloop.sim.truth import EventRecord, Truth  # noqa: E402
 
 DETECTOR = DetectorSettings()   # the shipped detector's defaults: channel, band, filter order
 DETECT_CHANNEL = DETECTOR.channels[0]       # Cz

@@ -10,11 +10,11 @@ import pytest
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
 
-from drivers.brainflow_source import BrainFlowSource, CounterGapDetector, board_id  # noqa: E402
-from drivers.chunk import SourceError  # noqa: E402
-from drivers.ftdi import check_latency_timer, read_latency_timer_ms  # noqa: E402
-from drivers.sources import BrainFlowSettings  # noqa: E402
-from sim.cyton_emulator import CytonEmulator, decode_packet, encode_packet  # noqa: E402
+from engramloop.core.chunk import SourceError  # noqa: E402
+from engramloop.drivers.brainflow_source import BrainFlowSource, CounterGapDetector, board_id  # noqa: E402
+from engramloop.drivers.ftdi import check_latency_timer, read_latency_timer_ms  # noqa: E402
+from engramloop.drivers.sources import BrainFlowSettings  # noqa: E402
+from engramloop.sim.emulators.cyton_emulator import CytonEmulator, decode_packet, encode_packet  # noqa: E402
 
 # ADS1299 at gain 24: 4.5 V full scale over 2^23 - 1 counts (datasheet / OpenBCI docs)
 UV_PER_COUNT = 4.5 / 24 / (2 ** 23 - 1) * 1e6
@@ -188,8 +188,8 @@ def test_playback_file_board_with_master_board(tmp_path):
 
 
 def test_make_source_brainflow_overrides():
-    from controller.config import loads_config
-    from drivers.sources import make_source
+    from engramloop.controller.config import loads_config
+    from engramloop.drivers.sources import make_source
 
     cfg = loads_config('[source]\nkind = "brainflow"\nchannels = ["C3"]\n'
                        '[source.brainflow]\nboard = "cyton"\nserial_port = "/dev/ttyUSB9"\n')
@@ -206,7 +206,7 @@ def test_cyton_streams_replayed_real_eeg():
     from scipy.signal import resample_poly
     from shared_data import DATA
 
-    from sim.cyton_emulator import to_cyton_signal
+    from engramloop.sim.emulators.cyton_emulator import to_cyton_signal
 
     data = DATA / "data_N2_spindles_15sec_200Hz.txt"
     eeg_v = np.loadtxt(data)[:400] * 1e-6

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from drivers.chunk import Chunk
+from engramloop.core.chunk import Chunk
 
 
 def test_chunk_accepts_time_major_float64() -> None:

@@ -1,6 +1,6 @@
 import pylsl
 
-from drivers.clock import HostClock, SimClock
+from engramloop.core.clock import HostClock, SimClock
 
 
 def test_host_clock_is_the_lsl_clock() -> None:

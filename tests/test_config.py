@@ -10,9 +10,9 @@ from typing import Literal
 
 import pytest
 
-from controller.cli import main
-from controller.config import Config, dump_config, load_config, loads_config
-from controller.schema import ConfigError, build, describe, setting
+from engramloop.cli import main
+from engramloop.controller.config import Config, dump_config, load_config, loads_config
+from engramloop.core.schema import ConfigError, build, describe, setting
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,7 @@ def test_validate_command_prints_effective_config(tmp_path: Path, capsys) -> Non
 def test_validate_command_one_line_error(tmp_path: Path) -> None:
     f = tmp_path / "rig.toml"
     f.write_text("[source]\nchunk_samples = 0\n")
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "validate", str(f)],
+    proc = subprocess.run([sys.executable, "-m", "engramloop.cli", "validate", str(f)],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stdout == ""
@@ -145,11 +145,11 @@ def test_validate_command_one_line_error(tmp_path: Path) -> None:
 
 
 def test_version_and_help_list_subcommands() -> None:
-    exe = [sys.executable, "-m", "controller.cli"]
+    exe = [sys.executable, "-m", "engramloop.cli"]
     version = subprocess.run(exe + ["--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("engramloop 0.")
     helptext = subprocess.run(exe + ["--help"], capture_output=True, text=True).stdout
-    commands = sorted(p.stem for p in (REPO / "controller" / "commands").glob("*.py")
+    commands = sorted(p.stem for p in (REPO / "src/engramloop/cli/commands").glob("*.py")
                       if not p.stem.startswith("_"))
     assert "validate" in commands
     for name in commands:

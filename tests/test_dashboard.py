@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from controller.dashboard import Dashboard, live_dashboard, make_dashboard, render_status
-from controller.progress import progress, track
-from controller.status import (
+from engramloop.controller.dashboard import Dashboard, live_dashboard, make_dashboard, render_status
+from engramloop.controller.progress import progress, track
+from engramloop.controller.status import (
     ChannelQuality,
     LoopStatus,
     QuantileWindow,

@@ -10,14 +10,15 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from controller.cli import main
-from controller.commands import demo
+from engramloop.cli import main
+from engramloop.cli.commands import demo
 
 ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 
 
 def test_demo_uses_the_shipped_checkpoint_and_reports_the_gate(tmp_path, capsys):
-    from decoders.forecaster import Checkpoint, default_checkpoint_path
+    from engramloop.decoders.forecaster import Checkpoint, default_checkpoint_path
 
     # 45 simulated seconds (the default is 600): one 30 s epoch, so one forecast
     assert main(["demo", "--duration", "45", "--out", str(tmp_path)]) == 0
@@ -45,7 +46,7 @@ def test_demo_uses_the_shipped_checkpoint_and_reports_the_gate(tmp_path, capsys)
 
 
 def test_demo_default_is_the_forecast_config_long_enough_to_open_the_gate():
-    from controller.config import load_config
+    from engramloop.controller.config import load_config
 
     assert demo.CONFIG == ROOT / "configs" / "sim-ripple-forecast.toml"
     cfg = load_config(demo.CONFIG)
@@ -56,16 +57,16 @@ def test_demo_default_is_the_forecast_config_long_enough_to_open_the_gate():
 
 def test_checkpoint_is_package_data():
     """The wheel carries decoders/data/forecaster.pt and every subpackage (pyproject)."""
-    from decoders.forecaster import default_checkpoint_path
+    from engramloop.decoders.forecaster import default_checkpoint_path
 
     py = tomllib.loads((ROOT / "pyproject.toml").read_text())
     tool = py["tool"]["setuptools"]
-    rel = default_checkpoint_path().relative_to(ROOT / "decoders").as_posix()
-    assert any(fnmatch.fnmatch(rel, pat) for pat in tool["package-data"]["decoders"])
+    rel = default_checkpoint_path().relative_to(SRC / "engramloop" / "decoders").as_posix()
+    assert any(fnmatch.fnmatch(rel, pat)
+               for pat in tool["package-data"]["engramloop.decoders"])
     # every package with an __init__.py, subpackages included (controller.commands holds
     # the CLI), matches the packages.find patterns
     include = tool["packages"]["find"]["include"]
-    for top in ("controller", "decoders", "drivers", "sim"):
-        for init in (ROOT / top).rglob("__init__.py"):
-            name = ".".join(init.parent.relative_to(ROOT).parts)
-            assert any(fnmatch.fnmatch(name, pat) for pat in include), name
+    for init in (SRC / "engramloop").rglob("__init__.py"):
+        name = ".".join(init.parent.relative_to(SRC).parts)
+        assert any(fnmatch.fnmatch(name, pat) for pat in include), name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from decoders.baseline import MAD_TO_SD, RobustBaseline, TimeRing
+from engramloop.decoders.baseline import MAD_TO_SD, RobustBaseline, TimeRing
 
 
 def test_statistics_equal_numpy_median_of_kept_samples() -> None:
@@ -63,8 +63,8 @@ def test_time_ring() -> None:
 
 
 def test_make_detectors_leaves_out_detectors_without_channels() -> None:
-    from controller.config import loads_config
-    from decoders.detectors import make_detectors
+    from engramloop.controller.config import loads_config
+    from engramloop.decoders.detectors import make_detectors
 
     cfg = loads_config('[source]\nchannels = ["Fp1", "C3"]\n'
                        '[detectors.so]\nchannels = ["Fp1"]\n')
@@ -82,7 +82,7 @@ def test_process_runs_equals_process_then_threshold_runs(chunk: int, n_ch: int) 
     """The one-call path (C, blocks without an update point) against the two-step one:
     the same statistics, ring, counts, thresholds and run lengths, bit for bit, with
     events that the exclusion keeps out and NaN samples (never kept)."""
-    from decoders._filters import threshold_runs
+    from engramloop.decoders._filters import threshold_runs
 
     rng = np.random.default_rng(3)
     n = 6000
@@ -114,7 +114,7 @@ def test_process_runs_equals_process_then_threshold_runs(chunk: int, n_ch: int) 
 
 
 def test_baseline_runs_refuses_a_bad_ring_position() -> None:
-    from decoders._filters import baseline_runs
+    from engramloop.decoders._filters import baseline_runs
 
     b = RobustBaseline(1, 1000.0, history_s=0.1, step_s=0.01)
     b._pos[0] = b.length                     # corrupted: one past the end
@@ -126,7 +126,7 @@ def test_baseline_runs_refuses_a_bad_ring_position() -> None:
 
 
 def test_first_at_or_after_against_numpy() -> None:
-    from decoders.baseline import first_at_or_after
+    from engramloop.decoders.baseline import first_at_or_after
 
     rng = np.random.default_rng(6)
     for _ in range(300):
@@ -141,7 +141,7 @@ def test_first_at_or_after_against_numpy() -> None:
             ok = np.flatnonzero(tt[start:] >= at)
             want = start + int(ok[0]) if ok.size else -1
             assert first_at_or_after(tt, at, start) == want
-    from decoders._filters import first_at_or_after as c_first
+    from engramloop.decoders._filters import first_at_or_after as c_first
 
     with pytest.raises(TypeError, match="t must have dtype float64"):
         c_first(np.zeros(3, dtype=np.float32), 1.0, 0)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import load_config
-from decoders.detectors import make_detectors
-from decoders.ripple import RippleDetector
-from decoders.slow_osc import SlowOscDetector
-from decoders.spindle import SpindleDetector
+from engramloop.controller.config import load_config
+from engramloop.decoders.detectors import make_detectors
+from engramloop.decoders.ripple import RippleDetector
+from engramloop.decoders.slow_osc import SlowOscDetector
+from engramloop.decoders.spindle import SpindleDetector
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

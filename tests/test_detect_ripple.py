@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 
-from decoders.ripple import RippleDetector, RippleSettings
-from decoders.scoring import intervals, replay, score_detections
-from drivers.chunk import Chunk
+from engramloop.analysis.scoring import intervals, replay, score_detections
+from engramloop.core.chunk import Chunk
+from engramloop.decoders.ripple import RippleDetector, RippleSettings
 
 FS = 2000.0
 from shared_data import DATA  # noqa: E402
@@ -131,8 +131,8 @@ def test_missing_channel_error_names_it() -> None:
 
 
 def test_settings_validation() -> None:
-    from controller.config import loads_config
-    from controller.schema import ConfigError
+    from engramloop.controller.config import loads_config
+    from engramloop.core.schema import ConfigError
 
     with pytest.raises(ConfigError, match="detectors.ripple.band_hz"):
         loads_config("[detectors.ripple]\nband_hz = [250.0, 150.0]\n")
@@ -143,7 +143,7 @@ def test_settings_validation() -> None:
 def test_simulator_ground_truth() -> None:
     """At the simulator's default SNR (see sim.settings): a regression guard well under the
     figures bench/detectors.py prints for longer runs."""
-    from sim.generate import simulate
+    from engramloop.sim.generate import simulate
 
     x, t, truth = simulate(seed=11, duration_s=90.0)
     names = tuple(truth.channels)
@@ -205,8 +205,8 @@ def test_pooled_channels_detect_weaker_ripples() -> None:
 
 
 def test_pool_settings_validation() -> None:
-    from controller.config import loads_config
-    from controller.schema import ConfigError
+    from engramloop.controller.config import loads_config
+    from engramloop.core.schema import ConfigError
 
     with pytest.raises(ConfigError, match="detectors.ripple.pool_weights"):
         loads_config('[detectors.ripple]\nchannels = ["CA1", "CA1b"]\npool_weights = [1.0]\n')
@@ -232,8 +232,8 @@ def test_blanked_light_artefacts_do_not_blind_the_detector() -> None:
     detection; it rings through the theta and delta filters and closes the theta gate for
     a second or more, so the next ripples are missed. With each pulse reported through
     ``blank`` the detector finds what it finds without any light (simulator truth)."""
-    from controller.config import load_config
-    from sim.generate import simulate
+    from engramloop.controller.config import load_config
+    from engramloop.sim.generate import simulate
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "sim-ripple.toml")
     s = cfg.detectors.ripple
@@ -341,8 +341,8 @@ def test_saturation_is_no_ripple(chunk: int) -> None:
 
 def _front_parts(seed: int, n_det: int):
     """Two identical sets of the ripple front end's state: banks, baseline, carry, hold."""
-    from decoders.baseline import RobustBaseline
-    from decoders.filters import BandEnvelope, butter_bandpass
+    from engramloop.decoders.baseline import RobustBaseline
+    from engramloop.decoders.filters import BandEnvelope, butter_bandpass
 
     fs = 2000.0
     k = n_det + 1                       # detection column(s) and one reference column
@@ -376,8 +376,8 @@ def test_ripple_front_equals_its_parts(pooled: bool, cap: int) -> None:
     """The fused per-chunk C call against the separately tested kernels it stands for
     (TimeRing.write, pick_rms, baseline_runs, the artefact test in NumPy, the gate's two
     pick_rms), and its band-passed output against scipy.signal.sosfilt."""
-    from decoders._filters import ripple_front
-    from decoders.baseline import TimeRing
+    from engramloop.decoders._filters import ripple_front
+    from engramloop.decoders.baseline import TimeRing
 
     weights = np.array([0.6, 0.4]) if pooled else np.empty(0)
     n_det = 1
@@ -435,9 +435,9 @@ def test_ripple_front_equals_its_parts(pooled: bool, cap: int) -> None:
 
 
 def test_ripple_front_rejects_bad_arguments() -> None:
-    from decoders._filters import FilterBank, ripple_front
-    from decoders.baseline import RobustBaseline
-    from decoders.filters import BandEnvelope, butter_bandpass
+    from engramloop.decoders._filters import FilterBank, ripple_front
+    from engramloop.decoders.baseline import RobustBaseline
+    from engramloop.decoders.filters import BandEnvelope, butter_bandpass
 
     band = BandEnvelope(butter_bandpass(150.0, 250.0, 2000.0), 1, 48)
     gate = BandEnvelope(butter_bandpass(6.0, 10.0, 2000.0), 1, 400)
@@ -503,7 +503,7 @@ def test_ripple_front_rejects_bad_arguments() -> None:
 
 
 def test_ripple_candidate_against_numpy() -> None:
-    from decoders._filters import ripple_candidate
+    from engramloop.decoders._filters import ripple_candidate
 
     rng = np.random.default_rng(4)
     for _ in range(200):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 
-from decoders.baseline import MAD_TO_SD
-from decoders.ripple import RippleDetector, RippleSettings
-from decoders.scoring import intervals, replay, score_detections
-from drivers.chunk import Chunk
+from engramloop.analysis.scoring import intervals, replay, score_detections
+from engramloop.core.chunk import Chunk
+from engramloop.decoders.baseline import MAD_TO_SD
+from engramloop.decoders.ripple import RippleDetector, RippleSettings
 
 FS = 2000.0
 NAMES = ("CA1", "CA1rad")
@@ -172,8 +172,8 @@ def test_missing_sharp_wave_channel_names_the_setting() -> None:
 
 
 def test_sharp_wave_settings_validation() -> None:
-    from controller.config import loads_config
-    from controller.schema import ConfigError
+    from engramloop.controller.config import loads_config
+    from engramloop.core.schema import ConfigError
 
     with pytest.raises(ConfigError, match="detectors.ripple.sharp_wave_channel: 'CA1' is also "
                                           "a detection channel"):
@@ -196,8 +196,8 @@ def test_laminar_probe_on_the_simulator() -> None:
     under the figures bench/detectors.py prints (ripple_laminar) -- recall and precision
     high, and the sharp wave moves the median detection much closer to the ripple onset
     than the same pooled detector without it."""
-    from controller.config import load_config
-    from sim.generate import simulate
+    from engramloop.controller.config import load_config
+    from engramloop.sim.generate import simulate
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs"
                       / "sim-ripple-laminar.toml")

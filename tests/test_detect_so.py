@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from shared_data import DATA  # noqa: E402
 
-from decoders.scoring import replay, score_phase
-from decoders.slow_osc import SlowOscDetector, SlowOscSettings
+from engramloop.analysis.scoring import replay, score_phase
+from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
 
 
 @pytest.fixture(scope="module")
 def sim_n3():
     """The default hypnogram's first 240 s: 60 s of N2, then N3 (slow-oscillation trains)."""
-    from sim.generate import simulate
+    from engramloop.sim.generate import simulate
 
     return simulate(seed=2, duration_s=240.0)
 
@@ -104,8 +104,8 @@ def test_real_n3_eeg() -> None:
 
 
 def test_slow_wave_sleep_gate_silences_rem_eye_movements() -> None:
-    from sim.generate import simulate
-    from sim.settings import HypnogramSettings, SimSettings
+    from engramloop.sim.generate import simulate
+    from engramloop.sim.settings import HypnogramSettings, SimSettings
 
     sim = SimSettings(channels=("Fz", "Cz"), hypnogram=HypnogramSettings(
         mode="fixed", schedule=("REM:60", "N3:60")))
@@ -157,7 +157,7 @@ def test_hand_built_chunks_with_other_timestamp_layouts(sim_n3, layout: str) -> 
     """A Chunk built by hand may carry float32 or strided timestamps: the detector reads
     them as float64 seconds, as from a source (the fused kernel needs one contiguous
     float64 block)."""
-    from drivers.chunk import Chunk
+    from engramloop.core.chunk import Chunk
 
     x, t, truth = sim_n3
     a, b = int(60 * truth.rate_hz), int(100 * truth.rate_hz)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from shared_data import DATA  # noqa: E402
 
-from decoders.scoring import intervals, replay, score_detections
-from decoders.spindle import SpindleDetector, SpindleSettings
-from drivers.chunk import Chunk
+from engramloop.analysis.scoring import intervals, replay, score_detections
+from engramloop.core.chunk import Chunk
+from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
 
 # The excerpts are 15 s and 30 s long: the detector's 10 s default calibration would eat
 # most of them, so these tests calibrate for 2 s and refresh the baseline every 0.5 s
@@ -77,7 +77,7 @@ def test_too_long_sigma_run_is_rejected() -> None:
 
 
 def test_simulator_ground_truth() -> None:
-    from sim.generate import simulate
+    from engramloop.sim.generate import simulate
 
     x, t, truth = simulate(seed=4, duration_s=200.0)
     names = tuple(truth.channels)
@@ -97,8 +97,8 @@ def _reference(x: np.ndarray, t: np.ndarray, fs: float, s: SpindleSettings) -> l
     from numpy_filters import moving_rms
     from scipy.signal import sosfilt
 
-    from decoders.baseline import RobustBaseline
-    from decoders.filters import butter_bandpass
+    from engramloop.decoders.baseline import RobustBaseline
+    from engramloop.decoders.filters import butter_bandpass
 
     def rms(v: np.ndarray, win_s: float) -> np.ndarray:
         return moving_rms(v[:, None], max(1, int(round(win_s * fs))))[:, 0]
@@ -171,7 +171,7 @@ def _test_signal(fs: float, seed: int, steps: bool = True) -> tuple[np.ndarray, 
     ring in the sigma band at once, and the large ones pass as spindles too)."""
     from scipy.signal import lfilter, sosfilt
 
-    from decoders.filters import butter_bandpass
+    from engramloop.decoders.filters import butter_bandpass
 
     rng = np.random.default_rng(seed)
     t = np.arange(int(90 * fs)) / fs
@@ -345,8 +345,8 @@ def test_fused_kernel_equals_the_steps(chunk: int) -> None:
     names = ("C4", "Fz", "C3", "Cz")
     s = SpindleSettings(channels=("C3", "Cz", "C4"), calibration_s=5.0, max_duration_s=0.6)
     fused, steps = SpindleDetector(s), SpindleDetector(s)
-    from decoders.baseline import RobustBaseline
-    from drivers.chunk import Chunk
+    from engramloop.core.chunk import Chunk
+    from engramloop.decoders.baseline import RobustBaseline
 
     n_fused = 0
     ev_fused, ev_steps = [], []

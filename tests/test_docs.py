@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import build_parser, main
-from controller.commands.config_reference import DEFAULT_PATH, generate
-from controller.config import Config, loads_config
-from controller.schema import describe
+from engramloop.cli import build_parser, main
+from engramloop.cli.commands.config_reference import DEFAULT_PATH, generate
+from engramloop.controller.config import Config, loads_config
+from engramloop.core.schema import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from scipy.signal import sosfilt
 
-from decoders.events import Event
-from decoders.features import (
+from engramloop.core.chunk import Chunk
+from engramloop.core.events import Event
+from engramloop.decoders.features import (
     BAND_NAMES,
     FEATURE_NAMES,
     EpochFeatures,
     FeatureSettings,
     feature_matrix,
 )
-from decoders.filters import butter_bandpass
-from drivers.chunk import Chunk
+from engramloop.decoders.filters import butter_bandpass
 
 FS = 500.0
 CHANNELS = ("CA1", "Cz")
@@ -161,8 +161,10 @@ def test_gap_lowers_coverage_and_settings_errors():
 
 
 def test_feature_modules_do_not_import_torch():
-    code = ("import sys, decoders.features, controller.config, controller.cli\n"
-            "for m in ('controller.loop', 'decoders.detectors', 'controller.forecast_worker'):\n"
+    code = ("import sys, engramloop.decoders.features, engramloop.controller.config\n"
+            "import engramloop.cli\n"
+            "for m in ('engramloop.controller.loop', 'engramloop.decoders.detectors',\n"
+            "          'engramloop.controller.forecast_worker'):\n"
             "    try:\n"
             "        __import__(m)\n"
             "    except Exception:\n"

@@ -8,13 +8,13 @@ import numpy as np
 import pyedflib
 import pytest
 
-from controller.config import loads_config
-from controller.recorder import Recorder
-from drivers import xdf
-from drivers.chunk import Chunk, EndOfStream, SourceError
-from drivers.clock import SimClock
-from drivers.files import FileSource, load_file
-from drivers.sources import make_source
+from engramloop.controller.config import loads_config
+from engramloop.controller.recorder import Recorder
+from engramloop.core.chunk import Chunk, EndOfStream, SourceError
+from engramloop.core.clock import SimClock
+from engramloop.drivers import xdf
+from engramloop.drivers.files import FileSource, load_file
+from engramloop.drivers.sources import make_source
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
@@ -191,7 +191,7 @@ def test_brainflow_csv(tmp_path):
 
 
 def test_npz_and_speed_pacing(tmp_path):
-    path = tmp_path / "sim.npz"
+    path = tmp_path / "engramloop.sim.npz"
     x = np.random.default_rng(2).normal(0, 1e-5, (400, 2))
     np.savez(path, samples=x, timestamps=np.arange(400) / 2000.0, rate_hz=2000.0,
              channels=np.array(["CA1", "C3"]))

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy_filters import NumpySosFilter, moving_rms
 
-from decoders.filters import (
+from engramloop.decoders.filters import (
     BandEnvelope,
     MovingRms,
     SosFilter,
@@ -353,9 +353,9 @@ def test_missing_extension_is_a_loud_import_error(monkeypatch) -> None:
     import importlib
     import sys
 
-    import decoders.filters as filters_mod
+    import engramloop.decoders.filters as filters_mod
 
-    monkeypatch.setitem(sys.modules, "decoders._filters", None)
+    monkeypatch.setitem(sys.modules, "engramloop.decoders._filters", None)
     with pytest.raises(ImportError, match="C filter bank"):
         importlib.reload(filters_mod)
     monkeypatch.undo()
@@ -367,7 +367,7 @@ def test_index_arrays_changed_by_another_thread_mid_call_are_not_used() -> None:
     copies of ``cols`` / ``pos`` they checked before releasing it. Another thread setting
     an index far out of range mid-call must neither crash the process (an out-of-bounds
     access would) nor change what the call computes."""
-    from decoders._filters import FilterBank, baseline_runs
+    from engramloop.decoders._filters import FilterBank, baseline_runs
 
     n = 2_000_000
     x = np.zeros((n, 2))

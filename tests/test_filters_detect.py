@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from decoders._filters import (
+from engramloop.decoders._filters import (
     median_mad,
     quadrature_sums,
     rearm_index,
     spindle_runs,
     threshold_runs,
 )
-from decoders.baseline import run_lengths
+from engramloop.decoders.baseline import run_lengths
 
 SIZES = (1, 7, 64, 500)
 
@@ -341,8 +341,8 @@ class _BlockSetup:
 
     def __init__(self, fs: float, k: int, alpha: bool, cap: int, cols: list[int],
                  excl: float = np.inf) -> None:
-        from decoders._filters import FilterBank
-        from decoders.filters import butter_bandpass
+        from engramloop.decoders._filters import FilterBank
+        from engramloop.decoders.filters import butter_bandpass
 
         self.fs, self.k, self.cap = fs, k, cap
         self.win, self.ewin = int(0.1 * fs), int(0.015 * fs)
@@ -436,7 +436,7 @@ def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int]) -
     """The whole fused chunk -- pick, filters, envelopes, quadrature, baseline push, rules
     -- against scipy and NumPy, in pieces of 1, 7, 64 samples and whole (the filter, RMS,
     quadrature, ring and run state carry across pieces)."""
-    from decoders._filters import spindle_block
+    from engramloop.decoders._filters import spindle_block
 
     fs, n, k = 500.0, 2500, len(cols)
     samples = _spindle_signal(fs, n, 4, seed=len(cols))
@@ -480,7 +480,7 @@ def test_spindle_block_without_rules_only_filters() -> None:
     """rules=False runs the filters and envelopes exactly as with rules (same banks' state
     afterwards), writes nothing else, ignores the baseline and rule arguments (None) and
     returns None."""
-    from decoders._filters import spindle_block
+    from engramloop.decoders._filters import spindle_block
 
     fs, n = 500.0, 300
     samples = _spindle_signal(fs, n, 3, seed=4)
@@ -501,7 +501,7 @@ def test_spindle_block_without_rules_only_filters() -> None:
 def test_spindle_block_refuses_wrong_arguments() -> None:
     """Every argument is checked and named before anything runs; a refused call leaves the
     banks usable (none stays marked busy)."""
-    from decoders._filters import FilterBank, spindle_block
+    from engramloop.decoders._filters import FilterBank, spindle_block
 
     st = _BlockSetup(500.0, 1, True, cap=16, cols=[1])
     x = np.zeros((10, 3))
@@ -591,7 +591,7 @@ def test_spindle_block_refuses_wrong_arguments() -> None:
 def test_spindle_block_does_not_leak_references() -> None:
     import sys
 
-    from decoders._filters import spindle_block
+    from engramloop.decoders._filters import spindle_block
 
     st = _BlockSetup(500.0, 2, True, cap=16, cols=[1, 0])
     x = _spindle_signal(500.0, 10, 2, seed=1)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from numpy_filters import NumpySosFilter, moving_rms
 
-from decoders._filters import FilterBank, so_block
-from decoders.baseline import MAD_TO_SD
-from decoders.filters import BandEnvelope, SosFilter, butter_bandpass
+from engramloop.decoders._filters import FilterBank, so_block
+from engramloop.decoders.baseline import MAD_TO_SD
+from engramloop.decoders.filters import BandEnvelope, SosFilter, butter_bandpass
 
 FS = 100.0                        # Hz: small arrays, slow waves still many samples long
 SOS = butter_bandpass(0.2, 1.5, FS)

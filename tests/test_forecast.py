@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from decoders import forecast_train as ft
-from decoders.features import FEATURE_NAMES, FeatureVector
-from decoders.forecaster import (
+from engramloop.analysis import forecast_train as ft
+from engramloop.decoders.features import FEATURE_NAMES, FeatureVector
+from engramloop.decoders.forecaster import (
     FORMAT_VERSION,
     Checkpoint,
     CheckpointError,

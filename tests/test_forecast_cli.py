@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from controller.cli import main
-from decoders import forecast_train as ft
-from decoders.forecaster import Checkpoint
+from engramloop.analysis import forecast_train as ft
+from engramloop.cli import main
+from engramloop.decoders.forecaster import Checkpoint
 
 
 def test_make_dataset_train_evaluate(tmp_path, capsys):

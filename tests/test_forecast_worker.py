@@ -4,18 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.forecast_worker import (
+from engramloop.analysis import forecast_train as ft
+from engramloop.controller.forecast_worker import (
     ForecasterError,
     ForecasterSettings,
     ForecastGate,
     ForecastWorker,
 )
-from decoders import forecast_train as ft
-from decoders.events import Event
-from decoders.features import FEATURE_NAMES as FEAT_NAMES
-from decoders.features import EpochFeatures, FeatureSettings, Forecast
-from decoders.forecaster import CheckpointError, Forecaster
-from drivers.chunk import Chunk
+from engramloop.core.chunk import Chunk
+from engramloop.core.events import Event
+from engramloop.decoders.features import FEATURE_NAMES as FEAT_NAMES
+from engramloop.decoders.features import EpochFeatures, FeatureSettings, Forecast
+from engramloop.decoders.forecaster import CheckpointError, Forecaster
 
 FS = 250.0
 CHANNELS = ("CA1", "Cz")

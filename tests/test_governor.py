@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.config import loads_config
-from controller.governor import (
+from engramloop.controller.config import loads_config
+from engramloop.controller.governor import (
     RULES,
     SHANNON_K_LIMIT,
     Governor,
@@ -18,8 +18,8 @@ from controller.governor import (
     SafetySettings,
     electrical_dose,
 )
-from controller.schema import ConfigError, build
-from drivers.pulse import PulseSpec
+from engramloop.core.pulse import PulseSpec
+from engramloop.core.schema import ConfigError, build
 
 RATE = 2000.0
 TTL = PulseSpec()

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import pyxdf
 
-from controller.config import load_config
-from controller.loop import SimStimOutput, build_loop
-from controller.recorder import RecordingError
-from drivers.chunk import SourceError
-from drivers.clock import HostClock
-from drivers.markers import ShamOutput
-from drivers.pulse import Delivery, DeviceError
-from sim.source import SimSource
+from engramloop.controller.config import load_config
+from engramloop.controller.loop import SimStimOutput, build_loop
+from engramloop.controller.recorder import RecordingError
+from engramloop.core.chunk import SourceError
+from engramloop.core.clock import HostClock
+from engramloop.core.pulse import Delivery, DeviceError
+from engramloop.drivers.markers import ShamOutput
+from engramloop.sim.source import SimSource
 
 ROOT = Path(__file__).resolve().parents[1]
 RIPPLE = ROOT / "configs" / "sim-ripple.toml"
@@ -200,7 +200,7 @@ def test_backlog_is_detected_and_newest_data_acted_on():
 
 
 def test_loop_refuses_a_policy_safety_would_always_refuse():
-    from controller.schema import ConfigError
+    from engramloop.core.schema import ConfigError
 
     cfg = ripple_cfg()
     cfg = dataclasses.replace(cfg, safety=dataclasses.replace(cfg.safety,
@@ -219,7 +219,7 @@ def test_pulse_timing_uses_the_simulated_clock_exactly():
 
 
 def test_disarmed_by_default_and_dashboard_controls():
-    from controller.status import StatusBoard
+    from engramloop.controller.status import StatusBoard
 
     cfg = ripple_cfg()
     cfg = dataclasses.replace(cfg, safety=dataclasses.replace(cfg.safety, arm_on_start=False))

@@ -13,11 +13,11 @@ import pytest
 import pyxdf
 from rich.console import Console
 
-from controller.config import load_config, loads_config
-from controller.dashboard import render_status
-from controller.loop import build_loop
-from controller.status import CLIP_FRACTION, StatusBoard
-from decoders.features import FeatureSettings, Forecast
+from engramloop.controller.config import load_config, loads_config
+from engramloop.controller.dashboard import render_status
+from engramloop.controller.loop import build_loop
+from engramloop.controller.status import CLIP_FRACTION, StatusBoard
+from engramloop.decoders.features import FeatureSettings, Forecast
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / "configs" / "sim-ripple.toml"
@@ -143,7 +143,7 @@ def test_without_forecaster_or_known_range_nothing_is_invented(tmp_path):
 
 def test_sources_know_their_input_range(tmp_path):
     pyedflib = pytest.importorskip("pyedflib")
-    from drivers.files import FileSource
+    from engramloop.drivers.files import FileSource
 
     edf = tmp_path / "x.edf"
     w = pyedflib.EdfWriter(str(edf), 2, file_type=pyedflib.FILETYPE_EDFPLUS)
@@ -156,8 +156,8 @@ def test_sources_know_their_input_range(tmp_path):
     assert FileSource(edf).full_scale_v.tolist() == pytest.approx([500e-6, 2e-3])
     assert FileSource(edf, channels=["EOG"]).full_scale_v.tolist() == pytest.approx([2e-3])
     pytest.importorskip("brainflow")
-    from drivers.brainflow_source import BrainFlowSource
-    from drivers.sources import BrainFlowSettings
+    from engramloop.drivers.brainflow_source import BrainFlowSource
+    from engramloop.drivers.sources import BrainFlowSettings
 
     # ADS1299: +-4.5 V / gain 24
     assert BrainFlowSource(BrainFlowSettings(board="cyton")).full_scale_v == 0.1875

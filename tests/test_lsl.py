@@ -13,10 +13,10 @@ import pytest
 
 pylsl = pytest.importorskip("pylsl")
 
-from drivers.chunk import SourceError  # noqa: E402
-from drivers.lsl_outlets import MarkerOutlet, SignalOutlet  # noqa: E402
-from drivers.lsl_source import LslSource  # noqa: E402
-from drivers.sources import LslSettings  # noqa: E402
+from engramloop.core.chunk import SourceError  # noqa: E402
+from engramloop.drivers.lsl_outlets import MarkerOutlet, SignalOutlet  # noqa: E402
+from engramloop.drivers.lsl_source import LslSource  # noqa: E402
+from engramloop.drivers.sources import LslSettings  # noqa: E402
 
 OUTLET = textwrap.dedent("""
     import sys, time, pylsl
@@ -208,7 +208,7 @@ def test_timestamps_stepping_back_are_a_gap(outlets):
 
 
 def test_devices_command_lists_visible_stream(outlets, capsys):
-    from controller.cli import main
+    from engramloop.cli import main
 
     name = _name()
     outlets(name, name + "-sid")

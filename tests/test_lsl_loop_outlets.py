@@ -11,12 +11,12 @@ import numpy as np
 import pylsl
 import pytest
 
-from controller.config import load_config, loads_config
-from controller.loop import build_loop
-from controller.schema import ConfigError
-from drivers.clock import SimClock
-from drivers.lsl_outlets import LoopOutlets, LslOutletSettings
-from sim.source import SimSource
+from engramloop.controller.config import load_config, loads_config
+from engramloop.controller.loop import build_loop
+from engramloop.core.clock import SimClock
+from engramloop.core.schema import ConfigError
+from engramloop.drivers.lsl_outlets import LoopOutlets, LslOutletSettings
+from engramloop.sim.source import SimSource
 
 ROOT = Path(__file__).resolve().parents[1]
 

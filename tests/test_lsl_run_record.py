@@ -10,7 +10,7 @@ import numpy as np
 import pyxdf
 from test_lsl import Outlet, _name
 
-from controller.cli import main
+from engramloop.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

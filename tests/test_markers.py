@@ -9,8 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from drivers.markers import BrainFlowBoardRef, BrainFlowMarkerOutput, LslMarkerOutput, ShamOutput
-from drivers.pulse import DeviceError, Pulse, PulseSpec
+from engramloop.core.pulse import DeviceError, Pulse, PulseSpec
+from engramloop.drivers.markers import (
+    BrainFlowBoardRef,
+    BrainFlowMarkerOutput,
+    LslMarkerOutput,
+    ShamOutput,
+)
 
 
 def pulse(i: int) -> Pulse:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import pyxdf
 
-from controller.config import dump_config, load_config
-from controller.report import load_twin_memory, write_report
-from controller.trial import run_sim, run_trial, sham_twin_path
-from sim.source import SimSource
+from engramloop.analysis.report import load_twin_memory, write_report
+from engramloop.analysis.trial import run_sim, run_trial, sham_twin_path
+from engramloop.controller.config import dump_config, load_config
+from engramloop.sim.source import SimSource
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / "configs" / "sim-ripple.toml"
@@ -79,10 +79,10 @@ def test_memory_markers_at_the_expected_times_match_the_simulator(tmp_path):
 
 
 def test_a_replayed_file_has_no_memory_states(tmp_path):
-    from controller.cli import main
+    from engramloop.cli import main
 
     cfg = load_config(CFG)
-    sim = tmp_path / "sim.xdf"
+    sim = tmp_path / "engramloop.sim.xdf"
     run_sim(cfg, 3.0, speed="max", record=str(sim))
     assert len(_memory_stream(sim)) == 2                 # start and end
     rec = tmp_path / "replay.xdf"

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import Config, load_config, loads_config
-from controller.schema import ConfigError
-from drivers.markers import LslMarkerOutput, ShamOutput
-from drivers.outputs import EmulatedOutput, make_outputs
-from drivers.pulse import DeviceError, Pulse, PulseSpec
-from drivers.pulsepal import PulsePal
-from drivers.stimbox import StimBox
-from drivers.stimbox.protocol import DisarmCause
+from engramloop.controller.config import Config, load_config, loads_config
+from engramloop.core.pulse import DeviceError, Pulse, PulseSpec
+from engramloop.core.schema import ConfigError
+from engramloop.drivers.markers import LslMarkerOutput, ShamOutput
+from engramloop.drivers.outputs import EmulatedOutput, make_outputs
+from engramloop.drivers.pulsepal import PulsePal
+from engramloop.drivers.stimbox import StimBox
+from engramloop.drivers.stimbox.protocol import DisarmCause
 
 ROOT = Path(__file__).resolve().parents[1]
 

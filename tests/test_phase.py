@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 
-from decoders.phase import (
+from engramloop.analysis.scoring import circular_mean_sd
+from engramloop.core.chunk import Chunk
+from engramloop.decoders.phase import (
     ArPhase,
     EchtKernel,
     EchtPhase,
@@ -18,8 +20,6 @@ from decoders.phase import (
     make_phase_estimator,
     wrap_deg,
 )
-from decoders.scoring import circular_mean_sd
-from drivers.chunk import Chunk
 
 
 def feed(est, x: np.ndarray, t: np.ndarray, fs: float, chunk: int, every: int = 0):
@@ -144,7 +144,7 @@ def test_a_nan_sample_gives_no_estimate_while_in_the_window() -> None:
 
 
 def test_echt_kernels_reject_bad_arguments() -> None:
-    from decoders._filters import FilterBank, echt_estimate, echt_push
+    from engramloop.decoders._filters import FilterBank, echt_estimate, echt_push
 
     x = np.zeros((10, 3))
     st = np.zeros(3, dtype=np.int64)
@@ -250,8 +250,8 @@ def test_before_window_fills_and_bad_settings() -> None:
     with pytest.raises(ValueError, match="phase.channel"):
         EchtPhase(PhaseSettings(channel="Fz")).process(
             Chunk(np.zeros((10, 1)), t, 500.0, ("Cz",), 0.0))
-    from controller.config import loads_config
-    from controller.schema import ConfigError
+    from engramloop.controller.config import loads_config
+    from engramloop.core.schema import ConfigError
 
     with pytest.raises(ConfigError, match="phase.window_s"):
         loads_config("[phase]\nband_hz = [0.5, 1.25]\nwindow_s = 1.0\n")
@@ -259,8 +259,8 @@ def test_before_window_fills_and_bad_settings() -> None:
 
 def test_theta_phase_on_the_simulator() -> None:
     """Theta on CA1 during simulated REM vs the noise-free generator phase."""
-    from sim.generate import simulate
-    from sim.settings import HypnogramSettings, SimSettings
+    from engramloop.sim.generate import simulate
+    from engramloop.sim.settings import HypnogramSettings, SimSettings
 
     sim = SimSettings(channels=("CA1", "Cz"), hypnogram=HypnogramSettings(
         mode="fixed", schedule=("REM:30",)))

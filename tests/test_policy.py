@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from controller.config import loads_config
-from controller.governor import SafetySettings
-from controller.policy import (
+from engramloop.controller.config import loads_config
+from engramloop.controller.governor import SafetySettings
+from engramloop.controller.policy import (
     NGO_CLICK_INTERVAL_S,
     NGO_PAUSE_S,
     Policy,
@@ -15,9 +15,9 @@ from controller.policy import (
     PulseSettings,
     check_against_safety,
 )
-from controller.schema import ConfigError, build
-from decoders.events import Event
-from decoders.phase import PhaseEstimate
+from engramloop.core.events import Event
+from engramloop.core.schema import ConfigError, build
+from engramloop.decoders.phase import PhaseEstimate
 
 BUDGET = 0.002
 
@@ -157,8 +157,8 @@ def test_policy_config_and_safety_cross_checks():
 def test_forecast_gate_plugs_into_the_policy():
     from types import SimpleNamespace
 
-    from controller.forecast_worker import ForecasterSettings, ForecastGate
-    from decoders.features import Forecast
+    from engramloop.controller.forecast_worker import ForecasterSettings, ForecastGate
+    from engramloop.decoders.features import Forecast
 
     fc = {"p": 0.2}
     worker = SimpleNamespace(failed=False, latest=lambda: Forecast(

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from controller.progress import ProgressHandle, hms, progress
+from engramloop.controller.progress import ProgressHandle, hms, progress
 
 
 class FakeClock:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.pulse import DeviceError, Pulse, PulseSpec
-from drivers.pulsepal import (
+from engramloop.core.pulse import DeviceError, Pulse, PulseSpec
+from engramloop.drivers.pulsepal import (
     CODE,
     PulsePal,
     dac_to_volts,
@@ -22,7 +22,11 @@ from drivers.pulsepal import (
     spec_to_params,
     volts_to_dac,
 )
-from sim.pulsepal_emulator import PulsePalDevice, PulsePalEmulator, default_params
+from engramloop.sim.emulators.pulsepal_emulator import (
+    PulsePalDevice,
+    PulsePalEmulator,
+    default_params,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,7 +154,7 @@ def test_unsupported_firmware_is_refused():
 def test_emulator_killed_mid_run_raises_device_error():
     code = textwrap.dedent("""
         import time
-        from sim.pulsepal_emulator import PulsePalEmulator
+        from engramloop.sim.emulators.pulsepal_emulator import PulsePalEmulator
         e = PulsePalEmulator().start(); print(e.port, flush=True); time.sleep(60)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
@@ -204,8 +208,8 @@ def test_process_exit_without_close_stops_the_pulse_pal():
     still stop it (atexit)."""
     code = textwrap.dedent("""
         import sys, time
-        from drivers.pulse import Pulse, PulseSpec
-        from drivers.pulsepal import PulsePal
+        from engramloop.core.pulse import Pulse, PulseSpec
+        from engramloop.drivers.pulsepal import PulsePal
         pp = PulsePal(sys.argv[1]); pp.open(); pp.arm()
         t = time.monotonic()
         pp.send(Pulse(1, "ripple", PulseSpec(modality="electrical", train_count=100,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import pyxdf
 
-from controller.recorder import MARKER_STREAMS, Recorder, RecordingError
-from drivers.chunk import Chunk
+from engramloop.controller.recorder import MARKER_STREAMS, Recorder, RecordingError
+from engramloop.core.chunk import Chunk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,8 +101,8 @@ CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np
     sys.path.insert(0, {root!r})
-    from controller.recorder import Recorder
-    from drivers.chunk import Chunk
+    from engramloop.controller.recorder import Recorder
+    from engramloop.core.chunk import Chunk
     rec = Recorder({path!r}, "crash test", flush_interval_s=0.05)
     rec.start()
     rate, n, k = 200.0, 20, 0
@@ -149,14 +149,14 @@ def test_sigkill_leaves_loadable_file(tmp_path):
 def test_sim_session_recorded_then_replayed_identically(tmp_path):
     """Record a simulated session through the recorder, replay the file: every chunk's
     samples and timestamps come back bit-identical, and so do the spindle detections."""
-    from decoders.spindle import SpindleDetector, SpindleSettings
-    from drivers.chunk import EndOfStream
-    from drivers.clock import SimClock
-    from drivers.files import FileSource
-    from sim.settings import SimSettings
-    from sim.source import SimSource
+    from engramloop.core.chunk import EndOfStream
+    from engramloop.core.clock import SimClock
+    from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
+    from engramloop.drivers.files import FileSource
+    from engramloop.sim.settings import SimSettings
+    from engramloop.sim.source import SimSource
 
-    path = tmp_path / "sim.xdf"
+    path = tmp_path / "engramloop.sim.xdf"
     src = SimSource(SimSettings(), seed=3, chunk_samples=50, duration_s=20.0)
     live, det = [], SpindleDetector(SpindleSettings(channels=("Cz",)))
     events_live = []

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from controller.cli import main
-from controller.config import load_config
-from controller.loop import build_loop
+from engramloop.cli import main
+from engramloop.controller.config import load_config
+from engramloop.controller.loop import build_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.cli import main
-from controller.schema import ConfigError
-from controller.sweep import (
+from engramloop.analysis.sweep import (
     SweepError,
     Truth,
     config_with,
@@ -21,6 +19,8 @@ from controller.sweep import (
     parse_value,
     split_values,
 )
+from engramloop.cli import main
+from engramloop.core.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / "configs" / "sim-ripple.toml"
@@ -130,7 +130,7 @@ def test_sweep_has_one_row_per_value_equal_to_single_replays(night, tmp_path, ca
 def test_sweep_scores_against_annotations_and_any_time_base(night, tmp_path, capsys):
     """CSV annotations count from the start of the file; a file whose clock starts at
     500 s scores exactly like the same file starting at 0."""
-    from sim.truth import Truth as SimTruth
+    from engramloop.sim.truth import Truth as SimTruth
 
     with np.load(night["npz"], allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}

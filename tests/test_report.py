@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from shared_data import DATA  # noqa: E402
 
-from controller.recorder import Recorder
-from controller.report import expand_truth, load_recording, merge_pulses, write_report
-from decoders.phase import wrap_deg
-from decoders.scoring import circular_mean_sd
-from drivers.chunk import Chunk
+from engramloop.analysis.report import expand_truth, load_recording, merge_pulses, write_report
+from engramloop.analysis.scoring import circular_mean_sd
+from engramloop.controller.recorder import Recorder
+from engramloop.core.chunk import Chunk
+from engramloop.decoders.phase import wrap_deg
 
 ROOT = Path(__file__).resolve().parents[1]
 FS = 500.0
@@ -226,7 +226,7 @@ def test_sim_report_phase_matches_ground_truth(sim_report):
 
 
 def test_sim_report_forecast_series(sim_report):
-    from controller.report import _numeric_series
+    from engramloop.analysis.report import _numeric_series
 
     xdf, _ = sim_report
     series = _numeric_series(load_recording(xdf).markers["forecasts"])
@@ -269,8 +269,8 @@ def _n2_edf(pyedflib, path: Path, repeats: int) -> Path:
 def _edf_replay(tmp: Path) -> Path:
     """Make an EDF from the YASA N2 example, replay it with FileSource, record it."""
     pyedflib = pytest.importorskip("pyedflib")
-    from drivers.chunk import EndOfStream
-    from drivers.files import FileSource
+    from engramloop.core.chunk import EndOfStream
+    from engramloop.drivers.files import FileSource
 
     edf = _n2_edf(pyedflib, tmp / "n2.edf", repeats=1)
     src = FileSource(edf, speed="max", chunk_samples=20)
@@ -332,7 +332,7 @@ def test_engramloop_replay_of_an_edf_reports(tmp_path, capsys):
     """The real path: an EDF file -> `engramloop replay` (FileSource, detectors, policy,
     governor, recorder) -> `engramloop report`."""
     pyedflib = pytest.importorskip("pyedflib")
-    from controller.cli import main
+    from engramloop.cli import main
 
     edf = _n2_edf(pyedflib, tmp_path / "night.edf", repeats=4)   # 60 s of N2
     uv = np.tile(np.loadtxt(DATA / "data_N2_spindles_15sec_200Hz.txt"), 4)
@@ -358,7 +358,7 @@ def test_engramloop_replay_of_an_edf_reports(tmp_path, capsys):
 
 
 def test_report_cli(tmp_path, capsys):
-    from controller.cli import main
+    from engramloop.cli import main
 
     xdf = _edf_replay(tmp_path)
     assert main(["report", str(xdf), "--out", str(tmp_path / "r")]) == 0
@@ -404,8 +404,8 @@ def test_truth_document_is_expanded():
 def test_report_of_a_real_closed_loop_sim_run(tmp_path):
     """The whole system: simulator -> detectors -> policy -> governor -> recorder, then
     the report from the file alone agrees with the trial's in-memory scoring."""
-    from controller.config import dump_config, load_config
-    from controller.trial import run_sim
+    from engramloop.analysis.trial import run_sim
+    from engramloop.controller.config import dump_config, load_config
 
     cfg = load_config(ROOT / "configs" / "sim-so.toml")
     xdf = tmp_path / "so.xdf"
@@ -432,7 +432,7 @@ def test_report_of_a_real_closed_loop_sim_run(tmp_path):
 def test_labrecorder_style_xdf_reports(tmp_path):
     """An XDF not written by engramloop (LabRecorder-style: float32 microvolts, a marker
     stream of plain strings, no engramloop config) still gives a report."""
-    from drivers import xdf as X
+    from engramloop.drivers import xdf as X
 
     rng = np.random.default_rng(5)
     n, fs = 3000, 250.0

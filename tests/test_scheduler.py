@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from controller.governor import Governor, Intent, SafetyError, SafetySettings
-from controller.latency import Histogram, StageTimes
-from controller.scheduler import Scheduler, SchedulerSettings
-from drivers.clock import HostClock, SimClock
-from drivers.pulse import Delivery, DeviceError, PulseSpec
+from engramloop.controller.governor import Governor, Intent, SafetyError, SafetySettings
+from engramloop.controller.latency import Histogram, StageTimes
+from engramloop.controller.scheduler import Scheduler, SchedulerSettings
+from engramloop.core.clock import HostClock, SimClock
+from engramloop.core.pulse import Delivery, DeviceError, PulseSpec
 
 
 class RecordingOutput:

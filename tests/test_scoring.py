@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from decoders.scoring import (
+from engramloop.analysis.scoring import (
     Interval,
     circular_mean_sd,
     match_events,
@@ -65,7 +65,7 @@ def test_phase_score_target_half_cycle() -> None:
 
 
 def test_so_phase_from_truth_landmarks_matches_simulator() -> None:
-    from sim.generate import simulate
+    from engramloop.sim.generate import simulate
 
     _, _, truth = simulate(seed=1, duration_s=90.0)
     t = np.linspace(0, 90, 5000)
@@ -78,8 +78,8 @@ def test_so_phase_from_truth_landmarks_matches_simulator() -> None:
 
 
 def _record(path, events, truth, duration_s=60.0, t0_s=0.0) -> None:
-    from controller.recorder import Recorder
-    from drivers.chunk import Chunk
+    from engramloop.controller.recorder import Recorder
+    from engramloop.core.chunk import Chunk
 
     rec = Recorder(path, "# test\n")
     rec.add_signal_stream(Chunk(np.zeros((1, 1)), np.zeros(1), 100.0, ("Cz",), 0.0))
@@ -95,8 +95,8 @@ def _record(path, events, truth, duration_s=60.0, t0_s=0.0) -> None:
 
 
 def test_score_command_on_an_xdf(tmp_path, capsys) -> None:
-    from controller.cli import main
-    from decoders.events import Event
+    from engramloop.cli import main
+    from engramloop.core.events import Event
 
     events = [Event("calibration_done", "spindle", 0.0, 5.0).to_dict()]
     events += [Event("spindle", "Cz", o, o + 0.3).to_dict() for o in (10.0, 20.0, 30.0, 45.0)]
@@ -124,7 +124,7 @@ def test_score_command_on_an_xdf(tmp_path, capsys) -> None:
 
 
 def test_score_command_runs_detectors_on_sim_npz(tmp_path, capsys) -> None:
-    from controller.cli import main
+    from engramloop.cli import main
 
     path = tmp_path / "night.npz"
     assert main(["sim", "--duration", "40", "--out", str(path), "--seed", "2"]) == 0
@@ -135,7 +135,7 @@ def test_score_command_runs_detectors_on_sim_npz(tmp_path, capsys) -> None:
 
 
 def test_score_command_errors_are_one_line(tmp_path, capsys) -> None:
-    from controller.cli import main
+    from engramloop.cli import main
 
     assert main(["score", str(tmp_path / "nope.xdf")]) == 2
     assert "nope.xdf: file not found" in capsys.readouterr().err
@@ -156,8 +156,8 @@ def test_score_aligns_csv_annotations_and_other_truth_files_with_the_recording(
     """A recording on a live rig's host clock (first sample at 5000 s): CSV onsets count
     from its first sample, and truth from another recording (e.g. the file it replayed)
     is aligned at the first samples -- the same scores as on a recording starting at 0."""
-    from controller.cli import main
-    from decoders.events import Event
+    from engramloop.cli import main
+    from engramloop.core.events import Event
 
     def events(t0):
         ev = [Event("calibration_done", "spindle", t0, t0 + 5.0).to_dict()]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from drivers.chunk import EndOfStream
-from drivers.clock import HostClock
-from drivers.pulse import PulseSpec
-from sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
-from sim.source import SimSource
+from engramloop.core.chunk import EndOfStream
+from engramloop.core.clock import HostClock
+from engramloop.core.pulse import PulseSpec
+from engramloop.sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
+from engramloop.sim.source import SimSource
 
 FS = 2000.0
 ZAP = PulseSpec(modality="electrical", shape="biphasic", amplitude=1.0, phase_width_s=1e-4)

@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from drivers.chunk import EndOfStream
-from sim.memory import Memory
-from sim.settings import HypnogramSettings, MemorySettings, RippleSettings, SimSettings
-from sim.source import SimSource
+from engramloop.core.chunk import EndOfStream
+from engramloop.sim.memory import Memory
+from engramloop.sim.settings import HypnogramSettings, MemorySettings, RippleSettings, SimSettings
+from engramloop.sim.source import SimSource
 
 HOUR = 3600.0
 
@@ -135,8 +135,8 @@ def test_sim_recall_scores_shape():
 def test_copy_projects_like_a_deep_copy_and_leaves_the_original_alone():
     import copy
 
-    from sim.memory import Memory
-    from sim.settings import MemorySettings
+    from engramloop.sim.memory import Memory
+    from engramloop.sim.settings import MemorySettings
 
     m = Memory(MemorySettings(drift_per_hour=0.5), seed=3)
     for k in range(20):                       # some history: replays, a theta pulse, drift

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from controller.config import loads_config
-from controller.schema import ConfigError
-from sim.generate import simulate
-from sim.settings import (
+from engramloop.controller.config import loads_config
+from engramloop.core.schema import ConfigError
+from engramloop.sim.generate import simulate
+from engramloop.sim.settings import (
     ArtefactSettings,
     HypnogramSettings,
     NoiseSettings,

@@ -8,8 +8,8 @@ import pytest
 from scipy import signal
 from shared_data import DATA  # noqa: E402
 
-from sim.generate import simulate
-from sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
+from engramloop.sim.generate import simulate
+from engramloop.sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared recordings not present")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from sim.generate import simulate
-from sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
+from engramloop.sim.generate import simulate
+from engramloop.sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
 
 FS = 2000.0
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.chunk import Chunk, EndOfStream, Source, SourceError
-from drivers.clock import SimClock
-from drivers.pulse import PulseSpec
-from sim.generate import simulate
-from sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
-from sim.source import SimSource
+from engramloop.core.chunk import Chunk, EndOfStream, Source, SourceError
+from engramloop.core.clock import SimClock
+from engramloop.core.pulse import PulseSpec
+from engramloop.sim.generate import simulate
+from engramloop.sim.settings import ArtefactSettings, HypnogramSettings, SimSettings
+from engramloop.sim.source import SimSource
 
 
 def _read_all(src: SimSource) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +172,7 @@ def test_unchecked_chunk_equals_the_checked_constructor():
 def test_a_pulse_that_fails_to_apply_stays_queued(monkeypatch):
     """stimulate() queues; the next read applies. If applying fails, the error surfaces
     there and the pulse is not lost: once the fault is gone the same pulse is applied."""
-    import sim.source as source_mod
+    import engramloop.sim.source as source_mod
 
     src = SimSource(seed=1, chunk_samples=20, duration_s=2.0)
     src.start()

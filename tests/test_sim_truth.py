@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from controller.cli import main
-from sim.generate import simulate
-from sim.settings import HypnogramSettings, SimSettings
-from sim.truth import Truth, TruthEvent, theta_warp, wrap_deg
+from engramloop.cli import main
+from engramloop.sim.generate import simulate
+from engramloop.sim.settings import HypnogramSettings, SimSettings
+from engramloop.sim.truth import Truth, TruthEvent, theta_warp, wrap_deg
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_stages_outside_the_schedule_are_empty(run):
 
 
 def test_cli_sim_npz_is_readable_by_the_file_source(tmp_path, capsys):
-    from drivers.files import load_file
+    from engramloop.drivers.files import load_file
 
     out = tmp_path / "night.npz"
     assert main(["sim", "--duration", "3", "--out", str(out), "--seed", "4"]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.stimbox.protocol import (
+from engramloop.drivers.stimbox.protocol import (
     Ack,
     DisarmCause,
     FrameParser,
@@ -17,7 +17,12 @@ from drivers.stimbox.protocol import (
     Status,
     encode_frame,
 )
-from sim.stimbox_emulator import MAX_RATE_PER_S, REFRACTORY_US, WATCHDOG_US, StimBoxDevice
+from engramloop.sim.emulators.stimbox_emulator import (
+    MAX_RATE_PER_S,
+    REFRACTORY_US,
+    WATCHDOG_US,
+    StimBoxDevice,
+)
 
 
 class Host:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.stimbox.protocol import MsgType, PulseCmd, encode_frame
-from sim.stimbox_emulator import StimBoxDevice
+from engramloop.drivers.stimbox.protocol import MsgType, PulseCmd, encode_frame
+from engramloop.sim.emulators.stimbox_emulator import StimBoxDevice
 
-FIRMWARE = Path(__file__).resolve().parents[1] / "drivers" / "stimbox" / "firmware"
+FIRMWARE = Path(__file__).resolve().parents[1] / "src/engramloop/drivers/stimbox/firmware"
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import serial
 
-from drivers.pulse import DeviceError, Pulse, PulseSpec
-from drivers.stimbox import ClockMap, StimBox, spec_to_command
-from drivers.stimbox.protocol import DisarmCause, MsgType, Shape
-from sim.stimbox_emulator import StimBoxEmulator
+from engramloop.core.pulse import DeviceError, Pulse, PulseSpec
+from engramloop.drivers.stimbox import ClockMap, StimBox, spec_to_command
+from engramloop.drivers.stimbox.protocol import DisarmCause, MsgType, Shape
+from engramloop.sim.emulators.stimbox_emulator import StimBoxEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,7 +145,8 @@ def test_garbage_and_truncated_frames_on_the_line_cause_no_pulse(emu):
 
 
 def test_emulator_killed_mid_run_raises_device_error_naming_port():
-    proc = subprocess.Popen([sys.executable, "-m", "sim.stimbox_emulator"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "engramloop.sim.emulators.stimbox_emulator"],
+                            cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     try:
         port = proc.stdout.readline().strip()
@@ -167,7 +168,7 @@ def test_emulator_killed_mid_run_raises_device_error_naming_port():
 
 HOST_CHILD = textwrap.dedent("""
     import sys, time
-    from drivers.stimbox import StimBox
+    from engramloop.drivers.stimbox import StimBox
     sb = StimBox(sys.argv[1]); sb.open(); sb.arm()
     print("armed", flush=True)
     time.sleep(60)
@@ -209,7 +210,7 @@ def test_close_stops_heartbeat_so_device_disarms_even_without_disarm(emu):
 
 
 def test_process_exit_without_close_disarms_at_once(emu):
-    code = ("import sys; from drivers.stimbox import StimBox\n"
+    code = ("import sys; from engramloop.drivers.stimbox import StimBox\n"
             "sb = StimBox(sys.argv[1]); sb.open(); sb.arm(); sys.exit(0)\n")
     subprocess.run([sys.executable, "-c", code, emu.port], cwd=ROOT, check=True, timeout=30)
     wait_for(lambda: emu.device.log.disarms, what="disarm")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from drivers.stimbox.protocol import (
+from engramloop.drivers.stimbox.protocol import (
     MAX_PAYLOAD,
     Ack,
     FrameParser,
@@ -24,7 +24,7 @@ from drivers.stimbox.protocol import (
     crc16,
     encode_frame,
 )
-from sim.stimbox_emulator import StimBoxDevice
+from engramloop.sim.emulators.stimbox_emulator import StimBoxDevice
 
 
 def scan_valid_frames(data: bytes) -> list[tuple[int, int, int, bytes]]:

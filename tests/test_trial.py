@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.cli import main
-from controller.config import load_config
-from controller.trial import detection_metrics, phase_error, ripple_timing, run_trial
-from sim.truth import TruthEvent
+from engramloop.analysis.trial import detection_metrics, phase_error, ripple_timing, run_trial
+from engramloop.cli import main
+from engramloop.controller.config import load_config
+from engramloop.sim.truth import TruthEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ calibration_s = 2.0
 
 @pytest.mark.parametrize("target,deg", [("theta_peak", 0.0), ("theta_trough", 180.0)])
 def test_theta_locked_pulses_land_near_the_target_phase(target, deg):
-    from controller.config import loads_config
+    from engramloop.controller.config import loads_config
 
     cfg = loads_config(THETA.replace("TARGET", target))
     rep = run_trial(cfg, 20.0, sham_twin=False)
@@ -132,8 +132,8 @@ def test_theta_locked_pulses_land_near_the_target_phase(target, deg):
 
 
 def test_theta_target_needs_a_theta_phase_band():
-    from controller.config import loads_config
-    from controller.schema import ConfigError
+    from engramloop.controller.config import loads_config
+    from engramloop.core.schema import ConfigError
 
     cfg = loads_config(THETA.replace("TARGET", "theta_peak").replace(
         "band_hz = [6.0, 10.0]", "band_hz = [0.5, 1.25]").replace("window_s = 1.0",

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pyxdf
 
-from drivers import xdf
+from engramloop.drivers import xdf
 
 
 def test_varlen_and_chunk_layout():

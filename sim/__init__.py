@@ -1,2 +1,0 @@
-"""The simulated hippocampus and cortex, the memory model, device emulators and
-closed-loop trials."""

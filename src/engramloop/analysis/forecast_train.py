@@ -1,0 +1,1144 @@
+"""Datasets, training, baselines and evaluation for the memory-decay forecaster.
+
+Pipeline
+--------
+1. **Nights.** A :class:`Night` is one session: the epoch feature matrix
+   (:mod:`decoders.features`), the epoch end times, and the memory strength of each
+   memory at each epoch end. Nights come from the simulator (:func:`sim_night`: the real
+   detectors and feature stage run on a simulated night whose engram model gives the
+   ground-truth strength), from a fast synthetic generator used by the tests
+   (:func:`synthetic_night`), or from a lab's own recordings plus a CSV of memory
+   outcomes (:func:`nights_from_recordings`). :func:`make_dataset` builds many nights in
+   parallel over cores (``multiprocessing``) and saves them as one ``.npz``.
+2. **Windows.** :func:`make_windows` cuts every night into samples: the last
+   ``window_epochs`` feature vectors up to epoch ``t`` -> the pooled strength change from
+   ``t`` to ``t + horizon`` (regression target), whether it is below ``-decay_threshold``
+   (classification target), and the per-memory changes.
+3. **Training.** :func:`train` fits ``members`` :class:`~decoders.forecaster.ForecastNet`
+   networks (a seed ensemble) with Adam, reproducibly for a seed (all RNGs seeded, one
+   thread, deterministic order), holding out whole nights for early stopping and Platt
+   calibration, and returns a :class:`~decoders.forecaster.Checkpoint`.
+4. **Evaluation.** :func:`evaluate` scores the model on held-out nights next to a
+   persistence baseline and linear/logistic baselines on the same features: AUROC, Brier
+   score, R^2 and calibration (reliability bins, expected calibration error).
+
+Torch is imported inside the functions that need it so dataset workers stay light.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engramloop.decoders.features import (
+    FEATURE_NAMES,
+    EpochFeatures,
+    FeatureSettings,
+    feature_matrix,
+)
+
+__all__ = ["Night", "save_dataset", "load_dataset", "synthetic_night", "sim_night",
+           "make_dataset", "make_windows", "Windows", "TrainSettings", "train", "evaluate",
+           "margin_intervals", "randomized_overrides", "auroc", "brier", "r2",
+           "calibration_table", "nights_from_recordings",
+           "read_outcomes_csv", "write_model_card", "Progress", "ProgressCallback"]
+
+
+# ====================================================================== progress
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a long job (dataset generation, training, reading recordings) has come.
+
+    The functions here draw nothing: they call a ``progress`` callback with one of these
+    after each unit of work, and the caller (the command line) shows it.
+
+    Attributes
+    ----------
+    done : int
+        Units finished so far.
+    total : int
+        Units in the whole job (an upper bound for training, which may stop early).
+    unit : str
+        What a unit is: ``"nights"``, ``"epochs"``, ``"recordings"``.
+    message : str
+        What just happened, one line (``"epoch 3/60 train loss 0.41 val loss 0.44"``).
+    note : bool
+        True for a one-off event worth keeping in a log (an early stop, the time limit)
+        rather than a status that the next update replaces.
+    """
+
+    done: int
+    total: int
+    unit: str
+    message: str = ""
+    note: bool = False
+
+
+#: ``progress(update)``: called on the calling thread after each unit of work
+ProgressCallback = Callable[[Progress], None]
+
+
+# ====================================================================== nights
+
+@dataclass
+class Night:
+    """One session.
+
+    Attributes
+    ----------
+    features : ndarray, shape (n_epochs, n_features)
+        Epoch feature vectors in :data:`~decoders.features.FEATURE_NAMES` order.
+    t_end_s : ndarray, shape (n_epochs,)
+        End time of each epoch, seconds from the start of the session.
+    strength : ndarray, shape (n_epochs, n_memories)
+        Memory strength (0-1 recall scale) of each memory at each epoch end.
+    meta : dict
+        Provenance: seed, condition, simulator parameters, source file...
+    """
+
+    features: np.ndarray
+    t_end_s: np.ndarray
+    strength: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+
+def save_dataset(path: str | Path, nights: Sequence[Night], info: dict | None = None) -> Path:
+    """Save nights to one ``.npz`` (arrays concatenated, offsets, JSON metadata)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(n.t_end_s) for n in nights], dtype=np.int64)
+    n_mem = {n.strength.shape[1] for n in nights}
+    if len(n_mem) > 1:
+        raise ValueError(f"nights have different numbers of memories: {sorted(n_mem)}")
+    np.savez_compressed(
+        path, features=np.concatenate([n.features for n in nights]),
+        t_end_s=np.concatenate([n.t_end_s for n in nights]),
+        strength=np.concatenate([n.strength for n in nights]), lengths=lengths,
+        feature_names=np.array(FEATURE_NAMES),
+        meta=np.array(json.dumps({"nights": [n.meta for n in nights], "info": info or {}})))
+    return path
+
+
+def load_dataset(path: str | Path) -> tuple[list[Night], dict]:
+    """Load a dataset written by :func:`save_dataset`; returns (nights, info).
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or its feature names differ from this version's.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"dataset {path}: file not found (make one with "
+                         "`engramloop forecaster make-dataset`)")
+    with np.load(path, allow_pickle=False) as z:
+        names = tuple(str(s) for s in z["feature_names"])
+        if names != FEATURE_NAMES:
+            raise ValueError(f"dataset {path}: made with a different feature set; regenerate it")
+        meta = json.loads(str(z["meta"]))
+        ends = np.cumsum(z["lengths"])
+        starts = ends - z["lengths"]
+        nights = [Night(z["features"][a:b], z["t_end_s"][a:b], z["strength"][a:b], m)
+                  for a, b, m in zip(starts, ends, meta["nights"], strict=True)]
+    return nights, meta.get("info", {})
+
+
+# ---------------------------------------------------------------- synthetic nights
+
+def synthetic_night(seed: int, n_epochs: int = 240, epoch_s: float = 30.0,
+                    n_memories: int = 4, stim: float = 0.0, decay_tau_s: float = 4 * 3600.0,
+                    consolidation_gain: float = 0.0005) -> Night:
+    """A fast stand-in for a simulated night (tests and quick experiments).
+
+    A four-state sleep-stage Markov chain (wake, N2, N3, REM; stays ~5-10 epochs) sets
+    the mean of every feature; memory strength decays exponentially (``decay_tau_s``) and
+    is consolidated by *coupled* replay -- ripples inside spindles inside SO up-states,
+    i.e. the product ``ripple rate x ripple-spindle fraction x SO-spindle coupling`` --
+    a multiplicative effect a linear model on the features cannot represent exactly.
+
+    Parameters
+    ----------
+    seed : int
+    n_epochs : int
+    epoch_s : float
+        Epoch length, seconds.
+    n_memories : int
+    stim : float
+        Extra coupled events per second from stimulation (0 = none), shows in ``pulses``.
+    """
+    rng = np.random.default_rng(seed)
+    stages = np.empty(n_epochs, dtype=int)
+    trans = np.array([[0.85, 0.15, 0.0, 0.0], [0.04, 0.84, 0.08, 0.04],
+                      [0.0, 0.1, 0.9, 0.0], [0.06, 0.06, 0.0, 0.88]])
+    s = 1
+    for i in range(n_epochs):
+        stages[i] = s
+        s = rng.choice(4, p=trans[s])
+    # per-stage means: ripple Hz, ripple-spindle frac, SO/min, spindle/min, coupling
+    rip = np.array([0.05, 0.6, 1.0, 0.05])[stages]
+    frac = np.array([0.05, 0.3, 0.45, 0.02])[stages]
+    so = np.array([0.5, 3.0, 25.0, 0.3])[stages]
+    sp = np.array([0.2, 6.0, 2.0, 0.1])[stages]
+    coup = np.array([0.1, 0.35, 0.6, 0.05])[stages]
+    k = len(FEATURE_NAMES)
+    f = np.zeros((n_epochs, k))
+    col = {n: i for i, n in enumerate(FEATURE_NAMES)}
+    # slowly wandering per-night modulation of replay efficacy (unobserved drive)
+    wander = np.exp(np.cumsum(rng.normal(0, 0.08, n_epochs)) * 0.5)
+    lam = rip * epoch_s
+    n_rip = rng.poisson(lam * np.clip(wander, 0.3, 3))
+    f[:, col["ripple_rate_hz"]] = n_rip / epoch_s
+    f[:, col["ripple_amp_uv"]] = np.where(n_rip > 0, 60 * rng.lognormal(0, 0.1, n_epochs), 0)
+    f[:, col["ripple_score"]] = np.where(n_rip > 0, 6 + rng.normal(0, 0.5, n_epochs), 0)
+    f[:, col["spindle_per_min"]] = rng.poisson(sp * epoch_s / 60) * 60 / epoch_s
+    f[:, col["spindle_amp_uv"]] = 25 * rng.lognormal(0, 0.1, n_epochs)
+    f[:, col["so_per_min"]] = rng.poisson(so * epoch_s / 60) * 60 / epoch_s
+    f[:, col["so_amp_uv"]] = 75 * rng.lognormal(0, 0.1, n_epochs)
+    cs = np.clip(coup + rng.normal(0, 0.1, n_epochs), 0, 1)
+    f[:, col["so_spindle_strength"]] = cs
+    ph = np.deg2rad(-15 + rng.normal(0, 20, n_epochs))
+    f[:, col["so_spindle_cos"]] = cs * np.cos(ph)
+    f[:, col["so_spindle_sin"]] = cs * np.sin(ph)
+    fr = np.clip(frac + rng.normal(0, 0.08, n_epochs), 0, 1)
+    f[:, col["ripple_spindle_frac"]] = fr
+    base = np.array([[-10.5, -11.2, -11.6, -11.0, -9.2, -10.5],   # wake
+                     [-10.0, -11.3, -11.0, -11.8, -9.8, -10.3],   # N2
+                     [-9.3, -11.2, -11.4, -12.0, -10.0, -10.2],   # N3
+                     [-10.6, -11.0, -11.9, -11.6, -9.0, -10.7]])  # REM
+    bp = base[stages] + rng.normal(0, 0.12, (n_epochs, 6))
+    f[:, col["logp_eeg_delta"]:col["logp_lfp_ripple"] + 1] = bp
+    f[:, col["sws_index"]] = bp[:, 0] - bp[:, 3]
+    f[:, col["rem_index"]] = bp[:, 4] - bp[:, 0]
+    n_pulse = rng.poisson(stim * epoch_s * (stages >= 1) * (stages <= 2)) if stim else \
+        np.zeros(n_epochs)
+    f[:, col["pulses"]] = n_pulse
+    f[:, col["coverage"]] = 1.0
+    f[:, col["elapsed_h"]] = (np.arange(n_epochs) + 1) * epoch_s / 3600.0
+    f[:, col["cum_ripples_k"]] = np.cumsum(n_rip) / 1000.0
+    f[:, col["cum_coupled_k"]] = np.cumsum(n_rip * fr) / 1000.0
+    f[:, col["cum_pulses_k"]] = np.cumsum(n_pulse) / 1000.0
+    # memory: labile strength L decays; coupled replay moves labile strength into a
+    # consolidated pool (Frey & Morris 1998 tagging idea, reduced to one rate)
+    coupled = f[:, col["ripple_rate_hz"]] * fr * cs * epoch_s + 0.3 * n_pulse * (stages == 2)
+    lab = np.full(n_memories, 0.6) * rng.uniform(0.8, 1.2, n_memories)
+    con = np.zeros(n_memories)
+    w = rng.uniform(0.5, 1.5, n_memories)   # how much each memory is replayed
+    strength = np.empty((n_epochs, n_memories))
+    decay = math.exp(-epoch_s / decay_tau_s)
+    for i in range(n_epochs):
+        # wake and REM: faster forgetting (interference); NREM: slow decay; coupled
+        # replay strengthens the labile trace with diminishing returns
+        d = decay ** (4.0 if stages[i] in (0, 3) else 1.0)
+        gain = consolidation_gain * coupled[i] * w * (1.0 - lab - con)
+        lab = lab * d + gain
+        strength[i] = lab + con
+    t_end = (np.arange(n_epochs) + 1) * epoch_s
+    return Night(f, t_end, strength, {"seed": int(seed), "kind": "synthetic", "stim": stim,
+                                      "decay_tau_s": decay_tau_s})
+
+
+# ---------------------------------------------------------------- simulated nights
+
+@dataclass(frozen=True)
+class NightSpec:
+    """What one simulated night looks like (picklable, for the worker pool)."""
+
+    seed: int
+    duration_s: float
+    condition: str = "none"          # "none" | "sham" | "ungated" | "random"
+    scale: float = 1.0               # SNR scale applied to signal amplitudes
+    sim_overrides: dict = field(default_factory=dict)   # dotted [sim] keys -> values
+    feature_settings: FeatureSettings = field(default_factory=FeatureSettings)
+    rate_hz: float = 1000.0
+    chunk_samples: int = 500
+    pulses_per_min: float = 6.0
+    modality: str = "optogenetic"    # "optogenetic" prolongs ripples, "electrical" cuts them
+
+
+#: Channels simulated for datasets: one CA1 LFP channel and the two EEG channels the
+#: default detectors use (spindles on Cz, slow oscillations on Fz). Fewer channels make
+#: simulation ~3x faster than the 8-channel default.
+DATASET_CHANNELS = ("CA1", "Cz", "Fz")
+
+#: "Unseen simulator parameters" for out-of-distribution evaluation: weaker and rarer
+#: ripples, noisier LFP, fewer coupled spindles, faster forgetting and drift.
+SHIFTED_OVERRIDES = {
+    "ripple.amplitude_v": 45e-6, "ripple.rate_n3_hz": 0.7, "ripple.rate_n2_hz": 0.45,
+    "noise.lfp_white_v_per_rthz": 1.2e-6, "spindle.so_coupling": 0.45,
+    "memory.decay_tau_s": 3 * 3600.0, "memory.drift_per_hour": 0.08,
+}
+
+
+#: Domain randomisation for training nights (Tobin et al. 2017): each parameter is drawn
+#: uniformly from (low, high) per night, so the model sees many simulators instead of one.
+#: The ranges bracket both the default and the :data:`SHIFTED_OVERRIDES` value, but a band
+#: of +-:data:`RANDOMIZE_EXCLUSION` (relative) around every shifted value is never drawn:
+#: no training night has any parameter within 10 % of the "unseen parameters" test set,
+#: which therefore stays unseen (interpolation between seen simulators, not a copy).
+RANDOMIZE_RANGES = {
+    "ripple.amplitude_v": (35e-6, 80e-6), "ripple.rate_n3_hz": (0.5, 1.3),
+    "ripple.rate_n2_hz": (0.3, 0.8), "noise.lfp_white_v_per_rthz": (0.6e-6, 1.5e-6),
+    "spindle.so_coupling": (0.3, 0.8), "memory.decay_tau_s": (2 * 3600.0, 9 * 3600.0),
+    "memory.drift_per_hour": (0.02, 0.11),
+}
+RANDOMIZE_EXCLUSION = 0.10
+
+
+def randomized_overrides(seed: int) -> dict:
+    """Per-night simulator parameters drawn from :data:`RANDOMIZE_RANGES` for ``seed``.
+
+    Each value is uniform on its range minus the excluded band around the shifted value
+    (reproducible: the generator is seeded from ``seed``).
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    out = {}
+    for key, (lo, hi) in RANDOMIZE_RANGES.items():
+        c = SHIFTED_OVERRIDES[key]
+        g_lo, g_hi = c * (1 - RANDOMIZE_EXCLUSION), c * (1 + RANDOMIZE_EXCLUSION)
+        u = rng.uniform(lo, hi - (g_hi - g_lo))
+        out[key] = float(u if u < g_lo else u + (g_hi - g_lo))
+    return out
+
+
+def night_spec(seed: int, duration_s: float, condition: str = "none", *,
+               shifted: bool = False, randomize: bool = False, rate_hz: float = 1000.0,
+               feature_settings: FeatureSettings | None = None) -> NightSpec:
+    """The dataset recipe for one simulated night.
+
+    Even seeds use the simulator's 'night' hypnogram (N3-rich early night, from the seed),
+    odd seeds the default fixed 10-minute cycle (N2, N3, N2, REM, wake), so both deep
+    sleep and REM/wake transitions are represented; the LFP noise level (ripple SNR)
+    cycles through three values with the seed. ``randomize`` draws the night's simulator
+    parameters from :data:`RANDOMIZE_RANGES` (:func:`randomized_overrides`); ``shifted``
+    uses :data:`SHIFTED_OVERRIDES` (the two cannot be combined).
+    """
+    if shifted and randomize:
+        raise ValueError("a night is either shifted (unseen parameters) or randomized, "
+                         "not both")
+    over: dict = {"channels": list(DATASET_CHANNELS),
+                  # three SNR levels: LFP broadband noise x0.8, x1, x1.25 of the default
+                  "noise.lfp_white_v_per_rthz": 0.9e-6 * (0.8, 1.0, 1.25)[seed % 3]}
+    if seed % 2 == 0:
+        over["hypnogram.mode"] = "night"
+    if shifted:
+        over.update(SHIFTED_OVERRIDES)
+    if randomize:
+        over.update(randomized_overrides(seed))
+    return NightSpec(seed=seed, duration_s=duration_s, condition=condition,
+                     sim_overrides=over, rate_hz=rate_hz,
+                     feature_settings=feature_settings or FeatureSettings())
+
+
+def _sim_settings(spec: NightSpec) -> Any:
+    """Build SimSettings for a spec from the [sim] schema (overrides as a TOML-like table)."""
+    from engramloop.core.schema import build
+    from engramloop.sim.settings import SimSettings
+
+    table: dict = {"rate_hz": spec.rate_hz}
+    for key, value in spec.sim_overrides.items():
+        node = table
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return build(SimSettings, table, prefix="sim")
+
+
+def ripple_pulse_spec(modality: str = "optogenetic") -> Any:
+    """The ripple-locked pulse used for datasets and the gating experiment.
+
+    Optogenetic: a 50 ms light pulse (Fernandez-Ruiz et al. 2019 prolonged ripples with
+    light); electrical: a 100 us/phase biphasic pulse (Girardeau et al. 2009 used
+    commissural pulses of this order to truncate ripples).
+    """
+    from engramloop.core.pulse import PulseSpec
+
+    if modality == "optogenetic":
+        return PulseSpec(modality="optogenetic", shape="monophasic", amplitude=0.005,
+                         phase_width_s=0.05, interphase_s=0.0, train_count=1,
+                         train_interval_s=0.0, channel=0)
+    return PulseSpec(modality="electrical", shape="biphasic", amplitude=1e-4,
+                     phase_width_s=1e-4, interphase_s=0.0, train_count=1,
+                     train_interval_s=0.0, channel=0)
+
+
+def sim_night(spec: NightSpec) -> Night:
+    """Run one simulated night through the real detectors and feature stage.
+
+    The simulator's engram model (``SimSource.memory.recall_scores()``) gives the memory
+    strength at each epoch end. With ``condition="ungated"`` the night gets
+    detection-locked pulses on ripples (``modality``; at most ``pulses_per_min``), fed
+    back through ``SimSource.stimulate``; ``"random"`` puts the same budget at random
+    times.
+    """
+    from engramloop.sim.source import SimSource
+
+    settings = _sim_settings(spec)
+    src = SimSource(settings, seed=spec.seed, chunk_samples=spec.chunk_samples,
+                    duration_s=spec.duration_s)
+    detectors = _make_detectors(src.channels)
+    stage = EpochFeatures(spec.feature_settings)
+    rng = np.random.default_rng(spec.seed + 7919)
+    pulse_spec = ripple_pulse_spec(spec.modality)
+    min_gap = 60.0 / spec.pulses_per_min if spec.pulses_per_min > 0 else math.inf
+    last_pulse = -math.inf
+    feats, ends, strength = [], [], []
+    from engramloop.core.chunk import EndOfStream
+
+    src.start()
+    try:
+        while True:
+            try:
+                chunk = src.read(1.0)
+            except EndOfStream:
+                break
+            if chunk is None:
+                break
+            events = []
+            for det in detectors:
+                events.extend(det.process(chunk))
+            pulses = []
+            t_last = float(chunk.timestamps[-1])
+            if spec.condition == "ungated":
+                for ev in events:
+                    if ev.kind == "ripple" and ev.detect_s - last_pulse >= min_gap:
+                        src.stimulate(ev.detect_s + 0.002, pulse_spec, "ripple")
+                        pulses.append(ev.detect_s + 0.002)
+                        last_pulse = ev.detect_s
+            elif spec.condition == "random":
+                p = len(chunk.timestamps) / chunk.rate_hz / min_gap
+                if rng.random() < p:
+                    src.stimulate(t_last, pulse_spec, "ripple")
+                    pulses.append(t_last)
+            for fv in stage.process(chunk, events, pulses):
+                feats.append(fv.values)
+                ends.append(fv.t_end_s)
+                scores = src.recall_scores()
+                strength.append([scores[k] for k in sorted(scores)])
+    finally:
+        src.stop()
+    return Night(np.array(feats).reshape(-1, len(FEATURE_NAMES)), np.array(ends),
+                 np.array(strength), {"seed": spec.seed, "kind": "sim",
+                                      "condition": spec.condition,
+                                      "duration_s": spec.duration_s,
+                                      "overrides": spec.sim_overrides})
+
+
+def _make_detectors(channels: Sequence[str], detectors: Any = None) -> list:
+    """The project's detectors (``[detectors]`` settings, defaults when None) for these
+    channels; a detector none of whose channels exist is left out."""
+    from engramloop.decoders.detectors import DetectorsSettings, make_detectors
+
+    return make_detectors(detectors or DetectorsSettings(), tuple(channels))
+
+
+def _one(job: tuple[str, Any]) -> Night:
+    kind, arg = job
+    if kind == "synthetic":
+        return synthetic_night(**arg)
+    return sim_night(arg)
+
+
+def make_dataset(jobs: Sequence[tuple[str, Any]], workers: int | None = None,
+                 progress: ProgressCallback | None = None) -> list[Night]:
+    """Build nights in parallel.
+
+    Parameters
+    ----------
+    jobs : sequence of ("synthetic", kwargs dict) or ("sim", NightSpec)
+    workers : int, optional
+        Processes (default: number of cores). 1 runs in this process.
+    progress : callable(Progress), optional
+        Called after each night (unit ``"nights"``).
+
+    Returns
+    -------
+    list of Night, in job order.
+    """
+    workers = workers or os.cpu_count() or 1
+    out: list[Night | None] = [None] * len(jobs)
+    if workers <= 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            out[i] = _one(job)
+            if progress:
+                progress(Progress(i + 1, len(jobs), "nights",
+                                  f"night {i + 1}/{len(jobs)} done"))
+        return out  # type: ignore[return-value]
+    # fork is cheap, but forking a process that has started torch's thread pools is not
+    # safe; use spawn then.
+    ctx = mp.get_context("spawn" if "torch" in sys.modules else "fork")
+    with ctx.Pool(workers) as pool:
+        for done, (i, night) in enumerate(
+                pool.imap_unordered(_indexed, list(enumerate(jobs))), start=1):
+            out[i] = night
+            if progress:
+                progress(Progress(done, len(jobs), "nights", f"night {done}/{len(jobs)} done"))
+    return out  # type: ignore[return-value]
+
+
+def _indexed(item: tuple[int, tuple[str, Any]]) -> tuple[int, Night]:
+    return item[0], _one(item[1])
+
+
+# ====================================================================== windows
+
+@dataclass
+class Windows:
+    """Training samples cut from nights.
+
+    Attributes
+    ----------
+    x : ndarray, shape (n, window_epochs, n_features), raw features
+    delta : ndarray, shape (n,)
+        Pooled strength change over the horizon.
+    per_memory : ndarray, shape (n, n_memories)
+    past_delta : ndarray, shape (n,)
+        Pooled change over the *previous* horizon (the persistence baseline's input;
+        known in the simulator, not to the model).
+    night : ndarray of int, shape (n,)
+        Which night each sample came from.
+    """
+
+    x: np.ndarray
+    delta: np.ndarray
+    per_memory: np.ndarray
+    past_delta: np.ndarray
+    night: np.ndarray
+
+    def decay(self, threshold: float) -> np.ndarray:
+        """Binary target: the pooled strength falls by more than ``threshold``."""
+        return (self.delta < -threshold).astype(np.float64)
+
+
+def make_windows(nights: Sequence[Night], window_epochs: int, horizon_epochs: int) -> Windows:
+    """Cut (window -> future change) samples from every night.
+
+    A sample ends at epoch ``t`` for every ``t`` with ``t + horizon_epochs`` inside the
+    night. Epochs before the first are padded with the first epoch (as at inference).
+    """
+    xs, ds, pms, pds, ids = [], [], [], [], []
+    k, h = window_epochs, horizon_epochs
+    for ni, n in enumerate(nights):
+        m = len(n.t_end_s)
+        if m <= h:
+            continue
+        pooled = n.strength.mean(axis=1)
+        pad = np.concatenate([np.repeat(n.features[:1], k - 1, axis=0), n.features])
+        idx = np.arange(m - h)
+        # windows via strides (copied below, so the nights can be freed)
+        win = np.lib.stride_tricks.sliding_window_view(pad, (k, pad.shape[1]))[:, 0]
+        xs.append(win[idx])
+        ds.append(pooled[idx + h] - pooled[idx])
+        pms.append(n.strength[idx + h] - n.strength[idx])
+        past = np.where(idx >= h, pooled[idx] - pooled[np.maximum(idx - h, 0)],
+                        (pooled[idx] - pooled[0]) * h / np.maximum(idx, 1))
+        pds.append(past)
+        ids.append(np.full(len(idx), ni))
+    if not xs:
+        raise ValueError(f"no night is longer than the horizon ({horizon_epochs} epochs)")
+    return Windows(np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ds),
+                   np.concatenate(pms), np.concatenate(pds), np.concatenate(ids))
+
+
+def _subset(w: Windows, mask: np.ndarray) -> Windows:
+    return Windows(w.x[mask], w.delta[mask], w.per_memory[mask], w.past_delta[mask],
+                   w.night[mask])
+
+
+# ====================================================================== metrics
+
+def auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); NaN if one class."""
+    y = np.asarray(y, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    ranks = np.empty(len(s))
+    i = 0
+    while i < len(s):   # mid-ranks over runs of equal scores
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[i:j + 1] = (i + j) / 2 + 1
+        i = j + 1
+    r = np.empty(len(s))
+    r[order] = ranks
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean squared error of probabilities (Brier 1950)."""
+    return float(np.mean((np.asarray(p, float) - np.asarray(y, float)) ** 2))
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot."""
+    y = np.asarray(y, float)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return float(1 - np.sum((y - np.asarray(pred, float)) ** 2) / ss_tot) if ss_tot else \
+        float("nan")
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict:
+    """Reliability diagram data and expected calibration error (equal-width bins).
+
+    Returns
+    -------
+    dict with ``bins`` (list of [p_lo, p_hi, n, mean_p, frac_pos]) and ``ece``.
+    """
+    y = np.asarray(y, float)
+    p = np.asarray(p, float)
+    edges = np.linspace(0, 1, bins + 1)
+    rows, ece = [], 0.0
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    for b in range(bins):
+        sel = idx == b
+        n = int(sel.sum())
+        if n:
+            mp_, fy = float(p[sel].mean()), float(y[sel].mean())
+            ece += n / len(p) * abs(mp_ - fy)
+            rows.append([float(edges[b]), float(edges[b + 1]), n, mp_, fy])
+    return {"bins": rows, "ece": float(ece)}
+
+
+# ====================================================================== training
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of :func:`train` (all recorded in the checkpoint metadata)."""
+
+    window_epochs: int = 10
+    horizon_epochs: int = 10
+    decay_threshold: float | None = None   # None: median of -delta in training data
+    hidden: int = 16
+    per_memory: bool = False
+    members: int = 1               # seed ensemble size (outputs averaged)
+    epochs: int = 40
+    batch: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    #: std of Gaussian noise added to the normalised inputs during training (a ridge-like
+    #: regulariser, Bishop 1995 "Training with noise is equivalent to Tikhonov
+    #: regularization"); 0 = none
+    input_noise: float = 0.0
+    patience: int = 8
+    val_fraction: float = 0.2
+    seed: int = 0
+    threads: int = 1
+    max_seconds: float = math.inf
+
+
+def _seed_all(seed: int, threads: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, threads))
+    torch.use_deterministic_algorithms(True)
+
+
+def _split_nights(n_nights: int, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask over nights: True = validation (at least one of each when possible)."""
+    rng = np.random.default_rng(seed + 1)
+    perm = rng.permutation(n_nights)
+    n_val = int(round(n_nights * val_fraction))
+    n_val = min(max(n_val, 1), n_nights - 1) if n_nights > 1 else 0
+    val = np.zeros(n_nights, dtype=bool)
+    val[perm[:n_val]] = True
+    return val
+
+
+def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
+          epoch_s: float, hop_s: float, model_version: str = "dev",
+          metadata: dict | None = None,
+          progress: ProgressCallback | None = None) -> Any:
+    """Fit the forecaster on nights; returns a :class:`~decoders.forecaster.Checkpoint`.
+
+    Whole nights are held out for validation (early stopping on the validation loss and
+    Platt calibration of the decay head), so no epoch of a validation night is seen in
+    training. The result is identical for the same nights, settings and seed.
+
+    Parameters
+    ----------
+    nights : sequence of Night
+    settings : TrainSettings
+    epoch_s, hop_s : float
+        The feature geometry the nights were made with, seconds (stored in the
+        checkpoint; the loop refuses a different one).
+    model_version : str
+    metadata : dict, optional
+        Extra provenance stored in the checkpoint.
+    progress : callable(Progress), optional
+        Called after each training epoch (unit ``"epochs"``, out of ``members * epochs``;
+        an early stop skips the member's remaining epochs and is sent as a note).
+    """
+    import torch
+    from torch import nn
+
+    from engramloop.decoders.forecaster import Checkpoint, ForecastEnsemble, ForecastNet
+
+    s = settings
+    _seed_all(s.seed, s.threads)
+    w = make_windows(nights, s.window_epochs, s.horizon_epochs)
+    val_n = _split_nights(len(nights), s.val_fraction, s.seed)
+    val_mask = val_n[w.night]
+    tr, va = _subset(w, ~val_mask), _subset(w, val_mask)
+    if len(tr.delta) == 0 or len(va.delta) == 0:
+        raise ValueError("need at least two nights longer than the horizon to train")
+    thr = s.decay_threshold if s.decay_threshold is not None else \
+        float(np.median(-tr.delta))
+    flat = tr.x.reshape(-1, tr.x.shape[-1])
+    mean = flat.mean(axis=0)
+    std = flat.std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)
+    scale = float(tr.delta.std()) or 1.0
+    n_mem = tr.per_memory.shape[1] if s.per_memory else 0
+
+    def tensors(part: Windows) -> tuple:
+        x = np.nan_to_num(((part.x - mean) / std).astype(np.float32))
+        y = np.column_stack([part.delta / scale, part.decay(thr)]
+                            + ([part.per_memory / scale] if n_mem else [])).astype(np.float32)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    xtr, ytr = tensors(tr)
+    xva, yva = tensors(va)
+    bce = nn.BCEWithLogitsLoss()
+
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = torch.mean((out[:, 0] - y[:, 0]) ** 2) + bce(out[:, 1], y[:, 1])
+        if n_mem:
+            loss = loss + torch.mean((out[:, 2:] - y[:, 2:]) ** 2)
+        return loss
+
+    t0 = time.monotonic()
+    total_epochs = s.members * s.epochs
+    members, history, best_epochs = [], [], []
+    for k in range(s.members):
+        # member k: its own initialisation and batch order (seed + k), same data split
+        torch.manual_seed(s.seed + 1000 * k)
+        net = ForecastNet(len(FEATURE_NAMES), s.hidden, n_mem, s.window_epochs)
+        opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        gen = torch.Generator().manual_seed(s.seed + 1000 * k)
+        best: tuple = (math.inf, None, -1)
+        tag = f"member {k + 1}/{s.members} " if s.members > 1 else ""
+        for ep in range(s.epochs):
+            net.train()
+            perm = torch.randperm(len(xtr), generator=gen)
+            tot = 0.0
+            for i in range(0, len(perm), s.batch):
+                bi = perm[i:i + s.batch]
+                opt.zero_grad()
+                xb = xtr[bi]
+                if s.input_noise > 0:
+                    xb = xb + s.input_noise * torch.randn(xb.shape, generator=gen)
+                loss = loss_fn(net(xb), ytr[bi])
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                opt.step()
+                tot += float(loss.detach()) * len(bi)
+            net.eval()
+            with torch.no_grad():
+                vl = float(loss_fn(net(xva), yva))
+            history.append([k + 1, ep + 1, tot / len(xtr), vl])
+            if progress:
+                progress(Progress(k * s.epochs + ep + 1, total_epochs, "epochs",
+                                  f"{tag}epoch {ep + 1}/{s.epochs}  train loss "
+                                  f"{tot / len(xtr):.4f}  val loss {vl:.4f}"))
+            if vl < best[0] - 1e-5:
+                best = (vl, {n: v.clone() for n, v in net.state_dict().items()}, ep)
+            elif ep - best[2] >= s.patience:
+                if progress:
+                    progress(Progress((k + 1) * s.epochs, total_epochs, "epochs",
+                                      f"{tag}early stop after epoch {ep + 1}: no validation "
+                                      f"improvement for {s.patience} epochs", note=True))
+                break
+            if time.monotonic() - t0 > s.max_seconds:
+                if progress:
+                    progress(Progress(total_epochs, total_epochs, "epochs",
+                                      f"stopping at the time limit ({s.max_seconds:.0f} s)",
+                                      note=True))
+                break
+        net.load_state_dict(best[1])
+        members.append(net)
+        best_epochs.append(best[2] + 1)
+        if time.monotonic() - t0 > s.max_seconds:
+            break
+    ens = ForecastEnsemble(members)
+    ens.eval()
+    with torch.no_grad():
+        logits = ens(xva)[:, 1].double()
+    a, b = _platt(logits, yva[:, 1].double())
+    meta = dict(metadata or {})
+    meta.update({"train": {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                           for k, v in s.__dict__.items()},
+                 "n_train_windows": int(len(tr.delta)), "n_val_windows": int(len(va.delta)),
+                 "n_nights": len(nights), "val_nights": [int(i) for i in np.flatnonzero(val_n)],
+                 "best_epochs": best_epochs, "history": history,
+                 "decay_positive_fraction_train": float(tr.decay(thr).mean())})
+    return Checkpoint(state_dict=ens.state_dict(), hidden=s.hidden, n_memories=n_mem,
+                      members=len(members),
+                      feature_names=FEATURE_NAMES, feature_mean=mean, feature_std=std,
+                      window_epochs=s.window_epochs, epoch_s=epoch_s, hop_s=hop_s,
+                      horizon_s=s.horizon_epochs * hop_s, decay_threshold=thr,
+                      target_scale=scale, calib_a=a, calib_b=b, model_version=model_version,
+                      metadata=meta)
+
+
+def _platt(logits: Any, y: Any) -> tuple[float, float]:
+    """Fit p = sigmoid(a * logit + b) by maximum likelihood (LBFGS, float64)."""
+    import torch
+
+    ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([ab], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> Any:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * logits + ab[1], y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a, b = (float(v) for v in ab.detach())
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return 1.0, 0.0
+    return a, b
+
+
+# ====================================================================== baselines
+
+def _design(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Flattened normalised window plus a bias column: (n, K*F + 1)."""
+    z = np.nan_to_num((x - mean) / std).reshape(len(x), -1)
+    return np.column_stack([z, np.ones(len(z))])
+
+
+def _ridge(a: np.ndarray, y: np.ndarray, lam: float = 1.0) -> np.ndarray:
+    reg = lam * np.eye(a.shape[1])
+    reg[-1, -1] = 0.0      # no penalty on the bias
+    return np.linalg.solve(a.T @ a + reg, a.T @ y)
+
+
+def _logistic(a: np.ndarray, y: np.ndarray, lam: float = 1.0) -> np.ndarray:
+    """L2-penalised logistic regression by Newton's method (IRLS)."""
+    wts = np.zeros(a.shape[1])
+    reg = lam * np.eye(a.shape[1])
+    reg[-1, -1] = 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-np.clip(a @ wts, -30, 30)))
+        g = a.T @ (p - y) + reg @ wts
+        h = (a * (p * (1 - p))[:, None]).T @ a + reg + 1e-9 * np.eye(a.shape[1])
+        step = np.linalg.solve(h, g)
+        wts -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return wts
+
+
+def _predictions(ck: Any, train_nights: Sequence[Night],
+                 test_nights: Sequence[Night]) -> tuple[Windows, dict]:
+    """Test windows and each predictor's (p_decay, delta) on them (see :func:`evaluate`)."""
+    from engramloop.decoders.forecaster import Forecaster
+
+    h = int(round(ck.horizon_s / ck.hop_s))
+    tr = make_windows(train_nights, ck.window_epochs, h)
+    te = make_windows(test_nights, ck.window_epochs, h)
+    ytr = tr.decay(ck.decay_threshold)
+    p_model, d_model = Forecaster(ck).predict_batch(te.x)
+    # persistence: logistic fit on the true past change
+    pa = np.column_stack([tr.past_delta / (ck.target_scale or 1), np.ones(len(tr.delta))])
+    wp = _logistic(pa, ytr, lam=1e-6)
+    pb = np.column_stack([te.past_delta / (ck.target_scale or 1), np.ones(len(te.delta))])
+    p_pers = 1 / (1 + np.exp(-(pb @ wp)))
+    # linear / logistic on the feature window
+    a_tr = _design(tr.x, ck.feature_mean, ck.feature_std)
+    a_te = _design(te.x, ck.feature_mean, ck.feature_std)
+    d_lin = a_te @ _ridge(a_tr, tr.delta, lam=10.0)
+    p_lin = 1 / (1 + np.exp(-np.clip(a_te @ _logistic(a_tr, ytr, lam=10.0), -30, 30)))
+    return te, {"model": (p_model, d_model), "persistence": (p_pers, te.past_delta),
+                "linear": (p_lin, d_lin)}
+
+
+def margin_intervals(checkpoint: Any, train_nights: Sequence[Night],
+                     test_nights: Sequence[Night], n_boot: int = 1000,
+                     seed: int = 0) -> dict:
+    """95 % bootstrap intervals of the forecaster's margins over the baselines.
+
+    Whole test nights are resampled with replacement (windows of one night are
+    correlated, so resampling windows would understate the uncertainty; Efron & Tibshirani
+    1993, percentile intervals). Baselines are fitted once on ``train_nights``.
+
+    Returns
+    -------
+    dict
+        ``{baseline: {"auroc": (lo, hi), "brier": (lo, hi), "r2": (lo, hi)}}`` for
+        baseline in ("persistence", "linear"): intervals of model minus baseline.
+    """
+    te, preds = _predictions(checkpoint, train_nights, test_nights)
+    y = te.decay(checkpoint.decay_threshold)
+    rows = {k: np.flatnonzero(te.night == k) for k in np.unique(te.night)}
+    keys = np.array(sorted(rows))
+    rng = np.random.default_rng(seed)
+    diffs: dict = {b: [] for b in ("persistence", "linear")}
+    pm, dm = preds["model"]
+    for _ in range(n_boot):
+        sel = np.concatenate([rows[k] for k in rng.choice(keys, len(keys))])
+        for b in diffs:
+            pb, db = preds[b]
+            diffs[b].append([auroc(y[sel], pm[sel]) - auroc(y[sel], pb[sel]),
+                             brier(y[sel], pm[sel]) - brier(y[sel], pb[sel]),
+                             r2(te.delta[sel], dm[sel]) - r2(te.delta[sel], db[sel])])
+    out = {}
+    for b, d in diffs.items():
+        lo, hi = np.nanpercentile(np.array(d), [2.5, 97.5], axis=0)
+        out[b] = {m: (float(lo[i]), float(hi[i])) for i, m in enumerate(("auroc", "brier",
+                                                                          "r2"))}
+    return out
+
+
+def evaluate(checkpoint: Any, train_nights: Sequence[Night],
+             test_nights: Sequence[Night]) -> dict:
+    """Score a checkpoint and the baselines on held-out nights.
+
+    Baselines (fitted on ``train_nights`` with the checkpoint's window, horizon and
+    threshold):
+
+    * **persistence**: the change over the next horizon equals the change over the
+      previous one; its decay probability is a logistic fit on that past change. It reads
+      the true past memory strength, which the forecaster never sees.
+    * **linear / logistic**: ridge regression and L2 logistic regression on the same
+      flattened, normalised feature window the model sees.
+
+    Returns
+    -------
+    dict
+        ``{"n_windows", "positive_fraction", "model": {...}, "persistence": {...},
+        "linear": {...}}`` each with ``auroc``, ``brier``, ``r2``, ``ece`` (+ reliability
+        ``calibration`` bins for the model).
+    """
+    ck = checkpoint
+    te, preds = _predictions(ck, train_nights, test_nights)
+    thr = ck.decay_threshold
+    yte = te.decay(thr)
+    (p_model, d_model), (p_pers, _), (p_lin, d_lin) = (
+        preds["model"], preds["persistence"], preds["linear"])
+
+    def scores(p: np.ndarray, d: np.ndarray) -> dict:
+        return {"auroc": auroc(yte, p), "brier": brier(yte, p), "r2": r2(te.delta, d),
+                "ece": calibration_table(yte, p)["ece"]}
+
+    out = {"n_windows": int(len(te.delta)), "n_nights": len(test_nights),
+           "positive_fraction": float(yte.mean()), "decay_threshold": thr,
+           "horizon_s": ck.horizon_s,
+           "model": {**scores(p_model, d_model),
+                     "calibration": calibration_table(yte, p_model)["bins"]},
+           "persistence": scores(p_pers, te.past_delta),
+           "linear": scores(p_lin, d_lin)}
+    return out
+
+
+# ====================================================================== lab data
+
+def read_outcomes_csv(path: str | Path) -> dict[str, list[tuple[float, str, float]]]:
+    """Read per-session memory outcomes.
+
+    Format (UTF-8 CSV with a header row; one row per memory test)::
+
+        recording,time_s,memory,recall
+        night01.xdf,0,wordpairs,0.62
+        night01.xdf,28800,wordpairs,0.55
+
+    ``recording`` is the recording file name (relative to the CSV's folder, or absolute),
+    ``time_s`` seconds from the first sample of the recording (tests before sleep may be
+    0 or negative), ``memory`` a name for the memory or task, ``recall`` the score on a
+    0-1 scale. Every recording needs at least two tests of each memory; strength between
+    tests is linearly interpolated (an assumption: say so when reporting).
+
+    Returns
+    -------
+    dict recording -> list of (time_s, memory, recall)
+
+    Raises
+    ------
+    ValueError
+        Naming the file, line and column of a bad row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"outcomes CSV {path}: file not found")
+    out: dict[str, list[tuple[float, str, float]]] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        need = {"recording", "time_s", "memory", "recall"}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise ValueError(f"outcomes CSV {path}: header must have columns "
+                             f"{sorted(need)}, got {reader.fieldnames}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                t = float(row["time_s"])
+                r = float(row["recall"])
+            except (TypeError, ValueError):
+                raise ValueError(f"outcomes CSV {path}: line {line}: time_s and recall must "
+                                 "be numbers") from None
+            if not (0.0 <= r <= 1.0) or not math.isfinite(t):
+                raise ValueError(f"outcomes CSV {path}: line {line}: recall must be in 0-1 "
+                                 f"and time_s finite, got {row['recall']}, {row['time_s']}")
+            rec = str(row["recording"]).strip()
+            if not rec or not str(row["memory"]).strip():
+                raise ValueError(f"outcomes CSV {path}: line {line}: empty recording or "
+                                 "memory")
+            out.setdefault(rec, []).append((t, str(row["memory"]).strip(), r))
+    for rec, rows in out.items():
+        mems: dict[str, int] = {}
+        for _, m, _ in rows:
+            mems[m] = mems.get(m, 0) + 1
+        few = [m for m, c in mems.items() if c < 2]
+        if few:
+            raise ValueError(f"outcomes CSV {path}: recording {rec}: memories {few} have "
+                             "fewer than two tests")
+    return out
+
+
+def nights_from_recordings(outcomes_csv: str | Path,
+                           feature_settings: FeatureSettings | None = None,
+                           progress: ProgressCallback | None = None) -> list[Night]:
+    """Nights from a lab's XDF recordings plus their outcome CSV (see :func:`read_outcomes_csv`).
+
+    Each recording's first numeric signal stream is run through the project's detectors
+    and :class:`~decoders.features.EpochFeatures` (offline, one pass: the same code as the
+    loop). Pulses are read from the ``engramloop.pulses`` marker stream when present.
+    Memory strength at each epoch end is interpolated between the tests.
+    """
+    import pyxdf
+
+    from engramloop.core.chunk import Chunk
+
+    base = Path(outcomes_csv).resolve().parent
+    outcomes = read_outcomes_csv(outcomes_csv)
+    nights = []
+    memories = sorted({m for rows in outcomes.values() for _, m, _ in rows})
+    for rec, rows in outcomes.items():
+        path = Path(rec) if Path(rec).is_absolute() else base / rec
+        if not path.is_file():
+            raise ValueError(f"outcomes CSV {outcomes_csv}: recording {path} not found")
+        streams, _ = pyxdf.load_xdf(str(path))
+        sig = next((s for s in streams if np.asarray(s["time_series"]).dtype.kind == "f"
+                    and np.asarray(s["time_series"]).ndim == 2
+                    and np.asarray(s["time_series"]).shape[0] > 0), None)
+        if sig is None:
+            raise ValueError(f"recording {path}: no numeric signal stream")
+        info = sig["info"]
+        rate = float(info["nominal_srate"][0])
+        n_ch = int(info["channel_count"][0])
+        try:
+            chans = tuple(c["label"][0] for c in info["desc"][0]["channels"][0]["channel"])
+        except (KeyError, TypeError, IndexError):
+            chans = tuple(f"ch{i}" for i in range(n_ch))
+        x = np.ascontiguousarray(np.asarray(sig["time_series"], dtype=np.float64))
+        ts = np.asarray(sig["time_stamps"], dtype=np.float64)
+        t0 = ts[0]
+        pulses = []
+        for s in streams:
+            if s["info"]["name"][0] == "engramloop.pulses":
+                pulses.extend(float(t) for t in s["time_stamps"])
+        chunk = Chunk(x, ts, rate, chans, arrival_s=float(ts[-1]))
+        events = []
+        for det in _make_detectors(chans):
+            events.extend(det.process(chunk))
+        vecs = EpochFeatures(feature_settings or FeatureSettings()).process(chunk, events,
+                                                                             pulses)
+        if not vecs:
+            raise ValueError(f"recording {path}: shorter than one epoch")
+        ends = np.array([v.t_end_s for v in vecs]) - t0
+        strength = np.empty((len(ends), len(memories)))
+        for j, m in enumerate(memories):
+            pts = sorted((t, r) for t, mm, r in rows if mm == m)
+            if not pts:
+                raise ValueError(f"outcomes CSV: recording {rec} has no test of memory {m!r} "
+                                 "(every recording must test every memory)")
+            strength[:, j] = np.interp(ends, [p[0] for p in pts], [p[1] for p in pts])
+        nights.append(Night(feature_matrix(vecs), ends, strength,
+                            {"kind": "recording", "recording": str(path)}))
+        if progress:
+            progress(Progress(len(nights), len(outcomes), "recordings",
+                              f"{path.name}: {len(vecs)} epochs, {len(events)} events"))
+    return nights
+
+
+# ====================================================================== model card
+
+def write_model_card(path: str | Path, checkpoint: Any, evaluation: dict,
+                     data_description: str, extra: str = "",
+                     checkpoint_name: str = "forecaster.pt") -> Path:
+    """Write ``MODEL_CARD.md``: data, architecture, metrics vs baselines, limits."""
+    from engramloop.decoders.forecaster import FORMAT_VERSION
+
+    ck = checkpoint
+    path = Path(path)
+
+    def row(name: str, m: dict) -> str:
+        return (f"| {name} | {m['auroc']:.3f} | {m['brier']:.4f} | {m['r2']:.3f} | "
+                f"{m['ece']:.3f} |")
+
+    ev = evaluation
+    thr = ck.decay_threshold
+    event = (f"falls by more than {thr:.4g}" if thr >= 0 else
+             f"rises by less than {-thr:.4g} (i.e. the memory consolidates less than "
+             "typical and falls behind; the threshold is negative because the simulator's "
+             "next-day recall rises through sleep)")
+    lines = [
+        "# engramloop memory-decay forecaster — model card", "",
+        f"Model version `{ck.model_version}`, checkpoint format {FORMAT_VERSION}, file "
+        f"`{checkpoint_name}`.", "",
+        "## What it does",
+        f"From the last {ck.window_epochs} epoch feature vectors ({ck.epoch_s:g} s epochs, "
+        f"hop {ck.hop_s:g} s; features in `decoders/features.py`) it forecasts the change of "
+        f"pooled memory strength over the next {ck.horizon_s:g} s and the probability that "
+        f"it {event} (Platt-calibrated)"
+        + (f"; plus {ck.n_memories} per-memory changes." if ck.n_memories else "."), "",
+        f"Architecture: {ck.members} member(s), each a GRU (hidden {ck.hidden}) with a "
+        "2-layer head plus a linear skip path over the whole window; members differ only "
+        "in their seed and their outputs are averaged; "
+        f"{sum(v.numel() for v in ck.state_dict.values())} parameters in all.", "",
+        "## Data", data_description, "",
+    ]
+    for key, title in (("test", "Held-out seeds"), ("shifted", "Unseen simulator parameters")):
+        if key not in ev:
+            continue
+        e = ev[key]
+        lines += [f"## {title}",
+                  f"{e['n_nights']} nights, {e['n_windows']} windows, "
+                  f"{100 * e['positive_fraction']:.1f} % decay windows.", "",
+                  "| predictor | AUROC | Brier | R^2 | ECE |", "|---|---|---|---|---|",
+                  row("forecaster", e["model"]), row("persistence", e["persistence"]),
+                  row("linear / logistic", e["linear"]), ""]
+        m, p, li = e["model"], e["persistence"], e["linear"]
+        lines += [f"Margins: AUROC {m['auroc'] - p['auroc']:+.3f} vs persistence, "
+                  f"{m['auroc'] - li['auroc']:+.3f} vs logistic; Brier "
+                  f"{m['brier'] - p['brier']:+.4f} / {m['brier'] - li['brier']:+.4f}; R^2 "
+                  f"{m['r2'] - p['r2']:+.3f} / {m['r2'] - li['r2']:+.3f} "
+                  "(positive AUROC/R^2 and negative Brier margins favour the forecaster).", ""]
+        cal = m.get("calibration") or []
+        if cal:
+            lines += ["Reliability (model): " + "; ".join(
+                f"{lo:.1f}-{hi:.1f}: n={n}, mean p {mp_:.2f}, observed {fy:.2f}"
+                for lo, hi, n, mp_, fy in cal), ""]
+    lines += [extra, ""] if extra else []
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,63 @@
+"""The ``engramloop`` command line.
+
+Subcommands live one per module in ``controller/commands/``; each module defines ``HELP``
+(one line), ``add_arguments(parser)`` and ``run(args) -> int``. They import heavy
+libraries inside ``run`` so ``engramloop --help`` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from engramloop import __version__
+from engramloop.core.schema import ConfigError
+
+
+class UserError(RuntimeError):
+    """A problem the user can fix (bad path, missing device...): printed as one line."""
+
+
+def _command_modules() -> list:
+    import engramloop.cli.commands as pkg
+
+    mods = []
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            mods.append(importlib.import_module(f"engramloop.cli.commands.{info.name}"))
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engramloop",
+        description="Closed-loop neuromodulation: detect ripples, spindles and slow "
+                    "oscillations and fire phase-locked stimulation under a safety governor.")
+    parser.add_argument("--version", action="version", version=f"engramloop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        name = getattr(mod, "NAME", mod.__name__.rsplit(".", 1)[1].replace("_", "-"))
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except ConfigError as exc:
+        print(f"ConfigError: {exc}", file=sys.stderr)
+        return 2
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,6 @@
+"""`python -m engramloop.cli`: the same entry point as the `engramloop` command."""
+import sys
+
+from engramloop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,255 @@
+"""engramloop forecaster make-dataset | train | evaluate"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HELP = "build training data, train and evaluate the memory-decay forecaster"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    m = sub.add_parser("make-dataset", help="simulate nights in parallel and save their epoch "
+                                            "features and memory strengths (.npz)")
+    m.add_argument("--out", required=True, help="output .npz path")
+    m.add_argument("--nights", type=int, default=24, help="number of nights (default 24)")
+    m.add_argument("--seed-start", type=int, default=0, help="first seed (seeds are "
+                                                             "consecutive; default 0)")
+    m.add_argument("--duration-s", type=float, default=2700.0,
+                   help="length of each simulated night, seconds (default 2700)")
+    m.add_argument("--rate-hz", type=float, default=1000.0,
+                   help="simulated sampling rate, Hz (default 1000: fast enough for ripples)")
+    m.add_argument("--conditions", default="none,ungated,random",
+                   help="stimulation conditions to cycle through: none, ungated "
+                        "(ripple-locked), random (default: all three)")
+    m.add_argument("--shifted", action="store_true",
+                   help="use the 'unseen simulator parameters' set (weaker ripples, more "
+                        "noise, faster decay and drift) for out-of-distribution tests")
+    m.add_argument("--randomize", action="store_true",
+                   help="domain randomisation: draw each night's simulator parameters "
+                        "(ripple size/rate, LFP noise, SO-spindle coupling, forgetting, "
+                        "drift) from ranges that exclude the --shifted values")
+    m.add_argument("--synthetic", action="store_true",
+                   help="use the fast synthetic generator instead of the simulator (tests)")
+    m.add_argument("--workers", type=int, default=0,
+                   help="processes (default: all cores)")
+    m.add_argument("--config", help="TOML config whose [forecaster.features] to use")
+    m.add_argument("--quiet", action="store_true",
+                   help="no progress (only the final line)")
+
+    t = sub.add_parser("train", help="train a checkpoint (and its model card)")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", nargs="+", help="dataset .npz files from make-dataset")
+    src.add_argument("--outcomes", help="CSV of per-session memory outcomes naming XDF "
+                                        "recordings (columns recording,time_s,memory,recall)")
+    t.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    t.add_argument("--card", help="also write a model card (Markdown) here")
+    t.add_argument("--test-data", help="held-out dataset .npz for the card's metrics")
+    t.add_argument("--shifted-data", help="dataset .npz with unseen simulator parameters")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=60, help="max training epochs")
+    t.add_argument("--window-epochs", type=int, default=10)
+    t.add_argument("--horizon-epochs", type=int, default=10)
+    t.add_argument("--hidden", type=int, default=16)
+    t.add_argument("--threshold", type=float, default=None,
+                   help="decay threshold in strength units (default: training median)")
+    t.add_argument("--per-memory", action="store_true", help="add per-memory heads")
+    t.add_argument("--members", type=int, default=5,
+                   help="seed-ensemble size: members trained from seeds seed, seed+1000, "
+                        "... and averaged (default 5)")
+    t.add_argument("--weight-decay", type=float, default=1e-3,
+                   help="Adam weight decay (default 1e-3)")
+    t.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
+    t.add_argument("--input-noise", type=float, default=0.0,
+                   help="std of Gaussian noise on the normalised inputs while training "
+                        "(regulariser; default 0)")
+    t.add_argument("--patience", type=int, default=8,
+                   help="early stopping: epochs without validation improvement (default 8)")
+    t.add_argument("--max-seconds", type=float, default=1800.0,
+                   help="stop training after this long (default 1800)")
+    t.add_argument("--model-version", default="", help="version string (default: "
+                                                         "engramloop version + seed)")
+    t.add_argument("--config", help="TOML config whose [forecaster.features] to use "
+                                    "(with --outcomes)")
+    t.add_argument("--quiet", action="store_true",
+                   help="no progress (only the results)")
+
+    e = sub.add_parser("evaluate", help="score a checkpoint and the baselines on held-out "
+                                        "nights")
+    e.add_argument("--checkpoint", default="", help="checkpoint (default: the shipped one)")
+    e.add_argument("--train-data", nargs="+", required=True,
+                   help="dataset(s) the baselines are fitted on")
+    e.add_argument("--test-data", required=True, help="held-out dataset .npz")
+    e.add_argument("--json", help="also write the metrics as JSON here")
+    e.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="also print 95 %% intervals of the model's margins over the "
+                        "baselines from N resamples of whole test nights (default 0: off)")
+
+
+@contextmanager
+def _shown(description: str, total: int | None, unit: str, quiet: bool
+           ) -> Iterator[Callable]:
+    """A progress display with ETA (a bar on a terminal, occasional lines otherwise,
+    nothing when quiet) and the callback that feeds it from
+    :class:`decoders.forecast_train.Progress` updates."""
+    from engramloop.controller.progress import progress
+
+    with progress(total, description, unit=unit, quiet=quiet) as bar:
+        def update(p) -> None:
+            if p.note:
+                bar.note(p.message)
+            bar.update(p.done, total=p.total, info="" if p.note else p.message)
+        yield update
+
+
+def _features(config: str | None):
+    from engramloop.decoders.features import FeatureSettings
+
+    if not config:
+        return FeatureSettings()
+    from engramloop.controller.config import load_config
+
+    return load_config(config).forecaster.features
+
+
+def run(args: argparse.Namespace) -> int:
+    from engramloop.cli import UserError
+
+    try:
+        if args.action == "make-dataset":
+            return _make_dataset(args)
+        if args.action == "train":
+            return _train(args)
+        return _evaluate(args)
+    except ValueError as exc:
+        if type(exc).__name__ == "ConfigError":
+            raise
+        raise UserError(str(exc)) from None
+
+
+def _make_dataset(args: argparse.Namespace) -> int:
+    from engramloop.analysis import forecast_train as ft
+    from engramloop.cli import UserError
+
+    if args.nights < 1:
+        raise UserError("--nights must be >= 1")
+    conds = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    bad = [c for c in conds if c not in ("none", "ungated", "random")]
+    if bad or not conds:
+        raise UserError(f"--conditions: unknown {bad}; use none, ungated, random")
+    seeds = range(args.seed_start, args.seed_start + args.nights)
+    if args.synthetic:
+        jobs = [("synthetic", {"seed": s, "n_epochs": max(2, int(args.duration_s // 30)),
+                               "stim": 0.1 if conds[i % len(conds)] != "none" else 0.0})
+                for i, s in enumerate(seeds)]
+    else:
+        jobs = [("sim", ft.night_spec(s, args.duration_s, conds[i % len(conds)],
+                                      shifted=args.shifted, randomize=args.randomize,
+                                      rate_hz=args.rate_hz,
+                                      feature_settings=_features(args.config)))
+                for i, s in enumerate(seeds)]
+    with _shown("dataset", len(jobs), "nights", args.quiet) as shown:
+        nights = ft.make_dataset(jobs, workers=args.workers or None, progress=shown)
+    info = {"seeds": [args.seed_start, args.seed_start + args.nights - 1],
+            "duration_s": args.duration_s, "conditions": conds, "shifted": args.shifted,
+            "randomize": args.randomize, "synthetic": args.synthetic, "rate_hz": args.rate_hz}
+    out = ft.save_dataset(args.out, nights, info)
+    n_ep = sum(len(n.t_end_s) for n in nights)
+    print(f"wrote {out}: {len(nights)} nights, {n_ep} epochs")
+    return 0
+
+
+def _load_many(paths: list[str]):
+    from engramloop.analysis import forecast_train as ft
+
+    nights, infos = [], []
+    for p in paths:
+        n, info = ft.load_dataset(p)
+        nights.extend(n)
+        infos.append(info)
+    return nights, infos
+
+
+def _train(args: argparse.Namespace) -> int:
+    from engramloop import __version__
+    from engramloop.analysis import forecast_train as ft
+
+    if args.outcomes:
+        fs = _features(args.config)
+        with _shown("recordings", None, "recordings", args.quiet) as shown:
+            nights = ft.nights_from_recordings(args.outcomes, fs, progress=shown)
+        infos = [{"outcomes": str(args.outcomes)}]
+    else:
+        fs = _features(args.config)
+        nights, infos = _load_many(args.data)
+    settings = ft.TrainSettings(window_epochs=args.window_epochs,
+                                horizon_epochs=args.horizon_epochs,
+                                decay_threshold=args.threshold, hidden=args.hidden,
+                                per_memory=args.per_memory, members=args.members,
+                                epochs=args.epochs, seed=args.seed,
+                                weight_decay=args.weight_decay, lr=args.lr,
+                                input_noise=args.input_noise, patience=args.patience,
+                                max_seconds=args.max_seconds)
+    version = args.model_version or f"{__version__}+seed{args.seed}"
+    with _shown("training", settings.members * settings.epochs, "epochs",
+                args.quiet) as shown:
+        ck = ft.train(nights, settings, epoch_s=fs.epoch_s, hop_s=fs.hop_s,
+                      model_version=version, metadata={"datasets": infos}, progress=shown)
+    evaluation = {}
+    if args.test_data:
+        test, _ = ft.load_dataset(args.test_data)
+        evaluation["test"] = ft.evaluate(ck, nights, test)
+    if args.shifted_data:
+        shifted, _ = ft.load_dataset(args.shifted_data)
+        evaluation["shifted"] = ft.evaluate(ck, nights, shifted)
+    if evaluation:
+        ck.metadata["evaluation"] = json.loads(json.dumps(evaluation))
+    out = ck.save(args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB), model version {version}")
+    for key, ev in evaluation.items():
+        _print_eval(key, ev)
+    if args.card:
+        desc = "; ".join(json.dumps(i) for i in infos)
+        card = ft.write_model_card(args.card, ck, evaluation,
+                                   f"{len(nights)} training nights. Dataset info: {desc}",
+                                   checkpoint_name=Path(args.out).name)
+        print(f"wrote {card}")
+    return 0
+
+
+def _print_eval(title: str, ev: dict) -> None:
+    print(f"{title}: {ev['n_nights']} nights, {ev['n_windows']} windows, "
+          f"{100 * ev['positive_fraction']:.1f} % decay")
+    print(f"  {'predictor':<12} {'AUROC':>7} {'Brier':>8} {'R^2':>7} {'ECE':>6}")
+    for name in ("model", "persistence", "linear"):
+        m = ev[name]
+        print(f"  {name:<12} {m['auroc']:7.3f} {m['brier']:8.4f} {m['r2']:7.3f} "
+              f"{m['ece']:6.3f}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from engramloop.analysis import forecast_train as ft
+    from engramloop.decoders.forecaster import Checkpoint, default_checkpoint_path
+
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()
+    ck = Checkpoint.load(path)
+    train_nights, _ = _load_many(args.train_data)
+    test, _ = ft.load_dataset(args.test_data)
+    ev = ft.evaluate(ck, train_nights, test)
+    _print_eval(f"{path.name} on {Path(args.test_data).name}", ev)
+    if args.bootstrap > 0:
+        ci = ft.margin_intervals(ck, train_nights, test, n_boot=args.bootstrap)
+        ev["margin_intervals"] = ci
+        print(f"  model minus baseline, 95 % interval over {args.bootstrap} resamples of "
+              "whole nights:")
+        for name, m in ci.items():
+            print(f"  vs {name:<12} AUROC [{m['auroc'][0]:+.3f}, {m['auroc'][1]:+.3f}]  "
+                  f"Brier [{m['brier'][0]:+.4f}, {m['brier'][1]:+.4f}]  "
+                  f"R^2 [{m['r2'][0]:+.3f}, {m['r2'][1]:+.3f}]")
+    if args.json:
+        Path(args.json).write_text(json.dumps(ev, indent=2), encoding="utf-8")
+    return 0

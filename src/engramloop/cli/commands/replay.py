@@ -1,0 +1,141 @@
+"""engramloop replay CONFIG FILE [--sweep KEY=V1,V2,...]"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+HELP = ("run the closed loop on a recorded file (XDF/EDF/BDF/CSV/npz); pulses are sham "
+        "unless --stimulate is given; --sweep replays it once per setting and scores each")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from engramloop.cli.commands.run import add_arguments as run_arguments
+
+    run_arguments(p)
+    p.add_argument("file", help="recording to replay (overrides source.file.path)")
+    p.add_argument("--stimulate", action="store_true",
+                   help="send pulses to the configured stimulators (default: sham, "
+                        "everything decided and logged, nothing sent)")
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="replay the file at --speed max once per value of a config key "
+                        "(e.g. detectors.ripple.threshold_sd=3,4,5; repeat for a grid of "
+                        "several keys) and print one row per setting: precision, recall, "
+                        "F1, false positives/min and latency against the truth, or "
+                        "detection counts and rates without truth")
+    p.add_argument("--truth", metavar="FILE",
+                   help="with --sweep: truth to score against: a CSV of onset,duration "
+                        "(expert annotations, seconds from the start of the file) or a "
+                        "truth .json/.xdf/.npz (default: the truth the replayed file carries, "
+                        "e.g. a simulated recording)")
+    p.add_argument("--kind", default="spindle",
+                   help="with --sweep --truth CSV: event kind the annotations are "
+                        "(default: spindle)")
+    p.add_argument("--json", action="store_true",
+                   help="with --sweep: print one JSON object per setting instead of the table")
+
+
+def _to_replay(args: argparse.Namespace):
+    def to_replay(cfg):
+        src = dataclasses.replace(cfg.source, kind="file")
+        pol = cfg.policy if args.stimulate else dataclasses.replace(cfg.policy,
+                                                                    condition="sham")
+        return dataclasses.replace(cfg, source=src, policy=pol)
+    return to_replay
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.sweep:
+        return run_sweep(args)
+    from engramloop.cli import UserError
+    from engramloop.cli.commands.run import run_loop
+
+    for flag, given in (("--truth", args.truth), ("--json", args.json)):
+        if given:
+            raise UserError(f"{flag} goes with --sweep (to score a single replay, record it "
+                            "with --record and run 'engramloop score')")
+    return run_loop(args, replay_path=args.file, cfg_transform=_to_replay(args))
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Replay the file once per setting of the grid; one table row (or JSON line) each."""
+    import json
+    import math
+    from contextlib import ExitStack
+
+    from engramloop.analysis.sweep import (
+        SweepError,
+        config_with,
+        find_truth,
+        grid,
+        parse_sweep,
+        run_point,
+        table,
+    )
+    from engramloop.cli import UserError
+    from engramloop.controller.progress import progress
+    from engramloop.controller.recorder import RecordingError
+    from engramloop.controller.run_progress import ProgressBoard, run_length_s
+    from engramloop.core.chunk import SourceError
+    from engramloop.core.pulse import DeviceError
+
+    for flag, given in (("--record", args.record), ("--report", args.report)):
+        if given:
+            raise UserError(f"{flag} cannot be used with --sweep (it would record every "
+                            "setting); replay the chosen setting once with it")
+    if args.duration is not None and not args.duration > 0:
+        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    try:
+        axes = parse_sweep(args.sweep)
+    except SweepError as exc:
+        raise UserError(str(exc)) from None
+    keys = [k for k, _ in axes]
+    to_replay = _to_replay(args)
+    points = grid(axes)
+    # every setting is checked before the first replay: a typo fails at once, not after hours
+    cfgs = [to_replay(config_with(args.config, {k: v for k, (_, v) in pt.items()}))
+            for pt in points]
+    truth = find_truth(args.file, args.truth, args.kind)
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()] \
+        if args.channels else None
+    overrides = dict(stream=args.stream, channels=channels)
+    results = []
+    with ExitStack() as stack:
+        bars: list = []    # opened once the first replay knows the file's length
+
+        for i, (pt, cfg) in enumerate(zip(points, cfgs, strict=True)):
+            board = ProgressBoard(bars[0] if bars else None)
+
+            def on_built(loop, board=board, i=i) -> None:
+                board.length_s = run_length_s(loop.source, args.duration)
+                if not bars:
+                    per = board.length_s if math.isfinite(board.length_s) else None
+                    bars.append(stack.enter_context(progress(
+                        per * len(points) if per else None, "sweep", unit="s",
+                        quiet=args.quiet)))
+                board.handle = bars[0]
+                board.base_s = bars[0].completed
+                bars[0].update(description=f"sweep {i + 1}/{len(points)}")
+
+            setting = {k: text for k, (text, _) in pt.items()}
+            try:
+                res = run_point(cfg, args.file, duration_s=args.duration, truth=truth,
+                                setting=setting, status_board=board, on_built=on_built,
+                                **overrides)
+            except (SourceError, DeviceError, RecordingError) as exc:
+                raise UserError(f"{exc} (sweep stopped at {setting})") from None
+            board.finish()
+            results.append(res)
+            if res.stop_reason.startswith("interrupted"):
+                break
+    if args.json:
+        for r in results:
+            print(json.dumps(r.to_dict(), default=float))
+        return 0
+    what = (f"scored against {truth.origin}" if truth is not None
+            else "no truth: detection counts and rates")
+    dur = results[0].duration_s if results else math.nan
+    print(f"# sweep of {args.file} ({dur:.1f} s per replay, {len(results)} setting(s)), "
+          f"{what}")
+    for line in table(results, keys):
+        print(line)
+    return 130 if results and results[-1].stop_reason.startswith("interrupted") else 0

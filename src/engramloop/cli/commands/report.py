@@ -1,0 +1,37 @@
+"""engramloop report RECORDING.xdf --out DIR"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "write an HTML report with figures (index.html + PNGs) from one XDF recording"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recording", help="the .xdf file written by engramloop run or replay")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for index.html and the PNG figures (created if needed)")
+    p.add_argument("--twin", metavar="XDF",
+                   help="the sham twin's recording, whose memory trajectory is drawn beside "
+                        "this one's (default: NAME-sham-twin.xdf beside NAME.xdf, as a "
+                        "simulated trial with --report writes it)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress, print nothing on success")
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # never needs a display (SSH, CI)
+    from engramloop.analysis.report import ReportError, write_report
+    from engramloop.cli import UserError
+
+    try:
+        result = write_report(args.recording, args.out, quiet=args.quiet, twin=args.twin)
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+    if not args.quiet:
+        missing = [s.title for s in result.sections if s.missing]
+        print(f"wrote {result.index} ({len(result.figures)} figures)")
+        if missing:
+            print("sections without data: " + "; ".join(missing))
+    return 0

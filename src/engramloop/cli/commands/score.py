@@ -1,0 +1,263 @@
+"""engramloop score RECORDING [--truth FILE] [--json]"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from engramloop.analysis.sweep import fmt_number
+
+HELP = ("score a recording's detections against truth (simulated) or expert annotations: "
+        "precision/recall/F1, false positives per minute, latency, SO trigger phase")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recording", help="an XDF recording (detections in engramloop.events, "
+                                     "truth in engramloop.truth) or an .npz from "
+                                     "'engramloop sim' (detectors are run on it)")
+    p.add_argument("--truth", metavar="FILE",
+                   help="truth to score against instead of the recording's own: a CSV of "
+                        "onset,duration (expert annotations, seconds from the recording's "
+                        "first sample), a truth .json (sim.truth.Truth.save), or another "
+                        ".xdf/.npz holding truth (its first sample is aligned with the "
+                        "recording's, as when the recording is a replay of it)")
+    p.add_argument("--kind", default="spindle",
+                   help="event kind the CSV annotations are (default: spindle)")
+    p.add_argument("--events", metavar="FILE",
+                   help="detections to score instead of the recording's own: an .xdf with "
+                        "engramloop.events, or JSON lines of Event dicts")
+    p.add_argument("--config", metavar="TOML",
+                   help="config whose [detectors] run on an .npz (default: built-in)")
+    p.add_argument("--chunk", type=int, default=10, metavar="SAMPLES",
+                   help="chunk size when running detectors on an .npz (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# ----------------------------------------------------------------------- readers
+
+def xdf_streams(path: Path) -> tuple[dict, float, float]:
+    """Marker streams of an XDF file as {suffix: [(t, dict)]}, its signal span (s) and the
+    time of its first signal sample (s; NaN without signal)."""
+    from engramloop.cli import UserError
+
+    try:
+        import pyxdf
+
+        streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False,
+                                    dejitter_timestamps=False)
+    except Exception as exc:  # pyxdf raises many types on malformed files
+        raise UserError(f"{path}: cannot read XDF: {exc}") from None
+    markers: dict = {}
+    span = [math.inf, -math.inf]
+    for st in streams:
+        name = st["info"]["name"][0]
+        ts = st["time_stamps"]
+        if name.startswith("engramloop.") and st["info"]["channel_format"][0] == "string":
+            recs = []
+            for t, row in zip(ts, st["time_series"], strict=False):
+                try:
+                    recs.append((float(t), json.loads(row[0])))
+                except (ValueError, TypeError, IndexError):
+                    continue
+            markers[name.split(".", 1)[1]] = recs
+        elif len(ts):
+            span = [min(span[0], float(ts[0])), max(span[1], float(ts[-1]))]
+    duration = span[1] - span[0] if math.isfinite(span[0]) else math.nan
+    return markers, duration, (span[0] if math.isfinite(span[0]) else math.nan)
+
+
+def read_csv_truth(path: Path, kind: str) -> list[dict]:
+    from engramloop.cli import UserError
+
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        cells = [c.strip() for c in line.split(",")]
+        if not cells or not cells[0] or cells[0].startswith("#"):
+            continue
+        try:
+            onset, dur = float(cells[0]), float(cells[1])
+        except (ValueError, IndexError):
+            if i == 1:
+                continue  # a header row
+            raise UserError(f"{path}: line {i}: expected 'onset,duration' in seconds, got "
+                            f"{line!r}") from None
+        out.append({"kind": kind, "onset_s": onset, "offset_s": onset + dur,
+                    "peak_s": onset + dur / 2})
+    return out
+
+
+def read_truth(path: Path, kind: str) -> tuple[list[dict], object | None]:
+    """Truth records (and a Truth object when available, for phases), on the truth file's
+    own time base (see :func:`truth_t0`)."""
+    from engramloop.cli import UserError
+
+    if not path.is_file():
+        raise UserError(f"--truth {path}: file not found")
+    ext = path.suffix.lower()
+    if ext == ".csv":
+        return read_csv_truth(path, kind), None
+    if ext == ".json":
+        from engramloop.sim.truth import Truth
+
+        try:
+            tr = Truth.load(path)
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"--truth {path}: not a truth file from sim.truth: {exc}") from None
+        return [e.to_dict() for e in tr.events()], tr
+    if ext == ".xdf":
+        markers = xdf_streams(path)[0]
+        return [obj for _, obj in markers.get("truth", [])], None
+    if ext == ".npz":
+        return npz_truth(path)
+    raise UserError(f"--truth {path}: use a .csv, .json, .xdf or .npz file")
+
+
+def truth_t0(path: Path, truth_obj: object | None) -> float:
+    """Time (s) that a truth file counts from: its first signal sample (.xdf, .npz), the
+    simulator's sample 0 (.json), 0 for CSV annotations (seconds from the start)."""
+    import numpy as np
+
+    ext = path.suffix.lower()
+    if ext == ".xdf":
+        t0 = xdf_streams(path)[2]
+        return t0 if math.isfinite(t0) else 0.0
+    if ext == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            for key in ("timestamps", "t", "time_s"):
+                if key in z.files and z[key].size:
+                    return float(z[key].reshape(-1)[0])
+        return 0.0
+    return float(getattr(truth_obj, "t0_s", 0.0) or 0.0)
+
+
+def npz_truth(path: Path) -> tuple[list[dict], object | None]:
+    import numpy as np
+
+    from engramloop.sim.truth import Truth
+
+    with np.load(path, allow_pickle=False) as z:
+        if "truth" not in z.files:
+            return [], None
+        tr = Truth.from_json(str(z["truth"]))
+    return [e.to_dict() for e in tr.events()], tr
+
+
+def _events_jsonl(path: Path) -> list[dict]:
+    from engramloop.cli import UserError
+
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise UserError(f"--events {path}: line {i} is not a JSON object") from None
+    return out
+
+
+def _run_detectors(path: Path, config: str | None, chunk: int) -> tuple[list[dict], float]:
+    from engramloop.analysis.scoring import replay
+    from engramloop.cli import UserError
+    from engramloop.controller.config import Config, load_config
+    from engramloop.decoders.detectors import make_detectors
+    from engramloop.drivers.files import load_npz
+
+    cfg = load_config(config) if config else Config()
+    try:
+        data = load_npz(path)
+    except Exception as exc:
+        raise UserError(f"{path}: {exc}") from None
+    names = tuple(data.channels)
+    stages = make_detectors(cfg, channels=names)
+    if not stages:
+        raise UserError(f"{path}: no enabled detector finds its channels in {list(names)}")
+    events = replay(stages, data.samples, data.timestamps, data.rate_hz, names, chunk)
+    span = float(data.timestamps[-1] - data.timestamps[0]) if len(data.timestamps) else 0.0
+    return [e.to_dict() for e in events], span
+
+
+# ----------------------------------------------------------------------- command
+
+def run(args: argparse.Namespace) -> int:
+    from engramloop.analysis.scoring import score_session
+    from engramloop.cli import UserError
+
+    rec = Path(args.recording)
+    if not rec.is_file():
+        raise UserError(f"{rec}: file not found")
+    ext = rec.suffix.lower()
+    truth: list[dict] = []
+    truth_obj = None
+    rec_t0 = 0.0
+    if ext == ".xdf":
+        markers, duration, rec_t0 = xdf_streams(rec)
+        detections = [obj for _, obj in markers.get("events", [])]
+        truth = [obj for _, obj in markers.get("truth", [])]
+    elif ext == ".npz":
+        if args.events:
+            detections, duration = [], math.nan
+        else:
+            detections, duration = _run_detectors(rec, args.config, args.chunk)
+        truth, truth_obj = npz_truth(rec)
+        rec_t0 = truth_t0(rec, None)
+    else:
+        raise UserError(f"{rec}: use an .xdf recording or an .npz from 'engramloop sim'")
+    if args.events:
+        ev = Path(args.events)
+        if not ev.is_file():
+            raise UserError(f"--events {ev}: file not found")
+        if ev.suffix.lower() == ".xdf":
+            detections = [obj for _, obj in xdf_streams(ev)[0].get("events", [])]
+        else:
+            detections = _events_jsonl(ev)
+    shift = 0.0
+    if args.truth:
+        truth, truth_obj = read_truth(Path(args.truth), args.kind)
+        # onto the recording's clock: the truth file's start is the recording's first
+        # sample (a replay starts at the file's first sample; CSV onsets count from it)
+        if math.isfinite(rec_t0):
+            shift = rec_t0 - truth_t0(Path(args.truth), truth_obj)
+    # the truth stream also carries non-event records (e.g. memory recall scores)
+    truth = [e for e in truth if isinstance(e, dict) and "onset_s" in e and "offset_s" in e]
+    if shift:
+        from engramloop.analysis.sweep import shift_records
+
+        truth = shift_records(truth, shift)
+    if not truth:
+        raise UserError(f"{rec}: no truth to score against (no engramloop.truth stream); "
+                        "give --truth FILE (CSV of onset,duration or a truth file)")
+    phase_fn = None
+    if truth_obj is not None:
+        phase_fn = lambda t: truth_obj.phase("so", t - shift)  # noqa: E731
+    result = score_session(detections, truth, duration, so_phase=phase_fn)
+    if args.json:
+        print(json.dumps(result, default=float))
+        return 0
+    print_table(rec, result)
+    return 0
+
+
+def print_table(rec: Path, result: dict) -> None:
+    print(f"# {rec}: {fmt_number(result['duration_s'], 1, 1)} s scored")
+    kinds = [k for k, v in result.items() if isinstance(v, dict) and "f1" in v]
+    if kinds:
+        print(f"{'kind':<10}{'truth':>7}{'det':>6}{'TP':>6}{'prec':>7}{'recall':>8}{'F1':>7}"
+              f"{'FP/min':>8}{'lat onset med/p90 ms':>22}{'lat peak med/p90 ms':>21}")
+        for k in kinds:
+            r = result[k]
+            on = (f"{fmt_number(r['latency_onset_median_s'], 1e3, 1)} / "
+                  f"{fmt_number(r['latency_onset_p90_s'], 1e3, 1)}")
+            pk = (f"{fmt_number(r['latency_peak_median_s'], 1e3, 1)} / "
+                  f"{fmt_number(r['latency_peak_p90_s'], 1e3, 1)}")
+            print(f"{k:<10}{r['n_truth']:>7}{r['n_detected']:>6}{r['true_positives']:>6}"
+                  f"{fmt_number(r['precision']):>7}{fmt_number(r['recall']):>8}{fmt_number(r['f1']):>7}"
+                  f"{fmt_number(r['fp_per_min'], 1, 2):>8}{on:>22}{pk:>21}")
+    else:
+        print("no detected kind has truth of the same kind")
+    ph = result.get("so_phase")
+    if ph:
+        print(f"SO up-state triggers: n={ph['n']}, phase at predicted up-state "
+              f"{fmt_number(ph['mean_phase_deg'], 1, 1)} deg (circular SD "
+              f"{fmt_number(ph['sd_phase_deg'], 1, 1)} deg), in up-phase "
+              f"{fmt_number(ph['fraction_in_target_half'], 100, 1)} %")

@@ -1,0 +1,2 @@
+"""The real-time loop, policy, safety governor, scheduler, recorder and config.
+Owns time and threads."""

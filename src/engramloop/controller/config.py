@@ -1,0 +1,103 @@
+"""The run configuration: one TOML file, loaded into typed frozen dataclasses.
+
+Each part of the system declares its own settings dataclass next to its code (see
+``controller.schema.setting``); this module assembles them into :class:`Config` and loads
+files. Any mistake in a file is a one-line ``ConfigError: <file>: <dotted.key>: <why>``.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from engramloop.controller.forecast_worker import ForecasterSettings
+from engramloop.controller.governor import SafetySettings
+from engramloop.controller.policy import PolicySettings
+from engramloop.controller.scheduler import SchedulerSettings
+from engramloop.core.schema import ConfigError, build, setting, to_toml
+from engramloop.decoders.detectors import DetectorsSettings
+from engramloop.decoders.phase import PhaseSettings
+from engramloop.drivers.lsl_outlets import LslOutletSettings
+from engramloop.drivers.outputs import StimulatorsSettings
+from engramloop.drivers.sources import BrainFlowSettings, FileSettings, LslSettings
+from engramloop.sim.settings import SimSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where samples come from."""
+
+    kind: Literal["sim", "brainflow", "lsl", "file"] = setting(
+        "sim", doc="source kind: the built-in simulator, a BrainFlow board, an LSL stream "
+                   "or a recorded file")
+    channels: tuple[str, ...] = setting(
+        (), doc="channel names to use, in order; empty means every channel of the source")
+    chunk_samples: int = setting(
+        10, ge=1, le=100000, unit="samples",
+        doc="samples per chunk handed to the loop (sources that deliver their own chunking "
+            "may ignore it)")
+    read_timeout_s: float = setting(
+        0.05, gt=0, le=10, unit="s", doc="how long one read waits for data before the loop "
+                                         "checks staleness")
+    brainflow: BrainFlowSettings = field(default_factory=BrainFlowSettings)
+    lsl: LslSettings = field(default_factory=LslSettings)
+    file: FileSettings = field(default_factory=FileSettings)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: source, decoders, policy, safety, outputs, recording."""
+
+    name: str = setting("engramloop", doc="name of this rig or trial, written into recordings")
+    seed: int = setting(0, ge=0, doc="random seed for everything stochastic in the run")
+    source: SourceSettings = field(default_factory=SourceSettings)
+    safety: SafetySettings = field(default_factory=SafetySettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    stimulators: StimulatorsSettings = field(default_factory=StimulatorsSettings)
+    sim: SimSettings = field(default_factory=SimSettings)
+    forecaster: ForecasterSettings = field(default_factory=ForecasterSettings)
+    detectors: DetectorsSettings = field(default_factory=DetectorsSettings)
+    phase: PhaseSettings = field(default_factory=PhaseSettings)
+    lsl_outlets: LslOutletSettings = field(default_factory=LslOutletSettings)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not valid TOML, or breaks the schema.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "", "file not found (give the path of a .toml config; "
+                                         "examples are in configs/)")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not UTF-8 text: {exc}") from None
+    return build(Config, table, file=str(path))
+
+
+def loads_config(text: str, name: str = "<string>") -> Config:
+    """Validate a config given as TOML text (tests, overrides)."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "", f"not valid TOML: {exc}") from None
+    return build(Config, table, file=name)
+
+
+def dump_config(cfg: Config) -> str:
+    """The effective config (every default filled in) as TOML text."""
+    return to_toml(cfg) + "\n"

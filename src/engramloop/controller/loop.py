@@ -1,0 +1,1075 @@
+"""The real-time closed loop: one thread owns the clock and wires
+
+    source -> detectors (+ phase estimator) -> policy -> governor -> scheduler -> outputs
+
+and hands every chunk, event, decision and delivery to the recorder.
+
+Guarantees
+----------
+- The governor is the only way to a pulse: the scheduler accepts only pulses the governor
+  issued, and outputs are reachable only through the scheduler.
+- Sham runs make and record every decision; the scheduler calls no output for them and
+  outputs are never armed.
+- Outputs are disarmed and closed on every exit path (end of run, exception anywhere,
+  Ctrl-C, source failure, recorder failure, scheduler/device failure), before the error
+  surfaces. The first thing done on the way out is disarming the governor.
+- No unbounded queues: a backlog of more than one chunk (a paced source delivering old
+  data because the loop fell behind) is detected, logged, decoded for continuity without
+  decisions, and the loop acts only on the newest chunk.
+- Per-stage timing of every chunk goes into fixed-size histograms
+  (:mod:`controller.latency`); ``gc.freeze()`` after start-up keeps start-up objects out
+  of the collector's scans.
+
+``--speed max`` runs use exactly this code with a :class:`~drivers.clock.SimClock`: the
+clock jumps to each chunk's newest sample and to each pulse's intended time, and the
+scheduler fires synchronously instead of from its thread.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from engramloop.controller.governor import Decision, Governor
+from engramloop.controller.latency import Histogram, StageTimes
+from engramloop.controller.policy import Policy
+from engramloop.controller.scheduler import Scheduler
+from engramloop.core.chunk import Chunk, EndOfStream, SourceError
+from engramloop.core.clock import HostClock, SimClock
+from engramloop.core.events import Event
+from engramloop.core.pulse import Delivery, Pulse
+
+STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record",
+          "chunk_total", "pulse_total")
+#: bound on the in-memory lists kept for the end-of-run summary
+MAX_KEPT = 200_000
+#: status snapshots for the dashboard, seconds of loop time apart
+STATUS_EVERY_S = 0.25
+#: GIL switch interval during real-time runs (CPython default 5 ms), seconds
+SWITCH_INTERVAL_S = 0.00005
+#: On the simulated clock the loop waits this long (wall seconds) at most for the
+#: forecaster worker to finish an epoch before calling it stalled.
+SIM_FORECAST_WAIT_S = 60.0
+#: most chunks decoded without decisions in one backlog catch-up
+MAX_BACKLOG_CHUNKS = 1000
+
+
+class SimStimOutput:
+    """The simulated stimulator for runs on the built-in simulator without stimulator
+    hardware (and every ``--speed max`` run): hands each pulse straight back to
+    ``SimSource.stimulate`` at the send time. Like every output it only sends what the
+    scheduler gives it and does nothing while disarmed."""
+
+    name = "sim"
+
+    def __init__(self, sim_source: Any, clock: Any) -> None:
+        self._sim, self._clock, self._armed = sim_source, clock, False
+
+    def open(self) -> None:
+        self._armed = False
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def disarm(self) -> None:
+        self._armed = False
+
+    def close(self) -> None:
+        self._armed = False
+
+    def send(self, pulse: Pulse) -> Delivery:
+        t = self._clock.now()
+        if not self._armed:
+            return Delivery(pulse.pulse_id, self.name, "failed", reason="output not armed")
+        self._sim.stimulate(t, pulse.spec, pulse.target)
+        return Delivery(pulse.pulse_id, self.name, "sent", sent_s=t, device_edge_s=t)
+
+
+@dataclass
+class RunResult:
+    """What a run did (kept in memory for the end-of-run summary; the recording is the
+    full record). Times in seconds on the run's clock."""
+
+    duration_s: float = 0.0
+    n_chunks: int = 0
+    n_samples: int = 0
+    events: list[Event] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    deliveries: list[tuple[Pulse, Delivery]] = field(default_factory=list)
+    refusals: dict[str, int] = field(default_factory=dict)
+    n_backlog: int = 0
+    n_backlog_chunks: int = 0
+    n_failed: int = 0
+    gate_refusals: dict[str, int] = field(default_factory=dict)
+    n_gaps: int = 0
+    n_timeouts: int = 0
+    stages: StageTimes | None = None
+    lateness: Histogram | None = None
+    condition: str = "stim"
+    target: str = ""
+    stop_reason: str = ""
+    error: str = ""
+    t0_s: float = math.nan
+    t_end_s: float = math.nan
+    #: forecasts made during the run (None when the forecaster is off)
+    forecasts: list | None = None
+    #: the forecast gate: ``rule`` (e.g. "p_decay >= 0.5"), ``allowed`` (proposals let
+    #: through), ``held_back`` (refused, by reason), ``open_forecasts`` (forecasts that
+    #: opened it); empty without a gate
+    forecast_gate: dict = field(default_factory=dict)
+
+    @property
+    def pulses_sent(self) -> list[tuple[Pulse, Delivery]]:
+        """First delivery of every pulse that left the process (or was sham-'sent')."""
+        seen, out = set(), []
+        for p, d in self.deliveries:
+            if d.status in ("sent", "acked", "sham") and p.pulse_id not in seen:
+                seen.add(p.pulse_id)
+                out.append((p, d))
+        return out
+
+
+class Loop:
+    """The closed loop. Build with :func:`build_loop`, then call :meth:`run`.
+
+    Parameters
+    ----------
+    source : Source
+    detectors : list
+        Stages with ``process(chunk) -> list[Event]`` (and optionally ``calibrating``).
+    policy : Policy
+    governor : Governor
+    scheduler : Scheduler
+        Its outputs are this loop's outputs.
+    clock : HostClock or SimClock
+    recorder : Recorder, optional
+    phase_estimator : object, optional
+        ``process(chunk) -> PhaseEstimate``; required when ``policy.needs_phase``.
+    arm_on_start : bool
+        Arm the governor (and, for non-sham runs, the outputs) at start.
+    status_board : StatusBoard, optional
+        Receives a :class:`controller.status.LoopStatus` every 0.25 s of loop time.
+    description : str
+        Source description for the status snapshot.
+    """
+
+    def __init__(self, source: Any, detectors: list, policy: Policy, governor: Governor,
+                 scheduler: Scheduler, clock: Any, *, recorder: Any = None,
+                 phase_estimator: Any = None, arm_on_start: bool = False,
+                 status_board: Any = None, description: str = "",
+                 read_timeout_s: float = 0.05, log: Any = None,
+                 sim_source: Any = None, forecaster: Any = None) -> None:
+        self.source = source
+        self.detectors = list(detectors)
+        #: detectors that blank stimulation artefacts (told of every delivered pulse)
+        self._blankers = [d for d in self.detectors if hasattr(d, "blank")]
+        self.policy = policy
+        self.governor = governor
+        self.scheduler = scheduler
+        self.outputs = scheduler.outputs
+        self.clock = clock
+        self.recorder = recorder
+        self.phase_estimator = phase_estimator
+        self.arm_on_start = arm_on_start
+        self.status_board = status_board
+        self.sim_source = sim_source
+        #: ForecastWorker (``[forecaster] enabled``): fed every chunk, checked like the
+        #: recorder, its forecasts recorded; the policy's gate reads it
+        self.forecaster = forecaster
+        self._pulse_times: list[float] = []
+        self.description = description
+        self.read_timeout_s = float(read_timeout_s)
+        self.simulated = isinstance(clock, SimClock)
+        self.sham = policy.settings.condition == "sham"
+        self.stages = StageTimes(STAGES)
+        self._log = log or (lambda msg: None)
+        self._stop_requested = ""
+        self._arm_requested = False
+        self._disarm_requested = False
+        self._outputs_armed = False
+        self._outputs_wanted = False
+        self._calibrated = False
+        self._immediate: dict[int, float] = {}
+        self._pending: Chunk | None = None
+        self._last_chunk: Chunk | None = None
+        self._messages: deque = deque(maxlen=6)
+        self._switch_interval: float | None = None
+        self._sched_before: tuple | None = None
+        self._cpu_request = None    # a held CpuLatencyRequest (real-time runs that ask)
+        self._source_ended = False
+        self._next_backlog_note = -math.inf
+        #: chunks since the last status snapshot (their signal quality is shown); None
+        #: while no status board watches
+        self._period: list[Chunk] | None = [] if status_board is not None else None
+        # the simulator's engram model, recorded every `sim.memory.record_every_s` of signal
+        # (a projection of 0.1-0.3 ms, so only on chunks where the period elapsed)
+        self._memory_every_s = math.inf
+        self._next_memory_s = math.inf
+        if recorder is not None and callable(getattr(sim_source, "memory_state", None)):
+            every = getattr(getattr(getattr(sim_source, "settings", None), "memory", None),
+                            "record_every_s", None)
+            if every:
+                self._memory_every_s = float(every)
+                self._next_memory_s = -math.inf
+        self.result = RunResult(condition=policy.settings.condition,
+                                target=policy.settings.target)
+        if forecaster is not None:
+            self.result.forecasts = []
+        self._gate_open: bool | None = None
+        self._n_gate_open = 0
+        if policy.needs_phase and phase_estimator is None:
+            raise ValueError(f"policy.target = {policy.settings.target!r} needs a phase "
+                             "estimator (config section [phase])")
+
+    # ------------------------------------------------------- LoopControls API
+    def arm(self) -> None:
+        """Request arming (done on the loop thread; the governor still decides)."""
+        self._arm_requested = True
+
+    def disarm(self) -> None:
+        """Disarm now: the governor refuses from this instant, outputs follow."""
+        self.governor.disarm()
+        self._disarm_requested = True
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask the loop to finish after the current chunk."""
+        self._stop_requested = reason or "stop requested"
+
+    # ------------------------------------------------------------------ run
+    def run(self, duration_s: float | None = None) -> RunResult:
+        """Run until ``duration_s`` seconds of data (or the source ends, or stop()).
+
+        Returns
+        -------
+        RunResult
+            Also on a clean stop; on failure the error is raised after the outputs are
+            off (``self.result.error`` holds its text).
+        """
+        res = self.result
+        try:
+            self._start()
+            try:
+                self._main(duration_s)
+            except KeyboardInterrupt:
+                # Ctrl-C is a stop, not a failure: outputs off, recording closed, summary
+                res.stop_reason = "interrupted (Ctrl-C)"
+                res.t_end_s = self.clock.now()
+        except BaseException as exc:
+            res.error = f"{type(exc).__name__}: {exc}"
+            res.stop_reason = res.stop_reason or (
+                "interrupted" if isinstance(exc, KeyboardInterrupt) else "error")
+            self._shutdown(f"loop stopped: {res.error}")
+            raise
+        else:
+            self._shutdown("end of run")
+            try:
+                self._close_recorder(raise_errors=True)
+            except BaseException as exc:  # the recording failed at its last flush
+                res.error = f"{type(exc).__name__}: {exc}"
+                res.stop_reason = "error"
+                raise
+            return res
+        finally:
+            self._release_cpu()   # also when _shutdown itself was interrupted
+            self._close_recorder(raise_errors=False)
+
+    def _close_recorder(self, raise_errors: bool) -> None:
+        rec = self.recorder
+        if rec is None or getattr(self, "_rec_closed", False):
+            return
+        self._rec_closed = True
+        try:
+            truth = getattr(self.sim_source, "truth", None) if self.sim_source else None
+            if math.isfinite(self._memory_every_s) and not rec.failed:
+                self._record_memory(final=True)  # the end: every memory event applied
+            if truth is not None and not rec.failed:
+                for ev in truth.events():
+                    rec.write_marker("truth", ev.peak_s, ev)
+                # the whole truth document (phases, stages, memory), as `engramloop sim`
+                # writes it, so the recording alone rebuilds the hypnogram and memory
+                rec.write_marker("truth", self.clock.now(),
+                                 {"kind": "truth_document", "truth": truth.to_json()})
+                recall = getattr(self.sim_source, "recall_scores", None)
+                if callable(recall):  # the simulated memory test, for the report
+                    t = self.clock.now()
+                    rec.write_marker("truth", t, {"kind": "recall", "t_s": t,
+                                                  "recall_scores": recall()})
+            rec.close()
+        except BaseException as exc:
+            if raise_errors:
+                raise
+            self._log(f"closing the recording failed: {exc}")
+
+    def _start(self) -> None:
+        for out in self.outputs:
+            out.open()
+        if self.recorder is not None:
+            self.recorder.start()  # marker streams are writable from here on
+        if self.forecaster is not None:
+            self.forecaster.start()
+        if self.arm_on_start:
+            self._do_arm()
+        if not self.simulated:
+            # the scheduler thread needs the GIL promptly at a pulse's time: CPython's
+            # default switch interval (5 ms) would add up to 5 ms of lateness
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+            self._set_realtime(self.scheduler.settings.realtime_priority)
+            self._hold_cpu_awake(self.scheduler.settings.cpu_wakeup_latency_us)
+            self.scheduler.start()  # a thread inherits its creator's scheduling policy
+        # everything allocated so far lives for the whole run: keep it out of GC scans
+        # (collect before the source starts, so the pause does not delay the first chunks)
+        gc.collect()
+        gc.freeze()
+        self.source.start()
+        if self.recorder is not None:
+            # declared once the source started: a stream source (LSL) learns its channels
+            # and rate only when it resolves the stream
+            self.recorder.add_signal_stream(self.source)
+
+    def _set_realtime(self, priority: int) -> None:
+        """SCHED_FIFO for this thread (and threads it creates) when asked and allowed."""
+        if priority <= 0:
+            return
+        try:
+            self._sched_before = (os.sched_getscheduler(0), os.sched_getparam(0))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            self._note(f"real-time scheduling: SCHED_FIFO priority {priority}")
+        except (AttributeError, OSError) as exc:
+            self._sched_before = None
+            self._note(f"scheduler.realtime_priority = {priority} refused ({exc}); running "
+                       "with normal scheduling (needs root or CAP_SYS_NICE on Linux)")
+
+    def _hold_cpu_awake(self, latency_us: int) -> None:
+        """Hold a PM QoS CPU wake-up latency request for the run when asked and allowed."""
+        if latency_us < 0:
+            return
+        from engramloop.controller import cpu_latency
+
+        req = cpu_latency.CpuLatencyRequest(latency_us, cpu_latency.DEVICE)
+        try:
+            req.hold()
+        except OSError as exc:
+            self._note(f"scheduler.cpu_wakeup_latency_us = {latency_us} refused ({exc}); "
+                       "running with normal CPU idle states")
+            return
+        self._cpu_request = req
+        self._note(f"CPU wake-up latency held at {latency_us} us for the run (PM QoS)")
+
+    def _release_cpu(self) -> None:
+        """Drop the PM QoS request, if one is held (idempotent)."""
+        req, self._cpu_request = self._cpu_request, None
+        if req is not None:
+            req.release()
+
+    def _restore_scheduling(self) -> None:
+        self._release_cpu()
+        before, self._sched_before = self._sched_before, None
+        if before is not None:
+            try:
+                os.sched_setscheduler(0, before[0], before[1])
+            except OSError as exc:
+                self._log(f"could not restore normal scheduling: {exc}")
+
+    def _do_arm(self) -> None:
+        """Arm the governor now; the outputs when the detectors are calibrated (no pulse
+        can be approved before that anyway, and the first chunks, which allocate the
+        detectors' state, may hold the GIL long enough to starve a stimulator's
+        heartbeat thread and trip its watchdog)."""
+        self._arm_requested = False
+        self.governor.arm()
+        self._outputs_wanted = not self.sham
+        if self._calibrated:
+            self._arm_outputs()
+        self._note("armed" + (" (sham: outputs stay disarmed)" if self.sham else
+                              "" if self._calibrated else
+                              " (outputs follow when the detectors are calibrated)"))
+
+    def _arm_outputs(self) -> None:
+        if self._outputs_wanted and not self._outputs_armed:
+            with self.scheduler.exclusive():
+                for out in self.outputs:
+                    out.arm()
+            self._outputs_armed = True
+
+    def _disarm_outputs(self) -> None:
+        self._disarm_requested = False
+        self._outputs_wanted = False
+        with self.scheduler.exclusive():
+            for out in self.outputs:
+                out.disarm()
+        self._outputs_armed = False
+
+    def _note(self, msg: str, t: float | None = None) -> None:
+        t = self.clock.now() if t is None else t
+        self._log(msg)
+        self._messages.append(msg)
+        if self.recorder is not None and not self.recorder.failed:
+            self.recorder.write_marker("log", t, {"t_s": t, "message": msg})
+
+    def _main(self, duration_s: float | None) -> None:
+        res, src, clock, gov = self.result, self.source, self.clock, self.governor
+        st = self.stages
+        h_read, h_dec, h_pol, h_gov = st["read"], st["decode"], st["policy"], st["governor"]
+        h_in = st["intake"]
+        h_sch, h_rec, h_tot = st["schedule"], st["record"], st["chunk_total"]
+        perf = time.perf_counter
+        rec = self.recorder
+        t_start = clock.now()
+        t_end = math.inf
+        next_status = -math.inf
+        next_check = -math.inf
+        calibrated = False
+        first = True
+        while not self._stop_requested:
+            if self._disarm_requested:
+                self._disarm_outputs()
+            if self._arm_requested:
+                self._do_arm()
+            if self._source_ended:
+                res.stop_reason = "end of source"
+                break
+            p0 = perf()
+            try:
+                if self._pending is not None:
+                    chunk, self._pending = self._pending, None
+                else:
+                    chunk = src.read(self.read_timeout_s)
+            except EndOfStream:
+                res.stop_reason = "end of source"
+                break
+            p1 = perf()
+            if chunk is None:
+                res.n_timeouts += 1
+                now = clock.now()
+                if now >= t_end or (duration_s is not None and not self.simulated
+                                    and now - t_start >= duration_s):
+                    res.stop_reason = "duration reached"
+                    break
+                self._after_chunk(now)
+                continue
+            h_read.record(p1 - p0)
+            if not self.simulated:
+                chunk = self._catch_up(chunk)
+            if self.simulated:
+                clock.sleep_until(chunk.last_time_s)
+            now = clock.now()
+            if first:
+                first = False
+                res.t0_s = float(chunk.timestamps[0]) if chunk.n_samples else now
+                if duration_s is not None:
+                    t_end = (res.t0_s + duration_s) if self.simulated else t_start + duration_s
+            # ---- safety bookkeeping, record raw data
+            if gov.observe_chunk(float(chunk.timestamps[0]), chunk.last_time_s,
+                                 chunk.n_samples, chunk.rate_hz, chunk.gap_before):
+                res.n_gaps += 1
+                self._note(f"gap before sample {chunk.first_index}: pulses blocked for one "
+                           "refractory period", now)
+            res.n_chunks += 1
+            res.n_samples += chunk.n_samples
+            # deliveries since the last chunk, before decoding: their artefacts are blanked
+            self._after_chunk(now)
+            p2 = perf()
+            # intake: from arrival (real time; from the read's return when simulated) to
+            # here -- the source's hand-over, backlog check, safety bookkeeping, deliveries
+            # (on the run's clock, as arrival_s: perf_counter is another clock off Linux)
+            h_in.record((p2 - p1) if self.simulated else (clock.now() - chunk.arrival_s))
+            # ---- decode
+            events = self._decode(chunk)
+            phase = (self.phase_estimator.process(chunk)
+                     if self.phase_estimator is not None else None)
+            if not calibrated:
+                calibrated = all(not getattr(d, "calibrating", False) for d in self.detectors)
+                if calibrated:
+                    self._calibrated = True
+                    self._arm_outputs()
+                    gov.set_calibrated(True)
+                    self._note("detectors calibrated", now)
+            p3 = perf()
+            h_dec.record(p3 - p2)
+            # ---- policy
+            # the decision time is now, after decoding (the simulated clock does not move)
+            t_dec = clock.now()
+            intents = self.policy.step(events, t_dec, phase) if self.policy.needs_phase \
+                else self.policy.step(events, t_dec)
+            p4 = perf()
+            h_pol.record(p4 - p3)
+            # ---- governor and scheduler
+            if intents:
+                self._decide(intents, chunk.arrival_s, h_gov, h_sch)
+            p5 = perf()
+            # ---- record
+            if rec is not None:
+                rec.write_chunk(chunk)
+                for e in events:
+                    rec.write_marker("events", e.detect_s, e)
+            if len(res.events) < MAX_KEPT:
+                res.events.extend(events)
+            fw = self.forecaster
+            if fw is not None:
+                # a deque append and one comparison; the rest only at block boundaries
+                if fw.feed(chunk, events, self._pulse_times):
+                    self._forecast_due()
+                if self._pulse_times:
+                    self._pulse_times = []
+            self._last_chunk = chunk
+            p6 = perf()
+            h_rec.record(p6 - p5)
+            if self.simulated:
+                h_tot.record(p6 - p1)  # processing only: arrival is simulated time
+                # fire what is due before the next chunk's newest sample
+                self.scheduler.advance_to(chunk.last_time_s
+                                          + chunk.n_samples / chunk.rate_hz)
+            else:
+                h_tot.record(clock.now() - chunk.arrival_s)
+            if fw is not None:
+                fw.kick()   # the worker runs while this thread waits for the next chunk
+            if self.scheduler.error is not None:
+                raise self.scheduler.error
+            if now >= next_check:
+                next_check = now + 1.0
+                if rec is not None:
+                    rec.check()
+                if self.forecaster is not None:
+                    self.forecaster.check()
+                    self._take_forecasts()
+            if self.status_board is not None and now >= next_status:
+                next_status = now + STATUS_EVERY_S
+                self._publish(now, chunk, "running" if calibrated else "calibrating")
+            if chunk.last_time_s >= t_end if self.simulated else now >= t_end:
+                res.stop_reason = "duration reached"
+                break
+        if self._stop_requested and not res.stop_reason:
+            res.stop_reason = self._stop_requested
+        res.t_end_s = clock.now()
+        res.duration_s = (res.t_end_s - res.t0_s) if self.simulated else (res.t_end_s - t_start)
+
+    def _decode(self, chunk: Chunk) -> list[Event]:
+        period = self._period
+        if period is not None:  # kept for the next status snapshot (clipping, flat, RMS)
+            period.append(chunk)
+        dets = self.detectors
+        if len(dets) == 1:
+            return dets[0].process(chunk)
+        events: list[Event] = []
+        for d in dets:
+            events.extend(d.process(chunk))
+        return events
+
+    def _read_now(self) -> Chunk | None:
+        """A chunk that is already waiting, or None; notes the end of the source."""
+        if self._source_ended:
+            return None
+        try:
+            return self.source.read(0.0)
+        except EndOfStream:
+            self._source_ended = True
+            return None
+
+    def _catch_up(self, chunk: Chunk) -> Chunk:
+        """Detect a backlog: one chunk waiting behind this one is ordinary jitter (it is
+        processed next, decisions included); more than one means the loop fell behind.
+        Then the older chunks are decoded for filter continuity (their events are
+        recorded, never acted on) and the newest is returned."""
+        if self._pending is not None:
+            return chunk
+        nxt = self._read_now()
+        if nxt is None:
+            return chunk
+        newest = self._read_now()
+        if newest is None:
+            self._pending = nxt
+            return chunk
+        older = [chunk, nxt]
+        while len(older) < MAX_BACKLOG_CHUNKS:
+            more = self._read_now()
+            if more is None:
+                break
+            older.append(newest)
+            newest = more
+        for c in older:
+            self.governor.observe_chunk(float(c.timestamps[0]), c.last_time_s,
+                                        c.n_samples, c.rate_hz, c.gap_before)
+            stale = self._decode(c)
+            if self.phase_estimator is not None:
+                self.phase_estimator.process(c)
+            if self.recorder is not None:
+                self.recorder.write_chunk(c)
+                for e in stale:
+                    self.recorder.write_marker("events", e.detect_s, e)
+            if len(self.result.events) < MAX_KEPT:
+                self.result.events.extend(stale)
+            self.result.n_chunks += 1
+            self.result.n_samples += c.n_samples
+        res = self.result
+        res.n_backlog += 1
+        res.n_backlog_chunks += len(older)
+        now = self.clock.now()
+        if now >= self._next_backlog_note:
+            self._next_backlog_note = now + 10.0
+            self._note(f"backlog: {len(older)} chunks behind (data "
+                       f"{(now - newest.last_time_s) * 1e3:.1f} ms old); decoded without "
+                       f"decisions, acting on the newest ({res.n_backlog} backlog(s) so far)",
+                       now)
+        return newest
+
+    def _decide(self, intents: list, arrival_s: float, h_gov: Histogram,
+                h_sch: Histogram) -> None:
+        gov, rec, res = self.governor, self.recorder, self.result
+        perf = time.perf_counter
+        for k, intent in enumerate(intents):
+            q0 = perf()
+            now = self.clock.now()
+            d = gov.review(intent, now)
+            q1 = perf()
+            h_gov.record(q1 - q0)
+            if len(res.decisions) < MAX_KEPT:
+                res.decisions.append(d)
+            if rec is not None:
+                rec.write_marker("governor", now, d)
+            if not d.approved:
+                if k + 1 < len(intents):
+                    self._note(f"{len(intents) - k - 1} later stimulus(es) of the same "
+                               f"sequence dropped after refusal ({d.rule})", now)
+                return
+            if intent.intended_s <= now:
+                self._immediate[d.pulse.pulse_id] = arrival_s
+            # a due pulse (ripple-locked) is sent from this thread at once: no hand-over
+            self.scheduler.submit(d.pulse, fire_if_due=not self.simulated)
+            h_sch.record(perf() - q1)
+
+    def _after_chunk(self, now: float) -> None:
+        """Record and account for what the scheduler did since the last chunk (and, when
+        its period elapsed, the simulator's memory state)."""
+        if now >= self._next_memory_s:
+            self._record_memory()
+        log = self.scheduler.drain()
+        if not log:
+            return
+        res, rec = self.result, self.recorder
+        h_pulse = self.stages["pulse_total"]
+        for p, d in log:
+            if d.status in ("failed", "nacked"):
+                res.n_failed += 1
+                if res.n_failed in (1, 10, 100, 1000):
+                    self._note(f"{d.output} did not deliver pulse {p.pulse_id} ({d.status}: "
+                               f"{d.reason}); {res.n_failed} so far", now)
+            if len(res.deliveries) < MAX_KEPT:
+                res.deliveries.append((p, d))
+            if d.status in ("sent", "acked"):
+                # the stimulus reached the tissue (at the device edge when known): blank its
+                # artefact in the detectors and count it for the forecaster
+                t0 = d.device_edge_s if d.device_edge_s == d.device_edge_s else d.sent_s
+                for det in self._blankers:
+                    det.blank(t0, t0 + p.spec.duration_s)
+                if self.forecaster is not None:
+                    self._pulse_times.append(t0)
+            arr = self._immediate.pop(p.pulse_id, None)
+            if arr is not None and d.status in ("sent", "acked", "sham") \
+                    and not self.simulated:
+                h_pulse.record(d.sent_s - arr)
+            if rec is not None:
+                t = d.sent_s if d.sent_s == d.sent_s else now
+                rec.write_marker("pulses", t, {"pulse": p.to_dict(), "delivery": d.to_dict()})
+
+    def _record_memory(self, final: bool = False) -> None:
+        """Write the simulator's engram-model state to ``engramloop.memory`` and schedule
+        the next one at the next multiple of the period (seconds of signal from the start).
+        ``final``: the end-of-run state, marked ``"final": true``."""
+        state = self.sim_source.memory_state()
+        every = self._memory_every_s
+        t0 = state["t_s"] - state["sim_t_s"]
+        self._next_memory_s = t0 + (math.floor(state["sim_t_s"] / every + 1e-9) + 1) * every
+        if final:
+            state["final"] = True
+        if self.recorder is not None and not self.recorder.failed:
+            self.recorder.write_marker("memory", state["t_s"], state)
+
+    def _forecast_due(self) -> None:
+        """The data reached a new block: an epoch may have ended."""
+        fw = self.forecaster
+        if self.simulated:
+            # unpaced: wait for the epoch's forecast as if the worker took no simulated
+            # time (in real time it lags its epoch by milliseconds); reproducible runs
+            if not fw.wait_idle(SIM_FORECAST_WAIT_S) and not fw.failed:
+                from engramloop.controller.forecast_worker import ForecasterError
+
+                raise ForecasterError(f"forecaster worker did not finish an epoch within "
+                                      f"{SIM_FORECAST_WAIT_S:g} s")
+        self._take_forecasts()
+
+    def _take_forecasts(self) -> None:
+        """Record the worker's new forecasts (in real time at most 1 s after they are made;
+        the gate reads the newest one from the worker directly)."""
+        for fc in self.forecaster.drain():
+            if self.recorder is not None:
+                self.recorder.write_marker("forecasts", fc.time_s, fc)
+            if len(self.result.forecasts) < MAX_KEPT:
+                self.result.forecasts.append(fc)
+            gate = self.policy.gate
+            if gate is not None:
+                is_open = gate.opens(fc)
+                self._n_gate_open += is_open
+                if is_open != self._gate_open:
+                    self._gate_open = is_open
+                    self._note(f"forecast gate {'open' if is_open else 'closed'}: p_decay "
+                               f"{fc.p_decay:.3f} (opens at {gate.describe()})", fc.time_s)
+
+    def _period_quality(self, chunk: Chunk) -> tuple:
+        """Signal quality of every chunk since the last snapshot (just ``chunk`` when none
+        was collected): RMS, flat, and clipping against the source's input range
+        (``full_scale_v``: a number or one per channel, volts; unknown = no clip check)."""
+        import numpy as np
+
+        from engramloop.controller.status import channel_quality
+
+        period, self._period = self._period, []
+        if not period:
+            period = [chunk]
+        x = period[0].samples if len(period) == 1 else np.concatenate(
+            [c.samples for c in period if c.samples.shape[1:] == chunk.samples.shape[1:]])
+        full = np.asarray(getattr(self.source, "full_scale_v", math.inf), dtype=float)
+        if full.ndim and full.shape != (x.shape[1],):
+            full = np.asarray(math.inf)  # per-channel ranges that do not fit: no check
+        return channel_quality(x, chunk.channels, clip_v=full)
+
+    def _forecast_status(self, now: float) -> tuple[dict, float, str]:
+        """The newest forecast (values, age in seconds) and the forecast gate's state."""
+        fc = self.forecaster.latest() if self.forecaster is not None else None
+        values: dict[str, float] = {}
+        age = math.nan
+        if fc is not None:
+            values = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
+            values.update({f"delta_strength[{i}]": v for i, v in enumerate(fc.per_memory)})
+            age = now - fc.time_s
+        gate = getattr(self.policy, "gate", None)
+        state = ""
+        if gate is not None:
+            # the policy reads last_reason right after its own allows(); this call comes
+            # later on the same thread, so it cannot mix up the policy's refusal counts
+            state = "open" if gate.allows(now) else \
+                f"closed ({getattr(gate, 'last_reason', '') or 'closed'})"
+        return values, age, state
+
+    def _publish(self, now: float, chunk: Chunk, state: str) -> None:
+        from engramloop.controller.status import LoopStatus
+
+        res = self.result
+        refused = {k: v for k, v in self.governor.refusals.items() if v}
+        counts: dict[str, int] = {}
+        for e in res.events[-500:]:
+            if now - e.detect_s <= 60.0 and e.kind != "calibration_done":
+                counts[e.kind] = counts.get(e.kind, 0) + 1
+        span = min(60.0, max(now - res.t0_s, 1e-9)) / 60.0
+        forecast, forecast_age, gate = self._forecast_status(now)
+        self.status_board.publish(LoopStatus(
+            source=self.description, rate_hz=chunk.rate_hz, elapsed_s=now - res.t0_s,
+            channels=self._period_quality(chunk),
+            detections_per_min={k: v / span for k, v in counts.items()},
+            pulses_sent=self.scheduler.n_sent, pulses_refused=refused,
+            armed=self.governor.armed, lockouts=self.governor.lockouts(now),
+            loop_latency_p99_s=self.stages["chunk_total"].percentile(99),
+            scheduler_lateness_p99_s=self.scheduler.lateness.percentile(99),
+            forecast=forecast, forecast_age_s=forecast_age, forecast_gate=gate,
+            recording_path=str(getattr(self.recorder, "path", "") or ""),
+            recording_bytes=_file_size(getattr(self.recorder, "path", None)),
+            state=state, messages=tuple(self._messages)))
+
+    def _shutdown(self, reason: str) -> None:
+        """Stimulation off first, then everything else; never raises past an error that
+        is already on its way out (secondary errors are logged)."""
+        self.governor.disarm()
+        gc.unfreeze()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
+        self._restore_scheduling()
+        errors: list[str] = []
+        with self.scheduler.exclusive():  # not while the scheduler thread is sending
+            for out in self.outputs:
+                try:
+                    out.disarm()
+                except BaseException as exc:  # keep going: every output must be tried
+                    errors.append(f"{out.name}: disarm failed: {exc}")
+        self._outputs_armed = False
+        try:
+            self.scheduler.stop(reason)
+        except BaseException as exc:
+            errors.append(f"scheduler stop failed: {exc}")
+        for out in self.outputs:
+            try:
+                out.close()
+            except BaseException as exc:
+                errors.append(f"{out.name}: close failed: {exc}")
+        try:
+            self.source.stop()
+        except BaseException as exc:
+            errors.append(f"source stop failed: {exc}")
+        if self.forecaster is not None:
+            try:
+                self.forecaster.stop()
+            except BaseException as exc:
+                errors.append(f"forecaster stop failed: {exc}")
+            try:
+                self._take_forecasts()   # the last ones, made from the queued chunks
+            except BaseException as exc:
+                errors.append(f"recording the last forecasts failed: {exc}")
+        try:
+            self._after_chunk(self.clock.now())
+        except BaseException as exc:
+            errors.append(f"recording the last deliveries failed: {exc}")
+        res = self.result
+        res.refusals = self.governor.refusals
+        res.gate_refusals = dict(self.policy.gate_refusals)
+        if self.policy.n_too_late:
+            res.gate_refusals["ripple_too_late"] = self.policy.n_too_late
+        gate = self.policy.gate
+        if gate is not None and hasattr(gate, "describe"):
+            g = res.forecast_gate = {
+                "rule": gate.describe(), "allowed": self.policy.gate_allowed,
+                "held_back": dict(self.policy.gate_refusals),
+                "open_forecasts": self._n_gate_open,
+                "forecasts": len(res.forecasts or ())}
+            try:
+                if self.recorder is not None and not self.recorder.failed:
+                    t = self.clock.now()
+                    held = sum(g["held_back"].values())
+                    self.recorder.write_marker("log", t, {
+                        "t_s": t, "forecast_gate": g,
+                        "message": f"forecast gate ({g['rule']}): let {g['allowed']} "
+                                   f"detections through, held back {held} "
+                                   f"{g['held_back'] or ''}; {g['open_forecasts']} of "
+                                   f"{g['forecasts']} forecasts opened it"})
+            except BaseException as exc:
+                errors.append(f"recording the forecast gate summary failed: {exc}")
+        res.stages = self.stages
+        res.lateness = self.scheduler.lateness
+        for msg in errors:
+            self._log(msg)
+        if self.status_board is not None:
+            try:
+                state = "stopped" if not res.error else res.error
+                if self._last_chunk is not None:
+                    self._publish(self.clock.now(), self._last_chunk, state)
+                else:
+                    from engramloop.controller.status import LoopStatus
+                    self.status_board.publish(LoopStatus(source=self.description,
+                                                         state=state))
+            except BaseException as exc:
+                self._log(f"status: {exc}")
+
+
+class Tee:
+    """Feeds the recorder and a mirror (LSL outlets) through the recorder's interface.
+
+    The recorder comes first and is the one whose failure matters: ``failed`` and
+    ``check()`` report the recorder; a failing mirror stops the run like a failing recorder
+    would, because its exception propagates from the write.
+    """
+
+    def __init__(self, recorder: Any, mirror: Any) -> None:
+        self.recorder, self.mirror = recorder, mirror
+
+    @property
+    def failed(self) -> bool:
+        return self.recorder.failed
+
+    def add_signal_stream(self, source: Any) -> None:
+        self.recorder.add_signal_stream(source)
+        self.mirror.add_signal_stream(source)
+
+    def start(self) -> None:
+        self.recorder.start()
+        self.mirror.start()
+
+    def write_chunk(self, chunk: Chunk) -> None:
+        self.recorder.write_chunk(chunk)
+        self.mirror.write_chunk(chunk)
+
+    def write_marker(self, stream: str, t_s: float, obj: Any) -> None:
+        self.recorder.write_marker(stream, t_s, obj)
+        self.mirror.write_marker(stream, t_s, obj)
+
+    def check(self) -> None:
+        self.recorder.check()
+
+    def close(self) -> None:
+        try:
+            self.mirror.close()
+        finally:
+            self.recorder.close()
+
+
+def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None) -> list:
+    """The detector stages ``[detectors]`` enables for a source with these channels."""
+    try:
+        from engramloop.decoders.detectors import make_detectors as factory
+    except ImportError:
+        factory = None
+    if factory is not None:
+        return list(factory(cfg, channels))
+    from engramloop.decoders.ripple import RippleDetector, RippleSettings
+
+    ds = getattr(cfg, "detectors", None)
+    return [RippleDetector(getattr(ds, "ripple", None) or RippleSettings())]
+
+
+def _file_size(path: Any) -> int:
+    try:
+        return os.stat(path).st_size if path else 0
+    except OSError:
+        return 0
+
+
+def phase_channel_missing(estimator: Any, source: Any) -> bool:
+    ch = getattr(getattr(estimator, "settings", None), "channel", None)
+    return bool(ch) and ch not in tuple(source.channels)
+
+
+def _check_decoders_for_policy(cfg: Any) -> None:
+    """Combinations of [policy], [detectors] and [phase] that cannot work."""
+    pol = cfg.policy
+    ds = getattr(cfg, "detectors", None)
+    need = {"ripple": "ripple", "spindle": "spindle", "so_upstate": "so"}.get(pol.target)
+    if need and ds is not None and not getattr(ds, need).enabled:
+        raise ValueError(f"policy.target: {pol.target!r} needs detectors.{need}.enabled = true")
+    if pol.target == "so_upstate" and ds is not None and ds.so.target_deg != 0.0 \
+            and pol.so_phase_deg != 0.0:
+        raise ValueError("policy.so_phase_deg: the target phase is set twice (also "
+                         "detectors.so.target_deg); set it in one place")
+    ph = getattr(cfg, "phase", None)
+    if pol.target.startswith("theta") and ph is not None and not (
+            ph.band_hz[0] >= 4.0 and ph.band_hz[1] <= 12.0):
+        raise ValueError(f"policy.target: {pol.target!r} needs [phase] band_hz inside the "
+                         f"theta range (e.g. [6.0, 10.0]) on a hippocampal channel; got "
+                         f"{list(ph.band_hz)}")
+
+
+def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
+               duration_s: float | None = None, record: str | None = None,
+               stim_port: str | None = None, serial_port: str | None = None,
+               stream: str | None = None, channels: Any = None, path: str | None = None,
+               source: Any = None, outputs: list | None = None, status_board: Any = None,
+               log: Any = None, description: str = "") -> Loop:
+    """Assemble a :class:`Loop` from a :class:`~controller.config.Config`.
+
+    Parameters
+    ----------
+    cfg : Config
+    config_text : str
+        The effective config as TOML, written into the recording header.
+    speed : 1, a number or "max"
+        ``"max"`` runs unpaced on a :class:`SimClock` (sim and file sources only).
+    duration_s : float, optional
+        Seconds of data after which a simulated source ends.
+    record : str, optional
+        XDF path to record to.
+    stim_port, serial_port, stream, channels, path : optional
+        Command-line overrides for the outputs and the source.
+    source : Source, optional
+        Use this source instead of building one from ``cfg.source`` (replay, tests).
+    outputs : list of Output, optional
+        Use these outputs instead of ``[stimulators]``.
+
+    Raises
+    ------
+    ConfigError
+        For a policy the safety limits would refuse every time.
+    """
+    from engramloop.controller.policy import check_against_safety
+    from engramloop.core.schema import ConfigError
+    from engramloop.drivers.sources import parse_speed
+
+    try:
+        check_against_safety(cfg.policy, cfg.safety)
+        _check_decoders_for_policy(cfg)
+    except ValueError as exc:
+        key, _, msg = str(exc).partition(": ")
+        raise ConfigError("", key, msg) from None
+    sp = parse_speed(speed)
+    simulated = sp == "max"
+    clock = SimClock(0.0) if simulated else HostClock()
+    if source is None:
+        from engramloop.drivers.sources import make_source
+
+        source = make_source(cfg, serial_port=serial_port, stream=stream, channels=channels,
+                             clock=clock if simulated else None, speed=sp, path=path,
+                             duration_s=duration_s)
+    if not simulated:
+        # A source that paces itself on its own clock (a file replayed at N x real time)
+        # stamps its chunks on that clock; the governor, scheduler and latency accounting
+        # must read the very same clock or every pulse looks stale or late.
+        clock = getattr(source, "clock", None) or clock
+    sim_source = source if callable(getattr(source, "stimulate", None)) else None
+    if outputs is None:
+        outputs = []
+        feeds_sim = False
+        if not simulated:
+            from engramloop.drivers.outputs import EmulatedOutput, make_outputs
+
+            outputs = list(make_outputs(cfg, stim_port=stim_port, sim_source=sim_source,
+                                        source=source))
+            feeds_sim = any(isinstance(o, EmulatedOutput) for o in outputs)
+        elif log is not None and set(cfg.stimulators.kinds) - {"sham"}:
+            log(f"--speed max: configured stimulators {list(cfg.stimulators.kinds)} are not "
+                "used (they run in real time); pulses go straight to the simulator")
+        if sim_source is not None and not feeds_sim:
+            # no emulated device hands pulses back: the simulator is stimulated directly
+            outputs.append(SimStimOutput(sim_source, clock))
+    if not simulated and "stimbox" in getattr(cfg.stimulators, "kinds", ()):
+        from engramloop.drivers.stimbox.host import spec_to_command
+
+        try:  # the stim box's own command encoder is the judge of what it can do
+            spec_to_command(cfg.policy.pulse.spec(), click_full_scale_db_spl=(
+                cfg.stimulators.stimbox.click_full_scale_db_spl))
+        except ValueError as exc:
+            raise ConfigError("", "policy.pulse", f"the stim box cannot deliver this pulse: "
+                                                  f"{exc}") from None
+    governor = Governor(cfg.safety)
+    scheduler = Scheduler(cfg.scheduler, governor, outputs, clock)
+    forecaster = gate = None
+    fset = getattr(cfg, "forecaster", None)
+    if fset is not None and fset.enabled:
+        from engramloop.controller.forecast_worker import ForecastGate, ForecastWorker
+
+        forecaster = ForecastWorker(fset)
+        gate = ForecastGate(forecaster, fset)
+    policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed,
+                    refractory_s=cfg.safety.refractory_s, gate=gate)
+    phase = None
+    if policy.needs_phase:
+        from engramloop.decoders.phase import PhaseSettings, make_phase_estimator
+
+        phase = make_phase_estimator(getattr(cfg, "phase", None) or PhaseSettings(
+            channel="CA1", band_hz=(6.0, 10.0), window_s=1.0))
+        if phase_channel_missing(phase, source):
+            raise ConfigError("", "phase.channel", f"{cfg.phase.channel!r} is not a channel "
+                                                   f"of the source ({', '.join(source.channels)})")
+    recorder = None
+    if record:
+        from engramloop.controller.recorder import Recorder
+
+        recorder = Recorder(record, config_text)
+    lsl = getattr(cfg, "lsl_outlets", None)
+    if lsl is not None and lsl.enabled:
+        from engramloop.drivers.lsl_outlets import LoopOutlets
+
+        outlets = LoopOutlets(lsl)
+        recorder = outlets if recorder is None else Tee(recorder, outlets)
+    return Loop(source, make_detectors(cfg, tuple(source.channels)), policy, governor,
+                scheduler, clock,
+                recorder=recorder, phase_estimator=phase,
+                arm_on_start=cfg.safety.arm_on_start, status_board=status_board,
+                description=description or cfg.source.kind,
+                read_timeout_s=cfg.source.read_timeout_s, log=log, sim_source=sim_source,
+                forecaster=forecaster)
+
+
+__all__ = ["Loop", "build_loop", "make_detectors", "RunResult", "SimStimOutput", "STAGES",
+           "HostClock", "SimClock",
+           "SourceError"]

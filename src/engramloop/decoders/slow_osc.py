@@ -1,0 +1,444 @@
+"""Online slow-oscillation down-state detector with up-state prediction.
+
+The EEG is band-passed (0.2-1.5 Hz by default) causally; when it falls below the negative
+threshold a down state has begun; its trough is the minimum before the signal comes back up
+through the threshold. At that up-crossing the detector emits ``Event(kind="so")`` with
+``peak_s`` = trough time and ``predicted_s`` = the predicted time of the next up-state
+peak, either
+
+* ``"fixed"``: trough + ``fixed_delay_s`` (Ngo et al. 2013, Neuron 78:545: -80 uV
+  threshold, first click at the up state predicted ~0.5 s after the negative peak), or
+* ``"echt"``: detection time + ECHT ``time_to_phase(target_deg)`` computed from the raw
+  channel at the detection sample (see :mod:`decoders.phase`), or
+* ``"halfwave"`` (default): this cycle's own frequency from its down half-wave. Near the
+  trough the wave is ``-A cos(w (t - t_trough))``; it crosses the threshold ``-L`` at
+  ``t_trough -+ arccos(L/A) / w``, so the midpoint of the down- and up-crossings is the
+  trough and their distance gives ``w``. The phase is extrapolated from the trough
+  (180 deg) at that frequency, after adding back the causal band-pass's phase shift at
+  that frequency. This needs no history, so it follows slow oscillations whose period
+  changes from cycle to cycle; the ECHT (a multi-cycle window) assumes the rhythm keeps
+  its frequency.
+
+Optionally (``sws_gate_ratio`` > 0) down states count only during slow-wave sleep: the
+0.5-2 Hz / 4-30 Hz power ratio over the last 10 s must reach the setting. On the simulator
+its 5th percentile in N3 is ~13 and its 95th percentile in REM and wake ~6-7, where eye
+movements otherwise pass for down states; the real N3 excerpt in shared/data sits near 4,
+so the right value is per rig and the gate is off by default.
+
+A trough too shallow for the half-wave rule (``threshold / depth > max_depth_ratio``) is
+still reported, with ``predicted_s`` NaN, so the policy does not stimulate on a guess.
+
+The threshold is fixed (``threshold_v``, volts, negative) or adaptive: ``adaptive_sd``
+robust SDs of the band-passed signal over the last ``baseline_s`` (the SD estimated as
+1.4826 x median |x|), never shallower than ``min_threshold_v``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from engramloop.core.chunk import Chunk
+from engramloop.core.events import Event
+from engramloop.core.schema import check_bands, setting
+from engramloop.decoders._filters import so_block
+from engramloop.decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline, first_at_or_after
+from engramloop.decoders.filters import BandEnvelope, SosFilter, butter_bandpass
+from engramloop.decoders.phase import EchtKernel
+
+__all__ = ["SlowOscSettings", "SlowOscDetector"]
+
+
+@dataclass(frozen=True)
+class SlowOscSettings:
+    """``[detectors.so]``: slow-oscillation down states and up-state prediction."""
+
+    enabled: bool = setting(True, doc="run the slow-oscillation detector")
+    channels: tuple[str, ...] = setting(("Fz",), doc="EEG channels (frontal: SOs are largest "
+                                                     "there), each detected on independently")
+    band_hz: tuple[float, float] = setting((0.2, 1.5), gt=0, unit="Hz",
+                                           doc="band-pass for down-state detection (narrow: "
+                                               "the trough depth feeds the half-wave "
+                                               "frequency)")
+    filter_order: int = setting(2, ge=1, le=4, doc="Butterworth order per band edge")
+    threshold_mode: Literal["fixed", "adaptive"] = setting(
+        "fixed", doc="fixed threshold_v, or adaptive_sd robust SDs of the filtered signal "
+                     "(adaptive follows the signal's scale but, calibrated in N3, sits among "
+                     "the slow waves themselves)")
+    threshold_v: float = setting(-40e-6, lt=0, unit="V", doc="fixed down-state threshold on "
+                                                             "the band-passed signal (Ngo et "
+                                                             "al. 2013 used -80 uV on less "
+                                                             "filtered EEG)")
+    adaptive_sd: float = setting(1.5, gt=0, unit="SD", doc="adaptive threshold depth in "
+                                                           "robust SDs")
+    min_threshold_v: float = setting(30e-6, ge=0, unit="V", doc="the adaptive threshold is "
+                                                                "never shallower than this")
+    predict: Literal["halfwave", "echt", "fixed"] = setting(
+        "halfwave", doc="up-state prediction: from this cycle's down half-wave ('halfwave'), "
+                        "from the ECHT phase and frequency ('echt'), or trough + "
+                        "fixed_delay_s ('fixed')")
+    max_depth_ratio: float = setting(
+        0.75, gt=0, le=1, doc="'halfwave' predicts only when threshold / trough depth is at "
+                             "most this (in a shallow wave arccos(L/A) is too sensitive to "
+                             "noise); otherwise predicted_s is NaN and the policy skips it. "
+                             "Trade-off on the simulator (bench/detectors.py, 3 x 600 s): "
+                             "0.8 -> trigger phase SD 36 deg, 0.75 -> 35 deg with 11 % "
+                             "fewer predictions, 0.6 -> 33 deg with half of them")
+    fixed_delay_s: float = setting(0.5, gt=0, unit="s", doc="trough-to-up-state delay for "
+                                                            "'fixed' (Ngo et al. 2013: ~0.5 s)")
+    target_deg: float = setting(0.0, ge=-180, le=180, unit="deg",
+                                doc="phase predicted_s aims at (0 = up-state peak)")
+    phase_band_hz: tuple[float, float] = setting((0.5, 1.25), gt=0, unit="Hz",
+                                                 doc="band of the ECHT phase estimate")
+    phase_window_s: float = setting(4.0, gt=0, le=30, unit="s", doc="ECHT window")
+    sws_gate_ratio: float = setting(
+        0.0, ge=0, doc="slow-wave-sleep gate: a down state counts only while the 0.5-2 Hz / "
+                       "4-30 Hz power ratio over the last sws_window_s is at least this (N3 "
+                       "is slow-wave dominated; eye movements in REM and wake are not); "
+                       "0 disables. The ratio depends on montage and subject: 8 separates "
+                       "the simulator's N3 from its REM/wake, the real N3 excerpt in "
+                       "shared/data sits near 4")
+    sws_window_s: float = setting(10.0, gt=0, le=60, unit="s",
+                                  doc="window of the slow-wave-sleep gate's power ratio")
+    refractory_s: float = setting(0.4, ge=0, unit="s", doc="dead time after an event (also "
+                                                           "waits for the signal to cross "
+                                                           "zero upwards)")
+    max_trough_v: float = setting(
+        1e-3, gt=0, unit="V",
+        doc="a down state deeper than this on the band-passed signal is an artefact -- "
+            "amplifier saturation, movement -- not a slow oscillation, and fires no event "
+            "(scalp slow waves are tens to a few hundred microvolts; the simulator's "
+            "saturations reach a hundred millivolts)")
+    calibration_s: float = setting(5.0, ge=0, unit="s",
+                                   doc="no events until this long after the first sample")
+    baseline_s: float = setting(60.0, gt=0, unit="s", doc="history of the adaptive threshold")
+    baseline_update_s: float = setting(1.0, gt=0, unit="s", doc="adaptive threshold "
+                                                                "recomputed this often")
+
+    def validate(self) -> None:
+        check_bands(self, "band_hz", "phase_band_hz")
+        if not self.channels:
+            raise ValueError("channels: give at least one channel name")
+        if self.phase_window_s * self.phase_band_hz[0] < 1.5:
+            raise ValueError("phase_window_s: must hold at least 1.5 cycles of the low "
+                             "phase band edge")
+
+
+class SlowOscDetector:
+    """Causal down-state detector: ``process(chunk) -> list[Event]``.
+
+    Emits ``Event(kind="so")`` at the trough (``amplitude`` = trough value of the filtered
+    signal, volts, negative; ``threshold`` = threshold in force; ``score`` = trough depth
+    in threshold units; ``predicted_s`` = predicted up-state time), and once
+    ``calibration_done`` (``channel="so"``).
+    """
+
+    KIND = "so"
+
+    def __init__(self, settings: SlowOscSettings | None = None) -> None:
+        self.settings = settings or SlowOscSettings()
+        self._picker = ChannelPicker(tuple(self.settings.channels), "detectors.so")
+        self._k = len(self.settings.channels)
+        self._fs = 0.0
+        self._cap = 0
+        self._calibrating = True
+        self._first = True
+        self._bound: tuple[str, ...] | None = None   # channel names cols was resolved for
+
+    def _setup(self, fs: float) -> None:
+        s, k = self.settings, self._k
+        self._fs = fs
+        self._filt = SosFilter(butter_bandpass(*s.band_hz, fs, s.filter_order), k)
+        self._gate = None
+        if s.sws_gate_ratio > 0:
+            gw = max(1, int(round(s.sws_window_s * fs)))
+            hi = min(30.0, 0.45 * fs)
+            self._gate = (BandEnvelope(butter_bandpass(0.5, 2.0, fs), k, gw),
+                          BandEnvelope(butter_bandpass(4.0, hi, fs), k, gw))
+        self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=0.02,
+                                    update_s=s.baseline_update_s, exclude_sd=math.inf,
+                                    min_fill=0.05, absolute=True, update_phase=0.67)
+        self._echt = (EchtKernel(fs, s.phase_band_hz, s.phase_window_s, k)
+                      if s.predict == "echt" else None)
+        # the band-pass's phase (rad) on a frequency grid, for the half-wave correction
+        from scipy.signal import sosfreqz
+
+        self._fgrid = np.linspace(0.05, min(s.band_hz[1], fs / 2 * 0.9), 512)
+        _, h = sosfreqz(butter_bandpass(*s.band_hz, fs, s.filter_order), worN=self._fgrid,
+                        fs=fs)
+        ph = np.unwrap(np.angle(h))
+        # a Butterworth band-pass has zero phase at its centre frequency: anchor the
+        # unwrapped curve there (a steep filter's phase near DC is a whole turn or more)
+        f_c = math.sqrt(s.band_hz[0] * s.band_hz[1])
+        ph -= 2 * np.pi * np.round(np.interp(f_c, self._fgrid, ph) / (2 * np.pi))
+        self._hphase = ph
+        # the per-channel down-state machine, one row per channel, in one array so the C
+        # block kernel updates it in place; the named columns are views of it
+        self._chs = np.empty((k, 5))
+        self._state = self._chs[:, 0]              # 0 armed, 1 below threshold, 2 fired
+        self._onset = self._chs[:, 1]              # s
+        self._min_v = self._chs[:, 2]              # running minimum in a down state, V
+        self._min_t = self._chs[:, 3]              # its time, s
+        self._rearm_t = self._chs[:, 4]            # s
+        self._chs[:] = (0.0, np.nan, np.inf, np.nan, -np.inf)
+        self._first = True
+        self._calibrating = True
+        self._t0 = np.nan
+        self._cal_end = np.nan       # s: calibration ends at the first sample this late
+        self._alloc(64)
+
+    def _alloc(self, n: int) -> None:
+        s, k = self.settings, self._k
+        self._cap = n
+        # the block kernel's planes: picked input, band-passed, gate scratch, the two gate
+        # envelopes, threshold (V); the Python path uses the same buffers
+        self._work = np.empty((6, n, k))
+        self._x, self._y, self._gf, self._gs, self._gh, self._thr = self._work
+        self._med = np.empty((n, k))
+        self._sd = np.empty((n, k))
+        g0, g1 = self._gate if self._gate is not None else (None, None)
+        step, ring, pos, count, excl, median, _ = self._base.kernel_state()
+        self._fixed = s.threshold_mode != "adaptive"
+        # so_block's arguments after (samples, cols, t, first), fixed for this setup: the
+        # baseline's own arrays, updated in place like RobustBaseline.process does
+        self._block_args = (
+            self._filt, g0, g1, self._work, self._chs,
+            None if self._fixed else ring, pos, count, excl, median, step,
+            s.threshold_v, -s.adaptive_sd * MAD_TO_SD, -s.min_threshold_v, s.refractory_s)
+        # while calibrating: the same without the down-state machine
+        self._calib_args = self._block_args[:4] + (None,) + self._block_args[5:]
+
+    def reset(self) -> None:
+        """Forget all state; the next chunk starts a new calibration."""
+        self._fs = 0.0
+
+    @property
+    def calibrating(self) -> bool:
+        """True until the threshold exists and ``calibration_s`` has passed."""
+        return self._fs == 0.0 or self._calibrating
+
+    def process(self, chunk: Chunk) -> list[Event]:
+        """Detect down states in one chunk.
+
+        Parameters
+        ----------
+        chunk : Chunk
+            Must contain the configured channels, volts.
+
+        Returns
+        -------
+        list of Event
+            In time order.
+        """
+        samples = chunk.samples
+        n = samples.shape[0]
+        # The common chunk -- same rate, channels and buffers, and (adaptive threshold) no
+        # baseline update point inside it -- is one C call: pick, band-pass, gate
+        # envelopes, baseline push, threshold and the down-state machine. Everything else
+        # takes the Python path below; both give bit-identical results.
+        if (0 < n <= self._cap and chunk.rate_hz == self._fs
+                and (chunk.channels is self._bound or chunk.channels == self._bound)
+                and (self._fixed or self._base.no_update_in(n))):
+            base = self._base
+            # so_block reads float64 seconds in one block; sources deliver that (no copy), a
+            # Chunk built by hand may hold float32 or a strided view
+            t = np.ascontiguousarray(chunk.timestamps, dtype=np.float64)
+            if not self._calibrating:
+                found = so_block(samples, self._cols, t, base.index, *self._block_args)
+                base.index += n
+                if not found:
+                    if self._echt is not None:
+                        self._echt.write(self._x[:n])
+                    return []
+                events: list[Event] = []
+                self._emit(found, self._x[:n], self._thr[:n], t, self._gs[:n], self._gh[:n],
+                           events)
+                return events
+            # calibrating, in a chunk where it cannot end: no statistics yet (they change
+            # only at update points), or no sample late enough (NaN is not)
+            if not self._first and ((not self._fixed and not base.ready)
+                                    or first_at_or_after(t, self._cal_end, 0) < 0):
+                so_block(samples, self._cols, t, base.index, *self._calib_args)
+                base.index += n
+                if self._echt is not None:
+                    self._echt.write(self._x[:n])
+                return []
+        return self._process_python(chunk)
+
+    def _process_python(self, chunk: Chunk) -> list[Event]:
+        """:meth:`process` step by step in NumPy: the first chunks (set-up, calibration),
+        baseline update points, a new channel list or a chunk longer than the buffers."""
+        n = chunk.n_samples
+        if n == 0:
+            return []
+        if chunk.rate_hz != self._fs:
+            self._setup(float(chunk.rate_hz))
+        if n > self._cap:
+            self._alloc(max(n, 2 * self._cap))
+        s, k = self.settings, self._k
+        t = chunk.timestamps
+        if chunk.channels is not self._bound and chunk.channels != self._bound:
+            self._cols = self._picker.bind(chunk.channels)
+            self._bound = chunk.channels
+        x = self._picker.pick(chunk.samples, chunk.channels)
+        first = self._base.index
+        if self._first:
+            self._first = False
+            self._t0 = float(t[0])
+            self._cal_end = self._t0 + s.calibration_s
+            self._filt.reset(x[0])      # start in steady state: no step transient
+        y = self._filt.process(x, self._y[:n])
+        g_slow = g_fast = None
+        if self._gate is not None:       # both envelopes keep their state every chunk
+            _, g_slow = self._gate[0].process_envelope(x, self._gf[:n], self._gs[:n])
+            _, g_fast = self._gate[1].process_envelope(x, self._gf[:n], self._gh[:n])
+        thr = self._thr[:n]
+        if s.threshold_mode == "adaptive":
+            med, sd = self._med[:n], self._sd[:n]
+            self._base.process(y, med, sd)
+            # robust SD of a zero-mean signal = 1.4826 * median |y|
+            np.multiply(med, -s.adaptive_sd * MAD_TO_SD, out=thr)
+            np.minimum(thr, -s.min_threshold_v, out=thr)
+            ready_index = self._base.ready_index if self._base.ready else -1
+        else:
+            thr.fill(s.threshold_v)
+            self._base.index += n
+            ready_index = 0
+        events: list[Event] = []
+        start = 0
+        if self._calibrating:
+            j = -1
+            if ready_index >= 0:
+                j = first_at_or_after(t, self._cal_end, max(0, ready_index - first))
+            if j < 0:
+                self._feed_echt(x, 0, n)
+                return events
+            self._calibrating = False
+            events.append(Event(kind="calibration_done", channel=self.KIND, onset_s=self._t0,
+                                detect_s=float(t[j]), threshold=float(thr[j, 0])))
+            start = j
+            self._state[:] = 0
+        # (sample, channel, onset_s, trough_v, trough_s)
+        found: list[tuple[int, int, float, float, float]] = []
+        for ch in range(k):
+            self._scan(ch, start, y[:, ch], thr[:, ch], t, found)
+        if not found:
+            self._feed_echt(x, 0, n)
+        else:
+            found.sort()
+            self._emit(found, x, thr, t, g_slow, g_fast, events)
+        return events
+
+    def _emit(self, found: list | tuple, x: np.ndarray, thr: np.ndarray, t: np.ndarray,
+              g_slow: np.ndarray | None, g_fast: np.ndarray | None,
+              events: list[Event]) -> None:
+        """Append the events of the down states in ``found`` (sorted (sample, channel,
+        onset_s, trough_v, trough_s) tuples) that pass the gate and the artefact rule,
+        feeding the ECHT ring up to each one's sample first. ``x``, ``thr`` (V), ``g_slow``,
+        ``g_fast`` (V, None without the gate): (n, k); ``t``: (n,) seconds."""
+        s = self.settings
+        n = x.shape[0]
+        gated = self._gate is not None
+        fed = 0
+        for j, ch, onset, trough_v, trough_t in found:
+            self._feed_echt(x, fed, j + 1)
+            fed = j + 1
+            if (gated and not g_slow[j, ch] * g_slow[j, ch]
+                    >= s.sws_gate_ratio * g_fast[j, ch] * g_fast[j, ch]):
+                continue             # not slow-wave sleep: not a slow oscillation
+            if trough_v < -s.max_trough_v:
+                continue             # an artefact, not a slow oscillation
+            events.append(self._event(j, ch, onset, trough_v, trough_t, thr, t))
+        self._feed_echt(x, fed, n)
+
+    def _feed_echt(self, x: np.ndarray, a: int, b: int) -> None:
+        if self._echt is not None and b > a:
+            self._echt.write(x[a:b])
+
+    def _scan(self, ch: int, i: int, y: np.ndarray, thr: np.ndarray, t: np.ndarray,
+              found: list) -> None:
+        n = y.shape[0]
+        while i < n:
+            st = self._state[ch]
+            if st == 0:
+                hit = np.flatnonzero(y[i:] < thr[i:])
+                if hit.size == 0:
+                    return
+                j = i + int(hit[0])
+                self._onset[ch] = t[j]
+                self._state[ch] = 1
+                i = j
+                continue
+            if st == 1:
+                # in the down state: track the minimum (the trough) until the signal comes
+                # back up through the threshold; the event fires at that up-crossing
+                seg = y[i:]
+                up = np.flatnonzero(seg >= thr[i:])
+                u = int(up[0]) if up.size else seg.shape[0]
+                if u > 0:
+                    k = int(np.argmin(seg[:u]))
+                    if seg[k] < self._min_v[ch]:
+                        self._min_v[ch] = seg[k]
+                        self._min_t[ch] = t[i + k]
+                if not up.size:
+                    return
+                j = i + u
+                found.append((j, ch, float(self._onset[ch]), float(self._min_v[ch]),
+                              float(self._min_t[ch])))
+                self._min_v[ch] = np.inf
+                self._state[ch] = 2
+                self._rearm_t[ch] = float(t[j]) + self.settings.refractory_s
+                i = j + 1
+                continue
+            # st == 2: re-arm after an upward zero crossing past the refractory time
+            ok = np.flatnonzero((y[i:] > 0) & (t[i:] >= self._rearm_t[ch]))
+            if ok.size == 0:
+                return
+            self._state[ch] = 0
+            i += int(ok[0]) + 1
+
+    def _event(self, j: int, ch: int, onset: float, trough_v: float, trough_t: float,
+               thr: np.ndarray, t: np.ndarray) -> Event:
+        s = self.settings
+        detect = float(t[j])
+        if s.predict == "halfwave":
+            predicted = self._halfwave(ch, onset, detect, trough_v, float(thr[j, ch]))
+        elif self._echt is not None:
+            if self._echt.count >= self._echt.n and math.isfinite(trough_t):
+                ph, f, _ = self._echt.analytic()
+                d = (s.target_deg - float(ph[ch])) % 360.0
+                predicted = detect + d / (360.0 * float(f[ch]))
+            else:
+                predicted = trough_t + s.fixed_delay_s
+        else:
+            predicted = trough_t + s.fixed_delay_s
+        th = float(thr[j, ch])
+        return Event(kind=self.KIND, channel=s.channels[ch], onset_s=onset, detect_s=detect,
+                     peak_s=trough_t, amplitude=trough_v, score=trough_v / th, threshold=th,
+                     predicted_s=predicted)
+
+    def _halfwave(self, ch: int, onset_t: float, detect_t: float, trough_v: float,
+                  thr_v: float) -> float:
+        """Predicted time of ``target_deg`` from this cycle's down half-wave.
+
+        Near the trough the wave is ``-A cos(w (t - t_trough))``; it crosses the threshold
+        level ``-L`` at ``t_trough -+ arccos(L/A) / w``. So the midpoint of the down- and
+        up-crossings is the trough and their distance gives ``w``; the band-pass shifts the
+        wave by ``phi(f) / w``, which is added back.
+        """
+        s = self.settings
+        width = detect_t - onset_t
+        ratio = thr_v / trough_v if trough_v < 0 else float("nan")
+        if not (width > 0 and 0 < ratio <= s.max_depth_ratio):
+            return float("nan")
+        w = 2.0 * math.acos(ratio) / width
+        f = w / (2 * math.pi)
+        lo, hi = s.phase_band_hz
+        if not 0.5 * lo <= f <= 2.0 * hi:
+            return float("nan")      # not an SO-shaped wave: fall back to the fixed delay
+        phi = float(np.interp(f, self._fgrid, self._hphase))
+        true_trough = 0.5 * (onset_t + detect_t) + phi / w
+        frac = ((s.target_deg - 180.0) % 360.0) / 360.0
+        return true_trough + frac / f

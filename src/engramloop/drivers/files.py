@@ -1,0 +1,468 @@
+"""Recorded files as a Source: XDF (ours and LabRecorder's), EDF/EDF+/BDF, BrainFlow CSV
+and the simulator's .npz, replayed in real time, N times faster, or as fast as the loop
+runs on a simulated clock.
+
+Every file is checked before it is used: a truncated or malformed file raises
+:class:`~drivers.chunk.SourceError` naming the file and the byte offset (or line) where
+it goes wrong, instead of replaying silently shortened data.
+"""
+from __future__ import annotations
+
+import math
+import struct
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engramloop.core.chunk import Chunk, EndOfStream, SourceError
+from engramloop.core.clock import HostClock, SimClock
+from engramloop.drivers.sources import unit_scale
+from engramloop.drivers.xdf import MAGIC
+
+
+class ScaledClock:
+    """Host time running ``speed`` times faster from the moment it was made.
+
+    ``now() = t0 + (monotonic() - t0) * speed``; with speed 1 it is the host clock.
+    """
+
+    def __init__(self, speed: float) -> None:
+        self.speed = float(speed)
+        self._t0 = time.monotonic()
+
+    def now(self) -> float:
+        return self._t0 + (time.monotonic() - self._t0) * self.speed
+
+    def sleep_until(self, t_s: float) -> None:
+        HostClock().sleep_until(self._t0 + (t_s - self._t0) / self.speed)
+
+
+class FileData:
+    """A loaded recording: ``samples`` (n, c) volts, ``timestamps`` (n,) seconds from the
+    file, ``rate_hz``, ``channels``, ``markers`` (name -> (times, values)) if any,
+    ``gaps`` (indices of samples that follow a loss) when the format records losses, and
+    ``full_scale_v`` (c,) volts, the largest magnitude each channel can hold, when the
+    format says (EDF/BDF physical range), else inf."""
+
+    def __init__(self, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
+                 channels: Sequence[str], markers: dict | None = None,
+                 gaps: np.ndarray | None = None,
+                 full_scale_v: Sequence[float] | None = None) -> None:
+        self.samples = np.ascontiguousarray(samples, dtype=np.float64)
+        self.timestamps = np.ascontiguousarray(timestamps, dtype=np.float64)
+        self.rate_hz = float(rate_hz)
+        self.channels = tuple(str(c) for c in channels)
+        self.markers = markers or {}
+        # sample indices that follow lost samples, when the format knows better than the
+        # timestamps (BrainFlow CSV: packet counter); None = judge from the timestamps
+        self.gaps = gaps
+        self.full_scale_v = (np.full(len(self.channels), np.inf) if full_scale_v is None
+                             else np.asarray(full_scale_v, dtype=np.float64))
+
+
+def _scale(unit: str, override: str, path: Path, what: str) -> float:
+    if override != "auto":
+        return unit_scale(override) or 1.0
+    s = unit_scale(unit) if unit else None
+    if s is None:
+        raise SourceError(f"{path}: {what} has unit {unit!r}, not a voltage; set "
+                          "source.file.units (V, mV, uV or nV) to say how to read it")
+    return s
+
+
+# ---------------------------------------------------------------------------- XDF
+def check_xdf(path: Path) -> bytes:
+    """Walk the chunk structure of an XDF file; raise SourceError at the first bad offset.
+
+    Returns the FileHeader chunk's XML (empty if the file has none)."""
+    header = b""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(4) != MAGIC:
+            raise SourceError(f"{path}: not an XDF file (no 'XDF:' magic at byte offset 0)")
+        off = 4
+        while off < size:
+            f.seek(off)
+            nb = f.read(1)
+            if nb[0] not in (1, 4, 8):
+                raise SourceError(f"{path}: malformed XDF chunk at byte offset {off} "
+                                  f"(length width {nb[0]}, must be 1, 4 or 8)")
+            raw = f.read(nb[0])
+            if len(raw) < nb[0]:
+                raise SourceError(f"{path}: truncated XDF file: chunk header at byte offset "
+                                  f"{off} is cut off at end of file ({size} bytes)")
+            length = int.from_bytes(raw, "little")
+            body = off + 1 + nb[0]
+            if length < 2:
+                raise SourceError(f"{path}: malformed XDF chunk at byte offset {off} "
+                                  f"(length {length})")
+            if body + length > size:
+                raise SourceError(f"{path}: truncated XDF file: chunk at byte offset {off} "
+                                  f"needs {length} bytes, file ends at byte {size}")
+            tag = struct.unpack("<H", f.read(2))[0]
+            if not 1 <= tag <= 6:
+                raise SourceError(f"{path}: malformed XDF chunk at byte offset {off} "
+                                  f"(unknown tag {tag})")
+            if tag == 1:
+                header = f.read(length - 2)
+            off = body + length
+    return header
+
+
+def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
+    """The numeric stream ``stream`` (default: first regularly sampled numeric stream)."""
+    import pyxdf
+
+    header = check_xdf(path)
+    # Our recordings hold exact host-clock stamps: keep them bit for bit. Other writers
+    # (LabRecorder) store stamps as they arrived; pyxdf's dejittering (a linear fit per
+    # segment, broken at real gaps) gives the regular sample times replay needs.
+    ours = b"<engramloop>" in header
+    try:
+        streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=not ours)
+    except Exception as exc:  # pyxdf raises assorted types on bad content
+        raise SourceError(f"{path}: cannot parse XDF: {exc}") from None
+
+    def info(s: dict, key: str) -> str:
+        v = s["info"].get(key, [""])[0]
+        return v if isinstance(v, str) else ""
+
+    numeric = [s for s in streams if info(s, "channel_format") != "string"]
+    if stream:
+        chosen = [s for s in streams if info(s, "name") == stream]
+        if not chosen:
+            names = ", ".join(info(s, "name") for s in streams) or "(none)"
+            raise SourceError(f"{path}: no stream named {stream!r}; streams: {names}")
+        if info(chosen[0], "channel_format") == "string":
+            raise SourceError(f"{path}: stream {stream!r} is a marker stream, not a signal")
+    else:
+        chosen = [s for s in numeric if float(info(s, "nominal_srate") or 0) > 0] or numeric
+        if not chosen:
+            raise SourceError(f"{path}: no numeric signal stream in this XDF file")
+    s = chosen[0]
+    name = info(s, "name")
+    n_ch = int(info(s, "channel_count") or 0)
+    labels, unit_list = [], []
+    try:
+        for ch in s["info"]["desc"][0]["channels"][0]["channel"]:
+            labels.append((ch.get("label") or [""])[0] or "")
+            unit_list.append((ch.get("unit") or [""])[0] or "")
+    except (KeyError, IndexError, TypeError):
+        pass
+    if len(labels) != n_ch:
+        labels, unit_list = [f"ch{i + 1}" for i in range(n_ch)], [""] * n_ch
+    scales = np.array([_scale(u or "uV", units, path, f"stream {name!r} channel {lab!r}")
+                       for lab, u in zip(labels, unit_list, strict=True)])
+    x = np.asarray(s["time_series"], dtype=np.float64).reshape(-1, n_ch) * scales
+    t = np.asarray(s["time_stamps"], dtype=np.float64)
+    rate = float(info(s, "nominal_srate") or 0)
+    if rate <= 0:
+        rate = float(s["info"].get("effective_srate", 0) or 0)
+    if rate <= 0 and t.size > 1:
+        rate = (t.size - 1) / (t[-1] - t[0])
+    markers = {}
+    for m in streams:
+        if info(m, "channel_format") == "string":
+            markers[info(m, "name")] = (np.asarray(m["time_stamps"]),
+                                        [v[0] for v in m["time_series"]])
+    return FileData(x, t, rate, labels, markers)
+
+
+# ---------------------------------------------------------------------------- EDF/BDF
+def check_edf(path: Path) -> tuple[int, int]:
+    """Check an EDF/EDF+/BDF header against the file size (EDF spec, Kemp et al. 1992:
+    256-byte fixed header, then 256 bytes per signal; data records of 2-byte (EDF) or
+    3-byte (BDF) samples). Returns (header_bytes, record_bytes)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(256)
+        if len(head) < 256:
+            raise SourceError(f"{path}: truncated EDF header: file ends at byte offset "
+                              f"{len(head)}, the fixed header needs 256 bytes")
+        bdf = head[0] == 0xFF
+        try:
+            header_bytes = int(head[184:192].decode("ascii").strip())
+            n_records = int(head[236:244].decode("ascii").strip())
+            ns = int(head[252:256].decode("ascii").strip())
+        except ValueError:
+            raise SourceError(f"{path}: malformed EDF header (bytes 184-256 are not "
+                              "numbers); is this an EDF/BDF file?") from None
+        if header_bytes != 256 * (ns + 1):
+            raise SourceError(f"{path}: malformed EDF header: header size {header_bytes} at "
+                              f"byte offset 184 does not match {ns} signals")
+        sig = f.read(256 * ns)
+        if len(sig) < 256 * ns:
+            raise SourceError(f"{path}: truncated EDF header: file ends at byte offset "
+                              f"{256 + len(sig)}, the signal headers need {header_bytes}")
+        base = 216 * ns
+        try:
+            per_rec = [int(sig[base + 8 * i: base + 8 * i + 8].decode("ascii").strip())
+                       for i in range(ns)]
+        except ValueError:
+            raise SourceError(f"{path}: malformed EDF header: samples-per-record field at "
+                              f"byte offset {256 + base} is not a number") from None
+    record_bytes = sum(per_rec) * (3 if bdf else 2)
+    need = header_bytes + max(n_records, 0) * record_bytes
+    if size < need:
+        full = (size - header_bytes) // record_bytes if record_bytes else 0
+        raise SourceError(f"{path}: truncated EDF file: {n_records} data records need "
+                          f"{need} bytes, file ends at byte offset {size} (inside record "
+                          f"{full}, which starts at byte offset "
+                          f"{header_bytes + full * record_bytes})")
+    return header_bytes, record_bytes
+
+
+def load_edf(path: Path, units: str = "auto") -> FileData:
+    """All ordinary signals (same rate) in physical units converted to volts."""
+    import pyedflib
+
+    check_edf(path)
+    try:
+        reader = pyedflib.EdfReader(str(path))
+    except OSError as exc:
+        raise SourceError(f"{path}: not a readable EDF/EDF+/BDF file: {exc}") from None
+    try:
+        n = reader.signals_in_file
+        labels = [lab.strip() for lab in reader.getSignalLabels()]
+        rates = [float(reader.getSampleFrequency(i)) for i in range(n)]
+        if not n:
+            raise SourceError(f"{path}: EDF file has no signals")
+        keep = [i for i in range(n) if rates[i] == rates[0]]
+        if len(keep) != n:
+            dropped = ", ".join(labels[i] for i in range(n) if i not in keep)
+            import warnings
+            warnings.warn(f"{path}: skipping signals at other rates than "
+                          f"{rates[0]} Hz: {dropped}", stacklevel=3)
+        cols, full = [], []
+        for i in keep:
+            dim = reader.getPhysicalDimension(i).strip()
+            sc = _scale(dim, units, path, f"signal {labels[i]!r}")
+            cols.append(reader.readSignal(i) * sc)
+            # the digital extremes map to the physical ones: a sample there is on the rail
+            full.append(max(abs(reader.getPhysicalMaximum(i)),
+                            abs(reader.getPhysicalMinimum(i))) * sc)
+        x = np.column_stack(cols)
+    finally:
+        reader.close()
+    t = np.arange(x.shape[0]) / rates[0]
+    return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full)
+
+
+# ---------------------------------------------------------------------------- CSV
+def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
+    """A file written by BrainFlow's ``DataFilter.write_file``: one sample per line,
+    tab-separated, columns as in the board description; EEG rows in microvolts and the
+    timestamp row in Unix seconds (BrainFlow docs, "Data format description")."""
+    from engramloop.drivers.brainflow_source import board_id
+
+    if not board:
+        raise SourceError(f"{path}: a BrainFlow CSV file has no header; set "
+                          "source.file.board to the board that wrote it (e.g. cyton)")
+    from brainflow.board_shim import BoardShim
+
+    bid = board_id(board)
+    descr = BoardShim.get_board_descr(bid)
+    try:
+        data = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise SourceError(f"{path}: malformed BrainFlow CSV{_csv_where(path, str(exc))}: "
+                          f"{exc}") from None
+    if data.shape[1] != descr["num_rows"]:
+        raise SourceError(f"{path}: {data.shape[1]} columns per line, board {board} "
+                          f"writes {descr['num_rows']}; is source.file.board right?")
+    eeg = descr["eeg_channels"]
+    names = str(descr.get("eeg_names", "")).split(",")
+    if len(names) != len(eeg):
+        names = [f"EEG{i + 1}" for i in range(len(eeg))]
+    scale = 1e-6 if units == "auto" else (unit_scale(units) or 1.0)
+    t = data[:, descr["timestamp_channel"]]
+    rate = float(descr["sampling_rate"])
+    gaps = None
+    if descr.get("package_num_channel") is not None:
+        # BrainFlow stamps packets when parsed, so stamps bunch up; losses are judged from
+        # the packet counter (with the host time for long ones), as on the live board
+        from engramloop.drivers.brainflow_source import CounterGapDetector, counter_step
+
+        det = CounterGapDetector(rate, step=counter_step(bid))
+        lost = det.update(data[:, descr["package_num_channel"]], t)
+        gaps = np.flatnonzero(lost)
+    return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps)
+
+
+def _csv_where(path: Path, message: str) -> str:
+    """' at line L, column C (byte offset B)' from numpy's 0-based 'at row R, column C'."""
+    import re
+
+    m = re.search(r"at row (\d+), column (\d+)", message)
+    if not m:
+        return ""
+    row, col = int(m.group(1)), int(m.group(2))
+    offset = 0
+    with open(path, "rb") as f:
+        for _ in range(row):
+            offset += len(f.readline())
+    return f" at line {row + 1}, column {col} (byte offset {offset})"
+
+
+# ---------------------------------------------------------------------------- NPZ
+def load_npz(path: Path, units: str = "auto") -> FileData:
+    """An .npz from ``engramloop sim``: ``samples`` (n, c) volts, ``timestamps`` (n,) s,
+    ``rate_hz``, ``channels``; common aliases (data, t, fs, ch_names) are accepted."""
+    try:
+        z = np.load(path, allow_pickle=False)
+        keys = set(z.files)
+
+        def get(*names: str) -> Any:
+            for k in names:
+                if k in keys:
+                    return z[k]
+            return None
+
+        x = get("samples", "data", "x")
+        if x is None:
+            raise SourceError(f"{path}: .npz has no 'samples' array (has: "
+                              f"{', '.join(sorted(keys))})")
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[:, None]
+        t = get("timestamps", "t", "time_s")
+        rate = get("rate_hz", "fs", "sfreq", "rate")
+        ch = get("channels", "ch_names")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise SourceError(f"{path}: malformed .npz file: {exc}") from None
+    if rate is None:
+        if t is None or len(t) < 2:
+            raise SourceError(f"{path}: .npz needs 'rate_hz' or 'timestamps'")
+        rate = (len(t) - 1) / (float(t[-1]) - float(t[0]))
+    rate = float(np.asarray(rate).reshape(-1)[0])
+    if t is None:
+        t = np.arange(x.shape[0]) / rate
+    names = [str(c) for c in ch] if ch is not None else [f"ch{i + 1}" for i in range(x.shape[1])]
+    if len(t) != x.shape[0] or len(names) != x.shape[1]:
+        raise SourceError(f"{path}: .npz shapes disagree: samples {x.shape}, timestamps "
+                          f"{len(t)}, channels {len(names)}")
+    scale = 1.0 if units == "auto" else (unit_scale(units) or 1.0)
+    return FileData(x * scale, np.asarray(t, dtype=np.float64), rate, names)
+
+
+def load_file(path: str | Path, *, stream: str = "", board: str = "",
+              units: str = "auto") -> FileData:
+    """Load any supported recording by its extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: file not found")
+    ext = path.suffix.lower()
+    if ext in (".xdf", ".xdfz"):
+        return load_xdf(path, stream, units)
+    if ext in (".edf", ".bdf", ".rec"):
+        return load_edf(path, units)
+    if ext in (".csv", ".tsv"):
+        return load_brainflow_csv(path, board, units)
+    if ext == ".npz":
+        return load_npz(path, units)
+    raise SourceError(f"{path}: unknown file type {ext!r}; replay reads .xdf, .edf, .bdf, "
+                      ".csv (BrainFlow) and .npz (engramloop sim)")
+
+
+class FileSource:
+    """Replay a recording as a Source.
+
+    Parameters
+    ----------
+    path : str or Path
+        The recording (.xdf, .edf, .bdf, .csv, .npz).
+    speed : float or "max"
+        1 = real time on the host clock; N = N times faster (timestamps on a
+        :class:`ScaledClock`); "max" = no waiting, timestamps on a simulated clock that
+        ``read`` advances to each chunk's last sample.
+    clock : Clock, optional
+        Clock to stamp and pace with (default as above). Exposed as ``self.clock`` so the
+        loop schedules on the same time base.
+    channels : sequence of str
+        Channels to keep, in order (default all).
+    chunk_samples : int
+        Samples per chunk; a chunk never spans a gap in the file's timestamps.
+
+    Timestamps are the file's, shifted so the first sample is at the clock's time when
+    :meth:`start` is called; ``gap_before`` marks a jump of more than 1.5 sample periods.
+    """
+
+    def __init__(self, path: str | Path, *, speed: float | str = 1.0, clock: Any = None,
+                 channels: Sequence[str] = (), chunk_samples: int = 10, stream: str = "",
+                 board: str = "", units: str = "auto") -> None:
+        self.path = Path(path)
+        self.data = load_file(self.path, stream=stream, board=board, units=units)
+        d = self.data
+        if channels:
+            missing = [c for c in channels if c not in d.channels]
+            if missing:
+                raise SourceError(f"{self.path}: no channel(s) {', '.join(missing)}; the "
+                                  f"file has {', '.join(d.channels)}")
+            idx = [d.channels.index(c) for c in channels]
+            d.samples = np.ascontiguousarray(d.samples[:, idx])
+            d.full_scale_v = d.full_scale_v[idx]
+            d.channels = tuple(channels)
+        if d.samples.shape[0] == 0:
+            raise SourceError(f"{self.path}: the recording holds no samples")
+        self.rate_hz = d.rate_hz
+        self.channels = d.channels
+        #: per channel, volts (+-): the file's own range (EDF/BDF), else inf
+        self.full_scale_v = d.full_scale_v
+        self.speed = speed
+        if clock is None:
+            clock = SimClock() if speed == "max" else ScaledClock(float(speed))
+        self.clock = clock
+        self.chunk_samples = int(chunk_samples)
+        dt = np.diff(d.timestamps)
+        if d.gaps is not None:
+            self._gaps = np.asarray(d.gaps, dtype=np.intp)
+        elif d.rate_hz > 0:
+            self._gaps = np.flatnonzero(dt > 1.5 / d.rate_hz) + 1
+        else:
+            self._gaps = np.array([], dtype=np.intp)
+        self._pos = 0
+        self._next_gap = 0
+        self._offset = math.nan
+        self.duration_s = float(d.timestamps[-1] - d.timestamps[0]) + 1.0 / d.rate_hz
+
+    def start(self) -> None:
+        self._offset = self.clock.now() - float(self.data.timestamps[0])
+
+    def stop(self) -> None:
+        self._pos = self.data.samples.shape[0]
+
+    def read(self, timeout_s: float) -> Chunk | None:
+        """The next chunk once the clock has reached its last sample; None if that is more
+        than ``timeout_s`` (host seconds) away; EndOfStream after the last sample."""
+        if math.isnan(self._offset):
+            self.start()
+        d = self.data
+        n = d.samples.shape[0]
+        i = self._pos
+        if i >= n:
+            raise EndOfStream(f"{self.path}: end of recording")
+        j = min(i + self.chunk_samples, n)
+        while self._next_gap < len(self._gaps) and self._gaps[self._next_gap] <= i:
+            self._next_gap += 1
+        if self._next_gap < len(self._gaps):
+            j = min(j, int(self._gaps[self._next_gap]))
+        t = d.timestamps[i:j] + self._offset
+        due = float(t[-1])
+        if self.speed != "max":
+            wait = (due - self.clock.now()) / float(self.speed)
+            if wait > timeout_s:
+                time.sleep(max(timeout_s, 0.0))
+                return None
+        self.clock.sleep_until(due)
+        self._pos = j
+        gap = bool(self._next_gap > 0 and self._gaps[self._next_gap - 1] == i)
+        return Chunk(d.samples[i:j].copy(), t, self.rate_hz, self.channels,
+                     arrival_s=self.clock.now(), first_index=i, gap_before=gap,
+                     meta={"source": str(self.path)})
+
+
+__all__ = ["FileSource", "FileData", "ScaledClock", "load_file", "check_xdf", "check_edf"]

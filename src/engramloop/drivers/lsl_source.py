@@ -1,0 +1,334 @@
+"""An LSL stream as a Source.
+
+Resolves a stream by name, type and/or source_id (with a timeout, and an error that lists
+the streams that *were* visible), pulls chunks into a preallocated buffer, maps the
+outlet's timestamps onto our host clock with LSL's time correction (re-measured
+periodically), flags gaps and clock resets, and survives an outlet that dies and comes
+back: liblsl reconnects by itself to a stream with a source_id (``recover=True``); for one
+without, we re-resolve with the same query.
+
+Values are converted to volts using the channel units in the stream description
+(``desc/channels/channel/unit``, the LSL metadata convention, usually "microvolts"),
+or ``source.lsl.units``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engramloop.core.chunk import Chunk, SourceError
+from engramloop.drivers.sources import unit_scale
+
+log = logging.getLogger(__name__)
+
+# pylsl channel format codes (lsl_c.h: cft_float32 = 1 ... cft_int64 = 7) to dtypes
+_DTYPES = {1: np.float32, 2: np.float64, 4: np.int32, 5: np.int16, 6: np.int8, 7: np.int64}
+
+
+def _quote(v: str) -> str:
+    return "'" + v.replace("'", "") + "'"
+
+
+def describe_stream(info: Any) -> str:
+    """``name (type, N ch @ R Hz, source_id S, host H)`` for error messages and listings."""
+    rate = info.nominal_srate()
+    rate_s = f"{rate:g} Hz" if rate > 0 else "irregular"
+    sid = info.source_id()
+    return (f"{info.name()} ({info.type() or 'no type'}, {info.channel_count()} ch @ {rate_s}"
+            + (f", source_id {sid}" if sid else "") + f", host {info.hostname()})")
+
+
+def visible_streams(wait_s: float = 1.0) -> list[Any]:
+    """Every LSL stream visible on the network within ``wait_s`` seconds."""
+    import pylsl
+
+    return list(pylsl.resolve_streams(wait_time=wait_s))
+
+
+def channel_labels_units(info: Any) -> tuple[list[str], list[str]]:
+    """Channel labels and units from a full StreamInfo's description (empty strings when
+    the outlet gave none)."""
+    labels, units = [], []
+    ch = info.desc().child("channels").child("channel")
+    while not ch.empty():
+        labels.append(ch.child_value("label"))
+        units.append(ch.child_value("unit"))
+        ch = ch.next_sibling("channel")
+    n = info.channel_count()
+    if len(labels) != n:
+        labels, units = [""] * n, [""] * n
+    labels = [lab or f"ch{i + 1}" for i, lab in enumerate(labels)]
+    return labels, units
+
+
+class LslSource:
+    """Read a numeric LSL stream.
+
+    Parameters
+    ----------
+    settings : drivers.sources.LslSettings
+        What to resolve and how to read it.
+    name : str, optional
+        Stream name (overrides ``settings.name``; the ``--stream`` option).
+    channels : sequence of str
+        Channel labels to keep, in order (default all).
+    chunk_samples : int
+        Unused for pacing (LSL delivers what arrived); kept for a uniform factory.
+
+    Attributes
+    ----------
+    stream_name : str
+        The LSL name resolved (deliberately not ``name``: the recorder names its raw
+        stream from a source's ``name`` attribute, and ours is ``engramloop.raw``).
+    stale : bool
+        True while no data arrived for ``settings.stale_after_s``.
+    clock_offset_s : float
+        Last LSL time correction (add to outlet timestamps to get host time).
+    reconnects : int
+        How many times the stream came back after being lost.
+    """
+
+    def __init__(self, settings: Any, *, name: str | None = None,
+                 channels: Sequence[str] = (), chunk_samples: int = 10) -> None:
+        self.settings = settings
+        self.stream_name = name or settings.name
+        self.type = settings.type
+        self.source_id = settings.source_id
+        if not (self.stream_name or self.type or self.source_id):
+            raise SourceError("LSL source: set source.lsl.name, type or source_id (or give "
+                              "--stream NAME)")
+        self._want_channels = tuple(channels)
+        self.channels: tuple[str, ...] = tuple(channels)
+        self.rate_hz = float("nan")
+        self._inlet: Any = None
+        self._info: Any = None
+        self.stale = False
+        self.clock_offset_s = 0.0
+        self.reconnects = 0
+        self._index = 0
+        self._last_t = float("nan")
+        self._last_data_host = float("nan")
+        self._next_correction = 0.0
+        self._lost_since = float("nan")
+        self._pending_gap = False
+        self._offsets: list[float] = []
+        self._carry: tuple[np.ndarray, np.ndarray, float] | None = None
+
+    # -- resolving ------------------------------------------------------------------------
+    def predicate(self) -> str:
+        """The XPath predicate liblsl resolves with (e.g. ``name='EEG' and type='EEG'``)."""
+        parts = []
+        for key, val in (("name", self.stream_name), ("type", self.type),
+                         ("source_id", self.source_id)):
+            if val:
+                parts.append(f"{key}={_quote(val)}")
+        return " and ".join(parts)
+
+    def _what(self) -> str:
+        return f"LSL stream [{self.predicate()}]"
+
+    def _resolve(self, timeout_s: float) -> Any | None:
+        import pylsl
+
+        found = pylsl.resolve_bypred(self.predicate(), 1, timeout_s)
+        return found[0] if found else None
+
+    def start(self) -> None:
+        """Resolve the stream and open an inlet; SourceError lists visible streams."""
+        s = self.settings
+        info = self._resolve(s.resolve_timeout_s)
+        if info is None:
+            seen = [describe_stream(i) for i in visible_streams(1.0)]
+            listing = "; ".join(seen) if seen else "none"
+            raise SourceError(f"no {self._what()} found within {s.resolve_timeout_s:g} s; "
+                              f"visible streams: {listing}")
+        self._open(info)
+        self._last_data_host = time.monotonic()
+
+    def _open(self, info: Any) -> None:
+        import pylsl
+
+        fmt = info.channel_format()
+        if fmt not in _DTYPES:
+            raise SourceError(f"{self._what()}: {describe_stream(info)} carries strings, not "
+                              "signal samples")
+        inlet = pylsl.StreamInlet(info, max_buflen=self.settings.max_buffer_s,
+                                  max_chunklen=0, recover=True)
+        try:
+            full = inlet.info(timeout=max(self.settings.resolve_timeout_s, 1.0))
+            # connect now, so samples are buffered from start() on, not from the first read
+            inlet.open_stream(timeout=max(self.settings.resolve_timeout_s, 1.0))
+        except Exception as exc:
+            inlet.close_stream()
+            raise SourceError(f"{self._what()}: could not connect to "
+                              f"{describe_stream(info)}: {exc}") from None
+        labels, units = channel_labels_units(full)
+        if self._want_channels:
+            missing = [c for c in self._want_channels if c not in labels]
+            if missing:
+                inlet.close_stream()
+                raise SourceError(f"{self._what()}: no channel(s) {', '.join(missing)}; it "
+                                  f"has {', '.join(labels)}")
+            idx = [labels.index(c) for c in self._want_channels]
+        else:
+            idx = list(range(len(labels)))
+        scales = []
+        for i in idx:
+            if self.settings.units != "auto":
+                sc = unit_scale(self.settings.units)
+            else:
+                sc = unit_scale(units[i]) if units[i] else 1e-6  # LSL EEG convention: uV
+            if sc is None:
+                inlet.close_stream()
+                raise SourceError(f"{self._what()}: channel {labels[i]} has unit "
+                                  f"{units[i]!r}, not a voltage; set source.lsl.units")
+            scales.append(sc)
+        self._idx = np.array(idx, dtype=np.intp)
+        self._scales = np.array(scales, dtype=np.float64)
+        self._all_same = idx == list(range(len(labels)))
+        self.channels = tuple(labels[i] for i in idx)
+        rate = info.nominal_srate()
+        self.rate_hz = float(rate) if rate > 0 else 0.0
+        n_max = self.settings.max_chunk_samples
+        self._buf = np.empty((n_max, info.channel_count()), dtype=_DTYPES[fmt])
+        self._inlet = inlet
+        self._info = info
+        self._next_correction = 0.0
+
+    def stop(self) -> None:
+        """Close the inlet (safe to call more than once)."""
+        self._carry = None
+        inlet, self._inlet = self._inlet, None
+        if inlet is not None:
+            try:
+                inlet.close_stream()
+            except Exception as exc:  # already gone
+                log.debug("%s: close_stream: %s", self._what(), exc)
+
+    def __enter__(self) -> LslSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- reading --------------------------------------------------------------------------
+    def _correct_clock(self, now: float) -> bool:
+        """Refresh the time correction when due; True if it jumped (clock reset)."""
+        if now < self._next_correction:
+            return False
+        self._next_correction = now + self.settings.time_correction_every_s
+        try:
+            off = float(self._inlet.time_correction(timeout=0.5))
+        except Exception as exc:  # timeout while the outlet is away: keep the old value
+            log.debug("%s: time_correction: %s", self._what(), exc)
+            self._next_correction = now + 0.5
+            return False
+        jumped = abs(off - self.clock_offset_s) > self.settings.clock_jump_s and \
+            not np.isnan(self._last_t)
+        if jumped:
+            self._offsets.clear()
+        # the median of the last few measurements: single estimates scatter by tens of
+        # microseconds, which would otherwise show up as timestamp jitter
+        self._offsets.append(off)
+        del self._offsets[:-5]
+        self.clock_offset_s = float(np.median(self._offsets))
+        return jumped
+
+    def _recover(self, deadline_host: float) -> bool:
+        """Re-resolve a lost stream (no source_id, so liblsl cannot); True when back."""
+        self.stop()
+        info = self._resolve(min(1.0, max(deadline_host - time.monotonic(), 0.01)))
+        if info is None:
+            return False
+        self._open(info)
+        self.reconnects += 1
+        self._pending_gap = True
+        return True
+
+    def read(self, timeout_s: float) -> Chunk | None:
+        """Samples that arrived, waiting up to ``timeout_s`` for the first; None on
+        timeout; SourceError when nothing came for ``settings.error_after_s``."""
+        from pylsl.util import LostError
+
+        if self._inlet is None and np.isnan(self._lost_since):
+            raise SourceError(f"{self._what()}: read() before start() or after stop()")
+        if self._carry is not None:  # the part after a gap found in the last pull
+            samples, t, arrival = self._carry
+            self._carry = None
+            return self._emit(samples, t, arrival, False, False)
+        now = time.monotonic()
+        if self._inlet is None:  # lost and not yet back
+            if not self._recover(now + timeout_s):
+                return self._silent(time.monotonic())
+            self._lost_since = float("nan")
+        jumped = self._correct_clock(now)
+        try:
+            _, ts = self._inlet.pull_chunk(timeout=timeout_s, max_samples=len(self._buf),
+                                           dest_obj=self._buf, min_samples=1)
+        except LostError:
+            log.warning("%s: stream lost; trying to find it again", self._what())
+            self._lost_since = time.monotonic()
+            self.stop()
+            return self._silent(time.monotonic())
+        n = len(ts)
+        arrival = time.monotonic()
+        if n == 0:
+            return self._silent(arrival)
+        self._last_data_host = arrival
+        self.stale = False
+        raw = self._buf[:n]
+        x = raw if self._all_same else raw[:, self._idx]
+        samples = np.empty((n, len(self._scales)), dtype=np.float64)  # handed out, never reused
+        np.multiply(x, self._scales, out=samples)
+        t = np.asarray(ts, dtype=np.float64) + self.clock_offset_s
+        return self._emit(samples, t, arrival, self._pending_gap or jumped, jumped)
+
+    def _emit(self, samples: np.ndarray, t: np.ndarray, arrival: float, gap: bool,
+              jumped: bool) -> Chunk:
+        """Chunk up to the first discontinuity inside ``t``; the rest waits for the next
+        read, so ``gap_before`` always marks the exact sample after a gap."""
+        n = len(t)
+        if self.rate_hz > 0:
+            limit = 1.5 / self.rate_hz
+            if not np.isnan(self._last_t):
+                step = t[0] - self._last_t
+                if step > limit or step < 0:  # lost samples, or timestamps stepped back
+                    gap = True
+            if n > 1:
+                d = np.diff(t)
+                bad = np.flatnonzero((d > limit) | (d < 0))
+                if bad.size:
+                    j = int(bad[0]) + 1
+                    self._carry = (samples[j:], t[j:], arrival)
+                    samples, t, n = samples[:j], t[:j], j
+        if gap and not np.isnan(self._last_t) and self.rate_hz > 0:
+            lost = max(int(round((t[0] - self._last_t) * self.rate_hz)) - 1, 0)
+        else:
+            lost = 0
+        self._pending_gap = False
+        self._last_t = float(t[-1])
+        first = self._index + lost
+        self._index = first + n
+        return Chunk(samples, t, self.rate_hz, self.channels, arrival_s=arrival,
+                     first_index=first, gap_before=gap,
+                     meta={"source": self._what(), "clock_reset": jumped,
+                           "clock_offset_s": self.clock_offset_s})
+
+    def _silent(self, now: float) -> None:
+        silent = now - self._last_data_host
+        if silent >= self.settings.error_after_s:
+            self.stop()
+            self._lost_since = float("nan")
+            raise SourceError(f"{self._what()}: no data for {silent:.1f} s; is the outlet "
+                              "still running?")
+        if silent >= self.settings.stale_after_s:
+            self.stale = True
+        return None
+
+
+__all__ = ["LslSource", "describe_stream", "visible_streams", "channel_labels_units"]

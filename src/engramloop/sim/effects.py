@@ -1,0 +1,169 @@
+"""What a delivered pulse does to the simulated brain.
+
+Each effect edits events whose waveform has not been delivered yet, so a pulse at time t
+changes the signal only after t (within a few milliseconds for ripples, on the next cycle
+for slow oscillations and spindles). Effects use their own random generator, so a pulse
+never reshuffles the baseline plan: stim and sham runs with one seed share every
+spontaneous event.
+
+* auditory click (``modality="auditory"``) during an SO in N2/N3 (Ngo et al. 2013 Neuron
+  78:545): benefit ``b = cos(phase - click_best_phase_deg)``. ``b > 0`` enlarges the next
+  SO cycle by ``1 + click_gain*b`` (or evokes one if the train was ending) and, with
+  probability ``click_spindle_prob*b``, induces or enlarges a spindle in its up-state;
+  ``b < 0`` (down-state click) shrinks the next cycle and its spindles — mistimed clicks
+  harm. Clicks outside an SO do nothing.
+* electrical / optogenetic pulse during a ripple: "disrupt" silences it within
+  ``cut_latency_s`` (Girardeau et al. 2009), "prolong" holds its envelope for
+  ``prolong_s`` more (Fernandez-Ruiz et al. 2019). Outside a ripple: no effect.
+* electrical / optogenetic pulse while theta runs (wake/REM): the memory model is told the
+  theta phase of the pulse (potentiation at the peak, depression at the trough).
+* electrical and optogenetic pulses add a stimulation artefact to the signal.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engramloop.core.pulse import PulseSpec
+from engramloop.sim.rhythms import Ripple, SlowOsc, Spindle, StimArtefact, so_phase_time
+from engramloop.sim.truth import EventRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engramloop.sim.source import SimSource
+
+TARGETS = ("ripple", "so_upstate", "spindle", "theta_peak", "theta_trough")
+RIPPLE_RAMP_S = 0.005      # envelope ramp to the prolonged plateau
+RIPPLE_TAIL_S = 0.02       # fall-off after the prolonged plateau
+
+
+def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> EventRecord:
+    """Apply one delivered pulse at sim time ``t``; returns its "stim" truth record."""
+    s = src.settings
+    eff = s.effects
+    truth = src.truth
+    now = src._read_ptr / src.rate_hz            # first sample not yet delivered (sim s)
+    phases = {g: truth.phase_at(g, t) for g in ("so", "spindle", "theta")}
+    stage = src._stage_at(t)
+    meta: dict = {"modality": spec.modality, "target": target, "amplitude": spec.amplitude,
+                  "stage": stage, "effect": "none"}
+    meta.update({f"{g}_phase_deg": (None if math.isnan(v) else v) for g, v in phases.items()})
+    rec = truth.add(EventRecord("stim", "", t, t, t + spec.duration_s, meta))
+    meta = rec.meta                               # the record holds its own copy
+    rng = src._effects_rng
+
+    if spec.modality in ("electrical", "optogenetic"):
+        _add_artefact(src, rec, t, spec)
+        rip = _active(src, Ripple, t)
+        if rip is not None:
+            mode = (eff.electrical_ripple_mode if spec.modality == "electrical"
+                    else eff.optogenetic_ripple_mode)
+            t_cut = max(t, now)
+            if mode == "disrupt":
+                rip.rec.meta["original_offset_s"] = rip.rec.offset
+                rip.rewrite_after(t_cut, np.array([t_cut + eff.cut_latency_s]), np.array([0.0]))
+                rip.rec.meta["truncated"] = True
+            else:
+                # hold a plateau so the ripple ends prolong_s later than it would have
+                level = max(float(rip.envelope(np.array([t_cut]))[0]), 0.8)
+                t1 = t_cut + RIPPLE_RAMP_S
+                t2 = max(t1, max(rip.rec.offset, t_cut) + eff.prolong_s - RIPPLE_TAIL_S)
+                rip.rec.meta["original_offset_s"] = rip.rec.offset
+                rip.rewrite_after(t_cut, np.array([t1, t2, t2 + RIPPLE_TAIL_S]),
+                                  np.array([level, level, 0.0]))
+                rip.rec.meta["prolonged_by_s"] = rip.rec.offset - rip.rec.meta[
+                    "original_offset_s"]
+            rip.rec.meta["duration_s"] = rip.rec.offset - rip.rec.onset
+            meta["effect"] = f"ripple_{mode}"
+            meta["ripple_eid"] = rip.rec.eid
+        if not math.isnan(phases["theta"]) and stage in ("wake", "REM"):
+            src._queue_memory(t, "theta", (phases["theta"], eff.theta_gain))
+            meta["effect"] = meta["effect"] if rip is not None else "theta_plasticity"
+
+    elif spec.modality == "auditory" and stage in ("N2", "N3"):
+        cyc = _active(src, SlowOsc, t)
+        if cyc is not None and not math.isnan(phases["so"]):
+            b = math.cos(math.radians(phases["so"] - eff.click_best_phase_deg))
+            meta["benefit"] = b
+            meta["effect"] = _click(src, cyc, b, now, rng)
+    truth.touch()
+    return rec
+
+
+def _active(src: SimSource, cls: type, t: float):
+    """The event of class ``cls`` whose truth span contains sim time ``t``; when several
+    do (a prolonged ripple running into the next one), the one that started last."""
+    best = None
+    for ev in src._events:
+        if isinstance(ev, cls) and ev.rec.onset <= t < ev.rec.offset and (
+                best is None or ev.rec.onset > best.rec.onset):
+            best = ev
+    return best
+
+
+def _add_artefact(src: SimSource, rec: EventRecord, t: float, spec: PulseSpec) -> None:
+    a = src.settings.artefacts
+    lfp = src._geom.lfp
+    onsets = [t + k * spec.train_interval_s for k in range(spec.train_count)]
+    optical = spec.modality == "optogenetic"
+    if optical:
+        gains = np.where(lfp, 1.0, 0.0)
+        amp = a.stim_artefact_v / 5.0
+        tau = max(a.stim_artefact_s, 1e-4)
+    else:
+        gains = np.where(lfp, 1.0, 0.1)        # scalp sees a fraction of a depth pulse
+        amp, tau = a.stim_artefact_v, a.stim_artefact_s
+    end = onsets[-1] + max(spec.phase_width_s, 1.0 / src.rate_hz) * 2 + 8 * tau
+    art = EventRecord("artefact", src._geom.ripple_channel, t, t, end,
+                      {"type": "stim", "stim_eid": rec.eid})
+    src.truth.add(art)
+    src._add_event(StimArtefact(art, src.rate_hz, gains, amp, tau, onsets,
+                                spec.phase_width_s if not optical else spec.duration_s,
+                                optical))
+
+
+def _click(src: SimSource, cyc: SlowOsc, b: float, now: float,
+           rng: np.random.Generator) -> str:
+    """Closed-loop auditory stimulation of an SO (Ngo et al. 2013)."""
+    eff, so = src.settings.effects, src.settings.so
+    nxt = None
+    for ev in src._events:
+        if (isinstance(ev, SlowOsc) and ev is not cyc and ev.a >= src._read_ptr
+                and cyc.rec.offset - 0.05 <= ev.rec.onset <= cyc.rec.offset + 0.3):
+            nxt = ev
+            break
+    factor = max(0.3, 1.0 + eff.click_gain * b)
+    if nxt is not None:
+        nxt.scale *= factor
+        nxt.rec.meta["trough_v"] *= factor
+        nxt.rec.meta["peak_v"] *= factor
+        nxt.rec.meta["click_factor"] = factor
+    elif b > 0:
+        start = cyc.rec.offset
+        clear = all(not (isinstance(ev, SlowOsc) and start <= ev.rec.onset
+                         < start + 1.0 / so.freq_hz[0]) for ev in src._events)
+        if not clear or start * src.rate_hz < src._read_ptr:
+            return "none"
+        nxt = src._planner.make_so(start, amp_factor=0.6 + eff.click_gain * b, evoked=True,
+                                   couple=False, rng=rng)
+    else:
+        return "none"
+    spindles = [ev for ev in src._events if isinstance(ev, Spindle)
+                and ev.a >= src._read_ptr and nxt.rec.onset <= ev.rec.peak < nxt.rec.offset]
+    if b > 0:
+        if rng.random() < eff.click_spindle_prob * b:
+            if spindles:
+                for sp in spindles:
+                    sp.scale *= 1.0 + eff.click_gain * b
+                    sp.rec.meta["amplitude_v"] *= 1.0 + eff.click_gain * b
+            else:
+                ph = src.settings.spindle.so_phase_deg
+                src._planner.make_spindle(so_phase_time(nxt, ph),
+                                          amp_factor=1.0 + eff.click_gain * b,
+                                          coupled_to=nxt.rec.eid, induced=True, rng=rng)
+        return "so_enhanced"
+    for sp in spindles:
+        sp.scale *= max(0.2, 1.0 + 0.5 * b)
+        sp.rec.meta["amplitude_v"] *= max(0.2, 1.0 + 0.5 * b)
+    return "so_suppressed"

@@ -1,0 +1,1 @@
+"""engramloop.sim.emulators."""
