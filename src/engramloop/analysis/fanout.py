@@ -1,0 +1,216 @@
+"""Run many (recording x setting) replays at once: a local Dask pool on all cores, a Dask
+cluster by address, or one after another in this process.
+
+Why Dask: its ``distributed`` scheduler is pure Python from PyPI, starts a local pool of
+worker *processes* in about a second (each replay is CPU-bound Python, so threads would
+share one core), and the same ``Client`` talks to a cluster started with
+``dask scheduler`` / ``dask worker`` on other machines. Ray does the same with a larger
+native install and its own object store that replays do not need.
+
+A job is plain data (:class:`Job`): the config file, the swept keys' values, the recording
+and its truth. :func:`run_job` is what a worker runs -- exactly what one
+``engramloop replay CONFIG FILE --speed max`` with those settings does, scored by
+:func:`engramloop.analysis.sweep.run_point` -- so a row of a parallel sweep equals the
+serial row bit for bit (tests compare them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One replay of a sweep: ``recording`` replayed with ``config`` and ``setting``."""
+
+    index: int
+    config: str
+    recording: str
+    setting: tuple[tuple[str, str], ...]      # (key, value as the user typed it)
+    values: tuple[tuple[str, Any], ...]       # (key, parsed value)
+    truth: str | None = None
+    kind: str = "spindle"
+    duration_s: float | None = None
+    stream: str | None = None
+    channels: tuple[str, ...] | None = None
+
+
+def sham_replay(cfg: Any) -> Any:
+    """The config as a sweep replays it: the file source, and sham pulses (a sweep decides
+    and scores, it never stimulates)."""
+    src = dataclasses.replace(cfg.source, kind="file")
+    return dataclasses.replace(cfg, source=src,
+                               policy=dataclasses.replace(cfg.policy, condition="sham"))
+
+
+def run_job(job: Job) -> dict:
+    """Replay and score one job (what a worker runs); plain, picklable data:
+    ``{"index", "recording", "setting", "error", "point"}`` where ``point`` is
+    :class:`~engramloop.analysis.sweep.PointResult` as a dict (None after an error).
+
+    Errors a user can fix (a bad file, a bad setting) come back as ``error`` (one line)
+    rather than as an exception, so one bad night does not lose the others.
+    """
+    from engramloop.analysis.sweep import config_with, find_truth, run_point
+    from engramloop.core.chunk import SourceError
+    from engramloop.core.pulse import DeviceError
+    from engramloop.core.schema import ConfigError
+
+    out: dict[str, Any] = {"index": job.index, "recording": job.recording,
+                           "setting": dict(job.setting), "error": "", "point": None}
+    try:
+        cfg = sham_replay(config_with(job.config, dict(job.values)))
+        truth = find_truth(job.recording, job.truth, job.kind)
+        res = run_point(cfg, job.recording, duration_s=job.duration_s, truth=truth,
+                        setting=dict(job.setting), stream=job.stream,
+                        channels=list(job.channels) if job.channels else None)
+    except (SourceError, DeviceError, ConfigError, OSError, ValueError) as exc:
+        out["error"] = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return out
+    out["point"] = res.to_dict()
+    return out
+
+
+def tidy(results: Sequence[dict]) -> list[dict]:
+    """One flat row per job: recording, the setting's keys, error, duration, stop reason,
+    detections per kind and every score field as ``kind.field``."""
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"recording": r["recording"], **r["setting"],
+                               "error": r["error"]}
+        pt = r["point"] or {}
+        if pt:
+            row["duration_s"] = pt["duration_s"]
+            row["stop_reason"] = pt["stop_reason"]
+            for kind, n in sorted(pt["counts"].items()):
+                row[f"{kind}.detections"] = n
+            for kind, sc in sorted((pt["score"] or {}).items()):
+                if isinstance(sc, dict):
+                    for key, v in sc.items():
+                        row[f"{kind}.{key}"] = v
+        rows.append(row)
+    return rows
+
+
+def run_jobs(jobs: Sequence[Job], *, workers: int | None = None, address: str | None = None,
+             on_done: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run every job; rows in job order.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Local worker processes (default: every core). 1 runs the jobs here, in order,
+        without Dask.
+    address : str, optional
+        A running Dask scheduler (``tcp://host:8786``); ``workers`` is then ignored.
+    on_done : callable, optional
+        Called with each row as it finishes (progress).
+    """
+    if address is None and (workers or os.cpu_count() or 1) <= 1 or not jobs:
+        rows = []
+        for job in jobs:
+            rows.append(run_job(job))
+            if on_done is not None:
+                on_done(rows[-1])
+        return rows
+    from distributed import Client, LocalCluster, as_completed
+
+    n = workers or os.cpu_count() or 1
+    if address is not None:
+        client = Client(address, timeout="10s")
+        cluster = None
+    else:
+        # processes, one thread each: a replay holds the GIL for its whole run
+        cluster = LocalCluster(n_workers=min(n, len(jobs)), threads_per_worker=1,
+                               processes=True, dashboard_address=None,
+                               silence_logs=50)
+        client = Client(cluster)
+    try:
+        futures = client.map(run_job, list(jobs), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        rows: list[dict | None] = [None] * len(jobs)
+        for fut in as_completed(futures):
+            row = fut.result()
+            rows[index[fut.key]] = row
+            if on_done is not None:
+                on_done(row)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return [r for r in rows if r is not None]
+
+
+def pooled(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
+    """Per setting, scores pooled over recordings: true/false positives and negatives
+    summed, precision/recall/F1 from the sums (micro average), and the mean of the
+    per-recording F1 (macro average). Rows with an error are left out and counted."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    out = []
+    for setting, rs in groups.items():
+        ok = [r for r in rs if not r.get("error")]
+        row: dict[str, Any] = dict(zip(keys, setting, strict=True))
+        row["recordings"] = len(ok)
+        row["errors"] = len(rs) - len(ok)
+        kinds = sorted({c.split(".")[0] for r in ok for c in r if c.endswith(".true_positives")})
+        for kind in kinds:
+            tp = sum(int(r.get(f"{kind}.true_positives", 0)) for r in ok)
+            fp = sum(int(r.get(f"{kind}.false_positives", 0)) for r in ok)
+            fn = sum(int(r.get(f"{kind}.false_negatives", 0)) for r in ok)
+            p = tp / (tp + fp) if tp + fp else math.nan
+            rc = tp / (tp + fn) if tp + fn else math.nan
+            row[f"{kind}.precision"] = p
+            row[f"{kind}.recall"] = rc
+            row[f"{kind}.f1"] = 2 * p * rc / (p + rc) if p + rc > 0 else math.nan
+            f1s = [float(r[f"{kind}.f1"]) for r in ok
+                   if isinstance(r.get(f"{kind}.f1"), (int, float))
+                   and math.isfinite(float(r[f"{kind}.f1"]))]
+            row[f"{kind}.f1_mean"] = sum(f1s) / len(f1s) if f1s else math.nan
+        out.append(row)
+    return out
+
+
+def best(pooled_rows: Sequence[dict], kind: str | None = None) -> dict | None:
+    """The pooled row with the highest pooled F1 of ``kind`` (the first scored kind when
+    None); None when nothing was scored."""
+    if not pooled_rows:
+        return None
+    if kind is None:
+        kinds = sorted({c[:-3] for r in pooled_rows for c in r if c.endswith(".f1")})
+        if not kinds:
+            return None
+        kind = kinds[0]
+    scored = [r for r in pooled_rows
+              if isinstance(r.get(f"{kind}.f1"), float) and math.isfinite(r[f"{kind}.f1"])]
+    return max(scored, key=lambda r: r[f"{kind}.f1"]) if scored else None
+
+
+def write_table(rows: Sequence[dict], path: str) -> None:
+    """Rows to ``path``: CSV, or Parquet for a ``.parquet`` name (needs pyarrow)."""
+    import csv
+
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    if path.lower().endswith(".parquet"):
+        try:
+            import pandas as pd
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError(f"{path}: writing Parquet needs pandas and pyarrow "
+                             "(pip install pyarrow), or use a .csv name") from None
+        pd.DataFrame(list(rows), columns=cols).to_parquet(path, index=False)
+        return
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+
+
+__all__ = ["Job", "sham_replay", "run_job", "tidy", "run_jobs", "pooled", "best", "write_table"]
