@@ -97,51 +97,59 @@ def tidy(results: Sequence[dict]) -> list[dict]:
 
 def run_jobs(jobs: Sequence[Job], *, workers: int | None = None, address: str | None = None,
              on_done: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run every job; rows in job order.
+    """Run every sweep job (:func:`run_job`); results in job order. Parameters as
+    :func:`map_ordered`."""
+    return map_ordered(run_job, jobs, workers=workers, address=address, on_done=on_done)
+
+
+def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int | None = None,
+                address: str | None = None,
+                on_done: Callable[[Any], None] | None = None) -> list[Any]:
+    """``[fn(x) for x in items]`` on the engine; results in item order.
 
     Parameters
     ----------
+    fn : callable
+        A module-level function (workers import it by name), plain data in and out.
     workers : int, optional
-        Local worker processes (default: every core). 1 runs the jobs here, in order,
+        Local worker processes (default: every core). 1 runs the items here, in order,
         without Dask.
     address : str, optional
         A running Dask scheduler (``tcp://host:8786``); ``workers`` is then ignored.
     on_done : callable, optional
-        Called with each row as it finishes (progress).
+        Called with each result as it finishes, in completion order (progress).
     """
-    if address is None and (workers or os.cpu_count() or 1) <= 1 or not jobs:
-        rows = []
-        for job in jobs:
-            rows.append(run_job(job))
+    items = list(items)
+    n = workers or os.cpu_count() or 1
+    if address is None and (n <= 1 or len(items) <= 1):
+        out = []
+        for x in items:
+            out.append(fn(x))
             if on_done is not None:
-                on_done(rows[-1])
-        return rows
+                on_done(out[-1])
+        return out
     from distributed import Client, LocalCluster, as_completed
 
-    n = workers or os.cpu_count() or 1
     if address is not None:
-        client = Client(address, timeout="10s")
-        cluster = None
+        client, cluster = Client(address, timeout="10s"), None
     else:
-        # processes, one thread each: a replay holds the GIL for its whole run
-        cluster = LocalCluster(n_workers=min(n, len(jobs)), threads_per_worker=1,
-                               processes=True, dashboard_address=None,
-                               silence_logs=50)
+        # processes, one thread each: a replay or a simulated night holds the GIL throughout
+        cluster = LocalCluster(n_workers=min(n, len(items)), threads_per_worker=1,
+                               processes=True, dashboard_address=None, silence_logs=50)
         client = Client(cluster)
     try:
-        futures = client.map(run_job, list(jobs), pure=False)
+        futures = client.map(fn, items, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
-        rows: list[dict | None] = [None] * len(jobs)
+        results: list[Any] = [None] * len(items)
         for fut in as_completed(futures):
-            row = fut.result()
-            rows[index[fut.key]] = row
+            results[index[fut.key]] = fut.result()
             if on_done is not None:
-                on_done(row)
+                on_done(results[index[fut.key]])
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    return [r for r in rows if r is not None]
+    return results
 
 
 def pooled(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
@@ -213,4 +221,4 @@ def write_table(rows: Sequence[dict], path: str) -> None:
             w.writerow(r)
 
 
-__all__ = ["Job", "sham_replay", "run_job", "tidy", "run_jobs", "pooled", "best", "write_table"]
+__all__ = ["Job", "sham_replay", "run_job", "tidy", "run_jobs", "map_ordered", "pooled", "best", "write_table"]

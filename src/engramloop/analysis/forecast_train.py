@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.analysis.fanout import map_ordered
 from engramloop.decoders.features import (
     FEATURE_NAMES,
     EpochFeatures,
@@ -451,14 +451,18 @@ def _one(job: tuple[str, Any]) -> Night:
 
 
 def make_dataset(jobs: Sequence[tuple[str, Any]], workers: int | None = None,
-                 progress: ProgressCallback | None = None) -> list[Night]:
-    """Build nights in parallel.
+                 progress: ProgressCallback | None = None,
+                 address: str | None = None) -> list[Night]:
+    """Build nights in parallel, on the same engine as sweeps
+    (:func:`engramloop.analysis.fanout.map_ordered`: a local Dask pool, or a cluster).
 
     Parameters
     ----------
     jobs : sequence of ("synthetic", kwargs dict) or ("sim", NightSpec)
     workers : int, optional
         Processes (default: number of cores). 1 runs in this process.
+    address : str, optional
+        A running Dask scheduler to use instead of a local pool.
     progress : callable(Progress), optional
         Called after each night (unit ``"nights"``).
 
@@ -466,29 +470,15 @@ def make_dataset(jobs: Sequence[tuple[str, Any]], workers: int | None = None,
     -------
     list of Night, in job order.
     """
-    workers = workers or os.cpu_count() or 1
-    out: list[Night | None] = [None] * len(jobs)
-    if workers <= 1 or len(jobs) <= 1:
-        for i, job in enumerate(jobs):
-            out[i] = _one(job)
-            if progress:
-                progress(Progress(i + 1, len(jobs), "nights",
-                                  f"night {i + 1}/{len(jobs)} done"))
-        return out  # type: ignore[return-value]
-    # fork is cheap, but forking a process that has started torch's thread pools is not
-    # safe; use spawn then.
-    ctx = mp.get_context("spawn" if "torch" in sys.modules else "fork")
-    with ctx.Pool(workers) as pool:
-        for done, (i, night) in enumerate(
-                pool.imap_unordered(_indexed, list(enumerate(jobs))), start=1):
-            out[i] = night
-            if progress:
-                progress(Progress(done, len(jobs), "nights", f"night {done}/{len(jobs)} done"))
-    return out  # type: ignore[return-value]
+    done = [0]
 
+    def tick(_night: Night) -> None:
+        done[0] += 1
+        if progress:
+            progress(Progress(done[0], len(jobs), "nights",
+                              f"night {done[0]}/{len(jobs)} done"))
 
-def _indexed(item: tuple[int, tuple[str, Any]]) -> tuple[int, Night]:
-    return item[0], _one(item[1])
+    return map_ordered(_one, list(jobs), workers=workers, address=address, on_done=tick)
 
 
 # ====================================================================== windows

@@ -36,7 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--synthetic", action="store_true",
                    help="use the fast synthetic generator instead of the simulator (tests)")
     m.add_argument("--workers", type=int, default=0,
-                   help="processes (default: all cores)")
+                   help="worker processes of the local Dask pool (default: all cores; 1 "
+                        "runs here without Dask)")
+    m.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler (tcp://host:8786) instead of a local pool")
     m.add_argument("--config", help="TOML config whose [forecaster.features] to use")
     m.add_argument("--quiet", action="store_true",
                    help="no progress (only the final line)")
@@ -153,7 +156,8 @@ def _make_dataset(args: argparse.Namespace) -> int:
                                       feature_settings=_features(args.config)))
                 for i, s in enumerate(seeds)]
     with _shown("dataset", len(jobs), "nights", args.quiet) as shown:
-        nights = ft.make_dataset(jobs, workers=args.workers or None, progress=shown)
+        nights = ft.make_dataset(jobs, workers=args.workers or None, progress=shown,
+                                  address=args.scheduler)
     info = {"seeds": [args.seed_start, args.seed_start + args.nights - 1],
             "duration_s": args.duration_s, "conditions": conds, "shifted": args.shifted,
             "randomize": args.randomize, "synthetic": args.synthetic, "rate_hz": args.rate_hz}
