@@ -221,4 +221,5 @@ def write_table(rows: Sequence[dict], path: str) -> None:
             w.writerow(r)
 
 
-__all__ = ["Job", "sham_replay", "run_job", "tidy", "run_jobs", "map_ordered", "pooled", "best", "write_table"]
+__all__ = ["Job", "sham_replay", "run_job", "tidy", "run_jobs", "map_ordered", "pooled", "best",
+           "write_table"]

@@ -29,8 +29,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
