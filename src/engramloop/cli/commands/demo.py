@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for session.xdf, summary.txt/json and the HTML report "
                         "(index.html)")
     p.add_argument("--config", default=str(CONFIG), help="config to run (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (only the summary and the report's path)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,4 +50,5 @@ def run(args: argparse.Namespace) -> int:
               f"end of the first {fset.features.epoch_s:g} s epoch; pulses only while the "
               f"decay risk is {when} (gate threshold {fset.gate_threshold:g})")
     return main(["run", args.config, "--duration", str(args.duration), "--speed", "max",
-                 "--record", str(out / "session.xdf"), "--report", str(out), "--quiet"])
+                 "--record", str(out / "session.xdf"), "--report", str(out)]
+                + (["--quiet"] if args.quiet else []))

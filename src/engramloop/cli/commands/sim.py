@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--chunk", type=int, default=2000, metavar="SAMPLES",
                    help="samples per chunk while generating (does not change the output)")
+    p.add_argument("--quiet", action="store_true", help="no progress")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from engramloop.cli import UserError
     from engramloop.controller.config import Config, dump_config, load_config
+    from engramloop.controller.progress import progress
 
     cfg = load_config(args.config) if args.config else Config()
     seed = cfg.seed if args.seed is None else args.seed
@@ -40,10 +42,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out}: use a .xdf or .npz file name")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
-    if ext == ".xdf":
-        n = _write_xdf(cfg, seed, args.duration, args.chunk, out, dump_config(cfg))
-    else:
-        n = _write_npz(cfg, seed, args.duration, args.chunk, out)
+    try:
+        with progress(args.duration, "sim", unit="s", quiet=args.quiet) as bar:
+            if ext == ".xdf":
+                n = _write_xdf(cfg, seed, args.duration, args.chunk, out, dump_config(cfg),
+                               bar)
+            else:
+                n = _write_npz(cfg, seed, args.duration, args.chunk, out)
+    except KeyboardInterrupt:
+        # a recording without its truth looks complete and is not: never leave one
+        out.unlink(missing_ok=True)
+        print(f"sim: interrupted; removed the partial {out} (its truth was not written)")
+        return 130
     print(f"wrote {out}: {n} samples x {len(cfg.sim.channels)} channels at "
           f"{cfg.sim.rate_hz:g} Hz, seed {seed}")
     return 0
@@ -61,7 +71,8 @@ def _write_npz(cfg, seed: int, duration: float, chunk: int, out) -> int:
     return x.shape[0]
 
 
-def _write_xdf(cfg, seed: int, duration: float, chunk: int, out, config_text: str) -> int:
+def _write_xdf(cfg, seed: int, duration: float, chunk: int, out, config_text: str,
+               bar) -> int:
     from engramloop.cli import UserError
     from engramloop.controller.recorder import Recorder, RecordingError
     from engramloop.core.chunk import EndOfStream
@@ -81,6 +92,7 @@ def _write_xdf(cfg, seed: int, duration: float, chunk: int, out, config_text: st
                 break
             rec.write_chunk(c, stream="engramloop.raw")
             n += c.n_samples
+            bar.update(n / cfg.sim.rate_hz)
         src.stop()
         for ev in src.truth.events():
             rec.write_marker("truth", ev.onset_s, ev)
@@ -90,4 +102,8 @@ def _write_xdf(cfg, seed: int, duration: float, chunk: int, out, config_text: st
         rec.close()
     except RecordingError as exc:
         raise UserError(str(exc)) from None
+    except KeyboardInterrupt:
+        src.stop()
+        rec.close()   # stop the writer thread before the caller removes the file
+        raise
     return n
