@@ -201,3 +201,17 @@ def test_sweep_arguments_and_errors(tmp_path, capsys):
     assert "--record cannot be used with --sweep" in capsys.readouterr().err
     assert main(["replay", str(CFG), str(f), "--json"]) == 2
     assert "--json goes with --sweep" in capsys.readouterr().err
+
+
+def test_sweep_on_a_local_dask_pool_equals_the_in_order_sweep(night, capsys):
+    """--workers 2 runs the settings on a real 2-process Dask pool: the same JSON rows."""
+    sweep = ["replay", str(CFG), str(night["xdf"]), "--quiet", "--json", "--sweep",
+             "detectors.ripple.threshold_sd=3,6"]
+    capsys.readouterr()
+    assert main(sweep) == 0
+    in_order = capsys.readouterr().out
+    assert main(sweep + ["--workers", "2"]) == 0
+    assert capsys.readouterr().out == in_order
+    # a pool never drives stimulators
+    assert main(sweep + ["--workers", "2", "--stimulate"]) == 2
+    assert "--stimulate cannot be used with --workers" in capsys.readouterr().err

@@ -32,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: spindle)")
     p.add_argument("--json", action="store_true",
                    help="with --sweep: print one JSON object per setting instead of the table")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="with --sweep: replay N settings at once on a local Dask pool "
+                        "(default 1: one after another here, with progress over signal "
+                        "time); for many recordings see 'engramloop sweep'")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --sweep: run the settings on a running Dask scheduler "
+                        "(tcp://host:8786)")
 
 
 def _to_replay(args: argparse.Namespace):
@@ -49,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from engramloop.cli import UserError
     from engramloop.cli.commands.run import run_loop
 
-    for flag, given in (("--truth", args.truth), ("--json", args.json)):
+    for flag, given in (("--truth", args.truth), ("--json", args.json),
+                        ("--workers", args.workers != 1), ("--scheduler", args.scheduler)):
         if given:
             raise UserError(f"{flag} goes with --sweep (to score a single replay, record it "
                             "with --record and run 'engramloop score')")
@@ -60,7 +68,6 @@ def run_sweep(args: argparse.Namespace) -> int:
     """Replay the file once per setting of the grid; one table row (or JSON line) each."""
     import json
     import math
-    from contextlib import ExitStack
 
     from engramloop.analysis.sweep import (
         SweepError,
@@ -68,15 +75,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         find_truth,
         grid,
         parse_sweep,
-        run_point,
         table,
     )
     from engramloop.cli import UserError
-    from engramloop.controller.progress import progress
-    from engramloop.controller.recorder import RecordingError
-    from engramloop.controller.run_progress import ProgressBoard, run_length_s
-    from engramloop.core.chunk import SourceError
-    from engramloop.core.pulse import DeviceError
 
     for flag, given in (("--record", args.record), ("--report", args.report)):
         if given:
@@ -98,6 +99,43 @@ def run_sweep(args: argparse.Namespace) -> int:
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] \
         if args.channels else None
     overrides = dict(stream=args.stream, channels=channels)
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if (args.workers > 1 or args.scheduler) and args.stimulate:
+        raise UserError("--stimulate cannot be used with --workers/--scheduler: a worker "
+                        "pool never drives stimulators; sweep sham, then replay the chosen "
+                        "setting once with --stimulate")
+    if args.workers > 1 or args.scheduler:
+        results = _fan_out(args, points, channels)
+    else:
+        results = _in_order(args, points, cfgs, truth, overrides)
+    if args.json:
+        for r in results:
+            print(json.dumps(r.to_dict(), default=float))
+        return 0
+    what = (f"scored against {truth.origin}" if truth is not None
+            else "no truth: detection counts and rates")
+    dur = results[0].duration_s if results else math.nan
+    print(f"# sweep of {args.file} ({dur:.1f} s per replay, {len(results)} setting(s)), "
+          f"{what}")
+    for line in table(results, keys):
+        print(line)
+    return 130 if results and results[-1].stop_reason.startswith("interrupted") else 0
+
+
+def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrides: dict) -> list:
+    """The settings one after another in this process, one progress bar over signal time."""
+    import math
+    from contextlib import ExitStack
+
+    from engramloop.analysis.sweep import run_point
+    from engramloop.cli import UserError
+    from engramloop.controller.progress import progress
+    from engramloop.controller.recorder import RecordingError
+    from engramloop.controller.run_progress import ProgressBoard, run_length_s
+    from engramloop.core.chunk import SourceError
+    from engramloop.core.pulse import DeviceError
+
     results = []
     with ExitStack() as stack:
         bars: list = []    # opened once the first replay knows the file's length
@@ -127,15 +165,27 @@ def run_sweep(args: argparse.Namespace) -> int:
             results.append(res)
             if res.stop_reason.startswith("interrupted"):
                 break
-    if args.json:
-        for r in results:
-            print(json.dumps(r.to_dict(), default=float))
-        return 0
-    what = (f"scored against {truth.origin}" if truth is not None
-            else "no truth: detection counts and rates")
-    dur = results[0].duration_s if results else math.nan
-    print(f"# sweep of {args.file} ({dur:.1f} s per replay, {len(results)} setting(s)), "
-          f"{what}")
-    for line in table(results, keys):
-        print(line)
-    return 130 if results and results[-1].stop_reason.startswith("interrupted") else 0
+    return results
+
+
+def _fan_out(args: argparse.Namespace, points: list, channels: list | None) -> list:
+    """The settings on the Dask engine (engramloop.analysis.fanout), rows as in order.
+    Workers never drive stimulators: every setting is replayed sham."""
+    from engramloop.analysis.fanout import Job, run_jobs
+    from engramloop.analysis.sweep import PointResult
+    from engramloop.cli import UserError
+    from engramloop.controller.progress import progress
+
+    jobs = [Job(index=i, config=args.config, recording=args.file,
+                setting=tuple((k, t) for k, (t, _) in pt.items()),
+                values=tuple((k, v) for k, (_, v) in pt.items()), truth=args.truth,
+                kind=args.kind, duration_s=args.duration, stream=args.stream,
+                channels=tuple(channels) if channels else None)
+            for i, pt in enumerate(points)]
+    with progress(len(jobs), "sweep", unit="replays", quiet=args.quiet) as bar:
+        out = run_jobs(jobs, workers=args.workers, address=args.scheduler,
+                       on_done=lambda _r: bar.advance())
+    for r in out:
+        if r["error"]:
+            raise UserError(f"{r['error']} (sweep stopped at {r['setting']})")
+    return [PointResult(**r["point"]) for r in out]
