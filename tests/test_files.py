@@ -12,9 +12,9 @@ from engramloop.controller.config import loads_config
 from engramloop.controller.recorder import Recorder
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import SimClock
-from engramloop.drivers import xdf
 from engramloop.drivers.files import FileSource, load_file
 from engramloop.drivers.sources import make_source
+from engramloop.recording import xdf
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
@@ -104,7 +104,7 @@ def test_xdf_replay_is_bit_identical_and_marks_gaps(tmp_path):
     assert clock.now() == pytest.approx(want[-1])
     gaps = [c for c in out if c.gap_before]
     assert len(gaps) == 1 and gaps[0].timestamps[0] == pytest.approx(want[200])
-    assert "engramloop.events" in src.data.markers
+    assert src.data.markers["events"] == [(pytest.approx(1000.1), {"kind": "so"})]
 
 
 def test_xdf_truncated_and_malformed(tmp_path):

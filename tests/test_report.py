@@ -432,7 +432,7 @@ def test_report_of_a_real_closed_loop_sim_run(tmp_path):
 def test_labrecorder_style_xdf_reports(tmp_path):
     """An XDF not written by engramloop (LabRecorder-style: float32 microvolts, a marker
     stream of plain strings, no engramloop config) still gives a report."""
-    from engramloop.drivers import xdf as X
+    from engramloop.recording import xdf as X
 
     rng = np.random.default_rng(5)
     n, fs = 3000, 250.0

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pyxdf
 
-from engramloop.drivers import xdf
+from engramloop.recording import xdf
 
 
 def test_varlen_and_chunk_layout():

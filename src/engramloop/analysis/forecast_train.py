@@ -44,6 +44,7 @@ from engramloop.decoders.features import (
     FeatureSettings,
     feature_matrix,
 )
+from engramloop.recording import reader
 
 __all__ = ["Night", "save_dataset", "load_dataset", "synthetic_night", "sim_night",
            "make_dataset", "make_windows", "Windows", "TrainSettings", "train", "evaluate",
@@ -1013,8 +1014,6 @@ def nights_from_recordings(outcomes_csv: str | Path,
     loop). Pulses are read from the ``engramloop.pulses`` marker stream when present.
     Memory strength at each epoch end is interpolated between the tests.
     """
-    import pyxdf
-
     from engramloop.core.chunk import Chunk
 
     base = Path(outcomes_csv).resolve().parent
@@ -1025,26 +1024,18 @@ def nights_from_recordings(outcomes_csv: str | Path,
         path = Path(rec) if Path(rec).is_absolute() else base / rec
         if not path.is_file():
             raise ValueError(f"outcomes CSV {outcomes_csv}: recording {path} not found")
-        streams, _ = pyxdf.load_xdf(str(path))
-        sig = next((s for s in streams if np.asarray(s["time_series"]).dtype.kind == "f"
-                    and np.asarray(s["time_series"]).ndim == 2
-                    and np.asarray(s["time_series"]).shape[0] > 0), None)
+        try:
+            got = reader.read(path)
+        except reader.RecordingReadError as exc:
+            raise ValueError(str(exc)) from None
+        sig = next((s for s in got.signals if s.t.size > 0), None)
         if sig is None:
             raise ValueError(f"recording {path}: no numeric signal stream")
-        info = sig["info"]
-        rate = float(info["nominal_srate"][0])
-        n_ch = int(info["channel_count"][0])
-        try:
-            chans = tuple(c["label"][0] for c in info["desc"][0]["channels"][0]["channel"])
-        except (KeyError, TypeError, IndexError):
-            chans = tuple(f"ch{i}" for i in range(n_ch))
-        x = np.ascontiguousarray(np.asarray(sig["time_series"], dtype=np.float64))
-        ts = np.asarray(sig["time_stamps"], dtype=np.float64)
+        rate, chans = sig.rate_hz, sig.channels
+        x = np.ascontiguousarray(sig.x, dtype=np.float64)
+        ts = sig.t
         t0 = ts[0]
-        pulses = []
-        for s in streams:
-            if s["info"]["name"][0] == "engramloop.pulses":
-                pulses.extend(float(t) for t in s["time_stamps"])
+        pulses = [t for t, _ in got.markers.get("pulses", [])]
         chunk = Chunk(x, ts, rate, chans, arrival_s=float(ts[-1]))
         events = []
         for det in _make_detectors(chans):

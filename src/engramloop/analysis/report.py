@@ -21,6 +21,7 @@ trough, wrapped to (-180, 180].
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -35,13 +36,15 @@ from matplotlib.ticker import MaxNLocator
 
 from engramloop.analysis.scoring import circular_mean_sd
 from engramloop.decoders.phase import wrap_deg
+from engramloop.recording import reader
+from engramloop.recording.reader import SignalStream
+from engramloop.recording.schema import MARKER_STREAMS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
-MARKER_STREAMS = ("events", "pulses", "governor", "forecasts", "truth", "memory", "log")
 
 #: Band (Hz) and display window (s before, s after) used offline per event kind. Bands
 #: follow the simulator's defaults and the usual detector bands: ripples 150-250 Hz
@@ -70,27 +73,6 @@ class ReportError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- loading
-@dataclass
-class SignalStream:
-    """One numeric stream of the recording.
-
-    Attributes
-    ----------
-    t : ndarray, shape (n_samples,), seconds (host clock)
-    x : ndarray, shape (n_samples, n_channels), in ``units`` (volts for engramloop)
-    """
-
-    name: str
-    channels: tuple[str, ...]
-    rate_hz: float
-    units: str
-    t: np.ndarray
-    x: np.ndarray
-
-    def channel(self, name: str) -> np.ndarray:
-        return self.x[:, self.channels.index(name)]
-
-
 @dataclass
 class Recording:
     """Everything the report reads from one XDF file."""
@@ -124,92 +106,42 @@ class Recording:
         return None
 
 
-def _config_of(header: Any) -> tuple[str, dict]:
+def _config_of(text: str) -> tuple[str, dict]:
     """The effective config a recording carries: its TOML text and the parsed table ({}
     when absent or unreadable)."""
-    text = _first(header, "info", "engramloop", "config") or ""
     try:
         return str(text), (tomllib.loads(text) if text else {})
     except tomllib.TOMLDecodeError:
         return str(text), {}
 
 
-def _first(d: Any, *keys: str) -> Any:
-    """Walk pyxdf's list-wrapped XML dicts: ``_first(info, "desc", "channels")``."""
-    for k in keys:
-        if isinstance(d, list):
-            d = d[0] if d else None
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    if isinstance(d, list):
-        d = d[0] if d else None
-    return d
+_first = reader.first
 
 
 def load_recording(path: str | Path) -> Recording:
-    """Read an engramloop XDF file.
+    """Read an engramloop XDF file (through :func:`engramloop.recording.reader.read`).
 
     Raises
     ------
     ReportError
         If the file is missing or is not a readable XDF file.
     """
-    import pyxdf
-
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"recording {path} not found (give the .xdf file written by "
                           "engramloop run/replay)")
     try:
-        # keep the host-clock timestamps exactly as recorded: markers and signals share
-        # one clock, so no dejittering (it would move signal samples, not markers)
-        streams, header = pyxdf.load_xdf(str(path), synchronize_clocks=False,
-                                         dejitter_timestamps=False)
-    except Exception as exc:  # pyxdf raises bare Exceptions for malformed files
-        raise ReportError(f"recording {path} is not a readable XDF file: {exc}") from None
-    signals: list[SignalStream] = []
-    markers: dict[str, list[tuple[float, dict]]] = {}
-    for st in streams:
-        info = st["info"]
-        name = _first(info, "name") or ""
-        fmt = _first(info, "channel_format") or ""
-        stamps = np.asarray(st.get("time_stamps", []), dtype=float)
-        if fmt == "string":
-            key = name.split("engramloop.", 1)[1] if name.startswith("engramloop.") else name
-            rows = []
-            for t, values in zip(stamps, st.get("time_series", []), strict=False):
-                text = values[0] if isinstance(values, (list, tuple)) and values else values
-                try:
-                    obj = json.loads(text)
-                except (TypeError, ValueError):
-                    obj = {"text": str(text)}
-                rows.append((float(t), obj if isinstance(obj, dict) else {"value": obj}))
-            markers.setdefault(key, []).extend(rows)
-            continue
-        x = np.asarray(st.get("time_series", np.empty((0, 0))), dtype=float)
-        if x.ndim == 1:
-            x = x[:, None]
-        chans = _first(info, "desc", "channels")
-        labels: list[str] = []
-        units = ""
-        if isinstance(chans, dict):
-            for ch in chans.get("channel", []):
-                labels.append(str(_first(ch, "label") or f"ch{len(labels) + 1}"))
-                units = units or str(_first(ch, "unit") or "")
-        if len(labels) != x.shape[1]:
-            labels = [f"ch{i + 1}" for i in range(x.shape[1])]
-        rate = float(_first(info, "nominal_srate") or 0.0)
-        if rate <= 0 and stamps.size > 1:
-            rate = float((stamps.size - 1) / max(stamps[-1] - stamps[0], 1e-12))
-        signals.append(SignalStream(name, tuple(labels), rate, units or "V", stamps, x))
+        got = reader.read(path)
+    except reader.RecordingReadError as exc:
+        raise ReportError(f"recording {exc}") from None
+    signals = [dataclasses.replace(st, units=st.units or "V") for st in got.signals]
+    markers = got.markers
     if "truth" in markers:
         markers["truth"] = expand_truth(markers["truth"])
-    for rows in markers.values():
-        rows.sort(key=lambda r: r[0])
-    config_text, config = _config_of(header)
-    return Recording(path, signals, markers, str(config_text), config,
-                     str(_first(header, "info", "datetime") or ""))
+        markers["truth"].sort(key=lambda r: r[0])
+    config_text, config = _config_of(got.config_text)
+    return Recording(path, signals, markers, config_text, config,
+                     str(_first(got.header, "info", "datetime") or ""))
 
 
 def expand_truth(rows: Sequence[tuple[float, dict]]) -> list[tuple[float, dict]]:
@@ -1116,29 +1048,16 @@ def load_twin_memory(path: str | Path) -> tuple[MemoryTrack | None, dict]:
     ReportError
         If the file is missing or not readable XDF.
     """
-    import pyxdf
-
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"sham twin {path} not found")
     try:
-        streams, header = pyxdf.load_xdf(str(path), select_streams=[
-            {"name": "engramloop.memory"}], synchronize_clocks=False,
-            dejitter_timestamps=False)
-    except Exception as exc:  # pyxdf raises bare Exceptions for malformed files
-        raise ReportError(f"sham twin {path} is not a readable XDF file: {exc}") from None
-    rows = []
-    for st in streams:
-        for t, values in zip(st.get("time_stamps", []), st.get("time_series", []),
-                             strict=False):
-            try:
-                obj = json.loads(values[0] if isinstance(values, (list, tuple)) else values)
-            except (TypeError, ValueError):
-                continue
-            if isinstance(obj, dict):
-                rows.append((float(t), obj))
+        got = reader.read(path, streams=["engramloop.memory"])
+    except reader.RecordingReadError as exc:
+        raise ReportError(f"sham twin {exc}") from None
+    rows = list(got.markers.get("memory", []))
     rows.sort(key=lambda r: r[0])
-    _, config = _config_of(header)
+    _, config = _config_of(got.config_text)
     return memory_track(rows, _condition(config) or "sham", path), config
 
 

@@ -1,8 +1,8 @@
 """The session recorder: everything a run sees and does, in one XDF file.
 
 The loop hands chunks and markers to :class:`Recorder` without blocking; a background
-writer thread turns them into XDF chunks (see :mod:`drivers.xdf`) and writes them at least
-every ``flush_interval_s``. Each flush is one ``os.write`` of complete XDF chunks on an
+writer thread turns them into XDF chunks (see :mod:`engramloop.recording.xdf`) and writes
+them every ``flush_interval_s``. Each flush is one ``os.write`` of complete XDF chunks on an
 unbuffered descriptor, so a process killed with SIGKILL leaves a file that pyxdf loads with
 everything up to the last flush. A write error (full disk, removed drive) is kept and
 raised as :class:`RecordingError` by :meth:`Recorder.check` and by the next write, so the
@@ -40,9 +40,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from engramloop.core.jsonable import to_jsonable
-from engramloop.drivers import xdf
+from engramloop.recording import xdf
+from engramloop.recording.schema import MARKER_STREAMS, RAW, SCHEMA_VERSION
 
-MARKER_STREAMS = ("events", "pulses", "forecasts", "governor", "truth", "memory", "log")
 _CLOCK_OFFSET_EVERY_S = 5.0
 _BOUNDARY_EVERY_S = 10.0  # LabRecorder also writes a boundary chunk every 10 s
 _MAX_PENDING_BYTES = 8 << 20  # flush early rather than hold more than 8 MiB in memory
@@ -134,7 +134,7 @@ class Recorder:
                 return given
             return getattr(info, key, default) if info is not None else default
 
-        name = pick("name", name, "engramloop.raw")
+        name = pick("name", name, RAW)
         channels = pick("channels", channels, None)
         rate_hz = pick("rate_hz", rate_hz, None)
         units = pick("units", units, "V")
@@ -153,7 +153,8 @@ class Recorder:
         except OSError as exc:
             raise RecordingError(f"cannot open recording {self.path}: {exc.strerror}; "
                                  "check the folder exists and is writable") from None
-        extra = ("<engramloop><config>" + escape(self.config_text) + "</config>"
+        extra = (f"<engramloop><schema_version>{SCHEMA_VERSION}</schema_version>"
+                 "<config>" + escape(self.config_text) + "</config>"
                  + "<clock>host monotonic (pylsl.local_clock)</clock></engramloop>")
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._head = xdf.file_header(extra, datetime_iso=now)
@@ -176,8 +177,8 @@ class Recorder:
         if name is None:
             signals = [s for s in self._streams.values() if not s.is_marker]
             if not signals:
-                self.add_signal_stream(chunk, name="engramloop.raw")
-                signals = [self._streams["engramloop.raw"]]
+                self.add_signal_stream(chunk, name=RAW)
+                signals = [self._streams[RAW]]
             elif len(signals) > 1:
                 matches = [s for s in signals if s.channels == tuple(chunk.channels)]
                 if len(matches) != 1:

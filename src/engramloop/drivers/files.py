@@ -21,7 +21,8 @@ import numpy as np
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
 from engramloop.drivers.sources import unit_scale
-from engramloop.drivers.xdf import MAGIC
+from engramloop.recording import reader
+from engramloop.recording.xdf import MAGIC
 
 
 class ScaledClock:
@@ -43,7 +44,8 @@ class ScaledClock:
 
 class FileData:
     """A loaded recording: ``samples`` (n, c) volts, ``timestamps`` (n,) seconds from the
-    file, ``rate_hz``, ``channels``, ``markers`` (name -> (times, values)) if any,
+    file, ``rate_hz``, ``channels``, ``markers`` (kind -> [(time, dict)], as
+    :func:`engramloop.recording.reader.read` gives them) if any,
     ``gaps`` (indices of samples that follow a loss) when the format records losses, and
     ``full_scale_v`` (c,) volts, the largest magnitude each channel can hold, when the
     format says (EDF/BDF physical range), else inf."""
@@ -114,62 +116,31 @@ def check_xdf(path: Path) -> bytes:
 
 
 def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
-    """The numeric stream ``stream`` (default: first regularly sampled numeric stream)."""
-    import pyxdf
+    """The numeric stream ``stream`` (default: first regularly sampled numeric stream).
 
-    header = check_xdf(path)
-    # Our recordings hold exact host-clock stamps: keep them bit for bit. Other writers
-    # (LabRecorder) store stamps as they arrived; pyxdf's dejittering (a linear fit per
-    # segment, broken at real gaps) gives the regular sample times replay needs.
-    ours = b"<engramloop>" in header
+    Read by :func:`engramloop.recording.reader.read`: our recordings keep their exact
+    host-clock stamps, other writers' streams are synchronised and dejittered."""
+    check_xdf(path)
     try:
-        streams, _ = pyxdf.load_xdf(str(path), dejitter_timestamps=not ours)
-    except Exception as exc:  # pyxdf raises assorted types on bad content
-        raise SourceError(f"{path}: cannot parse XDF: {exc}") from None
-
-    def info(s: dict, key: str) -> str:
-        v = s["info"].get(key, [""])[0]
-        return v if isinstance(v, str) else ""
-
-    numeric = [s for s in streams if info(s, "channel_format") != "string"]
+        rec = reader.read(path)
+    except reader.RecordingReadError as exc:
+        raise SourceError(str(exc)) from None
     if stream:
-        chosen = [s for s in streams if info(s, "name") == stream]
+        chosen = [s for s in rec.signals if s.name == stream]
         if not chosen:
-            names = ", ".join(info(s, "name") for s in streams) or "(none)"
+            names = ", ".join(rec.stream_names) or "(none)"
+            if stream in rec.stream_names:
+                raise SourceError(f"{path}: stream {stream!r} is a marker stream, not a signal")
             raise SourceError(f"{path}: no stream named {stream!r}; streams: {names}")
-        if info(chosen[0], "channel_format") == "string":
-            raise SourceError(f"{path}: stream {stream!r} is a marker stream, not a signal")
     else:
-        chosen = [s for s in numeric if float(info(s, "nominal_srate") or 0) > 0] or numeric
+        chosen = [s for s in rec.signals if s.rate_hz > 0 and s.t.size > 1] or rec.signals
         if not chosen:
             raise SourceError(f"{path}: no numeric signal stream in this XDF file")
     s = chosen[0]
-    name = info(s, "name")
-    n_ch = int(info(s, "channel_count") or 0)
-    labels, unit_list = [], []
-    try:
-        for ch in s["info"]["desc"][0]["channels"][0]["channel"]:
-            labels.append((ch.get("label") or [""])[0] or "")
-            unit_list.append((ch.get("unit") or [""])[0] or "")
-    except (KeyError, IndexError, TypeError):
-        pass
-    if len(labels) != n_ch:
-        labels, unit_list = [f"ch{i + 1}" for i in range(n_ch)], [""] * n_ch
-    scales = np.array([_scale(u or "uV", units, path, f"stream {name!r} channel {lab!r}")
-                       for lab, u in zip(labels, unit_list, strict=True)])
-    x = np.asarray(s["time_series"], dtype=np.float64).reshape(-1, n_ch) * scales
-    t = np.asarray(s["time_stamps"], dtype=np.float64)
-    rate = float(info(s, "nominal_srate") or 0)
-    if rate <= 0:
-        rate = float(s["info"].get("effective_srate", 0) or 0)
-    if rate <= 0 and t.size > 1:
-        rate = (t.size - 1) / (t[-1] - t[0])
-    markers = {}
-    for m in streams:
-        if info(m, "channel_format") == "string":
-            markers[info(m, "name")] = (np.asarray(m["time_stamps"]),
-                                        [v[0] for v in m["time_series"]])
-    return FileData(x, t, rate, labels, markers)
+    scales = np.array([_scale(u or "uV", units, path, f"stream {s.name!r} channel {lab!r}")
+                       for lab, u in zip(s.channels, s.channel_units, strict=True)])
+    x = np.ascontiguousarray(s.x * scales)
+    return FileData(x, s.t, s.rate_hz, list(s.channels), rec.markers)
 
 
 # ---------------------------------------------------------------------------- EDF/BDF

@@ -15,6 +15,7 @@ import numpy as np
 
 from engramloop.core.jsonable import to_jsonable
 from engramloop.core.schema import setting
+from engramloop.recording.schema import MARKER_STREAMS
 
 
 def _add_channel_desc(info: Any, channels: Sequence[str], unit: str, kind: str) -> None:
@@ -121,12 +122,12 @@ class LslOutletSettings:
         "engramloop", doc="stream-name prefix: <prefix>.signal (numeric, volts) and "
                           "<prefix>.events|pulses|governor|forecasts|log (JSON strings)")
     streams: tuple[str, ...] = setting(
-        ("events", "pulses", "governor", "forecasts", "log"),
+        tuple(k for k in MARKER_STREAMS if k not in ("truth", "memory")),
         doc="which marker streams to publish (any of events, pulses, governor, forecasts, "
             "log, truth, memory)")
 
     def validate(self) -> None:
-        allowed = {"events", "pulses", "governor", "forecasts", "log", "truth", "memory"}
+        allowed = set(MARKER_STREAMS)
         for name in self.streams:
             if name not in allowed:
                 raise ValueError(f"streams: unknown stream {name!r}; allowed: "

@@ -38,33 +38,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def xdf_streams(path: Path) -> tuple[dict, float, float]:
     """Marker streams of an XDF file as {suffix: [(t, dict)]}, its signal span (s) and the
-    time of its first signal sample (s; NaN without signal)."""
+    time of its first signal sample (s; NaN without signal).
+
+    Only the marker streams are decoded; the span comes from the signal streams' footers
+    (a file cut off before its footers -- a killed run -- has its signal read instead)."""
     from engramloop.cli import UserError
+    from engramloop.recording import reader
 
     try:
-        import pyxdf
-
-        streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False,
-                                    dejitter_timestamps=False)
-    except Exception as exc:  # pyxdf raises many types on malformed files
-        raise UserError(f"{path}: cannot read XDF: {exc}") from None
-    markers: dict = {}
-    span = [math.inf, -math.inf]
-    for st in streams:
-        name = st["info"]["name"][0]
-        ts = st["time_stamps"]
-        if name.startswith("engramloop.") and st["info"]["channel_format"][0] == "string":
-            recs = []
-            for t, row in zip(ts, st["time_series"], strict=False):
-                try:
-                    recs.append((float(t), json.loads(row[0])))
-                except (ValueError, TypeError, IndexError):
-                    continue
-            markers[name.split(".", 1)[1]] = recs
-        elif len(ts):
-            span = [min(span[0], float(ts[0])), max(span[1], float(ts[-1]))]
-    duration = span[1] - span[0] if math.isfinite(span[0]) else math.nan
-    return markers, duration, (span[0] if math.isfinite(span[0]) else math.nan)
+        got = reader.read(path, signals=False)
+        sums = [s for s in reader.footers(path) if s.channel_format != "string"]
+        if any(not s.has_footer for s in sums):
+            sums = [reader.StreamSummary(0, st.name, "float", float(st.t[0]), float(st.t[-1]),
+                                         st.t.size, True)
+                    for st in reader.read(path, streams=[s.name for s in sums]).signals
+                    if st.t.size]
+    except reader.RecordingReadError as exc:
+        raise UserError(f"cannot read XDF: {exc}") from None
+    spans = [(s.first_timestamp, s.last_timestamp) for s in sums if s.sample_count > 0]
+    if not spans:
+        return got.markers, math.nan, math.nan
+    t0, t1 = min(a for a, _ in spans), max(b for _, b in spans)
+    return got.markers, t1 - t0, t0
 
 
 def read_csv_truth(path: Path, kind: str) -> list[dict]:

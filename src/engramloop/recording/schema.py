@@ -1,0 +1,40 @@
+"""What an engramloop recording holds: its stream names, the shape of their records, and
+the schema version written in the file header.
+
+Version history
+---------------
+1  one numeric stream per signal source (``engramloop.raw`` by default, volts, a host-clock
+   timestamp per sample); JSON marker streams named ``engramloop.<kind>`` for the kinds in
+   :data:`MARKER_STREAMS`; the effective config (TOML) and the clock in the file header's
+   ``<engramloop>`` element. Files written before the version was recorded read as 1.
+"""
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+#: the default signal stream
+RAW = "engramloop.raw"
+
+#: marker streams, one JSON object per sample: ``engramloop.<kind>``
+#: events     a detection (``Event.to_dict()``: kind, channel, onset_s, detect_s, ...)
+#: pulses     a pulse's life: approved, sent, acked/failed (``Pulse.to_dict()`` records)
+#: forecasts  a forecaster output per epoch
+#: governor   every decision, approved or refused, with the rule that refused it
+#: truth      the simulator's ground truth (events, phases, stages, memory)
+#: memory     the simulated memory model's recall over time
+#: log        operator-facing messages (warnings, state changes, faults)
+MARKER_STREAMS = ("events", "pulses", "forecasts", "governor", "truth", "memory", "log")
+
+
+def marker_stream(kind: str) -> str:
+    """``"events"`` -> ``"engramloop.events"``."""
+    return f"engramloop.{kind}"
+
+
+def marker_kind(stream_name: str) -> str:
+    """``"engramloop.events"`` -> ``"events"``; a foreign stream's name as it is."""
+    prefix = "engramloop."
+    return stream_name[len(prefix):] if stream_name.startswith(prefix) else stream_name
+
+
+__all__ = ["SCHEMA_VERSION", "RAW", "MARKER_STREAMS", "marker_stream", "marker_kind"]
