@@ -65,6 +65,14 @@ LFP_PREFIXES = ("CA", "HPC", "LFP", "DG")
 EEG_PREFERENCE = ("Cz", "C3", "C4", "Fz", "FCz", "Pz", "EEG")
 STAGE_ORDER = ("wake", "REM", "N1", "N2", "N3")
 MAX_AVERAGED_EVENTS = 400
+#: the one spelling of microvolts in figures and tables
+UV = "\u00b5V"
+#: above this length the raster shows detections per 30 s epoch instead of one tick each
+#: (an 8-hour night has tens of thousands of events: ticks merge into a solid bar)
+RASTER_TICKS_MAX_S = 1800.0
+#: epoch of the density raster and the per-stage densities, seconds (sleep-scoring epoch,
+#: AASM manual: 30 s)
+EPOCH_S = 30.0
 EXAMPLES_PER_KIND = 4
 
 
@@ -410,11 +418,11 @@ def _scale(units: str) -> tuple[float, str]:
     """Factor and label to plot values stored in ``units`` as microvolts when possible."""
     u = units.strip().lower().replace("µ", "u").replace("μ", "u")
     if u in ("v", "volt", "volts", ""):
-        return 1e6, "uV"
+        return 1e6, UV
     if u in ("mv", "millivolt", "millivolts"):
-        return 1e3, "uV"
+        return 1e3, UV
     if u in ("uv", "microvolt", "microvolts"):
-        return 1.0, "uV"
+        return 1.0, UV
     return 1.0, units
 
 
@@ -834,6 +842,15 @@ def section_latency(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sec
         sec.missing = ("Detections and pulses (streams engramloop.events, "
                        "engramloop.pulses): not in this recording.")
         return sec
+    simulated = all(np.all(v == 0.0) for n, v in stages if "->" in n and "onset" not in n
+                    and "wait" not in n) and any("command" in n for n, _ in stages)
+    if simulated:
+        sec.body = ("<p><b>Simulated clock.</b> This run's pulse timings were taken on a "
+                    "simulated clock (a <code>--speed max</code> run or a replay): sending, "
+                    "acknowledgement and device edges take zero time there by construction, "
+                    "so the command-path panels below are not a measurement of this "
+                    "machine. Measure latency with a paced run on the rig "
+                    "(<code>bench/hardware.py</code>, <code>bench/loop.py</code>).</p>")
     ncols = 2 if len(stages) > 3 else 1
     nrows = -(-len(stages) // ncols)
     fig = _new_figure(6.0 * ncols, 1.9 * nrows + 0.4)
@@ -861,7 +878,101 @@ def section_latency(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sec
                                   "Per stage, in milliseconds; solid line = median, dashed = "
                                   "p99 (values above the 99.5th percentile are drawn in the "
                                   "last bin). 'true onset' uses the simulator's ground truth."))
-    sec.body = _table(["stage", "n", "median (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"], rows)
+    sec.body += _table(["stage", "n", "median (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"],
+                       rows)
+    return sec
+
+
+def stage_densities(events: dict[str, list[dict]], stages: Sequence[tuple[float, float, str]],
+                    t0: float, t1: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Minutes spent in each stage (inside [t0, t1]) and detections per minute of each stage
+    per kind (an event counts in the stage its decision falls in); stages with no time are
+    left out."""
+    minutes: dict[str, float] = {}
+    for on, off, st in stages:
+        d = max(0.0, min(off, t1) - max(on, t0))
+        if d > 0:
+            minutes[st] = minutes.get(st, 0.0) + d / 60.0
+    per: dict[str, dict[str, float]] = {}
+    for kind, evs in events.items():
+        counts: dict[str, int] = {}
+        for e in evs:
+            t = _num(e.get("detect_s"))
+            for on, off, st in stages:
+                if on <= t < off:
+                    counts[st] = counts.get(st, 0) + 1
+                    break
+        per[kind] = {st: counts.get(st, 0) / m for st, m in minutes.items()}
+    return minutes, per
+
+
+def stage_density_table(events: dict[str, list[dict]],
+                        stages: Sequence[tuple[float, float, str]], t0: float,
+                        t1: float) -> str:
+    """HTML: detections per minute of each sleep stage, one row per kind."""
+    minutes, per = stage_densities(events, stages, t0, t1)
+    order = [st for st in STAGE_ORDER if st in minutes] + \
+        sorted(st for st in minutes if st not in STAGE_ORDER)
+    if not order or not per:
+        return ""
+    rows = [[kind] + [_f(per[kind][st], 2) for st in order] for kind in sorted(per)]
+    rows.append(["minutes in stage"] + [_f(minutes[st], 1) for st in order])
+    return ("<p>Detections per minute of each sleep stage (a detection counts in the stage "
+            "its decision falls in):</p>" + _table(["kind"] + order, rows))
+
+
+def section_spectrogram(rec: Recording, out: Path) -> Section:
+    """The night at a glance: a spectrogram of the scalp (else first) channel under the
+    hypnogram, 0.5-30 Hz, in dB re 1 \u00b5V^2/Hz."""
+    from scipy import signal as sps
+
+    sec = Section("spectrogram", "Spectrogram and hypnogram")
+    where = pick_channel(rec, "spindle") or (
+        (rec.signals[0], 0) if rec.signals and rec.signals[0].x.size else None)
+    if where is None:
+        sec.missing = "A signal stream: not in this recording."
+        return sec
+    st, ci = where
+    fs = st.rate_hz
+    x = st.x[:, ci]
+    if not (fs > 0 and x.size >= 4 * fs):
+        sec.missing = "At least 4 s of signal: not in this recording."
+        return sec
+    factor, ulabel = _scale(st.units)
+    # decimate to ~100 Hz before the spectrogram: 0-30 Hz is what sleep scoring reads
+    q = max(1, int(fs // 100))
+    xd = sps.decimate(x * factor, q, ftype="fir", zero_phase=True) if q > 1 else x * factor
+    fsd = fs / q
+    nper = int(min(4 * fsd, xd.size))
+    f, tt, sxx = sps.spectrogram(xd, fsd, nperseg=nper, noverlap=nper // 2,
+                                 scaling="density")
+    keep = (f >= 0.5) & (f <= 30.0)
+    to_min, unit = _time_unit(rec)
+    stages = _stages(rec)
+    fig = _new_figure(10, 3.6 if stages else 2.8)
+    if stages:
+        ax_h, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 3]})
+        levels = {s: i for i, s in enumerate(STAGE_ORDER)}
+        for on, off, sname in stages:
+            y = levels.get(sname, -1)
+            ax_h.fill_between([(on - rec.t0) / to_min, (off - rec.t0) / to_min], y - 0.4,
+                              y + 0.4, color=_STAGE_COLORS.get(sname, "0.5"), lw=0)
+        ax_h.set_yticks(range(len(STAGE_ORDER)), STAGE_ORDER, fontsize=7)
+        ax_h.set_ylim(len(STAGE_ORDER) - 0.5, -0.5)
+    else:
+        ax = fig.subplots(1, 1)
+    off = (st.t[0] - rec.t0) if st.t.size else 0.0
+    db = 10 * np.log10(np.maximum(sxx[keep], 1e-12))
+    lo, hi = np.percentile(db, [2, 98]) if db.size else (0.0, 1.0)
+    mesh = ax.pcolormesh((tt + off) / to_min, f[keep], db, shading="auto", vmin=lo, vmax=hi,
+                         cmap="magma", rasterized=True)
+    ax.set_ylabel("Hz")
+    ax.set_xlabel(f"time since start ({unit})")
+    fig.colorbar(mesh, ax=ax, pad=0.01, label=f"dB re 1 {ulabel}\u00b2/Hz")
+    sec.figures.append(FigureInfo(_save(fig, out, "spectrogram.png"), "Spectrogram",
+                                  f"Channel {st.channels[ci]}, 0.5-30 Hz, 4 s windows with "
+                                  "50 % overlap" + ("; top: sleep stages." if stages else
+                                                    "; hypnogram: not in this recording.")))
     return sec
 
 
@@ -906,21 +1017,40 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
         ax_h.set_title("hypnogram (simulator ground truth)", fontsize=9, loc="left")
     else:
         ax = fig.subplots(1, 1)
-    for i, (_label, t, color) in enumerate(rows):
-        t = t[np.isfinite(t)]
-        ax.vlines((t - t0) / to_min, i + 0.1, i + 0.9, color=color, lw=0.6)
+    span_s = max(rec.t1 - t0, 1e-3)
+    dense = span_s > RASTER_TICKS_MAX_S
+    if dense:
+        edges = np.arange(0.0, span_s + EPOCH_S, EPOCH_S)
+        for i, (_label, t, color) in enumerate(rows):
+            t = t[np.isfinite(t)]
+            counts, _ = np.histogram(t - t0, edges)
+            peak = max(int(counts.max()) if counts.size else 0, 1)
+            # one bar per epoch, its height the epoch's count relative to the row's busiest
+            ax.bar(edges[:-1] / to_min, 0.8 * counts / peak, width=EPOCH_S / to_min,
+                   bottom=i + 0.9 - 0.8 * counts / peak, align="edge", color=color, lw=0)
+            ax.text(span_s / to_min, i + 0.5, f" max {peak}/epoch", fontsize=6,
+                    va="center")
+    else:
+        for i, (_label, t, color) in enumerate(rows):
+            t = t[np.isfinite(t)]
+            ax.vlines((t - t0) / to_min, i + 0.1, i + 0.9, color=color, lw=0.6)
     ax.set_yticks([i + 0.5 for i in range(len(rows))], [r[0] for r in rows], fontsize=8)
     ax.set_ylim(len(rows), 0)
-    ax.set_xlim(0, max((rec.t1 - t0) / to_min, 1e-3))
+    ax.set_xlim(0, span_s / to_min)
     ax.set_xlabel(f"time since start ({unit})")
     name = _save(fig, out, "raster.png")
+    what = (f"Events per {EPOCH_S:g} s epoch (bar height relative to the row's busiest "
+            "epoch, whose count is printed on the right)" if dense else
+            "One tick per detection, ground-truth event, delivered pulse and governor "
+            "refusal")
     sec.figures.append(FigureInfo(name, "Detection raster and hypnogram",
-                                  "One tick per detection, ground-truth event, delivered pulse "
-                                  "and governor refusal"
-                                  + ("; top: sleep stages from the simulator's ground truth."
-                                     if stages else "; hypnogram: not in this recording.")))
+                                  what + ("; top: sleep stages from the simulator's ground "
+                                          "truth." if stages else
+                                          "; hypnogram: not in this recording.")))
     if not stages:
         sec.body += "<p>Hypnogram (sleep stages in engramloop.truth): not in this recording.</p>"
+    else:
+        sec.body += stage_density_table(events, stages, rec.t0, rec.t1)
     scored = sorted(set(events) | ({"ripple", "spindle", "so"} & set(truth)))
     if truth and scored:
         from types import SimpleNamespace
@@ -1521,7 +1651,7 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
     out = Path(out_dir)
     if twin is None and sham_twin_path(recording).is_file():
         twin = sham_twin_path(recording)
-    with progress(13, "report", quiet=quiet) as bar:
+    with progress(14, "report", quiet=quiet) as bar:
         rec = load_recording(recording)
         bar.advance()
         try:
@@ -1539,6 +1669,7 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
             phase, pulses = step(section_phase(rec, out))
             sections = [step(section_overview(rec, pulses)),
                         step(section_raster(rec, out, pulses)),
+                        step(section_spectrogram(rec, out)),
                         step(section_examples(rec, out)), step(section_averages(rec, out)),
                         phase, step(section_latency(rec, out, pulses)),
                         step(section_stim_vs_sham(rec, out, pulses)),
