@@ -160,3 +160,74 @@ def test_sketch_compiles_against_an_arduino_stub(tmp_path):
     subprocess.run([gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path),
                     "-I", str(FIRMWARE / "stimbox"), str(main), "-o", str(tmp_path / "sk")],
                    check=True, capture_output=True, text=True)
+
+
+AUDIO_CHECK = r"""
+#include <stdio.h>
+#include "stimbox_audio.h"
+using namespace stimbox::audio;
+int main() {
+  // every level and every pink value: the multiply gives what the division gave
+  long mismatches = 0;
+  for (long a = 0; a <= 65535; a++) {
+    uint32_t g = click_gain((uint16_t)a);
+    for (int p = -144; p <= 144; p++) {
+      int32_t s = (int32_t)p * (int32_t)a;
+      uint8_t want = (uint8_t)(128 + (int16_t)(s / 74000L));   // the first firmware's ISR
+      if (scale((int16_t)p, (uint8_t)g, (uint8_t)(g >> 8), (uint8_t)(g >> 16)) != want)
+        mismatches++;
+    }
+  }
+  printf("%ld\n", mismatches);
+  Pink pink;
+  pink.reset();
+  for (int i = 0; i < 4096; i++) printf("%d\n", pink.next());
+  return 0;
+}
+"""
+
+
+def reference_pink(n: int) -> list[int]:
+    """The click noise as the firmware comments specify it, written independently: a
+    Galois LFSR with taps 0xB400 from 0xACE1, 8 Voss-McCartney rows (row k redrawn when
+    the 8-bit sample counter has k trailing zeros, 7 also for counter 0), each term the
+    LFSR's low byte as int8 shifted right by 3, plus one fresh term per sample."""
+    lfsr, rows, counter, out = 0xACE1, [0] * 8, 0, []
+
+    def white() -> int:
+        nonlocal lfsr
+        lsb = lfsr & 1
+        lfsr >>= 1
+        if lsb:
+            lfsr ^= 0xB400
+        b = lfsr & 0xFF
+        return (b - 256 if b > 127 else b) >> 3
+
+    for _ in range(n):
+        counter = (counter + 1) & 0xFF
+        k = 7 if counter == 0 else min(7, (counter & -counter).bit_length() - 1)
+        rows[k] = white()
+        out.append(sum(rows) + white())
+    return out
+
+
+def test_click_samples_are_the_division_free_equal_of_the_first_firmware(tmp_path):
+    """stimbox_audio.h (what the ISR runs): for all 65536 levels x 289 pink values the
+    24-bit gain multiply equals the first firmware's trunc(pink * level / 74000), and the
+    pink sequence is the one the firmware comments specify (an independent Python
+    reference)."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not installed")
+    src = tmp_path / "audio_check.cpp"
+    src.write_text(AUDIO_CHECK)
+    exe = tmp_path / "audio_check"
+    subprocess.run([gxx, "-std=c++11", "-O2", "-Wall", "-Wextra", "-Werror", "-I",
+                    str(FIRMWARE / "stimbox"), str(src), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    lines = [int(x) for x in out.split()]
+    assert lines[0] == 0, f"{lines[0]} (level, pink) pairs differ from the division"
+    pink = lines[1:]
+    assert pink == reference_pink(len(pink))
+    assert min(pink) >= -144 and max(pink) <= 135

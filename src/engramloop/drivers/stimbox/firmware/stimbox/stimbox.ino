@@ -38,25 +38,33 @@ static stimbox::audio::Pink pink = {0xACE1u, {0, 0, 0, 0, 0, 0, 0, 0}, 0, 0};
 // Timer1 overflow at 62.5 kHz (fast PWM, 8 bit, no prescaler, 16 MHz); a new sample every
 // third overflow = 20.8 kHz, well above the click band after the RC filter. Budget: 768
 // cycles per sample for this ISR (three times), Timer0's (micros) and the main loop;
-// bench/firmware.py prints what it takes on simavr, tests/test_stimbox_firmware.py bounds it.
+// bench/firmware.py prints what it takes on simavr, tests/test_stimbox_avr.py bounds it.
+// The interrupt runs only while a click plays (audio_play turns it on, the first sample
+// after the click ends turns it off), so a silent box spends no cycles on audio.
 ISR(TIMER1_OVF_vect) {
   static uint8_t div = 0;
   if (++div < 3) return;
   div = 0;
-  if (!click_on) { OCR1A = 128; return; }      // mid-scale = silence (AC-coupled output)
+  if (!click_on) {
+    OCR1A = 128;                               // mid-scale = silence (AC-coupled output)
+    TIMSK1 &= (uint8_t)~_BV(TOIE1);
+    return;
+  }
   OCR1A = stimbox::audio::scale(pink.next(), click_gain_bytes[0], click_gain_bytes[1],
                                 click_gain_bytes[2]);
 }
+
+static void audio_play() { TIMSK1 |= _BV(TOIE1); }
 
 static void audio_begin() {
   pinMode(AUDIO_PIN, OUTPUT);
   TCCR1A = _BV(COM1A1) | _BV(WGM10);           // non-inverting PWM on OC1A, 8-bit fast
   TCCR1B = _BV(WGM12) | _BV(CS10);             // fast PWM, clk/1
   OCR1A = 128;                                 // mid-scale = silence (AC-coupled output)
-  TIMSK1 |= _BV(TOIE1);
 }
 #else
 static void audio_begin() {}                   // no audio output on this board
+static void audio_play() {}
 #endif
 
 // ---- core callbacks --------------------------------------------------------------------
@@ -74,6 +82,7 @@ static void on_output(uint8_t channel, uint8_t level, uint16_t amplitude) {
       click_gain_amplitude = amplitude;
     }
     click_on = level;
+    if (level) audio_play();
   }
 }
 
