@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -228,69 +229,93 @@ def conformance_frames() -> list[tuple[int, bytes]]:
     return steps
 
 
-def test_conformance_frames_on_the_simulated_mcu(builds, harness, tmp_path):
-    """The same frames to the real AVR build on simavr (through its UART, at the line's
-    byte rate), to the Python emulator and to the host (g++) build of the core: the same
-    replies, byte for byte -- the emulator and the host build are stepped at the device
-    time the MCU reported for each frame -- and the same output edges on the pins."""
+@dataclass
+class Conformance:
+    """One run of the conformance frames: the simulated MCU's replies per step, what the
+    emulator answered at the device time the MCU reported, the host build's answers, and
+    how late each TTL edge rose on the MCU's pins after the time it acknowledged."""
+
+    steps: list[tuple[int, bytes]]
+    mcu: list[bytes]
+    emulator: list[bytes]
+    host: list[bytes]
+    nack_reasons: set[NackReason]
+    rise_channels: list[int]
+    edge_channels: list[int]
+    late_us: list[float]
+
+
+def run_conformance(harness: Path, elf: Path, host_exe: Path) -> Conformance:
     steps = conformance_frames()
-    run = avr_sim.run(harness, builds["uno"], "uno",
-                      [(ms * MS, data) for ms, data in steps])
+    run = avr_sim.run(harness, elf, "uno", [(ms * MS, data) for ms, data in steps])
     got = replies(run)
     # group the MCU's replies by the step they answer (before the next step starts)
     starts = [ms * MS for ms, _ in steps] + [run.end_cycle + 1]
-    by_step: list[list] = [[] for _ in steps]
+    by_step: list[list[_Reply]] = [[] for _ in steps]
     for cyc, r in got:
         i = max(k for k, s in enumerate(starts) if s <= cyc)
         by_step[i].append(r)
 
     dev = StimBoxDevice()
-    host_lines, times, edges_py = [], [], []
+    host_lines, times, emulated, edges_py = [], [], [], []
     last_us, last_cyc = 0, 0
     for k, (ms, data) in enumerate(steps):
+        end_cyc = ms * MS + len(data) * 1400
         if by_step[k]:
             t_us = by_step[k][0].payload_rx_us
         else:   # no reply to time it by: the device clock advanced like the simulated one
-            t_us = last_us + (ms * MS + len(data) * 1400 - last_cyc) // avr_sim.CYCLES_PER_US
-        last_us, last_cyc = t_us, ms * MS + len(data) * 1400
+            t_us = last_us + (end_cyc - last_cyc) // avr_sim.CYCLES_PER_US
+        last_us, last_cyc = t_us, end_cyc
         times.append(t_us)
         reply, edges = dev.step(data, t_us)
-        fw = b"".join(r.raw for r in by_step[k]) if by_step[k] else b""
-        assert fw == reply, f"step {k} ({data[:5].hex()}...): MCU and emulator differ"
+        emulated.append(reply)
         edges_py += [(e.device_us, e.channel) for e in edges]
         host_lines.append(f"{t_us} {data.hex() or '-'}\n")
-    # drain the emulator's pending edges up to the end of the run
     edges_py += [(e.device_us, e.channel) for e in dev.tick(last_us + 100_000)]
 
-    # every reason the protocol defines was answered
-    reasons = {NackReason(r.frame.payload[1]) for _, r in got
-               if r.frame.type == MsgType.NACK}
-    assert reasons == set(NackReason)
-
-    # the host build of the same core, at the same device times: the same bytes
-    gxx = require_tool("g++", package="g++")
-    exe = tmp_path / "host_harness"
-    subprocess.run([gxx, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", "-I",
-                    str(FIRMWARE / "stimbox"), str(FIRMWARE / "host_harness.cpp"), "-o",
-                    str(exe)], check=True, capture_output=True, text=True)
-    out = subprocess.run([str(exe)], input="".join(host_lines), check=True,
+    out = subprocess.run([str(host_exe)], input="".join(host_lines), check=True,
                          capture_output=True, text=True).stdout.splitlines()
-    host_replies = [bytes.fromhex(x[2:]) if x != "R -" else b""
-                    for x in out if x.startswith("R ")]
-    mcu_replies = [b"".join(r.raw for r in rs) for rs in by_step]
-    assert host_replies == mcu_replies
+    host = [bytes.fromhex(x[2:]) if x != "R -" else b"" for x in out if x.startswith("R ")]
 
-    # the pins: a rising edge on D2-D5 for every edge the emulator fired, at the device
-    # time it scheduled. micros() starts with Timer0 (in init(), after the C runtime), so
-    # the device clock lags the simulated one by an offset; its lower bound is how much
-    # later than micros() each command's last byte surely arrived (sent + one byte time)
+    # the pins: micros() starts with Timer0 (in init(), after the C runtime), so the
+    # device clock lags the simulated one by an offset; its lower bound is how much later
+    # than micros() each command's last byte surely arrived (sent + one byte time), which
+    # makes the lateness below an upper bound
     rises = sorted((cyc, int(pin[1]) - 1) for cyc, pin, level in run.pins
                    if level == 1 and pin in ("D2", "D3", "D4", "D5"))
     ttl_py = sorted((us, ch) for us, ch in edges_py if ch <= 4)
-    assert [ch for _, ch in rises] == [ch for _, ch in ttl_py]
     offset = max((ms * MS + (len(data) - 1) * 1400 + 1360) / avr_sim.CYCLES_PER_US - t_us
                  for (ms, data), t_us, rs in zip(steps, times, by_step, strict=True) if rs)
     late = [cyc / avr_sim.CYCLES_PER_US - offset - us
-            for (cyc, _), (us, _) in zip(rises, ttl_py, strict=True)]
-    assert len(late) >= 20
-    assert max(late) <= 200, late
+            for (cyc, _), (us, _) in zip(rises, ttl_py, strict=False)]
+    return Conformance(
+        steps, [b"".join(r.raw for r in rs) for rs in by_step], emulated, host,
+        {NackReason(r.frame.payload[1]) for _, r in got if r.frame.type == MsgType.NACK},
+        [ch for _, ch in rises], [ch for _, ch in ttl_py], late)
+
+
+@pytest.fixture(scope="module")
+def host_build(tmp_path_factory) -> Path:
+    gxx = require_tool("g++", package="g++")
+    exe = tmp_path_factory.mktemp("host") / "host_harness"
+    subprocess.run([gxx, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", "-I",
+                    str(FIRMWARE / "stimbox"), str(FIRMWARE / "host_harness.cpp"), "-o",
+                    str(exe)], check=True, capture_output=True, text=True)
+    return exe
+
+
+def test_conformance_frames_on_the_simulated_mcu(builds, harness, host_build):
+    """The same frames to the real AVR build on simavr (through its UART, at the line's
+    byte rate), to the Python emulator and to the host (g++) build of the core: the same
+    replies, byte for byte -- the emulator and the host build are stepped at the device
+    time the MCU reported for each frame -- and the same output edges on the pins."""
+    c = run_conformance(harness, builds["uno"], host_build)
+    for k, (mcu, emu) in enumerate(zip(c.mcu, c.emulator, strict=True)):
+        assert mcu == emu, f"step {k} ({c.steps[k][1][:5].hex()}...): MCU and emulator differ"
+    assert c.host == c.mcu
+    assert sum(map(bool, c.mcu)) > 50
+    assert c.nack_reasons == set(NackReason)          # every reason was answered
+    # a rising edge on D2-D5 for every TTL edge the emulator fired, in the same order,
+    # within one main-loop pass of the time the ACK gave
+    assert c.rise_channels == c.edge_channels and len(c.rise_channels) >= 20
+    assert max(c.late_us) <= 200, c.late_us
