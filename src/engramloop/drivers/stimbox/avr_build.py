@@ -162,12 +162,13 @@ def sizes(elf: Path) -> tuple[int, int]:
 
 
 def symbol_address(elf: Path, name: str) -> int:
-    """Byte address of a function symbol (e.g. ``__vector_13``) in the ELF."""
+    """Byte address of a function the ELF defines (e.g. ``__vector_13``); the weak aliases
+    of unused vectors to ``__bad_interrupt`` do not count."""
     out = subprocess.run([tool("avr-nm"), str(elf)], capture_output=True, text=True,
                          check=True).stdout
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2] == name:
+        if len(parts) == 3 and parts[2] == name and parts[1] in "Tt":
             return int(parts[0], 16)
     raise BuildError(f"symbol {name} not found in {elf}")
 

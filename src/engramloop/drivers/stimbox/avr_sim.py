@@ -1,5 +1,5 @@
 """Run the stim-box firmware's real AVR build on simavr: talk to it over its UART and count
-the cycles of its audio interrupt.
+the cycles of its audio sample interrupt.
 
 ``firmware/simavr_harness.c`` links libsimavr (Debian packages ``simavr``,
 ``libsimavr-dev``, ``libelf-dev``) and is compiled here with the host's C compiler. Time
@@ -19,13 +19,28 @@ from engramloop.drivers.stimbox.avr_build import (
     FIRMWARE,
     Board,
     BuildError,
+    symbol_address,
 )
 
 HARNESS_SRC = FIRMWARE / "simavr_harness.c"
 SIMAVR_INCLUDE = Path("/usr/include/simavr")
-# Timer1 overflow's vector number (ATmega328P datasheet table 11-1: 14th vector, number
-# 13; ATmega32U4 datasheet table 9-1: number 20); each vector-table entry is 4 bytes
-TIMER1_OVF_VECTOR = {"atmega328p": 13, "atmega32u4": 20}
+# The audio sample interrupt's vector number, and each vector-table entry is 4 bytes
+# (avr-libc iom328p.h / iom32u4.h, from the datasheets' reset-and-interrupt-vector
+# tables): the sample clock's compare match (ATmega328P Timer2 COMPA = 7, ATmega32U4
+# Timer3 COMPA = 32), or, in the first firmware, Timer1 overflow (13 and 20).
+AUDIO_VECTORS = {"atmega328p": (7, 13), "atmega32u4": (32, 20)}
+
+
+def audio_vector(elf: Path, board: Board | str) -> int:
+    """The vector number of the audio sample ISR the ELF defines."""
+    board = BOARDS[board] if isinstance(board, str) else board
+    for n in AUDIO_VECTORS[board.mcu]:
+        try:
+            symbol_address(elf, f"__vector_{n}")
+        except BuildError:
+            continue
+        return n
+    raise BuildError(f"{elf} defines no audio sample ISR (vectors {AUDIO_VECTORS[board.mcu]})")
 CYCLES_PER_US = F_CPU_HZ // 1_000_000
 
 
@@ -52,7 +67,8 @@ def build_harness(out: Path) -> Path:
 
 @dataclass
 class SimRun:
-    """What the simulated MCU did: bytes it sent, pin changes, audio ISR timing."""
+    """What the simulated MCU did: bytes it sent, pin changes, audio ISR timing
+    (``isr_cycles``: cycles -> how many runs of the audio ISR took that many)."""
 
     tx: list[tuple[int, int]] = field(default_factory=list)          # (cycle, byte)
     pins: list[tuple[int, str, int]] = field(default_factory=list)   # (cycle, pin, level)
@@ -72,7 +88,7 @@ def run(harness: Path, elf: Path, board: Board | str,
 
     The last step's cycle is where the run ends (give it ``b""``)."""
     board = BOARDS[board] if isinstance(board, str) else board
-    vector = TIMER1_OVF_VECTOR[board.mcu] * 4
+    vector = audio_vector(elf, board) * 4
     text = "".join(f"{int(c)} {d.hex() or '-'}\n" for c, d in steps)
     cmd = [str(harness), str(elf), board.mcu, f"{vector:x}"] + (["-a"] if audio_trace else [])
     r = subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=timeout_s)

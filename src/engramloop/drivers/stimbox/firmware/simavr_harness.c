@@ -4,7 +4,7 @@
 //
 //   gcc -O2 -Wall -Wextra -Werror -I/usr/include/simavr simavr_harness.c -lsimavr -lelf
 //
-// Usage: simavr_harness <elf> <mcu> <isr vector-table byte address, hex> [-a]
+// Usage: simavr_harness <elf> <mcu> <timed ISR's vector-table byte address, hex> [-a]
 //
 // stdin, one step per line, times strictly increasing:
 //     <time, cycles since reset> <bytes to send as hex, or ->
@@ -15,9 +15,9 @@
 //     U <cycle> <byte hex>            a byte the MCU transmitted (its TX line)
 //     P <cycle> <port><bit> <level>   an output pin changed (TTL outputs, armed LED)
 //     A <cycle> <OCR1AL>              with -a: the audio PWM compare value after each
-//                                     Timer1 overflow ISR that changed it
+//                                     run of the timed ISR that changed it
 //   at the end:
-//     H <cycles> <count>              how many Timer1 overflow ISRs took that many cycles
+//     H <cycles> <count>              how many runs of the timed ISR took that many cycles
 //     C <cycle>                       the cycle the run stopped at
 //
 // An ISR's cycles are counted from the cycle its vector-table entry starts executing to

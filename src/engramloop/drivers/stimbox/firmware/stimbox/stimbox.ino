@@ -8,6 +8,8 @@
 //
 // Targets: ATmega328P (Uno, Nano) and ATmega32U4 (Leonardo, Micro; native USB, lower
 // latency -- preferred). Other boards build without the audio output (TTL only).
+// Timers: Timer0 micros() (Arduino core), Timer1 the audio PWM, Timer2 (328P) or Timer3
+// (32U4) the audio sample clock.
 // Build and wiring: ../README.md. Protocol: ../../PROTOCOL.md.
 
 #include <Arduino.h>
@@ -32,35 +34,62 @@ static volatile uint8_t click_on = 0;
 static volatile uint8_t click_gain_bytes[3] = {0, 0, 0};   // audio::click_gain, LSB first
 static uint16_t click_gain_amplitude = 0;                   // the amplitude it was made for
 
-#if defined(__AVR__)
+#if defined(__AVR__) && (defined(TIMSK2) || defined(TIMSK3))
 static stimbox::audio::Pink pink = {0xACE1u, {0, 0, 0, 0, 0, 0, 0, 0}, 0, 0};
 
-// Timer1 overflow at 62.5 kHz (fast PWM, 8 bit, no prescaler, 16 MHz); a new sample every
-// third overflow = 20.8 kHz, well above the click band after the RC filter. Budget: 768
-// cycles per sample for this ISR (three times), Timer0's (micros) and the main loop;
-// bench/firmware.py prints what it takes on simavr, tests/test_stimbox_avr.py bounds it.
-// The interrupt runs only while a click plays (audio_play turns it on, the first sample
-// after the click ends turns it off), so a silent box spends no cycles on audio.
-ISR(TIMER1_OVF_vect) {
-  static uint8_t div = 0;
-  if (++div < 3) return;
-  div = 0;
+// Two timers. Timer1 is the PWM carrier: 8-bit fast PWM on OC1A at 62.5 kHz (16 MHz, no
+// prescaler), far above the click band after the RC filter, no interrupt. A second timer
+// is the sample clock: a compare-match interrupt every 768 cycles = 20.833 kHz, in which
+// the next sample goes to OCR1A (double-buffered: it takes effect at the next PWM period).
+// The first firmware took its samples from every third Timer1 overflow, which cost an
+// interrupt every 256 cycles; the samples and their rate are the same.
+#if defined(TIMSK2)
+// ATmega328P (Uno, Nano): Timer2, CTC (WGM21), clk/8, OCR2A = 95 -> 96 x 8 = 768 cycles.
+// Timer2 otherwise serves tone() and PWM on D3/D11, neither of which the stim box uses.
+#define SAMPLE_VECT TIMER2_COMPA_vect
+static void sample_clock_begin() {
+  TCCR2A = _BV(WGM21);
+  TCCR2B = _BV(CS21);
+  OCR2A = 95;
+}
+static inline void sample_irq(uint8_t on) {
+  if (on) TIMSK2 |= _BV(OCIE2A); else TIMSK2 &= (uint8_t)~_BV(OCIE2A);
+}
+#else
+// ATmega32U4 (Leonardo, Micro): no Timer2; Timer3, CTC (WGM32), clk/1, OCR3A = 767.
+#define SAMPLE_VECT TIMER3_COMPA_vect
+static void sample_clock_begin() {
+  TCCR3A = 0;
+  TCCR3B = _BV(WGM32) | _BV(CS30);
+  OCR3A = 767;
+}
+static inline void sample_irq(uint8_t on) {
+  if (on) TIMSK3 |= _BV(OCIE3A); else TIMSK3 &= (uint8_t)~_BV(OCIE3A);
+}
+#endif
+
+// One sample. Budget: 768 cycles for this ISR, Timer0's (micros), the UART's and the main
+// loop; bench/firmware.py prints what it takes on simavr, tests/test_stimbox_avr.py bounds
+// it. It runs only while a click plays (audio_play turns it on; the first sample after the
+// click ends writes silence and turns it off), so a silent box spends no cycles on audio.
+ISR(SAMPLE_VECT) {
   if (!click_on) {
     OCR1A = 128;                               // mid-scale = silence (AC-coupled output)
-    TIMSK1 &= (uint8_t)~_BV(TOIE1);
+    sample_irq(0);
     return;
   }
   OCR1A = stimbox::audio::scale(pink.next(), click_gain_bytes[0], click_gain_bytes[1],
                                 click_gain_bytes[2]);
 }
 
-static void audio_play() { TIMSK1 |= _BV(TOIE1); }
+static void audio_play() { sample_irq(1); }
 
 static void audio_begin() {
   pinMode(AUDIO_PIN, OUTPUT);
   TCCR1A = _BV(COM1A1) | _BV(WGM10);           // non-inverting PWM on OC1A, 8-bit fast
   TCCR1B = _BV(WGM12) | _BV(CS10);             // fast PWM, clk/1
   OCR1A = 128;                                 // mid-scale = silence (AC-coupled output)
+  sample_clock_begin();
 }
 #else
 static void audio_begin() {}                   // no audio output on this board
