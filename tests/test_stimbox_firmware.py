@@ -6,11 +6,11 @@ truncated frames, long gaps and the uint32 clock wrap."""
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 
 from engramloop.drivers.stimbox.protocol import MsgType, PulseCmd, encode_frame
 from engramloop.sim.emulators.stimbox_emulator import StimBoxDevice
@@ -20,9 +20,7 @@ FIRMWARE = Path(__file__).resolve().parents[1] / "src/engramloop/drivers/stimbox
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory) -> Path:
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not installed: cannot build the firmware core for the host")
+    gxx = require_tool("g++", package="g++")
     exe = tmp_path_factory.mktemp("fw") / "harness"
     subprocess.run([gxx, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror",
                     "-I", str(FIRMWARE / "stimbox"), str(FIRMWARE / "host_harness.cpp"),
@@ -151,9 +149,7 @@ static SerialStub Serial;
 def test_sketch_compiles_against_an_arduino_stub(tmp_path):
     """The .ino glue (non-AVR path, so no audio timer) compiles as C++; the AVR path needs
     the Arduino toolchain (see the firmware README)."""
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not installed")
+    gxx = require_tool("g++", package="g++")
     (tmp_path / "Arduino.h").write_text(ARDUINO_STUB)
     main = tmp_path / "main.cpp"
     main.write_text('#include "stimbox.ino"\nint main() { setup(); loop(); return 0; }\n')
@@ -216,9 +212,7 @@ def test_click_samples_are_the_division_free_equal_of_the_first_firmware(tmp_pat
     24-bit gain multiply equals the first firmware's trunc(pink * level / 74000), and the
     pink sequence is the one the firmware comments specify (an independent Python
     reference)."""
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not installed")
+    gxx = require_tool("g++", package="g++")
     src = tmp_path / "audio_check.cpp"
     src.write_text(AUDIO_CHECK)
     exe = tmp_path / "audio_check"
