@@ -23,24 +23,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_stimbox_avr import SAMPLE_PERIOD, click_run, run_conformance  # noqa: E402
+from test_stimbox_avr import MS, SAMPLE_PERIOD, click_run, run_conformance  # noqa: E402
 
 from engramloop.drivers.stimbox import avr_build, avr_sim  # noqa: E402
+from engramloop.drivers.stimbox.protocol import MsgType, PulseCmd, encode_frame  # noqa: E402
 
 INO = "src/engramloop/drivers/stimbox/firmware/stimbox/stimbox.ino"
 
 
-def first_firmware_sketch() -> tuple[str, str] | None:
-    """(commit, text) of the newest stimbox.ino in git history that still divided per
-    sample, or None outside a git checkout."""
+def first_firmware_sketch() -> tuple[str, dict[str, str]] | None:
+    """(commit, {file name: text}) of the sketch folder at the newest commit whose
+    stimbox.ino still divided per sample, or None outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
+                              text=True, check=True).stdout
+
     try:
-        revs = subprocess.run(["git", "-C", str(ROOT), "log", "--format=%h", "--", INO],
-                              capture_output=True, text=True, check=True).stdout.split()
-        for rev in revs:
-            text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{INO}"],
-                                  capture_output=True, text=True, check=True).stdout
-            if "/ 74000L" in text:
-                return rev, text
+        for rev in git("log", "--format=%h", "--", INO).split():
+            if "/ 74000L" in git("show", f"{rev}:{INO}"):
+                folder = str(Path(INO).parent)
+                names = git("ls-tree", "--name-only", f"{rev}:{folder}").split()
+                return rev, {n: git("show", f"{rev}:{folder}/{n}") for n in names}
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
     return None
@@ -73,6 +76,31 @@ def report(name: str, elf: Path, harness: Path) -> None:
           f"{span / max(played, 1):.0f} cycles (intended {SAMPLE_PERIOD})")
 
 
+def command_to_edge_us(harness: Path, elf: Path) -> list[float]:
+    """Microseconds from a delay-0 PULSE's last byte arriving at the UART to its TTL edge
+    rising (all on the simulated clock; the ACK reports the edge at the frame's time)."""
+    steps = [(100 * MS, encode_frame(1, MsgType.ARM))]
+    t, arrivals = 100 * MS, []
+    for k in range(8):
+        t += 50 * MS
+        frame = encode_frame(2 + k, MsgType.PULSE, PulseCmd(1 + k % 4, 0, 100, 5000).pack())
+        steps.append((t, frame))
+        arrivals.append(t + (len(frame) - 1) * 1400 + 1360)   # the harness's byte pacing
+        steps.append((t + 20 * MS, encode_frame(100 + k, MsgType.HEARTBEAT)))
+        t += 20 * MS
+    steps.append((t + 20 * MS, b""))
+    run = avr_sim.run(harness, elf, "uno", steps)
+    rises = sorted(c for c, pin, level in run.pins
+                   if level == 1 and pin in ("D2", "D3", "D4", "D5"))
+    return [(r - a) / avr_sim.CYCLES_PER_US for r, a in zip(rises, arrivals, strict=True)]
+
+
+def print_latency(name: str, harness: Path, elf: Path) -> None:
+    lat = command_to_edge_us(harness, elf)
+    print(f"  {name}: delay-0 PULSE, last byte in -> TTL edge: median "
+          f"{statistics.median(lat):.0f} us, max {max(lat):.0f} us ({len(lat)} pulses)")
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -86,15 +114,19 @@ def main() -> int:
         if old is None:
             print("(no git history: the first firmware is not measured)")
         else:
-            rev, text = old
+            rev, files = old
             d = tmp / "first" / "stimbox"
             d.mkdir(parents=True)
-            (d / "stimbox.ino").write_text(text)
-            for h in (avr_build.SKETCH.parent).glob("*.h"):
-                (d / h.name).write_text(h.read_text())
-            report(f"first firmware ({rev}, Uno)", avr_build.build_sketch(
-                "uno", tmp / "first-build", sketch=d / "stimbox.ino"), harness)
+            for name, text in files.items():
+                (d / name).write_text(text)
+            first = avr_build.build_sketch("uno", tmp / "first-build",
+                                           sketch=d / "stimbox.ino")
+            report(f"first firmware ({rev}, Uno)", first, harness)
         report("current firmware (Uno)", elf, harness)
+        print("command to edge on the simulated MCU:")
+        if old is not None:
+            print_latency("first firmware", harness, first)
+        print_latency("current firmware", harness, elf)
         host = tmp / "host_harness"
         fw = avr_build.FIRMWARE
         subprocess.run(["g++", "-std=c++11", "-O1", "-I", str(fw / "stimbox"),

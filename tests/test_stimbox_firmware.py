@@ -225,3 +225,33 @@ def test_click_samples_are_the_division_free_equal_of_the_first_firmware(tmp_pat
     pink = lines[1:]
     assert pink == reference_pink(len(pink))
     assert min(pink) >= -144 and max(pink) <= 135
+
+
+CRC_CHECK = r"""
+#include <stdio.h>
+#include "stimbox_core.h"
+int main() {
+  const char* s = "123456789";
+  uint16_t crc = 0xFFFF;
+  for (const char* p = s; *p; p++) crc = stimbox::crc16_update(crc, (uint8_t)*p);
+  printf("%04x\n", crc);
+  return 0;
+}
+"""
+
+
+def test_core_crc_gives_the_catalogue_check_value(tmp_path):
+    """The core's table-driven CRC-16/CCITT-FALSE gives the catalogue's check value 0x29B1
+    for "123456789" (and agrees with Python's binascii.crc_hqx, an implementation we did
+    not write)."""
+    import binascii
+
+    gxx = require_tool("g++", package="g++")
+    src = tmp_path / "crc.cpp"
+    src.write_text(CRC_CHECK)
+    subprocess.run([gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I",
+                    str(FIRMWARE / "stimbox"), str(src), "-o", str(tmp_path / "crc")],
+                   check=True, capture_output=True, text=True)
+    out = subprocess.run([str(tmp_path / "crc")], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    assert int(out, 16) == 0x29B1 == binascii.crc_hqx(b"123456789", 0xFFFF)
