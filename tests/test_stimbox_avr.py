@@ -130,7 +130,7 @@ def test_click_isr_fits_its_cycle_budget_on_the_simulated_mcu(builds, harness):
 
 
 def test_click_sound_on_the_mcu_is_the_reference_noise(builds, harness):
-    """The PWM values the simulated MCU writes during a full-scale click are the reference
+    """The PWM values the simulated MCU writes during a click at level 40000 are the reference
     pink noise scaled as 128 + trunc(pink * level / 74000) (consecutive repeats merge in
     the trace, so both sides are compared with runs merged)."""
     from test_stimbox_firmware import reference_pink
