@@ -6,11 +6,11 @@ truncated frames, long gaps and the uint32 clock wrap."""
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 
 from engramloop.drivers.stimbox.protocol import MsgType, PulseCmd, encode_frame
 from engramloop.sim.emulators.stimbox_emulator import StimBoxDevice
@@ -20,9 +20,7 @@ FIRMWARE = Path(__file__).resolve().parents[1] / "src/engramloop/drivers/stimbox
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory) -> Path:
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not installed: cannot build the firmware core for the host")
+    gxx = require_tool("g++", package="g++")
     exe = tmp_path_factory.mktemp("fw") / "harness"
     subprocess.run([gxx, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror",
                     "-I", str(FIRMWARE / "stimbox"), str(FIRMWARE / "host_harness.cpp"),
@@ -151,12 +149,109 @@ static SerialStub Serial;
 def test_sketch_compiles_against_an_arduino_stub(tmp_path):
     """The .ino glue (non-AVR path, so no audio timer) compiles as C++; the AVR path needs
     the Arduino toolchain (see the firmware README)."""
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not installed")
+    gxx = require_tool("g++", package="g++")
     (tmp_path / "Arduino.h").write_text(ARDUINO_STUB)
     main = tmp_path / "main.cpp"
     main.write_text('#include "stimbox.ino"\nint main() { setup(); loop(); return 0; }\n')
     subprocess.run([gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path),
                     "-I", str(FIRMWARE / "stimbox"), str(main), "-o", str(tmp_path / "sk")],
                    check=True, capture_output=True, text=True)
+
+
+AUDIO_CHECK = r"""
+#include <stdio.h>
+#include "stimbox_audio.h"
+using namespace stimbox::audio;
+int main() {
+  // every level and every pink value: the multiply gives what the division gave
+  long mismatches = 0;
+  for (long a = 0; a <= 65535; a++) {
+    uint32_t g = click_gain((uint16_t)a);
+    for (int p = -144; p <= 144; p++) {
+      int32_t s = (int32_t)p * (int32_t)a;
+      uint8_t want = (uint8_t)(128 + (int16_t)(s / 74000L));   // the first firmware's ISR
+      if (scale((int16_t)p, (uint8_t)g, (uint8_t)(g >> 8), (uint8_t)(g >> 16)) != want)
+        mismatches++;
+    }
+  }
+  printf("%ld\n", mismatches);
+  Pink pink;
+  pink.reset();
+  for (int i = 0; i < 4096; i++) printf("%d\n", pink.next());
+  return 0;
+}
+"""
+
+
+def reference_pink(n: int) -> list[int]:
+    """The click noise as the firmware comments specify it, written independently: a
+    Galois LFSR with taps 0xB400 from 0xACE1, 8 Voss-McCartney rows (row k redrawn when
+    the 8-bit sample counter has k trailing zeros, 7 also for counter 0), each term the
+    LFSR's low byte as int8 shifted right by 3, plus one fresh term per sample."""
+    lfsr, rows, counter, out = 0xACE1, [0] * 8, 0, []
+
+    def white() -> int:
+        nonlocal lfsr
+        lsb = lfsr & 1
+        lfsr >>= 1
+        if lsb:
+            lfsr ^= 0xB400
+        b = lfsr & 0xFF
+        return (b - 256 if b > 127 else b) >> 3
+
+    for _ in range(n):
+        counter = (counter + 1) & 0xFF
+        k = 7 if counter == 0 else min(7, (counter & -counter).bit_length() - 1)
+        rows[k] = white()
+        out.append(sum(rows) + white())
+    return out
+
+
+def test_click_samples_are_the_division_free_equal_of_the_first_firmware(tmp_path):
+    """stimbox_audio.h (what the ISR runs): for all 65536 levels x 289 pink values the
+    24-bit gain multiply equals the first firmware's trunc(pink * level / 74000), and the
+    pink sequence is the one the firmware comments specify (an independent Python
+    reference)."""
+    gxx = require_tool("g++", package="g++")
+    src = tmp_path / "audio_check.cpp"
+    src.write_text(AUDIO_CHECK)
+    exe = tmp_path / "audio_check"
+    subprocess.run([gxx, "-std=c++11", "-O2", "-Wall", "-Wextra", "-Werror", "-I",
+                    str(FIRMWARE / "stimbox"), str(src), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    lines = [int(x) for x in out.split()]
+    assert lines[0] == 0, f"{lines[0]} (level, pink) pairs differ from the division"
+    pink = lines[1:]
+    assert pink == reference_pink(len(pink))
+    assert min(pink) >= -144 and max(pink) <= 135
+
+
+CRC_CHECK = r"""
+#include <stdio.h>
+#include "stimbox_core.h"
+int main() {
+  const char* s = "123456789";
+  uint16_t crc = 0xFFFF;
+  for (const char* p = s; *p; p++) crc = stimbox::crc16_update(crc, (uint8_t)*p);
+  printf("%04x\n", crc);
+  return 0;
+}
+"""
+
+
+def test_core_crc_gives_the_catalogue_check_value(tmp_path):
+    """The core's table-driven CRC-16/CCITT-FALSE gives the catalogue's check value 0x29B1
+    for "123456789" (and agrees with Python's binascii.crc_hqx, an implementation we did
+    not write)."""
+    import binascii
+
+    gxx = require_tool("g++", package="g++")
+    src = tmp_path / "crc.cpp"
+    src.write_text(CRC_CHECK)
+    subprocess.run([gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I",
+                    str(FIRMWARE / "stimbox"), str(src), "-o", str(tmp_path / "crc")],
+                   check=True, capture_output=True, text=True)
+    out = subprocess.run([str(tmp_path / "crc")], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    assert int(out, 16) == 0x29B1 == binascii.crc_hqx(b"123456789", 0xFFFF)
