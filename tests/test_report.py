@@ -189,7 +189,7 @@ def test_sim_report_has_every_section_and_only_local_files(sim_report):
     expected = {"raster.png", "examples-ripple.png", "examples-spindle.png", "examples-so.png",
                 "eta-ripple.png", "eta-spindle.png", "eta-so.png", "phase-so_upstate.png",
                 "latency.png", "stim-vs-sham.png", "memory.png", "forecast.png",
-                "forecast-gate.png", "refusals.png"}
+                "forecast-gate.png", "refusals.png", "spectrogram.png"}
     assert expected <= set(files)
     for f in expected:
         data = (index.parent / f).read_bytes()

@@ -968,7 +968,9 @@ def section_spectrogram(rec: Recording, out: Path) -> Section:
                          cmap="magma", rasterized=True)
     ax.set_ylabel("Hz")
     ax.set_xlabel(f"time since start ({unit})")
-    fig.colorbar(mesh, ax=ax, pad=0.01, label=f"dB re 1 {ulabel}\u00b2/Hz")
+    ax.set_xlim(0, max(rec.t1 - rec.t0, 1e-3) / to_min)
+    fig.colorbar(mesh, ax=[ax_h, ax] if stages else ax, pad=0.01,
+                 label=f"dB re 1 {ulabel}\u00b2/Hz")
     sec.figures.append(FigureInfo(_save(fig, out, "spectrogram.png"), "Spectrogram",
                                   f"Channel {st.channels[ci]}, 0.5-30 Hz, 4 s windows with "
                                   "50 % overlap" + ("; top: sleep stages." if stages else
