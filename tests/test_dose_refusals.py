@@ -24,12 +24,13 @@ from engramloop.controller.governor import (
 from engramloop.controller.loop import build_loop
 from engramloop.core.pulse import Pulse, PulseSpec
 from engramloop.core.schema import ConfigError
-from engramloop.drivers.outputs import make_outputs
+from engramloop.drivers.outputs import check_outputs_can_play, make_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PULSEPAL_EMULATOR = '[stimulators]\nkinds = ["pulsepal"]\n[stimulators.pulsepal]\n' \
                     'port = "emulator"\n'
+STIMBOX_EMULATOR = PULSEPAL_EMULATOR.replace("pulsepal", "stimbox")
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -54,10 +55,15 @@ def one_line(err: str) -> str:
     # 10 mW of light (the old code programmed +10 V, DAC 65535)
     ('modality = "optogenetic"\namplitude = 10.0\nphase_width_s = 0.01\n',
      "stimulators.pulsepal.opto_mw_per_v"),
+    # the stim box gates a light source: its power must be declared (the old code sent
+    # 3 mW as a 3 V TTL line, whatever the light source was set to)
+    ('modality = "optogenetic"\namplitude = 3.0\nphase_width_s = 0.01\n',
+     "stimulators.stimbox.opto_mw_when_high"),
 ])
-def test_pulsepal_spec_without_declared_mapping_is_refused_at_start(tmp_path, pulse, key):
+def test_spec_without_declared_mapping_is_refused_at_start(tmp_path, pulse, key):
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f"[policy.pulse]\n{pulse}{PULSEPAL_EMULATOR}")
+    device = STIMBOX_EMULATOR if "stimbox" in key else PULSEPAL_EMULATOR
+    cfg.write_text(f"[policy.pulse]\n{pulse}{device}")
     r = cli("run", str(cfg), "--duration", "2", "--quiet")
     assert r.returncode == 2
     line = one_line(r.stderr)
@@ -89,6 +95,17 @@ def test_declared_mappings_reach_the_emulator_converted_and_bounded():
         c.policy.pulse, modality="ttl", shape="biphasic", amplitude=5.0)))
     with pytest.raises(ConfigError, match=r"^policy\.pulse: .*monophasic"):
         build_loop(bad)
+
+
+def test_stimbox_light_must_be_the_declared_power():
+    base = loads_config('[policy.pulse]\nmodality = "optogenetic"\namplitude = 3.0\n'
+                        'phase_width_s = 0.01\n' + STIMBOX_EMULATOR + "opto_mw_when_high = 3.0\n")
+    check_outputs_can_play(base)
+    wrong = dataclasses.replace(base, stimulators=dataclasses.replace(
+        base.stimulators, stimbox=dataclasses.replace(base.stimulators.stimbox,
+                                                      opto_mw_when_high=8.0)))
+    with pytest.raises(ConfigError, match=r"^policy\.pulse: .*set to 8 mW"):
+        check_outputs_can_play(wrong)
 
 
 def test_a_train_the_governor_always_refuses_is_refused_at_start(tmp_path):

@@ -74,6 +74,12 @@ class StimBoxSettings:
         90.0, gt=0, le=140, unit="dB SPL",
         doc="sound level of the click output at full scale (measure with a sound-level "
             "meter at the subject's ear)")
+    opto_mw_when_high: float = setting(
+        0.0, ge=0, le=1000, unit="mW",
+        doc="for policy.pulse.modality = \"optogenetic\": the light power at the fibre tip "
+            "while a TTL line is high (set on the LED/laser driver, measured with a power "
+            "meter); the pulse amplitude must equal it; 0 = not declared, and an "
+            "optogenetic spec is refused at start")
 
 
 @dataclass(frozen=True)
@@ -237,7 +243,8 @@ def make_outputs(cfg: Config, *, stim_port: str | None = None, sim_source: Any =
             sb = StimBox(port, handshake_timeout_s=s.handshake_timeout_s,
                          ack_timeout_s=s.ack_timeout_s,
                          heartbeat_interval_s=s.heartbeat_interval_s,
-                         click_full_scale_db_spl=s.click_full_scale_db_spl)
+                         click_full_scale_db_spl=s.click_full_scale_db_spl,
+                         opto_mw_when_high=s.opto_mw_when_high)
             if port == EMULATOR:
                 from engramloop.sim.emulators.stimbox_emulator import StimBoxEmulator
 
@@ -292,11 +299,15 @@ def check_outputs_can_play(cfg: Config) -> None:
     if "stimbox" in st.kinds:
         from engramloop.drivers.stimbox.host import spec_to_command
 
+        key = "policy.pulse"
+        if spec.modality == "optogenetic" and not st.stimbox.opto_mw_when_high > 0:
+            key = "stimulators.stimbox.opto_mw_when_high"
         try:
-            spec_to_command(spec, click_full_scale_db_spl=st.stimbox.click_full_scale_db_spl)
+            spec_to_command(spec, click_full_scale_db_spl=st.stimbox.click_full_scale_db_spl,
+                            opto_mw_when_high=st.stimbox.opto_mw_when_high)
         except ValueError as exc:
-            raise ConfigError("", "policy.pulse", f"the stim box cannot deliver this pulse: "
-                                                  f"{exc}") from None
+            raise ConfigError("", key, f"the stim box cannot deliver this pulse: "
+                                       f"{exc}") from None
 
 
 def _brainflow_board(cfg: Config, source: Any) -> Any:
