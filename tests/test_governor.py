@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from engramloop.controller.governor import (
     SHANNON_K_LIMIT,
     Governor,
     Intent,
+    PulseLog,
     SafetySettings,
     electrical_dose,
 )
@@ -288,3 +290,26 @@ def test_no_intent_sequence_breaks_refractory_rate_or_cap(lim, steps):
             assert p.spec.shape == "biphasic" and q <= s.max_charge_per_phase_uc
             assert dens <= s.max_charge_density_uc_cm2 and k <= s.shannon_k_max
     assert not math.isnan(sum(times)) if times else True
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.floats(0.0, 0.5), st.integers(1, 30), st.floats(0.001, 0.05),
+                          st.floats(0.0, 2.0)), min_size=1, max_size=60),
+       st.floats(0.05, 3.0), st.floats(0.5, 5.0))
+def test_pulse_log_windows_match_brute_force(trains, w, horizon):
+    """PulseLog (preallocated, pruned, compacted) against summing every pulse by hand."""
+    log, every, t = PulseLog(capacity=4), [], 0.0
+    for gap, count, interval, q in trains:
+        t += gap + 1e-3
+        new = t + np.arange(count) * interval
+        if w <= horizon:  # the log keeps the horizon, so windows up to it are exact
+            allp = every + [(x, q) for x in new]
+            want_n = max(sum(1 for u, _ in allp if e - w < u <= e) for e in new)
+            want_q = max(sum(c for u, c in allp if e - w < u <= e) for e in new)
+            assert log.window_max(new, w) == want_n
+            assert log.window_max(new, w, "charge", q) == pytest.approx(want_q, abs=1e-9)
+        log.prune(t - horizon)
+        log.append(new, q, 0.0)
+        every = [(u, c) for u, c in every if u > t - horizon] + [(x, q) for x in new]
+        t = new[-1]
+        assert np.array_equal(log.onsets(), np.array([u for u, _ in every]))

@@ -53,7 +53,6 @@ electrode. :class:`Governor` checks them again when built, so no code path skips
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -344,31 +343,87 @@ def pulse_charge_uc(spec: PulseSpec, settings: SafetySettings) -> float:
                for _, width, level in spec.phases())
 
 
-def window_max(onsets: np.ndarray, weights: np.ndarray, n_new: int, w: float) -> float:
-    """Largest weighted sum in any window ``(t - w, t]`` that holds one of the last
-    ``n_new`` onsets.
+class PulseLog:
+    """Onsets of the pulses approved trains will play, oldest first, with running sums of
+    the charge (uC) and light (mJ) each carries, for the sliding-window rules.
 
-    Parameters
-    ----------
-    onsets : ndarray, shape (n,), seconds
-        Sorted pulse onsets; the last ``n_new`` are the candidate train's.
-    weights : ndarray, shape (n,)
-        What each pulse adds (1 to count pulses, uC, mJ).
-    n_new : int
-    w : float
-        Window length, seconds.
-
-    Notes
-    -----
-    A window holding a new pulse can slide right until its right end meets its latest
-    pulse, which is then a new one, without losing any pulse; so windows ending at the new
-    onsets are the only ones to check.
+    The buffers are preallocated, grow by doubling and are compacted in place, so logging
+    a pulse allocates nothing and a review allocates only the candidate train's onsets.
+    ``_cq[k]`` / ``_ce[k]`` hold the sums over buffer slots ``0 .. k-1``.
     """
-    csum = np.concatenate(([0.0], np.cumsum(weights)))
-    ends = onsets[len(onsets) - n_new:]
-    hi = np.searchsorted(onsets, ends, side="right")
-    lo = np.searchsorted(onsets, ends - w, side="right")
-    return float(np.max(csum[hi] - csum[lo]))
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._t = np.empty(capacity)
+        self._cq = np.zeros(capacity + 1)
+        self._ce = np.zeros(capacity + 1)
+        self._lo = self._hi = 0
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def onsets(self) -> np.ndarray:
+        """The logged onsets, seconds (a view)."""
+        return self._t[self._lo:self._hi]
+
+    def prune(self, t_min: float) -> None:
+        """Forget onsets at or before ``t_min`` (seconds)."""
+        self._lo += int(np.searchsorted(self.onsets(), t_min, side="right"))
+
+    def append(self, onsets: np.ndarray, charge_uc: float, light_mj: float) -> None:
+        """Log a train's onsets (seconds, after every logged one), each carrying
+        ``charge_uc`` and ``light_mj``."""
+        c = len(onsets)
+        if self._hi + c > len(self._t):
+            self._make_room(c)
+        lo, hi = self._hi, self._hi + c
+        self._t[lo:hi] = onsets
+        steps = np.arange(1, c + 1)
+        self._cq[lo + 1:hi + 1] = self._cq[lo] + charge_uc * steps
+        self._ce[lo + 1:hi + 1] = self._ce[lo] + light_mj * steps
+        self._hi = hi
+
+    def _make_room(self, c: int) -> None:
+        n = len(self)
+        cap = len(self._t)
+        if n + c > cap // 2:           # mostly live: grow
+            cap = max(2 * cap, 2 * (n + c))
+        t, cq, ce = np.empty(cap), np.zeros(cap + 1), np.zeros(cap + 1)
+        t[:n] = self._t[self._lo:self._hi]
+        cq[:n + 1] = self._cq[self._lo:self._hi + 1] - self._cq[self._lo]
+        ce[:n + 1] = self._ce[self._lo:self._hi + 1] - self._ce[self._lo]
+        self._t, self._cq, self._ce = t, cq, ce
+        self._lo, self._hi = 0, n
+
+    def window_max(self, new: np.ndarray, w: float, what: str = "count",
+                   per_pulse: float = 1.0) -> float:
+        """Largest total inside any window ``(t - w, t]`` holding one of the onsets ``new``
+        of a candidate train (sorted, all after the logged ones).
+
+        Parameters
+        ----------
+        new : ndarray, shape (n,), seconds
+        w : float
+            Window length, seconds.
+        what : "count" | "charge" | "light"
+            Count pulses, or sum the logged charge (uC) or light (mJ).
+        per_pulse : float
+            What each new pulse adds (1 for counting).
+
+        Notes
+        -----
+        A window holding a new pulse can slide right until its right end meets its latest
+        pulse, which is then a new one, without losing any pulse; so the windows ending at
+        the new onsets are the only ones to check.
+        """
+        logged = self.onsets()
+        first = np.searchsorted(logged, new - w, side="right")   # first logged one inside
+        n_new = np.arange(1, len(new) + 1) - np.searchsorted(new, new - w, side="right")
+        if what == "count":
+            old = len(logged) - first
+        else:
+            cum = self._cq if what == "charge" else self._ce
+            old = cum[self._hi] - cum[self._lo + first]
+        return float(np.max(old + n_new * per_pulse))
 
 
 @dataclass(frozen=True)
@@ -406,7 +461,7 @@ class _State:
     n_approved: int = 0
     n_pulses: int = 0                    # delivered pulses: every pulse of every train
     next_id: int = 1
-    trains: deque = field(default_factory=deque)       # _Train within the longest window
+    log: PulseLog = field(default_factory=PulseLog)    # pulses within the longest window
     refusals: dict = field(default_factory=dict)
 
 
@@ -553,11 +608,10 @@ class Governor:
         s.n_pulses += train.count
         s.last_intended_s = train.last_onset_s
         s.last_end_s = t + spec.duration_s
-        s.trains.append(train)
         # approved trains only move forward in time (refractory rule), so pruning on
-        # approval is exact: a train whose last pulse left the longest window never counts
-        while s.trains and s.trains[0].last_onset_s <= t - self._horizon_s:
-            s.trains.popleft()
+        # approval is exact: a pulse that left the longest window never counts again
+        s.log.prune(t - self._horizon_s)
+        s.log.append(train.onsets(), train.charge_uc, train.light_mj)
         if spec.modality == "auditory":
             st = self.settings
             if t - s.auditory_last_s >= st.auditory_lockout_s:
@@ -620,25 +674,21 @@ class Governor:
             return "refractory", (f"the previous train plays until {s.last_end_s:.4f} s, "
                                   f"after {it.intended_s:.4f} s")
         new = self._train(it)
-        # every pulse of every train still inside the longest window, then the new train's
-        trains = [tr for tr in s.trains if tr.last_onset_s > it.intended_s - self._horizon_s]
-        trains.append(new)
-        onsets = np.concatenate([tr.onsets() for tr in trains])
-        n_new = new.count
+        # every pulse still inside the longest window, then the new train's, at their onsets
+        onsets = new.onsets()
         for w, n in zip(st.rate_window_s, st.rate_max_pulses, strict=True):
-            count = window_max(onsets, np.ones(len(onsets)), n_new, w)
+            count = s.log.window_max(onsets, w)
             if count > n:
                 return "rate", (f"{count:.0f} pulses would fall inside {w} s (max {n}; "
-                                f"this train plays {n_new})")
+                                f"this train plays {new.count})")
         if spec.modality == "electrical":
-            q = np.concatenate([np.full(tr.count, tr.charge_uc) for tr in trains])
-            per_s = window_max(onsets, q, n_new, CHARGE_WINDOW_S)
+            per_s = s.log.window_max(onsets, CHARGE_WINDOW_S, "charge", new.charge_uc)
             if per_s > st.max_charge_per_s_uc * (1 + 1e-12):
                 return "charge_rate", (f"{per_s:.3g} uC would be delivered within "
                                        f"{CHARGE_WINDOW_S:g} s > {st.max_charge_per_s_uc} uC/s")
         if spec.modality == "optogenetic":
-            e = np.concatenate([np.full(tr.count, tr.light_mj) for tr in trains])
-            mean = window_max(onsets, e, n_new, st.opto_window_s) / st.opto_window_s
+            mean = s.log.window_max(onsets, st.opto_window_s, "light",
+                                    new.light_mj) / st.opto_window_s
             if mean > st.opto_max_mean_power_mw * (1 + 1e-12):
                 return "opto_power", (f"mean {mean:.3g} mW over {st.opto_window_s} s > "
                                       f"{st.opto_max_mean_power_mw} mW")
@@ -652,4 +702,4 @@ __all__ = ["SafetySettings", "Governor", "Intent", "Decision", "SafetyError", "R
            "SHANNON_K_LIMIT", "SHANNON_RATE_HZ", "REFRACTORY_FLOOR_S", "RATE_WINDOW_FLOOR_S",
            "SESSION_CAP_CEILING", "CHARGE_WINDOW_S", "electrical_dose", "light_energy_mj",
            "pulse_light_mj", "pulse_charge_uc", "shannon_charge_uc", "max_charge_rate_uc_s",
-           "check_floors", "window_max"]
+           "check_floors", "PulseLog"]
