@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from engramloop.controller.governor import (
     SHANNON_K_LIMIT,
     Governor,
     Intent,
+    PulseLog,
     SafetySettings,
     electrical_dose,
 )
@@ -141,7 +143,7 @@ def test_optogenetic_power_caps():
     assert g.review(intent(1.0, LIGHT), 1.0).rule == "opto_power"
     # 10 mW x 10 ms = 0.1 mJ per pulse; cap 0.035 mW over 10 s = 0.35 mJ -> 3 pulses fit
     g = ready(opto_max_mean_power_mw=0.035, opto_window_s=10.0, refractory_s=0.2,
-              rate_window_s=(), rate_max_pulses=())
+              rate_window_s=(1.0,), rate_max_pulses=(100,))
     ok = []
     for i in range(5):
         t = 1.0 + 0.5 * i
@@ -206,12 +208,15 @@ def test_config_validation():
         loads_config('[safety]\nmodalities = ["laser"]\n')
     with pytest.raises(ConfigError, match=r"opto_max_mean_power_mw"):
         build(SafetySettings, {"opto_max_power_mw": 1.0, "opto_max_mean_power_mw": 2.0})
-    with pytest.raises(ConfigError, match=r"safety\.refractory_s: must be > 0"):
+    with pytest.raises(ConfigError, match=r"safety\.refractory_s: must be >= 0\.05"):
         loads_config("[safety]\nrefractory_s = -1\n")
 
 
 # ---------------------------------------------------------------- property test
-SPECS = (TTL, ELEC, CLICK, LIGHT, dataclasses.replace(ELEC, amplitude=50.0))
+SPECS = (TTL, ELEC, CLICK, LIGHT, dataclasses.replace(ELEC, amplitude=50.0),
+         dataclasses.replace(TTL, train_count=4, train_interval_s=0.1),
+         dataclasses.replace(ELEC, train_count=20, train_interval_s=0.01),
+         dataclasses.replace(LIGHT, train_count=3, train_interval_s=0.05))
 step = st.tuples(
     st.floats(min_value=0.0, max_value=0.4),           # time advance of the clock
     st.floats(min_value=-0.3, max_value=1.5),           # intended_s relative to now
@@ -220,17 +225,20 @@ step = st.tuples(
     st.booleans(),                                       # ends_train
     st.integers(min_value=0, max_value=20),              # 0 -> a gap before the chunk
 )
-limits = st.tuples(st.floats(min_value=0.01, max_value=0.5),
+limits = st.tuples(st.floats(min_value=0.05, max_value=0.5),
                    st.lists(st.tuples(st.floats(min_value=0.1, max_value=5.0),
-                                      st.integers(min_value=1, max_value=6)),
-                            min_size=0, max_size=3),
-                   st.integers(min_value=0, max_value=30))
+                                      st.integers(min_value=1, max_value=30)),
+                            min_size=0, max_size=2),
+                   st.integers(min_value=0, max_value=100),
+                   st.tuples(st.floats(min_value=1.0, max_value=5.0),   # the >= 1 s window
+                             st.integers(min_value=1, max_value=40)))
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(limits, st.lists(step, min_size=1, max_size=120))
 def test_no_intent_sequence_breaks_refractory_rate_or_cap(lim, steps):
-    refractory, windows, cap = lim
+    refractory, windows, cap, floor_window = lim
+    windows = [floor_window, *windows]
     s = SafetySettings(refractory_s=refractory,
                        rate_window_s=tuple(w for w, _ in windows),
                        rate_max_pulses=tuple(n for _, n in windows),
@@ -253,17 +261,28 @@ def test_no_intent_sequence_breaks_refractory_rate_or_cap(lim, steps):
         if d.approved:
             approved.append(d.pulse)
             assert d.pulse.intended_s >= now - 1e-12 or d.pulse.deadline_s >= now
-    times = [p.intended_s for p in approved]
+    # every pulse of every train, as the device plays it (hand-expanded here)
+    pulses = [(p.intended_s + k * p.spec.train_interval_s, p)
+              for p in approved for k in range(p.spec.train_count)]
+    times = [t for t, _ in pulses]
     assert len(times) <= cap
-    assert all(b - a >= refractory for a, b in zip(times, times[1:], strict=False))
+    for a, b in zip(approved, approved[1:], strict=False):  # trains never overlap
+        last = a.intended_s + (a.spec.train_count - 1) * a.spec.train_interval_s
+        assert b.intended_s - last >= refractory - 1e-9
+        assert b.intended_s >= a.intended_s + a.spec.duration_s - 1e-9
     for w, n in windows:
-        for i, t in enumerate(times):  # any window (t - w, t] holds at most n pulses
-            assert sum(1 for u in times[: i + 1] if u > t - w) <= n
+        for t in times:  # any window (t - w, t] holds at most n pulses
+            assert sum(1 for u in times if t - w < u <= t) <= n
     # optogenetic mean power never exceeds the cap in any window ending at a pulse
-    opto = [(p.intended_s, p.spec.amplitude * p.spec.phase_width_s) for p in approved
+    opto = [(t, p.spec.amplitude * p.spec.phase_width_s) for t, p in pulses
             if p.spec.modality == "optogenetic"]
     for t, _ in opto:
-        assert sum(e for u, e in opto if t - 2.0 < u <= t) / 2.0 <= 0.2 + 1e-12
+        assert sum(e for u, e in opto if t - 2.0 < u <= t) / 2.0 <= 0.2 + 1e-9
+    # charge per second (|Q| of both phases) never above the cap in any 1 s window
+    elec = [(t, 2 * electrical_dose(p.spec, s)[0]) for t, p in pulses
+            if p.spec.modality == "electrical"]
+    for t, _ in elec:
+        assert sum(q for u, q in elec if t - 1.0 < u <= t) <= s.max_charge_per_s_uc + 1e-9
     # no electrical pulse above the dose caps, no monophasic electrical pulse
     for p in approved:
         if p.spec.modality == "electrical":
@@ -271,3 +290,26 @@ def test_no_intent_sequence_breaks_refractory_rate_or_cap(lim, steps):
             assert p.spec.shape == "biphasic" and q <= s.max_charge_per_phase_uc
             assert dens <= s.max_charge_density_uc_cm2 and k <= s.shannon_k_max
     assert not math.isnan(sum(times)) if times else True
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.floats(0.0, 0.5), st.integers(1, 30), st.floats(0.001, 0.05),
+                          st.floats(0.0, 2.0)), min_size=1, max_size=60),
+       st.floats(0.05, 3.0), st.floats(0.5, 5.0))
+def test_pulse_log_windows_match_brute_force(trains, w, horizon):
+    """PulseLog (preallocated, pruned, compacted) against summing every pulse by hand."""
+    log, every, t = PulseLog(capacity=4), [], 0.0
+    for gap, count, interval, q in trains:
+        t += gap + 1e-3
+        new = t + np.arange(count) * interval
+        if w <= horizon:  # the log keeps the horizon, so windows up to it are exact
+            allp = every + [(x, q) for x in new]
+            want_n = max(sum(1 for u, _ in allp if e - w < u <= e) for e in new)
+            want_q = max(sum(c for u, c in allp if e - w < u <= e) for e in new)
+            assert log.window_max(new, w) == want_n
+            assert log.window_max(new, w, "charge", q) == pytest.approx(want_q, abs=1e-9)
+        log.prune(t - horizon)
+        log.append(new, q, 0.0)
+        every = [(u, c) for u, c in every if u > t - horizon] + [(x, q) for x in new]
+        t = new[-1]
+        assert np.array_equal(log.onsets(), np.array([u for u, _ in every]))

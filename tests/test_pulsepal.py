@@ -3,6 +3,7 @@ Firmware/PROTOCOL.md, and the driver against the emulator through pyserial on a 
 (firmware v21 and v22), including faults."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import subprocess
@@ -84,10 +85,33 @@ def test_spec_mapping_monophasic_biphasic_and_trains():
     (dict(phase_width_s=120e-6), "timer cycles"),
     (dict(phase_width_s=20e-6), "timer cycles"),
     (dict(train_count=3, train_interval_s=100e-6), "train_interval_s"),
+    (dict(amplitude=5.5), r"amplitude.*\(0, 5\] V"),         # above the declared logic level
+    (dict(shape="biphasic"), "monophasic"),                 # a logic pulse has one phase
 ])
 def test_spec_refusals(spec, match):
     with pytest.raises(ValueError, match=match):
-        spec_to_params(PulseSpec(**spec))
+        spec_to_params(PulseSpec(**spec), ttl_max_v=5.0)
+
+
+def test_ttl_and_light_need_a_declared_mapping():
+    """Issue 19 points 2 and 3: Pulse Pal makes +-10 V analog output, so a ttl spec needs a
+    declared logic level and an optogenetic spec in mW a mW-per-volt calibration; without
+    them the spec is refused (the message names the key), with them it is converted and
+    bounded (the old code played ttl as +-10 V biphasic and 10 mW as +10 V)."""
+    ttl = PulseSpec(modality="ttl", shape="biphasic", amplitude=10.0)
+    with pytest.raises(ValueError, match=r"stimulators\.pulsepal\.ttl_max_v"):
+        spec_to_params(ttl)
+    with pytest.raises(ValueError, match="monophasic"):
+        spec_to_params(ttl, ttl_max_v=5.0)
+    light = PulseSpec(modality="optogenetic", amplitude=10.0, phase_width_s=0.01)
+    with pytest.raises(ValueError, match=r"stimulators\.pulsepal\.opto_mw_per_v"):
+        spec_to_params(light)
+    p = spec_to_params(light, opto_mw_per_v=4.0)          # 10 mW at 4 mW/V -> 2.5 V
+    assert dac_to_volts(p[CODE["phase1_voltage"]]) == pytest.approx(2.5, abs=20 / 65535)
+    with pytest.raises(ValueError, match="up to 10 V"):    # 10 mW at 0.5 mW/V -> 20 V
+        spec_to_params(light, opto_mw_per_v=0.5)
+    with pytest.raises(ValueError, match="monophasic"):
+        spec_to_params(dataclasses.replace(light, shape="biphasic"), opto_mw_per_v=4.0)
 
 
 @pytest.mark.parametrize("fw", [21, 22])
@@ -130,7 +154,7 @@ def test_rejected_parameter_is_named():
             assert d.status == "nacked"
             assert "phase1_duration=6 on channel 1 (op 74, parameter code 4)" in d.reason
             with pytest.raises(DeviceError, match="rejected phase1_duration"):
-                pp.program(PulseSpec(phase_width_s=300e-6))
+                pp.program(PulseSpec(modality="electrical", phase_width_s=300e-6))
 
 
 def test_absent_device_names_the_port():
@@ -161,7 +185,7 @@ def test_emulator_killed_mid_run_raises_device_error():
                             text=True)
     try:
         port = proc.stdout.readline().strip()
-        pp = PulsePal(port)
+        pp = PulsePal(port, ttl_max_v=5.0)  # the test's pulses are 5 V logic pulses
         pp.open()
         pp.arm()
         assert pp.send(pulse(1)).status == "acked"

@@ -40,9 +40,10 @@ class RecordingOutput:
         return Delivery(pulse.pulse_id, self.name, "sent", sent_s=t)
 
 
-def governor(now: float, refractory_s: float = 0.01) -> Governor:
-    g = Governor(SafetySettings(refractory_s=refractory_s, rate_window_s=(),
-                                rate_max_pulses=()))
+def governor(now: float, refractory_s: float = 0.05) -> Governor:
+    # the floors (at least one rate window, refractory >= 0.05 s) hold here too
+    g = Governor(SafetySettings(refractory_s=refractory_s, rate_window_s=(1.0,),
+                                rate_max_pulses=(100,)))
     g.arm()
     g.set_calibrated(True)
     g.observe_chunk(now - 1.0, now, 2000, 2000.0)
@@ -60,13 +61,13 @@ def test_sim_clock_fires_in_time_order_and_cancels_late():
     g = governor(10.0)
     out = RecordingOutput(clock)
     s = Scheduler(SchedulerSettings(), g, [out], clock)
-    pulses = [approve(g, 10.0, t) for t in (10.02, 10.05, 10.08)]
+    pulses = [approve(g, 10.0, t) for t in (10.1, 10.2, 10.3)]
     for p in reversed(pulses):
         s.submit(p)
-    s.advance_to(10.06)
-    assert out.sent == [(1, 10.02), (2, 10.05)]
-    assert s.pending == 1 and s.next_due_s() == pytest.approx(10.08)
-    clock.advance(0.1)  # the loop stalled past the third pulse's deadline
+    s.advance_to(10.25)
+    assert out.sent == [(1, 10.1), (2, 10.2)]
+    assert s.pending == 1 and s.next_due_s() == pytest.approx(10.3)
+    clock.advance(0.2)  # the loop stalled past the third pulse's deadline
     s.advance_to(clock.now())
     log = s.drain()
     assert [d.status for _, d in log] == ["sent", "sent", "cancelled"]
@@ -108,10 +109,10 @@ def test_disarm_cancels_and_sham_sends_nothing():
 
 def test_queue_bound_and_cancel_all():
     clock = SimClock(1.0)
-    g = governor(1.0, refractory_s=0.001)
+    g = governor(1.0)
     s = Scheduler(SchedulerSettings(max_pending=2), g, [RecordingOutput(clock)], clock)
     for k in range(3):
-        s.submit(approve(g, 1.0, 1.01 + 0.01 * k))
+        s.submit(approve(g, 1.0, 1.01 + 0.06 * k))
     assert s.pending == 2
     s.cancel_all("shutdown")
     assert [d.reason for _, d in s.drain()] == ["queue full (scheduler.max_pending)",
@@ -126,7 +127,7 @@ def test_thread_fires_never_early_and_in_order():
     s = Scheduler(SchedulerSettings(budget_s=1.0), g, [out], clock)
     s.start()
     try:
-        ps = [approve(g, now, now + 0.02 + 0.015 * k, budget=1.0) for k in range(4)]
+        ps = [approve(g, now, now + 0.02 + 0.06 * k, budget=1.0) for k in range(4)]
         for p in (ps[2], ps[0], ps[3], ps[1]):
             s.submit(p)
         got = []

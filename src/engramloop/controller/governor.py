@@ -7,6 +7,13 @@ decision carries a :class:`~drivers.pulse.Pulse`, and the scheduler refuses any 
 governor did not issue (:meth:`Governor.issued`), so no code path reaches an output without
 passing here.
 
+Every rule below is applied to the waveform the device will play, not to the approval:
+a train of N pulses is N pulses for the rate windows and the session cap, and every phase
+of every pulse carries its charge (electrical) or light energy (optogenetic)
+(:meth:`~core.pulse.PulseSpec.onsets_s`, :meth:`~core.pulse.PulseSpec.phases`). The rate,
+charge-rate and light windows are sliding windows over pulse onsets: no half-open window
+``(t - w, t]`` anywhere in time may hold more than the limit.
+
 Rules (the ``rule`` string of a refusal):
 
 ``disarmed``         the governor starts disarmed and must be armed explicitly;
@@ -21,20 +28,34 @@ Rules (the ``rule`` string of a refusal):
 ``charge``           charge per phase above ``max_charge_per_phase_uc``;
 ``charge_density``   charge density above ``max_charge_density_uc_cm2``;
 ``shannon``          Shannon's k above ``shannon_k_max`` (itself capped at 1.85);
-``opto_power``       optogenetic peak or time-averaged light power above its cap;
+``charge_rate``      the charge of all electrical phases (both phases of a biphasic pulse,
+                     each counted as |Q|) in any 1 s window above ``max_charge_per_s_uc``;
+``opto_power``       optogenetic peak power, or light energy of every phase in any
+                     ``opto_window_s`` window divided by the window (mean power), above its
+                     cap;
 ``auditory_level``   click level above ``auditory_max_db_spl``;
 ``auditory_lockout`` an auditory train ended less than ``auditory_lockout_s`` ago;
-``refractory``       less than ``refractory_s`` after the previous approved pulse (this also
+``refractory``       less than ``refractory_s`` after the last pulse onset of the previous
+                     approved train, or before that train has finished playing (this also
                      refuses any intent scheduled *before* an already approved pulse, so
-                     approved pulses are strictly ordered in time);
-``rate``             a sliding window would hold more than its maximum number of pulses;
-``session_cap``      the per-session pulse cap is reached.
+                     approved trains are strictly ordered and never overlap);
+``rate``             a sliding window would hold more than its maximum number of pulses
+                     (every pulse of every train counted);
+``session_cap``      the per-session cap on delivered pulses would be passed.
+
+Floors config cannot lower (docs/safety.md gives the reason for each): ``refractory_s``
+>= :data:`REFRACTORY_FLOOR_S`, at least one rate window of at least
+:data:`RATE_WINDOW_FLOOR_S`, ``max_pulses_per_session`` <= :data:`SESSION_CAP_CEILING`,
+``shannon_k_max`` <= :data:`SHANNON_K_LIMIT` and ``max_charge_per_s_uc`` at most
+:data:`SHANNON_RATE_HZ` biphasic pulses per second at the Shannon-limit charge for the
+electrode. :class:`Governor` checks them again when built, so no code path skips them.
 """
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from engramloop.core.pulse import Pulse, PulseSpec
 from engramloop.core.schema import setting
@@ -45,8 +66,33 @@ from engramloop.core.schema import setting
 #: error. R. V. Shannon, IEEE Trans. Biomed. Eng. 39(4):424-426, 1992.
 SHANNON_K_LIMIT = 1.85
 
+#: The McCreery et al. (1990) data behind Shannon's boundary came from 7 h of continuous
+#: stimulation at 50 pulses per second (IEEE Trans. Biomed. Eng. 37(10):996-1001). A charge
+#: rate above 50 biphasic pulses per second at the boundary charge lies outside the data
+#: the boundary was fitted to, so ``max_charge_per_s_uc`` may not exceed it.
+SHANNON_RATE_HZ = 50.0
+
+#: Floor of ``refractory_s``, seconds: above the stim box firmware's own device-wide
+#: refractory (40 ms, REFRACTORY_US in stimbox.ino / PROTOCOL.md "Device limits") with
+#: 10 ms for send-time jitter, so the device's limit stays a backstop that normal operation
+#: never trips.
+REFRACTORY_FLOOR_S = 0.05
+
+#: At least one rate window must be this long, seconds: a window shorter than 1 s bounds
+#: nothing the refractory period does not already bound, so without one the sustained
+#: pulse rate would be limited only by the refractory period.
+RATE_WINDOW_FLOOR_S = 1.0
+
+#: Ceiling of ``max_pulses_per_session``, pulses: a session cap always exists. 10^6 is
+#: about 11.6 pulses/s for 24 h, above any closed-loop protocol we know of (e.g. 3/s for
+#: a whole night is ~86 400).
+SESSION_CAP_CEILING = 1_000_000
+
+#: Length of the sliding window of the charge-per-second rule, seconds.
+CHARGE_WINDOW_S = 1.0
+
 RULES = ("disarmed", "calibrating", "stale_data", "gap", "deadline", "modality", "waveform",
-         "charge", "charge_density", "shannon", "opto_power", "auditory_level",
+         "charge", "charge_density", "shannon", "charge_rate", "opto_power", "auditory_level",
          "auditory_lockout", "refractory", "rate", "session_cap")
 
 
@@ -63,16 +109,21 @@ class SafetySettings:
                    "calibration); false means it stays disarmed until armed from the "
                    "dashboard")
     refractory_s: float = setting(
-        0.2, gt=0, le=3600, unit="s",
-        doc="minimum onset-to-onset interval between any two approved pulses")
+        0.2, ge=REFRACTORY_FLOOR_S, le=3600, unit="s",
+        doc="minimum interval from the last pulse onset of an approved train (a single "
+            "pulse is a train of one) to the first onset of the next; a train also never "
+            "starts before the previous one has finished (floor 0.05 s, docs/safety.md)")
     rate_window_s: tuple[float, ...] = setting(
         (1.0, 60.0), gt=0, le=86400, unit="s",
-        doc="lengths of the sliding windows for the rate limit (pairs with rate_max_pulses)")
+        doc="lengths of the sliding windows for the rate limit (pairs with rate_max_pulses); "
+            "at least one, and at least one of >= 1 s (docs/safety.md)")
     rate_max_pulses: tuple[int, ...] = setting(
-        (3, 60), ge=1, unit="pulses",
-        doc="maximum approved pulses inside each sliding window of rate_window_s")
+        (3, 60), ge=1, le=SESSION_CAP_CEILING, unit="pulses",
+        doc="maximum delivered pulses (every pulse of every train) inside each sliding "
+            "window of rate_window_s")
     max_pulses_per_session: int = setting(
-        2000, ge=0, unit="pulses", doc="per-session cap on approved pulses")
+        2000, ge=0, le=SESSION_CAP_CEILING, unit="pulses",
+        doc="per-session cap on delivered pulses (every pulse of every train)")
     modalities: tuple[str, ...] = setting(
         ("ttl", "auditory", "electrical", "optogenetic"),
         doc="modalities that may be stimulated at all on this rig")
@@ -102,12 +153,18 @@ class SafetySettings:
     shannon_k_max: float = setting(
         1.5, gt=-10, le=SHANNON_K_LIMIT, unit="",
         doc="ceiling on Shannon's k = log10(Q) + log10(D); may not exceed 1.85")
+    max_charge_per_s_uc: float = setting(
+        10.0, gt=0, le=100000, unit="uC/s",
+        doc="charge of every electrical phase (|Q| of both phases of each biphasic pulse) "
+            "inside any 1 s window; may not exceed 50 biphasic pulses/s at the Shannon "
+            "k = 1.85 charge for electrode_area_cm2 (docs/safety.md)")
     # --- optogenetic ---
     opto_max_power_mw: float = setting(
         20.0, gt=0, le=1000, unit="mW", doc="peak light power cap")
     opto_max_mean_power_mw: float = setting(
         1.0, gt=0, le=1000, unit="mW",
-        doc="time-averaged light power cap over opto_window_s (heating)")
+        doc="time-averaged light power cap over opto_window_s (heating): the light energy "
+            "of every phase of every pulse inside any window, divided by the window")
     opto_window_s: float = setting(
         10.0, gt=0, le=3600, unit="s", doc="averaging window of the optogenetic power cap")
     # --- auditory ---
@@ -123,6 +180,7 @@ class SafetySettings:
             "long ends and starts the lockout even if the policy did not say so")
 
     def validate(self) -> None:
+        check_floors(self)
         if len(self.rate_window_s) != len(self.rate_max_pulses):
             raise ValueError(
                 f"rate_max_pulses: has {len(self.rate_max_pulses)} entries but rate_window_s "
@@ -142,6 +200,49 @@ class SafetySettings:
                     self.max_charge_density_uc_cm2 * self.electrode_area_cm2)
         if q_cap <= 0:
             raise ValueError("max_charge_per_phase_uc: no charge is allowed at all")
+
+
+def shannon_charge_uc(area_cm2: float, k: float = SHANNON_K_LIMIT) -> float:
+    """Charge per phase on Shannon's boundary for an electrode, microcoulombs.
+
+    log10(Q) + log10(Q / A) = k, so Q = sqrt(10**k * A) (Q in uC, A in cm^2).
+    """
+    return math.sqrt(10.0 ** k * area_cm2)
+
+
+def max_charge_rate_uc_s(area_cm2: float) -> float:
+    """Ceiling of ``max_charge_per_s_uc``: :data:`SHANNON_RATE_HZ` biphasic pulses per
+    second (two phases each) at the Shannon-boundary charge, uC/s."""
+    return SHANNON_RATE_HZ * 2.0 * shannon_charge_uc(area_cm2)
+
+
+def check_floors(st: SafetySettings) -> None:
+    """Raise ``ValueError("<key>: ...")`` if ``st`` lowers a limit below its floor.
+
+    The schema bounds already refuse most of these when a file is loaded; this also runs
+    when a :class:`Governor` is built, so settings made in code cannot skip them.
+    """
+    if not st.refractory_s >= REFRACTORY_FLOOR_S:
+        raise ValueError(f"refractory_s: {st.refractory_s} s is below the floor of "
+                         f"{REFRACTORY_FLOOR_S} s (docs/safety.md)")
+    if not st.rate_window_s:
+        raise ValueError("rate_window_s: at least one rate window is required (e.g. [1.0, "
+                         "60.0] with rate_max_pulses = [3, 60]; docs/safety.md)")
+    if max(st.rate_window_s) < RATE_WINDOW_FLOOR_S:
+        raise ValueError(f"rate_window_s: at least one window must be >= "
+                         f"{RATE_WINDOW_FLOOR_S} s, got {list(st.rate_window_s)}")
+    if not 0 <= st.max_pulses_per_session <= SESSION_CAP_CEILING:
+        raise ValueError(f"max_pulses_per_session: must be in [0, {SESSION_CAP_CEILING}], "
+                         f"got {st.max_pulses_per_session}")
+    if not st.shannon_k_max <= SHANNON_K_LIMIT:
+        raise ValueError(f"shannon_k_max: must be <= {SHANNON_K_LIMIT}, got "
+                         f"{st.shannon_k_max}")
+    ceiling = max_charge_rate_uc_s(st.electrode_area_cm2)
+    if not st.max_charge_per_s_uc <= ceiling:
+        raise ValueError(f"max_charge_per_s_uc: {st.max_charge_per_s_uc} uC/s exceeds "
+                         f"{ceiling:.3g} uC/s, {SHANNON_RATE_HZ:g} biphasic pulses/s at the "
+                         f"Shannon k = {SHANNON_K_LIMIT} charge for electrode_area_cm2 = "
+                         f"{st.electrode_area_cm2}")
 
 
 @dataclass(frozen=True)
@@ -226,8 +327,121 @@ def electrical_dose(spec: PulseSpec, settings: SafetySettings) -> tuple[float, f
 
 
 def light_energy_mj(spec: PulseSpec) -> float:
-    """Optical energy of one optogenetic pulse or train, millijoules (mW x s)."""
-    return abs(spec.amplitude) * spec.phase_width_s * max(spec.train_count, 1)
+    """Optical energy of one optogenetic pulse or train (every phase of every pulse),
+    millijoules (mW x s)."""
+    return pulse_light_mj(spec) * spec.n_pulses
+
+
+def pulse_light_mj(spec: PulseSpec) -> float:
+    """Optical energy of one pulse of the train, every phase counted, mJ."""
+    return sum(abs(level) * width for _, width, level in spec.phases())
+
+
+def pulse_charge_uc(spec: PulseSpec, settings: SafetySettings) -> float:
+    """Charge of one electrical pulse of the train, |Q| of every phase summed, uC."""
+    return sum(abs(level) * settings.current_per_volt_ma * width * 1000.0
+               for _, width, level in spec.phases())
+
+
+class PulseLog:
+    """Onsets of the pulses approved trains will play, oldest first, with running sums of
+    the charge (uC) and light (mJ) each carries, for the sliding-window rules.
+
+    The buffers are preallocated, grow by doubling and are compacted in place, so logging
+    a pulse allocates nothing and a review allocates only the candidate train's onsets.
+    ``_cq[k]`` / ``_ce[k]`` hold the sums over buffer slots ``0 .. k-1``.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._t = np.empty(capacity)
+        self._cq = np.zeros(capacity + 1)
+        self._ce = np.zeros(capacity + 1)
+        self._lo = self._hi = 0
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def onsets(self) -> np.ndarray:
+        """The logged onsets, seconds (a view)."""
+        return self._t[self._lo:self._hi]
+
+    def prune(self, t_min: float) -> None:
+        """Forget onsets at or before ``t_min`` (seconds)."""
+        self._lo += int(np.searchsorted(self.onsets(), t_min, side="right"))
+
+    def append(self, onsets: np.ndarray, charge_uc: float, light_mj: float) -> None:
+        """Log a train's onsets (seconds, after every logged one), each carrying
+        ``charge_uc`` and ``light_mj``."""
+        c = len(onsets)
+        if self._hi + c > len(self._t):
+            self._make_room(c)
+        lo, hi = self._hi, self._hi + c
+        self._t[lo:hi] = onsets
+        steps = np.arange(1, c + 1)
+        self._cq[lo + 1:hi + 1] = self._cq[lo] + charge_uc * steps
+        self._ce[lo + 1:hi + 1] = self._ce[lo] + light_mj * steps
+        self._hi = hi
+
+    def _make_room(self, c: int) -> None:
+        n = len(self)
+        cap = len(self._t)
+        if n + c > cap // 2:           # mostly live: grow
+            cap = max(2 * cap, 2 * (n + c))
+        t, cq, ce = np.empty(cap), np.zeros(cap + 1), np.zeros(cap + 1)
+        t[:n] = self._t[self._lo:self._hi]
+        cq[:n + 1] = self._cq[self._lo:self._hi + 1] - self._cq[self._lo]
+        ce[:n + 1] = self._ce[self._lo:self._hi + 1] - self._ce[self._lo]
+        self._t, self._cq, self._ce = t, cq, ce
+        self._lo, self._hi = 0, n
+
+    def window_max(self, new: np.ndarray, w: float, what: str = "count",
+                   per_pulse: float = 1.0) -> float:
+        """Largest total inside any window ``(t - w, t]`` holding one of the onsets ``new``
+        of a candidate train (sorted, all after the logged ones).
+
+        Parameters
+        ----------
+        new : ndarray, shape (n,), seconds
+        w : float
+            Window length, seconds.
+        what : "count" | "charge" | "light"
+            Count pulses, or sum the logged charge (uC) or light (mJ).
+        per_pulse : float
+            What each new pulse adds (1 for counting).
+
+        Notes
+        -----
+        A window holding a new pulse can slide right until its right end meets its latest
+        pulse, which is then a new one, without losing any pulse; so the windows ending at
+        the new onsets are the only ones to check.
+        """
+        logged = self.onsets()
+        first = np.searchsorted(logged, new - w, side="right")   # first logged one inside
+        n_new = np.arange(1, len(new) + 1) - np.searchsorted(new, new - w, side="right")
+        if what == "count":
+            old = len(logged) - first
+        else:
+            cum = self._cq if what == "charge" else self._ce
+            old = cum[self._hi] - cum[self._lo + first]
+        return float(np.max(old + n_new * per_pulse))
+
+
+@dataclass(frozen=True)
+class _Train:
+    """An approved train, as the device will play it (host-clock seconds)."""
+
+    t0_s: float
+    interval_s: float
+    count: int
+    charge_uc: float      # per pulse, every phase (electrical only, else 0)
+    light_mj: float       # per pulse, every phase (optogenetic only, else 0)
+
+    @property
+    def last_onset_s(self) -> float:
+        return self.t0_s + (self.count - 1) * self.interval_s
+
+    def onsets(self) -> np.ndarray:
+        return self.t0_s + np.arange(self.count) * self.interval_s
 
 
 @dataclass
@@ -239,14 +453,15 @@ class _State:
     chunk_interval_s: float = 0.0
     prev_last_s: float = math.nan
     gap_block_until_s: float = -math.inf
-    last_intended_s: float = -math.inf
+    last_intended_s: float = -math.inf   # last pulse onset of the last approved train
+    last_end_s: float = -math.inf        # when the last approved train stops playing
     auditory_lock_until_s: float = -math.inf
     auditory_last_s: float = -math.inf
     auditory_train_clicks: int = 0
     n_approved: int = 0
+    n_pulses: int = 0                    # delivered pulses: every pulse of every train
     next_id: int = 1
-    windows: list = field(default_factory=list)        # one deque of times per rate window
-    opto: deque = field(default_factory=deque)         # (intended_s, energy_mj)
+    log: PulseLog = field(default_factory=PulseLog)    # pulses within the longest window
     refusals: dict = field(default_factory=dict)
 
 
@@ -259,12 +474,21 @@ class Governor:
     Parameters
     ----------
     settings : SafetySettings
+
+    Raises
+    ------
+    ValueError
+        ``"<key>: ..."`` if the settings lower a limit below its floor (:func:`check_floors`).
     """
 
     def __init__(self, settings: SafetySettings) -> None:
+        check_floors(settings)
+        if len(settings.rate_window_s) != len(settings.rate_max_pulses):
+            raise ValueError("rate_max_pulses: give one maximum per rate_window_s window")
         self.settings = settings
+        self._horizon_s = max((*settings.rate_window_s, CHARGE_WINDOW_S,
+                               settings.opto_window_s))
         self._s = _State()
-        self._s.windows = [deque() for _ in settings.rate_window_s]
         self._s.refusals = {r: 0 for r in RULES}
         self._issued: dict[int, Pulse] = {}
 
@@ -275,7 +499,13 @@ class Governor:
 
     @property
     def n_approved(self) -> int:
+        """Approved intents (a train is one)."""
         return self._s.n_approved
+
+    @property
+    def n_pulses(self) -> int:
+        """Pulses the approved trains make the devices play (every pulse of every train)."""
+        return self._s.n_pulses
 
     @property
     def refusals(self) -> dict[str, int]:
@@ -341,7 +571,7 @@ class Governor:
             out.append(f"gap {s.gap_block_until_s - now_s:.1f} s")
         if now_s < s.auditory_lock_until_s:
             out.append(f"auditory {s.auditory_lock_until_s - now_s:.1f} s")
-        if s.n_approved >= st.max_pulses_per_session:
+        if s.n_pulses >= st.max_pulses_per_session:
             out.append("session cap")
         return tuple(out)
 
@@ -372,30 +602,35 @@ class Governor:
                       deadline_s=intent.deadline_s, condition=intent.condition)
         s.next_id += 1
         s.n_approved += 1
-        s.last_intended_s = intent.intended_s
-        t = intent.intended_s
-        # approved times only increase (refractory rule), so pruning on approval is exact
-        for dq, w in zip(s.windows, self.settings.rate_window_s, strict=True):
-            dq.append(t)
-            while dq[0] <= t - w:
-                dq.popleft()
         spec = intent.spec
-        if spec.modality == "optogenetic":
-            s.opto.append((t, light_energy_mj(spec)))
-        while s.opto and s.opto[0][0] <= t - self.settings.opto_window_s:
-            s.opto.popleft()
+        t = intent.intended_s
+        train = self._train(intent)
+        s.n_pulses += train.count
+        s.last_intended_s = train.last_onset_s
+        s.last_end_s = t + spec.duration_s
+        # approved trains only move forward in time (refractory rule), so pruning on
+        # approval is exact: a pulse that left the longest window never counts again
+        s.log.prune(t - self._horizon_s)
+        s.log.append(train.onsets(), train.charge_uc, train.light_mj)
         if spec.modality == "auditory":
             st = self.settings
             if t - s.auditory_last_s >= st.auditory_lockout_s:
                 s.auditory_train_clicks = 0  # a new train starts
-            s.auditory_train_clicks += max(spec.train_count, 1)
-            s.auditory_last_s = t
+            s.auditory_train_clicks += spec.n_pulses
+            s.auditory_last_s = train.last_onset_s
             if (intent.ends_train or spec.train_count > 1
                     or s.auditory_train_clicks >= st.auditory_max_train_clicks):
                 s.auditory_lock_until_s = t + spec.duration_s + st.auditory_lockout_s
                 s.auditory_train_clicks = 0
         self._issued[pulse.pulse_id] = pulse
         return Decision(now_s, True, "approved", intent, pulse, "")
+
+    def _train(self, it: Intent) -> _Train:
+        """The train the device will play for an intent: every pulse, every phase."""
+        spec = it.spec
+        charge = pulse_charge_uc(spec, self.settings) if spec.modality == "electrical" else 0.0
+        light = pulse_light_mj(spec) if spec.modality == "optogenetic" else 0.0
+        return _Train(it.intended_s, spec.train_interval_s, spec.n_pulses, charge, light)
 
     def _check(self, it: Intent, now: float) -> tuple[str, str]:
         st, s = self.settings, self._s
@@ -425,15 +660,8 @@ class Governor:
                                           f"{st.max_charge_density_uc_cm2} uC/cm^2")
             if k > st.shannon_k_max:
                 return "shannon", f"k = {k:.3f} > {st.shannon_k_max}"
-        if spec.modality == "optogenetic":
-            if spec.amplitude > st.opto_max_power_mw:
-                return "opto_power", f"{spec.amplitude} mW > peak cap {st.opto_max_power_mw}"
-            lo = it.intended_s - st.opto_window_s
-            energy = sum(e for t, e in s.opto if t > lo) + light_energy_mj(spec)
-            mean = energy / st.opto_window_s
-            if mean > st.opto_max_mean_power_mw:
-                return "opto_power", (f"mean {mean:.3g} mW over {st.opto_window_s} s > "
-                                      f"{st.opto_max_mean_power_mw} mW")
+        if spec.modality == "optogenetic" and spec.amplitude > st.opto_max_power_mw:
+            return "opto_power", f"{spec.amplitude} mW > peak cap {st.opto_max_power_mw}"
         if spec.modality == "auditory":
             if spec.amplitude > st.auditory_max_db_spl:
                 return "auditory_level", f"{spec.amplitude} dB > {st.auditory_max_db_spl} dB"
@@ -442,15 +670,36 @@ class Governor:
         if it.intended_s - s.last_intended_s < st.refractory_s:
             return "refractory", (f"{(it.intended_s - s.last_intended_s) * 1e3:.1f} ms after "
                                   f"the previous pulse < {st.refractory_s * 1e3:.0f} ms")
-        for dq, w, n in zip(s.windows, st.rate_window_s, st.rate_max_pulses, strict=True):
-            lo = it.intended_s - w
-            count = sum(1 for t in dq if t > lo)
-            if count >= n:
-                return "rate", f"{count} pulses in the {w} s before it (max {n})"
-        if s.n_approved >= st.max_pulses_per_session:
-            return "session_cap", f"{s.n_approved} pulses (cap {st.max_pulses_per_session})"
+        if it.intended_s < s.last_end_s:
+            return "refractory", (f"the previous train plays until {s.last_end_s:.4f} s, "
+                                  f"after {it.intended_s:.4f} s")
+        new = self._train(it)
+        # every pulse still inside the longest window, then the new train's, at their onsets
+        onsets = new.onsets()
+        for w, n in zip(st.rate_window_s, st.rate_max_pulses, strict=True):
+            count = s.log.window_max(onsets, w)
+            if count > n:
+                return "rate", (f"{count:.0f} pulses would fall inside {w} s (max {n}; "
+                                f"this train plays {new.count})")
+        if spec.modality == "electrical":
+            per_s = s.log.window_max(onsets, CHARGE_WINDOW_S, "charge", new.charge_uc)
+            if per_s > st.max_charge_per_s_uc * (1 + 1e-12):
+                return "charge_rate", (f"{per_s:.3g} uC would be delivered within "
+                                       f"{CHARGE_WINDOW_S:g} s > {st.max_charge_per_s_uc} uC/s")
+        if spec.modality == "optogenetic":
+            mean = s.log.window_max(onsets, st.opto_window_s, "light",
+                                    new.light_mj) / st.opto_window_s
+            if mean > st.opto_max_mean_power_mw * (1 + 1e-12):
+                return "opto_power", (f"mean {mean:.3g} mW over {st.opto_window_s} s > "
+                                      f"{st.opto_max_mean_power_mw} mW")
+        if s.n_pulses + new.count > st.max_pulses_per_session:
+            return "session_cap", (f"{s.n_pulses} + {new.count} pulses > cap "
+                                   f"{st.max_pulses_per_session}")
         return "", ""
 
 
 __all__ = ["SafetySettings", "Governor", "Intent", "Decision", "SafetyError", "RULES",
-           "SHANNON_K_LIMIT", "electrical_dose", "light_energy_mj"]
+           "SHANNON_K_LIMIT", "SHANNON_RATE_HZ", "REFRACTORY_FLOOR_S", "RATE_WINDOW_FLOOR_S",
+           "SESSION_CAP_CEILING", "CHARGE_WINDOW_S", "electrical_dose", "light_energy_mj",
+           "pulse_light_mj", "pulse_charge_uc", "shannon_charge_uc", "max_charge_rate_uc_s",
+           "check_floors", "PulseLog"]

@@ -1021,15 +1021,20 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
         if sim_source is not None and not feeds_sim:
             # no emulated device hands pulses back: the simulator is stimulated directly
             outputs.append(SimStimOutput(sim_source, clock))
-    if not simulated and "stimbox" in getattr(cfg.stimulators, "kinds", ()):
-        from engramloop.drivers.stimbox.host import spec_to_command
+    devices = sorted(set(getattr(getattr(cfg, "stimulators", None), "kinds", ()))
+                     & {"pulsepal", "stimbox"})
+    clock_rate = float(getattr(clock, "speed", 1.0))
+    if not simulated and devices and cfg.policy.condition != "sham" and clock_rate != 1.0:
+        # the governor's refractory, rate and dose windows are in this clock's seconds; on
+        # a clock faster than the wall they would let N times the limit reach the tissue
+        raise ConfigError("", "stimulators.kinds", f"{', '.join(devices)} stimulate in real "
+                          f"time but this run's clock runs at {clock_rate:g} x real time; "
+                          "run at speed 1 (or sham) so the safety limits hold in wall-clock "
+                          "seconds")
+    if not simulated and hasattr(cfg, "stimulators"):
+        from engramloop.drivers.outputs import check_outputs_can_play
 
-        try:  # the stim box's own command encoder is the judge of what it can do
-            spec_to_command(cfg.policy.pulse.spec(), click_full_scale_db_spl=(
-                cfg.stimulators.stimbox.click_full_scale_db_spl))
-        except ValueError as exc:
-            raise ConfigError("", "policy.pulse", f"the stim box cannot deliver this pulse: "
-                                                  f"{exc}") from None
+        check_outputs_can_play(cfg)  # each device's own encoder judges what it can play
     governor = Governor(cfg.safety)
     scheduler = Scheduler(cfg.scheduler, governor, outputs, clock)
     forecaster = gate = None

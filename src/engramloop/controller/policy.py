@@ -349,6 +349,32 @@ def check_against_safety(policy: PolicySettings, safety) -> None:
     if safety.max_pulses_per_session == 0 and policy.condition != "sham":
         raise ValueError("policy.condition: safety.max_pulses_per_session = 0 allows no "
                          "pulse; use condition = \"sham\" for a run without stimulation")
+    if safety.max_pulses_per_session > 0:
+        _check_one_train(spec, safety)
+
+
+#: which key to change when a single stimulus breaks a governor rule (start-up check)
+_RULE_KEYS = {"rate": "safety.rate_max_pulses", "charge_rate": "safety.max_charge_per_s_uc",
+              "opto_power": "safety.opto_max_mean_power_mw",
+              "session_cap": "safety.max_pulses_per_session"}
+
+
+def _check_one_train(spec: PulseSpec, safety) -> None:
+    """A stimulus the real governor refuses even as the first of a session, counted as the
+    device plays it (every pulse of the train), can never be delivered: refuse at start."""
+    import dataclasses
+
+    from engramloop.controller.governor import Governor
+
+    g = Governor(dataclasses.replace(safety, calibration_s=0.0))
+    g.arm()
+    g.set_calibrated(True)
+    g.observe_chunk(0.0, 1.0, 1000, 1000.0)
+    d = g.review(Intent("start-up check", spec, 1.0, 1.0, 2.0), 1.0)
+    if not d.approved:
+        key = _RULE_KEYS.get(d.rule, "policy.pulse")
+        raise ValueError(f"policy.pulse: every stimulus would be refused ({d.rule}: "
+                         f"{d.detail}); change the pulse train or {key}")
 
 
 __all__ = ["check_against_safety", "PolicySettings", "PulseSettings", "Policy", "TARGETS",

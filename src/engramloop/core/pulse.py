@@ -43,9 +43,40 @@ class PulseSpec:
 
     @property
     def duration_s(self) -> float:
-        one = self.phase_width_s * (2 if self.shape == "biphasic" else 1) + (
+        """From the first pulse's onset to the last pulse's end, seconds."""
+        return self.last_onset_s + self.pulse_duration_s
+
+    @property
+    def pulse_duration_s(self) -> float:
+        """One pulse of the train, first phase onset to last phase end, seconds."""
+        return self.phase_width_s * (2 if self.shape == "biphasic" else 1) + (
             self.interphase_s if self.shape == "biphasic" else 0.0)
-        return one + (self.train_count - 1) * self.train_interval_s
+
+    @property
+    def n_pulses(self) -> int:
+        """Pulses the device plays for this spec (a train counts every pulse)."""
+        return max(int(self.train_count), 1)
+
+    @property
+    def last_onset_s(self) -> float:
+        """Onset of the train's last pulse after its first, seconds."""
+        return (self.n_pulses - 1) * self.train_interval_s
+
+    def onsets_s(self) -> tuple[float, ...]:
+        """Onset of every pulse of the train after the first pulse's onset, seconds
+        (``(0.0,)`` for a single pulse)."""
+        return tuple(k * self.train_interval_s for k in range(self.n_pulses))
+
+    def phases(self) -> tuple[tuple[float, float, float], ...]:
+        """The phases of one pulse as the device plays them: ``(start_s, width_s, level)``
+        with ``start_s`` after the pulse onset and ``level`` signed in the spec's unit
+        (V, dB SPL or mW). Monophasic: one phase at ``+amplitude``. Biphasic: ``+amplitude``
+        then, after ``interphase_s``, ``-amplitude`` (charge balanced), as Pulse Pal plays
+        a biphasic pulse (``drivers.pulsepal.spec_to_params``)."""
+        w, a = self.phase_width_s, self.amplitude
+        if self.shape == "biphasic":
+            return ((0.0, w, a), (w + self.interphase_s, w, -a))
+        return ((0.0, w, a),)
 
 
 @dataclass(frozen=True)

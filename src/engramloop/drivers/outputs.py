@@ -42,6 +42,18 @@ class PulsePalSettings:
     confirm_trigger: bool = setting(
         True, doc="follow each soft trigger with a handshake to confirm the device took it "
                   "(adds one round trip per pulse)")
+    ttl_max_v: float = setting(
+        0.0, ge=0, le=5.0, unit="V",
+        doc="declared mapping for policy.pulse.modality = \"ttl\": the output drives a "
+            "logic (trigger) input, so TTL pulses are monophasic and at most this many volts;"
+            " 0 = not declared, and a ttl spec is refused at start (Pulse Pal makes +-10 V "
+            "analog output, so a ttl spec alone says nothing about what reaches the tissue)")
+    opto_mw_per_v: float = setting(
+        0.0, ge=0, le=1000, unit="mW/V",
+        doc="calibration for policy.pulse.modality = \"optogenetic\": light power at the "
+            "fibre tip per volt of Pulse Pal output into the LED/laser driver's analog input"
+            " (measure with a power meter); pulses in mW are sent as mW / this; 0 = not "
+            "calibrated, and an optogenetic spec is refused at start")
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,12 @@ class StimBoxSettings:
         90.0, gt=0, le=140, unit="dB SPL",
         doc="sound level of the click output at full scale (measure with a sound-level "
             "meter at the subject's ear)")
+    opto_mw_when_high: float = setting(
+        0.0, ge=0, le=1000, unit="mW",
+        doc="for policy.pulse.modality = \"optogenetic\": the light power at the fibre tip "
+            "while a TTL line is high (set on the LED/laser driver, measured with a power "
+            "meter); the pulse amplitude must equal it; 0 = not declared, and an "
+            "optogenetic spec is refused at start")
 
 
 @dataclass(frozen=True)
@@ -208,7 +226,8 @@ def make_outputs(cfg: Config, *, stim_port: str | None = None, sim_source: Any =
             s = st.pulsepal
             port = _serial_port(s.port, stim_port, "stimulators.pulsepal.port")
             pp = PulsePal(port, handshake_timeout_s=s.handshake_timeout_s,
-                          reply_timeout_s=s.reply_timeout_s, confirm_trigger=s.confirm_trigger)
+                          reply_timeout_s=s.reply_timeout_s, confirm_trigger=s.confirm_trigger,
+                          ttl_max_v=s.ttl_max_v, opto_mw_per_v=s.opto_mw_per_v)
             if port == EMULATOR:
                 from engramloop.sim.emulators.pulsepal_emulator import PulsePalEmulator
 
@@ -224,7 +243,8 @@ def make_outputs(cfg: Config, *, stim_port: str | None = None, sim_source: Any =
             sb = StimBox(port, handshake_timeout_s=s.handshake_timeout_s,
                          ack_timeout_s=s.ack_timeout_s,
                          heartbeat_interval_s=s.heartbeat_interval_s,
-                         click_full_scale_db_spl=s.click_full_scale_db_spl)
+                         click_full_scale_db_spl=s.click_full_scale_db_spl,
+                         opto_mw_when_high=s.opto_mw_when_high)
             if port == EMULATOR:
                 from engramloop.sim.emulators.stimbox_emulator import StimBoxEmulator
 
@@ -247,6 +267,47 @@ def make_outputs(cfg: Config, *, stim_port: str | None = None, sim_source: Any =
 
             outputs.append(ShamOutput())
     return outputs
+
+
+def check_outputs_can_play(cfg: Config) -> None:
+    """Refuse at start a pulse spec a configured stimulator cannot play as the governor
+    counts it; each device's own encoder is the judge.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the key to set: ``stimulators.pulsepal.ttl_max_v`` for a ttl spec
+        into Pulse Pal's analog output without a declared logic level,
+        ``stimulators.pulsepal.opto_mw_per_v`` for an optogenetic spec (mW) without the
+        light source's calibration, else ``policy.pulse`` with the device's reason.
+    """
+    spec = cfg.policy.pulse.spec()
+    st = cfg.stimulators
+    if "pulsepal" in st.kinds:
+        from engramloop.drivers.pulsepal import spec_to_params
+
+        key = "policy.pulse"
+        if spec.modality == "ttl" and not st.pulsepal.ttl_max_v > 0:
+            key = "stimulators.pulsepal.ttl_max_v"
+        elif spec.modality == "optogenetic" and not st.pulsepal.opto_mw_per_v > 0:
+            key = "stimulators.pulsepal.opto_mw_per_v"
+        try:
+            spec_to_params(spec, ttl_max_v=st.pulsepal.ttl_max_v,
+                           opto_mw_per_v=st.pulsepal.opto_mw_per_v)
+        except ValueError as exc:
+            raise ConfigError("", key, f"Pulse Pal cannot deliver this pulse: {exc}") from None
+    if "stimbox" in st.kinds:
+        from engramloop.drivers.stimbox.host import spec_to_command
+
+        key = "policy.pulse"
+        if spec.modality == "optogenetic" and not st.stimbox.opto_mw_when_high > 0:
+            key = "stimulators.stimbox.opto_mw_when_high"
+        try:
+            spec_to_command(spec, click_full_scale_db_spl=st.stimbox.click_full_scale_db_spl,
+                            opto_mw_when_high=st.stimbox.opto_mw_when_high)
+        except ValueError as exc:
+            raise ConfigError("", key, f"the stim box cannot deliver this pulse: "
+                                       f"{exc}") from None
 
 
 def _brainflow_board(cfg: Config, source: Any) -> Any:
@@ -284,4 +345,5 @@ def _brainflow_board(cfg: Config, source: Any) -> Any:
 
 
 __all__ = ["StimulatorsSettings", "PulsePalSettings", "StimBoxSettings", "LslMarkerSettings",
-           "BrainFlowMarkerSettings", "make_outputs", "EmulatedOutput"]
+           "BrainFlowMarkerSettings", "make_outputs", "EmulatedOutput",
+           "check_outputs_can_play"]

@@ -116,35 +116,86 @@ def _cycles(name: str, t_s: float, cycle_us: float, minimum: int) -> int:
     return n
 
 
-def spec_to_params(spec: PulseSpec, cycle_us: float = 50.0) -> dict[int, int]:
-    """Pulse Pal parameter codes -> device values (DAC codes, cycles) for one channel.
+def output_volts(spec: PulseSpec, *, ttl_max_v: float = 0.0,
+                 opto_mw_per_v: float = 0.0) -> float:
+    """The voltage Pulse Pal must put out for ``spec``'s amplitude, volts.
 
-    Monophasic: phase 1 at ``amplitude`` volts. Biphasic: phase 1 at +amplitude, then the
-    inter-phase interval at the resting 0 V, then phase 2 at -amplitude (charge balanced).
+    Pulse Pal makes analog output (+-10 V), so every modality needs a declared meaning:
+    ``electrical`` amplitudes are volts into a stimulus isolator (the governor turns them
+    into current with ``safety.current_per_volt_ma``); ``ttl`` is a logic level into a
+    trigger input, declared by ``ttl_max_v`` (monophasic, at most that many volts);
+    ``optogenetic`` amplitudes are mW, turned into volts by the light source's measured
+    ``opto_mw_per_v`` (monophasic: an LED/laser driver's analog input makes no negative
+    light). 0 for either means not declared, and that modality is refused.
 
     Raises
     ------
     ValueError
-        Naming the field Pulse Pal cannot produce: auditory modality, a channel outside
-        1-4, an amplitude outside +-10 V, times off the 50 us grid or too short, a train
-        interval not longer than one pulse.
+        Naming the config key to set (``stimulators.pulsepal.ttl_max_v`` or
+        ``stimulators.pulsepal.opto_mw_per_v``) or the field Pulse Pal cannot produce.
     """
     if spec.modality == "auditory":
         raise ValueError("modality='auditory': Pulse Pal outputs voltages, not sound; use the"
                          " stim box click channel")
+    if spec.modality == "ttl":
+        if not ttl_max_v > 0:
+            raise ValueError("modality='ttl' into Pulse Pal's analog output needs a declared "
+                             "logic level: set stimulators.pulsepal.ttl_max_v (e.g. 5.0 for a "
+                             "5 V trigger input), or use modality electrical/optogenetic")
+        if spec.shape != "monophasic" or not 0 < spec.amplitude <= ttl_max_v:
+            raise ValueError(f"modality='ttl': a logic pulse is monophasic with amplitude in "
+                             f"(0, {ttl_max_v:g}] V (stimulators.pulsepal.ttl_max_v), got "
+                             f"{spec.shape} at {spec.amplitude} V")
+        return float(spec.amplitude)
+    if spec.modality == "optogenetic":
+        if not opto_mw_per_v > 0:
+            raise ValueError("modality='optogenetic' on Pulse Pal needs the light source's "
+                             "calibration: set stimulators.pulsepal.opto_mw_per_v (mW at the "
+                             "fibre tip per volt of Pulse Pal output, measured with a power "
+                             "meter)")
+        if spec.shape != "monophasic":
+            raise ValueError("modality='optogenetic': shape must be monophasic (a negative "
+                             "phase into a light source's analog input is not light)")
+        volts = spec.amplitude / opto_mw_per_v
+        if not 0 < volts <= 10.0:
+            raise ValueError(f"amplitude={spec.amplitude} mW is {volts:.3g} V at "
+                             f"stimulators.pulsepal.opto_mw_per_v = {opto_mw_per_v:g} mW/V; "
+                             "Pulse Pal outputs up to 10 V")
+        return volts
+    return float(spec.amplitude)
+
+
+def spec_to_params(spec: PulseSpec, cycle_us: float = 50.0, *, ttl_max_v: float = 0.0,
+                   opto_mw_per_v: float = 0.0) -> dict[int, int]:
+    """Pulse Pal parameter codes -> device values (DAC codes, cycles) for one channel.
+
+    Monophasic: phase 1 at the output voltage (:func:`output_volts`). Biphasic: phase 1 at
+    +V, then the inter-phase interval at the resting 0 V, then phase 2 at -V (charge
+    balanced).
+
+    Raises
+    ------
+    ValueError
+        Naming the field Pulse Pal cannot produce: auditory modality, TTL or optogenetic
+        without their declared mapping (the message names the config key), a channel
+        outside 1-4, an amplitude outside +-10 V, times off the 50 us grid or too short, a
+        train interval not longer than one pulse.
+    """
     if not 1 <= spec.channel <= N_CHANNELS:
         raise ValueError(f"channel={spec.channel}: Pulse Pal has output channels 1-4")
-    if not -10.0 <= spec.amplitude <= 10.0 or spec.amplitude == 0:
+    if spec.modality not in ("ttl", "optogenetic", "auditory") and (
+            not -10.0 <= spec.amplitude <= 10.0 or spec.amplitude == 0):
         raise ValueError(f"amplitude={spec.amplitude} V: Pulse Pal outputs non-zero voltages "
                          "in [-10, 10] V")
+    volts = output_volts(spec, ttl_max_v=ttl_max_v, opto_mw_per_v=opto_mw_per_v)
     p = safe_channel_params()
     p1 = _cycles("phase_width_s", spec.phase_width_s, cycle_us, 1)
-    p[2] = volts_to_dac(spec.amplitude)
+    p[2] = volts_to_dac(volts)
     p[4] = p1
     pulse = p1
     if spec.shape == "biphasic":
         ipi = _cycles("interphase_s", spec.interphase_s, cycle_us, 0)
-        p[1], p[3], p[5], p[6] = 1, volts_to_dac(-spec.amplitude), ipi, p1
+        p[1], p[3], p[5], p[6] = 1, volts_to_dac(-volts), ipi, p1
         pulse = 2 * p1 + ipi
     elif spec.shape != "monophasic":
         raise ValueError(f"shape={spec.shape!r}: Pulse Pal plays monophasic or biphasic")
@@ -177,12 +228,19 @@ class PulsePal:
         How long any other reply (confirm byte, hardware info) may take.
     confirm_trigger : bool
         Follow each soft trigger with a handshake to prove the device took it.
+    ttl_max_v : float
+        Declared logic level for ``ttl`` specs, volts; 0 refuses ttl (:func:`output_volts`).
+    opto_mw_per_v : float
+        Light-source calibration for ``optogenetic`` specs, mW per volt; 0 refuses them.
     """
 
     def __init__(self, port: str, *, name: str = "pulsepal", handshake_timeout_s: float = 0.5,
                  reply_timeout_s: float = 0.5, confirm_trigger: bool = True,
-                 baudrate: int = 115200) -> None:
+                 baudrate: int = 115200, ttl_max_v: float = 0.0,
+                 opto_mw_per_v: float = 0.0) -> None:
         self.port = port
+        self.ttl_max_v = float(ttl_max_v)
+        self.opto_mw_per_v = float(opto_mw_per_v)
         self.name = name
         self.handshake_timeout_s = handshake_timeout_s
         self.reply_timeout_s = reply_timeout_s
@@ -301,7 +359,8 @@ class PulsePal:
             does not answer.
         """
         self._require_open()
-        want = spec_to_params(spec, self.info.cycle_us if self.info else 50)
+        want = spec_to_params(spec, self.info.cycle_us if self.info else 50,
+                              ttl_max_v=self.ttl_max_v, opto_mw_per_v=self.opto_mw_per_v)
         have = self._programmed.setdefault(spec.channel, {})
         for code, value in want.items():
             if have.get(code) != value:
@@ -422,5 +481,5 @@ class _Rejected(DeviceError):
     """The device answered a confirm byte 0 (it is alive but refused a value)."""
 
 
-__all__ = ["PulsePal", "HardwareInfo", "spec_to_params", "safe_channel_params",
+__all__ = ["PulsePal", "HardwareInfo", "spec_to_params", "output_volts", "safe_channel_params",
            "volts_to_dac", "dac_to_volts", "seconds_to_cycles", "PARAMS", "CODE"]

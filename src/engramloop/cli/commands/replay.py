@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="recording to replay (overrides source.file.path)")
     p.add_argument("--stimulate", action="store_true",
                    help="send pulses to the configured stimulators (default: sham, "
-                        "everything decided and logged, nothing sent)")
+                        "everything decided and logged, nothing sent); only at --speed 1, "
+                        "since the safety limits are in wall-clock seconds")
     p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="replay the file at --speed max once per value of a config key "
                         "(e.g. detectors.ripple.threshold_sd=3,4,5; repeat for a grid of "
@@ -61,7 +62,27 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"{flag} goes with --sweep (to score a single replay, record it "
                             "with --record and run 'engramloop score')")
+    refuse_fast_stimulation(args)
     return run_loop(args, replay_path=args.file, cfg_transform=_to_replay(args))
+
+
+def refuse_fast_stimulation(args: argparse.Namespace) -> None:
+    """``--stimulate`` only at ``--speed 1``: refractory, rate windows and dose windows are
+    wall-clock seconds at the tissue, and a replay at N x real time would apply them in
+    replayed time (N times too many pulses per real second). docs/safety.md."""
+    from engramloop.cli import UserError
+    from engramloop.drivers.sources import parse_speed
+
+    if not args.stimulate:
+        return
+    try:
+        speed = parse_speed(args.speed)
+    except ValueError:
+        return  # run_loop names the bad --speed
+    if speed != 1.0:
+        raise UserError(f"--stimulate needs --speed 1 (got {args.speed}): the safety limits "
+                        "are wall-clock seconds at the tissue; replay faster without "
+                        "--stimulate (sham), or stimulate in real time")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -83,6 +104,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"{flag} cannot be used with --sweep (it would record every "
                             "setting); replay the chosen setting once with it")
+    refuse_fast_stimulation(args)
     if args.duration is not None and not args.duration > 0:
         raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
     try:

@@ -131,13 +131,19 @@ class _Waiter:
 
 def spec_to_command(spec: PulseSpec, *, audio_channel: int = 5,
                     click_full_scale_db_spl: float = 90.0,
-                    delay_us: int = 0) -> PulseCmd:
+                    delay_us: int = 0, opto_mw_when_high: float = 0.0) -> PulseCmd:
     """Map a PulseSpec onto a stim-box PULSE/TRAIN command, refusing what it cannot do.
 
     TTL/electrical/optogenetic specs become monophasic TTL pulses (the reference stim box
     drives logic lines: a current stimulator or LED driver is gated by them), on channels
     1-4; auditory specs become a pink-noise click on the audio channel, its level a linear
     fraction of full scale, ``10 ** ((dB - full_scale_dB) / 20)``.
+
+    An optogenetic spec's amplitude is mW, but a TTL line only gates a light source whose
+    power is set on the source: ``opto_mw_when_high`` declares that power (measured at the
+    fibre tip), the spec must ask for exactly it (so the governor's light accounting is
+    what reaches the tissue), and the line is driven at 5 V logic. 0 = not declared, and
+    optogenetic specs are refused (as on Pulse Pal without ``opto_mw_per_v``).
 
     Raises
     ------
@@ -155,6 +161,19 @@ def spec_to_command(spec: PulseSpec, *, audio_channel: int = 5,
         level = 10.0 ** ((spec.amplitude - click_full_scale_db_spl) / 20.0)
         amplitude = max(1, min(65535, int(round(level * 65535))))
         channel, shape = audio_channel, Shape.CLICK
+    elif spec.modality == "optogenetic":
+        if not opto_mw_when_high > 0:
+            raise ValueError("modality='optogenetic' on the stim box needs the light power "
+                             "its TTL line gates: set stimulators.stimbox.opto_mw_when_high "
+                             "(mW at the fibre tip, measured with a power meter)")
+        if spec.shape != "monophasic":
+            raise ValueError(f"shape={spec.shape!r}: the stim box's outputs are TTL lines")
+        if abs(spec.amplitude - opto_mw_when_high) > 1e-9 * max(1.0, opto_mw_when_high):
+            raise ValueError(f"amplitude={spec.amplitude} mW: the stim box gates a light "
+                             f"source set to {opto_mw_when_high:g} mW "
+                             f"(stimulators.stimbox.opto_mw_when_high); ask for exactly that")
+        amplitude = 5000  # millivolts: logic high
+        channel, shape = spec.channel, Shape.MONOPHASIC
     else:
         if spec.shape != "monophasic":
             raise ValueError(f"shape={spec.shape!r}: the stim box's outputs are TTL lines; "
@@ -195,7 +214,8 @@ class StimBox:
 
     def __init__(self, port: str, *, name: str = "stimbox", handshake_timeout_s: float = 0.5,
                  ack_timeout_s: float = 0.1, heartbeat_interval_s: float = 0.02,
-                 click_full_scale_db_spl: float = 90.0, baudrate: int = 115200) -> None:
+                 click_full_scale_db_spl: float = 90.0, baudrate: int = 115200,
+                 opto_mw_when_high: float = 0.0) -> None:
         if not 0 < heartbeat_interval_s <= 0.05:
             raise ValueError(f"heartbeat_interval_s={heartbeat_interval_s}: must be in "
                              "(0, 0.05] s to keep the device's 100 ms watchdog fed")
@@ -205,6 +225,7 @@ class StimBox:
         self.ack_timeout_s = ack_timeout_s
         self.heartbeat_interval_s = heartbeat_interval_s
         self.click_full_scale_db_spl = click_full_scale_db_spl
+        self.opto_mw_when_high = float(opto_mw_when_high)
         self.baudrate = baudrate
         self.clock = ClockMap()
         self.status: Status | None = None
@@ -357,7 +378,8 @@ class StimBox:
         try:
             cmd = spec_to_command(
                 pulse.spec, audio_channel=self.status.audio_channel if self.status else 5,
-                click_full_scale_db_spl=self.click_full_scale_db_spl, delay_us=delay_us)
+                click_full_scale_db_spl=self.click_full_scale_db_spl, delay_us=delay_us,
+                opto_mw_when_high=self.opto_mw_when_high)
         except ValueError as exc:
             return Delivery(pulse.pulse_id, self.name, "failed",
                             reason=f"stim box cannot do this pulse: {exc}")
