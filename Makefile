@@ -5,7 +5,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.engramloop-installed
-# torch is pinned here, not in pyproject: a CPU wheel of this version is what we test.
+# torch is the optional extra engramloop[forecaster] (docs/install.md); the demo and the
+# tests use the forecaster, so the CPU build pinned in constraints.txt comes from PyTorch's
+# CPU index (PyPI's Linux torch pulls GBs of CUDA packages). TORCH_INDEX= skips that index.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
 .PHONY: demo test install bench lint clean
@@ -15,7 +18,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml setup.py constraints.txt src/engramloop/decoders/_filters.c
-	$(PIP_INSTALL) "setuptools<81" wheel
+	$(PIP_INSTALL) "setuptools>=64" wheel
+	$(PIP_INSTALL) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch
 	$(PIP_INSTALL) --no-build-isolation -e ".[dev]"
 	@touch $(STAMP)
 

@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engramloop.analysis.scoring import intervals, replay, score_detections, score_phase  # noqa: E402
+from engramloop.controller.config import SHIPPED_DIR
 from engramloop.core.chunk import Chunk  # noqa: E402
 from engramloop.decoders.detectors import DetectorsSettings, make_detectors  # noqa: E402
 from engramloop.decoders.phase import EchtPhase, PhaseSettings  # noqa: E402
@@ -40,7 +41,7 @@ TARGETS = {
 }
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "sim-ripple.toml"
+SHIPPED = SHIPPED_DIR / "sim-ripple.toml"
 LAMINAR = SHIPPED.with_name("sim-ripple-laminar.toml")
 
 

@@ -15,7 +15,8 @@ microseconds, and checks the targets: software share (chunk arrival -> decision 
 
     .venv/bin/python bench/loop.py --duration 600            # the 10 min per phase
     .venv/bin/python bench/loop.py --duration 60 --output stimbox   # via the emulated stim box
-    .venv/bin/python bench/loop.py --config configs/sim-ripple-forecast.toml --phase A \
+    .venv/bin/python bench/loop.py --phase A \
+        --config src/engramloop/configs/sim-ripple-forecast.toml \
         --forecaster off     # the same loop without the forecaster worker, to compare
 
 W runs the same loop unpaced (``--speed max``): the per-chunk processing cost when chunks
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=600.0,
                     help="seconds of real time per phase (default 600 = the issue's 10 min)")
-    ap.add_argument("--config", default=str(ROOT / "configs" / "sim-ripple.toml"))
+    ap.add_argument("--config",
+                    default=str(ROOT / "src" / "engramloop" / "configs" / "sim-ripple.toml"))
     ap.add_argument("--output", choices=("sim", "stimbox"), default="sim",
                     help="sim: pulses go straight to the simulator; stimbox: through the "
                          "emulated stim box on a pseudo-terminal")

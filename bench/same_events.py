@@ -41,7 +41,9 @@ def dump(root: str, out: str, seconds: float, seeds: list[int]) -> None:
     from engramloop.sim.generate import simulate
     from engramloop.sim.settings import SimSettings
 
-    lam = load_config(Path(root) / "configs" / "sim-ripple-laminar.toml")
+    configs = Path(root) / "src" / "engramloop" / "configs"  # older trees: <root>/configs
+    lam = load_config((configs if configs.is_dir() else Path(root) / "configs")
+                      / "sim-ripple-laminar.toml")
     fields = ("onset_s", "detect_s", "peak_s", "amplitude", "score", "threshold",
               "predicted_s")
     result = {}

@@ -11,7 +11,7 @@ from typing import Literal
 import pytest
 
 from engramloop.cli import main
-from engramloop.controller.config import Config, dump_config, load_config, loads_config
+from engramloop.controller.config import SHIPPED_DIR, Config, dump_config, load_config, loads_config
 from engramloop.core.schema import ConfigError, build, describe, setting
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_effective_config_round_trips() -> None:
     assert loads_config(dump_config(Config())) == Config()
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(SHIPPED_DIR.glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
     load_config(path)
 

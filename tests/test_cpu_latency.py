@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engramloop.controller import cpu_latency
-from engramloop.controller.config import ConfigError, load_config
+from engramloop.controller.config import SHIPPED_DIR, ConfigError, load_config
 from engramloop.controller.cpu_latency import CpuLatencyRequest, current_latency_us
 from engramloop.controller.loop import build_loop
 
@@ -19,7 +19,7 @@ WRITABLE = os.access(cpu_latency.DEVICE, os.W_OK)
 
 
 def ripple_cfg(latency_us: int):
-    cfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     return dataclasses.replace(cfg, scheduler=dataclasses.replace(
         cfg.scheduler, cpu_wakeup_latency_us=latency_us))
 
@@ -90,7 +90,7 @@ def test_not_held_by_default_nor_in_unpaced_runs(monkeypatch, tmp_path):
 
 def test_config_range_is_checked(tmp_path):
     p = tmp_path / "bad.toml"
-    p.write_text((ROOT / "configs" / "sim-ripple.toml").read_text().replace(
+    p.write_text((SHIPPED_DIR / "sim-ripple.toml").read_text().replace(
         "[scheduler]\n", "[scheduler]\ncpu_wakeup_latency_us = -2\n"))
     with pytest.raises(ConfigError, match="scheduler.cpu_wakeup_latency_us"):
         load_config(p)

@@ -12,6 +12,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from engramloop.cli import main
 from engramloop.cli.commands import demo
+from engramloop.controller.config import SHIPPED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -48,7 +49,7 @@ def test_demo_uses_the_shipped_checkpoint_and_reports_the_gate(tmp_path, capsys)
 def test_demo_default_is_the_forecast_config_long_enough_to_open_the_gate():
     from engramloop.controller.config import load_config
 
-    assert demo.CONFIG == ROOT / "configs" / "sim-ripple-forecast.toml"
+    assert demo.CONFIG == SHIPPED_DIR / "sim-ripple-forecast.toml"
     cfg = load_config(demo.CONFIG)
     assert cfg.forecaster.enabled and cfg.forecaster.checkpoint == ""
     # several forecasts in the default run (the gate needs some to open and close)

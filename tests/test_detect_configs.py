@@ -8,17 +8,15 @@ channels its source delivers (the simulator's channel set for ``kind = "sim"``).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from engramloop.controller.config import load_config
+from engramloop.controller.config import SHIPPED_DIR, load_config
 from engramloop.decoders.detectors import make_detectors
 from engramloop.decoders.ripple import RippleDetector
 from engramloop.decoders.slow_osc import SlowOscDetector
 from engramloop.decoders.spindle import SpindleDetector
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = SHIPPED_DIR
 
 # config -> detectors it must run
 EXPECTED = {

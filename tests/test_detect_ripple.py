@@ -2,13 +2,12 @@
 consensus/veto/theta gate, the simulator's truth, and real rat CA1 theta (negative control)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.signal as ss
 
 from engramloop.analysis.scoring import intervals, replay, score_detections
+from engramloop.controller.config import SHIPPED_DIR
 from engramloop.core.chunk import Chunk
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
 
@@ -235,7 +234,7 @@ def test_blanked_light_artefacts_do_not_blind_the_detector() -> None:
     from engramloop.controller.config import load_config
     from engramloop.sim.generate import simulate
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "sim-ripple.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     s = cfg.detectors.ripple
     assert s.theta_gate
     x, t, truth = simulate(cfg.sim, seed=1, duration_s=60.0)

@@ -6,13 +6,13 @@ simulator's laminar probe."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.signal as ss
 
 from engramloop.analysis.scoring import intervals, replay, score_detections
+from engramloop.controller.config import SHIPPED_DIR
 from engramloop.core.chunk import Chunk
 from engramloop.decoders.baseline import MAD_TO_SD
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
@@ -199,7 +199,7 @@ def test_laminar_probe_on_the_simulator() -> None:
     from engramloop.controller.config import load_config
     from engramloop.sim.generate import simulate
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs"
+    cfg = load_config(SHIPPED_DIR
                       / "sim-ripple-laminar.toml")
     s = cfg.detectors.ripple
     assert s.sharp_wave_channel in cfg.sim.radiatum_channels

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from engramloop.cli import build_parser, main
-from engramloop.cli.commands.config_reference import DEFAULT_PATH, generate
-from engramloop.controller.config import Config, loads_config
+from engramloop.cli.commands.config_reference import generate
+from engramloop.controller.config import SHIPPED_DIR, Config, loads_config
 from engramloop.core.schema import describe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +25,19 @@ def _blocks(text: str) -> list[tuple[str, str]]:
 
 
 def test_committed_config_reference_matches_the_schema(capsys):
-    assert DEFAULT_PATH == DOCS / "config-reference.md"
-    rc = main(["config-reference", "--check"])
-    assert rc == 0, ("docs/config-reference.md is stale: run `engramloop config-reference` "
-                     "and commit it\n" + capsys.readouterr().err)
+    rc = main(["config-reference", "--check", "--out", str(DOCS / "config-reference.md")])
+    assert rc == 0, ("docs/config-reference.md is stale: run `engramloop config-reference "
+                     "--out docs/config-reference.md` and commit it\n"
+                     + capsys.readouterr().err)
+
+
+def test_config_reference_prints_to_stdout_by_default(capsys, monkeypatch, tmp_path):
+    """An installed package never writes into itself: no --out means standard output."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["config-reference"]) == 0
+    assert capsys.readouterr().out == generate()
+    assert list(tmp_path.iterdir()) == []
+    assert main(["config-reference", "--check"]) == 2  # nothing to compare with
 
 
 def test_reference_lists_every_key_with_unit_default_and_range():
@@ -96,6 +105,7 @@ def test_quickstarts_cover_what_a_new_lab_needs():
     for page in ("quickstart-sim.md", "quickstart-lsl.md", "quickstart-replay.md",
                  "safety.md", "citing.md", "live-view-and-reports.md"):
         assert (DOCS / page).is_file(), page
+    # docs write configs/NAME.toml: the folder `engramloop configs --copy all` makes
     for cfg in re.findall(r"configs/[\w.-]+\.toml", "".join(
             p.read_text(encoding="utf-8") for p in PAGES)):
-        assert (ROOT / cfg).is_file(), cfg
+        assert (SHIPPED_DIR / cfg.rsplit("/", 1)[1]).is_file(), cfg

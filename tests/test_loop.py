@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import pyxdf
 
-from engramloop.controller.config import load_config
+from engramloop.controller.config import SHIPPED_DIR, load_config
 from engramloop.controller.loop import SimStimOutput, build_loop
 from engramloop.controller.recorder import RecordingError
 from engramloop.core.chunk import SourceError
@@ -21,7 +21,7 @@ from engramloop.drivers.markers import ShamOutput
 from engramloop.sim.source import SimSource
 
 ROOT = Path(__file__).resolve().parents[1]
-RIPPLE = ROOT / "configs" / "sim-ripple.toml"
+RIPPLE = SHIPPED_DIR / "sim-ripple.toml"
 
 
 def ripple_cfg(**policy):

@@ -13,14 +13,14 @@ import pytest
 import pyxdf
 from rich.console import Console
 
-from engramloop.controller.config import load_config, loads_config
+from engramloop.controller.config import SHIPPED_DIR, load_config, loads_config
 from engramloop.controller.dashboard import render_status
 from engramloop.controller.loop import build_loop
 from engramloop.controller.status import CLIP_FRACTION, StatusBoard
 from engramloop.decoders.features import FeatureSettings, Forecast
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = ROOT / "configs" / "sim-ripple.toml"
+CFG = SHIPPED_DIR / "sim-ripple.toml"
 
 
 class Snapshots(StatusBoard):

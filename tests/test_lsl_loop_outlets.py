@@ -11,7 +11,7 @@ import numpy as np
 import pylsl
 import pytest
 
-from engramloop.controller.config import load_config, loads_config
+from engramloop.controller.config import SHIPPED_DIR, load_config, loads_config
 from engramloop.controller.loop import build_loop
 from engramloop.core.clock import SimClock
 from engramloop.core.schema import ConfigError
@@ -63,7 +63,7 @@ def test_signal_outlet_carries_the_chunks_exactly() -> None:
 
 def test_loop_publishes_events_and_governor_decisions() -> None:
     prefix = f"engramloop-test-{os.getpid()}-loop"
-    cfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     cfg = dataclasses.replace(cfg, lsl_outlets=LslOutletSettings(
         enabled=True, prefix=prefix, streams=("events", "governor")))
     loop = build_loop(cfg, speed="max", duration_s=30.0)

@@ -11,6 +11,7 @@ import pyxdf
 from test_lsl import Outlet, _name
 
 from engramloop.cli import main
+from engramloop.controller.config import SHIPPED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +21,7 @@ def test_run_on_an_lsl_stream_records_it(tmp_path: Path) -> None:
     outlet = Outlet(name, start=0, unit="microvolts")  # a real outlet in another process
     try:
         xdf = tmp_path / "lsl.xdf"
-        rc = main(["run", str(ROOT / "configs" / "lsl.toml"), "--stream", name,
+        rc = main(["run", str(SHIPPED_DIR / "lsl.toml"), "--stream", name,
                    "--duration", "2", "--record", str(xdf), "--quiet"])
     finally:
         outlet.kill()

@@ -15,11 +15,11 @@ import pyxdf
 
 from engramloop.analysis.report import load_twin_memory, write_report
 from engramloop.analysis.trial import run_sim, run_trial, sham_twin_path
-from engramloop.controller.config import dump_config, load_config
+from engramloop.controller.config import SHIPPED_DIR, dump_config, load_config
 from engramloop.sim.source import SimSource
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = ROOT / "configs" / "sim-ripple.toml"
+CFG = SHIPPED_DIR / "sim-ripple.toml"
 
 
 def _memory_stream(path: Path) -> list[tuple[float, dict]]:

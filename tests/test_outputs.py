@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engramloop.controller.config import Config, load_config, loads_config
+from engramloop.controller.config import SHIPPED_DIR, Config, load_config, loads_config
 from engramloop.core.pulse import DeviceError, Pulse, PulseSpec
 from engramloop.core.schema import ConfigError
 from engramloop.drivers.markers import LslMarkerOutput, ShamOutput
@@ -97,7 +97,7 @@ def test_schema_errors(text, match):
 
 @pytest.mark.parametrize("name", ["pulsepal-rig.toml", "stimbox-rig.toml"])
 def test_example_configs_load(name):
-    c = load_config(ROOT / "configs" / name)
+    c = load_config(SHIPPED_DIR / name)
     outs = make_outputs(c, stim_port=None) if "pulsepal" in name else None
     assert c.stimulators.kinds[0] in ("pulsepal", "stimbox")
     if outs:

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from engramloop.cli import main
-from engramloop.controller.config import load_config
+from engramloop.controller.config import SHIPPED_DIR, load_config
 from engramloop.controller.loop import build_loop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_replay_at_n_times_real_time_runs_on_the_source_clock(tmp_path: Path) -> None:
     rec = tmp_path / "s.npz"
     assert main(["sim", "--duration", "8", "--out", str(rec), "--config",
-                 str(ROOT / "configs" / "sim-ripple.toml")]) == 0
-    cfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+                 str(SHIPPED_DIR / "sim-ripple.toml")]) == 0
+    cfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     cfg = dataclasses.replace(cfg, source=dataclasses.replace(cfg.source, kind="file"),
                               policy=dataclasses.replace(cfg.policy, condition="sham"))
     loop = build_loop(cfg, speed=2, path=str(rec))

@@ -20,10 +20,11 @@ from engramloop.analysis.sweep import (
     split_values,
 )
 from engramloop.cli import main
+from engramloop.controller.config import SHIPPED_DIR
 from engramloop.core.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = ROOT / "configs" / "sim-ripple.toml"
+CFG = SHIPPED_DIR / "sim-ripple.toml"
 DUR = 40
 
 

@@ -19,6 +19,7 @@ from shared_data import DATA  # noqa: E402
 
 from engramloop.analysis.report import expand_truth, load_recording, merge_pulses, write_report
 from engramloop.analysis.scoring import circular_mean_sd
+from engramloop.controller.config import SHIPPED_DIR
 from engramloop.controller.recorder import Recorder
 from engramloop.core.chunk import Chunk
 from engramloop.decoders.phase import wrap_deg
@@ -407,7 +408,7 @@ def test_report_of_a_real_closed_loop_sim_run(tmp_path):
     from engramloop.analysis.trial import run_sim
     from engramloop.controller.config import dump_config, load_config
 
-    cfg = load_config(ROOT / "configs" / "sim-so.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-so.toml")
     xdf = tmp_path / "so.xdf"
     _, score = run_sim(cfg, 20.0, speed="max", record=str(xdf), config_text=dump_config(cfg),
                        log=lambda msg: None)

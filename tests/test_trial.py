@@ -12,14 +12,14 @@ import pytest
 
 from engramloop.analysis.trial import detection_metrics, phase_error, ripple_timing, run_trial
 from engramloop.cli import main
-from engramloop.controller.config import load_config
+from engramloop.controller.config import SHIPPED_DIR, load_config
 from engramloop.sim.truth import TruthEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ripple_trial_meets_timing_target_and_stim_beats_sham(tmp_path):
-    cfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     rep = run_trial(cfg, 90.0, speed="max", report=str(tmp_path / "rep"))
     run, sham = rep["run"], rep["sham"]
     assert run["error"] == "" and run["stop_reason"] == "end of source"
@@ -38,7 +38,7 @@ def test_ripple_trial_meets_timing_target_and_stim_beats_sham(tmp_path):
 
 
 def test_so_two_click_trial_scores_phase():
-    cfg = load_config(ROOT / "configs" / "sim-so.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-so.toml")
     rep = run_trial(cfg, 60.0, speed="max", sham_twin=False)
     run = rep["run"]
     assert run["target"] == "so_upstate" and run["pulses_sent"] >= 4
@@ -48,7 +48,7 @@ def test_so_two_click_trial_scores_phase():
 
 
 def test_run_and_replay_commands(tmp_path, capsys):
-    cfg = ROOT / "configs" / "sim-ripple.toml"
+    cfg = SHIPPED_DIR / "sim-ripple.toml"
     xdf = tmp_path / "run.xdf"
     rc = main(["run", str(cfg), "--duration", "20", "--speed", "max", "--record", str(xdf),
                "--report", str(tmp_path / "r"), "--quiet"])
@@ -143,7 +143,7 @@ def test_theta_target_needs_a_theta_phase_band():
 
 
 def test_spindle_locked_and_yoked_random():
-    cfg = load_config(ROOT / "configs" / "sim-so.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-so.toml")
     import dataclasses
 
     pol = dataclasses.replace(cfg.policy, target="spindle", min_interval_s=1.0)
@@ -152,7 +152,7 @@ def test_spindle_locked_and_yoked_random():
     assert st["n_pulses"] >= 3 and st["inside_spindle"] >= 0.8
     # yoked-random: one stimulus per locked decision, moved to a random later time (kept
     # in order and a refractory period apart, so the governor passes all of them)
-    rcfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+    rcfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     locked = run_trial(rcfg, 45.0, sham_twin=False)["run"]
     yoked = run_trial(dataclasses.replace(rcfg, policy=dataclasses.replace(
         rcfg.policy, condition="yoked-random")), 45.0, sham_twin=False)["run"]
@@ -171,7 +171,7 @@ def test_sham_twin_sees_the_same_samples_so_no_stimulation_means_no_effect():
     short and its memories differ)."""
     import dataclasses
 
-    cfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     cfg = dataclasses.replace(cfg, safety=dataclasses.replace(cfg.safety, arm_on_start=False))
     rep = run_trial(cfg, 20.0, speed="max")
     run, sham = rep["run"], rep["sham"]

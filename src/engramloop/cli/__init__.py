@@ -1,6 +1,6 @@
 """The ``engramloop`` command line.
 
-Subcommands live one per module in ``controller/commands/``; each module defines ``HELP``
+Subcommands live one per module in ``cli/commands/``; each module defines ``HELP``
 (one line), ``add_arguments(parser)`` and ``run(args) -> int``. They import heavy
 libraries inside ``run`` so ``engramloop --help`` stays instant.
 """
@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from engramloop import __version__
+from engramloop.core.extras import MissingExtraError
 from engramloop.core.schema import ConfigError
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ConfigError: {exc}", file=sys.stderr)
         return 2
-    except UserError as exc:
+    except (UserError, MissingExtraError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

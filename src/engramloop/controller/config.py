@@ -68,6 +68,32 @@ class Config:
     lsl_outlets: LslOutletSettings = field(default_factory=LslOutletSettings)
 
 
+#: The example configs shipped inside the package (``engramloop configs`` lists and copies
+#: them). Read-only for the program: nothing writes here.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_configs() -> list[Path]:
+    """The shipped example configs, sorted by name."""
+    return sorted(SHIPPED_DIR.glob("*.toml"))
+
+
+def shipped_config(name: str) -> Path:
+    """The shipped config called ``name`` (``sim-ripple`` or ``sim-ripple.toml``).
+
+    Raises
+    ------
+    ConfigError
+        If no shipped config has that name (the message lists the names).
+    """
+    stem = name[:-5] if name.endswith(".toml") else name
+    path = SHIPPED_DIR / f"{stem}.toml"
+    if "/" in stem or "\\" in stem or not path.is_file():
+        names = ", ".join(p.stem for p in shipped_configs())
+        raise ConfigError(name, "", f"no shipped config of that name (shipped: {names})")
+    return path
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file.
 
@@ -79,7 +105,8 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), "", "file not found (give the path of a .toml config; "
-                                         "examples are in configs/)")
+                                         "`engramloop configs` lists the shipped examples "
+                                         "and copies them to a folder)")
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -49,6 +49,7 @@ import numpy as np
 
 from engramloop.core.chunk import Chunk
 from engramloop.core.events import Event
+from engramloop.core.extras import check
 from engramloop.core.schema import setting
 from engramloop.decoders.features import EpochFeatures, FeatureSettings, FeatureVector, Forecast
 
@@ -108,6 +109,8 @@ class ForecastWorker:
     """
 
     def __init__(self, settings: ForecasterSettings, forecaster: Any = None) -> None:
+        if forecaster is None:  # fail while the loop is being built, before anything runs
+            check("torch", "forecaster", "[forecaster] enabled = true")
         self.settings = settings
         self.features = EpochFeatures(settings.features)
         self._forecaster = forecaster

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from engramloop.core.extras import require
 from engramloop.decoders.features import FEATURE_NAMES, FeatureVector, Forecast
+
+torch = require("torch", "forecaster", "the forecaster")
+nn = torch.nn
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "ForecastNet", "ForecastEnsemble",
            "FusedEnsemble",

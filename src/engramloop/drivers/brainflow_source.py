@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from engramloop.core.chunk import Chunk, SourceError
+from engramloop.drivers.brainflow_lib import load_brainflow
 from engramloop.drivers.ftdi import check_latency_timer
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ class BrainFlowSource:
 
     def __init__(self, settings: Any, *, serial_port: str | None = None,
                  channels: Sequence[str] = ()) -> None:
+        load_brainflow()
         from brainflow.board_shim import BoardShim
 
         self.settings = settings
@@ -199,6 +201,7 @@ class BrainFlowSource:
 
     def start(self) -> None:
         """Check the port, prepare the session and start streaming (released on failure)."""
+        load_brainflow()
         from brainflow.board_shim import BoardShim, BrainFlowError, BrainFlowInputParams
 
         s = self.settings

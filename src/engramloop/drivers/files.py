@@ -20,6 +20,7 @@ import numpy as np
 
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
+from engramloop.drivers.brainflow_lib import load_brainflow
 from engramloop.drivers.sources import unit_scale
 from engramloop.recording import reader
 from engramloop.recording.xdf import MAGIC
@@ -233,6 +234,7 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
     if not board:
         raise SourceError(f"{path}: a BrainFlow CSV file has no header; set "
                           "source.file.board to the board that wrote it (e.g. cyton)")
+    load_brainflow()
     from brainflow.board_shim import BoardShim
 
     bid = board_id(board)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engramloop.core.pulse import Delivery, DeviceError, Pulse
+from engramloop.drivers.brainflow_lib import load_brainflow
 
 log = logging.getLogger("engramloop.outputs")
 
@@ -124,6 +125,7 @@ class BrainFlowBoardRef:
         self.input_json = params.to_json().encode()
 
     def insert_marker(self, value: float) -> None:
+        load_brainflow()
         from brainflow.board_shim import (
             BoardControllerDLL,
             BrainFlowError,

@@ -4,11 +4,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engramloop.controller.config import SHIPPED_DIR
+from engramloop.core.extras import available
+
 HELP = ("run the simulated default: a forecast-gated closed-loop ripple trial on the built-in "
         "simulator with the shipped forecaster checkpoint (stim vs sham twin), recorded to "
         "XDF, scored and reported")
 
-CONFIG = Path(__file__).resolve().parents[4] / "configs" / "sim-ripple-forecast.toml"
+CONFIG = SHIPPED_DIR / "sim-ripple-forecast.toml"
+#: Run instead of CONFIG when torch (the ``forecaster`` extra) is not installed.
+UNGATED = SHIPPED_DIR / "sim-ripple.toml"
 #: Simulated seconds: 5 min of N2 then N3 (the config's hypnogram). The forecaster issues a
 #: forecast every 30 s epoch from 30 s on; in N3 its decay risk crosses the gate threshold
 #: (about 480 s in for seed 1), so 600 s shows the gate closed, then open with pulses.
@@ -21,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/demo", metavar="DIR",
                    help="folder for session.xdf, summary.txt/json and the HTML report "
                         "(index.html)")
-    p.add_argument("--config", default=str(CONFIG), help="config to run (default: %(default)s)")
+    p.add_argument("--config", default=None,
+                   help=f"config to run (default: the shipped {CONFIG.name}, or "
+                        f"{UNGATED.name} when torch is not installed)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (only the summary and the report's path)")
 
@@ -30,9 +37,16 @@ def run(args: argparse.Namespace) -> int:
     from engramloop.cli import UserError, main
     from engramloop.controller.config import load_config
 
+    if args.config is None:
+        args.config = str(CONFIG)
+        if not available("torch"):
+            args.config = str(UNGATED)
+            print("engramloop demo: torch is not installed, so the forecast gate is off: "
+                  f"running the ungated trial {UNGATED.name} (for the forecast-gated demo: "
+                  "pip install 'engramloop[forecaster]', see docs/install.md)")
     if not Path(args.config).is_file():
-        raise UserError(f"demo config {args.config} not found; run the demo from an "
-                        "engramloop checkout or pass --config")
+        raise UserError(f"demo config {args.config} not found; `engramloop configs` lists "
+                        "the shipped ones")
     cfg = load_config(args.config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
