@@ -4,6 +4,7 @@ recording, pyedflib and MNE for reading exports back."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -217,6 +218,6 @@ def test_to_mne_without_mne_names_the_extra(session, monkeypatch):
     from engramloop.core.extras import MissingExtraError
 
     rec = engramloop.read_recording(session)
-    monkeypatch.setitem(__import__("sys").modules, "mne", None)  # MNE not installed
+    monkeypatch.setitem(sys.modules, "mne", None)  # MNE not installed
     with pytest.raises(MissingExtraError, match=r"pip install 'engramloop\[mne\]'"):
         rec.to_mne()

@@ -17,6 +17,11 @@ from engramloop.core.schema import describe
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
+README = ROOT / "README.md"
+#: words of a lab notebook, not of a user document (figures go in docs/performance.md
+#: with the command that prints them, stated once, for whoever reads them later)
+SESSION_TALK = re.compile(r"\btoday\b|\bthis session\b|\bsession-start\b|"
+                          r"\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:
@@ -66,7 +71,7 @@ def test_check_reports_a_stale_file(tmp_path, capsys):
     assert main(["config-reference", "--check", "--out", str(stale)]) == 0
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize("page", [*PAGES, README], ids=[*(p.name for p in PAGES), "README"])
 def test_links_resolve(page):
     text = page.read_text(encoding="utf-8")
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
@@ -76,7 +81,7 @@ def test_links_resolve(page):
         assert path.exists(), f"{page.name}: broken link {target}"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize("page", [*PAGES, README], ids=[*(p.name for p in PAGES), "README"])
 def test_snippets_are_valid(page):
     """TOML snippets load with the real schema; Python snippets compile; every
     ``engramloop ...`` command line parses with the real CLI parser."""
@@ -109,3 +114,27 @@ def test_quickstarts_cover_what_a_new_lab_needs():
     for cfg in re.findall(r"configs/[\w.-]+\.toml", "".join(
             p.read_text(encoding="utf-8") for p in PAGES)):
         assert (SHIPPED_DIR / cfg.rsplit("/", 1)[1]).is_file(), cfg
+
+
+def test_readme_is_a_user_document():
+    """At most 150 lines: what it is, the two commands, the flow, quickstarts, links; the
+    figures live in docs/performance.md."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150
+    for needed in ("make demo", "make test", "pip install .", "─Chunk─▶",
+                   "engramloop.read_recording", "docs/performance.md", "docs/install.md",
+                   "docs/architecture.md", "docs/api.md"):
+        assert needed in text, needed
+    assert not SESSION_TALK.search(text), SESSION_TALK.search(text)
+    assert "µs" not in text and "F1" not in text  # no figures here
+
+
+@pytest.mark.parametrize("page", ["performance.md", "limitations.md"])
+def test_figures_have_commands_and_no_session_talk(page):
+    text = (DOCS / page).read_text(encoding="utf-8")
+    hit = SESSION_TALK.search(text)
+    assert hit is None, f"{page}: {hit.group(0)!r} in {text[hit.start() - 80:hit.end() + 80]!r}"
+    if page == "performance.md":
+        for section in text.split("\n## ")[1:]:
+            title = section.splitlines()[0]
+            assert re.search(r"`(python bench/|engramloop )", section), title
