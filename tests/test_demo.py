@@ -65,6 +65,10 @@ def test_checkpoint_is_package_data():
     rel = default_checkpoint_path().relative_to(SRC / "engramloop" / "decoders").as_posix()
     assert any(fnmatch.fnmatch(rel, pat)
                for pat in tool["package-data"]["engramloop.decoders"])
+    # the example configs ship too (tests/test_install.py checks the built wheel)
+    for cfg in SHIPPED_DIR.glob("*.toml"):
+        rel = cfg.relative_to(SRC / "engramloop").as_posix()
+        assert any(fnmatch.fnmatch(rel, pat) for pat in tool["package-data"]["engramloop"])
     # every package with an __init__.py, subpackages included (controller.commands holds
     # the CLI), matches the packages.find patterns
     include = tool["packages"]["find"]["include"]

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from engramloop.analysis.fanout import map_ordered
+from engramloop.core.extras import require
 from engramloop.decoders.features import (
     FEATURE_NAMES,
     EpochFeatures,
@@ -634,7 +635,7 @@ class TrainSettings:
 def _seed_all(seed: int, threads: int) -> None:
     import random
 
-    import torch
+    torch = require("torch", "forecaster", "forecaster training")
 
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
@@ -678,8 +679,8 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
         Called after each training epoch (unit ``"epochs"``, out of ``members * epochs``;
         an early stop skips the member's remaining epochs and is sent as a note).
     """
-    import torch
-    from torch import nn
+    torch = require("torch", "forecaster", "forecaster training")
+    nn = torch.nn
 
     from engramloop.decoders.forecaster import Checkpoint, ForecastEnsemble, ForecastNet
 
@@ -792,7 +793,7 @@ def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
 
 def _platt(logits: Any, y: Any) -> tuple[float, float]:
     """Fit p = sigmoid(a * logit + b) by maximum likelihood (LBFGS, float64)."""
-    import torch
+    torch = require("torch", "forecaster", "forecaster training")
 
     ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([ab], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")

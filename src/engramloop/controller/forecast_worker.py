@@ -145,9 +145,7 @@ class ForecastWorker:
             If the checkpoint is missing or does not match ``[forecaster.features]``.
         """
         if self._forecaster is None:
-            import torch
-
-            from engramloop.decoders.forecaster import Forecaster
+            from engramloop.decoders.forecaster import Forecaster, torch
 
             torch.set_num_threads(self.settings.threads)
             f = self.settings.features
