@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.engramloop-installed
 # torch is the optional extra engramloop[forecaster] (docs/install.md); the demo and the
 # tests use the forecaster, so the CPU build pinned in constraints.txt comes from PyTorch's
-# CPU index (PyPI's Linux torch pulls GBs of CUDA packages). TORCH_INDEX= skips that index.
+# CPU index (PyPI's Linux torch pulls GBs of CUDA packages). Only torch itself comes from
+# that index (--no-deps); its dependencies come with the project's, from the usual index.
+# TORCH_INDEX= skips that index.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
@@ -19,8 +21,8 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml setup.py constraints.txt src/engramloop/decoders/_filters.c
 	$(PIP_INSTALL) "setuptools>=64" wheel
-	$(PIP_INSTALL) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch
-	$(PIP_INSTALL) --no-build-isolation -e ".[dev]"
+	$(PIP_INSTALL) --no-deps $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch
+	$(PIP_INSTALL) --no-build-isolation -e ".[dev,forecaster]"
 	@touch $(STAMP)
 
 install: $(STAMP)

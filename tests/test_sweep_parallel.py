@@ -10,9 +10,10 @@ import pytest
 
 from engramloop.analysis.fanout import pooled
 from engramloop.cli import main
+from engramloop.controller.config import SHIPPED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = ROOT / "configs" / "sim-ripple.toml"
+CFG = SHIPPED_DIR / "sim-ripple.toml"
 
 
 @pytest.fixture(scope="module")

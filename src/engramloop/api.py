@@ -431,15 +431,7 @@ def read_recording(path: str | Path) -> Recording:
         If the file is missing or is not a readable XDF file.
     """
     from engramloop.analysis.report import ReportError, load_recording
-    from engramloop.drivers.xdf import MAGIC
 
-    p = Path(path)
-    if p.is_file():
-        with p.open("rb") as fh:
-            if fh.read(len(MAGIC)) != MAGIC:  # before pyxdf, which leaves the file open
-                raise RecordingError(f"recording {p} is not a readable XDF file (it does "
-                                     "not start with 'XDF:'); give the .xdf file written "
-                                     "by engramloop run/replay")
     try:
         rec = load_recording(path)
     except ReportError as exc:

@@ -10,7 +10,8 @@ HELP = "run the closed loop (source -> detectors -> policy -> governor -> stimul
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="path of a TOML config (see configs/)")
+    p.add_argument("config", help="path of a TOML config (`engramloop configs` lists "
+                                  "and copies the shipped examples)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: until the source ends or Ctrl-C)")
     p.add_argument("--record", metavar="PATH", help="record everything to this XDF file")

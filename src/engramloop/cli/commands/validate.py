@@ -7,7 +7,8 @@ HELP = "check a config file and print the effective config (every default filled
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="path of a TOML config (see configs/)")
+    p.add_argument("config", help="path of a TOML config (`engramloop configs` lists "
+                                  "and copies the shipped examples)")
 
 
 def run(args: argparse.Namespace) -> int:
