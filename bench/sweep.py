@@ -32,7 +32,7 @@ def main() -> int:
     from engramloop.analysis.sweep import parse_sweep
     from engramloop.cli import main as cli
 
-    cfg = ROOT / "configs" / "sim-ripple.toml"
+    cfg = ROOT / "src" / "engramloop" / "configs" / "sim-ripple.toml"
     with tempfile.TemporaryDirectory() as d:
         recs = []
         for seed in range(4):
