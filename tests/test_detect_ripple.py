@@ -310,8 +310,7 @@ def test_saturation_is_no_ripple(chunk: int) -> None:
     the artefact rule it fired a 'ripple' of millivolts (seen in the forecaster's training
     data). The step is now blanked like a stimulation artefact; ripples away from it are
     found as before, and chunking changes nothing. (The kink where the channel leaves the
-    rail, ~350 ms later, rings far less and can still pass as one ripple: README, known
-    gaps.)"""
+    rail, ~350 ms later, rings far less and can still pass as one ripple: docs/limitations.md.)"""
     x, t, onsets, d = synthetic(duration_s=30.0, seed=9)
     rail = 0.1875
     y = x.copy()

@@ -245,7 +245,7 @@ def test_saturation_of_the_radiatum_channel_fires_nothing() -> None:
     """The radiatum channel alone saturates (a step of twice the rail, clipped): its
     band-passed signal is thousands of SDs out, and with the light confirmation the
     sharp-wave rule fired on it; the step is blanked as an artefact instead (the kink
-    where the channel leaves the rail can still fire: README, known gaps)."""
+    where the channel leaves the rail can still fire: docs/limitations.md)."""
     x, t, onsets = spwr(duration_s=30.0, seed=8, rad_noise_v=2e-6)
     rail = 0.1875
     y = x.copy()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engramloop.cli import main
-from engramloop.controller.config import load_config, loads_config
+from engramloop.controller.config import SHIPPED_DIR, load_config, loads_config
 from engramloop.controller.governor import (
     REFRACTORY_FLOOR_S,
     SESSION_CAP_CEILING,
@@ -128,9 +128,9 @@ def test_replay_stimulate_refuses_speeds_other_than_1(tmp_path):
     pulses in one wall-clock second against 3/s)."""
     rec = tmp_path / "s.npz"
     assert main(["sim", "--duration", "3", "--out", str(rec), "--config",
-                 str(ROOT / "configs" / "sim-ripple.toml")]) == 0
+                 str(SHIPPED_DIR / "sim-ripple.toml")]) == 0
     cfg = tmp_path / "c.toml"
-    text = (ROOT / "configs" / "sim-ripple.toml").read_text()
+    text = (SHIPPED_DIR / "sim-ripple.toml").read_text()
     for a, b in (('kinds = ["sham"]', 'kinds = ["stimbox"]'),       # 5 V TTL into the box
                  ('modality = "optogenetic"', 'modality = "ttl"'),
                  ("amplitude = 10.0            # mW at the fibre tip", "amplitude = 5.0")):

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
+from engramloop.controller.config import SHIPPED_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
-CFG = ROOT / "configs" / "sim-so.toml"
+CFG = SHIPPED_DIR / "sim-so.toml"
 
 
 def make_report(folder: Path) -> Path:
