@@ -54,9 +54,11 @@ def test_missing_config_file_points_at_the_configs_command(tmp_path, capsys):
     assert "engramloop configs" in capsys.readouterr().err
 
 
+# torch is installed here (the suite needs it); a child interpreter whose import system
+# refuses it stands in for an installation without the `forecaster` extra
 NO_TORCH = textwrap.dedent("""
     import sys
-    class NoTorch:  # an installation without the `forecaster` extra
+    class NoTorch:
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] == "torch":
                 raise ModuleNotFoundError("No module named 'torch'", name="torch")
