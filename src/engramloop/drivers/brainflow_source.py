@@ -115,6 +115,8 @@ class CounterGapDetector:
         first = self._prev_counter is not None
         if first:
             prev_c[0], prev_t[0] = self._prev_counter, self._prev_t
+        else:  # no previous sample: any finite value (lost[0] is set to 0 below)
+            prev_c[0], prev_t[0] = counters[0], times_s[0]
         d_counter = ((counters - prev_c) % self.modulus) // self.step  # 1 when nothing lost
         missing = (d_counter - 1) % self.cycle
         # host time says how many whole wraps could hide in between: choose the count of
