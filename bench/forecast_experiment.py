@@ -58,7 +58,7 @@ def run_night(job: tuple) -> dict:
     seed, condition, args = job
     import torch
 
-    from engramloop.analysis import forecast_train as ft
+    from engramloop.analysis import training as ft
     from engramloop.controller.forecast_worker import ForecasterSettings, ForecastGate
     from engramloop.core.chunk import EndOfStream
     from engramloop.decoders.features import EpochFeatures
@@ -67,9 +67,9 @@ def run_night(job: tuple) -> dict:
 
     torch.set_num_threads(1)
     spec = ft.night_spec(seed, args["duration_s"], rate_hz=args["rate_hz"])
-    src = SimSource(ft._sim_settings(spec), seed=seed, chunk_samples=spec.chunk_samples,
+    src = SimSource(ft.sim_settings(spec), seed=seed, chunk_samples=spec.chunk_samples,
                     duration_s=spec.duration_s)
-    detectors = ft._make_detectors(src.channels)
+    detectors = ft.night_detectors(src.channels)
     fs = spec.feature_settings
     stage = EpochFeatures(fs)
     fc = Forecaster.load(args["checkpoint"] or None, epoch_s=fs.epoch_s, hop_s=fs.hop_s)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engramloop.analysis import forecast_train as ft
+from engramloop.analysis import training as ft
 from engramloop.decoders.features import FEATURE_NAMES, FeatureVector
 from engramloop.decoders.forecaster import (
     FORMAT_VERSION,

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from engramloop.analysis import forecast_train as ft
+from engramloop.analysis import training as ft
 from engramloop.cli import main
 from engramloop.decoders.forecaster import Checkpoint
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engramloop.analysis import forecast_train as ft
+from engramloop.analysis import training as ft
 from engramloop.controller.forecast_worker import (
     ForecasterError,
     ForecasterSettings,

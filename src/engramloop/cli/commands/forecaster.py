@@ -98,7 +98,7 @@ def _shown(description: str, total: int | None, unit: str, quiet: bool
            ) -> Iterator[Callable]:
     """A progress display with ETA (a bar on a terminal, occasional lines otherwise,
     nothing when quiet) and the callback that feeds it from
-    :class:`decoders.forecast_train.Progress` updates."""
+    :class:`engramloop.analysis.training.Progress` updates."""
     from engramloop.controller.progress import progress
 
     with progress(total, description, unit=unit, quiet=quiet) as bar:
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
-    from engramloop.analysis import forecast_train as ft
+    from engramloop.analysis import training as ft
     from engramloop.cli import UserError
 
     if args.nights < 1:
@@ -168,7 +168,7 @@ def _make_dataset(args: argparse.Namespace) -> int:
 
 
 def _load_many(paths: list[str]):
-    from engramloop.analysis import forecast_train as ft
+    from engramloop.analysis import training as ft
 
     nights, infos = [], []
     for p in paths:
@@ -180,7 +180,7 @@ def _load_many(paths: list[str]):
 
 def _train(args: argparse.Namespace) -> int:
     from engramloop import __version__
-    from engramloop.analysis import forecast_train as ft
+    from engramloop.analysis import training as ft
 
     if args.outcomes:
         fs = _features(args.config)
@@ -236,7 +236,7 @@ def _print_eval(title: str, ev: dict) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from engramloop.analysis import forecast_train as ft
+    from engramloop.analysis import training as ft
     from engramloop.decoders.forecaster import Checkpoint, default_checkpoint_path
 
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()

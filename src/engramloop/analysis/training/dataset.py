@@ -1,35 +1,12 @@
-"""Datasets, training, baselines and evaluation for the memory-decay forecaster.
+"""Forecaster training data: nights (simulated, synthetic, or a lab's recordings with
+memory outcomes), built in parallel on the sweep engine, saved and loaded, and cut into
+windows (feature history -> strength change over the horizon)."""
 
-Pipeline
---------
-1. **Nights.** A :class:`Night` is one session: the epoch feature matrix
-   (:mod:`decoders.features`), the epoch end times, and the memory strength of each
-   memory at each epoch end. Nights come from the simulator (:func:`sim_night`: the real
-   detectors and feature stage run on a simulated night whose engram model gives the
-   ground-truth strength), from a fast synthetic generator used by the tests
-   (:func:`synthetic_night`), or from a lab's own recordings plus a CSV of memory
-   outcomes (:func:`nights_from_recordings`). :func:`make_dataset` builds many nights in
-   parallel over cores (``multiprocessing``) and saves them as one ``.npz``.
-2. **Windows.** :func:`make_windows` cuts every night into samples: the last
-   ``window_epochs`` feature vectors up to epoch ``t`` -> the pooled strength change from
-   ``t`` to ``t + horizon`` (regression target), whether it is below ``-decay_threshold``
-   (classification target), and the per-memory changes.
-3. **Training.** :func:`train` fits ``members`` :class:`~decoders.forecaster.ForecastNet`
-   networks (a seed ensemble) with Adam, reproducibly for a seed (all RNGs seeded, one
-   thread, deterministic order), holding out whole nights for early stopping and Platt
-   calibration, and returns a :class:`~decoders.forecaster.Checkpoint`.
-4. **Evaluation.** :func:`evaluate` scores the model on held-out nights next to a
-   persistence baseline and linear/logistic baselines on the same features: AUROC, Brier
-   score, R^2 and calibration (reliability bins, expected calibration error).
-
-Torch is imported inside the functions that need it so dataset workers stay light.
-"""
 from __future__ import annotations
 
 import csv
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from engramloop.analysis.fanout import map_ordered
-from engramloop.core.extras import require
 from engramloop.decoders.features import (
     FEATURE_NAMES,
     EpochFeatures,
@@ -46,13 +22,6 @@ from engramloop.decoders.features import (
     feature_matrix,
 )
 from engramloop.recording import reader
-
-__all__ = ["Night", "save_dataset", "load_dataset", "synthetic_night", "sim_night",
-           "make_dataset", "make_windows", "Windows", "TrainSettings", "train", "evaluate",
-           "margin_intervals", "randomized_overrides", "auroc", "brier", "r2",
-           "calibration_table", "nights_from_recordings",
-           "read_outcomes_csv", "write_model_card", "Progress", "ProgressCallback"]
-
 
 # ====================================================================== progress
 
@@ -340,7 +309,7 @@ def night_spec(seed: int, duration_s: float, condition: str = "none", *,
                      feature_settings=feature_settings or FeatureSettings())
 
 
-def _sim_settings(spec: NightSpec) -> Any:
+def sim_settings(spec: NightSpec) -> Any:
     """Build SimSettings for a spec from the [sim] schema (overrides as a TOML-like table)."""
     from engramloop.core.schema import build
     from engramloop.sim.settings import SimSettings
@@ -384,10 +353,10 @@ def sim_night(spec: NightSpec) -> Night:
     """
     from engramloop.sim.source import SimSource
 
-    settings = _sim_settings(spec)
+    settings = sim_settings(spec)
     src = SimSource(settings, seed=spec.seed, chunk_samples=spec.chunk_samples,
                     duration_s=spec.duration_s)
-    detectors = _make_detectors(src.channels)
+    detectors = night_detectors(src.channels)
     stage = EpochFeatures(spec.feature_settings)
     rng = np.random.default_rng(spec.seed + 7919)
     pulse_spec = ripple_pulse_spec(spec.modality)
@@ -435,7 +404,7 @@ def sim_night(spec: NightSpec) -> Night:
                                       "overrides": spec.sim_overrides})
 
 
-def _make_detectors(channels: Sequence[str], detectors: Any = None) -> list:
+def night_detectors(channels: Sequence[str], detectors: Any = None) -> list:
     """The project's detectors (``[detectors]`` settings, defaults when None) for these
     channels; a detector none of whose channels exist is left out."""
     from engramloop.decoders.detectors import DetectorsSettings, make_detectors
@@ -541,406 +510,9 @@ def make_windows(nights: Sequence[Night], window_epochs: int, horizon_epochs: in
                    np.concatenate(pms), np.concatenate(pds), np.concatenate(ids))
 
 
-def _subset(w: Windows, mask: np.ndarray) -> Windows:
+def subset_windows(w: Windows, mask: np.ndarray) -> Windows:
     return Windows(w.x[mask], w.delta[mask], w.per_memory[mask], w.past_delta[mask],
                    w.night[mask])
-
-
-# ====================================================================== metrics
-
-def auroc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); NaN if one class."""
-    y = np.asarray(y, dtype=bool)
-    score = np.asarray(score, dtype=np.float64)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    s = score[order]
-    ranks = np.empty(len(s))
-    i = 0
-    while i < len(s):   # mid-ranks over runs of equal scores
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[i:j + 1] = (i + j) / 2 + 1
-        i = j + 1
-    r = np.empty(len(s))
-    r[order] = ranks
-    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def brier(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean squared error of probabilities (Brier 1950)."""
-    return float(np.mean((np.asarray(p, float) - np.asarray(y, float)) ** 2))
-
-
-def r2(y: np.ndarray, pred: np.ndarray) -> float:
-    """Coefficient of determination 1 - SS_res / SS_tot."""
-    y = np.asarray(y, float)
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    return float(1 - np.sum((y - np.asarray(pred, float)) ** 2) / ss_tot) if ss_tot else \
-        float("nan")
-
-
-def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict:
-    """Reliability diagram data and expected calibration error (equal-width bins).
-
-    Returns
-    -------
-    dict with ``bins`` (list of [p_lo, p_hi, n, mean_p, frac_pos]) and ``ece``.
-    """
-    y = np.asarray(y, float)
-    p = np.asarray(p, float)
-    edges = np.linspace(0, 1, bins + 1)
-    rows, ece = [], 0.0
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    for b in range(bins):
-        sel = idx == b
-        n = int(sel.sum())
-        if n:
-            mp_, fy = float(p[sel].mean()), float(y[sel].mean())
-            ece += n / len(p) * abs(mp_ - fy)
-            rows.append([float(edges[b]), float(edges[b + 1]), n, mp_, fy])
-    return {"bins": rows, "ece": float(ece)}
-
-
-# ====================================================================== training
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Hyper-parameters of :func:`train` (all recorded in the checkpoint metadata)."""
-
-    window_epochs: int = 10
-    horizon_epochs: int = 10
-    decay_threshold: float | None = None   # None: median of -delta in training data
-    hidden: int = 16
-    per_memory: bool = False
-    members: int = 1               # seed ensemble size (outputs averaged)
-    epochs: int = 40
-    batch: int = 256
-    lr: float = 3e-3
-    weight_decay: float = 1e-3
-    #: std of Gaussian noise added to the normalised inputs during training (a ridge-like
-    #: regulariser, Bishop 1995 "Training with noise is equivalent to Tikhonov
-    #: regularization"); 0 = none
-    input_noise: float = 0.0
-    patience: int = 8
-    val_fraction: float = 0.2
-    seed: int = 0
-    threads: int = 1
-    max_seconds: float = math.inf
-
-
-def _seed_all(seed: int, threads: int) -> None:
-    import random
-
-    torch = require("torch", "forecaster", "forecaster training")
-
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-    torch.set_num_threads(max(1, threads))
-    torch.use_deterministic_algorithms(True)
-
-
-def _split_nights(n_nights: int, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask over nights: True = validation (at least one of each when possible)."""
-    rng = np.random.default_rng(seed + 1)
-    perm = rng.permutation(n_nights)
-    n_val = int(round(n_nights * val_fraction))
-    n_val = min(max(n_val, 1), n_nights - 1) if n_nights > 1 else 0
-    val = np.zeros(n_nights, dtype=bool)
-    val[perm[:n_val]] = True
-    return val
-
-
-def train(nights: Sequence[Night], settings: TrainSettings = TrainSettings(), *,
-          epoch_s: float, hop_s: float, model_version: str = "dev",
-          metadata: dict | None = None,
-          progress: ProgressCallback | None = None) -> Any:
-    """Fit the forecaster on nights; returns a :class:`~decoders.forecaster.Checkpoint`.
-
-    Whole nights are held out for validation (early stopping on the validation loss and
-    Platt calibration of the decay head), so no epoch of a validation night is seen in
-    training. The result is identical for the same nights, settings and seed.
-
-    Parameters
-    ----------
-    nights : sequence of Night
-    settings : TrainSettings
-    epoch_s, hop_s : float
-        The feature geometry the nights were made with, seconds (stored in the
-        checkpoint; the loop refuses a different one).
-    model_version : str
-    metadata : dict, optional
-        Extra provenance stored in the checkpoint.
-    progress : callable(Progress), optional
-        Called after each training epoch (unit ``"epochs"``, out of ``members * epochs``;
-        an early stop skips the member's remaining epochs and is sent as a note).
-    """
-    torch = require("torch", "forecaster", "forecaster training")
-    nn = torch.nn
-
-    from engramloop.decoders.forecaster import Checkpoint, ForecastEnsemble, ForecastNet
-
-    s = settings
-    _seed_all(s.seed, s.threads)
-    w = make_windows(nights, s.window_epochs, s.horizon_epochs)
-    val_n = _split_nights(len(nights), s.val_fraction, s.seed)
-    val_mask = val_n[w.night]
-    tr, va = _subset(w, ~val_mask), _subset(w, val_mask)
-    if len(tr.delta) == 0 or len(va.delta) == 0:
-        raise ValueError("need at least two nights longer than the horizon to train")
-    thr = s.decay_threshold if s.decay_threshold is not None else \
-        float(np.median(-tr.delta))
-    flat = tr.x.reshape(-1, tr.x.shape[-1])
-    mean = flat.mean(axis=0)
-    std = flat.std(axis=0)
-    std = np.where(std > 1e-12, std, 1.0)
-    scale = float(tr.delta.std()) or 1.0
-    n_mem = tr.per_memory.shape[1] if s.per_memory else 0
-
-    def tensors(part: Windows) -> tuple:
-        x = np.nan_to_num(((part.x - mean) / std).astype(np.float32))
-        y = np.column_stack([part.delta / scale, part.decay(thr)]
-                            + ([part.per_memory / scale] if n_mem else [])).astype(np.float32)
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-    xtr, ytr = tensors(tr)
-    xva, yva = tensors(va)
-    bce = nn.BCEWithLogitsLoss()
-
-    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = torch.mean((out[:, 0] - y[:, 0]) ** 2) + bce(out[:, 1], y[:, 1])
-        if n_mem:
-            loss = loss + torch.mean((out[:, 2:] - y[:, 2:]) ** 2)
-        return loss
-
-    t0 = time.monotonic()
-    total_epochs = s.members * s.epochs
-    members, history, best_epochs = [], [], []
-    for k in range(s.members):
-        # member k: its own initialisation and batch order (seed + k), same data split
-        torch.manual_seed(s.seed + 1000 * k)
-        net = ForecastNet(len(FEATURE_NAMES), s.hidden, n_mem, s.window_epochs)
-        opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-        gen = torch.Generator().manual_seed(s.seed + 1000 * k)
-        best: tuple = (math.inf, None, -1)
-        tag = f"member {k + 1}/{s.members} " if s.members > 1 else ""
-        for ep in range(s.epochs):
-            net.train()
-            perm = torch.randperm(len(xtr), generator=gen)
-            tot = 0.0
-            for i in range(0, len(perm), s.batch):
-                bi = perm[i:i + s.batch]
-                opt.zero_grad()
-                xb = xtr[bi]
-                if s.input_noise > 0:
-                    xb = xb + s.input_noise * torch.randn(xb.shape, generator=gen)
-                loss = loss_fn(net(xb), ytr[bi])
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-                opt.step()
-                tot += float(loss.detach()) * len(bi)
-            net.eval()
-            with torch.no_grad():
-                vl = float(loss_fn(net(xva), yva))
-            history.append([k + 1, ep + 1, tot / len(xtr), vl])
-            if progress:
-                progress(Progress(k * s.epochs + ep + 1, total_epochs, "epochs",
-                                  f"{tag}epoch {ep + 1}/{s.epochs}  train loss "
-                                  f"{tot / len(xtr):.4f}  val loss {vl:.4f}"))
-            if vl < best[0] - 1e-5:
-                best = (vl, {n: v.clone() for n, v in net.state_dict().items()}, ep)
-            elif ep - best[2] >= s.patience:
-                if progress:
-                    progress(Progress((k + 1) * s.epochs, total_epochs, "epochs",
-                                      f"{tag}early stop after epoch {ep + 1}: no validation "
-                                      f"improvement for {s.patience} epochs", note=True))
-                break
-            if time.monotonic() - t0 > s.max_seconds:
-                if progress:
-                    progress(Progress(total_epochs, total_epochs, "epochs",
-                                      f"stopping at the time limit ({s.max_seconds:.0f} s)",
-                                      note=True))
-                break
-        net.load_state_dict(best[1])
-        members.append(net)
-        best_epochs.append(best[2] + 1)
-        if time.monotonic() - t0 > s.max_seconds:
-            break
-    ens = ForecastEnsemble(members)
-    ens.eval()
-    with torch.no_grad():
-        logits = ens(xva)[:, 1].double()
-    a, b = _platt(logits, yva[:, 1].double())
-    meta = dict(metadata or {})
-    meta.update({"train": {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-                           for k, v in s.__dict__.items()},
-                 "n_train_windows": int(len(tr.delta)), "n_val_windows": int(len(va.delta)),
-                 "n_nights": len(nights), "val_nights": [int(i) for i in np.flatnonzero(val_n)],
-                 "best_epochs": best_epochs, "history": history,
-                 "decay_positive_fraction_train": float(tr.decay(thr).mean())})
-    return Checkpoint(state_dict=ens.state_dict(), hidden=s.hidden, n_memories=n_mem,
-                      members=len(members),
-                      feature_names=FEATURE_NAMES, feature_mean=mean, feature_std=std,
-                      window_epochs=s.window_epochs, epoch_s=epoch_s, hop_s=hop_s,
-                      horizon_s=s.horizon_epochs * hop_s, decay_threshold=thr,
-                      target_scale=scale, calib_a=a, calib_b=b, model_version=model_version,
-                      metadata=meta)
-
-
-def _platt(logits: Any, y: Any) -> tuple[float, float]:
-    """Fit p = sigmoid(a * logit + b) by maximum likelihood (LBFGS, float64)."""
-    torch = require("torch", "forecaster", "forecaster training")
-
-    ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([ab], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> Any:
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * logits + ab[1], y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    a, b = (float(v) for v in ab.detach())
-    if not (math.isfinite(a) and math.isfinite(b)):
-        return 1.0, 0.0
-    return a, b
-
-
-# ====================================================================== baselines
-
-def _design(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Flattened normalised window plus a bias column: (n, K*F + 1)."""
-    z = np.nan_to_num((x - mean) / std).reshape(len(x), -1)
-    return np.column_stack([z, np.ones(len(z))])
-
-
-def _ridge(a: np.ndarray, y: np.ndarray, lam: float = 1.0) -> np.ndarray:
-    reg = lam * np.eye(a.shape[1])
-    reg[-1, -1] = 0.0      # no penalty on the bias
-    return np.linalg.solve(a.T @ a + reg, a.T @ y)
-
-
-def _logistic(a: np.ndarray, y: np.ndarray, lam: float = 1.0) -> np.ndarray:
-    """L2-penalised logistic regression by Newton's method (IRLS)."""
-    wts = np.zeros(a.shape[1])
-    reg = lam * np.eye(a.shape[1])
-    reg[-1, -1] = 0.0
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-np.clip(a @ wts, -30, 30)))
-        g = a.T @ (p - y) + reg @ wts
-        h = (a * (p * (1 - p))[:, None]).T @ a + reg + 1e-9 * np.eye(a.shape[1])
-        step = np.linalg.solve(h, g)
-        wts -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return wts
-
-
-def _predictions(ck: Any, train_nights: Sequence[Night],
-                 test_nights: Sequence[Night]) -> tuple[Windows, dict]:
-    """Test windows and each predictor's (p_decay, delta) on them (see :func:`evaluate`)."""
-    from engramloop.decoders.forecaster import Forecaster
-
-    h = int(round(ck.horizon_s / ck.hop_s))
-    tr = make_windows(train_nights, ck.window_epochs, h)
-    te = make_windows(test_nights, ck.window_epochs, h)
-    ytr = tr.decay(ck.decay_threshold)
-    p_model, d_model = Forecaster(ck).predict_batch(te.x)
-    # persistence: logistic fit on the true past change
-    pa = np.column_stack([tr.past_delta / (ck.target_scale or 1), np.ones(len(tr.delta))])
-    wp = _logistic(pa, ytr, lam=1e-6)
-    pb = np.column_stack([te.past_delta / (ck.target_scale or 1), np.ones(len(te.delta))])
-    p_pers = 1 / (1 + np.exp(-(pb @ wp)))
-    # linear / logistic on the feature window
-    a_tr = _design(tr.x, ck.feature_mean, ck.feature_std)
-    a_te = _design(te.x, ck.feature_mean, ck.feature_std)
-    d_lin = a_te @ _ridge(a_tr, tr.delta, lam=10.0)
-    p_lin = 1 / (1 + np.exp(-np.clip(a_te @ _logistic(a_tr, ytr, lam=10.0), -30, 30)))
-    return te, {"model": (p_model, d_model), "persistence": (p_pers, te.past_delta),
-                "linear": (p_lin, d_lin)}
-
-
-def margin_intervals(checkpoint: Any, train_nights: Sequence[Night],
-                     test_nights: Sequence[Night], n_boot: int = 1000,
-                     seed: int = 0) -> dict:
-    """95 % bootstrap intervals of the forecaster's margins over the baselines.
-
-    Whole test nights are resampled with replacement (windows of one night are
-    correlated, so resampling windows would understate the uncertainty; Efron & Tibshirani
-    1993, percentile intervals). Baselines are fitted once on ``train_nights``.
-
-    Returns
-    -------
-    dict
-        ``{baseline: {"auroc": (lo, hi), "brier": (lo, hi), "r2": (lo, hi)}}`` for
-        baseline in ("persistence", "linear"): intervals of model minus baseline.
-    """
-    te, preds = _predictions(checkpoint, train_nights, test_nights)
-    y = te.decay(checkpoint.decay_threshold)
-    rows = {k: np.flatnonzero(te.night == k) for k in np.unique(te.night)}
-    keys = np.array(sorted(rows))
-    rng = np.random.default_rng(seed)
-    diffs: dict = {b: [] for b in ("persistence", "linear")}
-    pm, dm = preds["model"]
-    for _ in range(n_boot):
-        sel = np.concatenate([rows[k] for k in rng.choice(keys, len(keys))])
-        for b in diffs:
-            pb, db = preds[b]
-            diffs[b].append([auroc(y[sel], pm[sel]) - auroc(y[sel], pb[sel]),
-                             brier(y[sel], pm[sel]) - brier(y[sel], pb[sel]),
-                             r2(te.delta[sel], dm[sel]) - r2(te.delta[sel], db[sel])])
-    out = {}
-    for b, d in diffs.items():
-        lo, hi = np.nanpercentile(np.array(d), [2.5, 97.5], axis=0)
-        out[b] = {m: (float(lo[i]), float(hi[i])) for i, m in enumerate(("auroc", "brier",
-                                                                          "r2"))}
-    return out
-
-
-def evaluate(checkpoint: Any, train_nights: Sequence[Night],
-             test_nights: Sequence[Night]) -> dict:
-    """Score a checkpoint and the baselines on held-out nights.
-
-    Baselines (fitted on ``train_nights`` with the checkpoint's window, horizon and
-    threshold):
-
-    * **persistence**: the change over the next horizon equals the change over the
-      previous one; its decay probability is a logistic fit on that past change. It reads
-      the true past memory strength, which the forecaster never sees.
-    * **linear / logistic**: ridge regression and L2 logistic regression on the same
-      flattened, normalised feature window the model sees.
-
-    Returns
-    -------
-    dict
-        ``{"n_windows", "positive_fraction", "model": {...}, "persistence": {...},
-        "linear": {...}}`` each with ``auroc``, ``brier``, ``r2``, ``ece`` (+ reliability
-        ``calibration`` bins for the model).
-    """
-    ck = checkpoint
-    te, preds = _predictions(ck, train_nights, test_nights)
-    thr = ck.decay_threshold
-    yte = te.decay(thr)
-    (p_model, d_model), (p_pers, _), (p_lin, d_lin) = (
-        preds["model"], preds["persistence"], preds["linear"])
-
-    def scores(p: np.ndarray, d: np.ndarray) -> dict:
-        return {"auroc": auroc(yte, p), "brier": brier(yte, p), "r2": r2(te.delta, d),
-                "ece": calibration_table(yte, p)["ece"]}
-
-    out = {"n_windows": int(len(te.delta)), "n_nights": len(test_nights),
-           "positive_fraction": float(yte.mean()), "decay_threshold": thr,
-           "horizon_s": ck.horizon_s,
-           "model": {**scores(p_model, d_model),
-                     "calibration": calibration_table(yte, p_model)["bins"]},
-           "persistence": scores(p_pers, te.past_delta),
-           "linear": scores(p_lin, d_lin)}
-    return out
 
 
 # ====================================================================== lab data
@@ -1039,7 +611,7 @@ def nights_from_recordings(outcomes_csv: str | Path,
         pulses = [t for t, _ in got.markers.get("pulses", [])]
         chunk = Chunk(x, ts, rate, chans, arrival_s=float(ts[-1]))
         events = []
-        for det in _make_detectors(chans):
+        for det in night_detectors(chans):
             events.extend(det.process(chunk))
         vecs = EpochFeatures(feature_settings or FeatureSettings()).process(chunk, events,
                                                                              pulses)
@@ -1059,66 +631,3 @@ def nights_from_recordings(outcomes_csv: str | Path,
             progress(Progress(len(nights), len(outcomes), "recordings",
                               f"{path.name}: {len(vecs)} epochs, {len(events)} events"))
     return nights
-
-
-# ====================================================================== model card
-
-def write_model_card(path: str | Path, checkpoint: Any, evaluation: dict,
-                     data_description: str, extra: str = "",
-                     checkpoint_name: str = "forecaster.pt") -> Path:
-    """Write ``MODEL_CARD.md``: data, architecture, metrics vs baselines, limits."""
-    from engramloop.decoders.forecaster import FORMAT_VERSION
-
-    ck = checkpoint
-    path = Path(path)
-
-    def row(name: str, m: dict) -> str:
-        return (f"| {name} | {m['auroc']:.3f} | {m['brier']:.4f} | {m['r2']:.3f} | "
-                f"{m['ece']:.3f} |")
-
-    ev = evaluation
-    thr = ck.decay_threshold
-    event = (f"falls by more than {thr:.4g}" if thr >= 0 else
-             f"rises by less than {-thr:.4g} (i.e. the memory consolidates less than "
-             "typical and falls behind; the threshold is negative because the simulator's "
-             "next-day recall rises through sleep)")
-    lines = [
-        "# engramloop memory-decay forecaster — model card", "",
-        f"Model version `{ck.model_version}`, checkpoint format {FORMAT_VERSION}, file "
-        f"`{checkpoint_name}`.", "",
-        "## What it does",
-        f"From the last {ck.window_epochs} epoch feature vectors ({ck.epoch_s:g} s epochs, "
-        f"hop {ck.hop_s:g} s; features in `decoders/features.py`) it forecasts the change of "
-        f"pooled memory strength over the next {ck.horizon_s:g} s and the probability that "
-        f"it {event} (Platt-calibrated)"
-        + (f"; plus {ck.n_memories} per-memory changes." if ck.n_memories else "."), "",
-        f"Architecture: {ck.members} member(s), each a GRU (hidden {ck.hidden}) with a "
-        "2-layer head plus a linear skip path over the whole window; members differ only "
-        "in their seed and their outputs are averaged; "
-        f"{sum(v.numel() for v in ck.state_dict.values())} parameters in all.", "",
-        "## Data", data_description, "",
-    ]
-    for key, title in (("test", "Held-out seeds"), ("shifted", "Unseen simulator parameters")):
-        if key not in ev:
-            continue
-        e = ev[key]
-        lines += [f"## {title}",
-                  f"{e['n_nights']} nights, {e['n_windows']} windows, "
-                  f"{100 * e['positive_fraction']:.1f} % decay windows.", "",
-                  "| predictor | AUROC | Brier | R^2 | ECE |", "|---|---|---|---|---|",
-                  row("forecaster", e["model"]), row("persistence", e["persistence"]),
-                  row("linear / logistic", e["linear"]), ""]
-        m, p, li = e["model"], e["persistence"], e["linear"]
-        lines += [f"Margins: AUROC {m['auroc'] - p['auroc']:+.3f} vs persistence, "
-                  f"{m['auroc'] - li['auroc']:+.3f} vs logistic; Brier "
-                  f"{m['brier'] - p['brier']:+.4f} / {m['brier'] - li['brier']:+.4f}; R^2 "
-                  f"{m['r2'] - p['r2']:+.3f} / {m['r2'] - li['r2']:+.3f} "
-                  "(positive AUROC/R^2 and negative Brier margins favour the forecaster).", ""]
-        cal = m.get("calibration") or []
-        if cal:
-            lines += ["Reliability (model): " + "; ".join(
-                f"{lo:.1f}-{hi:.1f}: n={n}, mean p {mp_:.2f}, observed {fy:.2f}"
-                for lo, hi, n, mp_, fy in cal), ""]
-    lines += [extra, ""] if extra else []
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
