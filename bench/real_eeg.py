@@ -192,8 +192,8 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True) -> dict:
 
 #: the grid the spindle defaults were chosen from (the rules' thresholds); --loo picks the
 #: best point on three excerpts and scores it on the fourth
-LOO_GRID = {"rel_power_min": (0.45, 0.55, 0.65), "threshold_sd": (4.0, 5.0),
-            "min_duration_s": (0.15, 0.2)}
+LOO_GRID = {"rel_power_min": (0.65, 0.75, 0.85), "threshold_sd": (4.0, 4.5),
+            "min_duration_s": (0.12, 0.15, 0.2)}
 
 
 def leave_one_out(data: Path, chunk: int) -> None:
