@@ -21,8 +21,9 @@ at most once. P = matched / detections, R = matched / expert events, F1 = 2PR / 
 Latency = our detection time minus the matched expert onset (median over matches; YASA is
 offline and has none). Density = detections per minute of the scored window.
 
-Run: ``PYTHONPATH=src python bench/real_eeg.py [--data DIR] [--chunk N] [--loo]``
-(``--loo`` adds the leave-one-excerpt-out check of the spindle defaults' grid).
+Run: ``PYTHONPATH=src python bench/real_eeg.py [--spindle] [--loo] [--no-yasa] [--chunk N]``
+(no flag: everything; ``--loo`` adds the leave-one-excerpt-out check of the spindle
+defaults' grid).
 """
 from __future__ import annotations
 
@@ -225,6 +226,7 @@ def leave_one_out(data: Path, chunk: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spindle", action="store_true", help="the spindle table")
     ap.add_argument("--data", type=Path, default=DATA, help="shared data folder")
     ap.add_argument("--chunk", type=int, default=10, help="samples per replayed chunk")
     ap.add_argument("--no-yasa", action="store_true", help="skip the YASA column")
@@ -233,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.data / "dreams_dev").is_dir():
         print(f"error: no dreams_dev folder in {a.data}; pass --data DIR", file=sys.stderr)
         return 2
-    spindle_table(a.data, a.chunk, with_yasa=not a.no_yasa)
+    everything = not a.spindle
+    if a.spindle or everything:
+        spindle_table(a.data, a.chunk, with_yasa=not a.no_yasa)
     if a.loo:
         leave_one_out(a.data, a.chunk)
     return 0
