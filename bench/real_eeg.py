@@ -148,10 +148,12 @@ def _fmt(r: dict | None) -> str:
     return f"{r['P']:5.2f} {r['R']:5.2f} {r['F1']:5.2f} {lat} {r['dens']:5.1f}"
 
 
-def spindle_table(data: Path, chunk: int, with_yasa: bool = True) -> dict:
+def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
+                  settings: SpindleSettings | None = None, label: str = "defaults") -> dict:
     """Print the per-excerpt table; return the per-excerpt results."""
+    what = label
     print("Spindles, DREAMS development excerpts, C3-A1, scored vs expert 1 on [0, 1000 s) "
-          f"(ours: FileSource -> SpindleDetector defaults, {chunk}-sample chunks)")
+          f"(ours: FileSource -> SpindleDetector {what}, {chunk}-sample chunks)")
     head = f"{'P':>5} {'R':>5} {'F1':>5} {'lat ms':>6} {'/min':>5}"
     print(f"{'excerpt':>8} {'fs':>4} {'exp1/min':>8} | ours {head} | YASA {head} | "
           f"expert 2 {head}")
@@ -162,7 +164,7 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True) -> dict:
         e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
         e2 = load_expert(edf.with_name(f"excerpt{n}_expert2.csv"))
         fs = FileSource(edf, speed="max").rate_hz
-        det = replay_spindles(edf, chunk=chunk)
+        det = replay_spindles(edf, settings, chunk=chunk)
         ydet = yasa_spindles(edf) if with_yasa else None
         ours = score(det, e1)
         yas = score(ydet, e1) if with_yasa else None
@@ -247,13 +249,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=10, help="samples per replayed chunk")
     ap.add_argument("--no-yasa", action="store_true", help="skip the YASA column")
     ap.add_argument("--loo", action="store_true", help="leave-one-excerpt-out check")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [detectors.spindle] setting for the spindle table (repeatable; "
+                         "a Python literal, e.g. baseline_hold_s=0 or "
+                         "broad_band_hz=(1,30))")
     a = ap.parse_args(argv)
     if not (a.data / "dreams_dev").is_dir():
         print(f"error: no dreams_dev folder in {a.data}; pass --data DIR", file=sys.stderr)
         return 2
     everything = not a.spindle
+    settings = None
+    if a.set:
+        import ast
+
+        kw = {}
+        for item in a.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                print(f"error: --set {item!r}: write KEY=VALUE", file=sys.stderr)
+                return 2
+            kw[key.strip()] = ast.literal_eval(value.strip())
+        settings = replace(SpindleSettings(), **kw)
     if a.spindle or everything:
-        spindle_table(a.data, a.chunk, with_yasa=not a.no_yasa)
+        spindle_table(a.data, a.chunk, with_yasa=not a.no_yasa, settings=settings,
+                      label="defaults" + "".join(f", {x}" for x in a.set))
     if a.loo:
         leave_one_out(a.data, a.chunk)
     return 0
