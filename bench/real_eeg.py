@@ -209,6 +209,41 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
     return rows
 
 
+def resampled_rates(data: Path, rates: list[float], chunk: int) -> None:
+    """The spindle defaults on excerpts resampled to other rates (``scipy.signal.
+    resample_poly``, replayed with ``analysis.scoring.replay``): F1, latency and density
+    against expert 1, per excerpt and rate."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    from engramloop.analysis.scoring import replay
+    from engramloop.drivers.files import load_file
+
+    print("Spindle defaults on resampled excerpts (vs expert 1, [0, 1000 s)): F1 / latency ms "
+          "/ detections per min")
+    print(f"{'excerpt':>8} {'native':>6} | " + " | ".join(f"{r:>15g} Hz" for r in rates))
+    for n in EXCERPTS:
+        edf = data / "dreams_dev" / f"excerpt{n}.edf"
+        d = load_file(edf)
+        e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
+        cells = []
+        for fs in rates:
+            if fs / 2 <= SpindleSettings().sigma_band_hz[1] / 0.9:
+                cells.append(f"{'--':>18}")
+                continue
+            fr = Fraction(fs / d.rate_hz).limit_denominator(1000)
+            x = np.ascontiguousarray(resample_poly(d.samples[:, 0], fr.numerator,
+                                                   fr.denominator)[:, None])
+            t = np.arange(x.shape[0]) / fs
+            s = replace(SpindleSettings(), channels=d.channels)
+            ev = replay([SpindleDetector(s)], x, t, fs, d.channels, chunk)
+            det = np.array([(e.onset_s, e.detect_s) for e in ev if e.kind == "spindle"])
+            r = score(det.reshape(-1, 2), e1)
+            cells.append(f"{r['F1']:5.2f} / {r['lat'] * 1000:4.0f} / {r['dens']:4.1f}")
+        print(f"{n:>8} {d.rate_hz:6g} | " + " | ".join(cells))
+
+
 #: the grid the spindle defaults were chosen from (the rules' thresholds); --loo picks the
 #: best point on three excerpts and scores it on the fourth
 LOO_GRID = {"rel_power_min": (0.65, 0.75, 0.85), "threshold_sd": (4.0, 4.5),
@@ -249,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=10, help="samples per replayed chunk")
     ap.add_argument("--no-yasa", action="store_true", help="skip the YASA column")
     ap.add_argument("--loo", action="store_true", help="leave-one-excerpt-out check")
+    ap.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")],
+                    default=None, metavar="R1,R2,...",
+                    help="also run the spindle defaults on the excerpts resampled to these "
+                         "rates (Hz)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a [detectors.spindle] setting for the spindle table (repeatable; "
                          "a Python literal, e.g. baseline_hold_s=0 or "
@@ -273,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.spindle or everything:
         spindle_table(a.data, a.chunk, with_yasa=not a.no_yasa, settings=settings,
                       label="defaults" + "".join(f", {x}" for x in a.set))
+    if a.rates:
+        resampled_rates(a.data, a.rates, a.chunk)
     if a.loo:
         leave_one_out(a.data, a.chunk)
     return 0
