@@ -159,6 +159,7 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
           f"expert 2 {head}")
     rows = {}
     held_out = []
+    conventions: list[str] = []
     for n in EXCERPTS:
         edf = data / "dreams_dev" / f"excerpt{n}.edf"
         e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
@@ -169,6 +170,12 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
         ours = score(det, e1)
         yas = score(ydet, e1) if with_yasa else None
         if len(e2):
+            both = overlap_match(e2[e2[:, 0] < WINDOW_S], e1)
+            shift = np.median([e2[a, 0] - e1[b, 0] for a, b in both])
+            d1, d2 = np.median(e1[:, 1] - e1[:, 0]), np.median(e2[:, 1] - e2[:, 0])
+            conventions.append(f"excerpt {n}: onset expert 2 - expert 1 median {shift:+.2f} s "
+                               f"over {len(both)} spindles both marked; median duration "
+                               f"expert 1 {d1:.2f} s, expert 2 {d2:.2f} s")
             full = 1800.0
             held_out.append((n, score(det, e2, full),
                              score(ydet, e2, full) if ydet is not None else None))
@@ -203,6 +210,7 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
         if y is not None:
             y["lat"] = math.nan
         print(f"{n:>8} {o['dens_expert']:8.1f} | ours {_fmt(o)} | YASA {_fmt(y)}")
+    print("The experts' conventions: " + "; ".join(conventions))
     print(f"{'mean':>8} {'':>8} | ours F1 {np.mean([o['F1'] for _, o, _ in held_out]):.2f}"
           + (f" | YASA F1 {np.mean([y['F1'] for _, _, y in held_out]):.2f}" if with_yasa
              else ""))
