@@ -220,11 +220,11 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
         if y is not None:
             y["lat"] = math.nan
         print(f"{n:>8} {o['dens_expert']:8.1f} | ours {_fmt(o)} | YASA {_fmt(y)}")
-    print("The experts' conventions: " + "; ".join(conventions))
-    print("Our detections on [0, 1000 s) against either expert: " + "; ".join(either))
     print(f"{'mean':>8} {'':>8} | ours F1 {np.mean([o['F1'] for _, o, _ in held_out]):.2f}"
           + (f" | YASA F1 {np.mean([y['F1'] for _, _, y in held_out]):.2f}" if with_yasa
              else ""))
+    print("The experts' conventions: " + "; ".join(conventions))
+    print("Our detections on [0, 1000 s) against either expert: " + "; ".join(either))
     return rows
 
 
