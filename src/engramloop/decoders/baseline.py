@@ -259,7 +259,6 @@ class RobustBaseline:
             self.ready = True
             self.ready_index = next_index
 
-
     def _hold(self) -> None:
         """Replace the statistics in force by the largest of the last hold_n update points'
         (the exclusion level keeps the current ones)."""
