@@ -54,6 +54,40 @@ def test_chunk_size_independent(chunk: int) -> None:
     np.testing.assert_array_equal(s, ref_s)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+def test_hold_is_the_running_max_of_the_update_points(chunk: int | None) -> None:
+    """With hold_s, the statistics in force are the largest median and SD of the last
+    hold_s seconds of update points of the same baseline without hold (the exclusion
+    follows the current statistics, so both keep the same history): a drop of the feature
+    -- wake or REM after NREM, for a sigma envelope -- lowers them only once it has lasted
+    hold_s. Checked against a NumPy running max of the unheld baseline's update points."""
+    fs, n = 100.0, 12000
+    rng = np.random.default_rng(4)
+    level = np.where(np.arange(n) < 6000, 1.0, 0.3)          # NREM, then a quiet stretch
+    x = np.abs(rng.standard_normal((n, 2))) * level[:, None]
+    kw = dict(history_s=10.0, step_s=0.05, update_s=1.0, update_phase=0.3)
+    m0, s0 = np.empty_like(x), np.empty_like(x)
+    RobustBaseline(2, fs, **kw).process(x, m0, s0)
+    b = RobustBaseline(2, fs, hold_s=20.0, **kw)
+    m, s = np.empty_like(x), np.empty_like(x)
+    step = chunk or n
+    for i in range(0, n, step):
+        b.process(x[i:i + step], m[i:i + step], s[i:i + step])
+    # the update points: where the unheld statistics may change (rows after each)
+    upd = np.arange(n)[(np.arange(n) + 1 - b._offset) % b.update_every == 0]
+    for row_ref, row_got in ((m0, m), (s0, s)):
+        stats = row_ref[np.minimum(upd + 1, n - 1)]           # in force after each point
+        for k, u in enumerate(upd[:-1]):
+            window = stats[max(0, k + 1 - b.hold_n):k + 1]
+            want = np.nanmax(window, axis=0) if not np.isnan(window).all() else np.nan
+            np.testing.assert_array_equal(row_got[u + 1], want)
+    # 20 s of hold + ~5 s for the 10 s running median to follow: still the NREM level at
+    # 20 s into the quiet stretch, the quiet level after 30 s
+    # (median of |N(0, 1)|: 0.67 in NREM, 0.2 quiet)
+    assert np.all(m[6000 + 2000] > 0.45) and np.all(m[6000 + 3000] < 0.3)
+    assert np.all(m0[6000 + 1000] < 0.3)
+
+
 def test_time_ring() -> None:
     r = TimeRing(5)
     r.write(np.arange(3.0))

@@ -52,6 +52,12 @@ class RobustBaseline:
         Track the absolute value of the feature (signed signals).
     update_phase : float
         Offset of the update points within the update interval, as a fraction (0-1).
+    hold_s : float
+        When > 0, the statistics in force are, per channel, the largest median and the
+        largest SD computed over the last ``hold_s`` seconds of update points, so a stretch
+        where the feature falls (wake or REM after NREM, for a sleep-spindle envelope) does
+        not lower the thresholds until it has lasted ``hold_s``; the exclusion level still
+        follows the current statistics. 0 (default): the current statistics.
 
     Notes
     -----
@@ -63,7 +69,7 @@ class RobustBaseline:
     def __init__(self, n_channels: int, fs_hz: float, *, history_s: float = 30.0,
                  step_s: float = 0.01, update_s: float = 0.5, exclude_sd: float = 2.0,
                  min_fill: float = 0.1, absolute: bool = False,
-                 update_phase: float = 0.0) -> None:
+                 update_phase: float = 0.0, hold_s: float = 0.0) -> None:
         self.n_channels = int(n_channels)
         self.step = max(1, int(round(step_s * fs_hz)))
         self.update_every = max(1, int(round(update_s * fs_hz / self.step))) * self.step
@@ -82,6 +88,11 @@ class RobustBaseline:
         self.median = np.full(self.n_channels, np.nan)
         self.sd = np.full(self.n_channels, np.nan)
         self._excl = np.full(self.n_channels, np.inf)
+        # ring of the last hold_n update points' statistics (rows: median, sd; NaN: none)
+        self.hold_n = (int(math.ceil(hold_s * fs_hz / self.update_every)) + 1
+                       if hold_s > 0 else 0)
+        self._held = np.full((2, self.hold_n, self.n_channels), np.nan)
+        self._held_pos = 0
         self.index = 0          # samples seen so far
         self._next_upd = -1     # next update point (absolute index); -1: not known yet
         self.n_updates = 0      # recomputations done so far
@@ -96,6 +107,8 @@ class RobustBaseline:
         self.median.fill(np.nan)
         self.sd.fill(np.nan)
         self._excl.fill(np.inf)
+        self._held.fill(np.nan)
+        self._held_pos = 0
         self.index = 0
         self._next_upd = -1
         self.n_updates = 0
@@ -240,9 +253,24 @@ class RobustBaseline:
             if d < floor:
                 d = sd[ch] = floor
             self._excl[ch] = m + self.exclude_sd * d
+        if self.hold_n:
+            self._hold()
         if not self.ready and not np.isnan(med).any():
             self.ready = True
             self.ready_index = next_index
+
+    def _hold(self) -> None:
+        """Replace the statistics in force by the largest of the last hold_n update points'
+        (the exclusion level keeps the current ones)."""
+        held = self._held
+        held[0, self._held_pos] = self.median
+        held[1, self._held_pos] = self.sd
+        self._held_pos = (self._held_pos + 1) % self.hold_n
+        for row, out in ((0, self.median), (1, self.sd)):
+            col = held[row]
+            ok = ~np.isnan(col)
+            np.max(np.where(ok, col, -np.inf), axis=0, out=out)
+            out[~ok.any(axis=0)] = np.nan
 
 
 class ChannelPicker:

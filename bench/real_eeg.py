@@ -1,0 +1,342 @@
+"""Detectors on real recordings scored against independent references.
+
+Spindles: the four development excerpts of the DREAMS Sleep Spindles database
+(shared/data/dreams_dev: C3-A1 scalp EEG, 50-200 Hz, two experts' independent scoring;
+Devuyst et al., IEEE EMBC 2011), scored on [0, 1000 s) where expert 1 scored. Each excerpt
+is replayed through the product's own path -- ``drivers.files.FileSource`` on the EDF
+(speed "max", 10-sample chunks) into ``decoders.spindle.SpindleDetector`` at its default
+settings (only ``channels`` set to the file's channel), the same classes ``engramloop
+replay`` builds. Peers on the same excerpts and window: YASA's offline ``spindles_detect``
+at its defaults (Vallat & Walker 2021; run on the whole excerpt, detections that start
+before 1000 s kept; its 1-30 Hz broadband capped at 0.9 x Nyquist for the 50 Hz excerpt,
+as our detector caps its own) and expert 2 against expert 1.
+
+Scoring (written here: analysis/scoring.py matched detection *times* to truth windows when
+this was written, the spindle literature matches by overlap): a detection is the interval
+from its onset (the low-threshold crossing) to the moment it fired, ``[onset_s,
+detect_s]``; YASA's and expert 2's events are their [start, end]. A detection matches an
+expert spindle it overlaps (touching counts); detections are taken in time order, each
+paired with the earliest still-unmatched expert spindle it overlaps, so each event is used
+at most once. P = matched / detections, R = matched / expert events, F1 = 2PR / (P + R).
+Latency = our detection time minus the matched expert onset (median over matches; YASA is
+offline and has none). Density = detections per minute of the scored window.
+
+Run: ``PYTHONPATH=src python bench/real_eeg.py [--spindle] [--loo] [--no-yasa] [--chunk N]``
+(no flag: everything; ``--loo`` adds the leave-one-excerpt-out check of the spindle
+defaults' grid).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from engramloop.core.chunk import EndOfStream  # noqa: E402
+from engramloop.decoders.spindle import SpindleDetector, SpindleSettings  # noqa: E402
+from engramloop.drivers.files import FileSource  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data")
+EXCERPTS = (1, 3, 5, 7)
+#: expert 1 scored only the first 1000 s of each excerpt (dreams_dev/README.md)
+WINDOW_S = 1000.0
+
+
+def load_expert(path: Path) -> np.ndarray:
+    """Expert spindles (k, 2): onset and end (seconds from the file's start); an empty
+    (0, 2) array when the expert did not score this excerpt."""
+    if not path.exists():
+        return np.zeros((0, 2))
+    a = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return np.column_stack([a[:, 0], a[:, 0] + a[:, 1]])
+
+
+def overlap_match(det: np.ndarray, truth: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs (detection, expert event) by interval overlap, each used at most once.
+
+    Parameters
+    ----------
+    det, truth : ndarray, shape (k, 2), seconds
+        Start and end of each detection / expert event.
+    """
+    order = np.argsort(det[:, 1], kind="stable")
+    used = np.zeros(len(truth), dtype=bool)
+    t_order = np.argsort(truth[:, 0], kind="stable")
+    pairs = []
+    for di in order:
+        start, end = det[di]
+        for ti in t_order:
+            if truth[ti, 0] > end:
+                break
+            if not used[ti] and truth[ti, 1] >= start:
+                used[ti] = True
+                pairs.append((int(di), int(ti)))
+                break
+    return pairs
+
+
+def _overlaps(d: np.ndarray, truth: np.ndarray) -> bool:
+    """Whether the interval d = (start, end) overlaps any row of truth (k, 2)."""
+    return bool(np.any((truth[:, 0] <= d[1]) & (truth[:, 1] >= d[0])))
+
+
+def score(det: np.ndarray, truth: np.ndarray, window_s: float = WINDOW_S) -> dict:
+    """P, R, F1, median latency (detection end - expert onset, s) and densities (/min) of
+    the detections and expert events that start in [0, window_s)."""
+    det = det[det[:, 0] < window_s] if len(det) else np.zeros((0, 2))
+    truth = truth[truth[:, 0] < window_s]
+    pairs = overlap_match(det, truth)
+    tp, nd, nt = len(pairs), len(det), len(truth)
+    lat = [det[d, 1] - truth[t, 0] for d, t in pairs]
+    return {"lats": lat, "P": tp / nd if nd else math.nan, "R": tp / nt if nt else math.nan,
+            "F1": 2 * tp / (nd + nt) if nd + nt else math.nan,
+            "lat": float(np.median(lat)) if lat else math.nan,
+            "dens": nd / window_s * 60.0, "dens_expert": nt / window_s * 60.0, "n": nd}
+
+
+def replay_spindles(path: Path, settings: SpindleSettings | None = None,
+                    chunk: int = 10) -> np.ndarray:
+    """Our detector on an EDF through FileSource: (k, 2) [onset_s, detect_s] of each
+    ``spindle`` event, seconds from the file's first sample."""
+    src = FileSource(path, speed="max", chunk_samples=chunk)
+    s = replace(settings or SpindleSettings(), channels=(src.channels[0],))
+    det = SpindleDetector(s)
+    out = []
+    t0 = math.nan
+    while True:
+        try:
+            c = src.read(1.0)
+        except EndOfStream:
+            break
+        if c is None:
+            continue
+        if t0 != t0:
+            t0 = float(c.timestamps[0])
+        out += [(e.onset_s - t0, e.detect_s - t0) for e in det.process(c)
+                if e.kind == "spindle"]
+    return np.array(out).reshape(-1, 2)
+
+
+def yasa_spindles(path: Path) -> np.ndarray:
+    """YASA ``spindles_detect`` at its defaults on the whole excerpt: (k, 2) start, end."""
+    import pyedflib
+    import yasa
+
+    r = pyedflib.EdfReader(str(path))
+    try:
+        x, fs = r.readSignal(0), r.getSampleFrequency(0)
+    finally:
+        r.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sp = yasa.spindles_detect(x, sf=fs, freq_broad=(1.0, min(30.0, 0.45 * fs)),
+                                  verbose=False)
+    if sp is None:
+        return np.zeros((0, 2))
+    s = sp.summary()
+    return np.column_stack([s["Start"].to_numpy(), s["End"].to_numpy()])
+
+
+def _fmt(r: dict | None) -> str:
+    if r is None:
+        return f"{'--':>5} {'--':>5} {'--':>5} {'--':>6} {'--':>5}"
+    lat = f"{r['lat'] * 1000:6.0f}" if r["lat"] == r["lat"] else f"{'--':>6}"
+    return f"{r['P']:5.2f} {r['R']:5.2f} {r['F1']:5.2f} {lat} {r['dens']:5.1f}"
+
+
+def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
+                  settings: SpindleSettings | None = None, label: str = "defaults") -> dict:
+    """Print the per-excerpt table; return the per-excerpt results."""
+    what = label
+    print("Spindles, DREAMS development excerpts, C3-A1, scored vs expert 1 on [0, 1000 s) "
+          f"(ours: FileSource -> SpindleDetector {what}, {chunk}-sample chunks)")
+    head = f"{'P':>5} {'R':>5} {'F1':>5} {'lat ms':>6} {'/min':>5}"
+    print(f"{'excerpt':>8} {'fs':>4} {'exp1/min':>8} | ours {head} | YASA {head} | "
+          f"expert 2 {head}")
+    rows = {}
+    held_out = []
+    conventions: list[str] = []
+    either: list[str] = []
+    for n in EXCERPTS:
+        edf = data / "dreams_dev" / f"excerpt{n}.edf"
+        e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
+        e2 = load_expert(edf.with_name(f"excerpt{n}_expert2.csv"))
+        fs = FileSource(edf, speed="max").rate_hz
+        det = replay_spindles(edf, settings, chunk=chunk)
+        ydet = yasa_spindles(edf) if with_yasa else None
+        ours = score(det, e1)
+        yas = score(ydet, e1) if with_yasa else None
+        if len(e2):
+            both = overlap_match(e2[e2[:, 0] < WINDOW_S], e1)
+            shift = np.median([e2[a, 0] - e1[b, 0] for a, b in both])
+            d1, d2 = np.median(e1[:, 1] - e1[:, 0]), np.median(e2[:, 1] - e2[:, 0])
+            win = det[det[:, 0] < WINDOW_S]
+            hits = [(_overlaps(d, e2), _overlaps(d, e1) or _overlaps(d, e2)) for d in win]
+            either.append(f"excerpt {n}: {len(win)} detections, {sum(h[0] for h in hits)} "
+                          f"overlap an expert-2 spindle, {sum(h[1] for h in hits)} either's")
+            conventions.append(f"excerpt {n}: onset expert 2 - expert 1 median {shift:+.2f} s "
+                               f"over {len(both)} spindles both marked; median duration "
+                               f"expert 1 {d1:.2f} s, expert 2 {d2:.2f} s")
+            full = 1800.0
+            held_out.append((n, score(det, e2, full),
+                             score(ydet, e2, full) if ydet is not None else None))
+        exp2 = score(e2, e1) if len(e2) else None
+        if exp2 is not None:
+            exp2["lat"] = math.nan
+        if yas is not None:
+            yas["lat"] = math.nan
+        rows[n] = (ours, yas, exp2)
+        print(f"{n:>8} {fs:4.0f} {ours['dens_expert']:8.1f} | ours {_fmt(ours)} | "
+              f"YASA {_fmt(yas)} | expert 2 {_fmt(exp2)}")
+    mean = {}
+    for k, name in enumerate(("ours", "YASA", "expert 2")):
+        got = [r[k] for r in rows.values() if r[k] is not None]
+        mean[name] = ({key: float(np.nanmean([g[key] for g in got]))
+                       for key in ("P", "R", "F1", "dens")} if got else None)
+        if mean[name] is not None:
+            # the median latency of all matched detections of the four excerpts
+            lats = [x for g in got if g["lat"] == g["lat"] for x in g["lats"]]
+            mean[name]["lat"] = float(np.median(lats)) if lats else math.nan
+    print(f"{'mean':>8} {'':>4} {'':>8} | ours {_fmt(mean['ours'])} | "
+          f"YASA {_fmt(mean['YASA'])} | expert 2 {_fmt(mean['expert 2'])}")
+    ratio = [rows[n][0]["dens"] / rows[n][0]["dens_expert"] for n in EXCERPTS]
+    print("density ours / expert 1 per excerpt: "
+          + ", ".join(f"{n}: {r:.2f}" for n, r in zip(EXCERPTS, ratio, strict=True))
+          + " (target: each within 0.5-2)")
+    print("(mean row: means of the excerpts' P, R, F1 and density; latency: median over all "
+          "matched detections; expert 2 did not score excerpt 7)")
+    print("Against expert 2 on the whole 1800 s (expert 2 was not used to choose anything):")
+    print(f"{'excerpt':>8} {'exp2/min':>8} | ours {head} | YASA {head}")
+    for n, o, y in held_out:
+        if y is not None:
+            y["lat"] = math.nan
+        print(f"{n:>8} {o['dens_expert']:8.1f} | ours {_fmt(o)} | YASA {_fmt(y)}")
+    print(f"{'mean':>8} {'':>8} | ours F1 {np.mean([o['F1'] for _, o, _ in held_out]):.2f}"
+          + (f" | YASA F1 {np.mean([y['F1'] for _, _, y in held_out]):.2f}" if with_yasa
+             else ""))
+    print("The experts' conventions: " + "; ".join(conventions))
+    print("Our detections on [0, 1000 s) against either expert: " + "; ".join(either))
+    return rows
+
+
+def resampled_rates(data: Path, rates: list[float], chunk: int) -> None:
+    """The spindle defaults on excerpts resampled to other rates (``scipy.signal.
+    resample_poly``, replayed with ``analysis.scoring.replay``): F1, latency and density
+    against expert 1, per excerpt and rate."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    from engramloop.analysis.scoring import replay
+    from engramloop.drivers.files import load_file
+
+    print("Spindle defaults on resampled excerpts (vs expert 1, [0, 1000 s)): F1 / latency ms "
+          "/ detections per min")
+    print(f"{'excerpt':>8} {'native':>6} | " + " | ".join(f"{r:>15g} Hz" for r in rates))
+    for n in EXCERPTS:
+        edf = data / "dreams_dev" / f"excerpt{n}.edf"
+        d = load_file(edf)
+        e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
+        cells = []
+        for fs in rates:
+            if fs / 2 <= SpindleSettings().sigma_band_hz[1] / 0.9:
+                cells.append(f"{'--':>18}")
+                continue
+            fr = Fraction(fs / d.rate_hz).limit_denominator(1000)
+            x = np.ascontiguousarray(resample_poly(d.samples[:, 0], fr.numerator,
+                                                   fr.denominator)[:, None])
+            t = np.arange(x.shape[0]) / fs
+            s = replace(SpindleSettings(), channels=d.channels)
+            ev = replay([SpindleDetector(s)], x, t, fs, d.channels, chunk)
+            det = np.array([(e.onset_s, e.detect_s) for e in ev if e.kind == "spindle"])
+            r = score(det.reshape(-1, 2), e1)
+            cells.append(f"{r['F1']:5.2f} / {r['lat'] * 1000:4.0f} / {r['dens']:4.1f}")
+        print(f"{n:>8} {d.rate_hz:6g} | " + " | ".join(cells))
+
+
+#: the grid the spindle defaults were chosen from (the rules' thresholds); --loo picks the
+#: best point on three excerpts and scores it on the fourth
+LOO_GRID = {"rel_power_min": (0.65, 0.75, 0.85), "threshold_sd": (4.0, 4.5),
+            "min_duration_s": (0.12, 0.15, 0.2)}
+
+
+def leave_one_out(data: Path, chunk: int) -> None:
+    """Leave-one-excerpt-out: for each excerpt, the grid point with the best mean F1 on the
+    other three, scored on it."""
+    keys = list(LOO_GRID)
+    points = list(itertools.product(*LOO_GRID.values()))
+    f1 = np.zeros((len(points), len(EXCERPTS)))
+    for i, p in enumerate(points):
+        s = replace(SpindleSettings(), **dict(zip(keys, p, strict=True)))
+        for j, n in enumerate(EXCERPTS):
+            edf = data / "dreams_dev" / f"excerpt{n}.edf"
+            e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
+            f1[i, j] = score(replay_spindles(edf, s, chunk), e1)["F1"]
+    held = []
+    for j, n in enumerate(EXCERPTS):
+        others = np.delete(f1, j, axis=1).mean(axis=1)
+        best = int(np.argmax(others))
+        held.append(f1[best, j])
+        chosen = dict(zip(keys, points[best], strict=True))
+        print(f"leave out excerpt {n}: best on the others {chosen} (their mean F1 "
+              f"{others[best]:.2f}) -> F1 on excerpt {n}: {f1[best, j]:.2f}")
+    d = SpindleSettings()
+    dflt = tuple(getattr(d, k) for k in keys)
+    at = points.index(dflt) if dflt in points else None
+    print(f"leave-one-out mean F1 {np.mean(held):.2f}"
+          + (f"; defaults on all four {f1[at].mean():.2f}" if at is not None else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spindle", action="store_true", help="the spindle table")
+    ap.add_argument("--data", type=Path, default=DATA, help="shared data folder")
+    ap.add_argument("--chunk", type=int, default=10, help="samples per replayed chunk")
+    ap.add_argument("--no-yasa", action="store_true", help="skip the YASA column")
+    ap.add_argument("--loo", action="store_true", help="leave-one-excerpt-out check")
+    ap.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")],
+                    default=None, metavar="R1,R2,...",
+                    help="also run the spindle defaults on the excerpts resampled to these "
+                         "rates (Hz)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [detectors.spindle] setting for the spindle table (repeatable; "
+                         "a Python literal, e.g. baseline_hold_s=0 or "
+                         "broad_band_hz=(1,30))")
+    a = ap.parse_args(argv)
+    if not (a.data / "dreams_dev").is_dir():
+        print(f"error: no dreams_dev folder in {a.data}; pass --data DIR", file=sys.stderr)
+        return 2
+    everything = not a.spindle
+    settings = None
+    if a.set:
+        import ast
+
+        kw = {}
+        for item in a.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                print(f"error: --set {item!r}: write KEY=VALUE", file=sys.stderr)
+                return 2
+            kw[key.strip()] = ast.literal_eval(value.strip())
+        settings = replace(SpindleSettings(), **kw)
+    if a.spindle or everything:
+        spindle_table(a.data, a.chunk, with_yasa=not a.no_yasa, settings=settings,
+                      label="defaults" + "".join(f", {x}" for x in a.set))
+    if a.rates:
+        resampled_rates(a.data, a.rates, a.chunk)
+    if a.loo:
+        leave_one_out(a.data, a.chunk)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
