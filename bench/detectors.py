@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from engramloop.analysis.scoring import intervals, replay, score_detections, score_phase  # noqa: E402
 from engramloop.controller.config import SHIPPED_DIR

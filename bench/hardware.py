@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
 
 from engramloop.core.clock import HostClock  # noqa: E402
 from engramloop.core.pulse import Pulse, PulseSpec  # noqa: E402

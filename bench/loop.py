@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
 
 TARGETS_US = {("chunk_total", "p999_s"): 1000.0, ("chunk_total", "p99_s"): 250.0,
               ("lateness", "p99_s"): 200.0}

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
 DATA = Path(os.environ.get("ENGRAMLOOP_DATA", ROOT.parent / "shared" / "data"))
 N2 = "data_N2_spindles_15sec_200Hz.txt"
 

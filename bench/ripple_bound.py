@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from engramloop.sim.generate import simulate  # noqa: E402
 from engramloop.sim.rhythms import Geometry  # noqa: E402

@@ -30,7 +30,9 @@ def dump(root: str, out: str, seconds: float, seeds: list[int]) -> None:
     estimates as repr strings, keyed by seed, config and chunk size."""
     import dataclasses
 
+    # a checkout of this layout keeps its packages in src/; an older one at its root
     sys.path.insert(0, root)
+    sys.path.insert(0, str(Path(root) / "src"))
     import numpy as np
 
     from engramloop.controller.config import load_config

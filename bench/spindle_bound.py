@@ -74,7 +74,7 @@ from statistics import NormalDist
 import numpy as np
 from scipy import fft, linalg, signal
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from engramloop.decoders.filters import butter_bandpass  # noqa: E402
 from engramloop.decoders.spindle import SpindleSettings as DetectorSettings  # noqa: E402
