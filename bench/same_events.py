@@ -33,15 +33,24 @@ def dump(root: str, out: str, seconds: float, seeds: list[int]) -> None:
     # a checkout of this layout keeps its packages in src/; an older one at its root
     sys.path.insert(0, root)
     sys.path.insert(0, str(Path(root) / "src"))
+    import importlib
+
     import numpy as np
 
-    from engramloop.controller.config import load_config
-    from engramloop.core.chunk import Chunk
-    from engramloop.decoders.detectors import DetectorsSettings, make_detectors
-    from engramloop.decoders.phase import EchtPhase, PhaseSettings
-    from engramloop.decoders.ripple import RippleDetector
-    from engramloop.sim.generate import simulate
-    from engramloop.sim.settings import SimSettings
+    new_layout = (Path(root) / "src" / "engramloop").is_dir()
+
+    def load(new: str, old: str):   # before the src/engramloop layout: top-level packages
+        return importlib.import_module(new if new_layout else old)
+
+    load_config = load("engramloop.controller.config", "controller.config").load_config
+    Chunk = load("engramloop.core.chunk", "drivers.chunk").Chunk
+    det = load("engramloop.decoders.detectors", "decoders.detectors")
+    DetectorsSettings, make_detectors = det.DetectorsSettings, det.make_detectors
+    ph = load("engramloop.decoders.phase", "decoders.phase")
+    EchtPhase, PhaseSettings = ph.EchtPhase, ph.PhaseSettings
+    RippleDetector = load("engramloop.decoders.ripple", "decoders.ripple").RippleDetector
+    simulate = load("engramloop.sim.generate", "sim.generate").simulate
+    SimSettings = load("engramloop.sim.settings", "sim.settings").SimSettings
 
     configs = Path(root) / "src" / "engramloop" / "configs"  # older trees: <root>/configs
     lam = load_config((configs if configs.is_dir() else Path(root) / "configs")
