@@ -128,3 +128,65 @@ def loads_config(text: str, name: str = "<string>") -> Config:
 def dump_config(cfg: Config) -> str:
     """The effective config (every default filled in) as TOML text."""
     return to_toml(cfg) + "\n"
+
+
+def check_source_fit(cfg: Config, channels: tuple[str, ...] | None,
+                     rate_hz: float | None) -> None:
+    """The decoders a run would build fit a source with these channels and this rate.
+
+    Every enabled detector's channels must be in ``channels`` (a one-line error names the
+    detector, the missing names, close matches and the names the source has) and every
+    band of an enabled detector, and of the phase estimator when the policy needs one,
+    must lie below the source's Nyquist frequency. ``channels`` None/empty or ``rate_hz``
+    None skips that half (not known before a stream is resolved).
+
+    Raises
+    ------
+    ConfigError
+    """
+    from engramloop.decoders.detectors import check_channels, check_nyquist, make_detectors
+
+    make_detectors(cfg, tuple(channels) if channels else None, rate_hz=rate_hz)
+    if cfg.policy.target.startswith("theta"):
+        if channels and cfg.phase.channel:
+            check_channels("phase", (cfg.phase.channel,), tuple(channels))
+        if rate_hz is not None:
+            check_nyquist("phase", cfg.phase, rate_hz)
+
+
+def source_shape(cfg: Config) -> tuple[tuple[str, ...] | None, float | None]:
+    """(channels, rate_hz) a config's source will deliver, where known without starting
+    it: the simulator's settings, a replayed file's contents, a BrainFlow board's
+    description; (None, None) for a live LSL stream. ``source.channels`` narrows the
+    channel list (a name it lacks is the source's own error at start)."""
+    src = cfg.source
+    chans: tuple[str, ...] | None = None
+    rate: float | None = None
+    if src.kind == "sim":
+        chans, rate = tuple(cfg.sim.channels), float(cfg.sim.rate_hz)
+    elif src.kind == "file" and src.file.path:
+        from engramloop.drivers.files import load_file
+
+        d = load_file(src.file.path, stream=src.file.stream, board=src.file.board,
+                      units=src.file.units)
+        chans, rate = d.channels, d.rate_hz
+    elif src.kind == "brainflow":
+        import warnings
+
+        try:
+            from engramloop.drivers.brainflow_source import board_id
+
+            with warnings.catch_warnings():  # brainflow loads its library through the
+                warnings.simplefilter("ignore", UserWarning)   # deprecated pkg_resources
+                from brainflow.board_shim import BoardShim
+
+                descr = BoardShim.get_board_descr(board_id(src.brainflow.board))
+            rate = float(descr["sampling_rate"])
+            names = str(descr.get("eeg_names", "")).split(",")
+            if len(names) == len(descr.get("eeg_channels", [])) and all(names):
+                chans = tuple(names)
+        except Exception:  # an unknown board is the source's own error at start
+            return None, None
+    if src.channels:
+        chans = tuple(src.channels)
+    return chans, rate
