@@ -306,6 +306,11 @@ class Loop:
             self._log(f"closing the recording failed: {exc}")
 
     def _start(self) -> None:
+        # The source first: an output may need its session (a BrainFlow marker goes into
+        # the board's own stream), and a source that cannot start (no board, no stream)
+        # must stop the run before a device is opened or a recording file is created.
+        # Data arriving meanwhile waits in the source's buffer (BrainFlow ring, LSL inlet).
+        self.source.start()
         for out in self.outputs:
             out.open()
         if self.recorder is not None:
@@ -323,10 +328,8 @@ class Loop:
             self._hold_cpu_awake(self.scheduler.settings.cpu_wakeup_latency_us)
             self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
-        # (collect before the source starts, so the pause does not delay the first chunks)
         gc.collect()
         gc.freeze()
-        self.source.start()
         if self.recorder is not None:
             # declared once the source started: a stream source (LSL) learns its channels
             # and rate only when it resolves the stream
