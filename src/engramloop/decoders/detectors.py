@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engramloop.core.schema import ConfigError
-
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
 from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
 from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
