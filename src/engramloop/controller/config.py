@@ -67,6 +67,14 @@ class Config:
     phase: PhaseSettings = field(default_factory=PhaseSettings)
     lsl_outlets: LslOutletSettings = field(default_factory=LslOutletSettings)
 
+    def validate(self) -> None:
+        # the name is printed on terminals and written into every recording's header:
+        # a control character there is an escape sequence or an unparsable XDF file
+        bad = sorted({f"U+{ord(c):04X}" for c in self.name if ord(c) < 32 or ord(c) == 127})
+        if bad:
+            raise ValueError(f"name: control character(s) {', '.join(bad)} in {self.name!r}; "
+                             "use printable text")
+
 
 #: The example configs shipped inside the package (``engramloop configs`` lists and copies
 #: them). Read-only for the program: nothing writes here.
@@ -108,12 +116,12 @@ def load_config(path: str | Path) -> Config:
                                          "`engramloop configs` lists the shipped examples "
                                          "and copies them to a folder)")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), "", f"not UTF-8 text: {exc}") from None
-    return build(Config, table, file=str(path))
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read it ({exc.strerror})") from None
+    return loads_config(text, str(path))
 
 
 def loads_config(text: str, name: str = "<string>") -> Config:
@@ -122,6 +130,9 @@ def loads_config(text: str, name: str = "<string>") -> Config:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, "", f"not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays/tables recursively
+        raise ConfigError(name, "", "not valid TOML: nested too deeply (a config needs "
+                                    "a few levels of tables and arrays)") from None
     return build(Config, table, file=name)
 
 

@@ -311,12 +311,12 @@ class Loop:
         # must stop the run before a device is opened or a recording file is created.
         # Data arriving meanwhile waits in the source's buffer (BrainFlow ring, LSL inlet).
         self.source.start()
+        if self.forecaster is not None:
+            self.forecaster.start()   # loads its checkpoint: a bad one fails before any file
         for out in self.outputs:
             out.open()
         if self.recorder is not None:
             self.recorder.start()  # marker streams are writable from here on
-        if self.forecaster is not None:
-            self.forecaster.start()
         if self.arm_on_start:
             self._do_arm()
         if not self.simulated:

@@ -35,7 +35,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -154,7 +153,7 @@ class Recorder:
             raise RecordingError(f"cannot open recording {self.path}: {exc.strerror}; "
                                  "check the folder exists and is writable") from None
         extra = (f"<engramloop><schema_version>{SCHEMA_VERSION}</schema_version>"
-                 "<config>" + escape(self.config_text) + "</config>"
+                 "<config>" + xdf.escape(self.config_text) + "</config>"
                  + "<clock>host monotonic (pylsl.local_clock)</clock></engramloop>")
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._head = xdf.file_header(extra, datetime_iso=now)

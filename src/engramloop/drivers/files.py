@@ -12,6 +12,7 @@ import math
 import struct
 import time
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,9 @@ def load_npz(path: Path, units: str = "auto") -> FileData:
     ``rate_hz``, ``channels``; common aliases (data, t, fs, ch_names) are accepted."""
     try:
         z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise SourceError(f"{path}: not an .npz archive (a single array?); save with "
+                              "numpy.savez(samples=..., rate_hz=..., channels=...)")
         keys = set(z.files)
 
         def get(*names: str) -> Any:
@@ -299,27 +303,108 @@ def load_npz(path: Path, units: str = "auto") -> FileData:
         if x is None:
             raise SourceError(f"{path}: .npz has no 'samples' array (has: "
                               f"{', '.join(sorted(keys))})")
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim == 1:
-            x = x[:, None]
         t = get("timestamps", "t", "time_s")
         rate = get("rate_hz", "fs", "sfreq", "rate")
         ch = get("channels", "ch_names")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
         raise SourceError(f"{path}: malformed .npz file: {exc}") from None
+    for what, arr in (("samples", x), ("timestamps", t), ("rate_hz", rate)):
+        if arr is not None and np.iscomplexobj(arr):
+            raise SourceError(f"{path}: .npz '{what}' holds complex numbers; store real "
+                              "values (volts, seconds, Hz)")
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SourceError(f"{path}: .npz 'samples' is not numeric (dtype {x.dtype}); store "
+                          "an (n_samples, n_channels) float array in volts") from None
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise SourceError(f"{path}: .npz 'samples' has shape {x.shape}; store an "
+                          "(n_samples, n_channels) array")
+    if t is not None:
+        try:
+            t = np.asarray(t, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise SourceError(f"{path}: .npz 'timestamps' is not numeric (dtype "
+                              f"{np.asarray(t).dtype}); store seconds as floats") from None
     if rate is None:
-        if t is None or len(t) < 2:
-            raise SourceError(f"{path}: .npz needs 'rate_hz' or 'timestamps'")
+        if t is None or len(t) < 2 or not t[-1] > t[0]:
+            raise SourceError(f"{path}: .npz needs 'rate_hz' (or increasing 'timestamps' "
+                              "to derive it from)")
         rate = (len(t) - 1) / (float(t[-1]) - float(t[0]))
-    rate = float(np.asarray(rate).reshape(-1)[0])
+    rate_arr = np.asarray(rate).reshape(-1)
+    try:
+        if rate_arr.size != 1:
+            raise ValueError
+        rate = float(rate_arr[0])
+    except (TypeError, ValueError):
+        raise SourceError(f"{path}: .npz 'rate_hz' must be one number in Hz, got "
+                          f"{np.asarray(rate).tolist()!r}") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise SourceError(f"{path}: .npz 'rate_hz' must be a finite number of Hz > 0, got "
+                          f"{rate}")
     if t is None:
         t = np.arange(x.shape[0]) / rate
-    names = [str(c) for c in ch] if ch is not None else [f"ch{i + 1}" for i in range(x.shape[1])]
+    names = ([str(c) for c in np.atleast_1d(ch)] if ch is not None
+             else [f"ch{i + 1}" for i in range(x.shape[1])])
     if len(t) != x.shape[0] or len(names) != x.shape[1]:
         raise SourceError(f"{path}: .npz shapes disagree: samples {x.shape}, timestamps "
                           f"{len(t)}, channels {len(names)}")
     scale = 1.0 if units == "auto" else (unit_scale(units) or 1.0)
     return FileData(x * scale, np.asarray(t, dtype=np.float64), rate, names)
+
+
+def check_data(path: Path, d: FileData) -> None:
+    """Refuse a loaded recording whose time base or layout cannot be replayed faithfully.
+
+    One-line :class:`SourceError` for: a rate that is not a finite number > 0; duplicate
+    channel names (a detector would read the wrong one); no samples; timestamps that are
+    not finite, that step backwards or that never advance; a declared rate that the
+    timestamps contradict (median spacing over ~0.5 s strides, off by more than 10 %;
+    strides, not single steps, so host stamps that bunch up per USB packet still pass).
+    Samples that are NaN/Inf in places are replayed as they are (the loop treats them as
+    an artefact); a channel with no finite sample at all is refused by
+    :class:`FileSource` for the channels it keeps.
+    """
+    if not (math.isfinite(d.rate_hz) and d.rate_hz > 0):
+        raise SourceError(f"{path}: sampling rate {d.rate_hz} Hz is not a finite number "
+                          "> 0; the file's rate field is broken")
+    seen: set[str] = set()
+    dup = sorted({c for c in d.channels if c in seen or seen.add(c)})
+    if dup:
+        raise SourceError(f"{path}: duplicate channel name(s) {', '.join(map(repr, dup))}; "
+                          "give every channel a distinct name")
+    t = d.timestamps
+    n = t.size
+    if d.samples.shape[0] == 0 or n == 0:
+        raise SourceError(f"{path}: the recording holds no samples")
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        raise SourceError(f"{path}: {bad.size} timestamp(s) are NaN/Inf (first at sample "
+                          f"{int(bad[0])}); the file's time base is broken")
+    if n < 2:
+        return
+    dt = np.diff(t)
+    back = np.flatnonzero(dt < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise SourceError(f"{path}: timestamps step backwards at sample {i} ({t[i]:.6f} s "
+                          f"after {t[i - 1]:.6f} s; {back.size} time(s) in all); replay "
+                          "needs increasing times")
+    if not t[-1] > t[0]:
+        raise SourceError(f"{path}: all {n} timestamps are {t[0]:.6f} s (constant); "
+                          "replay needs increasing times")
+    k = max(10, int(d.rate_hz * 0.5))
+    if n > 2 * k:
+        step = float(np.median(t[k:] - t[:-k])) / k
+        if step > 0:
+            implied = 1.0 / step
+            if abs(implied / d.rate_hz - 1.0) > 0.1:
+                raise SourceError(
+                    f"{path}: declared rate {d.rate_hz:g} Hz does not match the timestamps "
+                    f"(they advance at {implied:.4g} samples/s); fix the rate or the "
+                    "timestamps")
 
 
 def load_file(path: str | Path, *, stream: str = "", board: str = "",
@@ -330,13 +415,18 @@ def load_file(path: str | Path, *, stream: str = "", board: str = "",
         raise SourceError(f"{path}: file not found")
     ext = path.suffix.lower()
     if ext in (".xdf", ".xdfz"):
-        return load_xdf(path, stream, units)
-    if ext in (".edf", ".bdf", ".rec"):
-        return load_edf(path, units)
-    if ext in (".csv", ".tsv"):
-        return load_brainflow_csv(path, board, units)
-    if ext == ".npz":
-        return load_npz(path, units)
+        d = load_xdf(path, stream, units)
+    elif ext in (".edf", ".bdf", ".rec"):
+        d = load_edf(path, units)
+    elif ext in (".csv", ".tsv"):
+        d = load_brainflow_csv(path, board, units)
+    elif ext == ".npz":
+        d = load_npz(path, units)
+    else:
+        d = None
+    if d is not None:
+        check_data(path, d)
+        return d
     raise SourceError(f"{path}: unknown file type {ext!r}; replay reads .xdf, .edf, .bdf, "
                       ".csv (BrainFlow) and .npz (engramloop sim)")
 
@@ -381,6 +471,12 @@ class FileSource:
             d.channels = tuple(channels)
         if d.samples.shape[0] == 0:
             raise SourceError(f"{self.path}: the recording holds no samples")
+        dead = [c for c, ok in zip(d.channels, np.isfinite(d.samples).any(axis=0),
+                                   strict=True) if not ok]
+        if dead:
+            raise SourceError(f"{self.path}: channel(s) {', '.join(dead)} hold no finite "
+                              "sample (all NaN/Inf); leave them out with source.channels "
+                              "(--channels)")
         self.rate_hz = d.rate_hz
         self.channels = d.channels
         #: per channel, volts (+-): the file's own range (EDF/BDF), else inf

@@ -152,6 +152,7 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
 
     from engramloop.analysis.sweep import run_point
     from engramloop.cli import UserError
+    from engramloop.controller.forecast_worker import ForecasterError
     from engramloop.controller.progress import progress
     from engramloop.controller.recorder import RecordingError
     from engramloop.controller.run_progress import ProgressBoard, run_length_s
@@ -181,7 +182,7 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
                 res = run_point(cfg, args.file, duration_s=args.duration, truth=truth,
                                 setting=setting, status_board=board, on_built=on_built,
                                 **overrides)
-            except (SourceError, DeviceError, RecordingError) as exc:
+            except (SourceError, DeviceError, RecordingError, ForecasterError) as exc:
                 raise UserError(f"{exc} (sweep stopped at {setting})") from None
             board.finish()
             results.append(res)

@@ -122,13 +122,28 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                      stream=args.stream, channels=channels, path=replay_path,
                      status_board=board)
     from engramloop.analysis.trial import format_summary, run_trial, score_run, write_report
+    from engramloop.cli.paths import check_output_file, prepare_output_dir, remove_if_empty
+    from engramloop.controller.forecast_worker import ForecasterError
     from engramloop.controller.recorder import RecordingError
 
+    # outputs are checked before anything starts: a folder that takes no file, or an
+    # output that is the very file being replayed, is a one-line error, not a lost input
+    inputs = [p for p in (replay_path, cfg.source.file.path if cfg.source.kind == "file"
+                          else "") if p]
     record = args.record
+    if record:
+        check_output_file(record, "--record", inputs)
+    created: list = []
+    if args.report:
+        created = prepare_output_dir(args.report, "--report")
     if args.report and not record:
         # the HTML report is made from the recording alone, so --report implies one
-        Path(args.report).mkdir(parents=True, exist_ok=True)
         record = str(Path(args.report) / "session.xdf")
+        try:
+            check_output_file(record, "--report", inputs)
+        except UserError:
+            remove_if_empty(created)
+            raise
     try:
         if cfg.source.kind == "sim" and replay_path is None:
             rep = run_trial(cfg, args.duration,
@@ -151,8 +166,14 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                 write_report(rep, args.report)
         if runs and not str(rep["run"].get("stop_reason", "")).startswith("interrupted"):
             runs[-1].finish()
-    except (SourceError, DeviceError, RecordingError) as exc:
-        raise UserError(f"{exc} (stimulation stopped, outputs off)") from None
+    except (SourceError, DeviceError, RecordingError, ForecasterError) as exc:
+        remove_if_empty(created)   # a run that never started leaves no empty folder
+        kept = (f"; the recording so far is in {record}" if record and Path(record).is_file()
+                else "")
+        raise UserError(f"{exc} (stimulation stopped, outputs off{kept})") from None
+    except BaseException:
+        remove_if_empty(created)
+        raise
     finally:
         for dash in dash_box:
             dash.stop()
