@@ -66,7 +66,8 @@ class LslSettings:
                                        doc="how long to look for the stream at start")
     units: Literal["auto", "V", "mV", "uV", "nV"] = setting(
         "auto", doc="units of the stream values; auto reads the channel units in the stream "
-                    "description and assumes microvolts when none are given")
+                    "description and refuses a stream that declares none (set the unit "
+                    "here then)")
     time_correction_every_s: float = setting(
         5.0, gt=0, le=600, unit="s", doc="how often the LSL clock offset is re-measured")
     clock_jump_s: float = setting(
