@@ -22,6 +22,7 @@ import numpy as np
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
 from engramloop.drivers.brainflow_lib import load_brainflow
+from engramloop.drivers.openbci_txt import is_openbci_txt, load_openbci_txt
 from engramloop.drivers.sources import unit_scale
 from engramloop.recording import reader
 from engramloop.recording.xdf import MAGIC
@@ -422,13 +423,15 @@ def load_file(path: str | Path, *, stream: str = "", board: str = "",
         d = load_brainflow_csv(path, board, units)
     elif ext == ".npz":
         d = load_npz(path, units)
+    elif ext == ".txt" and is_openbci_txt(path):
+        d = load_openbci_txt(path, 1e-6 if units == "auto" else (unit_scale(units) or 1.0))
     else:
         d = None
     if d is not None:
         check_data(path, d)
         return d
     raise SourceError(f"{path}: unknown file type {ext!r}; replay reads .xdf, .edf, .bdf, "
-                      ".csv (BrainFlow) and .npz (engramloop sim)")
+                      ".csv (BrainFlow), .txt (OpenBCI GUI) and .npz (engramloop sim)")
 
 
 class FileSource:

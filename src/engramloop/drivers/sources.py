@@ -87,8 +87,8 @@ class LslSettings:
 class FileSettings:
     """A recorded file replayed as a source (``[source.file]``)."""
 
-    path: str = setting("", doc="file to replay: .xdf, .edf, .bdf, .csv (BrainFlow) or "
-                                ".npz (engramloop sim)")
+    path: str = setting("", doc="file to replay: .xdf, .edf, .bdf, .csv (BrainFlow), .txt "
+                                "(OpenBCI GUI) or .npz (engramloop sim)")
     speed: float | Literal["max"] = setting(
         1.0, gt=0, doc="replay speed: 1 = real time, N = N times faster, \"max\" = as fast "
                        "as the loop runs (simulated clock)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-HELP = ("run the closed loop on a recorded file (XDF/EDF/BDF/CSV/npz); pulses are sham "
+HELP = ("run the closed loop on a recorded file (XDF/EDF/BDF/BrainFlow CSV/OpenBCI GUI "
+        "txt/npz); pulses are sham "
         "unless --stimulate is given; --sweep replays it once per setting and scores each")
 
 
