@@ -143,3 +143,146 @@ def test_openbci_gui_recording_replays_through_the_cli(tmp_path, capsys) -> None
                  ("C3",), 10)
     n_ref = sum(e.kind == "spindle" for e in ref)
     assert n_ref > 0 and f"'spindle': {n_ref}" in text
+
+
+# ------------------------------------------------------------------ EDF+
+def _edf_plus(path, signals_uv, rate, labels, annotations, record_s=1.0):
+    """An EDF+C file written by pyedflib (the counterpart), microvolts, 1 s records."""
+    import pyedflib
+    from pyedflib import highlevel
+
+    hdr = [highlevel.make_signal_header(lab, dimension="uV", sample_frequency=rate,
+                                        physical_min=-500, physical_max=500)
+           for lab in labels]
+    h = highlevel.make_header()
+    h["annotations"] = [list(a) for a in annotations]
+    assert highlevel.write_edf(str(path), [np.ascontiguousarray(s) for s in signals_uv],
+                               hdr, h, file_type=pyedflib.FILETYPE_EDFPLUS)
+    return path
+
+
+def _make_discontinuous(src, dst, *, from_record: int, jump_s: float):
+    """EDF+D from an EDF+C file (pyedflib cannot write EDF+D): the reserved field says
+    EDF+D and the time-keeping TAL of every record from ``from_record`` on is moved
+    ``jump_s`` later (EDF+ spec: a record's onset is its first TAL). Only records without
+    other annotations are rewritten."""
+    from engramloop.drivers.edf_plus import read_header
+
+    b = bytearray(open(src, "rb").read())
+    b[192:197] = b"EDF+D"
+    h = read_header(src)
+    rb = sum(h.per_record) * 2
+    s = h.annotation_signals[0]
+    off = sum(h.per_record[:s]) * 2
+    size = h.per_record[s] * 2
+    for r in range(from_record, h.n_records):
+        slot = h.header_bytes + r * rb + off
+        tal = f"+{r + jump_s:g}\x14\x14\x00".encode()
+        b[slot:slot + size] = tal + b"\x00" * (size - len(tal))
+    open(dst, "wb").write(bytes(b))
+    return dst
+
+
+def test_edf_plus_annotations_read_and_recorded(tmp_path, capsys) -> None:
+    import pyedflib
+    import pyxdf
+
+    from engramloop.cli import main
+    from engramloop.drivers.edf_plus import read_header, read_plus
+    from engramloop.drivers.files import load_file
+
+    rng = np.random.default_rng(2)
+    sig = rng.normal(0, 20, (2, 3000))
+    notes = [(1.5, 0.8, "spindle"), (7.25, -1, "Sleep stage 2"), (12.0, 1.2, "Spindle")]
+    f = _edf_plus(tmp_path / "a.edf", sig, 100, ["C3", "Cz"], notes)
+    d = load_file(f)
+    ann_t, ann = d.markers["annotations"]
+    r = pyedflib.EdfReader(str(f))                 # independent reader of the same file
+    on, du, tx = r.readAnnotations()
+    r.close()
+    np.testing.assert_allclose(ann_t, on)
+    assert [a["text"] for a in ann] == list(tx)
+    # our own TAL parser (used for EDF+D) agrees with pyedflib's on this file
+    _, mine = read_plus(f, read_header(f))
+    assert [(o, t) for o, _, t in mine] == [(float(o), str(t))
+                                            for o, t in zip(on, tx, strict=True)]
+    # replayed with --record: the annotations are a marker stream at their file times
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[detectors.ripple]\nenabled = false\n[detectors.so]\nchannels = ["C3"]\n'
+                   '[detectors.spindle]\nchannels = ["Cz"]\n[policy]\ntarget = "spindle"\n')
+    out = tmp_path / "a.xdf"
+    assert main(["replay", str(cfg), str(f), "--speed", "max", "--record", str(out),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    streams, _ = pyxdf.load_xdf(str(out), dejitter_timestamps=False)
+    by = {s["info"]["name"][0]: s for s in streams}
+    t0 = by["engramloop.raw"]["time_stamps"][0]
+    import json
+    rec = [json.loads(v[0]) for v in by["engramloop.annotations"]["time_series"]]
+    assert [x["text"] for x in rec] == ["spindle", "Sleep stage 2", "Spindle"]
+    np.testing.assert_allclose(by["engramloop.annotations"]["time_stamps"] - t0,
+                               [1.5, 7.25, 12.0], atol=1e-9)
+
+
+def test_edf_plus_d_records_at_their_real_times(tmp_path, capsys) -> None:
+    import pyedflib
+
+    from engramloop.drivers.files import FileSource
+
+    rng = np.random.default_rng(3)
+    sig = rng.normal(0, 20, (2, 2000))
+    c = _edf_plus(tmp_path / "c.edf", sig, 100, ["C3", "Cz"], [(0.5, 0.5, "spindle")])
+    d = _make_discontinuous(c, tmp_path / "d.edf", from_record=10, jump_s=5.0)
+    with pytest.raises(OSError, match="discontinuous"):
+        pyedflib.EdfReader(str(d))                   # the counterpart refuses EDF+D
+    ref = pyedflib.highlevel.read_edf(str(c))[0].T   # same samples, read from EDF+C
+    src = FileSource(d, speed="max", chunk_samples=64)
+    np.testing.assert_allclose(src.data.samples, ref * 1e-6, rtol=1e-12, atol=1e-15)
+    t = src.data.timestamps
+    np.testing.assert_allclose(t[:1000], np.arange(1000) / 100)
+    np.testing.assert_allclose(t[1000:], 15.0 + np.arange(1000) / 100)  # 5 s later
+    assert list(src._gaps) == [1000]                 # the discontinuity is a gap
+    assert src.data.markers["annotations"][1][0]["text"] == "spindle"
+    chunks = []
+    src.start()
+    while True:
+        try:
+            ch = src.read(1.0)
+        except Exception:
+            break
+        if ch is not None:
+            chunks.append(ch)
+    assert [ch.first_index for ch in chunks if ch.gap_before] == [1000]
+
+
+def test_edf_plus_annotations_as_truth_match_the_csv(tmp_path, capsys) -> None:
+    """Real sleep EEG (DREAMS excerpt 1, C3-A1, 100 Hz) with expert 1's spindles written
+    as EDF+ annotations: a sweep scored against them equals one scored against the
+    expert's CSV."""
+    import json
+
+    import pyedflib
+    from shared_data import DATA
+
+    from engramloop.cli import main
+
+    dreams = DATA / "dreams_dev"
+    r = pyedflib.EdfReader(str(dreams / "excerpt1.edf"))
+    x = r.readSignal(0)[:300 * 100]
+    r.close()
+    rows = [ln.split(",") for ln in (dreams / "excerpt1_expert1.csv").read_text().split()[1:]]
+    spindles = [(float(a), float(b), "Spindle") for a, b in rows if float(a) < 299]
+    csv = tmp_path / "truth.csv"
+    csv.write_text("onset_s,duration_s\n" + "".join(f"{a},{b}\n" for a, b, _ in spindles))
+    f = _edf_plus(tmp_path / "n2.edf", [x], 100, ["C3-A1"],
+                  spindles + [(10.0, 30.0, "Sleep stage 2")])
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[detectors.ripple]\nenabled = false\n[detectors.so]\nenabled = false\n'
+                   '[detectors.spindle]\nchannels = ["C3-A1"]\n[policy]\ntarget = "spindle"\n')
+    scores = []
+    for truth in (csv, f, None):
+        argv = ["replay", str(cfg), str(f), "--sweep", "detectors.spindle.threshold_sd=3",
+                "--json", "--quiet"] + (["--truth", str(truth)] if truth else [])
+        assert main(argv) == 0
+        scores.append(json.loads(capsys.readouterr().out.splitlines()[-1])["score"])
+    assert scores[0] is not None and scores[0] == scores[1] == scores[2]

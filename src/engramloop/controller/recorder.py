@@ -195,6 +195,15 @@ class Recorder:
                              f"channels, stream {st.name} has {len(st.channels)}")
         if chunk.samples.shape[0]:
             self._queue.put(("signal", st, chunk.samples, chunk.timestamps))
+        notes = chunk.meta.get("annotations") if getattr(chunk, "meta", None) else None
+        if notes:
+            # annotations the source carries (EDF+ scoring, ...): marker stream
+            # engramloop.annotations, declared when the first one arrives
+            ann = self._streams.get("engramloop.annotations") or self._add(
+                "engramloop.annotations", ("value",), 0.0, "", marker=True)
+            for t_s, obj in notes:
+                text = json.dumps(to_jsonable(obj), separators=(",", ":"), allow_nan=False)
+                self._queue.put(("marker", ann, text, float(t_s)))
 
     def write_marker(self, stream: str, t_s: float, obj: Any) -> None:
         """Queue one JSON object for marker stream ``engramloop.<stream>`` at host time

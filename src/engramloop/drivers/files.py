@@ -191,10 +191,18 @@ def check_edf(path: Path) -> tuple[int, int]:
 
 
 def load_edf(path: Path, units: str = "auto") -> FileData:
-    """All ordinary signals (same rate) in physical units converted to volts."""
+    """All ordinary signals (same rate) in physical units converted to volts; for EDF+,
+    the annotations (``markers["annotations"]``) and each data record at its real start
+    time (EDF+D: a jump between records is a gap in the timestamps)."""
     import pyedflib
 
+    from engramloop.drivers.edf_plus import read_header, read_plus
+
     check_edf(path)
+    h = read_header(path)
+    onsets, notes = read_plus(path, h) if h.plus else (None, [])
+    if h.discontinuous:
+        return _load_edf_discontinuous(path, h, onsets, notes, units)
     try:
         reader = pyedflib.EdfReader(str(path))
     except OSError as exc:
@@ -220,10 +228,53 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
             full.append(max(abs(reader.getPhysicalMaximum(i)),
                             abs(reader.getPhysicalMinimum(i))) * sc)
         x = np.column_stack(cols)
+        if h.plus:   # pyedflib's own annotation reader for continuous files
+            on, du, tx = reader.readAnnotations()
+            notes = [(float(o), float(d), str(t)) for o, d, t in zip(on, du, tx, strict=True)]
     finally:
         reader.close()
-    t = np.arange(x.shape[0]) / rates[0]
-    return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full)
+    t0 = float(onsets[0]) if onsets is not None and onsets.size else 0.0
+    t = t0 + np.arange(x.shape[0]) / rates[0]
+    return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full,
+                    markers=_annotation_markers(notes))
+
+
+def _annotation_markers(notes: list) -> dict:
+    """EDF+ annotations as a marker stream: onset times (s, file time) and one JSON-able
+    record each (``kind`` "annotation", ``text``, ``onset_s``, ``duration_s`` or None)."""
+    if not notes:
+        return {}
+    notes = sorted(notes, key=lambda n: n[0])
+    return {"annotations": (np.array([n[0] for n in notes], dtype=np.float64),
+                            [{"kind": "annotation", "text": n[2], "onset_s": n[0],
+                              "duration_s": n[1] if n[1] >= 0 else None} for n in notes])}
+
+
+def _load_edf_discontinuous(path: Path, h: Any, onsets: np.ndarray, notes: list,
+                            units: str) -> FileData:
+    """EDF+D/BDF+D (pyedflib refuses these): the records are read here, each at its own
+    start time from its time-keeping annotation."""
+    from engramloop.drivers.edf_plus import read_discontinuous
+
+    ordinary = [i for i in range(len(h.labels)) if i not in h.annotation_signals]
+    if not ordinary:
+        raise SourceError(f"{path}: EDF file has no signals")
+    keep = [i for i in ordinary if h.per_record[i] == h.per_record[ordinary[0]]]
+    if len(keep) != len(ordinary):
+        import warnings
+        warnings.warn(f"{path}: skipping signals at other rates than the first one: "
+                      + ", ".join(h.labels[i] for i in ordinary if i not in keep), stacklevel=3)
+    if np.any(np.diff(onsets) < h.record_s - 1e-9):
+        raise SourceError(f"{path}: EDF+D data records overlap or go back in time (record "
+                          f"onsets {onsets[:5].tolist()}...); the file's time-keeping is "
+                          "broken")
+    x, t = read_discontinuous(path, h, keep, onsets)
+    sc = np.array([_scale(h.dims[i], units, path, f"signal {h.labels[i]!r}") for i in keep])
+    full = [max(abs(h.phys[i][0]), abs(h.phys[i][1])) * s for i, s in zip(keep, sc,
+                                                                          strict=True)]
+    rate = h.per_record[keep[0]] / h.record_s
+    return FileData(x * sc, t, rate, [h.labels[i] for i in keep], full_scale_v=full,
+                    markers=_annotation_markers(notes))
 
 
 # ---------------------------------------------------------------------------- CSV
@@ -499,6 +550,12 @@ class FileSource:
         self._pos = 0
         self._next_gap = 0
         self._offset = math.nan
+        # annotations the file carries (EDF+): handed out with the chunk they fall in
+        # (chunk.meta["annotations"], host times), so the recording keeps them
+        ann_t, ann = d.markers.get("annotations", (np.empty(0), []))
+        self._ann_t = np.asarray(ann_t, dtype=np.float64)
+        self._ann = list(ann)
+        self._next_ann = 0
         self.duration_s = float(d.timestamps[-1] - d.timestamps[0]) + 1.0 / d.rate_hz
 
     def start(self) -> None:
@@ -532,9 +589,18 @@ class FileSource:
         self.clock.sleep_until(due)
         self._pos = j
         gap = bool(self._next_gap > 0 and self._gaps[self._next_gap - 1] == i)
+        meta: dict = {"source": str(self.path)}
+        if self._next_ann < len(self._ann):
+            # every annotation up to this chunk's last sample (all of them at the end)
+            end = np.inf if j >= n else float(d.timestamps[j])
+            k = int(np.searchsorted(self._ann_t, end, side="left"))
+            if k > self._next_ann:
+                meta["annotations"] = [(float(self._ann_t[m]) + self._offset, self._ann[m])
+                                       for m in range(self._next_ann, k)]
+                self._next_ann = k
         return Chunk(d.samples[i:j].copy(), t, self.rate_hz, self.channels,
                      arrival_s=self.clock.now(), first_index=i, gap_before=gap,
-                     meta={"source": str(self.path)})
+                     meta=meta)
 
 
 __all__ = ["FileSource", "FileData", "ScaledClock", "load_file", "check_xdf", "check_edf"]
