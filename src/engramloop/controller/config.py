@@ -110,7 +110,13 @@ def load_config(path: str | Path) -> Config:
     ConfigError
         If the file is missing, is not valid TOML, or breaks the schema.
     """
+    if not str(path).strip():
+        raise ConfigError("(config)", "", "empty path: give the path of a .toml config "
+                                          "(examples are in configs/)")
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(str(path), "", "is a folder: give the path of a .toml config "
+                                         "(examples are in configs/)")
     if not path.is_file():
         raise ConfigError(str(path), "", "file not found (give the path of a .toml config; "
                                          "`engramloop configs` lists the shipped examples "

@@ -295,8 +295,7 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
     try:
         data = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
     except ValueError as exc:
-        raise SourceError(f"{path}: malformed BrainFlow CSV{_csv_where(path, str(exc))}: "
-                          f"{exc}") from None
+        raise table_error(path, "BrainFlow CSV", exc) from None
     if data.shape[1] != descr["num_rows"]:
         raise SourceError(f"{path}: {data.shape[1]} columns per line, board {board} "
                           f"writes {descr['num_rows']}; is source.file.board right?")
@@ -317,6 +316,29 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
         lost = det.update(data[:, descr["package_num_channel"]], t)
         gaps = np.flatnonzero(lost)
     return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps)
+
+
+def table_error(path: Path, what: str, exc: ValueError) -> SourceError:
+    """numpy.loadtxt's complaint about a text table, said for a user: where (line, column,
+    byte offset), what is wrong, and that the file is damaged (numpy's own hint to 'use
+    usecols' would only hide the damage)."""
+    import re
+
+    msg = str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        why = (f"byte 0x{exc.object[exc.start]:02x} at byte offset {exc.start} is not UTF-8 "
+               "text")
+    elif m := re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", msg):
+        why = (f"data row {int(m.group(3))} has {m.group(2)} columns where the rows before "
+               f"have {m.group(1)}")
+    elif m := re.search(r"invalid column index (\d+) at row (\d+) with (\d+) columns", msg):
+        why = f"data row {int(m.group(2))} has only {m.group(3)} columns"
+    elif m := re.search(r"could not convert string (.*) to float64", msg):
+        why = f"{m.group(1)[:40]} is not a number"
+    else:
+        why = msg
+    return SourceError(f"{path}: malformed {what}{_csv_where(path, msg)}: {why}; the file "
+                       f"is damaged or not a {what}")
 
 
 def _csv_where(path: Path, message: str) -> str:
@@ -359,7 +381,8 @@ def load_npz(path: Path, units: str = "auto") -> FileData:
         rate = get("rate_hz", "fs", "sfreq", "rate")
         ch = get("channels", "ch_names")
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
-        raise SourceError(f"{path}: malformed .npz file: {exc}") from None
+        raise SourceError(f"{path}: malformed .npz file ({exc}); the file is damaged or not "
+                          "an .npz archive (numpy.savez, engramloop sim --out X.npz)") from None
     for what, arr in (("samples", x), ("timestamps", t), ("rate_hz", rate)):
         if arr is not None and np.iscomplexobj(arr):
             raise SourceError(f"{path}: .npz '{what}' holds complex numbers; store real "

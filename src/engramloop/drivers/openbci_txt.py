@@ -68,7 +68,7 @@ def _board_names(board: str, n: int) -> tuple[list[str] | None, int]:
 
 def load_openbci_txt(path: Path, scale_v: float = 1e-6):
     """Read an OpenBCI GUI recording; ``scale_v`` volts per stored unit (microvolts)."""
-    from engramloop.drivers.files import FileData, _csv_where
+    from engramloop.drivers.files import FileData, table_error
 
     header: dict[str, str] = {}
     n_head = 0
@@ -114,8 +114,7 @@ def load_openbci_txt(path: Path, scale_v: float = 1e-6):
         data = np.loadtxt(path, delimiter=",", comments="%", dtype=np.float64, ndmin=2,
                           skiprows=n_head + (1 if cols else 0), usecols=use)
     except ValueError as exc:
-        raise SourceError(f"{path}: malformed OpenBCI GUI file"
-                          f"{_csv_where(path, str(exc))}: {exc}") from None
+        raise table_error(path, "OpenBCI GUI file", exc) from None
     if data.shape[0] == 0:
         raise SourceError(f"{path}: the recording holds no samples")
     counter = data[:, 0]

@@ -73,6 +73,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     stack = ExitStack()
     bars: list = []      # the one progress bar of this command, opened by the first run
     runs: list = []      # the ProgressBoard of each run sharing it
+    built: list = []     # the loop, once built (an error before it: nothing had started)
     twin = bool(args.report) and cfg.source.kind == "sim" and replay_path is None \
         and cfg.policy.condition != "sham"
 
@@ -95,6 +96,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     def on_built(loop) -> None:
         """Attach the live dashboard (keys arm/disarm/stop go to the loop), or at --speed
         max a progress bar."""
+        built.append(loop)
         if speed == "max":
             attach_progress(loop, 2 if twin else 1, "replay" if replay_path else "run")
             return
@@ -168,6 +170,8 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
             runs[-1].finish()
     except (SourceError, DeviceError, RecordingError, ForecasterError) as exc:
         remove_if_empty(created)   # a run that never started leaves no empty folder
+        if not built:      # the source, config or a device failed before the run began
+            raise UserError(str(exc)) from None
         kept = (f"; the recording so far is in {record}" if record and Path(record).is_file()
                 else "")
         raise UserError(f"{exc} (stimulation stopped, outputs off{kept})") from None
