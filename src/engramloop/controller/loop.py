@@ -311,6 +311,9 @@ class Loop:
         # must stop the run before a device is opened or a recording file is created.
         # Data arriving meanwhile waits in the source's buffer (BrainFlow ring, LSL inlet).
         self.source.start()
+        # the collection's pause comes before any device thread runs: a stim box's
+        # heartbeat thread waiting on the GIL during it would look like a lost device
+        gc.collect()
         if self.forecaster is not None:
             self.forecaster.start()   # loads its checkpoint: a bad one fails before any file
         for out in self.outputs:
@@ -328,7 +331,6 @@ class Loop:
             self._hold_cpu_awake(self.scheduler.settings.cpu_wakeup_latency_us)
             self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
-        gc.collect()
         gc.freeze()
         if self.recorder is not None:
             # declared once the source started: a stream source (LSL) learns its channels
