@@ -98,6 +98,16 @@ def test_edf_label_with_reference_suffix_is_suggested(tmp_path, capsys) -> None:
     one_line_error(rc, err, "'C3' (did you mean 'C3-A1'?)")
 
 
+def test_source_channel_selection_typo_has_a_hint(tmp_path, capsys) -> None:
+    rec = npz(tmp_path / "rec.npz")
+    c = cfg(tmp_path, EEG.format(sp="Cz"))
+    rc, _, err = cli(capsys, "replay", c, rec, "--speed", "max", "--channels", "c3,Cz")
+    one_line_error(rc, err, "rec.npz", "'c3' (did you mean 'C3'?)", "--channels")
+    rc, _, err = cli(capsys, "run", CONFIGS / "sim-ripple.toml", "--speed", "max",
+                     "--duration", "1", "--channels", "CA1,CAlb")
+    one_line_error(rc, err, "simulator", "'CAlb' (did you mean 'CA1b'?)")
+
+
 def test_disabled_detector_is_not_checked(tmp_path, capsys) -> None:
     rec = npz(tmp_path / "rec.npz")
     c = cfg(tmp_path, EEG.format(sp="Cz"))

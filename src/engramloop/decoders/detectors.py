@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engramloop.core.schema import ConfigError
+from engramloop.core.schema import ConfigError, name_with_hint
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
 from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
 from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
@@ -91,18 +91,10 @@ def check_channels(owner: str, need: tuple[str, ...], have: tuple[str, ...]) -> 
     """Raise a one-line :class:`ConfigError` when ``need`` names channels not in ``have``:
     it names ``owner``, the missing names (with a close match as "did you mean"), the
     names the source has and the two ways out."""
-    import difflib
-
     lost = [c for c in need if c not in have]
     if not lost:
         return
-    parts = []
-    for c in lost:
-        close = difflib.get_close_matches(c, have, n=1, cutoff=0.6)
-        if not close:  # a case slip ('ca1' for 'CA1') or a reference suffix ('C3-A1')
-            close = [h for h in have if h.lower() == c.lower()
-                     or h.lower().split("-")[0] == c.lower()][:1]
-        parts.append(f"{c!r} (did you mean {close[0]!r}?)" if close else repr(c))
+    parts = [name_with_hint(c, have) for c in lost]
     key, _, det = owner.rpartition(".")
     raise ConfigError("", f"{owner}.channels",
                       f"the {det} detector needs channel(s) {', '.join(parts)} that the "

@@ -21,6 +21,7 @@ import numpy as np
 
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
+from engramloop.core.schema import name_with_hint
 from engramloop.drivers.brainflow_lib import load_brainflow
 from engramloop.drivers.openbci_txt import is_openbci_txt, load_openbci_txt
 from engramloop.drivers.sources import unit_scale
@@ -540,8 +541,10 @@ class FileSource:
         if channels:
             missing = [c for c in channels if c not in d.channels]
             if missing:
-                raise SourceError(f"{self.path}: no channel(s) {', '.join(missing)}; the "
-                                  f"file has {', '.join(d.channels)}")
+                hint = ", ".join(name_with_hint(c, d.channels) for c in missing)
+                raise SourceError(f"{self.path}: no channel(s) {hint}; the file has "
+                                  f"{', '.join(d.channels)} (check source.channels or "
+                                  "--channels)")
             idx = [d.channels.index(c) for c in channels]
             d.samples = np.ascontiguousarray(d.samples[:, idx])
             d.full_scale_v = d.full_scale_v[idx]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from engramloop.core.chunk import Chunk, SourceError
-from engramloop.core.schema import setting
+from engramloop.core.schema import name_with_hint, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from engramloop.controller.config import Config
@@ -116,8 +116,10 @@ class SelectChannels:
     def __init__(self, source: Source, channels: Sequence[str], what: str = "source") -> None:
         missing = [c for c in channels if c not in source.channels]
         if missing:
-            raise SourceError(f"{what}: no channel(s) {', '.join(missing)}; it has "
-                              f"{', '.join(source.channels)}")
+            raise SourceError(f"{what}: no channel(s) "
+                              f"{', '.join(name_with_hint(c, source.channels) for c in missing)}"
+                              f"; it has {', '.join(source.channels)} (check source.channels "
+                              "or --channels)")
         self.source = source
         self._idx = np.array([source.channels.index(c) for c in channels], dtype=np.intp)
         self.channels = tuple(channels)
