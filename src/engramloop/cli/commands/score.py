@@ -204,7 +204,9 @@ def _run_detectors(path: Path, config: str | None, chunk: int) -> tuple[list[dic
     except Exception as exc:
         raise UserError(f"{path}: {exc}") from None
     names = tuple(data.channels)
-    stages = make_detectors(cfg, channels=names)
+    # with --config, an enabled detector whose channels the file lacks is an error; the
+    # built-in defaults run whichever of their detectors the file can feed
+    stages = make_detectors(cfg, channels=names, missing="error" if config else "skip")
     if not stages:
         raise UserError(f"{path}: no enabled detector finds its channels in {list(names)}")
     events = replay(stages, data.samples, data.timestamps, data.rate_hz, names, chunk)
