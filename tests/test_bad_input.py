@@ -73,7 +73,8 @@ def test_replay_with_a_typo_in_detector_channels_names_detector_and_close_match(
     rec = npz(tmp_path / "rec.npz")
     c = cfg(tmp_path, EEG.format(sp="cz"))
     rc, out, err = cli(capsys, "replay", c, rec, "--speed", "max")
-    line = one_line_error(rc, err, "detectors.spindle.channels", "'cz' (did you mean 'Cz'?)",
+    line = one_line_error(rc, err, "c.toml: detectors.spindle.channels",
+                          "'cz' (did you mean 'Cz'?)",
                           "it has C3, Cz", "detectors.spindle.enabled = false")
     assert line.startswith("ConfigError:")
 

@@ -41,6 +41,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     from engramloop.controller.config import dump_config, load_config
     from engramloop.core.chunk import SourceError
     from engramloop.core.pulse import DeviceError
+    from engramloop.core.schema import ConfigError
     from engramloop.drivers.sources import parse_speed
 
     cfg = load_config(args.config)
@@ -175,6 +176,12 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
         kept = (f"; the recording so far is in {record}" if record and Path(record).is_file()
                 else "")
         raise UserError(f"{exc} (stimulation stopped, outputs off{kept})") from None
+    except ConfigError as exc:
+        remove_if_empty(created)
+        if exc.file:
+            raise
+        # a check against the started source (channels, rate): name the config it is in
+        raise ConfigError(str(args.config), exc.key, exc.message) from None
     except BaseException:
         remove_if_empty(created)
         raise
