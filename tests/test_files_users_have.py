@@ -286,3 +286,24 @@ def test_edf_plus_annotations_as_truth_match_the_csv(tmp_path, capsys) -> None:
         assert main(argv) == 0
         scores.append(json.loads(capsys.readouterr().out.splitlines()[-1])["score"])
     assert scores[0] is not None and scores[0] == scores[1] == scores[2]
+
+
+def test_xdf_stream_without_units_is_refused_unless_configured(tmp_path) -> None:
+    """A LabRecorder file of a unit-less LSL stream is not silently read as microvolts
+    either (the same rule as a live stream); source.file.units says what it is."""
+    from engramloop.drivers.files import FileSource
+    from engramloop.recording import xdf
+
+    path = tmp_path / "lab.xdf"
+    x = np.random.default_rng(3).normal(0, 30, (400, 2)).astype(np.float32)
+    t = 5.0 + np.arange(400) / 200.0
+    with open(path, "wb") as f:
+        f.write(xdf.file_header())
+        f.write(xdf.stream_header(1, name="Amp", stream_type="EEG", channels=["C3", "Cz"],
+                                  rate_hz=200.0, channel_format="float32", units=""))
+        f.write(xdf.numeric_samples(1, x, t, dtype="<f4"))
+    with pytest.raises(SourceError, match=r"stream 'Amp' channel 'C3' declares no unit; "
+                                          r"set source.file.units"):
+        FileSource(path, speed="max")
+    src = FileSource(path, speed="max", units="uV")
+    np.testing.assert_allclose(src.data.samples, x.astype(np.float64) * 1e-6, rtol=1e-7)

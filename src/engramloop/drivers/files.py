@@ -73,7 +73,12 @@ class FileData:
 def _scale(unit: str, override: str, path: Path, what: str) -> float:
     if override != "auto":
         return unit_scale(override) or 1.0
-    s = unit_scale(unit) if unit else None
+    if not unit.strip():
+        # volts, microvolts or ADC counts? a factor-of-a-million guess would silently
+        # skew every threshold (as for a live LSL stream without units)
+        raise SourceError(f"{path}: {what} declares no unit; set source.file.units (V, mV, "
+                          "uV or nV) to say what its values are")
+    s = unit_scale(unit)
     if s is None:
         raise SourceError(f"{path}: {what} has unit {unit!r}, not a voltage; set "
                           "source.file.units (V, mV, uV or nV) to say how to read it")
@@ -141,7 +146,7 @@ def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
         if not chosen:
             raise SourceError(f"{path}: no numeric signal stream in this XDF file")
     s = chosen[0]
-    scales = np.array([_scale(u or "uV", units, path, f"stream {s.name!r} channel {lab!r}")
+    scales = np.array([_scale(u, units, path, f"stream {s.name!r} channel {lab!r}")
                        for lab, u in zip(s.channels, s.channel_units, strict=True)])
     x = np.ascontiguousarray(s.x * scales)
     return FileData(x, s.t, s.rate_hz, list(s.channels), rec.markers)
