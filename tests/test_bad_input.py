@@ -206,6 +206,16 @@ def test_outputs_into_unwritable_folder(tmp_path, capsys) -> None:
     one_line_error(rc, err, "--out")
 
 
+def test_forecaster_outputs_checked_before_the_work(tmp_path, capsys) -> None:
+    ro = unwritable_folder(tmp_path)
+    rc, _, err = cli(capsys, "forecaster", "make-dataset", "--out", ro / "d.npz",
+                     "--nights", "1", "--duration-s", "60", "--synthetic", "--quiet")
+    one_line_error(rc, err, "--out", "cannot write in folder")
+    data = npz(tmp_path / "data.npz")
+    rc, _, err = cli(capsys, "forecaster", "train", "--data", data, "--out", data)
+    one_line_error(rc, err, "--out", "input file")
+
+
 def test_sim_out_is_never_half_written(tmp_path, capsys, monkeypatch) -> None:
     """A failure while generating leaves no file (written under a temporary name)."""
     import engramloop.sim.generate as gen

@@ -122,6 +122,16 @@ def _features(config: str | None):
 def run(args: argparse.Namespace) -> int:
     from engramloop.cli import UserError
 
+    out = getattr(args, "out", None)
+    if args.action in ("make-dataset", "train") and out:
+        # checked before hours of simulation or training: the folder (made if missing)
+        # must take the file, and the output must not be an input
+        from engramloop.cli.paths import check_output_file, prepare_output_dir
+
+        prepare_output_dir(Path(out).parent, "--out")
+        inputs = [getattr(args, "config", None), getattr(args, "outcomes", None),
+                  *(getattr(args, "data", None) or [])]
+        check_output_file(out, "--out", [p for p in inputs if isinstance(p, str)])
     try:
         if args.action == "make-dataset":
             return _make_dataset(args)
