@@ -204,6 +204,8 @@ def test_outputs_into_unwritable_folder(tmp_path, capsys) -> None:
     one_line_error(rc, err, "--record", "cannot write in folder")
     rc, _, err = cli(capsys, "report", tmp_path / "none.xdf", "--out", ro / "rep")
     one_line_error(rc, err, "--out")
+    rc, _, err = cli(capsys, "demo", "--out", ro / "demo", "--quiet")
+    one_line_error(rc, err, "--out", str(ro / "demo"))
 
 
 def test_forecaster_outputs_checked_before_the_work(tmp_path, capsys) -> None:
