@@ -142,6 +142,21 @@ def test_band_above_nyquist_is_caught_by_validate_and_run(tmp_path, capsys) -> N
     one_line_error(rc, err, "detectors.ripple.band_hz", "Nyquist frequency (100 Hz)")
 
 
+def test_real_50_hz_excerpt_says_which_band_does_not_fit(tmp_path, capsys) -> None:
+    """DREAMS excerpt 3 is stored at 50 Hz: the spindle detector's broadband reference
+    (1-30 Hz) cannot exist there; validate and replay say so before running."""
+    from shared_data import DATA
+
+    edf = DATA / "dreams_dev" / "excerpt3.edf"
+    det = ('[detectors.ripple]\nenabled = false\n[detectors.so]\nchannels = ["C3-A1"]\n'
+           '[detectors.spindle]\nchannels = ["C3-A1"]\n[policy]\ntarget = "spindle"\n')
+    c = cfg(tmp_path, f'[source]\nkind = "file"\n[source.file]\npath = "{edf}"\n' + det)
+    rc, _, err = cli(capsys, "validate", c)
+    one_line_error(rc, err, "detectors.spindle.broad_band_hz", "Nyquist frequency (25 Hz)")
+    rc, _, err = cli(capsys, "replay", cfg(tmp_path, det, "r.toml"), edf, "--speed", "max")
+    one_line_error(rc, err, "r.toml: detectors.spindle.broad_band_hz", "50 Hz source")
+
+
 # ------------------------------------------------------------- points 7/8: files
 BAD_NPZ = {
     "rate zero": dict(rate_hz=np.float64(0.0)),
