@@ -80,10 +80,13 @@ def read_header(path: Path) -> EdfHeader:
 
 
 def _records(path: Path, h: EdfHeader) -> np.ndarray:
-    """All data records as raw bytes, shape (n_records, record_bytes)."""
+    """All data records as raw bytes, shape (n_records, record_bytes), memory-mapped: the
+    annotation pass touches only the pages that hold each record's annotation bytes."""
     rb = sum(h.per_record) * h.bytes_per_sample
-    raw = np.fromfile(path, dtype=np.uint8, count=h.n_records * rb, offset=h.header_bytes)
-    return raw.reshape(h.n_records, rb)
+    if h.n_records <= 0 or rb <= 0:
+        return np.zeros((0, max(rb, 0)), dtype=np.uint8)
+    return np.memmap(path, dtype=np.uint8, mode="r", offset=h.header_bytes,
+                     shape=(h.n_records, rb))
 
 
 def _tals(data: bytes) -> list[tuple[float, float, list[str]]]:

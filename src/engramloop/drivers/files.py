@@ -206,7 +206,14 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
 
     check_edf(path)
     h = read_header(path)
-    onsets, notes = read_plus(path, h) if h.plus else (None, [])
+    onsets, notes = None, []
+    if h.plus:
+        try:
+            onsets, notes = read_plus(path, h)
+        except SourceError:
+            if h.discontinuous:   # without its time-keeping an EDF+D file has no time base
+                raise
+            # EDF+C: the samples are contiguous anyway; pyedflib reads the annotations
     if h.discontinuous:
         return _load_edf_discontinuous(path, h, onsets, notes, units)
     try:
@@ -240,6 +247,7 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
     finally:
         reader.close()
     t0 = float(onsets[0]) if onsets is not None and onsets.size else 0.0
+    t0 = t0 if math.isfinite(t0) else 0.0
     t = t0 + np.arange(x.shape[0]) / rates[0]
     return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full,
                     markers=_annotation_markers(notes))
