@@ -125,6 +125,11 @@ def test_validate_knows_sim_and_file_channels(tmp_path, capsys) -> None:
             + EEG.format(sp="Pz"))
     rc, _, err = cli(capsys, "validate", c)
     one_line_error(rc, err, "'Pz'", "it has C3, Cz")
+    # a BrainFlow board's channel names come from BrainFlow's board description
+    c = cfg(tmp_path, '[source]\nkind = "brainflow"\n[source.brainflow]\nboard = "cyton"\n'
+            + EEG.format(sp="Cz"))
+    rc, _, err = cli(capsys, "validate", c)
+    one_line_error(rc, err, "'Cz'", "it has Fp1, Fp2, C3, C4, P7, P8, O1, O2")
     c = cfg(tmp_path, '[source]\nkind = "lsl"\n')   # not knowable before the stream
     rc, out, err = cli(capsys, "validate", c)
     assert rc == 0 and "not known before a lsl source starts" in out

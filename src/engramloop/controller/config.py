@@ -188,22 +188,19 @@ def source_shape(cfg: Config) -> tuple[tuple[str, ...] | None, float | None]:
                       units=src.file.units)
         chans, rate = d.channels, d.rate_hz
     elif src.kind == "brainflow":
-        import warnings
+        from engramloop.core.chunk import SourceError
 
         try:
+            from engramloop.drivers.brainflow_lib import load_brainflow
             from engramloop.drivers.brainflow_source import board_id
 
-            with warnings.catch_warnings():  # brainflow loads its library through the
-                warnings.simplefilter("ignore", UserWarning)   # deprecated pkg_resources
-                from brainflow.board_shim import BoardShim
-
-                descr = BoardShim.get_board_descr(board_id(src.brainflow.board))
-            rate = float(descr["sampling_rate"])
-            names = str(descr.get("eeg_names", "")).split(",")
-            if len(names) == len(descr.get("eeg_channels", [])) and all(names):
-                chans = tuple(names)
-        except Exception:  # an unknown board is the source's own error at start
-            return None, None
+            descr = load_brainflow().BoardShim.get_board_descr(board_id(src.brainflow.board))
+        except (ImportError, SourceError):  # no BrainFlow, an unknown board: the source's
+            return None, None               # own error at start
+        rate = float(descr["sampling_rate"])
+        names = str(descr.get("eeg_names", "")).split(",")
+        if len(names) == len(descr.get("eeg_channels", [])) and all(names):
+            chans = tuple(names)
     if src.channels:
         chans = tuple(src.channels)
     return chans, rate

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +51,12 @@ def _board_names(board: str, n: int) -> tuple[list[str] | None, int]:
     for needle, name, step in _BOARDS:
         if needle in key:
             try:
+                from engramloop.drivers.brainflow_lib import load_brainflow
                 from engramloop.drivers.brainflow_source import board_id
 
-                with warnings.catch_warnings():   # brainflow loads its library through
-                    warnings.simplefilter("ignore", UserWarning)   # pkg_resources
-                    from brainflow.board_shim import BoardShim
-
-                    descr = BoardShim.get_board_descr(board_id(name))
+                descr = load_brainflow().BoardShim.get_board_descr(board_id(name))
                 names = str(descr.get("eeg_names", "")).split(",")
-            except Exception:  # no brainflow here: the GUI's own labels are used
+            except ImportError:  # no BrainFlow here: the GUI's own labels are used
                 names = []
             return (names if len(names) == n and all(names) else None), step
     return None, 1
