@@ -40,7 +40,7 @@ import numpy as np
 
 from engramloop.core.jsonable import to_jsonable
 from engramloop.recording import xdf
-from engramloop.recording.schema import MARKER_STREAMS, RAW, SCHEMA_VERSION
+from engramloop.recording.schema import ANNOTATIONS, MARKER_STREAMS, RAW, SCHEMA_VERSION
 
 _CLOCK_OFFSET_EVERY_S = 5.0
 _BOUNDARY_EVERY_S = 10.0  # LabRecorder also writes a boundary chunk every 10 s
@@ -199,8 +199,8 @@ class Recorder:
         if notes:
             # annotations the source carries (EDF+ scoring, ...): marker stream
             # engramloop.annotations, declared when the first one arrives
-            ann = self._streams.get("engramloop.annotations") or self._add(
-                "engramloop.annotations", ("value",), 0.0, "", marker=True)
+            ann = self._streams.get(ANNOTATIONS) or self._add(
+                ANNOTATIONS, ("value",), 0.0, "", marker=True)
             for t_s, obj in notes:
                 text = json.dumps(to_jsonable(obj), separators=(",", ":"), allow_nan=False)
                 self._queue.put(("marker", ann, text, float(t_s)))
