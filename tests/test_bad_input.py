@@ -194,6 +194,17 @@ def test_bad_npz_is_one_line_and_nothing_written(case, tmp_path, capsys) -> None
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-1", "0"])
+def test_duration_must_be_finite_and_positive(value, tmp_path, capsys) -> None:
+    """Found by the exploratory fuzz run: --duration inf was an OverflowError."""
+    rc, _, err = cli(capsys, "run", CONFIGS / "sim-ripple.toml", "--speed", "max",
+                     "--duration", value)
+    one_line_error(rc, err, "--duration", "finite number of seconds > 0")
+    rc, _, err = cli(capsys, "sim", "--duration", value, "--out", tmp_path / "s.npz")
+    one_line_error(rc, err, "--duration", "finite number of seconds > 0")
+    assert not (tmp_path / "s.npz").exists()
+
+
 def test_deeply_nested_toml(tmp_path, capsys) -> None:
     c = cfg(tmp_path, "a = " + "[" * 100000 + "]" * 100000 + "\n")
     rc, _, err = cli(capsys, "validate", c)

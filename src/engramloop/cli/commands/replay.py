@@ -106,8 +106,9 @@ def run_sweep(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} cannot be used with --sweep (it would record every "
                             "setting); replay the chosen setting once with it")
     refuse_fast_stimulation(args)
-    if args.duration is not None and not args.duration > 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        raise UserError(f"--duration must be a finite number of seconds > 0, got "
+                        f"{args.duration} (leave it out to run until the source ends)")
     try:
         axes = parse_sweep(args.sweep)
     except SweepError as exc:

@@ -54,8 +54,9 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     if speed == "max" and cfg.source.kind in ("brainflow", "lsl") and replay_path is None:
         raise UserError(f"--speed max needs a sim or file source; source.kind is "
                         f"{cfg.source.kind!r} (a live device runs in real time)")
-    if args.duration is not None and not args.duration > 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        raise UserError(f"--duration must be a finite number of seconds > 0, got "
+                        f"{args.duration} (leave it out to run until the source ends)")
     if (cfg.source.kind == "sim" and replay_path is None and speed == "max"
             and args.duration is None):
         raise UserError("--speed max on the simulator needs --duration S (the simulator "

@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     seed = cfg.seed if args.seed is None else args.seed
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
-    if not args.duration > 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if not 0 < args.duration < float("inf"):
+        raise UserError(f"--duration must be a finite number of seconds > 0, got "
+                        f"{args.duration}")
     if args.chunk < 1:
         raise UserError(f"--chunk must be >= 1 sample, got {args.chunk}")
     out = Path(args.out)

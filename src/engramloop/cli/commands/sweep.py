@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
-    if args.duration is not None and not args.duration > 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        raise UserError(f"--duration must be a finite number of seconds > 0, got "
+                        f"{args.duration} (leave it out to run until the source ends)")
     try:
         axes = parse_sweep(args.sweep) if args.sweep else []
     except SweepError as exc:
