@@ -205,6 +205,16 @@ def test_duration_must_be_finite_and_positive(value, tmp_path, capsys) -> None:
     assert not (tmp_path / "s.npz").exists()
 
 
+@pytest.mark.parametrize("flag,value", [("--duration-s", "inf"), ("--duration-s", "nan"),
+                                        ("--rate-hz", "0"), ("--rate-hz", "inf"),
+                                        ("--seed-start", "-5"), ("--workers", "-1")])
+def test_forecaster_make_dataset_numbers(flag, value, tmp_path, capsys) -> None:
+    rc, _, err = cli(capsys, "forecaster", "make-dataset", "--out", tmp_path / "d.npz",
+                     "--synthetic", "--quiet", flag, value)
+    one_line_error(rc, err, flag)
+    assert not (tmp_path / "d.npz").exists()
+
+
 def test_deeply_nested_toml(tmp_path, capsys) -> None:
     c = cfg(tmp_path, "a = " + "[" * 100000 + "]" * 100000 + "\n")
     rc, _, err = cli(capsys, "validate", c)
