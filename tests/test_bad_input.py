@@ -259,6 +259,16 @@ def test_forecaster_outputs_checked_before_the_work(tmp_path, capsys) -> None:
     one_line_error(rc, err, "--out", "input file")
 
 
+def test_sweep_out_checked_before_the_replays(tmp_path, capsys) -> None:
+    ro = unwritable_folder(tmp_path)
+    rec = npz(tmp_path / "rec.npz")
+    c = cfg(tmp_path, EEG.format(sp="Cz"))
+    rc, out, err = cli(capsys, "sweep", c, rec, "--set", "detectors.spindle.threshold_sd=3,4",
+                       "--out", ro / "t.csv", "--quiet")
+    one_line_error(rc, err, "--out", "cannot write in folder")
+    assert "threshold_sd" not in out                  # no replay ran
+
+
 def test_sim_out_is_never_half_written(tmp_path, capsys, monkeypatch) -> None:
     """A failure while generating leaves no file (written under a temporary name)."""
     import engramloop.sim.generate as gen

@@ -118,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             for i, pt in enumerate(points) for j, rec in enumerate(recordings)]
     if args.out and not args.out.lower().endswith((".csv", ".parquet")):
         raise UserError(f"--out {args.out}: use a .csv or .parquet file name")
+    if args.out:   # before the replays, not after them
+        from engramloop.cli.paths import check_output_file
+
+        check_output_file(args.out, "--out", [args.config, *recordings])
     with progress(len(jobs), "sweep", unit="replays", quiet=args.quiet) as bar:
         results = run_jobs(jobs, workers=args.workers, address=args.scheduler,
                            on_done=lambda _r: bar.advance())
