@@ -245,7 +245,10 @@ def _cli_cases() -> list[int]:
 
 
 @pytest.mark.parametrize("k", _cli_cases())
-def test_fuzz_command_line(k, base, tmp_path, capsys) -> None:
+def test_fuzz_command_line(k, base, tmp_path, capsys, monkeypatch) -> None:
+    # a corrupted output path ("x", "0.0") is relative: it must land in tmp_path, not in
+    # the checkout the tests run from
+    monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(5000 + k)
     d = base["dir"]
     sim_cfg = CONFIGS / "sim-ripple.toml"
