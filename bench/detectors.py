@@ -82,7 +82,7 @@ def accuracy(seeds: list[int], duration_s: float, chunk: int,
     for seed in seeds:
         x, t, truth = simulate(seed=seed, duration_s=duration_s)
         names = tuple(truth.channels)
-        stages = make_detectors(settings or DetectorsSettings(), channels=names)
+        stages = make_detectors(settings or DetectorsSettings(), channels=names, missing="skip")
         ev = replay(stages, x, t, truth.rate_hz, names, chunk)
         cal = {e.channel: e.detect_s for e in ev if e.kind == "calibration_done"}
         rejected = {(e.channel, e.onset_s) for e in ev if e.kind == "spindle_rejected"}
@@ -142,7 +142,7 @@ def speed(n_chunks: int = 6000, repeats: int = 3) -> dict:
                     float(t[i])) for i in range(0, n_chunks * 10, 10)]
     best: dict = {}
     for _ in range(repeats):
-        stages = make_detectors(DetectorsSettings(), channels=names)
+        stages = make_detectors(DetectorsSettings(), channels=names, missing="skip")
         phase = EchtPhase(PhaseSettings())
         per = {type(s).__name__: np.empty(len(chunks)) for s in stages}
         per["EchtPhase"] = np.empty(len(chunks))

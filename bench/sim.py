@@ -112,7 +112,7 @@ def detectors() -> None:
 
     src = SimSource(SimSettings(), seed=5, chunk_samples=20, duration_s=600.0)
     src.start()
-    dets = make_detectors(None, src.channels)
+    dets = make_detectors(None, src.channels, missing="skip")
     evs = []
     while True:
         try:

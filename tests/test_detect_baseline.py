@@ -96,18 +96,30 @@ def test_time_ring() -> None:
     assert r.at(2) == 7.0                        # older than kept: the oldest kept one
 
 
-def test_make_detectors_leaves_out_detectors_without_channels() -> None:
+def test_make_detectors_refuses_missing_channels_unless_told_to_skip() -> None:
+    """An enabled detector whose channels the source lacks is an error naming it (issue
+    18 point 2); offline tools may ask to leave such detectors out instead."""
     from engramloop.controller.config import loads_config
+    from engramloop.core.schema import ConfigError
     from engramloop.decoders.detectors import make_detectors
 
     cfg = loads_config('[source]\nchannels = ["Fp1", "C3"]\n'
                        '[detectors.so]\nchannels = ["Fp1"]\n')
-    assert [type(d).__name__ for d in make_detectors(cfg)] == ["SlowOscDetector"]
+    with pytest.raises(ConfigError, match=r"detectors.ripple.channels: the ripple detector "
+                                          r"needs channel\(s\) 'CA1'.*it has Fp1, C3"):
+        make_detectors(cfg)
+    assert [type(d).__name__ for d in make_detectors(cfg, missing="skip")] == [
+        "SlowOscDetector"]
     cfg = loads_config('[detectors.spindle]\nenabled = false\n')
     assert [type(d).__name__ for d in make_detectors(cfg)] == ["RippleDetector",
                                                                "SlowOscDetector"]
-    names = [type(d).__name__ for d in make_detectors(cfg, channels=("CA1",))]
+    names = [type(d).__name__ for d in make_detectors(cfg, channels=("CA1",),
+                                                      missing="skip")]
     assert names == ["RippleDetector"]
+    cfg = loads_config('[detectors.spindle]\nenabled = false\n[detectors.so]\n'
+                       'enabled = false\n')
+    assert [type(d).__name__ for d in make_detectors(cfg, channels=("CA1",))] == [
+        "RippleDetector"]
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 10, 64])

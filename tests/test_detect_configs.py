@@ -1,10 +1,9 @@
 """The shipped configs build the detectors they are meant to run.
 
-``make_detectors`` leaves out a detector none of whose channels the source has (a ripple
-detector on a scalp-EEG board), so a config whose ``[detectors.*] channels`` do not match
-its source would silently run without, e.g., the slow-oscillation detector its policy
-needs. Here every shipped config is loaded and its detector set checked against the
-channels its source delivers (the simulator's channel set for ``kind = "sim"``).
+``make_detectors`` refuses an enabled detector whose channels the source lacks (issue 18),
+so a shipped config must disable what its source cannot feed (a ripple detector on a
+scalp-EEG board). Here every shipped config is loaded and its detector set checked against
+the channels its source delivers (the simulator's channel set for ``kind = "sim"``).
 """
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ EXPECTED = {
     "sim-so.toml": {RippleDetector, SpindleDetector, SlowOscDetector},
     "cyton-rig.toml": {SpindleDetector, SlowOscDetector},
     "stimbox-rig.toml": {SpindleDetector, SlowOscDetector},
+    "pulsepal-rig.toml": {RippleDetector},
 }
 
 

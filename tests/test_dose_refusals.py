@@ -67,7 +67,8 @@ def test_spec_without_declared_mapping_is_refused_at_start(tmp_path, pulse, key)
     r = cli("run", str(cfg), "--duration", "2", "--quiet")
     assert r.returncode == 2
     line = one_line(r.stderr)
-    assert line.startswith(f"ConfigError: {key}: ") and f"set {key}" in line
+    # the config file is named first (a check made while building the run)
+    assert line.startswith(f"ConfigError: {cfg}: {key}: ") and f"set {key}" in line
 
 
 def test_declared_mappings_reach_the_emulator_converted_and_bounded():
@@ -118,7 +119,8 @@ def test_a_train_the_governor_always_refuses_is_refused_at_start(tmp_path):
     r = cli("run", str(cfg), "--duration", "2", "--quiet")
     assert r.returncode == 2
     line = one_line(r.stderr)
-    assert line.startswith("ConfigError: policy.pulse: every stimulus would be refused (rate")
+    assert line.startswith(f"ConfigError: {cfg}: policy.pulse: every stimulus would be "
+                           "refused (rate")
     assert "safety.rate_max_pulses" in line
 
 

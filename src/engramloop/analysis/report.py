@@ -138,6 +138,16 @@ def load_recording(path: str | Path) -> Recording:
     if not path.is_file():
         raise ReportError(f"recording {path} not found (give the .xdf file written by "
                           "engramloop run/replay)")
+    from engramloop.core.chunk import SourceError
+    from engramloop.drivers.files import check_xdf
+
+    try:  # a file cut short (copy interrupted, disk full) is named with its byte offset
+        check_xdf(path)
+    except SourceError as exc:
+        why = str(exc).removeprefix(f"{path}: ")
+        raise ReportError(f"recording {path} is not a readable XDF file: {why}") from None
+    except OSError as exc:
+        raise ReportError(f"recording {path}: cannot read it ({exc.strerror})") from None
     try:
         got = reader.read(path)
     except reader.RecordingReadError as exc:
@@ -494,7 +504,8 @@ def _stages_from_config(rec: Recording) -> list[tuple[float, float, str]]:
     Generated ("night") hypnograms are not rebuilt: they need stage records in the truth
     stream."""
     cfg = rec.config if isinstance(rec.config, dict) else {}
-    if cfg.get("source", {}).get("kind", "sim") != "sim" or not rec.signals:
+    if cfg.get("source", {}).get("kind", "sim") != "sim" or not rec.signals \
+            or not len(rec.signals[0].t):
         return []
     hyp = cfg.get("sim", {}).get("hypnogram", {})
     if not isinstance(hyp, dict) or hyp.get("mode", "fixed") != "fixed" \
@@ -1653,9 +1664,8 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
     out = Path(out_dir)
     if twin is None and sham_twin_path(recording).is_file():
         twin = sham_twin_path(recording)
-    with progress(14, "report", quiet=quiet) as bar:
-        rec = load_recording(recording)
-        bar.advance()
+    rec = load_recording(recording)   # an unreadable file fails before any progress line
+    with progress(13, "report", quiet=quiet) as bar:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

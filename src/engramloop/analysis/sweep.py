@@ -153,10 +153,12 @@ def shift_records(records: Sequence[dict], d_s: float) -> list[dict]:
 
 def find_truth(recording: str | Path, truth_file: str | None, kind: str) -> Truth | None:
     """The truth to score a replay of ``recording`` against, or None when there is none."""
-    from engramloop.cli.commands.score import npz_truth, read_truth, xdf_streams
+    from engramloop.cli.commands.score import edf_truth, npz_truth, read_truth, xdf_streams
 
     if truth_file:
         recs, obj = read_truth(Path(truth_file), kind)
+        # CSV annotations count from the start of the file; the rest (EDF+ annotations
+        # included: EDF sample times are file times too) on the file's own time base
         return Truth(_events(recs), Path(truth_file).suffix.lower() != ".csv", obj,
                      str(truth_file))
     rec = Path(recording)
@@ -166,6 +168,9 @@ def find_truth(recording: str | Path, truth_file: str | None, kind: str) -> Trut
         obj = None
     elif ext == ".npz":
         recs, obj = npz_truth(rec)
+    elif ext in (".edf", ".bdf"):     # its own EDF+ annotations of this kind, if any
+        recs = _events(edf_truth(rec, kind))
+        return Truth(recs, True, None, f"{rec} (EDF+ annotations)") if recs else None
     else:
         return None
     recs = _events(recs)

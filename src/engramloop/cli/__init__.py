@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -30,13 +31,24 @@ def _command_modules() -> list:
     return mods
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage block is one ``--help`` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).splitlines()).strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="engramloop",
         description="Closed-loop neuromodulation: detect ripples, spindles and slow "
                     "oscillations and fire phase-locked stimulation under a safety governor.")
     parser.add_argument("--version", action="version", version=f"engramloop {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for mod in _command_modules():
         name = getattr(mod, "NAME", mod.__name__.rsplit(".", 1)[1].replace("_", "-"))
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
@@ -54,11 +66,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except ConfigError as exc:
-        print(f"ConfigError: {exc}", file=sys.stderr)
+        print(f"ConfigError: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (UserError, MissingExtraError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # a bug, not a user mistake: still one line for the user (outputs are already off:
+        # the loop turns them off on any exception); the traceback on request
+        if os.environ.get("ENGRAMLOOP_TRACEBACK"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in "
+              "engramloop: please report it with the command line; set "
+              "ENGRAMLOOP_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 70

@@ -67,6 +67,14 @@ class Config:
     phase: PhaseSettings = field(default_factory=PhaseSettings)
     lsl_outlets: LslOutletSettings = field(default_factory=LslOutletSettings)
 
+    def validate(self) -> None:
+        # the name is printed on terminals and written into every recording's header:
+        # a control character there is an escape sequence or an unparsable XDF file
+        bad = sorted({f"U+{ord(c):04X}" for c in self.name if ord(c) < 32 or ord(c) == 127})
+        if bad:
+            raise ValueError(f"name: control character(s) {', '.join(bad)} in {self.name!r}; "
+                             "use printable text")
+
 
 #: The example configs shipped inside the package (``engramloop configs`` lists and copies
 #: them). Read-only for the program: nothing writes here.
@@ -102,18 +110,24 @@ def load_config(path: str | Path) -> Config:
     ConfigError
         If the file is missing, is not valid TOML, or breaks the schema.
     """
+    if not str(path).strip():
+        raise ConfigError("(config)", "", "empty path: give the path of a .toml config "
+                                          "(examples are in configs/)")
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(str(path), "", "is a folder: give the path of a .toml config "
+                                         "(examples are in configs/)")
     if not path.is_file():
         raise ConfigError(str(path), "", "file not found (give the path of a .toml config; "
                                          "`engramloop configs` lists the shipped examples "
                                          "and copies them to a folder)")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), "", f"not UTF-8 text: {exc}") from None
-    return build(Config, table, file=str(path))
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read it ({exc.strerror})") from None
+    return loads_config(text, str(path))
 
 
 def loads_config(text: str, name: str = "<string>") -> Config:
@@ -122,9 +136,71 @@ def loads_config(text: str, name: str = "<string>") -> Config:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, "", f"not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays/tables recursively
+        raise ConfigError(name, "", "not valid TOML: nested too deeply (a config needs "
+                                    "a few levels of tables and arrays)") from None
     return build(Config, table, file=name)
 
 
 def dump_config(cfg: Config) -> str:
     """The effective config (every default filled in) as TOML text."""
     return to_toml(cfg) + "\n"
+
+
+def check_source_fit(cfg: Config, channels: tuple[str, ...] | None,
+                     rate_hz: float | None) -> None:
+    """The decoders a run would build fit a source with these channels and this rate.
+
+    Every enabled detector's channels must be in ``channels`` (a one-line error names the
+    detector, the missing names, close matches and the names the source has) and every
+    band of an enabled detector, and of the phase estimator when the policy needs one,
+    must lie below the source's Nyquist frequency. ``channels`` None/empty or ``rate_hz``
+    None skips that half (not known before a stream is resolved).
+
+    Raises
+    ------
+    ConfigError
+    """
+    from engramloop.decoders.detectors import check_channels, check_nyquist, make_detectors
+
+    make_detectors(cfg, tuple(channels) if channels else None, rate_hz=rate_hz)
+    if cfg.policy.target.startswith("theta"):
+        if channels and cfg.phase.channel:
+            check_channels("phase", (cfg.phase.channel,), tuple(channels))
+        if rate_hz is not None:
+            check_nyquist("phase", cfg.phase, rate_hz)
+
+
+def source_shape(cfg: Config) -> tuple[tuple[str, ...] | None, float | None]:
+    """(channels, rate_hz) a config's source will deliver, where known without starting
+    it: the simulator's settings, a replayed file's contents, a BrainFlow board's
+    description; (None, None) for a live LSL stream. ``source.channels`` narrows the
+    channel list (a name it lacks is the source's own error at start)."""
+    src = cfg.source
+    chans: tuple[str, ...] | None = None
+    rate: float | None = None
+    if src.kind == "sim":
+        chans, rate = tuple(cfg.sim.channels), float(cfg.sim.rate_hz)
+    elif src.kind == "file" and src.file.path:
+        from engramloop.drivers.files import load_file
+
+        d = load_file(src.file.path, stream=src.file.stream, board=src.file.board,
+                      units=src.file.units)
+        chans, rate = d.channels, d.rate_hz
+    elif src.kind == "brainflow":
+        from engramloop.core.chunk import SourceError
+
+        try:
+            from engramloop.drivers.brainflow_lib import load_brainflow
+            from engramloop.drivers.brainflow_source import board_id
+
+            descr = load_brainflow().BoardShim.get_board_descr(board_id(src.brainflow.board))
+        except (ImportError, SourceError):  # no BrainFlow, an unknown board: the source's
+            return None, None               # own error at start
+        rate = float(descr["sampling_rate"])
+        names = str(descr.get("eeg_names", "")).split(",")
+        if len(names) == len(descr.get("eeg_channels", [])) and all(names):
+            chans = tuple(names)
+    if src.channels:
+        chans = tuple(src.channels)
+    return chans, rate

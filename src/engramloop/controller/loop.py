@@ -306,12 +306,20 @@ class Loop:
             self._log(f"closing the recording failed: {exc}")
 
     def _start(self) -> None:
+        # The source first: an output may need its session (a BrainFlow marker goes into
+        # the board's own stream), and a source that cannot start (no board, no stream)
+        # must stop the run before a device is opened or a recording file is created.
+        # Data arriving meanwhile waits in the source's buffer (BrainFlow ring, LSL inlet).
+        self.source.start()
+        # the collection's pause comes before any device thread runs: a stim box's
+        # heartbeat thread waiting on the GIL during it would look like a lost device
+        gc.collect()
+        if self.forecaster is not None:
+            self.forecaster.start()   # loads its checkpoint: a bad one fails before any file
         for out in self.outputs:
             out.open()
         if self.recorder is not None:
             self.recorder.start()  # marker streams are writable from here on
-        if self.forecaster is not None:
-            self.forecaster.start()
         if self.arm_on_start:
             self._do_arm()
         if not self.simulated:
@@ -323,10 +331,7 @@ class Loop:
             self._hold_cpu_awake(self.scheduler.settings.cpu_wakeup_latency_us)
             self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
-        # (collect before the source starts, so the pause does not delay the first chunks)
-        gc.collect()
         gc.freeze()
-        self.source.start()
         if self.recorder is not None:
             # declared once the source started: a stream source (LSL) learns its channels
             # and rate only when it resolves the stream
@@ -905,18 +910,14 @@ class Tee:
             self.recorder.close()
 
 
-def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None) -> list:
-    """The detector stages ``[detectors]`` enables for a source with these channels."""
-    try:
-        from engramloop.decoders.detectors import make_detectors as factory
-    except ImportError:
-        factory = None
-    if factory is not None:
-        return list(factory(cfg, channels))
-    from engramloop.decoders.ripple import RippleDetector, RippleSettings
+def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None,
+                   rate_hz: float | None = None) -> list:
+    """The detector stages ``[detectors]`` enables for a source with these channels and
+    this rate; an enabled detector whose channels the source lacks, or whose band reaches
+    the source's Nyquist frequency, is a ConfigError (never silently left out)."""
+    from engramloop.decoders.detectors import make_detectors as factory
 
-    ds = getattr(cfg, "detectors", None)
-    return [RippleDetector(getattr(ds, "ripple", None) or RippleSettings())]
+    return list(factory(cfg, channels, rate_hz=rate_hz))
 
 
 def _file_size(path: Any) -> int:
@@ -1055,6 +1056,11 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
         if phase_channel_missing(phase, source):
             raise ConfigError("", "phase.channel", f"{cfg.phase.channel!r} is not a channel "
                                                    f"of the source ({', '.join(source.channels)})")
+        fs = float(getattr(source, "rate_hz", 0) or 0)
+        if math.isfinite(fs) and fs > 0:
+            from engramloop.decoders.detectors import check_nyquist
+
+            check_nyquist("phase", cfg.phase, fs)
     recorder = None
     if record:
         from engramloop.controller.recorder import Recorder
@@ -1066,7 +1072,9 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
 
         outlets = LoopOutlets(lsl)
         recorder = outlets if recorder is None else Tee(recorder, outlets)
-    return Loop(source, make_detectors(cfg, tuple(source.channels)), policy, governor,
+    rate = float(getattr(source, "rate_hz", 0) or 0)   # NaN/0: not known until started
+    rate = rate if math.isfinite(rate) and rate > 0 else None
+    return Loop(source, make_detectors(cfg, tuple(source.channels), rate), policy, governor,
                 scheduler, clock,
                 recorder=recorder, phase_estimator=phase,
                 arm_on_start=cfg.safety.arm_on_start, status_board=status_board,

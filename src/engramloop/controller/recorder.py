@@ -35,13 +35,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 import numpy as np
 
 from engramloop.core.jsonable import to_jsonable
 from engramloop.recording import xdf
-from engramloop.recording.schema import MARKER_STREAMS, RAW, SCHEMA_VERSION
+from engramloop.recording.schema import ANNOTATIONS, MARKER_STREAMS, RAW, SCHEMA_VERSION
 
 _CLOCK_OFFSET_EVERY_S = 5.0
 _BOUNDARY_EVERY_S = 10.0  # LabRecorder also writes a boundary chunk every 10 s
@@ -154,7 +153,7 @@ class Recorder:
             raise RecordingError(f"cannot open recording {self.path}: {exc.strerror}; "
                                  "check the folder exists and is writable") from None
         extra = (f"<engramloop><schema_version>{SCHEMA_VERSION}</schema_version>"
-                 "<config>" + escape(self.config_text) + "</config>"
+                 "<config>" + xdf.escape(self.config_text) + "</config>"
                  + "<clock>host monotonic (pylsl.local_clock)</clock></engramloop>")
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._head = xdf.file_header(extra, datetime_iso=now)
@@ -196,6 +195,15 @@ class Recorder:
                              f"channels, stream {st.name} has {len(st.channels)}")
         if chunk.samples.shape[0]:
             self._queue.put(("signal", st, chunk.samples, chunk.timestamps))
+        notes = chunk.meta.get("annotations") if getattr(chunk, "meta", None) else None
+        if notes:
+            # annotations the source carries (EDF+ scoring, ...): marker stream
+            # engramloop.annotations, declared when the first one arrives
+            ann = self._streams.get(ANNOTATIONS) or self._add(
+                ANNOTATIONS, ("value",), 0.0, "", marker=True)
+            for t_s, obj in notes:
+                text = json.dumps(to_jsonable(obj), separators=(",", ":"), allow_nan=False)
+                self._queue.put(("marker", ann, text, float(t_s)))
 
     def write_marker(self, stream: str, t_s: float, obj: Any) -> None:
         """Queue one JSON object for marker stream ``engramloop.<stream>`` at host time

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import types
+from collections.abc import Sequence
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 _MISSING = dataclasses.MISSING
@@ -232,4 +233,19 @@ def describe(cls: type, prefix: str = "") -> list[dict]:
     return rows
 
 
-__all__ = ["ConfigError", "setting", "build", "to_toml", "describe", "check_bands"]
+__all__ = ["ConfigError", "setting", "build", "to_toml", "describe", "check_bands",
+           "name_with_hint"]
+
+
+def name_with_hint(name: str, names: Sequence[str]) -> str:
+    """``'cz' (did you mean 'Cz'?)`` when ``names`` holds a close match (difflib, or the
+    same name in another case, or ``name`` with a reference suffix such as ``C3-A1``),
+    else ``'cz'``: for errors about a channel or stream name that is not there."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    if not close:
+        low = name.lower()
+        close = [h for h in names if h.lower() == low or h.lower().split("-")[0] == low][:1]
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engramloop.core.schema import ConfigError, name_with_hint
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
 from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
 from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
@@ -22,8 +23,8 @@ class DetectorsSettings:
     so: SlowOscSettings = field(default_factory=SlowOscSettings)
 
 
-def make_detectors(cfg: Any,
-                   channels: tuple[str, ...] | None = None) -> list:
+def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None, *,
+                   rate_hz: float | None = None, missing: str = "error") -> list:
     """The enabled detector stages, each with ``process(chunk) -> list[Event]``.
 
     Parameters
@@ -31,10 +32,23 @@ def make_detectors(cfg: Any,
     cfg : Config or DetectorsSettings
         A whole config (its ``detectors`` section is used) or the section itself.
     channels : tuple of str, optional
-        The source's channel names (default: ``cfg.source.channels`` when that is set).
-        When known, a detector none of whose channels the source has is left out (e.g. no
-        ripple detector on a scalp-EEG-only board); a detector with only some of its
-        channels present is an error at its first chunk.
+        The source's channel names (default: ``cfg.source.channels`` when that is set);
+        None or empty when not known yet (nothing is checked).
+    rate_hz : float, optional
+        The source's sampling rate in Hz; when given, every band of an enabled detector
+        must lie below its Nyquist frequency.
+    missing : "error" or "skip"
+        An enabled detector whose channels the source lacks is a :class:`ConfigError`
+        naming the detector, the missing names and the names the source has ("error",
+        for runs: a typo must never silently leave a detector out); "skip" leaves out a
+        detector none of whose channels the source has (offline tools that run the
+        default detector set over whatever a recording holds).
+
+    Raises
+    ------
+    ConfigError
+        For a detector whose channels are missing (all of them, or with "skip" some of
+        them) or whose band is at or above Nyquist.
     """
     ds = cfg if isinstance(cfg, DetectorsSettings) else getattr(cfg, "detectors", None)
     if ds is None:
@@ -42,12 +56,69 @@ def make_detectors(cfg: Any,
     if channels is None:
         src = getattr(getattr(cfg, "source", None), "channels", ())
         channels = tuple(src) or None
+    if missing not in ("error", "skip"):
+        raise ValueError(f"make_detectors: missing must be 'error' or 'skip', got {missing!r}")
     out: list = []
-    for sub, cls in ((ds.ripple, RippleDetector), (ds.spindle, SpindleDetector),
-                     (ds.so, SlowOscDetector)):
+    for key, sub, cls in (("ripple", ds.ripple, RippleDetector),
+                          ("spindle", ds.spindle, SpindleDetector),
+                          ("so", ds.so, SlowOscDetector)):
         if not sub.enabled:
             continue
-        if channels is not None and not any(c in channels for c in sub.channels):
-            continue
+        if channels:
+            need = detector_channels(key, sub)
+            if missing == "skip" and not any(c in channels for c in need):
+                continue
+            check_channels(f"detectors.{key}", need, tuple(channels))
+        if rate_hz is not None:
+            check_nyquist(f"detectors.{key}", sub, rate_hz)
         out.append(cls(sub))
     return out
+
+
+def detector_channels(key: str, sub: Any) -> tuple[str, ...]:
+    """Every channel name a detector's settings make it read, in config order."""
+    names = list(sub.channels)
+    if key == "ripple":
+        names += list(sub.reference_channels)
+        if sub.sharp_wave_channel:
+            names.append(sub.sharp_wave_channel)
+        if sub.theta_gate and sub.theta_channel:
+            names.append(sub.theta_channel)
+    return tuple(dict.fromkeys(names))
+
+
+def check_channels(owner: str, need: tuple[str, ...], have: tuple[str, ...]) -> None:
+    """Raise a one-line :class:`ConfigError` when ``need`` names channels not in ``have``:
+    it names ``owner``, the missing names (with a close match as "did you mean"), the
+    names the source has and the two ways out."""
+    lost = [c for c in need if c not in have]
+    if not lost:
+        return
+    parts = [name_with_hint(c, have) for c in lost]
+    key, _, det = owner.rpartition(".")
+    raise ConfigError("", f"{owner}.channels",
+                      f"the {det} detector needs channel(s) {', '.join(parts)} that the "
+                      f"source does not have; it has {', '.join(have) or '(none)'}; set "
+                      f"{owner}.channels to names it has, or {owner}.enabled = false")
+
+
+def check_nyquist(owner: str, sub: Any, rate_hz: float) -> None:
+    """Every ``*band_hz`` setting ``sub`` uses must end below the Nyquist frequency (the
+    stages' own first-chunk checks, made before the run starts)."""
+    import dataclasses
+
+    nyq = float(rate_hz) / 2.0
+    unused = set()
+    if not getattr(sub, "sharp_wave_channel", "x"):
+        unused.add("sharp_wave_band_hz")      # the sharp-wave assist is off
+    if not getattr(sub, "theta_gate", True):
+        unused.update(("theta_band_hz", "delta_band_hz"))
+    for f in dataclasses.fields(sub):
+        if not f.name.endswith("band_hz") or f.name in unused:
+            continue
+        band = getattr(sub, f.name)
+        if band and max(band) >= nyq:
+            off = f", or set {owner}.enabled = false" if hasattr(sub, "enabled") else ""
+            raise ConfigError("", f"{owner}.{f.name}",
+                              f"{list(band)} Hz reaches the Nyquist frequency ({nyq:g} Hz) "
+                              f"of the {rate_hz:g} Hz source; lower the band{off}")

@@ -12,6 +12,7 @@ import math
 import struct
 import time
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ import numpy as np
 
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
+from engramloop.core.schema import name_with_hint
 from engramloop.drivers.brainflow_lib import load_brainflow
+from engramloop.drivers.openbci_txt import is_openbci_txt, load_openbci_txt
 from engramloop.drivers.sources import unit_scale
 from engramloop.recording import reader
 from engramloop.recording.xdf import MAGIC
@@ -70,7 +73,12 @@ class FileData:
 def _scale(unit: str, override: str, path: Path, what: str) -> float:
     if override != "auto":
         return unit_scale(override) or 1.0
-    s = unit_scale(unit) if unit else None
+    if not unit.strip():
+        # volts, microvolts or ADC counts? a factor-of-a-million guess would silently
+        # skew every threshold (as for a live LSL stream without units)
+        raise SourceError(f"{path}: {what} declares no unit; set source.file.units (V, mV, "
+                          "uV or nV) to say what its values are")
+    s = unit_scale(unit)
     if s is None:
         raise SourceError(f"{path}: {what} has unit {unit!r}, not a voltage; set "
                           "source.file.units (V, mV, uV or nV) to say how to read it")
@@ -138,7 +146,7 @@ def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
         if not chosen:
             raise SourceError(f"{path}: no numeric signal stream in this XDF file")
     s = chosen[0]
-    scales = np.array([_scale(u or "uV", units, path, f"stream {s.name!r} channel {lab!r}")
+    scales = np.array([_scale(u, units, path, f"stream {s.name!r} channel {lab!r}")
                        for lab, u in zip(s.channels, s.channel_units, strict=True)])
     x = np.ascontiguousarray(s.x * scales)
     return FileData(x, s.t, s.rate_hz, list(s.channels), rec.markers)
@@ -189,10 +197,25 @@ def check_edf(path: Path) -> tuple[int, int]:
 
 
 def load_edf(path: Path, units: str = "auto") -> FileData:
-    """All ordinary signals (same rate) in physical units converted to volts."""
+    """All ordinary signals (same rate) in physical units converted to volts; for EDF+,
+    the annotations (``markers["annotations"]``) and each data record at its real start
+    time (EDF+D: a jump between records is a gap in the timestamps)."""
     import pyedflib
 
+    from engramloop.drivers.edf_plus import read_header, read_plus
+
     check_edf(path)
+    h = read_header(path)
+    onsets, notes = None, []
+    if h.plus:
+        try:
+            onsets, notes = read_plus(path, h)
+        except SourceError:
+            if h.discontinuous:   # without its time-keeping an EDF+D file has no time base
+                raise
+            # EDF+C: the samples are contiguous anyway; pyedflib reads the annotations
+    if h.discontinuous:
+        return _load_edf_discontinuous(path, h, onsets, notes, units)
     try:
         reader = pyedflib.EdfReader(str(path))
     except OSError as exc:
@@ -218,10 +241,54 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
             full.append(max(abs(reader.getPhysicalMaximum(i)),
                             abs(reader.getPhysicalMinimum(i))) * sc)
         x = np.column_stack(cols)
+        if h.plus:   # pyedflib's own annotation reader for continuous files
+            on, du, tx = reader.readAnnotations()
+            notes = [(float(o), float(d), str(t)) for o, d, t in zip(on, du, tx, strict=True)]
     finally:
         reader.close()
-    t = np.arange(x.shape[0]) / rates[0]
-    return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full)
+    t0 = float(onsets[0]) if onsets is not None and onsets.size else 0.0
+    t0 = t0 if math.isfinite(t0) else 0.0
+    t = t0 + np.arange(x.shape[0]) / rates[0]
+    return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full,
+                    markers=_annotation_markers(notes))
+
+
+def _annotation_markers(notes: list) -> dict:
+    """EDF+ annotations as a marker stream: onset times (s, file time) and one JSON-able
+    record each (``kind`` "annotation", ``text``, ``onset_s``, ``duration_s`` or None)."""
+    if not notes:
+        return {}
+    notes = sorted(notes, key=lambda n: n[0])
+    return {"annotations": (np.array([n[0] for n in notes], dtype=np.float64),
+                            [{"kind": "annotation", "text": n[2], "onset_s": n[0],
+                              "duration_s": n[1] if n[1] >= 0 else None} for n in notes])}
+
+
+def _load_edf_discontinuous(path: Path, h: Any, onsets: np.ndarray, notes: list,
+                            units: str) -> FileData:
+    """EDF+D/BDF+D (pyedflib refuses these): the records are read here, each at its own
+    start time from its time-keeping annotation."""
+    from engramloop.drivers.edf_plus import read_discontinuous
+
+    ordinary = [i for i in range(len(h.labels)) if i not in h.annotation_signals]
+    if not ordinary:
+        raise SourceError(f"{path}: EDF file has no signals")
+    keep = [i for i in ordinary if h.per_record[i] == h.per_record[ordinary[0]]]
+    if len(keep) != len(ordinary):
+        import warnings
+        warnings.warn(f"{path}: skipping signals at other rates than the first one: "
+                      + ", ".join(h.labels[i] for i in ordinary if i not in keep), stacklevel=3)
+    if np.any(np.diff(onsets) < h.record_s - 1e-9):
+        raise SourceError(f"{path}: EDF+D data records overlap or go back in time (record "
+                          f"onsets {onsets[:5].tolist()}...); the file's time-keeping is "
+                          "broken")
+    x, t = read_discontinuous(path, h, keep, onsets)
+    sc = np.array([_scale(h.dims[i], units, path, f"signal {h.labels[i]!r}") for i in keep])
+    full = [max(abs(h.phys[i][0]), abs(h.phys[i][1])) * s for i, s in zip(keep, sc,
+                                                                          strict=True)]
+    rate = h.per_record[keep[0]] / h.record_s
+    return FileData(x * sc, t, rate, [h.labels[i] for i in keep], full_scale_v=full,
+                    markers=_annotation_markers(notes))
 
 
 # ---------------------------------------------------------------------------- CSV
@@ -242,8 +309,7 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
     try:
         data = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
     except ValueError as exc:
-        raise SourceError(f"{path}: malformed BrainFlow CSV{_csv_where(path, str(exc))}: "
-                          f"{exc}") from None
+        raise table_error(path, "BrainFlow CSV", exc) from None
     if data.shape[1] != descr["num_rows"]:
         raise SourceError(f"{path}: {data.shape[1]} columns per line, board {board} "
                           f"writes {descr['num_rows']}; is source.file.board right?")
@@ -264,6 +330,29 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
         lost = det.update(data[:, descr["package_num_channel"]], t)
         gaps = np.flatnonzero(lost)
     return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps)
+
+
+def table_error(path: Path, what: str, exc: ValueError) -> SourceError:
+    """numpy.loadtxt's complaint about a text table, said for a user: where (line, column,
+    byte offset), what is wrong, and that the file is damaged (numpy's own hint to 'use
+    usecols' would only hide the damage)."""
+    import re
+
+    msg = str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        why = (f"byte 0x{exc.object[exc.start]:02x} at byte offset {exc.start} is not UTF-8 "
+               "text")
+    elif m := re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", msg):
+        why = (f"data row {int(m.group(3))} has {m.group(2)} columns where the rows before "
+               f"have {m.group(1)}")
+    elif m := re.search(r"invalid column index (\d+) at row (\d+) with (\d+) columns", msg):
+        why = f"data row {int(m.group(2))} has only {m.group(3)} columns"
+    elif m := re.search(r"could not convert string (.*) to float64", msg):
+        why = f"{m.group(1)[:40]} is not a number"
+    else:
+        why = msg
+    return SourceError(f"{path}: malformed {what}{_csv_where(path, msg)}: {why}; the file "
+                       f"is damaged or not a {what}")
 
 
 def _csv_where(path: Path, message: str) -> str:
@@ -287,6 +376,9 @@ def load_npz(path: Path, units: str = "auto") -> FileData:
     ``rate_hz``, ``channels``; common aliases (data, t, fs, ch_names) are accepted."""
     try:
         z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise SourceError(f"{path}: not an .npz archive (a single array?); save with "
+                              "numpy.savez(samples=..., rate_hz=..., channels=...)")
         keys = set(z.files)
 
         def get(*names: str) -> Any:
@@ -299,27 +391,109 @@ def load_npz(path: Path, units: str = "auto") -> FileData:
         if x is None:
             raise SourceError(f"{path}: .npz has no 'samples' array (has: "
                               f"{', '.join(sorted(keys))})")
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim == 1:
-            x = x[:, None]
         t = get("timestamps", "t", "time_s")
         rate = get("rate_hz", "fs", "sfreq", "rate")
         ch = get("channels", "ch_names")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise SourceError(f"{path}: malformed .npz file: {exc}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
+        raise SourceError(f"{path}: malformed .npz file ({exc}); the file is damaged or not "
+                          "an .npz archive (numpy.savez, engramloop sim --out X.npz)") from None
+    for what, arr in (("samples", x), ("timestamps", t), ("rate_hz", rate)):
+        if arr is not None and np.iscomplexobj(arr):
+            raise SourceError(f"{path}: .npz '{what}' holds complex numbers; store real "
+                              "values (volts, seconds, Hz)")
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SourceError(f"{path}: .npz 'samples' is not numeric (dtype {x.dtype}); store "
+                          "an (n_samples, n_channels) float array in volts") from None
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise SourceError(f"{path}: .npz 'samples' has shape {x.shape}; store an "
+                          "(n_samples, n_channels) array")
+    if t is not None:
+        try:
+            t = np.asarray(t, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise SourceError(f"{path}: .npz 'timestamps' is not numeric (dtype "
+                              f"{np.asarray(t).dtype}); store seconds as floats") from None
     if rate is None:
-        if t is None or len(t) < 2:
-            raise SourceError(f"{path}: .npz needs 'rate_hz' or 'timestamps'")
+        if t is None or len(t) < 2 or not t[-1] > t[0]:
+            raise SourceError(f"{path}: .npz needs 'rate_hz' (or increasing 'timestamps' "
+                              "to derive it from)")
         rate = (len(t) - 1) / (float(t[-1]) - float(t[0]))
-    rate = float(np.asarray(rate).reshape(-1)[0])
+    rate_arr = np.asarray(rate).reshape(-1)
+    try:
+        if rate_arr.size != 1:
+            raise ValueError
+        rate = float(rate_arr[0])
+    except (TypeError, ValueError):
+        raise SourceError(f"{path}: .npz 'rate_hz' must be one number in Hz, got "
+                          f"{np.asarray(rate).tolist()!r}") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise SourceError(f"{path}: .npz 'rate_hz' must be a finite number of Hz > 0, got "
+                          f"{rate}")
     if t is None:
         t = np.arange(x.shape[0]) / rate
-    names = [str(c) for c in ch] if ch is not None else [f"ch{i + 1}" for i in range(x.shape[1])]
+    names = ([str(c) for c in np.atleast_1d(ch)] if ch is not None
+             else [f"ch{i + 1}" for i in range(x.shape[1])])
     if len(t) != x.shape[0] or len(names) != x.shape[1]:
         raise SourceError(f"{path}: .npz shapes disagree: samples {x.shape}, timestamps "
                           f"{len(t)}, channels {len(names)}")
     scale = 1.0 if units == "auto" else (unit_scale(units) or 1.0)
     return FileData(x * scale, np.asarray(t, dtype=np.float64), rate, names)
+
+
+def check_data(path: Path, d: FileData) -> None:
+    """Refuse a loaded recording whose time base or layout cannot be replayed faithfully.
+
+    One-line :class:`SourceError` for: a rate that is not a finite number > 0; duplicate
+    channel names (a detector would read the wrong one); no samples; timestamps that are
+    not finite, that step backwards or that never advance; a declared rate that the
+    timestamps contradict (median spacing over ~0.5 s strides, off by more than 10 %;
+    strides, not single steps, so host stamps that bunch up per USB packet still pass).
+    Samples that are NaN/Inf in places are replayed as they are (the loop treats them as
+    an artefact); a channel with no finite sample at all is refused by
+    :class:`FileSource` for the channels it keeps.
+    """
+    if not (math.isfinite(d.rate_hz) and d.rate_hz > 0):
+        raise SourceError(f"{path}: sampling rate {d.rate_hz} Hz is not a finite number "
+                          "> 0; the file's rate field is broken")
+    seen: set[str] = set()
+    dup = sorted({c for c in d.channels if c in seen or seen.add(c)})
+    if dup:
+        raise SourceError(f"{path}: duplicate channel name(s) {', '.join(map(repr, dup))}; "
+                          "give every channel a distinct name")
+    t = d.timestamps
+    n = t.size
+    if d.samples.shape[0] == 0 or n == 0:
+        raise SourceError(f"{path}: the recording holds no samples")
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        raise SourceError(f"{path}: {bad.size} timestamp(s) are NaN/Inf (first at sample "
+                          f"{int(bad[0])}); the file's time base is broken")
+    if n < 2:
+        return
+    dt = np.diff(t)
+    back = np.flatnonzero(dt < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise SourceError(f"{path}: timestamps step backwards at sample {i} ({t[i]:.6f} s "
+                          f"after {t[i - 1]:.6f} s; {back.size} time(s) in all); replay "
+                          "needs increasing times")
+    if not t[-1] > t[0]:
+        raise SourceError(f"{path}: all {n} timestamps are {t[0]:.6f} s (constant); "
+                          "replay needs increasing times")
+    k = max(10, int(d.rate_hz * 0.5))
+    if n > 2 * k:
+        step = float(np.median(t[k:] - t[:-k])) / k
+        if step > 0:
+            implied = 1.0 / step
+            if abs(implied / d.rate_hz - 1.0) > 0.1:
+                raise SourceError(
+                    f"{path}: declared rate {d.rate_hz:g} Hz does not match the timestamps "
+                    f"(they advance at {implied:.4g} samples/s); fix the rate or the "
+                    "timestamps")
 
 
 def load_file(path: str | Path, *, stream: str = "", board: str = "",
@@ -330,15 +504,22 @@ def load_file(path: str | Path, *, stream: str = "", board: str = "",
         raise SourceError(f"{path}: file not found")
     ext = path.suffix.lower()
     if ext in (".xdf", ".xdfz"):
-        return load_xdf(path, stream, units)
-    if ext in (".edf", ".bdf", ".rec"):
-        return load_edf(path, units)
-    if ext in (".csv", ".tsv"):
-        return load_brainflow_csv(path, board, units)
-    if ext == ".npz":
-        return load_npz(path, units)
+        d = load_xdf(path, stream, units)
+    elif ext in (".edf", ".bdf", ".rec"):
+        d = load_edf(path, units)
+    elif ext in (".csv", ".tsv"):
+        d = load_brainflow_csv(path, board, units)
+    elif ext == ".npz":
+        d = load_npz(path, units)
+    elif ext == ".txt" and is_openbci_txt(path):
+        d = load_openbci_txt(path, 1e-6 if units == "auto" else (unit_scale(units) or 1.0))
+    else:
+        d = None
+    if d is not None:
+        check_data(path, d)
+        return d
     raise SourceError(f"{path}: unknown file type {ext!r}; replay reads .xdf, .edf, .bdf, "
-                      ".csv (BrainFlow) and .npz (engramloop sim)")
+                      ".csv (BrainFlow), .txt (OpenBCI GUI) and .npz (engramloop sim)")
 
 
 class FileSource:
@@ -373,14 +554,22 @@ class FileSource:
         if channels:
             missing = [c for c in channels if c not in d.channels]
             if missing:
-                raise SourceError(f"{self.path}: no channel(s) {', '.join(missing)}; the "
-                                  f"file has {', '.join(d.channels)}")
+                hint = ", ".join(name_with_hint(c, d.channels) for c in missing)
+                raise SourceError(f"{self.path}: no channel(s) {hint}; the file has "
+                                  f"{', '.join(d.channels)} (check source.channels or "
+                                  "--channels)")
             idx = [d.channels.index(c) for c in channels]
             d.samples = np.ascontiguousarray(d.samples[:, idx])
             d.full_scale_v = d.full_scale_v[idx]
             d.channels = tuple(channels)
         if d.samples.shape[0] == 0:
             raise SourceError(f"{self.path}: the recording holds no samples")
+        dead = [c for c, ok in zip(d.channels, np.isfinite(d.samples).any(axis=0),
+                                   strict=True) if not ok]
+        if dead:
+            raise SourceError(f"{self.path}: channel(s) {', '.join(dead)} hold no finite "
+                              "sample (all NaN/Inf); leave them out with source.channels "
+                              "(--channels)")
         self.rate_hz = d.rate_hz
         self.channels = d.channels
         #: per channel, volts (+-): the file's own range (EDF/BDF), else inf
@@ -400,6 +589,12 @@ class FileSource:
         self._pos = 0
         self._next_gap = 0
         self._offset = math.nan
+        # annotations the file carries (EDF+): handed out with the chunk they fall in
+        # (chunk.meta["annotations"], host times), so the recording keeps them
+        ann_t, ann = d.markers.get("annotations", (np.empty(0), []))
+        self._ann_t = np.asarray(ann_t, dtype=np.float64)
+        self._ann = list(ann)
+        self._next_ann = 0
         self.duration_s = float(d.timestamps[-1] - d.timestamps[0]) + 1.0 / d.rate_hz
 
     def start(self) -> None:
@@ -433,9 +628,18 @@ class FileSource:
         self.clock.sleep_until(due)
         self._pos = j
         gap = bool(self._next_gap > 0 and self._gaps[self._next_gap - 1] == i)
+        meta: dict = {"source": str(self.path)}
+        if self._next_ann < len(self._ann):
+            # every annotation up to this chunk's last sample (all of them at the end)
+            end = np.inf if j >= n else float(d.timestamps[j])
+            k = int(np.searchsorted(self._ann_t, end, side="left"))
+            if k > self._next_ann:
+                meta["annotations"] = [(float(self._ann_t[m]) + self._offset, self._ann[m])
+                                       for m in range(self._next_ann, k)]
+                self._next_ann = k
         return Chunk(d.samples[i:j].copy(), t, self.rate_hz, self.channels,
                      arrival_s=self.clock.now(), first_index=i, gap_before=gap,
-                     meta={"source": str(self.path)})
+                     meta=meta)
 
 
 __all__ = ["FileSource", "FileData", "ScaledClock", "load_file", "check_xdf", "check_edf"]

@@ -9,7 +9,8 @@ without, we re-resolve with the same query.
 
 Values are converted to volts using the channel units in the stream description
 (``desc/channels/channel/unit``, the LSL metadata convention, usually "microvolts"),
-or ``source.lsl.units``.
+or ``source.lsl.units``; a stream that declares no unit is refused unless
+``source.lsl.units`` says what its values are (never guessed).
 """
 from __future__ import annotations
 
@@ -180,8 +181,15 @@ class LslSource:
         for i in idx:
             if self.settings.units != "auto":
                 sc = unit_scale(self.settings.units)
+            elif not units[i].strip():
+                # a stream without units could be volts, microvolts or ADC counts: a
+                # factor-of-a-million guess would silently skew every threshold
+                inlet.close_stream()
+                raise SourceError(f"{self._what()}: channel {labels[i] or i + 1} declares no "
+                                  "unit; set [source.lsl] units = \"uV\" (or \"V\", \"mV\", "
+                                  "\"nV\") to say what its values are")
             else:
-                sc = unit_scale(units[i]) if units[i] else 1e-6  # LSL EEG convention: uV
+                sc = unit_scale(units[i])
             if sc is None:
                 inlet.close_stream()
                 raise SourceError(f"{self._what()}: channel {labels[i]} has unit "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from engramloop.core.chunk import Chunk, SourceError
-from engramloop.core.schema import setting
+from engramloop.core.schema import name_with_hint, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from engramloop.controller.config import Config
@@ -66,7 +66,8 @@ class LslSettings:
                                        doc="how long to look for the stream at start")
     units: Literal["auto", "V", "mV", "uV", "nV"] = setting(
         "auto", doc="units of the stream values; auto reads the channel units in the stream "
-                    "description and assumes microvolts when none are given")
+                    "description and refuses a stream that declares none (set the unit "
+                    "here then)")
     time_correction_every_s: float = setting(
         5.0, gt=0, le=600, unit="s", doc="how often the LSL clock offset is re-measured")
     clock_jump_s: float = setting(
@@ -86,8 +87,8 @@ class LslSettings:
 class FileSettings:
     """A recorded file replayed as a source (``[source.file]``)."""
 
-    path: str = setting("", doc="file to replay: .xdf, .edf, .bdf, .csv (BrainFlow) or "
-                                ".npz (engramloop sim)")
+    path: str = setting("", doc="file to replay: .xdf, .edf, .bdf, .csv (BrainFlow), .txt "
+                                "(OpenBCI GUI) or .npz (engramloop sim)")
     speed: float | Literal["max"] = setting(
         1.0, gt=0, doc="replay speed: 1 = real time, N = N times faster, \"max\" = as fast "
                        "as the loop runs (simulated clock)")
@@ -96,7 +97,9 @@ class FileSettings:
     board: str = setting("", doc="BrainFlow CSV: the board that wrote the file (column "
                                  "layout), e.g. cyton")
     units: Literal["auto", "V", "mV", "uV", "nV"] = setting(
-        "auto", doc="units of the stored values; auto reads them from the file")
+        "auto", doc="units of the stored values; auto reads them from the file (EDF "
+                    "physical dimension, XDF channel unit; BrainFlow CSV, OpenBCI GUI and "
+                    ".npz files have fixed units) and refuses a signal that declares none")
 
 
 UNIT_SCALE = {"v": 1.0, "volt": 1.0, "volts": 1.0, "mv": 1e-3, "millivolt": 1e-3,
@@ -115,8 +118,10 @@ class SelectChannels:
     def __init__(self, source: Source, channels: Sequence[str], what: str = "source") -> None:
         missing = [c for c in channels if c not in source.channels]
         if missing:
-            raise SourceError(f"{what}: no channel(s) {', '.join(missing)}; it has "
-                              f"{', '.join(source.channels)}")
+            raise SourceError(f"{what}: no channel(s) "
+                              f"{', '.join(name_with_hint(c, source.channels) for c in missing)}"
+                              f"; it has {', '.join(source.channels)} (check source.channels "
+                              "or --channels)")
         self.source = source
         self._idx = np.array([source.channels.index(c) for c in channels], dtype=np.intp)
         self.channels = tuple(channels)

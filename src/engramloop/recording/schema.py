@@ -25,6 +25,11 @@ RAW = "engramloop.raw"
 #: log        operator-facing messages (warnings, state changes, faults)
 MARKER_STREAMS = ("events", "pulses", "forecasts", "governor", "truth", "memory", "log")
 
+#: annotations the source's file carried (EDF+: ``{"kind": "annotation", "text",
+#: "onset_s", "duration_s"}`` at the annotation's onset), declared only when there are any
+#: (a replay of an annotated file); same record layout as the other marker streams
+ANNOTATIONS = "engramloop.annotations"
+
 
 def marker_stream(kind: str) -> str:
     """``"events"`` -> ``"engramloop.events"``."""
@@ -37,4 +42,4 @@ def marker_kind(stream_name: str) -> str:
     return stream_name[len(prefix):] if stream_name.startswith(prefix) else stream_name
 
 
-__all__ = ["SCHEMA_VERSION", "RAW", "MARKER_STREAMS", "marker_stream", "marker_kind"]
+__all__ = ["SCHEMA_VERSION", "RAW", "MARKER_STREAMS", "ANNOTATIONS", "marker_stream", "marker_kind"]

@@ -22,9 +22,10 @@ readers load up to the last complete chunk.
 """
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable, Sequence
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _escape
 
 import numpy as np
 
@@ -61,6 +62,18 @@ def varlen_int(n: int) -> bytes:
 def chunk(tag: int, content: bytes) -> bytes:
     """One complete chunk: length prefix, 2-byte tag, content."""
     return varlen_int(len(content) + 2) + struct.pack("<H", tag) + content
+
+
+# Characters XML 1.0 does not allow even escaped (control characters other than tab, LF,
+# CR; lone surrogates; U+FFFE/U+FFFF): a header holding one cannot be parsed by pyxdf.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def escape(text: str) -> str:
+    """``text`` as XML character data: ``&<>`` escaped, and each character XML 1.0 cannot
+    hold (a control character in a config name, say) written as the visible text
+    ``\\uXXXX``, so every XDF reader can parse the header."""
+    return _escape(_XML_ILLEGAL.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _xml(tag: str, value: object) -> str:
@@ -166,6 +179,7 @@ def stream_footer(stream_id: int, *, first_timestamp: float, last_timestamp: flo
     return chunk(TAG_STREAM_FOOTER, struct.pack("<I", stream_id) + body.encode("utf-8"))
 
 
-__all__ = ["MAGIC", "BOUNDARY_UUID", "NUMERIC_FORMATS", "varlen_int", "chunk", "file_header",
+__all__ = ["escape", "MAGIC", "BOUNDARY_UUID", "NUMERIC_FORMATS", "varlen_int", "chunk",
+           "file_header",
            "stream_header", "numeric_samples", "string_samples", "clock_offset", "boundary",
            "stream_footer"]

@@ -409,7 +409,7 @@ def night_detectors(channels: Sequence[str], detectors: Any = None) -> list:
     channels; a detector none of whose channels exist is left out."""
     from engramloop.decoders.detectors import DetectorsSettings, make_detectors
 
-    return make_detectors(detectors or DetectorsSettings(), tuple(channels))
+    return make_detectors(detectors or DetectorsSettings(), tuple(channels), missing="skip")
 
 
 def _one(job: tuple[str, Any]) -> Night:

@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"demo config {args.config} not found; `engramloop configs` lists "
                         "the shipped ones")
     cfg = load_config(args.config)
+    from engramloop.cli.paths import prepare_output_dir
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, "--out")
     fset = cfg.forecaster
     gated = " forecast-gated" if fset.enabled else ""
     print(f"engramloop demo: {args.duration:g} s simulated{gated} closed-loop ripple trial "

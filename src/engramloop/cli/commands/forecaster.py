@@ -122,6 +122,16 @@ def _features(config: str | None):
 def run(args: argparse.Namespace) -> int:
     from engramloop.cli import UserError
 
+    out = getattr(args, "out", None)
+    if args.action in ("make-dataset", "train") and out:
+        # checked before hours of simulation or training: the folder (made if missing)
+        # must take the file, and the output must not be an input
+        from engramloop.cli.paths import check_output_file, prepare_output_dir
+
+        prepare_output_dir(Path(out).parent, "--out")
+        inputs = [getattr(args, "config", None), getattr(args, "outcomes", None),
+                  *(getattr(args, "data", None) or [])]
+        check_output_file(out, "--out", [p for p in inputs if isinstance(p, str)])
     try:
         if args.action == "make-dataset":
             return _make_dataset(args)
@@ -139,7 +149,16 @@ def _make_dataset(args: argparse.Namespace) -> int:
     from engramloop.cli import UserError
 
     if args.nights < 1:
-        raise UserError("--nights must be >= 1")
+        raise UserError(f"--nights must be >= 1, got {args.nights}")
+    if args.seed_start < 0:
+        raise UserError(f"--seed-start must be >= 0, got {args.seed_start}")
+    if not 0 < args.duration_s < float("inf"):
+        raise UserError(f"--duration-s must be a finite number of seconds > 0, got "
+                        f"{args.duration_s}")
+    if not 0 < args.rate_hz < float("inf"):
+        raise UserError(f"--rate-hz must be a finite rate in Hz > 0, got {args.rate_hz}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be >= 0 (0: one per core), got {args.workers}")
     conds = [c.strip() for c in args.conditions.split(",") if c.strip()]
     bad = [c for c in conds if c not in ("none", "ungated", "random")]
     if bad or not conds:

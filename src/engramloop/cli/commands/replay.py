@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-HELP = ("run the closed loop on a recorded file (XDF/EDF/BDF/CSV/npz); pulses are sham "
+HELP = ("run the closed loop on a recorded file (XDF/EDF/BDF/BrainFlow CSV/OpenBCI GUI "
+        "txt/npz); pulses are sham "
         "unless --stimulate is given; --sweep replays it once per setting and scores each")
 
 
@@ -105,8 +106,9 @@ def run_sweep(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} cannot be used with --sweep (it would record every "
                             "setting); replay the chosen setting once with it")
     refuse_fast_stimulation(args)
-    if args.duration is not None and not args.duration > 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        raise UserError(f"--duration must be a finite number of seconds > 0, got "
+                        f"{args.duration} (leave it out to run until the source ends)")
     try:
         axes = parse_sweep(args.sweep)
     except SweepError as exc:
@@ -152,6 +154,7 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
 
     from engramloop.analysis.sweep import run_point
     from engramloop.cli import UserError
+    from engramloop.controller.forecast_worker import ForecasterError
     from engramloop.controller.progress import progress
     from engramloop.controller.recorder import RecordingError
     from engramloop.controller.run_progress import ProgressBoard, run_length_s
@@ -181,7 +184,7 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
                 res = run_point(cfg, args.file, duration_s=args.duration, truth=truth,
                                 setting=setting, status_board=board, on_built=on_built,
                                 **overrides)
-            except (SourceError, DeviceError, RecordingError) as exc:
+            except (SourceError, DeviceError, RecordingError, ForecasterError) as exc:
                 raise UserError(f"{exc} (sweep stopped at {setting})") from None
             board.finish()
             results.append(res)

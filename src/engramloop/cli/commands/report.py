@@ -24,10 +24,13 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # never needs a display (SSH, CI)
     from engramloop.analysis.report import ReportError, write_report
     from engramloop.cli import UserError
+    from engramloop.cli.paths import prepare_output_dir, remove_if_empty
 
+    created = prepare_output_dir(args.out, "--out")
     try:
         result = write_report(args.recording, args.out, quiet=args.quiet, twin=args.twin)
     except ReportError as exc:
+        remove_if_empty(created)
         raise UserError(str(exc)) from None
     if not args.quiet:
         missing = [s.title for s in result.sections if s.missing]

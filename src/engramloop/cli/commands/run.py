@@ -41,6 +41,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     from engramloop.controller.config import dump_config, load_config
     from engramloop.core.chunk import SourceError
     from engramloop.core.pulse import DeviceError
+    from engramloop.core.schema import ConfigError
     from engramloop.drivers.sources import parse_speed
 
     cfg = load_config(args.config)
@@ -53,8 +54,9 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     if speed == "max" and cfg.source.kind in ("brainflow", "lsl") and replay_path is None:
         raise UserError(f"--speed max needs a sim or file source; source.kind is "
                         f"{cfg.source.kind!r} (a live device runs in real time)")
-    if args.duration is not None and not args.duration > 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        raise UserError(f"--duration must be a finite number of seconds > 0, got "
+                        f"{args.duration} (leave it out to run until the source ends)")
     if (cfg.source.kind == "sim" and replay_path is None and speed == "max"
             and args.duration is None):
         raise UserError("--speed max on the simulator needs --duration S (the simulator "
@@ -73,6 +75,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     stack = ExitStack()
     bars: list = []      # the one progress bar of this command, opened by the first run
     runs: list = []      # the ProgressBoard of each run sharing it
+    built: list = []     # the loop, once built (an error before it: nothing had started)
     twin = bool(args.report) and cfg.source.kind == "sim" and replay_path is None \
         and cfg.policy.condition != "sham"
 
@@ -95,6 +98,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     def on_built(loop) -> None:
         """Attach the live dashboard (keys arm/disarm/stop go to the loop), or at --speed
         max a progress bar."""
+        built.append(loop)
         if speed == "max":
             attach_progress(loop, 2 if twin else 1, "replay" if replay_path else "run")
             return
@@ -122,13 +126,28 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                      stream=args.stream, channels=channels, path=replay_path,
                      status_board=board)
     from engramloop.analysis.trial import format_summary, run_trial, score_run, write_report
+    from engramloop.cli.paths import check_output_file, prepare_output_dir, remove_if_empty
+    from engramloop.controller.forecast_worker import ForecasterError
     from engramloop.controller.recorder import RecordingError
 
+    # outputs are checked before anything starts: a folder that takes no file, or an
+    # output that is the very file being replayed, is a one-line error, not a lost input
+    inputs = [p for p in (replay_path, cfg.source.file.path if cfg.source.kind == "file"
+                          else "") if p]
     record = args.record
+    if record:
+        check_output_file(record, "--record", inputs)
+    created: list = []
+    if args.report:
+        created = prepare_output_dir(args.report, "--report")
     if args.report and not record:
         # the HTML report is made from the recording alone, so --report implies one
-        Path(args.report).mkdir(parents=True, exist_ok=True)
         record = str(Path(args.report) / "session.xdf")
+        try:
+            check_output_file(record, "--report", inputs)
+        except UserError:
+            remove_if_empty(created)
+            raise
     try:
         if cfg.source.kind == "sim" and replay_path is None:
             rep = run_trial(cfg, args.duration,
@@ -151,8 +170,22 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                 write_report(rep, args.report)
         if runs and not str(rep["run"].get("stop_reason", "")).startswith("interrupted"):
             runs[-1].finish()
-    except (SourceError, DeviceError, RecordingError) as exc:
-        raise UserError(f"{exc} (stimulation stopped, outputs off)") from None
+    except (SourceError, DeviceError, RecordingError, ForecasterError) as exc:
+        remove_if_empty(created)   # a run that never started leaves no empty folder
+        if not built:      # the source, config or a device failed before the run began
+            raise UserError(str(exc)) from None
+        kept = (f"; the recording so far is in {record}" if record and Path(record).is_file()
+                else "")
+        raise UserError(f"{exc} (stimulation stopped, outputs off{kept})") from None
+    except ConfigError as exc:
+        remove_if_empty(created)
+        if exc.file:
+            raise
+        # a check against the started source (channels, rate): name the config it is in
+        raise ConfigError(str(args.config), exc.key, exc.message) from None
+    except BaseException:
+        remove_if_empty(created)
+        raise
     finally:
         for dash in dash_box:
             dash.stop()

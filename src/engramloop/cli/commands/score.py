@@ -105,7 +105,47 @@ def read_truth(path: Path, kind: str) -> tuple[list[dict], object | None]:
         return [obj for _, obj in markers.get("truth", [])], None
     if ext == ".npz":
         return npz_truth(path)
-    raise UserError(f"--truth {path}: use a .csv, .json, .xdf or .npz file")
+    if ext in (".edf", ".bdf"):
+        recs = edf_truth(path, kind)
+        if not recs:
+            raise UserError(f"--truth {path}: no EDF+ annotation names {kind!r} "
+                            f"({edf_annotation_texts(path)}); give --kind")
+        return recs, None
+    raise UserError(f"--truth {path}: use a .csv, .json, .xdf, .npz or EDF+ (.edf/.bdf) "
+                    "file")
+
+
+def edf_annotation_texts(path: Path) -> str:
+    texts = sorted({str(o.get("text")) for o in _edf_annotations(path)})
+    return ("its annotations: " + ", ".join(repr(t) for t in texts[:10])
+            + (", ..." if len(texts) > 10 else "")) if texts else "it has no annotations"
+
+
+def _edf_annotations(path: Path) -> list[dict]:
+    from engramloop.cli import UserError
+    from engramloop.core.chunk import SourceError
+    from engramloop.drivers.files import load_edf
+
+    try:
+        d = load_edf(path)
+    except SourceError as exc:
+        raise UserError(f"--truth {exc}") from None
+    return list(d.markers.get("annotations", ((), []))[1])
+
+
+def edf_truth(path: Path, kind: str) -> list[dict]:
+    """EDF+ annotations whose text names ``kind`` (case-insensitive: "Spindle",
+    "sleep spindle" for kind spindle) as truth records, seconds from the file's start
+    (the EDF+ onset convention, as the CSV annotations)."""
+    want = kind.strip().lower()
+    out = []
+    for o in _edf_annotations(path):
+        if want and want in str(o.get("text", "")).lower():
+            on = float(o["onset_s"])
+            dur = float(o["duration_s"]) if o.get("duration_s") is not None else 0.0
+            out.append({"kind": kind, "onset_s": on, "offset_s": on + dur,
+                        "peak_s": on + dur / 2, "text": o.get("text")})
+    return out
 
 
 def truth_t0(path: Path, truth_obj: object | None) -> float:
@@ -164,7 +204,9 @@ def _run_detectors(path: Path, config: str | None, chunk: int) -> tuple[list[dic
     except Exception as exc:
         raise UserError(f"{path}: {exc}") from None
     names = tuple(data.channels)
-    stages = make_detectors(cfg, channels=names)
+    # with --config, an enabled detector whose channels the file lacks is an error; the
+    # built-in defaults run whichever of their detectors the file can feed
+    stages = make_detectors(cfg, channels=names, missing="error" if config else "skip")
     if not stages:
         raise UserError(f"{path}: no enabled detector finds its channels in {list(names)}")
     events = replay(stages, data.samples, data.timestamps, data.rate_hz, names, chunk)

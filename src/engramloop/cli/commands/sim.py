@@ -32,16 +32,18 @@ def run(args: argparse.Namespace) -> int:
     seed = cfg.seed if args.seed is None else args.seed
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
-    if not args.duration > 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if not 0 < args.duration < float("inf"):
+        raise UserError(f"--duration must be a finite number of seconds > 0, got "
+                        f"{args.duration}")
     if args.chunk < 1:
         raise UserError(f"--chunk must be >= 1 sample, got {args.chunk}")
     out = Path(args.out)
     ext = out.suffix.lower()
     if ext not in (".xdf", ".npz"):
         raise UserError(f"--out {out}: use a .xdf or .npz file name")
-    if not out.parent.is_dir():
-        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    from engramloop.cli.paths import check_output_file
+
+    check_output_file(out, "--out", [args.config] if args.config else [])
     try:
         with progress(args.duration, "sim", unit="s", quiet=args.quiet) as bar:
             if ext == ".xdf":
@@ -54,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
         out.unlink(missing_ok=True)
         print(f"sim: interrupted; removed the partial {out} (its truth was not written)")
         return 130
+    except OSError as exc:   # disk full, folder removed meanwhile: nothing half-written
+        out.unlink(missing_ok=True)
+        raise UserError(f"--out {out}: writing failed ({exc.strerror or exc}); nothing "
+                        "was kept") from None
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     print(f"wrote {out}: {n} samples x {len(cfg.sim.channels)} channels at "
           f"{cfg.sim.rate_hz:g} Hz, seed {seed}")
     return 0

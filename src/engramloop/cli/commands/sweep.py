@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
-    if args.duration is not None and not args.duration > 0:
-        raise UserError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        raise UserError(f"--duration must be a finite number of seconds > 0, got "
+                        f"{args.duration} (leave it out to run until the source ends)")
     try:
         axes = parse_sweep(args.sweep) if args.sweep else []
     except SweepError as exc:
@@ -117,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             for i, pt in enumerate(points) for j, rec in enumerate(recordings)]
     if args.out and not args.out.lower().endswith((".csv", ".parquet")):
         raise UserError(f"--out {args.out}: use a .csv or .parquet file name")
+    if args.out:   # before the replays, not after them
+        from engramloop.cli.paths import check_output_file
+
+        check_output_file(args.out, "--out", [args.config, *recordings])
     with progress(len(jobs), "sweep", unit="replays", quiet=args.quiet) as bar:
         results = run_jobs(jobs, workers=args.workers, address=args.scheduler,
                            on_done=lambda _r: bar.advance())
