@@ -222,6 +222,17 @@ def test_edf_plus_annotations_read_and_recorded(tmp_path, capsys) -> None:
     assert [x["text"] for x in rec] == ["spindle", "Sleep stage 2", "Spindle"]
     np.testing.assert_allclose(by["engramloop.annotations"]["time_stamps"] - t0,
                                [1.5, 7.25, 12.0], atol=1e-9)
+    # ... and the Python API hands them on (to MNE and EDF+ export), durations included
+    from engramloop import read_recording
+
+    got = read_recording(out).annotations
+    rows = [(r["onset_s"] - t0, r["duration_s"], r["description"])
+            for r in (got.to_dict("records") if hasattr(got, "to_dict") else
+                      [dict(zip(got.dtype.names, x, strict=True)) for x in got])
+            if not str(r["description"]).startswith(("detect/", "pulse/"))]
+    assert [(round(o, 6), d, t) for o, d, t in rows] == [
+        (1.5, pytest.approx(0.8), "spindle"), (7.25, 0.0, "Sleep stage 2"),
+        (12.0, pytest.approx(1.2), "Spindle")]
 
 
 def test_edf_plus_d_records_at_their_real_times(tmp_path, capsys) -> None:

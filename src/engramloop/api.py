@@ -418,6 +418,17 @@ def _truth_rows(markers: dict) -> list[dict]:
     return rows
 
 
+def _file_annotation_rows(markers: dict) -> list[dict]:
+    """The replayed file's own annotations (EDF+ scoring, stream engramloop.annotations),
+    at their times on the recording's clock."""
+    rows = []
+    for t, d in markers.get("annotations", []):
+        dur = _num(d.get("duration_s"))
+        rows.append({"onset_s": float(t), "duration_s": dur if math.isfinite(dur) else 0.0,
+                     "description": str(d.get("text", d.get("value", ""))), "channel": ""})
+    return rows
+
+
 def read_recording(path: str | Path) -> Recording:
     """Read an engramloop recording (the XDF file of ``engramloop run --record`` or
     ``demo``): signals, detector events, pulses, simulator truth and annotations.
@@ -442,7 +453,8 @@ def read_recording(path: str | Path) -> Recording:
     events = [d for _, d in rec.markers.get("events", [])]
     pulses = _pulse_rows(rec.markers)
     truth = _truth_rows(rec.markers)
-    annotations = _annotation_rows(events, pulses, truth)
+    annotations = _annotation_rows(events, pulses, truth) + _file_annotation_rows(rec.markers)
+    annotations.sort(key=lambda r: r["onset_s"])
     start = None
     if rec.datetime:
         try:
