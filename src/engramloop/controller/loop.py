@@ -158,14 +158,25 @@ class Loop:
         Source description for the status snapshot.
     """
 
-    def __init__(self, source: Any, detectors: list, policy: Policy, governor: Governor,
-                 scheduler: Scheduler, clock: Any, *, recorder: Any = None,
-                 phase_estimator: Any = None, arm_on_start: bool = False,
-                 status_board: Any = None, description: str = "",
-                 read_timeout_s: float = 0.05, log: Any = None,
-                 sim_source: Any = None, forecaster: Any = None) -> None:
+    def __init__(self, source: Any, detectors: list | None, policy: Policy,
+                 governor: Governor, scheduler: Scheduler, clock: Any, *,
+                 recorder: Any = None, phase_estimator: Any = None,
+                 arm_on_start: bool = False, status_board: Any = None,
+                 description: str = "", read_timeout_s: float = 0.05, log: Any = None,
+                 sim_source: Any = None, forecaster: Any = None,
+                 make_detectors: Any = None, check_stages: Any = None) -> None:
         self.source = source
-        self.detectors = list(detectors)
+        #: ``make_detectors(channels) -> list``: with ``detectors=None``, the detectors are
+        #: built once the source has started (a stream source such as LSL knows its
+        #: channels only after it resolved the stream)
+        self._make_detectors = make_detectors
+        if detectors is None and make_detectors is None:
+            raise ValueError("Loop: give detectors or make_detectors")
+        self.detectors = list(detectors) if detectors is not None else []
+        #: ``check_stages(source)``: raises a one-line error when the started source
+        #: cannot feed the stages (a phase channel it lacks, an irregular rate)
+        self._check_stages = check_stages
+        self._built_note = ""
         #: detectors that blank stimulation artefacts (told of every delivered pulse)
         self._blankers = [d for d in self.detectors if hasattr(d, "blank")]
         self.policy = policy
@@ -311,6 +322,9 @@ class Loop:
         # must stop the run before a device is opened or a recording file is created.
         # Data arriving meanwhile waits in the source's buffer (BrainFlow ring, LSL inlet).
         self.source.start()
+        # its channels and rate are known now: the detectors it can feed, checked, before
+        # any device or recording file is opened
+        self._stages_for_source()
         # the collection's pause comes before any device thread runs: a stim box's
         # heartbeat thread waiting on the GIL during it would look like a lost device
         gc.collect()
@@ -332,10 +346,25 @@ class Loop:
             self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
         gc.freeze()
+        if self._built_note:
+            self._note(self._built_note)
         if self.recorder is not None:
             # declared once the source started: a stream source (LSL) learns its channels
             # and rate only when it resolves the stream
             self.recorder.add_signal_stream(self.source)
+
+    def _stages_for_source(self) -> None:
+        """Build the detectors for the started source's channels (when deferred) and
+        check that it can feed every stage; the run stops with the error otherwise."""
+        if self._check_stages is not None:
+            self._check_stages(self.source)
+        if self._make_detectors is not None and not self.detectors:
+            self.detectors = list(self._make_detectors(tuple(self.source.channels)))
+            self._blankers = [d for d in self.detectors if hasattr(d, "blank")]
+            names = ", ".join(type(d).__name__ for d in self.detectors) or "none"
+            # noted once the recording exists
+            self._built_note = (f"source channels {', '.join(self.source.channels)} at "
+                                f"{self.source.rate_hz:g} Hz: detectors {names}")
 
     def _set_realtime(self, priority: int) -> None:
         """SCHED_FIFO for this thread (and threads it creates) when asked and allowed."""
@@ -932,6 +961,37 @@ def phase_channel_missing(estimator: Any, source: Any) -> bool:
     return bool(ch) and ch not in tuple(source.channels)
 
 
+def _check_source_for_stages(source: Any, phase: Any) -> None:
+    """ConfigError when the source cannot feed the decoders: a phase channel it lacks,
+    SourceError when it has no regular sampling rate (an irregular LSL stream,
+    nominal_srate 0: every filter and detector is designed for a fixed rate)."""
+    from engramloop.core.schema import ConfigError
+
+    if phase is not None and phase_channel_missing(phase, source):
+        raise ConfigError("", "phase.channel", f"{phase.settings.channel!r} is not a channel "
+                                               f"of the source ({', '.join(source.channels)})")
+    rate = getattr(source, "rate_hz", math.nan)
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+        what = (f"LSL stream {source.stream_name!r}" if getattr(source, "stream_name", "")
+                else type(source).__name__)
+        raise SourceError(f"{what} has an irregular rate (nominal rate {rate} Hz); the "
+                          "filters and detectors need a regular one: publish the stream "
+                          "with its nominal sampling rate")
+    if phase is not None:
+        from engramloop.decoders.detectors import check_nyquist
+
+        check_nyquist("phase", phase.settings, float(rate))
+
+
+def _rate(source: Any) -> float | None:
+    """The source's sampling rate in Hz, or None while it is not known (NaN/0 before a
+    stream source has started, or an irregular stream)."""
+    rate = getattr(source, "rate_hz", None)
+    if isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0:
+        return float(rate)
+    return None
+
+
 def _check_decoders_for_policy(cfg: Any) -> None:
     """Combinations of [policy], [detectors] and [phase] that cannot work."""
     pol = cfg.policy
@@ -1053,14 +1113,11 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
 
         phase = make_phase_estimator(getattr(cfg, "phase", None) or PhaseSettings(
             channel="CA1", band_hz=(6.0, 10.0), window_s=1.0))
-        if phase_channel_missing(phase, source):
-            raise ConfigError("", "phase.channel", f"{cfg.phase.channel!r} is not a channel "
-                                                   f"of the source ({', '.join(source.channels)})")
-        fs = float(getattr(source, "rate_hz", 0) or 0)
-        if math.isfinite(fs) and fs > 0:
-            from engramloop.decoders.detectors import check_nyquist
-
-            check_nyquist("phase", cfg.phase, fs)
+    # A stream source (LSL) learns its channels and rate only when it resolves the
+    # stream at start: its detectors are built then, and the checks below run then.
+    known = bool(tuple(source.channels)) and _rate(source) is not None
+    if known:
+        _check_source_for_stages(source, phase)
     recorder = None
     if record:
         from engramloop.controller.recorder import Recorder
@@ -1072,15 +1129,18 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
 
         outlets = LoopOutlets(lsl)
         recorder = outlets if recorder is None else Tee(recorder, outlets)
-    rate = float(getattr(source, "rate_hz", 0) or 0)   # NaN/0: not known until started
-    rate = rate if math.isfinite(rate) and rate > 0 else None
-    return Loop(source, make_detectors(cfg, tuple(source.channels), rate), policy, governor,
-                scheduler, clock,
+    return Loop(source, make_detectors(cfg, tuple(source.channels), _rate(source))
+                if known else None,
+                policy, governor, scheduler, clock,
                 recorder=recorder, phase_estimator=phase,
                 arm_on_start=cfg.safety.arm_on_start, status_board=status_board,
                 description=description or cfg.source.kind,
                 read_timeout_s=cfg.source.read_timeout_s, log=log, sim_source=sim_source,
-                forecaster=forecaster)
+                forecaster=forecaster,
+                make_detectors=None if known else (
+                    lambda chans: make_detectors(cfg, chans, _rate(source))),
+                check_stages=None if known else (
+                    lambda src: _check_source_for_stages(src, phase)))
 
 
 __all__ = ["Loop", "build_loop", "make_detectors", "RunResult", "SimStimOutput", "STAGES",
