@@ -49,8 +49,15 @@ def intent(t: float, spec: PulseSpec = TTL, **kw) -> Intent:
 def feed(g: Governor, t: float) -> None:
     """Keep data fresh up to time t: a chunk continuing the previous one without a gap
     (its nominal interval is 10 samples, which sets the staleness limit)."""
-    first = getattr(g, "_test_last_s", 1.0) + 1 / RATE
-    g.observe_chunk(first, t, 10, RATE)
+    last = getattr(g, "_test_last_s", 1.0)
+    # every sample up to t arrives (a gap is samples missing by count, not a time step):
+    # the bulk first, then a last chunk of 10 samples ending at t
+    n = int(round((t - last) * RATE))
+    if n > 10:
+        g.observe_chunk(last + 1 / RATE, t - 10 / RATE, n - 10, RATE)
+        last = t - 10 / RATE
+        n = 10
+    g.observe_chunk(last + 1 / RATE, t, max(n, 1), RATE)
     g._test_last_s = t
 
 

@@ -18,9 +18,13 @@ Rules (the ``rule`` string of a refusal):
 
 ``disarmed``         the governor starts disarmed and must be armed explicitly;
 ``calibrating``      detectors have not finished their baseline calibration;
-``stale_data``       the newest sample is older than ``stale_factor`` chunk intervals;
-``gap``              samples were lost (packet-counter jump or timestamp gap): pulses are
+``stale_data``       the newest sample is older than ``stale_factor`` chunk intervals, or
+                     the source itself reports it has no data (an LSL outlet gone);
+``gap``              samples were lost (a device's packet-counter jump, or samples missing
+                     by count against the nominal rate; jitter is not a gap): pulses are
                      blocked for one refractory period after the gap;
+``artefact``         non-finite samples reached the loop: from the first until the
+                     detectors have settled after the last (:mod:`controller.nonfinite`);
 ``deadline``         the intent's deadline has already passed, or it is not after its
                      intended time;
 ``modality``         the pulse modality is not enabled in ``[safety] modalities``;
@@ -58,6 +62,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engramloop.core.pulse import Pulse, PulseSpec
+from engramloop.core.sample_clock import SampleCounter
 from engramloop.core.schema import setting
 
 #: Shannon (1992) fitted the boundary between damaging and non-damaging macro-electrode
@@ -91,9 +96,9 @@ SESSION_CAP_CEILING = 1_000_000
 #: Length of the sliding window of the charge-per-second rule, seconds.
 CHARGE_WINDOW_S = 1.0
 
-RULES = ("disarmed", "calibrating", "stale_data", "gap", "deadline", "modality", "waveform",
-         "charge", "charge_density", "shannon", "charge_rate", "opto_power", "auditory_level",
-         "auditory_lockout", "refractory", "rate", "session_cap")
+RULES = ("disarmed", "calibrating", "stale_data", "gap", "artefact", "deadline", "modality",
+         "waveform", "charge", "charge_density", "shannon", "charge_rate", "opto_power",
+         "auditory_level", "auditory_lockout", "refractory", "rate", "session_cap")
 
 
 class SafetyError(RuntimeError):
@@ -135,8 +140,10 @@ class SafetySettings:
         doc="refuse pulses when the newest sample is older than this many chunk intervals")
     gap_tolerance_samples: float = setting(
         1.5, gt=1.0, le=1e6, unit="samples",
-        doc="a timestamp step larger than this many sample periods between chunks is a gap; "
-            "a gap blocks pulses for one refractory period")
+        doc="samples missing before a chunk (counted against the nominal rate over a "
+            "dejittered clock) beyond this many sample periods, plus twice the source's "
+            "recent timestamp jitter, are a gap; a gap blocks pulses for one refractory "
+            "period")
     # --- electrical dose ---
     current_per_volt_ma: float = setting(
         1.0, gt=0, le=1000, unit="mA/V",
@@ -453,6 +460,8 @@ class _State:
     chunk_interval_s: float = 0.0
     prev_last_s: float = math.nan
     gap_block_until_s: float = -math.inf
+    artefact_until_s: float = -math.inf
+    source_stale: bool = False
     last_intended_s: float = -math.inf   # last pulse onset of the last approved train
     last_end_s: float = -math.inf        # when the last approved train stops playing
     auditory_lock_until_s: float = -math.inf
@@ -491,6 +500,9 @@ class Governor:
         self._s = _State()
         self._s.refusals = {r: 0 for r in RULES}
         self._issued: dict[int, Pulse] = {}
+        self._counter: SampleCounter | None = None
+        #: samples found missing before the last observed chunk (0: none)
+        self.last_missing = 0
 
     # ------------------------------------------------------------------ state
     @property
@@ -524,6 +536,16 @@ class Governor:
         """Tell the governor whether the detectors finished their baseline calibration."""
         self._s.calibrated = bool(done)
 
+    def set_artefact_until(self, until_s: float) -> None:
+        """Refuse pulses (rule ``artefact``) until host time ``until_s`` (inf: until told
+        otherwise; -inf: no artefact)."""
+        self._s.artefact_until_s = float(until_s)
+
+    def set_source_stale(self, stale: bool) -> None:
+        """The source reports it has no data (stale or lost): refuse pulses (rule
+        ``stale_data``) until it reports data again."""
+        self._s.source_stale = bool(stale)
+
     def observe_chunk(self, first_s: float, last_s: float, n_samples: int, rate_hz: float,
                       gap_before: bool = False) -> bool:
         """Account for a chunk of data that reached the loop.
@@ -542,19 +564,36 @@ class Governor:
         -------
         bool
             True when a gap was detected (pulses are now blocked for one refractory period).
+
+        Notes
+        -----
+        A gap is *missing samples*, counted against the nominal rate over a dejittered
+        clock (:class:`core.sample_clock.SampleCounter`), or ``gap_before`` from a source
+        that knows (a device's sample counter): a source that stamps samples when they
+        are pushed (pylsl's SendData) jitters by milliseconds without losing any.
+        An irregular stream (``rate_hz`` 0 or NaN) has no count to check: only
+        ``gap_before`` marks gaps, and the chunk interval (for the stale-data rule) is
+        the time between the newest samples of consecutive chunks.
         """
         s = self._s
-        period = 1.0 / rate_hz
-        gap = gap_before
-        if not gap and s.prev_last_s == s.prev_last_s:  # not NaN: we have a previous chunk
-            gap = (first_s - s.prev_last_s) > self.settings.gap_tolerance_samples * period
+        regular = rate_hz == rate_hz and rate_hz > 0
+        counter = self._counter
+        if counter is None or counter.rate_hz != (rate_hz if regular else 0.0):
+            counter = self._counter = SampleCounter(
+                rate_hz if regular else 0.0, self.settings.gap_tolerance_samples)
+        self.last_missing = counter.observe(first_s, last_s, n_samples)
+        gap = gap_before or self.last_missing > 0
         if gap:
             s.gap_block_until_s = max(s.gap_block_until_s, last_s + self.settings.refractory_s)
+        if regular:
+            s.chunk_interval_s = n_samples / rate_hz
+            s.data_seen_s += n_samples / rate_hz
+        elif s.prev_last_s == s.prev_last_s and last_s > s.prev_last_s:
+            s.chunk_interval_s = last_s - s.prev_last_s
+            s.data_seen_s += last_s - s.prev_last_s
         s.prev_last_s = last_s
         if last_s > s.last_sample_s:
             s.last_sample_s = last_s
-        s.chunk_interval_s = n_samples * period
-        s.data_seen_s += n_samples * period
         return gap
 
     def lockouts(self, now_s: float) -> tuple[str, ...]:
@@ -569,6 +608,11 @@ class Governor:
             out.append(f"refractory {s.last_intended_s + st.refractory_s - now_s:.1f} s")
         if now_s < s.gap_block_until_s:
             out.append(f"gap {s.gap_block_until_s - now_s:.1f} s")
+        if now_s < s.artefact_until_s:
+            out.append("artefact" if s.artefact_until_s == math.inf else
+                       f"artefact {s.artefact_until_s - now_s:.1f} s")
+        if s.source_stale:
+            out.append("source stale")
         if now_s < s.auditory_lock_until_s:
             out.append(f"auditory {s.auditory_lock_until_s - now_s:.1f} s")
         if s.n_pulses >= st.max_pulses_per_session:
@@ -642,8 +686,15 @@ class Governor:
         age = now - s.last_sample_s
         if not age <= st.stale_factor * s.chunk_interval_s:
             return "stale_data", f"newest sample is {age * 1e3:.1f} ms old"
+        if s.source_stale:
+            return "stale_data", "the source reports no data"
         if now < s.gap_block_until_s or it.intended_s < s.gap_block_until_s:
             return "gap", f"blocked until {s.gap_block_until_s:.3f} s after lost samples"
+        if now < s.artefact_until_s or it.intended_s < s.artefact_until_s:
+            return "artefact", ("non-finite samples: blocked until the detectors settle"
+                                if s.artefact_until_s == math.inf else
+                                f"blocked until {s.artefact_until_s:.3f} s after non-finite "
+                                "samples")
         if not (it.deadline_s >= now and it.deadline_s >= it.intended_s):
             return "deadline", (f"deadline {it.deadline_s:.4f} s already passed at "
                                 f"{now:.4f} s or before intended {it.intended_s:.4f} s")

@@ -37,6 +37,7 @@ from typing import Any
 
 from engramloop.controller.governor import Decision, Governor
 from engramloop.controller.latency import Histogram, StageTimes
+from engramloop.controller.nonfinite import NonFiniteGuard
 from engramloop.controller.policy import Policy
 from engramloop.controller.scheduler import Scheduler
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
@@ -233,6 +234,17 @@ class Loop:
             self.result.forecasts = []
         self._gate_open: bool | None = None
         self._n_gate_open = 0
+        #: non-finite samples: screened before every decoding stage (built at start,
+        #: when the detectors exist)
+        self._guard: NonFiniteGuard | None = None
+        self._phase_now: Any = None
+        #: the source's link ("ok", "stale", "lost") as last seen, and since when
+        self._link = "ok"
+        self._link_since = math.nan
+        #: gaps since the last gap line (the lines are rate-limited and summarised)
+        self._gaps_unreported = 0
+        self._missing_unreported = 0
+        self._next_gap_note = -math.inf
         if policy.needs_phase and phase_estimator is None:
             raise ValueError(f"policy.target = {policy.settings.target!r} needs a phase "
                              "estimator (config section [phase])")
@@ -325,6 +337,10 @@ class Loop:
         # its channels and rate are known now: the detectors it can feed, checked, before
         # any device or recording file is opened
         self._stages_for_source()
+        stages = list(self.detectors)
+        if self.phase_estimator is not None:
+            stages.append(self.phase_estimator)
+        self._guard = NonFiniteGuard(stages)
         # the collection's pause comes before any device thread runs: a stim box's
         # heartbeat thread waiting on the GIL during it would look like a lost device
         gc.collect()
@@ -439,12 +455,95 @@ class Loop:
                 out.disarm()
         self._outputs_armed = False
 
-    def _note(self, msg: str, t: float | None = None) -> None:
+    def _note(self, msg: str, t: float | None = None, fields: dict | None = None) -> None:
+        """Log ``msg``, show it on the live view and record it in the log stream (with
+        ``fields``, e.g. ``kind``, for events a reader picks out)."""
         t = self.clock.now() if t is None else t
         self._log(msg)
         self._messages.append(msg)
         if self.recorder is not None and not self.recorder.failed:
-            self.recorder.write_marker("log", t, {"t_s": t, "message": msg})
+            self.recorder.write_marker("log", t, {"t_s": t, "message": msg, **(fields or {})})
+
+    def _gap_noted(self, chunk: Chunk, now: float) -> None:
+        """One line for the first gap, then at most one summary per 10 s (a source that
+        loses samples all the time must not flood the log); each gap is still a
+        ``kind: gap`` record in the log stream."""
+        res = self.result
+        missing = self.governor.last_missing
+        self._gaps_unreported += 1
+        self._missing_unreported += missing
+        what = f"{missing} samples missing" if missing else "the source reports lost samples"
+        if now >= self._next_gap_note:
+            self._next_gap_note = now + 10.0
+            n, m = self._gaps_unreported, self._missing_unreported
+            msg = (f"gap before sample {chunk.first_index} ({what}): pulses blocked for one "
+                   "refractory period" if n == 1 else
+                   f"{n} gaps ({m} samples missing) in the last 10 s, the latest before "
+                   f"sample {chunk.first_index}; {res.n_gaps} so far")
+            self._gaps_unreported = self._missing_unreported = 0
+            self._note(msg, now, {"kind": "gap", "missing_samples": missing,
+                                  "first_index": chunk.first_index,
+                                  "t_first_s": float(chunk.timestamps[0])})
+        elif self.recorder is not None and not self.recorder.failed:
+            self.recorder.write_marker("log", now, {
+                "t_s": now, "kind": "gap", "missing_samples": missing,
+                "first_index": chunk.first_index, "t_first_s": float(chunk.timestamps[0])})
+
+    def _watch_link(self, now: float) -> None:
+        """The source's own view of its link (LSL: data flowing, stale, lost): each
+        change is an event in the recording and the live view's state; the governor
+        refuses pulses while the source reports no data."""
+        state = getattr(self.source, "link_state", None)
+        if state is None or state == self._link:
+            return
+        prev, self._link = self._link, state
+        silent = float(getattr(self.source, "silent_s", 0.0) or 0.0)
+        if state == "ok":
+            outage = now - self._link_since if self._link_since == self._link_since else 0.0
+            self.governor.set_source_stale(False)
+            self._note(f"source recovered after {outage:.1f} s without data ({prev}); "
+                       "stimulation resumes after the gap rule's block", now,
+                       {"kind": "source_recovered", "outage_s": outage,
+                        "since_s": self._link_since, "from": prev})
+            self._link_since = math.nan
+            return
+        if prev == "ok":
+            self._link_since = now - silent
+        self.governor.set_source_stale(True)
+        self._note(f"source {state}: no data for {silent:.1f} s"
+                   + (" (the outlet is gone; waiting for it to come back)"
+                      if state == "lost" else "") + "; stimulation inhibited", now,
+                   {"kind": f"source_{state}", "since_s": self._link_since,
+                    "silent_s": silent})
+
+    def _artefact_notes(self, now: float) -> None:
+        g = self._guard
+        for ep in g.started:
+            chs = ", ".join(sorted(ep.channels))
+            self._note(f"artefact: non-finite samples on {chs} from {ep.start_s:.3f} s; the "
+                       "detectors reading them are paused, stimulation inhibited", now,
+                       {"kind": "artefact_start", "start_s": ep.start_s,
+                        "channels": sorted(ep.channels)})
+        for ep in g.ended:
+            d = ep.to_dict()
+            self._note(f"artefact over: {', '.join(d['channels'])} non-finite for "
+                       f"{d['duration_s'] * 1e3:.0f} ms ({d['nonfinite_samples']} samples); "
+                       f"detectors restarted, pulses inhibited {g.settle_s:g} s more", now,
+                       {"kind": "artefact_end", **d})
+        g.started.clear()
+        g.ended.clear()
+
+    def _state_text(self, now: float, calibrated: bool) -> str:
+        """The live view's state: the worst of a source outage, an artefact, calibrating."""
+        if self._link != "ok":
+            since = self._link_since
+            return f"source {self._link}: no data for {now - since:.1f} s" \
+                if since == since else f"source {self._link}"
+        g = self._guard
+        if g is not None and g.episode is not None:
+            return (f"artefact: non-finite on {', '.join(sorted(g.episode.channels))} "
+                    f"since {g.episode.start_s:.1f} s")
+        return "running" if calibrated else "calibrating"
 
     def _main(self, duration_s: float | None) -> None:
         res, src, clock, gov = self.result, self.source, self.clock, self.governor
@@ -481,6 +580,12 @@ class Loop:
             if chunk is None:
                 res.n_timeouts += 1
                 now = clock.now()
+                self._watch_link(now)
+                if self.status_board is not None and now >= next_status \
+                        and self._last_chunk is not None:
+                    # no data: the live view must still show the outage
+                    next_status = now + STATUS_EVERY_S
+                    self._publish(now, self._last_chunk, self._state_text(now, calibrated))
                 if now >= t_end or (duration_s is not None and not self.simulated
                                     and now - t_start >= duration_s):
                     res.stop_reason = "duration reached"
@@ -498,12 +603,13 @@ class Loop:
                 res.t0_s = float(chunk.timestamps[0]) if chunk.n_samples else now
                 if duration_s is not None:
                     t_end = (res.t0_s + duration_s) if self.simulated else t_start + duration_s
+            if self._link != "ok":
+                self._watch_link(now)
             # ---- safety bookkeeping, record raw data
             if gov.observe_chunk(float(chunk.timestamps[0]), chunk.last_time_s,
                                  chunk.n_samples, chunk.rate_hz, chunk.gap_before):
                 res.n_gaps += 1
-                self._note(f"gap before sample {chunk.first_index}: pulses blocked for one "
-                           "refractory period", now)
+                self._gap_noted(chunk, now)
             res.n_chunks += 1
             res.n_samples += chunk.n_samples
             # deliveries since the last chunk, before decoding: their artefacts are blanked
@@ -515,8 +621,7 @@ class Loop:
             h_in.record((p2 - p1) if self.simulated else (clock.now() - chunk.arrival_s))
             # ---- decode
             events = self._decode(chunk)
-            phase = (self.phase_estimator.process(chunk)
-                     if self.phase_estimator is not None else None)
+            phase = self._phase_now
             if not calibrated:
                 calibrated = all(not getattr(d, "calibrating", False) for d in self.detectors)
                 if calibrated:
@@ -574,7 +679,7 @@ class Loop:
                     self._take_forecasts()
             if self.status_board is not None and now >= next_status:
                 next_status = now + STATUS_EVERY_S
-                self._publish(now, chunk, "running" if calibrated else "calibrating")
+                self._publish(now, chunk, self._state_text(now, calibrated))
             if chunk.last_time_s >= t_end if self.simulated else now >= t_end:
                 res.stop_reason = "duration reached"
                 break
@@ -584,15 +689,40 @@ class Loop:
         res.duration_s = (res.t_end_s - res.t0_s) if self.simulated else (res.t_end_s - t_start)
 
     def _decode(self, chunk: Chunk) -> list[Event]:
+        """Events of every detector (and the phase estimate, in ``_phase_now``) for one
+        chunk; non-finite samples are screened here, the one place chunks enter the
+        decoders (:class:`controller.nonfinite.NonFiniteGuard`)."""
         period = self._period
         if period is not None:  # kept for the next status snapshot (clipping, flat, RMS)
             period.append(chunk)
         dets = self.detectors
-        if len(dets) == 1:
-            return dets[0].process(chunk)
-        events: list[Event] = []
-        for d in dets:
-            events.extend(d.process(chunk))
+        pe = self.phase_estimator
+        guard = self._guard
+        feed = guard.screen(chunk) if guard is not None else None
+        if feed is None:
+            if pe is not None:
+                self._phase_now = pe.process(chunk)
+            if len(dets) == 1:
+                return dets[0].process(chunk)
+            events: list[Event] = []
+            for d in dets:
+                events.extend(d.process(chunk))
+            return events
+        events = []
+        for i, d in enumerate(dets):
+            if feed[i]:
+                events.extend(guard.keep(i, d.process(chunk)))
+        if len(dets) > 1:
+            events.sort(key=lambda e: e.detect_s)
+        if pe is not None:
+            # a paused estimator gives no phase: NaN, which the policy does not act on
+            self._phase_now = pe.process(chunk) if feed[-1] else _nan_phase(chunk)
+        now = self.clock.now()
+        if guard.started or guard.ended:
+            self._artefact_notes(now)
+        until = guard.inhibit_until()
+        # the chunk clock and the governor's clock are the same host clock
+        self.governor.set_artefact_until(until)
         return events
 
     def _read_now(self) -> Chunk | None:
@@ -630,8 +760,6 @@ class Loop:
             self.governor.observe_chunk(float(c.timestamps[0]), c.last_time_s,
                                         c.n_samples, c.rate_hz, c.gap_before)
             stale = self._decode(c)
-            if self.phase_estimator is not None:
-                self.phase_estimator.process(c)
             if self.recorder is not None:
                 self.recorder.write_chunk(c)
                 for e in stale:
@@ -947,6 +1075,13 @@ def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None,
     from engramloop.decoders.detectors import make_detectors as factory
 
     return list(factory(cfg, channels, rate_hz=rate_hz))
+
+
+def _nan_phase(chunk: Chunk) -> Any:
+    from engramloop.decoders.phase import PhaseEstimate
+
+    nan = math.nan
+    return PhaseEstimate(chunk.last_time_s, nan, nan, nan, 0.0)
 
 
 def _file_size(path: Any) -> int:

@@ -368,6 +368,11 @@ class EchtPhase(_Single):
         self._fs = 0.0
         self._cache = None
 
+    def restart(self) -> None:
+        """After samples the estimator must not see (non-finite): start the window
+        afresh from the next chunk (NaN phase until it is full again)."""
+        self.reset()
+
 
 class ArPhase(_Single):
     """AR forward-prediction phase of one channel (Zrenner et al. 2018 style).
@@ -464,6 +469,11 @@ class ArPhase(_Single):
         """Forget the buffer."""
         self._fs = 0.0
         self._cache = None
+
+    def restart(self) -> None:
+        """After samples the estimator must not see (non-finite): start the window
+        afresh from the next chunk (NaN phase until it is full again)."""
+        self.reset()
 
 
 def make_phase_estimator(settings: PhaseSettings) -> EchtPhase | ArPhase:

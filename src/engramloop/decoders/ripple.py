@@ -239,6 +239,8 @@ class RippleDetector:
         self._cap = 0
         #: stimulation artefact windows [start, end) in seconds, from blank()
         self._blanks: list[tuple[float, float]] = []
+        #: restart() was called: the next chunk primes the filters
+        self._restart = False
 
     # ----------------------------------------------------------------- setup
     def _setup(self, fs: float) -> None:
@@ -351,6 +353,44 @@ class RippleDetector:
         """Forget all state; the next chunk starts a new calibration."""
         self._fs = 0.0
         self._blanks = []
+        self._restart = False
+
+    def restart(self) -> None:
+        """Forget the signal but keep the calibration: after samples the detector must
+        not see (non-finite, an electrode pop), the next chunk starts the band-pass,
+        theta/delta and sharp-wave filters in steady state at its first sample, empties
+        the envelope windows and runs, and re-arms; the baseline statistics and the
+        calibration carry on, so detection resumes within the envelope's window."""
+        self._restart = self._fs != 0.0
+        self._blanks = []
+
+    def _restart_from(self, samples: np.ndarray) -> None:
+        """Prime every filter from the first row of ``samples`` (n, all channels)."""
+        self._restart = False
+        s = self.settings
+        x0 = samples[0]
+        cols = self._cols
+        if self._pool is not None:
+            pooled = float(self._pool @ x0[cols[:self._n_in]])
+            first = np.concatenate([[pooled], x0[cols[self._n_in:]]])
+        else:
+            first = x0[cols]
+        self._band.reset(first)
+        if s.theta_gate:
+            g = np.array([x0[self._gate_col]])
+            self._theta.reset(g)
+            self._delta.reset(g)
+            self._hold[0] = g[0]
+        if self._sw_on:
+            sw = np.array([self._sw_weight[0] * x0[self._sw_cols[0]]])
+            self._sw_filter.reset(sw)
+            self._fast.reset()
+            self._sw_hold = float(sw[0])
+            self._sw_carry.fill(0)
+            self._fast_carry.fill(0)
+        self._carry.fill(0)
+        self._armed = True
+        self._rearm_t = -np.inf
 
     def blank(self, start_s: float, stop_s: float) -> None:
         """Mark ``[start_s, stop_s + artefact_blank_s)`` (seconds, the chunks' time base) as
@@ -442,6 +482,8 @@ class RippleDetector:
             # (a source may hand over an equal, new tuple each chunk: no re-binding then,
             # which would rebuild ripple_front's arguments)
             self._bind_gate(chunk.channels)
+        if self._restart:
+            self._restart_from(chunk.samples)
         nd = self._nd
         filt, env, med, sd, thr, runs_all, gf, th, de = self._views(n)
         base = self._base

@@ -146,6 +146,7 @@ class SlowOscDetector:
         self._calibrating = True
         self._first = True
         self._bound: tuple[str, ...] | None = None   # channel names cols was resolved for
+        self._restart = False     # restart() was called: the next chunk primes the filters
 
     def _setup(self, fs: float) -> None:
         s, k = self.settings, self._k
@@ -213,6 +214,26 @@ class SlowOscDetector:
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
         self._fs = 0.0
+        self._restart = False
+
+    def restart(self) -> None:
+        """Forget the signal but keep the calibration: after samples the detector must
+        not see (non-finite, an electrode pop), the next chunk starts the band-pass and
+        the gate's filters in steady state at its first sample, empties the gate windows
+        and the ECHT window, and puts every channel's down-state machine back to armed;
+        the threshold statistics and the calibration carry on."""
+        self._restart = self._fs != 0.0
+
+    def _restart_from(self, x: np.ndarray) -> None:
+        """Prime from the first row of the picked samples ``x`` (n, k)."""
+        self._restart = False
+        self._filt.reset(x[0])
+        if self._gate is not None:
+            for g in self._gate:
+                g.reset(x[0])
+        if self._echt is not None:
+            self._echt.reset()
+        self._chs[:] = (0.0, np.nan, np.inf, np.nan, -np.inf)
 
     @property
     def calibrating(self) -> bool:
@@ -238,7 +259,7 @@ class SlowOscDetector:
         # baseline update point inside it -- is one C call: pick, band-pass, gate
         # envelopes, baseline push, threshold and the down-state machine. Everything else
         # takes the Python path below; both give bit-identical results.
-        if (0 < n <= self._cap and chunk.rate_hz == self._fs
+        if (0 < n <= self._cap and chunk.rate_hz == self._fs and not self._restart
                 and (chunk.channels is self._bound or chunk.channels == self._bound)
                 and (self._fixed or self._base.no_update_in(n))):
             base = self._base
@@ -289,6 +310,8 @@ class SlowOscDetector:
             self._t0 = float(t[0])
             self._cal_end = self._t0 + s.calibration_s
             self._filt.reset(x[0])      # start in steady state: no step transient
+        elif self._restart:
+            self._restart_from(x)
         y = self._filt.process(x, self._y[:n])
         g_slow = g_fast = None
         if self._gate is not None:       # both envelopes keep their state every chunk

@@ -237,6 +237,7 @@ class SpindleDetector:
         self._cap = 0
         self._channels: tuple[str, ...] | None = None     # the channel list bound to
         self._cols = np.zeros(self._k, dtype=np.int64)    # columns picked from a chunk
+        self._restart = False     # restart() was called: the next chunk primes the filters
 
     def _setup(self, fs: float) -> None:
         s = self.settings
@@ -326,6 +327,33 @@ class SpindleDetector:
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
         self._fs = 0.0
+        self._restart = False
+
+    def restart(self) -> None:
+        """Forget the signal but keep the calibration: after samples the detector must
+        not see (non-finite, an electrode pop), the next chunk starts the sigma, broad
+        and alpha band-passes in steady state at its first sample, empties the RMS
+        windows, runs and open events, and re-arms every channel; the baseline
+        statistics and the calibration carry on."""
+        self._restart = self._fs != 0.0
+
+    def _restart_from(self, samples: np.ndarray) -> None:
+        self._restart = False
+        x0 = samples[0, self._cols]
+        for f in (self._sigma, self._broad, self._alpha):
+            if f is not None:
+                f.reset(x0)
+        self._pm.reset()
+        self._env.reset()
+        self._xs_last.fill(0.0)       # the sigma band-pass starts at 0 from steady state
+        self._runstate.fill(0)
+        self._armed.fill(True)
+        self._rearm_t.fill(-np.inf)
+        self._open.fill(False)
+        self._open_onset.fill(np.nan)
+        self._any_open = False
+        self._all_armed = True
+        self._rearm_min = np.inf
 
     @property
     def calibrating(self) -> bool:
@@ -355,6 +383,8 @@ class SpindleDetector:
             self._alloc(max(n, 2 * self._cap))
         if chunk.channels is not self._channels:
             self._bind(chunk.channels)
+        if self._restart:
+            self._restart_from(samples)
         t = chunk.timestamps
         base = self._base
         first = base.index

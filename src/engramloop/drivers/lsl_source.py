@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from engramloop.core.chunk import Chunk, SourceError
+from engramloop.core.sample_clock import SampleCounter
 from engramloop.drivers.sources import unit_scale
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,12 @@ class LslSource:
         stream from a source's ``name`` attribute, and ours is ``engramloop.raw``).
     stale : bool
         True while no data arrived for ``settings.stale_after_s``.
+    link_state : str
+        ``"ok"``, ``"stale"`` (no data for ``stale_after_s``) or ``"lost"`` (no data for
+        ``lost_after_s``, or liblsl reported the stream lost); the loop records each
+        change and the governor inhibits while it is not ``"ok"``.
+    silent_s : float
+        Seconds without data when last read (0 while data flows).
     clock_offset_s : float
         Last LSL time correction (add to outlet timestamps to get host time).
     reconnects : int
@@ -108,6 +115,8 @@ class LslSource:
         self._inlet: Any = None
         self._info: Any = None
         self.stale = False
+        self.lost = False
+        self.silent_s = 0.0
         self.clock_offset_s = 0.0
         self.reconnects = 0
         self._index = 0
@@ -118,6 +127,14 @@ class LslSource:
         self._pending_gap = False
         self._offsets: list[float] = []
         self._carry: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._counter = SampleCounter(0.0)
+        #: samples counted missing so far (against the nominal rate)
+        self.samples_lost = 0
+
+    @property
+    def link_state(self) -> str:
+        """``"ok"``, ``"stale"`` or ``"lost"`` (see the class docstring)."""
+        return "lost" if self.lost else "stale" if self.stale else "ok"
 
     # -- resolving ------------------------------------------------------------------------
     def predicate(self) -> str:
@@ -201,6 +218,8 @@ class LslSource:
         self.channels = tuple(labels[i] for i in idx)
         rate = info.nominal_srate()
         self.rate_hz = float(rate) if rate > 0 else 0.0
+        if self._counter.rate_hz != self.rate_hz:
+            self._counter = SampleCounter(self.rate_hz)
         n_max = self.settings.max_chunk_samples
         self._buf = np.empty((n_max, info.channel_count()), dtype=_DTYPES[fmt])
         self._inlet = inlet
@@ -281,6 +300,7 @@ class LslSource:
         except LostError:
             log.warning("%s: stream lost; trying to find it again", self._what())
             self._lost_since = time.monotonic()
+            self.lost = self.stale = True
             self.stop()
             return self._silent(time.monotonic())
         n = len(ts)
@@ -288,7 +308,8 @@ class LslSource:
         if n == 0:
             return self._silent(arrival)
         self._last_data_host = arrival
-        self.stale = False
+        self.stale = self.lost = False
+        self.silent_s = 0.0
         raw = self._buf[:n]
         x = raw if self._all_same else raw[:, self._idx]
         samples = np.empty((n, len(self._scales)), dtype=np.float64)  # handed out, never reused
@@ -299,25 +320,42 @@ class LslSource:
     def _emit(self, samples: np.ndarray, t: np.ndarray, arrival: float, gap: bool,
               jumped: bool) -> Chunk:
         """Chunk up to the first discontinuity inside ``t``; the rest waits for the next
-        read, so ``gap_before`` always marks the exact sample after a gap."""
+        read, so ``gap_before`` always marks the exact sample after a gap.
+
+        A discontinuity is a step back in time (a clock reset) or *missing samples*,
+        counted against the nominal rate over a dejittered clock
+        (:class:`core.sample_clock.SampleCounter`): samples that outlets stamp when they
+        push them (pylsl's SendData, bursts every 10 ms) jitter without being lost."""
         n = len(t)
+        counter = self._counter
+        lost = 0
         if self.rate_hz > 0:
-            limit = 1.5 / self.rate_hz
-            if not np.isnan(self._last_t):
-                step = t[0] - self._last_t
-                if step > limit or step < 0:  # lost samples, or timestamps stepped back
-                    gap = True
+            back = (not np.isnan(self._last_t) and t[0] < self._last_t) or jumped
             if n > 1:
                 d = np.diff(t)
-                bad = np.flatnonzero((d > limit) | (d < 0))
-                if bad.size:
-                    j = int(bad[0]) + 1
+                stepped = np.flatnonzero(d < 0)
+                if stepped.size:  # the stamps step back inside the pull: split there
+                    j = int(stepped[0]) + 1
                     self._carry = (samples[j:], t[j:], arrival)
                     samples, t, n = samples[:j], t[:j], j
-        if gap and not np.isnan(self._last_t) and self.rate_hz > 0:
-            lost = max(int(round((t[0] - self._last_t) * self.rate_hz)) - 1, 0)
-        else:
-            lost = 0
+            if back:
+                gap = True
+                counter.reset()
+            elif n > 1 and counter.index > 0:
+                # first sample from which every later one stays late: samples are missing
+                # before it (a burst of late-stamped samples catches up within the pull)
+                k = counter.index + np.arange(n)
+                late = t - (counter.offset_s + k / self.rate_hz)
+                tail = np.minimum.accumulate(late[::-1])[::-1]
+                over = np.flatnonzero(tail > counter.tolerance_s)
+                if over.size and over[0] > 0:
+                    j = int(over[0])
+                    self._carry = (samples[j:], t[j:], arrival)
+                    samples, t, n = samples[:j], t[:j], j
+            lost = counter.observe(float(t[0]), float(t[-1]), n)
+            if lost:
+                gap = True
+                self.samples_lost += lost
         self._pending_gap = False
         self._last_t = float(t[-1])
         first = self._index + lost
@@ -334,8 +372,11 @@ class LslSource:
             self._lost_since = float("nan")
             raise SourceError(f"{self._what()}: no data for {silent:.1f} s; is the outlet "
                               "still running?")
+        self.silent_s = silent
         if silent >= self.settings.stale_after_s:
             self.stale = True
+        if silent >= self.settings.lost_after_s:
+            self.lost = True
         return None
 
 

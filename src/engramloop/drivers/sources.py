@@ -78,6 +78,11 @@ class LslSettings:
                                      doc="most samples pulled per read")
     stale_after_s: float = setting(0.5, gt=0, le=60, unit="s",
                                    doc="no new data for this long marks the stream stale")
+    lost_after_s: float = setting(
+        2.0, gt=0, le=3600, unit="s",
+        doc="no data for this long (or liblsl reporting the stream lost) marks the outlet "
+            "lost: an event in the recording and a state on the live view; liblsl keeps "
+            "reconnecting until error_after_s")
     error_after_s: float = setting(
         10.0, gt=0, le=3600, unit="s",
         doc="no data (outlet gone and not back) for this long is a SourceError")

@@ -1,0 +1,132 @@
+"""Missing samples, counted: a gap is samples that never arrived, not a late timestamp.
+
+Many sources stamp a sample when it is *pushed*, not when it was *measured*: pylsl's own
+``examples/SendData.py`` pushes every sample due in the last 10 ms in one burst, each
+stamped at the push, so consecutive stamps step by 0, 0, 10 ms, ... A rule on raw stamp
+steps ("more than 1.5 sample periods apart") calls that a gap thousands of times a minute.
+
+:class:`SampleCounter` instead counts samples against the nominal rate over a dejittered
+clock. Sample ``k`` is due at ``a + k / rate``; its *lateness* is ``t_k - (a + k / rate)``.
+A pushed-late sample has a positive lateness, never a negative one, so the offset ``a``
+is the lower envelope of ``t_k - k / rate``: its minimum over the last ``window_s``
+seconds (a sliding window, so a device clock that runs slightly fast or slow against
+the nominal rate is followed). Samples that were lost shift every later sample by the
+time they would have taken, for good; jitter does not last. So a chunk shows missing
+samples when even its least-late sample (of its first and newest) is later than the
+tolerance, and the count is ``round(lateness * rate)``; the count is then added to the
+sample index so the clock stays anchored.
+
+The tolerance is ``tolerance_samples / rate`` plus ``jitter_factor`` times the largest
+lateness of gap-free chunks in the last ``jitter_window_s`` seconds: 1.5 samples on a
+source with exact stamps (files, the simulator, a device's own sample clock), a few tens
+of milliseconds on a bursty LSL outlet. A loss shorter than the source's own jitter cannot
+be told from jitter by timestamps; a source with a sample counter (BrainFlow's package
+number) reports those itself (``Chunk.gap_before``).
+
+Pure bookkeeping on the timestamps it is given; no clock of its own.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["SampleCounter"]
+
+
+class SampleCounter:
+    """Counts samples against a nominal rate to tell missing samples from jitter.
+
+    Parameters
+    ----------
+    rate_hz : float
+        Nominal sampling rate, Hz. 0 or NaN (an irregular stream) disables counting:
+        :meth:`observe` then never reports missing samples.
+    tolerance_samples : float
+        Missing samples below this many sample periods (on top of the jitter allowance)
+        are not a gap.
+    window_s : float
+        Seconds of history the offset (lower envelope) is the minimum over.
+    jitter_window_s : float
+        Seconds of history the jitter allowance is the maximum over.
+    jitter_factor : float
+        The allowance is this many times the largest recent lateness.
+    """
+
+    def __init__(self, rate_hz: float, tolerance_samples: float = 1.5, *,
+                 window_s: float = 2.0, jitter_window_s: float = 10.0,
+                 jitter_factor: float = 2.0) -> None:
+        self.rate_hz = float(rate_hz) if rate_hz == rate_hz and rate_hz > 0 else 0.0
+        self.tolerance_samples = float(tolerance_samples)
+        self.window_s = float(window_s)
+        self.jitter_window_s = float(jitter_window_s)
+        self.jitter_factor = float(jitter_factor)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history (after a clock reset): the next chunk anchors again."""
+        #: index of the next sample expected
+        self.index = 0
+        #: (time, t - k/rate) candidates for the sliding minimum, increasing values
+        self._lows: deque = deque()
+        #: (time, lateness) candidates for the sliding maximum, decreasing values
+        self._highs: deque = deque()
+        #: missing samples counted so far
+        self.missing_total = 0
+
+    @property
+    def tolerance_s(self) -> float:
+        """Lateness beyond which samples count as missing now, seconds."""
+        if not self.rate_hz:
+            return math.inf
+        jitter = self._highs[0][1] if self._highs else 0.0
+        return self.tolerance_samples / self.rate_hz + self.jitter_factor * jitter
+
+    @property
+    def offset_s(self) -> float:
+        """The clock's offset ``a`` (sample ``k`` is due at ``a + k / rate``), seconds;
+        NaN before the first chunk."""
+        return self._lows[0][1] if self._lows else math.nan
+
+    def lateness(self, t_s: float, k: int) -> float:
+        """How late sample ``k`` stamped ``t_s`` is against the clock, seconds."""
+        if not self.rate_hz or not self._lows:
+            return 0.0
+        return t_s - (self._lows[0][1] + k / self.rate_hz)
+
+    def observe(self, first_s: float, last_s: float, n_samples: int) -> int:
+        """Account for the next ``n_samples`` samples stamped ``first_s`` .. ``last_s``
+        (seconds); returns how many samples are missing before them (0: none)."""
+        if not self.rate_hz or n_samples <= 0:
+            return 0
+        rate = self.rate_hz
+        k0, k1 = self.index, self.index + n_samples - 1
+        missing = 0
+        if self._lows:
+            late = min(self.lateness(first_s, k0), self.lateness(last_s, k1))
+            if late > self.tolerance_s:
+                missing = int(round(late * rate))
+                self.missing_total += missing
+                k0 += missing
+                k1 += missing
+            else:
+                self._push_high(last_s, max(late, 0.0))
+        self.index = k1 + 1
+        self._push_low(first_s, first_s - k0 / rate)
+        self._push_low(last_s, last_s - k1 / rate)
+        return missing
+
+    def _push_low(self, now: float, value: float) -> None:
+        q = self._lows
+        while q and q[-1][1] >= value:
+            q.pop()
+        q.append((now, value))
+        while q[0][0] < now - self.window_s:
+            q.popleft()
+
+    def _push_high(self, now: float, value: float) -> None:
+        q = self._highs
+        while q and q[-1][1] <= value:
+            q.pop()
+        q.append((now, value))
+        while q[0][0] < now - self.jitter_window_s:
+            q.popleft()
