@@ -87,7 +87,7 @@ def test_ripple_detection_resumes_after_non_finite_samples(tmp_path, value, whic
                       source=BadSamples(_sim(cfg, dur), at, at + length_s, which, value))
     res = loop.run(dur)
     t0 = res.t0_s
-    back = t0 + at + length_s + SETTLE_S + 2.0     # at most 2 s after the settling time
+    back = t0 + at + length_s + 2.0     # at most 2 s after clean data returns
 
     def ripples(r, lo, hi):
         return [e for e in r.events if e.kind == "ripple" and lo <= e.detect_s < hi]
@@ -156,4 +156,4 @@ def test_guard_pauses_only_the_stages_reading_the_bad_channel():
     assert g.episode is not None and g.inhibit_until() == math.inf
     assert g.screen(Chunk(x, t + 0.02, 1000.0, ("CA1", "CA3"), 0.0)) == [True, True]
     assert g.ended and g.ended[0].channels == {"CA1"}
-    assert g.inhibit_until() == pytest.approx(0.02 + SETTLE_S)
+    assert g.inhibit_until() == pytest.approx(0.02 + SETTLE_S["ripple"])

@@ -528,7 +528,7 @@ class Loop:
             d = ep.to_dict()
             self._note(f"artefact over: {', '.join(d['channels'])} non-finite for "
                        f"{d['duration_s'] * 1e3:.0f} ms ({d['nonfinite_samples']} samples); "
-                       f"detectors restarted, pulses inhibited {g.settle_s:g} s more", now,
+                       f"detectors restarted, pulses inhibited up to {g.settle_s:g} s more", now,
                        {"kind": "artefact_end", **d})
         g.started.clear()
         g.ended.clear()

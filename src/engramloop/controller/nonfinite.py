@@ -15,7 +15,7 @@ run in every detector and the phase estimator, without a word.
 - the first chunk in which a held stage's channels are clean again calls the stage's
   ``restart()`` (filters primed in steady state from that chunk's first sample, windows
   and runs emptied, calibration kept) and then feeds it; for ``settle_s`` seconds after
-  that the stage's events are dropped (its envelopes and gates refill);
+  that the stage's events are dropped (the band-pass settles after the jump);
 - the loop asks the governor to inhibit from the first bad sample until ``settle_s``
   after the last, and records each episode (start, end, channels, duration) in the
   recording's log stream and on the live view.
@@ -34,11 +34,16 @@ import numpy as np
 from engramloop.core.chunk import Chunk
 
 #: Seconds after clean data returns during which a restarted stage's events are dropped
-#: and the governor keeps inhibiting: the restarted filters start in steady state, but
-#: the envelopes and gates refill (ripple RMS window 24 ms; spindle sigma RMS and its
-#: 11-16 Hz band-pass ring-down, a few hundred ms; see bench/nan_recovery.py for the
-#: time detection actually takes to come back).
-SETTLE_S = 0.5
+#: and the governor keeps inhibiting, by stage kind. The restarted filters start in
+#: steady state at the first clean sample and the RMS windows keep their samples from
+#: before the pause, so what is left is the band-pass's response to the jump between
+#: the last sample before and the first after: a few cycles of its lowest band edge
+#: plus the envelope window -- ripple 150 Hz, 24 ms window: 50 ms; spindle 11 Hz, 100 ms
+#: window: 300 ms; slow oscillation 0.2 Hz, but trough detection needs the band-passed
+#: signal to settle below threshold, 500 ms. Other stages (the phase estimator) 500 ms.
+#: bench/nan_recovery.py measures detection coming back and false detections after.
+SETTLE_S = {"ripple": 0.05, "spindle": 0.3, "so": 0.5}
+DEFAULT_SETTLE_S = 0.5
 
 #: the settings attributes that name the channels a stage reads
 _CHANNEL_FIELDS = ("channels", "reference_channels", "sharp_wave_channel", "theta_channel",
@@ -83,9 +88,10 @@ class NonFiniteGuard:
     ----------
     stages : sequence
         Decoding stages (``process(chunk)``; ``restart()`` or ``reset()``).
-    settle_s : float
+    settle_s : mapping of str to float, or float
         Seconds after clean data returns during which a restarted stage's events are
-        dropped and the governor keeps inhibiting.
+        dropped and the governor keeps inhibiting, by stage kind (``KIND``), or one for
+        all.
 
     Attributes
     ----------
@@ -96,9 +102,14 @@ class NonFiniteGuard:
         the loop).
     """
 
-    def __init__(self, stages: Sequence, settle_s: float = SETTLE_S) -> None:
+    def __init__(self, stages: Sequence, settle_s: Any = None) -> None:
         self.stages = list(stages)
-        self.settle_s = float(settle_s)
+        table = SETTLE_S if settle_s is None else settle_s
+        self.settle = [float(table) if isinstance(table, (int, float)) else
+                       float(table.get(stage_kind(st), DEFAULT_SETTLE_S))
+                       for st in self.stages]
+        #: the longest settling time of any stage, seconds
+        self.settle_s = max(self.settle, default=0.0)
         self._uses = [stage_channels(s) for s in self.stages]
         self._cols: list[np.ndarray] | None = None
         self._bound: tuple[str, ...] | None = None
@@ -164,7 +175,7 @@ class NonFiniteGuard:
                 self.held[i] = False
                 restart = getattr(stage, "restart", None) or stage.reset
                 restart()
-                self.settle_until[i] = t0 + self.settle_s
+                self.settle_until[i] = t0 + self.settle[i]
             feed.append(True)
         self._busy = (self.episode is not None or any(self.held)
                       or max(self.settle_until, default=-math.inf) > float(t[-1]))
@@ -186,4 +197,4 @@ def stage_kind(stage: Any) -> str:
     return getattr(stage, "KIND", "") or type(stage).__name__
 
 
-__all__ = ["NonFiniteGuard", "Episode", "stage_channels", "SETTLE_S"]
+__all__ = ["NonFiniteGuard", "Episode", "stage_channels", "SETTLE_S", "DEFAULT_SETTLE_S"]

@@ -40,7 +40,7 @@ from engramloop.core.events import Event
 from engramloop.core.schema import check_bands, setting
 from engramloop.decoders._filters import rearm_index, ripple_candidate, ripple_front
 from engramloop.decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, first_at_or_after
-from engramloop.decoders.filters import BandEnvelope, MovingRms, butter_bandpass
+from engramloop.decoders.filters import BandEnvelope, MovingRms, SosFilter, butter_bandpass
 
 __all__ = ["RippleSettings", "RippleDetector"]
 
@@ -375,16 +375,17 @@ class RippleDetector:
             first = np.concatenate([[pooled], x0[cols[self._n_in:]]])
         else:
             first = x0[cols]
-        self._band.reset(first)
+        # filter states only: the RMS windows keep their (finite) samples from before
+        # the pause, so the envelopes and the theta gate carry on instead of refilling
+        SosFilter.reset(self._band, first)
         if s.theta_gate:
             g = np.array([x0[self._gate_col]])
-            self._theta.reset(g)
-            self._delta.reset(g)
+            SosFilter.reset(self._theta, g)
+            SosFilter.reset(self._delta, g)
             self._hold[0] = g[0]
         if self._sw_on:
             sw = np.array([self._sw_weight[0] * x0[self._sw_cols[0]]])
-            self._sw_filter.reset(sw)
-            self._fast.reset()
+            SosFilter.reset(self._sw_filter, sw)
             self._sw_hold = float(sw[0])
             self._sw_carry.fill(0)
             self._fast_carry.fill(0)

@@ -229,8 +229,8 @@ class SlowOscDetector:
         self._restart = False
         self._filt.reset(x[0])
         if self._gate is not None:
-            for g in self._gate:
-                g.reset(x[0])
+            for g in self._gate:       # filter state only: the gate's windows carry on
+                SosFilter.reset(g, x[0])
         if self._echt is not None:
             self._echt.reset()
         self._chs[:] = (0.0, np.nan, np.inf, np.nan, -np.inf)

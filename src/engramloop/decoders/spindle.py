@@ -80,7 +80,7 @@ from engramloop.core.events import Event
 from engramloop.core.schema import check_bands, setting
 from engramloop.decoders._filters import spindle_block, spindle_runs
 from engramloop.decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, first_at_or_after
-from engramloop.decoders.filters import BandEnvelope, MovingRms, butter_bandpass
+from engramloop.decoders.filters import BandEnvelope, MovingRms, SosFilter, butter_bandpass
 
 __all__ = ["SpindleSettings", "SpindleDetector"]
 
@@ -340,11 +340,11 @@ class SpindleDetector:
     def _restart_from(self, samples: np.ndarray) -> None:
         self._restart = False
         x0 = samples[0, self._cols]
+        # filter states only: the RMS windows keep their (finite) samples from before
+        # the pause, so the amplitude and power ratios carry on instead of refilling
         for f in (self._sigma, self._broad, self._alpha):
             if f is not None:
-                f.reset(x0)
-        self._pm.reset()
-        self._env.reset()
+                SosFilter.reset(f, x0)
         self._xs_last.fill(0.0)       # the sigma band-pass starts at 0 from steady state
         self._runstate.fill(0)
         self._armed.fill(True)
