@@ -49,6 +49,7 @@ enabled = false
 channels = ["C3"]
 calibration_s = 2.0
 threshold_v = -20e-6        # this excerpt's slow waves are small (signal SD ~20 uV)
+predict = "fixed"           # every down state predicts its up state: every one is a decision
 
 [policy]
 target = "so_upstate"
@@ -141,7 +142,7 @@ def offline_so_count(x: np.ndarray) -> int:
     from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
 
     det = SlowOscDetector(SlowOscSettings(channels=("C3",), calibration_s=2.0,
-                                          threshold_v=-20e-6))
+                                          threshold_v=-20e-6, predict="fixed"))
     n = 0
     for i in range(0, len(x), 10):
         seg = np.ascontiguousarray(x[i:i + 10, :1], dtype=np.float64)
@@ -166,3 +167,117 @@ def test_live_lsl_run_builds_detectors_and_sees_events(tmp_path, outlet, mode) -
 
 def _streams_after(tmp_path: Path, name: str, duration: float, extra: str = "") -> dict:
     return _run(tmp_path, name, duration, extra)
+
+
+def _decisions(rec: dict) -> list[dict]:
+    return rec.get("engramloop.governor", [])
+
+
+def test_senddata_jitter_refuses_no_decision_for_gap(tmp_path, outlet) -> None:
+    """pylsl's SendData pattern (bursts every 10 ms, stamped at the push): no gap, so no
+    decision is refused for "gap" (before: 11 of 11 were)."""
+    name = _name()
+    outlet("sample", name, name)
+    rec = _run(tmp_path, name, 12.0)
+    dec = _decisions(rec)
+    gaps = [m for m in rec["engramloop.log"] if m.get("kind") == "gap"]
+    assert not gaps, gaps[:3]
+    assert dec and not [d for d in dec if d["rule"] == "gap"], dec
+    assert [d for d in dec if d["approved"]], dec
+
+
+class Board:
+    """The loop's real StatusBoard, keeping every snapshot it publishes."""
+
+    def __init__(self) -> None:
+        from engramloop.controller.status import StatusBoard
+
+        self.inner = StatusBoard()
+        self.seen: list = []
+
+    def publish(self, status) -> None:
+        self.seen.append(status)
+        self.inner.publish(status)
+
+    def latest(self):
+        return self.inner.latest()
+
+
+def _run_loop(tmp_path: Path, name: str, duration: float, during=None):
+    """Build and run the loop in-process (its status board kept); ``during(loop)`` runs
+    in a thread meanwhile (kills and restarts outlets)."""
+    import threading
+
+    from engramloop.controller.config import load_config
+    from engramloop.controller.loop import build_loop
+
+    board = Board()
+    xdf = tmp_path / "live.xdf"
+    loop = build_loop(load_config(_config(tmp_path)), stream=name, record=str(xdf),
+                      status_board=board)
+    th = threading.Thread(target=during, args=(loop,), daemon=True) if during else None
+    if th:
+        th.start()
+    res = loop.run(duration)
+    if th:
+        th.join(timeout=30)
+    return res, board, _streams(xdf)
+
+
+def test_a_real_half_second_loss_is_a_gap_and_inhibits(tmp_path, outlet) -> None:
+    """The outlet skips 0.5 s of samples (never sent) 4 s in: one gap of ~50 samples, and
+    the governor blocks pulses after it (its lockout on the live view)."""
+    name = _name()
+    outlet("drop", name, name, "4.0")
+    res, board, rec = _run_loop(tmp_path, name, 8.0)
+    gaps = [m for m in rec["engramloop.log"] if m.get("kind") == "gap"]
+    assert len(gaps) == 1 and res.n_gaps == 1, gaps
+    assert abs(gaps[0]["missing_samples"] - 50) <= 3, gaps
+    assert any(lk.startswith("gap") for st in board.seen for lk in st.lockouts)
+
+
+def test_irregular_rate_stream_is_a_one_line_error(tmp_path, outlet, capsys) -> None:
+    name = _name()
+    outlet("norate", name, name)
+    rc = main(["run", str(_config(tmp_path)), "--stream", name, "--duration", "3",
+               "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1, err
+    assert "irregular rate" in err[0] and name in err[0], err
+
+
+def test_outlet_killed_for_5_s_and_restarted_is_recorded_and_shown(tmp_path,
+                                                                   outlet) -> None:
+    """A real outlet process killed (SIGKILL) 4 s into the run and started again 5 s later
+    with the same source_id: stale, lost and recovered are events in the recording with
+    times, states on the live view, and the governor holds pulses while stale."""
+    import time
+
+    name = _name()
+    first = outlet("sample", name, name)
+    marks: dict = {}
+
+    def outage(loop) -> None:
+        time.sleep(4.0)
+        first.kill()
+        marks["killed"] = loop.clock.now()
+        time.sleep(5.0)
+        outlet("sample", name, name)
+        marks["restarted"] = loop.clock.now()
+
+    res, board, rec = _run_loop(tmp_path, name, 16.0, outage)
+    log = {m["kind"]: m for m in rec["engramloop.log"] if "kind" in m}
+    for kind in ("source_stale", "source_lost", "source_recovered"):
+        assert kind in log, sorted(log)
+    killed, back = marks["killed"], marks["restarted"]
+    assert killed - 0.2 <= log["source_stale"]["since_s"] <= killed + 0.6
+    assert log["source_lost"]["t_s"] < back
+    assert log["source_recovered"]["t_s"] >= back
+    assert 4.0 <= log["source_recovered"]["outage_s"] <= 8.0
+    states = [st.state for st in board.seen]
+    assert any(s.startswith("source stale") for s in states)
+    assert any(s.startswith("source lost") for s in states)
+    assert any("source stale" in st.lockouts for st in board.seen)
+    assert states[-1] == "stopped" and res.stop_reason == "duration reached"
+    # the data after the outage is a gap (samples missing by count), then detection goes on
+    assert res.n_gaps >= 1

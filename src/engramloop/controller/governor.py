@@ -462,6 +462,7 @@ class _State:
     gap_block_until_s: float = -math.inf
     artefact_until_s: float = -math.inf
     source_stale: bool = False
+    data_late: bool = False
     last_intended_s: float = -math.inf   # last pulse onset of the last approved train
     last_end_s: float = -math.inf        # when the last approved train stops playing
     auditory_lock_until_s: float = -math.inf
@@ -583,6 +584,8 @@ class Governor:
                 rate_hz if regular else 0.0, self.settings.gap_tolerance_samples)
         self.last_missing = counter.observe(first_s, last_s, n_samples)
         gap = gap_before or self.last_missing > 0
+        # late samples, loss not yet confirmed (or a stall catching up): hold pulses
+        s.data_late = counter.suspect
         if gap:
             s.gap_block_until_s = max(s.gap_block_until_s, last_s + self.settings.refractory_s)
         if regular:
@@ -688,6 +691,9 @@ class Governor:
             return "stale_data", f"newest sample is {age * 1e3:.1f} ms old"
         if s.source_stale:
             return "stale_data", "the source reports no data"
+        if s.data_late:
+            return "stale_data", ("samples arrive later than the source's jitter: lost "
+                                  "samples or a stalled source, not known yet")
         if now < s.gap_block_until_s or it.intended_s < s.gap_block_until_s:
             return "gap", f"blocked until {s.gap_block_until_s:.3f} s after lost samples"
         if now < s.artefact_until_s or it.intended_s < s.artefact_until_s:

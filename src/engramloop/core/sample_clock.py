@@ -72,6 +72,8 @@ class SampleCounter:
         self._highs: deque = deque()
         #: missing samples counted so far
         self.missing_total = 0
+        #: newest stamp of the first chunk later than the tolerance (NaN: none)
+        self._suspect_since = math.nan
 
     @property
     def tolerance_s(self) -> float:
@@ -95,7 +97,13 @@ class SampleCounter:
 
     def observe(self, first_s: float, last_s: float, n_samples: int) -> int:
         """Account for the next ``n_samples`` samples stamped ``first_s`` .. ``last_s``
-        (seconds); returns how many samples are missing before them (0: none)."""
+        (seconds); returns how many samples are missing before them (0: none).
+
+        Samples later than the tolerance make the counter *suspect* a loss; it is
+        confirmed (and returned) once samples stamped a tolerance later are still that
+        late, and dropped when they are not: a stalled outlet that catches up in a burst
+        is late for a moment, a loss is late for good. While suspect, :attr:`suspect` is
+        True (the governor holds pulses: the data is late either way)."""
         if not self.rate_hz or n_samples <= 0:
             return 0
         rate = self.rate_hz
@@ -103,17 +111,33 @@ class SampleCounter:
         missing = 0
         if self._lows:
             late = min(self.lateness(first_s, k0), self.lateness(last_s, k1))
-            if late > self.tolerance_s:
-                missing = int(round(late * rate))
-                self.missing_total += missing
-                k0 += missing
-                k1 += missing
+            tol = self.tolerance_s
+            if late > tol:
+                # a source with exact stamps (no jitter seen) does not stall and catch up:
+                # its loss is known at once
+                exact = not self._highs or self._highs[0][1] < 0.1 / rate
+                if self._suspect_since != self._suspect_since and not exact:
+                    self._suspect_since = last_s      # a new suspicion
+                elif exact or last_s >= self._suspect_since + tol:
+                    missing = int(round(late * rate))
+                    self.missing_total += missing
+                    k0 += missing
+                    k1 += missing
+                    self._suspect_since = math.nan
             else:
+                self._suspect_since = math.nan
                 self._push_high(last_s, max(late, 0.0))
         self.index = k1 + 1
-        self._push_low(first_s, first_s - k0 / rate)
-        self._push_low(last_s, last_s - k1 / rate)
+        if self._suspect_since != self._suspect_since:   # not suspect: part of the clock
+            self._push_low(first_s, first_s - k0 / rate)
+            self._push_low(last_s, last_s - k1 / rate)
         return missing
+
+    @property
+    def suspect(self) -> bool:
+        """Samples arrived later than the tolerance and it is not yet known whether
+        samples were lost or the source stalled and is catching up."""
+        return self._suspect_since == self._suspect_since
 
     def _push_low(self, now: float, value: float) -> None:
         q = self._lows

@@ -341,7 +341,7 @@ class LslSource:
             if back:
                 gap = True
                 counter.reset()
-            elif n > 1 and counter.index > 0:
+            elif n > 1 and counter.index > 0 and not counter.suspect:
                 # first sample from which every later one stays late: samples are missing
                 # before it (a burst of late-stamped samples catches up within the pull)
                 k = counter.index + np.arange(n)
