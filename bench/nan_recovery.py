@@ -6,9 +6,10 @@ The simulator (default hypnogram: N2, N3, N2, REM, wake; default SNR) is replaye
 three detectors with default ``[detectors]`` settings -- the loop's own code path for
 chunks entering the decoders. NaN is written over the signal at an injection every
 ``--every`` seconds, lasting 1 sample, 10 ms or 1 s, on one channel -- the detector's own
-(CA1, Cz, Fz), or one no detector reads (Oz: nothing may change) -- or on all channels. Reference: the simulator's ground truth; a detection is
-correct when :func:`analysis.scoring.match_events` pairs it with a truth event (50 ms
-tolerance; 300 ms before onset for slow oscillations, as bench/detectors.py scores them).
+(CA1, Cz, Fz), or one no detector reads (Oz: nothing may change) -- or on all channels.
+Reference: the simulator's ground truth; a detection is correct when
+:func:`analysis.scoring.match_events` pairs it with a truth event (50 ms tolerance; 300 ms
+before onset for slow oscillations, as bench/detectors.py scores them).
 
 Columns, per detector and condition (over the injections where the clean run detects a
 true event within ``--window`` s after the clean data returns):
@@ -72,6 +73,10 @@ def correct(events: list, truth, kind: str) -> tuple[np.ndarray, np.ndarray]:
             np.sort(np.array([v for d, v in enumerate(det) if d not in hit])))
 
 
+def med(v: list) -> float:
+    return float(np.median(v)) if v else math.nan
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=600.0)
@@ -129,7 +134,6 @@ def main() -> None:
                     in_got = within(got, lo, hi)
                     lost += max(len(in_ref) - len(in_got), 0)
                     lost_after += max(len(c_ref) - len(g), 0)
-                med = (lambda v: float(np.median(v)) if v else math.nan)
                 on = {"own": own[k], "other": "Oz"}.get(where, "all")
                 print(f"{k:8} {on:10} {label:9} "
                       f"{len(back):3d} {med(back):7.3f} {med(ref):7.3f} {med(delay):7.3f} "
