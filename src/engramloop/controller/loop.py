@@ -757,8 +757,10 @@ class Loop:
             older.append(newest)
             newest = more
         for c in older:
-            self.governor.observe_chunk(float(c.timestamps[0]), c.last_time_s,
-                                        c.n_samples, c.rate_hz, c.gap_before)
+            if self.governor.observe_chunk(float(c.timestamps[0]), c.last_time_s,
+                                           c.n_samples, c.rate_hz, c.gap_before):
+                self.result.n_gaps += 1
+                self._gap_noted(c, self.clock.now())
             stale = self._decode(c)
             if self.recorder is not None:
                 self.recorder.write_chunk(c)
