@@ -11,7 +11,8 @@ looped) the way outlets in the wild push:
                stamped at its push (the rate is right on average only);
 ``drop``       as ``sample``, but at DROP_AT_S the outlet skips 0.5 s of samples: they
                are never sent (a real loss);
-``norate``     as ``sample`` on a stream declaring nominal_srate 0 (irregular rate).
+``norate``     as ``sample`` on a stream declaring nominal_srate 0 (irregular rate);
+``nan``        as ``sample``, but the samples from DROP_AT_S for 1 s are NaN (a lead off).
 
 Prints "up" once the outlet exists. Written for these tests; it copies no code.
 """
@@ -58,7 +59,8 @@ def main() -> None:
         if mode == "irregular":
             due = min(due, rng.randint(1, 12))
         for _ in range(max(due, 0)):
-            out.push_sample([float(x[sent % len(x)])])
+            bad = mode == "nan" and drop_at * RATE <= sent < (drop_at + 1.0) * RATE
+            out.push_sample([float("nan") if bad else float(x[sent % len(x)])])
             sent += 1
         time.sleep(rng.uniform(0.0, 0.06) if mode == "irregular" else 0.01)
 

@@ -281,3 +281,49 @@ def test_outlet_killed_for_5_s_and_restarted_is_recorded_and_shown(tmp_path,
     assert states[-1] == "stopped" and res.stop_reason == "duration reached"
     # the data after the outage is a gap (samples missing by count), then detection goes on
     assert res.n_gaps >= 1
+
+
+def test_nan_from_a_live_outlet_pauses_and_resumes_detection(tmp_path, outlet) -> None:
+    """1 s of NaN pushed by a real outlet (a lead off) 5 s into its data: recorded as they
+    came, one artefact episode (start, end, channels, ~1 s) in the log and on the live
+    view, stimulation held, and detection afterwards the same as the detector finds
+    offline in the clean samples the run recorded after it."""
+    name = _name()
+    outlet("nan", name, name, "5.0")
+    res, board, rec = _run_loop(tmp_path, name, 14.0)
+    raw = rec["engramloop.raw"]["time_series"]
+    t_raw = rec["engramloop.raw"]["time_stamps"]
+    bad = ~np.isfinite(raw[:, 0])
+    assert 90 <= bad.sum() <= 100          # 1 s at 100 Hz, as pushed
+    log = rec["engramloop.log"]
+    start = [m for m in log if m.get("kind") == "artefact_start"]
+    end = [m for m in log if m.get("kind") == "artefact_end"]
+    assert len(start) == len(end) == 1 and end[0]["channels"] == ["C3"]
+    assert end[0]["duration_s"] == pytest.approx(1.0, abs=0.15)
+    assert any(st.state.startswith("artefact: non-finite on C3") for st in board.seen)
+    assert any("artefact" in st.lockouts for st in board.seen)
+    # events after the clean data returned: as many as offline on those samples (after
+    # their own calibration, so compare from 3 s after the return)
+    t_back = end[0]["end_s"]
+    live = [e for e in rec["engramloop.events"]
+            if e.get("kind") == "so" and e["detect_s"] >= t_back + 3.0]
+    after = t_raw >= t_back
+    off = offline_so_count_times(raw[after], t_raw[after])
+    off = [t for t in off if t >= t_back + 3.0]
+    assert abs(len(live) - len(off)) <= 1, (len(live), len(off))
+    assert not [e for e in rec["engramloop.events"]
+                if e.get("kind") == "so" and end[0]["start_s"] <= e["detect_s"] < t_back]
+
+
+def offline_so_count_times(x: np.ndarray, t: np.ndarray) -> list[float]:
+    from engramloop.core.chunk import Chunk
+    from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
+
+    det = SlowOscDetector(SlowOscSettings(channels=("C3",), calibration_s=2.0,
+                                          threshold_v=-20e-6, predict="fixed"))
+    out = []
+    for i in range(0, len(x), 10):
+        seg = np.ascontiguousarray(x[i:i + 10, :1], dtype=np.float64)
+        c = Chunk(seg, np.ascontiguousarray(t[i:i + 10]), 100.0, ("C3",), 0.0)
+        out += [e.detect_s for e in det.process(c) if e.kind == "so"]
+    return out
