@@ -100,10 +100,13 @@ def test_stale_data():
 
 def test_gap_blocks_one_refractory_period():
     g = ready(refractory_s=0.2)
-    assert not g.observe_chunk(1.0005, 1.005, 10, RATE)
+    t = 1.0
+    for _ in range(30):  # a jitter-free source for a while: its losses are known at once
+        assert not g.observe_chunk(t + 1 / RATE, t + 10 / RATE, 10, RATE)
+        t += 10 / RATE
     # three samples missing: timestamp step of 4 periods
-    assert g.observe_chunk(1.005 + 4 / RATE, 1.005 + 13 / RATE, 10, RATE)
-    t = 1.005 + 13 / RATE
+    assert g.observe_chunk(t + 4 / RATE, t + 13 / RATE, 10, RATE)
+    t = t + 13 / RATE
     g._test_last_s = t
     assert g.review(intent(t), t).rule == "gap"
     feed(g, t + 0.19)

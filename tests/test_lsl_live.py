@@ -163,6 +163,10 @@ def test_live_lsl_run_builds_detectors_and_sees_events(tmp_path, outlet, mode) -
     # the same waves as offline on the very samples the run recorded (+-1 at the ends)
     ref = offline_so_count(rec["engramloop.raw"]["time_series"])
     assert abs(len(so) - ref) <= 1 and ref >= 2, (len(so), ref)
+    # no sample is lost, so there is no gap and no decision is refused for one
+    assert not [m for m in rec["engramloop.log"] if m.get("kind") == "gap"]
+    dec = rec.get("engramloop.governor", [])
+    assert dec and not [d for d in dec if d["rule"] == "gap"], dec
 
 
 def _streams_after(tmp_path: Path, name: str, duration: float, extra: str = "") -> dict:

@@ -69,3 +69,29 @@ def test_governor_irregular_stream_does_not_divide_by_zero():
     assert not g.observe_chunk(1.2, 1.3, 5, 0.0)
     assert g.observe_chunk(1.4, 1.5, 5, 0.0, gap_before=True)   # the source still can
     assert np.isclose(g._s.chunk_interval_s, 0.2)
+
+
+def test_a_late_start_is_suspect_then_confirmed_or_dropped():
+    """Before the jitter is known, a late chunk is only suspect (pulses held) until
+    samples 0.25 s later confirm the loss; a sender that catches up is no gap."""
+    rate = 100.0
+    c = SampleCounter(rate)
+    t = 0.0
+    for _ in range(3):
+        assert c.observe(t, t + 0.09, 10) == 0
+        t += 0.1
+    # 20 samples missing before this chunk, and they stay missing
+    t += 0.2
+    assert c.observe(t, t + 0.09, 10) == 0 and c.suspect
+    found = 0
+    for _ in range(4):
+        t += 0.1
+        found += c.observe(t, t + 0.09, 10)
+    assert found == 20 and not c.suspect
+    # a sender 80 ms behind that catches up: suspect, then dropped
+    c2 = SampleCounter(rate)
+    for k in range(3):
+        c2.observe(k * 0.1, k * 0.1 + 0.09, 10)
+    assert c2.observe(0.38, 0.47, 10) == 0 and c2.suspect      # all 80 ms late
+    assert c2.observe(0.48, 0.49, 10) == 0 and not c2.suspect  # caught up in a burst
+    assert c2.missing_total == 0

@@ -50,16 +50,22 @@ class SampleCounter:
         Seconds of history the jitter allowance is the maximum over.
     jitter_factor : float
         The allowance is this many times the largest recent lateness.
+    confirm_s : float
+        A suspected loss is confirmed when samples stamped this long (or the tolerance,
+        if longer) after the first late chunk are still late; an outlet that fell
+        behind and catches up over a few pushes is not a loss. Sources with exact stamps
+        (no jitter in the last 20 or more timely chunks) are confirmed at once.
     """
 
     def __init__(self, rate_hz: float, tolerance_samples: float = 1.5, *,
                  window_s: float = 2.0, jitter_window_s: float = 10.0,
-                 jitter_factor: float = 2.0) -> None:
+                 jitter_factor: float = 2.0, confirm_s: float = 0.25) -> None:
         self.rate_hz = float(rate_hz) if rate_hz == rate_hz and rate_hz > 0 else 0.0
         self.tolerance_samples = float(tolerance_samples)
         self.window_s = float(window_s)
         self.jitter_window_s = float(jitter_window_s)
         self.jitter_factor = float(jitter_factor)
+        self.confirm_s = float(confirm_s)
         self.reset()
 
     def reset(self) -> None:
@@ -74,6 +80,8 @@ class SampleCounter:
         self.missing_total = 0
         #: newest stamp of the first chunk later than the tolerance (NaN: none)
         self._suspect_since = math.nan
+        #: chunks seen on time (the jitter allowance is known from them)
+        self._n_timely = 0
 
     @property
     def tolerance_s(self) -> float:
@@ -115,10 +123,10 @@ class SampleCounter:
             if late > tol:
                 # a source with exact stamps (no jitter seen) does not stall and catch up:
                 # its loss is known at once
-                exact = not self._highs or self._highs[0][1] < 0.1 / rate
+                exact = self._n_timely >= 20 and self._highs[0][1] < 0.1 / rate
                 if self._suspect_since != self._suspect_since and not exact:
                     self._suspect_since = last_s      # a new suspicion
-                elif exact or last_s >= self._suspect_since + tol:
+                elif exact or last_s >= self._suspect_since + max(tol, self.confirm_s):
                     missing = int(round(late * rate))
                     self.missing_total += missing
                     k0 += missing
@@ -126,6 +134,7 @@ class SampleCounter:
                     self._suspect_since = math.nan
             else:
                 self._suspect_since = math.nan
+                self._n_timely += 1
                 self._push_high(last_s, max(late, 0.0))
         self.index = k1 + 1
         if self._suspect_since != self._suspect_since:   # not suspect: part of the clock
