@@ -156,7 +156,13 @@ def test_guard_pauses_only_the_stages_reading_the_bad_channel():
     assert g.episode is not None and g.inhibit_until() == math.inf
     assert g.screen(Chunk(x, t + 0.02, 1000.0, ("CA1", "CA3"), 0.0)) == [True, True]
     assert g.ended and g.ended[0].channels == {"CA1"}
-    assert g.inhibit_until() == pytest.approx(0.02 + SETTLE_S["ripple"])
+    # a 10 ms hole: the state carries on (no restart), only the jump over it settles
+    assert g.n_restarts == 0 and g.inhibit_until() == pytest.approx(0.02 + 0.01)
+    # a hole longer than SHORT_HOLE_S restarts the stage and settles for its kind
+    for k in range(3, 30):
+        g.screen(Chunk(x2, t + k * 0.01, 1000.0, ("CA1", "CA3"), 0.0))
+    assert g.screen(Chunk(x, t + 0.30, 1000.0, ("CA1", "CA3"), 0.0)) == [True, True]
+    assert g.n_restarts == 1 and g.inhibit_until() == pytest.approx(0.30 + SETTLE_S["ripple"])
 
 
 def test_phase_estimator_comes_back_after_non_finite_samples():

@@ -13,9 +13,11 @@ run in every detector and the phase estimator, without a word.
   chunk; the clean part of a partly bad chunk is withheld too, at most one chunk);
   stages reading only other channels carry on;
 - the first chunk in which a held stage's channels are clean again calls the stage's
-  ``restart()`` (filters primed in steady state from that chunk's first sample, windows
-  and runs emptied, calibration kept) and then feeds it; for ``settle_s`` seconds after
-  that the stage's events are dropped (the band-pass settles after the jump);
+  ``restart()`` (filters primed in steady state from that chunk's first sample, runs
+  emptied, calibration kept) and then feeds it -- unless the stage missed at most
+  ``SHORT_HOLE_S`` (its state is then closer to the signal than a primed one); for its
+  settling time after that the stage's events are dropped (the band-pass settles after
+  the jump);
 - the loop asks the governor to inhibit from the first bad sample until ``settle_s``
   after the last, and records each episode (start, end, channels, duration) in the
   recording's log stream and on the live view.
@@ -44,6 +46,12 @@ from engramloop.core.chunk import Chunk
 #: bench/nan_recovery.py measures detection coming back and false detections after.
 SETTLE_S = {"ripple": 0.05, "spindle": 0.3, "so": 0.5}
 DEFAULT_SETTLE_S = 0.5
+#: A stage that missed at most this long (seconds, from the first withheld sample to the
+#: first clean one) keeps its state instead of restarting: its filters' state is that of
+#: the signal a moment ago, closer to the truth than a steady state primed from one
+#: sample (which assumes the signal was constant: the slow-oscillation band-pass, 0.2 Hz,
+#: then rings for seconds in the middle of a slow wave; bench/nan_recovery.py).
+SHORT_HOLE_S = 0.1
 
 #: the settings attributes that name the channels a stage reads
 _CHANNEL_FIELDS = ("channels", "reference_channels", "sharp_wave_channel", "theta_channel",
@@ -92,6 +100,8 @@ class NonFiniteGuard:
         Seconds after clean data returns during which a restarted stage's events are
         dropped and the governor keeps inhibiting, by stage kind (``KIND``), or one for
         all.
+    short_hole_s : float
+        A stage that missed at most this long keeps its state (no restart), seconds.
 
     Attributes
     ----------
@@ -102,7 +112,8 @@ class NonFiniteGuard:
         the loop).
     """
 
-    def __init__(self, stages: Sequence, settle_s: Any = None) -> None:
+    def __init__(self, stages: Sequence, settle_s: Any = None,
+                 short_hole_s: float = SHORT_HOLE_S) -> None:
         self.stages = list(stages)
         table = SETTLE_S if settle_s is None else settle_s
         self.settle = [float(table) if isinstance(table, (int, float)) else
@@ -114,6 +125,10 @@ class NonFiniteGuard:
         self._cols: list[np.ndarray] | None = None
         self._bound: tuple[str, ...] | None = None
         self.held = [False] * len(self.stages)
+        #: first sample time each held stage did not see
+        self.held_from = [math.nan] * len(self.stages)
+        self.short_hole_s = float(short_hole_s)
+        self.n_restarts = 0
         self.settle_until = [-math.inf] * len(self.stages)
         self.episode: Episode | None = None
         self.started: list[Episode] = []
@@ -168,14 +183,22 @@ class NonFiniteGuard:
         for i, stage in enumerate(self.stages):
             cols = self._cols[i]
             if cols.size and bad_cols[cols].any():
-                self.held[i] = True
+                if not self.held[i]:
+                    self.held[i] = True
+                    self.held_from[i] = t0
                 feed.append(False)
                 continue
             if self.held[i]:
                 self.held[i] = False
-                restart = getattr(stage, "restart", None) or stage.reset
-                restart()
-                self.settle_until[i] = t0 + self.settle[i]
+                hole = t0 - self.held_from[i]
+                if hole > self.short_hole_s:
+                    restart = getattr(stage, "restart", None) or stage.reset
+                    restart()
+                    self.n_restarts += 1
+                    self.settle_until[i] = t0 + self.settle[i]
+                else:
+                    # the state carries on across the hole: only the jump over it settles
+                    self.settle_until[i] = t0 + min(hole, self.settle[i])
             feed.append(True)
         self._busy = (self.episode is not None or any(self.held)
                       or max(self.settle_until, default=-math.inf) > float(t[-1]))
