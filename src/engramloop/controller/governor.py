@@ -582,7 +582,8 @@ class Governor:
         if counter is None or counter.rate_hz != (rate_hz if regular else 0.0):
             counter = self._counter = SampleCounter(
                 rate_hz if regular else 0.0, self.settings.gap_tolerance_samples)
-        self.last_missing = counter.observe(first_s, last_s, n_samples)
+        # the source knowing of a loss makes late samples a loss at once
+        self.last_missing = counter.observe(first_s, last_s, n_samples, gap_before)
         gap = gap_before or self.last_missing > 0
         # late samples, loss not yet confirmed (or a stall catching up): hold pulses
         s.data_late = counter.suspect

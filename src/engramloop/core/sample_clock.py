@@ -103,7 +103,8 @@ class SampleCounter:
             return 0.0
         return t_s - (self._lows[0][1] + k / self.rate_hz)
 
-    def observe(self, first_s: float, last_s: float, n_samples: int) -> int:
+    def observe(self, first_s: float, last_s: float, n_samples: int,
+                after_silence: bool = False) -> int:
         """Account for the next ``n_samples`` samples stamped ``first_s`` .. ``last_s``
         (seconds); returns how many samples are missing before them (0: none).
 
@@ -111,7 +112,10 @@ class SampleCounter:
         confirmed (and returned) once samples stamped a tolerance later are still that
         late, and dropped when they are not: a stalled outlet that catches up in a burst
         is late for a moment, a loss is late for good. While suspect, :attr:`suspect` is
-        True (the governor holds pulses: the data is late either way)."""
+        True (the governor holds pulses: the data is late either way).
+
+        ``after_silence``: the source went quiet before these samples (stale, lost,
+        reconnected); late samples then mean a loss at once."""
         if not self.rate_hz or n_samples <= 0:
             return 0
         rate = self.rate_hz
@@ -123,7 +127,8 @@ class SampleCounter:
             if late > tol:
                 # a source with exact stamps (no jitter seen) does not stall and catch up:
                 # its loss is known at once
-                exact = self._n_timely >= 20 and self._highs[0][1] < 0.1 / rate
+                exact = after_silence or (
+                    self._n_timely >= 20 and self._highs[0][1] < 0.1 / rate)
                 if self._suspect_since != self._suspect_since and not exact:
                     self._suspect_since = last_s      # a new suspicion
                 elif exact or last_s >= self._suspect_since + max(tol, self.confirm_s):

@@ -128,6 +128,7 @@ class LslSource:
         self._offsets: list[float] = []
         self._carry: tuple[np.ndarray, np.ndarray, float] | None = None
         self._counter = SampleCounter(0.0)
+        self._after_silence = False
         #: samples counted missing so far (against the nominal rate)
         self.samples_lost = 0
 
@@ -308,6 +309,8 @@ class LslSource:
         if n == 0:
             return self._silent(arrival)
         self._last_data_host = arrival
+        # after a silence, samples that are late were lost (not a stall catching up)
+        self._after_silence = self.stale or self._pending_gap
         self.stale = self.lost = False
         self.silent_s = 0.0
         raw = self._buf[:n]
@@ -352,7 +355,8 @@ class LslSource:
                     j = int(over[0])
                     self._carry = (samples[j:], t[j:], arrival)
                     samples, t, n = samples[:j], t[:j], j
-            lost = counter.observe(float(t[0]), float(t[-1]), n)
+            lost = counter.observe(float(t[0]), float(t[-1]), n, self._after_silence)
+            self._after_silence = False
             if lost:
                 gap = True
                 self.samples_lost += lost
