@@ -6,7 +6,7 @@ looped) the way outlets in the wild push:
 
 ``sample``     pylsl's own examples/SendData.py: every 10 ms, push_sample for each sample
                due by now, stamped by liblsl at the push (bursty, jittered stamps);
-``chunk``      push_chunk of 10 samples every 100 ms, stamped by liblsl;
+``chunk``      every 100 ms, push_chunk of each whole 10 samples due, stamped by liblsl;
 ``irregular``  bursts of a random number of samples at random 0-60 ms intervals, each
                stamped at its push (the rate is right on average only);
 ``drop``       as ``sample``, but at DROP_AT_S the outlet skips 0.5 s of samples: they
@@ -51,9 +51,10 @@ def main() -> None:
             sent += int(0.5 * RATE)     # these samples are never pushed
             continue
         if mode == "chunk":
-            if due >= 10:
+            while due >= 10:   # every whole chunk due (liblsl back-dates its samples)
                 out.push_chunk([[float(x[(sent + i) % len(x)])] for i in range(10)])
                 sent += 10
+                due -= 10
             time.sleep(0.1)
             continue
         if mode == "irregular":

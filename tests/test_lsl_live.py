@@ -274,10 +274,13 @@ def test_outlet_killed_for_5_s_and_restarted_is_recorded_and_shown(tmp_path,
     for kind in ("source_stale", "source_lost", "source_recovered"):
         assert kind in log, sorted(log)
     killed, back = marks["killed"], marks["restarted"]
-    assert killed - 0.2 <= log["source_stale"]["since_s"] <= killed + 0.6
-    assert log["source_lost"]["t_s"] < back
-    assert log["source_recovered"]["t_s"] >= back
-    assert 4.0 <= log["source_recovered"]["outage_s"] <= 8.0
+    info = (marks, log)
+    # (a busy machine delays the outlet's last pushes, its restart and liblsl's
+    # reconnection: generous bounds, the order is what matters)
+    assert killed - 1.0 <= log["source_stale"]["since_s"] <= killed + 0.6, info
+    assert log["source_stale"]["t_s"] < log["source_lost"]["t_s"] < back, info
+    assert log["source_recovered"]["t_s"] >= back, info
+    assert 4.0 <= log["source_recovered"]["outage_s"] <= 12.0, info
     states = [st.state for st in board.seen]
     assert any(s.startswith("source stale") for s in states)
     assert any(s.startswith("source lost") for s in states)

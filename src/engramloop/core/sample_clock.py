@@ -7,21 +7,28 @@ steps ("more than 1.5 sample periods apart") calls that a gap thousands of times
 
 :class:`SampleCounter` instead counts samples against the nominal rate over a dejittered
 clock. Sample ``k`` is due at ``a + k / rate``; its *lateness* is ``t_k - (a + k / rate)``.
-A pushed-late sample has a positive lateness, never a negative one, so the offset ``a``
-is the lower envelope of ``t_k - k / rate``: its minimum over the last ``window_s``
-seconds (a sliding window, so a device clock that runs slightly fast or slow against
-the nominal rate is followed). Samples that were lost shift every later sample by the
-time they would have taken, for good; jitter does not last. So a chunk shows missing
-samples when even its least-late sample (of its first and newest) is later than the
-tolerance, and the count is ``round(lateness * rate)``; the count is then added to the
-sample index so the clock stays anchored.
+The offset ``a`` is the median of ``t_k - k / rate`` over the last ``window_s`` seconds
+(a sliding window, so a device clock that runs slightly fast or slow against the nominal
+rate is followed; a median, because stamps scatter both ways: pushed late, or back-dated
+early by liblsl when an outlet catches up with several chunks at once).
+
+Samples that were lost shift every later sample by the time they would have taken, for
+good; jitter does not last. So samples are missing when even a chunk's least-late sample
+(of its first and newest) is later than the tolerance *and* samples stamped ``confirm_s``
+(0.25 s) later still are -- until then the counter is *suspect* and the governor holds
+pulses; an outlet that stalled and catches up is late for a moment only. The count is
+``round(lateness * rate)``, added to the sample index so the clock stays anchored. A
+source seen jitter-free (files, the simulator) or one that just came back from silence
+needs no confirmation.
 
 The tolerance is ``tolerance_samples / rate`` plus ``jitter_factor`` times the largest
-lateness of gap-free chunks in the last ``jitter_window_s`` seconds: 1.5 samples on a
-source with exact stamps (files, the simulator, a device's own sample clock), a few tens
-of milliseconds on a bursty LSL outlet. A loss shorter than the source's own jitter cannot
-be told from jitter by timestamps; a source with a sample counter (BrainFlow's package
-number) reports those itself (``Chunk.gap_before``).
+absolute lateness of timely chunks in the last ``jitter_window_s`` seconds: 1.5 samples
+on a source with exact stamps, a few tens of milliseconds on a bursty LSL outlet. A loss
+shorter than the source's own jitter cannot be told from jitter by timestamps; a source
+with a sample counter (BrainFlow's package number) reports those itself
+(``Chunk.gap_before``). By timestamps alone, an outlet whose latency steps up for good
+(it falls behind and stays behind) looks exactly like a loss of that many samples, and
+is reported as one: pulses are blocked for one refractory period, the safe side.
 
 Pure bookkeeping on the timestamps it is given; no clock of its own.
 """
@@ -29,6 +36,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+
+import numpy as np
 
 __all__ = ["SampleCounter"]
 
@@ -45,7 +54,7 @@ class SampleCounter:
         Missing samples below this many sample periods (on top of the jitter allowance)
         are not a gap.
     window_s : float
-        Seconds of history the offset (lower envelope) is the minimum over.
+        Seconds of history the offset is the median over.
     jitter_window_s : float
         Seconds of history the jitter allowance is the maximum over.
     jitter_factor : float
@@ -72,9 +81,11 @@ class SampleCounter:
         """Forget the history (after a clock reset): the next chunk anchors again."""
         #: index of the next sample expected
         self.index = 0
-        #: (time, t - k/rate) candidates for the sliding minimum, increasing values
-        self._lows: deque = deque()
-        #: (time, lateness) candidates for the sliding maximum, decreasing values
+        #: (time, t - k/rate) of each timely chunk's newest sample, for the offset
+        self._vals: deque = deque()
+        self._offset = math.nan
+        self._next_offset_s = -math.inf
+        #: (time, |lateness|) candidates for the sliding maximum, decreasing values
         self._highs: deque = deque()
         #: missing samples counted so far
         self.missing_total = 0
@@ -95,13 +106,13 @@ class SampleCounter:
     def offset_s(self) -> float:
         """The clock's offset ``a`` (sample ``k`` is due at ``a + k / rate``), seconds;
         NaN before the first chunk."""
-        return self._lows[0][1] if self._lows else math.nan
+        return self._offset
 
     def lateness(self, t_s: float, k: int) -> float:
         """How late sample ``k`` stamped ``t_s`` is against the clock, seconds."""
-        if not self.rate_hz or not self._lows:
+        if not self.rate_hz or self._offset != self._offset:
             return 0.0
-        return t_s - (self._lows[0][1] + k / self.rate_hz)
+        return t_s - (self._offset + k / self.rate_hz)
 
     def observe(self, first_s: float, last_s: float, n_samples: int,
                 after_silence: bool = False) -> int:
@@ -109,10 +120,10 @@ class SampleCounter:
         (seconds); returns how many samples are missing before them (0: none).
 
         Samples later than the tolerance make the counter *suspect* a loss; it is
-        confirmed (and returned) once samples stamped a tolerance later are still that
-        late, and dropped when they are not: a stalled outlet that catches up in a burst
-        is late for a moment, a loss is late for good. While suspect, :attr:`suspect` is
-        True (the governor holds pulses: the data is late either way).
+        confirmed (and returned) once samples stamped ``confirm_s`` later are still that
+        late, and dropped when they are not: a stalled outlet that catches up is late
+        for a moment, a loss is late for good. While suspect, :attr:`suspect` is True
+        (the governor holds pulses: the data is late either way).
 
         ``after_silence``: the source went quiet before these samples (stale, lost,
         reconnected); late samples then mean a loss at once."""
@@ -121,7 +132,7 @@ class SampleCounter:
         rate = self.rate_hz
         k0, k1 = self.index, self.index + n_samples - 1
         missing = 0
-        if self._lows:
+        if self._offset == self._offset:
             late = min(self.lateness(first_s, k0), self.lateness(last_s, k1))
             tol = self.tolerance_s
             if late > tol:
@@ -140,11 +151,10 @@ class SampleCounter:
             else:
                 self._suspect_since = math.nan
                 self._n_timely += 1
-                self._push_high(last_s, max(late, 0.0))
+                self._push_high(last_s, abs(late))
         self.index = k1 + 1
         if self._suspect_since != self._suspect_since:   # not suspect: part of the clock
-            self._push_low(first_s, first_s - k0 / rate)
-            self._push_low(last_s, last_s - k1 / rate)
+            self._push_value(last_s, last_s - k1 / rate)
         return missing
 
     @property
@@ -153,13 +163,17 @@ class SampleCounter:
         samples were lost or the source stalled and is catching up."""
         return self._suspect_since == self._suspect_since
 
-    def _push_low(self, now: float, value: float) -> None:
-        q = self._lows
-        while q and q[-1][1] >= value:
-            q.pop()
+    def _push_value(self, now: float, value: float) -> None:
+        """Keep ``t - k/rate`` of a timely chunk; the offset is their median over the last
+        ``window_s`` (robust to stamps early or late by jitter; recomputed every 0.1 s of
+        stamps, so a chunk costs an append)."""
+        q = self._vals
         q.append((now, value))
         while q[0][0] < now - self.window_s:
             q.popleft()
+        if now >= self._next_offset_s or self._offset != self._offset:
+            self._next_offset_s = now + 0.1
+            self._offset = float(np.median([v for _, v in q]))
 
     def _push_high(self, now: float, value: float) -> None:
         q = self._highs

@@ -325,7 +325,8 @@ class LslSource:
         """Chunk up to the first discontinuity inside ``t``; the rest waits for the next
         read, so ``gap_before`` always marks the exact sample after a gap.
 
-        A discontinuity is a step back in time (a clock reset) or *missing samples*,
+        A discontinuity is a step back in time by more than ``clock_jump_s`` (a clock
+        reset) or *missing samples*,
         counted against the nominal rate over a dejittered clock
         (:class:`core.sample_clock.SampleCounter`): samples that outlets stamp when they
         push them (pylsl's SendData, bursts every 10 ms) jitter without being lost."""
@@ -333,10 +334,13 @@ class LslSource:
         counter = self._counter
         lost = 0
         if self.rate_hz > 0:
-            back = (not np.isnan(self._last_t) and t[0] < self._last_t) or jumped
+            # stamps stepping back by more than clock_jump_s: a clock reset (a gap); less
+            # is how liblsl back-dates chunks an outlet pushes in one go to catch up
+            reset = -self.settings.clock_jump_s
+            back = (not np.isnan(self._last_t) and t[0] - self._last_t < reset) or jumped
             if n > 1:
                 d = np.diff(t)
-                stepped = np.flatnonzero(d < 0)
+                stepped = np.flatnonzero(d < reset)
                 if stepped.size:  # the stamps step back inside the pull: split there
                     j = int(stepped[0]) + 1
                     self._carry = (samples[j:], t[j:], arrival)

@@ -72,7 +72,8 @@ class LslSettings:
         5.0, gt=0, le=600, unit="s", doc="how often the LSL clock offset is re-measured")
     clock_jump_s: float = setting(
         0.1, gt=0, le=3600, unit="s",
-        doc="a change of the clock offset larger than this is a clock reset (marks a gap)")
+        doc="a change of the clock offset, or timestamps stepping back, by more than this is "
+            "a clock reset (marks a gap); smaller steps back are jitter")
     max_buffer_s: int = setting(30, ge=1, le=3600, unit="s", doc="inlet buffer length")
     max_chunk_samples: int = setting(1024, ge=1, le=1_000_000, unit="samples",
                                      doc="most samples pulled per read")
