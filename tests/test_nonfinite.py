@@ -6,20 +6,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import pyxdf
 
-from engramloop.controller.config import load_config
+from engramloop.controller.config import SHIPPED_DIR, load_config
 from engramloop.controller.loop import build_loop
 from engramloop.controller.nonfinite import SETTLE_S, NonFiniteGuard, stage_channels
 from engramloop.core.chunk import Chunk
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
 from engramloop.sim.source import SimSource
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class BadSamples:
@@ -77,7 +74,7 @@ def _log(xdf):
 ])
 def test_ripple_detection_resumes_after_non_finite_samples(tmp_path, value, which,
                                                            length_s):
-    cfg = load_config(ROOT / "configs" / "sim-ripple.toml")
+    cfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     # sham: pulses do not change the simulated brain, so both runs see the same ripples
     cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, condition="sham"))
     dur, at = 50.0, 20.0
