@@ -20,6 +20,8 @@ true event within ``--window`` s after the clean data returns):
 - ``lost``: correct detections of the clean run from the first NaN to ``--window`` s
   after clean data returns that the artefact run does not make (those inside the NaN
   itself cannot be made), and ``lost_after``: of those, the ones after clean data returned;
+- ``last_lost_s``: the latest such lost detection, seconds after clean data returned
+  (how long the detector stays impaired; 0 when none was lost);
 - ``false``: detections matching no true event in the window after clean data returns,
   artefact run minus clean run (what restarting from clean data costs in false alarms).
 
@@ -102,7 +104,8 @@ def main() -> None:
     print(f"simulator seed {a.seed}, {a.duration:g} s, {len(starts)} injections every "
           f"{a.every:g} s; window {a.window:g} s after clean data returns")
     print(f"{'detector':8} {'NaN on':10} {'length':9} {'n':>3} {'back_s':>7} {'clean_s':>7} "
-          f"{'delay_s':>7} {'max_delay_s':>11} {'lost':>5} {'lost_after':>10} {'false':>5}")
+          f"{'delay_s':>7} {'max_delay_s':>11} {'lost':>5} {'lost_after':>10} {'last_lost_s':>11} "
+          f"{'false':>5}")
     for where in ("own", "other", "all"):
         for label, length in LENGTHS:
             xb = x.copy()
@@ -119,6 +122,7 @@ def main() -> None:
             for k in KINDS:
                 got, got_false = correct(ev, truth, k)
                 back, ref, delay, lost, lost_after, false = [], [], [], 0, 0, 0
+                last_lost = 0.0
                 for t_bad, t_clean in ends:
                     lo, hi = t_bad, t_clean + a.window
                     def within(v, a, b):
@@ -136,11 +140,15 @@ def main() -> None:
                     in_got = within(got, lo, hi)
                     lost += max(len(in_ref) - len(in_got), 0)
                     lost_after += max(len(c_ref) - len(g), 0)
+                    # a clean-run detection with no artefact-run detection within 50 ms
+                    for d in c_ref:
+                        if not g.size or np.min(np.abs(g - d)) > 0.05:
+                            last_lost = max(last_lost, d - t_clean)
                 on = {"own": own[k], "other": "Oz"}.get(where, "all")
                 print(f"{k:8} {on:10} {label:9} "
                       f"{len(back):3d} {med(back):7.3f} {med(ref):7.3f} {med(delay):7.3f} "
                       f"{(max(delay) if delay else math.nan):11.3f} {lost:5d} "
-                      f"{lost_after:10d} {false:5d}")
+                      f"{lost_after:10d} {last_lost:11.2f} {false:5d}")
 
 
 def screen_cost(n: int = 20000) -> float:

@@ -15,11 +15,11 @@ run in every detector and the phase estimator, without a word.
 - the first chunk in which a held stage's channels are clean again calls the stage's
   ``restart()`` (filters primed in steady state from that chunk's first sample, runs
   emptied, calibration kept) and then feeds it -- unless the stage missed at most
-  ``SHORT_HOLE_S`` (its state is then closer to the signal than a primed one); for its
-  settling time after that the stage's events are dropped (the band-pass settles after
-  the jump);
-- the loop asks the governor to inhibit from the first bad sample until ``settle_s``
-  after the last, and records each episode (start, end, channels, duration) in the
+  ``SHORT_HOLE_S`` of its kind (its state is then closer to the signal than a primed
+  one); for its settling time after that the stage's events are dropped (the band-pass
+  settles after the jump);
+- the loop asks the governor to inhibit from the first bad sample until the stages have
+  settled after the last, and records each episode (start, end, channels, duration) in the
   recording's log stream and on the live view.
 
 The raw recording keeps the samples as they came: the guard never changes a chunk.
@@ -47,11 +47,14 @@ from engramloop.core.chunk import Chunk
 SETTLE_S = {"ripple": 0.05, "spindle": 0.3, "so": 0.5}
 DEFAULT_SETTLE_S = 0.5
 #: A stage that missed at most this long (seconds, from the first withheld sample to the
-#: first clean one) keeps its state instead of restarting: its filters' state is that of
-#: the signal a moment ago, closer to the truth than a steady state primed from one
-#: sample (which assumes the signal was constant: the slow-oscillation band-pass, 0.2 Hz,
-#: then rings for seconds in the middle of a slow wave; bench/nan_recovery.py).
-SHORT_HOLE_S = 0.1
+#: first clean one), by kind, keeps its state instead of restarting: its filters' state
+#: is that of the signal a moment ago, closer to the truth than a steady state primed
+#: from one sample (which assumes the signal was constant). For the slow-oscillation
+#: band-pass (0.2 Hz lower edge, a 5 s period) a state 2 s old still is: priming it from
+#: one sample in the middle of a slow wave rang for seconds (bench/nan_recovery.py, 1 s
+#: of NaN: latest lost SO 2.5 s after the return when primed, 1.5 s when kept).
+SHORT_HOLE_S = {"so": 2.0}
+DEFAULT_SHORT_HOLE_S = 0.1
 
 #: the settings attributes that name the channels a stage reads
 _CHANNEL_FIELDS = ("channels", "reference_channels", "sharp_wave_channel", "theta_channel",
@@ -100,8 +103,9 @@ class NonFiniteGuard:
         Seconds after clean data returns during which a restarted stage's events are
         dropped and the governor keeps inhibiting, by stage kind (``KIND``), or one for
         all.
-    short_hole_s : float
-        A stage that missed at most this long keeps its state (no restart), seconds.
+    short_hole_s : mapping of str to float, or float
+        A stage that missed at most this long keeps its state (no restart), seconds, by
+        stage kind (default :data:`SHORT_HOLE_S`, else 0.1 s), or one for all.
 
     Attributes
     ----------
@@ -113,7 +117,7 @@ class NonFiniteGuard:
     """
 
     def __init__(self, stages: Sequence, settle_s: Any = None,
-                 short_hole_s: float = SHORT_HOLE_S) -> None:
+                 short_hole_s: Any = None) -> None:
         self.stages = list(stages)
         table = SETTLE_S if settle_s is None else settle_s
         self.settle = [float(table) if isinstance(table, (int, float)) else
@@ -127,7 +131,10 @@ class NonFiniteGuard:
         self.held = [False] * len(self.stages)
         #: first sample time each held stage did not see
         self.held_from = [math.nan] * len(self.stages)
-        self.short_hole_s = float(short_hole_s)
+        holes = SHORT_HOLE_S if short_hole_s is None else short_hole_s
+        self.short_hole = [float(holes) if isinstance(holes, (int, float)) else
+                           float(holes.get(stage_kind(st), DEFAULT_SHORT_HOLE_S))
+                           for st in self.stages]
         self.n_restarts = 0
         self.settle_until = [-math.inf] * len(self.stages)
         self.episode: Episode | None = None
@@ -191,7 +198,7 @@ class NonFiniteGuard:
             if self.held[i]:
                 self.held[i] = False
                 hole = t0 - self.held_from[i]
-                if hole > self.short_hole_s:
+                if hole > self.short_hole[i]:
                     restart = getattr(stage, "restart", None) or stage.reset
                     restart()
                     self.n_restarts += 1
@@ -220,4 +227,5 @@ def stage_kind(stage: Any) -> str:
     return getattr(stage, "KIND", "") or type(stage).__name__
 
 
-__all__ = ["NonFiniteGuard", "Episode", "stage_channels", "SETTLE_S", "DEFAULT_SETTLE_S"]
+__all__ = ["NonFiniteGuard", "Episode", "stage_channels", "SETTLE_S", "DEFAULT_SETTLE_S",
+           "SHORT_HOLE_S", "DEFAULT_SHORT_HOLE_S"]
