@@ -1011,6 +1011,13 @@ class Loop:
                                    f"{g['forecasts']} forecasts opened it"})
             except BaseException as exc:
                 errors.append(f"recording the forecast gate summary failed: {exc}")
+        if self._gaps_unreported:
+            try:   # the gaps since the last gap line, summed up at the end
+                self._note(f"{self._gaps_unreported} more gap(s) ({self._missing_unreported} "
+                           f"samples missing) since the last gap line; {res.n_gaps} in all")
+            except BaseException as exc:
+                errors.append(f"recording the gap summary failed: {exc}")
+            self._gaps_unreported = self._missing_unreported = 0
         res.stages = self.stages
         res.lateness = self.scheduler.lateness
         for msg in errors:
