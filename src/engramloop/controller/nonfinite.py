@@ -53,7 +53,9 @@ DEFAULT_SETTLE_S = 0.5
 #: band-pass (0.2 Hz lower edge, a 5 s period) a state 2 s old still is: priming it from
 #: one sample in the middle of a slow wave rang for seconds (bench/nan_recovery.py, 1 s
 #: of NaN: latest lost SO 2.5 s after the return when primed, 1.5 s when kept).
-SHORT_HOLE_S = {"so": 2.0}
+#: The phase estimators always restart: a window with a hole in it gives a wrong phase,
+#: while a restarted one gives none (NaN) until it has refilled from clean data.
+SHORT_HOLE_S = {"so": 2.0, "EchtPhase": 0.0, "ArPhase": 0.0}
 DEFAULT_SHORT_HOLE_S = 0.1
 
 #: the settings attributes that name the channels a stage reads
