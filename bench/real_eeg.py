@@ -21,9 +21,28 @@ at most once. P = matched / detections, R = matched / expert events, F1 = 2PR / 
 Latency = our detection time minus the matched expert onset (median over matches; YASA is
 offline and has none). Density = detections per minute of the scored window.
 
-Run: ``PYTHONPATH=src python bench/real_eeg.py [--spindle] [--loo] [--no-yasa] [--chunk N]``
-(no flag: everything; ``--loo`` adds the leave-one-excerpt-out check of the spindle
-defaults' grid).
+Slow oscillations (``so_phase_table``): the four DREAMS development excerpts
+(shared/data/dreams_dev, C3-A1, 50-200 Hz; Devuyst et al. 2011) and the YASA N3 excerpt
+(shared/data, 30 s at 100 Hz) replayed through the slow-oscillation detector at its
+defaults in 10-sample chunks. The trigger time of each event is its ``predicted_s`` (what
+the policy aims a pulse at); its phase is read from an offline zero-phase reference computed
+on the whole recording: 0.5-1.5 Hz Butterworth band-pass (order 2 per edge), applied
+forward and backward (``scipy.signal.sosfiltfilt``), then ``scipy.signal.hilbert``.
+Convention: cosine phase in degrees, 0 = positive peak (up state), +-180 = trough (down
+state). Reported per excerpt and pooled: triggers per minute, circular mean and SD of the
+phase, fraction within +-90 deg of 0 (the up-phase).
+
+``so_sim_table``: the same figures on the simulator against its noise-free SO phase.
+
+Ripples (``ripple_fp_table``): the rat CA1/EC3 theta recordings (shared/data/rat_*.npy,
+running animals: no sharp-wave ripples, a negative control) through the ripple detector at
+its defaults; every event is a false positive. Reported: events per minute after
+calibration, and per minute over the whole file.
+
+Run: ``PYTHONPATH=src python bench/real_eeg.py [--spindle] [--so] [--ripple] [--sim]
+[--learn-cost] [--loo] [--no-yasa] [--chunk N]`` (no flag: spindle, SO, ripple and
+simulator tables; ``--loo`` adds the leave-one-excerpt-out check of the spindle defaults'
+grid).
 """
 from __future__ import annotations
 
@@ -39,6 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from engramloop.analysis.scoring import replay, score_phase  # noqa: E402
 from engramloop.core.chunk import EndOfStream  # noqa: E402
 from engramloop.decoders.spindle import SpindleDetector, SpindleSettings  # noqa: E402
 from engramloop.drivers.files import FileSource  # noqa: E402
@@ -46,6 +66,7 @@ from engramloop.drivers.files import FileSource  # noqa: E402
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not DATA.is_dir():
     DATA = Path("/work/shared/data")
+DREAMS = DATA / "dreams_dev"
 EXCERPTS = (1, 3, 5, 7)
 #: expert 1 scored only the first 1000 s of each excerpt (dreams_dev/README.md)
 WINDOW_S = 1000.0
@@ -296,6 +317,179 @@ def leave_one_out(data: Path, chunk: int) -> None:
           + (f"; defaults on all four {f1[at].mean():.2f}" if at is not None else ""))
 
 
+
+def reference_phase(x: np.ndarray, fs: float) -> np.ndarray:
+    """Offline zero-phase SO phase, degrees (cosine, 0 = up-state peak), per sample.
+
+    x : ndarray, shape (n,), any unit."""
+    from scipy.signal import butter, hilbert, sosfiltfilt
+
+    sos = butter(2, (0.5, 1.5), btype="bandpass", fs=fs, output="sos")
+    return np.degrees(np.angle(hilbert(sosfiltfilt(sos, x - np.mean(x)))))
+
+
+def phase_at(ref_deg: np.ndarray, t: np.ndarray, at_s: np.ndarray) -> np.ndarray:
+    """The reference phase at times ``at_s`` (seconds), interpolated on the unwrapped
+    phase, wrapped to (-180, 180]."""
+    u = np.unwrap(np.radians(ref_deg))
+    p = np.degrees(np.interp(at_s, t, u))
+    return np.mod(p + 180.0, 360.0) - 180.0
+
+
+def so_triggers(x: np.ndarray, t: np.ndarray, fs: float, channel: str,
+                chunk: int = 10, **settings) -> tuple[list, np.ndarray]:
+    """SO events of the detector at its defaults (plus ``settings``) on one channel, and
+    their finite trigger times (``predicted_s`` inside the recording)."""
+    from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
+
+    s = SlowOscSettings(channels=(channel,), **settings)
+    ev = [e for e in replay([SlowOscDetector(s)], np.ascontiguousarray(x[:, None]), t, fs,
+                            (channel,), chunk) if e.kind == "so"]
+    pred = np.array([e.predicted_s for e in ev], dtype=float)
+    return ev, pred[np.isfinite(pred) & (pred <= t[-1])]
+
+
+def so_phase_table(chunk: int = 10, **settings) -> list[dict]:
+    """One row per recording (and a pooled row over the DREAMS excerpts)."""
+    from engramloop.drivers.files import load_edf
+
+    rows, pooled = [], []
+    for ex in EXCERPTS:
+        path = DREAMS / f"excerpt{ex}.edf"
+        d = load_edf(path)
+        x, t, fs = d.samples[:, 0], d.timestamps, d.rate_hz
+        ev, trig = so_triggers(x, t, fs, d.channels[0], chunk, **settings)
+        ph = phase_at(reference_phase(x, fs), t, trig)
+        pooled.append(ph)
+        rows.append(_so_row(f"DREAMS excerpt{ex} ({fs:g} Hz)", len(ev), ph, t[-1] - t[0]))
+    rows.append(_so_row("DREAMS pooled", sum(r["events"] for r in rows),
+                        np.concatenate(pooled), sum(r["minutes"] for r in rows) * 60.0))
+    x = np.loadtxt(DATA / "data_N3_no-spindles_30sec_100Hz.txt") * 1e-6
+    t = np.arange(x.size) / 100.0
+    ev, trig = so_triggers(x, t, 100.0, "EEG", chunk, **settings)
+    rows.append(_so_row("YASA N3 excerpt (100 Hz)", len(ev),
+                        phase_at(reference_phase(x, 100.0), t, trig), t[-1] - t[0]))
+    return rows
+
+
+def _so_row(name: str, n_events: int, ph: np.ndarray, duration_s: float) -> dict:
+    sc = score_phase(ph, 0.0)
+    return {"recording": name, "events": n_events, "triggers": int(ph.size),
+            "minutes": duration_s / 60.0, "per_min": ph.size / (duration_s / 60.0),
+            "mean_deg": sc.mean_phase_deg, "sd_deg": sc.sd_phase_deg,
+            "up_fraction": sc.fraction_in_target_half}
+
+
+def print_so_table(rows: list[dict], title: str) -> None:
+    print(f"== {title}")
+    print("| recording | SO events | triggers | triggers/min | circular mean (deg) "
+          "| circular SD (deg) | in up-phase |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['recording']} | {r['events']} | {r['triggers']} | {r['per_min']:.1f} | "
+              f"{r['mean_deg']:+.1f} | {r['sd_deg']:.1f} | {100 * r['up_fraction']:.0f} % |")
+
+
+def so_sim_table(seeds: tuple[int, ...] = (0, 1, 2), duration_s: float = 600.0,
+                 chunk: int = 10) -> dict:
+    """SO trigger phase on the simulator against its noise-free phase (default
+    hypnogram, Fz), pooled over seeds."""
+    from engramloop.decoders.slow_osc import SlowOscDetector
+    from engramloop.sim.generate import simulate
+
+    phases, n_ev = [], 0
+    for seed in seeds:
+        x, t, truth = simulate(seed=seed, duration_s=duration_s)
+        names = tuple(truth.channels)
+        ev = [e for e in replay([SlowOscDetector()], x, t, truth.rate_hz, names, chunk)
+              if e.kind == "so"]
+        n_ev += len(ev)
+        pred = np.array([e.predicted_s for e in ev], dtype=float)
+        phases.append(truth.phase("so", pred[np.isfinite(pred)]))
+    sc = score_phase(np.concatenate(phases), 0.0)
+    return {"seeds": seeds, "events": n_ev, "triggers": sc.n, "mean_deg": sc.mean_phase_deg,
+            "sd_deg": sc.sd_phase_deg, "up_fraction": sc.fraction_in_target_half}
+
+
+def ripple_sim_f1(seeds: tuple[int, ...] = (0, 1, 2), duration_s: float = 600.0,
+                  chunk: int = 10, **settings) -> dict:
+    """Ripple F1 on the simulator at the defaults (plus ``settings``), scored as
+    bench/detectors.py scores it (after calibration, by :mod:`analysis.scoring`)."""
+    from engramloop.analysis.scoring import score_kind
+    from engramloop.decoders.ripple import RippleDetector, RippleSettings
+    from engramloop.sim.generate import simulate
+
+    tp = nd = nt = 0
+    for seed in seeds:
+        x, t, truth = simulate(seed=seed, duration_s=duration_s)
+        ev = replay([RippleDetector(RippleSettings(**settings))], x, t, truth.rate_hz,
+                    tuple(truth.channels), chunk)
+        start = next(e.detect_s for e in ev if e.kind == "calibration_done")
+        tr = [e for e in truth.events("ripple") if e.onset_s >= start]
+        sc = score_kind("ripple", [e for e in ev if e.kind == "ripple"], tr, t[-1] - start)
+        tp, nd, nt = tp + sc.true_positives, nd + sc.n_detected, nt + sc.n_truth
+    return {"seeds": seeds, "truth": nt, "detected": nd, "tp": tp,
+            "f1": 2 * tp / (nd + nt) if nd + nt else math.nan}
+
+
+def learn_cost(fs_hz: float = 2000.0, repeats: int = 200) -> dict:
+    """Median time (ms) of one learned-timing measurement of the SO detector (the loop
+    thread pays it once per predicted up-state, learn_settle_s later): its default 12 s
+    window at ``fs_hz`` through ``SlowOscDetector._learn_until``."""
+    import time
+
+    from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
+
+    det = SlowOscDetector(SlowOscSettings(channels=("EEG",)))
+    det._setup(fs_hz)
+    n = int(20 * fs_hz)
+    t = np.arange(n) / fs_hz
+    x = np.random.default_rng(0).standard_normal((n, 1)) * 20e-6
+    det._remember(x, t)
+    times = []
+    for _ in range(repeats):
+        det._pending[:] = [(t[-1], 0, 0, t[-1] - 4.0, 1.0)]
+        t0 = time.perf_counter()
+        det._learn_until(t, n - 1, n)
+        times.append(time.perf_counter() - t0)
+    return {"fs_hz": fs_hz, "median_ms": 1e3 * float(np.median(times)),
+            "p99_ms": 1e3 * float(np.percentile(times, 99))}
+
+
+def ripple_fp_table(chunk: int = 10) -> list[dict]:
+    """Ripple detector events on the rat theta recordings (negative controls)."""
+    from engramloop.decoders.ripple import RippleDetector, RippleSettings
+
+    rows = []
+    for name, fs in (("rat_ca1_theta_1000hz.npy", 1000.0), ("rat_ca1_theta_1250hz.npy", 1250.0),
+                     ("rat_ec3_theta_1250hz.npy", 1250.0)):
+        x = np.load(DATA / name).astype(np.float64).ravel()
+        x = (x - np.median(x))[:, None] * 1e-6     # arbitrary units; thresholds are relative
+        t = np.arange(x.shape[0]) / fs
+        s = RippleSettings(channels=("LFP",))
+        ev = replay([RippleDetector(s)], np.ascontiguousarray(x), t, fs, ("LFP",), chunk)
+        cal = [e.detect_s for e in ev if e.kind == "calibration_done"]
+        start = cal[0] if cal else math.nan
+        rip = [e for e in ev if e.kind == "ripple"]
+        scored_min = (t[-1] - start) / 60.0
+        rows.append({"file": name, "minutes": t[-1] / 60.0, "events": len(rip),
+                     "per_min_scored": len(rip) / scored_min if scored_min > 0 else math.nan,
+                     "times": [round(e.detect_s, 1) for e in rip]})
+    return rows
+
+
+def print_ripple_table(rows: list[dict]) -> None:
+    print("== ripple false positives on rat theta LFP (no ripples: every event is false), "
+          "defaults")
+    print("| file | minutes | events | per minute after calibration | event times (s) |")
+    print("|---|---:|---:|---:|---|")
+    for r in rows:
+        times = ", ".join(f"{v:g}" for v in r["times"][:12]) + (
+            " ..." if len(r["times"]) > 12 else "")
+        print(f"| {r['file']} | {r['minutes']:.1f} | {r['events']} | "
+              f"{r['per_min_scored']:.2f} | {times} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spindle", action="store_true", help="the spindle table")
@@ -307,6 +501,12 @@ def main(argv: list[str] | None = None) -> int:
                     default=None, metavar="R1,R2,...",
                     help="also run the spindle defaults on the excerpts resampled to these "
                          "rates (Hz)")
+    ap.add_argument("--so", action="store_true", help="the SO phase table")
+    ap.add_argument("--sim", action="store_true",
+                    help="the simulator figures (SO trigger phase, ripple F1)")
+    ap.add_argument("--ripple", action="store_true", help="the ripple false-positive table")
+    ap.add_argument("--learn-cost", action="store_true",
+                    help="time of one learned-timing measurement of the SO detector")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a [detectors.spindle] setting for the spindle table (repeatable; "
                          "a Python literal, e.g. baseline_hold_s=0 or "
@@ -315,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.data / "dreams_dev").is_dir():
         print(f"error: no dreams_dev folder in {a.data}; pass --data DIR", file=sys.stderr)
         return 2
-    everything = not a.spindle
+    everything = not (a.spindle or a.so or a.sim or a.ripple or a.learn_cost)
     settings = None
     if a.set:
         import ast
@@ -335,7 +535,39 @@ def main(argv: list[str] | None = None) -> int:
         resampled_rates(a.data, a.rates, a.chunk)
     if a.loo:
         leave_one_out(a.data, a.chunk)
+    so_ripple(a.chunk, so=a.so or everything, sim=a.sim or everything,
+              ripple=a.ripple or everything, learn=a.learn_cost)
     return 0
+
+
+def so_ripple(chunk: int, *, so: bool, sim: bool, ripple: bool, learn: bool) -> None:
+    """The SO, ripple and simulator tables (and the learned-timing cost)."""
+    if learn:
+        for fs in (200.0, 2000.0):
+            r = learn_cost(fs)
+            print(f"== SO learned-timing measurement at {fs:g} Hz (12 s window): median "
+                  f"{r['median_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms per predicted up-state")
+    if so:
+        print_so_table(so_phase_table(chunk),
+                       "SO up-state triggers vs offline zero-phase reference (0.5-1.5 Hz "
+                       "filtfilt + Hilbert; 0 deg = up-state peak), defaults, "
+                       f"{chunk}-sample chunks")
+    if sim:
+        r = so_sim_table(chunk=chunk)
+        print(f"== SO on the simulator (seeds {list(r['seeds'])}, 600 s each, defaults): "
+              f"{r['events']} events, {r['triggers']} triggers, true phase mean "
+              f"{r['mean_deg']:+.1f} deg, circular SD {r['sd_deg']:.1f} deg, "
+              f"in up-phase {100 * r['up_fraction']:.1f} %")
+    if ripple:
+        print_ripple_table(ripple_fp_table(chunk))
+    if sim:
+        for win in (1.0, None):
+            kw = {} if win is None else {"theta_window_s": win}
+            r = ripple_sim_f1(chunk=chunk, **kw)
+            label = "defaults" if win is None else f"theta_window_s = {win:g} (the old default)"
+            print(f"== ripple on the simulator ({label}; seeds {list(r['seeds'])}, 600 s "
+                  f"each): truth {r['truth']}, detected {r['detected']}, matched {r['tp']}, "
+                  f"F1 {r['f1']:.3f}")
 
 
 if __name__ == "__main__":

@@ -28,12 +28,26 @@ so the right value is per rig and the gate is off by default.
 A trough too shallow for the half-wave rule (``threshold / depth > max_depth_ratio``) is
 still reported, with ``predicted_s`` NaN, so the policy does not stimulate on a guess.
 
-The threshold is fixed (``threshold_v``, volts, negative) or adaptive: ``adaptive_sd``
-robust SDs of the band-passed signal over the last ``baseline_s`` (the SD estimated as
-1.4826 x median |x|), never shallower than ``min_threshold_v``.
+The threshold is adaptive by default: ``adaptive_sd`` robust SDs of this recording's
+band-passed signal over the last ``baseline_s`` (the SD estimated as 1.4826 x median |x|),
+never shallower than ``min_threshold_v`` -- a floor, so a wake or REM stretch (a small slow
+band) cannot lower it below a slow-wave depth; or fixed (``threshold_v``, volts, negative).
+A fixed -40 uV found 2 down states and no predictable one in the 30 s YASA N3 excerpt
+(slow waves of 15-45 uV on the band-passed signal).
+
+The half-wave rule assumes a sinusoid; real slow waves have a sharper down state than up
+state, and on the DREAMS excerpts it aims ~25 deg before the up-state peak of an offline
+zero-phase reference. With ``learn_phase`` the detector measures that itself, per
+recording: ``learn_settle_s`` after each prediction it filters the buffered last
+``learn_window_s`` forward and backward (``learn_band_hz``), reads the Hilbert phase at the
+predicted time, converts the error to seconds at the wave's frequency, and adds the median
+of the last ``learn_events`` errors to later predictions (``timing_correction_s``). Every
+measurement is made on the window ending at the first sample at or after its due time, so
+the events do not depend on chunking.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -64,17 +78,21 @@ class SlowOscSettings:
                                                "frequency)")
     filter_order: int = setting(2, ge=1, le=4, doc="Butterworth order per band edge")
     threshold_mode: Literal["fixed", "adaptive"] = setting(
-        "fixed", doc="fixed threshold_v, or adaptive_sd robust SDs of the filtered signal "
-                     "(adaptive follows the signal's scale but, calibrated in N3, sits among "
-                     "the slow waves themselves)")
+        "adaptive", doc="adaptive: adaptive_sd robust SDs of this recording's filtered "
+                        "signal over the last baseline_s, never shallower than "
+                        "min_threshold_v (a wake or REM stretch, where the slow band is "
+                        "small, cannot pull it below that floor); fixed: threshold_v")
     threshold_v: float = setting(-40e-6, lt=0, unit="V", doc="fixed down-state threshold on "
                                                              "the band-passed signal (Ngo et "
                                                              "al. 2013 used -80 uV on less "
                                                              "filtered EEG)")
-    adaptive_sd: float = setting(1.5, gt=0, unit="SD", doc="adaptive threshold depth in "
-                                                           "robust SDs")
-    min_threshold_v: float = setting(30e-6, ge=0, unit="V", doc="the adaptive threshold is "
-                                                                "never shallower than this")
+    adaptive_sd: float = setting(1.0, gt=0, unit="SD", doc="adaptive threshold depth in "
+                                                           "robust SDs (1.4826 x median |x|)")
+    min_threshold_v: float = setting(
+        30e-6, ge=0, unit="V", doc="the adaptive threshold is never shallower than this. "
+                                   "On the DREAMS development excerpts (C3-A1) the robust "
+                                   "SD of the 0.2-1.5 Hz signal is 3-23 uV per minute, on "
+                                   "the YASA N3 excerpt 15 uV (bench/real_eeg.py)")
     predict: Literal["halfwave", "echt", "fixed"] = setting(
         "halfwave", doc="up-state prediction: from this cycle's down half-wave ('halfwave'), "
                         "from the ECHT phase and frequency ('echt'), or trough + "
@@ -93,6 +111,29 @@ class SlowOscSettings:
     phase_band_hz: tuple[float, float] = setting((0.5, 1.25), gt=0, unit="Hz",
                                                  doc="band of the ECHT phase estimate")
     phase_window_s: float = setting(4.0, gt=0, le=30, unit="s", doc="ECHT window")
+    learn_phase: bool = setting(
+        True, doc="learn this recording's own timing ('halfwave' and 'echt'): learn_settle_s "
+                  "after each predicted up-state, the zero-phase phase of learn_band_hz "
+                  "(forward-backward Butterworth + Hilbert over the buffered "
+                  "learn_window_s) at the predicted time is measured and turned into a time "
+                  "error at the wave's frequency; the median of the last learn_events errors "
+                  "is added to later predictions. Real slow waves are not sinusoids, so the "
+                  "half-wave rule alone aims ~25 deg early on real EEG (bench/real_eeg.py)")
+    learn_band_hz: tuple[float, float] = setting(
+        (0.5, 1.5), gt=0, unit="Hz", doc="band of the learned up-state (the slow-oscillation "
+                                         "band of the offline analyses, e.g. Ngo et al. "
+                                         "2013: 0.5-1.5 Hz)")
+    learn_settle_s: float = setting(4.0, gt=0, le=30, unit="s",
+                                    doc="signal after a predicted up-state before its phase "
+                                        "is measured (the zero-phase filter's edge)")
+    learn_window_s: float = setting(12.0, gt=0, le=60, unit="s",
+                                    doc="window the learned phase is measured on")
+    learn_events: int = setting(50, ge=1, doc="time errors per channel whose median is the "
+                                              "correction (the last ones; 20 moved the "
+                                              "trigger phase SD on the DREAMS excerpts by "
+                                              "+0-3 deg against 50)")
+    learn_min_events: int = setting(3, ge=1, doc="errors measured before a correction is "
+                                                 "applied")
     sws_gate_ratio: float = setting(
         0.0, ge=0, doc="slow-wave-sleep gate: a down state counts only while the 0.5-2 Hz / "
                        "4-30 Hz power ratio over the last sws_window_s is at least this (N3 "
@@ -118,9 +159,17 @@ class SlowOscSettings:
                                                                 "recomputed this often")
 
     def validate(self) -> None:
-        check_bands(self, "band_hz", "phase_band_hz")
+        check_bands(self, "band_hz", "phase_band_hz", "learn_band_hz")
+        if self.learn_window_s <= self.learn_settle_s + 1.0 / self.learn_band_hz[0]:
+            raise ValueError("learn_window_s: must be longer than learn_settle_s plus one "
+                             "cycle of the low learn_band_hz edge")
         if not self.channels:
             raise ValueError("channels: give at least one channel name")
+        if self.threshold_mode == "adaptive" and self.threshold_v != -40e-6:
+            # threshold_v alone used to set the threshold; now it would be ignored
+            raise ValueError(f"threshold_v: {self.threshold_v} applies only with "
+                             f"threshold_mode = 'fixed' (the default is 'adaptive'); set "
+                             f"threshold_mode = 'fixed' or remove threshold_v")
         if self.phase_window_s * self.phase_band_hz[0] < 1.5:
             raise ValueError("phase_window_s: must hold at least 1.5 cycles of the low "
                              "phase band edge")
@@ -175,6 +224,7 @@ class SlowOscDetector:
         f_c = math.sqrt(s.band_hz[0] * s.band_hz[1])
         ph -= 2 * np.pi * np.round(np.interp(f_c, self._fgrid, ph) / (2 * np.pi))
         self._hphase = ph
+        self._setup_learning(fs)
         # the per-channel down-state machine, one row per channel, in one array so the C
         # block kernel updates it in place; the named columns are views of it
         self._chs = np.empty((k, 5))
@@ -189,6 +239,85 @@ class SlowOscDetector:
         self._t0 = np.nan
         self._cal_end = np.nan       # s: calibration ends at the first sample this late
         self._alloc(64)
+
+    def _setup_learning(self, fs: float) -> None:
+        """The learned timing: a buffer of the picked input (the last learn_window_s, kept
+        contiguous so a window is a view), the predictions waiting for their phase, and
+        per channel the last time errors (s) and the correction in force (s, added to each
+        prediction)."""
+        s, k = self.settings, self._k
+        self._learn = s.learn_phase and s.predict != "fixed"
+        # (due_s, seq, ch, predicted_s, frequency_hz): predictions waiting to be measured
+        self._pending: list = []
+        self._seq = 0
+        self._errors: list[list[float]] = [[] for _ in range(k)]   # s
+        self.timing_correction_s = np.zeros(k)
+        if not self._learn:
+            return
+        from scipy.signal import butter
+
+        lo, hi = s.learn_band_hz
+        if not hi < fs / 2:
+            raise ValueError(f"detectors.so.learn_band_hz: {hi} Hz is not below Nyquist "
+                             f"({fs / 2:g} Hz at {fs:g} Hz); lower it or set "
+                             f"learn_phase = false")
+        self._lsos = butter(2, (lo, hi), btype="bandpass", fs=fs, output="sos")
+        self._lwin = max(16, int(round(s.learn_window_s * fs)))
+        self._lmin = int(round((s.learn_settle_s + 1.0 / lo) * fs))
+        self._lbuf = np.zeros((2 * self._lwin + 64, k))
+        self._lt = np.zeros(2 * self._lwin + 64)
+        self._l0 = 0        # absolute sample index of _lbuf[0]
+        self._lhi = 0       # samples held: _lbuf[:_lhi]
+
+    def _remember(self, x: np.ndarray, t: np.ndarray) -> None:
+        """Append a block of the picked input (n, k) and its timestamps (n,) seconds."""
+        n = x.shape[0]
+        hi = self._lhi
+        if hi + n > self._lt.shape[0]:
+            keep = min(hi, self._lwin)
+            if keep + n > self._lt.shape[0]:
+                buf = np.zeros((2 * self._lwin + n, self._k))
+                tb = np.zeros(2 * self._lwin + n)
+                buf[:keep] = self._lbuf[hi - keep:hi]
+                tb[:keep] = self._lt[hi - keep:hi]
+                self._lbuf, self._lt = buf, tb
+            else:   # overlapping slices: NumPy copies through a buffer when needed
+                self._lbuf[:keep] = self._lbuf[hi - keep:hi]
+                self._lt[:keep] = self._lt[hi - keep:hi]
+            self._l0 += hi - keep
+            hi = keep
+        self._lbuf[hi:hi + n] = x
+        self._lt[hi:hi + n] = t
+        self._lhi = hi + n
+
+    def _learn_until(self, t: np.ndarray, j: int, n: int) -> None:
+        """Measure the predictions whose settle time has come by sample ``j`` of this
+        chunk (``n`` samples, already remembered): each on the window ending at the first
+        sample at or after its due time, so the result does not depend on chunking."""
+        from scipy.signal import hilbert, sosfiltfilt
+
+        s = self.settings
+        start = self._lhi - n           # buffer position of this chunk's first sample
+        while self._pending and self._pending[0][0] <= t[j]:
+            due, _, ch, pred, f = heapq.heappop(self._pending)
+            jj = first_at_or_after(t, due, 0)
+            end = start + jj + 1
+            a = max(0, end - self._lwin)
+            if end - a < self._lmin:
+                continue                 # too little signal buffered to measure it
+            win = self._lbuf[a:end, ch]
+            an = hilbert(sosfiltfilt(self._lsos, win - win.mean()))
+            i = min(int(np.searchsorted(self._lt[a:end], pred)), end - a - 1)
+            ph = math.atan2(an[i].imag, an[i].real)
+            if not math.isfinite(ph):
+                continue                 # a non-finite sample in the window
+            err = (ph - math.radians(s.target_deg) + math.pi) % (2 * math.pi) - math.pi
+            hist = self._errors[ch]
+            hist.append(-err / (2 * math.pi * f))   # early (err < 0): later next time
+            if len(hist) > s.learn_events:
+                del hist[0]
+            if len(hist) >= s.learn_min_events:
+                self.timing_correction_s[ch] = float(np.median(hist))
 
     def _alloc(self, n: int) -> None:
         s, k = self.settings, self._k
@@ -269,9 +398,13 @@ class SlowOscDetector:
             if not self._calibrating:
                 found = so_block(samples, self._cols, t, base.index, *self._block_args)
                 base.index += n
+                if self._learn:
+                    self._remember(self._x[:n], t)
                 if not found:
                     if self._echt is not None:
                         self._echt.write(self._x[:n])
+                    if self._pending and self._pending[0][0] <= t[n - 1]:
+                        self._learn_until(t, n - 1, n)
                     return []
                 events: list[Event] = []
                 self._emit(found, self._x[:n], self._thr[:n], t, self._gs[:n], self._gh[:n],
@@ -283,6 +416,8 @@ class SlowOscDetector:
                                     or first_at_or_after(t, self._cal_end, 0) < 0):
                 so_block(samples, self._cols, t, base.index, *self._calib_args)
                 base.index += n
+                if self._learn:
+                    self._remember(self._x[:n], t)
                 if self._echt is not None:
                     self._echt.write(self._x[:n])
                 return []
@@ -304,6 +439,8 @@ class SlowOscDetector:
             self._cols = self._picker.bind(chunk.channels)
             self._bound = chunk.channels
         x = self._picker.pick(chunk.samples, chunk.channels)
+        if self._learn:
+            self._remember(x, t)
         first = self._base.index
         if self._first:
             self._first = False
@@ -349,6 +486,8 @@ class SlowOscDetector:
             self._scan(ch, start, y[:, ch], thr[:, ch], t, found)
         if not found:
             self._feed_echt(x, 0, n)
+            if self._pending and self._pending[0][0] <= t[n - 1]:
+                self._learn_until(t, n - 1, n)
         else:
             found.sort()
             self._emit(found, x, thr, t, g_slow, g_fast, events)
@@ -368,13 +507,21 @@ class SlowOscDetector:
         for j, ch, onset, trough_v, trough_t in found:
             self._feed_echt(x, fed, j + 1)
             fed = j + 1
+            if self._pending and self._pending[0][0] <= t[j]:
+                self._learn_until(t, j, n)
             if (gated and not g_slow[j, ch] * g_slow[j, ch]
                     >= s.sws_gate_ratio * g_fast[j, ch] * g_fast[j, ch]):
                 continue             # not slow-wave sleep: not a slow oscillation
             if trough_v < -s.max_trough_v:
                 continue             # an artefact, not a slow oscillation
+            if not trough_v <= thr[j, ch]:
+                # the adaptive threshold deepened during the down state (an update point)
+                # and the trough is not below the one in force when it ended
+                continue
             events.append(self._event(j, ch, onset, trough_v, trough_t, thr, t))
         self._feed_echt(x, fed, n)
+        if self._pending and self._pending[0][0] <= t[n - 1]:
+            self._learn_until(t, n - 1, n)
 
     def _feed_echt(self, x: np.ndarray, a: int, b: int) -> None:
         if self._echt is not None and b > a:
@@ -426,42 +573,58 @@ class SlowOscDetector:
                thr: np.ndarray, t: np.ndarray) -> Event:
         s = self.settings
         detect = float(t[j])
+        f = math.nan
         if s.predict == "halfwave":
-            predicted = self._halfwave(ch, onset, detect, trough_v, float(thr[j, ch]))
+            predicted, f = self._halfwave(ch, onset, detect, trough_v, float(thr[j, ch]))
         elif self._echt is not None:
             if self._echt.count >= self._echt.n and math.isfinite(trough_t):
-                ph, f, _ = self._echt.analytic()
+                ph, fe, _ = self._echt.analytic()
+                f = float(fe[ch])
                 d = (s.target_deg - float(ph[ch])) % 360.0
-                predicted = detect + d / (360.0 * float(f[ch]))
+                predicted = detect + d / (360.0 * f)
             else:
                 predicted = trough_t + s.fixed_delay_s
         else:
             predicted = trough_t + s.fixed_delay_s
+        if self._learn and math.isfinite(predicted) and f > 0:
+            # measured later on this prediction as made (not as corrected), so the
+            # correction is the mean error of the rule itself, not a running integral
+            heapq.heappush(self._pending, (predicted + s.learn_settle_s, self._seq, ch,
+                                           predicted, f))
+            self._seq += 1
+            corr = float(self.timing_correction_s[ch])
+            if corr:
+                predicted += corr
+                if predicted <= detect:      # learned later than this cycle allows
+                    predicted += 1.0 / f
         th = float(thr[j, ch])
         return Event(kind=self.KIND, channel=s.channels[ch], onset_s=onset, detect_s=detect,
                      peak_s=trough_t, amplitude=trough_v, score=trough_v / th, threshold=th,
                      predicted_s=predicted)
 
     def _halfwave(self, ch: int, onset_t: float, detect_t: float, trough_v: float,
-                  thr_v: float) -> float:
+                  thr_v: float) -> tuple[float, float]:
         """Predicted time of ``target_deg`` from this cycle's down half-wave.
 
         Near the trough the wave is ``-A cos(w (t - t_trough))``; it crosses the threshold
         level ``-L`` at ``t_trough -+ arccos(L/A) / w``. So the midpoint of the down- and
         up-crossings is the trough and their distance gives ``w``; the band-pass shifts the
-        wave by ``phi(f) / w``, which is added back.
+        wave by ``phi(f) / w``, which is added back. Returns (predicted time s, frequency
+        Hz), both NaN when the wave is too shallow or not SO-shaped.
         """
         s = self.settings
         width = detect_t - onset_t
         ratio = thr_v / trough_v if trough_v < 0 else float("nan")
         if not (width > 0 and 0 < ratio <= s.max_depth_ratio):
-            return float("nan")
+            return math.nan, math.nan
         w = 2.0 * math.acos(ratio) / width
         f = w / (2 * math.pi)
         lo, hi = s.phase_band_hz
-        if not 0.5 * lo <= f <= 2.0 * hi:
-            return float("nan")      # not an SO-shaped wave: fall back to the fixed delay
+        if not lo <= f <= 2.0 * hi:
+            # not an SO-shaped wave: no prediction. Below the band's low edge were broad
+            # dips (movement, arousal) on the DREAMS excerpts, whose up state came anywhere
+            return math.nan, math.nan
         phi = float(np.interp(f, self._fgrid, self._hphase))
         true_trough = 0.5 * (onset_t + detect_t) + phi / w
         frac = ((s.target_deg - 180.0) % 360.0) / 360.0
-        return true_trough + frac / f
+        return true_trough + frac / f, f

@@ -1,0 +1,102 @@
+"""Slow-oscillation up-state targeting on real human sleep EEG, against an offline
+zero-phase reference we did not design: 0.5-1.5 Hz Butterworth (order 2 per edge) applied
+forward and backward (scipy ``sosfiltfilt``), then scipy ``hilbert``; cosine phase, 0 deg =
+up-state peak. Recordings: the DREAMS development excerpts (C3-A1, Devuyst et al. 2011) and
+the YASA N3 excerpt in shared/data. bench/real_eeg.py prints the same figures per excerpt.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import butter, hilbert, sosfiltfilt
+from shared_data import DATA  # noqa: E402
+
+from engramloop.analysis.scoring import replay, score_phase
+from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
+
+DREAMS = DATA / "dreams_dev"
+N3 = DATA / "data_N3_no-spindles_30sec_100Hz.txt"
+
+
+def _edf(ex: int) -> tuple[np.ndarray, np.ndarray, float]:
+    import pyedflib
+
+    path = DREAMS / f"excerpt{ex}.edf"
+    if not path.is_file():
+        pytest.skip(f"{path} missing")
+    with pyedflib.EdfReader(str(path)) as r:
+        assert r.getPhysicalDimension(0).strip() == "uV"
+        fs = float(r.getSampleFrequency(0))
+        x = r.readSignal(0) * 1e-6
+    return x, np.arange(x.size) / fs, fs
+
+
+def _reference_phase(x: np.ndarray, t: np.ndarray, fs: float, at: np.ndarray) -> np.ndarray:
+    sos = butter(2, (0.5, 1.5), btype="bandpass", fs=fs, output="sos")
+    u = np.unwrap(np.angle(hilbert(sosfiltfilt(sos, x - x.mean()))))
+    return np.mod(np.degrees(np.interp(at, t, u)) + 180.0, 360.0) - 180.0
+
+
+def _triggers(x: np.ndarray, t: np.ndarray, fs: float, chunk: int = 10, **kw) -> np.ndarray:
+    s = SlowOscSettings(channels=("EEG",), **kw)
+    ev = replay([SlowOscDetector(s)], np.ascontiguousarray(x[:, None]), t, fs, ("EEG",), chunk)
+    pred = np.array([e.predicted_s for e in ev if e.kind == "so"], dtype=float)
+    return pred[np.isfinite(pred) & (pred <= t[-1])]
+
+
+@pytest.fixture(scope="module")
+def dreams_phases() -> dict:
+    out = {}
+    for learn in (False, True):
+        ph = []
+        for ex in (1, 3, 5, 7):
+            x, t, fs = _edf(ex)
+            ph.append(_reference_phase(x, t, fs, _triggers(x, t, fs, learn_phase=learn)))
+        out[learn] = score_phase(np.concatenate(ph), 0.0)
+    return out
+
+
+def test_dreams_up_state_without_a_systematic_lead(dreams_phases) -> None:
+    """The half-wave rule alone aims early on real slow waves (pooled circular mean about
+    -28 deg); learning each recording's own timing removes that lead (issue 20 target:
+    within +-15 deg) and keeps >= 85 % of the triggers in the up-phase."""
+    raw, learned = dreams_phases[False], dreams_phases[True]
+    assert raw.n >= 200 and learned.n == raw.n
+    assert raw.mean_phase_deg < -15.0, raw
+    assert abs(learned.mean_phase_deg) <= 15.0, learned
+    assert learned.fraction_in_target_half >= 0.85, learned
+    # issue 20 asks for a circular SD <= 35 deg; measured 51 deg pooled (39-41 deg on
+    # excerpts 5 and 7, 64-73 on 1 and 3): not met -- this guards against it getting worse
+    assert learned.sd_phase_deg <= 55.0, learned
+
+
+def test_real_n3_excerpt_gets_triggers() -> None:
+    """The YASA N3 excerpt (30 s, slow waves of 15-45 uV after the band-pass): the fixed
+    -40 uV threshold of the old default finds no predictable down state; the adaptive
+    default triggers at least once per minute of N3, in the up-phase."""
+    if not N3.is_file():
+        pytest.skip(f"{N3} missing")
+    x = np.loadtxt(N3) * 1e-6
+    t = np.arange(x.size) / 100.0
+    assert _triggers(x, t, 100.0, threshold_mode="fixed", threshold_v=-40e-6).size == 0
+    trig = _triggers(x, t, 100.0)
+    minutes = (t[-1] - SlowOscSettings().calibration_s) / 60.0
+    assert trig.size / minutes >= 1.0, trig
+    ph = _reference_phase(x, t, 100.0, trig)
+    assert np.all(np.abs(ph) < 90.0), ph
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_learned_timing_is_chunk_size_independent(chunk: int) -> None:
+    """With the learned timing at work (corrections in force after the first events), a
+    real recording in chunks of 1, 7, 64 samples gives the events of one pass."""
+    x, t, fs = _edf(7)
+    n = int(400 * fs)
+    x, t = x[:n], t[:n]
+    det = SlowOscDetector(SlowOscSettings(channels=("EEG",)))
+    ref = replay([det], np.ascontiguousarray(x[:, None]), t, fs, ("EEG",), n)
+    assert det.timing_correction_s[0] != 0.0            # the learning was applied
+    assert sum(e.kind == "so" for e in ref) >= 10
+    got = replay([SlowOscDetector(SlowOscSettings(channels=("EEG",)))],
+                 np.ascontiguousarray(x[:, None]), t, fs, ("EEG",), chunk)
+    assert [repr(e) for e in got] == [repr(e) for e in ref]
