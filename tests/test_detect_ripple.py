@@ -158,19 +158,23 @@ def test_simulator_ground_truth() -> None:
 @pytest.mark.parametrize("name,fs", [("rat_ca1_theta_1000hz.npy", 1000.0),
                                      ("rat_ca1_theta_1250hz.npy", 1250.0),
                                      ("rat_ec3_theta_1250hz.npy", 1250.0)])
-def test_real_rat_theta_is_quiet(name: str, fs: float) -> None:
-    """Running-rat hippocampal LFP (no ripples): default settings (theta gate on) fire
-    < 0.1/s. Units are not volts, which the adaptive threshold does not care about."""
+@pytest.mark.parametrize("chunk", [10, 0])
+def test_real_rat_theta_is_quiet(name: str, fs: float, chunk: int) -> None:
+    """Running-rat hippocampal LFP (no ripples; every event is false): default settings
+    (theta gate on) fire < 1 per minute on each file (issue 20; with the old 1 s gate window
+    the 1000 Hz CA1 file gave 3.3/min, in dips of theta/delta to ~0.6 while the rat ran),
+    in 10-sample chunks and in one piece. Units are not volts, which the adaptive threshold
+    does not care about."""
     path = DATA / name
     if not path.is_file():
         pytest.skip(f"{path} missing")
     x = np.load(path).astype(np.float64)[:, None]
     t = np.arange(x.shape[0]) / fs
     det = RippleDetector(RippleSettings(channels=("LFP",)))
-    ev = replay([det], x, t, fs, ("LFP",), x.shape[0])
+    ev = replay([det], x, t, fs, ("LFP",), chunk or x.shape[0])
     cal = next(e.detect_s for e in ev if e.kind == "calibration_done")
-    rate = len([e for e in ev if e.kind == "ripple"]) / (t[-1] - cal)
-    assert rate < 0.1
+    per_min = len([e for e in ev if e.kind == "ripple"]) / ((t[-1] - cal) / 60.0)
+    assert per_min < 1.0, per_min
 
 
 def test_pooled_channels_detect_weaker_ripples() -> None:
