@@ -5,7 +5,8 @@ measured by bench/sim.py: ripples ~62 uV median peak envelope over 8.7 uV RMS in
 150-250 Hz, spindles ~23 uV over 2.2 uV RMS in 11-16 Hz, slow-oscillation troughs ~70 uV
 over ~13 uV RMS in 0.3-1.5 Hz), the default 600 s hypnogram (N2, N3, N2, REM, wake),
 several seeds, default ``[detectors]`` settings, 10-sample chunks at 2 kHz. Scored after
-each detector's calibration with :mod:`decoders.scoring`. The ``ripple_laminar`` row adds a
+each detector's calibration with :mod:`analysis.scoring` (interval overlap, its
+tolerance per kind). The ``ripple_laminar`` row adds a
 stratum radiatum site to the probe (configs/sim-ripple-laminar.toml).
 
 Speed: 8 channels x 10 samples at 2 kHz, all three detectors plus the ``[phase]``
@@ -27,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from engramloop.analysis.scoring import intervals, replay, score_detections, score_phase  # noqa: E402
-from engramloop.controller.config import SHIPPED_DIR
+from engramloop.analysis.scoring import replay, score_kind, score_phase  # noqa: E402
+from engramloop.controller.config import SHIPPED_DIR  # noqa: E402
 from engramloop.core.chunk import Chunk  # noqa: E402
 from engramloop.decoders.detectors import DetectorsSettings, make_detectors  # noqa: E402
 from engramloop.decoders.phase import EchtPhase, PhaseSettings  # noqa: E402
@@ -90,9 +91,7 @@ def accuracy(seeds: list[int], duration_s: float, chunk: int,
             start = cal[kind]
             det = [e for e in ev if e.kind == kind and (e.channel, e.onset_s) not in rejected]
             tr = [e for e in truth.events(kind) if e.onset_s >= start]
-            before = 0.3 if kind == "so" else 0.05
-            sc = score_detections([e.detect_s for e in det], intervals(tr), t[-1] - start,
-                                  tol_before_s=before)
+            sc = score_kind(kind, det, tr, t[-1] - start)
             pooled[kind].append(sc)
         # ripples again with the [detectors.ripple] section the shipped simulator config
         # uses (configs/sim-ripple.toml: the weighted mean of both CA1 sites; the second
@@ -101,8 +100,8 @@ def accuracy(seeds: list[int], duration_s: float, chunk: int,
         evp = replay([rp], x, t, truth.rate_hz, names, chunk)
         start = next(e.detect_s for e in evp if e.kind == "calibration_done")
         tr = [e for e in truth.events("ripple") if e.onset_s >= start]
-        pooled["ripple_pooled"].append(score_detections(
-            [e.detect_s for e in evp if e.kind == "ripple"], intervals(tr), t[-1] - start))
+        pooled["ripple_pooled"].append(score_kind(
+            "ripple", [e for e in evp if e.kind == "ripple"], tr, t[-1] - start))
         # and with the laminar probe: the same seed's plan (sim.rhythms draws the sharp
         # waves from their own stream), a radiatum site, the sharp-wave assist
         xl, tl, trl = laminar_sim(seed, duration_s)
@@ -110,8 +109,8 @@ def accuracy(seeds: list[int], duration_s: float, chunk: int,
                      tuple(trl.channels), chunk)
         start = next(e.detect_s for e in evl if e.kind == "calibration_done")
         tr = [e for e in trl.events("ripple") if e.onset_s >= start]
-        pooled.setdefault("ripple_laminar", []).append(score_detections(
-            [e.detect_s for e in evl if e.kind == "ripple"], intervals(tr), tl[-1] - start))
+        pooled.setdefault("ripple_laminar", []).append(score_kind(
+            "ripple", [e for e in evl if e.kind == "ripple"], tr, tl[-1] - start))
         pred = np.array([e.predicted_s for e in ev if e.kind == "so"])
         pooled["so_phase"].append(truth.phase("so", pred[np.isfinite(pred)]))
         pooled.setdefault("so_no_prediction", []).append(int(np.sum(~np.isfinite(pred))))
@@ -210,7 +209,7 @@ def speed_laminar(n_chunks: int = 6000, repeats: int = 3) -> dict:
 
 
 def sweep(kind: str, factory, grid: list[dict], seeds: list[int], duration_s: float,
-          chunk: int, tol_before_s: float, simulate=None) -> list[dict]:
+          chunk: int, simulate=None) -> list[dict]:
     """Pooled scores of ``factory(**params)`` detectors over a parameter grid on the
     simulator (after each detector's calibration; rejected spindles do not count);
     ``simulate(seed=, duration_s=)`` makes the signal (default: the default simulator)."""
@@ -225,11 +224,9 @@ def sweep(kind: str, factory, grid: list[dict], seeds: list[int], duration_s: fl
             ev = replay([factory(**v)], x, t, truth.rate_hz, names, chunk)
             start = next(e.detect_s for e in ev if e.kind == "calibration_done")
             rej = {(e.channel, e.onset_s) for e in ev if e.kind == "spindle_rejected"}
-            det = [e.detect_s for e in ev
-                   if e.kind == kind and (e.channel, e.onset_s) not in rej]
+            det = [e for e in ev if e.kind == kind and (e.channel, e.onset_s) not in rej]
             tr = [e for e in truth.events(kind) if e.onset_s >= start]
-            scores[i].append(score_detections(det, intervals(tr), t[-1] - start,
-                                              tol_before_s=tol_before_s))
+            scores[i].append(score_kind(kind, det, tr, t[-1] - start))
     return [pool(sc) for sc in scores]
 
 
@@ -262,7 +259,7 @@ def spindle_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
     grid += [dict(threshold_sd=d.threshold_sd, low_threshold_frac=d.low_threshold_frac,
                   min_duration_s=d.min_duration_s, filter_order=2)]
     rows = sweep("spindle", lambda **v: SpindleDetector(dataclasses.replace(
-        SpindleSettings(), **v)), grid, seeds, duration_s, chunk, tol_before_s=0.05)
+        SpindleSettings(), **v)), grid, seeds, duration_s, chunk)
     print_sweep(f"== spindle trade-off: seeds {seeds}, {duration_s:g} s each (other settings "
                 f"at their defaults)", grid, rows)
 
@@ -280,7 +277,7 @@ def ripple_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
             for w, k, md in itertools.product((0.008, 0.012, 0.016, 0.024), (3.5, 4.0, 5.0),
                                               (0.002, 0.004))]
     rows = sweep("ripple", lambda **v: RippleDetector(dataclasses.replace(base, **v)), grid,
-                 seeds, duration_s, chunk, tol_before_s=0.05)
+                 seeds, duration_s, chunk)
     print_sweep(f"== ripple trade-off (configs/sim-ripple.toml detector): seeds {seeds}, "
                 f"{duration_s:g} s each", grid, rows)
     # the sharp-wave assist: threshold on the radiatum sharp wave against the ripple-band
@@ -289,7 +286,7 @@ def ripple_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
     grid = [dict(sharp_wave_sd=k, sharp_wave_ripple_sd=c)
             for k, c in itertools.product((4.0, 5.0, 6.0), (-10.0, 0.0, 0.5, 1.0, 2.0))]
     rows = sweep("ripple", lambda **v: RippleDetector(dataclasses.replace(lam, **v)), grid,
-                 seeds, duration_s, chunk, tol_before_s=0.05, simulate=laminar_sim)
+                 seeds, duration_s, chunk, simulate=laminar_sim)
     print_sweep(f"== sharp-wave assist trade-off (configs/{LAMINAR.name} detector on its "
                 f"probe): seeds {seeds}, {duration_s:g} s each", grid, rows)
 

@@ -107,7 +107,7 @@ def snr() -> None:
 
 
 def detectors() -> None:
-    from engramloop.analysis.scoring import intervals, score_detections
+    from engramloop.analysis.scoring import score_kind
     from engramloop.decoders.detectors import make_detectors
 
     src = SimSource(SimSettings(), seed=5, chunk_samples=20, duration_s=600.0)
@@ -124,9 +124,8 @@ def detectors() -> None:
     src.stop()
     print("project detectors on 600 s of the default schedule (seed 5, 20-sample chunks):")
     for kind in ("ripple", "spindle", "so"):
-        det = [e.detect_s for e in evs if e.kind == kind]
-        sc = score_detections(det, intervals(src.truth.events(kind)), 600.0,
-                              tol_before_s=0.05, tol_after_s=0.3 if kind == "so" else 0.05)
+        det = [e for e in evs if e.kind == kind]
+        sc = score_kind(kind, det, src.truth.events(kind), 600.0)
         print(f"  {kind:8s} truth {sc.n_truth:4d} detected {sc.n_detected:4d} precision "
               f"{sc.precision:.2f} recall {sc.recall:.2f} FP/min {sc.fp_per_min:.2f} "
               f"onset latency median {sc.latency_onset_median_s * 1e3:.0f} ms")

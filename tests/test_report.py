@@ -402,7 +402,7 @@ def test_truth_document_is_expanded():
     assert [d["kind"] for _, d in rows] == ["ripple", "stage", "stage", "memory"]
 
 
-def test_report_of_a_real_closed_loop_sim_run(tmp_path):
+def test_report_of_a_real_closed_loop_sim_run(tmp_path, capsys):
     """The whole system: simulator -> detectors -> policy -> governor -> recorder, then
     the report from the file alone agrees with the trial's in-memory scoring."""
     from engramloop.analysis.trial import run_sim
@@ -421,6 +421,17 @@ def test_report_of_a_real_closed_loop_sim_run(tmp_path):
         row = (f"<td>{kind}</td><td>{m['n_true']}</td><td>{m['n_detected']}</td>"
                f"<td>{m['hits']}</td>")
         assert row in text, row
+    # and `engramloop score` on the same file: one scoring module, the same matches
+    from engramloop.cli import main
+
+    assert main(["score", str(xdf), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert score["detection"]
+    for kind, m in score["detection"].items():
+        s = scored[kind]
+        assert (s["n_truth"], s["n_detected"], s["true_positives"]) == (
+            m["n_true"], m["n_detected"], m["hits"]), kind
+        assert s["f1"] == pytest.approx(m["f1"], nan_ok=True)
     pulses = merge_pulses(load_recording(xdf).markers["pulses"])
     n = sum(p.delivered and p.target == "so_upstate" for p in pulses)
     # sim-so.toml uses the two-click protocol: first and second clicks are shown apart

@@ -183,3 +183,95 @@ def test_score_aligns_csv_annotations_and_other_truth_files_with_the_recording(
     assert got["late.xdf", "csv"] == pytest.approx(got["at0.xdf", "csv"], abs=1e-9)
     assert got["late.xdf", "xdf"]["true_positives"] == 3
     assert got["late.xdf", "xdf"] == pytest.approx(got["at0.xdf", "xdf"], abs=1e-9)
+
+
+def _expert_csv(ex: int, k: int):
+    from shared_data import DATA
+
+    path = DATA / "dreams_dev" / f"excerpt{ex}_expert{k}.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} missing")
+    return path
+
+
+def _hand_f1(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """F1 of intervals ``a`` (detections) against ``b`` (reference) by hand: every pair
+    that overlaps, then the largest one-to-one pairing by augmenting paths (Kuhn's
+    algorithm), F1 = 2 * pairs / (len(a) + len(b))."""
+    adj = [[j for j, (c, d) in enumerate(b) if s <= d and e >= c] for s, e in a]
+    owner: dict[int, int] = {}
+
+    def augment(i: int, seen: set) -> bool:
+        for j in adj[i]:
+            if j not in seen:
+                seen.add(j)
+                if j not in owner or augment(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    pairs = sum(augment(i, set()) for i in range(len(a)))
+    return 2 * pairs / (len(a) + len(b))
+
+
+@pytest.mark.parametrize("ex", [1, 3, 5])
+def test_expert_agreement_on_dreams_matches_a_hand_count(ex: int, tmp_path, capsys) -> None:
+    """Expert 2 scored as if it were a detector against expert 1 (DREAMS development
+    excerpts, expert 1's first 1000 s only): the scoring module and ``engramloop score`` on
+    a recording carrying expert 2's spindles as events give the F1 counted by hand."""
+    from engramloop.analysis.scoring import read_annotations_csv, score_kind
+    from engramloop.cli import main
+    from engramloop.core.events import Event
+
+    e1 = read_annotations_csv(_expert_csv(ex, 1))
+    e2 = [r for r in read_annotations_csv(_expert_csv(ex, 2)) if r["onset_s"] < 1000.0]
+    assert all(r["onset_s"] < 1000.0 for r in e1)
+    hand = _hand_f1([(r["onset_s"], r["offset_s"]) for r in e2],
+                    [(r["onset_s"], r["offset_s"]) for r in e1])
+    assert 0.3 < hand < 0.9                  # the README: experts agree at about 0.6
+    det = [dict(Event("spindle", "C3-A1", r["onset_s"], r["offset_s"]).to_dict(),
+                offset_s=r["offset_s"]) for r in e2]
+    sc = score_kind("spindle", det, e1, 1000.0)
+    assert sc.f1 == pytest.approx(hand, abs=1e-12)
+    assert sc.truth_per_min == pytest.approx(len(e1) / (1000.0 / 60.0))
+    # latency from expert onset: detection (expert 2's end) minus expert 1's onset
+    assert sc.latency_onset_median_s > 0
+    path = tmp_path / "e2.xdf"
+    _record(path, det, [], duration_s=1000.0)
+    assert main(["score", str(path), "--truth", str(_expert_csv(ex, 1)), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["spindle"]
+    assert out["f1"] == pytest.approx(hand, abs=1e-12)
+    assert (out["n_truth"], out["n_detected"]) == (len(e1), len(e2))
+
+
+def test_interval_overlap_and_per_stage_density() -> None:
+    """A detection (onset to decision) matches an event it overlaps even when it decides
+    after the event ended; densities per stage count detections and truth in each
+    hypnogram segment inside the span."""
+    from engramloop.analysis.scoring import score_recording
+
+    truth = [{"kind": "spindle", "onset_s": 10.0, "offset_s": 11.0},
+             {"kind": "spindle", "onset_s": 70.0, "offset_s": 71.0}]
+    det = [{"kind": "spindle", "onset_s": 10.5, "detect_s": 11.4},   # decides after offset
+           {"kind": "spindle", "onset_s": 30.0, "detect_s": 30.3},
+           {"kind": "spindle", "onset_s": 71.5, "detect_s": 71.8}]   # misses by 0.5 s
+    stages = [(0.0, 60.0, "N2"), (60.0, 120.0, "N3")]
+    out = score_recording(det, truth, 120.0, stages=stages, span=(0.0, 120.0))["spindle"]
+    assert (out["true_positives"], out["false_positives"], out["false_negatives"]) == (1, 2, 1)
+    assert out["latency_onset_median_s"] == pytest.approx(1.4)
+    assert out["per_stage"]["N2"] == {"minutes": 1.0, "detected_per_min": 2.0,
+                                      "truth_per_min": 1.0}
+    assert out["per_stage"]["N3"]["detected_per_min"] == 1.0
+
+
+def test_bad_annotation_csv_is_a_one_line_error(tmp_path, capsys) -> None:
+    from engramloop.cli import main
+    from engramloop.core.events import Event
+
+    path = tmp_path / "r.xdf"
+    _record(path, [Event("spindle", "Cz", 10.0, 10.3).to_dict()], [], duration_s=20.0)
+    csv = tmp_path / "bad.csv"
+    csv.write_text("onset,duration\n1.0,0.5\n2.0,-1\n")
+    assert main(["score", str(path), "--truth", str(csv)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.csv: line 3" in err[0] and "duration >= 0" in err[0], err

@@ -1066,34 +1066,41 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
         sec.body += stage_density_table(events, stages, rec.t0, rec.t1)
     scored = sorted(set(events) | ({"ripple", "spindle", "so"} & set(truth)))
     if truth and scored:
-        from types import SimpleNamespace
+        from engramloop.analysis.scoring import MATCH_TOLERANCE_S, score_session
 
-        from engramloop.analysis.trial import MATCH_TOLERANCE_S, detection_metrics
-
-        # same scorer and rules as the trial summary: events after the detectors'
-        # calibration and ending 0.5 s before the end of the recording
-        cal = [_num(e.get("detect_s", t)) for t, e in rec.markers.get("events", [])
-               if str(e.get("kind", "")).startswith("calibration")]
-        t_lo = max([c for c in cal if math.isfinite(c)], default=rec.t0)
-        t_hi = rec.t1 - 0.5
-        trows = []
+        # the one scoring module, as `engramloop score` scores this file and the trial
+        # summary its run: from the detectors' calibration on
+        dets = [e for _, e in rec.markers.get("events", []) if isinstance(e, dict)]
+        recs = [e for _, e in rec.markers.get("truth", []) if isinstance(e, dict)]
+        sc = score_session(dets, recs, rec.t1 - rec.t0, also=("ripple",))
+        trows, srows = [], []
         for kind in scored:
-            tev = [SimpleNamespace(onset_s=_num(e.get("onset_s")),
-                                   offset_s=_num(e.get("offset_s", e.get("onset_s"))))
-                   for e in truth.get(kind, [])]
-            det = np.array([_num(e.get("detect_s")) for e in events.get(kind, [])])
-            m = detection_metrics(det, tev, MATCH_TOLERANCE_S.get(kind, 0.05), t_lo, t_hi)
-            trows.append((kind, m["n_true"], m["n_detected"], m["hits"],
+            m = sc.get(kind)
+            if m is None:
+                continue
+            trows.append((kind, m["n_truth"], m["n_detected"], m["true_positives"],
                           _f(m["precision"], 2), _f(m["recall"], 2), _f(m["f1"], 2),
-                          _f(m["latency_median_s"] * 1e3, 1)))
+                          _f(m["latency_onset_median_s"] * 1e3, 1),
+                          _f(m["detected_per_min"], 2), _f(m["truth_per_min"], 2)))
+            for label, d in sorted((m.get("per_stage") or {}).items()):
+                srows.append((kind, label or "?", _f(d["minutes"], 1),
+                              _f(d["detected_per_min"], 2), _f(d["truth_per_min"], 2)))
         tol = ", ".join(f"{k} {v * 1e3:g} ms" for k, v in MATCH_TOLERANCE_S.items())
-        sec.body += ("<p>Agreement with ground truth, scored as in the trial summary "
-                     "(<code>controller.trial.detection_metrics</code>): a detection matches "
-                     f"a true event when its decision falls inside it +- a tolerance ({tol}); "
-                     f"each true event is used once; only {t_lo - rec.t0:.1f} s to "
-                     f"{t_hi - rec.t0:.1f} s counts (after detector calibration).</p>"
+        cal_end = sc.get("calibration_end_s")
+        since = (f"from {cal_end - rec.t0:.1f} s (after detector calibration)"
+                 if cal_end is not None else "over the whole recording")
+        sec.body += ("<p>Agreement with ground truth, scored by "
+                     "<code>analysis.scoring</code> as <code>engramloop score</code> scores "
+                     "this file: a detection (from its onset to its decision) matches a true "
+                     "event it overlaps, the event widened by a tolerance per kind "
+                     f"({tol}); each true event is used once; {since}.</p>"
                      + _table(["kind", "true events", "detections", "matched",
-                               "precision", "recall", "F1", "median latency (ms)"], trows))
+                               "precision", "recall", "F1", "median latency (ms)",
+                               "detections/min", "true events/min"], trows))
+        if srows:
+            sec.body += ("<p>Density per sleep stage (the simulator's hypnogram):</p>"
+                         + _table(["kind", "stage", "minutes", "detections/min",
+                                   "true events/min"], srows))
     return sec
 
 

@@ -1,14 +1,22 @@
 """Scoring detections against truth: matching, precision/recall/F1, false positives per
-minute, detection latency, and circular statistics of trigger phase.
+minute, density per minute (per sleep stage when the stages are known), detection latency,
+and circular statistics of trigger phase.
 
-Pure functions of arrays and small records, shared by the tests, ``bench/`` and
-``engramloop score``. Times are host-clock seconds; phases are degrees in the project's
-cosine convention (0 = positive peak, +-180 = trough).
+The one scoring module of the project: ``engramloop score``, ``replay --sweep``
+(:mod:`analysis.sweep`), ``report``, the trial summary (:mod:`analysis.trial`), the tests
+and ``bench/`` all score with it. Pure functions of arrays and small records. Times are
+host-clock seconds; phases are degrees in the project's cosine convention (0 = positive
+peak, +-180 = trough).
 
-Matching: a detection matches a truth event when its detection time lies in
-``[onset - tol_before_s, offset + tol_after_s]``; each truth event and each detection is
-used at most once, detections taken in time order, each paired with the earliest
-still-unmatched truth event whose window holds it.
+Matching is by interval overlap, the convention of the spindle literature (a detection
+matches an expert event it overlaps; e.g. Warby et al. 2014, Nat Methods 11:385; Lacourse
+et al. 2019, J Neurosci Methods 316:3): a detection is the interval from its ``onset_s`` to
+its ``offset_s`` when the record has one, else to ``detect_s`` (what the detector had seen
+when it decided); it matches a truth event ``[onset, offset]`` widened by the kind's
+tolerance (:data:`MATCH_TOLERANCE_S`) when the two intersect. Each truth event and each
+detection is used at most once: detections in onset order, each paired with the earliest
+still-unmatched truth event it overlaps. A detection given as a time alone is the interval
+``[detect_s, detect_s]``. Latency is ``detect_s - onset`` of the matched truth event.
 """
 from __future__ import annotations
 
@@ -18,9 +26,26 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "DetectionScore", "PhaseScore", "match_events", "score_detections",
-           "circular_mean_sd", "score_phase", "intervals", "replay", "so_phase_from_events",
-           "score_recording", "score_session", "as_float"]
+__all__ = ["Interval", "DetectionScore", "PhaseScore", "match_events", "match_intervals",
+           "score_detections", "score_kind", "circular_mean_sd", "score_phase", "intervals",
+           "replay", "so_phase_from_events", "score_recording", "score_session", "as_float",
+           "MATCH_TOLERANCE_S", "DEFAULT_TOLERANCE_S", "tolerance_s", "stage_density",
+           "read_annotations_csv"]
+
+#: How far (seconds) a truth event is widened on each side before overlap is tested, per
+#: kind. Spindles: none, the literature's convention for expert scoring. Ripples: 20 ms (a
+#: detection decides within a few ms of a ripple's onset; the simulator marks onsets
+#: where the envelope rises). Slow oscillations: 250 ms (a down state is detected at its
+#: up-crossing, whose timing the truth interval of one whole cycle already covers).
+MATCH_TOLERANCE_S: dict[str, float] = {"ripple": 0.02, "spindle": 0.0, "so": 0.25}
+#: the tolerance of any other kind (seconds)
+DEFAULT_TOLERANCE_S = 0.05
+
+
+def tolerance_s(kind: str) -> float:
+    """The matching tolerance of ``kind`` (seconds): :data:`MATCH_TOLERANCE_S`, else
+    :data:`DEFAULT_TOLERANCE_S`."""
+    return MATCH_TOLERANCE_S.get(kind, DEFAULT_TOLERANCE_S)
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,8 @@ class DetectionScore:
     latency_onset_p90_s: float
     latency_peak_median_s: float
     latency_peak_p90_s: float
+    detected_per_min: float = float("nan")
+    truth_per_min: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,26 +103,28 @@ class PhaseScore:
         return asdict(self)
 
 
-def match_events(detect_s: Sequence[float], truth: Sequence[Interval], *,
-                 tol_before_s: float = 0.05, tol_after_s: float = 0.05
-                 ) -> list[tuple[int, int]]:
-    """Pair detections with truth events.
+def match_intervals(det_onset_s: Sequence[float], det_offset_s: Sequence[float],
+                    truth: Sequence[Interval], *, tol_before_s: float = 0.05,
+                    tol_after_s: float = 0.05) -> list[tuple[int, int]]:
+    """Pair detection intervals with truth events by overlap.
 
     Parameters
     ----------
-    detect_s : sequence of float
-        Detection times (seconds).
+    det_onset_s, det_offset_s : sequence of float
+        Start and end of each detection (seconds; equal for a detection that is a time).
     truth : sequence of Interval
     tol_before_s, tol_after_s : float
-        How far before the onset and after the offset a detection still counts (seconds).
+        How far each truth event is widened before its onset and after its offset (s).
 
     Returns
     -------
     list of (detection index, truth index)
-        In detection-time order.
+        In detection-onset order; detection ``d`` and event ``e`` pair when
+        ``d.onset <= e.offset + tol_after`` and ``d.offset >= e.onset - tol_before``.
     """
-    det = np.asarray(detect_s, dtype=float)
-    order = np.argsort(det, kind="stable")
+    d_on = np.asarray(det_onset_s, dtype=float)
+    d_off = np.asarray(det_offset_s, dtype=float)
+    order = np.lexsort((d_off, d_on))         # by onset, ties by offset
     on = np.array([e.onset_s for e in truth], dtype=float) - tol_before_s
     off = np.array([e.offset_s for e in truth], dtype=float) + tol_after_s
     t_order = np.argsort(on, kind="stable")
@@ -103,16 +132,27 @@ def match_events(detect_s: Sequence[float], truth: Sequence[Interval], *,
     used = np.zeros(len(truth), dtype=bool)
     pairs: list[tuple[int, int]] = []
     for di in order:
-        d = det[di]
-        # truth events with on <= d: the candidates are those whose off >= d
-        hi = int(np.searchsorted(on_sorted, d, side="right"))
+        a, b = d_on[di], d_off[di]
+        # truth events starting at or before the detection's end are the candidates; of
+        # those, the ones still running at the detection's start overlap it
+        hi = int(np.searchsorted(on_sorted, b, side="right"))
         for k in range(hi):
             ti = int(t_order[k])
-            if not used[ti] and off[ti] >= d:
+            if not used[ti] and off[ti] >= a:
                 used[ti] = True
                 pairs.append((int(di), ti))
                 break
     return pairs
+
+
+def match_events(detect_s: Sequence[float], truth: Sequence[Interval], *,
+                 tol_before_s: float = 0.05, tol_after_s: float = 0.05
+                 ) -> list[tuple[int, int]]:
+    """:func:`match_intervals` for detections that are times (seconds): a detection
+    matches a truth event when it lies in ``[onset - tol_before_s, offset + tol_after_s]``.
+    """
+    return match_intervals(detect_s, detect_s, truth, tol_before_s=tol_before_s,
+                           tol_after_s=tol_after_s)
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -120,20 +160,27 @@ def _pct(x: np.ndarray, q: float) -> float:
 
 
 def score_detections(detect_s: Sequence[float], truth: Sequence[Interval], duration_s: float,
-                     *, tol_before_s: float = 0.05, tol_after_s: float = 0.05
-                     ) -> DetectionScore:
-    """Precision, recall, F1, false positives per minute and latency.
+                     *, tol_before_s: float = 0.05, tol_after_s: float = 0.05,
+                     onset_s: Sequence[float] | None = None,
+                     offset_s: Sequence[float] | None = None) -> DetectionScore:
+    """Precision, recall, F1, false positives and detections per minute, and latency.
 
     Parameters
     ----------
     detect_s : sequence of float
-        Detection times (seconds).
+        Detection times (seconds): when each detection was decided.
     truth : sequence of Interval
         Truth events in the scored span.
     duration_s : float
-        Length of the scored span (seconds), for the false-positive rate.
+        Length of the scored span (seconds), for the rates.
+    onset_s, offset_s : sequence of float, optional
+        Each detection's interval (seconds; :func:`match_intervals`); by default it starts
+        at ``onset_s`` (or ``detect_s``) and ends at ``offset_s`` (or ``detect_s``).
     """
-    pairs = match_events(detect_s, truth, tol_before_s=tol_before_s, tol_after_s=tol_after_s)
+    d_on = detect_s if onset_s is None else onset_s
+    d_off = detect_s if offset_s is None else offset_s
+    pairs = match_intervals(d_on, d_off, truth, tol_before_s=tol_before_s,
+                            tol_after_s=tol_after_s)
     tp = len(pairs)
     nd, nt = len(detect_s), len(truth)
     fp, fn = nd - tp, nt - tp
@@ -144,13 +191,120 @@ def score_detections(detect_s: Sequence[float], truth: Sequence[Interval], durat
     lat_on = np.array([det[d] - truth[t].onset_s for d, t in pairs])
     lat_pk = np.array([det[d] - truth[t].peak_s for d, t in pairs
                        if math.isfinite(truth[t].peak_s)])
+    per_min = 60.0 / duration_s if duration_s > 0 else float("nan")
     return DetectionScore(
         n_truth=nt, n_detected=nd, true_positives=tp, false_positives=fp, false_negatives=fn,
-        precision=precision, recall=recall, f1=f1,
-        fp_per_min=fp / (duration_s / 60.0) if duration_s > 0 else float("nan"),
+        precision=precision, recall=recall, f1=f1, fp_per_min=fp * per_min,
         duration_s=float(duration_s),
         latency_onset_median_s=_pct(lat_on, 50), latency_onset_p90_s=_pct(lat_on, 90),
-        latency_peak_median_s=_pct(lat_pk, 50), latency_peak_p90_s=_pct(lat_pk, 90))
+        latency_peak_median_s=_pct(lat_pk, 50), latency_peak_p90_s=_pct(lat_pk, 90),
+        detected_per_min=nd * per_min, truth_per_min=nt * per_min)
+
+
+def _field(rec: object, key: str) -> float:
+    """A float field of an Event/TruthEvent-like object or a dict (NaN when absent)."""
+    v = rec.get(key) if isinstance(rec, dict) else getattr(rec, key, None)
+    return as_float(v)
+
+
+def score_kind(kind: str, detections: Sequence, truth: Sequence, duration_s: float, *,
+               tolerance: float | tuple[float, float] | None = None) -> DetectionScore:
+    """Score detections of one kind by the module's convention (interval overlap, the
+    kind's tolerance).
+
+    Parameters
+    ----------
+    kind : str
+        "ripple", "spindle", "so", ...: picks the tolerance (:func:`tolerance_s`).
+    detections : sequence of Event or dict
+        With ``detect_s`` and ``onset_s``, optionally ``offset_s`` (seconds); their
+        interval runs from ``onset_s`` (``detect_s`` when NaN) to ``offset_s``
+        (``detect_s`` when absent or NaN).
+    truth : sequence of Interval, TruthEvent or dict
+        With ``onset_s``, ``offset_s``, optionally ``peak_s`` (seconds).
+    duration_s : float
+        The scored span (seconds).
+    tolerance : float or (before, after), optional
+        Overrides the kind's tolerance (seconds).
+    """
+    tol = tolerance_s(kind) if tolerance is None else tolerance
+    before, after = (tol, tol) if isinstance(tol, (int, float)) else tol
+    det = np.array([_field(d, "detect_s") for d in detections], dtype=float)
+    on = np.array([_field(d, "onset_s") for d in detections], dtype=float)
+    off = np.array([_field(d, "offset_s") for d in detections], dtype=float)
+    on = np.where(np.isfinite(on), np.minimum(on, det), det)
+    off = np.where(np.isfinite(off), np.maximum(off, det), det)
+    tr = [e if isinstance(e, Interval) else Interval(_field(e, "onset_s"),
+                                                     _field(e, "offset_s"),
+                                                     _field(e, "peak_s")) for e in truth]
+    return score_detections(det.tolist(), tr, duration_s, tol_before_s=before,
+                            tol_after_s=after, onset_s=on.tolist(), offset_s=off.tolist())
+
+
+def stage_density(times_s: Sequence[float], stages: Sequence[tuple[float, float, str]],
+                  t_lo: float = -math.inf, t_hi: float = math.inf) -> dict[str, dict]:
+    """Events per minute in each sleep stage.
+
+    Parameters
+    ----------
+    times_s : sequence of float
+        Event times (seconds).
+    stages : sequence of (onset_s, offset_s, label)
+        The hypnogram's segments (seconds).
+    t_lo, t_hi : float
+        Only this span counts (seconds).
+
+    Returns
+    -------
+    dict
+        ``{label: {"minutes": ..., "count": ..., "per_min": ...}}`` for every label with
+        time inside the span.
+    """
+    t = np.asarray(times_s, dtype=float)
+    out: dict[str, dict] = {}
+    for on, off, label in stages:
+        a, b = max(float(on), t_lo), min(float(off), t_hi)
+        if not b > a:
+            continue
+        d = out.setdefault(str(label), {"minutes": 0.0, "count": 0})
+        d["minutes"] += (b - a) / 60.0
+        d["count"] += int(np.count_nonzero((t >= a) & (t < b)))
+    for d in out.values():
+        d["per_min"] = d["count"] / d["minutes"] if d["minutes"] > 0 else float("nan")
+    return out
+
+
+def read_annotations_csv(path: object, kind: str = "spindle") -> list[dict]:
+    """Expert annotations from a CSV of ``onset,duration`` rows (seconds from the
+    recording's first sample; a header row and ``#`` comments are skipped), as truth
+    records ``{"kind", "onset_s", "offset_s", "peak_s"}`` (peak: the middle).
+
+    Raises
+    ------
+    ValueError
+        ``"<path>: line N: ..."`` for a row that is not two numbers with duration >= 0.
+    """
+    from pathlib import Path
+
+    p = Path(str(path))
+    out = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        cells = [c.strip() for c in line.split(",")]
+        if not cells or not cells[0] or cells[0].startswith("#"):
+            continue
+        try:
+            onset, dur = float(cells[0]), float(cells[1])
+        except (ValueError, IndexError):
+            if i == 1:
+                continue  # a header row
+            raise ValueError(f"{p}: line {i}: expected 'onset,duration' in seconds, got "
+                             f"{line!r}") from None
+        if not (math.isfinite(onset) and math.isfinite(dur) and dur >= 0):
+            raise ValueError(f"{p}: line {i}: onset and duration must be finite seconds, "
+                             f"duration >= 0; got {line!r}")
+        out.append({"kind": kind, "onset_s": onset, "offset_s": onset + dur,
+                    "peak_s": onset + dur / 2})
+    return out
 
 
 def circular_mean_sd(deg: Iterable[float]) -> tuple[float, float, float]:
@@ -276,8 +430,11 @@ def so_phase_from_events(events: Sequence[dict], t_s: np.ndarray) -> np.ndarray:
 
 
 def score_recording(detections: Sequence[dict], truth: Sequence[dict], duration_s: float,
-                    *, so_phase=None, tolerances: dict | None = None) -> dict:
-    """Score every detected kind that has truth of the same kind.
+                    *, so_phase=None, tolerances: dict | None = None,
+                    stages: Sequence[tuple[float, float, str]] = (),
+                    span: tuple[float, float] = (-math.inf, math.inf),
+                    also: Sequence[str] = ()) -> dict:
+    """Score every detected kind that has truth of the same kind (:func:`score_kind`).
 
     Parameters
     ----------
@@ -292,26 +449,37 @@ def score_recording(detections: Sequence[dict], truth: Sequence[dict], duration_
         on the truth "so" records. Used to score ``predicted_s`` of "so" detections
         against the up-state (0 deg).
     tolerances : dict, optional
-        ``{kind: (tol_before_s, tol_after_s)}``; default 0.05 s each, 0.3 s before an SO.
+        ``{kind: seconds or (before_s, after_s)}`` instead of :data:`MATCH_TOLERANCE_S`.
+    stages : sequence of (onset_s, offset_s, label), optional
+        The hypnogram: each kind's result then has ``per_stage``, ``{label: {"minutes",
+        "detected_per_min", "truth_per_min"}}`` over ``span``.
+    span : (float, float)
+        The scored span (seconds) for the per-stage densities.
+    also : sequence of str
+        Kinds scored whenever the truth has them, even without a detection (recall 0).
 
     Returns
     -------
     dict
         ``{kind: DetectionScore.to_dict(), ..., "so_phase": PhaseScore.to_dict()}``.
     """
-    tol = {"so": (0.3, 0.05)}
-    tol.update(tolerances or {})
+    tol = dict(tolerances or {})
     rejected = {(d.get("channel"), d.get("onset_s")) for d in detections
                 if d.get("kind") == "spindle_rejected"}
     out: dict = {}
-    kinds = sorted({d.get("kind") for d in detections} & {e.get("kind") for e in truth})
+    truth_kinds = {e.get("kind") for e in truth}
+    kinds = sorted(({d.get("kind") for d in detections} | set(also)) & truth_kinds)
     for kind in kinds:
         det = [d for d in detections if d.get("kind") == kind
                and (d.get("channel"), d.get("onset_s")) not in rejected]
-        tr = intervals([e for e in truth if e.get("kind") == kind])
-        before, after = tol.get(kind, (0.05, 0.05))
-        out[kind] = score_detections([as_float(d.get("detect_s")) for d in det], tr, duration_s,
-                                     tol_before_s=before, tol_after_s=after).to_dict()
+        tr = [e for e in truth if e.get("kind") == kind]
+        out[kind] = score_kind(kind, det, tr, duration_s, tolerance=tol.get(kind)).to_dict()
+        if stages:
+            dd = stage_density([as_float(d.get("detect_s")) for d in det], stages, *span)
+            td = stage_density([as_float(e.get("onset_s")) for e in tr], stages, *span)
+            out[kind]["per_stage"] = {
+                label: {"minutes": v["minutes"], "detected_per_min": v["per_min"],
+                        "truth_per_min": td[label]["per_min"]} for label, v in dd.items()}
     so_det = [d for d in detections if d.get("kind") == "so"
               and math.isfinite(as_float(d.get("predicted_s")))]
     if so_det:
@@ -326,7 +494,7 @@ def score_recording(detections: Sequence[dict], truth: Sequence[dict], duration_
 
 
 def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s: float,
-                  *, so_phase=None) -> dict:
+                  *, so_phase=None, also: Sequence[str] = ()) -> dict:
     """Score one session as ``engramloop score`` reports it: only what the detectors could
     see counts.
 
@@ -345,6 +513,8 @@ def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s:
         Span of the signal, seconds; NaN: from the last truth offset / detection.
     so_phase : callable, optional
         As in :func:`score_recording`.
+    also : sequence of str
+        As in :func:`score_recording`.
 
     Returns
     -------
@@ -353,6 +523,10 @@ def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s:
         ``calibration_end_s`` (None without a calibration record).
     """
     truth = [e for e in truth if isinstance(e, dict) and "onset_s" in e and "offset_s" in e]
+    # a hypnogram in the truth (the simulator's stage segments): densities per stage
+    stages = [(as_float(e["onset_s"]), as_float(e["offset_s"]), str(e.get("stage", "")))
+              for e in truth if e.get("kind") == "stage"]
+    truth = [e for e in truth if e.get("kind") != "stage"]
     detections = [d for d in detections if isinstance(d, dict)
                   and math.isfinite(as_float(d.get("detect_s")))]
     cal = [as_float(d["detect_s"]) for d in detections if d.get("kind") == "calibration_done"]
@@ -367,7 +541,11 @@ def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s:
     elif math.isfinite(start):
         t0 = min([as_float(e["onset_s"]) for e in truth] + [start])
         duration = max(0.0, duration - (start - t0))
-    result = score_recording(scored_det, scored_truth, duration, so_phase=so_phase)
+    lo = start if math.isfinite(start) else min(
+        [as_float(e["onset_s"]) for e in truth] + [as_float(d["detect_s"]) for d in detections],
+        default=0.0)
+    result = score_recording(scored_det, scored_truth, duration, so_phase=so_phase,
+                             stages=stages, span=(lo, lo + duration), also=also)
     result["duration_s"] = duration
     result["calibration_end_s"] = start if math.isfinite(start) else None
     return result

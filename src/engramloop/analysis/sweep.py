@@ -5,7 +5,7 @@ The file is replayed once per setting (every combination when several keys are s
 each time through exactly the code of a single ``engramloop replay --speed max``: the
 config is the file's config with the swept keys set (and validated by the schema like any
 config), the loop is :func:`controller.loop.build_loop`'s, and the detections are scored
-with :func:`decoders.scoring.score_session`, as ``engramloop score`` scores a recording.
+with :func:`analysis.scoring.score_session`, as ``engramloop score`` scores a recording.
 So a row of the sweep table equals a single replay with that setting, scored.
 
 Truth: ``--truth FILE`` (expert annotations as ``onset,duration`` CSV, seconds from the

@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.analysis import scoring as _scoring
 from engramloop.core.jsonable import to_jsonable
 
 #: +-50 ms around the sharp-wave-ripple peak (issue 5; closed-loop SWR stimulation studies)
 RIPPLE_WINDOW_S = 0.050
-#: a detection matches a true event if it falls inside [onset - tol, offset + tol]
-MATCH_TOLERANCE_S = {"ripple": 0.02, "spindle": 0.1, "so": 0.25}
+#: the matching tolerances of the one scoring module (seconds per kind)
+MATCH_TOLERANCE_S = _scoring.MATCH_TOLERANCE_S
 DETECTED_KINDS = ("ripple", "spindle", "so")
 
 
@@ -43,7 +44,8 @@ def _wrap(deg: np.ndarray) -> np.ndarray:
 
 def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: float,
                       t_hi: float) -> dict[str, float]:
-    """Match detections to true events with :func:`decoders.scoring.score_detections`.
+    """Match detection times to true events with :func:`analysis.scoring.score_detections`
+    (a helper for arrays of times; runs are scored with :func:`analysis.scoring.score_session`).
 
     Parameters
     ----------
@@ -73,6 +75,15 @@ def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: flo
     return {"n_true": sc.n_truth, "n_detected": sc.n_detected, "hits": sc.true_positives,
             "precision": sc.precision, "recall": sc.recall, "f1": sc.f1,
             "fp_per_min": sc.fp_per_min, "latency_median_s": sc.latency_onset_median_s}
+
+
+def metrics_of(score: dict) -> dict[str, float]:
+    """The trial summary's detection keys from a :func:`analysis.scoring.score_session`
+    entry (``DetectionScore.to_dict()``)."""
+    return {"n_true": score["n_truth"], "n_detected": score["n_detected"],
+            "hits": score["true_positives"], "precision": score["precision"],
+            "recall": score["recall"], "f1": score["f1"], "fp_per_min": score["fp_per_min"],
+            "latency_median_s": score["latency_onset_median_s"]}
 
 
 def _pulse_time(d: Any) -> float:
@@ -108,7 +119,7 @@ def ripple_timing(times_s: np.ndarray, truth: list) -> dict[str, float]:
 
 def phase_error(phases_deg: np.ndarray, target_deg: float) -> dict[str, float]:
     """Circular statistics of (true phase at the pulse - target phase), degrees (positive =
-    the pulse came late in the cycle), via :func:`decoders.scoring.circular_mean_sd`.
+    the pulse came late in the cycle), via :func:`analysis.scoring.circular_mean_sd`.
 
     NaN phases (generator inactive at the pulse) are counted and excluded.
     """
@@ -127,7 +138,7 @@ def phase_error(phases_deg: np.ndarray, target_deg: float) -> dict[str, float]:
 
 
 def score_run(result: Any, truth: Any = None, policy: Any = None,
-              memory: Any = None, calibration_s: float = 5.0) -> dict:
+              memory: Any = None) -> dict:
     """Score one run (a :class:`controller.loop.RunResult`) against simulator truth.
 
     Parameters
@@ -139,8 +150,6 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         For the SO target phase.
     memory : SimSource, optional
         Its ``recall_scores()`` (the simulator's next-day memory test) is read at the end.
-    calibration_s : float
-        Seconds at the start excluded from detection scoring.
     """
     sent = result.pulses_sent
     out: dict[str, Any] = {
@@ -180,15 +189,13 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         out["lateness_p99_s"] = lat.percentile(99)
         out["lateness_max_s"] = lat.max_s
     if truth is not None:
-        t_lo = result.t0_s + calibration_s
-        t_hi = result.t_end_s - 0.5
-        det = {}
-        for kind in DETECTED_KINDS:
-            times = np.asarray([e.detect_s for e in result.events if e.kind == kind])
-            tev = truth.events(kind)
-            if times.size or (kind == "ripple" and tev):
-                det[kind] = detection_metrics(times, tev, MATCH_TOLERANCE_S[kind], t_lo, t_hi)
-        out["detection"] = det
+        # scored as `engramloop score` and `report` score the recording of this run: the
+        # one scoring module, from the detectors' calibration on
+        sc = _scoring.score_session([e.to_dict() for e in result.events],
+                                    [e.to_dict() for e in truth.events()],
+                                    result.t_end_s - result.t0_s, also=("ripple",))
+        out["detection"] = {kind: metrics_of(sc[kind]) for kind in DETECTED_KINDS
+                            if kind in sc}
         rip = [(p, d) for p, d in sent if p.target == "ripple"]
         if rip:
             out["ripple_timing"] = ripple_timing(
@@ -266,11 +273,8 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
         on_built(loop)
     result = loop.run(duration_s)
     sim = loop.sim_source
-    cal = max([getattr(getattr(d, "settings", None), "calibration_s", 0.0)
-               for d in loop.detectors] + [cfg.safety.calibration_s])
     score = score_run(result, getattr(sim, "truth", None), cfg.policy,
-                      sim if callable(getattr(sim, "recall_scores", None)) else None,
-                      calibration_s=cal)
+                      sim if callable(getattr(sim, "recall_scores", None)) else None)
     return result, score
 
 

@@ -63,23 +63,15 @@ def xdf_streams(path: Path) -> tuple[dict, float, float]:
 
 
 def read_csv_truth(path: Path, kind: str) -> list[dict]:
+    """Expert annotations (``onset,duration`` rows) with
+    :func:`analysis.scoring.read_annotations_csv`; a bad row is a one-line error."""
+    from engramloop.analysis.scoring import read_annotations_csv
     from engramloop.cli import UserError
 
-    out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        cells = [c.strip() for c in line.split(",")]
-        if not cells or not cells[0] or cells[0].startswith("#"):
-            continue
-        try:
-            onset, dur = float(cells[0]), float(cells[1])
-        except (ValueError, IndexError):
-            if i == 1:
-                continue  # a header row
-            raise UserError(f"{path}: line {i}: expected 'onset,duration' in seconds, got "
-                            f"{line!r}") from None
-        out.append({"kind": kind, "onset_s": onset, "offset_s": onset + dur,
-                    "peak_s": onset + dur / 2})
-    return out
+    try:
+        return read_annotations_csv(path, kind)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--truth {exc}") from None
 
 
 def read_truth(path: Path, kind: str) -> tuple[list[dict], object | None]:
@@ -290,6 +282,17 @@ def print_table(rec: Path, result: dict) -> None:
             print(f"{k:<10}{r['n_truth']:>7}{r['n_detected']:>6}{r['true_positives']:>6}"
                   f"{fmt_number(r['precision']):>7}{fmt_number(r['recall']):>8}{fmt_number(r['f1']):>7}"
                   f"{fmt_number(r['fp_per_min'], 1, 2):>8}{on:>22}{pk:>21}")
+        print(f"{'kind':<10}{'det/min':>9}{'truth/min':>11}   per sleep stage (det/min, "
+              f"truth/min, minutes)")
+        for k in kinds:
+            r = result[k]
+            stages = "; ".join(
+                f"{label or '?'} {fmt_number(d['detected_per_min'], 1, 2)}/"
+                f"{fmt_number(d['truth_per_min'], 1, 2)} ({fmt_number(d['minutes'], 1, 1)})"
+                for label, d in sorted((r.get("per_stage") or {}).items()))
+            print(f"{k:<10}{fmt_number(r['detected_per_min'], 1, 2):>9}"
+                  f"{fmt_number(r['truth_per_min'], 1, 2):>11}   "
+                  f"{stages or 'no hypnogram in the truth'}")
     else:
         print("no detected kind has truth of the same kind")
     ph = result.get("so_phase")
