@@ -899,21 +899,12 @@ def stage_densities(events: dict[str, list[dict]], stages: Sequence[tuple[float,
     """Minutes spent in each stage (inside [t0, t1]) and detections per minute of each stage
     per kind (an event counts in the stage its decision falls in); stages with no time are
     left out."""
-    minutes: dict[str, float] = {}
-    for on, off, st in stages:
-        d = max(0.0, min(off, t1) - max(on, t0))
-        if d > 0:
-            minutes[st] = minutes.get(st, 0.0) + d / 60.0
-    per: dict[str, dict[str, float]] = {}
-    for kind, evs in events.items():
-        counts: dict[str, int] = {}
-        for e in evs:
-            t = _num(e.get("detect_s"))
-            for on, off, st in stages:
-                if on <= t < off:
-                    counts[st] = counts.get(st, 0) + 1
-                    break
-        per[kind] = {st: counts.get(st, 0) / m for st, m in minutes.items()}
+    from engramloop.analysis.scoring import stage_density
+
+    minutes = {st: d["minutes"] for st, d in stage_density([], stages, t0, t1).items()}
+    per = {kind: {st: d["per_min"] for st, d in stage_density(
+        [_num(e.get("detect_s")) for e in evs], stages, t0, t1).items()}
+        for kind, evs in events.items()}
     return minutes, per
 
 
@@ -1073,7 +1064,7 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
         dets = [e for _, e in rec.markers.get("events", []) if isinstance(e, dict)]
         recs = [e for _, e in rec.markers.get("truth", []) if isinstance(e, dict)]
         sc = score_session(dets, recs, rec.t1 - rec.t0, also=("ripple",))
-        trows, srows = [], []
+        trows = []
         for kind in scored:
             m = sc.get(kind)
             if m is None:
@@ -1082,9 +1073,6 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
                           _f(m["precision"], 2), _f(m["recall"], 2), _f(m["f1"], 2),
                           _f(m["latency_onset_median_s"] * 1e3, 1),
                           _f(m["detected_per_min"], 2), _f(m["truth_per_min"], 2)))
-            for label, d in sorted((m.get("per_stage") or {}).items()):
-                srows.append((kind, label or "?", _f(d["minutes"], 1),
-                              _f(d["detected_per_min"], 2), _f(d["truth_per_min"], 2)))
         tol = ", ".join(f"{k} {v * 1e3:g} ms" for k, v in MATCH_TOLERANCE_S.items())
         cal_end = sc.get("calibration_end_s")
         since = (f"from {cal_end - rec.t0:.1f} s (after detector calibration)"
@@ -1097,10 +1085,6 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
                      + _table(["kind", "true events", "detections", "matched",
                                "precision", "recall", "F1", "median latency (ms)",
                                "detections/min", "true events/min"], trows))
-        if srows:
-            sec.body += ("<p>Density per sleep stage (the simulator's hypnogram):</p>"
-                         + _table(["kind", "stage", "minutes", "detections/min",
-                                   "true events/min"], srows))
     return sec
 
 
