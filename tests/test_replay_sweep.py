@@ -94,7 +94,7 @@ def test_sweep_has_one_row_per_value_equal_to_single_replays(night, tmp_path, ca
     table = cap.out.splitlines()
     assert table[0].startswith(f"# sweep of {night['xdf']} ({DUR:.1f} s per replay, 3 ")
     assert table[1].split() == ["threshold_sd", "ripple", "det", "prec", "recall", "F1",
-                                "FP/min", "lat", "ms"]
+                                "FP/min", "det/min", "lat", "ms"]
     rows = [r.split() for r in table[2:]]
     assert [r[0] for r in rows] == values               # one row per value, in order
     assert _progress_lines(cap.err, "sweep 3/3: 100%")  # one bar over the whole sweep
@@ -111,9 +111,9 @@ def test_sweep_has_one_row_per_value_equal_to_single_replays(night, tmp_path, ca
         single = json.loads(capsys.readouterr().out)
         assert p["score"] == single                     # the same numbers, exactly
         r = single["ripple"]
-        assert row[1:7] == [str(r["n_detected"]), f"{r['precision']:.3f}",
+        assert row[1:8] == [str(r["n_detected"]), f"{r['precision']:.3f}",
                             f"{r['recall']:.3f}", f"{r['f1']:.3f}",
-                            f"{r['fp_per_min']:.2f}",
+                            f"{r['fp_per_min']:.2f}", f"{r['detected_per_min']:.2f}",
                             f"{r['latency_onset_median_s'] * 1e3:.1f}"]
         f1.append(r["f1"])
     # the setting matters (a sweep of identical rows would prove nothing)

@@ -241,7 +241,8 @@ def fmt_number(v: Any, scale: float = 1.0, nd: int = 3) -> str:
 
 def table(points: Sequence[PointResult], keys: Sequence[str]) -> list[str]:
     """The sweep as text: one row per setting. With truth, per scored kind: detections,
-    precision, recall, F1, false positives per minute, median latency from onset (ms);
+    precision, recall, F1, false positives and detections per minute, median latency from
+    onset (ms);
     without, detections and detections per minute of each kind."""
     kinds = sorted({k for p in points if p.score for k, v in p.score.items()
                     if isinstance(v, dict) and "f1" in v})
@@ -261,6 +262,7 @@ def table(points: Sequence[PointResult], keys: Sequence[str]) -> list[str]:
                      ("recall", lambda p, m=m: fmt_number(m(p, "recall"))),
                      ("F1", lambda p, m=m: fmt_number(m(p, "f1"))),
                      ("FP/min", lambda p, m=m: fmt_number(m(p, "fp_per_min"), 1, 2)),
+                     ("det/min", lambda p, m=m: fmt_number(m(p, "detected_per_min"), 1, 2)),
                      ("lat ms", lambda p, m=m: fmt_number(m(p, "latency_onset_median_s"), 1e3, 1))]
         else:
             cols += [(f"{kind} det", lambda p, kind=kind: str(p.counts.get(kind, 0))),
