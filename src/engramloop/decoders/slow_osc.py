@@ -588,7 +588,7 @@ class SlowOscDetector:
             predicted = trough_t + s.fixed_delay_s
         if self._learn and math.isfinite(predicted) and f > 0:
             # measured later on this prediction as made (not as corrected), so the
-            # correction is the mean error of the rule itself, not a running integral
+            # correction is the median error of the rule itself, not a running integral
             heapq.heappush(self._pending, (predicted + s.learn_settle_s, self._seq, ch,
                                            predicted, f))
             self._seq += 1
