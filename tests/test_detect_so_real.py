@@ -65,8 +65,8 @@ def test_dreams_up_state_without_a_systematic_lead(dreams_phases) -> None:
     assert raw.mean_phase_deg < -15.0, raw
     assert abs(learned.mean_phase_deg) <= 15.0, learned
     assert learned.fraction_in_target_half >= 0.85, learned
-    # issue 20 asks for a circular SD <= 35 deg; measured 51 deg pooled (39-41 deg on
-    # excerpts 5 and 7, 64-73 on 1 and 3): not met -- this guards against it getting worse
+    # issue 20 asks for a circular SD <= 35 deg; measured 52 deg pooled (39-41 deg on
+    # excerpts 5 and 7, 64-74 on 1 and 3): not met -- this guards against it getting worse
     assert learned.sd_phase_deg <= 55.0, learned
 
 

@@ -261,8 +261,12 @@ class SlowOscDetector:
             raise ValueError(f"detectors.so.learn_band_hz: {hi} Hz is not below Nyquist "
                              f"({fs / 2:g} Hz at {fs:g} Hz); lower it or set "
                              f"learn_phase = false")
-        self._lsos = butter(2, (lo, hi), btype="bandpass", fs=fs, output="sos")
-        self._lwin = max(16, int(round(s.learn_window_s * fs)))
+        # the measurement runs on block means of q samples (~50 Hz: a boxcar with nulls at
+        # 50 Hz and its harmonics before the 0.5-1.5 Hz band-pass), so a 12 s window costs
+        # a few hundred samples of filtering on the loop thread, not 24000 at 2 kHz
+        self._lq = max(1, int(fs // 50.0))
+        self._lsos = butter(2, (lo, hi), btype="bandpass", fs=fs / self._lq, output="sos")
+        self._lwin = max(16, int(round(s.learn_window_s * fs)) // self._lq * self._lq)
         self._lmin = int(round((s.learn_settle_s + 1.0 / lo) * fs))
         self._lbuf = np.zeros((2 * self._lwin + 64, k))
         self._lt = np.zeros(2 * self._lwin + 64)
@@ -305,10 +309,18 @@ class SlowOscDetector:
             a = max(0, end - self._lwin)
             if end - a < self._lmin:
                 continue                 # too little signal buffered to measure it
-            win = self._lbuf[a:end, ch]
+            a = end - (end - a) // self._lq * self._lq      # whole blocks, ending at `end`
+            q, m = self._lq, (end - a) // self._lq
+            win = self._lbuf[a:end, ch].reshape(m, q).mean(axis=1)
+            tw = self._lt[a:end].reshape(m, q).mean(axis=1)  # each block's mean time
             an = hilbert(sosfiltfilt(self._lsos, win - win.mean()))
-            i = min(int(np.searchsorted(self._lt[a:end], pred)), end - a - 1)
-            ph = math.atan2(an[i].imag, an[i].real)
+            # the phase at the predicted time, interpolated between the two blocks around it
+            i = min(max(int(np.searchsorted(tw, pred)), 1), m - 1)
+            p0 = math.atan2(an[i - 1].imag, an[i - 1].real)
+            step = math.atan2((an[i] * an[i - 1].conjugate()).imag,
+                              (an[i] * an[i - 1].conjugate()).real)
+            w = (pred - tw[i - 1]) / (tw[i] - tw[i - 1]) if tw[i] > tw[i - 1] else 0.0
+            ph = p0 + min(max(w, 0.0), 1.0) * step
             if not math.isfinite(ph):
                 continue                 # a non-finite sample in the window
             err = (ph - math.radians(s.target_deg) + math.pi) % (2 * math.pi) - math.pi
