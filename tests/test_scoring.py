@@ -132,6 +132,28 @@ def test_score_command_runs_detectors_on_sim_npz(tmp_path, capsys) -> None:
     assert main(["score", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ripple"]["n_truth"] > 10 and out["ripple"]["f1"] > 0.8
+    # the file's hypnogram gives densities per sleep stage, counted here by hand
+    from engramloop.sim.truth import Truth
+
+    with np.load(path) as z:
+        tr = Truth.from_json(str(z["truth"]))
+    per = out["ripple"]["per_stage"]
+    lo = out["calibration_end_s"]
+    hi = lo + out["duration_s"]
+    minutes: dict = {}
+    counts: dict = {}
+    for on, off, st in zip(tr.seg_start, tr.seg_end, tr.seg_stage, strict=True):
+        a, b = max(on + tr.t0_s, lo), min(off + tr.t0_s, hi)
+        if b > a:
+            minutes[st] = minutes.get(st, 0.0) + (b - a) / 60.0
+            counts[st] = counts.get(st, 0) + sum(a <= e.onset_s < b
+                                                 for e in tr.events("ripple"))
+    assert minutes and set(per) == set(minutes)
+    for st, m in minutes.items():
+        assert per[st]["minutes"] == pytest.approx(m)
+        assert per[st]["truth_per_min"] == pytest.approx(counts[st] / m)
+    assert main(["score", str(path)]) == 0
+    assert "per sleep stage" in capsys.readouterr().out
 
 
 def test_score_command_errors_are_one_line(tmp_path, capsys) -> None:

@@ -153,7 +153,13 @@ def shift_records(records: Sequence[dict], d_s: float) -> list[dict]:
 
 def find_truth(recording: str | Path, truth_file: str | None, kind: str) -> Truth | None:
     """The truth to score a replay of ``recording`` against, or None when there is none."""
-    from engramloop.cli.commands.score import edf_truth, npz_truth, read_truth, xdf_streams
+    from engramloop.cli.commands.score import (
+        edf_truth,
+        expanded_truth,
+        npz_truth,
+        read_truth,
+        xdf_streams,
+    )
 
     if truth_file:
         recs, obj = read_truth(Path(truth_file), kind)
@@ -164,7 +170,7 @@ def find_truth(recording: str | Path, truth_file: str | None, kind: str) -> Trut
     rec = Path(recording)
     ext = rec.suffix.lower()
     if ext == ".xdf":
-        recs = [obj for _, obj in xdf_streams(rec)[0].get("truth", [])]
+        recs = expanded_truth(xdf_streams(rec)[0])
         obj = None
     elif ext == ".npz":
         recs, obj = npz_truth(rec)

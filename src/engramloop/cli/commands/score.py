@@ -91,10 +91,9 @@ def read_truth(path: Path, kind: str) -> tuple[list[dict], object | None]:
             tr = Truth.load(path)
         except (ValueError, KeyError) as exc:
             raise UserError(f"--truth {path}: not a truth file from sim.truth: {exc}") from None
-        return [e.to_dict() for e in tr.events()], tr
+        return [e.to_dict() for e in tr.events()] + stage_records(tr), tr
     if ext == ".xdf":
-        markers = xdf_streams(path)[0]
-        return [obj for _, obj in markers.get("truth", [])], None
+        return expanded_truth(xdf_streams(path)[0]), None
     if ext == ".npz":
         return npz_truth(path)
     if ext in (".edf", ".bdf"):
@@ -158,6 +157,44 @@ def truth_t0(path: Path, truth_obj: object | None) -> float:
     return float(getattr(truth_obj, "t0_s", 0.0) or 0.0)
 
 
+def stage_records(tr: object) -> list[dict]:
+    """The simulator's hypnogram as ``{"kind": "stage", "stage", "onset_s", "offset_s"}``
+    records on the host clock (as the report expands a truth document), so scores give
+    densities per sleep stage."""
+    t0 = float(getattr(tr, "t0_s", 0.0) or 0.0)
+    return [{"kind": "stage", "stage": str(st), "onset_s": t0 + float(on),
+             "offset_s": t0 + float(off)}
+            for on, off, st in zip(getattr(tr, "seg_start", ()), getattr(tr, "seg_end", ()),
+                                   getattr(tr, "seg_stage", ()), strict=False)]
+
+
+def expanded_truth(markers: dict) -> list[dict]:
+    """Truth records of an XDF's engramloop.truth stream, with a whole truth document (as
+    `engramloop sim` and the recorder write it last) unpacked: its stages always, its
+    events when the stream does not hold them one by one."""
+    from engramloop.sim.truth import Truth
+
+    out, docs = [], []
+    for _, rec in markers.get("truth", []):
+        doc = rec.get("truth") if rec.get("kind") == "truth_document" else rec
+        if isinstance(doc, dict) and doc.get("format") == "engramloop.truth/1":
+            doc = json.dumps(doc)
+        if isinstance(doc, str) and '"engramloop.truth/1"' in doc:
+            docs.append(doc)
+        else:
+            out.append(rec)
+    has_events = any("onset_s" in r for r in out)
+    for doc in docs:
+        try:
+            tr = Truth.from_json(doc)
+        except (ValueError, KeyError, TypeError):
+            continue          # not a document this version reads: its records still count
+        out += stage_records(tr)
+        if not has_events:
+            out += [e.to_dict() for e in tr.events()]
+    return out
+
+
 def npz_truth(path: Path) -> tuple[list[dict], object | None]:
     import numpy as np
 
@@ -167,7 +204,7 @@ def npz_truth(path: Path) -> tuple[list[dict], object | None]:
         if "truth" not in z.files:
             return [], None
         tr = Truth.from_json(str(z["truth"]))
-    return [e.to_dict() for e in tr.events()], tr
+    return [e.to_dict() for e in tr.events()] + stage_records(tr), tr
 
 
 def _events_jsonl(path: Path) -> list[dict]:
@@ -222,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     if ext == ".xdf":
         markers, duration, rec_t0 = xdf_streams(rec)
         detections = [obj for _, obj in markers.get("events", [])]
-        truth = [obj for _, obj in markers.get("truth", [])]
+        truth = expanded_truth(markers)
     elif ext == ".npz":
         if args.events:
             detections, duration = [], math.nan
