@@ -43,14 +43,16 @@ def _score(table, truth_events, tol_s=0.05):
 @pytest.mark.parametrize("func,kind,channel,min_p,min_r", [
     (engramloop.detect_ripples, "ripple", "CA1", 0.9, 0.75),
     (engramloop.detect_spindles, "spindle", "Cz", 0.9, 0.65),
-    (engramloop.detect_slow_oscillations, "so", "Cz", 0.9, 0.5),
+    (engramloop.detect_slow_oscillations, "so", "Cz", 0.75, 0.5),
 ])
 def test_detectors_on_arrays_find_the_simulated_events(night, func, kind, channel, min_p,
                                                        min_r):
     # floors well under what the detectors reach here (ripples 0.99/0.85, spindles
-    # 1.0/0.76, SOs 1.0/0.68 -- SO recall counts the calibration's first seconds; spindle
+    # 1.0/0.76, SOs 0.80/0.76 -- SO recall counts the calibration's first seconds; spindle
     # recall was 0.94 before issue 20 tuned the spindle defaults on real EEG, where the
-    # stricter relative-power rule and 0.15 s minimum run miss some simulated spindles)
+    # stricter relative-power rule and 0.15 s minimum run miss some simulated spindles; SO
+    # precision was 1.0 with the fixed -40 uV threshold, the adaptive one sits at its
+    # 30 uV floor in this night's first minute of N2 and takes some non-SO dips there)
     x, truth = night
     table = func(x[:, [CHANNELS.index(channel)]], FS, [channel])
     assert list(table.columns) == [c for c, _ in api.EVENT_COLUMNS]

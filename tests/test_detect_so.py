@@ -32,7 +32,9 @@ def test_up_state_prediction_phase(sim_n3) -> None:
         assert e.amplitude <= e.threshold < 0
         assert not e.detect_s >= e.predicted_s          # NaN (too shallow) or later
     pred = np.array([e.predicted_s for e in ev])
-    assert np.isfinite(pred).mean() >= 0.6
+    # the held adaptive threshold can sit deeper in N3 than the old fixed -40 uV, so more
+    # troughs are too shallow relative to it for the half-wave rule (max_depth_ratio)
+    assert np.isfinite(pred).mean() >= 0.5
     ph = score_phase(truth.phase("so", pred), 0.0)
     # the issue's targets: circular SD <= 35 deg, mean error within +-15, >= 85 % up-phase.
     # bench/detectors.py prints the pooled figure over 3 x 600 s; one seed here scatters
@@ -175,3 +177,27 @@ def test_hand_built_chunks_with_other_timestamp_layouts(sim_n3, layout: str) -> 
         got.extend(det.process(Chunk(x[i:i + 10], ti, truth.rate_hz, names, float(ti[0]))))
     assert len(so_events(ref)) >= 8
     assert [repr(e) for e in got] == [repr(e) for e in ref]
+
+
+def test_rem_after_slow_wave_sleep_does_not_lower_the_adaptive_threshold() -> None:
+    """NREM-aware adaptive threshold: after N3 (large slow band) a REM stretch (small slow
+    band, eye movements) keeps the deepest threshold of the last threshold_hold_s, so it
+    passes fewer eye movements for down states than the plain running median does."""
+    from engramloop.sim.generate import simulate
+    from engramloop.sim.settings import HypnogramSettings, SimSettings
+
+    sim = SimSettings(channels=("Fz", "Cz"), hypnogram=HypnogramSettings(
+        mode="fixed", schedule=("N3:120", "REM:120")))
+    x, t, truth = simulate(sim, seed=4, duration_s=240.0)
+    names = tuple(truth.channels)
+
+    def rem_events(hold_s: float) -> list:
+        ev = so_events(replay([SlowOscDetector(SlowOscSettings(threshold_hold_s=hold_s))], x,
+                              t, truth.rate_hz, names, 10))
+        return [e for e in ev if e.detect_s > 150.0], ev
+
+    held, all_held = rem_events(600.0)
+    plain, _ = rem_events(0.0)
+    n3_thr = min(e.threshold for e in all_held if e.detect_s < 120.0)
+    assert all(e.threshold <= n3_thr + 1e-12 for e in held)     # as deep as N3's deepest
+    assert len(plain) >= 3 and len(held) <= 0.5 * len(plain), (len(held), len(plain))

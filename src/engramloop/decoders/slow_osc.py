@@ -30,8 +30,10 @@ still reported, with ``predicted_s`` NaN, so the policy does not stimulate on a 
 
 The threshold is adaptive by default: ``adaptive_sd`` robust SDs of this recording's
 band-passed signal over the last ``baseline_s`` (the SD estimated as 1.4826 x median |x|),
-never shallower than ``min_threshold_v`` -- a floor, so a wake or REM stretch (a small slow
-band) cannot lower it below a slow-wave depth; or fixed (``threshold_v``, volts, negative).
+the deepest such value of the last ``threshold_hold_s`` (the slow band is largest in
+slow-wave sleep: a REM or wake stretch after it does not make the threshold shallower),
+never shallower than ``min_threshold_v`` (a floor for a recording that starts awake); or
+fixed (``threshold_v``, volts, negative).
 A fixed -40 uV found 2 down states and no predictable one in the 30 s YASA N3 excerpt
 (slow waves of 15-45 uV on the band-passed signal).
 
@@ -86,7 +88,7 @@ class SlowOscSettings:
                                                              "the band-passed signal (Ngo et "
                                                              "al. 2013 used -80 uV on less "
                                                              "filtered EEG)")
-    adaptive_sd: float = setting(1.0, gt=0, unit="SD", doc="adaptive threshold depth in "
+    adaptive_sd: float = setting(0.9, gt=0, unit="SD", doc="adaptive threshold depth in "
                                                            "robust SDs (1.4826 x median |x|)")
     min_threshold_v: float = setting(
         30e-6, ge=0, unit="V", doc="the adaptive threshold is never shallower than this. "
@@ -157,6 +159,13 @@ class SlowOscSettings:
     baseline_s: float = setting(60.0, gt=0, unit="s", doc="history of the adaptive threshold")
     baseline_update_s: float = setting(1.0, gt=0, unit="s", doc="adaptive threshold "
                                                                 "recomputed this often")
+    threshold_hold_s: float = setting(
+        600.0, ge=0, le=7200, unit="s",
+        doc="the adaptive threshold in force is the deepest computed in the last this many "
+            "seconds: the slow band is largest in slow-wave sleep, so a REM or wake stretch "
+            "shorter than this cannot make it shallower. On the simulator's default night "
+            "(seed 0, Fz) the running value let 38 REM/wake dips through as down states, "
+            "held 19 (the fixed -40 uV: 19); 0: the running value")
 
     def validate(self) -> None:
         check_bands(self, "band_hz", "phase_band_hz", "learn_band_hz")
@@ -234,6 +243,12 @@ class SlowOscDetector:
         self._min_t = self._chs[:, 3]              # its time, s
         self._rearm_t = self._chs[:, 4]            # s
         self._chs[:] = (0.0, np.nan, np.inf, np.nan, -np.inf)
+        # the held statistic (the adaptive threshold's median |y|): the largest of the
+        # values the baseline computed in the last threshold_hold_s, per channel; the C
+        # block kernel reads it in place of the baseline's own median
+        self._hold_n = int(round(s.threshold_hold_s * fs))
+        self._held = np.full(k, np.nan)
+        self._med_hist: list[tuple[int, np.ndarray]] = []   # (sample index, median)
         self._first = True
         self._calibrating = True
         self._t0 = np.nan
@@ -347,7 +362,8 @@ class SlowOscDetector:
         # baseline's own arrays, updated in place like RobustBaseline.process does
         self._block_args = (
             self._filt, g0, g1, self._work, self._chs,
-            None if self._fixed else ring, pos, count, excl, median, step,
+            None if self._fixed else ring, pos, count, excl,
+            self._held if self._hold_n else median, step,
             s.threshold_v, -s.adaptive_sd * MAD_TO_SD, -s.min_threshold_v, s.refractory_s)
         # while calibrating: the same without the down-state machine
         self._calib_args = self._block_args[:4] + (None,) + self._block_args[5:]
@@ -470,6 +486,8 @@ class SlowOscDetector:
         if s.threshold_mode == "adaptive":
             med, sd = self._med[:n], self._sd[:n]
             self._base.process(y, med, sd)
+            if self._hold_n:
+                self._hold_medians(med, first)
             # robust SD of a zero-mean signal = 1.4826 * median |y|
             np.multiply(med, -s.adaptive_sd * MAD_TO_SD, out=thr)
             np.minimum(thr, -s.min_threshold_v, out=thr)
@@ -504,6 +522,35 @@ class SlowOscDetector:
             found.sort()
             self._emit(found, x, thr, t, g_slow, g_fast, events)
         return events
+
+    def _hold_medians(self, med: np.ndarray, first: int) -> None:
+        """Replace the medians in force (n, k; piecewise constant, changing only after
+        the baseline's update points) by the largest of those computed in the last
+        ``threshold_hold_s``, evaluated where each new value starts, so it is constant
+        between update points (as the C block kernel needs) and independent of chunking.
+        ``first``: absolute index of ``med[0]``."""
+        n = med.shape[0]
+        same = (med[1:] == med[:-1]) | (np.isnan(med[1:]) & np.isnan(med[:-1]))
+        starts = np.concatenate(([0], np.flatnonzero(~same.all(axis=1)) + 1, [n]))
+        for a, b in zip(starts[:-1], starts[1:], strict=True):
+            if self._hold_value(med[a], first + int(a)):
+                med[a:b] = self._held
+        # a recomputation at the block's last sample is in force from the next one on,
+        # which the C block kernel may process: hold it now
+        self._hold_value(self._base.median, first + n)
+
+    def _hold_value(self, vec: np.ndarray, at: int) -> bool:
+        """Take the median ``vec`` (k,), in force from absolute sample ``at``, into the
+        held statistic; False while there are no statistics yet."""
+        if np.isnan(vec).all():
+            return False
+        hist = self._med_hist
+        if not hist or not np.array_equal(hist[-1][1], vec, equal_nan=True):
+            hist.append((at, vec.copy()))
+            while len(hist) > 1 and hist[0][0] <= at - self._hold_n:
+                del hist[0]
+            np.copyto(self._held, np.nanmax(np.stack([v for _, v in hist]), axis=0))
+        return True
 
     def _emit(self, found: list | tuple, x: np.ndarray, thr: np.ndarray, t: np.ndarray,
               g_slow: np.ndarray | None, g_fast: np.ndarray | None,
