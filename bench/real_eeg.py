@@ -11,11 +11,12 @@ at its defaults (Vallat & Walker 2021; run on the whole excerpt, detections that
 before 1000 s kept; its 1-30 Hz broadband capped at 0.9 x Nyquist for the 50 Hz excerpt,
 as our detector caps its own) and expert 2 against expert 1.
 
-Scoring (written here: analysis/scoring.py matched detection *times* to truth windows when
-this was written, the spindle literature matches by overlap): a detection is the interval
+Scoring (``analysis.scoring.match_intervals``, the project's one scoring module, with no
+tolerance; the spindle literature matches by overlap): a detection is the interval
 from its onset (the low-threshold crossing) to the moment it fired, ``[onset_s,
 detect_s]``; YASA's and expert 2's events are their [start, end]. A detection matches an
-expert spindle it overlaps (touching counts); detections are taken in time order, each
+expert spindle it overlaps (touching counts); detections are taken in the order they
+fired, each
 paired with the earliest still-unmatched expert spindle it overlaps, so each event is used
 at most once. P = matched / detections, R = matched / expert events, F1 = 2PR / (P + R).
 Latency = our detection time minus the matched expert onset (median over matches; YASA is
@@ -82,27 +83,20 @@ def load_expert(path: Path) -> np.ndarray:
 
 
 def overlap_match(det: np.ndarray, truth: np.ndarray) -> list[tuple[int, int]]:
-    """Pairs (detection, expert event) by interval overlap, each used at most once.
+    """Pairs (detection, expert event) by interval overlap, each used at most once, by the
+    project's one scoring module (:func:`analysis.scoring.match_intervals`, no tolerance).
 
     Parameters
     ----------
     det, truth : ndarray, shape (k, 2), seconds
         Start and end of each detection / expert event.
     """
-    order = np.argsort(det[:, 1], kind="stable")
-    used = np.zeros(len(truth), dtype=bool)
-    t_order = np.argsort(truth[:, 0], kind="stable")
-    pairs = []
-    for di in order:
-        start, end = det[di]
-        for ti in t_order:
-            if truth[ti, 0] > end:
-                break
-            if not used[ti] and truth[ti, 1] >= start:
-                used[ti] = True
-                pairs.append((int(di), int(ti)))
-                break
-    return pairs
+    from engramloop.analysis.scoring import Interval, match_intervals
+
+    det = np.asarray(det, dtype=float).reshape(-1, 2)
+    return match_intervals(det[:, 0], det[:, 1],
+                           [Interval(float(a), float(b)) for a, b in truth],
+                           tol_before_s=0.0, tol_after_s=0.0)
 
 
 def _overlaps(d: np.ndarray, truth: np.ndarray) -> bool:

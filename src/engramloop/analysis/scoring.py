@@ -14,9 +14,10 @@ et al. 2019, J Neurosci Methods 316:3): a detection is the interval from its ``o
 its ``offset_s`` when the record has one, else to ``detect_s`` (what the detector had seen
 when it decided); it matches a truth event ``[onset, offset]`` widened by the kind's
 tolerance (:data:`MATCH_TOLERANCE_S`) when the two intersect. Each truth event and each
-detection is used at most once: detections in onset order, each paired with the earliest
-still-unmatched truth event it overlaps. A detection given as a time alone is the interval
-``[detect_s, detect_s]``. Latency is ``detect_s - onset`` of the matched truth event.
+detection is used at most once: detections in the order they were decided (their end),
+each paired with the earliest still-unmatched truth event it overlaps. A detection given
+as a time alone is the interval ``[detect_s, detect_s]``. Latency is ``detect_s - onset``
+of the matched truth event.
 """
 from __future__ import annotations
 
@@ -119,12 +120,13 @@ def match_intervals(det_onset_s: Sequence[float], det_offset_s: Sequence[float],
     Returns
     -------
     list of (detection index, truth index)
-        In detection-onset order; detection ``d`` and event ``e`` pair when
+        In the order the detections ended (were decided; ties by onset); detection ``d``
+        and event ``e`` pair when
         ``d.onset <= e.offset + tol_after`` and ``d.offset >= e.onset - tol_before``.
     """
     d_on = np.asarray(det_onset_s, dtype=float)
     d_off = np.asarray(det_offset_s, dtype=float)
-    order = np.lexsort((d_off, d_on))         # by onset, ties by offset
+    order = np.lexsort((d_on, d_off))         # in the order decided (end), ties by onset
     on = np.array([e.onset_s for e in truth], dtype=float) - tol_before_s
     off = np.array([e.offset_s for e in truth], dtype=float) + tol_after_s
     t_order = np.argsort(on, kind="stable")
