@@ -98,17 +98,31 @@ def make_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> Any:
 def _detect(cls: type, settings_cls: type, what: str, x: Any, fs: float,
             ch_names: Sequence[str] | None, t0_s: float, unit: str,
             chunk_samples: int | None, all_events: bool, settings: dict) -> Any:
-    if not (isinstance(fs, (int, float)) and math.isfinite(fs) and fs > 0):
+    if not (isinstance(fs, (int, float)) and not isinstance(fs, bool)
+            and math.isfinite(fs) and fs > 0):
         raise ValueError(f"{what}: fs must be a sampling rate in Hz > 0, got {fs!r}")
+    if not (isinstance(t0_s, (int, float)) and not isinstance(t0_s, bool)
+            and math.isfinite(t0_s)):
+        raise ValueError(f"{what}: t0_s must be a finite time in seconds, got {t0_s!r}")
     if unit not in UNIT_SCALE:
         raise ValueError(f"{what}: unit must be one of {', '.join(UNIT_SCALE)}, got "
                          f"{unit!r}")
+    if np.ma.isMaskedArray(x) and np.ma.getmaskarray(x).any():
+        raise ValueError(f"{what}: x is a masked array with {int(np.ma.getmaskarray(x).sum())}"
+                         f" masked samples; the detectors cannot skip samples: interpolate "
+                         f"or cut them first")
+    if np.iscomplexobj(x):
+        raise ValueError(f"{what}: x is complex; give the real signal")
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[0] == 0:
         raise ValueError(f"{what}: x must have shape (n_samples,) or (n_samples, "
                          f"n_channels), got {np.shape(x)}")
+    if a.shape[1] > a.shape[0]:
+        raise ValueError(f"{what}: x has shape {a.shape}, more channels than samples; time "
+                         f"runs along the first axis, (n_samples, n_channels): pass x.T "
+                         f"for an (n_channels, n_times) array such as MNE's get_data()")
     bad = ~np.isfinite(a)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -118,6 +132,8 @@ def _detect(cls: type, settings_cls: type, what: str, x: Any, fs: float,
         f"ch{i}" for i in range(a.shape[1]))
     if len(names) != a.shape[1]:
         raise ValueError(f"{what}: {len(names)} ch_names for {a.shape[1]} columns of x")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what}: ch_names must be unique, got {list(names)}")
     table = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
     table.setdefault("channels", list(names))
     st = build(settings_cls, table, file=what)  # ConfigError names a bad key or value
@@ -132,6 +148,11 @@ def _detect(cls: type, settings_cls: type, what: str, x: Any, fs: float,
         c = Chunk(a[i:i + step].copy(), t[i:i + step].copy(), float(fs), names,
                   arrival_s=float(t[min(i + step, a.shape[0]) - 1]), first_index=i)
         events.extend(det.process(c))
+    if not any(e.kind == "calibration_done" for e in events):
+        raise ValueError(f"{what}: the detector never finished calibrating on this "
+                         f"{a.shape[0] / float(fs):.3g} s signal (calibration_s = "
+                         f"{st.calibration_s} s, plus the baseline it needs), so it could "
+                         f"detect nothing: give a longer signal or a smaller calibration_s")
     keep = [e.to_dict() for e in events if all_events or e.kind == cls.KIND]
     return make_table(keep, EVENT_COLUMNS)
 
