@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -357,15 +357,27 @@ class Recording:
             orig_time=raw.info["meas_date"]))
         return raw
 
-    def to_edf(self, path: str | Path, stream: str = "engramloop.raw") -> Path:
+    def to_edf(self, path: str | Path, stream: str = "engramloop.raw",
+               ch_names: Sequence[str] | None = None) -> Path:
         """Write the signal and annotations to an EDF+ file (microvolts, 16 bit; see
-        :mod:`engramloop.analysis.edf_export`). Returns the path."""
+        :mod:`engramloop.analysis.edf_export`). Returns the path.
+
+        ``ch_names`` relabels the channels for the file (one per channel): EDF labels are
+        at most 16 printable ASCII characters, and a channel name EDF cannot hold exactly
+        is refused rather than cut."""
         from engramloop.analysis.edf_export import write_edf
 
         s = self.signal(stream)
         self._check_uniform(s, "to_edf")
-        ann = [(on, dur, f"{text} {ch}".strip() if ch else text, )
+        if ch_names is not None:
+            if len(ch_names) != len(s.channels):
+                raise RecordingError(f"{path}: {len(ch_names)} ch_names for the "
+                                     f"{len(s.channels)} channels of {s.name}")
+        names = tuple(map(str, ch_names)) if ch_names is not None else s.channels
+        rename = dict(zip(s.channels, names, strict=True))
+        ann = [(on, dur, f"{text} {rename.get(ch, ch)}".strip() if ch else text, )
                for on, dur, text, ch in self._sample_annotations(s)]
+        s = replace(s, channels=names)
         try:
             return write_edf(path, s.x, s.rate_hz, s.channels,
                              [(a[0], a[1], a[2]) for a in ann],
