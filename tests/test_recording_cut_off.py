@@ -95,3 +95,15 @@ def test_report_on_a_cut_recording_says_so_without_a_traceback(recording, tmp_pa
                        env=dict(os.environ), timeout=300)
     assert "Traceback" not in p.stderr, p.stderr
     assert "cut off" in p.stderr
+
+
+def test_the_cli_prints_the_damage_warning_as_one_line(recording, tmp_path):
+    data = recording.read_bytes()
+    samples = [c for c in chunks(data) if c[1] == 3]
+    damaged = cut(recording, tmp_path / "cut.xdf", samples[1][0] + 10)
+    p = subprocess.run([sys.executable, "-m", "engramloop", "report", str(damaged), "--out",
+                        str(tmp_path / "rep"), "--quiet"], capture_output=True, text=True,
+                       env=dict(os.environ), timeout=300)
+    lines = [ln for ln in p.stderr.splitlines() if "cut off" in ln]
+    assert lines and all(ln.startswith("warning: ") for ln in lines), p.stderr
+    assert "RecordingDamageWarning" not in p.stderr
