@@ -268,6 +268,14 @@ def run(args: argparse.Namespace) -> int:
     if truth_obj is not None:
         phase_fn = lambda t: truth_obj.phase("so", t - shift)  # noqa: E731
     result = score_session(detections, truth, duration, so_phase=phase_fn)
+    if not any(isinstance(v, dict) and "f1" in v for v in result.values()):
+        det = sorted({str(d.get("kind")) for d in detections if isinstance(d, dict)}
+                     - {"calibration_done", "spindle_rejected"})
+        tru = sorted({str(e.get("kind")) for e in truth})
+        raise UserError(f"{rec}: nothing to score: detections of kind(s) "
+                        f"{', '.join(det) or 'none'}, truth of kind(s) {', '.join(tru)} "
+                        "(a recording from `engramloop sim` has no detections: replay it "
+                        "with --record first; --kind names the kind of --truth CSV events)")
     if args.json:
         print(json.dumps(result, default=float))
         return 0
