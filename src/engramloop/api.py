@@ -304,17 +304,30 @@ class Recording:
         an onset maps to the time of the first sample at or after it (``index / rate``),
         so they stay aligned to the data even where the device clock drifts from its
         nominal rate; durations end at the last sample at the latest."""
-        out = []
+        out, outside = [], []
         last = s.t.size - 1
         for r in self._rows.get("annotations", []):
             on, dur = r["onset_s"], r["duration_s"]
-            if s.t.size == 0 or on < s.t[0] - 0.5 / s.rate_hz or on > s.t[-1]:
-                continue  # outside the signal: EDF and MNE cannot hold it
+            early = s.t.size and on < s.t[0] - 0.5 / s.rate_hz
+            if early and dur > 0 and on + dur > s.t[0]:
+                # began before the first sample and lasts into the signal (a sleep stage
+                # that started before the recording): keep the part the signal covers
+                on, dur = float(s.t[0]), on + dur - float(s.t[0])
+            elif s.t.size == 0 or early or on > s.t[-1]:
+                outside.append(r)  # EDF and MNE cannot hold it
+                continue
             i = int(np.clip(np.searchsorted(s.t, on), 0, last))
             # the end on the same axis, cut at the last sample (a sleep stage may go on)
             j = int(np.clip(np.searchsorted(s.t, on + max(0.0, dur)), i, last))
             out.append((i / s.rate_hz, (j - i) / s.rate_hz if dur > 0 else 0.0,
                         r["description"], r["channel"]))
+        if outside:
+            import warnings
+
+            first = outside[0]
+            warnings.warn(f"{self.path}: {len(outside)} annotation(s) lie outside the signal "
+                          f"{s.name} and are not exported (first: {first['description']!r} at "
+                          f"{first['onset_s']:.3f} s)", UserWarning, stacklevel=3)
         return out
 
     def _check_uniform(self, s: SignalStream, what: str) -> None:
