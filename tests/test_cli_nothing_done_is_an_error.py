@@ -71,3 +71,11 @@ def test_score_with_annotations_of_a_kind_no_detector_makes_is_an_error(sim_xdf,
     p = cli("score", str(rec), "--truth", str(tmp_path / "ann.csv"), "--kind", "ripple",
             cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+
+
+def test_demo_into_a_path_that_is_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "taken").write_text("x", encoding="utf-8")
+    p = cli("demo", "--out", str(tmp_path / "taken"), "--duration", "2", "--quiet",
+            cwd=tmp_path)
+    assert "taken" in one_line_error(p)
+    assert (tmp_path / "taken").read_text(encoding="utf-8") == "x"
