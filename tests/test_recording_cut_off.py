@@ -3,10 +3,13 @@ empty run.
 
 A copy interrupted mid-transfer, a full disk or a crash inside a write leaves an XDF file
 that ends part-way through a chunk. pyxdf (the independent reader here) drops that
-chunk and only logs it; before this test ``read_recording`` returned whatever was left
-with no sign anything was missing -- an empty signal when the cut fell inside the one big
+chunk and only logs it; before this test the one reader (``recording.reader.read``, used
+by score, sweep and training) and ``read_recording`` returned whatever was left with no
+sign anything was missing -- an empty signal when the cut fell inside the one big
 raw-data chunk -- and ``engramloop report`` on such a file died with an IndexError
-traceback. The recordings are written by a real ``engramloop sim`` process.
+traceback. The reader now warns (``RecordingDamageWarning``, one ``warning:`` line in the
+CLI); ``read_recording`` and ``report`` refuse such a file naming the byte offset (the
+files helper's ``check_xdf``). The recordings are written by a real ``engramloop sim``.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import pytest
 import pyxdf
 
 import engramloop
+from engramloop.recording import reader
 from engramloop.recording.reader import RecordingDamageWarning
 
 
@@ -68,12 +72,15 @@ def test_a_recording_cut_inside_a_chunk_warns_naming_the_byte_and_keeps_the_rest
     # the first samples chunk after the raw data: the cut loses it, keeps the raw samples
     samples = [c for c in chunks(data) if c[1] == 3]
     assert len(samples) >= 2
-    at = samples[1][0] + 10
-    damaged = cut(recording, tmp_path / "cut.xdf", at)
+    damaged = cut(recording, tmp_path / "cut.xdf", samples[1][0] + 10)
     with pytest.warns(RecordingDamageWarning, match=rf"cut off.*byte {samples[1][0]}"):
-        rec = engramloop.read_recording(damaged)
+        got = reader.read(damaged)
     # everything before the cut is still read, as pyxdf reads it
-    assert rec.signal().x.shape[0] == pyxdf_counts(damaged)["engramloop.raw"] == 10000
+    raw = [s for s in got.signals if s.name == "engramloop.raw"][0]
+    assert raw.x.shape[0] == pyxdf_counts(damaged)["engramloop.raw"] == 10000
+    # the API refuses the file rather than hand back part of it silently
+    with pytest.raises(engramloop.RecordingError, match=str(samples[1][0])):
+        engramloop.read_recording(damaged)
 
 
 def test_a_recording_cut_inside_its_raw_data_warns_rather_than_reading_as_empty(
@@ -82,8 +89,9 @@ def test_a_recording_cut_inside_its_raw_data_warns_rather_than_reading_as_empty(
     raw = max((c for c in chunks(data) if c[1] == 3), key=lambda c: c[2] - c[0])
     damaged = cut(recording, tmp_path / "cut.xdf", (raw[0] + raw[2]) // 2)
     with pytest.warns(RecordingDamageWarning, match="cut off"):
-        rec = engramloop.read_recording(damaged)
-    assert rec.signal().x.shape[0] == pyxdf_counts(damaged)["engramloop.raw"] == 0
+        got = reader.read(damaged)
+    sig = [s for s in got.signals if s.name == "engramloop.raw"][0]
+    assert sig.x.shape[0] == pyxdf_counts(damaged)["engramloop.raw"] == 0
 
 
 def test_report_on_a_cut_recording_says_so_without_a_traceback(recording, tmp_path):
@@ -94,16 +102,15 @@ def test_report_on_a_cut_recording_says_so_without_a_traceback(recording, tmp_pa
                         str(tmp_path / "rep"), "--quiet"], capture_output=True, text=True,
                        env=dict(os.environ), timeout=300)
     assert "Traceback" not in p.stderr, p.stderr
-    assert "cut off" in p.stderr
+    assert p.returncode != 0 and "truncated" in p.stderr, p.stderr
 
 
 def test_the_cli_prints_the_damage_warning_as_one_line(recording, tmp_path):
     data = recording.read_bytes()
     samples = [c for c in chunks(data) if c[1] == 3]
     damaged = cut(recording, tmp_path / "cut.xdf", samples[1][0] + 10)
-    p = subprocess.run([sys.executable, "-m", "engramloop", "report", str(damaged), "--out",
-                        str(tmp_path / "rep"), "--quiet"], capture_output=True, text=True,
-                       env=dict(os.environ), timeout=300)
+    p = subprocess.run([sys.executable, "-m", "engramloop", "score", str(damaged)],
+                       capture_output=True, text=True, env=dict(os.environ), timeout=300)
     lines = [ln for ln in p.stderr.splitlines() if "cut off" in ln]
     assert lines and all(ln.startswith("warning: ") for ln in lines), p.stderr
     assert "RecordingDamageWarning" not in p.stderr
