@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +98,31 @@ def make_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> Any:
 def _detect(cls: type, settings_cls: type, what: str, x: Any, fs: float,
             ch_names: Sequence[str] | None, t0_s: float, unit: str,
             chunk_samples: int | None, all_events: bool, settings: dict) -> Any:
-    if not (isinstance(fs, (int, float)) and math.isfinite(fs) and fs > 0):
+    if not (isinstance(fs, (int, float)) and not isinstance(fs, bool)
+            and math.isfinite(fs) and fs > 0):
         raise ValueError(f"{what}: fs must be a sampling rate in Hz > 0, got {fs!r}")
+    if not (isinstance(t0_s, (int, float)) and not isinstance(t0_s, bool)
+            and math.isfinite(t0_s)):
+        raise ValueError(f"{what}: t0_s must be a finite time in seconds, got {t0_s!r}")
     if unit not in UNIT_SCALE:
         raise ValueError(f"{what}: unit must be one of {', '.join(UNIT_SCALE)}, got "
                          f"{unit!r}")
+    if np.ma.isMaskedArray(x) and np.ma.getmaskarray(x).any():
+        raise ValueError(f"{what}: x is a masked array with {int(np.ma.getmaskarray(x).sum())}"
+                         f" masked samples; the detectors cannot skip samples: interpolate "
+                         f"or cut them first")
+    if np.iscomplexobj(x):
+        raise ValueError(f"{what}: x is complex; give the real signal")
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[0] == 0:
         raise ValueError(f"{what}: x must have shape (n_samples,) or (n_samples, "
                          f"n_channels), got {np.shape(x)}")
+    if a.shape[1] > a.shape[0]:
+        raise ValueError(f"{what}: x has shape {a.shape}, more channels than samples; time "
+                         f"runs along the first axis, (n_samples, n_channels): pass x.T "
+                         f"for an (n_channels, n_times) array such as MNE's get_data()")
     bad = ~np.isfinite(a)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -118,6 +132,8 @@ def _detect(cls: type, settings_cls: type, what: str, x: Any, fs: float,
         f"ch{i}" for i in range(a.shape[1]))
     if len(names) != a.shape[1]:
         raise ValueError(f"{what}: {len(names)} ch_names for {a.shape[1]} columns of x")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what}: ch_names must be unique, got {list(names)}")
     table = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
     table.setdefault("channels", list(names))
     st = build(settings_cls, table, file=what)  # ConfigError names a bad key or value
@@ -132,6 +148,11 @@ def _detect(cls: type, settings_cls: type, what: str, x: Any, fs: float,
         c = Chunk(a[i:i + step].copy(), t[i:i + step].copy(), float(fs), names,
                   arrival_s=float(t[min(i + step, a.shape[0]) - 1]), first_index=i)
         events.extend(det.process(c))
+    if not any(e.kind == "calibration_done" for e in events):
+        raise ValueError(f"{what}: the detector never finished calibrating on this "
+                         f"{a.shape[0] / float(fs):.3g} s signal (calibration_s = "
+                         f"{st.calibration_s} s, plus the baseline it needs), so it could "
+                         f"detect nothing: give a longer signal or a smaller calibration_s")
     keep = [e.to_dict() for e in events if all_events or e.kind == cls.KIND]
     return make_table(keep, EVENT_COLUMNS)
 
@@ -283,17 +304,30 @@ class Recording:
         an onset maps to the time of the first sample at or after it (``index / rate``),
         so they stay aligned to the data even where the device clock drifts from its
         nominal rate; durations end at the last sample at the latest."""
-        out = []
+        out, outside = [], []
         last = s.t.size - 1
         for r in self._rows.get("annotations", []):
             on, dur = r["onset_s"], r["duration_s"]
-            if s.t.size == 0 or on < s.t[0] - 0.5 / s.rate_hz or on > s.t[-1]:
-                continue  # outside the signal: EDF and MNE cannot hold it
+            early = s.t.size and on < s.t[0] - 0.5 / s.rate_hz
+            if early and dur > 0 and on + dur > s.t[0]:
+                # began before the first sample and lasts into the signal (a sleep stage
+                # that started before the recording): keep the part the signal covers
+                on, dur = float(s.t[0]), on + dur - float(s.t[0])
+            elif s.t.size == 0 or early or on > s.t[-1]:
+                outside.append(r)  # EDF and MNE cannot hold it
+                continue
             i = int(np.clip(np.searchsorted(s.t, on), 0, last))
             # the end on the same axis, cut at the last sample (a sleep stage may go on)
             j = int(np.clip(np.searchsorted(s.t, on + max(0.0, dur)), i, last))
             out.append((i / s.rate_hz, (j - i) / s.rate_hz if dur > 0 else 0.0,
                         r["description"], r["channel"]))
+        if outside:
+            import warnings
+
+            first = outside[0]
+            warnings.warn(f"{self.path}: {len(outside)} annotation(s) lie outside the signal "
+                          f"{s.name} and are not exported (first: {first['description']!r} at "
+                          f"{first['onset_s']:.3f} s)", UserWarning, stacklevel=3)
         return out
 
     def _check_uniform(self, s: SignalStream, what: str) -> None:
@@ -336,15 +370,27 @@ class Recording:
             orig_time=raw.info["meas_date"]))
         return raw
 
-    def to_edf(self, path: str | Path, stream: str = "engramloop.raw") -> Path:
+    def to_edf(self, path: str | Path, stream: str = "engramloop.raw",
+               ch_names: Sequence[str] | None = None) -> Path:
         """Write the signal and annotations to an EDF+ file (microvolts, 16 bit; see
-        :mod:`engramloop.analysis.edf_export`). Returns the path."""
+        :mod:`engramloop.analysis.edf_export`). Returns the path.
+
+        ``ch_names`` relabels the channels for the file (one per channel): EDF labels are
+        at most 16 printable ASCII characters, and a channel name EDF cannot hold exactly
+        is refused rather than cut."""
         from engramloop.analysis.edf_export import write_edf
 
         s = self.signal(stream)
         self._check_uniform(s, "to_edf")
-        ann = [(on, dur, f"{text} {ch}".strip() if ch else text, )
+        if ch_names is not None:
+            if len(ch_names) != len(s.channels):
+                raise RecordingError(f"{path}: {len(ch_names)} ch_names for the "
+                                     f"{len(s.channels)} channels of {s.name}")
+        names = tuple(map(str, ch_names)) if ch_names is not None else s.channels
+        rename = dict(zip(s.channels, names, strict=True))
+        ann = [(on, dur, f"{text} {rename.get(ch, ch)}".strip() if ch else text, )
                for on, dur, text, ch in self._sample_annotations(s)]
+        s = replace(s, channels=names)
         try:
             return write_edf(path, s.x, s.rate_hz, s.channels,
                              [(a[0], a[1], a[2]) for a in ann],

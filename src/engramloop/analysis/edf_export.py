@@ -21,6 +21,37 @@ __all__ = ["write_edf"]
 DIGITAL_MIN, DIGITAL_MAX = -32768, 32767
 #: EDFlib's limit on annotation signals (EDFLIB_MAX_ANNOTATION_CHANNELS in edflib.h)
 MAX_ANNOTATION_SIGNALS = 64
+#: EDF header fields are printable ASCII; a signal label has 16 characters (EDF
+#: specification, Kemp et al. 1992, "label" field of the signal header)
+LABEL_CHARS = 16
+#: EDFlib keeps at most this many bytes of an annotation's UTF-8 text and cuts the rest
+#: (EDFLIB_WRITE_MAX_ANNOTATION_LEN in edflib.h)
+MAX_ANNOTATION_BYTES = 40
+
+
+def _check_labels(channels: Sequence[str]) -> None:
+    """Refuse labels EDF would not store exactly (cut, mangled or ambiguous)."""
+    for name in channels:
+        text = str(name)
+        if not (0 < len(text) <= LABEL_CHARS and text == text.strip()
+                and all(32 <= ord(c) < 127 for c in text)):
+            raise ValueError(f"EDF export: channel label {text!r} is not 1-{LABEL_CHARS} "
+                             "printable ASCII characters, so EDF would store a different "
+                             "name; rename the channel")
+    if len(set(map(str, channels))) != len(channels):
+        raise ValueError(f"EDF export: channel labels are not unique: {list(channels)}")
+
+
+def _check_annotations(annotations: Sequence[tuple[float, float, str]]) -> None:
+    """Refuse annotations EDFlib would drop or cut."""
+    for onset, duration, text in annotations:
+        if not (np.isfinite(onset) and onset >= 0 and np.isfinite(duration)):
+            raise ValueError(f"EDF export: annotation {text!r} at onset {onset!r} s, "
+                             f"duration {duration!r} s: EDF+ needs a finite onset >= 0 (from "
+                             "the first sample) and a finite duration")
+        if len(str(text).encode("utf-8")) > MAX_ANNOTATION_BYTES:
+            raise ValueError(f"EDF export: annotation text {text!r} is longer than the "
+                             f"{MAX_ANNOTATION_BYTES} bytes EDFlib stores")
 
 
 def _phys_range(col: np.ndarray) -> tuple[float, float]:
@@ -45,9 +76,11 @@ def write_edf(path: str | Path, x_v: np.ndarray, rate_hz: float, channels: Seque
         Sampling rate; must be a whole number of samples per second (EDF stores samples
         per 1 s data record).
     channels : sequence of str
-        One label per column (EDF keeps the first 16 characters).
+        One label per column: 1-16 printable ASCII characters, unique (EDF's label
+        field; anything else is refused rather than cut or mangled).
     annotations : sequence of (onset_s, duration_s, text)
-        Onsets in seconds from the first sample.
+        Onsets in seconds from the first sample (finite, >= 0); text at most 40 bytes
+        of UTF-8 (what EDFlib stores).
     start : datetime, optional
         Recording start (the first sample, local wall-clock time as EDF stores it);
         default 2000-01-01 00:00:00, EDF's way of saying "not known".
@@ -55,7 +88,8 @@ def write_edf(path: str | Path, x_v: np.ndarray, rate_hz: float, channels: Seque
     Raises
     ------
     ValueError
-        If the rate is not a whole number, the shapes disagree or the data are not finite.
+        If the rate is not a whole number, the shapes disagree, the data are not finite,
+        or a label or annotation is one EDF would not store exactly.
     """
     import pyedflib
 
@@ -68,8 +102,17 @@ def write_edf(path: str | Path, x_v: np.ndarray, rate_hz: float, channels: Seque
     if not np.isfinite(x).all():
         raise ValueError("EDF export: the signal has non-finite samples, which EDF cannot "
                          "store")
+    _check_labels(channels)
+    _check_annotations(annotations)
     rate = int(round(rate_hz))
     n_records = int(np.ceil(x.shape[0] / rate)) if x.shape[0] else 0
+    # EDFlib stores at most one annotation per annotation signal and data record and
+    # drops the rest when the file closes: reserve enough signals, or refuse
+    need = int(np.ceil(len(annotations) / max(n_records, 1))) if annotations else 1
+    if need > MAX_ANNOTATION_SIGNALS:
+        raise ValueError(f"EDF export: {len(annotations)} annotations do not fit in "
+                         f"{n_records} one-second data records (EDFlib keeps at most "
+                         f"{MAX_ANNOTATION_SIGNALS} per record)")
     uv = np.zeros((n_records * rate, x.shape[1]))
     uv[:x.shape[0]] = x * 1e6
     if x.shape[0] < uv.shape[0]:  # pad the last data record with the last value
@@ -88,13 +131,6 @@ def write_edf(path: str | Path, x_v: np.ndarray, rate_hz: float, channels: Seque
         w.setSignalHeaders(headers)
         w.setStartdatetime(start or dt.datetime(2000, 1, 1))
         w.setEquipment("engramloop")
-        # EDFlib stores at most one annotation per annotation signal and data record and
-        # drops the rest when the file closes: reserve enough signals, or refuse
-        need = int(np.ceil(len(annotations) / max(n_records, 1))) if annotations else 1
-        if need > MAX_ANNOTATION_SIGNALS:
-            raise ValueError(f"EDF export: {len(annotations)} annotations do not fit in "
-                             f"{n_records} one-second data records (EDFlib keeps at most "
-                             f"{MAX_ANNOTATION_SIGNALS} per record)")
         w.set_number_of_annotation_signals(max(1, need))
         for onset, duration, text in annotations:
             w.writeAnnotation(float(onset), float(duration) if duration > 0 else -1,

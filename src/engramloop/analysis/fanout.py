@@ -22,6 +22,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
+class EngineError(RuntimeError):
+    """The parallel engine could not be reached or started (one line: where and what to do)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One replay of a sweep: ``recording`` replayed with ``config`` and ``setting``."""
@@ -131,7 +135,13 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
     from distributed import Client, LocalCluster, as_completed
 
     if address is not None:
-        client, cluster = Client(address, timeout="10s"), None
+        try:
+            client, cluster = Client(address, timeout="10s"), None
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise EngineError(f"--scheduler {address}: no Dask scheduler answered ("
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                              "); start one with `dask scheduler` or leave --scheduler out "
+                              "for a local pool") from None
     else:
         # processes, one thread each: a replay or a simulated night holds the GIL throughout
         cluster = LocalCluster(n_workers=min(n, len(items)), threads_per_worker=1,
@@ -221,5 +231,5 @@ def write_table(rows: Sequence[dict], path: str) -> None:
             w.writerow(r)
 
 
-__all__ = ["Job", "sham_replay", "run_job", "tidy", "run_jobs", "map_ordered", "pooled", "best",
-           "write_table"]
+__all__ = ["EngineError", "Job", "sham_replay", "run_job", "tidy", "run_jobs", "map_ordered",
+           "pooled", "best", "write_table"]

@@ -71,7 +71,8 @@ def parse_sweep(specs: Sequence[str]) -> list[tuple[str, list[tuple[str, Any]]]]
     Raises
     ------
     SweepError
-        For a spec without ``=``, an empty key or value, or a key given twice.
+        For a spec without ``=``, an empty key or value, a key given twice or a value
+        repeated.
     """
     axes: list[tuple[str, list[tuple[str, Any]]]] = []
     for spec in specs:
@@ -83,6 +84,10 @@ def parse_sweep(specs: Sequence[str]) -> list[tuple[str, list[tuple[str, Any]]]]
                              "detectors.ripple.threshold_sd=3,4,5")
         if any(key == k for k, _ in axes):
             raise SweepError(f"--sweep: {key} is given twice; list all its values once")
+        repeated = sorted({t for t in texts if texts.count(t) > 1})
+        if repeated:
+            raise SweepError(f"--sweep {key}: value(s) {', '.join(repeated)} given more than "
+                             "once; each setting is replayed once")
         axes.append((key, [(t, parse_value(t)) for t in texts]))
     return axes
 

@@ -57,8 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings() -> None:
+    """Print the recording reader's damage warnings as one ``warning: ...`` line (a user
+    reads them; the source line Python shows by default means nothing to them)."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        # by name: importing the reader here would import NumPy for `--help`
+        if category.__name__ == "RecordingDamageWarning":
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    _one_line_warnings()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

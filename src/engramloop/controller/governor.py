@@ -28,7 +28,10 @@ Rules (the ``rule`` string of a refusal):
 ``deadline``         the intent's deadline has already passed, or it is not after its
                      intended time;
 ``modality``         the pulse modality is not enabled in ``[safety] modalities``;
-``waveform``         electrical pulses must be charge-balanced biphasic;
+``waveform``         the spec is not a waveform the rules can bound (NaN, negative or
+                     non-finite levels or times, overlapping pulses in a train, an
+                     unknown modality or shape); electrical pulses must be
+                     charge-balanced biphasic;
 ``charge``           charge per phase above ``max_charge_per_phase_uc``;
 ``charge_density``   charge density above ``max_charge_density_uc_cm2``;
 ``shannon``          Shannon's k above ``shannon_k_max`` (itself capped at 1.85);
@@ -348,6 +351,34 @@ def pulse_charge_uc(spec: PulseSpec, settings: SafetySettings) -> float:
     """Charge of one electrical pulse of the train, |Q| of every phase summed, uC."""
     return sum(abs(level) * settings.current_per_volt_ma * width * 1000.0
                for _, width, level in spec.phases())
+
+
+def malformed(spec: PulseSpec) -> str:
+    """Why ``spec`` is not a waveform the dose rules can bound ("" if it is one).
+
+    The config schema already refuses all of these in ``[policy.pulse]``; the governor
+    checks again because a spec built in code skips the schema, and every dose rule is a
+    ``value > cap`` comparison that NaN, a negative width or a negative level would pass.
+    """
+    if spec.modality not in ("electrical", "auditory", "optogenetic", "ttl"):
+        return f"unknown modality {spec.modality!r}"
+    if spec.shape not in ("monophasic", "biphasic"):
+        return f"unknown shape {spec.shape!r}"
+    if not (isinstance(spec.channel, int) and spec.channel >= 1):
+        return f"channel must be an integer >= 1, got {spec.channel!r}"
+    for name in ("amplitude", "phase_width_s", "interphase_s", "train_interval_s"):
+        v = getattr(spec, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            return f"{name} must be a finite number >= 0, got {v!r}"
+    if not spec.phase_width_s > 0:
+        return f"phase_width_s must be > 0, got {spec.phase_width_s!r}"
+    n = spec.train_count
+    if not (isinstance(n, int) and 1 <= n <= SESSION_CAP_CEILING):
+        return f"train_count must be an integer in [1, {SESSION_CAP_CEILING}], got {n!r}"
+    if n > 1 and not spec.train_interval_s >= spec.pulse_duration_s:
+        return (f"train_interval_s {spec.train_interval_s!r} s is shorter than one pulse "
+                f"({spec.pulse_duration_s:.6g} s): the pulses of the train would overlap")
+    return ""
 
 
 class PulseLog:
@@ -705,6 +736,9 @@ class Governor:
         if not (it.deadline_s >= now and it.deadline_s >= it.intended_s):
             return "deadline", (f"deadline {it.deadline_s:.4f} s already passed at "
                                 f"{now:.4f} s or before intended {it.intended_s:.4f} s")
+        bad = malformed(spec)
+        if bad:
+            return "waveform", bad
         if spec.modality not in st.modalities:
             return "modality", f"{spec.modality} is not in [safety] modalities"
         if spec.modality == "electrical":
@@ -760,4 +794,4 @@ __all__ = ["SafetySettings", "Governor", "Intent", "Decision", "SafetyError", "R
            "SHANNON_K_LIMIT", "SHANNON_RATE_HZ", "REFRACTORY_FLOOR_S", "RATE_WINDOW_FLOOR_S",
            "SESSION_CAP_CEILING", "CHARGE_WINDOW_S", "electrical_dose", "light_energy_mj",
            "pulse_light_mj", "pulse_charge_uc", "shannon_charge_uc", "max_charge_rate_uc_s",
-           "check_floors", "PulseLog"]
+           "check_floors", "PulseLog", "malformed"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,38 @@ from engramloop.recording.xdf import MAGIC, TAG_STREAM_FOOTER, TAG_STREAM_HEADER
 
 class RecordingReadError(ValueError):
     """A file that is missing or not readable as XDF (one line: the path and why)."""
+
+
+class RecordingDamageWarning(UserWarning):
+    """A recording that reads, but not completely: it ends inside a chunk (a cut-off copy,
+    a full disk, a crash inside a write), so that chunk's samples are lost."""
+
+
+def cut_off(path: str | Path) -> str:
+    """Why ``path`` is damaged at its end, or "" when it ends on a chunk boundary.
+
+    Walks the chunk headers (``[NumLengthBytes][Length][Tag]``, XDF 1.0) without decoding
+    any content. pyxdf drops a chunk that the file's end cuts through and only logs it.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        off = len(MAGIC)
+        while off < size:
+            f.seek(off)
+            head = f.read(1)
+            nb = head[0] if head else 0
+            raw = f.read(nb) if nb in (1, 4, 8) else b""
+            length = int.from_bytes(raw, "little")
+            tag = f.read(2)
+            tag_text = f" (tag {int.from_bytes(tag, 'little')})" if len(tag) == 2 else ""
+            if nb not in (1, 4, 8) or len(raw) < nb or length < 2 \
+                    or off + 1 + nb + length > size:
+                return (f"{path}: recording cut off inside a chunk{tag_text} starting at "
+                        f"byte {off} of {size}: the last {size - off} bytes are unreadable "
+                        f"and that chunk's samples are lost; everything before it is read")
+            off += 1 + nb + length
+    return ""
 
 
 @dataclass
@@ -172,6 +205,9 @@ def read(path: str | Path, *, signals: bool = True,
                                          dejitter_timestamps=not ours)
         except Exception as exc:  # pyxdf raises bare Exceptions (and others) on bad content
             raise RecordingReadError(f"{path}: not a readable XDF file: {exc}") from None
+        damage = cut_off(path)
+        if damage:
+            warnings.warn(damage, RecordingDamageWarning, stacklevel=2)
     out = Contents(path, header if isinstance(header, dict) else {}, ours, version,
                    config_text)
     for st in sorted(got, key=lambda st: int(first(st.get("info", {}), "stream_id") or 0)):
@@ -284,5 +320,5 @@ def footers(path: str | Path) -> list[StreamSummary]:
     return list(found.values())
 
 
-__all__ = ["read", "footers", "Contents", "SignalStream", "StreamSummary",
-           "RecordingReadError", "first"]
+__all__ = ["read", "footers", "cut_off", "RecordingDamageWarning", "Contents",
+           "SignalStream", "StreamSummary", "RecordingReadError", "first"]

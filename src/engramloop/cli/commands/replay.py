@@ -196,7 +196,7 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
 def _fan_out(args: argparse.Namespace, points: list, channels: list | None) -> list:
     """The settings on the Dask engine (engramloop.analysis.fanout), rows as in order.
     Workers never drive stimulators: every setting is replayed sham."""
-    from engramloop.analysis.fanout import Job, run_jobs
+    from engramloop.analysis.fanout import EngineError, Job, run_jobs
     from engramloop.analysis.sweep import PointResult
     from engramloop.cli import UserError
     from engramloop.controller.progress import progress
@@ -208,8 +208,11 @@ def _fan_out(args: argparse.Namespace, points: list, channels: list | None) -> l
                 channels=tuple(channels) if channels else None)
             for i, pt in enumerate(points)]
     with progress(len(jobs), "sweep", unit="replays", quiet=args.quiet) as bar:
-        out = run_jobs(jobs, workers=args.workers, address=args.scheduler,
-                       on_done=lambda _r: bar.advance())
+        try:
+            out = run_jobs(jobs, workers=args.workers, address=args.scheduler,
+                           on_done=lambda _r: bar.advance())
+        except EngineError as exc:
+            raise UserError(str(exc)) from None
     for r in out:
         if r["error"]:
             raise UserError(f"{r['error']} (sweep stopped at {r['setting']})")

@@ -26,6 +26,16 @@ def run(args: argparse.Namespace) -> int:
     from engramloop.cli import UserError
     from engramloop.cli.paths import prepare_output_dir, remove_if_empty
 
+    if args.twin:
+        from engramloop.analysis.report import load_twin_memory
+
+        try:  # a twin asked for by name must be there, not a note inside the HTML
+            track, _ = load_twin_memory(args.twin)
+        except ReportError as exc:
+            raise UserError(f"--twin: {exc}") from None
+        if track is None:
+            raise UserError(f"--twin {args.twin}: no engramloop.memory stream (give the sham "
+                            "twin's recording of a simulated trial)")
     created = prepare_output_dir(args.out, "--out")
     try:
         result = write_report(args.recording, args.out, quiet=args.quiet, twin=args.twin)

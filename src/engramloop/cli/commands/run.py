@@ -148,6 +148,10 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
         except UserError:
             remove_if_empty(created)
             raise
+    if record and Path(record).exists():
+        # the recorder truncates its file: an earlier session would be lost
+        remove_if_empty(created)
+        raise UserError(f"{record} already exists; record to a new path (nothing was run)")
     try:
         if cfg.source.kind == "sim" and replay_path is None:
             rep = run_trial(cfg, args.duration,

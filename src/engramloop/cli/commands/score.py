@@ -297,6 +297,26 @@ def run(args: argparse.Namespace) -> int:
     if truth_obj is not None:
         phase_fn = lambda t: truth_obj.phase("so", t - shift)  # noqa: E731
     result = score_session(detections, truth, duration, so_phase=phase_fn)
+    if not any(isinstance(v, dict) and "f1" in v for v in result.values()):
+        # the counts score_session looked at: what lies after the detectors' calibration
+        start = result.get("calibration_end_s")
+        start = -math.inf if start is None else float(start)
+
+        def counts(rows: list, key: str, skip: set) -> str:
+            kinds: dict[str, int] = {}
+            for r in rows:
+                if isinstance(r, dict) and r.get("kind") not in skip and \
+                        float(r.get(key, math.nan)) >= start:
+                    kinds[str(r.get("kind"))] = kinds.get(str(r.get("kind")), 0) + 1
+            return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+
+        det = counts(detections, "detect_s", {"calibration_done", "spindle_rejected"})
+        raise UserError(f"{rec}: nothing to score: no kind has both detections and truth in "
+                        f"the {fmt_number(result.get('duration_s'), 1, 1)} s after the "
+                        f"detectors' calibration (detections: {det}; truth: "
+                        f"{counts(truth, 'onset_s', set())}). A recording from `engramloop "
+                        "sim` has no detections: replay it with --record first; --kind names "
+                        "the kind of --truth CSV events")
     if args.json:
         print(json.dumps(result, default=float))
         return 0

@@ -87,6 +87,7 @@ def truth_for(recording: str, truth_dir: str | None, suffix: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engramloop.analysis import fanout
     from engramloop.analysis.fanout import Job, best, pooled, run_jobs, tidy, write_table
     from engramloop.analysis.sweep import SweepError, config_with, fmt_number, grid, parse_sweep
     from engramloop.cli import UserError
@@ -123,8 +124,11 @@ def run(args: argparse.Namespace) -> int:
 
         check_output_file(args.out, "--out", [args.config, *recordings])
     with progress(len(jobs), "sweep", unit="replays", quiet=args.quiet) as bar:
-        results = run_jobs(jobs, workers=args.workers, address=args.scheduler,
-                           on_done=lambda _r: bar.advance())
+        try:
+            results = run_jobs(jobs, workers=args.workers, address=args.scheduler,
+                               on_done=lambda _r: bar.advance())
+        except fanout.EngineError as exc:
+            raise UserError(str(exc)) from None
     rows = tidy(results)
     pool = pooled(rows, keys)
     errors = [r for r in rows if r["error"]]
