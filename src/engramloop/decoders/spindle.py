@@ -85,7 +85,7 @@ from engramloop.decoders.filters import BandEnvelope, MovingRms, SosFilter, butt
 __all__ = ["SpindleSettings", "SpindleDetector"]
 
 #: Widths, in channels, of the per-chunk buffers that share the float64 work array of
-#: ``spindle_block`` (decoders/_filters.c, SPINDLE_WORK_ROWS), in its order: xb, eb, xs, es,
+#: ``spindle_block`` (decoders/_kernels/spindle.c, SPINDLE_WORK_ROWS), in its order: xb, eb, xs, es,
 #: the quadrature sums and their moving RMS (4 each), amp, env, xa, ea, med, sd.
 _WORK_WIDTHS = (1, 1, 1, 1, 4, 4, 1, 1, 1, 1, 1, 1)
 

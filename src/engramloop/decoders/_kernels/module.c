@@ -1,0 +1,36 @@
+/*
+ * engramloop C kernels, the module `engramloop.decoders._filters`: registers the FilterBank
+ * type (filterbank.c) and the module-level kernels of baseline.c, ripple.c, spindle.c,
+ * so.c and echt.c (see kernels.h for what each file holds).
+ */
+#include "kernels.h"
+
+static struct PyModuleDef filters_module = {
+    PyModuleDef_HEAD_INIT, "_filters",
+    "engramloop C kernels: the FilterBank (SOS cascades and moving RMS) and the fused "
+    "per-detector kernels (GIL released for large blocks).", -1,
+    NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__filters(void)
+{
+    PyMethodDef *tables[] = {baseline_functions, ripple_functions, spindle_functions,
+                             so_functions, echt_functions};
+    if (PyType_Ready(&FilterBankType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&filters_module);
+    if (m == NULL) return NULL;
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        if (PyModule_AddFunctions(m, tables[i]) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    Py_INCREF(&FilterBankType);
+    if (PyModule_AddObject(m, "FilterBank", (PyObject *)&FilterBankType) < 0) {
+        Py_DECREF(&FilterBankType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
