@@ -100,10 +100,11 @@ class NumpyFilterBank:
 
     def rms(self, y: np.ndarray) -> np.ndarray:
         full = np.vstack([self.hist, y * y])
-        csum = np.concatenate([np.zeros((1, self.n_channels)), np.cumsum(full, axis=0)])
         end = self.hist.shape[0] + 1 + np.arange(y.shape[0])
         lo = np.maximum(end - self.window, 0)
-        env = np.sqrt(np.maximum((csum[end] - csum[lo]) / (end - lo)[:, None], 0.0))
+        # each window summed on its own (no running or cumulative sums to cancel)
+        sums = np.array([full[a:b].sum(axis=0) for a, b in zip(lo, end, strict=True)])
+        env = np.sqrt(sums.reshape(-1, self.n_channels) / (end - lo)[:, None])
         self.hist = full[max(0, full.shape[0] - (self.window - 1)):] if self.window > 1 \
             else full[:0]
         return env
