@@ -348,15 +348,25 @@ def _spindle_signal(fs: float, n: int, n_cols: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _block_caller(st: _BlockSetup, impl: str):
+    """spindle_block on the setup's arguments: the function, or a SpindlePlan's run."""
+    from engramloop.decoders._filters import SpindlePlan, spindle_block
+
+    if impl == "plan":
+        return SpindlePlan(*st.args()).run
+    return lambda x, first, rules: spindle_block(x, first, rules, *st.args())
+
+
 @pytest.mark.parametrize("piece", SIZES)
 @pytest.mark.parametrize("alpha", [True, False])
 @pytest.mark.parametrize("cols", [[2], [3, 0]])
-def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int]) -> None:
+@pytest.mark.parametrize("impl", ["function", "plan"])
+def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int],
+                                    impl: str) -> None:
     """The whole fused chunk -- pick, filters, envelopes, quadrature, baseline push, rules
     -- against scipy and NumPy, in pieces of 1, 7, 64 samples and whole (the filter, RMS,
-    quadrature, ring and run state carry across pieces)."""
-    from engramloop.decoders._filters import spindle_block
-
+    quadrature, ring and run state carry across pieces); through the function and through
+    a SpindlePlan bound to the same arguments."""
     fs, n, k = 500.0, 2500, len(cols)
     samples = _spindle_signal(fs, n, 4, seed=len(cols))
     st = _BlockSetup(fs, k, alpha, cap=max(piece, 64), cols=cols, excl=2.5e-6)
@@ -367,10 +377,11 @@ def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int]) -
     assert 0 < ref["fire"].sum() < (ref["runs"] >= st.rules[5]).sum()
     assert 0 < ref["count"].min() < n // st.step
     got = {key: np.empty_like(val) for key, val in ref.items() if np.ndim(val) == 2}
+    call = _block_caller(st, impl)
     longest = n_fire = 0
     for a in range(0, n, piece):
         b = min(n, a + piece)
-        lg, nf = spindle_block(samples[a:b], a, True, *st.args())
+        lg, nf = call(samples[a:b], a, True)
         longest, n_fire = max(longest, lg), n_fire + nf
         v = _work_views(st.work, st.cap, k)
         m = b - a
@@ -532,3 +543,65 @@ def test_spindle_block_does_not_leak_references() -> None:
     # no buffer is still exported (resizing would fail)
     for a in (st.work, st.iwork, st.xs_last, st.runstate, st.pos, st.count):
         a.resize(a.shape, refcheck=False)
+
+
+def test_spindle_plan_equals_spindle_block_bit_for_bit() -> None:
+    """Two identical setups, one driven by spindle_block and one by a SpindlePlan, in
+    chunks of varying size with and without the rules: every output and state equal."""
+    from engramloop.decoders._filters import SpindlePlan, spindle_block
+
+    fs, n = 500.0, 3000
+    samples = _spindle_signal(fs, n, 4, seed=9)
+    a = _BlockSetup(fs, 2, True, cap=64, cols=[3, 0], excl=2.5e-6)
+    b = _BlockSetup(fs, 2, True, cap=64, cols=[3, 0], excl=2.5e-6)
+    plan = SpindlePlan(*b.args())
+    assert plan.cap == 64
+    rng = np.random.default_rng(0)
+    i = 0
+    while i < n:
+        m = int(rng.integers(1, 65))
+        rules = bool(rng.random() < 0.8)
+        x = samples[i:i + m]
+        assert spindle_block(x, i, rules, *a.args()) == plan.run(x, i, rules)
+        i += m
+    for name in ("work", "iwork", "xs_last", "runstate", "ring", "pos", "count"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_spindle_plan_checks_once_and_names_the_problem() -> None:
+    from engramloop.decoders._filters import SpindlePlan
+
+    st = _BlockSetup(500.0, 2, True, cap=16, cols=[1, 0])
+    args = list(st.args())
+    plan = SpindlePlan(*args)
+    x = _spindle_signal(500.0, 10, 2, seed=1)
+    assert plan.run(x, 0, False) is None
+    # built: every buffer checked, the error names it
+    with pytest.raises(TypeError, match="work must have dtype float64"):
+        SpindlePlan(*args[:8], st.work.astype(np.float32), *args[9:])
+    with pytest.raises(TypeError, match="pos must be a C-contiguous, writable int64"):
+        ro = st.pos.copy()
+        ro.setflags(write=False)
+        SpindlePlan(*args[:13], ro, *args[14:])
+    with pytest.raises(ValueError, match="SpindlePlan: work and iwork share memory"):
+        SpindlePlan(*args[:9], st.work[:32].view(np.int64), *args[10:])
+    with pytest.raises(ValueError, match="SpindlePlan: sigma must be a bank of 2 channels"):
+        SpindlePlan(*args[:2], st.pm, *args[3:])
+    with pytest.raises(TypeError, match="takes 27 arguments"):
+        SpindlePlan(*args[:-1])
+    # per run: only the chunk (and the ring positions)
+    with pytest.raises(ValueError, match=r"at most 16 rows \(the plan's work\) and column 1"):
+        plan.run(np.zeros((17, 2)), 0, True)
+    with pytest.raises(ValueError, match="and column 1"):
+        plan.run(np.zeros((10, 1)), 0, True)
+    with pytest.raises(TypeError, match="samples must be a 2-D float64"):
+        plan.run(x.astype(np.float32), 0, True)
+    with pytest.raises(ValueError, match="first must be >= 0"):
+        plan.run(x, -1, True)
+    st.pos[0] = 10 ** 6
+    with pytest.raises(ValueError, match=r"pos\[0\] = 1000000 is outside the ring"):
+        plan.run(x, 0, True)
+    st.pos[0] = 0
+    assert plan.run(x, 0, True) == (0, 0)
+    with pytest.raises(RuntimeError, match="__init__ was not called"):
+        SpindlePlan.__new__(SpindlePlan).run(x, 0, True)

@@ -147,6 +147,23 @@ def _spindle_block():
         1.0, 3.0, 0.05, 0.4, 0.6, 4, 400, 1e3, 10]
 
 
+def _spindle_plan():
+    """SpindlePlan.run; the plan itself is built from spindle_block's bound arguments."""
+    fn, args = _spindle_block()
+    plan = K.SpindlePlan(*args[3:])
+    return plan.run, [args[0], 0, True]
+
+
+def _spindle_plan_build():
+    """Building a SpindlePlan (it holds views of its buffers until it is freed)."""
+    _, args = _spindle_block()
+
+    def build(*a):
+        K.SpindlePlan(*a)
+
+    return build, args[3:]
+
+
 def _so_block():
     fs, k = 100.0, 2
     st = np.empty((k, 5))
@@ -187,6 +204,8 @@ CASES: dict[str, Callable[[], tuple]] = {
     "spindle_runs": _spindle_runs,
     "quadrature_sums": _quadrature_sums,
     "spindle_block": _spindle_block,
+    "SpindlePlan": _spindle_plan_build,
+    "SpindlePlan.run": _spindle_plan,
     "so_block": _so_block,
     "echt_push": _echt_push,
     "echt_estimate": _echt_estimate,
@@ -195,7 +214,7 @@ CASES: dict[str, Callable[[], tuple]] = {
 
 #: kernels that only read their buffers (they return their results)
 NO_OUTPUTS = ("first_at_or_after", "ripple_candidate", "rearm_index", "echt_estimate",
-              "FilterBank.set_state")
+              "FilterBank.set_state", "SpindlePlan.run")  # run: its outputs are bound
 
 
 def test_every_kernel_has_a_case() -> None:

@@ -1,7 +1,7 @@
 /*
- * engramloop C kernels, baseline.c. Detector baselines and threshold rules shared by the detectors: threshold_runs,
- * baseline_runs (the running median/SD baseline ring and run lengths above it),
- * median_mad, first_at_or_after.
+ * engramloop C kernels, baseline.c. Detector baselines and threshold rules shared by the
+ * detectors: threshold_runs, baseline_runs (the running median/SD baseline ring and run
+ * lengths above it), median_mad, first_at_or_after.
  *
  * Shared declarations: kernels.h.
  */

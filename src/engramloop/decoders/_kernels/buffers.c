@@ -1,7 +1,7 @@
 /*
- * engramloop C kernels, buffers.c. Argument and buffer checks shared by every kernel: the buffer protocol with
- * C-contiguous / writable / format flags, each failure a TypeError or ValueError naming
- * the argument; nothing is held on an error.
+ * engramloop C kernels, buffers.c. Argument and buffer checks shared by every kernel: the
+ * buffer protocol with C-contiguous / writable / format flags, each failure a TypeError or
+ * ValueError naming the argument; nothing is held on an error.
  *
  * Shared declarations: kernels.h.
  */

@@ -1,7 +1,7 @@
 /*
- * engramloop C kernels, echt.c. The ECHT phase estimator's kernels: echt_push (anti-alias, decimate and ring the
- * newest samples of one channel) and echt_estimate (phase, frequency, amplitude and
- * confidence from the ring).
+ * engramloop C kernels, echt.c. The ECHT phase estimator's kernels: echt_push (anti-alias,
+ * decimate and ring the newest samples of one channel) and echt_estimate (phase,
+ * frequency, amplitude and confidence from the ring).
  *
  * Shared declarations: kernels.h.
  */

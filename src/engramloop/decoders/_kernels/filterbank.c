@@ -1,11 +1,13 @@
 /*
- * engramloop C kernels, filterbank.c. The FilterBank type: a cascade of second-order sections (transposed direct form II)
- * applied to time-major float64 blocks x[n_samples][n_channels], with per-channel state
- * kept between calls, and optionally a moving root-mean-square envelope of the filtered
- * signal over a fixed window of samples (process, process_rms, pick_rms).
+ * engramloop C kernels, filterbank.c. The FilterBank type: a cascade of second-order
+ * sections (transposed direct form II) applied to time-major float64 blocks
+ * x[n_samples][n_channels], with per-channel state kept between calls, and optionally a
+ * moving root-mean-square envelope of the filtered signal over a fixed window of samples
+ * (process, process_rms, pick_rms).
  *
  * Everything is validated once in __init__; the per-chunk calls only check the buffers
- * they receive and run the loop, with the GIL released for large blocks (NOGIL_MIN_VALUES).
+ * they receive and run the loop, with the GIL released for large blocks
+ * (NOGIL_MIN_VALUES).
  *
  * The running sum of squares is kept exactly enough for hours of data: it is updated
  * incrementally (add newest, subtract oldest) and re-summed from the ring buffer every

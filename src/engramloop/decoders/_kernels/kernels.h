@@ -7,7 +7,8 @@
  *   baseline.c    detector baselines and rules: threshold_runs, baseline_runs, median_mad,
  *                 first_at_or_after
  *   ripple.c      the ripple detector: ripple_front, ripple_candidate, rearm_index
- *   spindle.c     the spindle detector: spindle_runs, spindle_block, quadrature_sums
+ *   spindle.c     the spindle detector: spindle_runs, spindle_block, quadrature_sums,
+ *                 and SpindlePlan (spindle_block's arguments bound and checked once)
  *   so.c          the slow-oscillation detector: so_block
  *   echt.c        the ECHT phase estimator: echt_push, echt_estimate
  *   module.c      the module: registers the type and every file's function table
@@ -129,5 +130,8 @@ KERNEL_API extern PyMethodDef ripple_functions[];
 KERNEL_API extern PyMethodDef spindle_functions[];
 KERNEL_API extern PyMethodDef so_functions[];
 KERNEL_API extern PyMethodDef echt_functions[];
+
+/* plan types (spindle.c) */
+KERNEL_API extern PyTypeObject SpindlePlanType;
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * engramloop C kernels, the module `engramloop.decoders._filters`: registers the FilterBank
- * type (filterbank.c) and the module-level kernels of baseline.c, ripple.c, spindle.c,
- * so.c and echt.c (see kernels.h for what each file holds).
+ * engramloop C kernels, the module `engramloop.decoders._filters`: registers the types
+ * FilterBank (filterbank.c) and SpindlePlan (spindle.c) and the module-level kernels of
+ * baseline.c, ripple.c, spindle.c, so.c and echt.c (kernels.h says what each file holds).
  */
 #include "kernels.h"
 
@@ -17,7 +17,7 @@ PyInit__filters(void)
 {
     PyMethodDef *tables[] = {baseline_functions, ripple_functions, spindle_functions,
                              so_functions, echt_functions};
-    if (PyType_Ready(&FilterBankType) < 0) return NULL;
+    if (PyType_Ready(&FilterBankType) < 0 || PyType_Ready(&SpindlePlanType) < 0) return NULL;
     PyObject *m = PyModule_Create(&filters_module);
     if (m == NULL) return NULL;
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
@@ -26,11 +26,15 @@ PyInit__filters(void)
             return NULL;
         }
     }
-    Py_INCREF(&FilterBankType);
-    if (PyModule_AddObject(m, "FilterBank", (PyObject *)&FilterBankType) < 0) {
-        Py_DECREF(&FilterBankType);
-        Py_DECREF(m);
-        return NULL;
+    PyTypeObject *types[] = {&FilterBankType, &SpindlePlanType};
+    const char *names[] = {"FilterBank", "SpindlePlan"};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        Py_INCREF(types[i]);
+        if (PyModule_AddObject(m, names[i], (PyObject *)types[i]) < 0) {
+            Py_DECREF(types[i]);
+            Py_DECREF(m);
+            return NULL;
+        }
     }
     return m;
 }

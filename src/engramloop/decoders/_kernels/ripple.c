@@ -1,7 +1,7 @@
 /*
- * engramloop C kernels, ripple.c. The ripple detector's kernels: ripple_front (pick, filter, envelope, baseline and
- * runs of one chunk in one call), ripple_candidate (the envelope rule with the theta/delta
- * gate), rearm_index.
+ * engramloop C kernels, ripple.c. The ripple detector's kernels: ripple_front (pick,
+ * filter, envelope, baseline and runs of one chunk in one call), ripple_candidate (the
+ * envelope rule with the theta/delta gate), rearm_index.
  *
  * Shared declarations: kernels.h.
  */

@@ -1,6 +1,6 @@
 /*
- * engramloop C kernels, so.c. The slow-oscillation detector's kernel: so_block (filter, gate, baseline and
- * down-state search of one block in one call).
+ * engramloop C kernels, so.c. The slow-oscillation detector's kernel: so_block (filter,
+ * gate, baseline and down-state search of one block in one call).
  *
  * Shared declarations: kernels.h.
  */

@@ -1,7 +1,8 @@
 /*
- * engramloop C kernels, spindle.c. The spindle detector's kernels: spindle_runs (the rules on precomputed features),
- * spindle_block (one fused call per chunk) and quadrature_sums (the sigma-band quadrature
- * sums both use).
+ * engramloop C kernels, spindle.c. The spindle detector's kernels: spindle_runs (the rules
+ * on precomputed features), spindle_block (one fused call per chunk) and quadrature_sums
+ * (the sigma-band quadrature sums both use); SpindlePlan, spindle_block's arguments
+ * checked and bound once so that its run() per chunk checks only the chunk.
  *
  * Shared declarations: kernels.h.
  */
@@ -207,10 +208,10 @@ PyDoc_STRVAR(spindle_block_doc,
 /* The FilterBank argument `name` of spindle_block: n_ch channels, an RMS window and, for
  * the moving-RMS-only banks (no_sections), no filter. NULL with the error set. */
 static FilterBank *
-spindle_bank(PyObject *obj, const char *name, Py_ssize_t n_ch, int no_sections)
+spindle_bank(PyObject *obj, const char *fn, const char *name, Py_ssize_t n_ch, int no_sections)
 {
     if (!PyObject_TypeCheck(obj, &FilterBankType)) {
-        PyErr_Format(PyExc_TypeError, "spindle_block: %s must be a FilterBank, got %.100s",
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a FilterBank, got %.100s", fn,
                      name, Py_TYPE(obj)->tp_name);
         return NULL;
     }
@@ -218,13 +219,85 @@ spindle_bank(PyObject *obj, const char *name, Py_ssize_t n_ch, int no_sections)
     if (check_ready(b) < 0) return NULL;
     if (b->n_channels != n_ch || b->window < 1 || (no_sections && b->n_sections != 0)) {
         PyErr_Format(PyExc_ValueError,
-                     "spindle_block: %s must be a bank of %zd channels with an RMS window%s, "
-                     "got %zd channels, window %zd, %zd sections", name, n_ch,
+                     "%s: %s must be a bank of %zd channels with an RMS window%s, "
+                     "got %zd channels, window %zd, %zd sections", fn, name, n_ch,
                      no_sections ? " and no sections" : "", b->n_channels, b->window,
                      b->n_sections);
         return NULL;
     }
     return b;
+}
+
+/* What spindle_block works on once its arguments are checked: the banks, the column
+ * indices, the scalars and the raw buffers (ring .. sd only with the rules). Filled per
+ * call by spindle_block, once by a SpindlePlan. */
+typedef struct {
+    FilterBank *bank[5];        /* broad, sigma, pm, env, alpha (NULL without alpha) */
+    int n_banks;
+    Py_ssize_t c, cap, length, step;
+    const Py_ssize_t *cols;
+    double w0;
+    SpindleRules rl;
+    double *work, *xs_last, *ring;
+    long long *iwork, *runstate, *count;
+    const double *excl, *med, *sd;
+} SpindleBind;
+
+/* spindle_block's work on a checked block src (n, ncol): every step, in the order of the
+ * separate calls; lp: the ring positions, checked (rules only). Needs no GIL. */
+static void
+spindle_compute(const SpindleBind *s, const double *src, Py_ssize_t n, Py_ssize_t ncol,
+                Py_ssize_t first, int rules, long long *lp, long long *best, long long *n_fire)
+{
+    const Py_ssize_t c = s->c, cap = s->cap, length = s->length, step = s->step;
+    const Py_ssize_t *cols = s->cols;
+    const double w0 = s->w0;
+    double *w = s->work;
+    const Py_ssize_t blk = cap * c;      /* one (cap, c) block of work */
+    double *xb = w, *eb = w + blk, *xs = w + 2 * blk, *es = w + 3 * blk, *sums = w + 4 * blk,
+           *pmo = w + 8 * blk, *amp = w + 12 * blk, *env = w + 13 * blk, *xa = w + 14 * blk,
+           *ea = w + 15 * blk, *mo = w + 16 * blk, *so = w + 17 * blk;
+    for (Py_ssize_t i = 0; i < n; i++)
+        for (Py_ssize_t j = 0; j < c; j++) xb[i * c + j] = src[i * ncol + cols[j]];
+    /* the order of the separate calls: broadband, sigma out of the broadband, the
+     * quadrature sums and amplitude, their moving RMS, then alpha out of the broadband */
+    sos_block(s->bank[0], xb, xb, n);
+    rms_block(s->bank[0], xb, eb, n);
+    sos_block(s->bank[1], xb, xs, n);
+    rms_block(s->bank[1], xs, es, n);
+    quadrature_rows(xs, xb, s->xs_last, 0.5 / sin(0.5 * w0), 0.5 / cos(0.5 * w0),
+                    n, c, sums, amp);
+    rms_block(s->bank[2], sums, pmo, n);
+    rms_block(s->bank[3], amp, env, n);
+    if (s->n_banks == 5) {
+        sos_block(s->bank[4], xb, xa, n);
+        rms_block(s->bank[4], xa, ea, n);
+    }
+    if (rules) {
+        /* RobustBaseline.process for a block without an update point: the statistics in
+         * force copied per row, the decimated envelope pushed unless above the exclusion */
+        const double *excl = s->excl, *med = s->med, *sd = s->sd;
+        double *ring = s->ring;
+        long long *count = s->count;
+        const long long j0 = (step - first % step) % step;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const int push = ((long long)i >= j0) && (((long long)i - j0) % step == 0);
+            for (Py_ssize_t j = 0; j < c; j++) {
+                const Py_ssize_t q = i * c + j;
+                mo[q] = med[j];
+                so[q] = sd[j];
+                const double x = env[q];
+                if (push && x <= excl[j]) {
+                    ring[j * length + lp[j]] = x;
+                    lp[j] = (lp[j] + 1) % length;
+                    count[j] += 1;
+                }
+            }
+        }
+        long long *st = s->runstate, *iw = s->iwork;
+        spindle_rules(&s->rl, env, eb, es, pmo, s->n_banks == 5 ? ea : NULL, mo, so, n, c, st,
+                      st + c, iw, iw + cap * c, best, n_fire);
+    }
 }
 
 static PyObject *
@@ -251,7 +324,7 @@ filters_spindle_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                      "sample, got %R", args[9]);
         return NULL;
     }
-    SpindleRules rl;
+    SpindleRules rl = {0};
     if (rules) {
         if (arg_ssize(args[14], fn, "step", &step) < 0
             || arg_spindle_rules(args + 21, fn, &rl) < 0) return NULL;
@@ -273,7 +346,7 @@ filters_spindle_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     const int n_banks = args[6] == Py_None ? 4 : 5;
     FilterBank *bank[5] = {NULL, NULL, NULL, NULL, NULL};
     for (int b = 0; b < n_banks; b++) {
-        bank[b] = spindle_bank(args[bank_arg[b]], bank_name[b], b == 2 ? 4 * c : c,
+        bank[b] = spindle_bank(args[bank_arg[b]], fn, bank_name[b], b == 2 ? 4 * c : c,
                                b == 2 || b == 3);
         if (bank[b] == NULL) return NULL;
         for (int a = 0; a < b; a++) {
@@ -384,55 +457,19 @@ filters_spindle_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     for (; entered < n_banks; entered++)
         if (enter(bank[entered]) < 0) goto done;
     long long best = 0, n_fire = 0;
+    const SpindleBind bind = {
+        .bank = {bank[0], bank[1], bank[2], bank[3], bank[4]}, .n_banks = n_banks, .c = c,
+        .cap = cap, .length = length, .step = step, .cols = cols, .w0 = w0, .rl = rl,
+        .work = (double *)v[B_WORK].buf, .iwork = (long long *)v[B_IWORK].buf,
+        .xs_last = (double *)v[B_LAST].buf, .runstate = (long long *)v[B_STATE].buf,
+        .ring = rules ? (double *)v[B_RING].buf : NULL,
+        .count = rules ? (long long *)v[B_COUNT].buf : NULL,
+        .excl = rules ? (const double *)v[B_EXCL].buf : NULL,
+        .med = rules ? (const double *)v[B_MED].buf : NULL,
+        .sd = rules ? (const double *)v[B_SD].buf : NULL};
     WORK_BEGIN(n * c)
-    double *w = (double *)v[B_WORK].buf;
-    const Py_ssize_t blk = cap * c;      /* one (cap, c) block of work */
-    double *xb = w, *eb = w + blk, *xs = w + 2 * blk, *es = w + 3 * blk, *sums = w + 4 * blk,
-           *pmo = w + 8 * blk, *amp = w + 12 * blk, *env = w + 13 * blk, *xa = w + 14 * blk,
-           *ea = w + 15 * blk, *mo = w + 16 * blk, *so = w + 17 * blk;
-    const double *src = (const double *)v[B_SAMPLES].buf;
-    for (Py_ssize_t i = 0; i < n; i++)
-        for (Py_ssize_t j = 0; j < c; j++) xb[i * c + j] = src[i * ncol + cols[j]];
-    /* the order of the separate calls: broadband, sigma out of the broadband, the
-     * quadrature sums and amplitude, their moving RMS, then alpha out of the broadband */
-    sos_block(bank[0], xb, xb, n);
-    rms_block(bank[0], xb, eb, n);
-    sos_block(bank[1], xb, xs, n);
-    rms_block(bank[1], xs, es, n);
-    quadrature_rows(xs, xb, (double *)v[B_LAST].buf, 0.5 / sin(0.5 * w0), 0.5 / cos(0.5 * w0),
-                    n, c, sums, amp);
-    rms_block(bank[2], sums, pmo, n);
-    rms_block(bank[3], amp, env, n);
-    if (n_banks == 5) {
-        sos_block(bank[4], xb, xa, n);
-        rms_block(bank[4], xa, ea, n);
-    }
-    if (rules) {
-        /* RobustBaseline.process for a block without an update point: the statistics in
-         * force copied per row, the decimated envelope pushed unless above the exclusion */
-        const double *excl = (const double *)v[B_EXCL].buf, *med = (const double *)v[B_MED].buf,
-                     *sd = (const double *)v[B_SD].buf;
-        double *ring = (double *)v[B_RING].buf;
-        long long *count = (long long *)v[B_COUNT].buf;
-        const long long j0 = (step - first % step) % step;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            const int push = ((long long)i >= j0) && (((long long)i - j0) % step == 0);
-            for (Py_ssize_t j = 0; j < c; j++) {
-                const Py_ssize_t q = i * c + j;
-                mo[q] = med[j];
-                so[q] = sd[j];
-                const double x = env[q];
-                if (push && x <= excl[j]) {
-                    ring[j * length + lp[j]] = x;
-                    lp[j] = (lp[j] + 1) % length;
-                    count[j] += 1;
-                }
-            }
-        }
-        long long *st = (long long *)v[B_STATE].buf, *iw = (long long *)v[B_IWORK].buf;
-        spindle_rules(&rl, env, eb, es, pmo, n_banks == 5 ? ea : NULL, mo, so, n, c, st,
-                      st + c, iw, iw + cap * c, &best, &n_fire);
-    }
+    spindle_compute(&bind, (const double *)v[B_SAMPLES].buf, n, ncol, first, rules, lp, &best,
+                    &n_fire);
     WORK_END
     if (rules) {
         memcpy(v[B_POS].buf, lp, (size_t)c * sizeof(long long));
@@ -505,6 +542,331 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(out);
     return out;
 }
+
+/* ------------------------------------------------------------------ SpindlePlan */
+
+/* spindle_block with its arguments bound once: the plan holds the banks and a view of
+ * every buffer for its whole life, checked when it is built; run() checks only the chunk
+ * (and the ring positions, which Python code may also move). */
+enum { P_WORK, P_IWORK, P_LAST, P_STATE, P_RING, P_POS, P_COUNT, P_EXCL, P_MED, P_SD, P_NB };
+
+typedef struct {
+    PyObject_HEAD
+    SpindleBind s;
+    PyObject *keep[5];          /* the banks, referenced for the plan's life */
+    Py_buffer v[P_NB];
+    int have[P_NB];
+    Py_ssize_t *cols;           /* owned copy of the column indices */
+    Py_ssize_t max_col;
+    long long *lp;              /* scratch copy of the ring positions */
+    int busy;
+} SpindlePlan;
+
+static void
+plan_clear(SpindlePlan *self)
+{
+    for (int b = 0; b < P_NB; b++) {
+        if (self->have[b]) PyBuffer_Release(&self->v[b]);
+        self->have[b] = 0;
+    }
+    for (int b = 0; b < 5; b++) Py_CLEAR(self->keep[b]);
+    PyMem_Free(self->cols);
+    PyMem_Free(self->lp);
+    self->cols = NULL;
+    self->lp = NULL;
+    memset(&self->s, 0, sizeof(self->s));
+}
+
+static void
+SpindlePlan_dealloc(SpindlePlan *self)
+{
+    plan_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+SpindlePlan_init(SpindlePlan *self, PyObject *args, PyObject *kwds)
+{
+    static const char *fn = "SpindlePlan";
+    if (kwds != NULL && PyDict_Size(kwds) > 0) {
+        PyErr_SetString(PyExc_TypeError, "SpindlePlan takes no keyword arguments");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "SpindlePlan is running in another thread");
+        return -1;
+    }
+    plan_clear(self);
+    if (PyTuple_GET_SIZE(args) != 27) {
+        PyErr_SetString(PyExc_TypeError,
+                        "SpindlePlan(cols, broad, sigma, alpha, pm, env, w0, xs_last, work, "
+                        "iwork, runstate, step, ring, pos, count, excl, median, sd, k_lo, "
+                        "k_hi, rel_min, corr_min, alpha_max, min_n, max_n, k_art, hold_n) "
+                        "takes 27 arguments");
+        return -1;
+    }
+    PyObject *const *a = &PyTuple_GET_ITEM(args, 0);
+    SpindleBind *s = &self->s;
+    double w0;
+    Py_ssize_t step;
+    SpindleRules rl;
+    if (arg_double(a[6], fn, "w0", &w0) < 0 || arg_ssize(a[11], fn, "step", &step) < 0
+        || arg_spindle_rules(a + 18, fn, &rl) < 0) return -1;
+    if (!(w0 > 0.0 && w0 < Py_MATH_PI) || step < 1) {
+        PyErr_Format(PyExc_ValueError, "SpindlePlan: w0 must be in (0, pi) radians per sample "
+                     "and step >= 1, got w0 %R, step %zd", a[6], step);
+        return -1;
+    }
+    if (!PyObject_TypeCheck(a[1], &FilterBankType)) {
+        PyErr_Format(PyExc_TypeError, "SpindlePlan: broad must be a FilterBank, got %.100s",
+                     Py_TYPE(a[1])->tp_name);
+        return -1;
+    }
+    const Py_ssize_t c = ((FilterBank *)a[1])->n_channels;
+    static const char *bank_name[5] = {"broad", "sigma", "pm", "env", "alpha"};
+    static const int bank_arg[5] = {1, 2, 4, 5, 3};
+    const int n_banks = a[3] == Py_None ? 4 : 5;
+    FilterBank *bank[5] = {NULL, NULL, NULL, NULL, NULL};
+    for (int b = 0; b < n_banks; b++) {
+        bank[b] = spindle_bank(a[bank_arg[b]], fn, bank_name[b], b == 2 ? 4 * c : c,
+                               b == 2 || b == 3);
+        if (bank[b] == NULL) return -1;
+        for (int o = 0; o < b; o++) {
+            if (bank[o] == bank[b]) {
+                PyErr_Format(PyExc_ValueError, "SpindlePlan: %s and %s must be distinct "
+                             "FilterBanks (each keeps its own state)", bank_name[o],
+                             bank_name[b]);
+                return -1;
+            }
+        }
+    }
+    {
+        Py_buffer cv;
+        if (get_vector(a[0], &cv, 1, "cols") < 0) return -1;
+        if (cv.shape[0] != c) {
+            PyErr_Format(PyExc_ValueError, "SpindlePlan: cols must hold %zd column indices, "
+                         "got %zd", c, cv.shape[0]);
+            PyBuffer_Release(&cv);
+            return -1;
+        }
+        self->cols = PyMem_Malloc((size_t)(c > 0 ? c : 1) * sizeof(Py_ssize_t));
+        self->lp = PyMem_Malloc((size_t)(c > 0 ? c : 1) * sizeof(long long));
+        if (self->cols == NULL || self->lp == NULL) {
+            PyBuffer_Release(&cv);
+            plan_clear(self);
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->max_col = -1;
+        for (Py_ssize_t j = 0; j < c; j++) {
+            const long long cj = ((const long long *)cv.buf)[j];
+            if (cj < 0) {
+                PyErr_Format(PyExc_ValueError, "SpindlePlan: cols[%zd] = %lld is negative", j,
+                             cj);
+                PyBuffer_Release(&cv);
+                plan_clear(self);
+                return -1;
+            }
+            self->cols[j] = (Py_ssize_t)cj;
+            if (self->cols[j] > self->max_col) self->max_col = self->cols[j];
+        }
+        PyBuffer_Release(&cv);
+    }
+    /* the buffers, each checked once: argument index, writable, int64, rows, name */
+    static const int arg_of[P_NB] = {8, 9, 7, 10, 12, 13, 14, 15, 16, 17};
+    static const int writable[P_NB] = {1, 1, 1, 1, 1, 1, 1, 0, 0, 0};
+    static const int is_int[P_NB] = {0, 1, 0, 1, 0, 1, 1, 0, 0, 0};
+    static const char *name[P_NB] = {"work", "iwork", "xs_last", "runstate", "ring", "pos",
+                                     "count", "excl", "median", "sd"};
+    Py_ssize_t cap = 0, length = 0;
+    for (int b = 0; b < P_NB; b++) {
+        Py_ssize_t rows = 1;
+        if (b == P_WORK) rows = -1;
+        else if (b == P_IWORK) rows = 2 * cap;
+        else if (b == P_STATE) rows = 2;
+        if (b == P_RING) {
+            length = get_ring(a[arg_of[b]], &self->v[b], c, "SpindlePlan: ", "");
+            if (length < 0) { plan_clear(self); return -1; }
+        } else if (get_rule_buf(a[arg_of[b]], &self->v[b], writable[b], is_int[b], rows, c,
+                                name[b]) < 0) {
+            plan_clear(self);
+            return -1;
+        }
+        self->have[b] = 1;
+        if (b == P_WORK) {
+            const Py_buffer *w = &self->v[b];
+            cap = w->ndim == 2 ? w->shape[0] / SPINDLE_WORK_ROWS : 0;
+            if (w->ndim != 2 || w->shape[0] % SPINDLE_WORK_ROWS || cap < 1) {
+                PyErr_Format(PyExc_ValueError, "SpindlePlan: work must have shape (%d * cap, "
+                             "%zd) with cap >= 1 samples", SPINDLE_WORK_ROWS, c);
+                plan_clear(self);
+                return -1;
+            }
+        }
+    }
+    /* no written buffer may share memory with another buffer */
+    for (int i = 0; i < P_NB; i++) {
+        const char *a0 = (const char *)self->v[i].buf, *a1 = a0 + self->v[i].len;
+        for (int j = i + 1; j < P_NB; j++) {
+            const char *b0 = (const char *)self->v[j].buf, *b1 = b0 + self->v[j].len;
+            if ((writable[i] || writable[j]) && b0 < a1 && a0 < b1) {
+                PyErr_Format(PyExc_ValueError, "SpindlePlan: %s and %s share memory", name[i],
+                             name[j]);
+                plan_clear(self);
+                return -1;
+            }
+        }
+    }
+    for (int b = 0; b < n_banks; b++) {
+        Py_INCREF((PyObject *)bank[b]);
+        self->keep[b] = (PyObject *)bank[b];
+        s->bank[b] = bank[b];
+    }
+    s->n_banks = n_banks;
+    s->c = c; s->cap = cap; s->length = length; s->step = step; s->cols = self->cols;
+    s->w0 = w0; s->rl = rl;
+    s->work = (double *)self->v[P_WORK].buf;
+    s->iwork = (long long *)self->v[P_IWORK].buf;
+    s->xs_last = (double *)self->v[P_LAST].buf;
+    s->runstate = (long long *)self->v[P_STATE].buf;
+    s->ring = (double *)self->v[P_RING].buf;
+    s->count = (long long *)self->v[P_COUNT].buf;
+    s->excl = (const double *)self->v[P_EXCL].buf;
+    s->med = (const double *)self->v[P_MED].buf;
+    s->sd = (const double *)self->v[P_SD].buf;
+    return 0;
+}
+
+PyDoc_STRVAR(plan_run_doc,
+"run(samples, first, rules) -> (longest, n_fire) or None\n\n"
+"spindle_block(samples, first, rules, *bound) on the bound arguments: samples (n, C)\n"
+"float64 C-contiguous volts, n <= cap, with every bound column; first the absolute index\n"
+"of its first sample (>= 0).");
+
+static PyObject *
+SpindlePlan_run(SpindlePlan *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *fn = "SpindlePlan.run";
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "SpindlePlan.run(samples, first, rules) takes 3 "
+                                         "arguments");
+        return NULL;
+    }
+    const SpindleBind *s = &self->s;
+    if (s->cols == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "SpindlePlan.__init__ was not called");
+        return NULL;
+    }
+    Py_ssize_t first;
+    if (arg_ssize(args[1], fn, "first", &first) < 0) return NULL;
+    const int rules = PyObject_IsTrue(args[2]);
+    if (rules < 0) return NULL;
+    if (rules && first < 0) {
+        PyErr_Format(PyExc_ValueError, "SpindlePlan.run: first must be >= 0, got %zd", first);
+        return NULL;
+    }
+    Py_buffer sv;
+    if (PyObject_GetBuffer(args[0], &sv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "SpindlePlan.run: samples must be a C-contiguous "
+                        "float64 array");
+        return NULL;
+    }
+    const Py_ssize_t c = s->c;
+    PyObject *result = NULL;
+    int entered = 0;
+    if (!is_8byte(&sv, 0) || sv.ndim != 2) {
+        PyErr_SetString(PyExc_TypeError, "SpindlePlan.run: samples must be a 2-D float64 "
+                        "array (n_samples, n_columns)");
+        goto done;
+    }
+    const Py_ssize_t n = sv.shape[0], ncol = sv.shape[1];
+    if (self->max_col >= ncol || n > s->cap) {
+        PyErr_Format(PyExc_ValueError, "SpindlePlan.run: samples (%zd, %zd) must have at most "
+                     "%zd rows (the plan's work) and column %zd", n, ncol, s->cap,
+                     self->max_col);
+        goto done;
+    }
+    {
+        const char *s0 = (const char *)sv.buf, *s1 = s0 + sv.len;
+        const char *w0p = (const char *)self->v[P_WORK].buf;
+        const char *w1p = w0p + self->v[P_WORK].len;
+        if (w0p < s1 && s0 < w1p) {
+            PyErr_SetString(PyExc_ValueError, "SpindlePlan.run: samples must not share "
+                            "memory with work");
+            goto done;
+        }
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "SpindlePlan is already running in another "
+                                            "thread; use one plan per thread");
+        goto done;
+    }
+    if (rules) {
+        /* the ring positions are copied and checked (Python code moves them too) */
+        memcpy(self->lp, self->v[P_POS].buf, (size_t)c * sizeof(long long));
+        for (Py_ssize_t j = 0; j < c; j++) {
+            if (self->lp[j] < 0 || self->lp[j] >= s->length) {
+                PyErr_Format(PyExc_ValueError, "SpindlePlan.run: pos[%zd] = %lld is outside "
+                             "the ring (0..%zd)", j, self->lp[j], s->length - 1);
+                goto done;
+            }
+        }
+    }
+    for (; entered < s->n_banks; entered++)
+        if (enter(s->bank[entered]) < 0) goto done;
+    self->busy = 1;
+    long long best = 0, n_fire = 0;
+    WORK_BEGIN(n * c)
+    spindle_compute(s, (const double *)sv.buf, n, ncol, first, rules, self->lp, &best,
+                    &n_fire);
+    WORK_END
+    self->busy = 0;
+    if (rules) {
+        memcpy(self->v[P_POS].buf, self->lp, (size_t)c * sizeof(long long));
+        result = Py_BuildValue("(LL)", best, n_fire);
+    } else {
+        result = Py_None;
+        Py_INCREF(result);
+    }
+done:
+    for (int b = 0; b < entered; b++) s->bank[b]->busy = 0;
+    PyBuffer_Release(&sv);
+    return result;
+}
+
+static PyObject *
+SpindlePlan_get_cap(SpindlePlan *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromSsize_t(self->s.cap);
+}
+
+static PyMethodDef SpindlePlan_methods[] = {
+    {"run", (PyCFunction)(void (*)(void))SpindlePlan_run, METH_FASTCALL, plan_run_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef SpindlePlan_getset[] = {
+    {"cap", (getter)SpindlePlan_get_cap, NULL, "the most samples one run takes", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject SpindlePlanType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "engramloop.decoders._filters.SpindlePlan",
+    .tp_basicsize = sizeof(SpindlePlan),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SpindlePlan(cols, broad, sigma, alpha, pm, env, w0, xs_last, work, iwork, "
+              "runstate, step, ring, pos, count, excl, median, sd, k_lo, k_hi, rel_min, "
+              "corr_min, alpha_max, min_n, max_n, k_art, hold_n): spindle_block's arguments "
+              "after (samples, first, rules), checked and bound once; run(samples, first, "
+              "rules) per chunk.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)SpindlePlan_init,
+    .tp_dealloc = (destructor)SpindlePlan_dealloc,
+    .tp_methods = SpindlePlan_methods,
+    .tp_getset = SpindlePlan_getset,
+};
 
 PyMethodDef spindle_functions[] = {
     {"spindle_runs", (PyCFunction)(void (*)(void))filters_spindle_runs, METH_FASTCALL,
