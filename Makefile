@@ -19,7 +19,7 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3'"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml setup.py constraints.txt src/engramloop/decoders/_filters.c
+$(STAMP): $(PY) pyproject.toml setup.py constraints.txt $(wildcard src/engramloop/decoders/_kernels/*.[ch])
 	$(PIP_INSTALL) "setuptools>=64" wheel
 	$(PIP_INSTALL) --no-deps $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch
 	$(PIP_INSTALL) --no-build-isolation -e ".[dev,forecaster]"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-# tests import their helpers (numpy_filters, ...) as top-level modules
+# tests import their helpers (twins, ...) as top-level modules
 sys.path.insert(0, str(Path(__file__).parent))
 
 

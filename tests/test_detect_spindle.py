@@ -100,8 +100,8 @@ def _reference(x: np.ndarray, t: np.ndarray, fs: float, s: SpindleSettings) -> l
     """The detector written out in NumPy on the whole signal: scipy filters, cumulative-sum
     moving windows, the rules as formulas, and runs / events from the run segments (only
     RobustBaseline is shared: it has its own tests). Returns (kind, onset_s, detect_s)."""
-    from numpy_filters import moving_rms
     from scipy.signal import sosfilt
+    from twins import moving_rms
 
     from engramloop.decoders.baseline import RobustBaseline
     from engramloop.decoders.filters import butter_bandpass

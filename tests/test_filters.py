@@ -11,7 +11,7 @@ import pytest
 import scipy.signal as ss
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numpy_filters import NumpySosFilter, moving_rms
+from twins import NumpySosFilter, moving_rms
 
 from engramloop.decoders.filters import (
     BandEnvelope,

@@ -2,14 +2,15 @@
 
 ``threshold_runs`` and ``rearm_index`` (ripple), ``spindle_runs`` and ``quadrature_sums``
 (spindle) replace chains of small NumPy or Python calls per chunk; here each is compared
-with the code it replaced (decoders.baseline.run_lengths, the spindle rules, the re-arm
-loop), on random blocks processed in pieces of 1, 7, 64 samples and whole (the run lengths
+with its twin in tests/twins.py (the code it replaced: run lengths, the spindle rules, the
+re-arm loop), on random blocks processed in pieces of 1, 7, 64 samples and whole (the run lengths
 carry across pieces).
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import twins
 
 from engramloop.decoders._filters import (
     median_mad,
@@ -18,17 +19,8 @@ from engramloop.decoders._filters import (
     spindle_runs,
     threshold_runs,
 )
-from engramloop.decoders.baseline import run_lengths
 
 SIZES = (1, 7, 64, 500)
-
-
-def _np_runs(above: np.ndarray) -> np.ndarray:
-    out = np.empty(above.shape, dtype=np.int64)
-    carry = np.zeros(above.shape[1], dtype=np.int64)
-    pos = np.arange(1, above.shape[0] + 1, dtype=np.int64)[:, None]
-    run_lengths(above, carry, out, pos)
-    return out
 
 
 @pytest.mark.parametrize("piece", SIZES)
@@ -41,7 +33,7 @@ def test_threshold_runs_matches_numpy(piece: int) -> None:
     sd[:20, 1] = np.nan                       # statistics not ready yet: never above
     k = 2.5
     thr_ref = med + k * sd
-    runs_ref = _np_runs(f > thr_ref)
+    _, runs_ref, _ = twins.threshold_runs(f, med, sd, k, np.zeros(c, dtype=np.int64))
     runs = np.empty((n, c), dtype=np.int64)
     thr = np.empty((n, c))
     carry = np.zeros(c, dtype=np.int64)
@@ -54,29 +46,6 @@ def test_threshold_runs_matches_numpy(piece: int) -> None:
     np.testing.assert_array_equal(thr, thr_ref)
     assert best == runs_ref.max()
     np.testing.assert_array_equal(carry, runs_ref[-1])
-
-
-def _np_spindle(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel, corr, amax, min_n, max_n,
-                k_art, hold_n):
-    """The spindle rules written out: samples held as artefact (beyond k_art SDs, and the
-    hold_n samples after the last such one), run lengths above the low threshold over the
-    rest, and the samples where the run is long enough (and not too long) and every firing
-    rule holds."""
-    k = env.shape[1]
-    art = env > med + k_art * sd
-    idx = np.arange(env.shape[0])[:, None]
-    until = np.maximum.accumulate(np.where(art, idx + hold_n, -1), axis=0)
-    held = art | (idx <= until)
-    runs = _np_runs((env > med + k_lo * sd) & ~held)
-    cond = (runs >= min_n) & (runs < max_n) & ~held
-    cond &= env > med + k_hi * sd
-    cond &= env * env >= rel * eb * eb
-    d1 = (pm[:, :k] ** 2 - pm[:, k:2 * k] ** 2) ** 2
-    d2 = (pm[:, 2 * k:3 * k] ** 2 - pm[:, 3 * k:] ** 2) ** 2
-    cond &= d1 + d2 >= (es * eb) ** 2 * (16.0 * corr * abs(corr))
-    if ea is not None:
-        cond &= ea <= env * amax
-    return runs, cond.astype(np.int64)
 
 
 @pytest.mark.parametrize("piece", SIZES)
@@ -97,8 +66,8 @@ def test_spindle_runs_matches_numpy(piece: int, alpha: bool) -> None:
     # artefacts: a few samples far out on each channel, one across a chunk edge
     env[[100, 101, 300], [0, 0, 1]] = 50.0
     k_art, hold_n = 100.0, 25
-    ref_runs, ref_fire = _np_spindle(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel, corr,
-                                     amax, min_n, max_n, k_art, hold_n)
+    ref_runs, ref_fire = twins.spindle_rules(env, eb, es, pm, ea, med, sd, k_lo, k_hi, rel,
+                                             corr, amax, min_n, max_n, k_art, hold_n)
     # the test exercises runs, firing samples, runs that never fire, runs too long to
     # fire on, and held samples where a run would otherwise go on
     assert ref_runs.max() > max_n and 0 < ref_fire.sum() < (ref_runs >= min_n).sum()
@@ -127,11 +96,7 @@ def test_quadrature_sums_matches_numpy(piece: int) -> None:
     rng = np.random.default_rng(3)
     n, c, w0 = 500, 2, 0.3
     xs, xb = rng.normal(size=(n, c)), rng.normal(size=(n, c))
-    prev = np.vstack([np.zeros((1, c)), xs[:-1]])
-    q = (xs - prev) / (2 * np.sin(w0 / 2))
-    i = (xs + prev) / (2 * np.cos(w0 / 2))
-    ref = np.hstack([xs + xb, xs - xb, q + xb, q - xb])
-    ref_amp = np.sqrt((i ** 2 + q ** 2) / 2)
+    ref, ref_amp = twins.quadrature_sums(xs, xb, w0)
     out = np.empty((n, 4 * c))
     amp = np.empty((n, c))
     last = np.zeros(c)
@@ -277,14 +242,6 @@ def test_median_mad_refuses_wrong_buffers() -> None:
         median_mad(ring, np.zeros(2), 1, np.empty(10), np.empty(2), np.empty(2))
 
 
-def _py_rearm(t, f, m, sd, k, after, start) -> int:
-    """The ripple detector's old Python re-arm loop, the reference for ``rearm_index``."""
-    for i in range(max(start, 0), len(t)):
-        if t[i] >= after and not f[i, 0] >= m[i, 0] + k * sd[i, 0]:
-            return i
-    return -1
-
-
 @pytest.mark.parametrize("cols", (1, 3))
 def test_rearm_index_matches_python_loop(cols: int) -> None:
     rng = np.random.default_rng(7)
@@ -299,7 +256,7 @@ def test_rearm_index_matches_python_loop(cols: int) -> None:
         after = float(t[0] + rng.uniform(-0.002, n / 2000.0 + 0.002))
         start = int(rng.integers(-1, n + 2))
         got = rearm_index(t, f, m, sd, k, after, start)
-        assert got == _py_rearm(t, f, m, sd, k, after, start), trial
+        assert got == twins.rearm_index(t, f, m, sd, k, after, start), trial
     # NaN in the feature re-arms (a NaN envelope is not above the re-arm level)
     t = np.arange(3) / 2000.0
     f = np.array([[9.0], [np.nan], [9.0]])
@@ -391,65 +348,40 @@ def _spindle_signal(fs: float, n: int, n_cols: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _np_spindle_block(x: np.ndarray, st: _BlockSetup) -> dict:
-    """The steps of spindle_block written out with scipy and NumPy over a whole signal
-    (x: (n, k) picked columns): scipy's sosfilt, a moving RMS by cumulative sums, the
-    quadrature formulas, a plain-Python baseline ring and _np_spindle."""
-    from numpy_filters import moving_rms
-    from scipy.signal import sosfilt
+def _block_caller(st: _BlockSetup, impl: str):
+    """spindle_block on the setup's arguments: the function, or a SpindlePlan's run."""
+    from engramloop.decoders._filters import SpindlePlan, spindle_block
 
-    k = x.shape[1]
-    xb = sosfilt(st.sos["broad"], x, axis=0)
-    xs = sosfilt(st.sos["sigma"], xb, axis=0)
-    prev = np.vstack([np.zeros((1, k)), xs[:-1]])
-    q = (xs - prev) / (2 * np.sin(st.w0 / 2))
-    i = (xs + prev) / (2 * np.cos(st.w0 / 2))
-    sums = np.hstack([xs + xb, xs - xb, q + xb, q - xb])
-    amp = np.sqrt((i ** 2 + q ** 2) / 2)
-    env = moving_rms(amp, st.ewin)
-    ref = {"xb": xb, "eb": moving_rms(xb, st.win), "xs": xs, "es": moving_rms(xs, st.win),
-           "sums": sums, "pm": moving_rms(sums, st.win), "amp": amp, "env": env}
-    ea = None
-    if st.alpha is not None:
-        xa = sosfilt(st.sos["alpha"], xb, axis=0)
-        ea = moving_rms(xa, st.win)
-        ref.update(xa=xa, ea=ea)
-    n = x.shape[0]
-    med, sd = np.tile(st.median, (n, 1)), np.tile(st.sd, (n, 1))
-    ring, pos, count = np.zeros((k, st.length)), [0] * k, [0] * k
-    for j in range(0, n, st.step):                 # decimation points: multiples of step
-        for c in range(k):
-            if env[j, c] <= st.excl[c]:
-                ring[c, pos[c]] = env[j, c]
-                pos[c] = (pos[c] + 1) % st.length
-                count[c] += 1
-    runs, fire = _np_spindle(env, ref["eb"], ref["es"], ref["pm"], ea, med, sd, *st.rules)
-    ref.update(med=med, sd=sd, ring=ring, pos=np.array(pos), count=np.array(count),
-               runs=runs, fire=fire)
-    return ref
+    if impl == "plan":
+        return SpindlePlan(*st.args()).run
+    return lambda x, first, rules: spindle_block(x, first, rules, *st.args())
 
 
 @pytest.mark.parametrize("piece", SIZES)
 @pytest.mark.parametrize("alpha", [True, False])
 @pytest.mark.parametrize("cols", [[2], [3, 0]])
-def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int]) -> None:
+@pytest.mark.parametrize("impl", ["function", "plan"])
+def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int],
+                                    impl: str) -> None:
     """The whole fused chunk -- pick, filters, envelopes, quadrature, baseline push, rules
     -- against scipy and NumPy, in pieces of 1, 7, 64 samples and whole (the filter, RMS,
-    quadrature, ring and run state carry across pieces)."""
-    from engramloop.decoders._filters import spindle_block
-
+    quadrature, ring and run state carry across pieces); through the function and through
+    a SpindlePlan bound to the same arguments."""
     fs, n, k = 500.0, 2500, len(cols)
     samples = _spindle_signal(fs, n, 4, seed=len(cols))
     st = _BlockSetup(fs, k, alpha, cap=max(piece, 64), cols=cols, excl=2.5e-6)
-    ref = _np_spindle_block(samples[:, cols], st)
+    ref = twins.spindle_block(samples[:, cols], st.sos, st.w0, st.win, st.ewin, st.median,
+                              st.sd, st.step, st.length, st.excl, st.rules,
+                              st.alpha is not None)
     # the test exercises runs, fires, the alpha veto, the exclusion from the baseline
     assert 0 < ref["fire"].sum() < (ref["runs"] >= st.rules[5]).sum()
     assert 0 < ref["count"].min() < n // st.step
     got = {key: np.empty_like(val) for key, val in ref.items() if np.ndim(val) == 2}
+    call = _block_caller(st, impl)
     longest = n_fire = 0
     for a in range(0, n, piece):
         b = min(n, a + piece)
-        lg, nf = spindle_block(samples[a:b], a, True, *st.args())
+        lg, nf = call(samples[a:b], a, True)
         longest, n_fire = max(longest, lg), n_fire + nf
         v = _work_views(st.work, st.cap, k)
         m = b - a
@@ -611,3 +543,65 @@ def test_spindle_block_does_not_leak_references() -> None:
     # no buffer is still exported (resizing would fail)
     for a in (st.work, st.iwork, st.xs_last, st.runstate, st.pos, st.count):
         a.resize(a.shape, refcheck=False)
+
+
+def test_spindle_plan_equals_spindle_block_bit_for_bit() -> None:
+    """Two identical setups, one driven by spindle_block and one by a SpindlePlan, in
+    chunks of varying size with and without the rules: every output and state equal."""
+    from engramloop.decoders._filters import SpindlePlan, spindle_block
+
+    fs, n = 500.0, 3000
+    samples = _spindle_signal(fs, n, 4, seed=9)
+    a = _BlockSetup(fs, 2, True, cap=64, cols=[3, 0], excl=2.5e-6)
+    b = _BlockSetup(fs, 2, True, cap=64, cols=[3, 0], excl=2.5e-6)
+    plan = SpindlePlan(*b.args())
+    assert plan.cap == 64
+    rng = np.random.default_rng(0)
+    i = 0
+    while i < n:
+        m = int(rng.integers(1, 65))
+        rules = bool(rng.random() < 0.8)
+        x = samples[i:i + m]
+        assert spindle_block(x, i, rules, *a.args()) == plan.run(x, i, rules)
+        i += m
+    for name in ("work", "iwork", "xs_last", "runstate", "ring", "pos", "count"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_spindle_plan_checks_once_and_names_the_problem() -> None:
+    from engramloop.decoders._filters import SpindlePlan
+
+    st = _BlockSetup(500.0, 2, True, cap=16, cols=[1, 0])
+    args = list(st.args())
+    plan = SpindlePlan(*args)
+    x = _spindle_signal(500.0, 10, 2, seed=1)
+    assert plan.run(x, 0, False) is None
+    # built: every buffer checked, the error names it
+    with pytest.raises(TypeError, match="work must have dtype float64"):
+        SpindlePlan(*args[:8], st.work.astype(np.float32), *args[9:])
+    with pytest.raises(TypeError, match="pos must be a C-contiguous, writable int64"):
+        ro = st.pos.copy()
+        ro.setflags(write=False)
+        SpindlePlan(*args[:13], ro, *args[14:])
+    with pytest.raises(ValueError, match="SpindlePlan: work and iwork share memory"):
+        SpindlePlan(*args[:9], st.work[:32].view(np.int64), *args[10:])
+    with pytest.raises(ValueError, match="SpindlePlan: sigma must be a bank of 2 channels"):
+        SpindlePlan(*args[:2], st.pm, *args[3:])
+    with pytest.raises(TypeError, match="takes 27 arguments"):
+        SpindlePlan(*args[:-1])
+    # per run: only the chunk (and the ring positions)
+    with pytest.raises(ValueError, match=r"at most 16 rows \(the plan's work\) and column 1"):
+        plan.run(np.zeros((17, 2)), 0, True)
+    with pytest.raises(ValueError, match="and column 1"):
+        plan.run(np.zeros((10, 1)), 0, True)
+    with pytest.raises(TypeError, match="samples must be a 2-D float64"):
+        plan.run(x.astype(np.float32), 0, True)
+    with pytest.raises(ValueError, match="first must be >= 0"):
+        plan.run(x, -1, True)
+    st.pos[0] = 10 ** 6
+    with pytest.raises(ValueError, match=r"pos\[0\] = 1000000 is outside the ring"):
+        plan.run(x, 0, True)
+    st.pos[0] = 0
+    assert plan.run(x, 0, True) == (0, 0)
+    with pytest.raises(RuntimeError, match="__init__ was not called"):
+        SpindlePlan.__new__(SpindlePlan).run(x, 0, True)

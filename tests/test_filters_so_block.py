@@ -1,5 +1,5 @@
 """``decoders._filters.so_block`` (the slow-oscillation detector's fused block kernel)
-against NumPy twins written here and in numpy_filters.py: the plain-NumPy SOS recurrence,
+against its NumPy twin in tests/twins.py: the plain-NumPy SOS recurrence,
 a cumulative-sum moving RMS, the decimated absolute-value baseline push, ``np.minimum`` for
 the adaptive threshold, and the down-state machine written with ``np.flatnonzero`` /
 ``np.argmin`` over whole stretches of samples (the C kernel steps sample by sample).
@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from numpy_filters import NumpySosFilter, moving_rms
+import twins
 
 from engramloop.decoders._filters import FilterBank, so_block
 from engramloop.decoders.baseline import MAD_TO_SD
@@ -44,80 +44,11 @@ def _signal(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, t
 
 
-def _initial_state(k: int) -> np.ndarray:
-    st = np.empty((k, 5))
-    st[:] = (0.0, np.nan, np.inf, np.nan, -np.inf)
-    return st
-
-
-def _np_down_states(y: np.ndarray, thr: np.ndarray, t: np.ndarray, st: np.ndarray,
-                    offset: int, found: list) -> None:
-    """The down-state machine over one block with NumPy: per channel, whole stretches.
-
-    y, thr: (n, k) volts; t: (n,) s; st: (k, 5) [state, onset_s, trough_v, trough_s,
-    rearm_s], updated; found gets (offset + sample, channel, onset_s, trough_v, trough_s).
-    """
-    n, k = y.shape
-    block: list = []
-    for ch in range(k):
-        i = 0
-        while i < n:
-            if st[ch, 0] == 0:
-                below = np.flatnonzero(y[i:, ch] < thr[i:, ch])
-                if below.size == 0:
-                    break
-                i += int(below[0])
-                st[ch, 0], st[ch, 1] = 1, t[i]
-            elif st[ch, 0] == 1:
-                up = np.flatnonzero(y[i:, ch] >= thr[i:, ch])
-                end = i + int(up[0]) if up.size else n
-                if end > i:
-                    m = i + int(np.argmin(y[i:end, ch]))
-                    if y[m, ch] < st[ch, 2]:
-                        st[ch, 2], st[ch, 3] = y[m, ch], t[m]
-                if not up.size:
-                    break
-                block.append((offset + end, ch, float(st[ch, 1]), float(st[ch, 2]),
-                              float(st[ch, 3])))
-                st[ch, 0], st[ch, 2], st[ch, 4] = 2, np.inf, t[end] + REFRACTORY_S
-                i = end + 1
-            else:
-                ok = np.flatnonzero((y[i:, ch] > 0) & (t[i:] >= st[ch, 4]))
-                if ok.size == 0:
-                    break
-                st[ch, 0] = 0
-                i += int(ok[0]) + 1
-    found.extend(sorted(block))
-
-
-def _np_reference(x: np.ndarray, t: np.ndarray, pieces: list[int], adaptive: bool,
-                  base: dict) -> dict:
-    picked = x[:, COLS]
-    y = NumpySosFilter(SOS, len(COLS)).process(picked)
-    gs = moving_rms(NumpySosFilter(SOS_SLOW, len(COLS)).process(picked), GATE_WINDOW)
-    gh = moving_rms(NumpySosFilter(SOS_FAST, len(COLS)).process(picked), GATE_WINDOW)
-    ring, pos, count = base["ring"].copy(), base["pos"].copy(), base["count"].copy()
-    if adaptive:
-        thr = np.broadcast_to(np.minimum(base["median"] * SCALE, FLOOR_V), y.shape)
-        at = np.flatnonzero((FIRST + np.arange(len(t))) % STEP == 0)
-        for ch in range(len(COLS)):
-            kept = np.abs(y[at, ch])
-            kept = kept[kept <= base["excl"][ch]]
-            length = ring.shape[1]
-            slots = (pos[ch] + np.arange(kept.size)) % length
-            ring[ch, slots[-length:]] = kept[-length:]
-            pos[ch] = (pos[ch] + kept.size) % length
-            count[ch] += kept.size
-    else:
-        thr = np.full(y.shape, THRESHOLD_V)
-    st = _initial_state(len(COLS))
-    found: list = []
-    a = 0
-    for p in pieces:
-        _np_down_states(y[a:a + p], thr[a:a + p], t[a:a + p], st, a, found)
-        a += p
-    return dict(x=picked, y=y, gs=gs, gh=gh, thr=thr, ring=ring, pos=pos, count=count,
-                state=st, found=found)
+def _twin(x: np.ndarray, t: np.ndarray, pieces: list[int], adaptive: bool) -> dict:
+    return twins.so_block(x, t, pieces, adaptive, _base(len(COLS)), cols=COLS, sos=SOS,
+                          sos_slow=SOS_SLOW, sos_fast=SOS_FAST, gate_window=GATE_WINDOW,
+                          first=FIRST, step=STEP, scale=SCALE, floor_v=FLOOR_V,
+                          threshold_v=THRESHOLD_V, refractory_s=REFRACTORY_S)
 
 
 def _base(k: int) -> dict:
@@ -135,7 +66,7 @@ def _run_c(x: np.ndarray, t: np.ndarray, pieces: list[int], adaptive: bool, gate
              if gated else (None, None))
     cap = max(pieces)
     work = np.full((6, cap, k), np.nan)
-    st = _initial_state(k)
+    st = twins.so_initial_state(k)
     ring, pos, count = base["ring"].copy(), base["pos"].copy(), base["count"].copy()
     out = {p: np.empty((len(t), k)) for p in ("x", "y", "gs", "gh", "thr")}
     found: list = []
@@ -161,7 +92,7 @@ def _pieces(n: int, size: int) -> list[int]:
 def test_so_block_matches_numpy(size: int, adaptive: bool) -> None:
     x, t = _signal(3000, seed=3)
     pieces = _pieces(len(t), size)
-    ref = _np_reference(x, t, pieces, adaptive, _base(len(COLS)))
+    ref = _twin(x, t, pieces, adaptive)
     got = _run_c(x, t, pieces, adaptive, True, _base(len(COLS)))
     np.testing.assert_array_equal(got["x"], ref["x"])
     # the same recurrence in the same order: exact
@@ -200,7 +131,7 @@ def test_so_block_nan_in_a_down_state_follows_argmin(size: int) -> None:
     x, t = _signal(1500, seed=5)
     x[715:, 0] = np.nan                 # channel 1 of the picked block, in a down state
     pieces = _pieces(len(t), size)
-    ref = _np_reference(x, t, pieces, False, _base(len(COLS)))
+    ref = _twin(x, t, pieces, False)
     got = _run_c(x, t, pieces, False, False, _base(len(COLS)))
     assert got["found"] == ref["found"]
     np.testing.assert_array_equal(got["state"], ref["state"])
@@ -211,7 +142,7 @@ def test_so_block_without_gate_leaves_gate_planes() -> None:
     x, t = _signal(200, seed=6)
     k = len(COLS)
     work = np.full((6, 200, k), 7.0)
-    so_block(x, COLS, t, 0, SosFilter(SOS, k), None, None, work, _initial_state(k), None,
+    so_block(x, COLS, t, 0, SosFilter(SOS, k), None, None, work, twins.so_initial_state(k), None,
              np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64), np.zeros(k),
              np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
     assert np.all(work[2:5] == 7.0)
@@ -224,7 +155,7 @@ def _args(**over) -> list:
     a = dict(samples=np.zeros((10, 3)), cols=np.array([0, 2], dtype=np.int64),
              t=np.arange(10) / FS, first=0, filt=SosFilter(SOS, k),
              gate_slow=BandEnvelope(SOS_SLOW, k, 5), gate_fast=BandEnvelope(SOS_FAST, k, 5),
-             work=np.zeros((6, 16, k)), state=_initial_state(k), ring=np.zeros((k, 8)),
+             work=np.zeros((6, 16, k)), state=twins.so_initial_state(k), ring=np.zeros((k, 8)),
              pos=np.zeros(k, dtype=np.int64), count=np.zeros(k, dtype=np.int64),
              excl=np.full(k, np.inf), median=np.ones(k), step=2, threshold_v=-1.0,
              scale=-1.0, floor_v=-1.0, refractory_s=0.1)
@@ -282,7 +213,7 @@ def test_so_block_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="work must not share memory with samples"):
         so_block(*_args(samples=buf[0, :10], cols=np.array([0, 1, 2], dtype=np.int64),
                         work=buf, filt=SosFilter(SOS, 3), gate_slow=None, gate_fast=None,
-                        state=_initial_state(3), ring=None))
+                        state=twins.so_initial_state(3), ring=None))
     # read-only work
     ro = np.zeros((6, 16, 2))
     ro.flags.writeable = False
@@ -309,7 +240,7 @@ def test_so_block_releases_buffers_and_banks() -> None:
     # events make tuples: one per down state, nothing left over
     x, t = _signal(3000, seed=7)
     k = len(COLS)
-    st = _initial_state(k)
+    st = twins.so_initial_state(k)
     got = so_block(x, COLS, t, 0, SosFilter(SOS, k), None, None, np.empty((6, 3000, k)), st,
                    None, np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64),
                    np.zeros(k), np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
@@ -321,7 +252,7 @@ def test_so_block_without_state_runs_no_state_machine() -> None:
     baseline still fed."""
     x, t = _signal(1000, seed=8)
     runs = []
-    for st in (_initial_state(len(COLS)), None):
+    for st in (twins.so_initial_state(len(COLS)), None):
         base = _base(len(COLS))
         k = len(COLS)
         work = np.empty((6, 1000, k))

@@ -81,6 +81,26 @@ def spindle_block(samples: np.ndarray, first: int, rules: bool, cols: np.ndarray
     hold = ``runstate`` (2, c) int64 (samples). Returns (largest run, number of fire
     samples)."""
 
+class SpindlePlan:
+    """``spindle_block``'s arguments after (samples, first, rules), checked once and bound:
+    the plan references the banks and holds a view of every buffer until it is freed (so
+    none of them can be resized meanwhile; the caller writes into them in place)."""
+
+    def __init__(self, cols: np.ndarray, broad: FilterBank, sigma: FilterBank,
+                 alpha: FilterBank | None, pm: FilterBank, env: FilterBank, w0: float,
+                 xs_last: np.ndarray, work: np.ndarray, iwork: np.ndarray,
+                 runstate: np.ndarray, step: int, ring: np.ndarray, pos: np.ndarray,
+                 count: np.ndarray, excl: np.ndarray, median: np.ndarray, sd: np.ndarray,
+                 k_lo: float, k_hi: float, rel_min: float, corr_min: float,
+                 alpha_max: float, min_n: int, max_n: int, k_art: float,
+                 hold_n: int) -> None: ...
+    @property
+    def cap(self) -> int:
+        """The most samples one ``run`` takes (the bound work arrays' rows)."""
+    def run(self, samples: np.ndarray, first: int, rules: bool) -> tuple[int, int] | None:
+        """``spindle_block(samples, first, rules, *bound)``: samples (n, C) float64 volts,
+        n <= cap; first: absolute index of its first sample (>= 0)."""
+
 def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, w0: float,
                     out: np.ndarray, amp: np.ndarray | None) -> np.ndarray:
     """``[xs + xb, xs - xb, q + xb, q - xb]`` into ``out`` (n, 4c) with ``q`` the first

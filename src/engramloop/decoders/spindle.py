@@ -78,14 +78,14 @@ import numpy as np
 from engramloop.core.chunk import Chunk
 from engramloop.core.events import Event
 from engramloop.core.schema import check_bands, setting
-from engramloop.decoders._filters import spindle_block, spindle_runs
+from engramloop.decoders._filters import SpindlePlan, spindle_runs
 from engramloop.decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, first_at_or_after
 from engramloop.decoders.filters import BandEnvelope, MovingRms, SosFilter, butter_bandpass
 
 __all__ = ["SpindleSettings", "SpindleDetector"]
 
 #: Widths, in channels, of the per-chunk buffers that share the float64 work array of
-#: ``spindle_block`` (decoders/_filters.c, SPINDLE_WORK_ROWS), in its order: xb, eb, xs, es,
+#: ``spindle_block`` (decoders/_kernels/spindle.c, SPINDLE_WORK_ROWS), in its order: xb, eb, xs, es,
 #: the quadrature sums and their moving RMS (4 each), amp, env, xa, ea, med, sd.
 _WORK_WIDTHS = (1, 1, 1, 1, 4, 4, 1, 1, 1, 1, 1, 1)
 
@@ -316,6 +316,9 @@ class SpindleDetector:
         self._args = (self._cols, self._broad, self._sigma, self._alpha, self._pm, self._env,
                       float(self._w0), self._xs_last, self._work, self._iwork, self._runstate,
                       *self._base.kernel_state(), *self._rules)
+        # spindle_block's arguments checked and bound once; the per-chunk call passes the
+        # chunk only
+        self._plan = SpindlePlan(*self._args)
 
     def _bind(self, channels: tuple[str, ...]) -> None:
         """Pick the configured channels out of a chunk with this channel list."""
@@ -394,7 +397,7 @@ class SpindleDetector:
         if base.claim_block(n):
             # no baseline update point in this block (all but one chunk per
             # baseline_update_s): one C call runs every step of _steps below
-            longest, n_fire = spindle_block(samples, first, True, *self._args)
+            longest, n_fire = self._plan.run(samples, first, True)
         else:
             longest, n_fire = self._steps(samples, first, n)
         if longest == 0:
@@ -419,8 +422,8 @@ class SpindleDetector:
     def _steps(self, samples: np.ndarray, first: int, n: int) -> tuple[int, int]:
         """One chunk step by step, for a block with a baseline update point (the baseline's
         recomputation stays in Python); ``process`` otherwise runs the same steps in one C
-        call, ``spindle_block``. Fills the work buffers' first ``n`` rows and returns
-        (longest run, number of firing samples)."""
+        call, ``spindle_block`` (through its SpindlePlan). Fills the work buffers' first
+        ``n`` rows and returns (longest run, number of firing samples)."""
         # the filters (rules=False: nothing else): the configured columns are picked, and
         # sigma is filtered out of the broadband signal (not the raw one): at the sigma
         # centre the band-pass has zero phase, so a spindle is in phase in both signals and
@@ -429,7 +432,7 @@ class SpindleDetector:
         # q-xb] and their moving RMS pm, the instantaneous amplitude sqrt((i^2 + q^2) / 2),
         # i the in-phase midpoint, smoothed into env, and the alpha band's envelope ea
         # (keeps its state every chunk).
-        spindle_block(samples, first, False, *self._args)
+        self._plan.run(samples, first, False)
         env, med, sd = self._e[:n], self._med[:n], self._sd[:n]
         self._base.process(env, med, sd)
         # one C call evaluates every rule per sample (the NumPy twin is
