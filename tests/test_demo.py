@@ -75,3 +75,15 @@ def test_checkpoint_is_package_data():
     for init in (SRC / "engramloop").rglob("__init__.py"):
         name = ".".join(init.parent.relative_to(SRC).parts)
         assert any(fnmatch.fnmatch(name, pat) for pat in include), name
+
+
+def test_demo_twice_replaces_its_own_recordings(tmp_path, capsys):
+    """`make demo` twice must work: the demo's folder is its own, while `run --record`
+    never overwrites a file."""
+    from engramloop.cli import main
+
+    out = tmp_path / "demo"
+    for _ in range(2):
+        assert main(["demo", "--duration", "20", "--out", str(out), "--quiet"]) == 0
+    assert "replacing the previous demo" in capsys.readouterr().out
+    assert (out / "session.xdf").is_file() and (out / "index.html").is_file()

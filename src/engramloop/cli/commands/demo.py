@@ -52,6 +52,16 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     prepare_output_dir(out, "--out")
+    # the demo's folder is the demo's own: a new demo replaces the last one's recordings
+    # (run --record never overwrites a file, so an earlier session is never lost by accident)
+    from engramloop.analysis.trial import sham_twin_path
+
+    old = [f for f in (out / "session.xdf", sham_twin_path(out / "session.xdf")) if f.is_file()]
+    if old:
+        for f in old:
+            f.unlink()
+        print(f"engramloop demo: replacing the previous demo in {out} "
+              f"({', '.join(f.name for f in old)})")
     fset = cfg.forecaster
     gated = " forecast-gated" if fset.enabled else ""
     print(f"engramloop demo: {args.duration:g} s simulated{gated} closed-loop ripple trial "
