@@ -71,8 +71,9 @@ _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 
 def escape(text: str) -> str:
     """``text`` as XML character data: ``&<>`` escaped, and each character XML 1.0 cannot
-    hold (a control character in a config name, say) written as the visible text
-    ``\\uXXXX``, so every XDF reader can parse the header."""
+    hold (a control character in a config name, say) written as visible text -- a
+    backslash, ``u`` and four hex digits (``\\u0007``) -- so every XDF reader can parse
+    the header."""
     return _escape(_XML_ILLEGAL.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
