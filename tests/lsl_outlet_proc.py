@@ -1,7 +1,7 @@
 """A real pylsl outlet for the live-stream tests, run as its own process
 (``python tests/lsl_outlet_proc.py MODE NAME SOURCE_ID [DROP_AT_S]``).
 
-It publishes the YASA N3 excerpt (/work/shared/data, 100 Hz, microvolts, channel "C3",
+It publishes the YASA N3 excerpt (shared/data beside the checkout, 100 Hz, microvolts, channel "C3",
 looped) the way outlets in the wild push:
 
 ``sample``     pylsl's own examples/SendData.py: every 10 ms, push_sample for each sample
@@ -24,8 +24,9 @@ import time
 
 import numpy as np
 import pylsl
+from shared_data import DATA as SHARED  # noqa: E402  (tests/ is sys.path[0] here)
 
-DATA = "/work/shared/data/data_N3_no-spindles_30sec_100Hz.txt"
+DATA = str(SHARED / "data_N3_no-spindles_30sec_100Hz.txt")
 RATE = 100.0
 
 

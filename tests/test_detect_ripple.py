@@ -12,7 +12,7 @@ from engramloop.core.chunk import Chunk
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
 
 FS = 2000.0
-from shared_data import DATA  # noqa: E402
+from shared_data import DATA, require_data  # noqa: E402
 
 
 def synthetic(duration_s: float = 40.0, seed: int = 0, n_ch: int = 1, amp_v: float = 60e-6):
@@ -166,8 +166,7 @@ def test_real_rat_theta_is_quiet(name: str, fs: float, chunk: int) -> None:
     in 10-sample chunks and in one piece. Units are not volts, which the adaptive threshold
     does not care about."""
     path = DATA / name
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
+    require_data(path)
     x = np.load(path).astype(np.float64)[:, None]
     t = np.arange(x.shape[0]) / fs
     det = RippleDetector(RippleSettings(channels=("LFP",)))

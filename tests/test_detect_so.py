@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shared_data import DATA  # noqa: E402
+from shared_data import DATA, require_data  # noqa: E402
 
 from engramloop.analysis.scoring import replay, score_phase
 from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
@@ -92,8 +92,7 @@ def test_real_n3_eeg() -> None:
     defaults (adaptive threshold): slow waves are found and their predicted up-states come a
     plausible half cycle after the trough."""
     path = DATA / "data_N3_no-spindles_30sec_100Hz.txt"
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
+    require_data(path)
     x = np.loadtxt(path)[:, None] * 1e-6
     t = np.arange(x.shape[0]) / 100.0
     s = SlowOscSettings(channels=("EEG",))

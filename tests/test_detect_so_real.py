@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.signal import butter, hilbert, sosfiltfilt
-from shared_data import DATA  # noqa: E402
+from shared_data import DATA, require_data  # noqa: E402
 
 from engramloop.analysis.scoring import replay, score_phase
 from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
@@ -22,8 +22,7 @@ def _edf(ex: int) -> tuple[np.ndarray, np.ndarray, float]:
     import pyedflib
 
     path = DREAMS / f"excerpt{ex}.edf"
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
+    require_data(path)
     with pyedflib.EdfReader(str(path)) as r:
         assert r.getPhysicalDimension(0).strip() == "uV"
         fs = float(r.getSampleFrequency(0))
@@ -74,8 +73,7 @@ def test_real_n3_excerpt_gets_triggers() -> None:
     """The YASA N3 excerpt (30 s, slow waves of 15-45 uV after the band-pass): the fixed
     -40 uV threshold of the old default finds no predictable down state; the adaptive
     default triggers at least once per minute of N3, in the up-phase."""
-    if not N3.is_file():
-        pytest.skip(f"{N3} missing")
+    require_data(N3)
     x = np.loadtxt(N3) * 1e-6
     t = np.arange(x.size) / 100.0
     assert _triggers(x, t, 100.0, threshold_mode="fixed", threshold_v=-40e-6).size == 0

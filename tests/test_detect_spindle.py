@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from shared_data import DATA  # noqa: E402
+from shared_data import DATA, require_data  # noqa: E402
 
 from engramloop.analysis.scoring import intervals, replay, score_detections
 from engramloop.core.chunk import Chunk
@@ -22,8 +22,7 @@ SHORT = dict(channels=("EEG",), calibration_s=2.0, baseline_update_s=0.5, baseli
 
 def load(name: str) -> tuple[np.ndarray, np.ndarray, float]:
     path = DATA / name
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
+    require_data(path)
     fs = 200.0 if "200Hz" in name else 100.0
     x = np.loadtxt(path)[:, None] * 1e-6          # microvolts -> volts
     return np.ascontiguousarray(x), np.arange(x.shape[0]) / fs, fs

@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from shared_data import DATA  # noqa: E402
+from shared_data import DATA, require_data  # noqa: E402
 
 from engramloop.analysis.scoring import replay
 from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
@@ -23,8 +23,7 @@ def load(n: int) -> tuple[np.ndarray, np.ndarray, float, tuple[str, ...]]:
     from engramloop.drivers.files import load_file
 
     path = DREAMS / f"excerpt{n}.edf"
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
+    require_data(path)
     d = load_file(path)
     return d.samples, d.timestamps, d.rate_hz, d.channels
 

@@ -22,9 +22,9 @@ pyxdf = pytest.importorskip("pyxdf")
 from engramloop.cli import main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DATA = Path("/work/shared/data/data_N3_no-spindles_30sec_100Hz.txt")
-if not DATA.exists():
-    pytest.skip("shared data not available", allow_module_level=True)
+from shared_data import DATA as SHARED  # noqa: E402
+
+DATA = SHARED / "data_N3_no-spindles_30sec_100Hz.txt"
 
 CONFIG = """
 name = "lsl-live-test"
@@ -48,6 +48,7 @@ enabled = false
 [detectors.so]
 channels = ["C3"]
 calibration_s = 2.0
+threshold_mode = "fixed"
 threshold_v = -20e-6        # this excerpt's slow waves are small (signal SD ~20 uV)
 predict = "fixed"           # every down state predicts its up state: every one is a decision
 
@@ -142,7 +143,8 @@ def offline_so_count(x: np.ndarray) -> int:
     from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
 
     det = SlowOscDetector(SlowOscSettings(channels=("C3",), calibration_s=2.0,
-                                          threshold_v=-20e-6, predict="fixed"))
+                                          threshold_mode="fixed", threshold_v=-20e-6,
+                                          predict="fixed"))
     n = 0
     for i in range(0, len(x), 10):
         seg = np.ascontiguousarray(x[i:i + 10, :1], dtype=np.float64)
@@ -327,7 +329,8 @@ def offline_so_count_times(x: np.ndarray, t: np.ndarray) -> list[float]:
     from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
 
     det = SlowOscDetector(SlowOscSettings(channels=("C3",), calibration_s=2.0,
-                                          threshold_v=-20e-6, predict="fixed"))
+                                          threshold_mode="fixed", threshold_v=-20e-6,
+                                          predict="fixed"))
     out = []
     for i in range(0, len(x), 10):
         seg = np.ascontiguousarray(x[i:i + 10, :1], dtype=np.float64)

@@ -208,11 +208,10 @@ def test_score_aligns_csv_annotations_and_other_truth_files_with_the_recording(
 
 
 def _expert_csv(ex: int, k: int):
-    from shared_data import DATA
+    from shared_data import DATA, require_data
 
     path = DATA / "dreams_dev" / f"excerpt{ex}_expert{k}.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} missing")
+    require_data(path)
     return path
 
 
