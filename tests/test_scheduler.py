@@ -164,6 +164,10 @@ def test_thread_cancels_past_deadline_and_surfaces_device_errors():
     assert isinstance(s.error, DeviceError) and "/dev/null" in str(s.error)
     statuses = [d.status for _, d in s.drain()]
     assert statuses[0] == "cancelled"
+    # the device that stopped answering is a fault: the governor approves nothing more
+    assert "/dev/null" in g.faults["rec"] and not g.review(
+        Intent("ripple", PulseSpec(), now, now + 2.0, now + 3.0), now).approved
+    g.clear_fault("rec")
     with pytest.raises(RuntimeError, match="scheduler stopped after an error"):
         s.submit(approve(g, now, now + 2.0, budget=1.0))
 

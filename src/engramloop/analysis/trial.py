@@ -300,7 +300,8 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
     result, score = run_sim(cfg, duration_s, speed=speed, record=record,
                             config_text=config_text, log=log, on_built=on_built, **overrides)
     sham = None
-    if sham_twin and cfg.policy.condition != "sham" and result.duration_s > 0:
+    if sham_twin and cfg.policy.condition != "sham" and result.duration_s > 0 \
+            and not result.stop_reason.startswith("stopped by signal"):
         twin_cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy,
                                                                        condition="sham"))
         twin_text = ""

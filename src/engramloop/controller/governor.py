@@ -17,6 +17,11 @@ charge-rate and light windows are sliding windows over pulse onsets: no half-ope
 Rules (the ``rule`` string of a refusal):
 
 ``disarmed``         the governor starts disarmed and must be armed explicitly;
+``device_fault``     an output's device refused a pulse (NACK), reported itself disarmed
+                     (the stim box's watchdog) or stopped answering: nothing is approved
+                     from that instant (:meth:`Governor.fault`, callable from the
+                     scheduler's and the devices' threads); the loop records the fault
+                     and ends the run;
 ``calibrating``      detectors have not finished their baseline calibration;
 ``stale_data``       the newest sample is older than ``stale_factor`` chunk intervals, or
                      the source itself reports it has no data (an LSL outlet gone);
@@ -99,9 +104,10 @@ SESSION_CAP_CEILING = 1_000_000
 #: Length of the sliding window of the charge-per-second rule, seconds.
 CHARGE_WINDOW_S = 1.0
 
-RULES = ("disarmed", "calibrating", "stale_data", "gap", "artefact", "deadline", "modality",
-         "waveform", "charge", "charge_density", "shannon", "charge_rate", "opto_power",
-         "auditory_level", "auditory_lockout", "refractory", "rate", "session_cap")
+RULES = ("disarmed", "device_fault", "calibrating", "stale_data", "gap", "artefact",
+         "deadline", "modality", "waveform", "charge", "charge_density", "shannon",
+         "charge_rate", "opto_power", "auditory_level", "auditory_lockout", "refractory",
+         "rate", "session_cap")
 
 
 class SafetyError(RuntimeError):
@@ -535,6 +541,8 @@ class Governor:
         self._counter: SampleCounter | None = None
         #: samples found missing before the last observed chunk (0: none)
         self.last_missing = 0
+        #: output name -> why it faulted; written from any thread (one dict store)
+        self._faults: dict[str, str] = {}
 
     # ------------------------------------------------------------------ state
     @property
@@ -563,6 +571,35 @@ class Governor:
     def disarm(self) -> None:
         """Refuse every pulse from now on until armed again."""
         self._s.armed = False
+
+    def fault(self, output: str, reason: str) -> bool:
+        """Mark ``output``'s device as faulted: every later intent is refused (rule
+        ``device_fault``) until :meth:`clear_fault`. Safe from any thread (one dict store;
+        the first reason given for an output is kept).
+
+        Returns
+        -------
+        bool
+            True if this is a new fault for ``output``.
+        """
+        if output in self._faults:
+            return False
+        self._faults.setdefault(output, reason)
+        return True
+
+    def clear_fault(self, output: str) -> None:
+        """Forget ``output``'s fault (only after the device proved healthy again)."""
+        self._faults.pop(output, None)
+
+    @property
+    def faults(self) -> dict[str, str]:
+        """Faulted outputs and why (a copy)."""
+        return dict(self._faults)
+
+    @property
+    def faulted(self) -> bool:
+        """Some output is faulted: nothing may be approved or fired."""
+        return bool(self._faults)
 
     def set_calibrated(self, done: bool) -> None:
         """Tell the governor whether the detectors finished their baseline calibration."""
@@ -637,6 +674,7 @@ class Governor:
         out = []
         if not s.armed:
             out.append("disarmed")
+        out.extend(f"fault: {name}" for name in list(self._faults))
         if not s.calibrated or s.data_seen_s < st.calibration_s:
             out.append("calibrating")
         if now_s < s.last_intended_s + st.refractory_s:
@@ -716,6 +754,9 @@ class Governor:
         spec = it.spec
         if not s.armed:
             return "disarmed", "governor is disarmed"
+        if self._faults:
+            name, why = next(iter(self._faults.items()))
+            return "device_fault", f"{name}: {why}"
         if not s.calibrated or s.data_seen_s < st.calibration_s:
             return "calibrating", f"{s.data_seen_s:.1f} s of data seen"
         age = now - s.last_sample_s

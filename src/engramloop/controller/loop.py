@@ -30,6 +30,7 @@ import gc
 import math
 import os
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from engramloop.controller.scheduler import Scheduler
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
 from engramloop.core.events import Event
-from engramloop.core.pulse import Delivery, Pulse
+from engramloop.core.pulse import Delivery, DeviceFault, Pulse
 
 STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record",
           "chunk_total", "pulse_total")
@@ -67,6 +68,8 @@ class SimStimOutput:
     scheduler gives it and does nothing while disarmed."""
 
     name = "sim"
+    #: fed only pulses every device output delivered (the scheduler skips it otherwise)
+    loopback = True
 
     def __init__(self, sim_source: Any, clock: Any) -> None:
         self._sim, self._clock, self._armed = sim_source, clock, False
@@ -89,6 +92,10 @@ class SimStimOutput:
             return Delivery(pulse.pulse_id, self.name, "failed", reason="output not armed")
         self._sim.stimulate(t, pulse.spec, pulse.target)
         return Delivery(pulse.pulse_id, self.name, "sent", sent_s=t, device_edge_s=t)
+
+
+class ThreadFailure(RuntimeError):
+    """A thread of the process died of an uncaught exception during a run."""
 
 
 @dataclass
@@ -201,6 +208,12 @@ class Loop:
         self.stages = StageTimes(STAGES)
         self._log = log or (lambda msg: None)
         self._stop_requested = ""
+        #: an uncaught exception of another thread (threading.excepthook), re-raised here
+        self._thread_error: tuple[str, BaseException] | None = None
+        self._saved_excepthook: Any = None
+        #: outputs that report their device's health between pulses (``health() -> str``)
+        self._health = [o for o in self.outputs if callable(getattr(o, "health", None))]
+        self._faults_recorded: set[str] = set()
         self._arm_requested = False
         self._disarm_requested = False
         self._outputs_armed = False
@@ -263,6 +276,21 @@ class Loop:
         """Ask the loop to finish after the current chunk."""
         self._stop_requested = reason or "stop requested"
 
+    def halt(self, reason: str) -> None:
+        """Stop now, from a signal handler or another thread: the governor refuses (and
+        the scheduler cancels) from this instant; the loop disarms the outputs, closes
+        the recording and returns after the current chunk."""
+        self.governor.disarm()
+        self._stop_requested = reason or "halted"
+
+    def _on_thread_exception(self, args: Any) -> None:
+        """threading.excepthook during a run: no thread may die unnoticed. Stimulation
+        stops at once; the loop raises the error after the current chunk."""
+        self.governor.disarm()
+        if self._thread_error is None and args.exc_value is not None:
+            name = getattr(args.thread, "name", "?")
+            self._thread_error = (name, args.exc_value)
+
     # ------------------------------------------------------------------ run
     def run(self, duration_s: float | None = None) -> RunResult:
         """Run until ``duration_s`` seconds of data (or the source ends, or stop()).
@@ -300,6 +328,9 @@ class Loop:
         finally:
             self._release_cpu()   # also when _shutdown itself was interrupted
             self._close_recorder(raise_errors=False)
+            if self._saved_excepthook is not None:
+                threading.excepthook = self._saved_excepthook
+                self._saved_excepthook = None
 
     def _close_recorder(self, raise_errors: bool) -> None:
         rec = self.recorder
@@ -329,6 +360,8 @@ class Loop:
             self._log(f"closing the recording failed: {exc}")
 
     def _start(self) -> None:
+        self._saved_excepthook = threading.excepthook
+        threading.excepthook = self._on_thread_exception
         # The source first: an output may need its session (a BrainFlow marker goes into
         # the board's own stream), and a source that cannot start (no board, no stream)
         # must stop the run before a device is opened or a recording file is created.
@@ -586,6 +619,9 @@ class Loop:
                     # no data: the live view must still show the outage
                     next_status = now + STATUS_EVERY_S
                     self._publish(now, self._last_chunk, self._state_text(now, calibrated))
+                self._watch(now)
+                if rec is not None:
+                    rec.check()
                 if now >= t_end or (duration_s is not None and not self.simulated
                                     and now - t_start >= duration_s):
                     res.stop_reason = "duration reached"
@@ -669,11 +705,13 @@ class Loop:
             if fw is not None:
                 fw.kick()   # the worker runs while this thread waits for the next chunk
             if self.scheduler.error is not None:
+                self._watch(now)   # records the device's fault before the error surfaces
                 raise self.scheduler.error
+            self._watch(now)
+            if rec is not None:
+                rec.check()   # a failed or blocked recording stops stimulation (cheap)
             if now >= next_check:
                 next_check = now + 1.0
-                if rec is not None:
-                    rec.check()
                 if self.forecaster is not None:
                     self.forecaster.check()
                     self._take_forecasts()
@@ -687,6 +725,39 @@ class Loop:
             res.stop_reason = self._stop_requested
         res.t_end_s = clock.now()
         res.duration_s = (res.t_end_s - res.t0_s) if self.simulated else (res.t_end_s - t_start)
+
+    def _watch(self, now: float) -> None:
+        """Between chunks: a thread that died, a device that reports a problem (stim box
+        disarmed itself, heartbeat unanswered) and a pulse a device refused (the scheduler
+        marked it in the governor at once) each end the run; a device fault is first
+        recorded as an event (stream ``engramloop.log``, ``"kind": "fault"``) and shown."""
+        if self._thread_error is not None:
+            name, exc = self._thread_error
+            raise ThreadFailure(f"thread {name!r} failed: {type(exc).__name__}: {exc}") \
+                from exc
+        gov = self.governor
+        for out in self._health:
+            why = out.health()
+            if why:
+                gov.fault(out.name, why)
+        if not gov.faulted:
+            return
+        self._after_chunk(now)   # the refused pulse's delivery goes in before the fault
+        faults = gov.faults
+        for name, why in faults.items():
+            if name not in self._faults_recorded:
+                self._faults_recorded.add(name)
+                msg = f"FAULT {name}: {why}; stimulation stopped"
+                self._log(msg)
+                self._messages.append(msg)
+                if self.recorder is not None and not self.recorder.failed:
+                    self.recorder.write_marker("log", now, {
+                        "t_s": now, "kind": "fault", "output": name, "reason": why,
+                        "message": msg})
+        if self.status_board is not None and self._last_chunk is not None:
+            self._publish(now, self._last_chunk, "FAULT")
+        name, why = next(iter(faults.items()))
+        raise DeviceFault(f"device fault on output {name!r}: {why}")
 
     def _decode(self, chunk: Chunk) -> list[Event]:
         """Events of every detector (and the phase estimate, in ``_phase_now``) for one
@@ -1287,6 +1358,6 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
                     lambda src: _check_source_for_stages(src, phase)))
 
 
-__all__ = ["Loop", "build_loop", "make_detectors", "RunResult", "SimStimOutput", "STAGES",
+__all__ = ["Loop", "build_loop", "ThreadFailure", "make_detectors", "RunResult", "SimStimOutput", "STAGES",
            "HostClock", "SimClock",
            "SourceError"]

@@ -209,15 +209,29 @@ class Scheduler:
         if not self.governor.armed:
             self._log_cancel(pulse, "governor disarmed before the pulse was due")
             return
+        if self.governor.faulted:
+            self._log_cancel(pulse, "an output faulted before the pulse was due")
+            return
         if pulse.condition == "sham":
             self.lateness.record(now - pulse.intended_s)
             self.n_sent += 1
             self._log(pulse, Delivery(pulse.pulse_id, "sham", "sham", sent_s=now))
             return
         first = True
+        refused = ""
         for out in self.outputs:
+            if refused and getattr(out, "loopback", False):
+                # the simulator feels only what a device delivered: a pulse the device
+                # refused never reaches the simulated brain
+                self._log(pulse, Delivery(pulse.pulse_id, out.name, "cancelled",
+                                          reason=f"not applied: {refused}"))
+                continue
             t0 = self.clock.now()
-            d = out.send(pulse)  # DeviceError propagates: the device is gone
+            try:
+                d = out.send(pulse)
+            except DeviceError as exc:  # the device is gone: propagates, stops the run
+                self.governor.fault(out.name, f"stopped answering: {exc}")
+                raise
             if first:
                 self.lateness.record(t0 - pulse.intended_s)
                 self.send_time.record(self.clock.now() - t0)
@@ -225,8 +239,15 @@ class Scheduler:
             if d.sent_s != d.sent_s:  # output did not stamp: use our time
                 d = Delivery(d.pulse_id, d.output, d.status, t0, d.ack_s, d.device_edge_s,
                              d.reason)
+            if d.status in ("nacked", "failed"):
+                # a device that refuses a pulse is a fault, not a failed pulse: the governor
+                # approves nothing more from this instant
+                refused = f"{d.output} {d.status} it ({d.reason})"
+                self.governor.fault(d.output, f"{d.status} pulse {pulse.pulse_id}: "
+                                              f"{d.reason}")
             self._log(pulse, d)
-        self.n_sent += 1
+        if not refused:
+            self.n_sent += 1
 
     def _pop_due(self, t_s: float) -> Pulse | None:
         with self._cv:

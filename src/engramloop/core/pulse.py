@@ -150,6 +150,11 @@ class DeviceError(RuntimeError):
     """A stimulator or board failed: names the device and port and what to do."""
 
 
+class DeviceFault(DeviceError):
+    """A stimulator refused a pulse, disarmed itself or stopped answering during a run;
+    the run stopped stimulating at once and ends with this error."""
+
+
 class Output(Protocol):
     """A stimulator or marker sink. Outputs never decide to stimulate on their own: they
     send exactly the approved pulses they are handed, and are off (disarmed, outputs low)

@@ -169,8 +169,26 @@ class EmulatedOutput:
         status = getattr(self.inner, "status", None)  # a StimBox: clicks use its audio line
         if pulse.spec.modality == "auditory" and status is not None:
             channel = status.audio_channel
+        before = self._by_channel.get(channel)
         self._by_channel[channel] = pulse
-        return self.inner.send(pulse)
+        d = self.inner.send(pulse)
+        if d.status not in ("sent", "acked"):
+            # refused: no edge of this pulse will come (an edge still due belongs to the
+            # pulse before it)
+            if before is None:
+                self._by_channel.pop(channel, None)
+            else:
+                self._by_channel[channel] = before
+        return d
+
+    def health(self) -> str:
+        """The device's health as its driver reports it ("" = fine), or the error the
+        simulator raised when handed an edge."""
+        if self.emulator is not None and self.emulator.callback_errors:
+            exc = self.emulator.callback_errors[0]
+            return f"{self.name}: the simulator failed on an output edge: {exc!r}"
+        health = getattr(self.inner, "health", None)
+        return health() if callable(health) else ""
 
     def close(self) -> None:
         try:

@@ -70,9 +70,14 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     from engramloop.controller.run_progress import ProgressBoard, run_length_s
     from engramloop.controller.status import StatusBoard
 
+    from engramloop.controller.stop_signals import StopSignals, exit_code
+
     board = StatusBoard()
     dash_box: list = []
     stack = ExitStack()
+    # SIGTERM, SIGHUP and SIGINT (once or twice) stop the run in order: outputs disarmed,
+    # recording closed with its footers, exit status 128 + the signal number
+    signals = stack.enter_context(StopSignals(log=lambda msg: log(msg)))
     bars: list = []      # the one progress bar of this command, opened by the first run
     runs: list = []      # the ProgressBoard of each run sharing it
     built: list = []     # the loop, once built (an error before it: nothing had started)
@@ -97,8 +102,9 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
 
     def on_built(loop) -> None:
         """Attach the live dashboard (keys arm/disarm/stop go to the loop), or at --speed
-        max a progress bar."""
+        max a progress bar; from here a stop signal stops this loop."""
         built.append(loop)
+        signals.attach(loop)
         if speed == "max":
             attach_progress(loop, 2 if twin else 1, "replay" if replay_path else "run")
             return
@@ -109,6 +115,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
 
     def on_twin_built(loop) -> None:
         """The sham twin runs at max speed after the run: a bar over its length."""
+        signals.attach(loop)
         if runs:
             runs[-1].finish()
         while dash_box:  # the run is over: its dashboard makes way for the twin's bar
@@ -128,6 +135,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     from engramloop.analysis.trial import format_summary, run_trial, score_run, write_report
     from engramloop.cli.paths import check_output_file, prepare_output_dir, remove_if_empty
     from engramloop.controller.forecast_worker import ForecasterError
+    from engramloop.controller.loop import ThreadFailure
     from engramloop.controller.recorder import RecordingError
 
     # outputs are checked before anything starts: a folder that takes no file, or an
@@ -174,7 +182,8 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                 write_report(rep, args.report)
         if runs and not str(rep["run"].get("stop_reason", "")).startswith("interrupted"):
             runs[-1].finish()
-    except (SourceError, DeviceError, RecordingError, ForecasterError) as exc:
+    except (SourceError, DeviceError, RecordingError, ForecasterError,
+            ThreadFailure) as exc:
         remove_if_empty(created)   # a run that never started leaves no empty folder
         if not built:      # the source, config or a device failed before the run began
             raise UserError(str(exc)) from None
@@ -195,6 +204,12 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
             dash.stop()
         stack.close()
     print(format_summary(rep))
+    if signals.signum is not None:
+        # stopped by a signal: outputs are off and the recording is closed; no report
+        # (the caller wants the process gone), a distinct exit status
+        print(f"  {signals.reason}: outputs disarmed, recording closed"
+              + (f" ({record})" if record else ""))
+        return exit_code(signals.signum)
     if args.report:
         print(f"  report: {_html_report(record, args.report)}")
     interrupted = str(rep["run"].get("stop_reason", "")).startswith("interrupted")

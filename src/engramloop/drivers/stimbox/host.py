@@ -30,6 +30,7 @@ import numpy as np
 from engramloop.core.pulse import Delivery, DeviceError, Pulse, PulseSpec
 from engramloop.drivers.stimbox.protocol import (
     Ack,
+    DisarmCause,
     FrameParser,
     MsgType,
     Nack,
@@ -41,6 +42,35 @@ from engramloop.drivers.stimbox.protocol import (
 )
 
 __all__ = ["StimBox", "ClockMap", "spec_to_command"]
+
+
+#: every this many heartbeats the heartbeat thread also asks for STATUS (every 100 ms at
+#: the default 20 ms period), so a device that disarmed itself is known within ~0.1 s
+#: even when no pulse is due
+STATUS_POLL_EVERY = 5
+#: SCHED_FIFO priority of the heartbeat and reader threads where the OS allows it: above
+#: the loop's and scheduler's (``scheduler.realtime_priority``, at most 98 + 1), so CPU
+#: load from other processes cannot delay a heartbeat past the 100 ms watchdog
+DRIVER_FIFO_PRIORITY = 99
+
+
+def raise_thread_priority(priority: int = DRIVER_FIFO_PRIORITY) -> str:
+    """Give the calling thread SCHED_FIFO ``priority`` (Linux, with CAP_SYS_NICE), else
+    the lowest nice value allowed; returns what it got, for the log. The threads that use
+    it sleep almost all the time (a frame every 20 ms), so they cannot starve others."""
+    import os
+
+    try:
+        top = os.sched_get_priority_max(os.SCHED_FIFO)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(min(priority, top)))
+        return f"SCHED_FIFO {min(priority, top)}"
+    except (AttributeError, OSError) as exc:
+        why = str(exc)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)  # Linux: 0 = the calling thread
+        return f"nice -10 (SCHED_FIFO refused: {why})"
+    except (AttributeError, OSError):
+        return f"normal (SCHED_FIFO refused: {why}; needs CAP_SYS_NICE)"
 
 
 class ClockMap:
@@ -127,6 +157,9 @@ class _Waiter:
     payload: bytes = b""
     t_recv: float = math.nan
     heartbeat: bool = False
+    #: a STATUS poll from the heartbeat thread (nobody waits for it): the arm epoch when
+    #: it was sent, or -1 when the host did not consider the device armed then
+    poll_epoch: int | None = None
 
 
 def spec_to_command(spec: PulseSpec, *, audio_channel: int = 5,
@@ -239,7 +272,14 @@ class StimBox:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._armed = False
+        #: bumped at every ARM and DISARM, so a STATUS poll answered across one is ignored
+        self._arm_epoch = 0
+        #: why the device is not doing what the host asked ("" while it is): it reported
+        #: itself disarmed (watchdog) or NACKed a pulse; read by :meth:`health`
+        self._fault = ""
         self._last_hb_ack = math.nan
+        #: how the heartbeat thread runs ("SCHED_FIFO 90", or why it could not)
+        self.heartbeat_priority = ""
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -284,11 +324,14 @@ class StimBox:
         """ARM the device (it stays armed while heartbeats arrive)."""
         self._raise_if_failed()
         self._expect_ack(self._command(MsgType.ARM, b""), "ARM")
+        self._fault = ""
+        self._arm_epoch += 1
         self._armed = True
 
     def disarm(self) -> None:
         """DISARM the device: outputs low, pending pulses cancelled."""
         self._armed = False
+        self._arm_epoch += 1
         self._raise_if_failed()
         self._expect_ack(self._command(MsgType.DISARM, b""), "DISARM")
 
@@ -393,10 +436,26 @@ class StimBox:
             nack = Nack.unpack(w.payload)
             if nack.reason == NackReason.NOT_ARMED:
                 self._armed = False
+                self._fault = self._fault or (
+                    f"stim box on {self.port} refused a pulse as NOT_ARMED: it disarmed "
+                    "itself (heartbeat watchdog?)")
+            else:
+                self._fault = self._fault or (
+                    f"stim box on {self.port} refused a pulse (NACK {nack.reason_name})")
             return Delivery(pulse.pulse_id, self.name, "nacked", sent_s=w.t_send,
                             ack_s=w.t_recv, reason=f"stim box NACK {nack.reason_name}")
         raise DeviceError(f"stim box on {self.port} answered a pulse with frame type "
                           f"{w.frame_type:#x}")
+
+    def health(self) -> str:
+        """"" while the device does what the host asked; otherwise why not, one line: it
+        stopped answering (port error, heartbeats unacknowledged), reported itself
+        disarmed while the host had it armed (a STATUS poll every
+        ``STATUS_POLL_EVERY`` heartbeats, or a NOT_ARMED NACK), or NACKed a pulse.
+        Never blocks (the loop calls it every chunk)."""
+        if self._error is not None:
+            return str(self._error)
+        return self._fault
 
     # -- plumbing --------------------------------------------------------------------------
     def check(self) -> None:
@@ -421,10 +480,12 @@ class StimBox:
         self._seq = (self._seq + 1) & 0xFF
         return self._seq
 
-    def _write_frame(self, msg_type: int, payload: bytes, heartbeat: bool) -> _Waiter:
+    def _write_frame(self, msg_type: int, payload: bytes, heartbeat: bool,
+                     poll_epoch: int | None = None) -> _Waiter:
         with self._write_lock:
             seq = self._next_seq()
-            w = _Waiter(seq, math.nan, threading.Event(), heartbeat=heartbeat)
+            w = _Waiter(seq, math.nan, threading.Event(), heartbeat=heartbeat,
+                        poll_epoch=poll_epoch)
             with self._wait_lock:
                 self._waiters[seq] = w  # a reused seq replaces a long-dead waiter
             frame = encode_frame(seq, msg_type, payload)
@@ -468,6 +529,7 @@ class StimBox:
                               f"{w.frame_type:#x}")
 
     def _read_loop(self) -> None:
+        raise_thread_priority()
         parser = FrameParser()
         ser = self._ser
         while not self._stop.is_set():
@@ -489,6 +551,8 @@ class StimBox:
                     if w.heartbeat:
                         self._waiters.pop(fr.seq, None)
                 w.frame_type, w.payload, w.t_recv = fr.type, fr.payload, t
+                if w.poll_epoch is not None and fr.type == MsgType.STATUS_REPLY:
+                    self._judge_poll(w.poll_epoch, fr.payload)
                 if fr.type == MsgType.ACK:
                     ack = Ack.unpack(fr.payload)
                     if ack.cmd in (MsgType.HEARTBEAT, MsgType.ARM, MsgType.STOP,
@@ -498,14 +562,42 @@ class StimBox:
                         self._last_hb_ack = t
                 w.event.set()
 
+    def _judge_poll(self, epoch: int, payload: bytes) -> None:
+        """A STATUS poll's answer: the device says it is disarmed although the host armed
+        it (and neither side changed it since the poll was sent) -> a fault."""
+        if epoch < 0 or epoch != self._arm_epoch or not self._armed:
+            return
+        try:
+            st = Status.unpack(payload)
+        except ValueError:
+            return
+        if not st.armed:
+            try:
+                cause = DisarmCause(st.disarm_cause).name
+            except ValueError:
+                cause = str(st.disarm_cause)
+            hint = (" (heartbeat watchdog: the host's heartbeats arrived more than 100 ms "
+                    "apart)" if st.disarm_cause == DisarmCause.WATCHDOG else "")
+            self._armed = False
+            self._fault = self._fault or (f"stim box on {self.port} disarmed itself, cause "
+                                          f"{cause}{hint}")
+
     def _heartbeat_loop(self) -> None:
+        self.heartbeat_priority = raise_thread_priority()
         next_t = time.monotonic()
         self._last_hb_ack = next_t
+        n = 0
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_t:
                 try:
                     self._write_frame(MsgType.HEARTBEAT, b"", heartbeat=True)
+                    n += 1
+                    if n % STATUS_POLL_EVERY == 0:
+                        # the device's own word on whether it is still armed: nobody waits
+                        # for the answer, the reader judges it (_judge_poll)
+                        self._write_frame(MsgType.STATUS, b"", heartbeat=True,
+                                          poll_epoch=self._arm_epoch if self._armed else -1)
                 except DeviceError:
                     return
                 next_t += self.heartbeat_interval_s

@@ -21,6 +21,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from engramloop.drivers.pulsepal import (
     CODE,
@@ -83,6 +84,7 @@ class PulsePalDevice:
         self.ignored_bytes = 0
         self.confirms: list[tuple[int, int]] = []   # (op, confirm byte)
         self.ops: list[int] = []
+        self.op_times_us: list[int] = []             # device time of each entry of ops
         self._buf = bytearray()
         self._last_rx_us = 0
         self._pending: list[PulsePalEdge] = []
@@ -183,6 +185,7 @@ class PulsePalDevice:
     def _execute(self, msg: bytes, now_us: int) -> bytes:
         op = msg[1]
         self.ops.append(op)
+        self.op_times_us.append(now_us)
         if op == 72:
             self.connected = True
             return bytes((75,)) + struct.pack("<I", self.firmware_version)
@@ -308,6 +311,8 @@ class PulsePalEmulator(StimulatorDevice):
         self.on_edge = on_edge
         super().__init__("pulsepal-emulator", nonblocking=True)
         self._t0 = time.monotonic()
+        self._log_fh: Any = None
+        self._logged = [0, 0]   # entries of device.ops / device.confirms written
 
     def device_now_us(self) -> int:
         return int((time.monotonic() - self._t0) * 1e6)
@@ -332,4 +337,82 @@ class PulsePalEmulator(StimulatorDevice):
                     data = b""
             reply, edges = self.device.step(data, self.device_now_us())
             self._emit(reply, edges)
+            if self._log_fh is not None:
+                self._write_log(edges)
+
+    def log_to(self, fh: Any) -> None:
+        """Write every command the device handled and every pulse onset to ``fh``, one
+        line each (host monotonic seconds, the clock of every process on this machine)::
+
+            rx <host_s> op=<code> <name> [confirm=<0|1>]
+            edge <host_s> ch=<n> index=<k>
+        """
+        self._log_fh = fh
+
+    def _write_log(self, edges: Any) -> None:
+        d, lines = self.device, []
+        n_conf = self._logged[1]
+        for op, t in zip(d.ops[self._logged[0]:], d.op_times_us[self._logged[0]:],
+                         strict=True):
+            line = f"rx {self.host_time(t):.6f} op={op} {OP_NAMES.get(op, 'unknown')}"
+            if op in (73, 74, 79, 91, 92) and n_conf < len(d.confirms):
+                line += f" confirm={d.confirms[n_conf][1]}"
+                n_conf += 1
+            lines.append(line)
+        for e in edges:
+            lines.append(f"edge {self.host_time(e.device_us):.6f} ch={e.channel} "
+                         f"index={e.params['index']}")
+        self._logged = [len(d.ops), n_conf]
+        if lines:
+            self._log_fh.write("\n".join(lines) + "\n")
+            self._log_fh.flush()
+
+
+#: op codes by name, for the emulator's log (drivers/pulsepal.py, PROTOCOL.md)
+OP_NAMES = {72: "handshake", 73: "program_all_legacy", 74: "program_param",
+            77: "soft_trigger", 79: "set_display", 80: "stop_all", 81: "disconnect",
+            89: "client_name", 91: "program_param_all_channels", 92: "program_all",
+            93: "program_all_done", 94: "hardware_info", 98: "stop_channels"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve an emulated Pulse Pal on a pty until SIGTERM/SIGINT; print the port first."""
+    import argparse
+    import signal
+    import threading
+
+    ap = argparse.ArgumentParser(prog="python -m engramloop.sim.emulators.pulsepal_emulator",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--firmware", type=int, default=22, choices=(21, 22))
+    ap.add_argument("--log", metavar="PATH",
+                    help="write every command received and every pulse onset to PATH")
+    ap.add_argument("--reject", type=int, action="append", default=[], metavar="CODE",
+                    help="fault injection: answer op 74 for this parameter code with "
+                         "confirm byte 0 (repeatable)")
+    args = ap.parse_args(argv)
+    emu = PulsePalEmulator(firmware_version=args.firmware,
+                           reject_codes=tuple(args.reject))
+    fh = open(args.log, "w", buffering=1) if args.log else None  # noqa: SIM115
+    if fh is not None:
+        emu.log_to(fh)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    emu.start()
+    print(emu.port, flush=True)
+    try:
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.close()
+        if fh is not None:
+            fh.close()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
 

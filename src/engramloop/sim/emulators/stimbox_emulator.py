@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from engramloop.drivers.stimbox.protocol import (
     FIRMWARE_VERSION,
@@ -328,6 +329,13 @@ class StimBoxEmulator(StimulatorDevice):
         self._lock = threading.Lock()
         self._t0 = time.monotonic()
         self.rx_bytes = 0
+        #: a text file (line-buffered) that gets one line per command the device handled
+        #: and per disarm, with host times; see :meth:`log_to`
+        self._log_fh: Any = None
+        self._logged = [0, 0, 0]    # entries of device.log.acks/nacks/disarms written
+        #: fault injection: device time (us) at which an armed device disarms itself as if
+        #: its watchdog had tripped (None: never)
+        self.trip_at_us: int | None = None
 
     # device clock <-> host clock
     def device_now_us(self) -> int:
@@ -342,10 +350,43 @@ class StimBoxEmulator(StimulatorDevice):
         with self._lock:
             self._process(data)
 
+    def log_to(self, fh: Any) -> None:
+        """Write what the device received and did to ``fh`` from now on, one line each::
+
+            rx <host_s> <COMMAND> seq=<n> ack|nack=<REASON>
+            disarm <host_s> cause=<HOST|WATCHDOG|...>
+            edge <host_s> ch=<n> index=<k>
+
+        (host monotonic seconds, the clock of every process on this machine), so a test in
+        another process can read what a host really sent even after that host died."""
+        self._log_fh = fh
+
+    def _write_log(self, edges: Any) -> None:
+        fh, lg, done = self._log_fh, self.device.log, self._logged
+        lines = []
+        for t, cmd, seq in lg.acks[done[0]:]:
+            lines.append(f"rx {self.host_time(t):.6f} {_name(cmd)} seq={seq} ack")
+        for t, cmd, reason in lg.nacks[done[1]:]:
+            lines.append(f"rx {self.host_time(t):.6f} {_name(cmd)} nack={reason.name}")
+        for t, cause, _ in lg.disarms[done[2]:]:
+            lines.append(f"disarm {self.host_time(t):.6f} cause={cause.name}")
+        for e in edges:
+            lines.append(f"edge {self.host_time(e.device_us):.6f} ch={e.channel} "
+                         f"index={e.params.get('index', 0)}")
+        done[:] = [len(lg.acks), len(lg.nacks), len(lg.disarms)]
+        if lines:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+
     def _process(self, data: bytes) -> None:
         now = self.device_now_us()
+        if self.trip_at_us is not None and now >= self.trip_at_us and self.device.armed:
+            self.trip_at_us = None
+            self.device._disarm(now, DisarmCause.WATCHDOG)
         reply, edges = self.device.step(data, now)
         self._emit(reply, edges)
+        if self._log_fh is not None:
+            self._write_log(edges)
 
 
     def _run(self) -> None:
@@ -381,6 +422,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="switch the rate limit off (benches of the host driver only)")
     ap.add_argument("--offset-us", type=int, default=0)
     ap.add_argument("--verbose", action="store_true", help="print every edge")
+    ap.add_argument("--log", metavar="PATH",
+                    help="write every command received, disarm and edge to PATH, one line "
+                         "each with host monotonic times (for tests and benches)")
+    ap.add_argument("--trip-after-s", type=float, default=None, metavar="S",
+                    help="fault injection: S seconds after the first ARM the device "
+                         "disarms itself as if its heartbeat watchdog had tripped")
     args = ap.parse_args(argv)
 
     def show(t: float, ch: int, params: dict) -> None:
@@ -392,6 +439,22 @@ def main(argv: list[str] | None = None) -> int:
                           max_rate_per_s=None if args.no_rate_limit else args.max_rate)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    fh = open(args.log, "w", buffering=1) if args.log else None  # noqa: SIM115
+    if fh is not None:
+        emu.log_to(fh)
+    if args.trip_after_s is not None:
+        trip = args.trip_after_s
+
+        def arm_watch() -> None:
+            # the first ARM the device acknowledged starts the countdown
+            while not stop.wait(0.001):
+                acks = emu.device.log.acks
+                first = next((t for t, cmd, _ in acks if cmd == MsgType.ARM), None)
+                if first is not None:
+                    emu.trip_at_us = first + int(trip * 1e6)
+                    return
+
+        threading.Thread(target=arm_watch, daemon=True).start()
     emu.start()
     print(emu.port, flush=True)
     try:
@@ -401,7 +464,16 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         emu.close()
+        if fh is not None:
+            fh.close()
     return 0
+
+
+def _name(cmd: int) -> str:
+    try:
+        return MsgType(cmd).name
+    except ValueError:
+        return f"0x{cmd:02x}"
 
 
 if __name__ == "__main__":

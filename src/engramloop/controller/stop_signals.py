@@ -1,0 +1,100 @@
+"""Every way a process is told to end becomes an orderly stop.
+
+``SIGTERM`` (``systemctl stop``, ``kill``), ``SIGHUP`` (the terminal closed) and ``SIGINT``
+(Ctrl-C) would otherwise end the Python process without disarming anything (SIGTERM and
+SIGHUP) or raise ``KeyboardInterrupt`` wherever the main thread happens to be -- possibly
+half-way through disarming (a second Ctrl-C). :class:`StopSignals` replaces their handlers
+for the life of a command with one that only *asks*:
+
+- the first signal disarms the governor at once (a flag: the scheduler cancels anything
+  still pending from that instant) and asks the loop to stop; the loop then disarms every
+  output (stop op to the Pulse Pal, DISARM to the stim box), closes the recording with its
+  footers and returns;
+- any further signal is noted and otherwise ignored: nothing interrupts the disarm.
+
+The command then exits with :func:`exit_code` = 128 + the signal number (the shell's
+convention: SIGHUP 129, SIGINT 130, SIGTERM 143), distinct from an error (1 or 2) and from
+a clean end (0). A process that must die at once still can: SIGKILL, after which the stim
+box disarms itself within 100 ms (watchdog) and the Pulse Pal keeps playing at most the
+train it was given (it has no watchdog).
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+#: the signals turned into a stop (SIGHUP does not exist on Windows)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGINT")
+                     if hasattr(signal, n))
+
+
+def exit_code(signum: int) -> int:
+    """The exit status of a command stopped by ``signum``: 128 + its number."""
+    return 128 + int(signum)
+
+
+class StopSignals:
+    """Context manager: SIGTERM, SIGHUP and SIGINT ask the attached loop to stop.
+
+    Parameters
+    ----------
+    log : callable(str), optional
+        Gets one line per signal received.
+
+    Attributes
+    ----------
+    signum : int or None
+        The first signal received.
+    """
+
+    def __init__(self, log: Any = None) -> None:
+        self._log = log or (lambda msg: None)
+        self.signum: int | None = None
+        self.count = 0
+        self._loop: Any = None
+        self._saved: dict[int, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    @property
+    def reason(self) -> str:
+        """The stop reason a loop records: ``"stopped by signal SIGTERM"``."""
+        return f"stopped by signal {self.name}" if self.signum is not None else ""
+
+    def attach(self, loop: Any) -> None:
+        """Send the stop to ``loop`` (anything with ``halt(reason)``), at once if a signal
+        already arrived while it was being built."""
+        self._loop = loop
+        if self.signum is not None:
+            loop.halt(self.reason)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.signum is None:
+            self.signum = signum
+            loop = self._loop
+            if loop is not None:
+                loop.halt(self.reason)
+            self._log(f"{self.name}: stopping (disarming outputs, closing the recording)")
+        else:
+            self._log(f"{signal.Signals(signum).name}: already stopping; outputs are being "
+                      "disarmed (SIGKILL abandons that)")
+
+    def __enter__(self) -> StopSignals:
+        # handlers can only be installed from the main thread (tests may call commands
+        # from another thread: they keep the default behaviour)
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                self._saved[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, old in self._saved.items():
+            signal.signal(s, old)
+        self._saved.clear()
+
+
+__all__ = ["StopSignals", "STOP_SIGNALS", "exit_code"]
