@@ -1358,6 +1358,7 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
                     lambda src: _check_source_for_stages(src, phase)))
 
 
-__all__ = ["Loop", "build_loop", "ThreadFailure", "make_detectors", "RunResult", "SimStimOutput", "STAGES",
+__all__ = ["Loop", "build_loop", "ThreadFailure", "make_detectors", "RunResult",
+           "SimStimOutput", "STAGES",
            "HostClock", "SimClock",
            "SourceError"]

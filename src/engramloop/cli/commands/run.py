@@ -69,7 +69,6 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     from engramloop.controller.progress import progress
     from engramloop.controller.run_progress import ProgressBoard, run_length_s
     from engramloop.controller.status import StatusBoard
-
     from engramloop.controller.stop_signals import StopSignals, exit_code
 
     board = StatusBoard()
