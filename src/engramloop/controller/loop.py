@@ -1007,7 +1007,9 @@ class Loop:
             channels=self._period_quality(chunk),
             detections_per_min={k: v / span for k, v in counts.items()},
             pulses_sent=self.scheduler.n_sent, pulses_refused=refused,
-            armed=self.governor.armed, lockouts=self.governor.lockouts(now),
+            # a faulted output is not armed, whatever the governor was asked
+            armed=self.governor.armed and not self.governor.faulted,
+            lockouts=self.governor.lockouts(now),
             loop_latency_p99_s=self.stages["chunk_total"].percentile(99),
             scheduler_lateness_p99_s=self.scheduler.lateness.percentile(99),
             forecast=forecast, forecast_age_s=forecast_age, forecast_gate=gate,

@@ -1,0 +1,122 @@
+"""Device faults and dying threads inside the loop (in-process; the same on real processes
+is in test_process_end_and_faults.py)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+
+import pytest
+import pyxdf
+
+from engramloop.controller.loop import SimStimOutput, ThreadFailure, build_loop
+from engramloop.controller.recorder import RecordingError
+from engramloop.controller.status import StatusBoard
+from engramloop.core.pulse import Delivery, DeviceFault
+from engramloop.drivers.markers import ShamOutput
+from engramloop.drivers.stimbox.protocol import DisarmCause, MsgType
+from test_loop import ripple_cfg, sim
+
+
+class NackingOutput(ShamOutput):
+    """The real sham output, except that its 'device' NACKs the k-th pulse (stands in for a
+    stimulator refusing; the real drivers' NACKs are tested on real processes)."""
+
+    def __init__(self, nack_at: int) -> None:
+        super().__init__(name="nacker")
+        self.nack_at, self.k = nack_at, 0
+
+    def send(self, pulse) -> Delivery:
+        self.k += 1
+        if self.k == self.nack_at:
+            return Delivery(pulse.pulse_id, self.name, "nacked", reason="REFRACTORY")
+        d = super().send(pulse)
+        return Delivery(d.pulse_id, self.name, "sent", sent_s=d.sent_s)
+
+
+def test_a_nack_faults_the_output_stops_approvals_and_the_simulator_never_gets_it(tmp_path):
+    cfg = ripple_cfg()
+    src = sim(cfg)
+    nacker = NackingOutput(nack_at=3)
+    outputs = [nacker, SimStimOutput(src, None)]
+    board = StatusBoard()
+    path = tmp_path / "run.xdf"
+    loop = build_loop(cfg, speed="max", source=src, outputs=outputs, record=str(path),
+                      status_board=board)
+    outputs[-1]._clock = loop.clock
+    with pytest.raises(DeviceFault, match="nacker.*REFRACTORY"):
+        loop.run(30.0)
+    res = loop.result
+    assert len(src.pulses) == 2           # the two delivered; not the refused third
+    statuses = [(d.output, d.status) for _, d in res.deliveries]
+    assert statuses[-2:] == [("nacker", "nacked"), ("sim", "cancelled")]
+    assert not loop.governor.armed and "nacker" in loop.governor.faults
+    snap = board.latest()
+    assert not snap.armed and "fault: nacker" in snap.lockouts
+    streams, _ = pyxdf.load_xdf(str(path))
+    by = {s["info"]["name"][0]: s for s in streams}
+    log = [json.loads(x[0]) for x in by["engramloop.log"]["time_series"]]
+    assert [m["output"] for m in log if m.get("kind") == "fault"] == ["nacker"]
+
+
+def stimbox_cfg():
+    cfg = ripple_cfg()
+    st = dataclasses.replace(cfg.stimulators, kinds=("stimbox",),
+                             stimbox=dataclasses.replace(cfg.stimulators.stimbox,
+                                                         port="emulator"))
+    pulse = dataclasses.replace(cfg.policy.pulse, modality="ttl", amplitude=5.0,
+                                phase_width_s=0.001)
+    return dataclasses.replace(cfg, stimulators=st,
+                               policy=dataclasses.replace(cfg.policy, pulse=pulse))
+
+
+@pytest.mark.parametrize("fault", ["thread", "recorder"])
+def test_a_dying_thread_or_recorder_disarms_the_stim_box(tmp_path, fault):
+    """Real time, the stim-box emulator on a pty: an exception escaping any thread, or the
+    recording failing mid-run, ends the run and the device receives DISARM. The recording
+    goes to a FIFO whose reader takes everything for 12 s, then closes it, so the writes
+    after that fail (EPIPE) while the device is armed."""
+    record = str(tmp_path / "run.xdf")
+    if fault == "recorder":
+        os.mkfifo(record)
+
+        def storage():
+            fd = os.open(record, os.O_RDONLY)
+            end = time.monotonic() + 12.0
+            while time.monotonic() < end and os.read(fd, 1 << 16):
+                pass
+            os.close(fd)
+
+        threading.Thread(target=storage, daemon=True).start()
+    loop = build_loop(stimbox_cfg(), speed=1, duration_s=30.0, record=record)
+    emu_box: list = []
+
+    class Trouble:
+        """After 2000 chunks (10 s: calibrated and armed), a helper thread dies."""
+
+        calibrating = False
+        n = 0
+
+        def process(self, chunk):
+            Trouble.n += 1
+            if Trouble.n == 1:
+                emu_box.append(loop.outputs[0].emulator)
+            if Trouble.n == 2000 and fault == "thread":
+                def boom():
+                    raise ValueError("helper thread bug")
+                threading.Thread(target=boom, name="helper").start()
+            return []
+
+    loop.detectors.append(Trouble())
+    exc = ThreadFailure if fault == "thread" else RecordingError
+    with pytest.raises(exc):
+        loop.run(30.0)
+    dev = emu_box[0].device
+    armed_at = max(t for t, cmd, _ in dev.log.acks if cmd == MsgType.ARM)
+    assert any(cmd == MsgType.DISARM and t > armed_at for t, cmd, _ in dev.log.acks)
+    assert dev.log.disarms[-1][1] == DisarmCause.HOST and not dev.armed
+    assert not loop.governor.armed
+    if fault == "thread":
+        assert "helper thread bug" in loop.result.error
