@@ -10,6 +10,7 @@ import time
 
 import pytest
 import pyxdf
+from test_loop import ripple_cfg, sim
 
 from engramloop.controller.loop import SimStimOutput, ThreadFailure, build_loop
 from engramloop.controller.recorder import RecordingError
@@ -17,7 +18,6 @@ from engramloop.controller.status import StatusBoard
 from engramloop.core.pulse import Delivery, DeviceFault
 from engramloop.drivers.markers import ShamOutput
 from engramloop.drivers.stimbox.protocol import DisarmCause, MsgType
-from test_loop import ripple_cfg, sim
 
 
 class NackingOutput(ShamOutput):

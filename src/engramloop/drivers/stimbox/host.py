@@ -40,6 +40,7 @@ from engramloop.drivers.stimbox.protocol import (
     Status,
     encode_frame,
 )
+from engramloop.drivers.thread_priority import raise_thread_priority
 
 __all__ = ["StimBox", "ClockMap", "spec_to_command"]
 
@@ -48,31 +49,6 @@ __all__ = ["StimBox", "ClockMap", "spec_to_command"]
 #: the default 20 ms period), so a device that disarmed itself is known within ~0.1 s
 #: even when no pulse is due
 STATUS_POLL_EVERY = 5
-#: SCHED_FIFO priority of the heartbeat and reader threads where the OS allows it: above
-#: the loop's and scheduler's (``scheduler.realtime_priority``, at most 98 + 1), so CPU
-#: load from other processes cannot delay a heartbeat past the 100 ms watchdog
-DRIVER_FIFO_PRIORITY = 99
-
-
-def raise_thread_priority(priority: int = DRIVER_FIFO_PRIORITY) -> str:
-    """Give the calling thread SCHED_FIFO ``priority`` (Linux, with CAP_SYS_NICE), else
-    the lowest nice value allowed; returns what it got, for the log. The threads that use
-    it sleep almost all the time (a frame every 20 ms), so they cannot starve others."""
-    import os
-
-    try:
-        top = os.sched_get_priority_max(os.SCHED_FIFO)
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(min(priority, top)))
-        return f"SCHED_FIFO {min(priority, top)}"
-    except (AttributeError, OSError) as exc:
-        why = str(exc)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, -10)  # Linux: 0 = the calling thread
-        return f"nice -10 (SCHED_FIFO refused: {why})"
-    except (AttributeError, OSError):
-        return f"normal (SCHED_FIFO refused: {why}; needs CAP_SYS_NICE)"
-
-
 class ClockMap:
     """Maps device microseconds (uint32, wrapping) onto the host clock (seconds).
 
@@ -278,6 +254,8 @@ class StimBox:
         #: itself disarmed (watchdog) or NACKed a pulse; read by :meth:`health`
         self._fault = ""
         self._last_hb_ack = math.nan
+        #: send time of the oldest heartbeat not yet acknowledged (NaN: none outstanding)
+        self._first_unacked_hb = math.nan
         #: how the heartbeat thread runs ("SCHED_FIFO 90", or why it could not)
         self.heartbeat_priority = ""
 
@@ -560,6 +538,7 @@ class StimBox:
                         self.clock.add(w.t_send, t, ack.rx_us)
                     if w.heartbeat:
                         self._last_hb_ack = t
+                        self._first_unacked_hb = math.nan
                 w.event.set()
 
     def _judge_poll(self, epoch: int, payload: bytes) -> None:
@@ -586,12 +565,15 @@ class StimBox:
         self.heartbeat_priority = raise_thread_priority()
         next_t = time.monotonic()
         self._last_hb_ack = next_t
+        self._first_unacked_hb = math.nan
         n = 0
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_t:
                 try:
-                    self._write_frame(MsgType.HEARTBEAT, b"", heartbeat=True)
+                    w = self._write_frame(MsgType.HEARTBEAT, b"", heartbeat=True)
+                    if self._first_unacked_hb != self._first_unacked_hb:
+                        self._first_unacked_hb = w.t_send
                     n += 1
                     if n % STATUS_POLL_EVERY == 0:
                         # the device's own word on whether it is still armed: nobody waits
@@ -603,8 +585,11 @@ class StimBox:
                 next_t += self.heartbeat_interval_s
                 if next_t < now:
                     next_t = now + self.heartbeat_interval_s
-            if now - self._last_hb_ack > max(0.5, 5 * self.ack_timeout_s):
-                self._fail(f"stim box on {self.port} stopped acknowledging heartbeats for "
-                           f"{now - self._last_hb_ack:.2f} s; treating the device as gone")
+            # silence is judged on heartbeats this thread actually sent: if the host itself
+            # was stalled (no heartbeat went out), that is not the device's fault
+            unanswered = self._first_unacked_hb
+            if unanswered == unanswered and now - unanswered > max(0.5, 5 * self.ack_timeout_s):
+                self._fail(f"stim box on {self.port} did not acknowledge heartbeats for "
+                           f"{now - unanswered:.2f} s; treating the device as gone")
                 return
             self._stop.wait(max(0.0, next_t - time.monotonic()))

@@ -14,6 +14,8 @@ import threading
 import tty
 from typing import Any
 
+from engramloop.drivers.thread_priority import raise_thread_priority
+
 
 class PtyDevice:
     """Base class: subclasses implement ``_run()`` (loop until ``self._stop`` is set).
@@ -40,9 +42,15 @@ class PtyDevice:
     def _run(self) -> None:  # pragma: no cover - every subclass defines it
         raise TypeError(f"{type(self).__name__} must define _run()")
 
+    def _serve(self) -> None:
+        # the device stands in for hardware with its own processor: a loaded host must
+        # not make it late (SCHED_FIFO where allowed, as the host driver's heartbeat)
+        raise_thread_priority()
+        self._run()
+
     def start(self) -> Any:
         """Start serving the port; returns self."""
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
         self._thread.start()
         return self
 
