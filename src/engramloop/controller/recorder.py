@@ -45,6 +45,12 @@ from engramloop.recording.schema import ANNOTATIONS, MARKER_STREAMS, RAW, SCHEMA
 _CLOCK_OFFSET_EVERY_S = 5.0
 _BOUNDARY_EVERY_S = 10.0  # LabRecorder also writes a boundary chunk every 10 s
 _MAX_PENDING_BYTES = 8 << 20  # flush early rather than hold more than 8 MiB in memory
+#: back-pressure: storage may complete no write for flush_interval_s + this long while data
+#: waits (the issue's bound, ~2 s of data) before the run stops stimulating
+DEFAULT_MAX_LAG_S = 2.0
+#: high-water mark of queued, unwritten bytes (about 2 min of 64 channels at 1 kHz: well
+#: above anything 2 s of a real source produces, so it bounds memory, not normal runs)
+DEFAULT_MAX_QUEUED_BYTES = 128 << 20
 
 
 class RecordingError(RuntimeError):
@@ -81,10 +87,19 @@ class Recorder:
         Longest time (seconds) data may wait in memory before it is written.
     fsync : bool
         Also ``fsync`` after each flush (survives power loss, not only process death).
+    max_lag_s : float
+        Back-pressure bound: when storage has completed no write for ``flush_interval_s +
+        max_lag_s`` seconds while data waits (a full network share, a FIFO nobody reads, a
+        disk slower than the data), :meth:`check` raises :class:`RecordingError` and the
+        loop stops stimulating: nothing is stimulated that cannot be recorded.
+    max_queued_bytes : int
+        High-water mark of data queued but not yet written; past it, :meth:`check` raises
+        the same way (bounds memory whatever the cause).
     """
 
     def __init__(self, path: str | Path, config_text: str, *, flush_interval_s: float = 1.0,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, max_lag_s: float = DEFAULT_MAX_LAG_S,
+                 max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES) -> None:
         if not flush_interval_s > 0:
             raise ValueError(f"Recorder: flush_interval_s must be > 0, got {flush_interval_s}")
         self.path = Path(path)
@@ -99,6 +114,17 @@ class Recorder:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._good_size = 0
+        if not max_lag_s > 0 or not max_queued_bytes > 0:
+            raise ValueError("Recorder: max_lag_s and max_queued_bytes must be > 0")
+        self.max_lag_s = float(max_lag_s)
+        self.max_queued_bytes = int(max_queued_bytes)
+        # back-pressure accounting without a shared lock: bytes queued (only the caller's
+        # thread adds), bytes written to the file (only the writer adds), and when the
+        # writer last completed a write (or started, before the first)
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._last_write_done = math.nan
+        self._blocked: str = ""
         for kind in MARKER_STREAMS:
             self._add(f"engramloop.{kind}", ("value",), 0.0, "", marker=True)
 
@@ -148,10 +174,20 @@ class Recorder:
         if self._thread is not None:
             return
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            # O_NONBLOCK for the open only: a FIFO nobody reads fails at once (ENXIO)
+            # instead of hanging the loop here; writes then block as on any file
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                               | getattr(os, "O_NONBLOCK", 0), 0o644)
+            os.set_blocking(self._fd, True)
         except OSError as exc:
+            import errno
+
+            if exc.errno == errno.ENXIO:
+                raise RecordingError(f"cannot open recording {self.path}: it is a FIFO nobody "
+                                     "reads; start its reader first") from None
             raise RecordingError(f"cannot open recording {self.path}: {exc.strerror}; "
                                  "check the folder exists and is writable") from None
+        self._last_write_done = time.monotonic()
         extra = (f"<engramloop><schema_version>{SCHEMA_VERSION}</schema_version>"
                  "<config>" + xdf.escape(self.config_text) + "</config>"
                  + "<clock>host monotonic (pylsl.local_clock)</clock></engramloop>")
@@ -194,6 +230,7 @@ class Recorder:
             raise ValueError(f"Recorder.write_chunk: chunk has {chunk.samples.shape[1]} "
                              f"channels, stream {st.name} has {len(st.channels)}")
         if chunk.samples.shape[0]:
+            self._bytes_in += chunk.samples.nbytes + chunk.timestamps.nbytes
             self._queue.put(("signal", st, chunk.samples, chunk.timestamps))
         notes = chunk.meta.get("annotations") if getattr(chunk, "meta", None) else None
         if notes:
@@ -217,13 +254,35 @@ class Recorder:
             raise ValueError(f"Recorder.write_marker: unknown stream {stream!r}; use one of "
                              + ", ".join(MARKER_STREAMS))
         text = json.dumps(to_jsonable(obj), separators=(",", ":"), allow_nan=False)
+        self._bytes_in += len(text) + 16
         self._queue.put(("marker", st, text, float(t_s)))
 
     def check(self) -> None:
-        """Raise :class:`RecordingError` if the writer thread failed."""
+        """Raise :class:`RecordingError` if the writer thread failed, or if storage stopped
+        keeping up (back-pressure: see ``max_lag_s`` and ``max_queued_bytes``). Cheap
+        enough for every chunk."""
         if self._error is not None:
             raise RecordingError(f"recording to {self.path} failed: {self._error}; "
                                  "stimulation must stop") from self._error
+        if self._blocked:
+            raise RecordingError(self._blocked)
+        queued = self._bytes_in - self._bytes_out
+        if not queued or self._thread is None:
+            return
+        lag = time.monotonic() - self._last_write_done - self.flush_interval_s
+        if lag > self.max_lag_s or queued > self.max_queued_bytes:
+            self._blocked = (
+                f"recording to {self.path} is blocked: storage completed no write for "
+                f"{lag + self.flush_interval_s:.1f} s and {queued / 1e6:.1f} MB wait unwritten"
+                f" (limits {self.flush_interval_s + self.max_lag_s:g} s, "
+                f"{self.max_queued_bytes / 1e6:g} MB); a full disk or network share, or a "
+                "FIFO nobody reads? Stimulation stopped")
+            raise RecordingError(self._blocked)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes handed to the recorder and not yet written to the file."""
+        return self._bytes_in - self._bytes_out
 
     def flushed_samples(self, stream: str) -> int:
         """Samples of ``stream`` (full name) already written to the file."""
@@ -242,7 +301,19 @@ class Recorder:
         self._closed = True
         if self._thread is not None:
             self._queue.put(("close",))
-            self._thread.join()
+            # wait for the last write, but never forever: storage that completes no write
+            # for the back-pressure bound will not finish this one either (the writer is a
+            # daemon thread stuck in write(); the process can still exit)
+            while self._thread.is_alive():
+                self._thread.join(0.05)
+                stuck = time.monotonic() - self._last_write_done
+                if self._thread.is_alive() and (
+                        self._blocked or stuck > self.flush_interval_s + self.max_lag_s):
+                    why = self._blocked or (f"recording to {self.path} is blocked: storage "
+                                            f"completed no write for {stuck:.1f} s")
+                    raise RecordingError(
+                        f"{why}; the recording could not be finished: "
+                        f"{self.queued_bytes / 1e6:.1f} MB were never written")
         self.check()
 
     def __enter__(self) -> Recorder:
@@ -262,6 +333,7 @@ class Recorder:
         mk: dict[int, list] = {}
         out = bytearray(self._head)
         pending = len(out)
+        pending_head = pending   # header bytes count in `pending`, not in _bytes_in
         next_flush = time.monotonic() + self.flush_interval_s
         next_offset = 0.0
         next_boundary = time.monotonic() + _BOUNDARY_EVERY_S
@@ -305,6 +377,7 @@ class Recorder:
                     continue
                 # build one contiguous block of complete chunks
                 pending_counts = []
+                taken = pending
                 for st in [e[0] for e in (*sig.values(), *mk.values())]:
                     if not st.header_written:
                         out += st.header
@@ -344,6 +417,9 @@ class Recorder:
                     self._account(st, n, t0, t1)
                 for st in self._snapshot():
                     st.flushed = st.count
+                self._bytes_out += taken - pending_head
+                pending_head = 0
+                self._last_write_done = time.monotonic()
                 out = bytearray()
                 pending = 0
                 next_flush = time.monotonic() + self.flush_interval_s
