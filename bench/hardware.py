@@ -7,7 +7,11 @@ emulators running in a separate process (so the emulator does not share our GIL)
   device edge (``device_edge_s``), and acknowledged -> true emulator edge (clock-map error);
   both for "send at the intended time" and "send 5 ms early with send(at_s=intended)";
 - stim box: host SIGKILLed -> device disarmed (watchdog), repeated;
-- Pulse Pal: soft trigger + confirming handshake round trip, and reprogramming time.
+- Pulse Pal: soft trigger + confirming handshake round trip, and reprogramming time;
+- stim box heartbeat period as the device received it, during a real ``engramloop run``
+  with every core saturated by CPU burners (p50, p99.9, max; the watchdog trips at 100 ms);
+- SIGTERM to a real ``engramloop run`` -> the device disarmed (stim box DISARM, Pulse Pal
+  stop op 80 received by the emulator), median and max over repeated runs (limit 100 ms).
 
 Run:  .venv/bin/python bench/hardware.py [--n 2000]
 """
@@ -190,19 +194,162 @@ def bench_pulsepal(n: int) -> None:
         stop(proc)
 
 
+RIG_CONFIG = """
+name = "bench-rig"
+seed = 1
+[source]
+kind = "sim"
+chunk_samples = 10
+[sim]
+rate_hz = 2000.0
+[sim.hypnogram]
+schedule = ["N3:600"]
+[detectors.ripple]
+channels = ["CA1", "CA1b"]
+pool_weights = [1.0, 0.7]
+[detectors.spindle]
+enabled = false
+[detectors.so]
+enabled = false
+[policy]
+target = "ripple"
+[policy.pulse]
+modality = "ttl"
+shape = "monophasic"
+amplitude = 5.0
+phase_width_s = 0.001
+channel = 1
+[safety]
+arm_on_start = true
+refractory_s = 0.2
+rate_window_s = [1.0, 60.0]
+rate_max_pulses = [3, 90]
+modalities = ["ttl"]
+[stimulators]
+kinds = ["{kind}"]
+"""
+EMULATOR_MODULE = {"stimbox": "engramloop.sim.emulators.stimbox_emulator",
+                   "pulsepal": "engramloop.sim.emulators.pulsepal_emulator"}
+
+
+class RigRun:
+    """An emulator process (logging what it receives, host monotonic times) and a real
+    ``engramloop run`` process driving it through --stim-port."""
+
+    def __init__(self, tmp: Path, kind: str, duration_s: float = 600.0) -> None:
+        self.log = tmp / f"{kind}.log"
+        self.emu = subprocess.Popen([sys.executable, "-m", EMULATOR_MODULE[kind], "--log",
+                                     str(self.log)], stdout=subprocess.PIPE, text=True)
+        port = self.emu.stdout.readline().strip()
+        cfg = tmp / "rig.toml"
+        cfg.write_text(RIG_CONFIG.format(kind=kind))
+        self.run = subprocess.Popen([sys.executable, "-m", "engramloop", "run", str(cfg),
+                                     "--stim-port", port, "--duration", str(duration_s),
+                                     "--quiet"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True)
+
+    def lines(self) -> list[list[str]]:
+        return [ln.split() for ln in self.log.read_text().splitlines() if ln] \
+            if self.log.exists() else []
+
+    def first(self, word: str, after: float = -1.0, timeout_s: float = 120.0) -> float:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            for ln in self.lines():
+                if ln[0] == "rx" and word in ln and float(ln[1]) >= after:
+                    return float(ln[1])
+            time.sleep(0.005)
+        raise RuntimeError(f"{word} never reached the emulator: "
+                           f"{self.run.stderr.read() if self.run.poll() is not None else ''}")
+
+    def close(self) -> None:
+        for p in (self.run, self.emu):
+            if p.poll() is None:
+                p.kill()
+            p.wait(10)
+
+
+def burners() -> list[subprocess.Popen]:
+    """One pure-Python busy loop per core: every core saturated by another process."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(os.cpu_count() or 2)]
+
+
+def bench_heartbeat_loaded(seconds: float) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        burn = burners()
+        rig = RigRun(Path(tmp), "stimbox")
+        try:
+            armed = rig.first("ARM")
+            time.sleep(seconds)
+            hb = np.array([float(ln[1]) for ln in rig.lines()
+                           if ln[0] == "rx" and ln[2] == "HEARTBEAT" and float(ln[1]) > armed])
+            trips = [ln for ln in rig.lines() if ln[:1] == ["disarm"]
+                     and ln[2] == "cause=WATCHDOG"]
+        finally:
+            rig.close()
+            for b in burn:
+                b.kill()
+                b.wait(10)
+    d = np.diff(hb) * 1e3
+    print(f"stimbox heartbeat period received by the device during a real engramloop run, "
+          f"armed, {len(burn)} CPU burners on {os.cpu_count()} cores, {len(d)} periods over "
+          f"{seconds:g} s: median {np.median(d):.2f} ms, p99.9 {q(d, 99.9):.2f} ms, max "
+          f"{d.max():.2f} ms (watchdog 100 ms; watchdog trips: {len(trips)})")
+
+
+def bench_sigterm(reps: int, kind: str) -> None:
+    import tempfile
+
+    word = {"stimbox": "DISARM", "pulsepal": "stop_all"}[kind]
+    lat, codes = [], []
+    for i in range(reps):
+        with tempfile.TemporaryDirectory() as tmp:
+            rig = RigRun(Path(tmp), kind)
+            try:
+                rig.first("ARM" if kind == "stimbox" else "soft_trigger")
+                time.sleep(0.2 + 0.3 * np.random.default_rng(i).random())
+                t_sig = time.monotonic()
+                rig.run.send_signal(signal.SIGTERM)
+                t_off = rig.first(word, after=t_sig, timeout_s=10.0)
+                codes.append(rig.run.wait(30))
+                lat.append((t_off - t_sig) * 1e3)
+            finally:
+                rig.close()
+    print(f"{kind}: SIGTERM to a real engramloop run -> {word} received by the device, "
+          f"{reps} runs: median {np.median(lat):.1f} ms, max {max(lat):.1f} ms (limit 100 ms);"
+          f" exit status {sorted(set(codes))}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000, help="pulses for the round-trip bench")
     ap.add_argument("--timing-n", type=int, default=100, help="pulses for the timing bench")
     ap.add_argument("--kills", type=int, default=5, help="SIGKILL repetitions")
+    ap.add_argument("--signals", type=int, default=10, help="SIGTERM repetitions per device")
+    ap.add_argument("--loaded-s", type=float, default=20.0,
+                    help="seconds of heartbeats measured with every core saturated")
+    ap.add_argument("--only", choices=("faults",),
+                    help="faults: only the heartbeat-under-load and SIGTERM benches")
     args = ap.parse_args()
     print(f"# python {sys.version.split()[0]}, {os.cpu_count()} cpus, load "
           f"{os.getloadavg()[0]:.2f}; emulators in a child process, ptys")
+    if args.only == "faults":
+        bench_heartbeat_loaded(args.loaded_s)
+        bench_sigterm(args.signals, "stimbox")
+        bench_sigterm(args.signals, "pulsepal")
+        return 0
     bench_round_trip(args.n)
     bench_timing(args.timing_n, 0.0)
     bench_timing(args.timing_n, 0.005)
     bench_sigkill(args.kills)
     bench_pulsepal(min(args.n, 1000))
+    bench_heartbeat_loaded(args.loaded_s)
+    bench_sigterm(args.signals, "stimbox")
+    bench_sigterm(args.signals, "pulsepal")
     return 0
 
 
