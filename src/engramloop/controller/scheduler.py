@@ -86,7 +86,10 @@ class Scheduler:
                  outputs: list[Output], clock, max_log: int = 4096) -> None:
         self.settings = settings
         self.governor = governor
-        self.outputs = list(outputs)
+        # loopbacks (the simulated output) last: they are fed only what every device
+        # output before them delivered
+        self.outputs = [o for o in outputs if not getattr(o, "loopback", False)] + \
+            [o for o in outputs if getattr(o, "loopback", False)]
         self.clock = clock
         self._heap: list[tuple[float, int, Pulse]] = []
         self._cv = threading.Condition()
