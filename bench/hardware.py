@@ -227,6 +227,8 @@ rate_max_pulses = [3, 90]
 modalities = ["ttl"]
 [stimulators]
 kinds = ["{kind}"]
+[stimulators.pulsepal]
+ttl_max_v = 5.0
 """
 EMULATOR_MODULE = {"stimbox": "engramloop.sim.emulators.stimbox_emulator",
                    "pulsepal": "engramloop.sim.emulators.pulsepal_emulator"}

@@ -60,6 +60,8 @@ rate_max_pulses = [3, 90]
 modalities = ["ttl"]
 [stimulators]
 kinds = ["{kind}"]
+[stimulators.pulsepal]
+ttl_max_v = 5.0
 """
 
 MODULE = {"stimbox": "engramloop.sim.emulators.stimbox_emulator",
