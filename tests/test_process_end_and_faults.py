@@ -225,6 +225,25 @@ def test_a_host_pause_trips_the_watchdog_and_the_run_stops(rigs):
     _only_delivered_pulses_reach_the_simulator(by, "stimbox")
 
 
+def test_a_device_that_stops_answering_is_a_fault_that_ends_the_run(rigs):
+    """The stim box's process is frozen (SIGSTOP): the port stays open but nothing answers.
+    Unacknowledged heartbeats make it a fault; the run ends with one line, exit status 2,
+    a closed recording, and does not hang on the disarm nobody acknowledges."""
+    rig = rigs("stimbox")
+    rig.wait_for("ARM")
+    time.sleep(0.3)
+    rig.emu.send_signal(signal.SIGSTOP)
+    try:
+        rc, out, err = rig.finish(timeout_s=60)
+    finally:
+        rig.emu.send_signal(signal.SIGCONT)
+    assert rc == 2, (rc, out, err)
+    assert "acknowledge" in one_line_error(err), err
+    by = recording(rig.record)
+    faults = [m for m in markers(by, "log") if m.get("kind") == "fault"]
+    assert len(faults) == 1 and faults[0]["output"] == "stimbox"
+
+
 def test_a_pulse_pal_nack_mid_run_is_a_fault_and_never_reaches_the_simulator(rigs):
     """The Pulse Pal refuses the pulse's phase width (confirm byte 0 for parameter code 4
     when the first pulse programs its channel, after calibration): fault, no trigger, the
