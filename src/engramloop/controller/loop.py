@@ -12,7 +12,16 @@ Guarantees
   outputs are never armed.
 - Outputs are disarmed and closed on every exit path (end of run, exception anywhere,
   Ctrl-C, source failure, recorder failure, scheduler/device failure), before the error
-  surfaces. The first thing done on the way out is disarming the governor.
+  surfaces. The first thing done on the way out is disarming the governor. A stop
+  signal (SIGTERM/SIGHUP/SIGINT, :mod:`controller.stop_signals`) calls :meth:`Loop.halt`;
+  an exception escaping any thread (``threading.excepthook``) ends the run.
+- Device faults: a device that refused a pulse, reported itself disarmed or stopped
+  answering is marked in the governor at once (rule ``device_fault``, from the
+  scheduler's thread), recorded (stream ``engramloop.log``, ``"kind": "fault"``), shown,
+  and ends the run with :class:`~core.pulse.DeviceFault`. The simulated output is a
+  loopback: it gets only pulses the devices delivered.
+- The recorder is checked every chunk: a failed or blocked recording (back-pressure,
+  :class:`controller.recorder.Recorder`) ends the run before anything more is stimulated.
 - No unbounded queues: a backlog of more than one chunk (a paced source delivering old
   data because the loop fell behind) is detected, logged, decoded for continuity without
   decisions, and the loop acts only on the newest chunk.

@@ -104,7 +104,8 @@ class LoopStatus:
     recording_bytes : int
         Its current size in bytes.
     state : str
-        ``"running"``, ``"calibrating"``, ``"stopping"``, ``"stopped"`` or an error text.
+        ``"running"``, ``"calibrating"``, ``"stopping"``, ``"stopped"``, ``"FAULT"`` (a
+        device fault: ``lockouts`` names the output) or an error text.
     messages : tuple of str
         The last few log lines worth showing (warnings, refusals).
     """
