@@ -120,3 +120,48 @@ def test_a_dying_thread_or_recorder_disarms_the_stim_box(tmp_path, fault):
     assert not loop.governor.armed
     if fault == "thread":
         assert "helper thread bug" in loop.result.error
+
+
+def test_rearm_after_a_healthy_time_only_when_config_allows_it(tmp_path):
+    """[stimulators] fault_rearm_after_s = 1: the stim box disarms itself (its watchdog
+    tripped, injected) mid-run; the loop disarms, waits 1 s of device health, re-arms
+    (ARM reaches the device again), logs both, and pulses are acknowledged again."""
+    cfg = stimbox_cfg()
+    cfg = dataclasses.replace(cfg, stimulators=dataclasses.replace(
+        cfg.stimulators, fault_rearm_after_s=1.0, fault_max_rearms=5))
+    path = tmp_path / "run.xdf"
+    loop = build_loop(cfg, speed=1, duration_s=25.0, record=str(path))
+    emu_box: list = []
+
+    class Trip:
+        """At chunk 2400 (12 s of data: calibrated, armed) the device disarms itself."""
+
+        calibrating = False
+        n = 0
+
+        def process(self, chunk):
+            Trip.n += 1
+            if Trip.n == 1:
+                emu_box.append(loop.outputs[0].emulator)
+            if Trip.n == 2400:
+                emu = emu_box[0]
+                emu.trip_at_us = emu.device_now_us()
+            return []
+
+    loop.detectors.append(Trip())
+    res = loop.run(25.0)
+    assert res.stop_reason in ("duration reached", "end of source") and not res.error
+    dev = emu_box[0].device
+    # (a loaded machine may add a real watchdog trip; each one goes the same way)
+    tripped = [t for t, cause, _ in dev.log.disarms if cause == DisarmCause.WATCHDOG]
+    arms = [t for t, cmd, _ in dev.log.acks if cmd == MsgType.ARM]
+    assert tripped and len(arms) == len(tripped) + 1
+    for trip, arm in zip(tripped, arms[1:], strict=True):
+        assert arm > trip + 1e6   # re-armed >= 1 s of health after the trip
+    streams, _ = pyxdf.load_xdf(str(path))
+    by = {s["info"]["name"][0]: s for s in streams}
+    kinds = [json.loads(x[0]).get("kind") for x in by["engramloop.log"]["time_series"]]
+    assert [k for k in kinds if k in ("fault", "fault_hold", "rearm")] == \
+        ["fault", "fault_hold", "rearm"] * len(tripped)
+    rearm_t = emu_box[0].host_time(arms[-1])
+    assert [d for _, d in res.deliveries if d.status == "acked" and d.sent_s > rearm_t]

@@ -181,7 +181,8 @@ class Loop:
                  arm_on_start: bool = False, status_board: Any = None,
                  description: str = "", read_timeout_s: float = 0.05, log: Any = None,
                  sim_source: Any = None, forecaster: Any = None,
-                 make_detectors: Any = None, check_stages: Any = None) -> None:
+                 make_detectors: Any = None, check_stages: Any = None,
+                 fault_rearm_after_s: float = 0.0, fault_max_rearms: int = 0) -> None:
         self.source = source
         #: ``make_detectors(channels) -> list``: with ``detectors=None``, the detectors are
         #: built once the source has started (a stream source such as LSL knows its
@@ -223,6 +224,12 @@ class Loop:
         #: outputs that report their device's health between pulses (``health() -> str``)
         self._health = [o for o in self.outputs if callable(getattr(o, "health", None))]
         self._faults_recorded: set[str] = set()
+        #: re-arm after a device fault ([stimulators] fault_rearm_after_s; 0 = never)
+        self.fault_rearm_after_s = float(fault_rearm_after_s)
+        self.fault_max_rearms = int(fault_max_rearms)
+        self._n_rearms = 0
+        self._fault_hold = False               # outputs disarmed, waiting for health
+        self._healthy_since = math.nan
         self._arm_requested = False
         self._disarm_requested = False
         self._outputs_armed = False
@@ -753,9 +760,11 @@ class Loop:
             return
         self._after_chunk(now)   # the refused pulse's delivery goes in before the fault
         faults = gov.faults
+        new = False
         for name, why in faults.items():
             if name not in self._faults_recorded:
                 self._faults_recorded.add(name)
+                new = True
                 msg = f"FAULT {name}: {why}; stimulation stopped"
                 self._log(msg)
                 self._messages.append(msg)
@@ -763,10 +772,61 @@ class Loop:
                     self.recorder.write_marker("log", now, {
                         "t_s": now, "kind": "fault", "output": name, "reason": why,
                         "message": msg})
-        if self.status_board is not None and self._last_chunk is not None:
+        if new and self.status_board is not None and self._last_chunk is not None:
             self._publish(now, self._last_chunk, "FAULT")
         name, why = next(iter(faults.items()))
-        raise DeviceFault(f"device fault on output {name!r}: {why}")
+        if (self.fault_rearm_after_s <= 0 or self._n_rearms >= self.fault_max_rearms
+                or self.scheduler.error is not None or self.simulated):
+            raise DeviceFault(f"device fault on output {name!r}: {why}")
+        self._wait_to_rearm(now, faults)
+
+    def _wait_to_rearm(self, now: float, faults: dict[str, str]) -> None:
+        """``fault_rearm_after_s`` > 0: outputs disarmed at once, then re-armed once every
+        output has reported healthy for that long (each step logged and recorded); a device
+        that is still unhealthy right after being disarmed (gone) ends the run."""
+        gov = self.governor
+        if not self._fault_hold:
+            self._fault_hold = True
+            self._healthy_since = math.nan
+            with self.scheduler.exclusive():
+                for out in self.outputs:
+                    out.disarm()
+            self._outputs_armed = False
+            for out in self.outputs:
+                reset = getattr(out, "reset_fault", None)
+                if callable(reset):
+                    reset()
+            self._event(now, "fault_hold", f"outputs disarmed; re-arming after "
+                        f"{self.fault_rearm_after_s:g} s of device health (re-arm "
+                        f"{self._n_rearms + 1} of {self.fault_max_rearms})")
+        sick = [f"{o.name}: {o.health()}" for o in self._health if o.health()]
+        if sick:
+            if self._healthy_since != self._healthy_since:   # never healthy since the hold
+                raise DeviceFault(f"device fault that does not clear: {sick[0]}")
+            self._healthy_since = math.nan
+            return
+        if self._healthy_since != self._healthy_since:
+            self._healthy_since = now
+        if now - self._healthy_since < self.fault_rearm_after_s or not gov.armed:
+            return
+        with self.scheduler.exclusive():
+            for out in self.outputs:
+                out.arm()
+        self._outputs_armed = True
+        for name in faults:
+            gov.clear_fault(name)
+            self._faults_recorded.discard(name)
+        self._fault_hold = False
+        self._n_rearms += 1
+        self._event(now, "rearm", f"re-armed after {now - self._healthy_since:.2f} s of "
+                    f"device health (re-arm {self._n_rearms} of {self.fault_max_rearms})")
+
+    def _event(self, now: float, kind: str, msg: str) -> None:
+        self._log(msg)
+        self._messages.append(msg)
+        if self.recorder is not None and not self.recorder.failed:
+            self.recorder.write_marker("log", now, {"t_s": now, "kind": kind,
+                                                    "message": msg})
 
     def _decode(self, chunk: Chunk) -> list[Event]:
         """Events of every detector (and the phase estimate, in ``_phase_now``) for one
@@ -1366,7 +1426,9 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
                 make_detectors=None if known else (
                     lambda chans: make_detectors(cfg, chans, _rate(source))),
                 check_stages=None if known else (
-                    lambda src: _check_source_for_stages(src, phase)))
+                    lambda src: _check_source_for_stages(src, phase)),
+                fault_rearm_after_s=cfg.stimulators.fault_rearm_after_s,
+                fault_max_rearms=cfg.stimulators.fault_max_rearms)
 
 
 __all__ = ["Loop", "build_loop", "ThreadFailure", "make_detectors", "RunResult",

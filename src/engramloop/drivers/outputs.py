@@ -109,6 +109,15 @@ class StimulatorsSettings:
     stimbox: StimBoxSettings = field(default_factory=StimBoxSettings)
     lsl_markers: LslMarkerSettings = field(default_factory=LslMarkerSettings)
     brainflow_marker: BrainFlowMarkerSettings = field(default_factory=BrainFlowMarkerSettings)
+    fault_rearm_after_s: float = setting(
+        0.0, ge=0, le=3600, unit="s",
+        doc="after a device fault (a refused pulse, a device that disarmed itself), re-arm "
+            "once the device has reported healthy for this long (logged; at most "
+            "fault_max_rearms times a run); 0 = never: a device fault ends the run with "
+            "one line and exit status 2 (the default)")
+    fault_max_rearms: int = setting(
+        3, ge=0, le=100, unit="re-arms",
+        doc="with fault_rearm_after_s > 0: re-arms allowed per run; the next fault ends it")
 
     def validate(self) -> None:
         if not self.kinds:
@@ -180,6 +189,11 @@ class EmulatedOutput:
             else:
                 self._by_channel[channel] = before
         return d
+
+    def reset_fault(self) -> None:
+        reset = getattr(self.inner, "reset_fault", None)
+        if callable(reset):
+            reset()
 
     def health(self) -> str:
         """The device's health as its driver reports it ("" = fine), or the error the

@@ -435,6 +435,12 @@ class StimBox:
             return str(self._error)
         return self._fault
 
+    def reset_fault(self) -> None:
+        """Forget a reported fault (the device disarmed itself, a NACK) once the host has
+        disarmed it, so :meth:`health` says whether it is healthy *now*; a device that is
+        gone (port error, heartbeats unanswered) stays failed."""
+        self._fault = ""
+
     # -- plumbing --------------------------------------------------------------------------
     def check(self) -> None:
         """Raise the reader's or heartbeat's error (DeviceError), if any."""
