@@ -164,6 +164,7 @@ def test_emulator_killed_mid_run_raises_device_error_naming_port():
     finally:
         proc.kill()
         proc.wait(5)
+        proc.stdout.close()
 
 
 HOST_CHILD = textwrap.dedent("""
@@ -194,6 +195,7 @@ def test_sigkilled_host_lets_device_disarm_by_watchdog(emu):
     finally:
         proc.kill()
         proc.wait(5)
+        proc.stdout.close()
 
 
 def test_close_stops_heartbeat_so_device_disarms_even_without_disarm(emu):
