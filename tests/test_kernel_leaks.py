@@ -289,12 +289,17 @@ def test_kernel_keeps_no_reference_buffer_or_memory(name: str) -> None:
         tracemalloc.stop()
     # 500 rounds of ~10-30 calls: one leaked 8-byte allocation per call would be > 40 kB
     assert growth < 20_000, f"{name}: traced memory grew by {growth} bytes"
-    rss = _rss_bytes()
-    for _ in range(2000):
-        _run_all(fn, args, wrong, readonly)
-    gc.collect()
-    # one leaked array view (~100 bytes) per call would be several MB
-    assert _rss_bytes() - rss < 2_000_000, f"{name}: resident set grew"
+    # one leaked array view (~100 bytes) per call would grow every batch by several MB; the
+    # allocator's one-off growth in a large test process (a new arena: ~2 MB seen once in
+    # the full suite) does not repeat, so a leak is growth in both of two equal batches
+    grew = []
+    for _ in range(2):
+        rss = _rss_bytes()
+        for _ in range(2000):
+            _run_all(fn, args, wrong, readonly)
+        gc.collect()
+        grew.append(_rss_bytes() - rss)
+    assert min(grew) < 2_000_000, f"{name}: resident set grew by {grew} bytes per batch"
     assert [sys.getrefcount(o) for o in objs] == refs
     for a in objs:
         if isinstance(a, np.ndarray) and a.flags.owndata:
