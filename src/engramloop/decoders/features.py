@@ -193,7 +193,11 @@ class EpochFeatures:
     -----
     Filters are designed when the first chunk fixes the sampling rate and channel names.
     A chunk's samples are assigned to blocks by their own timestamps, so dropped samples
-    only lower the ``coverage`` feature (fraction of the expected samples present).
+    only lower the ``coverage`` feature (fraction of the expected samples present). So do
+    non-finite samples (NaN, +-Inf) in a channel the band filters read: their rows are
+    missing samples, the filters restart at the next clean sample, and
+    ``n_nonfinite_samples`` counts them (one NaN used to stay in the filter state and make
+    every later band power NaN).
     """
 
     def __init__(self, settings: FeatureSettings | None = None) -> None:
@@ -222,6 +226,12 @@ class EpochFeatures:
         self._col = np.zeros((0, 1))
         self._t_first: float | None = None
         self._cum = np.zeros(3)     # ripples, ripples in spindles, pulses (sealed blocks)
+        self._cols: list[int] = []  # channel indices the band filters read
+        #: the filters restart at the next sample (the last one seen was non-finite)
+        self._reprime = False
+        #: non-finite samples seen in the channels the band filters read (never filtered:
+        #: their rows count as missing samples, see ``coverage``)
+        self.n_nonfinite_samples = 0
 
     def _setup(self, rate_hz: float, channels: tuple[str, ...]) -> None:
         s = self.settings
@@ -242,6 +252,7 @@ class EpochFeatures:
                                   channels.index(ch)))
         self._rate_hz = float(rate_hz)
         self._channels = tuple(channels)
+        self._cols = sorted({ci for _, _, ci in self._filters})
 
     # ------------------------------------------------------------------ main call
     def process(self, chunk: Any, events: Iterable[Event] = (),
@@ -288,10 +299,17 @@ class EpochFeatures:
             self._col = np.empty((self._buf.shape[0], 1))
         sq = self._buf[:n]
         col = self._col[:n]
-        for j, (_, filt, ci) in enumerate(self._filters):
-            col[:, 0] = x[:, ci]
-            filt.process(col, out=col)
-            np.multiply(col[:, 0], col[:, 0], out=sq[:, j])
+        bad = self._nonfinite_rows(x) if nb else None
+        if bad is None:
+            for j, (_, filt, ci) in enumerate(self._filters):
+                col[:, 0] = x[:, ci]
+                if self._reprime:
+                    filt.reset(col[0])
+                filt.process(col, out=col)
+                np.multiply(col[:, 0], col[:, 0], out=sq[:, j])
+            self._reprime = False
+        else:
+            self._filter_around(x, bad, sq, col)
 
         if self._t_first is None:
             self._t_first = float(ts[0])
@@ -309,10 +327,42 @@ class EpochFeatures:
                 self._block = bid
             elif bid > self._block:
                 out.extend(self._seal_until(bid))
-            self._acc[_A["n_samples"]] += b - a
+            self._acc[_A["n_samples"]] += b - a if bad is None else \
+                b - a - int(np.count_nonzero(bad[a:b]))
             if nb:
                 self._acc[band_cols] += sq[a:b, :nb].sum(axis=0)
         return out
+
+    def _nonfinite_rows(self, x: np.ndarray) -> np.ndarray | None:
+        """Rows holding a non-finite sample in a channel the band filters read; None when
+        every such sample is finite (one sum, the common case)."""
+        if math.isfinite(float(np.add.reduce(x, axis=None))):
+            return None
+        xs = x[:, self._cols]
+        if np.isfinite(xs).all():
+            return None      # only in channels the features do not read
+        bad = ~np.isfinite(xs).all(axis=1)
+        self.n_nonfinite_samples += int(xs.size - np.count_nonzero(np.isfinite(xs)))
+        return bad
+
+    def _filter_around(self, x: np.ndarray, bad: np.ndarray, sq: np.ndarray,
+                       col: np.ndarray) -> None:
+        """Band powers of a chunk with non-finite rows: they are missing samples (power 0,
+        not counted in ``n_samples``, so ``coverage`` says so); each filter restarts in
+        steady state at the first clean sample after them, so no NaN enters its state."""
+        n = x.shape[0]
+        edges = np.flatnonzero(np.diff(np.concatenate(([True], bad, [True])).astype(np.int8)))
+        runs = list(zip(edges[::2], edges[1::2], strict=True))   # clean [a, b) stretches
+        for j, (_, filt, ci) in enumerate(self._filters):
+            col[:, 0] = x[:, ci]
+            sq[:, j] = 0.0
+            for a, b in runs:
+                if a > 0 or self._reprime:
+                    filt.reset(col[a])
+                seg = col[a:b]
+                filt.process(seg, out=seg)
+                np.multiply(seg[:, 0], seg[:, 0], out=sq[a:b, j])
+        self._reprime = bool(bad[n - 1])
 
     def _seal_until(self, new_block: int) -> list[FeatureVector]:
         """Seal the open block (and empty ones up to ``new_block``); emit vectors."""
