@@ -373,7 +373,8 @@ def intervals(events: Iterable) -> list[Interval]:
 
 
 def replay(stages: Sequence, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
-           channels: tuple[str, ...], chunk_samples: int = 10) -> list:
+           channels: tuple[str, ...], chunk_samples: int = 10,
+           nonfinite: list | None = None) -> list:
     """Feed a recorded signal through detector stages chunk by chunk.
 
     Parameters
@@ -385,23 +386,48 @@ def replay(stages: Sequence, samples: np.ndarray, timestamps: np.ndarray, rate_h
     channels : tuple of str
     chunk_samples : int
         Samples per chunk.
+    nonfinite : list, optional
+        Receives one dict per stretch of non-finite samples (``start_s``, ``end_s``,
+        ``duration_s``, ``channels``, ``nonfinite_samples``; ``end_s`` NaN when the
+        signal ends inside one).
 
     Returns
     -------
     list of Event
         Every event of every stage, in the order they were produced.
+
+    Non-finite samples are screened as in the live loop
+    (:class:`controller.nonfinite.NonFiniteGuard`): the stages reading a bad channel do
+    not see it, restart after it, and their events while settling are dropped -- one NaN
+    used to end all detection for the rest of the signal.
     """
+    from engramloop.controller.nonfinite import NonFiniteGuard
     from engramloop.core.chunk import Chunk
 
     samples = np.ascontiguousarray(samples, dtype=np.float64)
     events: list = []
     n = samples.shape[0]
     step = max(1, int(chunk_samples))
+    guard = NonFiniteGuard(stages)
+    episodes: list = []
     for i in range(0, n, step):
         c = Chunk(samples[i:i + step], timestamps[i:i + step], rate_hz, channels,
                   float(timestamps[min(i + step, n) - 1]), first_index=i)
-        for st in stages:
-            events.extend(st.process(c))
+        feed = guard.screen(c)
+        if feed is None:
+            for st in stages:
+                events.extend(st.process(c))
+            continue
+        for k, st in enumerate(stages):
+            if feed[k]:
+                events.extend(guard.keep(k, st.process(c)))
+        episodes.extend(guard.ended)
+        guard.started.clear()
+        guard.ended.clear()
+    if guard.episode is not None:
+        episodes.append(guard.episode)
+    if nonfinite is not None:
+        nonfinite.extend(ep.to_dict() for ep in episodes)
     return events
 
 

@@ -220,7 +220,8 @@ def _events_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def _run_detectors(path: Path, config: str | None, chunk: int) -> tuple[list[dict], float]:
+def _run_detectors(path: Path, config: str | None, chunk: int,
+                   nonfinite: list | None = None) -> tuple[list[dict], float]:
     from engramloop.analysis.scoring import replay
     from engramloop.cli import UserError
     from engramloop.controller.config import Config, load_config
@@ -238,7 +239,8 @@ def _run_detectors(path: Path, config: str | None, chunk: int) -> tuple[list[dic
     stages = make_detectors(cfg, channels=names, missing="error" if config else "skip")
     if not stages:
         raise UserError(f"{path}: no enabled detector finds its channels in {list(names)}")
-    events = replay(stages, data.samples, data.timestamps, data.rate_hz, names, chunk)
+    events = replay(stages, data.samples, data.timestamps, data.rate_hz, names, chunk,
+                    nonfinite=nonfinite)
     span = float(data.timestamps[-1] - data.timestamps[0]) if len(data.timestamps) else 0.0
     return [e.to_dict() for e in events], span
 
@@ -256,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
     truth: list[dict] = []
     truth_obj = None
     rec_t0 = 0.0
+    nonfinite: list[dict] = []     # stretches of non-finite samples the detectors skipped
     if ext == ".xdf":
         markers, duration, rec_t0 = xdf_streams(rec)
         detections = [obj for _, obj in markers.get("events", [])]
@@ -264,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         if args.events:
             detections, duration = [], math.nan
         else:
-            detections, duration = _run_detectors(rec, args.config, args.chunk)
+            detections, duration = _run_detectors(rec, args.config, args.chunk, nonfinite)
         truth, truth_obj = npz_truth(rec)
         rec_t0 = truth_t0(rec, None)
     else:
@@ -297,6 +300,8 @@ def run(args: argparse.Namespace) -> int:
     if truth_obj is not None:
         phase_fn = lambda t: truth_obj.phase("so", t - shift)  # noqa: E731
     result = score_session(detections, truth, duration, so_phase=phase_fn)
+    if nonfinite:
+        result["nonfinite"] = nonfinite
     if not any(isinstance(v, dict) and "f1" in v for v in result.values()):
         # the counts score_session looked at: what lies after the detectors' calibration
         start = result.get("calibration_end_s")
@@ -326,6 +331,14 @@ def run(args: argparse.Namespace) -> int:
 
 def print_table(rec: Path, result: dict) -> None:
     print(f"# {rec}: {fmt_number(result['duration_s'], 1, 1)} s scored")
+    eps = result.get("nonfinite") or []
+    if eps:
+        n = sum(e["nonfinite_samples"] for e in eps)
+        chans = sorted({c for e in eps for c in e["channels"]})
+        first = eps[0]
+        print(f"# non-finite samples: {n} in {len(eps)} stretch(es) (first at "
+              f"{fmt_number(first['start_s'], 1, 3)} s, {', '.join(chans)}); the detectors "
+              "reading them paused there and restarted after")
     kinds = [k for k, v in result.items() if isinstance(v, dict) and "f1" in v]
     if kinds:
         print(f"{'kind':<10}{'truth':>7}{'det':>6}{'TP':>6}{'prec':>7}{'recall':>8}{'F1':>7}"
