@@ -89,6 +89,8 @@ def tidy(results: Sequence[dict]) -> list[dict]:
         if pt:
             row["duration_s"] = pt["duration_s"]
             row["stop_reason"] = pt["stop_reason"]
+            row["nonfinite_stretches"] = pt.get("nonfinite_stretches", 0)
+            row["gaps"] = pt.get("gaps", 0)
             for kind, n in sorted(pt["counts"].items()):
                 row[f"{kind}.detections"] = n
             for kind, sc in sorted((pt["score"] or {}).items()):

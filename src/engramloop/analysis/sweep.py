@@ -202,6 +202,9 @@ class PointResult:
     counts: dict[str, int]
     score: dict | None
     stop_reason: str
+    #: stretches of non-finite samples (detectors paused) and gaps the replay met
+    nonfinite_stretches: int = 0
+    gaps: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -237,7 +240,8 @@ def run_point(cfg: Any, path: str, *, duration_s: float | None, truth: Truth | N
         from engramloop.analysis.scoring import score_session
 
         score = score_session(dets, recs, span, so_phase=phase_fn)
-    return PointResult(setting, span, counts, score, res.stop_reason)
+    return PointResult(setting, span, counts, score, res.stop_reason, res.n_artefacts,
+                       res.n_gaps)
 
 
 # ----------------------------------------------------------------------------- table

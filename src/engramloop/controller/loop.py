@@ -124,6 +124,8 @@ class RunResult:
     n_failed: int = 0
     gate_refusals: dict[str, int] = field(default_factory=dict)
     n_gaps: int = 0
+    #: stretches of non-finite samples the detectors were paused for
+    n_artefacts: int = 0
     n_timeouts: int = 0
     stages: StageTimes | None = None
     lateness: Histogram | None = None
@@ -568,6 +570,7 @@ class Loop:
     def _artefact_notes(self, now: float) -> None:
         g = self._guard
         for ep in g.started:
+            self.result.n_artefacts += 1
             chs = ", ".join(sorted(ep.channels))
             self._note(f"artefact: non-finite samples on {chs} from {ep.start_s:.3f} s; the "
                        "detectors reading them are paused, stimulation inhibited", now,

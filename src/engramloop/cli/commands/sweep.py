@@ -134,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
     errors = [r for r in rows if r["error"]]
     for r in errors:
         print(f"error: {r['recording']} {dict((k, r[k]) for k in keys)}: {r['error']}")
+    for r in rows:   # once per recording: every setting replays the same samples
+        if r.get("nonfinite_stretches") and r is next(
+                q for q in rows if q["recording"] == r["recording"] and not q["error"]):
+            print(f"note: {r['recording']}: {r['nonfinite_stretches']} stretch(es) of "
+                  "non-finite samples; the detectors reading them were paused there "
+                  "(the 'nonfinite_stretches' column)")
     kinds = sorted({c[:-3] for r in pool for c in r if c.endswith(".f1")
                     and not c.endswith("_mean")})
     head = keys + ["recordings"] + [f"{k} {m}" for k in kinds
