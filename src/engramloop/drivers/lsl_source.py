@@ -110,6 +110,7 @@ class LslSource:
             raise SourceError("LSL source: set source.lsl.name, type or source_id (or give "
                               "--stream NAME)")
         self._want_channels = tuple(channels)
+        self._labels_units: tuple[list, list] = ([], [])
         self.channels: tuple[str, ...] = tuple(channels)
         self.rate_hz = float("nan")
         self._inlet: Any = None
@@ -186,6 +187,7 @@ class LslSource:
             raise SourceError(f"{self._what()}: could not connect to "
                               f"{describe_stream(info)}: {exc}") from None
         labels, units = channel_labels_units(full)
+        self._labels_units = (labels, units)
         if self._want_channels:
             missing = [c for c in self._want_channels if c not in labels]
             if missing:
@@ -267,13 +269,68 @@ class LslSource:
         self.clock_offset_s = float(np.median(self._offsets))
         return jumped
 
+    def _shape(self) -> tuple:
+        """What the samples handed out mean: channel labels, rate, units (all channels)."""
+        labels, units = self._labels_units
+        return (tuple(labels), self.rate_hz, tuple(units))
+
+    def _changed(self, before: tuple, after: tuple, info: Any) -> None:
+        """SourceError when the stream came back as something else than it was."""
+        if after == before:
+            return
+        self.stop()
+        what = []
+        if after[0] != before[0]:
+            what.append(f"channels {', '.join(after[0]) or '-'} (were "
+                        f"{', '.join(before[0])})")
+        if after[1] != before[1]:
+            what.append(f"{after[1]:g} Hz (was {before[1]:g} Hz)")
+        if after[2] != before[2] and after[0] == before[0]:
+            what.append(f"units {', '.join(after[2])} (were {', '.join(before[2])})")
+        raise SourceError(f"{self._what()}: the outlet came back as {describe_stream(info)}: "
+                          f"{'; '.join(what)}; its samples would be taken for the old "
+                          "stream's, so the run stops: start engramloop again to use it")
+
+    def _same_outlet(self) -> None:
+        """After a silence liblsl may have reconnected by itself (a stream with a
+        source_id) -- to an outlet started again with another rate or other channels, and
+        ``inlet.info()`` still describes the old one: resolve the source_id and compare."""
+        import pylsl
+
+        old = self._info
+        sid = old.source_id() if old is not None else ""
+        if not sid:
+            return
+        found = pylsl.resolve_byprop("source_id", sid, 1, 1.0)
+        if not found or found[0].uid() == old.uid():
+            return
+        info = found[0]
+        # labels and units live in the full description: ask the new outlet for it
+        inlet = pylsl.StreamInlet(info, max_buflen=1, recover=False)
+        try:
+            labels, units = channel_labels_units(inlet.info(timeout=1.0))
+        except Exception as exc:   # it went away again: the next silence checks again
+            log.debug("%s: info: %s", self._what(), exc)
+            return
+        finally:
+            inlet.close_stream()
+        rate = float(info.nominal_srate())
+        self._changed(self._shape(), (tuple(labels), rate if rate > 0 else 0.0, tuple(units)),
+                      info)
+        self._info = info
+
     def _recover(self, deadline_host: float) -> bool:
         """Re-resolve a lost stream (no source_id, so liblsl cannot); True when back."""
+        before = self._shape()
         self.stop()
         info = self._resolve(min(1.0, max(deadline_host - time.monotonic(), 0.01)))
         if info is None:
             return False
-        self._open(info)
+        try:
+            self._open(info)
+        except SourceError as exc:
+            raise SourceError(f"{exc} (after the outlet came back)") from None
+        self._changed(before, self._shape(), info)
         self.reconnects += 1
         self._pending_gap = True
         return True
@@ -311,6 +368,8 @@ class LslSource:
         self._last_data_host = arrival
         # after a silence, samples that are late were lost (not a stall catching up)
         self._after_silence = self.stale or self._pending_gap
+        if self.stale and not self._pending_gap:
+            self._same_outlet()
         self.stale = self.lost = False
         self.silent_s = 0.0
         raw = self._buf[:n]
