@@ -2,7 +2,7 @@
 
 Before this test, ``engramloop score X.npz | head -3`` printed "internal error:
 BrokenPipeError ... (a bug in engramloop: please report it ...)" and exited 70. Now the
-command stops writing quietly (exit 141, as a shell reports SIGPIPE); a broken pipe
+command stops with one line on stderr (exit 141, as a shell reports SIGPIPE); a broken pipe
 anywhere else is still an internal error.
 """
 from __future__ import annotations
@@ -26,3 +26,5 @@ def test_output_piped_into_head_is_not_an_internal_error(tmp_path):
     rc = p.wait(timeout=120)
     assert "internal error" not in err and "Traceback" not in err, err
     assert rc == 141, (rc, err)
+    assert err.strip().splitlines() == ["stopped: the program reading engramloop's output "
+                                        "closed it (broken pipe)"]

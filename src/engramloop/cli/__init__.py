@@ -74,6 +74,26 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+def _stdout_closed() -> bool:
+    """True when stdout's reader is gone (then stdout points at os.devnull, so the
+    interpreter's flush at exit does not fail again)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        # the write end of a pipe whose read end is closed polls as an error
+        if not any(ev & select.POLLERR for _, ev in poll.poll(0)):
+            return False
+    except (OSError, ValueError, AttributeError):
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     _one_line_warnings()
@@ -82,7 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        rc = int(args._run(args) or 0)
+        sys.stdout.flush()      # a closed reader shows here, not at interpreter exit
+        return rc
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        try:   # a run stopped by this still says so (stderr may be the same pipe)
+            print("stopped: the program reading engramloop's output closed it (broken "
+                  "pipe)", file=sys.stderr)
+        except OSError:
+            pass
+        return 141     # the reader of our output went away (`| head`): as SIGPIPE would
     except ConfigError as exc:
         print(f"ConfigError: {_one_line(exc)}", file=sys.stderr)
         return 2
