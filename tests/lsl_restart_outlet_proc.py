@@ -1,9 +1,10 @@
 """A real pylsl outlet that a test kills and starts again with other properties
-(``python tests/lsl_restart_outlet_proc.py NAME SOURCE_ID RATE_HZ N_CHANNELS``).
+(``python tests/lsl_restart_outlet_proc.py NAME SOURCE_ID RATE_HZ N_CHANNELS [REAL_HZ]``).
 
 Pushes a 1 Hz + 13 Hz sine in microvolts sample by sample every 10 ms (like pylsl's
 examples/SendData.py) on channels labelled Cz, C4, C3, Fz (the first N_CHANNELS);
-SOURCE_ID "-" means none. Prints "up" once the outlet exists. Written for these tests.
+SOURCE_ID "-" means none; REAL_HZ (default RATE_HZ) is the rate it really pushes at
+while declaring RATE_HZ. Prints "up" once the outlet exists. Written for these tests.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pylsl
 
 def main() -> None:
     name, sid, rate, nch = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    real = float(sys.argv[5]) if len(sys.argv) > 5 else rate
     info = pylsl.StreamInfo(name, "EEG", nch, rate, "float32", "" if sid == "-" else sid)
     chs = info.desc().append_child("channels")
     for label in ("Cz", "C4", "C3", "Fz")[:nch]:
@@ -27,9 +29,9 @@ def main() -> None:
     t0 = pylsl.local_clock()
     sent = 0
     while True:
-        due = int(rate * (pylsl.local_clock() - t0)) - sent
+        due = int(real * (pylsl.local_clock() - t0)) - sent
         for _ in range(max(due, 0)):
-            t = sent / rate
+            t = sent / real
             v = 20 * math.sin(2 * math.pi * t) + 5 * math.sin(2 * math.pi * 13 * t)
             out.push_sample([v] * nch)
             sent += 1
