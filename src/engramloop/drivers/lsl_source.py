@@ -27,6 +27,16 @@ from engramloop.drivers.sources import unit_scale
 
 log = logging.getLogger(__name__)
 
+#: Seconds of timestamps (without a silence, gap or clock jump) over which the samples
+#: that came, plus those counted lost, are compared with the declared rate. An outlet
+#: that stalls for less than ``stale_after_s`` (0.5 s) and catches up shifts the count by
+#: at most 0.5 s / 20 s = 2.5 % -- below the tolerance.
+RATE_CHECK_S = 20.0
+#: The relative difference between the declared and the measured rate that stops the
+#: run: 5 % (a misdeclared 250 vs 200 Hz or 100 vs 80 Hz; a 256 vs 250 Hz mix-up,
+#: 2.4 %, is below it). Device clocks differ from the host's by parts per million.
+RATE_TOLERANCE = 0.05
+
 # pylsl channel format codes (lsl_c.h: cft_float32 = 1 ... cft_int64 = 7) to dtypes
 _DTYPES = {1: np.float32, 2: np.float64, 4: np.int32, 5: np.int16, 6: np.int8, 7: np.int64}
 
@@ -132,6 +142,8 @@ class LslSource:
         self._after_silence = False
         #: samples counted missing so far (against the nominal rate)
         self.samples_lost = 0
+        #: (first timestamp, samples since, samples_lost then) for :meth:`_check_rate`
+        self._rate_window: tuple[float, int, int] | None = None
 
     @property
     def link_state(self) -> str:
@@ -377,7 +389,33 @@ class LslSource:
         samples = np.empty((n, len(self._scales)), dtype=np.float64)  # handed out, never reused
         np.multiply(x, self._scales, out=samples)
         t = np.asarray(ts, dtype=np.float64) + self.clock_offset_s
+        self._check_rate(t, self._after_silence or jumped)
         return self._emit(samples, t, arrival, self._pending_gap or jumped, jumped)
+
+    def _check_rate(self, t: np.ndarray, restart: bool) -> None:
+        """SourceError when the samples do not come at the declared rate (see
+        :data:`RATE_CHECK_S`): filters designed for it would be off in frequency."""
+        rate = self.rate_hz
+        if not rate > 0:
+            return
+        w = self._rate_window
+        if restart or w is None:
+            # from this chunk's first sample; samples counted lost from here on count
+            self._rate_window = (float(t[0]), 0, self.samples_lost)
+            w = self._rate_window
+        t0, n, lost0 = w
+        n += len(t)
+        self._rate_window = (t0, n, lost0)
+        span = float(t[-1]) - t0
+        if span < RATE_CHECK_S:
+            return
+        got = (n - 1 + self.samples_lost - lost0) / span
+        self._rate_window = None
+        if abs(got / rate - 1.0) > RATE_TOLERANCE:
+            self.stop()
+            raise SourceError(f"{self._what()}: declares {rate:g} Hz but its samples come "
+                              f"at {got:.1f} Hz ({span:.0f} s of timestamps); the detectors "
+                              "would be off in frequency: fix the outlet's nominal rate")
 
     def _emit(self, samples: np.ndarray, t: np.ndarray, arrival: float, gap: bool,
               jumped: bool) -> Chunk:
