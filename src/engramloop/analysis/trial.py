@@ -167,6 +167,7 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         # detections the policy did not act on: forecast gate closed, late ripple detection
         "policy_skips": dict(getattr(result, "gate_refusals", {}) or {}),
         "backlog_events": result.n_backlog, "gaps": result.n_gaps,
+        "nonfinite_stretches": getattr(result, "n_artefacts", 0),
     }
     fcs = getattr(result, "forecasts", None)
     if fcs is not None:
@@ -354,6 +355,10 @@ def format_summary(rep: dict) -> str:
                  f"{r['refusals'] or '{}'}")
     if r.get("policy_skips"):
         lines.append(f"  detections not acted on by the policy: {r['policy_skips']}")
+    if r.get("nonfinite_stretches"):
+        lines.append(f"  non-finite samples: {r['nonfinite_stretches']} stretch(es); the "
+                     "detectors reading them were paused and stimulation inhibited there "
+                     "(times in the engramloop.log stream)")
     if "forecaster" in r:
         f = r["forecaster"]
         if f["forecasts"]:
