@@ -79,3 +79,27 @@ def test_clean_band_power_matches_scipy():
     for k, v in enumerate(got[1:], start=1):
         ref = np.log10(np.mean(y[k * n:(k + 1) * n] ** 2) + 1e-20)
         assert v["logp_eeg_sigma"] == pytest.approx(ref, abs=0.05)
+
+
+def test_predict_refuses_a_non_finite_feature(tmp_path):
+    """``Forecaster.predict`` used to replace a NaN feature by the training mean
+    (``nan_to_num`` after normalising) and forecast as if nothing were wrong; the worker
+    now fails loudly instead (the loop prints one line and stops, recording kept)."""
+    from engramloop.analysis import training as ft
+    from engramloop.decoders.forecaster import Forecaster
+
+    nights = [ft.synthetic_night(s, n_epochs=30, epoch_s=10.0) for s in range(3)]
+    ck = ft.train(nights, ft.TrainSettings(window_epochs=3, horizon_epochs=3, hidden=8,
+                                           epochs=1, seed=1), epoch_s=10.0, hop_s=10.0,
+                  model_version="nan-test")
+    fc = Forecaster.load(ck.save(tmp_path / "f.pt"))
+    t, x = _signal()
+    _, vecs = _run(t, x)
+    ok = fc.predict(vecs)
+    assert np.isfinite(ok.p_decay)
+    bad = vecs[-1].values.copy()
+    i = vecs[-1].names.index("logp_eeg_sigma")
+    bad[i] = np.nan
+    vecs[-1] = type(vecs[-1])(vecs[-1].t_start_s, vecs[-1].t_end_s, bad)
+    with pytest.raises(ValueError, match="logp_eeg_sigma"):
+        fc.predict(vecs)
