@@ -373,6 +373,12 @@ class Forecaster:
                 raise ValueError(f"feature vectors must have {nf} values")
             t = features[-1].t_end_s if time_s is None else time_s
         k = len(rows)
+        for r in rows:   # normalising below turns NaN into the training mean: refuse it
+            if not np.isfinite(r).all():
+                names = self.checkpoint.feature_names
+                bad = [names[j] for j in np.flatnonzero(~np.isfinite(r))]
+                raise ValueError(f"non-finite feature(s) {', '.join(bad)}: the forecast "
+                                 "would be made from invented values")
         dst = self._x[0, self.window - k:]
         for i in range(k):                 # normalise in place into the input buffer
             dst[i] = rows[i]
