@@ -28,10 +28,10 @@ from engramloop.drivers.sources import LslSettings  # noqa: E402
 HERE = Path(__file__).parent
 
 
-def _run(real_hz: float, seconds: float):
+def _run(real_hz: float, seconds: float, jump_s: float = 0.0):
     name = f"rate-{uuid.uuid4().hex[:8]}"
     p = subprocess.Popen([sys.executable, str(HERE / "lsl_restart_outlet_proc.py"), name,
-                          "-", "100", "1", str(real_hz)], stdout=subprocess.PIPE, text=True)
+                          "-", "100", "1", str(real_hz), str(jump_s)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "up"
         src = LslSource(LslSettings(name=name, units="uV", resolve_timeout_s=5.0))
@@ -60,3 +60,9 @@ def test_outlet_slower_than_it_declares_is_an_error(monkeypatch):
 def test_outlet_at_its_declared_rate_runs_on():
     # SendData-style bursts every 10 ms, past a whole check window
     assert _run(100.0, lsl_source.RATE_CHECK_S + 4.0) > 100 * lsl_source.RATE_CHECK_S
+
+
+def test_a_clock_jump_is_not_taken_for_a_wrong_rate(monkeypatch):
+    """An hour's jump forward in the stamps is no rate of 0.1 Hz: the window restarts."""
+    monkeypatch.setattr(lsl_source, "RATE_CHECK_S", 4.0)
+    assert _run(100.0, 12.0, jump_s=3600.0) > 800

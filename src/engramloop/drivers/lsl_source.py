@@ -144,6 +144,7 @@ class LslSource:
         self.samples_lost = 0
         #: (first timestamp, samples since, samples_lost then) for :meth:`_check_rate`
         self._rate_window: tuple[float, int, int] | None = None
+        self._rate_last_t = float("nan")
 
     @property
     def link_state(self) -> str:
@@ -399,17 +400,27 @@ class LslSource:
         if not rate > 0:
             return
         w = self._rate_window
-        if restart or w is None:
-            # from this chunk's first sample; samples counted lost from here on count
-            self._rate_window = (float(t[0]), 0, self.samples_lost)
-            w = self._rate_window
+        # a step in the stamps of more than a second forward (a clock jump or an outage)
+        # or back by more than clock_jump_s starts the window again after it
+        prev = np.concatenate(([self._rate_last_t if w is not None else t[0]], t))
+        d = np.diff(prev)
+        steps = np.flatnonzero((d > 1.0) | (d < -self.settings.clock_jump_s))
+        self._rate_last_t = float(t[-1])
+        if restart or w is None or steps.size:
+            # samples counted lost after this chunk count (those before the window's
+            # first sample are counted while this chunk is emitted: -1, set next call)
+            first = int(steps[-1]) if steps.size else 0
+            self._rate_window = w = (float(t[first]), 0, -1)
+            t = t[first:]
         t0, n, lost0 = w
+        if lost0 < 0 and n:
+            lost0 = self.samples_lost
         n += len(t)
         self._rate_window = (t0, n, lost0)
         span = float(t[-1]) - t0
         if span < RATE_CHECK_S:
             return
-        got = (n - 1 + self.samples_lost - lost0) / span
+        got = (n - 1 + self.samples_lost - max(lost0, 0)) / span
         self._rate_window = None
         if abs(got / rate - 1.0) > RATE_TOLERANCE:
             self.stop()
