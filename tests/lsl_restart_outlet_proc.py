@@ -6,7 +6,8 @@ Pushes a 1 Hz + 13 Hz sine in microvolts sample by sample every 10 ms (like pyls
 examples/SendData.py) on channels labelled Cz, C4, C3, Fz (the first N_CHANNELS);
 SOURCE_ID "-" means none; REAL_HZ (default RATE_HZ) is the rate it really pushes at
 while declaring RATE_HZ; JUMP_S (default 0) is added to the stamps of every sample
-after the first 3 s (an outlet clock that jumps; the samples are stamped explicitly). Prints "up" once the outlet exists. Written for these tests.
+after the first 3 s (an outlet clock that jumps; the samples are stamped explicitly).
+Prints "up" once the outlet exists. Written for these tests.
 """
 from __future__ import annotations
 

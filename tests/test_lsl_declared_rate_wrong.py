@@ -31,7 +31,8 @@ HERE = Path(__file__).parent
 def _run(real_hz: float, seconds: float, jump_s: float = 0.0):
     name = f"rate-{uuid.uuid4().hex[:8]}"
     p = subprocess.Popen([sys.executable, str(HERE / "lsl_restart_outlet_proc.py"), name,
-                          "-", "100", "1", str(real_hz), str(jump_s)], stdout=subprocess.PIPE, text=True)
+                          "-", "100", "1", str(real_hz), str(jump_s)],
+                         stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "up"
         src = LslSource(LslSettings(name=name, units="uV", resolve_timeout_s=5.0))
