@@ -37,7 +37,7 @@ def main() -> int:
         recs = []
         for seed in range(4):
             path = Path(d) / f"night{seed}.npz"
-            assert cli(["sim", "--duration", str(args.duration), "--out", str(path),
+            assert cli(["sim", "--quiet", "--duration", str(args.duration), "--out", str(path),
                         "--seed", str(seed + 10), "--config", str(cfg)]) == 0
             recs.append(str(path))
         (key, values), = parse_sweep(["detectors.ripple.threshold_sd=3,3.5,4,4.5"])
