@@ -109,3 +109,21 @@ class StimulatorDevice(PtyDevice):
         """Re-raise the first exception an ``on_edge`` callback raised, if any."""
         if self.callback_errors:
             raise self.callback_errors[0]
+
+
+def serve(emu, stop, log_file=None) -> int:
+    """An emulator's command-line main loop: start it, print its port (the parent reads it
+    from stdout), run until ``stop`` is set (SIGTERM) or Ctrl-C, then close the emulator
+    and its log file. Returns the exit status."""
+    emu.start()
+    print(emu.port, flush=True)
+    try:
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.close()
+        if log_file is not None:
+            log_file.close()
+    return 0

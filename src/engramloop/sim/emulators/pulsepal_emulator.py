@@ -32,7 +32,7 @@ from engramloop.drivers.pulsepal import (
     dac_to_volts,
     volts_to_dac,
 )
-from engramloop.sim.emulators.pty_device import StimulatorDevice
+from engramloop.sim.emulators.pty_device import StimulatorDevice, serve
 
 CYCLE_US = 50
 READ_TIMEOUT_US = 100_000
@@ -397,18 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         emu.log_to(fh)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    emu.start()
-    print(emu.port, flush=True)
-    try:
-        while not stop.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.close()
-        if fh is not None:
-            fh.close()
-    return 0
+    return serve(emu, stop, fh)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from engramloop.drivers.stimbox.protocol import (
     Status,
     encode_frame,
 )
-from engramloop.sim.emulators.pty_device import StimulatorDevice
+from engramloop.sim.emulators.pty_device import StimulatorDevice, serve
 
 # Firmware limits (the same #defines as stimbox.ino; see PROTOCOL.md "Device limits").
 N_TTL = 4                      # TTL output channels 1..4
@@ -455,18 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                     return
 
         threading.Thread(target=arm_watch, daemon=True).start()
-    emu.start()
-    print(emu.port, flush=True)
-    try:
-        while not stop.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.close()
-        if fh is not None:
-            fh.close()
-    return 0
+    return serve(emu, stop, fh)
 
 
 def _name(cmd: int) -> str:
