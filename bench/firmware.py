@@ -4,7 +4,7 @@ one, and how late TTL edges rise after the time the device acknowledged.
 
 Cycles are what simavr executes for the real avr-gcc build (Arduino Uno, 16 MHz),
 including the 4-cycle interrupt response; they do not depend on the host's load. Method:
-tests/test_stimbox_avr.py and src/engramloop/drivers/stimbox/firmware/simavr_harness.c.
+tests/drivers/test_stimbox_avr.py and src/engramloop/drivers/stimbox/firmware/simavr_harness.c.
 
 Needs the Debian packages gcc-avr, avr-libc, binutils-avr, arduino-core-avr, simavr,
 libsimavr-dev, libelf-dev.
@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "drivers"))
 
 from test_stimbox_avr import MS, SAMPLE_PERIOD, click_run, run_conformance  # noqa: E402
 

@@ -5,8 +5,13 @@ from pathlib import Path
 
 import pytest
 
-# tests import their helpers (twins, ...) as top-level modules
+# tests import their helpers (twins, shared_data, ...) and a few of each other's fixtures
+# (test_loop.ripple_cfg, test_lsl.Outlet, ...) as top-level modules, across the package
+# folders tests/core, tests/decoders, ... (none has an __init__.py)
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path[1:1] = sorted(str(d) for d in Path(__file__).parent.iterdir()
+                       if d.is_dir() and (d / "__init__.py").exists() is False
+                       and any(d.glob("test_*.py")))
 
 
 def require_tool(tool: str, *, package: str) -> str:

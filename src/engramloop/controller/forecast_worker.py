@@ -17,7 +17,7 @@ would interrupt the loop thread all the time.
 Batches are cut after every chunk that reaches a new block, so the feature stage sees,
 at each epoch boundary, exactly the events and pulses it would have seen chunk by chunk:
 batched and per-chunk feeding give the same vectors (up to float summation order in the
-band powers) and the same forecasts (``tests/test_forecast_worker.py``).
+band powers) and the same forecasts (``tests/controller/test_forecast_worker.py``).
 
 On the simulated clock (``--speed max``) the loop waits at each block boundary until the
 worker has caught up (:meth:`ForecastWorker.wait_idle`): in real time the forecast comes

@@ -45,7 +45,7 @@ instead of after it, while a brief noise peak that jumps over the high threshold
 rejected. (A large broadband step -- an electrode pop -- rings in the sigma band at once;
 the simulator-tuned settings' 0.03 s minimum duration and loose relative-power rule let
 about half of such steps through; the 0.15 s minimum and the 0.75 relative-power floor
-reject them on real EEG, tests/test_detect_spindle_real.py.) If the run goes on beyond
+reject them on real EEG, tests/decoders/test_detect_spindle_real.py.) If the run goes on beyond
 ``max_duration_s`` the detector emits ``spindle_rejected`` for it. A fourth, online-only
 rule vetoes while the alpha band (7-10 Hz) RMS exceeds ``alpha_ratio_max`` times the sigma
 amplitude: wake alpha reaches into 11-12 Hz, a spindle carries little alpha.
@@ -436,7 +436,7 @@ class SpindleDetector:
         env, med, sd = self._e[:n], self._med[:n], self._sd[:n]
         self._base.process(env, med, sd)
         # one C call evaluates every rule per sample (the NumPy twin is
-        # tests/test_filters_detect.py):
+        # tests/decoders/test_filters_detect.py):
         # - runs: length of the run of env above the low threshold
         #   med + low_threshold_frac * threshold_sd * sd
         # - fire: the run is >= min_duration_s long and, at this sample,
