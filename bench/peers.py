@@ -161,7 +161,8 @@ def bench_so() -> None:
               f"|phase diff| {np.median(agree):.1f} deg. meegkit evaluates the causal filter's "
               f"response at bin frequencies rounded up to whole Hz (np.ceil), which for a "
               f"0.5-1.25 Hz band is far from the filter the paper applies; ours uses the "
-              f"exact bin frequencies (tests/decoders/test_phase.py checks it against the FFT recipe).")
+              f"exact bin frequencies (tests/decoders/test_phase.py checks it against the FFT "
+              f"recipe).")
     for k, (ph, n) in rows.items():
         up = 100 * ph.fraction_in_target_half
         print(f"  {label[k]:<40} n {ph.n:4d}/{n:<4d} mean {ph.mean_phase_deg:+6.1f} deg  "

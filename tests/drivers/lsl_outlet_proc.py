@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import random
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 
 import numpy as np
 import pylsl
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for shared_data
 from shared_data import DATA as SHARED  # noqa: E402
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 import time
 
 import pylsl
