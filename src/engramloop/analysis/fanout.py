@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -108,6 +109,17 @@ def run_jobs(jobs: Sequence[Job], *, workers: int | None = None, address: str | 
     return map_ordered(run_job, jobs, workers=workers, address=address, on_done=on_done)
 
 
+def _probe(address: str) -> None:
+    """Open and close a TCP connection to a ``tcp://host:port`` scheduler address, so a
+    port nobody listens on is refused at once (OSError); other schemes are left to Dask."""
+    scheme, _, rest = address.partition("://")
+    if scheme != "tcp" or ":" not in rest:
+        return
+    host, _, port = rest.rpartition(":")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+        pass
+
+
 def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int | None = None,
                 address: str | None = None,
                 on_done: Callable[[Any], None] | None = None) -> list[Any]:
@@ -138,6 +150,7 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
 
     if address is not None:
         try:
+            _probe(address)  # a refused port fails now, not after Dask's 10 s of retries
             client, cluster = Client(address, timeout="10s"), None
         except (OSError, TimeoutError, ValueError) as exc:
             raise EngineError(f"--scheduler {address}: no Dask scheduler answered ("
