@@ -16,9 +16,10 @@ Streams in the file
   :mod:`engramloop.core.sample_format`: a 24-bit ADC, EDF/BDF, a float32 LSL stream, the
   simulator), float64 otherwise. A regular stream stores a sample's timestamp only where
   an XDF reader's deduction (previous stamp + 1 / nominal rate) would be more than
-  ``timestamp_tolerance_s`` off, at the first sample of each Samples chunk, and at least
-  every ``stamp_every_s`` (see :func:`engramloop.recording.xdf.stamp_mask`): gaps, jitter
-  and clock drift stay in the file, and regular samples cost no 8-byte stamp each;
+  ``timestamp_tolerance`` sample periods off, at the first sample of each Samples chunk,
+  and at least every ``stamp_every_s`` (see :func:`engramloop.recording.xdf.stamp_mask`):
+  gaps, jitter and clock drift stay in the file, and regular samples cost no 8-byte stamp
+  each;
 - marker streams ``engramloop.events``, ``engramloop.pulses``, ``engramloop.forecasts``,
   ``engramloop.governor``, ``engramloop.truth``, ``engramloop.memory`` (the simulator's
   engram model over time) and ``engramloop.log``: one channel of strings, each sample one
@@ -59,10 +60,12 @@ DEFAULT_MAX_LAG_S = 2.0
 #: high-water mark of queued, unwritten bytes (about 2 min of 64 channels at 1 kHz: well
 #: above anything 2 s of a real source produces, so it bounds memory, not normal runs)
 DEFAULT_MAX_QUEUED_BYTES = 128 << 20
-#: a deduced timestamp may be this far from the source's (seconds): far below a sample
-#: period at any EEG/LFP rate (33 us at 30 kHz), above the rounding that accumulating
-#: 1 / rate over a second of samples leaves (~1e-7 s on a clock reading 1e6 s)
-DEFAULT_TIMESTAMP_TOLERANCE_S = 1e-6
+#: a deduced timestamp may be this far from the source's, in sample periods (1 %: 40 us
+#: at 250 Hz, 5 us at 2 kHz) -- far below the sample grid every analysis works on and
+#: the jitter of any host-stamped device, yet a device clock 50 ppm off the nominal rate
+#: still gets a stored stamp about once a second at 250 Hz (and a jittered one on most
+#: samples: those keep their own stamps)
+DEFAULT_TIMESTAMP_TOLERANCE = 0.01
 #: a regular stream stores at least one real timestamp per this many seconds of samples
 DEFAULT_STAMP_EVERY_S = 1.0
 #: XDF channel_format and numpy dtype per declared sample format
@@ -112,10 +115,10 @@ class Recorder:
     max_queued_bytes : int
         High-water mark of data queued but not yet written; past it, :meth:`check` raises
         the same way (bounds memory whatever the cause).
-    timestamp_tolerance_s : float
+    timestamp_tolerance : float
         A regular stream's sample is written without its timestamp only when a reader's
-        deduction (previous timestamp + 1 / nominal rate) is within this many seconds of
-        it; 0 keeps every timestamp that is not reproduced exactly.
+        deduction (previous timestamp + 1 / nominal rate) is within this many sample
+        periods of it; 0 keeps every timestamp that is not reproduced exactly.
     stamp_every_s : float
         At least one stored timestamp per this many seconds of samples (> 0).
     """
@@ -123,14 +126,15 @@ class Recorder:
     def __init__(self, path: str | Path, config_text: str, *, flush_interval_s: float = 1.0,
                  fsync: bool = False, max_lag_s: float = DEFAULT_MAX_LAG_S,
                  max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
-                 timestamp_tolerance_s: float = DEFAULT_TIMESTAMP_TOLERANCE_S,
+                 timestamp_tolerance: float = DEFAULT_TIMESTAMP_TOLERANCE,
                  stamp_every_s: float = DEFAULT_STAMP_EVERY_S) -> None:
         if not flush_interval_s > 0:
             raise ValueError(f"Recorder: flush_interval_s must be > 0, got {flush_interval_s}")
-        if not timestamp_tolerance_s >= 0 or not stamp_every_s > 0:
-            raise ValueError("Recorder: timestamp_tolerance_s must be >= 0 and stamp_every_s "
-                             f"> 0, got {timestamp_tolerance_s} and {stamp_every_s}")
-        self.timestamp_tolerance_s = float(timestamp_tolerance_s)
+        if not 0 <= timestamp_tolerance < 0.5 or not stamp_every_s > 0:
+            raise ValueError("Recorder: timestamp_tolerance must be in [0, 0.5) sample "
+                             f"periods and stamp_every_s > 0, got {timestamp_tolerance} "
+                             f"and {stamp_every_s}")
+        self.timestamp_tolerance = float(timestamp_tolerance)
         self.stamp_every_s = float(stamp_every_s)
         self.path = Path(path)
         self.config_text = config_text
@@ -227,8 +231,8 @@ class Recorder:
                                  "check the folder exists and is writable") from None
         self._last_write_done = time.monotonic()
         extra = (f"<engramloop><schema_version>{SCHEMA_VERSION}</schema_version>"
-                 f"<timestamp_tolerance_s>{self.timestamp_tolerance_s!r}"
-                 "</timestamp_tolerance_s>"
+                 f"<timestamp_tolerance_samples>{self.timestamp_tolerance!r}"
+                 "</timestamp_tolerance_samples>"
                  f"<stamp_every_s>{self.stamp_every_s!r}</stamp_every_s>"
                  "<config>" + xdf.escape(self.config_text) + "</config>"
                  + "<clock>host monotonic (pylsl.local_clock)</clock></engramloop>")
@@ -427,7 +431,8 @@ class Recorder:
                     v = np.concatenate(vals) if len(vals) > 1 else vals[0]
                     t = np.concatenate(stamps) if len(stamps) > 1 else stamps[0]
                     keep = xdf.stamp_mask(
-                        t, st.rate_hz, tolerance_s=self.timestamp_tolerance_s,
+                        t, st.rate_hz, tolerance_s=(self.timestamp_tolerance / st.rate_hz
+                                                    if st.rate_hz > 0 else 0.0),
                         max_run=max(1, int(self.stamp_every_s * st.rate_hz)))
                     out += xdf.numeric_samples(st.sid, v, t, dtype=st.dtype, keep=keep)
                     pending_counts.append((st, len(t), float(t[0]), float(t[-1])))
