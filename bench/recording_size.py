@@ -1,4 +1,4 @@
-"""Recording size: bytes per sample and channel, schema 1 layout against today's.
+"""Recording size: bytes per sample and channel, the schema 1 layout against schema 2.
 
 Two sources, each read once, every chunk going to two recorders side by side:
 
@@ -12,7 +12,7 @@ The two recorders:
 - **schema 1 layout**: float64 values and an 8-byte timestamp on every sample (what
   ``--record`` wrote before schema version 2: ``Recorder(stamp_every_s=1e-9,
   timestamp_tolerance=0)`` and a float64 stream);
-- **today**: the recorder's defaults with the source's declared ``sample_format``
+- **schema 2**: the recorder's defaults with the source's declared ``sample_format``
   (the simulator declares float32) and timestamps stored only where an XDF reader could
   not deduce them (see ``engramloop.recording.xdf.stamp_mask``).
 
@@ -109,14 +109,14 @@ def one_source(make, minutes: float, folder: Path, check: bool) -> None:
     print(f"{type(src).__name__}: {n_ch} channels at {rate:g} Hz, {minutes:g} min ({n} "
           f"samples; read and written to both in {wall:.1f} s)")
     for what, path in (("schema 1 layout (float64, stamp per sample)", old_path),
-                       (f"today ({src.sample_format}, stamps where needed)", new_path)):
+                       (f"schema 2 ({src.sample_format}, stamps where needed)", new_path)):
         size = path.stat().st_size
         print(f"  {what:46s} {size / 1e6:9.1f} MB  {size / (n * n_ch):6.2f} B/sample-channel"
               f"  {size / f32:5.2f}x float32 samples")
-    print(f"  ratio schema 1 / today: {old_path.stat().st_size / new_path.stat().st_size:.2f}")
+    print(f"  ratio schema 1 / schema 2: {old_path.stat().st_size / new_path.stat().st_size:.2f}")
     if hasattr(src, "edf_bytes"):
         print(f"  over the EDF's own size: schema 1 layout "
-              f"{old_path.stat().st_size / src.edf_bytes:.2f}x, today "
+              f"{old_path.stat().st_size / src.edf_bytes:.2f}x, schema 2 "
               f"{new_path.stat().st_size / src.edf_bytes:.2f}x")
     if check:
         import pyxdf
@@ -128,7 +128,7 @@ def one_source(make, minutes: float, folder: Path, check: bool) -> None:
         m = len(t)
         dx = np.abs(s["time_series"][:m] - x).max() / np.abs(x).max()
         dt = np.abs(s["time_stamps"][:m] - t).max()
-        print(f"  pyxdf reads today's file: format {s['info']['channel_format'][0]}, first "
+        print(f"  pyxdf reads the schema 2 file: format {s['info']['channel_format'][0]}, first "
               f"{m} samples: max |x - recorded| / max|x| = {dx:.1e}, max |t - recorded| = "
               f"{dt:.1e} s ({dt * rate:.1e} sample periods)")
     old_path.unlink()
