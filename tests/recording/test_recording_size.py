@@ -323,3 +323,48 @@ def test_version_1_recordings_still_read(tmp_path):
     src = FileSource(path, speed="max")
     assert src.sample_format == "float64"
     np.testing.assert_array_equal(src.data.samples, x)
+
+
+@pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
+def test_cyton_through_brainflow_recorded_in_float32_with_its_gaps(tmp_path):
+    """BrainFlow's own Cyton driver reading the Cyton emulator on a pseudo-terminal (24-bit
+    ADS1299 counts, host timestamps stamped per packet, 3 and then 300 samples lost):
+    the board declares float32, and pyxdf reads every value back within half an ADC
+    count of what BrainFlow gave, every time within the tolerance, the losses where
+    they were; a board of unknown resolution stays float64."""
+    from engramloop.drivers.brainflow_source import BrainFlowSource, board_id, board_sample_format
+    from engramloop.drivers.sources import BrainFlowSettings
+    from engramloop.sim.emulators.cyton_emulator import CytonEmulator
+
+    count_v = 4.5 / 24 / (2 ** 23 - 1)       # ADS1299 at gain 24 (datasheet)
+    rng = np.random.default_rng(5)
+    sig = rng.normal(0, 80e-6, (900, 8))
+    sig[:4] = 0.18                           # near the rail: the largest float32 rounding
+    dropped = [5, 6, 7, *range(400, 700)]
+    path = tmp_path / "cyton.xdf"
+    xs, ts = [], []
+    with CytonEmulator(sig, drop=dropped) as emu:
+        src = BrainFlowSource(BrainFlowSettings(board="cyton", serial_port=emu.port))
+        assert src.sample_format == "float32"
+        try:
+            src.start()
+            with Recorder(path, "", flush_interval_s=0.05) as rec:
+                rec.add_signal_stream(src)
+                for _ in range(2000):
+                    c = src.read(0.5)
+                    if c is not None and c.n_samples:
+                        xs.append(c.samples)
+                        ts.append(c.timestamps)
+                        rec.write_chunk(c)
+                    if sum(len(t) for t in ts) >= 590:
+                        break
+        finally:
+            src.stop()
+    x, t = np.concatenate(xs), np.concatenate(ts)
+    got = _load(path, synchronize_clocks=False, dejitter_timestamps=False)[schema.RAW]
+    assert got["info"]["channel_format"] == ["float32"]
+    assert np.abs(got["time_series"] - x).max() <= count_v / 2
+    assert np.abs(got["time_stamps"] - t).max() <= tol(250.0)
+    # the 300 lost samples (1.2 s) are a step in the file's times as in the source's
+    assert (np.diff(got["time_stamps"]) > 1.0).sum() == (np.diff(t) > 1.0).sum() == 1
+    assert board_sample_format(board_id("muse_2")) == "float64"

@@ -24,6 +24,7 @@ from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
 from engramloop.core.schema import name_with_hint
 from engramloop.drivers.brainflow_lib import load_brainflow
+from engramloop.drivers.brainflow_source import board_sample_format
 from engramloop.drivers.openbci_txt import is_openbci_txt, load_openbci_txt
 from engramloop.drivers.sources import unit_scale
 from engramloop.recording import reader
@@ -356,8 +357,6 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
         det = CounterGapDetector(rate, step=counter_step(bid))
         lost = det.update(data[:, descr["package_num_channel"]], t)
         gaps = np.flatnonzero(lost)
-    from engramloop.drivers.brainflow_source import board_sample_format
-
     return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps,
                     sample_format=board_sample_format(bid))
 
