@@ -129,6 +129,22 @@ def test_stamp_mask_is_what_a_reader_deduces(tmp_path):
     assert np.abs(got["time_stamps"] - t).max() <= tol(rate)
 
 
+def test_samples_chunk_bytes_follow_the_specification():
+    """numeric_samples with some stamps left out gives, byte for byte, the layout the
+    XDF specification describes sample by sample: [TimestampBytes 0 or 8][stamp][values]
+    (few stamps and many take different code paths)."""
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n, c = int(rng.integers(1, 300)), int(rng.integers(1, 4))
+        x, t = rng.normal(size=(n, c)), 7.0 + np.arange(n) / 100.0
+        keep = rng.uniform(size=n) < (0.02 if trial % 2 else 0.7)
+        keep[0] = trial % 5 != 0
+        body = b"".join((struct.pack("<Bd", 8, t[i]) if keep[i] else b"\x00")
+                        + x[i].astype("<f4").tobytes() for i in range(n))
+        want = xdf.chunk(3, struct.pack("<I", 1) + xdf.varlen_int(n) + body)
+        assert xdf.numeric_samples(1, x, t, dtype="<f4", keep=keep) == want
+
+
 # ------------------------------------------------------------ the simulator, float32
 def test_sim_recording_is_float32_small_and_reads_back(tmp_path):
     """8 channels at 2 kHz from the simulator (declared float32): pyxdf finds a float32

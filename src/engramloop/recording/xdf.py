@@ -166,18 +166,19 @@ def stamp_mask(timestamps: np.ndarray, rate_hz: float, *, tolerance_s: float,
         keep[:] = True
         return keep
     tdiff = 1.0 / float(rate_hz)   # what readers compute from <nominal_srate>
+    tl = t.tolist()                # Python floats: the one-by-one steps below are cheap
     i = 0
     while i < n:
         keep[i] = True
         end = min(n, i + max_run)
-        acc = float(t[i])
+        acc = tl[i]
         k = i + 1
         nxt = end
         # a few samples one by one first (a jittery source breaks here, cheaply), then
         # growing blocks (a regular source runs to max_run in a handful of calls)
         while k < min(end, i + 8):
             acc += tdiff
-            if not abs(acc - t[k]) <= tolerance_s:
+            if not abs(acc - tl[k]) <= tolerance_s:
                 nxt = k
                 break
             k += 1
@@ -224,13 +225,28 @@ def numeric_samples(stream_id: int, values: np.ndarray, timestamps: np.ndarray,
         body = rec.tobytes()
     else:
         keep = np.asarray(keep, dtype=bool)
-        rec["nb"][~keep] = 0
-        # drop the 8 stamp bytes of the samples without one: a boolean mask over the
-        # (n, record size) byte matrix, read in row order, is the chunk's byte sequence
-        raw = rec.view(np.uint8).reshape(n, rec.dtype.itemsize)
-        mask = np.ones(raw.shape, dtype=bool)
-        mask[~keep, 1:9] = False
-        body = raw[mask].tobytes()
+        starts = np.flatnonzero(keep)
+        if starts.size <= 64:
+            # few stamps (a regular source): each run is one stamped sample followed by
+            # samples without a stamp, copied as two blocks
+            bare = np.empty(n, dtype=[("nb", "u1"), ("v", dtype, (c,))])
+            bare["nb"] = 0
+            bare["v"] = values
+            ends = [*starts[1:].tolist(), n] if starts.size else []
+            parts = [bare[:starts[0] if starts.size else n].tobytes()]
+            for a, b in zip(starts.tolist(), ends, strict=True):
+                parts.append(rec[a:a + 1].tobytes())
+                parts.append(bare[a + 1:b].tobytes())
+            body = b"".join(parts)
+        else:
+            # many (a jittery source): drop the 8 stamp bytes of the samples without one;
+            # a boolean mask over the (n, record size) byte matrix, read in row order, is
+            # the chunk's byte sequence
+            rec["nb"][~keep] = 0
+            raw = rec.view(np.uint8).reshape(n, rec.dtype.itemsize)
+            mask = np.ones(raw.shape, dtype=bool)
+            mask[~keep, 1:9] = False
+            body = raw[mask].tobytes()
     content = struct.pack("<I", stream_id) + varlen_int(n) + body
     return chunk(TAG_SAMPLES, content)
 
