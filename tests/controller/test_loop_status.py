@@ -65,13 +65,21 @@ def test_clipping_is_flagged_for_the_channels_that_reached_the_rail(tmp_path):
         now = result.t0_s + st.elapsed_s
         if now == prev:
             continue  # the end-of-run snapshot repeats the last period
-        seg = x[(t > prev) & (t <= now)]
+        # the recording's times are the source's within a fraction of a sample period
+        # (regular samples are stored without a stamp): cut half a period past each
+        half = 0.5 / loop.source.rate_hz
+        seg = x[(t > prev + half) & (t <= now + half)]
         prev = now
-        want = np.mean(np.abs(seg) >= CLIP_FRACTION * clip_v, axis=0)
-        got = [ch.clipped_fraction for ch in st.channels]
+        # the recording holds the simulator's samples in float32 (its declared format):
+        # a sample within float32 rounding of the threshold may count either way
+        thr, eps = CLIP_FRACTION * clip_v, 2.0 ** -23
+        want_lo = np.mean(np.abs(seg) >= thr * (1 + eps), axis=0)
+        want_hi = np.mean(np.abs(seg) >= thr * (1 - eps), axis=0)
+        got = np.array([ch.clipped_fraction for ch in st.channels])
         assert [ch.name for ch in st.channels] == list(names)
-        assert got == pytest.approx(want, abs=1e-12)
-        assert [ch.clipping for ch in st.channels] == list(want > 0)
+        assert np.all(want_lo - 1e-12 <= got) and np.all(got <= want_hi + 1e-12)
+        assert [ch.clipping for ch in st.channels] == list(got > 0)
+        assert np.all((want_lo > 0) <= (got > 0)) and np.all((got > 0) <= (want_hi > 0))
         flagged |= {ch.name for ch in st.channels if ch.clipping}
         checked += 1
     assert checked >= 100                              # every 0.25 s of the 30 s run

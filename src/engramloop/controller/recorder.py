@@ -10,8 +10,16 @@ loop stops stimulating and says why.
 
 Streams in the file
 -------------------
-- one numeric stream (float64, volts) per signal source, added with
-  :meth:`Recorder.add_signal_stream` (or automatically from the first chunk);
+- one numeric stream (volts) per signal source, added with
+  :meth:`Recorder.add_signal_stream` (or automatically from the first chunk): float32
+  when the source declares that its resolution allows it (``sample_format``, see
+  :mod:`engramloop.core.sample_format`: a 24-bit ADC, EDF/BDF, a float32 LSL stream, the
+  simulator), float64 otherwise. A regular stream stores a sample's timestamp only where
+  an XDF reader's deduction (previous stamp + 1 / nominal rate) would be more than
+  ``timestamp_tolerance`` sample periods off, at the first sample of each Samples chunk,
+  and at least every ``stamp_every_s`` (see :func:`engramloop.recording.xdf.stamp_mask`):
+  gaps, jitter and clock drift stay in the file, and regular samples cost no 8-byte stamp
+  each;
 - marker streams ``engramloop.events``, ``engramloop.pulses``, ``engramloop.forecasts``,
   ``engramloop.governor``, ``engramloop.truth``, ``engramloop.memory`` (the simulator's
   engram model over time) and ``engramloop.log``: one channel of strings, each sample one
@@ -38,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.core import sample_format as _fmt
 from engramloop.core.jsonable import to_jsonable
 from engramloop.recording import xdf
 from engramloop.recording.schema import ANNOTATIONS, MARKER_STREAMS, RAW, SCHEMA_VERSION
@@ -51,6 +60,16 @@ DEFAULT_MAX_LAG_S = 2.0
 #: high-water mark of queued, unwritten bytes (about 2 min of 64 channels at 1 kHz: well
 #: above anything 2 s of a real source produces, so it bounds memory, not normal runs)
 DEFAULT_MAX_QUEUED_BYTES = 128 << 20
+#: a deduced timestamp may be this far from the source's, in sample periods (1 %: 40 us
+#: at 250 Hz, 5 us at 2 kHz) -- far below the sample grid every analysis works on and
+#: the jitter of any host-stamped device, yet a device clock 50 ppm off the nominal rate
+#: still gets a stored stamp about once a second at 250 Hz (and a jittered one on most
+#: samples: those keep their own stamps)
+DEFAULT_TIMESTAMP_TOLERANCE = 0.01
+#: a regular stream stores at least one real timestamp per this many seconds of samples
+DEFAULT_STAMP_EVERY_S = 1.0
+#: XDF channel_format and numpy dtype per declared sample format
+_XDF_FORMAT = {_fmt.FLOAT32: ("float32", "<f4"), _fmt.FLOAT64: ("double64", "<f8")}
 
 
 class RecordingError(RuntimeError):
@@ -66,6 +85,7 @@ class _Stream:
     units: str
     is_marker: bool
     header: bytes
+    dtype: str = "<f8"
     header_written: bool = False
     count: int = 0
     flushed: int = 0
@@ -95,13 +115,27 @@ class Recorder:
     max_queued_bytes : int
         High-water mark of data queued but not yet written; past it, :meth:`check` raises
         the same way (bounds memory whatever the cause).
+    timestamp_tolerance : float
+        A regular stream's sample is written without its timestamp only when a reader's
+        deduction (previous timestamp + 1 / nominal rate) is within this many sample
+        periods of it; 0 keeps every timestamp that is not reproduced exactly.
+    stamp_every_s : float
+        At least one stored timestamp per this many seconds of samples (> 0).
     """
 
     def __init__(self, path: str | Path, config_text: str, *, flush_interval_s: float = 1.0,
                  fsync: bool = False, max_lag_s: float = DEFAULT_MAX_LAG_S,
-                 max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES) -> None:
+                 max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+                 timestamp_tolerance: float = DEFAULT_TIMESTAMP_TOLERANCE,
+                 stamp_every_s: float = DEFAULT_STAMP_EVERY_S) -> None:
         if not flush_interval_s > 0:
             raise ValueError(f"Recorder: flush_interval_s must be > 0, got {flush_interval_s}")
+        if not 0 <= timestamp_tolerance < 0.5 or not stamp_every_s > 0:
+            raise ValueError("Recorder: timestamp_tolerance must be in [0, 0.5) sample "
+                             f"periods and stamp_every_s > 0, got {timestamp_tolerance} "
+                             f"and {stamp_every_s}")
+        self.timestamp_tolerance = float(timestamp_tolerance)
+        self.stamp_every_s = float(stamp_every_s)
         self.path = Path(path)
         self.config_text = config_text
         self.flush_interval_s = float(flush_interval_s)
@@ -130,15 +164,18 @@ class Recorder:
 
     # -- set-up -------------------------------------------------------------------------
     def _add(self, name: str, channels: Sequence[str], rate_hz: float, units: str, *,
-             marker: bool, stream_type: str = "Markers") -> _Stream:
+             marker: bool, stream_type: str = "Markers",
+             sample_format: str = _fmt.FLOAT64) -> _Stream:
         if name in self._streams:
             raise ValueError(f"Recorder: stream {name!r} already added")
         sid = len(self._streams) + 1
+        channel_format, dtype = _XDF_FORMAT[sample_format]
         header = xdf.stream_header(
             sid, name=name, stream_type=stream_type, channels=list(channels), rate_hz=rate_hz,
-            channel_format="string" if marker else "double64", units=units,
+            channel_format="string" if marker else channel_format, units=units,
             source_id=f"engramloop:{name}", created_at=time.monotonic())
-        st = _Stream(sid, name, tuple(channels), float(rate_hz), units, marker, header)
+        st = _Stream(sid, name, tuple(channels), float(rate_hz), units, marker, header,
+                     dtype=dtype)
         with self._lock:
             self._streams[name] = st
         if self._thread is not None:
@@ -147,12 +184,15 @@ class Recorder:
 
     def add_signal_stream(self, info: Any = None, *, name: str | None = None,
                           channels: Sequence[str] | None = None, rate_hz: float | None = None,
-                          units: str | None = None, stream_type: str = "EEG") -> str:
+                          units: str | None = None, stream_type: str = "EEG",
+                          sample_format: str | None = None) -> str:
         """Declare a numeric signal stream; returns its name.
 
-        ``info`` may be anything with ``channels``, ``rate_hz`` and optionally ``name`` and
-        ``units`` attributes (a Chunk, a Source); keywords override it. The default name
-        is ``"engramloop.raw"``. May be called before or after :meth:`start`.
+        ``info`` may be anything with ``channels``, ``rate_hz`` and optionally ``name``,
+        ``units`` and ``sample_format`` attributes (a Chunk, a Source); keywords override
+        it. The default name is ``"engramloop.raw"``; the default format float64 (only a
+        source that declares ``sample_format = "float32"`` is stored in float32). May be
+        called before or after :meth:`start`.
         """
         def pick(key: str, given: Any, default: Any) -> Any:
             if given is not None:
@@ -163,10 +203,12 @@ class Recorder:
         channels = pick("channels", channels, None)
         rate_hz = pick("rate_hz", rate_hz, None)
         units = pick("units", units, "V")
+        fmt = _fmt.check(str(pick("sample_format", sample_format, _fmt.FLOAT64)),
+                         "Recorder.add_signal_stream: sample_format")
         if not channels or rate_hz is None:
             raise ValueError("Recorder.add_signal_stream: channels and rate_hz are required")
         self._add(str(name), tuple(channels), float(rate_hz), str(units), marker=False,
-                  stream_type=stream_type)
+                  stream_type=stream_type, sample_format=fmt)
         return str(name)
 
     def start(self) -> None:
@@ -189,6 +231,9 @@ class Recorder:
                                  "check the folder exists and is writable") from None
         self._last_write_done = time.monotonic()
         extra = (f"<engramloop><schema_version>{SCHEMA_VERSION}</schema_version>"
+                 f"<timestamp_tolerance_samples>{self.timestamp_tolerance!r}"
+                 "</timestamp_tolerance_samples>"
+                 f"<stamp_every_s>{self.stamp_every_s!r}</stamp_every_s>"
                  "<config>" + xdf.escape(self.config_text) + "</config>"
                  + "<clock>host monotonic (pylsl.local_clock)</clock></engramloop>")
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -385,7 +430,11 @@ class Recorder:
                 for st, vals, stamps in sig.values():
                     v = np.concatenate(vals) if len(vals) > 1 else vals[0]
                     t = np.concatenate(stamps) if len(stamps) > 1 else stamps[0]
-                    out += xdf.numeric_samples(st.sid, v, t)
+                    keep = xdf.stamp_mask(
+                        t, st.rate_hz, tolerance_s=(self.timestamp_tolerance / st.rate_hz
+                                                    if st.rate_hz > 0 else 0.0),
+                        max_run=max(1, int(self.stamp_every_s * st.rate_hz)))
+                    out += xdf.numeric_samples(st.sid, v, t, dtype=st.dtype, keep=keep)
                     pending_counts.append((st, len(t), float(t[0]), float(t[-1])))
                 for st, texts, stamps in mk.values():
                     out += xdf.string_samples(st.sid, texts, stamps)

@@ -34,6 +34,16 @@ log = logging.getLogger(__name__)
 _FULL_SCALE_V = {name: 4.5 / 24 for name in ("CYTON_BOARD", "CYTON_DAISY_BOARD",
                                              "CYTON_WIFI_BOARD", "CYTON_DAISY_WIFI_BOARD")}
 
+# boards whose EEG comes from a converter of at most 24 bits, so the recorder stores it
+# in float32 (engramloop.core.sample_format): the Cyton family's TI ADS1299 (24-bit, TI
+# ADS1299 datasheet), the Ganglion's Microchip MCP3912 (24-bit, MCP3912 datasheet; the
+# Ganglion sends 18/19-bit deltas of it, OpenBCI Ganglion data format docs) and
+# BrainFlow's synthetic board (generated values); any other board is stored in float64
+_FLOAT32_BOARDS = frozenset(("CYTON_BOARD", "CYTON_DAISY_BOARD", "CYTON_WIFI_BOARD",
+                             "CYTON_DAISY_WIFI_BOARD", "GANGLION_BOARD",
+                             "GANGLION_WIFI_BOARD", "GANGLION_NATIVE_BOARD",
+                             "SYNTHETIC_BOARD"))
+
 # counter step between consecutive samples, per BrainFlow board name; default 1
 _COUNTER_STEP = {"CYTON_DAISY_BOARD": 2, "CYTON_DAISY_WIFI_BOARD": 2}
 _COUNTER_MODULUS = 256
@@ -62,6 +72,14 @@ def counter_step(board: int) -> int:
     from brainflow.board_shim import BoardIds
 
     return _COUNTER_STEP.get(BoardIds(board).name, 1)
+
+
+def board_sample_format(board: int) -> str:
+    """How a recording may store this BrainFlow board's EEG: ``"float32"`` for a board
+    with a converter of at most 24 bits (see ``_FLOAT32_BOARDS``), else ``"float64"``."""
+    from brainflow.board_shim import BoardIds
+
+    return "float32" if BoardIds(board).name in _FLOAT32_BOARDS else "float64"
 
 
 def board_names() -> list[str]:
@@ -193,6 +211,8 @@ class BrainFlowSource:
         #: input range, volts (+-); inf when the board's front end is not known. Assumes
         #: the default gain: a board reconfigured to another gain must not trust it.
         self.full_scale_v = _FULL_SCALE_V.get(BoardIds(data_board).name, float("inf"))
+        #: how the recorder may store the samples (a <= 24-bit converter: float32)
+        self.sample_format = board_sample_format(data_board)
         self._wall_to_host = 0.0
         self._carry: tuple | None = None
 

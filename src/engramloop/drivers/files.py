@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.core import sample_format as _fmt
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
 from engramloop.core.schema import name_with_hint
 from engramloop.drivers.brainflow_lib import load_brainflow
+from engramloop.drivers.brainflow_source import board_sample_format
 from engramloop.drivers.openbci_txt import is_openbci_txt, load_openbci_txt
 from engramloop.drivers.sources import unit_scale
 from engramloop.recording import reader
@@ -52,12 +54,15 @@ class FileData:
     :func:`engramloop.recording.reader.read` gives them) if any,
     ``gaps`` (indices of samples that follow a loss) when the format records losses, and
     ``full_scale_v`` (c,) volts, the largest magnitude each channel can hold, when the
-    format says (EDF/BDF physical range), else inf."""
+    format says (EDF/BDF physical range), else inf; ``sample_format``, how a recording
+    of the replay may store the samples (:mod:`engramloop.core.sample_format`: float32
+    when the file's own resolution fits in it, float64 when unknown)."""
 
     def __init__(self, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
                  channels: Sequence[str], markers: dict | None = None,
                  gaps: np.ndarray | None = None,
-                 full_scale_v: Sequence[float] | None = None) -> None:
+                 full_scale_v: Sequence[float] | None = None,
+                 sample_format: str = _fmt.FLOAT64) -> None:
         self.samples = np.ascontiguousarray(samples, dtype=np.float64)
         self.timestamps = np.ascontiguousarray(timestamps, dtype=np.float64)
         self.rate_hz = float(rate_hz)
@@ -68,6 +73,7 @@ class FileData:
         self.gaps = gaps
         self.full_scale_v = (np.full(len(self.channels), np.inf) if full_scale_v is None
                              else np.asarray(full_scale_v, dtype=np.float64))
+        self.sample_format = _fmt.check(sample_format)
 
 
 def _scale(unit: str, override: str, path: Path, what: str) -> float:
@@ -149,7 +155,29 @@ def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
     scales = np.array([_scale(u, units, path, f"stream {s.name!r} channel {lab!r}")
                        for lab, u in zip(s.channels, s.channel_units, strict=True)])
     x = np.ascontiguousarray(s.x * scales)
-    return FileData(x, s.t, s.rate_hz, list(s.channels), rec.markers)
+    # the file's own channel_format says what resolution its values have
+    formats = [f.channel_format for f in reader.footers(path) if f.name == s.name]
+    fmt = _fmt.for_dtype(_XDF_DTYPES.get(formats[0], "")) if formats else _fmt.FLOAT64
+    return FileData(x, s.t, s.rate_hz, list(s.channels), rec.markers, sample_format=fmt)
+
+
+#: XDF channel formats (specification) as numpy dtypes
+_XDF_DTYPES = {"float32": "<f4", "double64": "<f8", "int8": "<i1", "int16": "<i2",
+               "int32": "<i4", "int64": "<i8"}
+
+
+def _edf_format(h: Any) -> str:
+    """float32 when every ordinary EDF/BDF signal's physical range, in steps of
+    physical range / digital range, fits float32 (16-bit EDF and 24-bit BDF do)."""
+    parts = []
+    for i in range(len(h.labels)):
+        if i in h.annotation_signals:
+            continue
+        (pmin, pmax), (dmin, dmax) = h.phys[i], h.dig[i]
+        span = abs(float(dmax) - float(dmin))
+        step = abs(float(pmax) - float(pmin)) / span if span else math.nan
+        parts.append(_fmt.for_range(max(abs(float(pmin)), abs(float(pmax))), step))
+    return _fmt.combine(*parts)
 
 
 # ---------------------------------------------------------------------------- EDF/BDF
@@ -250,7 +278,7 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
     t0 = t0 if math.isfinite(t0) else 0.0
     t = t0 + np.arange(x.shape[0]) / rates[0]
     return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full,
-                    markers=_annotation_markers(notes))
+                    markers=_annotation_markers(notes), sample_format=_edf_format(h))
 
 
 def _annotation_markers(notes: list) -> dict:
@@ -288,7 +316,7 @@ def _load_edf_discontinuous(path: Path, h: Any, onsets: np.ndarray, notes: list,
                                                                           strict=True)]
     rate = h.per_record[keep[0]] / h.record_s
     return FileData(x * sc, t, rate, [h.labels[i] for i in keep], full_scale_v=full,
-                    markers=_annotation_markers(notes))
+                    markers=_annotation_markers(notes), sample_format=_edf_format(h))
 
 
 # ---------------------------------------------------------------------------- CSV
@@ -329,7 +357,8 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
         det = CounterGapDetector(rate, step=counter_step(bid))
         lost = det.update(data[:, descr["package_num_channel"]], t)
         gaps = np.flatnonzero(lost)
-    return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps)
+    return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps,
+                    sample_format=board_sample_format(bid))
 
 
 def table_error(path: Path, what: str, exc: ValueError) -> SourceError:
@@ -401,6 +430,7 @@ def load_npz(path: Path, units: str = "auto") -> FileData:
         if arr is not None and np.iscomplexobj(arr):
             raise SourceError(f"{path}: .npz '{what}' holds complex numbers; store real "
                               "values (volts, seconds, Hz)")
+    fmt = _fmt.for_dtype(x.dtype)   # a float32 (or int16) array stays float32 recorded
     try:
         x = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
@@ -441,7 +471,8 @@ def load_npz(path: Path, units: str = "auto") -> FileData:
         raise SourceError(f"{path}: .npz shapes disagree: samples {x.shape}, timestamps "
                           f"{len(t)}, channels {len(names)}")
     scale = 1.0 if units == "auto" else (unit_scale(units) or 1.0)
-    return FileData(x * scale, np.asarray(t, dtype=np.float64), rate, names)
+    return FileData(x * scale, np.asarray(t, dtype=np.float64), rate, names,
+                    sample_format=fmt)
 
 
 def check_data(path: Path, d: FileData) -> None:
@@ -574,6 +605,8 @@ class FileSource:
         self.channels = d.channels
         #: per channel, volts (+-): the file's own range (EDF/BDF), else inf
         self.full_scale_v = d.full_scale_v
+        #: how the recorder may store the samples: the file's own resolution decides
+        self.sample_format = d.sample_format
         self.speed = speed
         if clock is None:
             clock = SimClock() if speed == "max" else ScaledClock(float(speed))

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.core import sample_format as _fmt
 from engramloop.core.chunk import Chunk, SourceError
 from engramloop.core.sample_clock import SampleCounter
 from engramloop.drivers.sources import unit_scale
@@ -108,6 +109,10 @@ class LslSource:
         Last LSL time correction (add to outlet timestamps to get host time).
     reconnects : int
         How many times the stream came back after being lost.
+    sample_format : str
+        How the recorder may store the values: ``"float32"`` for an outlet sending
+        float32 or int8/int16, ``"float64"`` for double, int32 and int64 (known once the
+        stream is resolved; :mod:`engramloop.core.sample_format`).
     """
 
     def __init__(self, settings: Any, *, name: str | None = None,
@@ -123,6 +128,7 @@ class LslSource:
         self._labels_units: tuple[list, list] = ([], [])
         self.channels: tuple[str, ...] = tuple(channels)
         self.rate_hz = float("nan")
+        self.sample_format = _fmt.FLOAT64
         self._inlet: Any = None
         self._info: Any = None
         self.stale = False
@@ -238,6 +244,7 @@ class LslSource:
             self._counter = SampleCounter(self.rate_hz)
         n_max = self.settings.max_chunk_samples
         self._buf = np.empty((n_max, info.channel_count()), dtype=_DTYPES[fmt])
+        self.sample_format = _fmt.for_dtype(_DTYPES[fmt])
         self._inlet = inlet
         self._info = info
         self._next_correction = 0.0

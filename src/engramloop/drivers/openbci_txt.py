@@ -127,5 +127,8 @@ def load_openbci_txt(path: Path, scale_v: float = 1e-6):
         steps[0] = 0
         t = np.cumsum(steps) / rate
     lost = CounterGapDetector(rate, step=step).update(counter, t)
+    # the OpenBCI boards' converters are 24-bit (Cyton ADS1299, Ganglion MCP3912): a
+    # recording of the replay may store them in float32 (engramloop.core.sample_format)
+    known = any(needle in board.lower() for needle, _, _ in _BOARDS)
     return FileData(data[:, 1:1 + n_ch] * scale_v, t, rate, names or labels,
-                    gaps=np.flatnonzero(lost))
+                    gaps=np.flatnonzero(lost), sample_format="float32" if known else "float64")

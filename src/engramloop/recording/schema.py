@@ -7,10 +7,18 @@ Version history
    timestamp per sample); JSON marker streams named ``engramloop.<kind>`` for the kinds in
    :data:`MARKER_STREAMS`; the effective config (TOML) and the clock in the file header's
    ``<engramloop>`` element. Files written before the version was recorded read as 1.
+2  the same streams and records, smaller: a signal stream is float32 (XDF
+   ``channel_format``) when its source declares that float32 holds its resolution (see
+   :mod:`engramloop.core.sample_format`), double64 otherwise; a regular stream's sample
+   stores its timestamp only where a reader's deduction (previous timestamp + 1 /
+   ``nominal_srate``, the XDF rule) would be more than ``<timestamp_tolerance_samples>``
+   sample periods off, at the first sample of every Samples chunk and at least every
+   ``<stamp_every_s>`` seconds of samples (both in the file header's ``<engramloop>``
+   element). Readers of version 1 need no change: both are standard XDF 1.0.
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: the default signal stream
 RAW = "engramloop.raw"

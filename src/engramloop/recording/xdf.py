@@ -14,7 +14,12 @@ EEGLAB and LabRecorder's tools. The layout used here follows the XDF 1.0 specifi
   (StreamId + XML);
 - a sample is ``[TimestampBytes][Timestamp][Values]``: ``TimestampBytes`` is 0 or 8 and
   values are little-endian; a string value is a variable-length byte count followed by
-  its UTF-8 bytes.
+  its UTF-8 bytes. A sample written with ``TimestampBytes`` 0 carries no timestamp: a
+  reader deduces it as the previous sample's timestamp plus ``1 / nominal_srate`` (the
+  specification's rule; pyxdf's ``_read_chunk3`` and the MATLAB ``load_xdf`` do exactly
+  ``last_timestamp + tdiff`` in double precision, sample after sample).
+  :func:`stamp_mask` decides which samples of a regular stream need their stamp so that
+  this deduction stays within a tolerance of the true time.
 
 Every function here returns ``bytes`` for one complete chunk, so a writer can hand whole
 chunks to a single ``os.write`` and a process killed between writes leaves a file that
@@ -124,8 +129,79 @@ def stream_header(stream_id: int, *, name: str, stream_type: str, channels: Sequ
     return chunk(TAG_STREAM_HEADER, struct.pack("<I", stream_id) + body.encode("utf-8"))
 
 
+def stamp_mask(timestamps: np.ndarray, rate_hz: float, *, tolerance_s: float,
+               max_run: int) -> np.ndarray:
+    """Which samples of a Samples chunk must carry their timestamp.
+
+    A sample without one is read back as the previous sample's time plus
+    ``1 / rate_hz``, accumulated in double precision exactly as readers do
+    (:func:`numpy.add.accumulate` is the same left-to-right sum). A sample keeps its stamp
+    when that deduction would be more than ``tolerance_s`` from its true time (a gap, a
+    jittery or drifting clock), when it is the chunk's first sample (so every chunk reads
+    on its own, whatever a reader skipped before it), and when ``max_run`` samples have
+    passed since the last stored stamp (so drift against the nominal rate and the clock
+    stay visible in the file even inside a tolerance).
+
+    Parameters
+    ----------
+    timestamps : ndarray, shape (n_samples,), seconds
+    rate_hz : float
+        The stream's nominal rate as written in its header; 0 (irregular) keeps every
+        stamp.
+    tolerance_s : float
+        Largest difference allowed between a deduced and the true timestamp, seconds.
+    max_run : int
+        Most samples from one stored stamp to the next (>= 1).
+
+    Returns
+    -------
+    keep : ndarray of bool, shape (n_samples,)
+    """
+    t = np.asarray(timestamps, dtype=np.float64)
+    n = t.size
+    keep = np.zeros(n, dtype=bool)
+    if n == 0:
+        return keep
+    if not rate_hz > 0 or max_run <= 1:
+        keep[:] = True
+        return keep
+    tdiff = 1.0 / float(rate_hz)   # what readers compute from <nominal_srate>
+    tl = t.tolist()                # Python floats: the one-by-one steps below are cheap
+    i = 0
+    while i < n:
+        keep[i] = True
+        end = min(n, i + max_run)
+        acc = tl[i]
+        k = i + 1
+        nxt = end
+        # a few samples one by one first (a jittery source breaks here, cheaply), then
+        # growing blocks (a regular source runs to max_run in a handful of calls)
+        while k < min(end, i + 8):
+            acc += tdiff
+            if not abs(acc - tl[k]) <= tolerance_s:
+                nxt = k
+                break
+            k += 1
+        else:
+            w = 64
+            while k < end:
+                m = min(w, end - k)
+                seg = np.full(m + 1, tdiff)
+                seg[0] = acc
+                deduced = np.add.accumulate(seg)[1:]
+                bad = np.flatnonzero(~(np.abs(deduced - t[k:k + m]) <= tolerance_s))
+                if bad.size:
+                    nxt = k + int(bad[0])
+                    break
+                acc = float(deduced[-1])
+                k += m
+                w *= 4
+        i = nxt
+    return keep
+
+
 def numeric_samples(stream_id: int, values: np.ndarray, timestamps: np.ndarray,
-                    dtype: str = "<f8") -> bytes:
+                    dtype: str = "<f8", keep: np.ndarray | None = None) -> bytes:
     """A Samples chunk for a numeric stream.
 
     Parameters
@@ -133,7 +209,11 @@ def numeric_samples(stream_id: int, values: np.ndarray, timestamps: np.ndarray,
     values : ndarray, shape (n_samples, n_channels)
         Sample values, converted to ``dtype`` (little-endian).
     timestamps : ndarray, shape (n_samples,), seconds
-        One timestamp per sample (always written; 8 bytes each).
+        One timestamp per sample.
+    keep : ndarray of bool, shape (n_samples,), optional
+        Which samples carry their timestamp (8 bytes); the others are written with
+        ``TimestampBytes`` 0 and read back by deduction (see :func:`stamp_mask`). Default:
+        every sample carries one.
     """
     values = np.asarray(values)
     n, c = values.shape
@@ -141,7 +221,33 @@ def numeric_samples(stream_id: int, values: np.ndarray, timestamps: np.ndarray,
     rec["nb"] = 8
     rec["t"] = timestamps
     rec["v"] = values
-    content = struct.pack("<I", stream_id) + varlen_int(n) + rec.tobytes()
+    if keep is None or bool(np.all(keep)):
+        body = rec.tobytes()
+    else:
+        keep = np.asarray(keep, dtype=bool)
+        starts = np.flatnonzero(keep)
+        if starts.size <= 64:
+            # few stamps (a regular source): each run is one stamped sample followed by
+            # samples without a stamp, copied as two blocks
+            bare = np.empty(n, dtype=[("nb", "u1"), ("v", dtype, (c,))])
+            bare["nb"] = 0
+            bare["v"] = values
+            ends = [*starts[1:].tolist(), n] if starts.size else []
+            parts = [bare[:starts[0] if starts.size else n].tobytes()]
+            for a, b in zip(starts.tolist(), ends, strict=True):
+                parts.append(rec[a:a + 1].tobytes())
+                parts.append(bare[a + 1:b].tobytes())
+            body = b"".join(parts)
+        else:
+            # many (a jittery source): drop the 8 stamp bytes of the samples without one;
+            # a boolean mask over the (n, record size) byte matrix, read in row order, is
+            # the chunk's byte sequence
+            rec["nb"][~keep] = 0
+            raw = rec.view(np.uint8).reshape(n, rec.dtype.itemsize)
+            mask = np.ones(raw.shape, dtype=bool)
+            mask[~keep, 1:9] = False
+            body = raw[mask].tobytes()
+    content = struct.pack("<I", stream_id) + varlen_int(n) + body
     return chunk(TAG_SAMPLES, content)
 
 
@@ -181,6 +287,5 @@ def stream_footer(stream_id: int, *, first_timestamp: float, last_timestamp: flo
 
 
 __all__ = ["escape", "MAGIC", "BOUNDARY_UUID", "NUMERIC_FORMATS", "varlen_int", "chunk",
-           "file_header",
-           "stream_header", "numeric_samples", "string_samples", "clock_offset", "boundary",
-           "stream_footer"]
+           "file_header", "stream_header", "stamp_mask", "numeric_samples", "string_samples",
+           "clock_offset", "boundary", "stream_footer"]

@@ -77,6 +77,9 @@ class SimSource:
         self.seed = int(seed)
         self.rate_hz = float(s.rate_hz)
         self.channels = tuple(s.channels)
+        #: recorded as float32: simulated values carry no resolution float32's 24-bit
+        #: significand would lose (see engramloop.core.sample_format)
+        self.sample_format = "float32"
         self.paced = bool(paced)
         self.chunk_samples = int(chunk_samples)
         self.duration_s = duration_s
