@@ -313,7 +313,9 @@ class Recording:
                 # began before the first sample and lasts into the signal (a sleep stage
                 # that started before the recording): keep the part the signal covers
                 on, dur = float(s.t[0]), on + dur - float(s.t[0])
-            elif s.t.size == 0 or early or on > s.t[-1]:
+            elif s.t.size == 0 or early or on > s.t[-1] + 1.0 / s.rate_hz:
+                # (an onset within the last sample's period -- the recall marker at the end
+                # of a simulated night -- is inside: it goes on the last sample)
                 outside.append(r)  # EDF and MNE cannot hold it
                 continue
             i = int(np.clip(np.searchsorted(s.t, on), 0, last))
