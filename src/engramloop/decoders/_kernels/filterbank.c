@@ -80,6 +80,11 @@ FilterBank_init(FilterBank *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"sos", "n_channels", "window", NULL};
     PyObject *sos_obj;
     Py_ssize_t n_ch, window = 0;
+    if (self->busy) {   /* a kernel (another thread, GIL released) is using its arrays */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "FilterBank is running in another thread; it cannot be re-initialised");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|n", kwlist, &sos_obj, &n_ch, &window))
         return -1;
     if (n_ch < 1) {
