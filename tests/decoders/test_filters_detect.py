@@ -605,3 +605,10 @@ def test_spindle_plan_checks_once_and_names_the_problem() -> None:
     assert plan.run(x, 0, True) == (0, 0)
     with pytest.raises(RuntimeError, match="__init__ was not called"):
         SpindlePlan.__new__(SpindlePlan).run(x, 0, True)
+    # a bound bank re-initialised with another channel count: refused, not read past its
+    # arrays (and a bank cannot be re-initialised while a kernel runs on it)
+    from engramloop.decoders._filters import FilterBank
+
+    FilterBank.__init__(st.pm, np.zeros((0, 6)), 4, 8)
+    with pytest.raises(RuntimeError, match="SpindlePlan.run: a bound bank .* re-initialised"):
+        plan.run(x, 0, True)

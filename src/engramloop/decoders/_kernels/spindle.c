@@ -813,6 +813,18 @@ SpindlePlan_run(SpindlePlan *self, PyObject *const *args, Py_ssize_t nargs)
             }
         }
     }
+    /* a bound bank's __init__ may have been called again: its arrays must still have the
+     * shape the plan was checked against */
+    for (int b = 0; b < s->n_banks; b++) {
+        const FilterBank *bk = s->bank[b];
+        if (bk->coef == NULL || bk->n_channels != (b == 2 ? 4 * c : c) || bk->window < 1
+            || ((b == 2 || b == 3) && bk->n_sections != 0)) {
+            PyErr_Format(PyExc_RuntimeError, "SpindlePlan.run: a bound bank (%d of broad, "
+                         "sigma, pm, env, alpha) was re-initialised with another shape since "
+                         "the plan was built; build a new plan", b);
+            goto done;
+        }
+    }
     for (; entered < s->n_banks; entered++)
         if (enter(s->bank[entered]) < 0) goto done;
     self->busy = 1;
