@@ -19,8 +19,7 @@ ripple_candidate       :func:`ripple_candidate`
 rearm_index            :func:`rearm_index`
 spindle_runs           :func:`spindle_rules`
 quadrature_sums        :func:`quadrature_sums`
-spindle_block,         :func:`spindle_block`
-SpindlePlan.run
+SpindlePlan.run        :func:`spindle_block`
 SoPlan.run             :func:`so_down_states`, :func:`so_block`; :class:`SoPlanTwin`
 EchtPlan.push          :class:`EchtPush`; :class:`EchtPlanTwin`
 EchtPlan.estimate      :func:`echt_estimate`; :class:`EchtPlanTwin`
@@ -269,7 +268,7 @@ def quadrature_sums(xs, xb, w0, last=None) -> tuple[np.ndarray, np.ndarray]:
 
 def spindle_block(x, sos: dict, w0, win, ewin, median, sd, step, length, excl, rules,
                   alpha: bool) -> dict:
-    """The steps of spindle_block written out with scipy and NumPy over a whole signal
+    """The steps of SpindlePlan.run written out with scipy and NumPy over a whole signal
     (x: (n, k) picked columns, the first sample at absolute index 0): scipy's sosfilt, a
     moving RMS by cumulative sums, the quadrature formulas, a plain-Python baseline ring
     and :func:`spindle_rules`."""

@@ -148,36 +148,31 @@ def _quadrature_sums():
                                np.zeros((10, 8)), np.zeros((10, 2))]
 
 
-def _spindle_block():
+def _spindle_plan_args() -> list:
     fs, k, cap = 500.0, 2, 16
     win, ewin = 50, 8
     ring, pos, count, excl, med, sd = _baseline_state(k, 64)
     med[:], sd[:] = 1e-6, 0.4e-6
-    return K.spindle_block, [
-        _signal(10, 3), 0, True, np.array([1, 0], dtype=I64),
-        _bank(1.0, 30.0, fs, k, win, 1), _bank(11.0, 16.0, fs, k, win, 1),
-        _bank(7.0, 10.0, fs, k, win, 3), FilterBank(np.zeros((0, 6)), 4 * k, win),
-        FilterBank(np.zeros((0, 6)), k, ewin), 2 * np.pi * np.sqrt(11.0 * 16.0) / fs,
-        np.zeros(k), np.zeros((18 * cap, k)), np.zeros((2 * cap, k), dtype=I64),
-        np.zeros((2, k), dtype=I64), 5, ring, pos, count, excl, med, sd,
-        1.0, 3.0, 0.05, 0.4, 0.6, 4, 400, 1e3, 10]
+    return [
+        np.array([1, 0], dtype=I64), _bank(1.0, 30.0, fs, k, win, 1),
+        _bank(11.0, 16.0, fs, k, win, 1), _bank(7.0, 10.0, fs, k, win, 3),
+        FilterBank(np.zeros((0, 6)), 4 * k, win), FilterBank(np.zeros((0, 6)), k, ewin),
+        2 * np.pi * np.sqrt(11.0 * 16.0) / fs, np.zeros(k), np.zeros((18 * cap, k)),
+        np.zeros((2 * cap, k), dtype=I64), np.zeros((2, k), dtype=I64), 5, ring, pos, count,
+        excl, med, sd, 1.0, 3.0, 0.05, 0.4, 0.6, 4, 400, 1e3, 10]
 
 
 def _spindle_plan():
-    """SpindlePlan.run; the plan itself is built from spindle_block's bound arguments."""
-    fn, args = _spindle_block()
-    plan = K.SpindlePlan(*args[3:])
-    return plan.run, [args[0], 0, True]
+    plan = K.SpindlePlan(*_spindle_plan_args())
+    return plan.run, [_signal(10, 3), 0, True]
 
 
 def _spindle_plan_build():
-    """Building a SpindlePlan (it holds views of its buffers until it is freed)."""
-    _, args = _spindle_block()
-
+    """Building (and freeing) a SpindlePlan: it holds views of its buffers until freed."""
     def build(*a):
         K.SpindlePlan(*a)
 
-    return build, args[3:]
+    return build, _spindle_plan_args()
 
 
 def _so_plan_args() -> list:
@@ -244,7 +239,6 @@ CASES: dict[str, Callable[[], tuple]] = {
     "ripple_candidate": _ripple_candidate,
     "spindle_runs": _spindle_runs,
     "quadrature_sums": _quadrature_sums,
-    "spindle_block": _spindle_block,
     "SpindlePlan": _spindle_plan_build,
     "SpindlePlan.run": _spindle_plan,
     "SoPlan": _so_plan_build,

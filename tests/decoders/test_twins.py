@@ -5,7 +5,7 @@ kernels' documented steps, so these pin the C code to what its docstring says.
 Covered here: the FilterBank's pick_rms, baseline_runs, RipplePlan, ripple_candidate,
 first_at_or_after, median_mad and EchtPlan (push and estimate). The other kernels meet
 their twins in test_filters.py (FilterBank), test_filters_detect.py (threshold_runs,
-spindle_runs, quadrature_sums, rearm_index, spindle_block, SpindlePlan) and
+spindle_runs, quadrature_sums, rearm_index, SpindlePlan) and
 test_filters_so_block.py (SoPlan); test_plan_twins.py runs the detectors with each plan
 and with its twin plan.
 """

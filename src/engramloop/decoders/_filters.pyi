@@ -54,33 +54,6 @@ def spindle_runs(env: np.ndarray, eb: np.ndarray, es: np.ndarray, pm: np.ndarray
     ``hold_n`` after the last such one (``hold``: samples left, carried) are held: run 0,
     no fire. Returns (largest run, number of fire samples)."""
 
-def spindle_block(samples: np.ndarray, first: int, rules: bool, cols: np.ndarray,
-                  broad: FilterBank, sigma: FilterBank, alpha: FilterBank | None,
-                  pm: FilterBank, env: FilterBank, w0: float, xs_last: np.ndarray,
-                  work: np.ndarray, iwork: np.ndarray, runstate: np.ndarray,
-                  step: int | None, ring: np.ndarray | None, pos: np.ndarray | None,
-                  count: np.ndarray | None, excl: np.ndarray | None,
-                  median: np.ndarray | None, sd: np.ndarray | None, k_lo: float | None,
-                  k_hi: float | None, rel_min: float | None, corr_min: float | None,
-                  alpha_max: float | None, min_n: int | None, max_n: int | None,
-                  k_art: float | None, hold_n: int | None) -> tuple[int, int] | None:
-    """One chunk of the spindle detector, the separate calls' operations in their order:
-    pick ``samples[:, cols]`` (samples (n, C) float64, volts; cols (c,) int64), then
-    ``broad.process_rms`` -> xb, eb; ``sigma.process_rms(xb)`` -> xs, es;
-    ``quadrature_sums(xs, xb, xs_last, w0)`` -> sums, amp (``w0``: sigma centre, radians
-    per sample); the moving RMS of sums in ``pm`` (4c channels) and of amp in ``env`` (c
-    channels; both without sections) -> pm, env; unless alpha is None
-    ``alpha.process_rms(xb)`` -> xa, ea. ``work`` (18 cap, c) float64 holds the C-contiguous
-    blocks xb, eb, xs, es (cap, c), sums, pm (cap, 4c), amp, env, xa, ea, med, sd (cap, c),
-    each written in its first n rows (volts); ``iwork`` (2 cap, c) int64 holds runs, fire.
-    With ``rules`` false that is all (the remaining arguments are ignored) and None is
-    returned. Else, for a block with no baseline update point (``first``: absolute index
-    of its first sample): med/sd = ``median``/``sd`` per row; samples at absolute indices
-    that are multiples of ``step`` are pushed into ``ring`` (c, L) at ``pos`` (count += 1)
-    unless env > ``excl`` (``RobustBaseline.process``); then ``spindle_runs`` with carry,
-    hold = ``runstate`` (2, c) int64 (samples). Returns (largest run, number of fire
-    samples)."""
-
 class RipplePlan:
     """The ripple detector's chunk without a baseline update point, its banks and buffers
     bound and checked once (the plan references the banks and holds a view of every buffer
@@ -110,9 +83,10 @@ class RipplePlan:
         n <= cap. Returns (largest run, artefact flag)."""
 
 class SpindlePlan:
-    """``spindle_block``'s arguments after (samples, first, rules), checked once and bound:
-    the plan references the banks and holds a view of every buffer until it is freed (so
-    none of them can be resized meanwhile; the caller writes into them in place)."""
+    """The spindle detector's chunk, its banks and buffers checked once and bound: the
+    plan references the banks and holds a view of every buffer until it is freed (so none
+    of them can be resized meanwhile; the caller writes into them in place). ``alpha``
+    None: no alpha veto."""
 
     def __init__(self, cols: np.ndarray, broad: FilterBank, sigma: FilterBank,
                  alpha: FilterBank | None, pm: FilterBank, env: FilterBank, w0: float,
@@ -126,8 +100,22 @@ class SpindlePlan:
     def cap(self) -> int:
         """The most samples one ``run`` takes (the bound work arrays' rows)."""
     def run(self, samples: np.ndarray, first: int, rules: bool) -> tuple[int, int] | None:
-        """``spindle_block(samples, first, rules, *bound)``: samples (n, C) float64 volts,
-        n <= cap; first: absolute index of its first sample (>= 0)."""
+        """One chunk of the spindle detector, the separate calls' operations in their order:
+        pick ``samples[:, cols]`` (samples (n, C) float64, volts, n <= cap; cols (c,)
+        int64), then ``broad.process_rms`` -> xb, eb; ``sigma.process_rms(xb)`` -> xs, es;
+        ``quadrature_sums(xs, xb, xs_last, w0)`` -> sums, amp (``w0``: sigma centre,
+        radians per sample); the moving RMS of sums in ``pm`` (4c channels) and of amp in
+        ``env`` (c channels; both without sections) -> pm, env; unless alpha is None
+        ``alpha.process_rms(xb)`` -> xa, ea. ``work`` (18 cap, c) float64 holds the
+        C-contiguous blocks xb, eb, xs, es (cap, c), sums, pm (cap, 4c), amp, env, xa, ea,
+        med, sd (cap, c), each written in its first n rows (volts); ``iwork`` (2 cap, c)
+        int64 holds runs, fire. With ``rules`` false that is all and None is returned.
+        Else, for a block with no baseline update point (``first``: absolute index of its
+        first sample, >= 0): med/sd = ``median``/``sd`` per row; samples at absolute
+        indices that are multiples of ``step`` are pushed into ``ring`` (c, L) at ``pos``
+        (count += 1) unless env > ``excl`` (``RobustBaseline.process``); then
+        ``spindle_runs`` with carry, hold = ``runstate`` (2, c) int64 (samples). Returns
+        (largest run, number of fire samples)."""
 
 class SoPlan:
     """The slow-oscillation detector's block with no baseline update point in it, its

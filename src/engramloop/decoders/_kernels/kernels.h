@@ -9,7 +9,7 @@
  *   ripple.c      the ripple detector: RipplePlan (its fused chunk), ripple_candidate,
  *                 rearm_index
  *   spindle.c     the spindle detector: SpindlePlan (its fused chunk), spindle_runs,
- *                 spindle_block, quadrature_sums
+ *                 quadrature_sums
  *   so.c          the slow-oscillation detector: SoPlan (its fused block)
  *   echt.c        the ECHT phase estimator: EchtPlan (push a chunk, estimate the phase)
  *   module.c      the module: registers the types and every file's function table
@@ -151,7 +151,7 @@ KERNEL_API long long baseline_block(const double *f, Py_ssize_t n, Py_ssize_t c,
                                     const double *excl, const double *med, const double *sd,
                                     double k, long long *carry, double *mo, double *so,
                                     double *thr, long long *runs);
-/* quadrature_sums' work on raw arrays (also inside spindle_block). */
+/* quadrature_sums' work on raw arrays (also inside SpindlePlan.run). */
 KERNEL_API void quadrature_rows(const double *xs, const double *xb, double *last, double g,
                                 double gi, Py_ssize_t n, Py_ssize_t c, double *o, double *amp);
 
