@@ -597,3 +597,7 @@ def install_plan_twins(monkeypatch) -> None:
     monkeypatch.setattr(ripple, "RipplePlan", RipplePlanTwin)
     monkeypatch.setattr(slow_osc, "SoPlan", SoPlanTwin)
     monkeypatch.setattr(phase, "EchtPlan", EchtPlanTwin)
+
+
+#: the ``plans`` fixture's parameters (test modules of the ripple, SO and phase stages)
+PLAN_IMPLEMENTATIONS = ("C", "numpy twin")

@@ -5,11 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal as ss
+import twins
 
 from engramloop.analysis.scoring import intervals, replay, score_detections
 from engramloop.controller.config import SHIPPED_DIR
 from engramloop.core.chunk import Chunk
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
+
+
+@pytest.fixture(params=twins.PLAN_IMPLEMENTATIONS)
+def plans(request, monkeypatch) -> str:
+    """The test runs on the C plans and again on their NumPy twins (tests/twins.py)."""
+    if request.param == "numpy twin":
+        twins.install_plan_twins(monkeypatch)
+    return request.param
+
 
 FS = 2000.0
 from shared_data import DATA, require_data  # noqa: E402
@@ -49,7 +59,7 @@ def test_finds_synthetic_ripples_with_few_false_positives() -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, None])
-def test_chunk_size_independent(chunk: int | None) -> None:
+def test_chunk_size_independent(chunk: int | None, plans: str) -> None:
     x, t, _, _ = synthetic(duration_s=14.0, seed=3, n_ch=2)
     s = RippleSettings(channels=("CA1", "CA1b"), calibration_s=2.0, baseline_s=5.0,
                        theta_gate=True, theta_delta_max=50.0)
@@ -139,7 +149,7 @@ def test_settings_validation() -> None:
         loads_config("[detectors.ripple]\nconsensus_channels = 3\n")
 
 
-def test_simulator_ground_truth() -> None:
+def test_simulator_ground_truth(plans: str) -> None:
     """At the simulator's default SNR (see sim.settings): a regression guard well under the
     figures bench/detectors.py prints for longer runs."""
     from engramloop.sim.generate import simulate
@@ -159,7 +169,7 @@ def test_simulator_ground_truth() -> None:
                                      ("rat_ca1_theta_1250hz.npy", 1250.0),
                                      ("rat_ec3_theta_1250hz.npy", 1250.0)])
 @pytest.mark.parametrize("chunk", [10, 0])
-def test_real_rat_theta_is_quiet(name: str, fs: float, chunk: int) -> None:
+def test_real_rat_theta_is_quiet(name: str, fs: float, chunk: int, plans: str) -> None:
     """Running-rat hippocampal LFP (no ripples; every event is false): default settings
     (theta gate on) fire < 1 per minute on each file (issue 20; with the old 1 s gate window
     the 1000 Hz CA1 file gave 3.3/min, in dips of theta/delta to ~0.6 while the rat ran),

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import scipy.signal as ss
+import twins
 
 from engramloop.analysis.scoring import circular_mean_sd
 from engramloop.core.chunk import Chunk
@@ -20,6 +21,14 @@ from engramloop.decoders.phase import (
     make_phase_estimator,
     wrap_deg,
 )
+
+
+@pytest.fixture(params=twins.PLAN_IMPLEMENTATIONS)
+def plans(request, monkeypatch) -> str:
+    """The test runs on the C plans and again on their NumPy twins (tests/twins.py)."""
+    if request.param == "numpy twin":
+        twins.install_plan_twins(monkeypatch)
+    return request.param
 
 
 def feed(est, x: np.ndarray, t: np.ndarray, fs: float, chunk: int, every: int = 0):
@@ -121,7 +130,7 @@ def test_echt_phase_compensated_equals_the_numpy_kernel() -> None:
             assert e.amplitude == pytest.approx(float(amp[0]), rel=1e-9)
 
 
-def test_a_nan_sample_gives_no_estimate_while_in_the_window() -> None:
+def test_a_nan_sample_gives_no_estimate_while_in_the_window(plans: str) -> None:
     """A NaN sample (a dropped packet a source passed through) makes the ECHT estimate NaN
     with confidence 0 -- no phase to time a pulse by -- until it has left the window."""
     fs = 250.0
@@ -241,7 +250,7 @@ def test_noisy_slow_oscillation_phase(method: str, tol_deg: float, f: float) -> 
     assert abs(mean) <= tol_deg and sd <= tol_deg, (mean, sd)
 
 
-def test_echt_chunk_size_independent() -> None:
+def test_echt_chunk_size_independent(plans: str) -> None:
     fs = 500.0
     rng = np.random.default_rng(1)
     t = np.arange(4000) / fs
@@ -280,7 +289,7 @@ def test_before_window_fills_and_bad_settings() -> None:
         loads_config("[phase]\nband_hz = [0.5, 1.25]\nwindow_s = 1.0\n")
 
 
-def test_theta_phase_on_the_simulator() -> None:
+def test_theta_phase_on_the_simulator(plans: str) -> None:
     """Theta on CA1 during simulated REM vs the noise-free generator phase."""
     from engramloop.sim.generate import simulate
     from engramloop.sim.settings import HypnogramSettings, SimSettings
