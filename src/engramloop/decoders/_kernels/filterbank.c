@@ -7,7 +7,9 @@
  *
  * Everything is validated once in __init__; the per-chunk calls only check the buffers
  * they receive and run the loop, with the GIL released for large blocks
- * (NOGIL_MIN_VALUES).
+ * (NOGIL_MIN_VALUES). The detectors' plans (ripple.c, spindle.c, so.c, echt.c) run the
+ * same loops (sos_block, rms_block, pick_filter_rms) on the banks they bind; __init__ may
+ * be called again, but not while a kernel is running on the bank (busy).
  *
  * The running sum of squares is kept exactly enough for hours of data: it is updated
  * incrementally (add newest, subtract oldest) and re-summed from the ring buffer every
