@@ -14,19 +14,27 @@ estimator (ECHT, theta on CA1), median and p99 time per chunk.
 
 Run: ``.venv/bin/python bench/detectors.py [--seeds 0 1 2] [--duration 600]``;
 ``--spindle-sweep`` and ``--ripple-sweep`` print the F1 / latency trade-offs instead.
+``--against OTHER_CHECKOUT`` times the speed section of both checkouts side by side in one
+run (each in its own subprocess with its own code and built C extension, alternating, so a
+change in the machine's load falls on both), for changes meant to be no slower.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# the code under test: this checkout's, or (--against, in a subprocess) another's
+SRC = os.environ.get("ENGRAMLOOP_BENCH_SRC") or str(Path(__file__).resolve().parents[1] / "src")
+sys.path.insert(0, SRC)
 
 from engramloop.analysis.scoring import replay, score_kind, score_phase  # noqa: E402
 from engramloop.controller.config import SHIPPED_DIR  # noqa: E402
@@ -291,6 +299,36 @@ def ripple_sweep(seeds: list[int], duration_s: float, chunk: int) -> None:
                 f"probe): seeds {seeds}, {duration_s:g} s each", grid, rows)
 
 
+def speed_against(other: Path, rounds: int) -> None:
+    """The speed section of this checkout and of ``other``, ``rounds`` subprocesses each,
+    alternating which goes first; prints each stage's median over the rounds of its
+    per-run median and p99 (microseconds per chunk), side by side."""
+    srcs = {"before": str(Path(other).resolve() / "src"), "after": SRC}
+    runs: dict[str, list[dict]] = {k: [] for k in srcs}
+    for r in range(rounds):
+        for label in (("before", "after") if r % 2 == 0 else ("after", "before")):
+            env = dict(os.environ, ENGRAMLOOP_BENCH_SRC=srcs[label])
+            out = subprocess.run([sys.executable, __file__, "--speed-json"], env=env,
+                                 check=True, capture_output=True, text=True).stdout
+            res = json.loads(out.splitlines()[-1])
+            if Path(res.pop("_module")).resolve().parents[1] != Path(srcs[label]).resolve():
+                raise SystemExit(f"{label}: the subprocess imported engramloop from "
+                                 f"{res['_module']}, not {srcs[label]}")
+            runs[label].append(res)
+    print(f"== speed side by side: 8 channels x 10 samples at 2 kHz, per chunk "
+          f"(microseconds), median over {rounds} alternating runs of each checkout; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"   before = {srcs['before']}")
+    print(f"   after  = {srcs['after']}")
+    print(f"  {'stage':<18}{'median before':>15}{'after':>8}{'ratio':>7}"
+          f"{'p99 before':>13}{'after':>8}{'ratio':>7}")
+    for stage in runs["after"][0]:
+        b = np.median([r[stage] for r in runs["before"]], axis=0)
+        a = np.median([r[stage] for r in runs["after"]], axis=0)
+        print(f"  {stage:<18}{b[0]:>15.1f}{a[0]:>8.1f}{a[0] / b[0]:>7.2f}"
+              f"{b[1]:>13.1f}{a[1]:>8.1f}{a[1] / b[1]:>7.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -305,7 +343,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="only print the ripple F1 / latency trade-off table")
     ap.add_argument("--spindle-sweep", action="store_true",
                     help="only print the spindle F1 / latency trade-off table")
+    ap.add_argument("--against", type=Path, default=None, metavar="OTHER_CHECKOUT",
+                    help="only the speed section, this checkout and OTHER side by side")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="with --against: subprocess runs per checkout (alternating)")
+    ap.add_argument("--speed-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.speed_json:            # one run of speed() for --against, as one JSON line
+        import engramloop
+
+        print(json.dumps(dict(speed(repeats=1), _module=engramloop.__file__)))
+        return 0
+    if args.against is not None:
+        speed_against(args.against, args.rounds)
+        return 0
     if args.ripple_sweep:
         ripple_sweep(args.seeds, args.duration, args.chunk)
         return 0
@@ -355,8 +406,6 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in TARGETS.items():
             print(f"  {k}: {v}")
     sp = speed()
-    import os
-
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"== speed: 8 channels x 10 samples at 2 kHz, per chunk (microseconds); "
           f"load average {load:.1f} on {os.cpu_count()} CPUs")

@@ -14,15 +14,15 @@ threshold_runs         :func:`threshold_runs`
 baseline_runs          :func:`baseline_runs`
 median_mad             :func:`median_mad`
 first_at_or_after      :func:`first_at_or_after`
-ripple_front           :func:`ripple_front`
+RipplePlan.run         :func:`ripple_front`; :class:`RipplePlanTwin` (the plan's interface)
 ripple_candidate       :func:`ripple_candidate`
 rearm_index            :func:`rearm_index`
 spindle_runs           :func:`spindle_rules`
 quadrature_sums        :func:`quadrature_sums`
-spindle_block          :func:`spindle_block`
-so_block               :func:`so_down_states`, :func:`so_block`
-echt_push              :class:`EchtPush`
-echt_estimate          :func:`echt_estimate`
+SpindlePlan.run        :func:`spindle_block`
+SoPlan.run             :func:`so_down_states`, :func:`so_block`; :class:`SoPlanTwin`
+EchtPlan.push          :class:`EchtPush`; :class:`EchtPlanTwin`
+EchtPlan.estimate      :func:`echt_estimate`; :class:`EchtPlanTwin`
 =====================  ==========================================================
 """
 from __future__ import annotations
@@ -268,7 +268,7 @@ def quadrature_sums(xs, xb, w0, last=None) -> tuple[np.ndarray, np.ndarray]:
 
 def spindle_block(x, sos: dict, w0, win, ewin, median, sd, step, length, excl, rules,
                   alpha: bool) -> dict:
-    """The steps of spindle_block written out with scipy and NumPy over a whole signal
+    """The steps of SpindlePlan.run written out with scipy and NumPy over a whole signal
     (x: (n, k) picked columns, the first sample at absolute index 0): scipy's sosfilt, a
     moving RMS by cumulative sums, the quadrature formulas, a plain-Python baseline ring
     and :func:`spindle_rules`."""
@@ -450,3 +450,154 @@ def echt_estimate(window, kernels, rate_hz, lag, lo_hz, hi_hz, phase_rad=None, g
     sd = float(np.std(x))
     conf = min(1.0, amp / (math.sqrt(2.0) * sd)) if sd > 0 else 0.0
     return (wrap_deg(phase), f, amp, conf)
+
+
+# ----------------------------------------------------------------- plan twins
+#
+# The C plans bind a detector's FilterBanks, which the detector's step-by-step path (a
+# baseline update point, calibration, blanking) also runs: the filter state is shared. So a
+# plan's twin takes the same constructor arguments, runs the banks through their own
+# ``process`` / ``process_rms`` (the FilterBank kernel, which meets its own twin,
+# NumpyFilterBank, in test_twins.py and test_filters.py) and does every other step of the
+# fused kernel with the twins above, in NumPy, writing into the same bound buffers. A test
+# puts one in place of the C plan (``install_plan_twins``) and runs a whole detector.
+
+
+def _c_steps(bank):
+    """A C FilterBank with the NumpyFilterBank interface the twins above call."""
+
+    class _Steps:
+        def pick_rms(self, samples, cols, weights):
+            return self.process_rms(pick(samples, cols, weights))
+
+        def process_rms(self, x):
+            x = np.ascontiguousarray(x, dtype=np.float64)
+            f, e = np.empty_like(x), np.empty_like(x)
+            bank.process_rms(x, f, e)
+            return f, e
+
+    return _Steps()
+
+
+class RipplePlanTwin:
+    """``RipplePlan`` in NumPy: :func:`ripple_front` on the bound arguments, its outputs
+    written into the bound work blocks and runs as the plan documents them."""
+
+    def __init__(self, times, cols, weights, band, work, runs, step, ring, pos, count, excl,
+                 median, sd, k_sd, carry, n_det, k_art, gate_col, theta, delta,
+                 hold) -> None:
+        self.a = dict(times=times, cols=cols, weights=weights, band=band, step=step,
+                      ring=ring, pos=pos, count=count, excl=excl, median=median, sd=sd,
+                      k_sd=k_sd, carry=carry, n_det=n_det, k_art=k_art, gate_col=gate_col,
+                      theta=theta, delta=delta, hold=hold)
+        self.c = band.n_channels
+        self.cap = len(work) // (5 * self.c + 3)
+        self.work, self.runs = work, runs
+
+    def run(self, samples, first, t, times_index):
+        a, c, cap, n = self.a, self.c, self.cap, len(samples)
+        ring = TimeRingTwin.__new__(TimeRingTwin)
+        ring.values, ring.index = a["times"], times_index
+        gate = a["gate_col"] >= 0
+        out = ripple_front(
+            samples, first, t, ring, a["cols"], a["weights"], _c_steps(a["band"]), a["step"],
+            a["ring"], a["pos"], a["count"], a["excl"], a["median"], a["sd"], a["k_sd"],
+            a["carry"], a["n_det"], a["k_art"], a["gate_col"],
+            _c_steps(a["theta"]) if gate else None, _c_steps(a["delta"]) if gate else None,
+            a["hold"])
+        for b, key in enumerate("femst"):
+            self.work[b * cap * c:(b + 1) * cap * c].reshape(cap, c)[:n] = out[key]
+        g0 = 5 * cap * c
+        for g, key in enumerate(("gf", "th", "de")):
+            if key in out:
+                self.work[g0 + g * cap:g0 + g * cap + n] = out[key][:, 0]
+        self.runs[:n] = out["runs"]
+        return out["longest"], out["artefact"]
+
+
+class SoPlanTwin:
+    """``SoPlan`` in NumPy: the picked columns, the banks' own filtering, the decimated
+    absolute-value baseline push and the threshold written out, then
+    :func:`so_down_states` on the bound state."""
+
+    def __init__(self, cols, filt, gate_slow, gate_fast, work, state, ring, pos, count,
+                 excl, median, step, threshold_v, scale, floor_v, refractory_s) -> None:
+        self.cols, self.filt, self.gates = cols, filt, (gate_slow, gate_fast)
+        self.work, self.state, self.ring = work, state, ring
+        self.pos, self.count, self.excl, self.median, self.step = pos, count, excl, median, step
+        self.threshold_v, self.scale, self.floor_v = threshold_v, scale, floor_v
+        self.refractory_s = refractory_s
+        self.cap = work.shape[1]
+
+    def run(self, samples, first, t, scan):
+        n, w = len(samples), self.work
+        x = np.ascontiguousarray(samples[:, self.cols])
+        w[0, :n] = x
+        y = np.empty_like(x)
+        self.filt.process(x, y)
+        w[1, :n] = y
+        if self.gates[0] is not None:
+            for bank, plane in zip(self.gates, (3, 4), strict=True):
+                gf, env = np.empty_like(x), np.empty_like(x)
+                bank.process_rms(x, gf, env)
+                w[2, :n], w[plane, :n] = gf, env
+        if self.ring is not None:
+            length = self.ring.shape[1]
+            for i in np.flatnonzero((first + np.arange(n)) % self.step == 0):
+                for j in range(x.shape[1]):
+                    v = abs(y[i, j])
+                    if v <= self.excl[j]:                 # NaN is not kept
+                        self.ring[j, self.pos[j]] = v
+                        self.pos[j] = (self.pos[j] + 1) % length
+                        self.count[j] += 1
+            thr = np.broadcast_to(np.minimum(self.median * self.scale, self.floor_v), y.shape)
+        else:
+            thr = np.full(y.shape, self.threshold_v)
+        w[5, :n] = thr
+        found: list = []
+        if scan:
+            so_down_states(y, np.asarray(thr), np.asarray(t, dtype=np.float64), self.state, 0,
+                           found, self.refractory_s)
+        return tuple((int(i), int(ch), on, v, ts) for i, ch, on, v, ts in found)
+
+
+class EchtPlanTwin:
+    """``EchtPlan`` in NumPy: the column through the bound anti-alias bank's own
+    ``process``, decimated as :class:`EchtPush` documents it into the bound doubled ring
+    and state, and :func:`echt_estimate` on the window."""
+
+    def __init__(self, col, aa, q, state, ring, kernels, rate_hz, lag, lo_hz, hi_hz,
+                 phase_rad, gain) -> None:
+        self.col, self.aa, self.q, self.state, self.ring = col, aa, q, state, ring
+        self.n = len(ring) // 2
+        self.est = (kernels, rate_hz, lag, lo_hz, hi_hz, phase_rad, gain)
+
+    def push(self, samples) -> int:
+        v = np.ascontiguousarray(samples[:, [self.col]], dtype=np.float64)
+        if self.aa is not None:
+            self.aa.process(v, v)
+        seen, w, written = (int(s) for s in self.state)
+        keep = np.flatnonzero((seen + np.arange(len(v))) % self.q == self.q - 1)
+        for i in keep:
+            self.ring[w] = self.ring[w + self.n] = v[i, 0]
+            w = (w + 1) % self.n
+        self.state[:] = (seen + len(v), w, written + keep.size)
+        return int(keep[-1]) if keep.size else -1
+
+    def estimate(self):
+        w = int(self.state[1])
+        return echt_estimate(self.ring[w:w + self.n], *self.est)
+
+
+def install_plan_twins(monkeypatch) -> None:
+    """Run the ripple, slow-oscillation and ECHT stages on the plan twins (``monkeypatch``:
+    pytest's fixture, so the C plans come back after the test)."""
+    from engramloop.decoders import phase, ripple, slow_osc
+
+    monkeypatch.setattr(ripple, "RipplePlan", RipplePlanTwin)
+    monkeypatch.setattr(slow_osc, "SoPlan", SoPlanTwin)
+    monkeypatch.setattr(phase, "EchtPlan", EchtPlanTwin)
+
+
+#: the ``plans`` fixture's parameters (test modules of the ripple, SO and phase stages)
+PLAN_IMPLEMENTATIONS = ("C", "numpy twin")

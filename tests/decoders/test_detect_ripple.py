@@ -5,11 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal as ss
+import twins
 
 from engramloop.analysis.scoring import intervals, replay, score_detections
 from engramloop.controller.config import SHIPPED_DIR
 from engramloop.core.chunk import Chunk
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
+
+
+@pytest.fixture(params=twins.PLAN_IMPLEMENTATIONS)
+def plans(request, monkeypatch) -> str:
+    """The test runs on the C plans and again on their NumPy twins (tests/twins.py)."""
+    if request.param == "numpy twin":
+        twins.install_plan_twins(monkeypatch)
+    return request.param
+
 
 FS = 2000.0
 from shared_data import DATA, require_data  # noqa: E402
@@ -49,7 +59,7 @@ def test_finds_synthetic_ripples_with_few_false_positives() -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, None])
-def test_chunk_size_independent(chunk: int | None) -> None:
+def test_chunk_size_independent(chunk: int | None, plans: str) -> None:
     x, t, _, _ = synthetic(duration_s=14.0, seed=3, n_ch=2)
     s = RippleSettings(channels=("CA1", "CA1b"), calibration_s=2.0, baseline_s=5.0,
                        theta_gate=True, theta_delta_max=50.0)
@@ -139,7 +149,7 @@ def test_settings_validation() -> None:
         loads_config("[detectors.ripple]\nconsensus_channels = 3\n")
 
 
-def test_simulator_ground_truth() -> None:
+def test_simulator_ground_truth(plans: str) -> None:
     """At the simulator's default SNR (see sim.settings): a regression guard well under the
     figures bench/detectors.py prints for longer runs."""
     from engramloop.sim.generate import simulate
@@ -159,7 +169,7 @@ def test_simulator_ground_truth() -> None:
                                      ("rat_ca1_theta_1250hz.npy", 1250.0),
                                      ("rat_ec3_theta_1250hz.npy", 1250.0)])
 @pytest.mark.parametrize("chunk", [10, 0])
-def test_real_rat_theta_is_quiet(name: str, fs: float, chunk: int) -> None:
+def test_real_rat_theta_is_quiet(name: str, fs: float, chunk: int, plans: str) -> None:
     """Running-rat hippocampal LFP (no ripples; every event is false): default settings
     (theta gate on) fire < 1 per minute on each file (issue 20; with the old 1 s gate window
     the 1000 Hz CA1 file gave 3.3/min, in dips of theta/delta to ~0.6 while the rat ran),
@@ -361,7 +371,7 @@ def _front_parts(seed: int, n_det: int):
 
 
 def _front_work(cap: int, k: int) -> tuple[np.ndarray, dict]:
-    """ripple_front's work array and its blocks, as the docstring lays them out."""
+    """A RipplePlan's work array and its blocks, as run's docstring lays them out."""
     work = np.full(cap * (5 * k + 3), np.nan)
     o = {key: work[b * cap * k:(b + 1) * cap * k].reshape(cap, k)
          for b, key in enumerate(("f", "e", "m", "s", "t"))}
@@ -373,11 +383,11 @@ def _front_work(cap: int, k: int) -> tuple[np.ndarray, dict]:
 
 @pytest.mark.parametrize("pooled", [False, True])
 @pytest.mark.parametrize("cap", [10, 16])
-def test_ripple_front_equals_its_parts(pooled: bool, cap: int) -> None:
-    """The fused per-chunk C call against the separately tested kernels it stands for
-    (TimeRing.write, pick_rms, baseline_runs, the artefact test in NumPy, the gate's two
-    pick_rms), and its band-passed output against scipy.signal.sosfilt."""
-    from engramloop.decoders._filters import ripple_front
+def test_ripple_plan_equals_its_parts(pooled: bool, cap: int) -> None:
+    """The fused per-chunk C call (RipplePlan.run) against the separately tested kernels it
+    stands for (TimeRing.write, pick_rms, baseline_runs, the artefact test in NumPy, the
+    gate's two pick_rms), and its band-passed output against scipy.signal.sosfilt."""
+    from engramloop.decoders._filters import RipplePlan
     from engramloop.decoders.baseline import TimeRing
 
     weights = np.array([0.6, 0.4]) if pooled else np.empty(0)
@@ -389,20 +399,28 @@ def test_ripple_front_equals_its_parts(pooled: bool, cap: int) -> None:
     t_all = 100.0 + np.arange(x.shape[0]) / fs
     filt_all = []
     fused_art = 0
+    band, theta, delta, base, carry, hold = a
+    work0, o_plan = _front_work(cap, k)
+    runs0 = np.zeros((cap, k), dtype=np.int64)
+    plan = RipplePlan(rings[0].values, cols, weights, band, work0, runs0, *base.kernel_state(),
+                      k_sd, carry, n_det, k_art, gate_col, theta, delta, hold)
+    assert plan.cap == cap
     for i in range(0, x.shape[0], 10):
         blk = np.ascontiguousarray(x[i:i + 10])
         tb = t_all[i:i + 10]
         n = blk.shape[0]
         outs = []
         for which, (band, theta, delta, base, carry, hold) in enumerate((a, b)):
-            work, o = _front_work(cap, k)
-            runs = np.zeros((cap, k), dtype=np.int64)
+            if which == 0:                  # the plan's bound buffers, fresh for each chunk
+                work, o, runs = work0, o_plan, runs0
+                work.fill(np.nan)
+                runs.fill(0)
+            else:
+                work, o = _front_work(cap, k)
+                runs = np.zeros((cap, k), dtype=np.int64)
             first = base.index
             if which == 0 and base.claim_block(n):
-                longest, art = ripple_front(
-                    blk, first, tb, rings[0].index, rings[0].values, cols, weights, band,
-                    work, runs, *base.kernel_state(), k_sd, carry, n_det, k_art, gate_col,
-                    theta, delta, hold)
+                longest, art = plan.run(blk, first, tb, rings[0].index)
                 rings[0].index += n
                 fused_art += art
             else:
@@ -418,7 +436,7 @@ def test_ripple_front_equals_its_parts(pooled: bool, cap: int) -> None:
                     theta.pick_rms(blk, g, np.empty(0), v["gf"], v["th"])
                     delta.pick_rms(blk, g, np.empty(0), v["gf"], v["de"])
                     hold[0] = blk[-1, gate_col]
-            outs.append((longest, art, o, runs))
+            outs.append((longest, art, {key: v.copy() for key, v in o.items()}, runs.copy()))
         (l0, a0, o0, r0), (l1, a1, o1, r1) = outs
         assert (l0, a0) == (l1, a1)
         for key in o0:                    # NaN rows past n are the same on both sides
@@ -435,8 +453,10 @@ def test_ripple_front_equals_its_parts(pooled: bool, cap: int) -> None:
     np.testing.assert_allclose(filt[:, 0], ref, rtol=1e-9, atol=1e-18)
 
 
-def test_ripple_front_rejects_bad_arguments() -> None:
-    from engramloop.decoders._filters import FilterBank, ripple_front
+def test_ripple_plan_rejects_bad_arguments() -> None:
+    """Building a RipplePlan checks every bound argument; run checks only the chunk. Each
+    refusal names the plan and the argument."""
+    from engramloop.decoders._filters import FilterBank, RipplePlan
     from engramloop.decoders.baseline import RobustBaseline
     from engramloop.decoders.filters import BandEnvelope, butter_bandpass
 
@@ -447,60 +467,82 @@ def test_ripple_front_rejects_bad_arguments() -> None:
     x = np.zeros((10, 3))
     work = np.zeros(10 * 8)
     runs = np.zeros((10, 1), dtype=np.int64)
+    times = np.zeros(20)
 
-    def call(**kw):
-        a = dict(samples=x, t=np.zeros(10), times=np.zeros(20),
-                 cols=np.array([0], dtype=np.int64), band=band, work=work, runs=runs,
-                 n_det=1, gate_col=2, theta=gate, delta=delta, pos=None, hold=np.zeros(1))
+    def build(**kw):
+        a = dict(times=times, cols=np.array([0], dtype=np.int64), band=band, work=work,
+                 runs=runs, n_det=1, gate_col=2, theta=gate, delta=delta, pos=None,
+                 hold=np.zeros(1))
         a.update(kw)
         st = list(base.kernel_state())
         if a["pos"] is not None:
             st[2] = a["pos"]
-        return ripple_front(a["samples"], 0, a["t"], 0, a["times"], a["cols"], np.empty(0),
-                            a["band"], a["work"], a["runs"], *st, 5.0,
-                            np.zeros(1, dtype=np.int64), a["n_det"], 300.0, a["gate_col"],
-                            a["theta"], a["delta"], a["hold"])
+        return RipplePlan(a["times"], a["cols"], np.empty(0), a["band"], a["work"], a["runs"],
+                          *st, 5.0, np.zeros(1, dtype=np.int64), a["n_det"], 300.0,
+                          a["gate_col"], a["theta"], a["delta"], a["hold"])
 
-    assert call()[0] == 0
-    with pytest.raises(TypeError, match="ripple_front: band must be a FilterBank, got str"):
-        call(band="band")
-    with pytest.raises(ValueError, match="ripple_front: theta must be a FilterBank with a "
-                                         "moving-RMS window and 1 channel"):
-        call(theta=FilterBank(np.array([[1.0, 0, 0, 1, 0, 0]]), 1))
-    with pytest.raises(ValueError, match="ripple_front: n_det must be in 1..1, got 2"):
-        call(n_det=2)
-    with pytest.raises(ValueError, match="a column index is outside samples"):
-        call(cols=np.array([3], dtype=np.int64))
-    with pytest.raises(ValueError, match="a column index is outside samples"):
-        call(gate_col=3)
-    with pytest.raises(ValueError, match="two arrays share memory"):
-        call(hold=work[-1:])                        # the delta envelope's last value
-    with pytest.raises(ValueError, match="two arrays share memory"):
-        call(t=work[:10])
-    with pytest.raises(ValueError, match="pos is outside the ring"):
-        call(pos=np.array([10 ** 6], dtype=np.int64))
+    plan = build()
+    assert plan.run(x, 0, np.zeros(10), 0)[0] == 0
+    with pytest.raises(TypeError, match="RipplePlan: band must be a FilterBank, got str"):
+        build(band="band")
+    with pytest.raises(ValueError, match="RipplePlan: theta must be a FilterBank of 1 channel "
+                                         "with a moving-RMS window"):
+        build(theta=FilterBank(np.array([[1.0, 0, 0, 1, 0, 0]]), 1))
+    with pytest.raises(ValueError, match="RipplePlan: n_det must be in 1..1 .*, got 2"):
+        build(n_det=2)
+    with pytest.raises(ValueError, match="RipplePlan: cols must hold 1 column indices >= 0"):
+        build(cols=np.array([-1], dtype=np.int64))
+    with pytest.raises(ValueError, match="RipplePlan: work and hold share memory"):
+        build(hold=work[-1:])                       # the delta envelope's last value
     with pytest.raises(ValueError, match="hold must have shape"):
-        call(hold=np.zeros(2))
+        build(hold=np.zeros(2))
+    with pytest.raises(ValueError, match=r"RipplePlan: work must be 1-D with \(5 c \+ 3\) cap"):
+        build(work=np.zeros(9 * 8 + 1))
+    with pytest.raises(ValueError, match="RipplePlan: runs must have >= cap rows"):
+        build(runs=np.zeros((9, 1), dtype=np.int64))
+    with pytest.raises(TypeError, match="RipplePlan: gate_col must be an int, got str"):
+        build(gate_col="2")
+    with pytest.raises(ValueError, match="RipplePlan: theta and delta must be distinct"):
+        build(delta=gate)
+    with pytest.raises(TypeError, match="takes 21 arguments"):
+        RipplePlan(times)
+    # run: the chunk against the bound columns, buffers and rows
+    with pytest.raises(ValueError, match=r"RipplePlan.run: samples \(10, 2\) must have at "
+                                         r"most 10 rows .* and column 2"):
+        plan.run(np.zeros((10, 2)), 0, np.zeros(10), 0)
+    with pytest.raises(ValueError, match=r"RipplePlan.run: samples \(11, 3\)"):
+        plan.run(np.zeros((11, 3)), 0, np.zeros(11), 0)
     with pytest.raises(ValueError, match="t must have shape"):
-        call(t=np.zeros(9))
-    with pytest.raises(ValueError, match=r"work must be 1-D with \(5 c \+ 3\) cap values"):
-        call(work=np.zeros(9 * 8))
-    with pytest.raises(ValueError, match="runs must have >= n rows"):
-        call(runs=np.zeros((9, 1), dtype=np.int64))
-    with pytest.raises(TypeError, match="ripple_front: gate_col must be an int, got str"):
-        call(gate_col="2")
-    with pytest.raises(ValueError, match="band, theta and delta must be three different"):
-        call(delta=gate)
+        plan.run(x, 0, np.zeros(9), 0)
+    with pytest.raises(ValueError, match="must not share memory with the plan's buffers"):
+        plan.run(x, 0, work[:10], 0)
+    with pytest.raises(ValueError, match="RipplePlan.run: first and times_index must be >= 0"):
+        plan.run(x, -1, np.zeros(10), 0)
+    with pytest.raises(TypeError, match="RipplePlan.run: first must be an int, got float"):
+        plan.run(x, 1.5, np.zeros(10), 0)
+    with pytest.raises(TypeError, match="RipplePlan.run: samples must be a 2-D float64"):
+        plan.run(x.astype(np.float32), 0, np.zeros(10), 0)
+    bad_pos = np.array([10 ** 6], dtype=np.int64)
+    plan_pos = build(pos=bad_pos)
     # an error leaves every bank as it was: the band's state did not move
     before = np.zeros(band.n_sections * 2)
     band.get_state(before)
-    with pytest.raises(ValueError):
-        call(samples=np.ones((10, 3)), delta=gate)
+    with pytest.raises(ValueError, match=r"RipplePlan.run: pos\[0\] = 1000000 is outside"):
+        plan_pos.run(np.ones((10, 3)), 0, np.zeros(10), 0)
     after = np.zeros_like(before)
     band.get_state(after)
     np.testing.assert_array_equal(before, after)
+    # a bound bank re-initialised with another shape is refused, not read out of bounds
+    other = BandEnvelope(butter_bandpass(150.0, 250.0, 2000.0), 1, 48)
+    p2 = build(band=other)
+    FilterBank.__init__(other, butter_bandpass(150.0, 250.0, 2000.0), 2, 48)
+    with pytest.raises(RuntimeError, match="RipplePlan.run: the bank band was re-initialised"):
+        p2.run(x, 0, np.zeros(10), 0)
+    with pytest.raises(RuntimeError, match="RipplePlan.__init__ was not called"):
+        RipplePlan.__new__(RipplePlan).run(x, 0, np.zeros(10), 0)
     # without a gate the gate's banks (and hold) are not looked at
-    assert call(gate_col=-1, theta=None, delta=None, hold=None)[1] == 0
+    assert build(gate_col=-1, theta=None, delta=None, hold=None).run(
+        x, 0, np.zeros(10), 0)[1] == 0
 
 
 def test_ripple_candidate_against_numpy() -> None:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import twins
 from shared_data import DATA, require_data  # noqa: E402
 
 from engramloop.analysis.scoring import replay, score_phase
 from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
+
+
+@pytest.fixture(params=twins.PLAN_IMPLEMENTATIONS)
+def plans(request, monkeypatch) -> str:
+    """The test runs on the C plans and again on their NumPy twins (tests/twins.py)."""
+    if request.param == "numpy twin":
+        twins.install_plan_twins(monkeypatch)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +31,7 @@ def so_events(ev: list) -> list:
     return [e for e in ev if e.kind == "so"]
 
 
-def test_up_state_prediction_phase(sim_n3) -> None:
+def test_up_state_prediction_phase(sim_n3, plans: str) -> None:
     x, t, truth = sim_n3
     ev = so_events(replay([SlowOscDetector()], x, t, truth.rate_hz, tuple(truth.channels),
                           x.shape[0]))
@@ -62,7 +71,7 @@ def test_chunk_size_independent(sim_n3, chunk: int, predict: str) -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-def test_adaptive_gated_two_channels_chunk_size_independent(sim_n3, chunk: int) -> None:
+def test_adaptive_gated_two_channels_chunk_size_independent(sim_n3, chunk: int, plans: str) -> None:
     """Adaptive threshold (its update points take the Python path, the chunks between the C
     block kernel), the slow-wave-sleep gate and two channels: chunked as in one piece."""
     x, t, truth = sim_n3
@@ -87,7 +96,7 @@ def test_fixed_mode_is_trough_plus_delay(sim_n3) -> None:
     assert all(e.predicted_s == pytest.approx(e.peak_s + 0.5) for e in ev)
 
 
-def test_real_n3_eeg() -> None:
+def test_real_n3_eeg(plans: str) -> None:
     """Human N3 (30 s, 100 Hz, low-amplitude slow waves: 1-99 % range +-47 uV) at the
     defaults (adaptive threshold): slow waves are found and their predicted up-states come a
     plausible half cycle after the trough."""
@@ -104,7 +113,7 @@ def test_real_n3_eeg() -> None:
     assert gaps.size and np.all((gaps > 0.2) & (gaps < 1.1)), gaps
 
 
-def test_slow_wave_sleep_gate_silences_rem_eye_movements() -> None:
+def test_slow_wave_sleep_gate_silences_rem_eye_movements(plans: str) -> None:
     from engramloop.sim.generate import simulate
     from engramloop.sim.settings import HypnogramSettings, SimSettings
 

@@ -345,7 +345,7 @@ def test_chunk_size_independent_three_channels(chunk: int | None) -> None:
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_fused_kernel_equals_the_steps(chunk: int) -> None:
-    """process runs a chunk in one C call (spindle_block) unless a baseline update point
+    """process runs a chunk in one C call (SpindlePlan.run) unless a baseline update point
     falls in it; a detector made to take the step-by-step path every chunk (the baseline
     in Python, then spindle_runs) gives the same events and the same buffers and state bit
     for bit: three channels picked out of order, calibration, spindles, rejections, the

@@ -279,13 +279,13 @@ def test_rearm_index_refuses_wrong_buffers() -> None:
         rearm_index(t, f, f, f, 2.0, 0.0)
 
 
-# ------------------------------------------------------------------ spindle_block
+# ------------------------------------------------------------------ SpindlePlan
 
 _WORK_WIDTHS = (1, 1, 1, 1, 4, 4, 1, 1, 1, 1, 1, 1)     # xb eb xs es sums pm amp env xa ea med sd
 
 
 def _work_views(work: np.ndarray, cap: int, k: int) -> list[np.ndarray]:
-    """The blocks of spindle_block's work array, as its docstring lays them out."""
+    """The blocks of a SpindlePlan's work array, as run's docstring lays them out."""
     out, row = [], 0
     for w in _WORK_WIDTHS:
         out.append(work[row:row + w * cap].reshape(cap, w * k))
@@ -294,7 +294,7 @@ def _work_views(work: np.ndarray, cap: int, k: int) -> list[np.ndarray]:
 
 
 class _BlockSetup:
-    """A spindle_block call's fixed arguments: banks, work arrays, baseline state."""
+    """A SpindlePlan's arguments: banks, work arrays, baseline state."""
 
     def __init__(self, fs: float, k: int, alpha: bool, cap: int, cols: list[int],
                  excl: float = np.inf) -> None:
@@ -348,25 +348,15 @@ def _spindle_signal(fs: float, n: int, n_cols: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _block_caller(st: _BlockSetup, impl: str):
-    """spindle_block on the setup's arguments: the function, or a SpindlePlan's run."""
-    from engramloop.decoders._filters import SpindlePlan, spindle_block
-
-    if impl == "plan":
-        return SpindlePlan(*st.args()).run
-    return lambda x, first, rules: spindle_block(x, first, rules, *st.args())
-
-
 @pytest.mark.parametrize("piece", SIZES)
 @pytest.mark.parametrize("alpha", [True, False])
 @pytest.mark.parametrize("cols", [[2], [3, 0]])
-@pytest.mark.parametrize("impl", ["function", "plan"])
-def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int],
-                                    impl: str) -> None:
-    """The whole fused chunk -- pick, filters, envelopes, quadrature, baseline push, rules
-    -- against scipy and NumPy, in pieces of 1, 7, 64 samples and whole (the filter, RMS,
-    quadrature, ring and run state carry across pieces); through the function and through
-    a SpindlePlan bound to the same arguments."""
+def test_spindle_plan_matches_numpy(piece: int, alpha: bool, cols: list[int]) -> None:
+    """The whole fused chunk (SpindlePlan.run) -- pick, filters, envelopes, quadrature,
+    baseline push, rules -- against scipy and NumPy, in pieces of 1, 7, 64 samples and
+    whole (the filter, RMS, quadrature, ring and run state carry across pieces)."""
+    from engramloop.decoders._filters import SpindlePlan
+
     fs, n, k = 500.0, 2500, len(cols)
     samples = _spindle_signal(fs, n, 4, seed=len(cols))
     st = _BlockSetup(fs, k, alpha, cap=max(piece, 64), cols=cols, excl=2.5e-6)
@@ -377,7 +367,7 @@ def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int],
     assert 0 < ref["fire"].sum() < (ref["runs"] >= st.rules[5]).sum()
     assert 0 < ref["count"].min() < n // st.step
     got = {key: np.empty_like(val) for key, val in ref.items() if np.ndim(val) == 2}
-    call = _block_caller(st, impl)
+    call = SpindlePlan(*st.args()).run
     longest = n_fire = 0
     for a in range(0, n, piece):
         b = min(n, a + piece)
@@ -408,21 +398,20 @@ def test_spindle_block_matches_numpy(piece: int, alpha: bool, cols: list[int],
     np.testing.assert_allclose(st.xs_last, ref["xs"][-1], rtol=1e-9, atol=1e-18)
 
 
-def test_spindle_block_without_rules_only_filters() -> None:
+def test_spindle_plan_without_rules_only_filters() -> None:
     """rules=False runs the filters and envelopes exactly as with rules (same banks' state
-    afterwards), writes nothing else, ignores the baseline and rule arguments (None) and
-    returns None."""
-    from engramloop.decoders._filters import spindle_block
+    afterwards), writes nothing else and returns None."""
+    from engramloop.decoders._filters import SpindlePlan
 
     fs, n = 500.0, 300
     samples = _spindle_signal(fs, n, 3, seed=4)
     a = _BlockSetup(fs, 2, True, cap=64, cols=[2, 1])
     b = _BlockSetup(fs, 2, True, cap=64, cols=[2, 1])
     b.work[16 * 64:] = -1.0                               # med, sd: must stay untouched
+    pa, pb = SpindlePlan(*a.args()), SpindlePlan(*b.args())
     for s in range(0, n, 50):
-        spindle_block(samples[s:s + 50], s, True, *a.args())
-        nb = b.args()
-        assert spindle_block(samples[s:s + 50], s, False, *nb[:11], *([None] * 16)) is None
+        pa.run(samples[s:s + 50], s, True)
+        assert pb.run(samples[s:s + 50], s, False) is None
         np.testing.assert_array_equal(b.work[:16 * 64], a.work[:16 * 64])
     np.testing.assert_array_equal(b.work[16 * 64:], -1.0)
     np.testing.assert_array_equal(b.iwork, -7)
@@ -430,10 +419,11 @@ def test_spindle_block_without_rules_only_filters() -> None:
     np.testing.assert_array_equal(b.xs_last, a.xs_last)
 
 
-def test_spindle_block_refuses_wrong_arguments() -> None:
-    """Every argument is checked and named before anything runs; a refused call leaves the
-    banks usable (none stays marked busy)."""
-    from engramloop.decoders._filters import FilterBank, spindle_block
+def test_spindle_plan_refuses_wrong_arguments() -> None:
+    """Every bound argument is checked and named when the plan is built, the chunk when it
+    runs; a refused run leaves the banks usable (none stays marked busy) and changes
+    nothing."""
+    from engramloop.decoders._filters import FilterBank, SpindlePlan
 
     st = _BlockSetup(500.0, 1, True, cap=16, cols=[1])
     x = np.zeros((10, 3))
@@ -446,26 +436,24 @@ def test_spindle_block_refuses_wrong_arguments() -> None:
         args = dict(zip(names, st.args(), strict=True))
         samples, first, rules = kw.pop("samples", x), kw.pop("first", 0), kw.pop("rules", True)
         args.update(kw)
-        return spindle_block(samples, first, rules, *args.values())
+        return SpindlePlan(*args.values()).run(samples, first, rules)
 
-    with pytest.raises(TypeError, match="takes 30 arguments"):
-        spindle_block(x, 0, True, *st.args()[:-1])
-    with pytest.raises(TypeError, match="spindle_block: first must be an int, got float"):
+    with pytest.raises(TypeError, match="SpindlePlan.run: first must be an int, got float"):
         call(first=0.0)
-    with pytest.raises(TypeError, match="spindle_block: k_hi must be a number, got str"):
+    with pytest.raises(TypeError, match="SpindlePlan: k_hi must be a number, got str"):
         call(k_hi="3")
-    with pytest.raises(TypeError, match="spindle_block: hold_n must be an int, got NoneType"):
+    with pytest.raises(TypeError, match="SpindlePlan: hold_n must be an int, got NoneType"):
         call(hold_n=None)
-    with pytest.raises(ValueError, match=r"spindle_block: w0 must be in \(0, pi\)"):
+    with pytest.raises(ValueError, match=r"SpindlePlan: w0 must be in \(0, pi\)"):
         call(w0=4.0)
-    with pytest.raises(ValueError, match="spindle_block: step must be >= 1"):
+    with pytest.raises(ValueError, match="SpindlePlan: w0 .* and step >= 1, .* step 0"):
         call(step=0)
     with pytest.raises(TypeError,
-                       match="spindle_block: broad must be a FilterBank, got numpy.ndarray"):
+                       match="SpindlePlan: broad must be a FilterBank, got numpy.ndarray"):
         call(broad=np.zeros(3))
-    with pytest.raises(TypeError, match="spindle_block: alpha must be a FilterBank, got int"):
+    with pytest.raises(TypeError, match="SpindlePlan: alpha must be a FilterBank, got int"):
         call(alpha=3)
-    with pytest.raises(ValueError, match="spindle_block: pm must be a bank of 4 channels"):
+    with pytest.raises(ValueError, match="SpindlePlan: pm must be a bank of 4 channels"):
         call(pm=FilterBank(np.zeros((0, 6)), 1, 5))
     with pytest.raises(ValueError, match="env must be a bank of 1 channels with an RMS window "
                                          "and no sections"):
@@ -476,9 +464,12 @@ def test_spindle_block_refuses_wrong_arguments() -> None:
         call(sigma=st.broad)
     with pytest.raises(TypeError, match="cols must be a 1-D int64 array"):
         call(cols=np.array([1.0]))
-    with pytest.raises(ValueError, match="spindle_block: cols must hold 1 column indices"):
+    with pytest.raises(ValueError, match="SpindlePlan: cols must hold 1 column indices"):
         call(cols=np.array([0, 1]))
-    with pytest.raises(ValueError, match=r"cols\[0\] = 3 is not a column of samples"):
+    with pytest.raises(ValueError, match=r"SpindlePlan: cols\[0\] = -1 is negative"):
+        call(cols=np.array([-1]))
+    with pytest.raises(ValueError, match=r"samples \(10, 3\) must have at most 16 rows .* "
+                                         r"and column 3"):
         call(cols=np.array([3]))
     with pytest.raises(TypeError, match="samples must be a 2-D float64 array"):
         call(samples=np.zeros(10))
@@ -486,13 +477,13 @@ def test_spindle_block_refuses_wrong_arguments() -> None:
         call(samples=np.zeros((10, 3), dtype=np.float32))
     with pytest.raises(TypeError, match="samples must be a C-contiguous float64 array"):
         call(samples=np.zeros((10, 6))[:, ::2])
-    with pytest.raises(ValueError, match=r"work must have shape \(18 \* cap, 1\) with cap >= 17"):
+    with pytest.raises(ValueError, match=r"samples \(17, 3\) must have at most 16 rows"):
         call(samples=np.zeros((17, 3)))
-    with pytest.raises(ValueError, match="work must have shape"):
+    with pytest.raises(ValueError, match=r"work must have shape \(18 \* cap, 1\) with cap >= 1"):
         call(work=np.zeros((17 * 16, 1)))
     with pytest.raises(TypeError, match="work must have dtype float64"):
         call(work=np.zeros((18 * 16, 1), dtype=np.int64))
-    with pytest.raises(ValueError, match="work must not share memory with samples"):
+    with pytest.raises(ValueError, match="samples must not share memory with work"):
         call(samples=st.work[:10].reshape(10, 1), cols=np.array([0]))
     with pytest.raises(ValueError, match=r"iwork must have shape \(32, 1\)"):
         call(iwork=np.zeros((16, 1), dtype=np.int64))
@@ -520,52 +511,31 @@ def test_spindle_block_refuses_wrong_arguments() -> None:
     assert st.count.sum() == 2
 
 
-def test_spindle_block_does_not_leak_references() -> None:
+def test_spindle_plan_does_not_leak_references() -> None:
     import sys
 
-    from engramloop.decoders._filters import spindle_block
+    from engramloop.decoders._filters import SpindlePlan
 
     st = _BlockSetup(500.0, 2, True, cap=16, cols=[1, 0])
     x = _spindle_signal(500.0, 10, 2, seed=1)
     objs = (x, st.cols, st.work, st.iwork, st.xs_last, st.runstate, st.ring, st.pos,
             st.count, st.excl, st.median, st.sd, st.broad, st.sigma, st.alpha, st.pm, st.env)
     before = [sys.getrefcount(o) for o in objs]
-    args = st.args()
+    plan = SpindlePlan(*st.args())
     for i in range(1000):
-        spindle_block(x, 10 * i, True, *args)
-        spindle_block(x, 10 * i, False, *args)
+        plan.run(x, 10 * i, True)
+        plan.run(x, 10 * i, False)
+        st.pos[0] = 99
         with pytest.raises(ValueError):
-            spindle_block(x, 0, True, *args[:13], np.array([99, 0]), *args[14:])
+            plan.run(x, 0, True)
+        st.pos[0] = 0
         with pytest.raises(ValueError):
-            spindle_block(np.zeros((20, 2)), 0, True, *args)
-    del args
+            plan.run(np.zeros((20, 2)), 0, True)
+    del plan
     assert [sys.getrefcount(o) for o in objs] == before
     # no buffer is still exported (resizing would fail)
     for a in (st.work, st.iwork, st.xs_last, st.runstate, st.pos, st.count):
         a.resize(a.shape, refcheck=False)
-
-
-def test_spindle_plan_equals_spindle_block_bit_for_bit() -> None:
-    """Two identical setups, one driven by spindle_block and one by a SpindlePlan, in
-    chunks of varying size with and without the rules: every output and state equal."""
-    from engramloop.decoders._filters import SpindlePlan, spindle_block
-
-    fs, n = 500.0, 3000
-    samples = _spindle_signal(fs, n, 4, seed=9)
-    a = _BlockSetup(fs, 2, True, cap=64, cols=[3, 0], excl=2.5e-6)
-    b = _BlockSetup(fs, 2, True, cap=64, cols=[3, 0], excl=2.5e-6)
-    plan = SpindlePlan(*b.args())
-    assert plan.cap == 64
-    rng = np.random.default_rng(0)
-    i = 0
-    while i < n:
-        m = int(rng.integers(1, 65))
-        rules = bool(rng.random() < 0.8)
-        x = samples[i:i + m]
-        assert spindle_block(x, i, rules, *a.args()) == plan.run(x, i, rules)
-        i += m
-    for name in ("work", "iwork", "xs_last", "runstate", "ring", "pos", "count"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 
 def test_spindle_plan_checks_once_and_names_the_problem() -> None:
@@ -605,3 +575,10 @@ def test_spindle_plan_checks_once_and_names_the_problem() -> None:
     assert plan.run(x, 0, True) == (0, 0)
     with pytest.raises(RuntimeError, match="__init__ was not called"):
         SpindlePlan.__new__(SpindlePlan).run(x, 0, True)
+    # a bound bank re-initialised with another channel count: refused, not read past its
+    # arrays (and a bank cannot be re-initialised while a kernel runs on it)
+    from engramloop.decoders._filters import FilterBank
+
+    FilterBank.__init__(st.pm, np.zeros((0, 6)), 4, 8)
+    with pytest.raises(RuntimeError, match="SpindlePlan.run: a bound bank .* re-initialised"):
+        plan.run(x, 0, True)

@@ -1,5 +1,5 @@
-"""``decoders._filters.so_block`` (the slow-oscillation detector's fused block kernel)
-against its NumPy twin in tests/twins.py: the plain-NumPy SOS recurrence,
+"""``decoders._filters.SoPlan`` (the slow-oscillation detector's fused block kernel, bound
+once, run per block) against its NumPy twin in tests/twins.py: the plain-NumPy SOS recurrence,
 a cumulative-sum moving RMS, the decimated absolute-value baseline push, ``np.minimum`` for
 the adaptive threshold, and the down-state machine written with ``np.flatnonzero`` /
 ``np.argmin`` over whole stretches of samples (the C kernel steps sample by sample).
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import twins
 
-from engramloop.decoders._filters import FilterBank, so_block
+from engramloop.decoders._filters import FilterBank, SoPlan
 from engramloop.decoders.baseline import MAD_TO_SD
 from engramloop.decoders.filters import BandEnvelope, SosFilter, butter_bandpass
 
@@ -71,10 +71,11 @@ def _run_c(x: np.ndarray, t: np.ndarray, pieces: list[int], adaptive: bool, gate
     out = {p: np.empty((len(t), k)) for p in ("x", "y", "gs", "gh", "thr")}
     found: list = []
     a = 0
+    plan = SoPlan(COLS, filt, *gates, work, st, ring if adaptive else None, pos, count,
+                  base["excl"], base["median"], STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
+    assert plan.cap == cap
     for p in pieces:
-        got = so_block(x[a:a + p], COLS, t[a:a + p], FIRST + a, filt, *gates, work, st,
-                       ring if adaptive else None, pos, count, base["excl"], base["median"],
-                       STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
+        got = plan.run(x[a:a + p], FIRST + a, t[a:a + p], True)
         assert isinstance(got, tuple)
         found.extend((a + j, ch, on, v, tt) for j, ch, on, v, tt in got)
         for plane, name in ((0, "x"), (1, "y"), (3, "gs"), (4, "gh"), (5, "thr")):
@@ -89,7 +90,7 @@ def _pieces(n: int, size: int) -> list[int]:
 
 @pytest.mark.parametrize("adaptive", (False, True))
 @pytest.mark.parametrize("size", (1, 7, 64, 3000))
-def test_so_block_matches_numpy(size: int, adaptive: bool) -> None:
+def test_so_plan_matches_numpy(size: int, adaptive: bool) -> None:
     x, t = _signal(3000, seed=3)
     pieces = _pieces(len(t), size)
     ref = _twin(x, t, pieces, adaptive)
@@ -113,7 +114,7 @@ def test_so_block_matches_numpy(size: int, adaptive: bool) -> None:
         assert ref["count"][1] - 100 < len(range(FIRST + 2, FIRST + 3000, STEP))
 
 
-def test_so_block_is_chunk_size_independent() -> None:
+def test_so_plan_is_chunk_size_independent() -> None:
     x, t = _signal(3000, seed=4)
     runs = [_run_c(x, t, _pieces(len(t), s), True, True, _base(len(COLS)))
             for s in (1, 7, 64, 3000)]
@@ -124,7 +125,7 @@ def test_so_block_is_chunk_size_independent() -> None:
 
 
 @pytest.mark.parametrize("size", (1, 7, 64))
-def test_so_block_nan_in_a_down_state_follows_argmin(size: int) -> None:
+def test_so_plan_nan_in_a_down_state_follows_argmin(size: int) -> None:
     """A NaN in a stretch the scan looks at makes np.argmin return it, and NaN < trough is
     false: the stretch leaves the trough as it was. The C kernel keeps that rule, so the
     trough depends on where the block boundaries fall, exactly as before."""
@@ -138,19 +139,24 @@ def test_so_block_nan_in_a_down_state_follows_argmin(size: int) -> None:
     assert got["state"][1, 0] == 1 and np.isfinite(got["state"][1, 2])   # stuck below
 
 
-def test_so_block_without_gate_leaves_gate_planes() -> None:
+def test_so_plan_without_gate_leaves_gate_planes() -> None:
     x, t = _signal(200, seed=6)
     k = len(COLS)
     work = np.full((6, 200, k), 7.0)
-    so_block(x, COLS, t, 0, SosFilter(SOS, k), None, None, work, twins.so_initial_state(k), None,
-             np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64), np.zeros(k),
-             np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
+    SoPlan(COLS, SosFilter(SOS, k), None, None, work, twins.so_initial_state(k), None,
+           np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64), np.zeros(k),
+           np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S).run(x, 0, t, True)
     assert np.all(work[2:5] == 7.0)
     assert np.all(work[5] == THRESHOLD_V)
 
 
-def _args(**over) -> list:
-    """Valid so_block arguments (adaptive, gated) for 10 samples, with some replaced."""
+_RUN = ("samples", "first", "t")
+_SHARED = np.zeros(3, dtype=np.int64)
+
+
+def _args(**over) -> tuple[list, list]:
+    """Valid SoPlan arguments (adaptive, gated) and run arguments for 10 samples, with some
+    replaced: (plan arguments, run arguments without scan)."""
     k = 2
     a = dict(samples=np.zeros((10, 3)), cols=np.array([0, 2], dtype=np.int64),
              t=np.arange(10) / FS, first=0, filt=SosFilter(SOS, k),
@@ -160,106 +166,129 @@ def _args(**over) -> list:
              excl=np.full(k, np.inf), median=np.ones(k), step=2, threshold_v=-1.0,
              scale=-1.0, floor_v=-1.0, refractory_s=0.1)
     a.update(over)
-    return list(a.values())
+    return [v for key, v in a.items() if key not in _RUN], [a[key] for key in _RUN]
 
 
-def test_so_block_rejects_bad_arguments() -> None:
-    so_block(*_args())                                  # the valid call works
+def _call(args: tuple[list, list]):
+    plan_args, run_args = args
+    return SoPlan(*plan_args).run(*run_args, True)
+
+
+def test_so_plan_rejects_bad_arguments() -> None:
+    _call(_args())                                      # the valid call works
     cases = [
-        (TypeError, "takes 19 arguments", _args()[:-1]),
-        (TypeError, "so_block: filt must be a FilterBank, got numpy.ndarray",
+        (TypeError, "takes 16 arguments", (_args()[0][:-1], _args()[1])),
+        (TypeError, "SoPlan: filt must be a FilterBank, got numpy.ndarray",
          _args(filt=np.zeros(3))),
-        (TypeError, r"gate_fast must be a FilterBank \(or both gate banks None\), got NoneType",
+        (TypeError, r"SoPlan: gate_fast must be a FilterBank, got NoneType",
          _args(gate_fast=None)),
-        (ValueError, "gate_slow must be a distinct FilterBank with 2 channels and window",
-         _args(gate_slow=FilterBank(SOS, 2))),
-        (ValueError, "gate_fast must be a distinct FilterBank with 2 channels",
+        (ValueError, "SoPlan: gate_slow must be a FilterBank of 2 channels with a moving-RMS "
+                     "window", _args(gate_slow=FilterBank(SOS, 2))),
+        (ValueError, "SoPlan: gate_fast must be a FilterBank of 2 channels",
          _args(gate_fast=BandEnvelope(SOS_FAST, 3, 5))),
-        (TypeError, "samples must be a 2-D float64", _args(samples=np.zeros((10, 3), int))),
-        (TypeError, "samples must be a C-contiguous", _args(samples=np.zeros((10, 6))[:, ::2])),
+        (TypeError, "SoPlan.run: samples must be a 2-D float64",
+         _args(samples=np.zeros((10, 3), int))),
+        (TypeError, "SoPlan.run: samples must be a C-contiguous",
+         _args(samples=np.zeros((10, 6))[:, ::2])),
         (TypeError, "cols must be a 1-D int64 array", _args(cols=np.array([0.0, 2.0]))),
-        (ValueError, "so_block: cols must hold 2 column indices, got 3",
+        (ValueError, "SoPlan: cols must hold 2 column indices, got 3",
          _args(cols=np.array([0, 1, 2], dtype=np.int64))),
-        (ValueError, r"so_block: cols\[1\] = 3 is not a column of samples \(0..2\)",
-         _args(cols=np.array([0, 3], dtype=np.int64))),
+        (ValueError, r"SoPlan: cols\[1\] = -1 is negative",
+         _args(cols=np.array([0, -1], dtype=np.int64))),
+        (ValueError, r"SoPlan.run: samples \(10, 3\) must have at most 16 rows .* and "
+                     r"column 3", _args(cols=np.array([0, 3], dtype=np.int64))),
+        (ValueError, r"SoPlan.run: samples \(17, 3\)", _args(samples=np.zeros((17, 3)),
+                                                             t=np.zeros(17))),
         (ValueError, "t must have shape", _args(t=np.zeros(9))),
         (TypeError, "t must have dtype float64", _args(t=np.zeros(10, dtype=np.float32))),
-        (TypeError, "so_block: first must be an int, got float", _args(first=1.5)),
-        (ValueError, "so_block: first must be >= 0, got -1", _args(first=-1)),
-        (ValueError, r"work must be a float64 array of shape \(6, >= 10, 2\)",
-         _args(work=np.zeros((6, 9, 2)))),
-        (ValueError, r"work must be a float64 array of shape \(6, >= 10, 2\)",
+        (TypeError, "SoPlan.run: first must be an int, got float", _args(first=1.5)),
+        (ValueError, "SoPlan.run: first must be >= 0, got -1", _args(first=-1)),
+        (ValueError, r"SoPlan: work must be a float64 array of shape \(6, cap >= 1, 2\)",
+         _args(work=np.zeros((6, 0, 2)))),
+        (ValueError, r"SoPlan: work must be a float64 array of shape \(6, cap >= 1, 2\)",
          _args(work=np.zeros((5, 16, 2)))),
         (ValueError, "state must have shape", _args(state=np.zeros((2, 4)))),
         (TypeError, "state must be a C-contiguous, writable",
          _args(state=np.zeros((2, 10))[:, ::2])),
-        (ValueError, r"ring must be a float64 array of shape \(2, L\)",
+        (ValueError, r"SoPlan: ring must be a float64 array of shape \(2, L\)",
          _args(ring=np.zeros((3, 8)))),
         (TypeError, "pos must have dtype int64", _args(pos=np.zeros(2))),
-        (ValueError, r"pos\[1\] = 8 is outside the ring \(0..7\)",
+        (ValueError, r"SoPlan.run: pos\[1\] = 8 is outside the ring \(0..7\)",
          _args(pos=np.array([0, 8], dtype=np.int64))),
         (ValueError, "count must have shape", _args(count=np.zeros(3, dtype=np.int64))),
         (ValueError, "median must have shape", _args(median=np.zeros(3))),
-        (ValueError, "so_block: step must be >= 1, got 0", _args(step=0)),
-        (TypeError, "so_block: threshold_v must be a number, got str", _args(threshold_v="x")),
-        (TypeError, "so_block: refractory_s must be a number, got NoneType",
+        (ValueError, "SoPlan: step must be >= 1, got 0", _args(step=0)),
+        (TypeError, "SoPlan: threshold_v must be a number, got str", _args(threshold_v="x")),
+        (TypeError, "SoPlan: refractory_s must be a number, got NoneType",
          _args(refractory_s=None)),
+        (ValueError, "SoPlan: pos and count share memory",
+         _args(pos=_SHARED[0:2], count=_SHARED[1:3])),
     ]
     for exc, msg, args in cases:
         with pytest.raises(exc, match=msg):
-            so_block(*args)
+            _call(args)
     # a work array that is a view of the samples would be overwritten while read
     buf = np.zeros((6, 16, 3))
-    with pytest.raises(ValueError, match="work must not share memory with samples"):
-        so_block(*_args(samples=buf[0, :10], cols=np.array([0, 1, 2], dtype=np.int64),
-                        work=buf, filt=SosFilter(SOS, 3), gate_slow=None, gate_fast=None,
-                        state=twins.so_initial_state(3), ring=None))
+    with pytest.raises(ValueError, match="samples and t must not share memory with the plan"):
+        _call(_args(samples=buf[0, :10], cols=np.array([0, 1, 2], dtype=np.int64),
+                    work=buf, filt=SosFilter(SOS, 3), gate_slow=None, gate_fast=None,
+                    state=twins.so_initial_state(3), ring=None))
     # read-only work
     ro = np.zeros((6, 16, 2))
     ro.flags.writeable = False
-    with pytest.raises(TypeError, match="work must be a C-contiguous, writable"):
-        so_block(*_args(work=ro))
+    with pytest.raises(TypeError, match="SoPlan: work must be a C-contiguous, writable"):
+        _call(_args(work=ro))
+    with pytest.raises(RuntimeError, match="SoPlan.__init__ was not called"):
+        SoPlan.__new__(SoPlan).run(np.zeros((1, 3)), 0, np.zeros(1), True)
 
 
-def test_so_block_releases_buffers_and_banks() -> None:
-    """No reference or buffer is kept, on success or error, and a failed call leaves the
-    filter banks usable (their busy flag cleared)."""
-    a = _args()
-    arrays = [v for v in a if isinstance(v, np.ndarray)]
+def test_so_plan_releases_buffers_and_banks() -> None:
+    """No reference or buffer is kept after the plan is freed, on success or error, and a
+    failed run leaves the filter banks usable (their busy flag cleared)."""
+    plan_args, run_args = _args()
+    arrays = [v for v in plan_args + run_args if isinstance(v, np.ndarray)]
+    bad_pos = plan_args[7]
     before = [sys.getrefcount(v) for v in arrays]
-    bad = _args(pos=np.array([0, 99], dtype=np.int64))
+    plan = SoPlan(*plan_args)
     for _ in range(500):
-        assert so_block(*a) == ()
+        assert plan.run(*run_args, True) == ()
+        bad_pos[1] = 99
         with pytest.raises(ValueError):
-            so_block(*bad[:8], *a[8:10], bad[10], *a[11:])
+            plan.run(*run_args, True)
+        bad_pos[1] = 0
+    del plan
     assert [sys.getrefcount(v) for v in arrays] == before
-    filt = a[4]
+    filt = plan_args[1]
     y = np.empty((3, 2))
     filt.process(np.zeros((3, 2)), y)                # not left busy
-    a[7].resize((6, 16, 2), refcheck=False)          # no buffer still exported
+    plan_args[4].resize((6, 16, 2), refcheck=False)  # no buffer still exported
     # events make tuples: one per down state, nothing left over
     x, t = _signal(3000, seed=7)
     k = len(COLS)
     st = twins.so_initial_state(k)
-    got = so_block(x, COLS, t, 0, SosFilter(SOS, k), None, None, np.empty((6, 3000, k)), st,
-                   None, np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64),
-                   np.zeros(k), np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
+    got = SoPlan(COLS, SosFilter(SOS, k), None, None, np.empty((6, 3000, k)), st,
+                 None, np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64),
+                 np.zeros(k), np.zeros(k), STEP, THRESHOLD_V, SCALE, FLOOR_V,
+                 REFRACTORY_S).run(x, 0, t, True)
     assert len(got) > 10 and all(sys.getrefcount(f) == 3 for f in got)
 
 
-def test_so_block_without_state_runs_no_state_machine() -> None:
-    """state None (the detector calibrating): the same planes, no events, and the
-    baseline still fed."""
+def test_so_plan_without_scan_runs_no_state_machine() -> None:
+    """run with scan false (the detector calibrating): the same planes, no events, the
+    state untouched, and the baseline still fed."""
     x, t = _signal(1000, seed=8)
     runs = []
-    for st in (twins.so_initial_state(len(COLS)), None):
+    for scan in (True, False):
         base = _base(len(COLS))
         k = len(COLS)
         work = np.empty((6, 1000, k))
-        got = so_block(x, COLS, t, FIRST, SosFilter(SOS, k), BandEnvelope(SOS_SLOW, k, 9),
-                       BandEnvelope(SOS_FAST, k, 9), work, st, base["ring"], base["pos"],
-                       base["count"], base["excl"], base["median"], STEP, THRESHOLD_V,
-                       SCALE, FLOOR_V, REFRACTORY_S)
+        st = twins.so_initial_state(k)
+        got = SoPlan(COLS, SosFilter(SOS, k), BandEnvelope(SOS_SLOW, k, 9),
+                     BandEnvelope(SOS_FAST, k, 9), work, st, base["ring"], base["pos"],
+                     base["count"], base["excl"], base["median"], STEP, THRESHOLD_V,
+                     SCALE, FLOOR_V, REFRACTORY_S).run(x, FIRST, t, scan)
+        if not scan:
+            np.testing.assert_array_equal(st, twins.so_initial_state(k))
         runs.append((got, work, base))
     assert len(runs[0][0]) > 5 and runs[1][0] == ()
     np.testing.assert_array_equal(runs[1][1][[0, 1, 3, 4, 5]], runs[0][1][[0, 1, 3, 4, 5]])

@@ -1,5 +1,8 @@
 """Every kernel of ``decoders._filters`` releases what it takes, on success and on error.
 
+Each plan type is covered twice: building (and freeing) it, and its per-chunk call on a
+plan built once.
+
 For each kernel one valid call is built, then variants of it with one array argument
 replaced by a wrong-dtype copy (float32 for float64, int32 for int64: must be refused) or a
 read-only copy (refused, or -- for an input -- accepted and left unchanged). Over many
@@ -99,17 +102,30 @@ def _rearm_index():
                            np.full((10, 2), 0.2), 2.0, 0.03, 0]
 
 
-def _ripple_front():
+def _ripple_plan_args() -> list:
+    """RipplePlan's arguments: a pooled band of 2 channels and the theta gate."""
     k, cap = 2, 16
     band = _bank(150.0, 250.0, 2000.0, k, 48)
     theta, delta = _bank(6.0, 10.0, 2000.0, 1, 400), _bank(1.0, 4.0, 2000.0, 1, 400)
     ring, pos, count, excl, med, sd = _baseline_state(k)
     med[:], sd[:] = 1e-6, 1e-7
-    return K.ripple_front, [
-        _signal(10, 4), 7, np.arange(10) / 2000.0, 0, np.zeros(37),
-        np.array([0, 1, 3], dtype=I64), np.array([0.6, 0.4]), band,
-        np.zeros(cap * (5 * k + 3)), np.zeros((cap, k), dtype=I64), 5, ring, pos, count,
-        excl, med, sd, 3.0, np.zeros(k, dtype=I64), 1, 300.0, 2, theta, delta, np.zeros(1)]
+    return [np.zeros(37), np.array([0, 1, 3], dtype=I64), np.array([0.6, 0.4]), band,
+            np.zeros(cap * (5 * k + 3)), np.zeros((cap, k), dtype=I64), 5, ring, pos, count,
+            excl, med, sd, 3.0, np.zeros(k, dtype=I64), 1, 300.0, 2, theta, delta,
+            np.zeros(1)]
+
+
+def _ripple_plan_build():
+    """Building (and freeing) a RipplePlan: it holds views of its buffers until freed."""
+    def build(*a):
+        K.RipplePlan(*a)
+
+    return build, _ripple_plan_args()
+
+
+def _ripple_plan():
+    plan = K.RipplePlan(*_ripple_plan_args())
+    return plan.run, [_signal(10, 4), 7, np.arange(10) / 2000.0, 3]
 
 
 def _ripple_candidate():
@@ -132,60 +148,79 @@ def _quadrature_sums():
                                np.zeros((10, 8)), np.zeros((10, 2))]
 
 
-def _spindle_block():
+def _spindle_plan_args() -> list:
     fs, k, cap = 500.0, 2, 16
     win, ewin = 50, 8
     ring, pos, count, excl, med, sd = _baseline_state(k, 64)
     med[:], sd[:] = 1e-6, 0.4e-6
-    return K.spindle_block, [
-        _signal(10, 3), 0, True, np.array([1, 0], dtype=I64),
-        _bank(1.0, 30.0, fs, k, win, 1), _bank(11.0, 16.0, fs, k, win, 1),
-        _bank(7.0, 10.0, fs, k, win, 3), FilterBank(np.zeros((0, 6)), 4 * k, win),
-        FilterBank(np.zeros((0, 6)), k, ewin), 2 * np.pi * np.sqrt(11.0 * 16.0) / fs,
-        np.zeros(k), np.zeros((18 * cap, k)), np.zeros((2 * cap, k), dtype=I64),
-        np.zeros((2, k), dtype=I64), 5, ring, pos, count, excl, med, sd,
-        1.0, 3.0, 0.05, 0.4, 0.6, 4, 400, 1e3, 10]
+    return [
+        np.array([1, 0], dtype=I64), _bank(1.0, 30.0, fs, k, win, 1),
+        _bank(11.0, 16.0, fs, k, win, 1), _bank(7.0, 10.0, fs, k, win, 3),
+        FilterBank(np.zeros((0, 6)), 4 * k, win), FilterBank(np.zeros((0, 6)), k, ewin),
+        2 * np.pi * np.sqrt(11.0 * 16.0) / fs, np.zeros(k), np.zeros((18 * cap, k)),
+        np.zeros((2 * cap, k), dtype=I64), np.zeros((2, k), dtype=I64), 5, ring, pos, count,
+        excl, med, sd, 1.0, 3.0, 0.05, 0.4, 0.6, 4, 400, 1e3, 10]
 
 
 def _spindle_plan():
-    """SpindlePlan.run; the plan itself is built from spindle_block's bound arguments."""
-    fn, args = _spindle_block()
-    plan = K.SpindlePlan(*args[3:])
-    return plan.run, [args[0], 0, True]
+    plan = K.SpindlePlan(*_spindle_plan_args())
+    return plan.run, [_signal(10, 3), 0, True]
 
 
 def _spindle_plan_build():
-    """Building a SpindlePlan (it holds views of its buffers until it is freed)."""
-    _, args = _spindle_block()
-
+    """Building (and freeing) a SpindlePlan: it holds views of its buffers until freed."""
     def build(*a):
         K.SpindlePlan(*a)
 
-    return build, args[3:]
+    return build, _spindle_plan_args()
 
 
-def _so_block():
+def _so_plan_args() -> list:
     fs, k = 100.0, 2
     st = np.empty((k, 5))
     st[:] = (0.0, np.nan, np.inf, np.nan, -np.inf)
-    return K.so_block, [
-        _signal(10, 3), np.array([0, 2], dtype=I64), np.arange(10) / fs, 0,
-        _bank(0.2, 1.5, fs, k), _bank(0.5, 2.0, fs, k, 5), _bank(4.0, 30.0, fs, k, 5),
-        np.zeros((6, 16, k)), st, np.zeros((k, 8)), np.zeros(k, dtype=I64),
-        np.zeros(k, dtype=I64), np.full(k, np.inf), np.ones(k), 2, -1.0, -1.0, -1.0, 0.1]
+    return [np.array([0, 2], dtype=I64), _bank(0.2, 1.5, fs, k), _bank(0.5, 2.0, fs, k, 5),
+            _bank(4.0, 30.0, fs, k, 5), np.zeros((6, 16, k)), st, np.zeros((k, 8)),
+            np.zeros(k, dtype=I64), np.zeros(k, dtype=I64), np.full(k, np.inf), np.ones(k), 2,
+            -1.0, -1.0, -1.0, 0.1]
 
 
-def _echt_push():
-    aa = FilterBank(ss.butter(4, 50.0, fs=2000.0, output="sos"), 1)
-    return K.echt_push, [_signal(10, 2), 1, aa, 4, np.zeros(3, dtype=I64), np.zeros(40)]
+def _so_plan_build():
+    def build(*a):
+        K.SoPlan(*a)
+
+    return build, _so_plan_args()
 
 
-def _echt_estimate():
+def _so_plan():
+    plan = K.SoPlan(*_so_plan_args())
+    return plan.run, [_signal(10, 3), 0, np.arange(10) / 100.0, True]
+
+
+def _echt_plan_args() -> list:
     n = 20
     rng = np.random.default_rng(3)
-    kernels = rng.standard_normal((5, n))
-    return K.echt_estimate, [rng.standard_normal(2 * n), 3, kernels, 250.0, 2, 2.0, 20.0,
-                             np.linspace(-0.5, 0.5, 5), np.full(5, 0.9)]
+    aa = FilterBank(ss.butter(4, 50.0, fs=2000.0, output="sos"), 1)
+    return [1, aa, 4, np.zeros(3, dtype=I64), rng.standard_normal(2 * n),
+            rng.standard_normal((5, n)), 250.0, 2, 2.0, 20.0, np.linspace(-0.5, 0.5, 5),
+            np.full(5, 0.9)]
+
+
+def _echt_plan_build():
+    def build(*a):
+        K.EchtPlan(*a)
+
+    return build, _echt_plan_args()
+
+
+def _echt_plan_push():
+    return K.EchtPlan(*_echt_plan_args()).push, [_signal(10, 2)]
+
+
+def _echt_plan_estimate():
+    plan = K.EchtPlan(*_echt_plan_args())
+    plan.push(_signal(10, 2))
+    return plan.estimate, []
 
 
 CASES: dict[str, Callable[[], tuple]] = {
@@ -199,22 +234,26 @@ CASES: dict[str, Callable[[], tuple]] = {
     "median_mad": _median_mad,
     "first_at_or_after": _first_at_or_after,
     "rearm_index": _rearm_index,
-    "ripple_front": _ripple_front,
+    "RipplePlan": _ripple_plan_build,
+    "RipplePlan.run": _ripple_plan,
     "ripple_candidate": _ripple_candidate,
     "spindle_runs": _spindle_runs,
     "quadrature_sums": _quadrature_sums,
-    "spindle_block": _spindle_block,
     "SpindlePlan": _spindle_plan_build,
     "SpindlePlan.run": _spindle_plan,
-    "so_block": _so_block,
-    "echt_push": _echt_push,
-    "echt_estimate": _echt_estimate,
+    "SoPlan": _so_plan_build,
+    "SoPlan.run": _so_plan,
+    "EchtPlan": _echt_plan_build,
+    "EchtPlan.push": _echt_plan_push,
+    "EchtPlan.estimate": _echt_plan_estimate,
 }
 
 
 #: kernels that only read their buffers (they return their results)
-NO_OUTPUTS = ("first_at_or_after", "ripple_candidate", "rearm_index", "echt_estimate",
-              "FilterBank.set_state", "SpindlePlan.run")  # run: its outputs are bound
+NO_OUTPUTS = ("first_at_or_after", "ripple_candidate", "rearm_index", "FilterBank.set_state",
+              # a plan's per-chunk call: its outputs are bound
+              "SpindlePlan.run", "RipplePlan.run", "SoPlan.run", "EchtPlan.push",
+              "EchtPlan.estimate")
 
 
 def test_every_kernel_has_a_case() -> None:

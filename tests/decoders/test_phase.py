@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import scipy.signal as ss
+import twins
 
 from engramloop.analysis.scoring import circular_mean_sd
 from engramloop.core.chunk import Chunk
@@ -20,6 +21,14 @@ from engramloop.decoders.phase import (
     make_phase_estimator,
     wrap_deg,
 )
+
+
+@pytest.fixture(params=twins.PLAN_IMPLEMENTATIONS)
+def plans(request, monkeypatch) -> str:
+    """The test runs on the C plans and again on their NumPy twins (tests/twins.py)."""
+    if request.param == "numpy twin":
+        twins.install_plan_twins(monkeypatch)
+    return request.param
 
 
 def feed(est, x: np.ndarray, t: np.ndarray, fs: float, chunk: int, every: int = 0):
@@ -121,7 +130,7 @@ def test_echt_phase_compensated_equals_the_numpy_kernel() -> None:
             assert e.amplitude == pytest.approx(float(amp[0]), rel=1e-9)
 
 
-def test_a_nan_sample_gives_no_estimate_while_in_the_window() -> None:
+def test_a_nan_sample_gives_no_estimate_while_in_the_window(plans: str) -> None:
     """A NaN sample (a dropped packet a source passed through) makes the ECHT estimate NaN
     with confidence 0 -- no phase to time a pulse by -- until it has left the window."""
     fs = 250.0
@@ -143,46 +152,69 @@ def test_a_nan_sample_gives_no_estimate_while_in_the_window() -> None:
     assert math.isfinite(got[660].phase_deg) and got[660].confidence > 0.9
 
 
-def test_echt_kernels_reject_bad_arguments() -> None:
-    from engramloop.decoders._filters import FilterBank, echt_estimate, echt_push
+def test_echt_plan_rejects_bad_arguments() -> None:
+    """Building an EchtPlan checks every bound argument once; push checks the chunk and
+    the bound state (Python code could write into it); each refusal names the argument."""
+    from engramloop.decoders._filters import EchtPlan, FilterBank
 
     x = np.zeros((10, 3))
-    st = np.zeros(3, dtype=np.int64)
-    ring = np.zeros(16)
-    with pytest.raises(ValueError, match="echt_push: samples must be 2-D .* col 3"):
-        echt_push(x, 3, None, 1, st, ring)
-    with pytest.raises(ValueError, match="echt_push: q must be >= 1"):
-        echt_push(x, 0, None, 0, st, ring)
-    with pytest.raises(TypeError, match="echt_push: aa must be a FilterBank or None, got str"):
-        echt_push(x, 0, "lowpass", 2, st, ring)
-    with pytest.raises(ValueError, match="echt_push: aa must have 1 channel"):
-        echt_push(x, 0, FilterBank(np.array([[1.0, 0, 0, 1, 0, 0]]), 2), 2, st, ring)
-    with pytest.raises(ValueError, match="echt_push: ring must hold 2N"):
-        echt_push(x, 0, None, 1, st, np.zeros(15))
-    with pytest.raises(ValueError, match="state must have shape"):
-        echt_push(x, 0, None, 1, np.zeros(2, dtype=np.int64), ring)
-    with pytest.raises(TypeError, match="state must have dtype int64"):
-        echt_push(x, 0, None, 1, np.zeros(3), ring)
-    with pytest.raises(ValueError, match=r"echt_push: ring must hold 2N .* state \[0, 9, 0\]"):
-        echt_push(x, 0, None, 1, np.array([0, 9, 0], dtype=np.int64), ring)
     k = np.zeros((5, 8))
-    with pytest.raises(ValueError, match="echt_estimate: ring must hold 2N .* w = 8"):
-        echt_estimate(ring, 8, k, 250.0, 3, 6.0, 10.0, None, None)
+
+    def build(col=0, aa=None, q=1, st=None, ring=None, kernels=k, rate=250.0, lag=3, lo=6.0,
+              hi=10.0, pr=None, g=None):
+        st = np.zeros(3, dtype=np.int64) if st is None else st
+        ring = np.zeros(16) if ring is None else ring
+        return EchtPlan(col, aa, q, st, ring, kernels, rate, lag, lo, hi, pr, g)
+
+    with pytest.raises(ValueError, match="EchtPlan.push: samples must be 2-D .* col 3"):
+        build(col=3).push(x)
+    with pytest.raises(ValueError, match="EchtPlan: col must be >= 0, q >= 1"):
+        build(q=0)
+    with pytest.raises(TypeError, match="EchtPlan: aa must be a FilterBank or None, got str"):
+        build(aa="lowpass", q=2)
+    with pytest.raises(ValueError, match="EchtPlan: aa must be a FilterBank of 1 channel"):
+        build(aa=FilterBank(np.array([[1.0, 0, 0, 1, 0, 0]]), 2), q=2)
+    with pytest.raises(ValueError, match="EchtPlan: ring must be 1-D and hold 2N"):
+        build(ring=np.zeros(15))
+    with pytest.raises(ValueError, match="state must have shape"):
+        build(st=np.zeros(2, dtype=np.int64))
+    with pytest.raises(TypeError, match="state must have dtype int64"):
+        build(st=np.zeros(3))
+    st = np.zeros(3, dtype=np.int64)
+    plan = build(st=st)
+    st[1] = 9
+    with pytest.raises(ValueError, match=r"EchtPlan.push: state must be \[seen >= 0, 0 <= w "
+                                         r"< 8, written\], got \[0, 9, 0\]"):
+        plan.push(x)
+    with pytest.raises(ValueError, match=r"EchtPlan.estimate: state must be .* \[0, 9, 0\]"):
+        plan.estimate()
+    st[1] = 0
     with pytest.raises(ValueError, match="kernels must have shape"):
-        echt_estimate(ring, 0, np.zeros((4, 8)), 250.0, 3, 6.0, 10.0, None, None)
+        build(kernels=np.zeros((4, 8)))
     with pytest.raises(ValueError, match="gain must have shape"):
-        echt_estimate(ring, 0, k, 250.0, 3, 6.0, 10.0, np.zeros(5), np.zeros(4))
-    with pytest.raises(ValueError, match="echt_estimate: rate_hz must be > 0, lag >= 1"):
-        echt_estimate(ring, 0, k, 250.0, 0, 6.0, 10.0, None, None)
+        build(pr=np.zeros(5), g=np.zeros(4))
+    with pytest.raises(ValueError, match="phase_rad and gain need >= 2 grid points"):
+        build(pr=np.zeros(1), g=np.zeros(1))
+    with pytest.raises(ValueError, match="EchtPlan: col must be >= 0, q >= 1, rate_hz > 0, "
+                                         "lag >= 1"):
+        build(lag=0)
     with pytest.raises(ValueError, match="lo_hz < hi_hz, both finite"):
-        echt_estimate(ring, 0, k, 250.0, 3, -np.inf, 10.0, np.zeros(5), np.ones(5))
-    with pytest.raises(TypeError, match="echt_estimate: lo_hz must be a number, got str"):
-        echt_estimate(ring, 0, k, 250.0, 3, "6", 10.0, None, None)
-    with pytest.raises(TypeError, match="takes 9 arguments"):
-        echt_estimate(ring, 0, k)
+        build(lo=-np.inf, pr=np.zeros(5), g=np.ones(5))
+    with pytest.raises(TypeError, match="EchtPlan: lo_hz must be a number, got str"):
+        build(lo="6")
+    with pytest.raises(TypeError, match="takes 12 arguments"):
+        EchtPlan(0, None, 1)
+    ring = np.zeros(16)
+    with pytest.raises(ValueError, match="EchtPlan: state and ring share memory"):
+        build(st=ring[:3].view(np.int64), ring=ring)
+    with pytest.raises(ValueError, match="samples must not share memory with the plan's"):
+        build(ring=ring).push(ring[:12].reshape(4, 3))
+    with pytest.raises(RuntimeError, match="EchtPlan.__init__ was not called"):
+        EchtPlan.__new__(EchtPlan).push(x)
     # a flat window: zero amplitude and confidence, a finite phase
-    ph, f, amp, conf = echt_estimate(ring, 0, k, 250.0, 3, 6.0, 10.0, None, None)
+    ph, f, amp, conf = plan.estimate()
     assert amp == 0.0 and conf == 0.0 and -180.0 < ph <= 180.0 and 6.0 <= f <= 10.0
+    assert plan.n == 8 and plan.push(x) == 9
 
 
 def test_phase_convention_cosine_peak_is_zero() -> None:
@@ -218,7 +250,7 @@ def test_noisy_slow_oscillation_phase(method: str, tol_deg: float, f: float) -> 
     assert abs(mean) <= tol_deg and sd <= tol_deg, (mean, sd)
 
 
-def test_echt_chunk_size_independent() -> None:
+def test_echt_chunk_size_independent(plans: str) -> None:
     fs = 500.0
     rng = np.random.default_rng(1)
     t = np.arange(4000) / fs
@@ -257,7 +289,7 @@ def test_before_window_fills_and_bad_settings() -> None:
         loads_config("[phase]\nband_hz = [0.5, 1.25]\nwindow_s = 1.0\n")
 
 
-def test_theta_phase_on_the_simulator() -> None:
+def test_theta_phase_on_the_simulator(plans: str) -> None:
     """Theta on CA1 during simulated REM vs the noise-free generator phase."""
     from engramloop.sim.generate import simulate
     from engramloop.sim.settings import HypnogramSettings, SimSettings

@@ -2,10 +2,12 @@
 random input, fed in pieces of 1, 7, 64 samples and whole; the twins are written from the
 kernels' documented steps, so these pin the C code to what its docstring says.
 
-Covered here: the FilterBank's pick_rms, baseline_runs, ripple_front, ripple_candidate,
-first_at_or_after, median_mad, echt_push and echt_estimate. The other kernels meet their
-twins in test_filters.py (FilterBank), test_filters_detect.py (threshold_runs,
-spindle_runs, quadrature_sums, rearm_index, spindle_block) and test_filters_so_block.py.
+Covered here: the FilterBank's pick_rms, baseline_runs, RipplePlan, ripple_candidate,
+first_at_or_after, median_mad and EchtPlan (push and estimate). The other kernels meet
+their twins in test_filters.py (FilterBank), test_filters_detect.py (threshold_runs,
+spindle_runs, quadrature_sums, rearm_index, SpindlePlan) and
+test_filters_so_block.py (SoPlan); test_plan_twins.py runs the detectors with each plan
+and with its twin plan.
 """
 from __future__ import annotations
 
@@ -17,14 +19,13 @@ import scipy.signal as ss
 import twins
 
 from engramloop.decoders._filters import (
+    EchtPlan,
     FilterBank,
+    RipplePlan,
     baseline_runs,
-    echt_estimate,
-    echt_push,
     first_at_or_after,
     median_mad,
     ripple_candidate,
-    ripple_front,
 )
 
 SIZES = (1, 7, 64, None)            # None: the whole signal in one call
@@ -107,7 +108,7 @@ def _front_signal(n: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("pooled", [False, True])
 @pytest.mark.parametrize("gate_col", [2, -1])
-def test_ripple_front_matches_twin(size: int | None, pooled: bool, gate_col: int) -> None:
+def test_ripple_plan_matches_twin(size: int | None, pooled: bool, gate_col: int) -> None:
     n, n_det = 2400, 1
     x = _front_signal(n, 3)
     t = 50.0 + np.arange(n) / FS
@@ -129,15 +130,17 @@ def test_ripple_front_matches_twin(size: int | None, pooled: bool, gate_col: int
     index = 0
     artefacts = best = gated = 0
     cap = size or n
+    work = np.full(cap * (5 * k + 3), np.nan)
+    runs = np.full((cap, k), -1, dtype=np.int64)
+    plan = RipplePlan(times, cols, w, band, work, runs, step, st["ring"], st["pos"],
+                      st["count"], st["excl"], st["median"], st["sd"], k_sd, carry, n_det,
+                      k_art, gate_col, theta if gate_col >= 0 else None,
+                      delta if gate_col >= 0 else None, hold if gate_col >= 0 else None)
     for a, b in _pieces(n, size):
         m = b - a
-        work = np.full(cap * (5 * k + 3), np.nan)
-        runs = np.full((cap, k), -1, dtype=np.int64)
-        longest, art = ripple_front(
-            x[a:b], first0 + a, t[a:b], index, times, cols, w, band, work, runs, step,
-            st["ring"], st["pos"], st["count"], st["excl"], st["median"], st["sd"], k_sd,
-            carry, n_det, k_art, gate_col, theta if gate_col >= 0 else None,
-            delta if gate_col >= 0 else None, hold if gate_col >= 0 else None)
+        work.fill(np.nan)
+        runs.fill(-1)
+        longest, art = plan.run(x[a:b], first0 + a, t[a:b], index)
         index += m
         want = twins.ripple_front(
             x[a:b], first0 + a, t[a:b], ttimes, cols, w, tband, step, tw["ring"], tw["pos"],
@@ -204,9 +207,9 @@ def test_ripple_candidate_first_at_or_after_and_median_mad_match_twins() -> None
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("q,anti_alias", [(1, False), (4, True), (3, False)])
-def test_echt_push_and_estimate_match_twins(size: int | None, q: int, anti_alias: bool) -> None:
-    """echt_push into the doubled ring, then echt_estimate after every chunk (with and
-    without the filter compensation), against EchtPush and echt_estimate; a NaN sample
+def test_echt_plan_matches_twins(size: int | None, q: int, anti_alias: bool) -> None:
+    """EchtPlan.push into the doubled ring, then EchtPlan.estimate after every chunk (with
+    and without the filter compensation), against EchtPush and echt_estimate; a NaN sample
     gives no estimate while it is in the window."""
     rng = np.random.default_rng(6 + q)
     n_win, n, rate, lag, lo, hi = 50, 1500, FS / q, 3, 2.0, 40.0
@@ -222,8 +225,10 @@ def test_echt_push_and_estimate_match_twins(size: int | None, q: int, anti_alias
     kernels[4] = 1.0 / n_win
     grid_phase, grid_gain = rng.uniform(-1, 1, 9), rng.uniform(0.5, 1.5, 9)
     estimates = nan_seen = 0
+    plans = [EchtPlan(1, aa, q, state, ring, kernels, rate, lag, lo, hi, pr, g)
+             for pr, g in ((None, None), (grid_phase, grid_gain))]
     for a, b in _pieces(n, size):
-        last = echt_push(x[a:b], 1, aa, q, state, ring)
+        last = plans[0].push(x[a:b])
         assert last == twin.push(x[a:b], 1)
         np.testing.assert_array_equal(state, twin.state)
         np.testing.assert_allclose(ring, twin.ring, rtol=1e-12, atol=1e-21)
@@ -232,7 +237,7 @@ def test_echt_push_and_estimate_match_twins(size: int | None, q: int, anti_alias
         window = ring[state[1]:state[1] + n_win]
         for comp in (False, True):
             pr, g = (grid_phase, grid_gain) if comp else (None, None)
-            got = echt_estimate(ring, int(state[1]), kernels, rate, lag, lo, hi, pr, g)
+            got = plans[comp].estimate()
             want = twins.echt_estimate(window, kernels, rate, lag, lo, hi, pr, g)
             if math.isnan(want[0]):
                 assert math.isnan(got[0]) and math.isnan(got[1]) and got[3] == 0.0

@@ -54,37 +54,39 @@ def spindle_runs(env: np.ndarray, eb: np.ndarray, es: np.ndarray, pm: np.ndarray
     ``hold_n`` after the last such one (``hold``: samples left, carried) are held: run 0,
     no fire. Returns (largest run, number of fire samples)."""
 
-def spindle_block(samples: np.ndarray, first: int, rules: bool, cols: np.ndarray,
-                  broad: FilterBank, sigma: FilterBank, alpha: FilterBank | None,
-                  pm: FilterBank, env: FilterBank, w0: float, xs_last: np.ndarray,
-                  work: np.ndarray, iwork: np.ndarray, runstate: np.ndarray,
-                  step: int | None, ring: np.ndarray | None, pos: np.ndarray | None,
-                  count: np.ndarray | None, excl: np.ndarray | None,
-                  median: np.ndarray | None, sd: np.ndarray | None, k_lo: float | None,
-                  k_hi: float | None, rel_min: float | None, corr_min: float | None,
-                  alpha_max: float | None, min_n: int | None, max_n: int | None,
-                  k_art: float | None, hold_n: int | None) -> tuple[int, int] | None:
-    """One chunk of the spindle detector, the separate calls' operations in their order:
-    pick ``samples[:, cols]`` (samples (n, C) float64, volts; cols (c,) int64), then
-    ``broad.process_rms`` -> xb, eb; ``sigma.process_rms(xb)`` -> xs, es;
-    ``quadrature_sums(xs, xb, xs_last, w0)`` -> sums, amp (``w0``: sigma centre, radians
-    per sample); the moving RMS of sums in ``pm`` (4c channels) and of amp in ``env`` (c
-    channels; both without sections) -> pm, env; unless alpha is None
-    ``alpha.process_rms(xb)`` -> xa, ea. ``work`` (18 cap, c) float64 holds the C-contiguous
-    blocks xb, eb, xs, es (cap, c), sums, pm (cap, 4c), amp, env, xa, ea, med, sd (cap, c),
-    each written in its first n rows (volts); ``iwork`` (2 cap, c) int64 holds runs, fire.
-    With ``rules`` false that is all (the remaining arguments are ignored) and None is
-    returned. Else, for a block with no baseline update point (``first``: absolute index
-    of its first sample): med/sd = ``median``/``sd`` per row; samples at absolute indices
-    that are multiples of ``step`` are pushed into ``ring`` (c, L) at ``pos`` (count += 1)
-    unless env > ``excl`` (``RobustBaseline.process``); then ``spindle_runs`` with carry,
-    hold = ``runstate`` (2, c) int64 (samples). Returns (largest run, number of fire
-    samples)."""
+class RipplePlan:
+    """The ripple detector's chunk without a baseline update point, its banks and buffers
+    bound and checked once (the plan references the banks and holds a view of every buffer
+    until it is freed, so none can be resized meanwhile; the caller reads and writes them
+    in place). ``theta``, ``delta`` and ``hold`` are ignored (may be None) when
+    ``gate_col`` is -1."""
+
+    def __init__(self, times: np.ndarray, cols: np.ndarray, weights: np.ndarray,
+                 band: FilterBank, work: np.ndarray, runs: np.ndarray, step: int,
+                 ring: np.ndarray, pos: np.ndarray, count: np.ndarray, excl: np.ndarray,
+                 median: np.ndarray, sd: np.ndarray, k_sd: float, carry: np.ndarray,
+                 n_det: int, k_art: float, gate_col: int, theta: FilterBank | None,
+                 delta: FilterBank | None, hold: np.ndarray | None) -> None: ...
+    @property
+    def cap(self) -> int:
+        """The most samples one ``run`` takes (the bound work array's rows)."""
+    def run(self, samples: np.ndarray, first: int, t: np.ndarray,
+            times_index: int) -> tuple[int, int]:
+        """One chunk: ``t`` (seconds) into the time ring ``times`` at ``times_index``,
+        ``band.pick_rms``, ``baseline_runs`` on the envelope (volts; ``first`` the absolute
+        index of the chunk's first sample), the artefact test (any of the first ``n_det``
+        columns above ``median + k_art * sd``) and, unless there is an artefact or
+        ``gate_col`` is -1, the theta and delta envelopes of column ``gate_col`` (``hold``
+        gets its last sample). ``work`` (flat) holds five (cap, c) blocks -- filtered,
+        envelope, median, SD, threshold -- then three (cap, 1) -- gate scratch, theta and
+        delta envelopes; ``runs`` (>= cap, c) int64. samples (n, C) float64 volts,
+        n <= cap. Returns (largest run, artefact flag)."""
 
 class SpindlePlan:
-    """``spindle_block``'s arguments after (samples, first, rules), checked once and bound:
-    the plan references the banks and holds a view of every buffer until it is freed (so
-    none of them can be resized meanwhile; the caller writes into them in place)."""
+    """The spindle detector's chunk, its banks and buffers checked once and bound: the
+    plan references the banks and holds a view of every buffer until it is freed (so none
+    of them can be resized meanwhile; the caller writes into them in place). ``alpha``
+    None: no alpha veto."""
 
     def __init__(self, cols: np.ndarray, broad: FilterBank, sigma: FilterBank,
                  alpha: FilterBank | None, pm: FilterBank, env: FilterBank, w0: float,
@@ -98,8 +100,77 @@ class SpindlePlan:
     def cap(self) -> int:
         """The most samples one ``run`` takes (the bound work arrays' rows)."""
     def run(self, samples: np.ndarray, first: int, rules: bool) -> tuple[int, int] | None:
-        """``spindle_block(samples, first, rules, *bound)``: samples (n, C) float64 volts,
-        n <= cap; first: absolute index of its first sample (>= 0)."""
+        """One chunk of the spindle detector, the separate calls' operations in their order:
+        pick ``samples[:, cols]`` (samples (n, C) float64, volts, n <= cap; cols (c,)
+        int64), then ``broad.process_rms`` -> xb, eb; ``sigma.process_rms(xb)`` -> xs, es;
+        ``quadrature_sums(xs, xb, xs_last, w0)`` -> sums, amp (``w0``: sigma centre,
+        radians per sample); the moving RMS of sums in ``pm`` (4c channels) and of amp in
+        ``env`` (c channels; both without sections) -> pm, env; unless alpha is None
+        ``alpha.process_rms(xb)`` -> xa, ea. ``work`` (18 cap, c) float64 holds the
+        C-contiguous blocks xb, eb, xs, es (cap, c), sums, pm (cap, 4c), amp, env, xa, ea,
+        med, sd (cap, c), each written in its first n rows (volts); ``iwork`` (2 cap, c)
+        int64 holds runs, fire. With ``rules`` false that is all and None is returned.
+        Else, for a block with no baseline update point (``first``: absolute index of its
+        first sample, >= 0): med/sd = ``median``/``sd`` per row; samples at absolute
+        indices that are multiples of ``step`` are pushed into ``ring`` (c, L) at ``pos``
+        (count += 1) unless env > ``excl`` (``RobustBaseline.process``); then
+        ``spindle_runs`` with carry, hold = ``runstate`` (2, c) int64 (samples). Returns
+        (largest run, number of fire samples)."""
+
+class SoPlan:
+    """The slow-oscillation detector's block with no baseline update point in it, its
+    banks and buffers bound and checked once. ``cols`` (k,) int64 picked columns; gate
+    banks both None: no gate; ``ring`` None: the fixed ``threshold_v`` (volts), and
+    ``pos`` .. ``median``, ``step`` are ignored."""
+
+    def __init__(self, cols: np.ndarray, filt: FilterBank, gate_slow: FilterBank | None,
+                 gate_fast: FilterBank | None, work: np.ndarray, state: np.ndarray,
+                 ring: np.ndarray | None, pos: np.ndarray, count: np.ndarray,
+                 excl: np.ndarray, median: np.ndarray, step: int, threshold_v: float,
+                 scale: float, floor_v: float, refractory_s: float) -> None: ...
+    @property
+    def cap(self) -> int:
+        """The most samples one ``run`` takes (the bound work array's rows)."""
+    def run(self, samples: np.ndarray, first: int, t: np.ndarray,
+            scan: bool) -> tuple[tuple[int, int, float, float, float], ...]:
+        """One block: ``samples`` (n, C) volts, n <= cap; ``first`` the absolute index of
+        its first sample; ``t`` (n,) seconds. Writes into ``work`` (6, cap, k): the picked
+        input, it through ``filt`` (volts), gate scratch, the moving RMS of the input
+        through ``gate_slow`` / ``gate_fast`` (volts), and the threshold (volts):
+        ``threshold_v``, or with a ``ring`` (k, L) the adaptive ``min(median * scale,
+        floor_v)`` after pushing ``|filtered|`` at absolute indices that are multiples of
+        ``step`` (unless above ``excl``; ``pos``, ``count`` (k,) int64 advance). With
+        ``scan`` the down-state machine runs on ``state`` (k, 5) = [state 0/1/2, onset_s,
+        trough_v, trough_s, rearm_s] (``refractory_s`` seconds after an event); without
+        (calibrating) it does not. Returns the down states that ended in the block as
+        (sample, channel, onset_s, trough_v (V), trough_s), in (sample, channel) order;
+        ``()`` when none did."""
+
+class EchtPlan:
+    """The single-channel ECHT estimator's buffer and estimate, its anti-alias bank and
+    buffers bound and checked once. ``col``: the channel's column; ``aa``: the 1-channel
+    anti-alias bank or None; ``q``: the decimation factor; ``state`` (3,) int64 =
+    [samples seen, write position, values written]; ``ring`` (2N,) the doubled window;
+    ``kernels`` (5, N): the endpoint kernel's real and imaginary parts, the same ``lag``
+    samples earlier, and 1/N; ``rate_hz``: the decimated rate; the band ``lo_hz``..
+    ``hi_hz``; ``phase_rad``, ``gain`` (G,): the causal filter's response on a uniform grid
+    over the band, or both None (no compensation)."""
+
+    def __init__(self, col: int, aa: FilterBank | None, q: int, state: np.ndarray,
+                 ring: np.ndarray, kernels: np.ndarray, rate_hz: float, lag: int,
+                 lo_hz: float, hi_hz: float, phase_rad: np.ndarray | None,
+                 gain: np.ndarray | None) -> None: ...
+    @property
+    def n(self) -> int:
+        """The window's length N (decimated samples)."""
+    def push(self, samples: np.ndarray) -> int:
+        """Column ``col`` of ``samples`` (n, C) through ``aa``, decimated by ``q``
+        (absolute sample index ``q - 1`` modulo ``q`` kept), written into the doubled
+        ring; ``state`` updated. Returns the row of the last kept sample or -1."""
+    def estimate(self) -> tuple[float, float, float, float]:
+        """At the newest kept sample: (phase in degrees wrapped to (-180, 180], frequency
+        in Hz clipped to [lo_hz, hi_hz], amplitude in the input's units, confidence 0-1);
+        (nan, nan, nan, 0) while a non-finite sample is in the window."""
 
 def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, w0: float,
                     out: np.ndarray, amp: np.ndarray | None) -> np.ndarray:
@@ -119,57 +190,6 @@ def rearm_index(t: np.ndarray, feature: np.ndarray, median: np.ndarray, sd: np.n
                 k_sd: float, after_s: float, start: int) -> int:
     """The first row ``i >= start`` with ``t[i] >= after_s`` whose ``feature[i, 0]`` is not
     ``>= median[i, 0] + k_sd * sd[i, 0]`` (NaN re-arms), or -1."""
-
-def echt_push(samples: np.ndarray, col: int, aa: FilterBank | None, q: int,
-              state: np.ndarray, ring: np.ndarray) -> int:
-    """Column ``col`` of ``samples`` (n, C) through the 1-channel anti-alias bank ``aa``
-    (or None), decimated by ``q`` (absolute sample index ``q - 1`` modulo ``q`` kept),
-    written into the doubled ring (2N values). ``state`` (3,) int64 = [samples seen, write
-    position, values written], updated. Returns the row of the last kept sample or -1."""
-
-def echt_estimate(ring: np.ndarray, w: int, kernels: np.ndarray, rate_hz: float, lag: int,
-                  lo_hz: float, hi_hz: float, phase_rad: np.ndarray | None,
-                  gain: np.ndarray | None) -> tuple[float, float, float, float]:
-    """ECHT estimate at the newest sample of the window ``ring[w:w + N]``: (phase in
-    degrees wrapped to (-180, 180], frequency in Hz clipped to [lo_hz, hi_hz], amplitude in
-    the input's units, confidence 0-1), with the causal filter's phase (radians) and gain on
-    a uniform grid over the band removed unless ``phase_rad`` is None."""
-
-def ripple_front(samples: np.ndarray, first: int, t: np.ndarray, times_index: int,
-                 times: np.ndarray, cols: np.ndarray, weights: np.ndarray, band: FilterBank,
-                 work: np.ndarray, runs: np.ndarray, step: int, ring: np.ndarray,
-                 pos: np.ndarray, count: np.ndarray, excl: np.ndarray, median: np.ndarray,
-                 sd: np.ndarray, k_sd: float, carry: np.ndarray, n_det: int, k_art: float,
-                 gate_col: int, theta: FilterBank | None, delta: FilterBank | None,
-                 hold: np.ndarray | None) -> tuple[int, int]:
-    """The ripple detector's chunk without a baseline update point in one call: ``t``
-    (seconds) into the time ring ``times``, ``band.pick_rms``, ``baseline_runs`` on the
-    envelope (volts), the artefact test (any of the first ``n_det`` columns above
-    ``median + k_art * sd``) and, unless there is an artefact or ``gate_col`` is -1, the
-    theta and delta envelopes of column ``gate_col`` (``hold`` gets its last sample).
-    ``work`` (flat) holds five (cap, c) blocks -- filtered, envelope, median, SD, threshold
-    -- then three (cap, 1) -- gate scratch, theta and delta envelopes. Returns (largest
-    run, artefact flag)."""
-
-def so_block(samples: np.ndarray, cols: np.ndarray, t: np.ndarray, first: int,
-             filt: FilterBank, gate_slow: FilterBank | None, gate_fast: FilterBank | None,
-             work: np.ndarray, state: np.ndarray | None, ring: np.ndarray | None,
-             pos: np.ndarray, count: np.ndarray, excl: np.ndarray, median: np.ndarray,
-             step: int, threshold_v: float, scale: float, floor_v: float,
-             refractory_s: float) -> tuple[tuple[int, int, float, float, float], ...]:
-    """One block of the slow-oscillation detector with no baseline update point in it.
-    ``samples`` (n, C) volts; ``cols`` (k,) int64 picked columns; ``t`` (n,) seconds;
-    ``first`` the absolute index of the block's first sample. Writes into ``work``
-    (6, >= n, k): the picked input, it through ``filt`` (volts), gate scratch, the moving
-    RMS of the input through ``gate_slow`` / ``gate_fast`` (volts; both None: no gate),
-    and the threshold (volts): ``threshold_v``, or with a ``ring`` (k, L) the adaptive
-    ``min(median * scale, floor_v)`` after pushing ``|filtered|`` at absolute indices that
-    are multiples of ``step`` (unless above ``excl``; ``pos``, ``count`` (k,) int64
-    advance). ``state`` (k, 5) = [state 0/1/2, onset_s, trough_v, trough_s, rearm_s]
-    runs the down-state machine (``refractory_s`` seconds after an event); None
-    (calibrating): no state machine. Returns the down states that ended in the block as
-    (sample, channel, onset_s, trough_v (V), trough_s), in (sample, channel) order;
-    ``()`` when none did."""
 
 def ripple_candidate(runs: np.ndarray, theta_env: np.ndarray | None,
                      delta_env: np.ndarray | None, min_n: int, gate_k: float,

@@ -33,7 +33,7 @@ import numpy as np
 
 from engramloop.core.chunk import Chunk
 from engramloop.core.schema import check_bands, setting
-from engramloop.decoders._filters import echt_estimate, echt_push
+from engramloop.decoders._filters import EchtPlan
 
 __all__ = ["PhaseSettings", "PhaseEstimate", "EchtKernel", "EchtPhase", "ArPhase",
            "make_phase_estimator", "wrap_deg"]
@@ -266,6 +266,7 @@ class _Single:
         self._t_last = float("nan")
         self._cache: PhaseEstimate | None = None
         self._col_buf = np.empty((0, 1))
+        self._plan = None
 
     def _bind(self, chunk: Chunk) -> None:
         name = self.settings.channel
@@ -274,6 +275,7 @@ class _Single:
                              f"{list(chunk.channels)}")
         self._col = chunk.channels.index(name)
         self._channels = chunk.channels
+        self._plan = None            # (EchtPhase) the plan holds the column
 
     def _column(self, chunk: Chunk) -> np.ndarray:
         if chunk.channels is not self._channels and chunk.channels != self._channels:
@@ -307,7 +309,7 @@ class EchtPhase(_Single):
 
     def update(self, chunk: Chunk) -> None:
         """Buffer one chunk: anti-alias filter, decimation and ring write are one C call
-        (``echt_push``); nothing is estimated."""
+        (``EchtPlan.push``); nothing is estimated."""
         n = chunk.n_samples
         if n == 0:
             return
@@ -319,7 +321,8 @@ class EchtPhase(_Single):
         if self._aa is not None and self._fresh:
             self._aa.reset(chunk.samples[0, self._col:self._col + 1])  # steady state: no
             self._fresh = False                                       # step transient
-        j = echt_push(chunk.samples, self._col, self._aa, self._q, st, self._ring)
+        plan = self._plan if self._plan is not None else self._make_plan()
+        j = plan.push(chunk.samples)
         if j >= 0:
             self._t_last = float(chunk.timestamps[j])
             self._cache = None
@@ -341,7 +344,7 @@ class EchtPhase(_Single):
             pre = (sos, fs)
         self._kernel = EchtKernel(fs / self._q, s.band_hz, s.window_s, 1, s.filter_order,
                                   s.echt_compensate, pre)
-        # the kernel's doubled ring, written by echt_push; state = [samples seen (for the
+        # the kernel's doubled ring, written by EchtPlan.push; state = [samples seen (for the
         # decimation phase), write position, values written]
         self._n = self._kernel.n
         self._ring = np.zeros(2 * self._n)
@@ -349,9 +352,16 @@ class EchtPhase(_Single):
         self._full = False
         self._fresh = True
         self._cache = None
+        self._plan = None
+
+    def _make_plan(self) -> EchtPlan:
+        """Bind the C kernel to this setup's column, anti-alias bank, ring and kernel
+        (checked once; built again after a new rate or channel list)."""
         k = self._kernel
         comp = (k._hphase, k._hgain) if k.compensate else (None, None)
-        self._est_args = (k._k_mean, k.fs, k.lag, k.band[0], k.band[1], *comp)
+        self._plan = EchtPlan(self._col, self._aa, self._q, self._st, self._ring, k._k_mean,
+                              k.fs, k.lag, k.band[0], k.band[1], *comp)
+        return self._plan
 
     def estimate(self) -> PhaseEstimate:
         """The estimate at the newest buffered sample (NaN phase until the window is full)."""
@@ -359,7 +369,8 @@ class EchtPhase(_Single):
             return self._cache
         if self._fs == 0.0 or not self._full:
             return _NAN_ESTIMATE
-        ph, f, a, conf = echt_estimate(self._ring, int(self._st[1]), *self._est_args)
+        plan = self._plan if self._plan is not None else self._make_plan()
+        ph, f, a, conf = plan.estimate()
         self._cache = PhaseEstimate(self._t_last, ph, f, a, conf)
         return self._cache
 

@@ -38,7 +38,7 @@ import numpy as np
 from engramloop.core.chunk import Chunk
 from engramloop.core.events import Event
 from engramloop.core.schema import check_bands, setting
-from engramloop.decoders._filters import rearm_index, ripple_candidate, ripple_front
+from engramloop.decoders._filters import RipplePlan, rearm_index, ripple_candidate
 from engramloop.decoders.baseline import ChannelPicker, RobustBaseline, TimeRing, first_at_or_after
 from engramloop.decoders.filters import BandEnvelope, MovingRms, SosFilter, butter_bandpass
 
@@ -319,7 +319,8 @@ class RippleDetector:
         k = self._nd + len(self.settings.reference_channels)
         self._cap = n
         self._views_n = -1
-        # ripple_front's work array: five (n, k) blocks (band-passed, envelope, median, SD,
+        self._plan = None            # the RipplePlan binds these buffers: built anew
+        # the plan's work array: five (n, k) blocks (band-passed, envelope, median, SD,
         # threshold) then three (n, 1) (gate scratch, theta and delta envelopes), each
         # C-contiguous: one buffer for C instead of eight (~0.1 us each here)
         self._work = np.empty(n * (5 * k + 3))
@@ -487,7 +488,7 @@ class RippleDetector:
         if s.theta_gate and (chunk.channels is not self._gate_channels
                              and chunk.channels != self._gate_channels):
             # (a source may hand over an equal, new tuple each chunk: no re-binding then,
-            # which would rebuild ripple_front's arguments)
+            # which would rebuild the plan)
             self._bind_gate(chunk.channels)
         if self._restart:
             self._restart_from(chunk.samples)
@@ -500,8 +501,8 @@ class RippleDetector:
             # time ring, pick, band-pass and envelope, baseline, threshold runs, artefact
             # test and the theta gate in one C call
             times = self._times
-            longest, art = ripple_front(chunk.samples, first, t, times.index,
-                                        *self._front_args)
+            plan = self._plan if self._plan is not None else self._make_plan()
+            longest, art = plan.run(chunk.samples, first, t, times.index)
             times.index += n
             if art:
                 # an artefact (far above any threshold): blanked as a stimulation artefact
@@ -670,32 +671,36 @@ class RippleDetector:
                                  f"stratum radiatum channel's name or to \"\" (off)")
             self._sw_cols = np.array([channels.index(name)], dtype=np.int64)
         self._cols_for = channels
-        self._views_n = -1           # ripple_front's arguments hold the columns
+        self._plan = None            # the plan holds the columns
 
     def _bind_gate(self, channels: tuple[str, ...]) -> None:
         """Column of the theta-gate channel in ``channels``."""
         self._gate_channels = channels
         self._gate_col = channels.index(self._gate_name)
         self._gate_cols = np.array([self._gate_col], dtype=np.int64)
-        self._views_n = -1           # ripple_front's arguments hold the column
+        self._plan = None            # the plan holds the column
 
     def _views(self, n: int) -> tuple[np.ndarray, ...]:
         """The work buffers' first ``n`` rows (filtered, envelope, median, SD, threshold,
         runs, gate scratch, theta and delta envelopes), kept for the last chunk size: a
-        chunk stream has one size, and nine slices cost more than the C call they feed.
-        Also (re)builds ripple_front's fixed arguments."""
+        chunk stream has one size, and nine slices cost more than the C call they feed."""
         if n != self._views_n:
             self._views_n = n
             self._views_t = (self._filt[:n], self._env[:n], self._med[:n], self._sd[:n],
                              self._thr[:n], self._runs[:n], self._gf[:n], self._ge1[:n],
                              self._ge2[:n])
-            s = self.settings
-            self._front_args = (
-                self._times.values, self._cols, self._weights, self._band, self._work,
-                self._runs, *self._base.kernel_state(), s.threshold_sd, self._carry,
-                self._nd, s.artefact_sd, self._gate_col if s.theta_gate else -1,
-                self._theta, self._delta, self._hold)
         return self._views_t
+
+    def _make_plan(self) -> RipplePlan:
+        """Bind the common chunk's C kernel to this setup's banks, columns and buffers
+        (checked once; built again after a new rate, channel list or larger buffers)."""
+        s = self.settings
+        self._plan = RipplePlan(
+            self._times.values, self._cols, self._weights, self._band, self._work,
+            self._runs, *self._base.kernel_state(), s.threshold_sd, self._carry, self._nd,
+            s.artefact_sd, self._gate_col if s.theta_gate else -1, self._theta, self._delta,
+            self._hold)
+        return self._plan
 
     def _theta_update(self, chunk: Chunk, n: int,
                       blanked: np.ndarray | bool | None) -> tuple[np.ndarray, np.ndarray]:
@@ -779,7 +784,7 @@ class RippleDetector:
                      thr: np.ndarray, runs: np.ndarray, th: np.ndarray, de: np.ndarray,
                      first: int, longest: int) -> list[Event]:
         """:meth:`_scan_one` for the common chunk of a detector with one detection signal
-        and no reference veto, after :func:`ripple_front`: the re-arm point and the first
+        and no reference veto, after the plan's run: the re-arm point and the first
         candidate (run long enough, theta gate open) are each one C call, and a quiet chunk
         returns before any. Rare paths such as this one run cold -- their NumPy calls
         cost 10-30 us each on this VM instead of ~1 us -- so the chunk that fires (or

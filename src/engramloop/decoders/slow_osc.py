@@ -59,7 +59,7 @@ import numpy as np
 from engramloop.core.chunk import Chunk
 from engramloop.core.events import Event
 from engramloop.core.schema import check_bands, setting
-from engramloop.decoders._filters import so_block
+from engramloop.decoders._filters import SoPlan
 from engramloop.decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline, first_at_or_after
 from engramloop.decoders.filters import BandEnvelope, SosFilter, butter_bandpass
 from engramloop.decoders.phase import EchtKernel
@@ -355,18 +355,22 @@ class SlowOscDetector:
         self._x, self._y, self._gf, self._gs, self._gh, self._thr = self._work
         self._med = np.empty((n, k))
         self._sd = np.empty((n, k))
+        self._fixed = s.threshold_mode != "adaptive"
+        self._plan = None            # the SoPlan binds these buffers: built anew
+
+    def _make_plan(self) -> SoPlan:
+        """Bind the common block's C kernel to this setup's banks, columns and buffers:
+        the baseline's own arrays, updated in place like RobustBaseline.process does
+        (checked once; built again after a new rate, channel list or larger buffers)."""
+        s = self.settings
         g0, g1 = self._gate if self._gate is not None else (None, None)
         step, ring, pos, count, excl, median, _ = self._base.kernel_state()
-        self._fixed = s.threshold_mode != "adaptive"
-        # so_block's arguments after (samples, cols, t, first), fixed for this setup: the
-        # baseline's own arrays, updated in place like RobustBaseline.process does
-        self._block_args = (
-            self._filt, g0, g1, self._work, self._chs,
+        self._plan = SoPlan(
+            self._cols, self._filt, g0, g1, self._work, self._chs,
             None if self._fixed else ring, pos, count, excl,
             self._held if self._hold_n else median, step,
             s.threshold_v, -s.adaptive_sd * MAD_TO_SD, -s.min_threshold_v, s.refractory_s)
-        # while calibrating: the same without the down-state machine
-        self._calib_args = self._block_args[:4] + (None,) + self._block_args[5:]
+        return self._plan
 
     def reset(self) -> None:
         """Forget all state; the next chunk starts a new calibration."""
@@ -420,11 +424,12 @@ class SlowOscDetector:
                 and (chunk.channels is self._bound or chunk.channels == self._bound)
                 and (self._fixed or self._base.no_update_in(n))):
             base = self._base
-            # so_block reads float64 seconds in one block; sources deliver that (no copy), a
+            # the plan reads float64 seconds in one block; sources deliver that (no copy), a
             # Chunk built by hand may hold float32 or a strided view
             t = np.ascontiguousarray(chunk.timestamps, dtype=np.float64)
+            plan = self._plan if self._plan is not None else self._make_plan()
             if not self._calibrating:
-                found = so_block(samples, self._cols, t, base.index, *self._block_args)
+                found = plan.run(samples, base.index, t, True)
                 base.index += n
                 if self._learn:
                     self._remember(self._x[:n], t)
@@ -442,7 +447,7 @@ class SlowOscDetector:
             # only at update points), or no sample late enough (NaN is not)
             if not self._first and ((not self._fixed and not base.ready)
                                     or first_at_or_after(t, self._cal_end, 0) < 0):
-                so_block(samples, self._cols, t, base.index, *self._calib_args)
+                plan.run(samples, base.index, t, False)   # no down-state machine
                 base.index += n
                 if self._learn:
                     self._remember(self._x[:n], t)
@@ -466,6 +471,7 @@ class SlowOscDetector:
         if chunk.channels is not self._bound and chunk.channels != self._bound:
             self._cols = self._picker.bind(chunk.channels)
             self._bound = chunk.channels
+            self._plan = None        # the plan holds the columns
         x = self._picker.pick(chunk.samples, chunk.channels)
         if self._learn:
             self._remember(x, t)

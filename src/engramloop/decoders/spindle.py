@@ -85,7 +85,7 @@ from engramloop.decoders.filters import BandEnvelope, MovingRms, SosFilter, butt
 __all__ = ["SpindleSettings", "SpindleDetector"]
 
 #: Widths, in channels, of the per-chunk buffers that share the float64 work array of
-#: ``spindle_block`` (decoders/_kernels/spindle.c, SPINDLE_WORK_ROWS), in its order: xb, eb, xs, es,
+#: ``SpindlePlan`` (decoders/_kernels/spindle.c, SPINDLE_WORK_ROWS), in its order: xb, eb, xs, es,
 #: the quadrature sums and their moving RMS (4 each), amp, env, xa, ea, med, sd.
 _WORK_WIDTHS = (1, 1, 1, 1, 4, 4, 1, 1, 1, 1, 1, 1)
 
@@ -305,9 +305,9 @@ class SpindleDetector:
         self._pack()
 
     def _pack(self) -> None:
-        """The arguments of ``spindle_block`` after (samples, first, rules): all fixed
-        between a setup, a buffer growth and a new channel list, so the per-chunk call
-        passes one prebuilt tuple."""
+        """The SpindlePlan's arguments: all fixed between a setup, a buffer growth and a
+        new channel list, so the plan is built then and the per-chunk call passes the chunk
+        only."""
         s = self.settings
         # the rules' parameters (k_lo .. hold_n), as spindle_runs takes them too
         self._rules = (s.low_threshold_frac * s.threshold_sd, s.threshold_sd,
@@ -316,8 +316,7 @@ class SpindleDetector:
         self._args = (self._cols, self._broad, self._sigma, self._alpha, self._pm, self._env,
                       float(self._w0), self._xs_last, self._work, self._iwork, self._runstate,
                       *self._base.kernel_state(), *self._rules)
-        # spindle_block's arguments checked and bound once; the per-chunk call passes the
-        # chunk only
+        # checked and bound once; the per-chunk call passes the chunk only
         self._plan = SpindlePlan(*self._args)
 
     def _bind(self, channels: tuple[str, ...]) -> None:
@@ -422,7 +421,7 @@ class SpindleDetector:
     def _steps(self, samples: np.ndarray, first: int, n: int) -> tuple[int, int]:
         """One chunk step by step, for a block with a baseline update point (the baseline's
         recomputation stays in Python); ``process`` otherwise runs the same steps in one C
-        call, ``spindle_block`` (through its SpindlePlan). Fills the work buffers' first
+        call, ``SpindlePlan.run``. Fills the work buffers' first
         ``n`` rows and returns (longest run, number of firing samples)."""
         # the filters (rules=False: nothing else): the configured columns are picked, and
         # sigma is filtered out of the broadband signal (not the raw one): at the sigma

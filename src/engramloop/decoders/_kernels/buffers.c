@@ -3,6 +3,8 @@
  * buffer protocol with C-contiguous / writable / format flags, each failure a TypeError or
  * ValueError naming the argument; nothing is held on an error.
  *
+ * Also the plans' shared bank handling (plan_bank and friends).
+ *
  * Shared declarations: kernels.h.
  */
 #include "kernels.h"
@@ -183,4 +185,91 @@ get_ring(PyObject *obj, Py_buffer *view, Py_ssize_t rows, const char *prefix, co
         return -1;
     }
     return view->shape[1];
+}
+
+int
+overlap(const Py_buffer *a, const Py_buffer *b)
+{
+    const char *a0 = (const char *)a->buf, *a1 = a0 + a->len;
+    const char *b0 = (const char *)b->buf, *b1 = b0 + b->len;
+    return a->len > 0 && b->len > 0 && b0 < a1 && a0 < b1;
+}
+
+/* ------------------------------------------------------------------ plans' banks */
+
+int
+plan_bank(PlanBank *pb, PyObject *obj, const char *fn, const char *name, Py_ssize_t n_ch,
+          int needs_window)
+{
+    if (!PyObject_TypeCheck(obj, &FilterBankType)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a FilterBank, got %.100s", fn, name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    FilterBank *b = (FilterBank *)obj;
+    if (check_ready(b) < 0) return -1;
+    if (b->n_channels != n_ch || (needs_window && b->window < 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must be a FilterBank of %zd channel%s%s, got "
+                     "%zd channels, window %zd", fn, name, n_ch, n_ch == 1 ? "" : "s",
+                     needs_window ? " with a moving-RMS window" : "", b->n_channels,
+                     b->window);
+        return -1;
+    }
+    Py_INCREF(obj);
+    FilterBank *old = pb->bank;
+    pb->bank = b;
+    Py_XDECREF(old);
+    pb->n_channels = n_ch;
+    pb->needs_window = needs_window;
+    pb->name = name;
+    return 0;
+}
+
+void
+plan_bank_clear(PlanBank *pb)
+{
+    Py_CLEAR(pb->bank);
+}
+
+int
+plan_banks_distinct(const PlanBank *banks, int n, const char *fn)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (banks[i].bank != NULL && banks[i].bank == banks[j].bank) {
+                PyErr_Format(PyExc_ValueError, "%s: %s and %s must be distinct FilterBanks "
+                             "(each keeps its own state)", fn, banks[i].name, banks[j].name);
+                return -1;
+            }
+    return 0;
+}
+
+int
+plan_banks_enter(PlanBank *banks, int n, const char *fn)
+{
+    for (int i = 0; i < n; i++) {
+        const FilterBank *b = banks[i].bank;
+        if (b == NULL) continue;
+        if (b->coef == NULL || b->n_channels != banks[i].n_channels
+            || (banks[i].needs_window && b->window < 1)) {
+            PyErr_Format(PyExc_RuntimeError, "%s: the bank %s was re-initialised with another "
+                         "shape since the plan was built; build a new plan", fn, banks[i].name);
+            return -1;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (banks[i].bank == NULL) continue;
+        if (enter(banks[i].bank) < 0) {
+            plan_banks_leave(banks, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void
+plan_banks_leave(PlanBank *banks, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (banks[i].bank != NULL) banks[i].bank->busy = 0;
 }

@@ -7,7 +7,9 @@
  *
  * Everything is validated once in __init__; the per-chunk calls only check the buffers
  * they receive and run the loop, with the GIL released for large blocks
- * (NOGIL_MIN_VALUES).
+ * (NOGIL_MIN_VALUES). The detectors' plans (ripple.c, spindle.c, so.c, echt.c) run the
+ * same loops (sos_block, rms_block, pick_filter_rms) on the banks they bind; __init__ may
+ * be called again, but not while a kernel is running on the bank (busy).
  *
  * The running sum of squares is kept exactly enough for hours of data: it is updated
  * incrementally (add newest, subtract oldest) and re-summed from the ring buffer every
@@ -80,6 +82,11 @@ FilterBank_init(FilterBank *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"sos", "n_channels", "window", NULL};
     PyObject *sos_obj;
     Py_ssize_t n_ch, window = 0;
+    if (self->busy) {   /* a kernel (another thread, GIL released) is using its arrays */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "FilterBank is running in another thread; it cannot be re-initialised");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|n", kwlist, &sos_obj, &n_ch, &window))
         return -1;
     if (n_ch < 1) {

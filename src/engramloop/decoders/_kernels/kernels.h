@@ -6,12 +6,16 @@
  *   filterbank.c  the FilterBank type: SOS cascades with per-channel state, moving RMS
  *   baseline.c    detector baselines and rules: threshold_runs, baseline_runs, median_mad,
  *                 first_at_or_after
- *   ripple.c      the ripple detector: ripple_front, ripple_candidate, rearm_index
- *   spindle.c     the spindle detector: spindle_runs, spindle_block, quadrature_sums,
- *                 and SpindlePlan (spindle_block's arguments bound and checked once)
- *   so.c          the slow-oscillation detector: so_block
- *   echt.c        the ECHT phase estimator: echt_push, echt_estimate
- *   module.c      the module: registers the type and every file's function table
+ *   ripple.c      the ripple detector: RipplePlan (its fused chunk), ripple_candidate,
+ *                 rearm_index
+ *   spindle.c     the spindle detector: SpindlePlan (its fused chunk), spindle_runs,
+ *                 quadrature_sums
+ *   so.c          the slow-oscillation detector: SoPlan (its fused block)
+ *   echt.c        the ECHT phase estimator: EchtPlan (push a chunk, estimate the phase)
+ *   module.c      the module: registers the types and every file's function table
+ *
+ * A fused kernel is a plan type: built once when a detector is set up, its banks and
+ * buffers bound and checked then, `plan.run(samples, ...)` per chunk (see "plans" below).
  *
  * No NumPy C API: the buffer protocol is enough, so one binary serves NumPy 1 and 2.
  * Names shared between files are hidden from other shared objects (KERNEL_API).
@@ -78,6 +82,34 @@ KERNEL_API int get_rule_buf(PyObject *obj, Py_buffer *view, int writable, int is
                             Py_ssize_t rows, Py_ssize_t cols, const char *name);
 KERNEL_API Py_ssize_t get_ring(PyObject *obj, Py_buffer *view, Py_ssize_t rows,
                                const char *prefix, const char *note);
+/* 1 if the two buffers' memory ranges overlap. */
+KERNEL_API int overlap(const Py_buffer *a, const Py_buffer *b);
+
+/* ---------------------------------------------------------- plans (ripple, spindle, so, echt)
+ *
+ * A plan binds a fused kernel's fixed arguments once: it references its FilterBanks and
+ * holds a view of every buffer until it is freed, each checked when it is built, so its
+ * per-chunk call checks only the chunk. A bound bank's __init__ can be called again (it
+ * refuses while the bank is busy); the plan remembers the channel count and window each
+ * bank had and refuses to run on a bank that changed them. */
+typedef struct {
+    FilterBank *bank;       /* a strong reference, or NULL */
+    Py_ssize_t n_channels;
+    int needs_window;
+    const char *name;
+} PlanBank;
+
+/* Bind obj as a ready FilterBank of n_ch channels (with an RMS window when needs_window)
+ * into *pb, or -1 with a TypeError or ValueError naming fn and name. */
+KERNEL_API int plan_bank(PlanBank *pb, PyObject *obj, const char *fn, const char *name,
+                         Py_ssize_t n_ch, int needs_window);
+KERNEL_API void plan_bank_clear(PlanBank *pb);
+/* Claim banks[0..n) (skipping unbound ones) for one run, or -1 with the error set and
+ * none left claimed: a bank re-initialised with another shape, or busy in another thread. */
+KERNEL_API int plan_banks_enter(PlanBank *banks, int n, const char *fn);
+KERNEL_API void plan_banks_leave(PlanBank *banks, int n);
+/* Refuse a bank bound twice (each keeps its own state), or -1 with a ValueError. */
+KERNEL_API int plan_banks_distinct(const PlanBank *banks, int n, const char *fn);
 
 /* ---------------------------------------------------------- filterbank.c */
 
@@ -112,14 +144,14 @@ sos_row(const double *coef, double *z, Py_ssize_t n_sections, Py_ssize_t n_ch, d
 
 /* ---------------------------------------------------------- baseline.c, spindle.c */
 
-/* baseline_runs' work on raw arrays (also the tail of ripple_front). */
+/* baseline_runs' work on raw arrays (also the tail of RipplePlan.run). */
 KERNEL_API long long baseline_block(const double *f, Py_ssize_t n, Py_ssize_t c,
                                     Py_ssize_t first, Py_ssize_t step, double *ring,
                                     Py_ssize_t length, long long *lp, long long *count,
                                     const double *excl, const double *med, const double *sd,
                                     double k, long long *carry, double *mo, double *so,
                                     double *thr, long long *runs);
-/* quadrature_sums' work on raw arrays (also inside spindle_block). */
+/* quadrature_sums' work on raw arrays (also inside SpindlePlan.run). */
 KERNEL_API void quadrature_rows(const double *xs, const double *xb, double *last, double g,
                                 double gi, Py_ssize_t n, Py_ssize_t c, double *o, double *amp);
 
@@ -128,10 +160,11 @@ KERNEL_API void quadrature_rows(const double *xs, const double *xb, double *last
 KERNEL_API extern PyMethodDef baseline_functions[];
 KERNEL_API extern PyMethodDef ripple_functions[];
 KERNEL_API extern PyMethodDef spindle_functions[];
-KERNEL_API extern PyMethodDef so_functions[];
-KERNEL_API extern PyMethodDef echt_functions[];
 
-/* plan types (spindle.c) */
+/* the plan types: ripple.c, spindle.c, so.c, echt.c */
+KERNEL_API extern PyTypeObject RipplePlanType;
 KERNEL_API extern PyTypeObject SpindlePlanType;
+KERNEL_API extern PyTypeObject SoPlanType;
+KERNEL_API extern PyTypeObject EchtPlanType;
 
 #endif

@@ -1,15 +1,16 @@
 /*
- * engramloop C kernels, spindle.c. The spindle detector's kernels: spindle_runs (the rules
- * on precomputed features), spindle_block (one fused call per chunk) and quadrature_sums
- * (the sigma-band quadrature sums both use); SpindlePlan, spindle_block's arguments
- * checked and bound once so that its run() per chunk checks only the chunk.
+ * engramloop C kernels, spindle.c. The spindle detector's kernels: SpindlePlan (the fused
+ * chunk -- pick, filters, envelopes, quadrature sums, baseline push and rules in one call
+ * -- with its banks and buffers checked and bound once, so run() per chunk checks only
+ * the chunk), spindle_runs (the rules on precomputed features, for a chunk with a baseline
+ * update point) and quadrature_sums (the sigma-band quadrature sums, on their own).
  *
  * Shared declarations: kernels.h.
  */
 #include "kernels.h"
 
 /* The scalar parameters of the spindle rules, args[0..8] = k_lo, k_hi, rel_min, corr_min,
- * alpha_max, min_n, max_n, k_art, hold_n (the order of spindle_runs and spindle_block). */
+ * alpha_max, min_n, max_n, k_art, hold_n (the order of spindle_runs and SpindlePlan). */
 typedef struct {
     double k_lo, k_hi, rel, corr, amax, k_art;
     long long min_n, max_n, hold_n;
@@ -35,7 +36,7 @@ arg_spindle_rules(PyObject *const *args, const char *fn, SpindleRules *r)
 }
 
 /* The loop of spindle_runs over one block of n rows of c channels (pm: 4c columns; ea may
- * be NULL), shared with spindle_block so both evaluate the rules with the same operations
+ * be NULL), shared with SpindlePlan so both evaluate the rules with the same operations
  * in the same order. Raises *best and adds to *n_fire. Needs no GIL. */
 static void
 spindle_rules(const SpindleRules *rl, const double *env, const double *eb, const double *es,
@@ -150,7 +151,7 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 
 /* q, the four sums and (unless amp is NULL) the amplitude of quadrature_sums over one block
  * of n rows of c channels, g = 1 / (2 sin(w0 / 2)), gi = 1 / (2 cos(w0 / 2)); shared with
- * spindle_block so both compute them with the same operations. Needs no GIL. */
+ * SpindlePlan so both compute them with the same operations. Needs no GIL. */
 void
 quadrature_rows(const double *xs, const double *xb, double *last, double g, double gi,
                 Py_ssize_t n, Py_ssize_t c, double *o, double *amp)
@@ -173,39 +174,12 @@ quadrature_rows(const double *xs, const double *xb, double *last, double g, doub
     }
 }
 
-/* Number of (cap, width * c) blocks of spindle_block's float64 work array, in units of
+/* Number of (cap, width * c) blocks of SpindlePlan's float64 work array, in units of
  * cap rows of c values: xb eb xs es (1 each), sums, pm (4 each), amp env xa ea med sd (1
  * each). decoders/spindle.py splits its views in the same order. */
 #define SPINDLE_WORK_ROWS 18
 
-PyDoc_STRVAR(spindle_block_doc,
-"spindle_block(samples, first, rules, cols, broad, sigma, alpha, pm, env, w0, xs_last,\n"
-"              work, iwork, runstate, step, ring, pos, count, excl, median, sd, k_lo,\n"
-"              k_hi, rel_min, corr_min, alpha_max, min_n, max_n, k_art, hold_n)\n"
-"    -> (longest, n_fire) or None\n\n"
-"One chunk of the spindle detector in one call, the same operations in the same order as\n"
-"its separate steps. With n = len(samples), c = broad.n_channels and cap = len(work) / 18,\n"
-"work (18 cap, c) float64 holds, each C-contiguous and filled in its first n rows, the\n"
-"blocks xb, eb, xs, es (cap, c), sums, pm (cap, 4c), amp, env, xa, ea, med, sd (cap, c);\n"
-"iwork (2 cap, c) int64 holds runs, fire (cap, c). Steps:\n"
-"- pick: column j of the bank input is samples[:, cols[j]] (samples (n, C) float64 volts,\n"
-"  cols (c,) int64);\n"
-"- broad.process_rms(picked, xb, eb); sigma.process_rms(xb, xs, es);\n"
-"- quadrature_sums(xs, xb, xs_last, w0, sums, amp) (w0 radians per sample, xs_last (c,)\n"
-"  float64 updated);\n"
-"- pm.process_rms(sums, sums, pm) (pm: 4c channels, no sections); env.process_rms(amp, amp,\n"
-"  env) (c channels, no sections);\n"
-"- unless alpha is None, alpha.process_rms(xb, xa, ea).\n"
-"The filter banks keep their state as with the separate calls. When rules is false that is\n"
-"all (the later arguments are ignored) and None is returned. Else, for a block with no\n"
-"baseline update point (RobustBaseline.process with absolute=False): med/sd rows = median,\n"
-"sd (c,) float64; every sample whose absolute index first + i is a multiple of `step` is\n"
-"pushed per channel into ring (c, L) at pos (advancing it, count += 1; pos, count (c,)\n"
-"int64) unless env > excl (c,) (NaN is not kept); then spindle_runs(env, eb, es, pm, ea\n"
-"(None without alpha), med, sd, k_lo, ..., hold_n, runstate[0], runstate[1], runs, fire)\n"
-"with runstate (2, c) int64 = carry, hold. Returns (largest run, number of fire samples).");
-
-/* The FilterBank argument `name` of spindle_block: n_ch channels, an RMS window and, for
+/* The FilterBank argument `name` of SpindlePlan: n_ch channels, an RMS window and, for
  * the moving-RMS-only banks (no_sections), no filter. NULL with the error set. */
 static FilterBank *
 spindle_bank(PyObject *obj, const char *fn, const char *name, Py_ssize_t n_ch, int no_sections)
@@ -228,9 +202,8 @@ spindle_bank(PyObject *obj, const char *fn, const char *name, Py_ssize_t n_ch, i
     return b;
 }
 
-/* What spindle_block works on once its arguments are checked: the banks, the column
- * indices, the scalars and the raw buffers (ring .. sd only with the rules). Filled per
- * call by spindle_block, once by a SpindlePlan. */
+/* What a SpindlePlan works on once its arguments are checked: the banks, the column
+ * indices, the scalars and the raw buffers. */
 typedef struct {
     FilterBank *bank[5];        /* broad, sigma, pm, env, alpha (NULL without alpha) */
     int n_banks;
@@ -243,8 +216,8 @@ typedef struct {
     const double *excl, *med, *sd;
 } SpindleBind;
 
-/* spindle_block's work on a checked block src (n, ncol): every step, in the order of the
- * separate calls; lp: the ring positions, checked (rules only). Needs no GIL. */
+/* SpindlePlan.run's work on a checked block src (n, ncol): every step, in the order of
+ * the separate calls; lp: the ring positions, checked (rules only). Needs no GIL. */
 static void
 spindle_compute(const SpindleBind *s, const double *src, Py_ssize_t n, Py_ssize_t ncol,
                 Py_ssize_t first, int rules, long long *lp, long long *best, long long *n_fire)
@@ -298,192 +271,6 @@ spindle_compute(const SpindleBind *s, const double *src, Py_ssize_t n, Py_ssize_
         spindle_rules(&s->rl, env, eb, es, pmo, s->n_banks == 5 ? ea : NULL, mo, so, n, c, st,
                       st + c, iw, iw + cap * c, best, n_fire);
     }
-}
-
-static PyObject *
-filters_spindle_block(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)mod;
-    if (nargs != 30) {
-        PyErr_SetString(PyExc_TypeError,
-                        "spindle_block(samples, first, rules, cols, broad, sigma, alpha, pm, "
-                        "env, w0, xs_last, work, iwork, runstate, step, ring, pos, count, "
-                        "excl, median, sd, k_lo, k_hi, rel_min, corr_min, alpha_max, min_n, "
-                        "max_n, k_art, hold_n) takes 30 arguments");
-        return NULL;
-    }
-    static const char *fn = "spindle_block";
-    Py_ssize_t first, step = 1;
-    double w0;
-    if (arg_ssize(args[1], fn, "first", &first) < 0) return NULL;
-    const int rules = PyObject_IsTrue(args[2]);
-    if (rules < 0) return NULL;
-    if (arg_double(args[9], fn, "w0", &w0) < 0) return NULL;
-    if (!(w0 > 0.0 && w0 < Py_MATH_PI)) {
-        PyErr_Format(PyExc_ValueError, "spindle_block: w0 must be in (0, pi) radians per "
-                     "sample, got %R", args[9]);
-        return NULL;
-    }
-    SpindleRules rl = {0};
-    if (rules) {
-        if (arg_ssize(args[14], fn, "step", &step) < 0
-            || arg_spindle_rules(args + 21, fn, &rl) < 0) return NULL;
-        if (step < 1 || first < 0) {
-            PyErr_Format(PyExc_ValueError, "spindle_block: step must be >= 1 and first >= 0, "
-                         "got step %zd, first %zd", step, first);
-            return NULL;
-        }
-    }
-    /* the banks: broad (its channel count is c), sigma, pm (4c channels), env, alpha */
-    if (!PyObject_TypeCheck(args[4], &FilterBankType)) {
-        PyErr_Format(PyExc_TypeError, "spindle_block: broad must be a FilterBank, got %.100s",
-                     Py_TYPE(args[4])->tp_name);
-        return NULL;
-    }
-    const Py_ssize_t c = ((FilterBank *)args[4])->n_channels;
-    static const char *bank_name[5] = {"broad", "sigma", "pm", "env", "alpha"};
-    static const int bank_arg[5] = {4, 5, 7, 8, 6};
-    const int n_banks = args[6] == Py_None ? 4 : 5;
-    FilterBank *bank[5] = {NULL, NULL, NULL, NULL, NULL};
-    for (int b = 0; b < n_banks; b++) {
-        bank[b] = spindle_bank(args[bank_arg[b]], fn, bank_name[b], b == 2 ? 4 * c : c,
-                               b == 2 || b == 3);
-        if (bank[b] == NULL) return NULL;
-        for (int a = 0; a < b; a++) {
-            if (bank[a] == bank[b]) {
-                PyErr_Format(PyExc_ValueError, "spindle_block: %s and %s must be distinct "
-                             "FilterBanks (each keeps its own state)", bank_name[a],
-                             bank_name[b]);
-                return NULL;
-            }
-        }
-    }
-    /* cols is copied while the GIL is held and only the copy indexes samples */
-    Py_ssize_t cols_stack[PICK_STACK], *cols = cols_stack;
-    {
-        Py_buffer cv;
-        if (get_vector(args[3], &cv, 1, "cols") < 0) return NULL;
-        if (cv.shape[0] != c) {
-            PyErr_Format(PyExc_ValueError, "spindle_block: cols must hold %zd column indices, "
-                         "got %zd", c, cv.shape[0]);
-            PyBuffer_Release(&cv);
-            return NULL;
-        }
-        if (c > PICK_STACK && (cols = PyMem_Malloc((size_t)c * sizeof(Py_ssize_t))) == NULL) {
-            PyBuffer_Release(&cv);
-            return PyErr_NoMemory();
-        }
-        for (Py_ssize_t j = 0; j < c; j++) cols[j] = (Py_ssize_t)((const long long *)cv.buf)[j];
-        PyBuffer_Release(&cv);
-    }
-    enum { B_SAMPLES, B_WORK, B_IWORK, B_LAST, B_STATE, B_RING, B_POS, B_COUNT, B_EXCL, B_MED,
-           B_SD, NB };
-    Py_buffer v[NB];
-    int have[NB] = {0};
-    long long pos_stack[PICK_STACK], *lp = pos_stack;
-    PyObject *result = NULL;
-    int entered = 0;
-    Py_ssize_t n, ncol, cap, length = 0;
-    if (PyObject_GetBuffer(args[0], &v[B_SAMPLES], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_TypeError, "spindle_block: samples must be a C-contiguous "
-                        "float64 array");
-        goto done;
-    }
-    have[B_SAMPLES] = 1;
-    if (!is_8byte(&v[B_SAMPLES], 0) || v[B_SAMPLES].ndim != 2) {
-        PyErr_SetString(PyExc_TypeError, "spindle_block: samples must be a 2-D float64 array "
-                        "(n_samples, n_columns)");
-        goto done;
-    }
-    n = v[B_SAMPLES].shape[0];
-    ncol = v[B_SAMPLES].shape[1];
-    for (Py_ssize_t j = 0; j < c; j++) {
-        if (cols[j] < 0 || cols[j] >= ncol) {
-            PyErr_Format(PyExc_ValueError, "spindle_block: cols[%zd] = %zd is not a column of "
-                         "samples (0..%zd)", j, cols[j], ncol - 1);
-            goto done;
-        }
-    }
-    if (get_rule_buf(args[11], &v[B_WORK], 1, 0, -1, c, "work") < 0) goto done;
-    have[B_WORK] = 1;
-    cap = v[B_WORK].ndim == 2 ? v[B_WORK].shape[0] / SPINDLE_WORK_ROWS : 0;
-    if (v[B_WORK].ndim != 2 || v[B_WORK].shape[0] % SPINDLE_WORK_ROWS || cap < n) {
-        PyErr_Format(PyExc_ValueError, "spindle_block: work must have shape (%d * cap, %zd) "
-                     "with cap >= %zd samples", SPINDLE_WORK_ROWS, c, n);
-        goto done;
-    }
-    {   /* the picked samples are written into work while samples is read */
-        const char *s0 = (const char *)v[B_SAMPLES].buf, *s1 = s0 + v[B_SAMPLES].len;
-        const char *w0p = (const char *)v[B_WORK].buf, *w1p = w0p + v[B_WORK].len;
-        if (w0p < s1 && s0 < w1p) {
-            PyErr_SetString(PyExc_ValueError, "spindle_block: work must not share memory "
-                            "with samples");
-            goto done;
-        }
-    }
-    if (get_rule_buf(args[12], &v[B_IWORK], 1, 1, 2 * cap, c, "iwork") < 0) goto done;
-    have[B_IWORK] = 1;
-    if (get_rule_buf(args[10], &v[B_LAST], 1, 0, 1, c, "xs_last") < 0) goto done;
-    have[B_LAST] = 1;
-    if (get_rule_buf(args[13], &v[B_STATE], 1, 1, 2, c, "runstate") < 0) goto done;
-    have[B_STATE] = 1;
-    if (rules) {
-        length = get_ring(args[15], &v[B_RING], c, "spindle_block: ", "");
-        if (length < 0) goto done;
-        have[B_RING] = 1;
-        static const char *vec_name[6] = {"pos", "count", "excl", "median", "sd", NULL};
-        for (int b = B_POS; b <= B_SD; b++) {
-            const int is_int = b == B_POS || b == B_COUNT;
-            if (get_rule_buf(args[16 + b - B_POS], &v[b], is_int, is_int, 1, c,
-                             vec_name[b - B_POS]) < 0) goto done;
-            have[b] = 1;
-        }
-        /* the ring positions are copied and checked while the GIL is held, and only the
-         * copy indexes the ring (as in baseline_runs) */
-        if (c > PICK_STACK && (lp = PyMem_Malloc((size_t)c * sizeof(long long))) == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        memcpy(lp, v[B_POS].buf, (size_t)c * sizeof(long long));
-        for (Py_ssize_t j = 0; j < c; j++) {
-            if (lp[j] < 0 || lp[j] >= length) {
-                PyErr_Format(PyExc_ValueError, "spindle_block: pos[%zd] = %lld is outside the "
-                             "ring (0..%zd)", j, lp[j], length - 1);
-                goto done;
-            }
-        }
-    }
-    for (; entered < n_banks; entered++)
-        if (enter(bank[entered]) < 0) goto done;
-    long long best = 0, n_fire = 0;
-    const SpindleBind bind = {
-        .bank = {bank[0], bank[1], bank[2], bank[3], bank[4]}, .n_banks = n_banks, .c = c,
-        .cap = cap, .length = length, .step = step, .cols = cols, .w0 = w0, .rl = rl,
-        .work = (double *)v[B_WORK].buf, .iwork = (long long *)v[B_IWORK].buf,
-        .xs_last = (double *)v[B_LAST].buf, .runstate = (long long *)v[B_STATE].buf,
-        .ring = rules ? (double *)v[B_RING].buf : NULL,
-        .count = rules ? (long long *)v[B_COUNT].buf : NULL,
-        .excl = rules ? (const double *)v[B_EXCL].buf : NULL,
-        .med = rules ? (const double *)v[B_MED].buf : NULL,
-        .sd = rules ? (const double *)v[B_SD].buf : NULL};
-    WORK_BEGIN(n * c)
-    spindle_compute(&bind, (const double *)v[B_SAMPLES].buf, n, ncol, first, rules, lp, &best,
-                    &n_fire);
-    WORK_END
-    if (rules) {
-        memcpy(v[B_POS].buf, lp, (size_t)c * sizeof(long long));
-        result = Py_BuildValue("(LL)", best, n_fire);
-    } else {
-        result = Py_None;
-        Py_INCREF(result);
-    }
-done:
-    for (int b = 0; b < entered; b++) bank[b]->busy = 0;
-    for (int b = 0; b < NB; b++) if (have[b]) PyBuffer_Release(&v[b]);
-    if (lp != pos_stack) PyMem_Free(lp);
-    if (cols != cols_stack) PyMem_Free(cols);
-    return result;
 }
 
 PyDoc_STRVAR(quadrature_sums_doc,
@@ -545,9 +332,9 @@ filters_quadrature_sums(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 
 /* ------------------------------------------------------------------ SpindlePlan */
 
-/* spindle_block with its arguments bound once: the plan holds the banks and a view of
- * every buffer for its whole life, checked when it is built; run() checks only the chunk
- * (and the ring positions, which Python code may also move). */
+/* The spindle detector's fused chunk with its arguments bound once: the plan holds the
+ * banks and a view of every buffer for its whole life, checked when it is built; run()
+ * checks only the chunk (and the ring positions, which Python code may also move). */
 enum { P_WORK, P_IWORK, P_LAST, P_STATE, P_RING, P_POS, P_COUNT, P_EXCL, P_MED, P_SD, P_NB };
 
 typedef struct {
@@ -739,9 +526,28 @@ SpindlePlan_init(SpindlePlan *self, PyObject *args, PyObject *kwds)
 
 PyDoc_STRVAR(plan_run_doc,
 "run(samples, first, rules) -> (longest, n_fire) or None\n\n"
-"spindle_block(samples, first, rules, *bound) on the bound arguments: samples (n, C)\n"
-"float64 C-contiguous volts, n <= cap, with every bound column; first the absolute index\n"
-"of its first sample (>= 0).");
+"One chunk of the spindle detector in one call, the same operations in the same order as\n"
+"its separate steps, on the bound arguments. samples (n, C) float64 C-contiguous volts,\n"
+"n <= cap, with every bound column; first: the absolute index of its first sample (>= 0).\n"
+"With c = broad.n_channels and cap = len(work) / 18, work (18 cap, c) float64 holds, each\n"
+"C-contiguous and filled in its first n rows, the blocks xb, eb, xs, es (cap, c), sums, pm\n"
+"(cap, 4c), amp, env, xa, ea, med, sd (cap, c); iwork (2 cap, c) int64 holds runs, fire\n"
+"(cap, c). Steps:\n"
+"- pick: column j of the bank input is samples[:, cols[j]] (cols (c,) int64);\n"
+"- broad.process_rms(picked, xb, eb); sigma.process_rms(xb, xs, es);\n"
+"- quadrature_sums(xs, xb, xs_last, w0, sums, amp) (w0 radians per sample, xs_last (c,)\n"
+"  float64 updated);\n"
+"- pm.process_rms(sums, sums, pm) (pm: 4c channels, no sections); env.process_rms(amp, amp,\n"
+"  env) (c channels, no sections);\n"
+"- unless alpha is None, alpha.process_rms(xb, xa, ea).\n"
+"The filter banks keep their state as with the separate calls. When rules is false that is\n"
+"all and None is returned. Else, for a block with no baseline update point\n"
+"(RobustBaseline.process with absolute=False): med/sd rows = median, sd (c,) float64;\n"
+"every sample whose absolute index first + i is a multiple of `step` is pushed per channel\n"
+"into ring (c, L) at pos (advancing it, count += 1; pos, count (c,) int64) unless env >\n"
+"excl (c,) (NaN is not kept); then spindle_runs(env, eb, es, pm, ea (None without alpha),\n"
+"med, sd, k_lo, ..., hold_n, runstate[0], runstate[1], runs, fire) with runstate (2, c)\n"
+"int64 = carry, hold. Returns (largest run, number of fire samples).");
 
 static PyObject *
 SpindlePlan_run(SpindlePlan *self, PyObject *const *args, Py_ssize_t nargs)
@@ -813,6 +619,18 @@ SpindlePlan_run(SpindlePlan *self, PyObject *const *args, Py_ssize_t nargs)
             }
         }
     }
+    /* a bound bank's __init__ may have been called again: its arrays must still have the
+     * shape the plan was checked against */
+    for (int b = 0; b < s->n_banks; b++) {
+        const FilterBank *bk = s->bank[b];
+        if (bk->coef == NULL || bk->n_channels != (b == 2 ? 4 * c : c) || bk->window < 1
+            || ((b == 2 || b == 3) && bk->n_sections != 0)) {
+            PyErr_Format(PyExc_RuntimeError, "SpindlePlan.run: a bound bank (%d of broad, "
+                         "sigma, pm, env, alpha) was re-initialised with another shape since "
+                         "the plan was built; build a new plan", b);
+            goto done;
+        }
+    }
     for (; entered < s->n_banks; entered++)
         if (enter(s->bank[entered]) < 0) goto done;
     self->busy = 1;
@@ -858,9 +676,9 @@ PyTypeObject SpindlePlanType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "SpindlePlan(cols, broad, sigma, alpha, pm, env, w0, xs_last, work, iwork, "
               "runstate, step, ring, pos, count, excl, median, sd, k_lo, k_hi, rel_min, "
-              "corr_min, alpha_max, min_n, max_n, k_art, hold_n): spindle_block's arguments "
-              "after (samples, first, rules), checked and bound once; run(samples, first, "
-              "rules) per chunk.",
+              "corr_min, alpha_max, min_n, max_n, k_art, hold_n): the spindle detector's "
+              "fused chunk with its banks and buffers checked and bound once (alpha None: no "
+              "alpha veto); run(samples, first, rules) per chunk.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)SpindlePlan_init,
     .tp_dealloc = (destructor)SpindlePlan_dealloc,
@@ -871,8 +689,6 @@ PyTypeObject SpindlePlanType = {
 PyMethodDef spindle_functions[] = {
     {"spindle_runs", (PyCFunction)(void (*)(void))filters_spindle_runs, METH_FASTCALL,
      spindle_runs_doc},
-    {"spindle_block", (PyCFunction)(void (*)(void))filters_spindle_block, METH_FASTCALL,
-     spindle_block_doc},
     {"quadrature_sums", (PyCFunction)(void (*)(void))filters_quadrature_sums, METH_FASTCALL,
      quadrature_sums_doc},
     {NULL, NULL, 0, NULL},
