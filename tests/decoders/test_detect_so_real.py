@@ -64,15 +64,18 @@ def test_dreams_up_state_without_a_systematic_lead(dreams_phases) -> None:
     assert raw.mean_phase_deg < -15.0, raw
     assert abs(learned.mean_phase_deg) <= 15.0, learned
     assert learned.fraction_in_target_half >= 0.85, learned
-    # issue 20 asks for a circular SD <= 35 deg; measured 52 deg pooled (39-41 deg on
-    # excerpts 5 and 7, 64-74 on 1 and 3): not met -- this guards against it getting worse
-    assert learned.sd_phase_deg <= 55.0, learned
+    # issue 20 asks for a circular SD <= 35 deg; measured 43 deg pooled with predictions
+    # only from sharp down states (predict_min_hz = 1 Hz; 35 deg on excerpts 5 and 7, 50-67
+    # on 1 and 3; 52 deg before): not met -- this guards against it getting worse
+    assert learned.sd_phase_deg <= 46.0, learned
 
 
 def test_real_n3_excerpt_gets_triggers() -> None:
     """The YASA N3 excerpt (30 s, slow waves of 15-45 uV after the band-pass): the fixed
     -40 uV threshold of the old default finds no predictable down state; the adaptive
-    default triggers at least once per minute of N3, in the up-phase."""
+    default triggers at least once per minute of N3, in the up-phase. (One trigger in the
+    25 s after calibration, from the one down state of three whose half-wave frequency,
+    1.02 Hz, passes predict_min_hz: a small margin.)"""
     require_data(N3)
     x = np.loadtxt(N3) * 1e-6
     t = np.arange(x.size) / 100.0
