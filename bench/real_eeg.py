@@ -372,16 +372,22 @@ def so_phase_table(chunk: int = 10, keep_phases: dict | None = None,
 
 #: the grid of the SO selection rules (predictions only from sharp and deep enough down
 #: states); --so-loo prints every point and picks one on three excerpts for the fourth
-SO_GRID = {"predict_min_hz": (0.5, 0.8, 0.9, 1.0, 1.1), "max_depth_ratio": (0.75, 0.6, 0.5)}
-#: a grid point qualifies only if it keeps this many triggers per minute on each excerpt
+SO_GRID = {"predict_min_hz": (0.5, 0.8, 0.9, 1.0, 1.1), "sws_gate_ratio": (0.0, 2.0, 2.5, 3.0),
+           "max_depth_ratio": (0.75, 0.6)}
+#: a grid point qualifies only if the N3 excerpt keeps this many triggers per minute of N3
+#: (issue 20's target) and each excerpt it is chosen on at least SO_MIN_TRIGGERS triggers
+#: (the DREAMS excerpts hold little slow-wave sleep: no rate is asked of them)
 SO_MIN_PER_MIN = 1.0
+SO_MIN_TRIGGERS = 10
 
 
 def so_leave_one_out(chunk: int = 10) -> None:
     """The SO selection grid on the DREAMS excerpts and the YASA N3 excerpt, then
     leave-one-excerpt-out: for each excerpt, the point with the lowest pooled circular SD
-    on the other three among those keeping >= SO_MIN_PER_MIN triggers/min on each of them,
-    scored on it."""
+    on the other three among those that keep >= SO_MIN_PER_MIN triggers per minute of N3
+    on the N3 excerpt and >= SO_MIN_TRIGGERS on each of the three, scored on it."""
+    from engramloop.decoders.slow_osc import SlowOscSettings
+
     keys = list(SO_GRID)
     points = list(itertools.product(*SO_GRID.values()))
     print("== SO selection grid: per recording triggers/min, circular mean, SD (deg), "
@@ -400,7 +406,11 @@ def so_leave_one_out(chunk: int = 10) -> None:
         best, best_sd = None, math.inf
         for p in points:
             others = [i for i in range(len(EXCERPTS)) if i != j]
-            if min(rows[p][i]["per_min"] for i in others) < SO_MIN_PER_MIN:
+            n3 = rows[p][-1]
+            n3_per_min = n3["triggers"] / (n3["minutes"] - SlowOscSettings().calibration_s
+                                           / 60.0)
+            if (n3_per_min < SO_MIN_PER_MIN
+                    or min(rows[p][i]["triggers"] for i in others) < SO_MIN_TRIGGERS):
                 continue
             sd = score_phase(np.concatenate([phases[p][EXCERPTS[i]] for i in others]),
                              0.0).sd_phase_deg

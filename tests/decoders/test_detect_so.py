@@ -145,7 +145,8 @@ def test_slow_wave_sleep_gate_silences_rem_eye_movements(plans: str) -> None:
         mode="fixed", schedule=("REM:60", "N3:60")))
     x, t, truth = simulate(sim, seed=3, duration_s=120.0)
     names = tuple(truth.channels)
-    off = so_events(replay([SlowOscDetector()], x, t, truth.rate_hz, names, x.shape[0]))
+    off = so_events(replay([SlowOscDetector(SlowOscSettings(sws_gate_ratio=0.0))], x, t,
+                           truth.rate_hz, names, x.shape[0]))
     on = so_events(replay([SlowOscDetector(SlowOscSettings(sws_gate_ratio=8.0))], x, t,
                           truth.rate_hz, names, x.shape[0]))
     rem_off = [e for e in off if e.detect_s < 60.0]
