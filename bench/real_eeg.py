@@ -41,9 +41,9 @@ its defaults; every event is a false positive. Reported: events per minute after
 calibration, and per minute over the whole file.
 
 Run: ``PYTHONPATH=src python bench/real_eeg.py [--spindle] [--so] [--ripple] [--sim]
-[--learn-cost] [--loo] [--no-yasa] [--chunk N]`` (no flag: spindle, SO, ripple and
-simulator tables; ``--loo`` adds the leave-one-excerpt-out check of the spindle defaults'
-grid).
+[--learn-cost] [--loo] [--so-loo] [--no-yasa] [--chunk N]`` (no flag: spindle, SO, ripple
+and simulator tables; ``--loo`` adds the leave-one-excerpt-out check of the spindle defaults'
+grid, ``--so-loo`` the same for the SO selection rules).
 """
 from __future__ import annotations
 
@@ -343,8 +343,10 @@ def so_triggers(x: np.ndarray, t: np.ndarray, fs: float, channel: str,
     return ev, pred[np.isfinite(pred) & (pred <= t[-1])]
 
 
-def so_phase_table(chunk: int = 10, **settings) -> list[dict]:
-    """One row per recording (and a pooled row over the DREAMS excerpts)."""
+def so_phase_table(chunk: int = 10, keep_phases: dict | None = None,
+                   **settings) -> list[dict]:
+    """One row per recording (and a pooled row over the DREAMS excerpts); the trigger
+    phases per excerpt number go into ``keep_phases`` when given."""
     from engramloop.drivers.files import load_edf
 
     rows, pooled = [], []
@@ -355,6 +357,8 @@ def so_phase_table(chunk: int = 10, **settings) -> list[dict]:
         ev, trig = so_triggers(x, t, fs, d.channels[0], chunk, **settings)
         ph = phase_at(reference_phase(x, fs), t, trig)
         pooled.append(ph)
+        if keep_phases is not None:
+            keep_phases[ex] = ph
         rows.append(_so_row(f"DREAMS excerpt{ex} ({fs:g} Hz)", len(ev), ph, t[-1] - t[0]))
     rows.append(_so_row("DREAMS pooled", sum(r["events"] for r in rows),
                         np.concatenate(pooled), sum(r["minutes"] for r in rows) * 60.0))
@@ -364,6 +368,64 @@ def so_phase_table(chunk: int = 10, **settings) -> list[dict]:
     rows.append(_so_row("YASA N3 excerpt (100 Hz)", len(ev),
                         phase_at(reference_phase(x, 100.0), t, trig), t[-1] - t[0]))
     return rows
+
+
+#: the grid of the SO selection rules (predictions only from sharp and deep enough down
+#: states); --so-loo prints every point and picks one on three excerpts for the fourth
+SO_GRID = {"predict_min_hz": (0.5, 0.8, 0.9, 1.0, 1.1), "sws_gate_ratio": (0.0, 2.0, 2.5, 3.0),
+           "max_depth_ratio": (0.75, 0.6)}
+#: a grid point qualifies only if the N3 excerpt keeps this many triggers per minute of N3
+#: (issue 20's target) and each excerpt it is chosen on at least SO_MIN_TRIGGERS triggers
+#: (the DREAMS excerpts hold little slow-wave sleep: no rate is asked of them)
+SO_MIN_PER_MIN = 1.0
+SO_MIN_TRIGGERS = 10
+
+
+def so_leave_one_out(chunk: int = 10) -> None:
+    """The SO selection grid on the DREAMS excerpts and the YASA N3 excerpt, then
+    leave-one-excerpt-out: for each excerpt, the point with the lowest pooled circular SD
+    on the other three among those that keep >= SO_MIN_PER_MIN triggers per minute of N3
+    on the N3 excerpt and >= SO_MIN_TRIGGERS on each of the three, scored on it."""
+    from engramloop.decoders.slow_osc import SlowOscSettings
+
+    keys = list(SO_GRID)
+    points = list(itertools.product(*SO_GRID.values()))
+    print("== SO selection grid: per recording triggers/min, circular mean, SD (deg), "
+          "in up-phase; DREAMS excerpts 1, 3, 5, 7, pooled, YASA N3")
+    phases: dict = {}
+    rows: dict = {}
+    for p in points:
+        kw = dict(zip(keys, p, strict=True))
+        r = so_phase_table(chunk, keep_phases=phases.setdefault(p, {}), **kw)
+        rows[p] = r
+        print(", ".join(f"{k}={v:g}" for k, v in kw.items()) + ": " + " | ".join(
+            f"{x['per_min']:.1f}/{x['mean_deg']:+.0f}/{x['sd_deg']:.0f}/"
+            f"{100 * x['up_fraction']:.0f}%" for x in r))
+    held = []
+    for j, ex in enumerate(EXCERPTS):
+        best, best_sd = None, math.inf
+        for p in points:
+            others = [i for i in range(len(EXCERPTS)) if i != j]
+            n3 = rows[p][-1]
+            n3_per_min = n3["triggers"] / (n3["minutes"] - SlowOscSettings().calibration_s
+                                           / 60.0)
+            if (n3_per_min < SO_MIN_PER_MIN
+                    or min(rows[p][i]["triggers"] for i in others) < SO_MIN_TRIGGERS):
+                continue
+            sd = score_phase(np.concatenate([phases[p][EXCERPTS[i]] for i in others]),
+                             0.0).sd_phase_deg
+            if sd < best_sd:
+                best, best_sd = p, sd
+        r = rows[best][j]
+        held.append(phases[best][ex])
+        print(f"leave out excerpt {ex}: best on the others "
+              f"{dict(zip(keys, best, strict=True))} (their pooled SD {best_sd:.1f} deg) -> "
+              f"excerpt {ex}: {r['per_min']:.1f}/min, mean {r['mean_deg']:+.1f}, SD "
+              f"{r['sd_deg']:.1f} deg, {100 * r['up_fraction']:.0f} % in the up-phase")
+    sc = score_phase(np.concatenate(held), 0.0)
+    print(f"leave-one-out pooled over the held-out excerpts: {sc.n} triggers, mean "
+          f"{sc.mean_phase_deg:+.1f} deg, SD {sc.sd_phase_deg:.1f} deg, "
+          f"{100 * sc.fraction_in_target_half:.0f} % in the up-phase")
 
 
 def _so_row(name: str, n_events: int, ph: np.ndarray, duration_s: float) -> dict:
@@ -496,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the spindle defaults on the excerpts resampled to these "
                          "rates (Hz)")
     ap.add_argument("--so", action="store_true", help="the SO phase table")
+    ap.add_argument("--so-loo", action="store_true",
+                    help="the SO selection grid and its leave-one-excerpt-out check")
     ap.add_argument("--sim", action="store_true",
                     help="the simulator figures (SO trigger phase, ripple F1)")
     ap.add_argument("--ripple", action="store_true", help="the ripple false-positive table")
@@ -509,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.data / "dreams_dev").is_dir():
         print(f"error: no dreams_dev folder in {a.data}; pass --data DIR", file=sys.stderr)
         return 2
-    everything = not (a.spindle or a.so or a.sim or a.ripple or a.learn_cost)
+    everything = not (a.spindle or a.so or a.sim or a.ripple or a.learn_cost or a.so_loo)
     settings = None
     if a.set:
         import ast
@@ -531,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         leave_one_out(a.data, a.chunk)
     so_ripple(a.chunk, so=a.so or everything, sim=a.sim or everything,
               ripple=a.ripple or everything, learn=a.learn_cost)
+    if a.so_loo:
+        so_leave_one_out(a.chunk)
     return 0
 
 

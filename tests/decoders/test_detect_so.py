@@ -33,7 +33,11 @@ def so_events(ev: list) -> list:
 
 def test_up_state_prediction_phase(sim_n3, plans: str) -> None:
     x, t, truth = sim_n3
-    ev = so_events(replay([SlowOscDetector()], x, t, truth.rate_hz, tuple(truth.channels),
+    # the simulator's SOs are near-sinusoids of ~0.6-0.9 Hz: predict from any half-wave
+    # frequency in the phase band, as the shipped sim-so.toml does (the default
+    # predict_min_hz = 1 Hz is for real EEG; test_default_predicts_sharp_down_states_only)
+    s = SlowOscSettings(predict_min_hz=0.5)
+    ev = so_events(replay([SlowOscDetector(s)], x, t, truth.rate_hz, tuple(truth.channels),
                           x.shape[0]))
     assert len(ev) >= 30
     for e in ev:
@@ -54,6 +58,26 @@ def test_up_state_prediction_phase(sim_n3, plans: str) -> None:
     # the trough it reports is a trough of the truth
     tp = truth.phase("so", np.array([e.peak_s for e in ev]))
     assert score_phase(tp, 180.0).fraction_in_target_half >= 0.9
+
+
+def test_default_predicts_sharp_down_states_only(sim_n3) -> None:
+    """At the default predict_min_hz (1 Hz) a down state whose half-wave frequency (from
+    its width at the threshold and its depth) is lower gets no predicted up state; the
+    event itself is still reported."""
+    import math
+
+    x, t, truth = sim_n3
+    names = tuple(truth.channels)
+    loose = so_events(replay([SlowOscDetector(SlowOscSettings(predict_min_hz=0.5))], x, t,
+                             truth.rate_hz, names, x.shape[0]))
+    strict = so_events(replay([SlowOscDetector()], x, t, truth.rate_hz, names, x.shape[0]))
+    assert [e.detect_s for e in strict] == [e.detect_s for e in loose]    # same events
+    kept = [e for e in strict if math.isfinite(e.predicted_s)]
+    assert 0 < len(kept) < sum(math.isfinite(e.predicted_s) for e in loose)
+    for e in kept:
+        # the half-wave frequency this prediction came from, as the detector computes it
+        width, ratio = e.detect_s - e.onset_s, e.threshold / e.amplitude
+        assert 2.0 * math.acos(ratio) / width / (2 * math.pi) >= 1.0
 
 
 @pytest.mark.parametrize("predict", ["halfwave", "echt", "fixed"])
@@ -121,7 +145,8 @@ def test_slow_wave_sleep_gate_silences_rem_eye_movements(plans: str) -> None:
         mode="fixed", schedule=("REM:60", "N3:60")))
     x, t, truth = simulate(sim, seed=3, duration_s=120.0)
     names = tuple(truth.channels)
-    off = so_events(replay([SlowOscDetector()], x, t, truth.rate_hz, names, x.shape[0]))
+    off = so_events(replay([SlowOscDetector(SlowOscSettings(sws_gate_ratio=0.0))], x, t,
+                           truth.rate_hz, names, x.shape[0]))
     on = so_events(replay([SlowOscDetector(SlowOscSettings(sws_gate_ratio=8.0))], x, t,
                           truth.rate_hz, names, x.shape[0]))
     rem_off = [e for e in off if e.detect_s < 60.0]
@@ -209,3 +234,8 @@ def test_rem_after_slow_wave_sleep_does_not_lower_the_adaptive_threshold() -> No
     n3_thr = min(e.threshold for e in all_held if e.detect_s < 120.0)
     assert all(e.threshold <= n3_thr + 1e-12 for e in held)     # as deep as N3's deepest
     assert len(plain) >= 3 and len(held) <= 0.5 * len(plain), (len(held), len(plain))
+
+
+def test_predict_min_hz_above_the_half_wave_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="predict_min_hz: 3.0 Hz"):
+        SlowOscSettings(predict_min_hz=3.0).validate()

@@ -60,19 +60,23 @@ def test_dreams_up_state_without_a_systematic_lead(dreams_phases) -> None:
     -28 deg); learning each recording's own timing removes that lead (issue 20 target:
     within +-15 deg) and keeps >= 85 % of the triggers in the up-phase."""
     raw, learned = dreams_phases[False], dreams_phases[True]
-    assert raw.n >= 200 and learned.n == raw.n
+    assert raw.n >= 120 and learned.n == raw.n
     assert raw.mean_phase_deg < -15.0, raw
     assert abs(learned.mean_phase_deg) <= 15.0, learned
     assert learned.fraction_in_target_half >= 0.85, learned
-    # issue 20 asks for a circular SD <= 35 deg; measured 52 deg pooled (39-41 deg on
-    # excerpts 5 and 7, 64-74 on 1 and 3): not met -- this guards against it getting worse
-    assert learned.sd_phase_deg <= 55.0, learned
+    # issue 20 asks for a circular SD <= 35 deg; measured 38 deg pooled with predictions
+    # only from sharp down states in slow-wave sleep (predict_min_hz = 1 Hz, sws_gate_ratio
+    # = 2.5; 34-35 deg on excerpts 5 and 7, 41 and 54 on 1 and 3; 52 deg before): not met
+    # -- this guards against it getting worse
+    assert learned.sd_phase_deg <= 41.0, learned
 
 
 def test_real_n3_excerpt_gets_triggers() -> None:
     """The YASA N3 excerpt (30 s, slow waves of 15-45 uV after the band-pass): the fixed
     -40 uV threshold of the old default finds no predictable down state; the adaptive
-    default triggers at least once per minute of N3, in the up-phase."""
+    default triggers at least once per minute of N3, in the up-phase. (One trigger in the
+    25 s after calibration, from the one down state of three whose half-wave frequency,
+    1.02 Hz, passes predict_min_hz: a small margin.)"""
     require_data(N3)
     x = np.loadtxt(N3) * 1e-6
     t = np.arange(x.size) / 100.0
@@ -86,11 +90,14 @@ def test_real_n3_excerpt_gets_triggers() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_learned_timing_is_chunk_size_independent(chunk: int) -> None:
-    """With the learned timing at work (corrections in force after the first events), a
-    real recording in chunks of 1, 7, 64 samples gives the events of one pass."""
+    """With the learned timing at work (corrections in force after the first events) and
+    the slow-wave-sleep gate on, a real recording in chunks of 1, 7, 64
+    samples gives the events of one pass. (Excerpt 7 from 1300 s to 1700 s: its
+    slow-wave sleep, where most of its down states pass the gate.)"""
     x, t, fs = _edf(7)
-    n = int(400 * fs)
-    x, t = x[:n], t[:n]
+    a, b = int(1300 * fs), int(1700 * fs)
+    x, t = x[a:b], t[a:b]
+    n = b - a
     det = SlowOscDetector(SlowOscSettings(channels=("EEG",)))
     ref = replay([det], np.ascontiguousarray(x[:, None]), t, fs, ("EEG",), n)
     assert det.timing_correction_s[0] != 0.0            # the learning was applied

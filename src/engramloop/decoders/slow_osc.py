@@ -19,14 +19,23 @@ peak, either
   changes from cycle to cycle; the ECHT (a multi-cycle window) assumes the rhythm keeps
   its frequency.
 
-Optionally (``sws_gate_ratio`` > 0) down states count only during slow-wave sleep: the
+Down states count only during slow-wave sleep (``sws_gate_ratio`` > 0, default 2.5): the
 0.5-2 Hz / 4-30 Hz power ratio over the last 10 s must reach the setting. On the simulator
 its 5th percentile in N3 is ~13 and its 95th percentile in REM and wake ~6-7, where eye
-movements otherwise pass for down states; the real N3 excerpt in shared/data sits near 4,
-so the right value is per rig and the gate is off by default.
+movements otherwise pass for down states (8 separates them there); the real N3 excerpt in
+shared/data sits near 4. The default is low enough for that excerpt and high enough to drop
+the lighter-sleep stretches of the DREAMS excerpts (C3-A1), whose dips are not followed by
+a predictable up state: with ``predict_min_hz`` it takes the pooled trigger SD there from
+43 to 38 deg (bench/real_eeg.py --so-loo prints the grid).
 
 A trough too shallow for the half-wave rule (``threshold / depth > max_depth_ratio``) is
-still reported, with ``predicted_s`` NaN, so the policy does not stimulate on a guess.
+still reported, with ``predicted_s`` NaN, so the policy does not stimulate on a guess; so is
+a down state too broad for it (half-wave frequency below ``predict_min_hz``): on real EEG
+the up state after a broad down state comes at a scattered time, so the detector is
+selective rather than earlier -- it aims only at slow waves whose timing it can predict
+(the single-wave approach of Ngo et al. 2013, against the phase-locked loop of Santostasi
+et al. 2016, J Neurosci Methods 259:101; Navarrete et al. 2022, NeuroImage 253:119055,
+predict from the ongoing SO's morphology which waves respond to stimulation).
 
 The threshold is adaptive by default: ``adaptive_sd`` robust SDs of this recording's
 band-passed signal over the last ``baseline_s`` (the SD estimated as 1.4826 x median |x|),
@@ -106,6 +115,15 @@ class SlowOscSettings:
                              "Trade-off on the simulator (bench/detectors.py, 3 x 600 s): "
                              "0.8 -> trigger phase SD 36 deg, 0.75 -> 35 deg with 11 % "
                              "fewer predictions, 0.6 -> 33 deg with half of them")
+    predict_min_hz: float = setting(
+        1.0, gt=0, unit="Hz",
+        doc="'halfwave' predicts only when this cycle's half-wave frequency (from the width "
+            "of its down state at the threshold) is at least this; otherwise predicted_s is "
+            "NaN and the policy skips it. A broad down state is followed by an up state whose "
+            "timing scatters: on the DREAMS development excerpts the trigger phase SD was "
+            "71 deg in the lowest quarter of half-wave frequencies and 37 deg in the highest "
+            "(bench/real_eeg.py --so); 1.0 Hz took the pooled SD from 52 to 42 deg and kept "
+            "71 % of the triggers. 0.5: the old rule (the phase band's low edge)")
     fixed_delay_s: float = setting(0.5, gt=0, unit="s", doc="trough-to-up-state delay for "
                                                             "'fixed' (Ngo et al. 2013: ~0.5 s)")
     target_deg: float = setting(0.0, ge=-180, le=180, unit="deg",
@@ -137,12 +155,14 @@ class SlowOscSettings:
     learn_min_events: int = setting(3, ge=1, doc="errors measured before a correction is "
                                                  "applied")
     sws_gate_ratio: float = setting(
-        0.0, ge=0, doc="slow-wave-sleep gate: a down state counts only while the 0.5-2 Hz / "
+        2.5, ge=0, doc="slow-wave-sleep gate: a down state counts only while the 0.5-2 Hz / "
                        "4-30 Hz power ratio over the last sws_window_s is at least this (N3 "
-                       "is slow-wave dominated; eye movements in REM and wake are not); "
-                       "0 disables. The ratio depends on montage and subject: 8 separates "
-                       "the simulator's N3 from its REM/wake, the real N3 excerpt in "
-                       "shared/data sits near 4")
+                       "is slow-wave dominated; eye movements in REM and wake and the dips "
+                       "of lighter sleep are not); 0 disables. The ratio depends on montage "
+                       "and subject: 8 separates the simulator's N3 from its REM/wake, the "
+                       "real N3 excerpt in shared/data sits near 4; 2.5 took the DREAMS "
+                       "excerpts' pooled trigger SD from 43 to 38 deg and kept the N3 "
+                       "excerpt's trigger (bench/real_eeg.py --so-loo)")
     sws_window_s: float = setting(10.0, gt=0, le=60, unit="s",
                                   doc="window of the slow-wave-sleep gate's power ratio")
     refractory_s: float = setting(0.4, ge=0, unit="s", doc="dead time after an event (also "
@@ -179,6 +199,11 @@ class SlowOscSettings:
             raise ValueError(f"threshold_v: {self.threshold_v} applies only with "
                              f"threshold_mode = 'fixed' (the default is 'adaptive'); set "
                              f"threshold_mode = 'fixed' or remove threshold_v")
+        if not self.predict_min_hz < 2.0 * self.phase_band_hz[1]:
+            raise ValueError(f"predict_min_hz: {self.predict_min_hz} Hz leaves no half-wave "
+                             f"frequency to predict from (the upper limit is twice the high "
+                             f"phase_band_hz edge, {2.0 * self.phase_band_hz[1]:g} Hz); "
+                             f"lower it")
         if self.phase_window_s * self.phase_band_hz[0] < 1.5:
             raise ValueError("phase_window_s: must hold at least 1.5 cycles of the low "
                              "phase band edge")
@@ -684,10 +709,10 @@ class SlowOscDetector:
             return math.nan, math.nan
         w = 2.0 * math.acos(ratio) / width
         f = w / (2 * math.pi)
-        lo, hi = s.phase_band_hz
-        if not lo <= f <= 2.0 * hi:
-            # not an SO-shaped wave: no prediction. Below the band's low edge were broad
-            # dips (movement, arousal) on the DREAMS excerpts, whose up state came anywhere
+        if not s.predict_min_hz <= f <= 2.0 * s.phase_band_hz[1]:
+            # not a predictable SO: no prediction. Broad down states (low f: slow dips,
+            # movement, arousal on the DREAMS excerpts) are followed by up states whose
+            # timing scatters; trigger on the predictable ones only
             return math.nan, math.nan
         phi = float(np.interp(f, self._fgrid, self._hphase))
         true_trough = 0.5 * (onset_t + detect_t) + phi / w
