@@ -295,6 +295,38 @@ def read(path: str | Path, *, signals: bool = True,
     return out
 
 
+def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
+    """The marker streams (as :func:`read` with ``signals=False``) and every numeric
+    stream's span and count -- from its footer, or, for a file cut off before its footers
+    (a killed run), from the chunk index and the stream's first and last chunk only. No
+    other signal sample is decoded, so this costs seconds, not minutes, for a long night.
+    """
+    f, ours = open_file(path)
+    version, config_text = _engramloop_header(f.header_xml.encode("utf-8")) if ours \
+        else (None, "")
+    out = Contents(Path(path), _header_dict(f.header_xml), ours, version, config_text)
+    spans = []
+    for info in f.streams.values():
+        out.stream_names.append(info.name)
+        if not info.numeric:
+            kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
+                else info.name
+            out.markers.setdefault(kind, []).extend(marker_records(f, info, ours=ours))
+            continue
+        foot = info.footer
+        if foot:
+            spans.append(StreamSummary(info.stream_id, info.name, info.channel_format,
+                                       foot["first_timestamp"], foot["last_timestamp"],
+                                       foot["sample_count"], True))
+        else:
+            t0, t1 = f.span(info.stream_id)
+            spans.append(StreamSummary(info.stream_id, info.name, info.channel_format, t0, t1,
+                                       f.sample_count(info.stream_id), False))
+    for rows in out.markers.values():
+        rows.sort(key=lambda r: r[0])
+    return out, spans
+
+
 @dataclass(frozen=True)
 class StreamSummary:
     """A stream as its header and footer describe it (no samples decoded)."""
@@ -364,5 +396,5 @@ def footers(path: str | Path) -> list[StreamSummary]:
 
 
 __all__ = ["read", "open_file", "signal_stream", "marker_records", "stream_rate",
-           "footers", "cut_off", "RecordingDamageWarning", "Contents",
+           "footers", "markers_and_spans", "cut_off", "RecordingDamageWarning", "Contents",
            "SignalStream", "StreamSummary", "RecordingReadError", "first"]
