@@ -170,3 +170,27 @@ def test_not_xdf_is_one_line(tmp_path):
     bad.write_bytes(b"hello")
     with pytest.raises(XdfFormatError, match="no 'XDF:' magic"):
         XdfFile(bad)
+
+
+@pytest.mark.parametrize("stamps", ["every", "first"])
+def test_a_seek_inside_one_big_chunk_lands_on_the_sample(tmp_path, stamps):
+    """`engramloop sim` writes its whole signal as one chunk: a seek lands inside it (a
+    bisection on the stamps, or arithmetic when only the first stamp is written)."""
+    path = tmp_path / "one.xdf"
+    n = 5000
+    t = 7.0 + np.arange(n) / 1000.0
+    x = np.arange(n * 2, dtype="<f4").reshape(n, 2)
+    with open(path, "wb") as f:
+        f.write(xdf.file_header("<engramloop/>"))
+        f.write(xdf.stream_header(1, name="raw", stream_type="EEG", channels=["a", "b"],
+                                  rate_hz=1000.0, channel_format="float32"))
+        f.write(_samples(1, x, [float(v) if stamps == "every" or i == 0 else None
+                                for i, v in enumerate(t)]))
+    f = XdfFile(path)
+    ref = pyxdf.load_xdf(str(path), dejitter_timestamps=False)[0][0]
+    for at in (7.0, 7.0004, 8.2345, 11.999, 50.0):
+        ts, xs = _concat(f, 1, start_s=at, block_samples=300)
+        k = max(int(np.searchsorted(ref["time_stamps"], at, side="right")) - 1, 0)
+        assert ts.size == n - k
+        np.testing.assert_allclose(ts, ref["time_stamps"][k:], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(xs, ref["time_series"][k:])

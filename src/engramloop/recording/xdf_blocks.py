@@ -362,11 +362,12 @@ class XdfFile:
         c = self._chunks.get(stream_id)
         if not c:
             return
-        first = 0
+        first, within = 0, None
         if start_s is not None and not synchronize:
             first = self._seek(c, start_s)
+            within = self._seek_within(stream_id, first, start_s)
         idx0 = int(sum(c.n[:first]))
-        gen = self._decode(stream_id, first, len(c.n), block_samples)
+        gen = self._decode(stream_id, first, len(c.n), block_samples, within)
         if not synchronize:
             yield from ((t, x) for t, x in gen)
             return
@@ -393,6 +394,40 @@ class XdfFile:
                 best = k
         return best
 
+    def _seek_within(self, sid: int, k: int, start_s: float
+                     ) -> tuple[int, int, tuple[float, int]] | None:
+        """Where in chunk ``k`` (record ``j``, its byte position, the stamp anchor) the
+        last sample at or before ``start_s`` lies, for the two uniform layouts (every
+        stamp written: a bisection on the stamps; only the first written: arithmetic);
+        None for others (decoding then starts at the chunk)."""
+        c = self._chunks[sid]
+        info = self.streams[sid]
+        pos, end, n, t0 = c.pos[k], c.end[k], c.n[k], c.first_t[k]
+        if n < 2 or not math.isfinite(t0) or start_s <= t0:
+            return None
+        vb = info.dtype.itemsize * info.channel_count
+        full, bare = 9 + vb, 1 + vb
+        if end - pos == n * full:
+            lo, hi = 0, n - 1
+            with open(self.path, "rb") as f:
+                while lo < hi:                  # last record with stamp <= start_s
+                    mid = (lo + hi + 1) // 2
+                    f.seek(pos + mid * full)
+                    rec = f.read(9)
+                    if rec[0] != 8:
+                        return None
+                    if struct.unpack_from("<d", rec, 1)[0] <= start_s:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+            return lo, pos + lo * full, (0.0, 0)
+        if end - pos == full + (n - 1) * bare and info.rate_hz > 0:
+            j = min(int((start_s - t0) * info.rate_hz), n - 1)
+            if j < 1:
+                return None
+            return j, pos + full + (j - 1) * bare, (t0, j - 1)
+        return None
+
     def _resume_chunk(self, c: _Chunks, k: int) -> int:
         """Chunk ``k``, or the nearest earlier one whose first stamp is written (decoding
         must start there to carry omitted stamps)."""
@@ -400,10 +435,11 @@ class XdfFile:
             k -= 1
         return k
 
-    def _decode(self, sid: int, k0: int, k1: int, block: int
+    def _decode(self, sid: int, k0: int, k1: int, block: int,
+                within: tuple[int, int, tuple[float, int]] | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Chunks ``k0`` to ``k1 - 1`` of a numeric stream, in blocks of at most
-        ``block`` samples."""
+        ``block`` samples (from record ``within[0]`` of chunk ``k0`` when given)."""
         info = self.streams[sid]
         c = self._chunks[sid]
         vdt = info.dtype
@@ -421,6 +457,8 @@ class XdfFile:
             for k in range(k_start, k1):
                 pos, end, n = c.pos[k], c.end[k], c.n[k]
                 done = 0
+                if within is not None and k == k0 == k_start:
+                    done, pos, anchor = within
                 while done < n:
                     want = min(block, n - done)
                     f.seek(pos)
