@@ -490,14 +490,18 @@ def read_recording(path: str | Path) -> Recording:
         If the file is missing or is not a readable XDF file.
     """
     from engramloop.analysis.report import ReportError, load_recording
+    from engramloop.recording import reader
 
     try:
-        rec = load_recording(path)
+        rec = load_recording(path)      # markers, config; refuses a damaged file
+        whole = reader.read(path, streams=[s.name for s in rec.signals])
     except ReportError as exc:
         raise RecordingError(str(exc)) from None
+    except reader.RecordingReadError as exc:
+        raise RecordingError(f"recording {exc}") from None
     signals = [SignalStream(s.name, tuple(s.channels), float(s.rate_hz), s.t,
-                            s.x * RECORDED_UNITS.get(s.units.strip().lower(), 1.0))
-               for s in rec.signals]
+                            s.x * RECORDED_UNITS.get((s.units or "V").strip().lower(), 1.0))
+               for s in whole.signals]
     events = [d for _, d in rec.markers.get("events", [])]
     pulses = _pulse_rows(rec.markers)
     truth = _truth_rows(rec.markers)

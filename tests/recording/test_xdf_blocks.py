@@ -194,3 +194,14 @@ def test_a_seek_inside_one_big_chunk_lands_on_the_sample(tmp_path, stamps):
         assert ts.size == n - k
         np.testing.assert_allclose(ts, ref["time_stamps"][k:], rtol=0, atol=1e-9)
         np.testing.assert_array_equal(xs, ref["time_series"][k:])
+
+
+def test_span_is_the_first_and_last_stamp_blocks_give(tmp_path):
+    path = tmp_path / "f.xdf"
+    _foreign(path)
+    f = XdfFile(path)
+    for sid in FORMATS:
+        for sync in (False, True):
+            t, _ = _concat(f, sid, synchronize=sync)
+            np.testing.assert_allclose(f.span(sid, synchronize=sync), (t[0], t[-1]),
+                                       rtol=0, atol=1e-9)

@@ -139,27 +139,13 @@ def first(d: Any, *keys: str) -> Any:
     return d
 
 
-def _raw_header(path: Path) -> bytes:
-    """The FileHeader chunk's XML bytes (empty when the first chunk is something else)."""
-    with open(path, "rb") as f:
-        if f.read(4) != MAGIC:
-            raise RecordingReadError(f"{path}: not a readable XDF file (no 'XDF:' magic at byte 0)")
-        nb = f.read(1)
-        if not nb or nb[0] not in (1, 4, 8):
-            return b""
-        length = int.from_bytes(f.read(nb[0]), "little")
-        if f.read(2) != b"\x01\x00":
-            return b""
-        return f.read(max(0, length - 2))
-
-
-def _engramloop_header(raw: bytes) -> tuple[int, str]:
+def engramloop_header(xml: str) -> tuple[int, str]:
     """(schema version, config text) from our FileHeader XML; version 1 when the file
     predates the version field."""
     import xml.etree.ElementTree as ET
 
     try:
-        root = ET.fromstring(raw.decode("utf-8", "replace"))
+        root = ET.fromstring(xml)
     except ET.ParseError:
         return 1, ""
     el = root.find("engramloop")
@@ -182,7 +168,7 @@ def _xml_dict(el: Any) -> dict:
     return out
 
 
-def _header_dict(xml: str) -> dict:
+def header_dict(xml: str) -> dict:
     import xml.etree.ElementTree as ET
 
     try:
@@ -275,9 +261,9 @@ def read(path: str | Path, *, signals: bool = True,
         Missing file, no XDF magic.
     """
     f, ours = open_file(path)
-    version, config_text = _engramloop_header(f.header_xml.encode("utf-8")) if ours \
+    version, config_text = engramloop_header(f.header_xml) if ours \
         else (None, "")
-    out = Contents(Path(path), _header_dict(f.header_xml), ours, version, config_text)
+    out = Contents(Path(path), header_dict(f.header_xml), ours, version, config_text)
     for info in f.streams.values():
         if streams is not None and info.name not in streams:
             continue
@@ -302,9 +288,9 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
     other signal sample is decoded, so this costs seconds, not minutes, for a long night.
     """
     f, ours = open_file(path)
-    version, config_text = _engramloop_header(f.header_xml.encode("utf-8")) if ours \
+    version, config_text = engramloop_header(f.header_xml) if ours \
         else (None, "")
-    out = Contents(Path(path), _header_dict(f.header_xml), ours, version, config_text)
+    out = Contents(Path(path), header_dict(f.header_xml), ours, version, config_text)
     spans = []
     for info in f.streams.values():
         out.stream_names.append(info.name)
@@ -396,5 +382,6 @@ def footers(path: str | Path) -> list[StreamSummary]:
 
 
 __all__ = ["read", "open_file", "signal_stream", "marker_records", "stream_rate",
-           "footers", "markers_and_spans", "cut_off", "RecordingDamageWarning", "Contents",
+           "footers", "markers_and_spans", "engramloop_header", "header_dict",
+           "marker_kind", "cut_off", "RecordingDamageWarning", "Contents",
            "SignalStream", "StreamSummary", "RecordingReadError", "first"]

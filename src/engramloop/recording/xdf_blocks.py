@@ -317,12 +317,20 @@ class XdfFile:
         c = self._chunks.get(stream_id)
         return int(sum(c.n)) if c else 0
 
-    def span(self, stream_id: int) -> tuple[float, float]:
-        """First and last stamp of a numeric stream as :meth:`blocks` gives them without
-        synchronisation, decoding only its first and last chunk ((nan, nan) when empty)."""
+    def span(self, stream_id: int, *, synchronize: bool = False) -> tuple[float, float]:
+        """First and last stamp of a numeric stream as :meth:`blocks` gives them, decoding
+        only its first and last chunk ((nan, nan) when empty); synchronised, from the
+        dejittering pass (one pass over the stamps, done once per stream)."""
         c = self._chunks.get(stream_id)
         if not c or not sum(c.n):
             return math.nan, math.nan
+        if synchronize:
+            c0, c1, segs = self._sync_timing(stream_id)
+            if segs is not None:
+                n = sum(c.n)
+                return float(segs[1][0]), float(segs[1][-1] + segs[2][-1] * (n - 1 - segs[0][-1]))
+            a, b = self.span(stream_id)
+            return a + c0 + c1 * a, b + c0 + c1 * b
         first = last = math.nan
         for t, _ in self.blocks(stream_id, block_samples=1):
             first = float(t[0])
