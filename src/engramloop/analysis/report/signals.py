@@ -166,7 +166,10 @@ def locked(sig: Signal, ci: int, times: Sequence[float] | np.ndarray, n_before: 
     times = times[np.isfinite(times)]
     fs = sig.rate_hz
     width = n_before + n_after + 1
-    before, after = n_before / fs + pad, n_after / fs + pad
+    # two samples more on each side: a window inside the recording always has the
+    # samples its segment needs, one cut by the recording's edge only where the
+    # recording lacks them (as if the whole channel were indexed)
+    before, after = (n_before + 2) / fs + pad, (n_after + 2) / fs + pad
     spans: list[list[float]] = []
     for t in times:
         if spans and t - before <= spans[-1][1] and t + after - spans[-1][0] <= max_span_s:
@@ -178,7 +181,7 @@ def locked(sig: Signal, ci: int, times: Sequence[float] | np.ndarray, n_before: 
     parts: dict[str, list[np.ndarray] | None] = {k: [] for k in transforms}
     offs = np.arange(-n_before, n_after + 1)
     for a, b, ts in spans:
-        wt, wx = sig.window(ci, a, b + 1.0 / fs)
+        wt, wx = sig.window(ci, a, b)
         if wt.size == 0:
             continue
         c = np.searchsorted(wt, ts)
