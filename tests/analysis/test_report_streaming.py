@@ -76,6 +76,24 @@ def test_locked_windows_equal_indexing_the_whole_channel(chunked):
     np.testing.assert_allclose(got["bp"][inner], ref, rtol=0, atol=1e-3 * scale)
 
 
+def test_locked_moments_equal_numpy_over_the_whole_channel(chunked, monkeypatch):
+    path, t, x = chunked
+    sig = load_recording(path).signals[0]
+    monkeypatch.setattr(rs, "LOCKED_BATCH", 3)          # several batches
+    times = np.linspace(1001.0, 1118.0, 17)
+    nb, na = 50, 80
+    n, mom = rs.locked_moments(sig, 0, times, nb, na, {"a": lambda v: v, "b": lambda v: v},
+                               pad=0.0, remove={"a": "mean", "b": "baseline"})
+    seg = x[:, 0][np.searchsorted(t, times)[:, None] + np.arange(-nb, na + 1)[None, :]]
+    a = seg - seg.mean(axis=1, keepdims=True)
+    b = seg - seg[:, :nb].mean(axis=1, keepdims=True)
+    assert n == times.size
+    np.testing.assert_allclose(mom["a"][0], a.mean(0), rtol=1e-9, atol=1e-20)
+    np.testing.assert_allclose(mom["a"][1], a.std(0), rtol=1e-6)
+    np.testing.assert_allclose(mom["b"][0], b.mean(0), rtol=1e-9, atol=1e-20)
+    np.testing.assert_allclose(mom["b"][1], b.std(0), rtol=1e-6)
+
+
 def test_a_report_of_a_sim_recording_reads_no_stream_whole(tmp_path, monkeypatch):
     out = tmp_path / "s.xdf"
     subprocess.run([sys.executable, "-m", "engramloop", "sim", "--duration", "40", "--out",

@@ -25,7 +25,7 @@ from engramloop.analysis.report.signals import (
     WINDOWS_S,
     band_for,
     bandpass,
-    locked,
+    locked_moments,
     pad_s,
     phase_and_envelope,
     pick_channel,
@@ -67,33 +67,32 @@ def section_averages(rec: Recording, out: Path) -> Section:
             pe = phase_and_envelope(x, env_band, fs)
             return None if pe is None else pe[1]
 
-        kept, seg = locked(s, ci, times, n_before, n_after,
-                           {"raw": lambda x: x,
-                            "band": lambda x, fs=fs: bandpass(x, band, fs),
-                            "env": envelope},
-                           pad=pad_s((min(band[0], env_band[0]), 0.0)))
-        centers = kept
-        if centers.size == 0:
+        n_avg, mom = locked_moments(s, ci, times, n_before, n_after,
+                                    {"raw": lambda x: x,
+                                     "band": lambda x, fs=fs: bandpass(x, band, fs),
+                                     "env": envelope},
+                                    pad=pad_s((min(band[0], env_band[0]), 0.0)),
+                                    remove={"raw": "mean"})
+        if n_avg == 0:
             continue
         lag = np.arange(-n_before, n_after + 1) / s.rate_hz
         k, unit = uv_scale(s.units)
-        raw = seg["raw"] - np.mean(seg["raw"], axis=1, keepdims=True)
         fig = new_figure(9, 4.2)
         ax1, ax2 = fig.subplots(2, 1, sharex=True)
-        m, se = raw.mean(0) * k, raw.std(0) * k / math.sqrt(max(len(centers), 1))
+        m, se = mom["raw"][0] * k, mom["raw"][1] * k / math.sqrt(n_avg)
         ax1.fill_between(lag, m - se, m + se, color="0.8", lw=0)
         ax1.plot(lag, m, color="k", lw=1, label="raw mean +- SEM")
-        if seg["band"] is not None:
-            ax1.plot(lag, seg["band"].mean(0) * k, color=color_for(rhythm), lw=1,
+        if mom["band"] is not None:
+            ax1.plot(lag, mom["band"][0] * k, color=color_for(rhythm), lw=1,
                      label=f"{band[0]:g}-{band[1]:g} Hz mean")
         ax1.axvline(0, color="k", lw=0.5)
         ax1.set_ylabel(unit)
         ax1.legend(fontsize=7, loc="upper right")
-        ax1.set_title(f"{kind}-locked average on {s.channels[ci]} (n = {len(centers)})",
+        ax1.set_title(f"{kind}-locked average on {s.channels[ci]} (n = {n_avg})",
                       fontsize=10, loc="left")
-        if seg["env"] is not None:
-            env = seg["env"] * k
-            ax2.plot(lag, env.mean(0), color=color_for("spindle" if rhythm == "so" else rhythm))
+        if mom["env"] is not None:
+            ax2.plot(lag, mom["env"][0] * k,
+                     color=color_for("spindle" if rhythm == "so" else rhythm))
             ax2.set_ylabel(f"{env_band[0]:g}-{env_band[1]:g} Hz\nenvelope ({unit})")
         else:
             ax2.text(0.5, 0.5, "band above Nyquist or recording too short", ha="center",
@@ -102,12 +101,12 @@ def section_averages(rec: Recording, out: Path) -> Section:
         ax2.set_xlabel(f"time from the {kind} detections' {lock_name(evs)} time (s)")
         name = save(fig, out, f"eta-{slug(kind)}.png")
         sec.figures.append(FigureInfo(name, f"{kind}-locked average",
-                                      f"Average of the recording around {len(centers)} {kind} "
+                                      f"Average of the recording around {n_avg} {kind} "
                                       "detections (locked to the detector's peak time, else "
                                       "onset). Bottom: mean band envelope"
                                       + (" in the spindle band (SO-spindle coupling)."
                                          if rhythm == "so" else ".")))
-        rows.append((kind, s.channels[ci], len(evs), len(centers)))
+        rows.append((kind, s.channels[ci], len(evs), n_avg))
     if not sec.figures:
         sec.missing = "No detection lies far enough inside the recorded signal to average."
     sec.body = html_table(["kind", "channel", "detections", "averaged"], rows)

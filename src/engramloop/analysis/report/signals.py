@@ -145,7 +145,7 @@ Transform = Callable[[np.ndarray], "np.ndarray | None"]
 
 def locked(sig: Signal, ci: int, times: Sequence[float] | np.ndarray, n_before: int,
            n_after: int, transforms: dict[str, Transform], *, pad: float = 1.0,
-           max_span_s: float = 120.0) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
+           max_span_s: float = 30.0) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
     """Event-locked segments of channel ``ci``, read window by window.
 
     Each time ``t`` is locked to the first sample at or after it (index ``c``); the
@@ -202,6 +202,63 @@ def locked(sig: Signal, ci: int, times: Sequence[float] | np.ndarray, n_before: 
     out = {k: (np.concatenate(v) if v else np.empty((0, width))) if v is not None else None
            for k, v in parts.items()}
     return np.asarray(kept), out
+
+
+#: events whose windows are read and folded into the running sums at a time
+LOCKED_BATCH = 50
+
+
+def locked_moments(sig: Signal, ci: int, times: Sequence[float] | np.ndarray, n_before: int,
+                   n_after: int, transforms: dict[str, Transform], *, pad: float = 1.0,
+                   remove: dict[str, str] | None = None
+                   ) -> tuple[int, dict[str, tuple[np.ndarray, np.ndarray] | None]]:
+    """Mean and standard deviation of event-locked segments (as :func:`locked` cuts
+    them), folded in batches of :data:`LOCKED_BATCH` events so a night's events are never
+    all held.
+
+    Parameters
+    ----------
+    remove : dict of str to str, optional
+        Per transform, what to subtract from each segment first: ``"mean"`` (its own
+        mean) or ``"baseline"`` (the mean of its ``n_before`` samples before the event).
+
+    Returns
+    -------
+    n : int
+        Segments averaged.
+    out : dict of str to (mean, std), each shape (n_before + n_after + 1,)
+        None for a transform that returned None.
+    """
+    times = np.sort(np.asarray(times, dtype=float))
+    width = n_before + n_after + 1
+    remove = remove or {}
+    n = 0
+    acc: dict[str, list[np.ndarray] | None] = {k: [np.zeros(width), np.zeros(width)]
+                                               for k in transforms}
+    for b0 in range(0, times.size, LOCKED_BATCH):
+        _, got = locked(sig, ci, times[b0:b0 + LOCKED_BATCH], n_before, n_after, transforms,
+                        pad=pad)
+        m = 0
+        for name, seg in got.items():
+            if seg is None or acc[name] is None:
+                acc[name] = None
+                continue
+            if remove.get(name) == "mean":
+                seg = seg - seg.mean(axis=1, keepdims=True)
+            elif remove.get(name) == "baseline" and n_before:
+                seg = seg - seg[:, :n_before].mean(axis=1, keepdims=True)
+            acc[name][0] += seg.sum(0)
+            acc[name][1] += (seg ** 2).sum(0)
+            m = seg.shape[0]
+        n += m
+    out: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for name, a in acc.items():
+        if a is None or not n:
+            out[name] = None if a is None else (np.full(width, np.nan), np.full(width, np.nan))
+            continue
+        mean = a[0] / n
+        out[name] = (mean, np.sqrt(np.maximum(a[1] / n - mean ** 2, 0.0)))
+    return n, out
 
 
 class RunningSpectrogram:

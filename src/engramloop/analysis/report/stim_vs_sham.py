@@ -22,13 +22,10 @@ from engramloop.analysis.report.records import PulseRecord, memory_rows, numeric
 from engramloop.analysis.report.signals import (
     TARGET_PHASE,
     WINDOWS_S,
-    locked,
+    locked_moments,
     pick_channel,
     uv_scale,
 )
-
-#: pulses whose windows are read and summed at a time (bounds the memory of a night)
-LOCKED_BATCH = 200
 
 
 def section_stim_vs_sham(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Section:
@@ -56,22 +53,12 @@ def section_stim_vs_sham(rec: Recording, out: Path, pulses: list[PulseRecord]) -
         for c in conds:
             t = np.array([p.fire_s for p in pulses if p.condition == c and p.delivered
                           and p.target == target])
-            # running sums over batches of pulses: a night's pulses are not all held
-            n, acc, acc2 = 0, np.zeros(nb + na + 1), np.zeros(nb + na + 1)
-            t = np.sort(t)
-            for b0 in range(0, t.size, LOCKED_BATCH):
-                _, got = locked(s, ci, t[b0:b0 + LOCKED_BATCH], nb, na,
-                                {"raw": lambda x: x}, pad=0.0)
-                seg = got["raw"]
-                seg = seg - seg[:, :nb].mean(axis=1, keepdims=True)
-                n += seg.shape[0]
-                acc += seg.sum(0)
-                acc2 += (seg ** 2).sum(0)
+            # running sums over batches of pulses: a night's pulses are never all held
+            n, mom = locked_moments(s, ci, t, nb, na, {"raw": lambda x: x}, pad=0.0,
+                                    remove={"raw": "baseline"})
             if not n:
                 continue
-            m = acc / n
-            sd = np.sqrt(np.maximum(acc2 / n - m ** 2, 0.0))
-            m, se = m * k, sd * k / math.sqrt(n)
+            m, se = mom["raw"][0] * k, mom["raw"][1] * k / math.sqrt(n)
             ax.fill_between(lag, m - se, m + se, color=color_for(c), alpha=0.25, lw=0)
             ax.plot(lag, m, color=color_for(c), lw=1, label=f"{c} (n = {n})")
         ax.axvline(0, color="k", lw=0.5)
