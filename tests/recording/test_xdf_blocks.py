@@ -205,3 +205,38 @@ def test_span_is_the_first_and_last_stamp_blocks_give(tmp_path):
             t, _ = _concat(f, sid, synchronize=sync)
             np.testing.assert_allclose(f.span(sid, synchronize=sync), (t[0], t[-1]),
                                        rtol=0, atol=1e-9)
+
+
+def test_a_damaged_region_is_skipped_to_the_next_boundary_as_pyxdf_does(tmp_path):
+    """Garbage in the middle of a file (a bad sector, a botched copy): the chunks up to
+    it and from the next Boundary chunk on are read, as pyxdf reads them, and the damage
+    is named."""
+    rng = np.random.default_rng(5)
+    parts = [xdf.file_header("<engramloop/>"),
+             xdf.stream_header(1, name="raw", stream_type="EEG", channels=["a", "b"],
+                               rate_hz=100.0, channel_format="double64"),
+             xdf.stream_header(2, name="m", stream_type="Markers", channels=["m"],
+                               rate_hz=0.0, channel_format="string")]
+    for i in range(12):
+        t = 5.0 + (i * 20 + np.arange(20)) / 100.0
+        parts.append(xdf.numeric_samples(1, rng.normal(size=(20, 2)), t))
+        parts.append(xdf.string_samples(2, [f"m{i}"], [float(t[0])]))
+        if i % 3 == 2:
+            parts.append(xdf.boundary())
+    data = bytearray(b"".join(parts))
+    # garbage over the start of block 5's samples chunk (its header) and into the next
+    at = sum(len(p) for p in parts[:3 + 2 * 5 + 1])
+    data[at:at + 40] = bytes(range(200, 240))
+    path = tmp_path / "bad.xdf"
+    path.write_bytes(bytes(data))
+    f = XdfFile(path)
+    assert "damaged chunk" in f.damage and "boundary chunk" in f.damage
+    ref = _by_name(pyxdf.load_xdf(str(path), synchronize_clocks=False,
+                                  dejitter_timestamps=False)[0])
+    t, x = _concat(f, 1)
+    np.testing.assert_array_equal(t, ref["raw"]["time_stamps"])
+    np.testing.assert_array_equal(x, ref["raw"]["time_series"])
+    assert 0 < t.size < 240
+    tm, vals = f.markers(2)
+    np.testing.assert_array_equal(tm, ref["m"]["time_stamps"])
+    assert vals == ref["m"]["time_series"]

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from engramloop.recording.xdf import (
+    BOUNDARY_UUID,
     MAGIC,
     NUMERIC_FORMATS,
     TAG_CLOCK_OFFSET,
@@ -199,26 +200,57 @@ class XdfFile:
                                      "magic at byte 0)")
             off = 4
             while off < size:
-                f.seek(off)
-                head = f.read(11)
-                nb = head[0] if head else 0
-                if nb not in (1, 4, 8) or len(head) < 1 + nb + 2:
-                    self.damage = self._why(off, size, None)
+                why = self._read_chunk(f, off, size)
+                if isinstance(why, int):
+                    off = why
+                    continue
+                # a damaged region: resume after the next Boundary chunk, as the
+                # specification intends them for (pyxdf does the same)
+                nxt = self._next_boundary(f, off, size)
+                if nxt is None:
+                    self.damage = "; also ".join(filter(None, (self.damage, why)))
                     return
-                length = int.from_bytes(head[1:1 + nb], "little")
-                body = off + 1 + nb + 2          # content starts after the tag
-                end = off + 1 + nb + length
-                tag = struct.unpack_from("<H", head, 1 + nb)[0]
-                if length < 2 or end > size:
-                    self.damage = self._why(off, size, tag)
-                    return
-                try:
-                    self._chunk(f, tag, body, end)
-                except (ValueError, struct.error, UnicodeDecodeError) as exc:
-                    self.damage = (f"{self.path}: chunk (tag {tag}) at byte {off} cannot be "
-                                   f"parsed ({exc}); the file is read up to it")
-                    return
-                off = end
+                self.damage = "; also ".join(filter(None, (self.damage, (
+                    f"{self.path}: damaged chunk at byte {off}: bytes {off} to {nxt} are "
+                    "unreadable and their samples are lost; reading resumed at the boundary "
+                    "chunk after them"))))
+                off = nxt
+
+    def _read_chunk(self, f, off: int, size: int) -> int | str:
+        """Index the chunk at ``off``: the offset after it, or why it cannot be read."""
+        f.seek(off)
+        head = f.read(11)
+        nb = head[0] if head else 0
+        if nb not in (1, 4, 8) or len(head) < 1 + nb + 2:
+            return self._why(off, size, None)
+        length = int.from_bytes(head[1:1 + nb], "little")
+        body = off + 1 + nb + 2          # content starts after the tag
+        end = off + 1 + nb + length
+        tag = struct.unpack_from("<H", head, 1 + nb)[0]
+        if length < 2 or end > size:
+            return self._why(off, size, tag)
+        try:
+            self._chunk(f, tag, body, end)
+        except (ValueError, struct.error, UnicodeDecodeError, IndexError) as exc:
+            return (f"{self.path}: chunk (tag {tag}) at byte {off} cannot be parsed ({exc}); "
+                    "the file is read up to it")
+        return end
+
+    def _next_boundary(self, f, off: int, size: int) -> int | None:
+        """The byte after the next Boundary chunk's UUID past ``off`` (None if none)."""
+        pos, tail = off + 1, b""
+        f.seek(pos)
+        while pos < size:
+            buf = f.read(1 << 20)
+            if not buf:
+                break
+            data = tail + buf
+            i = data.find(BOUNDARY_UUID)
+            if i >= 0:
+                return pos - len(tail) + i + len(BOUNDARY_UUID)
+            tail = data[-(len(BOUNDARY_UUID) - 1):]
+            pos += len(buf)
+        return None
 
     def _why(self, off: int, size: int, tag: int | None) -> str:
         tag_text = f" (tag {tag})" if tag is not None else ""
@@ -239,6 +271,10 @@ class XdfFile:
                 self._string_samples(info, f.read(end - body))
                 return
             n, at = _varlen(head, 4)
+            vb = info.dtype.itemsize * info.channel_count
+            if not n * (1 + vb) <= end - body - at <= n * (9 + vb):
+                raise ValueError(f"{n} samples of {vb} bytes cannot fill {end - body - at} "
+                                 "bytes")
             c = self._chunks.setdefault(sid, _Chunks())
             first = math.nan
             if n and at < len(head) and head[at] == 8 and at + 9 <= len(head):
@@ -276,7 +312,8 @@ class XdfFile:
         n, at = _varlen(content, 4)
         tdiff = 1.0 / info.rate_hz if info.rate_hz > 0 else 0.0
         last = self._last_t.get(sid, 0.0)
-        ts, vals = self._markers.setdefault(sid, ([], []))
+        ts: list[float] = []          # decoded here, kept only if the chunk parses
+        vals: list[list[str]] = []
         for _ in range(n):
             flag = content[at]
             if flag == 8:
@@ -294,6 +331,9 @@ class XdfFile:
                 at += k
             ts.append(last)
             vals.append(row)
+        got_t, got_v = self._markers.setdefault(sid, ([], []))
+        got_t.extend(ts)
+        got_v.extend(vals)
         self._last_t[sid] = last
 
     # ------------------------------------------------------------------ what it found
