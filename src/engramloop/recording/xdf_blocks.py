@@ -637,9 +637,11 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
             x[1:] = rec["v"]
             return t0 + tdiff * np.arange(rest + 1), x, full + rest * bare, rest + 1, \
                 (t0, rest)
-    # mixed layout: record by record
-    t = np.empty(want)
-    x = np.empty((want, nch), dtype=vdt.newbyteorder("="))
+    # mixed layout: walk it run by run -- a stamped record, or a run of omitted ones
+    # found with one strided look at their flag bytes -- so a layout that writes a stamp
+    # every so often costs a loop step per stamp, not per sample
+    starts: list[np.ndarray] = []
+    t_parts: list[np.ndarray] = []
     at = got = 0
     last, since = anchor
     while got < want and at < len(raw):
@@ -648,19 +650,29 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
             if at + full > len(raw):
                 break
             last, since = struct.unpack_from("<d", raw, at + 1)[0], 0
-            at += 9
-        elif flag == 0:
-            if at + bare > len(raw):
-                break
-            since += 1
-            at += 1
-        else:
+            starts.append(np.array([at + 9]))
+            t_parts.append(np.array([last]))
+            at += full
+            got += 1
+            continue
+        if flag != 0:
             raise XdfFormatError(f"TimestampBytes {flag} (0 or 8 expected)")
-        t[got] = last + tdiff * since
-        x[got] = np.frombuffer(raw, dtype=vdt, count=nch, offset=at)
-        at += vb
-        got += 1
-    return t[:got], x[:got], at, got, (last, since)
+        k = min(want - got, (len(raw) - at) // bare)
+        if k <= 0:
+            break
+        stop = np.flatnonzero(buf[at:at + k * bare:bare] != 0)
+        k = int(stop[0]) if stop.size else k
+        starts.append(at + 1 + bare * np.arange(k))
+        t_parts.append(last + tdiff * np.arange(since + 1, since + k + 1))
+        since += k
+        at += k * bare
+        got += k
+    if not got:
+        return np.empty(0), np.empty((0, nch), dtype=vdt.newbyteorder("=")), 0, 0, anchor
+    first_byte = np.concatenate(starts)
+    x = buf[first_byte[:, None] + np.arange(vb)[None, :]].copy().view(vdt)
+    return np.concatenate(t_parts), x.reshape(got, nch).astype(vdt.newbyteorder("=")), at, \
+        got, (last, since)
 
 
 __all__ = ["XdfFile", "StreamInfo", "XdfFormatError", "BLOCK_SAMPLES", "BREAK_S",
