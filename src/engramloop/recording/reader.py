@@ -21,7 +21,6 @@ stream's span and count from its footer without decoding any sample.
 from __future__ import annotations
 
 import json
-import struct
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from engramloop.recording.schema import marker_kind
-from engramloop.recording.xdf import MAGIC, TAG_STREAM_FOOTER, TAG_STREAM_HEADER
 from engramloop.recording.xdf_blocks import StreamInfo, XdfFile, XdfFormatError
 
 
@@ -45,30 +43,12 @@ class RecordingDamageWarning(UserWarning):
 
 
 def cut_off(path: str | Path) -> str:
-    """Why ``path`` is damaged at its end, or "" when it ends on a chunk boundary.
-
-    Walks the chunk headers (``[NumLengthBytes][Length][Tag]``, XDF 1.0) without decoding
-    any content. pyxdf drops a chunk that the file's end cuts through and only logs it.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        off = len(MAGIC)
-        while off < size:
-            f.seek(off)
-            head = f.read(1)
-            nb = head[0] if head else 0
-            raw = f.read(nb) if nb in (1, 4, 8) else b""
-            length = int.from_bytes(raw, "little")
-            tag = f.read(2)
-            tag_text = f" (tag {int.from_bytes(tag, 'little')})" if len(tag) == 2 else ""
-            if nb not in (1, 4, 8) or len(raw) < nb or length < 2 \
-                    or off + 1 + nb + length > size:
-                return (f"{path}: recording cut off inside a chunk{tag_text} starting at "
-                        f"byte {off} of {size}: the last {size - off} bytes are unreadable "
-                        f"and that chunk's samples are lost; everything before it is read")
-            off += 1 + nb + length
-    return ""
+    """Why ``path`` is damaged (cut off inside a chunk, or a damaged region skipped to the
+    next boundary chunk), naming the byte; "" when it reads to its end."""
+    try:
+        return XdfFile(path).damage
+    except XdfFormatError as exc:
+        raise RecordingReadError(str(exc)) from None
 
 
 @dataclass
@@ -328,7 +308,7 @@ class StreamSummary:
 
 def footers(path: str | Path) -> list[StreamSummary]:
     """Every stream's name, format, first/last timestamp and sample count from its header
-    and footer, skipping the sample chunks (a file cut off before its footers -- a killed
+    and footer, without decoding a sample (a file cut off before its footers -- a killed
     process -- gives ``has_footer=False`` for the streams that lack one).
 
     Raises
@@ -336,49 +316,18 @@ def footers(path: str | Path) -> list[StreamSummary]:
     RecordingReadError
         No XDF magic.
     """
-    import re
-
-    def tag(xml: str, name: str) -> str:
-        m = re.search(rf"<{name}>(.*?)</{name}>", xml, re.S)
-        return m.group(1).strip() if m else ""
-
-    path = Path(path)
-    found: dict[int, StreamSummary] = {}
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        if f.read(4) != MAGIC:
-            raise RecordingReadError(f"{path}: not a readable XDF file (no 'XDF:' magic at byte 0)")
-        off = 4
-        while off < size:
-            f.seek(off)
-            nb = f.read(1)
-            if not nb or nb[0] not in (1, 4, 8):
-                break
-            raw = f.read(nb[0])
-            if len(raw) < nb[0]:
-                break
-            length = int.from_bytes(raw, "little")
-            body = off + 1 + nb[0]
-            if length < 2 or body + length > size:
-                break
-            t = struct.unpack("<H", f.read(2))[0]
-            if t in (TAG_STREAM_HEADER, TAG_STREAM_FOOTER):
-                content = f.read(length - 2)
-                sid = struct.unpack("<I", content[:4])[0]
-                xml = content[4:].decode("utf-8", "replace")
-                if t == TAG_STREAM_HEADER:
-                    found[sid] = StreamSummary(sid, tag(xml, "name"), tag(xml, "channel_format"))
-                elif sid in found:
-                    s = found[sid]
-                    try:
-                        found[sid] = StreamSummary(
-                            sid, s.name, s.channel_format, float(tag(xml, "first_timestamp")),
-                            float(tag(xml, "last_timestamp")), int(tag(xml, "sample_count")),
-                            True)
-                    except ValueError:
-                        pass
-            off = body + length
-    return list(found.values())
+    try:
+        f = XdfFile(path)
+    except XdfFormatError as exc:
+        raise RecordingReadError(str(exc)) from None
+    out = []
+    for info in f.streams.values():
+        foot = info.footer
+        out.append(StreamSummary(info.stream_id, info.name, info.channel_format,
+                                 foot["first_timestamp"], foot["last_timestamp"],
+                                 foot["sample_count"], True) if foot else
+                   StreamSummary(info.stream_id, info.name, info.channel_format))
+    return out
 
 
 __all__ = ["read", "open_file", "signal_stream", "marker_records", "stream_rate",
