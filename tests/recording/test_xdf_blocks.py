@@ -161,6 +161,13 @@ def test_a_seek_starts_at_or_before_the_time_and_equals_the_whole_read(tmp_path,
         np.testing.assert_array_equal(xs, x[t.size - ts.size:])
         np.testing.assert_array_equal(ts, t[t.size - ts.size:])
     assert _concat(f, sid, start_s=float(t[-5]))[0].size < t.size
+    # synchronised (clock offsets, dejittering) the same way
+    t, x = _concat(f, sid, synchronize=True)
+    for at in (t[0], t[t.size // 2], t[-3]):
+        ts, xs = _concat(f, sid, synchronize=True, start_s=float(at), block_samples=16)
+        assert ts[0] <= at <= ts[-1] and ts.size < t.size or at == t[0]
+        np.testing.assert_array_equal(ts, t[t.size - ts.size:])
+        np.testing.assert_array_equal(xs, x[t.size - ts.size:])
 
 
 def test_not_xdf_is_one_line(tmp_path):

@@ -395,8 +395,9 @@ class XdfFile:
             At most this many samples per block (a chunk is never merged with the next,
             a large one is split).
         start_s : float, optional
-            Skip the chunks that end before this time (a seek, for windows late in the
-            night); the first block may still start earlier.
+            Skip what lies before this time (a seek, for windows late in the night): to
+            the sample for the uniform stamp layouts, else to the chunk; the first block
+            may still start earlier.
 
         Yields
         ------
@@ -414,6 +415,8 @@ class XdfFile:
         if start_s is not None and not synchronize:
             first = self._seek(c, start_s)
             within = self._seek_within(stream_id, first, start_s)
+        elif start_s is not None:
+            first = self._seek_synchronized(stream_id, start_s)
         idx0 = int(sum(c.n[:first]))
         gen = self._decode(stream_id, first, len(c.n), block_samples, within)
         if not synchronize:
@@ -441,6 +444,21 @@ class XdfFile:
                     break
                 best = k
         return best
+
+    def _seek_synchronized(self, sid: int, start_s: float) -> int:
+        """The last chunk whose first sample's synchronised time is at or before
+        ``start_s`` (0 if none), from the dejittering line (no decoding)."""
+        c = self._chunks[sid]
+        c0, c1, segs = self._sync_timing(sid)
+        first_idx = np.concatenate(([0], np.cumsum(c.n)[:-1]))
+        if segs is not None:
+            s = np.searchsorted(segs[0], first_idx, side="right") - 1
+            t = segs[1][s] + segs[2][s] * (first_idx - segs[0][s])
+        else:
+            raw = np.asarray(c.first_t)
+            t = raw + (c0 + c1 * raw)
+        ok = np.flatnonzero(np.isfinite(t) & (t <= start_s))
+        return int(ok[-1]) if ok.size else 0
 
     def _seek_within(self, sid: int, k: int, start_s: float
                      ) -> tuple[int, int, tuple[float, int]] | None:
