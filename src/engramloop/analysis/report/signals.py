@@ -166,6 +166,8 @@ def locked(sig: Signal, ci: int, times: Sequence[float] | np.ndarray, n_before: 
     times = times[np.isfinite(times)]
     fs = sig.rate_hz
     width = n_before + n_after + 1
+    if not fs > 0:                      # no rate: no sample-locked segment to cut
+        return np.empty(0), {k: np.empty((0, width)) for k in transforms}
     # two samples more on each side: a window inside the recording always has the
     # samples its segment needs, one cut by the recording's edge only where the
     # recording lacks them (as if the whole channel were indexed)
