@@ -29,6 +29,7 @@ from engramloop.core.chunk import Chunk
 from engramloop.core.events import Event
 from engramloop.core.extras import require
 from engramloop.core.schema import build
+from engramloop.recording import reader
 
 __all__ = ["EVENT_COLUMNS", "PULSE_COLUMNS", "ANNOTATION_COLUMNS", "Recording",
            "RecordingError", "SignalStream", "detect_ripples", "detect_slow_oscillations",
@@ -490,7 +491,6 @@ def read_recording(path: str | Path) -> Recording:
         If the file is missing or is not a readable XDF file.
     """
     from engramloop.analysis.report import ReportError, load_recording
-    from engramloop.recording import reader
 
     try:
         rec = load_recording(path)      # markers, config; refuses a damaged file
