@@ -74,6 +74,18 @@ def test_locked_windows_equal_indexing_the_whole_channel(chunked):
     ref = whole[np.searchsorted(t, kept[inner])[:, None] + np.arange(-nb, na + 1)[None, :]]
     scale = np.abs(ref).max()
     np.testing.assert_allclose(got["bp"][inner], ref, rtol=0, atol=1e-3 * scale)
+    # the phase at a moment (the phase section): scipy's filter and Hilbert transform of
+    # the whole channel, within a degree
+    kept, got = rs.locked(sig, 1, times, 0, 0,
+                          {"ph": lambda v: rs.phase_and_envelope(v, band, 250.0)[0]},
+                          pad=rs.pad_s(band))
+    from scipy.signal import hilbert
+
+    whole = np.degrees(np.angle(hilbert(rs.bandpass(x[:, 1], band, 250.0))))
+    inner = (kept > 1000.0 + 2) & (kept < 1120.0 - 2)
+    want = whole[np.searchsorted(t, kept[inner])]
+    err = (got["ph"][inner, 0] - want + 180.0) % 360.0 - 180.0
+    assert inner.sum() >= 4 and np.abs(err).max() < 1.0
 
 
 def test_locked_moments_equal_numpy_over_the_whole_channel(chunked, monkeypatch):
