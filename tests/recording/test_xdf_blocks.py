@@ -91,8 +91,8 @@ def test_hand_written_file_decodes_as_pyxdf_does(tmp_path, block):
         assert x.dtype == np.dtype(dt).newbyteorder("=")
         np.testing.assert_array_equal(x, r["time_series"])
         np.testing.assert_array_equal(x, written[sid])
-        # omitted stamps: previous + 1/rate (pyxdf adds it sample by sample)
-        np.testing.assert_allclose(t, r["time_stamps"], rtol=0, atol=1e-9)
+        # omitted stamps: previous + 1/rate, summed sample by sample as pyxdf does
+        np.testing.assert_array_equal(t, r["time_stamps"])
         assert f.sample_count(sid) == x.shape[0]
     t, vals = f.markers(9)
     np.testing.assert_array_equal(t, ref["marks"]["time_stamps"])
@@ -179,10 +179,11 @@ def test_not_xdf_is_one_line(tmp_path):
         XdfFile(bad)
 
 
-@pytest.mark.parametrize("stamps", ["every", "first"])
+@pytest.mark.parametrize("stamps", ["every", "first", "every 100th"])
 def test_a_seek_inside_one_big_chunk_lands_on_the_sample(tmp_path, stamps):
-    """`engramloop sim` writes its whole signal as one chunk: a seek lands inside it (a
-    bisection on the stamps, or arithmetic when only the first stamp is written)."""
+    """`engramloop sim` writes its signal in a few big chunks: a seek lands inside one (a
+    bisection on the stamps, arithmetic when only the first stamp is written, else at the
+    last stamped sample before the time -- the recorder stamps one every few seconds)."""
     path = tmp_path / "one.xdf"
     n = 5000
     t = 7.0 + np.arange(n) / 1000.0
@@ -191,15 +192,18 @@ def test_a_seek_inside_one_big_chunk_lands_on_the_sample(tmp_path, stamps):
         f.write(xdf.file_header("<engramloop/>"))
         f.write(xdf.stream_header(1, name="raw", stream_type="EEG", channels=["a", "b"],
                                   rate_hz=1000.0, channel_format="float32"))
-        f.write(_samples(1, x, [float(v) if stamps == "every" or i == 0 else None
+        f.write(_samples(1, x, [float(v) if stamps == "every" or i == 0
+                                or (stamps == "every 100th" and i % 100 == 0) else None
                                 for i, v in enumerate(t)]))
     f = XdfFile(path)
     ref = pyxdf.load_xdf(str(path), dejitter_timestamps=False)[0][0]
     for at in (7.0, 7.0004, 8.2345, 11.999, 50.0):
         ts, xs = _concat(f, 1, start_s=at, block_samples=300)
         k = max(int(np.searchsorted(ref["time_stamps"], at, side="right")) - 1, 0)
+        if stamps == "every 100th":                     # from the stamp before
+            k = k // 100 * 100
         assert ts.size == n - k
-        np.testing.assert_allclose(ts, ref["time_stamps"][k:], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(ts, ref["time_stamps"][k:])
         np.testing.assert_array_equal(xs, ref["time_series"][k:])
 
 

@@ -189,6 +189,7 @@ class XdfFile:
         self._markers: dict[int, tuple[list[float], list[list[str]]]] = {}
         self._last_t: dict[int, float] = {}     # stamp carry while decoding markers
         self._timing: dict[int, tuple] = {}
+        self._stamped: dict[tuple[int, int], tuple] = {}
         self._scan()
 
     # ------------------------------------------------------------------ the one pass
@@ -461,8 +462,8 @@ class XdfFile:
         return int(ok[-1]) if ok.size else 0
 
     def _seek_within(self, sid: int, k: int, start_s: float
-                     ) -> tuple[int, int, tuple[float, int]] | None:
-        """Where in chunk ``k`` (record ``j``, its byte position, the stamp anchor) the
+                     ) -> tuple[int, int, float] | None:
+        """Where in chunk ``k`` (record ``j``, its byte position, the previous stamp) the
         last sample at or before ``start_s`` lies, for the two uniform layouts (every
         stamp written: a bisection on the stamps; only the first written: arithmetic);
         None for others (decoding then starts at the chunk)."""
@@ -486,13 +487,58 @@ class XdfFile:
                         lo = mid
                     else:
                         hi = mid - 1
-            return lo, pos + lo * full, (0.0, 0)
+            return lo, pos + lo * full, 0.0
         if end - pos == full + (n - 1) * bare and info.rate_hz > 0:
             j = min(int((start_s - t0) * info.rate_hz), n - 1)
             if j < 1:
                 return None
-            return j, pos + full + (j - 1) * bare, (t0, j - 1)
-        return None
+            # the stamp of record j - 1 as a reader deduces it: j - 1 sequential steps
+            return j, pos + full + (j - 1) * bare, float(_deduce(t0, 1.0 / info.rate_hz,
+                                                                 j - 1)[-1]) if j > 1 else t0
+        # any other layout: the chunk's stamped records (walked once, then kept), and
+        # decoding starts at the last one at or before the time
+        idx, at, stamps = self._stamped_records(sid, k)
+        i = int(np.searchsorted(stamps, start_s, side="right")) - 1
+        if i <= 0:
+            return None
+        return int(idx[i]), int(at[i]), 0.0
+
+    def _stamped_records(self, sid: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Record index, byte position and stamp of every stamped record in chunk ``k``
+        (found run by run from the flag bytes; the values are not decoded)."""
+        key = (sid, k)
+        if key not in self._stamped:
+            c = self._chunks[sid]
+            info = self.streams[sid]
+            vb = info.dtype.itemsize * info.channel_count
+            full, bare = 9 + vb, 1 + vb
+            with open(self.path, "rb") as f:
+                f.seek(c.pos[k])
+                raw = f.read(c.end[k] - c.pos[k])
+            buf = np.frombuffer(raw, dtype=np.uint8)
+            idx, pos, stamps = [], [], []
+            at = j = 0
+            while j < c.n[k] and at < len(raw):
+                if raw[at] == 8:
+                    idx.append(j)
+                    pos.append(at)
+                    stamps.append(struct.unpack_from("<d", raw, at + 1)[0])
+                    at += full
+                    j += 1
+                    continue
+                m = min(c.n[k] - j, (len(raw) - at) // bare)
+                if m <= 0:
+                    break
+                stop = np.flatnonzero(buf[at:at + m * bare:bare] != 0)
+                m = int(stop[0]) if stop.size else m
+                if m == 0:
+                    break                      # a bad flag: decoding will name it
+                at += m * bare
+                j += m
+            self._stamped[key] = (np.array(idx, dtype=np.int64),
+                                  c.pos[k] + np.array(pos, dtype=np.int64),
+                                  np.array(stamps))
+        return self._stamped[key]
 
     def _resume_chunk(self, c: _Chunks, k: int) -> int:
         """Chunk ``k``, or the nearest earlier one whose first stamp is written (decoding
@@ -502,7 +548,7 @@ class XdfFile:
         return k
 
     def _decode(self, sid: int, k0: int, k1: int, block: int,
-                within: tuple[int, int, tuple[float, int]] | None = None
+                within: tuple[int, int, float] | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Chunks ``k0`` to ``k1 - 1`` of a numeric stream, in blocks of at most
         ``block`` samples (from record ``within[0]`` of chunk ``k0`` when given)."""
@@ -516,21 +562,21 @@ class XdfFile:
         # a seek into a chunk whose first stamp is omitted starts at an earlier one
         k_start = self._resume_chunk(c, k0)
         skip = int(sum(c.n[k_start:k0]))
-        # an omitted stamp is the last written one plus k periods (computed from the
-        # anchor, not summed, so the result does not depend on the block size)
-        anchor = (0.0, 0)   # the specification's start for a first stamp that is omitted
+        # an omitted stamp is the previous sample's plus one period, summed sample after
+        # sample (as the specification's readers do, and as the writer checked it)
+        last = 0.0          # the specification's start for a first stamp that is omitted
         with open(self.path, "rb") as f:
             for k in range(k_start, k1):
                 pos, end, n = c.pos[k], c.end[k], c.n[k]
                 done = 0
                 if within is not None and k == k0 == k_start:
-                    done, pos, anchor = within
+                    done, pos, last = within
                 while done < n:
                     want = min(block, n - done)
                     f.seek(pos)
                     raw = f.read(min(want * (9 + vb), end - pos))
-                    t, x, used, got, anchor = _records(raw, want, vdt, nch, vb, tdiff,
-                                                       anchor)
+                    t, x, used, got, last = _records(raw, want, vdt, nch, vb, tdiff,
+                                                     last)
                     if got == 0:
                         raise XdfFormatError(f"{self.path}: samples chunk at byte {pos} "
                                              "cannot be decoded")
@@ -616,14 +662,23 @@ def _merge(s: list[float], i: np.ndarray, t: np.ndarray) -> None:
     s[0] = n
 
 
+def _deduce(last: float, tdiff: float, k: int) -> np.ndarray:
+    """The stamps of ``k`` samples without one after a sample at ``last``: each the
+    previous plus ``tdiff``, summed left to right in double precision (what pyxdf and
+    the MATLAB reader compute, sample after sample; ``numpy.add.accumulate`` is the same
+    sequential sum)."""
+    seq = np.full(k + 1, tdiff)
+    seq[0] = last
+    return np.add.accumulate(seq)[1:]
+
+
 def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: float,
-             anchor: tuple[float, int]
-             ) -> tuple[np.ndarray, np.ndarray, int, int, tuple[float, int]]:
+             last: float) -> tuple[np.ndarray, np.ndarray, int, int, float]:
     """Decode up to ``want`` sample records from the start of ``raw``.
 
-    ``anchor`` is (last written stamp, samples since it). Returns stamps (an omitted one
-    is the anchor plus ``tdiff`` per sample since it), values, bytes used, records
-    decoded and the anchor after them. Three layouts are decoded with
+    ``last`` is the previous sample's stamp. Returns stamps (an omitted one deduced by
+    :func:`_deduce`), values, bytes used, records decoded and the last stamp. Three
+    layouts are decoded with
     strided views (every stamp written; none; only the first); anything else record by
     record.
     """
@@ -635,14 +690,14 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
                                                  ("v", vdt, (nch,))]), count=want)
         t = rec["t"].astype(np.float64)
         return t, rec["v"].astype(vdt.newbyteorder("="), copy=True), want * full, want, \
-            (float(t[-1]), 0)
+            float(t[-1])
     n_bare = min(want, len(raw) // bare)
     if n_bare and raw[0] == 0 and np.all(buf[0:n_bare * bare:bare] == 0):
         rec = np.frombuffer(raw, dtype=np.dtype([("nb", "u1"), ("v", vdt, (nch,))]),
                             count=n_bare)
-        t = anchor[0] + tdiff * np.arange(anchor[1] + 1, anchor[1] + n_bare + 1)
+        t = _deduce(last, tdiff, n_bare)
         return t, rec["v"].astype(vdt.newbyteorder("="), copy=True), n_bare * bare, \
-            n_bare, (anchor[0], anchor[1] + n_bare)
+            n_bare, float(t[-1])
     if raw and raw[0] == 8 and len(raw) >= full:
         rest = min(want - 1, (len(raw) - full) // bare)
         if np.all(buf[full:full + rest * bare:bare] == 0):
@@ -653,21 +708,21 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
             x = np.empty((rest + 1, nch), dtype=vdt.newbyteorder("="))
             x[0] = first
             x[1:] = rec["v"]
-            return t0 + tdiff * np.arange(rest + 1), x, full + rest * bare, rest + 1, \
-                (t0, rest)
+            t = np.concatenate(([t0], _deduce(t0, tdiff, rest)))
+            return t, x, full + rest * bare, rest + 1, float(t[-1])
     # mixed layout: walk it run by run -- a stamped record, or a run of omitted ones
     # found with one strided look at their flag bytes -- so a layout that writes a stamp
     # every so often costs a loop step per stamp, not per sample
     starts: list[np.ndarray] = []
     t_parts: list[np.ndarray] = []
     at = got = 0
-    last, since = anchor
+    start_last = last
     while got < want and at < len(raw):
         flag = raw[at]
         if flag == 8:
             if at + full > len(raw):
                 break
-            last, since = struct.unpack_from("<d", raw, at + 1)[0], 0
+            last = struct.unpack_from("<d", raw, at + 1)[0]
             starts.append(np.array([at + 9]))
             t_parts.append(np.array([last]))
             at += full
@@ -681,16 +736,17 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
         stop = np.flatnonzero(buf[at:at + k * bare:bare] != 0)
         k = int(stop[0]) if stop.size else k
         starts.append(at + 1 + bare * np.arange(k))
-        t_parts.append(last + tdiff * np.arange(since + 1, since + k + 1))
-        since += k
+        if k:
+            t_parts.append(_deduce(last, tdiff, k))
+            last = float(t_parts[-1][-1])
         at += k * bare
         got += k
     if not got:
-        return np.empty(0), np.empty((0, nch), dtype=vdt.newbyteorder("=")), 0, 0, anchor
+        return np.empty(0), np.empty((0, nch), dtype=vdt.newbyteorder("=")), 0, 0, start_last
     first_byte = np.concatenate(starts)
     x = buf[first_byte[:, None] + np.arange(vb)[None, :]].copy().view(vdt)
     return np.concatenate(t_parts), x.reshape(got, nch).astype(vdt.newbyteorder("=")), at, \
-        got, (last, since)
+        got, last
 
 
 __all__ = ["XdfFile", "StreamInfo", "XdfFormatError", "BLOCK_SAMPLES", "BREAK_S",
