@@ -711,20 +711,21 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
             t = np.concatenate(([t0], _deduce(t0, tdiff, rest)))
             return t, x, full + rest * bare, rest + 1, float(t[-1])
     # mixed layout: walk it run by run -- a stamped record, or a run of omitted ones
-    # found with one strided look at their flag bytes -- so a layout that writes a stamp
-    # every so often costs a loop step per stamp, not per sample
-    starts: list[np.ndarray] = []
-    t_parts: list[np.ndarray] = []
+    # found with one strided look at their flag bytes and copied through one strided
+    # view -- so a layout that writes a stamp every so often costs a loop step per stamp,
+    # not per sample
+    bare_dt = np.dtype([("nb", "u1"), ("v", vdt, (nch,))])
+    t = np.empty(want)
+    x = np.empty((want, nch), dtype=vdt.newbyteorder("="))
     at = got = 0
-    start_last = last
     while got < want and at < len(raw):
         flag = raw[at]
         if flag == 8:
             if at + full > len(raw):
                 break
             last = struct.unpack_from("<d", raw, at + 1)[0]
-            starts.append(np.array([at + 9]))
-            t_parts.append(np.array([last]))
+            t[got] = last
+            x[got] = np.frombuffer(raw, dtype=vdt, count=nch, offset=at + 9)
             at += full
             got += 1
             continue
@@ -735,18 +736,12 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
             break
         stop = np.flatnonzero(buf[at:at + k * bare:bare] != 0)
         k = int(stop[0]) if stop.size else k
-        starts.append(at + 1 + bare * np.arange(k))
-        if k:
-            t_parts.append(_deduce(last, tdiff, k))
-            last = float(t_parts[-1][-1])
+        t[got:got + k] = _deduce(last, tdiff, k)
+        last = float(t[got + k - 1])
+        x[got:got + k] = np.frombuffer(raw, dtype=bare_dt, count=k, offset=at)["v"]
         at += k * bare
         got += k
-    if not got:
-        return np.empty(0), np.empty((0, nch), dtype=vdt.newbyteorder("=")), 0, 0, start_last
-    first_byte = np.concatenate(starts)
-    x = buf[first_byte[:, None] + np.arange(vb)[None, :]].copy().view(vdt)
-    return np.concatenate(t_parts), x.reshape(got, nch).astype(vdt.newbyteorder("=")), at, \
-        got, last
+    return t[:got], x[:got], at, got, last
 
 
 __all__ = ["XdfFile", "StreamInfo", "XdfFormatError", "BLOCK_SAMPLES", "BREAK_S",
