@@ -8,8 +8,9 @@ channels, 13-Hz spindle bursts added to Cz/C3/C4 at the truth times, and the mar
 streams a closed-loop night writes -- a hypnogram (90-min cycles) and spindle/SO truth in
 engramloop.truth, detections in engramloop.events, SO up-state pulses (stim and sham
 alternating) in engramloop.pulses, governor approvals -- all written through the
-project's own writer (`controller.recorder.Recorder`), so the files have the writer's
-current layout (sample type, stamps). They are cached under ``--cache`` keyed by the
+project's own writer (`controller.recorder.Recorder`, the signal declared float32 as the
+simulator declares it), so the files have the writer's current layout (sample type,
+which samples keep a stamp). They are cached under ``--cache`` keyed by the
 writer's source, and reused.
 
 Each command runs in a fresh process started by a small parent that reports the child's
@@ -92,6 +93,8 @@ def make_recording(path: Path, hours: float, n_ch: int, fs: float, seed: int = 0
     n_chunk = int(chunk_s * fs)
     spindle_ch = [i for i, c in enumerate(chans) if c in ("Cz", "C3", "C4")] or [0]
     with Recorder(path, CONFIG, flush_interval_s=0.2) as rec:
+        # the noise is drawn in float32: declared as the simulator declares its samples
+        rec.add_signal_stream(channels=chans, rate_hz=fs, sample_format="float32")
         for st_on, st_off, st in stages:
             rec.write_marker("truth", t0 + st_on, {"kind": "stage", "stage": st,
                                                     "onset_s": t0 + st_on,
