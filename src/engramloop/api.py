@@ -29,6 +29,7 @@ from engramloop.core.chunk import Chunk
 from engramloop.core.events import Event
 from engramloop.core.extras import require
 from engramloop.core.schema import build
+from engramloop.recording import reader
 
 __all__ = ["EVENT_COLUMNS", "PULSE_COLUMNS", "ANNOTATION_COLUMNS", "Recording",
            "RecordingError", "SignalStream", "detect_ripples", "detect_slow_oscillations",
@@ -492,12 +493,15 @@ def read_recording(path: str | Path) -> Recording:
     from engramloop.analysis.report import ReportError, load_recording
 
     try:
-        rec = load_recording(path)
+        rec = load_recording(path)      # markers, config; refuses a damaged file
+        whole = reader.read(path, streams=[s.name for s in rec.signals])
     except ReportError as exc:
         raise RecordingError(str(exc)) from None
+    except reader.RecordingReadError as exc:
+        raise RecordingError(f"recording {exc}") from None
     signals = [SignalStream(s.name, tuple(s.channels), float(s.rate_hz), s.t,
-                            s.x * RECORDED_UNITS.get(s.units.strip().lower(), 1.0))
-               for s in rec.signals]
+                            s.x * RECORDED_UNITS.get((s.units or "V").strip().lower(), 1.0))
+               for s in whole.signals]
     events = [d for _, d in rec.markers.get("events", [])]
     pulses = _pulse_rows(rec.markers)
     truth = _truth_rows(rec.markers)

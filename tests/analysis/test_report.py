@@ -227,10 +227,10 @@ def test_sim_report_phase_matches_ground_truth(sim_report):
 
 
 def test_sim_report_forecast_series(sim_report):
-    from engramloop.analysis.report import _numeric_series
+    from engramloop.analysis.report import numeric_series
 
     xdf, _ = sim_report
-    series = _numeric_series(load_recording(xdf).markers["forecasts"])
+    series = numeric_series(load_recording(xdf).markers["forecasts"])
     assert set(series) == {"p_decay", "delta_strength", "per_memory[0]", "per_memory[1]"}
     t, v = series["p_decay"]
     assert np.allclose(t - T0, np.arange(10, 90, 10)) and np.allclose(v, 0.3 + (t - T0) / 500)
@@ -345,7 +345,9 @@ def test_engramloop_replay_of_an_edf_reports(tmp_path, capsys):
     rec = load_recording(xdf)
     assert rec.signals[0].channels == ("C3",) and rec.signals[0].rate_hz == 200.0
     # EDF microvolts arrive as volts
-    assert np.allclose(rec.signals[0].x[:, 0] * 1e6, uv[:rec.signals[0].t.size], atol=0.02)
+    _, x = rec.signals[0].window(0, -np.inf, np.inf)
+    assert rec.signals[0].n == x.size
+    assert np.allclose(x * 1e6, uv[:x.size], atol=0.02)
     spindles = [e for _, e in rec.markers["events"] if e.get("kind") == "spindle"]
     assert spindles
     assert main(["report", str(xdf), "--out", str(tmp_path / "rep"), "--quiet"]) == 0

@@ -1,22 +1,26 @@
 """The one reader of recordings: every XDF file that replay, score, sweep, report and
-training open goes through :func:`read` (the project's single ``pyxdf.load_xdf`` call),
-with one timestamp policy:
+training open goes through this module, on the project's own streaming XDF reader
+(:mod:`engramloop.recording.xdf_blocks`; pyxdf stays as the independent reference in the
+tests), with one timestamp policy:
 
 - **our recordings** (the file header carries ``<engramloop>``): timestamps exactly as
-  written -- host-clock stamps shared by signals and markers, so neither clock
-  synchronisation nor dejittering (either would move samples against markers);
-- **other writers** (LabRecorder, ...): pyxdf's clock synchronisation and dejittering (a
-  linear fit per segment, broken at real gaps) give the regular sample times replay needs.
+  written (an omitted stamp is the previous one plus one sample period) -- host-clock
+  stamps shared by signals and markers, so neither clock synchronisation nor
+  dejittering (either would move samples against markers);
+- **other writers** (LabRecorder, ...): clock synchronisation and dejittering as pyxdf
+  does them by default (a line through the clock offsets; a linear fit per segment,
+  broken at real gaps) give the regular sample times replay needs.
 
-:func:`read` with ``signals=False`` decodes only the marker streams: pyxdf skips the
-sample chunks of the others, which is what ``score`` needs (seconds, not minutes, for a
-long night). :func:`footers` gives each stream's span and count from its footer without
-decoding any sample.
+:func:`read` loads a whole file (small files, the API); :func:`open_file` gives the
+indexed file whose signal :meth:`~engramloop.recording.xdf_blocks.XdfFile.blocks`
+decodes block by block, which is what the offline paths that must not grow with the
+night use. ``read(..., signals=False)`` decodes only the marker streams, seeking past the
+sample chunks (seconds, not minutes, for a long night). :func:`footers` gives each
+stream's span and count from its footer without decoding any sample.
 """
 from __future__ import annotations
 
 import json
-import struct
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from engramloop.recording.schema import marker_kind
-from engramloop.recording.xdf import MAGIC, TAG_STREAM_FOOTER, TAG_STREAM_HEADER
+from engramloop.recording.xdf_blocks import StreamInfo, XdfFile, XdfFormatError
 
 
 class RecordingReadError(ValueError):
@@ -39,30 +43,12 @@ class RecordingDamageWarning(UserWarning):
 
 
 def cut_off(path: str | Path) -> str:
-    """Why ``path`` is damaged at its end, or "" when it ends on a chunk boundary.
-
-    Walks the chunk headers (``[NumLengthBytes][Length][Tag]``, XDF 1.0) without decoding
-    any content. pyxdf drops a chunk that the file's end cuts through and only logs it.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        off = len(MAGIC)
-        while off < size:
-            f.seek(off)
-            head = f.read(1)
-            nb = head[0] if head else 0
-            raw = f.read(nb) if nb in (1, 4, 8) else b""
-            length = int.from_bytes(raw, "little")
-            tag = f.read(2)
-            tag_text = f" (tag {int.from_bytes(tag, 'little')})" if len(tag) == 2 else ""
-            if nb not in (1, 4, 8) or len(raw) < nb or length < 2 \
-                    or off + 1 + nb + length > size:
-                return (f"{path}: recording cut off inside a chunk{tag_text} starting at "
-                        f"byte {off} of {size}: the last {size - off} bytes are unreadable "
-                        f"and that chunk's samples are lost; everything before it is read")
-            off += 1 + nb + length
-    return ""
+    """Why ``path`` is damaged (cut off inside a chunk, or a damaged region skipped to the
+    next boundary chunk), naming the byte; "" when it reads to its end."""
+    try:
+        return XdfFile(path).damage
+    except XdfFormatError as exc:
+        raise RecordingReadError(str(exc)) from None
 
 
 @dataclass
@@ -133,27 +119,13 @@ def first(d: Any, *keys: str) -> Any:
     return d
 
 
-def _raw_header(path: Path) -> bytes:
-    """The FileHeader chunk's XML bytes (empty when the first chunk is something else)."""
-    with open(path, "rb") as f:
-        if f.read(4) != MAGIC:
-            raise RecordingReadError(f"{path}: not a readable XDF file (no 'XDF:' magic at byte 0)")
-        nb = f.read(1)
-        if not nb or nb[0] not in (1, 4, 8):
-            return b""
-        length = int.from_bytes(f.read(nb[0]), "little")
-        if f.read(2) != b"\x01\x00":
-            return b""
-        return f.read(max(0, length - 2))
-
-
-def _engramloop_header(raw: bytes) -> tuple[int, str]:
+def engramloop_header(xml: str) -> tuple[int, str]:
     """(schema version, config text) from our FileHeader XML; version 1 when the file
     predates the version field."""
     import xml.etree.ElementTree as ET
 
     try:
-        root = ET.fromstring(raw.decode("utf-8", "replace"))
+        root = ET.fromstring(xml)
     except ET.ParseError:
         return 1, ""
     el = root.find("engramloop")
@@ -166,90 +138,159 @@ def _engramloop_header(raw: bytes) -> tuple[int, str]:
     return version, el.findtext("config") or ""
 
 
+def _xml_dict(el: Any) -> dict:
+    """An XML element as nested dicts of lists (``{"info": [{"name": ["x"]}]}``-style,
+    the shape :func:`first` walks)."""
+    out: dict = {}
+    for child in el:
+        out.setdefault(child.tag, []).append(_xml_dict(child) if len(child) else
+                                             (child.text or ""))
+    return out
+
+
+def header_dict(xml: str) -> dict:
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return {}
+    return {root.tag: [_xml_dict(root)]}
+
+
+def open_file(path: str | Path) -> tuple[XdfFile, bool]:
+    """The recording indexed for streaming (:class:`~engramloop.recording.xdf_blocks.XdfFile`)
+    and whether it is one of ours (timestamps kept as written; others are clock-
+    synchronised and dejittered by ``blocks(..., synchronize=True)``). A damaged end
+    is warned about (:class:`RecordingDamageWarning`).
+
+    Raises
+    ------
+    RecordingReadError
+        Missing file or no XDF magic.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordingReadError(f"{path}: no such recording")
+    try:
+        f = XdfFile(path)
+    except XdfFormatError as exc:
+        raise RecordingReadError(str(exc)) from None
+    if f.damage:
+        warnings.warn(f.damage, RecordingDamageWarning, stacklevel=3)
+    return f, "<engramloop>" in f.header_xml
+
+
+def signal_stream(f: XdfFile, info: StreamInfo, *, ours: bool) -> SignalStream:
+    """A whole numeric stream in memory, float64 (small files, tests and the API; the
+    offline paths that must stay bounded stream :meth:`XdfFile.blocks` instead)."""
+    ts, xs = [], []
+    for t, x in f.blocks(info.stream_id, synchronize=not ours):
+        ts.append(t)
+        xs.append(x.astype(np.float64, copy=False))
+    t = np.concatenate(ts) if ts else np.empty(0)
+    x = np.concatenate(xs) if xs else np.empty((0, info.channel_count))
+    return SignalStream(info.name, info.channels, stream_rate(info, t), info.units[0] if
+                        info.units else "", t, x, info.units)
+
+
+def stream_rate(info: StreamInfo, t: np.ndarray | None = None) -> float:
+    """The nominal rate, else the rate the stamps (or the footer) imply."""
+    if info.rate_hz > 0:
+        return info.rate_hz
+    if t is not None and t.size > 1 and t[-1] > t[0]:
+        return float((t.size - 1) / (t[-1] - t[0]))
+    foot = info.footer
+    if foot and foot.get("sample_count", 0) > 1 and \
+            foot["last_timestamp"] > foot["first_timestamp"]:
+        return (foot["sample_count"] - 1) / (foot["last_timestamp"] - foot["first_timestamp"])
+    return 0.0
+
+
+def marker_records(f: XdfFile, info: StreamInfo, *, ours: bool) -> list[tuple[float, dict]]:
+    """A string stream's samples as ``(t, dict)``: JSON objects decoded (a non-object
+    value as ``{"value": v}``, text that is not JSON as ``{"text": s}``), sorted by time."""
+    t, vals = f.markers(info.stream_id, synchronize=not ours)
+    rows = []
+    for tt, values in zip(t, vals, strict=True):
+        text = values[0] if values else ""
+        try:
+            obj = json.loads(text)
+        except (TypeError, ValueError):
+            obj = {"text": str(text)}
+        rows.append((float(tt), obj if isinstance(obj, dict) else {"value": obj}))
+    rows.sort(key=lambda r: r[0])
+    return rows
+
+
 def read(path: str | Path, *, signals: bool = True,
          streams: Sequence[str] | None = None) -> Contents:
-    """Read a recording.
+    """Read a recording (everything in memory: for the bounded-memory offline paths use
+    :func:`open_file` and stream the signal).
 
     Parameters
     ----------
     signals : bool
-        False: decode only the marker (string) streams.
+        False: decode only the marker (string) streams; the signal chunks are seeked past.
     streams : sequence of str, optional
         Read only the streams with these names.
 
     Raises
     ------
     RecordingReadError
-        Missing file, no XDF magic, or content pyxdf cannot parse.
+        Missing file, no XDF magic.
     """
-    import pyxdf
-
-    path = Path(path)
-    if not path.is_file():
-        raise RecordingReadError(f"{path}: no such recording")
-    raw = _raw_header(path)
-    ours = b"<engramloop>" in raw
-    version, config_text = _engramloop_header(raw) if ours else (None, "")
-    select: list[int] | None = None
-    if streams is not None or not signals:
-        # stream ids from the headers (pyxdf's own name matching would parse every chunk)
-        want = set(streams or ())
-        select = [s.stream_id for s in footers(path)
-                  if (s.name in want if streams is not None else s.channel_format == "string")]
-    got: list = []
-    header: Any = {}
-    if select is None or select:
-        try:
-            got, header = pyxdf.load_xdf(str(path), select_streams=select,
-                                         synchronize_clocks=not ours,
-                                         dejitter_timestamps=not ours)
-        except Exception as exc:  # pyxdf raises bare Exceptions (and others) on bad content
-            raise RecordingReadError(f"{path}: not a readable XDF file: {exc}") from None
-        damage = cut_off(path)
-        if damage:
-            warnings.warn(damage, RecordingDamageWarning, stacklevel=2)
-    out = Contents(path, header if isinstance(header, dict) else {}, ours, version,
-                   config_text)
-    for st in sorted(got, key=lambda st: int(first(st.get("info", {}), "stream_id") or 0)):
-        info = st.get("info", {})
-        name = str(first(info, "name") or "")
-        out.stream_names.append(name)
-        stamps = np.asarray(st.get("time_stamps", []), dtype=np.float64)
-        if first(info, "channel_format") == "string":
-            rows = out.markers.setdefault(marker_kind(name) if ours or
-                                          name.startswith("engramloop.") else name, [])
-            for t, values in zip(stamps, st.get("time_series", []), strict=False):
-                text = values[0] if isinstance(values, (list, tuple)) and values else values
-                try:
-                    obj = json.loads(text)
-                except (TypeError, ValueError):
-                    obj = {"text": str(text)}
-                rows.append((float(t), obj if isinstance(obj, dict) else {"value": obj}))
+    f, ours = open_file(path)
+    version, config_text = engramloop_header(f.header_xml) if ours \
+        else (None, "")
+    out = Contents(Path(path), header_dict(f.header_xml), ours, version, config_text)
+    for info in f.streams.values():
+        if streams is not None and info.name not in streams:
             continue
-        if not signals:
+        if info.numeric and not signals:
             continue
-        x = np.asarray(st.get("time_series", np.empty((0, 0))), dtype=np.float64)
-        n_ch = int(first(info, "channel_count") or (x.shape[1] if x.ndim == 2 else 1))
-        x = x.reshape(-1, n_ch) if x.size else np.empty((0, n_ch))
-        labels: list[str] = []
-        units: list[str] = []
-        chans = first(info, "desc", "channels")
-        if isinstance(chans, dict):
-            for ch in chans.get("channel", []) or []:
-                labels.append(str(first(ch, "label") or f"ch{len(labels) + 1}"))
-                units.append(str(first(ch, "unit") or ""))
-        if len(labels) != n_ch:
-            labels, units = [f"ch{i + 1}" for i in range(n_ch)], [""] * n_ch
-        rate = float(first(info, "nominal_srate") or 0.0)
-        if rate <= 0:
-            rate = float(first(info, "effective_srate") or 0.0)
-        if rate <= 0 and stamps.size > 1 and stamps[-1] > stamps[0]:
-            rate = float((stamps.size - 1) / (stamps[-1] - stamps[0]))
-        out.signals.append(SignalStream(name, tuple(labels), rate, units[0] if units else "",
-                                        stamps, x, tuple(units)))
+        out.stream_names.append(info.name)
+        if not info.numeric:
+            kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
+                else info.name
+            out.markers.setdefault(kind, []).extend(marker_records(f, info, ours=ours))
+            continue
+        out.signals.append(signal_stream(f, info, ours=ours))
     for rows in out.markers.values():
         rows.sort(key=lambda r: r[0])
     return out
+
+
+def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
+    """The marker streams (as :func:`read` with ``signals=False``) and every numeric
+    stream's span and count -- from its footer, or, for a file cut off before its footers
+    (a killed run), from the chunk index and the stream's first and last chunk only. No
+    other signal sample is decoded, so this costs seconds, not minutes, for a long night.
+    """
+    f, ours = open_file(path)
+    version, config_text = engramloop_header(f.header_xml) if ours \
+        else (None, "")
+    out = Contents(Path(path), header_dict(f.header_xml), ours, version, config_text)
+    spans = []
+    for info in f.streams.values():
+        out.stream_names.append(info.name)
+        if not info.numeric:
+            kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
+                else info.name
+            out.markers.setdefault(kind, []).extend(marker_records(f, info, ours=ours))
+            continue
+        foot = info.footer
+        if foot:
+            spans.append(StreamSummary(info.stream_id, info.name, info.channel_format,
+                                       foot["first_timestamp"], foot["last_timestamp"],
+                                       foot["sample_count"], True))
+        else:
+            t0, t1 = f.span(info.stream_id)
+            spans.append(StreamSummary(info.stream_id, info.name, info.channel_format, t0, t1,
+                                       f.sample_count(info.stream_id), False))
+    for rows in out.markers.values():
+        rows.sort(key=lambda r: r[0])
+    return out, spans
 
 
 @dataclass(frozen=True)
@@ -267,7 +308,7 @@ class StreamSummary:
 
 def footers(path: str | Path) -> list[StreamSummary]:
     """Every stream's name, format, first/last timestamp and sample count from its header
-    and footer, skipping the sample chunks (a file cut off before its footers -- a killed
+    and footer, without decoding a sample (a file cut off before its footers -- a killed
     process -- gives ``has_footer=False`` for the streams that lack one).
 
     Raises
@@ -275,50 +316,21 @@ def footers(path: str | Path) -> list[StreamSummary]:
     RecordingReadError
         No XDF magic.
     """
-    import re
-
-    def tag(xml: str, name: str) -> str:
-        m = re.search(rf"<{name}>(.*?)</{name}>", xml, re.S)
-        return m.group(1).strip() if m else ""
-
-    path = Path(path)
-    found: dict[int, StreamSummary] = {}
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        if f.read(4) != MAGIC:
-            raise RecordingReadError(f"{path}: not a readable XDF file (no 'XDF:' magic at byte 0)")
-        off = 4
-        while off < size:
-            f.seek(off)
-            nb = f.read(1)
-            if not nb or nb[0] not in (1, 4, 8):
-                break
-            raw = f.read(nb[0])
-            if len(raw) < nb[0]:
-                break
-            length = int.from_bytes(raw, "little")
-            body = off + 1 + nb[0]
-            if length < 2 or body + length > size:
-                break
-            t = struct.unpack("<H", f.read(2))[0]
-            if t in (TAG_STREAM_HEADER, TAG_STREAM_FOOTER):
-                content = f.read(length - 2)
-                sid = struct.unpack("<I", content[:4])[0]
-                xml = content[4:].decode("utf-8", "replace")
-                if t == TAG_STREAM_HEADER:
-                    found[sid] = StreamSummary(sid, tag(xml, "name"), tag(xml, "channel_format"))
-                elif sid in found:
-                    s = found[sid]
-                    try:
-                        found[sid] = StreamSummary(
-                            sid, s.name, s.channel_format, float(tag(xml, "first_timestamp")),
-                            float(tag(xml, "last_timestamp")), int(tag(xml, "sample_count")),
-                            True)
-                    except ValueError:
-                        pass
-            off = body + length
-    return list(found.values())
+    try:
+        f = XdfFile(path)
+    except XdfFormatError as exc:
+        raise RecordingReadError(str(exc)) from None
+    out = []
+    for info in f.streams.values():
+        foot = info.footer
+        out.append(StreamSummary(info.stream_id, info.name, info.channel_format,
+                                 foot["first_timestamp"], foot["last_timestamp"],
+                                 foot["sample_count"], True) if foot else
+                   StreamSummary(info.stream_id, info.name, info.channel_format))
+    return out
 
 
-__all__ = ["read", "footers", "cut_off", "RecordingDamageWarning", "Contents",
+__all__ = ["read", "open_file", "signal_stream", "marker_records", "stream_rate",
+           "footers", "markers_and_spans", "engramloop_header", "header_dict",
+           "marker_kind", "cut_off", "RecordingDamageWarning", "Contents",
            "SignalStream", "StreamSummary", "RecordingReadError", "first"]

@@ -41,18 +41,13 @@ def xdf_streams(path: Path) -> tuple[dict, float, float]:
     time of its first signal sample (s; NaN without signal).
 
     Only the marker streams are decoded; the span comes from the signal streams' footers
-    (a file cut off before its footers -- a killed run -- has its signal read instead)."""
+    (a file cut off before its footers -- a killed run -- has the first and last chunk of
+    its signal decoded instead), so memory and time do not grow with the night."""
     from engramloop.cli import UserError
     from engramloop.recording import reader
 
     try:
-        got = reader.read(path, signals=False)
-        sums = [s for s in reader.footers(path) if s.channel_format != "string"]
-        if any(not s.has_footer for s in sums):
-            sums = [reader.StreamSummary(0, st.name, "float", float(st.t[0]), float(st.t[-1]),
-                                         st.t.size, True)
-                    for st in reader.read(path, streams=[s.name for s in sums]).signals
-                    if st.t.size]
+        got, sums = reader.markers_and_spans(path)
     except reader.RecordingReadError as exc:
         raise UserError(f"cannot read XDF: {exc}") from None
     spans = [(s.first_timestamp, s.last_timestamp) for s in sums if s.sample_count > 0]
