@@ -4,7 +4,9 @@ Each effect edits events whose waveform has not been delivered yet, so a pulse a
 changes the signal only after t (within a few milliseconds for ripples, on the next cycle
 for slow oscillations and spindles). Effects use their own random generator, so a pulse
 never reshuffles the baseline plan: stim and sham runs with one seed share every
-spontaneous event.
+spontaneous event. A spontaneous event an effect blocks (a spindle inside the refractory
+period of one a click induced, and its ripples) is listed in the truth as kind
+"suppressed", never silently missing.
 
 * auditory click (``modality="auditory"``) during an SO in N2/N3 (Ngo et al. 2013 Neuron
   78:545): benefit ``b = cos(phase - click_best_phase_deg)``. ``b > 0`` enlarges the next
@@ -27,7 +29,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engramloop.core.pulse import PulseSpec
-from engramloop.sim.rhythms import Ripple, SlowOsc, Spindle, StimArtefact, so_phase_time
+from engramloop.sim.rhythms import (
+    EFFECT,
+    Ripple,
+    SlowOsc,
+    Spindle,
+    StimArtefact,
+    so_phase_time,
+)
 from engramloop.sim.truth import EventRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +60,10 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
     meta.update({f"{g}_phase_deg": (None if math.isnan(v) else v) for g, v in phases.items()})
     rec = truth.add(EventRecord("stim", "", t, t, t + spec.duration_s, meta))
     meta = rec.meta                               # the record holds its own copy
-    rng = src._effects_rng
+    # the pulse's own random stream, keyed by its index: a pulse never shifts another
+    # pulse's draws nor any spontaneous event's
+    key = (EFFECT, len(src._pulses))
+    rng = src._planner.streams.rng(*key)
 
     if spec.modality in ("electrical", "optogenetic"):
         _add_artefact(src, rec, t, spec)
@@ -86,7 +98,7 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
         if cyc is not None and not math.isnan(phases["so"]):
             b = math.cos(math.radians(phases["so"] - eff.click_best_phase_deg))
             meta["benefit"] = b
-            meta["effect"] = _click(src, cyc, b, now, rng)
+            meta["effect"] = _click(src, cyc, b, now, rng, key)
     truth.touch()
     return rec
 
@@ -124,7 +136,7 @@ def _add_artefact(src: SimSource, rec: EventRecord, t: float, spec: PulseSpec) -
 
 
 def _click(src: SimSource, cyc: SlowOsc, b: float, now: float,
-           rng: np.random.Generator) -> str:
+           rng: np.random.Generator, key: tuple[int, ...]) -> str:
     """Closed-loop auditory stimulation of an SO (Ngo et al. 2013)."""
     eff, so = src.settings.effects, src.settings.so
     nxt = None
@@ -161,7 +173,8 @@ def _click(src: SimSource, cyc: SlowOsc, b: float, now: float,
                 ph = src.settings.spindle.so_phase_deg
                 src._planner.make_spindle(so_phase_time(nxt, ph),
                                           amp_factor=1.0 + eff.click_gain * b,
-                                          coupled_to=nxt.rec.eid, induced=True, rng=rng)
+                                          coupled_to=nxt.rec.eid, induced=True, rng=rng,
+                                          key=key)
         return "so_enhanced"
     for sp in spindles:
         sp.scale *= max(0.2, 1.0 + 0.5 * b)

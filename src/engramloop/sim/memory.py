@@ -129,7 +129,8 @@ class Memory:
                 self.engram[i] = np.sort(units)
 
     # ---------------------------------------------------------------- events
-    def replay(self, t: float, duration_s: float, coupling: int, truncated: bool = False) -> int:
+    def replay(self, t: float, duration_s: float, coupling: int, truncated: bool = False,
+               key: tuple[int, ...] | None = None) -> int:
         """A ripple ended at sim time ``t``: replay one memory and consolidate it.
 
         Parameters
@@ -142,6 +143,12 @@ class Memory:
             0 = ripple alone, 1 = in a spindle, 2 = in a spindle during an SO up-state.
         truncated : bool
             Whether a pulse cut the ripple short.
+        key : tuple of int, optional
+            The ripple's identity (its random-stream key in the simulator): which memory
+            it replays is drawn from a stream keyed by it, so the same ripple in a stim run
+            and its sham twin draws the same uniform number (the memory picked can still
+            differ when the two runs' memory states differ). None: the model's own
+            sequential stream.
 
         Returns
         -------
@@ -151,7 +158,10 @@ class Memory:
         self.advance_to(t)
         tag = self.tag(t)
         w = self.labile + self.stable + 0.5 * tag + 0.05
-        i = int(self._rng.choice(w.size, p=w / w.sum()))
+        u = (float(np.random.default_rng([self.seed, 12, *key]).random()) if key
+             else float(self._rng.random()))
+        cdf = np.cumsum(w)
+        i = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), w.size - 1)
         q = 1.0 - math.exp(-max(duration_s, 0.0) / DURATION_SCALE_S)
         gain = COUPLING_GAIN.get(int(coupling), 1.0)
         if coupling > 0:

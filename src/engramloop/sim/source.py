@@ -24,7 +24,7 @@ from engramloop.sim.effects import TARGETS, apply_pulse
 from engramloop.sim.hypnogram import Hypnogram
 from engramloop.sim.memory import Memory
 from engramloop.sim.noise import Background
-from engramloop.sim.rhythms import Geometry, Planner, Ripple, SimEvent
+from engramloop.sim.rhythms import Geometry, Planner, Ripple, SimEvent, Streams
 from engramloop.sim.settings import SimSettings
 from engramloop.sim.truth import EventRecord, Truth
 
@@ -89,16 +89,17 @@ class SimSource:
                                                               else SimClock(0.0))
         self._advance_clock = isinstance(self._clock, SimClock) and not paced
         # independent random streams: adding a pulse or a channel never reshuffles another
+        # (the background and the hypnogram never depend on pulses, so one sequential
+        # stream each; events and pulse effects draw from keyed streams, see Streams)
         ss = np.random.SeedSequence([self.seed, 0x51AB])
-        r_bg, r_plan, r_hyp, r_eff, r_sw = (np.random.default_rng(c) for c in ss.spawn(5))
-        self._effects_rng = r_eff
+        r_bg, r_plan, r_hyp = (np.random.default_rng(c) for c in ss.spawn(3))
         self.truth = Truth(self.rate_hz, self.channels, 0.0)
         self.memory = Memory(s.memory, self.seed)
         self._geom = Geometry(s)
         self._hyp = Hypnogram(s.hypnogram, r_hyp)
         self._events: list[SimEvent] = []
         self._planner = Planner(s, self._geom, self.truth, r_plan, self._stage_at,
-                                self._add_event, sw_rng=r_sw)
+                                self._add_event, streams=Streams(self.seed))
         self._bg_block = int(round(BG_BLOCK_S * self.rate_hz))
         self._bg = Background(s.noise, s.theta, self.rate_hz, self._geom.lfp, self.truth,
                               r_bg, self._bg_block)
@@ -350,7 +351,8 @@ class SimSource:
             in_spindle = not math.isnan(self.truth.phase_at("spindle", r.peak))
             so_ph = self.truth.phase_at("so", r.peak)
             coupling = 2 if in_spindle and abs(so_ph) < 90.0 else 1 if in_spindle else 0
-            i = mem.replay(t, r.offset - r.onset, coupling, bool(r.meta.get("truncated")))
+            i = mem.replay(t, r.offset - r.onset, coupling, bool(r.meta.get("truncated")),
+                           key=getattr(args[0], "key", None))
             if record:
                 r.meta["coupling"] = coupling
                 r.meta["memory"] = mem.names[i]
