@@ -263,7 +263,21 @@ class MemorySettings:
     """The engram model (see sim/memory.py)."""
 
     n_memories: int = setting(4, ge=1, le=64, doc="number of memories encoded before sleep")
-    initial_strength: float = setting(0.6, gt=0, le=1, doc="labile strength after encoding")
+    initial_strength: float = setting(0.6, gt=0, le=1, doc="mean labile strength after "
+                                      "encoding (each memory's own: encoding_spread)")
+    encoding_spread: float = setting(
+        0.5, ge=0, lt=1, doc="memories differ in how well they were encoded: memory i starts "
+        "at initial_strength x (1 - spread + 2 spread (r_i + 1/2) / n_memories), r_i a "
+        "random rank per seed (stratified uniform draw, so the mean is initial_strength). "
+        "Item-level learning varies widely in the studies this models (object-location "
+        "pairs, Creery et al. 2015 Sleep 38:755; 15 objects, Schapiro et al. 2018 Nat "
+        "Commun 9:3920); +-50 % is a modelling choice")
+    need_exponent: float = setting(
+        1.0, ge=0, doc="replay content is drawn by need: memory i is replayed with "
+        "probability proportional to (1 - strength_i)^k x (1/2 + tag_i) (weaker memories are "
+        "replayed more: Schapiro et al. 2018 Nat Commun 9:3920, hippocampal item replay "
+        "correlated negatively with pre-rest memory); 0 = uniform. k = 1 is a modelling "
+        "choice (the study reports the direction, not an exponent)")
     decay_tau_s: float = setting(6 * 3600.0, gt=0, unit="s", doc="decay time constant of "
                                  "unconsolidated (early-LTP-like) strength")
     tag_tau_s: float = setting(40 * 60.0, gt=0, unit="s", doc="synaptic tag lifetime (Frey & "

@@ -390,7 +390,10 @@ class SimSource:
         :meth:`recall_scores`, the next-day test if the session ended now -- the quantity
         the forecaster forecasts), ``pooled`` (their mean), ``strength`` (per memory,
         labile + stable now, 0-1), ``stable`` (per memory, consolidated part) and
-        ``replays`` (per memory, replays so far).
+        ``replays`` (per memory, replays so far), ``encoding`` (per memory, labile
+        strength at encoding: how well it was learned) and ``need`` (per memory, the
+        probability that the next replay picks it: weaker memories first, sums to 1 --
+        which memories are at risk).
         """
         with self._lock:
             self._apply_pulses()
@@ -402,4 +405,6 @@ class SimSource:
                 "pooled": float(np.mean(list(recall.values()))), "recall": recall,
                 "strength": strength,
                 "stable": {n: float(v) for n, v in zip(mem.names, mem.stable, strict=True)},
-                "replays": {n: int(v) for n, v in zip(mem.names, mem.replays, strict=True)}}
+                "replays": {n: int(v) for n, v in zip(mem.names, mem.replays, strict=True)},
+                "encoding": {n: float(v) for n, v in zip(mem.names, mem.encoding, strict=True)},
+                "need": {n: float(v) for n, v in zip(mem.names, mem.need(sim_t), strict=True)}}
