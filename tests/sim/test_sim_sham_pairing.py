@@ -10,44 +10,14 @@ stim run's truth as "suppressed" with the event that blocked it. And the effect 
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
+from sham_twins import CLICK, ELEC, OPTO, run, settings, so_at_phase
 
-from engramloop.core.chunk import EndOfStream
-from engramloop.core.pulse import PulseSpec
-from engramloop.sim.settings import HypnogramSettings, SimSettings
+from engramloop.sim.settings import EffectSettings, SimSettings
 from engramloop.sim.source import SimSource
-
-CLICK = PulseSpec(modality="auditory", amplitude=50.0, phase_width_s=0.05)
-OPTO = PulseSpec(modality="optogenetic", amplitude=5.0, phase_width_s=0.01)
-ELEC = PulseSpec(modality="electrical", amplitude=1.0, phase_width_s=0.0001)
-
-
-def settings(*schedule: str, **sections) -> SimSettings:
-    return dataclasses.replace(SimSettings(), hypnogram=HypnogramSettings(schedule=schedule),
-                               **sections)
-
-
-def run(s: SimSettings, seed: int, seconds: float, pulses=()) -> SimSource:
-    """Read ``seconds`` of signal in 20-sample chunks, delivering each (t, spec, target)
-    of ``pulses`` as soon as the samples up to t have been read."""
-    src = SimSource(s, seed=seed, chunk_samples=20, duration_s=seconds)
-    src.start()
-    todo = sorted(pulses, key=lambda p: p[0])
-    k = 0
-    while True:
-        try:
-            c = src.read(0.0)
-        except EndOfStream:
-            break
-        while k < len(todo) and todo[k][0] <= c.timestamps[-1]:
-            src.stimulate(*todo[k])
-            k += 1
-    src.stop()
-    return src
 
 
 def unpaired(stim: SimSource, sham: SimSource) -> tuple[list, int]:
@@ -86,27 +56,18 @@ def effects(stim: SimSource) -> dict[str, int]:
     return out
 
 
-def so_at_phase(truth, phase_deg: float, every: int = 2):
-    """Times at cosine phase ``phase_deg`` of every ``every``-th SO cycle."""
-    out = []
-    for e in truth.events("so")[::every]:
-        k = [e.onset_s, e.meta["trough_s"], e.meta["rise_s"], e.peak_s, e.offset_s]
-        ph = phase_deg % 360.0
-        ph = ph + 360.0 if ph < 90.0 else ph
-        out.append(float(np.interp(ph, [90.0, 180.0, 270.0, 360.0, 450.0], k)))
-    return out
-
-
 @pytest.mark.parametrize("seed", [3, 4])
 def test_click_at_upstate_keeps_the_twin_paired(seed):
     # clicks induce spindles, and an induced spindle can block a later spontaneous one
     # (refractory period; seed 3 has one): that one must be listed as suppressed
-    s = settings("N3:120")
+    # (every cycle clicked at its up-state peak, every helpful click inducing a spindle
+    # where the up-state has none)
+    s = settings("N3:120", effects=EffectSettings(click_spindle_prob=1.0))
     stim, sham = twins(s, seed, 120.0, lambda tr: [(t, CLICK, "so_upstate")
-                                                   for t in so_at_phase(tr, -30.0)])
+                                                   for t in so_at_phase(tr, 0.0, every=1)])
     missing, n_sup = unpaired(stim, sham)
     assert missing == []
-    assert effects(stim).get("so_enhanced", 0) >= 20
+    assert effects(stim).get("so_enhanced", 0) >= 40
     induced = [e for e in stim.truth.events("spindle") if e.meta["induced"]]
     assert induced, "no click induced a spindle: the test would not exercise blocking"
     for e in stim.truth.events("suppressed"):
@@ -151,12 +112,21 @@ def test_theta_pulses_keep_the_twin_paired():
     assert effects(stim).get("theta_plasticity", 0) >= 20
 
 
-def test_spindle_locked_pulses_keep_the_twin_paired():
-    s = settings("N2:120")
-    stim, sham = twins(s, 6, 120.0, lambda tr: [(e.peak_s, ELEC, "spindle")
+@pytest.mark.parametrize("spec", [OPTO, ELEC])
+def test_spindle_locked_pulses_keep_the_twin_paired(spec):
+    # light induces a ripple in the spindle's next trough (which can block a spontaneous
+    # ripple: listed as suppressed); an electrical pulse there leaves the rhythms alone
+    s = settings("N3:120")
+    stim, sham = twins(s, 6, 120.0, lambda tr: [(e.peak_s, spec, "spindle")
                                                 for e in tr.events("spindle")])
-    assert unpaired(stim, sham) == ([], 0)
-    assert len(stim.truth.events("stim")) >= 5
+    missing, _ = unpaired(stim, sham)
+    assert missing == []
+    n = effects(stim).get("spindle_ripple_induced", 0)
+    if spec is OPTO:
+        assert n >= 10
+        assert len([e for e in stim.truth.events("ripple") if e.meta.get("induced")]) == n
+    else:
+        assert n == 0 and len(stim.truth.events("stim")) >= 10
 
 
 def test_an_unpaired_stream_would_be_caught():

@@ -674,17 +674,20 @@ class Planner:
 
     def make_ripple(self, peak: float, spindle_eid: int = -1,
                     rng: np.random.Generator | None = None, key: tuple[int, ...] = (),
-                    induced: bool = False, suppressed_by: int = -1) -> Ripple | None:
+                    induced: bool = False, suppressed_by: int = -1,
+                    duration_s: float | None = None) -> Ripple | None:
         """Create a ripple peaking at ``peak``; None if it would overlap another one (or,
         for a spontaneous one blocked by an event a pulse caused, listed in the truth as
         suppressed).
 
         ``key`` names the ripple's random stream (its replay content derives from it);
-        ``induced``: caused by a pulse; ``suppressed_by`` >= 0: blocked by that event.
+        ``induced``: caused by a pulse; ``suppressed_by`` >= 0: blocked by that event;
+        ``duration_s``: this duration instead of a drawn one.
         """
         rp = self.s.ripple
         rng = rng if rng is not None else self.rng
         d = float(np.clip(lognormal(rng, rp.median_duration_s, 0.4), *rp.duration_s))
+        d = d if duration_s is None else float(duration_s)
         f = float(rng.uniform(*rp.freq_hz))
         amp = lognormal(rng, rp.amplitude_v, rp.amplitude_sigma)
         ph0 = float(rng.uniform(0, 2 * math.pi))

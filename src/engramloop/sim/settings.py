@@ -239,8 +239,14 @@ class EffectSettings:
         "optimal phase (Ngo et al. 2013 Neuron 78:545: in-phase clicks enhance SO trains and "
         "spindles)")
     click_best_phase_deg: float = setting(
-        -30.0, ge=-180, le=180, unit="deg", doc="SO phase where a click helps most (rising "
-        "slope to up-state peak; Ngo et al. 2013)")
+        0.0, ge=-180, le=180, unit="deg", doc="SO phase where a click helps most: the up-state "
+        "peak, where Ngo et al. 2013 (Neuron 78:545) timed their clicks and where the shipped "
+        "policy aims (policy.so_phase_deg = 0); the benefit falls off as cos(phase - this)")
+    click_down_gain: float = setting(
+        0.1, ge=0, doc="relative shrinking of the next SO cycle and its spindles for a click "
+        "in the down state (benefit b < 0): 1 + click_down_gain x b. Small: anti-phase "
+        "clicks gave no memory benefit and did not enhance SOs in Ngo et al. 2013 (their "
+        "out-of-phase condition), but no marked harm either")
     click_spindle_prob: float = setting(0.8, ge=0, le=1, doc="probability that a helpful "
                                         "click induces a spindle in the next up-state")
     electrical_ripple_mode: Literal["disrupt", "prolong"] = setting(
@@ -251,11 +257,19 @@ class EffectSettings:
         "2019 Science 364:1082: light prolongs ripples)")
     prolong_s: float = setting(0.1, ge=0, unit="s", doc="how much later a prolonged ripple ends "
                                "(Fernandez-Ruiz 2019: ~50 ms ripples to >100 ms)")
+    induced_ripple_s: float = setting(
+        0.03, gt=0, unit="s", doc="duration of the ripple an optogenetic pulse induces in a "
+        "spindle trough (spindle-locked light): short, like the spontaneous ripples induced "
+        "ones resemble (Fernandez-Ruiz et al. 2019 Science 364:1082)")
     cut_latency_s: float = setting(0.003, ge=0, unit="s",
                                    doc="time for a disrupting pulse to silence the ripple")
     theta_gain: float = setting(
-        0.05, ge=0, doc="plasticity per theta-locked pulse: +gain at theta peak, -gain at "
-        "trough (Huerta & Lisman 1995; Hyman et al. 2003)")
+        0.0007, ge=0, doc="plasticity per theta-locked pulse on each tagged memory's labile "
+        "strength: +gain x cos(theta phase) (potentiation at the peak, depression at the "
+        "trough: Huerta & Lisman 1995 Neuron 15:1053; Hyman et al. 2003 J Neurosci 23:11725). "
+        "Labile: it decays like any unconsolidated change, so by the next-day test a pulse "
+        "is worth about a third of a prolonged ripple (docs/simulator-effects.md). It "
+        "was 0.05, which filled memory to its ceiling in a minute of pulses")
 
 
 @dataclass(frozen=True)
