@@ -189,7 +189,7 @@ def _click(src: SimSource, cyc: SlowOsc, b: float, now: float,
         nxt.scale *= factor
         nxt.rec.meta["trough_v"] *= factor
         nxt.rec.meta["peak_v"] *= factor
-        nxt.rec.meta["click_factor"] = factor
+        nxt.rec.meta["click_factor"] = nxt.rec.meta.get("click_factor", 1.0) * factor
     elif b > 0:
         start = cyc.rec.offset
         clear = all(not (isinstance(ev, SlowOsc) and start <= ev.rec.onset
@@ -206,16 +206,26 @@ def _click(src: SimSource, cyc: SlowOsc, b: float, now: float,
         if rng.random() < eff.click_spindle_prob * b:
             if spindles:
                 for sp in spindles:
-                    sp.scale *= 1.0 + eff.click_gain * b
-                    sp.rec.meta["amplitude_v"] *= 1.0 + eff.click_gain * b
+                    _scale_spindle(sp, 1.0 + eff.click_gain * b)
             else:
                 ph = src.settings.spindle.so_phase_deg
-                src._planner.make_spindle(so_phase_time(nxt, ph),
-                                          amp_factor=1.0 + eff.click_gain * b,
-                                          coupled_to=nxt.rec.eid, induced=True, rng=rng,
-                                          key=key)
+                sp = src._planner.make_spindle(so_phase_time(nxt, ph),
+                                               amp_factor=1.0 + eff.click_gain * b,
+                                               coupled_to=nxt.rec.eid, induced=True, rng=rng,
+                                               key=key)
+                if sp is not None:
+                    sp.rec.meta["click_factor"] = 1.0 + eff.click_gain * b
         return "so_enhanced"
     for sp in spindles:
-        sp.scale *= factor
-        sp.rec.meta["amplitude_v"] *= factor
+        _scale_spindle(sp, factor)
     return "so_suppressed"
+
+
+def _scale_spindle(sp: Spindle, f: float) -> None:
+    """Enlarge (f > 1) or shrink a spindle a click acted on; ``click_factor`` in its truth
+    record is what the memory model reads (a stronger spindle couples its ripples more
+    strongly: Ngo et al. 2013 -- in-phase clicks enhanced phase-coupled spindle activity
+    "and, consequently, the consolidation of declarative memory")."""
+    sp.scale *= f
+    sp.rec.meta["amplitude_v"] *= f
+    sp.rec.meta["click_factor"] = sp.rec.meta.get("click_factor", 1.0) * f

@@ -144,7 +144,7 @@ class Memory:
 
     # ---------------------------------------------------------------- events
     def replay(self, t: float, duration_s: float, coupling: int, truncated: bool = False,
-               key: tuple[int, ...] | None = None) -> int:
+               key: tuple[int, ...] | None = None, boost: float = 1.0) -> int:
         """A ripple ended at sim time ``t``: replay one memory and consolidate it.
 
         Parameters
@@ -163,6 +163,10 @@ class Memory:
             and its sham twin draws the same uniform number (the memory picked can still
             differ when the two runs' memory states differ). None: the model's own
             sequential stream.
+        boost : float
+            Scales the coupling bonus (``COUPLING_GAIN - 1``): the simulator passes the
+            factor by which a click enlarged the ripple's spindle (up to 1.4); 1 = as
+            generated.
 
         Returns
         -------
@@ -177,7 +181,7 @@ class Memory:
         cdf = np.cumsum(w)
         i = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), w.size - 1)
         q = 1.0 - math.exp(-max(duration_s, 0.0) / DURATION_SCALE_S)
-        gain = COUPLING_GAIN.get(int(coupling), 1.0)
+        gain = 1.0 + (COUPLING_GAIN.get(int(coupling), 1.0) - 1.0) * max(boost, 0.0)
         if coupling > 0:
             self.prp = min(1.0, self.prp + 0.1 * q * (gain - 1.0))
         d_stable = self.s.replay_gain * gain * q * tag[i] * (0.3 + 0.7 * self.prp) * \

@@ -351,8 +351,15 @@ class SimSource:
             in_spindle = not math.isnan(self.truth.phase_at("spindle", r.peak))
             so_ph = self.truth.phase_at("so", r.peak)
             coupling = 2 if in_spindle and abs(so_ph) < 90.0 else 1 if in_spindle else 0
+            # a spindle a click enlarged raises the coupling bonus of its ripples (Ngo et
+            # al. 2013; sim.effects._scale_spindle); a shrunk one does not lower it
+            # (out-of-phase clicks were ineffective there, not harmful)
+            boost = 1.0
+            if in_spindle:
+                sp = self.truth.record_at("spindle", r.peak)
+                boost = max(1.0, sp.meta.get("click_factor", 1.0)) if sp is not None else 1.0
             i = mem.replay(t, r.offset - r.onset, coupling, bool(r.meta.get("truncated")),
-                           key=getattr(args[0], "key", None))
+                           key=getattr(args[0], "key", None), boost=boost)
             if record:
                 r.meta["coupling"] = coupling
                 r.meta["memory"] = mem.names[i]

@@ -302,6 +302,14 @@ class Truth:
                                               / (k[j + 1] - k[j])))
         return math.nan
 
+    def record_at(self, kind: str, t: float, lookback: int = 64) -> EventRecord | None:
+        """The most recently started event of ``kind`` whose span contains sim time
+        ``t`` (searching the last ``lookback`` of that kind; internal), or None."""
+        for r in reversed(self._by_kind.get(kind, [])[-lookback:]):
+            if r.onset <= t < r.offset:
+                return r
+        return None
+
     # ---- theta: integrated piecewise-linear frequency, warped for asymmetry
     def theta_generator_phase(self, t: np.ndarray) -> np.ndarray:
         """Unwrapped generator phase (rad) at sim times ``t`` (NaN outside the knots)."""
