@@ -378,7 +378,8 @@ class Planner:
         Kept for callers of the older signature; unused (each ripple's radiatum sharp wave
         draws from its own keyed stream).
     streams : Streams, optional
-        The keyed random streams; default: seeded from one draw of ``rng``.
+        The keyed random streams; default: seeded from ``rng``'s seed sequence (without
+        drawing from ``rng``).
     """
 
     WINDOW_S = 1.0
@@ -388,8 +389,13 @@ class Planner:
                  sw_rng: np.random.Generator | None = None,
                  streams: Streams | None = None) -> None:
         self.s, self.geom, self.truth, self.rng = settings, geom, truth, rng
-        self.streams = streams if streams is not None else Streams(
-            int(rng.integers(2 ** 62)))
+        if streams is None:
+            # derived from the generator's seed without drawing from it, so a caller that
+            # passes only ``rng`` gets the same draws from it as before
+            ss = getattr(rng.bit_generator, "seed_seq", None)
+            streams = Streams(int(ss.generate_state(1, np.uint64)[0]) >> 2 if ss is not None
+                              else int(rng.integers(2 ** 62)))
+        self.streams = streams
         st = self.streams
         self._so_proc, self._sp_proc, self._rip_proc = (st.rng(SO_PROC), st.rng(SP_PROC),
                                                         st.rng(RIP_PROC))
