@@ -31,7 +31,10 @@ class TruthEvent:
     ----------
     kind : str
         "ripple", "spindle", "so" (one slow-oscillation cycle), "theta_burst" (a theta
-        episode), "artefact" (``meta["type"]`` says which), "stim" (a delivered pulse).
+        episode), "artefact" (``meta["type"]`` says which), "stim" (a delivered pulse),
+        "suppressed" (a spontaneous event a pulse's effect blocked -- present in the sham
+        twin, not in this run: ``meta["kind"]`` its kind, ``meta["by_eid"]`` the blocking
+        event's record index, ``meta["reason"]``).
     channel : str
         Channel on which the event is largest. Cortical events appear on every EEG channel
         and ripples on every LFP channel, scaled (``meta["channels"]``).
