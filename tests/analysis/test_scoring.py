@@ -296,3 +296,22 @@ def test_bad_annotation_csv_is_a_one_line_error(tmp_path, capsys) -> None:
     assert main(["score", str(path), "--truth", str(csv)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.csv: line 3" in err[0] and "duration >= 0" in err[0], err
+
+
+def test_session_span_starts_at_the_signal_not_the_first_annotation():
+    """Annotations that begin after the first sample (an expert's ripples, unlike the
+    simulator's truth, which has an event at 0 s) score over the same span as the full
+    truth when the signal's start is given."""
+    from engramloop.analysis.scoring import score_session
+
+    dets = [{"kind": "calibration_done", "detect_s": 5.0},
+            {"kind": "ripple", "detect_s": 10.0}, {"kind": "ripple", "detect_s": 20.0}]
+    ripple = {"kind": "ripple", "onset_s": 9.95, "offset_s": 10.05, "peak_s": 10.0}
+    full = [{"kind": "so", "onset_s": 0.0, "offset_s": 1.0, "peak_s": 0.5}, ripple]
+    a = score_session(dets, full, 40.0)
+    b = score_session(dets, [ripple], 40.0, start_s=0.0)
+    assert a["duration_s"] == b["duration_s"] == 35.0
+    assert a["ripple"]["fp_per_min"] == b["ripple"]["fp_per_min"] > 0
+    # without start_s the start is the earliest of the first annotation and the end of
+    # calibration: here 5 s, so the calibration period is not taken off the span
+    assert score_session(dets, [ripple], 40.0)["duration_s"] == 40.0

@@ -160,7 +160,8 @@ def _so_trigger(phase_deg, once=True):
 
 @pytest.mark.parametrize("phase,sign", [(-30.0, 1), (150.0, -1)])
 def test_click_effect_depends_on_so_phase(phase, sign):
-    """Ngo et al. 2013: up-state clicks enlarge the next SO, down-state clicks shrink it."""
+    """Ngo et al. 2013: up-state clicks enlarge the next SO; down-state clicks shrink it a
+    little (out-of-phase clicks were ineffective there: sim.effects.click_down_gain)."""
     s = _settings("N3:100")
     x0, s0, _ = _run(s, 7, 40.0, chunk=20)
     x1, s1, p1 = _run(s, 7, 40.0, _so_trigger(phase, once=False), chunk=20)
@@ -185,7 +186,7 @@ def test_click_effect_depends_on_so_phase(phase, sign):
     if sign > 0:
         assert np.median(ratios) > 1.15
     else:
-        assert np.median(ratios) < 0.85
+        assert 0.85 < np.median(ratios) < 0.98
 
 
 def test_click_outside_nrem_or_so_does_nothing():

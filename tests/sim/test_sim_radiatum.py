@@ -56,9 +56,9 @@ def test_radiatum_carries_the_recorded_sharp_wave(quiet) -> None:
     for i, r in enumerate(rips):
         sw = r.meta["radiatum_sharp_wave_v"]
         gap = min([abs(r.peak_s - o.peak_s) for j, o in enumerate(rips) if j != i] or [1.0])
-        if gap < 0.25:
-            continue
         k = int(round((r.peak_s - t[0]) * truth.rate_hz))
+        if gap < 0.25 or k >= len(x):      # (a ripple that started just before the end)
+            continue
         assert x[k, rad] == pytest.approx(sw, abs=s.radiatum_ripple_gain * r.meta["amplitude_v"]
                                           + 2e-6)
         checked += 1

@@ -522,7 +522,8 @@ def score_recording(detections: Sequence[dict], truth: Sequence[dict], duration_
 
 
 def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s: float,
-                  *, so_phase=None, also: Sequence[str] = ()) -> dict:
+                  *, so_phase=None, also: Sequence[str] = (),
+                  start_s: float = math.nan) -> dict:
     """Score one session as ``engramloop score`` reports it: only what the detectors could
     see counts.
 
@@ -543,6 +544,10 @@ def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s:
         As in :func:`score_recording`.
     also : sequence of str
         As in :func:`score_recording`.
+    start_s : float, optional
+        Time of the signal's first sample (same clock). Without it the start is taken
+        as the earliest truth onset, which is the signal's start only when the truth
+        has an event there (the simulator's does; expert annotations rarely do).
 
     Returns
     -------
@@ -567,7 +572,8 @@ def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s:
                                                          for d in detections]
         duration = max(times) - (start if math.isfinite(start) else 0.0)
     elif math.isfinite(start):
-        t0 = min([as_float(e["onset_s"]) for e in truth] + [start])
+        t0 = (float(start_s) if math.isfinite(start_s)
+              else min([as_float(e["onset_s"]) for e in truth] + [start]))
         duration = max(0.0, duration - (start - t0))
     lo = start if math.isfinite(start) else min(
         [as_float(e["onset_s"]) for e in truth] + [as_float(d["detect_s"]) for d in detections],

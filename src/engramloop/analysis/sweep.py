@@ -239,7 +239,7 @@ def run_point(cfg: Any, path: str, *, duration_s: float | None, truth: Truth | N
         phase_fn = (lambda t: phase.phase("so", t - d)) if phase is not None else None
         from engramloop.analysis.scoring import score_session
 
-        score = score_session(dets, recs, span, so_phase=phase_fn)
+        score = score_session(dets, recs, span, so_phase=phase_fn, start_s=res.t0_s)
     return PointResult(setting, span, counts, score, res.stop_reason, res.n_artefacts,
                        res.n_gaps)
 

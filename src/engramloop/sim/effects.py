@@ -4,17 +4,25 @@ Each effect edits events whose waveform has not been delivered yet, so a pulse a
 changes the signal only after t (within a few milliseconds for ripples, on the next cycle
 for slow oscillations and spindles). Effects use their own random generator, so a pulse
 never reshuffles the baseline plan: stim and sham runs with one seed share every
-spontaneous event.
+spontaneous event. A spontaneous event an effect blocks (a spindle inside the refractory
+period of one a click induced, and its ripples) is listed in the truth as kind
+"suppressed", never silently missing.
 
 * auditory click (``modality="auditory"``) during an SO in N2/N3 (Ngo et al. 2013 Neuron
   78:545): benefit ``b = cos(phase - click_best_phase_deg)``. ``b > 0`` enlarges the next
   SO cycle by ``1 + click_gain*b`` (or evokes one if the train was ending) and, with
   probability ``click_spindle_prob*b``, induces or enlarges a spindle in its up-state;
-  ``b < 0`` (down-state click) shrinks the next cycle and its spindles — mistimed clicks
-  harm. Clicks outside an SO do nothing.
+  ``b < 0`` (down-state click) shrinks the next cycle and its spindles by
+  ``1 + click_down_gain*b`` (at most 10 % by default) -- anti-phase clicks do not help and
+  harm little (Ngo et al. 2013). Clicks outside an SO do nothing.
 * electrical / optogenetic pulse during a ripple: "disrupt" silences it within
   ``cut_latency_s`` (Girardeau et al. 2009), "prolong" holds its envelope for
   ``prolong_s`` more (Fernandez-Ruiz et al. 2019). Outside a ripple: no effect.
+* optogenetic pulse during a spindle (N2/N3) and outside a ripple: a short ripple
+  (``induced_ripple_s``) nested in the spindle's next trough (Stark et al. 2014;
+  Fernandez-Ruiz et al. 2019; Latchoumane et al. 2017); it replays like any ripple, so
+  its worth follows the coupling (more in an SO up-state). An electrical pulse there does
+  nothing (commissural pulses silence ripples, they do not make them).
 * electrical / optogenetic pulse while theta runs (wake/REM): the memory model is told the
   theta phase of the pulse (potentiation at the peak, depression at the trough).
 * electrical and optogenetic pulses add a stimulation artefact to the signal.
@@ -27,7 +35,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engramloop.core.pulse import PulseSpec
-from engramloop.sim.rhythms import Ripple, SlowOsc, Spindle, StimArtefact, so_phase_time
+from engramloop.sim.rhythms import (
+    EFFECT,
+    Ripple,
+    SlowOsc,
+    Spindle,
+    StimArtefact,
+    so_phase_time,
+)
 from engramloop.sim.truth import EventRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +66,10 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
     meta.update({f"{g}_phase_deg": (None if math.isnan(v) else v) for g, v in phases.items()})
     rec = truth.add(EventRecord("stim", "", t, t, t + spec.duration_s, meta))
     meta = rec.meta                               # the record holds its own copy
-    rng = src._effects_rng
+    # the pulse's own random stream, keyed by its index: a pulse never shifts another
+    # pulse's draws nor any spontaneous event's
+    key = (EFFECT, len(src._pulses))
+    rng = src._planner.streams.rng(*key)
 
     if spec.modality in ("electrical", "optogenetic"):
         _add_artefact(src, rec, t, spec)
@@ -77,6 +95,10 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
             rip.rec.meta["duration_s"] = rip.rec.offset - rip.rec.onset
             meta["effect"] = f"ripple_{mode}"
             meta["ripple_eid"] = rip.rec.eid
+        elif spec.modality == "optogenetic" and stage in ("N2", "N3"):
+            sp = _active(src, Spindle, t)
+            if sp is not None:
+                meta["effect"] = _spindle_ripple(src, sp, max(t, now), rng, key)
         if not math.isnan(phases["theta"]) and stage in ("wake", "REM"):
             src._queue_memory(t, "theta", (phases["theta"], eff.theta_gain))
             meta["effect"] = meta["effect"] if rip is not None else "theta_plasticity"
@@ -86,7 +108,7 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
         if cyc is not None and not math.isnan(phases["so"]):
             b = math.cos(math.radians(phases["so"] - eff.click_best_phase_deg))
             meta["benefit"] = b
-            meta["effect"] = _click(src, cyc, b, now, rng)
+            meta["effect"] = _click(src, cyc, b, now, rng, key)
     truth.touch()
     return rec
 
@@ -123,8 +145,36 @@ def _add_artefact(src: SimSource, rec: EventRecord, t: float, spec: PulseSpec) -
                                 optical))
 
 
+def _spindle_ripple(src: SimSource, sp: Spindle, t0: float, rng: np.random.Generator,
+                    key: tuple[int, ...]) -> str:
+    """A light pulse in CA1 during a spindle and outside a ripple: a short ripple nested
+    in the spindle's next trough.
+
+    Depolarising a few CA1 pyramidal cells induces ripple-like high-frequency
+    oscillations (Stark et al. 2014 Neuron 83:467); induced ripples resemble short
+    spontaneous ones and carry little content (Fernandez-Ruiz et al. 2019 Science
+    364:1082: randomly induced ripples did not help memory, hence the short duration);
+    nested in spindle troughs, induced events are as efficient as spontaneous ones and
+    spindle-ripple coupling in an SO up-state is what consolidates (Latchoumane et al.
+    2017 Neuron 95:424) -- the memory model's coupling gain does the rest, so the SO phase
+    of the pulse decides how much it is worth.
+    """
+    eff = src.settings.effects
+    d = eff.induced_ripple_s
+    r = sp.rec
+    period = 1.0 / sp.freq
+    # troughs at peak + (k + 1/2) periods; the first whose ripple starts after t0 + 5 ms
+    k = math.ceil((t0 + 0.005 + 0.5 * d - r.peak) / period - 0.5)
+    t_tr = r.peak + (k + 0.5) * period
+    if t_tr + 0.5 * d > r.offset:
+        return "none"
+    ev = src._planner.make_ripple(t_tr, spindle_eid=r.eid, rng=rng, key=key, induced=True,
+                                  duration_s=d)
+    return "spindle_ripple_induced" if ev is not None else "none"
+
+
 def _click(src: SimSource, cyc: SlowOsc, b: float, now: float,
-           rng: np.random.Generator) -> str:
+           rng: np.random.Generator, key: tuple[int, ...]) -> str:
     """Closed-loop auditory stimulation of an SO (Ngo et al. 2013)."""
     eff, so = src.settings.effects, src.settings.so
     nxt = None
@@ -133,12 +183,13 @@ def _click(src: SimSource, cyc: SlowOsc, b: float, now: float,
                 and cyc.rec.offset - 0.05 <= ev.rec.onset <= cyc.rec.offset + 0.3):
             nxt = ev
             break
-    factor = max(0.3, 1.0 + eff.click_gain * b)
+    # in phase: the next cycle grows by up to click_gain; anti-phase: it shrinks a little
+    factor = 1.0 + (eff.click_gain if b > 0 else eff.click_down_gain) * b
     if nxt is not None:
         nxt.scale *= factor
         nxt.rec.meta["trough_v"] *= factor
         nxt.rec.meta["peak_v"] *= factor
-        nxt.rec.meta["click_factor"] = factor
+        nxt.rec.meta["click_factor"] = nxt.rec.meta.get("click_factor", 1.0) * factor
     elif b > 0:
         start = cyc.rec.offset
         clear = all(not (isinstance(ev, SlowOsc) and start <= ev.rec.onset
@@ -155,15 +206,26 @@ def _click(src: SimSource, cyc: SlowOsc, b: float, now: float,
         if rng.random() < eff.click_spindle_prob * b:
             if spindles:
                 for sp in spindles:
-                    sp.scale *= 1.0 + eff.click_gain * b
-                    sp.rec.meta["amplitude_v"] *= 1.0 + eff.click_gain * b
+                    _scale_spindle(sp, 1.0 + eff.click_gain * b)
             else:
                 ph = src.settings.spindle.so_phase_deg
-                src._planner.make_spindle(so_phase_time(nxt, ph),
-                                          amp_factor=1.0 + eff.click_gain * b,
-                                          coupled_to=nxt.rec.eid, induced=True, rng=rng)
+                sp = src._planner.make_spindle(so_phase_time(nxt, ph),
+                                               amp_factor=1.0 + eff.click_gain * b,
+                                               coupled_to=nxt.rec.eid, induced=True, rng=rng,
+                                               key=key)
+                if sp is not None:
+                    sp.rec.meta["click_factor"] = 1.0 + eff.click_gain * b
         return "so_enhanced"
     for sp in spindles:
-        sp.scale *= max(0.2, 1.0 + 0.5 * b)
-        sp.rec.meta["amplitude_v"] *= max(0.2, 1.0 + 0.5 * b)
+        _scale_spindle(sp, factor)
     return "so_suppressed"
+
+
+def _scale_spindle(sp: Spindle, f: float) -> None:
+    """Enlarge (f > 1) or shrink a spindle a click acted on; ``click_factor`` in its truth
+    record is what the memory model reads (a stronger spindle couples its ripples more
+    strongly: Ngo et al. 2013 -- in-phase clicks enhanced phase-coupled spindle activity
+    "and, consequently, the consolidation of declarative memory")."""
+    sp.scale *= f
+    sp.rec.meta["amplitude_v"] *= f
+    sp.rec.meta["click_factor"] = sp.rec.meta.get("click_factor", 1.0) * f

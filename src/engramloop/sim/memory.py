@@ -1,6 +1,8 @@
 """A small engram model: memories that fade unless sleep replay consolidates them.
 
 State per memory ``i``
+    ``encoding[i]`` how well it was encoded (its labile strength at t = 0): memories differ
+                    (``encoding_spread``), and that is what makes some "at risk";
     ``labile[i]``   unconsolidated (early-LTP-like) strength, decays with ``decay_tau_s``;
     ``stable[i]``   consolidated (late-LTP-like) strength, does not decay, saturates at 1;
     ``tag``         a synaptic tag set at encoding and re-set by replay, lifetime
@@ -14,7 +16,13 @@ State per memory ``i``
 Plasticity-related products (PRPs) form a shared pool made by strong, coupled replay
 events and decaying with ``prp_tau_s``. Capture (tag-and-capture): a replay of memory ``i``
 moves labile strength into stable strength at a rate proportional to its tag, the PRP
-pool, the replay quality and ``1 - stable[i]`` (saturation).
+pool, the replay quality and its headroom ``1 - strength[i]`` (normalised to 1 for a
+memory at the mean encoding strength): weakly encoded memories gain more per replay and
+near-perfect ones almost nothing (targeted memory reactivation helps items "as long as
+initial recall was not highly accurate", Creery et al. 2015 Sleep 38:755; benefits are
+largest for the weakest associations, Tambini et al. 2017 Sci Rep 7:15325). Replay
+content is drawn by need, weaker memories more often (Schapiro et al. 2018 Nat Commun
+9:3920; ``need_exponent``).
 
 Replay quality depends on what the rhythms did: ripple duration (longer ripples carry
 more content and improve memory: Fernandez-Ruiz et al. 2019 Science 364:1082; truncated
@@ -61,7 +69,13 @@ class Memory:
         self.seed = int(seed)
         n = settings.n_memories
         self.names = [f"m{i}" for i in range(n)]
-        self.labile = np.full(n, settings.initial_strength)
+        # stratified draw of encoding strengths: evenly spaced quantiles of
+        # initial_strength x U(1 - spread, 1 + spread), in a random order per seed
+        sp = settings.encoding_spread
+        ranks = np.random.default_rng([self.seed, 14]).permutation(n)
+        self.encoding = np.clip(settings.initial_strength * (
+            1.0 - sp + 2.0 * sp * (ranks + 0.5) / n), 1e-3, 1.0)
+        self.labile = self.encoding.copy()
         self.stable = np.zeros(n)
         self.tag_val = np.ones(n)          # tags set at encoding (t = 0)
         self.tag_t = np.zeros(n)
@@ -85,7 +99,7 @@ class Memory:
         arrays.
         """
         new = _copy.copy(self)
-        for name in ("labile", "stable", "tag_val", "tag_t", "replays"):
+        for name in ("labile", "stable", "tag_val", "tag_t", "replays"):   # (encoding: fixed)
             setattr(new, name, getattr(self, name).copy())
         new.engram = list(self.engram)
         new._rng = _copy.deepcopy(self._rng)
@@ -129,7 +143,8 @@ class Memory:
                 self.engram[i] = np.sort(units)
 
     # ---------------------------------------------------------------- events
-    def replay(self, t: float, duration_s: float, coupling: int, truncated: bool = False) -> int:
+    def replay(self, t: float, duration_s: float, coupling: int, truncated: bool = False,
+               key: tuple[int, ...] | None = None, boost: float = 1.0) -> int:
         """A ripple ended at sim time ``t``: replay one memory and consolidate it.
 
         Parameters
@@ -142,6 +157,16 @@ class Memory:
             0 = ripple alone, 1 = in a spindle, 2 = in a spindle during an SO up-state.
         truncated : bool
             Whether a pulse cut the ripple short.
+        key : tuple of int, optional
+            The ripple's identity (its random-stream key in the simulator): which memory
+            it replays is drawn from a stream keyed by it, so the same ripple in a stim run
+            and its sham twin draws the same uniform number (the memory picked can still
+            differ when the two runs' memory states differ). None: the model's own
+            sequential stream.
+        boost : float
+            Scales the coupling bonus (``COUPLING_GAIN - 1``): the simulator passes the
+            factor by which a click enlarged the ripple's spindle (up to 1.4); 1 = as
+            generated.
 
         Returns
         -------
@@ -150,14 +175,19 @@ class Memory:
         """
         self.advance_to(t)
         tag = self.tag(t)
-        w = self.labile + self.stable + 0.5 * tag + 0.05
-        i = int(self._rng.choice(w.size, p=w / w.sum()))
+        w = self.need(t)
+        u = (float(np.random.default_rng([self.seed, 12, *key]).random()) if key
+             else float(self._rng.random()))
+        cdf = np.cumsum(w)
+        i = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), w.size - 1)
         q = 1.0 - math.exp(-max(duration_s, 0.0) / DURATION_SCALE_S)
-        gain = COUPLING_GAIN.get(int(coupling), 1.0)
+        gain = 1.0 + (COUPLING_GAIN.get(int(coupling), 1.0) - 1.0) * max(boost, 0.0)
         if coupling > 0:
             self.prp = min(1.0, self.prp + 0.1 * q * (gain - 1.0))
-        d_stable = self.s.replay_gain * gain * q * tag[i] * (0.3 + 0.7 * self.prp) * (
-            1.0 - self.stable[i])
+        d_stable = self.s.replay_gain * gain * q * tag[i] * (0.3 + 0.7 * self.prp) * \
+            self.headroom()[i]
+        if truncated:
+            d_stable = 0.0    # an interrupted replay captures nothing (Girardeau et al. 2009)
         d_stable = min(d_stable, self.labile[i])
         self.labile[i] -= d_stable
         self.stable[i] += d_stable
@@ -170,6 +200,21 @@ class Memory:
         self.tag_val[i], self.tag_t[i] = max(cur, 0.5 * q + 0.5 * cur), t
         self.replays[i] += 1
         return i
+
+    def headroom(self) -> np.ndarray:
+        """How much a replay can still add to each memory: ``1 - strength``, normalised
+        to 1 at the mean encoding strength (so ``replay_gain`` keeps its meaning)."""
+        room = np.clip(1.0 - self.labile - self.stable, 0.0, 1.0)
+        return room / max(1.0 - self.s.initial_strength, 0.05)
+
+    def need(self, t: float | None = None) -> np.ndarray:
+        """Replay priority of each memory now, normalised to sum 1: weaker memories
+        (``1 - strength``) and tagged ones first (``need_exponent``; Schapiro et al. 2018).
+        Also the model's answer to "which memories are at risk"."""
+        tag = self.tag(self.t if t is None else t)
+        room = np.clip(1.0 - self.labile - self.stable, 0.02, 1.0)
+        w = room ** self.s.need_exponent * (0.5 + tag)
+        return w / w.sum()
 
     def theta_pulse(self, t: float, phase_deg: float, gain: float) -> None:
         """A hippocampal pulse at theta phase ``phase_deg`` (wake/REM): potentiation near
@@ -210,6 +255,8 @@ class Memory:
 
     def summary(self) -> dict:
         """JSON-ready state: strengths, recall, replay counts."""
-        return {"t_s": self.t, "labile": self.labile.tolist(), "stable": self.stable.tolist(),
+        return {"t_s": self.t, "encoding": self.encoding.tolist(),
+                "labile": self.labile.tolist(), "stable": self.stable.tolist(),
+                "need": self.need().tolist(),
                 "recall": self.recall_scores(), "replays": self.replays.tolist(),
                 "overlap": self.overlap().tolist(), "prp": self.prp}

@@ -304,6 +304,43 @@ class StimArtefact(SimEvent):
         return w
 
 
+# Random-stream classes (the second element of every key). Each spontaneous event draws
+# from its own generator keyed by (seed, class, index), the processes that place events in
+# time (gaps, train lengths) from one generator each, and every pulse's effect from one
+# keyed by the pulse's index -- so a pulse that adds, blocks or edits an event never shifts
+# any other event's draws, and a stim run and its sham twin share every spontaneous event.
+SO_PROC, SO_EVENT = 1, 2
+SP_PROC, SP_EVENT = 3, 4
+RIP_PROC, RIP_EVENT = 5, 6
+ART_PROC, ART_EVENT = 7, 8
+SHARP_WAVE = 9
+EFFECT = 10
+REPLAY = 11
+COUPLED_RIPPLE = 100       # ripple j of a spindle: the spindle's key + (100 + j,)
+
+
+class Streams:
+    """Independent random generators keyed by tuples of ints.
+
+    ``rng(cls, i, ...)`` is ``default_rng([seed, 0x51AB, cls, i, ...])``: a function of
+    the key alone, whatever else was drawn before it.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, 0x51AB, *(int(k) for k in key)])
+
+
+def _overlaps(on: float, off: float, spans, gap: float):
+    """The first span (on, off, eid, ...) closer than ``gap`` to [on, off), or None."""
+    for sp in spans:
+        if not (off + gap <= sp[0] or on >= sp[1] + gap):
+            return sp
+    return None
+
+
 def lognormal(rng: np.random.Generator, median: float, sigma: float) -> float:
     return float(median * math.exp(sigma * rng.standard_normal())) if sigma > 0 else median
 
@@ -311,8 +348,21 @@ def lognormal(rng: np.random.Generator, median: float, sigma: float) -> float:
 class Planner:
     """Schedules events ahead of rendering, in fixed one-second windows.
 
-    Draws come from one generator in window order, so the plan depends only on the seed
-    (and on pulses delivered, through :mod:`sim.effects`), never on chunk sizes.
+    Each event draws from its own random stream keyed by its class and index
+    (:class:`Streams`), and each process that places events in time from one stream of
+    its own, so the plan depends only on the seed, never on chunk sizes, and a pulse (see
+    :mod:`sim.effects`) never shifts a spontaneous event. Where a pulse's event does block
+    a spontaneous one (a click-induced spindle inside the refractory period of a later
+    spontaneous spindle, an induced ripple overlapping a spontaneous one, the down state
+    of a click-evoked slow oscillation thinning a spontaneous ripple), the blocked event is
+    listed in the truth as kind "suppressed" (``meta["kind"]`` the event's kind,
+    ``meta["by_eid"]`` the event that blocked it, ``meta["reason"]``): every spontaneous
+    event of the sham twin is either in the stim run's truth at the same onset or listed
+    there as suppressed.
+
+    Blocking decisions are made twice: against the spontaneous events (exactly what the
+    sham twin decides; suppressed ones count, as they exist in the twin) and against the
+    events pulses caused.
 
     Parameters
     ----------
@@ -325,19 +375,31 @@ class Planner:
     add_event : callable(SimEvent)
         Hands a new event to the renderer.
     sw_rng : numpy.random.Generator, optional
-        Draws the radiatum sharp-wave amplitudes; required when ``geom`` has radiatum
-        channels, unused otherwise.
+        Kept for callers of the older signature; unused (each ripple's radiatum sharp wave
+        draws from its own keyed stream).
+    streams : Streams, optional
+        The keyed random streams; default: seeded from ``rng``'s seed sequence (without
+        drawing from ``rng``).
     """
 
     WINDOW_S = 1.0
 
     def __init__(self, settings: SimSettings, geom: Geometry, truth: Truth,
                  rng: np.random.Generator, stage_at, add_event,
-                 sw_rng: np.random.Generator | None = None) -> None:
+                 sw_rng: np.random.Generator | None = None,
+                 streams: Streams | None = None) -> None:
         self.s, self.geom, self.truth, self.rng = settings, geom, truth, rng
-        if sw_rng is None and geom.radiatum_cols.size:
-            raise ValueError("Planner: a probe with radiatum channels needs sw_rng")
-        self.sw_rng = sw_rng
+        if streams is None:
+            # derived from the generator's seed without drawing from it, so a caller that
+            # passes only ``rng`` gets the same draws from it as before
+            ss = getattr(rng.bit_generator, "seed_seq", None)
+            streams = Streams(int(ss.generate_state(1, np.uint64)[0]) >> 2 if ss is not None
+                              else int(rng.integers(2 ** 62)))
+        self.streams = streams
+        st = self.streams
+        self._so_proc, self._sp_proc, self._rip_proc = (st.rng(SO_PROC), st.rng(SP_PROC),
+                                                        st.rng(RIP_PROC))
+        self._n_so = self._n_sp = self._n_rip = 0
         self.stage_at, self.add_event = stage_at, add_event
         self.fs = settings.rate_hz
         self.planned_until = 0.0
@@ -348,9 +410,15 @@ class Planner:
         self.rip_next = 0.0
         self.art_next = {"movement": 0.0, "pop": 0.0, "dropout": 0.0, "saturation": 0.0,
                          "eye": 0.0}
-        self.last_spindle_end = -1e9
-        self.spindle_spans: list[tuple[float, float]] = []
-        self.ripple_spans: list[tuple[float, float]] = []
+        self._art_kinds = tuple(self.art_next)
+        self._art_proc = {k: st.rng(ART_PROC, i) for i, k in enumerate(self._art_kinds)}
+        self._n_art = dict.fromkeys(self._art_kinds, 0)
+        # spans (on, off, eid, real) of spontaneous events -- exactly the sham twin's, with
+        # suppressed ones (real False) -- and spans (on, off, eid) of events pulses caused
+        self.spindle_spans: list[tuple[float, float, int, bool]] = []
+        self.ripple_spans: list[tuple[float, float, int, bool]] = []
+        self.stim_spindle_spans: list[tuple[float, float, int]] = []
+        self.stim_ripple_spans: list[tuple[float, float, int]] = []
         self.n_ch = len(settings.channels)
 
     # ------------------------------------------------------------------ windows
@@ -366,8 +434,14 @@ class Planner:
             self.planned_until = w1
 
     # ------------------------------------------------------------------ slow oscillations
+    def _next_key(self, cls: int) -> tuple[int, int]:
+        attr = {SO_EVENT: "_n_so", SP_EVENT: "_n_sp", RIP_EVENT: "_n_rip"}[cls]
+        k = getattr(self, attr)
+        setattr(self, attr, k + 1)
+        return (cls, k)
+
     def _plan_so(self, w1: float) -> None:
-        so, rng = self.s.so, self.rng
+        so, rng = self.s.so, self._so_proc
         while self.so_next < w1:
             t = self.so_next
             stage = self.stage_at(t)
@@ -376,7 +450,9 @@ class Planner:
                     self.so_train_left = int(rng.integers(so.train_cycles[0],
                                                           so.train_cycles[1] + 1))
                     self.so_train_f = 0.0        # the train's first cycle sets it
-                cyc = self.make_so(t, train_freq_hz=self.so_train_f)
+                key = self._next_key(SO_EVENT)
+                cyc = self.make_so(t, train_freq_hz=self.so_train_f,
+                                   rng=self.streams.rng(*key), key=key)
                 if self.so_train_f == 0.0:
                     self.so_train_f = float(cyc.rec.meta["frequency_hz"])
                 self.so_train_left -= 1
@@ -395,7 +471,9 @@ class Planner:
                 if gap >= 1.0:
                     self.so_next = t + 1.0
                     continue
-                cyc = self.make_so(t + gap) if self.stage_at(t + gap) == "N2" else None
+                key = self._next_key(SO_EVENT)
+                cyc = (self.make_so(t + gap, rng=self.streams.rng(*key), key=key)
+                       if self.stage_at(t + gap) == "N2" else None)
                 self.so_next = cyc.rec.offset if cyc else t + gap
             else:
                 self.so_train_left = 0
@@ -403,11 +481,13 @@ class Planner:
 
     def make_so(self, start: float, amp_factor: float = 1.0, *, evoked: bool = False,
                 couple: bool = True, rng: np.random.Generator | None = None,
-                train_freq_hz: float = 0.0) -> SlowOsc:
+                train_freq_hz: float = 0.0, key: tuple[int, ...] = ()) -> SlowOsc:
         """Create one SO cycle starting (descending zero crossing) at ``start``.
 
-        ``rng`` defaults to the plan's generator; closed-loop effects pass their own so a
-        pulse never shifts the baseline plan of a stim-vs-sham comparison.
+        ``rng`` defaults to the plan's generator; the planner passes the cycle's own keyed
+        stream and closed-loop effects the pulse's, so a pulse never shifts the baseline
+        plan of a stim-vs-sham comparison. ``key`` names that stream (its coupled spindle
+        and ripples derive theirs from it).
         ``train_freq_hz`` > 0: a later cycle of an N3 train; its frequency is that times
         a log-normal factor of sigma ``so.train_cycle_cv`` (clipped to ``so.freq_hz``).
         """
@@ -436,12 +516,13 @@ class Planner:
         self.add_event(ev)
         if couple and rng.random() < self.s.spindle.so_coupling:
             ph = float(rng.normal(self.s.spindle.so_phase_deg, self.s.spindle.so_phase_sd_deg))
-            self.make_spindle(so_phase_time(ev, ph), coupled_to=rec.eid, rng=rng)
+            self.make_spindle(so_phase_time(ev, ph), coupled_to=rec.eid, rng=rng, key=key,
+                              induced=evoked)
         return ev
 
     # ------------------------------------------------------------------ spindles
     def _plan_spindles(self, w1: float) -> None:
-        sp, rng = self.s.spindle, self.rng
+        sp, rng = self.s.spindle, self._sp_proc
         while self.sp_next < w1:
             t = self.sp_next
             stage = self.stage_at(t)
@@ -452,60 +533,102 @@ class Planner:
             gap = float(rng.exponential(1.0 / rate))
             if gap < 1.0:
                 self.sp_next = t + gap
+                key = self._next_key(SP_EVENT)
                 if self.stage_at(self.sp_next) == stage:
-                    self.make_spindle(self.sp_next)
+                    self.make_spindle(self.sp_next, rng=self.streams.rng(*key), key=key)
             else:
                 self.sp_next = t + 1.0
 
     def spindle_free(self, on: float, off: float) -> bool:
+        """Whether a spindle over [on, off) keeps the refractory gap to every spindle of
+        this run."""
         ref = self.s.spindle.refractory_s
-        return all(off + ref <= a or on >= b + ref for a, b in self.spindle_spans[-8:])
+        return (_overlaps(on, off, [sp for sp in self.spindle_spans[-8:] if sp[3]], ref)
+                is None and _overlaps(on, off, self.stim_spindle_spans[-8:], ref) is None)
 
     def make_spindle(self, peak: float, amp_factor: float = 1.0, coupled_to: int = -1,
-                     induced: bool = False,
-                     rng: np.random.Generator | None = None) -> Spindle | None:
-        """Create a spindle with its envelope peak at ``peak``; None if it would overlap."""
+                     induced: bool = False, rng: np.random.Generator | None = None,
+                     key: tuple[int, ...] = ()) -> Spindle | None:
+        """Create a spindle with its envelope peak at ``peak``; None if it would overlap
+        (or, for a spontaneous one blocked by an event a pulse caused, listed in the truth
+        as suppressed).
+
+        ``induced``: caused by a pulse (absent from the sham twin); ``key``: the random
+        stream ``rng`` came from (its coupled ripples derive theirs from it).
+        """
         sp = self.s.spindle
         rng = rng if rng is not None else self.rng
         d = float(np.clip(lognormal(rng, 0.9, 0.35), *sp.duration_s))
         f = float(rng.uniform(*sp.freq_hz))
         on, off = peak - 0.5 * d, peak + 0.5 * d
-        if not self.spindle_free(on, off) or self.stage_at(on) not in ("N2", "N3"):
+        if self.stage_at(on) not in ("N2", "N3"):
             return None
+        ref = sp.refractory_s
+        blocker = None
+        if induced:
+            if not self.spindle_free(on, off):
+                return None
+        else:
+            # what the sham twin decides: against spontaneous spindles only
+            if _overlaps(on, off, self.spindle_spans[-8:], ref) is not None:
+                return None
+            blocker = _overlaps(on, off, self.stim_spindle_spans[-8:], ref)
         amp = lognormal(rng, sp.amplitude_v, sp.amplitude_sigma) * amp_factor
-        rec = EventRecord("spindle", self.geom.spindle_channel, on, peak, off, {
-            "frequency_hz": f, "amplitude_v": amp, "duration_s": d,
-            "so_coupled": coupled_to >= 0, "so_eid": coupled_to, "induced": induced,
-            "channels": self.geom.eeg_channels})
+        meta = {"frequency_hz": f, "amplitude_v": amp, "duration_s": d,
+                "so_coupled": coupled_to >= 0, "so_eid": coupled_to, "induced": induced,
+                "channels": self.geom.eeg_channels}
+        if blocker is not None:
+            rec = self._suppress("spindle", self.geom.spindle_channel, on, peak, off, meta,
+                                 blocker[2], "refractory period of a spindle a pulse induced")
+            self.spindle_spans.append((on, off, rec.eid, False))
+            self._couple_ripples(rec, f, rng, key, suppressed_by=rec.eid)
+            return None
+        rec = EventRecord("spindle", self.geom.spindle_channel, on, peak, off, meta)
         self.truth.add(rec)
-        self.spindle_spans.append((on, off))
+        if induced:
+            self.stim_spindle_spans.append((on, off, rec.eid))
+        else:
+            self.spindle_spans.append((on, off, rec.eid, True))
         ev = Spindle(rec, self.fs, self.geom.spindle, f, amp)
         self.add_event(ev)
-        self._couple_ripples(ev, rng)
+        self._couple_ripples(rec, f, rng, key, induced=induced)
         return ev
 
-    def _couple_ripples(self, spindle: Spindle, rng: np.random.Generator) -> None:
-        """Put ripples into troughs of the spindle's strong middle (Staresina 2015)."""
+    def _suppress(self, kind: str, channel: str, on: float, peak: float, off: float,
+                  meta: dict, by_eid: int, reason: str) -> EventRecord:
+        """List a spontaneous event a pulse blocked: kind "suppressed", same times."""
+        m = dict(meta)
+        m.update({"kind": kind, "by_eid": by_eid, "reason": reason})
+        return self.truth.add(EventRecord("suppressed", channel, on, peak, off, m))
+
+    def _couple_ripples(self, r: EventRecord, freq: float, rng: np.random.Generator,
+                        key: tuple[int, ...], induced: bool = False,
+                        suppressed_by: int = -1) -> None:
+        """Put ripples into troughs of the spindle's strong middle (Staresina 2015).
+
+        ``suppressed_by`` >= 0: the spindle was suppressed; its ripples are listed as
+        suppressed too (they exist in the sham twin)."""
         p = self.s.ripple.spindle_coupling
-        r = spindle.rec
         n_coupled = int(rng.random() < p) + int(rng.random() < 0.5 * p)
         if not n_coupled:
             return
         d = r.offset - r.onset
-        period = 1.0 / spindle.freq
+        period = 1.0 / freq
         # troughs at peak + (k + 1/2) periods, inside the middle half of the envelope
         ks = np.arange(-int(0.25 * d / period) - 1, int(0.25 * d / period) + 1)
         troughs = r.peak + (ks + 0.5) * period
         troughs = troughs[np.abs(troughs - r.peak) < 0.25 * d]
         if troughs.size == 0:
             return
-        for t in sorted(rng.choice(troughs, size=min(n_coupled, troughs.size),
-                                   replace=False)):
-            self.make_ripple(float(t), spindle_eid=r.eid, rng=rng)
+        for j, t in enumerate(sorted(rng.choice(troughs, size=min(n_coupled, troughs.size),
+                                                replace=False))):
+            self.make_ripple(float(t), spindle_eid=r.eid, rng=rng,
+                             key=(*key, COUPLED_RIPPLE + j), induced=induced,
+                             suppressed_by=suppressed_by)
 
     # ------------------------------------------------------------------ ripples
     def _plan_ripples(self, w1: float) -> None:
-        rp, rng = self.s.ripple, self.rng
+        rp, rng = self.s.ripple, self._rip_proc
         while self.rip_next < w1:
             t = self.rip_next
             stage = self.stage_at(t)
@@ -520,30 +643,78 @@ class Planner:
             gap = float(rng.exponential(1.0 / (rate * (1.0 + m))))
             if gap < 1.0:
                 self.rip_next = t + gap
-                ph = self.truth.phase_at("so", self.rip_next)
-                gain = 1.0 if math.isnan(ph) else 1.0 + m * math.cos(math.radians(ph))
-                accept = rng.random() < gain / (1.0 + m)
-                if accept and self.stage_at(self.rip_next) == stage:
-                    self.make_ripple(self.rip_next)
+                u = rng.random()
+                key = self._next_key(RIP_EVENT)
+                if self.stage_at(self.rip_next) != stage:
+                    continue
+                # accepted by the spontaneous slow oscillations (as in the sham twin) and
+                # by every SO of this run (a click-evoked cycle moves ripples into its up
+                # state and out of its down state); one uniform decides both
+                cyc = self._so_record_at(self.rip_next)
+                acc_run = u < self._ripple_gain(cyc, self.rip_next) / (1.0 + m)
+                spont = cyc if cyc is None or not cyc.meta.get("evoked") else None
+                acc_sham = u < self._ripple_gain(spont, self.rip_next) / (1.0 + m)
+                if acc_sham:
+                    self.make_ripple(self.rip_next, rng=self.streams.rng(*key), key=key,
+                                     suppressed_by=-1 if acc_run else cyc.eid)
+                elif acc_run:
+                    self.make_ripple(self.rip_next, rng=self.streams.rng(*key), key=key,
+                                     induced=True)
             else:
                 self.rip_next = t + 1.0
 
+    def _so_record_at(self, t: float) -> EventRecord | None:
+        """The SO cycle (spontaneous or evoked) running at sim time ``t``, or None."""
+        for r in reversed(self.truth._by_kind.get("so", [])[-64:]):
+            if r.onset <= t < r.offset:
+                return r
+        return None
+
+    def _ripple_gain(self, cyc: EventRecord | None, t: float) -> float:
+        """Relative spontaneous ripple rate at ``t`` given the SO cycle running then."""
+        if cyc is None:
+            return 1.0
+        k = (cyc.onset, cyc.meta["trough_s"], cyc.meta["rise_s"], cyc.peak, cyc.offset)
+        ph = float(np.interp(t, k, [90.0, 180.0, 270.0, 360.0, 450.0]))
+        return 1.0 + self.s.ripple.so_modulation * math.cos(math.radians(ph))
+
     def make_ripple(self, peak: float, spindle_eid: int = -1,
-                    rng: np.random.Generator | None = None) -> Ripple | None:
-        """Create a ripple peaking at ``peak``; None if it would overlap another one."""
+                    rng: np.random.Generator | None = None, key: tuple[int, ...] = (),
+                    induced: bool = False, suppressed_by: int = -1,
+                    duration_s: float | None = None) -> Ripple | None:
+        """Create a ripple peaking at ``peak``; None if it would overlap another one (or,
+        for a spontaneous one blocked by an event a pulse caused, listed in the truth as
+        suppressed).
+
+        ``key`` names the ripple's random stream (its replay content derives from it);
+        ``induced``: caused by a pulse; ``suppressed_by`` >= 0: blocked by that event;
+        ``duration_s``: this duration instead of a drawn one.
+        """
         rp = self.s.ripple
         rng = rng if rng is not None else self.rng
         d = float(np.clip(lognormal(rng, rp.median_duration_s, 0.4), *rp.duration_s))
+        d = d if duration_s is None else float(duration_s)
         f = float(rng.uniform(*rp.freq_hz))
         amp = lognormal(rng, rp.amplitude_v, rp.amplitude_sigma)
         ph0 = float(rng.uniform(0, 2 * math.pi))
         on, off = peak - 0.5 * d, peak + 0.5 * d
         # ripples do not overlap: keep 20 ms between them
-        if not all(off + 0.02 <= a or on >= b + 0.02 for a, b in self.ripple_spans[-8:]):
-            return None
-        self.ripple_spans.append((on, off))
+        blocker = suppressed_by
+        if induced:
+            if (_overlaps(on, off, [r for r in self.ripple_spans[-8:] if r[3]], 0.02)
+                    is not None
+                    or _overlaps(on, off, self.stim_ripple_spans[-8:], 0.02) is not None):
+                return None
+        else:
+            if _overlaps(on, off, self.ripple_spans[-8:], 0.02) is not None:
+                return None
+            if blocker < 0:
+                hit = _overlaps(on, off, self.stim_ripple_spans[-8:], 0.02)
+                blocker = hit[2] if hit is not None else -1
         meta = {"frequency_hz": f, "amplitude_v": amp, "duration_s": d,
                 "spindle_eid": spindle_eid, "channels": self.geom.lfp_channels}
+        if induced:
+            meta["induced"] = True
         rad = self.geom.radiatum_cols
         sw_rad = 0.0
         if rad.size:
@@ -552,23 +723,39 @@ class Planner:
             z_amp = (math.log(amp / rp.amplitude_v) / rp.amplitude_sigma
                      if rp.amplitude_sigma > 0 else 0.0)
             c = rp.sharp_wave_ripple_corr
-            z = c * z_amp + math.sqrt(1.0 - c * c) * float(self.sw_rng.standard_normal())
+            sw_rng = self.streams.rng(SHARP_WAVE, *key) if key else self.rng
+            z = c * z_amp + math.sqrt(1.0 - c * c) * float(sw_rng.standard_normal())
             sw_rad = rp.radiatum_sharp_wave_v * math.exp(rp.radiatum_sharp_wave_sigma * z)
             meta["radiatum_sharp_wave_v"] = sw_rad
+        if blocker >= 0:
+            why = ("its spindle was suppressed" if suppressed_by >= 0
+                   and self.truth._records[suppressed_by].kind == "suppressed"
+                   else "down state of a click-evoked slow oscillation"
+                   if suppressed_by >= 0 else "overlaps a ripple a pulse induced")
+            rec = self._suppress("ripple", self.geom.ripple_channel, on, peak, off, meta,
+                                 blocker, why)
+            self.ripple_spans.append((on, off, rec.eid, False))
+            return None
         rec = EventRecord("ripple", self.geom.ripple_channel, on, peak, off, meta)
         self.truth.add(rec)
+        if induced:
+            self.stim_ripple_spans.append((on, off, rec.eid))
+        else:
+            self.ripple_spans.append((on, off, rec.eid, True))
         ev = Ripple(rec, self.fs, self.geom.ripple * float(self.geom.lfp.any()), f, amp,
                     rp.sharp_wave_v, ph0, rad, rp.radiatum_ripple_gain, sw_rad)
+        ev.key = key
         self.add_event(ev)
         return ev
 
     # ------------------------------------------------------------------ artefacts
     def _plan_artefacts(self, w1: float) -> None:
-        a, rng = self.s.artefacts, self.rng
+        a = self.s.artefacts
         rates = {"movement": a.movement_rate_hz, "pop": a.pop_rate_hz,
                  "dropout": a.dropout_rate_hz, "saturation": a.saturation_rate_hz,
                  "eye": 0.0}
         for kind, base in rates.items():
+            rng = self._art_proc[kind]
             while self.art_next[kind] < w1:
                 t = self.art_next[kind]
                 stage = self.stage_at(t)
@@ -584,10 +771,13 @@ class Planner:
                     continue
                 t += gap
                 self.art_next[kind] = t
-                self._make_artefact(kind, t)
+                n = self._n_art[kind]
+                self._n_art[kind] = n + 1
+                self._make_artefact(kind, t, self.streams.rng(
+                    ART_EVENT, self._art_kinds.index(kind), n))
 
-    def _make_artefact(self, kind: str, t: float) -> None:
-        a, rng, names = self.s.artefacts, self.rng, self.geom.names
+    def _make_artefact(self, kind: str, t: float, rng: np.random.Generator) -> None:
+        a, names = self.s.artefacts, self.geom.names
         if kind == "movement":
             d = float(rng.uniform(0.5, 3.0))
             rec = self.truth.add(EventRecord("artefact", names[0], t, t + 0.5 * d, t + d,

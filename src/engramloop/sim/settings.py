@@ -239,10 +239,21 @@ class EffectSettings:
         "optimal phase (Ngo et al. 2013 Neuron 78:545: in-phase clicks enhance SO trains and "
         "spindles)")
     click_best_phase_deg: float = setting(
-        -30.0, ge=-180, le=180, unit="deg", doc="SO phase where a click helps most (rising "
-        "slope to up-state peak; Ngo et al. 2013)")
-    click_spindle_prob: float = setting(0.8, ge=0, le=1, doc="probability that a helpful "
-                                        "click induces a spindle in the next up-state")
+        0.0, ge=-180, le=180, unit="deg", doc="SO phase where a click helps most: the up-state "
+        "peak, where Ngo et al. 2013 (Neuron 78:545) timed their clicks and where the shipped "
+        "policy aims (policy.so_phase_deg = 0); the benefit falls off as cos(phase - this)")
+    click_down_gain: float = setting(
+        0.1, ge=0, doc="relative shrinking of the next SO cycle and its spindles for a click "
+        "in the down state (benefit b < 0): 1 + click_down_gain x b. Small: anti-phase "
+        "clicks gave no memory benefit and did not enhance SOs in Ngo et al. 2013 (their "
+        "out-of-phase condition), but no marked harm either")
+    click_spindle_prob: float = setting(
+        0.4, ge=0, le=1, doc="probability (times the click's benefit b) that a helpful click "
+        "enlarges the spindle of the next up-state by 1 + click_gain b, or induces one "
+        "there; an enlarged spindle raises the coupling bonus of its ripples by the same "
+        "factor. 0.4 puts an up-state click at ~7e-5 next-day recall, about +7 percentage "
+        "points over ~1000 clicks a night, near Ngo et al. 2013's +9.2 of 120 word pairs "
+        "(docs/simulator-effects.md)")
     electrical_ripple_mode: Literal["disrupt", "prolong"] = setting(
         "disrupt", doc="effect of an electrical pulse during a ripple (Girardeau et al. 2009 "
         "Nat Neurosci 12:1222: commissural stimulation truncates ripples)")
@@ -251,11 +262,19 @@ class EffectSettings:
         "2019 Science 364:1082: light prolongs ripples)")
     prolong_s: float = setting(0.1, ge=0, unit="s", doc="how much later a prolonged ripple ends "
                                "(Fernandez-Ruiz 2019: ~50 ms ripples to >100 ms)")
+    induced_ripple_s: float = setting(
+        0.03, gt=0, unit="s", doc="duration of the ripple an optogenetic pulse induces in a "
+        "spindle trough (spindle-locked light): short, like the spontaneous ripples induced "
+        "ones resemble (Fernandez-Ruiz et al. 2019 Science 364:1082)")
     cut_latency_s: float = setting(0.003, ge=0, unit="s",
                                    doc="time for a disrupting pulse to silence the ripple")
     theta_gain: float = setting(
-        0.05, ge=0, doc="plasticity per theta-locked pulse: +gain at theta peak, -gain at "
-        "trough (Huerta & Lisman 1995; Hyman et al. 2003)")
+        0.0007, ge=0, doc="plasticity per theta-locked pulse on each tagged memory's labile "
+        "strength: +gain x cos(theta phase) (potentiation at the peak, depression at the "
+        "trough: Huerta & Lisman 1995 Neuron 15:1053; Hyman et al. 2003 J Neurosci 23:11725). "
+        "Labile: it decays like any unconsolidated change, so by the next-day test a pulse "
+        "is worth about a third of a prolonged ripple (docs/simulator-effects.md). It "
+        "was 0.05, which filled memory to its ceiling in a minute of pulses")
 
 
 @dataclass(frozen=True)
@@ -263,7 +282,21 @@ class MemorySettings:
     """The engram model (see sim/memory.py)."""
 
     n_memories: int = setting(4, ge=1, le=64, doc="number of memories encoded before sleep")
-    initial_strength: float = setting(0.6, gt=0, le=1, doc="labile strength after encoding")
+    initial_strength: float = setting(0.6, gt=0, le=1, doc="mean labile strength after "
+                                      "encoding (each memory's own: encoding_spread)")
+    encoding_spread: float = setting(
+        0.5, ge=0, lt=1, doc="memories differ in how well they were encoded: memory i starts "
+        "at initial_strength x (1 - spread + 2 spread (r_i + 1/2) / n_memories), r_i a "
+        "random rank per seed (stratified uniform draw, so the mean is initial_strength). "
+        "Item-level learning varies widely in the studies this models (object-location "
+        "pairs, Creery et al. 2015 Sleep 38:755; 15 objects, Schapiro et al. 2018 Nat "
+        "Commun 9:3920); +-50 % is a modelling choice")
+    need_exponent: float = setting(
+        1.0, ge=0, doc="replay content is drawn by need: memory i is replayed with "
+        "probability proportional to (1 - strength_i)^k x (1/2 + tag_i) (weaker memories are "
+        "replayed more: Schapiro et al. 2018 Nat Commun 9:3920, hippocampal item replay "
+        "correlated negatively with pre-rest memory); 0 = uniform. k = 1 is a modelling "
+        "choice (the study reports the direction, not an exponent)")
     decay_tau_s: float = setting(6 * 3600.0, gt=0, unit="s", doc="decay time constant of "
                                  "unconsolidated (early-LTP-like) strength")
     tag_tau_s: float = setting(40 * 60.0, gt=0, unit="s", doc="synaptic tag lifetime (Frey & "

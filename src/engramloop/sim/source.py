@@ -24,7 +24,7 @@ from engramloop.sim.effects import TARGETS, apply_pulse
 from engramloop.sim.hypnogram import Hypnogram
 from engramloop.sim.memory import Memory
 from engramloop.sim.noise import Background
-from engramloop.sim.rhythms import Geometry, Planner, Ripple, SimEvent
+from engramloop.sim.rhythms import Geometry, Planner, Ripple, SimEvent, Streams
 from engramloop.sim.settings import SimSettings
 from engramloop.sim.truth import EventRecord, Truth
 
@@ -89,16 +89,17 @@ class SimSource:
                                                               else SimClock(0.0))
         self._advance_clock = isinstance(self._clock, SimClock) and not paced
         # independent random streams: adding a pulse or a channel never reshuffles another
+        # (the background and the hypnogram never depend on pulses, so one sequential
+        # stream each; events and pulse effects draw from keyed streams, see Streams)
         ss = np.random.SeedSequence([self.seed, 0x51AB])
-        r_bg, r_plan, r_hyp, r_eff, r_sw = (np.random.default_rng(c) for c in ss.spawn(5))
-        self._effects_rng = r_eff
+        r_bg, r_plan, r_hyp = (np.random.default_rng(c) for c in ss.spawn(3))
         self.truth = Truth(self.rate_hz, self.channels, 0.0)
         self.memory = Memory(s.memory, self.seed)
         self._geom = Geometry(s)
         self._hyp = Hypnogram(s.hypnogram, r_hyp)
         self._events: list[SimEvent] = []
         self._planner = Planner(s, self._geom, self.truth, r_plan, self._stage_at,
-                                self._add_event, sw_rng=r_sw)
+                                self._add_event, streams=Streams(self.seed))
         self._bg_block = int(round(BG_BLOCK_S * self.rate_hz))
         self._bg = Background(s.noise, s.theta, self.rate_hz, self._geom.lfp, self.truth,
                               r_bg, self._bg_block)
@@ -350,7 +351,15 @@ class SimSource:
             in_spindle = not math.isnan(self.truth.phase_at("spindle", r.peak))
             so_ph = self.truth.phase_at("so", r.peak)
             coupling = 2 if in_spindle and abs(so_ph) < 90.0 else 1 if in_spindle else 0
-            i = mem.replay(t, r.offset - r.onset, coupling, bool(r.meta.get("truncated")))
+            # a spindle a click enlarged raises the coupling bonus of its ripples (Ngo et
+            # al. 2013; sim.effects._scale_spindle); a shrunk one does not lower it
+            # (out-of-phase clicks were ineffective there, not harmful)
+            boost = 1.0
+            if in_spindle:
+                sp = self.truth.record_at("spindle", r.peak)
+                boost = max(1.0, sp.meta.get("click_factor", 1.0)) if sp is not None else 1.0
+            i = mem.replay(t, r.offset - r.onset, coupling, bool(r.meta.get("truncated")),
+                           key=getattr(args[0], "key", None), boost=boost)
             if record:
                 r.meta["coupling"] = coupling
                 r.meta["memory"] = mem.names[i]
@@ -388,7 +397,10 @@ class SimSource:
         :meth:`recall_scores`, the next-day test if the session ended now -- the quantity
         the forecaster forecasts), ``pooled`` (their mean), ``strength`` (per memory,
         labile + stable now, 0-1), ``stable`` (per memory, consolidated part) and
-        ``replays`` (per memory, replays so far).
+        ``replays`` (per memory, replays so far), ``encoding`` (per memory, labile
+        strength at encoding: how well it was learned) and ``need`` (per memory, the
+        probability that the next replay picks it: weaker memories first, sums to 1 --
+        which memories are at risk).
         """
         with self._lock:
             self._apply_pulses()
@@ -400,4 +412,6 @@ class SimSource:
                 "pooled": float(np.mean(list(recall.values()))), "recall": recall,
                 "strength": strength,
                 "stable": {n: float(v) for n, v in zip(mem.names, mem.stable, strict=True)},
-                "replays": {n: int(v) for n, v in zip(mem.names, mem.replays, strict=True)}}
+                "replays": {n: int(v) for n, v in zip(mem.names, mem.replays, strict=True)},
+                "encoding": {n: float(v) for n, v in zip(mem.names, mem.encoding, strict=True)},
+                "need": {n: float(v) for n, v in zip(mem.names, mem.need(sim_t), strict=True)}}

@@ -31,7 +31,10 @@ class TruthEvent:
     ----------
     kind : str
         "ripple", "spindle", "so" (one slow-oscillation cycle), "theta_burst" (a theta
-        episode), "artefact" (``meta["type"]`` says which), "stim" (a delivered pulse).
+        episode), "artefact" (``meta["type"]`` says which), "stim" (a delivered pulse),
+        "suppressed" (a spontaneous event a pulse's effect blocked -- present in the sham
+        twin, not in this run: ``meta["kind"]`` its kind, ``meta["by_eid"]`` the blocking
+        event's record index, ``meta["reason"]``).
     channel : str
         Channel on which the event is largest. Cortical events appear on every EEG channel
         and ripples on every LFP channel, scaled (``meta["channels"]``).
@@ -301,6 +304,14 @@ class Truth:
                         return float(wrap_deg(90.0 * (j + 1) + 90.0 * (t - k[j])
                                               / (k[j + 1] - k[j])))
         return math.nan
+
+    def record_at(self, kind: str, t: float, lookback: int = 64) -> EventRecord | None:
+        """The most recently started event of ``kind`` whose span contains sim time
+        ``t`` (searching the last ``lookback`` of that kind; internal), or None."""
+        for r in reversed(self._by_kind.get(kind, [])[-lookback:]):
+            if r.onset <= t < r.offset:
+                return r
+        return None
 
     # ---- theta: integrated piecewise-linear frequency, warped for asymmetry
     def theta_generator_phase(self, t: np.ndarray) -> np.ndarray:
