@@ -182,10 +182,11 @@ def source_shape(cfg: Config) -> tuple[tuple[str, ...] | None, float | None]:
     if src.kind == "sim":
         chans, rate = tuple(cfg.sim.channels), float(cfg.sim.rate_hz)
     elif src.kind == "file" and src.file.path:
-        from engramloop.drivers.files import load_file
+        from engramloop.drivers.files import open_blocks
 
-        d = load_file(src.file.path, stream=src.file.stream, board=src.file.board,
-                      units=src.file.units)
+        # the header only: the samples are checked when the replay opens the file
+        d = open_blocks(src.file.path, stream=src.file.stream, board=src.file.board,
+                        units=src.file.units, check=False)
         chans, rate = d.channels, d.rate_hz
     elif src.kind == "brainflow":
         from engramloop.core.chunk import SourceError
