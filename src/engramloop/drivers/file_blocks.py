@@ -284,7 +284,8 @@ class _NpyMember:
         with zf.open(name) as f:
             self.shape, self.fortran, self.dtype = _npy_header(f)
 
-    def rows(self, n: int = BLOCK_SAMPLES) -> Iterator[np.ndarray]:
+    def rows(self, n: int = 0) -> Iterator[np.ndarray]:
+        n = n or BLOCK_SAMPLES
         width = int(np.prod(self.shape[1:], dtype=np.int64)) if len(self.shape) > 1 else 1
         total = self.shape[0] if self.shape else 1
         with self._zf.open(self.name) as f:
@@ -477,7 +478,7 @@ TEXT_ROWS = 32768
 
 def iter_table(path: Path, what: str, *, delimiter: str, skip_lines: int = 0,
                usecols: Sequence[int] | None = None, comments: str | None = "#",
-               rows: int = TEXT_ROWS) -> Iterator[np.ndarray]:
+               rows: int = 0) -> Iterator[np.ndarray]:
     """A delimited numeric text table, ``rows`` lines at a time, each (m, k) float64.
 
     Errors are :func:`drivers.files.table_error`'s one line, with the line, column and
@@ -485,6 +486,7 @@ def iter_table(path: Path, what: str, *, delimiter: str, skip_lines: int = 0,
     rows before is the same error as numpy's within a block."""
     from engramloop.drivers.files import table_error
 
+    rows = rows or TEXT_ROWS
     with open(path, "rb") as f:
         offset = 0
         for _ in range(skip_lines):
