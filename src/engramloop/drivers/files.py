@@ -571,12 +571,13 @@ class FileSource:
     def use_blocks(self, seconds: float) -> int:
         """At ``speed="max"``: hand out chunks of about ``seconds`` of samples (a whole
         multiple of ``chunk_samples``; a chunk still never spans a gap). Returns the
-        decision grid (``chunk_samples``), or 0 when not replaying at max speed."""
+        decision grid (``chunk_samples``), or 0 when not replaying at max speed or the
+        blocks would be no larger than a chunk."""
         if self.speed != "max":
             return 0
         k = max(1, int(round(seconds * self.rate_hz / self.chunk_samples)))
         self.block_samples = k * self.chunk_samples
-        return self.chunk_samples
+        return self.chunk_samples if k > 1 else 0
 
     def start(self) -> None:
         self._offset = self.clock.now() - float(self.reader.t_first)
