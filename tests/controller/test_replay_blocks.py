@@ -79,3 +79,32 @@ def test_block_replay_with_duration_and_nonfinite_samples_equals_chunk_replay(
     assert _key(by_chunk) == _key(by_block)
     assert by_block.n_samples == by_chunk.n_samples
     assert by_block.t_end_s == pytest.approx(by_chunk.t_end_s)
+
+
+class _Board:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def publish(self, status) -> None:
+        self.n += 1
+
+
+@pytest.mark.parametrize("step_s, want", [(0.0, "one"), (1.0, "every chunk")])
+def test_status_snapshots_at_max_speed_follow_the_wall_clock(step_s, want,
+                                                             monkeypatch) -> None:
+    """A snapshot every 0.25 s of *wall* time at --speed max (one per 0.25 s of signal
+    cost a quarter of a replay): a frozen wall clock gives one snapshot for 30 min of
+    signal, a wall clock moving 1 s per look gives one per chunk."""
+    path = require_data(DATA / "dreams_dev" / "excerpt1.edf")
+    cfg = loads_config(CFG.format(target="spindle"))
+    board = _Board()
+    lp = build_loop(cfg, speed="max", source=FileSource(path, speed="max", chunk_samples=10),
+                    status_board=board)
+    ticks = iter(np.arange(1e6) * step_s)
+    lp.wall_clock = lambda: float(next(ticks))
+    res = lp.run()
+    assert res.duration_s == pytest.approx(1800.0, abs=0.1)
+    if want == "one":   # the first snapshot, and the final one at the end of the run
+        assert board.n <= 2
+    else:
+        assert board.n >= res.n_chunks

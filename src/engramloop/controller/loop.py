@@ -61,7 +61,9 @@ STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record"
           "chunk_total", "pulse_total")
 #: bound on the in-memory lists kept for the end-of-run summary
 MAX_KEPT = 200_000
-#: status snapshots for the dashboard, seconds of loop time apart
+#: status snapshots for the dashboard, seconds apart: of loop time in a paced run, of
+#: wall-clock time on the simulated clock (``--speed max`` runs thousands of times faster
+#: than real time; a snapshot per 0.25 s of signal cost a quarter of a replay)
 STATUS_EVERY_S = 0.25
 #: GIL switch interval during real-time runs (CPython default 5 ms), seconds
 SWITCH_INTERVAL_S = 0.00005
@@ -244,6 +246,8 @@ class Loop:
         self._calibrated = False
         self._immediate: dict[int, float] = {}
         self._pending: Chunk | None = None
+        #: wall-clock seconds that pace the status snapshots on the simulated clock
+        self.wall_clock = time.monotonic
         #: ``--speed max`` block decoding: the decision grid in samples (0 = off), and
         #: grid-sized pieces of a block that must take the per-chunk path
         self._grid = 0
@@ -732,6 +736,7 @@ class Loop:
         h_in = st["intake"]
         h_sch, h_rec, h_tot = st["schedule"], st["record"], st["chunk_total"]
         perf = time.perf_counter
+        wall = self.wall_clock
         rec = self.recorder
         t_start = clock.now()
         t_end = math.inf
@@ -763,10 +768,11 @@ class Loop:
                 res.n_timeouts += 1
                 now = clock.now()
                 self._watch_link(now)
-                if self.status_board is not None and now >= next_status \
+                tick = wall() if self.simulated else now
+                if self.status_board is not None and tick >= next_status \
                         and self._last_chunk is not None:
                     # no data: the live view must still show the outage
-                    next_status = now + STATUS_EVERY_S
+                    next_status = tick + STATUS_EVERY_S
                     self._publish(now, self._last_chunk, self._state_text(now, calibrated))
                 self._watch(now)
                 if rec is not None:
@@ -879,9 +885,11 @@ class Loop:
                 if self.forecaster is not None:
                     self.forecaster.check()
                     self._take_forecasts()
-            if self.status_board is not None and now >= next_status:
-                next_status = now + STATUS_EVERY_S
-                self._publish(now, chunk, self._state_text(now, calibrated))
+            if self.status_board is not None:
+                tick = wall() if self.simulated else now
+                if tick >= next_status:
+                    next_status = tick + STATUS_EVERY_S
+                    self._publish(now, chunk, self._state_text(now, calibrated))
             if chunk.last_time_s >= t_end if self.simulated else now >= t_end:
                 res.stop_reason = "duration reached"
                 break
