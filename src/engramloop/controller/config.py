@@ -41,7 +41,9 @@ class SourceSettings:
     chunk_samples: int = setting(
         10, ge=1, le=100000, unit="samples",
         doc="samples per chunk handed to the loop (sources that deliver their own chunking "
-            "may ignore it)")
+            "may ignore it); a file replayed at --speed max is decoded in blocks of about "
+            "2 s (a whole multiple of it), while decisions, pulses and the safety governor "
+            "stay on this chunk grid")
     read_timeout_s: float = setting(
         0.05, gt=0, le=10, unit="s", doc="how long one read waits for data before the loop "
                                          "checks staleness")
