@@ -146,3 +146,11 @@ def test_sim_clock_only_moves_to_the_block_start_with_use_blocks(tmp_path):
     c = src.read(1.0)
     assert c.n_samples == 100 and clock.now() == c.timestamps[0]
     assert FileSource(tmp_path / "s.npz", speed=2.0).use_blocks(1.0) == 0
+
+
+def test_npz_of_a_transposed_array_is_read(tmp_path, small_blocks):
+    """numpy.savez of ``x.T`` stores a column-major member: read whole, same values."""
+    x = np.random.default_rng(4).normal(0, 1e-5, (2, 1000))
+    np.savez(tmp_path / "f.npz", samples=x.T, rate_hz=250.0)
+    out = _drain(FileSource(tmp_path / "f.npz", speed="max", chunk_samples=64))
+    np.testing.assert_array_equal(np.concatenate([c.samples for c in out]), x.T)

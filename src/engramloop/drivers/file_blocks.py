@@ -290,13 +290,18 @@ class _NpyMember:
         total = self.shape[0] if self.shape else 1
         with self._zf.open(self.name) as f:
             _npy_header(f)
+            item = self.dtype.itemsize * width
             if self.fortran and len(self.shape) > 1:
-                # column-major: the rows are spread through the whole member; read whole
-                a = np.lib.format.read_array(f, allow_pickle=False)
+                # column-major (numpy.save of a transposed array): each row is spread
+                # through the whole member, so this one is read whole
+                raw = f.read(total * item)
+                if len(raw) != total * item:
+                    raise EOFError(f"member {self.name} ends after {len(raw)} of "
+                                   f"{total * item} bytes")
+                a = np.frombuffer(raw, dtype=self.dtype).reshape(self.shape, order="F")
                 for i in range(0, total, n):
                     yield a[i:i + n]
                 return
-            item = self.dtype.itemsize * width
             for i in range(0, total, n):
                 m = min(n, total - i)
                 raw = f.read(m * item)
