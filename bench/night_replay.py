@@ -13,7 +13,7 @@ Per night, side by side:
 - ``engramloop replay CONFIG NIGHT --speed max --quiet`` in a fresh process pinned to
   one core, spindle and slow-oscillation detectors on all 8 channels, sham policy, no
   recording: wall time, x-real-time (night length / wall time) and the process's peak
-  RSS (``os.wait4``'s ru_maxrss for that child alone);
+  RSS (GNU time's %M for that process alone);
 - YASA 0.8 ``spindles_detect`` + ``sw_detect`` on the same 8 channels (arrays read with
   pyedflib beforehand; the reading time is printed apart), in this process.
 
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -112,20 +114,28 @@ def night(cache: Path, hours: float) -> Path:
 
 
 def replay(path: Path, config: Path) -> tuple[float, float]:
-    """(wall s, peak RSS MB) of one replay process pinned to one core."""
+    """(wall s, peak RSS MB) of one replay process pinned to one core.
+
+    The peak is read by GNU time (``/usr/bin/time -f %M``), which starts the replay from
+    its own small image: a child forked straight from this process would count this
+    process's pages (YASA, MNE) in its ru_maxrss until it execs."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    cmd = [sys.executable, "-m", "engramloop", "replay", str(config), str(path),
-           "--speed", "max", "--quiet"]
-    cpu = min(os.sched_getaffinity(0))
+    cpu = str(min(os.sched_getaffinity(0)))
+    cmd = ["taskset", "-c", cpu, sys.executable, "-m", "engramloop", "replay", str(config),
+           str(path), "--speed", "max", "--quiet"]
+    gnu_time = shutil.which("time", path="/usr/bin:/bin")
+    if gnu_time:
+        cmd = [gnu_time, "-f", "maxrss_kb=%M"] + cmd
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-    _, status, usage = os.wait4(p.pid, 0)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate()
     wall = time.perf_counter() - t0
-    out, err = p.stdout.read().decode(), p.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"replay failed:\n{out}\n{err}")
-    return wall, usage.ru_maxrss / 1024.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise SystemExit(f"replay failed:\n{out.decode()}\n{err.decode()}")
+    kb = [ln for ln in err.decode().splitlines() if ln.startswith("maxrss_kb=")]
+    rss_kb = int(kb[-1].split("=")[1]) if kb else usage.ru_maxrss
+    return wall, rss_kb / 1024.0
 
 
 def yasa_detect(path: Path) -> tuple[float, float, int, int]:
