@@ -50,6 +50,9 @@ def test_clipping_is_flagged_for_the_channels_that_reached_the_rail(tmp_path):
     board = Snapshots()
     xdf = tmp_path / "run.xdf"
     loop = build_loop(cfg, speed="max", duration_s=30.0, record=str(xdf), status_board=board)
+    # at --speed max snapshots follow the wall clock; here every 0.25 s of signal, so
+    # each snapshot's period can be checked against the recording
+    loop.wall_clock = loop.clock.now
     result = loop.run(30.0)
     clip_v = cfg.sim.artefacts.clip_v
     assert loop.source.full_scale_v == clip_v
@@ -113,6 +116,7 @@ def _forecast_loop(threshold: float, p_decay: float, board: StatusBoard):
     cfg = dataclasses.replace(base, forecaster=fset)
     loop = build_loop(cfg, speed="max", duration_s=22.0, status_board=board)
     loop.forecaster._forecaster = StubForecaster(p_decay)  # instead of loading torch
+    loop.wall_clock = loop.clock.now   # snapshots every 0.25 s of signal, not wall time
     return loop
 
 

@@ -41,7 +41,9 @@ class SourceSettings:
     chunk_samples: int = setting(
         10, ge=1, le=100000, unit="samples",
         doc="samples per chunk handed to the loop (sources that deliver their own chunking "
-            "may ignore it)")
+            "may ignore it); a file replayed at --speed max is decoded in blocks of about "
+            "2 s (a whole multiple of it), while decisions, pulses and the safety governor "
+            "stay on this chunk grid")
     read_timeout_s: float = setting(
         0.05, gt=0, le=10, unit="s", doc="how long one read waits for data before the loop "
                                          "checks staleness")
@@ -182,10 +184,11 @@ def source_shape(cfg: Config) -> tuple[tuple[str, ...] | None, float | None]:
     if src.kind == "sim":
         chans, rate = tuple(cfg.sim.channels), float(cfg.sim.rate_hz)
     elif src.kind == "file" and src.file.path:
-        from engramloop.drivers.files import load_file
+        from engramloop.drivers.files import open_blocks
 
-        d = load_file(src.file.path, stream=src.file.stream, board=src.file.board,
-                      units=src.file.units)
+        # the header only: the samples are checked when the replay opens the file
+        d = open_blocks(src.file.path, stream=src.file.stream, board=src.file.board,
+                        units=src.file.units, check=False)
         chans, rate = d.channels, d.rate_hz
     elif src.kind == "brainflow":
         from engramloop.core.chunk import SourceError

@@ -23,6 +23,12 @@ _NBINS = int(math.ceil(math.log(_HI_S / _LO_S) / _LOG_G)) + 1
 class Histogram:
     """Counts of durations (seconds) in log-spaced bins.
 
+    :meth:`record` only appends to a short list; every ``FOLD`` values (and before any
+    read) the list is folded into the bins at once (``np.bincount``), so a record costs
+    a list append on the loop's hot path. Reads from another thread fold too; a value
+    recorded in the instant of a fold by the recording thread can be counted in the
+    next fold instead.
+
     Attributes
     ----------
     count : int
@@ -31,46 +37,82 @@ class Histogram:
         Exact extremes (seconds); ``nan`` before the first sample.
     """
 
-    __slots__ = ("counts", "count", "total_s", "min_s", "max_s")
+    __slots__ = ("_counts", "_count", "_total_s", "_min_s", "_max_s", "_buf")
+
+    #: values appended before they are folded into the bins
+    FOLD = 1024
 
     def __init__(self) -> None:
-        self.counts = np.zeros(_NBINS, dtype=np.int64)
-        self.count = 0
-        self.total_s = 0.0
-        self.min_s = math.nan
-        self.max_s = math.nan
+        self._counts = np.zeros(_NBINS, dtype=np.int64)
+        self._count = 0
+        self._total_s = 0.0
+        self._min_s = math.nan
+        self._max_s = math.nan
+        self._buf: list[float] = []
 
     def record(self, value_s: float) -> None:
         """Add one duration in seconds."""
-        if value_s > _LO_S:
-            i = int(math.log(value_s / _LO_S) / _LOG_G) + 1
-            if i >= _NBINS:
-                i = _NBINS - 1
+        buf = self._buf
+        buf.append(value_s)
+        if len(buf) >= self.FOLD:
+            self._fold()
+
+    def _fold(self) -> None:
+        buf, self._buf = self._buf, []
+        if not buf:
+            return
+        v = np.asarray(buf, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            i = np.floor(np.log(np.maximum(v, _LO_S) / _LO_S) / _LOG_G).astype(np.int64) + 1
+        i[~(v > _LO_S)] = 0          # below the first bin, negative or NaN: bin 0
+        np.minimum(i, _NBINS - 1, out=i)
+        self._counts += np.bincount(i, minlength=_NBINS)
+        lo, hi = float(v.min()), float(v.max())
+        if self._count == 0:
+            self._min_s, self._max_s = lo, hi
         else:
-            i = 0
-        self.counts[i] += 1
-        if self.count == 0:
-            self.min_s = self.max_s = value_s
-        else:
-            if value_s < self.min_s:
-                self.min_s = value_s
-            if value_s > self.max_s:
-                self.max_s = value_s
-        self.count += 1
-        self.total_s += value_s
+            self._min_s, self._max_s = min(self._min_s, lo), max(self._max_s, hi)
+        self._count += v.size
+        self._total_s += float(v.sum())
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._fold()
+        return self._counts
+
+    @property
+    def count(self) -> int:
+        self._fold()
+        return self._count
+
+    @property
+    def total_s(self) -> float:
+        self._fold()
+        return self._total_s
+
+    @property
+    def min_s(self) -> float:
+        self._fold()
+        return self._min_s
+
+    @property
+    def max_s(self) -> float:
+        self._fold()
+        return self._max_s
 
     def merge(self, other: Histogram) -> None:
         """Add another histogram's counts into this one."""
+        self._fold()
         if other.count == 0:
             return
-        self.counts += other.counts
-        if self.count == 0:
-            self.min_s, self.max_s = other.min_s, other.max_s
+        self._counts += other.counts
+        if self._count == 0:
+            self._min_s, self._max_s = other.min_s, other.max_s
         else:
-            self.min_s = min(self.min_s, other.min_s)
-            self.max_s = max(self.max_s, other.max_s)
-        self.count += other.count
-        self.total_s += other.total_s
+            self._min_s = min(self._min_s, other.min_s)
+            self._max_s = max(self._max_s, other.max_s)
+        self._count += other.count
+        self._total_s += other.total_s
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (0..100) in seconds, to within 0.5 %; ``nan`` when empty.

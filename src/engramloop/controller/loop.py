@@ -45,6 +45,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from engramloop.controller.governor import Decision, Governor
 from engramloop.controller.latency import Histogram, StageTimes
 from engramloop.controller.nonfinite import NonFiniteGuard
@@ -59,7 +61,9 @@ STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record"
           "chunk_total", "pulse_total")
 #: bound on the in-memory lists kept for the end-of-run summary
 MAX_KEPT = 200_000
-#: status snapshots for the dashboard, seconds of loop time apart
+#: status snapshots for the dashboard, seconds apart: of loop time in a paced run, of
+#: wall-clock time on the simulated clock (``--speed max`` runs thousands of times faster
+#: than real time; a snapshot per 0.25 s of signal cost a quarter of a replay)
 STATUS_EVERY_S = 0.25
 #: GIL switch interval during real-time runs (CPython default 5 ms), seconds
 SWITCH_INTERVAL_S = 0.00005
@@ -68,6 +72,9 @@ SWITCH_INTERVAL_S = 0.00005
 SIM_FORECAST_WAIT_S = 60.0
 #: most chunks decoded without decisions in one backlog catch-up
 MAX_BACKLOG_CHUNKS = 1000
+#: ``--speed max`` replays of a file are decoded in blocks of about this many seconds of
+#: signal (decisions stay on the ``chunk_samples`` grid, :meth:`Loop._act_on_grid`)
+BLOCK_S = 2.0
 
 
 class SimStimOutput:
@@ -239,6 +246,12 @@ class Loop:
         self._calibrated = False
         self._immediate: dict[int, float] = {}
         self._pending: Chunk | None = None
+        #: wall-clock seconds that pace the status snapshots on the simulated clock
+        self.wall_clock = time.monotonic
+        #: ``--speed max`` block decoding: the decision grid in samples (0 = off), and
+        #: grid-sized pieces of a block that must take the per-chunk path
+        self._grid = 0
+        self._split: deque = deque()
         self._last_chunk: Chunk | None = None
         self._messages: deque = deque(maxlen=6)
         self._switch_interval: float | None = None
@@ -392,6 +405,7 @@ class Loop:
         if self.phase_estimator is not None:
             stages.append(self.phase_estimator)
         self._guard = NonFiniteGuard(stages)
+        self._use_blocks()
         # the collection's pause comes before any device thread runs: a stim box's
         # heartbeat thread waiting on the GIL during it would look like a lost device
         gc.collect()
@@ -432,6 +446,124 @@ class Loop:
             # noted once the recording exists
             self._built_note = (f"source channels {', '.join(self.source.channels)} at "
                                 f"{self.source.rate_hz:g} Hz: detectors {names}")
+
+    def _use_blocks(self) -> None:
+        """On the simulated clock, ask a file source for blocks of ~BLOCK_S seconds.
+
+        The detectors are chunk-size independent, so decoding a block at once gives the
+        events decoding it chunk by chunk gives; what must stay on the ``chunk_samples``
+        grid is when the loop acts on them (:meth:`_act_on_grid`). Blocks are used only
+        where nothing the loop does feeds back into decoding within a block: no phase
+        estimator (its estimate is read at every chunk), no forecaster, and no pulse
+        that blanks a detector (sham runs deliver none)."""
+        if not self.simulated or self.phase_estimator is not None or \
+                self.forecaster is not None or self.sim_source is not None or \
+                not (self.sham or not self._blankers):
+            return
+        use = getattr(self.source, "use_blocks", None)
+        if callable(use):
+            self._grid = int(use(BLOCK_S))
+
+    def _split_block(self, chunk: Chunk) -> list[Chunk]:
+        """A block cut on the decision grid: the chunks a per-chunk replay would read."""
+        g, out = self._grid, []
+        for a in range(0, chunk.n_samples, g):
+            b = min(a + g, chunk.n_samples)
+            out.append(Chunk(chunk.samples[a:b].copy(), chunk.timestamps[a:b],
+                             chunk.rate_hz, chunk.channels, chunk.arrival_s,
+                             chunk.first_index + a, chunk.gap_before and a == 0, chunk.units,
+                             chunk.meta if a == 0 else {}))
+        return out
+
+    def _block_or_split(self, chunk: Chunk, t0: float,
+                        duration_s: float | None) -> tuple[Chunk, bool]:
+        """A block, cut after the grid chunk where a run of ``duration_s`` ends (as a
+        per-chunk run stops there), and decoded at once -- or, when it holds non-finite
+        samples or follows them (the guard pauses detectors per chunk), cut on the grid
+        and fed chunk by chunk. Returns (chunk to process now, decoded as a block)."""
+        g, t = self._grid, chunk.timestamps
+        if duration_s is not None:
+            i = int(np.searchsorted(t, t0 + duration_s, side="left"))
+            if i < chunk.n_samples:
+                e = min((i // g + 1) * g, chunk.n_samples)
+                chunk = Chunk(chunk.samples[:e], t[:e], chunk.rate_hz, chunk.channels,
+                              chunk.arrival_s, chunk.first_index, chunk.gap_before,
+                              chunk.units, chunk.meta)
+        guard = self._guard
+        if chunk.n_samples > g and (guard is None or not guard.busy) and \
+                math.isfinite(float(np.add.reduce(chunk.samples, axis=None))):
+            return chunk, True
+        pieces = self._split_block(chunk)
+        self._split.extend(pieces[1:])
+        return pieces[0], False
+
+    def _act_on_grid(self, chunk: Chunk, events: list[Event], h_gov: Histogram,
+                     h_sch: Histogram) -> list[Event]:
+        """Everything the loop does between decoding and recording, for a block decoded
+        at once, at the times a per-chunk replay (chunks of ``self._grid`` samples) does
+        it: the clock moves to the end of each grid chunk holding a detection, the
+        governor sees the data up to there, deliveries due are fired and drained, and
+        the policy decides on that grid chunk's events at its newest sample. Stretches
+        without detections are observed by the governor as one piece. Returns the events
+        in the order a per-chunk replay meets them (by grid chunk, then detector)."""
+        res, gov, clock, sched = self.result, self.governor, self.clock, self.scheduler
+        t, n, rate, g = chunk.timestamps, chunk.n_samples, chunk.rate_hz, self._grid
+        pos = 0
+
+        def observe(b: int) -> None:
+            nonlocal pos
+            if b <= pos:
+                return
+            if gov.observe_chunk(float(t[pos]), float(t[b - 1]), b - pos, rate,
+                                 chunk.gap_before and pos == 0):
+                res.n_gaps += 1
+                self._gap_noted(chunk, clock.now())
+            pos = b
+
+        def bound(e: int) -> float:
+            """The per-chunk replay's scheduler bound after the grid chunk ending at e."""
+            return float(t[e - 1]) + (e - (e - 1) // g * g) / rate
+
+        def reach(x: int) -> None:
+            """Move to the end of the grid chunk ending at sample x; a pulse due on the
+            way fires after the grid chunk where a per-chunk replay fires it."""
+            while True:
+                due = sched.next_due_s()
+                if not math.isfinite(due):
+                    break
+                i = int(np.searchsorted(t, due - g / rate, side="left"))
+                e = min((i // g + 1) * g, n)
+                while e < n and bound(e) < due:   # irregular stamps: the next grid ends
+                    e = min(e + g, n)
+                if e >= x:
+                    break
+                clock.sleep_until(float(t[e - 1]))
+                observe(e)
+                sched.advance_to(bound(e))
+            clock.sleep_until(float(t[x - 1]))
+            observe(x)
+
+        groups: dict[int, list[Event]] = {}
+        if events:
+            idx = np.searchsorted(t, [e.detect_s for e in events], side="right") - 1
+            for e, i in zip(events, np.clip(idx, 0, n - 1) // g, strict=True):
+                groups.setdefault(int(i), []).append(e)
+        for k in sorted(groups):
+            a, b = k * g, min(k * g + g, n)
+            if a > 0:   # the grid chunk before ended here: pulses due by then fire
+                reach(a)
+                sched.advance_to(bound(a))
+            reach(b)
+            now = clock.now()
+            self._after_chunk(now)
+            intents = self.policy.step(groups[k], clock.now())
+            if intents:
+                self._decide(intents, now, h_gov, h_sch)
+            sched.advance_to(bound(b))
+        reach(n)
+        self._after_chunk(clock.now())
+        sched.advance_to(bound(n))
+        return [e for k in sorted(groups) for e in groups[k]]
 
     def _set_realtime(self, priority: int) -> None:
         """SCHED_FIFO for this thread (and threads it creates) when asked and allowed."""
@@ -604,6 +736,7 @@ class Loop:
         h_in = st["intake"]
         h_sch, h_rec, h_tot = st["schedule"], st["record"], st["chunk_total"]
         perf = time.perf_counter
+        wall = self.wall_clock
         rec = self.recorder
         t_start = clock.now()
         t_end = math.inf
@@ -621,7 +754,9 @@ class Loop:
                 break
             p0 = perf()
             try:
-                if self._pending is not None:
+                if self._split:
+                    chunk = self._split.popleft()
+                elif self._pending is not None:
                     chunk, self._pending = self._pending, None
                 else:
                     chunk = src.read(self.read_timeout_s)
@@ -633,10 +768,11 @@ class Loop:
                 res.n_timeouts += 1
                 now = clock.now()
                 self._watch_link(now)
-                if self.status_board is not None and now >= next_status \
+                tick = wall() if self.simulated else now
+                if self.status_board is not None and tick >= next_status \
                         and self._last_chunk is not None:
                     # no data: the live view must still show the outage
-                    next_status = now + STATUS_EVERY_S
+                    next_status = tick + STATUS_EVERY_S
                     self._publish(now, self._last_chunk, self._state_text(now, calibrated))
                 self._watch(now)
                 if rec is not None:
@@ -650,7 +786,11 @@ class Loop:
             h_read.record(p1 - p0)
             if not self.simulated:
                 chunk = self._catch_up(chunk)
-            if self.simulated:
+            blocky = False
+            if self._grid and chunk.n_samples > self._grid:
+                chunk, blocky = self._block_or_split(
+                    chunk, chunk.timestamps[0] if first else res.t0_s, duration_s)
+            if self.simulated and not blocky:
                 clock.sleep_until(chunk.last_time_s)
             now = clock.now()
             if first:
@@ -661,14 +801,16 @@ class Loop:
             if self._link != "ok":
                 self._watch_link(now)
             # ---- safety bookkeeping, record raw data
-            if gov.observe_chunk(float(chunk.timestamps[0]), chunk.last_time_s,
-                                 chunk.n_samples, chunk.rate_hz, chunk.gap_before):
+            if not blocky and gov.observe_chunk(float(chunk.timestamps[0]),
+                                                chunk.last_time_s, chunk.n_samples,
+                                                chunk.rate_hz, chunk.gap_before):
                 res.n_gaps += 1
                 self._gap_noted(chunk, now)
             res.n_chunks += 1
             res.n_samples += chunk.n_samples
             # deliveries since the last chunk, before decoding: their artefacts are blanked
-            self._after_chunk(now)
+            if not blocky:
+                self._after_chunk(now)
             p2 = perf()
             # intake: from arrival (real time; from the read's return when simulated) to
             # here -- the source's hand-over, backlog check, safety bookkeeping, deliveries
@@ -686,17 +828,25 @@ class Loop:
                     self._note("detectors calibrated", now)
             p3 = perf()
             h_dec.record(p3 - p2)
-            # ---- policy
-            # the decision time is now, after decoding (the simulated clock does not move)
-            t_dec = clock.now()
-            intents = self.policy.step(events, t_dec, phase) if self.policy.needs_phase \
-                else self.policy.step(events, t_dec)
-            p4 = perf()
-            h_pol.record(p4 - p3)
-            # ---- governor and scheduler
-            if intents:
-                self._decide(intents, chunk.arrival_s, h_gov, h_sch)
-            p5 = perf()
+            if blocky:
+                # ---- policy, governor and scheduler on the chunk_samples grid
+                events = self._act_on_grid(chunk, events, h_gov, h_sch)
+                now = clock.now()
+                p5 = perf()
+                h_pol.record(p5 - p3)
+            else:
+                # ---- policy
+                # the decision time is now, after decoding (the simulated clock does not
+                # move)
+                t_dec = clock.now()
+                intents = self.policy.step(events, t_dec, phase) \
+                    if self.policy.needs_phase else self.policy.step(events, t_dec)
+                p4 = perf()
+                h_pol.record(p4 - p3)
+                # ---- governor and scheduler
+                if intents:
+                    self._decide(intents, chunk.arrival_s, h_gov, h_sch)
+                p5 = perf()
             # ---- record
             if rec is not None:
                 rec.write_chunk(chunk)
@@ -717,8 +867,9 @@ class Loop:
             if self.simulated:
                 h_tot.record(p6 - p1)  # processing only: arrival is simulated time
                 # fire what is due before the next chunk's newest sample
-                self.scheduler.advance_to(chunk.last_time_s
-                                          + chunk.n_samples / chunk.rate_hz)
+                if not blocky:
+                    self.scheduler.advance_to(chunk.last_time_s
+                                              + chunk.n_samples / chunk.rate_hz)
             else:
                 h_tot.record(clock.now() - chunk.arrival_s)
             if fw is not None:
@@ -734,9 +885,11 @@ class Loop:
                 if self.forecaster is not None:
                     self.forecaster.check()
                     self._take_forecasts()
-            if self.status_board is not None and now >= next_status:
-                next_status = now + STATUS_EVERY_S
-                self._publish(now, chunk, self._state_text(now, calibrated))
+            if self.status_board is not None:
+                tick = wall() if self.simulated else now
+                if tick >= next_status:
+                    next_status = tick + STATUS_EVERY_S
+                    self._publish(now, chunk, self._state_text(now, calibrated))
             if chunk.last_time_s >= t_end if self.simulated else now >= t_end:
                 res.stop_reason = "duration reached"
                 break

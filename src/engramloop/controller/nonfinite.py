@@ -161,6 +161,11 @@ class NonFiniteGuard:
                       else every for u in self._uses]
         self._bound = channels
 
+    @property
+    def busy(self) -> bool:
+        """An episode is open or a stage is settling: chunks take the slow path."""
+        return self._busy
+
     def screen(self, chunk: Chunk) -> list[bool] | None:
         """Which stages may see ``chunk``: None when all of them (every sample finite and
         nothing settling), else one flag per stage. Restarts the stages whose channels

@@ -220,20 +220,33 @@ class RobustBaseline:
                     count += 1
             self._pos[0], self._count[0] = pos, count
             return
-        for j in range(j0, end, self.step):
-            row = feature[j]
-            vals = np.abs(row) if self.absolute else row
-            keep = vals <= self._excl          # False for NaN too
-            if keep.all():
-                self._ring[self._chans, self._pos] = vals
-                self._pos += 1
-                self._pos %= self.length
-                self._count += 1
-            elif keep.any():
-                ch = np.flatnonzero(keep)
-                self._ring[ch, self._pos[ch]] = vals[ch]
-                self._pos[ch] = (self._pos[ch] + 1) % self.length
-                self._count[ch] += 1
+        vals = feature[j0:end:self.step]
+        if self.absolute:
+            vals = np.abs(vals)
+        keep = vals <= self._excl             # False for NaN too
+        if keep.all():
+            # every decimated sample kept on every channel (nearly always): one write of
+            # the block's points into the rings, the values in the slots a one-by-one
+            # append puts them in
+            self._append(self._chans, vals)
+            return
+        for ch in range(self.n_channels):      # per channel, its kept points in order
+            kv = vals[keep[:, ch], ch]
+            if kv.size:
+                self._append(np.array([ch]), kv[:, None])
+
+    def _append(self, chans: np.ndarray, vals: np.ndarray) -> None:
+        """Append ``vals`` (m, len(chans)) in order to the rings of ``chans``."""
+        m, length = vals.shape[0], self.length
+        if m > length:                  # more points than a ring holds: the newest only
+            vals = vals[m - length:]
+            self._pos[chans] += m - length
+            self._count[chans] += m - length
+            m = length
+        cols = (self._pos[chans][:, None] + np.arange(m)[None, :]) % length
+        self._ring[chans[:, None], cols] = vals.T
+        self._pos[chans] = (self._pos[chans] + m) % length
+        self._count[chans] += m
 
     def _recompute(self, next_index: int) -> None:
         self.n_updates += 1

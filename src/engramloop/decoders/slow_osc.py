@@ -273,7 +273,11 @@ class SlowOscDetector:
         # block kernel reads it in place of the baseline's own median
         self._hold_n = int(round(s.threshold_hold_s * fs))
         self._held = np.full(k, np.nan)
-        self._med_hist: list[tuple[int, np.ndarray]] = []   # (sample index, median)
+        # the medians of the last threshold_hold_s: rows [a, b) of a buffer (a 600-s hold
+        # at one update a second is 600 rows; one nanmax over them, not a stack of 600)
+        self._mh_at = np.zeros(64, dtype=np.int64)     # sample index each is in force from
+        self._mh_v = np.full((64, k), np.nan)
+        self._mh_a = self._mh_b = 0
         self._first = True
         self._calibrating = True
         self._t0 = np.nan
@@ -575,12 +579,20 @@ class SlowOscDetector:
         held statistic; False while there are no statistics yet."""
         if np.isnan(vec).all():
             return False
-        hist = self._med_hist
-        if not hist or not np.array_equal(hist[-1][1], vec, equal_nan=True):
-            hist.append((at, vec.copy()))
-            while len(hist) > 1 and hist[0][0] <= at - self._hold_n:
-                del hist[0]
-            np.copyto(self._held, np.nanmax(np.stack([v for _, v in hist]), axis=0))
+        a, b = self._mh_a, self._mh_b
+        if b == a or not np.array_equal(self._mh_v[b - 1], vec, equal_nan=True):
+            if b == self._mh_at.size:            # full: move the live rows down, or grow
+                live = b - a
+                cap = self._mh_at.size * (2 if live > self._mh_at.size // 2 else 1)
+                at_, v_ = np.zeros(cap, dtype=np.int64), np.full((cap, vec.size), np.nan)
+                at_[:live], v_[:live] = self._mh_at[a:b], self._mh_v[a:b]
+                self._mh_at, self._mh_v, a, b = at_, v_, 0, live
+            self._mh_at[b], self._mh_v[b] = at, vec
+            b += 1
+            while b - a > 1 and self._mh_at[a] <= at - self._hold_n:
+                a += 1
+            self._mh_a, self._mh_b = a, b
+            np.copyto(self._held, np.nanmax(self._mh_v[a:b], axis=0))
         return True
 
     def _emit(self, found: list | tuple, x: np.ndarray, thr: np.ndarray, t: np.ndarray,

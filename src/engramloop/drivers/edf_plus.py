@@ -79,16 +79,6 @@ def read_header(path: Path) -> EdfHeader:
         annotation_signals=[i for i, lab in enumerate(labels) if lab in ANNOTATION_LABELS])
 
 
-def _records(path: Path, h: EdfHeader) -> np.ndarray:
-    """All data records as raw bytes, shape (n_records, record_bytes), memory-mapped: the
-    annotation pass touches only the pages that hold each record's annotation bytes."""
-    rb = sum(h.per_record) * h.bytes_per_sample
-    if h.n_records <= 0 or rb <= 0:
-        return np.zeros((0, max(rb, 0)), dtype=np.uint8)
-    return np.memmap(path, dtype=np.uint8, mode="r", offset=h.header_bytes,
-                     shape=(h.n_records, rb))
-
-
 def _tals(data: bytes) -> list[tuple[float, float, list[str]]]:
     """The TALs in one record's annotation bytes: (onset_s, duration_s or -1, texts)."""
     out = []
@@ -113,51 +103,36 @@ def read_plus(path: Path, h: EdfHeader) -> tuple[np.ndarray, list[tuple[float, f
         raise SourceError(f"{path}: EDF+ file without an '{ANNOTATION_LABEL}' signal; "
                           "the header says EDF+ (bytes 192-236) but no signal carries the "
                           "time-keeping annotations")
-    recs = _records(path, h)
     starts = np.cumsum([0] + [n * h.bytes_per_sample for n in h.per_record])
-    onsets = np.empty(h.n_records)
+    rb = int(starts[-1])
+    n_records = max(h.n_records, 0)
+    onsets = np.empty(n_records)
     notes: list[tuple[float, float, str]] = []
-    for r in range(h.n_records):
-        first = True
-        for s in h.annotation_signals:
-            try:
-                tals = _tals(recs[r, starts[s]:starts[s + 1]].tobytes())
-            except SourceError as exc:
-                raise SourceError(f"{path}: data record {r}: {exc}") from None
-            for onset, dur, texts in tals:
-                if first and s == h.annotation_signals[0]:
-                    onsets[r] = onset            # the record's time-keeping TAL
-                    first = False
-                    if not texts:
-                        continue
-                notes.extend((onset, dur, t) for t in texts)
-        if first:
-            raise SourceError(f"{path}: EDF+ data record {r} has no time-keeping annotation")
+    # each record's annotation bytes, read one by one: a map of the file would count
+    # every page it touched in the resident memory of a whole-night replay
+    f = open(path, "rb")   # noqa: SIM115 (closed below, the loop is long)
+    try:
+        for r in range(n_records):
+            first = True
+            for s in h.annotation_signals:
+                f.seek(h.header_bytes + r * rb + int(starts[s]))
+                try:
+                    tals = _tals(f.read(int(starts[s + 1] - starts[s])))
+                except SourceError as exc:
+                    raise SourceError(f"{path}: data record {r}: {exc}") from None
+                for onset, dur, texts in tals:
+                    if first and s == h.annotation_signals[0]:
+                        onsets[r] = onset            # the record's time-keeping TAL
+                        first = False
+                        if not texts:
+                            continue
+                    notes.extend((onset, dur, t) for t in texts)
+            if first:
+                raise SourceError(f"{path}: EDF+ data record {r} has no time-keeping "
+                                  "annotation")
+    finally:
+        f.close()
     return onsets, notes
 
 
-def read_discontinuous(path: Path, h: EdfHeader, keep: list[int],
-                       onsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Samples (n, len(keep)) in physical units and their times (n,) in seconds from the
-    file's start: each record's samples at its own onset + k / rate (EDF+D)."""
-    recs = _records(path, h)
-    bps = h.bytes_per_sample
-    starts = np.cumsum([0] + [n * bps for n in h.per_record])
-    cols = []
-    for s in keep:
-        b = recs[:, starts[s]:starts[s + 1]].reshape(h.n_records, -1, bps).astype(np.int32)
-        dig = b[..., 0] | (b[..., 1] << 8)
-        if bps == 3:
-            dig = dig | (b[..., 2] << 16)
-            dig = np.where(dig >= 1 << 23, dig - (1 << 24), dig)
-        else:
-            dig = np.where(dig >= 1 << 15, dig - (1 << 16), dig)
-        (pmin, pmax), (dmin, dmax) = h.phys[s], h.dig[s]
-        cols.append(((dig - dmin) * ((pmax - pmin) / (dmax - dmin)) + pmin).reshape(-1))
-    n = h.per_record[keep[0]]
-    rate = n / h.record_s
-    t = (onsets[:, None] + np.arange(n)[None, :] / rate).reshape(-1)
-    return np.column_stack(cols), t
-
-
-__all__ = ["EdfHeader", "read_header", "read_plus", "read_discontinuous", "ANNOTATION_LABEL"]
+__all__ = ["EdfHeader", "read_header", "read_plus", "ANNOTATION_LABEL"]

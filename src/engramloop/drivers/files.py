@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 import struct
 import time
-import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,7 @@ from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
 from engramloop.core.schema import name_with_hint
 from engramloop.drivers.brainflow_lib import load_brainflow
-from engramloop.drivers.brainflow_source import board_sample_format
-from engramloop.drivers.openbci_txt import is_openbci_txt, load_openbci_txt
+from engramloop.drivers.openbci_txt import is_openbci_txt, open_openbci_txt
 from engramloop.drivers.sources import unit_scale
 from engramloop.recording import reader
 from engramloop.recording.xdf import MAGIC
@@ -224,13 +221,16 @@ def check_edf(path: Path) -> tuple[int, int]:
     return header_bytes, record_bytes
 
 
-def load_edf(path: Path, units: str = "auto") -> FileData:
-    """All ordinary signals (same rate) in physical units converted to volts; for EDF+,
-    the annotations (``markers["annotations"]``) and each data record at its real start
-    time (EDF+D: a jump between records is a gap in the timestamps)."""
+def open_edf(path: Path, units: str = "auto") -> Any:
+    """An EDF/EDF+/BDF file as :class:`~drivers.file_blocks.EdfBlocks`: all ordinary
+    signals at the first one's rate in physical units converted to volts; for EDF+, the
+    annotations (``markers["annotations"]``) and each data record at its real start
+    time (EDF+D: a jump between records is a gap in the timestamps). Reads the header
+    and the annotations, not the samples."""
     import pyedflib
 
     from engramloop.drivers.edf_plus import read_header, read_plus
+    from engramloop.drivers.file_blocks import EdfBlocks
 
     check_edf(path)
     h = read_header(path)
@@ -242,43 +242,51 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
             if h.discontinuous:   # without its time-keeping an EDF+D file has no time base
                 raise
             # EDF+C: the samples are contiguous anyway; pyedflib reads the annotations
+    ordinary = [i for i in range(len(h.labels)) if i not in h.annotation_signals]
+    n_records = h.n_records
     if h.discontinuous:
-        return _load_edf_discontinuous(path, h, onsets, notes, units)
-    try:
-        reader = pyedflib.EdfReader(str(path))
-    except OSError as exc:
-        raise SourceError(f"{path}: not a readable EDF/EDF+/BDF file: {exc}") from None
-    try:
-        n = reader.signals_in_file
-        labels = [lab.strip() for lab in reader.getSignalLabels()]
-        rates = [float(reader.getSampleFrequency(i)) for i in range(n)]
-        if not n:
-            raise SourceError(f"{path}: EDF file has no signals")
-        keep = [i for i in range(n) if rates[i] == rates[0]]
-        if len(keep) != n:
-            dropped = ", ".join(labels[i] for i in range(n) if i not in keep)
-            import warnings
-            warnings.warn(f"{path}: skipping signals at other rates than "
-                          f"{rates[0]} Hz: {dropped}", stacklevel=3)
-        cols, full = [], []
-        for i in keep:
-            dim = reader.getPhysicalDimension(i).strip()
-            sc = _scale(dim, units, path, f"signal {labels[i]!r}")
-            cols.append(reader.readSignal(i) * sc)
-            # the digital extremes map to the physical ones: a sample there is on the rail
-            full.append(max(abs(reader.getPhysicalMaximum(i)),
-                            abs(reader.getPhysicalMinimum(i))) * sc)
-        x = np.column_stack(cols)
-        if h.plus:   # pyedflib's own annotation reader for continuous files
-            on, du, tx = reader.readAnnotations()
-            notes = [(float(o), float(d), str(t)) for o, d, t in zip(on, du, tx, strict=True)]
-    finally:
-        reader.close()
-    t0 = float(onsets[0]) if onsets is not None and onsets.size else 0.0
-    t0 = t0 if math.isfinite(t0) else 0.0
-    t = t0 + np.arange(x.shape[0]) / rates[0]
-    return FileData(x, t, rates[0], [labels[i] for i in keep], full_scale_v=full,
-                    markers=_annotation_markers(notes), sample_format=_edf_format(h))
+        # pyedflib refuses EDF+D: the records are read here, each at its own start time
+        if np.any(np.diff(onsets) < h.record_s - 1e-9):
+            raise SourceError(f"{path}: EDF+D data records overlap or go back in time "
+                              f"(record onsets {onsets[:5].tolist()}...); the file's "
+                              "time-keeping is broken")
+    else:
+        # pyedflib (the counterpart) judges the header and reads EDF+C annotations
+        try:
+            reader = pyedflib.EdfReader(str(path))
+        except OSError as exc:
+            raise SourceError(f"{path}: not a readable EDF/EDF+/BDF file: {exc}") from None
+        try:
+            n_records = int(reader.datarecords_in_file)
+            if h.plus:
+                on, du, tx = reader.readAnnotations()
+                notes = [(float(o), float(d), str(t))
+                         for o, d, t in zip(on, du, tx, strict=True)]
+        finally:
+            reader.close()
+    if not ordinary:
+        raise SourceError(f"{path}: EDF file has no signals")
+    keep = [i for i in ordinary if h.per_record[i] == h.per_record[ordinary[0]]]
+    if len(keep) != len(ordinary):
+        import warnings
+        rate0 = h.per_record[ordinary[0]] / h.record_s
+        warnings.warn(f"{path}: skipping signals at other rates than {rate0:g} Hz: "
+                      + ", ".join(h.labels[i] for i in ordinary if i not in keep),
+                      stacklevel=3)
+    if not (math.isfinite(h.record_s) and h.record_s > 0):
+        raise SourceError(f"{path}: malformed EDF header: data record duration "
+                          f"{h.record_s} s is not a number > 0")
+    sc = [_scale(h.dims[i], units, path, f"signal {h.labels[i]!r}") for i in keep]
+    b = EdfBlocks(path, h, keep, sc, n_records, onsets, _annotation_markers(notes))
+    b.sample_format = _edf_format(h)
+    _check_blocks(b)
+    return b
+
+
+def load_edf(path: Path, units: str = "auto") -> FileData:
+    """:func:`open_edf`'s signals read whole (for notebooks, ``score`` and tests; a
+    replay reads them block by block)."""
+    return _load_blocks(open_edf(path, units))
 
 
 def _annotation_markers(notes: list) -> dict:
@@ -292,39 +300,15 @@ def _annotation_markers(notes: list) -> dict:
                               "duration_s": n[1] if n[1] >= 0 else None} for n in notes])}
 
 
-def _load_edf_discontinuous(path: Path, h: Any, onsets: np.ndarray, notes: list,
-                            units: str) -> FileData:
-    """EDF+D/BDF+D (pyedflib refuses these): the records are read here, each at its own
-    start time from its time-keeping annotation."""
-    from engramloop.drivers.edf_plus import read_discontinuous
-
-    ordinary = [i for i in range(len(h.labels)) if i not in h.annotation_signals]
-    if not ordinary:
-        raise SourceError(f"{path}: EDF file has no signals")
-    keep = [i for i in ordinary if h.per_record[i] == h.per_record[ordinary[0]]]
-    if len(keep) != len(ordinary):
-        import warnings
-        warnings.warn(f"{path}: skipping signals at other rates than the first one: "
-                      + ", ".join(h.labels[i] for i in ordinary if i not in keep), stacklevel=3)
-    if np.any(np.diff(onsets) < h.record_s - 1e-9):
-        raise SourceError(f"{path}: EDF+D data records overlap or go back in time (record "
-                          f"onsets {onsets[:5].tolist()}...); the file's time-keeping is "
-                          "broken")
-    x, t = read_discontinuous(path, h, keep, onsets)
-    sc = np.array([_scale(h.dims[i], units, path, f"signal {h.labels[i]!r}") for i in keep])
-    full = [max(abs(h.phys[i][0]), abs(h.phys[i][1])) * s for i, s in zip(keep, sc,
-                                                                          strict=True)]
-    rate = h.per_record[keep[0]] / h.record_s
-    return FileData(x * sc, t, rate, [h.labels[i] for i in keep], full_scale_v=full,
-                    markers=_annotation_markers(notes), sample_format=_edf_format(h))
-
-
 # ---------------------------------------------------------------------------- CSV
-def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
+def open_brainflow_csv(path: Path, board: str, units: str = "auto",
+                       check: bool = True) -> Any:
     """A file written by BrainFlow's ``DataFilter.write_file``: one sample per line,
     tab-separated, columns as in the board description; EEG rows in microvolts and the
-    timestamp row in Unix seconds (BrainFlow docs, "Data format description")."""
+    timestamp row in Unix seconds (BrainFlow docs, "Data format description"). Parsed
+    in blocks (:class:`~drivers.file_blocks.TextBlocks`)."""
     from engramloop.drivers.brainflow_source import board_id
+    from engramloop.drivers.file_blocks import TextBlocks, iter_table
 
     if not board:
         raise SourceError(f"{path}: a BrainFlow CSV file has no header; set "
@@ -334,31 +318,43 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
 
     bid = board_id(board)
     descr = BoardShim.get_board_descr(bid)
-    try:
-        data = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
-    except ValueError as exc:
-        raise table_error(path, "BrainFlow CSV", exc) from None
-    if data.shape[1] != descr["num_rows"]:
-        raise SourceError(f"{path}: {data.shape[1]} columns per line, board {board} "
-                          f"writes {descr['num_rows']}; is source.file.board right?")
-    eeg = descr["eeg_channels"]
+    eeg = list(descr["eeg_channels"])
     names = str(descr.get("eeg_names", "")).split(",")
     if len(names) != len(eeg):
         names = [f"EEG{i + 1}" for i in range(len(eeg))]
     scale = 1e-6 if units == "auto" else (unit_scale(units) or 1.0)
-    t = data[:, descr["timestamp_channel"]]
-    rate = float(descr["sampling_rate"])
-    gaps = None
-    if descr.get("package_num_channel") is not None:
-        # BrainFlow stamps packets when parsed, so stamps bunch up; losses are judged from
-        # the packet counter (with the host time for long ones), as on the live board
-        from engramloop.drivers.brainflow_source import CounterGapDetector, counter_step
+    ts_col, rate = descr["timestamp_channel"], float(descr["sampling_rate"])
+    pkg = descr.get("package_num_channel")
 
-        det = CounterGapDetector(rate, step=counter_step(bid))
-        lost = det.update(data[:, descr["package_num_channel"]], t)
-        gaps = np.flatnonzero(lost)
-    return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps,
-                    sample_format=board_sample_format(bid))
+    def table():
+        return iter_table(path, "BrainFlow CSV", delimiter="\t")
+
+    def convert(data: np.ndarray, state: dict) -> tuple:
+        if data.shape[1] != descr["num_rows"]:
+            raise SourceError(f"{path}: {data.shape[1]} columns per line, board {board} "
+                              f"writes {descr['num_rows']}; is source.file.board right?")
+        t = data[:, ts_col]
+        lost = None
+        if pkg is not None:
+            # BrainFlow stamps packets when parsed, so stamps bunch up; losses are judged
+            # from the packet counter (with the host time for long ones), as on the board
+            from engramloop.drivers.brainflow_source import CounterGapDetector, counter_step
+
+            det = state.get("det") or state.setdefault(
+                "det", CounterGapDetector(rate, step=counter_step(bid)))
+            lost = det.update(data[:, pkg], t) > 0
+        return data[:, eeg] * scale, t, lost
+
+    from engramloop.drivers.brainflow_source import board_sample_format
+
+    b = TextBlocks(path, rate, names, table, convert, check=check)
+    b.sample_format = board_sample_format(bid)
+    return b
+
+
+def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
+    """:func:`open_brainflow_csv` read whole."""
+    return _load_blocks(open_brainflow_csv(path, board, units))
 
 
 def table_error(path: Path, what: str, exc: ValueError) -> SourceError:
@@ -401,78 +397,33 @@ def _csv_where(path: Path, message: str) -> str:
 
 # ---------------------------------------------------------------------------- NPZ
 def load_npz(path: Path, units: str = "auto") -> FileData:
-    """An .npz from ``engramloop sim``: ``samples`` (n, c) volts, ``timestamps`` (n,) s,
-    ``rate_hz``, ``channels``; common aliases (data, t, fs, ch_names) are accepted."""
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise SourceError(f"{path}: not an .npz archive (a single array?); save with "
-                              "numpy.savez(samples=..., rate_hz=..., channels=...)")
-        keys = set(z.files)
+    """An .npz from ``engramloop sim`` read whole: ``samples`` (n, c) volts, ``timestamps``
+    (n,) s, ``rate_hz``, ``channels``; common aliases (data, t, fs, ch_names) are
+    accepted (:class:`~drivers.file_blocks.NpzBlocks`, which a replay streams)."""
+    from engramloop.drivers.file_blocks import NpzBlocks
 
-        def get(*names: str) -> Any:
-            for k in names:
-                if k in keys:
-                    return z[k]
-            return None
+    return _load_blocks(NpzBlocks(path, units))
 
-        x = get("samples", "data", "x")
-        if x is None:
-            raise SourceError(f"{path}: .npz has no 'samples' array (has: "
-                              f"{', '.join(sorted(keys))})")
-        t = get("timestamps", "t", "time_s")
-        rate = get("rate_hz", "fs", "sfreq", "rate")
-        ch = get("channels", "ch_names")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
-        raise SourceError(f"{path}: malformed .npz file ({exc}); the file is damaged or not "
-                          "an .npz archive (numpy.savez, engramloop sim --out X.npz)") from None
-    for what, arr in (("samples", x), ("timestamps", t), ("rate_hz", rate)):
-        if arr is not None and np.iscomplexobj(arr):
-            raise SourceError(f"{path}: .npz '{what}' holds complex numbers; store real "
-                              "values (volts, seconds, Hz)")
-    fmt = _fmt.for_dtype(x.dtype)   # a float32 (or int16) array stays float32 recorded
-    try:
-        x = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise SourceError(f"{path}: .npz 'samples' is not numeric (dtype {x.dtype}); store "
-                          "an (n_samples, n_channels) float array in volts") from None
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise SourceError(f"{path}: .npz 'samples' has shape {x.shape}; store an "
-                          "(n_samples, n_channels) array")
-    if t is not None:
-        try:
-            t = np.asarray(t, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise SourceError(f"{path}: .npz 'timestamps' is not numeric (dtype "
-                              f"{np.asarray(t).dtype}); store seconds as floats") from None
-    if rate is None:
-        if t is None or len(t) < 2 or not t[-1] > t[0]:
-            raise SourceError(f"{path}: .npz needs 'rate_hz' (or increasing 'timestamps' "
-                              "to derive it from)")
-        rate = (len(t) - 1) / (float(t[-1]) - float(t[0]))
-    rate_arr = np.asarray(rate).reshape(-1)
-    try:
-        if rate_arr.size != 1:
-            raise ValueError
-        rate = float(rate_arr[0])
-    except (TypeError, ValueError):
-        raise SourceError(f"{path}: .npz 'rate_hz' must be one number in Hz, got "
-                          f"{np.asarray(rate).tolist()!r}") from None
-    if not (math.isfinite(rate) and rate > 0):
-        raise SourceError(f"{path}: .npz 'rate_hz' must be a finite number of Hz > 0, got "
-                          f"{rate}")
-    if t is None:
-        t = np.arange(x.shape[0]) / rate
-    names = ([str(c) for c in np.atleast_1d(ch)] if ch is not None
-             else [f"ch{i + 1}" for i in range(x.shape[1])])
-    if len(t) != x.shape[0] or len(names) != x.shape[1]:
-        raise SourceError(f"{path}: .npz shapes disagree: samples {x.shape}, timestamps "
-                          f"{len(t)}, channels {len(names)}")
-    scale = 1.0 if units == "auto" else (unit_scale(units) or 1.0)
-    return FileData(x * scale, np.asarray(t, dtype=np.float64), rate, names,
-                    sample_format=fmt)
+
+def _check_blocks(b: Any) -> None:
+    from engramloop.drivers.file_blocks import _check_names
+
+    _check_names(b.path, b.rate_hz, b.channels)
+    if b.n_samples <= 0:
+        raise SourceError(f"{b.path}: the recording holds no samples")
+
+
+def _load_blocks(b: Any, cols: Sequence[int] | None = None) -> FileData:
+    cols = list(range(len(b.channels))) if cols is None else list(cols)
+    xs, ts = [], []
+    for x, t in b.blocks(cols):
+        xs.append(x)
+        ts.append(t)
+    x = np.concatenate(xs) if xs else np.zeros((0, len(cols)))
+    t = np.concatenate(ts) if ts else np.zeros(0)
+    return FileData(x, t, b.rate_hz, [b.channels[c] for c in cols], b.markers,
+                    gaps=b.gaps, full_scale_v=b.full_scale_v[cols],
+                    sample_format=b.sample_format)
 
 
 def check_data(path: Path, d: FileData) -> None:
@@ -487,79 +438,56 @@ def check_data(path: Path, d: FileData) -> None:
     an artefact); a channel with no finite sample at all is refused by
     :class:`FileSource` for the channels it keeps.
     """
-    if not (math.isfinite(d.rate_hz) and d.rate_hz > 0):
-        raise SourceError(f"{path}: sampling rate {d.rate_hz} Hz is not a finite number "
-                          "> 0; the file's rate field is broken")
-    seen: set[str] = set()
-    dup = sorted({c for c in d.channels if c in seen or seen.add(c)})
-    if dup:
-        raise SourceError(f"{path}: duplicate channel name(s) {', '.join(map(repr, dup))}; "
-                          "give every channel a distinct name")
-    t = d.timestamps
-    n = t.size
-    if d.samples.shape[0] == 0 or n == 0:
+    from engramloop.drivers.file_blocks import TimeBaseScan, _check_names
+
+    _check_names(path, d.rate_hz, d.channels)
+    if d.samples.shape[0] == 0:
         raise SourceError(f"{path}: the recording holds no samples")
-    bad = np.flatnonzero(~np.isfinite(t))
-    if bad.size:
-        raise SourceError(f"{path}: {bad.size} timestamp(s) are NaN/Inf (first at sample "
-                          f"{int(bad[0])}); the file's time base is broken")
-    if n < 2:
-        return
-    dt = np.diff(t)
-    back = np.flatnonzero(dt < 0)
-    if back.size:
-        i = int(back[0]) + 1
-        raise SourceError(f"{path}: timestamps step backwards at sample {i} ({t[i]:.6f} s "
-                          f"after {t[i - 1]:.6f} s; {back.size} time(s) in all); replay "
-                          "needs increasing times")
-    if not t[-1] > t[0]:
-        raise SourceError(f"{path}: all {n} timestamps are {t[0]:.6f} s (constant); "
-                          "replay needs increasing times")
-    k = max(10, int(d.rate_hz * 0.5))
-    if n > 2 * k:
-        step = float(np.median(t[k:] - t[:-k])) / k
-        if step > 0:
-            implied = 1.0 / step
-            if abs(implied / d.rate_hz - 1.0) > 0.1:
-                raise SourceError(
-                    f"{path}: declared rate {d.rate_hz:g} Hz does not match the timestamps "
-                    f"(they advance at {implied:.4g} samples/s); fix the rate or the "
-                    "timestamps")
+    scan = TimeBaseScan(path, d.rate_hz, len(d.channels))
+    scan.feed(d.timestamps)
+    scan.finish()
 
 
-def load_file(path: str | Path, *, stream: str = "", board: str = "",
-              units: str = "auto") -> FileData:
-    """Load any supported recording by its extension."""
+def open_blocks(path: str | Path, *, stream: str = "", board: str = "",
+                units: str = "auto", check: bool = True) -> Any:
+    """Any supported recording by its extension, as a block reader
+    (:mod:`drivers.file_blocks`), checked as :func:`check_data` checks a loaded one.
+    ``check=False``: only the header (channels, rate), for a config check."""
+    from engramloop.drivers.file_blocks import LoadedBlocks, NpzBlocks
+
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: file not found")
     ext = path.suffix.lower()
     if ext in (".xdf", ".xdfz"):
-        d = load_xdf(path, stream, units)
-    elif ext in (".edf", ".bdf", ".rec"):
-        d = load_edf(path, units)
-    elif ext in (".csv", ".tsv"):
-        d = load_brainflow_csv(path, board, units)
-    elif ext == ".npz":
-        d = load_npz(path, units)
-    elif ext == ".txt" and is_openbci_txt(path):
-        d = load_openbci_txt(path, 1e-6 if units == "auto" else (unit_scale(units) or 1.0))
-    else:
-        d = None
-    if d is not None:
-        check_data(path, d)
-        return d
+        return LoadedBlocks(path, load_xdf(path, stream, units))
+    if ext in (".edf", ".bdf", ".rec"):
+        return open_edf(path, units)
+    if ext in (".csv", ".tsv"):
+        return open_brainflow_csv(path, board, units, check=check)
+    if ext == ".npz":
+        return NpzBlocks(path, units, check=check)
+    if ext == ".txt" and is_openbci_txt(path):
+        return open_openbci_txt(path, 1e-6 if units == "auto" else (unit_scale(units) or 1.0),
+                                check=check)
     raise SourceError(f"{path}: unknown file type {ext!r}; replay reads .xdf, .edf, .bdf, "
                       ".csv (BrainFlow), .txt (OpenBCI GUI) and .npz (engramloop sim)")
 
 
+def load_file(path: str | Path, *, stream: str = "", board: str = "",
+              units: str = "auto") -> FileData:
+    """Load any supported recording by its extension, whole (notebooks, tests, the Cyton
+    emulator); a replay streams it with :func:`open_blocks`."""
+    return _load_blocks(open_blocks(path, stream=stream, board=board, units=units))
+
+
 class FileSource:
-    """Replay a recording as a Source.
+    """Replay a recording as a Source, reading it block by block (O(block) memory).
 
     Parameters
     ----------
     path : str or Path
-        The recording (.xdf, .edf, .bdf, .csv, .npz).
+        The recording (.xdf, .edf, .bdf, .csv, .txt, .npz).
     speed : float or "max"
         1 = real time on the host clock; N = N times faster (timestamps on a
         :class:`ScaledClock`); "max" = no waiting, timestamps on a simulated clock that
@@ -568,91 +496,142 @@ class FileSource:
         Clock to stamp and pace with (default as above). Exposed as ``self.clock`` so the
         loop schedules on the same time base.
     channels : sequence of str
-        Channels to keep, in order (default all).
+        Channels to keep, in order (default all); only these are read from the file.
     chunk_samples : int
         Samples per chunk; a chunk never spans a gap in the file's timestamps.
 
     Timestamps are the file's, shifted so the first sample is at the clock's time when
     :meth:`start` is called; ``gap_before`` marks a jump of more than 1.5 sample periods.
+
+    At ``speed="max"`` the loop may call :meth:`use_blocks` to be handed larger chunks
+    (whole multiples of ``chunk_samples``, still cut at gaps), which it decodes at once
+    and acts on at the ``chunk_samples`` grid (:class:`controller.loop.Loop`).
     """
 
     def __init__(self, path: str | Path, *, speed: float | str = 1.0, clock: Any = None,
                  channels: Sequence[str] = (), chunk_samples: int = 10, stream: str = "",
                  board: str = "", units: str = "auto") -> None:
         self.path = Path(path)
-        self.data = load_file(self.path, stream=stream, board=board, units=units)
-        d = self.data
+        self._opts = dict(stream=stream, board=board, units=units)
+        self.reader = b = open_blocks(self.path, **self._opts)
         if channels:
-            missing = [c for c in channels if c not in d.channels]
+            missing = [c for c in channels if c not in b.channels]
             if missing:
-                hint = ", ".join(name_with_hint(c, d.channels) for c in missing)
+                hint = ", ".join(name_with_hint(c, b.channels) for c in missing)
                 raise SourceError(f"{self.path}: no channel(s) {hint}; the file has "
-                                  f"{', '.join(d.channels)} (check source.channels or "
+                                  f"{', '.join(b.channels)} (check source.channels or "
                                   "--channels)")
-            idx = [d.channels.index(c) for c in channels]
-            d.samples = np.ascontiguousarray(d.samples[:, idx])
-            d.full_scale_v = d.full_scale_v[idx]
-            d.channels = tuple(channels)
-        if d.samples.shape[0] == 0:
-            raise SourceError(f"{self.path}: the recording holds no samples")
-        dead = [c for c, ok in zip(d.channels, np.isfinite(d.samples).any(axis=0),
-                                   strict=True) if not ok]
+            self._cols = [b.channels.index(c) for c in channels]
+        else:
+            self._cols = list(range(len(b.channels)))
+        self.channels = tuple(b.channels[i] for i in self._cols)
+        dead = [c for c, i in zip(self.channels, self._cols, strict=True) if not b.finite[i]]
         if dead:
             raise SourceError(f"{self.path}: channel(s) {', '.join(dead)} hold no finite "
                               "sample (all NaN/Inf); leave them out with source.channels "
                               "(--channels)")
-        self.rate_hz = d.rate_hz
-        self.channels = d.channels
+        self.rate_hz = b.rate_hz
         #: per channel, volts (+-): the file's own range (EDF/BDF), else inf
-        self.full_scale_v = d.full_scale_v
+        self.full_scale_v = np.asarray(b.full_scale_v)[self._cols]
         #: how the recorder may store the samples: the file's own resolution decides
-        self.sample_format = d.sample_format
+        self.sample_format = b.sample_format
         self.speed = speed
         if clock is None:
             clock = SimClock() if speed == "max" else ScaledClock(float(speed))
         self.clock = clock
         self.chunk_samples = int(chunk_samples)
-        dt = np.diff(d.timestamps)
-        if d.gaps is not None:
-            self._gaps = np.asarray(d.gaps, dtype=np.intp)
-        elif d.rate_hz > 0:
-            self._gaps = np.flatnonzero(dt > 1.5 / d.rate_hz) + 1
-        else:
-            self._gaps = np.array([], dtype=np.intp)
+        #: samples per chunk handed out (``chunk_samples`` unless :meth:`use_blocks`)
+        self.block_samples = self.chunk_samples
+        self.n_samples = int(b.n_samples)
+        self._gaps = np.asarray(b.gaps, dtype=np.intp)
         self._pos = 0
         self._next_gap = 0
         self._offset = math.nan
+        self._blocks = None
+        self._buf_x = np.zeros((0, len(self._cols)))
+        self._buf_t = np.zeros(0)
+        self._buf0 = 0           # file index of the buffer's first sample
+        self._data: FileData | None = None
         # annotations the file carries (EDF+): handed out with the chunk they fall in
         # (chunk.meta["annotations"], host times), so the recording keeps them
-        ann_t, ann = d.markers.get("annotations", (np.empty(0), []))
+        ann_t, ann = b.markers.get("annotations", (np.empty(0), []))
         self._ann_t = np.asarray(ann_t, dtype=np.float64)
         self._ann = list(ann)
         self._next_ann = 0
-        self.duration_s = float(d.timestamps[-1] - d.timestamps[0]) + 1.0 / d.rate_hz
+        self.duration_s = float(b.t_last - b.t_first) + 1.0 / b.rate_hz
+
+    @property
+    def data(self) -> FileData:
+        """The kept channels of the whole file, loaded on first use (file times; for
+        notebooks and tests -- the replay itself never loads it)."""
+        if self._data is None:
+            self._data = _load_blocks(open_blocks(self.path, **self._opts), self._cols)
+        return self._data
+
+    def use_blocks(self, seconds: float) -> int:
+        """At ``speed="max"``: hand out chunks of about ``seconds`` of samples (a whole
+        multiple of ``chunk_samples``; a chunk still never spans a gap). Returns the
+        decision grid (``chunk_samples``), or 0 when not replaying at max speed or the
+        blocks would be no larger than a chunk."""
+        if self.speed != "max":
+            return 0
+        k = max(1, int(round(seconds * self.rate_hz / self.chunk_samples)))
+        self.block_samples = k * self.chunk_samples
+        return self.chunk_samples if k > 1 else 0
 
     def start(self) -> None:
-        self._offset = self.clock.now() - float(self.data.timestamps[0])
+        self._offset = self.clock.now() - float(self.reader.t_first)
 
     def stop(self) -> None:
-        self._pos = self.data.samples.shape[0]
+        self._pos = self.n_samples
+        self._blocks = None
+
+    def _fill(self, j: int) -> None:
+        """Make the buffer hold samples [self._pos, j] (j included when in the file)."""
+        if self._blocks is None:
+            self._blocks = self.reader.blocks(self._cols)
+        need = min(j + 1, self.n_samples)
+        end = self._buf0 + self._buf_t.size
+        if end >= need:
+            return
+        keep = self._pos - self._buf0
+        xs, ts = [self._buf_x[keep:]], [self._buf_t[keep:]]
+        self._buf0 = self._pos
+        while end < need:
+            try:
+                x, t = next(self._blocks)
+            except StopIteration:
+                raise SourceError(f"{self.path}: the file ended after {end} of "
+                                  f"{self.n_samples} samples while it was replayed; it "
+                                  "changed or is damaged") from None
+            xs.append(x)
+            ts.append(t)
+            end += t.size
+        self._buf_x = np.concatenate(xs) if len(xs) > 1 else xs[0]
+        self._buf_t = np.concatenate(ts) if len(ts) > 1 else ts[0]
 
     def read(self, timeout_s: float) -> Chunk | None:
         """The next chunk once the clock has reached its last sample; None if that is more
-        than ``timeout_s`` (host seconds) away; EndOfStream after the last sample."""
+        than ``timeout_s`` (host seconds) away; EndOfStream after the last sample.
+
+        With :meth:`use_blocks`, the clock is moved only to the chunk's first sample:
+        the loop walks it through the chunk as it acts on the chunk_samples grid."""
         if math.isnan(self._offset):
             self.start()
-        d = self.data
-        n = d.samples.shape[0]
+        n = self.n_samples
         i = self._pos
         if i >= n:
             raise EndOfStream(f"{self.path}: end of recording")
-        j = min(i + self.chunk_samples, n)
+        j = min(i + self.block_samples, n)
         while self._next_gap < len(self._gaps) and self._gaps[self._next_gap] <= i:
             self._next_gap += 1
         if self._next_gap < len(self._gaps):
             j = min(j, int(self._gaps[self._next_gap]))
-        t = d.timestamps[i:j] + self._offset
-        due = float(t[-1])
+        self._fill(j)
+        a, e = i - self._buf0, j - self._buf0
+        t = self._buf_t[a:e] + self._offset
+        blocks = self.block_samples > self.chunk_samples
+        due = float(t[0] if blocks else t[-1])
         if self.speed != "max":
             wait = (due - self.clock.now()) / float(self.speed)
             if wait > timeout_s:
@@ -664,15 +643,16 @@ class FileSource:
         meta: dict = {"source": str(self.path)}
         if self._next_ann < len(self._ann):
             # every annotation up to this chunk's last sample (all of them at the end)
-            end = np.inf if j >= n else float(d.timestamps[j])
+            end = np.inf if j >= n else float(self._buf_t[e])
             k = int(np.searchsorted(self._ann_t, end, side="left"))
             if k > self._next_ann:
                 meta["annotations"] = [(float(self._ann_t[m]) + self._offset, self._ann[m])
                                        for m in range(self._next_ann, k)]
                 self._next_ann = k
-        return Chunk(d.samples[i:j].copy(), t, self.rate_hz, self.channels,
+        return Chunk(self._buf_x[a:e].copy(), t, self.rate_hz, self.channels,
                      arrival_s=self.clock.now(), first_index=i, gap_before=gap,
                      meta=meta)
 
 
-__all__ = ["FileSource", "FileData", "ScaledClock", "load_file", "check_xdf", "check_edf"]
+__all__ = ["FileSource", "FileData", "ScaledClock", "load_file", "open_blocks", "check_xdf",
+           "check_edf"]

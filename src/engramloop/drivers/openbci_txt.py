@@ -62,9 +62,11 @@ def _board_names(board: str, n: int) -> tuple[list[str] | None, int]:
     return None, 1
 
 
-def load_openbci_txt(path: Path, scale_v: float = 1e-6):
-    """Read an OpenBCI GUI recording; ``scale_v`` volts per stored unit (microvolts)."""
-    from engramloop.drivers.files import FileData, table_error
+def open_openbci_txt(path: Path, scale_v: float = 1e-6, check: bool = True):
+    """An OpenBCI GUI recording as :class:`~drivers.file_blocks.TextBlocks` (parsed in
+    blocks); ``scale_v`` volts per stored unit (microvolts)."""
+    from engramloop.drivers.brainflow_source import CounterGapDetector
+    from engramloop.drivers.file_blocks import TextBlocks, iter_table
 
     header: dict[str, str] = {}
     n_head = 0
@@ -106,29 +108,40 @@ def load_openbci_txt(path: Path, scale_v: float = 1e-6):
         exg, index, stamp = list(range(1, n_ch + 1)), 0, None
         labels = [f"EXG Channel {i}" for i in range(n_ch)]
     use = [index, *exg] + ([stamp] if stamp is not None else [])
-    try:
-        data = np.loadtxt(path, delimiter=",", comments="%", dtype=np.float64, ndmin=2,
-                          skiprows=n_head + (1 if cols else 0), usecols=use)
-    except ValueError as exc:
-        raise table_error(path, "OpenBCI GUI file", exc) from None
-    if data.shape[0] == 0:
-        raise SourceError(f"{path}: the recording holds no samples")
-    counter = data[:, 0]
     names, step = _board_names(board, n_ch)
-    from engramloop.drivers.brainflow_source import CounterGapDetector
 
-    if stamp is not None:
-        t = data[:, -1]
-    else:
-        # no host times: sample times from the counter (a lost packet is a real gap)
-        c = counter.astype(np.int64)
-        steps = np.ones(c.size, dtype=np.int64)
-        steps[1:] = np.maximum(((c[1:] - c[:-1]) % 256) // step, 1)
-        steps[0] = 0
-        t = np.cumsum(steps) / rate
-    lost = CounterGapDetector(rate, step=step).update(counter, t)
+    def table():
+        return iter_table(path, "OpenBCI GUI file", delimiter=",", comments="%",
+                          skip_lines=n_head + (1 if cols else 0), usecols=use)
+
+    def convert(data: np.ndarray, state: dict) -> tuple:
+        counter = data[:, 0]
+        if stamp is not None:
+            t = data[:, -1]
+        else:
+            # no host times: sample times from the counter (a lost packet is a real gap)
+            c = counter.astype(np.int64)
+            prev = state.get("counter")
+            steps = np.ones(c.size, dtype=np.int64)
+            steps[1:] = np.maximum(((c[1:] - c[:-1]) % 256) // step, 1)
+            steps[0] = 0 if prev is None else max(((c[0] - prev) % 256) // step, 1)
+            t = state.get("count", 0) + np.cumsum(steps)
+            state["counter"], state["count"] = int(c[-1]), int(t[-1])
+            t = t / rate
+        det = state.get("det") or state.setdefault("det", CounterGapDetector(rate, step=step))
+        lost = det.update(counter, t) > 0
+        return data[:, 1:1 + n_ch] * scale_v, t, lost
+
+    b = TextBlocks(path, rate, names or labels, table, convert, check=check)
     # the OpenBCI boards' converters are 24-bit (Cyton ADS1299, Ganglion MCP3912): a
     # recording of the replay may store them in float32 (engramloop.core.sample_format)
     known = any(needle in board.lower() for needle, _, _ in _BOARDS)
-    return FileData(data[:, 1:1 + n_ch] * scale_v, t, rate, names or labels,
-                    gaps=np.flatnonzero(lost), sample_format="float32" if known else "float64")
+    b.sample_format = "float32" if known else "float64"
+    return b
+
+
+def load_openbci_txt(path: Path, scale_v: float = 1e-6):
+    """:func:`open_openbci_txt` read whole."""
+    from engramloop.drivers.files import _load_blocks
+
+    return _load_blocks(open_openbci_txt(path, scale_v))

@@ -1,0 +1,110 @@
+"""``--speed max`` replay of a file decodes blocks of ~2 s at once (issue 23) and acts on
+them at the ``chunk_samples`` grid: on a real night excerpt (DREAMS excerpt 5, 30 min of
+expert-scored human sleep EEG at 200 Hz) the events, the governor's decisions and the
+(sham) pulses with all their times are those of the chunk-by-chunk replay."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shared_data import DATA, require_data
+
+from engramloop.controller import loop as loop_mod
+from engramloop.controller.config import loads_config
+from engramloop.controller.loop import build_loop
+from engramloop.drivers.files import FileSource
+
+CFG = ('[source]\nchunk_samples = 10\n[detectors.ripple]\nenabled = false\n'
+       '[detectors.so]\nchannels = ["C3-A1"]\n[detectors.spindle]\nchannels = ["C3-A1"]\n'
+       '[policy]\ntarget = "{target}"\ncondition = "sham"\n[safety]\narm_on_start = true\n')
+
+
+def _replay(path, target, block_s, monkeypatch, duration_s=None, nan_at=None):
+    monkeypatch.setattr(loop_mod, "BLOCK_S", block_s)
+    cfg = loads_config(CFG.format(target=target))
+    src = FileSource(path, speed="max", chunk_samples=10)
+    if nan_at is not None:        # an electrode pop in the middle of the night
+        real = src.reader.blocks
+
+        def blocks(cols):
+            i = 0
+            for x, t in real(cols):
+                x = x.copy()
+                hit = (nan_at >= i) & (nan_at < i + len(t))
+                x[nan_at[hit] - i] = np.nan
+                i += len(t)
+                yield x, t
+        src.reader.blocks = blocks
+    lp = build_loop(cfg, speed="max", source=src, duration_s=duration_s)
+    res = lp.run(duration_s)
+    return lp, res
+
+
+def _key(res):
+    ev = [(e.kind, e.channel, e.onset_s, e.detect_s, e.peak_s) for e in res.events]
+    dec = [(d.t_s, d.approved, d.rule, d.intent.intended_s, d.intent.detect_s)
+           for d in res.decisions]
+    pul = [(p.pulse_id, p.intended_s, d.status, d.sent_s) for p, d in res.deliveries]
+    return ev, dec, pul
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["spindle", "so_upstate"])
+def test_block_replay_equals_chunk_replay_on_a_real_night(target, monkeypatch) -> None:
+    path = require_data(DATA / "dreams_dev" / "excerpt5.edf")
+    lp1, by_chunk = _replay(path, target, 0.0, monkeypatch)
+    assert lp1._grid == 0 and lp1.source.block_samples == 10
+    lp2, by_block = _replay(path, target, 2.0, monkeypatch)
+    assert lp2._grid == 10 and lp2.source.block_samples == 400
+    assert by_block.n_chunks < by_chunk.n_chunks / 30
+    a, b = _key(by_chunk), _key(by_block)
+    assert len(a[0]) > 100 and len(a[1]) > 10 and len(a[2]) > 10   # it did decide things
+    assert a == b
+    assert by_block.n_samples == by_chunk.n_samples
+    assert by_block.t_end_s == pytest.approx(by_chunk.t_end_s)
+
+
+@pytest.mark.slow
+def test_block_replay_with_duration_and_nonfinite_samples_equals_chunk_replay(
+        monkeypatch) -> None:
+    """A run cut by --duration stops after the same grid chunk; a block holding NaN is
+    fed chunk by chunk (the guard pauses detectors per chunk), as are the chunks after
+    it while the detectors settle."""
+    path = require_data(DATA / "dreams_dev" / "excerpt5.edf")
+    nan_at = np.arange(40_123, 40_321)
+    _, by_chunk = _replay(path, "spindle", 0.0, monkeypatch, duration_s=900.37,
+                          nan_at=nan_at)
+    _, by_block = _replay(path, "spindle", 2.0, monkeypatch, duration_s=900.37,
+                          nan_at=nan_at)
+    assert by_chunk.n_artefacts == by_block.n_artefacts == 1
+    assert _key(by_chunk) == _key(by_block)
+    assert by_block.n_samples == by_chunk.n_samples
+    assert by_block.t_end_s == pytest.approx(by_chunk.t_end_s)
+
+
+class _Board:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def publish(self, status) -> None:
+        self.n += 1
+
+
+@pytest.mark.parametrize("step_s, want", [(0.0, "one"), (1.0, "every chunk")])
+def test_status_snapshots_at_max_speed_follow_the_wall_clock(step_s, want,
+                                                             monkeypatch) -> None:
+    """A snapshot every 0.25 s of *wall* time at --speed max (one per 0.25 s of signal
+    cost a quarter of a replay): a frozen wall clock gives one snapshot for 30 min of
+    signal, a wall clock moving 1 s per look gives one per chunk."""
+    path = require_data(DATA / "dreams_dev" / "excerpt1.edf")
+    cfg = loads_config(CFG.format(target="spindle"))
+    board = _Board()
+    lp = build_loop(cfg, speed="max", source=FileSource(path, speed="max", chunk_samples=10),
+                    status_board=board)
+    ticks = iter(np.arange(1e6) * step_s)
+    lp.wall_clock = lambda: float(next(ticks))
+    res = lp.run()
+    assert res.duration_s == pytest.approx(1800.0, abs=0.1)
+    if want == "one":   # the first snapshot, and the final one at the end of the run
+        assert board.n <= 2
+    else:
+        assert board.n >= res.n_chunks
