@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from engramloop.controller import cpu_latency
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, ConfigError, load_config
 from engramloop.controller.cpu_latency import CpuLatencyRequest, current_latency_us
-from engramloop.controller.loop import build_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITABLE = os.access(cpu_latency.DEVICE, os.W_OK)

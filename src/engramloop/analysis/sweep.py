@@ -4,7 +4,7 @@ detectors.ripple.threshold_sd=3,4,5``.
 The file is replayed once per setting (every combination when several keys are swept),
 each time through exactly the code of a single ``engramloop replay --speed max``: the
 config is the file's config with the swept keys set (and validated by the schema like any
-config), the loop is :func:`controller.loop.build_loop`'s, and the detections are scored
+config), the loop is :func:`controller.build.build_loop`'s, and the detections are scored
 with :func:`analysis.scoring.score_session`, as ``engramloop score`` scores a recording.
 So a row of the sweep table equals a single replay with that setting, scored.
 
@@ -214,8 +214,8 @@ def run_point(cfg: Any, path: str, *, duration_s: float | None, truth: Truth | N
               setting: dict[str, str], status_board: Any = None,
               on_built: Callable | None = None, **overrides: Any) -> PointResult:
     """Replay ``path`` at ``--speed max`` with ``cfg`` and score it."""
+    from engramloop.controller.build import build_loop
     from engramloop.controller.config import dump_config
-    from engramloop.controller.loop import build_loop
 
     loop = build_loop(cfg, config_text=dump_config(cfg), speed="max", duration_s=duration_s,
                       path=path, status_board=status_board, **overrides)

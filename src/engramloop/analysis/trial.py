@@ -254,14 +254,14 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
     on_built : callable(Loop), optional
         Called with the loop before it runs (e.g. to attach a dashboard).
     **overrides
-        Passed to :func:`controller.loop.build_loop` (stim_port, status_board, ...).
+        Passed to :func:`controller.build.build_loop` (stim_port, status_board, ...).
 
     Returns
     -------
     (RunResult, dict)
         The run and its score (:func:`score_run`).
     """
-    from engramloop.controller.loop import build_loop
+    from engramloop.controller.build import build_loop
 
     if cfg.source.kind != "sim":
         raise ValueError(f"run_sim needs source.kind = 'sim', got {cfg.source.kind!r}")

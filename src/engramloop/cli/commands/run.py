@@ -167,7 +167,7 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                             log=log, on_built=on_built, on_twin_built=on_twin_built,
                             **overrides)
         else:
-            from engramloop.controller.loop import build_loop
+            from engramloop.controller.build import build_loop
 
             loop = build_loop(cfg, config_text=dump_config(cfg), speed=speed,
                               duration_s=args.duration, record=record, log=log,

@@ -1,0 +1,136 @@
+"""Loopback adapters: the outputs that hand delivered pulses back to the simulator, so a
+closed-loop simulation feels the pulses the loop actually delivered. All of them live here.
+
+- :class:`SimStimOutput`: the simulated stimulator for runs on the built-in simulator
+  without stimulator hardware (and every ``--speed max`` run).
+- :class:`EmulatedOutput`: a real serial driver (Pulse Pal, stim box) talking to its device
+  emulator (``sim/emulators``) on a pseudo-terminal; every emulated output edge goes back
+  to the simulator.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engramloop.core.pulse import Delivery, Pulse
+
+
+class SimStimOutput:
+    """The simulated stimulator for runs on the built-in simulator without stimulator
+    hardware (and every ``--speed max`` run): hands each pulse straight back to
+    ``SimSource.stimulate`` at the send time. Like every output it only sends what the
+    scheduler gives it and does nothing while disarmed."""
+
+    name = "sim"
+    #: fed only pulses every device output delivered (the scheduler skips it otherwise)
+    loopback = True
+
+    def __init__(self, sim_source: Any, clock: Any) -> None:
+        self._sim, self._clock, self._armed = sim_source, clock, False
+
+    def open(self) -> None:
+        self._armed = False
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def disarm(self) -> None:
+        self._armed = False
+
+    def close(self) -> None:
+        self._armed = False
+
+    def send(self, pulse: Pulse) -> Delivery:
+        t = self._clock.now()
+        if not self._armed:
+            return Delivery(pulse.pulse_id, self.name, "failed", reason="output not armed")
+        self._sim.stimulate(t, pulse.spec, pulse.target)
+        return Delivery(pulse.pulse_id, self.name, "sent", sent_s=t, device_edge_s=t)
+
+
+class EmulatedOutput:
+    """A serial output whose device is an emulator started at ``open()`` and stopped at
+    ``close()``; every first edge of a pulse goes to ``sim_source.stimulate``.
+
+    Parameters
+    ----------
+    inner : PulsePal or StimBox
+        The real driver (its ``port`` is set to the emulator's pty when opening).
+    make_emulator : callable(on_edge) -> emulator
+        Builds a started-on-``start()`` emulator with ``port`` and ``close()``.
+    sim_source : SimSource, optional
+        Receives ``stimulate(host_time_s, spec, target)`` for each delivered pulse.
+    """
+
+    def __init__(self, inner: Any, make_emulator: Any, sim_source: Any = None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._make = make_emulator
+        self._sim = sim_source
+        self._by_channel: dict[int, Pulse] = {}
+        self.emulator: Any = None
+
+    def _on_edge(self, t_s: float, channel: int, params: dict) -> None:
+        pulse = self._by_channel.get(channel)
+        if self._sim is not None and pulse is not None and params.get("index", 0) == 0:
+            self._sim.stimulate(t_s, pulse.spec, pulse.target)
+
+    def open(self) -> None:
+        self.emulator = self._make(self._on_edge).start()
+        self.inner.port = self.emulator.port
+        try:
+            self.inner.open()
+        except BaseException:
+            self.emulator.close()
+            raise
+
+    def arm(self) -> None:
+        self.inner.arm()
+
+    def disarm(self) -> None:
+        self.inner.disarm()
+
+    def send(self, pulse: Pulse) -> Delivery:
+        """Send through the real driver; first re-raise any error the simulator raised
+        when a previous pulse was handed to it (from the emulator's thread)."""
+        if self.emulator is not None:
+            self.emulator.check()
+        channel = pulse.spec.channel
+        status = getattr(self.inner, "status", None)  # a StimBox: clicks use its audio line
+        if pulse.spec.modality == "auditory" and status is not None:
+            channel = status.audio_channel
+        before = self._by_channel.get(channel)
+        self._by_channel[channel] = pulse
+        d = self.inner.send(pulse)
+        if d.status not in ("sent", "acked"):
+            # refused: no edge of this pulse will come (an edge still due belongs to the
+            # pulse before it)
+            if before is None:
+                self._by_channel.pop(channel, None)
+            else:
+                self._by_channel[channel] = before
+        return d
+
+    def reset_fault(self) -> None:
+        reset = getattr(self.inner, "reset_fault", None)
+        if callable(reset):
+            reset()
+
+    def health(self) -> str:
+        """The device's health as its driver reports it ("" = fine), or the error the
+        simulator raised when handed an edge."""
+        if self.emulator is not None and self.emulator.callback_errors:
+            exc = self.emulator.callback_errors[0]
+            return f"{self.name}: the simulator failed on an output edge: {exc!r}"
+        health = getattr(self.inner, "health", None)
+        return health() if callable(health) else ""
+
+    def close(self) -> None:
+        try:
+            self.inner.close()
+        finally:
+            if self.emulator is not None:
+                self.emulator.close()
+                self.emulator = None
+
+
+__all__ = ["SimStimOutput", "EmulatedOutput"]
