@@ -66,7 +66,7 @@ def test_real_time_run_holds_the_request_and_releases_it():
         assert any("CPU wake-up latency held at 0 us" in m for m in msgs)
     else:
         assert any("cpu_wakeup_latency_us = 0 refused" in m for m in msgs)
-    assert loop._cpu_request is None and not loop.governor.armed
+    assert loop._tuning.cpu_request is None and not loop.governor.armed
 
 
 def test_missing_device_is_a_warning_and_the_run_goes_on(monkeypatch, tmp_path):

@@ -38,17 +38,23 @@ from __future__ import annotations
 import gc
 import math
 import os
-import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from engramloop.controller.forecast_feed import (
+    ForecastFeed,
+    forecast_status,
+    gate_summary,
+    gate_summary_message,
+)
 from engramloop.controller.governor import Decision, Governor
 from engramloop.controller.latency import Histogram, StageTimes
 from engramloop.controller.nonfinite import NonFiniteGuard
 from engramloop.controller.policy import Policy
+from engramloop.controller.realtime_tuning import RealtimeTuning
 from engramloop.controller.scheduler import Scheduler
 from engramloop.core.chunk import Chunk, EndOfStream
 from engramloop.core.clock import SimClock
@@ -61,11 +67,6 @@ STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record"
 MAX_KEPT = 200_000
 #: status snapshots for the dashboard, seconds of loop time apart
 STATUS_EVERY_S = 0.25
-#: GIL switch interval during real-time runs (CPython default 5 ms), seconds
-SWITCH_INTERVAL_S = 0.00005
-#: On the simulated clock the loop waits this long (wall seconds) at most for the
-#: forecaster worker to finish an epoch before calling it stalled.
-SIM_FORECAST_WAIT_S = 60.0
 #: most chunks decoded without decisions in one backlog catch-up
 MAX_BACKLOG_CHUNKS = 1000
 
@@ -179,7 +180,6 @@ class Loop:
         #: ForecastWorker (``[forecaster] enabled``): fed every chunk, checked like the
         #: recorder, its forecasts recorded; the policy's gate reads it
         self.forecaster = forecaster
-        self._pulse_times: list[float] = []
         self.description = description
         self.read_timeout_s = float(read_timeout_s)
         self.simulated = isinstance(clock, SimClock)
@@ -208,9 +208,8 @@ class Loop:
         self._pending: Chunk | None = None
         self._last_chunk: Chunk | None = None
         self._messages: deque = deque(maxlen=6)
-        self._switch_interval: float | None = None
-        self._sched_before: tuple | None = None
-        self._cpu_request = None    # a held CpuLatencyRequest (real-time runs that ask)
+        #: switch interval, SCHED_FIFO, PM QoS: taken for real-time runs, undone at the end
+        self._tuning = RealtimeTuning(self._note, self._log)
         self._source_ended = False
         self._next_backlog_note = -math.inf
         #: chunks since the last status snapshot (their signal quality is shown); None
@@ -228,10 +227,13 @@ class Loop:
                 self._next_memory_s = -math.inf
         self.result = RunResult(condition=policy.settings.condition,
                                 target=policy.settings.target)
+        #: the loop's side of the forecaster (feeding, recording, the gate's notes)
+        self._feed: ForecastFeed | None = None
         if forecaster is not None:
             self.result.forecasts = []
-        self._gate_open: bool | None = None
-        self._n_gate_open = 0
+            self._feed = ForecastFeed(forecaster, policy, simulated=self.simulated,
+                                      note=self._note, forecasts=self.result.forecasts,
+                                      keep=MAX_KEPT)
         #: non-finite samples: screened before every decoding stage (built at start,
         #: when the detectors exist)
         self._guard: NonFiniteGuard | None = None
@@ -311,7 +313,7 @@ class Loop:
                 raise
             return res
         finally:
-            self._release_cpu()   # also when _shutdown itself was interrupted
+            self._tuning.release_cpu()   # also when _shutdown itself was interrupted
             self._close_recorder(raise_errors=False)
             if self._saved_excepthook is not None:
                 threading.excepthook = self._saved_excepthook
@@ -371,12 +373,8 @@ class Loop:
         if self.arm_on_start:
             self._do_arm()
         if not self.simulated:
-            # the scheduler thread needs the GIL promptly at a pulse's time: CPython's
-            # default switch interval (5 ms) would add up to 5 ms of lateness
-            self._switch_interval = sys.getswitchinterval()
-            sys.setswitchinterval(SWITCH_INTERVAL_S)
-            self._set_realtime(self.scheduler.settings.realtime_priority)
-            self._hold_cpu_awake(self.scheduler.settings.cpu_wakeup_latency_us)
+            self._tuning.apply(self.scheduler.settings.realtime_priority,
+                               self.scheduler.settings.cpu_wakeup_latency_us)
             self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
         gc.freeze()
@@ -399,50 +397,6 @@ class Loop:
             # noted once the recording exists
             self._built_note = (f"source channels {', '.join(self.source.channels)} at "
                                 f"{self.source.rate_hz:g} Hz: detectors {names}")
-
-    def _set_realtime(self, priority: int) -> None:
-        """SCHED_FIFO for this thread (and threads it creates) when asked and allowed."""
-        if priority <= 0:
-            return
-        try:
-            self._sched_before = (os.sched_getscheduler(0), os.sched_getparam(0))
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-            self._note(f"real-time scheduling: SCHED_FIFO priority {priority}")
-        except (AttributeError, OSError) as exc:
-            self._sched_before = None
-            self._note(f"scheduler.realtime_priority = {priority} refused ({exc}); running "
-                       "with normal scheduling (needs root or CAP_SYS_NICE on Linux)")
-
-    def _hold_cpu_awake(self, latency_us: int) -> None:
-        """Hold a PM QoS CPU wake-up latency request for the run when asked and allowed."""
-        if latency_us < 0:
-            return
-        from engramloop.controller import cpu_latency
-
-        req = cpu_latency.CpuLatencyRequest(latency_us, cpu_latency.DEVICE)
-        try:
-            req.hold()
-        except OSError as exc:
-            self._note(f"scheduler.cpu_wakeup_latency_us = {latency_us} refused ({exc}); "
-                       "running with normal CPU idle states")
-            return
-        self._cpu_request = req
-        self._note(f"CPU wake-up latency held at {latency_us} us for the run (PM QoS)")
-
-    def _release_cpu(self) -> None:
-        """Drop the PM QoS request, if one is held (idempotent)."""
-        req, self._cpu_request = self._cpu_request, None
-        if req is not None:
-            req.release()
-
-    def _restore_scheduling(self) -> None:
-        self._release_cpu()
-        before, self._sched_before = self._sched_before, None
-        if before is not None:
-            try:
-                os.sched_setscheduler(0, before[0], before[1])
-            except OSError as exc:
-                self._log(f"could not restore normal scheduling: {exc}")
 
     def _do_arm(self) -> None:
         """Arm the governor now; the outputs when the detectors are calibrated (no pulse
@@ -671,13 +625,9 @@ class Loop:
                     rec.write_marker("events", e.detect_s, e)
             if len(res.events) < MAX_KEPT:
                 res.events.extend(events)
-            fw = self.forecaster
+            fw = self._feed
             if fw is not None:
-                # a deque append and one comparison; the rest only at block boundaries
-                if fw.feed(chunk, events, self._pulse_times):
-                    self._forecast_due()
-                if self._pulse_times:
-                    self._pulse_times = []
+                fw.feed(chunk, events, rec)
             self._last_chunk = chunk
             p6 = perf()
             h_rec.record(p6 - p5)
@@ -698,9 +648,8 @@ class Loop:
                 rec.check()   # a failed or blocked recording stops stimulation (cheap)
             if now >= next_check:
                 next_check = now + 1.0
-                if self.forecaster is not None:
-                    self.forecaster.check()
-                    self._take_forecasts()
+                if self._feed is not None:
+                    self._feed.check(rec)
             if self.status_board is not None and now >= next_status:
                 next_status = now + STATUS_EVERY_S
                 self._publish(now, chunk, self._state_text(now, calibrated))
@@ -941,8 +890,8 @@ class Loop:
                 t0 = d.device_edge_s if d.device_edge_s == d.device_edge_s else d.sent_s
                 for det in self._blankers:
                     det.blank(t0, t0 + p.spec.duration_s)
-                if self.forecaster is not None:
-                    self._pulse_times.append(t0)
+                if self._feed is not None:
+                    self._feed.pulse_delivered(t0)
             arr = self._immediate.pop(p.pulse_id, None)
             if arr is not None and d.status in ("sent", "acked", "sham") \
                     and not self.simulated:
@@ -964,36 +913,6 @@ class Loop:
         if self.recorder is not None and not self.recorder.failed:
             self.recorder.write_marker("memory", state["t_s"], state)
 
-    def _forecast_due(self) -> None:
-        """The data reached a new block: an epoch may have ended."""
-        fw = self.forecaster
-        if self.simulated:
-            # unpaced: wait for the epoch's forecast as if the worker took no simulated
-            # time (in real time it lags its epoch by milliseconds); reproducible runs
-            if not fw.wait_idle(SIM_FORECAST_WAIT_S) and not fw.failed:
-                from engramloop.controller.forecast_worker import ForecasterError
-
-                raise ForecasterError(f"forecaster worker did not finish an epoch within "
-                                      f"{SIM_FORECAST_WAIT_S:g} s")
-        self._take_forecasts()
-
-    def _take_forecasts(self) -> None:
-        """Record the worker's new forecasts (in real time at most 1 s after they are made;
-        the gate reads the newest one from the worker directly)."""
-        for fc in self.forecaster.drain():
-            if self.recorder is not None:
-                self.recorder.write_marker("forecasts", fc.time_s, fc)
-            if len(self.result.forecasts) < MAX_KEPT:
-                self.result.forecasts.append(fc)
-            gate = self.policy.gate
-            if gate is not None:
-                is_open = gate.opens(fc)
-                self._n_gate_open += is_open
-                if is_open != self._gate_open:
-                    self._gate_open = is_open
-                    self._note(f"forecast gate {'open' if is_open else 'closed'}: p_decay "
-                               f"{fc.p_decay:.3f} (opens at {gate.describe()})", fc.time_s)
-
     def _period_quality(self, chunk: Chunk) -> tuple:
         """Signal quality of every chunk since the last snapshot (just ``chunk`` when none
         was collected): RMS, flat, and clipping against the source's input range
@@ -1012,24 +931,6 @@ class Loop:
             full = np.asarray(math.inf)  # per-channel ranges that do not fit: no check
         return channel_quality(x, chunk.channels, clip_v=full)
 
-    def _forecast_status(self, now: float) -> tuple[dict, float, str]:
-        """The newest forecast (values, age in seconds) and the forecast gate's state."""
-        fc = self.forecaster.latest() if self.forecaster is not None else None
-        values: dict[str, float] = {}
-        age = math.nan
-        if fc is not None:
-            values = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
-            values.update({f"delta_strength[{i}]": v for i, v in enumerate(fc.per_memory)})
-            age = now - fc.time_s
-        gate = getattr(self.policy, "gate", None)
-        state = ""
-        if gate is not None:
-            # the policy reads last_reason right after its own allows(); this call comes
-            # later on the same thread, so it cannot mix up the policy's refusal counts
-            state = "open" if gate.allows(now) else \
-                f"closed ({getattr(gate, 'last_reason', '') or 'closed'})"
-        return values, age, state
-
     def _publish(self, now: float, chunk: Chunk, state: str) -> None:
         from engramloop.controller.status import LoopStatus
 
@@ -1040,7 +941,7 @@ class Loop:
             if now - e.detect_s <= 60.0 and e.kind != "calibration_done":
                 counts[e.kind] = counts.get(e.kind, 0) + 1
         span = min(60.0, max(now - res.t0_s, 1e-9)) / 60.0
-        forecast, forecast_age, gate = self._forecast_status(now)
+        forecast, forecast_age, gate = forecast_status(self.forecaster, self.policy, now)
         self.status_board.publish(LoopStatus(
             source=self.description, rate_hz=chunk.rate_hz, elapsed_s=now - res.t0_s,
             channels=self._period_quality(chunk),
@@ -1061,10 +962,7 @@ class Loop:
         is already on its way out (secondary errors are logged)."""
         self.governor.disarm()
         gc.unfreeze()
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
-        self._restore_scheduling()
+        self._tuning.restore()
         errors: list[str] = []
         with self.scheduler.exclusive():  # not while the scheduler thread is sending
             for out in self.outputs:
@@ -1092,7 +990,7 @@ class Loop:
             except BaseException as exc:
                 errors.append(f"forecaster stop failed: {exc}")
             try:
-                self._take_forecasts()   # the last ones, made from the queued chunks
+                self._feed.take(self.recorder)   # the last ones, from the queued chunks
             except BaseException as exc:
                 errors.append(f"recording the last forecasts failed: {exc}")
         try:
@@ -1104,23 +1002,15 @@ class Loop:
         res.gate_refusals = dict(self.policy.gate_refusals)
         if self.policy.n_too_late:
             res.gate_refusals["ripple_too_late"] = self.policy.n_too_late
-        gate = self.policy.gate
-        if gate is not None and hasattr(gate, "describe"):
-            g = res.forecast_gate = {
-                "rule": gate.describe(), "allowed": self.policy.gate_allowed,
-                "held_back": dict(self.policy.gate_refusals),
-                "open_forecasts": self._n_gate_open,
-                "forecasts": len(res.forecasts or ())}
+        g = gate_summary(self.policy, self._feed.n_gate_open if self._feed else 0,
+                         len(res.forecasts or ()))
+        if g is not None:
+            res.forecast_gate = g
             try:
                 if self.recorder is not None and not self.recorder.failed:
                     t = self.clock.now()
-                    held = sum(g["held_back"].values())
                     self.recorder.write_marker("log", t, {
-                        "t_s": t, "forecast_gate": g,
-                        "message": f"forecast gate ({g['rule']}): let {g['allowed']} "
-                                   f"detections through, held back {held} "
-                                   f"{g['held_back'] or ''}; {g['open_forecasts']} of "
-                                   f"{g['forecasts']} forecasts opened it"})
+                        "t_s": t, "forecast_gate": g, "message": gate_summary_message(g)})
             except BaseException as exc:
                 errors.append(f"recording the forecast gate summary failed: {exc}")
         if self._gaps_unreported:
