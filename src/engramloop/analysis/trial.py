@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from engramloop.analysis import scoring as _scoring
+from engramloop.core.angles import wrap_deg
 from engramloop.core.jsonable import to_jsonable
 
 #: +-50 ms around the sharp-wave-ripple peak (issue 5; closed-loop SWR stimulation studies)
@@ -35,11 +36,6 @@ RIPPLE_WINDOW_S = 0.050
 #: the matching tolerances of the one scoring module (seconds per kind)
 MATCH_TOLERANCE_S = _scoring.MATCH_TOLERANCE_S
 DETECTED_KINDS = ("ripple", "spindle", "so")
-
-
-def _wrap(deg: np.ndarray) -> np.ndarray:
-    y = np.mod(np.asarray(deg, dtype=float) + 180.0, 360.0) - 180.0
-    return np.where(y == -180.0, 180.0, y)
 
 
 def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: float,
@@ -130,7 +126,7 @@ def phase_error(phases_deg: np.ndarray, target_deg: float) -> dict[str, float]:
     if ok.size == 0:
         return {"n_pulses": int(ph.size), "n_no_so": int(ph.size), "mean_error_deg": math.nan,
                 "circular_sd_deg": math.nan, "mean_abs_error_deg": math.nan}
-    err = _wrap(ok - target_deg)
+    err = wrap_deg(ok - target_deg)
     mean, sd, _ = circular_mean_sd(err)
     return {"n_pulses": int(ph.size), "n_no_so": int(ph.size - ok.size),
             "mean_error_deg": mean, "circular_sd_deg": sd,
