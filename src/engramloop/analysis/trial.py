@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 
 from engramloop.analysis import scoring as _scoring
+from engramloop.analysis.scoring import Interval, circular_mean_sd, score_detections
+from engramloop.controller.build import build_loop
+from engramloop.controller.config import dump_config
 from engramloop.core.angles import wrap_deg
 from engramloop.core.jsonable import to_jsonable
 
@@ -61,8 +64,6 @@ def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: flo
         n_true, n_detected, hits, precision, recall, f1, fp_per_min, latency_median_s
         (detect - onset of matched detections).
     """
-    from engramloop.analysis.scoring import Interval, score_detections
-
     ev = [Interval(e.onset_s, e.offset_s, getattr(e, "peak_s", math.nan)) for e in truth
           if t_lo <= e.onset_s and e.offset_s <= t_hi]
     det = [float(t) for t in detect_s if t_lo <= t <= t_hi]
@@ -119,8 +120,6 @@ def phase_error(phases_deg: np.ndarray, target_deg: float) -> dict[str, float]:
 
     NaN phases (generator inactive at the pulse) are counted and excluded.
     """
-    from engramloop.analysis.scoring import circular_mean_sd
-
     ph = np.asarray(phases_deg, dtype=float)
     ok = ph[np.isfinite(ph)]
     if ok.size == 0:
@@ -257,8 +256,6 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
     (RunResult, dict)
         The run and its score (:func:`score_run`).
     """
-    from engramloop.controller.build import build_loop
-
     if cfg.source.kind != "sim":
         raise ValueError(f"run_sim needs source.kind = 'sim', got {cfg.source.kind!r}")
     if condition is not None and condition != cfg.policy.condition:
@@ -303,8 +300,6 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
                                                                        condition="sham"))
         twin_text = ""
         if config_text:
-            from engramloop.controller.config import dump_config
-
             twin_text = dump_config(twin_cfg)
         # exactly the run's samples: result.duration_s ends at the last sample (one sample
         # period short), and a simulation one sample shorter ends its memories differently

@@ -12,18 +12,14 @@ import os
 import pkgutil
 import sys
 
-from engramloop import __version__
+import engramloop.cli.commands as pkg
+from engramloop._version import __version__
+from engramloop.core.errors import UserError
 from engramloop.core.extras import MissingExtraError
 from engramloop.core.schema import ConfigError
 
 
-class UserError(RuntimeError):
-    """A problem the user can fix (bad path, missing device...): printed as one line."""
-
-
 def _command_modules() -> list:
-    import engramloop.cli.commands as pkg
-
     mods = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):

@@ -9,10 +9,10 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from engramloop.core.errors import UserError
+
 
 def _user_error(msg: str) -> Exception:
-    from engramloop.cli import UserError
-
     return UserError(msg)
 
 

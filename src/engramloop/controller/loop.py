@@ -56,10 +56,12 @@ from engramloop.controller.nonfinite import NonFiniteGuard
 from engramloop.controller.policy import Policy
 from engramloop.controller.realtime_tuning import RealtimeTuning
 from engramloop.controller.scheduler import Scheduler
+from engramloop.controller.status import LoopStatus, channel_quality
 from engramloop.core.chunk import Chunk, EndOfStream
 from engramloop.core.clock import SimClock
 from engramloop.core.events import Event
 from engramloop.core.pulse import Delivery, DeviceFault, Pulse
+from engramloop.decoders.phase import PhaseEstimate
 
 STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record",
           "chunk_total", "pulse_total")
@@ -919,8 +921,6 @@ class Loop:
         (``full_scale_v``: a number or one per channel, volts; unknown = no clip check)."""
         import numpy as np
 
-        from engramloop.controller.status import channel_quality
-
         period, self._period = self._period, []
         if not period:
             period = [chunk]
@@ -932,8 +932,6 @@ class Loop:
         return channel_quality(x, chunk.channels, clip_v=full)
 
     def _publish(self, now: float, chunk: Chunk, state: str) -> None:
-        from engramloop.controller.status import LoopStatus
-
         res = self.result
         refused = {k: v for k, v in self.governor.refusals.items() if v}
         counts: dict[str, int] = {}
@@ -1030,7 +1028,6 @@ class Loop:
                 if self._last_chunk is not None:
                     self._publish(self.clock.now(), self._last_chunk, state)
                 else:
-                    from engramloop.controller.status import LoopStatus
                     self.status_board.publish(LoopStatus(source=self.description,
                                                          state=state))
             except BaseException as exc:
@@ -1038,8 +1035,6 @@ class Loop:
 
 
 def _nan_phase(chunk: Chunk) -> Any:
-    from engramloop.decoders.phase import PhaseEstimate
-
     nan = math.nan
     return PhaseEstimate(chunk.last_time_s, nan, nan, nan, 0.0)
 

@@ -35,6 +35,7 @@ from engramloop.core.angles import wrap_deg
 from engramloop.core.chunk import Chunk
 from engramloop.core.schema import check_bands, setting
 from engramloop.decoders._filters import EchtPlan
+from engramloop.decoders.filters import SosFilter, butter_lowpass
 
 __all__ = ["PhaseSettings", "PhaseEstimate", "EchtKernel", "EchtPhase", "ArPhase",
            "make_phase_estimator"]
@@ -324,8 +325,6 @@ class EchtPhase(_Single):
                 self._full = True
 
     def _setup(self, fs: float) -> None:
-        from engramloop.decoders.filters import SosFilter, butter_lowpass
-
         s = self.settings
         self._fs = fs
         rate = max(s.max_rate_hz, 5.0 * s.band_hz[1]) if s.max_rate_hz > 0 else fs

@@ -24,7 +24,14 @@ from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
 from engramloop.core.schema import name_with_hint
 from engramloop.drivers.brainflow_lib import load_brainflow
-from engramloop.drivers.brainflow_source import board_sample_format
+from engramloop.drivers.brainflow_source import (
+    CounterGapDetector,
+    board_id,
+    board_sample_format,
+    counter_step,
+)
+from engramloop.drivers.edf_plus import read_discontinuous, read_header, read_plus
+from engramloop.drivers.file_data import FileData, table_error
 from engramloop.drivers.openbci_txt import is_openbci_txt, load_openbci_txt
 from engramloop.drivers.sources import unit_scale
 from engramloop.recording import reader
@@ -46,34 +53,6 @@ class ScaledClock:
 
     def sleep_until(self, t_s: float) -> None:
         HostClock().sleep_until(self._t0 + (t_s - self._t0) / self.speed)
-
-
-class FileData:
-    """A loaded recording: ``samples`` (n, c) volts, ``timestamps`` (n,) seconds from the
-    file, ``rate_hz``, ``channels``, ``markers`` (kind -> [(time, dict)], as
-    :func:`engramloop.recording.reader.read` gives them) if any,
-    ``gaps`` (indices of samples that follow a loss) when the format records losses, and
-    ``full_scale_v`` (c,) volts, the largest magnitude each channel can hold, when the
-    format says (EDF/BDF physical range), else inf; ``sample_format``, how a recording
-    of the replay may store the samples (:mod:`engramloop.core.sample_format`: float32
-    when the file's own resolution fits in it, float64 when unknown)."""
-
-    def __init__(self, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
-                 channels: Sequence[str], markers: dict | None = None,
-                 gaps: np.ndarray | None = None,
-                 full_scale_v: Sequence[float] | None = None,
-                 sample_format: str = _fmt.FLOAT64) -> None:
-        self.samples = np.ascontiguousarray(samples, dtype=np.float64)
-        self.timestamps = np.ascontiguousarray(timestamps, dtype=np.float64)
-        self.rate_hz = float(rate_hz)
-        self.channels = tuple(str(c) for c in channels)
-        self.markers = markers or {}
-        # sample indices that follow lost samples, when the format knows better than the
-        # timestamps (BrainFlow CSV: packet counter); None = judge from the timestamps
-        self.gaps = gaps
-        self.full_scale_v = (np.full(len(self.channels), np.inf) if full_scale_v is None
-                             else np.asarray(full_scale_v, dtype=np.float64))
-        self.sample_format = _fmt.check(sample_format)
 
 
 def _scale(unit: str, override: str, path: Path, what: str) -> float:
@@ -230,8 +209,6 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
     time (EDF+D: a jump between records is a gap in the timestamps)."""
     import pyedflib
 
-    from engramloop.drivers.edf_plus import read_header, read_plus
-
     check_edf(path)
     h = read_header(path)
     onsets, notes = None, []
@@ -296,8 +273,6 @@ def _load_edf_discontinuous(path: Path, h: Any, onsets: np.ndarray, notes: list,
                             units: str) -> FileData:
     """EDF+D/BDF+D (pyedflib refuses these): the records are read here, each at its own
     start time from its time-keeping annotation."""
-    from engramloop.drivers.edf_plus import read_discontinuous
-
     ordinary = [i for i in range(len(h.labels)) if i not in h.annotation_signals]
     if not ordinary:
         raise SourceError(f"{path}: EDF file has no signals")
@@ -324,8 +299,6 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
     """A file written by BrainFlow's ``DataFilter.write_file``: one sample per line,
     tab-separated, columns as in the board description; EEG rows in microvolts and the
     timestamp row in Unix seconds (BrainFlow docs, "Data format description")."""
-    from engramloop.drivers.brainflow_source import board_id
-
     if not board:
         raise SourceError(f"{path}: a BrainFlow CSV file has no header; set "
                           "source.file.board to the board that wrote it (e.g. cyton)")
@@ -352,51 +325,12 @@ def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
     if descr.get("package_num_channel") is not None:
         # BrainFlow stamps packets when parsed, so stamps bunch up; losses are judged from
         # the packet counter (with the host time for long ones), as on the live board
-        from engramloop.drivers.brainflow_source import CounterGapDetector, counter_step
 
         det = CounterGapDetector(rate, step=counter_step(bid))
         lost = det.update(data[:, descr["package_num_channel"]], t)
         gaps = np.flatnonzero(lost)
     return FileData(data[:, eeg] * scale, t, rate, names, gaps=gaps,
                     sample_format=board_sample_format(bid))
-
-
-def table_error(path: Path, what: str, exc: ValueError) -> SourceError:
-    """numpy.loadtxt's complaint about a text table, said for a user: where (line, column,
-    byte offset), what is wrong, and that the file is damaged (numpy's own hint to 'use
-    usecols' would only hide the damage)."""
-    import re
-
-    msg = str(exc)
-    if isinstance(exc, UnicodeDecodeError):
-        why = (f"byte 0x{exc.object[exc.start]:02x} at byte offset {exc.start} is not UTF-8 "
-               "text")
-    elif m := re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", msg):
-        why = (f"data row {int(m.group(3))} has {m.group(2)} columns where the rows before "
-               f"have {m.group(1)}")
-    elif m := re.search(r"invalid column index (\d+) at row (\d+) with (\d+) columns", msg):
-        why = f"data row {int(m.group(2))} has only {m.group(3)} columns"
-    elif m := re.search(r"could not convert string (.*) to float64", msg):
-        why = f"{m.group(1)[:40]} is not a number"
-    else:
-        why = msg
-    return SourceError(f"{path}: malformed {what}{_csv_where(path, msg)}: {why}; the file "
-                       f"is damaged or not a {what}")
-
-
-def _csv_where(path: Path, message: str) -> str:
-    """' at line L, column C (byte offset B)' from numpy's 0-based 'at row R, column C'."""
-    import re
-
-    m = re.search(r"at row (\d+), column (\d+)", message)
-    if not m:
-        return ""
-    row, col = int(m.group(1)), int(m.group(2))
-    offset = 0
-    with open(path, "rb") as f:
-        for _ in range(row):
-            offset += len(f.readline())
-    return f" at line {row + 1}, column {col} (byte offset {offset})"
 
 
 # ---------------------------------------------------------------------------- NPZ

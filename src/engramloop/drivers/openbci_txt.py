@@ -1,4 +1,4 @@
-"""OpenBCI GUI recordings (``OpenBCI-RAW-<date>.txt``) as :class:`~drivers.files.FileData`.
+"""OpenBCI GUI recordings (``OpenBCI-RAW-<date>.txt``) as :class:`~drivers.file_data.FileData`.
 
 The GUI writes comma-separated text (OpenBCI documentation, "OpenBCI GUI: Data Format";
 the GUI's DataWriterODF): header lines starting with ``%``::
@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from engramloop.core.chunk import SourceError
+from engramloop.drivers.brainflow_lib import load_brainflow
+from engramloop.drivers.brainflow_source import CounterGapDetector, board_id
+from engramloop.drivers.file_data import FileData, table_error
 
 #: the GUI's board class (after ``OpenBCI_GUI$``) -> BrainFlow board name and counter step
 _BOARDS = (("daisy", "cyton_daisy", 2), ("cyton", "cyton", 1), ("ganglion", "ganglion", 1))
@@ -51,9 +54,6 @@ def _board_names(board: str, n: int) -> tuple[list[str] | None, int]:
     for needle, name, step in _BOARDS:
         if needle in key:
             try:
-                from engramloop.drivers.brainflow_lib import load_brainflow
-                from engramloop.drivers.brainflow_source import board_id
-
                 descr = load_brainflow().BoardShim.get_board_descr(board_id(name))
                 names = str(descr.get("eeg_names", "")).split(",")
             except ImportError:  # no BrainFlow here: the GUI's own labels are used
@@ -64,8 +64,6 @@ def _board_names(board: str, n: int) -> tuple[list[str] | None, int]:
 
 def load_openbci_txt(path: Path, scale_v: float = 1e-6):
     """Read an OpenBCI GUI recording; ``scale_v`` volts per stored unit (microvolts)."""
-    from engramloop.drivers.files import FileData, table_error
-
     header: dict[str, str] = {}
     n_head = 0
     names_line = ""
@@ -115,7 +113,6 @@ def load_openbci_txt(path: Path, scale_v: float = 1e-6):
         raise SourceError(f"{path}: the recording holds no samples")
     counter = data[:, 0]
     names, step = _board_names(board, n_ch)
-    from engramloop.drivers.brainflow_source import CounterGapDetector
 
     if stamp is not None:
         t = data[:, -1]
