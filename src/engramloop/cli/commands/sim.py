@@ -9,7 +9,7 @@ from engramloop.controller.progress import progress
 from engramloop.controller.recorder import Recorder, RecordingError
 from engramloop.core.chunk import EndOfStream
 from engramloop.core.errors import UserError
-from engramloop.sim.generate import simulate
+from engramloop.sim import generate
 from engramloop.sim.source import SimSource
 
 HELP = "write a simulated recording (CA1 LFP + EEG) with its ground truth to .xdf or .npz"
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 def _write_npz(cfg, seed: int, duration: float, chunk: int, out) -> int:
     import numpy as np
 
-    x, t, truth = simulate(cfg.sim, seed=seed, duration_s=duration, chunk_samples=chunk)
+    x, t, truth = generate.simulate(cfg.sim, seed=seed, duration_s=duration, chunk_samples=chunk)
     np.savez_compressed(out, samples=x, timestamps=t,
                         channels=np.array(truth.channels, dtype=str),
                         rate_hz=np.float64(truth.rate_hz), truth=np.array(truth.to_json()))
