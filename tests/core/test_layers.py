@@ -36,6 +36,7 @@ uses the decoders' filters).
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -297,3 +298,15 @@ def test_command_line_and_loop_load_no_heavy_dependency():
     # detector or a simulated source is set up
     assert _imported_heavy("import engramloop.cli as c; c.build_parser()\n"
                            "import engramloop.controller.build", HEAVY + ("scipy",)) == []
+
+
+def test_architecture_page_states_this_table():
+    """docs/architecture.md shows the same layers and names the same deferrals."""
+    page = Path(__file__).parents[2] / "docs" / "architecture.md"
+    if not page.is_file():
+        pytest.skip("docs/ not beside this checkout's tests")
+    text = page.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+) \| `engramloop\.(\w+)` \|", text, re.M)
+    assert {name: int(layer) for layer, name in rows} == LAYERS
+    for module in DEFERRED:
+        assert module.removeprefix("engramloop.") in text, module
