@@ -62,6 +62,7 @@ from engramloop.core.clock import SimClock
 from engramloop.core.events import Event
 from engramloop.core.pulse import Delivery, DeviceFault, Pulse
 from engramloop.decoders.phase import PhaseEstimate
+from engramloop.sim.loopback import SimRecords
 
 STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record",
           "chunk_total", "pulse_total")
@@ -217,16 +218,9 @@ class Loop:
         #: chunks since the last status snapshot (their signal quality is shown); None
         #: while no status board watches
         self._period: list[Chunk] | None = [] if status_board is not None else None
-        # the simulator's engram model, recorded every `sim.memory.record_every_s` of signal
-        # (a projection of 0.1-0.3 ms, so only on chunks where the period elapsed)
-        self._memory_every_s = math.inf
-        self._next_memory_s = math.inf
-        if recorder is not None and callable(getattr(sim_source, "memory_state", None)):
-            every = getattr(getattr(getattr(sim_source, "settings", None), "memory", None),
-                            "record_every_s", None)
-            if every:
-                self._memory_every_s = float(every)
-                self._next_memory_s = -math.inf
+        #: what the simulator adds to the recording (memory states, truth, recall)
+        self._sim_records = SimRecords(sim_source) \
+            if recorder is not None and sim_source is not None else None
         self.result = RunResult(condition=policy.settings.condition,
                                 target=policy.settings.target)
         #: the loop's side of the forecaster (feeding, recording, the gate's notes)
@@ -327,21 +321,8 @@ class Loop:
             return
         self._rec_closed = True
         try:
-            truth = getattr(self.sim_source, "truth", None) if self.sim_source else None
-            if math.isfinite(self._memory_every_s) and not rec.failed:
-                self._record_memory(final=True)  # the end: every memory event applied
-            if truth is not None and not rec.failed:
-                for ev in truth.events():
-                    rec.write_marker("truth", ev.peak_s, ev)
-                # the whole truth document (phases, stages, memory), as `engramloop sim`
-                # writes it, so the recording alone rebuilds the hypnogram and memory
-                rec.write_marker("truth", self.clock.now(),
-                                 {"kind": "truth_document", "truth": truth.to_json()})
-                recall = getattr(self.sim_source, "recall_scores", None)
-                if callable(recall):  # the simulated memory test, for the report
-                    t = self.clock.now()
-                    rec.write_marker("truth", t, {"kind": "recall", "t_s": t,
-                                                  "recall_scores": recall()})
+            if self._sim_records is not None:
+                self._sim_records.end(rec, self.clock.now)
             rec.close()
         except BaseException as exc:
             if raise_errors:
@@ -871,8 +852,9 @@ class Loop:
     def _after_chunk(self, now: float) -> None:
         """Record and account for what the scheduler did since the last chunk (and, when
         its period elapsed, the simulator's memory state)."""
-        if now >= self._next_memory_s:
-            self._record_memory()
+        sr = self._sim_records
+        if sr is not None and now >= sr.next_s:
+            sr.memory(self.recorder)
         log = self.scheduler.drain()
         if not log:
             return
@@ -901,19 +883,6 @@ class Loop:
             if rec is not None:
                 t = d.sent_s if d.sent_s == d.sent_s else now
                 rec.write_marker("pulses", t, {"pulse": p.to_dict(), "delivery": d.to_dict()})
-
-    def _record_memory(self, final: bool = False) -> None:
-        """Write the simulator's engram-model state to ``engramloop.memory`` and schedule
-        the next one at the next multiple of the period (seconds of signal from the start).
-        ``final``: the end-of-run state, marked ``"final": true``."""
-        state = self.sim_source.memory_state()
-        every = self._memory_every_s
-        t0 = state["t_s"] - state["sim_t_s"]
-        self._next_memory_s = t0 + (math.floor(state["sim_t_s"] / every + 1e-9) + 1) * every
-        if final:
-            state["final"] = True
-        if self.recorder is not None and not self.recorder.failed:
-            self.recorder.write_marker("memory", state["t_s"], state)
 
     def _period_quality(self, chunk: Chunk) -> tuple:
         """Signal quality of every chunk since the last snapshot (just ``chunk`` when none

@@ -6,9 +6,13 @@ closed-loop simulation feels the pulses the loop actually delivered. All of them
 - :class:`EmulatedOutput`: a real serial driver (Pulse Pal, stim box) talking to its device
   emulator (``sim/emulators``) on a pseudo-terminal; every emulated output edge goes back
   to the simulator.
+- :class:`SimRecords`: what the simulator adds to the run's recording (its memory model's
+  state as the run goes, its truth and recall scores at the end).
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from engramloop.core.pulse import Delivery, Pulse
@@ -133,4 +137,62 @@ class EmulatedOutput:
                 self.emulator = None
 
 
-__all__ = ["SimStimOutput", "EmulatedOutput"]
+class SimRecords:
+    """What a closed-loop run on the simulator adds to its recording: the engram model's
+    state (stream ``engramloop.memory``) every ``sim.memory.record_every_s`` of signal,
+    and at the end the truth (every event, then the whole truth document, so the
+    recording alone rebuilds the hypnogram and memory) and the simulated recall test.
+
+    Parameters
+    ----------
+    sim_source : SimSource
+        The simulator the loop reads (and stimulates).
+    """
+
+    def __init__(self, sim_source: Any) -> None:
+        self._sim = sim_source
+        #: period of the memory records, seconds of signal (inf: not recorded); the state
+        #: is a projection of 0.1-0.3 ms, so only on chunks where the period elapsed
+        self.every_s = math.inf
+        #: loop time of the next memory record
+        self.next_s = math.inf
+        if callable(getattr(sim_source, "memory_state", None)):
+            every = getattr(getattr(getattr(sim_source, "settings", None), "memory", None),
+                            "record_every_s", None)
+            if every:
+                self.every_s = float(every)
+                self.next_s = -math.inf
+
+    def memory(self, recorder: Any, final: bool = False) -> None:
+        """Write the simulator's engram-model state to ``engramloop.memory`` and schedule
+        the next one at the next multiple of the period (seconds of signal from the start).
+        ``final``: the end-of-run state, marked ``"final": true``."""
+        state = self._sim.memory_state()
+        every = self.every_s
+        t0 = state["t_s"] - state["sim_t_s"]
+        self.next_s = t0 + (math.floor(state["sim_t_s"] / every + 1e-9) + 1) * every
+        if final:
+            state["final"] = True
+        if recorder is not None and not recorder.failed:
+            recorder.write_marker("memory", state["t_s"], state)
+
+    def end(self, recorder: Any, now: Callable[[], float]) -> None:
+        """Before the recording closes: the final memory state, the truth, recall."""
+        truth = getattr(self._sim, "truth", None)
+        if math.isfinite(self.every_s) and not recorder.failed:
+            self.memory(recorder, final=True)  # the end: every memory event applied
+        if truth is not None and not recorder.failed:
+            for ev in truth.events():
+                recorder.write_marker("truth", ev.peak_s, ev)
+            # the whole truth document (phases, stages, memory), as `engramloop sim`
+            # writes it, so the recording alone rebuilds the hypnogram and memory
+            recorder.write_marker("truth", now(),
+                                  {"kind": "truth_document", "truth": truth.to_json()})
+            recall = getattr(self._sim, "recall_scores", None)
+            if callable(recall):  # the simulated memory test, for the report
+                t = now()
+                recorder.write_marker("truth", t, {"kind": "recall", "t_s": t,
+                                                   "recall_scores": recall()})
+
+
+__all__ = ["SimStimOutput", "EmulatedOutput", "SimRecords"]
