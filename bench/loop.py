@@ -44,7 +44,7 @@ TARGETS_US = {("chunk_total", "p999_s"): 1000.0, ("chunk_total", "p99_s"): 250.0
 
 
 def run_phase(cfg, duration_s: float, output: str):
-    from engramloop.controller.loop import build_loop
+    from engramloop.controller.build import build_loop
 
     if output == "stimbox":
         st = dataclasses.replace(cfg.stimulators, kinds=("stimbox",),
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         # the same code path unpaced on a simulated clock: chunks follow each other at once,
         # so caches stay warm; the difference to A is what sleeping 5 ms between chunks
         # costs on this machine (on a shared VM, mostly cold caches after each wake-up)
-        from engramloop.controller.loop import build_loop
+        from engramloop.controller.build import build_loop
 
         loop = build_loop(cfg, speed="max", duration_s=args.duration)
         res = loop.run(args.duration)

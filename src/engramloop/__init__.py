@@ -8,7 +8,7 @@ top level: ``engramloop.detect_spindles``, ``detect_ripples``,
 ``detect_slow_oscillations`` and ``read_recording``. It is imported on first use, so
 ``import engramloop`` (and the command line) stays fast.
 """
-__version__ = "0.1.0"
+from engramloop._version import __version__
 
 #: names re-exported from engramloop.api, imported when first used (PEP 562)
 _API = ("detect_spindles", "detect_ripples", "detect_slow_oscillations", "read_recording",

@@ -25,10 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.analysis.edf_export import write_edf
 from engramloop.core.chunk import Chunk
 from engramloop.core.events import Event
 from engramloop.core.extras import require
 from engramloop.core.schema import build
+from engramloop.decoders.ripple import RippleDetector, RippleSettings
+from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
+from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
 from engramloop.recording import reader
 
 __all__ = ["EVENT_COLUMNS", "PULSE_COLUMNS", "ANNOTATION_COLUMNS", "Recording",
@@ -196,8 +200,6 @@ _DETECT_DOC = """
 def detect_spindles(x: Any, fs: float, ch_names: Sequence[str] | None = None, *,
                     t0_s: float = 0.0, unit: str = "V", chunk_samples: int | None = None,
                     all_events: bool = False, **settings: Any) -> Any:
-    from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
-
     return _detect(SpindleDetector, SpindleSettings, "detect_spindles", x, fs, ch_names,
                    t0_s, unit, chunk_samples, all_events, settings)
 
@@ -205,8 +207,6 @@ def detect_spindles(x: Any, fs: float, ch_names: Sequence[str] | None = None, *,
 def detect_ripples(x: Any, fs: float, ch_names: Sequence[str] | None = None, *,
                    t0_s: float = 0.0, unit: str = "V", chunk_samples: int | None = None,
                    all_events: bool = False, **settings: Any) -> Any:
-    from engramloop.decoders.ripple import RippleDetector, RippleSettings
-
     return _detect(RippleDetector, RippleSettings, "detect_ripples", x, fs, ch_names, t0_s,
                    unit, chunk_samples, all_events, settings)
 
@@ -215,8 +215,6 @@ def detect_slow_oscillations(x: Any, fs: float, ch_names: Sequence[str] | None =
                              t0_s: float = 0.0, unit: str = "V",
                              chunk_samples: int | None = None, all_events: bool = False,
                              **settings: Any) -> Any:
-    from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
-
     return _detect(SlowOscDetector, SlowOscSettings, "detect_slow_oscillations", x, fs,
                    ch_names, t0_s, unit, chunk_samples, all_events, settings)
 
@@ -381,8 +379,6 @@ class Recording:
         ``ch_names`` relabels the channels for the file (one per channel): EDF labels are
         at most 16 printable ASCII characters, and a channel name EDF cannot hold exactly
         is refused rather than cut."""
-        from engramloop.analysis.edf_export import write_edf
-
         s = self.signal(stream)
         self._check_uniform(s, "to_edf")
         if ch_names is not None:

@@ -21,8 +21,8 @@ from engramloop.analysis.report import expand_truth, load_recording, merge_pulse
 from engramloop.analysis.scoring import circular_mean_sd
 from engramloop.controller.config import SHIPPED_DIR
 from engramloop.controller.recorder import Recorder
+from engramloop.core.angles import wrap_deg
 from engramloop.core.chunk import Chunk
-from engramloop.decoders.phase import wrap_deg
 
 ROOT = Path(__file__).resolve().parents[2]
 FS = 500.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import pyxdf
 
-from engramloop.cli.commands.score import xdf_streams
+from engramloop.analysis.truth_files import xdf_streams
 from engramloop.controller.recorder import Recorder
 from engramloop.core.chunk import Chunk
 from engramloop.recording import xdf_blocks

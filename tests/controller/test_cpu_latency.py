@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from engramloop.controller import cpu_latency
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, ConfigError, load_config
 from engramloop.controller.cpu_latency import CpuLatencyRequest, current_latency_us
-from engramloop.controller.loop import build_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITABLE = os.access(cpu_latency.DEVICE, os.W_OK)
@@ -66,7 +66,7 @@ def test_real_time_run_holds_the_request_and_releases_it():
         assert any("CPU wake-up latency held at 0 us" in m for m in msgs)
     else:
         assert any("cpu_wakeup_latency_us = 0 refused" in m for m in msgs)
-    assert loop._cpu_request is None and not loop.governor.armed
+    assert loop._tuning.cpu_request is None and not loop.governor.armed
 
 
 def test_missing_device_is_a_warning_and_the_run_goes_on(monkeypatch, tmp_path):

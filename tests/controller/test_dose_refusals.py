@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from engramloop.cli import main
+from engramloop.controller.build import build_loop
+from engramloop.controller.build_outputs import check_outputs_can_play, make_outputs
 from engramloop.controller.config import SHIPPED_DIR, load_config, loads_config
 from engramloop.controller.governor import (
     REFRACTORY_FLOOR_S,
@@ -21,10 +23,8 @@ from engramloop.controller.governor import (
     SafetySettings,
     max_charge_rate_uc_s,
 )
-from engramloop.controller.loop import build_loop
 from engramloop.core.pulse import Pulse, PulseSpec
 from engramloop.core.schema import ConfigError
-from engramloop.drivers.outputs import check_outputs_can_play, make_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 

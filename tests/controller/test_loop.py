@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import pyxdf
 
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, load_config
-from engramloop.controller.loop import SimStimOutput, build_loop
 from engramloop.controller.recorder import RecordingError
 from engramloop.core.chunk import SourceError
 from engramloop.core.clock import HostClock
 from engramloop.core.pulse import Delivery, DeviceError
 from engramloop.drivers.markers import ShamOutput
+from engramloop.sim.loopback import SimStimOutput
 from engramloop.sim.source import SimSource
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,12 +12,14 @@ import pytest
 import pyxdf
 from test_loop import ripple_cfg, sim
 
-from engramloop.controller.loop import SimStimOutput, ThreadFailure, build_loop
+from engramloop.controller.build import build_loop
+from engramloop.controller.loop import ThreadFailure
 from engramloop.controller.recorder import RecordingError
 from engramloop.controller.status import StatusBoard
 from engramloop.core.pulse import Delivery, DeviceFault
 from engramloop.drivers.markers import ShamOutput
 from engramloop.drivers.stimbox.protocol import DisarmCause, MsgType
+from engramloop.sim.loopback import SimStimOutput
 
 
 class NackingOutput(ShamOutput):

@@ -7,8 +7,8 @@ import re
 
 import pyxdf
 
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, load_config
-from engramloop.controller.loop import build_loop
 from engramloop.sim.source import SimSource
 
 

@@ -13,9 +13,9 @@ import pytest
 import pyxdf
 from rich.console import Console
 
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, load_config, loads_config
 from engramloop.controller.dashboard import render_status
-from engramloop.controller.loop import build_loop
 from engramloop.controller.status import CLIP_FRACTION, StatusBoard
 from engramloop.decoders.features import FeatureSettings, Forecast
 

@@ -10,7 +10,7 @@ from shared_data import DATA, require_data
 
 from engramloop.controller import loop as loop_mod
 from engramloop.controller.config import loads_config
-from engramloop.controller.loop import build_loop
+from engramloop.controller.build import build_loop
 from engramloop.drivers.files import FileSource
 
 CFG = ('[source]\nchunk_samples = 10\n[detectors.ripple]\nenabled = false\n'

@@ -7,8 +7,8 @@ import dataclasses
 from pathlib import Path
 
 from engramloop.cli import main
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, load_config
-from engramloop.controller.loop import build_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from shared_data import DATA
 
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import load_config
-from engramloop.controller.loop import build_loop
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import pyxdf
 
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, load_config
-from engramloop.controller.loop import build_loop
 from engramloop.controller.nonfinite import SETTLE_S, NonFiniteGuard, stage_channels
 from engramloop.core.chunk import Chunk
 from engramloop.decoders.ripple import RippleDetector, RippleSettings

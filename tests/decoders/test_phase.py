@@ -11,6 +11,7 @@ import scipy.signal as ss
 import twins
 
 from engramloop.analysis.scoring import circular_mean_sd
+from engramloop.core.angles import wrap_deg
 from engramloop.core.chunk import Chunk
 from engramloop.decoders.phase import (
     ArPhase,
@@ -19,7 +20,6 @@ from engramloop.decoders.phase import (
     PhaseEstimate,
     PhaseSettings,
     make_phase_estimator,
-    wrap_deg,
 )
 
 

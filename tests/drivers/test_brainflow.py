@@ -188,8 +188,8 @@ def test_playback_file_board_with_master_board(tmp_path):
 
 
 def test_make_source_brainflow_overrides():
+    from engramloop.controller.build_source import make_source
     from engramloop.controller.config import loads_config
-    from engramloop.drivers.sources import make_source
 
     cfg = loads_config('[source]\nkind = "brainflow"\nchannels = ["C3"]\n'
                        '[source.brainflow]\nboard = "cyton"\nserial_port = "/dev/ttyUSB9"\n')

@@ -8,12 +8,12 @@ import numpy as np
 import pyedflib
 import pytest
 
+from engramloop.controller.build_source import make_source
 from engramloop.controller.config import loads_config
 from engramloop.controller.recorder import Recorder
 from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import SimClock
 from engramloop.drivers.files import FileSource, load_file
-from engramloop.drivers.sources import make_source
 from engramloop.recording import xdf
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")

@@ -214,8 +214,8 @@ def _run_loop(tmp_path: Path, name: str, duration: float, during=None):
     in a thread meanwhile (kills and restarts outlets)."""
     import threading
 
+    from engramloop.controller.build import build_loop
     from engramloop.controller.config import load_config
-    from engramloop.controller.loop import build_loop
 
     board = Board()
     xdf = tmp_path / "live.xdf"

@@ -11,8 +11,8 @@ import numpy as np
 import pylsl
 import pytest
 
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, load_config, loads_config
-from engramloop.controller.loop import build_loop
 from engramloop.core.clock import SimClock
 from engramloop.core.schema import ConfigError
 from engramloop.drivers.lsl_outlets import LoopOutlets, LslOutletSettings

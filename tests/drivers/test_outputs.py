@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from engramloop.controller.build_outputs import make_outputs
 from engramloop.controller.config import SHIPPED_DIR, Config, load_config, loads_config
 from engramloop.core.pulse import DeviceError, Pulse, PulseSpec
 from engramloop.core.schema import ConfigError
 from engramloop.drivers.markers import LslMarkerOutput, ShamOutput
-from engramloop.drivers.outputs import EmulatedOutput, make_outputs
 from engramloop.drivers.pulsepal import PulsePal
 from engramloop.drivers.stimbox import StimBox
 from engramloop.drivers.stimbox.protocol import DisarmCause
+from engramloop.sim.loopback import EmulatedOutput
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_loop import ripple_cfg
 
-from engramloop.controller.loop import build_loop
+from engramloop.controller.build import build_loop
 from engramloop.controller.recorder import Recorder, RecordingError
 from engramloop.core.chunk import Chunk
 from engramloop.core.clock import HostClock

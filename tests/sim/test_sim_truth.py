@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from engramloop.cli import main
+from engramloop.core.angles import wrap_deg
 from engramloop.sim.generate import simulate
 from engramloop.sim.settings import HypnogramSettings, SimSettings
-from engramloop.sim.truth import Truth, TruthEvent, theta_warp, wrap_deg
+from engramloop.sim.truth import Truth, TruthEvent, theta_warp
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,11 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from engramloop.analysis.sweep import config_with, find_truth, run_point
+from engramloop.core.chunk import SourceError
+from engramloop.core.pulse import DeviceError
+from engramloop.core.schema import ConfigError
+
 
 class EngineError(RuntimeError):
     """The parallel engine could not be reached or started (one line: where and what to do)."""
@@ -59,11 +64,6 @@ def run_job(job: Job) -> dict:
     Errors a user can fix (a bad file, a bad setting) come back as ``error`` (one line)
     rather than as an exception, so one bad night does not lose the others.
     """
-    from engramloop.analysis.sweep import config_with, find_truth, run_point
-    from engramloop.core.chunk import SourceError
-    from engramloop.core.pulse import DeviceError
-    from engramloop.core.schema import ConfigError
-
     out: dict[str, Any] = {"index": job.index, "recording": job.recording,
                            "setting": dict(job.setting), "error": "", "point": None}
     try:

@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from engramloop.controller.nonfinite import NonFiniteGuard
+from engramloop.core.chunk import Chunk
+
 __all__ = ["Interval", "DetectionScore", "PhaseScore", "match_events", "match_intervals",
            "score_detections", "score_kind", "circular_mean_sd", "score_phase", "intervals",
            "replay", "so_phase_from_events", "score_recording", "score_session", "as_float",
@@ -401,9 +404,6 @@ def replay(stages: Sequence, samples: np.ndarray, timestamps: np.ndarray, rate_h
     not see it, restart after it, and their events while settling are dropped -- one NaN
     used to end all detection for the rest of the signal.
     """
-    from engramloop.controller.nonfinite import NonFiniteGuard
-    from engramloop.core.chunk import Chunk
-
     samples = np.ascontiguousarray(samples, dtype=np.float64)
     events: list = []
     n = samples.shape[0]

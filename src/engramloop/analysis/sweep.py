@@ -4,7 +4,7 @@ detectors.ripple.threshold_sd=3,4,5``.
 The file is replayed once per setting (every combination when several keys are swept),
 each time through exactly the code of a single ``engramloop replay --speed max``: the
 config is the file's config with the swept keys set (and validated by the schema like any
-config), the loop is :func:`controller.loop.build_loop`'s, and the detections are scored
+config), the loop is :func:`controller.build.build_loop`'s, and the detections are scored
 with :func:`analysis.scoring.score_session`, as ``engramloop score`` scores a recording.
 So a row of the sweep table equals a single replay with that setting, scored.
 
@@ -22,6 +22,18 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from engramloop.analysis.scoring import score_session
+from engramloop.analysis.truth_files import (
+    edf_truth,
+    expanded_truth,
+    npz_truth,
+    read_truth,
+    xdf_streams,
+)
+from engramloop.controller.build import build_loop
+from engramloop.controller.config import Config, dump_config, load_config
+from engramloop.core.schema import ConfigError, build
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -107,9 +119,6 @@ def config_with(path: str | Path, overrides: dict[str, Any]) -> Any:
     ConfigError
         Naming the file and the key, for an unknown key or a value out of range.
     """
-    from engramloop.controller.config import Config, load_config
-    from engramloop.core.schema import ConfigError, build
-
     load_config(path)  # the file's own errors first, with its own messages
     table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     where = f"{path} with --sweep"
@@ -158,14 +167,6 @@ def shift_records(records: Sequence[dict], d_s: float) -> list[dict]:
 
 def find_truth(recording: str | Path, truth_file: str | None, kind: str) -> Truth | None:
     """The truth to score a replay of ``recording`` against, or None when there is none."""
-    from engramloop.cli.commands.score import (
-        edf_truth,
-        expanded_truth,
-        npz_truth,
-        read_truth,
-        xdf_streams,
-    )
-
     if truth_file:
         recs, obj = read_truth(Path(truth_file), kind)
         # CSV annotations count from the start of the file; the rest (EDF+ annotations
@@ -214,9 +215,6 @@ def run_point(cfg: Any, path: str, *, duration_s: float | None, truth: Truth | N
               setting: dict[str, str], status_board: Any = None,
               on_built: Callable | None = None, **overrides: Any) -> PointResult:
     """Replay ``path`` at ``--speed max`` with ``cfg`` and score it."""
-    from engramloop.controller.config import dump_config
-    from engramloop.controller.loop import build_loop
-
     loop = build_loop(cfg, config_text=dump_config(cfg), speed="max", duration_s=duration_s,
                       path=path, status_board=status_board, **overrides)
     if on_built is not None:
@@ -237,7 +235,6 @@ def run_point(cfg: Any, path: str, *, duration_s: float | None, truth: Truth | N
         phase = truth.phase
         d = res.t0_s - file_t0
         phase_fn = (lambda t: phase.phase("so", t - d)) if phase is not None else None
-        from engramloop.analysis.scoring import score_session
 
         score = score_session(dets, recs, span, so_phase=phase_fn, start_s=res.t0_s)
     return PointResult(setting, span, counts, score, res.stop_reason, res.n_artefacts,

@@ -28,6 +28,10 @@ from typing import Any
 import numpy as np
 
 from engramloop.analysis import scoring as _scoring
+from engramloop.analysis.scoring import Interval, circular_mean_sd, score_detections
+from engramloop.controller.build import build_loop
+from engramloop.controller.config import dump_config
+from engramloop.core.angles import wrap_deg
 from engramloop.core.jsonable import to_jsonable
 
 #: +-50 ms around the sharp-wave-ripple peak (issue 5; closed-loop SWR stimulation studies)
@@ -35,11 +39,6 @@ RIPPLE_WINDOW_S = 0.050
 #: the matching tolerances of the one scoring module (seconds per kind)
 MATCH_TOLERANCE_S = _scoring.MATCH_TOLERANCE_S
 DETECTED_KINDS = ("ripple", "spindle", "so")
-
-
-def _wrap(deg: np.ndarray) -> np.ndarray:
-    y = np.mod(np.asarray(deg, dtype=float) + 180.0, 360.0) - 180.0
-    return np.where(y == -180.0, 180.0, y)
 
 
 def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: float,
@@ -65,8 +64,6 @@ def detection_metrics(detect_s: np.ndarray, truth: list, tol_s: float, t_lo: flo
         n_true, n_detected, hits, precision, recall, f1, fp_per_min, latency_median_s
         (detect - onset of matched detections).
     """
-    from engramloop.analysis.scoring import Interval, score_detections
-
     ev = [Interval(e.onset_s, e.offset_s, getattr(e, "peak_s", math.nan)) for e in truth
           if t_lo <= e.onset_s and e.offset_s <= t_hi]
     det = [float(t) for t in detect_s if t_lo <= t <= t_hi]
@@ -123,14 +120,12 @@ def phase_error(phases_deg: np.ndarray, target_deg: float) -> dict[str, float]:
 
     NaN phases (generator inactive at the pulse) are counted and excluded.
     """
-    from engramloop.analysis.scoring import circular_mean_sd
-
     ph = np.asarray(phases_deg, dtype=float)
     ok = ph[np.isfinite(ph)]
     if ok.size == 0:
         return {"n_pulses": int(ph.size), "n_no_so": int(ph.size), "mean_error_deg": math.nan,
                 "circular_sd_deg": math.nan, "mean_abs_error_deg": math.nan}
-    err = _wrap(ok - target_deg)
+    err = wrap_deg(ok - target_deg)
     mean, sd, _ = circular_mean_sd(err)
     return {"n_pulses": int(ph.size), "n_no_so": int(ph.size - ok.size),
             "mean_error_deg": mean, "circular_sd_deg": sd,
@@ -254,15 +249,13 @@ def run_sim(cfg: Any, duration_s: float | None, *, speed: Any = "max", condition
     on_built : callable(Loop), optional
         Called with the loop before it runs (e.g. to attach a dashboard).
     **overrides
-        Passed to :func:`controller.loop.build_loop` (stim_port, status_board, ...).
+        Passed to :func:`controller.build.build_loop` (stim_port, status_board, ...).
 
     Returns
     -------
     (RunResult, dict)
         The run and its score (:func:`score_run`).
     """
-    from engramloop.controller.loop import build_loop
-
     if cfg.source.kind != "sim":
         raise ValueError(f"run_sim needs source.kind = 'sim', got {cfg.source.kind!r}")
     if condition is not None and condition != cfg.policy.condition:
@@ -307,8 +300,6 @@ def run_trial(cfg: Any, duration_s: float | None = 120.0, *, speed: Any = "max",
                                                                        condition="sham"))
         twin_text = ""
         if config_text:
-            from engramloop.controller.config import dump_config
-
             twin_text = dump_config(twin_cfg)
         # exactly the run's samples: result.duration_s ends at the last sample (one sample
         # period short), and a simulation one sample shorter ends its memories differently

@@ -1,8 +1,9 @@
 """The ``engramloop`` command line.
 
 Subcommands live one per module in ``cli/commands/``; each module defines ``HELP``
-(one line), ``add_arguments(parser)`` and ``run(args) -> int``. They import heavy
-libraries inside ``run`` so ``engramloop --help`` stays instant.
+(one line), ``add_arguments(parser)`` and ``run(args) -> int``. Our modules are imported
+at the top of each; the heavy libraries (torch, matplotlib, scipy.signal, the device
+libraries) load only when a command needs them, so ``engramloop --help`` loads none.
 """
 from __future__ import annotations
 
@@ -12,20 +13,16 @@ import os
 import pkgutil
 import sys
 
-from engramloop import __version__
+import engramloop.cli.commands as commands_pkg
+from engramloop._version import __version__
+from engramloop.core.errors import UserError
 from engramloop.core.extras import MissingExtraError
 from engramloop.core.schema import ConfigError
 
 
-class UserError(RuntimeError):
-    """A problem the user can fix (bad path, missing device...): printed as one line."""
-
-
 def _command_modules() -> list:
-    import engramloop.cli.commands as pkg
-
     mods = []
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+    for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
             mods.append(importlib.import_module(f"engramloop.cli.commands.{info.name}"))
     return mods

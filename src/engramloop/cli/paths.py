@@ -1,6 +1,6 @@
 """Output paths checked before a command does any work: the folder exists (or can be made)
 and takes a file, and an output never overwrites an input. Each failure is one
-:class:`~engramloop.cli.UserError` naming the flag, the path and what to do."""
+:class:`~engramloop.core.errors.UserError` naming the flag, the path and what to do."""
 from __future__ import annotations
 
 import contextlib
@@ -9,11 +9,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-
-def _user_error(msg: str) -> Exception:
-    from engramloop.cli import UserError
-
-    return UserError(msg)
+from engramloop.core.errors import UserError
 
 
 def _probe(folder: Path, flag: str, what: Path) -> None:
@@ -23,7 +19,7 @@ def _probe(folder: Path, flag: str, what: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise _user_error(f"{flag} {what}: cannot write in folder {folder} "
+        raise UserError(f"{flag} {what}: cannot write in folder {folder} "
                           f"({exc.strerror or exc}); choose a writable folder") from None
 
 
@@ -44,13 +40,13 @@ def check_output_file(path: str | Path, flag: str, inputs: Iterable[str | Path] 
     out = Path(path)
     for src in inputs:
         if src and same_file(out, src):
-            raise _user_error(f"{flag} {out}: this is the input file {src}; writing it "
+            raise UserError(f"{flag} {out}: this is the input file {src}; writing it "
                               "would destroy it -- choose another output name")
     if out.is_dir():
-        raise _user_error(f"{flag} {out}: is a folder; give a file name")
+        raise UserError(f"{flag} {out}: is a folder; give a file name")
     parent = out.parent
     if not parent.is_dir():
-        raise _user_error(f"{flag} {out}: folder {parent} does not exist; create it first")
+        raise UserError(f"{flag} {out}: folder {parent} does not exist; create it first")
     _probe(parent, flag, out)
     return out
 
@@ -68,7 +64,7 @@ def prepare_output_dir(folder: str | Path, flag: str) -> list[Path]:
             break
         p = p.parent
     if p.exists() and not p.is_dir():
-        raise _user_error(f"{flag} {target}: {p} is a file, not a folder")
+        raise UserError(f"{flag} {target}: {p} is a file, not a folder")
     created: list[Path] = []
     try:
         for m in reversed(missing):
@@ -76,7 +72,7 @@ def prepare_output_dir(folder: str | Path, flag: str) -> list[Path]:
             created.append(m)
     except OSError as exc:
         remove_if_empty(created)
-        raise _user_error(f"{flag} {target}: cannot create folder {m} "
+        raise UserError(f"{flag} {target}: cannot create folder {m} "
                           f"({exc.strerror or exc}); choose a writable folder") from None
     try:
         _probe(target, flag, target)

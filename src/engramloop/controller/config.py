@@ -15,9 +15,18 @@ from engramloop.controller.forecast_worker import ForecasterSettings
 from engramloop.controller.governor import SafetySettings
 from engramloop.controller.policy import PolicySettings
 from engramloop.controller.scheduler import SchedulerSettings
+from engramloop.core.chunk import SourceError
 from engramloop.core.schema import ConfigError, build, setting, to_toml
-from engramloop.decoders.detectors import DetectorsSettings
+from engramloop.decoders.detectors import (
+    DetectorsSettings,
+    check_channels,
+    check_nyquist,
+    make_detectors,
+)
 from engramloop.decoders.phase import PhaseSettings
+from engramloop.drivers.brainflow_lib import load_brainflow
+from engramloop.drivers.brainflow_source import board_id
+from engramloop.drivers.files import open_blocks
 from engramloop.drivers.lsl_outlets import LslOutletSettings
 from engramloop.drivers.outputs import StimulatorsSettings
 from engramloop.drivers.sources import BrainFlowSettings, FileSettings, LslSettings
@@ -163,8 +172,6 @@ def check_source_fit(cfg: Config, channels: tuple[str, ...] | None,
     ------
     ConfigError
     """
-    from engramloop.decoders.detectors import check_channels, check_nyquist, make_detectors
-
     make_detectors(cfg, tuple(channels) if channels else None, rate_hz=rate_hz)
     if cfg.policy.target.startswith("theta"):
         if channels and cfg.phase.channel:
@@ -184,19 +191,12 @@ def source_shape(cfg: Config) -> tuple[tuple[str, ...] | None, float | None]:
     if src.kind == "sim":
         chans, rate = tuple(cfg.sim.channels), float(cfg.sim.rate_hz)
     elif src.kind == "file" and src.file.path:
-        from engramloop.drivers.files import open_blocks
-
         # the header only: the samples are checked when the replay opens the file
         d = open_blocks(src.file.path, stream=src.file.stream, board=src.file.board,
                         units=src.file.units, check=False)
         chans, rate = d.channels, d.rate_hz
     elif src.kind == "brainflow":
-        from engramloop.core.chunk import SourceError
-
         try:
-            from engramloop.drivers.brainflow_lib import load_brainflow
-            from engramloop.drivers.brainflow_source import board_id
-
             descr = load_brainflow().BoardShim.get_board_descr(board_id(src.brainflow.board))
         except (ImportError, SourceError):  # no BrainFlow, an unknown board: the source's
             return None, None               # own error at start

@@ -38,7 +38,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -47,15 +46,25 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.controller.forecast_feed import (
+    ForecastFeed,
+    forecast_status,
+    gate_summary,
+    gate_summary_message,
+)
 from engramloop.controller.governor import Decision, Governor
 from engramloop.controller.latency import Histogram, StageTimes
 from engramloop.controller.nonfinite import NonFiniteGuard
 from engramloop.controller.policy import Policy
+from engramloop.controller.realtime_tuning import RealtimeTuning
 from engramloop.controller.scheduler import Scheduler
-from engramloop.core.chunk import Chunk, EndOfStream, SourceError
-from engramloop.core.clock import HostClock, SimClock
+from engramloop.controller.status import LoopStatus, channel_quality
+from engramloop.core.chunk import Chunk, EndOfStream
+from engramloop.core.clock import SimClock
 from engramloop.core.events import Event
 from engramloop.core.pulse import Delivery, DeviceFault, Pulse
+from engramloop.decoders.phase import PhaseEstimate
+from engramloop.sim.loopback import SimRecords
 
 STAGES = ("read", "intake", "decode", "policy", "governor", "schedule", "record",
           "chunk_total", "pulse_total")
@@ -65,49 +74,11 @@ MAX_KEPT = 200_000
 #: wall-clock time on the simulated clock (``--speed max`` runs thousands of times faster
 #: than real time; a snapshot per 0.25 s of signal cost a quarter of a replay)
 STATUS_EVERY_S = 0.25
-#: GIL switch interval during real-time runs (CPython default 5 ms), seconds
-SWITCH_INTERVAL_S = 0.00005
-#: On the simulated clock the loop waits this long (wall seconds) at most for the
-#: forecaster worker to finish an epoch before calling it stalled.
-SIM_FORECAST_WAIT_S = 60.0
 #: most chunks decoded without decisions in one backlog catch-up
 MAX_BACKLOG_CHUNKS = 1000
 #: ``--speed max`` replays of a file are decoded in blocks of about this many seconds of
 #: signal (decisions stay on the ``chunk_samples`` grid, :meth:`Loop._act_on_grid`)
 BLOCK_S = 2.0
-
-
-class SimStimOutput:
-    """The simulated stimulator for runs on the built-in simulator without stimulator
-    hardware (and every ``--speed max`` run): hands each pulse straight back to
-    ``SimSource.stimulate`` at the send time. Like every output it only sends what the
-    scheduler gives it and does nothing while disarmed."""
-
-    name = "sim"
-    #: fed only pulses every device output delivered (the scheduler skips it otherwise)
-    loopback = True
-
-    def __init__(self, sim_source: Any, clock: Any) -> None:
-        self._sim, self._clock, self._armed = sim_source, clock, False
-
-    def open(self) -> None:
-        self._armed = False
-
-    def arm(self) -> None:
-        self._armed = True
-
-    def disarm(self) -> None:
-        self._armed = False
-
-    def close(self) -> None:
-        self._armed = False
-
-    def send(self, pulse: Pulse) -> Delivery:
-        t = self._clock.now()
-        if not self._armed:
-            return Delivery(pulse.pulse_id, self.name, "failed", reason="output not armed")
-        self._sim.stimulate(t, pulse.spec, pulse.target)
-        return Delivery(pulse.pulse_id, self.name, "sent", sent_s=t, device_edge_s=t)
 
 
 class ThreadFailure(RuntimeError):
@@ -161,7 +132,7 @@ class RunResult:
 
 
 class Loop:
-    """The closed loop. Build with :func:`build_loop`, then call :meth:`run`.
+    """The closed loop. Build with :func:`controller.build.build_loop`, then call :meth:`run`.
 
     Parameters
     ----------
@@ -219,7 +190,6 @@ class Loop:
         #: ForecastWorker (``[forecaster] enabled``): fed every chunk, checked like the
         #: recorder, its forecasts recorded; the policy's gate reads it
         self.forecaster = forecaster
-        self._pulse_times: list[float] = []
         self.description = description
         self.read_timeout_s = float(read_timeout_s)
         self.simulated = isinstance(clock, SimClock)
@@ -254,30 +224,25 @@ class Loop:
         self._split: deque = deque()
         self._last_chunk: Chunk | None = None
         self._messages: deque = deque(maxlen=6)
-        self._switch_interval: float | None = None
-        self._sched_before: tuple | None = None
-        self._cpu_request = None    # a held CpuLatencyRequest (real-time runs that ask)
+        #: switch interval, SCHED_FIFO, PM QoS: taken for real-time runs, undone at the end
+        self._tuning = RealtimeTuning(self._note, self._log)
         self._source_ended = False
         self._next_backlog_note = -math.inf
         #: chunks since the last status snapshot (their signal quality is shown); None
         #: while no status board watches
         self._period: list[Chunk] | None = [] if status_board is not None else None
-        # the simulator's engram model, recorded every `sim.memory.record_every_s` of signal
-        # (a projection of 0.1-0.3 ms, so only on chunks where the period elapsed)
-        self._memory_every_s = math.inf
-        self._next_memory_s = math.inf
-        if recorder is not None and callable(getattr(sim_source, "memory_state", None)):
-            every = getattr(getattr(getattr(sim_source, "settings", None), "memory", None),
-                            "record_every_s", None)
-            if every:
-                self._memory_every_s = float(every)
-                self._next_memory_s = -math.inf
+        #: what the simulator adds to the recording (memory states, truth, recall)
+        self._sim_records = SimRecords(sim_source) \
+            if recorder is not None and sim_source is not None else None
         self.result = RunResult(condition=policy.settings.condition,
                                 target=policy.settings.target)
+        #: the loop's side of the forecaster (feeding, recording, the gate's notes)
+        self._feed: ForecastFeed | None = None
         if forecaster is not None:
             self.result.forecasts = []
-        self._gate_open: bool | None = None
-        self._n_gate_open = 0
+            self._feed = ForecastFeed(forecaster, policy, simulated=self.simulated,
+                                      note=self._note, forecasts=self.result.forecasts,
+                                      keep=MAX_KEPT)
         #: non-finite samples: screened before every decoding stage (built at start,
         #: when the detectors exist)
         self._guard: NonFiniteGuard | None = None
@@ -357,7 +322,7 @@ class Loop:
                 raise
             return res
         finally:
-            self._release_cpu()   # also when _shutdown itself was interrupted
+            self._tuning.release_cpu()   # also when _shutdown itself was interrupted
             self._close_recorder(raise_errors=False)
             if self._saved_excepthook is not None:
                 threading.excepthook = self._saved_excepthook
@@ -369,21 +334,8 @@ class Loop:
             return
         self._rec_closed = True
         try:
-            truth = getattr(self.sim_source, "truth", None) if self.sim_source else None
-            if math.isfinite(self._memory_every_s) and not rec.failed:
-                self._record_memory(final=True)  # the end: every memory event applied
-            if truth is not None and not rec.failed:
-                for ev in truth.events():
-                    rec.write_marker("truth", ev.peak_s, ev)
-                # the whole truth document (phases, stages, memory), as `engramloop sim`
-                # writes it, so the recording alone rebuilds the hypnogram and memory
-                rec.write_marker("truth", self.clock.now(),
-                                 {"kind": "truth_document", "truth": truth.to_json()})
-                recall = getattr(self.sim_source, "recall_scores", None)
-                if callable(recall):  # the simulated memory test, for the report
-                    t = self.clock.now()
-                    rec.write_marker("truth", t, {"kind": "recall", "t_s": t,
-                                                  "recall_scores": recall()})
+            if self._sim_records is not None:
+                self._sim_records.end(rec, self.clock.now)
             rec.close()
         except BaseException as exc:
             if raise_errors:
@@ -418,12 +370,8 @@ class Loop:
         if self.arm_on_start:
             self._do_arm()
         if not self.simulated:
-            # the scheduler thread needs the GIL promptly at a pulse's time: CPython's
-            # default switch interval (5 ms) would add up to 5 ms of lateness
-            self._switch_interval = sys.getswitchinterval()
-            sys.setswitchinterval(SWITCH_INTERVAL_S)
-            self._set_realtime(self.scheduler.settings.realtime_priority)
-            self._hold_cpu_awake(self.scheduler.settings.cpu_wakeup_latency_us)
+            self._tuning.apply(self.scheduler.settings.realtime_priority,
+                               self.scheduler.settings.cpu_wakeup_latency_us)
             self.scheduler.start()  # a thread inherits its creator's scheduling policy
         # everything allocated so far lives for the whole run: keep it out of GC scans
         gc.freeze()
@@ -564,50 +512,6 @@ class Loop:
         self._after_chunk(clock.now())
         sched.advance_to(bound(n))
         return [e for k in sorted(groups) for e in groups[k]]
-
-    def _set_realtime(self, priority: int) -> None:
-        """SCHED_FIFO for this thread (and threads it creates) when asked and allowed."""
-        if priority <= 0:
-            return
-        try:
-            self._sched_before = (os.sched_getscheduler(0), os.sched_getparam(0))
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-            self._note(f"real-time scheduling: SCHED_FIFO priority {priority}")
-        except (AttributeError, OSError) as exc:
-            self._sched_before = None
-            self._note(f"scheduler.realtime_priority = {priority} refused ({exc}); running "
-                       "with normal scheduling (needs root or CAP_SYS_NICE on Linux)")
-
-    def _hold_cpu_awake(self, latency_us: int) -> None:
-        """Hold a PM QoS CPU wake-up latency request for the run when asked and allowed."""
-        if latency_us < 0:
-            return
-        from engramloop.controller import cpu_latency
-
-        req = cpu_latency.CpuLatencyRequest(latency_us, cpu_latency.DEVICE)
-        try:
-            req.hold()
-        except OSError as exc:
-            self._note(f"scheduler.cpu_wakeup_latency_us = {latency_us} refused ({exc}); "
-                       "running with normal CPU idle states")
-            return
-        self._cpu_request = req
-        self._note(f"CPU wake-up latency held at {latency_us} us for the run (PM QoS)")
-
-    def _release_cpu(self) -> None:
-        """Drop the PM QoS request, if one is held (idempotent)."""
-        req, self._cpu_request = self._cpu_request, None
-        if req is not None:
-            req.release()
-
-    def _restore_scheduling(self) -> None:
-        self._release_cpu()
-        before, self._sched_before = self._sched_before, None
-        if before is not None:
-            try:
-                os.sched_setscheduler(0, before[0], before[1])
-            except OSError as exc:
-                self._log(f"could not restore normal scheduling: {exc}")
 
     def _do_arm(self) -> None:
         """Arm the governor now; the outputs when the detectors are calibrated (no pulse
@@ -854,13 +758,9 @@ class Loop:
                     rec.write_marker("events", e.detect_s, e)
             if len(res.events) < MAX_KEPT:
                 res.events.extend(events)
-            fw = self.forecaster
+            fw = self._feed
             if fw is not None:
-                # a deque append and one comparison; the rest only at block boundaries
-                if fw.feed(chunk, events, self._pulse_times):
-                    self._forecast_due()
-                if self._pulse_times:
-                    self._pulse_times = []
+                fw.feed(chunk, events, rec)
             self._last_chunk = chunk
             p6 = perf()
             h_rec.record(p6 - p5)
@@ -882,9 +782,8 @@ class Loop:
                 rec.check()   # a failed or blocked recording stops stimulation (cheap)
             if now >= next_check:
                 next_check = now + 1.0
-                if self.forecaster is not None:
-                    self.forecaster.check()
-                    self._take_forecasts()
+                if self._feed is not None:
+                    self._feed.check(rec)
             if self.status_board is not None:
                 tick = wall() if self.simulated else now
                 if tick >= next_status:
@@ -1106,8 +1005,9 @@ class Loop:
     def _after_chunk(self, now: float) -> None:
         """Record and account for what the scheduler did since the last chunk (and, when
         its period elapsed, the simulator's memory state)."""
-        if now >= self._next_memory_s:
-            self._record_memory()
+        sr = self._sim_records
+        if sr is not None and now >= sr.next_s:
+            sr.memory(self.recorder)
         log = self.scheduler.drain()
         if not log:
             return
@@ -1127,8 +1027,8 @@ class Loop:
                 t0 = d.device_edge_s if d.device_edge_s == d.device_edge_s else d.sent_s
                 for det in self._blankers:
                     det.blank(t0, t0 + p.spec.duration_s)
-                if self.forecaster is not None:
-                    self._pulse_times.append(t0)
+                if self._feed is not None:
+                    self._feed.pulse_delivered(t0)
             arr = self._immediate.pop(p.pulse_id, None)
             if arr is not None and d.status in ("sent", "acked", "sham") \
                     and not self.simulated:
@@ -1137,56 +1037,11 @@ class Loop:
                 t = d.sent_s if d.sent_s == d.sent_s else now
                 rec.write_marker("pulses", t, {"pulse": p.to_dict(), "delivery": d.to_dict()})
 
-    def _record_memory(self, final: bool = False) -> None:
-        """Write the simulator's engram-model state to ``engramloop.memory`` and schedule
-        the next one at the next multiple of the period (seconds of signal from the start).
-        ``final``: the end-of-run state, marked ``"final": true``."""
-        state = self.sim_source.memory_state()
-        every = self._memory_every_s
-        t0 = state["t_s"] - state["sim_t_s"]
-        self._next_memory_s = t0 + (math.floor(state["sim_t_s"] / every + 1e-9) + 1) * every
-        if final:
-            state["final"] = True
-        if self.recorder is not None and not self.recorder.failed:
-            self.recorder.write_marker("memory", state["t_s"], state)
-
-    def _forecast_due(self) -> None:
-        """The data reached a new block: an epoch may have ended."""
-        fw = self.forecaster
-        if self.simulated:
-            # unpaced: wait for the epoch's forecast as if the worker took no simulated
-            # time (in real time it lags its epoch by milliseconds); reproducible runs
-            if not fw.wait_idle(SIM_FORECAST_WAIT_S) and not fw.failed:
-                from engramloop.controller.forecast_worker import ForecasterError
-
-                raise ForecasterError(f"forecaster worker did not finish an epoch within "
-                                      f"{SIM_FORECAST_WAIT_S:g} s")
-        self._take_forecasts()
-
-    def _take_forecasts(self) -> None:
-        """Record the worker's new forecasts (in real time at most 1 s after they are made;
-        the gate reads the newest one from the worker directly)."""
-        for fc in self.forecaster.drain():
-            if self.recorder is not None:
-                self.recorder.write_marker("forecasts", fc.time_s, fc)
-            if len(self.result.forecasts) < MAX_KEPT:
-                self.result.forecasts.append(fc)
-            gate = self.policy.gate
-            if gate is not None:
-                is_open = gate.opens(fc)
-                self._n_gate_open += is_open
-                if is_open != self._gate_open:
-                    self._gate_open = is_open
-                    self._note(f"forecast gate {'open' if is_open else 'closed'}: p_decay "
-                               f"{fc.p_decay:.3f} (opens at {gate.describe()})", fc.time_s)
-
     def _period_quality(self, chunk: Chunk) -> tuple:
         """Signal quality of every chunk since the last snapshot (just ``chunk`` when none
         was collected): RMS, flat, and clipping against the source's input range
         (``full_scale_v``: a number or one per channel, volts; unknown = no clip check)."""
         import numpy as np
-
-        from engramloop.controller.status import channel_quality
 
         period, self._period = self._period, []
         if not period:
@@ -1198,27 +1053,7 @@ class Loop:
             full = np.asarray(math.inf)  # per-channel ranges that do not fit: no check
         return channel_quality(x, chunk.channels, clip_v=full)
 
-    def _forecast_status(self, now: float) -> tuple[dict, float, str]:
-        """The newest forecast (values, age in seconds) and the forecast gate's state."""
-        fc = self.forecaster.latest() if self.forecaster is not None else None
-        values: dict[str, float] = {}
-        age = math.nan
-        if fc is not None:
-            values = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
-            values.update({f"delta_strength[{i}]": v for i, v in enumerate(fc.per_memory)})
-            age = now - fc.time_s
-        gate = getattr(self.policy, "gate", None)
-        state = ""
-        if gate is not None:
-            # the policy reads last_reason right after its own allows(); this call comes
-            # later on the same thread, so it cannot mix up the policy's refusal counts
-            state = "open" if gate.allows(now) else \
-                f"closed ({getattr(gate, 'last_reason', '') or 'closed'})"
-        return values, age, state
-
     def _publish(self, now: float, chunk: Chunk, state: str) -> None:
-        from engramloop.controller.status import LoopStatus
-
         res = self.result
         refused = {k: v for k, v in self.governor.refusals.items() if v}
         counts: dict[str, int] = {}
@@ -1226,7 +1061,7 @@ class Loop:
             if now - e.detect_s <= 60.0 and e.kind != "calibration_done":
                 counts[e.kind] = counts.get(e.kind, 0) + 1
         span = min(60.0, max(now - res.t0_s, 1e-9)) / 60.0
-        forecast, forecast_age, gate = self._forecast_status(now)
+        forecast, forecast_age, gate = forecast_status(self.forecaster, self.policy, now)
         self.status_board.publish(LoopStatus(
             source=self.description, rate_hz=chunk.rate_hz, elapsed_s=now - res.t0_s,
             channels=self._period_quality(chunk),
@@ -1247,10 +1082,7 @@ class Loop:
         is already on its way out (secondary errors are logged)."""
         self.governor.disarm()
         gc.unfreeze()
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
-        self._restore_scheduling()
+        self._tuning.restore()
         errors: list[str] = []
         with self.scheduler.exclusive():  # not while the scheduler thread is sending
             for out in self.outputs:
@@ -1278,7 +1110,7 @@ class Loop:
             except BaseException as exc:
                 errors.append(f"forecaster stop failed: {exc}")
             try:
-                self._take_forecasts()   # the last ones, made from the queued chunks
+                self._feed.take(self.recorder)   # the last ones, from the queued chunks
             except BaseException as exc:
                 errors.append(f"recording the last forecasts failed: {exc}")
         try:
@@ -1290,23 +1122,15 @@ class Loop:
         res.gate_refusals = dict(self.policy.gate_refusals)
         if self.policy.n_too_late:
             res.gate_refusals["ripple_too_late"] = self.policy.n_too_late
-        gate = self.policy.gate
-        if gate is not None and hasattr(gate, "describe"):
-            g = res.forecast_gate = {
-                "rule": gate.describe(), "allowed": self.policy.gate_allowed,
-                "held_back": dict(self.policy.gate_refusals),
-                "open_forecasts": self._n_gate_open,
-                "forecasts": len(res.forecasts or ())}
+        g = gate_summary(self.policy, self._feed.n_gate_open if self._feed else 0,
+                         len(res.forecasts or ()))
+        if g is not None:
+            res.forecast_gate = g
             try:
                 if self.recorder is not None and not self.recorder.failed:
                     t = self.clock.now()
-                    held = sum(g["held_back"].values())
                     self.recorder.write_marker("log", t, {
-                        "t_s": t, "forecast_gate": g,
-                        "message": f"forecast gate ({g['rule']}): let {g['allowed']} "
-                                   f"detections through, held back {held} "
-                                   f"{g['held_back'] or ''}; {g['open_forecasts']} of "
-                                   f"{g['forecasts']} forecasts opened it"})
+                        "t_s": t, "forecast_gate": g, "message": gate_summary_message(g)})
             except BaseException as exc:
                 errors.append(f"recording the forecast gate summary failed: {exc}")
         if self._gaps_unreported:
@@ -1326,67 +1150,13 @@ class Loop:
                 if self._last_chunk is not None:
                     self._publish(self.clock.now(), self._last_chunk, state)
                 else:
-                    from engramloop.controller.status import LoopStatus
                     self.status_board.publish(LoopStatus(source=self.description,
                                                          state=state))
             except BaseException as exc:
                 self._log(f"status: {exc}")
 
 
-class Tee:
-    """Feeds the recorder and a mirror (LSL outlets) through the recorder's interface.
-
-    The recorder comes first and is the one whose failure matters: ``failed`` and
-    ``check()`` report the recorder; a failing mirror stops the run like a failing recorder
-    would, because its exception propagates from the write.
-    """
-
-    def __init__(self, recorder: Any, mirror: Any) -> None:
-        self.recorder, self.mirror = recorder, mirror
-
-    @property
-    def failed(self) -> bool:
-        return self.recorder.failed
-
-    def add_signal_stream(self, source: Any) -> None:
-        self.recorder.add_signal_stream(source)
-        self.mirror.add_signal_stream(source)
-
-    def start(self) -> None:
-        self.recorder.start()
-        self.mirror.start()
-
-    def write_chunk(self, chunk: Chunk) -> None:
-        self.recorder.write_chunk(chunk)
-        self.mirror.write_chunk(chunk)
-
-    def write_marker(self, stream: str, t_s: float, obj: Any) -> None:
-        self.recorder.write_marker(stream, t_s, obj)
-        self.mirror.write_marker(stream, t_s, obj)
-
-    def check(self) -> None:
-        self.recorder.check()
-
-    def close(self) -> None:
-        try:
-            self.mirror.close()
-        finally:
-            self.recorder.close()
-
-
-def make_detectors(cfg: Any, channels: tuple[str, ...] | None = None,
-                   rate_hz: float | None = None) -> list:
-    """The detector stages ``[detectors]`` enables for a source with these channels and
-    this rate; an enabled detector whose channels the source lacks, or whose band reaches
-    the source's Nyquist frequency, is a ConfigError (never silently left out)."""
-    from engramloop.decoders.detectors import make_detectors as factory
-
-    return list(factory(cfg, channels, rate_hz=rate_hz))
-
-
 def _nan_phase(chunk: Chunk) -> Any:
-    from engramloop.decoders.phase import PhaseEstimate
-
     nan = math.nan
     return PhaseEstimate(chunk.last_time_s, nan, nan, nan, 0.0)
 
@@ -1398,196 +1168,5 @@ def _file_size(path: Any) -> int:
         return 0
 
 
-def phase_channel_missing(estimator: Any, source: Any) -> bool:
-    ch = getattr(getattr(estimator, "settings", None), "channel", None)
-    return bool(ch) and ch not in tuple(source.channels)
 
-
-def _check_source_for_stages(source: Any, phase: Any) -> None:
-    """ConfigError when the source cannot feed the decoders: a phase channel it lacks,
-    SourceError when it has no regular sampling rate (an irregular LSL stream,
-    nominal_srate 0: every filter and detector is designed for a fixed rate)."""
-    from engramloop.core.schema import ConfigError
-
-    if phase is not None and phase_channel_missing(phase, source):
-        raise ConfigError("", "phase.channel", f"{phase.settings.channel!r} is not a channel "
-                                               f"of the source ({', '.join(source.channels)})")
-    rate = getattr(source, "rate_hz", math.nan)
-    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
-        what = (f"LSL stream {source.stream_name!r}" if getattr(source, "stream_name", "")
-                else type(source).__name__)
-        raise SourceError(f"{what} has an irregular rate (nominal rate {rate} Hz); the "
-                          "filters and detectors need a regular one: publish the stream "
-                          "with its nominal sampling rate")
-    if phase is not None:
-        from engramloop.decoders.detectors import check_nyquist
-
-        check_nyquist("phase", phase.settings, float(rate))
-
-
-def _rate(source: Any) -> float | None:
-    """The source's sampling rate in Hz, or None while it is not known (NaN/0 before a
-    stream source has started, or an irregular stream)."""
-    rate = getattr(source, "rate_hz", None)
-    if isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0:
-        return float(rate)
-    return None
-
-
-def _check_decoders_for_policy(cfg: Any) -> None:
-    """Combinations of [policy], [detectors] and [phase] that cannot work."""
-    pol = cfg.policy
-    ds = getattr(cfg, "detectors", None)
-    need = {"ripple": "ripple", "spindle": "spindle", "so_upstate": "so"}.get(pol.target)
-    if need and ds is not None and not getattr(ds, need).enabled:
-        raise ValueError(f"policy.target: {pol.target!r} needs detectors.{need}.enabled = true")
-    if pol.target == "so_upstate" and ds is not None and ds.so.target_deg != 0.0 \
-            and pol.so_phase_deg != 0.0:
-        raise ValueError("policy.so_phase_deg: the target phase is set twice (also "
-                         "detectors.so.target_deg); set it in one place")
-    ph = getattr(cfg, "phase", None)
-    if pol.target.startswith("theta") and ph is not None and not (
-            ph.band_hz[0] >= 4.0 and ph.band_hz[1] <= 12.0):
-        raise ValueError(f"policy.target: {pol.target!r} needs [phase] band_hz inside the "
-                         f"theta range (e.g. [6.0, 10.0]) on a hippocampal channel; got "
-                         f"{list(ph.band_hz)}")
-
-
-def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
-               duration_s: float | None = None, record: str | None = None,
-               stim_port: str | None = None, serial_port: str | None = None,
-               stream: str | None = None, channels: Any = None, path: str | None = None,
-               source: Any = None, outputs: list | None = None, status_board: Any = None,
-               log: Any = None, description: str = "") -> Loop:
-    """Assemble a :class:`Loop` from a :class:`~controller.config.Config`.
-
-    Parameters
-    ----------
-    cfg : Config
-    config_text : str
-        The effective config as TOML, written into the recording header.
-    speed : 1, a number or "max"
-        ``"max"`` runs unpaced on a :class:`SimClock` (sim and file sources only).
-    duration_s : float, optional
-        Seconds of data after which a simulated source ends.
-    record : str, optional
-        XDF path to record to.
-    stim_port, serial_port, stream, channels, path : optional
-        Command-line overrides for the outputs and the source.
-    source : Source, optional
-        Use this source instead of building one from ``cfg.source`` (replay, tests).
-    outputs : list of Output, optional
-        Use these outputs instead of ``[stimulators]``.
-
-    Raises
-    ------
-    ConfigError
-        For a policy the safety limits would refuse every time.
-    """
-    from engramloop.controller.policy import check_against_safety
-    from engramloop.core.schema import ConfigError
-    from engramloop.drivers.sources import parse_speed
-
-    try:
-        check_against_safety(cfg.policy, cfg.safety)
-        _check_decoders_for_policy(cfg)
-    except ValueError as exc:
-        key, _, msg = str(exc).partition(": ")
-        raise ConfigError("", key, msg) from None
-    sp = parse_speed(speed)
-    simulated = sp == "max"
-    clock = SimClock(0.0) if simulated else HostClock()
-    if source is None:
-        from engramloop.drivers.sources import make_source
-
-        source = make_source(cfg, serial_port=serial_port, stream=stream, channels=channels,
-                             clock=clock if simulated else None, speed=sp, path=path,
-                             duration_s=duration_s)
-    if not simulated:
-        # A source that paces itself on its own clock (a file replayed at N x real time)
-        # stamps its chunks on that clock; the governor, scheduler and latency accounting
-        # must read the very same clock or every pulse looks stale or late.
-        clock = getattr(source, "clock", None) or clock
-    sim_source = source if callable(getattr(source, "stimulate", None)) else None
-    if outputs is None:
-        outputs = []
-        feeds_sim = False
-        if not simulated:
-            from engramloop.drivers.outputs import EmulatedOutput, make_outputs
-
-            outputs = list(make_outputs(cfg, stim_port=stim_port, sim_source=sim_source,
-                                        source=source))
-            feeds_sim = any(isinstance(o, EmulatedOutput) for o in outputs)
-        elif log is not None and set(cfg.stimulators.kinds) - {"sham"}:
-            log(f"--speed max: configured stimulators {list(cfg.stimulators.kinds)} are not "
-                "used (they run in real time); pulses go straight to the simulator")
-        if sim_source is not None and not feeds_sim:
-            # no emulated device hands pulses back: the simulator is stimulated directly
-            outputs.append(SimStimOutput(sim_source, clock))
-    devices = sorted(set(getattr(getattr(cfg, "stimulators", None), "kinds", ()))
-                     & {"pulsepal", "stimbox"})
-    clock_rate = float(getattr(clock, "speed", 1.0))
-    if not simulated and devices and cfg.policy.condition != "sham" and clock_rate != 1.0:
-        # the governor's refractory, rate and dose windows are in this clock's seconds; on
-        # a clock faster than the wall they would let N times the limit reach the tissue
-        raise ConfigError("", "stimulators.kinds", f"{', '.join(devices)} stimulate in real "
-                          f"time but this run's clock runs at {clock_rate:g} x real time; "
-                          "run at speed 1 (or sham) so the safety limits hold in wall-clock "
-                          "seconds")
-    if not simulated and hasattr(cfg, "stimulators"):
-        from engramloop.drivers.outputs import check_outputs_can_play
-
-        check_outputs_can_play(cfg)  # each device's own encoder judges what it can play
-    governor = Governor(cfg.safety)
-    scheduler = Scheduler(cfg.scheduler, governor, outputs, clock)
-    forecaster = gate = None
-    fset = getattr(cfg, "forecaster", None)
-    if fset is not None and fset.enabled:
-        from engramloop.controller.forecast_worker import ForecastGate, ForecastWorker
-
-        forecaster = ForecastWorker(fset)
-        gate = ForecastGate(forecaster, fset)
-    policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed,
-                    refractory_s=cfg.safety.refractory_s, gate=gate)
-    phase = None
-    if policy.needs_phase:
-        from engramloop.decoders.phase import PhaseSettings, make_phase_estimator
-
-        phase = make_phase_estimator(getattr(cfg, "phase", None) or PhaseSettings(
-            channel="CA1", band_hz=(6.0, 10.0), window_s=1.0))
-    # A stream source (LSL) learns its channels and rate only when it resolves the
-    # stream at start: its detectors are built then, and the checks below run then.
-    known = bool(tuple(source.channels)) and _rate(source) is not None
-    if known:
-        _check_source_for_stages(source, phase)
-    recorder = None
-    if record:
-        from engramloop.controller.recorder import Recorder
-
-        recorder = Recorder(record, config_text)
-    lsl = getattr(cfg, "lsl_outlets", None)
-    if lsl is not None and lsl.enabled:
-        from engramloop.drivers.lsl_outlets import LoopOutlets
-
-        outlets = LoopOutlets(lsl)
-        recorder = outlets if recorder is None else Tee(recorder, outlets)
-    return Loop(source, make_detectors(cfg, tuple(source.channels), _rate(source))
-                if known else None,
-                policy, governor, scheduler, clock,
-                recorder=recorder, phase_estimator=phase,
-                arm_on_start=cfg.safety.arm_on_start, status_board=status_board,
-                description=description or cfg.source.kind,
-                read_timeout_s=cfg.source.read_timeout_s, log=log, sim_source=sim_source,
-                forecaster=forecaster,
-                make_detectors=None if known else (
-                    lambda chans: make_detectors(cfg, chans, _rate(source))),
-                check_stages=None if known else (
-                    lambda src: _check_source_for_stages(src, phase)),
-                fault_rearm_after_s=cfg.stimulators.fault_rearm_after_s,
-                fault_max_rearms=cfg.stimulators.fault_max_rearms)
-
-
-__all__ = ["Loop", "build_loop", "ThreadFailure", "make_detectors", "RunResult",
-           "SimStimOutput", "STAGES",
-           "HostClock", "SimClock",
-           "SourceError"]
+__all__ = ["Loop", "ThreadFailure", "RunResult", "STAGES"]

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engramloop.controller.governor import Intent
+from engramloop.controller.governor import Governor, Intent, electrical_dose, light_energy_mj
 from engramloop.core.events import Event
 from engramloop.core.pulse import PulseSpec
 from engramloop.core.schema import setting
@@ -307,8 +307,6 @@ def check_against_safety(policy: PolicySettings, safety) -> None:
     ValueError
         ``"policy.<key>: <why>"`` for a stimulus the governor would refuse every time.
     """
-    from engramloop.controller.governor import electrical_dose, light_energy_mj
-
     p = policy.pulse
     spec = p.spec()
     if p.modality not in safety.modalities:
@@ -363,8 +361,6 @@ def _check_one_train(spec: PulseSpec, safety) -> None:
     """A stimulus the real governor refuses even as the first of a session, counted as the
     device plays it (every pulse of the train), can never be delivered: refuse at start."""
     import dataclasses
-
-    from engramloop.controller.governor import Governor
 
     g = Governor(dataclasses.replace(safety, calibration_s=0.0))
     g.arm()

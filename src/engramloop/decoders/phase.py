@@ -31,19 +31,14 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from engramloop.core.angles import wrap_deg
 from engramloop.core.chunk import Chunk
 from engramloop.core.schema import check_bands, setting
 from engramloop.decoders._filters import EchtPlan
+from engramloop.decoders.filters import SosFilter, butter_lowpass
 
 __all__ = ["PhaseSettings", "PhaseEstimate", "EchtKernel", "EchtPhase", "ArPhase",
-           "make_phase_estimator", "wrap_deg"]
-
-
-def wrap_deg(x: np.ndarray | float) -> np.ndarray | float:
-    """Wrap degrees to (-180, 180]."""
-    y = np.mod(np.asarray(x, dtype=float) + 180.0, 360.0) - 180.0
-    y = np.where(y == -180.0, 180.0, y)
-    return float(y) if np.ndim(y) == 0 else y
+           "make_phase_estimator"]
 
 
 @dataclass(frozen=True)
@@ -330,8 +325,6 @@ class EchtPhase(_Single):
                 self._full = True
 
     def _setup(self, fs: float) -> None:
-        from engramloop.decoders.filters import SosFilter, butter_lowpass
-
         s = self.settings
         self._fs = fs
         rate = max(s.max_rate_hz, 5.0 * s.band_hz[1]) if s.max_rate_hz > 0 else fs

@@ -39,6 +39,8 @@ import numpy as np
 
 from engramloop.core import sample_format
 from engramloop.core.chunk import SourceError
+from engramloop.drivers.file_data import FileData, table_error
+from engramloop.drivers.sources import unit_scale
 
 #: samples per block a reader hands out (8 channels of float64: 2 MB)
 BLOCK_SAMPLES = 32768
@@ -336,7 +338,6 @@ class NpzBlocks(Blocks):
                               ) from None
 
     def _open(self, path: Path, units: str, check: bool) -> None:
-        from engramloop.drivers.sources import unit_scale
 
         self.path, self.markers = path, {}
         self._scale = 1.0 if units == "auto" else (unit_scale(units) or 1.0)
@@ -489,7 +490,6 @@ def iter_table(path: Path, what: str, *, delimiter: str, skip_lines: int = 0,
     Errors are :func:`drivers.files.table_error`'s one line, with the line, column and
     byte offset in the whole file; a block whose rows have another column count than the
     rows before is the same error as numpy's within a block."""
-    from engramloop.drivers.files import table_error
 
     rows = rows or TEXT_ROWS
     with open(path, "rb") as f:
@@ -575,3 +575,17 @@ class TextBlocks(Blocks):
 
 __all__ = ["Blocks", "EdfBlocks", "NpzBlocks", "TextBlocks", "LoadedBlocks", "TimeBaseScan",
            "iter_table", "BLOCK_SAMPLES"]
+
+
+def read_whole(b: Any, cols: Sequence[int] | None = None) -> FileData:
+    """Every block of ``b`` (the ``cols`` channels, all by default) as one FileData."""
+    cols = list(range(len(b.channels))) if cols is None else list(cols)
+    xs, ts = [], []
+    for x, t in b.blocks(cols):
+        xs.append(x)
+        ts.append(t)
+    x = np.concatenate(xs) if xs else np.zeros((0, len(cols)))
+    t = np.concatenate(ts) if ts else np.zeros(0)
+    return FileData(x, t, b.rate_hz, [b.channels[c] for c in cols], b.markers,
+                    gaps=b.gaps, full_scale_v=b.full_scale_v[cols],
+                    sample_format=b.sample_format)

@@ -22,6 +22,24 @@ from engramloop.core.chunk import Chunk, EndOfStream, SourceError
 from engramloop.core.clock import HostClock, SimClock
 from engramloop.core.schema import name_with_hint
 from engramloop.drivers.brainflow_lib import load_brainflow
+from engramloop.drivers.brainflow_source import (
+    CounterGapDetector,
+    board_id,
+    board_sample_format,
+    counter_step,
+)
+from engramloop.drivers.edf_plus import read_header, read_plus
+from engramloop.drivers.file_blocks import (
+    EdfBlocks,
+    LoadedBlocks,
+    NpzBlocks,
+    TextBlocks,
+    TimeBaseScan,
+    _check_names,
+    iter_table,
+    read_whole,
+)
+from engramloop.drivers.file_data import FileData
 from engramloop.drivers.openbci_txt import is_openbci_txt, open_openbci_txt
 from engramloop.drivers.sources import unit_scale
 from engramloop.recording import reader
@@ -43,34 +61,6 @@ class ScaledClock:
 
     def sleep_until(self, t_s: float) -> None:
         HostClock().sleep_until(self._t0 + (t_s - self._t0) / self.speed)
-
-
-class FileData:
-    """A loaded recording: ``samples`` (n, c) volts, ``timestamps`` (n,) seconds from the
-    file, ``rate_hz``, ``channels``, ``markers`` (kind -> [(time, dict)], as
-    :func:`engramloop.recording.reader.read` gives them) if any,
-    ``gaps`` (indices of samples that follow a loss) when the format records losses, and
-    ``full_scale_v`` (c,) volts, the largest magnitude each channel can hold, when the
-    format says (EDF/BDF physical range), else inf; ``sample_format``, how a recording
-    of the replay may store the samples (:mod:`engramloop.core.sample_format`: float32
-    when the file's own resolution fits in it, float64 when unknown)."""
-
-    def __init__(self, samples: np.ndarray, timestamps: np.ndarray, rate_hz: float,
-                 channels: Sequence[str], markers: dict | None = None,
-                 gaps: np.ndarray | None = None,
-                 full_scale_v: Sequence[float] | None = None,
-                 sample_format: str = _fmt.FLOAT64) -> None:
-        self.samples = np.ascontiguousarray(samples, dtype=np.float64)
-        self.timestamps = np.ascontiguousarray(timestamps, dtype=np.float64)
-        self.rate_hz = float(rate_hz)
-        self.channels = tuple(str(c) for c in channels)
-        self.markers = markers or {}
-        # sample indices that follow lost samples, when the format knows better than the
-        # timestamps (BrainFlow CSV: packet counter); None = judge from the timestamps
-        self.gaps = gaps
-        self.full_scale_v = (np.full(len(self.channels), np.inf) if full_scale_v is None
-                             else np.asarray(full_scale_v, dtype=np.float64))
-        self.sample_format = _fmt.check(sample_format)
 
 
 def _scale(unit: str, override: str, path: Path, what: str) -> float:
@@ -229,8 +219,6 @@ def open_edf(path: Path, units: str = "auto") -> Any:
     and the annotations, not the samples."""
     import pyedflib
 
-    from engramloop.drivers.edf_plus import read_header, read_plus
-    from engramloop.drivers.file_blocks import EdfBlocks
 
     check_edf(path)
     h = read_header(path)
@@ -286,7 +274,7 @@ def open_edf(path: Path, units: str = "auto") -> Any:
 def load_edf(path: Path, units: str = "auto") -> FileData:
     """:func:`open_edf`'s signals read whole (for notebooks, ``score`` and tests; a
     replay reads them block by block)."""
-    return _load_blocks(open_edf(path, units))
+    return read_whole(open_edf(path, units))
 
 
 def _annotation_markers(notes: list) -> dict:
@@ -307,8 +295,6 @@ def open_brainflow_csv(path: Path, board: str, units: str = "auto",
     tab-separated, columns as in the board description; EEG rows in microvolts and the
     timestamp row in Unix seconds (BrainFlow docs, "Data format description"). Parsed
     in blocks (:class:`~drivers.file_blocks.TextBlocks`)."""
-    from engramloop.drivers.brainflow_source import board_id
-    from engramloop.drivers.file_blocks import TextBlocks, iter_table
 
     if not board:
         raise SourceError(f"{path}: a BrainFlow CSV file has no header; set "
@@ -338,14 +324,10 @@ def open_brainflow_csv(path: Path, board: str, units: str = "auto",
         if pkg is not None:
             # BrainFlow stamps packets when parsed, so stamps bunch up; losses are judged
             # from the packet counter (with the host time for long ones), as on the board
-            from engramloop.drivers.brainflow_source import CounterGapDetector, counter_step
-
             det = state.get("det") or state.setdefault(
                 "det", CounterGapDetector(rate, step=counter_step(bid)))
             lost = det.update(data[:, pkg], t) > 0
         return data[:, eeg] * scale, t, lost
-
-    from engramloop.drivers.brainflow_source import board_sample_format
 
     b = TextBlocks(path, rate, names, table, convert, check=check)
     b.sample_format = board_sample_format(bid)
@@ -354,45 +336,7 @@ def open_brainflow_csv(path: Path, board: str, units: str = "auto",
 
 def load_brainflow_csv(path: Path, board: str, units: str = "auto") -> FileData:
     """:func:`open_brainflow_csv` read whole."""
-    return _load_blocks(open_brainflow_csv(path, board, units))
-
-
-def table_error(path: Path, what: str, exc: ValueError) -> SourceError:
-    """numpy.loadtxt's complaint about a text table, said for a user: where (line, column,
-    byte offset), what is wrong, and that the file is damaged (numpy's own hint to 'use
-    usecols' would only hide the damage)."""
-    import re
-
-    msg = str(exc)
-    if isinstance(exc, UnicodeDecodeError):
-        why = (f"byte 0x{exc.object[exc.start]:02x} at byte offset {exc.start} is not UTF-8 "
-               "text")
-    elif m := re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", msg):
-        why = (f"data row {int(m.group(3))} has {m.group(2)} columns where the rows before "
-               f"have {m.group(1)}")
-    elif m := re.search(r"invalid column index (\d+) at row (\d+) with (\d+) columns", msg):
-        why = f"data row {int(m.group(2))} has only {m.group(3)} columns"
-    elif m := re.search(r"could not convert string (.*) to float64", msg):
-        why = f"{m.group(1)[:40]} is not a number"
-    else:
-        why = msg
-    return SourceError(f"{path}: malformed {what}{_csv_where(path, msg)}: {why}; the file "
-                       f"is damaged or not a {what}")
-
-
-def _csv_where(path: Path, message: str) -> str:
-    """' at line L, column C (byte offset B)' from numpy's 0-based 'at row R, column C'."""
-    import re
-
-    m = re.search(r"at row (\d+), column (\d+)", message)
-    if not m:
-        return ""
-    row, col = int(m.group(1)), int(m.group(2))
-    offset = 0
-    with open(path, "rb") as f:
-        for _ in range(row):
-            offset += len(f.readline())
-    return f" at line {row + 1}, column {col} (byte offset {offset})"
+    return read_whole(open_brainflow_csv(path, board, units))
 
 
 # ---------------------------------------------------------------------------- NPZ
@@ -400,30 +344,13 @@ def load_npz(path: Path, units: str = "auto") -> FileData:
     """An .npz from ``engramloop sim`` read whole: ``samples`` (n, c) volts, ``timestamps``
     (n,) s, ``rate_hz``, ``channels``; common aliases (data, t, fs, ch_names) are
     accepted (:class:`~drivers.file_blocks.NpzBlocks`, which a replay streams)."""
-    from engramloop.drivers.file_blocks import NpzBlocks
-
-    return _load_blocks(NpzBlocks(path, units))
+    return read_whole(NpzBlocks(path, units))
 
 
 def _check_blocks(b: Any) -> None:
-    from engramloop.drivers.file_blocks import _check_names
-
     _check_names(b.path, b.rate_hz, b.channels)
     if b.n_samples <= 0:
         raise SourceError(f"{b.path}: the recording holds no samples")
-
-
-def _load_blocks(b: Any, cols: Sequence[int] | None = None) -> FileData:
-    cols = list(range(len(b.channels))) if cols is None else list(cols)
-    xs, ts = [], []
-    for x, t in b.blocks(cols):
-        xs.append(x)
-        ts.append(t)
-    x = np.concatenate(xs) if xs else np.zeros((0, len(cols)))
-    t = np.concatenate(ts) if ts else np.zeros(0)
-    return FileData(x, t, b.rate_hz, [b.channels[c] for c in cols], b.markers,
-                    gaps=b.gaps, full_scale_v=b.full_scale_v[cols],
-                    sample_format=b.sample_format)
 
 
 def check_data(path: Path, d: FileData) -> None:
@@ -438,8 +365,6 @@ def check_data(path: Path, d: FileData) -> None:
     an artefact); a channel with no finite sample at all is refused by
     :class:`FileSource` for the channels it keeps.
     """
-    from engramloop.drivers.file_blocks import TimeBaseScan, _check_names
-
     _check_names(path, d.rate_hz, d.channels)
     if d.samples.shape[0] == 0:
         raise SourceError(f"{path}: the recording holds no samples")
@@ -453,8 +378,6 @@ def open_blocks(path: str | Path, *, stream: str = "", board: str = "",
     """Any supported recording by its extension, as a block reader
     (:mod:`drivers.file_blocks`), checked as :func:`check_data` checks a loaded one.
     ``check=False``: only the header (channels, rate), for a config check."""
-    from engramloop.drivers.file_blocks import LoadedBlocks, NpzBlocks
-
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: file not found")
@@ -478,7 +401,7 @@ def load_file(path: str | Path, *, stream: str = "", board: str = "",
               units: str = "auto") -> FileData:
     """Load any supported recording by its extension, whole (notebooks, tests, the Cyton
     emulator); a replay streams it with :func:`open_blocks`."""
-    return _load_blocks(open_blocks(path, stream=stream, board=board, units=units))
+    return read_whole(open_blocks(path, stream=stream, board=board, units=units))
 
 
 class FileSource:
@@ -565,7 +488,7 @@ class FileSource:
         """The kept channels of the whole file, loaded on first use (file times; for
         notebooks and tests -- the replay itself never loads it)."""
         if self._data is None:
-            self._data = _load_blocks(open_blocks(self.path, **self._opts), self._cols)
+            self._data = read_whole(open_blocks(self.path, **self._opts), self._cols)
         return self._data
 
     def use_blocks(self, seconds: float) -> int:

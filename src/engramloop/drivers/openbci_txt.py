@@ -1,4 +1,4 @@
-"""OpenBCI GUI recordings (``OpenBCI-RAW-<date>.txt``) as :class:`~drivers.files.FileData`.
+"""OpenBCI GUI recordings (``OpenBCI-RAW-<date>.txt``) as :class:`~drivers.file_data.FileData`.
 
 The GUI writes comma-separated text (OpenBCI documentation, "OpenBCI GUI: Data Format";
 the GUI's DataWriterODF): header lines starting with ``%``::
@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from engramloop.core.chunk import SourceError
+from engramloop.drivers.brainflow_lib import load_brainflow
+from engramloop.drivers.brainflow_source import CounterGapDetector, board_id
+from engramloop.drivers.file_blocks import TextBlocks, iter_table, read_whole
 
 #: the GUI's board class (after ``OpenBCI_GUI$``) -> BrainFlow board name and counter step
 _BOARDS = (("daisy", "cyton_daisy", 2), ("cyton", "cyton", 1), ("ganglion", "ganglion", 1))
@@ -51,9 +54,6 @@ def _board_names(board: str, n: int) -> tuple[list[str] | None, int]:
     for needle, name, step in _BOARDS:
         if needle in key:
             try:
-                from engramloop.drivers.brainflow_lib import load_brainflow
-                from engramloop.drivers.brainflow_source import board_id
-
                 descr = load_brainflow().BoardShim.get_board_descr(board_id(name))
                 names = str(descr.get("eeg_names", "")).split(",")
             except ImportError:  # no BrainFlow here: the GUI's own labels are used
@@ -65,9 +65,6 @@ def _board_names(board: str, n: int) -> tuple[list[str] | None, int]:
 def open_openbci_txt(path: Path, scale_v: float = 1e-6, check: bool = True):
     """An OpenBCI GUI recording as :class:`~drivers.file_blocks.TextBlocks` (parsed in
     blocks); ``scale_v`` volts per stored unit (microvolts)."""
-    from engramloop.drivers.brainflow_source import CounterGapDetector
-    from engramloop.drivers.file_blocks import TextBlocks, iter_table
-
     header: dict[str, str] = {}
     n_head = 0
     names_line = ""
@@ -142,6 +139,4 @@ def open_openbci_txt(path: Path, scale_v: float = 1e-6, check: bool = True):
 
 def load_openbci_txt(path: Path, scale_v: float = 1e-6):
     """:func:`open_openbci_txt` read whole."""
-    from engramloop.drivers.files import _load_blocks
-
-    return _load_blocks(open_openbci_txt(path, scale_v))
+    return read_whole(open_openbci_txt(path, scale_v))

@@ -30,7 +30,7 @@ period of one a click induced, and its ripples) is listed in the truth as kind
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +45,9 @@ from engramloop.sim.rhythms import (
 )
 from engramloop.sim.truth import EventRecord
 
-if TYPE_CHECKING:  # pragma: no cover
-    from engramloop.sim.source import SimSource
+#: the simulator these functions act on (a :class:`sim.source.SimSource`, which imports this
+#: module: named here, not imported, so the two do not import each other)
+SimSource = Any
 
 TARGETS = ("ripple", "so_upstate", "spindle", "theta_peak", "theta_trough")
 RIPPLE_RAMP_S = 0.005      # envelope ramp to the prolonged plateau

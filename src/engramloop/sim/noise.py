@@ -9,7 +9,6 @@ import bisect
 import math
 
 import numpy as np
-from scipy import signal
 
 from engramloop.decoders.filters import SosFilter, butter_bandpass
 from engramloop.sim.settings import NoiseSettings, ThetaSettings
@@ -30,6 +29,10 @@ def pinking_sos(exponent: float, fs_hz: float, f_lo_hz: float = 0.2,
     -------
     ndarray, shape (n_sections, 6)
     """
+    # scipy.signal takes 0.5-2 s to import: only a simulator that starts pays it (as in
+    # decoders.filters), not every command that imports the simulator's modules
+    from scipy import signal
+
     f_hi = f_hi_hz if f_hi_hz is not None else 0.45 * fs_hz
     n = max(2, int(math.ceil(math.log10(f_hi / f_lo_hz) * 2)))  # two poles per decade
     poles_hz = np.geomspace(f_lo_hz, f_hi, n)
@@ -66,6 +69,8 @@ class Background:
     def __init__(self, noise: NoiseSettings, theta: ThetaSettings, rate_hz: float,
                  lfp_mask: np.ndarray, truth: Truth, rng: np.random.Generator,
                  block_samples: int) -> None:
+        from scipy import signal  # deferred, see pinking_sos
+
         self.noise, self.theta = noise, theta
         self.fs = float(rate_hz)
         self.lfp = np.asarray(lfp_mask, dtype=bool)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.core.angles import wrap_deg
+
 GENERATORS = ("so", "spindle", "theta")
 
 
@@ -82,12 +84,6 @@ class EventRecord:
 
 # meta keys ending in _s that are durations, not times
 _RELATIVE_KEYS = frozenset({"duration_s", "prolonged_by_s", "lag_s", "decay_s"})
-
-
-def wrap_deg(x: np.ndarray | float) -> np.ndarray:
-    """Wrap degrees to (-180, 180]."""
-    y = np.mod(np.asarray(x, dtype=float) + 180.0, 360.0) - 180.0
-    return np.where(y == -180.0, 180.0, y)
 
 
 class Truth:

@@ -19,13 +19,12 @@ from engramloop.analysis.report.page import (
 )
 from engramloop.analysis.report.recording import Recording
 from engramloop.analysis.report.records import PulseRecord, num
+from engramloop.controller.forecast_worker import ForecasterSettings
 
 
 def gate_settings(rec: Recording) -> tuple[float, bool, float]:
     """``(gate_threshold, opens when high, max_age_s)`` from the recorded config's
     ``[forecaster]`` (the schema defaults where absent)."""
-    from engramloop.controller.forecast_worker import ForecasterSettings
-
     d = ForecasterSettings()
     f = rec.config.get("forecaster", {}) if isinstance(rec.config, dict) else {}
     f = f if isinstance(f, dict) else {}

@@ -35,7 +35,7 @@ from engramloop.analysis.report.signals import (
     pick_channel,
 )
 from engramloop.analysis.scoring import circular_mean_sd
-from engramloop.decoders.phase import wrap_deg
+from engramloop.core.angles import wrap_deg
 
 
 def section_phase(rec: Recording, out: Path) -> tuple[Section, list[PulseRecord]]:

@@ -31,6 +31,7 @@ from engramloop.analysis.report.records import (
     stages_of,
     truth_by_kind,
 )
+from engramloop.analysis.scoring import MATCH_TOLERANCE_S, score_session, stage_density
 
 #: above this length the raster shows detections per 30 s epoch instead of one tick each
 #: (an 8-hour night has tens of thousands of events: ticks merge into a solid bar)
@@ -47,8 +48,6 @@ def stage_densities(events: dict[str, list[dict]], stages: Sequence[tuple[float,
     """Minutes spent in each stage (inside [t0, t1]) and detections per minute of each stage
     per kind (an event counts in the stage its decision falls in); stages with no time are
     left out."""
-    from engramloop.analysis.scoring import stage_density
-
     minutes = {st: d["minutes"] for st, d in stage_density([], stages, t0, t1).items()}
     per = {kind: {st: d["per_min"] for st, d in stage_density(
         [num(e.get("detect_s")) for e in evs], stages, t0, t1).items()}
@@ -148,8 +147,6 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
         sec.body += stage_density_table(events, stages, rec.t0, rec.t1)
     scored = sorted(set(events) | ({"ripple", "spindle", "so"} & set(truth)))
     if truth and scored:
-        from engramloop.analysis.scoring import MATCH_TOLERANCE_S, score_session
-
         # the one scoring module, as `engramloop score` scores this file and the trial
         # summary its run: from the detectors' calibration on
         dets = [e for _, e in rec.markers.get("events", []) if isinstance(e, dict)]

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from engramloop.analysis.report.records import num
+from engramloop.core.chunk import SourceError
+from engramloop.drivers.files import check_xdf
 from engramloop.recording import reader
 from engramloop.recording.xdf_blocks import BLOCK_SAMPLES, XdfFile
 
@@ -137,9 +139,6 @@ def load_recording(path: str | Path) -> Recording:
     if not path.is_file():
         raise ReportError(f"recording {path} not found (give the .xdf file written by "
                           "engramloop run/replay)")
-    from engramloop.core.chunk import SourceError
-    from engramloop.drivers.files import check_xdf
-
     try:  # a file cut short (copy interrupted, disk full) is named with its byte offset
         check_xdf(path)
     except SourceError as exc:

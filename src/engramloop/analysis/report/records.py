@@ -7,14 +7,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from engramloop.recording.reader import first
 
-if TYPE_CHECKING:
-    from engramloop.analysis.report.recording import Recording
+#: the report's view of a recording (:class:`report.recording.Recording`, which imports
+#: this module: named here, not imported, so the two do not import each other)
+Recording = Any
 
 
 def num(v: Any) -> float:

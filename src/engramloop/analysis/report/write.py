@@ -20,6 +20,8 @@ from engramloop.analysis.report.raster import section_raster
 from engramloop.analysis.report.recording import ReportError, load_recording
 from engramloop.analysis.report.spectrogram import section_spectrogram
 from engramloop.analysis.report.stim_vs_sham import section_stim_vs_sham
+from engramloop.analysis.trial import sham_twin_path
+from engramloop.controller.progress import progress
 
 
 @dataclass
@@ -54,9 +56,6 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
     ReportError
         If the recording cannot be read or the folder cannot be written.
     """
-    from engramloop.analysis.trial import sham_twin_path
-    from engramloop.controller.progress import progress
-
     out = Path(out_dir)
     if twin is None and sham_twin_path(recording).is_file():
         twin = sham_twin_path(recording)

@@ -15,6 +15,10 @@ from typing import Any
 import numpy as np
 
 from engramloop.analysis.fanout import map_ordered
+from engramloop.core.chunk import Chunk, EndOfStream
+from engramloop.core.pulse import PulseSpec
+from engramloop.core.schema import build
+from engramloop.decoders.detectors import DetectorsSettings, make_detectors
 from engramloop.decoders.features import (
     FEATURE_NAMES,
     EpochFeatures,
@@ -22,6 +26,8 @@ from engramloop.decoders.features import (
     feature_matrix,
 )
 from engramloop.recording import reader
+from engramloop.sim.settings import SimSettings
+from engramloop.sim.source import SimSource
 
 # ====================================================================== progress
 
@@ -311,9 +317,6 @@ def night_spec(seed: int, duration_s: float, condition: str = "none", *,
 
 def sim_settings(spec: NightSpec) -> Any:
     """Build SimSettings for a spec from the [sim] schema (overrides as a TOML-like table)."""
-    from engramloop.core.schema import build
-    from engramloop.sim.settings import SimSettings
-
     table: dict = {"rate_hz": spec.rate_hz}
     for key, value in spec.sim_overrides.items():
         node = table
@@ -331,8 +334,6 @@ def ripple_pulse_spec(modality: str = "optogenetic") -> Any:
     light); electrical: a 100 us/phase biphasic pulse (Girardeau et al. 2009 used
     commissural pulses of this order to truncate ripples).
     """
-    from engramloop.core.pulse import PulseSpec
-
     if modality == "optogenetic":
         return PulseSpec(modality="optogenetic", shape="monophasic", amplitude=0.005,
                          phase_width_s=0.05, interphase_s=0.0, train_count=1,
@@ -351,8 +352,6 @@ def sim_night(spec: NightSpec) -> Night:
     back through ``SimSource.stimulate``; ``"random"`` puts the same budget at random
     times.
     """
-    from engramloop.sim.source import SimSource
-
     settings = sim_settings(spec)
     src = SimSource(settings, seed=spec.seed, chunk_samples=spec.chunk_samples,
                     duration_s=spec.duration_s)
@@ -363,7 +362,6 @@ def sim_night(spec: NightSpec) -> Night:
     min_gap = 60.0 / spec.pulses_per_min if spec.pulses_per_min > 0 else math.inf
     last_pulse = -math.inf
     feats, ends, strength = [], [], []
-    from engramloop.core.chunk import EndOfStream
 
     src.start()
     try:
@@ -407,8 +405,6 @@ def sim_night(spec: NightSpec) -> Night:
 def night_detectors(channels: Sequence[str], detectors: Any = None) -> list:
     """The project's detectors (``[detectors]`` settings, defaults when None) for these
     channels; a detector none of whose channels exist is left out."""
-    from engramloop.decoders.detectors import DetectorsSettings, make_detectors
-
     return make_detectors(detectors or DetectorsSettings(), tuple(channels), missing="skip")
 
 
@@ -587,8 +583,6 @@ def nights_from_recordings(outcomes_csv: str | Path,
     loop). Pulses are read from the ``engramloop.pulses`` marker stream when present.
     Memory strength at each epoch end is interpolated between the tests.
     """
-    from engramloop.core.chunk import Chunk
-
     base = Path(outcomes_csv).resolve().parent
     outcomes = read_outcomes_csv(outcomes_csv)
     nights = []

@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engramloop.controller.config import Config
+from engramloop.core.errors import UserError
+from engramloop.core.schema import describe
+
 HELP = ("print the config reference (Markdown) generated from the schema, write it to a "
         "file, or --check that a file is current")
 
@@ -48,9 +52,6 @@ def _union_name(cls: type, key: str) -> str:
 
 def generate() -> str:
     """The reference as Markdown: one table per config table, in schema order."""
-    from engramloop.controller.config import Config
-    from engramloop.core.schema import describe
-
     rows = describe(Config)
     for r in rows:
         if r["type"] == "Union":
@@ -99,8 +100,6 @@ def generate() -> str:
 
 def run(args: argparse.Namespace) -> int:
     import sys
-
-    from engramloop.cli import UserError
 
     text = generate()
     if args.out == "-":

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engramloop.controller.config import shipped_config, shipped_configs
+from engramloop.core.errors import UserError
+
 HELP = ("list the example configs shipped with engramloop, or copy them to a folder to "
         "edit (default ./configs, so `engramloop run configs/NAME.toml` works)")
 
@@ -28,9 +31,6 @@ def summary(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engramloop.cli import UserError
-    from engramloop.controller.config import shipped_config, shipped_configs
-
     if not args.copy:
         paths = shipped_configs()
         width = max(len(p.stem) for p in paths)

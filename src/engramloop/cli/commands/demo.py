@@ -4,7 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engramloop.controller.config import SHIPPED_DIR
+from engramloop.analysis.trial import sham_twin_path
+from engramloop.cli import main
+from engramloop.cli.paths import prepare_output_dir
+from engramloop.controller.config import SHIPPED_DIR, load_config
+from engramloop.core.errors import UserError
 from engramloop.core.extras import available
 
 HELP = ("run the simulated default: a forecast-gated closed-loop ripple trial on the built-in "
@@ -34,9 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engramloop.cli import UserError, main
-    from engramloop.controller.config import load_config
-
     if args.config is None:
         args.config = str(CONFIG)
         if not available("torch"):
@@ -48,13 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"demo config {args.config} not found; `engramloop configs` lists "
                         "the shipped ones")
     cfg = load_config(args.config)
-    from engramloop.cli.paths import prepare_output_dir
 
     out = Path(args.out)
     prepare_output_dir(out, "--out")
     # the demo's folder is the demo's own: a new demo replaces the last one's recordings
     # (run --record never overwrites a file, so an earlier session is never lost by accident)
-    from engramloop.analysis.trial import sham_twin_path
 
     old = [f for f in (out / "session.xdf", sham_twin_path(out / "session.xdf")) if f.is_file()]
     if old:

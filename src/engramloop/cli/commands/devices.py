@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from engramloop.core.errors import UserError
+from engramloop.drivers.brainflow_source import board_names
+from engramloop.drivers.ftdi import read_latency_timer_ms
+from engramloop.drivers.lsl_source import describe_stream, visible_streams
+
 HELP = "list BrainFlow board names, serial ports (with FTDI latency timers) and LSL streams"
 
 
@@ -13,15 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engramloop.cli import UserError
-
     if args.lsl_wait < 0:
         raise UserError(f"--lsl-wait must be >= 0 seconds, got {args.lsl_wait}")
     if not args.no_boards:
         import warnings
 
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-        from engramloop.drivers.brainflow_source import board_names
 
         names = board_names()
         print(f"BrainFlow boards ({len(names)}; use as source.brainflow.board):")
@@ -35,8 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
     from serial.tools import list_ports
 
-    from engramloop.drivers.ftdi import read_latency_timer_ms
-
     ports = sorted(list_ports.comports(), key=lambda p: p.device)
     print(f"\nSerial ports ({len(ports)}):")
     if not ports:
@@ -49,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {p.device}  {desc}  {p.hwid if p.hwid != 'n/a' else ''}{lat}".rstrip())
 
     if args.lsl_wait > 0:
-        from engramloop.drivers.lsl_source import describe_stream, visible_streams
-
         streams = visible_streams(args.lsl_wait)
         print(f"\nLSL streams ({len(streams)} seen in {args.lsl_wait:g} s; use as "
               "source.lsl.name or --stream):")

@@ -7,6 +7,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engramloop._version import __version__
+from engramloop.analysis import training as ft
+from engramloop.cli.paths import check_output_file, prepare_output_dir
+from engramloop.controller.config import load_config
+from engramloop.controller.progress import progress
+from engramloop.core.errors import UserError
+from engramloop.decoders.features import FeatureSettings
+
 HELP = "build training data, train and evaluate the memory-decay forecaster"
 
 
@@ -99,8 +107,6 @@ def _shown(description: str, total: int | None, unit: str, quiet: bool
     """A progress display with ETA (a bar on a terminal, occasional lines otherwise,
     nothing when quiet) and the callback that feeds it from
     :class:`engramloop.analysis.training.Progress` updates."""
-    from engramloop.controller.progress import progress
-
     with progress(total, description, unit=unit, quiet=quiet) as bar:
         def update(p) -> None:
             if p.note:
@@ -110,23 +116,17 @@ def _shown(description: str, total: int | None, unit: str, quiet: bool
 
 
 def _features(config: str | None):
-    from engramloop.decoders.features import FeatureSettings
-
     if not config:
         return FeatureSettings()
-    from engramloop.controller.config import load_config
 
     return load_config(config).forecaster.features
 
 
 def run(args: argparse.Namespace) -> int:
-    from engramloop.cli import UserError
-
     out = getattr(args, "out", None)
     if args.action in ("make-dataset", "train") and out:
         # checked before hours of simulation or training: the folder (made if missing)
         # must take the file, and the output must not be an input
-        from engramloop.cli.paths import check_output_file, prepare_output_dir
 
         prepare_output_dir(Path(out).parent, "--out")
         inputs = [getattr(args, "config", None), getattr(args, "outcomes", None),
@@ -145,9 +145,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
-    from engramloop.analysis import training as ft
-    from engramloop.cli import UserError
-
     if args.nights < 1:
         raise UserError(f"--nights must be >= 1, got {args.nights}")
     if args.seed_start < 0:
@@ -187,8 +184,6 @@ def _make_dataset(args: argparse.Namespace) -> int:
 
 
 def _load_many(paths: list[str]):
-    from engramloop.analysis import training as ft
-
     nights, infos = [], []
     for p in paths:
         n, info = ft.load_dataset(p)
@@ -198,9 +193,6 @@ def _load_many(paths: list[str]):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from engramloop import __version__
-    from engramloop.analysis import training as ft
-
     if args.outcomes:
         fs = _features(args.config)
         with _shown("recordings", None, "recordings", args.quiet) as shown:
@@ -255,7 +247,6 @@ def _print_eval(title: str, ev: dict) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from engramloop.analysis import training as ft
     from engramloop.decoders.forecaster import Checkpoint, default_checkpoint_path
 
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()

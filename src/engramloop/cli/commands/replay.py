@@ -4,14 +4,34 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from engramloop.analysis.fanout import EngineError, Job, run_jobs
+from engramloop.analysis.sweep import (
+    PointResult,
+    SweepError,
+    config_with,
+    find_truth,
+    grid,
+    parse_sweep,
+    run_point,
+    table,
+)
+from engramloop.cli.commands.run import add_arguments as run_arguments
+from engramloop.cli.commands.run import run_loop
+from engramloop.controller.forecast_worker import ForecasterError
+from engramloop.controller.progress import progress
+from engramloop.controller.recorder import RecordingError
+from engramloop.controller.run_progress import ProgressBoard, run_length_s
+from engramloop.core.chunk import SourceError
+from engramloop.core.errors import UserError
+from engramloop.core.pulse import DeviceError
+from engramloop.drivers.sources import parse_speed
+
 HELP = ("run the closed loop on a recorded file (XDF/EDF/BDF/BrainFlow CSV/OpenBCI GUI "
         "txt/npz); pulses are sham "
         "unless --stimulate is given; --sweep replays it once per setting and scores each")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from engramloop.cli.commands.run import add_arguments as run_arguments
-
     run_arguments(p)
     p.add_argument("file", help="recording to replay (overrides source.file.path)")
     p.add_argument("--stimulate", action="store_true",
@@ -55,8 +75,6 @@ def _to_replay(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     if args.sweep:
         return run_sweep(args)
-    from engramloop.cli import UserError
-    from engramloop.cli.commands.run import run_loop
 
     for flag, given in (("--truth", args.truth), ("--json", args.json),
                         ("--workers", args.workers != 1), ("--scheduler", args.scheduler)):
@@ -71,9 +89,6 @@ def refuse_fast_stimulation(args: argparse.Namespace) -> None:
     """``--stimulate`` only at ``--speed 1``: refractory, rate windows and dose windows are
     wall-clock seconds at the tissue, and a replay at N x real time would apply them in
     replayed time (N times too many pulses per real second). docs/safety.md."""
-    from engramloop.cli import UserError
-    from engramloop.drivers.sources import parse_speed
-
     if not args.stimulate:
         return
     try:
@@ -90,16 +105,6 @@ def run_sweep(args: argparse.Namespace) -> int:
     """Replay the file once per setting of the grid; one table row (or JSON line) each."""
     import json
     import math
-
-    from engramloop.analysis.sweep import (
-        SweepError,
-        config_with,
-        find_truth,
-        grid,
-        parse_sweep,
-        table,
-    )
-    from engramloop.cli import UserError
 
     for flag, given in (("--record", args.record), ("--report", args.report)):
         if given:
@@ -152,15 +157,6 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
     import math
     from contextlib import ExitStack
 
-    from engramloop.analysis.sweep import run_point
-    from engramloop.cli import UserError
-    from engramloop.controller.forecast_worker import ForecasterError
-    from engramloop.controller.progress import progress
-    from engramloop.controller.recorder import RecordingError
-    from engramloop.controller.run_progress import ProgressBoard, run_length_s
-    from engramloop.core.chunk import SourceError
-    from engramloop.core.pulse import DeviceError
-
     results = []
     with ExitStack() as stack:
         bars: list = []    # opened once the first replay knows the file's length
@@ -196,11 +192,6 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
 def _fan_out(args: argparse.Namespace, points: list, channels: list | None) -> list:
     """The settings on the Dask engine (engramloop.analysis.fanout), rows as in order.
     Workers never drive stimulators: every setting is replayed sham."""
-    from engramloop.analysis.fanout import EngineError, Job, run_jobs
-    from engramloop.analysis.sweep import PointResult
-    from engramloop.cli import UserError
-    from engramloop.controller.progress import progress
-
     jobs = [Job(index=i, config=args.config, recording=args.file,
                 setting=tuple((k, t) for k, (t, _) in pt.items()),
                 values=tuple((k, v) for k, (_, v) in pt.items()), truth=args.truth,

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from engramloop.cli.paths import prepare_output_dir, remove_if_empty
+from engramloop.core.errors import UserError
+
 HELP = "write an HTML report with figures (index.html + PNGs) from one XDF recording"
 
 
@@ -23,8 +26,6 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")  # never needs a display (SSH, CI)
     from engramloop.analysis.report import ReportError, write_report
-    from engramloop.cli import UserError
-    from engramloop.cli.paths import prepare_output_dir, remove_if_empty
 
     if args.twin:
         from engramloop.analysis.report import load_twin_memory

@@ -6,6 +6,24 @@ import math
 import sys
 from pathlib import Path
 
+from engramloop.analysis.trial import format_summary, run_trial, score_run, write_report
+from engramloop.cli.paths import check_output_file, prepare_output_dir, remove_if_empty
+from engramloop.controller.build import build_loop
+from engramloop.controller.config import dump_config, load_config
+from engramloop.controller.dashboard import make_dashboard
+from engramloop.controller.forecast_worker import ForecasterError
+from engramloop.controller.loop import ThreadFailure
+from engramloop.controller.progress import progress
+from engramloop.controller.recorder import RecordingError
+from engramloop.controller.run_progress import ProgressBoard, run_length_s
+from engramloop.controller.status import StatusBoard
+from engramloop.controller.stop_signals import StopSignals, exit_code
+from engramloop.core.chunk import SourceError
+from engramloop.core.errors import UserError
+from engramloop.core.pulse import DeviceError
+from engramloop.core.schema import ConfigError
+from engramloop.drivers.sources import parse_speed
+
 HELP = "run the closed loop (source -> detectors -> policy -> governor -> stimulators)"
 
 
@@ -37,13 +55,6 @@ def run(args: argparse.Namespace) -> int:
 def run_loop(args: argparse.Namespace, replay_path: str | None,
              cfg_transform=None) -> int:
     """Shared by ``run`` and ``replay``: build, run, summarise."""
-    from engramloop.cli import UserError
-    from engramloop.controller.config import dump_config, load_config
-    from engramloop.core.chunk import SourceError
-    from engramloop.core.pulse import DeviceError
-    from engramloop.core.schema import ConfigError
-    from engramloop.drivers.sources import parse_speed
-
     cfg = load_config(args.config)
     if cfg_transform is not None:
         cfg = cfg_transform(cfg)
@@ -64,12 +75,6 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] \
         if args.channels else None
     from contextlib import ExitStack
-
-    from engramloop.controller.dashboard import make_dashboard
-    from engramloop.controller.progress import progress
-    from engramloop.controller.run_progress import ProgressBoard, run_length_s
-    from engramloop.controller.status import StatusBoard
-    from engramloop.controller.stop_signals import StopSignals, exit_code
 
     board = StatusBoard()
     dash_box: list = []
@@ -131,11 +136,6 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     overrides = dict(stim_port=args.stim_port, serial_port=args.serial_port,
                      stream=args.stream, channels=channels, path=replay_path,
                      status_board=board)
-    from engramloop.analysis.trial import format_summary, run_trial, score_run, write_report
-    from engramloop.cli.paths import check_output_file, prepare_output_dir, remove_if_empty
-    from engramloop.controller.forecast_worker import ForecasterError
-    from engramloop.controller.loop import ThreadFailure
-    from engramloop.controller.recorder import RecordingError
 
     # outputs are checked before anything starts: a folder that takes no file, or an
     # output that is the very file being replayed, is a one-line error, not a lost input
@@ -167,8 +167,6 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                             log=log, on_built=on_built, on_twin_built=on_twin_built,
                             **overrides)
         else:
-            from engramloop.controller.loop import build_loop
-
             loop = build_loop(cfg, config_text=dump_config(cfg), speed=speed,
                               duration_s=args.duration, record=record, log=log,
                               **overrides)
@@ -226,7 +224,6 @@ def _html_report(recording: str, folder: str) -> str:
 
     matplotlib.use("Agg")  # never needs a display (SSH, CI)
     from engramloop.analysis.report import ReportError, write_report
-    from engramloop.cli import UserError
 
     try:
         return str(write_report(recording, folder).index)

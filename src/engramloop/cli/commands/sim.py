@@ -3,6 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from engramloop.cli.paths import check_output_file
+from engramloop.controller.config import Config, dump_config, load_config
+from engramloop.controller.progress import progress
+from engramloop.controller.recorder import Recorder, RecordingError
+from engramloop.core.chunk import EndOfStream
+from engramloop.core.errors import UserError
+from engramloop.sim import generate
+from engramloop.sim.source import SimSource
+
 HELP = "write a simulated recording (CA1 LFP + EEG) with its ground truth to .xdf or .npz"
 
 
@@ -24,10 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from engramloop.cli import UserError
-    from engramloop.controller.config import Config, dump_config, load_config
-    from engramloop.controller.progress import progress
-
     cfg = load_config(args.config) if args.config else Config()
     seed = cfg.seed if args.seed is None else args.seed
     if seed < 0:
@@ -41,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     ext = out.suffix.lower()
     if ext not in (".xdf", ".npz"):
         raise UserError(f"--out {out}: use a .xdf or .npz file name")
-    from engramloop.cli.paths import check_output_file
 
     check_output_file(out, "--out", [args.config] if args.config else [])
     try:
@@ -71,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
 def _write_npz(cfg, seed: int, duration: float, chunk: int, out) -> int:
     import numpy as np
 
-    from engramloop.sim.generate import simulate
-
-    x, t, truth = simulate(cfg.sim, seed=seed, duration_s=duration, chunk_samples=chunk)
+    x, t, truth = generate.simulate(cfg.sim, seed=seed, duration_s=duration, chunk_samples=chunk)
     np.savez_compressed(out, samples=x, timestamps=t,
                         channels=np.array(truth.channels, dtype=str),
                         rate_hz=np.float64(truth.rate_hz), truth=np.array(truth.to_json()))
@@ -82,11 +84,6 @@ def _write_npz(cfg, seed: int, duration: float, chunk: int, out) -> int:
 
 def _write_xdf(cfg, seed: int, duration: float, chunk: int, out, config_text: str,
                bar) -> int:
-    from engramloop.cli import UserError
-    from engramloop.controller.recorder import Recorder, RecordingError
-    from engramloop.core.chunk import EndOfStream
-    from engramloop.sim.source import SimSource
-
     src = SimSource(cfg.sim, seed=seed, chunk_samples=chunk, duration_s=duration)
     rec = Recorder(out, config_text)
     n = 0

@@ -3,6 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from engramloop.analysis import fanout
+from engramloop.analysis.fanout import Job, best, pooled, run_jobs, tidy, write_table
+from engramloop.analysis.sweep import SweepError, config_with, fmt_number, grid, parse_sweep
+from engramloop.cli.paths import check_output_file
+from engramloop.controller.progress import progress
+from engramloop.core.errors import UserError
+
 HELP = ("replay many recordings once per setting, in parallel (a local Dask pool on all "
         "cores, or a cluster), and write one table of per-recording and pooled scores")
 
@@ -51,8 +58,6 @@ def expand(patterns: list[str]) -> list[str]:
     import glob
     from pathlib import Path
 
-    from engramloop.cli import UserError
-
     out: list[str] = []
     for pat in patterns:
         hits = sorted(glob.glob(pat)) if glob.has_magic(pat) else [pat]
@@ -73,8 +78,6 @@ def truth_for(recording: str, truth_dir: str | None, suffix: str) -> str | None:
     """
     from pathlib import Path
 
-    from engramloop.cli import UserError
-
     if not truth_dir:
         return None
     stem = Path(recording).stem
@@ -87,12 +90,6 @@ def truth_for(recording: str, truth_dir: str | None, suffix: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engramloop.analysis import fanout
-    from engramloop.analysis.fanout import Job, best, pooled, run_jobs, tidy, write_table
-    from engramloop.analysis.sweep import SweepError, config_with, fmt_number, grid, parse_sweep
-    from engramloop.cli import UserError
-    from engramloop.controller.progress import progress
-
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.duration is not None and not 0 < args.duration < float("inf"):
@@ -120,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out and not args.out.lower().endswith((".csv", ".parquet")):
         raise UserError(f"--out {args.out}: use a .csv or .parquet file name")
     if args.out:   # before the replays, not after them
-        from engramloop.cli.paths import check_output_file
 
         check_output_file(args.out, "--out", [args.config, *recordings])
     with progress(len(jobs), "sweep", unit="replays", quiet=args.quiet) as bar:

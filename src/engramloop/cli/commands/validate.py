@@ -3,6 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from engramloop.controller.config import (
+    check_source_fit,
+    dump_config,
+    load_config,
+    source_shape,
+)
+from engramloop.core.chunk import SourceError
+from engramloop.core.errors import UserError
+from engramloop.core.schema import ConfigError
+
 HELP = ("check a config file and print the effective config (every default filled in); "
         "where the source's channels and rate are known without starting it (simulator, "
         "file, BrainFlow board), also check the detectors against them")
@@ -14,16 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engramloop.cli import UserError
-    from engramloop.controller.config import (
-        check_source_fit,
-        dump_config,
-        load_config,
-        source_shape,
-    )
-    from engramloop.core.chunk import SourceError
-    from engramloop.core.schema import ConfigError
-
     cfg = load_config(args.config)
     try:
         channels, rate = source_shape(cfg)

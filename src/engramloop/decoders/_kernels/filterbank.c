@@ -477,7 +477,7 @@ static PyGetSetDef FilterBank_getset[] = {
 
 PyTypeObject FilterBankType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "decoders._filters.FilterBank",
+    .tp_name = "engramloop.decoders._filters.FilterBank",
     .tp_basicsize = sizeof(FilterBank),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "FilterBank(sos, n_channels, window=0): SOS cascade over time-major float64 "

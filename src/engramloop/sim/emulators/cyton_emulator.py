@@ -25,7 +25,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from engramloop.drivers.files import load_file
 from engramloop.sim.emulators.pty_device import PtyDevice
+from engramloop.sim.generate import simulate
 
 RATE_HZ = 250.0
 N_CHANNELS = 8
@@ -102,8 +104,6 @@ def to_cyton_signal(samples: np.ndarray, rate_hz: float,
 
 def signal_from_file(path: str, channels: Sequence[str] = ()) -> np.ndarray:
     """A recording (any format :mod:`drivers.files` reads) as Cyton input: (n, 8) volts."""
-    from engramloop.drivers.files import load_file
-
     d = load_file(path)
     x = d.samples
     if channels:
@@ -113,8 +113,6 @@ def signal_from_file(path: str, channels: Sequence[str] = ()) -> np.ndarray:
 
 def signal_from_sim(duration_s: float, seed: int = 0, channels: Sequence[str] = ()) -> np.ndarray:
     """Simulated EEG (``sim.generate.simulate``) as Cyton input: (n, 8) volts at 250 Hz."""
-    from engramloop.sim.generate import simulate
-
     x, _, truth = simulate(None, seed=seed, duration_s=duration_s)
     names = list(truth.channels)
     if channels:
