@@ -27,9 +27,11 @@ project's reader has always used (:mod:`engramloop.recording.reader`):
     line with a Huber-robust solver and splits it at clock resets; for offsets without
     outliers or resets the two agree);
   * a regular stream is cut into segments where two successive stamps are further apart
-    than ``max(1 s, 500 samples)`` and each segment's stamps are replaced by the
+    (forwards or backwards, as after a restarted source clock) than
+    ``max(1 s, 500 samples)`` and each segment's stamps are replaced by the
     least-squares line through them (sample index -> time), i.e. a constant rate per
-    segment. The line is accumulated in one pass over the stamps (running means and
+    segment; a stream whose header says ``can_drop_samples`` is not dejittered (as in
+    pyxdf). The line is accumulated in one pass over the stamps (running means and
     co-moments, Chan et al. 1979 pairwise update), so it needs no copy of the stamps.
 """
 from __future__ import annotations
@@ -613,7 +615,7 @@ class XdfFile:
         info = self.streams[sid]
         c0, c1 = self._clock_line(sid)
         segs = None
-        if info.rate_hz > 0:
+        if info.rate_hz > 0 and not _can_drop_samples(info.header_xml):
             gap = max(BREAK_S, BREAK_SAMPLES / info.rate_hz)
             starts: list[int] = []
             stats: list[list[float]] = []     # per segment: n, mean i, mean t, Sii, Sit
@@ -622,7 +624,9 @@ class XdfFile:
             c = self._chunks[sid]
             for t, _ in self._decode(sid, 0, len(c.n), BLOCK_SAMPLES):
                 t = t + (c0 + c1 * t)
-                brk = set(np.flatnonzero(np.diff(t, prepend=prev) > gap).tolist()) \
+                # a jump either way breaks the line (a backward one is a restarted
+                # source clock), as pyxdf's _detect_breaks compares |diff|
+                brk = set(np.flatnonzero(np.abs(np.diff(t, prepend=prev)) > gap).tolist()) \
                     if math.isfinite(prev) else set()
                 edges = sorted({0, t.size} | brk)
                 for a, b in zip(edges[:-1], edges[1:], strict=True):
@@ -640,6 +644,18 @@ class XdfFile:
                 segs = (a0, t_at, slope)
         self._timing[sid] = (c0, c1, segs)
         return self._timing[sid]
+
+
+def _can_drop_samples(header_xml: str) -> bool:
+    """Whether a stream header says ``desc/synchronization/can_drop_samples`` true (a
+    video or HMD stream whose dropped frames are real gaps in time): such a stream is not
+    dejittered, since a line through the stamps would spread a dropped-frame interval over
+    its neighbours (pyxdf skips it too)."""
+    try:
+        root = ET.fromstring(header_xml)
+    except ET.ParseError:
+        return False
+    return _text(root, "desc/synchronization/can_drop_samples").lower() == "true"
 
 
 def _merge(s: list[float], i: np.ndarray, t: np.ndarray) -> None:

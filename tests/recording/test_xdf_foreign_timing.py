@@ -1,0 +1,54 @@
+"""Other writers' timing oddities read by our reader as pyxdf (the independent reader)
+reads them: a stream whose clock jumps backwards (a restarted source), and a stream that
+declares it can drop samples (video, HMD: pyxdf does not dejitter it). Files are written
+chunk by chunk from the XDF specification with the writer primitives; no <engramloop>
+header, so the reader applies clock synchronisation and dejittering."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyxdf
+
+from engramloop.recording import reader, xdf
+
+RATE = 100.0
+
+
+def _write(path, parts) -> None:
+    path.write_bytes(xdf.file_header() + b"".join(parts))
+
+
+def _pyxdf_stamps(path) -> np.ndarray:
+    logging.getLogger("pyxdf").setLevel(logging.CRITICAL)
+    streams, _ = pyxdf.load_xdf(str(path))
+    return np.asarray(streams[0]["time_stamps"])
+
+
+def test_a_backward_clock_jump_breaks_the_dejitter_line_as_in_pyxdf(tmp_path):
+    # a source restarted with a fresh clock: stamps jump back by ~990 s between chunks
+    hdr = xdf.stream_header(1, name="s", stream_type="EEG", channels=["a"], rate_hz=RATE,
+                            channel_format="float32", units="uV")
+    t = np.r_[1000 + np.arange(1000) / RATE, 10 + np.arange(1000) / RATE]
+    x = np.arange(2000, dtype=np.float64)[:, None]
+    path = tmp_path / "reset.xdf"
+    _write(path, [hdr, xdf.numeric_samples(1, x[:1000], t[:1000], "<f4"),
+                  xdf.numeric_samples(1, x[1000:], t[1000:], "<f4")])
+    ours = reader.read(path).signals[0]
+    ref = _pyxdf_stamps(path)
+    np.testing.assert_allclose(ours.t, ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours.t, t, rtol=0, atol=1e-6)   # each segment's own line
+
+
+def test_a_stream_that_can_drop_samples_is_not_dejittered_as_in_pyxdf(tmp_path):
+    desc = "<synchronization><can_drop_samples>true</can_drop_samples></synchronization>"
+    hdr = xdf.stream_header(1, name="video", stream_type="Video", channels=["frame"],
+                            rate_hz=RATE, channel_format="float32", desc_xml=desc)
+    # 50 frames dropped (0.5 s, under the 1-s break): a line through them would move
+    # every frame by up to a quarter of a second
+    t = np.r_[np.arange(500) / RATE, 5.5 + np.arange(500) / RATE]
+    path = tmp_path / "video.xdf"
+    _write(path, [hdr, xdf.numeric_samples(1, np.arange(1000.0)[:, None], t, "<f4")])
+    ours = reader.read(path).signals[0]
+    np.testing.assert_allclose(ours.t, _pyxdf_stamps(path), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours.t, t, rtol=0, atol=1e-9)
