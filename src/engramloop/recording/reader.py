@@ -39,7 +39,8 @@ class RecordingReadError(ValueError):
 
 class RecordingDamageWarning(UserWarning):
     """A recording that reads, but not completely: it ends inside a chunk (a cut-off copy,
-    a full disk, a crash inside a write), so that chunk's samples are lost."""
+    a full disk, a crash inside a write), so that chunk's samples are lost, or it holds
+    samples that cannot be read (a stream without a header, an undefined channel format)."""
 
 
 def cut_off(path: str | Path) -> str:
@@ -249,6 +250,8 @@ def read(path: str | Path, *, signals: bool = True,
             continue
         if info.numeric and not signals:
             continue
+        if not info.numeric and info.channel_format != "string":
+            continue                  # not readable: named in the damage warning
         out.stream_names.append(info.name)
         if not info.numeric:
             kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
@@ -273,6 +276,8 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
     out = Contents(Path(path), header_dict(f.header_xml), ours, version, config_text)
     spans = []
     for info in f.streams.values():
+        if not info.numeric and info.channel_format != "string":
+            continue                  # not readable: named in the damage warning
         out.stream_names.append(info.name)
         if not info.numeric:
             kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \

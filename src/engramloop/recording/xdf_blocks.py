@@ -173,7 +173,9 @@ class XdfFile:
         ``(collection time s, offset s)`` per stream, in file order.
     damage : str
         Why the walk stopped before the end of the file (a chunk cut off or unparseable,
-        naming the byte), "" when it read to the end.
+        naming the byte), which region it skipped, and which samples it cannot read (a
+        stream without a header, a channel format the specification does not define);
+        "" when it read everything.
 
     Raises
     ------
@@ -192,7 +194,17 @@ class XdfFile:
         self._last_t: dict[int, float] = {}     # stamp carry while decoding markers
         self._timing: dict[int, tuple] = {}
         self._stamped: dict[tuple[int, int], tuple] = {}
+        self._unread: dict[tuple, tuple[int, int, int]] = {}
+        self._at = 0                            # byte of the chunk being indexed
         self._scan()
+        notes = []
+        for (sid, name, fmt), (at, chunks, count) in self._unread.items():
+            what = (f"stream id {sid} has no stream header before its samples" if name is None
+                    else f"stream {name!r} (id {sid}) has channel_format {fmt!r}, not one "
+                    f"of {', '.join([*NUMERIC_FORMATS, 'string'])}")
+            notes.append(f"{self.path}: {what}: its {count} samples in {chunks} chunk(s) "
+                         f"from byte {at} are not read")
+        self.damage = "; also ".join(filter(None, (self.damage, *notes)))
 
     # ------------------------------------------------------------------ the one pass
     def _scan(self) -> None:
@@ -232,6 +244,7 @@ class XdfFile:
         tag = struct.unpack_from("<H", head, 1 + nb)[0]
         if length < 2 or end > size:
             return self._why(off, size, tag)
+        self._at = off
         try:
             self._chunk(f, tag, body, end)
         except (ValueError, struct.error, UnicodeDecodeError, IndexError) as exc:
@@ -267,8 +280,16 @@ class XdfFile:
             head = f.read(min(4 + 9 + 9, end - body))
             sid = struct.unpack_from("<I", head)[0]
             info = self.streams.get(sid)
-            if info is None:
-                return                            # samples of an undeclared stream
+            if info is None or not (info.numeric or info.channel_format == "string"):
+                # samples of a stream without a header before them, or of a format the
+                # specification does not define: not readable, but named (never lost in
+                # silence) and the walk goes on
+                n, _ = _varlen(head, 4)
+                key = (sid, info.name if info else None,
+                       info.channel_format if info else None)
+                first_at, chunks, count = self._unread.get(key, (self._at, 0, 0))
+                self._unread[key] = (first_at, chunks + 1, count + n)
+                return
             if not info.numeric:
                 f.seek(body)
                 self._string_samples(info, f.read(end - body))
