@@ -52,3 +52,41 @@ def test_a_stream_that_can_drop_samples_is_not_dejittered_as_in_pyxdf(tmp_path):
     ours = reader.read(path).signals[0]
     np.testing.assert_allclose(ours.t, _pyxdf_stamps(path), rtol=0, atol=1e-9)
     np.testing.assert_allclose(ours.t, t, rtol=0, atol=1e-9)
+
+
+def test_a_clock_reset_splits_the_clock_offsets_as_in_pyxdf(tmp_path):
+    # LabRecorder-like: the sending computer restarted mid-recording. Its clock ran
+    # 1000..1100 s (local = remote + 5 s), then restarted at 0 (local = remote + 1110 s);
+    # the ClockOffset chunks' collection times are on the remote clock, so they jump back.
+    hdr = xdf.stream_header(1, name="s", stream_type="EEG", channels=["a"], rate_hz=RATE,
+                            channel_format="float32", units="uV")
+    mk = xdf.stream_header(2, name="marks", stream_type="Markers", channels=["m"],
+                           rate_hz=0.0, channel_format="string")
+    parts = [hdr, mk]
+    truth = []
+    for start, offset in ((1000.0, 5.0), (0.0, 1110.0)):
+        for k in range(20):
+            t = start + 5.0 * k + np.arange(500) / RATE
+            parts.append(xdf.numeric_samples(1, np.zeros((500, 1)), t, "<f4"))
+            parts.append(xdf.string_samples(2, [f"m{start}-{k}"], [t[250]]))
+            parts.append(xdf.clock_offset(1, start + 5.0 * k, offset))
+            parts.append(xdf.clock_offset(2, start + 5.0 * k, offset))
+            truth.append(t + offset)
+    path = tmp_path / "restart.xdf"
+    _write(path, parts)
+    logging.getLogger("pyxdf").setLevel(logging.CRITICAL)
+    ref = {s["info"]["name"][0]: np.asarray(s["time_stamps"])
+           for s in pyxdf.load_xdf(str(path))[0]}
+    rec = reader.read(path)
+    ours = rec.signals[0].t
+    np.testing.assert_allclose(ours, ref["s"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours, np.concatenate(truth), rtol=0, atol=1e-6)
+    marks = np.array([r[0] for r in rec.markers["marks"]])
+    np.testing.assert_allclose(marks, np.sort(ref["marks"]), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(marks, [t[250] for t in truth], rtol=0, atol=1e-6)
+    # a seek and the span agree with the whole read
+    f, _ = reader.open_file(path)
+    got = np.concatenate([t for t, _ in f.blocks(1, synchronize=True, start_s=1150.0)])
+    assert got[0] <= 1150.0
+    np.testing.assert_array_equal(got, ours[ours.size - got.size:])
+    assert f.span(1, synchronize=True) == (ours[0], ours[-1])

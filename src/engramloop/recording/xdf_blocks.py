@@ -22,10 +22,10 @@ project's reader has always used (:mod:`engramloop.recording.reader`):
 - ``synchronize=True`` (other writers, e.g. LabRecorder) -- clock synchronisation, then
   dejittering, as pyxdf does by default:
 
-  * the stream's ClockOffset measurements ``(collection time, offset)`` are fitted by one
-    least-squares line and ``offset(t)`` is added to each stamp (pyxdf fits the same
-    line with a Huber-robust solver and splits it at clock resets; for offsets without
-    outliers or resets the two agree);
+  * the stream's ClockOffset measurements ``(collection time, offset)`` are split at
+    clock resets and each range fitted by a least-squares line; ``offset(t)`` is added
+    to each stamp (:mod:`engramloop.recording.clock_sync`; pyxdf fits the same lines
+    with a Huber-robust solver, and for offsets without outliers the two agree);
   * a regular stream is cut into segments where two successive stamps are further apart
     (forwards or backwards, as after a restarted source clock) than
     ``max(1 s, 500 samples)`` and each segment's stamps are replaced by the
@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engramloop.recording.clock_sync import ClockMap, clock_map
 from engramloop.recording.xdf import (
     BOUNDARY_UUID,
     MAGIC,
@@ -372,8 +373,7 @@ class XdfFile:
         ts, vals = self._markers.get(stream_id, ([], []))
         t = np.asarray(ts, dtype=np.float64)
         if synchronize:
-            c0, c1 = self._clock_line(stream_id)
-            t = t + (c0 + c1 * t)
+            t = self._clock_map(stream_id).mapper()(t)
         return t, vals
 
     def sample_count(self, stream_id: int) -> int:
@@ -389,12 +389,19 @@ class XdfFile:
         if not c or not sum(c.n):
             return math.nan, math.nan
         if synchronize:
-            c0, c1, segs = self._sync_timing(stream_id)
+            cmap, segs = self._sync_timing(stream_id)
             if segs is not None:
                 n = sum(c.n)
                 return float(segs[1][0]), float(segs[1][-1] + segs[2][-1] * (n - 1 - segs[0][-1]))
-            a, b = self.span(stream_id)
-            return a + c0 + c1 * a, b + c0 + c1 * b
+            if cmap.single:
+                a, b = self.span(stream_id)
+                (c0, c1), = cmap.lines
+                return a + c0 + c1 * a, b + c0 + c1 * b
+            first = last = math.nan       # after a clock reset: the ranges walked in order
+            for t, _ in self.blocks(stream_id, synchronize=True):
+                first = float(t[0]) if math.isnan(first) else first
+                last = float(t[-1])
+            return first, last
         first = last = math.nan
         for t, _ in self.blocks(stream_id, block_samples=1):
             first = float(t[0])
@@ -446,7 +453,8 @@ class XdfFile:
         if not synchronize:
             yield from ((t, x) for t, x in gen)
             return
-        c0, c1, segs = self._sync_timing(stream_id)
+        cmap, segs = self._sync_timing(stream_id)
+        to_local = cmap.mapper()      # a seek starts at chunk 0 when there are resets
         idx = idx0
         for t, x in gen:
             n = t.size
@@ -455,7 +463,7 @@ class XdfFile:
                 s = np.searchsorted(segs[0], i, side="right") - 1
                 t = segs[1][s] + segs[2][s] * (i - segs[0][s])
             else:
-                t = t + (c0 + c1 * t)
+                t = to_local(t)
             idx += n
             yield t, x
 
@@ -473,13 +481,16 @@ class XdfFile:
         """The last chunk whose first sample's synchronised time is at or before
         ``start_s`` (0 if none), from the dejittering line (no decoding)."""
         c = self._chunks[sid]
-        c0, c1, segs = self._sync_timing(sid)
+        cmap, segs = self._sync_timing(sid)
         first_idx = np.concatenate(([0], np.cumsum(c.n)[:-1]))
         if segs is not None:
             s = np.searchsorted(segs[0], first_idx, side="right") - 1
             t = segs[1][s] + segs[2][s] * (first_idx - segs[0][s])
+        elif not cmap.single:
+            return 0              # which reset range a chunk is in takes every stamp
         else:
             raw = np.asarray(c.first_t)
+            (c0, c1), = cmap.lines
             t = raw + (c0 + c1 * raw)
         ok = np.flatnonzero(np.isfinite(t) & (t <= start_s))
         return int(ok[-1]) if ok.size else 0
@@ -614,27 +625,18 @@ class XdfFile:
                     yield t, x
 
     # ------------------------------------------------------------------ synchronisation
-    def _clock_line(self, sid: int) -> tuple[float, float]:
-        """Least-squares line ``offset = c0 + c1 * t`` through the stream's clock offsets
-        ((0, 0) without any; a constant with one)."""
-        offs = self.clock_offsets.get(sid, [])
-        if not offs:
-            return 0.0, 0.0
-        t = np.array([o[0] for o in offs])
-        v = np.array([o[1] for o in offs])
-        if t.size < 2 or np.ptp(t) == 0:
-            return float(np.mean(v)), 0.0
-        tm, vm = t.mean(), v.mean()
-        c1 = float(np.sum((t - tm) * (v - vm)) / np.sum((t - tm) ** 2))
-        return float(vm - c1 * tm), c1
+    def _clock_map(self, sid: int) -> ClockMap:
+        """The stream's clock-offset lines, one per range between clock resets."""
+        return clock_map(self.clock_offsets.get(sid, []))
 
-    def _sync_timing(self, sid: int) -> tuple[float, float, tuple | None]:
-        """Clock line and, for a regular stream, its dejittered segments as arrays
+    def _sync_timing(self, sid: int) -> tuple[ClockMap, tuple | None]:
+        """Clock-offset lines and, for a regular stream, its dejittered segments as arrays
         ``(start index, time at start, seconds per sample)`` -- one pass over the stamps."""
         if sid in self._timing:
             return self._timing[sid]
         info = self.streams[sid]
-        c0, c1 = self._clock_line(sid)
+        cmap = self._clock_map(sid)
+        to_local = cmap.mapper()
         segs = None
         if info.rate_hz > 0 and not _can_drop_samples(info.header_xml):
             gap = max(BREAK_S, BREAK_SAMPLES / info.rate_hz)
@@ -644,7 +646,7 @@ class XdfFile:
             idx = 0
             c = self._chunks[sid]
             for t, _ in self._decode(sid, 0, len(c.n), BLOCK_SAMPLES):
-                t = t + (c0 + c1 * t)
+                t = to_local(t)
                 # a jump either way breaks the line (a backward one is a restarted
                 # source clock), as pyxdf's _detect_breaks compares |diff|
                 brk = set(np.flatnonzero(np.abs(np.diff(t, prepend=prev)) > gap).tolist()) \
@@ -663,7 +665,7 @@ class XdfFile:
                 t_at = np.array([s[2] - sl * (s[1] - st)
                                  for s, sl, st in zip(stats, slope, starts, strict=True)])
                 segs = (a0, t_at, slope)
-        self._timing[sid] = (c0, c1, segs)
+        self._timing[sid] = (cmap, segs)
         return self._timing[sid]
 
 
