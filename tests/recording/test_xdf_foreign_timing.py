@@ -90,3 +90,32 @@ def test_a_clock_reset_splits_the_clock_offsets_as_in_pyxdf(tmp_path):
     assert got[0] <= 1150.0
     np.testing.assert_array_equal(got, ours[ours.size - got.size:])
     assert f.span(1, synchronize=True) == (ours[0], ours[-1])
+
+
+def test_spans_of_another_writers_stream_are_on_the_clock_its_markers_are(tmp_path):
+    # LabRecorder-like: an amplifier on another computer (local = remote + 100 s) and
+    # engramloop's LSL marker outlet on this one; score aligns expert annotations to the
+    # signal's first sample, so the span must be synchronised like the markers (pyxdf)
+    eeg = xdf.stream_header(1, name="amp", stream_type="EEG", channels=["a"], rate_hz=RATE,
+                            channel_format="float32", units="uV")
+    mk = xdf.stream_header(2, name="engramloop.events", stream_type="Markers",
+                           channels=["value"], rate_hz=0.0, channel_format="string")
+    t = 50.0 + np.arange(3000) / RATE
+    parts = [eeg, mk, xdf.numeric_samples(1, np.zeros((3000, 1)), t, "<f4"),
+             xdf.string_samples(2, ['{"kind": "ripple"}'], [160.0])]
+    parts += [xdf.clock_offset(1, 50.0 + 5 * k, 100.0) for k in range(7)]
+    parts += [xdf.clock_offset(2, 150.0 + 5 * k, 0.0) for k in range(7)]
+    with_footer = parts + [xdf.stream_footer(1, first_timestamp=t[0], last_timestamp=t[-1],
+                                             sample_count=t.size)]
+    logging.getLogger("pyxdf").setLevel(logging.CRITICAL)
+    for name, body in (("footer.xdf", with_footer), ("killed.xdf", parts)):
+        path = tmp_path / name
+        _write(path, body)
+        ref = {s["info"]["name"][0]: np.asarray(s["time_stamps"])
+               for s in pyxdf.load_xdf(str(path))[0]}
+        got, spans = reader.markers_and_spans(path)
+        assert [r[0] for r in got.markers["events"]] == [160.0]
+        (span,) = spans
+        np.testing.assert_allclose([span.first_timestamp, span.last_timestamp],
+                                   [ref["amp"][0], ref["amp"][-1]], rtol=0, atol=1e-6)
+        assert span.sample_count == t.size

@@ -269,6 +269,9 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
     stream's span and count -- from its footer, or, for a file cut off before its footers
     (a killed run), from the chunk index and the stream's first and last chunk only. No
     other signal sample is decoded, so this costs seconds, not minutes, for a long night.
+    Another writer's file is the exception: its spans are clock-synchronised and
+    dejittered as its markers and :func:`read` are, which decodes each signal's stamps
+    once.
     """
     f, ours = open_file(path)
     version, config_text = engramloop_header(f.header_xml) if ours \
@@ -285,7 +288,14 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
             out.markers.setdefault(kind, []).extend(marker_records(f, info, ours=ours))
             continue
         foot = info.footer
-        if foot:
+        if not ours:
+            # another writer's stamps are on its own clock: the span is synchronised (and
+            # dejittered) like the markers beside it, as read() gives it -- one pass over
+            # this stream's stamps
+            t0, t1 = f.span(info.stream_id, synchronize=True)
+            spans.append(StreamSummary(info.stream_id, info.name, info.channel_format, t0, t1,
+                                       f.sample_count(info.stream_id), bool(foot)))
+        elif foot:
             spans.append(StreamSummary(info.stream_id, info.name, info.channel_format,
                                        foot["first_timestamp"], foot["last_timestamp"],
                                        foot["sample_count"], True))
