@@ -49,3 +49,19 @@ def test_a_stream_of_unknown_format_is_named_and_the_rest_is_read(tmp_path):
     eeg = [s for s in rec.signals if s.name == "eeg"][0]
     np.testing.assert_array_equal(eeg.x, x)
     assert [r[1] for r in rec.markers["marks"]] == [{"text": "go"}]
+
+
+def test_a_marker_whose_length_runs_past_its_chunk_is_damage_not_a_short_marker(tmp_path):
+    # the string's byte count says 50 but its chunk holds 10 (a corrupted length): the
+    # specification's value is 50 bytes, so this chunk cannot be decoded -- it is named,
+    # and the marker is not returned cut to 10 bytes as if it were whole
+    good, x = _good_parts()
+    bad = xdf.chunk(xdf.TAG_SAMPLES, b"\x02\x00\x00\x00" + xdf.varlen_int(1)
+                    + b"\x08" + np.float64(0.7).tobytes() + xdf.varlen_int(50) + b"0123456789")
+    path = tmp_path / "short.xdf"
+    path.write_bytes(xdf.file_header() + b"".join(good) + bad + xdf.boundary()
+                     + xdf.string_samples(2, ["after"], [0.9]))
+    with pytest.warns(reader.RecordingDamageWarning, match="damaged chunk at byte"):
+        rec = reader.read(path)
+    assert [r[1] for r in rec.markers["marks"]] == [{"text": "go"}, {"text": "after"}]
+    np.testing.assert_array_equal(rec.signals[0].x, x)

@@ -352,6 +352,8 @@ class XdfFile:
             row = []
             for _ in range(info.channel_count):
                 k, at = _varlen(content, at)
+                if at + k > len(content):
+                    raise ValueError(f"a string of {k} bytes runs past the chunk's end")
                 row.append(content[at:at + k].decode("utf-8", "replace"))
                 at += k
             ts.append(last)
