@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engramloop.recording import reader, xdf
+from engramloop.recording.xdf_blocks import XdfFile
 
 RATE = 100.0
 
@@ -65,3 +66,33 @@ def test_a_marker_whose_length_runs_past_its_chunk_is_damage_not_a_short_marker(
         rec = reader.read(path)
     assert [r[1] for r in rec.markers["marks"]] == [{"text": "go"}, {"text": "after"}]
     np.testing.assert_array_equal(rec.signals[0].x, x)
+
+
+def test_a_bad_stamp_flag_inside_a_samples_chunk_loses_that_chunk_only(tmp_path):
+    # record 100 of chunk 5 has TimestampBytes 5 (neither 0 nor 8, specification): that
+    # chunk cannot be decoded past it; every other chunk reads, and the damage is named
+    # (it was an exception out of blocks(): `engramloop report` said "internal error")
+    hdr = xdf.stream_header(1, name="eeg", stream_type="EEG", channels=["a"], rate_hz=RATE,
+                            channel_format="float32", units="uV")
+    x = np.arange(3000.0)[:, None]
+    t = np.arange(3000) / RATE
+    parts = [hdr]
+    keep = np.r_[True, np.zeros(299, dtype=bool)]
+    for k in range(10):
+        c = bytearray(xdf.numeric_samples(1, x[k * 300:(k + 1) * 300],
+                                          t[k * 300:(k + 1) * 300], "<f4", keep=keep))
+        if k == 5:
+            # 1+4 length, 2 tag, 4 stream id, 1+4 count, one stamped record, 99 bare ones
+            flag = 5 + 2 + 4 + 5 + 13 + 99 * 5
+            assert c[flag] == 0
+            c[flag] = 5
+        parts.append(bytes(c))
+    path = tmp_path / "flag.xdf"
+    path.write_bytes(xdf.file_header() + b"".join(parts))
+    with pytest.warns(reader.RecordingDamageWarning, match="'eeg'.*TimestampBytes 5"):
+        rec = reader.read(path)
+    want = np.r_[np.arange(0, 1600), np.arange(1800, 3000)]
+    np.testing.assert_array_equal(rec.signals[0].x[:, 0], x[want, 0])
+    with pytest.warns(reader.RecordingDamageWarning, match="byte"):
+        raw_t = np.concatenate([tt for tt, _ in XdfFile(path).blocks(1)])
+    np.testing.assert_allclose(raw_t, t[want], rtol=0, atol=1e-9)   # as written (deduced)

@@ -30,17 +30,16 @@ from typing import Any
 import numpy as np
 
 from engramloop.recording.schema import marker_kind
-from engramloop.recording.xdf_blocks import StreamInfo, XdfFile, XdfFormatError
+from engramloop.recording.xdf_blocks import (
+    RecordingDamageWarning,
+    StreamInfo,
+    XdfFile,
+    XdfFormatError,
+)
 
 
 class RecordingReadError(ValueError):
     """A file that is missing or not readable as XDF (one line: the path and why)."""
-
-
-class RecordingDamageWarning(UserWarning):
-    """A recording that reads, but not completely: it ends inside a chunk (a cut-off copy,
-    a full disk, a crash inside a write), so that chunk's samples are lost, or it holds
-    samples that cannot be read (a stream without a header, an undefined channel format)."""
 
 
 def cut_off(path: str | Path) -> str:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import struct
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,6 +65,13 @@ BREAK_S = 1.0
 BREAK_SAMPLES = 500
 #: samples decoded per block by default (8 channels of float64: 4 MB)
 BLOCK_SAMPLES = 65536
+
+
+class RecordingDamageWarning(UserWarning):
+    """A recording that reads, but not completely: it ends inside a chunk (a cut-off copy,
+    a full disk, a crash inside a write), so that chunk's samples are lost, or it holds
+    samples that cannot be read (a stream without a header, an undefined channel format,
+    a record that cannot be decoded)."""
 
 
 class XdfFormatError(ValueError):
@@ -197,6 +205,7 @@ class XdfFile:
         self._stamped: dict[tuple[int, int], tuple] = {}
         self._unread: dict[tuple, tuple[int, int, int]] = {}
         self._at = 0                            # byte of the chunk being indexed
+        self._decode_damage: set[str] = set()
         self._scan()
         notes = []
         for (sid, name, fmt), (at, chunks, count) in self._unread.items():
@@ -613,20 +622,36 @@ class XdfFile:
                     raw = f.read(min(want * (9 + vb), end - pos))
                     t, x, used, got, last = _records(raw, want, vdt, nch, vb, tdiff,
                                                      last)
-                    if got == 0:
-                        raise XdfFormatError(f"{self.path}: samples chunk at byte {pos} "
-                                             "cannot be decoded")
                     pos += used
                     done += got
                     if skip:
                         drop = min(skip, got)
                         skip -= drop
                         t, x = t[drop:], x[drop:]
-                        if not t.size:
-                            continue
-                    yield t, x
+                    if t.size:
+                        yield t, x
+                    if got < want:
+                        # a record that cannot be decoded: the rest of this chunk is
+                        # lost (named once), the next chunks still read
+                        flag = raw[used] if used < len(raw) else None
+                        why = (f"TimestampBytes {flag}, 0 or 8 expected" if flag is not None
+                               else "it ends before its samples do")
+                        self._damaged(f"{self.path}: samples chunk of stream {info.name!r} "
+                                      f"is damaged at byte {pos} ({why}): its last "
+                                      f"{n - done} samples are lost; the next chunks are read")
+                        skip -= min(skip, n - done)
+                        break
 
     # ------------------------------------------------------------------ synchronisation
+    def _damaged(self, msg: str) -> None:
+        """Warn once about damage found while decoding (:class:`RecordingDamageWarning`)
+        and add it to :attr:`damage`."""
+        if msg in self._decode_damage:
+            return
+        self._decode_damage.add(msg)
+        self.damage = "; also ".join(filter(None, (self.damage, msg)))
+        warnings.warn(msg, RecordingDamageWarning, stacklevel=4)
+
     def _clock_map(self, sid: int) -> ClockMap:
         """The stream's clock-offset lines, one per range between clock resets."""
         return clock_map(self.clock_offsets.get(sid, []))
@@ -771,7 +796,7 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
             got += 1
             continue
         if flag != 0:
-            raise XdfFormatError(f"TimestampBytes {flag} (0 or 8 expected)")
+            break                  # not a record: the caller names the damage
         k = min(want - got, (len(raw) - at) // bare)
         if k <= 0:
             break
@@ -785,5 +810,5 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
     return t[:got], x[:got], at, got, last
 
 
-__all__ = ["XdfFile", "StreamInfo", "XdfFormatError", "BLOCK_SAMPLES", "BREAK_S",
-           "BREAK_SAMPLES"]
+__all__ = ["XdfFile", "StreamInfo", "XdfFormatError", "RecordingDamageWarning",
+           "BLOCK_SAMPLES", "BREAK_S", "BREAK_SAMPLES"]
