@@ -119,3 +119,16 @@ def test_spans_of_another_writers_stream_are_on_the_clock_its_markers_are(tmp_pa
         np.testing.assert_allclose([span.first_timestamp, span.last_timestamp],
                                    [ref["amp"][0], ref["amp"][-1]], rtol=0, atol=1e-6)
         assert span.sample_count == t.size
+
+
+def test_a_gap_inside_the_first_chunk_breaks_the_dejitter_line_as_in_pyxdf(tmp_path):
+    # a writer that puts a whole stream in one Samples chunk (as engramloop sim does):
+    # the 10-s gap lies inside the first block the reader decodes
+    hdr = xdf.stream_header(1, name="s", stream_type="EEG", channels=["a"], rate_hz=RATE,
+                            channel_format="float32", units="uV")
+    t = np.r_[np.arange(1000) / RATE, 20.0 + np.arange(1000) / RATE]
+    path = tmp_path / "one_chunk.xdf"
+    _write(path, [hdr, xdf.numeric_samples(1, np.zeros((2000, 1)), t, "<f4")])
+    ours = reader.read(path).signals[0].t
+    np.testing.assert_allclose(ours, _pyxdf_stamps(path), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours, t, rtol=0, atol=1e-6)

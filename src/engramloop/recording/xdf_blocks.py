@@ -675,9 +675,9 @@ class XdfFile:
             for t, _ in self._decode(sid, 0, len(c.n), BLOCK_SAMPLES):
                 t = to_local(t)
                 # a jump either way breaks the line (a backward one is a restarted
-                # source clock), as pyxdf's _detect_breaks compares |diff|
-                brk = set(np.flatnonzero(np.abs(np.diff(t, prepend=prev)) > gap).tolist()) \
-                    if math.isfinite(prev) else set()
+                # source clock), as pyxdf's _detect_breaks compares |diff|; inside the
+                # first block too (its first difference, from NaN, is no break)
+                brk = set(np.flatnonzero(np.abs(np.diff(t, prepend=prev)) > gap).tolist())
                 edges = sorted({0, t.size} | brk)
                 for a, b in zip(edges[:-1], edges[1:], strict=True):
                     if a in brk or not stats:
