@@ -30,16 +30,16 @@ from typing import Any
 import numpy as np
 
 from engramloop.recording.schema import marker_kind
-from engramloop.recording.xdf_blocks import StreamInfo, XdfFile, XdfFormatError
+from engramloop.recording.xdf_blocks import (
+    RecordingDamageWarning,
+    StreamInfo,
+    XdfFile,
+    XdfFormatError,
+)
 
 
 class RecordingReadError(ValueError):
     """A file that is missing or not readable as XDF (one line: the path and why)."""
-
-
-class RecordingDamageWarning(UserWarning):
-    """A recording that reads, but not completely: it ends inside a chunk (a cut-off copy,
-    a full disk, a crash inside a write), so that chunk's samples are lost."""
 
 
 def cut_off(path: str | Path) -> str:
@@ -249,6 +249,8 @@ def read(path: str | Path, *, signals: bool = True,
             continue
         if info.numeric and not signals:
             continue
+        if not info.numeric and info.channel_format != "string":
+            continue                  # not readable: named in the damage warning
         out.stream_names.append(info.name)
         if not info.numeric:
             kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
@@ -266,6 +268,9 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
     stream's span and count -- from its footer, or, for a file cut off before its footers
     (a killed run), from the chunk index and the stream's first and last chunk only. No
     other signal sample is decoded, so this costs seconds, not minutes, for a long night.
+    Another writer's file is the exception: its spans are clock-synchronised and
+    dejittered as its markers and :func:`read` are, which decodes each signal's stamps
+    once.
     """
     f, ours = open_file(path)
     version, config_text = engramloop_header(f.header_xml) if ours \
@@ -273,6 +278,8 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
     out = Contents(Path(path), header_dict(f.header_xml), ours, version, config_text)
     spans = []
     for info in f.streams.values():
+        if not info.numeric and info.channel_format != "string":
+            continue                  # not readable: named in the damage warning
         out.stream_names.append(info.name)
         if not info.numeric:
             kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
@@ -280,7 +287,14 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
             out.markers.setdefault(kind, []).extend(marker_records(f, info, ours=ours))
             continue
         foot = info.footer
-        if foot:
+        if not ours:
+            # another writer's stamps are on its own clock: the span is synchronised (and
+            # dejittered) like the markers beside it, as read() gives it -- one pass over
+            # this stream's stamps
+            t0, t1 = f.span(info.stream_id, synchronize=True)
+            spans.append(StreamSummary(info.stream_id, info.name, info.channel_format, t0, t1,
+                                       f.sample_count(info.stream_id), bool(foot)))
+        elif foot:
             spans.append(StreamSummary(info.stream_id, info.name, info.channel_format,
                                        foot["first_timestamp"], foot["last_timestamp"],
                                        foot["sample_count"], True))

@@ -22,20 +22,23 @@ project's reader has always used (:mod:`engramloop.recording.reader`):
 - ``synchronize=True`` (other writers, e.g. LabRecorder) -- clock synchronisation, then
   dejittering, as pyxdf does by default:
 
-  * the stream's ClockOffset measurements ``(collection time, offset)`` are fitted by one
-    least-squares line and ``offset(t)`` is added to each stamp (pyxdf fits the same
-    line with a Huber-robust solver and splits it at clock resets; for offsets without
-    outliers or resets the two agree);
+  * the stream's ClockOffset measurements ``(collection time, offset)`` are split at
+    clock resets and each range fitted by a least-squares line; ``offset(t)`` is added
+    to each stamp (:mod:`engramloop.recording.clock_sync`; pyxdf fits the same lines
+    with a Huber-robust solver, and for offsets without outliers the two agree);
   * a regular stream is cut into segments where two successive stamps are further apart
-    than ``max(1 s, 500 samples)`` and each segment's stamps are replaced by the
+    (forwards or backwards, as after a restarted source clock) than
+    ``max(1 s, 500 samples)`` and each segment's stamps are replaced by the
     least-squares line through them (sample index -> time), i.e. a constant rate per
-    segment. The line is accumulated in one pass over the stamps (running means and
+    segment; a stream whose header says ``can_drop_samples`` is not dejittered (as in
+    pyxdf). The line is accumulated in one pass over the stamps (running means and
     co-moments, Chan et al. 1979 pairwise update), so it needs no copy of the stamps.
 """
 from __future__ import annotations
 
 import math
 import struct
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engramloop.recording.clock_sync import ClockMap, clock_map
 from engramloop.recording.xdf import (
     BOUNDARY_UUID,
     MAGIC,
@@ -61,6 +65,13 @@ BREAK_S = 1.0
 BREAK_SAMPLES = 500
 #: samples decoded per block by default (8 channels of float64: 4 MB)
 BLOCK_SAMPLES = 65536
+
+
+class RecordingDamageWarning(UserWarning):
+    """A recording that reads, but not completely: it ends inside a chunk (a cut-off copy,
+    a full disk, a crash inside a write), so that chunk's samples are lost, or it holds
+    samples that cannot be read (a stream without a header, an undefined channel format,
+    a record that cannot be decoded)."""
 
 
 class XdfFormatError(ValueError):
@@ -171,7 +182,9 @@ class XdfFile:
         ``(collection time s, offset s)`` per stream, in file order.
     damage : str
         Why the walk stopped before the end of the file (a chunk cut off or unparseable,
-        naming the byte), "" when it read to the end.
+        naming the byte), which region it skipped, and which samples it cannot read (a
+        stream without a header, a channel format the specification does not define);
+        "" when it read everything.
 
     Raises
     ------
@@ -190,7 +203,18 @@ class XdfFile:
         self._last_t: dict[int, float] = {}     # stamp carry while decoding markers
         self._timing: dict[int, tuple] = {}
         self._stamped: dict[tuple[int, int], tuple] = {}
+        self._unread: dict[tuple, tuple[int, int, int]] = {}
+        self._at = 0                            # byte of the chunk being indexed
+        self._decode_damage: set[str] = set()
         self._scan()
+        notes = []
+        for (sid, name, fmt), (at, chunks, count) in self._unread.items():
+            what = (f"stream id {sid} has no stream header before its samples" if name is None
+                    else f"stream {name!r} (id {sid}) has channel_format {fmt!r}, not one "
+                    f"of {', '.join([*NUMERIC_FORMATS, 'string'])}")
+            notes.append(f"{self.path}: {what}: its {count} samples in {chunks} chunk(s) "
+                         f"from byte {at} are not read")
+        self.damage = "; also ".join(filter(None, (self.damage, *notes)))
 
     # ------------------------------------------------------------------ the one pass
     def _scan(self) -> None:
@@ -230,6 +254,7 @@ class XdfFile:
         tag = struct.unpack_from("<H", head, 1 + nb)[0]
         if length < 2 or end > size:
             return self._why(off, size, tag)
+        self._at = off
         try:
             self._chunk(f, tag, body, end)
         except (ValueError, struct.error, UnicodeDecodeError, IndexError) as exc:
@@ -265,8 +290,16 @@ class XdfFile:
             head = f.read(min(4 + 9 + 9, end - body))
             sid = struct.unpack_from("<I", head)[0]
             info = self.streams.get(sid)
-            if info is None:
-                return                            # samples of an undeclared stream
+            if info is None or not (info.numeric or info.channel_format == "string"):
+                # samples of a stream without a header before them, or of a format the
+                # specification does not define: not readable, but named (never lost in
+                # silence) and the walk goes on
+                n, _ = _varlen(head, 4)
+                key = (sid, info.name if info else None,
+                       info.channel_format if info else None)
+                first_at, chunks, count = self._unread.get(key, (self._at, 0, 0))
+                self._unread[key] = (first_at, chunks + 1, count + n)
+                return
             if not info.numeric:
                 f.seek(body)
                 self._string_samples(info, f.read(end - body))
@@ -328,6 +361,8 @@ class XdfFile:
             row = []
             for _ in range(info.channel_count):
                 k, at = _varlen(content, at)
+                if at + k > len(content):
+                    raise ValueError(f"a string of {k} bytes runs past the chunk's end")
                 row.append(content[at:at + k].decode("utf-8", "replace"))
                 at += k
             ts.append(last)
@@ -349,8 +384,7 @@ class XdfFile:
         ts, vals = self._markers.get(stream_id, ([], []))
         t = np.asarray(ts, dtype=np.float64)
         if synchronize:
-            c0, c1 = self._clock_line(stream_id)
-            t = t + (c0 + c1 * t)
+            t = self._clock_map(stream_id).mapper()(t)
         return t, vals
 
     def sample_count(self, stream_id: int) -> int:
@@ -366,12 +400,19 @@ class XdfFile:
         if not c or not sum(c.n):
             return math.nan, math.nan
         if synchronize:
-            c0, c1, segs = self._sync_timing(stream_id)
+            cmap, segs = self._sync_timing(stream_id)
             if segs is not None:
                 n = sum(c.n)
                 return float(segs[1][0]), float(segs[1][-1] + segs[2][-1] * (n - 1 - segs[0][-1]))
-            a, b = self.span(stream_id)
-            return a + c0 + c1 * a, b + c0 + c1 * b
+            if cmap.single:
+                a, b = self.span(stream_id)
+                (c0, c1), = cmap.lines
+                return a + c0 + c1 * a, b + c0 + c1 * b
+            first = last = math.nan       # after a clock reset: the ranges walked in order
+            for t, _ in self.blocks(stream_id, synchronize=True):
+                first = float(t[0]) if math.isnan(first) else first
+                last = float(t[-1])
+            return first, last
         first = last = math.nan
         for t, _ in self.blocks(stream_id, block_samples=1):
             first = float(t[0])
@@ -423,7 +464,8 @@ class XdfFile:
         if not synchronize:
             yield from ((t, x) for t, x in gen)
             return
-        c0, c1, segs = self._sync_timing(stream_id)
+        cmap, segs = self._sync_timing(stream_id)
+        to_local = cmap.mapper()      # a seek starts at chunk 0 when there are resets
         idx = idx0
         for t, x in gen:
             n = t.size
@@ -432,7 +474,7 @@ class XdfFile:
                 s = np.searchsorted(segs[0], i, side="right") - 1
                 t = segs[1][s] + segs[2][s] * (i - segs[0][s])
             else:
-                t = t + (c0 + c1 * t)
+                t = to_local(t)
             idx += n
             yield t, x
 
@@ -450,13 +492,16 @@ class XdfFile:
         """The last chunk whose first sample's synchronised time is at or before
         ``start_s`` (0 if none), from the dejittering line (no decoding)."""
         c = self._chunks[sid]
-        c0, c1, segs = self._sync_timing(sid)
+        cmap, segs = self._sync_timing(sid)
         first_idx = np.concatenate(([0], np.cumsum(c.n)[:-1]))
         if segs is not None:
             s = np.searchsorted(segs[0], first_idx, side="right") - 1
             t = segs[1][s] + segs[2][s] * (first_idx - segs[0][s])
+        elif not cmap.single:
+            return 0              # which reset range a chunk is in takes every stamp
         else:
             raw = np.asarray(c.first_t)
+            (c0, c1), = cmap.lines
             t = raw + (c0 + c1 * raw)
         ok = np.flatnonzero(np.isfinite(t) & (t <= start_s))
         return int(ok[-1]) if ok.size else 0
@@ -577,43 +622,50 @@ class XdfFile:
                     raw = f.read(min(want * (9 + vb), end - pos))
                     t, x, used, got, last = _records(raw, want, vdt, nch, vb, tdiff,
                                                      last)
-                    if got == 0:
-                        raise XdfFormatError(f"{self.path}: samples chunk at byte {pos} "
-                                             "cannot be decoded")
                     pos += used
                     done += got
                     if skip:
                         drop = min(skip, got)
                         skip -= drop
                         t, x = t[drop:], x[drop:]
-                        if not t.size:
-                            continue
-                    yield t, x
+                    if t.size:
+                        yield t, x
+                    if got < want:
+                        # a record that cannot be decoded: the rest of this chunk is
+                        # lost (named once), the next chunks still read
+                        flag = raw[used] if used < len(raw) else None
+                        why = (f"TimestampBytes {flag}, 0 or 8 expected" if flag is not None
+                               else "it ends before its samples do")
+                        self._damaged(f"{self.path}: samples chunk of stream {info.name!r} "
+                                      f"is damaged at byte {pos} ({why}): its last "
+                                      f"{n - done} samples are lost; the next chunks are read")
+                        skip -= min(skip, n - done)
+                        break
 
     # ------------------------------------------------------------------ synchronisation
-    def _clock_line(self, sid: int) -> tuple[float, float]:
-        """Least-squares line ``offset = c0 + c1 * t`` through the stream's clock offsets
-        ((0, 0) without any; a constant with one)."""
-        offs = self.clock_offsets.get(sid, [])
-        if not offs:
-            return 0.0, 0.0
-        t = np.array([o[0] for o in offs])
-        v = np.array([o[1] for o in offs])
-        if t.size < 2 or np.ptp(t) == 0:
-            return float(np.mean(v)), 0.0
-        tm, vm = t.mean(), v.mean()
-        c1 = float(np.sum((t - tm) * (v - vm)) / np.sum((t - tm) ** 2))
-        return float(vm - c1 * tm), c1
+    def _damaged(self, msg: str) -> None:
+        """Warn once about damage found while decoding (:class:`RecordingDamageWarning`)
+        and add it to :attr:`damage`."""
+        if msg in self._decode_damage:
+            return
+        self._decode_damage.add(msg)
+        self.damage = "; also ".join(filter(None, (self.damage, msg)))
+        warnings.warn(msg, RecordingDamageWarning, stacklevel=4)
 
-    def _sync_timing(self, sid: int) -> tuple[float, float, tuple | None]:
-        """Clock line and, for a regular stream, its dejittered segments as arrays
+    def _clock_map(self, sid: int) -> ClockMap:
+        """The stream's clock-offset lines, one per range between clock resets."""
+        return clock_map(self.clock_offsets.get(sid, []))
+
+    def _sync_timing(self, sid: int) -> tuple[ClockMap, tuple | None]:
+        """Clock-offset lines and, for a regular stream, its dejittered segments as arrays
         ``(start index, time at start, seconds per sample)`` -- one pass over the stamps."""
         if sid in self._timing:
             return self._timing[sid]
         info = self.streams[sid]
-        c0, c1 = self._clock_line(sid)
+        cmap = self._clock_map(sid)
+        to_local = cmap.mapper()
         segs = None
-        if info.rate_hz > 0:
+        if info.rate_hz > 0 and not _can_drop_samples(info.header_xml):
             gap = max(BREAK_S, BREAK_SAMPLES / info.rate_hz)
             starts: list[int] = []
             stats: list[list[float]] = []     # per segment: n, mean i, mean t, Sii, Sit
@@ -621,9 +673,11 @@ class XdfFile:
             idx = 0
             c = self._chunks[sid]
             for t, _ in self._decode(sid, 0, len(c.n), BLOCK_SAMPLES):
-                t = t + (c0 + c1 * t)
-                brk = set(np.flatnonzero(np.diff(t, prepend=prev) > gap).tolist()) \
-                    if math.isfinite(prev) else set()
+                t = to_local(t)
+                # a jump either way breaks the line (a backward one is a restarted
+                # source clock), as pyxdf's _detect_breaks compares |diff|; inside the
+                # first block too (its first difference, from NaN, is no break)
+                brk = set(np.flatnonzero(np.abs(np.diff(t, prepend=prev)) > gap).tolist())
                 edges = sorted({0, t.size} | brk)
                 for a, b in zip(edges[:-1], edges[1:], strict=True):
                     if a in brk or not stats:
@@ -638,8 +692,20 @@ class XdfFile:
                 t_at = np.array([s[2] - sl * (s[1] - st)
                                  for s, sl, st in zip(stats, slope, starts, strict=True)])
                 segs = (a0, t_at, slope)
-        self._timing[sid] = (c0, c1, segs)
+        self._timing[sid] = (cmap, segs)
         return self._timing[sid]
+
+
+def _can_drop_samples(header_xml: str) -> bool:
+    """Whether a stream header says ``desc/synchronization/can_drop_samples`` true (a
+    video or HMD stream whose dropped frames are real gaps in time): such a stream is not
+    dejittered, since a line through the stamps would spread a dropped-frame interval over
+    its neighbours (pyxdf skips it too)."""
+    try:
+        root = ET.fromstring(header_xml)
+    except ET.ParseError:
+        return False
+    return _text(root, "desc/synchronization/can_drop_samples").lower() == "true"
 
 
 def _merge(s: list[float], i: np.ndarray, t: np.ndarray) -> None:
@@ -730,7 +796,7 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
             got += 1
             continue
         if flag != 0:
-            raise XdfFormatError(f"TimestampBytes {flag} (0 or 8 expected)")
+            break                  # not a record: the caller names the damage
         k = min(want - got, (len(raw) - at) // bare)
         if k <= 0:
             break
@@ -744,5 +810,5 @@ def _records(raw: bytes, want: int, vdt: np.dtype, nch: int, vb: int, tdiff: flo
     return t[:got], x[:got], at, got, last
 
 
-__all__ = ["XdfFile", "StreamInfo", "XdfFormatError", "BLOCK_SAMPLES", "BREAK_S",
-           "BREAK_SAMPLES"]
+__all__ = ["XdfFile", "StreamInfo", "XdfFormatError", "RecordingDamageWarning",
+           "BLOCK_SAMPLES", "BREAK_S", "BREAK_SAMPLES"]
