@@ -1041,8 +1041,6 @@ class Loop:
         """Signal quality of every chunk since the last snapshot (just ``chunk`` when none
         was collected): RMS, flat, and clipping against the source's input range
         (``full_scale_v``: a number or one per channel, volts; unknown = no clip check)."""
-        import numpy as np
-
         period, self._period = self._period, []
         if not period:
             period = [chunk]
