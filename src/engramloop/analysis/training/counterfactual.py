@@ -129,8 +129,11 @@ def run_night(spec: Any, fire_s: Sequence[float] = (), decide: Decide | None = N
     budget : int, optional
         With ``decide``: stop pulsing after this many pulses.
     """
-    from engramloop.analysis.training.dataset import night_detectors, ripple_pulse_spec, \
-        sim_settings
+    from engramloop.analysis.training.dataset import (
+        night_detectors,
+        ripple_pulse_spec,
+        sim_settings,
+    )
     from engramloop.core.chunk import EndOfStream
     from engramloop.decoders.features import EpochFeatures
     from engramloop.sim.source import SimSource
@@ -271,8 +274,10 @@ class EventLists:
         if len(pulsed.pulse_eid) != len(sham.cand_t):
             raise ValueError("pulsed night: expected one pulse per sham candidate, got "
                              f"{len(pulsed.pulse_eid)} for {len(sham.cand_t)}")
-        self.src = sham.src
-        self.t_end = sham.src.duration_s
+        # plain data only (picklable: a night's lists can be cached and re-used)
+        self.memory_settings = sham.src.settings.memory
+        self.seed = sham.src.seed
+        self.t_end = float(sham.src.duration_s)
         self.base = sorted(sham.log, key=lambda e: e[0])
         self.times = [e[0] for e in self.base]
         self.index_of_eid = {e[4]: i for i, e in enumerate(self.base) if e[4] is not None}
@@ -300,7 +305,7 @@ class EventLists:
     def _mem0(self):
         from engramloop.sim.memory import Memory
 
-        return Memory(self.src.settings.memory, self.src.seed)  # as SimSource makes it
+        return Memory(self.memory_settings, self.seed)  # as SimSource makes it
 
     def _finish(self, mem) -> float:
         mem.advance_to(self.t_end)
