@@ -65,3 +65,100 @@ class BudgetAllocator:
             self._last_fire = t_s
             return True
         return False
+
+
+class UpliftGate:
+    """The policy's gate for ``[forecaster] gate = "uplift_budget"``.
+
+    The policy hands it every chunk's detections (:meth:`see`); it computes the causal
+    candidate features of each ripple (:class:`decoders.pulse_features.CandidateFeatures`,
+    with the stage features of the forecaster worker's newest epoch) and, when the policy
+    proposes a pulse on that ripple, predicts its recall gain
+    (:class:`decoders.uplift.UpliftModel`, NumPy, microseconds: synchronous on the loop
+    thread, see ``bench/uplift_inference.py``) and lets the :class:`BudgetAllocator` decide.
+    Only the policy calls :meth:`allows` (once per proposal); the live view reads
+    :meth:`status`, which never spends budget.
+
+    Parameters
+    ----------
+    model : UpliftModel
+    settings : AllocatorSettings
+    worker : ForecastWorker, optional
+        Source of the newest epoch feature vector (stage features); without one they stay 0.
+    """
+
+    def __init__(self, model, settings: AllocatorSettings, worker=None) -> None:
+        from engramloop.decoders.pulse_features import CandidateFeatures
+
+        self.model = model
+        self.allocator = BudgetAllocator(settings)
+        self.worker = worker
+        self.features = CandidateFeatures()
+        self.last_reason = ""
+        self.last_gain = math.nan
+        self._t0: float | None = None
+        self._cand: tuple[float, np.ndarray] | None = None
+        self._decided: tuple[float, bool] | None = None
+        self._epoch_seen = None
+
+    @property
+    def failed(self) -> bool:
+        return bool(getattr(self.worker, "failed", False))
+
+    def describe(self) -> str:
+        a = self.allocator
+        return (f"predicted recall gain >= budget threshold ({a.spent}/{a.s.budget} pulses "
+                f"spent, threshold {a.threshold:.2e})")
+
+    def latest(self):
+        return self.worker.latest() if self.worker is not None else None
+
+    def see(self, events, now_s: float) -> None:
+        """One chunk's detections, in detection order."""
+        if self._t0 is None:
+            self._t0 = float(now_s)
+            self.features.start(self._t0)
+        vecs = getattr(self.worker, "_vectors", None)
+        if vecs:
+            fv = vecs[-1]
+            if fv is not self._epoch_seen:
+                self._epoch_seen = fv
+                self.features.observe_epoch(fv["sws_index"], fv["rem_index"])
+        self._cand = None      # the policy proposes on this chunk's first ripple only
+        for ev in sorted(events, key=lambda e: e.detect_s):
+            if ev.kind == "ripple":
+                x = self.features.features(ev)
+                if self._cand is None:
+                    self._cand = (ev.detect_s, x)
+            else:
+                self.features.observe([ev])
+
+    def status(self, now_s: float) -> str:
+        """The gate's state for the live view (no decision is made)."""
+        if self.failed:
+            return "closed (forecaster_failed)"
+        a = self.allocator
+        if a.spent >= a.s.budget:
+            return "closed (budget_spent)"
+        return f"spending ({a.spent}/{a.s.budget})"
+
+    def allows(self, t_s: float) -> bool:
+        """Decide the proposal on this chunk's ripple (called by the policy only)."""
+        if self.failed:
+            self.last_reason = "forecaster_failed"
+            return False
+        if self._cand is not None and (self._decided is None
+                                       or self._decided[0] != self._cand[0]):
+            t_det, x = self._cand
+            self.last_gain = self.model.predict(x)
+            ok = self.allocator.decide(self.last_gain, t_det - (self._t0 or 0.0))
+            self._decided = (t_det, ok)
+            self._cand = None
+        if self._decided is None:
+            self.last_reason = "no_candidate"
+            return False
+        ok = self._decided[1]
+        self.last_reason = "" if ok else (
+            "budget_spent" if self.allocator.spent >= self.allocator.s.budget
+            else "low_predicted_gain")
+        return ok

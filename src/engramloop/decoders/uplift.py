@@ -16,7 +16,12 @@ import numpy as np
 
 from engramloop.decoders.pulse_features import CANDIDATE_NAMES
 
-__all__ = ["UpliftModel", "UpliftModelError"]
+__all__ = ["UpliftModel", "UpliftModelError", "default_uplift_path"]
+
+
+def default_uplift_path() -> Path:
+    """The uplift model shipped in the package (``decoders/data/uplift.json``)."""
+    return Path(__file__).resolve().parent / "data" / "uplift.json"
 
 
 class UpliftModelError(ValueError):

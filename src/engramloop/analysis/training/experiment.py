@@ -151,9 +151,9 @@ def score_seed(r: dict, st: ExperimentSettings, model) -> dict:
 
 
 def default_uplift_path():
-    from engramloop.decoders.forecaster import default_checkpoint_path
+    from engramloop.decoders.uplift import default_uplift_path as shipped
 
-    return default_checkpoint_path().with_name("uplift.json")
+    return shipped()
 
 
 def run_experiment(st: ExperimentSettings,
