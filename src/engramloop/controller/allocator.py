@@ -11,6 +11,7 @@ pulse it proposes.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class BudgetAllocator:
 
     def decide(self, gain: float, t_s: float) -> bool:
         s = self.s
-        self._gains.append(float(gain))
+        bisect.insort(self._gains, float(gain))    # kept sorted: a quantile is one index
         if t_s - self._last_seen >= s.min_gap_s:
             self._spaced_seen += 1         # a candidate at least one gap after the last one
             self._last_seen = t_s
@@ -59,7 +60,8 @@ class BudgetAllocator:
         elif len(self._gains) < s.warmup:
             return False
         else:
-            self.threshold = float(np.quantile(self._gains, 1.0 - left / expected))
+            g = self._gains
+            self.threshold = g[min(len(g) - 1, int((1.0 - left / expected) * (len(g) - 1)))]
         if gain >= self.threshold:
             self.spent += 1
             self._last_fire = t_s
