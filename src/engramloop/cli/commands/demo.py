@@ -81,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
                     f"{fset.p_below_median_threshold:g})")
         print(f"  forecaster: {where}; a forecast every {fset.features.hop_s:g} s from the "
               f"end of the first {fset.features.epoch_s:g} s epoch; {rule}")
-    return main(["run", args.config, "--duration", str(args.duration), "--speed", "max",
-                 "--record", str(out / "session.xdf"), "--report", str(out)]
-                + (["--quiet"] if args.quiet else []))
+    rc = main(["run", args.config, "--duration", str(args.duration), "--speed", "max",
+               "--record", str(out / "session.xdf"), "--report", str(out)]
+              + (["--quiet"] if args.quiet else []))
+    if rc == 0 and available("torch"):
+        from engramloop.analysis.training.experiment import demo_comparison
+
+        for line in demo_comparison():
+            print(line)
+    return rc
