@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engramloop.decoders.pulse_features import CandidateFeatures
+
 __all__ = ["AllocatorSettings", "BudgetAllocator"]
 
 
@@ -105,8 +107,6 @@ class UpliftGate:
     """
 
     def __init__(self, model, settings: AllocatorSettings, worker=None) -> None:
-        from engramloop.decoders.pulse_features import CandidateFeatures
-
         self.model = model
         self.allocator = BudgetAllocator(settings)
         self.worker = worker

@@ -25,6 +25,7 @@ Nights used by the experiment always contain N3 (:func:`experiment_spec`).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,17 @@ from typing import Any
 
 import numpy as np
 
+from engramloop.analysis.training.dataset import (
+    night_detectors,
+    night_spec,
+    ripple_pulse_spec,
+    sim_settings,
+)
+from engramloop.core.chunk import EndOfStream
+from engramloop.decoders.features import EpochFeatures
 from engramloop.decoders.pulse_features import CANDIDATE_NAMES, CandidateFeatures
+from engramloop.sim.memory import Memory
+from engramloop.sim.source import SimSource
 
 #: every stimulated pulse fires this long after the detection it answers (the loop's
 #: decision-to-tissue delay in the forecast experiments so far)
@@ -49,8 +60,6 @@ def experiment_spec(seed: int, duration_s: float, rate_hz: float = 1000.0) -> An
 
     The LFP noise level cycles with the seed as in :func:`dataset.night_spec`.
     """
-    from engramloop.analysis.training.dataset import night_spec
-
     rng = np.random.default_rng([int(seed), 0xE7])
     segs = (("N2", 60, 180), ("N3", 180, 360), ("N2", 60, 180), ("REM", 60, 180),
             ("wake", 20, 90))
@@ -59,7 +68,6 @@ def experiment_spec(seed: int, duration_s: float, rate_hz: float = 1000.0) -> An
     over = dict(spec.sim_overrides)
     over["hypnogram.mode"] = "fixed"
     over["hypnogram.schedule"] = schedule
-    import dataclasses
     return dataclasses.replace(spec, sim_overrides=over, chunk_samples=CHUNK_SAMPLES)
 
 
@@ -129,15 +137,6 @@ def run_night(spec: Any, fire_s: Sequence[float] = (), decide: Decide | None = N
     budget : int, optional
         With ``decide``: stop pulsing after this many pulses.
     """
-    from engramloop.analysis.training.dataset import (
-        night_detectors,
-        ripple_pulse_spec,
-        sim_settings,
-    )
-    from engramloop.core.chunk import EndOfStream
-    from engramloop.decoders.features import EpochFeatures
-    from engramloop.sim.source import SimSource
-
     src = SimSource(sim_settings(spec), seed=spec.seed, chunk_samples=spec.chunk_samples,
                     duration_s=spec.duration_s)
     log: list = []
@@ -303,8 +302,6 @@ class EventLists:
         self._snap: list | None = None
 
     def _mem0(self):
-        from engramloop.sim.memory import Memory
-
         return Memory(self.memory_settings, self.seed)  # as SimSource makes it
 
     def _finish(self, mem) -> float:

@@ -45,7 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from engramloop.analysis.training import counterfactual as cfx
+from engramloop.controller.allocator import AllocatorSettings, BudgetAllocator
 from engramloop.decoders.pulse_features import CANDIDATE_NAMES
+from engramloop.decoders.uplift import UpliftModel
+from engramloop.decoders.uplift import default_uplift_path as shipped_uplift_path
 
 CONDITIONS = ("ungated", "spaced", "rule", "oracle-coupled", "oracle-uplift", "learned",
               "allocator")
@@ -121,8 +124,6 @@ def _twin_job(job: tuple) -> dict:
 
 def score_seed(r: dict, st: ExperimentSettings, model) -> dict:
     """Every condition's recall and pulses for one seed's twin nights."""
-    from engramloop.controller.allocator import AllocatorSettings, BudgetAllocator
-
     el = r["events"]
     t, x, labels = r["t"], r["x"], r["labels"]
     every = np.ones(len(t), bool)
@@ -159,9 +160,6 @@ def demo_comparison(seed: int = DEMO_SEED, duration_s: float = DEMO_NIGHT_S,
     """``engramloop demo``'s closing lines: one night's sham, ungated, spindle-rule and
     allocator recall at equal pulses (exact twin re-run), and what the fixed experiment
     found over 20 seeds (docs/uplift.md) -- one night proves nothing either way."""
-    from engramloop.controller.allocator import AllocatorSettings, BudgetAllocator
-    from engramloop.decoders.uplift import UpliftModel
-
     spec = cfx.experiment_spec(seed, duration_s)
     sham = cfx.run_night(spec, capture=True)
     allp = cfx.run_night(spec, fire_s=sham.cand_t, capture=True)
@@ -187,9 +185,7 @@ def demo_comparison(seed: int = DEMO_SEED, duration_s: float = DEMO_NIGHT_S,
 
 
 def default_uplift_path():
-    from engramloop.decoders.uplift import default_uplift_path as shipped
-
-    return shipped()
+    return shipped_uplift_path()
 
 
 def run_experiment(st: ExperimentSettings,
@@ -207,8 +203,6 @@ def run_experiment(st: ExperimentSettings,
                          f"{r['n_rule']} after a spindle ({time.monotonic() - t0:.0f} s)")
     model = None
     if st.model != "none":
-        from engramloop.decoders.uplift import UpliftModel
-
         model = UpliftModel.load(st.model or default_uplift_path())
     rows = []
     for s, _ in jobs:

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from engramloop.analysis.training.experiment import label_night
 from engramloop.decoders.pulse_features import CANDIDATE_NAMES
+from engramloop.decoders.uplift import UpliftModel
 
 SCALE = 1e4
 INPUTS = tuple(n for n in CANDIDATE_NAMES if n != "pulses_so_far_h")
 
 
 def _label(job: tuple) -> dict:
-    from engramloop.analysis.training.experiment import label_night
-
     return label_night(*job)
 
 
@@ -61,8 +61,6 @@ def train_uplift(data: str | Path, out: str | Path, seed: int = 0, epochs: int =
     """Fit the MLP; returns held-out metrics (R^2 and rank correlation on whole nights)."""
     import torch
     from scipy import stats
-
-    from engramloop.decoders.uplift import UpliftModel
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)

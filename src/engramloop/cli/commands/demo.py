@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engramloop.analysis.training.experiment import demo_comparison
 from engramloop.analysis.trial import sham_twin_path
 from engramloop.cli import main
 from engramloop.cli.paths import prepare_output_dir
@@ -85,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
                "--record", str(out / "session.xdf"), "--report", str(out)]
               + (["--quiet"] if args.quiet else []))
     if rc == 0 and available("torch"):
-        from engramloop.analysis.training.experiment import demo_comparison
-
         for line in demo_comparison():
             print(line)
     return rc

@@ -10,11 +10,14 @@ from pathlib import Path
 
 from engramloop._version import __version__
 from engramloop.analysis import training as ft
+from engramloop.analysis.training import experiment as ex
+from engramloop.analysis.training.uplift_train import make_uplift_dataset, train_uplift
 from engramloop.cli.paths import check_output_file, prepare_output_dir
 from engramloop.controller.config import load_config
 from engramloop.controller.progress import progress
 from engramloop.core.errors import UserError
 from engramloop.decoders.features import FeatureSettings
+from engramloop.decoders.uplift import UpliftModel
 
 HELP = ("build training data, train and evaluate the memory-decay forecaster and the "
         "pulse-uplift model; run the fixed pulse-budget experiment")
@@ -194,16 +197,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _make_uplift_dataset(args: argparse.Namespace) -> int:
-    from engramloop.analysis.training.experiment import EVAL_SEED_START
-    from engramloop.analysis.training.uplift_train import make_uplift_dataset
-
     if args.nights < 1 or args.workers < 1 or not args.duration_s > 0:
         raise UserError("make-uplift-dataset: --nights, --workers and --duration-s must be "
                         "> 0")
-    if args.seed_start < EVAL_SEED_START <= args.seed_start + args.nights - 1:
+    if args.seed_start < ex.EVAL_SEED_START <= args.seed_start + args.nights - 1:
         raise UserError(f"make-uplift-dataset: seeds {args.seed_start}.."
                         f"{args.seed_start + args.nights - 1} reach the experiment's "
-                        f"evaluation seeds ({EVAL_SEED_START} on); pick others")
+                        f"evaluation seeds ({ex.EVAL_SEED_START} on); pick others")
     path = make_uplift_dataset(range(args.seed_start, args.seed_start + args.nights),
                                args.duration_s, args.out, workers=args.workers,
                                progress=lambda m: print(m, flush=True),
@@ -213,8 +213,6 @@ def _make_uplift_dataset(args: argparse.Namespace) -> int:
 
 
 def _train_uplift(args: argparse.Namespace) -> int:
-    from engramloop.analysis.training.uplift_train import train_uplift
-
     m = train_uplift(args.data, args.out, seed=args.seed, hidden=args.hidden)
     print(f"uplift model: {args.out}; held-out nights: R^2 {m['val_r2']:.3f}, Spearman "
           f"{m['val_spearman']:.3f} ({m['n_train']} training / {m['n_val']} held-out "
@@ -223,8 +221,6 @@ def _train_uplift(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from engramloop.analysis.training import experiment as ex
-
     try:
         doses = tuple(int(d) for d in args.doses.split(",") if d.strip())
     except ValueError:
@@ -244,8 +240,6 @@ def _experiment(args: argparse.Namespace) -> int:
                                allocator=not args.no_allocator, checks=args.checks,
                                cache_dir=args.cache_dir)
     if st.model and st.model != "none":
-        from engramloop.decoders.uplift import UpliftModel
-
         UpliftModel.load(st.model)      # a bad path is one line, before any simulation
     import sys
 
