@@ -45,7 +45,7 @@ def main() -> int:
     from engramloop.analysis.training import counterfactual as cfx
     from engramloop.analysis.training.experiment import default_uplift_path
     from engramloop.controller.config import SHIPPED_DIR, load_config
-    from engramloop.controller.loop import build_loop
+    from engramloop.controller.build import build_loop
     from engramloop.core.events import Event
     from engramloop.decoders.pulse_features import CandidateFeatures
     from engramloop.decoders.uplift import UpliftModel

@@ -8,8 +8,8 @@ import json
 import pytest
 from test_loop_status import Snapshots, StubForecaster
 
+from engramloop.controller.build import build_loop
 from engramloop.controller.config import SHIPPED_DIR, load_config, loads_config
-from engramloop.controller.loop import build_loop
 from engramloop.core.schema import ConfigError
 from engramloop.decoders.features import FeatureSettings
 from engramloop.decoders.pulse_features import CANDIDATE_NAMES
