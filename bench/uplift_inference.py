@@ -44,8 +44,8 @@ def main() -> int:
     args = ap.parse_args()
     from engramloop.analysis.training import counterfactual as cfx
     from engramloop.analysis.training.experiment import default_uplift_path
-    from engramloop.controller.config import SHIPPED_DIR, load_config
     from engramloop.controller.build import build_loop
+    from engramloop.controller.config import SHIPPED_DIR, load_config
     from engramloop.core.events import Event
     from engramloop.decoders.pulse_features import CandidateFeatures
     from engramloop.decoders.uplift import UpliftModel
