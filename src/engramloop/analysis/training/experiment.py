@@ -76,14 +76,29 @@ def _rule(x: np.ndarray) -> np.ndarray:
     return x[:, CANDIDATE_NAMES.index("spindle_recent")] > 0.5
 
 
+def _code_key() -> str:
+    """A digest of the code a twin night depends on (simulator, decoders, this package's
+    counterfactual runner): a cache made by other code is never re-used silently."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha1()
+    for sub in ("sim", "decoders"):
+        for f in sorted((root / sub).rglob("*.py")) + sorted((root / sub).rglob("*.c")):
+            h.update(f.read_bytes())
+    h.update((Path(__file__).with_name("counterfactual.py")).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def twin_night(seed: int, duration_s: float, cache_dir: str | Path | None = None) -> dict:
     """One seed's twin nights, reduced to plain data: the sham candidates (times, features,
     truth coupling), their exact single-pulse uplift labels and the
     :class:`counterfactual.EventLists` that scores any choice of them. Cached as a pickle
-    in ``cache_dir`` (keyed by seed, duration and the feature set) when given."""
+    in ``cache_dir`` (keyed by seed, duration and a digest of the simulator and decoder
+    code) when given."""
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"twin-{seed}-{duration_s:g}s-{len(CANDIDATE_NAMES)}f.pkl"
+        path = Path(cache_dir) / f"twin-{seed}-{duration_s:g}s-{_code_key()}.pkl"
         if path.is_file():
             with path.open("rb") as f:
                 return pickle.load(f)
