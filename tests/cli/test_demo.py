@@ -32,7 +32,7 @@ def test_demo_uses_the_shipped_checkpoint_and_reports_the_gate(tmp_path, capsys)
     rep = json.loads((tmp_path / "summary.json").read_text())
     f = rep["run"]["forecaster"]
     assert f["model_version"] == shipped and f["forecasts"] == 1
-    assert f["gate_rule"] == "p_decay >= 0.5"
+    assert f["gate_rule"] == "P(below-median) >= 0.5"
     held = f["gate_held_back"]
     # before the first forecast (30 s) the gate blocks every detection
     assert held.get("no_forecast", 0) > 0
@@ -44,6 +44,10 @@ def test_demo_uses_the_shipped_checkpoint_and_reports_the_gate(tmp_path, capsys)
     html = (tmp_path / "index.html").read_text()
     assert "forecast-gate.png" in html and (tmp_path / "forecast-gate.png").is_file()
     assert "Forecast gate" in html
+    # allocator vs ungated vs sham at equal pulses, and what the fixed experiment found
+    assert "at equal pulses" in out
+    for word in ("sham", "ungated", "spindle rule", "allocator", "did not beat"):
+        assert word in out, word
 
 
 def test_demo_default_is_the_forecast_config_long_enough_to_open_the_gate():

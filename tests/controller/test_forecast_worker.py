@@ -235,21 +235,21 @@ class _Latest:
 
 
 def test_gate_rules():
-    s = ForecasterSettings(gate_threshold=0.6, max_age_s=30.0)
+    s = ForecasterSettings(p_below_median_threshold=0.6, max_age_s=30.0)
     high = Forecast(100.0, 300.0, 0.7, -0.01, "v")
     low = Forecast(100.0, 300.0, 0.5, 0.0, "v")
     g = ForecastGate(_Latest(high), s)
     assert g.allows(110.0) and g.last_reason == ""
     assert not g.allows(131.0) and g.last_reason == "stale_forecast"
     g = ForecastGate(_Latest(low), s)
-    assert not g.allows(110.0) and g.last_reason == "low_decay_risk"
+    assert not g.allows(110.0) and g.last_reason == "p_below_median_low"
     g = ForecastGate(_Latest(Forecast(100.0, 300.0, 0.6, 0.0, "v")), s)
     assert g.allows(100.0)                     # at the threshold counts as high risk
     g = ForecastGate(_Latest(None), s)
     assert not g.allows(0.0) and g.last_reason == "no_forecast"
     g = ForecastGate(_Latest(None), ForecasterSettings(before_first="allow"))
     assert g.allows(0.0)
-    inv = ForecasterSettings(gate_threshold=0.6, gate_when="risk_low")
+    inv = ForecasterSettings(p_below_median_threshold=0.6, gate="p_below_median_low")
     assert ForecastGate(_Latest(low), inv).allows(110.0)
     g = ForecastGate(_Latest(high), inv)
-    assert not g.allows(110.0) and g.last_reason == "high_decay_risk"
+    assert not g.allows(110.0) and g.last_reason == "p_below_median_high"

@@ -111,7 +111,7 @@ class StubForecaster:
 def _forecast_loop(threshold: float, p_decay: float, board: StatusBoard):
     base = load_config(CFG)
     fs = FeatureSettings(epoch_s=5.0, hop_s=5.0, eeg_channel="Cz", lfp_channel="CA1")
-    fset = dataclasses.replace(base.forecaster, enabled=True, gate_threshold=threshold,
+    fset = dataclasses.replace(base.forecaster, enabled=True, p_below_median_threshold=threshold,
                                features=fs)
     cfg = dataclasses.replace(base, forecaster=fset)
     loop = build_loop(cfg, speed="max", duration_s=22.0, status_board=board)
@@ -140,8 +140,8 @@ def test_forecast_and_gate_are_fed_to_the_status():
     # a forecast below the threshold closes the gate, and the status says why
     board = Snapshots()
     _forecast_loop(0.9, 0.7, board).run(22.0)
-    assert board.all[-1].forecast_gate == "closed (low_decay_risk)"
-    assert "closed (low_decay_risk)" in _plain_render(board.all[-1])
+    assert board.all[-1].forecast_gate == "closed (p_below_median_low)"
+    assert "closed (p_below_median_low)" in _plain_render(board.all[-1])
 
 
 def test_without_forecaster_or_known_range_nothing_is_invented(tmp_path):

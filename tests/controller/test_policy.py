@@ -164,10 +164,10 @@ def test_forecast_gate_plugs_into_the_policy():
     worker = SimpleNamespace(failed=False, latest=lambda: Forecast(
         time_s=0.5, horizon_s=300.0, p_decay=fc["p"], delta_strength=0.0,
         model_version="test"))
-    gate = ForecastGate(worker, ForecasterSettings(gate_threshold=0.5, max_age_s=90.0))
+    gate = ForecastGate(worker, ForecasterSettings(p_below_median_threshold=0.5, max_age_s=90.0))
     p = Policy(PolicySettings(), BUDGET, gate=gate)
     assert p.step([ripple(1.0)], 1.0) == []
-    assert p.gate_refusals == {"low_decay_risk": 1}
+    assert p.gate_refusals == {"p_below_median_low": 1}
     fc["p"] = 0.8  # high decay risk: the gate opens
     [i] = p.step([ripple(2.0)], 2.0)
     assert i.intended_s == 2.0

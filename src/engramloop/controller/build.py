@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from engramloop.controller.allocator import AllocatorSettings, UpliftGate
 from engramloop.controller.build_outputs import check_outputs_can_play, make_outputs
 from engramloop.controller.build_source import make_source
 from engramloop.controller.forecast_worker import ForecastGate, ForecastWorker
@@ -26,6 +27,7 @@ from engramloop.core.schema import ConfigError
 from engramloop.decoders.detectors import check_nyquist
 from engramloop.decoders.detectors import make_detectors as detector_factory
 from engramloop.decoders.phase import make_phase_estimator
+from engramloop.decoders.uplift import UpliftModel, UpliftModelError, default_uplift_path
 from engramloop.drivers.lsl_outlets import LoopOutlets
 from engramloop.drivers.sources import parse_speed
 from engramloop.sim.loopback import EmulatedOutput, SimStimOutput
@@ -170,7 +172,16 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
     fset = cfg.forecaster
     if fset.enabled:
         forecaster = ForecastWorker(fset)
-        gate = ForecastGate(forecaster, fset)
+        if fset.gate == "uplift_budget":
+            try:
+                model = UpliftModel.load(fset.uplift_model or default_uplift_path())
+            except UpliftModelError as exc:
+                raise ConfigError("", "forecaster.uplift_model", str(exc)) from None
+            gate = UpliftGate(model, AllocatorSettings(
+                budget=fset.budget_pulses, night_s=fset.night_s, min_gap_s=fset.min_gap_s),
+                worker=forecaster)
+        else:
+            gate = ForecastGate(forecaster, fset)
     policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed,
                     refractory_s=cfg.safety.refractory_s, gate=gate)
     phase = None

@@ -150,7 +150,22 @@ def loads_config(text: str, name: str = "<string>") -> Config:
     except RecursionError:  # tomllib parses nested arrays/tables recursively
         raise ConfigError(name, "", "not valid TOML: nested too deeply (a config needs "
                                     "a few levels of tables and arrays)") from None
+    _check_renamed(table, name)
     return build(Config, table, file=name)
+
+
+#: keys renamed by issue 21 (the forecast is P(below-median consolidation), not a decay risk)
+RENAMED = {("forecaster", "gate_threshold"): "forecaster.p_below_median_threshold",
+           ("forecaster", "gate_when"): 'forecaster.gate ("p_below_median_high" for '
+                                        '"risk_high", "p_below_median_low" for "risk_low")'}
+
+
+def _check_renamed(table: dict, name: str) -> None:
+    """A one-line ConfigError naming the new key for a key that was renamed."""
+    for (section, key), new in RENAMED.items():
+        sec = table.get(section)
+        if isinstance(sec, dict) and key in sec:
+            raise ConfigError(name, f"{section}.{key}", f"was renamed: use {new}")
 
 
 def dump_config(cfg: Config) -> str:

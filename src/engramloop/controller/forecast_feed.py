@@ -90,7 +90,7 @@ class ForecastFeed:
             if len(self.forecasts) < self._keep:
                 self.forecasts.append(fc)
             gate = self.policy.gate
-            if gate is not None:
+            if gate is not None and hasattr(gate, "opens"):
                 is_open = gate.opens(fc)
                 self.n_gate_open += is_open
                 if is_open != self._gate_open:
@@ -111,7 +111,9 @@ def forecast_status(worker: Any, policy: Any, now: float) -> tuple[dict, float, 
         age = now - fc.time_s
     gate = getattr(policy, "gate", None)
     state = ""
-    if gate is not None:
+    if gate is not None and hasattr(gate, "status"):
+        state = gate.status(now)        # the uplift gate: asking must not spend budget
+    elif gate is not None:
         # the policy reads last_reason right after its own allows(); this call comes
         # later on the same thread, so it cannot mix up the policy's refusal counts
         state = "open" if gate.allows(now) else \

@@ -65,17 +65,31 @@ class ForecasterSettings:
     """``[forecaster]``: the memory-decay forecaster and the forecast gate."""
 
     enabled: bool = setting(False, doc="run the forecaster (imports torch) and gate pulses "
-                                       "on its decay risk")
+                                       "(see gate)")
     checkpoint: str = setting("", doc="path of a forecaster checkpoint (.pt); empty means "
                                       "the one shipped in the package")
-    gate_threshold: float = setting(0.5, ge=0, le=1,
-                                    doc="pulses are allowed while the forecast decay "
-                                        "probability p_decay is at or above this")
-    gate_when: Literal["risk_high", "risk_low"] = setting(
-        "risk_high", doc="risk_high: allow pulses while p_decay >= gate_threshold (stimulate "
-        "memories about to fade); risk_low: while p_decay < gate_threshold (stimulate while "
-        "consolidation runs well -- the rule that did better in the simulator experiment, "
-        "see src/engramloop/decoders/data/MODEL_CARD.md)")
+    gate: Literal["p_below_median_high", "p_below_median_low", "uplift_budget"] = setting(
+        "p_below_median_high",
+        doc="which pulses go ahead. p_below_median_high / _low: while the forecast "
+            "P(below-median consolidation over the next 300 s without stimulation) is at or "
+            "above / below p_below_median_threshold (in the issue-21 experiment _high did "
+            "worse than ungated stimulation and _low only slightly better). uplift_budget: "
+            "each ripple's predicted recall gain from a pulse now (the uplift model) is "
+            "spent against budget_pulses over night_s (see docs/uplift.md for what this "
+            "achieved against the one-line spindle rule)")
+    p_below_median_threshold: float = setting(
+        0.5, ge=0, le=1, doc="p_below_median_* gates: threshold on P(below-median "
+                             "consolidation) (was gate_threshold)")
+    uplift_model: str = setting("", doc="uplift_budget: uplift model weights (.json); empty "
+                                        "means the one shipped in the package")
+    budget_pulses: int = setting(30, ge=1, le=100000, unit="pulses",
+                                 doc="uplift_budget: pulses to spend over the night")
+    night_s: float = setting(1200.0, gt=0, unit="s",
+                             doc="uplift_budget: planned session length the budget is spread "
+                                 "over")
+    min_gap_s: float = setting(5.0, ge=0, le=3600, unit="s",
+                               doc="uplift_budget: the allocator spaces its pulses at least "
+                                   "this far apart (the governor's limits apply on top)")
     max_age_s: float = setting(90.0, gt=0, unit="s",
                                doc="a forecast older than this no longer opens the gate "
                                    "(e.g. the worker stalled)")
@@ -338,8 +352,8 @@ class ForecastWorker:
 
 
 class ForecastGate:
-    """The policy's forecast gate: ``allows(t_s)`` while decay risk is high (or, with
-    ``gate_when = "risk_low"``, while it is low).
+    """The policy's forecast gate: ``allows(t_s)`` while P(below-median consolidation) is
+    high (``gate = "p_below_median_high"``) or low (``"p_below_median_low"``).
 
     Parameters
     ----------
@@ -350,8 +364,8 @@ class ForecastGate:
 
     def __init__(self, worker: Any, settings: ForecasterSettings) -> None:
         self.worker = worker
-        self.threshold = settings.gate_threshold
-        self.when_high = settings.gate_when == "risk_high"
+        self.threshold = settings.p_below_median_threshold
+        self.when_high = settings.gate != "p_below_median_low"
         self.max_age_s = settings.max_age_s
         self.before_first = settings.before_first
         self.last_reason = ""
@@ -361,15 +375,16 @@ class ForecastGate:
         return (forecast.p_decay >= self.threshold) == self.when_high
 
     def describe(self) -> str:
-        """The rule in words, e.g. ``p_decay >= 0.5``."""
-        return f"p_decay {'>=' if self.when_high else '<'} {self.threshold:g}"
+        """The rule in words, e.g. ``P(below-median) >= 0.5``."""
+        return f"P(below-median) {'>=' if self.when_high else '<'} {self.threshold:g}"
 
     def allows(self, t_s: float) -> bool:
         """May a pulse planned at host-clock time ``t_s`` go ahead?
 
         False (with :attr:`last_reason`) when the worker failed, when the newest forecast
         is older than ``max_age_s``, or when its ``p_decay`` is on the wrong side of the
-        threshold (below it for ``risk_high``, at or above it for ``risk_low``).
+        threshold (below it for ``p_below_median_high``, at or above it for
+        ``p_below_median_low``).
         """
         if getattr(self.worker, "failed", False):
             self.last_reason = "forecaster_failed"
@@ -382,7 +397,8 @@ class ForecastGate:
             self.last_reason = "stale_forecast"
             return False
         if (fc.p_decay >= self.threshold) != self.when_high:
-            self.last_reason = "low_decay_risk" if self.when_high else "high_decay_risk"
+            self.last_reason = ("p_below_median_low" if self.when_high
+                                else "p_below_median_high")
             return False
         self.last_reason = ""
         return True

@@ -153,9 +153,11 @@ class Policy:
         decision order and at least this far apart, so moving them in time does not
         change how many the governor lets through.
     gate : object, optional
-        A forecast gate (:class:`controller.forecast_worker.ForecastGate`): each proposal
-        goes ahead only if ``gate.allows(intended_s)``; refusals are counted by
-        ``gate.last_reason`` in :attr:`gate_refusals`.
+        A forecast gate (:class:`controller.forecast_worker.ForecastGate` or
+        :class:`controller.allocator.UpliftGate`): each proposal goes ahead only if
+        ``gate.allows(intended_s)``; refusals are counted by ``gate.last_reason`` in
+        :attr:`gate_refusals`. A gate with ``see(events, now_s)`` is shown every chunk's
+        detections first.
 
     Notes
     -----
@@ -232,6 +234,9 @@ class Policy:
         """
         s = self.settings
         out: list[Intent] = []
+        see = getattr(self.gate, "see", None)
+        if see is not None:
+            see(events, now_s)      # the uplift gate keeps per-candidate features
         if now_s < self._next_ok_s or now_s < self._pause_until_s:
             return out
         if self._kind:
@@ -264,8 +269,9 @@ class Policy:
             return out
         gate = self.gate
         if gate is not None and not gate.allows(out[0].intended_s):
-            # the forecast says consolidation is not at risk now: no stimulus (the
-            # forecaster issue's gate; counted by reason, the sequence is dropped whole)
+            # the gate refuses (P(below-median consolidation) on the wrong side of its
+            # threshold, or the uplift allocator does not spend on this ripple): no
+            # stimulus; counted by reason, the sequence is dropped whole
             reason = getattr(gate, "last_reason", "") or "closed"
             self.gate_refusals[reason] = self.gate_refusals.get(reason, 0) + 1
             return []

@@ -23,15 +23,17 @@ from engramloop.controller.forecast_worker import ForecasterSettings
 
 
 def gate_settings(rec: Recording) -> tuple[float, bool, float]:
-    """``(gate_threshold, opens when high, max_age_s)`` from the recorded config's
+    """``(p_below_median_threshold, opens when high, max_age_s)`` from the recorded config's
     ``[forecaster]`` (the schema defaults where absent)."""
     d = ForecasterSettings()
     f = rec.config.get("forecaster", {}) if isinstance(rec.config, dict) else {}
     f = f if isinstance(f, dict) else {}
-    thr = num(f.get("gate_threshold", d.gate_threshold))
+    # recordings made before issue 21 carry the old names gate_threshold / gate_when
+    thr = num(f.get("p_below_median_threshold",
+                    f.get("gate_threshold", d.p_below_median_threshold)))
     age = num(f.get("max_age_s", d.max_age_s))
-    return (thr if math.isfinite(thr) else d.gate_threshold,
-            f.get("gate_when", d.gate_when) != "risk_low",
+    low = f.get("gate", "") == "p_below_median_low" or f.get("gate_when") == "risk_low"
+    return (thr if math.isfinite(thr) else d.p_below_median_threshold, not low,
             age if math.isfinite(age) else d.max_age_s)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engramloop.analysis.training.experiment import demo_comparison
 from engramloop.analysis.trial import sham_twin_path
 from engramloop.cli import main
 from engramloop.cli.paths import prepare_output_dir
@@ -70,10 +71,21 @@ def run(args: argparse.Namespace) -> int:
 
         where = (f"checkpoint {fset.checkpoint}" if fset.checkpoint else
                  f"the checkpoint shipped in the package, {default_checkpoint_path()}")
-        when = "high" if fset.gate_when == "risk_high" else "low"
+        if fset.gate == "uplift_budget":
+            rule = (f"pulses where the uplift model's predicted recall gain clears a running "
+                    f"threshold set to spend {fset.budget_pulses} pulses over "
+                    f"{fset.night_s:g} s (docs/uplift.md says how this compares with the "
+                    "one-line spindle rule)")
+        else:
+            when = "high" if fset.gate == "p_below_median_high" else "low"
+            rule = (f"pulses only while P(below-median consolidation) is {when} (threshold "
+                    f"{fset.p_below_median_threshold:g})")
         print(f"  forecaster: {where}; a forecast every {fset.features.hop_s:g} s from the "
-              f"end of the first {fset.features.epoch_s:g} s epoch; pulses only while the "
-              f"decay risk is {when} (gate threshold {fset.gate_threshold:g})")
-    return main(["run", args.config, "--duration", str(args.duration), "--speed", "max",
-                 "--record", str(out / "session.xdf"), "--report", str(out)]
-                + (["--quiet"] if args.quiet else []))
+              f"end of the first {fset.features.epoch_s:g} s epoch; {rule}")
+    rc = main(["run", args.config, "--duration", str(args.duration), "--speed", "max",
+               "--record", str(out / "session.xdf"), "--report", str(out)]
+              + (["--quiet"] if args.quiet else []))
+    if rc == 0 and available("torch"):
+        for line in demo_comparison():
+            print(line)
+    return rc

@@ -1,4 +1,5 @@
-"""engramloop forecaster make-dataset | train | evaluate"""
+"""engramloop forecaster make-dataset | train | evaluate | make-uplift-dataset | train-uplift |
+experiment"""
 from __future__ import annotations
 
 import argparse
@@ -9,13 +10,17 @@ from pathlib import Path
 
 from engramloop._version import __version__
 from engramloop.analysis import training as ft
+from engramloop.analysis.training import experiment as ex
+from engramloop.analysis.training.uplift_train import make_uplift_dataset, train_uplift
 from engramloop.cli.paths import check_output_file, prepare_output_dir
 from engramloop.controller.config import load_config
 from engramloop.controller.progress import progress
 from engramloop.core.errors import UserError
 from engramloop.decoders.features import FeatureSettings
+from engramloop.decoders.uplift import UpliftModel
 
-HELP = "build training data, train and evaluate the memory-decay forecaster"
+HELP = ("build training data, train and evaluate the memory-decay forecaster and the "
+        "pulse-uplift model; run the fixed pulse-budget experiment")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,6 +106,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "baselines from N resamples of whole test nights (default 0: off)")
 
 
+    u = sub.add_parser("make-uplift-dataset",
+                       help="label every ripple candidate of simulated nights with its exact "
+                            "counterfactual recall gain (sham and all-pulsed twins)")
+    u.add_argument("--out", required=True, help="output .npz path")
+    u.add_argument("--nights", type=int, default=30)
+    u.add_argument("--seed-start", type=int, default=100,
+                   help="first seed (default 100; the experiment uses 3000 on)")
+    u.add_argument("--duration-s", type=float, default=1200.0)
+    u.add_argument("--workers", type=int, default=2)
+    u.add_argument("--cache-dir", help="keep each night's twin data here (re-used)")
+
+    tu = sub.add_parser("train-uplift", help="train the uplift MLP (JSON weights)")
+    tu.add_argument("--data", required=True, help=".npz from make-uplift-dataset")
+    tu.add_argument("--out", required=True, help="output .json")
+    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--hidden", type=int, default=16)
+
+    x = sub.add_parser("experiment", help="the fixed pulse-budget experiment at equal pulses "
+                                          "(issue 21): conditions x 10/20/30/60 pulses, "
+                                          "paired intervals, targets A and B")
+    x.add_argument("--seeds", type=int, default=20, help="held-out seeds (>= 20 for the "
+                                                         "targets; default 20)")
+    x.add_argument("--seed-start", type=int, default=3000,
+                   help="first seed (default 3000; training seeds start at 100)")
+    x.add_argument("--duration-s", type=float, default=1200.0,
+                   help="night length, seconds (>= 1200 for the targets)")
+    x.add_argument("--doses", default="10,20,30,60", help="pulse counts N (comma-separated)")
+    x.add_argument("--gap-s", type=float, default=5.0, help="minimum time between pulses")
+    x.add_argument("--model", default="", help="uplift model JSON (default: the shipped one; "
+                                               "'none': leave out learned and allocator)")
+    x.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    x.add_argument("--no-allocator", action="store_true",
+                   help="leave out the online allocator condition")
+    x.add_argument("--json", help="also write per-seed results here")
+    x.add_argument("--checks", type=int, default=5,
+                   help="seeds whose counterfactual re-run is checked against a real "
+                        "stimulated night (default 5)")
+    x.add_argument("--cache-dir", help="keep each seed's twin nights here and re-use them "
+                                       "(then only the scoring re-runs)")
+
+
 @contextmanager
 def _shown(description: str, total: int | None, unit: str, quiet: bool
            ) -> Iterator[Callable]:
@@ -137,11 +183,80 @@ def run(args: argparse.Namespace) -> int:
             return _make_dataset(args)
         if args.action == "train":
             return _train(args)
+        if args.action == "make-uplift-dataset":
+            return _make_uplift_dataset(args)
+        if args.action == "train-uplift":
+            return _train_uplift(args)
+        if args.action == "experiment":
+            return _experiment(args)
         return _evaluate(args)
     except ValueError as exc:
         if type(exc).__name__ == "ConfigError":
             raise
         raise UserError(str(exc)) from None
+
+
+def _make_uplift_dataset(args: argparse.Namespace) -> int:
+    if args.nights < 1 or args.workers < 1 or not args.duration_s > 0:
+        raise UserError("make-uplift-dataset: --nights, --workers and --duration-s must be "
+                        "> 0")
+    if args.seed_start < ex.EVAL_SEED_START <= args.seed_start + args.nights - 1:
+        raise UserError(f"make-uplift-dataset: seeds {args.seed_start}.."
+                        f"{args.seed_start + args.nights - 1} reach the experiment's "
+                        f"evaluation seeds ({ex.EVAL_SEED_START} on); pick others")
+    path = make_uplift_dataset(range(args.seed_start, args.seed_start + args.nights),
+                               args.duration_s, args.out, workers=args.workers,
+                               progress=lambda m: print(m, flush=True),
+                               cache_dir=args.cache_dir)
+    print(f"uplift dataset: {path}")
+    return 0
+
+
+def _train_uplift(args: argparse.Namespace) -> int:
+    m = train_uplift(args.data, args.out, seed=args.seed, hidden=args.hidden)
+    print(f"uplift model: {args.out}; held-out nights: R^2 {m['val_r2']:.3f}, Spearman "
+          f"{m['val_spearman']:.3f} ({m['n_train']} training / {m['n_val']} held-out "
+          "candidates)")
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    try:
+        doses = tuple(int(d) for d in args.doses.split(",") if d.strip())
+    except ValueError:
+        raise UserError(f"--doses: use whole pulse counts like 10,20,30,60, got "
+                        f"{args.doses!r}") from None
+    if not doses or min(doses) < 1:
+        raise UserError(f"--doses: use whole pulse counts >= 1, got {args.doses!r}")
+    if args.seeds < 2 or args.workers < 1 or not args.duration_s > 0 or args.gap_s < 0:
+        raise UserError("experiment: --seeds >= 2, --workers >= 1, --duration-s > 0 and "
+                        "--gap-s >= 0 are needed")
+    if args.seed_start < ex.EVAL_SEED_START:
+        raise UserError(f"--seed-start {args.seed_start}: evaluation seeds start at "
+                        f"{ex.EVAL_SEED_START} (lower ones train the uplift model)")
+    st = ex.ExperimentSettings(seeds=args.seeds, seed_start=args.seed_start,
+                               duration_s=args.duration_s, doses=doses, gap_s=args.gap_s,
+                               model=args.model, workers=args.workers,
+                               allocator=not args.no_allocator, checks=args.checks,
+                               cache_dir=args.cache_dir)
+    if st.model and st.model != "none":
+        UpliftModel.load(st.model)      # a bad path is one line, before any simulation
+    import sys
+
+    rows = ex.run_experiment(st, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    for line in ex.report(rows, st):
+        print(line)
+    if args.seeds < 20 or args.duration_s < 1200:
+        print("note: fewer than 20 seeds or nights shorter than 1200 s: not the fixed "
+              "configuration of issue 21")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(
+            [{**{k: v for k, v in r.items() if k != "rows"},
+              "rows": {f"{c}@{n}": v for (c, n), v in r["rows"].items()}} for r in rows],
+            indent=1), encoding="utf-8")
+    return 0
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
