@@ -9,8 +9,8 @@ import pytest
 from shared_data import DATA, require_data
 
 from engramloop.controller import loop as loop_mod
-from engramloop.controller.config import loads_config
 from engramloop.controller.build import build_loop
+from engramloop.controller.config import loads_config
 from engramloop.drivers.files import FileSource
 
 CFG = ('[source]\nchunk_samples = 10\n[detectors.ripple]\nenabled = false\n'
