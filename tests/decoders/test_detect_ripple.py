@@ -239,18 +239,22 @@ def _with_light_steps(x: np.ndarray, t: np.ndarray, onsets: np.ndarray, width_s:
     return y
 
 
-def test_blanked_light_artefacts_do_not_blind_the_detector() -> None:
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_blanked_light_artefacts_do_not_blind_the_detector(seed: int) -> None:
     """Closed-loop optogenetics puts a 400 uV light step on the LFP right after each
     detection; it rings through the theta and delta filters and closes the theta gate for
     a second or more, so the next ripples are missed. With each pulse reported through
-    ``blank`` the detector finds what it finds without any light (simulator truth)."""
+    ``blank`` the detector finds what it finds without any light (simulator truth).
+    (Before the blanked samples were kept out of the baseline, the artefact raised its
+    threshold by up to 1.3 %; ripples then detected a sample or two later met the light
+    placed after their clean detection, and recall fell by 0.057 on seed 1, 0.051 on 4.)"""
     from engramloop.controller.config import load_config
     from engramloop.sim.generate import simulate
 
     cfg = load_config(SHIPPED_DIR / "sim-ripple.toml")
     s = cfg.detectors.ripple
     assert s.theta_gate
-    x, t, truth = simulate(cfg.sim, seed=1, duration_s=60.0)
+    x, t, truth = simulate(cfg.sim, seed=seed, duration_s=60.0)
     names = tuple(truth.channels)
     rips = truth.events("ripple")
     tr = intervals([{"onset_s": r.onset_s, "offset_s": r.offset_s, "peak_s": r.peak_s}
@@ -265,21 +269,23 @@ def test_blanked_light_artefacts_do_not_blind_the_detector() -> None:
     y = x.copy()
     y[:, lfp] = _with_light_steps(x[:, lfp], t, np.array(light), 0.05)
 
-    def recall(sig: np.ndarray, blank: bool) -> tuple[float, list[float]]:
+    def detect(sig: np.ndarray, blank: bool) -> list:
         det = RippleDetector(s)
         if blank:
             for o in light:
                 det.blank(o, o + 0.05)
-        ev = [e.detect_s for e in run(det, sig, t, names, 10) if e.kind == "ripple"]
-        return score_detections(ev, tr, t[-1] - 5.0).recall, ev
+        return [e for e in run(det, sig, t, names, 10) if e.kind == "ripple"]
+
+    def recall(ev: list) -> float:
+        return score_detections([e.detect_s for e in ev], tr, t[-1] - 5.0).recall
 
     r_clean = score_detections(clean, tr, t[-1] - 5.0).recall
-    r_art, _ = recall(y, False)
-    r_blank, ev = recall(y, True)
-    assert r_art < r_clean - 0.15                  # the artefact blinds the detector
-    assert r_blank >= r_clean - 0.02               # blanking restores it
-    for d in ev:                                   # and nothing fires inside a blank
-        assert not any(o <= d < o + 0.05 + s.artefact_blank_s for o in light)
+    r_art = recall(detect(y, False))
+    ev = detect(y, True)
+    assert r_art < r_clean - 0.1                   # the artefact blinds the detector
+    assert recall(ev) >= r_clean - 0.02            # blanking restores it
+    for e in ev:                                   # and nothing fires inside a blank
+        assert not any(o <= e.detect_s < o + 0.05 + s.artefact_blank_s for o in light)
 
 
 def test_nothing_fires_as_the_blank_ends() -> None:

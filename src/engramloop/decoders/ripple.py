@@ -243,8 +243,9 @@ class RippleDetector:
         self._nd = 1 if self._pool is not None else len(s.channels)
         self._fs = 0.0
         self._cap = 0
-        #: stimulation artefact windows [start, end) in seconds, from blank()
-        self._blanks: list[tuple[float, float]] = []
+        #: artefact windows [start, end) in seconds and whether the loop reported them
+        #: (blank(): True) or the detector found them itself (artefact_sd: False)
+        self._blanks: list[tuple[float, float, bool]] = []
         #: restart() was called: the next chunk primes the filters
         self._restart = False
 
@@ -332,6 +333,7 @@ class RippleDetector:
         self._tmp = np.empty((n, self._nd))
         self._hi = np.empty((n, self._nd), dtype=bool)
         self._runs = np.empty((n, k), dtype=np.int64)
+        self._feat = np.empty((n, k))   # the envelope as the baseline sees it (_unblanked)
         self._gbuf = np.empty((n, 1))
         if self._sw_on:
             # sharp-wave channel (signed so the sharp wave is positive), its band-passed
@@ -407,15 +409,23 @@ class RippleDetector:
         has left it too (``rms_window_s`` later; an envelope that still holds the artefact
         would fire right after the blank).
 
+        Those samples (and that RMS window) also stay out of the running baseline: an
+        envelope holding the artefact, or missing the samples under it, would otherwise
+        shift the threshold for the next ``baseline_s`` (a 400 uV light step raised it by
+        up to 1.3 % on the simulator, enough to delay or lose the weakest ripples).
+
         The loop calls this for every pulse a stimulator delivered; windows that end before
         data already processed are ignored, overlapping ones simply both apply.
         """
+        self._add_blank(start_s, stop_s, True)
+
+    def _add_blank(self, start_s: float, stop_s: float, reported: bool) -> None:
         end = float(stop_s) + self.settings.artefact_blank_s
         if not end > float(start_s):
             return
         if len(self._blanks) >= 64:       # bounded: the oldest window is long past
             self._blanks.pop(0)
-        self._blanks.append((float(start_s), end))
+        self._blanks.append((float(start_s), end, reported))
 
     def _blank_artefact(self, t: np.ndarray, art: np.ndarray) -> None:
         """Blank each stretch of this chunk where ``art`` (n, c) holds on any column, from
@@ -425,22 +435,45 @@ class RippleDetector:
             return
         edges = np.diff(a.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
         for i, j in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-            self.blank(float(t[i]), float(t[j - 1]))
+            self._add_blank(float(t[i]), float(t[j - 1]), False)
 
-    def _blank_mask(self, t: np.ndarray, tail_s: float) -> np.ndarray | bool | None:
-        """Samples of this chunk inside a blanking window extended by ``tail_s`` seconds:
-        None when none is, True when one window covers the whole chunk (most chunks of a
-        window: no mask needed), else a boolean mask."""
+    def _blank_mask(self, t: np.ndarray, tail_s: float,
+                    reported_only: bool = False) -> np.ndarray | bool | None:
+        """Samples of this chunk inside a blanking window extended by ``tail_s`` seconds
+        (``reported_only``: only the windows :meth:`blank` reported): None when none is,
+        True when one window covers the whole chunk (most chunks of a window: no mask
+        needed), else a boolean mask."""
         t_first, t_last = float(t[0]), float(t[-1])
-        for a, b in self._blanks:
-            if a <= t_first and t_last < b + tail_s:
+        for a, b, reported in self._blanks:
+            if a <= t_first and t_last < b + tail_s and (reported or not reported_only):
                 return True
         mask = None
-        for a, b in self._blanks:
+        for a, b, reported in self._blanks:
+            if reported_only and not reported:
+                continue
             if a <= t_last and b + tail_s > t_first:
                 m = (t >= a) & (t < b + tail_s)
                 mask = m if mask is None else (mask | m)
         return mask
+
+    def _unblanked(self, feature: np.ndarray, t: np.ndarray, buf: np.ndarray) -> np.ndarray:
+        """``feature`` (n, c) for a baseline: NaN (never kept, never above threshold) on the
+        samples a reported stimulation window covers, up to the envelope window after it,
+        in ``buf``; ``feature`` itself when there is none. Only reported windows: they are
+        known before the chunk, so the baseline does not depend on chunking (an artefact
+        the detector finds itself is far above the exclusion level anyway)."""
+        if not self._blanks:
+            return feature
+        mask = self._blank_mask(t, self._env_tail_s, reported_only=True)
+        if mask is None:
+            return feature
+        out = buf[:feature.shape[0], :feature.shape[1]]
+        if mask is True:
+            out.fill(np.nan)
+        else:
+            np.copyto(out, feature)
+            out[mask] = np.nan
+        return out
 
     @property
     def calibrating(self) -> bool:
@@ -522,8 +555,8 @@ class RippleDetector:
             # baseline statistics in force per sample, threshold = median + threshold_sd *
             # SD, and per channel the length of the run of samples above it ending at each
             # sample (NaN thresholds compare False): one C call without a baseline update
-            longest = base.process_runs(env, med, sd, s.threshold_sd, self._carry, runs_all,
-                                        thr)
+            longest = base.process_runs(self._unblanked(env, t, self._feat), med, sd,
+                                        s.threshold_sd, self._carry, runs_all, thr)
             if longest > 0:
                 # an artefact (far above any threshold, so only with a run) is blanked as a
                 # stimulation artefact is
