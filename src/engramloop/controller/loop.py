@@ -815,8 +815,22 @@ class Loop:
             return
         self._after_chunk(now)   # the refused pulse's delivery goes in before the fault
         faults = gov.faults
+        new = self._record_faults(now)
+        if new and self.status_board is not None and self._last_chunk is not None:
+            self._publish(now, self._last_chunk, "FAULT")
+        name, why = next(iter(faults.items()))
+        if (self.fault_rearm_after_s <= 0 or self._n_rearms >= self.fault_max_rearms
+                or self.scheduler.error is not None or self.simulated):
+            raise DeviceFault(f"device fault on output {name!r}: {why}")
+        self._wait_to_rearm(now, faults)
+
+    def _record_faults(self, now: float) -> bool:
+        """Log and record (``"kind": "fault"``) every governor fault not recorded yet;
+        True if there was one. Also called on the way out: a device that stopped
+        answering a pulse the loop thread itself sent ends the run from inside the send,
+        before any :meth:`_watch`, and its fault must still be in the recording."""
         new = False
-        for name, why in faults.items():
+        for name, why in self.governor.faults.items():
             if name not in self._faults_recorded:
                 self._faults_recorded.add(name)
                 new = True
@@ -827,13 +841,7 @@ class Loop:
                     self.recorder.write_marker("log", now, {
                         "t_s": now, "kind": "fault", "output": name, "reason": why,
                         "message": msg})
-        if new and self.status_board is not None and self._last_chunk is not None:
-            self._publish(now, self._last_chunk, "FAULT")
-        name, why = next(iter(faults.items()))
-        if (self.fault_rearm_after_s <= 0 or self._n_rearms >= self.fault_max_rearms
-                or self.scheduler.error is not None or self.simulated):
-            raise DeviceFault(f"device fault on output {name!r}: {why}")
-        self._wait_to_rearm(now, faults)
+        return new
 
     def _wait_to_rearm(self, now: float, faults: dict[str, str]) -> None:
         """``fault_rearm_after_s`` > 0: outputs disarmed at once, then re-armed once every
@@ -1089,6 +1097,10 @@ class Loop:
                 except BaseException as exc:  # keep going: every output must be tried
                     errors.append(f"{out.name}: disarm failed: {exc}")
         self._outputs_armed = False
+        try:
+            self._record_faults(self.clock.now())
+        except BaseException as exc:
+            errors.append(f"recording a device fault failed: {exc}")
         try:
             self.scheduler.stop(reason)
         except BaseException as exc:
