@@ -31,10 +31,10 @@ from engramloop.drivers.brainflow_source import (
 from engramloop.drivers.edf_plus import read_header, read_plus
 from engramloop.drivers.file_blocks import (
     EdfBlocks,
-    LoadedBlocks,
     NpzBlocks,
     TextBlocks,
     TimeBaseScan,
+    XdfBlocks,
     _check_names,
     iter_table,
     read_whole,
@@ -117,35 +117,63 @@ def check_xdf(path: Path) -> bytes:
     return header
 
 
-def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
-    """The numeric stream ``stream`` (default: first regularly sampled numeric stream).
+def open_xdf(path: Path, stream: str = "", units: str = "auto") -> Any:
+    """The numeric stream ``stream`` (default: the first regularly sampled numeric stream
+    with more than one sample) as :class:`~drivers.file_blocks.XdfBlocks`, checked by one
+    streaming pass; the marker streams are read whole (they are small).
 
-    Read by :func:`engramloop.recording.reader.read`: our recordings keep their exact
-    host-clock stamps, other writers' streams are synchronised and dejittered."""
+    Opened by :func:`engramloop.recording.reader.open_file`: our recordings keep their
+    exact host-clock stamps, other writers' streams are synchronised and dejittered."""
     check_xdf(path)
     try:
-        rec = reader.read(path)
+        f, ours = reader.open_file(path)
     except reader.RecordingReadError as exc:
         raise SourceError(str(exc)) from None
+    numeric = [i for i in f.streams.values() if i.numeric]
+    names = [i.name for i in f.streams.values() if i.numeric or i.channel_format == "string"]
     if stream:
-        chosen = [s for s in rec.signals if s.name == stream]
+        chosen = [i for i in numeric if i.name == stream]
         if not chosen:
-            names = ", ".join(rec.stream_names) or "(none)"
-            if stream in rec.stream_names:
+            if stream in names:
                 raise SourceError(f"{path}: stream {stream!r} is a marker stream, not a signal")
-            raise SourceError(f"{path}: no stream named {stream!r}; streams: {names}")
+            raise SourceError(f"{path}: no stream named {stream!r}; streams: "
+                              f"{', '.join(names) or '(none)'}")
+        info = chosen[0]
+        rate = _xdf_rate(f, info, ours)
     else:
-        chosen = [s for s in rec.signals if s.rate_hz > 0 and s.t.size > 1] or rec.signals
-        if not chosen:
+        if not numeric:
             raise SourceError(f"{path}: no numeric signal stream in this XDF file")
-    s = chosen[0]
-    scales = np.array([_scale(u, units, path, f"stream {s.name!r} channel {lab!r}")
-                       for lab, u in zip(s.channels, s.channel_units, strict=True)])
-    x = np.ascontiguousarray(s.x * scales)
+        rates = ((i, _xdf_rate(f, i, ours)) for i in numeric)
+        info, rate = next(((i, r) for i, r in rates
+                           if r > 0 and f.sample_count(i.stream_id) > 1),
+                          (numeric[0], None))
+        rate = _xdf_rate(f, info, ours) if rate is None else rate
+    scales = [_scale(u, units, path, f"stream {info.name!r} channel {lab!r}")
+              for lab, u in zip(info.channels, info.units, strict=True)]
     # the file's own channel_format says what resolution its values have
-    formats = [f.channel_format for f in reader.footers(path) if f.name == s.name]
-    fmt = _fmt.for_dtype(_XDF_DTYPES.get(formats[0], "")) if formats else _fmt.FLOAT64
-    return FileData(x, s.t, s.rate_hz, list(s.channels), rec.markers, sample_format=fmt)
+    fmt = _fmt.for_dtype(_XDF_DTYPES.get(info.channel_format, ""))
+    return XdfBlocks(path, f, info, rate, not ours, scales,
+                     reader.marker_streams(f, ours=ours), fmt)
+
+
+def _xdf_rate(f: Any, info: Any, ours: bool) -> float:
+    """The stream's nominal rate, else the rate its first and last stamps imply, else its
+    footer's (as :func:`engramloop.recording.reader.stream_rate` judges a stream read
+    whole), decoding only the first and last chunk."""
+    if info.rate_hz > 0:
+        return info.rate_hz
+    n = f.sample_count(info.stream_id)
+    if n > 1:
+        t0, t1 = f.span(info.stream_id, synchronize=not ours)
+        if t1 > t0:
+            return float((n - 1) / (t1 - t0))
+    return reader.stream_rate(info)
+
+
+def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
+    """:func:`open_xdf`'s stream read whole (notebooks and tests; a replay reads it
+    block by block)."""
+    return read_whole(open_xdf(path, stream, units))
 
 
 #: XDF channel formats (specification) as numpy dtypes
@@ -383,7 +411,7 @@ def open_blocks(path: str | Path, *, stream: str = "", board: str = "",
         raise SourceError(f"{path}: file not found")
     ext = path.suffix.lower()
     if ext in (".xdf", ".xdfz"):
-        return LoadedBlocks(path, load_xdf(path, stream, units))
+        return open_xdf(path, stream, units)
     if ext in (".edf", ".bdf", ".rec"):
         return open_edf(path, units)
     if ext in (".csv", ".tsv"):
