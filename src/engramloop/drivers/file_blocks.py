@@ -44,6 +44,7 @@ from engramloop.core import sample_format
 from engramloop.core.chunk import SourceError
 from engramloop.drivers.file_data import FileData, table_error
 from engramloop.drivers.sources import unit_scale
+from engramloop.recording.xdf_blocks import XdfFormatError
 
 #: samples per block a reader hands out (8 channels of float64: 2 MB)
 BLOCK_SAMPLES = 32768
@@ -202,8 +203,6 @@ class XdfBlocks(Blocks):
         _finish(self, scan)
 
     def blocks(self, cols: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        from engramloop.recording.xdf_blocks import XdfFormatError
-
         cols = list(cols)
         sc = self._scales[cols]
         xs: list[np.ndarray] = []
