@@ -305,6 +305,36 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
     return read_whole(open_edf(path, units))
 
 
+def edf_annotations(path: Path) -> list[dict]:
+    """An EDF+/BDF+ file's annotations as :func:`open_edf` hands them on (``kind``
+    "annotation", ``text``, ``onset_s``, ``duration_s`` or None; sorted by onset), reading
+    the header and each data record's annotation-signal bytes only -- no ordinary sample
+    (``score --truth night.edf``). A plain EDF has none: []."""
+    check_edf(path)
+    h = read_header(path)
+    if not h.plus:
+        return []
+    # as open_edf: EDF+D by our TAL parser (pyedflib refuses it), EDF+C by pyedflib, the
+    # counterpart; both read the annotation signal's bytes of each record, nothing else
+    notes = read_plus(path, h)[1] if h.discontinuous else _pyedflib_annotations(path)
+    m = _annotation_markers(notes)
+    return list(m["annotations"][1]) if m else []
+
+
+def _pyedflib_annotations(path: Path) -> list[tuple[float, float, str]]:
+    import pyedflib
+
+    try:
+        r = pyedflib.EdfReader(str(path))
+    except OSError as exc:
+        raise SourceError(f"{path}: not a readable EDF/EDF+/BDF file: {exc}") from None
+    try:
+        on, du, tx = r.readAnnotations()
+    finally:
+        r.close()
+    return [(float(o), float(d), str(t)) for o, d, t in zip(on, du, tx, strict=True)]
+
+
 def _annotation_markers(notes: list) -> dict:
     """EDF+ annotations as a marker stream: onset times (s, file time) and one JSON-able
     record each (``kind`` "annotation", ``text``, ``onset_s``, ``duration_s`` or None)."""
@@ -606,4 +636,5 @@ class FileSource:
 
 
 __all__ = ["FileSource", "FileData", "ScaledClock", "load_file", "open_blocks", "check_xdf",
+           "edf_annotations",
            "check_edf"]
