@@ -305,11 +305,12 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
     return read_whole(open_edf(path, units))
 
 
-def edf_annotations(path: Path) -> list[dict]:
+def edf_annotations(path: str | Path) -> list[dict]:
     """An EDF+/BDF+ file's annotations as :func:`open_edf` hands them on (``kind``
     "annotation", ``text``, ``onset_s``, ``duration_s`` or None; sorted by onset), reading
     the header and each data record's annotation-signal bytes only -- no ordinary sample
     (``score --truth night.edf``). A plain EDF has none: []."""
+    path = Path(path)
     check_edf(path)
     h = read_header(path)
     if not h.plus:
