@@ -139,35 +139,21 @@ def open_xdf(path: Path, stream: str = "", units: str = "auto") -> Any:
             raise SourceError(f"{path}: no stream named {stream!r}; streams: "
                               f"{', '.join(names) or '(none)'}")
         info = chosen[0]
-        rate = _xdf_rate(f, info, ours)
+        rate = reader.signal_rate(f, info, ours=ours)
     else:
         if not numeric:
             raise SourceError(f"{path}: no numeric signal stream in this XDF file")
-        rates = ((i, _xdf_rate(f, i, ours)) for i in numeric)
+        rates = ((i, reader.signal_rate(f, i, ours=ours)) for i in numeric)
         info, rate = next(((i, r) for i, r in rates
                            if r > 0 and f.sample_count(i.stream_id) > 1),
                           (numeric[0], None))
-        rate = _xdf_rate(f, info, ours) if rate is None else rate
+        rate = reader.signal_rate(f, info, ours=ours) if rate is None else rate
     scales = [_scale(u, units, path, f"stream {info.name!r} channel {lab!r}")
               for lab, u in zip(info.channels, info.units, strict=True)]
     # the file's own channel_format says what resolution its values have
     fmt = _fmt.for_dtype(_XDF_DTYPES.get(info.channel_format, ""))
     return XdfBlocks(path, f, info, rate, not ours, scales,
                      reader.marker_streams(f, ours=ours), fmt)
-
-
-def _xdf_rate(f: Any, info: Any, ours: bool) -> float:
-    """The stream's nominal rate, else the rate its first and last stamps imply, else its
-    footer's (as :func:`engramloop.recording.reader.stream_rate` judges a stream read
-    whole), decoding only the first and last chunk."""
-    if info.rate_hz > 0:
-        return info.rate_hz
-    n = f.sample_count(info.stream_id)
-    if n > 1:
-        t0, t1 = f.span(info.stream_id, synchronize=not ours)
-        if t1 > t0:
-            return float((n - 1) / (t1 - t0))
-    return reader.stream_rate(info)
 
 
 def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:

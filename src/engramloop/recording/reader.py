@@ -207,6 +207,20 @@ def stream_rate(info: StreamInfo, t: np.ndarray | None = None) -> float:
     return 0.0
 
 
+def signal_rate(f: XdfFile, info: StreamInfo, *, ours: bool) -> float:
+    """:func:`stream_rate` of a stream read whole, without reading it: the nominal rate,
+    else the rate its first and last stamps (as ``blocks`` gives them) and its sample
+    count imply, else its footer's; only the first and last chunk are decoded."""
+    if info.rate_hz > 0:
+        return info.rate_hz
+    n = f.sample_count(info.stream_id)
+    if n > 1:
+        t0, t1 = f.span(info.stream_id, synchronize=not ours)
+        if t1 > t0:
+            return float((n - 1) / (t1 - t0))
+    return stream_rate(info)
+
+
 def marker_records(f: XdfFile, info: StreamInfo, *, ours: bool) -> list[tuple[float, dict]]:
     """A string stream's samples as ``(t, dict)``: JSON objects decoded (a non-object
     value as ``{"value": v}``, text that is not JSON as ``{"text": s}``), sorted by time."""
@@ -353,6 +367,6 @@ def footers(path: str | Path) -> list[StreamSummary]:
 
 
 __all__ = ["read", "open_file", "signal_stream", "marker_records", "marker_streams",
-           "stream_rate", "footers", "markers_and_spans", "engramloop_header", "header_dict",
-           "marker_kind", "cut_off", "RecordingDamageWarning", "Contents",
+           "stream_rate", "signal_rate", "footers", "markers_and_spans", "engramloop_header",
+           "header_dict", "marker_kind", "cut_off", "RecordingDamageWarning", "Contents",
            "SignalStream", "StreamSummary", "RecordingReadError", "first"]
