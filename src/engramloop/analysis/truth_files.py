@@ -16,7 +16,7 @@ import numpy as np
 from engramloop.analysis.scoring import read_annotations_csv
 from engramloop.core.chunk import SourceError
 from engramloop.core.errors import UserError
-from engramloop.drivers.files import load_edf
+from engramloop.drivers.files import edf_annotations
 from engramloop.recording import reader
 from engramloop.sim.truth import Truth
 
@@ -83,11 +83,11 @@ def edf_annotation_texts(path: Path) -> str:
 
 
 def _edf_annotations(path: Path) -> list[dict]:
+    """The annotation signal's records only (no sample of a night is read)."""
     try:
-        d = load_edf(path)
+        return edf_annotations(path)
     except SourceError as exc:
         raise UserError(f"--truth {exc}") from None
-    return list(d.markers.get("annotations", ((), []))[1])
 
 
 def edf_truth(path: Path, kind: str) -> list[dict]:

@@ -18,8 +18,11 @@ channels asked for, chosen *before* reading:
   whole night would count its pages in the process's resident memory anyway.
 - BrainFlow CSV and OpenBCI GUI text (:class:`TextBlocks`): parsed 32768 lines at a time
   with ``numpy.loadtxt``; parse errors keep the file's line, column and byte offset.
-- XDF: read whole by :func:`engramloop.recording.reader.read` (:class:`LoadedBlocks`)
-  until a streaming XDF reader exists in ``engramloop.recording``.
+- XDF (:class:`XdfBlocks`): one stream decoded by the project's streaming reader
+  (:meth:`engramloop.recording.xdf_blocks.XdfFile.blocks`, opened through
+  :func:`engramloop.recording.reader.open_file`, so with the one timestamp policy: our
+  recordings' stamps as written, other writers' synchronised and dejittered); the
+  file's small chunks are gathered into blocks of about :data:`BLOCK_SAMPLES`.
 
 The checks of :func:`drivers.files.check_data` run over the blocks of the pre-pass
 (:class:`TimeBaseScan`), with the same one-line errors.
@@ -41,6 +44,7 @@ from engramloop.core import sample_format
 from engramloop.core.chunk import SourceError
 from engramloop.drivers.file_data import FileData, table_error
 from engramloop.drivers.sources import unit_scale
+from engramloop.recording.xdf_blocks import XdfFormatError
 
 #: samples per block a reader hands out (8 channels of float64: 2 MB)
 BLOCK_SAMPLES = 32768
@@ -173,27 +177,59 @@ def _finish(b: Blocks, scan: TimeBaseScan) -> None:
     b.gaps, b.finite = scan.gaps, scan.finite
 
 
-# ---------------------------------------------------------------------- loaded whole
-class LoadedBlocks(Blocks):
-    """A file loaded whole (:class:`drivers.files.FileData`) handed out in blocks."""
+# ---------------------------------------------------------------------------- XDF
+class XdfBlocks(Blocks):
+    """One numeric stream of an XDF file (:func:`drivers.files.open_xdf` chooses it and
+    its per-channel ``scales``, volts per stored unit), checked by one streaming pass.
 
-    def __init__(self, path: Path, d: Any) -> None:
-        self.path, self.rate_hz, self.channels = path, d.rate_hz, d.channels
-        self.full_scale_v, self.markers = d.full_scale_v, d.markers
-        self.sample_format = d.sample_format
-        self._d = d
-        _check_names(path, d.rate_hz, d.channels)
-        scan = TimeBaseScan(path, d.rate_hz, len(d.channels), gaps_from_time=d.gaps is None)
-        scan.feed(d.timestamps, d.samples)
-        if d.gaps is not None:
-            scan.add_gaps(np.asarray(d.gaps))
+    ``f`` is the :class:`~engramloop.recording.xdf_blocks.XdfFile` from
+    :func:`engramloop.recording.reader.open_file`; ``synchronize`` is that function's
+    policy (False for our recordings)."""
+
+    def __init__(self, path: Path, f: Any, info: Any, rate_hz: float, synchronize: bool,
+                 scales: Sequence[float], markers: dict, fmt: str) -> None:
+        self.path, self._f, self._sid = path, f, info.stream_id
+        self._sync = synchronize
+        self.rate_hz = float(rate_hz)
+        self.channels = tuple(info.channels)
+        self._scales = np.asarray(scales, dtype=np.float64)
+        self.full_scale_v = np.full(len(self.channels), np.inf)
+        self.markers = markers
+        self.sample_format = fmt
+        _check_names(path, self.rate_hz, self.channels)
+        scan = TimeBaseScan(path, self.rate_hz, len(self.channels))
+        for x, t in self.blocks(range(len(self.channels))):
+            scan.feed(t, x)
         _finish(self, scan)
 
     def blocks(self, cols: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        x, t = self._d.samples, self._d.timestamps
-        for i in range(0, t.size, BLOCK_SAMPLES):
-            yield (np.ascontiguousarray(x[i:i + BLOCK_SAMPLES][:, list(cols)]),
-                   t[i:i + BLOCK_SAMPLES])
+        cols = list(cols)
+        sc = self._scales[cols]
+        xs: list[np.ndarray] = []
+        ts: list[np.ndarray] = []
+        m = 0
+        try:
+            for t, x in self._f.blocks(self._sid, synchronize=self._sync,
+                                       block_samples=BLOCK_SAMPLES):
+                xs.append(x[:, cols].astype(np.float64) * sc)
+                ts.append(t)
+                m += t.size
+                if m >= BLOCK_SAMPLES:
+                    yield _joined(xs, ts)
+                    xs, ts, m = [], [], 0
+        except (XdfFormatError, OSError) as exc:
+            why = str(exc)
+            where = "" if why.startswith(str(self.path)) else f"{self.path}: "
+            raise SourceError(f"{where}malformed XDF samples ({why}); the file is "
+                              "damaged") from None
+        if m:
+            yield _joined(xs, ts)
+
+
+def _joined(xs: list[np.ndarray], ts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if len(ts) == 1:
+        return np.ascontiguousarray(xs[0]), np.asarray(ts[0], dtype=np.float64)
+    return np.concatenate(xs), np.concatenate(ts).astype(np.float64, copy=False)
 
 
 # ---------------------------------------------------------------------------- EDF
@@ -573,7 +609,7 @@ class TextBlocks(Blocks):
             yield np.ascontiguousarray(x[:, cols]), t
 
 
-__all__ = ["Blocks", "EdfBlocks", "NpzBlocks", "TextBlocks", "LoadedBlocks", "TimeBaseScan",
+__all__ = ["Blocks", "EdfBlocks", "NpzBlocks", "TextBlocks", "XdfBlocks", "TimeBaseScan",
            "iter_table", "BLOCK_SAMPLES"]
 
 

@@ -31,10 +31,10 @@ from engramloop.drivers.brainflow_source import (
 from engramloop.drivers.edf_plus import read_header, read_plus
 from engramloop.drivers.file_blocks import (
     EdfBlocks,
-    LoadedBlocks,
     NpzBlocks,
     TextBlocks,
     TimeBaseScan,
+    XdfBlocks,
     _check_names,
     iter_table,
     read_whole,
@@ -117,35 +117,49 @@ def check_xdf(path: Path) -> bytes:
     return header
 
 
-def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
-    """The numeric stream ``stream`` (default: first regularly sampled numeric stream).
+def open_xdf(path: Path, stream: str = "", units: str = "auto") -> Any:
+    """The numeric stream ``stream`` (default: the first regularly sampled numeric stream
+    with more than one sample) as :class:`~drivers.file_blocks.XdfBlocks`, checked by one
+    streaming pass; the marker streams are read whole (they are small).
 
-    Read by :func:`engramloop.recording.reader.read`: our recordings keep their exact
-    host-clock stamps, other writers' streams are synchronised and dejittered."""
+    Opened by :func:`engramloop.recording.reader.open_file`: our recordings keep their
+    exact host-clock stamps, other writers' streams are synchronised and dejittered."""
     check_xdf(path)
     try:
-        rec = reader.read(path)
+        f, ours = reader.open_file(path)
     except reader.RecordingReadError as exc:
         raise SourceError(str(exc)) from None
+    numeric = [i for i in f.streams.values() if i.numeric]
+    names = [i.name for i in f.streams.values() if i.numeric or i.channel_format == "string"]
     if stream:
-        chosen = [s for s in rec.signals if s.name == stream]
+        chosen = [i for i in numeric if i.name == stream]
         if not chosen:
-            names = ", ".join(rec.stream_names) or "(none)"
-            if stream in rec.stream_names:
+            if stream in names:
                 raise SourceError(f"{path}: stream {stream!r} is a marker stream, not a signal")
-            raise SourceError(f"{path}: no stream named {stream!r}; streams: {names}")
+            raise SourceError(f"{path}: no stream named {stream!r}; streams: "
+                              f"{', '.join(names) or '(none)'}")
+        info = chosen[0]
+        rate = reader.signal_rate(f, info, ours=ours)
     else:
-        chosen = [s for s in rec.signals if s.rate_hz > 0 and s.t.size > 1] or rec.signals
-        if not chosen:
+        if not numeric:
             raise SourceError(f"{path}: no numeric signal stream in this XDF file")
-    s = chosen[0]
-    scales = np.array([_scale(u, units, path, f"stream {s.name!r} channel {lab!r}")
-                       for lab, u in zip(s.channels, s.channel_units, strict=True)])
-    x = np.ascontiguousarray(s.x * scales)
+        rates = ((i, reader.signal_rate(f, i, ours=ours)) for i in numeric)
+        info, rate = next(((i, r) for i, r in rates
+                           if r > 0 and f.sample_count(i.stream_id) > 1),
+                          (numeric[0], None))
+        rate = reader.signal_rate(f, info, ours=ours) if rate is None else rate
+    scales = [_scale(u, units, path, f"stream {info.name!r} channel {lab!r}")
+              for lab, u in zip(info.channels, info.units, strict=True)]
     # the file's own channel_format says what resolution its values have
-    formats = [f.channel_format for f in reader.footers(path) if f.name == s.name]
-    fmt = _fmt.for_dtype(_XDF_DTYPES.get(formats[0], "")) if formats else _fmt.FLOAT64
-    return FileData(x, s.t, s.rate_hz, list(s.channels), rec.markers, sample_format=fmt)
+    fmt = _fmt.for_dtype(_XDF_DTYPES.get(info.channel_format, ""))
+    return XdfBlocks(path, f, info, rate, not ours, scales,
+                     reader.marker_streams(f, ours=ours), fmt)
+
+
+def load_xdf(path: Path, stream: str = "", units: str = "auto") -> FileData:
+    """:func:`open_xdf`'s stream read whole (notebooks and tests; a replay reads it
+    block by block)."""
+    return read_whole(open_xdf(path, stream, units))
 
 
 #: XDF channel formats (specification) as numpy dtypes
@@ -277,6 +291,37 @@ def load_edf(path: Path, units: str = "auto") -> FileData:
     return read_whole(open_edf(path, units))
 
 
+def edf_annotations(path: str | Path) -> list[dict]:
+    """An EDF+/BDF+ file's annotations as :func:`open_edf` hands them on (``kind``
+    "annotation", ``text``, ``onset_s``, ``duration_s`` or None; sorted by onset), reading
+    the header and each data record's annotation-signal bytes only -- no ordinary sample
+    (``score --truth night.edf``). A plain EDF has none: []."""
+    path = Path(path)
+    check_edf(path)
+    h = read_header(path)
+    if not h.plus:
+        return []
+    # as open_edf: EDF+D by our TAL parser (pyedflib refuses it), EDF+C by pyedflib, the
+    # counterpart; both read the annotation signal's bytes of each record, nothing else
+    notes = read_plus(path, h)[1] if h.discontinuous else _pyedflib_annotations(path)
+    m = _annotation_markers(notes)
+    return list(m["annotations"][1]) if m else []
+
+
+def _pyedflib_annotations(path: Path) -> list[tuple[float, float, str]]:
+    import pyedflib
+
+    try:
+        r = pyedflib.EdfReader(str(path))
+    except OSError as exc:
+        raise SourceError(f"{path}: not a readable EDF/EDF+/BDF file: {exc}") from None
+    try:
+        on, du, tx = r.readAnnotations()
+    finally:
+        r.close()
+    return [(float(o), float(d), str(t)) for o, d, t in zip(on, du, tx, strict=True)]
+
+
 def _annotation_markers(notes: list) -> dict:
     """EDF+ annotations as a marker stream: onset times (s, file time) and one JSON-able
     record each (``kind`` "annotation", ``text``, ``onset_s``, ``duration_s`` or None)."""
@@ -383,7 +428,7 @@ def open_blocks(path: str | Path, *, stream: str = "", board: str = "",
         raise SourceError(f"{path}: file not found")
     ext = path.suffix.lower()
     if ext in (".xdf", ".xdfz"):
-        return LoadedBlocks(path, load_xdf(path, stream, units))
+        return open_xdf(path, stream, units)
     if ext in (".edf", ".bdf", ".rec"):
         return open_edf(path, units)
     if ext in (".csv", ".tsv"):
@@ -578,4 +623,5 @@ class FileSource:
 
 
 __all__ = ["FileSource", "FileData", "ScaledClock", "load_file", "open_blocks", "check_xdf",
+           "edf_annotations",
            "check_edf"]

@@ -207,6 +207,20 @@ def stream_rate(info: StreamInfo, t: np.ndarray | None = None) -> float:
     return 0.0
 
 
+def signal_rate(f: XdfFile, info: StreamInfo, *, ours: bool) -> float:
+    """:func:`stream_rate` of a stream read whole, without reading it: the nominal rate,
+    else the rate its first and last stamps (as ``blocks`` gives them) and its sample
+    count imply, else its footer's; only the first and last chunk are decoded."""
+    if info.rate_hz > 0:
+        return info.rate_hz
+    n = f.sample_count(info.stream_id)
+    if n > 1:
+        t0, t1 = f.span(info.stream_id, synchronize=not ours)
+        if t1 > t0:
+            return float((n - 1) / (t1 - t0))
+    return stream_rate(info)
+
+
 def marker_records(f: XdfFile, info: StreamInfo, *, ours: bool) -> list[tuple[float, dict]]:
     """A string stream's samples as ``(t, dict)``: JSON objects decoded (a non-object
     value as ``{"value": v}``, text that is not JSON as ``{"text": s}``), sorted by time."""
@@ -252,13 +266,25 @@ def read(path: str | Path, *, signals: bool = True,
         if not info.numeric and info.channel_format != "string":
             continue                  # not readable: named in the damage warning
         out.stream_names.append(info.name)
-        if not info.numeric:
-            kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
-                else info.name
-            out.markers.setdefault(kind, []).extend(marker_records(f, info, ours=ours))
-            continue
-        out.signals.append(signal_stream(f, info, ours=ours))
-    for rows in out.markers.values():
+        if info.numeric:
+            out.signals.append(signal_stream(f, info, ours=ours))
+    out.markers = marker_streams(f, ours=ours, names=streams)
+    return out
+
+
+def marker_streams(f: XdfFile, *, ours: bool, names: Sequence[str] | None = None
+                   ) -> dict[str, list[tuple[float, dict]]]:
+    """Every string stream's records (those named in ``names`` when given) as
+    ``{kind: [(t, dict), ...]}`` sorted by time (:attr:`Contents.markers`); no signal
+    sample is decoded."""
+    out: dict[str, list[tuple[float, dict]]] = {}
+    for info in f.streams.values():
+        if info.channel_format != "string" or (names is not None and info.name not in names):
+            continue                  # numeric, or not readable (named in the damage warning)
+        kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
+            else info.name
+        out.setdefault(kind, []).extend(marker_records(f, info, ours=ours))
+    for rows in out.values():
         rows.sort(key=lambda r: r[0])
     return out
 
@@ -282,9 +308,6 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
             continue                  # not readable: named in the damage warning
         out.stream_names.append(info.name)
         if not info.numeric:
-            kind = marker_kind(info.name) if ours or info.name.startswith("engramloop.") \
-                else info.name
-            out.markers.setdefault(kind, []).extend(marker_records(f, info, ours=ours))
             continue
         foot = info.footer
         if not ours:
@@ -302,8 +325,7 @@ def markers_and_spans(path: str | Path) -> tuple[Contents, list[StreamSummary]]:
             t0, t1 = f.span(info.stream_id)
             spans.append(StreamSummary(info.stream_id, info.name, info.channel_format, t0, t1,
                                        f.sample_count(info.stream_id), False))
-    for rows in out.markers.values():
-        rows.sort(key=lambda r: r[0])
+    out.markers = marker_streams(f, ours=ours)
     return out, spans
 
 
@@ -344,7 +366,7 @@ def footers(path: str | Path) -> list[StreamSummary]:
     return out
 
 
-__all__ = ["read", "open_file", "signal_stream", "marker_records", "stream_rate",
-           "footers", "markers_and_spans", "engramloop_header", "header_dict",
-           "marker_kind", "cut_off", "RecordingDamageWarning", "Contents",
+__all__ = ["read", "open_file", "signal_stream", "marker_records", "marker_streams",
+           "stream_rate", "signal_rate", "footers", "markers_and_spans", "engramloop_header",
+           "header_dict", "marker_kind", "cut_off", "RecordingDamageWarning", "Contents",
            "SignalStream", "StreamSummary", "RecordingReadError", "first"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -580,7 +581,8 @@ def nights_from_recordings(outcomes_csv: str | Path,
 
     Each recording's first numeric signal stream is run through the project's detectors
     and :class:`~decoders.features.EpochFeatures` (offline, one pass: the same code as the
-    loop). Pulses are read from the ``engramloop.pulses`` marker stream when present.
+    loop), block by block (:func:`_recording_features`: memory holds a block, not the
+    night). Pulses are read from the ``engramloop.pulses`` marker stream when present.
     Memory strength at each epoch end is interpolated between the tests.
     """
     base = Path(outcomes_csv).resolve().parent
@@ -591,24 +593,7 @@ def nights_from_recordings(outcomes_csv: str | Path,
         path = Path(rec) if Path(rec).is_absolute() else base / rec
         if not path.is_file():
             raise ValueError(f"outcomes CSV {outcomes_csv}: recording {path} not found")
-        try:
-            got = reader.read(path)
-        except reader.RecordingReadError as exc:
-            raise ValueError(str(exc)) from None
-        sig = next((s for s in got.signals if s.t.size > 0), None)
-        if sig is None:
-            raise ValueError(f"recording {path}: no numeric signal stream")
-        rate, chans = sig.rate_hz, sig.channels
-        x = np.ascontiguousarray(sig.x, dtype=np.float64)
-        ts = sig.t
-        t0 = ts[0]
-        pulses = [t for t, _ in got.markers.get("pulses", [])]
-        chunk = Chunk(x, ts, rate, chans, arrival_s=float(ts[-1]))
-        events = []
-        for det in night_detectors(chans):
-            events.extend(det.process(chunk))
-        vecs = EpochFeatures(feature_settings or FeatureSettings()).process(chunk, events,
-                                                                             pulses)
+        vecs, n_events, t0 = _recording_features(path, feature_settings)
         if not vecs:
             raise ValueError(f"recording {path}: shorter than one epoch")
         ends = np.array([v.t_end_s for v in vecs]) - t0
@@ -623,5 +608,46 @@ def nights_from_recordings(outcomes_csv: str | Path,
                             {"kind": "recording", "recording": str(path)}))
         if progress:
             progress(Progress(len(nights), len(outcomes), "recordings",
-                              f"{path.name}: {len(vecs)} epochs, {len(events)} events"))
+                              f"{path.name}: {len(vecs)} epochs, {n_events} events"))
     return nights
+
+
+#: samples per block of the offline pass over a recording (8 channels of float64: 4 MB)
+RECORDING_BLOCK = 65536
+
+
+def _recording_features(path: Path, feature_settings: FeatureSettings | None
+                        ) -> tuple[list, int, float]:
+    """A recording's first numeric stream with samples, decoded block by block
+    (:meth:`~engramloop.recording.xdf_blocks.XdfFile.blocks`, the reader's timestamp
+    policy) through the detectors and the feature stage; each pulse of the
+    ``engramloop.pulses`` stream is handed on with the block that reaches its time.
+    Returns (feature vectors, event count, first sample's time)."""
+    try:
+        f, ours = reader.open_file(path)
+    except reader.RecordingReadError as exc:
+        raise ValueError(str(exc)) from None
+    info = next((i for i in f.streams.values()
+                 if i.numeric and f.sample_count(i.stream_id) > 0), None)
+    if info is None:
+        raise ValueError(f"recording {path}: no numeric signal stream")
+    rate, chans = reader.signal_rate(f, info, ours=ours), info.channels
+    pulses = sorted(t for t, _ in reader.marker_streams(f, ours=ours).get("pulses", []))
+    detectors = night_detectors(chans)
+    stage = EpochFeatures(feature_settings or FeatureSettings())
+    vecs: list = []
+    n_events, i, k, t0 = 0, 0, 0, math.nan
+    for ts, x in f.blocks(info.stream_id, synchronize=not ours,
+                          block_samples=RECORDING_BLOCK):
+        if not i:
+            t0 = float(ts[0])
+        chunk = Chunk(np.ascontiguousarray(x, dtype=np.float64), ts, rate, chans,
+                      arrival_s=float(ts[-1]), first_index=i)
+        events = []
+        for det in detectors:
+            events.extend(det.process(chunk))
+        j = bisect_right(pulses, float(ts[-1]))
+        vecs.extend(stage.process(chunk, events, pulses[k:j]))
+        n_events += len(events)
+        i, k = i + ts.size, j
+    return vecs, n_events, t0
