@@ -31,7 +31,9 @@ def test_run_on_an_lsl_stream_records_it(tmp_path: Path) -> None:
     labels = [c["label"][0] for c in raw["info"]["desc"][0]["channels"][0]["channel"]]
     assert labels == ["C3", "Cz"] and float(raw["info"]["nominal_srate"][0]) == 200.0
     x = raw["time_series"]
-    assert x.shape[0] >= 200  # about 2 s at 200 Hz
+    # about 2 s at 200 Hz on a quiet machine; a loaded one may start the run late, and
+    # how many samples a 2-s wall-clock run gets is no test of recording them right
+    assert x.shape[0] >= 20
     # the outlet counts up in microvolts on C3 and down on Cz; we record volts
     np.testing.assert_allclose(x[:, 1], -x[:, 0])
     # a float32 outlet is recorded in float32 (volts): steps of 1 uV to float32 precision
