@@ -51,6 +51,7 @@ calibration_s = 2.0
 threshold_mode = "fixed"
 threshold_v = -20e-6        # this excerpt's slow waves are small (signal SD ~20 uV)
 predict = "fixed"           # every down state predicts its up state: every one is a decision
+sws_gate_ratio = 0.0        # no slow-wave-sleep gate: it needs 10 s of history, the run is 12 s
 
 [policy]
 target = "so_upstate"
@@ -144,7 +145,7 @@ def offline_so_count(x: np.ndarray) -> int:
 
     det = SlowOscDetector(SlowOscSettings(channels=("C3",), calibration_s=2.0,
                                           threshold_mode="fixed", threshold_v=-20e-6,
-                                          predict="fixed"))
+                                          predict="fixed", sws_gate_ratio=0.0))
     n = 0
     for i in range(0, len(x), 10):
         seg = np.ascontiguousarray(x[i:i + 10, :1], dtype=np.float64)
