@@ -81,6 +81,56 @@ def test_block_replay_with_duration_and_nonfinite_samples_equals_chunk_replay(
     assert by_block.t_end_s == pytest.approx(by_chunk.t_end_s)
 
 
+
+def _edf_plus_d_with_gaps(src, dst, seconds, every_records, jump_s):
+    """The first ``seconds`` of a one-channel EDF as EDF+D with a ``jump_s`` gap before
+    every ``every_records``-th 1 s record: written as EDF+C by pyedflib (the counterpart;
+    it cannot write EDF+D), then each record's time-keeping TAL moved (EDF+ spec)."""
+    import pyedflib
+
+    from engramloop.drivers.edf_plus import read_header
+
+    r = pyedflib.EdfReader(str(src))
+    x, rate, label = r.readSignal(0)[:int(seconds * 200)], r.getSampleFrequency(0), \
+        r.getLabel(0)
+    r.close()
+    hdr = [pyedflib.highlevel.make_signal_header(label, dimension="uV", sample_frequency=rate,
+                                                 physical_min=-500, physical_max=500)]
+    assert pyedflib.highlevel.write_edf(str(dst), [np.clip(x, -500, 500)], hdr,
+                                        pyedflib.highlevel.make_header(),
+                                        file_type=pyedflib.FILETYPE_EDFPLUS)
+    b = bytearray(dst.read_bytes())
+    b[192:197] = b"EDF+D"
+    h = read_header(dst)
+    rb, s = sum(h.per_record) * 2, h.annotation_signals[0]
+    off, size = sum(h.per_record[:s]) * 2, h.per_record[s] * 2
+    for k in range(h.n_records):
+        slot = h.header_bytes + k * rb + off
+        tal = f"+{k + (k // every_records) * jump_s:.6f}\x14\x14\x00".encode()
+        b[slot:slot + size] = tal + b"\x00" * (size - len(tal))
+    dst.write_bytes(bytes(b))
+    return dst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["spindle", "so_upstate"])
+def test_block_replay_of_an_edf_plus_d_with_many_gaps_equals_chunk_replay(
+        target, tmp_path, monkeypatch) -> None:
+    """Real sleep EEG (DREAMS excerpt 5, 10 min) with a 0.37 s gap every 3 s: the governor
+    blocks pulses for one refractory period after the first chunk after a gap. A block
+    observed its stretch up to the first detection as one piece after a gap, so the
+    block lasted until that detection plus the refractory: pulses the chunk-by-chunk
+    replay approved were refused as 'gap' (5 of 23 spindle pulses)."""
+    path = _edf_plus_d_with_gaps(require_data(DATA / "dreams_dev" / "excerpt5.edf"),
+                                 tmp_path / "gaps.edf", 600, 3, 0.37)
+    _, by_chunk = _replay(path, target, 0.0, monkeypatch)
+    _, by_block = _replay(path, target, 2.0, monkeypatch)
+    assert by_chunk.n_gaps == by_block.n_gaps == 199
+    a, b = _key(by_chunk), _key(by_block)
+    assert len(a[2]) >= 3 and any(d[1] for d in a[1])   # it did approve pulses
+    assert a == b
+
+
 class _Board:
     def __init__(self) -> None:
         self.n = 0

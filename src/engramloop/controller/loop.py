@@ -452,7 +452,8 @@ class Loop:
         it: the clock moves to the end of each grid chunk holding a detection, the
         governor sees the data up to there, deliveries due are fired and drained, and
         the policy decides on that grid chunk's events at its newest sample. Stretches
-        without detections are observed by the governor as one piece. Returns the events
+        without detections are observed by the governor as one piece (the block's first
+        grid chunk apart: a gap's block is timed from it). Returns the events
         in the order a per-chunk replay meets them (by grid chunk, then detector)."""
         res, gov, clock, sched = self.result, self.governor, self.clock, self.scheduler
         t, n, rate, g = chunk.timestamps, chunk.n_samples, chunk.rate_hz, self._grid
@@ -462,6 +463,12 @@ class Loop:
             nonlocal pos
             if b <= pos:
                 return
+            if pos == 0 and b > g:
+                # the block's first grid chunk alone: after a gap the governor blocks
+                # pulses until that chunk's last sample + the refractory, as in a
+                # per-chunk replay (one piece to b held them until b + the refractory)
+                observe(g)
+                return observe(b)
             if gov.observe_chunk(float(t[pos]), float(t[b - 1]), b - pos, rate,
                                  chunk.gap_before and pos == 0):
                 res.n_gaps += 1
