@@ -18,7 +18,7 @@ CFG = ('[source]\nchunk_samples = 10\n[detectors.ripple]\nenabled = false\n'
        '[policy]\ntarget = "{target}"\ncondition = "sham"\n[safety]\narm_on_start = true\n')
 
 
-def _replay(path, target, block_s, monkeypatch, duration_s=None, nan_at=None):
+def _replay(path, target, block_s, monkeypatch, duration_s=None, nan_at=None, record=None):
     monkeypatch.setattr(loop_mod, "BLOCK_S", block_s)
     cfg = loads_config(CFG.format(target=target))
     src = FileSource(path, speed="max", chunk_samples=10)
@@ -34,7 +34,8 @@ def _replay(path, target, block_s, monkeypatch, duration_s=None, nan_at=None):
                 i += len(t)
                 yield x, t
         src.reader.blocks = blocks
-    lp = build_loop(cfg, speed="max", source=src, duration_s=duration_s)
+    lp = build_loop(cfg, speed="max", source=src, duration_s=duration_s,
+                    record=None if record is None else str(record))
     res = lp.run(duration_s)
     return lp, res
 
@@ -120,15 +121,29 @@ def test_block_replay_of_an_edf_plus_d_with_many_gaps_equals_chunk_replay(
     blocks pulses for one refractory period after the first chunk after a gap. A block
     observed its stretch up to the first detection as one piece after a gap, so the
     block lasted until that detection plus the refractory: pulses the chunk-by-chunk
-    replay approved were refused as 'gap' (5 of 23 spindle pulses)."""
+    replay approved were refused as 'gap' (5 of 23 spindle pulses). Each gap is in the
+    recording's log stream (read back by pyxdf) at the time the chunk replay notes it
+    (was the end of the stretch observed, up to 2 s late)."""
+    import pyxdf
+
     path = _edf_plus_d_with_gaps(require_data(DATA / "dreams_dev" / "excerpt5.edf"),
                                  tmp_path / "gaps.edf", 600, 3, 0.37)
-    _, by_chunk = _replay(path, target, 0.0, monkeypatch)
-    _, by_block = _replay(path, target, 2.0, monkeypatch)
+    _, by_chunk = _replay(path, target, 0.0, monkeypatch, record=tmp_path / "c.xdf")
+    _, by_block = _replay(path, target, 2.0, monkeypatch, record=tmp_path / "b.xdf")
     assert by_chunk.n_gaps == by_block.n_gaps == 199
     a, b = _key(by_chunk), _key(by_block)
     assert len(a[2]) >= 3 and any(d[1] for d in a[1])   # it did approve pulses
     assert a == b
+
+    def gap_log(name):
+        streams, _ = pyxdf.load_xdf(str(tmp_path / name), dejitter_timestamps=False)
+        log = next(s for s in streams if s["info"]["name"][0] == "engramloop.log")
+        return [(round(float(ts), 9), v[0]) for ts, v in
+                zip(log["time_stamps"], log["time_series"], strict=True) if '"gap"' in v[0]]
+
+    got, want = gap_log("b.xdf"), gap_log("c.xdf")
+    assert len(want) == 199
+    assert got == want
 
 
 class _Board:

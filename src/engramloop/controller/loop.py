@@ -472,7 +472,7 @@ class Loop:
             if gov.observe_chunk(float(t[pos]), float(t[b - 1]), b - pos, rate,
                                  chunk.gap_before and pos == 0):
                 res.n_gaps += 1
-                self._gap_noted(chunk, clock.now())
+                self._gap_noted(chunk, float(t[b - 1]))   # when a chunk replay notes it
             pos = b
 
         def bound(e: int) -> float:
