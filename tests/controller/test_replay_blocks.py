@@ -18,9 +18,10 @@ CFG = ('[source]\nchunk_samples = 10\n[detectors.ripple]\nenabled = false\n'
        '[policy]\ntarget = "{target}"\ncondition = "sham"\n[safety]\narm_on_start = true\n')
 
 
-def _replay(path, target, block_s, monkeypatch, duration_s=None, nan_at=None, record=None):
+def _replay(path, target, block_s, monkeypatch, duration_s=None, nan_at=None, record=None,
+            cfg_text=CFG):
     monkeypatch.setattr(loop_mod, "BLOCK_S", block_s)
-    cfg = loads_config(CFG.format(target=target))
+    cfg = loads_config(cfg_text.format(target=target))
     src = FileSource(path, speed="max", chunk_samples=10)
     if nan_at is not None:        # an electrode pop in the middle of the night
         real = src.reader.blocks
@@ -144,6 +145,24 @@ def test_block_replay_of_an_edf_plus_d_with_many_gaps_equals_chunk_replay(
     got, want = gap_log("b.xdf"), gap_log("c.xdf")
     assert len(want) == 199
     assert got == want
+
+
+
+@pytest.mark.slow
+def test_block_replay_refuses_pulses_until_the_last_detector_calibrated(monkeypatch) -> None:
+    """The slow-oscillation detector calibrates 71.9 s in (DREAMS excerpt 5), inside the
+    2 s block [70, 72) s that holds a spindle at 71.4 s: the governor counted the
+    detectors calibrated from the block's decoding, before that spindle, and approved a
+    pulse at 71.445 s that the chunk replay refuses as 'calibrating'."""
+    path = require_data(DATA / "dreams_dev" / "excerpt5.edf")
+    text = CFG.replace("[detectors.so]\n", "[detectors.so]\ncalibration_s = 71.9\n")
+    _, by_chunk = _replay(path, "spindle", 0.0, monkeypatch, duration_s=120, cfg_text=text)
+    _, by_block = _replay(path, "spindle", 2.0, monkeypatch, duration_s=120, cfg_text=text)
+    done = max(e.detect_s for e in by_block.events if e.kind == "calibration_done")
+    assert done == pytest.approx(71.9)
+    early = [d for d in by_block.decisions if d.t_s < done]
+    assert early and not any(d.approved for d in early)      # it was asked, and refused
+    assert _key(by_block) == _key(by_chunk)
 
 
 class _Board:
