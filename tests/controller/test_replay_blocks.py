@@ -165,6 +165,47 @@ def test_block_replay_refuses_pulses_until_the_last_detector_calibrated(monkeypa
     assert _key(by_block) == _key(by_chunk)
 
 
+
+@pytest.mark.slow
+def test_block_replay_cut_by_duration_records_no_annotation_after_its_end(
+        tmp_path, monkeypatch) -> None:
+    """EDF+ annotations (written by pyedflib, one every 1.3 s on 2 min of excerpt 5) are
+    handed out with the block they fall in; a run cut by --duration inside a block
+    recorded the block's later annotations too (one at 61.6 s of a run ending at
+    61.045 s), which a chunk replay never reads. Read back with pyxdf."""
+    import pyedflib
+    import pyxdf
+
+    r = pyedflib.EdfReader(str(require_data(DATA / "dreams_dev" / "excerpt5.edf")))
+    x = r.readSignal(0)[:200 * 120]
+    r.close()
+    path = tmp_path / "ann.edf"
+    hdr = [pyedflib.highlevel.make_signal_header("C3-A1", dimension="uV",
+                                                 sample_frequency=200, physical_min=-500,
+                                                 physical_max=500)]
+    head = pyedflib.highlevel.make_header()
+    head["annotations"] = [[float(o), -1, f"n{i}"] for i, o in
+                           enumerate(np.arange(0.5, 119, 1.3))]
+    assert pyedflib.highlevel.write_edf(str(path), [np.clip(x, -500, 500)], hdr, head,
+                                        file_type=pyedflib.FILETYPE_EDFPLUS)
+
+    def annotations(block_s, name):
+        _replay(path, "spindle", block_s, monkeypatch, duration_s=61.003,
+                record=tmp_path / name)
+        streams, _ = pyxdf.load_xdf(str(tmp_path / name), dejitter_timestamps=False)
+        by = {s["info"]["name"][0]: s for s in streams}
+        t0, t1 = by["engramloop.raw"]["time_stamps"][[0, -1]]
+        a = by["engramloop.annotations"]
+        return t1 - t0, [(round(float(t - t0), 6), v[0]) for t, v in
+                         zip(a["time_stamps"], a["time_series"], strict=True)]
+
+    end_c, by_chunk = annotations(0.0, "c.xdf")
+    end_b, by_block = annotations(2.0, "b.xdf")
+    assert end_b == pytest.approx(end_c) == pytest.approx(61.045)
+    assert by_chunk and by_chunk[-1][0] <= end_c
+    assert by_block == by_chunk
+
+
 class _Board:
     def __init__(self) -> None:
         self.n = 0

@@ -434,9 +434,15 @@ class Loop:
             i = int(np.searchsorted(t, t0 + duration_s, side="left"))
             if i < chunk.n_samples:
                 e = min((i // g + 1) * g, chunk.n_samples)
+                meta = chunk.meta
+                if e < chunk.n_samples and meta.get("annotations"):
+                    # the file's annotations the cut-off samples carried were never read
+                    # by a per-chunk run: not recorded after the run's end
+                    meta = dict(meta, annotations=[a for a in meta["annotations"]
+                                                   if a[0] < t[e]])
                 chunk = Chunk(chunk.samples[:e], t[:e], chunk.rate_hz, chunk.channels,
                               chunk.arrival_s, chunk.first_index, chunk.gap_before,
-                              chunk.units, chunk.meta)
+                              chunk.units, meta)
         guard = self._guard
         if chunk.n_samples > g and (guard is None or not guard.busy) and \
                 math.isfinite(float(np.add.reduce(chunk.samples, axis=None))):
