@@ -577,3 +577,27 @@ def test_ripple_candidate_against_numpy() -> None:
         ripple_candidate(np.zeros((5, 1)), None, None, 1, 1.0, 0)
     with pytest.raises(TypeError, match="ripple_candidate: gate_k must be a number"):
         ripple_candidate(np.zeros((5, 1), np.int64), None, None, 1, None, 0)
+
+
+
+@pytest.mark.parametrize("block", [4000, 6000])
+def test_onset_of_a_ripple_that_began_in_the_chunk_before(block: int, plans: str) -> None:
+    """``--speed max`` replays hand the detector ~2 s blocks (4000 samples at 2 kHz, as
+    many as its onset time ring held): a ripple whose run began in the block before was
+    reported with the block's first sample as its onset. Cut between each ripple's onset
+    and its detection sample (the chunk-by-chunk run's), then a ``block``-sample chunk:
+    onsets and all else as chunk by chunk, and on the synthetic burst (truth)."""
+    x, t, onsets, d = synthetic(duration_s=20.0, seed=5)
+    s = RippleSettings(theta_gate=False, calibration_s=2.0, baseline_s=5.0)
+    ref = [e for e in run(RippleDetector(s), x, t, ("CA1",), 10) if e.kind == "ripple"]
+    cut = [e for e in ref if e.detect_s - e.onset_s >= 2 / FS]
+    assert len(cut) >= 5
+    for e in cut[:5]:
+        i = int(np.searchsorted(t, e.detect_s))          # detection sample: a new chunk
+        det = RippleDetector(s)
+        got = []
+        for a, b in ((0, i), (i, i + block), (i + block, x.shape[0])):
+            got += det.process(Chunk(x[a:b], t[a:b], FS, ("CA1",), float(t[b - 1])))
+        got = [g for g in got if g.kind == "ripple"]
+        assert got == ref
+        assert any(o - 0.01 <= e.onset_s < o + d for o in onsets)   # in a true burst

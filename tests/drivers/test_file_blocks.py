@@ -154,3 +154,36 @@ def test_npz_of_a_transposed_array_is_read(tmp_path, small_blocks):
     np.savez(tmp_path / "f.npz", samples=x.T, rate_hz=250.0)
     out = _drain(FileSource(tmp_path / "f.npz", speed="max", chunk_samples=64))
     np.testing.assert_array_equal(np.concatenate([c.samples for c in out]), x.T)
+
+
+def test_edf_plus_d_with_an_unknown_record_count_is_a_one_line_error(tmp_path,
+                                                                     capsys) -> None:
+    """The EDF header may say -1 data records (unknown: the writer did not finish the
+    file). pyedflib (the counterpart) refuses such an EDF+C file with a one-line error;
+    the EDF+D reader (ours: pyedflib refuses EDF+D) stopped with an IndexError, printed
+    as 'internal error ... a bug in engramloop'."""
+    from engramloop.cli import main
+
+    sig = np.random.default_rng(4).normal(0, 20, 2000)
+    hdr = [pyedflib.highlevel.make_signal_header("C3", dimension="uV", sample_frequency=100,
+                                                 physical_min=-500, physical_max=500)]
+    c = tmp_path / "c.edf"
+    assert pyedflib.highlevel.write_edf(str(c), [sig], hdr, pyedflib.highlevel.make_header(),
+                                        file_type=pyedflib.FILETYPE_EDFPLUS)
+    b = bytearray(c.read_bytes())
+    b[236:244] = b"-1      "
+    c.write_bytes(bytes(b))
+    with pytest.raises(OSError):
+        pyedflib.EdfReader(str(c))                         # the counterpart refuses it
+    b[192:197] = b"EDF+D"
+    d = tmp_path / "d.edf"
+    d.write_bytes(bytes(b))
+    for f in (c, d):
+        with pytest.raises(SourceError, match=str(f.name)):
+            FileSource(f, speed="max")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[detectors.ripple]\nenabled = false\n[detectors.so]\nchannels = ["C3"]\n'
+                   '[detectors.spindle]\nchannels = ["C3"]\n[policy]\ntarget = "spindle"\n')
+    assert main(["replay", str(cfg), str(d), "--speed", "max", "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "-1 data records" in err

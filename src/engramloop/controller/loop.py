@@ -434,9 +434,15 @@ class Loop:
             i = int(np.searchsorted(t, t0 + duration_s, side="left"))
             if i < chunk.n_samples:
                 e = min((i // g + 1) * g, chunk.n_samples)
+                meta = chunk.meta
+                if e < chunk.n_samples and meta.get("annotations"):
+                    # the file's annotations the cut-off samples carried were never read
+                    # by a per-chunk run: not recorded after the run's end
+                    meta = dict(meta, annotations=[a for a in meta["annotations"]
+                                                   if a[0] < t[e]])
                 chunk = Chunk(chunk.samples[:e], t[:e], chunk.rate_hz, chunk.channels,
                               chunk.arrival_s, chunk.first_index, chunk.gap_before,
-                              chunk.units, chunk.meta)
+                              chunk.units, meta)
         guard = self._guard
         if chunk.n_samples > g and (guard is None or not guard.busy) and \
                 math.isfinite(float(np.add.reduce(chunk.samples, axis=None))):
@@ -445,14 +451,24 @@ class Loop:
         self._split.extend(pieces[1:])
         return pieces[0], False
 
+    def _on_calibrated(self, now: float) -> None:
+        """Every detector is calibrated: the governor may approve, the outputs arm."""
+        self._calibrated = True
+        self._arm_outputs()
+        self.governor.set_calibrated(True)
+        self._note("detectors calibrated", now)
+
     def _act_on_grid(self, chunk: Chunk, events: list[Event], h_gov: Histogram,
-                     h_sch: Histogram) -> list[Event]:
+                     h_sch: Histogram, cal_s: float = math.nan) -> list[Event]:
         """Everything the loop does between decoding and recording, for a block decoded
         at once, at the times a per-chunk replay (chunks of ``self._grid`` samples) does
         it: the clock moves to the end of each grid chunk holding a detection, the
         governor sees the data up to there, deliveries due are fired and drained, and
-        the policy decides on that grid chunk's events at its newest sample. Stretches
-        without detections are observed by the governor as one piece. Returns the events
+        the policy decides on that grid chunk's events at its newest sample; the
+        detectors count as calibrated (``cal_s``, when they calibrated in this block)
+        from the grid chunk holding that time on. Stretches
+        without detections are observed by the governor as one piece (the block's first
+        grid chunk apart: a gap's block is timed from it). Returns the events
         in the order a per-chunk replay meets them (by grid chunk, then detector)."""
         res, gov, clock, sched = self.result, self.governor, self.clock, self.scheduler
         t, n, rate, g = chunk.timestamps, chunk.n_samples, chunk.rate_hz, self._grid
@@ -462,10 +478,16 @@ class Loop:
             nonlocal pos
             if b <= pos:
                 return
+            if pos == 0 and b > g:
+                # the block's first grid chunk alone: after a gap the governor blocks
+                # pulses until that chunk's last sample + the refractory, as in a
+                # per-chunk replay (one piece to b held them until b + the refractory)
+                observe(g)
+                return observe(b)
             if gov.observe_chunk(float(t[pos]), float(t[b - 1]), b - pos, rate,
                                  chunk.gap_before and pos == 0):
                 res.n_gaps += 1
-                self._gap_noted(chunk, clock.now())
+                self._gap_noted(chunk, float(t[b - 1]))   # when a chunk replay notes it
             pos = b
 
         def bound(e: int) -> float:
@@ -496,6 +518,10 @@ class Loop:
             idx = np.searchsorted(t, [e.detect_s for e in events], side="right") - 1
             for e, i in zip(events, np.clip(idx, 0, n - 1) // g, strict=True):
                 groups.setdefault(int(i), []).append(e)
+        k_cal = -1
+        if cal_s == cal_s:
+            k_cal = int(np.clip(np.searchsorted(t, cal_s, side="right") - 1, 0, n - 1)) // g
+            groups.setdefault(k_cal, [])
         for k in sorted(groups):
             a, b = k * g, min(k * g + g, n)
             if a > 0:   # the grid chunk before ended here: pulses due by then fire
@@ -504,6 +530,8 @@ class Loop:
             reach(b)
             now = clock.now()
             self._after_chunk(now)
+            if k == k_cal:
+                self._on_calibrated(now)
             intents = self.policy.step(groups[k], clock.now())
             if intents:
                 self._decide(intents, now, h_gov, h_sch)
@@ -723,18 +751,21 @@ class Loop:
             # ---- decode
             events = self._decode(chunk)
             phase = self._phase_now
+            cal_s = math.nan
             if not calibrated:
                 calibrated = all(not getattr(d, "calibrating", False) for d in self.detectors)
-                if calibrated:
-                    self._calibrated = True
-                    self._arm_outputs()
-                    gov.set_calibrated(True)
-                    self._note("detectors calibrated", now)
+                if calibrated and blocky:
+                    # a block: at the grid chunk where the last detector calibrated
+                    # (_act_on_grid), not before its events earlier in the block
+                    done = [e.detect_s for e in events if e.kind == "calibration_done"]
+                    cal_s = max(done) if done else float(chunk.timestamps[0])
+                elif calibrated:
+                    self._on_calibrated(now)
             p3 = perf()
             h_dec.record(p3 - p2)
             if blocky:
                 # ---- policy, governor and scheduler on the chunk_samples grid
-                events = self._act_on_grid(chunk, events, h_gov, h_sch)
+                events = self._act_on_grid(chunk, events, h_gov, h_sch, cal_s)
                 now = clock.now()
                 p5 = perf()
                 h_pol.record(p5 - p3)

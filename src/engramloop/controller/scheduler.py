@@ -220,6 +220,12 @@ class Scheduler:
             self.n_sent += 1
             self._log(pulse, Delivery(pulse.pulse_id, "sham", "sham", sent_s=now))
             return
+        if not self.outputs:
+            # (--speed max of a recorded file: the stimulators are not used) the pulse
+            # goes nowhere, and says so in the recording and the summary
+            self._log_cancel(pulse, "no stimulator output in this run (--speed max does not "
+                                    "use the configured stimulators)")
+            return
         first = True
         refused = ""
         for out in self.outputs:

@@ -408,6 +408,19 @@ class TimeRing:
         self.values.fill(np.nan)
         self.index = 0
 
+    def grow(self, capacity: int) -> None:
+        """Hold at least ``capacity`` timestamps, keeping those held (a new ``values``
+        array: a plan bound to the old one must be rebuilt). A detector whose onset may lie
+        ``h`` samples before a chunk needs ``h`` + the chunk's length: a chunk as long as
+        the ring would overwrite all of its history."""
+        capacity = int(capacity)
+        if capacity <= self.capacity:
+            return
+        idx = np.arange(max(0, self.index - self.capacity), self.index)
+        values = np.full(capacity, np.nan)
+        values[idx % capacity] = self.values[idx % self.capacity]
+        self.values, self.capacity = values, capacity
+
     def write(self, t: np.ndarray) -> None:
         """Append the timestamps of one block, shape (n,), seconds."""
         n = t.shape[0]

@@ -266,7 +266,9 @@ class RippleDetector:
                                     update_s=s.baseline_update_s, exclude_sd=s.exclude_sd)
         self._base_state = self._base.kernel_state()
         self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
-        self._times = TimeRing(int(fs * 2.0))
+        # onsets up to 2 s before a chunk; _alloc adds the longest chunk seen
+        self._times_history = int(fs * 2.0)
+        self._times = TimeRing(self._times_history)
         self._theta = self._delta = None
         # one detection signal (a channel or the pooled one) and no veto: the common chunk's
         # scan needs no NumPy (_scan_simple)
@@ -321,6 +323,10 @@ class RippleDetector:
         self._cap = n
         self._views_n = -1
         self._plan = None            # the RipplePlan binds these buffers: built anew
+        # a chunk of n samples must not overwrite the onsets before it (a 2 s block at
+        # --speed max is as long as the 2 s history: onsets came out as the block's start,
+        # or after the detection)
+        self._times.grow(self._times_history + n)
         # the plan's work array: five (n, k) blocks (band-passed, envelope, median, SD,
         # threshold) then three (n, 1) (gate scratch, theta and delta envelopes), each
         # C-contiguous: one buffer for C instead of eight (~0.1 us each here)

@@ -270,7 +270,9 @@ class SpindleDetector:
                                     hold_s=s.baseline_hold_s)
         self._min_n = max(1, int(round(s.min_duration_s * fs)) + 1)
         self._max_n = max(self._min_n + 1, int(round(s.max_duration_s * fs)) + 1)
-        self._times = TimeRing(int(fs * (s.max_duration_s + 1.0)))
+        # onsets up to max_duration_s + 1 s before a chunk; _alloc adds the longest chunk
+        self._times_history = int(fs * (s.max_duration_s + 1.0))
+        self._times = TimeRing(self._times_history)
         self._armed = np.ones(k, dtype=bool)
         self._rearm_t = np.full(k, -np.inf)
         self._open = np.zeros(k, dtype=bool)     # fired, run still going
@@ -292,6 +294,8 @@ class SpindleDetector:
         buffer it takes costs ~0.1 us)."""
         k = self._k
         self._cap = n
+        # a chunk of n samples must not overwrite the onsets before it
+        self._times.grow(self._times_history + n)
         self._work = np.empty((sum(_WORK_WIDTHS) * n, k))
         blocks = []
         row = 0

@@ -236,6 +236,12 @@ def open_edf(path: Path, units: str = "auto") -> Any:
 
     check_edf(path)
     h = read_header(path)
+    if h.n_records < 0:
+        # EDF spec: -1 while recording; pyedflib refuses such a file too
+        raise SourceError(f"{path}: the EDF header gives {h.n_records} data records "
+                          "(unknown: its writer did not finish the file); write the number "
+                          "of data records into the header (bytes 236-243) or export the "
+                          "file again")
     onsets, notes = None, []
     if h.plus:
         try:
