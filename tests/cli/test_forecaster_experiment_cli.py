@@ -27,7 +27,7 @@ def test_training_seeds_may_not_reach_the_evaluation_seeds(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_small_experiment_prints_conditions_and_comparisons(capsys, tmp_path):
-    rc, out, _ = cli(capsys, "forecaster", "experiment", "--seeds", "2", "--duration-s", "200",
+    rc, out, _ = cli(capsys, "forecaster", "experiment", "--seeds", "2", "--duration-s", "120",
                      "--doses", "5", "--checks", "1", "--workers", "1", "--json",
                      tmp_path / "r.json")
     assert rc == 0
