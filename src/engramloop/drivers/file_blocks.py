@@ -29,6 +29,7 @@ The checks of :func:`drivers.files.check_data` run over the blocks of the pre-pa
 """
 from __future__ import annotations
 
+import abc
 import itertools
 import math
 import re
@@ -145,7 +146,7 @@ class TimeBaseScan:
                         "rate or the timestamps")
 
 
-class Blocks:
+class Blocks(abc.ABC):
     """What every reader gives: the file's channels (all of them), rate, per-channel full
     scale (volts, inf when the format does not say), markers, sample count, first and
     last stamp, ``gaps`` (sample indices that follow a loss) and ``finite`` (per channel:
@@ -164,11 +165,11 @@ class Blocks:
     #: how a recording of the replay may store the samples (core.sample_format)
     sample_format: str = "float64"
 
+    @abc.abstractmethod
     def blocks(self, cols: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Consecutive blocks of the channels ``cols`` (indices into ``channels``):
         samples (m, len(cols)) float64 volts, C-contiguous, and timestamps (m,) file
-        seconds."""
-        raise NotImplementedError
+        seconds. Each reader (XDF, EDF, npz, text) defines it."""
 
 
 def _finish(b: Blocks, scan: TimeBaseScan) -> None:
