@@ -181,8 +181,9 @@ _DETECT_DOC = """
         depend on it (the detectors are tested for chunk-size independence); it only
         trades Python overhead against memory.
     all_events : bool
-        Also return the detector's status events (``calibration_done``, and for spindles
-        ``spindle_rejected``), not only detections.
+        Also return the detector's status events (``calibration_done``, for spindles
+        ``spindle_rejected``, for slow oscillations ``so_gate_closed`` and
+        ``so_gate_open``), not only detections.
     **settings
         Keys of the config table ``[detectors.{table}]`` (docs/config-reference.md), e.g.
         ``threshold_sd=4``. A wrong key or value raises ``ConfigError`` naming it.

@@ -33,6 +33,7 @@ from engramloop.controller.build import build_loop
 from engramloop.controller.config import dump_config
 from engramloop.core.angles import wrap_deg
 from engramloop.core.jsonable import to_jsonable
+from engramloop.decoders.slow_osc import SlowOscDetector
 
 #: +-50 ms around the sharp-wave-ripple peak (issue 5; closed-loop SWR stimulation studies)
 RIPPLE_WINDOW_S = 0.050
@@ -163,6 +164,9 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         "policy_skips": dict(getattr(result, "gate_refusals", {}) or {}),
         "backlog_events": result.n_backlog, "gaps": result.n_gaps,
         "nonfinite_stretches": getattr(result, "n_artefacts", 0),
+        # what the detectors passed over or left without a prediction, by reason
+        "detector_skips": {k: dict(v) for k, v in
+                           (getattr(result, "detector_skips", {}) or {}).items()},
     }
     fcs = getattr(result, "forecasts", None)
     if fcs is not None:
@@ -333,6 +337,18 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def skip_lines(skips: dict) -> list[str]:
+    """One line per detector that passed over detections (``RunResult.detector_skips``):
+    ``so: 37 down states passed over outside slow-wave sleep (...); 5 ...``."""
+    words = {"so": ("down states", SlowOscDetector.PASS_REASONS)}
+    out = []
+    for kind, counts in sorted(skips.items()):
+        noun, why = words.get(kind, ("detections", {}))
+        out.append(f"  {kind}: " + "; ".join(f"{n} {noun} {why.get(k, k)}"
+                                             for k, n in counts.items()))
+    return out
+
+
 def format_summary(rep: dict) -> str:
     """A short human-readable summary of :func:`run_trial`'s report."""
     r = rep["run"]
@@ -350,6 +366,7 @@ def format_summary(rep: dict) -> str:
         lines.append(f"  non-finite samples: {r['nonfinite_stretches']} stretch(es); the "
                      "detectors reading them were paused and stimulation inhibited there "
                      "(times in the engramloop.log stream)")
+    lines.extend(skip_lines(r.get("detector_skips") or {}))
     if "forecaster" in r:
         f = r["forecaster"]
         if f["forecasts"]:

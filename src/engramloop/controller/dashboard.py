@@ -110,6 +110,8 @@ def render_status(status: LoopStatus | None, *, note: str = "") -> Any:
         det.add_row(kind, f"{rate:.1f}")
     if not status.detections_per_min:
         det.add_row("-", "-")
+    for line in status.detector_states:   # a gate passing over detections: not quiet
+        det.add_row(Text(line, style="bold yellow"), "")
 
     stim = table("stimulation", "", "")
     stim.add_row("pulses sent", str(status.pulses_sent))

@@ -104,6 +104,9 @@ class RunResult:
     n_gaps: int = 0
     #: stretches of non-finite samples the detectors were paused for
     n_artefacts: int = 0
+    #: detections a detector passed over or left without a prediction, by detector kind
+    #: and reason (its ``passed_over``, e.g. ``{"so": {"sws_gate": 37}}``; nonzero only)
+    detector_skips: dict[str, dict[str, int]] = field(default_factory=dict)
     n_timeouts: int = 0
     stages: StageTimes | None = None
     lateness: Histogram | None = None
@@ -1112,7 +1115,9 @@ class Loop:
             forecast=forecast, forecast_age_s=forecast_age, forecast_gate=gate,
             recording_path=str(getattr(self.recorder, "path", "") or ""),
             recording_bytes=_file_size(getattr(self.recorder, "path", None)),
-            state=state, messages=tuple(self._messages)))
+            state=state, messages=tuple(self._messages),
+            detector_states=tuple(n for n in (getattr(d, "status_note", "")
+                                              for d in self.detectors) if n)))
 
     def _shutdown(self, reason: str) -> None:
         """Stimulation off first, then everything else; never raises past an error that
@@ -1174,6 +1179,10 @@ class Loop:
                         "t_s": t, "forecast_gate": g, "message": gate_summary_message(g)})
             except BaseException as exc:
                 errors.append(f"recording the forecast gate summary failed: {exc}")
+        try:
+            self._record_skips()
+        except BaseException as exc:
+            errors.append(f"recording the detectors' passed-over counts failed: {exc}")
         if self._gaps_unreported:
             try:   # the gaps since the last gap line, summed up at the end
                 self._note(f"{self._gaps_unreported} more gap(s) ({self._missing_unreported} "
@@ -1195,6 +1204,27 @@ class Loop:
                                                          state=state))
             except BaseException as exc:
                 self._log(f"status: {exc}")
+
+
+    def _record_skips(self) -> None:
+        """Each detector's passed-over counts (``passed_over``: down states a gate or rule
+        dropped, events without a prediction) into the result and, as a ``kind:
+        detector_skips`` record, the recording's log stream -- a night the SO gate kept
+        closed reads as that, not as a quiet night."""
+        res = self.result
+        for d in self.detectors:
+            counts = {k: int(v) for k, v in (getattr(d, "passed_over", None) or {}).items()
+                      if v}
+            if not counts:
+                continue
+            kind = str(getattr(d, "KIND", type(d).__name__))
+            res.detector_skips[kind] = counts
+            if self.recorder is not None and not self.recorder.failed:
+                t = self.clock.now()
+                self.recorder.write_marker("log", t, {
+                    "t_s": t, "kind": "detector_skips", "detector": kind, "counts": counts,
+                    "message": f"{kind} detector passed over: " + ", ".join(
+                        f"{n} {k}" for k, n in counts.items())})
 
 
 def _nan_phase(chunk: Chunk) -> Any:

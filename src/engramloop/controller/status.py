@@ -108,6 +108,10 @@ class LoopStatus:
         device fault: ``lockouts`` names the output) or an error text.
     messages : tuple of str
         The last few log lines worth showing (warnings, refusals).
+    detector_states : tuple of str
+        A line per detector that is passing over what it would otherwise detect now
+        (e.g. ``"SO gate closed (...) on Fz (12 since it closed): 40 down states passed
+        over in all"``); empty when every detector detects.
     """
 
     source: str = ""
@@ -128,6 +132,7 @@ class LoopStatus:
     recording_bytes: int = 0
     state: str = "running"
     messages: tuple[str, ...] = ()
+    detector_states: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # read-only views so a snapshot cannot be changed after it is published
@@ -136,6 +141,7 @@ class LoopStatus:
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "lockouts", tuple(self.lockouts))
         object.__setattr__(self, "messages", tuple(self.messages))
+        object.__setattr__(self, "detector_states", tuple(self.detector_states))
 
     @property
     def pulses_refused_total(self) -> int:

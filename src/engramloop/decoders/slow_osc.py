@@ -28,6 +28,13 @@ the lighter-sleep stretches of the DREAMS excerpts (C3-A1), whose dips are not f
 a predictable up state: with ``predict_min_hz`` it takes the pooled trigger SD there from
 43 to 38 deg (bench/real_eeg.py --so-loo prints the grid).
 
+Nothing is passed over silently: the detector counts, by reason, every down state the
+gate, the artefact rule or the threshold rule drops and every event left without a
+prediction (``passed_over``); the first down state the gate passes over after one it let
+through is an ``so_gate_closed`` event, the first it lets through again ``so_gate_open``
+(with the number passed over meanwhile), and ``status_note`` is the live view's line while
+the gate is closed -- a night whose N3 never reaches the ratio is not a quiet night.
+
 A trough too shallow for the half-wave rule (``threshold / depth > max_depth_ratio``) is
 still reported, with ``predicted_s`` NaN, so the policy does not stimulate on a guess; so is
 a down state too broad for it (half-wave frequency below ``predict_min_hz``): on real EEG
@@ -219,6 +226,16 @@ class SlowOscDetector:
     """
 
     KIND = "so"
+    #: why a down state was passed over or left without a prediction (the keys of
+    #: :attr:`passed_over`), as the run summary words them
+    PASS_REASONS = {
+        "sws_gate": "passed over outside slow-wave sleep (sws_gate_ratio gate closed)",
+        "too_deep": "passed over as artefacts (deeper than max_trough_v)",
+        "threshold_moved": "passed over as the adaptive threshold deepened under them",
+        "too_broad": "reported without a prediction: too broad (below predict_min_hz)",
+        "too_fast": "reported without a prediction: too narrow for the phase band",
+        "too_shallow": "reported without a prediction: too shallow (max_depth_ratio)",
+    }
 
     def __init__(self, settings: SlowOscSettings | None = None) -> None:
         self.settings = settings or SlowOscSettings()
@@ -230,6 +247,7 @@ class SlowOscDetector:
         self._first = True
         self._bound: tuple[str, ...] | None = None   # channel names cols was resolved for
         self._restart = False     # restart() was called: the next chunk primes the filters
+        self._setup_counts()
 
     def _setup(self, fs: float) -> None:
         s, k = self.settings, self._k
@@ -259,6 +277,7 @@ class SlowOscDetector:
         ph -= 2 * np.pi * np.round(np.interp(f_c, self._fgrid, ph) / (2 * np.pi))
         self._hphase = ph
         self._setup_learning(fs)
+        self._setup_counts()
         # the per-channel down-state machine, one row per channel, in one array so the C
         # block kernel updates it in place; the named columns are views of it
         self._chs = np.empty((k, 5))
@@ -283,6 +302,40 @@ class SlowOscDetector:
         self._t0 = np.nan
         self._cal_end = np.nan       # s: calibration ends at the first sample this late
         self._alloc(64)
+
+    def _setup_counts(self) -> None:
+        """Nothing is passed over silently: every down state the gate, the artefact rule
+        or the threshold rule drops, and every event left without a prediction, is
+        counted by reason (:attr:`passed_over`); the gate's state per channel is the
+        fate of that channel's latest down state (closed: passed over by the gate), with
+        the number passed over since it closed."""
+        self.passed_over = dict.fromkeys(self.PASS_REASONS, 0)
+        self._gate_closed = [False] * self._k
+        self._closed_n = [0] * self._k
+
+    @property
+    def status_note(self) -> str:
+        """The live view's line while the slow-wave-sleep gate is closed on some channel
+        (its latest down state was passed over), else ""."""
+        if self._fs == 0.0 or not any(self._gate_closed):
+            return ""
+        s = self.settings
+        parts = [f"{c} ({n} since it closed)" for c, n, shut in
+                 zip(s.channels, self._closed_n, self._gate_closed, strict=True) if shut]
+        return (f"SO gate closed (slow-wave-sleep ratio below {s.sws_gate_ratio:g}) on "
+                f"{', '.join(parts)}: {self.passed_over['sws_gate']} down states passed "
+                f"over in all")
+
+    def _gate_event(self, kind: str, j: int, ch: int, onset: float, trough_v: float,
+                    t: np.ndarray, ratio: float, n: int) -> Event:
+        """``so_gate_closed`` (at the first down state the gate passes over after one it
+        let through, or from the start) or ``so_gate_open`` (at the first it lets through
+        again; ``amplitude`` = the number passed over while it was closed); ``score`` =
+        the gate's power ratio then, ``threshold`` = ``sws_gate_ratio``."""
+        return Event(kind=kind, channel=self.settings.channels[ch], onset_s=onset,
+                     detect_s=float(t[j]), peak_s=math.nan,
+                     amplitude=float(n) if kind == "so_gate_open" else trough_v,
+                     score=ratio, threshold=self.settings.sws_gate_ratio)
 
     def _setup_learning(self, fs: float) -> None:
         """The learned timing: a buffer of the picked input (the last learn_window_s, kept
@@ -613,17 +666,42 @@ class SlowOscDetector:
                 self._learn_until(t, j, n)
             if (gated and not g_slow[j, ch] * g_slow[j, ch]
                     >= s.sws_gate_ratio * g_fast[j, ch] * g_fast[j, ch]):
-                continue             # not slow-wave sleep: not a slow oscillation
+                # not slow-wave sleep: not a slow oscillation -- counted, and the first
+                # after an admitted one is an event (the gate closed)
+                self.passed_over["sws_gate"] += 1
+                self._closed_n[ch] += 1
+                if not self._gate_closed[ch]:
+                    self._gate_closed[ch] = True
+                    events.append(self._gate_event("so_gate_closed", j, ch, onset, trough_v,
+                                                   t, self._ratio(g_slow, g_fast, j, ch), 0))
+                continue
             if trough_v < -s.max_trough_v:
+                self.passed_over["too_deep"] += 1
                 continue             # an artefact, not a slow oscillation
             if not trough_v <= thr[j, ch]:
                 # the adaptive threshold deepened during the down state (an update point)
                 # and the trough is not below the one in force when it ended
+                self.passed_over["threshold_moved"] += 1
                 continue
+            if self._gate_closed[ch]:
+                self._gate_closed[ch] = False
+                events.append(self._gate_event("so_gate_open", j, ch, onset, trough_v, t,
+                                               self._ratio(g_slow, g_fast, j, ch),
+                                               self._closed_n[ch]))
+                self._closed_n[ch] = 0
             events.append(self._event(j, ch, onset, trough_v, trough_t, thr, t))
         self._feed_echt(x, fed, n)
         if self._pending and self._pending[0][0] <= t[n - 1]:
             self._learn_until(t, n - 1, n)
+
+    @staticmethod
+    def _ratio(g_slow: np.ndarray | None, g_fast: np.ndarray | None, j: int,
+               ch: int) -> float:
+        """The gate's 0.5-2 Hz / 4-30 Hz power ratio at sample ``j`` of channel ``ch``."""
+        if g_slow is None or g_fast is None:
+            return math.nan
+        den = float(g_fast[j, ch]) ** 2
+        return float(g_slow[j, ch]) ** 2 / den if den > 0 else math.inf
 
     def _feed_echt(self, x: np.ndarray, a: int, b: int) -> None:
         if self._echt is not None and b > a:
@@ -718,6 +796,7 @@ class SlowOscDetector:
         width = detect_t - onset_t
         ratio = thr_v / trough_v if trough_v < 0 else float("nan")
         if not (width > 0 and 0 < ratio <= s.max_depth_ratio):
+            self.passed_over["too_shallow"] += 1
             return math.nan, math.nan
         w = 2.0 * math.acos(ratio) / width
         f = w / (2 * math.pi)
@@ -725,6 +804,7 @@ class SlowOscDetector:
             # not a predictable SO: no prediction. Broad down states (low f: slow dips,
             # movement, arousal on the DREAMS excerpts) are followed by up states whose
             # timing scatters; trigger on the predictable ones only
+            self.passed_over["too_broad" if f < s.predict_min_hz else "too_fast"] += 1
             return math.nan, math.nan
         phi = float(np.interp(f, self._fgrid, self._hphase))
         true_trough = 0.5 * (onset_t + detect_t) + phi / w
