@@ -65,6 +65,10 @@ def test_so_phase_target():
     # target phase already passed: aim at the same phase of the next cycle
     [j] = Policy(s, BUDGET).step([so(10.0, up=10.1)], 10.0)
     assert j.intended_s == pytest.approx(10.85)
+    # passed only after the detector decided (its chunk arrived after the target, as with
+    # the SO detector's fire-time check just before the up state): now, not a cycle late
+    [k] = Policy(s, BUDGET).step([so(10.0, up=10.27)], 10.04)
+    assert k.intended_s == pytest.approx(10.04)
     # a prediction too far ahead is ignored, a NaN prediction too
     assert Policy(s, BUDGET).step([so(10.0, up=13.0)], 10.0) == []
     assert Policy(s, BUDGET).step([so(10.0, up=math.nan)], 10.0) == []

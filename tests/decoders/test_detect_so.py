@@ -68,9 +68,12 @@ def test_default_predicts_sharp_down_states_only(sim_n3) -> None:
 
     x, t, truth = sim_n3
     names = tuple(truth.channels)
-    loose = so_events(replay([SlowOscDetector(SlowOscSettings(predict_min_hz=0.5))], x, t,
+    # (the fire-time check off: it moves detect_s to the check and drops predictions too)
+    loose = so_events(replay([SlowOscDetector(SlowOscSettings(predict_min_hz=0.5,
+                                                              confirm_rising=False))], x, t,
                              truth.rate_hz, names, x.shape[0]))
-    strict = so_events(replay([SlowOscDetector()], x, t, truth.rate_hz, names, x.shape[0]))
+    strict = so_events(replay([SlowOscDetector(SlowOscSettings(confirm_rising=False))], x, t,
+                              truth.rate_hz, names, x.shape[0]))
     assert [e.detect_s for e in strict] == [e.detect_s for e in loose]    # same events
     kept = [e for e in strict if math.isfinite(e.predicted_s)]
     assert 0 < len(kept) < sum(math.isfinite(e.predicted_s) for e in loose)
@@ -113,7 +116,7 @@ def test_adaptive_gated_two_channels_chunk_size_independent(sim_n3, chunk: int, 
 def test_fixed_mode_is_trough_plus_delay(sim_n3) -> None:
     x, t, truth = sim_n3
     s = SlowOscSettings(predict="fixed", threshold_mode="fixed", threshold_v=-50e-6,
-                        fixed_delay_s=0.5)
+                        fixed_delay_s=0.5, confirm_rising=False)
     ev = so_events(replay([SlowOscDetector(s)], x, t, truth.rate_hz, tuple(truth.channels),
                           x.shape[0]))
     assert ev and all(e.threshold == -50e-6 for e in ev)

@@ -6,6 +6,8 @@ the YASA N3 excerpt in shared/data. bench/real_eeg.py prints the same figures pe
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.signal import butter, hilbert, sosfiltfilt
@@ -60,15 +62,57 @@ def test_dreams_up_state_without_a_systematic_lead(dreams_phases) -> None:
     -28 deg); learning each recording's own timing removes that lead (issue 20 target:
     within +-15 deg) and keeps >= 85 % of the triggers in the up-phase."""
     raw, learned = dreams_phases[False], dreams_phases[True]
-    assert raw.n >= 120 and learned.n == raw.n
+    # (the fire-time check releases a prediction by where the wave is at its time, so the
+    # two sets differ a little: 155 and 151)
+    assert raw.n >= 120 and abs(learned.n - raw.n) <= 0.1 * raw.n
     assert raw.mean_phase_deg < -15.0, raw
     assert abs(learned.mean_phase_deg) <= 15.0, learned
     assert learned.fraction_in_target_half >= 0.85, learned
-    # issue 20 asks for a circular SD <= 35 deg; measured 38 deg pooled with predictions
-    # only from sharp down states in slow-wave sleep (predict_min_hz = 1 Hz, sws_gate_ratio
-    # = 2.5; 34-35 deg on excerpts 5 and 7, 41 and 54 on 1 and 3; 52 deg before): not met
-    # -- this guards against it getting worse
-    assert learned.sd_phase_deg <= 41.0, learned
+    # issue 20: circular SD <= 35 deg. Predictions only from sharp down states in
+    # slow-wave sleep (predict_min_hz = 1 Hz, sws_gate_ratio = 2.5) gave 38.4 deg; the
+    # fire-time check (confirm_rising) 34.5 deg (31-42 per excerpt; 52 deg before both)
+    assert learned.sd_phase_deg <= 35.0, learned
+
+
+def test_fire_time_check_releases_rising_up_states_only() -> None:
+    """Each event the fire-time check released has the band-passed signal still rising at
+    its check (``detect_s``), each it held back (``predicted_s`` NaN, counted as
+    unconfirmed) falling -- checked on scipy's causal Butterworth (``sosfilt``, started in
+    steady state at the first sample, as the detector starts), on DREAMS excerpt 5; and the
+    released triggers scatter less against the zero-phase reference than all of them."""
+    from scipy.signal import sosfilt, sosfilt_zi
+
+    x, t, fs = _edf(5)
+    s = SlowOscSettings(channels=("EEG",))
+    det = SlowOscDetector(s)
+    ev = [e for e in replay([det], np.ascontiguousarray(x[:, None]), t, fs, ("EEG",), 7)
+          if e.kind == "so"]
+    sos = butter(s.filter_order, s.band_hz, btype="bandpass", fs=fs, output="sos")
+    y = sosfilt(sos, x, zi=sosfilt_zi(sos) * x[0])[0]
+    released = [e for e in ev if np.isfinite(e.predicted_s)]
+    held = det.passed_over["unconfirmed"]
+    assert len(released) >= 20 and held >= 1
+
+    def rising(e) -> bool:
+        j = int(np.searchsorted(t, e.detect_s))
+        return bool(y[j] > y[j - 1])
+
+    assert all(rising(e) for e in released)
+    # checked at the first sample at or after predicted_s - confirm_lead_s
+    assert all(0 <= e.detect_s - (e.predicted_s - s.confirm_lead_s) < 1.0 / fs
+               for e in released)
+    # the held-back ones: at their check (after the down state's end) it was falling
+    ends = {e.onset_s: e for e in replay([SlowOscDetector(dataclasses.replace(
+        s, confirm_rising=False))], np.ascontiguousarray(x[:, None]), t, fs, ("EEG",), 7)
+        if e.kind == "so"}
+    back = [e for e in ev if e.detect_s > ends[e.onset_s].detect_s
+            and not np.isfinite(e.predicted_s)]
+    assert len(back) == held and not any(rising(e) for e in back)
+    every = np.array([e.predicted_s for e in ends.values() if np.isfinite(e.predicted_s)])
+    assert every.size == len(released) + held
+    ph_all = _reference_phase(x, t, fs, every)
+    ph_rel = _reference_phase(x, t, fs, np.array([e.predicted_s for e in released]))
+    assert score_phase(ph_rel, 0.0).sd_phase_deg < score_phase(ph_all, 0.0).sd_phase_deg
 
 
 def test_real_n3_excerpt_gets_triggers() -> None:

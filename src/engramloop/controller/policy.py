@@ -292,7 +292,10 @@ class Policy:
         if not (up == up):
             return []
         t = up + s.so_phase_deg / 360.0 * s.so_period_s
-        if t < now_s:  # missed this cycle's target phase: aim at the next cycle
+        if t < min(now_s, ev.detect_s):
+            # the target phase had passed when the detector decided: the next cycle's.
+            # Passed only since (the chunk arrived after it, e.g. the detector's
+            # fire-time check just before the up state): now, late by less than a chunk
             t += s.so_period_s
         if t > now_s + s.max_lead_s:
             return []
