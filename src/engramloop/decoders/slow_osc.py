@@ -28,6 +28,13 @@ the lighter-sleep stretches of the DREAMS excerpts (C3-A1), whose dips are not f
 a predictable up state: with ``predict_min_hz`` it takes the pooled trigger SD there from
 43 to 38 deg (bench/real_eeg.py --so-loo prints the grid).
 
+A prediction is released at a fire-time check (``confirm_rising``): at the first sample at
+or after ``predicted_s - confirm_lead_s`` the band-passed signal must still be rising (the up
+state has not already peaked); the event is emitted there (``detect_s`` = that sample),
+else with ``predicted_s`` NaN. On the DREAMS excerpts this holds back a few late outliers
+and takes the pooled trigger SD from 38 to 34.5 deg (bench/real_eeg.py --so, --so-loo,
+--so-fired for the pulses as they would leave with a given chunk length).
+
 Nothing is passed over silently: the detector counts, by reason, every down state the
 gate, the artefact rule or the threshold rule drops and every event left without a
 prediction (``passed_over``); the first down state the gate passes over after one it let
