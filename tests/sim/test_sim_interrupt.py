@@ -64,3 +64,34 @@ def test_an_interrupt_caught_inside_exec_code_still_exits_130(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130, (proc.stdout, proc.stderr)
     assert proc.stderr.strip() == "interrupted"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_remove_the_partial_output_too(tmp_path, sig):
+    """``kill`` (SIGTERM) or a closed terminal (SIGHUP) mid-run used to end the process at
+    once (status 143, not a word): a 74 MB night.xdf without its truth stream stayed
+    behind, looking like a finished recording. They end as Ctrl-C does: the partial file
+    removed, said so, and the shell's 128 + signal number as the status."""
+    signum = getattr(signal, sig)
+    out = tmp_path / "night.xdf"
+    proc = subprocess.Popen([sys.executable, "-m", "engramloop", "sim", "--duration", "36000",
+                             "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("sim: "), first
+        deadline = time.monotonic() + 60
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signum)
+        stdout, rest = proc.communicate(timeout=60)
+        stderr = first + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, (stdout, stderr)
+    assert not out.exists()
+    assert f"stopped by {sig}; removed the partial" in stdout
+    assert "Traceback" not in stderr

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, KeyboardInterrupt):
             pass
         rc = 130
-    if rc == 130:
+    if rc in (129, 130, 143):   # an interrupt caught (Ctrl-C, or sim's SIGHUP/SIGTERM)
         _forget_caught_interrupt()
     return rc
 

@@ -97,4 +97,52 @@ class StopSignals:
         self._saved.clear()
 
 
-__all__ = ["StopSignals", "STOP_SIGNALS", "exit_code"]
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGTERM or SIGHUP raised as Ctrl-C is, for a command with no loop to ask (``sim``
+    writing a file): its ``except KeyboardInterrupt`` cleanup runs for them too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+class SignalsInterrupt:
+    """Context manager: SIGTERM and SIGHUP raise :class:`SignalInterrupt` in the main
+    thread (the default ends the process at once, leaving a half-written output behind);
+    a further signal while the first is handled is ignored, so the cleanup finishes."""
+
+    def __init__(self) -> None:
+        self._saved: dict[int, Any] = {}
+        self._got = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self._got:
+            self._got = True
+            raise SignalInterrupt(signum)
+
+    def __enter__(self) -> SignalsInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                if s != signal.SIGINT:
+                    self._saved[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, old in self._saved.items():
+            signal.signal(s, old)
+        self._saved.clear()
+
+
+def interrupt_name(exc: BaseException) -> str:
+    """How an interrupt reached a command: "stopped by SIGTERM" or "interrupted"."""
+    return (f"stopped by {signal.Signals(exc.signum).name}"
+            if isinstance(exc, SignalInterrupt) else "interrupted")
+
+
+def interrupt_code(exc: BaseException) -> int:
+    """The exit status for an interrupt: 128 + the signal number (130 for Ctrl-C)."""
+    return exit_code(exc.signum if isinstance(exc, SignalInterrupt) else signal.SIGINT)
+
+
+__all__ = ["StopSignals", "STOP_SIGNALS", "exit_code", "SignalInterrupt", "SignalsInterrupt",
+           "interrupt_name", "interrupt_code"]

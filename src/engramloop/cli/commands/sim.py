@@ -7,6 +7,7 @@ from engramloop.cli.paths import check_output_file
 from engramloop.controller.config import Config, dump_config, load_config
 from engramloop.controller.progress import progress
 from engramloop.controller.recorder import Recorder, RecordingError
+from engramloop.controller.stop_signals import SignalsInterrupt, interrupt_code, interrupt_name
 from engramloop.core.chunk import EndOfStream
 from engramloop.core.errors import UserError
 from engramloop.sim import generate
@@ -49,17 +50,20 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(out, "--out", [args.config] if args.config else [])
     try:
-        with progress(args.duration, "sim", unit="s", quiet=args.quiet) as bar:
+        # SIGTERM (kill) and SIGHUP (terminal closed) as Ctrl-C: the partial file goes
+        with SignalsInterrupt(), progress(args.duration, "sim", unit="s",
+                                          quiet=args.quiet) as bar:
             if ext == ".xdf":
                 n = _write_xdf(cfg, seed, args.duration, args.chunk, out, dump_config(cfg),
                                bar)
             else:
                 n = _write_npz(cfg, seed, args.duration, args.chunk, out)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # a recording without its truth looks complete and is not: never leave one
         out.unlink(missing_ok=True)
-        print(f"sim: interrupted; removed the partial {out} (its truth was not written)")
-        return 130
+        print(f"sim: {interrupt_name(exc)}; removed the partial {out} (its truth was not "
+              "written)")
+        return interrupt_code(exc)
     except OSError as exc:   # disk full, folder removed meanwhile: nothing half-written
         out.unlink(missing_ok=True)
         raise UserError(f"--out {out}: writing failed ({exc.strerror or exc}); nothing "
