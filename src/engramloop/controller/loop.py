@@ -380,6 +380,8 @@ class Loop:
         gc.freeze()
         if self._built_note:
             self._note(self._built_note)
+        for msg in getattr(self.source, "notes", ()):   # what a file source left out
+            self._note(msg, fields={"kind": "signals_left_out"})
         if self.recorder is not None:
             # declared once the source started: a stream source (LSL) learns its channels
             # and rate only when it resolves the stream

@@ -164,6 +164,9 @@ class Blocks(abc.ABC):
     finite: np.ndarray
     #: how a recording of the replay may store the samples (core.sample_format)
     sample_format: str = "float64"
+    #: one line per part of the file the reader leaves out (EDF signals at other rates)
+    notes: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def blocks(self, cols: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -275,26 +275,33 @@ def open_edf(path: Path, units: str = "auto") -> Any:
     if not ordinary:
         raise SourceError(f"{path}: EDF file has no signals")
     keep = [i for i in ordinary if h.per_record[i] == h.per_record[ordinary[0]]]
-    if len(keep) != len(ordinary):
-        import warnings
-        rate0 = h.per_record[ordinary[0]] / h.record_s
-        warnings.warn(f"{path}: skipping signals at other rates than {rate0:g} Hz: "
-                      + ", ".join(h.labels[i] for i in ordinary if i not in keep),
-                      stacklevel=3)
     if not (math.isfinite(h.record_s) and h.record_s > 0):
         raise SourceError(f"{path}: malformed EDF header: data record duration "
                           f"{h.record_s} s is not a number > 0")
     sc = [_scale(h.dims[i], units, path, f"signal {h.labels[i]!r}") for i in keep]
     b = EdfBlocks(path, h, keep, sc, n_records, onsets, _annotation_markers(notes))
     b.sample_format = _edf_format(h)
+    other = [f"{h.labels[i]} ({h.per_record[i] / h.record_s:g} Hz)" for i in ordinary
+             if i not in keep]
+    if other:
+        # a replay runs at one rate: the rest is left out, and the recording says so
+        b.left_out = tuple(h.labels[i] for i in ordinary if i not in keep)
+        b.notes = (f"{path}: signal(s) {', '.join(other)} left out: sampled at another "
+                   f"rate than {b.rate_hz:g} Hz, which the replay runs at",)
     _check_blocks(b)
     return b
 
 
 def load_edf(path: Path, units: str = "auto") -> FileData:
     """:func:`open_edf`'s signals read whole (for notebooks, ``score`` and tests; a
-    replay reads them block by block)."""
-    return read_whole(open_edf(path, units))
+    replay reads them block by block); signals left out for their rate are a
+    UserWarning."""
+    b = open_edf(path, units)
+    for note in b.notes:
+        import warnings
+
+        warnings.warn(note, stacklevel=2)
+    return read_whole(b)
 
 
 def edf_annotations(path: str | Path) -> list[dict]:
@@ -499,6 +506,9 @@ class FileSource:
         else:
             self._cols = list(range(len(b.channels)))
         self.channels = tuple(b.channels[i] for i in self._cols)
+        #: what the reader left out of the file (EDF signals at other rates) when every
+        #: channel was asked for; the loop records it (one line each)
+        self.notes = tuple(b.notes) if not channels else ()
         dead = [c for c, i in zip(self.channels, self._cols, strict=True) if not b.finite[i]]
         if dead:
             raise SourceError(f"{self.path}: channel(s) {', '.join(dead)} hold no finite "
