@@ -180,7 +180,8 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
 def pooled(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
     """Per setting, scores pooled over recordings: true/false positives and negatives
     summed, precision/recall/F1 from the sums (micro average), and the mean of the
-    per-recording F1 (macro average). Rows with an error are left out and counted."""
+    per-recording F1 (macro average); detections per kind and replayed seconds summed.
+    Rows with an error are left out and counted."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
@@ -190,6 +191,12 @@ def pooled(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
         row: dict[str, Any] = dict(zip(keys, setting, strict=True))
         row["recordings"] = len(ok)
         row["errors"] = len(rs) - len(ok)
+        # detections per kind and the replayed seconds, summed: all a sweep has to show
+        # for recordings without truth
+        row["duration_s"] = sum(float(r.get("duration_s", 0.0)) for r in ok)
+        for kind in sorted({c[:-len(".detections")] for r in ok for c in r
+                            if c.endswith(".detections")}):
+            row[f"{kind}.detections"] = sum(int(r.get(f"{kind}.detections", 0)) for r in ok)
         kinds = sorted({c.split(".")[0] for r in ok for c in r if c.endswith(".true_positives")})
         for kind in kinds:
             tp = sum(int(r.get(f"{kind}.true_positives", 0)) for r in ok)

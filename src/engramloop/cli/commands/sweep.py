@@ -138,16 +138,34 @@ def run(args: argparse.Namespace) -> int:
                   "(the 'nonfinite_stretches' column)")
     kinds = sorted({c[:-3] for r in pool for c in r if c.endswith(".f1")
                     and not c.endswith("_mean")})
-    head = keys + ["recordings"] + [f"{k} {m}" for k in kinds
-                                    for m in ("P", "R", "F1", "F1 mean")]
-    table = [head]
-    for r in pool:
-        table.append([str(r[k]) for k in keys] + [str(r["recordings"])]
-                     + [fmt_number(r[f"{k}.{m}"]) for k in kinds
-                        for m in ("precision", "recall", "f1", "f1_mean")])
+    if kinds:
+        head = keys + ["recordings"] + [f"{k} {m}" for k in kinds
+                                        for m in ("P", "R", "F1", "F1 mean")]
+        table = [head]
+        for r in pool:
+            table.append([str(r[k]) for k in keys] + [str(r["recordings"])]
+                         + [fmt_number(r[f"{k}.{m}"]) for k in kinds
+                            for m in ("precision", "recall", "f1", "f1_mean")])
+        what = "micro P/R/F1; F1 mean = mean of per-recording F1"
+    else:
+        # nothing scored (no recording carries truth of a kind detected): the detections
+        # are what the sweep found; an empty table would look like a sweep that did nothing
+        found = sorted({c[:-len(".detections")] for r in pool for c in r
+                        if c.endswith(".detections")})
+        head = keys + ["recordings"] + [f"{k} {m}" for k in found for m in ("det", "det/min")]
+        table = [head]
+        for r in pool:
+            minutes = r["duration_s"] / 60.0
+            table.append([str(r[k]) for k in keys] + [str(r["recordings"])]
+                         + [c for k in found for c in (
+                             str(r.get(f"{k}.detections", 0)),
+                             fmt_number(r.get(f"{k}.detections", 0) / minutes
+                                        if minutes > 0 else None, 1, 2))])
+        what = ("no truth to score against: detections only; give --truth-dir, or "
+                "recordings that carry their truth")
     width = [max(len(row[i]) for row in table) for i in range(len(head))]
     print(f"# sweep: {len(recordings)} recording(s) x {len(points)} setting(s), "
-          f"pooled over recordings (micro P/R/F1; F1 mean = mean of per-recording F1)")
+          f"pooled over recordings ({what})")
     for row in table:
         print("  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)).rstrip())
     top = best(pool)
