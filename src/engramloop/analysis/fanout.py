@@ -102,11 +102,19 @@ def tidy(results: Sequence[dict]) -> list[dict]:
     return rows
 
 
+def lost_job(job: Job, why: str) -> dict:
+    """The result row of a job the engine could not run to an end (its worker process
+    kept dying): :func:`run_job`'s shape, with ``why`` as the error."""
+    return {"index": job.index, "recording": job.recording, "setting": dict(job.setting),
+            "error": why, "point": None}
+
+
 def run_jobs(jobs: Sequence[Job], *, workers: int | None = None, address: str | None = None,
              on_done: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run every sweep job (:func:`run_job`); results in job order. Parameters as
-    :func:`map_ordered`."""
-    return map_ordered(run_job, jobs, workers=workers, address=address, on_done=on_done)
+    """Run every sweep job (:func:`run_job`); results in job order, a job whose worker
+    kept dying as an error row (:func:`lost_job`). Parameters as :func:`map_ordered`."""
+    return map_ordered(run_job, jobs, workers=workers, address=address, on_done=on_done,
+                       on_lost=lost_job)
 
 
 def _probe(address: str) -> None:
@@ -122,7 +130,8 @@ def _probe(address: str) -> None:
 
 def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int | None = None,
                 address: str | None = None,
-                on_done: Callable[[Any], None] | None = None) -> list[Any]:
+                on_done: Callable[[Any], None] | None = None,
+                on_lost: Callable[[Any, str], Any] | None = None) -> list[Any]:
     """``[fn(x) for x in items]`` on the engine; results in item order.
 
     Parameters
@@ -136,6 +145,10 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
         A running Dask scheduler (``tcp://host:8786``); ``workers`` is then ignored.
     on_done : callable, optional
         Called with each result as it finishes, in completion order (progress).
+    on_lost : callable(item, why) -> result, optional
+        The result of an item whose worker process died every time Dask ran it (a crash
+        in native code, the out-of-memory killer; Dask retries on fresh workers first).
+        Without it such an item is an :class:`EngineError` (one line).
     """
     items = list(items)
     n = workers or os.cpu_count() or 1
@@ -146,7 +159,8 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
             if on_done is not None:
                 on_done(out[-1])
         return out
-    from distributed import Client, LocalCluster, as_completed
+    import dask
+    from distributed import Client, KilledWorker, LocalCluster, as_completed
 
     if address is not None:
         try:
@@ -167,9 +181,19 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
         index = {f.key: i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(items)
         for fut in as_completed(futures):
-            results[index[fut.key]] = fut.result()
+            i = index[fut.key]
+            try:
+                results[i] = fut.result()
+            except KilledWorker:
+                tries = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 1
+                why = (f"its worker process died {tries} times running it (a crash in "
+                       "native code, or out of memory)")
+                if on_lost is None:
+                    raise EngineError(f"item {i} of {len(items)}: {why}; nothing of the "
+                                      "run is kept") from None
+                results[i] = on_lost(items[i], why)
             if on_done is not None:
-                on_done(results[index[fut.key]])
+                on_done(results[i])
     finally:
         client.close()
         if cluster is not None:
@@ -253,5 +277,6 @@ def write_table(rows: Sequence[dict], path: str) -> None:
             w.writerow(r)
 
 
-__all__ = ["EngineError", "Job", "sham_replay", "run_job", "tidy", "run_jobs", "map_ordered",
+__all__ = ["EngineError", "Job", "sham_replay", "run_job", "lost_job", "tidy", "run_jobs",
+           "map_ordered",
            "pooled", "best", "write_table"]
