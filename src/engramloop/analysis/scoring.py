@@ -529,8 +529,10 @@ def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s:
 
     Detections and truth events before the last ``calibration_done`` detection are left
     out (the detectors were still learning their baselines), and the scored span shrinks
-    accordingly. Records that are not detections (no finite ``detect_s``) or not events
-    (no ``onset_s``/``offset_s``, e.g. recall scores in a truth stream) are ignored.
+    accordingly; truth events that begin after the signal's end (``start_s`` +
+    ``duration_s``) are left out too. Records that are not detections (no finite
+    ``detect_s``) or not events (no ``onset_s``/``offset_s``, e.g. recall scores in a
+    truth stream) are ignored.
 
     Parameters
     ----------
@@ -571,10 +573,16 @@ def score_session(detections: Sequence[dict], truth: Sequence[dict], duration_s:
         times = [as_float(e["offset_s"]) for e in truth] + [as_float(d["detect_s"])
                                                          for d in detections]
         duration = max(times) - (start if math.isfinite(start) else 0.0)
-    elif math.isfinite(start):
+    else:
+        onsets = [as_float(e["onset_s"]) for e in truth]
         t0 = (float(start_s) if math.isfinite(start_s)
-              else min([as_float(e["onset_s"]) for e in truth] + [start]))
-        duration = max(0.0, duration - (start - t0))
+              else min(onsets + ([start] if math.isfinite(start) else []), default=math.nan))
+        # truth that begins after the signal's last sample was never seen either (a
+        # replay of part of a night against the whole night's annotations)
+        end = t0 + duration
+        scored_truth = [e for e in scored_truth if not as_float(e["onset_s"]) >= end]
+        if math.isfinite(start):
+            duration = max(0.0, duration - (start - t0))
     lo = start if math.isfinite(start) else min(
         [as_float(e["onset_s"]) for e in truth] + [as_float(d["detect_s"]) for d in detections],
         default=0.0)

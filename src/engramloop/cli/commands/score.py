@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
     phase_fn = None
     if truth_obj is not None:
         phase_fn = lambda t: truth_obj.phase("so", t - shift)  # noqa: E731
-    result = score_session(detections, truth, duration, so_phase=phase_fn)
+    # the recording's first sample: its span ends there + duration (truth beyond is
+    # not scored) and the span after calibration is measured from it
+    result = score_session(detections, truth, duration, so_phase=phase_fn, start_s=rec_t0)
     if nonfinite:
         result["nonfinite"] = nonfinite
     if not any(isinstance(v, dict) and "f1" in v for v in result.values()):
