@@ -193,7 +193,8 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
         # one scoring module, from the detectors' calibration on
         sc = _scoring.score_session([e.to_dict() for e in result.events],
                                     [e.to_dict() for e in truth.events()],
-                                    result.t_end_s - result.t0_s, also=("ripple",))
+                                    result.t_end_s - result.t0_s, also=("ripple",),
+                                    start_s=result.t0_s)
         out["detection"] = {kind: metrics_of(sc[kind]) for kind in DETECTED_KINDS
                             if kind in sc}
         rip = [(p, d) for p, d in sent if p.target == "ripple"]

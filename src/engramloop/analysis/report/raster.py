@@ -151,7 +151,7 @@ def section_raster(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Sect
         # summary its run: from the detectors' calibration on
         dets = [e for _, e in rec.markers.get("events", []) if isinstance(e, dict)]
         recs = [e for _, e in rec.markers.get("truth", []) if isinstance(e, dict)]
-        sc = score_session(dets, recs, rec.t1 - rec.t0, also=("ripple",))
+        sc = score_session(dets, recs, rec.t1 - rec.t0, also=("ripple",), start_s=rec.t0)
         trows = []
         for kind in scored:
             m = sc.get(kind)
