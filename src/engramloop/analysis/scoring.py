@@ -293,7 +293,9 @@ def read_annotations_csv(path: object, kind: str = "spindle") -> list[dict]:
 
     p = Path(str(path))
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would
+    # make the first row unreadable (and skipped as a header)
+    for i, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), 1):
         cells = [c.strip() for c in line.split(",")]
         if not cells or not cells[0] or cells[0].startswith("#"):
             continue
