@@ -89,6 +89,28 @@ def truth_for(recording: str, truth_dir: str | None, suffix: str) -> str | None:
                     f"for {recording}")
 
 
+def same_stem(recordings: list[str], truth_dir: str) -> None:
+    """--truth-dir finds truth by a recording's stem: two recordings with one stem would
+    both be scored against one file.
+
+    Raises
+    ------
+    UserError
+        Naming the recordings that share a stem.
+    """
+    from pathlib import Path
+
+    by: dict[str, list[str]] = {}
+    for r in recordings:
+        by.setdefault(Path(r).stem, []).append(r)
+    dup = {s: rs for s, rs in by.items() if len(rs) > 1}
+    if dup:
+        stem, rs = next(iter(dup.items()))
+        raise UserError(f"--truth-dir {truth_dir}: {' and '.join(rs)} have one name "
+                        f"({stem}), so both would be scored against the same truth file; "
+                        "rename one, or sweep them with separate --truth-dir runs")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
@@ -105,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     # every setting is checked here before a worker starts: a typo fails at once
     for pt in points:
         config_with(args.config, {k: v for k, (_, v) in pt.items()})
+    if args.truth_dir:
+        same_stem(recordings, args.truth_dir)
     truths = {r: truth_for(r, args.truth_dir, args.truth_suffix) for r in recordings}
     channels = tuple(c.strip() for c in args.channels.split(",") if c.strip()) \
         if args.channels else None
