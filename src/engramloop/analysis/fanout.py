@@ -205,7 +205,7 @@ def pooled(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
     """Per setting, scores pooled over recordings: true/false positives and negatives
     summed, precision/recall/F1 from the sums (micro average), and the mean of the
     per-recording F1 (macro average); detections per kind and replayed seconds summed.
-    Rows with an error are left out and counted."""
+    Rows with an error are left out and counted; ``scored`` counts the rows with truth."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
@@ -215,6 +215,8 @@ def pooled(rows: Sequence[dict], keys: Sequence[str]) -> list[dict]:
         row: dict[str, Any] = dict(zip(keys, setting, strict=True))
         row["recordings"] = len(ok)
         row["errors"] = len(rs) - len(ok)
+        # replayed with truth of some kind: the rest add nothing to P/R/F1
+        row["scored"] = sum(any(c.endswith(".true_positives") for c in r) for r in ok)
         # detections per kind and the replayed seconds, summed: all a sweep has to show
         # for recordings without truth
         row["duration_s"] = sum(float(r.get("duration_s", 0.0)) for r in ok)

@@ -167,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
                                         for m in ("P", "R", "F1", "F1 mean")]
         table = [head]
         for r in pool:
-            table.append([str(r[k]) for k in keys] + [str(r["recordings"])]
+            n = (str(r["recordings"]) if r["scored"] == r["recordings"]
+                 else f"{r['scored']} of {r['recordings']}")
+            table.append([str(r[k]) for k in keys] + [n]
                          + [fmt_number(r[f"{k}.{m}"]) for k in kinds
                             for m in ("precision", "recall", "f1", "f1_mean")])
         what = "micro P/R/F1; F1 mean = mean of per-recording F1"
@@ -192,6 +194,11 @@ def run(args: argparse.Namespace) -> int:
           f"pooled over recordings ({what})")
     for row in table:
         print("  ".join(c.rjust(w) for c, w in zip(row, width, strict=True)).rstrip())
+    bare = sorted({r["recording"] for r in rows if not r["error"]
+                   and not any(c.endswith(".true_positives") for c in r)})
+    if kinds and bare:
+        print(f"note: no truth for {', '.join(bare)}: replayed, not in the scores above "
+              "('N of M' recordings scored)")
     top = best(pool)
     if top is not None and keys:
         kind = kinds[0]
