@@ -65,6 +65,14 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ReportError(f"cannot create report folder {out}: {exc.strerror}") from None
+        index = out / "index.html"
+        # the last report's page goes before this report's first figure replaces one of
+        # its files: a report stopped half-way leaves figures, never a page over the
+        # wrong figures
+        try:
+            index.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ReportError(f"cannot replace {index}: {exc.strerror}") from None
         import matplotlib
 
         def step(value: Any) -> Any:
@@ -84,8 +92,9 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
                         step(section_forecast_gate(rec, out, pulses)),
                         step(section_governor(rec, out)),
                         step(section_log(rec))]
-        index = out / "index.html"
-        index.write_text(page(rec, sections), encoding="utf-8")
+        part = out / ".index.html.part"       # whole or not at all
+        part.write_text(page(rec, sections), encoding="utf-8")
+        part.replace(index)
         bar.advance()
     figs = [out / f.file for s in sections for f in s.figures]
     return ReportResult(index, figs, sections)
