@@ -204,8 +204,13 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
     if signals.signum is not None:
         # stopped by a signal: outputs are off and the recording is closed; no report
         # (the caller wants the process gone), a distinct exit status
+        left = ""
+        if args.report:
+            skipped = "no HTML report" + (" and no sham twin" if twin else "")
+            left = (f"; {skipped} (make the report of the run so far with: engramloop "
+                    f"report {record} --out {args.report})")
         print(f"  {signals.reason}: outputs disarmed, recording closed"
-              + (f" ({record})" if record else ""))
+              + (f" ({record})" if record else "") + left)
         return exit_code(signals.signum)
     if args.report:
         print(f"  report: {_html_report(record, args.report)}")
