@@ -44,3 +44,5 @@ def test_a_stopped_run_says_its_report_was_not_written(tmp_path, sig) -> None:
     assert len(said) == 1, stdout
     assert "no HTML report" in said[0] and "sham twin" in said[0]
     assert f"engramloop report {rec} --out {out}" in said[0]
+    # the progress bar stops where the run stopped (it jumped to the full 36000 s)
+    assert "(36000/" not in stderr, stderr[-500:]

@@ -177,7 +177,9 @@ def run_loop(args: argparse.Namespace, replay_path: str | None,
                    "stages": result.stages.summary()}
             if args.report:
                 write_report(rep, args.report)
-        if runs and not str(rep["run"].get("stop_reason", "")).startswith("interrupted"):
+        # a run stopped early keeps its bar where it stopped (finish() fills it)
+        if runs and signals.signum is None and \
+                not str(rep["run"].get("stop_reason", "")).startswith("interrupted"):
             runs[-1].finish()
     except (SourceError, DeviceError, RecordingError, ForecasterError,
             ThreadFailure) as exc:
