@@ -138,10 +138,11 @@ def run_sweep(args: argparse.Namespace) -> int:
         results = _fan_out(args, points, channels)
     else:
         results = _in_order(args, points, cfgs, truth, overrides)
+    stopped = bool(results) and results[-1].stop_reason.startswith("interrupted")
     if args.json:
-        for r in results:
+        for r in results:   # an interrupted row says so in its stop_reason
             print(json.dumps(r.to_dict(), default=float))
-        return 0
+        return 130 if stopped else 0
     what = (f"scored against {truth.origin}" if truth is not None
             else "no truth: detection counts and rates")
     dur = results[0].duration_s if results else math.nan
@@ -149,7 +150,15 @@ def run_sweep(args: argparse.Namespace) -> int:
           f"{what}")
     for line in table(results, keys):
         print(line)
-    return 130 if results and results[-1].stop_reason.startswith("interrupted") else 0
+    if stopped:
+        last = results[-1]
+        rest = [", ".join(f"{k}={t}" for k, (t, _) in pt.items())
+                for pt in points[len(results):]]
+        now = ", ".join(f"{k}={v}" for k, v in last.setting.items())
+        print(f"# interrupted: the last row ({now}) is partial, scored over the first "
+              f"{last.duration_s:.1f} s replayed"
+              + (f"; not replayed: {'; '.join(rest)}" if rest else ""))
+    return 130 if stopped else 0
 
 
 def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrides: dict) -> list:
@@ -182,10 +191,10 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
                                 **overrides)
             except (SourceError, DeviceError, RecordingError, ForecasterError) as exc:
                 raise UserError(f"{exc} (sweep stopped at {setting})") from None
-            board.finish()
             results.append(res)
             if res.stop_reason.startswith("interrupted"):
-                break
+                break      # the bar stays where the replay stopped
+            board.finish()
     return results
 
 

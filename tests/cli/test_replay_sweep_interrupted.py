@@ -1,0 +1,65 @@
+"""Ctrl-C during `engramloop replay FILE --sweep ...` (one setting after another): the
+table printed the interrupted setting's partial replay as an ordinary row (its scores
+over the first 696 s of an 1800 s night) with nothing saying it was cut short, the
+progress bar jumped to that replay's full length, and with --json the command exited 0.
+The interrupted row is named as partial, the settings never replayed are listed, and the
+exit status is 130 in both forms. A real process on a real night (DREAMS excerpt 1)
+gets SIGINT once its first replay is under way."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from shared_data import DATA, require_data
+
+VALUES = "2,2.5,3,3.5,4,4.5,5,5.5"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["table", "json"])
+def test_an_interrupted_sweep_says_which_row_is_partial(tmp_path, form) -> None:
+    edf = require_data(DATA / "dreams_dev" / "excerpt1.edf")
+    expert = require_data(DATA / "dreams_dev" / "excerpt1_expert1.csv")
+    cfg = tmp_path / "eeg.toml"
+    cfg.write_text('[source]\nkind = "file"\n[detectors.ripple]\nenabled = false\n'
+                   '[detectors.so]\nchannels = ["C3-A1"]\n[detectors.spindle]\n'
+                   'channels = ["C3-A1"]\n[policy]\ntarget = "spindle"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "engramloop", "replay", str(cfg), str(edf),
+                             "--sweep", f"detectors.spindle.threshold_sd={VALUES}",
+                             "--truth", str(expert)] + (["--json"] if form == "json" else []),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        err = ""
+        deadline = time.monotonic() + 120
+        while "sweep 1/" not in err and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            err += line
+        time.sleep(0.3)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGINT)
+        out, rest = proc.communicate(timeout=120)
+        err += rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    if not out:           # interrupted between two replays: nothing to show but that
+        assert err.strip().splitlines()[-1] == "interrupted"
+        return
+    if form == "json":
+        rows = [json.loads(ln) for ln in out.splitlines()]
+        assert rows[-1]["stop_reason"].startswith("interrupted")
+        if len(rows) == 1:   # the bar stays where the first replay stopped
+            assert "(1800/14400" not in err, err
+        return
+    notes = [ln for ln in out.splitlines() if ln.startswith("# interrupted")]
+    assert len(notes) == 1, out
+    assert "partial" in notes[0] and "not replayed" in notes[0] and "5.5" in notes[0]
