@@ -228,9 +228,10 @@ def run_point(cfg: Any, path: str, *, duration_s: float | None, truth: Truth | N
     span = res.t_end_s - res.t0_s
     score = None
     if truth is not None:
-        src = loop.source
-        data = getattr(src, "data", None)
-        file_t0 = float(data.timestamps[0]) if data is not None else 0.0
+        # the file's first stamp from its reader (FileSource.data would read the whole
+        # night again into memory)
+        reader = getattr(loop.source, "reader", None)
+        file_t0 = float(reader.t_first) if reader is not None else 0.0
         recs = truth.shifted(res.t0_s, file_t0)
         phase = truth.phase
         d = res.t0_s - file_t0
