@@ -6,6 +6,7 @@ import argparse
 from engramloop.analysis import fanout
 from engramloop.analysis.fanout import Job, best, pooled, run_jobs, tidy, write_table
 from engramloop.analysis.sweep import SweepError, config_with, fmt_number, grid, parse_sweep
+from engramloop.analysis.trial import DETECTED_KINDS
 from engramloop.cli.paths import check_output_file
 from engramloop.controller.progress import progress
 from engramloop.core.errors import UserError
@@ -176,8 +177,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         # nothing scored (no recording carries truth of a kind detected): the detections
         # are what the sweep found; an empty table would look like a sweep that did nothing
-        found = sorted({c[:-len(".detections")] for r in pool for c in r
-                        if c.endswith(".detections")})
+        # detections, not the detectors' state events (so_gate_closed, spindle_rejected:
+        # those stay in --out)
+        found = [k for k in DETECTED_KINDS if any(f"{k}.detections" in r for r in pool)]
         head = keys + ["recordings"] + [f"{k} {m}" for k in found for m in ("det", "det/min")]
         table = [head]
         for r in pool:
@@ -188,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
                              fmt_number(r.get(f"{k}.detections", 0) / minutes
                                         if minutes > 0 else None, 1, 2))])
         what = ("no truth to score against: detections only; give --truth-dir, or "
-                "recordings that carry their truth")
+                "recordings that carry their truth"
+                + ("" if found else "; there was no detection in any replay"))
     width = [max(len(row[i]) for row in table) for i in range(len(head))]
     print(f"# sweep: {len(recordings)} recording(s) x {len(points)} setting(s), "
           f"pooled over recordings ({what})")
