@@ -3,7 +3,8 @@ excerpts are): its table printed the swept value and a recordings count and noth
 else -- no detection of any kind, no word that nothing was scored -- and exited 0. The
 --out CSV held the detections all along. Without truth the table shows each kind's
 detections (pooled over recordings) and says why there are no scores; the counts equal
-the events of one `replay --record` of the same file read back with pyxdf."""
+the events of one `replay --record` of the same file read back with pyxdf. Neither
+table counts the detectors' state events (so_gate_closed/open) as detections."""
 from __future__ import annotations
 
 import json
@@ -49,3 +50,16 @@ def test_sweep_without_truth_prints_detection_counts(tmp_path, capsys) -> None:
     assert int(cell("spindle det")) == n["spindle"], out
     assert int(cell("so det")) == n["so"], out
     assert "no truth" in out
+    # the detectors' state events (the SO gate closing/opening) are no detections
+    assert "gate" not in out
+
+    # replay --sweep's table without truth: the same counts, no state events either
+    assert main(["replay", str(cfg), str(edf), "--sweep", "detectors.spindle.threshold_sd=2.5",
+                 "--duration", "120", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "gate" not in out, out
+    head = next(ln for ln in out.splitlines() if ln.startswith("threshold_sd"))
+    row = out.splitlines()[out.splitlines().index(head) + 1]
+    cols, vals = head.split(), row.split()
+    assert cols[1:3] == ["spindle", "det"] and cols[5:7] == ["so", "det"], out
+    assert int(vals[1]) == n["spindle"] and int(vals[3]) == n["so"], out

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engramloop.analysis.scoring import score_session
+from engramloop.analysis.trial import DETECTED_KINDS
 from engramloop.analysis.truth_files import (
     edf_truth,
     expanded_truth,
@@ -259,8 +260,8 @@ def table(points: Sequence[PointResult], keys: Sequence[str]) -> list[str]:
     without, detections and detections per minute of each kind."""
     kinds = sorted({k for p in points if p.score for k, v in p.score.items()
                     if isinstance(v, dict) and "f1" in v})
-    if not kinds:
-        kinds = sorted({k for p in points for k in p.counts})
+    if not kinds:   # detections; the detectors' state events (so_gate_closed) stay in JSON
+        kinds = [k for k in DETECTED_KINDS if any(k in p.counts for p in points)]
     heads = [k.rsplit(".", 1)[-1] if sum(x.rsplit(".", 1)[-1] == k.rsplit(".", 1)[-1]
                                          for x in keys) == 1 else k for k in keys]
     cols: list[tuple[str, Callable[[PointResult], str]]] = [
