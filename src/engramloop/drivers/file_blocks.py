@@ -454,6 +454,8 @@ class NpzBlocks(Blocks):
             raise SourceError(f"{path}: .npz 'rate_hz' must be a finite number of Hz > 0, "
                               f"got {rate}")
         self.rate_hz = rate
+        if t_ends is not None:
+            _check_stamp_precision(path, ts.dtype, t_ends, rate)
         names = ([str(x) for x in np.atleast_1d(ch)] if ch is not None
                  else [f"ch{i + 1}" for i in range(c)])
         if nt != n or len(names) != c:
@@ -505,6 +507,26 @@ class NpzBlocks(Blocks):
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
             raise SourceError(f"{self.path}: malformed .npz file ({exc}); the file is "
                               "damaged") from None
+
+
+def _check_stamp_precision(path: Path, dtype: np.dtype, ends: tuple[float, float],
+                           rate_hz: float) -> None:
+    """Stamps stored more coarsely than a tenth of a sample period at their magnitude
+    (float32 Unix-epoch seconds: 128 s apart) cannot time the samples: refuse them."""
+    big = max(abs(ends[0]), abs(ends[1]))
+    if not math.isfinite(big):
+        return      # TimeBaseScan names NaN/Inf stamps
+    if dtype.kind == "f":
+        step = float(np.spacing(dtype.type(big)))
+    elif dtype.kind in "iu":
+        step = 1.0
+    else:
+        return
+    if step > 0.1 / rate_hz:
+        raise SourceError(f"{path}: .npz 'timestamps' are {dtype.name}, which holds "
+                          f"{big:.6g} s only to {step:.3g} s (a sample period is "
+                          f"{1 / rate_hz:.3g} s); store them as float64 seconds, or leave "
+                          "them out and give 'rate_hz'")
 
 
 def _check_names(path: Path, rate_hz: float, channels: Sequence[str]) -> None:
