@@ -47,3 +47,15 @@ def test_float32_stamps_fine_enough_for_the_rate_still_replay(tmp_path) -> None:
     b = open_blocks(_npz(tmp_path / "ok.npz", t))
     assert b.n_samples == n and b.gaps.size == 0
     assert b.t_last == pytest.approx(float(t[-1]))
+
+
+def test_stamps_that_stand_still_for_most_of_the_file_are_refused(tmp_path) -> None:
+    """float64 stamps that stop advancing for 60 % of the file (a writer that stamped
+    with a stale clock), then move on: the rate check's median step was 0 and was
+    skipped, so the file replayed with 90 s of samples at one instant."""
+    n = 250 * 150
+    t = np.arange(n) / 250
+    t[int(n * 0.2):int(n * 0.8)] = t[int(n * 0.2)]
+    with pytest.raises(SourceError, match="do not advance") as exc:
+        open_blocks(_npz(tmp_path / "stuck.npz", t))
+    assert "\n" not in str(exc.value)

@@ -137,13 +137,17 @@ class TimeBaseScan:
             # stamps k samples apart (one every k samples): strides, not single steps, so
             # host stamps that bunch up per USB packet still pass
             step = float(np.median(np.diff(np.concatenate(self._strided)))) / k
-            if step > 0:
-                implied = 1.0 / step
-                if abs(implied / self.rate_hz - 1.0) > 0.1:
-                    raise SourceError(
-                        f"{path}: declared rate {self.rate_hz:g} Hz does not match the "
-                        f"timestamps (they advance at {implied:.4g} samples/s); fix the "
-                        "rate or the timestamps")
+            if not step > 0:
+                raise SourceError(
+                    f"{path}: the timestamps do not advance over most of the file (median "
+                    f"step 0 over {k}-sample strides); replay needs times that follow the "
+                    "samples: fix the file's timestamps")
+            implied = 1.0 / step
+            if abs(implied / self.rate_hz - 1.0) > 0.1:
+                raise SourceError(
+                    f"{path}: declared rate {self.rate_hz:g} Hz does not match the "
+                    f"timestamps (they advance at {implied:.4g} samples/s); fix the "
+                    "rate or the timestamps")
 
 
 class Blocks(abc.ABC):
