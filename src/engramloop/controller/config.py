@@ -208,7 +208,7 @@ def source_shape(cfg: Config) -> tuple[tuple[str, ...] | None, float | None]:
     elif src.kind == "file" and src.file.path:
         # the header only: the samples are checked when the replay opens the file
         d = open_blocks(src.file.path, stream=src.file.stream, board=src.file.board,
-                        units=src.file.units, check=False)
+                        units=src.file.units, check=False, channels=src.channels or ())
         chans, rate = d.channels, d.rate_hz
     elif src.kind == "brainflow":
         try:

@@ -225,7 +225,7 @@ def check_edf(path: Path) -> tuple[int, int]:
     return header_bytes, record_bytes
 
 
-def open_edf(path: Path, units: str = "auto") -> Any:
+def open_edf(path: Path, units: str = "auto", channels: Sequence[str] = ()) -> Any:
     """An EDF/EDF+/BDF file as :class:`~drivers.file_blocks.EdfBlocks`: all ordinary
     signals at the first one's rate in physical units converted to volts; for EDF+, the
     annotations (``markers["annotations"]``) and each data record at its real start
@@ -274,7 +274,17 @@ def open_edf(path: Path, units: str = "auto") -> Any:
             reader.close()
     if not ordinary:
         raise SourceError(f"{path}: EDF file has no signals")
-    keep = [i for i in ordinary if h.per_record[i] == h.per_record[ordinary[0]]]
+    # the replay runs at one rate: that of the channels asked for, else the first signal's
+    asked = [h.labels.index(c) for c in channels if c in h.labels
+             and h.labels.index(c) in ordinary]
+    rates = {h.per_record[i] for i in asked}
+    if len(rates) > 1:
+        raise SourceError(f"{path}: the channels asked for have different rates ("
+                          + ", ".join(f"{h.labels[i]} ({h.per_record[i] / h.record_s:g} Hz)"
+                                      for i in asked)
+                          + "); a replay runs at one rate: choose channels of one rate")
+    ref = asked[0] if asked else ordinary[0]
+    keep = [i for i in ordinary if h.per_record[i] == h.per_record[ref]]
     if not (math.isfinite(h.record_s) and h.record_s > 0):
         raise SourceError(f"{path}: malformed EDF header: data record duration "
                           f"{h.record_s} s is not a number > 0")
@@ -432,10 +442,12 @@ def check_data(path: Path, d: FileData) -> None:
 
 
 def open_blocks(path: str | Path, *, stream: str = "", board: str = "",
-                units: str = "auto", check: bool = True) -> Any:
+                units: str = "auto", check: bool = True,
+                channels: Sequence[str] = ()) -> Any:
     """Any supported recording by its extension, as a block reader
     (:mod:`drivers.file_blocks`), checked as :func:`check_data` checks a loaded one.
-    ``check=False``: only the header (channels, rate), for a config check."""
+    ``check=False``: only the header (channels, rate), for a config check. ``channels``:
+    those a replay keeps (an EDF of several rates is read at theirs)."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: file not found")
@@ -443,7 +455,7 @@ def open_blocks(path: str | Path, *, stream: str = "", board: str = "",
     if ext in (".xdf", ".xdfz"):
         return open_xdf(path, stream, units)
     if ext in (".edf", ".bdf", ".rec"):
-        return open_edf(path, units)
+        return open_edf(path, units, channels)
     if ext in (".csv", ".tsv"):
         return open_brainflow_csv(path, board, units, check=check)
     if ext == ".npz":
@@ -493,7 +505,7 @@ class FileSource:
                  channels: Sequence[str] = (), chunk_samples: int = 10, stream: str = "",
                  board: str = "", units: str = "auto") -> None:
         self.path = Path(path)
-        self._opts = dict(stream=stream, board=board, units=units)
+        self._opts = dict(stream=stream, board=board, units=units, channels=tuple(channels))
         self.reader = b = open_blocks(self.path, **self._opts)
         if channels:
             missing = [c for c in channels if c not in b.channels]
