@@ -7,13 +7,15 @@ Online and causal. For each candidate it is given the predicted recall gain of a
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from engramloop.controller.uplift_worker import UpliftWorker, UpliftWorkerError
 from engramloop.decoders.pulse_features import CandidateFeatures
 
-__all__ = ["AllocatorSettings", "BudgetAllocator"]
+__all__ = ["AllocatorSettings", "BudgetAllocator", "UpliftGate", "SIM_UPLIFT_WAIT_S"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ class BudgetAllocator:
         self.spent = 0
         self.threshold = math.inf
 
-    def decide(self, gain: float, t_s: float) -> bool:
+    def observe(self, gain: float, t_s: float) -> None:
+        """Count a candidate in the history without deciding on it (its prediction came
+        too late to act on: it still tells the allocator what gains and how many
+        candidates the night brings)."""
         s = self.s
         self._n_seen += 1
         self._recent.append(float(gain))
@@ -62,6 +67,10 @@ class BudgetAllocator:
         if t_s - self._last_seen >= s.min_gap_s:
             self._spaced_seen += 1         # a candidate at least one gap after the last one
             self._last_seen = t_s
+
+    def decide(self, gain: float, t_s: float) -> bool:
+        s = self.s
+        self.observe(gain, t_s)
         if self.spent >= s.budget or t_s - self._last_fire < s.min_gap_s:
             return False
         pace = s.budget * min(max(t_s, 0.0) / s.night_s, 1.0)
@@ -86,17 +95,40 @@ class BudgetAllocator:
         return False
 
 
-class UpliftGate:
-    """The policy's gate for ``[forecaster] gate = "uplift_budget"``.
+#: On the simulated clock the gate waits this long (wall seconds) at most for the uplift
+#: worker's answer before calling it stalled.
+SIM_UPLIFT_WAIT_S = 60.0
 
-    The policy hands it every chunk's detections (:meth:`see`); it computes the causal
-    candidate features of each ripple (:class:`decoders.pulse_features.CandidateFeatures`,
-    with the stage features of the forecaster worker's newest epoch) and, when the policy
-    proposes a pulse on that ripple, predicts its recall gain
-    (:class:`decoders.uplift.UpliftModel`, NumPy, microseconds: synchronous on the loop
-    thread, see ``bench/uplift_inference.py``) and lets the :class:`BudgetAllocator` decide.
-    Only the policy calls :meth:`allows` (once per proposal); the live view reads
-    :meth:`status`, which never spends budget.
+
+class UpliftGate:
+    """The policy's gate for ``[forecaster] gate = "uplift_budget"``; the prediction runs
+    off the loop thread.
+
+    The policy hands it every chunk's detections (:meth:`see`); on the loop thread it
+    computes the causal candidate features of each ripple
+    (:class:`decoders.pulse_features.CandidateFeatures`, with the stage features of the
+    forecaster worker's newest epoch). When the policy would propose a pulse on that
+    ripple it posts the candidate (:meth:`post`) to an :class:`~controller.uplift_worker.
+    UpliftWorker`, which predicts its recall gain on its own thread. The policy keeps the
+    proposal pending and asks :meth:`poll` at every chunk: an answer that is there while
+    the candidate is at most ``max_wait_s`` old (since its detection) is decided by the
+    :class:`BudgetAllocator` at once; a candidate still unanswered (or answered too late)
+    after ``max_wait_s`` is refused as ``uplift_late`` (counted in the summary and the
+    recording, shown on the live view) and its gain, when it comes, only enters the
+    allocator's history. So a loaded machine can make a pulse *not happen*, visibly, but
+    never late: a decided pulse leaves at most ``max_wait_s`` (plus one chunk) after its
+    ripple was detected, and the safety governor still reviews it.
+
+    Answers come back in posting order (one worker, one queue), so for a given order of
+    answers relative to chunks the decisions are the same. With ``synchronous`` (the
+    simulated clock, ``--speed max``: there is no wall-clock deadline) :meth:`post` waits
+    for the answer, so a replay decides exactly as a synchronous prediction would, at any
+    load.
+
+    While a candidate is pending, the policy's next proposals are refused as
+    ``uplift_pending`` (one decision at a time: the allocator spaces its pulses by
+    ``min_gap_s`` anyway). Only the policy calls :meth:`post`/:meth:`poll`; the live view
+    reads :meth:`status`, which never spends budget.
 
     Parameters
     ----------
@@ -104,32 +136,56 @@ class UpliftGate:
     settings : AllocatorSettings
     worker : ForecastWorker, optional
         Source of the newest epoch feature vector (stage features); without one they stay 0.
+    max_wait_s : float
+        Longest time from a ripple's detection to its decision, seconds (host clock).
+    synchronous : bool
+        Wait for each answer in :meth:`post` (simulated clock).
     """
 
-    def __init__(self, model, settings: AllocatorSettings, worker=None) -> None:
+    def __init__(self, model, settings: AllocatorSettings, worker=None, *,
+                 max_wait_s: float = 0.02, synchronous: bool = False) -> None:
         self.model = model
         self.allocator = BudgetAllocator(settings)
         self.worker = worker
+        self.predictor = UpliftWorker(model)
+        self.max_wait_s = float(max_wait_s)
+        self.synchronous = bool(synchronous)
         self.features = CandidateFeatures()
         self.last_reason = ""
         self.last_gain = math.nan
+        #: candidates refused because their prediction was not there within max_wait_s
+        self.n_late = 0
         self._t0: float | None = None
         self._cand: tuple[float, np.ndarray] | None = None
-        self._decided: tuple[float, bool] | None = None
+        self._pending: deque[float] = deque()    # posted, not yet decided (keys, in order)
+        self._late: set[float] = set()          # refused as late, answer still to come
         self._epoch_seen = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the prediction thread (the loop calls this at start)."""
+        self.predictor.start()
+
+    def stop(self) -> None:
+        self.predictor.stop()
+
+    def check(self) -> None:
+        """Re-raise the prediction thread's error in the loop thread, if any."""
+        self.predictor.check()
 
     @property
     def failed(self) -> bool:
-        return bool(getattr(self.worker, "failed", False))
+        return bool(getattr(self.worker, "failed", False)) or self.predictor.failed
 
     def describe(self) -> str:
         a = self.allocator
         return (f"predicted recall gain >= budget threshold ({a.spent}/{a.s.budget} pulses "
-                f"spent, threshold {a.threshold:.2e})")
+                f"spent, threshold {a.threshold:.2e}; {self.n_late} decided too late)")
 
     def latest(self):
         return self.worker.latest() if self.worker is not None else None
 
+    # ------------------------------------------------------------------ loop thread
     def see(self, events, now_s: float) -> None:
         """One chunk's detections, in detection order."""
         if self._t0 is None:
@@ -155,27 +211,87 @@ class UpliftGate:
         if self.failed:
             return "closed (forecaster_failed)"
         a = self.allocator
+        late = f"; {self.n_late} uplift_late" if self.n_late else ""
         if a.spent >= a.s.budget:
-            return "closed (budget_spent)"
-        return f"spending ({a.spent}/{a.s.budget})"
+            return f"closed (budget_spent{late})"
+        return f"spending ({a.spent}/{a.s.budget}{late})"
 
-    def allows(self, t_s: float) -> bool:
-        """Decide the proposal on this chunk's ripple (called by the policy only)."""
+    def post(self, t_s: float) -> float | None:
+        """Post this chunk's candidate for prediction; returns its key (the ripple's
+        detection time) or None with :attr:`last_reason` when there is nothing to post."""
         if self.failed:
             self.last_reason = "forecaster_failed"
-            return False
-        if self._cand is not None and (self._decided is None
-                                       or self._decided[0] != self._cand[0]):
-            t_det, x = self._cand
-            self.last_gain = self.model.predict(x)
-            ok = self.allocator.decide(self.last_gain, t_det - (self._t0 or 0.0))
-            self._decided = (t_det, ok)
-            self._cand = None
-        if self._decided is None:
+            return None
+        if self._cand is None:
             self.last_reason = "no_candidate"
+            return None
+        key, x = self._cand
+        self._cand = None
+        if self._pending:
+            self.last_reason = "uplift_pending"
+            return None
+        self._pending.append(key)
+        self.predictor.post(key, x)
+        if self.synchronous and not self.predictor.wait_answered(SIM_UPLIFT_WAIT_S):
+            self.predictor.check()
+            raise UpliftWorkerError(f"uplift worker did not answer within "
+                                    f"{SIM_UPLIFT_WAIT_S:g} s")
+        self.last_reason = ""
+        return key
+
+    def poll(self, now_s: float) -> list[tuple[float, bool, str]]:
+        """Decisions that can be made now, in posting order: ``(key, allowed, reason)``.
+
+        An answer for a candidate at most ``max_wait_s`` old is decided by the allocator;
+        a candidate older than that is refused as ``uplift_late`` (its gain, when it comes,
+        only enters the allocator's history).
+        """
+        out: list[tuple[float, bool, str]] = []
+        t0 = self._t0 or 0.0
+        a = self.allocator
+        for key, gain in self.predictor.take():
+            if key in self._late:
+                self._late.discard(key)
+                if gain == gain:
+                    a.observe(gain, key - t0)
+                continue
+            if not self._pending or self._pending[0] != key:
+                continue            # not ours (cannot happen: one queue, one order)
+            self._pending.popleft()
+            self.last_gain = gain
+            if gain != gain:
+                out.append((key, False, "uplift_nonfinite"))
+            elif not self.synchronous and now_s - key > self.max_wait_s:
+                self.n_late += 1
+                a.observe(gain, key - t0)
+                out.append((key, False, "uplift_late"))
+            elif a.decide(gain, key - t0):
+                out.append((key, True, ""))
+            else:
+                out.append((key, False, "budget_spent" if a.spent >= a.s.budget
+                            else "low_predicted_gain"))
+        while self._pending and not self.synchronous and now_s - self._pending[0] > \
+                self.max_wait_s:
+            key = self._pending.popleft()
+            self._late.add(key)
+            self.n_late += 1
+            out.append((key, False, "uplift_late"))
+        if self.failed:             # nothing pending survives a failed worker
+            while self._pending:
+                out.append((self._pending.popleft(), False, "forecaster_failed"))
+        return out
+
+    def allows(self, t_s: float) -> bool:
+        """Post and decide at once, waiting for the answer (tests and notebooks; the
+        policy uses :meth:`post` and :meth:`poll`)."""
+        key = self.post(t_s)
+        if key is None:
             return False
-        ok = self._decided[1]
-        self.last_reason = "" if ok else (
-            "budget_spent" if self.allocator.spent >= self.allocator.s.budget
-            else "low_predicted_gain")
-        return ok
+        if not self.synchronous:
+            self.predictor.wait_answered(SIM_UPLIFT_WAIT_S)
+        for k, ok, reason in self.poll(t_s):
+            if k == key:
+                self.last_reason = reason
+                return ok
+        self.last_reason = "uplift_late"
+        return False

@@ -48,6 +48,7 @@ class ForecastFeed:
         self._gate_open: bool | None = None
         #: forecasts that opened the gate
         self.n_gate_open = 0
+        self._late_next = 1       # note again when this many are reached
 
     def pulse_delivered(self, t0_s: float) -> None:
         """A pulse reached the tissue at ``t0_s`` (counted with the next chunk)."""
@@ -65,10 +66,23 @@ class ForecastFeed:
         """Let the worker run while the loop thread waits for the next chunk."""
         self.worker.kick()
 
-    def check(self, recorder: Any) -> None:
-        """Raise the worker's failure, if any; record its new forecasts."""
+    def check(self, recorder: Any, now: float | None = None) -> None:
+        """Raise the worker's (and the uplift gate's prediction thread's) failure, if any;
+        record its new forecasts; note the uplift gate's late decisions."""
         self.worker.check()
+        gate = self.policy.gate
+        gate_check = getattr(gate, "check", None)
+        if gate_check is not None:
+            gate_check()
         self.take(recorder)
+        n_late = getattr(gate, "n_late", 0)
+        if n_late >= self._late_next:
+            # at 1, 10, 100, ...: a recorded, visible event (the summary has the count)
+            while self._late_next <= n_late:
+                self._late_next *= 10
+            self._note(f"uplift gate: {n_late} ripple(s) not stimulated because their "
+                       f"predicted gain was not back within forecaster.uplift_max_wait_s "
+                       f"= {gate.max_wait_s * 1e3:g} ms (uplift_late)", now)
 
     def _due(self, recorder: Any) -> None:
         """The data reached a new block: an epoch may have ended."""

@@ -90,6 +90,13 @@ class ForecasterSettings:
     min_gap_s: float = setting(5.0, ge=0, le=3600, unit="s",
                                doc="uplift_budget: the allocator spaces its pulses at least "
                                    "this far apart (the governor's limits apply on top)")
+    uplift_max_wait_s: float = setting(
+        0.02, gt=0, le=0.2, unit="s",
+        doc="uplift_budget: the gain is predicted off the loop thread; a ripple whose "
+            "prediction is not back this long after its detection is not stimulated and "
+            "counted as uplift_late (summary, recording, live view). Keep it inside a "
+            "ripple's duration (50-100 ms, Buzsaki 2015 Hippocampus 25:1073). Runs on the "
+            "simulated clock (--speed max) wait for every answer instead")
     max_age_s: float = setting(90.0, gt=0, unit="s",
                                doc="a forecast older than this no longer opens the gate "
                                    "(e.g. the worker stalled)")

@@ -366,6 +366,9 @@ class Loop:
         gc.collect()
         if self.forecaster is not None:
             self.forecaster.start()   # loads its checkpoint: a bad one fails before any file
+        start = getattr(self.policy.gate, "start", None)
+        if start is not None:
+            start()                   # the uplift gate's prediction thread
         for out in self.outputs:
             out.open()
         if self.recorder is not None:
@@ -819,7 +822,7 @@ class Loop:
             if now >= next_check:
                 next_check = now + 1.0
                 if self._feed is not None:
-                    self._feed.check(rec)
+                    self._feed.check(rec, now)
             if self.status_board is not None:
                 tick = wall() if self.simulated else now
                 if tick >= next_status:
@@ -1152,6 +1155,12 @@ class Loop:
             self.source.stop()
         except BaseException as exc:
             errors.append(f"source stop failed: {exc}")
+        gate_stop = getattr(self.policy.gate, "stop", None)
+        if gate_stop is not None:
+            try:
+                gate_stop()
+            except BaseException as exc:
+                errors.append(f"uplift worker stop failed: {exc}")
         if self.forecaster is not None:
             try:
                 self.forecaster.stop()

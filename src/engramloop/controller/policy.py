@@ -25,6 +25,7 @@ surface EEG polarity, theta peak), +-180 = trough, wrapped to (-180, 180].
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -177,6 +178,10 @@ class Policy:
         self.needs_phase = settings.target.startswith("theta")
         self._refractory_s = float(refractory_s)
         self.gate = gate
+        #: proposals waiting for an asynchronous gate's answer (the uplift gate), by key;
+        #: None for a gate that answers at once
+        self._waiting: dict[float, list[Intent]] | None = \
+            {} if gate is not None and hasattr(gate, "poll") else None
         self.gate_refusals: dict[str, int] = {}
         #: proposals the forecast gate let through (with a gate only)
         self.gate_allowed = 0
@@ -237,8 +242,9 @@ class Policy:
         see = getattr(self.gate, "see", None)
         if see is not None:
             see(events, now_s)      # the uplift gate keeps per-candidate features
+        decided = self._resolve(now_s) if self._waiting is not None else []
         if now_s < self._next_ok_s or now_s < self._pause_until_s:
-            return out
+            return decided
         if self._kind:
             ev = None
             for e in events:
@@ -246,37 +252,75 @@ class Policy:
                     ev = e
                     break
             if ev is None:
-                return out
+                return decided
             if s.target == "so_upstate":
                 out = self._so(ev, now_s)
             elif s.target == "ripple" and now_s - ev.onset_s > s.ripple_max_age_s:
                 # a late detection of a long ripple: the stimulus would land well after
                 # the peak, outside the +-50 ms window where it is effective
                 self.n_too_late += 1
-                return out
+                return decided
             else:
                 out = [self._intent(ev.detect_s + s.fire_delay_s, ev.detect_s, now_s,
                                     peak_s=ev.peak_s)]
         else:
             if phase is None or not phase.confidence >= s.theta_min_confidence:
-                return out
+                return decided
             target_deg = 0.0 if s.target == "theta_peak" else 180.0
             t = float(phase.time_of_phase(target_deg))
             if not (t == t and now_s <= t <= now_s + s.max_lead_s):
-                return out
+                return decided
             out = [self._intent(t, now_s, now_s)]
         if not out:
-            return out
+            return decided
         gate = self.gate
+        if self._waiting is not None:
+            # the uplift gate predicts off the loop thread: the proposal waits for its
+            # answer (decided by _resolve at this or a later chunk, or refused as late)
+            if decided:     # a pulse was just let through: one sequence per chunk
+                self._refused("uplift_pending")
+                return decided
+            key = gate.post(out[0].intended_s)
+            if key is None:
+                self._refused(getattr(gate, "last_reason", "") or "closed")
+                return decided
+            self._waiting[key] = out
+            return decided + self._resolve(now_s)
         if gate is not None and not gate.allows(out[0].intended_s):
             # the gate refuses (P(below-median consolidation) on the wrong side of its
-            # threshold, or the uplift allocator does not spend on this ripple): no
-            # stimulus; counted by reason, the sequence is dropped whole
-            reason = getattr(gate, "last_reason", "") or "closed"
-            self.gate_refusals[reason] = self.gate_refusals.get(reason, 0) + 1
+            # threshold): no stimulus; counted by reason, the sequence is dropped whole
+            self._refused(getattr(gate, "last_reason", "") or "closed")
             return []
         if gate is not None:
             self.gate_allowed += 1
+        return self._commit(out, now_s)
+
+    def _refused(self, reason: str) -> None:
+        self.gate_refusals[reason] = self.gate_refusals.get(reason, 0) + 1
+
+    def _resolve(self, now_s: float) -> list[Intent]:
+        """The uplift gate's decisions that are ready, in posting order: refusals counted
+        by reason, allowed proposals re-timed to leave no earlier than now (their
+        deadline moves with them: the gate bounds the wait by its ``max_wait_s``)."""
+        out: list[Intent] = []
+        for key, ok, reason in self.gate.poll(now_s):
+            intents = self._waiting.pop(key, None)
+            if intents is None:
+                continue
+            if not ok:
+                self._refused(reason or "closed")
+                continue
+            self.gate_allowed += 1
+            shift = max(now_s - intents[0].intended_s, 0.0)
+            if shift:
+                intents = [dataclasses.replace(i, intended_s=i.intended_s + shift,
+                                               deadline_s=i.deadline_s + shift)
+                           for i in intents]
+            out += self._commit(intents, now_s)
+        return out
+
+    def _commit(self, out: list[Intent], now_s: float) -> list[Intent]:
+        s = self.settings
         # gating follows the brain-locked decision times, so a yoked run makes the same
         # decisions as a locked one and only the stimulus times move
         if len(out) > 1:  # two-click: detection pauses after the second click (Ngo 2013)
