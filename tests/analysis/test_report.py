@@ -112,7 +112,7 @@ def _sim_session(path: Path) -> dict:
                                           "pulse_id": pid}))
         pid += 1
     # as decoders.features.Forecast.to_dict() writes them
-    forecasts = [(T0 + s, {"time_s": T0 + s, "horizon_s": 3600.0, "p_decay": 0.3 + s / 500,
+    forecasts = [(T0 + s, {"time_s": T0 + s, "horizon_s": 3600.0, "p_below_median": 0.3 + s / 500,
                            "delta_strength": -0.01 * s / 90, "model_version": "test",
                            "per_memory": [0.01, -0.02]})
                  for s in range(10, 90, 10)]
@@ -231,8 +231,8 @@ def test_sim_report_forecast_series(sim_report):
 
     xdf, _ = sim_report
     series = numeric_series(load_recording(xdf).markers["forecasts"])
-    assert set(series) == {"p_decay", "delta_strength", "per_memory[0]", "per_memory[1]"}
-    t, v = series["p_decay"]
+    assert set(series) == {"p_below_median", "delta_strength", "per_memory[0]", "per_memory[1]"}
+    t, v = series["p_below_median"]
     assert np.allclose(t - T0, np.arange(10, 90, 10)) and np.allclose(v, 0.3 + (t - T0) / 500)
 
 

@@ -79,7 +79,7 @@ def _same_forecasts(got, want):
     """Equal up to float rounding: the worker sums band power over bigger blocks."""
     assert [f.time_s for f in got] == [f.time_s for f in want]
     for g, w in zip(got, want, strict=True):
-        assert g.p_decay == pytest.approx(w.p_decay, rel=1e-5, abs=1e-7)
+        assert g.p_below_median == pytest.approx(w.p_below_median, rel=1e-5, abs=1e-7)
         assert g.delta_strength == pytest.approx(w.delta_strength, rel=1e-5, abs=1e-7)
         assert g.per_memory == pytest.approx(w.per_memory, rel=1e-5, abs=1e-7)
 

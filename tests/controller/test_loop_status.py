@@ -100,22 +100,22 @@ class StubForecaster:
 
     window = 1
 
-    def __init__(self, p_decay: float) -> None:
-        self.p_decay = p_decay
+    def __init__(self, p_below_median: float) -> None:
+        self.p_below_median = p_below_median
 
     def predict(self, vectors) -> Forecast:
-        return Forecast(vectors[-1].t_end_s, 300.0, self.p_decay, -0.02, "stub",
+        return Forecast(vectors[-1].t_end_s, 300.0, self.p_below_median, -0.02, "stub",
                         per_memory=(-0.01, -0.03))
 
 
-def _forecast_loop(threshold: float, p_decay: float, board: StatusBoard):
+def _forecast_loop(threshold: float, p_below_median: float, board: StatusBoard):
     base = load_config(CFG)
     fs = FeatureSettings(epoch_s=5.0, hop_s=5.0, eeg_channel="Cz", lfp_channel="CA1")
     fset = dataclasses.replace(base.forecaster, enabled=True, p_below_median_threshold=threshold,
                                features=fs)
     cfg = dataclasses.replace(base, forecaster=fset)
     loop = build_loop(cfg, speed="max", duration_s=22.0, status_board=board)
-    loop.forecaster._forecaster = StubForecaster(p_decay)  # instead of loading torch
+    loop.forecaster._forecaster = StubForecaster(p_below_median)  # instead of loading torch
     loop.wall_clock = loop.clock.now   # snapshots every 0.25 s of signal, not wall time
     return loop
 
@@ -128,13 +128,13 @@ def test_forecast_and_gate_are_fed_to_the_status():
     assert first.forecast == {} and math.isnan(first.forecast_age_s)
     assert first.forecast_gate == "closed (no_forecast)"    # before_first = "block"
     # the newest forecast: epochs end every 5 s; the last one at 20 s
-    assert dict(last.forecast) == {"p_decay": 0.7, "delta_strength": -0.02,
+    assert dict(last.forecast) == {"p_below_median": 0.7, "delta_strength": -0.02,
                                    "delta_strength[0]": -0.01, "delta_strength[1]": -0.03}
     assert last.forecast_age_s == pytest.approx(last.elapsed_s - 20.0, abs=1e-9)
     assert last.forecast_gate == "open"
     assert any(s.forecast and s.forecast_gate == "open" for s in board.all[:-1])
     text = _plain_render(last)
-    for word in ("forecast", "p_decay", "0.7", "delta_strength", "-0.02", "age", "gate",
+    for word in ("forecast", "p_below_median", "0.7", "delta_strength", "-0.02", "age", "gate",
                  "open"):
         assert word in text, word
     # a forecast below the threshold closes the gate, and the status says why

@@ -166,7 +166,7 @@ def test_forecast_gate_plugs_into_the_policy():
 
     fc = {"p": 0.2}
     worker = SimpleNamespace(failed=False, latest=lambda: Forecast(
-        time_s=0.5, horizon_s=300.0, p_decay=fc["p"], delta_strength=0.0,
+        time_s=0.5, horizon_s=300.0, p_below_median=fc["p"], delta_strength=0.0,
         model_version="test"))
     gate = ForecastGate(worker, ForecasterSettings(p_below_median_threshold=0.5, max_age_s=90.0))
     p = Policy(PolicySettings(), BUDGET, gate=gate)

@@ -48,10 +48,10 @@ def test_checkpoint_round_trip(tmp_path, nights, checkpoint):
     a = Forecaster(checkpoint).predict(x, time_s=5.0)
     b = fc.predict(x, time_s=5.0)
     assert a == b
-    assert 0.0 <= b.p_decay <= 1.0 and b.horizon_s == 120.0 and b.time_s == 5.0
+    assert 0.0 <= b.p_below_median <= 1.0 and b.horizon_s == 120.0 and b.time_s == 5.0
     # predict() on a window equals the batch path
     p, d = fc.predict_batch(x[None, -4:])
-    assert p[0] == pytest.approx(b.p_decay, rel=1e-5)
+    assert p[0] == pytest.approx(b.p_below_median, rel=1e-5)
     assert d[0] == pytest.approx(b.delta_strength, rel=1e-5, abs=1e-9)
 
 
@@ -65,7 +65,7 @@ def test_extreme_logits_give_probabilities_not_overflow(checkpoint, nights):
         with torch.inference_mode():
             out = float(fc.net(torch.from_numpy(fc.normalise(x[None, -4:])))[0, 1])
         assert out != 0.0
-        p = fc.predict(x).p_decay
+        p = fc.predict(x).p_below_median
         assert p == (1.0 if a * out > 0 else 0.0)
         pb, _ = fc.predict_batch(x[None, -4:])
         assert pb[0] == p
@@ -77,7 +77,7 @@ def test_short_history_is_padded_with_the_first_epoch(checkpoint, nights):
     f = fc.predict(vecs)
     padded = np.vstack([nights[1].features[:1]] * 2 + [nights[1].features[:2]])
     assert f.time_s == 60.0
-    assert fc.predict(padded).p_decay == pytest.approx(f.p_decay, rel=1e-6)
+    assert fc.predict(padded).p_below_median == pytest.approx(f.p_below_median, rel=1e-6)
     with pytest.raises(ValueError, match="shape"):
         fc.predict(np.zeros((3, 5)))
 
@@ -178,7 +178,7 @@ def test_shipped_checkpoint_loads_and_predicts():
     assert path.stat().st_size < 3 * 2 ** 20
     fc = Forecaster.load()
     f = fc.predict(np.zeros((fc.window, len(FEATURE_NAMES))) + fc.checkpoint.feature_mean)
-    assert 0.0 <= f.p_decay <= 1.0 and np.isfinite(f.delta_strength)
+    assert 0.0 <= f.p_below_median <= 1.0 and np.isfinite(f.delta_strength)
     assert (default_checkpoint_path().parent / "MODEL_CARD.md").is_file()
 
 

@@ -96,7 +96,7 @@ def test_predict_refuses_a_non_finite_feature(tmp_path):
     t, x = _signal()
     _, vecs = _run(t, x)
     ok = fc.predict(vecs)
-    assert np.isfinite(ok.p_decay)
+    assert np.isfinite(ok.p_below_median)
     bad = vecs[-1].values.copy()
     i = vecs[-1].names.index("logp_eeg_sigma")
     bad[i] = np.nan

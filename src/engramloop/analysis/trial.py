@@ -170,15 +170,15 @@ def score_run(result: Any, truth: Any = None, policy: Any = None,
     }
     fcs = getattr(result, "forecasts", None)
     if fcs is not None:
-        p = np.asarray([f.p_decay for f in fcs], dtype=float)
+        p = np.asarray([f.p_below_median for f in fcs], dtype=float)
         gate = dict(getattr(result, "forecast_gate", {}) or {})
         out["forecaster"] = {
             "model_version": fcs[0].model_version if fcs else "",
             "forecasts": len(fcs),
             "first_forecast_s": (fcs[0].time_s - result.t0_s) if fcs else math.nan,
-            "p_decay_min": float(p.min()) if p.size else math.nan,
-            "p_decay_median": float(np.median(p)) if p.size else math.nan,
-            "p_decay_max": float(p.max()) if p.size else math.nan,
+            "p_below_median_min": float(p.min()) if p.size else math.nan,
+            "p_below_median_median": float(np.median(p)) if p.size else math.nan,
+            "p_below_median_max": float(p.max()) if p.size else math.nan,
             "gate_rule": gate.get("rule", ""),
             "gate_open_forecasts": gate.get("open_forecasts", 0),
             "gate_allowed": gate.get("allowed", 0),
@@ -372,9 +372,9 @@ def format_summary(rep: dict) -> str:
         f = r["forecaster"]
         if f["forecasts"]:
             lines.append(f"  forecaster {f['model_version']}: {f['forecasts']} forecasts "
-                         f"(first {_fmt(f['first_forecast_s'])} s in), p_decay "
-                         f"{f['p_decay_min']:.2f}-{f['p_decay_max']:.2f} (median "
-                         f"{f['p_decay_median']:.2f}); {f['gate_open_forecasts']} of them "
+                         f"(first {_fmt(f['first_forecast_s'])} s in), p_below_median "
+                         f"{f['p_below_median_min']:.2f}-{f['p_below_median_max']:.2f} (median "
+                         f"{f['p_below_median_median']:.2f}); {f['gate_open_forecasts']} of them "
                          f"opened the gate ({f['gate_rule']})")
         else:
             lines.append("  forecaster: no forecast yet (the first comes when the first "

@@ -109,8 +109,8 @@ class ForecastFeed:
                 self.n_gate_open += is_open
                 if is_open != self._gate_open:
                     self._gate_open = is_open
-                    self._note(f"forecast gate {'open' if is_open else 'closed'}: p_decay "
-                               f"{fc.p_decay:.3f} (opens at {gate.describe()})", fc.time_s)
+                    self._note(f"forecast gate {'open' if is_open else 'closed'}: p_below_median "
+                               f"{fc.p_below_median:.3f} (opens at {gate.describe()})", fc.time_s)
 
 
 def forecast_status(worker: Any, policy: Any, now: float) -> tuple[dict, float, str]:
@@ -120,7 +120,7 @@ def forecast_status(worker: Any, policy: Any, now: float) -> tuple[dict, float, 
     values: dict[str, float] = {}
     age = math.nan
     if fc is not None:
-        values = {"p_decay": fc.p_decay, "delta_strength": fc.delta_strength}
+        values = {"p_below_median": fc.p_below_median, "delta_strength": fc.delta_strength}
         values.update({f"delta_strength[{i}]": v for i, v in enumerate(fc.per_memory)})
         age = now - fc.time_s
     gate = getattr(policy, "gate", None)

@@ -379,7 +379,7 @@ class ForecastGate:
 
     def opens(self, forecast: Forecast) -> bool:
         """Does this forecast open the gate (threshold rule only, ignoring its age)?"""
-        return (forecast.p_decay >= self.threshold) == self.when_high
+        return (forecast.p_below_median >= self.threshold) == self.when_high
 
     def describe(self) -> str:
         """The rule in words, e.g. ``P(below-median) >= 0.5``."""
@@ -389,7 +389,7 @@ class ForecastGate:
         """May a pulse planned at host-clock time ``t_s`` go ahead?
 
         False (with :attr:`last_reason`) when the worker failed, when the newest forecast
-        is older than ``max_age_s``, or when its ``p_decay`` is on the wrong side of the
+        is older than ``max_age_s``, or when its ``p_below_median`` is on the wrong side of the
         threshold (below it for ``p_below_median_high``, at or above it for
         ``p_below_median_low``).
         """
@@ -400,10 +400,10 @@ class ForecastGate:
         if fc is None:
             self.last_reason = "no_forecast"
             return self.before_first == "allow"
-        if not (t_s - fc.time_s <= self.max_age_s) or math.isnan(fc.p_decay):
+        if not (t_s - fc.time_s <= self.max_age_s) or math.isnan(fc.p_below_median):
             self.last_reason = "stale_forecast"
             return False
-        if (fc.p_decay >= self.threshold) != self.when_high:
+        if (fc.p_below_median >= self.threshold) != self.when_high:
             self.last_reason = ("p_below_median_low" if self.when_high
                                 else "p_below_median_high")
             return False

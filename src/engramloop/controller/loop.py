@@ -118,7 +118,7 @@ class RunResult:
     t_end_s: float = math.nan
     #: forecasts made during the run (None when the forecaster is off)
     forecasts: list | None = None
-    #: the forecast gate: ``rule`` (e.g. "p_decay >= 0.5"), ``allowed`` (proposals let
+    #: the forecast gate: ``rule`` (e.g. "p_below_median >= 0.5"), ``allowed`` (proposals let
     #: through), ``held_back`` (refused, by reason), ``open_forecasts`` (forecasts that
     #: opened it); empty without a gate
     forecast_gate: dict = field(default_factory=dict)

@@ -92,7 +92,7 @@ class LoopStatus:
     scheduler_lateness_p99_s : float
         99th percentile of (actual send - intended send), seconds.
     forecast : Mapping[str, float]
-        Latest forecast values by name (``p_decay``, ``delta_strength``, per-memory
+        Latest forecast values by name (``p_below_median``, ``delta_strength``, per-memory
         changes ``delta.m0``, ...).
     forecast_age_s : float
         How old the latest forecast is, seconds.

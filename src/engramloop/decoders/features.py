@@ -156,9 +156,11 @@ class Forecast:
         Host-clock time the forecast refers to (end of the last epoch it saw), seconds.
     horizon_s : float
         How far ahead it forecasts, seconds.
-    p_decay : float
+    p_below_median : float
         Calibrated probability that pooled memory strength falls by more than the
-        checkpoint's ``decay_threshold`` within ``horizon_s`` (0-1).
+        checkpoint's ``decay_threshold`` within ``horizon_s`` without stimulation, i.e.
+        P(below-median consolidation) (0-1). Recordings made before issue 21 call it
+        ``p_decay`` (:func:`recording.schema.upgrade_forecast` reads both).
     delta_strength : float
         Forecast change of pooled memory strength over ``horizon_s`` (strength units, the
         simulator's 0-1 recall scale).
@@ -170,7 +172,7 @@ class Forecast:
 
     time_s: float
     horizon_s: float
-    p_decay: float
+    p_below_median: float
     delta_strength: float
     model_version: str
     per_memory: tuple[float, ...] = field(default_factory=tuple)

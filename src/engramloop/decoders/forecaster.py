@@ -4,8 +4,10 @@ Given the features of the last ``window_epochs`` epochs (:mod:`decoders.features
 model forecasts, over ``horizon_s``:
 
 * ``delta_strength``: the change of pooled memory strength (regression head), and
-* ``p_decay``: the probability that it falls by more than ``decay_threshold``
-  (classification head, calibrated afterwards by Platt scaling on held-out nights:
+* ``p_below_median``: the probability that it falls by more than ``decay_threshold``
+  (set in training so that this is below-median consolidation: P(below-median
+  consolidation over ``horizon_s`` without stimulation); called ``p_decay`` before issue
+  21, a name that read like a risk a pulse would fix) (classification head, calibrated afterwards by Platt scaling on held-out nights:
   Platt 1999, "Probabilistic outputs for support vector machines"),
 * optionally the change of each memory (per-memory regression heads).
 
@@ -392,7 +394,7 @@ class Forecaster:
         ck = self.checkpoint
         p = _sigmoid(ck.calib_a * float(out[1]) + ck.calib_b)
         per = tuple(float(v) * ck.target_scale for v in out[2:])
-        return Forecast(time_s=t, horizon_s=ck.horizon_s, p_decay=p,
+        return Forecast(time_s=t, horizon_s=ck.horizon_s, p_below_median=p,
                         delta_strength=float(out[0]) * ck.target_scale,
                         model_version=ck.model_version, per_memory=per)
 
@@ -405,7 +407,7 @@ class Forecaster:
 
         Returns
         -------
-        (p_decay, delta_strength) : ndarrays, shape (batch,)
+        (p_below_median, delta_strength) : ndarrays, shape (batch,)
         """
         ck = self.checkpoint
         with torch.inference_mode():

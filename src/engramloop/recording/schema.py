@@ -39,6 +39,26 @@ MARKER_STREAMS = ("events", "pulses", "forecasts", "governor", "truth", "memory"
 ANNOTATIONS = "engramloop.annotations"
 
 
+#: forecast fields renamed since older recordings were written: old name -> new name
+#: (issue 21: ``p_decay`` was P(below-median consolidation), not a decay risk)
+FORECAST_RENAMED = {"p_decay": "p_below_median"}
+
+
+def upgrade_forecast(record: dict) -> dict:
+    """A ``forecasts`` record with the current field names (a record from an older
+    version carries ``p_decay``; the new name wins when both are present)."""
+    if not isinstance(record, dict) or not any(k in record for k in FORECAST_RENAMED):
+        return record
+    out = {}
+    for k, v in record.items():
+        new = FORECAST_RENAMED.get(k)
+        if new is None:
+            out[k] = v
+        elif new not in record:
+            out[new] = v
+    return out
+
+
 def marker_stream(kind: str) -> str:
     """``"events"`` -> ``"engramloop.events"``."""
     return f"engramloop.{kind}"
@@ -50,4 +70,5 @@ def marker_kind(stream_name: str) -> str:
     return stream_name[len(prefix):] if stream_name.startswith(prefix) else stream_name
 
 
-__all__ = ["SCHEMA_VERSION", "RAW", "MARKER_STREAMS", "ANNOTATIONS", "marker_stream", "marker_kind"]
+__all__ = ["SCHEMA_VERSION", "RAW", "MARKER_STREAMS", "ANNOTATIONS", "FORECAST_RENAMED",
+           "marker_stream", "marker_kind", "upgrade_forecast"]

@@ -1,5 +1,5 @@
-"""Section "Forecast gate": the forecaster's decay risk, the gate it drives and the pulses
-(markers only).
+"""Section "Forecast gate": the forecaster's P(below-median consolidation), the gate it
+drives and the pulses (markers only).
 """
 from __future__ import annotations
 
@@ -38,10 +38,11 @@ def gate_settings(rec: Recording) -> tuple[float, bool, float]:
 
 
 def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) -> Section:
-    """The forecaster's decay risk over the run, the gate it drives and the pulses."""
+    """The forecaster's P(below-median consolidation) over the run, the gate it drives and
+    the pulses."""
     sec = Section("forecast-gate", "Forecast gate")
     rows = [(t, d) for t, d in rec.markers.get("forecasts", [])
-            if isinstance(d, dict) and math.isfinite(num(d.get("p_decay")))]
+            if isinstance(d, dict) and math.isfinite(num(d.get("p_below_median")))]
     if not rows:
         sec.missing = ("Forecasts (engramloop.forecasts): not in this recording (the "
                        "forecaster was off, or the run ended before its first epoch).")
@@ -49,7 +50,7 @@ def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) 
     thr, when_high, max_age = gate_settings(rec)
     t = np.array([num(d.get("time_s", tt)) if math.isfinite(num(d.get("time_s", tt)))
                   else tt for tt, d in rows])
-    p = np.array([num(d["p_decay"]) for _, d in rows])
+    p = np.array([num(d["p_below_median"]) for _, d in rows])
     is_open = (p >= thr) == when_high
     # the gate follows each forecast until the next one, or until it is too old
     ends = np.minimum(np.append(t[1:], rec.t1), t + max_age)
@@ -69,11 +70,11 @@ def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) 
         where[k] = where.get(k, 0) + 1
     summary = next((d["forecast_gate"] for _, d in reversed(rec.markers.get("log", []))
                     if isinstance(d, dict) and isinstance(d.get("forecast_gate"), dict)), None)
-    rule = f"p_decay {'>=' if when_high else '<'} {thr:g}"
+    rule = f"p_below_median {'>=' if when_high else '<'} {thr:g}"
     table = [("forecasts", f"{len(p)} by model "
               f"{rows[0][1].get('model_version', '?')}, the first "
               f"{t[0] - rec.t0:.0f} s into the run"),
-             ("p_decay", f"{p.min():.3f} to {p.max():.3f} (median {np.median(p):.3f})"),
+             ("p_below_median", f"{p.min():.3f} to {p.max():.3f} (median {np.median(p):.3f})"),
              ("gate rule", rule),
              ("forecasts that opened the gate", f"{int(is_open.sum())} of {len(p)}"),
              ("gate open", f"{100 * open_s / span_s:.0f} % of the time from the first "
@@ -96,7 +97,7 @@ def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) 
         if o:
             ax.axvspan((a - x0) / scale, (b - x0) / scale, color="#2ca02c", alpha=0.15, lw=0)
     ax.step((np.append(t, rec.t1) - x0) / scale, np.append(p, p[-1]), where="post",
-            color="k", lw=1.2, label="p_decay (forecast)")
+            color="k", lw=1.2, label="p_below_median (forecast)")
     ax.plot((t - x0) / scale, p, "k.", ms=5)
     ax.axhline(thr, color="#d62728", ls="--", lw=1, label=f"gate threshold ({rule})")
     for i, cond in enumerate(sorted({q.condition for q in fired})):
@@ -106,7 +107,7 @@ def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) 
     ax.set_ylim(-0.05 - 0.04 * max(len({q.condition for q in fired}), 1), 1.02)
     ax.set_xlim(0, (rec.t1 - x0) / scale)
     ax.set_xlabel(f"time since start ({unit})")
-    ax.set_ylabel("forecast decay probability")
+    ax.set_ylabel("P(below-median consolidation)")
     ax.legend(fontsize=7, loc="upper left", ncol=3)
     sec.figures.append(FigureInfo(save(fig, out, "forecast-gate.png"), "Forecast gate",
                                   "The forecaster's decay probability (steps), the threshold, "

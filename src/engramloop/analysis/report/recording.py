@@ -18,6 +18,7 @@ from engramloop.analysis.report.records import num
 from engramloop.core.chunk import SourceError
 from engramloop.drivers.files import check_xdf
 from engramloop.recording import reader
+from engramloop.recording.schema import upgrade_forecast
 from engramloop.recording.xdf_blocks import BLOCK_SAMPLES, XdfFile
 
 if sys.version_info >= (3, 11):
@@ -165,6 +166,8 @@ def load_recording(path: str | Path) -> Recording:
                               info.stream_id, not ours))
     for rows in markers.values():
         rows.sort(key=lambda r: r[0])
+    if "forecasts" in markers:   # older recordings: the fields by their current names
+        markers["forecasts"] = [(t, upgrade_forecast(d)) for t, d in markers["forecasts"]]
     if "truth" in markers:
         markers["truth"] = expand_truth(markers["truth"])
         markers["truth"].sort(key=lambda r: r[0])

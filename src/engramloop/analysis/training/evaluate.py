@@ -101,7 +101,7 @@ def _logistic(a: np.ndarray, y: np.ndarray, lam: float = 1.0) -> np.ndarray:
 
 def _predictions(ck: Any, train_nights: Sequence[Night],
                  test_nights: Sequence[Night]) -> tuple[Windows, dict]:
-    """Test windows and each predictor's (p_decay, delta) on them (see :func:`evaluate`)."""
+    """Test windows and each predictor's (p_below_median, delta) on them (see :func:`evaluate`)."""
     from engramloop.decoders.forecaster import Forecaster
 
     h = int(round(ck.horizon_s / ck.hop_s))
