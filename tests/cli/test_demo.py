@@ -1,4 +1,5 @@
-"""`engramloop demo` (what `make demo` runs): forecast-gated trial with the shipped checkpoint."""
+"""`engramloop demo` (what `make demo` runs): the uplift allocator with the shipped models,
+recorded with a sham twin and an ungated run of as many pulses, compared as recorded."""
 from __future__ import annotations
 
 import fnmatch
@@ -10,6 +11,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+import pyxdf
+
 from engramloop.cli import main
 from engramloop.cli.commands import demo
 from engramloop.controller.config import SHIPPED_DIR
@@ -18,46 +21,76 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 
-def test_demo_uses_the_shipped_checkpoint_and_reports_the_gate(tmp_path, capsys):
-    from engramloop.decoders.forecaster import Checkpoint, default_checkpoint_path
+def _sent(xdf: Path) -> int:
+    """Pulses the recording says were sent (read back by pyxdf, not by us)."""
+    streams, _ = pyxdf.load_xdf(str(xdf), synchronize_clocks=False, dejitter_timestamps=False)
+    st = [s for s in streams if s["info"]["name"][0] == "engramloop.pulses"]
+    recs = [json.loads(m[0]) for s in st for m in s["time_series"]]
+    return len({r["pulse"]["pulse_id"] for r in recs
+                if (r.get("delivery") or {}).get("status") in ("sent", "acked")})
 
-    # 45 simulated seconds (the default is 600): one 30 s epoch, so one forecast
+
+def test_demo_records_the_uplift_allocator_and_compares_at_equal_pulses(tmp_path, capsys):
+    from engramloop.decoders.forecaster import Checkpoint, default_checkpoint_path
+    from engramloop.decoders.uplift import default_uplift_path
+
+    # 45 simulated seconds (the default is 480): one 30 s epoch, so one forecast
     assert main(["demo", "--duration", "45", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "forecast-gated closed-loop ripple trial" in out
+    assert "uplift-allocated closed-loop ripple trial" in out
     assert f"the checkpoint shipped in the package, {default_checkpoint_path()}" in out
+    assert f"the uplift model shipped in the package, {default_uplift_path()}" in out
     shipped = Checkpoint.load(default_checkpoint_path()).model_version
     assert f"forecaster {shipped}: 1 forecasts (first 30 s in)" in out
     assert "forecast gate: let " in out
     rep = json.loads((tmp_path / "summary.json").read_text())
     f = rep["run"]["forecaster"]
     assert f["model_version"] == shipped and f["forecasts"] == 1
-    assert f["gate_rule"] == "P(below-median) >= 0.5"
+    assert f["gate_rule"].startswith("predicted recall gain >= budget threshold")
     held = f["gate_held_back"]
-    # before the first forecast (30 s) the gate blocks every detection
-    assert held.get("no_forecast", 0) > 0
+    assert "uplift_late" not in held          # --speed max waits for every answer
     # every ripple the policy saw went to the gate: let through or held back
     skips = rep["run"]["policy_skips"]
     assert f["gate_allowed"] + sum(held.values()) == (
         rep["run"]["events"]["ripple"] - skips.get("ripple_too_late", 0))
     assert rep["sham"] is not None and "recall_mean" in rep["sham"]
     html = (tmp_path / "index.html").read_text()
-    assert "forecast-gate.png" in html and (tmp_path / "forecast-gate.png").is_file()
-    assert "Forecast gate" in html
-    # allocator vs ungated vs sham at equal pulses, and what the fixed experiment found
-    assert "at equal pulses" in out
-    for word in ("sham", "ungated", "spindle rule", "allocator", "did not beat"):
-        assert word in out, word
+    assert "Forecast gate" in html and "uplift_budget" in html
+    # allocator vs ungated vs sham at equal pulses, as recorded
+    n = rep["run"]["pulses_sent"]
+    assert n >= 1, "no pulse in 45 s: the comparison would be empty"
+    assert _sent(tmp_path / "session.xdf") == n
+    assert _sent(tmp_path / "ungated.xdf") == n
+    assert _sent(tmp_path / "session-sham-twin.xdf") == 0
+    lines = out[out.index("at equal pulses"):].splitlines()
+    row = {k: next(ln for ln in lines if ln.strip().startswith(k))
+           for k in ("sham twin", "ungated", "uplift allocator")}
+    assert f"recall {rep['sham']['recall_mean']:.4f}" in row["sham twin"]
+    assert f"recall {rep['run']['recall_mean']:.4f}" in row["uplift allocator"]
+    assert f", {n} pulses)" in row["uplift allocator"] and f", {n} pulses)" in row["ungated"]
+    # and it claims nothing the experiment did not show
+    assert "adds nothing over that rule" in out and "targets A and B were missed" in out
+    assert "beats" not in out
 
 
-def test_demo_default_is_the_forecast_config_long_enough_to_open_the_gate():
+def test_demo_default_is_the_uplift_allocator_with_the_shipped_models():
     from engramloop.controller.config import load_config
 
-    assert demo.CONFIG == SHIPPED_DIR / "sim-ripple-forecast.toml"
+    assert demo.CONFIG == SHIPPED_DIR / "demo-uplift.toml"
     cfg = load_config(demo.CONFIG)
-    assert cfg.forecaster.enabled and cfg.forecaster.checkpoint == ""
-    # several forecasts in the default run (the gate needs some to open and close)
-    assert demo.DURATION_S >= 10 * cfg.forecaster.features.hop_s
+    f = cfg.forecaster
+    assert f.enabled and f.checkpoint == "" and f.uplift_model == ""
+    assert f.gate == "uplift_budget" and f.night_s == demo.DURATION_S
+    # the night contains N3 (as the fixed experiment's nights) within the default run
+    sched = [(st, float(s)) for st, s in (x.split(":") for x in cfg.sim.hypnogram.schedule)]
+    start = 0.0
+    for st, s in sched:
+        if st == "N3":
+            assert start + s <= demo.DURATION_S
+            break
+        start += s
+    else:
+        raise AssertionError("no N3 in the demo night")
 
 
 def test_checkpoint_is_package_data():

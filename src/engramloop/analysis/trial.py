@@ -374,8 +374,10 @@ def format_summary(rep: dict) -> str:
             lines.append(f"  forecaster {f['model_version']}: {f['forecasts']} forecasts "
                          f"(first {_fmt(f['first_forecast_s'])} s in), p_below_median "
                          f"{f['p_below_median_min']:.2f}-{f['p_below_median_max']:.2f} (median "
-                         f"{f['p_below_median_median']:.2f}); {f['gate_open_forecasts']} of them "
-                         f"opened the gate ({f['gate_rule']})")
+                         f"{f['p_below_median_median']:.2f})"
+                         + (f"; {f['gate_open_forecasts']} of them opened the gate "
+                            f"({f['gate_rule']})" if f['gate_open_forecasts'] is not None
+                            else f"; the gate decides each ripple: {f['gate_rule']}"))
         else:
             lines.append("  forecaster: no forecast yet (the first comes when the first "
                          "epoch ends)")

@@ -142,17 +142,20 @@ def gate_summary(policy: Any, n_gate_open: int, n_forecasts: int) -> dict | None
     gate = policy.gate
     if gate is None or not hasattr(gate, "describe"):
         return None
+    # the uplift gate is not opened by forecasts (it decides each ripple): None
     return {"rule": gate.describe(), "allowed": policy.gate_allowed,
-            "held_back": dict(policy.gate_refusals), "open_forecasts": n_gate_open,
+            "held_back": dict(policy.gate_refusals),
+            "open_forecasts": n_gate_open if hasattr(gate, "opens") else None,
             "forecasts": n_forecasts}
 
 
 def gate_summary_message(g: dict) -> str:
     """One line for the recording's log stream."""
     held = sum(g["held_back"].values())
+    opened = (f"; {g['open_forecasts']} of {g['forecasts']} forecasts opened it"
+              if g["open_forecasts"] is not None else "")
     return (f"forecast gate ({g['rule']}): let {g['allowed']} detections through, held back "
-            f"{held} {g['held_back'] or ''}; {g['open_forecasts']} of {g['forecasts']} "
-            "forecasts opened it")
+            f"{held} {g['held_back'] or ''}{opened}")
 
 
 __all__ = ["ForecastFeed", "forecast_status", "gate_summary", "gate_summary_message",

@@ -7,8 +7,9 @@ model forecasts, over ``horizon_s``:
 * ``p_below_median``: the probability that it falls by more than ``decay_threshold``
   (set in training so that this is below-median consolidation: P(below-median
   consolidation over ``horizon_s`` without stimulation); called ``p_decay`` before issue
-  21, a name that read like a risk a pulse would fix) (classification head, calibrated afterwards by Platt scaling on held-out nights:
-  Platt 1999, "Probabilistic outputs for support vector machines"),
+  21, a name that read like a risk a pulse would fix). Classification head, calibrated
+  afterwards by Platt scaling on held-out nights (Platt 1999, "Probabilistic outputs for
+  support vector machines"),
 * optionally the change of each memory (per-memory regression heads).
 
 A checkpoint is ONE file (``torch.save`` of plain tensors, numbers, strings and lists,

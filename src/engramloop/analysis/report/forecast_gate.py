@@ -48,10 +48,13 @@ def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) 
                        "forecaster was off, or the run ended before its first epoch).")
         return sec
     thr, when_high, max_age = gate_settings(rec)
+    f = rec.config.get("forecaster", {}) if isinstance(rec.config, dict) else {}
+    # the uplift gate decides each ripple from its predicted gain: forecasts do not open it
+    uplift = isinstance(f, dict) and f.get("gate") == "uplift_budget"
     t = np.array([num(d.get("time_s", tt)) if math.isfinite(num(d.get("time_s", tt)))
                   else tt for tt, d in rows])
     p = np.array([num(d["p_below_median"]) for _, d in rows])
-    is_open = (p >= thr) == when_high
+    is_open = ((p >= thr) == when_high) & (not uplift)
     # the gate follows each forecast until the next one, or until it is too old
     ends = np.minimum(np.append(t[1:], rec.t1), t + max_age)
     open_s = float(np.sum((ends - t)[is_open]))
@@ -62,6 +65,8 @@ def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) 
         i = int(np.searchsorted(t, x, side="right")) - 1
         if i < 0:
             return "before the first forecast"
+        if uplift:
+            return "uplift allocator"
         return "open" if is_open[i] and x <= ends[i] else "closed"
 
     where: dict[str, int] = {}
@@ -74,11 +79,17 @@ def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) 
     table = [("forecasts", f"{len(p)} by model "
               f"{rows[0][1].get('model_version', '?')}, the first "
               f"{t[0] - rec.t0:.0f} s into the run"),
-             ("p_below_median", f"{p.min():.3f} to {p.max():.3f} (median {np.median(p):.3f})"),
-             ("gate rule", rule),
-             ("forecasts that opened the gate", f"{int(is_open.sum())} of {len(p)}"),
-             ("gate open", f"{100 * open_s / span_s:.0f} % of the time from the first "
-                           "forecast to the end")]
+             ("p_below_median", f"{p.min():.3f} to {p.max():.3f} (median {np.median(p):.3f})")]
+    if uplift:
+        rule = "uplift_budget"
+        table.append(("gate rule", "uplift_budget: each ripple's predicted recall gain "
+                                   "against the pulse budget (forecasts only supply the "
+                                   "stage features)"))
+    else:
+        table += [("gate rule", rule),
+                  ("forecasts that opened the gate", f"{int(is_open.sum())} of {len(p)}"),
+                  ("gate open", f"{100 * open_s / span_s:.0f} % of the time from the first "
+                                "forecast to the end")]
     if summary is not None:
         held = summary.get("held_back", {}) or {}
         table.append(("detections the gate let through / held back",
@@ -99,7 +110,8 @@ def section_forecast_gate(rec: Recording, out: Path, pulses: list[PulseRecord]) 
     ax.step((np.append(t, rec.t1) - x0) / scale, np.append(p, p[-1]), where="post",
             color="k", lw=1.2, label="p_below_median (forecast)")
     ax.plot((t - x0) / scale, p, "k.", ms=5)
-    ax.axhline(thr, color="#d62728", ls="--", lw=1, label=f"gate threshold ({rule})")
+    if not uplift:
+        ax.axhline(thr, color="#d62728", ls="--", lw=1, label=f"gate threshold ({rule})")
     for i, cond in enumerate(sorted({q.condition for q in fired})):
         ft = np.array([q.fire_s for q in fired if q.condition == cond])
         ax.plot((ft - x0) / scale, np.full(ft.size, -0.04 - 0.04 * i), "|", ms=8,
