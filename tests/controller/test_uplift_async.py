@@ -280,3 +280,25 @@ def test_late_answers_in_a_paced_run_are_counted_recorded_and_shown(tmp_path):
     assert any("uplift_late" in m and "not stimulated" in m for m in logs)
     assert any("uplift_late" in str(m) for m in logs if "forecast gate" in m)
     assert math.isfinite(res.duration_s)
+
+
+def test_the_loop_can_decide_between_chunks_once_the_answer_is_back():
+    """Policy.resolve (called by the loop after it has finished a chunk) decides a pending
+    proposal as soon as its answer is back, without waiting for the next chunk."""
+    model = HeldModel()
+    gate = _gate(model)
+    pol = Policy(PolicySettings(), budget_s=0.002, gate=gate)
+    try:
+        assert pol.step([_ripple(40.0)], 40.0) == []
+        assert pol.waiting
+        assert model.started.wait(WAIT)
+        assert pol.resolve(40.001) == []                 # not back yet: still pending
+        assert pol.waiting
+        model.release.set()
+        assert gate.predictor.wait_answered(WAIT)
+        (it,) = pol.resolve(40.002)
+        assert it.detect_s == 40.0 and it.intended_s == pytest.approx(40.002)
+        assert not pol.waiting and pol.resolve(40.003) == []
+    finally:
+        model.release.set()
+        gate.stop()

@@ -281,6 +281,11 @@ class UpliftGate:
                 out.append((self._pending.popleft(), False, "forecaster_failed"))
         return out
 
+    def wait(self, timeout_s: float) -> bool:
+        """Block the caller until every posted candidate is answered or ``timeout_s`` wall
+        seconds passed (the loop, between chunks); True when answered."""
+        return self.predictor.wait_answered(timeout_s)
+
     def allows(self, t_s: float) -> bool:
         """Post and decide at once, waiting for the answer (tests and notebooks; the
         policy uses :meth:`post` and :meth:`poll`)."""

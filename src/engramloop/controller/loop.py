@@ -85,6 +85,11 @@ class ThreadFailure(RuntimeError):
     """A thread of the process died of an uncaught exception during a run."""
 
 
+#: Longest wait (wall seconds) for a pending uplift answer between chunks; the loop waits
+#: at most half a chunk period, the time it would otherwise spend waiting for the next one.
+UPLIFT_YIELD_S = 0.001
+
+
 @dataclass
 class RunResult:
     """What a run did (kept in memory for the end-of-run summary; the recording is the
@@ -813,6 +818,16 @@ class Loop:
                 h_tot.record(clock.now() - chunk.arrival_s)
             if fw is not None:
                 fw.kick()   # the worker runs while this thread waits for the next chunk
+            if self.policy.waiting:
+                # the uplift prediction runs on its own thread: give it the GIL for at
+                # most UPLIFT_YIELD_S of the time this thread would spend waiting for
+                # the next chunk anyway, and decide now rather than at the next chunk
+                # (real time only: --speed max has already decided, waiting for the answer)
+                self.policy.gate.wait(min(UPLIFT_YIELD_S,
+                                          0.5 * chunk.n_samples / chunk.rate_hz))
+                intents = self.policy.resolve(clock.now())
+                if intents:
+                    self._decide(intents, chunk.arrival_s, h_gov, h_sch)
             if self.scheduler.error is not None:
                 self._watch(now)   # records the device's fault before the error surfaces
                 raise self.scheduler.error

@@ -295,6 +295,17 @@ class Policy:
             self.gate_allowed += 1
         return self._commit(out, now_s)
 
+    @property
+    def waiting(self) -> bool:
+        """A proposal waits for the uplift gate's answer."""
+        return bool(self._waiting)
+
+    def resolve(self, now_s: float) -> list[Intent]:
+        """Decide the proposals whose answers are back (between chunks: the loop calls this
+        after finishing a chunk, so an answer that came while it recorded the chunk does
+        not wait for the next one). Intents as from :meth:`step`."""
+        return self._resolve(now_s) if self._waiting else []
+
     def _refused(self, reason: str) -> None:
         self.gate_refusals[reason] = self.gate_refusals.get(reason, 0) + 1
 
