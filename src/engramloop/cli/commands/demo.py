@@ -13,6 +13,7 @@ from engramloop.cli.paths import prepare_output_dir
 from engramloop.controller.config import SHIPPED_DIR, dump_config, load_config
 from engramloop.core.errors import UserError
 from engramloop.core.extras import available
+from engramloop.decoders.uplift import default_uplift_path
 
 HELP = ("run the simulated default: closed-loop ripple stimulation on the built-in simulator "
         "spending a pulse budget with the uplift allocator and the shipped uplift model, "
@@ -95,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
         where = (f"checkpoint {fset.checkpoint}" if fset.checkpoint else
                  f"the checkpoint shipped in the package, {default_checkpoint_path()}")
         if fset.gate == "uplift_budget":
-            from engramloop.decoders.uplift import default_uplift_path
-
             model = (f"uplift model {fset.uplift_model}" if fset.uplift_model else
                      f"the uplift model shipped in the package, {default_uplift_path()}")
             rule = (f"{model} predicts each ripple's recall gain from a pulse now (off the "
