@@ -255,17 +255,24 @@ def test_late_answers_in_a_paced_run_are_counted_recorded_and_shown(tmp_path):
     uplift_late; the summary, the recording's log stream and the live view say so, and
     no pulse is sent."""
     cfg = _cfg(tmp_path)
-    cfg = dataclasses.replace(cfg, detectors=dataclasses.replace(
-        cfg.detectors, ripple=dataclasses.replace(cfg.detectors.ripple, calibration_s=1.0)))
+    # N3 (about one ripple a second), and every detected ripple proposed however late the
+    # loop gets to it on a loaded machine (a starved loop would otherwise drop them all as
+    # ripple_too_late before the gate sees one)
+    cfg = dataclasses.replace(
+        cfg, detectors=dataclasses.replace(cfg.detectors, ripple=dataclasses.replace(
+            cfg.detectors.ripple, calibration_s=1.0)),
+        policy=dataclasses.replace(cfg.policy, ripple_max_age_s=1.0),
+        sim=dataclasses.replace(cfg.sim, hypnogram=dataclasses.replace(
+            cfg.sim.hypnogram, schedule=("N3:600",))))
     board = Snapshots()
     rec = tmp_path / "late.xdf"
-    loop = build_loop(cfg, speed=4, duration_s=12.0, status_board=board,
+    loop = build_loop(cfg, speed=4, duration_s=20.0, status_board=board,
                       record=str(rec))
     loop.forecaster._forecaster = StubForecaster(0.5)
     model = HeldModel()
     loop.policy.gate.predictor.model = model
     try:
-        res = loop.run(12.0)
+        res = loop.run(20.0)
     finally:
         model.release.set()
     assert not loop.policy.gate.synchronous
