@@ -309,3 +309,40 @@ def test_the_loop_can_decide_between_chunks_once_the_answer_is_back():
     finally:
         model.release.set()
         gate.stop()
+
+
+def test_a_pulse_the_governor_refuses_gives_its_budget_back():
+    """The allocator spends on pulses sent: an allowed pulse the safety governor refuses
+    is refunded, and its spacing does not hold back the next candidate."""
+    gate = _gate(ScoreModel(), budget=10, min_gap_s=5.0)
+    pol = Policy(PolicySettings(), budget_s=0.002, gate=gate)
+    try:
+        pol.step([_ripple(20.0, score=9.0)], 20.0)
+        assert gate.predictor.wait_answered(WAIT)
+        (it,) = pol.step([], 20.005)
+        assert gate.allocator.spent == 1
+        pol.governor_refused(it)
+        assert gate.allocator.spent == 0 and gate.n_refunded == 1
+        pol.governor_refused(it)                       # once only
+        assert gate.allocator.spent == 0 and gate.n_refunded == 1
+        pol.step([_ripple(21.0, score=9.0)], 21.0)     # within min_gap of the refused one
+        assert gate.predictor.wait_answered(WAIT)
+        (it2,) = pol.step([], 21.005)
+        assert it2.detect_s == 21.0 and gate.allocator.spent == 1
+    finally:
+        gate.stop()
+
+
+def test_in_a_run_the_budget_spent_equals_the_pulses_the_governor_approved(tmp_path):
+    """A session cap (the governor) below the allocator's budget: the allocator's count
+    follows the approved pulses, not the ones it allowed."""
+    cfg = _cfg(tmp_path)
+    cfg = dataclasses.replace(cfg, safety=dataclasses.replace(cfg.safety,
+                                                              max_pulses_per_session=2))
+    loop = build_loop(cfg, speed="max", duration_s=40.0)
+    loop.forecaster._forecaster = StubForecaster(0.5)
+    res = loop.run(40.0)
+    approved = sum(1 for d in res.decisions if d.approved)
+    assert approved == 2
+    assert loop.policy.gate.allocator.spent == approved
+    assert loop.policy.gate.n_refunded >= 1, "the cap refused nothing: nothing checked"

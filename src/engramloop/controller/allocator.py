@@ -49,6 +49,7 @@ class BudgetAllocator:
     def reset(self) -> None:
         self._recent: list[float] = []
         self._last_fire = -math.inf
+        self._fire_before = -math.inf
         self._last_seen = -math.inf
         self._spaced_seen = 0
         self._n_seen = 0
@@ -90,9 +91,17 @@ class BudgetAllocator:
         self.threshold = g[int(q * (len(g) - 1))] if q > 0 else -math.inf
         if gain >= self.threshold:
             self.spent += 1
+            self._fire_before = self._last_fire
             self._last_fire = t_s
             return True
         return False
+
+    def refund(self) -> None:
+        """The pulse last allowed was not sent (the safety governor refused it): it does
+        not count against the budget, nor for the spacing of the next one."""
+        if self.spent > 0:
+            self.spent -= 1
+            self._last_fire = self._fire_before
 
 
 #: On the simulated clock the gate waits this long (wall seconds) at most for the uplift
@@ -155,6 +164,8 @@ class UpliftGate:
         self.last_gain = math.nan
         #: candidates refused because their prediction was not there within max_wait_s
         self.n_late = 0
+        #: allowed pulses the safety governor refused (their budget given back)
+        self.n_refunded = 0
         self._t0: float | None = None
         self._cand: tuple[float, np.ndarray] | None = None
         self._pending: deque[float] = deque()    # posted, not yet decided (keys, in order)
@@ -179,8 +190,11 @@ class UpliftGate:
 
     def describe(self) -> str:
         a = self.allocator
+        refunded = (f"; {self.n_refunded} refused by the governor, budget given back"
+                    if self.n_refunded else "")
         return (f"predicted recall gain >= budget threshold ({a.spent}/{a.s.budget} pulses "
-                f"spent, threshold {a.threshold:.2e}; {self.n_late} decided too late)")
+                f"spent, threshold {a.threshold:.2e}; {self.n_late} decided too late"
+                f"{refunded})")
 
     def latest(self):
         return self.worker.latest() if self.worker is not None else None
@@ -280,6 +294,12 @@ class UpliftGate:
             while self._pending:
                 out.append((self._pending.popleft(), False, "forecaster_failed"))
         return out
+
+    def refund(self) -> None:
+        """The safety governor refused the pulse this gate last allowed: give the
+        budget back (the policy calls this; the allocator spends only on pulses sent)."""
+        self.allocator.refund()
+        self.n_refunded += 1
 
     def wait(self, timeout_s: float) -> bool:
         """Block the caller until every posted candidate is answered or ``timeout_s`` wall

@@ -1054,6 +1054,10 @@ class Loop:
             if rec is not None:
                 rec.write_marker("governor", now, d)
             if not d.approved:
+                if k == 0:
+                    refused = getattr(self.policy, "governor_refused", None)
+                    if refused is not None:
+                        refused(intent)     # an uplift budget is spent on pulses sent
                 if k + 1 < len(intents):
                     self._note(f"{len(intents) - k - 1} later stimulus(es) of the same "
                                f"sequence dropped after refusal ({d.rule})", now)

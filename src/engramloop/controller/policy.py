@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -185,6 +186,9 @@ class Policy:
         self.gate_refusals: dict[str, int] = {}
         #: proposals the forecast gate let through (with a gate only)
         self.gate_allowed = 0
+        #: the first intents of the sequences the uplift gate allowed lately (to refund
+        #: the budget of one the governor refuses)
+        self._from_gate: deque[Intent] = deque(maxlen=8)
         #: ripple detections skipped as too late (``ripple_max_age_s``)
         self.n_too_late = 0
         self._last_yoked_s = -math.inf
@@ -327,8 +331,21 @@ class Policy:
                 intents = [dataclasses.replace(i, intended_s=i.intended_s + shift,
                                                deadline_s=i.deadline_s + shift)
                            for i in intents]
-            out += self._commit(intents, now_s)
+            committed = self._commit(intents, now_s)
+            if committed:
+                self._from_gate.append(committed[0])
+            out += committed
         return out
+
+    def governor_refused(self, intent: Intent) -> None:
+        """The loop's word that the safety governor refused ``intent``: when the uplift
+        gate had allowed it, the gate's budget is given back (a refused pulse is not a
+        pulse spent)."""
+        for i, mine in enumerate(self._from_gate):
+            if mine is intent:
+                del self._from_gate[i]
+                self.gate.refund()
+                return
 
     def _commit(self, out: list[Intent], now_s: float) -> list[Intent]:
         s = self.settings
