@@ -16,6 +16,7 @@ from shared_data import DATA, require_data
 from engramloop.decoders.filter_design import butter_sos, sos_response, sos_steady_state
 from engramloop.decoders.filters import (
     SosFilter,
+    ZeroPhase,
     analytic_signal,
     butter_bandpass,
     butter_highpass,
@@ -115,6 +116,11 @@ def test_zero_phase_matches_sosfiltfilt(n):
     assert np.max(np.abs(zero_phase(sos, x) - ref)) <= 1e-12 * np.max(np.abs(ref))
     with pytest.raises(ValueError, match="longer than"):
         zero_phase(sos, x[:10])
+    # one ZeroPhase reused (as the SO detector does) carries nothing between calls
+    zp, y = ZeroPhase(sos), _noise(n, seed=n + 1)[:, 0]
+    for sig in (x, y, x):
+        ref = ss.sosfiltfilt(sos, sig)
+        assert np.max(np.abs(zp(sig) - ref)) <= 1e-12 * np.max(np.abs(ref))
 
 
 @pytest.mark.parametrize("n", [1, 2, 599, 600])

@@ -28,7 +28,8 @@ except ImportError as exc:  # pragma: no cover - exercised by an install without
         "`pip install -e .`") from exc
 
 __all__ = ["SosFilter", "BandEnvelope", "MovingRms", "butter_bandpass", "butter_lowpass",
-           "butter_highpass", "notch", "check_sos", "zero_phase", "analytic_signal"]
+           "butter_highpass", "notch", "check_sos", "zero_phase", "ZeroPhase",
+           "analytic_signal"]
 
 
 def check_sos(sos: object) -> np.ndarray:
@@ -246,38 +247,45 @@ def notch(freq_hz: float, fs_hz: float, quality: float = 30.0) -> np.ndarray:
 
 # ------------------------------------------------------------------ offline, one window
 
-def zero_phase(sos: object, x: np.ndarray) -> np.ndarray:
-    """Forward-backward filtering of one short signal, as ``scipy.signal.sosfiltfilt(sos,
+class ZeroPhase:
+    """Forward-backward filtering of short signals, as ``scipy.signal.sosfiltfilt(sos,
     x)`` with its defaults: an odd extension of 3 x (2 n_sections + 1) samples at each end
     (fewer when sections have b2 == a2 == 0), each pass started in steady state at its
-    first sample.
+    first sample. The design's steady state and the filter are made once, here.
 
     Parameters
     ----------
     sos : array_like, shape (n_sections, 6)
-    x : ndarray, shape (n_samples,)
-        Must be longer than the extension.
-
-    Returns
-    -------
-    ndarray, shape (n_samples,)
     """
-    sos = check_sos(sos)
-    x = np.asarray(x, dtype=np.float64)
-    n_taps = 2 * sos.shape[0] + 1 - min(int(np.count_nonzero(sos[:, 2] == 0)),
-                                        int(np.count_nonzero(sos[:, 5] == 0)))
-    edge = 3 * n_taps
-    if x.ndim != 1 or x.shape[0] <= edge:
-        raise ValueError(f"zero_phase needs a 1-D signal longer than {edge} samples, "
-                         f"got shape {x.shape}")
-    ext = np.concatenate((2 * x[0] - x[edge:0:-1], x, 2 * x[-1] - x[-2:-(edge + 2):-1]))
-    zi = sos_steady_state(sos)[:, :, None]
-    f = SosFilter(sos, 1)
-    f.zi = zi * ext[0]
-    y = f.process(ext.reshape(-1, 1))
-    f.zi = zi * y[-1, 0]
-    y = f.process(np.ascontiguousarray(y[::-1]))
-    return y[::-1, 0][edge:-edge]
+
+    def __init__(self, sos: object) -> None:
+        self.sos = check_sos(sos)
+        n_taps = 2 * self.sos.shape[0] + 1 - min(
+            int(np.count_nonzero(self.sos[:, 2] == 0)),
+            int(np.count_nonzero(self.sos[:, 5] == 0)))
+        self.edge = 3 * n_taps
+        self._zi = sos_steady_state(self.sos)[:, :, None]
+        self._filt = SosFilter(self.sos, 1)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Filter ``x``, shape (n_samples,), longer than the extension; same shape out."""
+        x = np.asarray(x, dtype=np.float64)
+        edge = self.edge
+        if x.ndim != 1 or x.shape[0] <= edge:
+            raise ValueError(f"zero_phase needs a 1-D signal longer than {edge} samples, "
+                             f"got shape {x.shape}")
+        ext = np.concatenate((2 * x[0] - x[edge:0:-1], x, 2 * x[-1] - x[-2:-(edge + 2):-1]))
+        f = self._filt
+        f.zi = self._zi * ext[0]
+        y = f.process(ext.reshape(-1, 1))
+        f.zi = self._zi * y[-1, 0]
+        y = f.process(np.ascontiguousarray(y[::-1]))
+        return y[::-1, 0][edge:-edge]
+
+
+def zero_phase(sos: object, x: np.ndarray) -> np.ndarray:
+    """One forward-backward filtering (:class:`ZeroPhase`) of ``x``, shape (n_samples,)."""
+    return ZeroPhase(sos)(x)
 
 
 def analytic_signal(x: np.ndarray) -> np.ndarray:

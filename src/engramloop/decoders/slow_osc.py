@@ -89,9 +89,9 @@ from engramloop.decoders.filter_design import butter_sos, sos_response
 from engramloop.decoders.filters import (
     BandEnvelope,
     SosFilter,
+    ZeroPhase,
     analytic_signal,
     butter_bandpass,
-    zero_phase,
 )
 from engramloop.decoders.phase import EchtKernel
 
@@ -394,6 +394,7 @@ class SlowOscDetector:
         # a few hundred samples of filtering on the loop thread, not 24000 at 2 kHz
         self._lq = max(1, int(fs // 50.0))
         self._lsos = butter_sos(2, (lo, hi), "bandpass", fs / self._lq)
+        self._lzp = ZeroPhase(self._lsos)
         self._lwin = max(16, int(round(s.learn_window_s * fs)) // self._lq * self._lq)
         self._lmin = int(round((s.learn_settle_s + 1.0 / lo) * fs))
         self._lbuf = np.zeros((2 * self._lwin + 64, k))
@@ -439,7 +440,7 @@ class SlowOscDetector:
             q, m = self._lq, (end - a) // self._lq
             win = self._lbuf[a:end, ch].reshape(m, q).mean(axis=1)
             tw = self._lt[a:end].reshape(m, q).mean(axis=1)  # each block's mean time
-            an = analytic_signal(zero_phase(self._lsos, win - win.mean()))
+            an = analytic_signal(self._lzp(win - win.mean()))
             # the phase at the predicted time, interpolated between the two blocks around it
             i = min(max(int(np.searchsorted(tw, pred)), 1), m - 1)
             p0 = math.atan2(an[i - 1].imag, an[i - 1].real)
