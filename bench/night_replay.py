@@ -20,12 +20,22 @@ Per night, side by side:
 Targets (issue 23): >= 2000x real time, peak RSS < 300 MB for both nights, no slower than
 YASA. Medians of ``--repeats`` runs.
 
+``--src A B ...`` replays with each checkout's ``src`` folder (its own code and built C
+extension), the runs interleaved (A, B, A, B, ...) so the machine's load hits them alike:
+before/after side by side in one run. Each src is byte-compiled first (``compileall``, as
+``pip install`` does): under ``PYTHONDONTWRITEBYTECODE`` every replay would otherwise
+compile ~120 modules again. Besides wall time the replay's CPU time (user + system, GNU
+time's %U + %S) is printed: on a machine shared with other work the wall time counts the
+waiting for a core, the CPU time much less so.
+
     /work/venv-deps/bin/python bench/night_replay.py [--hours 1 8] [--repeats 1]
-        [--cache DIR] [--no-yasa]
+        [--cache DIR] [--no-yasa] [--src SRC [SRC ...]]
 """
 from __future__ import annotations
 
 import argparse
+import compileall
+import math
 import os
 import resource
 import shutil
@@ -113,19 +123,19 @@ def night(cache: Path, hours: float) -> Path:
     return path
 
 
-def replay(path: Path, config: Path) -> tuple[float, float]:
-    """(wall s, peak RSS MB) of one replay process pinned to one core.
+def replay(path: Path, config: Path, src: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MB) of one replay process pinned to one core.
 
     The peak is read by GNU time (``/usr/bin/time -f %M``), which starts the replay from
     its own small image: a child forked straight from this process would count this
     process's pages (YASA, MNE) in its ru_maxrss until it execs."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, PYTHONPATH=str(src))
     cpu = str(min(os.sched_getaffinity(0)))
     cmd = ["taskset", "-c", cpu, sys.executable, "-m", "engramloop", "replay", str(config),
            str(path), "--speed", "max", "--quiet"]
     gnu_time = shutil.which("time", path="/usr/bin:/bin")
     if gnu_time:
-        cmd = [gnu_time, "-f", "maxrss_kb=%M"] + cmd
+        cmd = [gnu_time, "-f", "maxrss_kb=%M cpu_s=%U+%S"] + cmd
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = p.communicate()
@@ -134,8 +144,13 @@ def replay(path: Path, config: Path) -> tuple[float, float]:
     if p.returncode != 0:
         raise SystemExit(f"replay failed:\n{out.decode()}\n{err.decode()}")
     kb = [ln for ln in err.decode().splitlines() if ln.startswith("maxrss_kb=")]
-    rss_kb = int(kb[-1].split("=")[1]) if kb else usage.ru_maxrss
-    return wall, rss_kb / 1024.0
+    if kb:
+        fields = dict(f.split("=") for f in kb[-1].split())
+        rss_kb = int(fields["maxrss_kb"])
+        cpu_s = sum(float(v) for v in fields["cpu_s"].split("+"))
+    else:
+        rss_kb, cpu_s = usage.ru_maxrss, math.nan
+    return wall, cpu_s, rss_kb / 1024.0
 
 
 def yasa_detect(path: Path) -> tuple[float, float, int, int]:
@@ -164,28 +179,43 @@ def main() -> None:
     ap.add_argument("--cache", type=Path,
                     default=Path(tempfile.gettempdir()) / "engramloop-bench-nights")
     ap.add_argument("--no-yasa", action="store_true")
+    ap.add_argument("--src", type=Path, nargs="+", default=[ROOT / "src"],
+                    help="src folders of the checkouts to compare (interleaved runs)")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     config = args.cache / "night.toml"
     config.write_text(CONFIG.format(chans="[" + ", ".join(f'"{c}"' for c in CHANNELS)
                                     + "]"))
+    srcs = [s.resolve() for s in args.src]
+    for src in srcs:
+        compileall.compile_dir(str(src / "engramloop"), quiet=1)
+    load0 = os.getloadavg()[0]
     rows = []
     for h in args.hours:
         path = night(args.cache, h)
-        runs = [replay(path, config) for _ in range(args.repeats)]
-        wall = statistics.median(r[0] for r in runs)
-        rss = max(r[1] for r in runs)
+        runs: dict[Path, list] = {s: [] for s in srcs}
+        for _ in range(args.repeats):
+            for src in srcs:
+                runs[src].append(replay(path, config, src))
         y = None if args.no_yasa else yasa_detect(path)
-        rows.append((h, path.stat().st_size / 1e6, wall, h * 3600 / wall, rss, y))
+        for src in srcs:
+            r = runs[src]
+            rows.append((h, src, path.stat().st_size / 1e6,
+                         statistics.median(x[0] for x in r),
+                         statistics.median(x[1] for x in r), max(x[2] for x in r), y))
     print(f"\nreplay --speed max, spindle + SO on {len(CHANNELS)} channels at {RATE} Hz, "
-          f"no recording, one core; median of {args.repeats}")
-    print(f"{'night':>6} {'EDF MB':>7} {'replay s':>9} {'x real':>8} {'peak RSS MB':>12} "
-          f"{'YASA read s':>12} {'YASA detect s':>14} {'ours/YASA':>10}")
-    for h, mb, wall, xr, rss, y in rows:
+          f"no recording, one core; median of {args.repeats}; load average "
+          f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    print(f"{'night':>6} {'EDF MB':>7} {'replay s':>9} {'x real':>8} {'CPU s':>7} "
+          f"{'x real CPU':>11} {'peak RSS MB':>12} {'YASA read s':>12} {'YASA detect s':>14} "
+          f"{'ours/YASA':>10}  src")
+    for h, src, mb, wall, cpu, rss, y in rows:
         ys = (f"{y[0]:>12.1f} {y[1]:>14.1f} {wall / y[1]:>10.2f}" if y
               else f"{'-':>12} {'-':>14} {'-':>10}")
-        print(f"{h:>5g}h {mb:>7.0f} {wall:>9.1f} {xr:>8.0f} {rss:>12.0f} {ys}")
-    for h, _, _, _, _, y in rows:
+        print(f"{h:>5g}h {mb:>7.0f} {wall:>9.1f} {h * 3600 / wall:>8.0f} {cpu:>7.1f} "
+              f"{h * 3600 / cpu:>11.0f} {rss:>12.0f} {ys}  {src}")
+    for h in args.hours:
+        y = next(r[6] for r in rows if r[0] == h)
         if y:
             print(f"# YASA {h:g}h: {y[2]} spindles, {y[3]} slow waves")
     print("# targets: >= 2000x real time, peak RSS < 300 MB whatever the night's length, "

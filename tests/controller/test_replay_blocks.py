@@ -1,4 +1,4 @@
-"""``--speed max`` replay of a file decodes blocks of ~2 s at once (issue 23) and acts on
+"""``--speed max`` replay of a file decodes blocks of ~30 s at once (issue 23) and acts on
 them at the ``chunk_samples`` grid: on a real night excerpt (DREAMS excerpt 5, 30 min of
 expert-scored human sleep EEG at 200 Hz) the events, the governor's decisions and the
 (sham) pulses with all their times are those of the chunk-by-chunk replay."""
@@ -50,13 +50,17 @@ def _key(res):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["spindle", "so_upstate"])
-def test_block_replay_equals_chunk_replay_on_a_real_night(target, monkeypatch) -> None:
+@pytest.mark.parametrize("target,block_s", [("spindle", 2.0), ("so_upstate", 2.0),
+                                            ("spindle", loop_mod.BLOCK_S),
+                                            ("so_upstate", loop_mod.BLOCK_S)])
+def test_block_replay_equals_chunk_replay_on_a_real_night(target, block_s,
+                                                          monkeypatch) -> None:
+    """At 2 s blocks and at the default (30 s): the same events, decisions and pulses."""
     path = require_data(DATA / "dreams_dev" / "excerpt5.edf")
     lp1, by_chunk = _replay(path, target, 0.0, monkeypatch)
     assert lp1._grid == 0 and lp1.source.block_samples == 10
-    lp2, by_block = _replay(path, target, 2.0, monkeypatch)
-    assert lp2._grid == 10 and lp2.source.block_samples == 400
+    lp2, by_block = _replay(path, target, block_s, monkeypatch)
+    assert lp2._grid == 10 and lp2.source.block_samples == round(block_s * 200)
     assert by_block.n_chunks < by_chunk.n_chunks / 30
     a, b = _key(by_chunk), _key(by_block)
     assert len(a[0]) > 100 and len(a[1]) > 10 and len(a[2]) > 10   # it did decide things
@@ -66,8 +70,9 @@ def test_block_replay_equals_chunk_replay_on_a_real_night(target, monkeypatch) -
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("block_s", [2.0, loop_mod.BLOCK_S])
 def test_block_replay_with_duration_and_nonfinite_samples_equals_chunk_replay(
-        monkeypatch) -> None:
+        block_s, monkeypatch) -> None:
     """A run cut by --duration stops after the same grid chunk; a block holding NaN is
     fed chunk by chunk (the guard pauses detectors per chunk), as are the chunks after
     it while the detectors settle."""
@@ -75,7 +80,7 @@ def test_block_replay_with_duration_and_nonfinite_samples_equals_chunk_replay(
     nan_at = np.arange(40_123, 40_321)
     _, by_chunk = _replay(path, "spindle", 0.0, monkeypatch, duration_s=900.37,
                           nan_at=nan_at)
-    _, by_block = _replay(path, "spindle", 2.0, monkeypatch, duration_s=900.37,
+    _, by_block = _replay(path, "spindle", block_s, monkeypatch, duration_s=900.37,
                           nan_at=nan_at)
     assert by_chunk.n_artefacts == by_block.n_artefacts == 1
     assert _key(by_chunk) == _key(by_block)

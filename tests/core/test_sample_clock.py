@@ -95,3 +95,17 @@ def test_a_late_start_is_suspect_then_confirmed_or_dropped():
     assert c2.observe(0.38, 0.47, 10) == 0 and c2.suspect      # all 80 ms late
     assert c2.observe(0.48, 0.49, 10) == 0 and not c2.suspect  # caught up in a burst
     assert c2.missing_total == 0
+
+
+def test_offset_median_is_numpys_median():
+    """The counter's short-list median (sample_clock._median) is np.median's value, bit
+    for bit, at odd and even counts; NaN when a value is NaN."""
+    import math
+
+    from engramloop.core.sample_clock import _median
+
+    rng = np.random.default_rng(3)
+    for n in range(1, 260):
+        x = list(rng.normal(size=n) * 1e-3 + 1.7e4)
+        assert _median(x) == float(np.median(x))
+    assert math.isnan(_median([0.5, math.nan, 0.2]))

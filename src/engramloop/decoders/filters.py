@@ -4,7 +4,10 @@
 (n_samples, n_channels) and keeps per-channel state between calls, so a signal filtered
 chunk by chunk equals the same signal filtered in one pass. ``BandEnvelope`` fuses the
 band-pass with a moving RMS envelope in one C call per chunk; ``MovingRms`` is the
-envelope alone. Filter design (Butterworth, notch) uses scipy and returns SOS arrays.
+envelope alone. Butterworth design is NumPy arithmetic (``filter_design``: no scipy.signal
+import, 0.5-2 s, on a loop's path); the notch still uses scipy.signal, loaded when called.
+``zero_phase`` and ``analytic_signal`` are the offline forward-backward filter and Hilbert
+transform of a short window (the SO detector's phase learning), on the same C bank.
 
 Everything is validated once in the constructor; ``process`` only calls C. The C
 extension is required: importing this module without it is an ImportError, never a slow
@@ -13,6 +16,8 @@ fallback.
 from __future__ import annotations
 
 import numpy as np
+
+from engramloop.decoders.filter_design import butter_sos, sos_steady_state
 
 try:
     from engramloop.decoders._filters import FilterBank
@@ -23,7 +28,8 @@ except ImportError as exc:  # pragma: no cover - exercised by an install without
         "`pip install -e .`") from exc
 
 __all__ = ["SosFilter", "BandEnvelope", "MovingRms", "butter_bandpass", "butter_lowpass",
-           "butter_highpass", "notch", "check_sos"]
+           "butter_highpass", "notch", "check_sos", "zero_phase", "ZeroPhase",
+           "analytic_signal"]
 
 
 def check_sos(sos: object) -> np.ndarray:
@@ -122,12 +128,10 @@ class SosFilter(FilterBank):
         if x0 is None:
             self.zi = np.zeros((self.n_sections, 2, self.n_channels))
             return
-        from scipy.signal import sosfilt_zi
-
         x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
         if x0.shape != (self.n_channels,) or not np.all(np.isfinite(x0)):
             raise ValueError(f"x0 must be {self.n_channels} finite values, got {x0!r}")
-        self.zi = sosfilt_zi(self.sos)[:, :, None] * x0[None, None, :]
+        self.zi = sos_steady_state(self.sos)[:, :, None] * x0[None, None, :]
 
 
 class BandEnvelope(SosFilter):
@@ -207,34 +211,27 @@ def _check_fs(fs_hz: float) -> float:
 
 
 def butter_bandpass(low_hz: float, high_hz: float, fs_hz: float, order: int = 2) -> np.ndarray:
-    """Butterworth band-pass as SOS; ``order`` per edge (2 gives 2 sections, 4 gives 4)."""
-    from scipy.signal import butter
+    """Butterworth band-pass as SOS; ``order`` per edge (2 gives 2 sections, 4 gives 4).
 
+    The coefficients of ``scipy.signal.butter(order, (low_hz, high_hz), "bandpass",
+    fs=fs_hz, output="sos")`` to rounding (:mod:`~engramloop.decoders.filter_design`)."""
     fs = _check_fs(fs_hz)
     lo, hi = _check_freq("low_hz", low_hz, fs), _check_freq("high_hz", high_hz, fs)
     if lo >= hi:
         raise ValueError(f"low_hz ({low_hz}) must be below high_hz ({high_hz})")
-    return np.ascontiguousarray(butter(order, [lo, hi], btype="bandpass", fs=fs, output="sos"))
+    return butter_sos(order, (lo, hi), "bandpass", fs)
 
 
 def butter_lowpass(cutoff_hz: float, fs_hz: float, order: int = 4) -> np.ndarray:
     """Butterworth low-pass as SOS."""
-    from scipy.signal import butter
-
     fs = _check_fs(fs_hz)
-    return np.ascontiguousarray(
-        butter(order, _check_freq("cutoff_hz", cutoff_hz, fs), btype="lowpass", fs=fs,
-               output="sos"))
+    return butter_sos(order, (_check_freq("cutoff_hz", cutoff_hz, fs),), "lowpass", fs)
 
 
 def butter_highpass(cutoff_hz: float, fs_hz: float, order: int = 4) -> np.ndarray:
     """Butterworth high-pass as SOS."""
-    from scipy.signal import butter
-
     fs = _check_fs(fs_hz)
-    return np.ascontiguousarray(
-        butter(order, _check_freq("cutoff_hz", cutoff_hz, fs), btype="highpass", fs=fs,
-               output="sos"))
+    return butter_sos(order, (_check_freq("cutoff_hz", cutoff_hz, fs),), "highpass", fs)
 
 
 def notch(freq_hz: float, fs_hz: float, quality: float = 30.0) -> np.ndarray:
@@ -246,3 +243,72 @@ def notch(freq_hz: float, fs_hz: float, quality: float = 30.0) -> np.ndarray:
         raise ValueError(f"quality must be > 0, got {quality}")
     b, a = iirnotch(_check_freq("freq_hz", freq_hz, fs), quality, fs=fs)
     return np.ascontiguousarray(tf2sos(b, a))
+
+
+# ------------------------------------------------------------------ offline, one window
+
+class ZeroPhase:
+    """Forward-backward filtering of short signals, as ``scipy.signal.sosfiltfilt(sos,
+    x)`` with its defaults: an odd extension of 3 x (2 n_sections + 1) samples at each end
+    (fewer when sections have b2 == a2 == 0), each pass started in steady state at its
+    first sample. The design's steady state and the filter are made once, here.
+
+    Parameters
+    ----------
+    sos : array_like, shape (n_sections, 6)
+    """
+
+    def __init__(self, sos: object) -> None:
+        self.sos = check_sos(sos)
+        n_taps = 2 * self.sos.shape[0] + 1 - min(
+            int(np.count_nonzero(self.sos[:, 2] == 0)),
+            int(np.count_nonzero(self.sos[:, 5] == 0)))
+        self.edge = 3 * n_taps
+        self._zi = sos_steady_state(self.sos)[:, :, None]
+        self._filt = SosFilter(self.sos, 1)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Filter ``x``, shape (n_samples,), longer than the extension; same shape out."""
+        x = np.asarray(x, dtype=np.float64)
+        edge = self.edge
+        if x.ndim != 1 or x.shape[0] <= edge:
+            raise ValueError(f"zero_phase needs a 1-D signal longer than {edge} samples, "
+                             f"got shape {x.shape}")
+        ext = np.concatenate((2 * x[0] - x[edge:0:-1], x, 2 * x[-1] - x[-2:-(edge + 2):-1]))
+        f = self._filt
+        f.zi = self._zi * ext[0]
+        y = f.process(ext.reshape(-1, 1))
+        f.zi = self._zi * y[-1, 0]
+        y = f.process(np.ascontiguousarray(y[::-1]))
+        return y[::-1, 0][edge:-edge]
+
+
+def zero_phase(sos: object, x: np.ndarray) -> np.ndarray:
+    """One forward-backward filtering (:class:`ZeroPhase`) of ``x``, shape (n_samples,)."""
+    return ZeroPhase(sos)(x)
+
+
+def analytic_signal(x: np.ndarray) -> np.ndarray:
+    """x + j H{x}: the FFT of ``x`` with negative frequencies zeroed and positive ones
+    doubled, transformed back (as ``scipy.signal.hilbert(x)``, to rounding).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,), real
+
+    Returns
+    -------
+    ndarray, shape (n_samples,), complex
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    if x.ndim != 1 or n < 1:
+        raise ValueError(f"analytic_signal needs a non-empty 1-D signal, got shape {x.shape}")
+    h = np.zeros(n)
+    h[0] = 1.0
+    if n % 2 == 0:
+        h[n // 2] = 1.0
+        h[1:n // 2] = 2.0
+    else:
+        h[1:(n + 1) // 2] = 2.0
+    return np.fft.ifft(np.fft.fft(x) * h)

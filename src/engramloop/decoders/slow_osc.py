@@ -85,7 +85,14 @@ from engramloop.core.events import Event
 from engramloop.core.schema import check_bands, setting
 from engramloop.decoders._filters import SoPlan
 from engramloop.decoders.baseline import MAD_TO_SD, ChannelPicker, RobustBaseline, first_at_or_after
-from engramloop.decoders.filters import BandEnvelope, SosFilter, butter_bandpass
+from engramloop.decoders.filter_design import butter_sos, sos_response
+from engramloop.decoders.filters import (
+    BandEnvelope,
+    SosFilter,
+    ZeroPhase,
+    analytic_signal,
+    butter_bandpass,
+)
 from engramloop.decoders.phase import EchtKernel
 
 __all__ = ["SlowOscSettings", "SlowOscDetector"]
@@ -290,11 +297,8 @@ class SlowOscDetector:
         self._echt = (EchtKernel(fs, s.phase_band_hz, s.phase_window_s, k)
                       if s.predict == "echt" else None)
         # the band-pass's phase (rad) on a frequency grid, for the half-wave correction
-        from scipy.signal import sosfreqz
-
         self._fgrid = np.linspace(0.05, min(s.band_hz[1], fs / 2 * 0.9), 512)
-        _, h = sosfreqz(butter_bandpass(*s.band_hz, fs, s.filter_order), worN=self._fgrid,
-                        fs=fs)
+        h = sos_response(butter_bandpass(*s.band_hz, fs, s.filter_order), self._fgrid, fs)
         ph = np.unwrap(np.angle(h))
         # a Butterworth band-pass has zero phase at its centre frequency: anchor the
         # unwrapped curve there (a steep filter's phase near DC is a whole turn or more)
@@ -380,8 +384,6 @@ class SlowOscDetector:
         self.timing_correction_s = np.zeros(k)
         if not self._learn:
             return
-        from scipy.signal import butter
-
         lo, hi = s.learn_band_hz
         if not hi < fs / 2:
             raise ValueError(f"detectors.so.learn_band_hz: {hi} Hz is not below Nyquist "
@@ -391,7 +393,8 @@ class SlowOscDetector:
         # 50 Hz and its harmonics before the 0.5-1.5 Hz band-pass), so a 12 s window costs
         # a few hundred samples of filtering on the loop thread, not 24000 at 2 kHz
         self._lq = max(1, int(fs // 50.0))
-        self._lsos = butter(2, (lo, hi), btype="bandpass", fs=fs / self._lq, output="sos")
+        self._lsos = butter_sos(2, (lo, hi), "bandpass", fs / self._lq)
+        self._lzp = ZeroPhase(self._lsos)
         self._lwin = max(16, int(round(s.learn_window_s * fs)) // self._lq * self._lq)
         self._lmin = int(round((s.learn_settle_s + 1.0 / lo) * fs))
         self._lbuf = np.zeros((2 * self._lwin + 64, k))
@@ -424,8 +427,6 @@ class SlowOscDetector:
         """Measure the predictions whose settle time has come by sample ``j`` of this
         chunk (``n`` samples, already remembered): each on the window ending at the first
         sample at or after its due time, so the result does not depend on chunking."""
-        from scipy.signal import hilbert, sosfiltfilt
-
         s = self.settings
         start = self._lhi - n           # buffer position of this chunk's first sample
         while self._pending and self._pending[0][0] <= t[j]:
@@ -439,7 +440,7 @@ class SlowOscDetector:
             q, m = self._lq, (end - a) // self._lq
             win = self._lbuf[a:end, ch].reshape(m, q).mean(axis=1)
             tw = self._lt[a:end].reshape(m, q).mean(axis=1)  # each block's mean time
-            an = hilbert(sosfiltfilt(self._lsos, win - win.mean()))
+            an = analytic_signal(self._lzp(win - win.mean()))
             # the phase at the predicted time, interpolated between the two blocks around it
             i = min(max(int(np.searchsorted(tw, pred)), 1), m - 1)
             p0 = math.atan2(an[i - 1].imag, an[i - 1].real)
