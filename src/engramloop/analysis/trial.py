@@ -34,6 +34,7 @@ from engramloop.controller.config import dump_config
 from engramloop.core.angles import wrap_deg
 from engramloop.core.jsonable import to_jsonable
 from engramloop.decoders.slow_osc import SlowOscDetector
+from engramloop.decoders.spindle import SpindleDetector
 
 #: +-50 ms around the sharp-wave-ripple peak (issue 5; closed-loop SWR stimulation studies)
 RIPPLE_WINDOW_S = 0.050
@@ -338,14 +339,21 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+#: the stages whose ``passed_over`` counts reach ``RunResult.detector_skips``, by kind:
+#: each words its reasons (``PASS_REASONS``) after the count and its noun (``PASS_NOUN``)
+_SKIPPERS = {c.KIND: c for c in (SlowOscDetector, SpindleDetector)}
+
+
 def skip_lines(skips: dict) -> list[str]:
     """One line per detector that passed over detections (``RunResult.detector_skips``):
     ``so: 37 down states passed over outside slow-wave sleep (...); 5 ...``."""
-    words = {"so": ("down states", SlowOscDetector.PASS_REASONS)}
     out = []
     for kind, counts in sorted(skips.items()):
-        noun, why = words.get(kind, ("detections", {}))
-        out.append(f"  {kind}: " + "; ".join(f"{n} {noun} {why.get(k, k)}"
+        cls = _SKIPPERS.get(kind)
+        noun = getattr(cls, "PASS_NOUN", "detections")
+        why = getattr(cls, "PASS_REASONS", {})
+        out.append(f"  {kind}: " + "; ".join(" ".join(w for w in (str(n), noun,
+                                                                  why.get(k, k)) if w)
                                              for k, n in counts.items()))
     return out
 

@@ -256,6 +256,8 @@ class SlowOscDetector:
     """
 
     KIND = "so"
+    #: what :attr:`passed_over` counts, as the run summary words it before a reason
+    PASS_NOUN = "down states"
     #: why a down state was passed over or left without a prediction (the keys of
     #: :attr:`passed_over`), as the run summary words them
     PASS_REASONS = {

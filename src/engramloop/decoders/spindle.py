@@ -52,6 +52,12 @@ amplitude: wake alpha reaches into 11-12 Hz, a spindle carries little alpha.
 (``spindle_rejected`` exists because online a fired event cannot be taken back, but the
 recording and the scorer can drop it.)
 
+Nothing is passed over silently: the C kernel counts, per channel, the candidate spindles
+the alpha veto passed over (runs that met every other firing rule at some sample and never
+all of them) and the artefact stretches it held (``passed_over``, by reason), and
+``status_note`` is the live view's line while a channel is held or its latest candidate
+was vetoed -- a wake-alpha or artefact-ridden night without spindles is not a quiet night.
+
 All windows are causal (trailing); the sigma signal is band-passed out of the broadband
 one, so both are in phase at the spindle frequency. The moving correlation needs the moving
 mean of a product; with ``mean(xy) = (mean((x+y)^2) - mean((x-y)^2)) / 4`` it comes from two
@@ -228,6 +234,19 @@ class SpindleDetector:
     """
 
     KIND = "spindle"
+    #: what the gates passed over (the keys of :attr:`passed_over`), as the run summary
+    #: words them after the count
+    PASS_NOUN = ""
+    PASS_REASONS = {
+        "alpha_veto": "candidate spindles passed over by the alpha veto (alpha above "
+                      "alpha_ratio_max x sigma; every other firing rule held)",
+        "artefact_hold": "artefact stretches held (sigma amplitude beyond artefact_sd SDs; "
+                         "no spindle for artefact_hold_s after each)",
+    }
+    #: runstate rows (decoders/_kernels/spindle.c: carry, hold, then T_FLAGS, T_ALPHA,
+    #: T_ART, T_HELD) and the state bits of T_FLAGS the live view reads
+    _ROW_FLAGS, _ROW_ALPHA, _ROW_ART, _ROW_HELD = 2, 3, 4, 5
+    _F_LAST_VETOED, _F_HELD = 4, 8
 
     def __init__(self, settings: SpindleSettings | None = None) -> None:
         self.settings = settings or SpindleSettings()
@@ -238,6 +257,48 @@ class SpindleDetector:
         self._channels: tuple[str, ...] | None = None     # the channel list bound to
         self._cols = np.zeros(self._k, dtype=np.int64)    # columns picked from a chunk
         self._restart = False     # restart() was called: the next chunk primes the filters
+        # counts of setups before the current one (a rate change starts a new runstate)
+        self._passed_before = dict.fromkeys(self.PASS_REASONS, 0)
+        self._held_before = 0
+        self._runstate = np.zeros((6, self._k), dtype=np.int64)
+
+    @property
+    def passed_over(self) -> dict[str, int]:
+        """What the gates passed over so far, by reason (summed over channels): the
+        candidates the alpha veto passed over and the artefact stretches held."""
+        st = self._runstate
+        return {"alpha_veto": self._passed_before["alpha_veto"]
+                + int(st[self._ROW_ALPHA].sum()),
+                "artefact_hold": self._passed_before["artefact_hold"]
+                + int(st[self._ROW_ART].sum())}
+
+    @property
+    def held_s(self) -> float:
+        """Seconds of signal held as artefact so far, summed over channels."""
+        n = self._held_before + int(self._runstate[self._ROW_HELD].sum())
+        return n / self._fs if self._fs else 0.0
+
+    @property
+    def status_note(self) -> str:
+        """The live view's line while an artefact hold is on or the latest candidate was
+        passed over by the alpha veto on some channel, else ""."""
+        if self._fs == 0.0:
+            return ""
+        flags = self._runstate[self._ROW_FLAGS].tolist()
+        names = self.settings.channels
+        held = [c for c, f in zip(names, flags, strict=True) if f & self._F_HELD]
+        vetoed = [c for c, f in zip(names, flags, strict=True) if f & self._F_LAST_VETOED]
+        if not (held or vetoed):
+            return ""
+        n = self.passed_over
+        parts = []
+        if held:
+            parts.append(f"artefact hold on {', '.join(held)} ({n['artefact_hold']} "
+                         f"stretches, {self.held_s:.1f} s held in all)")
+        if vetoed:
+            parts.append(f"alpha veto passing over candidates on {', '.join(vetoed)} "
+                         f"({n['alpha_veto']} passed over in all)")
+        return "spindle " + "; ".join(parts)
 
     def _setup(self, fs: float) -> None:
         s = self.settings
@@ -260,10 +321,14 @@ class SpindleDetector:
         # radians per sample
         self._w0 = 2 * np.pi * np.sqrt(s.sigma_band_hz[0] * s.sigma_band_hz[1]) / fs
         self._xs_last = np.zeros(k)
-        # carry (run length before the block) and hold (artefact hold left, samples): one
-        # array, so the fused kernel takes one buffer for both
-        self._runstate = np.zeros((2, k), dtype=np.int64)
-        self._carry, self._hold = self._runstate
+        # carry (run length before the block), hold (artefact hold left, samples) and the
+        # kernel's counts of what the gates passed over (flags, alpha-vetoed runs, artefact
+        # stretches, held samples): one array, so the fused kernel takes one buffer for all
+        # (the counts carry on across a new setup: they are the run's, not the rate's)
+        self._passed_before = self.passed_over
+        self._held_before += int(self._runstate[self._ROW_HELD].sum())
+        self._runstate = np.zeros((6, k), dtype=np.int64)
+        self._carry, self._hold = self._runstate[0], self._runstate[1:]
         self._base = RobustBaseline(k, fs, history_s=s.baseline_s, step_s=s.baseline_step_s,
                                     update_s=s.baseline_update_s, exclude_sd=s.exclude_sd,
                                     min_fill=s.baseline_min_fill, update_phase=0.33,
@@ -352,7 +417,7 @@ class SpindleDetector:
             if f is not None:
                 SosFilter.reset(f, x0)
         self._xs_last.fill(0.0)       # the sigma band-pass starts at 0 from steady state
-        self._runstate.fill(0)
+        self._runstate[:self._ROW_FLAGS + 1].fill(0)   # the counts carry on
         self._armed.fill(True)
         self._rearm_t.fill(-np.inf)
         self._open.fill(False)

@@ -35,14 +35,29 @@ arg_spindle_rules(PyObject *const *args, const char *fn, SpindleRules *r)
     return 0;
 }
 
+/* What the gates passed over, counted per channel when the caller gives a tally (4, c)
+ * int64 after the hold row -- nothing is passed over silently: row T_FLAGS holds the
+ * current run's and channel's state bits, T_ALPHA the runs that met every firing rule but
+ * the alpha veto at some sample and never met them all (candidates the veto passed over),
+ * T_ART the artefact stretches (a sample beyond k_art SDs after one that was not held),
+ * T_HELD the samples held (artefact and hold). */
+enum { T_FLAGS, T_ALPHA, T_ART, T_HELD, T_ROWS };
+enum {
+    F_VETOED = 1,         /* this run met every rule but the alpha veto at some sample */
+    F_FIRED = 2,          /* this run met every rule at some sample */
+    F_LAST_VETOED = 4,    /* the latest run that ended was passed over by the veto */
+    F_HELD = 8,           /* the previous sample was held */
+};
+
 /* The loop of spindle_runs over one block of n rows of c channels (pm: 4c columns; ea may
  * be NULL), shared with SpindlePlan so both evaluate the rules with the same operations
- * in the same order. Raises *best and adds to *n_fire. Needs no GIL. */
+ * in the same order. Raises *best and adds to *n_fire; counts into tally (T_ROWS, c)
+ * unless it is NULL (the counting changes no run and no fire). Needs no GIL. */
 static void
 spindle_rules(const SpindleRules *rl, const double *env, const double *eb, const double *es,
               const double *pm, const double *ea, const double *med, const double *sd,
               Py_ssize_t n, Py_ssize_t c, long long *carry, long long *hold, long long *runs,
-              long long *fire, long long *best_out, long long *n_fire_out)
+              long long *fire, long long *best_out, long long *n_fire_out, long long *tally)
 {
     const double k_lo = rl->k_lo, k_hi = rl->k_hi, rel = rl->rel, amax = rl->amax,
                  k_art = rl->k_art;
@@ -58,6 +73,23 @@ spindle_rules(const SpindleRules *rl, const double *env, const double *eb, const
             if (e > m + k_art * s) { hold[j] = hold_n; held = 1; }
             else if (hold[j] > 0) { hold[j]--; held = 1; }
             const long long r = !held && e > m + k_lo * s ? carry[j] + 1 : 0;
+            long long *fl = tally != NULL ? tally + T_FLAGS * c + j : NULL;
+            if (fl != NULL) {
+                if (held) {
+                    if (!(*fl & F_HELD)) tally[T_ART * c + j]++;
+                    tally[T_HELD * c + j]++;
+                    *fl |= F_HELD;
+                } else {
+                    *fl &= ~(long long)F_HELD;
+                }
+                if (r == 0 && carry[j] > 0) {        /* a run ended */
+                    if ((*fl & (F_VETOED | F_FIRED)) == F_VETOED) {
+                        tally[T_ALPHA * c + j]++;
+                        *fl |= F_LAST_VETOED;
+                    }
+                    *fl &= ~(long long)(F_VETOED | F_FIRED);
+                }
+            }
             carry[j] = r;
             runs[q] = r;
             if (r > best) best = r;
@@ -71,7 +103,12 @@ spindle_rules(const SpindleRules *rl, const double *env, const double *eb, const
                     const double sb = es[q] * b;
                     ok = d1 * d1 + d2 * d2 >= (sb * sb) * k_corr;
                 }
-                if (ok && ea != NULL) ok = ea[q] <= amax * e;
+                if (ok && ea != NULL) {
+                    const int passed = ea[q] <= amax * e;
+                    if (fl != NULL && !passed) *fl |= F_VETOED;
+                    ok = passed;
+                }
+                if (fl != NULL && ok) *fl = (*fl | F_FIRED) & ~(long long)F_LAST_VETOED;
             }
             fire[q] = ok;
             n_fire += ok;
@@ -86,7 +123,10 @@ PyDoc_STRVAR(spindle_runs_doc,
 "             min_n, max_n, k_art, hold_n, carry, hold, runs, fire) -> (longest, n_fire)\n\n"
 "An artefact sample (env > med + k_art * sd) and the hold_n samples after the last one\n"
 "are held: no run crosses them and nothing fires on them (`hold`, (c,) int64, carries the\n"
-"samples of hold left into the next block).\n"
+"samples of hold left into the next block). `hold` may instead be (5, c) int64: row 0 the\n"
+"hold, rows 1-4 what the gates passed over, counted per channel and carried across blocks:\n"
+"state bits, the runs that met every firing rule but the alpha veto at some sample and\n"
+"never all of them (counted when the run ends), the artefact stretches, the held samples.\n"
 "Per channel: runs = length of the current run of samples with env > med + k_lo * sd (the\n"
 "low threshold; NaN compares False), continuing `carry` (updated). fire = 1 where that run\n"
 "is at least min_n and less than max_n long (a run that outlasts max_n before it fires is\n"
@@ -126,7 +166,7 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         bufs[b].buf = NULL;
         if (b == 4 && args[arg_of[b]] == Py_None) continue;
         int is_int = b >= 7;
-        Py_ssize_t rows = b == 0 ? -1 : (b == 7 || b == 8 ? 1 : n);
+        Py_ssize_t rows = b == 0 || b == 8 ? -1 : (b == 7 ? 1 : n);
         Py_ssize_t cols = b == 3 ? 4 * c : c;
         if (get_rule_buf(args[arg_of[b]], &bufs[b], is_int, is_int, rows, cols,
                          names[b]) < 0) {
@@ -135,7 +175,18 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         }
         have[b] = 1;
         if (b == 0) n = bufs[0].ndim == 2 ? bufs[0].shape[0] : 1;
+        if (b == 8) {
+            const Py_ssize_t hr = bufs[8].ndim == 2 ? bufs[8].shape[0] : 1;
+            if (hr != 1 && hr != 1 + T_ROWS) {
+                PyErr_Format(PyExc_ValueError, "hold must have shape (%zd,) or (%d, %zd)", c,
+                             1 + T_ROWS, c);
+                for (int r = 0; r <= b; r++) if (have[r]) PyBuffer_Release(&bufs[r]);
+                return NULL;
+            }
+        }
     }
+    long long *tally = (bufs[8].ndim == 2 && bufs[8].shape[0] == 1 + T_ROWS)
+                       ? (long long *)bufs[8].buf + c : NULL;
     long long best = 0, n_fire = 0;
     WORK_BEGIN(n * c)
     spindle_rules(&rules, (const double *)bufs[0].buf, (const double *)bufs[1].buf,
@@ -143,7 +194,7 @@ filters_spindle_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                   (const double *)bufs[4].buf, (const double *)bufs[5].buf,
                   (const double *)bufs[6].buf, n, c, (long long *)bufs[7].buf,
                   (long long *)bufs[8].buf, (long long *)bufs[9].buf,
-                  (long long *)bufs[10].buf, &best, &n_fire);
+                  (long long *)bufs[10].buf, &best, &n_fire, tally);
     WORK_END
     for (int r = 0; r < NB; r++) if (have[r]) PyBuffer_Release(&bufs[r]);
     return Py_BuildValue("(LL)", best, n_fire);
@@ -213,6 +264,7 @@ typedef struct {
     SpindleRules rl;
     double *work, *xs_last, *ring;
     long long *iwork, *runstate, *count;
+    long long *tally;           /* runstate rows 2.. when it has them, else NULL */
     const double *excl, *med, *sd;
 } SpindleBind;
 
@@ -269,7 +321,7 @@ spindle_compute(const SpindleBind *s, const double *src, Py_ssize_t n, Py_ssize_
         }
         long long *st = s->runstate, *iw = s->iwork;
         spindle_rules(&s->rl, env, eb, es, pmo, s->n_banks == 5 ? ea : NULL, mo, so, n, c, st,
-                      st + c, iw, iw + cap * c, best, n_fire);
+                      st + c, iw, iw + cap * c, best, n_fire, s->tally);
     }
 }
 
@@ -470,7 +522,7 @@ SpindlePlan_init(SpindlePlan *self, PyObject *args, PyObject *kwds)
         Py_ssize_t rows = 1;
         if (b == P_WORK) rows = -1;
         else if (b == P_IWORK) rows = 2 * cap;
-        else if (b == P_STATE) rows = 2;
+        else if (b == P_STATE) rows = -1;
         if (b == P_RING) {
             length = get_ring(a[arg_of[b]], &self->v[b], c, "SpindlePlan: ", "");
             if (length < 0) { plan_clear(self); return -1; }
@@ -480,6 +532,16 @@ SpindlePlan_init(SpindlePlan *self, PyObject *args, PyObject *kwds)
             return -1;
         }
         self->have[b] = 1;
+        if (b == P_STATE) {
+            const Py_buffer *st = &self->v[b];
+            const Py_ssize_t sr = st->ndim == 2 ? st->shape[0] : 1;
+            if (sr != 2 && sr != 2 + T_ROWS) {
+                PyErr_Format(PyExc_ValueError, "SpindlePlan: runstate must have shape (2, %zd) "
+                             "or (%d, %zd)", c, 2 + T_ROWS, c);
+                plan_clear(self);
+                return -1;
+            }
+        }
         if (b == P_WORK) {
             const Py_buffer *w = &self->v[b];
             cap = w->ndim == 2 ? w->shape[0] / SPINDLE_WORK_ROWS : 0;
@@ -516,6 +578,8 @@ SpindlePlan_init(SpindlePlan *self, PyObject *args, PyObject *kwds)
     s->iwork = (long long *)self->v[P_IWORK].buf;
     s->xs_last = (double *)self->v[P_LAST].buf;
     s->runstate = (long long *)self->v[P_STATE].buf;
+    s->tally = (self->v[P_STATE].ndim == 2 && self->v[P_STATE].shape[0] == 2 + T_ROWS)
+               ? s->runstate + 2 * c : NULL;
     s->ring = (double *)self->v[P_RING].buf;
     s->count = (long long *)self->v[P_COUNT].buf;
     s->excl = (const double *)self->v[P_EXCL].buf;
@@ -546,8 +610,9 @@ PyDoc_STRVAR(plan_run_doc,
 "every sample whose absolute index first + i is a multiple of `step` is pushed per channel\n"
 "into ring (c, L) at pos (advancing it, count += 1; pos, count (c,) int64) unless env >\n"
 "excl (c,) (NaN is not kept); then spindle_runs(env, eb, es, pm, ea (None without alpha),\n"
-"med, sd, k_lo, ..., hold_n, runstate[0], runstate[1], runs, fire) with runstate (2, c)\n"
-"int64 = carry, hold. Returns (largest run, number of fire samples).");
+"med, sd, k_lo, ..., hold_n, runstate[0], runstate[1:], runs, fire) with runstate (2, c)\n"
+"int64 = carry, hold, or (6, c) with rows 2-5 spindle_runs' counts of what the gates\n"
+"passed over. Returns (largest run, number of fire samples).");
 
 static PyObject *
 SpindlePlan_run(SpindlePlan *self, PyObject *const *args, Py_ssize_t nargs)
