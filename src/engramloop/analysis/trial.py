@@ -33,6 +33,7 @@ from engramloop.controller.build import build_loop
 from engramloop.controller.config import dump_config
 from engramloop.core.angles import wrap_deg
 from engramloop.core.jsonable import to_jsonable
+from engramloop.decoders.ripple import RippleDetector
 from engramloop.decoders.slow_osc import SlowOscDetector
 from engramloop.decoders.spindle import SpindleDetector
 
@@ -341,7 +342,7 @@ def _fmt(v: Any) -> str:
 
 #: the stages whose ``passed_over`` counts reach ``RunResult.detector_skips``, by kind:
 #: each words its reasons (``PASS_REASONS``) after the count and its noun (``PASS_NOUN``)
-_SKIPPERS = {c.KIND: c for c in (SlowOscDetector, SpindleDetector)}
+_SKIPPERS = {c.KIND: c for c in (SlowOscDetector, SpindleDetector, RippleDetector)}
 
 
 def skip_lines(skips: dict) -> list[str]:

@@ -12,6 +12,16 @@ theta-dominated running or REM). Stimulation artefacts are blanked: the loop rep
 delivered pulse (:meth:`RippleDetector.blank`) and the samples it covers are neither
 detected on nor let into the theta gate.
 
+Nothing is passed over silently (``passed_over``, by reason): a candidate -- a run of the
+envelope rule that reached ``min_duration_s`` after the last event's refractory time --
+that ended without firing because the theta gate or the reference-channel veto held every
+sample of it is counted under that gate (``theta_gate``, else ``reference_veto``), and each
+stretch the detector blanked as an artefact of its own finding (beyond ``artefact_sd``)
+is counted (``artefact_blank``); ``status_note`` is the live view's line while the latest
+candidate was passed over or an artefact blank is on. The loop's stimulation blanks are
+not counted here: they follow the pulses, which the run already counts, and a ripple under
+one is not seen at all. (Sharp-wave-assist candidates are not counted.)
+
 Sharp-wave assist (optional, ``sharp_wave_channel``): on a laminar probe a CA1 stratum
 radiatum site carries the sharp wave of the SPW-R complex -- the CA3-driven sink, a large
 negative deflection that rises with (and slightly ahead of) the ripple -- long before the
@@ -229,6 +239,16 @@ class RippleDetector:
     """
 
     KIND = "ripple"
+    #: what :attr:`passed_over` counts, as the run summary words it after the count
+    PASS_NOUN = ""
+    PASS_REASONS = {
+        "theta_gate": "candidate ripples passed over by the theta gate (theta/delta above "
+                      "theta_delta_max)",
+        "reference_veto": "candidate ripples passed over by the reference-channel veto "
+                          "(veto_sd)",
+        "artefact_blank": "artefact stretches blanked (envelope beyond artefact_sd SDs; "
+                          "no ripple under them)",
+    }
 
     def __init__(self, settings: RippleSettings | None = None) -> None:
         self.settings = settings or RippleSettings()
@@ -248,6 +268,14 @@ class RippleDetector:
         self._blanks: list[tuple[float, float, bool]] = []
         #: restart() was called: the next chunk primes the filters
         self._restart = False
+        self.passed_over = dict.fromkeys(self.PASS_REASONS, 0)
+        self._hot = False            # this chunk had a run of min_duration_s (_tally)
+        self._run_open = False       # a candidate run goes on at the end of the last chunk
+        self._run_why = ""           # the gate that held a sample of it back ("": none)
+        self._run_counted = True     # it fired, or began in the refractory time
+        self._last_why = ""          # the latest candidate's gate if it was passed over
+        self._rearm_after = -math.inf   # the last event's detect time + refractory_s
+        self._t_last = -math.inf     # the last chunk's last timestamp
 
     # ----------------------------------------------------------------- setup
     def _setup(self, fs: float) -> None:
@@ -429,6 +457,10 @@ class RippleDetector:
         end = float(stop_s) + self.settings.artefact_blank_s
         if not end > float(start_s):
             return
+        if not reported and not any(not r and a <= start_s <= b for a, b, r in self._blanks):
+            # a new artefact stretch (one that goes on into the next chunk extends the
+            # window it began)
+            self.passed_over["artefact_blank"] += 1
         if len(self._blanks) >= 64:       # bounded: the oldest window is long past
             self._blanks.pop(0)
         self._blanks.append((float(start_s), end, reported))
@@ -494,8 +526,90 @@ class RippleDetector:
         b = self._base
         return (b.median + self.settings.threshold_sd * b.sd)[:self._nd]
 
+    @property
+    def status_note(self) -> str:
+        """The live view's line while the latest candidate was passed over by a gate or
+        an artefact blank is on, else ""."""
+        parts = []
+        if self._last_why:
+            gate = ("theta gate closed" if self._last_why == "theta_gate"
+                    else "reference-channel veto")
+            parts.append(f"{gate}: {self.passed_over[self._last_why]} candidates passed "
+                         f"over in all")
+        if self._blanks and self._fs and any(not r and b > self._t_last
+                                             for _, b, r in self._blanks):
+            parts.append(f"artefact blank ({self.passed_over['artefact_blank']} stretches "
+                         f"in all)")
+        return "ripple " + "; ".join(parts) if parts else ""
+
     # --------------------------------------------------------------- process
     def process(self, chunk: Chunk) -> list[Event]:
+        """Detect ripples in one chunk; then count what the gates passed over
+        (:meth:`_tally`, only on a chunk with a candidate run or after one).
+
+        Parameters
+        ----------
+        chunk : Chunk
+            Must contain every configured channel (volts or any consistent unit).
+
+        Returns
+        -------
+        list of Event
+            Ripples whose detection sample lies in this chunk, in time order.
+        """
+        self._hot = False
+        events = self._detect(chunk)
+        if self._hot or self._run_open:
+            self._tally(chunk.timestamps, events)
+        for e in events:
+            if e.kind == self.KIND:
+                self._rearm_after = e.detect_s + self.settings.refractory_s
+        if chunk.n_samples:
+            self._t_last = float(chunk.timestamps[-1])
+        return events
+
+    def _tally(self, t: np.ndarray, events: list[Event]) -> None:
+        """Count the candidates (runs of the envelope rule of ``min_duration_s``, begun
+        after the refractory time) that ended without firing because a gate held them."""
+        s, nd, n = self.settings, self._nd, t.shape[0]
+        if self._calibrating:
+            return
+        runs = self._runs[:n, :nd]
+        if nd == 1:
+            raw = (runs[:, 0] >= self._min_n).tolist()
+        else:
+            raw = (np.count_nonzero(runs >= self._min_n, axis=1)
+                   >= s.consensus_channels).tolist()
+        closed = vetoed = None
+        if s.theta_gate:
+            closed = (~(self._ge1[:n, 0] <= self._gate_k * self._ge2[:n, 0])).tolist()
+        if s.reference_channels:
+            env, med, sd = self._env[:n, nd:], self._med[:n, nd:], self._sd[:n, nd:]
+            vetoed = (env > med + s.veto_sd * sd).any(axis=1).tolist()
+        fired = {float(e.detect_s) for e in events if e.kind == self.KIND}
+        tl = t.tolist()
+        for i in range(n):
+            if raw[i]:
+                if not self._run_open:
+                    self._run_open, self._run_why = True, ""
+                    self._run_counted = tl[i] < self._rearm_after
+                if tl[i] in fired:
+                    self._run_counted, self._last_why = True, ""
+                elif not self._run_why:
+                    if closed is not None and closed[i]:
+                        self._run_why = "theta_gate"
+                    elif vetoed is not None and vetoed[i]:
+                        self._run_why = "reference_veto"
+            elif self._run_open:
+                self._end_run()
+
+    def _end_run(self) -> None:
+        self._run_open = False
+        if not self._run_counted and self._run_why:
+            self.passed_over[self._run_why] += 1
+            self._last_why = self._run_why
+
+    def _detect(self, chunk: Chunk) -> list[Event]:
         """Detect ripples in one chunk.
 
         Parameters
@@ -549,6 +663,7 @@ class RippleDetector:
                 self._blank_artefact(t, env[:, :nd] > med[:, :nd] + s.artefact_sd * sd[:, :nd])
             elif self._simple and not self._calibrating:
                 # one detection signal, no veto: the rest is the scan (C calls, no NumPy)
+                self._hot = longest >= self._min_n
                 return self._scan_simple(t, env, med, sd, thr, runs_all, th, de, first,
                                          longest)
             elif s.theta_gate:
@@ -587,6 +702,7 @@ class RippleDetector:
             np.minimum(runs_all, _since(env_blanked)[:, None], out=runs_all)
             self._carry[:] = runs_all[n - 1]
             longest = int(runs_all.max())
+        self._hot = longest >= self._min_n
         if longest < self._min_n:
             # no run reaches the minimum duration in this chunk: the envelope rule cannot fire
             cand = None
