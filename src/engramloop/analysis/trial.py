@@ -31,6 +31,7 @@ from engramloop.analysis import scoring as _scoring
 from engramloop.analysis.scoring import Interval, circular_mean_sd, score_detections
 from engramloop.controller.build import build_loop
 from engramloop.controller.config import dump_config
+from engramloop.controller.policy import Policy
 from engramloop.core.angles import wrap_deg
 from engramloop.core.jsonable import to_jsonable
 from engramloop.decoders.ripple import RippleDetector
@@ -342,7 +343,7 @@ def _fmt(v: Any) -> str:
 
 #: the stages whose ``passed_over`` counts reach ``RunResult.detector_skips``, by kind:
 #: each words its reasons (``PASS_REASONS``) after the count and its noun (``PASS_NOUN``)
-_SKIPPERS = {c.KIND: c for c in (SlowOscDetector, SpindleDetector, RippleDetector)}
+_SKIPPERS = {c.KIND: c for c in (SlowOscDetector, SpindleDetector, RippleDetector, Policy)}
 
 
 def skip_lines(skips: dict) -> list[str]:

@@ -1145,7 +1145,7 @@ class Loop:
             recording_bytes=_file_size(getattr(self.recorder, "path", None)),
             state=state, messages=tuple(self._messages),
             detector_states=tuple(n for n in (getattr(d, "status_note", "")
-                                              for d in self.detectors) if n)))
+                                              for d in (*self.detectors, self.policy)) if n)))
 
     def _shutdown(self, reason: str) -> None:
         """Stimulation off first, then everything else; never raises past an error that
@@ -1246,7 +1246,7 @@ class Loop:
         detector_skips`` record, the recording's log stream -- a night the SO gate kept
         closed reads as that, not as a quiet night."""
         res = self.result
-        for d in self.detectors:
+        for d in (*self.detectors, self.policy):    # the policy drops detections too
             counts = {k: int(v) for k, v in (getattr(d, "passed_over", None) or {}).items()
                       if v}
             if not counts:
@@ -1257,7 +1257,7 @@ class Loop:
                 t = self.clock.now()
                 self.recorder.write_marker("log", t, {
                     "t_s": t, "kind": "detector_skips", "detector": kind, "counts": counts,
-                    "message": f"{kind} detector passed over: " + ", ".join(
+                    "message": f"{kind} passed over: " + ", ".join(
                         f"{n} {k}" for k, n in counts.items())})
 
 

@@ -167,7 +167,20 @@ class Policy:
     ``confidence`` (0..1) and ``time_of_phase(target_deg) -> float`` (host-clock time of
     the next crossing of that phase, seconds, NaN when unknown), such as
     :class:`decoders.phase.PhaseEstimate`.
+
+    Nothing is passed over silently: a detection of the target the policy drops by a rule
+    of its own is counted by reason in :attr:`passed_over` (the loop puts it in the run
+    summary and the recording, as the detectors' counts), and :attr:`status_note` is the
+    live view's line while the latest such detection was dropped.
     """
+
+    KIND = "policy"
+    #: what :attr:`passed_over` counts, as the run summary words it after the count
+    PASS_NOUN = ""
+    PASS_REASONS = {
+        "so_beyond_lead": "slow oscillations not stimulated: the target phase was predicted "
+                          "more than max_lead_s ahead",
+    }
 
     def __init__(self, settings: PolicySettings, budget_s: float, seed: int = 0,
                  refractory_s: float = 0.0, gate: Any = None) -> None:
@@ -195,6 +208,18 @@ class Policy:
         self._next_ok_s = -math.inf
         self._pause_until_s = -math.inf
         self.n_proposed = 0
+        self.passed_over = dict.fromkeys(self.PASS_REASONS, 0)
+        self._last_passed = ""       # the reason the latest target detection was dropped
+
+    @property
+    def status_note(self) -> str:
+        """The live view's line while the latest detection of the target was dropped by
+        a policy rule, else ""."""
+        if not self._last_passed:
+            return ""
+        return (f"policy passing over slow oscillations (target predicted beyond "
+                f"max_lead_s {self.settings.max_lead_s:g} s): "
+                f"{self.passed_over[self._last_passed]} in all")
 
     def reset(self) -> None:
         self._next_ok_s = -math.inf
@@ -370,7 +395,12 @@ class Policy:
             # fire-time check just before the up state): now, late by less than a chunk
             t += s.so_period_s
         if t > now_s + s.max_lead_s:
+            # counted and shown: a night whose predictions all land beyond the lead is not
+            # a night without slow oscillations
+            self.passed_over["so_beyond_lead"] += 1
+            self._last_passed = "so_beyond_lead"
             return []
+        self._last_passed = ""
         if s.so_mode == "phase":
             return [self._intent(t, ev.detect_s, now_s)]
         first = self._intent(t, ev.detect_s, now_s, ends=False)
