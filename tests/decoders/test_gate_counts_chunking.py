@@ -63,3 +63,67 @@ def test_ripple_gate_counts_do_not_depend_on_chunking() -> None:
         assert got == runs[0]
     assert runs[0][1]["theta_gate"] >= 5, runs[0][1]
     assert not any(k == "ripple" for k, _ in runs[0][0])
+
+
+def _gate_counts_twin(env, eb, es, pm, ea, med, sd, rules) -> np.ndarray:
+    """What spindle_runs counts, written out from the NumPy twin of its rules
+    (twins.spindle_rules): per channel the runs that met every firing rule but the alpha
+    veto at some sample and never all of them (counted when the run ends), the stretches
+    of held samples and the held samples. Returns (3, c)."""
+    import twins
+
+    k_lo, k_hi, rel, corr, amax, min_n, max_n, k_art, hold_n = rules
+    runs, fire = twins.spindle_rules(env, eb, es, pm, ea, med, sd, *rules)
+    _, pre = twins.spindle_rules(env, eb, es, pm, None, med, sd, *rules)
+    vetoed = pre.astype(bool) & ~fire.astype(bool)
+    n, c = env.shape
+    art = env > med + k_art * sd
+    idx = np.arange(n)[:, None]
+    until = np.maximum.accumulate(np.where(art, idx + hold_n, -1), axis=0)
+    held = art | (idx <= until)
+    out = np.zeros((3, c), dtype=np.int64)
+    for j in range(c):
+        seen_veto = seen_fire = False
+        for i in range(n):
+            if runs[i, j] == 0 and i > 0 and runs[i - 1, j] > 0:
+                out[0, j] += seen_veto and not seen_fire
+                seen_veto = seen_fire = False
+            seen_veto |= bool(vetoed[i, j])
+            seen_fire |= bool(fire[i, j])
+        out[1, j] = int(held[0, j]) + int(np.count_nonzero(held[1:, j] & ~held[:-1, j]))
+        out[2, j] = int(held[:, j].sum())
+    return out
+
+
+@pytest.mark.parametrize("piece", CHUNKS)
+def test_spindle_runs_counts_match_numpy(piece: int | None) -> None:
+    from engramloop.decoders._filters import spindle_runs
+
+    rng = np.random.default_rng(2)
+    n, c = 600, 2
+    env = np.abs(np.cumsum(rng.normal(size=(n, c)), axis=0)) * 0.1 + 0.1
+    es = env * rng.uniform(0.8, 1.2, size=(n, c))
+    eb = env * rng.uniform(1.0, 1.6, size=(n, c))
+    pm = np.abs(rng.normal(size=(n, 4 * c))) + np.tile(env, 4)
+    ea = env * rng.uniform(0.0, 1.2, size=(n, c))
+    med, sd = np.full((n, c), 0.2), np.full((n, c), 0.05)
+    env[[100, 101, 300, 330], [0, 0, 1, 1]] = 50.0
+    rules = (1.0, 3.0, 0.1, 0.4, 0.6, 4, 40, 100.0, 25)
+    ref = _gate_counts_twin(env, eb, es, pm, ea, med, sd, rules)
+    assert ref[0].sum() > 0 and (ref[1] > 0).all(), ref   # the test exercises both
+    state = np.zeros((5, c), dtype=np.int64)     # hold, then the counts' rows
+    runs = np.empty((n, c), dtype=np.int64)
+    fire = np.empty((n, c), dtype=np.int64)
+    carry = np.zeros(c, dtype=np.int64)
+    size = piece or n
+    for a in range(0, n, size):
+        b = min(n, a + size)
+        spindle_runs(env[a:b], eb[a:b], es[a:b], pm[a:b], ea[a:b], med[a:b], sd[a:b], *rules,
+                     carry, state, runs[a:b], fire[a:b])
+    np.testing.assert_array_equal(state[2:], ref)
+    # and counting changes nothing: the same runs and fire as without the counts
+    runs1, fire1 = np.empty_like(runs), np.empty_like(fire)
+    spindle_runs(env, eb, es, pm, ea, med, sd, *rules, np.zeros(c, dtype=np.int64),
+                 np.zeros(c, dtype=np.int64), runs1, fire1)
+    np.testing.assert_array_equal(runs, runs1)
+    np.testing.assert_array_equal(fire, fire1)
