@@ -140,3 +140,20 @@ def test_live_view_shows_the_closed_theta_gate(running) -> None:
     last = " ".join(seen[-1].detector_states)
     assert f"ripple theta gate closed: {n} candidates passed over in all" in last, last
     assert seen[0].detector_states == ()
+
+
+def test_sweep_rows_count_what_the_theta_gate_passed_over(running) -> None:
+    """``engramloop sweep`` over the gate on and off: each row says what the gate passed
+    over (a column per detector and reason), so the quiet setting reads as held back."""
+    import csv
+
+    p = _cli("sweep", "gate.toml", "run.edf", "--set", "detectors.ripple.theta_gate=true,false",
+             "--workers", 1, "--out", "sw.csv", "--quiet", cwd=running)
+    assert p.returncode == 0, p.stdout + p.stderr
+    with open(running / "sw.csv", encoding="utf-8") as f:
+        rows = {r["detectors.ripple.theta_gate"]: r for r in csv.DictReader(f)
+                if r["recording"] == "run.edf"}
+    on, off = rows["true"], rows["false"]
+    assert int(on["ripple.passed_over.theta_gate"]) >= 10, on
+    assert off.get("ripple.passed_over.theta_gate") in ("", None), off
+    assert int(off["ripple.detections"]) >= 10 and on.get("ripple.detections") in ("", None)

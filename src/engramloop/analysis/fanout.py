@@ -94,6 +94,9 @@ def tidy(results: Sequence[dict]) -> list[dict]:
             row["gaps"] = pt.get("gaps", 0)
             for kind, n in sorted(pt["counts"].items()):
                 row[f"{kind}.detections"] = n
+            for kind, why in sorted((pt.get("detector_skips") or {}).items()):
+                for reason, n in sorted(why.items()):
+                    row[f"{kind}.passed_over.{reason}"] = n
             for kind, sc in sorted((pt["score"] or {}).items()):
                 if isinstance(sc, dict):
                     for key, v in sc.items():

@@ -207,6 +207,9 @@ class PointResult:
     #: stretches of non-finite samples (detectors paused) and gaps the replay met
     nonfinite_stretches: int = 0
     gaps: int = 0
+    #: what each detector's gates (and the policy) passed over, by reason
+    #: (``RunResult.detector_skips``): a quiet setting that only held events back says so
+    detector_skips: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -240,7 +243,7 @@ def run_point(cfg: Any, path: str, *, duration_s: float | None, truth: Truth | N
 
         score = score_session(dets, recs, span, so_phase=phase_fn, start_s=res.t0_s)
     return PointResult(setting, span, counts, score, res.stop_reason, res.n_artefacts,
-                       res.n_gaps)
+                       res.n_gaps, {k: dict(v) for k, v in res.detector_skips.items()})
 
 
 # ----------------------------------------------------------------------------- table
