@@ -52,7 +52,10 @@ def spindle_runs(env: np.ndarray, eb: np.ndarray, es: np.ndarray, pm: np.ndarray
     ``min_n`` and less than ``max_n`` long and the high threshold, relative power,
     correlation and alpha rules hold. Samples with ``env > med + k_art * sd`` and the
     ``hold_n`` after the last such one (``hold``: samples left, carried) are held: run 0,
-    no fire. Returns (largest run, number of fire samples)."""
+    no fire. ``hold`` may be (5, c) int64 instead: row 0 the hold, rows 1-4 what the gates
+    passed over, counted per channel across blocks (state bits; runs that met every firing
+    rule but the alpha veto at some sample and never all, counted when they end; artefact
+    stretches; held samples). Returns (largest run, number of fire samples)."""
 
 class RipplePlan:
     """The ripple detector's chunk without a baseline update point, its banks and buffers
@@ -114,7 +117,8 @@ class SpindlePlan:
         first sample, >= 0): med/sd = ``median``/``sd`` per row; samples at absolute
         indices that are multiples of ``step`` are pushed into ``ring`` (c, L) at ``pos``
         (count += 1) unless env > ``excl`` (``RobustBaseline.process``); then
-        ``spindle_runs`` with carry, hold = ``runstate`` (2, c) int64 (samples). Returns
+        ``spindle_runs`` with carry, hold = ``runstate`` (2, c) int64 (samples), or
+        (6, c) with the counts of ``spindle_runs``' (5, c) hold in rows 2-5. Returns
         (largest run, number of fire samples)."""
 
 class SoPlan:
