@@ -112,7 +112,8 @@ def test_replay_counts_the_slow_oscillations_beyond_the_lead(night) -> None:
     assert _sent(q.stdout) > _sent(p.stdout), (q.stdout, p.stdout)
 
 
-def test_live_view_shows_the_dropped_slow_oscillations(night) -> None:
+def test_live_view_shows_the_dropped_slow_oscillations(night, monkeypatch) -> None:
+    import engramloop.controller.loop as loop_mod
     from engramloop.controller.build import build_loop
     from engramloop.controller.config import load_config
     from engramloop.controller.status import StatusBoard
@@ -125,6 +126,10 @@ def test_live_view_shows_the_dropped_slow_oscillations(night) -> None:
             super().publish(status)
             seen.append(status)
 
+    # a --speed max sham replay decodes the file in blocks of BLOCK_S (30 s) and the
+    # live view is read between blocks; a live session reads it every 0.25 s, as
+    # blocks of 0.25 s do here
+    monkeypatch.setattr(loop_mod, "BLOCK_S", 0.25)
     loop = build_loop(cfg, speed="max", path=str(night / "night.edf"), status_board=Board())
     loop.wall_clock = loop.clock.now
     res = loop.run(None)

@@ -120,7 +120,8 @@ def test_replay_counts_what_the_theta_gate_passed_over(running) -> None:
         printed, len(ripples_open))
 
 
-def test_live_view_shows_the_closed_theta_gate(running) -> None:
+def test_live_view_shows_the_closed_theta_gate(running, monkeypatch) -> None:
+    import engramloop.controller.loop as loop_mod
     from engramloop.controller.build import build_loop
     from engramloop.controller.config import load_config
     from engramloop.controller.status import StatusBoard
@@ -133,6 +134,10 @@ def test_live_view_shows_the_closed_theta_gate(running) -> None:
             super().publish(status)
             seen.append(status)
 
+    # a --speed max sham replay decodes the file in blocks of BLOCK_S (30 s) and the
+    # live view is read between blocks; a live session reads it every 0.25 s, as
+    # blocks of 0.25 s do here
+    monkeypatch.setattr(loop_mod, "BLOCK_S", 0.25)
     loop = build_loop(cfg, speed="max", path=str(running / "run.edf"), status_board=Board())
     loop.wall_clock = loop.clock.now
     res = loop.run(None)

@@ -111,7 +111,8 @@ def test_replay_counts_what_the_closed_gate_passed_over(stretch) -> None:
         not np.isfinite(e["predicted_s"]) for e in events if e["kind"] == "so"), events
 
 
-def test_live_view_shows_the_closed_gate(stretch) -> None:
+def test_live_view_shows_the_closed_gate(stretch, monkeypatch) -> None:
+    import engramloop.controller.loop as loop_mod
     from engramloop.controller.build import build_loop
     from engramloop.controller.config import load_config
     from engramloop.controller.dashboard import render_status
@@ -125,6 +126,10 @@ def test_live_view_shows_the_closed_gate(stretch) -> None:
             super().publish(status)
             seen.append(status)
 
+    # a --speed max sham replay decodes the file in blocks of BLOCK_S (30 s) and the
+    # live view is read between blocks; a live session reads it every 0.25 s, as
+    # blocks of 0.25 s do here
+    monkeypatch.setattr(loop_mod, "BLOCK_S", 0.25)
     loop = build_loop(cfg, speed="max", path=str(stretch / "light.edf"), status_board=Board())
     loop.wall_clock = loop.clock.now      # a snapshot every 0.25 s of signal
     res = loop.run(None)

@@ -11,8 +11,7 @@ tests/decoders/test_detect_spindle_real.py's sense: far beyond any spindle in th
 band) to trip the artefact hold. Written to EDF+ with pyedflib (physical range widened to
 hold the pops) and replayed by a real ``engramloop`` process; the recording is read back
 with pyxdf, and the live view's snapshots come from the same replay built in-process with
-a status board. (The hold is 3 s instead of 1 s: a replay at full speed hands over 2 s
-blocks, and the live view is read between blocks.)
+a status board.
 """
 from __future__ import annotations
 
@@ -45,7 +44,6 @@ enabled = false
 enabled = false
 [detectors.spindle]
 channels = ["C3-A1"]
-artefact_hold_s = 3.0
 [policy]
 target = "spindle"
 [policy.pulse]
@@ -119,7 +117,8 @@ def test_replay_counts_what_the_spindle_gates_passed_over(popped) -> None:
     assert any(e["kind"] == "spindle" for e in events), events
 
 
-def test_live_view_shows_the_spindle_gates(popped) -> None:
+def test_live_view_shows_the_spindle_gates(popped, monkeypatch) -> None:
+    import engramloop.controller.loop as loop_mod
     from engramloop.controller.build import build_loop
     from engramloop.controller.config import load_config
     from engramloop.controller.status import StatusBoard
@@ -132,6 +131,10 @@ def test_live_view_shows_the_spindle_gates(popped) -> None:
             super().publish(status)
             seen.append(status)
 
+    # a --speed max sham replay decodes the file in blocks of BLOCK_S (30 s) and the
+    # live view is read between blocks; a live session reads it every 0.25 s, as
+    # blocks of 0.25 s do here
+    monkeypatch.setattr(loop_mod, "BLOCK_S", 0.25)
     loop = build_loop(cfg, speed="max", path=str(popped / "popped.edf"), status_board=Board())
     loop.wall_clock = loop.clock.now      # a snapshot every 0.25 s of signal
     res = loop.run(None)
