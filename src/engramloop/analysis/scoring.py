@@ -34,7 +34,7 @@ __all__ = ["Interval", "DetectionScore", "PhaseScore", "match_events", "match_in
            "score_detections", "score_kind", "circular_mean_sd", "score_phase", "intervals",
            "replay", "so_phase_from_events", "score_recording", "score_session", "as_float",
            "MATCH_TOLERANCE_S", "DEFAULT_TOLERANCE_S", "tolerance_s", "stage_density",
-           "read_annotations_csv"]
+           "read_annotations_csv", "label_names_kind"]
 
 #: How far (seconds) a truth event is widened on each side before overlap is tested, per
 #: kind. Spindles: none, the literature's convention for expert scoring. Ripples: 20 ms (a
@@ -284,15 +284,22 @@ def read_annotations_csv(path: object, kind: str = "spindle") -> list[dict]:
     recording's first sample; a header row and ``#`` comments are skipped), as truth
     records ``{"kind", "onset_s", "offset_s", "peak_s"}`` (peak: the middle).
 
+    A third column of text (``onset,duration,label``) labels each row: only the rows
+    whose label names ``kind`` are kept, by the rule EDF+ annotations are read with
+    (:func:`label_names_kind`: "Sleep spindle" is a spindle); the others are another
+    kind of event, not this one's truth.
+
     Raises
     ------
     ValueError
-        ``"<path>: line N: ..."`` for a row that is not two numbers with duration >= 0.
+        ``"<path>: line N: ..."`` for a row that is not two numbers with duration >= 0;
+        for a labelled file in which no label names ``kind`` (the labels it has).
     """
     from pathlib import Path
 
     p = Path(str(path))
     out = []
+    labels: dict[str, int] = {}
     # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would
     # make the first row unreadable (and skipped as a header)
     for i, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), 1):
@@ -309,9 +316,39 @@ def read_annotations_csv(path: object, kind: str = "spindle") -> list[dict]:
         if not (math.isfinite(onset) and math.isfinite(dur) and dur >= 0):
             raise ValueError(f"{p}: line {i}: onset and duration must be finite seconds, "
                              f"duration >= 0; got {line!r}")
+        label = _text_cell(cells[2]) if len(cells) > 2 else None
+        if label is not None:
+            labels[label] = labels.get(label, 0) + 1
+            if not label_names_kind(label, kind):
+                continue
         out.append({"kind": kind, "onset_s": onset, "offset_s": onset + dur,
                     "peak_s": onset + dur / 2})
+    if labels and not out:
+        have = ", ".join(f"{t!r} ({n})" for t, n in sorted(labels.items())[:10])
+        raise ValueError(f"{p}: no row's label names {kind!r} (labels: {have}); give "
+                         "--kind with the label of the events to score")
     return out
+
+
+def _text_cell(cell: str) -> str | None:
+    """A label cell: text that is not a number (a numeric third column -- a channel
+    number, a confidence -- is not a label); None for a number or an empty cell."""
+    cell = cell.strip().strip('"').strip()
+    if not cell:
+        return None
+    try:
+        float(cell)
+    except ValueError:
+        return cell
+    return None
+
+
+def label_names_kind(label: str, kind: str) -> bool:
+    """Whether an annotation's text names an event kind: ``kind`` appears in it,
+    case-insensitively ("Sleep spindle", "SPINDLE" for kind spindle). The one rule for
+    expert labels, CSV and EDF+ alike."""
+    want = kind.strip().lower()
+    return bool(want) and want in str(label).lower()
 
 
 def circular_mean_sd(deg: Iterable[float]) -> tuple[float, float, float]:

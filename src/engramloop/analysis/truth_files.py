@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engramloop.analysis.scoring import read_annotations_csv
+from engramloop.analysis.scoring import label_names_kind, read_annotations_csv
 from engramloop.core.chunk import SourceError
 from engramloop.core.errors import UserError
 from engramloop.drivers.files import edf_annotations
@@ -94,10 +94,9 @@ def edf_truth(path: Path, kind: str) -> list[dict]:
     """EDF+ annotations whose text names ``kind`` (case-insensitive: "Spindle",
     "sleep spindle" for kind spindle) as truth records, seconds from the file's start
     (the EDF+ onset convention, as the CSV annotations)."""
-    want = kind.strip().lower()
     out = []
     for o in _edf_annotations(path):
-        if want and want in str(o.get("text", "")).lower():
+        if label_names_kind(str(o.get("text", "")), kind):
             on = float(o["onset_s"])
             dur = float(o["duration_s"]) if o.get("duration_s") is not None else 0.0
             out.append({"kind": kind, "onset_s": on, "offset_s": on + dur,
