@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engramloop.analysis.sweep import config_with, find_truth, run_point
+from engramloop.controller.stop_signals import DeferredSignals, raise_interrupt
 from engramloop.core.chunk import SourceError
 from engramloop.core.pulse import DeviceError
 from engramloop.core.schema import ConfigError
@@ -75,6 +76,9 @@ def run_job(job: Job) -> dict:
     except (SourceError, DeviceError, ConfigError, OSError, ValueError) as exc:
         out["error"] = (str(exc).splitlines() or [type(exc).__name__])[0]
         return out
+    # the loop took Ctrl-C (or SIGTERM/SIGHUP) as its stop: the sweep stops too, not on to
+    # the next replay with a cut one among its rows
+    raise_interrupt(res.stop_reason)
     out["point"] = res.to_dict()
     return out
 
@@ -165,21 +169,27 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
     import dask
     from distributed import Client, KilledWorker, LocalCluster, as_completed
 
-    if address is not None:
-        try:
-            _probe(address)  # a refused port fails now, not after Dask's 10 s of retries
-            client, cluster = Client(address, timeout="10s"), None
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise EngineError(f"--scheduler {address}: no Dask scheduler answered ("
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                              "); start one with `dask scheduler` or leave --scheduler out "
-                              "for a local pool") from None
-    else:
-        # processes, one thread each: a replay or a simulated night holds the GIL throughout
-        cluster = LocalCluster(n_workers=min(n, len(items)), threads_per_worker=1,
-                               processes=True, dashboard_address=None, silence_logs=50)
-        client = Client(cluster)
+    client = cluster = None
     try:
+        # an interrupt while the pool starts is delivered once it stands, so the finally
+        # below closes it (else its workers are left to an atexit hook that fails)
+        with DeferredSignals():
+            if address is not None:
+                try:
+                    _probe(address)  # a refused port fails now, not after 10 s of retries
+                    client = Client(address, timeout="10s")
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise EngineError(
+                        f"--scheduler {address}: no Dask scheduler answered ("
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                        "); start one with `dask scheduler` or leave --scheduler out "
+                        "for a local pool") from None
+            else:
+                # processes, one thread each: a replay or a simulated night holds the GIL
+                cluster = LocalCluster(n_workers=min(n, len(items)), threads_per_worker=1,
+                                       processes=True, dashboard_address=None,
+                                       silence_logs=50)
+                client = Client(cluster)
         futures = client.map(fn, items, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(items)
@@ -198,7 +208,8 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
             if on_done is not None:
                 on_done(results[i])
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
     return results

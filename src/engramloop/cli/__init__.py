@@ -149,9 +149,12 @@ def _main(argv: list[str] | None) -> int:
     except (UserError, MissingExtraError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, or SIGTERM/SIGHUP raised as it (controller.stop_signals.SignalsInterrupt)
+        from engramloop.controller.stop_signals import interrupt_code, interrupt_name
+
+        print(interrupt_name(exc), file=sys.stderr)
+        return interrupt_code(exc)
     except Exception as exc:
         # a bug, not a user mistake: still one line for the user (outputs are already off:
         # the loop turns them off on any exception); the traceback on request

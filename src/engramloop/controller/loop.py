@@ -59,6 +59,7 @@ from engramloop.controller.policy import Policy
 from engramloop.controller.realtime_tuning import RealtimeTuning
 from engramloop.controller.scheduler import Scheduler
 from engramloop.controller.status import LoopStatus, channel_quality
+from engramloop.controller.stop_signals import interrupt_label
 from engramloop.core.chunk import Chunk, EndOfStream
 from engramloop.core.clock import SimClock
 from engramloop.core.events import Event
@@ -314,9 +315,10 @@ class Loop:
             self._start()
             try:
                 self._main(duration_s)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 # Ctrl-C is a stop, not a failure: outputs off, recording closed, summary
-                res.stop_reason = "interrupted (Ctrl-C)"
+                # (so are SIGTERM/SIGHUP raised as it by stop_signals.SignalsInterrupt)
+                res.stop_reason = f"interrupted ({interrupt_label(exc)})"
                 res.t_end_s = self.clock.now()
         except BaseException as exc:
             res.error = f"{type(exc).__name__}: {exc}"

@@ -114,10 +114,13 @@ class SignalsInterrupt:
     def __init__(self) -> None:
         self._saved: dict[int, Any] = {}
         self._got = False
+        #: the signal that arrived (None: none, or Ctrl-C, which this does not handle)
+        self.signum: int | None = None
 
     def _handle(self, signum: int, frame: Any) -> None:
         if not self._got:
             self._got = True
+            self.signum = int(signum)
             raise SignalInterrupt(signum)
 
     def __enter__(self) -> SignalsInterrupt:
@@ -133,10 +136,56 @@ class SignalsInterrupt:
         self._saved.clear()
 
 
+class DeferredSignals:
+    """Context manager: SIGTERM, SIGHUP and SIGINT arriving inside are held and delivered
+    (to the handlers in place before) when it ends -- for a step that an exception
+    would leave half-made and unreachable, such as starting a Dask local cluster (an
+    interrupt there left a cluster that its atexit hook could not close: a traceback)."""
+
+    def __init__(self) -> None:
+        self._saved: dict[int, Any] = {}
+        self.pending: int | None = None
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        if self.pending is None:
+            self.pending = int(signum)
+
+    def __enter__(self) -> DeferredSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                self._saved[s] = signal.signal(s, self._hold)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, old in self._saved.items():
+            signal.signal(s, old)
+        self._saved.clear()
+        if self.pending is not None:
+            signal.raise_signal(self.pending)     # to the handler in place again
+
+
 def interrupt_name(exc: BaseException) -> str:
     """How an interrupt reached a command: "stopped by SIGTERM" or "interrupted"."""
     return (f"stopped by {signal.Signals(exc.signum).name}"
             if isinstance(exc, SignalInterrupt) else "interrupted")
+
+
+def interrupt_label(exc: BaseException) -> str:
+    """The name a stop reason gives an interrupt: "SIGTERM", "SIGHUP" or "Ctrl-C"."""
+    return (signal.Signals(exc.signum).name if isinstance(exc, SignalInterrupt)
+            else "Ctrl-C")
+
+
+def raise_interrupt(stop_reason: str) -> None:
+    """Raise again the interrupt a loop turned into its ``stop_reason`` ("interrupted
+    (SIGTERM)"), for a caller that must stop too (a sweep's next replay); nothing for
+    any other reason."""
+    if not stop_reason.startswith("interrupted"):
+        return
+    for s in STOP_SIGNALS:
+        if s != signal.SIGINT and f"({signal.Signals(s).name})" in stop_reason:
+            raise SignalInterrupt(s)
+    raise KeyboardInterrupt
 
 
 def interrupt_code(exc: BaseException) -> int:
@@ -145,4 +194,5 @@ def interrupt_code(exc: BaseException) -> int:
 
 
 __all__ = ["StopSignals", "STOP_SIGNALS", "exit_code", "SignalInterrupt", "SignalsInterrupt",
-           "interrupt_name", "interrupt_code"]
+           "interrupt_name", "interrupt_code", "interrupt_label", "raise_interrupt",
+           "DeferredSignals"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from engramloop.analysis.fanout import EngineError, Job, run_jobs
 from engramloop.analysis.sweep import (
@@ -21,6 +22,12 @@ from engramloop.controller.forecast_worker import ForecasterError
 from engramloop.controller.progress import progress
 from engramloop.controller.recorder import RecordingError
 from engramloop.controller.run_progress import ProgressBoard, run_length_s
+from engramloop.controller.stop_signals import (
+    SignalsInterrupt,
+    interrupt_code,
+    interrupt_name,
+    raise_interrupt,
+)
 from engramloop.core.chunk import SourceError
 from engramloop.core.errors import UserError
 from engramloop.core.pulse import DeviceError
@@ -102,7 +109,18 @@ def refuse_fast_stimulation(args: argparse.Namespace) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """Replay the file once per setting of the grid; one table row (or JSON line) each."""
+    """Replay the file once per setting of the grid; one table row (or JSON line) each.
+    SIGTERM (kill) and SIGHUP (terminal closed) stop it as Ctrl-C does."""
+    try:
+        with SignalsInterrupt():
+            return _run_sweep(args)
+    except KeyboardInterrupt as exc:    # while the settings were checked: none replayed
+        print(f"replay --sweep: {interrupt_name(exc)} before the first replay ended; "
+              "nothing was replayed", file=sys.stderr)
+        return interrupt_code(exc)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
     import json
     import math
 
@@ -134,15 +152,41 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise UserError("--stimulate cannot be used with --workers/--scheduler: a worker "
                         "pool never drives stimulators; sweep sham, then replay the chosen "
                         "setting once with --stimulate")
+    stop: BaseException | None = None     # the interrupt that ended the sweep early
     if args.workers > 1 or args.scheduler:
-        results = _fan_out(args, points, channels)
+        try:
+            results = _fan_out(args, points, channels)
+        except KeyboardInterrupt as exc:
+            print(f"replay --sweep: {interrupt_name(exc)}; nothing is kept (the settings "
+                  "were replayed in parallel: no row was complete in order); run it again",
+                  file=sys.stderr)
+            return interrupt_code(exc)
     else:
-        results = _in_order(args, points, cfgs, truth, overrides)
-    stopped = bool(results) and results[-1].stop_reason.startswith("interrupted")
+        results, stop = _in_order(args, points, cfgs, truth, overrides)
+    code = interrupt_code(stop) if stop is not None else 0
+    partial = bool(results) and results[-1].stop_reason.startswith("interrupted")
+    rest = [", ".join(f"{k}={t}" for k, (t, _) in pt.items())
+            for pt in points[len(results):]]
+    how = interrupt_name(stop) if stop is not None else ""
+    if stop is not None and not results:
+        print(f"replay --sweep: {how} before the first replay ended; nothing to show "
+              f"(not replayed: {'; '.join(rest)})", file=sys.stderr)
+        return code
+    if partial:
+        last = results[-1]
+        now = ", ".join(f"{k}={v}" for k, v in last.setting.items())
+        note = (f"# {how}: the last row ({now}) is partial, scored over the first "
+                f"{last.duration_s:.1f} s replayed")
+    else:
+        note = (f"# {how} between two replays: the {len(results)} row(s) above are "
+                "complete")
+    note += f"; not replayed: {'; '.join(rest)}" if rest else ""
     if args.json:
         for r in results:   # an interrupted row says so in its stop_reason
             print(json.dumps(r.to_dict(), default=float))
-        return 130 if stopped else 0
+        if stop is not None:
+            print(note.lstrip("# ").replace("row(s) above", "row(s)"), file=sys.stderr)
+        return code
     what = (f"scored against {truth.origin}" if truth is not None
             else "no truth: detection counts and rates")
     dur = results[0].duration_s if results else math.nan
@@ -150,19 +194,16 @@ def run_sweep(args: argparse.Namespace) -> int:
           f"{what}")
     for line in table(results, keys):
         print(line)
-    if stopped:
-        last = results[-1]
-        rest = [", ".join(f"{k}={t}" for k, (t, _) in pt.items())
-                for pt in points[len(results):]]
-        now = ", ".join(f"{k}={v}" for k, v in last.setting.items())
-        print(f"# interrupted: the last row ({now}) is partial, scored over the first "
-              f"{last.duration_s:.1f} s replayed"
-              + (f"; not replayed: {'; '.join(rest)}" if rest else ""))
-    return 130 if stopped else 0
+    if stop is not None:
+        print(note)
+    return code
 
 
-def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrides: dict) -> list:
-    """The settings one after another in this process, one progress bar over signal time."""
+def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth,
+              overrides: dict) -> tuple[list, BaseException | None]:
+    """The settings one after another in this process, one progress bar over signal time:
+    the rows, and the interrupt (Ctrl-C, SIGTERM, SIGHUP) that ended them early if one did
+    (the last row is then partial when it came during that replay)."""
     import math
     from contextlib import ExitStack
 
@@ -191,11 +232,17 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth, overrid
                                 **overrides)
             except (SourceError, DeviceError, RecordingError, ForecasterError) as exc:
                 raise UserError(f"{exc} (sweep stopped at {setting})") from None
+            except KeyboardInterrupt as exc:
+                # between two replays (building the next, scoring the last): the rows so
+                # far are complete; this setting was not replayed
+                return results, exc
             results.append(res)
-            if res.stop_reason.startswith("interrupted"):
-                break      # the bar stays where the replay stopped
+            try:       # the loop took the interrupt as its stop: this row is partial
+                raise_interrupt(res.stop_reason)
+            except KeyboardInterrupt as exc:
+                return results, exc      # the bar stays where the replay stopped
             board.finish()
-    return results
+    return results, None
 
 
 def _fan_out(args: argparse.Namespace, points: list, channels: list | None) -> list:

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from engramloop.cli.paths import prepare_output_dir, remove_if_empty
+from engramloop.controller.stop_signals import SignalsInterrupt, interrupt_code, interrupt_name
 from engramloop.core.errors import UserError
 
 HELP = "write an HTML report with figures (index.html + PNGs) from one XDF recording"
@@ -39,10 +42,26 @@ def run(args: argparse.Namespace) -> int:
                             "twin's recording of a simulated trial)")
     created = prepare_output_dir(args.out, "--out")
     try:
-        result = write_report(args.recording, args.out, quiet=args.quiet, twin=args.twin)
+        # SIGTERM (kill) and SIGHUP (terminal closed) stop it as Ctrl-C does
+        with SignalsInterrupt():
+            result = write_report(args.recording, args.out, quiet=args.quiet,
+                                  twin=args.twin)
     except ReportError as exc:
         remove_if_empty(created)
         raise UserError(str(exc)) from None
+    except KeyboardInterrupt as exc:
+        remove_if_empty(created)
+        page = Path(args.out) / "index.html"
+        if not Path(args.out).exists():
+            left = "nothing was written (the folder it made is removed)"
+        elif page.exists():
+            left = f"{args.out}'s index.html is the previous report's, untouched"
+        else:
+            left = (f"{args.out} has no index.html (the page is written last; the figures "
+                    "made so far are left)")
+        print(f"report: {interrupt_name(exc)}; the report was not finished: {left}; run "
+              "the command again", file=sys.stderr)
+        return interrupt_code(exc)
     if not args.quiet:
         missing = [s.title for s in result.sections if s.missing]
         print(f"wrote {result.index} ({len(result.figures)} figures)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from engramloop.analysis.scoring import replay, score_session
@@ -16,6 +17,7 @@ from engramloop.analysis.truth_files import (
     xdf_streams,
 )
 from engramloop.controller.config import Config, load_config
+from engramloop.controller.stop_signals import SignalsInterrupt, interrupt_code, interrupt_name
 from engramloop.core.errors import UserError
 from engramloop.decoders.detectors import make_detectors
 from engramloop.drivers.files import load_npz
@@ -79,6 +81,17 @@ def _run_detectors(path: Path, config: str | None, chunk: int,
 # ----------------------------------------------------------------------- command
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM (kill) and SIGHUP (terminal closed) end it as Ctrl-C does: one line, 128+N
+    try:
+        with SignalsInterrupt():
+            return score(args)
+    except KeyboardInterrupt as exc:
+        print(f"score: {interrupt_name(exc)}; nothing was scored (score writes no file)",
+              file=sys.stderr)
+        return interrupt_code(exc)
+
+
+def score(args: argparse.Namespace) -> int:
     rec = Path(args.recording)
     if not rec.is_file():
         raise UserError(f"{rec}: file not found")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from engramloop.analysis import fanout
 from engramloop.analysis.fanout import Job, best, pooled, run_jobs, tidy, write_table
@@ -9,6 +10,7 @@ from engramloop.analysis.sweep import SweepError, config_with, fmt_number, grid,
 from engramloop.analysis.trial import DETECTED_KINDS
 from engramloop.cli.paths import check_output_file
 from engramloop.controller.progress import progress
+from engramloop.controller.stop_signals import SignalsInterrupt, interrupt_code, interrupt_name
 from engramloop.core.errors import UserError
 
 HELP = ("replay many recordings once per setting, in parallel (a local Dask pool on all "
@@ -144,12 +146,22 @@ def run(args: argparse.Namespace) -> int:
     if args.out:   # before the replays, not after them
 
         check_output_file(args.out, "--out", [args.config, *recordings])
-    with progress(len(jobs), "sweep", unit="replays", quiet=args.quiet) as bar:
-        try:
-            results = run_jobs(jobs, workers=args.workers, address=args.scheduler,
-                               on_done=lambda _r: bar.advance())
-        except fanout.EngineError as exc:
-            raise UserError(str(exc)) from None
+    done: list = []
+    try:
+        # SIGTERM (kill) and SIGHUP (terminal closed) stop it as Ctrl-C does
+        with SignalsInterrupt(), progress(len(jobs), "sweep", unit="replays",
+                                          quiet=args.quiet) as bar:
+            try:
+                results = run_jobs(jobs, workers=args.workers, address=args.scheduler,
+                                   on_done=lambda r: (done.append(r), bar.advance()))
+            except fanout.EngineError as exc:
+                raise UserError(str(exc)) from None
+    except KeyboardInterrupt as exc:
+        print(f"sweep: {interrupt_name(exc)} after {len(done)} of {len(jobs)} replay(s); "
+              "nothing is kept: no table" + (f", {args.out} not written" if args.out else "")
+              + " (a pooled score of some replays would read as the sweep's)",
+              file=sys.stderr)
+        return interrupt_code(exc)
     rows = tidy(results)
     pool = pooled(rows, keys)
     errors = [r for r in rows if r["error"]]
