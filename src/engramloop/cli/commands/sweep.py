@@ -51,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def expand(patterns: list[str]) -> list[str]:
-    """Glob patterns and plain paths to a sorted list of files, each once.
+    """Glob patterns and plain paths to a sorted list of files, each once: one file named
+    twice (``a.edf ./a.edf``, a symbolic or hard link to it) is replayed once -- it would
+    be pooled twice, its scores counting double -- with a note on stderr.
 
     Raises
     ------
@@ -59,15 +61,24 @@ def expand(patterns: list[str]) -> list[str]:
         A pattern that matches nothing, or a path that does not exist.
     """
     import glob
+    import os
     from pathlib import Path
 
     out: list[str] = []
+    seen: dict[tuple[int, int], str] = {}     # (device, inode): the name kept
     for pat in patterns:
         hits = sorted(glob.glob(pat)) if glob.has_magic(pat) else [pat]
         hits = [h for h in hits if Path(h).is_file()]
         if not hits:
             raise UserError(f"{pat}: no such recording (check the path; quote glob patterns)")
-        out += [h for h in hits if h not in out]
+        for h in hits:
+            st = os.stat(h)
+            key = (st.st_dev, st.st_ino)
+            if key not in seen:
+                seen[key] = h
+                out.append(h)
+            elif h != (first := seen[key]):
+                print(f"note: {h} is the file {first} again: replayed once", file=sys.stderr)
     return out
 
 
