@@ -423,6 +423,13 @@ class NpzBlocks(Blocks):
         if len(xs.shape) not in (1, 2):
             raise SourceError(f"{path}: .npz 'samples' has shape {xs.shape}; store an "
                               "(n_samples, n_channels) array")
+        if xs.dtype.kind in "biu" and units == "auto":
+            # integers are ADC counts or scaled values (int16 microvolts), never volts: read
+            # as volts, every amplitude -- and with it every threshold -- would be off by
+            # the scale, without a word
+            raise SourceError(f"{path}: .npz 'samples' holds integers ({xs.dtype}), not "
+                              "volts; set source.file.units (V, mV, uV or nV) to say what "
+                              "one count is, or store floats in volts")
         if ts is not None and ts.dtype.kind not in "biuf":
             raise SourceError(f"{path}: .npz 'timestamps' is not numeric (dtype {ts.dtype}); "
                               "store seconds as floats")

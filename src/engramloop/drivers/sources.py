@@ -97,7 +97,8 @@ class FileSettings:
     units: Literal["auto", "V", "mV", "uV", "nV"] = setting(
         "auto", doc="units of the stored values; auto reads them from the file (EDF "
                     "physical dimension, XDF channel unit; BrainFlow CSV, OpenBCI GUI and "
-                    ".npz files have fixed units) and refuses a signal that declares none")
+                    ".npz files have fixed units: an .npz of floats is volts) and refuses a "
+                    "signal that declares none, and an .npz of integer samples")
 
 
 UNIT_SCALE = {"v": 1.0, "volt": 1.0, "volts": 1.0, "mv": 1e-3, "millivolt": 1e-3,
