@@ -30,6 +30,7 @@ from engramloop.analysis.truth_files import (
     expanded_truth,
     npz_truth,
     read_truth,
+    truth_t0,
     xdf_streams,
 )
 from engramloop.controller.build import build_loop
@@ -146,10 +147,13 @@ class Truth:
     file_based: bool = True
     phase: Any = None
     origin: str = ""
+    #: the time the truth counts from when it is not the replayed file's first sample:
+    #: an EDF+'s first data record onset (analysis.truth_files.truth_t0, as score uses)
+    t0_s: float | None = None
 
     def shifted(self, replay_t0_s: float, file_t0_s: float) -> list[dict]:
-        return shift_records(self.records,
-                             replay_t0_s - (file_t0_s if self.file_based else 0.0))
+        t0 = self.t0_s if self.t0_s is not None else file_t0_s
+        return shift_records(self.records, replay_t0_s - (t0 if self.file_based else 0.0))
 
 
 def shift_records(records: Sequence[dict], d_s: float) -> list[dict]:
@@ -172,8 +176,9 @@ def find_truth(recording: str | Path, truth_file: str | None, kind: str) -> Trut
         recs, obj = read_truth(Path(truth_file), kind)
         # CSV annotations count from the start of the file; the rest (EDF+ annotations
         # included: EDF sample times are file times too) on the file's own time base
-        return Truth(_events(recs), Path(truth_file).suffix.lower() != ".csv", obj,
-                     str(truth_file))
+        ext = Path(truth_file).suffix.lower()
+        return Truth(_events(recs), ext != ".csv", obj, str(truth_file),
+                     truth_t0(Path(truth_file), obj) if ext in (".edf", ".bdf") else None)
     rec = Path(recording)
     ext = rec.suffix.lower()
     if ext == ".xdf":
@@ -183,7 +188,8 @@ def find_truth(recording: str | Path, truth_file: str | None, kind: str) -> Trut
         recs, obj = npz_truth(rec)
     elif ext in (".edf", ".bdf"):     # its own EDF+ annotations of this kind, if any
         recs = _events(edf_truth(rec, kind))
-        return Truth(recs, True, None, f"{rec} (EDF+ annotations)") if recs else None
+        return Truth(recs, True, None, f"{rec} (EDF+ annotations)",
+                     truth_t0(rec, None)) if recs else None
     else:
         return None
     recs = _events(recs)

@@ -16,7 +16,7 @@ import numpy as np
 from engramloop.analysis.scoring import label_names_kind, read_annotations_csv
 from engramloop.core.chunk import SourceError
 from engramloop.core.errors import UserError
-from engramloop.drivers.files import edf_annotations
+from engramloop.drivers.files import edf_annotations, edf_first_sample_s
 from engramloop.recording import reader
 from engramloop.sim.truth import Truth
 
@@ -105,9 +105,18 @@ def edf_truth(path: Path, kind: str) -> list[dict]:
 
 
 def truth_t0(path: Path, truth_obj: object | None) -> float:
-    """Time (s) that a truth file counts from: its first signal sample (.xdf, .npz), the
-    simulator's sample 0 (.json), 0 for CSV annotations (seconds from the start)."""
+    """Time (s) that a truth file counts from: its first signal sample (.xdf, .npz; for
+    EDF+ the first data record's onset, which its annotations count on from), the
+    simulator's sample 0 (.json), 0 for CSV annotations (seconds from the start).
+
+    The one rule of ``score --truth`` and of the sweeps (:class:`analysis.sweep.Truth`):
+    truth at ``t`` lies ``t - truth_t0`` after the recording's first sample."""
     ext = path.suffix.lower()
+    if ext in (".edf", ".bdf"):
+        try:
+            return edf_first_sample_s(path)
+        except SourceError as exc:
+            raise UserError(f"--truth {exc}") from None
     if ext == ".xdf":
         t0 = xdf_streams(path)[2]
         return t0 if math.isfinite(t0) else 0.0

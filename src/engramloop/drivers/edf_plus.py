@@ -137,4 +137,23 @@ def read_plus(path: Path, h: EdfHeader) -> tuple[np.ndarray, list[tuple[float, f
     return onsets, notes
 
 
-__all__ = ["EdfHeader", "read_header", "read_plus", "ANNOTATION_LABEL"]
+def first_record_onset(path: Path, h: EdfHeader) -> float:
+    """The first data record's start (s from the file's start: its time-keeping TAL),
+    reading that record's annotation bytes only. EDF+ annotation onsets count from the
+    file's start; the first sample lies here, not at 0, when this is not 0 (EDF+D often).
+    """
+    if not h.annotation_signals or h.n_records < 1:
+        raise SourceError(f"{path}: EDF+ file without an '{ANNOTATION_LABEL}' signal or "
+                          "data records: no time-keeping annotation")
+    starts = np.cumsum([0] + [n * h.bytes_per_sample for n in h.per_record])
+    s = h.annotation_signals[0]
+    with open(path, "rb") as f:
+        f.seek(h.header_bytes + int(starts[s]))
+        tals = _tals(f.read(int(starts[s + 1] - starts[s])))
+    if not tals:
+        raise SourceError(f"{path}: EDF+ data record 0 has no time-keeping annotation")
+    return float(tals[0][0])
+
+
+__all__ = ["EdfHeader", "read_header", "read_plus", "ANNOTATION_LABEL",
+           "first_record_onset"]

@@ -28,7 +28,7 @@ from engramloop.drivers.brainflow_source import (
     board_sample_format,
     counter_step,
 )
-from engramloop.drivers.edf_plus import read_header, read_plus
+from engramloop.drivers.edf_plus import first_record_onset, read_header, read_plus
 from engramloop.drivers.file_blocks import (
     EdfBlocks,
     NpzBlocks,
@@ -329,6 +329,24 @@ def edf_annotations(path: str | Path) -> list[dict]:
     notes = read_plus(path, h)[1] if h.discontinuous else _pyedflib_annotations(path)
     m = _annotation_markers(notes)
     return list(m["annotations"][1]) if m else []
+
+
+def edf_first_sample_s(path: str | Path) -> float:
+    """Time of an EDF/EDF+/BDF file's first sample (s from the file's start), as
+    :func:`open_edf` replays it: the first data record's onset for EDF+, 0 for a plain
+    EDF (and for an EDF+C whose time-keeping cannot be read, as open_edf does)."""
+    path = Path(path)
+    check_edf(path)
+    h = read_header(path)
+    if not h.plus:
+        return 0.0
+    try:
+        t0 = first_record_onset(path, h)
+    except SourceError:
+        if h.discontinuous:
+            raise
+        return 0.0
+    return t0 if math.isfinite(t0) else 0.0
 
 
 def _pyedflib_annotations(path: Path) -> list[tuple[float, float, str]]:
