@@ -58,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "e.g. a simulated recording)")
     p.add_argument("--kind", default="spindle",
                    help="with --sweep --truth CSV: event kind the annotations are "
-                        "(default: spindle)")
+                        "(default: spindle); with a label column (onset,duration,label), "
+                        "the rows whose label names it")
     p.add_argument("--json", action="store_true",
                    help="with --sweep: print one JSON object per setting instead of the table")
     p.add_argument("--workers", type=int, default=1, metavar="N",

@@ -37,7 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         ".xdf/.npz holding truth (its first sample is aligned with the "
                         "recording's, as when the recording is a replay of it)")
     p.add_argument("--kind", default="spindle",
-                   help="event kind the CSV annotations are (default: spindle)")
+                   help="event kind the CSV annotations are (default: spindle); with a "
+                        "label column (onset,duration,label) or EDF+ annotations, the rows "
+                        "whose label names it")
     p.add_argument("--events", metavar="FILE",
                    help="detections to score instead of the recording's own: an .xdf with "
                         "engramloop.events, or JSON lines of Event dicts")

@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --truth-dir: text between the recording's stem and the "
                         "extension, e.g. _expert1 for excerpt1_expert1.csv")
     p.add_argument("--kind", default="spindle",
-                   help="event kind CSV annotations are (default: spindle)")
+                   help="event kind CSV annotations are (default: spindle); with a label "
+                        "column (onset,duration,label), the rows whose label names it")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local worker processes (default: one per core; 1 runs here, in "
                         "order, without Dask)")
