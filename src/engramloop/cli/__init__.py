@@ -15,6 +15,7 @@ import sys
 
 import engramloop.cli.commands as commands_pkg
 from engramloop._version import __version__
+from engramloop.controller.stop_signals import interrupt_code, interrupt_name
 from engramloop.core.errors import UserError
 from engramloop.core.extras import MissingExtraError
 from engramloop.core.schema import ConfigError
@@ -151,8 +152,6 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         # Ctrl-C, or SIGTERM/SIGHUP raised as it (controller.stop_signals.SignalsInterrupt)
-        from engramloop.controller.stop_signals import interrupt_code, interrupt_name
-
         print(interrupt_name(exc), file=sys.stderr)
         return interrupt_code(exc)
     except Exception as exc:
