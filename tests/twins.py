@@ -13,6 +13,7 @@ FilterBank             :class:`NumpySosFilter`, :func:`moving_rms`,
 threshold_runs         :func:`threshold_runs`
 baseline_runs          :func:`baseline_runs`
 median_mad             :func:`median_mad`
+running_median_mad     :func:`median_mad` (the same statistics; test_running_median.py)
 first_at_or_after      :func:`first_at_or_after`
 RipplePlan.run         :func:`ripple_front`; :class:`RipplePlanTwin` (the plan's interface)
 ripple_candidate       :func:`ripple_candidate`

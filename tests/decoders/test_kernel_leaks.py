@@ -92,6 +92,14 @@ def _median_mad():
                           np.zeros(3), np.zeros(3)]
 
 
+def _running_median_mad():
+    ring = _signal(3, 20)
+    return K.running_median_mad, [ring, np.array([5, 0, 0], dtype=I64),
+                                  np.array([5, 20, 40], dtype=I64), 2, np.zeros((3, 20)),
+                                  np.zeros((3, 20)), np.zeros(3, dtype=I64), np.zeros(60),
+                                  np.zeros(3), np.zeros(3)]
+
+
 def _first_at_or_after():
     return K.first_at_or_after, [np.arange(10) / 100.0, 0.05, 0]
 
@@ -232,6 +240,7 @@ CASES: dict[str, Callable[[], tuple]] = {
     "threshold_runs": _threshold_runs,
     "baseline_runs": _baseline_runs,
     "median_mad": _median_mad,
+    "running_median_mad": _running_median_mad,
     "first_at_or_after": _first_at_or_after,
     "rearm_index": _rearm_index,
     "RipplePlan": _ripple_plan_build,

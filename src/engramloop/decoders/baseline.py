@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from engramloop.decoders._filters import baseline_runs, median_mad, threshold_runs
+from engramloop.decoders._filters import baseline_runs, running_median_mad, threshold_runs
 from engramloop.decoders._filters import first_at_or_after as _first_at_or_after
 
 __all__ = ["RobustBaseline", "ChannelPicker", "TimeRing", "MAD_TO_SD", "run_lengths",
@@ -81,7 +81,12 @@ class RobustBaseline:
         self.exclude_sd = float(exclude_sd)
         self.absolute = bool(absolute)
         self._ring = np.zeros((self.n_channels, self.length))
-        self._scratch = np.empty(self.length)
+        # running_median_mad's state: a sorted copy of each ring, the ring and its count as
+        # of the last update point (zeros: nothing kept yet), and its work space
+        self._sorted = np.zeros((self.n_channels, self.length))
+        self._prev = np.zeros((self.n_channels, self.length))
+        self._synced = np.zeros(self.n_channels, dtype=np.int64)
+        self._scratch = np.empty(3 * self.length)
         self._chans = np.arange(self.n_channels)
         self._pos = np.zeros(self.n_channels, dtype=np.intp)
         self._count = np.zeros(self.n_channels, dtype=np.int64)
@@ -104,6 +109,7 @@ class RobustBaseline:
         self._ring.fill(0.0)
         self._pos.fill(0)
         self._count.fill(0)
+        self._synced.fill(0)
         self.median.fill(np.nan)
         self.sd.fill(np.nan)
         self._excl.fill(np.inf)
@@ -251,9 +257,13 @@ class RobustBaseline:
     def _recompute(self, next_index: int) -> None:
         self.n_updates += 1
         med, sd = self.median, self.sd
-        # one C call (quickselect, as numpy.median computes it): this runs on the loop
-        # thread every update_s, so it must not show in the per-chunk tail
-        median_mad(self._ring, self._count, self.min_count, self._scratch, med, sd)
+        # one C call: this runs on the loop thread every update_s, so it must not show in
+        # the per-chunk tail. It keeps a sorted copy of each ring, merging in the points
+        # pushed since the last update and taking out the ones they replaced, and gives
+        # what median_mad's quickselect over the whole ring gives, bit for bit (the median
+        # of an even count the same mean of the two middle values).
+        running_median_mad(self._ring, self._pos, self._count, self.min_count, self._prev,
+                           self._sorted, self._synced, self._scratch, med, sd)
         sd *= MAD_TO_SD
         for ch in range(self.n_channels):
             m, d = float(med[ch]), float(sd[ch])

@@ -1,7 +1,8 @@
 /*
  * engramloop C kernels, baseline.c. Detector baselines and threshold rules shared by the
  * detectors: threshold_runs, baseline_runs (the running median/SD baseline ring and run
- * lengths above it), median_mad, first_at_or_after.
+ * lengths above it), median_mad, running_median_mad (the same statistics kept up to date
+ * incrementally from a sorted copy of the ring), first_at_or_after.
  *
  * Shared declarations: kernels.h.
  */
@@ -282,6 +283,287 @@ filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- running_median_mad
+ *
+ * The same statistics as median_mad, kept up to date from one update point to the next
+ * instead of recomputed: per channel a sorted copy of the ring's contents, a copy of the
+ * ring as it was when the sorted copy was last brought up to date ("prev") and the count
+ * then ("synced"). Every writer of the ring (RobustBaseline._push, baseline_block, the
+ * spindle and SO plans) writes the k-th kept value (k counted from 0 since the last reset)
+ * into slot k mod L and adds 1 to the count, so the values that entered since the last
+ * update are the ring's slots synced .. count-1 (mod L) and the ones that left are prev's
+ * values in the same slots (only for k >= L: below that the slot was empty). */
+
+/* The sorted copies order values as numbers and -0.0 before 0.0 (which compare equal), so
+ * a leaving zero is found with its sign and the copy holds exactly the ring's values. */
+static inline int
+before(double x, double y)
+{
+    return x < y || (x == y && signbit(x) && !signbit(y));
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return before(y, x) - before(x, y);
+}
+
+static void
+sort_doubles(double *a, Py_ssize_t n)
+{
+    if (n < 24) {                       /* the usual few dozen entering values */
+        for (Py_ssize_t i = 1; i < n; i++) {
+            const double v = a[i];
+            Py_ssize_t j = i;
+            while (j > 0 && before(v, a[j - 1])) { a[j] = a[j - 1]; j--; }
+            a[j] = v;
+        }
+    } else {
+        qsort(a, (size_t)n, sizeof(double), cmp_double);
+    }
+}
+
+/* the first index i in [lo, n) with s[i] not before v (n when none) */
+static Py_ssize_t
+lower_bound(const double *s, Py_ssize_t lo, Py_ssize_t n, double v)
+{
+    Py_ssize_t hi = n;
+    while (lo < hi) {
+        const Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (before(s[mid], v)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* The k-th smallest (0-based) of the |s[i] - m| of a sorted s[0..n-1] whose first h values
+ * are <= m and the rest >= m: two ascending runs, a[t] = |s[h-1-t] - m| (t < h) and
+ * b[t] = |s[h+t] - m| (t < n-h) (subtraction rounds monotonically, so both stay sorted);
+ * a binary search for how many of the k+1 smallest come from a. */
+static double
+kth_abs_dev(const double *s, Py_ssize_t n, Py_ssize_t h, double m, Py_ssize_t k)
+{
+    const Py_ssize_t na = h, nb = n - h;
+#define A_(t) fabs(s[h - 1 - (t)] - m)
+#define B_(t) fabs(s[h + (t)] - m)
+    /* the smallest i (taken from a) with a[i] >= b[k-i], i.e. i == na, or k+1-i == 0, or
+     * the predicate; it is monotone in i */
+    Py_ssize_t lo = k + 1 - nb > 0 ? k + 1 - nb : 0, hi = k + 1 < na ? k + 1 : na;
+    while (lo < hi) {
+        const Py_ssize_t i = lo + (hi - lo) / 2;      /* i < na and k - i >= 0 here */
+        if (A_(i) >= B_(k - i)) hi = i;
+        else lo = i + 1;
+    }
+    const Py_ssize_t i = lo, j = k + 1 - i;
+    double v = -INFINITY;
+    if (i > 0) v = A_(i - 1);
+    if (j > 0) { const double w = B_(j - 1); if (w > v) v = w; }
+    return v;
+#undef A_
+#undef B_
+}
+
+/* median_mad's statistics of row[0..k-1] (k >= 1) by quickselect on the work space w */
+static void
+quick_median_mad(const double *row, Py_ssize_t k, double *w, double *med, double *mad)
+{
+    memcpy(w, row, (size_t)k * sizeof(double));
+    const double m = median_inplace(w, k);
+    for (Py_ssize_t i = 0; i < k; i++) w[i] = fabs(row[i] - m);
+    *med = m;
+    *mad = median_inplace(w, k);
+}
+
+/* Bring channel j's sorted copy (srt, n_old = min(synced, L) values) up to the ring's
+ * current contents (k = min(count, L) values). Returns 1 when done, 0 when the sorted copy
+ * could not be kept (a NaN in the ring): the caller uses quickselect. w: 3 L doubles. */
+static int
+sync_sorted(const double *ring, double *prev, double *srt, long long *synced, long long count,
+            long long pos, Py_ssize_t L, double *w)
+{
+    const long long s0 = *synced;
+    const long long d = count - s0;
+    const Py_ssize_t k = count < (long long)L ? (Py_ssize_t)count : L;
+    if (s0 >= 0 && d >= 0 && d < (long long)L && pos == count % (long long)L) {
+        const Py_ssize_t n_old = s0 < (long long)L ? (Py_ssize_t)s0 : L;
+        double *enter = w, *leave = w + L, *out = w + 2 * L;
+        Py_ssize_t ne = 0, nl = 0;
+        int ok = 1;
+        for (long long q = s0; q < count; q++) {
+            const Py_ssize_t slot = (Py_ssize_t)(q % (long long)L);
+            const double v = ring[slot];
+            if (v != v) { ok = 0; break; }
+            enter[ne++] = v;
+            if (q >= (long long)L) leave[nl++] = prev[slot];
+        }
+        if (ok && ne == 0) return 1;                    /* nothing entered */
+        if (ok) {
+            sort_doubles(enter, ne);
+            sort_doubles(leave, nl);
+            /* one pass over the old sorted values, copying the runs between the deleted
+             * and inserted ones */
+            Py_ssize_t c = 0, o = 0, li = 0, ei = 0;
+            Py_ssize_t di = nl ? lower_bound(srt, 0, n_old, leave[0]) : n_old;
+            Py_ssize_t ip = ne ? lower_bound(srt, 0, n_old, enter[0]) : n_old;
+            while (li < nl || ei < ne) {
+                if (li < nl && (di >= n_old || srt[di] != leave[li]
+                                || signbit(srt[di]) != signbit(leave[li]))) {
+                    ok = 0;                 /* not in the copy: rebuild it */
+                    break;
+                }
+                if (ei < ne && (li >= nl || ip <= di)) {
+                    memcpy(out + o, srt + c, (size_t)(ip - c) * sizeof(double));
+                    o += ip - c;
+                    out[o++] = enter[ei++];
+                    c = ip;
+                    if (ei < ne) ip = lower_bound(srt, c, n_old, enter[ei]);
+                } else {
+                    memcpy(out + o, srt + c, (size_t)(di - c) * sizeof(double));
+                    o += di - c;
+                    c = di + 1;
+                    li++;
+                    if (li < nl) di = lower_bound(srt, c, n_old, leave[li]);
+                    if (ei < ne && ip < c) ip = c;
+                }
+            }
+            if (ok) {
+                memcpy(out + o, srt + c, (size_t)(n_old - c) * sizeof(double));
+                o += n_old - c;
+                if (o == k) {
+                    memcpy(srt, out, (size_t)k * sizeof(double));
+                    for (long long q = s0; q < count; q++) {
+                        const Py_ssize_t slot = (Py_ssize_t)(q % (long long)L);
+                        prev[slot] = ring[slot];
+                    }
+                    *synced = count;
+                    return 1;
+                }
+            }
+        }
+    }
+    /* rebuild: the first time after an inconsistency, a NaN, or a whole ring replaced */
+    memcpy(prev, ring, (size_t)L * sizeof(double));
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (ring[i] != ring[i]) { *synced = -1; return 0; }
+        srt[i] = ring[i];
+    }
+    sort_doubles(srt, k);
+    *synced = count < 0 ? -1 : count;
+    return 1;
+}
+
+/* 1 if the sorted s[0..n-1] holds both 0.0 and -0.0 (equal as numbers, so which one
+ * quickselect finds in the middle depends on the ring's order) */
+static int
+mixed_zeros(const double *s, Py_ssize_t n)
+{
+    const Py_ssize_t i = lower_bound(s, 0, n, -0.0);       /* the first -0.0, if any */
+    if (i == n || s[i] != 0.0 || !signbit(s[i])) return 0;
+    const Py_ssize_t j = lower_bound(s, i, n, 0.0);        /* the first 0.0, if any */
+    return j < n && s[j] == 0.0;
+}
+
+PyDoc_STRVAR(running_median_mad_doc,
+"running_median_mad(ring, pos, counts, min_count, prev, sorted, synced, scratch, median,\n"
+"                   mad) -> None\n\n"
+"median_mad's statistics (numpy.median of each row's first min(counts[j], L) values of\n"
+"ring (c, L) and of their absolute deviations from it; NaN below min_count), bit for bit,\n"
+"from a sorted copy of each row kept across calls: sorted (c, L) holds the ring's values\n"
+"in order as of the last call, prev (c, L) the ring then and synced (c,) int64 its count\n"
+"then (all three written; zeros for a new or reset ring). The ring must be written as\n"
+"RobustBaseline does: the k-th kept value at slot k mod L (pos == counts mod L). pos,\n"
+"counts: (c,) int64; scratch: (3 L,) float64 work space; median, mad: (c,) float64.");
+
+static PyObject *
+filters_running_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError,
+                        "running_median_mad(ring, pos, counts, min_count, prev, sorted, synced, "
+                        "scratch, median, mad) takes 10 arguments");
+        return NULL;
+    }
+    Py_ssize_t min_count;
+    if (arg_ssize(args[3], "running_median_mad", "min_count", &min_count) < 0) return NULL;
+    Py_ssize_t c = arg_len(args[2], "running_median_mad", "counts");
+    if (c < 0) return NULL;
+    Py_ssize_t len3 = arg_len(args[7], "running_median_mad", "scratch");
+    if (len3 < 0) return NULL;
+    if (len3 < 3 || len3 % 3) {
+        PyErr_Format(PyExc_ValueError, "running_median_mad: scratch must hold 3 L values, "
+                     "got %zd", len3);
+        return NULL;
+    }
+    const Py_ssize_t L = len3 / 3;
+    /* buffers in argument order */
+    static const int arg[9] = {0, 1, 2, 4, 5, 6, 7, 8, 9};
+    static const int is_int[9] = {0, 1, 1, 0, 0, 1, 0, 0, 0};
+    static const int writable[9] = {0, 0, 0, 1, 1, 1, 1, 1, 1};
+    static const char *name[9] = {"ring", "pos", "counts", "prev", "sorted", "synced",
+                                  "scratch", "median", "mad"};
+    Py_buffer v[9];
+    int got = 0;
+    for (; got < 9; got++) {
+        const int is_ring = got == 0 || got == 3 || got == 4;
+        const Py_ssize_t rows = is_ring ? c : 1, cols = is_ring ? L : (got == 6 ? 3 * L : c);
+        if (get_rule_buf(args[arg[got]], &v[got], writable[got], is_int[got], rows, cols,
+                         name[got]) < 0)
+            break;
+    }
+    if (got < 9) {
+        for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
+        return NULL;
+    }
+    for (int a = 3; a < 9; a++) {           /* outputs must not alias anything else */
+        for (int b = 0; b < 9; b++) {
+            if (b != a && overlap(&v[a], &v[b])) {
+                PyErr_Format(PyExc_ValueError, "running_median_mad: %s and %s must not "
+                             "share memory", name[a], name[b]);
+                for (int i = 0; i < 9; i++) PyBuffer_Release(&v[i]);
+                return NULL;
+            }
+        }
+    }
+    WORK_BEGIN(c * L)
+    const double *ring = (const double *)v[0].buf;
+    const long long *pos = (const long long *)v[1].buf, *counts = (const long long *)v[2].buf;
+    double *prev = (double *)v[3].buf, *srt = (double *)v[4].buf;
+    long long *synced = (long long *)v[5].buf;
+    double *w = (double *)v[6].buf, *med = (double *)v[7].buf, *mad = (double *)v[8].buf;
+    for (Py_ssize_t j = 0; j < c; j++) {
+        const double *row = ring + j * L;
+        const long long cnt = counts[j];
+        const Py_ssize_t k = cnt < (long long)L ? (Py_ssize_t)cnt : L;
+        if (cnt < 0) {                       /* not a count: nothing to keep */
+            synced[j] = -1;
+            med[j] = NAN; mad[j] = NAN;
+            continue;
+        }
+        const int have = sync_sorted(row, prev + j * L, srt + j * L, synced + j, cnt, pos[j],
+                                     L, w);
+        if (k < 1 || k < min_count) { med[j] = NAN; mad[j] = NAN; continue; }
+        if (!have) { quick_median_mad(row, k, w, med + j, mad + j); continue; }
+        const double *s = srt + j * L;
+        const Py_ssize_t h = k / 2;
+        /* as median_inplace: the upper middle value, or the mean of the two middle ones */
+        const double m = (k % 2) ? s[h] : (s[h - 1] + s[h]) / 2.0;
+        if (!isfinite(m) || (m == 0.0 && mixed_zeros(s, k))) {
+            /* inf - inf is NaN, and which of 0.0 and -0.0 is "the" middle value is
+             * quickselect's order: its own answer, bit for bit */
+            quick_median_mad(row, k, w, med + j, mad + j);
+            continue;
+        }
+        const double upper = kth_abs_dev(s, k, h, m, h);
+        med[j] = m;
+        mad[j] = (k % 2) ? upper : (kth_abs_dev(s, k, h, m, h - 1) + upper) / 2.0;
+    }
+    WORK_END
+    for (int i = 0; i < 9; i++) PyBuffer_Release(&v[i]);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(first_at_or_after_doc,
 "first_at_or_after(t, time_s, start) -> int\n\n"
 "The first row i >= start with t[i] >= time_s (NaN compares False), or -1; t: (n,)\n"
@@ -318,6 +600,8 @@ PyMethodDef baseline_functions[] = {
      baseline_runs_doc},
     {"median_mad", (PyCFunction)(void (*)(void))filters_median_mad, METH_FASTCALL,
      median_mad_doc},
+    {"running_median_mad", (PyCFunction)(void (*)(void))filters_running_median_mad,
+     METH_FASTCALL, running_median_mad_doc},
     {"first_at_or_after", (PyCFunction)(void (*)(void))filters_first_at_or_after,
      METH_FASTCALL, first_at_or_after_doc},
     {NULL, NULL, 0, NULL},
