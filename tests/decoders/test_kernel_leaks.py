@@ -96,8 +96,8 @@ def _running_median_mad():
     ring = _signal(3, 20)
     return K.running_median_mad, [ring, np.array([5, 0, 0], dtype=I64),
                                   np.array([5, 20, 40], dtype=I64), 2, np.zeros((3, 20)),
-                                  np.zeros((3, 20)), np.zeros(3, dtype=I64), np.zeros(60),
-                                  np.zeros(3), np.zeros(3)]
+                                  np.zeros((3, 20)), np.zeros(3, dtype=I64), np.zeros(40),
+                                  np.zeros(40, dtype=I64), np.zeros(3), np.zeros(3)]
 
 
 def _first_at_or_after():

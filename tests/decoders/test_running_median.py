@@ -63,7 +63,8 @@ class _Kernel:
         self.prev = np.zeros((c, length))
         self.sorted = np.zeros((c, length))
         self.synced = np.zeros(c, dtype=np.int64)
-        self.scratch = np.empty(3 * length)
+        self.scratch = np.empty(2 * length)
+        self.index = np.empty(2 * length, dtype=np.int64)
 
     def push(self, ch: int, v: float) -> None:
         self.ring[ch, self.pos[ch]] = v
@@ -80,7 +81,7 @@ class _Kernel:
         c = self.ring.shape[0]
         med, mad = np.empty(c), np.empty(c)
         running_median_mad(self.ring, self.pos, self.count, min_count, self.prev,
-                           self.sorted, self.synced, self.scratch, med, mad)
+                           self.sorted, self.synced, self.scratch, self.index, med, mad)
         return med, mad
 
 
@@ -172,18 +173,21 @@ def test_kernel_with_a_nan_in_the_ring_answers_as_quickselect() -> None:
 def test_kernel_refuses_wrong_buffers() -> None:
     k = _Kernel(2, 10)
     med, mad = np.empty(2), np.empty(2)
-    with pytest.raises(ValueError, match="scratch must hold 3 L values"):
+    with pytest.raises(ValueError, match="scratch must hold 2 L values"):
         running_median_mad(k.ring, k.pos, k.count, 1, k.prev, k.sorted, k.synced,
-                           np.empty(10), med, mad)
+                           np.empty(15), k.index, med, mad)
     with pytest.raises(ValueError, match="sorted must have shape"):
         running_median_mad(k.ring, k.pos, k.count, 1, k.prev, np.zeros((2, 9)), k.synced,
-                           k.scratch, med, mad)
+                           k.scratch, k.index, med, mad)
+    with pytest.raises(ValueError, match="index must have shape"):
+        running_median_mad(k.ring, k.pos, k.count, 1, k.prev, k.sorted, k.synced,
+                           k.scratch, np.zeros(10, dtype=np.int64), med, mad)
     with pytest.raises(ValueError, match="prev and ring must not share memory"):
         running_median_mad(k.ring, k.pos, k.count, 1, k.ring, k.sorted, k.synced,
-                           k.scratch, med, mad)
+                           k.scratch, k.index, med, mad)
     with pytest.raises(TypeError, match="synced must have dtype int64"):
         running_median_mad(k.ring, k.pos, k.count, 1, k.prev, k.sorted, np.zeros(2),
-                           k.scratch, med, mad)
+                           k.scratch, k.index, med, mad)
 
 
 # ----------------------------------------------------------------- inside RobustBaseline
@@ -197,8 +201,8 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls = [0]
     real = baseline_mod.running_median_mad
 
-    def check(ring, pos, counts, min_count, prev, sorted_, synced, scratch, med, mad):
-        real(ring, pos, counts, min_count, prev, sorted_, synced, scratch, med, mad)
+    def check(ring, pos, counts, min_count, prev, sorted_, synced, scratch, index, med, mad):
+        real(ring, pos, counts, min_count, prev, sorted_, synced, scratch, index, med, mad)
         ref_med, ref_mad = np.empty_like(med), np.empty_like(mad)
         median_mad(ring, counts, min_count, np.empty(ring.shape[1]), ref_med, ref_mad)
         _assert_bit_equal(med, ref_med)
@@ -213,7 +217,7 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def _quickselect_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The recomputation as it was before issue 23: median_mad over the whole ring."""
 
-    def old(ring, pos, counts, min_count, prev, sorted_, synced, scratch, med, mad):
+    def old(ring, pos, counts, min_count, prev, sorted_, synced, scratch, index, med, mad):
         median_mad(ring, counts, min_count, scratch[:ring.shape[1]], med, mad)
 
     monkeypatch.setattr(baseline_mod, "running_median_mad", old)

@@ -192,15 +192,15 @@ def median_mad(ring: np.ndarray, counts: np.ndarray, min_count: int, scratch: np
 
 def running_median_mad(ring: np.ndarray, pos: np.ndarray, counts: np.ndarray,
                        min_count: int, prev: np.ndarray, sorted: np.ndarray,
-                       synced: np.ndarray, scratch: np.ndarray, median: np.ndarray,
-                       mad: np.ndarray) -> None:
+                       synced: np.ndarray, scratch: np.ndarray, index: np.ndarray,
+                       median: np.ndarray, mad: np.ndarray) -> None:
     """:func:`median_mad`'s statistics, bit for bit, from a sorted copy of each row of
     ``ring`` (c, L) kept up to date across calls: the values written since the last call
     (slots ``synced[j] .. counts[j] - 1`` mod L; ``pos == counts mod L``) are merged in and
     the ones they replaced (kept in ``prev`` (c, L)) taken out of ``sorted`` (c, L); the
     median is read off it and the MAD found by a binary search over the deviations on
     either side. ``prev``, ``sorted``, ``synced`` (c,) int64 are the state (zeros for a new
-    or reset ring); ``scratch`` (3 L,) is work space."""
+    or reset ring); ``scratch`` (2 L,) float64 and ``index`` (2 L,) int64 are work space."""
 
 def rearm_index(t: np.ndarray, feature: np.ndarray, median: np.ndarray, sd: np.ndarray,
                 k_sd: float, after_s: float, start: int) -> int:

@@ -86,7 +86,8 @@ class RobustBaseline:
         self._sorted = np.zeros((self.n_channels, self.length))
         self._prev = np.zeros((self.n_channels, self.length))
         self._synced = np.zeros(self.n_channels, dtype=np.int64)
-        self._scratch = np.empty(3 * self.length)
+        self._scratch = np.empty(2 * self.length)
+        self._index = np.empty(2 * self.length, dtype=np.int64)
         self._chans = np.arange(self.n_channels)
         self._pos = np.zeros(self.n_channels, dtype=np.intp)
         self._count = np.zeros(self.n_channels, dtype=np.int64)
@@ -263,7 +264,7 @@ class RobustBaseline:
         # what median_mad's quickselect over the whole ring gives, bit for bit (the median
         # of an even count the same mean of the two middle values).
         running_median_mad(self._ring, self._pos, self._count, self.min_count, self._prev,
-                           self._sorted, self._synced, self._scratch, med, sd)
+                           self._sorted, self._synced, self._scratch, self._index, med, sd)
         sd *= MAD_TO_SD
         for ch in range(self.n_channels):
             m, d = float(med[ch]), float(sd[ch])

@@ -295,46 +295,66 @@ filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
  * values in the same slots (only for k >= L: below that the slot was empty). */
 
 /* The sorted copies order values as numbers and -0.0 before 0.0 (which compare equal), so
- * a leaving zero is found with its sign and the copy holds exactly the ring's values. */
+ * a leaving zero is found with its sign and the copy holds exactly the ring's values. The
+ * order is that of an integer key of the bits (IEEE 754 totalOrder, for non-NaN values):
+ * compared without branches, which the binary searches below need to be fast. */
+static inline long long
+order_key(double x)
+{
+    long long b;
+    memcpy(&b, &x, sizeof b);
+    return b ^ (long long)((unsigned long long)(b >> 63) >> 1);
+}
+
 static inline int
 before(double x, double y)
 {
-    return x < y || (x == y && signbit(x) && !signbit(y));
+    return order_key(x) < order_key(y);
 }
 
 static int
 cmp_double(const void *a, const void *b)
 {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return before(y, x) - before(x, y);
+    const long long x = order_key(*(const double *)a), y = order_key(*(const double *)b);
+    return (x > y) - (x < y);
 }
 
+/* sort a[0..n-1] in the order above: Shell's sort for the few dozen values entering or
+ * leaving at an update (no allocation, no calls), qsort for a whole ring */
 static void
 sort_doubles(double *a, Py_ssize_t n)
 {
-    if (n < 24) {                       /* the usual few dozen entering values */
-        for (Py_ssize_t i = 1; i < n; i++) {
+    static const Py_ssize_t gaps[] = {132, 57, 23, 10, 4, 1};     /* Ciura 2001 */
+    if (n > 512) {
+        qsort(a, (size_t)n, sizeof(double), cmp_double);
+        return;
+    }
+    for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+        const Py_ssize_t gap = gaps[g];
+        for (Py_ssize_t i = gap; i < n; i++) {
             const double v = a[i];
+            const long long kv = order_key(v);
             Py_ssize_t j = i;
-            while (j > 0 && before(v, a[j - 1])) { a[j] = a[j - 1]; j--; }
+            while (j >= gap && kv < order_key(a[j - gap])) { a[j] = a[j - gap]; j -= gap; }
             a[j] = v;
         }
-    } else {
-        qsort(a, (size_t)n, sizeof(double), cmp_double);
     }
 }
 
-/* the first index i in [lo, n) with s[i] not before v (n when none) */
+/* the first index i in [lo, n) with s[i] not before v (n when none); branch-free halving */
 static Py_ssize_t
 lower_bound(const double *s, Py_ssize_t lo, Py_ssize_t n, double v)
 {
-    Py_ssize_t hi = n;
-    while (lo < hi) {
-        const Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (before(s[mid], v)) lo = mid + 1;
-        else hi = mid;
+    if (lo >= n) return n;
+    const long long kv = order_key(v);
+    const double *b = s + lo;
+    Py_ssize_t len = n - lo;
+    while (len > 1) {
+        const Py_ssize_t half = len / 2;
+        b = order_key(b[half]) < kv ? b + half : b;
+        len -= half;
     }
-    return lo;
+    return (b - s) + (order_key(*b) < kv);
 }
 
 /* The k-th smallest (0-based) of the |s[i] - m| of a sorted s[0..n-1] whose first h values
@@ -376,18 +396,27 @@ quick_median_mad(const double *row, Py_ssize_t k, double *w, double *med, double
 }
 
 /* Bring channel j's sorted copy (srt, n_old = min(synced, L) values) up to the ring's
- * current contents (k = min(count, L) values). Returns 1 when done, 0 when the sorted copy
- * could not be kept (a NaN in the ring): the caller uses quickselect. w: 3 L doubles. */
+ * current contents (k = min(count, L) values), in place. Returns 1 when done, 0 when the
+ * sorted copy could not be kept (a NaN in the ring): the caller uses quickselect.
+ * w: 2 L doubles and ix: 2 L indices of work space.
+ *
+ * The d values that entered are sorted, as are the (up to d) values they replaced; each
+ * leaving value is found in the copy (with its sign, for zeros) and each entering one gets
+ * its place among the old values. Between two such points the old values move as one run,
+ * by (insertions - deletions) before it: runs that move left are moved in a forward pass,
+ * runs that move right (and the entering values) in a backward one, so no run overwrites
+ * one that has not moved yet. A run with nothing inserted or deleted before it stays. */
 static int
 sync_sorted(const double *ring, double *prev, double *srt, long long *synced, long long count,
-            long long pos, Py_ssize_t L, double *w)
+            long long pos, Py_ssize_t L, double *w, long long *ix)
 {
     const long long s0 = *synced;
     const long long d = count - s0;
     const Py_ssize_t k = count < (long long)L ? (Py_ssize_t)count : L;
     if (s0 >= 0 && d >= 0 && d < (long long)L && pos == count % (long long)L) {
         const Py_ssize_t n_old = s0 < (long long)L ? (Py_ssize_t)s0 : L;
-        double *enter = w, *leave = w + L, *out = w + 2 * L;
+        double *enter = w, *leave = w + L;
+        long long *di = ix, *ip = ix + L;
         Py_ssize_t ne = 0, nl = 0;
         int ok = 1;
         for (long long q = s0; q < count; q++) {
@@ -398,48 +427,69 @@ sync_sorted(const double *ring, double *prev, double *srt, long long *synced, lo
             if (q >= (long long)L) leave[nl++] = prev[slot];
         }
         if (ok && ne == 0) return 1;                    /* nothing entered */
+        if (ok && n_old - nl + ne != k) ok = 0;
         if (ok) {
             sort_doubles(enter, ne);
             sort_doubles(leave, nl);
-            /* one pass over the old sorted values, copying the runs between the deleted
-             * and inserted ones */
-            Py_ssize_t c = 0, o = 0, li = 0, ei = 0;
-            Py_ssize_t di = nl ? lower_bound(srt, 0, n_old, leave[0]) : n_old;
-            Py_ssize_t ip = ne ? lower_bound(srt, 0, n_old, enter[0]) : n_old;
-            while (li < nl || ei < ne) {
-                if (li < nl && (di >= n_old || srt[di] != leave[li]
-                                || signbit(srt[di]) != signbit(leave[li]))) {
-                    ok = 0;                 /* not in the copy: rebuild it */
+            /* where each leaving value is (distinct indices, ascending) and where each
+             * entering one goes (before old index ip[i], non-decreasing); nothing is moved
+             * until every leaving value has been found */
+            Py_ssize_t from = 0;
+            for (Py_ssize_t i = 0; i < nl; i++) {
+                const Py_ssize_t at = lower_bound(srt, from, n_old, leave[i]);
+                if (at >= n_old || srt[at] != leave[i]
+                    || signbit(srt[at]) != signbit(leave[i])) {
+                    ok = 0;                         /* not in the copy: rebuild it */
                     break;
                 }
-                if (ei < ne && (li >= nl || ip <= di)) {
-                    memcpy(out + o, srt + c, (size_t)(ip - c) * sizeof(double));
-                    o += ip - c;
-                    out[o++] = enter[ei++];
-                    c = ip;
-                    if (ei < ne) ip = lower_bound(srt, c, n_old, enter[ei]);
-                } else {
-                    memcpy(out + o, srt + c, (size_t)(di - c) * sizeof(double));
-                    o += di - c;
-                    c = di + 1;
-                    li++;
-                    if (li < nl) di = lower_bound(srt, c, n_old, leave[li]);
-                    if (ei < ne && ip < c) ip = c;
+                di[i] = at;
+                from = at + 1;
+            }
+            from = 0;
+            for (Py_ssize_t i = 0; ok && i < ne; i++) {
+                from = lower_bound(srt, from, n_old, enter[i]);
+                ip[i] = from;
+            }
+        }
+        if (ok) {
+            /* forward: the runs that move left. An insertion at ip comes before a deletion
+             * of the same index (the entering value goes before srt[ip]). */
+            Py_ssize_t c = 0, sh = 0, li = 0, ei = 0;
+            while (li < nl || ei < ne) {
+                const int ins = ei < ne && (li >= nl || ip[ei] <= di[li]);
+                const Py_ssize_t at = (Py_ssize_t)(ins ? ip[ei] : di[li]);
+                if (sh < 0 && at > c)
+                    memmove(srt + c + sh, srt + c, (size_t)(at - c) * sizeof(double));
+                if (ins) { sh++; ei++; c = at; }
+                else { sh--; li++; c = at + 1; }
+            }
+            if (sh < 0 && n_old > c)
+                memmove(srt + c + sh, srt + c, (size_t)(n_old - c) * sizeof(double));
+            /* backward: the runs that move right, and the entering values. sh is the shift
+             * of the run after the event being undone. */
+            Py_ssize_t end = n_old;
+            li = nl;
+            ei = ne;
+            while (li > 0 || ei > 0) {
+                /* the last event in forward order: a deletion at di unless an insertion at
+                 * ip > di (at equal indices the insertion came first, so it is undone last) */
+                const int del = li > 0 && (ei == 0 || di[li - 1] >= ip[ei - 1]);
+                const Py_ssize_t at = (Py_ssize_t)(del ? di[li - 1] : ip[ei - 1]);
+                const Py_ssize_t run0 = del ? at + 1 : at;        /* the run after it */
+                if (sh > 0 && end > run0)
+                    memmove(srt + run0 + sh, srt + run0, (size_t)(end - run0) * sizeof(double));
+                if (del) { sh++; li--; end = at; }
+                else {
+                    sh--; ei--; end = at;
+                    srt[at + sh] = enter[ei];      /* its final place: ip + shift before it */
                 }
             }
-            if (ok) {
-                memcpy(out + o, srt + c, (size_t)(n_old - c) * sizeof(double));
-                o += n_old - c;
-                if (o == k) {
-                    memcpy(srt, out, (size_t)k * sizeof(double));
-                    for (long long q = s0; q < count; q++) {
-                        const Py_ssize_t slot = (Py_ssize_t)(q % (long long)L);
-                        prev[slot] = ring[slot];
-                    }
-                    *synced = count;
-                    return 1;
-                }
+            for (long long q = s0; q < count; q++) {
+                const Py_ssize_t slot = (Py_ssize_t)(q % (long long)L);
+                prev[slot] = ring[slot];
             }
+            *synced = count;
+            return 1;
         }
     }
     /* rebuild: the first time after an inconsistency, a NaN, or a whole ring replaced */
@@ -465,63 +515,66 @@ mixed_zeros(const double *s, Py_ssize_t n)
 }
 
 PyDoc_STRVAR(running_median_mad_doc,
-"running_median_mad(ring, pos, counts, min_count, prev, sorted, synced, scratch, median,\n"
-"                   mad) -> None\n\n"
+"running_median_mad(ring, pos, counts, min_count, prev, sorted, synced, scratch, index,\n"
+"                   median, mad) -> None\n\n"
 "median_mad's statistics (numpy.median of each row's first min(counts[j], L) values of\n"
 "ring (c, L) and of their absolute deviations from it; NaN below min_count), bit for bit,\n"
 "from a sorted copy of each row kept across calls: sorted (c, L) holds the ring's values\n"
 "in order as of the last call, prev (c, L) the ring then and synced (c,) int64 its count\n"
 "then (all three written; zeros for a new or reset ring). The ring must be written as\n"
 "RobustBaseline does: the k-th kept value at slot k mod L (pos == counts mod L). pos,\n"
-"counts: (c,) int64; scratch: (3 L,) float64 work space; median, mad: (c,) float64.");
+"counts: (c,) int64; scratch: (2 L,) float64 and index: (2 L,) int64 work space;\n"
+"median, mad: (c,) float64.");
 
 static PyObject *
 filters_running_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
-    if (nargs != 10) {
+    if (nargs != 11) {
         PyErr_SetString(PyExc_TypeError,
                         "running_median_mad(ring, pos, counts, min_count, prev, sorted, synced, "
-                        "scratch, median, mad) takes 10 arguments");
+                        "scratch, index, median, mad) takes 11 arguments");
         return NULL;
     }
     Py_ssize_t min_count;
     if (arg_ssize(args[3], "running_median_mad", "min_count", &min_count) < 0) return NULL;
     Py_ssize_t c = arg_len(args[2], "running_median_mad", "counts");
     if (c < 0) return NULL;
-    Py_ssize_t len3 = arg_len(args[7], "running_median_mad", "scratch");
-    if (len3 < 0) return NULL;
-    if (len3 < 3 || len3 % 3) {
-        PyErr_Format(PyExc_ValueError, "running_median_mad: scratch must hold 3 L values, "
-                     "got %zd", len3);
+    Py_ssize_t len2 = arg_len(args[7], "running_median_mad", "scratch");
+    if (len2 < 0) return NULL;
+    if (len2 < 2 || len2 % 2) {
+        PyErr_Format(PyExc_ValueError, "running_median_mad: scratch must hold 2 L values, "
+                     "got %zd", len2);
         return NULL;
     }
-    const Py_ssize_t L = len3 / 3;
+    const Py_ssize_t L = len2 / 2;
     /* buffers in argument order */
-    static const int arg[9] = {0, 1, 2, 4, 5, 6, 7, 8, 9};
-    static const int is_int[9] = {0, 1, 1, 0, 0, 1, 0, 0, 0};
-    static const int writable[9] = {0, 0, 0, 1, 1, 1, 1, 1, 1};
-    static const char *name[9] = {"ring", "pos", "counts", "prev", "sorted", "synced",
-                                  "scratch", "median", "mad"};
-    Py_buffer v[9];
+    enum { NB = 10 };
+    static const int arg[NB] = {0, 1, 2, 4, 5, 6, 7, 8, 9, 10};
+    static const int is_int[NB] = {0, 1, 1, 0, 0, 1, 0, 1, 0, 0};
+    static const int writable[NB] = {0, 0, 0, 1, 1, 1, 1, 1, 1, 1};
+    static const char *name[NB] = {"ring", "pos", "counts", "prev", "sorted", "synced",
+                                   "scratch", "index", "median", "mad"};
+    Py_buffer v[NB];
     int got = 0;
-    for (; got < 9; got++) {
+    for (; got < NB; got++) {
         const int is_ring = got == 0 || got == 3 || got == 4;
-        const Py_ssize_t rows = is_ring ? c : 1, cols = is_ring ? L : (got == 6 ? 3 * L : c);
+        const Py_ssize_t rows = is_ring ? c : 1,
+                         cols = is_ring ? L : (got == 6 || got == 7 ? 2 * L : c);
         if (get_rule_buf(args[arg[got]], &v[got], writable[got], is_int[got], rows, cols,
                          name[got]) < 0)
             break;
     }
-    if (got < 9) {
+    if (got < NB) {
         for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
         return NULL;
     }
-    for (int a = 3; a < 9; a++) {           /* outputs must not alias anything else */
-        for (int b = 0; b < 9; b++) {
+    for (int a = 3; a < NB; a++) {          /* outputs must not alias anything else */
+        for (int b = 0; b < NB; b++) {
             if (b != a && overlap(&v[a], &v[b])) {
                 PyErr_Format(PyExc_ValueError, "running_median_mad: %s and %s must not "
                              "share memory", name[a], name[b]);
-                for (int i = 0; i < 9; i++) PyBuffer_Release(&v[i]);
+                for (int i = 0; i < NB; i++) PyBuffer_Release(&v[i]);
                 return NULL;
             }
         }
@@ -531,7 +584,8 @@ filters_running_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t narg
     const long long *pos = (const long long *)v[1].buf, *counts = (const long long *)v[2].buf;
     double *prev = (double *)v[3].buf, *srt = (double *)v[4].buf;
     long long *synced = (long long *)v[5].buf;
-    double *w = (double *)v[6].buf, *med = (double *)v[7].buf, *mad = (double *)v[8].buf;
+    double *w = (double *)v[6].buf, *med = (double *)v[8].buf, *mad = (double *)v[9].buf;
+    long long *ix = (long long *)v[7].buf;
     for (Py_ssize_t j = 0; j < c; j++) {
         const double *row = ring + j * L;
         const long long cnt = counts[j];
@@ -542,7 +596,7 @@ filters_running_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t narg
             continue;
         }
         const int have = sync_sorted(row, prev + j * L, srt + j * L, synced + j, cnt, pos[j],
-                                     L, w);
+                                     L, w, ix);
         if (k < 1 || k < min_count) { med[j] = NAN; mad[j] = NAN; continue; }
         if (!have) { quick_median_mad(row, k, w, med + j, mad + j); continue; }
         const double *s = srt + j * L;
@@ -560,7 +614,7 @@ filters_running_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t narg
         mad[j] = (k % 2) ? upper : (kth_abs_dev(s, k, h, m, h - 1) + upper) / 2.0;
     }
     WORK_END
-    for (int i = 0; i < 9; i++) PyBuffer_Release(&v[i]);
+    for (int i = 0; i < NB; i++) PyBuffer_Release(&v[i]);
     Py_RETURN_NONE;
 }
 
