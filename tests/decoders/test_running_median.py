@@ -14,7 +14,7 @@ import pytest
 from shared_data import DATA, require_data
 
 import engramloop.decoders.baseline as baseline_mod
-from engramloop.decoders._filters import median_mad, running_median_mad
+from engramloop.decoders._filters import baseline_push, median_mad, running_median_mad
 from engramloop.decoders.baseline import RobustBaseline
 
 
@@ -188,6 +188,32 @@ def test_kernel_refuses_wrong_buffers() -> None:
     with pytest.raises(TypeError, match="synced must have dtype int64"):
         running_median_mad(k.ring, k.pos, k.count, 1, k.prev, k.sorted, np.zeros(2),
                            k.scratch, k.index, med, mad)
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+@pytest.mark.parametrize("step", [1, 3, 7])
+def test_baseline_push_equals_its_twin(absolute: bool, step: int) -> None:
+    """baseline_push (RobustBaseline._push in C) against the NumPy twin written from its
+    docstring, block after block of random lengths, with NaN, exclusion per channel and
+    more points than the ring holds in one block."""
+    import twins
+
+    rng = np.random.default_rng(step)
+    c, length = 3, 11
+    got = [np.zeros((c, length)), np.zeros(c, dtype=np.int64), np.zeros(c, dtype=np.int64)]
+    ref = [a.copy() for a in got]
+    excl = np.array([np.inf, 0.5, 0.1])
+    first = 0
+    for _ in range(60):
+        n = int(rng.integers(0, 90))
+        f = rng.standard_normal((n, c))
+        f[rng.random((n, c)) < 0.1] = np.nan
+        baseline_push(f, first, step, absolute, *got, excl)
+        twins.baseline_push(f, first, step, absolute, *ref, excl)
+        first += n
+        for g, r in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(g, r)
+    assert got[2][0] > length and got[2][2] > 0
 
 
 # ----------------------------------------------------------------- inside RobustBaseline

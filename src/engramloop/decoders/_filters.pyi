@@ -184,6 +184,14 @@ def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, w0: flo
     instantaneous amplitude ``sqrt((i^2 + q^2) / 2)`` into ``amp`` (n, c), ``i`` the
     midpoint ``(xs[n] + xs[n-1]) / (2 cos(w0 / 2))``."""
 
+def baseline_push(feature: np.ndarray, first: int, step: int, absolute: bool,
+                  ring: np.ndarray, pos: np.ndarray, count: np.ndarray,
+                  excl: np.ndarray) -> None:
+    """Every row ``i`` of ``feature`` (n, c) whose absolute index ``first + i`` is a multiple
+    of ``step`` is pushed, per channel, into ``ring`` (c, L) at ``pos`` (advancing it,
+    ``count += 1``) unless above ``excl`` (NaN is not kept); its absolute value when
+    ``absolute``. ``pos``, ``count`` (c,) int64; ``excl`` (c,) float64."""
+
 def median_mad(ring: np.ndarray, counts: np.ndarray, min_count: int, scratch: np.ndarray,
                median: np.ndarray, mad: np.ndarray) -> None:
     """Per row of ``ring`` (c, L), over its first ``min(counts[j], L)`` values: the median

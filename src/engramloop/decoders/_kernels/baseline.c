@@ -1,8 +1,9 @@
 /*
  * engramloop C kernels, baseline.c. Detector baselines and threshold rules shared by the
  * detectors: threshold_runs, baseline_runs (the running median/SD baseline ring and run
- * lengths above it), median_mad, running_median_mad (the same statistics kept up to date
- * incrementally from a sorted copy of the ring), first_at_or_after.
+ * lengths above it), baseline_push (the ring's pushes alone), median_mad,
+ * running_median_mad (the same statistics kept up to date from a sorted copy of the
+ * ring), first_at_or_after.
  *
  * Shared declarations: kernels.h.
  */
@@ -187,6 +188,79 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     if (lp != pos_stack) PyMem_Free(lp);
     for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
     return PyLong_FromLongLong(best);
+}
+
+PyDoc_STRVAR(baseline_push_doc,
+"baseline_push(feature, first, step, absolute, ring, pos, count, excl) -> None\n\n"
+"The pushes of RobustBaseline.process without the statistics: every row i of feature\n"
+"(n, c) float64 whose absolute index first + i is a multiple of `step` is pushed, per\n"
+"channel, into the ring (c, L) at pos (advancing it, count += 1) unless above excl (NaN\n"
+"is not kept); with `absolute` true its absolute value is. pos, count: (c,) int64; excl:\n"
+"(c,) float64.");
+
+static PyObject *
+filters_baseline_push(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "baseline_push(feature, first, step, absolute, ring, "
+                        "pos, count, excl) takes 8 arguments");
+        return NULL;
+    }
+    Py_ssize_t first, step;
+    if (arg_ssize(args[1], "baseline_push", "first", &first) < 0
+        || arg_ssize(args[2], "baseline_push", "step", &step) < 0) return NULL;
+    if (step < 1 || first < 0) {
+        PyErr_SetString(PyExc_ValueError, "baseline_push: step must be >= 1 and first >= 0");
+        return NULL;
+    }
+    const int absolute = PyObject_IsTrue(args[3]);
+    if (absolute < 0) return NULL;
+    Py_ssize_t c = arg_len(args[7], "baseline_push", "excl");
+    if (c < 0) return NULL;
+    Py_buffer fv, rv, pv, cv, ev;
+    if (get_rule_buf(args[0], &fv, 0, 0, -1, c, "feature") < 0) return NULL;
+    const Py_ssize_t length = get_ring(args[4], &rv, c, "baseline_push: ", "");
+    if (length < 0) { PyBuffer_Release(&fv); return NULL; }
+    if (get_rule_buf(args[5], &pv, 1, 1, 1, c, "pos") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&rv); return NULL;
+    }
+    if (get_rule_buf(args[6], &cv, 1, 1, 1, c, "count") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&rv); PyBuffer_Release(&pv); return NULL;
+    }
+    if (get_rule_buf(args[7], &ev, 0, 0, 1, c, "excl") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&rv); PyBuffer_Release(&pv);
+        PyBuffer_Release(&cv); return NULL;
+    }
+    long long *pos = (long long *)pv.buf;
+    for (Py_ssize_t j = 0; j < c; j++) {
+        if (pos[j] < 0 || pos[j] >= length) {
+            PyErr_Format(PyExc_ValueError, "pos[%zd] = %lld is outside the ring (0..%zd)",
+                         j, pos[j], length - 1);
+            PyBuffer_Release(&fv); PyBuffer_Release(&rv); PyBuffer_Release(&pv);
+            PyBuffer_Release(&cv); PyBuffer_Release(&ev);
+            return NULL;
+        }
+    }
+    /* the GIL stays held: a block's few decimated points are far below NOGIL_MIN_VALUES
+     * (and pos was checked under it) */
+    const Py_ssize_t n = fv.ndim == 2 ? fv.shape[0] : 1;
+    const double *f = (const double *)fv.buf, *excl = (const double *)ev.buf;
+    double *ring = (double *)rv.buf;
+    long long *count = (long long *)cv.buf;
+    for (Py_ssize_t i = (step - first % step) % step; i < n; i += step) {
+        for (Py_ssize_t j = 0; j < c; j++) {
+            const double x = absolute ? fabs(f[i * c + j]) : f[i * c + j];
+            if (x <= excl[j]) {
+                ring[j * length + pos[j]] = x;
+                pos[j] = (pos[j] + 1) % length;
+                count[j] += 1;
+            }
+        }
+    }
+    PyBuffer_Release(&fv); PyBuffer_Release(&rv); PyBuffer_Release(&pv);
+    PyBuffer_Release(&cv); PyBuffer_Release(&ev);
+    Py_RETURN_NONE;
 }
 
 /* k-th smallest of a[0..n-1] (0-based), partially reordering a: Hoare-style quickselect
@@ -652,6 +726,8 @@ PyMethodDef baseline_functions[] = {
      threshold_runs_doc},
     {"baseline_runs", (PyCFunction)(void (*)(void))filters_baseline_runs, METH_FASTCALL,
      baseline_runs_doc},
+    {"baseline_push", (PyCFunction)(void (*)(void))filters_baseline_push, METH_FASTCALL,
+     baseline_push_doc},
     {"median_mad", (PyCFunction)(void (*)(void))filters_median_mad, METH_FASTCALL,
      median_mad_doc},
     {"running_median_mad", (PyCFunction)(void (*)(void))filters_running_median_mad,
