@@ -7,7 +7,13 @@ after decimation; slow oscillation at the full rate) over the simulator, at chun
 a subprocess), and compares: every event field must be identical; a phase estimate may
 differ by 1e-9 deg and 1e-12 relative (sums added in another order).
 
+With ``--recordings``, also real recordings (EDF, XDF, npz, ...; read block by block with
+the product's reader, so an 8-h night fits): the spindle and slow-oscillation detectors at
+their defaults on every channel of each (what bench/night_replay.py's config runs), fed in
+chunks of ``--rec-chunks`` samples.
+
     .venv/bin/python bench/same_events.py /path/to/other/checkout [--seconds 300] [--seeds 0 1]
+        [--recordings A.edf B.edf ...] [--rec-chunks 10 1000]
 
 Prints IDENTICAL or the first differences; exits 1 on a difference.
 """
@@ -25,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHUNKS = (1, 10, 64)
 
 
-def dump(root: str, out: str, seconds: float, seeds: list[int]) -> None:
+def dump(root: str, out: str, seconds: float, seeds: list[int],
+         recordings: list[str] = (), rec_chunks: list[int] = ()) -> None:
     """Run in a subprocess with ``root`` first on sys.path: events and sampled phase
     estimates as repr strings, keyed by seed, config and chunk size."""
     import dataclasses
@@ -89,6 +96,38 @@ def dump(root: str, out: str, seconds: float, seeds: list[int]) -> None:
                                            e.confidence])
                 key = f"seed {seed}, {'laminar' if laminar else 'default'}, chunk {cs}"
                 result[key] = {"events": evs, "phase": phs}
+    for rec in recordings:
+        open_blocks = load("engramloop.drivers.files", "drivers.files").open_blocks
+        for cs in rec_chunks:
+            b = open_blocks(rec)
+            names = tuple(b.channels)
+            ds = DetectorsSettings()
+            ds = dataclasses.replace(
+                ds, ripple=dataclasses.replace(ds.ripple, enabled=False),
+                spindle=dataclasses.replace(ds.spindle, channels=names),
+                so=dataclasses.replace(ds.so, channels=names))
+            stages = list(make_detectors(ds, channels=names))
+            evs = [[] for _ in stages]
+            left_x, left_t = np.zeros((0, len(names))), np.zeros(0)
+            for x, t in b.blocks(range(len(names))):
+                x, t = np.concatenate([left_x, x]), np.concatenate([left_t, t])
+                end = x.shape[0] - x.shape[0] % cs
+                for i in range(0, end, cs):
+                    c = Chunk(np.ascontiguousarray(x[i:i + cs]), t[i:i + cs], b.rate_hz,
+                              names, float(t[i]))
+                    for k, st in enumerate(stages):
+                        evs[k].extend([e.kind, e.channel]
+                                      + [repr(getattr(e, f, None)) for f in fields]
+                                      for e in st.process(c))
+                left_x, left_t = x[end:], t[end:]
+            if left_t.size:
+                c = Chunk(np.ascontiguousarray(left_x), left_t, b.rate_hz, names,
+                          float(left_t[0]))
+                for k, st in enumerate(stages):
+                    evs[k].extend([e.kind, e.channel]
+                                  + [repr(getattr(e, f, None)) for f in fields]
+                                  for e in st.process(c))
+            result[f"{Path(rec).name}, chunk {cs}"] = {"events": evs, "phase": []}
     Path(out).write_text(json.dumps(result))
 
 
@@ -126,22 +165,31 @@ def main() -> int:
     ap.add_argument("other", help="the other checkout (built: setup.py build_ext --inplace)")
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--recordings", nargs="+", default=[],
+                    help="real recordings to run the spindle and SO detectors over")
+    ap.add_argument("--rec-chunks", type=int, nargs="+", default=[10, 1000])
     ap.add_argument("--dump", nargs=2, metavar=("ROOT", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.dump:
-        dump(args.dump[0], args.dump[1], args.seconds, args.seeds)
+        dump(args.dump[0], args.dump[1], args.seconds, args.seeds, args.recordings,
+             args.rec_chunks)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         outs = []
         for i, root in enumerate((str(ROOT), str(Path(args.other).resolve()))):
             out = str(Path(tmp) / f"{i}.json")
+            rec = (["--recordings", *map(str, map(Path.resolve, map(Path, args.recordings))),
+                    "--rec-chunks", *map(str, args.rec_chunks)] if args.recordings else [])
             subprocess.run([sys.executable, __file__, root, "--dump", root, out,
-                            "--seconds", str(args.seconds), "--seeds", *map(str, args.seeds)],
-                           check=True, cwd=root)
+                            "--seconds", str(args.seconds), "--seeds", *map(str, args.seeds),
+                            *rec], check=True, cwd=root)
             outs.append(json.loads(Path(out).read_text()))
     problems = compare(*outs)
     n_events = sum(len(e) for v in outs[0].values() for e in v["events"])
     print(f"{len(outs[0])} runs, {n_events} events in this checkout")
+    for key, v in outs[0].items():
+        if not key.startswith("seed "):
+            print(f"  {key}: {sum(len(e) for e in v['events'])} events")
     for p in problems[:20]:
         print(p)
     print("IDENTICAL" if not problems else f"{len(problems)} differences")

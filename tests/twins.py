@@ -12,7 +12,9 @@ FilterBank             :class:`NumpySosFilter`, :func:`moving_rms`,
                        :class:`NumpyFilterBank` (streaming, with ``pick_rms``)
 threshold_runs         :func:`threshold_runs`
 baseline_runs          :func:`baseline_runs`
+baseline_push          :func:`baseline_push`
 median_mad             :func:`median_mad`
+running_median_mad     :func:`median_mad` (the same statistics; test_running_median.py)
 first_at_or_after      :func:`first_at_or_after`
 RipplePlan.run         :func:`ripple_front`; :class:`RipplePlanTwin` (the plan's interface)
 ripple_candidate       :func:`ripple_candidate`
@@ -153,6 +155,21 @@ def baseline_runs(feature, first, step, ring, pos, count, excl, median, sd, k_sd
     mo, so = np.tile(median, (n, 1)), np.tile(sd, (n, 1))
     longest, runs, thr = threshold_runs(feature, mo, so, k_sd, carry)
     return longest, mo, so, thr, runs
+
+
+def baseline_push(feature, first, step, absolute, ring, pos, count, excl) -> None:
+    """baseline_push: rows whose absolute index first + i is a multiple of ``step`` go, per
+    channel, into the ring at pos unless above excl (NaN is not kept); |value| when
+    ``absolute``. ring, pos, count are updated."""
+    n, c = feature.shape
+    length = ring.shape[1]
+    for i in np.flatnonzero((first + np.arange(n)) % step == 0):
+        for j in range(c):
+            v = abs(feature[i, j]) if absolute else feature[i, j]
+            if v <= excl[j]:
+                ring[j, pos[j]] = v
+                pos[j] = (pos[j] + 1) % length
+                count[j] += 1
 
 
 def median_mad(ring, counts, min_count) -> tuple[np.ndarray, np.ndarray]:

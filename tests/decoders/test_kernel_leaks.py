@@ -86,10 +86,23 @@ def _baseline_runs():
                              np.zeros((10, 2)), np.zeros((10, 2), dtype=I64)]
 
 
+def _baseline_push():
+    ring, pos, count, excl, _, _ = _baseline_state(2)
+    return K.baseline_push, [_signal(10, 2), 3, 4, True, ring, pos, count, excl]
+
+
 def _median_mad():
     ring = _signal(3, 20)
     return K.median_mad, [ring, np.array([5, 20, 40], dtype=I64), 2, np.zeros(20),
                           np.zeros(3), np.zeros(3)]
+
+
+def _running_median_mad():
+    ring = _signal(3, 20)
+    return K.running_median_mad, [ring, np.array([5, 0, 0], dtype=I64),
+                                  np.array([5, 20, 40], dtype=I64), 2, np.zeros((3, 20)),
+                                  np.zeros((3, 20)), np.zeros(3, dtype=I64), np.zeros(40),
+                                  np.zeros(40, dtype=I64), np.zeros(3), np.zeros(3)]
 
 
 def _first_at_or_after():
@@ -231,7 +244,9 @@ CASES: dict[str, Callable[[], tuple]] = {
     "FilterBank.set_state": _filterbank_set_state,
     "threshold_runs": _threshold_runs,
     "baseline_runs": _baseline_runs,
+    "baseline_push": _baseline_push,
     "median_mad": _median_mad,
+    "running_median_mad": _running_median_mad,
     "first_at_or_after": _first_at_or_after,
     "rearm_index": _rearm_index,
     "RipplePlan": _ripple_plan_build,

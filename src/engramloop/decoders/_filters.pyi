@@ -184,11 +184,31 @@ def quadrature_sums(xs: np.ndarray, xb: np.ndarray, xs_last: np.ndarray, w0: flo
     instantaneous amplitude ``sqrt((i^2 + q^2) / 2)`` into ``amp`` (n, c), ``i`` the
     midpoint ``(xs[n] + xs[n-1]) / (2 cos(w0 / 2))``."""
 
+def baseline_push(feature: np.ndarray, first: int, step: int, absolute: bool,
+                  ring: np.ndarray, pos: np.ndarray, count: np.ndarray,
+                  excl: np.ndarray) -> None:
+    """Every row ``i`` of ``feature`` (n, c) whose absolute index ``first + i`` is a multiple
+    of ``step`` is pushed, per channel, into ``ring`` (c, L) at ``pos`` (advancing it,
+    ``count += 1``) unless above ``excl`` (NaN is not kept); its absolute value when
+    ``absolute``. ``pos``, ``count`` (c,) int64; ``excl`` (c,) float64."""
+
 def median_mad(ring: np.ndarray, counts: np.ndarray, min_count: int, scratch: np.ndarray,
                median: np.ndarray, mad: np.ndarray) -> None:
     """Per row of ``ring`` (c, L), over its first ``min(counts[j], L)`` values: the median
     and the median absolute deviation (as ``numpy.median``); NaN when fewer than
     ``min_count`` values. ``scratch`` (L,) is work space."""
+
+def running_median_mad(ring: np.ndarray, pos: np.ndarray, counts: np.ndarray,
+                       min_count: int, prev: np.ndarray, sorted: np.ndarray,
+                       synced: np.ndarray, scratch: np.ndarray, index: np.ndarray,
+                       median: np.ndarray, mad: np.ndarray) -> None:
+    """:func:`median_mad`'s statistics, bit for bit, from a sorted copy of each row of
+    ``ring`` (c, L) kept up to date across calls: the values written since the last call
+    (slots ``synced[j] .. counts[j] - 1`` mod L; ``pos == counts mod L``) are merged in and
+    the ones they replaced (kept in ``prev`` (c, L)) taken out of ``sorted`` (c, L); the
+    median is read off it and the MAD found by a binary search over the deviations on
+    either side. ``prev``, ``sorted``, ``synced`` (c,) int64 are the state (zeros for a new
+    or reset ring); ``scratch`` (2 L,) float64 and ``index`` (2 L,) int64 are work space."""
 
 def rearm_index(t: np.ndarray, feature: np.ndarray, median: np.ndarray, sd: np.ndarray,
                 k_sd: float, after_s: float, start: int) -> int:

@@ -16,7 +16,12 @@ import math
 
 import numpy as np
 
-from engramloop.decoders._filters import baseline_runs, median_mad, threshold_runs
+from engramloop.decoders._filters import (
+    baseline_push,
+    baseline_runs,
+    running_median_mad,
+    threshold_runs,
+)
 from engramloop.decoders._filters import first_at_or_after as _first_at_or_after
 
 __all__ = ["RobustBaseline", "ChannelPicker", "TimeRing", "MAD_TO_SD", "run_lengths",
@@ -81,8 +86,13 @@ class RobustBaseline:
         self.exclude_sd = float(exclude_sd)
         self.absolute = bool(absolute)
         self._ring = np.zeros((self.n_channels, self.length))
-        self._scratch = np.empty(self.length)
-        self._chans = np.arange(self.n_channels)
+        # running_median_mad's state: a sorted copy of each ring, the ring and its count as
+        # of the last update point (zeros: nothing kept yet), and its work space
+        self._sorted = np.zeros((self.n_channels, self.length))
+        self._prev = np.zeros((self.n_channels, self.length))
+        self._synced = np.zeros(self.n_channels, dtype=np.int64)
+        self._scratch = np.empty(2 * self.length)
+        self._index = np.empty(2 * self.length, dtype=np.int64)
         self._pos = np.zeros(self.n_channels, dtype=np.intp)
         self._count = np.zeros(self.n_channels, dtype=np.int64)
         self.median = np.full(self.n_channels, np.nan)
@@ -104,6 +114,7 @@ class RobustBaseline:
         self._ring.fill(0.0)
         self._pos.fill(0)
         self._count.fill(0)
+        self._synced.fill(0)
         self.median.fill(np.nan)
         self.sd.fill(np.nan)
         self._excl.fill(np.inf)
@@ -202,58 +213,24 @@ class RobustBaseline:
                 self.sd)
 
     def _push(self, feature: np.ndarray, start: int, end: int, first: int) -> None:
-        # decimation points: absolute indices that are multiples of step
-        j0 = start + (-(first + start)) % self.step
-        if j0 >= end:
-            return          # no decimation point in this block
-        if self.n_channels == 1:
-            # one channel (the common case): scalar arithmetic, no temporary arrays
-            ring, excl, length = self._ring[0], float(self._excl[0]), self.length
-            pos, count = int(self._pos[0]), int(self._count[0])
-            for j in range(j0, end, self.step):
-                v = float(feature[j, 0])
-                if self.absolute:
-                    v = abs(v)
-                if v <= excl:
-                    ring[pos] = v
-                    pos = (pos + 1) % length
-                    count += 1
-            self._pos[0], self._count[0] = pos, count
-            return
-        vals = feature[j0:end:self.step]
-        if self.absolute:
-            vals = np.abs(vals)
-        keep = vals <= self._excl             # False for NaN too
-        if keep.all():
-            # every decimated sample kept on every channel (nearly always): one write of
-            # the block's points into the rings, the values in the slots a one-by-one
-            # append puts them in
-            self._append(self._chans, vals)
-            return
-        for ch in range(self.n_channels):      # per channel, its kept points in order
-            kv = vals[keep[:, ch], ch]
-            if kv.size:
-                self._append(np.array([ch]), kv[:, None])
-
-    def _append(self, chans: np.ndarray, vals: np.ndarray) -> None:
-        """Append ``vals`` (m, len(chans)) in order to the rings of ``chans``."""
-        m, length = vals.shape[0], self.length
-        if m > length:                  # more points than a ring holds: the newest only
-            vals = vals[m - length:]
-            self._pos[chans] += m - length
-            self._count[chans] += m - length
-            m = length
-        cols = (self._pos[chans][:, None] + np.arange(m)[None, :]) % length
-        self._ring[chans[:, None], cols] = vals.T
-        self._pos[chans] = (self._pos[chans] + m) % length
-        self._count[chans] += m
+        # the decimation points (absolute indices that are multiples of step) of rows
+        # start..end-1, each kept unless above the exclusion level: one C call
+        block = feature[start:end]
+        if not block.flags.c_contiguous or block.dtype != np.float64:
+            block = np.ascontiguousarray(block, dtype=np.float64)
+        baseline_push(block, first + start, self.step, self.absolute, self._ring, self._pos,
+                      self._count, self._excl)
 
     def _recompute(self, next_index: int) -> None:
         self.n_updates += 1
         med, sd = self.median, self.sd
-        # one C call (quickselect, as numpy.median computes it): this runs on the loop
-        # thread every update_s, so it must not show in the per-chunk tail
-        median_mad(self._ring, self._count, self.min_count, self._scratch, med, sd)
+        # one C call: this runs on the loop thread every update_s, so it must not show in
+        # the per-chunk tail. It keeps a sorted copy of each ring, merging in the points
+        # pushed since the last update and taking out the ones they replaced, and gives
+        # what median_mad's quickselect over the whole ring gives, bit for bit (the median
+        # of an even count the same mean of the two middle values).
+        running_median_mad(self._ring, self._pos, self._count, self.min_count, self._prev,
+                           self._sorted, self._synced, self._scratch, self._index, med, sd)
         sd *= MAD_TO_SD
         for ch in range(self.n_channels):
             m, d = float(med[ch]), float(sd[ch])

@@ -1,7 +1,9 @@
 /*
  * engramloop C kernels, baseline.c. Detector baselines and threshold rules shared by the
  * detectors: threshold_runs, baseline_runs (the running median/SD baseline ring and run
- * lengths above it), median_mad, first_at_or_after.
+ * lengths above it), baseline_push (the ring's pushes alone), median_mad,
+ * running_median_mad (the same statistics kept up to date from a sorted copy of the
+ * ring), first_at_or_after.
  *
  * Shared declarations: kernels.h.
  */
@@ -188,6 +190,79 @@ filters_baseline_runs(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(best);
 }
 
+PyDoc_STRVAR(baseline_push_doc,
+"baseline_push(feature, first, step, absolute, ring, pos, count, excl) -> None\n\n"
+"The pushes of RobustBaseline.process without the statistics: every row i of feature\n"
+"(n, c) float64 whose absolute index first + i is a multiple of `step` is pushed, per\n"
+"channel, into the ring (c, L) at pos (advancing it, count += 1) unless above excl (NaN\n"
+"is not kept); with `absolute` true its absolute value is. pos, count: (c,) int64; excl:\n"
+"(c,) float64.");
+
+static PyObject *
+filters_baseline_push(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "baseline_push(feature, first, step, absolute, ring, "
+                        "pos, count, excl) takes 8 arguments");
+        return NULL;
+    }
+    Py_ssize_t first, step;
+    if (arg_ssize(args[1], "baseline_push", "first", &first) < 0
+        || arg_ssize(args[2], "baseline_push", "step", &step) < 0) return NULL;
+    if (step < 1 || first < 0) {
+        PyErr_SetString(PyExc_ValueError, "baseline_push: step must be >= 1 and first >= 0");
+        return NULL;
+    }
+    const int absolute = PyObject_IsTrue(args[3]);
+    if (absolute < 0) return NULL;
+    Py_ssize_t c = arg_len(args[7], "baseline_push", "excl");
+    if (c < 0) return NULL;
+    Py_buffer fv, rv, pv, cv, ev;
+    if (get_rule_buf(args[0], &fv, 0, 0, -1, c, "feature") < 0) return NULL;
+    const Py_ssize_t length = get_ring(args[4], &rv, c, "baseline_push: ", "");
+    if (length < 0) { PyBuffer_Release(&fv); return NULL; }
+    if (get_rule_buf(args[5], &pv, 1, 1, 1, c, "pos") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&rv); return NULL;
+    }
+    if (get_rule_buf(args[6], &cv, 1, 1, 1, c, "count") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&rv); PyBuffer_Release(&pv); return NULL;
+    }
+    if (get_rule_buf(args[7], &ev, 0, 0, 1, c, "excl") < 0) {
+        PyBuffer_Release(&fv); PyBuffer_Release(&rv); PyBuffer_Release(&pv);
+        PyBuffer_Release(&cv); return NULL;
+    }
+    long long *pos = (long long *)pv.buf;
+    for (Py_ssize_t j = 0; j < c; j++) {
+        if (pos[j] < 0 || pos[j] >= length) {
+            PyErr_Format(PyExc_ValueError, "pos[%zd] = %lld is outside the ring (0..%zd)",
+                         j, pos[j], length - 1);
+            PyBuffer_Release(&fv); PyBuffer_Release(&rv); PyBuffer_Release(&pv);
+            PyBuffer_Release(&cv); PyBuffer_Release(&ev);
+            return NULL;
+        }
+    }
+    /* the GIL stays held: a block's few decimated points are far below NOGIL_MIN_VALUES
+     * (and pos was checked under it) */
+    const Py_ssize_t n = fv.ndim == 2 ? fv.shape[0] : 1;
+    const double *f = (const double *)fv.buf, *excl = (const double *)ev.buf;
+    double *ring = (double *)rv.buf;
+    long long *count = (long long *)cv.buf;
+    for (Py_ssize_t i = (step - first % step) % step; i < n; i += step) {
+        for (Py_ssize_t j = 0; j < c; j++) {
+            const double x = absolute ? fabs(f[i * c + j]) : f[i * c + j];
+            if (x <= excl[j]) {
+                ring[j * length + pos[j]] = x;
+                pos[j] = (pos[j] + 1) % length;
+                count[j] += 1;
+            }
+        }
+    }
+    PyBuffer_Release(&fv); PyBuffer_Release(&rv); PyBuffer_Release(&pv);
+    PyBuffer_Release(&cv); PyBuffer_Release(&ev);
+    Py_RETURN_NONE;
+}
+
 /* k-th smallest of a[0..n-1] (0-based), partially reordering a: Hoare-style quickselect
  * with a median-of-three pivot. Afterwards a[0..k-1] <= a[k] <= a[k+1..n-1]. */
 static double
@@ -282,6 +357,344 @@ filters_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- running_median_mad
+ *
+ * The same statistics as median_mad, kept up to date from one update point to the next
+ * instead of recomputed: per channel a sorted copy of the ring's contents, a copy of the
+ * ring as it was when the sorted copy was last brought up to date ("prev") and the count
+ * then ("synced"). Every writer of the ring (RobustBaseline._push, baseline_block, the
+ * spindle and SO plans) writes the k-th kept value (k counted from 0 since the last reset)
+ * into slot k mod L and adds 1 to the count, so the values that entered since the last
+ * update are the ring's slots synced .. count-1 (mod L) and the ones that left are prev's
+ * values in the same slots (only for k >= L: below that the slot was empty). */
+
+/* The sorted copies order values as numbers and -0.0 before 0.0 (which compare equal), so
+ * a leaving zero is found with its sign and the copy holds exactly the ring's values. The
+ * order is that of an integer key of the bits (IEEE 754 totalOrder, for non-NaN values):
+ * compared without branches, which the binary searches below need to be fast. */
+static inline long long
+order_key(double x)
+{
+    long long b;
+    memcpy(&b, &x, sizeof b);
+    return b ^ (long long)((unsigned long long)(b >> 63) >> 1);
+}
+
+static inline int
+before(double x, double y)
+{
+    return order_key(x) < order_key(y);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    const long long x = order_key(*(const double *)a), y = order_key(*(const double *)b);
+    return (x > y) - (x < y);
+}
+
+/* sort a[0..n-1] in the order above: Shell's sort for the few dozen values entering or
+ * leaving at an update (no allocation, no calls), qsort for a whole ring */
+static void
+sort_doubles(double *a, Py_ssize_t n)
+{
+    static const Py_ssize_t gaps[] = {132, 57, 23, 10, 4, 1};     /* Ciura 2001 */
+    if (n > 512) {
+        qsort(a, (size_t)n, sizeof(double), cmp_double);
+        return;
+    }
+    for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+        const Py_ssize_t gap = gaps[g];
+        for (Py_ssize_t i = gap; i < n; i++) {
+            const double v = a[i];
+            const long long kv = order_key(v);
+            Py_ssize_t j = i;
+            while (j >= gap && kv < order_key(a[j - gap])) { a[j] = a[j - gap]; j -= gap; }
+            a[j] = v;
+        }
+    }
+}
+
+/* the first index i in [lo, n) with s[i] not before v (n when none); branch-free halving */
+static Py_ssize_t
+lower_bound(const double *s, Py_ssize_t lo, Py_ssize_t n, double v)
+{
+    if (lo >= n) return n;
+    const long long kv = order_key(v);
+    const double *b = s + lo;
+    Py_ssize_t len = n - lo;
+    while (len > 1) {
+        const Py_ssize_t half = len / 2;
+        b = order_key(b[half]) < kv ? b + half : b;
+        len -= half;
+    }
+    return (b - s) + (order_key(*b) < kv);
+}
+
+/* The k-th smallest (0-based) of the |s[i] - m| of a sorted s[0..n-1] whose first h values
+ * are <= m and the rest >= m: two ascending runs, a[t] = |s[h-1-t] - m| (t < h) and
+ * b[t] = |s[h+t] - m| (t < n-h) (subtraction rounds monotonically, so both stay sorted);
+ * a binary search for how many of the k+1 smallest come from a. */
+static double
+kth_abs_dev(const double *s, Py_ssize_t n, Py_ssize_t h, double m, Py_ssize_t k)
+{
+    const Py_ssize_t na = h, nb = n - h;
+#define A_(t) fabs(s[h - 1 - (t)] - m)
+#define B_(t) fabs(s[h + (t)] - m)
+    /* the smallest i (taken from a) with a[i] >= b[k-i], i.e. i == na, or k+1-i == 0, or
+     * the predicate; it is monotone in i */
+    Py_ssize_t lo = k + 1 - nb > 0 ? k + 1 - nb : 0, hi = k + 1 < na ? k + 1 : na;
+    while (lo < hi) {
+        const Py_ssize_t i = lo + (hi - lo) / 2;      /* i < na and k - i >= 0 here */
+        if (A_(i) >= B_(k - i)) hi = i;
+        else lo = i + 1;
+    }
+    const Py_ssize_t i = lo, j = k + 1 - i;
+    double v = -INFINITY;
+    if (i > 0) v = A_(i - 1);
+    if (j > 0) { const double w = B_(j - 1); if (w > v) v = w; }
+    return v;
+#undef A_
+#undef B_
+}
+
+/* median_mad's statistics of row[0..k-1] (k >= 1) by quickselect on the work space w */
+static void
+quick_median_mad(const double *row, Py_ssize_t k, double *w, double *med, double *mad)
+{
+    memcpy(w, row, (size_t)k * sizeof(double));
+    const double m = median_inplace(w, k);
+    for (Py_ssize_t i = 0; i < k; i++) w[i] = fabs(row[i] - m);
+    *med = m;
+    *mad = median_inplace(w, k);
+}
+
+/* Bring channel j's sorted copy (srt, n_old = min(synced, L) values) up to the ring's
+ * current contents (k = min(count, L) values), in place. Returns 1 when done, 0 when the
+ * sorted copy could not be kept (a NaN in the ring): the caller uses quickselect.
+ * w: 2 L doubles and ix: 2 L indices of work space.
+ *
+ * The d values that entered are sorted, as are the (up to d) values they replaced; each
+ * leaving value is found in the copy (with its sign, for zeros) and each entering one gets
+ * its place among the old values. Between two such points the old values move as one run,
+ * by (insertions - deletions) before it: runs that move left are moved in a forward pass,
+ * runs that move right (and the entering values) in a backward one, so no run overwrites
+ * one that has not moved yet. A run with nothing inserted or deleted before it stays. */
+static int
+sync_sorted(const double *ring, double *prev, double *srt, long long *synced, long long count,
+            long long pos, Py_ssize_t L, double *w, long long *ix)
+{
+    const long long s0 = *synced;
+    const long long d = count - s0;
+    const Py_ssize_t k = count < (long long)L ? (Py_ssize_t)count : L;
+    if (s0 >= 0 && d >= 0 && d < (long long)L && pos == count % (long long)L) {
+        const Py_ssize_t n_old = s0 < (long long)L ? (Py_ssize_t)s0 : L;
+        double *enter = w, *leave = w + L;
+        long long *di = ix, *ip = ix + L;
+        Py_ssize_t ne = 0, nl = 0;
+        int ok = 1;
+        for (long long q = s0; q < count; q++) {
+            const Py_ssize_t slot = (Py_ssize_t)(q % (long long)L);
+            const double v = ring[slot];
+            if (v != v) { ok = 0; break; }
+            enter[ne++] = v;
+            if (q >= (long long)L) leave[nl++] = prev[slot];
+        }
+        if (ok && ne == 0) return 1;                    /* nothing entered */
+        if (ok && n_old - nl + ne != k) ok = 0;
+        if (ok) {
+            sort_doubles(enter, ne);
+            sort_doubles(leave, nl);
+            /* where each leaving value is (distinct indices, ascending) and where each
+             * entering one goes (before old index ip[i], non-decreasing); nothing is moved
+             * until every leaving value has been found. Found by walking the copy once
+             * for each: between two update points the copy has left the cache, and a
+             * sequential pass costs less than a few hundred scattered binary-search loads
+             * (measured: bench/running_median.py --cold). */
+            Py_ssize_t at = 0;
+            for (Py_ssize_t i = 0; i < nl; i++) {
+                const long long kv = order_key(leave[i]);
+                while (at < n_old && order_key(srt[at]) < kv) at++;
+                if (at >= n_old || order_key(srt[at]) != kv) {   /* the same bits */
+                    ok = 0;                         /* not in the copy: rebuild it */
+                    break;
+                }
+                di[i] = at++;
+            }
+            at = 0;
+            for (Py_ssize_t i = 0; ok && i < ne; i++) {
+                const long long kv = order_key(enter[i]);
+                while (at < n_old && order_key(srt[at]) < kv) at++;
+                ip[i] = at;
+            }
+        }
+        if (ok) {
+            /* forward: the runs that move left. An insertion at ip comes before a deletion
+             * of the same index (the entering value goes before srt[ip]). */
+            Py_ssize_t c = 0, sh = 0, li = 0, ei = 0;
+            while (li < nl || ei < ne) {
+                const int ins = ei < ne && (li >= nl || ip[ei] <= di[li]);
+                const Py_ssize_t at = (Py_ssize_t)(ins ? ip[ei] : di[li]);
+                if (sh < 0 && at > c)
+                    memmove(srt + c + sh, srt + c, (size_t)(at - c) * sizeof(double));
+                if (ins) { sh++; ei++; c = at; }
+                else { sh--; li++; c = at + 1; }
+            }
+            if (sh < 0 && n_old > c)
+                memmove(srt + c + sh, srt + c, (size_t)(n_old - c) * sizeof(double));
+            /* backward: the runs that move right, and the entering values. sh is the shift
+             * of the run after the event being undone. */
+            Py_ssize_t end = n_old;
+            li = nl;
+            ei = ne;
+            while (li > 0 || ei > 0) {
+                /* the last event in forward order: a deletion at di unless an insertion at
+                 * ip > di (at equal indices the insertion came first, so it is undone last) */
+                const int del = li > 0 && (ei == 0 || di[li - 1] >= ip[ei - 1]);
+                const Py_ssize_t at = (Py_ssize_t)(del ? di[li - 1] : ip[ei - 1]);
+                const Py_ssize_t run0 = del ? at + 1 : at;        /* the run after it */
+                if (sh > 0 && end > run0)
+                    memmove(srt + run0 + sh, srt + run0, (size_t)(end - run0) * sizeof(double));
+                if (del) { sh++; li--; end = at; }
+                else {
+                    sh--; ei--; end = at;
+                    srt[at + sh] = enter[ei];      /* its final place: ip + shift before it */
+                }
+            }
+            for (long long q = s0; q < count; q++) {
+                const Py_ssize_t slot = (Py_ssize_t)(q % (long long)L);
+                prev[slot] = ring[slot];
+            }
+            *synced = count;
+            return 1;
+        }
+    }
+    /* rebuild: the first time after an inconsistency, a NaN, or a whole ring replaced */
+    memcpy(prev, ring, (size_t)L * sizeof(double));
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (ring[i] != ring[i]) { *synced = -1; return 0; }
+        srt[i] = ring[i];
+    }
+    sort_doubles(srt, k);
+    *synced = count < 0 ? -1 : count;
+    return 1;
+}
+
+/* 1 if the sorted s[0..n-1] holds both 0.0 and -0.0 (equal as numbers, so which one
+ * quickselect finds in the middle depends on the ring's order) */
+static int
+mixed_zeros(const double *s, Py_ssize_t n)
+{
+    const Py_ssize_t i = lower_bound(s, 0, n, -0.0);       /* the first -0.0, if any */
+    if (i == n || s[i] != 0.0 || !signbit(s[i])) return 0;
+    const Py_ssize_t j = lower_bound(s, i, n, 0.0);        /* the first 0.0, if any */
+    return j < n && s[j] == 0.0;
+}
+
+PyDoc_STRVAR(running_median_mad_doc,
+"running_median_mad(ring, pos, counts, min_count, prev, sorted, synced, scratch, index,\n"
+"                   median, mad) -> None\n\n"
+"median_mad's statistics (numpy.median of each row's first min(counts[j], L) values of\n"
+"ring (c, L) and of their absolute deviations from it; NaN below min_count), bit for bit,\n"
+"from a sorted copy of each row kept across calls: sorted (c, L) holds the ring's values\n"
+"in order as of the last call, prev (c, L) the ring then and synced (c,) int64 its count\n"
+"then (all three written; zeros for a new or reset ring). The ring must be written as\n"
+"RobustBaseline does: the k-th kept value at slot k mod L (pos == counts mod L). pos,\n"
+"counts: (c,) int64; scratch: (2 L,) float64 and index: (2 L,) int64 work space;\n"
+"median, mad: (c,) float64.");
+
+static PyObject *
+filters_running_median_mad(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError,
+                        "running_median_mad(ring, pos, counts, min_count, prev, sorted, synced, "
+                        "scratch, index, median, mad) takes 11 arguments");
+        return NULL;
+    }
+    Py_ssize_t min_count;
+    if (arg_ssize(args[3], "running_median_mad", "min_count", &min_count) < 0) return NULL;
+    Py_ssize_t c = arg_len(args[2], "running_median_mad", "counts");
+    if (c < 0) return NULL;
+    Py_ssize_t len2 = arg_len(args[7], "running_median_mad", "scratch");
+    if (len2 < 0) return NULL;
+    if (len2 < 2 || len2 % 2) {
+        PyErr_Format(PyExc_ValueError, "running_median_mad: scratch must hold 2 L values, "
+                     "got %zd", len2);
+        return NULL;
+    }
+    const Py_ssize_t L = len2 / 2;
+    /* buffers in argument order */
+    enum { NB = 10 };
+    static const int arg[NB] = {0, 1, 2, 4, 5, 6, 7, 8, 9, 10};
+    static const int is_int[NB] = {0, 1, 1, 0, 0, 1, 0, 1, 0, 0};
+    static const int writable[NB] = {0, 0, 0, 1, 1, 1, 1, 1, 1, 1};
+    static const char *name[NB] = {"ring", "pos", "counts", "prev", "sorted", "synced",
+                                   "scratch", "index", "median", "mad"};
+    Py_buffer v[NB];
+    int got = 0;
+    for (; got < NB; got++) {
+        const int is_ring = got == 0 || got == 3 || got == 4;
+        const Py_ssize_t rows = is_ring ? c : 1,
+                         cols = is_ring ? L : (got == 6 || got == 7 ? 2 * L : c);
+        if (get_rule_buf(args[arg[got]], &v[got], writable[got], is_int[got], rows, cols,
+                         name[got]) < 0)
+            break;
+    }
+    if (got < NB) {
+        for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
+        return NULL;
+    }
+    for (int a = 3; a < NB; a++) {          /* outputs must not alias anything else */
+        for (int b = 0; b < NB; b++) {
+            if (b != a && overlap(&v[a], &v[b])) {
+                PyErr_Format(PyExc_ValueError, "running_median_mad: %s and %s must not "
+                             "share memory", name[a], name[b]);
+                for (int i = 0; i < NB; i++) PyBuffer_Release(&v[i]);
+                return NULL;
+            }
+        }
+    }
+    WORK_BEGIN(c * L)
+    const double *ring = (const double *)v[0].buf;
+    const long long *pos = (const long long *)v[1].buf, *counts = (const long long *)v[2].buf;
+    double *prev = (double *)v[3].buf, *srt = (double *)v[4].buf;
+    long long *synced = (long long *)v[5].buf;
+    double *w = (double *)v[6].buf, *med = (double *)v[8].buf, *mad = (double *)v[9].buf;
+    long long *ix = (long long *)v[7].buf;
+    for (Py_ssize_t j = 0; j < c; j++) {
+        const double *row = ring + j * L;
+        const long long cnt = counts[j];
+        const Py_ssize_t k = cnt < (long long)L ? (Py_ssize_t)cnt : L;
+        if (cnt < 0) {                       /* not a count: nothing to keep */
+            synced[j] = -1;
+            med[j] = NAN; mad[j] = NAN;
+            continue;
+        }
+        const int have = sync_sorted(row, prev + j * L, srt + j * L, synced + j, cnt, pos[j],
+                                     L, w, ix);
+        if (k < 1 || k < min_count) { med[j] = NAN; mad[j] = NAN; continue; }
+        if (!have) { quick_median_mad(row, k, w, med + j, mad + j); continue; }
+        const double *s = srt + j * L;
+        const Py_ssize_t h = k / 2;
+        /* as median_inplace: the upper middle value, or the mean of the two middle ones */
+        const double m = (k % 2) ? s[h] : (s[h - 1] + s[h]) / 2.0;
+        if (!isfinite(m) || (m == 0.0 && mixed_zeros(s, k))) {
+            /* inf - inf is NaN, and which of 0.0 and -0.0 is "the" middle value is
+             * quickselect's order: its own answer, bit for bit */
+            quick_median_mad(row, k, w, med + j, mad + j);
+            continue;
+        }
+        const double upper = kth_abs_dev(s, k, h, m, h);
+        med[j] = m;
+        mad[j] = (k % 2) ? upper : (kth_abs_dev(s, k, h, m, h - 1) + upper) / 2.0;
+    }
+    WORK_END
+    for (int i = 0; i < NB; i++) PyBuffer_Release(&v[i]);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(first_at_or_after_doc,
 "first_at_or_after(t, time_s, start) -> int\n\n"
 "The first row i >= start with t[i] >= time_s (NaN compares False), or -1; t: (n,)\n"
@@ -316,8 +729,12 @@ PyMethodDef baseline_functions[] = {
      threshold_runs_doc},
     {"baseline_runs", (PyCFunction)(void (*)(void))filters_baseline_runs, METH_FASTCALL,
      baseline_runs_doc},
+    {"baseline_push", (PyCFunction)(void (*)(void))filters_baseline_push, METH_FASTCALL,
+     baseline_push_doc},
     {"median_mad", (PyCFunction)(void (*)(void))filters_median_mad, METH_FASTCALL,
      median_mad_doc},
+    {"running_median_mad", (PyCFunction)(void (*)(void))filters_running_median_mad,
+     METH_FASTCALL, running_median_mad_doc},
     {"first_at_or_after", (PyCFunction)(void (*)(void))filters_first_at_or_after,
      METH_FASTCALL, first_at_or_after_doc},
     {NULL, NULL, 0, NULL},

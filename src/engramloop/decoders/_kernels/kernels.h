@@ -4,8 +4,8 @@
  * The module is split by kernel (setup.py lists the files, compiled into one extension):
  *   buffers.c     argument and buffer checks (the helpers declared below)
  *   filterbank.c  the FilterBank type: SOS cascades with per-channel state, moving RMS
- *   baseline.c    detector baselines and rules: threshold_runs, baseline_runs, median_mad,
- *                 first_at_or_after
+ *   baseline.c    detector baselines and rules: threshold_runs, baseline_runs,
+ *                 baseline_push, median_mad, running_median_mad, first_at_or_after
  *   ripple.c      the ripple detector: RipplePlan (its fused chunk), ripple_candidate,
  *                 rearm_index
  *   spindle.c     the spindle detector: SpindlePlan (its fused chunk), spindle_runs,
