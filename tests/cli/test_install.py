@@ -100,7 +100,7 @@ def test_demo_runs_from_a_folder_that_shadows_old_top_level_names(installed, tmp
     before = _package_files(installed)
     r = _run([installed / "bin" / "engramloop", "demo", "--duration", "30", "--out", "out"],
              cwd=tmp_path)
-    assert "forecast-gated closed-loop ripple trial" in r.stdout
+    assert "uplift-allocated closed-loop ripple trial" in r.stdout
     out = tmp_path / "out"
     for name in ("session.xdf", "summary.json", "index.html"):
         assert (out / name).is_file(), name
@@ -110,7 +110,11 @@ def test_demo_runs_from_a_folder_that_shadows_old_top_level_names(installed, tmp
     ckpt = next(installed.glob("lib/python*/site-packages/engramloop/decoders/data/"
                                "forecaster.pt"))
     assert f"the checkpoint shipped in the package, {ckpt}" in r.stdout
-    assert rep["run"]["forecaster"]["gate_held_back"]["no_forecast"] > 0
+    # and the uplift model the demo's allocator spends its budget with, also package data
+    model = next(installed.glob("lib/python*/site-packages/engramloop/decoders/data/"
+                                "uplift.json"))
+    assert f"the uplift model shipped in the package, {model}" in r.stdout
+    assert "gate_held_back" in rep["run"]["forecaster"]
     # `python -m engramloop` puts the working folder first on sys.path: still ours
     r = _run([installed / "bin" / "python", "-m", "engramloop", "config-reference"],
              cwd=tmp_path)

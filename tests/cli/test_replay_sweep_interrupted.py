@@ -17,7 +17,10 @@ import time
 import pytest
 from shared_data import DATA, require_data
 
-VALUES = "2,2.5,3,3.5,4,4.5,5,5.5"
+#: 100 settings: a replay of the 1800 s night at --speed max takes well under a second
+#: (30-s blocks), so the sweep must be long enough to be interrupted while it runs
+VALUES = ",".join(f"{2 + 0.1 * k:.1f}" for k in range(100))
+LAST = VALUES.rsplit(",", 1)[1]
 
 
 @pytest.mark.slow
@@ -36,12 +39,14 @@ def test_an_interrupted_sweep_says_which_row_is_partial(tmp_path, form) -> None:
     try:
         err = ""
         deadline = time.monotonic() + 120
-        while "sweep 1/" not in err and time.monotonic() < deadline:
+        # the progress line comes once at the start, then about once a second: wait for
+        # the first, and the sweep is under way (100 replays take tens of seconds)
+        while "sweep" not in err and time.monotonic() < deadline:
             line = proc.stderr.readline()
             if not line:
                 break
             err += line
-        time.sleep(0.3)
+        time.sleep(3.0)     # a few replays done, one under way
         assert proc.poll() is None, proc.communicate()
         os.kill(proc.pid, signal.SIGINT)
         out, rest = proc.communicate(timeout=120)
@@ -60,8 +65,8 @@ def test_an_interrupted_sweep_says_which_row_is_partial(tmp_path, form) -> None:
         rows = [json.loads(ln) for ln in out.splitlines()]
         assert rows[-1]["stop_reason"].startswith("interrupted")
         if len(rows) == 1:   # the bar stays where the first replay stopped
-            assert "(1800/14400" not in err, err
+            assert f"(1800/{1800 * 100}" not in err, err
         return
     notes = [ln for ln in out.splitlines() if ln.startswith("# interrupted")]
     assert len(notes) == 1, out
-    assert "partial" in notes[0] and "not replayed" in notes[0] and "5.5" in notes[0]
+    assert "partial" in notes[0] and "not replayed" in notes[0] and LAST in notes[0]
