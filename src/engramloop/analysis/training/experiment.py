@@ -125,6 +125,9 @@ def label_night(seed: int, duration_s: float, cache_dir: str | Path | None = Non
 
 
 def _twin_job(job: tuple) -> dict:
+    """One seed, in a worker: its twin nights (cached), the re-run check, every condition
+    scored (the scoring runs in the workers too: it re-runs the engram model hundreds of
+    times per seed)."""
     seed, st = job
     r = twin_night(seed, st.duration_s, st.cache_dir)
     check = math.nan
@@ -133,8 +136,12 @@ def _twin_job(job: tuple) -> dict:
         idx = cfx.spaced_spread(r["t"], _rule(r["x"]), 30, st.gap_s)
         real = cfx.run_night(cfx.experiment_spec(seed, st.duration_s), fire_s=r["t"][idx])
         check = real.recall - r["events"].recall(idx)
-    return {"seed": seed, "n": len(r["t"]), "n_rule": int(_rule(r["x"]).sum()),
-            "check": check}
+    model = None
+    if st.model != "none":
+        model = UpliftModel.load(st.model or default_uplift_path())
+    row = score_seed(r, st, model)
+    row["check_diff"] = check
+    return row
 
 
 def score_seed(r: dict, st: ExperimentSettings, model) -> dict:
@@ -205,26 +212,21 @@ def default_uplift_path():
 
 def run_experiment(st: ExperimentSettings,
                    progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Every seed's results (in seed order): twin nights on ``st.workers`` processes
-    (cached), then every condition scored from them."""
+    """Every seed's results (in seed order): twin nights (cached) and every condition's
+    score, on ``st.workers`` processes."""
     jobs = [(s, st) for s in range(st.seed_start, st.seed_start + st.seeds)]
     t0 = time.monotonic()
-    checks = {}
+    if st.model != "none":
+        UpliftModel.load(st.model or default_uplift_path())    # a bad file fails first
+    rows = {}
     with mp.get_context("spawn").Pool(max(1, st.workers)) as pool:
         for i, r in enumerate(pool.imap_unordered(_twin_job, jobs), start=1):
-            checks[r["seed"]] = r["check"]
+            rows[r["seed"]] = r
             if progress:
-                progress(f"[{i}/{len(jobs)}] seed {r['seed']}: {r['n']} candidates, "
-                         f"{r['n_rule']} after a spindle ({time.monotonic() - t0:.0f} s)")
-    model = None
-    if st.model != "none":
-        model = UpliftModel.load(st.model or default_uplift_path())
-    rows = []
-    for s, _ in jobs:
-        row = score_seed(twin_night(s, st.duration_s, st.cache_dir), st, model)
-        row["check_diff"] = checks[s]
-        rows.append(row)
-    return rows
+                progress(f"[{i}/{len(jobs)}] seed {r['seed']}: {r['n_candidates']} "
+                         f"candidates, {r['n_rule']} after a spindle "
+                         f"({time.monotonic() - t0:.0f} s)")
+    return [rows[s] for s, _ in jobs]
 
 
 def ci(x: Sequence[float]) -> tuple[float, float, float]:
