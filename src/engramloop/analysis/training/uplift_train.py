@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engramloop.analysis.training.experiment import label_night
+from engramloop.analysis.training.experiment import code_key, label_night
 from engramloop.decoders.pulse_features import CANDIDATE_NAMES
 from engramloop.decoders.uplift import UpliftModel
 
@@ -52,7 +52,8 @@ def make_uplift_dataset(seeds: Sequence[int], duration_s: float, path: str | Pat
                         t=np.concatenate([r["t"] for r in rows]),
                         coupled=np.concatenate([r["coupled"] for r in rows]),
                         seed=np.concatenate([np.full(len(r["t"]), r["seed"]) for r in rows]),
-                        names=np.array(CANDIDATE_NAMES))
+                        names=np.array(CANDIDATE_NAMES), duration_s=float(duration_s),
+                        code_key=np.array(code_key()))
     return path
 
 
@@ -137,6 +138,10 @@ def train_uplift(data: str | Path, out: str | Path, seed: int = 0, epochs: int =
     val = np.isin(nights, val_n)
     m = score_uplift(model, z["x"][val], z["y"][val])
     model.info.update({"val_r2": m["r2"], "val_spearman": m["spearman"]})
+    if "code_key" in z:
+        # the simulator/decoder code digest the twin nights were made with
+        model.info.update({"code_key": str(z["code_key"]),
+                           "night_s": float(z["duration_s"])})
     model.save(out)
     return {"val_r2": m["r2"], "val_spearman": m["spearman"], "n_train": int((~val).sum()),
             "n_val": int(val.sum())}
