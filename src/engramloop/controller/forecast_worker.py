@@ -74,9 +74,10 @@ class ForecasterSettings:
             "P(below-median consolidation over the next 300 s without stimulation) is at or "
             "above / below p_below_median_threshold (in the issue-21 experiment _high did "
             "worse than ungated stimulation and _low only slightly better). uplift_budget: "
-            "each ripple's predicted recall gain from a pulse now (the uplift model) is "
-            "spent against budget_pulses over night_s (see docs/uplift.md for what this "
-            "achieved against the one-line spindle rule)")
+            "among ripples detected within 1 s after a spindle detection, each one's "
+            "predicted recall gain from a pulse now (the uplift model) is spent against "
+            "budget_pulses over night_s (see docs/uplift.md for what this achieved against "
+            "the one-line spindle rule)")
     p_below_median_threshold: float = setting(
         0.5, ge=0, le=1, doc="p_below_median_* gates: threshold on P(below-median "
                              "consolidation) (was gate_threshold)")
