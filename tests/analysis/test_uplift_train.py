@@ -38,3 +38,11 @@ def test_fit_recovers_a_known_gain_function_from_noisy_labels(tmp_path):
     back = UpliftModel.load(model.save(tmp_path / "u.json"))
     np.testing.assert_allclose(back.predict_many(x2), model.predict_many(x2))
     assert "pulses_so_far_h" not in back.columns
+
+
+def test_fit_refuses_without_training_or_held_out_nights():
+    x, truth, nights = _candidates(np.random.default_rng(1), n_nights=2, per_night=20)
+    with pytest.raises(ValueError, match="held out"):
+        fit_uplift(x, truth, nights, [])
+    with pytest.raises(ValueError, match="held out"):
+        fit_uplift(x, truth, nights, [100, 101])

@@ -70,6 +70,9 @@ def fit_uplift(x: np.ndarray, y: np.ndarray, nights: np.ndarray, val_nights: Seq
     cols = [CANDIDATE_NAMES.index(c) for c in inputs]
     x, y = x[:, cols], np.asarray(y, float) * SCALE
     val = np.isin(nights, val_nights)
+    if val.all() or not val.any():
+        raise ValueError(f"uplift training: need both training and held-out nights, got "
+                         f"{len(np.unique(nights))} nights with {list(val_nights)} held out")
     mean, std = x[~val].mean(0), x[~val].std(0)
     std[std < 1e-9] = 1.0
     xt = torch.tensor((x - mean) / std, dtype=torch.float32)
