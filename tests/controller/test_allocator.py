@@ -2,7 +2,8 @@
 steady stream, and spends it on the better candidates."""
 import numpy as np
 
-from engramloop.controller.allocator import AllocatorSettings, BudgetAllocator
+from engramloop.controller.allocator import AllocatorSettings, BudgetAllocator, after_spindle
+from engramloop.decoders.pulse_features import CANDIDATE_NAMES
 
 
 def _run(gains, times, **kw):
@@ -30,3 +31,13 @@ def test_never_over_budget_and_catches_up_when_candidates_are_scarce():
     times = np.arange(0, 1200, 1.0)
     fired, _ = _run(np.linspace(0, 1, len(times)), times, budget=10, night_s=1200.0)
     assert len(fired) <= 10
+
+
+def test_ineligible_candidates_are_refused_and_not_counted():
+    a = BudgetAllocator(AllocatorSettings(budget=5, night_s=100.0, min_gap_s=1.0, warmup=0))
+    assert not a.decide(1.0, 10.0, eligible=False)
+    assert a.spent == 0 and a._n_seen == 0 and a._spaced_seen == 0
+    x = [0.0] * len(CANDIDATE_NAMES)
+    assert not after_spindle(x)
+    x[CANDIDATE_NAMES.index("spindle_recent")] = 1.0
+    assert after_spindle(x)

@@ -47,7 +47,8 @@ def test_uplift_gate_spends_its_budget_under_the_governor(tmp_path):
     assert sum(1 for d in res.decisions if d.approved) == sent == gate.allocator.spent
     assert sum(res.gate_refusals.values()) > 0
     assert set(loop.policy.gate_refusals) <= {"low_predicted_gain", "budget_spent",
-                                              "no_candidate", "forecaster_failed"}
+                                              "not_after_spindle", "no_candidate",
+                                              "forecaster_failed"}
     assert board.all[-1].forecast_gate.startswith(("spending", "closed (budget_spent)"))
     # the status was read every chunk without spending anything
     assert gate.allocator.spent == loop.policy.gate_allowed - gate.n_refunded

@@ -75,8 +75,9 @@ class ForecasterSettings:
             "above / below p_below_median_threshold (in the issue-21 experiment _high did "
             "worse than ungated stimulation and _low only slightly better). uplift_budget: "
             "each ripple's predicted recall gain from a pulse now (the uplift model) is "
-            "spent against budget_pulses over night_s (see docs/uplift.md for what this "
-            "achieved against the one-line spindle rule)")
+            "spent against budget_pulses over night_s, with uplift_after_spindle_only among "
+            "ripples that follow a spindle only (see docs/uplift.md for what this achieved "
+            "against the one-line spindle rule)")
     p_below_median_threshold: float = setting(
         0.5, ge=0, le=1, doc="p_below_median_* gates: threshold on P(below-median "
                              "consolidation) (was gate_threshold)")
@@ -90,6 +91,10 @@ class ForecasterSettings:
     min_gap_s: float = setting(5.0, ge=0, le=3600, unit="s",
                                doc="uplift_budget: the allocator spaces its pulses at least "
                                    "this far apart (the governor's limits apply on top)")
+    uplift_after_spindle_only: bool = setting(
+        False, doc="uplift_budget: offer the allocator only ripples detected within 1 s after "
+                   "a spindle detection (others are refused as not_after_spindle); the "
+                   "allocator of the issue-21 experiment's final run (docs/uplift.md)")
     uplift_max_wait_s: float = setting(
         0.02, gt=0, le=0.2, unit="s",
         doc="uplift_budget: the gain is predicted off the loop thread; a ripple whose "

@@ -20,8 +20,14 @@ spacing constraint (``gap_s`` between pulses):
                     the online allocator);
 ``allocator``       the online budget allocator (:class:`controller.allocator.BudgetAllocator`)
                     deciding causally, candidate by candidate in detection order, with
-                    budget N; it can end with fewer than N pulses, and the table says how
-                    many it delivered.
+                    budget N, among the ripples detected within 1 s after a spindle
+                    detection (as the loop's ``uplift_budget`` gate does); it can end with
+                    fewer than N pulses, and the table says how many it delivered;
+``allocator-all``   the same allocator offered every ripple (the model's gain alone
+                    decides; the allocator of the first runs);
+``rule-paced``      the control for ``allocator``: the same allocator and eligibility with
+                    every predicted gain equal, so the model plays no part (what the
+                    allocator's pacing alone does to the spindle rule).
 
 A condition with fewer than N eligible candidates delivers fewer (the table shows the mean
 delivered; such a row is not at equal pulses and is marked). Every selection is a
@@ -45,16 +51,19 @@ from pathlib import Path
 import numpy as np
 
 from engramloop.analysis.training import counterfactual as cfx
-from engramloop.controller.allocator import AllocatorSettings, BudgetAllocator
+from engramloop.controller.allocator import AllocatorSettings, BudgetAllocator, after_spindle
 from engramloop.decoders.pulse_features import CANDIDATE_NAMES
 from engramloop.decoders.uplift import UpliftModel
 from engramloop.decoders.uplift import default_uplift_path as shipped_uplift_path
 
 CONDITIONS = ("ungated", "spaced", "rule", "oracle-coupled", "oracle-uplift", "learned",
-              "allocator")
+              "allocator", "allocator-all", "rule-paced")
 DOSES = (10, 20, 30, 60)
 #: the training seeds of the shipped uplift model start here; evaluation seeds never do
 TRAIN_SEED_START = 100
+#: the experiment's allocator keeps within this many pulses of an even pace (chosen on
+#: training seeds 100-109 with bench/uplift_cv.py: 6 against the controller's default 3)
+ALLOCATOR_SLACK = 6.0
 EVAL_SEED_START = 3000
 
 
@@ -76,7 +85,7 @@ def _rule(x: np.ndarray) -> np.ndarray:
     return x[:, CANDIDATE_NAMES.index("spindle_recent")] > 0.5
 
 
-def _code_key() -> str:
+def code_key() -> str:
     """A digest of the code a twin night depends on (simulator, decoders, this package's
     counterfactual runner): a cache made by other code is never re-used silently."""
     import hashlib
@@ -98,7 +107,7 @@ def twin_night(seed: int, duration_s: float, cache_dir: str | Path | None = None
     code) when given."""
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"twin-{seed}-{duration_s:g}s-{_code_key()}.pkl"
+        path = Path(cache_dir) / f"twin-{seed}-{duration_s:g}s-{code_key()}.pkl"
         if path.is_file():
             with path.open("rb") as f:
                 return pickle.load(f)
@@ -125,6 +134,9 @@ def label_night(seed: int, duration_s: float, cache_dir: str | Path | None = Non
 
 
 def _twin_job(job: tuple) -> dict:
+    """One seed, in a worker: its twin nights (cached), the re-run check, every condition
+    scored (the scoring runs in the workers too: it re-runs the engram model hundreds of
+    times per seed)."""
     seed, st = job
     r = twin_night(seed, st.duration_s, st.cache_dir)
     check = math.nan
@@ -133,8 +145,12 @@ def _twin_job(job: tuple) -> dict:
         idx = cfx.spaced_spread(r["t"], _rule(r["x"]), 30, st.gap_s)
         real = cfx.run_night(cfx.experiment_spec(seed, st.duration_s), fire_s=r["t"][idx])
         check = real.recall - r["events"].recall(idx)
-    return {"seed": seed, "n": len(r["t"]), "n_rule": int(_rule(r["x"]).sum()),
-            "check": check}
+    model = None
+    if st.model != "none":
+        model = UpliftModel.load(st.model or default_uplift_path())
+    row = score_seed(r, st, model)
+    row["check_diff"] = check
+    return row
 
 
 def score_seed(r: dict, st: ExperimentSettings, model) -> dict:
@@ -155,15 +171,25 @@ def score_seed(r: dict, st: ExperimentSettings, model) -> dict:
         if pred is not None:
             sel["learned"] = cfx.spaced_best(t, pred, n, st.gap_s)
             if st.allocator:
-                alloc = BudgetAllocator(AllocatorSettings(budget=n, night_s=st.duration_s,
-                                                          min_gap_s=st.gap_s))
                 # causal: candidates in detection order, each decided on its own
                 # prediction and what came before (the model does not read pulses_so_far)
-                sel["allocator"] = [i for i in range(len(t))
-                                    if alloc.decide(float(pred[i]), float(t[i]))]
+                sel["allocator"] = _allocate(pred, t, x, n, st, gated=True)
+                sel["allocator-all"] = _allocate(pred, t, x, n, st, gated=False)
+                sel["rule-paced"] = _allocate(np.zeros(len(t)), t, x, n, st, gated=True)
         for c, idx in sel.items():
             out["rows"][(c, n)] = (el.recall(idx), len(idx))
     return out
+
+
+def _allocate(gain: np.ndarray, t: np.ndarray, x: np.ndarray, n: int,
+              st: ExperimentSettings, gated: bool) -> list[int]:
+    """The online allocator's picks, candidate by candidate in detection order."""
+    alloc = BudgetAllocator(AllocatorSettings(budget=n, night_s=st.duration_s,
+                                              min_gap_s=st.gap_s, slack=ALLOCATOR_SLACK,
+                                              after_spindle_only=gated))
+    return [i for i in range(len(t))
+            if alloc.decide(float(gain[i]), float(t[i]),
+                            eligible=after_spindle(x[i]) if gated else True)]
 
 
 #: the demo's equal-pulses comparison: one held-out seed, a 300 s night with N3, 10 pulses
@@ -181,11 +207,10 @@ def demo_comparison(seed: int = DEMO_SEED, duration_s: float = DEMO_NIGHT_S,
     el = cfx.EventLists(sham, allp)
     t, x = sham.cand_t, sham.cand_x
     pred = UpliftModel.load(default_uplift_path()).predict_many(x)
-    alloc = BudgetAllocator(AllocatorSettings(budget=n, night_s=duration_s))
+    st = ExperimentSettings(duration_s=duration_s)
     sel = {"ungated (first N)": cfx.spaced_first(t, np.ones(len(t), bool), n, 5.0),
            "spindle rule": cfx.spaced_spread(t, _rule(x), n, 5.0),
-           "allocator (uplift model)": [i for i in range(len(t))
-                                        if alloc.decide(float(pred[i]), float(t[i]))]}
+           "allocator (uplift model)": _allocate(pred, t, x, n, st, gated=True)}
     lines = [f"at equal pulses ({n} pulses, >= 5 s apart) on one {duration_s:g} s night "
              f"with N3 (seed {seed}; twin nights, exact re-run of the engram model):",
              f"  sham                      recall {sham.recall:.4f}"]
@@ -193,9 +218,10 @@ def demo_comparison(seed: int = DEMO_SEED, duration_s: float = DEMO_NIGHT_S,
         r = el.recall(idx)
         lines.append(f"  {name:<25} recall {r:.4f} ({r - sham.recall:+.4f} over sham, "
                      f"{len(idx)} pulses)")
-    lines.append("  over 20 held-out seeds the allocator did not beat the one-line spindle "
-                 "rule at equal pulses (docs/uplift.md): in this simulator the uplift "
-                 "model adds nothing over that rule")
+    lines.append("  over 20 held-out seeds the allocator beat the one-line spindle rule at "
+                 "30 pulses, but the same allocator without the model did as well "
+                 "(docs/uplift.md): in this simulator the uplift model adds nothing over "
+                 "that rule")
     return lines
 
 
@@ -205,26 +231,21 @@ def default_uplift_path():
 
 def run_experiment(st: ExperimentSettings,
                    progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Every seed's results (in seed order): twin nights on ``st.workers`` processes
-    (cached), then every condition scored from them."""
+    """Every seed's results (in seed order): twin nights (cached) and every condition's
+    score, on ``st.workers`` processes."""
     jobs = [(s, st) for s in range(st.seed_start, st.seed_start + st.seeds)]
     t0 = time.monotonic()
-    checks = {}
+    if st.model != "none":
+        UpliftModel.load(st.model or default_uplift_path())    # a bad file fails first
+    rows = {}
     with mp.get_context("spawn").Pool(max(1, st.workers)) as pool:
         for i, r in enumerate(pool.imap_unordered(_twin_job, jobs), start=1):
-            checks[r["seed"]] = r["check"]
+            rows[r["seed"]] = r
             if progress:
-                progress(f"[{i}/{len(jobs)}] seed {r['seed']}: {r['n']} candidates, "
-                         f"{r['n_rule']} after a spindle ({time.monotonic() - t0:.0f} s)")
-    model = None
-    if st.model != "none":
-        model = UpliftModel.load(st.model or default_uplift_path())
-    rows = []
-    for s, _ in jobs:
-        row = score_seed(twin_night(s, st.duration_s, st.cache_dir), st, model)
-        row["check_diff"] = checks[s]
-        rows.append(row)
-    return rows
+                progress(f"[{i}/{len(jobs)}] seed {r['seed']}: {r['n_candidates']} "
+                         f"candidates, {r['n_rule']} after a spindle "
+                         f"({time.monotonic() - t0:.0f} s)")
+    return [rows[s] for s, _ in jobs]
 
 
 def ci(x: Sequence[float]) -> tuple[float, float, float]:
@@ -269,7 +290,9 @@ def report(rows: list[dict], st: ExperimentSettings) -> list[str]:
     L.append("paired differences at equal N:")
     for n in st.doses:
         for a, b in (("rule", "spaced"), ("learned", "rule"), ("allocator", "rule"),
-                     ("oracle-uplift", "rule"), ("spaced", "ungated")):
+                     ("allocator", "rule-paced"), ("rule-paced", "rule"),
+                     ("allocator-all", "rule"), ("oracle-uplift", "rule"),
+                     ("spaced", "ungated")):
             if a in conds and b in conds:
                 m, lo, hi = ci(rec[(a, n)] - rec[(b, n)])
                 w = int(np.sum(rec[(a, n)] > rec[(b, n)]))
@@ -277,7 +300,7 @@ def report(rows: list[dict], st: ExperimentSettings) -> list[str]:
                          f"{a} higher in {w}/{len(seeds)}")
     if 30 in st.doses and 60 in st.doses:
         g60 = ci(rec[("ungated", 60)] - sham)[0]
-        for who in ("allocator", "learned", "rule"):
+        for who in ("allocator", "learned", "rule", "rule-paced"):
             if who not in conds:
                 continue
             m, lo, hi = ci(rec[(who, 30)] - rec[("ungated", 60)])
@@ -286,7 +309,7 @@ def report(rows: list[dict], st: ExperimentSettings) -> list[str]:
             L.append(f"target A ({who}@30 vs ungated@60): {m:+.5f} [{lo:+.5f}, {hi:+.5f}], "
                      f"margin -10 % of ungated@60's gain = {-0.1 * g60:+.5f}: "
                      f"{'MET' if ok else 'MISSED'}{'' if eq else ' (fewer than 30 pulses)'}")
-        for who in ("allocator", "learned"):
+        for who in ("allocator", "learned", "rule-paced"):
             if who not in conds:
                 continue
             m, lo, hi = ci(rec[(who, 30)] - rec[("rule", 30)])

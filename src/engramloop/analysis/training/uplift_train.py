@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engramloop.analysis.training.experiment import label_night
+from engramloop.analysis.training.experiment import code_key, label_night
 from engramloop.decoders.pulse_features import CANDIDATE_NAMES
 from engramloop.decoders.uplift import UpliftModel
 
@@ -52,27 +52,27 @@ def make_uplift_dataset(seeds: Sequence[int], duration_s: float, path: str | Pat
                         t=np.concatenate([r["t"] for r in rows]),
                         coupled=np.concatenate([r["coupled"] for r in rows]),
                         seed=np.concatenate([np.full(len(r["t"]), r["seed"]) for r in rows]),
-                        names=np.array(CANDIDATE_NAMES))
+                        names=np.array(CANDIDATE_NAMES), duration_s=float(duration_s),
+                        code_key=np.array(code_key()))
     return path
 
 
-def train_uplift(data: str | Path, out: str | Path, seed: int = 0, epochs: int = 200,
-                 hidden: int = 16) -> dict:
-    """Fit the MLP; returns held-out metrics (R^2 and rank correlation on whole nights)."""
+def fit_uplift(x: np.ndarray, y: np.ndarray, nights: np.ndarray, val_nights: Sequence[int],
+               seed: int = 0, epochs: int = 200, hidden: int = 16,
+               inputs: Sequence[str] = INPUTS) -> UpliftModel:
+    """Fit the MLP on candidates ``x`` (shape (n, len(CANDIDATE_NAMES))) with labels ``y``
+    (recall, shape (n,)); whole nights ``val_nights`` (by ``nights``, shape (n,)) are held
+    out for early stopping. Returns the model (NumPy inference)."""
     import torch
-    from scipy import stats
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    z = np.load(data)
-    names = tuple(str(n) for n in z["names"])
-    if names != CANDIDATE_NAMES:
-        raise ValueError(f"uplift dataset {data}: another feature set; regenerate it")
-    cols = [CANDIDATE_NAMES.index(c) for c in INPUTS]
-    x, y, nights = z["x"][:, cols], z["y"] * SCALE, z["seed"]
-    uniq = np.unique(nights)
-    val_n = uniq[:: 5]                           # every fifth night held out
-    val = np.isin(nights, val_n)
+    cols = [CANDIDATE_NAMES.index(c) for c in inputs]
+    x, y = x[:, cols], np.asarray(y, float) * SCALE
+    val = np.isin(nights, val_nights)
+    if val.all() or not val.any():
+        raise ValueError(f"uplift training: need both training and held-out nights, got "
+                         f"{len(np.unique(nights))} nights with {list(val_nights)} held out")
     mean, std = x[~val].mean(0), x[~val].std(0)
     std[std < 1e-9] = 1.0
     xt = torch.tensor((x - mean) / std, dtype=torch.float32)
@@ -105,18 +105,46 @@ def train_uplift(data: str | Path, out: str | Path, seed: int = 0, epochs: int =
                 break
     net.load_state_dict(best_state)
     lin = [m for m in net if isinstance(m, torch.nn.Linear)]
-    model = UpliftModel({
-        "columns": list(INPUTS), "mean": mean.tolist(), "std": std.tolist(),
+    uniq = np.unique(nights)
+    return UpliftModel({
+        "columns": list(inputs), "mean": mean.tolist(), "std": std.tolist(),
         "layers": [[m.weight.detach().numpy().T.tolist(), m.bias.detach().numpy().tolist()]
                    for m in lin], "scale": SCALE,
-        "info": {"train_nights": [int(s) for s in uniq if s not in val_n],
-                 "val_nights": [int(s) for s in val_n], "seed": seed,
+        "info": {"train_nights": [int(s) for s in uniq if s not in set(val_nights)],
+                 "val_nights": [int(s) for s in val_nights], "seed": seed,
                  "labels": "exact single-pulse simulator counterfactuals"}})
-    p = model.predict_many(z["x"][val]) * SCALE
-    yv = y[val]
-    r2 = 1.0 - float(np.sum((yv - p) ** 2) / np.sum((yv - yv.mean()) ** 2))
-    rho = float(stats.spearmanr(p, yv).statistic)
-    model.info.update({"val_r2": r2, "val_spearman": rho})
+
+
+def score_uplift(model: UpliftModel, x: np.ndarray, y: np.ndarray) -> dict:
+    """R^2 and Spearman rank correlation of the model's predictions against labels ``y``
+    (recall units) on candidates ``x``."""
+    from scipy import stats
+
+    p = model.predict_many(x)
+    y = np.asarray(y, float)
+    r2 = 1.0 - float(np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
+    return {"r2": r2, "spearman": float(stats.spearmanr(p, y).statistic)}
+
+
+def train_uplift(data: str | Path, out: str | Path, seed: int = 0, epochs: int = 200,
+                 hidden: int = 16) -> dict:
+    """Fit the MLP; returns held-out metrics (R^2 and rank correlation on whole nights:
+    every fifth night of the dataset is held out for early stopping and these metrics)."""
+    z = np.load(data)
+    names = tuple(str(n) for n in z["names"])
+    if names != CANDIDATE_NAMES:
+        raise ValueError(f"uplift dataset {data}: another feature set; regenerate it")
+    nights = z["seed"]
+    val_n = np.unique(nights)[:: 5]               # every fifth night held out
+    model = fit_uplift(z["x"], z["y"], nights, val_n, seed=seed, epochs=epochs,
+                       hidden=hidden)
+    val = np.isin(nights, val_n)
+    m = score_uplift(model, z["x"][val], z["y"][val])
+    model.info.update({"val_r2": m["r2"], "val_spearman": m["spearman"]})
+    if "code_key" in z:
+        # the simulator/decoder code digest the twin nights were made with
+        model.info.update({"code_key": str(z["code_key"]),
+                           "night_s": float(z["duration_s"])})
     model.save(out)
-    return {"val_r2": r2, "val_spearman": rho, "n_train": int((~val).sum()),
+    return {"val_r2": m["r2"], "val_spearman": m["spearman"], "n_train": int((~val).sum()),
             "n_val": int(val.sum())}
