@@ -34,8 +34,10 @@ def test_demo_records_the_uplift_allocator_and_compares_at_equal_pulses(tmp_path
     from engramloop.decoders.forecaster import Checkpoint, default_checkpoint_path
     from engramloop.decoders.uplift import default_uplift_path
 
-    # 45 simulated seconds (the default is 480): one 30 s epoch, so one forecast
-    assert main(["demo", "--duration", "45", "--out", str(tmp_path)]) == 0
+    # 60 simulated seconds (the default is 480): one forecast (the first after 30 s, the
+    # next would be at 60 s), and time for a ripple after a spindle (the allocator's only
+    # candidates) in the N2 the night starts with
+    assert main(["demo", "--duration", "60", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "uplift-allocated closed-loop ripple trial" in out
     assert f"the checkpoint shipped in the package, {default_checkpoint_path()}" in out
@@ -58,7 +60,7 @@ def test_demo_records_the_uplift_allocator_and_compares_at_equal_pulses(tmp_path
     assert "Forecast gate" in html and "uplift_budget" in html
     # allocator vs ungated vs sham at equal pulses, as recorded
     n = rep["run"]["pulses_sent"]
-    assert n >= 1, "no pulse in 45 s: the comparison would be empty"
+    assert n >= 1, "no pulse in 60 s: the comparison would be empty"
     assert _sent(tmp_path / "session.xdf") == n
     assert _sent(tmp_path / "ungated.xdf") == n
     assert _sent(tmp_path / "session-sham-twin.xdf") == 0

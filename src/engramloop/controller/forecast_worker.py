@@ -95,6 +95,11 @@ class ForecasterSettings:
         False, doc="uplift_budget: offer the allocator only ripples detected within 1 s after "
                    "a spindle detection (others are refused as not_after_spindle); the "
                    "allocator of the issue-21 experiment's final run (docs/uplift.md)")
+    uplift_slack: float = setting(
+        3.0, ge=0, le=1000, unit="pulses",
+        doc="uplift_budget: how many pulses ahead of (or behind) the even pace over night_s "
+            "the allocator may get before it waits (or takes anything above the recent "
+            "median); the issue-21 experiment's allocator used 6 (docs/uplift.md)")
     uplift_max_wait_s: float = setting(
         0.02, gt=0, le=0.2, unit="s",
         doc="uplift_budget: the gain is predicted off the loop thread; a ripple whose "

@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
                      f"the uplift model shipped in the package, {default_uplift_path()}")
             rule = (f"{model} predicts each ripple's recall gain from a pulse now (off the "
                     f"loop thread); the allocator spends {fset.budget_pulses} pulses over "
-                    f"{fset.night_s:g} s where it is highest, >= {fset.min_gap_s:g} s apart")
+                    f"{fset.night_s:g} s where it is highest, >= {fset.min_gap_s:g} s apart"
+                    + (", on ripples detected within 1 s after a spindle detection only"
+                       if fset.uplift_after_spindle_only else ""))
         else:
             when = "high" if fset.gate == "p_below_median_high" else "low"
             rule = (f"pulses only while P(below-median consolidation) is {when} (threshold "
