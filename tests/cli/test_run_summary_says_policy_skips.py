@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import pyxdf
+from gate_runs import cli as _cli
+from gate_runs import replay_watched
 from shared_data import DATA, require_data  # noqa: E402
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 EXCERPT = DATA / "dreams_dev" / "excerpt5.edf"
 
 CONFIG = """
@@ -56,10 +54,6 @@ kinds = ["sham"]
 """
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "engramloop", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -113,26 +107,7 @@ def test_replay_counts_the_slow_oscillations_beyond_the_lead(night) -> None:
 
 
 def test_live_view_shows_the_dropped_slow_oscillations(night, monkeypatch) -> None:
-    import engramloop.controller.loop as loop_mod
-    from engramloop.controller.build import build_loop
-    from engramloop.controller.config import load_config
-    from engramloop.controller.status import StatusBoard
-
-    cfg = load_config(night / "short.toml")
-    seen = []
-
-    class Board(StatusBoard):
-        def publish(self, status) -> None:
-            super().publish(status)
-            seen.append(status)
-
-    # a --speed max sham replay decodes the file in blocks of BLOCK_S (30 s) and the
-    # live view is read between blocks; a live session reads it every 0.25 s, as
-    # blocks of 0.25 s do here
-    monkeypatch.setattr(loop_mod, "BLOCK_S", 0.25)
-    loop = build_loop(cfg, speed="max", path=str(night / "night.edf"), status_board=Board())
-    loop.wall_clock = loop.clock.now
-    res = loop.run(None)
+    res, seen = replay_watched(night / "short.toml", night / "night.edf", monkeypatch)
     n = res.detector_skips["policy"]["so_beyond_lead"]
     lines = [line for st in seen for line in st.detector_states
              if line.startswith("policy passing over slow oscillations")]

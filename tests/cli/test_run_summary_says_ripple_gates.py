@@ -14,18 +14,16 @@ same replay with the gate off gives the reference: those candidates then fire.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pyxdf
+from gate_runs import cli as _cli
+from gate_runs import replay_watched
 from shared_data import DATA, require_data  # noqa: E402
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 LFP = DATA / "rat_ca1_theta_1000hz.npy"
 FS = 1000.0
 
@@ -57,10 +55,6 @@ kinds = ["sham"]
 """
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "engramloop", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -121,26 +115,7 @@ def test_replay_counts_what_the_theta_gate_passed_over(running) -> None:
 
 
 def test_live_view_shows_the_closed_theta_gate(running, monkeypatch) -> None:
-    import engramloop.controller.loop as loop_mod
-    from engramloop.controller.build import build_loop
-    from engramloop.controller.config import load_config
-    from engramloop.controller.status import StatusBoard
-
-    cfg = load_config(running / "gate.toml")
-    seen = []
-
-    class Board(StatusBoard):
-        def publish(self, status) -> None:
-            super().publish(status)
-            seen.append(status)
-
-    # a --speed max sham replay decodes the file in blocks of BLOCK_S (30 s) and the
-    # live view is read between blocks; a live session reads it every 0.25 s, as
-    # blocks of 0.25 s do here
-    monkeypatch.setattr(loop_mod, "BLOCK_S", 0.25)
-    loop = build_loop(cfg, speed="max", path=str(running / "run.edf"), status_board=Board())
-    loop.wall_clock = loop.clock.now
-    res = loop.run(None)
+    res, seen = replay_watched(running / "gate.toml", running / "run.edf", monkeypatch)
     n = res.detector_skips["ripple"]["theta_gate"]
     last = " ".join(seen[-1].detector_states)
     assert f"ripple theta gate closed: {n} candidates passed over in all" in last, last

@@ -11,18 +11,16 @@ the same replay built in-process with a status board.
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pyxdf
+from gate_runs import cli as _cli
+from gate_runs import replay_watched
 from shared_data import DATA, require_data  # noqa: E402
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 EXCERPT = DATA / "dreams_dev" / "excerpt7.edf"
 START_S, LENGTH_S = 325.0, 430.0
 
@@ -54,10 +52,6 @@ kinds = ["sham"]
 """
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "engramloop", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -112,27 +106,9 @@ def test_replay_counts_what_the_closed_gate_passed_over(stretch) -> None:
 
 
 def test_live_view_shows_the_closed_gate(stretch, monkeypatch) -> None:
-    import engramloop.controller.loop as loop_mod
-    from engramloop.controller.build import build_loop
-    from engramloop.controller.config import load_config
     from engramloop.controller.dashboard import render_status
-    from engramloop.controller.status import StatusBoard
 
-    cfg = load_config(stretch / "so.toml")
-    seen = []
-
-    class Board(StatusBoard):
-        def publish(self, status) -> None:
-            super().publish(status)
-            seen.append(status)
-
-    # a --speed max sham replay decodes the file in blocks of BLOCK_S (30 s) and the
-    # live view is read between blocks; a live session reads it every 0.25 s, as
-    # blocks of 0.25 s do here
-    monkeypatch.setattr(loop_mod, "BLOCK_S", 0.25)
-    loop = build_loop(cfg, speed="max", path=str(stretch / "light.edf"), status_board=Board())
-    loop.wall_clock = loop.clock.now      # a snapshot every 0.25 s of signal
-    res = loop.run(None)
+    res, seen = replay_watched(stretch / "so.toml", stretch / "light.edf", monkeypatch)
     n = res.detector_skips["so"]["sws_gate"]
     last = seen[-1]
     assert any(line.startswith("SO gate closed") for line in last.detector_states), last

@@ -16,18 +16,16 @@ a status board.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pyxdf
+from gate_runs import cli as _cli
+from gate_runs import replay_watched
 from shared_data import DATA, require_data  # noqa: E402
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 EXCERPT = DATA / "dreams_dev" / "excerpt1.edf"
 LENGTH_S = 300.0
 POPS_S = (60.0, 100.0, 140.0, 180.0, 220.0)
@@ -61,10 +59,6 @@ kinds = ["sham"]
 """
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "engramloop", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -118,26 +112,7 @@ def test_replay_counts_what_the_spindle_gates_passed_over(popped) -> None:
 
 
 def test_live_view_shows_the_spindle_gates(popped, monkeypatch) -> None:
-    import engramloop.controller.loop as loop_mod
-    from engramloop.controller.build import build_loop
-    from engramloop.controller.config import load_config
-    from engramloop.controller.status import StatusBoard
-
-    cfg = load_config(popped / "sp.toml")
-    seen = []
-
-    class Board(StatusBoard):
-        def publish(self, status) -> None:
-            super().publish(status)
-            seen.append(status)
-
-    # a --speed max sham replay decodes the file in blocks of BLOCK_S (30 s) and the
-    # live view is read between blocks; a live session reads it every 0.25 s, as
-    # blocks of 0.25 s do here
-    monkeypatch.setattr(loop_mod, "BLOCK_S", 0.25)
-    loop = build_loop(cfg, speed="max", path=str(popped / "popped.edf"), status_board=Board())
-    loop.wall_clock = loop.clock.now      # a snapshot every 0.25 s of signal
-    res = loop.run(None)
+    res, seen = replay_watched(popped / "sp.toml", popped / "popped.edf", monkeypatch)
     counts = res.detector_skips["spindle"]
     assert counts["artefact_hold"] == len(POPS_S) and counts["alpha_veto"] >= 1, counts
     lines = [line for st in seen for line in st.detector_states]
