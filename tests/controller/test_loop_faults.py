@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import threading
-import time
 
 import pytest
 import pyxdf
@@ -64,7 +63,11 @@ def test_a_nack_faults_the_output_stops_approvals_and_the_simulator_never_gets_i
 
 
 def stimbox_cfg():
+    """sim-ripple through the emulated stim box; the ripple detector calibrates for 2 s
+    (not the shipped 5 s): these tests need it calibrated, not any particular baseline."""
     cfg = ripple_cfg()
+    cfg = dataclasses.replace(cfg, detectors=dataclasses.replace(
+        cfg.detectors, ripple=dataclasses.replace(cfg.detectors.ripple, calibration_s=2.0)))
     st = dataclasses.replace(cfg.stimulators, kinds=("stimbox",),
                              stimbox=dataclasses.replace(cfg.stimulators.stimbox,
                                                          port="emulator"))
@@ -74,47 +77,65 @@ def stimbox_cfg():
                                policy=dataclasses.replace(cfg.policy, pulse=pulse))
 
 
+def _armed_and_acked(loop, dev) -> bool:
+    """The device is armed (the detectors calibrated) and has acknowledged a pulse."""
+    return dev.armed and any(d.status == "acked" for _, d in loop.result.deliveries)
+
+
 @pytest.mark.parametrize("fault", ["thread", "recorder"])
 def test_a_dying_thread_or_recorder_disarms_the_stim_box(tmp_path, fault):
     """Real time, the stim-box emulator on a pty: an exception escaping any thread, or the
-    recording failing mid-run, ends the run and the device receives DISARM. The recording
-    goes to a FIFO whose reader takes everything for 12 s, then closes it, so the writes
-    after that fail (EPIPE) while the device is armed."""
+    recording failing mid-run, ends the run and the device receives DISARM. The fault
+    comes once the device is armed and has acknowledged a pulse: a helper thread dies, or
+    the recording's FIFO, whose reader took everything until then, is closed, so the
+    writes after that fail (EPIPE) while the device is armed. 60 s is only the ceiling."""
     record = str(tmp_path / "run.xdf")
+    close_storage = threading.Event()
     if fault == "recorder":
         os.mkfifo(record)
 
         def storage():
             fd = os.open(record, os.O_RDONLY)
-            end = time.monotonic() + 12.0
-            while time.monotonic() < end and os.read(fd, 1 << 16):
-                pass
+            os.set_blocking(fd, False)
+            while not close_storage.is_set():
+                try:
+                    if not os.read(fd, 1 << 16):
+                        break
+                except BlockingIOError:
+                    close_storage.wait(0.01)
             os.close(fd)
 
         threading.Thread(target=storage, daemon=True).start()
-    loop = build_loop(stimbox_cfg(), speed=1, duration_s=30.0, record=record)
+    loop = build_loop(stimbox_cfg(), speed=1, duration_s=60.0, record=record)
     emu_box: list = []
 
     class Trouble:
-        """After 2000 chunks (10 s: calibrated and armed), a helper thread dies."""
+        """Once the device is armed and working, a helper thread dies (or the storage
+        goes away)."""
 
         calibrating = False
         n = 0
+        done = False
 
         def process(self, chunk):
             Trouble.n += 1
             if Trouble.n == 1:
                 emu_box.append(loop.outputs[0].emulator)
-            if Trouble.n == 2000 and fault == "thread":
-                def boom():
-                    raise ValueError("helper thread bug")
-                threading.Thread(target=boom, name="helper").start()
+            if not Trouble.done and _armed_and_acked(loop, emu_box[0].device):
+                Trouble.done = True
+                if fault == "thread":
+                    def boom():
+                        raise ValueError("helper thread bug")
+                    threading.Thread(target=boom, name="helper").start()
+                else:
+                    close_storage.set()
             return []
 
     loop.detectors.append(Trouble())
     exc = ThreadFailure if fault == "thread" else RecordingError
     with pytest.raises(exc):
-        loop.run(30.0)
+        loop.run(60.0)
+    assert Trouble.done   # the fault came while armed, not at the 60 s ceiling
     dev = emu_box[0].device
     armed_at = max(t for t, cmd, _ in dev.log.acks if cmd == MsgType.ARM)
     assert any(cmd == MsgType.DISARM and t > armed_at for t, cmd, _ in dev.log.acks)
@@ -127,16 +148,24 @@ def test_a_dying_thread_or_recorder_disarms_the_stim_box(tmp_path, fault):
 def test_rearm_after_a_healthy_time_only_when_config_allows_it(tmp_path):
     """[stimulators] fault_rearm_after_s = 1: the stim box disarms itself (its watchdog
     tripped, injected) mid-run; the loop disarms, waits 1 s of device health, re-arms
-    (ARM reaches the device again), logs both, and pulses are acknowledged again."""
+    (ARM reaches the device again), logs both, and pulses are acknowledged again.
+
+    Paced by what happens, not by a fixed length: the trip is injected as soon as the
+    device is armed (the detectors calibrated) and has acknowledged a pulse, and the run
+    stops at the first pulse acknowledged after the re-arm; 60 s of data is only the
+    ceiling of a stuck run."""
     cfg = stimbox_cfg()
     cfg = dataclasses.replace(cfg, stimulators=dataclasses.replace(
         cfg.stimulators, fault_rearm_after_s=1.0, fault_max_rearms=5))
     path = tmp_path / "run.xdf"
-    loop = build_loop(cfg, speed=1, duration_s=25.0, record=str(path))
+    loop = build_loop(cfg, speed=1, duration_s=60.0, record=str(path))
     emu_box: list = []
+    seen: dict = {}
 
     class Trip:
-        """At chunk 2400 (12 s of data: calibrated, armed) the device disarms itself."""
+        """Once the device is armed (calibrated) and has acknowledged a pulse, it disarms
+        itself; once it is armed again and a pulse after that is acknowledged, the run
+        stops."""
 
         calibrating = False
         n = 0
@@ -145,14 +174,25 @@ def test_rearm_after_a_healthy_time_only_when_config_allows_it(tmp_path):
             Trip.n += 1
             if Trip.n == 1:
                 emu_box.append(loop.outputs[0].emulator)
-            if Trip.n == 2400:
-                emu = emu_box[0]
+            emu = emu_box[0]
+            dev = emu.device
+            if "trip" not in seen and _armed_and_acked(loop, dev):
+                seen["trip"] = Trip.n
                 emu.trip_at_us = emu.device_now_us()
+            elif "trip" in seen and "stop" not in seen:
+                arms = [t for t, cmd, _ in list(dev.log.acks) if cmd == MsgType.ARM]
+                if len(arms) >= 2:
+                    t = emu.host_time(arms[-1])
+                    if any(d.status == "acked" and d.sent_s > t
+                           for _, d in loop.result.deliveries):
+                        seen["stop"] = Trip.n
+                        loop.stop("test: a pulse was acknowledged after the re-arm")
             return []
 
     loop.detectors.append(Trip())
-    res = loop.run(25.0)
-    assert res.stop_reason in ("duration reached", "end of source") and not res.error
+    res = loop.run(60.0)
+    assert "stop" in seen, (seen, res.stop_reason)   # not the 60 s ceiling
+    assert res.stop_reason.startswith("test:") and not res.error
     dev = emu_box[0].device
     # (a loaded machine may add a real watchdog trip; each one goes the same way)
     tripped = [t for t, cause, _ in dev.log.disarms if cause == DisarmCause.WATCHDOG]
