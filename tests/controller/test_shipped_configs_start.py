@@ -10,7 +10,8 @@ and runs its detectors for a few seconds:
 - simulator configs at --speed max.
 
 To see events within seconds, the tests shorten the detectors' calibration (a setting,
-not the code path); everything else is the shipped file.
+not the code path); everything else is the shipped file. Each real-time run stops once the
+event it checks for has come (tests/run_until.py); its length is only a ceiling.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_until import run_until
 from shared_data import DATA
 
 from engramloop.controller.build import build_loop
@@ -51,11 +53,20 @@ def _kinds(events) -> set[str]:
     return {e.kind for e in events}
 
 
+def _run_until_event(loop, kind: str, ceiling_s: float = 40.0):
+    """Run ``loop`` in real time until its detectors report a ``kind`` event (the check
+    of these tests), at most ``ceiling_s`` seconds of data."""
+    res, met = run_until(loop, lambda: any(e.kind == kind for e in list(loop.result.events)),
+                         ceiling_s, reason=f"test: a {kind} event came")
+    assert met, f"no {kind} event within {ceiling_s} s ({res.stop_reason}; {res.error})"
+    return res
+
+
 def _n2_eeg_v() -> tuple[np.ndarray, float]:
     """Real N2 sleep EEG with spindles (YASA example, 15 s at 200 Hz), volts, twice over,
     starting 7 s in: offline, the spindle detector (calibrating 1 s) finds its first
-    spindle 6 s into this (scoring.replay), so a 14 s live run must see one even when a
-    busy machine delivers the samples slowly."""
+    spindle 6 s into this (scoring.replay), so a live run sees one ~6 s in (40 s is the
+    ceiling for a busy machine that delivers the samples slowly)."""
     x = np.loadtxt(DATA / "data_N2_spindles_15sec_200Hz.txt") * 1e-6
     return np.roll(np.tile(x, 2), -7 * 200), 200.0
 
@@ -79,7 +90,7 @@ def test_cyton_rig_configs_start_on_brainflow_cyton_driver(name: str, tmp_path) 
         loop = build_loop(cfg, serial_port=emu.port, stim_port="emulator", record=str(rec))
         assert {type(d).__name__ for d in loop.detectors} == {"SpindleDetector",
                                                              "SlowOscDetector"}
-        res = loop.run(14.0)   # the first spindle is 6 s in: room for a slow machine
+        res = _run_until_event(loop, "spindle")   # the first spindle is 6 s in
     assert res.error == "" and res.n_samples > 1000
     assert "spindle" in _kinds(res.events)            # the N2 EEG carries spindles
     streams, _ = pyxdf.load_xdf(str(rec), dejitter_timestamps=False)
@@ -145,7 +156,7 @@ def test_lsl_config_starts_on_a_real_outlet(tmp_path) -> None:
     cfg = _quick(load_config(CONFIGS / "lsl.toml"))
     with Outlet(x, tmp_path, rate=fs, labels=["Cz", "Fz"]) as out:
         loop = build_loop(cfg, stream=out.name)
-        res = loop.run(14.0)   # the first spindle is 6 s in: room for a slow machine
+        res = _run_until_event(loop, "spindle")   # the first spindle is 6 s in
     assert res.error == ""
     assert [type(d).__name__ for d in loop.detectors] == ["SpindleDetector"]
     assert "spindle" in _kinds(res.events)
@@ -165,7 +176,7 @@ def test_pulsepal_rig_config_starts_on_a_real_outlet_and_the_emulator(tmp_path) 
     with Outlet(ca1[:, None], tmp_path, rate=truth.rate_hz, labels=["CA1"],
                 stype="EEG") as out:
         loop = build_loop(cfg, stream=out.name, stim_port="emulator")
-        res = loop.run(8.0)
+        res = _run_until_event(loop, "ripple")
     assert res.error == ""
     assert [type(d).__name__ for d in loop.detectors] == ["RippleDetector"]
     assert "ripple" in _kinds(res.events)             # the simulated LFP carries ripples
