@@ -112,14 +112,6 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
     return p
 
 
-def _run(tmp_path: Path, name: str, duration: float, extra: str = "") -> dict:
-    xdf = tmp_path / "live.xdf"
-    rc = main(["run", str(_config(tmp_path, extra)), "--stream", name, "--duration",
-               str(duration), "--record", str(xdf), "--quiet"])
-    assert rc == 0
-    return _streams(xdf)
-
-
 def _streams(xdf: Path) -> dict:
     streams, _ = pyxdf.load_xdf(str(xdf), dejitter_timestamps=False)
     out = {}
@@ -154,11 +146,43 @@ def offline_so_count(x: np.ndarray) -> int:
     return n
 
 
-@pytest.mark.parametrize("mode", ["sample", "chunk", "irregular"])
-def test_live_lsl_run_builds_detectors_and_sees_events(tmp_path, outlet, mode) -> None:
-    name = _name()
-    outlet(mode, name, name)
-    rec = _streams_after(tmp_path, name, 12.0)
+MODES = ("sample", "chunk", "irregular")
+
+
+@pytest.fixture(scope="module")
+def live_runs(tmp_path_factory) -> dict:
+    """One 12 s ``engramloop run`` per outlet mode, read back: the three real processes
+    (each with its own outlet process) run side by side, and the tests below share them
+    (the SendData check needs the very "sample" run the detector check makes)."""
+    runs = {}
+    try:
+        for mode in MODES:
+            tmp = tmp_path_factory.mktemp(f"live-{mode}")
+            name = _name()
+            out = Outlet(mode, name, name)
+            xdf = tmp / "live.xdf"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "engramloop", "run", str(_config(tmp)), "--stream",
+                 name, "--duration", "12", "--record", str(xdf), "--quiet"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            runs[mode] = (out, proc, xdf)
+        recs = {}
+        for mode, (_, proc, xdf) in runs.items():
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, (mode, stdout, stderr)
+            recs[mode] = _streams(xdf)
+        return recs
+    finally:
+        for out, proc, _ in runs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            out.kill()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_live_lsl_run_builds_detectors_and_sees_events(live_runs, mode) -> None:
+    rec = live_runs[mode]
     log = [m["message"] for m in rec["engramloop.log"] if "message" in m]
     assert any("detectors SlowOscDetector" in m for m in log), log
     so = [e for e in rec["engramloop.events"] if e.get("kind") == "so"]
@@ -172,20 +196,15 @@ def test_live_lsl_run_builds_detectors_and_sees_events(tmp_path, outlet, mode) -
     assert dec and not [d for d in dec if d["rule"] == "gap"], dec
 
 
-def _streams_after(tmp_path: Path, name: str, duration: float, extra: str = "") -> dict:
-    return _run(tmp_path, name, duration, extra)
-
-
 def _decisions(rec: dict) -> list[dict]:
     return rec.get("engramloop.governor", [])
 
 
-def test_senddata_jitter_refuses_no_decision_for_gap(tmp_path, outlet) -> None:
+def test_senddata_jitter_refuses_no_decision_for_gap(live_runs) -> None:
     """pylsl's SendData pattern (bursts every 10 ms, stamped at the push): no gap, so no
-    decision is refused for "gap" (before: 11 of 11 were)."""
-    name = _name()
-    outlet("sample", name, name)
-    rec = _run(tmp_path, name, 12.0)
+    decision is refused for "gap" (before: 11 of 11 were). The 12 s run of the "sample"
+    outlet above."""
+    rec = live_runs["sample"]
     dec = _decisions(rec)
     gaps = [m for m in rec["engramloop.log"] if m.get("kind") == "gap"]
     assert not gaps, gaps[:3]
