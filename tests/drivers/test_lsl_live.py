@@ -263,7 +263,12 @@ def test_a_real_half_second_loss_is_a_gap_and_inhibits(tmp_path, outlet) -> None
     the governor blocks pulses after it (its lockout on the live view)."""
     name = _name()
     outlet("drop", name, name, "4.0")
-    res, board, rec = _run_loop(tmp_path, name, 8.0)
+    def gap_shown(loop, board) -> bool:
+        # the gap counted and its lockout on the live view: what is checked below
+        return loop.result.n_gaps >= 1 and any(
+            lk.startswith("gap") for st in list(board.seen) for lk in st.lockouts)
+
+    res, board, rec = _run_loop(tmp_path, name, 30.0, until=gap_shown)
     gaps = [m for m in rec["engramloop.log"] if m.get("kind") == "gap"]
     assert len(gaps) == 1 and res.n_gaps == 1, gaps
     assert abs(gaps[0]["missing_samples"] - 50) <= 3, gaps
