@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -73,26 +74,37 @@ def test_blocked_storage_is_reported_by_check_and_close_does_not_hang(stuck_fifo
 
 def test_a_run_recording_to_blocked_storage_stops_stimulating(tmp_path):
     """Real time on the simulator, pulses going to the simulated brain: the storage takes
-    everything for 12 s (detectors calibrate, pulses flow), then stops reading while
-    staying open. The run ends with a RecordingError, stimulation off, without hanging."""
+    everything until the first pulses were sent (detectors calibrated, pulses flow), then
+    stops reading while staying open. The run ends with a RecordingError, stimulation
+    off, without hanging."""
     path = tmp_path / "stalls.xdf"
     os.mkfifo(path)
     stalled = threading.Event()
     keep: list[int] = []
+    box: list = []
+
+    def pulses_flow() -> bool:
+        return bool(box) and len([d for _, d in list(box[0].result.deliveries)
+                                  if d.status == "sent"]) >= 2
 
     def storage():
         fd = os.open(path, os.O_RDONLY)
         keep.append(fd)
-        end = HostClock().now() + 12.0
-        while HostClock().now() < end and os.read(fd, 1 << 16):
-            pass
+        os.set_blocking(fd, False)
+        while not pulses_flow():
+            try:
+                if not os.read(fd, 1 << 16):
+                    break
+            except BlockingIOError:
+                time.sleep(0.01)
         stalled.set()   # from here on nobody reads; the fd stays open
 
-    threading.Thread(target=storage, daemon=True).start()
     cfg = ripple_cfg()
     src = SimSource(cfg.sim, seed=cfg.seed, clock=HostClock(), paced=True,
                     chunk_samples=cfg.source.chunk_samples, duration_s=120.0)
     loop = build_loop(cfg, speed=1, source=src, record=str(path))
+    box.append(loop)
+    threading.Thread(target=storage, daemon=True).start()
     try:
         with pytest.raises(RecordingError, match="blocked"):
             loop.run(120.0)
