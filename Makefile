@@ -30,8 +30,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/engramloop demo
 
+# two pytest-xdist workers (CI has 2 cores); the tests marked realtime run one after
+# another on one of them (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

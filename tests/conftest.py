@@ -29,3 +29,18 @@ def require_tool(tool: str, *, package: str) -> str:
             pytest.fail(f"CI=true but {reason}", pytrace=False)
         pytest.skip(reason)
     return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), every test marked
+    ``realtime`` (paced by the wall clock: LSL outlets, emulated devices on ptys, speed-1
+    runs) goes to one group, which one worker runs one test after another, while the
+    other worker takes the offline tests. Real-time tests then never compete with each
+    other for the cores (they must still hold on a busy machine: they run next to the
+    other worker's load). Every LSL test names its streams uniquely (uuid or pid), so an
+    outlet of the other worker is never taken for a test's own."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("realtime") is not None:
+            item.add_marker(pytest.mark.xdist_group("realtime"))

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import pyxdf
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 

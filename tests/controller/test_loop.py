@@ -172,6 +172,7 @@ def test_sham_decides_and_records_everything_but_sends_nothing(tmp_path):
     assert by["engramloop.raw"]["time_series"].shape == (res.n_samples, len(src.channels))
 
 
+@pytest.mark.realtime
 def test_backlog_is_detected_and_newest_data_acted_on():
     cfg = ripple_cfg()
     src = SimSource(cfg.sim, seed=cfg.seed, clock=HostClock(), paced=True,
@@ -262,6 +263,7 @@ def test_disarmed_by_default_and_dashboard_controls():
     assert snap.pulses_sent == len(res.pulses_sent)
 
 
+@pytest.mark.realtime
 def test_real_time_through_the_emulated_stim_box():
     """Paced run: pulses go over a real pseudo-terminal to the stim-box emulator, which
     acknowledges them and hands each output edge back to the simulator."""

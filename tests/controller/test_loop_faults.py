@@ -20,6 +20,8 @@ from engramloop.drivers.markers import ShamOutput
 from engramloop.drivers.stimbox.protocol import DisarmCause, MsgType
 from engramloop.sim.loopback import SimStimOutput
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 
 class NackingOutput(ShamOutput):
     """The real sham output, except that its 'device' NACKs the k-th pulse (stands in for a

@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 import test_loop
+
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
 
 BURN = "while True: pass"
 

@@ -32,7 +32,8 @@ from engramloop.controller.build import build_loop
 from engramloop.controller.config import load_config
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
+pytestmark = [pytest.mark.realtime,
+              pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")]
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 if not CONFIGS.is_dir():  # configs shipped as package data

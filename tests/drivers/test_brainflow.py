@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")
+pytestmark = [pytest.mark.realtime,
+              pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")]
 
 from engramloop.core.chunk import SourceError  # noqa: E402
 from engramloop.drivers.brainflow_source import BrainFlowSource, CounterGapDetector, board_id  # noqa: E402

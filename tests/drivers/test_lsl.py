@@ -18,6 +18,8 @@ from engramloop.drivers.lsl_outlets import MarkerOutlet, SignalOutlet  # noqa: E
 from engramloop.drivers.lsl_source import LslSource  # noqa: E402
 from engramloop.drivers.sources import LslSettings  # noqa: E402
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 OUTLET = textwrap.dedent("""
     import sys, time, pylsl
     name, sid, start, unit = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

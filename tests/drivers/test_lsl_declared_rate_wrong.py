@@ -25,6 +25,8 @@ from engramloop.drivers import lsl_source  # noqa: E402
 from engramloop.drivers.lsl_source import LslSource  # noqa: E402
 from engramloop.drivers.sources import LslSettings  # noqa: E402
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 HERE = Path(__file__).parent
 
 

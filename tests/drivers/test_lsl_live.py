@@ -21,6 +21,8 @@ pyxdf = pytest.importorskip("pyxdf")
 
 from engramloop.cli import main  # noqa: E402
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 HERE = Path(__file__).resolve().parent
 from shared_data import DATA as SHARED  # noqa: E402
 

@@ -18,6 +18,8 @@ from engramloop.core.schema import ConfigError
 from engramloop.drivers.lsl_outlets import LoopOutlets, LslOutletSettings
 from engramloop.sim.source import SimSource
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

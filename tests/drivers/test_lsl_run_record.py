@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pyxdf
 from test_lsl import Outlet, _name
 
 from engramloop.cli import main
 from engramloop.controller.config import SHIPPED_DIR
+
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 

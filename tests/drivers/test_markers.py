@@ -17,6 +17,8 @@ from engramloop.drivers.markers import (
     ShamOutput,
 )
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 
 def pulse(i: int) -> Pulse:
     return Pulse(i, "so_upstate", PulseSpec(modality="auditory", amplitude=55.0), 1.0 + i,

@@ -29,6 +29,8 @@ from engramloop.sim.emulators.pulsepal_emulator import (
     default_params,
 )
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -27,6 +27,8 @@ from engramloop.drivers.stimbox.protocol import (
 )
 from engramloop.sim.emulators.stimbox_emulator import StimBoxDevice
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 FIRMWARE = avr_build.FIRMWARE
 MS = avr_sim.CYCLES_PER_US * 1000          # cycles per millisecond
 SAMPLE_PERIOD = 768                        # cycles per click sample (16 MHz / 20.833 kHz)

@@ -21,6 +21,8 @@ from engramloop.drivers.stimbox import ClockMap, StimBox, spec_to_command
 from engramloop.drivers.stimbox.protocol import DisarmCause, MsgType, Shape
 from engramloop.sim.emulators.stimbox_emulator import StimBoxEmulator
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -21,6 +21,8 @@ from engramloop.core.chunk import Chunk
 from engramloop.core.clock import HostClock
 from engramloop.sim.source import SimSource
 
+pytestmark = pytest.mark.realtime   # paced by the wall clock (conftest.py)
+
 
 @pytest.fixture
 def stuck_fifo(tmp_path):
