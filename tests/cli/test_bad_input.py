@@ -307,12 +307,12 @@ def _digest(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
-def test_replay_refuses_to_overwrite_its_input(tmp_path, capsys) -> None:
+def test_replay_refuses_to_overwrite_its_input(tmp_path, capsys, monkeypatch) -> None:
     src = tmp_path / "s.xdf"
     assert cli(capsys, "sim", "--duration", "2", "--out", src)[0] == 0
     before = _digest(src)
     c = CONFIGS / "sim-ripple.toml"
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)   # undone after the test: later tests keep their cwd
     for target in (src, Path("s.xdf"), tmp_path / "." / "s.xdf"):
         rc, _, err = cli(capsys, "replay", c, src, "--speed", "max", "--record", target)
         one_line_error(rc, err, "--record", "input file")
