@@ -185,7 +185,7 @@ def test_pulsepal_rig_config_starts_on_a_real_outlet_and_the_emulator(tmp_path) 
 
 # ---------------------------------------------------------------- simulator
 SIM = {"sim-ripple.toml": "ripple", "sim-ripple-laminar.toml": "ripple",
-       "sim-ripple-forecast.toml": "ripple", "sim-so.toml": "so"}
+       "sim-ripple-forecast.toml": "ripple", "sim-so.toml": "so", "demo-uplift.toml": "ripple"}
 
 
 def test_every_shipped_config_is_covered() -> None:
