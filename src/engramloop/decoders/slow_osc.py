@@ -683,37 +683,59 @@ class SlowOscDetector:
         the baseline's update points) by the largest of those computed in the last
         ``threshold_hold_s``, evaluated where each new value starts, so it is constant
         between update points (as the C block kernel needs) and independent of chunking.
-        ``first``: absolute index of ``med[0]``."""
+        ``first``: absolute index of ``med[0]``.
+
+        All of a block's update points at once: each new value (its first row; all-NaN
+        ones -- no statistics yet -- stay as they are) joins the held rows, rows older
+        than ``threshold_hold_s`` leave, and each value's window maximum is one range
+        maximum over the rows, so a block costs a few NumPy calls, not one per update
+        point. tests/decoders/test_so_hold.py checks it against the one-value-at-a-time
+        rule at many chunkings."""
         n = med.shape[0]
         same = (med[1:] == med[:-1]) | (np.isnan(med[1:]) & np.isnan(med[:-1]))
-        starts = np.concatenate(([0], np.flatnonzero(~same.all(axis=1)) + 1, [n]))
-        for a, b in zip(starts[:-1], starts[1:], strict=True):
-            if self._hold_value(med[a], first + int(a)):
-                med[a:b] = self._held
-        # a recomputation at the block's last sample is in force from the next one on,
-        # which the C block kernel may process: hold it now
-        self._hold_value(self._base.median, first + n)
-
-    def _hold_value(self, vec: np.ndarray, at: int) -> bool:
-        """Take the median ``vec`` (k,), in force from absolute sample ``at``, into the
-        held statistic; False while there are no statistics yet."""
-        if np.isnan(vec).all():
-            return False
+        starts = np.concatenate(([0], np.flatnonzero(~same.all(axis=1)) + 1))
+        # the candidates: each run's value where it starts, and the baseline's value after
+        # a recomputation at the block's last sample, in force from the next one on (which
+        # the C block kernel may process: held now)
+        cv = np.concatenate((med[starts], self._base.median[None, :]))
+        cat = np.concatenate((first + starts, [first + n])).astype(np.int64)
+        valid = ~np.isnan(cv).all(axis=1)
+        vi = np.flatnonzero(valid)
+        held_rows = np.empty_like(cv)                      # held after each candidate
         a, b = self._mh_a, self._mh_b
-        if b == a or not np.array_equal(self._mh_v[b - 1], vec, equal_nan=True):
-            if b == self._mh_at.size:            # full: move the live rows down, or grow
-                live = b - a
-                cap = self._mh_at.size * (2 if live > self._mh_at.size // 2 else 1)
-                at_, v_ = np.zeros(cap, dtype=np.int64), np.full((cap, vec.size), np.nan)
-                at_[:live], v_[:live] = self._mh_at[a:b], self._mh_v[a:b]
-                self._mh_at, self._mh_v, a, b = at_, v_, 0, live
-            self._mh_at[b], self._mh_v[b] = at, vec
-            b += 1
-            while b - a > 1 and self._mh_at[a] <= at - self._hold_n:
-                a += 1
-            self._mh_a, self._mh_b = a, b
-            np.copyto(self._held, np.nanmax(self._mh_v[a:b], axis=0))
-        return True
+        if vi.size:
+            v = cv[vi]
+            prev = np.concatenate((self._mh_v[b - 1:b] if b > a else np.full_like(v[:1], np.nan),
+                                   v[:-1]))
+            dup = ((v == prev) | (np.isnan(v) & np.isnan(prev))).all(axis=1)
+            if b == a:
+                dup[0] = False
+            new = ~dup
+            live = b - a
+            at_all = np.concatenate((self._mh_at[a:b], cat[vi[new]]))
+            v_all = np.concatenate((self._mh_v[a:b], v[new]))
+            p = np.arange(live, at_all.size)               # the new rows
+            # each new row's window starts at the first row newer than its hold time
+            lo = np.minimum(np.searchsorted(at_all, at_all[p] - self._hold_n, side="right"),
+                            p)
+            lo = np.maximum.accumulate(lo) if lo.size else lo
+            mx = _range_fmax(v_all, lo, p) if p.size else v_all[:0]
+            # each candidate's held value: that of the latest new row at or before it
+            last = np.cumsum(new) - 1                      # index into mx, -1: none yet
+            hv = np.where((last >= 0)[:, None], mx[np.maximum(last, 0)] if mx.size
+                          else self._held[None, :], self._held[None, :])
+            held_rows[vi] = hv
+            if p.size:
+                keep = int(lo[-1])
+                self._mh_at, self._mh_v = at_all[keep:].copy(), v_all[keep:].copy()
+                self._mh_a, self._mh_b = 0, at_all.size - keep
+                np.copyto(self._held, mx[-1])
+        # the runs (not the last candidate: it is the next block's) take their held value
+        r = valid[:-1]
+        if r.any():
+            lens = np.diff(np.concatenate((starts, [n])))
+            rows = np.repeat(r, lens)
+            med[rows] = np.repeat(held_rows[:-1][r], lens[r], axis=0)
 
     def _emit(self, found: list | tuple, x: np.ndarray, thr: np.ndarray, t: np.ndarray,
               g_slow: np.ndarray | None, g_fast: np.ndarray | None,
@@ -887,3 +909,35 @@ class SlowOscDetector:
         true_trough = 0.5 * (onset_t + detect_t) + phi / w
         frac = ((s.target_deg - 180.0) % 360.0) / 360.0
         return true_trough + frac / f, f
+
+
+def _range_fmax(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Row ``i`` of the result: the NaN-ignoring maximum (``np.fmax``, as ``np.nanmax``)
+    of rows ``lo[i]`` to ``hi[i]`` inclusive of ``v`` (m, k); NaN where all are NaN. A
+    sparse table: level ``j`` holds the maxima of ``2**j`` rows, and a range is the
+    maximum of two overlapping power-of-two spans -- exact, as a maximum is."""
+    length = hi - lo + 1
+    top = int(length.max()).bit_length() - 1
+    levels = [v]
+    for j in range(1, top + 1):
+        w = 1 << (j - 1)
+        prev = levels[-1]
+        levels.append(np.fmax(prev[:-w], prev[w:]))
+    lv = _floor_log2(length)
+    out = np.empty((lo.size, v.shape[1]))
+    for j in np.unique(lv):
+        sel = lv == j
+        t = levels[j]
+        out[sel] = np.fmax(t[lo[sel]], t[hi[sel] - (1 << int(j)) + 1])
+    return out
+
+
+def _floor_log2(x: np.ndarray) -> np.ndarray:
+    """floor(log2(x)) of positive int64s, exactly (no float rounding)."""
+    out = np.zeros(x.shape, dtype=np.int64)
+    y = x.copy()
+    for s in (32, 16, 8, 4, 2, 1):
+        big = y >= (1 << s)
+        out[big] += s
+        y[big] >>= s
+    return out
