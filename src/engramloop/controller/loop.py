@@ -695,6 +695,12 @@ class Loop:
         next_check = -math.inf
         calibrated = False
         first = True
+        # periodic snapshots only for a board someone reads during the run (not a quiet
+        # progress bar at --speed max): faults and the end of the run are published anyway
+        board = self.status_board
+        snapshots = board is not None and getattr(board, "watched", True)
+        if not snapshots:
+            self._period = None      # no chunks kept for a snapshot nobody reads
         while not self._stop_requested:
             if self._disarm_requested:
                 self._disarm_outputs()
@@ -720,8 +726,7 @@ class Loop:
                 now = clock.now()
                 self._watch_link(now)
                 tick = wall() if self.simulated else now
-                if self.status_board is not None and tick >= next_status \
-                        and self._last_chunk is not None:
+                if snapshots and tick >= next_status and self._last_chunk is not None:
                     # no data: the live view must still show the outage
                     next_status = tick + STATUS_EVERY_S
                     self._publish(now, self._last_chunk, self._state_text(now, calibrated))
@@ -844,7 +849,7 @@ class Loop:
                 next_check = now + 1.0
                 if self._feed is not None:
                     self._feed.check(rec, now)
-            if self.status_board is not None:
+            if snapshots:
                 tick = wall() if self.simulated else now
                 if tick >= next_status:
                     next_status = tick + STATUS_EVERY_S
@@ -1113,7 +1118,9 @@ class Loop:
         """Signal quality of every chunk since the last snapshot (just ``chunk`` when none
         was collected): RMS, flat, and clipping against the source's input range
         (``full_scale_v``: a number or one per channel, volts; unknown = no clip check)."""
-        period, self._period = self._period, []
+        period = self._period
+        if period is not None:      # None: no periodic snapshots, nothing collected
+            self._period = []
         if not period:
             period = [chunk]
         x = period[0].samples if len(period) == 1 else np.concatenate(

@@ -93,6 +93,11 @@ class ProgressHandle:
         return self._bar is not None
 
     @property
+    def visible(self) -> bool:
+        """True when updates show at all: a bar, or plain lines (not ``quiet``)."""
+        return self._bar is not None or self._plain
+
+    @property
     def elapsed_s(self) -> float:
         """Seconds since the work started."""
         return self._clock() - self._t0

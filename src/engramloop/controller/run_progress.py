@@ -41,6 +41,14 @@ class ProgressBoard(StatusBoard):
         self.base_s = float(base_s)
         self.length_s = float(length_s)
 
+    @property
+    def watched(self) -> bool:
+        """Only while the bar shows: with ``--quiet`` nothing reads the snapshots, and
+        the loop skips the periodic ones (the channel-quality pass over every chunk was
+        ~5 % of a whole-night ``--speed max --quiet`` replay's CPU); the bar's last
+        position is set by :meth:`finish`."""
+        return self.handle is not None and self.handle.visible
+
     def publish(self, status: LoopStatus) -> None:
         super().publish(status)
         done = min(max(status.elapsed_s, 0.0), self.length_s)

@@ -184,6 +184,14 @@ class StatusBoard:
             return self._status
 
     @property
+    def watched(self) -> bool:
+        """True when something may read the snapshots while the loop runs (a dashboard,
+        a caller polling :meth:`latest`): the loop then publishes one every
+        ``STATUS_EVERY_S``; a board that says False gets only the snapshots of faults and
+        the last one, at the end of the run."""
+        return True
+
+    @property
     def version(self) -> int:
         """How many snapshots were published so far."""
         with self._lock:
