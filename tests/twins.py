@@ -577,6 +577,13 @@ class SoPlanTwin:
                            found, self.refractory_s)
         return tuple((int(i), int(ch), on, v, ts) for i, ch, on, v, ts in found)
 
+    def scan(self, t, start, n):
+        found: list = []
+        so_down_states(self.work[1, start:n], self.work[5, start:n],
+                       np.asarray(t, dtype=np.float64)[start:n], self.state, start, found,
+                       self.refractory_s)
+        return tuple((int(i), int(ch), on, v, ts) for i, ch, on, v, ts in found)
+
 
 class EchtPlanTwin:
     """``EchtPlan`` in NumPy: the column through the bound anti-alias bank's own

@@ -294,3 +294,41 @@ def test_so_plan_without_scan_runs_no_state_machine() -> None:
     np.testing.assert_array_equal(runs[1][1][[0, 1, 3, 4, 5]], runs[0][1][[0, 1, 3, 4, 5]])
     for key in ("ring", "pos", "count"):
         np.testing.assert_array_equal(runs[1][2][key], runs[0][2][key])
+
+
+@pytest.mark.parametrize("start", [0, 1, 137])
+def test_so_plan_scan_matches_numpy_on_planes_filled_elsewhere(start: int) -> None:
+    """``scan``: the down-state machine alone over rows start .. n of the planes as the
+    Python path of a block with an update point fills them (here: a band-passed signal
+    and a threshold that steps, as at an update point), against so_down_states; state
+    carried into a second block; bad start / n / t are one-line errors."""
+    k, n = len(COLS), 700
+    x, t = _signal(2 * n, 5)
+    y = np.empty((2 * n, k))
+    SosFilter(SOS, k).process(np.ascontiguousarray(x[:, COLS]), y)
+    thr = np.full((2 * n, k), -25e-6)
+    thr[n // 2:] = -35e-6                           # the threshold moved mid-block
+    work = np.full((6, n, k), np.nan)
+    st = twins.so_initial_state(k)
+    plan = SoPlan(COLS, SosFilter(SOS, k), None, None, work, st, None, np.zeros(k, np.int64),
+                  np.zeros(k, np.int64), np.full(k, np.inf), np.full(k, np.nan), STEP,
+                  THRESHOLD_V, SCALE, FLOOR_V, REFRACTORY_S)
+    ref_st, got, want = twins.so_initial_state(k), [], []
+    for b, s0 in ((0, start), (n, 0)):
+        work[1], work[5] = y[b:b + n], thr[b:b + n]
+        got += [(b + j, *rest) for j, *rest in plan.scan(t[b:b + n], s0, n)]
+        found: list = []
+        twins.so_down_states(y[b + s0:b + n], thr[b + s0:b + n], t[b + s0:b + n], ref_st,
+                             b + s0, found, REFRACTORY_S)
+        want += found
+    assert len(want) >= 4
+    assert [repr(f) for f in got] == [repr(tuple(f)) for f in want]
+    np.testing.assert_array_equal(st, ref_st)
+    with pytest.raises(ValueError, match=r"SoPlan.scan: need 0 <= start <= n <= cap"):
+        plan.scan(t[:n], 5, 3)
+    with pytest.raises(ValueError, match=r"SoPlan.scan: need 0 <= start <= n <= cap"):
+        plan.scan(t[:n + 1], 0, n + 1)
+    with pytest.raises(ValueError, match=r"t must have shape"):
+        plan.scan(t[:n - 1], 0, n)
+    with pytest.raises(TypeError, match=r"t must have dtype float64"):
+        plan.scan(t[:n].astype(np.float32), 0, n)

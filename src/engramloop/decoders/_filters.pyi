@@ -149,6 +149,12 @@ class SoPlan:
         (calibrating) it does not. Returns the down states that ended in the block as
         (sample, channel, onset_s, trough_v (V), trough_s), in (sample, channel) order;
         ``()`` when none did."""
+    def scan(self, t: np.ndarray, start: int,
+             n: int) -> tuple[tuple[int, int, float, float, float], ...]:
+        """The down-state machine alone, as ``run`` does it, over rows ``start`` .. ``n``
+        of ``work``'s band-passed plane against its threshold plane as they are (the
+        Python path fills them in a block with a baseline update point); ``t`` (n,)
+        seconds, 0 <= start <= n <= cap. Updates ``state``; returns as ``run``."""
 
 class EchtPlan:
     """The single-channel ECHT estimator's buffer and estimate, its anti-alias bank and

@@ -589,7 +589,7 @@ class SlowOscDetector:
             self._setup(float(chunk.rate_hz))
         if n > self._cap:
             self._alloc(max(n, 2 * self._cap))
-        s, k = self.settings, self._k
+        s = self.settings
         t = chunk.timestamps
         if chunk.channels is not self._bound and chunk.channels != self._bound:
             self._cols = self._picker.bind(chunk.channels)
@@ -639,16 +639,15 @@ class SlowOscDetector:
                                 detect_s=float(t[j]), threshold=float(thr[j, 0])))
             start = j
             self._state[:] = 0
-        # (sample, channel, onset_s, trough_v, trough_s)
-        found: list[tuple[int, int, float, float, float]] = []
-        for ch in range(k):
-            self._scan(ch, start, y[:, ch], thr[:, ch], t, found)
+        # the down-state machine on the planes y and thr hold, in C as in the common
+        # block: (sample, channel, onset_s, trough_v, trough_s) in (sample, channel) order
+        plan = self._plan if self._plan is not None else self._make_plan()
+        found = plan.scan(np.ascontiguousarray(t, dtype=np.float64), start, n)
         if not found:
             self._feed_echt(x, 0, n)
             if self._pending and self._pending[0][0] <= t[n - 1]:
                 self._learn_until(t, n - 1, n)
         else:
-            found.sort()
             self._emit(found, x, thr, t, g_slow, g_fast, events)
         if self._confirm:
             self._confirm_due(t, n, events)
@@ -805,48 +804,6 @@ class SlowOscDetector:
     def _feed_echt(self, x: np.ndarray, a: int, b: int) -> None:
         if self._echt is not None and b > a:
             self._echt.write(x[a:b])
-
-    def _scan(self, ch: int, i: int, y: np.ndarray, thr: np.ndarray, t: np.ndarray,
-              found: list) -> None:
-        n = y.shape[0]
-        while i < n:
-            st = self._state[ch]
-            if st == 0:
-                hit = np.flatnonzero(y[i:] < thr[i:])
-                if hit.size == 0:
-                    return
-                j = i + int(hit[0])
-                self._onset[ch] = t[j]
-                self._state[ch] = 1
-                i = j
-                continue
-            if st == 1:
-                # in the down state: track the minimum (the trough) until the signal comes
-                # back up through the threshold; the event fires at that up-crossing
-                seg = y[i:]
-                up = np.flatnonzero(seg >= thr[i:])
-                u = int(up[0]) if up.size else seg.shape[0]
-                if u > 0:
-                    k = int(np.argmin(seg[:u]))
-                    if seg[k] < self._min_v[ch]:
-                        self._min_v[ch] = seg[k]
-                        self._min_t[ch] = t[i + k]
-                if not up.size:
-                    return
-                j = i + u
-                found.append((j, ch, float(self._onset[ch]), float(self._min_v[ch]),
-                              float(self._min_t[ch])))
-                self._min_v[ch] = np.inf
-                self._state[ch] = 2
-                self._rearm_t[ch] = float(t[j]) + self.settings.refractory_s
-                i = j + 1
-                continue
-            # st == 2: re-arm after an upward zero crossing past the refractory time
-            ok = np.flatnonzero((y[i:] > 0) & (t[i:] >= self._rearm_t[ch]))
-            if ok.size == 0:
-                return
-            self._state[ch] = 0
-            i += int(ok[0]) + 1
 
     def _event(self, j: int, ch: int, onset: float, trough_v: float, trough_t: float,
                thr: np.ndarray, t: np.ndarray) -> Event:

@@ -200,6 +200,84 @@ SoPlan_init(SoPlan *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* The down-state machine of SlowOscDetector._scan over rows start .. n of the band-passed
+ * y and the threshold thr ((n, k) rows of the plan's work planes), one sample at a time;
+ * the state rows updated, the down states that ended put in self->found in (sample,
+ * channel) order. Returns how many. Runs without the GIL. */
+static Py_ssize_t
+so_scan(SoPlan *self, const double *y, const double *thr, const double *t, Py_ssize_t start,
+        Py_ssize_t n)
+{
+    const Py_ssize_t k = self->k;
+    SoFound *found = self->found;
+    Py_ssize_t n_found = 0;
+    /* The down-state machine of SlowOscDetector._scan, one sample at a time. In a down
+     * state the trough is the first minimum of each stretch of samples the scan looks at
+     * in one go (to the up-crossing or the block's end), kept only if below the trough so
+     * far -- which is np.argmin's answer, including its NaN rule (a NaN in the stretch is
+     * its minimum, and NaN < trough is false: the stretch changes nothing). */
+    double *st = (double *)self->v[S_STATE].buf;
+    const double refr = self->refr;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        double *s = st + 5 * j;     /* state, onset_s, trough_v, trough_s, rearm_s */
+        double mode = s[0], cand_v = s[2], cand_t = s[3];
+        int cand_nan = 0;
+        for (Py_ssize_t i = start; i < n; i++) {
+            const double yi = y[i * k + j], th = thr[i * k + j], ti = t[i];
+            if (mode == 0.0) {
+                if (!(yi < th)) continue;
+                s[1] = ti;                         /* a down state begins here */
+                mode = 1.0;
+                cand_v = s[2]; cand_t = s[3]; cand_nan = 0;
+            }
+            if (mode == 1.0) {
+                if (yi >= th) {                    /* back up: the event fires here */
+                    if (!cand_nan) { s[2] = cand_v; s[3] = cand_t; }
+                    SoFound *f = &found[n_found++];
+                    f->i = i; f->ch = j; f->onset = s[1]; f->trough_v = s[2];
+                    f->trough_t = s[3];
+                    s[2] = INFINITY;
+                    mode = 2.0;
+                    s[4] = ti + refr;
+                    continue;
+                }
+                if (isnan(yi)) cand_nan = 1;
+                else if (yi < cand_v) { cand_v = yi; cand_t = ti; }
+                continue;
+            }
+            /* fired: re-arm after an upward zero crossing past the refractory time */
+            if (yi > 0.0 && ti >= s[4]) mode = 0.0;
+        }
+        if (mode == 1.0 && !cand_nan) { s[2] = cand_v; s[3] = cand_t; }
+        s[0] = mode;
+    }
+    /* channel by channel, each in sample order: a stable insertion sort by sample gives
+     * (sample, channel) order, as the Python scan's found.sort() */
+    for (Py_ssize_t a = 1; a < n_found; a++) {
+        SoFound f = found[a];
+        Py_ssize_t b = a;
+        while (b > 0 && found[b - 1].i > f.i) { found[b] = found[b - 1]; b--; }
+        found[b] = f;
+    }
+    return n_found;
+}
+
+/* self->found[:n_found] as a tuple of (sample, channel, onset_s, trough_v, trough_s);
+ * with the GIL. */
+static PyObject *
+so_found_tuple(SoPlan *self, Py_ssize_t n_found)
+{
+    const SoFound *found = self->found;
+    PyObject *result = PyTuple_New(n_found);
+    for (Py_ssize_t a = 0; result != NULL && a < n_found; a++) {
+        PyObject *item = Py_BuildValue("(nnddd)", found[a].i, found[a].ch, found[a].onset,
+                                       found[a].trough_v, found[a].trough_t);
+        if (item == NULL) Py_CLEAR(result);
+        else PyTuple_SET_ITEM(result, a, item);
+    }
+    return result;
+}
+
 PyDoc_STRVAR(so_run_doc,
 "run(samples, first, t, scan) -> tuple\n\n"
 "One block of the slow-oscillation detector (decoders.slow_osc), with no baseline update\n"
@@ -298,7 +376,6 @@ SoPlan_run(SoPlan *self, PyObject *const *args, Py_ssize_t nargs)
     FilterBank *filt = self->banks[S_FILT].bank, *gslow = self->banks[S_SLOW].bank,
                *gfast = self->banks[S_FAST].bank;
     const Py_ssize_t *cols = self->cols;
-    SoFound *found = self->found;
     Py_ssize_t n_found = 0;
     WORK_BEGIN(n * k)
     const double *src = (const double *)sv.buf, *t = (const double *)tv.buf;
@@ -345,68 +422,68 @@ SoPlan_run(SoPlan *self, PyObject *const *args, Py_ssize_t nargs)
         const double th = self->thr_fixed;
         for (Py_ssize_t q = 0; q < n * k; q++) thr[q] = th;
     }
-    /* The down-state machine of SlowOscDetector._scan, one sample at a time. In a down
-     * state the trough is the first minimum of each stretch of samples the scan looks at
-     * in one go (to the up-crossing or the block's end), kept only if below the trough so
-     * far -- which is np.argmin's answer, including its NaN rule (a NaN in the stretch is
-     * its minimum, and NaN < trough is false: the stretch changes nothing). */
-    double *st = (double *)self->v[S_STATE].buf;
-    const double refr = self->refr;
-    for (Py_ssize_t j = 0; scan && j < k; j++) {
-        double *s = st + 5 * j;     /* state, onset_s, trough_v, trough_s, rearm_s */
-        double mode = s[0], cand_v = s[2], cand_t = s[3];
-        int cand_nan = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            const double yi = y[i * k + j], th = thr[i * k + j], ti = t[i];
-            if (mode == 0.0) {
-                if (!(yi < th)) continue;
-                s[1] = ti;                         /* a down state begins here */
-                mode = 1.0;
-                cand_v = s[2]; cand_t = s[3]; cand_nan = 0;
-            }
-            if (mode == 1.0) {
-                if (yi >= th) {                    /* back up: the event fires here */
-                    if (!cand_nan) { s[2] = cand_v; s[3] = cand_t; }
-                    SoFound *f = &found[n_found++];
-                    f->i = i; f->ch = j; f->onset = s[1]; f->trough_v = s[2];
-                    f->trough_t = s[3];
-                    s[2] = INFINITY;
-                    mode = 2.0;
-                    s[4] = ti + refr;
-                    continue;
-                }
-                if (isnan(yi)) cand_nan = 1;
-                else if (yi < cand_v) { cand_v = yi; cand_t = ti; }
-                continue;
-            }
-            /* fired: re-arm after an upward zero crossing past the refractory time */
-            if (yi > 0.0 && ti >= s[4]) mode = 0.0;
-        }
-        if (mode == 1.0 && !cand_nan) { s[2] = cand_v; s[3] = cand_t; }
-        s[0] = mode;
-    }
-    /* channel by channel, each in sample order: a stable insertion sort by sample gives
-     * (sample, channel) order, as the Python scan's found.sort() */
-    for (Py_ssize_t a = 1; a < n_found; a++) {
-        SoFound f = found[a];
-        Py_ssize_t b = a;
-        while (b > 0 && found[b - 1].i > f.i) { found[b] = found[b - 1]; b--; }
-        found[b] = f;
-    }
+    if (scan) n_found = so_scan(self, y, thr, t, 0, n);
     WORK_END
     if (self->adaptive) memcpy(self->v[S_POS].buf, lp, (size_t)k * sizeof(long long));
     self->busy = 0;
     plan_banks_leave(self->banks, S_NBANK);
     PyBuffer_Release(&sv);
     PyBuffer_Release(&tv);
-    PyObject *result = PyTuple_New(n_found);
-    for (Py_ssize_t a = 0; result != NULL && a < n_found; a++) {
-        PyObject *item = Py_BuildValue("(nnddd)", found[a].i, found[a].ch, found[a].onset,
-                                       found[a].trough_v, found[a].trough_t);
-        if (item == NULL) Py_CLEAR(result);
-        else PyTuple_SET_ITEM(result, a, item);
+    return so_found_tuple(self, n_found);
+}
+
+PyDoc_STRVAR(so_scan_doc,
+"scan(t, start, n) -> tuple\n\n"
+"The down-state machine alone, as run() does it, over rows start .. n of the band-passed\n"
+"work[1] against the threshold work[5] as they are (filled by the Python path of a block\n"
+"with a baseline update point); t (n,) float64 seconds, 0 <= start <= n <= cap. Updates\n"
+"state; returns the down states that ended, as run() does.");
+
+static PyObject *
+SoPlan_scan(SoPlan *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *fn = "SoPlan.scan";
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "SoPlan.scan(t, start, n) takes 3 arguments");
+        return NULL;
     }
-    return result;
+    if (self->cols == NULL || !self->have[S_STATE]) {
+        PyErr_SetString(PyExc_RuntimeError, "SoPlan.__init__ was not called");
+        return NULL;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "SoPlan is already running in another thread; "
+                                            "use one plan per thread");
+        return NULL;
+    }
+    Py_ssize_t start, n;
+    if (arg_ssize(args[1], fn, "start", &start) < 0) return NULL;
+    if (arg_ssize(args[2], fn, "n", &n) < 0) return NULL;
+    if (n < 0 || n > self->cap || start < 0 || start > n) {
+        PyErr_Format(PyExc_ValueError, "SoPlan.scan: need 0 <= start <= n <= cap (%zd), got "
+                     "start %zd, n %zd", self->cap, start, n);
+        return NULL;
+    }
+    Py_buffer tv;
+    if (get_rule_buf(args[0], &tv, 0, 0, 1, n, "t") < 0) return NULL;
+    for (int b = 0; b < S_EXCL; b++) {
+        if (self->have[b] && overlap(&self->v[b], &tv)) {
+            PyErr_SetString(PyExc_ValueError, "SoPlan.scan: t must not share memory with "
+                                              "the plan's buffers");
+            PyBuffer_Release(&tv);
+            return NULL;
+        }
+    }
+    self->busy = 1;
+    const Py_ssize_t cap = self->cap, k = self->k;
+    const double *w = (const double *)self->v[S_WORK].buf;
+    Py_ssize_t n_found;
+    WORK_BEGIN((n - start) * k)
+    n_found = so_scan(self, w + cap * k, w + 5 * cap * k, (const double *)tv.buf, start, n);
+    WORK_END
+    self->busy = 0;
+    PyBuffer_Release(&tv);
+    return so_found_tuple(self, n_found);
 }
 
 static PyObject *
@@ -417,6 +494,7 @@ SoPlan_get_cap(SoPlan *self, void *Py_UNUSED(c))
 
 static PyMethodDef SoPlan_methods[] = {
     {"run", (PyCFunction)(void (*)(void))SoPlan_run, METH_FASTCALL, so_run_doc},
+    {"scan", (PyCFunction)(void (*)(void))SoPlan_scan, METH_FASTCALL, so_scan_doc},
     {NULL, NULL, 0, NULL},
 };
 
