@@ -45,7 +45,7 @@ class ProgressBoard(StatusBoard):
     def watched(self) -> bool:
         """Only while the bar shows: with ``--quiet`` nothing reads the snapshots, and
         the loop skips the periodic ones (the channel-quality pass over every chunk was
-        ~5 % of a whole-night ``--speed max --quiet`` replay's CPU); the bar's last
+        ~4 % of a whole-night ``--speed max --quiet`` replay's CPU); the bar's last
         position is set by :meth:`finish`."""
         return self.handle is not None and self.handle.visible
 
