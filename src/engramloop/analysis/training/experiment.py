@@ -315,4 +315,15 @@ def report(rows: list[dict], st: ExperimentSettings) -> list[str]:
             m, lo, hi = ci(rec[(who, 30)] - rec[("rule", 30)])
             L.append(f"target B ({who}@30 vs rule@30): {m:+.5f} [{lo:+.5f}, {hi:+.5f}]: "
                      f"{'MET' if lo > 0 else 'MISSED'}")
+        # the B is against the *best* model-free rule: the best of the conditions
+        # that use no model at 30 pulses (rule-paced is the allocator's own pacing and
+        # eligibility with every predicted gain equal)
+        free = [c for c in ("ungated", "spaced", "rule", "rule-paced") if c in conds]
+        if "allocator" in conds and free:
+            best = max(free, key=lambda c: float(np.mean(rec[(c, 30)])))
+            m, lo, hi = ci(rec[("allocator", 30)] - rec[(best, 30)])
+            verdict = ("MET" if lo > 0 else "MISSED: the uplift model adds nothing measurable "
+                       "over a model-free rule in this simulator")
+            L.append(f"target B, against the best model-free rule at 30 ({best}): "
+                     f"{m:+.5f} [{lo:+.5f}, {hi:+.5f}]: {verdict}")
     return L
