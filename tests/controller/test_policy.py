@@ -74,6 +74,23 @@ def test_so_phase_target():
     assert Policy(s, BUDGET).step([so(10.0, up=math.nan)], 10.0) == []
 
 
+def test_so_target_passed_long_ago_is_not_fired_off_phase():
+    # the fire-time check 30 ms before the up state, its chunk handed over 400 ms later
+    # (a stalled source, a starved loop): "now" is 133 deg past the up-state peak, on the
+    # falling slope, outside the up phase (docs/performance: >= 85 % in the up phase)
+    s = PolicySettings(target="so_upstate", so_phase_deg=0.0, so_period_s=1.0,
+                       pulse=PulseSettings(modality="auditory", amplitude=50.0,
+                                           phase_width_s=0.05))
+    p = Policy(s, BUDGET)
+    [i] = p.step([so(10.0, up=10.03)], 10.4)
+    assert i.intended_s == pytest.approx(11.03)     # the next cycle's, as before d26de9b
+    # more than a cycle late: no phase left to aim at, counted and shown, not fired now
+    p = Policy(s, BUDGET)
+    assert p.step([so(10.0, up=10.03)], 11.5) == []
+    assert p.passed_over["so_target_passed"] == 1
+    assert "passed" in p.status_note
+
+
 def test_ngo_two_click_and_pause():
     s = PolicySettings(target="so_upstate", so_mode="two_click",
                        pulse=PulseSettings(modality="auditory", amplitude=50.0,

@@ -180,6 +180,8 @@ class Policy:
     PASS_REASONS = {
         "so_beyond_lead": "slow oscillations not stimulated: the target phase was predicted "
                           "more than max_lead_s ahead",
+        "so_target_passed": "slow oscillations not stimulated: their detection reached the "
+                            "policy more than a cycle after the target phase",
     }
 
     def __init__(self, settings: PolicySettings, budget_s: float, seed: int = 0,
@@ -217,6 +219,10 @@ class Policy:
         a policy rule, else ""."""
         if not self._last_passed:
             return ""
+        if self._last_passed == "so_target_passed":
+            return (f"policy passing over slow oscillations (target phase passed before "
+                    f"the detection reached it): {self.passed_over['so_target_passed']} "
+                    f"in all")
         return (f"policy passing over slow oscillations (target predicted beyond "
                 f"max_lead_s {self.settings.max_lead_s:g} s): "
                 f"{self.passed_over[self._last_passed]} in all")
@@ -389,11 +395,18 @@ class Policy:
         if not (up == up):
             return []
         t = up + s.so_phase_deg / 360.0 * s.so_period_s
-        if t < min(now_s, ev.detect_s):
+        if t < min(now_s, ev.detect_s) or (t < now_s and now_s > up + s.so_period_s / 4):
             # the target phase had passed when the detector decided: the next cycle's.
             # Passed only since (the chunk arrived after it, e.g. the detector's
-            # fire-time check just before the up state): now, late by less than a chunk
+            # fire-time check just before the up state): now -- while now is still in the
+            # up phase (within a quarter cycle of its peak); a chunk handed over later
+            # (a stalled source or loop) would put "now" on the falling slope
             t += s.so_period_s
+            if t < now_s:
+                # more than a cycle late: no phase to aim at (not fired "now", off phase)
+                self.passed_over["so_target_passed"] += 1
+                self._last_passed = "so_target_passed"
+                return []
         if t > now_s + s.max_lead_s:
             # counted and shown: a night whose predictions all land beyond the lead is not
             # a night without slow oscillations
