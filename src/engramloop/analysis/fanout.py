@@ -271,26 +271,42 @@ def best(pooled_rows: Sequence[dict], kind: str | None = None) -> dict | None:
 
 
 def write_table(rows: Sequence[dict], path: str) -> None:
-    """Rows to ``path``: CSV, or Parquet for a ``.parquet`` name (needs pyarrow)."""
+    """Rows to ``path``: CSV, or Parquet for a ``.parquet`` name (needs pyarrow). Written
+    whole or not at all: into a file beside it, renamed over ``path`` once complete (an
+    interrupt or a failure half-way left a partial table there that read as the sweep's,
+    over the previous one)."""
     import csv
+    import os
 
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
-    if path.lower().endswith(".parquet"):
+    parquet = path.lower().endswith(".parquet")
+    if parquet:
         try:
             import pandas as pd
             import pyarrow  # noqa: F401
         except ImportError:
             raise ValueError(f"{path}: writing Parquet needs pandas and pyarrow "
                              "(pip install pyarrow), or use a .csv name") from None
-        pd.DataFrame(list(rows), columns=cols).to_parquet(path, index=False)
-        return
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
+    head, name = os.path.split(path)
+    part = os.path.join(head, f".{name}.partial")
+    try:
+        if parquet:
+            pd.DataFrame(list(rows), columns=cols).to_parquet(part, index=False)
+        else:
+            with open(part, "w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, fieldnames=cols)
+                w.writeheader()
+                for r in rows:
+                    w.writerow(r)
+        os.replace(part, path)
+    except BaseException:
+        try:
+            os.unlink(part)
+        except OSError:
+            pass
+        raise
 
 
 __all__ = ["EngineError", "Job", "sham_replay", "run_job", "lost_job", "tidy", "run_jobs",
