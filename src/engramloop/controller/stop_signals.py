@@ -116,11 +116,34 @@ class SignalsInterrupt:
         self._got = False
         #: the signal that arrived (None: none, or Ctrl-C, which this does not handle)
         self.signum: int | None = None
+        self._loop: Any = None
+        self._held: int | None = None
+
+    def attach(self, loop: Any) -> None:
+        """While ``loop`` (anything with ``halt(reason)``) runs, a signal asks it to stop
+        (``"interrupted (SIGTERM)"``, as a caught interrupt reads) instead of raising
+        wherever its thread is: raised inside its shutdown, whose every step is guarded,
+        it was swallowed and the signal lost -- or, before the first guard, it skipped
+        disarming the outputs. :meth:`detach` once the loop returned."""
+        self._loop = loop
+
+    def detach(self) -> None:
+        """The attached loop returned: raise :class:`SignalInterrupt` for a signal that
+        came while it ran (it came too late to stop the loop, or the caller stops too)."""
+        self._loop = None
+        held, self._held = self._held, None
+        if held is not None:
+            raise SignalInterrupt(held)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if not self._got:
             self._got = True
             self.signum = int(signum)
+            loop = self._loop
+            if loop is not None:
+                self._held = int(signum)
+                loop.halt(f"interrupted ({signal.Signals(signum).name})")
+                return
             raise SignalInterrupt(signum)
 
     def __enter__(self) -> SignalsInterrupt:

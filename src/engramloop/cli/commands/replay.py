@@ -113,15 +113,15 @@ def run_sweep(args: argparse.Namespace) -> int:
     """Replay the file once per setting of the grid; one table row (or JSON line) each.
     SIGTERM (kill) and SIGHUP (terminal closed) stop it as Ctrl-C does."""
     try:
-        with SignalsInterrupt():
-            return _run_sweep(args)
+        with SignalsInterrupt() as signals:
+            return _run_sweep(args, signals)
     except KeyboardInterrupt as exc:    # while the settings were checked: none replayed
         print(f"replay --sweep: {interrupt_name(exc)} before the first replay ended; "
               "nothing was replayed", file=sys.stderr)
         return interrupt_code(exc)
 
 
-def _run_sweep(args: argparse.Namespace) -> int:
+def _run_sweep(args: argparse.Namespace, signals: SignalsInterrupt | None = None) -> int:
     import json
     import math
 
@@ -163,7 +163,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return interrupt_code(exc)
     else:
-        results, stop = _in_order(args, points, cfgs, truth, overrides)
+        results, stop = _in_order(args, points, cfgs, truth, overrides, signals)
     code = interrupt_code(stop) if stop is not None else 0
     partial = bool(results) and results[-1].stop_reason.startswith("interrupted")
     rest = [", ".join(f"{k}={t}" for k, (t, _) in pt.items())
@@ -201,7 +201,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 
 def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth,
-              overrides: dict) -> tuple[list, BaseException | None]:
+              overrides: dict, signals: SignalsInterrupt | None = None
+              ) -> tuple[list, BaseException | None]:
     """The settings one after another in this process, one progress bar over signal time:
     the rows, and the interrupt (Ctrl-C, SIGTERM, SIGHUP) that ended them early if one did
     (the last row is then partial when it came during that replay)."""
@@ -225,6 +226,8 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth,
                 board.handle = bars[0]
                 board.base_s = bars[0].completed
                 bars[0].update(description=f"sweep {i + 1}/{len(points)}")
+                if signals is not None:   # a signal now stops the loop, not raises in it
+                    signals.attach(loop)
 
             setting = {k: text for k, (text, _) in pt.items()}
             try:
@@ -240,6 +243,8 @@ def _in_order(args: argparse.Namespace, points: list, cfgs: list, truth,
             results.append(res)
             try:       # the loop took the interrupt as its stop: this row is partial
                 raise_interrupt(res.stop_reason)
+                if signals is not None:   # one that came after the loop had stopped:
+                    signals.detach()      # this row is complete, the sweep stops here
             except KeyboardInterrupt as exc:
                 return results, exc      # the bar stays where the replay stopped
             board.finish()
