@@ -76,3 +76,33 @@ def test_sigterm_during_a_replay_stops_it_and_the_sweep(tmp_path, monkeypatch, c
     assert note.startswith("# stopped by SIGTERM: the last row (") and \
         "threshold_sd=3) is partial" in note, cap.out
     assert note.endswith("not replayed: detectors.ripple.threshold_sd=4.5"), cap.out
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signal handlers are installed from the main thread only")
+def test_sigterm_during_a_replays_shutdown_stops_sweep_in_process(tmp_path, monkeypatch,
+                                                                  capsys):
+    # `sweep --workers 1` replays in this process: the same swallowed signal went on to
+    # the next replay and ended exit 0 with the table
+    night = tmp_path / "night.xdf"
+    assert main(["sim", "--config", str(CFG), "--duration", "20", "--out", str(night)]) == 0
+    real = Loop._record_skips
+    calls = []
+
+    def record_skips_then_signal(self):
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGTERM)
+        return real(self)
+
+    monkeypatch.setattr(Loop, "_record_skips", record_skips_then_signal)
+    out = tmp_path / "sweep.csv"
+    capsys.readouterr()
+    rc = main(["sweep", str(CFG), str(night), "--kind", "ripple", "--set",
+               "detectors.ripple.threshold_sd=3,4.5,6", "--workers", "1", "--out", str(out),
+               "--quiet"])
+    cap = capsys.readouterr()
+    assert rc == 128 + signal.SIGTERM, (cap.out, cap.err)
+    assert len(calls) == 1, "the sweep went on to the next replay"
+    assert "sweep: stopped by SIGTERM after 1 of 3 replay(s); nothing is kept" in cap.err
+    assert not out.exists()

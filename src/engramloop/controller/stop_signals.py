@@ -135,6 +135,13 @@ class SignalsInterrupt:
         if held is not None:
             raise SignalInterrupt(held)
 
+    def check(self) -> None:
+        """Raise :class:`SignalInterrupt` again for a signal that came but did not end the
+        work (raised inside a replay's shutdown, whose every step is guarded, it was
+        swallowed there): between two pieces of work, so the next does not start."""
+        if self.signum is not None:
+            raise SignalInterrupt(self.signum)
+
     def _handle(self, signum: int, frame: Any) -> None:
         if not self._got:
             self._got = True

@@ -161,11 +161,13 @@ def run(args: argparse.Namespace) -> int:
     done: list = []
     try:
         # SIGTERM (kill) and SIGHUP (terminal closed) stop it as Ctrl-C does
-        with SignalsInterrupt(), progress(len(jobs), "sweep", unit="replays",
-                                          quiet=args.quiet) as bar:
+        with SignalsInterrupt() as signals, progress(len(jobs), "sweep", unit="replays",
+                                                     quiet=args.quiet) as bar:
             try:
+                # a signal a replay swallowed (in its shutdown) stops the sweep here
                 results = run_jobs(jobs, workers=args.workers, address=args.scheduler,
-                                   on_done=lambda r: (done.append(r), bar.advance()))
+                                   on_done=lambda r: (done.append(r), bar.advance(),
+                                                      signals.check()))
             except fanout.EngineError as exc:
                 raise UserError(str(exc)) from None
     except KeyboardInterrupt as exc:
