@@ -346,3 +346,31 @@ def test_in_a_run_the_budget_spent_equals_the_pulses_the_governor_approved(tmp_p
     assert approved == 2
     assert loop.policy.gate.allocator.spent == approved
     assert loop.policy.gate.n_refunded >= 1, "the cap refused nothing: nothing checked"
+
+
+def test_a_ripple_decided_after_its_max_age_is_not_stimulated_and_its_budget_given_back():
+    """ripple_max_age_s holds at the decision, not only at the proposal: a ripple 25 ms
+    old when proposed (inside 30 ms) whose answer comes 19 ms later (inside the 20 ms
+    wait) would leave 44 ms after its onset, past the peak's +-50 ms window the setting
+    guards. Refused as too late, and the budget the allocator spent on it given back."""
+    model = HeldModel()
+    gate = _gate(model)
+    try:
+        p = Policy(PolicySettings(ripple_max_age_s=0.03), 0.002, gate=gate)
+        ev = Event("ripple", "CA1", onset_s=9.975, detect_s=10.0, amplitude=50e-6,
+                   score=6.0)
+        assert p.step([ev], 10.0) == [] and p.waiting
+        model.release.set()
+        assert gate.predictor.wait_answered(WAIT)
+        assert p.resolve(10.019) == []
+        assert p.n_too_late == 1
+        assert gate.allocator.spent == 0
+        # one answered in time still goes
+        ev2 = Event("ripple", "CA1", onset_s=19.99, detect_s=20.0, amplitude=50e-6,
+                    score=6.0)
+        assert p.step([ev2], 20.0) == [] and p.waiting
+        assert gate.predictor.wait_answered(WAIT)
+        [i] = p.resolve(20.005)
+        assert i.intended_s == pytest.approx(20.005) and gate.allocator.spent == 1
+    finally:
+        gate.stop()

@@ -185,7 +185,8 @@ class UpliftGate:
         self.last_gain = math.nan
         #: candidates refused because their prediction was not there within max_wait_s
         self.n_late = 0
-        #: allowed pulses the safety governor refused (their budget given back)
+        #: allowed pulses not sent: the safety governor refused them, or the policy found
+        #: the ripple past ripple_max_age_s at the decision (their budget given back)
         self.n_refunded = 0
         self._t0: float | None = None
         self._cand: tuple[float, np.ndarray] | None = None
@@ -211,7 +212,8 @@ class UpliftGate:
 
     def describe(self) -> str:
         a = self.allocator
-        refunded = (f"; {self.n_refunded} refused by the governor, budget given back"
+        refunded = (f"; {self.n_refunded} allowed but not sent (refused by the governor, "
+                    f"or the ripple too old by then), budget given back"
                     if self.n_refunded else "")
         return (f"predicted recall gain >= budget threshold ({a.spent}/{a.s.budget} pulses "
                 f"spent, threshold {a.threshold:.2e}; {self.n_late} decided too late"

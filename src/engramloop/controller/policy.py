@@ -204,6 +204,9 @@ class Policy:
         #: the first intents of the sequences the uplift gate allowed lately (to refund
         #: the budget of one the governor refuses)
         self._from_gate: deque[Intent] = deque(maxlen=8)
+        #: the onsets of the pending ripple proposals, by key (ripple_max_age_s at the
+        #: decision)
+        self._onsets: dict[float, float] = {}
         #: ripple detections skipped as too late (``ripple_max_age_s``)
         self.n_too_late = 0
         self._last_yoked_s = -math.inf
@@ -320,6 +323,8 @@ class Policy:
                 self._refused(getattr(gate, "last_reason", "") or "closed")
                 return decided
             self._waiting[key] = out
+            if s.target == "ripple":    # its age is checked again at the decision
+                self._onsets[key] = ev.onset_s
             return decided + self._resolve(now_s)
         if gate is not None and not gate.allows(out[0].intended_s):
             # the gate refuses (P(below-median consolidation) on the wrong side of its
@@ -353,10 +358,18 @@ class Policy:
             intents = self._waiting.pop(key, None)
             if intents is None:
                 continue
+            onset = self._onsets.pop(key, math.nan)
             if not ok:
                 self._refused(reason or "closed")
                 continue
             self.gate_allowed += 1
+            if now_s - onset > self.settings.ripple_max_age_s:
+                # answered within the gate's wait, but the ripple is now older than
+                # ripple_max_age_s (it passed that check when proposed): the stimulus
+                # would land past the peak's window -- not sent, the budget given back
+                self.n_too_late += 1
+                self.gate.refund()
+                continue
             shift = max(now_s - intents[0].intended_s, 0.0)
             if shift:
                 intents = [dataclasses.replace(i, intended_s=i.intended_s + shift,
