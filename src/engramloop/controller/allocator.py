@@ -325,7 +325,9 @@ class UpliftGate:
 
     def refund(self) -> None:
         """The safety governor refused the pulse this gate last allowed: give the
-        budget back (the policy calls this; the allocator spends only on pulses sent)."""
+        budget back (the policy calls this). The allocator spends on pulses the governor
+        approved; one the scheduler then cancels as late, or a device refuses, stays spent
+        (and is counted where the run counts those)."""
         self.allocator.refund()
         self.n_refunded += 1
 

@@ -1068,7 +1068,7 @@ class Loop:
                 if k == 0:
                     refused = getattr(self.policy, "governor_refused", None)
                     if refused is not None:
-                        refused(intent)     # an uplift budget is spent on pulses sent
+                        refused(intent)     # an uplift budget is spent on approved pulses
                 if k + 1 < len(intents):
                     self._note(f"{len(intents) - k - 1} later stimulus(es) of the same "
                                f"sequence dropped after refusal ({d.rule})", now)
