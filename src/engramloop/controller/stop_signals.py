@@ -111,7 +111,11 @@ class SignalsInterrupt:
     thread (the default ends the process at once, leaving a half-written output behind);
     a further signal while the first is handled is ignored, so the cleanup finishes."""
 
-    def __init__(self) -> None:
+    def __init__(self, sigint: bool = False) -> None:
+        #: also take Ctrl-C (SIGINT): asks an attached loop to stop as the others do
+        #: (the default KeyboardInterrupt raised inside its guarded shutdown was lost and
+        #: a sweep went on); with no loop attached it raises KeyboardInterrupt as usual
+        self.sigint = bool(sigint)
         self._saved: dict[int, Any] = {}
         self._got = False
         #: the signal that arrived (None: none, or Ctrl-C, which this does not handle)
@@ -133,14 +137,14 @@ class SignalsInterrupt:
         self._loop = None
         held, self._held = self._held, None
         if held is not None:
-            raise SignalInterrupt(held)
+            raise _interrupt(held)
 
     def check(self) -> None:
         """Raise :class:`SignalInterrupt` again for a signal that came but did not end the
         work (raised inside a replay's shutdown, whose every step is guarded, it was
         swallowed there): between two pieces of work, so the next does not start."""
         if self.signum is not None:
-            raise SignalInterrupt(self.signum)
+            raise _interrupt(self.signum)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if not self._got:
@@ -149,14 +153,17 @@ class SignalsInterrupt:
             loop = self._loop
             if loop is not None:
                 self._held = int(signum)
-                loop.halt(f"interrupted ({signal.Signals(signum).name})")
+                loop.halt("interrupted (Ctrl-C)" if signum == signal.SIGINT else
+                          f"interrupted ({signal.Signals(signum).name})")
                 return
-            raise SignalInterrupt(signum)
+            raise _interrupt(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt      # a second Ctrl-C: the user insists
 
     def __enter__(self) -> SignalsInterrupt:
         if threading.current_thread() is threading.main_thread():
             for s in STOP_SIGNALS:
-                if s != signal.SIGINT:
+                if s != signal.SIGINT or self.sigint:
                     self._saved[s] = signal.signal(s, self._handle)
         return self
 
@@ -204,6 +211,11 @@ def interrupt_label(exc: BaseException) -> str:
     """The name a stop reason gives an interrupt: "SIGTERM", "SIGHUP" or "Ctrl-C"."""
     return (signal.Signals(exc.signum).name if isinstance(exc, SignalInterrupt)
             else "Ctrl-C")
+
+
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    """The exception a caught stop signal is raised as: Ctrl-C's own for SIGINT."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else SignalInterrupt(signum)
 
 
 def raise_interrupt(stop_reason: str) -> None:

@@ -113,7 +113,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     """Replay the file once per setting of the grid; one table row (or JSON line) each.
     SIGTERM (kill) and SIGHUP (terminal closed) stop it as Ctrl-C does."""
     try:
-        with SignalsInterrupt() as signals:
+        with SignalsInterrupt(sigint=True) as signals:
             return _run_sweep(args, signals)
     except KeyboardInterrupt as exc:    # while the settings were checked: none replayed
         print(f"replay --sweep: {interrupt_name(exc)} before the first replay ended; "

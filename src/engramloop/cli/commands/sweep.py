@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     done: list = []
     try:
         # SIGTERM (kill) and SIGHUP (terminal closed) stop it as Ctrl-C does
-        with SignalsInterrupt() as signals, progress(len(jobs), "sweep", unit="replays",
+        with SignalsInterrupt(sigint=True) as signals, progress(len(jobs), "sweep", unit="replays",
                                                      quiet=args.quiet) as bar:
             try:
                 # a signal a replay swallowed (in its shutdown) stops the sweep here
