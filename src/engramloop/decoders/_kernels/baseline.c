@@ -546,10 +546,12 @@ sync_sorted(const double *ring, double *prev, double *srt, long long *synced, lo
             sort_doubles(leave, nl, ix);
             /* where each leaving value is (distinct indices, ascending) and where each
              * entering one goes (before old index ip[i], non-decreasing); nothing is moved
-             * until every leaving value has been found. Found by walking the copy once
-             * for each: between two update points the copy has left the cache, and a
-             * sequential pass costs less than a few hundred scattered binary-search loads
-             * (measured: bench/running_median.py --cold). */
+             * until every leaving value has been found. Found by one forward pass over
+             * the copy for each (gallop_forward from the last position found): between
+             * two update points the copy has left the cache, and a pass forward costs
+             * less than a few hundred scattered binary searches over the whole copy
+             * (measured: bench/running_median.py --cold); galloping skips the values
+             * between two positions instead of comparing each. */
             Py_ssize_t at = 0;
             for (Py_ssize_t i = 0; i < nl; i++) {
                 const long long kv = order_key(leave[i]);
