@@ -393,26 +393,40 @@ cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* sort a[0..n-1] in the order above: Shell's sort for the few dozen values entering or
- * leaving at an update (no allocation, no calls), qsort for a whole ring */
+/* the value of a key: order_key undoes itself (it flips the bits below the sign bit of a
+ * negative value, and the sign bit stays) */
+static inline double
+from_key(long long k)
+{
+    const long long b = k ^ (long long)((unsigned long long)(k >> 63) >> 1);
+    double x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+/* sort a[0..n-1] in the order above: for the few dozen values entering or leaving at an
+ * update, Shell's sort of their keys (integers, computed once each, in keys[0..n-1]: no
+ * allocation, no calls); qsort for a whole ring. The order is total on the bits, so any
+ * sort gives the same array. */
 static void
-sort_doubles(double *a, Py_ssize_t n)
+sort_doubles(double *a, Py_ssize_t n, long long *keys)
 {
     static const Py_ssize_t gaps[] = {132, 57, 23, 10, 4, 1};     /* Ciura 2001 */
     if (n > 512) {
         qsort(a, (size_t)n, sizeof(double), cmp_double);
         return;
     }
+    for (Py_ssize_t i = 0; i < n; i++) keys[i] = order_key(a[i]);
     for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
         const Py_ssize_t gap = gaps[g];
         for (Py_ssize_t i = gap; i < n; i++) {
-            const double v = a[i];
-            const long long kv = order_key(v);
+            const long long kv = keys[i];
             Py_ssize_t j = i;
-            while (j >= gap && kv < order_key(a[j - gap])) { a[j] = a[j - gap]; j -= gap; }
-            a[j] = v;
+            while (j >= gap && kv < keys[j - gap]) { keys[j] = keys[j - gap]; j -= gap; }
+            keys[j] = kv;
         }
     }
+    for (Py_ssize_t i = 0; i < n; i++) a[i] = from_key(keys[i]);
 }
 
 /* the first index i in [lo, n) with s[i] not before v (n when none); branch-free halving */
@@ -429,6 +443,31 @@ lower_bound(const double *s, Py_ssize_t lo, Py_ssize_t n, double v)
         len -= half;
     }
     return (b - s) + (order_key(*b) < kv);
+}
+
+/* the first index i in [at, n) with s[i] not before v (n when none), for a search that
+ * moves forward through s: the next 8 values one by one (a cache line), then steps that
+ * double until one passes v, and a binary search in the last step. What a walk one value
+ * at a time finds, in O(log distance) loads instead of O(distance). */
+static Py_ssize_t
+gallop_forward(const double *s, Py_ssize_t at, Py_ssize_t n, double v)
+{
+    const long long kv = order_key(v);
+    const Py_ssize_t near = at + 8 < n ? at + 8 : n;
+    while (at < near) {
+        if (order_key(s[at]) >= kv) return at;
+        at++;
+    }
+    /* s[at - 1] is before v here */
+    Py_ssize_t step = 8;
+    while (at < n) {
+        const Py_ssize_t probe = at + step < n ? at + step : n;
+        if (probe == n || order_key(s[probe]) >= kv)
+            return lower_bound(s, at, probe, v);
+        at = probe + 1;
+        step *= 2;
+    }
+    return n;
 }
 
 /* The k-th smallest (0-based) of the |s[i] - m| of a sorted s[0..n-1] whose first h values
@@ -503,18 +542,20 @@ sync_sorted(const double *ring, double *prev, double *srt, long long *synced, lo
         if (ok && ne == 0) return 1;                    /* nothing entered */
         if (ok && n_old - nl + ne != k) ok = 0;
         if (ok) {
-            sort_doubles(enter, ne);
-            sort_doubles(leave, nl);
+            sort_doubles(enter, ne, ix);      /* ix: free until the searches below */
+            sort_doubles(leave, nl, ix);
             /* where each leaving value is (distinct indices, ascending) and where each
              * entering one goes (before old index ip[i], non-decreasing); nothing is moved
-             * until every leaving value has been found. Found by walking the copy once
-             * for each: between two update points the copy has left the cache, and a
-             * sequential pass costs less than a few hundred scattered binary-search loads
-             * (measured: bench/running_median.py --cold). */
+             * until every leaving value has been found. Found by one forward pass over
+             * the copy for each (gallop_forward from the last position found): between
+             * two update points the copy has left the cache, and a pass forward costs
+             * less than a few hundred scattered binary searches over the whole copy
+             * (measured: bench/running_median.py --cold); galloping skips the values
+             * between two positions instead of comparing each. */
             Py_ssize_t at = 0;
             for (Py_ssize_t i = 0; i < nl; i++) {
                 const long long kv = order_key(leave[i]);
-                while (at < n_old && order_key(srt[at]) < kv) at++;
+                at = gallop_forward(srt, at, n_old, leave[i]);
                 if (at >= n_old || order_key(srt[at]) != kv) {   /* the same bits */
                     ok = 0;                         /* not in the copy: rebuild it */
                     break;
@@ -523,8 +564,7 @@ sync_sorted(const double *ring, double *prev, double *srt, long long *synced, lo
             }
             at = 0;
             for (Py_ssize_t i = 0; ok && i < ne; i++) {
-                const long long kv = order_key(enter[i]);
-                while (at < n_old && order_key(srt[at]) < kv) at++;
+                at = gallop_forward(srt, at, n_old, enter[i]);
                 ip[i] = at;
             }
         }
@@ -575,7 +615,7 @@ sync_sorted(const double *ring, double *prev, double *srt, long long *synced, lo
         if (ring[i] != ring[i]) { *synced = -1; return 0; }
         srt[i] = ring[i];
     }
-    sort_doubles(srt, k);
+    sort_doubles(srt, k, ix);
     *synced = count < 0 ? -1 : count;
     return 1;
 }

@@ -35,33 +35,42 @@ sos_block(FilterBank *self, const double *x, double *out, Py_ssize_t n_samples)
 void
 rms_block(FilterBank *self, const double *sig, double *env, Py_ssize_t n_samples)
 {
+    /* the ring's position and fill in locals for the block (written back at the end): as
+     * fields of *self, which the stores below might alias for all the compiler knows,
+     * they were reloaded and stored at every sample */
     const Py_ssize_t n_ch = self->n_channels, w = self->window;
     double *restrict sums = self->sumsq;
+    double *restrict ring = self->ring;
+    Py_ssize_t pos = self->pos, count = self->count;
     for (Py_ssize_t t = 0; t < n_samples; t++) {
         const double *restrict s = sig + t * n_ch;
-        double *restrict slot = self->ring + self->pos * n_ch;
+        double *restrict slot = ring + pos * n_ch;
         double *restrict e = env + t * n_ch;
         for (Py_ssize_t c = 0; c < n_ch; c++) {
             const double sq = s[c] * s[c];
             sums[c] += sq - slot[c];
             slot[c] = sq;
         }
-        if (self->count < w) self->count++;
-        if (++self->pos == w) {
+        if (count < w) count++;
+        if (++pos == w) {
             /* The ring wrapped: re-sum it so rounding error cannot accumulate. */
-            self->pos = 0;
+            pos = 0;
             for (Py_ssize_t c = 0; c < n_ch; c++) sums[c] = 0.0;
             for (Py_ssize_t k = 0; k < w; k++) {
-                const double *restrict q = self->ring + k * n_ch;
+                const double *restrict q = ring + k * n_ch;
                 for (Py_ssize_t c = 0; c < n_ch; c++) sums[c] += q[c];
             }
         }
-        const double inv = 1.0 / (double)self->count;
+        const double inv = 1.0 / (double)count;
         for (Py_ssize_t c = 0; c < n_ch; c++) {
             const double m = sums[c] * inv;
-            e[c] = m > 0.0 ? sqrt(m) : 0.0;  /* m can dip below 0 by one ulp */
+            /* m can dip below 0 by one ulp: 0 then (sqrt(0.0) is 0.0, as a NaN sum
+             * gives too); a select, then the root, so the loop is vectorised */
+            e[c] = sqrt(m > 0.0 ? m : 0.0);
         }
     }
+    self->pos = pos;
+    self->count = count;
 }
 
 /* ---------------------------------------------------------------- type */
