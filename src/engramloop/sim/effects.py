@@ -96,6 +96,9 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
             rip.rec.meta["duration_s"] = rip.rec.offset - rip.rec.onset
             meta["effect"] = f"ripple_{mode}"
             meta["ripple_eid"] = rip.rec.eid
+            # where the ripple ends after this pulse (a later pulse on it may move it again)
+            meta["ripple_offset_s"] = rip.rec.offset
+            meta["ripple_duration_s"] = rip.rec.offset - rip.rec.onset
         elif spec.modality == "optogenetic" and stage in ("N2", "N3"):
             sp = _active(src, Spindle, t)
             if sp is not None:
