@@ -16,9 +16,14 @@ stimulated ripples' replays swapped for their ``all``-night versions (plus any t
 events those pulses caused); the engram model is then re-run on that list
 (:class:`EventLists`). One candidate's label re-runs only from the memory state just
 before its pulse (snapshots), so ~700 labels of a 1200 s night cost seconds, while forking
-the whole simulator per candidate costs a night each. :func:`check_exact` compares the
-re-run against real stimulated nights (it is exact unless two candidates hit one ripple,
-which is counted).
+the whole simulator per candidate costs a night each. The experiment compares the
+re-run against real stimulated nights. A ripple that several candidates' pulses hit in the
+pulsed night is re-run as it ended after the last *chosen* of them (each pulse's effect on
+its ripple is recorded), which is exact when the chosen ones are its first pulses. Not
+reproduced, and counted by :meth:`EventLists.inexact`: a later pulse on such a ripple
+chosen without the earlier one (alone it may land outside the ripple), and a pulse outside
+a ripple that induced one in a spindle (``sim/effects.py``; its replay is not swapped in,
+so its label is 0).
 
 Nights used by the experiment always contain N3 (:func:`experiment_spec`).
 """
@@ -403,7 +408,7 @@ class EventLists:
         out = np.zeros(len(self.swap))
         for k, (j, new) in enumerate(self.swap):
             if not new:
-                continue            # the pulse landed outside any ripple: no effect
+                continue            # outside any ripple (an induced one: inexact())
             if k in base_set:
                 alt = self._events([b for b in base if b != k])
             else:
