@@ -89,3 +89,14 @@ def test_rerun_exact_when_an_unchosen_pulse_shared_the_ripple(shared_twins):
     assert el.recall(chosen) != el.recall([first, second])
     # the later one alone may land outside the ripple: the re-run says it cannot tell
     assert el.inexact([second]) == 1 and el.inexact([first, second]) == 0
+
+
+def test_rerun_exact_for_a_pulse_that_induced_a_ripple(shared_twins):
+    """A pulse outside every ripple but in a spindle induces one (sim/effects.py): the
+    re-run swaps its replay in (it had label 0: 3.7e-04 recall off for this pulse)."""
+    spec, sham, allp, el = shared_twins
+    k = sorted(el.induced)[0]
+    real = cfx.run_night(spec, fire_s=sham.cand_t[[k]])
+    assert real.pulse_effect == ["spindle_ripple_induced"]
+    assert el.recall([k]) == pytest.approx(real.recall, abs=1e-12)
+    assert el.recall([k]) != el.recall()

@@ -21,9 +21,10 @@ re-run against real stimulated nights. A ripple that several candidates' pulses 
 pulsed night is re-run as it ended after the last *chosen* of them (each pulse's effect on
 its ripple is recorded), which is exact when the chosen ones are its first pulses. Not
 reproduced, and counted by :meth:`EventLists.inexact`: a later pulse on such a ripple
-chosen without the earlier one (alone it may land outside the ripple), and a pulse outside
-a ripple that induced one in a spindle (``sim/effects.py``; its replay is not swapped in,
-so its label is 0).
+chosen without the earlier one (alone it may land outside the ripple). A pulse outside a
+ripple that induced one in a spindle (``sim/effects.py``) has that ripple's replay swapped
+in. Not handled and not counted: an induced ripple that blocks or is blocked by another
+pulse's ripple in the pulsed night only.
 
 Nights used by the experiment always contain N3 (:func:`experiment_spec`).
 """
@@ -332,7 +333,9 @@ class EventLists:
         #: per candidate in a shared ripple: (that ripple's candidates, its position there)
         self.group: dict[int, tuple[list[int], int]] = {
             k: (g, i) for g in groups.values() if len(g) > 1 for i, k in enumerate(g)}
-        #: candidates whose pulse induced a ripple in the pulsed night (not in the re-run)
+        #: candidates whose pulse induced a ripple in a spindle in the pulsed night (its
+        #: replay is swapped in like a prolonged one's; the pulse's random stream is keyed
+        #: by its time, so it is the same ripple in any night with that pulse)
         self.induced = {k for k, e in enumerate(pulsed.pulse_effect)
                         if e == "spindle_ripple_induced"}
         self._snap: list | None = None
@@ -340,14 +343,11 @@ class EventLists:
     def inexact(self, chosen: Sequence[int]) -> int:
         """How many of the pulses ``chosen`` the re-run cannot reproduce exactly: a pulse
         whose ripple also took an earlier, unchosen candidate's pulse in the pulsed night
-        (without that pulse it may land outside the ripple), and a pulse that induced a
-        ripple in a spindle (its replay is not swapped in)."""
+        (without that pulse it may land outside the ripple)."""
         cs = set(chosen)
         n = 0
         for k in cs:
-            if k in self.induced:
-                n += 1
-            elif k in self.group:
+            if k in self.group:
                 g, i = self.group[k]
                 n += any(b not in cs for b in g[:i])
         return n
@@ -408,7 +408,7 @@ class EventLists:
         out = np.zeros(len(self.swap))
         for k, (j, new) in enumerate(self.swap):
             if not new:
-                continue            # outside any ripple (an induced one: inexact())
+                continue            # outside any ripple and no ripple induced
             if k in base_set:
                 alt = self._events([b for b in base if b != k])
             else:

@@ -268,7 +268,7 @@ def _inexact_line(rows: list[dict]) -> str:
     total = int(sum(r["rows"][k][1] for r in rows for k in r.get("inexact", {})))
     worst = ", ".join(f"{c}@{n}: {v}" for (c, n), v in sorted(bad, key=lambda b: -b[1])[:3])
     return (f"pulses the re-run cannot reproduce exactly (a pulse on a ripple an unchosen "
-            f"earlier candidate's pulse also hit, or one that induced a ripple): "
+            f"earlier candidate's pulse also hit): "
             f"{sum(v for _, v in bad)} of {total} scored" + (f" (most: {worst})" if bad
                                                             else ""))
 
