@@ -33,3 +33,14 @@ def test_target_b_against_the_best_model_free_rule():
     line = next(ln for ln in report(_rows(gains), st)
                 if ln.startswith("target B, against the best"))
     assert line.endswith(": MET"), line
+
+
+def test_report_counts_pulses_the_rerun_cannot_reproduce():
+    st = ExperimentSettings(seeds=20)
+    rows = _rows({"rule": 0.0098})
+    for r in rows:
+        r["inexact"] = {k: 0 for k in r["rows"]}
+    rows[3]["inexact"][("rule", 30)] = 2
+    total = sum(n for r in rows for _, n in r["rows"].values())
+    line = next(ln for ln in report(rows, st) if ln.startswith("pulses the re-run cannot"))
+    assert f": 2 of {int(total)} scored (most: rule@30: 2)" in line, line

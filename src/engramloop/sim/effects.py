@@ -67,9 +67,11 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
     meta.update({f"{g}_phase_deg": (None if math.isnan(v) else v) for g, v in phases.items()})
     rec = truth.add(EventRecord("stim", "", t, t, t + spec.duration_s, meta))
     meta = rec.meta                               # the record holds its own copy
-    # the pulse's own random stream, keyed by its index: a pulse never shifts another
-    # pulse's draws nor any spontaneous event's
-    key = (EFFECT, len(src._pulses))
+    # the pulse's own random stream, keyed by its time (microseconds): a pulse never
+    # shifts another pulse's draws nor any spontaneous event's, and a pulse at the same
+    # time draws the same in any night of the seed whatever other pulses it has (the
+    # counterfactual twin nights rely on it)
+    key = (EFFECT, int(round(t * 1e6)))
     rng = src._planner.streams.rng(*key)
 
     if spec.modality in ("electrical", "optogenetic"):
@@ -96,10 +98,13 @@ def apply_pulse(src: SimSource, t: float, spec: PulseSpec, target: str) -> Event
             rip.rec.meta["duration_s"] = rip.rec.offset - rip.rec.onset
             meta["effect"] = f"ripple_{mode}"
             meta["ripple_eid"] = rip.rec.eid
+            # where the ripple ends after this pulse (a later pulse on it may move it again)
+            meta["ripple_offset_s"] = rip.rec.offset
+            meta["ripple_duration_s"] = rip.rec.offset - rip.rec.onset
         elif spec.modality == "optogenetic" and stage in ("N2", "N3"):
             sp = _active(src, Spindle, t)
             if sp is not None:
-                meta["effect"] = _spindle_ripple(src, sp, max(t, now), rng, key)
+                meta["effect"] = _spindle_ripple(src, sp, max(t, now), rng, key, meta)
         if not math.isnan(phases["theta"]) and stage in ("wake", "REM"):
             src._queue_memory(t, "theta", (phases["theta"], eff.theta_gain))
             meta["effect"] = meta["effect"] if rip is not None else "theta_plasticity"
@@ -147,7 +152,7 @@ def _add_artefact(src: SimSource, rec: EventRecord, t: float, spec: PulseSpec) -
 
 
 def _spindle_ripple(src: SimSource, sp: Spindle, t0: float, rng: np.random.Generator,
-                    key: tuple[int, ...]) -> str:
+                    key: tuple[int, ...], meta: dict) -> str:
     """A light pulse in CA1 during a spindle and outside a ripple: a short ripple nested
     in the spindle's next trough.
 
@@ -171,6 +176,11 @@ def _spindle_ripple(src: SimSource, sp: Spindle, t0: float, rng: np.random.Gener
         return "none"
     ev = src._planner.make_ripple(t_tr, spindle_eid=r.eid, rng=rng, key=key, induced=True,
                                   duration_s=d)
+    if ev is not None:
+        # the pulse's record names the ripple it made, as for one it prolonged
+        meta["ripple_eid"] = ev.rec.eid
+        meta["ripple_offset_s"] = ev.rec.offset
+        meta["ripple_duration_s"] = ev.rec.offset - ev.rec.onset
     return "spindle_ripple_induced" if ev is not None else "none"
 
 

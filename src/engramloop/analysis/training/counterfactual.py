@@ -16,9 +16,15 @@ stimulated ripples' replays swapped for their ``all``-night versions (plus any t
 events those pulses caused); the engram model is then re-run on that list
 (:class:`EventLists`). One candidate's label re-runs only from the memory state just
 before its pulse (snapshots), so ~700 labels of a 1200 s night cost seconds, while forking
-the whole simulator per candidate costs a night each. :func:`check_exact` compares the
-re-run against real stimulated nights (it is exact unless two candidates hit one ripple,
-which is counted).
+the whole simulator per candidate costs a night each. The experiment compares the
+re-run against real stimulated nights. A ripple that several candidates' pulses hit in the
+pulsed night is re-run as it ended after the last *chosen* of them (each pulse's effect on
+its ripple is recorded), which is exact when the chosen ones are its first pulses. Not
+reproduced, and counted by :meth:`EventLists.inexact`: a later pulse on such a ripple
+chosen without the earlier one (alone it may land outside the ripple). A pulse outside a
+ripple that induced one in a spindle (``sim/effects.py``) has that ripple's replay swapped
+in. Not handled and not counted: an induced ripple that blocks or is blocked by another
+pulse's ripple in the pulsed night only.
 
 Nights used by the experiment always contain N3 (:func:`experiment_spec`).
 """
@@ -108,12 +114,18 @@ class NightRun:
     log: list = field(default_factory=list, repr=False)
     src: Any = field(default=None, repr=False)
     decisions: int = 0
+    #: per pulse: where its ripple ended right after it and its duration then (None: not
+    #: in a ripple), and the
+    #: effect the simulator applied (``sim.effects``)
+    pulse_offset: list = field(default_factory=list)
+    pulse_effect: list = field(default_factory=list)
 
     def light(self) -> NightRun:
         """A copy without the in-process objects (to send between processes)."""
         return NightRun(self.seed, self.cand_t, self.cand_x, self.cand_coupled,
                         self.cand_stage, self.recall, self.pulse_t, self.pulse_eid,
-                        decisions=self.decisions)
+                        decisions=self.decisions, pulse_offset=self.pulse_offset,
+                        pulse_effect=self.pulse_effect)
 
 
 #: decide(features, detect_s, n_delivered) -> bool; called for every ripple candidate
@@ -211,7 +223,10 @@ def run_night(spec: Any, fire_s: Sequence[float] = (), decide: Decide | None = N
     return NightRun(int(spec.seed), np.asarray(cand_t, float),
                     np.asarray(cand_x, float).reshape(-1, len(CANDIDATE_NAMES)), coupled,
                     stages, recall, np.asarray(pulse_t, float), eids,
-                    log if capture else [], src if capture else None, n_dec)
+                    log if capture else [], src if capture else None, n_dec,
+                    [(p.meta["ripple_offset_s"], p.meta["ripple_duration_s"])
+                     if "ripple_offset_s" in p.meta else None for p in src.pulses],
+                    [p.meta.get("effect", "none") for p in src.pulses])
 
 
 def _ripple_key(rec: Any) -> int:
@@ -252,6 +267,20 @@ class _LoggedMemory:
         return mem
 
 
+def _offset_at(night: NightRun, k: int) -> tuple[float, float] | None:
+    return night.pulse_offset[k] if k < len(night.pulse_offset) else None
+
+
+def _ended_at(entry: tuple, end: tuple[float, float] | None) -> tuple:
+    """A logged replay as it would have been had its ripple ended as ``end`` = (offset,
+    duration) says (the simulator hands a ripple to the engram model when it ends, with
+    its duration; the coupling is read at its peak, which a pulse does not move)."""
+    t, name, args, kwargs, eid = entry
+    if end is None or end[0] == t:
+        return entry
+    return (end[0], name, (end[0], end[1]) + tuple(args[2:]), kwargs, eid)
+
+
 def _apply(mem: Any, entry: tuple) -> None:
     """Hand one recorded update to an engram model."""
     getattr(mem, entry[1])(*entry[2], **entry[3])
@@ -282,24 +311,46 @@ class EventLists:
         self.index_of_eid = {e[4]: i for i, e in enumerate(self.base) if e[4] is not None}
         by_eid = {e[4]: e for e in pulsed.log if e[1] == "replay"}
         theta = {round(e[0], 9): e for e in pulsed.log if e[1] == "theta_pulse"}
-        #: per candidate: (sham event index it replaces or None, replacement events)
+        #: per candidate: (sham event index it replaces or None, replacement events); the
+        #: replay is the ripple as it ended right after this candidate's pulse
         self.swap: list[tuple[int | None, list]] = []
-        seen: dict[int, int] = {}
+        #: candidates whose pulses landed in one ripple of the pulsed night, in pulse order
+        groups: dict[int, list[int]] = {}
         self.shared_ripples = 0
         for k, (eid, tp) in enumerate(zip(pulsed.pulse_eid, pulsed.pulse_t, strict=True)):
             new = []
             j = None
             if eid >= 0 and eid in by_eid:
-                new.append(by_eid[eid])
+                new.append(_ended_at(by_eid[eid], _offset_at(pulsed, k)))
                 j = self.index_of_eid.get(eid)
-                if eid in seen:
+                if eid in groups:
                     self.shared_ripples += 1
-                seen[eid] = k
+                groups.setdefault(eid, []).append(k)
             th = theta.get(round(float(tp), 9))
             if th is not None:
                 new.append(th)
             self.swap.append((j, new))
+        #: per candidate in a shared ripple: (that ripple's candidates, its position there)
+        self.group: dict[int, tuple[list[int], int]] = {
+            k: (g, i) for g in groups.values() if len(g) > 1 for i, k in enumerate(g)}
+        #: candidates whose pulse induced a ripple in a spindle in the pulsed night (its
+        #: replay is swapped in like a prolonged one's; the pulse's random stream is keyed
+        #: by its time, so it is the same ripple in any night with that pulse)
+        self.induced = {k for k, e in enumerate(pulsed.pulse_effect)
+                        if e == "spindle_ripple_induced"}
         self._snap: list | None = None
+
+    def inexact(self, chosen: Sequence[int]) -> int:
+        """How many of the pulses ``chosen`` the re-run cannot reproduce exactly: a pulse
+        whose ripple also took an earlier, unchosen candidate's pulse in the pulsed night
+        (without that pulse it may land outside the ripple)."""
+        cs = set(chosen)
+        n = 0
+        for k in cs:
+            if k in self.group:
+                g, i = self.group[k]
+                n += any(b not in cs for b in g[:i])
+        return n
 
     def _mem0(self):
         return Memory(self.memory_settings, self.seed)  # as SimSource makes it
@@ -311,11 +362,22 @@ class EventLists:
     def _events(self, chosen: Sequence[int]) -> list:
         drop = set()
         add = []
+        last: dict[int, int] = {}     # shared ripple -> its latest chosen candidate
         for k in chosen:
             j, new = self.swap[k]
             if j is not None:
                 drop.add(j)
-            add.extend(new)
+            if k in self.group:
+                g, i = self.group[k]
+                if g[0] not in last or self.group[last[g[0]]][1] < i:
+                    last[g[0]] = k
+                add.extend(new[1:])   # its theta event; the ripple's replay below
+            else:
+                add.extend(new)
+        for k in last.values():
+            # the ripple as it ended after the last chosen pulse on it (exact when the
+            # chosen ones are its first pulses; otherwise counted by inexact())
+            add.append(self.swap[k][1][0])
         ev = [e for i, e in enumerate(self.base) if i not in drop] + add
         ev.sort(key=lambda e: e[0])
         return ev
@@ -346,7 +408,7 @@ class EventLists:
         out = np.zeros(len(self.swap))
         for k, (j, new) in enumerate(self.swap):
             if not new:
-                continue            # the pulse landed outside any ripple: no effect
+                continue            # outside any ripple and no ripple induced
             if k in base_set:
                 alt = self._events([b for b in base if b != k])
             else:
