@@ -211,3 +211,29 @@ def test_write_before_start_or_after_close_is_an_error(tmp_path):
     with pytest.raises(RecordingError, match="not open"):
         rec.write_marker("log", 0.0, {})
     rec.close()  # twice is fine
+
+
+def test_discard_stops_without_writing_what_is_queued(tmp_path):
+    """An interrupted `sim` removes its file: discard() stops the writer without first
+    writing the queue (close() writes all of it -- up to 128 MB, over a minute after
+    Ctrl-C on a loaded CI machine)."""
+    path = tmp_path / "r.xdf"
+    n = 65536
+    block = np.zeros((n, 2))
+
+    def chunk(k):
+        t = (k * n + np.arange(n)) / 1000.0
+        return Chunk(block, t, 1000.0, ("a", "b"), arrival_s=float(t[-1]), first_index=k * n)
+
+    rec = Recorder(path, "x = 1\n")
+    rec.add_signal_stream(chunk(0), name="engramloop.raw")
+    rec.start()
+    queued = 0
+    for k in range(64):          # 1 MB a chunk + 0.5 MB stamps: under the 128 MB bound
+        rec.write_chunk(chunk(k), stream="engramloop.raw")
+        queued += block.nbytes
+    rec.discard()
+    assert not rec._thread.is_alive()
+    assert path.stat().st_size < queued / 2, "the queue was written anyway"
+    with pytest.raises(RecordingError):       # nothing more can be written
+        rec.write_chunk(chunk(64), stream="engramloop.raw")

@@ -145,6 +145,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._closed = False
+        self._discard = False    # discard(): the writer stops and writes nothing more
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._good_size = 0
@@ -361,6 +362,18 @@ class Recorder:
                         f"{self.queued_bytes / 1e6:.1f} MB were never written")
         self.check()
 
+    def discard(self, timeout_s: float = 10.0) -> None:
+        """Stop at once, dropping what is still queued, for a caller that removes the file
+        next (an interrupted ``sim``): :meth:`close` would first write up to
+        ``max_queued_bytes`` that nobody will read -- on a loaded machine for longer than
+        a user waits after Ctrl-C. The file is left incomplete; never call this for a
+        recording that is kept."""
+        self._discard = True
+        if self._thread is not None and not self._closed:
+            self._closed = True
+            self._queue.put(("close",))
+            self._thread.join(timeout_s)    # a daemon thread: a stuck write cannot hold us
+
     def __enter__(self) -> Recorder:
         self.start()
         return self
@@ -391,6 +404,8 @@ class Recorder:
                     out += st.header
                     st.header_written = True
             while not closing:
+                if self._discard:
+                    return
                 timeout = max(0.0, next_flush - time.monotonic())
                 try:
                     item = self._queue.get(timeout=timeout)
@@ -461,6 +476,8 @@ class Recorder:
                                 st.sid, first_timestamp=0.0 if math.isnan(st.first_t)
                                 else st.first_t, last_timestamp=0.0 if math.isnan(st.last_t)
                                 else st.last_t, sample_count=st.count, offsets=st.offsets)
+                if self._discard:
+                    return
                 self._write(out)
                 for st, n, t0, t1 in pending_counts:
                     self._account(st, n, t0, t1)

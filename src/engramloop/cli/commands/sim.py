@@ -114,6 +114,8 @@ def _write_xdf(cfg, seed: int, duration: float, chunk: int, out, config_text: st
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
         src.stop()
-        rec.close()   # stop the writer thread before the caller removes the file
+        # stop the writer thread before the caller removes the file, without writing the
+        # up to 128 MB still queued (under load that took over a minute after Ctrl-C)
+        rec.discard()
         raise
     return n
