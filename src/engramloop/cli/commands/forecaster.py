@@ -252,10 +252,13 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
+        def keyed(d: dict) -> dict:     # (condition, N) keys as "condition@N"
+            return {f"{c}@{n}": v for (c, n), v in d.items()}
+
         Path(args.json).write_text(json.dumps(
-            [{**{k: v for k, v in r.items() if k != "rows"},
-              "rows": {f"{c}@{n}": v for (c, n), v in r["rows"].items()}} for r in rows],
-            indent=1), encoding="utf-8")
+            [{**{k: v for k, v in r.items() if k not in ("rows", "inexact")},
+              "rows": keyed(r["rows"]), "inexact": keyed(r.get("inexact", {}))}
+             for r in rows], indent=1), encoding="utf-8")
     return 0
 
 
