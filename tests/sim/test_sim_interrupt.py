@@ -95,3 +95,24 @@ def test_sigterm_and_sighup_remove_the_partial_output_too(tmp_path, sig):
     assert not out.exists()
     assert f"stopped by {sig}; removed the partial" in stdout
     assert "Traceback" not in stderr
+
+
+def test_sigint_works_when_started_with_sigint_ignored(tmp_path):
+    """A background job of a script starts with SIGINT ignored, and Python then installs
+    no Ctrl-C handler: `kill -INT` did nothing and the sim ran on (CI, run from such a
+    job: both SIGINT tests timed out). The sim takes SIGINT itself."""
+    out = tmp_path / "night.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "engramloop", "sim", "--duration", "36000",
+                             "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("sim: "), first
+        os.kill(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stdout
+    assert not out.exists()

@@ -114,7 +114,9 @@ class SignalsInterrupt:
     def __init__(self, sigint: bool = False) -> None:
         #: also take Ctrl-C (SIGINT): asks an attached loop to stop as the others do
         #: (the default KeyboardInterrupt raised inside its guarded shutdown was lost and
-        #: a sweep went on); with no loop attached it raises KeyboardInterrupt as usual
+        #: a sweep went on); with no loop attached it raises KeyboardInterrupt as usual --
+        #: also when the process started with SIGINT ignored (a background job of a
+        #: script: Python then installs no handler, and `kill -INT` did nothing)
         self.sigint = bool(sigint)
         self._saved: dict[int, Any] = {}
         self._got = False

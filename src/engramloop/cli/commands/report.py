@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     created = prepare_output_dir(args.out, "--out")
     try:
         # SIGTERM (kill) and SIGHUP (terminal closed) stop it as Ctrl-C does
-        with SignalsInterrupt():
+        with SignalsInterrupt(sigint=True):
             result = write_report(args.recording, args.out, quiet=args.quiet,
                                   twin=args.twin)
     except ReportError as exc:

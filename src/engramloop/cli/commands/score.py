@@ -85,7 +85,7 @@ def _run_detectors(path: Path, config: str | None, chunk: int,
 def run(args: argparse.Namespace) -> int:
     # SIGTERM (kill) and SIGHUP (terminal closed) end it as Ctrl-C does: one line, 128+N
     try:
-        with SignalsInterrupt():
+        with SignalsInterrupt(sigint=True):
             return score(args)
     except KeyboardInterrupt as exc:
         print(f"score: {interrupt_name(exc)}; nothing was scored (score writes no file)",

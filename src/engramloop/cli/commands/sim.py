@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(out, "--out", [args.config] if args.config else [])
     try:
         # SIGTERM (kill) and SIGHUP (terminal closed) as Ctrl-C: the partial file goes
-        with SignalsInterrupt(), progress(args.duration, "sim", unit="s",
+        with SignalsInterrupt(sigint=True), progress(args.duration, "sim", unit="s",
                                           quiet=args.quiet) as bar:
             if ext == ".xdf":
                 n = _write_xdf(cfg, seed, args.duration, args.chunk, out, dump_config(cfg),
