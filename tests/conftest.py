@@ -14,6 +14,21 @@ sys.path[1:1] = sorted(str(d) for d in Path(__file__).parent.iterdir()
                        and any(d.glob("test_*.py")))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """BrainFlow's libraries loaded the way the product loads them
+    (``drivers.brainflow_lib``: on Python 3.11 BrainFlow 5.23 falls back to
+    ``pkg_resources``, which setuptools 81 removed), before any test imports BrainFlow
+    directly to write a reference file. Which test ran first decided it: under xdist a
+    worker whose first BrainFlow test wrote a Cyton file failed with "No module named
+    'pkg_resources'" (59 errors in one CI run, none in the next)."""
+    try:
+        from engramloop.drivers.brainflow_lib import load_brainflow
+
+        load_brainflow()
+    except ImportError:     # BrainFlow not installed: its tests skip on their own
+        pass
+
+
 def require_tool(tool: str, *, package: str) -> str:
     """The path of ``tool`` -- an executable on PATH, or an absolute file or directory
     path (a header, a library's data) -- or skip the calling test with a reason that
