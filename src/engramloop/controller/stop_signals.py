@@ -34,6 +34,21 @@ def exit_code(signum: int) -> int:
     return 128 + int(signum)
 
 
+def _install(signums: Any, handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for ``signums``; the handlers replaced, to restore. Handlers
+    can only be installed from the main thread (tests may call commands from another
+    thread: they keep the default behaviour)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, handler) for s in signums}
+
+
+def _restore(saved: dict[int, Any]) -> None:
+    for s, old in saved.items():
+        signal.signal(s, old)
+    saved.clear()
+
+
 class StopSignals:
     """Context manager: SIGTERM, SIGHUP and SIGINT ask the attached loop to stop.
 
@@ -84,17 +99,11 @@ class StopSignals:
                       "disarmed (SIGKILL abandons that)")
 
     def __enter__(self) -> StopSignals:
-        # handlers can only be installed from the main thread (tests may call commands
-        # from another thread: they keep the default behaviour)
-        if threading.current_thread() is threading.main_thread():
-            for s in STOP_SIGNALS:
-                self._saved[s] = signal.signal(s, self._handle)
+        self._saved = _install(STOP_SIGNALS, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for s, old in self._saved.items():
-            signal.signal(s, old)
-        self._saved.clear()
+        _restore(self._saved)
 
 
 class SignalInterrupt(KeyboardInterrupt):
@@ -163,16 +172,12 @@ class SignalsInterrupt:
             raise KeyboardInterrupt      # a second Ctrl-C: the user insists
 
     def __enter__(self) -> SignalsInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            for s in STOP_SIGNALS:
-                if s != signal.SIGINT or self.sigint:
-                    self._saved[s] = signal.signal(s, self._handle)
+        self._saved = _install([s for s in STOP_SIGNALS if s != signal.SIGINT or self.sigint],
+                               self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for s, old in self._saved.items():
-            signal.signal(s, old)
-        self._saved.clear()
+        _restore(self._saved)
 
 
 class DeferredSignals:
@@ -190,15 +195,11 @@ class DeferredSignals:
             self.pending = int(signum)
 
     def __enter__(self) -> DeferredSignals:
-        if threading.current_thread() is threading.main_thread():
-            for s in STOP_SIGNALS:
-                self._saved[s] = signal.signal(s, self._hold)
+        self._saved = _install(STOP_SIGNALS, self._hold)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for s, old in self._saved.items():
-            signal.signal(s, old)
-        self._saved.clear()
+        _restore(self._saved)
         if self.pending is not None:
             signal.raise_signal(self.pending)     # to the handler in place again
 
