@@ -14,6 +14,21 @@ from engramloop.controller.status import StatusBoard
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
+#: the end of a test config: auditory clicks to a sham output, armed at start
+AUDITORY_SHAM = """[policy.pulse]
+modality = "auditory"
+shape = "monophasic"
+amplitude = 50.0
+phase_width_s = 0.05
+channel = 1
+[safety]
+arm_on_start = true
+modalities = ["auditory"]
+auditory_max_db_spl = 60.0
+[stimulators]
+kinds = ["sham"]
+"""
+
 
 def cli(*args, cwd):
     """``engramloop ARGS`` in a real process, from ``cwd``."""

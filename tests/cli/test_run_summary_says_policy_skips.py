@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import pyxdf
+from gate_runs import AUDITORY_SHAM, replay_watched
 from gate_runs import cli as _cli
-from gate_runs import replay_watched
 from shared_data import DATA, require_data  # noqa: E402
 
 EXCERPT = DATA / "dreams_dev" / "excerpt5.edf"
@@ -39,19 +39,7 @@ channels = ["C3-A1"]
 [policy]
 target = "so_upstate"
 max_lead_s = {lead}
-[policy.pulse]
-modality = "auditory"
-shape = "monophasic"
-amplitude = 50.0
-phase_width_s = 0.05
-channel = 1
-[safety]
-arm_on_start = true
-modalities = ["auditory"]
-auditory_max_db_spl = 60.0
-[stimulators]
-kinds = ["sham"]
-"""
+""" + AUDITORY_SHAM
 
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyxdf
+from gate_runs import AUDITORY_SHAM, replay_watched
 from gate_runs import cli as _cli
-from gate_runs import replay_watched
 from shared_data import DATA, require_data  # noqa: E402
 
 EXCERPT = DATA / "dreams_dev" / "excerpt1.edf"
@@ -44,19 +44,7 @@ enabled = false
 channels = ["C3-A1"]
 [policy]
 target = "spindle"
-[policy.pulse]
-modality = "auditory"
-shape = "monophasic"
-amplitude = 50.0
-phase_width_s = 0.05
-channel = 1
-[safety]
-arm_on_start = true
-modalities = ["auditory"]
-auditory_max_db_spl = 60.0
-[stimulators]
-kinds = ["sham"]
-"""
+""" + AUDITORY_SHAM
 
 
 
