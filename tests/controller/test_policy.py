@@ -54,6 +54,10 @@ def test_min_interval():
     assert len(p.step([ripple(1.0)], 1.0)) == 1
     assert p.step([ripple(1.2)], 1.2) == []
     assert len(p.step([ripple(1.6)], 1.6)) == 1
+    # the dropped detection is counted (run summary, recording), not silent; a chunk
+    # without a detection of the target in the refractory time is not counted
+    assert p.step([], 1.7) == []
+    assert p.passed_over["min_interval"] == 1
 
 
 def test_so_phase_target():
@@ -102,6 +106,7 @@ def test_ngo_two_click_and_pause():
     assert b.deadline_s == pytest.approx(b.intended_s + BUDGET)
     pause_end = b.intended_s + NGO_PAUSE_S
     assert p.step([so(pause_end - 0.01, up=pause_end + 0.3)], pause_end - 0.01) == []
+    assert p.passed_over["so_pause"] == 1 and p.passed_over["min_interval"] == 0
     assert len(p.step([so(pause_end + 0.01, up=pause_end + 0.3)], pause_end + 0.01)) == 2
 
 

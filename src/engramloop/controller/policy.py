@@ -182,6 +182,10 @@ class Policy:
                           "more than max_lead_s ahead",
         "so_target_passed": "slow oscillations not stimulated: their detection reached the "
                             "policy more than a cycle after the target phase",
+        "min_interval": "detections of the target not stimulated: within min_interval_s "
+                        "of the previous stimulus",
+        "so_pause": "slow oscillations not stimulated: within so_pause_s after a "
+                    "two-click sequence",
     }
 
     def __init__(self, settings: PolicySettings, budget_s: float, seed: int = 0,
@@ -281,14 +285,15 @@ class Policy:
         if see is not None:
             see(events, now_s)      # the uplift gate keeps per-candidate features
         decided = self._resolve(now_s) if self._waiting is not None else []
+        ev = next((e for e in events if e.kind == self._kind), None) if self._kind else None
         if now_s < self._next_ok_s or now_s < self._pause_until_s:
+            if ev is not None:
+                # a rule the user set, so no live-view state; but counted: a night of
+                # detections that all fall in the refractory time is not a quiet night
+                self.passed_over["so_pause" if now_s < self._pause_until_s
+                                 else "min_interval"] += 1
             return decided
         if self._kind:
-            ev = None
-            for e in events:
-                if e.kind == self._kind:
-                    ev = e
-                    break
             if ev is None:
                 return decided
             if s.target == "so_upstate":
