@@ -92,6 +92,7 @@ class Outlet:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+        self.proc.stdout.close()    # else an unclosed-pipe ResourceWarning at exit
 
 
 @pytest.fixture
