@@ -94,6 +94,8 @@ def page(rec: Recording, sections: list[Section]) -> str:
              f"<h1>engramloop session report: {html.escape(rec.path.name)}</h1>",
              "<nav>" + "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>'
                                for s in sections) + '<a href="#figures">All figures</a></nav>']
+    if rec.unclosed:
+        parts.append(f'<p class="missing" id="unclosed"><b>{html.escape(rec.unclosed)}</b></p>')
     n = 0
     table_rows = []
     for s in sections:

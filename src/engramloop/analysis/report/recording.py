@@ -95,6 +95,10 @@ class Recording:
     config_text: str = ""
     config: dict = field(default_factory=dict)
     datetime: str = ""
+    #: why the recording is not a whole session ("" when it is): an engramloop
+    #: recording whose streams have no footers was never closed (the process was killed,
+    #: crashed or lost power), so the session may have gone on after its last sample
+    unclosed: str = ""
 
     @property
     def t0(self) -> float:
@@ -173,9 +177,17 @@ def load_recording(path: str | Path) -> Recording:
         markers["truth"].sort(key=lambda r: r[0])
     _, config_text = reader.engramloop_header(f.header_xml) if ours else (None, "")
     config_text, config = config_of(config_text)
-    return Recording(path, signals, markers, config_text, config,
-                     str(reader.first(reader.header_dict(f.header_xml), "info", "datetime")
-                         or ""))
+    rec = Recording(path, signals, markers, config_text, config,
+                    str(reader.first(reader.header_dict(f.header_xml), "info", "datetime")
+                        or ""))
+    open_ = [i.name for i in f.streams.values() if not i.footer]
+    if ours and open_:      # our recorder writes every stream's footer when it closes
+        rec.unclosed = (f"This recording was never closed: {len(open_)} of "
+                        f"{len(f.streams)} streams have no footer (the process was killed, "
+                        f"crashed or lost power). It ends at its last sample, "
+                        f"{rec.t1 - rec.t0:.1f} s after its first; the session may have "
+                        "gone on, and there is no run summary.")
+    return rec
 
 
 def expand_truth(rows: Sequence[tuple[float, dict]]) -> list[tuple[float, dict]]:

@@ -31,6 +31,8 @@ class ReportResult:
     index: Path
     figures: list[Path]
     sections: list[Section]
+    #: the recording was never closed: why (Recording.unclosed), else ""
+    unclosed: str = ""
 
 
 def write_report(recording: str | Path, out_dir: str | Path, *,
@@ -97,4 +99,4 @@ def write_report(recording: str | Path, out_dir: str | Path, *,
         part.replace(index)
         bar.advance()
     figs = [out / f.file for s in sections for f in s.figures]
-    return ReportResult(index, figs, sections)
+    return ReportResult(index, figs, sections, rec.unclosed)

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {interrupt_name(exc)}; the report was not finished: {left}; run "
               "the command again", file=sys.stderr)
         return interrupt_code(exc)
+    if result.unclosed:   # even with --quiet: the page alone would look like a whole night
+        print(f"report: {args.recording}: {result.unclosed}", file=sys.stderr)
     if not args.quiet:
         missing = [s.title for s in result.sections if s.missing]
         print(f"wrote {result.index} ({len(result.figures)} figures)")
