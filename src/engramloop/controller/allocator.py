@@ -33,6 +33,18 @@ class AllocatorSettings:
     # 30 pulses, the spindle-gated allocator gained +0.0105 recall at 6 vs +0.0099 at 3;
     # docs/uplift.md)
     after_spindle_only: bool = False   # the gate spends only on ripples after a spindle
+    # where the opportunity forecast (spaced candidates still to come) comes from: "rate"
+    # (candidates per second so far times the seconds left) or "forecast" (the caller
+    # passes ``expected`` to :meth:`BudgetAllocator.decide`, e.g. from
+    # :class:`controller.opportunity.OpportunityModel`); with a forecast the even pace is
+    # over the night's opportunities, not its clock
+    opportunity: str = "rate"
+    # spend the budget: in the last stretch of the night (fewer than ``endgame`` times the
+    # pulses left expected) the threshold falls to take every candidate
+    endgame: float = 0.0
+    # more than ``slack`` pulses behind the pace, take anything at or above this quantile
+    # of the recent gains
+    behind_quantile: float = 0.5
 
 
 class BudgetAllocator:
@@ -49,8 +61,16 @@ class BudgetAllocator:
     the opportunity forecast), kept between the median and the 90th percentile.
     """
 
-    def __init__(self, settings: AllocatorSettings) -> None:
+    def __init__(self, settings: AllocatorSettings, opportunity=None) -> None:
+        if settings.opportunity not in ("rate", "forecast"):
+            raise ValueError(f"AllocatorSettings.opportunity must be 'rate' or 'forecast', "
+                             f"got {settings.opportunity!r}")
+        if settings.opportunity == "forecast" and opportunity is None:
+            raise ValueError("AllocatorSettings.opportunity 'forecast' needs an "
+                             "OpportunityModel")
         self.s = settings
+        #: :class:`controller.opportunity.OpportunityModel` (``opportunity = "forecast"``)
+        self.opportunity = opportunity
         self.reset()
 
     def reset(self) -> None:
@@ -62,6 +82,7 @@ class BudgetAllocator:
         self._n_seen = 0
         self.spent = 0
         self.threshold = math.inf
+        self.expected = math.nan          # the last opportunity forecast used
 
     def observe(self, gain: float, t_s: float) -> None:
         """Count a candidate in the history without deciding on it (its prediction came
@@ -76,26 +97,38 @@ class BudgetAllocator:
             self._spaced_seen += 1         # a candidate at least one gap after the last one
             self._last_seen = t_s
 
-    def decide(self, gain: float, t_s: float, eligible: bool = True) -> bool:
+    def decide(self, gain: float, t_s: float, eligible: bool = True,
+               x: np.ndarray | None = None) -> bool:
         """Decide one candidate. ``eligible`` False (the ripple did not follow a spindle
         detection within 1 s, see :func:`after_spindle`): refused, and not counted in the
         gains or the opportunity forecast -- the budget is spent only among eligible
-        candidates."""
+        candidates. ``x``: the candidate's features (``CANDIDATE_NAMES`` order), which the
+        opportunity model reads; required when ``settings.opportunity == "forecast"``."""
         if not eligible:
             return False
         s = self.s
+        if s.opportunity == "forecast" and x is None:
+            raise ValueError("BudgetAllocator: opportunity 'forecast' needs the "
+                             "candidate's features (x)")
         self.observe(gain, t_s)
         if self.spent >= s.budget or t_s - self._last_fire < s.min_gap_s:
             return False
-        pace = s.budget * min(max(t_s, 0.0) / s.night_s, 1.0)
+        if s.opportunity == "forecast":
+            expected = self.opportunity.expected(x, t_s, self._spaced_seen, s.night_s)
+            # the pace is the share of the night's opportunities already past
+            frac = self._spaced_seen / max(self._spaced_seen + expected, 1e-9)
+        else:
+            frac = max(t_s, 0.0) / s.night_s
+            expected = self._spaced_seen / max(t_s, 60.0) * max(s.night_s - t_s, 0.0)
+        pace = s.budget * min(frac, 1.0)
         if self.spent >= pace + s.slack:
             return False                   # ahead of the even pace: wait
         left = s.budget - self.spent
-        expected = self._spaced_seen / max(t_s, 60.0) * max(s.night_s - t_s, 0.0)
-        if expected <= left:
+        self.expected = expected
+        if expected <= left * max(s.endgame, 1.0):
             q = 0.0                        # fewer candidates left than pulses: take all
         elif self.spent < pace - s.slack:
-            q = 0.5                        # behind: anything above the recent median
+            q = s.behind_quantile      # behind: anything above that quantile
         elif self._n_seen < s.warmup:
             return False
         else:
