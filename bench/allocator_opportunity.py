@@ -77,7 +77,25 @@ def main() -> None:
     print(f"{len(d)} training nights {sorted(d)}, {a.folds}-fold by night")
     print(f"opportunity forecast, mean |error| in candidates to come (eligible candidates): "
           f"rate {np.mean(err_rate):.1f}, learned {np.mean(err_fc):.1f}")
-    preds = cv_predictions(d, a.folds)[0] if not a.no_model else None
+    preds = None
+    if not a.no_model:
+        preds, fit_all = cv_predictions(d, a.folds)
+        print("fold models on held-out nights (R^2 / Spearman): " + ", ".join(
+            f"{s}: {m['r2']:.3f} / {m['spearman']:.3f}" for s, m in fit_all))
+    # target B idea: a model trained only on the candidates the allocator is offered
+    # (ripples after a spindle), so its capacity goes to ranking those
+    elig = {s: {**d[s], "x": d[s]["x"][ex._rule(d[s]["x"])],
+                "t": d[s]["t"][ex._rule(d[s]["x"])],
+                "labels": d[s]["labels"][ex._rule(d[s]["x"])]} for s in seeds}
+    pe = {}
+    if not a.no_model:
+        pe_sub, fit_e = cv_predictions(elig, a.folds)
+        for s in seeds:
+            full = np.full(len(d[s]["t"]), -1.0)
+            full[ex._rule(d[s]["x"])] = pe_sub[s]
+            pe[s] = full
+        print("eligible-only fold models on held-out nights (R^2 / Spearman): " + ", ".join(
+            f"{s}: {m['r2']:.3f} / {m['spearman']:.3f}" for s, m in fit_e))
     zero = lambda r: np.zeros(len(r["t"]))  # noqa: E731
     model = lambda r: preds[r["seed"]]  # noqa: E731
     sel = {"rule": lambda r, n: cfx.spaced_spread(r["t"], ex._rule(r["x"]), n, GAP_S),
@@ -95,6 +113,9 @@ def main() -> None:
         sel["allocator forecast"] = lambda r, n: allocate(model(r), r, n, opp[r["seed"]])
         sel["allocator forecast endgame 1.5"] = (
             lambda r, n: allocate(model(r), r, n, opp[r["seed"]], endgame=1.5))
+        sel["allocator eligible-only model"] = lambda r, n: allocate(pe[r["seed"]], r, n)
+        sel["allocator eligible-only model forecast"] = (
+            lambda r, n: allocate(pe[r["seed"]], r, n, opp[r["seed"]]))
     gain, pulses = {}, {}
     for s in seeds:
         r = d[s]

@@ -206,9 +206,10 @@ class UpliftGate:
     """
 
     def __init__(self, model, settings: AllocatorSettings, worker=None, *,
-                 max_wait_s: float = 0.02, synchronous: bool = False) -> None:
+                 max_wait_s: float = 0.02, synchronous: bool = False,
+                 opportunity=None) -> None:
         self.model = model
-        self.allocator = BudgetAllocator(settings)
+        self.allocator = BudgetAllocator(settings, opportunity)
         self.worker = worker
         self.predictor = UpliftWorker(model)
         self.max_wait_s = float(max_wait_s)
@@ -224,6 +225,7 @@ class UpliftGate:
         self._t0: float | None = None
         self._cand: tuple[float, np.ndarray] | None = None
         self._pending: deque[float] = deque()    # posted, not yet decided (keys, in order)
+        self._xs: dict[float, np.ndarray] = {}   # their features (the opportunity forecast)
         self._late: set[float] = set()          # refused as late, answer still to come
         self._epoch_seen = None
 
@@ -306,6 +308,7 @@ class UpliftGate:
             self.last_reason = "uplift_pending"
             return None
         self._pending.append(key)
+        self._xs[key] = x
         self.predictor.post(key, x)
         if self.synchronous and not self.predictor.wait_answered(SIM_UPLIFT_WAIT_S):
             self.predictor.check()
@@ -333,6 +336,7 @@ class UpliftGate:
             if not self._pending or self._pending[0] != key:
                 continue            # not ours (cannot happen: one queue, one order)
             self._pending.popleft()
+            x = self._xs.pop(key, None)
             self.last_gain = gain
             if gain != gain:
                 out.append((key, False, "uplift_nonfinite"))
@@ -340,7 +344,7 @@ class UpliftGate:
                 self.n_late += 1
                 a.observe(gain, key - t0)
                 out.append((key, False, "uplift_late"))
-            elif a.decide(gain, key - t0):
+            elif a.decide(gain, key - t0, x=x):
                 out.append((key, True, ""))
             else:
                 out.append((key, False, "budget_spent" if a.spent >= a.s.budget
@@ -348,11 +352,13 @@ class UpliftGate:
         while self._pending and not self.synchronous and now_s - self._pending[0] > \
                 self.max_wait_s:
             key = self._pending.popleft()
+            self._xs.pop(key, None)
             self._late.add(key)
             self.n_late += 1
             out.append((key, False, "uplift_late"))
         if self.failed:             # nothing pending survives a failed worker
             while self._pending:
+                self._xs.pop(self._pending[0], None)
                 out.append((self._pending.popleft(), False, "forecaster_failed"))
         return out
 

@@ -17,6 +17,11 @@ from engramloop.controller.build_source import make_source
 from engramloop.controller.forecast_worker import ForecastGate, ForecastWorker
 from engramloop.controller.governor import Governor
 from engramloop.controller.loop import Loop
+from engramloop.controller.opportunity import (
+    OpportunityModel,
+    OpportunityModelError,
+    default_opportunity_path,
+)
 from engramloop.controller.policy import Policy, check_against_safety
 from engramloop.controller.recorder import Recorder
 from engramloop.controller.scheduler import Scheduler
@@ -177,10 +182,20 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
                 model = UpliftModel.load(fset.uplift_model or default_uplift_path())
             except UpliftModelError as exc:
                 raise ConfigError("", "forecaster.uplift_model", str(exc)) from None
+            opportunity = None
+            if fset.uplift_opportunity == "forecast":
+                try:
+                    opportunity = OpportunityModel.load(fset.uplift_opportunity_model
+                                                        or default_opportunity_path())
+                except OpportunityModelError as exc:
+                    raise ConfigError("", "forecaster.uplift_opportunity_model",
+                                      str(exc)) from None
             gate = UpliftGate(model, AllocatorSettings(
                 budget=fset.budget_pulses, night_s=fset.night_s, min_gap_s=fset.min_gap_s,
-                after_spindle_only=fset.uplift_after_spindle_only, slack=fset.uplift_slack),
-                worker=forecaster, max_wait_s=fset.uplift_max_wait_s, synchronous=simulated)
+                after_spindle_only=fset.uplift_after_spindle_only, slack=fset.uplift_slack,
+                opportunity=fset.uplift_opportunity),
+                worker=forecaster, max_wait_s=fset.uplift_max_wait_s, synchronous=simulated,
+                opportunity=opportunity)
         else:
             gate = ForecastGate(forecaster, fset)
     policy = Policy(cfg.policy, cfg.scheduler.budget_s, seed=cfg.seed,

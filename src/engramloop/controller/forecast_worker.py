@@ -100,6 +100,16 @@ class ForecasterSettings:
         doc="uplift_budget: how many pulses ahead of (or behind) the even pace over night_s "
             "the allocator may get before it waits (or takes anything above the recent "
             "median); the issue-21 experiment's allocator used 6 (docs/uplift.md)")
+    uplift_opportunity: Literal["rate", "forecast"] = setting(
+        "rate",
+        doc="uplift_budget: the allocator's forecast of the spaced candidates still to come "
+            "in the night, which sets its threshold and pace. rate: the rate so far times "
+            "the seconds left; forecast: the opportunity model (uplift_opportunity_model), "
+            "and the pace is the share of the night's expected opportunities already past "
+            "(see docs/uplift.md for which did better on training seeds)")
+    uplift_opportunity_model: str = setting(
+        "", doc="uplift_opportunity = forecast: opportunity model (.json); empty means the "
+                "one shipped in the package (fitted on 1200 s simulated nights)")
     uplift_max_wait_s: float = setting(
         0.02, gt=0, le=0.2, unit="s",
         doc="uplift_budget: the gain is predicted off the loop thread; a ripple whose "
