@@ -37,11 +37,12 @@ from engramloop.controller.allocator import (  # noqa: E402
 )
 
 
-def allocate(gain, r, n, opp=None, endgame=0.0, slack=ex.ALLOCATOR_SLACK, floor=0.5):
+def allocate(gain, r, n, opp=None, endgame=0.0, slack=ex.ALLOCATOR_SLACK, floor=0.5,
+             pace="clock"):
     a = BudgetAllocator(AllocatorSettings(
         budget=n, night_s=NIGHT_S, min_gap_s=GAP_S, slack=slack, after_spindle_only=True,
         opportunity="forecast" if opp is not None else "rate", endgame=endgame,
-        behind_quantile=floor), opportunity=opp)
+        behind_quantile=floor, pace=pace), opportunity=opp)
     return [i for i in range(len(r["t"]))
             if a.decide(float(gain[i]), float(r["t"][i]), eligible=after_spindle(r["x"][i]),
                         x=r["x"][i])]
@@ -97,25 +98,25 @@ def main() -> None:
         print("eligible-only fold models on held-out nights (R^2 / Spearman): " + ", ".join(
             f"{s}: {m['r2']:.3f} / {m['spearman']:.3f}" for s, m in fit_e))
     zero = lambda r: np.zeros(len(r["t"]))  # noqa: E731
-    model = lambda r: preds[r["seed"]]  # noqa: E731
     sel = {"rule": lambda r, n: cfx.spaced_spread(r["t"], ex._rule(r["x"]), n, GAP_S),
            "rule-paced (rate)": lambda r, n: allocate(zero(r), r, n)}
-    for eg in (1.5, 2.0):
-        sel[f"rule-paced rate endgame {eg:g}"] = (
-            lambda r, n, e=eg: allocate(zero(r), r, n, endgame=e))
-    sel["rule-paced forecast"] = lambda r, n: allocate(zero(r), r, n, opp[r["seed"]])
+    sel["rule-paced rate endgame 1.5"] = lambda r, n: allocate(zero(r), r, n, endgame=1.5)
+    sel["rule-paced forecast, opportunity pace"] = (
+        lambda r, n: allocate(zero(r), r, n, opp[r["seed"]], pace="opportunity"))
     sel["rule-paced forecast endgame 1.5"] = (
         lambda r, n: allocate(zero(r), r, n, opp[r["seed"]], endgame=1.5))
     if preds is not None:
-        sel["allocator (rate)"] = lambda r, n: allocate(model(r), r, n)
-        sel["allocator rate endgame 1.5"] = lambda r, n: allocate(model(r), r, n,
-                                                                  endgame=1.5)
-        sel["allocator forecast"] = lambda r, n: allocate(model(r), r, n, opp[r["seed"]])
-        sel["allocator forecast endgame 1.5"] = (
-            lambda r, n: allocate(model(r), r, n, opp[r["seed"]], endgame=1.5))
-        sel["allocator eligible-only model"] = lambda r, n: allocate(pe[r["seed"]], r, n)
-        sel["allocator eligible-only model forecast"] = (
-            lambda r, n: allocate(pe[r["seed"]], r, n, opp[r["seed"]]))
+        for nm, p in (("model", preds), ("eligible-only model", pe)):
+            sel[f"allocator {nm} (rate)"] = lambda r, n, p=p: allocate(p[r["seed"]], r, n)
+            sel[f"allocator {nm} rate endgame 1.5"] = (
+                lambda r, n, p=p: allocate(p[r["seed"]], r, n, endgame=1.5))
+            sel[f"allocator {nm} forecast"] = (
+                lambda r, n, p=p: allocate(p[r["seed"]], r, n, opp[r["seed"]]))
+            sel[f"allocator {nm} forecast endgame 1.5"] = (
+                lambda r, n, p=p: allocate(p[r["seed"]], r, n, opp[r["seed"]], endgame=1.5))
+            sel[f"allocator {nm} forecast, opportunity pace"] = (
+                lambda r, n, p=p: allocate(p[r["seed"]], r, n, opp[r["seed"]],
+                                           pace="opportunity"))
     gain, pulses = {}, {}
     for s in seeds:
         r = d[s]
@@ -131,7 +132,7 @@ def main() -> None:
         for name in sel:
             dm, dlo, dhi = ex.ci(g[(name, n)] - g[("rule", n)])
             pm, plo, phi = ex.ci(g[(name, n)] - g[("rule-paced (rate)", n)])
-            print(f"  {name:34s} {g[(name, n)].mean():+.5f} ({np.mean(pulses[(name, n)]):.1f})"
+            print(f"  {name:50s} {g[(name, n)].mean():+.5f} ({np.mean(pulses[(name, n)]):.1f})"
                   f"  {dm:+.5f} [{dlo:+.5f}, {dhi:+.5f}]  {pm:+.5f} [{plo:+.5f}, {phi:+.5f}]")
 
 

@@ -65,7 +65,8 @@ def test_forecast_pacing_spends_a_front_loaded_budget():
     x[_SP] = 1.0
     kw = dict(budget=50, night_s=NIGHT_S, min_gap_s=5.0, slack=6.0, warmup=0)
     rate = BudgetAllocator(AllocatorSettings(**kw))
-    fc = BudgetAllocator(AllocatorSettings(opportunity="forecast", **kw), _Exact(t))
+    fc = BudgetAllocator(AllocatorSettings(opportunity="forecast", pace="opportunity", **kw),
+                         _Exact(t))
     n_rate = sum(rate.decide(0.0, ti, x=x) for ti in t)
     n_fc = sum(fc.decide(0.0, ti, x=x) for ti in t)
     assert n_fc == 50 and fc.spent == 50

@@ -36,9 +36,13 @@ class AllocatorSettings:
     # where the opportunity forecast (spaced candidates still to come) comes from: "rate"
     # (candidates per second so far times the seconds left) or "forecast" (the caller
     # passes ``expected`` to :meth:`BudgetAllocator.decide`, e.g. from
-    # :class:`controller.opportunity.OpportunityModel`); with a forecast the even pace is
-    # over the night's opportunities, not its clock
+    # :class:`controller.opportunity.OpportunityModel`)
     opportunity: str = "rate"
+    # what the even pace is over: "clock" (the night's seconds) or "opportunity" (the
+    # night's expected candidates: the share already past). On training seeds 100-105
+    # pacing over opportunities spread the pulses like the plain spindle rule and lost
+    # what clock pacing gains over it (docs/uplift.md)
+    pace: str = "clock"
     # spend the budget: in the last stretch of the night (fewer than ``endgame`` times the
     # pulses left expected) the threshold falls to take every candidate
     endgame: float = 0.0
@@ -65,6 +69,9 @@ class BudgetAllocator:
         if settings.opportunity not in ("rate", "forecast"):
             raise ValueError(f"AllocatorSettings.opportunity must be 'rate' or 'forecast', "
                              f"got {settings.opportunity!r}")
+        if settings.pace not in ("clock", "opportunity"):
+            raise ValueError(f"AllocatorSettings.pace must be 'clock' or 'opportunity', "
+                             f"got {settings.pace!r}")
         if settings.opportunity == "forecast" and opportunity is None:
             raise ValueError("AllocatorSettings.opportunity 'forecast' needs an "
                              "OpportunityModel")
@@ -115,11 +122,13 @@ class BudgetAllocator:
             return False
         if s.opportunity == "forecast":
             expected = self.opportunity.expected(x, t_s, self._spaced_seen, s.night_s)
-            # the pace is the share of the night's opportunities already past
+        else:
+            expected = self._spaced_seen / max(t_s, 60.0) * max(s.night_s - t_s, 0.0)
+        if s.pace == "opportunity":
+            # the share of the night's (expected) opportunities already past
             frac = self._spaced_seen / max(self._spaced_seen + expected, 1e-9)
         else:
             frac = max(t_s, 0.0) / s.night_s
-            expected = self._spaced_seen / max(t_s, 60.0) * max(s.night_s - t_s, 0.0)
         pace = s.budget * min(frac, 1.0)
         if self.spent >= pace + s.slack:
             return False                   # ahead of the even pace: wait
