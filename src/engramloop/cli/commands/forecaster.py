@@ -1,5 +1,5 @@
 """engramloop forecaster make-dataset | train | evaluate | make-uplift-dataset | train-uplift |
-experiment"""
+fit-opportunity | experiment"""
 from __future__ import annotations
 
 import argparse
@@ -123,6 +123,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tu.add_argument("--seed", type=int, default=0)
     tu.add_argument("--hidden", type=int, default=16)
 
+    fo = sub.add_parser("fit-opportunity",
+                        help="fit the allocator's opportunity forecast (JSON) on the "
+                             "candidates of a make-uplift-dataset file")
+    fo.add_argument("--data", required=True, help=".npz from make-uplift-dataset")
+    fo.add_argument("--out", required=True, help="output .json")
+    fo.add_argument("--gap-s", type=float, default=5.0, help="the allocator's spacing")
+
     x = sub.add_parser("experiment", help="the fixed pulse-budget experiment at equal pulses "
                                           "(issue 21): conditions x 10/20/30/60 pulses, "
                                           "paired intervals, targets A and B")
@@ -187,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
             return _make_uplift_dataset(args)
         if args.action == "train-uplift":
             return _train_uplift(args)
+        if args.action == "fit-opportunity":
+            return _fit_opportunity(args)
         if args.action == "experiment":
             return _experiment(args)
         return _evaluate(args)
@@ -217,6 +226,35 @@ def _train_uplift(args: argparse.Namespace) -> int:
     print(f"uplift model: {args.out}; held-out nights: R^2 {m['val_r2']:.3f}, Spearman "
           f"{m['val_spearman']:.3f} ({m['n_train']} training / {m['n_val']} held-out "
           "candidates)")
+    return 0
+
+
+def _fit_opportunity(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from engramloop.analysis.training.opportunity_train import fit_opportunity
+
+    try:
+        z = np.load(args.data)
+        names = tuple(str(n) for n in z["names"])
+        t, xs, seeds, night_s = z["t"], z["x"], z["seed"], float(z["duration_s"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise UserError(f"fit-opportunity: {args.data} is not a make-uplift-dataset file "
+                        f"({exc})") from None
+    from engramloop.decoders.pulse_features import CANDIDATE_NAMES
+
+    if names != CANDIDATE_NAMES:
+        raise UserError(f"fit-opportunity: {args.data} has another feature set; regenerate "
+                        "it with make-uplift-dataset")
+    nights = [{"seed": int(s), "t": t[seeds == s], "x": xs[seeds == s]}
+              for s in np.unique(seeds)]
+    try:
+        m = fit_opportunity(nights, night_s, gap_s=args.gap_s)
+    except ValueError as exc:
+        raise UserError(f"fit-opportunity: {exc}") from None
+    m.save(args.out)
+    print(f"opportunity model: {args.out}; {len(nights)} training nights, "
+          f"{m.info['candidates']} eligible candidates")
     return 0
 
 
