@@ -41,3 +41,9 @@ def test_small_experiment_prints_conditions_and_comparisons(capsys, tmp_path):
     assert all(r["rows"]["ungated@5"][1] == 5 for r in rows)   # equal pulses delivered
     # the count of pulses the re-run cannot reproduce, per condition and dose, as rows are
     assert all(set(r["inexact"]) <= set(r["rows"]) for r in rows)
+
+
+def test_fit_opportunity_bad_input_is_one_line(capsys, tmp_path):
+    rc, _, err = cli(capsys, "forecaster", "fit-opportunity", "--data", tmp_path / "no.npz",
+                     "--out", tmp_path / "o.json")
+    one_line_error(rc, err, "no.npz", "make-uplift-dataset")

@@ -28,12 +28,14 @@ def _model(tmp_path):
     return path
 
 
-def test_uplift_gate_spends_its_budget_under_the_governor(tmp_path):
+@pytest.mark.parametrize("opportunity", ["rate", "forecast"])
+def test_uplift_gate_spends_its_budget_under_the_governor(tmp_path, opportunity):
     base = load_config(CFG)
     fs = FeatureSettings(epoch_s=5.0, hop_s=5.0, eeg_channel="Cz", lfp_channel="CA1")
     fset = dataclasses.replace(base.forecaster, enabled=True, gate="uplift_budget",
                                uplift_model=str(_model(tmp_path)), budget_pulses=4,
-                               night_s=60.0, min_gap_s=5.0, features=fs)
+                               night_s=60.0, min_gap_s=5.0, features=fs,
+                               uplift_opportunity=opportunity)
     board = Snapshots()
     loop = build_loop(dataclasses.replace(base, forecaster=fset), speed="max",
                       duration_s=60.0, status_board=board)
@@ -67,4 +69,13 @@ def test_a_missing_uplift_model_is_a_config_error(tmp_path):
     fset = dataclasses.replace(base.forecaster, enabled=True, gate="uplift_budget",
                                uplift_model=str(tmp_path / "nope.json"))
     with pytest.raises(ConfigError, match="forecaster.uplift_model.*file not found"):
+        build_loop(dataclasses.replace(base, forecaster=fset), speed="max", duration_s=5.0)
+
+
+def test_a_missing_opportunity_model_is_a_config_error(tmp_path):
+    base = load_config(CFG)
+    fset = dataclasses.replace(base.forecaster, enabled=True, gate="uplift_budget",
+                               uplift_opportunity="forecast",
+                               uplift_opportunity_model=str(tmp_path / "nope.json"))
+    with pytest.raises(ConfigError, match="forecaster.uplift_opportunity_model.*not found"):
         build_loop(dataclasses.replace(base, forecaster=fset), speed="max", duration_s=5.0)
