@@ -193,7 +193,7 @@ def build_loop(cfg: Any, *, config_text: str = "", speed: Any = 1.0,
             gate = UpliftGate(model, AllocatorSettings(
                 budget=fset.budget_pulses, night_s=fset.night_s, min_gap_s=fset.min_gap_s,
                 after_spindle_only=fset.uplift_after_spindle_only, slack=fset.uplift_slack,
-                opportunity=fset.uplift_opportunity),
+                opportunity=fset.uplift_opportunity, endgame=fset.uplift_endgame),
                 worker=forecaster, max_wait_s=fset.uplift_max_wait_s, synchronous=simulated,
                 opportunity=opportunity)
         else:

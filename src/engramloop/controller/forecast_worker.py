@@ -107,6 +107,12 @@ class ForecasterSettings:
             "the seconds left; forecast: the opportunity model (uplift_opportunity_model), "
             "and the pace is the share of the night's expected opportunities already past "
             "(see docs/uplift.md for which did better on training seeds)")
+    uplift_endgame: float = setting(
+        0.0, ge=0, le=100,
+        doc="uplift_budget: take every candidate once fewer than this many times the pulses "
+            "left are expected in the rest of the night (spends the budget; 0 or 1: only when "
+            "fewer candidates than pulses are expected). The issue-21 experiment's allocator "
+            "used 1.5 (docs/uplift.md)")
     uplift_opportunity_model: str = setting(
         "", doc="uplift_opportunity = forecast: opportunity model (.json); empty means the "
                 "one shipped in the package (fitted on 1200 s simulated nights)")
