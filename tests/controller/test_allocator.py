@@ -41,3 +41,17 @@ def test_ineligible_candidates_are_refused_and_not_counted():
     assert not after_spindle(x)
     x[CANDIDATE_NAMES.index("spindle_recent")] = 1.0
     assert after_spindle(x)
+
+
+def test_endgame_spends_a_budget_the_quantile_threshold_leaves_unspent():
+    # 55 candidates spread over the night for a budget of 50: the quantile threshold
+    # refuses some early ones and the night runs out; taking everything once fewer than
+    # 1.5 x the pulses left are expected spends the whole budget
+    times = np.linspace(5.0, 1195.0, 55)
+    gains = np.random.default_rng(3).normal(0, 1, len(times))
+    kw = dict(budget=50, night_s=1200.0, min_gap_s=5.0, slack=6.0)
+    plain, _ = _run(gains, times, **kw)
+    spent, a = _run(gains, times, endgame=1.5, **kw)
+    assert len(plain) < 50
+    assert len(spent) == a.spent == 50
+    assert np.all(np.diff(times[spent]) >= 5.0)

@@ -52,17 +52,27 @@ class AllocatorSettings:
 
 
 class BudgetAllocator:
-    """``decide(gain, t_s) -> bool``; pure state, no clocks (``t_s`` is the candidate's
+    """``decide(gain, t_s, eligible, x) -> bool``; pure state, no clocks (``t_s`` is the candidate's
     detection time, seconds from the session start).
 
     Paced: the budget is meant to be spent evenly over ``night_s`` (pulses interact: the
     engram saturates, so bunching them wastes some; in the fixed experiment an unpaced
     version spent half its budget in the first 200 s and did worse than even spacing).
     More than ``slack`` pulses ahead of the pace it waits; more than ``slack`` behind it
-    takes any candidate above the median of the recent gains; otherwise it takes a
-    candidate at or above the ``1 - k/m`` quantile of the recent gains (``k`` pulses left,
-    ``m`` spaced candidates expected in the rest of the night from the rate so far --
-    the opportunity forecast), kept between the median and the 90th percentile.
+    takes any candidate at or above the ``behind_quantile`` of the recent gains; otherwise
+    it takes a candidate at or above the ``1 - k/m`` quantile of the recent gains (``k``
+    pulses left, ``m`` spaced candidates expected in the rest of the night -- the
+    opportunity forecast: the rate so far, or ``opportunity.expected(...)`` of an
+    :class:`controller.opportunity.OpportunityModel`), kept between the median and the
+    90th percentile; and every candidate once ``m <= max(endgame, 1) * k``. The pace is
+    over the clock (``pace = "clock"``) or over the expected opportunities
+    (``"opportunity"``).
+
+    Parameters
+    ----------
+    settings : AllocatorSettings
+    opportunity : OpportunityModel, optional
+        Required when ``settings.opportunity == "forecast"``.
     """
 
     def __init__(self, settings: AllocatorSettings, opportunity=None) -> None:
