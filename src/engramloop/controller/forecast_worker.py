@@ -103,10 +103,10 @@ class ForecasterSettings:
     uplift_opportunity: Literal["rate", "forecast"] = setting(
         "rate",
         doc="uplift_budget: the allocator's forecast of the spaced candidates still to come "
-            "in the night, which sets its threshold and pace. rate: the rate so far times "
-            "the seconds left; forecast: the opportunity model (uplift_opportunity_model), "
-            "and the pace is the share of the night's expected opportunities already past "
-            "(see docs/uplift.md for which did better on training seeds)")
+            "in the night, which sets its threshold (the pace stays over night_s). rate: the "
+            "rate so far times the seconds left; forecast: the opportunity model "
+            "(uplift_opportunity_model), fitted to 1200 s simulated nights (on training "
+            "seeds the two tied; docs/uplift.md)")
     uplift_endgame: float = setting(
         0.0, ge=0, le=100,
         doc="uplift_budget: take every candidate once fewer than this many times the pulses "
