@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engramloop.analysis.training.experiment import EVAL_SEED_START
 from engramloop.controller.allocator import after_spindle
 from engramloop.controller.opportunity import INPUT_NAMES, OpportunityModel, opportunity_inputs
 
@@ -38,8 +39,6 @@ def opportunity_rows(t: np.ndarray, x: np.ndarray, night_s: float,
 def fit_opportunity(nights: Sequence[dict], night_s: float, gap_s: float = 5.0,
                     ridge: float = 1e-3) -> OpportunityModel:
     """Fit on training nights (dicts with ``t``, ``x``, ``seed``; seeds >= 3000 refused)."""
-    from engramloop.analysis.training.experiment import EVAL_SEED_START
-
     bad = [int(r["seed"]) for r in nights if int(r["seed"]) >= EVAL_SEED_START]
     if bad:
         raise ValueError(f"opportunity fit: seeds {bad} are evaluation seeds "

@@ -11,12 +11,14 @@ from pathlib import Path
 from engramloop._version import __version__
 from engramloop.analysis import training as ft
 from engramloop.analysis.training import experiment as ex
+from engramloop.analysis.training.opportunity_train import fit_opportunity
 from engramloop.analysis.training.uplift_train import make_uplift_dataset, train_uplift
 from engramloop.cli.paths import check_output_file, prepare_output_dir
 from engramloop.controller.config import load_config
 from engramloop.controller.progress import progress
 from engramloop.core.errors import UserError
 from engramloop.decoders.features import FeatureSettings
+from engramloop.decoders.pulse_features import CANDIDATE_NAMES
 from engramloop.decoders.uplift import UpliftModel
 
 HELP = ("build training data, train and evaluate the memory-decay forecaster and the "
@@ -232,8 +234,6 @@ def _train_uplift(args: argparse.Namespace) -> int:
 def _fit_opportunity(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from engramloop.analysis.training.opportunity_train import fit_opportunity
-
     try:
         z = np.load(args.data)
         names = tuple(str(n) for n in z["names"])
@@ -241,8 +241,6 @@ def _fit_opportunity(args: argparse.Namespace) -> int:
     except (OSError, KeyError, ValueError) as exc:
         raise UserError(f"fit-opportunity: {args.data} is not a make-uplift-dataset file "
                         f"({exc})") from None
-    from engramloop.decoders.pulse_features import CANDIDATE_NAMES
-
     if names != CANDIDATE_NAMES:
         raise UserError(f"fit-opportunity: {args.data} has another feature set; regenerate "
                         "it with make-uplift-dataset")
