@@ -147,19 +147,29 @@ def test_band_above_nyquist_is_caught_by_validate_and_run(tmp_path, capsys) -> N
     one_line_error(rc, err, "detectors.ripple.band_hz", "Nyquist frequency (100 Hz)")
 
 
-def test_real_50_hz_excerpt_says_which_band_does_not_fit(tmp_path, capsys) -> None:
-    """DREAMS excerpt 3 is stored at 50 Hz: the spindle detector's broadband reference
-    (1-30 Hz) cannot exist there; validate and replay say so before running."""
+def test_real_50_hz_excerpt_replays_and_a_band_that_cannot_fit_is_named(tmp_path,
+                                                                        capsys) -> None:
+    """DREAMS excerpt 3 is stored at 50 Hz: the spindle detector caps its broadband
+    reference at 0.9 x Nyquist (3-22.5 Hz), so at the defaults validate and replay run (the
+    check before the run refused the uncapped 3-30 Hz, although the detector would have
+    run). A sigma band whose top the capped broadband cannot reach above is named before
+    the run."""
     from shared_data import DATA
 
     edf = DATA / "dreams_dev" / "excerpt3.edf"
     det = ('[detectors.ripple]\nenabled = false\n[detectors.so]\nchannels = ["C3-A1"]\n'
            '[detectors.spindle]\nchannels = ["C3-A1"]\n[policy]\ntarget = "spindle"\n')
     c = cfg(tmp_path, f'[source]\nkind = "file"\n[source.file]\npath = "{edf}"\n' + det)
+    assert cli(capsys, "validate", c)[0] == 0
+    rc, out, _ = cli(capsys, "replay", cfg(tmp_path, det, "r.toml"), edf, "--speed", "max",
+                     "--quiet")
+    assert rc == 0 and "spindle" in out
+    wide = det.replace('[detectors.spindle]\n', '[detectors.spindle]\nsigma_band_hz = [11, 24]\n')
+    c = cfg(tmp_path, f'[source]\nkind = "file"\n[source.file]\npath = "{edf}"\n' + wide)
     rc, _, err = cli(capsys, "validate", c)
-    one_line_error(rc, err, "detectors.spindle.broad_band_hz", "Nyquist frequency (25 Hz)")
-    rc, _, err = cli(capsys, "replay", cfg(tmp_path, det, "r.toml"), edf, "--speed", "max")
-    one_line_error(rc, err, "r.toml: detectors.spindle.broad_band_hz", "50 Hz source")
+    one_line_error(rc, err, "detectors.spindle.broad_band_hz", "50 Hz source")
+    rc, _, err = cli(capsys, "replay", cfg(tmp_path, wide, "w.toml"), edf, "--speed", "max")
+    one_line_error(rc, err, "w.toml: detectors.spindle.broad_band_hz", "50 Hz source")
 
 
 # ------------------------------------------------------------- points 7/8: files

@@ -7,7 +7,7 @@ from typing import Any
 from engramloop.core.schema import ConfigError, name_with_hint
 from engramloop.decoders.ripple import RippleDetector, RippleSettings
 from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
-from engramloop.decoders.spindle import SpindleDetector, SpindleSettings
+from engramloop.decoders.spindle import SpindleDetector, SpindleSettings, broad_band_for
 
 __all__ = ["DetectorsSettings", "make_detectors", "RippleSettings", "SpindleSettings",
            "SlowOscSettings"]
@@ -113,6 +113,16 @@ def check_nyquist(owner: str, sub: Any, rate_hz: float) -> None:
         unused.add("sharp_wave_band_hz")      # the sharp-wave assist is off
     if not getattr(sub, "theta_gate", True):
         unused.update(("theta_band_hz", "delta_band_hz"))
+    if isinstance(sub, SpindleSettings):
+        # the spindle detector caps its broadband at 0.9 x Nyquist itself (3-22.5 Hz at
+        # 50 Hz, as DREAMS excerpt 3 is stored); refused only when the capped band no
+        # longer reaches above the sigma band -- its own first-chunk check, made here
+        unused.add("broad_band_hz")
+        try:
+            broad_band_for(sub, float(rate_hz))
+        except ValueError as exc:
+            raise ConfigError("", f"{owner}.broad_band_hz",
+                              str(exc).split(": ", 1)[-1]) from None
     for f in dataclasses.fields(sub):
         if not f.name.endswith("band_hz") or f.name in unused:
             continue

@@ -217,9 +217,10 @@ def broad_band_for(settings: SpindleSettings, fs: float) -> tuple[float, float]:
     lo, hi = settings.broad_band_hz
     hi = min(hi, BROAD_NYQUIST_FRAC * fs / 2)
     if hi <= settings.sigma_band_hz[1] or lo >= hi:
-        raise ValueError(f"detectors.spindle.broad_band_hz: a {fs} Hz source leaves "
-                         f"{lo}-{hi:g} Hz, which does not reach above the sigma band "
-                         f"{settings.sigma_band_hz}; record at a higher rate")
+        raise ValueError(f"detectors.spindle.broad_band_hz: a {fs:g} Hz source leaves "
+                         f"{lo:g}-{hi:g} Hz, which does not reach above the sigma band "
+                         f"{[float(f) for f in settings.sigma_band_hz]} Hz; lower "
+                         "sigma_band_hz or record at a higher rate")
     return lo, hi
 
 
