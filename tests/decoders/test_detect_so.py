@@ -2,10 +2,13 @@
 phase, chunk-size independence, fixed-delay mode, real N3 EEG."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import twins
 from shared_data import DATA, require_data  # noqa: E402
+from so_release import check_release
 
 from engramloop.analysis.scoring import replay, score_phase
 from engramloop.decoders.slow_osc import SlowOscDetector, SlowOscSettings
@@ -86,32 +89,44 @@ def test_default_predicts_sharp_down_states_only(sim_n3) -> None:
 @pytest.mark.parametrize("predict", ["halfwave", "echt", "fixed"])
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_chunk_size_independent(sim_n3, chunk: int, predict: str) -> None:
+    """The down states and their predictions are those of one pass at every chunk size;
+    with the fire-time check, when each prediction is released follows the chunks (the
+    release rule, tests/so_release.py)."""
     x, t, truth = sim_n3
     a, b = int(60 * truth.rate_hz), int(100 * truth.rate_hz)
     x, t = np.ascontiguousarray(x[a:b]), t[a:b]
     names = tuple(truth.channels)
-    s = SlowOscSettings(predict=predict, calibration_s=5.0)
-    ref = replay([SlowOscDetector(s)], x, t, truth.rate_hz, names, x.shape[0])
-    got = replay([SlowOscDetector(s)], x, t, truth.rate_hz, names, chunk)
+    loose = SlowOscSettings(predict=predict, calibration_s=5.0, confirm_rising=False)
+    ref = replay([SlowOscDetector(loose)], x, t, truth.rate_hz, names, x.shape[0])
+    got = replay([SlowOscDetector(loose)], x, t, truth.rate_hz, names, chunk)
     assert len(so_events(ref)) >= 8
     assert [repr(e) for e in got] == [repr(e) for e in ref]   # repr: NaN == NaN
+    s = dataclasses.replace(loose, confirm_rising=True)
+    checked = replay([SlowOscDetector(s)], x, t, truth.rate_hz, names, chunk)
+    withheld = check_release(checked, got, t, truth.rate_hz, chunk, s.confirm_lead_s)
+    released = sum(np.isfinite(e.predicted_s) for e in so_events(checked))
+    assert released >= 1 and withheld <= released
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_adaptive_gated_two_channels_chunk_size_independent(sim_n3, chunk: int, plans: str) -> None:
     """Adaptive threshold (its update points take the Python path, the chunks between the C
-    block kernel), the slow-wave-sleep gate and two channels: chunked as in one piece."""
+    block kernel), the slow-wave-sleep gate and two channels: chunked as in one piece
+    (the release of the checked predictions follows the chunks, tests/so_release.py)."""
     x, t, truth = sim_n3
     a, b = int(50 * truth.rate_hz), int(110 * truth.rate_hz)
     x, t = np.ascontiguousarray(x[a:b]), t[a:b]
     names = tuple(truth.channels)
     s = SlowOscSettings(channels=("Fz", "Cz"), threshold_mode="adaptive", sws_gate_ratio=8.0,
-                        predict="echt", calibration_s=5.0)
+                        predict="echt", calibration_s=5.0, confirm_rising=False)
     ref = replay([SlowOscDetector(s)], x, t, truth.rate_hz, names, x.shape[0])
     got = replay([SlowOscDetector(s)], x, t, truth.rate_hz, names, chunk)
     assert len(so_events(ref)) >= 8
     assert {e.channel for e in so_events(ref)} == {"Fz", "Cz"}
     assert [repr(e) for e in got] == [repr(e) for e in ref]
+    checked = replay([SlowOscDetector(dataclasses.replace(s, confirm_rising=True))], x, t,
+                     truth.rate_hz, names, chunk)
+    check_release(checked, got, t, truth.rate_hz, chunk, s.confirm_lead_s)
 
 def test_fixed_mode_is_trough_plus_delay(sim_n3) -> None:
     x, t, truth = sim_n3

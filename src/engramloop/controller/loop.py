@@ -430,6 +430,11 @@ class Loop:
         use = getattr(self.source, "use_blocks", None)
         if callable(use):
             self._grid = int(use(BLOCK_S))
+            for d in self.detectors:
+                # a detector whose releases depend on when its events are acted on (the
+                # slow-oscillation fire-time check) releases on the grid, not the block
+                if hasattr(d, "act_every_samples"):
+                    d.act_every_samples = self._grid
 
     def _split_block(self, chunk: Chunk) -> list[Chunk]:
         """A block cut on the decision grid: the chunks a per-chunk replay would read."""

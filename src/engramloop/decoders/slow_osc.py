@@ -28,12 +28,18 @@ the lighter-sleep stretches of the DREAMS excerpts (C3-A1), whose dips are not f
 a predictable up state: with ``predict_min_hz`` it takes the pooled trigger SD there from
 43 to 38 deg (bench/real_eeg.py --so-loo prints the grid).
 
-A prediction is released at a fire-time check (``confirm_rising``): at the first sample at
-or after ``predicted_s - confirm_lead_s`` the band-passed signal must still be rising (the up
-state has not already peaked); the event is emitted there (``detect_s`` = that sample),
-else with ``predicted_s`` NaN. On the DREAMS excerpts this holds back a few late outliers
-and takes the pooled trigger SD from 38 to 34.5 deg (bench/real_eeg.py --so, --so-loo,
---so-fired for the pulses as they would leave with a given chunk length).
+A prediction is released at a fire-time check (``confirm_rising``): the band-passed signal
+must still be rising at ``predicted_s - confirm_lead_s`` (the up state has not already
+peaked); the event is emitted at the check (``detect_s``), else with ``predicted_s`` NaN.
+The check is made early enough for the pulse to leave at the predicted time whatever the
+chunk length: at the end of the last chunk that ends before that due time, judged by the
+chunk's own span (the next chunk would be handed over after it), and there the slope is
+extrapolated to the due time by its change; when a chunk holds the due sample, at that
+sample. On the DREAMS excerpts this holds back a few late outliers and takes the pooled
+trigger SD from 38 to 34.5 deg in 20 ms chunks, 35.8 deg in 10-sample chunks (100-200 ms
+on the 50-100 Hz excerpts, where the check extrapolates up to ~0.2 s); the pulses of a
+real replay land at these predicted times (bench/so_fired.py; bench/real_eeg.py --so,
+--so-loo).
 
 Nothing is passed over silently: the detector counts, by reason, every down state the
 gate, the artefact rule or the threshold rule drops and every event left without a
@@ -178,19 +184,26 @@ class SlowOscSettings:
                                                  "applied")
     confirm_rising: bool = setting(
         True, doc="fire-time check: an up state predicted from a down state is released "
-                  "(the event emitted, detect_s = that sample) only if at the first sample "
-                  "at or after predicted_s - confirm_lead_s the band-passed signal (band_hz) "
-                  "is still rising -- the up state has not already peaked; otherwise the "
-                  "event is emitted there with predicted_s NaN and counted as unconfirmed. "
-                  "On the DREAMS development excerpts it took the pooled trigger SD from "
-                  "38.4 to 34.5 deg (bench/real_eeg.py --so; --so-loo for the held-out "
+                  "(the event emitted, detect_s = the check's sample) only if the "
+                  "band-passed signal (band_hz) is still rising at predicted_s - "
+                  "confirm_lead_s -- the up state has not already peaked; otherwise the "
+                  "event is emitted with predicted_s NaN and counted as unconfirmed. The "
+                  "check is made at the end of the last chunk that ends before that time "
+                  "(judged by the chunk's span; the slope extrapolated by its change), so "
+                  "the pulse leaves at the predicted time at any chunk length. On the "
+                  "DREAMS development excerpts it took the pooled trigger SD from 38.4 to "
+                  "34.5 deg in 20 ms chunks, 35.8 deg in 10-sample chunks "
+                  "(bench/so_fired.py; bench/real_eeg.py --so-loo for the held-out "
                   "figures); false: emit at the down state's end, as before")
     confirm_lead_s: float = setting(
         0.03, ge=0, le=0.5, unit="s",
-        doc="how long before the predicted up state the fire-time check is made: the event "
-            "reaches the policy in time when the source's chunks are shorter than this, "
-            "else the pulse leaves up to a chunk late (0 s: SD 32.6 deg on the DREAMS "
-            "excerpts' predicted times, 0.05 s: 35.1 deg)")
+        doc="the fire-time check judges the signal this long before the predicted up "
+            "state, and the last sample of the chunk that carries the event is at least "
+            "this long before it (unless the up state is predicted inside the chunk "
+            "that detected it, or the next chunk is longer than the last): a margin for "
+            "the source's delivery and the loop's decoding (0 s: SD 34.9 deg on the "
+            "DREAMS excerpts' pulses in 10-sample chunks, 33.9 in 20 ms chunks; 0.03 s: "
+            "35.8 and 34.5 deg; bench/so_fired.py)")
     sws_gate_ratio: float = setting(
         2.5, ge=0, doc="slow-wave-sleep gate: a down state counts only while the 0.5-2 Hz / "
                        "4-30 Hz power ratio over the last sws_window_s is at least this (N3 "
@@ -281,6 +294,11 @@ class SlowOscDetector:
         self._first = True
         self._bound: tuple[str, ...] | None = None   # channel names cols was resolved for
         self._restart = False     # restart() was called: the next chunk primes the filters
+        #: the consumer acts on the events every this many samples of a chunk (0: at the
+        #: end of each chunk). A ``--speed max`` replay that decodes blocks of many
+        #: chunks at once sets its chunk length here, so the fire-time checks are
+        #: released where the chunk-by-chunk replay releases them (:meth:`_confirm_due`)
+        self.act_every_samples = 0
         self._setup_counts()
 
     def _setup(self, fs: float) -> None:
@@ -344,9 +362,10 @@ class SlowOscDetector:
         self._gate_closed = [False] * self._k
         self._closed_n = [0] * self._k
         # events waiting for their fire-time check: (due_s, seq, ch, Event), and the
-        # band-passed value of each channel's last sample (the check's previous sample)
+        # band-passed values of each channel's last two samples (rows: older, newer; the
+        # samples before a check early in the next chunk)
         self._confirm: list = []
-        self._yprev = np.zeros(self._k)
+        self._yprev = np.zeros((2, self._k))
 
     @property
     def status_note(self) -> str:
@@ -654,28 +673,86 @@ class SlowOscDetector:
         return events
 
     def _confirm_due(self, t: np.ndarray, n: int, events: list[Event]) -> None:
-        """The fire-time checks due in this chunk (``t`` (n,) s; the band-passed signal in
-        ``self._y[:n]``): each at the first sample at or after its due time, against the
-        sample before it; the released events go into ``events`` in time order. Keeps
-        the last band-passed sample for a check due at the next chunk's first."""
-        y = self._y
-        out = []
-        while self._confirm and self._confirm[0][0] <= t[n - 1]:
-            due, _, ch, ev = heapq.heappop(self._confirm)
-            j = first_at_or_after(t, due, 0)
-            prev = y[j - 1, ch] if j > 0 else self._yprev[ch]
-            if y[j, ch] > prev:
-                out.append(dataclasses.replace(ev, detect_s=float(t[j])))
-            else:          # already falling: the up state came early; no pulse on a guess
-                self.passed_over["unconfirmed"] += 1
-                out.append(dataclasses.replace(ev, detect_s=float(t[j]),
-                                               predicted_s=math.nan))
-        if self._confirm:
-            np.copyto(self._yprev, y[n - 1])
-        if out:
+        """Release the fire-time checks that cannot wait for another chunk (``t`` (n,) s;
+        the band-passed signal in ``self._y[:n]``); the released events go into
+        ``events`` in time order.
+
+        A chunk's events reach the policy once the chunk is decoded, so an event held for
+        the next chunk would reach it about one chunk span (this chunk's sample count at
+        the source rate) after this chunk's last sample. An event is released at the end
+        of the first chunk from its detection on whose last sample plus its span reaches
+        its due time (``predicted_s - confirm_lead_s``): the policy has it at least
+        ``confirm_lead_s`` before the predicted up state, and the scheduler fires the
+        pulse at that time, whatever the chunk length. The check itself
+        (:meth:`_rising`) is made at the first sample at or after the due time when the
+        releasing chunk holds it, else at the chunk's last sample and extrapolated to the
+        due time. With :attr:`act_every_samples` > 0 (a ``--speed max`` replay decoding
+        blocks of many chunks at once) each piece of that many samples from the chunk's
+        start counts as a chunk, so a block gives the chunk-by-chunk replay's events."""
+        g = self.act_every_samples
+        g = g if 0 < g < n else n
+        ends = np.arange(g, n + g, g)
+        ends[-1] = n                              # each piece's end (exclusive)
+        # the time by which the piece after each one is handed over
+        horizon = t[ends - 1] + (ends - np.arange(0, n, g)) / self._fs
+        rel, keep = [], []
+        for item in self._confirm:
+            ev = item[3]
+            k0 = -1                               # pending from an earlier chunk
+            if ev.detect_s >= t[0]:               # detected in this chunk: from its piece
+                k0 = int(np.searchsorted(t, ev.detect_s, side="left")) // g
+            hit = np.flatnonzero(horizon[max(k0, 0):] >= item[0])
+            if hit.size:
+                rel.append((max(k0, 0) + int(hit[0]), k0, item))
+            else:
+                keep.append(item)
+        if rel:
+            self._confirm = keep
+            rel.sort(key=lambda r: (r[0], r[2][0], r[2][1]))
+            out = []
+            for k, k0, (due, _, ch, ev) in rel:
+                a, b = k * g, int(ends[k])
+                j = first_at_or_after(t, due, a) if due <= t[b - 1] else -1
+                if not 0 <= j < b:
+                    j = b - 1                     # due after this piece: its last sample
+                if self._rising(t, j, ch, due, ev.detect_s, a if k == k0 else -2):
+                    out.append(dataclasses.replace(ev, detect_s=float(t[j])))
+                else:      # already falling: the up state came early; no pulse on a guess
+                    self.passed_over["unconfirmed"] += 1
+                    out.append(dataclasses.replace(ev, detect_s=float(t[j]),
+                                                   predicted_s=math.nan))
             events.extend(out)
             if len(events) > len(out):
                 events.sort(key=lambda e: e.detect_s)
+        # the last two band-passed samples, for a check early in the next chunk
+        if n >= 2:
+            np.copyto(self._yprev, self._y[n - 2:n])
+        else:
+            self._yprev[0] = self._yprev[1]
+            self._yprev[1] = self._y[0]
+
+    def _rising(self, t: np.ndarray, j: int, ch: int, due: float, detect_s: float,
+                lo: int) -> bool:
+        """Is the band-passed signal of channel ``ch`` rising at ``due`` (s), judged at
+        sample ``j`` of this chunk (at or before ``due``)? Its slope (per sample, from the
+        sample before) plus the slope's change times the samples still to go until
+        ``due`` -- the first two terms of the slope's Taylor series -- must be positive;
+        at ``due`` itself that is the slope alone. ``lo``: the first sample the check may
+        read (-2: the kept last two samples of the chunk before), the piece's first in
+        the piece where the event was detected: a chunk-by-chunk run has kept no samples
+        from before it, so a block must not read them either. At the detection sample
+        itself the signal has just come up through the threshold: rising."""
+        if t[j] == detect_s:
+            return True
+        y, prev = self._y, self._yprev
+        y0 = float(y[j, ch])
+        y1 = float(y[j - 1, ch] if j >= 1 else prev[1 + j, ch])
+        d1 = y0 - y1
+        if j - 2 < lo:
+            return d1 > 0                 # no sample before: the slope alone
+        y2 = float(y[j - 2, ch] if j >= 2 else prev[j, ch])
+        ahead = max(0.0, (due - float(t[j])) * self._fs)
+        return d1 + (d1 - (y1 - y2)) * ahead > 0
 
     def _hold_medians(self, med: np.ndarray, first: int) -> None:
         """Replace the medians in force (n, k; piecewise constant, changing only after
@@ -784,7 +861,7 @@ class SlowOscDetector:
                 # chunk's or, kept at its end, the last one
                 due = max(ev.predicted_s - s.confirm_lead_s, math.nextafter(ev.detect_s,
                                                                            math.inf))
-                heapq.heappush(self._confirm, (due, self._seq, ch, ev))
+                self._confirm.append((due, self._seq, ch, ev))
                 self._seq += 1
                 continue
             events.append(ev)
