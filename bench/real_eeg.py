@@ -41,9 +41,10 @@ its defaults; every event is a false positive. Reported: events per minute after
 calibration, and per minute over the whole file.
 
 Run: ``PYTHONPATH=src python bench/real_eeg.py [--spindle] [--so] [--ripple] [--sim]
-[--learn-cost] [--loo] [--so-loo] [--no-yasa] [--chunk N]`` (no flag: spindle, SO, ripple
-and simulator tables; ``--loo`` adds the leave-one-excerpt-out check of the spindle defaults'
-grid, ``--so-loo`` the same for the SO selection rules).
+[--learn-cost] [--loo] [--so-loo] [--so-fired] [--no-yasa] [--chunk N]`` (no flag:
+spindle, SO, ripple and simulator tables; ``--loo`` adds the leave-one-excerpt-out check of
+the spindle defaults' grid, ``--so-loo`` the same for the SO selection rules,
+``--so-fired`` the SO pulses as a real ``engramloop replay`` sends them, bench/so_fired.py).
 """
 from __future__ import annotations
 
@@ -430,50 +431,6 @@ def so_leave_one_out(chunk: int = 10) -> None:
           f"{100 * sc.fraction_in_target_half:.0f} % in the up-phase")
 
 
-def so_as_fired(chunks_s: tuple = (0.02, 0.04), chunk: int = 10) -> None:
-    """The DREAMS triggers as a pulse would leave: the fire-time check releases an event
-    ``confirm_lead_s`` before its predicted up state, but the event reaches the policy
-    only with the chunk that holds that sample, and a pulse leaves at the later of the
-    predicted time and the chunk's last sample (the policy fires a target that passed
-    after the detector decided at once). Per chunk length (seconds, and ``chunk``
-    samples), per ``confirm_lead_s``: the pooled phase of the predicted and of the fired
-    times, and how often and how late (median) the pulse leaves after the prediction."""
-    from engramloop.drivers.files import load_edf
-
-    recs = []
-    for ex in EXCERPTS:
-        d = load_edf(DREAMS / f"excerpt{ex}.edf")
-        x, t, fs = d.samples[:, 0], d.timestamps, d.rate_hz
-        recs.append((x, t, fs, d.channels[0], reference_phase(x, fs)))
-    print("== SO triggers as fired (DREAMS pooled): chunk, confirm_lead_s -> predicted "
-          "mean/SD, fired mean/SD/up-phase, late pulses")
-    for lead in (0.0, 0.03, 0.05):
-        for c in (*chunks_s, None):
-            pred_ph, fire_ph, late = [], [], []
-            for x, t, fs, ch, ref in recs:
-                n = chunk if c is None else max(1, int(round(c * fs)))
-                ev, _ = so_triggers(x, t, fs, ch, n, confirm_lead_s=lead)
-                ev = [e for e in ev if np.isfinite(e.predicted_s) and e.predicted_s <= t[-1]]
-                i = np.searchsorted(t, [e.detect_s for e in ev])
-                arrive = t[np.minimum((i // n + 1) * n - 1, t.size - 1)]
-                pred = np.array([e.predicted_s for e in ev])
-                fire = np.maximum(pred, arrive)
-                pred_ph.append(phase_at(ref, t, pred))
-                fire_ph.append(phase_at(ref, t, fire))
-                late.append(fire - pred)
-            a = score_phase(np.concatenate(pred_ph), 0.0)
-            b = score_phase(np.concatenate(fire_ph), 0.0)
-            lt = np.concatenate(late)
-            what = f"{chunk} samples" if c is None else f"{c * 1e3:.0f} ms"
-            print(f"  chunks {what}, confirm_lead_s {lead:g}: {a.n} triggers, predicted "
-                  f"{a.mean_phase_deg:+.1f} / {a.sd_phase_deg:.1f} deg; fired "
-                  f"{b.mean_phase_deg:+.1f} / {b.sd_phase_deg:.1f} deg, "
-                  f"{100 * b.fraction_in_target_half:.0f} % up-phase; late "
-                  f"{100 * np.mean(lt > 0):.0f} %"
-                  + (f" (median {1e3 * np.median(lt[lt > 0]):.0f} ms)" if (lt > 0).any()
-                     else ""))
-
-
 def _so_row(name: str, n_events: int, ph: np.ndarray, duration_s: float) -> dict:
     sc = score_phase(ph, 0.0)
     return {"recording": name, "events": n_events, "triggers": int(ph.size),
@@ -607,8 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--so-loo", action="store_true",
                     help="the SO selection grid and its leave-one-excerpt-out check")
     ap.add_argument("--so-fired", action="store_true",
-                    help="the SO triggers as a pulse would leave, per chunk length and "
-                         "fire-time check lead")
+                    help="the SO pulses as a real engramloop replay sends them, per chunk "
+                         "length (bench/so_fired.py)")
     ap.add_argument("--sim", action="store_true",
                     help="the simulator figures (SO trigger phase, ripple F1)")
     ap.add_argument("--ripple", action="store_true", help="the ripple false-positive table")
@@ -646,7 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     so_ripple(a.chunk, so=a.so or everything, sim=a.sim or everything,
               ripple=a.ripple or everything, learn=a.learn_cost)
     if a.so_fired:
-        so_as_fired(chunk=a.chunk)
+        import so_fired
+
+        so_fired.fired_table()
     if a.so_loo:
         so_leave_one_out(a.chunk)
     return 0
