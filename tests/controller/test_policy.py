@@ -76,6 +76,9 @@ def test_so_phase_target():
     # a prediction too far ahead is ignored, a NaN prediction too
     assert Policy(s, BUDGET).step([so(10.0, up=13.0)], 10.0) == []
     assert Policy(s, BUDGET).step([so(10.0, up=math.nan)], 10.0) == []
+    # a down state without a prediction earlier in the chunk does not hide a released one
+    [m] = Policy(s, BUDGET).step([so(9.9, up=math.nan), so(10.0, up=10.5)], 10.0)
+    assert m.intended_s == pytest.approx(10.25)
 
 
 def test_so_target_passed_long_ago_is_not_fired_off_phase():

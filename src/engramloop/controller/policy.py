@@ -286,6 +286,11 @@ class Policy:
             see(events, now_s)      # the uplift gate keeps per-candidate features
         decided = self._resolve(now_s) if self._waiting is not None else []
         ev = next((e for e in events if e.kind == self._kind), None) if self._kind else None
+        if ev is not None and s.target == "so_upstate" and not ev.predicted_s == ev.predicted_s:
+            # a down state reported without a prediction must not hide a predicted up
+            # state released in the same chunk (the SO detector releases at chunk ends)
+            ev = next((e for e in events if e.kind == self._kind
+                       and e.predicted_s == e.predicted_s), ev)
         if now_s < self._next_ok_s or now_s < self._pause_until_s:
             if ev is not None:
                 # a rule the user set, so no live-view state; but counted: a night of
