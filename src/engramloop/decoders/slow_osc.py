@@ -691,21 +691,33 @@ class SlowOscDetector:
         start counts as a chunk, so a block gives the chunk-by-chunk replay's events."""
         g = self.act_every_samples
         g = g if 0 < g < n else n
-        ends = np.arange(g, n + g, g)
-        ends[-1] = n                              # each piece's end (exclusive)
-        # the time by which the piece after each one is handed over
-        horizon = t[ends - 1] + (ends - np.arange(0, n, g)) / self._fs
         rel, keep = [], []
-        for item in self._confirm:
-            ev = item[3]
-            k0 = -1                               # pending from an earlier chunk
-            if ev.detect_s >= t[0]:               # detected in this chunk: from its piece
-                k0 = int(np.searchsorted(t, ev.detect_s, side="left")) // g
-            hit = np.flatnonzero(horizon[max(k0, 0):] >= item[0])
-            if hit.size:
-                rel.append((max(k0, 0) + int(hit[0]), k0, item))
-            else:
-                keep.append(item)
+        if g == n:
+            # one piece (every live chunk): no arrays while an event waits, chunk after
+            # chunk -- the time by which the next chunk is handed over
+            ends = (n,)
+            horizon = float(t[n - 1]) + n / self._fs
+            t0 = float(t[0])
+            for item in self._confirm:
+                if item[0] <= horizon:
+                    rel.append((0, 0 if item[3].detect_s >= t0 else -1, item))
+                else:
+                    keep.append(item)
+        else:
+            ends = np.arange(g, n + g, g)
+            ends[-1] = n                          # each piece's end (exclusive)
+            # the time by which the piece after each one is handed over
+            horizon = t[ends - 1] + (ends - np.arange(0, n, g)) / self._fs
+            for item in self._confirm:
+                ev = item[3]
+                k0 = -1                           # pending from an earlier chunk
+                if ev.detect_s >= t[0]:           # detected in this chunk: from its piece
+                    k0 = int(np.searchsorted(t, ev.detect_s, side="left")) // g
+                hit = np.flatnonzero(horizon[max(k0, 0):] >= item[0])
+                if hit.size:
+                    rel.append((max(k0, 0) + int(hit[0]), k0, item))
+                else:
+                    keep.append(item)
         if rel:
             self._confirm = keep
             rel.sort(key=lambda r: (r[0], r[2][0], r[2][1]))
