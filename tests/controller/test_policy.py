@@ -110,6 +110,8 @@ def test_ngo_two_click_and_pause():
     pause_end = b.intended_s + NGO_PAUSE_S
     assert p.step([so(pause_end - 0.01, up=pause_end + 0.3)], pause_end - 0.01) == []
     assert p.passed_over["so_pause"] == 1 and p.passed_over["min_interval"] == 0
+    p.step([so(pause_end - 0.005, up=math.nan)], pause_end - 0.005)
+    assert p.passed_over["so_pause"] == 1   # no prediction: nothing the policy could aim at
     assert len(p.step([so(pause_end + 0.01, up=pause_end + 0.3)], pause_end + 0.01)) == 2
 
 

@@ -292,9 +292,11 @@ class Policy:
             ev = next((e for e in events if e.kind == self._kind
                        and e.predicted_s == e.predicted_s), ev)
         if now_s < self._next_ok_s or now_s < self._pause_until_s:
-            if ev is not None:
+            if ev is not None and (s.target != "so_upstate"
+                                   or ev.predicted_s == ev.predicted_s):
                 # a rule the user set, so no live-view state; but counted: a night of
                 # detections that all fall in the refractory time is not a quiet night
+                # (a down state without a prediction is the detector's count, not this)
                 self.passed_over["so_pause" if now_s < self._pause_until_s
                                  else "min_interval"] += 1
             return decided
