@@ -163,6 +163,10 @@ def _reference(x: np.ndarray, t: np.ndarray, fs: float, s: SpindleSettings) -> l
         out.append(("spindle", t[a], t[j]))
         if b - a >= max_n:
             out.append(("spindle_rejected", t[a], t[a + max_n - 1]))
+        elif b < low.size and b - a < round(s.confirm_duration_s * fs):
+            # a fired run that ended (sample b, the first below the low threshold) before
+            # confirm_duration_s
+            out.append(("spindle_rejected", t[a], t[b]))
         rearm = t[j] + s.refractory_s
     return out
 
