@@ -259,6 +259,108 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
     return rows
 
 
+def spindle_why(data: Path, chunk: int, settings: SpindleSettings | None = None) -> None:
+    """Why excerpt 3 over-detects against expert 1: every released detection on [0, 1000 s)
+    of each excerpt, classed by what it overlaps (an expert-1 spindle; only an expert-2
+    spindle; neither), with per-class medians of features measured offline on the EEG
+    (references we did not write: ``scipy.signal`` zero-phase filters):
+
+    - peak: the largest 11-16 Hz amplitude (4th-order Butterworth ``sosfiltfilt`` +
+      ``hilbert``) within 1.5 s of the onset, uV and as a multiple of the recording's median
+      11-16 Hz amplitude on [0, 1000 s);
+    - f: the frequency of the largest spectral peak in 9-17 Hz over the first second from
+      the onset (Hann window, 8x zero-padded FFT; 9.0 = the band's edge, no sigma peak);
+    - run: how long the detector's own run (sigma amplitude above its low threshold)
+      lasted, read from a replay that rejects every run shorter than 2 s (its
+      ``spindle_rejected`` marks the run's end);
+    - score: the detector's amplitude in robust SDs at release;
+    - delta: the 0.5-4 Hz share of the 0.5-20 Hz power (Welch) over the 30 s around
+      the detection -- a proxy of sleep depth, since the development set has no hypnogram.
+
+    The expert-1 and expert-2-only spindles of the same window are summarised the same way
+    (their duration as scored)."""
+    from scipy.signal import butter, hilbert, sosfiltfilt, welch
+
+    from engramloop.drivers.files import load_file
+
+    base = settings or SpindleSettings()
+    probe = replace(base, confirm_duration_s=2.0, max_duration_s=max(base.max_duration_s, 2.5))
+    print("== Why excerpt 3 over-detects: released detections on [0, 1000 s) by what they "
+          "overlap (E1: an expert-1 spindle; E2 only; neither), medians of offline features")
+    print(f"{'excerpt':>8} {'class':>7} {'n':>3} | {'peak uV':>7} {'x med':>5} {'f Hz':>5} "
+          f"{'f<11':>4} {'run s':>5} {'run<.4':>6} {'score':>5} {'delta':>5}")
+    for n in EXCERPTS:
+        edf = data / "dreams_dev" / f"excerpt{n}.edf"
+        rec = load_file(edf)
+        x, fs = rec.samples[:, 0] * 1e6, rec.rate_hz      # volts -> uV
+        e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
+        e2 = load_expert(edf.with_name(f"excerpt{n}_expert2.csv"))
+        e2 = e2[e2[:, 0] < WINDOW_S]
+        amp = np.abs(hilbert(sosfiltfilt(butter(4, (11.0, 16.0), btype="bandpass", fs=fs,
+                                                output="sos"), x)))
+        med = float(np.median(amp[:int(WINDOW_S * fs)]))
+
+        def peak_f(on: float) -> float:
+            seg = x[int(on * fs):int(on * fs) + int(fs)]
+            spec = np.abs(np.fft.rfft((seg - seg.mean()) * np.hanning(seg.size), 8 * seg.size))
+            f = np.fft.rfftfreq(8 * seg.size, 1.0 / fs)
+            band = (f >= 9.0) & (f <= 17.0)
+            return float(f[band][np.argmax(spec[band])])
+
+        def delta(at: float) -> float:
+            seg = x[max(0, int((at - 15.0) * fs)):int((at + 15.0) * fs)]
+            f, p = welch(seg, fs, nperseg=int(2 * fs))
+            return float(p[(f >= 0.5) & (f < 4.0)].sum() / p[(f >= 0.5) & (f <= 20.0)].sum())
+
+        ends: dict[float, float] = {}
+        released: dict[float, tuple[float, float]] = {}
+        for ev in _spindle_events(rec, probe, chunk):
+            if ev.kind == "spindle_rejected":
+                ends[ev.onset_s] = ev.detect_s - ev.onset_s
+        for ev in _spindle_events(rec, base, chunk):
+            if ev.kind == "spindle":
+                released[ev.onset_s] = (ev.detect_s, ev.score)
+        t0 = float(rec.timestamps[0])
+        classes: dict[str, list] = {"E1": [], "E2 only": [], "neither": []}
+        for on_abs, (at_abs, sc) in released.items():
+            on = on_abs - t0
+            if on >= WINDOW_S:
+                continue
+            d = (on, at_abs - t0)
+            cls = ("E1" if _overlaps(d, e1) else
+                   "E2 only" if len(e2) and _overlaps(d, e2) else "neither")
+            run = ends.get(on_abs, 2.0)
+            classes[cls].append((amp[int(on * fs):int((on + 1.5) * fs)].max(), peak_f(on),
+                                 run, sc, delta(on)))
+        for cls, v in classes.items():
+            if not v:
+                continue
+            a = np.array(v)
+            print(f"{n:>8} {cls:>7} {len(a):3d} | {np.median(a[:, 0]):7.1f} "
+                  f"{np.median(a[:, 0]) / med:5.1f} {np.median(a[:, 1]):5.1f} "
+                  f"{int(np.sum(a[:, 1] < 11.0)):4d} {np.median(a[:, 2]):5.2f} "
+                  f"{int(np.sum(a[:, 2] < 0.4)):6d} {np.median(a[:, 3]):5.1f} "
+                  f"{np.median(a[:, 4]):5.2f}")
+        e2_only = e2[[not _overlaps(r, e1) for r in e2]] if len(e2) else e2
+        for name, ex in (("expert 1", e1), ("E2-only", e2_only)):
+            if not len(ex):
+                continue
+            pk = np.array([amp[int(a * fs):int(b * fs) + 1].max() for a, b in ex])
+            print(f"{n:>8} {name:>8}{len(ex):3d} | {np.median(pk):7.1f} {np.median(pk) / med:5.1f}"
+                  f" {np.median([peak_f(a) for a, _ in ex]):5.1f} {'':>4} "
+                  f"{np.median(ex[:, 1] - ex[:, 0]):5.2f} {'':>6} {'':>5} "
+                  f"{np.median([delta(a) for a, _ in ex]):5.2f}   (scored spindles)")
+        print(f"{'':>8} expert 1 {len(e1)} and expert 2 {len(e2)} spindles on [0, 1000 s): "
+              f"{len(e1) / WINDOW_S * 60:.1f} and {len(e2) / WINDOW_S * 60:.1f} per min")
+
+
+def _spindle_events(rec, settings: SpindleSettings, chunk: int) -> list:
+    """Every event of the spindle detector on a loaded recording (``drivers.files``)."""
+    s = replace(settings, channels=rec.channels[:1])
+    return replay([SpindleDetector(s)], np.ascontiguousarray(rec.samples[:, :1]),
+                  rec.timestamps, rec.rate_hz, rec.channels[:1], chunk)
+
+
 def resampled_rates(data: Path, rates: list[float], chunk: int) -> None:
     """The spindle defaults on excerpts resampled to other rates (``scipy.signal.
     resample_poly``, replayed with ``analysis.scoring.replay``): F1, latency and density
@@ -571,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=10, help="samples per replayed chunk")
     ap.add_argument("--no-yasa", action="store_true", help="skip the YASA column")
     ap.add_argument("--loo", action="store_true", help="leave-one-excerpt-out check")
+    ap.add_argument("--why", action="store_true",
+                    help="the spindle detections classed by expert and their features (why "
+                         "excerpt 3 over-detects against expert 1)")
     ap.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")],
                     default=None, metavar="R1,R2,...",
                     help="also run the spindle defaults on the excerpts resampled to these "
@@ -611,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.spindle or everything:
         spindle_table(a.data, a.chunk, with_yasa=not a.no_yasa, settings=settings,
                       label="defaults" + "".join(f", {x}" for x in a.set))
+    if a.why:
+        spindle_why(a.data, a.chunk, settings)
     if a.rates:
         resampled_rates(a.data, a.rates, a.chunk)
     if a.loo:
