@@ -127,6 +127,13 @@ def replay_spindles(path: Path, settings: SpindleSettings | None = None,
     ``confirm_duration_s`` or outlasted ``max_duration_s``) are dropped, as the product's
     scorer (``analysis.scoring.score_recording``) drops them; with it, every released
     event (what a pulse may have followed)."""
+    confirmed, every = replay_both(path, settings, chunk)
+    return every if released else confirmed
+
+
+def replay_both(path: Path, settings: SpindleSettings | None = None, chunk: int = 10
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`replay_spindles`'s confirmed and released detections, from one replay."""
     src = FileSource(path, speed="max", chunk_samples=chunk)
     s = replace(settings or SpindleSettings(), channels=(src.channels[0],))
     det = SpindleDetector(s)
@@ -146,9 +153,8 @@ def replay_spindles(path: Path, settings: SpindleSettings | None = None,
                 out.append((e.onset_s - t0, e.detect_s - t0))
             elif e.kind == "spindle_rejected":
                 rejected.add(e.onset_s - t0)
-    if not released:
-        out = [d for d in out if d[0] not in rejected]
-    return np.array(out).reshape(-1, 2)
+    every = np.array(out).reshape(-1, 2)
+    return every[[d[0] not in rejected for d in out]].reshape(-1, 2), every
 
 
 def yasa_spindles(path: Path) -> np.ndarray:
@@ -197,8 +203,8 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
         e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
         e2 = load_expert(edf.with_name(f"excerpt{n}_expert2.csv"))
         fs = FileSource(edf, speed="max").rate_hz
-        det = replay_spindles(edf, settings, chunk=chunk)
-        rel = score(replay_spindles(edf, settings, chunk=chunk, released=True), e1)
+        det, every = replay_both(edf, settings, chunk=chunk)
+        rel = score(every, e1)
         released.append(f"{n}: {rel['n']} ({rel['dens'] / rel['dens_expert']:.2f} x expert 1, "
                         f"F1 {rel['F1']:.2f}, {rel['lat'] * 1000:.0f} ms)")
         ydet = yasa_spindles(edf) if with_yasa else None
@@ -399,35 +405,79 @@ def resampled_rates(data: Path, rates: list[float], chunk: int) -> None:
 #: the grid the spindle defaults were chosen from (the rules' thresholds); --loo picks the
 #: best point on three excerpts and scores it on the fourth
 LOO_GRID = {"rel_power_min": (0.65, 0.75, 0.85), "threshold_sd": (4.0, 4.5),
-            "min_duration_s": (0.12, 0.15, 0.2)}
+            "min_duration_s": (0.12, 0.15, 0.2), "confirm_duration_s": (0.0, 0.3, 0.4, 0.5)}
+
+
+def _four(data: Path, s: SpindleSettings, chunk: int) -> list[tuple[dict, dict]]:
+    """(confirmed, released) scores against expert 1 of each excerpt at settings ``s``."""
+    out = []
+    for n in EXCERPTS:
+        edf = data / "dreams_dev" / f"excerpt{n}.edf"
+        e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
+        confirmed, every = replay_both(edf, s, chunk)
+        out.append((score(confirmed, e1), score(every, e1)))
+    return out
+
+
+def _ratio(r: dict) -> float:
+    return r["dens"] / r["dens_expert"]
 
 
 def leave_one_out(data: Path, chunk: int) -> None:
     """Leave-one-excerpt-out: for each excerpt, the grid point with the best mean F1 on the
-    other three, scored on it."""
+    other three, scored on it (F1, density against expert 1's, latency)."""
     keys = list(LOO_GRID)
     points = list(itertools.product(*LOO_GRID.values()))
-    f1 = np.zeros((len(points), len(EXCERPTS)))
-    for i, p in enumerate(points):
-        s = replace(SpindleSettings(), **dict(zip(keys, p, strict=True)))
-        for j, n in enumerate(EXCERPTS):
-            edf = data / "dreams_dev" / f"excerpt{n}.edf"
-            e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
-            f1[i, j] = score(replay_spindles(edf, s, chunk), e1)["F1"]
-    held = []
+    res = [_four(data, replace(SpindleSettings(), **dict(zip(keys, p, strict=True))), chunk)
+           for p in points]
+    f1 = np.array([[c["F1"] for c, _ in r] for r in res])
+    held, lats, ratios = [], [], []
     for j, n in enumerate(EXCERPTS):
         others = np.delete(f1, j, axis=1).mean(axis=1)
         best = int(np.argmax(others))
         held.append(f1[best, j])
+        got, rel = res[best][j]
+        lats += got["lats"]
+        ratios.append(_ratio(got))
         chosen = dict(zip(keys, points[best], strict=True))
         print(f"leave out excerpt {n}: best on the others {chosen} (their mean F1 "
-              f"{others[best]:.2f}) -> F1 on excerpt {n}: {f1[best, j]:.2f}")
+              f"{others[best]:.2f}) -> excerpt {n}: F1 {f1[best, j]:.2f}, density "
+              f"{_ratio(got):.2f} x expert 1's (released {_ratio(rel):.2f} x)")
     d = SpindleSettings()
     dflt = tuple(getattr(d, k) for k in keys)
     at = points.index(dflt) if dflt in points else None
-    print(f"leave-one-out mean F1 {np.mean(held):.2f}"
+    print(f"leave-one-out mean F1 {np.mean(held):.2f}, median latency "
+          f"{np.median(lats) * 1000:.0f} ms, densities "
+          + ", ".join(f"{r:.2f}" for r in ratios) + " x expert 1's"
           + (f"; defaults on all four {f1[at].mean():.2f}" if at is not None else ""))
 
+
+#: single changes from the defaults for the trade-off table (--tradeoff)
+TRADEOFF = ({}, {"confirm_duration_s": 0.0}, {"confirm_duration_s": 0.3},
+            {"confirm_duration_s": 0.35}, {"confirm_duration_s": 0.45},
+            {"confirm_duration_s": 0.5}, {"confirm_duration_s": 0.6},
+            {"confirm_duration_s": 0.0, "min_duration_s": 0.25},
+            {"confirm_duration_s": 0.0, "min_duration_s": 0.3},
+            {"min_duration_s": 0.25})
+
+
+def tradeoff(data: Path, chunk: int) -> None:
+    """The trade-off table of issue 20's three spindle targets: mean F1 against expert 1,
+    median latency from the expert's onset, each excerpt's density against expert 1's --
+    for the confirmed events (what the recording and the scorer keep) and the released ones
+    (what a pulse may follow)."""
+    print("== Spindle trade-off vs expert 1 on [0, 1000 s): confirmed F1 (per excerpt 1, 3, "
+          "5, 7) / median latency / density x expert 1 per excerpt | released the same")
+    for change in TRADEOFF:
+        r = _four(data, replace(SpindleSettings(), **change), chunk)
+        cells = []
+        for k in (0, 1):
+            f1 = [x[k]["F1"] for x in r]
+            lat = np.median([v for x in r for v in x[k]["lats"]]) * 1000
+            cells.append(f"F1 {np.mean(f1):.3f} ({' '.join(f'{v:.2f}' for v in f1)}) "
+                         f"{lat:3.0f} ms x[{' '.join(f'{_ratio(x[k]):.2f}' for x in r)}]")
+        label = ", ".join(f"{k}={v:g}" for k, v in change.items()) or "defaults"
+        print(f"{label:50s} {cells[0]} | {cells[1]}")
 
 
 def reference_phase(x: np.ndarray, fs: float) -> np.ndarray:
@@ -673,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=10, help="samples per replayed chunk")
     ap.add_argument("--no-yasa", action="store_true", help="skip the YASA column")
     ap.add_argument("--loo", action="store_true", help="leave-one-excerpt-out check")
+    ap.add_argument("--tradeoff", action="store_true",
+                    help="the spindle targets' trade-off table over single setting changes")
     ap.add_argument("--why", action="store_true",
                     help="the spindle detections classed by expert and their features (why "
                          "excerpt 3 over-detects against expert 1)")
@@ -718,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
                       label="defaults" + "".join(f", {x}" for x in a.set))
     if a.why:
         spindle_why(a.data, a.chunk, settings)
+    if a.tradeoff:
+        tradeoff(a.data, a.chunk)
     if a.rates:
         resampled_rates(a.data, a.rates, a.chunk)
     if a.loo:
