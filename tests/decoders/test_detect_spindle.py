@@ -81,6 +81,41 @@ def test_too_long_sigma_run_is_rejected() -> None:
     assert rej.detect_s - rej.onset_s == pytest.approx(2.5, abs=0.01)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_a_short_run_is_released_then_rejected(chunk: int) -> None:
+    """A 0.3 s sigma burst fires at once (the release does not wait), and when its run
+    ends before confirm_duration_s a spindle_rejected with the same onset marks that
+    sample; a 1.5 s spindle is confirmed (no rejection); with confirm_duration_s 0 the
+    burst stays a spindle."""
+    fs = 200.0
+    rng = np.random.default_rng(3)
+    t = np.arange(int(30 * fs)) / fs
+    x = rng.standard_normal(t.size) * 5e-6
+    for on, dur in ((12.0, 0.3), (20.0, 1.5)):
+        m = (t >= on) & (t < on + dur)
+        x[m] += 30e-6 * np.sin(np.pi * (t[m] - on) / dur) ** 2 * np.sin(2 * np.pi * 13 * t[m])
+    x = np.ascontiguousarray(x[:, None])
+    s = SpindleSettings(channels=("Cz",), calibration_s=3.0)
+    ev = [e for e in replay([SpindleDetector(s)], x, t, fs, ("Cz",), chunk)
+          if e.kind.startswith("spindle")]
+    assert [(e.kind, round(e.onset_s)) for e in ev] == [
+        ("spindle", 12), ("spindle_rejected", 12), ("spindle", 20)]
+    fired, rejected = ev[0], ev[1]
+    assert rejected.onset_s == fired.onset_s and rejected.detect_s > fired.detect_s
+    assert rejected.detect_s - rejected.onset_s < s.confirm_duration_s
+    # the rejection marks the first sample below the low threshold
+    assert rejected.amplitude <= rejected.threshold
+    off = dataclasses.replace(s, confirm_duration_s=0.0)
+    assert [e.kind for e in replay([SpindleDetector(off)], x, t, fs, ("Cz",), chunk)
+            if e.kind.startswith("spindle")] == ["spindle", "spindle"]
+
+
+def test_confirm_duration_must_be_below_max_duration() -> None:
+    with pytest.raises(ValueError, match="max_duration_s: must be greater than "
+                                         "confirm_duration_s"):
+        SpindleSettings(channels=("Cz",), confirm_duration_s=1.0, max_duration_s=0.8).validate()
+
+
 def test_simulator_ground_truth() -> None:
     from engramloop.sim.generate import simulate
 
@@ -212,7 +247,8 @@ def _test_signal(fs: float, seed: int, steps: bool = True) -> tuple[np.ndarray, 
     {},                                                  # the defaults
     dict(min_duration_s=0.15, low_threshold_frac=0.6),   # longer duration rule
     dict(low_threshold_frac=1.0, alpha_ratio_max=0.0, filter_order=2),  # one threshold
-    dict(rel_power_min=0.2, corr_min=0.65, refractory_s=1.0),  # YASA's rel. power, corr.
+    dict(rel_power_min=0.2, corr_min=0.65, refractory_s=1.0,   # YASA's rel. power, corr.
+         confirm_duration_s=0.0),                        # every released run kept
 ])
 @pytest.mark.parametrize("fs", [250.0, 1000.0])
 def test_matches_numpy_reference(variant: dict, fs: float) -> None:
@@ -226,6 +262,9 @@ def test_matches_numpy_reference(variant: dict, fs: float) -> None:
     assert got == ref
     kinds = [k for k, _, _ in ref]
     assert kinds.count("spindle") >= 8 and "spindle_rejected" in kinds
+    # both reasons for a rejection occur when confirmation is on
+    short = [d - o < s.confirm_duration_s for k, o, d in ref if k == "spindle_rejected"]
+    assert any(short) == (s.confirm_duration_s > 0) and not all(short)
 
 
 @pytest.mark.parametrize("chunk", [1, 10, 64])
