@@ -105,15 +105,20 @@ def _overlaps(d: np.ndarray, truth: np.ndarray) -> bool:
     return bool(np.any((truth[:, 0] <= d[1]) & (truth[:, 1] >= d[0])))
 
 
-def score(det: np.ndarray, truth: np.ndarray, window_s: float = WINDOW_S) -> dict:
+def score(det: np.ndarray, truth: np.ndarray, window_s: float = WINDOW_S,
+          confirm_s: float = 0.0) -> dict:
     """P, R, F1, median latency (detection end - expert onset, s) and densities (/min) of
-    the detections and expert events that start in [0, window_s)."""
+    the detections and expert events that start in [0, window_s); ``lats_confirmed``: from
+    the expert onset to when each matched detection's run had lasted ``confirm_s`` (the
+    earliest a pulse waiting for the confirmation could leave)."""
     det = det[det[:, 0] < window_s] if len(det) else np.zeros((0, 2))
     truth = truth[truth[:, 0] < window_s]
     pairs = overlap_match(det, truth)
     tp, nd, nt = len(pairs), len(det), len(truth)
     lat = [det[d, 1] - truth[t, 0] for d, t in pairs]
-    return {"lats": lat, "P": tp / nd if nd else math.nan, "R": tp / nt if nt else math.nan,
+    lat_conf = [max(det[d, 1], det[d, 0] + confirm_s) - truth[t, 0] for d, t in pairs]
+    return {"lats": lat, "lats_confirmed": lat_conf,
+            "P": tp / nd if nd else math.nan, "R": tp / nt if nt else math.nan,
             "F1": 2 * tp / (nd + nt) if nd + nt else math.nan,
             "lat": float(np.median(lat)) if lat else math.nan,
             "dens": nd / window_s * 60.0, "dens_expert": nt / window_s * 60.0, "n": nd}
@@ -208,7 +213,8 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
         released.append(f"{n}: {rel['n']} ({rel['dens'] / rel['dens_expert']:.2f} x expert 1, "
                         f"F1 {rel['F1']:.2f}, {rel['lat'] * 1000:.0f} ms)")
         ydet = yasa_spindles(edf) if with_yasa else None
-        ours = score(det, e1)
+        conf_s = (settings or SpindleSettings()).confirm_duration_s
+        ours = score(det, e1, confirm_s=conf_s)
         yas = score(ydet, e1) if with_yasa else None
         if len(e2):
             both = overlap_match(e2[e2[:, 0] < WINDOW_S], e1)
@@ -249,6 +255,11 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
           + " (target: each within 0.5-2)")
     print("released events (every spindle event, the ones later rejected included: a pulse "
           "may follow each) per excerpt: " + "; ".join(released))
+    conf = [x for r in rows.values() for x in r[0]["lats_confirmed"]]
+    print(f"a pulse that waited for the confirmation (the run lasting confirm_duration_s "
+          f"{(settings or SpindleSettings()).confirm_duration_s:g} s) would leave a median "
+          f"{np.median(conf) * 1000:.0f} ms after the expert's onset (the matched confirmed "
+          "detections)")
     print("(mean row: means of the excerpts' P, R, F1 and density; latency: median over all "
           "matched detections; expert 2 did not score excerpt 7)")
     print("Against expert 2 on the whole 1800 s (expert 2 was not used to choose anything):")
