@@ -292,11 +292,19 @@ def spindle_why(data: Path, chunk: int, settings: SpindleSettings | None = None)
       ``spindle_rejected`` marks the run's end);
     - score: the detector's amplitude in robust SDs at release;
     - delta: the 0.5-4 Hz share of the 0.5-20 Hz power (Welch) over the 30 s around
-      the detection -- a proxy of sleep depth, since the development set has no hypnogram.
+      the detection -- a proxy of sleep depth, since the development set has no hypnogram;
+    - zc: what the detector could know of the frequency at the release, the zero-crossing
+      rate of a causal sigma signal (``sosfilt``, the detector's one-pole-pair 11-16 Hz
+      band-pass of its 3-30 Hz one, 30 Hz capped at 0.9 x Nyquist) over the run from its
+      onset to the release (at least 0.25 s).
+
+    Per excerpt also: the median 11-16 Hz amplitude, and the relative sigma power of the
+    background (the same causal signals' power ratio over 0.1 s, outside either expert's
+    spindles and the second after them) at its median and 99th percentile.
 
     The expert-1 and expert-2-only spindles of the same window are summarised the same way
     (their duration as scored)."""
-    from scipy.signal import butter, hilbert, sosfiltfilt, welch
+    from scipy.signal import butter, hilbert, sosfilt, sosfiltfilt, welch
 
     from engramloop.drivers.files import load_file
 
@@ -305,7 +313,7 @@ def spindle_why(data: Path, chunk: int, settings: SpindleSettings | None = None)
     print("== Why excerpt 3 over-detects: released detections on [0, 1000 s) by what they "
           "overlap (E1: an expert-1 spindle; E2 only; neither), medians of offline features")
     print(f"{'excerpt':>8} {'class':>7} {'n':>3} | {'peak uV':>7} {'x med':>5} {'f Hz':>5} "
-          f"{'f<11':>4} {'run s':>5} {'run<.4':>6} {'score':>5} {'delta':>5}")
+          f"{'f<11':>4} {'run s':>5} {'run<.4':>6} {'score':>5} {'delta':>5} {'zc Hz':>5}")
     for n in EXCERPTS:
         edf = data / "dreams_dev" / f"excerpt{n}.edf"
         rec = load_file(edf)
@@ -316,6 +324,15 @@ def spindle_why(data: Path, chunk: int, settings: SpindleSettings | None = None)
         amp = np.abs(hilbert(sosfiltfilt(butter(4, (11.0, 16.0), btype="bandpass", fs=fs,
                                                 output="sos"), x)))
         med = float(np.median(amp[:int(WINDOW_S * fs)]))
+        xb = sosfilt(butter(1, (3.0, min(30.0, 0.45 * fs)), btype="bandpass", fs=fs,
+                            output="sos"), x)
+        xs = sosfilt(butter(1, (11.0, 16.0), btype="bandpass", fs=fs, output="sos"), xb)
+        w = int(round(0.1 * fs))
+        kern = np.ones(w) / w
+        rel = (np.convolve(xs ** 2, kern)[:x.size] / np.convolve(xb ** 2, kern)[:x.size])
+        away = np.ones(int(WINDOW_S * fs), dtype=bool)
+        for a, b in np.vstack([e1, e2]):
+            away[int(a * fs):int((b + 1.0) * fs)] = False
 
         def peak_f(on: float) -> float:
             seg = x[int(on * fs):int(on * fs) + int(fs)]
@@ -347,8 +364,11 @@ def spindle_why(data: Path, chunk: int, settings: SpindleSettings | None = None)
             cls = ("E1" if _overlaps(d, e1) else
                    "E2 only" if len(e2) and _overlaps(d, e2) else "neither")
             run = ends.get(on_abs, 2.0)
+            i1 = int(round((at_abs - t0) * fs)) + 1
+            seg = xs[min(int(round(on * fs)), i1 - int(0.25 * fs)):i1]
+            zc = np.count_nonzero(np.diff(np.signbit(seg))) / 2.0 / (seg.size / fs)
             classes[cls].append((amp[int(on * fs):int((on + 1.5) * fs)].max(), peak_f(on),
-                                 run, sc, delta(on)))
+                                 run, sc, delta(on), zc))
         for cls, v in classes.items():
             if not v:
                 continue
@@ -357,7 +377,7 @@ def spindle_why(data: Path, chunk: int, settings: SpindleSettings | None = None)
                   f"{np.median(a[:, 0]) / med:5.1f} {np.median(a[:, 1]):5.1f} "
                   f"{int(np.sum(a[:, 1] < 11.0)):4d} {np.median(a[:, 2]):5.2f} "
                   f"{int(np.sum(a[:, 2] < 0.4)):6d} {np.median(a[:, 3]):5.1f} "
-                  f"{np.median(a[:, 4]):5.2f}")
+                  f"{np.median(a[:, 4]):5.2f} {np.median(a[:, 5]):5.1f}")
         e2_only = e2[[not _overlaps(r, e1) for r in e2]] if len(e2) else e2
         for name, ex in (("expert 1", e1), ("E2-only", e2_only)):
             if not len(ex):
@@ -368,7 +388,10 @@ def spindle_why(data: Path, chunk: int, settings: SpindleSettings | None = None)
                   f"{np.median(ex[:, 1] - ex[:, 0]):5.2f} {'':>6} {'':>5} "
                   f"{np.median([delta(a) for a, _ in ex]):5.2f}   (scored spindles)")
         print(f"{'':>8} expert 1 {len(e1)} and expert 2 {len(e2)} spindles on [0, 1000 s): "
-              f"{len(e1) / WINDOW_S * 60:.1f} and {len(e2) / WINDOW_S * 60:.1f} per min")
+              f"{len(e1) / WINDOW_S * 60:.1f} and {len(e2) / WINDOW_S * 60:.1f} per min; "
+              f"median 11-16 Hz amplitude {med:.1f} uV; background relative sigma power "
+              f"median {np.median(rel[:away.size][away]):.2f}, 99th percentile "
+              f"{np.percentile(rel[:away.size][away], 99):.2f}")
 
 
 def _spindle_events(rec, settings: SpindleSettings, chunk: int) -> list:
