@@ -96,10 +96,12 @@ def test_a_short_run_is_released_then_rejected(chunk: int) -> None:
         x[m] += 30e-6 * np.sin(np.pi * (t[m] - on) / dur) ** 2 * np.sin(2 * np.pi * 13 * t[m])
     x = np.ascontiguousarray(x[:, None])
     s = SpindleSettings(channels=("Cz",), calibration_s=3.0)
-    ev = [e for e in replay([SpindleDetector(s)], x, t, fs, ("Cz",), chunk)
-          if e.kind.startswith("spindle")]
+    det = SpindleDetector(s)
+    ev = [e for e in replay([det], x, t, fs, ("Cz",), chunk) if e.kind.startswith("spindle")]
     assert [(e.kind, round(e.onset_s)) for e in ev] == [
         ("spindle", 12), ("spindle_rejected", 12), ("spindle", 20)]
+    # counted for the run summary, with what the gates passed over
+    assert det.passed_over["unconfirmed"] == 1
     fired, rejected = ev[0], ev[1]
     assert rejected.onset_s == fired.onset_s and rejected.detect_s > fired.detect_s
     assert rejected.detect_s - rejected.onset_s < s.confirm_duration_s

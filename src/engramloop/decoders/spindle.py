@@ -65,7 +65,8 @@ run before firing (``min_duration_s``) costs that latency on every event instead
 
 Nothing is passed over silently: the C kernel counts, per channel, the candidate spindles
 the alpha veto passed over (runs that met every other firing rule at some sample and never
-all of them) and the artefact stretches it held (``passed_over``, by reason), and
+all of them) and the artefact stretches it held, the detector the released spindles
+its confirmation took back (``passed_over``, by reason: the run summary's line), and
 ``status_note`` is the live view's line while a channel is held or its latest candidate
 was vetoed -- a wake-alpha or artefact-ridden night without spindles is not a quiet night.
 
@@ -265,6 +266,9 @@ class SpindleDetector:
                       "alpha_ratio_max x sigma; every other firing rule held)",
         "artefact_hold": "artefact stretches held (sigma amplitude beyond artefact_sd SDs; "
                          "no spindle for artefact_hold_s after each)",
+        "unconfirmed": "released spindles taken back (their run ended before "
+                       "confirm_duration_s: spindle_rejected; a pulse may have followed "
+                       "each, the scorer drops them)",
     }
     #: runstate rows (decoders/_kernels/spindle.c: carry, hold, then T_FLAGS, T_ALPHA,
     #: T_ART, T_HELD) and the state bits of T_FLAGS the live view reads
@@ -284,16 +288,19 @@ class SpindleDetector:
         self._passed_before = dict.fromkeys(self.PASS_REASONS, 0)
         self._held_before = 0
         self._runstate = np.zeros((6, self._k), dtype=np.int64)
+        self._unconfirmed = 0     # released events their confirmation took back, all setups
 
     @property
     def passed_over(self) -> dict[str, int]:
         """What the gates passed over so far, by reason (summed over channels): the
-        candidates the alpha veto passed over and the artefact stretches held."""
+        candidates the alpha veto passed over, the artefact stretches held and the
+        released spindles the confirmation took back."""
         st = self._runstate
         return {"alpha_veto": self._passed_before["alpha_veto"]
                 + int(st[self._ROW_ALPHA].sum()),
                 "artefact_hold": self._passed_before["artefact_hold"]
-                + int(st[self._ROW_ART].sum())}
+                + int(st[self._ROW_ART].sum()),
+                "unconfirmed": self._unconfirmed}
 
     @property
     def held_s(self) -> float:
@@ -606,6 +613,7 @@ class SpindleDetector:
         threshold)."""
         if first + end - int(self._open_onset_i[ch]) >= self._confirm_n:
             return
+        self._unconfirmed += 1
         s = self.settings
         med, sd = float(self._med[end, ch]), float(self._sd[end, ch])
         events.append(Event(kind="spindle_rejected", channel=s.channels[ch],
