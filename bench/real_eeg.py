@@ -12,15 +12,17 @@ before 1000 s kept; its 1-30 Hz broadband capped at 0.9 x Nyquist for the 50 Hz 
 as our detector caps its own) and expert 2 against expert 1.
 
 Scoring (``analysis.scoring.match_intervals``, the project's one scoring module, with no
-tolerance; the spindle literature matches by overlap): a detection is the interval
-from its onset (the low-threshold crossing) to the moment it fired, ``[onset_s,
-detect_s]``; YASA's and expert 2's events are their [start, end]. A detection matches an
-expert spindle it overlaps (touching counts); detections are taken in the order they
-fired, each
-paired with the earliest still-unmatched expert spindle it overlaps, so each event is used
-at most once. P = matched / detections, R = matched / expert events, F1 = 2PR / (P + R).
-Latency = our detection time minus the matched expert onset (median over matches; YASA is
-offline and has none). Density = detections per minute of the scored window.
+tolerance; the spindle literature matches by overlap): a detection is the interval from
+its onset (the low-threshold crossing) to the moment it fired, ``[onset_s, detect_s]``,
+and the table scores the confirmed ones (a released event a later ``spindle_rejected``
+took back is dropped, as the product's scorer drops it; the released ones are printed
+under the table); YASA's and expert 2's events are their [start, end]. A detection
+matches an expert spindle it overlaps (touching counts); detections are taken in the
+order they fired, each paired with the earliest still-unmatched expert spindle it
+overlaps, so each event is used at most once. P = matched / detections, R = matched /
+expert events, F1 = 2PR / (P + R). Latency = our detection time minus the matched expert
+onset (median over matches; YASA is offline and has none). Density = detections per
+minute of the scored window.
 
 Slow oscillations (``so_phase_table``): the four DREAMS development excerpts
 (shared/data/dreams_dev, C3-A1, 50-200 Hz; Devuyst et al. 2011) and the YASA N3 excerpt
@@ -41,9 +43,11 @@ its defaults; every event is a false positive. Reported: events per minute after
 calibration, and per minute over the whole file.
 
 Run: ``PYTHONPATH=src python bench/real_eeg.py [--spindle] [--so] [--ripple] [--sim]
-[--learn-cost] [--loo] [--so-loo] [--so-fired] [--no-yasa] [--chunk N]`` (no flag:
-spindle, SO, ripple and simulator tables; ``--loo`` adds the leave-one-excerpt-out check of
-the spindle defaults' grid, ``--so-loo`` the same for the SO selection rules,
+[--learn-cost] [--loo] [--why] [--tradeoff] [--so-loo] [--so-fired] [--no-yasa]
+[--chunk N]`` (no flag: spindle, SO, ripple and simulator tables; ``--loo`` adds the
+leave-one-excerpt-out check of the spindle defaults' grid, ``--why`` the spindle detections
+classed by expert with their features, ``--tradeoff`` the spindle targets over single
+setting changes, ``--so-loo`` the same leave-one-out check for the SO selection rules,
 ``--so-fired`` the SO pulses as a real ``engramloop replay`` sends them, bench/so_fired.py).
 """
 from __future__ import annotations
