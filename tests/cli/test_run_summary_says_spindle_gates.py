@@ -96,14 +96,34 @@ def test_replay_counts_what_the_spindle_gates_passed_over(popped) -> None:
     # the gates held back some, not all: spindles still fired
     events = [json.loads(v[0]) for v in by["engramloop.events"]["time_series"]]
     assert any(e["kind"] == "spindle" for e in events), events
-    # released spindles the confirmation took back (spindle_rejected before
-    # confirm_duration_s, 0.4 s by default) are counted too, as the recording has them
+    # at the defaults nothing is taken back (confirm_duration_s is off): no count, no line
+    assert skips[0]["counts"] == {"alpha_veto": alpha, "artefact_hold": art}, skips
+    assert "taken back" not in p.stdout, p.stdout
+
+
+def test_replay_counts_the_spindles_the_confirmation_took_back(popped) -> None:
+    """With the optional confirmation on (``confirm_duration_s = 0.4``), the released
+    spindles it took back are counted in the run summary and the recording's log, as many
+    as the recording has spindle_rejected events shorter than 0.4 s."""
+    cfg = CONFIG.replace('channels = ["C3-A1"]\n',
+                         'channels = ["C3-A1"]\nconfirm_duration_s = 0.4\n')
+    assert cfg != CONFIG
+    (popped / "confirm.toml").write_text(cfg, encoding="utf-8")
+    p = _cli("replay", "confirm.toml", "popped.edf", "--speed", "max", "--quiet", "--record",
+             "c.xdf", cwd=popped)
+    assert p.returncode == 0, p.stderr
+    streams, _ = pyxdf.load_xdf(str(popped / "c.xdf"), synchronize_clocks=False,
+                                dejitter_timestamps=False)
+    by = {s["info"]["name"][0]: s for s in streams}
+    events = [json.loads(v[0]) for v in by["engramloop.events"]["time_series"]]
     short = [e for e in events if e["kind"] == "spindle_rejected"
              and e["detect_s"] - e["onset_s"] < 0.4]
-    assert skips[0]["counts"] == {"alpha_veto": alpha, "artefact_hold": art,
-                                  "unconfirmed": len(short)}, skips
-    if short:
-        assert f"{len(short)} released spindles taken back" in p.stdout, p.stdout
+    assert short, events
+    logs = [json.loads(v[0]) for v in by["engramloop.log"]["time_series"]]
+    skips = [r["counts"] for r in logs if r.get("kind") == "detector_skips"
+             and r["detector"] == "spindle"]
+    assert skips and skips[0]["unconfirmed"] == len(short), skips
+    assert f"{len(short)} released spindles taken back" in p.stdout, p.stdout
 
 
 def test_live_view_shows_the_spindle_gates(popped, monkeypatch) -> None:

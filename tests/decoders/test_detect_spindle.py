@@ -83,10 +83,11 @@ def test_too_long_sigma_run_is_rejected() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_a_short_run_is_released_then_rejected(chunk: int) -> None:
-    """A 0.3 s sigma burst fires at once (the release does not wait), and when its run
-    ends before confirm_duration_s a spindle_rejected with the same onset marks that
-    sample; a 1.5 s spindle is confirmed (no rejection); with confirm_duration_s 0 the
-    burst stays a spindle."""
+    """With the confirmation on (confirm_duration_s 0.4; off by default), a 0.3 s sigma
+    burst fires at once (the release does not wait), and when its run ends before
+    confirm_duration_s a spindle_rejected with the same onset marks that sample; a 1.5 s
+    spindle is confirmed (no rejection). At the defaults the burst stays a spindle and
+    nothing is counted as unconfirmed; the released events are the same either way."""
     fs = 200.0
     rng = np.random.default_rng(3)
     t = np.arange(int(30 * fs)) / fs
@@ -96,7 +97,9 @@ def test_a_short_run_is_released_then_rejected(chunk: int) -> None:
         x[m] += 30e-6 * np.sin(np.pi * (t[m] - on) / dur) ** 2 * np.sin(2 * np.pi * 13 * t[m])
     x = np.ascontiguousarray(x[:, None])
     s = SpindleSettings(channels=("Cz",), calibration_s=3.0)
-    det = SpindleDetector(s)
+    assert s.confirm_duration_s == 0.0
+    on = dataclasses.replace(s, confirm_duration_s=0.4)
+    det = SpindleDetector(on)
     ev = [e for e in replay([det], x, t, fs, ("Cz",), chunk) if e.kind.startswith("spindle")]
     assert [(e.kind, round(e.onset_s)) for e in ev] == [
         ("spindle", 12), ("spindle_rejected", 12), ("spindle", 20)]
@@ -104,12 +107,15 @@ def test_a_short_run_is_released_then_rejected(chunk: int) -> None:
     assert det.passed_over["unconfirmed"] == 1
     fired, rejected = ev[0], ev[1]
     assert rejected.onset_s == fired.onset_s and rejected.detect_s > fired.detect_s
-    assert rejected.detect_s - rejected.onset_s < s.confirm_duration_s
+    assert rejected.detect_s - rejected.onset_s < on.confirm_duration_s
     # the rejection marks the first sample below the low threshold
     assert rejected.amplitude <= rejected.threshold
-    off = dataclasses.replace(s, confirm_duration_s=0.0)
-    assert [e.kind for e in replay([SpindleDetector(off)], x, t, fs, ("Cz",), chunk)
-            if e.kind.startswith("spindle")] == ["spindle", "spindle"]
+    default = SpindleDetector(s)
+    ev0 = [e for e in replay([default], x, t, fs, ("Cz",), chunk) if e.kind.startswith("spindle")]
+    assert [e.kind for e in ev0] == ["spindle", "spindle"]
+    assert "unconfirmed" not in default.passed_over
+    # the option changes no release (what a pulse follows)
+    assert ev0 == [e for e in ev if e.kind == "spindle"]
 
 
 def test_confirm_duration_must_be_below_max_duration() -> None:
@@ -250,7 +256,7 @@ def _test_signal(fs: float, seed: int, steps: bool = True) -> tuple[np.ndarray, 
     dict(min_duration_s=0.15, low_threshold_frac=0.6),   # longer duration rule
     dict(low_threshold_frac=1.0, alpha_ratio_max=0.0, filter_order=2),  # one threshold
     dict(rel_power_min=0.2, corr_min=0.65, refractory_s=1.0,   # YASA's rel. power, corr.
-         confirm_duration_s=0.0),                        # every released run kept
+         confirm_duration_s=0.4),                        # short released runs rejected
 ])
 @pytest.mark.parametrize("fs", [250.0, 1000.0])
 def test_matches_numpy_reference(variant: dict, fs: float) -> None:

@@ -52,21 +52,24 @@ amplitude: wake alpha reaches into 11-12 Hz, a spindle carries little alpha.
 (``spindle_rejected`` exists because online a fired event cannot be taken back, but the
 recording and the scorer can drop it.)
 
-Release, then confirm: an event is released as soon as the rules hold (the latency a
-pulse sees), and when its run ends before ``confirm_duration_s`` (0.4 s) the detector
-emits ``spindle_rejected`` for it at that sample. Experts mark spindles of >= 0.5 s (AASM
-manual, Iber et al. 2007); on the DREAMS excerpts the detections no expert marked are the
-short runs (median 0.32-0.55 s against 0.59-0.90 s for those expert 1 marked,
-``bench/real_eeg.py --why``), so the confirmed events follow expert 1's density (excerpt
-3: 10 confirmed of 17 released, expert 1 marks 5 and expert 2 17) at the released events'
-latency. A pulse that followed a released event has left; one that waits for the
-confirmation leaves ~150 ms later (``bench/real_eeg.py --spindle``). Waiting for a longer
-run before firing (``min_duration_s``) costs that latency on every event instead.
+Optional confirmation (``confirm_duration_s``, off by default): an event is released as
+soon as the rules hold, and when its run ends before ``confirm_duration_s`` the detector
+emits ``spindle_rejected`` for it at that sample. This does nothing to stimulation: a
+pulse follows the release and has left by then; only the recording and the scorer drop
+the rejected event. Experts mark spindles of >= 0.5 s (AASM manual, Iber et al. 2007), and
+on the DREAMS excerpts the detections no expert marked are mostly short runs (median
+0.32-0.55 s against 0.59-0.90 s for those expert 1 marked, ``bench/real_eeg.py --why``):
+at 0.4 s the scored events on excerpt 3 fall from 3.4x to 2.0x expert 1's density, but the
+released events -- what pulses follow -- stay at 3.4x, and the simulator's spindle F1
+drops by 0.057 (``bench/detectors.py``). It is off so that ``score`` rates the detector
+the stimulation follows; turn it on to score, offline, only spindles that lasted.
+Waiting for a longer run before firing (``min_duration_s``) would change the pulses too,
+at the cost of latency on every event.
 
 Nothing is passed over silently: the C kernel counts, per channel, the candidate spindles
 the alpha veto passed over (runs that met every other firing rule at some sample and never
-all of them) and the artefact stretches it held, the detector the released spindles
-its confirmation took back (``passed_over``, by reason: the run summary's line), and
+all of them) and the artefact stretches it held, the detector (with the confirmation on)
+the released spindles it took back (``passed_over``, by reason: the run summary's line), and
 ``status_note`` is the live view's line while a channel is held or its latest candidate
 was vetoed -- a wake-alpha or artefact-ridden night without spindles is not a quiet night.
 
@@ -177,13 +180,14 @@ class SpindleSettings:
                                         "the low threshold, so on a waxing spindle this time "
                                         "has mostly passed by the high crossing)")
     confirm_duration_s: float = setting(
-        0.4, ge=0, le=2, unit="s",
-        doc="a fired event whose run ends before it has lasted this long is reported as "
-            "spindle_rejected when the run ends (the event was already released: a pulse "
-            "may have followed it; the recording and the scorer drop it). Experts mark "
-            "spindles of >= 0.5 s (AASM scoring manual, Iber et al. 2007); the run above the "
-            "low threshold is shorter than the visible spindle, hence 0.4 s, chosen on the "
-            "DREAMS excerpts (bench/real_eeg.py --tradeoff); 0 = off")
+        0.0, ge=0, le=2, unit="s",
+        doc="optional, 0 = off (the default): a fired event whose run ends before it has "
+            "lasted this long is reported as spindle_rejected when the run ends. It changes "
+            "no pulse (a pulse follows the release and has left by then); only the recording "
+            "and the scorer drop the rejected event, so score then rates fewer events than "
+            "the stimulation followed. Experts mark spindles of >= 0.5 s (AASM scoring "
+            "manual, Iber et al. 2007); 0.4 s brings the scored density on the DREAMS "
+            "excerpts closest to expert 1's (bench/real_eeg.py --tradeoff)")
     max_duration_s: float = setting(2.5, gt=0, unit="s",
                                     doc="runs longer than this are reported as "
                                         "spindle_rejected")
@@ -268,7 +272,7 @@ class SpindleDetector:
                          "no spindle for artefact_hold_s after each)",
         "unconfirmed": "released spindles taken back (their run ended before "
                        "confirm_duration_s: spindle_rejected; a pulse may have followed "
-                       "each, the scorer drops them)",
+                       "each, the scorer drops them; counted only with the option on)",
     }
     #: runstate rows (decoders/_kernels/spindle.c: carry, hold, then T_FLAGS, T_ALPHA,
     #: T_ART, T_HELD) and the state bits of T_FLAGS the live view reads
@@ -293,14 +297,16 @@ class SpindleDetector:
     @property
     def passed_over(self) -> dict[str, int]:
         """What the gates passed over so far, by reason (summed over channels): the
-        candidates the alpha veto passed over, the artefact stretches held and the
-        released spindles the confirmation took back."""
+        candidates the alpha veto passed over, the artefact stretches held and, with
+        ``confirm_duration_s`` on, the released spindles the confirmation took back."""
         st = self._runstate
-        return {"alpha_veto": self._passed_before["alpha_veto"]
-                + int(st[self._ROW_ALPHA].sum()),
-                "artefact_hold": self._passed_before["artefact_hold"]
-                + int(st[self._ROW_ART].sum()),
-                "unconfirmed": self._unconfirmed}
+        out = {"alpha_veto": self._passed_before["alpha_veto"]
+               + int(st[self._ROW_ALPHA].sum()),
+               "artefact_hold": self._passed_before["artefact_hold"]
+               + int(st[self._ROW_ART].sum())}
+        if self.settings.confirm_duration_s > 0:
+            out["unconfirmed"] = self._unconfirmed
+        return out
 
     @property
     def held_s(self) -> float:
