@@ -13,10 +13,13 @@ as our detector caps its own) and expert 2 against expert 1.
 
 Scoring (``analysis.scoring.match_intervals``, the project's one scoring module, with no
 tolerance; the spindle literature matches by overlap): a detection is the interval from
-its onset (the low-threshold crossing) to the moment it fired, ``[onset_s, detect_s]``,
-and the table scores the confirmed ones (a released event a later ``spindle_rejected``
-took back is dropped, as the product's scorer drops it; the released ones are printed
-under the table); YASA's and expert 2's events are their [start, end]. A detection
+its onset (the low-threshold crossing) to the moment it fired, ``[onset_s, detect_s]``;
+the table scores what the product's scorer keeps (a released event a later
+``spindle_rejected`` took back is dropped; at the defaults only runs beyond
+``max_duration_s`` are, so the scored events are the released ones a pulse may follow).
+Under the table the optional confirmation (``confirm_duration_s`` 0.4, off by default) is
+printed beside the defaults: its scored events and its released ones (the same as the
+defaults'). YASA's and expert 2's events are their [start, end]. A detection
 matches an expert spindle it overlaps (touching counts); detections are taken in the
 order they fired, each paired with the earliest still-unmatched expert spindle it
 overlaps, so each event is used at most once. P = matched / detections, R = matched /
@@ -45,10 +48,11 @@ calibration, and per minute over the whole file.
 Run: ``PYTHONPATH=src python bench/real_eeg.py [--spindle] [--so] [--ripple] [--sim]
 [--learn-cost] [--loo] [--why] [--tradeoff] [--so-loo] [--so-fired] [--no-yasa]
 [--chunk N]`` (no flag: spindle, SO, ripple and simulator tables; ``--loo`` adds the
-leave-one-excerpt-out check of the spindle defaults' grid, ``--why`` the spindle detections
-classed by expert with their features, ``--tradeoff`` the spindle targets over single
-setting changes, ``--so-loo`` the same leave-one-out check for the SO selection rules,
-``--so-fired`` the SO pulses as a real ``engramloop replay`` sends them, bench/so_fired.py).
+leave-one-excerpt-out check of the spindle defaults' grid (at the defaults and with the
+optional confirmation), ``--why`` the spindle detections classed by expert with their
+features, ``--tradeoff`` the spindle targets over single setting changes, ``--so-loo`` the
+same leave-one-out check for the SO selection rules, ``--so-fired`` the SO pulses as a real
+``engramloop replay`` sends them, bench/so_fired.py).
 """
 from __future__ import annotations
 
@@ -257,13 +261,14 @@ def spindle_table(data: Path, chunk: int, with_yasa: bool = True,
     print("density ours / expert 1 per excerpt: "
           + ", ".join(f"{n}: {r:.2f}" for n, r in zip(EXCERPTS, ratio, strict=True))
           + " (target: each within 0.5-2)")
-    print("released events (every spindle event, the ones later rejected included: a pulse "
-          "may follow each) per excerpt: " + "; ".join(released))
-    conf = [x for r in rows.values() for x in r[0]["lats_confirmed"]]
-    print(f"a pulse that waited for the confirmation (the run lasting confirm_duration_s "
-          f"{(settings or SpindleSettings()).confirm_duration_s:g} s) would leave a median "
-          f"{np.median(conf) * 1000:.0f} ms after the expert's onset (the matched confirmed "
-          "detections)")
+    if (settings or SpindleSettings()).confirm_duration_s > 0:
+        print("released events (every spindle event, the ones later rejected included: a "
+              "pulse may follow each) per excerpt: " + "; ".join(released))
+        conf = [x for r in rows.values() for x in r[0]["lats_confirmed"]]
+        print(f"a pulse that waited for the confirmation (the run lasting confirm_duration_s "
+              f"{(settings or SpindleSettings()).confirm_duration_s:g} s) would leave a median "
+              f"{np.median(conf) * 1000:.0f} ms after the expert's onset (the matched "
+              "confirmed detections)")
     print("(mean row: means of the excerpts' P, R, F1 and density; latency: median over all "
           "matched detections; expert 2 did not score excerpt 7)")
     print("Against expert 2 on the whole 1800 s (expert 2 was not used to choose anything):")
@@ -443,7 +448,7 @@ def resampled_rates(data: Path, rates: list[float], chunk: int) -> None:
 #: the grid the spindle defaults were chosen from (the rules' thresholds); --loo picks the
 #: best point on three excerpts and scores it on the fourth
 LOO_GRID = {"rel_power_min": (0.65, 0.75, 0.85), "threshold_sd": (4.0, 4.5),
-            "min_duration_s": (0.12, 0.15, 0.2), "confirm_duration_s": (0.0, 0.3, 0.4, 0.5)}
+            "min_duration_s": (0.12, 0.15, 0.2)}
 
 
 def _four(data: Path, s: SpindleSettings, chunk: int) -> list[tuple[dict, dict]]:
@@ -453,7 +458,7 @@ def _four(data: Path, s: SpindleSettings, chunk: int) -> list[tuple[dict, dict]]
         edf = data / "dreams_dev" / f"excerpt{n}.edf"
         e1 = load_expert(edf.with_name(f"excerpt{n}_expert1.csv"))
         confirmed, every = replay_both(edf, s, chunk)
-        out.append((score(confirmed, e1), score(every, e1)))
+        out.append((score(confirmed, e1, confirm_s=s.confirm_duration_s), score(every, e1)))
     return out
 
 
@@ -461,42 +466,93 @@ def _ratio(r: dict) -> float:
     return r["dens"] / r["dens_expert"]
 
 
+#: the optional spindle confirmation (off by default) that --spindle and --loo print
+#: beside the defaults
+CONFIRM_OPTION_S = 0.4
+
+
+def _cell(r: list[dict]) -> str:
+    """Mean F1 (per excerpt), median latency over all matches, density x expert 1's per
+    excerpt, of one row of per-excerpt scores."""
+    f1 = [x["F1"] for x in r]
+    lat = np.median([v for x in r for v in x["lats"]]) * 1000
+    return (f"F1 {np.mean(f1):.3f} ({' '.join(f'{v:.2f}' for v in f1)}) {lat:3.0f} ms "
+            f"x[{' '.join(f'{_ratio(x):.2f}' for x in r)}]")
+
+
+def confirm_side_by_side(data: Path, chunk: int, settings: SpindleSettings | None = None,
+                         confirm_s: float = CONFIRM_OPTION_S) -> None:
+    """The defaults (``settings``, confirmation off: every released event is scored and a
+    pulse may follow each) beside the optional confirmation (``confirm_duration_s`` =
+    ``confirm_s``): its scored (confirmed) events, its released ones (what pulses follow:
+    the same events as without it) and when a pulse that waited for it would leave."""
+    base = replace(settings or SpindleSettings(), confirm_duration_s=0.0)
+    off = _four(data, base, chunk)
+    on = _four(data, replace(base, confirm_duration_s=confirm_s), chunk)
+    print(f"== The optional spindle confirmation (confirm_duration_s {confirm_s:g}, off by "
+          "default) beside the defaults, vs expert 1 on [0, 1000 s): mean F1 (per excerpt 1, "
+          "3, 5, 7) / median latency / density x expert 1 per excerpt (target 0.5-2)")
+    print(f"{'defaults (scored = released = what pulses follow)':58s} "
+          f"{_cell([c for c, _ in off])}")
+    print(f"{f'option {confirm_s:g} s: scored (confirmed) events':58s} "
+          f"{_cell([c for c, _ in on])}")
+    print(f"{f'option {confirm_s:g} s: released events (what pulses follow)':58s} "
+          f"{_cell([r for _, r in on])}")
+    waited = [v for c, _ in on for v in c["lats_confirmed"]]
+    print(f"(a pulse that waited for the confirmation would leave a median "
+          f"{np.median(waited) * 1000:.0f} ms after the expert's onset; the option delays no "
+          "pulse, it only drops the short runs from what is scored)")
+
+
 def leave_one_out(data: Path, chunk: int) -> None:
-    """Leave-one-excerpt-out: for each excerpt, the grid point with the best mean F1 on the
-    other three, scored on it (F1, density against expert 1's, latency)."""
+    """Leave-one-excerpt-out over :data:`LOO_GRID`: for each excerpt, the grid point with
+    the best mean F1 on the other three, scored on it (F1, density against expert 1's,
+    latency) -- at the defaults (confirmation off: the released events are scored) and
+    with the optional confirmation (``confirm_duration_s`` = :data:`CONFIRM_OPTION_S`, the
+    confirmed events scored and chosen on), side by side. One replay per grid point gives
+    both: the confirmation changes no released event
+    (tests/decoders/test_detect_spindle_real.py checks that on these excerpts)."""
     keys = list(LOO_GRID)
     points = list(itertools.product(*LOO_GRID.values()))
-    res = [_four(data, replace(SpindleSettings(), **dict(zip(keys, p, strict=True))), chunk)
+    res = [_four(data, replace(SpindleSettings(), confirm_duration_s=CONFIRM_OPTION_S,
+                               **dict(zip(keys, p, strict=True))), chunk)
            for p in points]
-    f1 = np.array([[c["F1"] for c, _ in r] for r in res])
-    held, lats, ratios = [], [], []
-    for j, n in enumerate(EXCERPTS):
-        others = np.delete(f1, j, axis=1).mean(axis=1)
-        best = int(np.argmax(others))
-        held.append(f1[best, j])
-        got, rel = res[best][j]
-        lats += got["lats"]
-        ratios.append(_ratio(got))
-        chosen = dict(zip(keys, points[best], strict=True))
-        print(f"leave out excerpt {n}: best on the others {chosen} (their mean F1 "
-              f"{others[best]:.2f}) -> excerpt {n}: F1 {f1[best, j]:.2f}, density "
-              f"{_ratio(got):.2f} x expert 1's (released {_ratio(rel):.2f} x)")
     d = SpindleSettings()
     dflt = tuple(getattr(d, k) for k in keys)
     at = points.index(dflt) if dflt in points else None
-    print(f"leave-one-out mean F1 {np.mean(held):.2f}, median latency "
-          f"{np.median(lats) * 1000:.0f} ms, densities "
-          + ", ".join(f"{r:.2f}" for r in ratios) + " x expert 1's"
-          + (f"; defaults on all four {f1[at].mean():.2f}" if at is not None else ""))
+    print(f"== Spindle leave-one-excerpt-out over {keys} ({len(points)} points), vs expert 1")
+    # k = 1: released events (the defaults' scoring); k = 0: confirmed (the option's)
+    for k, label in ((1, "defaults (confirmation off, released events scored)"),
+                     (0, f"option confirm_duration_s {CONFIRM_OPTION_S:g} (confirmed events "
+                         "scored)")):
+        f1 = np.array([[x[k]["F1"] for x in r] for r in res])
+        held, lats, ratios = [], [], []
+        print(f"-- {label}")
+        for j, n in enumerate(EXCERPTS):
+            others = np.delete(f1, j, axis=1).mean(axis=1)
+            best = int(np.argmax(others))
+            held.append(f1[best, j])
+            got, rel = res[best][j][k], res[best][j][1]
+            lats += got["lats"]
+            ratios.append(_ratio(got))
+            chosen = dict(zip(keys, points[best], strict=True))
+            print(f"leave out excerpt {n}: best on the others {chosen} (their mean F1 "
+                  f"{others[best]:.2f}) -> excerpt {n}: F1 {f1[best, j]:.2f}, density "
+                  f"{_ratio(got):.2f} x expert 1's"
+                  + (f" (released, what pulses follow: {_ratio(rel):.2f} x)" if k == 0 else ""))
+        print(f"leave-one-out mean F1 {np.mean(held):.2f}, median latency "
+              f"{np.median(lats) * 1000:.0f} ms, densities "
+              + ", ".join(f"{r:.2f}" for r in ratios) + " x expert 1's"
+              + (f"; the defaults' grid point on all four {f1[at].mean():.2f}"
+                 if at is not None else ""))
 
 
 #: single changes from the defaults for the trade-off table (--tradeoff)
-TRADEOFF = ({}, {"confirm_duration_s": 0.0}, {"confirm_duration_s": 0.3},
-            {"confirm_duration_s": 0.35}, {"confirm_duration_s": 0.45},
+TRADEOFF = ({}, {"confirm_duration_s": 0.3}, {"confirm_duration_s": 0.35},
+            {"confirm_duration_s": 0.4}, {"confirm_duration_s": 0.45},
             {"confirm_duration_s": 0.5}, {"confirm_duration_s": 0.6},
-            {"confirm_duration_s": 0.0, "min_duration_s": 0.25},
-            {"confirm_duration_s": 0.0, "min_duration_s": 0.3},
-            {"min_duration_s": 0.25})
+            {"min_duration_s": 0.25}, {"min_duration_s": 0.3},
+            {"min_duration_s": 0.25, "confirm_duration_s": 0.4})
 
 
 def tradeoff(data: Path, chunk: int) -> None:
@@ -508,12 +564,7 @@ def tradeoff(data: Path, chunk: int) -> None:
           "5, 7) / median latency / density x expert 1 per excerpt | released the same")
     for change in TRADEOFF:
         r = _four(data, replace(SpindleSettings(), **change), chunk)
-        cells = []
-        for k in (0, 1):
-            f1 = [x[k]["F1"] for x in r]
-            lat = np.median([v for x in r for v in x[k]["lats"]]) * 1000
-            cells.append(f"F1 {np.mean(f1):.3f} ({' '.join(f'{v:.2f}' for v in f1)}) "
-                         f"{lat:3.0f} ms x[{' '.join(f'{_ratio(x[k]):.2f}' for x in r)}]")
+        cells = [_cell([x[k] for x in r]) for k in (0, 1)]
         label = ", ".join(f"{k}={v:g}" for k, v in change.items()) or "defaults"
         print(f"{label:50s} {cells[0]} | {cells[1]}")
 
@@ -806,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.spindle or everything:
         spindle_table(a.data, a.chunk, with_yasa=not a.no_yasa, settings=settings,
                       label="defaults" + "".join(f", {x}" for x in a.set))
+        confirm_side_by_side(a.data, a.chunk, settings)
     if a.why:
         spindle_why(a.data, a.chunk, settings)
     if a.tradeoff:
