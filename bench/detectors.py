@@ -13,7 +13,8 @@ Speed: 8 channels x 10 samples at 2 kHz, all three detectors plus the ``[phase]`
 estimator (ECHT, theta on CA1), median and p99 time per chunk.
 
 Run: ``.venv/bin/python bench/detectors.py [--seeds 0 1 2] [--duration 600]``;
-``--spindle-sweep`` and ``--ripple-sweep`` print the F1 / latency trade-offs instead.
+``--spindle-sweep`` and ``--ripple-sweep`` print the F1 / latency trade-offs instead;
+``--spindle-confirm 0.4`` scores the spindle row with the optional confirmation on.
 ``--against OTHER_CHECKOUT`` times the speed section of both checkouts side by side in one
 run (each in its own subprocess with its own code and built C extension, alternating, so a
 change in the machine's load falls on both), for changes meant to be no slower.
@@ -339,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run with [detectors.so] sws_gate_ratio = RATIO (default: off)")
     ap.add_argument("--so-predict", choices=("halfwave", "echt", "fixed"), default=None,
                     help="run with [detectors.so] predict = this (default: the shipped one)")
+    ap.add_argument("--spindle-confirm", type=float, default=None, metavar="S",
+                    help="run with [detectors.spindle] confirm_duration_s = S (default: off; "
+                         "the spindle row then scores the confirmed events)")
     ap.add_argument("--ripple-sweep", action="store_true",
                     help="only print the ripple F1 / latency trade-off table")
     ap.add_argument("--spindle-sweep", action="store_true",
@@ -377,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
             ds = dataclasses.replace(ds, so=dataclasses.replace(ds.so,
                                                                 sws_gate_ratio=args.so_gate))
             print(f"(slow-wave-sleep gate on: sws_gate_ratio = {args.so_gate})")
+        if args.spindle_confirm is not None:
+            import dataclasses
+
+            ds = dataclasses.replace(ds, spindle=dataclasses.replace(
+                ds.spindle, confirm_duration_s=args.spindle_confirm))
+            print(f"([detectors.spindle] confirm_duration_s = {args.spindle_confirm:g}: "
+                  "released spindles a spindle_rejected took back are not scored)")
         res = accuracy(args.seeds, args.duration, args.chunk, ds)
         print(f"== accuracy on the simulator: seeds {args.seeds}, {args.duration:g} s each, "
               f"default SNR, chunks of {args.chunk} samples at 2 kHz")
