@@ -2,17 +2,28 @@
 of 1..N workers, side by side in one run; identical scores asserted, wall times printed,
 with the projected time of a 20-setting x 50-night sweep on this machine.
 
-    python bench/sweep.py [--duration 300] [--workers 2]
+    python bench/sweep.py [--duration 300] [--workers 2] [--repeat 1] [--breakdown]
+                          [--nights DIR]
 
 Recordings are simulated nights (``engramloop sim``, 2 kHz, 8 channels) with their truth;
 the swept key is the ripple threshold. Wall times depend on the machine and on what else
-it runs: the ratio to the serial run, measured in the same run, is the figure.
+it runs: the ratio to the serial run, measured in the same run, is the figure (the load
+average is printed before and after).
+
+``--breakdown`` then runs the sweep once more each way with every replay timed where it
+runs, and prints where the pool's time beyond half the serial time goes: starting the pool,
+the imports on each worker's first replay, replays running slower in a worker than in a
+plain process (CPU time and page faults side by side), the wait for a worker's first
+replay and between replays (scheduling, results coming back), the tail (a worker idle
+while the other finishes) and closing the pool.
+``--nights DIR`` keeps the simulated nights there and reuses them on the next run.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,11 +32,124 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def timed(job: dict) -> dict:
+    """One replay, timed where it runs (a worker, or this process for the serial arm);
+    the job comes as a dict so that importing engramloop is timed here too (unpickling a
+    Job would import it before this runs)."""
+    import resource
+    import sys
+    import time
+
+    t_in = time.time()
+    first = "engramloop.analysis.fanout" not in sys.modules
+    a = time.perf_counter()
+    from engramloop.analysis.fanout import Job, run_job
+    import_s = time.perf_counter() - a
+    ru, cpu, t_job = resource.getrusage(resource.RUSAGE_SELF), time.thread_time(), time.time()
+    out = run_job(Job(**job))
+    ru2 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"out": out, "pid": os.getpid(), "first": first, "import_s": import_s,
+            "t_in": t_in, "t_job": t_job, "t_end": time.time(),
+            "cpu_s": time.thread_time() - cpu,
+            "proc_cpu_s": (ru2.ru_utime + ru2.ru_stime) - (ru.ru_utime + ru.ru_stime),
+            "minflt": ru2.ru_minflt - ru.ru_minflt}
+
+
+def fresh_import_s(module: str) -> float:
+    """Seconds a new interpreter takes to import ``module`` (median of 3)."""
+    code = f"import time; t = time.perf_counter(); import {module}; " \
+           "print(time.perf_counter() - t)"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return statistics.median(float(subprocess.run([sys.executable, "-c", code], env=env,
+                                                  capture_output=True, text=True,
+                                                  check=True).stdout) for _ in range(3))
+
+
+def breakdown(jobs: list, workers: int) -> None:
+    import dataclasses
+
+    from engramloop.analysis import fanout
+
+    items = [dataclasses.asdict(j) for j in jobs]
+    serial = [timed(it) for it in items]
+    s_total = sum(r["t_end"] - r["t_in"] for r in serial)
+
+    arrived: dict[int, float] = {}
+    t0 = time.time()
+    with fanout.dask_client(workers=workers) as client:
+        t_ready = time.time()
+        pool = fanout.run_on(client, timed, items,
+                             on_done=lambda r: arrived.__setitem__(id(r), time.time()),
+                             cost=lambda d: fanout.job_cost(fanout.Job(**d)))
+        t_done = time.time()
+    t_closed = time.time()
+    if [r["out"] for r in pool] != [r["out"] for r in serial]:
+        raise SystemExit("breakdown: the pool's rows differ from the serial rows")
+
+    wall = t_closed - t0
+    by: dict[int, list] = {}
+    for r in pool:
+        by.setdefault(r["pid"], []).append(r)
+    for rs in by.values():
+        rs.sort(key=lambda r: r["t_in"])
+    w = len(by)
+    lead = [rs[0]["t_in"] - t_ready for rs in by.values()]
+    gaps = [b["t_in"] - a["t_end"] for rs in by.values()
+            for a, b in zip(rs, rs[1:], strict=False)]
+    tail = [t_done - rs[-1]["t_end"] for rs in by.values()]
+    imports = [r["import_s"] for r in pool if r["first"]]
+    p_total = sum(r["t_end"] - r["t_in"] for r in pool)
+    slower = p_total - sum(imports) - s_total
+    transfer = [arrived[id(r)] - r["t_end"] for r in pool if id(r) in arrived]
+
+    def med(rows: list, key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    def each(xs: list) -> str:
+        return ", ".join(f"{x:.2f}" for x in xs)
+
+    print(f"\n# breakdown: one more run each way, every replay timed where it ran; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"# fresh interpreter imports: distributed {fresh_import_s('distributed'):.2f} s, "
+          f"engramloop.analysis.fanout {fresh_import_s('engramloop.analysis.fanout'):.2f} s")
+    print(f"serial: {len(serial)} replays in {s_total:.1f} s; per replay (median) "
+          f"{statistics.median(r['t_end'] - r['t_in'] for r in serial):.2f} s wall, "
+          f"{med(serial, 'cpu_s'):.2f} s CPU, {med(serial, 'minflt') / 1e3:.0f}k page faults")
+    print(f"pool of {w}: {wall:.1f} s = serial/{w} {s_total / w:.1f} s "
+          f"+ {wall - s_total / w:.1f} s, which is (s of wall time):")
+    rows = [
+        ("start the pool (LocalCluster + Client)", t_ready - t0,
+         "new worker processes, each importing distributed"),
+        ("wait for each worker's first replay", sum(lead) / w, f"each {each(lead)} s"),
+        ("imports on each worker's first replay", sum(imports) / w, f"each {each(imports)} s"),
+        ("replays slower in a worker", slower / w,
+         f"per replay {statistics.median(r['t_end'] - r['t_job'] for r in pool):.2f} s "
+         f"wall, {med(pool, 'cpu_s'):.2f} s CPU "
+         f"(+{med(pool, 'proc_cpu_s') - med(pool, 'cpu_s'):.2f} s in the worker's other "
+         f"threads), {med(pool, 'minflt') / 1e3:.0f}k page faults"),
+        ("between replays (scheduling, results)", sum(gaps) / w,
+         f"{len(gaps)} gaps, median {statistics.median(gaps) * 1e3:.0f} ms; "
+         f"a result reaches the parent in {statistics.median(transfer) * 1e3:.0f} ms"
+         if gaps and transfer else ""),
+        ("tail: a worker idle while the other ends", sum(tail) / w, f"each {each(tail)} s"),
+        ("close the pool", t_closed - t_done, ""),
+    ]
+    for name, s, note in rows:
+        print(f"  {name:<42}{s:>6.2f}  {note}")
+    print(f"  {'(sum)':<42}{sum(s for _, s, _ in rows):>6.2f}")
+    print(f"# replays per worker: {', '.join(str(len(rs)) for rs in by.values())}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=300.0, help="seconds per recording")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each arm (median)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="then time each replay where it runs and print where the pool's "
+                         "extra time goes")
+    ap.add_argument("--nights", metavar="DIR",
+                    help="keep the simulated nights here and reuse them")
     args = ap.parse_args()
 
     from engramloop.analysis.fanout import Job, run_jobs
@@ -33,12 +157,15 @@ def main() -> int:
     from engramloop.cli import main as cli
 
     cfg = ROOT / "src" / "engramloop" / "configs" / "sim-ripple.toml"
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(args.nights or tmp)
+        d.mkdir(parents=True, exist_ok=True)
         recs = []
         for seed in range(4):
-            path = Path(d) / f"night{seed}.npz"
-            assert cli(["sim", "--quiet", "--duration", str(args.duration), "--out", str(path),
-                        "--seed", str(seed + 10), "--config", str(cfg)]) == 0
+            path = d / f"night{seed}-{args.duration:g}s.npz"
+            if not path.exists():
+                assert cli(["sim", "--quiet", "--duration", str(args.duration), "--out",
+                            str(path), "--seed", str(seed + 10), "--config", str(cfg)]) == 0
             recs.append(str(path))
         (key, values), = parse_sweep(["detectors.ripple.threshold_sd=3,3.5,4,4.5"])
         jobs = [Job(index=i, config=str(cfg), recording=r, setting=((key, t),),
@@ -53,9 +180,11 @@ def main() -> int:
                 times.append(time.perf_counter() - t0)
             return statistics.median(times), out
 
+        load0 = os.getloadavg()
         serial_s, serial = arm(1)
         print(f"# {len(values)} settings x {len(recs)} recordings of {args.duration:g} s, "
-              f"{os.cpu_count()} cores; median of {args.repeat}")
+              f"{os.cpu_count()} cores; median of {args.repeat}; load average "
+              f"{load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at the start")
         print(f"{'arm':<12}{'wall s':>10}{'x serial':>10}{'identical':>11}")
         print(f"{'serial':<12}{serial_s:>10.1f}{1.0:>10.2f}{'-':>11}")
         walls = {1: serial_s}
@@ -77,6 +206,10 @@ def main() -> int:
         for w in sorted(walls)[1:]:
             print(f"# speed-up with {w} workers: {serial_s / walls[w]:.2f}x "
                   f"({serial_s / walls[w] / w:.0%} per worker)")
+        load1 = os.getloadavg()
+        print(f"# load average {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end")
+        if args.breakdown:
+            breakdown(jobs, max(2, args.workers))
     return 0
 
 

@@ -15,11 +15,12 @@ serial row bit for bit (tests compare them).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from engramloop.analysis.sweep import config_with, find_truth, run_point
@@ -121,7 +122,18 @@ def run_jobs(jobs: Sequence[Job], *, workers: int | None = None, address: str | 
     """Run every sweep job (:func:`run_job`); results in job order, a job whose worker
     kept dying as an error row (:func:`lost_job`). Parameters as :func:`map_ordered`."""
     return map_ordered(run_job, jobs, workers=workers, address=address, on_done=on_done,
-                       on_lost=lost_job)
+                       on_lost=lost_job, cost=job_cost)
+
+
+def job_cost(job: Job) -> tuple[float, int]:
+    """How long a replay takes, roughly, to start the long ones first: the seconds it is
+    limited to, then the recording's size in bytes (0 when it cannot be read: such a job
+    ends at once, with its error)."""
+    try:
+        size = os.path.getsize(job.recording)
+    except OSError:
+        size = 0
+    return (job.duration_s if job.duration_s is not None else math.inf, size)
 
 
 def _probe(address: str) -> None:
@@ -135,39 +147,31 @@ def _probe(address: str) -> None:
         pass
 
 
-def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int | None = None,
-                address: str | None = None,
-                on_done: Callable[[Any], None] | None = None,
-                on_lost: Callable[[Any, str], Any] | None = None) -> list[Any]:
-    """``[fn(x) for x in items]`` on the engine; results in item order.
+#: Dask settings while the local pool starts; its workers get them too (a nanny hands its
+#: config to the worker process it spawns).
+LOCAL_POOL_CONFIG: dict[str, Any] = {
+    # Dask's nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536 so that freed memory
+    # goes back to the OS at once. Setting any of glibc's malloc thresholds switches off its
+    # dynamic mmap threshold (mallopt(3), M_MMAP_THRESHOLD), so every buffer of 128 KiB or
+    # more -- each block a replay decompresses, converts or filters -- is a fresh mmap,
+    # zero-filled page by page and unmapped again: ~20x the page faults of the same replay
+    # in a plain process and ~1.4x its CPU time (bench/sweep.py --breakdown). A replay holds
+    # O(block) memory, so there is nothing to hand back; None leaves the variable unset.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
 
-    Parameters
-    ----------
-    fn : callable
-        A module-level function (workers import it by name), plain data in and out.
-    workers : int, optional
-        Local worker processes (default: every core). 1 runs the items here, in order,
-        without Dask.
-    address : str, optional
-        A running Dask scheduler (``tcp://host:8786``); ``workers`` is then ignored.
-    on_done : callable, optional
-        Called with each result as it finishes, in completion order (progress).
-    on_lost : callable(item, why) -> result, optional
-        The result of an item whose worker process died every time Dask ran it (a crash
-        in native code, the out-of-memory killer; Dask retries on fresh workers first).
-        Without it such an item is an :class:`EngineError` (one line).
+
+@contextlib.contextmanager
+def dask_client(*, workers: int, address: str | None = None) -> Iterator[Any]:
+    """A ``distributed.Client`` of a new local pool of ``workers`` processes (one thread
+    each), or of the running scheduler at ``address``; closed, with the pool, on exit.
+
+    Raises
+    ------
+    EngineError
+        No scheduler answered at ``address`` (one line).
     """
-    items = list(items)
-    n = workers or os.cpu_count() or 1
-    if address is None and (n <= 1 or len(items) <= 1):
-        out = []
-        for x in items:
-            out.append(fn(x))
-            if on_done is not None:
-                on_done(out[-1])
-        return out
-    import dask
-    from distributed import Client, KilledWorker, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
 
     client = cluster = None
     try:
@@ -185,33 +189,98 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
                         "); start one with `dask scheduler` or leave --scheduler out "
                         "for a local pool") from None
             else:
+                import dask
+
                 # processes, one thread each: a replay or a simulated night holds the GIL
-                cluster = LocalCluster(n_workers=min(n, len(items)), threads_per_worker=1,
-                                       processes=True, dashboard_address=None,
-                                       silence_logs=50)
+                with dask.config.set(LOCAL_POOL_CONFIG):
+                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                           processes=True, dashboard_address=None,
+                                           silence_logs=50)
                 client = Client(cluster)
-        futures = client.map(fn, items, pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
-        results: list[Any] = [None] * len(items)
-        for fut in as_completed(futures):
-            i = index[fut.key]
-            try:
-                results[i] = fut.result()
-            except KilledWorker:
-                tries = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 1
-                why = (f"its worker process died {tries} times running it (a crash in "
-                       "native code, or out of memory)")
-                if on_lost is None:
-                    raise EngineError(f"item {i} of {len(items)}: {why}; nothing of the "
-                                      "run is kept") from None
-                results[i] = on_lost(items[i], why)
-            if on_done is not None:
-                on_done(results[i])
+        yield client
     finally:
         if client is not None:
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int | None = None,
+                address: str | None = None,
+                on_done: Callable[[Any], None] | None = None,
+                on_lost: Callable[[Any, str], Any] | None = None,
+                cost: Callable[[Any], Any] | None = None) -> list[Any]:
+    """``[fn(x) for x in items]`` on the engine; results in item order.
+
+    Parameters
+    ----------
+    fn : callable
+        A module-level function (workers import it by name), plain data in and out.
+    workers : int, optional
+        Local worker processes (default: every core). 1 runs the items here, in order,
+        without Dask.
+    address : str, optional
+        A running Dask scheduler (``tcp://host:8786``); ``workers`` is then ignored.
+    on_done : callable, optional
+        Called with each result as it finishes, in completion order (progress).
+    on_lost : callable(item, why) -> result, optional
+        The result of an item whose worker process died every time Dask ran it (a crash
+        in native code, the out-of-memory killer; Dask retries on fresh workers first).
+        Without it such an item is an :class:`EngineError` (one line).
+    cost : callable(item) -> sortable, optional
+        How long an item takes, roughly: on the engine the costliest items start first,
+        so a long one does not start last and keep the run waiting while the other
+        workers sit idle (longest-processing-time-first order). Without it, item order.
+    """
+    items = list(items)
+    n = workers or os.cpu_count() or 1
+    if address is None and (n <= 1 or len(items) <= 1):
+        out = []
+        for x in items:
+            out.append(fn(x))
+            if on_done is not None:
+                on_done(out[-1])
+        return out
+    with dask_client(workers=min(n, len(items)), address=address) as client:
+        return run_on(client, fn, items, on_done=on_done, on_lost=on_lost, cost=cost)
+
+
+def run_on(client: Any, fn: Callable[[Any], Any], items: Sequence[Any], *,
+           on_done: Callable[[Any], None] | None = None,
+           on_lost: Callable[[Any, str], Any] | None = None,
+           cost: Callable[[Any], Any] | None = None) -> list[Any]:
+    """:func:`map_ordered` on a client you hold (:func:`dask_client`); results in item
+    order."""
+    import dask
+    from distributed import KilledWorker, as_completed
+
+    items = list(items)
+    order = list(range(len(items)))
+    if cost is not None:
+        order.sort(key=lambda i: cost(items[i]), reverse=True)   # stable: ties in order
+    # submitted costliest first, each with its rank as its priority (Dask starts higher
+    # priorities first)
+    index = {}
+    futures = []
+    for rank, i in enumerate(order):
+        fut = client.submit(fn, items[i], pure=False, priority=len(order) - rank)
+        index[fut.key] = i
+        futures.append(fut)
+    results: list[Any] = [None] * len(items)
+    for fut in as_completed(futures):
+        i = index[fut.key]
+        try:
+            results[i] = fut.result()
+        except KilledWorker:
+            tries = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 1
+            why = (f"its worker process died {tries} times running it (a crash in "
+                   "native code, or out of memory)")
+            if on_lost is None:
+                raise EngineError(f"item {i} of {len(items)}: {why}; nothing of the "
+                                  "run is kept") from None
+            results[i] = on_lost(items[i], why)
+        if on_done is not None:
+            on_done(results[i])
     return results
 
 
@@ -310,5 +379,5 @@ def write_table(rows: Sequence[dict], path: str) -> None:
 
 
 __all__ = ["EngineError", "Job", "sham_replay", "run_job", "lost_job", "tidy", "run_jobs",
-           "map_ordered",
+           "map_ordered", "dask_client", "run_on", "job_cost", "LOCAL_POOL_CONFIG",
            "pooled", "best", "write_table"]
