@@ -59,8 +59,7 @@ def fresh_import_s(module: str) -> float:
     """Seconds a new interpreter takes to import ``module`` (median of 3)."""
     code = f"import time; t = time.perf_counter(); import {module}; " \
            "print(time.perf_counter() - t)"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return statistics.median(float(subprocess.run([sys.executable, "-c", code], env=env,
+    return statistics.median(float(subprocess.run([sys.executable, "-c", code],
                                                   capture_output=True, text=True,
                                                   check=True).stdout) for _ in range(3))
 
@@ -76,7 +75,9 @@ def breakdown(jobs: list, workers: int) -> None:
 
     arrived: dict[int, float] = {}
     t0 = time.time()
-    with fanout.dask_client(workers=workers) as client:
+    import distributed  # noqa: F401  (what a new `engramloop sweep` process pays first)
+    t_imported = time.time()
+    with fanout.dask_client(workers=workers, preload=["engramloop.analysis.fanout"]) as client:
         t_ready = time.time()
         pool = fanout.run_on(client, timed, items,
                              on_done=lambda r: arrived.__setitem__(id(r), time.time()),
@@ -108,8 +109,8 @@ def breakdown(jobs: list, workers: int) -> None:
     def each(xs: list) -> str:
         return ", ".join(f"{x:.2f}" for x in xs)
 
-    print(f"\n# breakdown: one more run each way, every replay timed where it ran; "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"\n# breakdown: one more run each way in a new process, every replay timed where "
+          f"it ran; load average {os.getloadavg()[0]:.2f}")
     print(f"# fresh interpreter imports: distributed {fresh_import_s('distributed'):.2f} s, "
           f"engramloop.analysis.fanout {fresh_import_s('engramloop.analysis.fanout'):.2f} s")
     print(f"serial: {len(serial)} replays in {s_total:.1f} s; per replay (median) "
@@ -118,10 +119,12 @@ def breakdown(jobs: list, workers: int) -> None:
     print(f"pool of {w}: {wall:.1f} s = serial/{w} {s_total / w:.1f} s "
           f"+ {wall - s_total / w:.1f} s, which is (s of wall time):")
     rows = [
-        ("start the pool (LocalCluster + Client)", t_ready - t0,
-         "new worker processes, each importing distributed"),
+        ("import distributed (this process)", t_imported - t0, ""),
+        ("start the pool (LocalCluster + Client)", t_ready - t_imported,
+         f"scheduler, {w} worker processes"),
         ("wait for each worker's first replay", sum(lead) / w, f"each {each(lead)} s"),
-        ("imports on each worker's first replay", sum(imports) / w, f"each {each(imports)} s"),
+        ("imports on each worker's first replay", sum(imports) / w,
+         f"each {each(imports)} s" if imports else "none (started with them)"),
         ("replays slower in a worker", slower / w,
          f"per replay {statistics.median(r['t_end'] - r['t_job'] for r in pool):.2f} s "
          f"wall, {med(pool, 'cpu_s'):.2f} s CPU "
@@ -150,6 +153,9 @@ def main() -> int:
                          "extra time goes")
     ap.add_argument("--nights", metavar="DIR",
                     help="keep the simulated nights here and reuse them")
+    # the breakdown runs in a new interpreter, so that its pool starts as a new
+    # `engramloop sweep` process's does (nothing of Dask imported or started yet)
+    ap.add_argument("--breakdown-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     from engramloop.analysis.fanout import Job, run_jobs
@@ -171,6 +177,10 @@ def main() -> int:
         jobs = [Job(index=i, config=str(cfg), recording=r, setting=((key, t),),
                     values=((key, v),))
                 for i, ((t, v), r) in enumerate((tv, r) for tv in values for r in recs)]
+
+        if args.breakdown_only:
+            breakdown(jobs, max(2, args.workers))
+            return 0
 
         def arm(workers: int) -> tuple[float, list]:
             times, out = [], None
@@ -209,7 +219,10 @@ def main() -> int:
         load1 = os.getloadavg()
         print(f"# load average {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end")
         if args.breakdown:
-            breakdown(jobs, max(2, args.workers))
+            sys.stdout.flush()
+            subprocess.run([sys.executable, __file__, "--duration", str(args.duration),
+                            "--workers", str(args.workers), "--nights", str(d),
+                            "--breakdown-only"], check=True)
     return 0
 
 
