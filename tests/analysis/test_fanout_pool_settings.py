@@ -5,11 +5,14 @@
   fresh, zero-filled mapping: a replay in such a worker took ~1.4x the CPU time of the
   same replay in a plain process (bench/sweep.py --breakdown). Our workers start without
   it, and still with Dask's one-thread BLAS settings.
+- The workers are forked from a server process that imported Dask and the job's module
+  once (a new interpreter per worker imported both itself: ~1.5 s each before any work).
 - The costliest items start first (longest-processing-time order), so a long replay
   does not start last while the other workers sit idle; results stay in item order.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 
@@ -31,6 +34,17 @@ def started(x: int) -> tuple[int, float]:
                     reason="this process already has MALLOC_TRIM_THRESHOLD_ (workers inherit it)")
 def test_workers_start_without_malloc_trim_threshold() -> None:
     assert map_ordered(worker_env, [0, 1], workers=2) == [(None, "1"), (None, "1")]
+
+
+def parent_pid(_x: int) -> int:
+    return os.getppid()
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(),
+                    reason="no fork server on this platform: Dask's spawn is used")
+def test_workers_are_forked_from_a_server_not_started_by_this_process() -> None:
+    parents = map_ordered(parent_pid, [0, 1], workers=2)
+    assert os.getpid() not in parents
 
 
 def test_costliest_items_start_first_and_results_stay_in_item_order() -> None:

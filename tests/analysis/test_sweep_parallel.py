@@ -73,3 +73,41 @@ def test_bad_input_is_one_line(nights, tmp_path, capsys, extra, words):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
+
+
+@pytest.mark.slow
+def test_a_cluster_by_address_gives_the_serial_rows(nights, tmp_path):
+    """`--scheduler ADDRESS`: a cluster started with Dask's own command-line programs
+    (`dask scheduler`, `dask worker` with 2 worker processes), as a lab would start one."""
+    import socket
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                               "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
+                                       addr, "--nworkers", "2", "--nthreads", "1",
+                                       "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(addr, timeout="120s") as c:
+            c.wait_for_workers(2, timeout=300)
+        common = ["sweep", str(CFG), str(nights / "n*.npz"),
+                  "--set", "detectors.ripple.threshold_sd=3,4.5", "--quiet"]
+        assert main(common + ["--workers", "1", "--out", str(tmp_path / "serial.csv")]) == 0
+        assert main(common + ["--scheduler", addr, "--out", str(tmp_path / "cluster.csv")]) == 0
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    assert read(tmp_path / "serial.csv") == read(tmp_path / "cluster.csv")
