@@ -3,12 +3,14 @@ of 1..N workers, side by side in one run; identical scores asserted, wall times 
 with the projected time of a 20-setting x 50-night sweep on this machine.
 
     python bench/sweep.py [--duration 300] [--workers 2] [--repeat 1] [--breakdown]
-                          [--nights DIR]
+                          [--dask-defaults] [--nights DIR]
 
 Recordings are simulated nights (``engramloop sim``, 2 kHz, 8 channels) with their truth;
 the swept key is the ripple threshold. Wall times depend on the machine and on what else
 it runs: the ratio to the serial run, measured in the same run, is the figure (the load
-average is printed before and after).
+average is printed before and after). Every run of an arm is a new process, as each
+`engramloop sweep` is: the pool's start (importing Dask, starting its processes) is
+paid every time, as a user pays it.
 
 ``--breakdown`` then runs the sweep once more each way with every replay timed where it
 runs, and prints where the pool's time beyond half the serial time goes: starting the pool,
@@ -21,6 +23,7 @@ while the other finishes) and closing the pool.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -156,8 +159,13 @@ def main() -> int:
     # the breakdown runs in a new interpreter, so that its pool starts as a new
     # `engramloop sweep` process's does (nothing of Dask imported or started yet)
     ap.add_argument("--breakdown-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--arm", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--dask-defaults", action="store_true",
+                    help="also run 2 workers with Dask's own worker settings (a new "
+                         "interpreter per worker, MALLOC_TRIM_THRESHOLD_=65536)")
     args = ap.parse_args()
 
+    from engramloop.analysis import fanout
     from engramloop.analysis.fanout import Job, run_jobs
     from engramloop.analysis.sweep import parse_sweep
     from engramloop.cli import main as cli
@@ -182,27 +190,47 @@ def main() -> int:
             breakdown(jobs, max(2, args.workers))
             return 0
 
-        def arm(workers: int) -> tuple[float, list]:
-            times, out = [], None
+        if args.arm:
+            if args.dask_defaults:     # what Dask's own worker settings cost
+                fanout.LOCAL_POOL_CONFIG.clear()
+                fanout._forkserver = lambda preload: {}
+            t0 = time.perf_counter()
+            out = run_jobs(jobs, workers=args.arm)
+            wall = time.perf_counter() - t0
+            print(json.dumps({"wall": wall, "rows": json.dumps(out, sort_keys=True)}))
+            return 0
+
+        def arm(workers: int, *extra: str) -> tuple[float, str]:
+            """``workers`` on a new process each run, as a new `engramloop sweep`
+            process starts (engramloop imported, nothing of Dask); median wall time."""
+            times, rows = [], ""
             for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                out = run_jobs(jobs, workers=workers)
-                times.append(time.perf_counter() - t0)
-            return statistics.median(times), out
+                res = subprocess.run([sys.executable, __file__, "--duration",
+                                      str(args.duration), "--nights", str(d), "--arm",
+                                      str(workers), *extra],
+                                     check=True, capture_output=True, text=True)
+                got = json.loads(res.stdout.strip().splitlines()[-1])
+                times.append(got["wall"])
+                rows = got["rows"]
+            return statistics.median(times), rows
 
         load0 = os.getloadavg()
         serial_s, serial = arm(1)
         print(f"# {len(values)} settings x {len(recs)} recordings of {args.duration:g} s, "
-              f"{os.cpu_count()} cores; median of {args.repeat}; load average "
-              f"{load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at the start")
-        print(f"{'arm':<12}{'wall s':>10}{'x serial':>10}{'identical':>11}")
-        print(f"{'serial':<12}{serial_s:>10.1f}{1.0:>10.2f}{'-':>11}")
+              f"{os.cpu_count()} cores; each arm in a new process, median of {args.repeat}; "
+              f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at the start")
+        print(f"{'arm':<24}{'wall s':>8}{'x serial':>10}{'identical':>11}")
+        print(f"{'serial':<24}{serial_s:>8.1f}{1.0:>10.2f}{'-':>11}")
         walls = {1: serial_s}
-        for w in range(2, args.workers + 1):
-            wall, rows = arm(w)
-            walls[w] = wall
+        arms = [(f"dask x{w}", w, ()) for w in range(2, args.workers + 1)]
+        if args.dask_defaults:
+            arms.insert(0, ("dask x2, Dask's defaults", 2, ("--dask-defaults",)))
+        for name, w, extra in arms:
+            wall, rows = arm(w, *extra)
+            if not extra:
+                walls[w] = wall
             same = "yes" if rows == serial else "NO"
-            print(f"{f'dask x{w}':<12}{wall:>10.1f}{wall / serial_s:>10.2f}{same:>11}")
+            print(f"{name:<24}{wall:>8.1f}{wall / serial_s:>10.2f}{same:>11}")
             if rows != serial:
                 print("scores differ from the serial run", file=sys.stderr)
                 return 1
