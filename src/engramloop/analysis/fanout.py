@@ -166,22 +166,40 @@ def _forkserver(preload: Sequence[str]) -> dict[str, Any]:
     ``preload`` once (the default, ``spawn``, starts a new interpreter per worker that
     imports Dask, then ours on its first job: ~1.5 s per worker before any work; and a
     spawned worker's interpreter takes ~0.8 s to shut down where a forked one exits at
-    once). Empty where the platform has no fork server (Windows): Dask's default then."""
+    once). The server is started here, so its imports run while this process sets the
+    pool up. Empty where the platform has no fork server (Windows): Dask's default then.
+
+    Call it with the pool's Dask config set: the server gets the environment a Dask nanny
+    gives a worker it starts (``distributed.nanny.pre-spawn-environ``; variables such as
+    ``OMP_NUM_THREADS`` only act when a process starts).
+    """
     import multiprocessing
+    from multiprocessing import forkserver
+
+    import dask
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return {}
-    import dask
-    from distributed.utils import get_mp_context
-
-    cfg = {"distributed.worker.multiprocessing-method": "forkserver"}
-    with dask.config.set(cfg):
-        ctx = get_mp_context()   # Dask's preload list is set here, once per process
-    # ours instead (distributed and the module of the function the workers run, not
-    # pandas); this takes effect when the fork server starts -- the first pool of this
-    # process -- and later pools fork from that server as it is
-    ctx.set_forkserver_preload(["distributed", *preload])
-    return cfg
+    # distributed and the module of the function the workers run; Dask's own list would
+    # add pandas. A server already running (an earlier pool of this process) is kept.
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["distributed", *preload])
+    env = {k: os.environ.get(k, str(v))
+           for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+           if v is not None}
+    if env.get("PYTHONHASHSEED") in (None, "0"):
+        env["PYTHONHASHSEED"] = "6640"   # as Dask's nanny does: one str hash in every worker
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        os.environ.update(env)
+        forkserver.ensure_running()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"distributed.worker.multiprocessing-method": "forkserver"}
 
 
 @contextlib.contextmanager
@@ -218,7 +236,8 @@ def dask_client(*, workers: int, address: str | None = None,
                 import dask
 
                 # processes, one thread each: a replay or a simulated night holds the GIL
-                with dask.config.set({**LOCAL_POOL_CONFIG, **_forkserver(preload)}):
+                with dask.config.set(LOCAL_POOL_CONFIG), \
+                        dask.config.set(_forkserver(preload)):
                     cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
                                            processes=True, dashboard_address=None,
                                            silence_logs=50)
