@@ -4,7 +4,8 @@
   adapting its mmap threshold (mallopt(3)) and every buffer of 128 KiB or more becomes a
   fresh, zero-filled mapping: a replay in such a worker took ~1.4x the CPU time of the
   same replay in a plain process (bench/sweep.py --breakdown). Our workers start without
-  it, and still with Dask's one-thread BLAS settings.
+  it, and still with Dask's one-thread BLAS settings; and without the worker threads
+  that woke every 10-100 ms to sample, time or measure it.
 - The workers are forked from a server process that imported Dask and the job's module
   once (a new interpreter per worker imported both itself: ~1.5 s each before any work).
 - The costliest items start first (longest-processing-time order), so a long replay
@@ -25,6 +26,14 @@ def worker_env(_x: int) -> tuple[str | None, str | None]:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
 
 
+def worker_config(_x: int) -> tuple:
+    import dask
+
+    return (dask.config.get("distributed.worker.profile.enabled"),
+            dask.config.get("distributed.admin.tick.interval"),
+            dask.config.get("distributed.worker.memory.monitor-interval"))
+
+
 def started(x: int) -> tuple[int, float]:
     """The item and when it started (CLOCK_MONOTONIC is one clock for every process)."""
     return x, time.monotonic()
@@ -34,6 +43,12 @@ def started(x: int) -> tuple[int, float]:
                     reason="this process already has MALLOC_TRIM_THRESHOLD_ (workers inherit it)")
 def test_workers_start_without_malloc_trim_threshold() -> None:
     assert map_ordered(worker_env, [0, 1], workers=2) == [(None, "1"), (None, "1")]
+
+
+def test_workers_do_not_sample_their_replays_every_few_ms() -> None:
+    """The profiler (every 10 ms), the event-loop tick (20 ms) and the memory monitor
+    (100 ms) each took the GIL from the replay: 0.2-0.45 s of CPU per 2.5 s replay."""
+    assert map_ordered(worker_config, [0, 1], workers=2) == [(False, "1s", "1s")] * 2
 
 
 def parent_pid(_x: int) -> int:

@@ -166,6 +166,14 @@ LOCAL_POOL_CONFIG: dict[str, Any] = {
     # in a plain process and ~1.4x its CPU time (bench/sweep.py --breakdown). A replay holds
     # O(block) memory, so there is nothing to hand back; None leaves the variable unset.
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # A worker's own threads woke every 10 ms to sample the replay's stack (a profile for
+    # a dashboard the pool does not have), every 20 ms to time its event loop and every
+    # 100 ms to read its memory use; each wake-up takes the GIL from the replay: 0.2-0.45 s
+    # of CPU per 2.5 s replay, taken from the other worker's core; 0.05 s with these (the
+    # memory limits are still enforced, checked each second).
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.memory.monitor-interval": "1s",
 }
 
 
