@@ -7,13 +7,14 @@ share one core), and the same ``Client`` talks to a cluster started with
 ``dask scheduler`` / ``dask worker`` on other machines. Ray does the same with a larger
 native install and its own object store that replays do not need.
 
-The local pool is Dask's ``LocalCluster`` with two of its settings changed
+The local pool is Dask's ``LocalCluster`` with some of its worker settings changed
 (:data:`LOCAL_POOL_CONFIG`, :func:`_forkserver`), because with its defaults a 2-worker sweep
 took 0.70 of the serial time where 0.5 is the ideal (bench/sweep.py --breakdown): workers
-start without ``MALLOC_TRIM_THRESHOLD_`` (it made every replay ~1.4x slower), and they are
-forked from one server process that imported Dask and engramloop while the pool was being
-set up, instead of each being a new interpreter importing both before its first replay.
-The longest replays start first (:func:`job_cost`), so none starts last.
+start without ``MALLOC_TRIM_THRESHOLD_`` (it made every replay ~1.4x slower) and without
+threads that interrupt the replay every 10-100 ms, and they are forked from one server
+process that imported Dask and engramloop while the pool was being set up, instead of
+each being a new interpreter importing both before its first replay. The longest replays
+start first (:func:`job_cost`), so none starts last.
 
 A job is plain data (:class:`Job`): the config file, the swept keys' values, the recording
 and its truth. :func:`run_job` is what a worker runs -- exactly what one
