@@ -186,14 +186,15 @@ def main() -> int:
                     values=((key, v),))
                 for i, ((t, v), r) in enumerate((tv, r) for tv in values for r in recs)]
 
+        if args.dask_defaults and (args.arm or args.breakdown_only):
+            # what Dask's own worker settings cost
+            fanout.LOCAL_POOL_CONFIG.clear()
+            fanout._forkserver = lambda preload: {}
         if args.breakdown_only:
             breakdown(jobs, max(2, args.workers))
             return 0
 
         if args.arm:
-            if args.dask_defaults:     # what Dask's own worker settings cost
-                fanout.LOCAL_POOL_CONFIG.clear()
-                fanout._forkserver = lambda preload: {}
             t0 = time.perf_counter()
             out = run_jobs(jobs, workers=args.arm)
             wall = time.perf_counter() - t0
@@ -247,10 +248,13 @@ def main() -> int:
         load1 = os.getloadavg()
         print(f"# load average {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end")
         if args.breakdown:
-            sys.stdout.flush()
-            subprocess.run([sys.executable, __file__, "--duration", str(args.duration),
-                            "--workers", str(args.workers), "--nights", str(d),
-                            "--breakdown-only"], check=True)
+            for extra in ([["--dask-defaults"]] if args.dask_defaults else []) + [[]]:
+                sys.stdout.flush()
+                print("\n# with Dask's default worker settings" if extra else "")
+                sys.stdout.flush()
+                subprocess.run([sys.executable, __file__, "--duration", str(args.duration),
+                                "--workers", str(args.workers), "--nights", str(d),
+                                "--breakdown-only", *extra], check=True)
     return 0
 
 
