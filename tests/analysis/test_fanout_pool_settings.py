@@ -2,7 +2,7 @@
 
 - Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536``; glibc then stops
   adapting its mmap threshold (mallopt(3)) and every buffer of 128 KiB or more becomes a
-  fresh, zero-filled mapping: a replay in such a worker took ~1.4x the CPU time of the
+  fresh, zero-filled mapping: a replay in such a worker took ~1.3x the CPU time of the
   same replay in a plain process (bench/sweep.py --breakdown). Our workers start without
   it, and still with Dask's one-thread BLAS settings; and without the worker threads
   that woke every 10-100 ms to sample, time or measure it.
@@ -47,7 +47,7 @@ def test_workers_start_without_malloc_trim_threshold() -> None:
 
 def test_workers_do_not_sample_their_replays_every_few_ms() -> None:
     """The profiler (every 10 ms), the event-loop tick (20 ms) and the memory monitor
-    (100 ms) each took the GIL from the replay: 0.2-0.45 s of CPU per 2.5 s replay."""
+    (100 ms) each took the GIL from the replay: 0.09-0.45 s of CPU per 2 s replay."""
     assert map_ordered(worker_config, [0, 1], workers=2) == [(False, "1s", "1s")] * 2
 
 

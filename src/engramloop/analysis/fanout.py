@@ -10,7 +10,7 @@ native install and its own object store that replays do not need.
 The local pool is Dask's ``LocalCluster`` with some of its worker settings changed
 (:data:`LOCAL_POOL_CONFIG`, :func:`_forkserver`), because with its defaults a 2-worker sweep
 took 0.70 of the serial time where 0.5 is the ideal (bench/sweep.py --breakdown): workers
-start without ``MALLOC_TRIM_THRESHOLD_`` (it made every replay ~1.4x slower) and without
+start without ``MALLOC_TRIM_THRESHOLD_`` (it made every replay ~1.3x slower) and without
 threads that interrupt the replay every 10-100 ms, and they are forked from one server
 process that imported Dask and engramloop while the pool was being set up, instead of
 each being a new interpreter importing both before its first replay. The longest replays
@@ -163,15 +163,17 @@ LOCAL_POOL_CONFIG: dict[str, Any] = {
     # goes back to the OS at once. Setting any of glibc's malloc thresholds switches off its
     # dynamic mmap threshold (mallopt(3), M_MMAP_THRESHOLD), so every buffer of 128 KiB or
     # more -- each block a replay decompresses, converts or filters -- is a fresh mmap,
-    # zero-filled page by page and unmapped again: ~20x the page faults of the same replay
-    # in a plain process and ~1.4x its CPU time (bench/sweep.py --breakdown). A replay holds
-    # O(block) memory, so there is nothing to hand back; None leaves the variable unset.
+    # zero-filled page by page and unmapped again: ~47x the page faults of the same replay
+    # in a plain process and ~1.3x its CPU time (bench/sweep.py --breakdown --dask-defaults).
+    # A replay holds O(block) memory, so there is nothing to hand back; None leaves the
+    # variable unset.
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     # A worker's own threads woke every 10 ms to sample the replay's stack (a profile for
     # a dashboard the pool does not have), every 20 ms to time its event loop and every
-    # 100 ms to read its memory use; each wake-up takes the GIL from the replay: 0.2-0.45 s
-    # of CPU per 2.5 s replay, taken from the other worker's core; 0.05 s with these (the
-    # memory limits are still enforced, checked each second).
+    # 100 ms to read its memory use; each wake-up takes the GIL from the replay: 0.09 s of
+    # CPU per 2 s replay on a quiet machine, 0.2-0.45 s on a busy one, taken from the other
+    # worker's core; 0.01-0.03 s with these (the memory limits are still enforced, checked
+    # each second).
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.worker.memory.monitor-interval": "1s",
