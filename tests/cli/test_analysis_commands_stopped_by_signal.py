@@ -11,6 +11,7 @@ lands inside the command, not during Python's start-up (where the default ends a
 program)."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -117,3 +118,45 @@ def test_report_stopped_by_sigterm(tmp_path) -> None:
     assert rc == 128 + signal.SIGTERM, (stdout, err)
     _one_line(err, "report: stopped by SIGTERM; the report was not finished")
     assert not (out / "index.html").exists()
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid``."""
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(pgid):
+            out.append(int(p))
+    return out
+
+
+def test_sweep_stopped_by_ctrl_c_in_a_terminal(tmp_path) -> None:
+    """A terminal's Ctrl-C goes to every process of the foreground group, the pool's
+    workers too: each printed a KeyboardInterrupt traceback under the sweep's one line.
+    The workers leave the stop to the sweep's process, which closes the pool."""
+    edf = require_data(DATA / "dreams_dev" / "excerpt1.edf")
+    out = tmp_path / "sweep.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "engramloop", "sweep",
+                             str(_eeg_cfg(tmp_path)), str(edf), "--set",
+                             "detectors.spindle.threshold_sd=2,3", "--workers", "2",
+                             "--out", str(out), "--quiet"], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        # the sweep's process handles SIGINT and its pool's worker processes stand
+        while not (_catches(proc.pid, signal.SIGINT) and len(_group(proc.pid)) >= 4) \
+                and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, (stdout, err)
+    line = _one_line(err, "sweep: interrupted")
+    assert "nothing is kept" in line and not out.exists()

@@ -193,6 +193,7 @@ def _forkserver(preload: Sequence[str]) -> dict[str, Any]:
     ``OMP_NUM_THREADS`` only act when a process starts).
     """
     import multiprocessing
+    import signal
     from multiprocessing import forkserver
 
     import dask
@@ -209,10 +210,18 @@ def _forkserver(preload: Sequence[str]) -> dict[str, Any]:
     if env.get("PYTHONHASHSEED") in (None, "0"):
         env["PYTHONHASHSEED"] = "6640"   # as Dask's nanny does: one str hash in every worker
     saved = {k: os.environ.get(k) for k in env}
+    # a terminal's Ctrl-C reaches every process of its foreground group: the server and
+    # the workers it forks start with SIGINT ignored and leave the stop to this process,
+    # which closes the pool (each printed a KeyboardInterrupt traceback). Here it is
+    # blocked meanwhile as well, so one that comes is delivered once the handler is back.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.environ.update(env)
         forkserver.ensure_running()
     finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
