@@ -82,3 +82,16 @@ def test_a_replay_costs_its_duration_then_its_file_size(tmp_path) -> None:
     assert job_cost(job(big)) > job_cost(job(small))
     assert job_cost(job(small)) > job_cost(job(big, 60.0))       # whole file vs 60 s
     assert job_cost(job(tmp_path / "missing.edf")) < job_cost(job(small))
+
+
+def test_a_pool_started_from_another_thread_runs() -> None:
+    """Signal handlers can only be changed from the main thread (the pool's start sets
+    SIGINT aside for its workers there); from another thread the pool still runs."""
+    import threading
+
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(map_ordered(worker_env, [0, 1],
+                                                               workers=2)))
+    t.start()
+    t.join()
+    assert len(out) == 1 and len(out[0]) == 2

@@ -194,6 +194,7 @@ def _forkserver(preload: Sequence[str]) -> dict[str, Any]:
     """
     import multiprocessing
     import signal
+    import threading
     from multiprocessing import forkserver
 
     import dask
@@ -214,13 +215,17 @@ def _forkserver(preload: Sequence[str]) -> dict[str, Any]:
     # the workers it forks start with SIGINT ignored and leave the stop to this process,
     # which closes the pool (each printed a KeyboardInterrupt traceback). Here it is
     # blocked meanwhile as well, so one that comes is delivered once the handler is back.
+    # (Handlers can only be changed from the main thread; elsewhere the workers keep
+    # Python's default.)
+    main = threading.current_thread() is threading.main_thread()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         os.environ.update(env)
         forkserver.ensure_running()
     finally:
-        signal.signal(signal.SIGINT, handler)
+        if main:
+            signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for k, v in saved.items():
             if v is None:
