@@ -163,14 +163,14 @@ LOCAL_POOL_CONFIG: dict[str, Any] = {
     # goes back to the OS at once. Setting any of glibc's malloc thresholds switches off its
     # dynamic mmap threshold (mallopt(3), M_MMAP_THRESHOLD), so every buffer of 128 KiB or
     # more -- each block a replay decompresses, converts or filters -- is a fresh mmap,
-    # zero-filled page by page and unmapped again: ~47x the page faults of the same replay
+    # zero-filled page by page and unmapped again: ~50x the page faults of the same replay
     # in a plain process and ~1.3x its CPU time (bench/sweep.py --breakdown --dask-defaults).
     # A replay holds O(block) memory, so there is nothing to hand back; None leaves the
     # variable unset.
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     # A worker's own threads woke every 10 ms to sample the replay's stack (a profile for
     # a dashboard the pool does not have), every 20 ms to time its event loop and every
-    # 100 ms to read its memory use; each wake-up takes the GIL from the replay: 0.09 s of
+    # 100 ms to read its memory use; each wake-up takes the GIL from the replay: 0.1 s of
     # CPU per 2 s replay on a quiet machine, 0.2-0.45 s on a busy one, taken from the other
     # worker's core; 0.01-0.03 s with these (the memory limits are still enforced, checked
     # each second).
