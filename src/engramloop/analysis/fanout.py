@@ -183,10 +183,11 @@ LOCAL_POOL_CONFIG: dict[str, Any] = {
 def _forkserver(preload: Sequence[str]) -> dict[str, Any]:
     """Dask settings that start the workers from a fork server that imported Dask and
     ``preload`` once (the default, ``spawn``, starts a new interpreter per worker that
-    imports Dask, then ours on its first job: ~1.5 s per worker before any work; and a
-    spawned worker's interpreter takes ~0.8 s to shut down where a forked one exits at
-    once). The server is started here, so its imports run while this process sets the
-    pool up. Empty where the platform has no fork server (Windows): Dask's default then.
+    imports Dask, then ours on its first job: 0.6 s per worker before any work on a quiet
+    machine, 1.5 s and more on a busy one; and the pool with spawned workers took 0.1-0.9 s
+    to close, 0.04 s with forked ones, which exit at once). The server is started here,
+    so its imports run while this process sets the pool up. Empty where the platform has
+    no fork server (Windows): Dask's default then.
 
     Call it with the pool's Dask config set: the server gets the environment a Dask nanny
     gives a worker it starts (``distributed.nanny.pre-spawn-environ``; variables such as
