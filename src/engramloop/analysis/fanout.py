@@ -33,7 +33,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from engramloop.analysis.sweep import config_with, find_truth, run_point
-from engramloop.controller.stop_signals import DeferredSignals, raise_interrupt
+from engramloop.controller.stop_signals import (
+    DeferredSignals,
+    raise_interrupt,
+    sigint_ignored_for_children,
+)
 from engramloop.core.chunk import SourceError
 from engramloop.core.pulse import DeviceError
 from engramloop.core.schema import ConfigError
@@ -194,8 +198,6 @@ def _forkserver(preload: Sequence[str]) -> dict[str, Any]:
     ``OMP_NUM_THREADS`` only act when a process starts).
     """
     import multiprocessing
-    import signal
-    import threading
     from multiprocessing import forkserver
 
     import dask
@@ -211,29 +213,26 @@ def _forkserver(preload: Sequence[str]) -> dict[str, Any]:
            if v is not None}
     if env.get("PYTHONHASHSEED") in (None, "0"):
         env["PYTHONHASHSEED"] = "6640"   # as Dask's nanny does: one str hash in every worker
-    saved = {k: os.environ.get(k) for k in env}
-    # a terminal's Ctrl-C reaches every process of its foreground group: the server and
-    # the workers it forks start with SIGINT ignored and leave the stop to this process,
-    # which closes the pool (each printed a KeyboardInterrupt traceback). Here it is
-    # blocked meanwhile as well, so one that comes is delivered once the handler is back.
-    # (Handlers can only be changed from the main thread; elsewhere the workers keep
-    # Python's default.)
-    main = threading.current_thread() is threading.main_thread()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-    try:
-        os.environ.update(env)
+    # the server and the workers it forks start with SIGINT ignored: a terminal's Ctrl-C
+    # made each print a KeyboardInterrupt traceback; this process closes the pool
+    with _environ(env), sigint_ignored_for_children():
         forkserver.ensure_running()
+    return {"distributed.worker.multiprocessing-method": "forkserver"}
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` updated with ``env`` inside, as it was after."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
     finally:
-        if main:
-            signal.signal(signal.SIGINT, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return {"distributed.worker.multiprocessing-method": "forkserver"}
 
 
 @contextlib.contextmanager

@@ -20,8 +20,10 @@ train it was given (it has no watchdog).
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 #: the signals turned into a stop (SIGHUP does not exist on Windows)
@@ -47,6 +49,21 @@ def _restore(saved: dict[int, Any]) -> None:
     for s, old in saved.items():
         signal.signal(s, old)
     saved.clear()
+
+
+@contextlib.contextmanager
+def sigint_ignored_for_children() -> Iterator[None]:
+    """SIGINT ignored inside, so that processes started here inherit SIG_IGN (a terminal's
+    Ctrl-C reaches its whole foreground group; they leave the stop to this process), and
+    blocked meanwhile, so a Ctrl-C that comes inside is delivered once the handler is
+    back. The handler changes only on the main thread, as :func:`_install`."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    saved = _install((signal.SIGINT,), signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        _restore(saved)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class StopSignals:
