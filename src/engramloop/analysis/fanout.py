@@ -268,11 +268,14 @@ def dask_client(*, workers: int, address: str | None = None,
             else:
                 import dask
 
-                # processes, one thread each: a replay or a simulated night holds the GIL
+                # processes, one thread each: a replay or a simulated night holds the GIL.
+                # The scheduler serves HTTP (health routes) even without a dashboard; on
+                # Dask's fixed port 8787 a second pool or a user's own Dask printed "Port
+                # 8787 is already in use" under the sweep's output: any free port instead
                 with dask.config.set(LOCAL_POOL_CONFIG), \
                         dask.config.set(_forkserver(preload)):
                     cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                           processes=True, dashboard_address=None,
+                                           processes=True, dashboard_address=":0",
                                            silence_logs=50)
                 client = Client(cluster)
         yield client
